@@ -1,0 +1,35 @@
+# Makefile: the two README commands and their helpers. CMake does the real build;
+# this file only installs packages, configures build folders and runs things.
+JOBS ?= $(shell nproc)
+BUILD ?= build
+.PHONY: demo test test-asan lint build deps clean
+
+deps:
+	@scripts/deps.sh
+
+build: deps
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS)
+
+# The main job: train a small MoE model on the default corpus, sample, print costs.
+demo: build
+	@scripts/demo.sh $(BUILD)/frugal
+
+# The whole test suite (warnings are errors), then format and static checks.
+test: deps
+	@cmake -S . -B build-test -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFG_WERROR=ON >/dev/null
+	@cmake --build build-test -j $(JOBS)
+	@cd build-test && ctest -j $(JOBS) --output-on-failure --timeout 900
+	@$(MAKE) --no-print-directory lint
+
+# The same suite under AddressSanitizer + UndefinedBehaviorSanitizer.
+test-asan: deps
+	@cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DFG_SANITIZE=ON -DFG_WERROR=ON >/dev/null
+	@cmake --build build-asan -j $(JOBS)
+	@cd build-asan && ASAN_OPTIONS=detect_leaks=1 ctest -j $(JOBS) --output-on-failure --timeout 1800
+
+lint:
+	@scripts/lint.sh
+
+clean:
+	rm -rf build build-test build-asan

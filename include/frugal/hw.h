@@ -1,0 +1,46 @@
+/* hw.h: what the CPU can do, read once from cpuid and the OS (XCR0, AMX permission).
+ *
+ * Usage: const fg_cpu *cpu = fg_hw_cpu(); if (cpu->avx512f) ...
+ * The first call detects; later calls return the same struct. AMX tiles are usable
+ * only after fg_hw_request_amx() succeeded in this process (Linux arch_prctl).
+ */
+#ifndef FRUGAL_HW_H
+#define FRUGAL_HW_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "frugal/core.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct fg_cpu {
+    char vendor[13];
+    char brand[49];
+    int family, model;
+    int n_cores; /* online logical CPUs */
+    bool avx2, fma, f16c;
+    bool avx512f, avx512bw, avx512vl, avx512dq;
+    bool avx512_bf16, avx512_fp16, avx512_vnni;
+    bool amx_tile, amx_bf16, amx_int8;
+    bool os_avx512;     /* XCR0 says the OS saves zmm state */
+    bool amx_permitted; /* fg_hw_request_amx succeeded */
+} fg_cpu;
+
+/* Detected features (never NULL). Honours FG_HW_DISABLE="avx512,amx,avx2" to mask
+ * features off, so tests can run the fallbacks on a machine that has them. */
+const fg_cpu *fg_hw_cpu(void);
+
+/* Asks Linux for AMX tile state (ARCH_REQ_XCOMP_PERM). FG_OK when AMX is now usable;
+ * FG_ERR_UNSUPPORTED (last error says why) otherwise. Idempotent. */
+fg_status fg_hw_request_amx(void);
+
+/* Prints the feature report used by `frugal hw`. */
+void fg_hw_print(FILE *f);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

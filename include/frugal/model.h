@@ -1,0 +1,141 @@
+/* model.h: decoder-only transformer (llama or gpt2 layout, dense or MoE FFN) with
+ * explicit forward and backward, all parameters in one flat fp32 buffer.
+ *
+ * Usage:
+ *   fg_model_config cfg; fg_model_config_default(&cfg, FG_LAYOUT_LLAMA);
+ *   cfg.n_layer = 4; ...
+ *   fg_model *m = fg_model_new(&cfg, B, T);       // NULL + fg_last_error() on failure
+ *   fg_model_init_weights(m, seed);
+ *   fg_model_zero_grad(m);
+ *   fg_model_forward(m, inputs, targets, B, T, &loss);
+ *   fg_model_backward(m, 1.0f);                    // grads += d(mean loss)/d(params)
+ *   ... optimiser on fg_model_params(m) / fg_model_grads(m) ...
+ *   fg_model_post_step(m);                         // e.g. MoE router bias update
+ * Params, grads: one contiguous buffer each, same layout; tensors are named views
+ * into it (fg_model_tensor). Activations are sized once from (B, T) at creation;
+ * forward/backward never allocate. Calls with smaller B or T than at creation work.
+ */
+#ifndef FRUGAL_MODEL_H
+#define FRUGAL_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "frugal/core.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Written to checkpoints: append-only. */
+typedef enum fg_layout {
+    FG_LAYOUT_LLAMA = 0, /* RMSNorm, RoPE, SwiGLU, no biases, untied head */
+    FG_LAYOUT_GPT2 = 1,  /* LayerNorm, learned positions, GELU, biases, tied embeddings */
+} fg_layout;
+
+typedef enum fg_balance {
+    FG_BALANCE_BIAS = 0,   /* history-aware per-expert bias, no aux loss (DeepSeek-V3) */
+    FG_BALANCE_NONE = 1,   /* plain top-K */
+    FG_BALANCE_SEQAUX = 2, /* sequence-wise auxiliary balance loss, weight alpha */
+    FG_BALANCE_SWITCH = 3, /* classic Switch-Transformer aux loss, weight alpha */
+} fg_balance;
+
+typedef struct fg_model_config {
+    fg_layout layout;
+    int vocab_size;     /* V: real tokens */
+    int padded_vocab;   /* Vp >= V (rows of wte/head); 0 = round V up to a multiple of 64 */
+    int max_seq_len;    /* maxT */
+    int n_layer;        /* L */
+    int n_head;         /* NH; head size HS = d_model / n_head */
+    int d_model;        /* C */
+    int d_ff;           /* dense FFN hidden size; 0 = 4C (gpt2) or multiple-of-64 near 8C/3 (llama) */
+    float norm_eps;     /* 1e-5 */
+    float rope_theta;   /* 10000 */
+    int tie_embeddings; /* head uses wte (gpt2 default 1, llama default 0) */
+    /* ---- MoE FFN (n_expert == 0: dense everywhere) ---- */
+    int n_expert;        /* N routed experts per MoE layer */
+    int n_expert_active; /* K routed experts per token */
+    int n_shared_expert; /* S always-on experts */
+    int d_expert;        /* hidden size of one expert (SwiGLU) */
+    int n_dense_layers;  /* the first D layers keep a dense FFN */
+    float route_scale;   /* routed scaling factor on the normalized gates */
+    fg_balance balance;
+    float balance_gamma;   /* bias update speed */
+    int balance_window;    /* steps of load history the bias update looks at */
+    float balance_alpha;   /* aux-loss weight for SEQAUX / SWITCH */
+    float capacity_factor; /* 0 = no capacity limit (no token dropping) */
+} fg_model_config;
+
+/* Defaults for a layout (a tiny model: L=4, C=128, NH=4, V=256, maxT=256). */
+void fg_model_config_default(fg_model_config *cfg, fg_layout layout);
+/* FG_OK, or FG_ERR_INVALID with a message naming the field and value. */
+fg_status fg_model_config_validate(const fg_model_config *cfg);
+
+typedef struct fg_tensor_info {
+    char name[64]; /* "wte", "h.3.attn.qkv.weight", ... */
+    size_t offset; /* in floats, into params / grads */
+    size_t numel;
+    int ndim;
+    int shape[4];
+    int no_decay; /* 1 for norms, biases, embeddings, router biases */
+} fg_tensor_info;
+
+typedef struct fg_model fg_model;
+
+/* Allocates params, grads and activations for batches up to B x T (T <= maxT).
+ * Weights are zero until fg_model_init_weights or a load. NULL on failure. */
+fg_model *fg_model_new(const fg_model_config *cfg, int B, int T);
+void fg_model_delete(fg_model *m);
+
+const fg_model_config *fg_model_get_config(const fg_model *m);
+size_t fg_model_num_params(const fg_model *m);        /* total parameters */
+size_t fg_model_num_active_params(const fg_model *m); /* used per token (MoE: K of N experts) */
+float *fg_model_params(fg_model *m);
+float *fg_model_grads(fg_model *m);
+int fg_model_num_tensors(const fg_model *m);
+const fg_tensor_info *fg_model_tensor(const fg_model *m, int i);
+const fg_tensor_info *fg_model_find_tensor(const fg_model *m, const char *name); /* NULL if absent */
+
+/* GPT-2 style init: N(0, 0.02), residual output projections scaled by 1/sqrt(2L),
+ * norms 1, biases 0. Deterministic for a seed. */
+void fg_model_init_weights(fg_model *m, uint64_t seed);
+
+/* inputs, targets: [B,T] token ids (targets may be NULL: logits only; target < 0
+ * ignored). *loss = mean over counted targets (plus aux losses, if enabled). */
+fg_status fg_model_forward(fg_model *m, const int32_t *inputs, const int32_t *targets, int B, int T, float *loss);
+/* Backpropagates the last forward: grads += loss_scale * d(loss)/d(params). */
+fg_status fg_model_backward(fg_model *m, float loss_scale);
+void fg_model_zero_grad(fg_model *m);
+/* After each optimizer step (MoE: router bias update from load history). */
+void fg_model_post_step(fg_model *m);
+/* Logits of the last forward: [B,T,Vp]. */
+const float *fg_model_logits(const fg_model *m);
+
+/* Training FLOPs per token for sequence length T (6 N_active + attention 6 L T C,
+ * llm.c's convention: forward + backward, multiply-add = 2). */
+double fg_model_flops_per_token(const fg_model *m, int T);
+
+/* ---- generation with a KV cache ---- */
+typedef struct fg_sampler {
+    float temperature; /* 0 = greedy */
+    int top_k;         /* 0 = off */
+    float top_p;       /* 1 = off */
+    fg_rng rng;
+} fg_sampler;
+
+/* Appends up to n_new tokens after prompt[0..n_prompt) into out (out[0..n_prompt)
+ * copies the prompt); stops early at token `stop` (>= 0) or at maxT. Returns the
+ * number of tokens in out, or a negative fg_status. Uses its own KV cache, so it
+ * does not disturb training activations. */
+int fg_model_generate(fg_model *m, const int32_t *prompt, int n_prompt, int n_new, int stop, fg_sampler *s,
+                      int32_t *out);
+
+/* ---- interop with llm.c's GPT-2 checkpoint (v3, fp32) ---- */
+/* Creates a gpt2-layout model (B, T as for fg_model_new) from an llm.c file. */
+fg_model *fg_model_load_llmc(const char *path, int B, int T);
+fg_status fg_model_save_llmc(const fg_model *m, const char *path);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

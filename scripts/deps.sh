@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# deps.sh: installs the Debian packages Frugal builds against, only those missing.
+# Used by `make demo`, `make test` and .ci/run; safe to run repeatedly.
+set -euo pipefail
+pkgs=(build-essential cmake pkg-config libopenblas-dev libopenblas0-pthread libjansson-dev libzstd-dev
+      zlib1g-dev libpcre2-dev libutf8proc-dev libopenmpi-dev openmpi-bin fortunes-min)
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "deps: installing ${missing[*]}"
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi

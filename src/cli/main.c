@@ -1,0 +1,55 @@
+/* main.c: `frugal <subcommand> [args]` dispatch, global flags and exit codes.
+ * The only place (with the cmd_*.c files) that exits; the library returns statuses. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+static const struct {
+    const char *name;
+    int (*fn)(int, char **);
+    const char *help;
+} cmds[] = {
+    {"train", fg_cmd_train, "train a model (flags or --config FILE.json)"},
+    {"sample", fg_cmd_sample, "generate text from a checkpoint"},
+    {"tokenize", fg_cmd_tokenize, "train | encode | decode a byte-level BPE tokenizer"},
+    {"clean", fg_cmd_clean, "clean, filter and deduplicate documents"},
+    {"ckpt", fg_cmd_ckpt, "info | verify | diff checkpoints"},
+    {"convert", fg_cmd_convert, "import/export llm.c GPT-2 checkpoints"},
+    {"bench", fg_cmd_bench, "quick kernel and training-step benchmarks"},
+    {"hw", fg_cmd_hw, "CPU features and the kernel variant picked for each op"},
+};
+
+int fg_cli_fail(const char *cmd, fg_status st, const char *hint)
+{
+    const char *msg = fg_last_error();
+    fprintf(stderr, "frugal %s: error: %s\n", cmd, msg[0] ? msg : fg_status_str(st));
+    if (hint)
+        fprintf(stderr, "hint: %s\n", hint);
+    return st == FG_ERR_INVALID ? 2 : 1;
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: frugal <command> [options]   (frugal <command> --help for its options)\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
+        fprintf(f, "  %-9s %s\n", cmds[i].name, cmds[i].help);
+}
+
+int main(int argc, char **argv)
+{
+    const char *lvl = getenv("FG_LOG_LEVEL");
+    if (lvl)
+        fg_log_level = atoi(lvl);
+    if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
+        if (!strcmp(argv[1], cmds[i].name))
+            return cmds[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "frugal: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return 2;
+}

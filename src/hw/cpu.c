@@ -1,0 +1,155 @@
+/* cpu.c: x86 feature detection through cpuid/xgetbv and the Linux AMX permission
+ * request. Non-x86 builds report no features, so only reference kernels run. */
+#define _GNU_SOURCE
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "frugal/hw.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#include <sys/syscall.h>
+#define FG_X86 1
+#endif
+
+static fg_cpu cpu;
+static bool detected;
+
+#ifdef FG_X86
+static unsigned long long xgetbv0(void)
+{
+    unsigned int lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    return ((unsigned long long)hi << 32) | lo;
+}
+
+static void detect(fg_cpu *c)
+{
+    unsigned a, b, d, cx;
+    if (!__get_cpuid(0, &a, &b, &cx, &d))
+        return;
+    unsigned max_leaf = a;
+    memcpy(c->vendor, &b, 4);
+    memcpy(c->vendor + 4, &d, 4);
+    memcpy(c->vendor + 8, &cx, 4);
+    __get_cpuid(1, &a, &b, &cx, &d);
+    c->family = (int)((a >> 8) & 0xf) + (int)((a >> 20) & 0xff);
+    c->model = (int)((a >> 4) & 0xf) | (int)(((a >> 16) & 0xf) << 4);
+    bool osxsave = cx & (1u << 27);
+    c->fma = cx & (1u << 12);
+    c->f16c = cx & (1u << 29);
+    unsigned long long xcr0 = osxsave ? xgetbv0() : 0;
+    bool os_avx = (xcr0 & 0x6) == 0x6;
+    c->os_avx512 = (xcr0 & 0xe6) == 0xe6;
+    bool os_amx = (xcr0 & (3ull << 17)) == (3ull << 17);
+    if (max_leaf >= 7) {
+        __cpuid_count(7, 0, a, b, cx, d);
+        c->avx2 = os_avx && (b & (1u << 5));
+        c->avx512f = c->os_avx512 && (b & (1u << 16));
+        c->avx512dq = c->os_avx512 && (b & (1u << 17));
+        c->avx512bw = c->os_avx512 && (b & (1u << 30));
+        c->avx512vl = c->os_avx512 && (b & (1u << 31));
+        c->avx512_vnni = c->os_avx512 && (cx & (1u << 11));
+        c->avx512_fp16 = c->os_avx512 && (d & (1u << 23));
+        /* AMX needs the OS to enable XTILECFG/XTILEDATA in XCR0 (bits 17, 18). */
+        c->amx_bf16 = os_amx && (d & (1u << 22));
+        c->amx_tile = os_amx && (d & (1u << 24));
+        c->amx_int8 = os_amx && (d & (1u << 25));
+        __cpuid_count(7, 1, a, b, cx, d);
+        c->avx512_bf16 = c->os_avx512 && (a & (1u << 5));
+    }
+    c->fma = c->fma && os_avx;
+    __get_cpuid(0x80000000, &a, &b, &cx, &d);
+    if (a >= 0x80000004) {
+        unsigned *w = (unsigned *)c->brand;
+        for (unsigned i = 0; i < 3; i++)
+            __get_cpuid(0x80000002 + i, &w[4 * i], &w[4 * i + 1], &w[4 * i + 2], &w[4 * i + 3]);
+        c->brand[48] = 0;
+    }
+}
+#else
+static void detect(fg_cpu *c)
+{
+    (void)c;
+}
+#endif
+
+static void apply_mask(fg_cpu *c, const char *mask)
+{
+    if (!mask)
+        return;
+    if (strstr(mask, "amx"))
+        c->amx_tile = c->amx_bf16 = c->amx_int8 = false;
+    if (strstr(mask, "avx512")) {
+        c->avx512f = c->avx512bw = c->avx512vl = c->avx512dq = false;
+        c->avx512_bf16 = c->avx512_fp16 = c->avx512_vnni = false;
+        c->amx_tile = c->amx_bf16 = c->amx_int8 = false;
+    }
+    if (strstr(mask, "avx2")) {
+        c->avx2 = c->fma = false;
+    }
+}
+
+const fg_cpu *fg_hw_cpu(void)
+{
+    if (!detected) {
+        fg_cpu c;
+        memset(&c, 0, sizeof c);
+        detect(&c);
+        c.n_cores = (int)sysconf(_SC_NPROCESSORS_ONLN);
+        apply_mask(&c, getenv("FG_HW_DISABLE"));
+        cpu = c;
+        detected = true;
+    }
+    return &cpu;
+}
+
+fg_status fg_hw_request_amx(void)
+{
+    const fg_cpu *c = fg_hw_cpu();
+    if (c->amx_permitted)
+        return FG_OK;
+    if (!c->amx_tile)
+        return fg_error(FG_ERR_UNSUPPORTED, "AMX: the CPU or OS does not offer AMX tiles");
+#ifdef FG_X86
+    /* ARCH_REQ_XCOMP_PERM = 0x1023, XFEATURE_XTILEDATA = 18 */
+    if (syscall(SYS_arch_prctl, 0x1023, 18) != 0)
+        return fg_error(FG_ERR_UNSUPPORTED, "AMX: arch_prctl(ARCH_REQ_XCOMP_PERM) was refused");
+    cpu.amx_permitted = true;
+    return FG_OK;
+#else
+    return fg_error(FG_ERR_UNSUPPORTED, "AMX: not an x86 build");
+#endif
+}
+
+void fg_hw_print(FILE *f)
+{
+    const fg_cpu *c = fg_hw_cpu();
+    fprintf(f, "cpu:        %s (%s, family %d model %d), %d logical cores\n", c->brand[0] ? c->brand : "unknown",
+            c->vendor, c->family, c->model, c->n_cores);
+    struct {
+        const char *name;
+        bool on;
+    } feats[] = {{"avx2", c->avx2},
+                 {"fma", c->fma},
+                 {"f16c", c->f16c},
+                 {"avx512f", c->avx512f},
+                 {"avx512bw", c->avx512bw},
+                 {"avx512vl", c->avx512vl},
+                 {"avx512dq", c->avx512dq},
+                 {"avx512_bf16", c->avx512_bf16},
+                 {"avx512_fp16", c->avx512_fp16},
+                 {"avx512_vnni", c->avx512_vnni},
+                 {"amx_tile", c->amx_tile},
+                 {"amx_bf16", c->amx_bf16},
+                 {"amx_int8", c->amx_int8}};
+    fprintf(f, "features:  ");
+    for (size_t i = 0; i < sizeof feats / sizeof feats[0]; i++)
+        fprintf(f, " %s%s", feats[i].on ? "+" : "-", feats[i].name);
+    fprintf(f, "\n");
+    if (c->amx_tile) {
+        fg_status st = fg_hw_request_amx();
+        fprintf(f, "amx:        %s\n", st == FG_OK ? "permitted (arch_prctl ok)" : fg_last_error());
+    }
+}
