@@ -20,6 +20,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "frugal/core.h"
 
@@ -108,6 +109,18 @@ fg_status fg_model_backward(fg_model *m, float loss_scale);
 void fg_model_zero_grad(fg_model *m);
 /* After each optimizer step (MoE: router bias update from load history). */
 void fg_model_post_step(fg_model *m);
+/* Router statistics of the last forward, over all MoE layers (all zero for dense). */
+typedef struct fg_moe_stats {
+    float load_max_over_mean; /* max over experts and layers of load / mean load */
+    float load_cv;            /* mean over layers of the coefficient of variation of loads */
+    float active_frac;        /* routed-expert parameters used per token / all routed ones */
+    long dropped_tokens;      /* token-expert assignments dropped by the capacity limit */
+    float aux_loss;           /* auxiliary balance loss included in the last loss (0 if none) */
+} fg_moe_stats;
+void fg_model_moe_stats(const fg_model *m, fg_moe_stats *s);
+/* Prints a per-layer table of expert loads accumulated since creation (MoE only). */
+void fg_model_moe_print_loads(const fg_model *m, FILE *f);
+
 /* Logits of the last forward: [B,T,Vp]. */
 const float *fg_model_logits(const fg_model *m);
 
