@@ -79,6 +79,9 @@ typedef struct fg_tensor_info {
     int ndim;
     int shape[4];
     int no_decay; /* 1 for norms, biases, embeddings, router biases */
+    /* 1: state kept in the flat buffer (so checkpoints carry it) but never touched by
+     * the optimiser or clipping, e.g. MoE router bias and load history; grads stay 0. */
+    int frozen;
 } fg_tensor_info;
 
 typedef struct fg_model fg_model;
