@@ -1,0 +1,291 @@
+/* shard.c: token shard writer (temp file + fsync + rename) and the mmap reader that
+ * validates Frugal v1 shards and llm.c .bin token files. Leaves out batching: the
+ * training loader (src/train/loader.c) cuts windows out of opened shards. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "frugal/shard.h"
+
+#define HEADER_BYTES 64u
+#define LLMC_MAGIC 20240520u
+#define LLMC_HEADER_BYTES 1024u
+#define LLMC_VOCAB 50257u /* llm.c token files hold GPT-2 ids */
+#define LLMC_EOT 50256u
+
+/* CRC-32 (IEEE 802.3, reflected, the zlib crc32 of the same bytes), bitwise: it only
+ * ever covers a 28-byte header, so a table is not worth a global. */
+static uint32_t crc32_bytes(const uint8_t *p, size_t n)
+{
+    uint32_t c = 0xFFFFFFFFu;
+    for (size_t i = 0; i < n; i++) {
+        c ^= p[i];
+        for (int k = 0; k < 8; k++)
+            c = (c >> 1) ^ (0xEDB88320u & (0u - (c & 1u)));
+    }
+    return c ^ 0xFFFFFFFFu;
+}
+
+static void put_u32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint32_t get_u32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static void put_u64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint64_t get_u64(const uint8_t *p)
+{
+    return (uint64_t)get_u32(p) | (uint64_t)get_u32(p + 4) << 32;
+}
+
+static void writer_release(fg_shard_writer *w)
+{
+    fg_free(w->path);
+    fg_free(w->tmp_path);
+    w->path = w->tmp_path = NULL;
+    w->f = NULL;
+}
+
+fg_status fg_shard_writer_open(fg_shard_writer *w, const char *path, uint32_t vocab_size, uint32_t eot_id,
+                               uint32_t token_bytes)
+{
+    memset(w, 0, sizeof *w);
+    if (token_bytes == 0)
+        token_bytes = vocab_size <= 65536u ? 2u : 4u;
+    if (token_bytes != 2 && token_bytes != 4)
+        return fg_error(FG_ERR_INVALID, "%s: token_bytes must be 2 or 4 (got %u)", path, token_bytes);
+    if (vocab_size == 0 || (token_bytes == 2 && vocab_size > 65536u))
+        return fg_error(FG_ERR_INVALID, "%s: vocab_size %u does not fit %u-byte tokens", path, vocab_size, token_bytes);
+    if (eot_id != FG_SHARD_NO_EOT && eot_id >= vocab_size)
+        return fg_error(FG_ERR_INVALID, "%s: eot_id %u >= vocab_size %u", path, eot_id, vocab_size);
+    size_t n = strlen(path);
+    w->path = fg_strdup(path);
+    w->tmp_path = fg_malloc(n + 5);
+    if (!w->path || !w->tmp_path)
+        goto fail_alloc;
+    memcpy(w->tmp_path, path, n);
+    memcpy(w->tmp_path + n, ".tmp", 5);
+    w->f = fopen(w->tmp_path, "wb");
+    if (!w->f) {
+        fg_status st = fg_error(FG_ERR_IO, "%s: cannot create: %s", w->tmp_path, strerror(errno));
+        writer_release(w);
+        return st;
+    }
+    w->token_bytes = token_bytes;
+    w->vocab_size = vocab_size;
+    w->eot_id = eot_id;
+    uint8_t zero[HEADER_BYTES] = {0}; /* placeholder until close knows n_tokens */
+    if (fwrite(zero, 1, sizeof zero, w->f) != sizeof zero) {
+        fg_status st = fg_error(FG_ERR_IO, "%s: write failed: %s", w->tmp_path, strerror(errno));
+        fg_shard_writer_abort(w);
+        return st;
+    }
+    return FG_OK;
+fail_alloc:
+    writer_release(w);
+    return FG_ERR_NOMEM;
+}
+
+fg_status fg_shard_writer_write(fg_shard_writer *w, const uint32_t *ids, size_t n)
+{
+    uint8_t buf[4096];
+    size_t per = sizeof buf / w->token_bytes;
+    for (size_t i = 0; i < n; i += per) {
+        size_t k = n - i < per ? n - i : per;
+        for (size_t j = 0; j < k; j++) {
+            uint32_t id = ids[i + j];
+            if (id >= w->vocab_size)
+                return fg_error(FG_ERR_INVALID, "%s: token id %u at position %llu >= vocab_size %u", w->path, id,
+                                (unsigned long long)(w->n_tokens + i + j), w->vocab_size);
+            if (w->token_bytes == 2) {
+                buf[2 * j] = (uint8_t)id;
+                buf[2 * j + 1] = (uint8_t)(id >> 8);
+            } else {
+                put_u32(buf + 4 * j, id);
+            }
+        }
+        if (fwrite(buf, w->token_bytes, k, w->f) != k)
+            return fg_error(FG_ERR_IO, "%s: write failed: %s", w->tmp_path, strerror(errno));
+    }
+    w->n_tokens += n;
+    return FG_OK;
+}
+
+fg_status fg_shard_writer_close(fg_shard_writer *w)
+{
+    fg_status st = FG_OK;
+    uint8_t h[HEADER_BYTES] = {0};
+    put_u32(h + 0, FG_SHARD_MAGIC);
+    put_u32(h + 4, FG_SHARD_VERSION);
+    put_u32(h + 8, w->token_bytes);
+    put_u32(h + 12, w->vocab_size);
+    put_u64(h + 16, w->n_tokens);
+    put_u32(h + 24, w->eot_id);
+    put_u32(h + 28, crc32_bytes(h, 28));
+    if (fseek(w->f, 0, SEEK_SET) != 0 || fwrite(h, 1, sizeof h, w->f) != sizeof h || fflush(w->f) != 0 ||
+        fsync(fileno(w->f)) != 0) {
+        st = fg_error(FG_ERR_IO, "%s: write failed: %s", w->tmp_path, strerror(errno));
+        goto fail_abort;
+    }
+    if (fclose(w->f) != 0) {
+        w->f = NULL;
+        st = fg_error(FG_ERR_IO, "%s: close failed: %s", w->tmp_path, strerror(errno));
+        goto fail_abort;
+    }
+    w->f = NULL;
+    if (rename(w->tmp_path, w->path) != 0) {
+        st = fg_error(FG_ERR_IO, "%s: rename to %s failed: %s", w->tmp_path, w->path, strerror(errno));
+        goto fail_abort;
+    }
+    writer_release(w);
+    return FG_OK;
+fail_abort:
+    fg_shard_writer_abort(w);
+    return st;
+}
+
+void fg_shard_writer_abort(fg_shard_writer *w)
+{
+    if (w->f)
+        fclose(w->f);
+    if (w->tmp_path)
+        unlink(w->tmp_path);
+    writer_release(w);
+}
+
+/* Validates a mapped file as a Frugal v1 shard or an llm.c token file; fills s. */
+static fg_status parse_header(fg_shard *s, const char *path)
+{
+    const uint8_t *h = s->map;
+    size_t size = s->map_bytes;
+    if (size < 4)
+        return fg_error(FG_ERR_FORMAT, "%s: file too short (%zu bytes): not a token shard", path, size);
+    uint32_t magic = get_u32(h);
+    if (magic == LLMC_MAGIC) {
+        if (size < LLMC_HEADER_BYTES)
+            return fg_error(FG_ERR_FORMAT, "%s: truncated llm.c token file: %zu bytes, header needs %u", path, size,
+                            LLMC_HEADER_BYTES);
+        uint32_t version = get_u32(h + 4);
+        if (version != 1)
+            return fg_error(FG_ERR_UNSUPPORTED, "%s: llm.c token file version %u (only 1, uint16 GPT-2 ids, is read)",
+                            path, version);
+        uint64_t n = get_u32(h + 8);
+        if (size != LLMC_HEADER_BYTES + 2 * n)
+            return fg_error(FG_ERR_FORMAT, "%s: size mismatch: header says %llu tokens (%llu bytes), file has %zu",
+                            path, (unsigned long long)n, (unsigned long long)(LLMC_HEADER_BYTES + 2 * n), size);
+        s->tokens = h + LLMC_HEADER_BYTES;
+        s->n_tokens = n;
+        s->token_bytes = 2;
+        s->vocab_size = LLMC_VOCAB;
+        s->eot_id = LLMC_EOT;
+        return FG_OK;
+    }
+    if (magic != FG_SHARD_MAGIC)
+        return fg_error(FG_ERR_FORMAT, "%s: bad magic 0x%08x: not a Frugal token shard (0x%08x) or llm.c .bin file",
+                        path, magic, FG_SHARD_MAGIC);
+    if (size < HEADER_BYTES)
+        return fg_error(FG_ERR_FORMAT, "%s: truncated: %zu bytes, the shard header needs %u", path, size, HEADER_BYTES);
+    uint32_t crc = crc32_bytes(h, 28);
+    if (crc != get_u32(h + 28))
+        return fg_error(FG_ERR_CORRUPT, "%s: corrupt header: CRC 0x%08x, stored 0x%08x", path, crc, get_u32(h + 28));
+    uint32_t version = get_u32(h + 4);
+    if (version != FG_SHARD_VERSION)
+        return fg_error(FG_ERR_UNSUPPORTED, "%s: shard version %u (this build reads %u)", path, version,
+                        FG_SHARD_VERSION);
+    uint32_t tb = get_u32(h + 8);
+    if (tb != 2 && tb != 4)
+        return fg_error(FG_ERR_FORMAT, "%s: token_bytes %u (must be 2 or 4)", path, tb);
+    uint64_t n = get_u64(h + 16);
+    if (n > (UINT64_MAX - HEADER_BYTES) / tb || size != HEADER_BYTES + n * tb)
+        return fg_error(FG_ERR_FORMAT,
+                        "%s: size mismatch: header says %llu tokens of %u bytes (%llu bytes), file has %zu", path,
+                        (unsigned long long)n, tb, (unsigned long long)(HEADER_BYTES + n * tb), size);
+    s->tokens = h + HEADER_BYTES;
+    s->n_tokens = n;
+    s->token_bytes = tb;
+    s->vocab_size = get_u32(h + 12);
+    s->eot_id = get_u32(h + 24);
+    if (s->vocab_size == 0 || (tb == 2 && s->vocab_size > 65536u))
+        return fg_error(FG_ERR_FORMAT, "%s: vocab_size %u does not fit %u-byte tokens", path, s->vocab_size, tb);
+    if (tb == 4) {
+        /* uint16 ids are bounded by the format; uint32 ids are checked once here so
+         * the training loop can index embeddings without a check per token. */
+        for (uint64_t i = 0; i < n; i++) {
+            uint32_t id = get_u32(s->tokens + 4 * i);
+            if (id >= s->vocab_size)
+                return fg_error(FG_ERR_FORMAT, "%s: token %llu has id %u >= vocab_size %u", path, (unsigned long long)i,
+                                id, s->vocab_size);
+        }
+    }
+    return FG_OK;
+}
+
+fg_status fg_shard_open(fg_shard *s, const char *path)
+{
+    memset(s, 0, sizeof *s);
+    fg_status st;
+    int fd = open(path, O_RDONLY);
+    if (fd < 0)
+        return fg_error(FG_ERR_IO, "%s: cannot open token shard: %s", path, strerror(errno));
+    struct stat sb;
+    if (fstat(fd, &sb) != 0) {
+        st = fg_error(FG_ERR_IO, "%s: stat failed: %s", path, strerror(errno));
+        goto out_close;
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        st = fg_error(FG_ERR_IO, "%s: not a regular file", path);
+        goto out_close;
+    }
+    if (sb.st_size == 0) {
+        st = fg_error(FG_ERR_FORMAT, "%s: empty file: not a token shard", path);
+        goto out_close;
+    }
+    void *map = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (map == MAP_FAILED) {
+        st = fg_error(FG_ERR_IO, "%s: mmap failed: %s", path, strerror(errno));
+        goto out_close;
+    }
+    s->map = map;
+    s->map_bytes = (size_t)sb.st_size;
+    s->path = fg_strdup(path);
+    if (!s->path) {
+        st = FG_ERR_NOMEM;
+        goto out_unmap;
+    }
+    st = parse_header(s, path);
+    if (st != FG_OK)
+        goto out_unmap;
+    close(fd);
+    return FG_OK;
+out_unmap:
+    munmap((void *)s->map, s->map_bytes);
+    fg_free(s->path);
+    memset(s, 0, sizeof *s);
+out_close:
+    close(fd);
+    return st;
+}
+
+void fg_shard_close(fg_shard *s)
+{
+    if (s->map)
+        munmap((void *)s->map, s->map_bytes);
+    fg_free(s->path);
+    memset(s, 0, sizeof *s);
+}
