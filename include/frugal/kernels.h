@@ -113,6 +113,49 @@ double fg_sumsq(const float *x, size_t n);                         /* sum x^2, i
 void fg_adamw_update(float *params, const float *grads, float *m, float *v, size_t n, float lr, float beta1,
                      float beta2, float eps, float weight_decay, int t);
 
+/* ---- scalar references (always built; what "ref" dispatches to) ----
+ * Same contracts as the dispatched functions above; tests compare every variant
+ * against these. Reductions accumulate in double. */
+void fg_sgemm_ref(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
+                  int ldb, float beta, float *C, int ldc);
+void fg_matmul_forward_ref(float *out, const float *inp, const float *weight, const float *bias, int N, int C, int OC);
+void fg_matmul_backward_ref(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                            const float *weight, int N, int C, int OC);
+void fg_embedding_forward_ref(float *out, const int32_t *tokens, const float *wte, const float *wpe, int N, int T,
+                              int C);
+void fg_embedding_backward_ref(float *dwte, float *dwpe, const float *dout, const int32_t *tokens, int N, int T, int C);
+void fg_rmsnorm_forward_ref(float *out, float *rstd, const float *inp, const float *weight, int N, int C, float eps);
+void fg_rmsnorm_backward_ref(float *dinp, float *dweight, const float *dout, const float *inp, const float *weight,
+                             const float *rstd, int N, int C);
+void fg_layernorm_forward_ref(float *out, float *mean, float *rstd, const float *inp, const float *weight,
+                              const float *bias, int N, int C, float eps);
+void fg_layernorm_backward_ref(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                               const float *weight, const float *mean, const float *rstd, int N, int C);
+void fg_rope_forward_ref(float *x, int B, int T, int NH, int HS, int row_stride, int pos0, float theta);
+void fg_rope_backward_ref(float *dx, int B, int T, int NH, int HS, int row_stride, int pos0, float theta);
+void fg_attention_forward_ref(float *out, float *lse, const float *qkv, int B, int T, int C, int NH);
+void fg_attention_backward_ref(float *dqkv, const float *dout, const float *qkv, const float *out, const float *lse,
+                               int B, int T, int C, int NH);
+void fg_gelu_forward_ref(float *out, const float *inp, size_t n);
+void fg_gelu_backward_ref(float *dinp, const float *dout, const float *inp, size_t n);
+void fg_swiglu_forward_ref(float *out, const float *inp, int N, int H);
+void fg_swiglu_backward_ref(float *dinp, const float *dout, const float *inp, int N, int H);
+double fg_softmax_xent_ref(float *dlogits, float *losses, const float *logits, const int32_t *targets, int N, int V,
+                           int Vp, float dloss);
+void fg_add_ref(float *out, const float *a, const float *b, size_t n);
+void fg_axpy_ref(float *y, float a, const float *x, size_t n);
+void fg_scale_ref(float *x, float s, size_t n);
+double fg_sumsq_ref(const float *x, size_t n);
+void fg_adamw_update_ref(float *params, const float *grads, float *m, float *v, size_t n, float lr, float beta1,
+                         float beta2, float eps, float weight_decay, int t);
+
+/* Names of the variants an op can take on this CPU, for tests: fills names[0..cap)
+ * with every variant of `op` this CPU supports ("ref" first) and returns the count. */
+int fg_kernels_variants(const char *op, const char **names, int cap);
+/* Forces one op to one variant by name (tests). FG_ERR_INVALID when unknown,
+ * FG_ERR_UNSUPPORTED when this CPU lacks it. */
+fg_status fg_kernels_set(const char *op, const char *variant);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,0 +1,74 @@
+/* blas.c: GEMM and the linear layer on the system BLAS (OpenBLAS, cblas_sgemm).
+ * Backward = two sgemms (beta = 1, so they accumulate) + a bias reduction. The BLAS
+ * threads itself; we only set its thread count (see docs/KERNELS.md on threading). */
+#include <cblas.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "kernels_impl.h"
+
+void fg_blas_set_threads(int n)
+{
+    openblas_set_num_threads(n);
+}
+
+const char *fg_blas_name(void)
+{
+    static char name[96];
+    if (!name[0])
+        snprintf(name, sizeof name, "OpenBLAS %s, %d threads", openblas_get_corename(), openblas_get_num_threads());
+    return name;
+}
+
+void fg_sgemm_blas(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
+                   int ldb, float beta, float *C, int ldc)
+{
+    if (M <= 0 || N <= 0)
+        return;
+    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, M, N, K, alpha,
+                A, lda, B, ldb, beta, C, ldc);
+}
+
+void fg_bias_reduce(float *acc, const float *rows, int N, int OC)
+{
+    enum { CB = 256 };
+    int nblk = (OC + CB - 1) / CB;
+#pragma omp parallel for schedule(static)
+    for (int blk = 0; blk < nblk; blk++) {
+        int o0 = blk * CB, o1 = o0 + CB < OC ? o0 + CB : OC;
+        float s[CB];
+        memset(s, 0, sizeof s);
+        for (int n = 0; n < N; n++) {
+            const float *r = rows + (size_t)n * OC;
+            for (int o = o0; o < o1; o++)
+                s[o - o0] += r[o];
+        }
+        for (int o = o0; o < o1; o++)
+            acc[o] += s[o - o0];
+    }
+}
+
+void fg_matmul_forward_blas(float *out, const float *inp, const float *weight, const float *bias, int N, int C, int OC)
+{
+    float beta = 0.0f;
+    if (bias) {
+        /* start from the bias rows and let the GEMM accumulate onto them */
+#pragma omp parallel for schedule(static)
+        for (int n = 0; n < N; n++)
+            memcpy(out + (size_t)n * OC, bias, (size_t)OC * sizeof(float));
+        beta = 1.0f;
+    }
+    fg_sgemm_blas(0, 1, N, OC, C, 1.0f, inp, C, weight, C, beta, out, OC);
+}
+
+/* Backward of out = inp @ weight^T + bias (accumulating). */
+void fg_matmul_backward_blas(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                             const float *weight, int N, int C, int OC)
+{
+    if (dinp) /* dinp[N,C] += dout[N,OC] @ weight[OC,C] */
+        fg_sgemm_blas(0, 0, N, C, OC, 1.0f, dout, OC, weight, C, 1.0f, dinp, C);
+    if (dweight) /* dweight[OC,C] += dout^T[OC,N] @ inp[N,C] */
+        fg_sgemm_blas(1, 0, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f, dweight, C);
+    if (dbias)
+        fg_bias_reduce(dbias, dout, N, OC);
+}
