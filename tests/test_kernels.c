@@ -1,40 +1,430 @@
-/* test_kernels.c: every kernel op, every variant this CPU supports, against the
- * scalar reference (normalised max error); sanity checks of the dispatch table. */
+/* test_kernels.c: every kernel op, in every variant this CPU supports, against the
+ * scalar reference on odd shapes (normalised max error), plus the dispatch table:
+ * modes, FG_KERNELS, FG_HW_DISABLE fallback, variant names.
+ * Tolerances: the references accumulate in double, the variants in float, so the
+ * expected error is a few float ulps of the largest output times sqrt(length of the
+ * reduction); each tolerance below gives >= 10x headroom over what was measured. */
 #include <stdlib.h>
 #include <string.h>
 
+#include "frugal/hw.h"
 #include "frugal/kernels.h"
 #include "harness.h"
 
-static float *randn(fg_rng *r, size_t n, float s)
+static fg_rng rng;
+
+static float *randn(size_t n, float s)
 {
-    float *x = fg_malloc(n * sizeof(float));
+    float *x = fg_malloc(n * sizeof(float) + 64);
     FG_ASSERT(x);
     for (size_t i = 0; i < n; i++)
-        x[i] = s * fg_rng_normal(r);
+        x[i] = s * fg_rng_normal(&rng);
     return x;
 }
 
-static void test_matmul_variants(fg_rng *r)
+static float *copy(const float *x, size_t n)
 {
-    int N = 37, C = 65, OC = 47;
-    float *inp = randn(r, (size_t)N * C, 1), *w = randn(r, (size_t)OC * C, 1), *b = randn(r, OC, 1);
-    float *o1 = fg_calloc((size_t)N * OC, 4), *o2 = fg_calloc((size_t)N * OC, 4);
-    fg_matmul_forward_ref(o1, inp, w, b, N, C, OC);
-    fg_matmul_forward(o2, inp, w, b, N, C, OC);
-    /* fp32 sums of 65 products of unit normals: error ~ sqrt(C) eps relative to |out| ~ sqrt(C) */
-    fg_test_check_tensor("matmul_forward", o2, o1, (size_t)N * OC, 1e-5);
-    fg_free(inp), fg_free(w), fg_free(b), fg_free(o1), fg_free(o2);
+    float *y = fg_malloc(n * sizeof(float) + 64);
+    FG_ASSERT(y);
+    memcpy(y, x, n * sizeof(float));
+    return y;
+}
+
+/* Variants of op available here (always at least "ref"). */
+static int variants(const char *op, const char **names)
+{
+    int n = fg_kernels_variants(op, names, 8);
+    FG_CHECK(n >= 1 && !strcmp(names[0], "ref"), "%s: no ref variant", op);
+    return n;
+}
+
+static void use(const char *op, const char *v)
+{
+    fg_status st = fg_kernels_set(op, v);
+    FG_CHECK(st == FG_OK, "set %s=%s: %s", op, v, fg_last_error());
+}
+
+static void check(const char *op, const char *v, const char *what, const float *got, const float *want, size_t n,
+                  double tol)
+{
+    char name[128];
+    snprintf(name, sizeof name, "%s[%s].%s", op, v, what);
+    fg_test_check_tensor(name, got, want, n, tol);
+}
+
+static void test_sgemm(void)
+{
+    const char *vs[8];
+    int nv = variants("sgemm", vs);
+    int M = 19, N = 23, K = 41;
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++) {
+            int lda = (ta ? M : K) + 3, ldb = (tb ? K : N) + 1, ldc = N + 2;
+            float *A = randn((size_t)(ta ? K : M) * lda, 1), *B = randn((size_t)(tb ? N : K) * ldb, 1);
+            float *C0 = randn((size_t)M * ldc, 1);
+            float *want = copy(C0, (size_t)M * ldc);
+            fg_sgemm_ref(ta, tb, M, N, K, 0.5f, A, lda, B, ldb, 0.25f, want, ldc);
+            for (int i = 0; i < nv; i++) {
+                float *got = copy(C0, (size_t)M * ldc);
+                use("sgemm", vs[i]);
+                fg_sgemm(ta, tb, M, N, K, 0.5f, A, lda, B, ldb, 0.25f, got, ldc);
+                check("sgemm", vs[i], ta ? (tb ? "TT" : "TN") : (tb ? "NT" : "NN"), got, want, (size_t)M * ldc, 1e-5);
+                fg_free(got);
+            }
+            fg_free(A), fg_free(B), fg_free(C0), fg_free(want);
+        }
+}
+
+static void test_matmul(int N, int C, int OC)
+{
+    const char *vs[8];
+    int nv = variants("matmul_forward", vs);
+    float *inp = randn((size_t)N * C, 1), *w = randn((size_t)OC * C, 0.1f), *b = randn(OC, 1);
+    float *dout = randn((size_t)N * OC, 1);
+    float *o_ref = randn((size_t)N * OC, 1), *di0 = randn((size_t)N * C, 1), *dw0 = randn((size_t)OC * C, 1),
+          *db0 = randn(OC, 1);
+    float *di_ref = copy(di0, (size_t)N * C), *dw_ref = copy(dw0, (size_t)OC * C), *db_ref = copy(db0, OC);
+    fg_matmul_forward_ref(o_ref, inp, w, b, N, C, OC);
+    fg_matmul_backward_ref(di_ref, dw_ref, db_ref, dout, inp, w, N, C, OC);
+    for (int i = 0; i < nv; i++) {
+        float *o = randn((size_t)N * OC, 1);
+        float *di = copy(di0, (size_t)N * C), *dw = copy(dw0, (size_t)OC * C), *db = copy(db0, OC);
+        use("matmul_forward", vs[i]);
+        use("matmul_backward", vs[i]);
+        fg_matmul_forward(o, inp, w, b, N, C, OC);
+        check("matmul", vs[i], "out", o, o_ref, (size_t)N * OC, 1e-5);
+        fg_matmul_forward(o, inp, w, NULL, N, C, OC); /* no bias: out - bias must match */
+        for (int n = 0; n < N; n++)
+            for (int k = 0; k < OC; k++)
+                o[(size_t)n * OC + k] += b[k];
+        check("matmul", vs[i], "out_nobias", o, o_ref, (size_t)N * OC, 1e-5);
+        fg_matmul_backward(di, dw, db, dout, inp, w, N, C, OC);
+        check("matmul", vs[i], "dinp", di, di_ref, (size_t)N * C, 1e-5);
+        check("matmul", vs[i], "dweight", dw, dw_ref, (size_t)OC * C, 1e-5);
+        check("matmul", vs[i], "dbias", db, db_ref, OC, 1e-5);
+        fg_matmul_backward(NULL, NULL, db, dout, inp, w, N, C, OC); /* NULL outputs are skipped */
+        fg_free(o), fg_free(di), fg_free(dw), fg_free(db);
+    }
+    fg_free(inp), fg_free(w), fg_free(b), fg_free(dout), fg_free(o_ref), fg_free(di0), fg_free(dw0), fg_free(db0);
+    fg_free(di_ref), fg_free(dw_ref), fg_free(db_ref);
+}
+
+static void test_embedding(void)
+{
+    const char *vs[8];
+    int nv = variants("embedding_forward", vs);
+    int B = 3, T = 17, C = 67, V = 11, N = B * T;
+    int32_t tok[3 * 17];
+    for (int n = 0; n < N; n++)
+        tok[n] = (int32_t)fg_rng_below(&rng, V); /* 51 tokens over 11 ids: many repeats */
+    float *wte = randn((size_t)V * C, 1), *wpe = randn((size_t)T * C, 1), *dout = randn((size_t)N * C, 1);
+    float *o_ref = randn((size_t)N * C, 1), *dwte0 = randn((size_t)V * C, 1), *dwpe0 = randn((size_t)T * C, 1);
+    float *dwte_ref = copy(dwte0, (size_t)V * C), *dwpe_ref = copy(dwpe0, (size_t)T * C);
+    fg_embedding_forward_ref(o_ref, tok, wte, wpe, N, T, C);
+    fg_embedding_backward_ref(dwte_ref, dwpe_ref, dout, tok, N, T, C);
+    for (int i = 0; i < nv; i++) {
+        float *o = randn((size_t)N * C, 1), *dwte = copy(dwte0, (size_t)V * C), *dwpe = copy(dwpe0, (size_t)T * C);
+        use("embedding_forward", vs[i]);
+        use("embedding_backward", vs[i]);
+        fg_embedding_forward(o, tok, wte, wpe, N, T, C);
+        check("embedding", vs[i], "out", o, o_ref, (size_t)N * C, 1e-6);
+        fg_embedding_backward(dwte, dwpe, dout, tok, N, T, C);
+        /* sums of up to 51 terms in a different order than the reference */
+        check("embedding", vs[i], "dwte", dwte, dwte_ref, (size_t)V * C, 1e-5);
+        check("embedding", vs[i], "dwpe", dwpe, dwpe_ref, (size_t)T * C, 1e-5);
+        fg_free(o), fg_free(dwte), fg_free(dwpe);
+    }
+    fg_free(wte), fg_free(wpe), fg_free(dout), fg_free(o_ref), fg_free(dwte0), fg_free(dwpe0), fg_free(dwte_ref);
+    fg_free(dwpe_ref);
+}
+
+static void test_norms(int N, int C)
+{
+    const char *vs[8];
+    int nv = variants("rmsnorm_forward", vs);
+    float *x = randn((size_t)N * C, 2), *w = randn(C, 1), *b = randn(C, 1), *dout = randn((size_t)N * C, 1);
+    for (size_t i = 0; i < (size_t)N * C; i++)
+        x[i] += 0.7f; /* nonzero mean for layernorm */
+    float *o_ref = randn((size_t)N * C, 1), *rs_ref = randn(N, 1), *mu_ref = randn(N, 1);
+    float *di0 = randn((size_t)N * C, 1), *dw0 = randn(C, 1), *db0 = randn(C, 1);
+    for (int pass = 0; pass < 2; pass++) { /* 0 rmsnorm, 1 layernorm */
+        const char *op = pass ? "layernorm" : "rmsnorm";
+        float *di_ref = copy(di0, (size_t)N * C), *dw_ref = copy(dw0, C), *db_ref = copy(db0, C);
+        if (pass) {
+            fg_layernorm_forward_ref(o_ref, mu_ref, rs_ref, x, w, b, N, C, 1e-5f);
+            fg_layernorm_backward_ref(di_ref, dw_ref, db_ref, dout, x, w, mu_ref, rs_ref, N, C);
+        } else {
+            fg_rmsnorm_forward_ref(o_ref, rs_ref, x, w, N, C, 1e-5f);
+            fg_rmsnorm_backward_ref(di_ref, dw_ref, dout, x, w, rs_ref, N, C);
+        }
+        for (int i = 0; i < nv; i++) {
+            char fw[64], bw[64];
+            snprintf(fw, sizeof fw, "%s_forward", op);
+            snprintf(bw, sizeof bw, "%s_backward", op);
+            use(fw, vs[i]);
+            use(bw, vs[i]);
+            float *o = randn((size_t)N * C, 1), *rs = randn(N, 1), *mu = randn(N, 1);
+            float *di = copy(di0, (size_t)N * C), *dw = copy(dw0, C), *db = copy(db0, C);
+            if (pass) {
+                fg_layernorm_forward(o, mu, rs, x, w, b, N, C, 1e-5f);
+                fg_layernorm_backward(di, dw, db, dout, x, w, mu_ref, rs_ref, N, C);
+                check(op, vs[i], "mean", mu, mu_ref, N, 1e-5);
+                check(op, vs[i], "dbias", db, db_ref, C, 1e-5);
+            } else {
+                fg_rmsnorm_forward(o, rs, x, w, N, C, 1e-5f);
+                fg_rmsnorm_backward(di, dw, dout, x, w, rs_ref, N, C);
+            }
+            check(op, vs[i], "out", o, o_ref, (size_t)N * C, 1e-5);
+            check(op, vs[i], "rstd", rs, rs_ref, N, 1e-5);
+            check(op, vs[i], "dinp", di, di_ref, (size_t)N * C, 1e-5);
+            check(op, vs[i], "dweight", dw, dw_ref, C, 1e-5);
+            fg_free(o), fg_free(rs), fg_free(mu), fg_free(di), fg_free(dw), fg_free(db);
+        }
+        fg_free(di_ref), fg_free(dw_ref), fg_free(db_ref);
+    }
+    fg_free(x), fg_free(w), fg_free(b), fg_free(dout), fg_free(o_ref), fg_free(rs_ref), fg_free(mu_ref);
+    fg_free(di0), fg_free(dw0), fg_free(db0);
+}
+
+static void test_rope(int B, int T, int NH, int HS, int stride, int pos0)
+{
+    const char *vs[8];
+    int nv = variants("rope_forward", vs);
+    size_t n = (size_t)B * T * stride;
+    float *x0 = randn(n, 1), *want = copy(x0, n), *dwant = copy(x0, n);
+    fg_rope_forward_ref(want, B, T, NH, HS, stride, pos0, 10000.0f);
+    fg_rope_backward_ref(dwant, B, T, NH, HS, stride, pos0, 10000.0f);
+    for (int i = 0; i < nv; i++) {
+        use("rope_forward", vs[i]);
+        use("rope_backward", vs[i]);
+        float *got = copy(x0, n), *dgot = copy(x0, n);
+        fg_rope_forward(got, B, T, NH, HS, stride, pos0, 10000.0f);
+        fg_rope_backward(dgot, B, T, NH, HS, stride, pos0, 10000.0f);
+        /* angles up to ~300 rad: a float angle is off by ~1e-5 rad; the columns past
+         * NH*HS must be untouched, which the comparison with the reference checks too */
+        check("rope", vs[i], "fwd", got, want, n, 1e-4);
+        check("rope", vs[i], "bwd", dgot, dwant, n, 1e-4);
+        fg_free(got), fg_free(dgot);
+    }
+    fg_free(x0), fg_free(want), fg_free(dwant);
+}
+
+static void test_attention(int B, int T, int NH, int HS)
+{
+    const char *vs[8];
+    int nv = variants("attention_forward", vs);
+    int C = NH * HS;
+    size_t nq = (size_t)B * T * 3 * C, no = (size_t)B * T * C, nl = (size_t)B * NH * T;
+    float *qkv = randn(nq, 1), *dout = randn(no, 1), *dq0 = randn(nq, 1);
+    float *o_ref = randn(no, 1), *l_ref = randn(nl, 1), *dq_ref = copy(dq0, nq);
+    fg_attention_forward_ref(o_ref, l_ref, qkv, B, T, C, NH);
+    fg_attention_backward_ref(dq_ref, dout, qkv, o_ref, l_ref, B, T, C, NH);
+    for (int i = 0; i < nv; i++) {
+        use("attention_forward", vs[i]);
+        use("attention_backward", vs[i]);
+        float *o = randn(no, 1), *l = randn(nl, 1), *dq = copy(dq0, nq);
+        fg_attention_forward(o, l, qkv, B, T, C, NH);
+        fg_attention_backward(dq, dout, qkv, o_ref, l_ref, B, T, C, NH);
+        char what[64];
+        snprintf(what, sizeof what, "B%dT%dNH%dHS%d.out", B, T, NH, HS);
+        check("attention", vs[i], what, o, o_ref, no, 1e-5);
+        check("attention", vs[i], "lse", l, l_ref, nl, 1e-5);
+        /* dq/dk sum T products of softmax-weighted terms: float accumulation over T */
+        check("attention", vs[i], "dqkv", dq, dq_ref, nq, 3e-5);
+        fg_free(o), fg_free(l), fg_free(dq);
+    }
+    fg_free(qkv), fg_free(dout), fg_free(dq0), fg_free(o_ref), fg_free(l_ref), fg_free(dq_ref);
+}
+
+static void test_activations(void)
+{
+    const char *vs[8];
+    int nv = variants("gelu_forward", vs);
+    size_t n = 1000 + 37;
+    float *x = randn(n, 3), *g = randn(n, 1), *d0 = randn(n, 1);
+    x[0] = 0, x[1] = -12, x[2] = 12, x[3] = 40, x[4] = -40; /* saturated tails */
+    float *o_ref = randn(n, 1), *d_ref = copy(d0, n);
+    fg_gelu_forward_ref(o_ref, x, n);
+    fg_gelu_backward_ref(d_ref, g, x, n);
+    for (int i = 0; i < nv; i++) {
+        use("gelu_forward", vs[i]);
+        use("gelu_backward", vs[i]);
+        float *o = randn(n, 1), *d = copy(d0, n);
+        fg_gelu_forward(o, x, n);
+        fg_gelu_backward(d, g, x, n);
+        /* polynomial tanh/exp in the fast variants: a few ulps of the largest value */
+        check("gelu", vs[i], "out", o, o_ref, n, 1e-5);
+        check("gelu", vs[i], "dinp", d, d_ref, n, 1e-5);
+        fg_free(o), fg_free(d);
+    }
+    fg_free(x), fg_free(g), fg_free(d0), fg_free(o_ref), fg_free(d_ref);
+
+    nv = variants("swiglu_forward", vs);
+    int N = 7, H = 333;
+    x = randn((size_t)N * 2 * H, 3), g = randn((size_t)N * H, 1), d0 = randn((size_t)N * 2 * H, 1);
+    x[0] = -100, x[1] = 100, x[2] = 0;
+    o_ref = randn((size_t)N * H, 1), d_ref = copy(d0, (size_t)N * 2 * H);
+    fg_swiglu_forward_ref(o_ref, x, N, H);
+    fg_swiglu_backward_ref(d_ref, g, x, N, H);
+    for (int i = 0; i < nv; i++) {
+        use("swiglu_forward", vs[i]);
+        use("swiglu_backward", vs[i]);
+        float *o = randn((size_t)N * H, 1), *d = copy(d0, (size_t)N * 2 * H);
+        fg_swiglu_forward(o, x, N, H);
+        fg_swiglu_backward(d, g, x, N, H);
+        check("swiglu", vs[i], "out", o, o_ref, (size_t)N * H, 1e-5);
+        check("swiglu", vs[i], "dinp", d, d_ref, (size_t)N * 2 * H, 1e-5);
+        fg_free(o), fg_free(d);
+    }
+    fg_free(x), fg_free(g), fg_free(d0), fg_free(o_ref), fg_free(d_ref);
+}
+
+static void test_xent(int N, int V, int Vp, float s)
+{
+    const char *vs[8];
+    int nv = variants("softmax_xent", vs);
+    size_t n = (size_t)N * Vp;
+    float *logits = randn(n, s), *l_ref = randn(N, 1), *d_ref = randn(n, 1);
+    int32_t *tgt = fg_malloc((size_t)N * sizeof(int32_t));
+    for (int i = 0; i < N; i++)
+        tgt[i] = i % 3 == 1 ? -1 : (int32_t)fg_rng_below(&rng, V);
+    tgt[0] = V - 1; /* the last real column */
+    double tot_ref = fg_softmax_xent_ref(d_ref, l_ref, logits, tgt, N, V, Vp, 0.125f);
+    for (int i = 0; i < nv; i++) {
+        use("softmax_xent", vs[i]);
+        float *l = randn(N, 1), *d = randn(n, 1);
+        double tot = fg_softmax_xent(d, l, logits, tgt, N, V, Vp, 0.125f);
+        FG_CHECK(fabs(tot - tot_ref) <= 1e-5 * fmax(1.0, fabs(tot_ref)), "xent[%s] total %.9g vs %.9g", vs[i], tot,
+                 tot_ref);
+        /* the loss is lse - x[t]: a float lse over V terms is good to ~1e-6 relative */
+        check("xent", vs[i], "losses", l, l_ref, N, 1e-5);
+        check("xent", vs[i], "dlogits", d, d_ref, n, 1e-5);
+        float *alias = copy(logits, n); /* dlogits == logits, as the model uses it */
+        fg_softmax_xent(alias, l, alias, tgt, N, V, Vp, 0.125f);
+        check("xent", vs[i], "dlogits_inplace", alias, d_ref, n, 1e-5);
+        fg_softmax_xent(NULL, l, logits, tgt, N, V, Vp, 0.125f);
+        check("xent", vs[i], "losses_nograd", l, l_ref, N, 1e-5);
+        fg_free(l), fg_free(d), fg_free(alias);
+    }
+    for (int i = 0; i < N; i++)
+        if (tgt[i] < 0)
+            FG_CHECK(l_ref[i] == 0.0f && d_ref[(size_t)i * Vp] == 0.0f, "ignored row %d not zero", i);
+    for (int i = 0; i < N; i++)
+        for (int j = V; j < Vp; j++)
+            FG_CHECK(d_ref[(size_t)i * Vp + j] == 0.0f, "padding column %d of row %d not zero", j, i);
+    fg_free(logits), fg_free(l_ref), fg_free(d_ref), fg_free(tgt);
+}
+
+static void test_elementwise(void)
+{
+    size_t n = 4096 + 77;
+    float *a = randn(n, 1), *b = randn(n, 1), *want = randn(n, 1), *got = randn(n, 1);
+    const char *vs[8];
+    int nv = variants("add", vs);
+    fg_add_ref(want, a, b, n);
+    for (int i = 0; i < nv; i++) {
+        use("add", vs[i]);
+        fg_add(got, a, b, n);
+        check("add", vs[i], "out", got, want, n, 0);
+    }
+    nv = variants("axpy", vs);
+    float *y0 = randn(n, 1);
+    memcpy(want, y0, n * 4);
+    fg_axpy_ref(want, -0.3f, a, n);
+    for (int i = 0; i < nv; i++) {
+        use("axpy", vs[i]);
+        memcpy(got, y0, n * 4);
+        fg_axpy(got, -0.3f, a, n);
+        check("axpy", vs[i], "y", got, want, n, 1e-7); /* FMA vs mul+add: 1 rounding */
+    }
+    nv = variants("scale", vs);
+    memcpy(want, y0, n * 4);
+    fg_scale_ref(want, 0.7f, n);
+    for (int i = 0; i < nv; i++) {
+        use("scale", vs[i]);
+        memcpy(got, y0, n * 4);
+        fg_scale(got, 0.7f, n);
+        check("scale", vs[i], "x", got, want, n, 0);
+    }
+    nv = variants("sumsq", vs);
+    double s_ref = fg_sumsq_ref(a, n);
+    for (int i = 0; i < nv; i++) {
+        use("sumsq", vs[i]);
+        double s = fg_sumsq(a, n);
+        FG_CHECK(fabs(s - s_ref) <= 1e-6 * s_ref, "sumsq[%s] %.12g vs %.12g", vs[i], s, s_ref);
+        FG_CHECK(fg_sumsq(a, 0) == 0.0, "sumsq[%s] of nothing", vs[i]);
+    }
+    nv = variants("adamw_update", vs);
+    float *p0 = randn(n, 1), *m0 = randn(n, 0.1f), *v0 = randn(n, 0.1f), *g = randn(n, 1);
+    for (size_t i = 0; i < n; i++)
+        v0[i] = v0[i] * v0[i];
+    float *p_ref = copy(p0, n), *m_ref = copy(m0, n), *v_ref = copy(v0, n);
+    fg_adamw_update_ref(p_ref, g, m_ref, v_ref, n, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 7);
+    for (int i = 0; i < nv; i++) {
+        use("adamw_update", vs[i]);
+        float *p = copy(p0, n), *m = copy(m0, n), *v = copy(v0, n);
+        fg_adamw_update(p, g, m, v, n, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 7);
+        check("adamw", vs[i], "p", p, p_ref, n, 1e-6);
+        check("adamw", vs[i], "m", m, m_ref, n, 1e-6);
+        check("adamw", vs[i], "v", v, v_ref, n, 1e-6);
+        fg_free(p), fg_free(m), fg_free(v);
+    }
+    fg_free(a), fg_free(b), fg_free(want), fg_free(got), fg_free(y0), fg_free(p0), fg_free(m0), fg_free(v0);
+    fg_free(g), fg_free(p_ref), fg_free(m_ref), fg_free(v_ref);
+}
+
+static void test_dispatch(void)
+{
+    FG_CHECK(fg_kernels_init("nope") == FG_ERR_INVALID, "unknown mode accepted");
+    FG_CHECK(fg_kernels_init("ref") == FG_OK, "init ref: %s", fg_last_error());
+    FG_CHECK(!strcmp(fg_kernels_variant("matmul"), "ref"), "ref mode picked %s", fg_kernels_variant("matmul"));
+    FG_CHECK(!strcmp(fg_kernels_variant("attention_backward"), "ref"), "ref mode");
+    FG_CHECK(!strcmp(fg_kernels_variant("no_such_op"), "?"), "unknown op");
+    FG_CHECK(fg_kernels_set("matmul_forward", "nope") == FG_ERR_INVALID, "unknown variant accepted");
+    FG_CHECK(fg_kernels_init("blas") == FG_OK, "init blas: %s", fg_last_error());
+    FG_CHECK(!strcmp(fg_kernels_variant("matmul"), "blas"), "blas mode picked %s", fg_kernels_variant("matmul"));
+    FG_CHECK(!strcmp(fg_kernels_variant("attention"), "ref"), "blas mode, attention %s",
+             fg_kernels_variant("attention"));
+    const fg_cpu *cpu = fg_hw_cpu();
+    bool has512 = cpu->avx512f && cpu->avx512bw && cpu->avx512vl && cpu->avx512dq && cpu->os_avx512;
+    FG_CHECK((fg_kernels_init("avx512") == FG_OK) == has512, "avx512 mode vs cpu (%d)", has512);
+    FG_CHECK(fg_kernels_init("auto") == FG_OK, "init auto");
+    if (!has512) {
+        /* FG_HW_DISABLE=avx512 (a ctest) or an older CPU: nothing may pick avx512 */
+        const char *ops[] = {"attention_forward", "gelu_forward", "softmax_xent", "adamw_update", "rmsnorm_forward"};
+        for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++)
+            FG_CHECK(strcmp(fg_kernels_variant(ops[i]), "avx512"), "%s picked avx512 without it", ops[i]);
+    }
+    FG_CHECK(fg_kernels_init(NULL) == FG_OK, "init from env");
+    const char *env = getenv("FG_KERNELS");
+    if (env && !strcmp(env, "ref"))
+        FG_CHECK(!strcmp(fg_kernels_variant("matmul"), "ref"), "FG_KERNELS=ref not honoured");
+    printf("kernels: FG_KERNELS=%s FG_HW_DISABLE=%s, matmul=%s attention=%s\n", env ? env : "(unset)",
+           fg_env("FG_HW_DISABLE", "(unset)"), fg_kernels_variant("matmul"), fg_kernels_variant("attention"));
 }
 
 int main(void)
 {
     FG_TEST_BEGIN("kernels");
-    FG_CHECK(fg_kernels_init(NULL) == FG_OK, "init: %s", fg_last_error());
-    FG_CHECK(fg_kernels_init("nope") == FG_ERR_INVALID, "unknown mode accepted");
-    FG_CHECK(fg_kernels_init(NULL) == FG_OK, "init: %s", fg_last_error());
-    fg_rng r;
-    fg_rng_seed(&r, 1);
-    test_matmul_variants(&r);
+    fg_rng_seed(&rng, 20261128);
+    test_dispatch();
+    test_sgemm();
+    test_matmul(37, 65, 47);
+    test_matmul(64, 384, 1152);
+    test_embedding();
+    test_norms(13, 77);
+    test_norms(4, 768);
+    test_rope(2, 9, 3, 16, 3 * 3 * 16, 0);
+    test_rope(1, 33, 2, 64, 128, 250);
+    test_attention(1, 1, 2, 64);
+    test_attention(2, 17, 3, 16);
+    test_attention(1, 67, 2, 64);
+    test_attention(1, 130, 1, 64);
+    test_attention(2, 31, 2, 24);
+    test_activations();
+    test_xent(7, 53, 64, 3);
+    test_xent(3, 50257, 50304, 5);
+    test_elementwise();
+    fg_kernels_init(NULL);
     return fg_test_end();
 }
