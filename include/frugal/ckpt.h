@@ -11,12 +11,17 @@
  *   fg_ckpt_load_latest("runs/x/ckpt", &step, &meta_json, t, 3);
  * meta_json is the caller's JSON text (config, RNG states, data position, LR and
  * batch-size controller state); the checkpoint stores it verbatim with a CRC.
+ *
+ * Tools (frugal ckpt info | verify | diff): fg_ckpt_list, fg_ckpt_info_read,
+ * fg_ckpt_verify, fg_ckpt_load_file, fg_ckpt_read_tensor. The file format is in
+ * docs/CHECKPOINTS.md.
  */
 #ifndef FRUGAL_CKPT_H
 #define FRUGAL_CKPT_H
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "frugal/core.h"
 
@@ -31,17 +36,19 @@ typedef struct fg_ckpt_tensor {
 } fg_ckpt_tensor;
 
 typedef struct fg_ckpt_opts {
-    int full_every; /* a full checkpoint every F saves, deltas in between (1 = always full) */
-    int keep_full;  /* retention: keep the last K full checkpoints and their deltas */
-    bool async;     /* write from a background thread */
-    int zstd_level; /* compression level for deltas */
+    int full_every;     /* a full checkpoint every F saves, deltas in between (1 = always full) */
+    int keep_full;      /* retention: keep the last K full checkpoints and their deltas (<= 0: keep all) */
+    bool async;         /* write from a background thread */
+    int zstd_level;     /* compression level for deltas */
+    bool compress_full; /* full checkpoints byte-shuffled + zstd (level 1) instead of raw */
 } fg_ckpt_opts;
 
 fg_ckpt_opts fg_ckpt_opts_default(void);
 
 typedef struct fg_ckpt_writer fg_ckpt_writer;
 
-/* Creates dir if needed. NULL on failure (last error set). */
+/* Creates dir if needed and removes stale *.tmp files left by a crash. NULL on
+ * failure (last error set). */
 fg_ckpt_writer *fg_ckpt_writer_new(const char *dir, const fg_ckpt_opts *opts);
 /* Copies the tensors into a staging buffer (the caller may change them as soon as
  * this returns), then writes the checkpoint of `step`, in the background when async.
@@ -53,11 +60,77 @@ fg_status fg_ckpt_writer_wait(fg_ckpt_writer *w);
 /* Waits, then frees. Returns the status of the last write. NULL is a no-op. */
 fg_status fg_ckpt_writer_delete(fg_ckpt_writer *w);
 
+/* What a writer did so far (for the cost summary and benchmarks). */
+typedef struct fg_ckpt_stats {
+    long n_full, n_delta;           /* checkpoints written */
+    uint64_t raw_full, file_full;   /* bytes: tensor bytes and file bytes of full checkpoints */
+    uint64_t raw_delta, file_delta; /* same for deltas */
+    double copy_sec;                /* seconds the caller spent in save() copying */
+    double wait_sec;                /* seconds the caller spent waiting for a write in flight */
+    double write_sec;               /* seconds spent encoding + writing (background when async) */
+} fg_ckpt_stats;
+void fg_ckpt_writer_stats(const fg_ckpt_writer *w, fg_ckpt_stats *s);
+
 /* Loads the newest checkpoint in dir that verifies, falling back to older ones with a
  * warning naming what failed. Each t[i].data is filled; a missing tensor or a size
  * mismatch is an error (nothing partial is reported as success). *meta_json is
  * fg_malloc'd. FG_ERR_IO when dir holds no checkpoint. */
 fg_status fg_ckpt_load_latest(const char *dir, long *step, char **meta_json, const fg_ckpt_tensor *t, int n);
+
+/* Loads one checkpoint file (a delta is applied to its base, found in the same
+ * directory). Everything is verified before t[i].data is touched; on failure the
+ * buffers may hold a partial load but the status says so. meta_json may be NULL. */
+fg_status fg_ckpt_load_file(const char *path, long *step, char **meta_json, const fg_ckpt_tensor *t, int n);
+
+/* ---- inspection ---- */
+enum fg_ckpt_encoding { /* written to disk: append only */
+                        FG_CKPT_ENC_RAW = 0,
+                        FG_CKPT_ENC_SHUF_ZSTD = 1,     /* byte-plane shuffle, zstd */
+                        FG_CKPT_ENC_XOR_SHUF_ZSTD = 2, /* XOR with the base tensor, shuffle, zstd */
+};
+const char *fg_ckpt_encoding_name(int enc);
+
+typedef struct fg_ckpt_entry {
+    char name[64];
+    uint64_t bytes;        /* decoded size */
+    uint64_t offset;       /* of the stored bytes in the file */
+    uint64_t stored_bytes; /* size in the file */
+    uint32_t crc32;        /* zlib crc32 of the decoded bytes */
+    uint32_t stored_crc32; /* zlib crc32 of the stored bytes */
+    int encoding;          /* enum fg_ckpt_encoding */
+} fg_ckpt_entry;
+
+typedef struct fg_ckpt_info {
+    int version;
+    long step;
+    bool delta;
+    long base_step;      /* delta only */
+    uint64_t uid;        /* random id of this checkpoint */
+    uint64_t base_uid;   /* delta only: uid of the full checkpoint it is against */
+    char base_file[64];  /* delta only: file name of the base, same directory */
+    uint64_t file_bytes; /* size of the file */
+    double created;      /* unix seconds */
+    int n_tensor;
+    fg_ckpt_entry *tensors; /* [n_tensor], fg_malloc'd */
+    char *meta_json;        /* fg_malloc'd, "" when none */
+} fg_ckpt_info;
+
+/* Reads and checks the header, trailer and manifest of one file (magic, version, size,
+ * manifest CRC), not the tensor data. Free with fg_ckpt_info_free. */
+fg_status fg_ckpt_info_read(const char *path, fg_ckpt_info *info);
+void fg_ckpt_info_free(fg_ckpt_info *info); /* zeroed or NULL: no-op */
+
+/* Verifies everything: header, manifest, every stored and decoded CRC, and for a delta
+ * its base. FG_OK when the file would load. */
+fg_status fg_ckpt_verify(const char *path);
+
+/* Decodes one tensor (applying a delta to its base). *data is fg_malloc'd. */
+fg_status fg_ckpt_read_tensor(const char *path, const char *name, void **data, size_t *bytes);
+
+/* Checkpoint files of dir, oldest step first: *paths is an fg_malloc'd array of
+ * fg_malloc'd strings (free with fg_ckpt_list_free). *n = 0 when none. */
+fg_status fg_ckpt_list(const char *dir, char ***paths, int *n);
+void fg_ckpt_list_free(char **paths, int n);
 
 #ifdef __cplusplus
 }
