@@ -1,0 +1,13 @@
+# kernels.cmake: extra ctest runs of the kernel tests with CPU features masked off
+# (FG_HW_DISABLE), so the AVX2 and scalar fallbacks of auto dispatch are exercised on
+# a machine that has AVX-512.
+if(TARGET test_kernels)
+  add_test(NAME test_kernels_noavx512 COMMAND test_kernels)
+  set_tests_properties(test_kernels_noavx512 PROPERTIES ENVIRONMENT "${FG_TEST_ENV};FG_HW_DISABLE=avx512" TIMEOUT 600 LABELS kernels)
+  add_test(NAME test_kernels_noavx COMMAND test_kernels)
+  set_tests_properties(test_kernels_noavx PROPERTIES ENVIRONMENT "${FG_TEST_ENV};FG_HW_DISABLE=avx512,avx2" TIMEOUT 600 LABELS kernels)
+endif()
+if(TARGET test_kernels_grad)
+  add_test(NAME test_kernels_grad_noavx512 COMMAND test_kernels_grad)
+  set_tests_properties(test_kernels_grad_noavx512 PROPERTIES ENVIRONMENT "${FG_TEST_ENV};FG_HW_DISABLE=avx512" TIMEOUT 600 LABELS kernels)
+endif()
