@@ -1,0 +1,691 @@
+/* moe.c: the MoE FFN block: sigmoid router with biased top-K selection, counting sort
+ * of (token, expert) pairs, one GEMM pair per expert, deterministic weighted combine,
+ * aux balance losses, capacity dropping, their backward, and the bias-history rule.
+ * Left out: expert parallelism across ranks, and low-precision expert GEMMs. */
+#include "frugal/moe.h"
+
+#include <limits.h>
+#include <math.h>
+#include <string.h>
+
+#include "frugal/kernels.h"
+
+/* ---- configuration ---- */
+
+void fg_moe_config_from_model(fg_moe_config *mc, const fg_model_config *cfg)
+{
+    memset(mc, 0, sizeof *mc);
+    mc->d_model = cfg->d_model;
+    mc->n_expert = cfg->n_expert;
+    mc->n_expert_active = cfg->n_expert_active;
+    mc->n_shared_expert = cfg->n_shared_expert;
+    mc->d_expert = cfg->d_expert;
+    mc->route_scale = cfg->route_scale;
+    mc->balance = cfg->balance;
+    mc->balance_gamma = cfg->balance_gamma;
+    mc->balance_window = cfg->balance_window;
+    mc->balance_alpha = cfg->balance_alpha;
+    mc->capacity_factor = cfg->capacity_factor;
+}
+
+fg_status fg_moe_config_validate(const fg_moe_config *mc)
+{
+    if (mc->d_model <= 0)
+        return fg_error(FG_ERR_INVALID, "moe: d_model = %d: must be positive", mc->d_model);
+    if (mc->n_expert <= 0)
+        return fg_error(FG_ERR_INVALID, "moe: n_expert = %d: a MoE layer needs at least one routed expert",
+                        mc->n_expert);
+    if (mc->n_expert_active < 1)
+        return fg_error(FG_ERR_INVALID, "moe: n_expert_active = %d: each token must be routed to at least one expert",
+                        mc->n_expert_active);
+    if (mc->n_expert_active > FG_MOE_MAX_K)
+        return fg_error(FG_ERR_INVALID, "moe: n_expert_active = %d: at most %d supported", mc->n_expert_active,
+                        FG_MOE_MAX_K);
+    if (mc->n_expert_active > mc->n_expert)
+        return fg_error(FG_ERR_INVALID,
+                        "moe: n_expert_active = %d > n_expert = %d: top-K cannot choose more experts than exist",
+                        mc->n_expert_active, mc->n_expert);
+    if (mc->n_shared_expert < 0)
+        return fg_error(FG_ERR_INVALID, "moe: n_shared_expert = %d: must be >= 0", mc->n_shared_expert);
+    if (mc->d_expert <= 0)
+        return fg_error(FG_ERR_INVALID, "moe: d_expert = %d: the expert hidden size must be positive", mc->d_expert);
+    if (!(mc->route_scale > 0.0f) || !isfinite(mc->route_scale))
+        return fg_error(FG_ERR_INVALID, "moe: route_scale = %g: must be a positive finite number",
+                        (double)mc->route_scale);
+    if ((int)mc->balance < FG_BALANCE_BIAS || (int)mc->balance > FG_BALANCE_SWITCH)
+        return fg_error(FG_ERR_INVALID, "moe: balance = %d: must be 0 (bias), 1 (none), 2 (seqaux) or 3 (switch)",
+                        (int)mc->balance);
+    if (!(mc->balance_gamma >= 0.0f) || !isfinite(mc->balance_gamma))
+        return fg_error(FG_ERR_INVALID, "moe: balance_gamma = %g: must be >= 0", (double)mc->balance_gamma);
+    if (mc->balance_window < 1)
+        return fg_error(FG_ERR_INVALID, "moe: balance_window = %d: must be at least 1 step", mc->balance_window);
+    if (!(mc->balance_alpha >= 0.0f) || !isfinite(mc->balance_alpha))
+        return fg_error(FG_ERR_INVALID, "moe: balance_alpha = %g: must be >= 0", (double)mc->balance_alpha);
+    if (!(mc->capacity_factor >= 0.0f) || !isfinite(mc->capacity_factor))
+        return fg_error(FG_ERR_INVALID, "moe: capacity_factor = %g: must be 0 (no limit) or positive",
+                        (double)mc->capacity_factor);
+    return FG_OK;
+}
+
+fg_status fg_moe_model_config_validate(const fg_model_config *cfg)
+{
+    if (cfg->n_expert < 0)
+        return fg_error(FG_ERR_INVALID, "moe: n_expert = %d: must be >= 0 (0 = dense model)", cfg->n_expert);
+    if (cfg->n_expert == 0) {
+        if (cfg->n_expert_active > 0)
+            return fg_error(FG_ERR_INVALID,
+                            "moe: n_expert = 0 but n_expert_active = %d: top-K routing needs routed experts "
+                            "(set n_expert >= n_expert_active, or n_expert_active = 0 for a dense model)",
+                            cfg->n_expert_active);
+        if (cfg->n_shared_expert > 0)
+            return fg_error(FG_ERR_INVALID,
+                            "moe: n_expert = 0 but n_shared_expert = %d: shared experts belong to a MoE layer "
+                            "(use d_ff for a dense model)",
+                            cfg->n_shared_expert);
+        return FG_OK;
+    }
+    if (cfg->n_dense_layers < 0 || cfg->n_dense_layers > cfg->n_layer)
+        return fg_error(FG_ERR_INVALID, "moe: n_dense_layers = %d: must be in 0..n_layer (= %d)", cfg->n_dense_layers,
+                        cfg->n_layer);
+    fg_moe_config mc;
+    fg_moe_config_from_model(&mc, cfg);
+    return fg_moe_config_validate(&mc);
+}
+
+void fg_moe_role_shape(const fg_moe_config *mc, fg_moe_role role, int *ndim, int shape[4])
+{
+    int E = mc->n_expert, C = mc->d_model, H = mc->d_expert, SH = mc->n_shared_expert * mc->d_expert;
+    *ndim = 0;
+    switch (role) {
+    case FG_MOE_ROUTER_W: *ndim = 2, shape[0] = E, shape[1] = C; break;
+    case FG_MOE_ROUTER_BIAS: *ndim = 1, shape[0] = E; break;
+    case FG_MOE_EXPERT_FC: *ndim = 3, shape[0] = E, shape[1] = 2 * H, shape[2] = C; break;
+    case FG_MOE_EXPERT_PROJ: *ndim = 3, shape[0] = E, shape[1] = C, shape[2] = H; break;
+    case FG_MOE_SHARED_FC:
+        if (SH > 0)
+            *ndim = 2, shape[0] = 2 * SH, shape[1] = C;
+        break;
+    case FG_MOE_SHARED_PROJ:
+        if (SH > 0)
+            *ndim = 2, shape[0] = C, shape[1] = SH;
+        break;
+    case FG_MOE_LOAD_HIST: *ndim = 2, shape[0] = mc->balance_window, shape[1] = E; break;
+    case FG_MOE_LOAD_STEPS: *ndim = 1, shape[0] = 1; break;
+    case FG_MOE_N_ROLES: break;
+    }
+}
+
+static const char *role_expect[FG_MOE_N_ROLES] = {
+    "[n_expert, d_model]",
+    "[n_expert]",
+    "[n_expert, 2*d_expert, d_model]",
+    "[n_expert, d_model, d_expert]",
+    "[2*n_shared_expert*d_expert, d_model]",
+    "[d_model, n_shared_expert*d_expert]",
+    "[balance_window, n_expert]",
+    "[1]",
+};
+
+static int fmt_shape(char *buf, size_t cap, int ndim, const int *shape)
+{
+    int len = snprintf(buf, cap, "[");
+    for (int i = 0; i < ndim && len < (int)cap; i++)
+        len += snprintf(buf + len, cap - (size_t)len, "%s%d", i ? "," : "", shape[i]);
+    if (len < (int)cap)
+        len += snprintf(buf + len, cap - (size_t)len, "]");
+    return len;
+}
+
+fg_status fg_moe_check_tensor(const fg_moe_config *mc, fg_moe_role role, const fg_tensor_info *t)
+{
+    if ((int)role < 0 || role >= FG_MOE_N_ROLES)
+        return fg_error(FG_ERR_INVALID, "moe: unknown tensor role %d", (int)role);
+    int ndim, shape[4] = {0, 0, 0, 0};
+    fg_moe_role_shape(mc, role, &ndim, shape);
+    bool ok = ndim == t->ndim;
+    for (int i = 0; ok && i < ndim; i++)
+        ok = shape[i] == t->shape[i];
+    if (ok)
+        return FG_OK;
+    char got[64], want[64];
+    fmt_shape(got, sizeof got, t->ndim, t->shape);
+    fmt_shape(want, sizeof want, ndim, shape);
+    return fg_error(FG_ERR_INVALID,
+                    "moe: tensor %s has shape %s but the config (n_expert=%d, d_model=%d, d_expert=%d, "
+                    "n_shared_expert=%d) needs %s = %s",
+                    t->name, got, mc->n_expert, mc->d_model, mc->d_expert, mc->n_shared_expert, role_expect[role],
+                    ndim ? want : "no tensor");
+}
+
+/* ---- memory ---- */
+
+static size_t align64(size_t bytes)
+{
+    return (bytes + 63) & ~(size_t)63;
+}
+
+/* Carves the next `bytes` (64-aligned) from *cur; with base NULL only counts.
+ * A zero-byte request gives NULL (e.g. prob when the switch loss is off). */
+static void *carve(uint8_t *base, size_t *cur, size_t bytes)
+{
+    void *p = base && bytes ? base + *cur : NULL;
+    *cur += align64(bytes);
+    return p;
+}
+
+static size_t layout_layer(fg_moe_layer *L, const fg_moe_config *mc, int n, uint8_t *base)
+{
+    size_t E = (size_t)mc->n_expert, K = (size_t)mc->n_expert_active, C = (size_t)mc->d_model;
+    size_t H = (size_t)mc->d_expert, SH = (size_t)mc->n_shared_expert * H, NK = (size_t)n * K;
+    size_t cur = 0;
+    L->aff = carve(base, &cur, (size_t)n * E * sizeof(float));
+    L->prob = carve(base, &cur, mc->balance == FG_BALANCE_SWITCH ? (size_t)n * E * sizeof(float) : 0);
+    L->topk = carve(base, &cur, NK * sizeof(int32_t));
+    L->gate = carve(base, &cur, NK * sizeof(float));
+    L->pos = carve(base, &cur, NK * sizeof(int32_t));
+    L->offs = carve(base, &cur, (E + 1) * sizeof(int32_t));
+    L->count = carve(base, &cur, 2 * E * sizeof(int32_t)); /* second half: per-expert cursor */
+    L->row_tok = carve(base, &cur, NK * sizeof(int32_t));
+    L->xg = carve(base, &cur, NK * C * sizeof(float));
+    L->h = carve(base, &cur, NK * 2 * H * sizeof(float));
+    L->act = carve(base, &cur, NK * H * sizeof(float));
+    L->eo = carve(base, &cur, NK * C * sizeof(float));
+    L->hs = carve(base, &cur, (size_t)n * 2 * SH * sizeof(float));
+    L->as = carve(base, &cur, (size_t)n * SH * sizeof(float));
+    L->step_load = carve(base, &cur, E * sizeof(float));
+    L->total_load = carve(base, &cur, E * sizeof(double));
+    L->aux_tmp = carve(base, &cur, E * sizeof(double));
+    return cur;
+}
+
+static size_t layout_scratch(fg_moe_scratch *S, const fg_moe_config *mc, int n, uint8_t *base)
+{
+    size_t E = (size_t)mc->n_expert, K = (size_t)mc->n_expert_active, C = (size_t)mc->d_model;
+    size_t H = (size_t)mc->d_expert, SH = (size_t)mc->n_shared_expert * H, NK = (size_t)n * K;
+    size_t cur = 0;
+    S->d_eo = carve(base, &cur, NK * C * sizeof(float));
+    S->d_act = carve(base, &cur, NK * H * sizeof(float));
+    S->d_h = carve(base, &cur, NK * 2 * H * sizeof(float));
+    S->d_xg = carve(base, &cur, NK * C * sizeof(float));
+    S->d_as = carve(base, &cur, (size_t)n * SH * sizeof(float));
+    S->d_hs = carve(base, &cur, (size_t)n * 2 * SH * sizeof(float));
+    S->d_s = carve(base, &cur, (size_t)n * E * sizeof(float));
+    S->seq_f = carve(base, &cur, E * sizeof(double));
+    return cur;
+}
+
+size_t fg_moe_layer_bytes(const fg_moe_config *mc, int max_tokens)
+{
+    fg_moe_layer tmp;
+    return layout_layer(&tmp, mc, max_tokens, NULL);
+}
+
+size_t fg_moe_scratch_bytes(const fg_moe_config *mc, int max_tokens)
+{
+    fg_moe_scratch tmp;
+    return layout_scratch(&tmp, mc, max_tokens, NULL);
+}
+
+fg_status fg_moe_layer_init(fg_moe_layer *L, const fg_moe_config *mc, int max_tokens)
+{
+    memset(L, 0, sizeof *L);
+    fg_status st = fg_moe_config_validate(mc);
+    if (st != FG_OK)
+        return st;
+    if (max_tokens < 1)
+        return fg_error(FG_ERR_INVALID, "moe: max_tokens = %d: must be positive", max_tokens);
+    size_t bytes = fg_moe_layer_bytes(mc, max_tokens);
+    uint8_t *mem = fg_malloc(bytes);
+    if (!mem)
+        return fg_error(FG_ERR_NOMEM, "moe: cannot allocate %zu bytes of layer cache", bytes);
+    memset(mem, 0, bytes);
+    layout_layer(L, mc, max_tokens, mem);
+    L->mem = mem;
+    L->cfg = *mc;
+    L->max_tokens = max_tokens;
+    return FG_OK;
+}
+
+void fg_moe_layer_free(fg_moe_layer *L)
+{
+    if (!L)
+        return;
+    fg_free(L->mem);
+    memset(L, 0, sizeof *L);
+}
+
+fg_status fg_moe_scratch_init(fg_moe_scratch *S, const fg_moe_config *mc, int max_tokens)
+{
+    memset(S, 0, sizeof *S);
+    fg_status st = fg_moe_config_validate(mc);
+    if (st != FG_OK)
+        return st;
+    if (max_tokens < 1)
+        return fg_error(FG_ERR_INVALID, "moe: max_tokens = %d: must be positive", max_tokens);
+    size_t bytes = fg_moe_scratch_bytes(mc, max_tokens);
+    uint8_t *mem = fg_malloc(bytes);
+    if (!mem)
+        return fg_error(FG_ERR_NOMEM, "moe: cannot allocate %zu bytes of backward scratch", bytes);
+    layout_scratch(S, mc, max_tokens, mem);
+    S->mem = mem;
+    S->max_tokens = max_tokens;
+    return FG_OK;
+}
+
+void fg_moe_scratch_free(fg_moe_scratch *S)
+{
+    if (!S)
+        return;
+    fg_free(S->mem);
+    memset(S, 0, sizeof *S);
+}
+
+/* ---- routing ---- */
+
+/* One token: a = sigmoid(s) in place over aff[E] (s = router logits on entry), the
+ * softmax of s into prob (SWITCH only), top-K of a + bias into topk[K] by descending
+ * score (ties: lower index first), gates = scale * a_k / sum_j a_j over the K chosen. */
+static void route_token(float *aff, float *prob, int32_t *topk, float *gate, const float *bias, int E, int K,
+                        float scale)
+{
+    if (prob) {
+        /* max subtraction keeps exp in range for any logit scale */
+        float mx = aff[0];
+        for (int e = 1; e < E; e++)
+            mx = fmaxf(mx, aff[e]);
+        double z = 0;
+        for (int e = 0; e < E; e++) {
+            prob[e] = expf(aff[e] - mx);
+            z += prob[e];
+        }
+        for (int e = 0; e < E; e++)
+            prob[e] = (float)(prob[e] / z);
+    }
+    for (int e = 0; e < E; e++)
+        aff[e] = 1.0f / (1.0f + expf(-aff[e]));
+    for (int k = 0; k < K; k++) {
+        int best = -1;
+        float best_score = 0;
+        for (int e = 0; e < E; e++) {
+            bool taken = false;
+            for (int j = 0; j < k && !taken; j++)
+                taken = topk[j] == e;
+            float sc = aff[e] + (bias ? bias[e] : 0.0f);
+            if (!taken && (best < 0 || sc > best_score))
+                best = e, best_score = sc;
+        }
+        topk[k] = best;
+    }
+    float sum = 0;
+    for (int k = 0; k < K; k++)
+        sum += aff[topk[k]];
+    for (int k = 0; k < K; k++)
+        gate[k] = scale * aff[topk[k]] / sum;
+}
+
+/* Per-expert capacity (rows kept) for n tokens. */
+static int capacity(const fg_moe_config *mc, int n)
+{
+    if (mc->capacity_factor <= 0.0f)
+        return INT_MAX;
+    double cap = ceil((double)mc->capacity_factor * (double)n * mc->n_expert_active / mc->n_expert);
+    return cap > (double)INT_MAX ? INT_MAX : (int)cap;
+}
+
+/* Small per-expert GEMMs run better side by side (one expert per thread, kernels
+ * running single-threaded inside) than one after another each split over threads;
+ * large ones the other way round. The cut-over in rows per expert was measured in
+ * bench/bench_moe.c (docs/perf/moe.md). FG_MOE_PAR=experts|gemm forces a choice. */
+static bool parallel_over_experts(const fg_moe_layer *L)
+{
+    const char *force = fg_env("FG_MOE_PAR", "");
+    if (!strcmp(force, "experts"))
+        return true;
+    if (!strcmp(force, "gemm"))
+        return false;
+    int E = L->cfg.n_expert;
+    return E > 1 && fg_threads_get() > 1 && L->n_rows < 128 * E;
+}
+
+static void expert_forward(fg_moe_layer *L, const fg_moe_weights *w, int e)
+{
+    size_t C = (size_t)L->cfg.d_model, H = (size_t)L->cfg.d_expert;
+    int r0 = L->offs[e], ne = L->offs[e + 1] - r0;
+    if (ne == 0)
+        return;
+    fg_matmul_forward(L->h + (size_t)r0 * 2 * H, L->xg + (size_t)r0 * C, w->expert_fc + (size_t)e * 2 * H * C, NULL, ne,
+                      (int)C, (int)(2 * H));
+    fg_swiglu_forward(L->act + (size_t)r0 * H, L->h + (size_t)r0 * 2 * H, ne, (int)H);
+    fg_matmul_forward(L->eo + (size_t)r0 * C, L->act + (size_t)r0 * H, w->expert_proj + (size_t)e * C * H, NULL, ne,
+                      (int)H, (int)C);
+}
+
+/* Aux losses of the last forward (SEQAUX / SWITCH; 0 otherwise), alpha included.
+ * SEQAUX (DeepSeek-V3): per sequence b, f_e = E/(K T) * #{t in b: e chosen},
+ *   P_e = mean_t a_te / sum_j a_tj, loss_b = alpha sum_e f_e P_e; mean over b.
+ * SWITCH (Switch Transformer, top-K): f_e = count_e / (n K), P_e = mean_t softmax(s_t)_e,
+ *   loss = alpha * E * sum_e f_e P_e over the whole batch.
+ * f counts routed pairs (before any capacity drop) and carries no gradient. */
+static double aux_loss(const fg_moe_layer *L)
+{
+    const fg_moe_config *mc = &L->cfg;
+    int E = mc->n_expert, K = mc->n_expert_active, n = L->n_tok, B = L->B, T = L->T;
+    double *P = L->aux_tmp, total = 0;
+    int32_t *cnt = L->count + E; /* the cursor half of count is free after the sort */
+    if (mc->balance == FG_BALANCE_SEQAUX) {
+        for (int b = 0; b < B; b++) {
+            memset(cnt, 0, (size_t)E * sizeof *cnt);
+            memset(P, 0, (size_t)E * sizeof *P);
+            for (int t = b * T; t < (b + 1) * T; t++) {
+                const float *a = L->aff + (size_t)t * E;
+                double As = 0;
+                for (int k = 0; k < K; k++)
+                    cnt[L->topk[(size_t)t * K + k]]++;
+                for (int e = 0; e < E; e++)
+                    As += a[e];
+                for (int e = 0; e < E; e++)
+                    P[e] += a[e] / As;
+            }
+            double lb = 0;
+            for (int e = 0; e < E; e++)
+                lb += (double)E / ((double)K * T) * cnt[e] * (P[e] / T);
+            total += mc->balance_alpha * lb;
+        }
+        return total / B;
+    }
+    if (mc->balance == FG_BALANCE_SWITCH) {
+        memset(P, 0, (size_t)E * sizeof *P);
+        for (int t = 0; t < n; t++)
+            for (int e = 0; e < E; e++)
+                P[e] += L->prob[(size_t)t * E + e];
+        for (int e = 0; e < E; e++)
+            total += (double)L->count[e] / ((double)n * K) * (P[e] / n);
+        return mc->balance_alpha * (double)E * total;
+    }
+    return 0;
+}
+
+fg_status fg_moe_forward(fg_moe_layer *L, float *out, const float *x, const fg_moe_weights *w, int B, int T)
+{
+    const fg_moe_config *mc = &L->cfg;
+    int E = mc->n_expert, K = mc->n_expert_active, C = mc->d_model, H = mc->d_expert;
+    int SH = mc->n_shared_expert * H;
+    if (B < 1 || T < 1 || (long)B * T > L->max_tokens)
+        return fg_error(FG_ERR_INVALID, "moe: forward on B=%d x T=%d tokens, layer sized for %d", B, T, L->max_tokens);
+    int n = B * T;
+    L->n_tok = n, L->B = B, L->T = T;
+    const float *bias = mc->balance == FG_BALANCE_BIAS ? w->router_bias : NULL;
+
+    /* router: logits s[n,E] = x W_r^T, then per token sigmoid, top-K, gates */
+    fg_matmul_forward(L->aff, x, w->router_w, NULL, n, C, E);
+#pragma omp parallel for schedule(static)
+    for (int t = 0; t < n; t++)
+        route_token(L->aff + (size_t)t * E, L->prob ? L->prob + (size_t)t * E : NULL, L->topk + (size_t)t * K,
+                    L->gate + (size_t)t * K, bias, E, K, mc->route_scale);
+
+    /* counting sort of the pairs by expert, stable in token order, so the capacity
+     * limit keeps each expert's first `cap` tokens */
+    int32_t *count = L->count, *seen = L->count + E;
+    memset(count, 0, (size_t)E * sizeof *count);
+    for (int i = 0; i < n * K; i++)
+        count[L->topk[i]]++;
+    int cap = capacity(mc, n);
+    L->offs[0] = 0;
+    for (int e = 0; e < E; e++)
+        L->offs[e + 1] = L->offs[e] + (count[e] < cap ? count[e] : cap);
+    memset(seen, 0, (size_t)E * sizeof *seen);
+    long dropped = 0;
+    for (int i = 0; i < n * K; i++) {
+        int e = L->topk[i], r = seen[e]++;
+        if (r < cap) {
+            L->pos[i] = L->offs[e] + r;
+            L->row_tok[L->offs[e] + r] = i / K;
+        } else {
+            L->pos[i] = -1;
+            dropped++;
+        }
+    }
+    L->n_rows = L->offs[E];
+
+#pragma omp parallel for schedule(static)
+    for (int r = 0; r < L->n_rows; r++)
+        memcpy(L->xg + (size_t)r * C, x + (size_t)L->row_tok[r] * C, (size_t)C * sizeof(float));
+
+    if (parallel_over_experts(L)) {
+#pragma omp parallel for schedule(dynamic, 1)
+        for (int e = 0; e < E; e++)
+            expert_forward(L, w, e);
+    } else {
+        for (int e = 0; e < E; e++)
+            expert_forward(L, w, e);
+    }
+
+    /* shared experts: one dense SwiGLU of S*H writes out; routed outputs added after */
+    if (SH > 0) {
+        fg_matmul_forward(L->hs, x, w->shared_fc, NULL, n, C, 2 * SH);
+        fg_swiglu_forward(L->as, L->hs, n, SH);
+        fg_matmul_forward(out, L->as, w->shared_proj, NULL, n, SH, C);
+    } else {
+        memset(out, 0, (size_t)n * C * sizeof(float));
+    }
+    /* combine: out[t] += sum_k gate_tk * eo[pos_tk], slots in a fixed order per token,
+     * so the result does not depend on the thread count */
+#pragma omp parallel for schedule(static)
+    for (int t = 0; t < n; t++) {
+        float *o = out + (size_t)t * C;
+        for (int k = 0; k < K; k++) {
+            int p = L->pos[(size_t)t * K + k];
+            if (p < 0)
+                continue;
+            float g = L->gate[(size_t)t * K + k];
+            const float *eo = L->eo + (size_t)p * C;
+            for (int c = 0; c < C; c++)
+                o[c] += g * eo[c];
+        }
+    }
+
+    /* statistics */
+    double mean = (double)n * K / E, var = 0;
+    int mx = 0;
+    for (int e = 0; e < E; e++) {
+        mx = count[e] > mx ? count[e] : mx;
+        var += (count[e] - mean) * (count[e] - mean);
+    }
+    L->stats.load_max_over_mean = (float)(mx / mean);
+    L->stats.load_cv = (float)(sqrt(var / E) / mean);
+    L->stats.active_frac = (float)((double)L->n_rows / ((double)n * E));
+    L->stats.dropped = dropped;
+    L->stats.aux_loss = (float)aux_loss(L);
+    return FG_OK;
+}
+
+/* ---- backward ---- */
+
+static void expert_backward(fg_moe_layer *L, fg_moe_scratch *S, const fg_moe_weights *dw, const fg_moe_weights *w,
+                            int e)
+{
+    size_t C = (size_t)L->cfg.d_model, H = (size_t)L->cfg.d_expert;
+    int r0 = L->offs[e], ne = L->offs[e + 1] - r0;
+    if (ne == 0)
+        return;
+    size_t r = (size_t)r0;
+    /* eo = act @ proj_e^T */
+    fg_matmul_backward(S->d_act + r * H, dw->expert_proj + (size_t)e * C * H, NULL, S->d_eo + r * C, L->act + r * H,
+                       w->expert_proj + (size_t)e * C * H, ne, (int)H, (int)C);
+    /* act = silu(h[:, :H]) * h[:, H:] */
+    fg_swiglu_backward(S->d_h + r * 2 * H, S->d_act + r * H, L->h + r * 2 * H, ne, (int)H);
+    /* h = xg @ fc_e^T */
+    fg_matmul_backward(S->d_xg + r * C, dw->expert_fc + (size_t)e * 2 * H * C, NULL, S->d_h + r * 2 * H, L->xg + r * C,
+                       w->expert_fc + (size_t)e * 2 * H * C, ne, (int)C, (int)(2 * H));
+}
+
+/* Router backward of one token into d_s[E] (dL/ds, s the router logits).
+ * Gates: g_k = r a_k / A, A = sum_j a_j over the K chosen, so
+ *   dL/da_k = (r / A) (dg_k - sum_j dg_j a_j / A).
+ * SEQAUX (when f != NULL): loss += c * sum_e f_e a_e / As (As = sum over all E), so
+ *   dL/da_j += c (f_j - sum_e f_e a_e / As) / As.
+ * Then through a = sigmoid(s): ds = da * a (1 - a).
+ * SWITCH (when p != NULL): loss += sum_e w_e p_e, p = softmax(s), w_e = sw * count_e:
+ *   ds_j += p_j (w_j - sum_e w_e p_e). */
+static void router_token_backward(float *d_s, const float *a, const int32_t *topk, const float *dg, int E, int K,
+                                  float route_scale, const double *f, double c, const float *p, const int32_t *count,
+                                  double sw)
+{
+    memset(d_s, 0, (size_t)E * sizeof *d_s);
+    double A = 0, dot = 0;
+    for (int k = 0; k < K; k++)
+        A += a[topk[k]], dot += (double)dg[k] * a[topk[k]];
+    for (int k = 0; k < K; k++)
+        d_s[topk[k]] = (float)(route_scale / A * (dg[k] - dot / A));
+    if (f) {
+        double As = 0, fa = 0;
+        for (int e = 0; e < E; e++)
+            As += a[e], fa += f[e] * a[e];
+        for (int e = 0; e < E; e++)
+            d_s[e] += (float)(c * (f[e] - fa / As) / As);
+    }
+    for (int e = 0; e < E; e++)
+        d_s[e] *= a[e] * (1.0f - a[e]);
+    if (p) {
+        double wp = 0;
+        for (int e = 0; e < E; e++)
+            wp += sw * count[e] * p[e];
+        for (int e = 0; e < E; e++)
+            d_s[e] += (float)(p[e] * (sw * count[e] - wp));
+    }
+}
+
+fg_status fg_moe_backward(fg_moe_layer *L, fg_moe_scratch *S, float *dx, const fg_moe_weights *dw, const float *dout,
+                          const float *x, const fg_moe_weights *w, float aux_scale)
+{
+    const fg_moe_config *mc = &L->cfg;
+    int E = mc->n_expert, K = mc->n_expert_active, C = mc->d_model, H = mc->d_expert;
+    int SH = mc->n_shared_expert * H, n = L->n_tok, B = L->B, T = L->T;
+    if (n < 1)
+        return fg_error(FG_ERR_INVALID, "moe: backward without a forward");
+    if (S->max_tokens < n)
+        return fg_error(FG_ERR_INVALID, "moe: backward scratch sized for %d tokens, forward had %d", S->max_tokens, n);
+
+        /* gates: out[t] += g_tk eo[p]  =>  d_eo[p] = g_tk dout_t (dg_tk = <dout_t, eo_p> below) */
+#pragma omp parallel for schedule(static)
+    for (int t = 0; t < n; t++) {
+        const float *d = dout + (size_t)t * C;
+        for (int k = 0; k < K; k++) {
+            int p = L->pos[(size_t)t * K + k];
+            if (p < 0)
+                continue;
+            float g = L->gate[(size_t)t * K + k];
+            float *de = S->d_eo + (size_t)p * C;
+            for (int c = 0; c < C; c++)
+                de[c] = g * d[c];
+        }
+    }
+
+    /* experts (backward accumulates, so clear what it accumulates into) */
+    size_t rows = (size_t)L->n_rows;
+    memset(S->d_act, 0, rows * H * sizeof(float));
+    memset(S->d_h, 0, rows * 2 * H * sizeof(float));
+    memset(S->d_xg, 0, rows * C * sizeof(float));
+    if (parallel_over_experts(L)) {
+#pragma omp parallel for schedule(dynamic, 1)
+        for (int e = 0; e < E; e++)
+            expert_backward(L, S, dw, w, e);
+    } else {
+        for (int e = 0; e < E; e++)
+            expert_backward(L, S, dw, w, e);
+    }
+    /* scatter: dx[t] += sum_k d_xg[pos_tk] (the gather's backward), fixed slot order */
+#pragma omp parallel for schedule(static)
+    for (int t = 0; t < n; t++) {
+        float *d = dx + (size_t)t * C;
+        for (int k = 0; k < K; k++) {
+            int p = L->pos[(size_t)t * K + k];
+            if (p < 0)
+                continue;
+            const float *s = S->d_xg + (size_t)p * C;
+            for (int c = 0; c < C; c++)
+                d[c] += s[c];
+        }
+    }
+
+    /* shared experts: out = as @ proj^T, as = swiglu(hs), hs = x @ fc^T */
+    if (SH > 0) {
+        memset(S->d_as, 0, (size_t)n * SH * sizeof(float));
+        memset(S->d_hs, 0, (size_t)n * 2 * SH * sizeof(float));
+        fg_matmul_backward(S->d_as, dw->shared_proj, NULL, dout, L->as, w->shared_proj, n, SH, C);
+        fg_swiglu_backward(S->d_hs, S->d_as, L->hs, n, SH);
+        fg_matmul_backward(dx, dw->shared_fc, NULL, S->d_hs, x, w->shared_fc, n, C, 2 * SH);
+    }
+
+    /* router: gate gradients (+ aux losses) into d_s[n,E], then through s = x W_r^T */
+    bool seqaux = mc->balance == FG_BALANCE_SEQAUX && mc->balance_alpha > 0;
+    bool sw = mc->balance == FG_BALANCE_SWITCH && mc->balance_alpha > 0;
+    /* SWITCH: loss = alpha E sum_e f_e mean_t p_te, f_e = count_e / (n K), so the weight
+     * on p_te is aux_scale alpha E count_e / (n K n) */
+    double sw_scale = sw ? (double)aux_scale * mc->balance_alpha * E / ((double)n * K * n) : 0;
+    double *f = S->seq_f;
+    for (int b = 0; b < B; b++) {
+        double c = 0;
+        if (seqaux) {
+            /* loss_b = alpha sum_e f_e P_e, f_e = E/(K T) cnt_e, P_e = mean_t a_te/As_t;
+             * mean over B: the coefficient on each a_te/As_t is aux_scale alpha / (B T) */
+            memset(f, 0, (size_t)E * sizeof *f);
+            for (int t = b * T; t < (b + 1) * T; t++)
+                for (int k = 0; k < K; k++)
+                    f[L->topk[(size_t)t * K + k]] += (double)E / ((double)K * T);
+            c = (double)aux_scale * mc->balance_alpha / ((double)B * T);
+        }
+#pragma omp parallel for schedule(static)
+        for (int t = b * T; t < (b + 1) * T; t++) {
+            float dg[FG_MOE_MAX_K];
+            for (int k = 0; k < K; k++) {
+                int p = L->pos[(size_t)t * K + k];
+                double acc = 0;
+                if (p >= 0) {
+                    const float *d = dout + (size_t)t * C, *eo = L->eo + (size_t)p * C;
+                    for (int cc = 0; cc < C; cc++)
+                        acc += (double)d[cc] * eo[cc];
+                }
+                dg[k] = (float)acc;
+            }
+            router_token_backward(S->d_s + (size_t)t * E, L->aff + (size_t)t * E, L->topk + (size_t)t * K, dg, E, K,
+                                  mc->route_scale, seqaux ? f : NULL, c, sw ? L->prob + (size_t)t * E : NULL, L->count,
+                                  sw_scale);
+        }
+    }
+    fg_matmul_backward(dx, dw->router_w, NULL, S->d_s, x, w->router_w, n, C, E);
+
+    /* loads seen by training steps */
+    for (int e = 0; e < E; e++) {
+        L->step_load[e] += (float)L->count[e];
+        L->total_load[e] += L->count[e];
+    }
+    return FG_OK;
+}
+
+/* ---- balance ---- */
+
+void fg_moe_balance_update(float *bias, float *hist, float *hist_steps, const float *step_load, int E, int W,
+                           float gamma)
+{
+    long steps = (long)*hist_steps;
+    float *slot = hist + (size_t)(steps % W) * E;
+    memcpy(slot, step_load, (size_t)E * sizeof *slot);
+    steps++;
+    *hist_steps = (float)steps;
+    int valid = steps < W ? (int)steps : W;
+    double mean = 0;
+    for (int e = 0; e < E; e++)
+        for (int s = 0; s < valid; s++)
+            mean += hist[(size_t)s * E + e];
+    mean /= E;
+    for (int e = 0; e < E; e++) {
+        double load = 0;
+        for (int s = 0; s < valid; s++)
+            load += hist[(size_t)s * E + e];
+        if (load > mean)
+            bias[e] -= gamma;
+        else if (load < mean)
+            bias[e] += gamma;
+    }
+}

@@ -1,0 +1,506 @@
+/* test_model_moe.c: the MoE FFN block against its PyTorch twin (tools/gen_moe_fixtures.py:
+ * outputs, routing, aux losses and every gradient incl. the router's), finite
+ * differences with a router that does not flip, the bias-history rule on a synthetic
+ * load history, capacity dropping, thread-count independence and config errors. */
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "frugal/kernels.h"
+#include "frugal/moe.h"
+#include "harness.h"
+
+/* One block case: config, weights and gradients in owned buffers. */
+typedef struct moe_case {
+    fg_moe_config mc;
+    int B, T, n;
+    float *x, *dout, *dx;
+    fg_moe_weights w, dw;
+    float *mem[16];
+    int n_mem;
+} moe_case;
+
+static float *case_buf(moe_case *c, size_t n, const float *init)
+{
+    float *p = fg_calloc(n ? n : 1, sizeof(float));
+    FG_ASSERT(p && c->n_mem < 16);
+    c->mem[c->n_mem++] = p;
+    if (init)
+        memcpy(p, init, n * sizeof(float));
+    return p;
+}
+
+static void case_free(moe_case *c)
+{
+    for (int i = 0; i < c->n_mem; i++)
+        fg_free(c->mem[i]);
+    memset(c, 0, sizeof *c);
+}
+
+static size_t role_numel(const fg_moe_config *mc, fg_moe_role r)
+{
+    int nd, sh[4];
+    fg_moe_role_shape(mc, r, &nd, sh);
+    size_t n = nd ? 1 : 0;
+    for (int i = 0; i < nd; i++)
+        n *= (size_t)sh[i];
+    return n;
+}
+
+/* Sets up a case from a fixture (fx != NULL) or random weights (seeded). */
+static void case_init(moe_case *c, const fg_fixture *fx, const fg_moe_config *rnd_cfg, int B, int T, uint64_t seed)
+{
+    memset(c, 0, sizeof *c);
+    if (fx) {
+        const int32_t *ci = fg_fixture_get(fx, "cfg")->data;
+        const float *cf = FG_FIX_F32(fx, "cfg_f");
+        fg_moe_config mc = {.n_expert = ci[0],
+                            .n_expert_active = ci[1],
+                            .n_shared_expert = ci[2],
+                            .d_expert = ci[3],
+                            .d_model = ci[4],
+                            .balance = (fg_balance)ci[7],
+                            .route_scale = cf[0],
+                            .balance_alpha = cf[1],
+                            .capacity_factor = cf[2],
+                            .balance_gamma = 0.001f,
+                            .balance_window = 4};
+        c->mc = mc;
+        B = ci[5], T = ci[6];
+    } else if (rnd_cfg) {
+        c->mc = *rnd_cfg;
+    }
+    c->B = B, c->T = T, c->n = B * T;
+    const fg_moe_config *mc = &c->mc;
+    size_t nC = (size_t)c->n * mc->d_model;
+    fg_rng r;
+    fg_rng_seed(&r, seed);
+    c->x = case_buf(c, nC, fx ? FG_FIX_F32(fx, "x") : NULL);
+    c->dout = case_buf(c, nC, fx ? FG_FIX_F32(fx, "dout") : NULL);
+    c->dx = case_buf(c, nC, NULL);
+    static const char *names[] = {"router_w", "router_bias", "expert_fc", "expert_proj", "shared_fc", "shared_proj"};
+    static const float stds[] = {0.4f, 0.15f, 0.3f, 0.3f, 0.3f, 0.3f};
+    float **wp[] = {&c->w.router_w,    &c->w.router_bias, &c->w.expert_fc,
+                    &c->w.expert_proj, &c->w.shared_fc,   &c->w.shared_proj};
+    float **gp[] = {&c->dw.router_w,    &c->dw.router_bias, &c->dw.expert_fc,
+                    &c->dw.expert_proj, &c->dw.shared_fc,   &c->dw.shared_proj};
+    for (int i = 0; i < 6; i++) {
+        size_t n = role_numel(mc, (fg_moe_role)i);
+        if (!n)
+            continue;
+        *wp[i] = case_buf(c, n, fx ? FG_FIX_F32(fx, names[i]) : NULL);
+        *gp[i] = case_buf(c, n, NULL);
+        if (!fx)
+            for (size_t j = 0; j < n; j++)
+                (*wp[i])[j] = stds[i] * fg_rng_normal(&r);
+    }
+    if (!fx)
+        for (size_t j = 0; j < nC; j++)
+            c->x[j] = fg_rng_normal(&r), c->dout[j] = fg_rng_normal(&r);
+}
+
+/* ---- vs PyTorch ---- */
+
+/* fp32 sums over at most ~50 terms of O(1) values, compared as error normalised by the
+ * tensor's largest entry: 1e-4 leaves ~100x headroom over the observed 1e-6 while
+ * a wrong term (a missing gate factor, a transposed weight) gives errors near 1. */
+#define TOL_TORCH 1e-4
+
+static void check_fixture(const char *name)
+{
+    char rel[128];
+    snprintf(rel, sizeof rel, "tests/fixtures/moe/block_%s.bin", name);
+    fg_fixture fx;
+    if (fg_fixture_load(&fx, fg_test_source_path(rel)) != FG_OK) {
+        FG_CHECK(0, "cannot load %s: %s", rel, fg_last_error());
+        return;
+    }
+    moe_case c;
+    case_init(&c, &fx, NULL, 0, 0, 0);
+    const fg_moe_config *mc = &c.mc;
+    int n = c.n, K = mc->n_expert_active, E = mc->n_expert;
+    fg_moe_layer L;
+    fg_moe_scratch S;
+    FG_CHECK(fg_moe_layer_init(&L, mc, n) == FG_OK, "%s: layer init: %s", name, fg_last_error());
+    FG_CHECK(fg_moe_scratch_init(&S, mc, n) == FG_OK, "%s: scratch init: %s", name, fg_last_error());
+    float *out = fg_malloc((size_t)n * mc->d_model * sizeof(float));
+    FG_CHECK(fg_moe_forward(&L, out, c.x, &c.w, c.B, c.T) == FG_OK, "%s: forward: %s", name, fg_last_error());
+
+    const int32_t *topk = fg_fixture_get(&fx, "topk")->data, *kept = fg_fixture_get(&fx, "kept")->data;
+    int bad_topk = 0, bad_kept = 0;
+    long want_drop = 0;
+    for (int i = 0; i < n * K; i++) {
+        bad_topk += L.topk[i] != topk[i];
+        bad_kept += (L.pos[i] >= 0) != (kept[i] != 0);
+        want_drop += !kept[i];
+    }
+    FG_CHECK(bad_topk == 0, "%s: %d top-K choices differ from torch", name, bad_topk);
+    FG_CHECK(bad_kept == 0, "%s: %d kept/dropped flags differ from torch", name, bad_kept);
+    FG_CHECK(L.stats.dropped == want_drop, "%s: dropped %ld, torch %ld", name, L.stats.dropped, want_drop);
+    char what[160];
+    snprintf(what, sizeof what, "%s.out", name);
+    fg_test_check_tensor(what, out, FG_FIX_F32(&fx, "out"), (size_t)n * mc->d_model, TOL_TORCH);
+    snprintf(what, sizeof what, "%s.gates", name);
+    fg_test_check_tensor(what, L.gate, FG_FIX_F32(&fx, "gates"), (size_t)n * K, TOL_TORCH);
+    FG_CHECK_CLOSE(L.stats.aux_loss, FG_FIX_F32(&fx, "aux")[0], 1e-5);
+    const float *counts = FG_FIX_F32(&fx, "counts");
+    double mx = 0, mean = (double)n * K / E;
+    for (int e = 0; e < E; e++)
+        mx = fmax(mx, counts[e]);
+    FG_CHECK_CLOSE(L.stats.load_max_over_mean, mx / mean, 1e-6);
+
+    FG_CHECK(fg_moe_backward(&L, &S, c.dx, &c.dw, c.dout, c.x, &c.w, 1.0f) == FG_OK, "%s: backward: %s", name,
+             fg_last_error());
+    static const char *gnames[] = {"router_w", "expert_fc", "expert_proj", "shared_fc", "shared_proj"};
+    const float *got[] = {c.dw.router_w, c.dw.expert_fc, c.dw.expert_proj, c.dw.shared_fc, c.dw.shared_proj};
+    fg_moe_role roles[] = {FG_MOE_ROUTER_W, FG_MOE_EXPERT_FC, FG_MOE_EXPERT_PROJ, FG_MOE_SHARED_FC, FG_MOE_SHARED_PROJ};
+    snprintf(what, sizeof what, "%s.dx", name);
+    fg_test_check_tensor(what, c.dx, FG_FIX_F32(&fx, "dx"), (size_t)n * mc->d_model, TOL_TORCH);
+    for (int i = 0; i < 5; i++) {
+        size_t numel = role_numel(mc, roles[i]);
+        if (!numel)
+            continue;
+        char fname[64];
+        snprintf(fname, sizeof fname, "d_%s", gnames[i]);
+        snprintf(what, sizeof what, "%s.%s", name, fname);
+        fg_test_check_tensor(what, got[i], FG_FIX_F32(&fx, fname), numel, TOL_TORCH);
+    }
+    /* the training forward's loads were counted by backward, evaluation would not be */
+    bool load_ok = true;
+    for (int e = 0; e < E; e++)
+        load_ok = load_ok && L.step_load[e] == counts[e];
+    FG_CHECK(load_ok, "%s: step_load after one backward differs from the routed counts", name);
+
+    fg_free(out);
+    fg_moe_scratch_free(&S);
+    fg_moe_layer_free(&L);
+    case_free(&c);
+    fg_fixture_free(&fx);
+}
+
+/* ---- finite differences ---- */
+
+/* L = sum(out * R) + aux, accumulated in double; also returns the routing so the
+ * caller can tell whether a perturbation flipped a top-K choice. */
+static double fd_loss(moe_case *c, fg_moe_layer *L, float *out)
+{
+    FG_ASSERT(fg_moe_forward(L, out, c->x, &c->w, c->B, c->T) == FG_OK);
+    double s = L->stats.aux_loss;
+    for (size_t i = 0; i < (size_t)c->n * c->mc.d_model; i++)
+        s += (double)out[i] * c->dout[i];
+    return s;
+}
+
+static bool same_routing(const fg_moe_layer *L, const int32_t *topk, const int32_t *pos)
+{
+    size_t nk = (size_t)L->n_tok * L->cfg.n_expert_active;
+    return !memcmp(L->topk, topk, nk * sizeof *topk) && !memcmp(L->pos, pos, nk * sizeof *pos);
+}
+
+/* Central differences in float with h = 1e-2: L sums n*C = 96..192 terms of O(1),
+ * so its rounding noise is ~1e-5 and the FD noise ~1e-3; the O(h^2) truncation
+ * term is ~1e-4 for these smooth (silu, sigmoid) maps. Tolerance 1e-2 * max(1,|g|)
+ * therefore cannot fail by noise, while a missing factor in a gradient (e.g. the
+ * gate normalisation, the sigmoid slope) moves it by > 5e-2 on these entries.
+ * Coordinates whose perturbation changes the routing (a top-K flip or a capacity
+ * drop moving) are skipped: the loss has a jump there, not a derivative. */
+static void fd_case(const char *name, const fg_moe_config *mc, int B, int T, uint64_t seed)
+{
+    moe_case c;
+    case_init(&c, NULL, mc, B, T, seed);
+    fg_moe_layer L;
+    fg_moe_scratch S;
+    FG_ASSERT(fg_moe_layer_init(&L, mc, c.n) == FG_OK && fg_moe_scratch_init(&S, mc, c.n) == FG_OK);
+    int E = mc->n_expert;
+    for (int e = 0; e < E; e++)
+        c.w.router_bias[e] = 0.05f * (float)(e % 3) - 0.05f;
+    size_t nC = (size_t)c.n * mc->d_model, nk = (size_t)c.n * mc->n_expert_active;
+    float *out = fg_malloc(nC * sizeof(float));
+    int32_t *topk = fg_malloc(nk * sizeof(int32_t)), *pos = fg_malloc(nk * sizeof(int32_t));
+    fd_loss(&c, &L, out);
+    memcpy(topk, L.topk, nk * sizeof *topk);
+    memcpy(pos, L.pos, nk * sizeof *pos);
+    FG_ASSERT(fg_moe_backward(&L, &S, c.dx, &c.dw, c.dout, c.x, &c.w, 1.0f) == FG_OK);
+
+    struct {
+        const char *what;
+        float *p, *g;
+        size_t n;
+    } ts[] = {
+        {"x", c.x, c.dx, nC},
+        {"router_w", c.w.router_w, c.dw.router_w, role_numel(mc, FG_MOE_ROUTER_W)},
+        {"expert_fc", c.w.expert_fc, c.dw.expert_fc, role_numel(mc, FG_MOE_EXPERT_FC)},
+        {"expert_proj", c.w.expert_proj, c.dw.expert_proj, role_numel(mc, FG_MOE_EXPERT_PROJ)},
+        {"shared_fc", c.w.shared_fc, c.dw.shared_fc, role_numel(mc, FG_MOE_SHARED_FC)},
+        {"shared_proj", c.w.shared_proj, c.dw.shared_proj, role_numel(mc, FG_MOE_SHARED_PROJ)},
+    };
+    const float h = 1e-2f;
+    int checked = 0, skipped = 0;
+    for (size_t t = 0; t < sizeof ts / sizeof ts[0]; t++) {
+        if (!ts[t].n)
+            continue;
+        int bad = 0, tried = 0;
+        double worst = 0;
+        /* every router entry (the subtle gradient); a stride through the others */
+        size_t stride = !strcmp(ts[t].what, "router_w") ? 1 : ts[t].n / 40 + 1;
+        for (size_t i = 0; i < ts[t].n; i += stride) {
+            float keep = ts[t].p[i];
+            ts[t].p[i] = keep + h;
+            double lp = fd_loss(&c, &L, out);
+            bool ok = same_routing(&L, topk, pos);
+            ts[t].p[i] = keep - h;
+            double lm = fd_loss(&c, &L, out);
+            ok = ok && same_routing(&L, topk, pos);
+            ts[t].p[i] = keep;
+            if (!ok) {
+                skipped++;
+                continue;
+            }
+            double fd = (lp - lm) / (2.0 * h), an = ts[t].g[i];
+            double err = fabs(fd - an) / fmax(1.0, fabs(an));
+            worst = fmax(worst, err);
+            bad += err > 1e-2;
+            tried++;
+        }
+        checked += tried;
+        FG_CHECK(bad == 0 && tried > 0, "fd %s.%s: %d of %d entries off, worst rel err %.3g", name, ts[t].what, bad,
+                 tried, worst);
+    }
+    FG_CHECK(skipped * 4 < checked, "fd %s: %d coordinates skipped for routing flips, only %d checked", name, skipped,
+             checked);
+    fg_free(pos);
+    fg_free(topk);
+    fg_free(out);
+    fg_moe_scratch_free(&S);
+    fg_moe_layer_free(&L);
+    case_free(&c);
+}
+
+static fg_moe_config small_cfg(fg_balance bal)
+{
+    fg_moe_config mc = {.d_model = 12,
+                        .n_expert = 6,
+                        .n_expert_active = 2,
+                        .n_shared_expert = 1,
+                        .d_expert = 8,
+                        .route_scale = 1.5f,
+                        .balance = bal,
+                        .balance_gamma = 0.001f,
+                        .balance_window = 4,
+                        .balance_alpha = bal == FG_BALANCE_SEQAUX || bal == FG_BALANCE_SWITCH ? 0.5f : 0.0f,
+                        .capacity_factor = 0};
+    return mc;
+}
+
+static void test_finite_differences(void)
+{
+    fg_moe_config mc = small_cfg(FG_BALANCE_BIAS);
+    fd_case("bias", &mc, 2, 4, 11);
+    mc = small_cfg(FG_BALANCE_SEQAUX);
+    fd_case("seqaux", &mc, 2, 4, 12);
+    mc = small_cfg(FG_BALANCE_SWITCH);
+    mc.n_shared_expert = 0;
+    fd_case("switch", &mc, 2, 4, 13);
+    mc = small_cfg(FG_BALANCE_NONE);
+    mc.capacity_factor = 1.0f;
+    mc.n_expert_active = 3;
+    fd_case("capacity", &mc, 2, 6, 14);
+}
+
+/* ---- balance rule ---- */
+
+static void test_balance_update(void)
+{
+    enum { E = 4, W = 3 };
+    float bias[E] = {0}, hist[W * E] = {0}, steps = 0;
+    const float g = 0.25f; /* exact in binary, so the expected biases are exact */
+    /* step 1: expert 0 overloaded, 3 idle, 1 and 2 exactly at the mean (4) */
+    float l1[E] = {8, 4, 4, 0};
+    fg_moe_balance_update(bias, hist, &steps, l1, E, W, g);
+    FG_CHECK(bias[0] == -g && bias[1] == 0 && bias[2] == 0 && bias[3] == g, "step 1 biases %g %g %g %g",
+             (double)bias[0], (double)bias[1], (double)bias[2], (double)bias[3]);
+    FG_CHECK(steps == 1 && hist[0] == 8 && hist[3] == 0, "step 1 ring: steps %g slot0 {%g..%g}", (double)steps,
+             (double)hist[0], (double)hist[3]);
+    /* step 2: the window sums both steps: loads {8+0, 4+2, 4+6, 0+8} = {8,6,10,8}, mean 8 */
+    float l2[E] = {0, 2, 6, 8};
+    fg_moe_balance_update(bias, hist, &steps, l2, E, W, g);
+    FG_CHECK(bias[0] == -g && bias[1] == g && bias[2] == -g && bias[3] == g, "step 2 biases %g %g %g %g",
+             (double)bias[0], (double)bias[1], (double)bias[2], (double)bias[3]);
+    /* steps 3, 4: step 4 overwrites slot 0 (the 8,4,4,0 step): window = l2 + l3 + l4 */
+    float l3[E] = {4, 4, 4, 4}, l4[E] = {0, 0, 0, 16};
+    fg_moe_balance_update(bias, hist, &steps, l3, E, W, g);
+    fg_moe_balance_update(bias, hist, &steps, l4, E, W, g);
+    /* after step 3: window l1+l2+l3 = {12,10,14,12}, mean 12: bias = {-g, 2g, -2g, g};
+     * after step 4: window l2+l3+l4 = {4,6,10,28}, mean 12: all but expert 3 go up */
+    FG_CHECK(bias[0] == 0 && bias[1] == 3 * g && bias[2] == -g && bias[3] == 0, "step 4 biases %g %g %g %g",
+             (double)bias[0], (double)bias[1], (double)bias[2], (double)bias[3]);
+    FG_CHECK(steps == 4 && hist[0] == 0 && hist[3] == 16, "ring wrapped: steps %g, slot 0 = {%g,..,%g}", (double)steps,
+             (double)hist[0], (double)hist[3]);
+    /* gamma 0 never moves the bias */
+    float b0[E] = {1, 2, 3, 4};
+    fg_moe_balance_update(b0, hist, &steps, l4, E, W, 0.0f);
+    FG_CHECK(b0[0] == 1 && b0[3] == 4, "gamma 0 moved the bias");
+}
+
+/* Bias balancing in a closed loop: tokens whose affinities strongly prefer expert 0
+ * end up spread over all experts after enough bias steps. */
+static void test_balance_closed_loop(void)
+{
+    fg_moe_config mc = small_cfg(FG_BALANCE_BIAS);
+    mc.n_shared_expert = 0;
+    mc.balance_gamma = 0.003f;
+    mc.balance_window = 2;
+    moe_case c;
+    case_init(&c, NULL, &mc, 4, 16, 21);
+    for (int j = 0; j < mc.d_model; j++)
+        c.w.router_w[j] += 1.0f; /* expert 0's logit = sum(x) + noise: hot */
+    for (size_t i = 0; i < (size_t)c.n * mc.d_model; i++)
+        c.x[i] = fabsf(c.x[i]) * 0.5f;
+    fg_moe_layer L;
+    fg_moe_scratch S;
+    FG_ASSERT(fg_moe_layer_init(&L, &mc, c.n) == FG_OK && fg_moe_scratch_init(&S, &mc, c.n) == FG_OK);
+    float *out = fg_malloc((size_t)c.n * mc.d_model * sizeof(float));
+    float hist[2 * 6] = {0}, steps = 0;
+    FG_ASSERT(fg_moe_forward(&L, out, c.x, &c.w, c.B, c.T) == FG_OK);
+    float first = L.stats.load_max_over_mean;
+    float worst_late = 0;
+    for (int step = 0; step < 600; step++) {
+        FG_ASSERT(fg_moe_forward(&L, out, c.x, &c.w, c.B, c.T) == FG_OK);
+        if (step >= 500)
+            worst_late = fmaxf(worst_late, L.stats.load_max_over_mean);
+        FG_ASSERT(fg_moe_backward(&L, &S, c.dx, &c.dw, c.dout, c.x, &c.w, 1.0f) == FG_OK);
+        fg_moe_balance_update(c.w.router_bias, hist, &steps, L.step_load, mc.n_expert, mc.balance_window,
+                              mc.balance_gamma);
+        memset(L.step_load, 0, (size_t)mc.n_expert * sizeof(float));
+    }
+    /* 64 tokens x 2 over 6 experts: perfectly even is 21.3 per expert; the sign rule
+     * oscillates around it by a few tokens, so 1.3 is a margin, not a fit */
+    FG_CHECK(first > 2.0f && worst_late <= 1.3f, "closed loop: max/mean load %.3f at start, worst %.3f late",
+             (double)first, (double)worst_late);
+    FG_CHECK(L.total_load[0] > 0, "total_load not accumulated");
+    fg_free(out);
+    fg_moe_scratch_free(&S);
+    fg_moe_layer_free(&L);
+    case_free(&c);
+}
+
+/* ---- execution strategy and thread count do not change results ---- */
+
+static void test_threads_and_strategy(void)
+{
+    fg_moe_config mc = small_cfg(FG_BALANCE_SEQAUX);
+    mc.n_expert = 16, mc.n_expert_active = 2, mc.d_model = 32, mc.d_expert = 16;
+    moe_case c;
+    case_init(&c, NULL, &mc, 2, 32, 31);
+    fg_moe_layer L;
+    fg_moe_scratch S;
+    FG_ASSERT(fg_moe_layer_init(&L, &mc, c.n) == FG_OK && fg_moe_scratch_init(&S, &mc, c.n) == FG_OK);
+    size_t nC = (size_t)c.n * mc.d_model, nw = role_numel(&mc, FG_MOE_ROUTER_W);
+    float *out[2], *dx[2], *dr[2];
+    const char *modes[2] = {"experts", "gemm"};
+    int threads = fg_threads_get();
+    for (int m = 0; m < 2; m++) {
+        setenv("FG_MOE_PAR", modes[m], 1);
+        fg_threads_set(m == 0 ? 2 : 1);
+        out[m] = fg_malloc(nC * sizeof(float));
+        dx[m] = fg_calloc(nC, sizeof(float));
+        dr[m] = fg_calloc(nw, sizeof(float));
+        memset(c.dw.router_w, 0, nw * sizeof(float));
+        FG_ASSERT(fg_moe_forward(&L, out[m], c.x, &c.w, c.B, c.T) == FG_OK);
+        FG_ASSERT(fg_moe_backward(&L, &S, dx[m], &c.dw, c.dout, c.x, &c.w, 1.0f) == FG_OK);
+        memcpy(dr[m], c.dw.router_w, nw * sizeof(float));
+    }
+    unsetenv("FG_MOE_PAR");
+    fg_threads_set(threads);
+    /* the combine and scatter are ordered per token, so only the GEMM library's own
+     * blocking could differ between one and two threads: allow fp32 rounding */
+    fg_test_check_tensor("par.out", out[0], out[1], nC, 1e-6);
+    fg_test_check_tensor("par.dx", dx[0], dx[1], nC, 1e-6);
+    fg_test_check_tensor("par.drouter", dr[0], dr[1], nw, 1e-6);
+    for (int m = 0; m < 2; m++)
+        fg_free(out[m]), fg_free(dx[m]), fg_free(dr[m]);
+    fg_moe_scratch_free(&S);
+    fg_moe_layer_free(&L);
+    case_free(&c);
+}
+
+/* ---- configuration errors ---- */
+
+static void expect_invalid(fg_status st, const char *needle, const char *what)
+{
+    FG_CHECK(st == FG_ERR_INVALID && strstr(fg_last_error(), needle) != NULL, "%s: status %d, message '%s' lacks '%s'",
+             what, (int)st, fg_last_error(), needle);
+}
+
+static void test_config_errors(void)
+{
+    fg_moe_config mc = small_cfg(FG_BALANCE_BIAS);
+    FG_CHECK(fg_moe_config_validate(&mc) == FG_OK, "good config rejected: %s", fg_last_error());
+    fg_moe_config b = mc;
+    b.n_expert_active = 9, b.n_expert = 8;
+    expect_invalid(fg_moe_config_validate(&b), "n_expert_active = 9 > n_expert = 8", "K > N");
+    b = mc, b.n_expert = 0;
+    expect_invalid(fg_moe_config_validate(&b), "n_expert = 0", "zero experts");
+    b = mc, b.n_expert_active = 0;
+    expect_invalid(fg_moe_config_validate(&b), "n_expert_active = 0", "K = 0");
+    b = mc, b.d_expert = 0;
+    expect_invalid(fg_moe_config_validate(&b), "d_expert = 0", "hidden size 0");
+    b = mc, b.balance_window = 0;
+    expect_invalid(fg_moe_config_validate(&b), "balance_window = 0", "window 0");
+    b = mc, b.capacity_factor = -1;
+    expect_invalid(fg_moe_config_validate(&b), "capacity_factor = -1", "negative capacity");
+    b = mc, b.route_scale = 0;
+    expect_invalid(fg_moe_config_validate(&b), "route_scale = 0", "zero route scale");
+    b = mc, b.balance = (fg_balance)7;
+    expect_invalid(fg_moe_config_validate(&b), "balance = 7", "unknown balance");
+    fg_moe_layer L;
+    expect_invalid(fg_moe_layer_init(&L, &b, 8), "balance = 7", "layer init with a bad config");
+
+    /* model level: zero experts but top-K asked for; dense layers beyond the model */
+    fg_model_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.n_layer = 4, cfg.d_model = 16, cfg.n_expert = 0, cfg.n_expert_active = 2;
+    expect_invalid(fg_moe_model_config_validate(&cfg), "n_expert = 0 but n_expert_active = 2", "model: zero experts");
+    cfg.n_expert_active = 0;
+    FG_CHECK(fg_moe_model_config_validate(&cfg) == FG_OK, "dense model config rejected: %s", fg_last_error());
+    cfg.n_expert = 8, cfg.n_expert_active = 2, cfg.d_expert = 16, cfg.route_scale = 1, cfg.balance_window = 4;
+    cfg.n_dense_layers = 5;
+    expect_invalid(fg_moe_model_config_validate(&cfg), "n_dense_layers = 5", "model: D > L");
+    cfg.n_dense_layers = 1;
+    FG_CHECK(fg_moe_model_config_validate(&cfg) == FG_OK, "good model MoE config rejected: %s", fg_last_error());
+
+    /* hidden size not matching: a tensor carved for d_expert 24 given to a d_expert 8 config */
+    fg_tensor_info t = {.name = "h.1.moe.expert_fc", .ndim = 3, .shape = {6, 48, 12}};
+    expect_invalid(fg_moe_check_tensor(&mc, FG_MOE_EXPERT_FC, &t), "h.1.moe.expert_fc has shape [6,48,12]",
+                   "expert hidden size mismatch");
+    FG_CHECK(strstr(fg_last_error(), "[n_expert, 2*d_expert, d_model] = [6,16,12]") != NULL, "message: %s",
+             fg_last_error());
+    t.shape[1] = 16;
+    FG_CHECK(fg_moe_check_tensor(&mc, FG_MOE_EXPERT_FC, &t) == FG_OK, "right shape rejected: %s", fg_last_error());
+    fg_tensor_info sp = {.name = "h.1.moe.shared_proj", .ndim = 2, .shape = {12, 16}};
+    expect_invalid(fg_moe_check_tensor(&mc, FG_MOE_SHARED_PROJ, &sp), "[d_model, n_shared_expert*d_expert] = [12,8]",
+                   "shared hidden size mismatch");
+
+    /* too many tokens for the cache */
+    fg_moe_layer L2;
+    FG_ASSERT(fg_moe_layer_init(&L2, &mc, 4) == FG_OK);
+    fg_moe_weights w = {0};
+    expect_invalid(fg_moe_forward(&L2, NULL, NULL, &w, 2, 4), "sized for 4", "too many tokens");
+    fg_moe_layer_free(&L2);
+}
+
+int main(void)
+{
+    FG_TEST_BEGIN("model_moe");
+    fg_kernels_init(NULL);
+    const char *cases[] = {"bias", "none", "seqaux", "switch", "capacity"};
+    for (int i = 0; i < 5; i++)
+        check_fixture(cases[i]);
+    test_finite_differences();
+    test_balance_update();
+    test_balance_closed_loop();
+    test_threads_and_strategy();
+    test_config_errors();
+    return fg_test_end();
+}
