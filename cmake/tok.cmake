@@ -1,0 +1,5 @@
+# tok.cmake: extras for the tokenizer module: utf8proc for the pre-tokenizer's
+# Unicode classes, and the libFuzzer round-trip target (clang only) with its ctest.
+if(TARGET fg_tok)
+  target_link_libraries(fg_tok PUBLIC PkgConfig::UTF8PROC)
+endif()
