@@ -37,6 +37,8 @@ void fg_attention_forward_ref(float *out, float *lse, const float *qkv, int B, i
                 double sum = 0.0;
                 for (int j = 0; j <= t; j++)
                     sum += exp(scale * dot(q, base + j * C3 + C, HS) - mx);
+                /* sum >= 1: the maximum's own term is exp(0) */
+                // cppcheck-suppress invalidFunctionArg
                 double l = mx + log(sum);
                 double acc[FG_ATTN_REF_MAX_HS] = {0};
                 for (int j = 0; j <= t; j++) {

@@ -28,6 +28,8 @@ double fg_softmax_xent_ref(float *dlogits, float *losses, const float *logits, c
         double sum = 0.0;
         for (int i = 0; i < V; i++)
             sum += exp(x[i] - mx);
+        /* sum >= 1: the maximum's own term is exp(0) */
+        // cppcheck-suppress invalidFunctionArg
         double lse = mx + log(sum);
         double loss = lse - x[tgt];
         losses[n] = (float)loss;
