@@ -3,3 +3,6 @@
 if(TARGET fg_tok)
   target_link_libraries(fg_tok PUBLIC PkgConfig::UTF8PROC)
 endif()
+if(TARGET test_tok)
+  target_link_libraries(test_tok PRIVATE PkgConfig::ZLIB)
+endif()

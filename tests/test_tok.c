@@ -5,6 +5,7 @@
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
+#include <zlib.h>
 
 #include "frugal/tok.h"
 #include "harness.h"
@@ -116,12 +117,257 @@ static void test_gpt2_vectors(const fg_tokenizer *tok)
     FG_CHECK(n_vec == 157 && n_ok == n_vec, "gpt2 test vectors: %d of %d exact", n_ok, n_vec);
 }
 
+/* FNV-1a 64 over the ids as u32 little-endian, as tools/gen_tok_fixtures.py does. */
+static uint64_t fnv64(uint64_t h, const uint32_t *ids, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        for (int k = 0; k < 4; k++) {
+            h ^= (ids[i] >> (8 * k)) & 0xFF;
+            h *= 0x100000001B3ull;
+        }
+    return h;
+}
+
+/* Whole file, gunzipped when it ends in .gz. */
+static char *slurp(const char *path, size_t *len)
+{
+    gzFile g = gzopen(path, "rb");
+    if (!g)
+        return NULL;
+    size_t cap = 1 << 20, n = 0;
+    char *buf = malloc(cap);
+    int r;
+    while (buf && (r = gzread(g, buf + n, (unsigned)(cap - n - 1))) > 0) {
+        n += (size_t)r;
+        if (cap - n < 65536) {
+            cap *= 2;
+            buf = realloc(buf, cap);
+        }
+    }
+    gzclose(g);
+    if (buf)
+        buf[n] = 0;
+    *len = n;
+    return buf;
+}
+
+/* Scanner vs PCRE2 on one text; returns true when the piece boundaries agree. */
+static bool same_split(const fg_tokenizer *tok, const char *t, size_t len)
+{
+    size_t *a = NULL, *b = NULL, na = 0, nb = 0;
+    bool ok = fg_tok_split(tok, false, t, len, &a, &na) == FG_OK && fg_tok_split(tok, true, t, len, &b, &nb) == FG_OK &&
+              na == nb && (na == 0 || !memcmp(a, b, na * sizeof(size_t)));
+    if (!ok) {
+        size_t i = 0;
+        while (i < na && i < nb && a[i] == b[i])
+            i++;
+        size_t from = i ? a[i - 1] : 0;
+        fprintf(stderr, "  split differs after byte %zu: scanner ends %zu, pcre2 ends %zu; text there:", from,
+                i < na ? a[i] : 0, i < nb ? b[i] : 0);
+        for (size_t k = from; k < len && k < from + 16; k++)
+            fprintf(stderr, " %02x", (unsigned char)t[k]);
+        fprintf(stderr, "\n");
+    }
+    fg_free(a);
+    fg_free(b);
+    return ok;
+}
+
+/* Count + hash of tiktoken's gpt2 ids on shakespeare and the web samples
+ * (tests/fixtures/tok/tiktoken_gpt2.json), and scanner == PCRE2 on each text. */
+static void test_tiktoken_fixtures(const fg_tokenizer *tok)
+{
+    json_error_t err;
+    json_t *fx = json_load_file(fg_test_source_path("tests/fixtures/tok/tiktoken_gpt2.json"), 0, &err);
+    FG_CHECK(fx != NULL, "fixture tiktoken_gpt2.json: %s", err.text);
+    if (!fx || !tok) {
+        json_decref(fx);
+        return;
+    }
+    json_t *entries = json_object_get(fx, "entries");
+    int n_ok = 0, n_run = 0, n_split_ok = 0;
+    size_t total_tokens = 0;
+    for (size_t e = 0; e < json_array_size(entries); e++) {
+        json_t *ent = json_array_get(entries, e);
+        const char *rel = json_string_value(json_object_get(ent, "path"));
+        const char *kind = json_string_value(json_object_get(ent, "kind"));
+        const char *path = fg_test_shared_path(rel);
+        if (!path) {
+            fg_test_skip(rel, "absent from ../shared/data");
+            continue;
+        }
+        size_t len;
+        char *buf = slurp(path, &len);
+        FG_CHECK(buf != NULL, "read %s", path);
+        if (!buf)
+            continue;
+        uint64_t h = 0xCBF29CE484222325ull;
+        size_t count = 0;
+        bool split_ok = true;
+        if (!strcmp(kind, "jsonl.gz")) {
+            for (char *line = buf, *next; line && *line; line = next) {
+                next = strchr(line, '\n');
+                if (next)
+                    *next++ = 0;
+                json_t *doc = json_loads(line, JSON_ALLOW_NUL, &err);
+                if (!doc)
+                    continue;
+                const char *t = json_string_value(json_object_get(doc, "text"));
+                size_t tl = json_string_length(json_object_get(doc, "text"));
+                uint32_t *ids;
+                size_t n;
+                if (fg_tok_encode(tok, t, tl, &ids, &n) == FG_OK) {
+                    h = fnv64(h, ids, n);
+                    count += n;
+                    fg_free(ids);
+                }
+                split_ok &= same_split(tok, t, tl);
+                json_decref(doc);
+            }
+        } else {
+            uint32_t *ids;
+            size_t n;
+            if (fg_tok_encode(tok, buf, len, &ids, &n) == FG_OK) {
+                h = fnv64(h, ids, n);
+                count = n;
+                fg_free(ids);
+            }
+            split_ok = same_split(tok, buf, len);
+        }
+        char hex[17];
+        snprintf(hex, sizeof hex, "%016llx", (unsigned long long)h);
+        bool ok = count == (size_t)json_integer_value(json_object_get(ent, "n_tokens")) &&
+                  !strcmp(hex, json_string_value(json_object_get(ent, "fnv64")));
+        if (!ok)
+            fprintf(stderr, "  %s: %zu tokens hash %s, tiktoken %lld hash %s\n", rel, count, hex,
+                    (long long)json_integer_value(json_object_get(ent, "n_tokens")),
+                    json_string_value(json_object_get(ent, "fnv64")));
+        n_ok += ok;
+        n_split_ok += split_ok;
+        n_run++;
+        total_tokens += count;
+        free(buf);
+    }
+    FG_CHECK(n_run > 0 && n_ok == n_run, "tiktoken gpt2 ids: %d of %d texts identical (%zu tokens)", n_ok, n_run,
+             total_tokens);
+    FG_CHECK(n_split_ok == n_run, "scanner == PCRE2 on %d of %d texts", n_split_ok, n_run);
+    json_decref(fx);
+}
+
+/* Appends a random piece chosen to hit every branch of both patterns. */
+static size_t random_piece(fg_rng *r, char *out)
+{
+    static const char *const pieces[] = {"a",
+                                         "Z",
+                                         "hello",
+                                         " world",
+                                         "0",
+                                         "42",
+                                         "12345",
+                                         " ",
+                                         "  ",
+                                         "   ",
+                                         "\n",
+                                         "\r\n",
+                                         "\n\n",
+                                         "\t",
+                                         " \n ",
+                                         "'s",
+                                         "'t",
+                                         "'re",
+                                         "'ve",
+                                         "'m",
+                                         "'ll",
+                                         "'d",
+                                         "'S",
+                                         "'RE",
+                                         "'Ll",
+                                         "'x",
+                                         "'",
+                                         "\"",
+                                         "!",
+                                         "?!",
+                                         "...",
+                                         "-",
+                                         "\xc3\xa9",
+                                         "\xe6\x97\xa5\xe6\x9c\xac",
+                                         "\xd0\x9f\xd1\x80",
+                                         "\xc2\xb2",
+                                         "\xd9\xa3",
+                                         "\xc2\xa0",
+                                         "\xe3\x80\x80",
+                                         "\xc2\x85",
+                                         "\xe2\x80\xa8",
+                                         "\xe2\x80\x83",
+                                         "\xf0\x9f\x98\x80",
+                                         "\xc5\xbf",
+                                         "\xe2\x82\xac",
+                                         "\xcc\x81",
+                                         "\xff",
+                                         "\xc3",
+                                         "\xe2\x82",
+                                         "\xed\xa0\x80",
+                                         "\xc0\xaf",
+                                         "\xf4\x90\x80\x80",
+                                         "\x80",
+                                         "\xf0\x9f\x98",
+                                         "\x00",
+                                         "\x0b",
+                                         "\x0c",
+                                         "\x1f",
+                                         "\xe1\x9a\x80",
+                                         "\xf0\xa0\x80\x80",
+                                         "\xf0\x9d\x9f\x8e"};
+    if (fg_rng_below(r, 8) == 0) { /* a raw random byte */
+        out[0] = (char)fg_rng_below(r, 256);
+        return 1;
+    }
+    const char *p = pieces[fg_rng_below(r, sizeof pieces / sizeof pieces[0])];
+    size_t n = strlen(p);
+    if (n == 0) {
+        out[0] = 0;
+        return 1;
+    }
+    memcpy(out, p, n);
+    return n;
+}
+
+/* Random texts: scanner == PCRE2 for the tokenizer's pattern, and decode(encode(x)) == x. */
+static void test_random(const fg_tokenizer *tok, const char *name, int cases)
+{
+    fg_rng r;
+    fg_rng_seed(&r, 1234);
+    char buf[4096];
+    int split_ok = 0, rt_ok = 0;
+    for (int c = 0; c < cases; c++) {
+        size_t len = 0;
+        int pieces = (int)fg_rng_below(&r, 60);
+        while (pieces-- > 0 && len < sizeof buf - 16)
+            len += random_piece(&r, buf + len);
+        split_ok += same_split(tok, buf, len);
+        size_t n, bl = 0;
+        char *back = NULL;
+        uint32_t *ids = NULL;
+        bool ok = fg_tok_encode(tok, buf, len, &ids, &n) == FG_OK;
+        ok = ok && fg_tok_decode(tok, ids, n, &back, &bl) == FG_OK && bl == len && !memcmp(back, buf, len);
+        fg_free(ids);
+        fg_free(back);
+        rt_ok += ok;
+    }
+    FG_CHECK(split_ok == cases, "%s: scanner == PCRE2 on %d of %d random texts", name, split_ok, cases);
+    FG_CHECK(rt_ok == cases, "%s: decode(encode(x)) == x on %d of %d random texts", name, rt_ok, cases);
+}
+
 int main(void)
 {
     FG_TEST_BEGIN("tok");
     test_byte();
     fg_tokenizer *gpt2 = load_gpt2();
     test_gpt2_vectors(gpt2);
+    if (gpt2) {
+        test_random(gpt2, "gpt2", 3000);
+        test_tiktoken_fixtures(gpt2);
+    }
     fg_tok_delete(gpt2);
     return fg_test_end();
 }
