@@ -43,6 +43,10 @@ typedef struct fg_ckpt_opts {
     bool compress_full; /* full checkpoints byte-shuffled + zstd (level 1) instead of raw */
 } fg_ckpt_opts;
 
+/* full_every 10, keep_full 2, async, zstd_level 3, compress_full off; each can be
+ * overridden from the environment (benchmarks, operations): FG_CKPT_FULL_EVERY,
+ * FG_CKPT_KEEP, FG_CKPT_ASYNC (0/1), FG_CKPT_ZSTD_LEVEL, FG_CKPT_COMPRESS_FULL (0/1).
+ * FG_CKPT_WRITE_DELAY_MS (a test hook) makes the writer pause after each tensor. */
 fg_ckpt_opts fg_ckpt_opts_default(void);
 
 typedef struct fg_ckpt_writer fg_ckpt_writer;

@@ -57,6 +57,7 @@ typedef struct ckpt_job {
     const char *base_file;      /* delta only: file name */
     int delta_level;            /* zstd level of deltas */
     bool compress_full;
+    int delay_ms; /* test hook: sleep after each tensor, so a kill lands inside a write */
 } ckpt_job;
 
 /* Writes dir/<name>.tmp, fsyncs, renames it to dir/<name> and fsyncs dir; then the

@@ -244,6 +244,8 @@ fg_status ckpt_write_file(const char *dir, const ckpt_job *job, ckpt_scratch *s,
         e[i].encoding = enc;
         st = write_all(fd, stored, stored_bytes, tmp);
         off += stored_bytes;
+        if (job->delay_ms > 0)
+            usleep((useconds_t)job->delay_ms * 1000);
     }
     if (st != FG_OK)
         goto close_file;

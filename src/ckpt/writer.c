@@ -8,6 +8,7 @@
 #include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -63,11 +64,25 @@ struct fg_ckpt_writer {
     char errmsg[1024];
 
     fg_ckpt_stats stats;
+    int delay_ms; /* test hook FG_CKPT_WRITE_DELAY_MS: pause after each tensor written */
 };
+
+/* An integer from the environment, or def when unset or not a number. */
+static int env_int(const char *name, int def)
+{
+    const char *v = fg_env(name, NULL);
+    char *end = NULL;
+    long x = v ? strtol(v, &end, 10) : 0;
+    return v && *v && end && !*end ? (int)x : def;
+}
 
 fg_ckpt_opts fg_ckpt_opts_default(void)
 {
-    fg_ckpt_opts o = {.full_every = 10, .keep_full = 2, .async = true, .zstd_level = 3, .compress_full = false};
+    fg_ckpt_opts o = {.full_every = env_int("FG_CKPT_FULL_EVERY", 10),
+                      .keep_full = env_int("FG_CKPT_KEEP", 2),
+                      .async = env_int("FG_CKPT_ASYNC", 1) != 0,
+                      .zstd_level = env_int("FG_CKPT_ZSTD_LEVEL", 3),
+                      .compress_full = env_int("FG_CKPT_COMPRESS_FULL", 0) != 0};
     return o;
 }
 
@@ -195,7 +210,8 @@ static fg_status run_job(fg_ckpt_writer *w)
                     .base_uid = w->base_uid,
                     .base_file = w->base_file,
                     .delta_level = w->o.zstd_level,
-                    .compress_full = w->o.compress_full};
+                    .compress_full = w->o.compress_full,
+                    .delay_ms = w->delay_ms};
     char fname[64];
     uint64_t uid = 0, fbytes = 0;
     fg_status st = ckpt_write_file(w->dir, &job, &w->s, fname, &uid, &fbytes);
@@ -320,6 +336,7 @@ fg_ckpt_writer *fg_ckpt_writer_new(const char *dir, const fg_ckpt_opts *opts)
     if (!w)
         return NULL;
     w->o = o;
+    w->delay_ms = env_int("FG_CKPT_WRITE_DELAY_MS", 0);
     if (w->o.full_every < 1)
         w->o.full_every = 1;
     w->dir = fg_strdup(dir);
