@@ -146,6 +146,12 @@ typedef struct fg_sampler {
 int fg_model_generate(fg_model *m, const int32_t *prompt, int n_prompt, int n_new, int stop, fg_sampler *s,
                       int32_t *out);
 
+/* One step of KV-cache decoding (what fg_model_generate runs): feeds `token` at
+ * position pos (0 <= pos < maxT) through every layer, storing its keys/values in the
+ * cache, and points *logits at its next-token logits [Vp] (valid until the next call).
+ * Positions 0..pos-1 must have been fed since the last pos 0. */
+fg_status fg_model_decode_step(fg_model *m, int32_t token, int pos, const float **logits);
+
 /* ---- interop with llm.c's GPT-2 checkpoint (v3, fp32) ---- */
 /* Creates a gpt2-layout model (B, T as for fg_model_new) from an llm.c file. */
 fg_model *fg_model_load_llmc(const char *path, int B, int T);

@@ -1,0 +1,219 @@
+/* generate.c: autoregressive decoding with a KV cache (one token at a time through
+ * every layer, keys/values of earlier positions kept per layer) and the sampler
+ * (temperature, top-k, top-p, greedy at temperature 0). The cache and the one-token
+ * scratch are one allocation made at first use, apart from the training activations.
+ * Leaves out: batched decoding, cache reuse across calls with a shared prefix.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "frugal/kernels.h"
+#include "frugal/model.h"
+#include "model_impl.h"
+
+void model_kv_free(fg_model *m)
+{
+    if (!m->kv)
+        return;
+    fg_free(m->kv->mem);
+    fg_free(m->kv);
+    m->kv = NULL;
+}
+
+static fg_status kv_alloc(fg_model *m)
+{
+    if (m->kv)
+        return FG_OK;
+    const fg_model_config *c = &m->cfg;
+    size_t C = (size_t)c->d_model, maxT = (size_t)c->max_seq_len, L = (size_t)c->n_layer;
+    size_t V = (size_t)c->vocab_size, Vp = (size_t)c->padded_vocab;
+    model_kv *kv = fg_calloc(1, sizeof *kv);
+    if (!kv)
+        return FG_ERR_NOMEM;
+    size_t sizes[] = {L * maxT * C,   L * maxT * C, C,  C, C,    1, 1, 3 * C, C, maxT,
+                      (size_t)m->Fin, (size_t)m->F, Vp, V, 2 * V};
+    float **ptrs[] = {&kv->k,       &kv->v,           &kv->x,      &kv->ln,    &kv->tmp,
+                      &kv->mean,    &kv->rstd,        &kv->qkv,    &kv->att,   &kv->scores,
+                      &kv->ffn.fch, &kv->ffn.fch_act, &kv->logits, &kv->probs, (float **)&kv->cand};
+    size_t n = sizeof sizes / sizeof sizes[0], total = 0;
+    for (size_t i = 0; i < n; i++)
+        total += (sizes[i] + 15) / 16 * 16;
+    kv->mem = fg_calloc(total, sizeof(float)); /* cand[] (float + int32 pairs) takes 2 V slots */
+    if (!kv->mem) {
+        fg_free(kv);
+        return FG_ERR_NOMEM;
+    }
+    size_t off = 0;
+    for (size_t i = 0; i < n; i++) {
+        *ptrs[i] = kv->mem + off;
+        off += (sizes[i] + 15) / 16 * 16;
+    }
+    m->kv = kv;
+    return FG_OK;
+}
+
+fg_status fg_model_decode_step(fg_model *m, int32_t token, int pos, const float **logits)
+{
+    const fg_model_config *c = &m->cfg;
+    if (token < 0 || token >= c->vocab_size)
+        return fg_error(FG_ERR_INVALID, "fg_model_decode_step: token %d is outside the vocabulary [0, %d)", token,
+                        c->vocab_size);
+    if (pos < 0 || pos >= c->max_seq_len)
+        return fg_error(FG_ERR_INVALID, "fg_model_decode_step: position %d is outside [0, max_seq_len = %d)", pos,
+                        c->max_seq_len);
+    fg_status st = kv_alloc(m);
+    if (st != FG_OK)
+        return st;
+    model_kv *kv = m->kv;
+    int C = c->d_model, NH = c->n_head, HS = m->HS;
+    size_t stride_l = (size_t)c->max_seq_len * C;
+    float scale = 1.0f / sqrtf((float)HS);
+
+    /* x = wte[token] (+ wpe[pos]) */
+    if (m->wpe != FG_NO_TENSOR)
+        fg_add(kv->x, m->params + m->wte + (size_t)token * C, m->params + m->wpe + (size_t)pos * C, C);
+    else
+        memcpy(kv->x, m->params + m->wte + (size_t)token * C, (size_t)C * sizeof(float));
+    for (int l = 0; l < c->n_layer; l++) {
+        const model_layer_off *o = &m->layer[l];
+        float *kc = kv->k + l * stride_l, *vc = kv->v + l * stride_l;
+        model_norm_forward(m, kv->ln, kv->mean, kv->rstd, kv->x, model_p(m, o->ln1w), model_p(m, o->ln1b), 1);
+        fg_matmul_forward(kv->qkv, kv->ln, model_p(m, o->qkvw), model_p(m, o->qkvb), 1, C, 3 * C);
+        if (c->layout == FG_LAYOUT_LLAMA) {
+            fg_rope_forward(kv->qkv, 1, 1, NH, HS, 3 * C, pos, c->rope_theta);
+            fg_rope_forward(kv->qkv + C, 1, 1, NH, HS, 3 * C, pos, c->rope_theta);
+        }
+        memcpy(kc + (size_t)pos * C, kv->qkv + C, (size_t)C * sizeof(float));
+        memcpy(vc + (size_t)pos * C, kv->qkv + 2 * C, (size_t)C * sizeof(float));
+        for (int h = 0; h < NH; h++) {
+            /* scores[t] = q_h . k_h[t] / sqrt(HS), t <= pos (causal: only the past is cached) */
+            fg_sgemm(0, 1, 1, pos + 1, HS, scale, kv->qkv + h * HS, HS, kc + h * HS, C, 0.0f, kv->scores, pos + 1);
+            float mx = kv->scores[0];
+            for (int t = 1; t <= pos; t++)
+                mx = fmaxf(mx, kv->scores[t]);
+            double sum = 0.0; /* max subtracted so exp never overflows */
+            for (int t = 0; t <= pos; t++) {
+                kv->scores[t] = expf(kv->scores[t] - mx);
+                sum += kv->scores[t];
+            }
+            float inv = (float)(1.0 / sum);
+            for (int t = 0; t <= pos; t++)
+                kv->scores[t] *= inv;
+            /* att_h = probs @ v_h */
+            fg_sgemm(0, 0, 1, HS, pos + 1, 1.0f, kv->scores, pos + 1, vc + h * HS, C, 0.0f, kv->att + h * HS, HS);
+        }
+        fg_matmul_forward(kv->tmp, kv->att, model_p(m, o->attprojw), model_p(m, o->attprojb), 1, C, C);
+        fg_add(kv->x, kv->x, kv->tmp, C);
+        model_norm_forward(m, kv->ln, kv->mean, kv->rstd, kv->x, model_p(m, o->ln2w), model_p(m, o->ln2b), 1);
+        model_ffn_forward(m, l, kv->tmp, kv->ln, 1, &kv->ffn);
+        fg_add(kv->x, kv->x, kv->tmp, C);
+    }
+    model_norm_forward(m, kv->ln, kv->mean, kv->rstd, kv->x, model_p(m, m->lnfw), model_p(m, m->lnfb), 1);
+    fg_matmul_forward(kv->logits, kv->ln, m->params + m->head, NULL, 1, C, c->padded_vocab);
+    if (logits)
+        *logits = kv->logits;
+    return FG_OK;
+}
+
+/* Descending probability, then ascending id: a total order, so the result does not
+ * depend on the qsort implementation. */
+static int cmp_desc(const void *a, const void *b)
+{
+    const model_prob_id *x = a, *y = b;
+    if (x->p != y->p)
+        return x->p > y->p ? -1 : 1;
+    return (x->id > y->id) - (x->id < y->id);
+}
+
+/* Picks the next token from logits[0..V) with s's settings. */
+static int32_t sample(model_kv *kv, const float *logits, int V, fg_sampler *s)
+{
+    if (s->temperature <= 0.0f) { /* greedy; lowest id on ties */
+        int32_t best = 0;
+        for (int i = 1; i < V; i++)
+            if (logits[i] > logits[best])
+                best = i;
+        return best;
+    }
+    float *p = kv->probs;
+    float mx = logits[0];
+    for (int i = 1; i < V; i++)
+        mx = fmaxf(mx, logits[i]);
+    double sum = 0.0;
+    for (int i = 0; i < V; i++) {
+        p[i] = expf((logits[i] - mx) / s->temperature);
+        sum += p[i];
+    }
+    for (int i = 0; i < V; i++)
+        p[i] = (float)(p[i] / sum);
+    int n = V;
+    model_prob_id *cd = kv->cand;
+    if ((s->top_k > 0 && s->top_k < V) || (s->top_p > 0.0f && s->top_p < 1.0f)) {
+        for (int i = 0; i < V; i++)
+            cd[i] = (model_prob_id){p[i], i};
+        qsort(cd, (size_t)V, sizeof *cd, cmp_desc);
+        if (s->top_k > 0 && s->top_k < n)
+            n = s->top_k;
+        if (s->top_p > 0.0f && s->top_p < 1.0f) {
+            /* smallest prefix whose mass reaches top_p (always at least one token) */
+            double cum = 0.0;
+            int k = 0;
+            while (k < n) {
+                cum += cd[k++].p;
+                if (cum >= s->top_p)
+                    break;
+            }
+            n = k;
+        }
+        double mass = 0.0;
+        for (int k = 0; k < n; k++)
+            mass += cd[k].p;
+        double r = (double)fg_rng_uniform(&s->rng) * mass;
+        for (int k = 0; k < n; k++) {
+            r -= cd[k].p;
+            if (r < 0.0)
+                return cd[k].id;
+        }
+        return cd[n - 1].id;
+    }
+    double r = (double)fg_rng_uniform(&s->rng);
+    for (int i = 0; i < V; i++) {
+        r -= p[i];
+        if (r < 0.0)
+            return i;
+    }
+    return V - 1; /* rounding left a sliver of mass */
+}
+
+int fg_model_generate(fg_model *m, const int32_t *prompt, int n_prompt, int n_new, int stop, fg_sampler *s,
+                      int32_t *out)
+{
+    const fg_model_config *c = &m->cfg;
+    if (n_prompt < 1 || n_prompt > c->max_seq_len)
+        return fg_error(FG_ERR_INVALID, "fg_model_generate: prompt length %d must be in [1, max_seq_len = %d]",
+                        n_prompt, c->max_seq_len);
+    if (n_new < 0)
+        return fg_error(FG_ERR_INVALID, "fg_model_generate: n_new = %d must be >= 0", n_new);
+    if (!s || !(s->temperature >= 0.0f) || s->top_k < 0 || !(s->top_p >= 0.0f))
+        return fg_error(FG_ERR_INVALID, "fg_model_generate: bad sampler (temperature %g, top_k %d, top_p %g)",
+                        s ? (double)s->temperature : 0.0, s ? s->top_k : 0, s ? (double)s->top_p : 0.0);
+    const float *logits = NULL;
+    for (int i = 0; i < n_prompt; i++) {
+        out[i] = prompt[i];
+        fg_status st = fg_model_decode_step(m, prompt[i], i, &logits);
+        if (st != FG_OK)
+            return st;
+    }
+    int n = n_prompt;
+    for (int k = 0; k < n_new && n < c->max_seq_len; k++) {
+        int32_t tok = sample(m->kv, logits, c->vocab_size, s);
+        out[n++] = tok;
+        if (tok == stop || n >= c->max_seq_len || k + 1 == n_new)
+            break;
+        fg_status st = fg_model_decode_step(m, tok, n - 1, &logits);
+        if (st != FG_OK)
+            return st;
+    }
+    return n;
+}

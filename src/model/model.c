@@ -1,0 +1,595 @@
+/* model.c: model config and validation, the parameter size table (named views into one
+ * flat fp32 buffer, llm.c's order for gpt2), activation layout, init, and the dense
+ * forward/backward driver for the llama and gpt2 layouts. Generation lives in
+ * generate.c, llm.c checkpoint I/O in llmc.c; the FFN of every layer goes through
+ * model_ffn_forward/_backward so a routed (MoE) FFN can slot in there.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "frugal/kernels.h"
+#include "frugal/model.h"
+#include "model_impl.h"
+
+/* ---- config ---- */
+
+void fg_model_config_default(fg_model_config *cfg, fg_layout layout)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->layout = layout;
+    cfg->vocab_size = 256;
+    cfg->padded_vocab = 0;
+    cfg->max_seq_len = 256;
+    cfg->n_layer = 4;
+    cfg->n_head = 4;
+    cfg->d_model = 128;
+    cfg->d_ff = 0;
+    cfg->norm_eps = 1e-5f;
+    cfg->rope_theta = 10000.0f;
+    cfg->tie_embeddings = layout == FG_LAYOUT_GPT2 ? 1 : 0;
+    cfg->route_scale = 1.0f;
+    cfg->balance = FG_BALANCE_BIAS;
+    cfg->balance_gamma = 1e-3f;
+    cfg->balance_window = 1;
+    cfg->balance_alpha = 1e-4f;
+    cfg->capacity_factor = 0.0f;
+}
+
+fg_status fg_model_config_validate(const fg_model_config *cfg)
+{
+    if (!cfg)
+        return fg_error(FG_ERR_INVALID, "model config: NULL");
+    if (cfg->layout != FG_LAYOUT_LLAMA && cfg->layout != FG_LAYOUT_GPT2)
+        return fg_error(FG_ERR_INVALID, "model config: layout = %d is neither llama (0) nor gpt2 (1)",
+                        (int)cfg->layout);
+    if (cfg->vocab_size < 1)
+        return fg_error(FG_ERR_INVALID, "model config: vocab_size = %d must be >= 1", cfg->vocab_size);
+    if (cfg->padded_vocab != 0 && cfg->padded_vocab < cfg->vocab_size)
+        return fg_error(FG_ERR_INVALID, "model config: padded_vocab = %d is smaller than vocab_size = %d",
+                        cfg->padded_vocab, cfg->vocab_size);
+    if (cfg->padded_vocab < 0 || cfg->vocab_size > (1 << 30))
+        return fg_error(FG_ERR_INVALID, "model config: padded_vocab = %d / vocab_size = %d out of range",
+                        cfg->padded_vocab, cfg->vocab_size);
+    if (cfg->max_seq_len < 1 || cfg->max_seq_len > (1 << 24))
+        return fg_error(FG_ERR_INVALID, "model config: max_seq_len = %d must be in [1, 2^24]", cfg->max_seq_len);
+    if (cfg->n_layer < 1 || cfg->n_layer > 4096)
+        return fg_error(FG_ERR_INVALID, "model config: n_layer = %d must be in [1, 4096]", cfg->n_layer);
+    if (cfg->n_head < 1)
+        return fg_error(FG_ERR_INVALID, "model config: n_head = %d must be >= 1", cfg->n_head);
+    if (cfg->d_model < 1 || cfg->d_model > (1 << 20))
+        return fg_error(FG_ERR_INVALID, "model config: d_model = %d must be in [1, 2^20]", cfg->d_model);
+    if (cfg->d_model % cfg->n_head != 0)
+        return fg_error(FG_ERR_INVALID, "model config: n_head = %d does not divide d_model = %d", cfg->n_head,
+                        cfg->d_model);
+    if (cfg->layout == FG_LAYOUT_LLAMA && (cfg->d_model / cfg->n_head) % 2 != 0)
+        return fg_error(FG_ERR_INVALID, "model config: head size d_model/n_head = %d must be even for RoPE",
+                        cfg->d_model / cfg->n_head);
+    if (cfg->d_ff < 0 || cfg->d_ff > (1 << 22))
+        return fg_error(FG_ERR_INVALID, "model config: d_ff = %d must be in [0, 2^22] (0 = default)", cfg->d_ff);
+    if (!(cfg->norm_eps > 0.0f) || !isfinite(cfg->norm_eps))
+        return fg_error(FG_ERR_INVALID, "model config: norm_eps = %g must be a positive finite number",
+                        (double)cfg->norm_eps);
+    if (cfg->layout == FG_LAYOUT_LLAMA && (!(cfg->rope_theta > 0.0f) || !isfinite(cfg->rope_theta)))
+        return fg_error(FG_ERR_INVALID, "model config: rope_theta = %g must be a positive finite number",
+                        (double)cfg->rope_theta);
+    if (cfg->tie_embeddings != 0 && cfg->tie_embeddings != 1)
+        return fg_error(FG_ERR_INVALID, "model config: tie_embeddings = %d must be 0 or 1", cfg->tie_embeddings);
+    if (cfg->n_expert < 0)
+        return fg_error(FG_ERR_INVALID, "model config: n_expert = %d must be >= 0", cfg->n_expert);
+    if (cfg->n_expert > 0)
+        return fg_error(FG_ERR_UNSUPPORTED, "model config: n_expert = %d: MoE not built yet", cfg->n_expert);
+    return FG_OK;
+}
+
+/* Fills padded_vocab and d_ff defaults into a validated config. */
+static void resolve_config(fg_model_config *c)
+{
+    if (c->padded_vocab == 0)
+        c->padded_vocab = (c->vocab_size + 63) / 64 * 64;
+    if (c->d_ff == 0) {
+        if (c->layout == FG_LAYOUT_GPT2) {
+            c->d_ff = 4 * c->d_model;
+        } else {
+            /* LLaMA: 2/3 of 4C, rounded up to a multiple of 64 */
+            int h = (8 * c->d_model + 2) / 3;
+            c->d_ff = (h + 63) / 64 * 64;
+        }
+    }
+}
+
+/* ---- parameter table ---- */
+
+enum tensor_kind { KIND_MATRIX, KIND_RESID_PROJ, KIND_BIAS, KIND_NORM, KIND_EMBED };
+
+/* One parameter type: one tensor per layer (per_layer) or a single global tensor.
+ * field: offsetof(model_layer_off, x) per layer, offsetof(fg_model, x) global. */
+typedef struct param_type {
+    const char *name; /* per layer: the suffix after "h.<l>." */
+    int per_layer;
+    int rows, cols; /* cols == 0: a vector [rows] */
+    enum tensor_kind kind;
+    size_t field;
+} param_type;
+
+#define LAYER_FIELD(x) offsetof(model_layer_off, x)
+#define MODEL_FIELD(x) offsetof(fg_model, x)
+
+/* The parameter types of m's layout in flat-buffer order: grouped by type across
+ * layers, which for gpt2 is exactly llm.c's checkpoint order (wte, wpe, ln1w, ln1b,
+ * qkvw, qkvb, attprojw, attprojb, ln2w, ln2b, fcw, fcb, fcprojw, fcprojb, lnfw, lnfb),
+ * so llm.c import/export is one contiguous read/write. An untied head comes last.
+ * Returns the count written to t (at most cap). */
+static int param_types(const fg_model *m, param_type *t, int cap)
+{
+    const fg_model_config *c = &m->cfg;
+    int C = c->d_model, Vp = c->padded_vocab, gpt2 = c->layout == FG_LAYOUT_GPT2;
+    int n = 0;
+#define ADD(nm, pl, r, cl, k, f)                                                                                       \
+    do {                                                                                                               \
+        FG_ASSERT(n < cap);                                                                                            \
+        t[n++] = (param_type){nm, pl, r, cl, k, f};                                                                    \
+    } while (0)
+    ADD("wte", 0, Vp, C, KIND_EMBED, MODEL_FIELD(wte));
+    if (gpt2)
+        ADD("wpe", 0, c->max_seq_len, C, KIND_EMBED, MODEL_FIELD(wpe));
+    ADD("ln_1.weight", 1, C, 0, KIND_NORM, LAYER_FIELD(ln1w));
+    if (gpt2)
+        ADD("ln_1.bias", 1, C, 0, KIND_BIAS, LAYER_FIELD(ln1b));
+    ADD("attn.qkv.weight", 1, 3 * C, C, KIND_MATRIX, LAYER_FIELD(qkvw));
+    if (gpt2)
+        ADD("attn.qkv.bias", 1, 3 * C, 0, KIND_BIAS, LAYER_FIELD(qkvb));
+    ADD("attn.proj.weight", 1, C, C, KIND_RESID_PROJ, LAYER_FIELD(attprojw));
+    if (gpt2)
+        ADD("attn.proj.bias", 1, C, 0, KIND_BIAS, LAYER_FIELD(attprojb));
+    ADD("ln_2.weight", 1, C, 0, KIND_NORM, LAYER_FIELD(ln2w));
+    if (gpt2)
+        ADD("ln_2.bias", 1, C, 0, KIND_BIAS, LAYER_FIELD(ln2b));
+    ADD("mlp.fc.weight", 1, m->Fin, C, KIND_MATRIX, LAYER_FIELD(fcw));
+    if (gpt2)
+        ADD("mlp.fc.bias", 1, m->Fin, 0, KIND_BIAS, LAYER_FIELD(fcb));
+    ADD("mlp.proj.weight", 1, C, m->F, KIND_RESID_PROJ, LAYER_FIELD(fcprojw));
+    if (gpt2)
+        ADD("mlp.proj.bias", 1, C, 0, KIND_BIAS, LAYER_FIELD(fcprojb));
+    ADD("ln_f.weight", 0, C, 0, KIND_NORM, MODEL_FIELD(lnfw));
+    if (gpt2)
+        ADD("ln_f.bias", 0, C, 0, KIND_BIAS, MODEL_FIELD(lnfb));
+    if (!c->tie_embeddings)
+        ADD("lm_head.weight", 0, Vp, C, KIND_MATRIX, MODEL_FIELD(head));
+#undef ADD
+    return n;
+}
+
+/* Builds m->tensors and the offsets in m->layer / m; sets m->n_params. */
+static fg_status build_tensor_table(fg_model *m)
+{
+    param_type types[32];
+    int nt = param_types(m, types, 32), L = m->cfg.n_layer;
+    int count = 0;
+    for (int i = 0; i < nt; i++)
+        count += types[i].per_layer ? L : 1;
+    m->tensors = fg_calloc((size_t)count, sizeof *m->tensors);
+    if (!m->tensors)
+        return FG_ERR_NOMEM;
+    m->n_tensors = count;
+    m->wte = m->wpe = m->lnfw = m->lnfb = m->head = FG_NO_TENSOR;
+    for (int l = 0; l < L; l++) {
+        size_t *o = (size_t *)&m->layer[l];
+        for (size_t k = 0; k < sizeof(model_layer_off) / sizeof(size_t); k++)
+            o[k] = FG_NO_TENSOR;
+    }
+    size_t off = 0;
+    int ti = 0;
+    for (int i = 0; i < nt; i++) {
+        const param_type *p = &types[i];
+        for (int l = 0; l < (p->per_layer ? L : 1); l++) {
+            fg_tensor_info *t = &m->tensors[ti++];
+            if (p->per_layer) {
+                snprintf(t->name, sizeof t->name, "h.%d.%s", l, p->name);
+                *(size_t *)((char *)&m->layer[l] + p->field) = off;
+            } else {
+                snprintf(t->name, sizeof t->name, "%s", p->name);
+                *(size_t *)((char *)m + p->field) = off;
+            }
+            t->offset = off;
+            t->ndim = p->cols ? 2 : 1;
+            t->shape[0] = p->rows;
+            t->shape[1] = p->cols;
+            t->numel = (size_t)p->rows * (size_t)(p->cols ? p->cols : 1);
+            t->no_decay = p->kind == KIND_BIAS || p->kind == KIND_NORM || p->kind == KIND_EMBED;
+            t->frozen = 0;
+            off += t->numel;
+        }
+    }
+    if (m->cfg.tie_embeddings)
+        m->head = m->wte;
+    m->n_params = off;
+    return FG_OK;
+}
+
+/* ---- activations ---- */
+
+/* Carves every activation buffer for capacity (B, T) out of base (or only counts when
+ * base is NULL). Each buffer starts on a 64-byte boundary. Returns the float count. */
+static size_t layout_acts(fg_model *m, float *base)
+{
+    const fg_model_config *c = &m->cfg;
+    size_t N = (size_t)m->B * (size_t)m->T, C = (size_t)c->d_model, Vp = (size_t)c->padded_vocab;
+    size_t NH = (size_t)c->n_head, Fin = (size_t)m->Fin, F = (size_t)m->F;
+    size_t off = 0;
+#define CARVE(ptr, n)                                                                                                  \
+    do {                                                                                                               \
+        if (base)                                                                                                      \
+            (ptr) = base + off;                                                                                        \
+        off += ((n) + 15) / 16 * 16;                                                                                   \
+    } while (0)
+    for (int l = 0; l < c->n_layer; l++) {
+        model_layer_acts *a = &m->la[l];
+        CARVE(a->ln1, N * C);
+        CARVE(a->ln1_mean, N);
+        CARVE(a->ln1_rstd, N);
+        CARVE(a->qkv, N * 3 * C);
+        CARVE(a->atty, N * C);
+        CARVE(a->lse, N * NH);
+        CARVE(a->res2, N * C);
+        CARVE(a->ln2, N * C);
+        CARVE(a->ln2_mean, N);
+        CARVE(a->ln2_rstd, N);
+        CARVE(a->ffn.fch, N * Fin);
+        CARVE(a->ffn.fch_act, N * F);
+        CARVE(a->res3, N * C);
+    }
+    CARVE(m->encoded, N * C);
+    CARVE(m->lnf, N * C);
+    CARVE(m->lnf_mean, N);
+    CARVE(m->lnf_rstd, N);
+    CARVE(m->logits, N * Vp);
+    CARVE(m->losses, N);
+    CARVE(m->dres, N * C);
+    CARVE(m->dlogits, N * Vp);
+    CARVE(m->dln, N * C);
+    CARVE(m->dqkv, N * 3 * C);
+    CARVE(m->datty, N * C);
+    CARVE(m->dfch, N * Fin);
+    CARVE(m->dfch_act, N * F);
+#undef CARVE
+    return off;
+}
+
+/* ---- lifecycle ---- */
+
+fg_model *fg_model_new(const fg_model_config *cfg, int B, int T)
+{
+    if (fg_model_config_validate(cfg) != FG_OK)
+        return NULL;
+    if (B < 1 || T < 1 || T > cfg->max_seq_len) {
+        fg_error(FG_ERR_INVALID, "fg_model_new: batch B = %d, T = %d must satisfy B >= 1, 1 <= T <= max_seq_len = %d",
+                 B, T, cfg->max_seq_len);
+        return NULL;
+    }
+    fg_model *m = fg_calloc(1, sizeof *m);
+    if (!m)
+        return NULL;
+    m->cfg = *cfg;
+    resolve_config(&m->cfg);
+    m->B = B;
+    m->T = T;
+    m->HS = m->cfg.d_model / m->cfg.n_head;
+    m->F = m->cfg.d_ff;
+    m->Fin = m->cfg.layout == FG_LAYOUT_LLAMA ? 2 * m->F : m->F;
+    size_t N = (size_t)B * (size_t)T;
+    if (N * (size_t)m->cfg.padded_vocab > (size_t)1 << 40) {
+        fg_error(FG_ERR_INVALID, "fg_model_new: B*T*Vp = %zu logits is too large", N * (size_t)m->cfg.padded_vocab);
+        goto fail;
+    }
+    m->layer = fg_calloc((size_t)m->cfg.n_layer, sizeof *m->layer);
+    m->la = fg_calloc((size_t)m->cfg.n_layer, sizeof *m->la);
+    if (!m->layer || !m->la)
+        goto fail;
+    if (build_tensor_table(m) != FG_OK)
+        goto fail;
+    m->params = fg_calloc(m->n_params, sizeof(float));
+    m->grads = fg_calloc(m->n_params, sizeof(float));
+    if (!m->params || !m->grads)
+        goto fail;
+    size_t n_acts = layout_acts(m, NULL);
+    m->acts = fg_calloc(n_acts, sizeof(float));
+    m->inputs = fg_calloc(N, sizeof(int32_t));
+    m->targets = fg_calloc(N, sizeof(int32_t));
+    if (!m->acts || !m->inputs || !m->targets)
+        goto fail;
+    layout_acts(m, m->acts);
+    return m;
+fail:
+    fg_model_delete(m);
+    return NULL;
+}
+
+void fg_model_delete(fg_model *m)
+{
+    if (!m)
+        return;
+    model_kv_free(m);
+    fg_free(m->inputs);
+    fg_free(m->targets);
+    fg_free(m->acts);
+    fg_free(m->grads);
+    fg_free(m->params);
+    fg_free(m->tensors);
+    fg_free(m->la);
+    fg_free(m->layer);
+    fg_free(m);
+}
+
+const fg_model_config *fg_model_get_config(const fg_model *m)
+{
+    return &m->cfg;
+}
+size_t fg_model_num_params(const fg_model *m)
+{
+    return m->n_params;
+}
+size_t fg_model_num_active_params(const fg_model *m)
+{
+    return m->n_params; /* dense: every parameter is used for every token */
+}
+float *fg_model_params(fg_model *m)
+{
+    return m->params;
+}
+float *fg_model_grads(fg_model *m)
+{
+    return m->grads;
+}
+int fg_model_num_tensors(const fg_model *m)
+{
+    return m->n_tensors;
+}
+const fg_tensor_info *fg_model_tensor(const fg_model *m, int i)
+{
+    return i >= 0 && i < m->n_tensors ? &m->tensors[i] : NULL;
+}
+const fg_tensor_info *fg_model_find_tensor(const fg_model *m, const char *name)
+{
+    for (int i = 0; i < m->n_tensors; i++)
+        if (strcmp(m->tensors[i].name, name) == 0)
+            return &m->tensors[i];
+    return NULL;
+}
+const float *fg_model_logits(const fg_model *m)
+{
+    return m->logits;
+}
+
+void fg_model_init_weights(fg_model *m, uint64_t seed)
+{
+    fg_rng rng;
+    fg_rng_seed(&rng, seed);
+    float resid_std = 0.02f / sqrtf(2.0f * (float)m->cfg.n_layer);
+    int V = m->cfg.vocab_size;
+    for (int i = 0; i < m->n_tensors; i++) {
+        const fg_tensor_info *t = &m->tensors[i];
+        float *p = m->params + t->offset;
+        const char *nm = strrchr(t->name, '.') ? strrchr(t->name, '.') + 1 : t->name;
+        int is_norm = strstr(t->name, "ln_") != NULL && strcmp(nm, "weight") == 0;
+        int is_bias = strcmp(nm, "bias") == 0;
+        int is_resid = strstr(t->name, "proj.weight") != NULL;
+        int is_vocab = strcmp(t->name, "wte") == 0 || strcmp(t->name, "lm_head.weight") == 0;
+        for (size_t j = 0; j < t->numel; j++) {
+            if (is_norm)
+                p[j] = 1.0f;
+            else if (is_bias)
+                p[j] = 0.0f;
+            else if (is_vocab && j >= (size_t)V * (size_t)t->shape[1])
+                p[j] = 0.0f; /* padding rows of the vocabulary: never a token, never a logit that counts */
+            else
+                p[j] = (is_resid ? resid_std : 0.02f) * fg_rng_normal(&rng);
+        }
+    }
+}
+
+void fg_model_zero_grad(fg_model *m)
+{
+    memset(m->grads, 0, m->n_params * sizeof(float));
+}
+
+void fg_model_post_step(fg_model *m)
+{
+    (void)m; /* dense: nothing to update after an optimizer step */
+}
+
+void fg_model_moe_stats(const fg_model *m, fg_moe_stats *s)
+{
+    (void)m;
+    memset(s, 0, sizeof *s);
+}
+
+void fg_model_moe_print_loads(const fg_model *m, FILE *f)
+{
+    (void)m;
+    fprintf(f, "dense model: no MoE layers\n");
+}
+
+double fg_model_flops_per_token(const fg_model *m, int T)
+{
+    /* llm.c: 6 N (forward 2N + backward 4N multiply-adds as 2 flops) plus causal
+     * attention 6 L T C (QK^T and AV: 4 T C per token if full, halved by the mask,
+     * times 3 for forward + backward). */
+    const fg_model_config *c = &m->cfg;
+    return 6.0 * (double)fg_model_num_active_params(m) + 6.0 * c->n_layer * (double)T * c->d_model;
+}
+
+/* ---- layers ---- */
+
+void model_norm_forward(const fg_model *m, float *out, float *mean, float *rstd, const float *inp, const float *w,
+                        const float *b, int N)
+{
+    if (m->cfg.layout == FG_LAYOUT_GPT2)
+        fg_layernorm_forward(out, mean, rstd, inp, w, b, N, m->cfg.d_model, m->cfg.norm_eps);
+    else
+        fg_rmsnorm_forward(out, rstd, inp, w, N, m->cfg.d_model, m->cfg.norm_eps);
+}
+
+/* dinp[N,C] += norm backward; dw, db accumulate (db unused by RMSNorm). */
+static void norm_backward(fg_model *m, float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                          const float *w, const float *mean, const float *rstd, int N)
+{
+    if (m->cfg.layout == FG_LAYOUT_GPT2)
+        fg_layernorm_backward(dinp, dw, db, dout, inp, w, mean, rstd, N, m->cfg.d_model);
+    else
+        fg_rmsnorm_backward(dinp, dw, dout, inp, w, rstd, N, m->cfg.d_model);
+}
+
+void model_ffn_forward(const fg_model *m, int l, float *out, const float *inp, int N, model_ffn_acts *a)
+{
+    const model_layer_off *o = &m->layer[l];
+    int C = m->cfg.d_model;
+    /* fch = inp @ fcw^T + fcb: [N,F] (gpt2) or [N,2F] = [gate | up] (llama) */
+    fg_matmul_forward(a->fch, inp, model_p(m, o->fcw), model_p(m, o->fcb), N, C, m->Fin);
+    if (m->cfg.layout == FG_LAYOUT_GPT2)
+        fg_gelu_forward(a->fch_act, a->fch, (size_t)N * (size_t)m->F);
+    else
+        fg_swiglu_forward(a->fch_act, a->fch, N, m->F);
+    fg_matmul_forward(out, a->fch_act, model_p(m, o->fcprojw), model_p(m, o->fcprojb), N, m->F, C);
+}
+
+void model_ffn_backward(fg_model *m, int l, float *dinp, const float *dout, const float *inp, int N,
+                        const model_ffn_acts *a, float *dfch, float *dfch_act)
+{
+    const model_layer_off *o = &m->layer[l];
+    int C = m->cfg.d_model;
+    memset(dfch_act, 0, (size_t)N * (size_t)m->F * sizeof(float));
+    memset(dfch, 0, (size_t)N * (size_t)m->Fin * sizeof(float));
+    /* out = fch_act @ fcprojw^T + fcprojb */
+    fg_matmul_backward(dfch_act, model_g(m, o->fcprojw), model_g(m, o->fcprojb), dout, a->fch_act,
+                       model_p(m, o->fcprojw), N, m->F, C);
+    /* fch_act = gelu(fch) or silu(gate) * up */
+    if (m->cfg.layout == FG_LAYOUT_GPT2)
+        fg_gelu_backward(dfch, dfch_act, a->fch, (size_t)N * (size_t)m->F);
+    else
+        fg_swiglu_backward(dfch, dfch_act, a->fch, N, m->F);
+    /* fch = inp @ fcw^T + fcb */
+    fg_matmul_backward(dinp, model_g(m, o->fcw), model_g(m, o->fcb), dfch, inp, model_p(m, o->fcw), N, C, m->Fin);
+}
+
+/* ---- forward / backward ---- */
+
+fg_status fg_model_forward(fg_model *m, const int32_t *inputs, const int32_t *targets, int B, int T, float *loss)
+{
+    const fg_model_config *c = &m->cfg;
+    if (B < 1 || T < 1 || B > m->B || T > m->T || (size_t)B * (size_t)T > (size_t)m->B * (size_t)m->T)
+        return fg_error(FG_ERR_INVALID, "fg_model_forward: B = %d, T = %d exceed the capacity B = %d, T = %d", B, T,
+                        m->B, m->T);
+    int N = B * T, C = c->d_model, V = c->vocab_size, Vp = c->padded_vocab, NH = c->n_head;
+    for (int i = 0; i < N; i++) {
+        if (inputs[i] < 0 || inputs[i] >= V)
+            return fg_error(FG_ERR_INVALID, "fg_model_forward: inputs[%d] = %d is outside the vocabulary [0, %d)", i,
+                            inputs[i], V);
+        if (targets && targets[i] >= V)
+            return fg_error(FG_ERR_INVALID, "fg_model_forward: targets[%d] = %d is outside the vocabulary [0, %d)", i,
+                            targets[i], V);
+    }
+    m->fwd_done = 0;
+    m->cur_B = B;
+    m->cur_T = T;
+    memcpy(m->inputs, inputs, (size_t)N * sizeof(int32_t));
+    m->has_targets = targets != NULL;
+    m->n_counted = 0;
+    if (targets) {
+        memcpy(m->targets, targets, (size_t)N * sizeof(int32_t));
+        for (int i = 0; i < N; i++)
+            m->n_counted += targets[i] >= 0;
+    }
+
+    fg_embedding_forward(m->encoded, m->inputs, m->params + m->wte, model_p(m, m->wpe), N, T, C);
+    const float *res = m->encoded;
+    for (int l = 0; l < c->n_layer; l++) {
+        const model_layer_off *o = &m->layer[l];
+        model_layer_acts *a = &m->la[l];
+        model_norm_forward(m, a->ln1, a->ln1_mean, a->ln1_rstd, res, model_p(m, o->ln1w), model_p(m, o->ln1b), N);
+        fg_matmul_forward(a->qkv, a->ln1, model_p(m, o->qkvw), model_p(m, o->qkvb), N, C, 3 * C);
+        if (c->layout == FG_LAYOUT_LLAMA) {
+            fg_rope_forward(a->qkv, B, T, NH, m->HS, 3 * C, 0, c->rope_theta);     /* q */
+            fg_rope_forward(a->qkv + C, B, T, NH, m->HS, 3 * C, 0, c->rope_theta); /* k */
+        }
+        fg_attention_forward(a->atty, a->lse, a->qkv, B, T, C, NH);
+        /* res2 = res + atty @ attprojw^T + attprojb (projection written in place, then added) */
+        fg_matmul_forward(a->res2, a->atty, model_p(m, o->attprojw), model_p(m, o->attprojb), N, C, C);
+        fg_add(a->res2, a->res2, res, (size_t)N * C);
+        model_norm_forward(m, a->ln2, a->ln2_mean, a->ln2_rstd, a->res2, model_p(m, o->ln2w), model_p(m, o->ln2b), N);
+        model_ffn_forward(m, l, a->res3, a->ln2, N, &a->ffn);
+        fg_add(a->res3, a->res3, a->res2, (size_t)N * C);
+        res = a->res3;
+    }
+    model_norm_forward(m, m->lnf, m->lnf_mean, m->lnf_rstd, res, model_p(m, m->lnfw), model_p(m, m->lnfb), N);
+    /* logits[N,Vp] = lnf @ head^T (padding rows of head give padding columns, ignored) */
+    fg_matmul_forward(m->logits, m->lnf, m->params + m->head, NULL, N, C, Vp);
+    if (targets) {
+        double sum = fg_softmax_xent(NULL, m->losses, m->logits, m->targets, N, V, Vp, 0.0f);
+        float l = m->n_counted > 0 ? (float)(sum / m->n_counted) : 0.0f;
+        if (!isfinite(l))
+            return fg_error(FG_ERR_NUMERIC, "fg_model_forward: loss is %g", (double)l);
+        if (loss)
+            *loss = l;
+    } else if (loss) {
+        *loss = 0.0f;
+    }
+    m->fwd_done = 1;
+    return FG_OK;
+}
+
+fg_status fg_model_backward(fg_model *m, float loss_scale)
+{
+    const fg_model_config *c = &m->cfg;
+    if (!m->fwd_done)
+        return fg_error(FG_ERR_INVALID, "fg_model_backward: no successful forward to backpropagate");
+    if (!m->has_targets)
+        return fg_error(FG_ERR_INVALID, "fg_model_backward: the last forward had no targets (logits only)");
+    int B = m->cur_B, T = m->cur_T, N = B * T, C = c->d_model, V = c->vocab_size, Vp = c->padded_vocab;
+    int NH = c->n_head;
+    size_t NC = (size_t)N * C;
+    if (m->n_counted == 0)
+        return FG_OK; /* every target ignored: the mean loss is the constant 0 */
+
+    /* loss = sum(losses) / n_counted: dlogits = loss_scale / n_counted * (softmax - onehot) */
+    fg_softmax_xent(m->dlogits, m->losses, m->logits, m->targets, N, V, Vp, loss_scale / (float)m->n_counted);
+    memset(m->dln, 0, NC * sizeof(float));
+    fg_matmul_backward(m->dln, m->grads + m->head, NULL, m->dlogits, m->lnf, m->params + m->head, N, C, Vp);
+    const float *res_last = c->n_layer > 0 ? m->la[c->n_layer - 1].res3 : m->encoded;
+    memset(m->dres, 0, NC * sizeof(float));
+    norm_backward(m, m->dres, model_g(m, m->lnfw), model_g(m, m->lnfb), m->dln, res_last, model_p(m, m->lnfw),
+                  m->lnf_mean, m->lnf_rstd, N);
+
+    /* m->dres holds d(loss)/d(res3 of layer l); each step below turns it into the
+     * gradient of the layer's input, by accumulating both residual branches into it. */
+    for (int l = c->n_layer - 1; l >= 0; l--) {
+        const model_layer_off *o = &m->layer[l];
+        model_layer_acts *a = &m->la[l];
+        const float *res = l == 0 ? m->encoded : m->la[l - 1].res3;
+        /* res3 = res2 + FFN(ln2(res2)) */
+        memset(m->dln, 0, NC * sizeof(float));
+        model_ffn_backward(m, l, m->dln, m->dres, a->ln2, N, &a->ffn, m->dfch, m->dfch_act);
+        norm_backward(m, m->dres, model_g(m, o->ln2w), model_g(m, o->ln2b), m->dln, a->res2, model_p(m, o->ln2w),
+                      a->ln2_mean, a->ln2_rstd, N);
+        /* res2 = res + atty @ attprojw^T + attprojb */
+        memset(m->datty, 0, NC * sizeof(float));
+        fg_matmul_backward(m->datty, model_g(m, o->attprojw), model_g(m, o->attprojb), m->dres, a->atty,
+                           model_p(m, o->attprojw), N, C, C);
+        /* atty = attention(qkv) */
+        memset(m->dqkv, 0, 3 * NC * sizeof(float));
+        fg_attention_backward(m->dqkv, m->datty, a->qkv, a->atty, a->lse, B, T, C, NH);
+        if (c->layout == FG_LAYOUT_LLAMA) { /* q, k were rotated in place after the projection */
+            fg_rope_backward(m->dqkv, B, T, NH, m->HS, 3 * C, 0, c->rope_theta);
+            fg_rope_backward(m->dqkv + C, B, T, NH, m->HS, 3 * C, 0, c->rope_theta);
+        }
+        /* qkv = ln1 @ qkvw^T + qkvb; ln1 = norm(res) */
+        memset(m->dln, 0, NC * sizeof(float));
+        fg_matmul_backward(m->dln, model_g(m, o->qkvw), model_g(m, o->qkvb), m->dqkv, a->ln1, model_p(m, o->qkvw), N, C,
+                           3 * C);
+        norm_backward(m, m->dres, model_g(m, o->ln1w), model_g(m, o->ln1b), m->dln, res, model_p(m, o->ln1w),
+                      a->ln1_mean, a->ln1_rstd, N);
+    }
+    /* encoded = wte[inputs] (+ wpe[t]) */
+    fg_embedding_backward(m->grads + m->wte, model_g(m, m->wpe), m->dres, m->inputs, N, T, C);
+    return FG_OK;
+}

@@ -1,0 +1,130 @@
+/* model_impl.h: the fg_model struct and helpers shared by the files of src/model
+ * (model.c: config, tables, forward/backward; generate.c: KV cache + sampler;
+ * llmc.c: llm.c checkpoint import/export). Not a public header.
+ *
+ * Parameters are located by offsets (in floats) into the flat params/grads buffers;
+ * FG_NO_TENSOR marks a tensor the layout does not have (e.g. biases in llama).
+ */
+#ifndef FRUGAL_MODEL_IMPL_H
+#define FRUGAL_MODEL_IMPL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "frugal/model.h"
+
+#define FG_NO_TENSOR ((size_t)-1)
+
+/* Offsets of one layer's parameters (FG_NO_TENSOR when absent in this layout). */
+typedef struct model_layer_off {
+    size_t ln1w, ln1b;         /* [C] */
+    size_t qkvw, qkvb;         /* [3C,C], [3C] */
+    size_t attprojw, attprojb; /* [C,C], [C] */
+    size_t ln2w, ln2b;         /* [C] */
+    size_t fcw, fcb;           /* [Fin,C], [Fin]: Fin = F (gpt2) or 2F = [gate | up] (llama) */
+    size_t fcprojw, fcprojb;   /* [C,F], [C] */
+} model_layer_off;
+
+/* Scratch of one dense FFN call: its saved activations (training: one per layer;
+ * generation: one token's worth). The MoE FFN adds its own fields here. */
+typedef struct model_ffn_acts {
+    float *fch;     /* [N,Fin] pre-activation */
+    float *fch_act; /* [N,F] after GELU / SwiGLU */
+} model_ffn_acts;
+
+/* Saved activations of one layer, each sized for the capacity B*T = N rows. */
+typedef struct model_layer_acts {
+    float *ln1, *ln1_mean, *ln1_rstd; /* [N,C], [N], [N] (mean unused by RMSNorm) */
+    float *qkv;                       /* [N,3C], q and k after RoPE (llama) */
+    float *atty;                      /* [N,C] attention output before the projection */
+    float *lse;                       /* [B,NH,T] logsumexp of each query row */
+    float *res2;                      /* [N,C] residual after attention */
+    float *ln2, *ln2_mean, *ln2_rstd; /* [N,C], [N], [N] */
+    model_ffn_acts ffn;
+    float *res3; /* [N,C] residual after the FFN = the layer's output */
+} model_layer_acts;
+
+typedef struct model_prob_id {
+    float p;
+    int32_t id;
+} model_prob_id;
+
+/* KV cache and one-token scratch for generation (allocated at first use). */
+typedef struct model_kv {
+    float *mem;          /* the one allocation everything below points into */
+    float *k, *v;        /* [L,maxT,C] after RoPE (k) */
+    float *x, *ln, *tmp; /* [C] residual, normed, projection output */
+    float *mean, *rstd;  /* [1] */
+    float *qkv;          /* [3C] */
+    float *att;          /* [C] */
+    float *scores;       /* [maxT] */
+    model_ffn_acts ffn;  /* [Fin], [F] */
+    float *logits;       /* [Vp] */
+    float *probs;        /* [V] sampler work */
+    model_prob_id *cand; /* [V] sampler work: candidates sorted by probability */
+} model_kv;
+
+struct fg_model {
+    fg_model_config cfg; /* resolved: padded_vocab and d_ff filled in */
+    int B, T;            /* activation capacity */
+    int HS, F, Fin;      /* head size, FFN hidden size, FFN first-linear outputs */
+
+    int n_tensors;
+    fg_tensor_info *tensors;
+    size_t n_params;
+    float *params; /* [n_params] */
+    float *grads;  /* [n_params] */
+
+    size_t wte, wpe, lnfw, lnfb, head; /* offsets; head == wte when tied */
+    model_layer_off *layer;            /* [L] */
+
+    /* activations: one allocation */
+    float *acts;
+    model_layer_acts *la; /* [L] */
+    float *encoded;       /* [N,C] embedding output = layer 0 input */
+    float *lnf, *lnf_mean, *lnf_rstd;
+    float *logits; /* [N,Vp] */
+    float *losses; /* [N] */
+    /* backward scratch (reused by every layer) */
+    float *dres;               /* [N,C] gradient of the residual stream */
+    float *dlogits;            /* [N,Vp] */
+    float *dln;                /* [N,C] */
+    float *dqkv;               /* [N,3C] */
+    float *datty;              /* [N,C] */
+    float *dfch;               /* [N,Fin] */
+    float *dfch_act;           /* [N,F] */
+    int32_t *inputs, *targets; /* [N] copies of the last forward's batch */
+
+    /* state of the last forward */
+    int cur_B, cur_T;
+    int has_targets;
+    int n_counted; /* targets >= 0 */
+    int fwd_done;
+
+    model_kv *kv; /* NULL until fg_model_generate / fg_model_decode_step */
+};
+
+/* Dense FFN of layer l (or, later, the MoE FFN): out[N,C] = FFN(inp[N,C]);
+ * saved activations go to a. */
+void model_ffn_forward(const fg_model *m, int l, float *out, const float *inp, int N, model_ffn_acts *a);
+/* dinp[N,C] += d/dinp given dout[N,C]; parameter grads accumulate into m->grads.
+ * dfch[N,Fin], dfch_act[N,F]: scratch, zeroed here. */
+void model_ffn_backward(fg_model *m, int l, float *dinp, const float *dout, const float *inp, int N,
+                        const model_ffn_acts *a, float *dfch, float *dfch_act);
+/* Norm of the layout: LayerNorm (gpt2) or RMSNorm (llama; b and mean unused). */
+void model_norm_forward(const fg_model *m, float *out, float *mean, float *rstd, const float *inp, const float *w,
+                        const float *b, int N);
+
+static inline const float *model_p(const fg_model *m, size_t off)
+{
+    return off == FG_NO_TENSOR ? NULL : m->params + off;
+}
+static inline float *model_g(fg_model *m, size_t off)
+{
+    return off == FG_NO_TENSOR ? NULL : m->grads + off;
+}
+
+/* Frees the generation state (model.c calls it from fg_model_delete). */
+void model_kv_free(fg_model *m);
+
+#endif
