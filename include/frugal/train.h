@@ -1,0 +1,176 @@
+/* train.h: training runs: the config (defaults, JSON file, flag overrides,
+ * validation), the token-window loader over shards, gradient accumulation, the
+ * training loop with validation, metrics, checkpoints and the cost summary.
+ *
+ * Usage (what `frugal train` does):
+ *   fg_train_config c; fg_train_config_default(&c);
+ *   fg_train_config_load_json(&c, "configs/demo.json");      // optional
+ *   fg_train_config_set(&c, "lr", "3e-4", "--lr");            // flags override
+ *   fg_train_result r;
+ *   fg_status st = fg_train_run(&c, stdout, &r);              // prints progress + cost summary
+ * A run directory (`out`) receives config.json, metrics.jsonl, the tokenised data
+ * (when training from raw text), checkpoints (ckpt/) and the final model (final/),
+ * the latter two through ckpt.h. Same config + seed + threads = same losses bit for
+ * bit. Errors name the file (and line:column for JSON) and the problem, and are
+ * detected before anything is written into the run directory.
+ */
+#ifndef FRUGAL_TRAIN_H
+#define FRUGAL_TRAIN_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "frugal/core.h"
+#include "frugal/model.h"
+#include "frugal/shard.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define FG_TRAIN_PATH_MAX 1024
+
+typedef struct fg_train_config {
+    fg_model_config model; /* vocab_size 0: taken from the tokenizer / shards; max_seq_len 0: seq_len */
+    /* ---- data ---- */
+    char data[FG_TRAIN_PATH_MAX];         /* raw text, tokenised into <out>/data/{train,val}.bin */
+    char train_shards[FG_TRAIN_PATH_MAX]; /* comma-separated shard paths (instead of data) */
+    char val_shards[FG_TRAIN_PATH_MAX];   /* comma-separated; optional with train_shards */
+    char tokenizer[FG_TRAIN_PATH_MAX];    /* "byte" or a tokenizer.json / GPT-2 directory */
+    float val_frac;                       /* share of the text's bytes held out (tail), 0.1 */
+    int sequential;                       /* 1: consecutive windows; 0: random windows (default) */
+    /* ---- batch ---- */
+    int batch_size; /* B, sequences per micro-batch */
+    int seq_len;    /* T */
+    int grad_accum; /* micro-batches per optimiser step */
+    long max_steps;
+    long stop_after;    /* 0: off; else stop once this many steps are done (the LR
+                           schedule still spans max_steps): training in pieces */
+    double max_seconds; /* 0: no limit; else stop after this much training time */
+    /* ---- optimiser ---- */
+    float lr, min_lr; /* peak and final LR of warmup + cosine */
+    long warmup_steps;
+    float weight_decay, beta1, beta2, eps;
+    float grad_clip; /* global-norm clip, 0 = off */
+    /* ---- evaluation, logging ---- */
+    int val_every;   /* steps between validations (0: only at the end) */
+    int val_batches; /* micro-batches per validation */
+    int log_every;   /* steps between printed lines (metrics.jsonl gets every step) */
+    /* ---- run ---- */
+    char out[FG_TRAIN_PATH_MAX];      /* run directory */
+    char ckpt_dir[FG_TRAIN_PATH_MAX]; /* "" = <out>/ckpt */
+    int ckpt_every;                   /* steps between checkpoints, 0 = none */
+    int resume;                       /* continue from the latest checkpoint in ckpt_dir */
+    int overwrite;                    /* allow an out dir that already holds a run */
+    uint64_t seed;
+    int threads;      /* 0: all cores */
+    char kernels[32]; /* "auto", "ref", ...; "" = $FG_KERNELS or auto */
+} fg_train_config;
+
+void fg_train_config_default(fg_train_config *c);
+
+/* Sets one option from text, as a flag gives it ("lr", "3e-4"); dashes in key are
+ * read as underscores. `where` prefixes error messages (e.g. "--lr"). Unknown key,
+ * unparsable or out-of-range value: FG_ERR_INVALID. */
+fg_status fg_train_config_set(fg_train_config *c, const char *key, const char *value, const char *where);
+
+/* 1 when key is a boolean option (a flag that may stand without a value). */
+int fg_train_config_key_is_flag(const char *key);
+
+/* Applies a JSON object of options (flat, the same keys as the flags) from a file.
+ * Errors: "FILE:LINE:COL: unknown key 'x'", "... key 'lr': expected a number",
+ * "... key 'lr': must be > 0 (got -1)", JSON syntax errors with their position. */
+fg_status fg_train_config_load_json(fg_train_config *c, const char *path);
+/* The same from JSON text; `name` stands for the file in messages. */
+fg_status fg_train_config_load_json_text(fg_train_config *c, const char *text, const char *name);
+
+/* Applies command-line arguments argv[1..argc): "--config FILE" first (wherever it
+ * stands), then each "--key VALUE" / "--key=VALUE" in order; a boolean key may stand
+ * alone ("--resume"). Options listed in `extra` (names without "--", NULL-terminated;
+ * may be NULL) take a value and are skipped, left for the caller. Messages name the
+ * flag ("--lr: ...") or the config file position. */
+fg_status fg_train_config_from_args(fg_train_config *c, int argc, char **argv, const char *const *extra);
+
+/* Cross-field checks (needs data, model shape...). FG_ERR_INVALID naming the key. */
+fg_status fg_train_config_validate(const fg_train_config *c);
+
+/* Every option as one JSON object (fg_malloc'd text; NULL on failure). Loading it
+ * back with fg_train_config_load_json_text gives the same config. */
+char *fg_train_config_to_json(const fg_train_config *c);
+
+/* One line per option: name, default, meaning. */
+void fg_train_config_print_help(FILE *f);
+
+/* ---- token windows over shards ---- */
+typedef struct fg_loader {
+    fg_shard *shards;
+    int n_shards;
+    uint64_t n_windows; /* random mode: start positions summed over shards */
+    int B, T;
+    int sequential;
+    fg_rng rng;   /* random mode */
+    int shard;    /* sequential mode: current shard */
+    uint64_t pos; /* sequential mode: next window start */
+} fg_loader;
+
+/* Opens comma-separated shards. Each must hold at least T+1 tokens and ids below
+ * vocab_limit (its header's vocab_size <= vocab_limit); messages name the file. */
+fg_status fg_loader_open(fg_loader *l, const char *paths_csv, int B, int T, int sequential, uint64_t seed,
+                         uint32_t vocab_limit);
+/* Fills inputs[B*T] and targets[B*T] (= inputs shifted by one) with the next B windows. */
+void fg_loader_next(fg_loader *l, int32_t *inputs, int32_t *targets);
+void fg_loader_rewind(fg_loader *l); /* sequential start, rng untouched */
+void fg_loader_close(fg_loader *l);
+uint64_t fg_loader_tokens(const fg_loader *l); /* tokens in all shards */
+
+/* ---- gradient accumulation ----
+ * inputs/targets: [n_micro*B, T]. Zeroes the grads, then runs n_micro forward/
+ * backward passes of B rows each, each backward scaled by 1/n_micro, so the grads
+ * are those of the mean loss over all rows (equal token counts per micro-batch).
+ * *loss = mean of the micro-batch losses. */
+fg_status fg_train_grads(fg_model *m, const int32_t *inputs, const int32_t *targets, int B, int T, int n_micro,
+                         float *loss);
+
+/* ---- runs ---- */
+typedef struct fg_train_result {
+    long steps;                  /* optimiser steps taken in this process */
+    float first_loss, last_loss; /* training loss of the first / last step */
+    float first_val, last_val;   /* validation loss at the first / last evaluation (NAN: none) */
+    double tokens;               /* training tokens processed */
+    double flops;                /* training FLOPs (model's per-token count x tokens) */
+    double train_sec, wall_sec;
+    size_t ckpt_bytes;
+} fg_train_result;
+
+/* Runs a whole training job; progress lines and the cost summary go to `out`
+ * (may be NULL: silent). r may be NULL. */
+fg_status fg_train_run(const fg_train_config *c, FILE *out, fg_train_result *r);
+
+/* Loads a finished run for sampling or export: <run>/config.json and the params of
+ * the newest checkpoint in ckpt_dir ("" = <run>/final, else <run>/ckpt). The model
+ * is created for batches of B x T. *m owned by the caller (fg_model_delete). */
+fg_status fg_train_load_run(const char *run, const char *ckpt_dir, int B, int T, fg_train_config *c, fg_model **m);
+
+/* Writes a run directory holding an existing model (config.json + final/): used by
+ * `frugal convert` to import a checkpoint from elsewhere. */
+fg_status fg_train_save_run(const char *run, const fg_train_config *c, fg_model *m);
+
+/* ---- benchmark: training-step speed against this machine's sgemm ---- */
+typedef struct fg_train_bench_result {
+    double ms_per_step;  /* median over the timed steps */
+    double tokens_per_s; /* grad_accum*B*T / median step time */
+    double flops_per_token;
+    double train_gflops; /* achieved: flops_per_token * tokens_per_s */
+    double sgemm_gflops; /* best of the sgemm shapes timed in the same call */
+    size_t n_params;
+} fg_train_bench_result;
+
+/* Times `iters` full training steps (after `warmup` untimed ones) of the config's
+ * model on random tokens (vocab_size 0 means GPT-2's 50257), then fg_sgemm on the
+ * model's own largest matmul shape and on 1024^3; one line per measurement to out. */
+fg_status fg_train_bench(const fg_train_config *c, int iters, int warmup, FILE *out, fg_train_bench_result *r);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,167 @@
+/* bench.c: times whole training steps (forward, backward, clip, AdamW) of a config's
+ * model on random tokens and, in the same process, fg_sgemm at the model's own
+ * shapes, so "achieved / sgemm" is a ratio of two numbers taken side by side.
+ * Leaves out data loading (the loader costs microseconds per step). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "frugal/kernels.h"
+#include "frugal/optim.h"
+#include "frugal/train.h"
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* GFLOP/s of C[M,N] = A[M,K] @ B[N,K]^T (the linear-layer layout), repeated for at
+ * least ~0.3 s after one warm-up call; best of 3 timings. */
+static double sgemm_gflops(int M, int N, int K, float *a, float *b, float *c)
+{
+    fg_sgemm(0, 1, M, N, K, 1.0f, a, K, b, K, 0.0f, c, N);
+    double flop = 2.0 * M * N * K, best = 0;
+    int reps = 1;
+    double t = fg_time_sec();
+    fg_sgemm(0, 1, M, N, K, 1.0f, a, K, b, K, 0.0f, c, N);
+    double one = fg_time_sec() - t;
+    if (one > 0)
+        reps = (int)(0.1 / one) + 1;
+    for (int trial = 0; trial < 3; trial++) {
+        t = fg_time_sec();
+        for (int i = 0; i < reps; i++)
+            fg_sgemm(0, 1, M, N, K, 1.0f, a, K, b, K, 0.0f, c, N);
+        double dt = fg_time_sec() - t;
+        double g = flop * reps / dt / 1e9;
+        if (g > best)
+            best = g;
+    }
+    return best;
+}
+
+fg_status fg_train_bench(const fg_train_config *cfg, int iters, int warmup, FILE *out, fg_train_bench_result *res)
+{
+    fg_train_config c = *cfg;
+    memset(res, 0, sizeof *res);
+    fg_status st = fg_kernels_init(c.kernels[0] ? c.kernels : NULL);
+    if (st != FG_OK)
+        return st;
+    fg_threads_set(c.threads);
+    if (c.model.vocab_size == 0)
+        c.model.vocab_size = 50257;
+    if (c.model.max_seq_len == 0)
+        c.model.max_seq_len = c.seq_len;
+    int B = c.batch_size, T = c.seq_len, A = c.grad_accum;
+    fg_model *m = fg_model_new(&c.model, B, T);
+    if (!m)
+        return FG_ERR_INVALID;
+    fg_optim opt;
+    memset(&opt, 0, sizeof opt);
+    int32_t *inp = NULL, *tgt = NULL;
+    double *times = NULL;
+    float *ga = NULL, *gb = NULL, *gc = NULL;
+    fg_model_init_weights(m, c.seed);
+    int nt = fg_model_num_tensors(m);
+    fg_optim_range *ranges = fg_malloc((size_t)nt * sizeof *ranges);
+    if (!ranges) {
+        st = FG_ERR_NOMEM;
+        goto out;
+    }
+    for (int i = 0; i < nt; i++) {
+        const fg_tensor_info *ti = fg_model_tensor(m, i);
+        ranges[i] = (fg_optim_range){ti->offset, ti->numel, !ti->no_decay, ti->frozen};
+    }
+    fg_adamw_config ac = {c.beta1, c.beta2, c.eps, c.weight_decay};
+    st = fg_optim_init(&opt, fg_model_num_params(m), ranges, nt, &ac);
+    fg_free(ranges);
+    if (st != FG_OK)
+        goto out;
+    size_t n = (size_t)A * B * T;
+    inp = fg_malloc(n * sizeof *inp);
+    tgt = fg_malloc(n * sizeof *tgt);
+    times = fg_malloc((size_t)(iters > 0 ? iters : 1) * sizeof *times);
+    if (!inp || !tgt || !times) {
+        st = FG_ERR_NOMEM;
+        goto out;
+    }
+    fg_rng rng;
+    fg_rng_seed(&rng, c.seed);
+    for (size_t i = 0; i < n; i++) {
+        inp[i] = (int32_t)fg_rng_below(&rng, (uint32_t)c.model.vocab_size);
+        tgt[i] = (int32_t)fg_rng_below(&rng, (uint32_t)c.model.vocab_size);
+    }
+    res->n_params = fg_model_num_params(m);
+    res->flops_per_token = fg_model_flops_per_token(m, T);
+    for (int it = -warmup; it < iters; it++) {
+        double t0 = fg_time_sec();
+        float loss;
+        st = fg_train_grads(m, inp, tgt, B, T, A, &loss);
+        if (st != FG_OK)
+            goto out;
+        fg_optim_clip(&opt, fg_model_grads(m), c.grad_clip);
+        fg_optim_step(&opt, fg_model_params(m), fg_model_grads(m), 1e-4f);
+        fg_model_post_step(m);
+        if (it >= 0)
+            times[it] = fg_time_sec() - t0;
+    }
+    qsort(times, (size_t)iters, sizeof *times, cmp_double);
+    double med = times[iters / 2];
+    res->ms_per_step = med * 1e3;
+    res->tokens_per_s = (double)n / med;
+    res->train_gflops = res->tokens_per_s * res->flops_per_token / 1e9;
+    if (out) {
+        const fg_model_config *mc = fg_model_get_config(m);
+        fprintf(out,
+                "bench.train layout=%s L=%d C=%d NH=%d Vp=%d B=%d T=%d accum=%d params=%zu threads=%d "
+                "matmul=%s\n",
+                mc->layout == FG_LAYOUT_GPT2 ? "gpt2" : "llama", mc->n_layer, mc->d_model, mc->n_head, mc->padded_vocab,
+                B, T, A, res->n_params, fg_threads_get(), fg_kernels_variant("matmul"));
+        fprintf(out, "bench.train ms_per_step=%.1f tokens_per_s=%.1f flops_per_token=%.4g gflops=%.2f\n",
+                res->ms_per_step, res->tokens_per_s, res->flops_per_token, res->train_gflops);
+        fflush(out);
+    }
+
+    /* sgemm shapes: the head (B*T x Vp x C), the FFN up-projection, and 1024^3 */
+    const fg_model_config *mc = fg_model_get_config(m);
+    int C = mc->d_model, BT = B * T;
+    int shapes[3][3] = {{BT, mc->padded_vocab, C}, {BT, 4 * C, C}, {1024, 1024, 1024}};
+    size_t need_a = 0, need_b = 0, need_c = 0;
+    for (int s = 0; s < 3; s++) {
+        size_t a = (size_t)shapes[s][0] * shapes[s][2], b = (size_t)shapes[s][1] * shapes[s][2],
+               cc = (size_t)shapes[s][0] * shapes[s][1];
+        need_a = a > need_a ? a : need_a;
+        need_b = b > need_b ? b : need_b;
+        need_c = cc > need_c ? cc : need_c;
+    }
+    ga = fg_malloc(need_a * sizeof(float));
+    gb = fg_malloc(need_b * sizeof(float));
+    gc = fg_malloc(need_c * sizeof(float));
+    if (!ga || !gb || !gc) {
+        st = FG_ERR_NOMEM;
+        goto out;
+    }
+    for (size_t i = 0; i < need_a; i++)
+        ga[i] = fg_rng_uniform(&rng) - 0.5f;
+    for (size_t i = 0; i < need_b; i++)
+        gb[i] = fg_rng_uniform(&rng) - 0.5f;
+    for (int s = 0; s < 3; s++) {
+        double g = sgemm_gflops(shapes[s][0], shapes[s][1], shapes[s][2], ga, gb, gc);
+        if (g > res->sgemm_gflops)
+            res->sgemm_gflops = g;
+        if (out)
+            fprintf(out, "bench.sgemm M=%d N=%d K=%d gflops=%.2f\n", shapes[s][0], shapes[s][1], shapes[s][2], g);
+    }
+    if (out)
+        fprintf(out, "bench.ratio achieved_over_best_sgemm=%.3f\n",
+                res->sgemm_gflops > 0 ? res->train_gflops / res->sgemm_gflops : 0.0);
+out:
+    fg_free(ga);
+    fg_free(gb);
+    fg_free(gc);
+    fg_free(times);
+    fg_free(inp);
+    fg_free(tgt);
+    fg_optim_free(&opt);
+    fg_model_delete(m);
+    return st;
+}

@@ -1,0 +1,681 @@
+/* train.c: one training run end to end: checks every input before writing, tokenises
+ * raw text into shards, then steps (accumulate, clip, schedule, AdamW), validates,
+ * logs metrics.jsonl, checkpoints through ckpt.h and prints the cost summary.
+ * Leaves out data/tensor/pipeline parallelism (src/dist) and mixed precision. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "frugal/ckpt.h"
+#include "frugal/kernels.h"
+#include "frugal/optim.h"
+#include "frugal/tok.h"
+#include "frugal/train.h"
+
+#define PATHN (FG_TRAIN_PATH_MAX + 64)
+
+typedef struct run {
+    fg_train_config c;
+    fg_tokenizer *tok;
+    fg_model *m;
+    fg_optim opt;
+    fg_loader train, val;
+    bool has_val;
+    int32_t *inp, *tgt; /* [grad_accum*B, T] */
+    fg_ckpt_writer *ckw;
+    FILE *metrics;
+    long step;            /* optimiser steps completed */
+    double tokens_before; /* tokens of steps done before a resume */
+    char train_path[PATHN], val_path[PATHN];
+} run;
+
+/* ---- small file helpers ---- */
+static fg_status mkdir_p(const char *dir)
+{
+    char p[PATHN];
+    if (strlen(dir) >= sizeof p)
+        return fg_error(FG_ERR_INVALID, "%s: path too long", dir);
+    strcpy(p, dir);
+    for (char *s = p + 1;; s++) {
+        if (*s == '/' || *s == '\0') {
+            char keep = *s;
+            *s = '\0';
+            if (mkdir(p, 0755) != 0 && errno != EEXIST)
+                return fg_error(FG_ERR_IO, "%s: cannot create directory: %s", p, strerror(errno));
+            *s = keep;
+            if (!keep)
+                break;
+        }
+    }
+    return FG_OK;
+}
+
+static bool file_exists(const char *path)
+{
+    struct stat sb;
+    return stat(path, &sb) == 0;
+}
+
+static fg_status read_file(const char *path, char **text, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return fg_error(FG_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    fg_status st = FG_OK;
+    struct stat sb;
+    if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        st = fg_error(FG_ERR_IO, "%s: not a readable regular file", path);
+        goto out_close;
+    }
+    *len = (size_t)sb.st_size;
+    *text = fg_malloc(*len + 1);
+    if (!*text) {
+        st = FG_ERR_NOMEM;
+        goto out_close;
+    }
+    if (fread(*text, 1, *len, f) != *len) {
+        fg_free(*text);
+        *text = NULL;
+        st = fg_error(FG_ERR_IO, "%s: read failed", path);
+        goto out_close;
+    }
+    (*text)[*len] = '\0';
+out_close:
+    fclose(f);
+    return st;
+}
+
+/* Writes text to path through a temp file + rename (whole or absent). */
+static fg_status write_text_atomic(const char *path, const char *text)
+{
+    char tmp[PATHN + 8];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "wb");
+    if (!f)
+        return fg_error(FG_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
+    size_t n = strlen(text);
+    bool ok = fwrite(text, 1, n, f) == n && fputc('\n', f) != EOF && fflush(f) == 0 && fsync(fileno(f)) == 0;
+    ok = (fclose(f) == 0) && ok;
+    if (!ok || rename(tmp, path) != 0) {
+        unlink(tmp);
+        return fg_error(FG_ERR_IO, "%s: write failed: %s", path, strerror(errno));
+    }
+    return FG_OK;
+}
+
+static fg_status write_shard(const char *path, const uint32_t *ids, size_t n, uint32_t vocab, int eot)
+{
+    fg_shard_writer w;
+    fg_status st = fg_shard_writer_open(&w, path, vocab, eot >= 0 ? (uint32_t)eot : FG_SHARD_NO_EOT, 0);
+    if (st != FG_OK)
+        return st;
+    st = fg_shard_writer_write(&w, ids, n);
+    if (st != FG_OK) {
+        fg_shard_writer_abort(&w);
+        return st;
+    }
+    return fg_shard_writer_close(&w);
+}
+
+/* Prefixes the last error with `what` (the message is copied first: fg_error
+ * formats into the same buffer). */
+static fg_status rewrap(fg_status st, const char *what)
+{
+    char msg[1024];
+    snprintf(msg, sizeof msg, "%s", fg_last_error());
+    return fg_error(st, "%s: %s", what, msg);
+}
+
+/* ---- gradient accumulation ---- */
+fg_status fg_train_grads(fg_model *m, const int32_t *inputs, const int32_t *targets, int B, int T, int n_micro,
+                         float *loss)
+{
+    fg_model_zero_grad(m);
+    double sum = 0;
+    for (int k = 0; k < n_micro; k++) {
+        size_t off = (size_t)k * B * T;
+        float l = 0;
+        fg_status st = fg_model_forward(m, inputs + off, targets + off, B, T, &l);
+        if (st != FG_OK)
+            return st;
+        /* mean over all rows = sum over micro-batches of (micro mean) / n_micro */
+        st = fg_model_backward(m, 1.0f / (float)n_micro);
+        if (st != FG_OK)
+            return st;
+        sum += l;
+    }
+    *loss = (float)(sum / n_micro);
+    return FG_OK;
+}
+
+/* ---- data preparation ---- */
+
+/* Tokenises c->data, holding out the tail val_frac of its bytes (cut at the next
+ * line break) for validation. Writes nothing: *tr and *va are fg_malloc'd. */
+static fg_status encode_text(const run *r, uint32_t **tr, size_t *ntr, uint32_t **va, size_t *nva)
+{
+    const fg_train_config *c = &r->c;
+    char *text = NULL;
+    size_t len = 0;
+    fg_status st = read_file(c->data, &text, &len);
+    if (st != FG_OK)
+        return st;
+    if (len == 0) {
+        st = fg_error(FG_ERR_FORMAT, "%s: empty file: nothing to train on", c->data);
+        goto out_text;
+    }
+    size_t cut = (size_t)((double)len * (1.0 - c->val_frac));
+    const char *nl = memchr(text + cut, '\n', len - cut);
+    if (nl && (size_t)(nl + 1 - text) < len)
+        cut = (size_t)(nl + 1 - text);
+    st = fg_tok_encode(r->tok, text, cut, tr, ntr);
+    if (st != FG_OK)
+        goto out_text;
+    st = fg_tok_encode(r->tok, text + cut, len - cut, va, nva);
+    if (st != FG_OK) {
+        fg_free(*tr);
+        *tr = NULL;
+        goto out_text;
+    }
+    if (*ntr < (size_t)c->seq_len + 1 || *nva < (size_t)c->seq_len + 1) {
+        st = fg_error(FG_ERR_FORMAT,
+                      "%s: too short: %zu training and %zu validation tokens after the %.0f%% split; each part needs "
+                      "seq_len + 1 = %d",
+                      c->data, *ntr, *nva, 100.0 * c->val_frac, c->seq_len + 1);
+        fg_free(*tr);
+        fg_free(*va);
+        *tr = *va = NULL;
+    }
+out_text:
+    fg_free(text);
+    return st;
+}
+
+/* ---- checkpoint meta: everything beyond the tensors needed for a bit-exact resume ---- */
+static char *meta_json(const run *r, double tokens)
+{
+    json_t *o = json_object();
+    json_t *rng = json_array();
+    for (int i = 0; i < 4; i++) {
+        char hex[24];
+        snprintf(hex, sizeof hex, "%016llx", (unsigned long long)r->train.rng.s[i]);
+        json_array_append_new(rng, json_string(hex));
+    }
+    json_object_set_new(o, "step", json_integer(r->step));
+    json_object_set_new(o, "adam_t", json_integer(r->opt.t));
+    json_object_set_new(o, "loader_rng", rng);
+    json_object_set_new(o, "loader_shard", json_integer(r->train.shard));
+    json_object_set_new(o, "loader_pos", json_integer((json_int_t)r->train.pos));
+    json_object_set_new(o, "tokens", json_real(tokens));
+    char *cfg = fg_train_config_to_json(&r->c);
+    json_t *cj = cfg ? json_loads(cfg, 0, NULL) : NULL;
+    fg_free(cfg);
+    json_object_set_new(o, "config", cj ? cj : json_null());
+    char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(o);
+    char *out = s ? fg_strdup(s) : NULL;
+    free(s);
+    return out;
+}
+
+static fg_status meta_restore(run *r, const char *meta, const char *dir)
+{
+    json_error_t err;
+    json_t *o = json_loads(meta, 0, &err);
+    fg_status st = FG_OK;
+    json_t *rng = o ? json_object_get(o, "loader_rng") : NULL;
+    if (!o || !json_is_integer(json_object_get(o, "step")) || !json_is_array(rng) || json_array_size(rng) != 4) {
+        st = fg_error(FG_ERR_FORMAT, "%s: checkpoint meta lacks step / loader state", dir);
+        goto out;
+    }
+    r->step = (long)json_integer_value(json_object_get(o, "step"));
+    r->opt.t = (long)json_integer_value(json_object_get(o, "adam_t"));
+    for (int i = 0; i < 4; i++) {
+        const char *hex = json_string_value(json_array_get(rng, (size_t)i));
+        r->train.rng.s[i] = hex ? strtoull(hex, NULL, 16) : 0;
+    }
+    r->train.shard = (int)json_integer_value(json_object_get(o, "loader_shard"));
+    r->train.pos = (uint64_t)json_integer_value(json_object_get(o, "loader_pos"));
+    r->tokens_before = json_number_value(json_object_get(o, "tokens"));
+    if (r->train.shard < 0 || r->train.shard >= r->train.n_shards)
+        st = fg_error(FG_ERR_FORMAT, "%s: checkpoint loader shard %d out of range", dir, r->train.shard);
+out:
+    json_decref(o);
+    return st;
+}
+
+static void ckpt_tensors(run *r, fg_ckpt_tensor t[3])
+{
+    size_t bytes = fg_model_num_params(r->m) * sizeof(float);
+    t[0] = (fg_ckpt_tensor){"params", fg_model_params(r->m), bytes};
+    t[1] = (fg_ckpt_tensor){"adam.m", r->opt.m, bytes};
+    t[2] = (fg_ckpt_tensor){"adam.v", r->opt.v, bytes};
+}
+
+/* ---- evaluation ---- */
+static float evaluate(run *r)
+{
+    if (!r->has_val)
+        return NAN;
+    int B = r->c.batch_size, T = r->c.seq_len;
+    fg_loader_rewind(&r->val);
+    double sum = 0;
+    for (int i = 0; i < r->c.val_batches; i++) {
+        fg_loader_next(&r->val, r->inp, r->tgt);
+        float l = 0;
+        if (fg_model_forward(r->m, r->inp, r->tgt, B, T, &l) != FG_OK)
+            return NAN;
+        sum += l;
+    }
+    return (float)(sum / r->c.val_batches);
+}
+
+/* ---- setup: everything that can fail on bad input happens before any write ---- */
+static fg_status setup(run *r, FILE *out)
+{
+    fg_train_config *c = &r->c;
+    fg_status st = fg_train_config_validate(c);
+    if (st != FG_OK)
+        return st;
+    st = fg_kernels_init(c->kernels[0] ? c->kernels : NULL);
+    if (st != FG_OK)
+        return st;
+    fg_threads_set(c->threads);
+    char path[PATHN];
+    snprintf(path, sizeof path, "%s/metrics.jsonl", c->out);
+    if (file_exists(path) && !c->resume && !c->overwrite)
+        return fg_error(FG_ERR_INVALID,
+                        "%s: the run directory already holds a run (give --resume, --overwrite 1 or "
+                        "another --out)",
+                        c->out);
+    if (!c->ckpt_dir[0]) {
+        if (strlen(c->out) + 6 > sizeof c->ckpt_dir)
+            return fg_error(FG_ERR_INVALID, "'out' is too long: %s", c->out);
+        memcpy(c->ckpt_dir, c->out, strlen(c->out));
+        strcpy(c->ckpt_dir + strlen(c->out), "/ckpt");
+    }
+
+    uint32_t vocab = 0;
+    if (c->tokenizer[0]) {
+        r->tok = fg_tok_load(c->tokenizer);
+        if (!r->tok)
+            return rewrap(FG_ERR_INVALID, "tokenizer");
+        vocab = (uint32_t)fg_tok_vocab_size(r->tok);
+    }
+
+    uint32_t *tr = NULL, *va = NULL;
+    size_t ntr = 0, nva = 0;
+    if (c->data[0]) {
+        st = encode_text(r, &tr, &ntr, &va, &nva);
+        if (st != FG_OK)
+            return st;
+        snprintf(r->train_path, sizeof r->train_path, "%s/data/train.bin", c->out);
+        snprintf(r->val_path, sizeof r->val_path, "%s/data/val.bin", c->out);
+    } else {
+        /* shards: check them now (opened again below, after any write) */
+        fg_loader probe;
+        st = fg_loader_open(&probe, c->train_shards, 1, c->seq_len, 1, 0, UINT32_MAX);
+        if (st != FG_OK)
+            return st;
+        for (int i = 0; i < probe.n_shards; i++)
+            if (probe.shards[i].vocab_size > vocab && !r->tok)
+                vocab = probe.shards[i].vocab_size;
+        fg_loader_close(&probe);
+        snprintf(r->train_path, sizeof r->train_path, "%s", c->train_shards);
+        snprintf(r->val_path, sizeof r->val_path, "%s", c->val_shards);
+    }
+    if (c->model.vocab_size == 0)
+        c->model.vocab_size = (int)vocab;
+    else if ((uint32_t)c->model.vocab_size < vocab)
+        st = fg_error(FG_ERR_INVALID, "'vocab_size' %d is below the tokenizer's / shards' %u", c->model.vocab_size,
+                      vocab);
+    if (c->model.max_seq_len == 0)
+        c->model.max_seq_len = c->seq_len;
+    if (st == FG_OK)
+        st = fg_model_config_validate(&c->model);
+    if (st != FG_OK)
+        goto out_ids;
+
+    r->m = fg_model_new(&c->model, c->batch_size, c->seq_len);
+    if (!r->m) {
+        st = rewrap(FG_ERR_INVALID, "model");
+        goto out_ids;
+    }
+    c->model = *fg_model_get_config(r->m); /* resolved: padded_vocab, d_ff, ... */
+    fg_model_init_weights(r->m, c->seed);
+    int nt = fg_model_num_tensors(r->m);
+    fg_optim_range *ranges = fg_malloc((size_t)nt * sizeof *ranges);
+    if (!ranges) {
+        st = FG_ERR_NOMEM;
+        goto out_ids;
+    }
+    for (int i = 0; i < nt; i++) {
+        const fg_tensor_info *ti = fg_model_tensor(r->m, i);
+        ranges[i] = (fg_optim_range){ti->offset, ti->numel, !ti->no_decay, ti->frozen};
+    }
+    fg_adamw_config ac = {c->beta1, c->beta2, c->eps, c->weight_decay};
+    st = fg_optim_init(&r->opt, fg_model_num_params(r->m), ranges, nt, &ac);
+    fg_free(ranges);
+    if (st != FG_OK)
+        goto out_ids;
+    size_t rows = (size_t)c->grad_accum * c->batch_size * c->seq_len;
+    r->inp = fg_malloc(rows * sizeof(int32_t));
+    r->tgt = fg_malloc(rows * sizeof(int32_t));
+    if (!r->inp || !r->tgt) {
+        st = FG_ERR_NOMEM;
+        goto out_ids;
+    }
+
+    /* first writes: the run directory and the tokenised text */
+    st = mkdir_p(c->out);
+    if (st == FG_OK && c->data[0] && !(c->resume && file_exists(r->train_path) && file_exists(r->val_path))) {
+        snprintf(path, sizeof path, "%s/data", c->out);
+        st = mkdir_p(path);
+        if (st == FG_OK)
+            st = write_shard(r->train_path, tr, ntr, (uint32_t)c->model.vocab_size, r->tok ? fg_tok_eot(r->tok) : -1);
+        if (st == FG_OK)
+            st = write_shard(r->val_path, va, nva, (uint32_t)c->model.vocab_size, r->tok ? fg_tok_eot(r->tok) : -1);
+        if (st == FG_OK && out)
+            fprintf(out, "data: %s -> %zu train + %zu val tokens (%s)\n", c->data, ntr, nva, c->tokenizer);
+    }
+    if (st != FG_OK)
+        goto out_ids;
+    st = fg_loader_open(&r->train, r->train_path, c->batch_size, c->seq_len, c->sequential, c->seed ^ 0x5EEDull,
+                        (uint32_t)c->model.vocab_size);
+    if (st == FG_OK && r->val_path[0]) {
+        st = fg_loader_open(&r->val, r->val_path, c->batch_size, c->seq_len, 1, 0, (uint32_t)c->model.vocab_size);
+        r->has_val = st == FG_OK;
+    }
+out_ids:
+    fg_free(tr);
+    fg_free(va);
+    return st;
+}
+
+static void teardown(run *r)
+{
+    if (r->metrics)
+        fclose(r->metrics);
+    fg_ckpt_writer_delete(r->ckw);
+    fg_free(r->inp);
+    fg_free(r->tgt);
+    fg_loader_close(&r->train);
+    fg_loader_close(&r->val);
+    fg_optim_free(&r->opt);
+    fg_model_delete(r->m);
+    fg_tok_delete(r->tok);
+}
+
+static void print_cost(FILE *out, const run *r, const fg_train_result *res, double flops_tok, long steps)
+{
+    if (!out)
+        return;
+    char b1[32], b2[32], b3[32];
+    double tps = res->train_sec > 0 ? res->tokens / res->train_sec : 0;
+    fprintf(out, "\n== cost summary ==\n");
+    fprintf(out, "params          : %zu total, %zu active per token\n", fg_model_num_params(r->m),
+            fg_model_num_active_params(r->m));
+    fprintf(out, "steps           : %ld (this process), %ld in the run\n", steps, r->step);
+    fprintf(out, "tokens          : %.0f (%d x %d x %d per step)\n", res->tokens, r->c.grad_accum, r->c.batch_size,
+            r->c.seq_len);
+    fprintf(out, "training FLOPs  : %.4g (%.4g per token: 6 N_active + 6 L T C)\n", res->flops, flops_tok);
+    fprintf(out, "wall time       : %.2f s (training steps %.2f s)\n", res->wall_sec, res->train_sec);
+    fprintf(out, "throughput      : %.1f tokens/s\n", tps);
+    fprintf(out, "achieved        : %.2f GFLOP/s\n", res->train_sec > 0 ? res->flops / res->train_sec / 1e9 : 0.0);
+    fprintf(out, "peak RSS        : %s\n", fg_fmt_bytes(b1, sizeof b1, (double)fg_peak_rss_bytes()));
+    fprintf(out, "peak fg_malloc  : %s\n", fg_fmt_bytes(b2, sizeof b2, (double)fg_mem_peak()));
+    fprintf(out, "checkpointed    : %s\n", fg_fmt_bytes(b3, sizeof b3, (double)res->ckpt_bytes));
+    fprintf(out, "threads         : %d, kernels: matmul=%s\n", fg_threads_get(), fg_kernels_variant("matmul"));
+}
+
+static fg_status save_ckpt(run *r, double tokens)
+{
+    if (!r->ckw) {
+        fg_ckpt_opts o = fg_ckpt_opts_default();
+        r->ckw = fg_ckpt_writer_new(r->c.ckpt_dir, &o);
+        if (!r->ckw)
+            return fg_last_error()[0] ? FG_ERR_IO : FG_ERR_INTERNAL;
+    }
+    char *meta = meta_json(r, tokens);
+    if (!meta)
+        return FG_ERR_NOMEM;
+    fg_ckpt_tensor t[3];
+    ckpt_tensors(r, t);
+    fg_status st = fg_ckpt_writer_save(r->ckw, r->step, meta, t, 3);
+    fg_free(meta);
+    return st;
+}
+
+/* The final model: params only, synchronous, in <out>/final (one format: ckpt.h). */
+static fg_status save_final(const char *run_dir, long step, const fg_train_config *c, fg_model *m, uint64_t *bytes)
+{
+    char dir[PATHN];
+    snprintf(dir, sizeof dir, "%s/final", run_dir);
+    fg_ckpt_opts o = fg_ckpt_opts_default();
+    o.async = false;
+    o.full_every = 1;
+    o.keep_full = 1;
+    fg_ckpt_writer *w = fg_ckpt_writer_new(dir, &o);
+    if (!w)
+        return FG_ERR_IO;
+    char *cfg = fg_train_config_to_json(c);
+    fg_ckpt_tensor t = {"params", fg_model_params(m), fg_model_num_params(m) * sizeof(float)};
+    fg_status st = cfg ? fg_ckpt_writer_save(w, step, cfg, &t, 1) : FG_ERR_NOMEM;
+    fg_free(cfg);
+    fg_status st2 = fg_ckpt_writer_wait(w);
+    if (st == FG_OK)
+        st = st2;
+    if (bytes) {
+        fg_ckpt_stats s;
+        fg_ckpt_writer_stats(w, &s);
+        *bytes = s.file_full + s.file_delta;
+    }
+    st2 = fg_ckpt_writer_delete(w);
+    return st == FG_OK ? st2 : st;
+}
+
+fg_status fg_train_run(const fg_train_config *cfg, FILE *out, fg_train_result *res_out)
+{
+    double t_wall = fg_time_sec();
+    run rr;
+    memset(&rr, 0, sizeof rr);
+    run *r = &rr;
+    r->c = *cfg;
+    fg_train_result res;
+    memset(&res, 0, sizeof res);
+    res.first_val = res.last_val = NAN;
+    fg_status st = setup(r, out);
+    if (st != FG_OK)
+        goto out_teardown;
+    fg_train_config *c = &r->c;
+
+    if (c->resume) {
+        fg_ckpt_tensor t[3];
+        ckpt_tensors(r, t);
+        long step = 0;
+        char *meta = NULL;
+        st = fg_ckpt_load_latest(c->ckpt_dir, &step, &meta, t, 3);
+        if (st == FG_OK)
+            st = meta_restore(r, meta, c->ckpt_dir);
+        fg_free(meta);
+        if (st != FG_OK)
+            goto out_teardown;
+        if (out)
+            fprintf(out, "resumed from %s at step %ld\n", c->ckpt_dir, r->step);
+    }
+    char path[PATHN];
+    char *cj = fg_train_config_to_json(c);
+    snprintf(path, sizeof path, "%s/config.json", c->out);
+    st = cj ? write_text_atomic(path, cj) : FG_ERR_NOMEM;
+    fg_free(cj);
+    if (st != FG_OK)
+        goto out_teardown;
+    snprintf(path, sizeof path, "%s/metrics.jsonl", c->out);
+    r->metrics = fopen(path, c->resume ? "a" : "w");
+    if (!r->metrics) {
+        st = fg_error(FG_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+        goto out_teardown;
+    }
+
+    const int B = c->batch_size, T = c->seq_len, A = c->grad_accum;
+    const double tok_step = (double)A * B * T;
+    const double flops_tok = fg_model_flops_per_token(r->m, T);
+    fg_lr_schedule sched = {c->lr, c->min_lr, c->warmup_steps < c->max_steps ? c->warmup_steps : c->max_steps,
+                            c->max_steps};
+    if (out) {
+        fprintf(out, "model: %s L=%d C=%d NH=%d V=%d T=%d%s, params %zu total / %zu active, %.3g FLOPs/token\n",
+                c->model.layout == FG_LAYOUT_GPT2 ? "gpt2" : "llama", c->model.n_layer, c->model.d_model,
+                c->model.n_head, c->model.vocab_size, T, c->model.n_expert ? " MoE" : "", fg_model_num_params(r->m),
+                fg_model_num_active_params(r->m), flops_tok);
+        fprintf(out, "train: %ld steps x %.0f tokens, lr %g -> %g (warmup %ld), %llu train tokens%s\n", c->max_steps,
+                tok_step, c->lr, c->min_lr, sched.warmup, (unsigned long long)fg_loader_tokens(&r->train),
+                r->has_val ? "" : ", no validation data");
+        fflush(out);
+    }
+    fg_progress bar;
+    fg_progress_begin(&bar, "train", (double)(c->max_steps - r->step) * tok_step, "tok");
+    long first = r->step;
+    float val = NAN;
+    if (first == 0 && r->has_val) {
+        /* the starting point, so the log shows how far validation loss falls */
+        val = evaluate(r);
+        res.first_val = val;
+        fprintf(r->metrics, "{\"step\": 0, \"val_loss\": %.9g}\n", val);
+        if (out)
+            fprintf(out, "step %6d | val loss %.4f\n", 0, val);
+    }
+    while (r->step < c->max_steps) {
+        double t0 = fg_time_sec();
+        for (int k = 0; k < A; k++)
+            fg_loader_next(&r->train, r->inp + (size_t)k * B * T, r->tgt + (size_t)k * B * T);
+        float loss = 0;
+        st = fg_train_grads(r->m, r->inp, r->tgt, B, T, A, &loss);
+        if (st != FG_OK)
+            goto out_teardown;
+        double norm = fg_optim_clip(&r->opt, fg_model_grads(r->m), c->grad_clip);
+        if (!isfinite(loss) || !isfinite(norm)) {
+            st = fg_error(FG_ERR_NUMERIC, "step %ld: loss %g, gradient norm %g: training diverged (lower --lr?)",
+                          r->step, loss, norm);
+            goto out_teardown;
+        }
+        float lr = fg_lr_at(&sched, r->step);
+        fg_optim_step(&r->opt, fg_model_params(r->m), fg_model_grads(r->m), lr);
+        fg_model_post_step(r->m);
+        r->step++;
+        double dt = fg_time_sec() - t0;
+        res.train_sec += dt;
+        res.tokens += tok_step;
+        if (r->step == first + 1)
+            res.first_loss = loss;
+        res.last_loss = loss;
+        double tps = res.tokens / res.train_sec;
+        fprintf(r->metrics,
+                "{\"step\": %ld, \"loss\": %.9g, \"lr\": %.6g, \"grad_norm\": %.6g, \"tokens\": %.0f, "
+                "\"tokens_per_s\": %.1f, \"flops_per_s\": %.4g, \"step_s\": %.4f}\n",
+                r->step, loss, lr, norm, r->tokens_before + res.tokens, tps, tps * flops_tok, dt);
+        bool last = r->step == c->max_steps || (c->stop_after > 0 && r->step >= c->stop_after) ||
+                    (c->max_seconds > 0 && res.train_sec >= c->max_seconds);
+        if (out && (r->step % c->log_every == 0 || r->step == first + 1 || last)) {
+            fprintf(out, "step %6ld | loss %.4f | lr %.3e | norm %.3f | %.0f tok/s\n", r->step, loss, lr, norm, tps);
+            fflush(out);
+        }
+        if ((c->val_every > 0 && r->step % c->val_every == 0) || last) {
+            val = evaluate(r);
+            if (isnan(res.first_val))
+                res.first_val = val;
+            res.last_val = val;
+            if (!isnan(val)) {
+                fprintf(r->metrics, "{\"step\": %ld, \"val_loss\": %.9g}\n", r->step, val);
+                if (out)
+                    fprintf(out, "step %6ld | val loss %.4f\n", r->step, val);
+            }
+        }
+        fflush(r->metrics);
+        if (c->ckpt_every > 0 && (r->step % c->ckpt_every == 0 || last)) {
+            st = save_ckpt(r, r->tokens_before + res.tokens);
+            if (st != FG_OK)
+                goto out_teardown;
+        }
+        fg_progress_update(&bar, res.tokens);
+        if (last)
+            break;
+    }
+    fg_progress_end(&bar);
+    res.steps = r->step - first;
+    res.flops = res.tokens * flops_tok;
+    if (r->ckw) {
+        st = fg_ckpt_writer_wait(r->ckw);
+        if (st != FG_OK)
+            goto out_teardown;
+        fg_ckpt_stats s;
+        fg_ckpt_writer_stats(r->ckw, &s);
+        res.ckpt_bytes += s.file_full + s.file_delta;
+    }
+    uint64_t fb = 0;
+    st = save_final(c->out, r->step, c, r->m, &fb);
+    if (st != FG_OK)
+        goto out_teardown;
+    res.ckpt_bytes += fb;
+    res.wall_sec = fg_time_sec() - t_wall;
+    print_cost(out, r, &res, flops_tok, res.steps);
+    if (out)
+        fprintf(out, "run directory   : %s (config.json, metrics.jsonl, final/)\n", c->out);
+out_teardown:
+    teardown(r);
+    if (res_out)
+        *res_out = res;
+    return st;
+}
+
+/* ---- loading a finished run ---- */
+fg_status fg_train_load_run(const char *run_dir, const char *ckpt_dir, int B, int T, fg_train_config *c, fg_model **m)
+{
+    *m = NULL;
+    char path[PATHN];
+    snprintf(path, sizeof path, "%s/config.json", run_dir);
+    fg_train_config_default(c);
+    fg_status st = fg_train_config_load_json(c, path);
+    if (st != FG_OK)
+        return st;
+    if (T <= 0 || T > c->model.max_seq_len)
+        T = c->model.max_seq_len;
+    fg_model *mm = fg_model_new(&c->model, B, T);
+    if (!mm)
+        return rewrap(FG_ERR_INVALID, path);
+    char dir[PATHN];
+    if (ckpt_dir && ckpt_dir[0])
+        snprintf(dir, sizeof dir, "%s", ckpt_dir);
+    else
+        snprintf(dir, sizeof dir, "%s/final", run_dir);
+    fg_ckpt_tensor t = {"params", fg_model_params(mm), fg_model_num_params(mm) * sizeof(float)};
+    long step = 0;
+    char *meta = NULL;
+    st = fg_ckpt_load_latest(dir, &step, &meta, &t, 1);
+    fg_free(meta);
+    if (st != FG_OK) {
+        fg_model_delete(mm);
+        return st;
+    }
+    *m = mm;
+    return FG_OK;
+}
+
+fg_status fg_train_save_run(const char *run_dir, const fg_train_config *c, fg_model *m)
+{
+    fg_status st = mkdir_p(run_dir);
+    if (st != FG_OK)
+        return st;
+    char path[PATHN];
+    snprintf(path, sizeof path, "%s/config.json", run_dir);
+    char *cj = fg_train_config_to_json(c);
+    st = cj ? write_text_atomic(path, cj) : FG_ERR_NOMEM;
+    fg_free(cj);
+    if (st != FG_OK)
+        return st;
+    return save_final(run_dir, 0, c, m, NULL);
+}

@@ -1,0 +1,424 @@
+/* test_train.c: config errors with FILE:LINE:COL, flags over config, the JSON round
+ * trip, the window loader, gradient accumulation (2 x B/2 = 1 x B), a tiny model's
+ * validation loss falling, bit-exact determinism and resume, and `frugal train`
+ * refusing bad input (non-zero exit, message naming the file, nothing written). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "frugal/kernels.h"
+#include "frugal/train.h"
+#include "harness.h"
+
+static const char *tmp(const char *name)
+{
+    static char buf[16][512];
+    static int k;
+    k = (k + 1) % 16;
+    snprintf(buf[k], sizeof buf[k], "%s/%s", fg_test_tmpdir(), name);
+    return buf[k];
+}
+
+static void write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "wb");
+    FG_ASSERT(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+static bool exists(const char *path)
+{
+    struct stat sb;
+    return stat(path, &sb) == 0;
+}
+
+/* ---- config ---- */
+static void expect_json_error(const char *name, const char *text, const char *want)
+{
+    const char *path = tmp(name);
+    write_file(path, text);
+    fg_train_config c;
+    fg_train_config_default(&c);
+    fg_status st = fg_train_config_load_json(&c, path);
+    char expect[1024];
+    snprintf(expect, sizeof expect, "%s:%s", path, want);
+    FG_CHECK(st != FG_OK && strstr(fg_last_error(), expect) != NULL, "%s: want '%s', got '%s'", name, expect,
+             fg_last_error());
+}
+
+static void test_config(void)
+{
+    expect_json_error("unknown.json", "{\n  \"lr\": 0.001,\n    \"n_layr\": 4\n}\n", "3:5: unknown key 'n_layr'");
+    expect_json_error("type.json", "{\"lr\": \"fast\"}", "1:2: key 'lr': expected a number");
+    expect_json_error("range.json", "{\n\"batch_size\": 0}", "2:1: key 'batch_size': must be >= 1 (got 0)");
+    expect_json_error("neg.json", "{\"seq_len\": 64,\n \"lr\": -1}", "2:2: key 'lr': must be > 0 (got -1)");
+    expect_json_error("frac.json", "{\"n_layer\": 2.5}", "1:2: key 'n_layer': must be a whole number");
+    expect_json_error("layout.json", "{\"layout\": \"gpt3\"}", "1:2: key 'layout': must be llama or gpt2");
+    expect_json_error("syntax.json", "{\n  \"lr\": 0.001,\n  \"seed\": 1,,\n}", "3:13:");
+    expect_json_error("dup.json", "{\"lr\": 1, \"lr\": 2}", "1:");
+    expect_json_error("array.json", "[1, 2]", "1:1: expected a JSON object");
+    expect_json_error("dash.json", "{\"batch-size\": 4}", "1:2: unknown key 'batch-size'");
+    /* a key name inside a string value is not mistaken for the key */
+    expect_json_error("instr.json", "{\"data\": \"\\\"bogus\\\": x\",\n \"bogus\": 1}", "2:2: unknown key 'bogus'");
+
+    fg_train_config c;
+    fg_train_config_default(&c);
+    FG_CHECK(fg_train_config_load_json(&c, tmp("missing.json")) == FG_ERR_IO && strstr(fg_last_error(), "missing.json"),
+             "missing config named: %s", fg_last_error());
+
+    /* flags after the config win; booleans stand alone; dashes read as underscores */
+    const char *cfg = tmp("good.json");
+    write_file(cfg, "{\"layout\": \"gpt2\", \"n_layer\": 3, \"lr\": 0.002, \"data\": \"x.txt\"}");
+    char *argv[] = {"train", "--lr", "5e-4", "--config", (char *)cfg, "--batch-size=3", "--resume", "--seq-len", "16"};
+    fg_train_config_default(&c);
+    fg_status st = fg_train_config_from_args(&c, 9, argv, NULL);
+    FG_CHECK(st == FG_OK, "args: %s", fg_last_error());
+    FG_CHECK(c.lr == 5e-4f && c.model.n_layer == 3 && c.batch_size == 3 && c.resume == 1 && c.seq_len == 16 &&
+                 c.model.layout == FG_LAYOUT_GPT2 && c.model.tie_embeddings == 1,
+             "config then flags: lr %g L %d B %d resume %d", c.lr, c.model.n_layer, c.batch_size, c.resume);
+    FG_CHECK(fg_train_config_validate(&c) == FG_OK, "valid: %s", fg_last_error());
+
+    char *bad[] = {"train", "--lr", "abc"};
+    FG_CHECK(fg_train_config_from_args(&c, 3, bad, NULL) == FG_ERR_INVALID && strstr(fg_last_error(), "--lr"),
+             "bad flag value: %s", fg_last_error());
+    char *unk[] = {"train", "--nope", "1"};
+    FG_CHECK(fg_train_config_from_args(&c, 3, unk, NULL) == FG_ERR_INVALID &&
+                 strstr(fg_last_error(), "unknown key 'nope'"),
+             "unknown flag: %s", fg_last_error());
+
+    /* the JSON written into a run reads back to the same config */
+    c.model.n_expert = 8;
+    c.model.balance = FG_BALANCE_SEQAUX;
+    c.min_lr = 1.2345e-5f;
+    c.seed = 1234567890123ull;
+    char *j1 = fg_train_config_to_json(&c);
+    fg_train_config d;
+    fg_train_config_default(&d);
+    FG_CHECK(j1 && fg_train_config_load_json_text(&d, j1, "roundtrip") == FG_OK, "reload: %s", fg_last_error());
+    char *j2 = fg_train_config_to_json(&d);
+    FG_CHECK(j1 && j2 && strcmp(j1, j2) == 0, "to_json(load(to_json(c))) == to_json(c)");
+    FG_CHECK(d.min_lr == c.min_lr && d.seed == c.seed && d.model.n_expert == 8 && d.model.balance == FG_BALANCE_SEQAUX,
+             "fields survive the round trip");
+    fg_free(j1);
+    fg_free(j2);
+
+    fg_train_config_default(&c);
+    FG_CHECK(fg_train_config_validate(&c) == FG_ERR_INVALID && strstr(fg_last_error(), "no training data"),
+             "no data: %s", fg_last_error());
+    strcpy(c.data, "x.txt");
+    c.min_lr = 1.0f;
+    FG_CHECK(fg_train_config_validate(&c) == FG_ERR_INVALID && strstr(fg_last_error(), "min_lr"), "min_lr > lr");
+}
+
+/* ---- loader ---- */
+static void make_shard(const char *path, uint32_t n, uint32_t vocab)
+{
+    fg_shard_writer w;
+    FG_ASSERT(fg_shard_writer_open(&w, path, vocab, FG_SHARD_NO_EOT, 0) == FG_OK);
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t id = i % vocab;
+        FG_ASSERT(fg_shard_writer_write(&w, &id, 1) == FG_OK);
+    }
+    FG_ASSERT(fg_shard_writer_close(&w) == FG_OK);
+}
+
+static void test_loader(void)
+{
+    const char *a = tmp("a.bin"), *b = tmp("b.bin");
+    make_shard(a, 50, 1000);
+    make_shard(b, 30, 1000);
+    char list[1100];
+    snprintf(list, sizeof list, "%s,%s", a, b);
+    fg_loader l;
+    FG_CHECK(fg_loader_open(&l, list, 2, 8, 1, 0, 1000) == FG_OK, "open: %s", fg_last_error());
+    FG_CHECK(fg_loader_tokens(&l) == 80, "80 tokens");
+    int32_t in[16], tg[16];
+    int ok = 1;
+    /* sequential: windows at 0, 8, ... of shard a; targets shifted by one */
+    for (int it = 0; it < 3; it++) {
+        fg_loader_next(&l, in, tg);
+        for (int i = 0; i < 16; i++)
+            ok &= in[i] == it * 16 + i && tg[i] == in[i] + 1;
+    }
+    FG_CHECK(ok, "sequential windows and shifted targets");
+    fg_loader_next(&l, in, tg); /* 48 + 9 > 50: moves on to shard b, then continues in b */
+    FG_CHECK(in[0] == 0 && in[8] == 8 && tg[15] == 16, "wraps to the next shard: %d %d %d", in[0], in[8], tg[15]);
+    fg_loader_close(&l);
+
+    /* random windows: reproducible for a seed, and always inside a shard */
+    fg_loader l1, l2;
+    FG_ASSERT(fg_loader_open(&l1, list, 4, 8, 0, 7, 1000) == FG_OK);
+    FG_ASSERT(fg_loader_open(&l2, list, 4, 8, 0, 7, 1000) == FG_OK);
+    int32_t in2[32], tg2[32], in1[32], tg1[32];
+    int same = 1, inside = 1;
+    for (int it = 0; it < 20; it++) {
+        fg_loader_next(&l1, in1, tg1);
+        fg_loader_next(&l2, in2, tg2);
+        same &= memcmp(in1, in2, sizeof in1) == 0 && memcmp(tg1, tg2, sizeof tg1) == 0;
+        for (int i = 0; i < 32; i++)
+            inside &= tg1[i] == in1[i] + 1; /* a window crossing a shard end would break this */
+    }
+    FG_CHECK(same, "same seed, same windows");
+    FG_CHECK(inside, "random windows never cross a shard boundary");
+    fg_loader_close(&l1);
+    fg_loader_close(&l2);
+
+    FG_CHECK(fg_loader_open(&l, a, 1, 50, 0, 0, 1000) == FG_ERR_FORMAT && strstr(fg_last_error(), a) &&
+                 strstr(fg_last_error(), "fewer than seq_len + 1"),
+             "short shard: %s", fg_last_error());
+    FG_CHECK(fg_loader_open(&l, a, 1, 8, 0, 0, 500) == FG_ERR_INVALID && strstr(fg_last_error(), "vocab_size"),
+             "shard vocab above the model's: %s", fg_last_error());
+    snprintf(list, sizeof list, "%s,%s", a, tmp("nope.bin"));
+    FG_CHECK(fg_loader_open(&l, list, 1, 8, 0, 0, 1000) == FG_ERR_IO && strstr(fg_last_error(), "nope.bin"),
+             "missing shard named: %s", fg_last_error());
+}
+
+/* ---- gradient accumulation ---- */
+static void test_grad_accum(void)
+{
+    fg_model_config mc;
+    fg_model_config_default(&mc, FG_LAYOUT_LLAMA);
+    mc.vocab_size = 64;
+    mc.n_layer = 2;
+    mc.d_model = 32;
+    mc.n_head = 2;
+    mc.max_seq_len = 16;
+    int B = 4, T = 16;
+    fg_model *m = fg_model_new(&mc, B, T);
+    if (!m) {
+        FG_CHECK(0, "model: %s", fg_last_error());
+        return;
+    }
+    fg_model_init_weights(m, 3);
+    int32_t in[64], tg[64];
+    fg_rng r;
+    fg_rng_seed(&r, 5);
+    for (int i = 0; i < B * T; i++) {
+        in[i] = (int32_t)fg_rng_below(&r, 64);
+        tg[i] = (int32_t)fg_rng_below(&r, 64);
+    }
+    size_t n = fg_model_num_params(m);
+    float *g1 = malloc(n * sizeof(float));
+    float l1 = 0, l2 = 0;
+    FG_CHECK(fg_train_grads(m, in, tg, B, T, 1, &l1) == FG_OK, "1 x B: %s", fg_last_error());
+    memcpy(g1, fg_model_grads(m), n * sizeof(float));
+    FG_CHECK(fg_train_grads(m, in, tg, B / 2, T, 2, &l2) == FG_OK, "2 x B/2: %s", fg_last_error());
+    /* the same sums in a different order: float rounding of sums of ~B*T terms */
+    FG_CHECK_CLOSE(l2, l1, 1e-6);
+    fg_test_check_tensor("grads 2 x (B/2) vs 1 x B", fg_model_grads(m), g1, n, 1e-5);
+    /* and the check can fail: one micro-batch alone is a different gradient */
+    FG_ASSERT(fg_train_grads(m, in, tg, B / 2, T, 1, &l2) == FG_OK);
+    FG_CHECK(fg_test_max_rel_err(fg_model_grads(m), g1, n) > 1e-3, "half the batch differs");
+    free(g1);
+    fg_model_delete(m);
+}
+
+/* ---- whole runs on a tiny model ---- */
+
+/* A corpus with learnable structure: shuffled lines of a small grammar. */
+static const char *make_corpus(void)
+{
+    const char *path = tmp("corpus.txt");
+    if (exists(path))
+        return path;
+    FILE *f = fopen(path, "wb");
+    FG_ASSERT(f);
+    static const char *subj[] = {"the cat", "a dog", "my friend", "the king", "our queen"};
+    static const char *verb[] = {"sees", "likes", "finds", "hears"};
+    static const char *obj[] = {"the moon.", "a bird.", "the sea.", "some bread.", "the river."};
+    fg_rng r;
+    fg_rng_seed(&r, 11);
+    for (int i = 0; i < 3000; i++)
+        fprintf(f, "%s %s %s\n", subj[fg_rng_below(&r, 5)], verb[fg_rng_below(&r, 4)], obj[fg_rng_below(&r, 5)]);
+    fclose(f);
+    return path;
+}
+
+static void tiny_config(fg_train_config *c, const char *out)
+{
+    fg_train_config_default(c);
+    snprintf(c->data, sizeof c->data, "%s", make_corpus());
+    snprintf(c->out, sizeof c->out, "%s", out);
+    c->model.n_layer = 1;
+    c->model.d_model = 32;
+    c->model.n_head = 2;
+    c->batch_size = 4;
+    c->seq_len = 32;
+    c->max_steps = 60;
+    c->warmup_steps = 5;
+    c->lr = 1e-2f;
+    c->min_lr = 1e-3f;
+    c->val_every = 20;
+    c->val_batches = 4;
+    c->threads = 2;
+}
+
+/* The "loss" values of metrics.jsonl in order, as text (bit-exact comparison). */
+static int read_losses(const char *run, char losses[][32], int cap)
+{
+    char path[600];
+    snprintf(path, sizeof path, "%s/metrics.jsonl", run);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    char line[1024];
+    int n = 0;
+    while (fgets(line, sizeof line, f) && n < cap) {
+        const char *p = strstr(line, "\"loss\": ");
+        if (p && !strstr(line, "val_loss")) {
+            sscanf(p + 8, "%31[^,]", losses[n]);
+            n++;
+        }
+    }
+    fclose(f);
+    return n;
+}
+
+static void test_runs(void)
+{
+    fg_train_config c;
+    const char *run1 = tmp("run1");
+    tiny_config(&c, run1);
+    fg_train_result r1;
+    fg_status st = fg_train_run(&c, NULL, &r1);
+    FG_CHECK(st == FG_OK, "run: %s", fg_last_error());
+    if (st != FG_OK)
+        return;
+    FG_CHECK(r1.steps == 60 && r1.tokens == 60.0 * 4 * 32, "steps %ld tokens %.0f", r1.steps, r1.tokens);
+    /* from ln(257) = 5.55 at init; 60 steps of a grammar with ~2 bits/char of
+     * entropy must clear a 1.0 nat drop with a wide margin (it reaches ~2.3) */
+    FG_CHECK(r1.last_val < r1.first_val - 1.0f, "val loss falls: %.3f -> %.3f", r1.first_val, r1.last_val);
+    FG_CHECK(r1.last_loss < r1.first_loss - 1.5f, "train loss falls: %.3f -> %.3f", r1.first_loss, r1.last_loss);
+    FG_CHECK(r1.flops > 0 && r1.ckpt_bytes > 0, "flops %.3g, ckpt bytes %zu", r1.flops, r1.ckpt_bytes);
+    char p[600];
+    snprintf(p, sizeof p, "%s/config.json", run1);
+    FG_CHECK(exists(p), "config.json written");
+    snprintf(p, sizeof p, "%s/data/train.bin", run1);
+    FG_CHECK(exists(p), "tokenised train shard written");
+
+    /* the run loads back for sampling */
+    fg_train_config lc;
+    fg_model *m = NULL;
+    st = fg_train_load_run(run1, "", 1, 0, &lc, &m);
+    FG_CHECK(st == FG_OK && m && lc.model.vocab_size == 257, "load run: %s", fg_last_error());
+    fg_model_delete(m);
+
+    /* determinism: same config and seed, same losses to the last bit */
+    const char *run2 = tmp("run2");
+    tiny_config(&c, run2);
+    fg_train_result r2;
+    FG_CHECK(fg_train_run(&c, NULL, &r2) == FG_OK, "second run: %s", fg_last_error());
+    static char l1[64][32], l2[64][32], l3[64][32];
+    int n1 = read_losses(run1, l1, 64), n2 = read_losses(run2, l2, 64);
+    int same = n1 == 60 && n2 == 60;
+    for (int i = 0; same && i < n1; i++)
+        same &= strcmp(l1[i], l2[i]) == 0;
+    FG_CHECK(same, "rerun gives identical losses (%d, %d lines)", n1, n2);
+    FG_CHECK(r1.last_val == r2.last_val, "identical val loss");
+
+    /* the out dir of a finished run is refused without --resume / --overwrite */
+    FG_CHECK(fg_train_run(&c, NULL, NULL) == FG_ERR_INVALID && strstr(fg_last_error(), "already holds a run"),
+             "existing run refused: %s", fg_last_error());
+
+    /* resume: 25 steps, stop, resume to 60 = the uninterrupted run, bit for bit */
+    const char *run3 = tmp("run3");
+    tiny_config(&c, run3);
+    c.ckpt_every = 10;
+    c.stop_after = 25;
+    FG_CHECK(fg_train_run(&c, NULL, NULL) == FG_OK, "first half: %s", fg_last_error());
+    c.stop_after = 0;
+    c.resume = 1;
+    fg_train_result r3;
+    FG_CHECK(fg_train_run(&c, NULL, &r3) == FG_OK, "resume: %s", fg_last_error());
+    FG_CHECK(r3.steps == 35, "resumed run took %ld steps (want 35)", r3.steps);
+    int n3 = read_losses(run3, l3, 64);
+    same = n3 == 60;
+    for (int i = 0; same && i < n3; i++)
+        same &= strcmp(l1[i], l3[i]) == 0;
+    FG_CHECK(same, "stop at 25 + resume = uninterrupted run (%d lines)", n3);
+    FG_CHECK(r3.last_val == r1.last_val, "same final val loss %.9g vs %.9g", r3.last_val, r1.last_val);
+}
+
+/* ---- the CLI on bad input ---- */
+static void expect_cli_fail(const char *args, const char *needle, const char *must_not_exist)
+{
+    const char *bin = fg_test_frugal_bin();
+    char cmd[2048], out[4096];
+    snprintf(cmd, sizeof cmd, "%s train %s", bin, args);
+    int rc = fg_test_run(cmd, out, sizeof out);
+    FG_CHECK(rc != 0, "'%s' fails (rc %d)", args, rc);
+    FG_CHECK(strstr(out, needle) != NULL, "'%s' says '%s': %s", args, needle, out);
+    if (must_not_exist)
+        FG_CHECK(!exists(must_not_exist), "%s not created", must_not_exist);
+}
+
+static void test_cli(void)
+{
+    const char *bin = fg_test_frugal_bin();
+    if (!bin || !exists(bin)) {
+        fg_test_skip("frugal train CLI", "FG_FRUGAL_BIN not built");
+        return;
+    }
+    char args[1600];
+    const char *out = tmp("cli_out");
+    snprintf(args, sizeof args, "--data %s --out %s", tmp("no_such.txt"), out);
+    expect_cli_fail(args, "no_such.txt: cannot open", out);
+
+    const char *empty = tmp("empty.txt");
+    write_file(empty, "");
+    snprintf(args, sizeof args, "--data %s --out %s", empty, out);
+    expect_cli_fail(args, "empty.txt: empty file", out);
+
+    const char *shortt = tmp("short.txt");
+    write_file(shortt, "tiny\n");
+    snprintf(args, sizeof args, "--data %s --out %s --seq-len 64", shortt, out);
+    expect_cli_fail(args, "short.txt: too short", out);
+
+    const char *corrupt = tmp("corrupt.bin");
+    write_file(corrupt, "this is not a token shard at all, just text padding it out to more than 64 bytes long");
+    snprintf(args, sizeof args, "--train-shards %s --out %s", corrupt, out);
+    expect_cli_fail(args, "corrupt.bin: bad magic", out);
+
+    const char *cfg = tmp("cli_bad.json");
+    write_file(cfg, "{\n  \"lr\": 0.001,\n  \"learning_rate\": 3\n}");
+    snprintf(args, sizeof args, "--config %s --data %s --out %s", cfg, make_corpus(), out);
+    expect_cli_fail(args, "cli_bad.json:3:3: unknown key 'learning_rate'", out);
+
+    snprintf(args, sizeof args, "--data %s --out %s --lr -3", make_corpus(), out);
+    expect_cli_fail(args, "--lr: key 'lr': must be > 0", out);
+
+    snprintf(args, sizeof args, "--data %s --out %s --n-head 5 --d-model 32", make_corpus(), out);
+    expect_cli_fail(args, "n_head", out);
+
+    /* an existing run is not written over */
+    const char *prev = tmp("prev_run");
+    char metrics[600];
+    snprintf(metrics, sizeof metrics, "%s/metrics.jsonl", prev);
+    snprintf(args, sizeof args, "mkdir -p %s", prev);
+    FG_ASSERT(system(args) == 0);
+    write_file(metrics, "{\"step\": 1}\n");
+    snprintf(args, sizeof args, "--data %s --out %s", make_corpus(), prev);
+    expect_cli_fail(args, "already holds a run", NULL);
+    FILE *f = fopen(metrics, "r");
+    char line[64] = {0};
+    if (f) {
+        FG_ASSERT(fgets(line, sizeof line, f));
+        fclose(f);
+    }
+    FG_CHECK(strcmp(line, "{\"step\": 1}\n") == 0, "previous metrics untouched");
+}
+
+int main(void)
+{
+    FG_TEST_BEGIN("train");
+    FG_CHECK(fg_kernels_init(NULL) == FG_OK, "kernels: %s", fg_last_error());
+    test_config();
+    test_loader();
+    test_grad_accum();
+    test_runs();
+    test_cli();
+    return fg_test_end();
+}
