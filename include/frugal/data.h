@@ -1,0 +1,292 @@
+/* data.h: the `frugal clean` pipeline: streaming readers (text, HTML, JSONL, WARC/WET,
+ * plain or .gz/.zst, files or directories), an editable rules file (regex substitutions,
+ * line filters, document rejects, Unicode normalization, quality thresholds), Gopher/C4
+ * style quality heuristics combined into one score, a hashed word + char n-gram linear
+ * classifier for the ambiguous band, exact + MinHash/LSH dedup, and a JSONL writer.
+ *
+ * Usage:
+ *   fg_data_rules *rules; fg_data_rules_load(&rules, "configs/clean_rules.conf");
+ *   fg_data_clean_config cfg; fg_data_clean_config_init(&cfg);
+ *   cfg.rules = rules; cfg.out_path = "kept.jsonl"; cfg.rejects_path = "rejects.jsonl";
+ *   fg_data_report rep; fg_data_clean_run(&cfg, paths, n_paths, &rep);
+ *   fg_data_report_print(stdout, &rep); fg_data_report_free(&rep);
+ * Every input document ends up in the output or in the rejects file (with the rule
+ * that rejected it); rep.docs_read == rep.docs_kept + sum(rep.rejects[i].count).
+ * Left out: language identification, perplexity filtering, content extraction
+ * beyond regex tag stripping.
+ */
+#ifndef FRUGAL_DATA_H
+#define FRUGAL_DATA_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "frugal/core.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- documents and readers ---- */
+typedef enum fg_doc_format {
+    FG_DOC_TEXT = 0, /* raw bytes are the text */
+    FG_DOC_HTML = 1, /* raw bytes are an HTML page (charset may need conversion) */
+    FG_DOC_JSON = 2, /* raw bytes are one JSON object with a "text" string field */
+} fg_doc_format;
+
+/* One document as it travels through the pipeline. The reader fills raw/format/source
+ * (and reject when the record could not be read); fg_data_doc_decode fills text/meta. */
+typedef struct fg_doc {
+    fg_doc_format format;
+    char *raw;             /* bytes as read (owned), raw_len bytes, NUL-terminated */
+    size_t raw_len;        /* bytes */
+    char *source;          /* "path:line" or "path#record" (owned) */
+    char *charset;         /* declared charset (HTTP header / WARC), or NULL (owned) */
+    char *meta;            /* other JSON members "k":v,... without braces, or NULL (owned) */
+    char *text;            /* decoded UTF-8 text (owned; may be raw after a move), len bytes */
+    size_t len;            /* bytes */
+    const char *reject;    /* static rule name when already rejected, else NULL */
+    char *detail;          /* human message for the reject (owned), or NULL */
+    int label;             /* -1 unknown, 0 negative, 1 positive (from --eval-label field) */
+    uint32_t utf8_repairs; /* invalid UTF-8 sequences replaced by U+FFFD */
+} fg_doc;
+
+void fg_doc_free(fg_doc *d); /* frees owned fields and zeroes *d; NULL-safe */
+
+typedef struct fg_data_reader fg_data_reader;
+
+/* Opens a reader over files and directories (walked recursively in sorted order; hidden
+ * entries skipped). Formats come from the name after stripping .gz/.zst: .jsonl/.ndjson/
+ * .json (JSON lines; a .json file holding one array is read as its elements), .html/.htm,
+ * .warc/.wet/.wat (WARC records; also sniffed from a "WARC/" first line), .txt/.text/.md
+ * (one document per file). Unknown extensions found in directories are skipped and
+ * listed by fg_data_reader_skipped; named explicitly they are read as text.
+ * Returns FG_OK, or FG_ERR_IO when a path does not exist. */
+fg_status fg_data_reader_open(fg_data_reader **out, const char *const *paths, int n_paths);
+
+/* Next document into *doc (which the caller frees with fg_doc_free). *got = false at
+ * the end. Damaged input (broken gzip, over-long lines) becomes a document with
+ * doc->reject set rather than an error; errors are only for unreadable paths. */
+fg_status fg_data_reader_next(fg_data_reader *r, fg_doc *doc, bool *got);
+
+/* Bytes of input consumed so far (compressed bytes for compressed files), and the total
+ * on-disk size of all inputs (for a progress bar). */
+uint64_t fg_data_reader_bytes_done(const fg_data_reader *r);
+uint64_t fg_data_reader_bytes_total(const fg_data_reader *r);
+/* Files skipped for an unknown type (newline-separated, "" when none). */
+const char *fg_data_reader_skipped(const fg_data_reader *r);
+/* Non-document WARC records skipped (request, metadata, warcinfo, non-HTML responses). */
+uint64_t fg_data_reader_warc_skipped(const fg_data_reader *r);
+void fg_data_reader_close(fg_data_reader *r); /* NULL-safe */
+
+/* Decodes doc->raw into doc->text: parses JSON (text field, other fields kept as meta;
+ * label_field, when not NULL, sets doc->label from that field using positive_labels, a
+ * comma-separated list), converts a declared non-UTF-8 charset (iconv), and repairs
+ * invalid UTF-8 (each bad sequence -> U+FFFD, counted in doc->utf8_repairs). Broken JSON
+ * sets doc->reject = "broken_json" and a detail "source:line:col: message". */
+fg_status fg_data_doc_decode(fg_doc *doc, const char *label_field, const char *positive_labels);
+
+/* ---- UTF-8 ---- */
+/* true when s[0..n) is valid UTF-8 (no overlongs, surrogates or values > U+10FFFF). */
+bool fg_data_utf8_valid(const char *s, size_t n);
+/* Copies s[0..n) to a new buffer (*out, *out_len; caller fg_free's) replacing each invalid
+ * sequence by U+FFFD; returns the number of replacements in *n_bad. */
+fg_status fg_data_utf8_repair(const char *s, size_t n, char **out, size_t *out_len, uint32_t *n_bad);
+
+/* ---- JSON output ---- */
+/* Appends s[0..n) as a JSON string literal (quotes included) to f. */
+void fg_data_json_write_string(FILE *f, const char *s, size_t n);
+
+/* ---- rules ---- */
+typedef struct fg_data_rules fg_data_rules;
+
+/* Parses a rules file (syntax in configs/clean_rules.conf and docs/DATA.md). Errors
+ * are FG_ERR_FORMAT "path:line:col: problem" (regex errors give the pattern offset). */
+fg_status fg_data_rules_load(fg_data_rules **out, const char *path);
+/* Same from a string; name is used in messages. */
+fg_status fg_data_rules_parse(fg_data_rules **out, const char *text, size_t len, const char *name);
+void fg_data_rules_delete(fg_data_rules *r);
+
+/* Per-thread scratch for applying rules and computing heuristics (buffers, PCRE2 match
+ * data, hash tables). One per thread; never shared. */
+typedef struct fg_data_scratch fg_data_scratch;
+fg_data_scratch *fg_data_scratch_new(const fg_data_rules *r);
+void fg_data_scratch_delete(fg_data_scratch *s);
+
+/* Cleans text[0..len): substitutions in file order, then line filters, then Unicode
+ * normalization, then trimming of blank-line runs. On success *out (len *out_len) points
+ * into the scratch, valid until the next call with it. When a `reject` rule matches,
+ * *reject_rule is its name (static until rules are deleted), otherwise NULL. line_drops,
+ * when not NULL, has fg_data_rules_count(r) counters: lines dropped per rule index. */
+fg_status fg_data_rules_apply(const fg_data_rules *r, fg_data_scratch *s, const char *text, size_t len,
+                              const char **out, size_t *out_len, const char **reject_rule, uint64_t *line_drops);
+int fg_data_rules_count(const fg_data_rules *r);
+const char *fg_data_rules_name(const fg_data_rules *r, int i);
+/* "repair" (default) or "reject": what to do with invalid UTF-8 (directive `utf8`). */
+bool fg_data_rules_utf8_reject(const fg_data_rules *r);
+/* Accept / reject thresholds on the quality score (directive `threshold`). */
+void fg_data_rules_thresholds(const fg_data_rules *r, double *accept, double *reject);
+
+/* ---- quality heuristics (Gopher / C4 / RefinedWeb style) ---- */
+typedef enum fg_quality_id {
+    FG_Q_MIN_WORDS,
+    FG_Q_MAX_WORDS,
+    FG_Q_MIN_MEAN_WORD_LEN,
+    FG_Q_MAX_MEAN_WORD_LEN,
+    FG_Q_MAX_SYMBOL_RATIO,
+    FG_Q_MAX_BULLET_LINES,
+    FG_Q_MAX_ELLIPSIS_LINES,
+    FG_Q_MIN_ALPHA_WORDS,
+    FG_Q_MAX_DUP_LINES,
+    FG_Q_MAX_DUP_LINE_CHARS,
+    FG_Q_MAX_TOP_2GRAM,
+    FG_Q_MAX_TOP_3GRAM,
+    FG_Q_MAX_TOP_4GRAM,
+    FG_Q_MAX_DUP_5GRAM,
+    FG_Q_MAX_DUP_6GRAM,
+    FG_Q_MAX_DUP_7GRAM,
+    FG_Q_MAX_DUP_8GRAM,
+    FG_Q_MAX_DUP_9GRAM,
+    FG_Q_MAX_DUP_10GRAM,
+    FG_Q_MIN_STOPWORDS,
+    FG_Q_COUNT
+} fg_quality_id;
+
+/* Measured values, indexed by fg_quality_id (counts, ratios in [0,1], bytes/word). */
+typedef struct fg_quality_stats {
+    double v[FG_Q_COUNT];
+    uint64_t n_words, n_lines;
+} fg_quality_stats;
+
+const char *fg_data_quality_name(fg_quality_id q); /* "min_words", ... */
+/* Measures text[0..len) (cleaned UTF-8). Words split on whitespace; each CJK ideograph
+ * or kana counts as one word. Stop words come from the rules' `stopwords` lists (the
+ * best list counts). */
+void fg_data_quality_measure(const fg_data_rules *r, fg_data_scratch *s, const char *text, size_t len,
+                             fg_quality_stats *st);
+/* Score in [0,1]: 1 - sum_i weight_i * penalty_i, where penalty_i is 0 inside the soft
+ * limit, 1 beyond the hard limit, linear between. *worst (may be NULL) gets the
+ * heuristic with the largest weighted penalty, or -1 when none is violated. */
+double fg_data_quality_score(const fg_data_rules *r, const fg_quality_stats *st, int *worst);
+
+/* ---- classifier: hashed word 1..N-gram + char n-gram logistic regression ---- */
+typedef struct fg_data_classifier_config {
+    int log2_buckets; /* hash space 2^k weights (default 20) */
+    int word_ngrams;  /* 1 or 2 (default 2) */
+    int char_min;     /* char n-gram lengths in bytes (default 3..5); 0 disables */
+    int char_max;
+    int epochs;    /* default 8 */
+    float lr;      /* SGD step (default 0.5), decayed linearly to 0 */
+    uint64_t seed; /* shuffling */
+} fg_data_classifier_config;
+void fg_data_classifier_config_init(fg_data_classifier_config *c);
+
+typedef struct fg_data_classifier fg_data_classifier;
+/* Trains on n texts with labels y[i] in {0,1}. Returns NULL with the last error set. */
+fg_data_classifier *fg_data_classifier_train(const fg_data_classifier_config *c, const char *const *texts,
+                                             const size_t *lens, const int *y, size_t n);
+/* P(label 1 | text): the "keep" probability. Thread-safe (no scratch written). */
+float fg_data_classifier_predict(const fg_data_classifier *m, const char *text, size_t len);
+/* File: "FGCLS001", u32 version 1, u32 log2_buckets, word_ngrams, char_min, char_max,
+ * f32 bias, f32 w[2^log2_buckets], u32 crc32 of everything before it. */
+fg_status fg_data_classifier_save(const fg_data_classifier *m, const char *path);
+fg_data_classifier *fg_data_classifier_load(const char *path);
+void fg_data_classifier_delete(fg_data_classifier *m);
+
+/* ---- dedup: exact (hash of normalized text) + MinHash/LSH near-duplicates ---- */
+typedef struct fg_data_dedup_config {
+    bool exact, near;
+    double jaccard;   /* near-duplicate threshold (default 0.8) */
+    int n_perm;       /* MinHash permutations (default 128); bands x rows chosen from jaccard */
+    int shingle;      /* words per shingle (default 5) */
+    size_t max_bytes; /* memory bound for both tables (default 256 MiB) */
+    uint64_t seed;
+} fg_data_dedup_config;
+void fg_data_dedup_config_init(fg_data_dedup_config *c);
+
+typedef struct fg_data_dedup fg_data_dedup;
+fg_data_dedup *fg_data_dedup_new(const fg_data_dedup_config *c);
+void fg_data_dedup_delete(fg_data_dedup *d);
+int fg_data_dedup_n_perm(const fg_data_dedup *d);
+/* Hash of text normalized (ASCII lower-cased, punctuation dropped, whitespace runs
+ * collapsed). Thread-safe. */
+uint64_t fg_data_dedup_exact_hash(const char *text, size_t len);
+/* MinHash signature of the text's word shingles into sig[n_perm]. Thread-safe. */
+void fg_data_dedup_minhash(const fg_data_dedup *d, const char *text, size_t len, uint32_t *sig);
+/* Checks then inserts (call in document order for deterministic output): returns 0 for
+ * a new document, 1 for an exact duplicate, 2 for a near duplicate. sig may be NULL
+ * when near dedup is off. When the tables reach max_bytes, later documents are still
+ * checked but no longer inserted (counted by fg_data_dedup_not_indexed). */
+int fg_data_dedup_check(fg_data_dedup *d, uint64_t exact_hash, const uint32_t *sig);
+size_t fg_data_dedup_bytes(const fg_data_dedup *d); /* bytes held by the tables */
+uint64_t fg_data_dedup_not_indexed(const fg_data_dedup *d);
+void fg_data_dedup_bands(const fg_data_dedup *d, int *bands, int *rows);
+
+/* ---- the pipeline ---- */
+typedef enum fg_classify_mode {
+    FG_CLASSIFY_AMBIGUOUS = 0, /* only documents between the reject and accept scores */
+    FG_CLASSIFY_ALL = 1,       /* every document (heuristic score not used) */
+    FG_CLASSIFY_NONE = 2,      /* no classifier: ambiguous documents kept when score >= midpoint */
+} fg_classify_mode;
+
+typedef struct fg_data_clean_config {
+    const fg_data_rules *rules;           /* required */
+    const fg_data_classifier *classifier; /* NULL: FG_CLASSIFY_NONE behaviour */
+    fg_classify_mode classify;
+    float classifier_threshold; /* keep when P(keep) >= this (default 0.5) */
+    fg_data_dedup_config dedup;
+    const char *out_path;        /* kept documents (JSONL; .gz/.zst not supported); NULL: none */
+    const char *rejects_path;    /* rejected documents with "reject" and "detail"; NULL: none */
+    const char *label_field;     /* optional: metadata field holding a gold label */
+    const char *positive_labels; /* comma-separated values meaning "keep" (default "1,true,keep,good,ham,pos") */
+    int threads;                 /* <= 0: all cores */
+    int batch_docs;              /* documents per parallel batch (default 512) */
+    size_t batch_bytes;          /* raw bytes per batch (default 32 MiB) */
+    size_t max_doc_bytes;        /* larger documents are rejected as doc_too_large (default 32 MiB) */
+    bool progress;
+} fg_data_clean_config;
+void fg_data_clean_config_init(fg_data_clean_config *c);
+
+typedef struct fg_data_reject_count {
+    const char *name; /* rule name (static or owned by the rules) */
+    uint64_t count;
+} fg_data_reject_count;
+
+typedef struct fg_data_report {
+    uint64_t docs_read, bytes_read; /* bytes: decoded document bytes before cleaning */
+    uint64_t input_bytes;           /* bytes on disk (compressed where compressed) */
+    uint64_t docs_kept, bytes_kept; /* bytes: cleaned text written */
+    uint64_t docs_rejected;
+    uint64_t sent_to_classifier, classifier_kept, classifier_rejected;
+    uint64_t accepted_by_score, rejected_by_score;
+    uint64_t exact_dups, near_dups;
+    uint64_t utf8_repaired_docs, utf8_repairs;
+    uint64_t warc_records_skipped;
+    uint64_t dedup_not_indexed;
+    size_t dedup_bytes;    /* memory held by dedup tables at the end */
+    size_t peak_mem_bytes; /* fg_mem_peak() at the end */
+    int dedup_bands, dedup_rows;
+    int n_rejects;
+    fg_data_reject_count *rejects; /* per rule (owned array) */
+    int n_line_rules;
+    fg_data_reject_count *line_drops;                /* lines dropped per line rule (owned array) */
+    uint64_t labeled, label_correct, tp, fp, tn, fn; /* when label_field is set */
+    double seconds;
+    int threads;
+    char *skipped_files; /* owned, newline-separated */
+} fg_data_report;
+
+/* Runs the whole pipeline over the inputs; fills *rep (caller frees it with
+ * fg_data_report_free). Output order equals input order for any thread count. */
+fg_status fg_data_clean_run(const fg_data_clean_config *c, const char *const *paths, int n_paths, fg_data_report *rep);
+void fg_data_report_print(FILE *f, const fg_data_report *rep);
+fg_status fg_data_report_write_json(const fg_data_report *rep, const char *path);
+uint64_t fg_data_report_rejects_for(const fg_data_report *rep, const char *name); /* 0 when absent */
+void fg_data_report_free(fg_data_report *rep);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

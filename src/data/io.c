@@ -1,0 +1,1149 @@
+/* io.c: document readers (text, HTML, JSONL, WARC/WET; plain, gzip or zstd; files and
+ * directories), decoding (JSON fields, charset conversion, UTF-8 repair) and JSON output
+ * helpers. Damaged records become rejected documents, never lost ones.
+ * Left out: ARC (pre-WARC) files, HTTP chunked bodies, bzip2/xz. */
+#define _GNU_SOURCE /* strcasestr, fputs_unlocked */
+#include <dirent.h>
+#include <errno.h>
+#include <iconv.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <zlib.h>
+#include <zstd.h>
+
+#include "data_impl.h"
+
+/* ---- sbuf ---- */
+fg_status sbuf_reserve(sbuf *b, size_t extra)
+{
+    if (b->n + extra + 1 <= b->cap)
+        return FG_OK;
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < b->n + extra + 1)
+        cap = cap < ((size_t)1 << 40) ? cap * 2 : b->n + extra + 1;
+    char *p = fg_realloc(b->p, cap);
+    if (!p)
+        return FG_ERR_NOMEM;
+    b->p = p;
+    b->cap = cap;
+    return FG_OK;
+}
+
+fg_status sbuf_put(sbuf *b, const void *s, size_t n)
+{
+    if (sbuf_reserve(b, n) != FG_OK)
+        return FG_ERR_NOMEM;
+    if (n)
+        memcpy(b->p + b->n, s, n);
+    b->n += n;
+    b->p[b->n] = 0;
+    return FG_OK;
+}
+
+fg_status sbuf_putc(sbuf *b, char c)
+{
+    return sbuf_put(b, &c, 1);
+}
+
+fg_status sbuf_json_escape(sbuf *b, const char *s, size_t n)
+{
+    if (sbuf_reserve(b, n + 16) != FG_OK)
+        return FG_ERR_NOMEM;
+    size_t run = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20 && c != '"' && c != '\\')
+            continue;
+        if (sbuf_put(b, s + run, i - run) != FG_OK)
+            return FG_ERR_NOMEM;
+        char esc[8];
+        int k;
+        switch (c) {
+        case '"': k = snprintf(esc, sizeof esc, "\\\""); break;
+        case '\\': k = snprintf(esc, sizeof esc, "\\\\"); break;
+        case '\n': k = snprintf(esc, sizeof esc, "\\n"); break;
+        case '\t': k = snprintf(esc, sizeof esc, "\\t"); break;
+        case '\r': k = snprintf(esc, sizeof esc, "\\r"); break;
+        default: k = snprintf(esc, sizeof esc, "\\u%04x", c); break;
+        }
+        if (sbuf_put(b, esc, (size_t)k) != FG_OK)
+            return FG_ERR_NOMEM;
+        run = i + 1;
+    }
+    return sbuf_put(b, s + run, n - run);
+}
+
+void sbuf_free(sbuf *b)
+{
+    fg_free(b->p);
+    memset(b, 0, sizeof *b);
+}
+
+void fg_data_json_write_string(FILE *f, const char *s, size_t n)
+{
+    putc_unlocked('"', f);
+    size_t run = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20 && c != '"' && c != '\\')
+            continue;
+        fwrite_unlocked(s + run, 1, i - run, f);
+        switch (c) {
+        case '"': fputs_unlocked("\\\"", f); break;
+        case '\\': fputs_unlocked("\\\\", f); break;
+        case '\n': fputs_unlocked("\\n", f); break;
+        case '\t': fputs_unlocked("\\t", f); break;
+        case '\r': fputs_unlocked("\\r", f); break;
+        default: fprintf(f, "\\u%04x", c); break;
+        }
+        run = i + 1;
+    }
+    fwrite_unlocked(s + run, 1, n - run, f);
+    putc_unlocked('"', f);
+}
+
+/* ---- UTF-8 ---- */
+/* Length of the valid UTF-8 sequence at s (n bytes left), or 0 when invalid. */
+static int utf8_seq(const unsigned char *s, size_t n)
+{
+    unsigned char c = s[0];
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xC2 && c <= 0xDF)
+        return (n >= 2 && (s[1] & 0xC0) == 0x80) ? 2 : 0;
+    if (c >= 0xE0 && c <= 0xEF) {
+        if (n < 3 || (s[1] & 0xC0) != 0x80 || (s[2] & 0xC0) != 0x80)
+            return 0;
+        if (c == 0xE0 && s[1] < 0xA0)
+            return 0; /* overlong */
+        if (c == 0xED && s[1] >= 0xA0)
+            return 0; /* surrogate */
+        return 3;
+    }
+    if (c >= 0xF0 && c <= 0xF4) {
+        if (n < 4 || (s[1] & 0xC0) != 0x80 || (s[2] & 0xC0) != 0x80 || (s[3] & 0xC0) != 0x80)
+            return 0;
+        if (c == 0xF0 && s[1] < 0x90)
+            return 0;
+        if (c == 0xF4 && s[1] >= 0x90)
+            return 0; /* > U+10FFFF */
+        return 4;
+    }
+    return 0;
+}
+
+bool fg_data_utf8_valid(const char *str, size_t n)
+{
+    const unsigned char *s = (const unsigned char *)str;
+    size_t i = 0;
+    while (i < n) {
+        /* ASCII fast path: 8 bytes at a time. */
+        while (i + 8 <= n) {
+            uint64_t w;
+            memcpy(&w, s + i, 8);
+            if (w & 0x8080808080808080ULL)
+                break;
+            i += 8;
+        }
+        if (i >= n)
+            break;
+        int k = utf8_seq(s + i, n - i);
+        if (!k)
+            return false;
+        i += (size_t)k;
+    }
+    return true;
+}
+
+fg_status fg_data_utf8_repair(const char *str, size_t n, char **out, size_t *out_len, uint32_t *n_bad)
+{
+    const unsigned char *s = (const unsigned char *)str;
+    sbuf b = {0};
+    uint32_t bad = 0;
+    if (sbuf_reserve(&b, n + 16) != FG_OK)
+        return fg_error(FG_ERR_NOMEM, "utf8 repair: out of memory for %zu bytes", n);
+    size_t i = 0, run = 0;
+    while (i < n) {
+        int k = utf8_seq(s + i, n - i);
+        if (k) {
+            i += (size_t)k;
+            continue;
+        }
+        if (sbuf_put(&b, s + run, i - run) != FG_OK || sbuf_put(&b, "\xEF\xBF\xBD", 3) != FG_OK)
+            goto nomem;
+        bad++;
+        i++;
+        /* Skip the continuation bytes of the broken sequence so one bad char gives one U+FFFD. */
+        while (i < n && (s[i] & 0xC0) == 0x80 && !utf8_seq(s + i, n - i))
+            i++;
+        run = i;
+    }
+    if (sbuf_put(&b, s + run, n - run) != FG_OK)
+        goto nomem;
+    *out = b.p;
+    *out_len = b.n;
+    *n_bad = bad;
+    return FG_OK;
+nomem:
+    sbuf_free(&b);
+    return fg_error(FG_ERR_NOMEM, "utf8 repair: out of memory for %zu bytes", n);
+}
+
+/* ---- input streams: plain, gzip, zstd behind one buffered reader ---- */
+enum { IN_PLAIN, IN_GZ, IN_ZST };
+#define IN_BUF (1 << 20)
+
+typedef struct instream {
+    int kind;
+    FILE *f;
+    gzFile gz;
+    ZSTD_DCtx *z;
+    uint8_t *zin;
+    ZSTD_inBuffer zb;
+    uint8_t *buf; /* cap bytes (>= IN_BUF) of decoded input */
+    size_t pos, len, cap;
+    bool eof;
+    char err[200];     /* decompression error, "" when none */
+    uint64_t raw_read; /* bytes read from disk */
+} instream;
+
+static fg_status in_open(instream *in, const char *path)
+{
+    memset(in, 0, sizeof *in);
+    size_t n = strlen(path);
+    if (n > 3 && !strcmp(path + n - 3, ".gz"))
+        in->kind = IN_GZ;
+    else if (n > 4 && !strcmp(path + n - 4, ".zst"))
+        in->kind = IN_ZST;
+    in->buf = fg_malloc(IN_BUF);
+    if (!in->buf)
+        return FG_ERR_NOMEM;
+    in->cap = IN_BUF;
+    if (in->kind == IN_GZ) {
+        in->gz = gzopen(path, "rb");
+        if (!in->gz)
+            goto ioerr;
+        gzbuffer(in->gz, 1 << 17);
+        return FG_OK;
+    }
+    in->f = fopen(path, "rb");
+    if (!in->f)
+        goto ioerr;
+    if (in->kind == IN_ZST) {
+        in->z = ZSTD_createDCtx();
+        in->zin = fg_malloc(ZSTD_DStreamInSize());
+        if (!in->z || !in->zin)
+            return FG_ERR_NOMEM;
+    }
+    return FG_OK;
+ioerr:
+    fg_free(in->buf);
+    in->buf = NULL;
+    return fg_error(FG_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+}
+
+static void in_close(instream *in)
+{
+    if (in->gz)
+        gzclose(in->gz);
+    if (in->f)
+        fclose(in->f);
+    if (in->z)
+        ZSTD_freeDCtx(in->z);
+    fg_free(in->zin);
+    fg_free(in->buf);
+    memset(in, 0, sizeof *in);
+}
+
+/* Refills the buffer; false at end of data or on error (in->err set). */
+static bool in_fill(instream *in)
+{
+    if (in->eof)
+        return false;
+    in->pos = in->len = 0;
+    if (in->kind == IN_PLAIN) {
+        size_t k = fread(in->buf, 1, IN_BUF, in->f);
+        in->raw_read += k;
+        if (k == 0) {
+            if (ferror(in->f))
+                snprintf(in->err, sizeof in->err, "read error: %s", strerror(errno));
+            in->eof = true;
+            return false;
+        }
+        in->len = k;
+        return true;
+    }
+    if (in->kind == IN_GZ) {
+        int k = gzread(in->gz, in->buf, IN_BUF);
+        in->raw_read = (uint64_t)gzoffset(in->gz);
+        if (k <= 0) {
+            int code = 0;
+            const char *msg = gzerror(in->gz, &code);
+            if (code != Z_OK && code != Z_STREAM_END)
+                snprintf(in->err, sizeof in->err, "gzip: %s", msg);
+            in->eof = true;
+            return false;
+        }
+        in->len = (size_t)k;
+        return true;
+    }
+    /* zstd */
+    ZSTD_outBuffer ob = {in->buf, IN_BUF, 0};
+    size_t last = 1;
+    while (ob.pos == 0) {
+        if (in->zb.pos == in->zb.size) {
+            size_t k = fread(in->zin, 1, ZSTD_DStreamInSize(), in->f);
+            in->raw_read += k;
+            if (k == 0) {
+                if (last != 0)
+                    snprintf(in->err, sizeof in->err, "zstd: truncated frame (unexpected end of file)");
+                in->eof = true;
+                return false;
+            }
+            in->zb.src = in->zin;
+            in->zb.size = k;
+            in->zb.pos = 0;
+        }
+        last = ZSTD_decompressStream(in->z, &ob, &in->zb);
+        if (ZSTD_isError(last)) {
+            snprintf(in->err, sizeof in->err, "zstd: %s", ZSTD_getErrorName(last));
+            in->eof = true;
+            return false;
+        }
+    }
+    in->len = ob.pos;
+    return true;
+}
+
+/* Puts s[0..n) back in front of the unread input (WARC resynchronisation). */
+static fg_status in_unread(instream *in, const void *s, size_t n)
+{
+    size_t rest = in->len - in->pos;
+    if (n + rest > in->cap) {
+        uint8_t *b = fg_realloc(in->buf, n + rest);
+        if (!b)
+            return FG_ERR_NOMEM;
+        in->buf = b;
+        in->cap = n + rest;
+    }
+    memmove(in->buf + n, in->buf + in->pos, rest);
+    memcpy(in->buf, s, n);
+    in->pos = 0;
+    in->len = n + rest;
+    return FG_OK;
+}
+
+/* Reads one line (without the '\n'; a trailing '\r' is kept) into b (reset first).
+ * Returns 1 for a line, 0 at end of data, -1 on out-of-memory. Lines beyond max bytes
+ * are cut: *cut is set and the rest of the line is skipped. */
+static int in_line(instream *in, sbuf *b, size_t max, bool *cut)
+{
+    b->n = 0;
+    *cut = false;
+    bool any = false;
+    for (;;) {
+        if (in->pos == in->len && !in_fill(in))
+            return any ? 1 : 0;
+        any = true;
+        uint8_t *s = in->buf + in->pos;
+        size_t avail = in->len - in->pos;
+        uint8_t *nl = memchr(s, '\n', avail);
+        size_t take = nl ? (size_t)(nl - s) : avail;
+        size_t room = b->n < max ? max - b->n : 0;
+        if (take > room)
+            *cut = true;
+        if (sbuf_put(b, s, take < room ? take : room) != FG_OK)
+            return -1;
+        in->pos += take + (nl ? 1 : 0);
+        if (nl)
+            return 1;
+    }
+}
+
+/* Reads up to n bytes into b (appending). Returns bytes read. */
+static size_t in_read(instream *in, sbuf *b, size_t n)
+{
+    size_t got = 0;
+    while (got < n) {
+        if (in->pos == in->len && !in_fill(in))
+            break;
+        size_t take = in->len - in->pos;
+        if (take > n - got)
+            take = n - got;
+        if (sbuf_put(b, in->buf + in->pos, take) != FG_OK)
+            break;
+        in->pos += take;
+        got += take;
+    }
+    return got;
+}
+
+/* ---- reader ---- */
+enum { FMT_SKIP = -1, FMT_TEXT = 0, FMT_HTML = 1, FMT_JSONL = 2, FMT_WARC = 3, FMT_JSON_ARRAY = 4 };
+
+struct fg_data_reader {
+    char **files;
+    int n_files, cap_files;
+    int cur; /* index of the open file, -1 before the first */
+    int fmt; /* of the open file */
+    bool open;
+    instream in;
+    uint64_t line; /* lines or records read in the open file */
+    uint64_t bytes_done_closed, bytes_total;
+    sbuf line_buf, skipped;
+    json_t *array; /* FMT_JSON_ARRAY: the loaded array */
+    size_t array_i;
+    uint64_t warc_skipped;
+    size_t max_line; /* bytes */
+    bool json_ext;   /* the open file is named .json (maybe one array, not lines) */
+};
+
+static int fmt_from_name(const char *path)
+{
+    char name[512];
+    const char *base = strrchr(path, '/');
+    snprintf(name, sizeof name, "%s", base ? base + 1 : path);
+    size_t n = strlen(name);
+    if (n > 3 && !strcasecmp(name + n - 3, ".gz"))
+        name[n -= 3] = 0;
+    else if (n > 4 && !strcasecmp(name + n - 4, ".zst"))
+        name[n -= 4] = 0;
+    const char *dot = strrchr(name, '.');
+    if (!dot)
+        return FMT_SKIP;
+    static const struct {
+        const char *ext;
+        int fmt;
+    } map[] = {{".jsonl", FMT_JSONL}, {".ndjson", FMT_JSONL}, {".json", FMT_JSONL}, {".html", FMT_HTML},
+               {".htm", FMT_HTML},    {".xhtml", FMT_HTML},   {".warc", FMT_WARC},  {".wet", FMT_WARC},
+               {".wat", FMT_WARC},    {".txt", FMT_TEXT},     {".text", FMT_TEXT},  {".md", FMT_TEXT}};
+    for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
+        if (!strcasecmp(dot, map[i].ext))
+            return map[i].fmt;
+    return FMT_SKIP;
+}
+
+static fg_status add_file(fg_data_reader *r, const char *path)
+{
+    if (r->n_files == r->cap_files) {
+        int cap = r->cap_files ? 2 * r->cap_files : 16;
+        char **f = fg_realloc(r->files, (size_t)cap * sizeof *f);
+        if (!f)
+            return FG_ERR_NOMEM;
+        r->files = f;
+        r->cap_files = cap;
+    }
+    r->files[r->n_files] = fg_strdup(path);
+    if (!r->files[r->n_files])
+        return FG_ERR_NOMEM;
+    r->n_files++;
+    struct stat st;
+    if (stat(path, &st) == 0)
+        r->bytes_total += (uint64_t)st.st_size;
+    return FG_OK;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static fg_status walk(fg_data_reader *r, const char *path, bool explicit_path)
+{
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return fg_error(FG_ERR_IO, "%s: %s", path, strerror(errno));
+    if (!S_ISDIR(st.st_mode)) {
+        if (!explicit_path && fmt_from_name(path) == FMT_SKIP) {
+            sbuf_put(&r->skipped, path, strlen(path));
+            sbuf_putc(&r->skipped, '\n');
+            return FG_OK;
+        }
+        return add_file(r, path);
+    }
+    DIR *d = opendir(path);
+    if (!d)
+        return fg_error(FG_ERR_IO, "%s: cannot open directory: %s", path, strerror(errno));
+    char **names = NULL;
+    int n = 0, cap = 0;
+    fg_status st2 = FG_OK;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.')
+            continue;
+        if (n == cap) {
+            cap = cap ? 2 * cap : 64;
+            char **nn = fg_realloc(names, (size_t)cap * sizeof *nn);
+            if (!nn) {
+                st2 = FG_ERR_NOMEM;
+                goto done;
+            }
+            names = nn;
+        }
+        size_t len = strlen(path) + strlen(e->d_name) + 2;
+        names[n] = fg_malloc(len);
+        if (!names[n]) {
+            st2 = FG_ERR_NOMEM;
+            goto done;
+        }
+        snprintf(names[n], len, "%s%s%s", path, path[strlen(path) - 1] == '/' ? "" : "/", e->d_name);
+        n++;
+    }
+    qsort(names, (size_t)n, sizeof *names, cmp_str);
+    for (int i = 0; i < n && st2 == FG_OK; i++)
+        st2 = walk(r, names[i], false);
+done:
+    for (int i = 0; i < n; i++)
+        fg_free(names[i]);
+    fg_free(names);
+    closedir(d);
+    return st2;
+}
+
+fg_status fg_data_reader_open(fg_data_reader **out, const char *const *paths, int n_paths)
+{
+    *out = NULL;
+    fg_data_reader *r = fg_calloc(1, sizeof *r);
+    if (!r)
+        return FG_ERR_NOMEM;
+    r->cur = -1;
+    r->max_line = (size_t)1 << 30;
+    sbuf_putc(&r->skipped, 0);
+    r->skipped.n = 0;
+    for (int i = 0; i < n_paths; i++) {
+        fg_status st = walk(r, paths[i], true);
+        if (st != FG_OK) {
+            fg_data_reader_close(r);
+            return st;
+        }
+    }
+    *out = r;
+    return FG_OK;
+}
+
+void fg_data_reader_close(fg_data_reader *r)
+{
+    if (!r)
+        return;
+    if (r->open)
+        in_close(&r->in);
+    for (int i = 0; i < r->n_files; i++)
+        fg_free(r->files[i]);
+    fg_free(r->files);
+    sbuf_free(&r->line_buf);
+    sbuf_free(&r->skipped);
+    if (r->array)
+        json_decref(r->array);
+    fg_free(r);
+}
+
+uint64_t fg_data_reader_bytes_done(const fg_data_reader *r)
+{
+    return r->bytes_done_closed + (r->open ? r->in.raw_read : 0);
+}
+uint64_t fg_data_reader_bytes_total(const fg_data_reader *r)
+{
+    return r->bytes_total;
+}
+const char *fg_data_reader_skipped(const fg_data_reader *r)
+{
+    return r->skipped.p ? r->skipped.p : "";
+}
+uint64_t fg_data_reader_warc_skipped(const fg_data_reader *r)
+{
+    return r->warc_skipped;
+}
+
+void fg_doc_free(fg_doc *d)
+{
+    if (!d)
+        return;
+    if (d->text != d->raw)
+        fg_free(d->text);
+    fg_free(d->raw);
+    fg_free(d->source);
+    fg_free(d->charset);
+    fg_free(d->meta);
+    fg_free(d->detail);
+    memset(d, 0, sizeof *d);
+    d->label = -1;
+}
+
+static char *dup_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static char *dup_printf(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    char *s = fg_malloc((size_t)n + 1);
+    if (!s)
+        return NULL;
+    va_start(ap, fmt);
+    vsnprintf(s, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    return s;
+}
+
+/* Takes ownership of b's bytes as doc->raw. */
+static void take_raw(fg_doc *doc, sbuf *b)
+{
+    if (!b->p)
+        sbuf_reserve(b, 0);
+    doc->raw = b->p;
+    doc->raw_len = b->n;
+    memset(b, 0, sizeof *b);
+}
+
+static fg_status open_next_file(fg_data_reader *r)
+{
+    if (r->open) {
+        r->bytes_done_closed += r->in.raw_read;
+        in_close(&r->in);
+        r->open = false;
+    }
+    if (r->array) {
+        json_decref(r->array);
+        r->array = NULL;
+    }
+    r->cur++;
+    if (r->cur >= r->n_files)
+        return FG_OK;
+    const char *path = r->files[r->cur];
+    fg_status st = in_open(&r->in, path);
+    if (st != FG_OK)
+        return st;
+    r->open = true;
+    r->line = 0;
+    r->fmt = fmt_from_name(path);
+    if (r->fmt == FMT_SKIP)
+        r->fmt = FMT_TEXT;
+    r->json_ext = strstr(path, ".json") && !strstr(path, ".jsonl") && !strstr(path, ".ndjson");
+    /* Sniff: WARC by its version line, whatever the name says. */
+    if (r->in.pos == r->in.len)
+        in_fill(&r->in);
+    if (r->in.len - r->in.pos >= 5 && !memcmp(r->in.buf + r->in.pos, "WARC/", 5))
+        r->fmt = FMT_WARC;
+    return FG_OK;
+}
+
+/* A whole file as one document (text or HTML). */
+static void read_whole(fg_data_reader *r, fg_doc *doc)
+{
+    sbuf b = {0};
+    while (in_read(&r->in, &b, (size_t)1 << 30) > 0) {
+    }
+    take_raw(doc, &b);
+    doc->format = r->fmt == FMT_HTML ? FG_DOC_HTML : FG_DOC_TEXT;
+    doc->source = fg_strdup(r->files[r->cur]);
+}
+
+/* Header value after "Name:" in a header block, copied into out (trimmed). */
+static bool header_value(const char *block, size_t n, const char *name, char *out, size_t cap)
+{
+    size_t nl = strlen(name);
+    const char *p = block, *end = block + n;
+    while (p < end) {
+        const char *eol = memchr(p, '\n', (size_t)(end - p));
+        if (!eol)
+            eol = end;
+        if ((size_t)(eol - p) > nl && !strncasecmp(p, name, nl) && p[nl] == ':') {
+            const char *v = p + nl + 1;
+            while (v < eol && (*v == ' ' || *v == '\t'))
+                v++;
+            const char *ve = eol;
+            while (ve > v && (ve[-1] == '\r' || ve[-1] == ' '))
+                ve--;
+            size_t k = (size_t)(ve - v) < cap - 1 ? (size_t)(ve - v) : cap - 1;
+            memcpy(out, v, k);
+            out[k] = 0;
+            return true;
+        }
+        p = eol + 1;
+    }
+    return false;
+}
+
+static void charset_from_content_type(const char *ct, char *out, size_t cap)
+{
+    out[0] = 0;
+    const char *c = strcasestr(ct, "charset=");
+    if (!c)
+        return;
+    c += 8;
+    while (*c == '"' || *c == '\'')
+        c++;
+    size_t k = 0;
+    while (c[k] && c[k] != ';' && c[k] != '"' && c[k] != '\'' && c[k] != ' ' && k < cap - 1)
+        k++;
+    memcpy(out, c, k);
+    out[k] = 0;
+}
+
+/* Content-Length is sometimes wrong (hand-made or re-encoded files). A payload that runs
+ * into the next record is cut at the "\nWARC/1." line and the rest put back; a payload
+ * followed by something other than the next record's version line is extended up to it. */
+static void warc_resync(fg_data_reader *r, sbuf *body)
+{
+    const char *m = body->n ? memmem(body->p, body->n, "\nWARC/1.", 8) : NULL;
+    if (m) {
+        size_t i = (size_t)(m - body->p) + 1;
+        in_unread(&r->in, body->p + i, body->n - i);
+        body->n = i;
+        body->p[i] = 0;
+        return;
+    }
+    sbuf *lb = &r->line_buf;
+    sbuf pending = {0};
+    bool cut;
+    for (;;) {
+        int k = in_line(&r->in, lb, (size_t)1 << 30, &cut);
+        if (k <= 0)
+            break;
+        if (lb->n >= 7 && !memcmp(lb->p, "WARC/1.", 7)) {
+            sbuf_putc(lb, '\n');
+            in_unread(&r->in, lb->p, lb->n);
+            break;
+        }
+        sbuf_put(&pending, lb->p, lb->n);
+        sbuf_putc(&pending, '\n');
+        bool blank = lb->n == 0 || (lb->n == 1 && lb->p[0] == '\r');
+        if (!blank) { /* real continuation: move what is pending into the body */
+            sbuf_put(body, pending.p, pending.n);
+            pending.n = 0;
+        }
+    }
+    sbuf_free(&pending);
+}
+
+/* One WARC record. Returns 1 when a document was produced, 0 when the record was
+ * skipped (not a document), -1 at end of file. */
+static int read_warc(fg_data_reader *r, fg_doc *doc)
+{
+    sbuf *lb = &r->line_buf;
+    bool cut;
+    int k;
+    /* Skip blank lines between records, then expect the version line. */
+    do {
+        k = in_line(&r->in, lb, 1 << 16, &cut);
+        if (k <= 0)
+            return -1;
+    } while (lb->n == 0 || (lb->n == 1 && lb->p[0] == '\r'));
+    const char *path = r->files[r->cur];
+    r->line++;
+    if (lb->n < 5 || memcmp(lb->p, "WARC/", 5) != 0) {
+        /* Out of sync: reject the rest of the file as one damaged record. */
+        sbuf rest = {0};
+        sbuf_put(&rest, lb->p, lb->n);
+        while (in_read(&r->in, &rest, (size_t)1 << 30) > 0) {
+        }
+        take_raw(doc, &rest);
+        doc->source = dup_printf("%s#%llu", path, (unsigned long long)r->line);
+        doc->reject = "broken_warc";
+        doc->detail =
+            dup_printf("%s: record %llu: expected a WARC/1.x version line", path, (unsigned long long)r->line);
+        return 1;
+    }
+    sbuf hdr = {0};
+    for (;;) {
+        k = in_line(&r->in, lb, 1 << 16, &cut);
+        if (k <= 0 || lb->n == 0 || (lb->n == 1 && lb->p[0] == '\r'))
+            break;
+        sbuf_put(&hdr, lb->p, lb->n);
+        sbuf_putc(&hdr, '\n');
+    }
+    char type[64] = "", clen[32] = "", uri[2048] = "", rid[128] = "", date[64] = "", ctype[256] = "";
+    header_value(hdr.p, hdr.n, "WARC-Type", type, sizeof type);
+    header_value(hdr.p, hdr.n, "Content-Length", clen, sizeof clen);
+    header_value(hdr.p, hdr.n, "WARC-Target-URI", uri, sizeof uri);
+    header_value(hdr.p, hdr.n, "WARC-Record-ID", rid, sizeof rid);
+    header_value(hdr.p, hdr.n, "WARC-Date", date, sizeof date);
+    header_value(hdr.p, hdr.n, "Content-Type", ctype, sizeof ctype);
+    sbuf_free(&hdr);
+    size_t want = (size_t)strtoull(clen, NULL, 10);
+    sbuf body = {0};
+    size_t got = in_read(&r->in, &body, want);
+    if (got == want)
+        warc_resync(r, &body);
+    bool is_doc = !strcmp(type, "conversion") || !strcmp(type, "response") || !strcmp(type, "resource");
+    if (got < want) {
+        take_raw(doc, &body);
+        doc->source = dup_printf("%s#%llu", path, (unsigned long long)r->line);
+        doc->reject = "read_error";
+        doc->detail =
+            dup_printf("%s: record %llu (%s %s): payload truncated at %zu of %zu bytes%s%s", path,
+                       (unsigned long long)r->line, type, uri, got, want, r->in.err[0] ? ": " : "", r->in.err);
+        r->in.err[0] = 0; /* reported here, not again at the end of the file */
+        return 1;
+    }
+    if (!is_doc) {
+        sbuf_free(&body);
+        r->warc_skipped++;
+        return 0;
+    }
+    char charset[64] = "";
+    size_t skip = 0;
+    if (!strcmp(type, "response")) {
+        /* HTTP headers, then the body; only HTML (or untyped) responses are documents. */
+        const char *sep = body.p ? strstr(body.p, "\r\n\r\n") : NULL;
+        size_t hlen = sep ? (size_t)(sep - body.p) + 4 : body.n;
+        char hct[256] = "";
+        header_value(body.p, hlen, "Content-Type", hct, sizeof hct);
+        if (hct[0] && !strcasestr(hct, "html")) {
+            sbuf_free(&body);
+            r->warc_skipped++;
+            return 0;
+        }
+        charset_from_content_type(hct, charset, sizeof charset);
+        skip = hlen;
+        doc->format = FG_DOC_HTML;
+    } else {
+        charset_from_content_type(ctype, charset, sizeof charset);
+        doc->format = strcasestr(ctype, "html") ? FG_DOC_HTML : FG_DOC_TEXT;
+    }
+    if (skip) {
+        memmove(body.p, body.p + skip, body.n - skip);
+        body.n -= skip;
+        body.p[body.n] = 0;
+    }
+    take_raw(doc, &body);
+    doc->source = dup_printf("%s#%llu", path, (unsigned long long)r->line);
+    if (charset[0])
+        doc->charset = fg_strdup(charset);
+    sbuf m = {0};
+    sbuf_put(&m, "\"url\":\"", 7);
+    sbuf_json_escape(&m, uri, strlen(uri));
+    sbuf_put(&m, "\",\"warc_record_id\":\"", 20);
+    sbuf_json_escape(&m, rid, strlen(rid));
+    sbuf_put(&m, "\",\"warc_date\":\"", 15);
+    sbuf_json_escape(&m, date, strlen(date));
+    sbuf_putc(&m, '"');
+    doc->meta = m.p;
+    return 1;
+}
+
+/* A .json file whose first line is not a whole object: load it; an array of objects
+ * yields its elements, anything else is one rejected record. */
+static int start_json_file(fg_data_reader *r, fg_doc *doc, sbuf *first)
+{
+    sbuf all = {0};
+    sbuf_put(&all, first->p, first->n);
+    sbuf_putc(&all, '\n');
+    while (in_read(&r->in, &all, (size_t)1 << 30) > 0) {
+    }
+    json_error_t err;
+    json_t *v = json_loadb(all.p, all.n, JSON_ALLOW_NUL, &err);
+    if (v && json_is_array(v)) {
+        sbuf_free(&all);
+        r->array = v;
+        r->array_i = 0;
+        r->fmt = FMT_JSON_ARRAY;
+        return 0;
+    }
+    take_raw(doc, &all);
+    doc->source = fg_strdup(r->files[r->cur]);
+    doc->reject = "broken_json";
+    if (v)
+        doc->detail =
+            dup_printf("%s:1:1: a JSON file must hold one object per line or an array of objects", r->files[r->cur]);
+    else
+        doc->detail = dup_printf("%s:%d:%d: %s", r->files[r->cur], err.line, err.column, err.text);
+    if (v)
+        json_decref(v);
+    return 1;
+}
+
+fg_status fg_data_reader_next(fg_data_reader *r, fg_doc *doc, bool *got)
+{
+    memset(doc, 0, sizeof *doc);
+    doc->label = -1;
+    *got = false;
+    for (;;) {
+        if (!r->open && !r->array) {
+            fg_status st = open_next_file(r);
+            if (st != FG_OK) {
+                /* An unreadable file is a rejected record, so the run goes on. */
+                doc->raw = fg_strdup("");
+                doc->source = fg_strdup(r->files[r->cur]);
+                doc->reject = "read_error";
+                doc->detail = fg_strdup(fg_last_error());
+                *got = true;
+                return FG_OK;
+            }
+            if (r->cur >= r->n_files)
+                return FG_OK;
+        }
+        const char *path = r->files[r->cur];
+        if (r->fmt == FMT_TEXT || r->fmt == FMT_HTML) {
+            read_whole(r, doc);
+            r->line = 1;
+        } else if (r->fmt == FMT_JSON_ARRAY) {
+            if (r->array_i >= json_array_size(r->array)) {
+                json_decref(r->array);
+                r->array = NULL;
+                r->bytes_done_closed += r->in.raw_read;
+                in_close(&r->in);
+                r->open = false;
+                continue;
+            }
+            json_t *e = json_array_get(r->array, r->array_i++);
+            char *s = json_dumps(e, JSON_COMPACT);
+            doc->raw = fg_strdup(s ? s : "null");
+            free(s); /* jansson allocates with malloc */
+            doc->raw_len = strlen(doc->raw);
+            doc->format = FG_DOC_JSON;
+            doc->source = dup_printf("%s[%zu]", path, r->array_i - 1);
+            *got = true;
+            return FG_OK;
+        } else if (r->fmt == FMT_JSONL) {
+            bool cut = false;
+            int k;
+            do {
+                k = in_line(&r->in, &r->line_buf, r->max_line, &cut);
+                r->line++;
+            } while (k == 1 && (r->line_buf.n == 0 || (r->line_buf.n == 1 && r->line_buf.p[0] == '\r')));
+            if (k < 0)
+                return fg_error(FG_ERR_NOMEM, "%s:%llu: out of memory reading a line", path,
+                                (unsigned long long)r->line);
+            if (k == 1 && r->line == 1 && r->json_ext) {
+                /* .json: one object per line, or else the whole file is one JSON value. */
+                json_error_t err;
+                json_t *v = json_loadb(r->line_buf.p, r->line_buf.n, JSON_ALLOW_NUL, &err);
+                bool whole_obj = v && json_is_object(v);
+                if (v)
+                    json_decref(v);
+                if (!whole_obj && fg_data_utf8_valid(r->line_buf.p, r->line_buf.n)) {
+                    if (start_json_file(r, doc, &r->line_buf) == 1) {
+                        *got = true;
+                        return FG_OK;
+                    }
+                    continue;
+                }
+            }
+            if (k == 1) {
+                take_raw(doc, &r->line_buf);
+                doc->format = FG_DOC_JSON;
+                doc->source = dup_printf("%s:%llu", path, (unsigned long long)r->line);
+                if (cut) {
+                    doc->reject = "line_too_long";
+                    doc->detail = dup_printf("%s:%llu: line longer than %zu bytes; kept its first %zu bytes", path,
+                                             (unsigned long long)r->line, r->max_line, r->max_line);
+                }
+                *got = true;
+                return FG_OK;
+            }
+        } else {
+            int k = read_warc(r, doc);
+            if (k == 1) {
+                *got = true;
+                return FG_OK;
+            }
+            if (k == 0)
+                continue;
+        }
+        /* End of this file: a decompression error becomes a rejected record. */
+        if (r->fmt == FMT_TEXT || r->fmt == FMT_HTML) {
+            if (r->in.err[0]) {
+                doc->reject = "read_error";
+                doc->detail =
+                    dup_printf("%s: %s (document holds the %zu bytes read before it)", path, r->in.err, doc->raw_len);
+            }
+            r->bytes_done_closed += r->in.raw_read;
+            in_close(&r->in);
+            r->open = false;
+            *got = true;
+            return FG_OK;
+        }
+        if (r->in.err[0]) {
+            doc->raw = fg_strdup("");
+            doc->source = dup_printf("%s:%llu", path, (unsigned long long)r->line);
+            doc->reject = "read_error";
+            doc->detail = dup_printf("%s: %s after record/line %llu", path, r->in.err, (unsigned long long)r->line);
+            r->bytes_done_closed += r->in.raw_read;
+            in_close(&r->in);
+            r->open = false;
+            *got = true;
+            return FG_OK;
+        }
+        r->bytes_done_closed += r->in.raw_read;
+        in_close(&r->in);
+        r->open = false;
+    }
+}
+
+/* ---- decoding ---- */
+static bool label_positive(const char *v, const char *positives)
+{
+    size_t n = strlen(v);
+    const char *p = positives;
+    while (*p) {
+        const char *c = strchr(p, ',');
+        size_t k = c ? (size_t)(c - p) : strlen(p);
+        if (k == n && !strncasecmp(p, v, n))
+            return true;
+        if (!c)
+            break;
+        p = c + 1;
+    }
+    return false;
+}
+
+/* Charset named in an HTML <meta> within the first 2 KiB, into out ("" when none). */
+static void sniff_meta_charset(const char *s, size_t n, char *out, size_t cap)
+{
+    out[0] = 0;
+    char head[2049];
+    size_t k = n < 2048 ? n : 2048;
+    memcpy(head, s, k);
+    head[k] = 0;
+    for (size_t i = 0; i < k; i++)
+        if (!head[i])
+            head[i] = ' ';
+    const char *m = strcasestr(head, "charset=");
+    if (m)
+        charset_from_content_type(m, out, cap);
+}
+
+/* Converts raw from charset to UTF-8 with iconv; bad bytes become U+FFFD (counted).
+ * Returns false when the charset is unknown (the caller then treats bytes as UTF-8). */
+static bool convert_charset(fg_doc *doc, const char *charset)
+{
+    const char *cs = charset;
+    if (!strcasecmp(cs, "gb2312") || !strcasecmp(cs, "gbk") || !strcasecmp(cs, "x-gbk"))
+        cs = "GB18030";
+    else if (!strcasecmp(cs, "iso-8859-1") || !strcasecmp(cs, "latin1") || !strcasecmp(cs, "us-ascii"))
+        cs = "WINDOWS-1252"; /* as browsers do (WHATWG encoding standard) */
+    iconv_t cd = iconv_open("UTF-8", cs);
+    if (cd == (iconv_t)-1)
+        return false;
+    sbuf b = {0};
+    if (sbuf_reserve(&b, doc->raw_len * 2 + 64) != FG_OK) {
+        iconv_close(cd);
+        return false;
+    }
+    char *in = doc->raw;
+    size_t inleft = doc->raw_len;
+    while (inleft > 0) {
+        if (sbuf_reserve(&b, inleft * 2 + 64) != FG_OK)
+            break;
+        char *o = b.p + b.n;
+        size_t oleft = b.cap - b.n - 1;
+        size_t rc = iconv(cd, &in, &inleft, &o, &oleft);
+        b.n = (size_t)(o - b.p);
+        if (rc == (size_t)-1) {
+            if (errno == E2BIG)
+                continue;
+            /* EILSEQ / EINVAL: replace one byte. */
+            sbuf_put(&b, "\xEF\xBF\xBD", 3);
+            doc->utf8_repairs++;
+            in++;
+            inleft--;
+        }
+    }
+    iconv_close(cd);
+    b.p[b.n] = 0;
+    if (doc->text != doc->raw)
+        fg_free(doc->text);
+    doc->text = b.p;
+    doc->len = b.n;
+    return true;
+}
+
+static bool is_utf8_name(const char *cs)
+{
+    return !strcasecmp(cs, "utf-8") || !strcasecmp(cs, "utf8");
+}
+
+fg_status fg_data_doc_decode(fg_doc *doc, const char *label_field, const char *positive_labels)
+{
+    if (doc->reject)
+        return FG_OK;
+    if (!positive_labels)
+        positive_labels = "1,true,keep,good,ham,pos";
+    if (doc->format == FG_DOC_JSON) {
+        const char *src = doc->raw;
+        size_t n = doc->raw_len;
+        char *fixed = NULL;
+        if (!fg_data_utf8_valid(src, n)) {
+            size_t fn;
+            uint32_t bad;
+            if (fg_data_utf8_repair(src, n, &fixed, &fn, &bad) != FG_OK)
+                return FG_ERR_NOMEM;
+            src = fixed;
+            n = fn;
+            doc->utf8_repairs += bad;
+        }
+        json_error_t err;
+        json_t *v = json_loadb(src, n, JSON_ALLOW_NUL, &err);
+        fg_free(fixed);
+        if (!v) {
+            doc->reject = "broken_json";
+            doc->detail = dup_printf("%s:%d: %s", doc->source, err.column, err.text);
+            return FG_OK;
+        }
+        json_t *t = json_is_object(v) ? json_object_get(v, "text") : NULL;
+        if (!json_is_object(v) || !json_is_string(t)) {
+            doc->reject = json_is_object(v) ? "no_text_field" : "broken_json";
+            doc->detail = dup_printf("%s: %s", doc->source,
+                                     json_is_object(v) ? "no \"text\" string field" : "line is not a JSON object");
+            json_decref(v);
+            return FG_OK;
+        }
+        size_t tl = json_string_length(t);
+        doc->text = fg_malloc(tl + 1);
+        if (!doc->text) {
+            json_decref(v);
+            return FG_ERR_NOMEM;
+        }
+        memcpy(doc->text, json_string_value(t), tl);
+        doc->text[tl] = 0;
+        doc->len = tl;
+        json_object_del(v, "text");
+        if (label_field) {
+            json_t *l = json_object_get(v, label_field);
+            char lv[64] = "";
+            if (json_is_string(l))
+                snprintf(lv, sizeof lv, "%s", json_string_value(l));
+            else if (json_is_integer(l))
+                snprintf(lv, sizeof lv, "%lld", (long long)json_integer_value(l));
+            else if (json_is_boolean(l))
+                snprintf(lv, sizeof lv, "%s", json_is_true(l) ? "true" : "false");
+            if (l)
+                doc->label = label_positive(lv, positive_labels) ? 1 : 0;
+        }
+        if (json_object_size(v) > 0) {
+            char *m = json_dumps(v, JSON_COMPACT | JSON_PRESERVE_ORDER);
+            if (m) {
+                size_t ml = strlen(m);
+                doc->meta = fg_malloc(ml);
+                if (doc->meta) {
+                    memcpy(doc->meta, m + 1, ml - 2); /* without the braces */
+                    doc->meta[ml - 2] = 0;
+                }
+                free(m); /* jansson allocates with malloc */
+            }
+        }
+        json_decref(v);
+        return FG_OK;
+    }
+    /* Text / HTML: charset, then UTF-8 check. */
+    char cs[64] = "";
+    if (doc->charset)
+        snprintf(cs, sizeof cs, "%s", doc->charset);
+    else if (doc->format == FG_DOC_HTML && !fg_data_utf8_valid(doc->raw, doc->raw_len))
+        sniff_meta_charset(doc->raw, doc->raw_len, cs, sizeof cs);
+    if (cs[0] && !is_utf8_name(cs) && convert_charset(doc, cs))
+        return FG_OK;
+    if (fg_data_utf8_valid(doc->raw, doc->raw_len)) {
+        doc->text = doc->raw;
+        doc->len = doc->raw_len;
+        return FG_OK;
+    }
+    uint32_t bad = 0;
+    fg_status st = fg_data_utf8_repair(doc->raw, doc->raw_len, &doc->text, &doc->len, &bad);
+    doc->utf8_repairs += bad;
+    return st;
+}

@@ -1,0 +1,360 @@
+/* quality.c: Gopher / C4 / RefinedWeb style document heuristics (word count, mean word
+ * length, symbol, bullet, ellipsis, alphabetic ratios, duplicate lines, top and duplicate
+ * word n-grams, stop words) and their combination into one score in [0,1].
+ * Left out: paragraph-level repetition (lines stand in for paragraphs), language ID. */
+#include <string.h>
+
+#include "data_impl.h"
+
+static bool is_space(unsigned char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+}
+
+/* Code point of the 3-byte sequence at s (caller checked the lead byte). */
+static uint32_t cp3(const unsigned char *s)
+{
+    return ((uint32_t)(s[0] & 0x0F) << 12) | ((uint32_t)(s[1] & 0x3F) << 6) | (uint32_t)(s[2] & 0x3F);
+}
+
+static bool is_cjk(uint32_t cp)
+{
+    return (cp >= 0x3040 && cp <= 0x30FF) || (cp >= 0x3400 && cp <= 0x9FFF) || (cp >= 0xF900 && cp <= 0xFAFF);
+}
+
+static bool is_cjk_sep(uint32_t cp)
+{
+    return (cp >= 0x3000 && cp <= 0x303F) || (cp >= 0xFF01 && cp <= 0xFF0F) || (cp >= 0xFF1A && cp <= 0xFF1F);
+}
+
+static fg_status grow_words(fg_data_scratch *s, size_t need)
+{
+    if (need <= s->w_cap)
+        return FG_OK;
+    size_t cap = need * 2 + 1024;
+    uint32_t *a = fg_realloc(s->w_off, cap * sizeof *a);
+    if (!a)
+        return FG_ERR_NOMEM;
+    s->w_off = a;
+    uint32_t *b = fg_realloc(s->w_len, cap * sizeof *b);
+    if (!b)
+        return FG_ERR_NOMEM;
+    s->w_len = b;
+    uint64_t *c = fg_realloc(s->w_hash, cap * sizeof *c);
+    if (!c)
+        return FG_ERR_NOMEM;
+    s->w_hash = c;
+    s->w_cap = cap;
+    return FG_OK;
+}
+
+size_t fg_data_split_words(fg_data_scratch *s, const char *text, size_t len)
+{
+    const unsigned char *t = (const unsigned char *)text;
+    size_t nw = 0, i = 0;
+    if (grow_words(s, 1024) != FG_OK)
+        return (size_t)-1;
+    while (i < len) {
+        while (i < len && is_space(t[i]))
+            i++;
+        if (i >= len)
+            break;
+        if (nw + 4 > s->w_cap && grow_words(s, nw + 4) != FG_OK) /* doubles */
+            return (size_t)-1;
+        size_t st = i;
+        while (i < len && !is_space(t[i])) {
+            if (t[i] >= 0xE3 && t[i] <= 0xEF && i + 2 < len) {
+                uint32_t cp = cp3(t + i);
+                if (is_cjk(cp) || is_cjk_sep(cp)) {
+                    if (nw + 4 > s->w_cap && grow_words(s, nw + 4) != FG_OK)
+                        return (size_t)-1;
+                    if (i > st) { /* close the word before it */
+                        s->w_off[nw] = (uint32_t)st;
+                        s->w_len[nw++] = (uint32_t)(i - st);
+                    }
+                    if (is_cjk(cp)) {
+                        s->w_off[nw] = (uint32_t)i;
+                        s->w_len[nw++] = 3;
+                    }
+                    i += 3;
+                    st = i;
+                    continue;
+                }
+            }
+            i++;
+        }
+        if (i > st) {
+            s->w_off[nw] = (uint32_t)st;
+            s->w_len[nw++] = (uint32_t)(i - st);
+        }
+    }
+    return nw;
+}
+
+static bool is_punct(unsigned char c)
+{
+    return c < 0x80 && !((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'));
+}
+
+/* Hash of a word lower-cased (ASCII) with ASCII punctuation trimmed from both ends. */
+static uint64_t word_hash(const char *w, size_t n)
+{
+    size_t b = 0, e = n;
+    while (b < e && is_punct((unsigned char)w[b]))
+        b++;
+    while (e > b && is_punct((unsigned char)w[e - 1]))
+        e--;
+    char tmp[64];
+    if (e - b > sizeof tmp)
+        return fg_hash_bytes(w + b, e - b, 0x5707);
+    for (size_t i = b; i < e; i++) {
+        char c = w[i];
+        tmp[i - b] = (c >= 'A' && c <= 'Z') ? (char)(c + 32) : c;
+    }
+    return fg_hash_bytes(tmp, e - b, 0x5707);
+}
+
+static size_t utf8_chars(const char *s, size_t n)
+{
+    size_t c = 0;
+    for (size_t i = 0; i < n; i++)
+        c += ((unsigned char)s[i] & 0xC0) != 0x80;
+    return c;
+}
+
+/* ---- an open-addressing multiset of 64-bit keys in the scratch ---- */
+static fg_status set_init(fg_data_scratch *s, size_t n)
+{
+    size_t cap = 64;
+    while (cap < 2 * n + 2)
+        cap *= 2;
+    if (cap > s->set_cap) {
+        uint64_t *k = fg_realloc(s->set_key, cap * sizeof *k);
+        if (!k)
+            return FG_ERR_NOMEM;
+        s->set_key = k;
+        uint32_t *v = fg_realloc(s->set_val, cap * sizeof *v);
+        if (!v)
+            return FG_ERR_NOMEM;
+        s->set_val = v;
+        s->set_cap = cap;
+    }
+    /* Only the first `cap` slots of the (possibly larger) arrays are used. */
+    memset(s->set_key, 0, cap * sizeof *s->set_key);
+    return FG_OK;
+}
+
+static size_t set_mask(size_t n)
+{
+    size_t cap = 64;
+    while (cap < 2 * n + 2)
+        cap *= 2;
+    return cap - 1;
+}
+
+/* Adds key; returns its count after adding. Key 0 is remapped (0 marks empty slots). */
+static uint32_t set_add(fg_data_scratch *s, size_t mask, uint64_t key)
+{
+    key |= 1;
+    size_t i = (size_t)(key >> 7) & mask;
+    while (s->set_key[i] && s->set_key[i] != key)
+        i = (i + 1) & mask;
+    if (!s->set_key[i]) {
+        s->set_key[i] = key;
+        s->set_val[i] = 0;
+    }
+    return ++s->set_val[i];
+}
+
+static uint64_t ngram_hash(const uint64_t *h, size_t i, int n)
+{
+    uint64_t x = 0x9e3779b97f4a7c15ULL * (uint64_t)n;
+    for (int k = 0; k < n; k++)
+        x = fg_mix64(x ^ h[i + (size_t)k]) + (uint64_t)k;
+    return x;
+}
+
+void fg_data_quality_measure(const fg_data_rules *r, fg_data_scratch *s, const char *text, size_t len,
+                             fg_quality_stats *st)
+{
+    memset(st, 0, sizeof *st);
+    const unsigned char *t = (const unsigned char *)text;
+    /* ---- lines ---- */
+    size_t n_lines = 0, bullets = 0, ellipsis = 0, dup_lines = 0, dup_line_chars = 0, line_chars = 0;
+    size_t nonempty = 0;
+    {
+        size_t est = 1;
+        for (const char *q = text; (q = memchr(q, '\n', (size_t)(text + len - q))) != NULL; q++)
+            est++;
+        if (set_init(s, est) != FG_OK)
+            return;
+        size_t mask = set_mask(est);
+        size_t i = 0;
+        while (i <= len) {
+            const char *nl = memchr(text + i, '\n', len - i);
+            size_t e = nl ? (size_t)(nl - text) : len;
+            size_t b = i;
+            while (b < e && (t[b] == ' ' || t[b] == '\t' || t[b] == '\r'))
+                b++;
+            size_t ee = e;
+            while (ee > b && (t[ee - 1] == ' ' || t[ee - 1] == '\t' || t[ee - 1] == '\r'))
+                ee--;
+            n_lines++;
+            if (ee > b) {
+                nonempty++;
+                size_t chars = utf8_chars(text + b, ee - b);
+                line_chars += chars;
+                unsigned char c0 = t[b];
+                if (c0 == '-' || c0 == '*' || c0 == '>' ||
+                    (ee - b >= 3 && (!memcmp(t + b, "\xE2\x80\xA2", 3) || !memcmp(t + b, "\xE2\x97\x8F", 3) ||
+                                     !memcmp(t + b, "\xE2\x96\xAA", 3) || !memcmp(t + b, "\xE2\x80\xA3", 3) ||
+                                     !memcmp(t + b, "\xE2\x96\xA0", 3))) ||
+                    (ee - b >= 2 && !memcmp(t + b, "\xC2\xB7", 2)))
+                    bullets++;
+                if ((ee - b >= 3 && !memcmp(t + ee - 3, "...", 3)) ||
+                    (ee - b >= 3 && !memcmp(t + ee - 3, "\xE2\x80\xA6", 3)))
+                    ellipsis++;
+                if (set_add(s, mask, fg_hash_bytes(text + b, ee - b, 0x11E5)) > 1) {
+                    dup_lines++;
+                    dup_line_chars += chars;
+                }
+            }
+            if (!nl)
+                break;
+            i = e + 1;
+        }
+    }
+    st->n_lines = nonempty;
+    double nl_d = nonempty ? (double)nonempty : 1.0;
+    st->v[FG_Q_MAX_BULLET_LINES] = (double)bullets / nl_d;
+    st->v[FG_Q_MAX_ELLIPSIS_LINES] = (double)ellipsis / nl_d;
+    st->v[FG_Q_MAX_DUP_LINES] = (double)dup_lines / nl_d;
+    st->v[FG_Q_MAX_DUP_LINE_CHARS] = line_chars ? (double)dup_line_chars / (double)line_chars : 0;
+    /* ---- words ---- */
+    size_t nw = fg_data_split_words(s, text, len);
+    if (nw == (size_t)-1)
+        return;
+    st->n_words = nw;
+    st->v[FG_Q_MIN_WORDS] = st->v[FG_Q_MAX_WORDS] = (double)nw;
+    size_t symbols = 0, alpha = 0, latin_words = 0, latin_chars = 0, total_chars = 0, total_bytes = 0;
+    size_t best_stop = 0;
+    size_t stop_count[FG_MAX_STOPLISTS] = {0};
+    for (size_t w = 0; w < nw; w++) {
+        const char *p = text + s->w_off[w];
+        size_t n = s->w_len[w];
+        s->w_hash[w] = word_hash(p, n);
+        size_t chars = utf8_chars(p, n);
+        total_chars += chars;
+        total_bytes += n;
+        bool cjk = n == 3 && (unsigned char)p[0] >= 0xE3 && is_cjk(cp3((const unsigned char *)p));
+        if (!cjk) {
+            latin_words++;
+            latin_chars += chars;
+        }
+        if ((n == 1 && p[0] == '#') || (n >= 3 && !memcmp(p + n - 3, "...", 3)) ||
+            (n >= 3 && !memcmp(p + n - 3, "\xE2\x80\xA6", 3)))
+            symbols++;
+        for (size_t k = 0; k < n; k++) {
+            unsigned char c = (unsigned char)p[k];
+            if ((c | 32) >= 'a' && (c | 32) <= 'z') {
+                alpha++;
+                break;
+            }
+            if (c >= 0x80) { /* non-ASCII letters (accented, Cyrillic, CJK...) count as alphabetic */
+                alpha++;
+                break;
+            }
+        }
+        for (int L = 0; L < r->n_stoplists; L++)
+            for (int j = 0; j < r->n_stop[L]; j++)
+                if (r->stop_hash[L][j] == s->w_hash[w]) {
+                    stop_count[L]++;
+                    break;
+                }
+    }
+    for (int L = 0; L < r->n_stoplists; L++)
+        if (stop_count[L] > best_stop)
+            best_stop = stop_count[L];
+    double nw_d = nw ? (double)nw : 1.0;
+    /* CJK-only documents have no meaningful word length: report a neutral 5. */
+    st->v[FG_Q_MIN_MEAN_WORD_LEN] = st->v[FG_Q_MAX_MEAN_WORD_LEN] =
+        latin_words ? (double)latin_chars / (double)latin_words : (nw ? 5.0 : 0.0);
+    st->v[FG_Q_MAX_SYMBOL_RATIO] = (double)symbols / nw_d;
+    st->v[FG_Q_MIN_ALPHA_WORDS] = nw ? (double)alpha / nw_d : 0.0;
+    st->v[FG_Q_MIN_STOPWORDS] = (double)best_stop;
+    /* ---- word n-grams ---- */
+    double tc = total_chars ? (double)total_chars : 1.0;
+    for (int n = 2; n <= 4; n++) {
+        if (nw < (size_t)n)
+            continue;
+        size_t m = nw - (size_t)n + 1;
+        if (set_init(s, m) != FG_OK)
+            return;
+        size_t mask = set_mask(m);
+        uint32_t best = 0;
+        size_t best_i = 0;
+        for (size_t i = 0; i < m; i++) {
+            uint32_t c = set_add(s, mask, ngram_hash(s->w_hash, i, n));
+            if (c > best) {
+                best = c;
+                best_i = i;
+            }
+        }
+        if (best > 1) {
+            size_t chars = 0;
+            for (int k = 0; k < n; k++)
+                chars += utf8_chars(text + s->w_off[best_i + (size_t)k], s->w_len[best_i + (size_t)k]);
+            st->v[FG_Q_MAX_TOP_2GRAM + (n - 2)] = (double)best * (double)chars / tc;
+        }
+    }
+    /* Duplicate n-grams as in Gopher: scanning left to right, an n-gram seen before adds
+     * its characters and the scan jumps past it (so overlapping repeats count once). */
+    for (int n = 5; n <= 10; n++) {
+        if (nw < (size_t)n)
+            continue;
+        size_t m = nw - (size_t)n + 1;
+        if (set_init(s, m) != FG_OK)
+            return;
+        size_t mask = set_mask(m);
+        size_t dup_chars = 0, i = 0;
+        while (i < m) {
+            if (set_add(s, mask, ngram_hash(s->w_hash, i, n)) > 1) {
+                for (int k = 0; k < n; k++)
+                    dup_chars += s->w_len[i + (size_t)k]; /* bytes: close enough to chars, and cheap */
+                i += (size_t)n;
+            } else {
+                i++;
+            }
+        }
+        double v = (double)dup_chars / (double)(total_bytes ? total_bytes : 1);
+        st->v[FG_Q_MAX_DUP_5GRAM + (n - 5)] = v > 1 ? 1 : v;
+    }
+}
+
+double fg_data_quality_score(const fg_data_rules *r, const fg_quality_stats *st, int *worst)
+{
+    double score = 1.0, worst_pen = 0.0;
+    int w = -1;
+    for (int q = 0; q < FG_Q_COUNT; q++) {
+        const qlimit *l = &r->q[q];
+        if (!l->on)
+            continue;
+        if (q == FG_Q_MIN_STOPWORDS && r->n_stoplists == 0)
+            continue;
+        double v = st->v[q], p;
+        bool is_min = !strncmp(fg_data_quality_name((fg_quality_id)q), "min_", 4);
+        if (is_min)
+            p = v >= l->soft ? 0.0 : v <= l->hard ? 1.0 : (l->soft - v) / (l->soft - l->hard);
+        else
+            p = v <= l->soft ? 0.0 : v >= l->hard ? 1.0 : (v - l->soft) / (l->hard - l->soft);
+        double wp = l->weight * p;
+        score -= wp;
+        if (wp > worst_pen) {
+            worst_pen = wp;
+            w = q;
+        }
+    }
+    if (worst)
+        *worst = w;
+    return score < 0 ? 0 : score;
+}

@@ -1,0 +1,775 @@
+/* rules.c: the editable rules file (parse with file:line:col errors) and applying it to
+ * a document: PCRE2 (JIT) substitutions, multi-line line filters, document rejects,
+ * HTML entity decoding, utf8proc NFC/NFKC normalization, blank-line trimming.
+ * Left out: per-format rule sections (every rule applies to every document). */
+#include <ctype.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <utf8proc.h>
+
+#include "data_impl.h"
+
+static const char *q_names[FG_Q_COUNT] = {
+    "min_words",        "max_words",          "min_mean_word_len", "max_mean_word_len", "max_symbol_ratio",
+    "max_bullet_lines", "max_ellipsis_lines", "min_alpha_words",   "max_dup_lines",     "max_dup_line_chars",
+    "max_top_2gram",    "max_top_3gram",      "max_top_4gram",     "max_dup_5gram",     "max_dup_6gram",
+    "max_dup_7gram",    "max_dup_8gram",      "max_dup_9gram",     "max_dup_10gram",    "min_stopwords"};
+
+const char *fg_data_quality_name(fg_quality_id q)
+{
+    return (q >= 0 && q < FG_Q_COUNT) ? q_names[q] : "?";
+}
+
+void fg_data_rules_delete(fg_data_rules *r)
+{
+    if (!r)
+        return;
+    for (int i = 0; i < r->n_rules; i++) {
+        pcre2_code_free(r->rules[i].re);
+        fg_free(r->rules[i].repl);
+    }
+    fg_free(r->rules);
+    fg_free(r);
+}
+
+int fg_data_rules_count(const fg_data_rules *r)
+{
+    return r->n_rules;
+}
+const char *fg_data_rules_name(const fg_data_rules *r, int i)
+{
+    return r->rules[i].name;
+}
+bool fg_data_rules_utf8_reject(const fg_data_rules *r)
+{
+    return r->utf8_reject;
+}
+void fg_data_rules_thresholds(const fg_data_rules *r, double *accept, double *reject)
+{
+    *accept = r->accept;
+    *reject = r->reject;
+}
+
+/* ---- parsing ---- */
+typedef struct parser {
+    const char *name;
+    int line;
+    const char *line_start;
+    const char *p, *end; /* cursor within the current line */
+} parser;
+
+static fg_status perr(const parser *ps, const char *at, const char *what)
+{
+    return fg_error(FG_ERR_FORMAT, "%s:%d:%d: %s", ps->name, ps->line, (int)(at - ps->line_start) + 1, what);
+}
+
+static void skip_ws(parser *ps)
+{
+    while (ps->p < ps->end && (*ps->p == ' ' || *ps->p == '\t'))
+        ps->p++;
+}
+
+/* Next whitespace-delimited token into out; false at end of line. */
+static bool token(parser *ps, char *out, size_t cap, const char **at)
+{
+    skip_ws(ps);
+    *at = ps->p;
+    if (ps->p >= ps->end)
+        return false;
+    size_t k = 0;
+    while (ps->p < ps->end && *ps->p != ' ' && *ps->p != '\t') {
+        if (k + 1 < cap)
+            out[k++] = *ps->p;
+        ps->p++;
+    }
+    out[k] = 0;
+    return true;
+}
+
+/* Reads a delimited field starting at ps->p (which is just after the opening delimiter)
+ * up to the next unescaped delim. The field is returned raw (escapes kept) in *s,*n. */
+static bool delimited(parser *ps, char delim, const char **s, size_t *n)
+{
+    const char *st = ps->p;
+    while (ps->p < ps->end) {
+        if (*ps->p == '\\' && ps->p + 1 < ps->end) {
+            ps->p += 2;
+            continue;
+        }
+        if (*ps->p == delim) {
+            *s = st;
+            *n = (size_t)(ps->p - st);
+            ps->p++;
+            return true;
+        }
+        ps->p++;
+    }
+    return false;
+}
+
+static fg_status compile_re(parser *ps, const char *at, const char *pat, size_t n, const char *flags, size_t nflags,
+                            bool multiline, pcre2_code **out)
+{
+    uint32_t opt = PCRE2_UTF;
+    if (multiline)
+        opt |= PCRE2_MULTILINE;
+    for (size_t i = 0; i < nflags; i++) {
+        switch (flags[i]) {
+        case 'i': opt |= PCRE2_CASELESS; break;
+        case 's': opt |= PCRE2_DOTALL; break;
+        case 'm': opt |= PCRE2_MULTILINE; break;
+        case 'x': opt |= PCRE2_EXTENDED; break;
+        case 'u': opt |= PCRE2_UCP; break;
+        case 'g': break; /* substitutions are always global */
+        default: return perr(ps, at, "unknown regex flag (known: i s m x u g)");
+        }
+    }
+    int ec;
+    PCRE2_SIZE eo;
+    pcre2_code *re = pcre2_compile((PCRE2_SPTR)pat, n, opt, &ec, &eo, NULL);
+    if (!re) {
+        PCRE2_UCHAR msg[256];
+        pcre2_get_error_message(ec, msg, sizeof msg);
+        char m[400];
+        snprintf(m, sizeof m, "regex error at pattern offset %zu: %s", (size_t)eo, (const char *)msg);
+        return perr(ps, at + 1 + eo, m);
+    }
+    pcre2_jit_compile(re, PCRE2_JIT_COMPLETE); /* falls back to the interpreter when JIT is unavailable */
+    *out = re;
+    return FG_OK;
+}
+
+static fg_status add_rule(fg_data_rules *r, const rule *ru)
+{
+    rule *nr = fg_realloc(r->rules, (size_t)(r->n_rules + 1) * sizeof *nr);
+    if (!nr)
+        return FG_ERR_NOMEM;
+    r->rules = nr;
+    r->rules[r->n_rules++] = *ru;
+    return FG_OK;
+}
+
+/* Defaults: Gopher's thresholds as soft limits, somewhat looser hard limits. */
+static void set_defaults(fg_data_rules *r)
+{
+    r->accept = 0.8;
+    r->reject = 0.4;
+    static const double d[FG_Q_COUNT][3] = {
+        {50, 20, 1},       {100000, 200000, 1}, {3, 2, 0.6},       {10, 14, 0.6},     {0.1, 0.3, 0.6},
+        {0.9, 1.0, 0.6},   {0.3, 0.6, 0.6},     {0.8, 0.5, 0.6},   {0.3, 0.6, 0.6},   {0.2, 0.5, 0.6},
+        {0.2, 0.4, 0.3},   {0.18, 0.36, 0.3},   {0.16, 0.32, 0.3}, {0.15, 0.4, 0.3},  {0.14, 0.38, 0.3},
+        {0.13, 0.36, 0.3}, {0.12, 0.34, 0.3},   {0.11, 0.32, 0.3}, {0.10, 0.30, 0.3}, {2, 0, 0.6}};
+    for (int i = 0; i < FG_Q_COUNT; i++) {
+        r->q[i].soft = d[i][0];
+        r->q[i].hard = d[i][1];
+        r->q[i].weight = d[i][2];
+        r->q[i].on = false; /* enabled by `quality` lines */
+    }
+}
+
+static fg_status parse_line(fg_data_rules *r, parser *ps)
+{
+    char kw[32], name[64], tmp[64];
+    const char *at, *nat;
+    if (!token(ps, kw, sizeof kw, &at) || kw[0] == '#')
+        return FG_OK;
+    if (!strcmp(kw, "normalize")) {
+        if (!token(ps, tmp, sizeof tmp, &nat))
+            return perr(ps, nat, "normalize needs NFC, NFKC or none");
+        if (!strcasecmp(tmp, "NFC"))
+            r->normalize = 1;
+        else if (!strcasecmp(tmp, "NFKC"))
+            r->normalize = 2;
+        else if (!strcasecmp(tmp, "none"))
+            r->normalize = 0;
+        else
+            return perr(ps, nat, "normalize needs NFC, NFKC or none");
+        return FG_OK;
+    }
+    if (!strcmp(kw, "utf8")) {
+        if (!token(ps, tmp, sizeof tmp, &nat) || (strcmp(tmp, "repair") && strcmp(tmp, "reject")))
+            return perr(ps, nat, "utf8 needs 'repair' or 'reject'");
+        r->utf8_reject = !strcmp(tmp, "reject");
+        return FG_OK;
+    }
+    if (!strcmp(kw, "threshold")) {
+        char a[32], b[32];
+        const char *bat;
+        if (!token(ps, a, sizeof a, &nat) || !token(ps, b, sizeof b, &bat))
+            return perr(ps, nat, "threshold needs ACCEPT REJECT scores");
+        char *e1, *e2;
+        double acc = strtod(a, &e1), rej = strtod(b, &e2);
+        if (*e1 || *e2 || acc < rej || acc > 1 || rej < 0)
+            return perr(ps, nat, "threshold needs numbers with 0 <= REJECT <= ACCEPT <= 1");
+        r->accept = acc;
+        r->reject = rej;
+        return FG_OK;
+    }
+    if (!strcmp(kw, "quality")) {
+        if (!token(ps, name, sizeof name, &nat))
+            return perr(ps, nat, "quality needs NAME SOFT HARD [WEIGHT]");
+        int q = -1;
+        for (int i = 0; i < FG_Q_COUNT; i++)
+            if (!strcmp(name, q_names[i]))
+                q = i;
+        if (q < 0)
+            return perr(ps, nat, "unknown quality heuristic (see docs/DATA.md for the list)");
+        char v[3][32];
+        int nv = 0;
+        const char *vat = nat;
+        while (nv < 3 && token(ps, v[nv], sizeof v[nv], &vat))
+            nv++;
+        if (nv < 2)
+            return perr(ps, vat, "quality needs NAME SOFT HARD [WEIGHT]");
+        double x[3] = {0, 0, r->q[q].weight};
+        for (int i = 0; i < nv; i++) {
+            char *e;
+            x[i] = strtod(v[i], &e);
+            if (*e)
+                return perr(ps, vat, "quality limits must be numbers");
+        }
+        bool is_min = !strncmp(name, "min_", 4);
+        if (is_min ? x[1] > x[0] : x[1] < x[0])
+            return perr(ps, vat,
+                        is_min ? "a min_ heuristic needs HARD <= SOFT" : "a max_ heuristic needs HARD >= SOFT");
+        r->q[q] = (qlimit){x[0], x[1], x[2], true};
+        return FG_OK;
+    }
+    if (!strcmp(kw, "stopwords")) {
+        if (r->n_stoplists >= FG_MAX_STOPLISTS)
+            return perr(ps, at, "too many stopwords lists (16 at most)");
+        int L = r->n_stoplists;
+        if (!token(ps, r->stop_lang[L], sizeof r->stop_lang[L], &nat))
+            return perr(ps, nat, "stopwords needs LANG word word ...");
+        char w[64];
+        while (token(ps, w, sizeof w, &nat)) {
+            if (r->n_stop[L] >= FG_MAX_STOPWORDS)
+                return perr(ps, nat, "too many stop words in one list (64 at most)");
+            r->stop_hash[L][r->n_stop[L]++] = fg_hash_bytes(w, strlen(w), 0x5707);
+        }
+        r->n_stoplists++;
+        return FG_OK;
+    }
+    rule ru;
+    memset(&ru, 0, sizeof ru);
+    ru.line = ps->line;
+    if (!strcmp(kw, "sub"))
+        ru.kind = RULE_SUB;
+    else if (!strcmp(kw, "drop_line"))
+        ru.kind = RULE_DROP_LINE;
+    else if (!strcmp(kw, "reject"))
+        ru.kind = RULE_REJECT;
+    else if (!strcmp(kw, "html_entities"))
+        ru.kind = RULE_ENTITIES;
+    else
+        return perr(ps, at,
+                    "unknown directive (known: sub drop_line reject html_entities normalize utf8 quality threshold "
+                    "stopwords)");
+    if (!token(ps, ru.name, sizeof ru.name, &nat))
+        return perr(ps, nat, "rule needs a NAME");
+    for (int i = 0; i < r->n_rules; i++)
+        if (!strcmp(r->rules[i].name, ru.name))
+            return perr(ps, nat, "duplicate rule name");
+    if (ru.kind == RULE_ENTITIES)
+        return add_rule(r, &ru);
+    skip_ws(ps);
+    const char *rat = ps->p;
+    if (ru.kind == RULE_SUB) {
+        if (ps->p + 1 >= ps->end || *ps->p != 's')
+            return perr(ps, rat, "sub needs s/REGEX/REPLACEMENT/FLAGS (any delimiter after 's')");
+        ps->p++;
+    }
+    if (ps->p >= ps->end)
+        return perr(ps, rat, "missing /REGEX/");
+    char delim = *ps->p++;
+    if (isalnum((unsigned char)delim) || delim == '\\' || delim == ' ')
+        return perr(ps, rat, "the regex delimiter must be punctuation, e.g. / or |");
+    const char *pat, *rep = "";
+    size_t npat, nrep = 0;
+    if (!delimited(ps, delim, &pat, &npat))
+        return perr(ps, rat, "unterminated regex (no closing delimiter)");
+    if (ru.kind == RULE_SUB && !delimited(ps, delim, &rep, &nrep))
+        return perr(ps, rat, "unterminated replacement (no closing delimiter)");
+    const char *flags = ps->p;
+    while (ps->p < ps->end && *ps->p != ' ' && *ps->p != '\t')
+        ps->p++;
+    fg_status st = compile_re(ps, rat + (ru.kind == RULE_SUB ? 1 : 0), pat, npat, flags, (size_t)(ps->p - flags),
+                              ru.kind == RULE_DROP_LINE, &ru.re);
+    if (st != FG_OK)
+        return st;
+    ru.repl = fg_malloc(nrep + 1);
+    if (!ru.repl) {
+        pcre2_code_free(ru.re);
+        return FG_ERR_NOMEM;
+    }
+    memcpy(ru.repl, rep, nrep);
+    ru.repl[nrep] = 0;
+    ru.repl_len = nrep;
+    while (token(ps, tmp, sizeof tmp, &nat)) {
+        if (tmp[0] == '#')
+            break;
+        if (ru.kind == RULE_DROP_LINE && !strncmp(tmp, "max_words=", 10)) {
+            char *e;
+            long v = strtol(tmp + 10, &e, 10);
+            if (*e || v < 0 || v > 1000000)
+                st = perr(ps, nat, "max_words needs a non-negative integer");
+            ru.max_words = (int)v;
+        } else {
+            st = perr(ps, nat, "unexpected text after the rule");
+        }
+        if (st != FG_OK)
+            break;
+    }
+    if (st == FG_OK)
+        st = add_rule(r, &ru);
+    if (st != FG_OK) {
+        pcre2_code_free(ru.re);
+        fg_free(ru.repl);
+    }
+    return st;
+}
+
+fg_status fg_data_rules_parse(fg_data_rules **out, const char *text, size_t len, const char *name)
+{
+    *out = NULL;
+    fg_data_rules *r = fg_calloc(1, sizeof *r);
+    if (!r)
+        return FG_ERR_NOMEM;
+    set_defaults(r);
+    parser ps = {name, 0, text, text, text};
+    const char *p = text, *end = text + len;
+    fg_status st = FG_OK;
+    while (p < end && st == FG_OK) {
+        const char *eol = memchr(p, '\n', (size_t)(end - p));
+        if (!eol)
+            eol = end;
+        ps.line++;
+        ps.line_start = ps.p = p;
+        ps.end = (eol > p && eol[-1] == '\r') ? eol - 1 : eol;
+        st = parse_line(r, &ps);
+        p = eol + 1;
+    }
+    if (st != FG_OK) {
+        fg_data_rules_delete(r);
+        return st;
+    }
+    *out = r;
+    return FG_OK;
+}
+
+fg_status fg_data_rules_load(fg_data_rules **out, const char *path)
+{
+    *out = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return fg_error(FG_ERR_IO, "%s: cannot open rules file: %s", path, strerror(errno));
+    sbuf b = {0};
+    char chunk[8192];
+    size_t k;
+    fg_status st = FG_OK;
+    while ((k = fread(chunk, 1, sizeof chunk, f)) > 0)
+        if ((st = sbuf_put(&b, chunk, k)) != FG_OK)
+            break;
+    fclose(f);
+    if (st == FG_OK)
+        st = fg_data_rules_parse(out, b.p ? b.p : "", b.n, path);
+    sbuf_free(&b);
+    return st;
+}
+
+/* ---- scratch ---- */
+fg_data_scratch *fg_data_scratch_new(const fg_data_rules *r)
+{
+    fg_data_scratch *s = fg_calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    s->md = pcre2_match_data_create(64, NULL);
+    if (!s->md) {
+        fg_free(s);
+        fg_error(FG_ERR_NOMEM, "pcre2 match data");
+        return NULL;
+    }
+    return s;
+}
+
+void fg_data_scratch_delete(fg_data_scratch *s)
+{
+    if (!s)
+        return;
+    pcre2_match_data_free(s->md);
+    sbuf_free(&s->a);
+    sbuf_free(&s->b);
+    fg_free(s->u32);
+    fg_free(s->w_off);
+    fg_free(s->w_len);
+    fg_free(s->w_hash);
+    fg_free(s->set_key);
+    fg_free(s->set_val);
+    fg_free(s);
+}
+
+/* ---- applying ---- */
+/* The buffer of s that does not hold cur. */
+static sbuf *other(fg_data_scratch *s, const char *cur)
+{
+    return cur == s->a.p ? &s->b : &s->a;
+}
+
+static fg_status apply_sub(const rule *ru, fg_data_scratch *s, const char **cur, size_t *n, bool *limit)
+{
+    int rc = pcre2_match(ru->re, (PCRE2_SPTR)*cur, *n, 0, PCRE2_NO_UTF_CHECK, s->md, NULL);
+    if (rc == PCRE2_ERROR_NOMATCH)
+        return FG_OK;
+    if (rc < 0) {
+        *limit = true;
+        return FG_OK;
+    }
+    sbuf *o = other(s, *cur);
+    size_t want = *n + *n / 4 + 64;
+    for (int tries = 0; tries < 4; tries++) {
+        o->n = 0;
+        if (sbuf_reserve(o, want) != FG_OK)
+            return FG_ERR_NOMEM;
+        PCRE2_SIZE olen = o->cap - 1;
+        rc = pcre2_substitute(ru->re, (PCRE2_SPTR)*cur, *n, 0,
+                              PCRE2_SUBSTITUTE_GLOBAL | PCRE2_SUBSTITUTE_OVERFLOW_LENGTH | PCRE2_SUBSTITUTE_EXTENDED |
+                                  PCRE2_NO_UTF_CHECK,
+                              s->md, NULL, (PCRE2_SPTR)ru->repl, ru->repl_len, (PCRE2_UCHAR *)o->p, &olen);
+        if (rc == PCRE2_ERROR_NOMEMORY) {
+            want = olen + 64;
+            continue;
+        }
+        if (rc < 0) {
+            *limit = true;
+            return FG_OK;
+        }
+        o->n = olen;
+        o->p[olen] = 0;
+        *cur = o->p;
+        *n = olen;
+        return FG_OK;
+    }
+    *limit = true;
+    return FG_OK;
+}
+
+static const struct {
+    const char *name;
+    uint32_t cp;
+} entities[] = {{"amp", '&'},     {"lt", '<'},       {"gt", '>'},       {"quot", '"'},      {"apos", '\''},
+                {"nbsp", ' '},    {"mdash", 0x2014}, {"ndash", 0x2013}, {"hellip", 0x2026}, {"laquo", 0xAB},
+                {"raquo", 0xBB},  {"lsquo", 0x2018}, {"rsquo", 0x2019}, {"ldquo", 0x201C},  {"rdquo", 0x201D},
+                {"copy", 0xA9},   {"reg", 0xAE},     {"euro", 0x20AC},  {"middot", 0xB7},   {"bull", 0x2022},
+                {"auml", 0xE4},   {"ouml", 0xF6},    {"uuml", 0xFC},    {"Auml", 0xC4},     {"Ouml", 0xD6},
+                {"Uuml", 0xDC},   {"szlig", 0xDF},   {"eacute", 0xE9},  {"egrave", 0xE8},   {"agrave", 0xE0},
+                {"ccedil", 0xE7}, {"ntilde", 0xF1},  {"aacute", 0xE1},  {"iacute", 0xED},   {"oacute", 0xF3},
+                {"uacute", 0xFA}, {"times", 0xD7},   {"deg", 0xB0},     {"shy", 0xAD},      {"zwnj", 0x200C}};
+
+static int put_utf8(char *o, uint32_t cp)
+{
+    if (cp < 0x80) {
+        o[0] = (char)cp;
+        return 1;
+    }
+    if (cp < 0x800) {
+        o[0] = (char)(0xC0 | (cp >> 6));
+        o[1] = (char)(0x80 | (cp & 0x3F));
+        return 2;
+    }
+    if (cp < 0x10000) {
+        o[0] = (char)(0xE0 | (cp >> 12));
+        o[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
+        o[2] = (char)(0x80 | (cp & 0x3F));
+        return 3;
+    }
+    o[0] = (char)(0xF0 | (cp >> 18));
+    o[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
+    o[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
+    o[3] = (char)(0x80 | (cp & 0x3F));
+    return 4;
+}
+
+/* Decodes &name; &#NNN; &#xHH; (invalid code points become U+FFFD). Output never grows. */
+static fg_status apply_entities(fg_data_scratch *s, const char **cur, size_t *n)
+{
+    const char *in = *cur;
+    if (!memchr(in, '&', *n))
+        return FG_OK;
+    sbuf *o = other(s, in);
+    o->n = 0;
+    if (sbuf_reserve(o, *n) != FG_OK)
+        return FG_ERR_NOMEM;
+    size_t i = 0, len = *n;
+    char *w = o->p;
+    while (i < len) {
+        const char *amp = memchr(in + i, '&', len - i);
+        size_t upto = amp ? (size_t)(amp - in) : len;
+        memcpy(w, in + i, upto - i);
+        w += upto - i;
+        i = upto;
+        if (!amp)
+            break;
+        size_t j = i + 1;
+        while (j < len && j - i < 12 && in[j] != ';' && (isalnum((unsigned char)in[j]) || in[j] == '#'))
+            j++;
+        uint32_t cp = 0;
+        bool ok = false;
+        if (j < len && in[j] == ';' && j > i + 1) {
+            if (in[i + 1] == '#') {
+                char num[16];
+                size_t k = j - i - 2;
+                if (k > 0 && k < sizeof num) {
+                    memcpy(num, in + i + 2, k);
+                    num[k] = 0;
+                    char *e;
+                    unsigned long v =
+                        (num[0] == 'x' || num[0] == 'X') ? strtoul(num + 1, &e, 16) : strtoul(num, &e, 10);
+                    if (!*e && e != num) {
+                        cp = (v == 0 || v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF)) ? 0xFFFD : (uint32_t)v;
+                        ok = true;
+                    }
+                }
+            } else {
+                for (size_t e = 0; e < sizeof entities / sizeof entities[0]; e++) {
+                    size_t el = strlen(entities[e].name);
+                    if (el == j - i - 1 && !memcmp(entities[e].name, in + i + 1, el)) {
+                        cp = entities[e].cp;
+                        ok = true;
+                        break;
+                    }
+                }
+            }
+        }
+        /* A reference is >= 4 bytes ("&lt;") and its UTF-8 is <= 4 bytes, so w stays behind. */
+        if (ok && (j - i + 1) >= 4) {
+            w += put_utf8(w, cp);
+            i = j + 1;
+        } else {
+            *w++ = '&';
+            i++;
+        }
+    }
+    o->n = (size_t)(w - o->p);
+    o->p[o->n] = 0;
+    *cur = o->p;
+    *n = o->n;
+    return FG_OK;
+}
+
+static int count_words(const char *s, size_t n)
+{
+    int w = 0;
+    bool in = false;
+    for (size_t i = 0; i < n; i++) {
+        bool sp = s[i] == ' ' || s[i] == '\t' || s[i] == '\r' || s[i] == '\f' || s[i] == '\v';
+        if (!sp && !in)
+            w++;
+        in = !sp;
+    }
+    return w;
+}
+
+/* Applies all drop_line rules: each regex is run over the whole text (^/$ at line
+ * boundaries); a match drops the line where it starts (if that line has at most
+ * max_words words). Kept lines are copied in order. */
+static fg_status apply_line_rules(const fg_data_rules *r, fg_data_scratch *s, const char **cur, size_t *n,
+                                  uint64_t *line_drops, bool *limit)
+{
+    const char *t = *cur;
+    size_t len = *n;
+    /* line starts in s->w_off (reused; word spans are computed later) */
+    size_t n_lines = 1;
+    for (const char *q = t; (q = memchr(q, '\n', (size_t)(t + len - q))) != NULL; q++)
+        n_lines++;
+    if (n_lines + 1 > s->w_cap) {
+        size_t cap = n_lines + 1024;
+        uint32_t *a = fg_realloc(s->w_off, cap * sizeof *a), *b = a ? fg_realloc(s->w_len, cap * sizeof *b) : NULL;
+        uint64_t *c = b ? fg_realloc(s->w_hash, cap * sizeof *c) : NULL;
+        if (a)
+            s->w_off = a;
+        if (b)
+            s->w_len = b;
+        if (c)
+            s->w_hash = c;
+        if (!a || !b || !c)
+            return FG_ERR_NOMEM;
+        s->w_cap = cap;
+    }
+    uint32_t *start = s->w_off, *drop = s->w_len; /* drop[i]: 0 keep, else 1 + rule index */
+    size_t li = 0;
+    start[li++] = 0;
+    for (size_t i = 0; i < len; i++)
+        if (t[i] == '\n')
+            start[li++] = (uint32_t)(i + 1);
+    start[n_lines] = (uint32_t)len + 1;
+    memset(drop, 0, n_lines * sizeof *drop);
+    bool any = false;
+    for (int ri = 0; ri < r->n_rules; ri++) {
+        const rule *ru = &r->rules[ri];
+        if (ru->kind != RULE_DROP_LINE)
+            continue;
+        size_t off = 0, line = 0;
+        while (off <= len) {
+            int rc = pcre2_match(ru->re, (PCRE2_SPTR)t, len, off, PCRE2_NO_UTF_CHECK, s->md, NULL);
+            if (rc == PCRE2_ERROR_NOMATCH)
+                break;
+            if (rc < 0) {
+                *limit = true;
+                break;
+            }
+            size_t m = pcre2_get_ovector_pointer(s->md)[0];
+            while (start[line + 1] <= m)
+                line++;
+            size_t ls = start[line], le = start[line + 1] - 1;
+            if (!drop[line] && (ru->max_words == 0 || count_words(t + ls, le - ls) <= ru->max_words)) {
+                drop[line] = (uint32_t)ri + 1;
+                if (line_drops)
+                    line_drops[ri]++;
+                any = true;
+            }
+            off = start[line + 1]; /* next line */
+            line++;
+            if (line >= n_lines)
+                break;
+        }
+    }
+    if (!any)
+        return FG_OK;
+    sbuf *o = other(s, t);
+    o->n = 0;
+    if (sbuf_reserve(o, len) != FG_OK)
+        return FG_ERR_NOMEM;
+    for (size_t l = 0; l < n_lines; l++) {
+        if (drop[l])
+            continue;
+        size_t ls = start[l], le = start[l + 1] - 1;
+        memcpy(o->p + o->n, t + ls, le - ls);
+        o->n += le - ls;
+        if (l + 1 < n_lines)
+            o->p[o->n++] = '\n';
+    }
+    o->p[o->n] = 0;
+    *cur = o->p;
+    *n = o->n;
+    return FG_OK;
+}
+
+static fg_status apply_normalize(int mode, fg_data_scratch *s, const char **cur, size_t *n)
+{
+    const unsigned char *t = (const unsigned char *)*cur;
+    size_t len = *n, i = 0;
+    while (i < len && t[i] < 0x80)
+        i++;
+    if (i == len)
+        return FG_OK; /* ASCII is invariant under NFC and NFKC */
+    utf8proc_option_t opt = UTF8PROC_STABLE | UTF8PROC_COMPOSE | (mode == 2 ? UTF8PROC_COMPAT : 0);
+    for (int tries = 0; tries < 2; tries++) {
+        utf8proc_ssize_t need =
+            utf8proc_decompose(t, (utf8proc_ssize_t)len, (utf8proc_int32_t *)s->u32, (utf8proc_ssize_t)s->u32_cap, opt);
+        if (need < 0)
+            return FG_OK; /* invalid input cannot happen after repair; leave text unchanged */
+        if ((size_t)need > s->u32_cap) {
+            size_t cap = (size_t)need + 1024;
+            int32_t *u = fg_realloc(s->u32, cap * sizeof *u);
+            if (!u)
+                return FG_ERR_NOMEM;
+            s->u32 = u;
+            s->u32_cap = cap;
+            continue;
+        }
+        /* utf8proc_reencode composes in place and writes UTF-8 over the same buffer. */
+        utf8proc_ssize_t nb = utf8proc_reencode((utf8proc_int32_t *)s->u32, need, opt);
+        if (nb < 0)
+            return FG_OK;
+        sbuf *o = other(s, *cur);
+        o->n = 0;
+        if (sbuf_put(o, s->u32, (size_t)nb) != FG_OK)
+            return FG_ERR_NOMEM;
+        *cur = o->p;
+        *n = o->n;
+        return FG_OK;
+    }
+    return FG_OK;
+}
+
+/* Trims leading/trailing whitespace on the document and runs of more than one blank line. */
+static fg_status trim_blank(fg_data_scratch *s, const char **cur, size_t *n)
+{
+    const char *t = *cur;
+    size_t b = 0, e = *n;
+    while (b < e && (t[b] == ' ' || t[b] == '\n' || t[b] == '\t' || t[b] == '\r'))
+        b++;
+    while (e > b && (t[e - 1] == ' ' || t[e - 1] == '\n' || t[e - 1] == '\t' || t[e - 1] == '\r'))
+        e--;
+    sbuf *o = other(s, t);
+    o->n = 0;
+    if (sbuf_reserve(o, e - b) != FG_OK)
+        return FG_ERR_NOMEM;
+    int nl = 0;
+    for (size_t i = b; i < e; i++) {
+        char c = t[i];
+        if (c == '\n') {
+            /* drop trailing spaces of the line */
+            while (o->n > 0 && (o->p[o->n - 1] == ' ' || o->p[o->n - 1] == '\t' || o->p[o->n - 1] == '\r'))
+                o->n--;
+            if (++nl > 2)
+                continue;
+        } else if (nl && (c == ' ' || c == '\t' || c == '\r')) {
+            continue; /* leading spaces of a line */
+        } else {
+            nl = 0;
+        }
+        o->p[o->n++] = c;
+    }
+    o->p[o->n] = 0;
+    *cur = o->p;
+    *n = o->n;
+    return FG_OK;
+}
+
+fg_status fg_data_rules_apply(const fg_data_rules *r, fg_data_scratch *s, const char *text, size_t len,
+                              const char **out, size_t *out_len, const char **reject_rule, uint64_t *line_drops)
+{
+    const char *cur = text;
+    size_t n = len;
+    bool limit = false;
+    fg_status st = FG_OK;
+    *reject_rule = NULL;
+    bool lines_done = false;
+    for (int i = 0; i < r->n_rules && st == FG_OK; i++) {
+        const rule *ru = &r->rules[i];
+        switch (ru->kind) {
+        case RULE_SUB: st = apply_sub(ru, s, &cur, &n, &limit); break;
+        case RULE_ENTITIES: st = apply_entities(s, &cur, &n); break;
+        case RULE_REJECT: {
+            int rc = pcre2_match(ru->re, (PCRE2_SPTR)cur, n, 0, PCRE2_NO_UTF_CHECK, s->md, NULL);
+            if (rc >= 0 && !*reject_rule)
+                *reject_rule = ru->name;
+            else if (rc < 0 && rc != PCRE2_ERROR_NOMATCH)
+                limit = true;
+            break;
+        }
+        case RULE_DROP_LINE:
+            /* All line rules run together at the first one's position in the file. */
+            if (!lines_done)
+                st = apply_line_rules(r, s, &cur, &n, line_drops, &limit);
+            lines_done = true;
+            break;
+        }
+        if (*reject_rule)
+            break;
+    }
+    if (st == FG_OK && !*reject_rule && r->normalize)
+        st = apply_normalize(r->normalize, s, &cur, &n);
+    if (st == FG_OK && !*reject_rule)
+        st = trim_blank(s, &cur, &n);
+    if (st != FG_OK)
+        return fg_error(st, "rules: out of memory cleaning a %zu-byte document", len);
+    if (limit && !*reject_rule)
+        *reject_rule = "regex_limit";
+    *out = cur;
+    *out_len = n;
+    return FG_OK;
+}
