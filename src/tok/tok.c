@@ -641,7 +641,7 @@ fg_status fg_tok_decode(const fg_tokenizer *tok, const uint32_t *ids, size_t n, 
  * followed by an ASCII letter or digit (a letter/number run never starts with '\n',
  * and a whitespace run ends before a non-space). Returns the first such point at or
  * after `from`, or len. */
-static size_t safe_cut(const uint8_t *t, size_t len, size_t from)
+size_t tok_safe_cut(const uint8_t *t, size_t len, size_t from)
 {
     for (size_t i = from; i + 1 < len; i++) {
         if (t[i] != '\n')
@@ -675,8 +675,9 @@ fg_status fg_tok_encode_docs(const fg_tokenizer *tok, const char *const *docs, c
     for (size_t d = 0; d < n_docs; d++) {
         size_t pos = 0;
         do {
-            size_t end =
-                lens[d] - pos > CHUNK_BYTES ? safe_cut((const uint8_t *)docs[d], lens[d], pos + CHUNK_BYTES) : lens[d];
+            size_t end = lens[d] - pos > CHUNK_BYTES
+                             ? tok_safe_cut((const uint8_t *)docs[d], lens[d], pos + CHUNK_BYTES)
+                             : lens[d];
             if (n_ch == cap_ch) {
                 cap_ch = cap_ch ? cap_ch * 2 : 64;
                 chunk *c2 = fg_realloc(ch, cap_ch * sizeof(chunk));
@@ -696,7 +697,7 @@ fg_status fg_tok_encode_docs(const fg_tokenizer *tok, const char *const *docs, c
         goto done;
     }
     int nt = threads > 0 ? threads : omp_get_num_procs();
-    double done_bytes = 0;
+    double done_bytes = progress ? progress->done : 0; /* continues the caller's count */
     int failed = 0;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
     for (size_t c = 0; c < n_ch; c++) {

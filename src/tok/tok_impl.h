@@ -75,6 +75,10 @@ uint32_t tok_byte_to_cp(uint8_t b);
 /* Inverse: the byte a code point stands for, or -1. */
 int tok_cp_to_byte(uint32_t cp);
 
+/* First cut point at or after `from` that no pre-token of either pattern crosses
+ * (just after a '\n' followed by an ASCII letter or digit), or len. */
+size_t tok_safe_cut(const uint8_t *t, size_t len, size_t from);
+
 /* ---- pretok.c ---- */
 fg_status tok_class_table_init(fg_tokenizer *tok);
 /* End (exclusive) of the pre-token starting at text[pos], pos < len. */
