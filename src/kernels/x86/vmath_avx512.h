@@ -1,0 +1,46 @@
+/* vmath_avx512.h: vectorised float math for the AVX-512 kernels (exp, sigmoid,
+ * horizontal reductions). Included only by *_avx512.c files (compiled with -mavx512f). */
+#ifndef FRUGAL_KERNELS_VMATH_AVX512_H
+#define FRUGAL_KERNELS_VMATH_AVX512_H
+
+#include <immintrin.h>
+
+/* exp(x) for 16 floats, Cephes expf: n = round(x log2 e), r = x - n ln2 (ln2 split in
+ * two so r is exact), exp(r) by a degree-6 polynomial on |r| <= ln2/2, times 2^n via
+ * scalef. Max error ~2 ulp over [-87.3, 88.7]; x > 88.7 gives +inf as expf does, and
+ * x < -87.3 (including -1e30 used for masked scores) gives exactly 0, never NaN. */
+static inline __m512 fg_exp512(__m512 x)
+{
+    const __m512 hi = _mm512_set1_ps(88.7228f), lo = _mm512_set1_ps(-87.3365f);
+    __mmask16 keep = _mm512_cmp_ps_mask(x, lo, _CMP_GE_OQ);
+    x = _mm512_min_ps(x, hi);
+    x = _mm512_max_ps(x, lo);
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.9875691500E-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507E-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073E-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894E-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459E-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201E-1f));
+    __m512 r2 = _mm512_mul_ps(r, r);
+    p = _mm512_fmadd_ps(p, r2, _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    return _mm512_maskz_mov_ps(keep, _mm512_scalef_ps(p, n));
+}
+
+/* 1 / (1 + exp(-x)): exact 0 / 1 limits, no overflow (exp(-x) -> inf gives 0). */
+static inline __m512 fg_sigmoid512(__m512 x)
+{
+    __m512 e = fg_exp512(_mm512_sub_ps(_mm512_setzero_ps(), x));
+    return _mm512_div_ps(_mm512_set1_ps(1.0f), _mm512_add_ps(_mm512_set1_ps(1.0f), e));
+}
+
+/* Mask of the first n (0..16) lanes. */
+static inline __mmask16 fg_tail_mask(int n)
+{
+    return n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1u);
+}
+
+#endif
