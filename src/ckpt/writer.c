@@ -175,7 +175,9 @@ static void retention(fg_ckpt_writer *w, long step, const char *fname)
         if (++nfull == w->o.keep_full)
             cutoff = s;
     }
-    for (int i = 0; i < np; i++) {
+    /* Newest first: a delta goes before the full it needs, so a crash in the middle
+     * of this loop never leaves a delta without its base. */
+    for (int i = np - 1; i >= 0; i--) {
         const char *name = strrchr(paths[i], '/') + 1;
         long s;
         bool d;
