@@ -12,6 +12,8 @@ import gzip
 import json
 import os
 
+import sys
+
 import tiktoken
 
 
@@ -81,6 +83,30 @@ def main():
         f.write("\n")
     print("wrote %s: %d entries (%d pages not valid UTF-8 skipped), %d tokens" %
           (a.out, len(entries), skipped, sum(e["n_tokens"] for e in entries)))
+    write_hf_train(data, os.path.join(os.path.dirname(a.out), "hf_train.json"))
+
+
+def write_hf_train(data, out):
+    """hf_train.json: Hugging Face BpeTrainer's merges (vocab 1000, min frequency 2,
+    special <|endoftext|>, full byte alphabet) on the first 90% of tinyshakespeare (cut
+    after a newline), and the count+hash of the ids its tokenizer gives on the rest,
+    for both pre-tokenizer patterns. test_tok.c trains the same with Frugal."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import tok_hf_check as hc
+    shakes = open(os.path.join(data, "tinyshakespeare.txt"), encoding="utf-8").read()
+    cut = shakes.index("\n", int(len(shakes) * 0.9)) + 1
+    res = {"train_bytes": len(shakes[:cut].encode("utf-8")), "vocab_size": 1000, "min_frequency": 2, "runs": []}
+    for pattern in ["gpt2", "cl100k"]:
+        tok = hc.hf_train([shakes[:cut]], pattern, 1000, 2)
+        # HF numbers the special token first (id 0); Frugal puts specials last, so
+        # HF's ids of ordinary tokens are Frugal's plus one
+        ids = [i - 1 for i in tok.encode(shakes[cut:]).ids]
+        res["runs"].append({"pattern": pattern, "merges": hc.merges_of(tok.to_str()), "heldout_tokens": len(ids),
+                            "heldout_fnv64": "%016x" % fnv64(ids)})
+    with open(out, "w") as f:
+        json.dump(res, f, ensure_ascii=False)
+        f.write("\n")
+    print("wrote %s" % out)
 
 
 if __name__ == "__main__":

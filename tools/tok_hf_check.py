@@ -26,12 +26,14 @@ CL100K = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[
 
 
 def safe_chunks(text, size=1 << 20):
-    """Cuts text where no pre-token crosses (after '\\n' before an ASCII letter/digit),
-    as Frugal does, so HF's per-sequence pre-tokenization sees the same words."""
+    """Cuts text where no pre-token crosses (after a '\\n' between a visible ASCII
+    character and an ASCII letter/digit), as Frugal does, so HF's per-sequence
+    pre-tokenization sees the same words."""
     out, pos = [], 0
     while pos < len(text):
         end = min(len(text), pos + size)
-        while end < len(text) and not (text[end - 1] == "\n" and text[end].isascii() and text[end].isalnum()):
+        while end < len(text) and not (text[end - 1] == "\n" and "!" <= text[end - 2] <= "~" and
+                                       text[end].isascii() and text[end].isalnum()):
             end += 1
         out.append(text[pos:end])
         pos = end

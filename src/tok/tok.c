@@ -637,14 +637,16 @@ fg_status fg_tok_decode(const fg_tokenizer *tok, const uint32_t *ids, size_t n, 
 
 /* ---- many documents, many threads ---- */
 
-/* A cut point no pre-token of either pattern crosses: just after a '\n' that is
- * followed by an ASCII letter or digit (a letter/number run never starts with '\n',
- * and a whitespace run ends before a non-space). Returns the first such point at or
- * after `from`, or len. */
+/* A cut point no pre-token of either pattern crosses: just after a '\n' that follows
+ * a visible ASCII character and precedes an ASCII letter or digit. The '\n' is then a
+ * whitespace run of one, which both patterns end right there (GPT-2 as "\n" alone,
+ * cl100k as "\n" or glued to the punctuation before it), and a letter/number run
+ * never starts with '\n'. A longer run would differ: before a letter the regex keeps
+ * its last character for the next word, at the end of a chunk it would not. */
 size_t tok_safe_cut(const uint8_t *t, size_t len, size_t from)
 {
-    for (size_t i = from; i + 1 < len; i++) {
-        if (t[i] != '\n')
+    for (size_t i = from > 0 ? from : 1; i + 1 < len; i++) {
+        if (t[i] != '\n' || t[i - 1] < 0x21 || t[i - 1] > 0x7E)
             continue;
         uint8_t c = t[i + 1];
         if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))

@@ -76,7 +76,7 @@ uint32_t tok_byte_to_cp(uint8_t b);
 int tok_cp_to_byte(uint32_t cp);
 
 /* First cut point at or after `from` that no pre-token of either pattern crosses
- * (just after a '\n' followed by an ASCII letter or digit), or len. */
+ * (just after a '\n' between a visible ASCII character and an ASCII letter or digit), or len. */
 size_t tok_safe_cut(const uint8_t *t, size_t len, size_t from);
 
 /* ---- pretok.c ---- */
