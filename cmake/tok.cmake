@@ -6,3 +6,7 @@ endif()
 if(TARGET test_tok)
   target_link_libraries(test_tok PRIVATE PkgConfig::ZLIB)
 endif()
+if(TARGET test_tok_files AND TARGET fg_shard)
+  target_link_libraries(test_tok_files PRIVATE fg_shard)
+  # it also runs the frugal command, skipping those checks when the binary is absent
+endif()
