@@ -84,7 +84,7 @@ int fg_cmd_sample(int argc, char **argv)
         return fg_cli_fail("sample", st, "--run takes the --out directory of a finished `frugal train`");
     int code = 0;
     uint32_t *ids = NULL;
-    int32_t *buf = NULL;
+    int32_t *buf = NULL, *all = NULL;
     fg_tokenizer *tok = fg_tok_load(tok_path ? tok_path : c.tokenizer);
     if (!tok) {
         code = fg_cli_fail("sample", FG_ERR_INVALID, "give the run's tokenizer with --tokenizer PATH");
@@ -99,42 +99,51 @@ int fg_cmd_sample(int argc, char **argv)
     int maxT = fg_model_get_config(m)->max_seq_len;
     int eot = fg_tok_eot(tok);
     int32_t start = eot >= 0 ? eot : (int32_t)'\n';
-    int n_prompt = n_ids ? (int)n_ids : 1;
-    if (n_prompt >= maxT) {
-        fprintf(stderr, "frugal sample: error: prompt of %d tokens does not fit max_seq_len %d\n", n_prompt, maxT);
-        code = 2;
-        goto out;
-    }
-    buf = fg_malloc((size_t)(maxT + n_prompt + 1) * 2 * sizeof(int32_t));
-    if (!buf) {
+    int n_prompt = n_ids ? (int)n_ids : 1, n_want = (int)n_new;
+    /* all: prompt + generated tokens; buf: one fg_model_generate window */
+    all = fg_malloc((size_t)(n_prompt + n_want) * sizeof(int32_t));
+    buf = fg_malloc((size_t)maxT * sizeof(int32_t));
+    if (!all || !buf) {
         code = fg_cli_fail("sample", FG_ERR_NOMEM, NULL);
         goto out;
     }
-    int32_t *prompt_ids = buf + maxT + n_prompt + 1;
-    for (int i = 0; i < n_prompt; i++)
-        prompt_ids[i] = n_ids ? (int32_t)ids[i] : start;
-    int n_gen = (int)n_new < maxT - n_prompt ? (int)n_new : maxT - n_prompt;
     fg_sampler s = {.temperature = (float)temp, .top_k = (int)top_k, .top_p = (float)top_p};
     fg_rng_seed(&s.rng, (uint64_t)seed);
     for (int k = 0; k < (int)n_samples; k++) {
-        int n = fg_model_generate(m, prompt_ids, n_prompt, n_gen, eot, &s, buf);
-        if (n < 0) {
-            code = fg_cli_fail("sample", (fg_status)n, NULL);
-            goto out;
+        for (int i = 0; i < n_prompt; i++)
+            all[i] = n_ids ? (int32_t)ids[i] : start;
+        int total = n_prompt;
+        /* Longer than the context: slide a window, re-reading the last maxT/2 tokens
+         * as the prompt of the next call (its KV cache is rebuilt each time). */
+        while (total - n_prompt < n_want) {
+            int ctx = total <= maxT / 2 ? total : maxT / 2;
+            int want = n_want - (total - n_prompt);
+            if (want > maxT - ctx)
+                want = maxT - ctx;
+            int n = fg_model_generate(m, all + total - ctx, ctx, want, eot, &s, buf);
+            if (n < 0) {
+                code = fg_cli_fail("sample", (fg_status)n, NULL);
+                goto out;
+            }
+            memcpy(all + total, buf + ctx, (size_t)(n - ctx) * sizeof(int32_t));
+            total += n - ctx;
+            if (n - ctx < want || (total > 0 && all[total - 1] == eot))
+                break; /* stopped at <|endoftext|> */
         }
         int from = n_ids ? 0 : 1; /* the start token is not part of the text */
         char *text = NULL;
         size_t len = 0;
-        st = fg_tok_decode(tok, (const uint32_t *)(const void *)(buf + from), (size_t)(n - from), &text, &len);
+        st = fg_tok_decode(tok, (const uint32_t *)(const void *)(all + from), (size_t)(total - from), &text, &len);
         if (st != FG_OK) {
             code = fg_cli_fail("sample", st, NULL);
             goto out;
         }
-        printf("--- sample %d (%d tokens, temperature %g, top-k %d, top-p %g) ---\n%s\n", k + 1, n - from, temp,
+        printf("--- sample %d (%d tokens, temperature %g, top-k %d, top-p %g) ---\n%s\n", k + 1, total - from, temp,
                (int)top_k, top_p, text);
         fg_free(text);
     }
 out:
+    fg_free(all);
     fg_free(buf);
     fg_free(ids);
     fg_tok_delete(tok);

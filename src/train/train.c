@@ -306,6 +306,11 @@ static fg_status setup(run *r, FILE *out)
         if (!r->tok)
             return rewrap(FG_ERR_INVALID, "tokenizer");
         vocab = (uint32_t)fg_tok_vocab_size(r->tok);
+        /* config.json records an absolute path, so `frugal sample` works from anywhere */
+        char *abs = strcmp(c->tokenizer, "byte") ? realpath(c->tokenizer, NULL) : NULL;
+        if (abs && strlen(abs) < sizeof c->tokenizer)
+            strcpy(c->tokenizer, abs);
+        free(abs); /* realpath's malloc */
     }
 
     uint32_t *tr = NULL, *va = NULL;
