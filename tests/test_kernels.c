@@ -49,6 +49,8 @@ static void check(const char *op, const char *v, const char *what, const float *
 {
     char name[128];
     snprintf(name, sizeof name, "%s[%s].%s", op, v, what);
+    if (getenv("FG_TEST_VERBOSE"))
+        printf("  %-40s err %.2e (tol %.0e)\n", name, fg_test_max_rel_err(got, want, n), tol);
     fg_test_check_tensor(name, got, want, n, tol);
 }
 
@@ -229,8 +231,8 @@ static void test_attention(int B, int T, int NH, int HS)
         snprintf(what, sizeof what, "B%dT%dNH%dHS%d.out", B, T, NH, HS);
         check("attention", vs[i], what, o, o_ref, no, 1e-5);
         check("attention", vs[i], "lse", l, l_ref, nl, 1e-5);
-        /* dq/dk sum T products of softmax-weighted terms: float accumulation over T */
-        check("attention", vs[i], "dqkv", dq, dq_ref, nq, 3e-5);
+        /* dq/dk sum T products of softmax-weighted terms in float (measured <= 6e-7) */
+        check("attention", vs[i], "dqkv", dq, dq_ref, nq, 1e-5);
         fg_free(o), fg_free(l), fg_free(dq);
     }
     fg_free(qkv), fg_free(dout), fg_free(dq0), fg_free(o_ref), fg_free(l_ref), fg_free(dq_ref);

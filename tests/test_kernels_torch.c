@@ -125,18 +125,19 @@ static void t_activations(const fg_fixture *fx)
     size_t n = NUMEL("gelu.inp");
     float *out = zeros(n), *d = zeros(n);
     fg_gelu_forward(out, F("gelu.inp"), n);
-    fg_test_check_tensor("torch gelu.out", out, F("gelu.out"), n, 1e-6);
+    /* vector exp/sigmoid variants: a few float ulps (measured 1.4e-6 on dinp) */
+    fg_test_check_tensor("torch gelu.out", out, F("gelu.out"), n, 1e-5);
     fg_gelu_backward(d, F("gelu.dout"), F("gelu.inp"), n);
-    fg_test_check_tensor("torch gelu.dinp", d, F("gelu.dinp"), n, 1e-6);
+    fg_test_check_tensor("torch gelu.dinp", d, F("gelu.dinp"), n, 1e-5);
     fg_free(out), fg_free(d);
 
     const fg_fixture_tensor *x = get(fx, "swiglu.inp");
     int N = x->shape[0], H = x->shape[1] / 2;
     out = zeros((size_t)N * H), d = zeros((size_t)N * 2 * H);
     fg_swiglu_forward(out, F("swiglu.inp"), N, H);
-    fg_test_check_tensor("torch swiglu.out", out, F("swiglu.out"), (size_t)N * H, 1e-6);
+    fg_test_check_tensor("torch swiglu.out", out, F("swiglu.out"), (size_t)N * H, 1e-5);
     fg_swiglu_backward(d, F("swiglu.dout"), F("swiglu.inp"), N, H);
-    fg_test_check_tensor("torch swiglu.dinp", d, F("swiglu.dinp"), (size_t)N * 2 * H, 1e-6);
+    fg_test_check_tensor("torch swiglu.dinp", d, F("swiglu.dinp"), (size_t)N * 2 * H, 1e-5);
     fg_free(out), fg_free(d);
 }
 

@@ -1,0 +1,91 @@
+/* act_avx512.c: GELU (tanh form, computed as x * sigmoid(2u), which equals
+ * 0.5 x (1 + tanh u) without the cancellation of 1 + tanh near -1) and SwiGLU,
+ * forward and backward, AVX-512 with the vector exp of vmath_avx512.h. */
+#include <immintrin.h>
+
+#include "vmath_avx512.h"
+#include "x86_impl.h"
+
+#define GELU_K 0.7978845608028654f /* sqrt(2/pi) */
+#define GELU_C 0.044715f
+
+enum { CHUNK = 4096 }; /* elements per OpenMP work item */
+
+void fg_gelu_forward_avx512(float *out, const float *inp, size_t n)
+{
+    size_t nchunk = (n + CHUNK - 1) / CHUNK;
+#pragma omp parallel for schedule(static) if (nchunk > 4)
+    for (size_t c = 0; c < nchunk; c++) {
+        size_t end = (c + 1) * CHUNK < n ? (c + 1) * CHUNK : n;
+        for (size_t i = c * CHUNK; i < end; i += 16) {
+            __mmask16 k = fg_tail_mask((int)(end - i < 16 ? end - i : 16));
+            __m512 x = _mm512_maskz_loadu_ps(k, inp + i);
+            __m512 x2 = _mm512_mul_ps(x, x);
+            __m512 u =
+                _mm512_mul_ps(_mm512_set1_ps(GELU_K), _mm512_fmadd_ps(_mm512_mul_ps(x2, x), _mm512_set1_ps(GELU_C), x));
+            __m512 s = fg_sigmoid512(_mm512_add_ps(u, u));
+            _mm512_mask_storeu_ps(out + i, k, _mm512_mul_ps(x, s));
+        }
+    }
+}
+
+/* d/dx [x s(2u)] = s + 2 x s (1 - s) u', u' = k (1 + 3 c x^2); matches the reference's
+ * 0.5 (1 + tanh u) + 0.5 x sech^2(u) u' since 1 + tanh u = 2s, sech^2 u = 4 s (1 - s). */
+void fg_gelu_backward_avx512(float *dinp, const float *dout, const float *inp, size_t n)
+{
+    size_t nchunk = (n + CHUNK - 1) / CHUNK;
+#pragma omp parallel for schedule(static) if (nchunk > 4)
+    for (size_t c = 0; c < nchunk; c++) {
+        size_t end = (c + 1) * CHUNK < n ? (c + 1) * CHUNK : n;
+        for (size_t i = c * CHUNK; i < end; i += 16) {
+            __mmask16 k = fg_tail_mask((int)(end - i < 16 ? end - i : 16));
+            __m512 x = _mm512_maskz_loadu_ps(k, inp + i);
+            __m512 x2 = _mm512_mul_ps(x, x);
+            __m512 u =
+                _mm512_mul_ps(_mm512_set1_ps(GELU_K), _mm512_fmadd_ps(_mm512_mul_ps(x2, x), _mm512_set1_ps(GELU_C), x));
+            __m512 du = _mm512_mul_ps(_mm512_set1_ps(GELU_K),
+                                      _mm512_fmadd_ps(x2, _mm512_set1_ps(3.0f * GELU_C), _mm512_set1_ps(1.0f)));
+            __m512 s = fg_sigmoid512(_mm512_add_ps(u, u));
+            __m512 sq = _mm512_mul_ps(s, _mm512_sub_ps(_mm512_set1_ps(1.0f), s));
+            __m512 g = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_add_ps(x, x), sq), du, s);
+            __m512 d = _mm512_maskz_loadu_ps(k, dinp + i);
+            _mm512_mask_storeu_ps(dinp + i, k, _mm512_fmadd_ps(g, _mm512_maskz_loadu_ps(k, dout + i), d));
+        }
+    }
+}
+
+void fg_swiglu_forward_avx512(float *out, const float *inp, int N, int H)
+{
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        const float *a = inp + (size_t)n * 2 * H, *b = a + H;
+        float *o = out + (size_t)n * H;
+        for (int i = 0; i < H; i += 16) {
+            __mmask16 k = fg_tail_mask(H - i);
+            __m512 x = _mm512_maskz_loadu_ps(k, a + i);
+            __m512 y = _mm512_mul_ps(_mm512_mul_ps(x, fg_sigmoid512(x)), _mm512_maskz_loadu_ps(k, b + i));
+            _mm512_mask_storeu_ps(o + i, k, y);
+        }
+    }
+}
+
+/* out = a s(a) b: da += g b s (1 + a (1 - s)), db += g a s. */
+void fg_swiglu_backward_avx512(float *dinp, const float *dout, const float *inp, int N, int H)
+{
+    const __m512 one = _mm512_set1_ps(1.0f);
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        const float *a = inp + (size_t)n * 2 * H, *b = a + H, *g = dout + (size_t)n * H;
+        float *da = dinp + (size_t)n * 2 * H, *db = da + H;
+        for (int i = 0; i < H; i += 16) {
+            __mmask16 k = fg_tail_mask(H - i);
+            __m512 x = _mm512_maskz_loadu_ps(k, a + i), y = _mm512_maskz_loadu_ps(k, b + i);
+            __m512 gg = _mm512_maskz_loadu_ps(k, g + i), s = fg_sigmoid512(x);
+            __m512 ga =
+                _mm512_mul_ps(_mm512_mul_ps(gg, y), _mm512_mul_ps(s, _mm512_fmadd_ps(x, _mm512_sub_ps(one, s), one)));
+            _mm512_mask_storeu_ps(da + i, k, _mm512_add_ps(_mm512_maskz_loadu_ps(k, da + i), ga));
+            __m512 gb = _mm512_mul_ps(gg, _mm512_mul_ps(x, s));
+            _mm512_mask_storeu_ps(db + i, k, _mm512_add_ps(_mm512_maskz_loadu_ps(k, db + i), gb));
+        }
+    }
+}

@@ -1,0 +1,133 @@
+/* elem_avx512.c: elementwise ops, sum of squares (double accumulation), AdamW and the
+ * embedding lookup / scatter, AVX-512. All memory-bound: chunks of 16k elements per
+ * OpenMP work item, no threading below a few chunks. */
+#include <immintrin.h>
+#include <math.h>
+#include <string.h>
+
+#include "vmath_avx512.h"
+#include "x86_impl.h"
+
+enum { CHUNK = 16384 };
+
+#define FOR_CHUNKS(n, ...)                                                                                             \
+    do {                                                                                                               \
+        size_t nchunk_ = ((n) + CHUNK - 1) / CHUNK;                                                                    \
+        _Pragma("omp parallel for schedule(static) if (nchunk_ > 2)") for (size_t ch_ = 0; ch_ < nchunk_; ch_++)       \
+        {                                                                                                              \
+            size_t lo_ = ch_ * CHUNK, hi_ = lo_ + CHUNK < (n) ? lo_ + CHUNK : (n);                                     \
+            for (size_t i = lo_; i < hi_; i += 16) {                                                                   \
+                __mmask16 k = fg_tail_mask((int)(hi_ - i < 16 ? hi_ - i : 16));                                        \
+                __VA_ARGS__                                                                                            \
+            }                                                                                                          \
+        }                                                                                                              \
+    } while (0)
+
+void fg_add_avx512(float *out, const float *a, const float *b, size_t n)
+{
+    FOR_CHUNKS(n, {
+        _mm512_mask_storeu_ps(out + i, k,
+                              _mm512_add_ps(_mm512_maskz_loadu_ps(k, a + i), _mm512_maskz_loadu_ps(k, b + i)));
+    });
+}
+
+void fg_axpy_avx512(float *y, float a, const float *x, size_t n)
+{
+    const __m512 va = _mm512_set1_ps(a);
+    FOR_CHUNKS(n, {
+        _mm512_mask_storeu_ps(y + i, k,
+                              _mm512_fmadd_ps(va, _mm512_maskz_loadu_ps(k, x + i), _mm512_maskz_loadu_ps(k, y + i)));
+    });
+}
+
+void fg_scale_avx512(float *x, float s, size_t n)
+{
+    const __m512 vs = _mm512_set1_ps(s);
+    FOR_CHUNKS(n, { _mm512_mask_storeu_ps(x + i, k, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, x + i), vs)); });
+}
+
+double fg_sumsq_avx512(const float *x, size_t n)
+{
+    size_t nchunk = (n + CHUNK - 1) / CHUNK;
+    double total = 0.0;
+#pragma omp parallel for schedule(static) reduction(+ : total) if (nchunk > 2)
+    for (size_t ch = 0; ch < nchunk; ch++) {
+        size_t lo = ch * CHUNK, hi = lo + CHUNK < n ? lo + CHUNK : n;
+        __m512d s0 = _mm512_setzero_pd(), s1 = _mm512_setzero_pd();
+        for (size_t i = lo; i < hi; i += 16) {
+            __m512 v = _mm512_maskz_loadu_ps(fg_tail_mask((int)(hi - i < 16 ? hi - i : 16)), x + i);
+            __m512d a = _mm512_cvtps_pd(_mm512_castps512_ps256(v));
+            __m512d b = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+            s0 = _mm512_fmadd_pd(a, a, s0);
+            s1 = _mm512_fmadd_pd(b, b, s1);
+        }
+        total += _mm512_reduce_add_pd(_mm512_add_pd(s0, s1));
+    }
+    return total;
+}
+
+/* Same arithmetic as the reference: m, v in float; the update with 1/(1-b^t) folded
+ * into two float constants. */
+void fg_adamw_update_avx512(float *params, const float *grads, float *m, float *v, size_t n, float lr, float beta1,
+                            float beta2, float eps, float weight_decay, int t)
+{
+    const __m512 b1 = _mm512_set1_ps(beta1), b2 = _mm512_set1_ps(beta2), c1 = _mm512_set1_ps(1.0f - beta1),
+                 c2 = _mm512_set1_ps(1.0f - beta2);
+    const __m512 ibc1 = _mm512_set1_ps((float)(1.0 / (1.0 - pow(beta1, t))));
+    const __m512 ibc2 = _mm512_set1_ps((float)(1.0 / (1.0 - pow(beta2, t))));
+    const __m512 veps = _mm512_set1_ps(eps), vlr = _mm512_set1_ps(lr), vwd = _mm512_set1_ps(weight_decay);
+    FOR_CHUNKS(n, {
+        __m512 g = _mm512_maskz_loadu_ps(k, grads + i), p = _mm512_maskz_loadu_ps(k, params + i);
+        __m512 mi = _mm512_fmadd_ps(b1, _mm512_maskz_loadu_ps(k, m + i), _mm512_mul_ps(c1, g));
+        __m512 vi = _mm512_fmadd_ps(b2, _mm512_maskz_loadu_ps(k, v + i), _mm512_mul_ps(_mm512_mul_ps(c2, g), g));
+        _mm512_mask_storeu_ps(m + i, k, mi);
+        _mm512_mask_storeu_ps(v + i, k, vi);
+        __m512 den = _mm512_add_ps(_mm512_sqrt_ps(_mm512_mul_ps(vi, ibc2)), veps);
+        __m512 upd = _mm512_fmadd_ps(vwd, p, _mm512_div_ps(_mm512_mul_ps(mi, ibc1), den));
+        _mm512_mask_storeu_ps(params + i, k, _mm512_fnmadd_ps(vlr, upd, p));
+    });
+}
+
+void fg_embedding_forward_avx512(float *out, const int32_t *tokens, const float *wte, const float *wpe, int N, int T,
+                                 int C)
+{
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        const float *e = wte + (size_t)tokens[n] * C;
+        float *o = out + (size_t)n * C;
+        if (!wpe) {
+            memcpy(o, e, (size_t)C * sizeof(float));
+            continue;
+        }
+        const float *p = wpe + (size_t)(n % T) * C;
+        for (int c = 0; c < C; c += 16) {
+            __mmask16 k = fg_tail_mask(C - c);
+            _mm512_mask_storeu_ps(o + c, k,
+                                  _mm512_add_ps(_mm512_maskz_loadu_ps(k, e + c), _mm512_maskz_loadu_ps(k, p + c)));
+        }
+    }
+}
+
+/* Rows n may share a token: threads own 64-column blocks and scan all rows. */
+void fg_embedding_backward_avx512(float *dwte, float *dwpe, const float *dout, const int32_t *tokens, int N, int T,
+                                  int C)
+{
+    int nblk = (C + 63) / 64;
+#pragma omp parallel for schedule(static)
+    for (int blk = 0; blk < nblk; blk++) {
+        int c0 = blk * 64;
+        for (int n = 0; n < N; n++) {
+            const float *g = dout + (size_t)n * C + c0;
+            float *dt = dwte ? dwte + (size_t)tokens[n] * C + c0 : NULL;
+            float *dp = dwpe ? dwpe + (size_t)(n % T) * C + c0 : NULL;
+            for (int v = 0; v < 4; v++) {
+                __mmask16 k = fg_tail_mask(C - c0 - 16 * v > 0 ? C - c0 - 16 * v : 0);
+                __m512 gv = _mm512_maskz_loadu_ps(k, g + 16 * v);
+                if (dt)
+                    _mm512_mask_storeu_ps(dt + 16 * v, k, _mm512_add_ps(_mm512_maskz_loadu_ps(k, dt + 16 * v), gv));
+                if (dp)
+                    _mm512_mask_storeu_ps(dp + 16 * v, k, _mm512_add_ps(_mm512_maskz_loadu_ps(k, dp + 16 * v), gv));
+            }
+        }
+    }
+}

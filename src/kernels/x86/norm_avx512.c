@@ -1,0 +1,179 @@
+/* norm_avx512.c: RMSNorm and LayerNorm forward/backward, AVX-512. Row statistics in
+ * float vectors (rows are <= a few thousand wide); the input gradient is parallel
+ * over rows, the weight/bias gradients over 64-column blocks (each thread sums its
+ * columns over all rows), so no two threads write one location. */
+#include <immintrin.h>
+#include <math.h>
+
+#include "vmath_avx512.h"
+#include "x86_impl.h"
+
+enum { CB = 64 };
+
+static inline float dot_row(const float *a, const float *b, int C)
+{
+    __m512 s = _mm512_setzero_ps();
+    for (int c = 0; c < C; c += 16) {
+        __mmask16 k = fg_tail_mask(C - c);
+        s = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(k, a + c), _mm512_maskz_loadu_ps(k, b + c), s);
+    }
+    return _mm512_reduce_add_ps(s);
+}
+
+void fg_rmsnorm_forward_avx512(float *out, float *rstd, const float *inp, const float *weight, int N, int C, float eps)
+{
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        const float *x = inp + (size_t)n * C;
+        float *o = out + (size_t)n * C;
+        float r = 1.0f / sqrtf(dot_row(x, x, C) / (float)C + eps);
+        __m512 vr = _mm512_set1_ps(r);
+        for (int c = 0; c < C; c += 16) {
+            __mmask16 k = fg_tail_mask(C - c);
+            __m512 y =
+                _mm512_mul_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(k, x + c), vr), _mm512_maskz_loadu_ps(k, weight + c));
+            _mm512_mask_storeu_ps(o + c, k, y);
+        }
+        rstd[n] = r;
+    }
+}
+
+/* y = x r w: dx = r w g - (r^3 / C) (sum_j w_j g_j x_j) x; dw = sum_n g x r. */
+void fg_rmsnorm_backward_avx512(float *dinp, float *dweight, const float *dout, const float *inp, const float *weight,
+                                const float *rstd, int N, int C)
+{
+    if (dinp) {
+#pragma omp parallel for schedule(static)
+        for (int n = 0; n < N; n++) {
+            const float *x = inp + (size_t)n * C, *g = dout + (size_t)n * C;
+            float *d = dinp + (size_t)n * C;
+            float r = rstd[n];
+            __m512 s = _mm512_setzero_ps();
+            for (int c = 0; c < C; c += 16) {
+                __mmask16 k = fg_tail_mask(C - c);
+                __m512 wg = _mm512_mul_ps(_mm512_maskz_loadu_ps(k, weight + c), _mm512_maskz_loadu_ps(k, g + c));
+                s = _mm512_fmadd_ps(wg, _mm512_maskz_loadu_ps(k, x + c), s);
+            }
+            __m512 vk = _mm512_set1_ps(-r * r * r * _mm512_reduce_add_ps(s) / (float)C), vr = _mm512_set1_ps(r);
+            for (int c = 0; c < C; c += 16) {
+                __mmask16 k = fg_tail_mask(C - c);
+                __m512 wg = _mm512_mul_ps(_mm512_maskz_loadu_ps(k, weight + c), _mm512_maskz_loadu_ps(k, g + c));
+                __m512 v = _mm512_fmadd_ps(vk, _mm512_maskz_loadu_ps(k, x + c), _mm512_mul_ps(vr, wg));
+                _mm512_mask_storeu_ps(d + c, k, _mm512_add_ps(_mm512_maskz_loadu_ps(k, d + c), v));
+            }
+        }
+    }
+    if (dweight) {
+        int nblk = (C + CB - 1) / CB;
+#pragma omp parallel for schedule(static)
+        for (int blk = 0; blk < nblk; blk++) {
+            int c0 = blk * CB;
+            __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+            for (int n = 0; n < N; n++) {
+                const float *x = inp + (size_t)n * C + c0, *g = dout + (size_t)n * C + c0;
+                __m512 vr = _mm512_set1_ps(rstd[n]);
+                for (int v = 0; v < 4; v++) {
+                    __mmask16 k = fg_tail_mask(C - c0 - 16 * v > 0 ? C - c0 - 16 * v : 0);
+                    __m512 xr = _mm512_mul_ps(_mm512_maskz_loadu_ps(k, x + 16 * v), vr);
+                    acc[v] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(k, g + 16 * v), xr, acc[v]);
+                }
+            }
+            for (int v = 0; v < 4; v++) {
+                __mmask16 k = fg_tail_mask(C - c0 - 16 * v > 0 ? C - c0 - 16 * v : 0);
+                float *w = dweight + c0 + 16 * v;
+                _mm512_mask_storeu_ps(w, k, _mm512_add_ps(_mm512_maskz_loadu_ps(k, w), acc[v]));
+            }
+        }
+    }
+}
+
+void fg_layernorm_forward_avx512(float *out, float *mean, float *rstd, const float *inp, const float *weight,
+                                 const float *bias, int N, int C, float eps)
+{
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        const float *x = inp + (size_t)n * C;
+        float *o = out + (size_t)n * C;
+        __m512 s = _mm512_setzero_ps();
+        for (int c = 0; c < C; c += 16)
+            s = _mm512_add_ps(s, _mm512_maskz_loadu_ps(fg_tail_mask(C - c), x + c));
+        float m = _mm512_reduce_add_ps(s) / (float)C;
+        __m512 vm = _mm512_set1_ps(m), v2 = _mm512_setzero_ps();
+        for (int c = 0; c < C; c += 16) { /* two-pass variance: no cancellation */
+            __mmask16 k = fg_tail_mask(C - c);
+            __m512 xc = _mm512_maskz_sub_ps(k, _mm512_maskz_loadu_ps(k, x + c), vm);
+            v2 = _mm512_fmadd_ps(xc, xc, v2);
+        }
+        float r = 1.0f / sqrtf(_mm512_reduce_add_ps(v2) / (float)C + eps);
+        __m512 vr = _mm512_set1_ps(r);
+        for (int c = 0; c < C; c += 16) {
+            __mmask16 k = fg_tail_mask(C - c);
+            __m512 xh = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, x + c), vm), vr);
+            __m512 b = bias ? _mm512_maskz_loadu_ps(k, bias + c) : _mm512_setzero_ps();
+            _mm512_mask_storeu_ps(o + c, k, _mm512_fmadd_ps(xh, _mm512_maskz_loadu_ps(k, weight + c), b));
+        }
+        mean[n] = m;
+        rstd[n] = r;
+    }
+}
+
+/* dxhat = w g; dx = r (dxhat - mean(dxhat) - xhat mean(dxhat xhat)); dw = sum g xhat; db = sum g. */
+void fg_layernorm_backward_avx512(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                                  const float *weight, const float *mean, const float *rstd, int N, int C)
+{
+    if (dinp) {
+#pragma omp parallel for schedule(static)
+        for (int n = 0; n < N; n++) {
+            const float *x = inp + (size_t)n * C, *g = dout + (size_t)n * C;
+            float *d = dinp + (size_t)n * C;
+            __m512 vm = _mm512_set1_ps(mean[n]), vr = _mm512_set1_ps(rstd[n]);
+            __m512 s1 = _mm512_setzero_ps(), s2 = _mm512_setzero_ps();
+            for (int c = 0; c < C; c += 16) {
+                __mmask16 k = fg_tail_mask(C - c);
+                __m512 dxh = _mm512_mul_ps(_mm512_maskz_loadu_ps(k, weight + c), _mm512_maskz_loadu_ps(k, g + c));
+                __m512 xh = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, x + c), vm), vr);
+                s1 = _mm512_add_ps(s1, dxh);
+                s2 = _mm512_fmadd_ps(dxh, xh, s2);
+            }
+            __m512 m1 = _mm512_set1_ps(_mm512_reduce_add_ps(s1) / (float)C);
+            __m512 m2 = _mm512_set1_ps(_mm512_reduce_add_ps(s2) / (float)C);
+            for (int c = 0; c < C; c += 16) {
+                __mmask16 k = fg_tail_mask(C - c);
+                __m512 dxh = _mm512_mul_ps(_mm512_maskz_loadu_ps(k, weight + c), _mm512_maskz_loadu_ps(k, g + c));
+                __m512 xh = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, x + c), vm), vr);
+                __m512 v = _mm512_mul_ps(vr, _mm512_fnmadd_ps(xh, m2, _mm512_sub_ps(dxh, m1)));
+                _mm512_mask_storeu_ps(d + c, k, _mm512_add_ps(_mm512_maskz_loadu_ps(k, d + c), v));
+            }
+        }
+    }
+    if (dweight || dbias) {
+        int nblk = (C + CB - 1) / CB;
+#pragma omp parallel for schedule(static)
+        for (int blk = 0; blk < nblk; blk++) {
+            int c0 = blk * CB;
+            __m512 aw[4], ab[4];
+            for (int v = 0; v < 4; v++)
+                aw[v] = ab[v] = _mm512_setzero_ps();
+            for (int n = 0; n < N; n++) {
+                const float *x = inp + (size_t)n * C + c0, *g = dout + (size_t)n * C + c0;
+                __m512 vm = _mm512_set1_ps(mean[n]), vr = _mm512_set1_ps(rstd[n]);
+                for (int v = 0; v < 4; v++) {
+                    __mmask16 k = fg_tail_mask(C - c0 - 16 * v > 0 ? C - c0 - 16 * v : 0);
+                    __m512 gg = _mm512_maskz_loadu_ps(k, g + 16 * v);
+                    __m512 xh = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, x + 16 * v), vm), vr);
+                    aw[v] = _mm512_fmadd_ps(gg, xh, aw[v]);
+                    ab[v] = _mm512_add_ps(ab[v], gg);
+                }
+            }
+            for (int v = 0; v < 4; v++) {
+                __mmask16 k = fg_tail_mask(C - c0 - 16 * v > 0 ? C - c0 - 16 * v : 0);
+                if (dweight)
+                    _mm512_mask_storeu_ps(dweight + c0 + 16 * v, k,
+                                          _mm512_add_ps(_mm512_maskz_loadu_ps(k, dweight + c0 + 16 * v), aw[v]));
+                if (dbias)
+                    _mm512_mask_storeu_ps(dbias + c0 + 16 * v, k,
+                                          _mm512_add_ps(_mm512_maskz_loadu_ps(k, dbias + c0 + 16 * v), ab[v]));
+            }
+        }
+    }
+}
