@@ -592,6 +592,41 @@ static void test_config(void)
     }
 }
 
+/* Every allocation failure inside fg_model_new / the first decode leaves nothing
+ * allocated and reports an error (ASan's leak checker backs up the byte count). */
+static void test_alloc_failures(void)
+{
+    fg_model_config c;
+    fg_model_config_default(&c, FG_LAYOUT_GPT2);
+    size_t before = fg_mem_current();
+    int failed_cleanly = 0, n;
+    for (n = 1; n <= 20; n++) {
+        fg_mem_fail_after(n);
+        fg_model *m = fg_model_new(&c, 2, 8);
+        fg_mem_fail_after(0);
+        if (m) {
+            fg_model_delete(m);
+            break;
+        }
+        failed_cleanly += fg_mem_current() == before;
+    }
+    FG_CHECK(n > 1 && n <= 20 && failed_cleanly == n - 1, "fg_model_new: %d of %d injected failures clean",
+             failed_cleanly, n - 1);
+    fg_model *m = fg_model_new(&c, 1, 8);
+    if (m) {
+        fg_model_init_weights(m, 1);
+        int32_t prompt[2] = {1, 2}, out[8];
+        fg_sampler s = {.temperature = 0.0f, .top_k = 0, .top_p = 1.0f};
+        fg_mem_fail_after(1);
+        int r = fg_model_generate(m, prompt, 2, 3, -1, &s, out);
+        fg_mem_fail_after(0);
+        FG_CHECK(r == FG_ERR_NOMEM, "generate reports the failed KV-cache allocation: %d", r);
+        FG_CHECK(fg_model_generate(m, prompt, 2, 3, -1, &s, out) == 5, "and works once memory is back");
+        fg_model_delete(m);
+    }
+    FG_CHECK(fg_mem_current() == before, "no bytes left: %zu", fg_mem_current() - before);
+}
+
 int main(void)
 {
     FG_TEST_BEGIN("model");
@@ -609,5 +644,6 @@ int main(void)
     test_generate(FG_LAYOUT_GPT2);
     test_generate(FG_LAYOUT_LLAMA);
     test_llmc();
+    test_alloc_failures();
     return fg_test_end();
 }
