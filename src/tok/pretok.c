@@ -251,7 +251,8 @@ static fg_status split_pcre(fg_tok_pattern pat, const uint8_t *t, size_t len, si
     if (!re)
         return fg_error(FG_ERR_INTERNAL, "pre-tokenizer regex does not compile (PCRE2 error %d at %zu)", err,
                         (size_t)eoff);
-    pcre2_jit_compile(re, PCRE2_JIT_COMPLETE); /* falls back to the interpreter when JIT is unavailable */
+    if (len > 65536)                               /* JIT compiling costs more than interpreting a short text */
+        pcre2_jit_compile(re, PCRE2_JIT_COMPLETE); /* the interpreter is used when JIT is unavailable */
     pcre2_match_data *md = pcre2_match_data_create_from_pattern(re, NULL);
     if (!md) {
         pcre2_code_free(re);
