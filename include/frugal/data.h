@@ -273,7 +273,8 @@ typedef struct fg_data_report {
     int n_line_rules;
     fg_data_reject_count *line_drops;                /* lines dropped per line rule (owned array) */
     uint64_t labeled, label_correct, tp, fp, tn, fn; /* when label_field is set */
-    double seconds;
+    double seconds;                                  /* wall clock */
+    double cpu_seconds;                              /* user + system CPU time of the process during the run */
     int threads;
     char *skipped_files; /* owned, newline-separated */
 } fg_data_report;

@@ -79,6 +79,7 @@ typedef struct qlimit {
 
 #define FG_MAX_STOPLISTS 16
 #define FG_MAX_STOPWORDS 64
+#define FG_STOP_SLOTS 2048 /* > 2 x 16 x 64: load stays under one half */
 
 struct fg_data_rules {
     rule *rules;
@@ -91,6 +92,9 @@ struct fg_data_rules {
     int n_stop[FG_MAX_STOPLISTS];
     uint64_t stop_hash[FG_MAX_STOPLISTS][FG_MAX_STOPWORDS];
     char stop_lang[FG_MAX_STOPLISTS][16];
+    /* open-addressing table: word hash -> bit mask of the lists holding it */
+    uint64_t stop_key[FG_STOP_SLOTS];
+    uint16_t stop_mask[FG_STOP_SLOTS];
     size_t max_match_words; /* unused reserve */
 };
 
@@ -102,11 +106,15 @@ struct fg_data_scratch {
     /* heuristics: word spans, hashes, a hash set */
     uint32_t *w_off, *w_len;
     uint64_t *w_hash;
+    uint64_t *w_pre; /* [w_cap + 1] prefix polynomial hashes of w_hash, for n-gram hashes */
     size_t w_cap;
     uint64_t *set_key;
     uint32_t *set_val;
     size_t set_cap; /* power of two */
 };
+
+/* Grows the word arrays (w_off, w_len, w_hash, w_pre) to at least need entries. */
+fg_status fg_data_scratch_grow_words(fg_data_scratch *s, size_t need);
 
 /* Splits text into words (whitespace separated; each CJK ideograph/kana is a word).
  * Fills s->w_off/w_len (bytes); returns the count or (size_t)-1 when out of memory. */

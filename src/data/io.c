@@ -208,6 +208,7 @@ typedef struct instream {
     bool eof;
     char err[200];     /* decompression error, "" when none */
     uint64_t raw_read; /* bytes read from disk */
+    size_t zlast;      /* last ZSTD_decompressStream result: 0 when a frame just ended */
 } instream;
 
 static fg_status in_open(instream *in, const char *path)
@@ -292,13 +293,12 @@ static bool in_fill(instream *in)
     }
     /* zstd */
     ZSTD_outBuffer ob = {in->buf, IN_BUF, 0};
-    size_t last = 1;
     while (ob.pos == 0) {
         if (in->zb.pos == in->zb.size) {
             size_t k = fread(in->zin, 1, ZSTD_DStreamInSize(), in->f);
             in->raw_read += k;
             if (k == 0) {
-                if (last != 0)
+                if (in->zlast != 0)
                     snprintf(in->err, sizeof in->err, "zstd: truncated frame (unexpected end of file)");
                 in->eof = true;
                 return false;
@@ -307,9 +307,9 @@ static bool in_fill(instream *in)
             in->zb.size = k;
             in->zb.pos = 0;
         }
-        last = ZSTD_decompressStream(in->z, &ob, &in->zb);
-        if (ZSTD_isError(last)) {
-            snprintf(in->err, sizeof in->err, "zstd: %s", ZSTD_getErrorName(last));
+        in->zlast = ZSTD_decompressStream(in->z, &ob, &in->zb);
+        if (ZSTD_isError(in->zlast)) {
+            snprintf(in->err, sizeof in->err, "zstd: %s", ZSTD_getErrorName(in->zlast));
             in->eof = true;
             return false;
         }

@@ -27,7 +27,7 @@ static bool is_cjk_sep(uint32_t cp)
     return (cp >= 0x3000 && cp <= 0x303F) || (cp >= 0xFF01 && cp <= 0xFF0F) || (cp >= 0xFF1A && cp <= 0xFF1F);
 }
 
-static fg_status grow_words(fg_data_scratch *s, size_t need)
+fg_status fg_data_scratch_grow_words(fg_data_scratch *s, size_t need)
 {
     if (need <= s->w_cap)
         return FG_OK;
@@ -44,6 +44,10 @@ static fg_status grow_words(fg_data_scratch *s, size_t need)
     if (!c)
         return FG_ERR_NOMEM;
     s->w_hash = c;
+    uint64_t *d = fg_realloc(s->w_pre, (cap + 1) * sizeof *d);
+    if (!d)
+        return FG_ERR_NOMEM;
+    s->w_pre = d;
     s->w_cap = cap;
     return FG_OK;
 }
@@ -52,21 +56,21 @@ size_t fg_data_split_words(fg_data_scratch *s, const char *text, size_t len)
 {
     const unsigned char *t = (const unsigned char *)text;
     size_t nw = 0, i = 0;
-    if (grow_words(s, 1024) != FG_OK)
+    if (fg_data_scratch_grow_words(s, 1024) != FG_OK)
         return (size_t)-1;
     while (i < len) {
         while (i < len && is_space(t[i]))
             i++;
         if (i >= len)
             break;
-        if (nw + 4 > s->w_cap && grow_words(s, nw + 4) != FG_OK) /* doubles */
+        if (nw + 4 > s->w_cap && fg_data_scratch_grow_words(s, nw + 4) != FG_OK) /* doubles */
             return (size_t)-1;
         size_t st = i;
         while (i < len && !is_space(t[i])) {
             if (t[i] >= 0xE3 && t[i] <= 0xEF && i + 2 < len) {
                 uint32_t cp = cp3(t + i);
                 if (is_cjk(cp) || is_cjk_sep(cp)) {
-                    if (nw + 4 > s->w_cap && grow_words(s, nw + 4) != FG_OK)
+                    if (nw + 4 > s->w_cap && fg_data_scratch_grow_words(s, nw + 4) != FG_OK)
                         return (size_t)-1;
                     if (i > st) { /* close the word before it */
                         s->w_off[nw] = (uint32_t)st;
@@ -166,12 +170,12 @@ static uint32_t set_add(fg_data_scratch *s, size_t mask, uint64_t key)
     return ++s->set_val[i];
 }
 
-static uint64_t ngram_hash(const uint64_t *h, size_t i, int n)
+/* Hash of words [i, i+n): a polynomial over the word hashes read off prefix sums
+ * (pre[j] = sum_{k<j} h[k] * B^(j-1-k) mod 2^64), so every n costs O(1) per position. */
+#define NGRAM_B 0x100000001b3ULL
+static inline uint64_t ngram_hash(const uint64_t *pre, const uint64_t *powB, size_t i, int n)
 {
-    uint64_t x = 0x9e3779b97f4a7c15ULL * (uint64_t)n;
-    for (int k = 0; k < n; k++)
-        x = fg_mix64(x ^ h[i + (size_t)k]) + (uint64_t)k;
-    return x;
+    return fg_mix64(pre[i + (size_t)n] - pre[i] * powB[n] + (uint64_t)n);
 }
 
 void fg_data_quality_measure(const fg_data_rules *r, fg_data_scratch *s, const char *text, size_t len,
@@ -265,12 +269,15 @@ void fg_data_quality_measure(const fg_data_rules *r, fg_data_scratch *s, const c
                 break;
             }
         }
-        for (int L = 0; L < r->n_stoplists; L++)
-            for (int j = 0; j < r->n_stop[L]; j++)
-                if (r->stop_hash[L][j] == s->w_hash[w]) {
-                    stop_count[L]++;
-                    break;
-                }
+        if (r->n_stoplists) {
+            uint64_t h = s->w_hash[w] | 1;
+            size_t j = (size_t)(h >> 20) & (FG_STOP_SLOTS - 1);
+            while (r->stop_key[j] && r->stop_key[j] != h)
+                j = (j + 1) & (FG_STOP_SLOTS - 1);
+            if (r->stop_key[j])
+                for (uint32_t m = r->stop_mask[j]; m; m &= m - 1)
+                    stop_count[__builtin_ctz(m)]++;
+        }
     }
     for (int L = 0; L < r->n_stoplists; L++)
         if (stop_count[L] > best_stop)
@@ -283,8 +290,16 @@ void fg_data_quality_measure(const fg_data_rules *r, fg_data_scratch *s, const c
     st->v[FG_Q_MIN_ALPHA_WORDS] = nw ? (double)alpha / nw_d : 0.0;
     st->v[FG_Q_MIN_STOPWORDS] = (double)best_stop;
     /* ---- word n-grams ---- */
+    uint64_t powB[11];
+    powB[0] = 1;
+    for (int k = 1; k <= 10; k++)
+        powB[k] = powB[k - 1] * NGRAM_B;
+    s->w_pre[0] = 0;
+    for (size_t w = 0; w < nw; w++)
+        s->w_pre[w + 1] = s->w_pre[w] * NGRAM_B + s->w_hash[w];
     double tc = total_chars ? (double)total_chars : 1.0;
-    for (int n = 2; n <= 4; n++) {
+    bool repeats = true; /* no repeated n-gram means no repeated (n+1)-gram: skip the rest */
+    for (int n = 2; n <= 4 && repeats; n++) {
         if (nw < (size_t)n)
             continue;
         size_t m = nw - (size_t)n + 1;
@@ -294,12 +309,13 @@ void fg_data_quality_measure(const fg_data_rules *r, fg_data_scratch *s, const c
         uint32_t best = 0;
         size_t best_i = 0;
         for (size_t i = 0; i < m; i++) {
-            uint32_t c = set_add(s, mask, ngram_hash(s->w_hash, i, n));
+            uint32_t c = set_add(s, mask, ngram_hash(s->w_pre, powB, i, n));
             if (c > best) {
                 best = c;
                 best_i = i;
             }
         }
+        repeats = best > 1;
         if (best > 1) {
             size_t chars = 0;
             for (int k = 0; k < n; k++)
@@ -309,7 +325,7 @@ void fg_data_quality_measure(const fg_data_rules *r, fg_data_scratch *s, const c
     }
     /* Duplicate n-grams as in Gopher: scanning left to right, an n-gram seen before adds
      * its characters and the scan jumps past it (so overlapping repeats count once). */
-    for (int n = 5; n <= 10; n++) {
+    for (int n = 5; n <= 10 && repeats; n++) {
         if (nw < (size_t)n)
             continue;
         size_t m = nw - (size_t)n + 1;
@@ -318,7 +334,7 @@ void fg_data_quality_measure(const fg_data_rules *r, fg_data_scratch *s, const c
         size_t mask = set_mask(m);
         size_t dup_chars = 0, i = 0;
         while (i < m) {
-            if (set_add(s, mask, ngram_hash(s->w_hash, i, n)) > 1) {
+            if (set_add(s, mask, ngram_hash(s->w_pre, powB, i, n)) > 1) {
                 for (int k = 0; k < n; k++)
                     dup_chars += s->w_len[i + (size_t)k]; /* bytes: close enough to chars, and cheap */
                 i += (size_t)n;
@@ -326,6 +342,7 @@ void fg_data_quality_measure(const fg_data_rules *r, fg_data_scratch *s, const c
                 i++;
             }
         }
+        repeats = dup_chars > 0;
         double v = (double)dup_chars / (double)(total_bytes ? total_bytes : 1);
         st->v[FG_Q_MAX_DUP_5GRAM + (n - 5)] = v > 1 ? 1 : v;
     }

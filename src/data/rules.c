@@ -247,7 +247,13 @@ static fg_status parse_line(fg_data_rules *r, parser *ps)
         while (token(ps, w, sizeof w, &nat)) {
             if (r->n_stop[L] >= FG_MAX_STOPWORDS)
                 return perr(ps, nat, "too many stop words in one list (64 at most)");
-            r->stop_hash[L][r->n_stop[L]++] = fg_hash_bytes(w, strlen(w), 0x5707);
+            uint64_t h = fg_hash_bytes(w, strlen(w), 0x5707) | 1;
+            r->stop_hash[L][r->n_stop[L]++] = h;
+            size_t i = (size_t)(h >> 20) & (FG_STOP_SLOTS - 1);
+            while (r->stop_key[i] && r->stop_key[i] != h)
+                i = (i + 1) & (FG_STOP_SLOTS - 1);
+            r->stop_key[i] = h;
+            r->stop_mask[i] |= (uint16_t)(1u << L);
         }
         r->n_stoplists++;
         return FG_OK;
@@ -405,6 +411,7 @@ void fg_data_scratch_delete(fg_data_scratch *s)
     fg_free(s->w_off);
     fg_free(s->w_len);
     fg_free(s->w_hash);
+    fg_free(s->w_pre);
     fg_free(s->set_key);
     fg_free(s->set_val);
     fg_free(s);
@@ -583,20 +590,8 @@ static fg_status apply_line_rules(const fg_data_rules *r, fg_data_scratch *s, co
     size_t n_lines = 1;
     for (const char *q = t; (q = memchr(q, '\n', (size_t)(t + len - q))) != NULL; q++)
         n_lines++;
-    if (n_lines + 1 > s->w_cap) {
-        size_t cap = n_lines + 1024;
-        uint32_t *a = fg_realloc(s->w_off, cap * sizeof *a), *b = a ? fg_realloc(s->w_len, cap * sizeof *b) : NULL;
-        uint64_t *c = b ? fg_realloc(s->w_hash, cap * sizeof *c) : NULL;
-        if (a)
-            s->w_off = a;
-        if (b)
-            s->w_len = b;
-        if (c)
-            s->w_hash = c;
-        if (!a || !b || !c)
-            return FG_ERR_NOMEM;
-        s->w_cap = cap;
-    }
+    if (fg_data_scratch_grow_words(s, n_lines + 1) != FG_OK)
+        return FG_ERR_NOMEM;
     uint32_t *start = s->w_off, *drop = s->w_len; /* drop[i]: 0 keep, else 1 + rule index */
     size_t li = 0;
     start[li++] = 0;
@@ -656,6 +651,43 @@ static fg_status apply_line_rules(const fg_data_rules *r, fg_data_scratch *s, co
     return FG_OK;
 }
 
+/* True when every code point is in a range that is NFC-stable on its own and cannot
+ * combine with a neighbour (no combining marks, no Hangul jamo, no singletons): such
+ * text is already NFC. Conservative: false sends the text through utf8proc. */
+static bool nfc_quick(const unsigned char *t, size_t len)
+{
+    size_t i = 0;
+    while (i < len) {
+        unsigned char c = t[i];
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        uint32_t cp;
+        int k;
+        if (c < 0xE0) {
+            cp = ((uint32_t)(c & 0x1F) << 6) | (t[i + 1] & 0x3F);
+            k = 2;
+        } else if (c < 0xF0) {
+            cp = ((uint32_t)(c & 0x0F) << 12) | ((uint32_t)(t[i + 1] & 0x3F) << 6) | (t[i + 2] & 0x3F);
+            k = 3;
+        } else {
+            cp = ((uint32_t)(c & 0x07) << 18) | ((uint32_t)(t[i + 1] & 0x3F) << 12) |
+                 ((uint32_t)(t[i + 2] & 0x3F) << 6) | (t[i + 3] & 0x3F);
+            k = 4;
+        }
+        bool ok = cp < 0x300 || (cp >= 0x400 && cp <= 0x482) || (cp >= 0x48A && cp <= 0x4FF) ||
+                  (cp >= 0x2010 && cp <= 0x2027) || (cp >= 0x2030 && cp <= 0x205E) || (cp >= 0x20A0 && cp <= 0x20C0) ||
+                  (cp >= 0x3001 && cp <= 0x3029) || (cp >= 0x3030 && cp <= 0x3098) || (cp >= 0x309B && cp <= 0x30FF) ||
+                  (cp >= 0x4E00 && cp <= 0x9FFF) || (cp >= 0xAC00 && cp <= 0xD7A3) || (cp >= 0xFF01 && cp <= 0xFF9D) ||
+                  cp == 0xFFFD || (cp >= 0x1F300 && cp <= 0x1FAFF);
+        if (!ok)
+            return false;
+        i += (size_t)k;
+    }
+    return true;
+}
+
 static fg_status apply_normalize(int mode, fg_data_scratch *s, const char **cur, size_t *n)
 {
     const unsigned char *t = (const unsigned char *)*cur;
@@ -664,6 +696,8 @@ static fg_status apply_normalize(int mode, fg_data_scratch *s, const char **cur,
         i++;
     if (i == len)
         return FG_OK; /* ASCII is invariant under NFC and NFKC */
+    if (mode == 1 && nfc_quick(t + i, len - i))
+        return FG_OK;
     utf8proc_option_t opt = UTF8PROC_STABLE | UTF8PROC_COMPOSE | (mode == 2 ? UTF8PROC_COMPAT : 0);
     for (int tries = 0; tries < 2; tries++) {
         utf8proc_ssize_t need =
