@@ -490,6 +490,187 @@ static void test_config_errors(void)
     fg_moe_layer_free(&L2);
 }
 
+/* ---- whole MoE model vs PyTorch (tools/gen_moe_fixtures.py make_model) ---- */
+
+static void check_model_fixture(const char *name)
+{
+    char rel[128];
+    snprintf(rel, sizeof rel, "tests/fixtures/moe/model_%s.bin", name);
+    fg_fixture fx;
+    if (fg_fixture_load(&fx, fg_test_source_path(rel)) != FG_OK) {
+        FG_CHECK(0, "cannot load %s: %s", rel, fg_last_error());
+        return;
+    }
+    const int32_t *ci = fg_fixture_get(&fx, "config")->data;
+    const float *cf = FG_FIX_F32(&fx, "config_f");
+    fg_model_config cfg;
+    fg_model_config_default(&cfg, (fg_layout)ci[0]);
+    cfg.vocab_size = ci[1], cfg.padded_vocab = ci[2], cfg.max_seq_len = ci[3], cfg.n_layer = ci[4];
+    cfg.n_head = ci[5], cfg.d_model = ci[6], cfg.d_ff = ci[7], cfg.tie_embeddings = ci[8];
+    int B = ci[9], T = ci[10];
+    cfg.n_dense_layers = ci[11], cfg.n_expert = ci[12], cfg.n_expert_active = ci[13], cfg.n_shared_expert = ci[14];
+    cfg.d_expert = ci[15], cfg.balance_window = ci[16], cfg.balance = (fg_balance)ci[17];
+    cfg.route_scale = cf[0], cfg.balance_alpha = cf[1], cfg.balance_gamma = cf[2];
+    cfg.capacity_factor = 0;
+    fg_model *m = fg_model_new(&cfg, B, T);
+    if (!m) {
+        FG_CHECK(0, "%s: fg_model_new: %s", name, fg_last_error());
+        fg_fixture_free(&fx);
+        return;
+    }
+    /* every tensor by name, in the twin's flat order; frozen exactly the MoE state */
+    float *params = fg_model_params(m);
+    int nt = fg_model_num_tensors(m), fi = 0, bad_order = 0, bad_frozen = 0;
+    size_t numel_sum = 0;
+    for (int i = 0; i < nt; i++) {
+        const fg_tensor_info *t = fg_model_tensor(m, i);
+        char key[160];
+        snprintf(key, sizeof key, "param.%s", t->name);
+        while (fi < fx.n && strncmp(fx.t[fi].name, "param.", 6) != 0)
+            fi++;
+        bad_order += fi >= fx.n || strcmp(fx.t[fi].name, key) != 0;
+        fi++;
+        const fg_fixture_tensor *ft = fg_fixture_get(&fx, key);
+        if (!ft)
+            continue;
+        FG_CHECK(ft->numel == t->numel, "%s: %s has %zu values, torch %zu", name, t->name, t->numel, ft->numel);
+        if (ft->numel == t->numel)
+            memcpy(params + t->offset, ft->data, t->numel * sizeof(float));
+        bool is_state = strstr(t->name, "router.bias") || strstr(t->name, "load_");
+        bad_frozen += t->frozen != is_state;
+        numel_sum += t->numel;
+    }
+    FG_CHECK(bad_order == 0, "%s: %d tensors out of the twin's flat order", name, bad_order);
+    FG_CHECK(bad_frozen == 0, "%s: %d tensors with the wrong frozen flag", name, bad_frozen);
+    FG_CHECK(numel_sum == fg_model_num_params(m), "%s: tensors cover %zu of %zu params", name, numel_sum,
+             fg_model_num_params(m));
+    size_t C = (size_t)cfg.d_model, H = (size_t)cfg.d_expert, E = (size_t)cfg.n_expert;
+    size_t idle = (E - (size_t)cfg.n_expert_active) * 3 * C * H + E * (size_t)(cfg.balance_window + 1) + 1;
+    FG_CHECK(fg_model_num_active_params(m) ==
+                 fg_model_num_params(m) - (size_t)(cfg.n_layer - cfg.n_dense_layers) * idle,
+             "%s: active params %zu of %zu", name, fg_model_num_active_params(m), fg_model_num_params(m));
+
+    const int32_t *in = fg_fixture_get(&fx, "inputs")->data, *tg = fg_fixture_get(&fx, "targets")->data;
+    float loss = 0;
+    fg_model_zero_grad(m);
+    FG_CHECK(fg_model_forward(m, in, tg, B, T, &loss) == FG_OK, "%s: forward: %s", name, fg_last_error());
+    /* the twin runs in float64: fp32 rounding through 3 layers stays near 1e-6 */
+    FG_CHECK_CLOSE(loss, FG_FIX_F32(&fx, "loss")[0], 1e-5);
+    char what[200];
+    snprintf(what, sizeof what, "%s.logits", name);
+    fg_test_check_tensor(what, fg_model_logits(m), FG_FIX_F32(&fx, "logits"), (size_t)B * T * cfg.padded_vocab,
+                         TOL_TORCH);
+    FG_CHECK(fg_model_backward(m, 1.0f) == FG_OK, "%s: backward: %s", name, fg_last_error());
+    const float *grads = fg_model_grads(m);
+    int n_grad = 0;
+    for (int i = 0; i < nt; i++) {
+        const fg_tensor_info *t = fg_model_tensor(m, i);
+        char key[160];
+        snprintf(key, sizeof key, "grad.%s", t->name);
+        if (t->frozen) {
+            double mx = 0;
+            for (size_t j = 0; j < t->numel; j++)
+                mx = fmax(mx, fabs(grads[t->offset + j]));
+            FG_CHECK(mx == 0, "%s: frozen %s got gradient %g", name, t->name, mx);
+            continue;
+        }
+        const fg_fixture_tensor *ft = fg_fixture_get(&fx, key);
+        if (!ft || ft->numel != t->numel)
+            continue;
+        snprintf(what, sizeof what, "%s.grad.%s", name, t->name);
+        fg_test_check_tensor(what, grads + t->offset, ft->data, t->numel, TOL_TORCH);
+        n_grad++;
+    }
+    FG_CHECK(n_grad > 20, "%s: only %d gradients compared", name, n_grad);
+    fg_moe_stats st;
+    fg_model_moe_stats(m, &st);
+    FG_CHECK_CLOSE(st.active_frac, (double)cfg.n_expert_active / cfg.n_expert, 1e-6);
+    FG_CHECK(st.load_max_over_mean >= 1.0f && st.dropped_tokens == 0, "%s: stats max/mean %g dropped %ld", name,
+             (double)st.load_max_over_mean, st.dropped_tokens);
+
+    /* training: AdamW (no decay) on the trainable tensors, then the bias rule, as the
+     * twin; on a fresh model, since the backward above already counted its loads */
+    size_t np = fg_model_num_params(m);
+    float *p0 = fg_malloc(np * sizeof(float));
+    memcpy(p0, params, np * sizeof(float));
+    fg_model_delete(m);
+    m = fg_model_new(&cfg, B, T);
+    FG_ASSERT(m);
+    params = fg_model_params(m);
+    grads = fg_model_grads(m);
+    memcpy(params, p0, np * sizeof(float));
+    fg_free(p0);
+    float *am = fg_calloc(np, sizeof(float)), *av = fg_calloc(np, sizeof(float));
+    const fg_fixture_tensor *traj = fg_fixture_get(&fx, "train_losses");
+    double worst = 0;
+    for (int step = 0; traj && step < (int)traj->numel; step++) {
+        fg_model_zero_grad(m);
+        FG_ASSERT(fg_model_forward(m, in, tg, B, T, &loss) == FG_OK);
+        worst = fmax(worst, fabs(loss - ((const float *)traj->data)[step]) / fabs(((const float *)traj->data)[step]));
+        FG_ASSERT(fg_model_backward(m, 1.0f) == FG_OK);
+        for (int i = 0; i < nt; i++) {
+            const fg_tensor_info *t = fg_model_tensor(m, i);
+            if (!t->frozen)
+                fg_adamw_update(params + t->offset, grads + t->offset, am + t->offset, av + t->offset, t->numel, 3e-3f,
+                                0.9f, 0.95f, 1e-8f, 0.0f, step + 1);
+        }
+        fg_model_post_step(m);
+    }
+    /* Adam's per-step moves are O(lr) whatever the gradient size, so fp32 vs fp64
+     * noise grows over the 8 steps; 1e-4 relative still separates a missing bias step
+     * (which re-routes tokens and moves the loss by > 1e-3) */
+    FG_CHECK(worst < 1e-4, "%s: training trajectory off by %.3g relative", name, worst);
+    for (int l = cfg.n_dense_layers; l < cfg.n_layer; l++) {
+        char key[64], tname[64];
+        snprintf(key, sizeof key, "final_bias.%d", l);
+        snprintf(tname, sizeof tname, "h.%d.moe.router.bias", l);
+        const fg_tensor_info *t = fg_model_find_tensor(m, tname);
+        const fg_fixture_tensor *ft = fg_fixture_get(&fx, key);
+        if (t && ft) {
+            snprintf(what, sizeof what, "%s.%s after training", name, tname);
+            /* the bias moves in exact multiples of gamma added in the same order */
+            fg_test_check_tensor(what, params + t->offset, ft->data, t->numel, 1e-6);
+        }
+    }
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    fg_model_moe_print_loads(m, f);
+    fclose(f);
+    FG_CHECK(buf && strstr(buf, "max/mean") && strstr(buf, "\n1 "), "%s: load table:\n%s", name, buf ? buf : "");
+    free(buf);
+    fg_free(am);
+    fg_free(av);
+    fg_model_delete(m);
+    fg_fixture_free(&fx);
+}
+
+static void test_model_config_errors(void)
+{
+    fg_model_config cfg;
+    fg_model_config_default(&cfg, FG_LAYOUT_LLAMA);
+    cfg.n_expert = 4, cfg.n_expert_active = 5, cfg.d_expert = 16;
+    FG_CHECK(fg_model_new(&cfg, 1, 8) == NULL && strstr(fg_last_error(), "n_expert_active = 5 > n_expert = 4"),
+             "model with K > N: %s", fg_last_error());
+    cfg.n_expert = 0, cfg.n_expert_active = 2;
+    FG_CHECK(fg_model_new(&cfg, 1, 8) == NULL && strstr(fg_last_error(), "n_expert = 0 but n_expert_active = 2"),
+             "model with zero experts: %s", fg_last_error());
+    cfg.n_expert = 4, cfg.d_expert = 0;
+    FG_CHECK(fg_model_new(&cfg, 1, 8) == NULL && strstr(fg_last_error(), "d_expert = 0"), "model with H = 0: %s",
+             fg_last_error());
+    /* a dense model reports no MoE */
+    cfg.n_expert = 0, cfg.n_expert_active = 0;
+    fg_model *m = fg_model_new(&cfg, 1, 8);
+    FG_CHECK(m && fg_model_num_active_params(m) == fg_model_num_params(m), "dense active params");
+    fg_moe_stats st;
+    if (m) {
+        fg_model_moe_stats(m, &st);
+        FG_CHECK(st.active_frac == 0 && st.load_max_over_mean == 0, "dense model has MoE stats");
+        fg_model_post_step(m);
+    }
+    fg_model_delete(m);
+}
+
 int main(void)
 {
     FG_TEST_BEGIN("model_moe");
@@ -502,5 +683,8 @@ int main(void)
     test_balance_closed_loop();
     test_threads_and_strategy();
     test_config_errors();
+    check_model_fixture("llama");
+    check_model_fixture("gpt2");
+    test_model_config_errors();
     return fg_test_end();
 }

@@ -75,11 +75,7 @@ fg_status fg_model_config_validate(const fg_model_config *cfg)
                         (double)cfg->rope_theta);
     if (cfg->tie_embeddings != 0 && cfg->tie_embeddings != 1)
         return fg_error(FG_ERR_INVALID, "model config: tie_embeddings = %d must be 0 or 1", cfg->tie_embeddings);
-    if (cfg->n_expert < 0)
-        return fg_error(FG_ERR_INVALID, "model config: n_expert = %d must be >= 0", cfg->n_expert);
-    if (cfg->n_expert > 0)
-        return fg_error(FG_ERR_UNSUPPORTED, "model config: n_expert = %d: MoE not built yet", cfg->n_expert);
-    return FG_OK;
+    return fg_moe_model_config_validate(cfg); /* n_expert == 0: dense, else the MoE fields */
 }
 
 /* Fills padded_vocab and d_ff defaults into a validated config. */
@@ -160,6 +156,14 @@ static int param_types(const fg_model *m, param_type *t, int cap)
     return n;
 }
 
+/* MoE layers have no dense FFN tensors (their FFN is moe_model.c's). */
+static int skip_for_moe(const fg_model *m, const param_type *p, int l)
+{
+    return p->per_layer && model_is_moe_layer(m, l) &&
+           (p->field == LAYER_FIELD(fcw) || p->field == LAYER_FIELD(fcb) || p->field == LAYER_FIELD(fcprojw) ||
+            p->field == LAYER_FIELD(fcprojb));
+}
+
 /* Builds m->tensors and the offsets in m->layer / m; sets m->n_params. */
 static fg_status build_tensor_table(fg_model *m)
 {
@@ -167,7 +171,9 @@ static fg_status build_tensor_table(fg_model *m)
     int nt = param_types(m, types, 32), L = m->cfg.n_layer;
     int count = 0;
     for (int i = 0; i < nt; i++)
-        count += types[i].per_layer ? L : 1;
+        for (int l = 0; l < (types[i].per_layer ? L : 1); l++)
+            count += !skip_for_moe(m, &types[i], l);
+    count += model_moe_num_tensors(m);
     m->tensors = fg_calloc((size_t)count, sizeof *m->tensors);
     if (!m->tensors)
         return FG_ERR_NOMEM;
@@ -183,6 +189,8 @@ static fg_status build_tensor_table(fg_model *m)
     for (int i = 0; i < nt; i++) {
         const param_type *p = &types[i];
         for (int l = 0; l < (p->per_layer ? L : 1); l++) {
+            if (skip_for_moe(m, p, l))
+                continue;
             fg_tensor_info *t = &m->tensors[ti++];
             if (p->per_layer) {
                 snprintf(t->name, sizeof t->name, "h.%d.%s", l, p->name);
@@ -201,6 +209,8 @@ static fg_status build_tensor_table(fg_model *m)
             off += t->numel;
         }
     }
+    off = model_moe_add_tensors(m, &ti, off);
+    FG_ASSERT(ti == count);
     if (m->cfg.tie_embeddings)
         m->head = m->wte;
     m->n_params = off;
@@ -299,6 +309,8 @@ fg_model *fg_model_new(const fg_model_config *cfg, int B, int T)
     if (!m->acts || !m->inputs || !m->targets)
         goto fail;
     layout_acts(m, m->acts);
+    if (model_moe_init(m) != FG_OK)
+        goto fail;
     return m;
 fail:
     fg_model_delete(m);
@@ -310,6 +322,7 @@ void fg_model_delete(fg_model *m)
     if (!m)
         return;
     model_kv_free(m);
+    model_moe_free(m);
     fg_free(m->inputs);
     fg_free(m->targets);
     fg_free(m->acts);
@@ -328,10 +341,6 @@ const fg_model_config *fg_model_get_config(const fg_model *m)
 size_t fg_model_num_params(const fg_model *m)
 {
     return m->n_params;
-}
-size_t fg_model_num_active_params(const fg_model *m)
-{
-    return m->n_params; /* dense: every parameter is used for every token */
 }
 float *fg_model_params(fg_model *m)
 {
@@ -376,7 +385,9 @@ void fg_model_init_weights(fg_model *m, uint64_t seed)
         int is_resid = strstr(t->name, "proj.weight") != NULL;
         int is_vocab = strcmp(t->name, "wte") == 0 || strcmp(t->name, "lm_head.weight") == 0;
         for (size_t j = 0; j < t->numel; j++) {
-            if (is_norm)
+            if (t->frozen)
+                p[j] = 0.0f; /* MoE router bias and load history start neutral */
+            else if (is_norm)
                 p[j] = 1.0f;
             else if (is_bias)
                 p[j] = 0.0f;
@@ -393,22 +404,8 @@ void fg_model_zero_grad(fg_model *m)
     memset(m->grads, 0, m->n_params * sizeof(float));
 }
 
-void fg_model_post_step(fg_model *m)
-{
-    (void)m; /* dense: nothing to update after an optimizer step */
-}
-
-void fg_model_moe_stats(const fg_model *m, fg_moe_stats *s)
-{
-    (void)m;
-    memset(s, 0, sizeof *s);
-}
-
-void fg_model_moe_print_loads(const fg_model *m, FILE *f)
-{
-    (void)m;
-    fprintf(f, "dense model: no MoE layers\n");
-}
+/* fg_model_num_active_params, fg_model_post_step, fg_model_moe_stats and
+ * fg_model_moe_print_loads live in moe_model.c (trivial for dense models). */
 
 double fg_model_flops_per_token(const fg_model *m, int T)
 {
@@ -442,6 +439,10 @@ static void norm_backward(fg_model *m, float *dinp, float *dw, float *db, const 
 
 void model_ffn_forward(const fg_model *m, int l, float *out, const float *inp, int N, model_ffn_acts *a)
 {
+    if (model_is_moe_layer(m, l)) {
+        model_moe_ffn_forward(m, l, out, inp, N);
+        return;
+    }
     const model_layer_off *o = &m->layer[l];
     int C = m->cfg.d_model;
     /* fch = inp @ fcw^T + fcb: [N,F] (gpt2) or [N,2F] = [gate | up] (llama) */
@@ -456,6 +457,10 @@ void model_ffn_forward(const fg_model *m, int l, float *out, const float *inp, i
 void model_ffn_backward(fg_model *m, int l, float *dinp, const float *dout, const float *inp, int N,
                         const model_ffn_acts *a, float *dfch, float *dfch_act)
 {
+    if (model_is_moe_layer(m, l)) {
+        model_moe_ffn_backward(m, l, dinp, dout, inp, N);
+        return;
+    }
     const model_layer_off *o = &m->layer[l];
     int C = m->cfg.d_model;
     memset(dfch_act, 0, (size_t)N * (size_t)m->F * sizeof(float));
@@ -527,6 +532,7 @@ fg_status fg_model_forward(fg_model *m, const int32_t *inputs, const int32_t *ta
     if (targets) {
         double sum = fg_softmax_xent(NULL, m->losses, m->logits, m->targets, N, V, Vp, 0.0f);
         float l = m->n_counted > 0 ? (float)(sum / m->n_counted) : 0.0f;
+        l += model_moe_aux_loss(m); /* SEQAUX / SWITCH balance losses (0 otherwise) */
         if (!isfinite(l))
             return fg_error(FG_ERR_NUMERIC, "fg_model_forward: loss is %g", (double)l);
         if (loss)
@@ -550,6 +556,7 @@ fg_status fg_model_backward(fg_model *m, float loss_scale)
     size_t NC = (size_t)N * C;
     if (m->n_counted == 0)
         return FG_OK; /* every target ignored: the mean loss is the constant 0 */
+    m->moe_loss_scale = loss_scale;
 
     /* loss = sum(losses) / n_counted: dlogits = loss_scale / n_counted * (softmax - onehot) */
     fg_softmax_xent(m->dlogits, m->losses, m->logits, m->targets, N, V, Vp, loss_scale / (float)m->n_counted);

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "frugal/model.h"
+#include "frugal/moe.h"
 
 #define FG_NO_TENSOR ((size_t)-1)
 
@@ -23,6 +24,7 @@ typedef struct model_layer_off {
     size_t ln2w, ln2b;         /* [C] */
     size_t fcw, fcb;           /* [Fin,C], [Fin]: Fin = F (gpt2) or 2F = [gate | up] (llama) */
     size_t fcprojw, fcprojb;   /* [C,F], [C] */
+    size_t moe[FG_MOE_N_ROLES]; /* MoE layers: offsets by fg_moe_role (fc*, fcproj* absent) */
 } model_layer_off;
 
 /* Scratch of one dense FFN call: its saved activations (training: one per layer;
@@ -102,6 +104,11 @@ struct fg_model {
     int fwd_done;
 
     model_kv *kv; /* NULL until fg_model_generate / fg_model_decode_step */
+
+    /* MoE (moe_model.c): caches of layers l >= n_dense_layers (zeroed for dense ones) */
+    fg_moe_layer *moe;           /* [L], NULL for a dense model */
+    fg_moe_scratch *moe_scratch; /* backward scratch shared by the MoE layers */
+    float moe_loss_scale;        /* loss_scale of the running backward (aux losses) */
 };
 
 /* Dense FFN of layer l (or, later, the MoE FFN): out[N,C] = FFN(inp[N,C]);
@@ -123,6 +130,17 @@ static inline float *model_g(fg_model *m, size_t off)
 {
     return off == FG_NO_TENSOR ? NULL : m->grads + off;
 }
+
+/* ---- MoE FFN hooks (moe_model.c) ---- */
+bool model_is_moe_layer(const fg_model *m, int l);
+int model_moe_num_tensors(const fg_model *m); /* MoE tensors appended to the table */
+/* Appends the MoE tensors at m->tensors[*ti..] from flat offset off; returns the end. */
+size_t model_moe_add_tensors(fg_model *m, int *ti, size_t off);
+fg_status model_moe_init(fg_model *m); /* after the table: checks shapes, allocates caches */
+void model_moe_free(fg_model *m);
+void model_moe_ffn_forward(const fg_model *m, int l, float *out, const float *inp, int N);
+void model_moe_ffn_backward(fg_model *m, int l, float *dinp, const float *dout, const float *inp, int N);
+float model_moe_aux_loss(const fg_model *m); /* sum over MoE layers of the last forward */
 
 /* Frees the generation state (model.c calls it from fg_model_delete). */
 void model_kv_free(fg_model *m);

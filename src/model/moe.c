@@ -332,19 +332,18 @@ static int capacity(const fg_moe_config *mc, int n)
     return cap > (double)INT_MAX ? INT_MAX : (int)cap;
 }
 
-/* Small per-expert GEMMs run better side by side (one expert per thread, kernels
- * running single-threaded inside) than one after another each split over threads;
- * large ones the other way round. The cut-over in rows per expert was measured in
- * bench/bench_moe.c (docs/perf/moe.md). FG_MOE_PAR=experts|gemm forces a choice. */
+/* Experts can run side by side (one expert per thread, `omp parallel for` over
+ * experts) or one after another with each GEMM threaded by the kernel. Side by side
+ * only pays when the GEMM underneath runs single-threaded inside a parallel region;
+ * OpenBLAS's pthreads build instead serialises concurrent callers on its thread pool
+ * and was 3-10x slower that way (docs/perf/moe.md), so the default is one after
+ * another. FG_MOE_PAR=experts|gemm forces a choice (benchmarks, tests). */
 static bool parallel_over_experts(const fg_moe_layer *L)
 {
     const char *force = fg_env("FG_MOE_PAR", "");
     if (!strcmp(force, "experts"))
-        return true;
-    if (!strcmp(force, "gemm"))
-        return false;
-    int E = L->cfg.n_expert;
-    return E > 1 && fg_threads_get() > 1 && L->n_rows < 128 * E;
+        return L->cfg.n_expert > 1;
+    return false;
 }
 
 static void expert_forward(fg_moe_layer *L, const fg_moe_weights *w, int e)
