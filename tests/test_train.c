@@ -411,6 +411,45 @@ static void test_cli(void)
     FG_CHECK(strcmp(line, "{\"step\": 1}\n") == 0, "previous metrics untouched");
 }
 
+/* convert (llm.c round trip) and sample through the CLI: the same model sampled
+ * with the same seed before and after export + import gives the same text */
+static void test_cli_convert_sample(void)
+{
+    const char *bin = fg_test_frugal_bin();
+    if (!bin || !exists(bin)) {
+        fg_test_skip("frugal convert/sample CLI", "FG_FRUGAL_BIN not built");
+        return;
+    }
+    const char *run = tmp("gpt2run"), *llmc = tmp("gpt2.bin"), *back = tmp("gpt2back");
+    char cmd[4096], out1[4096], out2[4096];
+    snprintf(cmd, sizeof cmd,
+             "%s train --layout gpt2 --n-layer 1 --d-model 32 --n-head 2 --seq-len 32 --batch-size 2 --max-steps 3 "
+             "--val-batches 1 --data %s --out %s",
+             bin, make_corpus(), run);
+    int rc = fg_test_run(cmd, out1, sizeof out1);
+    FG_CHECK(rc == 0 && strstr(out1, "== cost summary ==") && strstr(out1, "peak RSS"),
+             "train prints the cost "
+             "summary: %s",
+             out1);
+    snprintf(cmd, sizeof cmd, "%s convert --to-llmc %s --run %s && %s convert --from-llmc %s --out %s --tokenizer byte",
+             bin, llmc, run, bin, llmc, back);
+    rc = fg_test_run(cmd, out1, sizeof out1);
+    FG_CHECK(rc == 0, "convert round trip: %s", out1);
+    snprintf(cmd, sizeof cmd, "%s sample --run %s --prompt 'the ' --n 40 --seed 5 --temperature 1", bin, run);
+    int rc1 = fg_test_run(cmd, out1, sizeof out1);
+    snprintf(cmd, sizeof cmd, "%s sample --run %s --prompt 'the ' --n 40 --seed 5 --temperature 1", bin, back);
+    int rc2 = fg_test_run(cmd, out2, sizeof out2);
+    FG_CHECK(rc1 == 0 && rc2 == 0 && strstr(out1, "--- sample 1") && strcmp(out1, out2) == 0,
+             "same samples after llm.c export + import:\n%s\n%s", out1, out2);
+    snprintf(cmd, sizeof cmd, "%s sample --run %s", bin, tmp("no_run"));
+    rc = fg_test_run(cmd, out1, sizeof out1);
+    FG_CHECK(rc != 0 && strstr(out1, "no_run/config.json"), "sample of a missing run: %s", out1);
+    snprintf(cmd, sizeof cmd, "%s convert --from-llmc %s --out %s", bin, make_corpus(), tmp("bad_import"));
+    rc = fg_test_run(cmd, out1, sizeof out1);
+    FG_CHECK(rc != 0 && strstr(out1, "corpus.txt") && !exists(tmp("bad_import")), "import of a non-llm.c file: %s",
+             out1);
+}
+
 int main(void)
 {
     FG_TEST_BEGIN("train");
@@ -420,5 +459,6 @@ int main(void)
     test_grad_accum();
     test_runs();
     test_cli();
+    test_cli_convert_sample();
     return fg_test_end();
 }
