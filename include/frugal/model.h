@@ -131,6 +131,12 @@ const float *fg_model_logits(const fg_model *m);
  * llm.c's convention: forward + backward, multiply-add = 2). */
 double fg_model_flops_per_token(const fg_model *m, int T);
 
+/* Per-op profile (benchmarks): on != 0 resets the counters and times every op of the
+ * following forward/backward calls (wall time around each kernel call); 0 stops. */
+void fg_model_profile(fg_model *m, int on);
+/* Prints per-op ms per forward / backward call and each op's share of the total. */
+void fg_model_profile_print(const fg_model *m, FILE *f);
+
 /* ---- generation with a KV cache ---- */
 typedef struct fg_sampler {
     float temperature; /* 0 = greedy */

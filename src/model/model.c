@@ -437,7 +437,7 @@ static void norm_backward(fg_model *m, float *dinp, float *dw, float *db, const 
         fg_rmsnorm_backward(dinp, dw, dout, inp, w, rstd, N, m->cfg.d_model);
 }
 
-void model_ffn_forward(const fg_model *m, int l, float *out, const float *inp, int N, model_ffn_acts *a)
+void model_ffn_forward(fg_model *m, int l, float *out, const float *inp, int N, model_ffn_acts *a)
 {
     if (model_is_moe_layer(m, l)) {
         model_moe_ffn_forward(m, l, out, inp, N);
@@ -446,12 +446,13 @@ void model_ffn_forward(const fg_model *m, int l, float *out, const float *inp, i
     const model_layer_off *o = &m->layer[l];
     int C = m->cfg.d_model;
     /* fch = inp @ fcw^T + fcb: [N,F] (gpt2) or [N,2F] = [gate | up] (llama) */
-    fg_matmul_forward(a->fch, inp, model_p(m, o->fcw), model_p(m, o->fcb), N, C, m->Fin);
+    MODEL_PROF(m, OP_FC, fg_matmul_forward(a->fch, inp, model_p(m, o->fcw), model_p(m, o->fcb), N, C, m->Fin));
     if (m->cfg.layout == FG_LAYOUT_GPT2)
-        fg_gelu_forward(a->fch_act, a->fch, (size_t)N * (size_t)m->F);
+        MODEL_PROF(m, OP_ACT, fg_gelu_forward(a->fch_act, a->fch, (size_t)N * (size_t)m->F));
     else
-        fg_swiglu_forward(a->fch_act, a->fch, N, m->F);
-    fg_matmul_forward(out, a->fch_act, model_p(m, o->fcprojw), model_p(m, o->fcprojb), N, m->F, C);
+        MODEL_PROF(m, OP_ACT, fg_swiglu_forward(a->fch_act, a->fch, N, m->F));
+    MODEL_PROF(m, OP_FCPROJ,
+               fg_matmul_forward(out, a->fch_act, model_p(m, o->fcprojw), model_p(m, o->fcprojb), N, m->F, C));
 }
 
 void model_ffn_backward(fg_model *m, int l, float *dinp, const float *dout, const float *inp, int N,
@@ -463,18 +464,21 @@ void model_ffn_backward(fg_model *m, int l, float *dinp, const float *dout, cons
     }
     const model_layer_off *o = &m->layer[l];
     int C = m->cfg.d_model;
-    memset(dfch_act, 0, (size_t)N * (size_t)m->F * sizeof(float));
-    memset(dfch, 0, (size_t)N * (size_t)m->Fin * sizeof(float));
+    MODEL_PROF(m, OP_ZERO, memset(dfch_act, 0, (size_t)N * (size_t)m->F * sizeof(float)));
+    MODEL_PROF(m, OP_ZERO, memset(dfch, 0, (size_t)N * (size_t)m->Fin * sizeof(float)));
     /* out = fch_act @ fcprojw^T + fcprojb */
-    fg_matmul_backward(dfch_act, model_g(m, o->fcprojw), model_g(m, o->fcprojb), dout, a->fch_act,
-                       model_p(m, o->fcprojw), N, m->F, C);
+    MODEL_PROF(m, OP_FCPROJ,
+               fg_matmul_backward(dfch_act, model_g(m, o->fcprojw), model_g(m, o->fcprojb), dout, a->fch_act,
+                                  model_p(m, o->fcprojw), N, m->F, C));
     /* fch_act = gelu(fch) or silu(gate) * up */
     if (m->cfg.layout == FG_LAYOUT_GPT2)
-        fg_gelu_backward(dfch, dfch_act, a->fch, (size_t)N * (size_t)m->F);
+        MODEL_PROF(m, OP_ACT, fg_gelu_backward(dfch, dfch_act, a->fch, (size_t)N * (size_t)m->F));
     else
-        fg_swiglu_backward(dfch, dfch_act, a->fch, N, m->F);
+        MODEL_PROF(m, OP_ACT, fg_swiglu_backward(dfch, dfch_act, a->fch, N, m->F));
     /* fch = inp @ fcw^T + fcb */
-    fg_matmul_backward(dinp, model_g(m, o->fcw), model_g(m, o->fcb), dfch, inp, model_p(m, o->fcw), N, C, m->Fin);
+    MODEL_PROF(
+        m, OP_FC,
+        fg_matmul_backward(dinp, model_g(m, o->fcw), model_g(m, o->fcb), dfch, inp, model_p(m, o->fcw), N, C, m->Fin));
 }
 
 /* ---- forward / backward ---- */
@@ -506,31 +510,46 @@ fg_status fg_model_forward(fg_model *m, const int32_t *inputs, const int32_t *ta
             m->n_counted += targets[i] >= 0;
     }
 
-    fg_embedding_forward(m->encoded, m->inputs, m->params + m->wte, model_p(m, m->wpe), N, T, C);
+    m->prof_dir = 0;
+    m->prof_calls[0] += m->prof_on;
+    MODEL_PROF(m, OP_EMBED,
+               fg_embedding_forward(m->encoded, m->inputs, m->params + m->wte, model_p(m, m->wpe), N, T, C));
     const float *res = m->encoded;
     for (int l = 0; l < c->n_layer; l++) {
         const model_layer_off *o = &m->layer[l];
         model_layer_acts *a = &m->la[l];
-        model_norm_forward(m, a->ln1, a->ln1_mean, a->ln1_rstd, res, model_p(m, o->ln1w), model_p(m, o->ln1b), N);
-        fg_matmul_forward(a->qkv, a->ln1, model_p(m, o->qkvw), model_p(m, o->qkvb), N, C, 3 * C);
+        MODEL_PROF(
+            m, OP_NORM,
+            model_norm_forward(m, a->ln1, a->ln1_mean, a->ln1_rstd, res, model_p(m, o->ln1w), model_p(m, o->ln1b), N));
+        MODEL_PROF(m, OP_QKV, fg_matmul_forward(a->qkv, a->ln1, model_p(m, o->qkvw), model_p(m, o->qkvb), N, C, 3 * C));
         if (c->layout == FG_LAYOUT_LLAMA) {
-            fg_rope_forward(a->qkv, B, T, NH, m->HS, 3 * C, 0, c->rope_theta);     /* q */
-            fg_rope_forward(a->qkv + C, B, T, NH, m->HS, 3 * C, 0, c->rope_theta); /* k */
+            MODEL_PROF(m, OP_ROPE, fg_rope_forward(a->qkv, B, T, NH, m->HS, 3 * C, 0, c->rope_theta));     /* q */
+            MODEL_PROF(m, OP_ROPE, fg_rope_forward(a->qkv + C, B, T, NH, m->HS, 3 * C, 0, c->rope_theta)); /* k */
         }
-        fg_attention_forward(a->atty, a->lse, a->qkv, B, T, C, NH);
+        MODEL_PROF(m, OP_ATTN, fg_attention_forward(a->atty, a->lse, a->qkv, B, T, C, NH));
         /* res2 = res + atty @ attprojw^T + attprojb (projection written in place, then added) */
-        fg_matmul_forward(a->res2, a->atty, model_p(m, o->attprojw), model_p(m, o->attprojb), N, C, C);
-        fg_add(a->res2, a->res2, res, (size_t)N * C);
-        model_norm_forward(m, a->ln2, a->ln2_mean, a->ln2_rstd, a->res2, model_p(m, o->ln2w), model_p(m, o->ln2b), N);
+        MODEL_PROF(m, OP_ATTPROJ,
+                   fg_matmul_forward(a->res2, a->atty, model_p(m, o->attprojw), model_p(m, o->attprojb), N, C, C));
+        MODEL_PROF(m, OP_RESID, fg_add(a->res2, a->res2, res, (size_t)N * C));
+        MODEL_PROF(m, OP_NORM,
+                   model_norm_forward(m, a->ln2, a->ln2_mean, a->ln2_rstd, a->res2, model_p(m, o->ln2w),
+                                      model_p(m, o->ln2b), N));
         model_ffn_forward(m, l, a->res3, a->ln2, N, &a->ffn);
-        fg_add(a->res3, a->res3, a->res2, (size_t)N * C);
+        MODEL_PROF(m, OP_RESID, fg_add(a->res3, a->res3, a->res2, (size_t)N * C));
         res = a->res3;
     }
-    model_norm_forward(m, m->lnf, m->lnf_mean, m->lnf_rstd, res, model_p(m, m->lnfw), model_p(m, m->lnfb), N);
+    MODEL_PROF(
+        m, OP_NORM,
+        model_norm_forward(m, m->lnf, m->lnf_mean, m->lnf_rstd, res, model_p(m, m->lnfw), model_p(m, m->lnfb), N));
     /* logits[N,Vp] = lnf @ head^T (padding rows of head give padding columns, ignored) */
-    fg_matmul_forward(m->logits, m->lnf, m->params + m->head, NULL, N, C, Vp);
+    MODEL_PROF(m, OP_HEAD, fg_matmul_forward(m->logits, m->lnf, m->params + m->head, NULL, N, C, Vp));
     if (targets) {
-        double sum = fg_softmax_xent(NULL, m->losses, m->logits, m->targets, N, V, Vp, 0.0f);
+        double sum = 0.0;
+        /* One pass gives the losses and dlogits for loss_scale 1 (softmax is not
+         * recomputed in backward); backward rescales dlogits if asked for another scale. */
+        m->dlogits_scale = m->n_counted > 0 ? 1.0f / (float)m->n_counted : 0.0f;
+        MODEL_PROF(m, OP_XENT,
+                   sum = fg_softmax_xent(m->dlogits, m->losses, m->logits, m->targets, N, V, Vp, m->dlogits_scale));
         float l = m->n_counted > 0 ? (float)(sum / m->n_counted) : 0.0f;
         l += model_moe_aux_loss(m); /* SEQAUX / SWITCH balance losses (0 otherwise) */
         if (!isfinite(l))
@@ -558,14 +577,26 @@ fg_status fg_model_backward(fg_model *m, float loss_scale)
         return FG_OK; /* every target ignored: the mean loss is the constant 0 */
     m->moe_loss_scale = loss_scale;
 
-    /* loss = sum(losses) / n_counted: dlogits = loss_scale / n_counted * (softmax - onehot) */
-    fg_softmax_xent(m->dlogits, m->losses, m->logits, m->targets, N, V, Vp, loss_scale / (float)m->n_counted);
-    memset(m->dln, 0, NC * sizeof(float));
-    fg_matmul_backward(m->dln, m->grads + m->head, NULL, m->dlogits, m->lnf, m->params + m->head, N, C, Vp);
-    const float *res_last = c->n_layer > 0 ? m->la[c->n_layer - 1].res3 : m->encoded;
-    memset(m->dres, 0, NC * sizeof(float));
-    norm_backward(m, m->dres, model_g(m, m->lnfw), model_g(m, m->lnfb), m->dln, res_last, model_p(m, m->lnfw),
-                  m->lnf_mean, m->lnf_rstd, N);
+    m->prof_dir = 1;
+    m->prof_calls[1] += m->prof_on;
+    /* loss = sum(losses) / n_counted: dlogits = loss_scale / n_counted * (softmax - onehot);
+     * the forward left it computed for its own scale m->dlogits_scale. */
+    float want = loss_scale / (float)m->n_counted;
+    if (want != m->dlogits_scale) {
+        if (m->dlogits_scale != 0.0f && isfinite(want / m->dlogits_scale))
+            MODEL_PROF(m, OP_XENT, fg_scale(m->dlogits, want / m->dlogits_scale, (size_t)N * Vp));
+        else
+            MODEL_PROF(m, OP_XENT, fg_softmax_xent(m->dlogits, m->losses, m->logits, m->targets, N, V, Vp, want));
+        m->dlogits_scale = want;
+    }
+    MODEL_PROF(m, OP_ZERO, memset(m->dln, 0, NC * sizeof(float)));
+    MODEL_PROF(m, OP_HEAD,
+               fg_matmul_backward(m->dln, m->grads + m->head, NULL, m->dlogits, m->lnf, m->params + m->head, N, C, Vp));
+    const float *res_last = m->la[c->n_layer - 1].res3;
+    MODEL_PROF(m, OP_ZERO, memset(m->dres, 0, NC * sizeof(float)));
+    MODEL_PROF(m, OP_NORM,
+               norm_backward(m, m->dres, model_g(m, m->lnfw), model_g(m, m->lnfb), m->dln, res_last,
+                             model_p(m, m->lnfw), m->lnf_mean, m->lnf_rstd, N));
 
     /* m->dres holds d(loss)/d(res3 of layer l); each step below turns it into the
      * gradient of the layer's input, by accumulating both residual branches into it. */
@@ -574,29 +605,79 @@ fg_status fg_model_backward(fg_model *m, float loss_scale)
         model_layer_acts *a = &m->la[l];
         const float *res = l == 0 ? m->encoded : m->la[l - 1].res3;
         /* res3 = res2 + FFN(ln2(res2)) */
-        memset(m->dln, 0, NC * sizeof(float));
+        MODEL_PROF(m, OP_ZERO, memset(m->dln, 0, NC * sizeof(float)));
         model_ffn_backward(m, l, m->dln, m->dres, a->ln2, N, &a->ffn, m->dfch, m->dfch_act);
-        norm_backward(m, m->dres, model_g(m, o->ln2w), model_g(m, o->ln2b), m->dln, a->res2, model_p(m, o->ln2w),
-                      a->ln2_mean, a->ln2_rstd, N);
+        MODEL_PROF(m, OP_NORM,
+                   norm_backward(m, m->dres, model_g(m, o->ln2w), model_g(m, o->ln2b), m->dln, a->res2,
+                                 model_p(m, o->ln2w), a->ln2_mean, a->ln2_rstd, N));
         /* res2 = res + atty @ attprojw^T + attprojb */
-        memset(m->datty, 0, NC * sizeof(float));
-        fg_matmul_backward(m->datty, model_g(m, o->attprojw), model_g(m, o->attprojb), m->dres, a->atty,
-                           model_p(m, o->attprojw), N, C, C);
+        MODEL_PROF(m, OP_ZERO, memset(m->datty, 0, NC * sizeof(float)));
+        MODEL_PROF(m, OP_ATTPROJ,
+                   fg_matmul_backward(m->datty, model_g(m, o->attprojw), model_g(m, o->attprojb), m->dres, a->atty,
+                                      model_p(m, o->attprojw), N, C, C));
         /* atty = attention(qkv) */
-        memset(m->dqkv, 0, 3 * NC * sizeof(float));
-        fg_attention_backward(m->dqkv, m->datty, a->qkv, a->atty, a->lse, B, T, C, NH);
+        MODEL_PROF(m, OP_ZERO, memset(m->dqkv, 0, 3 * NC * sizeof(float)));
+        MODEL_PROF(m, OP_ATTN, fg_attention_backward(m->dqkv, m->datty, a->qkv, a->atty, a->lse, B, T, C, NH));
         if (c->layout == FG_LAYOUT_LLAMA) { /* q, k were rotated in place after the projection */
-            fg_rope_backward(m->dqkv, B, T, NH, m->HS, 3 * C, 0, c->rope_theta);
-            fg_rope_backward(m->dqkv + C, B, T, NH, m->HS, 3 * C, 0, c->rope_theta);
+            MODEL_PROF(m, OP_ROPE, fg_rope_backward(m->dqkv, B, T, NH, m->HS, 3 * C, 0, c->rope_theta));
+            MODEL_PROF(m, OP_ROPE, fg_rope_backward(m->dqkv + C, B, T, NH, m->HS, 3 * C, 0, c->rope_theta));
         }
         /* qkv = ln1 @ qkvw^T + qkvb; ln1 = norm(res) */
-        memset(m->dln, 0, NC * sizeof(float));
-        fg_matmul_backward(m->dln, model_g(m, o->qkvw), model_g(m, o->qkvb), m->dqkv, a->ln1, model_p(m, o->qkvw), N, C,
-                           3 * C);
-        norm_backward(m, m->dres, model_g(m, o->ln1w), model_g(m, o->ln1b), m->dln, res, model_p(m, o->ln1w),
-                      a->ln1_mean, a->ln1_rstd, N);
+        MODEL_PROF(m, OP_ZERO, memset(m->dln, 0, NC * sizeof(float)));
+        MODEL_PROF(m, OP_QKV,
+                   fg_matmul_backward(m->dln, model_g(m, o->qkvw), model_g(m, o->qkvb), m->dqkv, a->ln1,
+                                      model_p(m, o->qkvw), N, C, 3 * C));
+        MODEL_PROF(m, OP_NORM,
+                   norm_backward(m, m->dres, model_g(m, o->ln1w), model_g(m, o->ln1b), m->dln, res, model_p(m, o->ln1w),
+                                 a->ln1_mean, a->ln1_rstd, N));
     }
     /* encoded = wte[inputs] (+ wpe[t]) */
-    fg_embedding_backward(m->grads + m->wte, model_g(m, m->wpe), m->dres, m->inputs, N, T, C);
+    MODEL_PROF(m, OP_EMBED, fg_embedding_backward(m->grads + m->wte, model_g(m, m->wpe), m->dres, m->inputs, N, T, C));
     return FG_OK;
+}
+
+/* ---- profile ---- */
+
+void fg_model_profile(fg_model *m, int on)
+{
+    m->prof_on = on != 0;
+    memset(m->prof, 0, sizeof m->prof);
+    memset(m->prof_calls, 0, sizeof m->prof_calls);
+}
+
+void fg_model_profile_print(const fg_model *m, FILE *f)
+{
+    static const char *const names[OP_COUNT] = {
+        "embedding",   "norm",           "qkv matmul",   "rope",        "attention",    "attn proj matmul", "fc matmul",
+        "gelu/swiglu", "fc proj matmul", "residual add", "head matmul", "softmax+xent", "zero grads"};
+    /* forward FLOPs per call of the GEMM-like ops at the last forward's B, T (backward
+     * = 2x); dense FFN layers only (a MoE layer's FFN is not timed in these slots) */
+    const fg_model_config *c = &m->cfg;
+    double N = (double)m->cur_B * m->cur_T, C = c->d_model, L = c->n_layer, Ld = 0;
+    for (int l = 0; l < c->n_layer; l++)
+        Ld += !model_is_moe_layer(m, l);
+    double fl[OP_COUNT] = {0};
+    fl[OP_QKV] = 2 * N * C * 3 * C * L;
+    fl[OP_ATTPROJ] = 2 * N * C * C * L;
+    fl[OP_FC] = 2 * N * C * m->Fin * Ld;
+    fl[OP_FCPROJ] = 2 * N * m->F * C * Ld;
+    fl[OP_HEAD] = 2 * N * C * c->padded_vocab;
+    fl[OP_ATTN] = 2 * N * m->cur_T * C * L; /* QK^T and AV, halved by the causal mask */
+    double tot[2] = {0, 0};
+    for (int d = 0; d < 2; d++)
+        for (int i = 0; i < OP_COUNT; i++)
+            tot[d] += m->prof[d][i];
+    double all = tot[0] + tot[1];
+    long nf = m->prof_calls[0], nb = m->prof_calls[1];
+    fprintf(f, "%-18s %12s %12s %8s %10s %10s\n", "op", "fwd ms/call", "bwd ms/call", "share", "fwd GF/s", "bwd GF/s");
+    for (int i = 0; i < OP_COUNT; i++) {
+        double fw = nf ? m->prof[0][i] / nf : 0.0, bw = nb ? m->prof[1][i] / nb : 0.0;
+        double share = all > 0 ? 100.0 * (m->prof[0][i] + m->prof[1][i]) / all : 0.0;
+        fprintf(f, "%-18s %12.3f %12.3f %7.1f%%", names[i], 1e3 * fw, 1e3 * bw, share);
+        if (fl[i] > 0 && fw > 0 && bw > 0)
+            fprintf(f, " %10.1f %10.1f", 1e-9 * fl[i] / fw, 1e-9 * 2 * fl[i] / bw);
+        fprintf(f, "\n");
+    }
+    fprintf(f, "%-18s %12.3f %12.3f %7.1f%%\n", "total", nf ? 1e3 * tot[0] / nf : 0.0, nb ? 1e3 * tot[1] / nb : 0.0,
+            100.0);
 }

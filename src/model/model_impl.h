@@ -18,12 +18,12 @@
 
 /* Offsets of one layer's parameters (FG_NO_TENSOR when absent in this layout). */
 typedef struct model_layer_off {
-    size_t ln1w, ln1b;         /* [C] */
-    size_t qkvw, qkvb;         /* [3C,C], [3C] */
-    size_t attprojw, attprojb; /* [C,C], [C] */
-    size_t ln2w, ln2b;         /* [C] */
-    size_t fcw, fcb;           /* [Fin,C], [Fin]: Fin = F (gpt2) or 2F = [gate | up] (llama) */
-    size_t fcprojw, fcprojb;   /* [C,F], [C] */
+    size_t ln1w, ln1b;          /* [C] */
+    size_t qkvw, qkvb;          /* [3C,C], [3C] */
+    size_t attprojw, attprojb;  /* [C,C], [C] */
+    size_t ln2w, ln2b;          /* [C] */
+    size_t fcw, fcb;            /* [Fin,C], [Fin]: Fin = F (gpt2) or 2F = [gate | up] (llama) */
+    size_t fcprojw, fcprojb;    /* [C,F], [C] */
     size_t moe[FG_MOE_N_ROLES]; /* MoE layers: offsets by fg_moe_role (fc*, fcproj* absent) */
 } model_layer_off;
 
@@ -66,6 +66,33 @@ typedef struct model_kv {
     model_prob_id *cand; /* [V] sampler work: candidates sorted by probability */
 } model_kv;
 
+/* Ops timed by the optional per-op profile (fg_model_profile). */
+enum model_op {
+    OP_EMBED,
+    OP_NORM,
+    OP_QKV,
+    OP_ROPE,
+    OP_ATTN,
+    OP_ATTPROJ,
+    OP_FC,
+    OP_ACT,
+    OP_FCPROJ,
+    OP_RESID,
+    OP_HEAD,
+    OP_XENT,
+    OP_ZERO,
+    OP_COUNT
+};
+
+/* Runs `call`, adding its wall time to m's profile slot `op` when profiling is on. */
+#define MODEL_PROF(m, op, call)                                                                                        \
+    do {                                                                                                               \
+        double t0_ = (m)->prof_on ? fg_time_sec() : 0.0;                                                               \
+        call;                                                                                                          \
+        if ((m)->prof_on)                                                                                              \
+            (m)->prof[(m)->prof_dir][op] += fg_time_sec() - t0_;                                                       \
+    } while (0)
+
 struct fg_model {
     fg_model_config cfg; /* resolved: padded_vocab and d_ff filled in */
     int B, T;            /* activation capacity */
@@ -100,7 +127,8 @@ struct fg_model {
     /* state of the last forward */
     int cur_B, cur_T;
     int has_targets;
-    int n_counted; /* targets >= 0 */
+    int n_counted;       /* targets >= 0 */
+    float dlogits_scale; /* dlogits currently hold dlogits_scale * (softmax - onehot) */
     int fwd_done;
 
     model_kv *kv; /* NULL until fg_model_generate / fg_model_decode_step */
@@ -109,11 +137,15 @@ struct fg_model {
     fg_moe_layer *moe;           /* [L], NULL for a dense model */
     fg_moe_scratch *moe_scratch; /* backward scratch shared by the MoE layers */
     float moe_loss_scale;        /* loss_scale of the running backward (aux losses) */
+
+    int prof_on, prof_dir;    /* profiling enabled; 0 forward, 1 backward */
+    double prof[2][OP_COUNT]; /* seconds per op since fg_model_profile(m, 1) */
+    long prof_calls[2];       /* forward / backward calls profiled */
 };
 
 /* Dense FFN of layer l (or, later, the MoE FFN): out[N,C] = FFN(inp[N,C]);
  * saved activations go to a. */
-void model_ffn_forward(const fg_model *m, int l, float *out, const float *inp, int N, model_ffn_acts *a);
+void model_ffn_forward(fg_model *m, int l, float *out, const float *inp, int N, model_ffn_acts *a);
 /* dinp[N,C] += d/dinp given dout[N,C]; parameter grads accumulate into m->grads.
  * dfch[N,Fin], dfch_act[N,F]: scratch, zeroed here. */
 void model_ffn_backward(fg_model *m, int l, float *dinp, const float *dout, const float *inp, int N,
