@@ -66,8 +66,18 @@ typedef void (*cblas_sgemm_fn)(int, int, int, int, int, int, float, const float 
                                float *, int);
 typedef struct gemm_lib {
     const char *name;
-    cblas_sgemm_fn sgemm; /* NULL: the linked one through fg_sgemm */
+    cblas_sgemm_fn sgemm;  /* NULL: the linked one through fg_sgemm */
+    const char *threading; /* for the linked one: FG_BLAS_THREADING */
 } gemm_lib;
+
+/* Re-initialises the kernels with FG_BLAS_THREADING set for this library. */
+static void select_lib(const gemm_lib *lib)
+{
+    if (lib->sgemm)
+        return;
+    setenv("FG_BLAS_THREADING", lib->threading, 1);
+    FG_ASSERT(fg_kernels_init(NULL) == FG_OK);
+}
 
 typedef struct gemm_ctx {
     const gemm_lib *lib;
@@ -117,9 +127,10 @@ static const shape shapes[] = {
 static void bench_blas(int nthreads)
 {
     printf("\n== sgemm: GFLOP/s per library (fwd NT / bwd-dinp NN / bwd-dweight TN) ==\n");
-    gemm_lib libs[4];
+    gemm_lib libs[5];
     int nlib = 0;
-    libs[nlib++] = (gemm_lib){"openblas-pthread (linked)", NULL};
+    libs[nlib++] = (gemm_lib){"openblas-pthread (linked)", NULL, "blas"};
+    libs[nlib++] = (gemm_lib){"linked, split over OpenMP", NULL, "omp"};
     if (load_lib(&libs[nlib], "openblas-openmp", "/usr/lib/x86_64-linux-gnu/openblas-openmp/libopenblas.so.0",
                  "openblas_set_num_threads", nthreads))
         nlib++;
@@ -129,7 +140,7 @@ static void bench_blas(int nthreads)
     printf("  BLIS_ARCH_TYPE=%s\n", fg_env("BLIS_ARCH_TYPE", "(unset)"));
     fg_rng r;
     fg_rng_seed(&r, 1);
-    double tot[4] = {0}, flops_all = 0;
+    double tot[5] = {0}, flops_all = 0;
     int nsh = quick ? 4 : (int)(sizeof shapes / sizeof shapes[0]);
     printf("  %-18s", "shape");
     for (int l = 0; l < nlib; l++)
@@ -143,6 +154,7 @@ static void bench_blas(int nthreads)
         double fl = 2.0 * sh->N * sh->C * sh->OC;
         printf("  %-18s", sh->what);
         for (int l = 0; l < nlib; l++) {
+            select_lib(&libs[l]);
             gemm_ctx f = {&libs[l], 0, 1, sh->N, sh->OC, sh->C, X, W, Y};
             gemm_ctx bi = {&libs[l], 0, 0, sh->N, sh->C, sh->OC, Y, W, D};
             gemm_ctx bw = {&libs[l], 1, 0, sh->OC, sh->C, sh->N, Y, X, G};
@@ -158,6 +170,8 @@ static void bench_blas(int nthreads)
     for (int l = 0; l < nlib; l++)
         printf(" | %7.1f GF/s (x%.2f)       ", flops_all / tot[l] * 1e-9, tot[0] / tot[l]);
     printf("\n  (xN = speed relative to the linked OpenBLAS pthreads)\n");
+    unsetenv("FG_BLAS_THREADING");
+    fg_kernels_init(NULL);
 }
 
 /* ---- GEMM interleaved with OpenMP elementwise work, as in a training step ---- */
@@ -178,9 +192,10 @@ static void run_mix(void *p)
 static void bench_interplay(int nthreads)
 {
     printf("\n== sgemm + OpenMP kernels interleaved (4 x [124M fc fwd GEMM + gelu over 256x3072]) ==\n");
-    gemm_lib libs[3];
+    gemm_lib libs[4];
     int nlib = 0;
-    libs[nlib++] = (gemm_lib){"openblas-pthread (linked)", NULL};
+    libs[nlib++] = (gemm_lib){"openblas-pthread (linked)", NULL, "blas"};
+    libs[nlib++] = (gemm_lib){"linked, split over OpenMP", NULL, "omp"};
     if (load_lib(&libs[nlib], "openblas-openmp", "/usr/lib/x86_64-linux-gnu/openblas-openmp/libopenblas.so.0",
                  "openblas_set_num_threads", nthreads))
         nlib++;
@@ -193,6 +208,7 @@ static void bench_interplay(int nthreads)
     float *X = randn((size_t)N * C, 1, &r), *W = randn((size_t)OC * C, 0.02f, &r), *Y = randn((size_t)N * OC, 1, &r);
     double base = 0;
     for (int l = 0; l < nlib; l++) {
+        select_lib(&libs[l]);
         mix_ctx m = {{&libs[l], 0, 1, N, OC, C, X, W, Y}, Y, (size_t)N * OC};
         double t = time_it(run_mix, &m, 1.0);
         gemm_ctx g = m.g;
@@ -202,6 +218,8 @@ static void bench_interplay(int nthreads)
         printf("  %-26s mixed %.2f ms (x%.2f)   GEMM alone %.2f ms -> GEMM share of mixed %.0f%%\n", libs[l].name,
                t * 1e3, base / t, tg * 1e3, 100.0 * 4 * tg / t);
     }
+    unsetenv("FG_BLAS_THREADING");
+    fg_kernels_init(NULL);
     fg_free(X), fg_free(W), fg_free(Y);
 }
 
@@ -299,9 +317,9 @@ static void run_elem(void *p)
     else if (!strcmp(op, "rope_forward"))
         fg_rope_forward(x->b, 4, x->N / 4, x->C / 64, 64, x->C, 0, 10000.0f);
     else if (!strcmp(op, "embedding_forward"))
-        fg_embedding_forward(x->b, x->tok, x->a, x->d, x->N, 64, x->C);
+        fg_embedding_forward(x->b, x->tok + 1024, x->a, x->d, x->N, 64, x->C);
     else if (!strcmp(op, "embedding_backward"))
-        fg_embedding_backward(x->e, x->d, x->b, x->tok, x->N, 64, x->C);
+        fg_embedding_backward(x->e, x->d, x->b, x->tok + 1024, x->N, 64, x->C);
     else if (!strcmp(op, "add"))
         fg_add(x->b, x->a, x->d, n);
     else if (!strcmp(op, "sumsq"))
@@ -337,9 +355,11 @@ static void bench_elem(void)
     x.e = randn(maxn, 0.1f, &r);
     for (size_t i = 0; i < maxn; i++)
         x.e[i] *= x.e[i];
-    x.tok = fg_malloc(1024 * sizeof(int32_t));
+    x.tok = fg_malloc(2048 * sizeof(int32_t)); /* [0,1024): targets < V; [1024,2048): rows of a 8192 x C table */
     for (int i = 0; i < 1024; i++)
         x.tok[i] = (int32_t)fg_rng_below(&r, 50257);
+    for (int i = 1024; i < 2048; i++)
+        x.tok[i] = (int32_t)fg_rng_below(&r, 8192);
     for (size_t o = 0; o < sizeof ops / sizeof ops[0]; o++) {
         const char *vs[8];
         int nv = fg_kernels_variants(ops[o].op, vs, 8);

@@ -77,6 +77,37 @@ static void test_sgemm(void)
         }
 }
 
+/* Both GEMM threading modes (FG_BLAS_THREADING) on GEMMs large enough to be split
+ * over threads, every transpose combination, odd sizes so slices are uneven. */
+static void test_sgemm_threading(void)
+{
+    const char *modes[] = {"omp", "blas"};
+    int M = 203, N = 171, K = 190;
+    for (int md = 0; md < 2; md++) {
+        setenv("FG_BLAS_THREADING", modes[md], 1);
+        FG_CHECK(fg_kernels_init("blas") == FG_OK, "init with FG_BLAS_THREADING=%s: %s", modes[md], fg_last_error());
+        for (int shape = 0; shape < 2; shape++) {
+            int m = shape ? N : M, n = shape ? M : N; /* split along M, then along N */
+            for (int ta = 0; ta < 2; ta++)
+                for (int tb = 0; tb < 2; tb++) {
+                    int lda = ta ? m : K, ldb = tb ? K : n;
+                    float *A = randn((size_t)(ta ? K : m) * lda, 1), *B = randn((size_t)(tb ? n : K) * ldb, 1);
+                    float *want = randn((size_t)m * n, 1), *got = copy(want, (size_t)m * n);
+                    fg_sgemm_ref(ta, tb, m, n, K, 1.0f, A, lda, B, ldb, 1.0f, want, n);
+                    fg_sgemm(ta, tb, m, n, K, 1.0f, A, lda, B, ldb, 1.0f, got, n);
+                    char what[64];
+                    snprintf(what, sizeof what, "%s %dx%dx%d ta%d tb%d", modes[md], m, n, K, ta, tb);
+                    check("sgemm", "blas", what, got, want, (size_t)m * n, 1e-5);
+                    fg_free(A), fg_free(B), fg_free(want), fg_free(got);
+                }
+        }
+    }
+    setenv("FG_BLAS_THREADING", "nope", 1);
+    FG_CHECK(fg_kernels_init(NULL) == FG_ERR_INVALID, "bad FG_BLAS_THREADING accepted");
+    unsetenv("FG_BLAS_THREADING");
+    FG_CHECK(fg_kernels_init(NULL) == FG_OK, "init: %s", fg_last_error());
+}
+
 static void test_matmul(int N, int C, int OC)
 {
     const char *vs[8];
@@ -411,6 +442,7 @@ int main(void)
     fg_rng_seed(&rng, 20261128);
     test_dispatch();
     test_sgemm();
+    test_sgemm_threading();
     test_matmul(37, 65, 47);
     test_matmul(64, 384, 1152);
     test_embedding();

@@ -2,6 +2,7 @@
  * Backward = two sgemms (beta = 1, so they accumulate) + a bias reduction. The BLAS
  * threads itself; we only set its thread count (see docs/KERNELS.md on threading). */
 #include <cblas.h>
+#include <omp.h>
 #include <stdio.h>
 #include <string.h>
 

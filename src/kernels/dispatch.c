@@ -11,6 +11,10 @@
 
 fg_kernel_table fg_kt;
 
+/* How GEMMs use the cores (docs/KERNELS.md): "omp" = split over OpenMP threads, BLAS
+ * single-threaded; "blas" = the BLAS's own thread pool. */
+#define FG_BLAS_THREADING_DEFAULT "omp"
+
 /* Variant levels, ascending: a mode allows every level up to its own. */
 enum { LVL_REF = 0, LVL_BLAS = 1, LVL_AVX2 = 2, LVL_AVX512 = 3 };
 static const char *const level_names[] = {"ref", "blas", "avx2", "avx512"};
@@ -88,10 +92,9 @@ static int mode_level(const char *mode)
  * that op; entries are scanned in order so the later one wins. */
 static int chosen_level[N_REGISTRY];
 
-fg_status fg_kernels_init(const char *mode)
+/* Fills the table for a mode and a GEMM threading ("omp" or "blas"). */
+static fg_status init_table(const char *mode, const char *threading)
 {
-    if (!mode)
-        mode = fg_env("FG_KERNELS", "auto");
     int want = mode_level(mode);
     if (want < 0)
         return fg_error(FG_ERR_INVALID, "unknown kernels mode '%s' (valid: auto, ref, blas, avx2, avx512)", mode);
@@ -99,6 +102,8 @@ fg_status fg_kernels_init(const char *mode)
     if (strcmp(mode, "auto") && want > have)
         return fg_error(FG_ERR_UNSUPPORTED, "kernels mode '%s' needs %s, which this CPU (or FG_HW_DISABLE) lacks", mode,
                         level_names[want]);
+    if (strcmp(threading, "omp") && strcmp(threading, "blas"))
+        return fg_error(FG_ERR_INVALID, "FG_BLAS_THREADING='%s': expected omp or blas", threading);
     int limit = want < have ? want : have;
     fg_kernel_table t;
     memset(&t, 0, sizeof t);
@@ -111,18 +116,28 @@ fg_status fg_kernels_init(const char *mode)
                 chosen_level[j] = registry[i].level;
     }
     t.ready = 1;
+    t.blas_split = !strcmp(threading, "omp");
     fg_kt = t;
     fg_blas_set_threads(fg_threads_get());
     return FG_OK;
 }
 
+fg_status fg_kernels_init(const char *mode)
+{
+    if (!mode)
+        mode = fg_env("FG_KERNELS", "auto");
+    return init_table(mode, fg_env("FG_BLAS_THREADING", FG_BLAS_THREADING_DEFAULT));
+}
+
+/* First use without fg_kernels_init: a bad environment falls back to the defaults
+ * (with a warning) rather than leaving the table empty. */
 static void ensure_init(void)
 {
     if (fg_kt.ready)
         return;
     if (fg_kernels_init(NULL) != FG_OK) {
         FG_WARN("%s; using auto kernels", fg_last_error());
-        fg_kernels_init("auto");
+        init_table("auto", FG_BLAS_THREADING_DEFAULT);
     }
 }
 

@@ -8,6 +8,7 @@
 /* One function pointer per op plus the name of the variant that fills it. */
 typedef struct fg_kernel_table {
     int ready;
+    int blas_split; /* 1: GEMMs split over our OpenMP threads, BLAS single-threaded (FG_BLAS_THREADING=omp) */
     void (*sgemm)(int, int, int, int, int, float, const float *, int, const float *, int, float, float *, int);
     void (*matmul_forward)(float *, const float *, const float *, const float *, int, int, int);
     void (*matmul_backward)(float *, float *, float *, const float *, const float *, const float *, int, int, int);
