@@ -31,6 +31,8 @@ void fg_embedding_forward_avx512(float *out, const int32_t *tokens, const float 
                                  int C);
 void fg_embedding_backward_avx512(float *dwte, float *dwpe, const float *dout, const int32_t *tokens, int N, int T,
                                   int C);
+void fg_rope_forward_avx512(float *x, int B, int T, int NH, int HS, int row_stride, int pos0, float theta);
+void fg_rope_backward_avx512(float *dx, int B, int T, int NH, int HS, int row_stride, int pos0, float theta);
 
 #define FG_X86_VARIANTS                                                                                                \
     V("attention_forward", LVL_AVX512, attention_forward, fg_attention_forward_avx512),                                \
@@ -48,6 +50,8 @@ void fg_embedding_backward_avx512(float *dwte, float *dwpe, const float *dout, c
         V("scale", LVL_AVX512, scale, fg_scale_avx512), V("sumsq", LVL_AVX512, sumsq, fg_sumsq_avx512),                \
         V("adamw_update", LVL_AVX512, adamw_update, fg_adamw_update_avx512),                                           \
         V("embedding_forward", LVL_AVX512, embedding_forward, fg_embedding_forward_avx512),                            \
-        V("embedding_backward", LVL_AVX512, embedding_backward, fg_embedding_backward_avx512),
+        V("embedding_backward", LVL_AVX512, embedding_backward, fg_embedding_backward_avx512),                         \
+        V("rope_forward", LVL_AVX512, rope_forward, fg_rope_forward_avx512),                                           \
+        V("rope_backward", LVL_AVX512, rope_backward, fg_rope_backward_avx512),
 
 #endif
