@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# bench_clean.sh: `frugal clean` figures, all measured in this one run:
+#  1. the ambiguous-only design: on the shared web samples, the fraction of documents
+#     sent to the classifier and the throughput of --classify ambiguous vs --classify all;
+#     on a labeled web-quality set (tools/data_make_labeled.py), the accuracy of both;
+#  2. MB of input per CPU-second of the same quality-filter + dedup pipeline in Frugal
+#     and in Hugging Face datatrove (tools/data_datatrove_bench.py) on the same JSONL.
+# Throughput is MB of input per CPU-second (user + system time of the process), i.e. MB/s
+# per core; on shared machines this is steadier than wall time. Wall MB/s is printed too.
+# usage: bench/bench_clean.sh [BUILD_DIR]   (needs ../shared/data; python3 with datatrove,
+#        spacy and xxhash for part 2 - `pip install datatrove spacy xxhash`)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BUILD=${1:-build}
+F=$BUILD/frugal
+SHARED=${FG_SHARED_DIR:-../shared}/data
+[ -x "$F" ] || { echo "bench_clean: $F not built (cmake --build $BUILD --target frugal)"; exit 2; }
+[ -d "$SHARED/web" ] || { echo "bench_clean: $SHARED/web not found"; exit 2; }
+W=$(mktemp -d /tmp/bench_clean.XXXXXX)
+trap 'rm -rf "$W"' EXIT
+REPS=${REPS:-3}
+field() { python3 -c "import json,sys; print(json.load(open('$1'))['$2'])"; }
+
+# median CPU seconds over REPS runs of `frugal clean ARGS`; leaves the last report in $W/rep.json
+cpu_median() {
+  local xs=()
+  for _ in $(seq "$REPS"); do
+    "$F" clean "$@" --report "$W/rep.json" -q --no-progress
+    xs+=("$(field "$W/rep.json" cpu_seconds)")
+  done
+  printf '%s\n' "${xs[@]}" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'
+}
+
+echo "== inputs"
+"$F" clean "$SHARED/web" --rules configs/clean_rules_extract.conf --no-dedup -o "$W/webtext1.jsonl" -q --no-progress
+for i in 1 2 3 4; do cat "$W/webtext1.jsonl"; done > "$W/webtext.jsonl"
+python3 tools/data_make_labeled.py "$(dirname "$SHARED/x")" "$W/lab" --window 1
+"$F" clean train-classifier --input "$W/lab.train.jsonl" -o "$W/lab.cls" --test-frac 0 | grep -E "examples|trained"
+echo "web samples: $(du -sh "$SHARED/web" | cut -f1) on disk; text corpus (HTML stripped, x4): $(du -h "$W/webtext.jsonl" | cut -f1)"
+
+echo "== 1a. accuracy on the labeled test split (same rules, dedup off)"
+for m in none ambiguous all; do
+  "$F" clean "$W/lab.test.jsonl" --classifier "$W/lab.cls" --classify "$m" --eval-label label --no-dedup \
+      -o "$W/lab.$m.jsonl" --report "$W/lab.$m.json" -q --no-progress
+  python3 - "$W/lab.$m.json" "$m" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+print(f"  --classify {sys.argv[2]:9s} accuracy {r['label_correct']/r['labeled']:.4f} on {r['labeled']} segments, "
+      f"sent to classifier {r['sent_to_classifier']}/{r['docs_read']}")
+PY
+done
+
+echo "== 1b. ambiguous-only vs classify-all throughput on the web samples (1 thread, median of $REPS)"
+for input in "$SHARED/web" "$W/webtext.jsonl"; do
+  a=$(cpu_median "$input" --classifier "$W/lab.cls" --classify ambiguous --threads 1 -o "$W/o.jsonl")
+  sent=$(field "$W/rep.json" sent_to_classifier); read=$(field "$W/rep.json" docs_read); mb=$(field "$W/rep.json" bytes_read)
+  b=$(cpu_median "$input" --classifier "$W/lab.cls" --classify all --threads 1 -o "$W/o.jsonl")
+  python3 -c "
+mb=$mb/1e6; a=$a; b=$b
+print(f'  {\"$(basename "$input")\":16s} {mb:6.1f} MB: sent to classifier $sent/$read = {$sent/$read:.3f}; '
+      f'ambiguous {mb/a:6.1f} MB/CPU-s, all {mb/b:6.1f} MB/CPU-s, ratio {b/a:.2f}x')"
+done
+
+echo "== 2. quality filter + dedup, Frugal vs datatrove, same JSONL ($(du -h "$W/webtext.jsonl" | cut -f1))"
+fc=$(cpu_median "$W/webtext.jsonl" --threads 1 -o "$W/frugal_kept.jsonl")
+fk=$(field "$W/rep.json" docs_kept); fw=$(field "$W/rep.json" seconds)
+"$F" clean "$W/webtext.jsonl" --threads 2 -o "$W/frugal_kept2.jsonl" --report "$W/rep2.json" -q --no-progress
+fw2=$(field "$W/rep2.json" seconds)
+if python3 -c "import datatrove, spacy, xxhash" 2>/dev/null; then
+  python3 tools/data_datatrove_bench.py "$W/webtext.jsonl" "$W/dt" 2>"$W/dt.log" | tail -1 > "$W/dt.json"
+  python3 - "$W/dt.json" "$W/webtext.jsonl" "$fc" "$fk" "$fw" "$fw2" <<'PY'
+import json, os, sys
+d = json.load(open(sys.argv[1])); mb = os.path.getsize(sys.argv[2]) / 1e6
+fc, fk, fw, fw2 = float(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5]), float(sys.argv[6])
+print(f"  frugal    (1 thread): {mb/fc:8.2f} MB/CPU-s  ({fc:.2f} CPU-s, {fw:.2f} s wall; 2 threads: {mb/fw2:.1f} MB/s wall), kept {fk}")
+print(f"  datatrove (1 worker): {d['mb_per_cpu_s']:8.3f} MB/CPU-s  ({d['cpu_s']:.2f} CPU-s, {d['wall_s']:.2f} s wall), kept {d['kept']}")
+print(f"  ratio per core: {mb/fc/d['mb_per_cpu_s']:.1f}x")
+PY
+else
+  echo "  datatrove/spacy/xxhash not installed: pip install datatrove spacy xxhash"
+fi
