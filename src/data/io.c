@@ -492,7 +492,8 @@ static fg_status walk(fg_data_reader *r, const char *path, bool explicit_path)
         snprintf(names[n], len, "%s%s%s", path, path[strlen(path) - 1] == '/' ? "" : "/", e->d_name);
         n++;
     }
-    qsort(names, (size_t)n, sizeof *names, cmp_str);
+    if (n > 1)
+        qsort(names, (size_t)n, sizeof *names, cmp_str);
     for (int i = 0; i < n && st2 == FG_OK; i++)
         st2 = walk(r, names[i], false);
 done:
