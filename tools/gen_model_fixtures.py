@@ -6,6 +6,8 @@ flat parameter index (weights_from_hash below, model_test_weights in the C test)
 the fixture also pins Frugal's parameter order (llm.c's order for gpt2). The twin runs
 in float64 (a better oracle than fp32 PyTorch); fixtures hold fp32 values of the
 logits, the mean loss, every parameter's gradient and a 10-step AdamW loss trajectory.
+The twin is also checked against transformers' GPT2LMHeadModel / LlamaForCausalLM
+when transformers is installed.
 
 Run: python3 tools/gen_model_fixtures.py   (from the repository root)
 """
@@ -164,6 +166,104 @@ def forward(c, p, idx, tgt):
     return logits, loss
 
 
+def hf_crosscheck(c, w, idx, tgt, logits, grads):
+    """For gpt2: the same weights in transformers' GPT2LMHeadModel (float64, eager
+    attention) must give the twin's logits and gradients. Skipped if not installed."""
+    try:
+        from transformers import GPT2Config, GPT2LMHeadModel
+    except ImportError:
+        print("transformers not installed: no GPT2LMHeadModel cross-check")
+        return
+    hc = GPT2Config(vocab_size=c["Vp"], n_positions=c["maxT"], n_embd=c["C"], n_layer=c["L"], n_head=c["NH"],
+                    n_inner=c["F"], activation_function="gelu_new", layer_norm_epsilon=c["eps"], resid_pdrop=0.0,
+                    embd_pdrop=0.0, attn_pdrop=0.0, tie_word_embeddings=True)
+    hf = GPT2LMHeadModel(hc, attn_implementation="eager") if "attn_implementation" in \
+        GPT2LMHeadModel.__init__.__code__.co_varnames else GPT2LMHeadModel(hc)
+    hf.config._attn_implementation = "eager"
+    hf = hf.double().eval()
+    conv = {"attn.qkv": "attn.c_attn", "attn.proj": "attn.c_proj", "mlp.fc": "mlp.c_fc", "mlp.proj": "mlp.c_proj"}
+
+    def hf_name(n):
+        if n in ("wte", "wpe"):
+            return "transformer.%s.weight" % n, False
+        if n.startswith("ln_f"):
+            return "transformer." + n, False
+        for a, b in conv.items():
+            if ".%s." % a in n:
+                return "transformer." + n.replace(a, b), n.endswith("weight")
+        return "transformer." + n, False
+
+    sd = hf.state_dict()
+    with torch.no_grad():
+        for n, v in w.items():
+            hn, transpose = hf_name(n)
+            t = torch.tensor(v, dtype=torch.float64)
+            sd[hn].copy_(t.T if transpose else t)
+    params = dict(hf.named_parameters())
+    out = hf(idx).logits
+    loss = F.cross_entropy(out[..., :c["V"]].reshape(-1, c["V"]), tgt.reshape(-1), ignore_index=-1)
+    loss.backward()
+    err = (out - logits).abs().max().item()
+    assert err < 1e-9, "GPT2LMHeadModel logits differ from the twin by %g" % err
+    worst = 0.0
+    for n in w:
+        hn, transpose = hf_name(n)
+        g = params[hn].grad
+        g = g.T if transpose else g
+        worst = max(worst, (g - grads[n]).abs().max().item() / (grads[n].abs().max().item() + 1e-30))
+    assert worst < 1e-9, "GPT2LMHeadModel gradients differ from the twin by %g (relative)" % worst
+    print("GPT2LMHeadModel cross-check: logits max diff %.2g, grads max rel diff %.2g" % (err, worst))
+
+
+def hf_llama_crosscheck(c, w, idx, tgt, logits, grads):
+    """For llama: the same weights in transformers' LlamaForCausalLM (float64). HF's
+    RMSNorm and RoPE frequencies compute in float32 internally, so agreement is checked
+    at 1e-5 relative, not float64 precision. Skipped if transformers is not installed."""
+    try:
+        from transformers import LlamaConfig, LlamaForCausalLM
+    except ImportError:
+        print("transformers not installed: no LlamaForCausalLM cross-check")
+        return
+    C, Fh, L = c["C"], c["F"], c["L"]
+    hc = LlamaConfig(vocab_size=c["Vp"], hidden_size=C, intermediate_size=Fh, num_hidden_layers=L,
+                     num_attention_heads=c["NH"], num_key_value_heads=c["NH"], max_position_embeddings=c["maxT"],
+                     rms_norm_eps=c["eps"], rope_theta=c["theta"], tie_word_embeddings=False, attention_bias=False,
+                     mlp_bias=False, hidden_act="silu")
+    hc._attn_implementation = "eager"
+    hf = LlamaForCausalLM(hc).double().eval()
+    # frugal name -> list of (hf name, row slice)
+    maps = {"wte": [("model.embed_tokens.weight", None)], "ln_f.weight": [("model.norm.weight", None)],
+            "lm_head.weight": [("lm_head.weight", None)]}
+    for l in range(L):
+        pre = "model.layers.%d." % l
+        maps["h.%d.ln_1.weight" % l] = [(pre + "input_layernorm.weight", None)]
+        maps["h.%d.ln_2.weight" % l] = [(pre + "post_attention_layernorm.weight", None)]
+        maps["h.%d.attn.qkv.weight" % l] = [(pre + "self_attn.%s_proj.weight" % x, slice(i * C, (i + 1) * C))
+                                            for i, x in enumerate("qkv")]
+        maps["h.%d.attn.proj.weight" % l] = [(pre + "self_attn.o_proj.weight", None)]
+        maps["h.%d.mlp.fc.weight" % l] = [(pre + "mlp.gate_proj.weight", slice(0, Fh)),
+                                          (pre + "mlp.up_proj.weight", slice(Fh, 2 * Fh))]
+        maps["h.%d.mlp.proj.weight" % l] = [(pre + "mlp.down_proj.weight", None)]
+    sd = hf.state_dict()
+    with torch.no_grad():
+        for n, v in w.items():
+            t = torch.tensor(v, dtype=torch.float64)
+            for hn, sl in maps[n]:
+                sd[hn].copy_(t if sl is None else t[sl])
+    params = dict(hf.named_parameters())
+    out = hf(idx).logits
+    loss = F.cross_entropy(out[..., :c["V"]].reshape(-1, c["V"]), tgt.reshape(-1), ignore_index=-1)
+    loss.backward()
+    err = ((out - logits).abs().max() / logits.abs().max()).item()
+    assert err < 1e-5, "LlamaForCausalLM logits differ from the twin by %g (relative)" % err
+    worst = 0.0
+    for n in w:
+        g = torch.cat([params[hn].grad for hn, _ in maps[n]], 0)
+        worst = max(worst, (g - grads[n]).abs().max().item() / (grads[n].abs().max().item() + 1e-30))
+    assert worst < 1e-5, "LlamaForCausalLM gradients differ from the twin by %g (relative)" % worst
+    print("LlamaForCausalLM cross-check: logits max rel diff %.2g, grads max rel diff %.2g" % (err, worst))
+
+
 def make(name, c, outdir):
     torch.manual_seed(c["seed"])
     B, T, V = c["B"], c["T"], c["V"]
@@ -183,6 +283,8 @@ def make(name, c, outdir):
     }
     for k in w:
         fx["grad." + k] = p[k].grad.float()
+    check = hf_crosscheck if c["layout"] == GPT2 else hf_llama_crosscheck
+    check(c, w, idx, tgt, logits.detach(), {k: p[k].grad for k in w})
     # 10 AdamW steps on the same batch (loss recorded before each step), float64.
     q = {k: torch.tensor(v, dtype=torch.float64, requires_grad=True) for k, v in w.items()}
     opt = torch.optim.AdamW(list(q.values()), lr=1e-3, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1)
