@@ -324,6 +324,52 @@ static void test_sigkill(void)
     FG_CHECK(same_tensor(newest_in(fr), newest_in(fk), "params"), "final params identical to the uninterrupted run");
 }
 
+/* frugal ckpt info | verify | diff on the dense runs of test_resume. */
+static void test_cli(void)
+{
+    char a[1024], b[1024], cmd[4096], out[16384];
+    snprintf(a, sizeof a, "%s/dense_straight/ckpt", fg_test_tmpdir());
+    snprintf(b, sizeof b, "%s/dense_split/ckpt", fg_test_tmpdir());
+    if (access(a, F_OK) != 0) {
+        fg_test_skip("cli", "the dense runs did not happen");
+        return;
+    }
+    snprintf(cmd, sizeof cmd, "'%s' ckpt info '%s'", bin, a);
+    FG_CHECK(fg_test_run(cmd, out, sizeof out) == 0 && strstr(out, "latest -> ckpt-0000000100") && strstr(out, "delta"),
+             "ckpt info DIR: %s", out);
+    snprintf(cmd, sizeof cmd, "'%s' ckpt info '%s/ckpt-0000000100-delta.fgck'", bin, a);
+    FG_CHECK(fg_test_run(cmd, out, sizeof out) == 0 && strstr(out, "xor-shuffle-zstd") && strstr(out, "adam.v") &&
+                 strstr(out, "meta"),
+             "ckpt info FILE: %s", out);
+    snprintf(cmd, sizeof cmd, "'%s' ckpt verify '%s'", bin, a);
+    FG_CHECK(fg_test_run(cmd, out, sizeof out) == 0 && strstr(out, "verify; --resume would load"), "ckpt verify: %s",
+             out);
+    snprintf(cmd, sizeof cmd, "'%s' ckpt diff '%s/ckpt-0000000100-delta.fgck' '%s/ckpt-0000000100-delta.fgck'", bin, a,
+             b);
+    int rc = fg_test_run(cmd, out, sizeof out);
+    FG_CHECK(rc <= 1 && !strstr(out, "words differ") && strstr(out, "params ") && strstr(out, "identical"),
+             "ckpt diff of the two step-100 checkpoints: tensors identical: %s", out);
+    snprintf(cmd, sizeof cmd, "'%s' ckpt diff '%s/ckpt-0000000090-delta.fgck' '%s/ckpt-0000000100-delta.fgck'", bin, a,
+             a);
+    FG_CHECK(fg_test_run(cmd, out, sizeof out) == 1 && strstr(out, "words differ"), "ckpt diff 90 vs 100: %s", out);
+    /* damaged, foreign and future files: a clear message and exit 1, never a crash */
+    snprintf(cmd, sizeof cmd,
+             "cd '%s' && cp ckpt-0000000100-delta.fgck t.fgck && printf 'X' | dd of=t.fgck bs=1 seek=30 conv=notrunc "
+             "2>/dev/null && '%s' ckpt verify t.fgck",
+             a, bin);
+    FG_CHECK(fg_test_run(cmd, out, sizeof out) == 1 && strstr(out, "CRC mismatch"), "flipped: %s", out);
+    snprintf(cmd, sizeof cmd, "cd '%s' && head -c 1000 ckpt-0000000100-delta.fgck > t.fgck && '%s' ckpt verify t.fgck",
+             a, bin);
+    FG_CHECK(fg_test_run(cmd, out, sizeof out) == 1 && strstr(out, "truncated"), "truncated: %s", out);
+    snprintf(cmd, sizeof cmd, "cd '%s' && echo '{\"not\": 1}' > t.fgck && '%s' ckpt info t.fgck", a, bin);
+    FG_CHECK(fg_test_run(cmd, out, sizeof out) == 1 && strstr(out, "not a frugal checkpoint"), "foreign: %s", out);
+    snprintf(cmd, sizeof cmd,
+             "cd '%s' && cp ckpt-0000000100-delta.fgck t.fgck && printf '\\007' | dd of=t.fgck bs=1 seek=8 "
+             "conv=notrunc 2>/dev/null && '%s' ckpt verify t.fgck 2>&1; rc=$?; rm -f t.fgck; exit $rc",
+             a, bin);
+    FG_CHECK(fg_test_run(cmd, out, sizeof out) == 1 && strstr(out, "version 7 is newer"), "future: %s", out);
+}
+
 int main(void)
 {
     FG_TEST_BEGIN("ckpt_resume");
@@ -355,6 +401,7 @@ int main(void)
     test_resume("dense", "--n-layer 2 --n-head 2 --d-model 16");
     test_resume("moe", "--n-layer 2 --n-head 2 --d-model 16 --n-expert 4 --n-expert-active 1 --n-shared-expert 1 "
                        "--d-expert 16");
+    test_cli();
     test_sigkill();
     return fg_test_end();
 }
