@@ -179,9 +179,12 @@ static bool set_room(u64set *s, size_t max_slots)
 
 uint64_t fg_data_dedup_exact_hash(const char *text, size_t len)
 {
-    /* FNV-1a over the normalized byte stream: ASCII letters lower-cased, ASCII
-     * punctuation and whitespace runs folded into one separator. */
-    uint64_t h = 0xcbf29ce484222325ULL;
+    /* The text normalized (ASCII letters lower-cased, ASCII punctuation and whitespace
+     * runs folded into one separator) is staged 256 bytes at a time and hashed 8 bytes
+     * per step, instead of a byte-serial FNV chain. */
+    unsigned char buf[256];
+    size_t n = 0;
+    uint64_t h = 0x6a09e667f3bcc909ULL;
     bool sep = true; /* at start: leading separators are dropped */
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)text[i];
@@ -190,15 +193,17 @@ uint64_t fg_data_dedup_exact_hash(const char *text, size_t len)
             sep = true;
             continue;
         }
+        if (n + 2 > sizeof buf) {
+            h = fg_hash_bytes(buf, n, h);
+            n = 0;
+        }
         if (sep) {
-            h = (h ^ ' ') * 0x100000001b3ULL;
+            buf[n++] = ' ';
             sep = false;
         }
-        if (c >= 'A' && c <= 'Z')
-            c = (unsigned char)(c + 32);
-        h = (h ^ c) * 0x100000001b3ULL;
+        buf[n++] = (c >= 'A' && c <= 'Z') ? (unsigned char)(c + 32) : c;
     }
-    return fg_mix64(h);
+    return fg_hash_bytes(buf, n, h);
 }
 
 static bool ws(unsigned char c)
@@ -206,10 +211,25 @@ static bool ws(unsigned char c)
     return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
 }
 
+/* sig[p] = min(sig[p], high 32 bits of a[p] * sh + b[p]) over chunks of 16 permutations.
+ * The compiler makes an AVX-512F, an AVX2 and a baseline clone and the loader
+ * picks one from cpuid (ifunc): no -march=native build, no hand dispatch needed. */
+__attribute__((target_clones("avx512f", "avx2", "default"))) static void
+sig_update16(const uint64_t *restrict a, const uint64_t *restrict b, int n16, uint64_t sh, uint32_t *restrict sig)
+{
+    for (int p = 0; p < 16 * n16; p += 16) {
+        for (int k = 0; k < 16; k++) {
+            uint32_t v = (uint32_t)((a[p + k] * sh + b[p + k]) >> 32);
+            sig[p + k] = v < sig[p + k] ? v : sig[p + k];
+        }
+    }
+}
+
 static void sig_update(const fg_data_dedup *d, uint64_t sh, uint32_t *sig)
 {
-    const int np = d->c.n_perm;
-    for (int p = 0; p < np; p++) {
+    const int np = d->c.n_perm, n16 = np / 16;
+    sig_update16(d->a, d->b, n16, sh, sig);
+    for (int p = 16 * n16; p < np; p++) {
         uint32_t v = (uint32_t)((d->a[p] * sh + d->b[p]) >> 32);
         sig[p] = v < sig[p] ? v : sig[p];
     }
