@@ -531,6 +531,48 @@ static void test_readers(void)
              "missing input named: %s", fg_last_error());
 }
 
+/* JSON decoding: the fast path and jansson must agree; odd lines fall back to jansson. */
+static void test_json_decode(void)
+{
+    static const struct {
+        const char *line;
+        const char *text; /* NULL: rejected */
+        size_t len;
+        const char *meta;
+        const char *reject;
+    } cases[] = {
+        {"{\"text\":\"caf\\u00e9 \\ud83d\\ude00 \\\"q\\\" a\\/b\\n\\t\\\\\"}",
+         "caf\xC3\xA9 \xF0\x9F\x98\x80 \"q\" a/b\n\t\\", 21, NULL, NULL},
+        {" { \"id\" : [1, {\"a\": \"}\"}] , \"text\" : \"x\\u0000y\" , \"n\": null } ", "x\0y", 3,
+         "\"id\" : [1, {\"a\": \"}\"}],\"n\": null", NULL},
+        {"{\"te\\u0078t\":\"escaped key\"}", "escaped key", 11, NULL, NULL}, /* fallback: jansson */
+        {"{\"text\":\"a\",\"text\":\"b\"}", "b", 1, NULL, NULL},             /* duplicate key: jansson keeps the last */
+        {"{\"text\":\"lone \\udc00\"}", NULL, 0, NULL, "broken_json"},       /* lone surrogate */
+        {"{\"text\":\"raw\ttab\"}", NULL, 0, NULL, "broken_json"},           /* control char in string */
+        {"{\"text\":\"ok\",\"x\":tru}", NULL, 0, NULL, "broken_json"},       /* bad literal in a member */
+        {"{\"text\":\"ok\"} x", NULL, 0, NULL, "broken_json"},               /* trailing garbage */
+        {"{\"text\":7}", NULL, 0, NULL, "no_text_field"},
+        {"{}", NULL, 0, NULL, "no_text_field"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        fg_doc d;
+        memset(&d, 0, sizeof d);
+        d.format = FG_DOC_JSON;
+        d.raw = fg_strdup(cases[i].line);
+        d.raw_len = strlen(cases[i].line);
+        d.source = fg_strdup("t.jsonl:1");
+        FG_CHECK(fg_data_doc_decode(&d, NULL, NULL) == FG_OK, "decode %zu", i);
+        if (cases[i].text)
+            FG_CHECK(!d.reject && d.len == cases[i].len && !memcmp(d.text, cases[i].text, d.len), "case %zu text", i);
+        else
+            FG_CHECK(d.reject && !strcmp(d.reject, cases[i].reject), "case %zu rejected as %s (%s)", i, cases[i].reject,
+                     d.reject ? d.reject : "not rejected");
+        if (cases[i].meta)
+            FG_CHECK(d.meta && !strcmp(d.meta, cases[i].meta), "case %zu meta '%s'", i, d.meta ? d.meta : "");
+        fg_doc_free(&d);
+    }
+}
+
 int main(void)
 {
     FG_TEST_BEGIN("data");
@@ -542,5 +584,6 @@ int main(void)
     test_classifier_sms();
     test_dedup();
     test_readers();
+    test_json_decode();
     return fg_test_end();
 }

@@ -1058,6 +1058,253 @@ static bool is_utf8_name(const char *cs)
     return !strcasecmp(cs, "utf-8") || !strcasecmp(cs, "utf8");
 }
 
+/* ---- JSONL fast path ----
+ * The usual line is an object with a plain "text" string and a few small members. Here
+ * the text is decoded by a direct scan and only the other members go through jansson
+ * (which validates them and reads the label), instead of building and re-serialising a
+ * DOM of the whole line. Anything unusual (escaped keys, lone surrogates, duplicate or
+ * non-string "text", raw control characters, trailing garbage) returns 0 and the caller
+ * uses jansson on the whole line, which also produces the error message. */
+static size_t skip_ws(const char *s, size_t n, size_t i)
+{
+    while (i < n && (s[i] == ' ' || s[i] == '\t' || s[i] == '\r' || s[i] == '\n'))
+        i++;
+    return i;
+}
+
+/* Skips a JSON value leniently (jansson validates it later); returns the index after it
+ * or 0 on malformed structure. */
+static size_t skip_value(const char *s, size_t n, size_t i)
+{
+    int depth = 0;
+    do {
+        if (i >= n)
+            return 0;
+        char c = s[i];
+        if (c == '"') {
+            i++;
+            while (i < n && s[i] != '"')
+                i += s[i] == '\\' ? 2 : 1;
+            if (i >= n)
+                return 0;
+            i++;
+        } else if (c == '{' || c == '[') {
+            depth++;
+            i++;
+        } else if (c == '}' || c == ']') {
+            if (--depth < 0)
+                return 0;
+            i++;
+        } else if (depth == 0) {
+            while (i < n && s[i] != ',' && s[i] != '}' && s[i] != ']' && s[i] != ' ' && s[i] != '\t' && s[i] != '\r' &&
+                   s[i] != '\n')
+                i++;
+        } else {
+            i++;
+        }
+    } while (depth > 0);
+    return i;
+}
+
+static int hex4(const char *p, uint32_t *v)
+{
+    *v = 0;
+    for (int k = 0; k < 4; k++) {
+        char c = p[k];
+        int d = (c >= '0' && c <= '9')   ? c - '0'
+                : (c >= 'a' && c <= 'f') ? c - 'a' + 10
+                : (c >= 'A' && c <= 'F') ? c - 'A' + 10
+                                         : -1;
+        if (d < 0)
+            return 0;
+        *v = (*v << 4) | (uint32_t)d;
+    }
+    return 1;
+}
+
+static int put_cp(char *o, uint32_t cp)
+{
+    if (cp < 0x80) {
+        o[0] = (char)cp;
+        return 1;
+    }
+    if (cp < 0x800) {
+        o[0] = (char)(0xC0 | (cp >> 6));
+        o[1] = (char)(0x80 | (cp & 0x3F));
+        return 2;
+    }
+    if (cp < 0x10000) {
+        o[0] = (char)(0xE0 | (cp >> 12));
+        o[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
+        o[2] = (char)(0x80 | (cp & 0x3F));
+        return 3;
+    }
+    o[0] = (char)(0xF0 | (cp >> 18));
+    o[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
+    o[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
+    o[3] = (char)(0x80 | (cp & 0x3F));
+    return 4;
+}
+
+/* Decodes the JSON string starting after the opening quote at s[i]; *end gets the index
+ * after the closing quote. Returns the fg_malloc'd text (length *len) or NULL (fallback). */
+static char *decode_string(const char *s, size_t n, size_t i, size_t *end, size_t *len)
+{
+    size_t j = i;
+    while (j < n && s[j] != '"' && s[j] != '\\' && (unsigned char)s[j] >= 0x20)
+        j++;
+    /* escapes only shrink the text, so n - i bytes are enough */
+    char *o = fg_malloc(n - i + 1);
+    if (!o)
+        return NULL;
+    memcpy(o, s + i, j - i);
+    size_t w = j - i;
+    while (j < n) {
+        unsigned char c = (unsigned char)s[j];
+        if (c == '"') {
+            o[w] = 0;
+            *end = j + 1;
+            *len = w;
+            return o;
+        }
+        if (c < 0x20)
+            break;
+        if (c != '\\') {
+            o[w++] = (char)c;
+            j++;
+            continue;
+        }
+        if (j + 1 >= n)
+            break;
+        char e = s[j + 1];
+        j += 2;
+        switch (e) {
+        case '"': o[w++] = '"'; continue;
+        case '\\': o[w++] = '\\'; continue;
+        case '/': o[w++] = '/'; continue;
+        case 'b': o[w++] = '\b'; continue;
+        case 'f': o[w++] = '\f'; continue;
+        case 'n': o[w++] = '\n'; continue;
+        case 'r': o[w++] = '\r'; continue;
+        case 't': o[w++] = '\t'; continue;
+        case 'u': {
+            uint32_t cp, lo;
+            if (j + 4 > n || !hex4(s + j, &cp))
+                goto fallback;
+            j += 4;
+            if (cp >= 0xDC00 && cp <= 0xDFFF)
+                goto fallback; /* lone low surrogate */
+            if (cp >= 0xD800 && cp <= 0xDBFF) {
+                if (j + 6 > n || s[j] != '\\' || s[j + 1] != 'u' || !hex4(s + j + 2, &lo) || lo < 0xDC00 || lo > 0xDFFF)
+                    goto fallback;
+                j += 6;
+                cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+            }
+            w += (size_t)put_cp(o + w, cp); /* <= 4 bytes for >= 6 bytes of input */
+            continue;
+        }
+        default: goto fallback;
+        }
+    }
+fallback:
+    fg_free(o);
+    return NULL;
+}
+
+static int json_fast(fg_doc *doc, const char *s, size_t n, const char *label_field, const char *positives)
+{
+    size_t i = skip_ws(s, n, 0), spans[64][2];
+    int n_spans = 0;
+    char *text = NULL;
+    size_t text_len = 0;
+    if (i >= n || s[i] != '{')
+        return 0;
+    i = skip_ws(s, n, i + 1);
+    if (i < n && s[i] == '}')
+        return 0; /* empty object: let jansson say "no text" */
+    for (;;) {
+        if (i >= n || s[i] != '"')
+            goto fallback;
+        size_t k0 = i + 1, k1 = k0;
+        while (k1 < n && s[k1] != '"' && s[k1] != '\\')
+            k1++;
+        if (k1 >= n || s[k1] != '"')
+            goto fallback;
+        size_t m = skip_ws(s, n, k1 + 1);
+        if (m >= n || s[m] != ':')
+            goto fallback;
+        m = skip_ws(s, n, m + 1);
+        if (k1 - k0 == 4 && !memcmp(s + k0, "text", 4)) {
+            if (text || m >= n || s[m] != '"')
+                goto fallback;
+            text = decode_string(s, n, m + 1, &m, &text_len);
+            if (!text)
+                goto fallback;
+        } else {
+            size_t e = skip_value(s, n, m);
+            if (!e || n_spans == 64)
+                goto fallback;
+            spans[n_spans][0] = i;
+            spans[n_spans][1] = e;
+            n_spans++;
+            m = e;
+        }
+        m = skip_ws(s, n, m);
+        if (m < n && s[m] == ',') {
+            i = skip_ws(s, n, m + 1);
+            continue;
+        }
+        if (m < n && s[m] == '}') {
+            i = skip_ws(s, n, m + 1);
+            break;
+        }
+        goto fallback;
+    }
+    if (i != n || !text)
+        goto fallback;
+    if (n_spans) {
+        sbuf mb = {0};
+        sbuf_putc(&mb, '{');
+        for (int k = 0; k < n_spans; k++) {
+            if (k)
+                sbuf_putc(&mb, ',');
+            sbuf_put(&mb, s + spans[k][0], spans[k][1] - spans[k][0]);
+        }
+        sbuf_putc(&mb, '}');
+        json_error_t err;
+        json_t *v = mb.p ? json_loadb(mb.p, mb.n, JSON_ALLOW_NUL, &err) : NULL;
+        if (!v || !json_is_object(v) || json_object_get(v, "text")) {
+            if (v)
+                json_decref(v);
+            sbuf_free(&mb);
+            goto fallback;
+        }
+        if (label_field) {
+            json_t *l = json_object_get(v, label_field);
+            char lv[64] = "";
+            if (json_is_string(l))
+                snprintf(lv, sizeof lv, "%s", json_string_value(l));
+            else if (json_is_integer(l))
+                snprintf(lv, sizeof lv, "%lld", (long long)json_integer_value(l));
+            else if (json_is_boolean(l))
+                snprintf(lv, sizeof lv, "%s", json_is_true(l) ? "true" : "false");
+            if (l)
+                doc->label = label_positive(lv, positives) ? 1 : 0;
+        }
+        json_decref(v);
+        /* meta: the members verbatim, without the braces */
+        memmove(mb.p, mb.p + 1, mb.n - 2);
+        mb.p[mb.n - 2] = 0;
+        doc->meta = mb.p;
+    }
+    doc->text = text;
+    doc->len = text_len;
+    return 1;
+fallback:
+    fg_free(text);
+    return 0;
+}
+
 fg_status fg_data_doc_decode(fg_doc *doc, const char *label_field, const char *positive_labels)
 {
     if (doc->reject)
@@ -1076,6 +1323,10 @@ fg_status fg_data_doc_decode(fg_doc *doc, const char *label_field, const char *p
             src = fixed;
             n = fn;
             doc->utf8_repairs += bad;
+        }
+        if (json_fast(doc, src, n, label_field, positive_labels)) {
+            fg_free(fixed);
+            return FG_OK;
         }
         json_error_t err;
         json_t *v = json_loadb(src, n, JSON_ALLOW_NUL, &err);
