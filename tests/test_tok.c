@@ -141,7 +141,10 @@ static char *slurp(const char *path, size_t *len)
         n += (size_t)r;
         if (cap - n < 65536) {
             cap *= 2;
-            buf = realloc(buf, cap);
+            char *nb = realloc(buf, cap);
+            if (!nb)
+                free(buf);
+            buf = nb;
         }
     }
     gzclose(g);
@@ -191,7 +194,7 @@ static void test_tiktoken_fixtures(const fg_tokenizer *tok)
         json_t *ent = json_array_get(entries, e);
         const char *rel = json_string_value(json_object_get(ent, "path"));
         const char *kind = json_string_value(json_object_get(ent, "kind"));
-        const char *path = fg_test_shared_path(rel);
+        const char *path = !strcmp(kind, "source") ? fg_test_source_path(rel) : fg_test_shared_path(rel);
         if (!path) {
             fg_test_skip(rel, "absent from ../shared/data");
             continue;
@@ -358,14 +361,75 @@ static void test_random(const fg_tokenizer *tok, const char *name, int cases)
     FG_CHECK(rt_ok == cases, "%s: decode(encode(x)) == x on %d of %d random texts", name, rt_ok, cases);
 }
 
+/* A long random text cut into chunks by encode_docs (2 threads) gives exactly the ids
+ * of one encode call: the cut points split no pre-token. */
+static void test_chunking(const fg_tokenizer *tok, const char *name)
+{
+    fg_rng r;
+    fg_rng_seed(&r, 99);
+    size_t cap = 1200000, len = 0;
+    char *buf = malloc(cap + 64);
+    while (buf && len < cap) {
+        if (fg_rng_below(&r, 6) == 0) { /* newline runs before letters: the cut candidates */
+            static const char *const nl[] = {"x\nA", "\n\nB", "  \nc", ".\n9", "\r\nD", "?\n\n\nE", "\n 'd"};
+            const char *p = nl[fg_rng_below(&r, 7)];
+            memcpy(buf + len, p, strlen(p));
+            len += strlen(p);
+        } else {
+            len += random_piece(&r, buf + len);
+        }
+    }
+    if (!buf)
+        return;
+    const char *docs[1] = {buf};
+    size_t lens[1] = {len};
+    uint32_t *a = NULL, *b = NULL;
+    size_t na = 0, nb = 0;
+    bool ok = fg_tok_encode(tok, buf, len, &a, &na) == FG_OK &&
+              fg_tok_encode_docs(tok, docs, lens, 1, false, 2, NULL, &b, &nb) == FG_OK && na == nb &&
+              !memcmp(a, b, na * sizeof(uint32_t));
+    FG_CHECK(ok, "%s: encode_docs over %zu random bytes (several chunks) == encode (%zu vs %zu ids)", name, len, nb,
+             na);
+    fg_free(a);
+    fg_free(b);
+    free(buf);
+}
+
+/* A small vocabulary trained on a built-in text (no shared data needed). */
+static fg_tokenizer *train_small(fg_tok_pattern pat)
+{
+    static const char text[] =
+        "We'll see; they're here, it's 12345 o'clock! THEY'RE HERE.\r\n\n  Indented\tline \xc3\xa9t\xc3\xa9 "
+        "\xe6\x97\xa5\xe6\x9c\xac \xd0\x9f\xd1\x80\xd0\xb8 ...!!! 3.14 hello hello world";
+    fg_tok_train_opts o;
+    fg_tok_train_opts_default(&o);
+    o.vocab_size = 320;
+    o.min_frequency = 1;
+    o.pattern = pat;
+    const char *docs[1] = {text};
+    size_t lens[1] = {sizeof text - 1};
+    fg_tokenizer *tok = NULL;
+    FG_CHECK(fg_tok_train(&o, docs, lens, 1, &tok) == FG_OK, "train small: %s", fg_last_error());
+    return tok;
+}
+
 int main(void)
 {
     FG_TEST_BEGIN("tok");
     test_byte();
+    fg_tokenizer *cl = train_small(FG_TOK_PATTERN_CL100K), *g2 = train_small(FG_TOK_PATTERN_GPT2);
+    if (cl && g2) {
+        test_random(cl, "cl100k", 3000);
+        test_chunking(cl, "cl100k");
+        test_random(g2, "gpt2-small", 1000);
+    }
+    fg_tok_delete(cl);
+    fg_tok_delete(g2);
     fg_tokenizer *gpt2 = load_gpt2();
     test_gpt2_vectors(gpt2);
     if (gpt2) {
         test_random(gpt2, "gpt2", 3000);
+        test_chunking(gpt2, "gpt2");
         test_tiktoken_fixtures(gpt2);
     }
     fg_tok_delete(gpt2);

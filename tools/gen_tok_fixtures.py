@@ -3,7 +3,9 @@ GPT-2 token count and FNV-1a-64 hash of the ids (each id as 4 little-endian byte
 documents concatenated in order, no separators) that tiktoken's gpt2 encoding gives
 on ../shared/data texts: tinyshakespeare.txt (one document), every trafilatura page
 that is valid UTF-8 (one document each), the Dolma/CCNet JSONL texts (one document
-per line) and cc_net's sample WET file. test_tok.c recomputes both with Frugal.
+per line), cc_net's sample WET file, and tests/fixtures/tok/long_words.txt (written
+here: words of 500-5000 bytes, for the heap merge path). test_tok.c recomputes both
+with Frugal. Also writes hf_train.json (see write_hf_train).
 
     python3 tools/gen_tok_fixtures.py [--shared ../shared]
 """
@@ -59,6 +61,18 @@ def main():
                         "fnv64": "%016x" % fnv64(ids)})
 
     add("tinyshakespeare.txt", "raw", [open(os.path.join(data, "tinyshakespeare.txt"), encoding="utf-8").read()])
+    # long words (beyond the linear-scan merge loop's 128 bytes: the heap path)
+    import random
+    rng = random.Random(7)
+    parts = ["a" * 3000, " " + "ab" * 700, "\n" + "".join(rng.choice("etaoinshrdlu") for _ in range(2000)),
+             " " + "\u65e5\u672c\u8a9e\u306e\u6587\u7ae0" * 60, " " + "9" * 500, " " + "=-" * 300,
+             " " + "".join(rng.choice("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") for _ in range(5000))]
+    long_path = os.path.join(os.path.dirname(a.out), "long_words.txt")
+    with open(long_path, "w", encoding="utf-8", newline="") as f:
+        f.write("".join(parts))
+    ids = enc.encode_ordinary("".join(parts))
+    entries.append({"path": "tests/fixtures/tok/long_words.txt", "kind": "source", "docs": 1,
+                    "bytes": len("".join(parts).encode("utf-8")), "n_tokens": len(ids), "fnv64": "%016x" % fnv64(ids)})
     add("web/cc/sample.warc.txt", "raw", [open(os.path.join(data, "web/cc/sample.warc.txt"), "rb").read().decode("utf-8")])
     for rel in ["web/dolma/000.json.gz", "web/dolma/cc_en_head-0091.jsonl.gz"]:
         docs = [json.loads(l)["text"] for l in gzip.open(os.path.join(data, rel), "rt", encoding="utf-8") if l.strip()]

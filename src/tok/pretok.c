@@ -67,9 +67,24 @@ fg_status tok_class_table_init(fg_tokenizer *tok)
     return FG_OK;
 }
 
+fg_status tok_regex_init(fg_tokenizer *tok)
+{
+    int err;
+    PCRE2_SIZE eoff;
+    pcre2_code *re = pcre2_compile((PCRE2_SPTR)fg_tok_pattern_regex(tok->pattern), PCRE2_ZERO_TERMINATED,
+                                   PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF, &err, &eoff, NULL);
+    if (!re)
+        return fg_error(FG_ERR_INTERNAL, "pre-tokenizer regex does not compile (PCRE2 error %d at %zu)", err,
+                        (size_t)eoff);
+    pcre2_jit_compile(re, PCRE2_JIT_COMPLETE); /* the interpreter is used when JIT is unavailable */
+    tok->re_code = re;
+    return FG_OK;
+}
+
 void tok_regex_free(fg_tokenizer *tok)
 {
-    (void)tok;
+    pcre2_code_free(tok->re_code);
+    tok->re_code = NULL;
 }
 
 /* Class of the character at t[i] (i < len) and its length in bytes (1 when invalid). */
@@ -241,23 +256,14 @@ static fg_status push_end(size_t **ends, size_t *n, size_t *cap, size_t e)
 
 /* The PCRE2 reference: successive matches; the bytes between matches (only ever
  * invalid UTF-8, since the pattern matches every valid character) are one piece. */
-static fg_status split_pcre(fg_tok_pattern pat, const uint8_t *t, size_t len, size_t **ends, size_t *n, size_t *cap)
+static fg_status split_pcre(const fg_tokenizer *tok, const uint8_t *t, size_t len, size_t **ends, size_t *n,
+                            size_t *cap)
 {
-    int err;
-    PCRE2_SIZE eoff;
     fg_status st = FG_OK;
-    pcre2_code *re = pcre2_compile((PCRE2_SPTR)fg_tok_pattern_regex(pat), PCRE2_ZERO_TERMINATED,
-                                   PCRE2_UTF | PCRE2_UCP | PCRE2_MATCH_INVALID_UTF, &err, &eoff, NULL);
-    if (!re)
-        return fg_error(FG_ERR_INTERNAL, "pre-tokenizer regex does not compile (PCRE2 error %d at %zu)", err,
-                        (size_t)eoff);
-    if (len > 65536)                               /* JIT compiling costs more than interpreting a short text */
-        pcre2_jit_compile(re, PCRE2_JIT_COMPLETE); /* the interpreter is used when JIT is unavailable */
+    const pcre2_code *re = tok->re_code;
     pcre2_match_data *md = pcre2_match_data_create_from_pattern(re, NULL);
-    if (!md) {
-        pcre2_code_free(re);
+    if (!md)
         return fg_error(FG_ERR_NOMEM, "pcre2 match data");
-    }
     size_t pos = 0;
     while (pos < len) {
         int rc = pcre2_match(re, (PCRE2_SPTR)t, len, pos, 0, md, NULL);
@@ -281,7 +287,6 @@ static fg_status split_pcre(fg_tok_pattern pat, const uint8_t *t, size_t len, si
         pos = ov[1];
     }
     pcre2_match_data_free(md);
-    pcre2_code_free(re);
     return st;
 }
 
@@ -293,7 +298,7 @@ fg_status fg_tok_split(const fg_tokenizer *tok, bool reference, const char *text
     *n = 0;
     const uint8_t *t = (const uint8_t *)text;
     if (reference) {
-        st = split_pcre(tok->pattern, t, len, ends, n, &cap);
+        st = split_pcre(tok, t, len, ends, n, &cap);
     } else {
         for (size_t pos = 0; pos < len && st == FG_OK;) {
             pos = tok_scan_piece(tok, t, len, pos);

@@ -71,7 +71,8 @@ fg_tokenizer *tok_new_empty(int kind, fg_tok_pattern pat)
     tok->pair_rank = fg_malloc((tok->pair_mask + 1) * sizeof(uint32_t));
     tok->str_mask = 1023;
     tok->str_slot = fg_calloc(tok->str_mask + 1, sizeof(uint32_t));
-    if (!tok->pair_key || !tok->pair_rank || !tok->str_slot || tok_class_table_init(tok) != FG_OK) {
+    if (!tok->pair_key || !tok->pair_rank || !tok->str_slot || tok_class_table_init(tok) != FG_OK ||
+        tok_regex_init(tok) != FG_OK) {
         fg_tok_delete(tok);
         return NULL;
     }

@@ -46,7 +46,7 @@ struct fg_tokenizer {
     uint32_t *special_ids;
     int n_special;
     uint8_t *cls;  /* [TOK_CLASS_TABLE_CPS] CC_* per code point */
-    void *re_code; /* pcre2_code * of the pattern (reference pre-tokenizer), lazily NULL */
+    void *re_code; /* pcre2_code * of the pattern (the reference pre-tokenizer), JIT compiled */
 };
 
 /* ---- tok.c ---- */
@@ -83,6 +83,7 @@ size_t tok_safe_cut(const uint8_t *t, size_t len, size_t from);
 fg_status tok_class_table_init(fg_tokenizer *tok);
 /* End (exclusive) of the pre-token starting at text[pos], pos < len. */
 size_t tok_scan_piece(const fg_tokenizer *tok, const uint8_t *text, size_t len, size_t pos);
+fg_status tok_regex_init(fg_tokenizer *tok); /* compiles tok->pattern into tok->re_code */
 void tok_regex_free(fg_tokenizer *tok);
 
 /* ---- load.c ---- */
