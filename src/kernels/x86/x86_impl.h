@@ -33,9 +33,15 @@ void fg_embedding_backward_avx512(float *dwte, float *dwpe, const float *dout, c
                                   int C);
 void fg_rope_forward_avx512(float *x, int B, int T, int NH, int HS, int row_stride, int pos0, float theta);
 void fg_rope_backward_avx512(float *dx, int B, int T, int NH, int HS, int row_stride, int pos0, float theta);
+void fg_attention_forward_avx2(float *out, float *lse, const float *qkv, int B, int T, int C, int NH);
+void fg_attention_backward_avx2(float *dqkv, const float *dout, const float *qkv, const float *out, const float *lse,
+                                int B, int T, int C, int NH);
 
+/* Registry rows: per op, in ascending level (dispatch.c keeps the last allowed). */
 #define FG_X86_VARIANTS                                                                                                \
-    V("attention_forward", LVL_AVX512, attention_forward, fg_attention_forward_avx512),                                \
+    V("attention_forward", LVL_AVX2, attention_forward, fg_attention_forward_avx2),                                    \
+        V("attention_backward", LVL_AVX2, attention_backward, fg_attention_backward_avx2),                             \
+        V("attention_forward", LVL_AVX512, attention_forward, fg_attention_forward_avx512),                            \
         V("attention_backward", LVL_AVX512, attention_backward, fg_attention_backward_avx512),                         \
         V("softmax_xent", LVL_AVX512, softmax_xent, fg_softmax_xent_avx512),                                           \
         V("gelu_forward", LVL_AVX512, gelu_forward, fg_gelu_forward_avx512),                                           \
