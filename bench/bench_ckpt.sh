@@ -10,7 +10,7 @@ FRUGAL=${1:-${FRUGAL:-build/frugal}}
 HERE=$(cd "$(dirname "$0")/.." && pwd)
 DATA=${DATA:-$HERE/../shared/data/tinyshakespeare.txt}
 STEPS=${STEPS:-100}
-REPS=${REPS:-3}
+REPS=${REPS:-5}
 EVERY=${EVERY:-10}
 THREADS=${THREADS:-2}
 MODEL=${MODEL:-"--n-layer 4 --n-head 4 --d-model 128 --batch-size 4 --seq-len 64"}
@@ -26,31 +26,36 @@ COMMON="--train-shards $tmp/prep/data/train.bin --val-shards $tmp/prep/data/val.
 echo "frugal checkpoint benchmark: $(date -u +%FT%TZ), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "model: $MODEL, $STEPS steps, checkpoint every $EVERY steps, $REPS interleaved repetitions, threads $THREADS"
 
-# one run: prints the trainer's wall time in seconds
+# one run: prints "wall_s cpu_s": the trainer's wall time, and the process CPU time
+# (user + sys: less sensitive than wall time to other jobs on a shared machine)
 run() { # mode rep
-    local mode=$1 out="$tmp/$1_$2" every=$EVERY async=1
+    local mode=$1 out="$tmp/$1_$2" every=$EVERY async=1 t
     case $mode in none) every=0 ;; sync) async=0 ;; esac
-    FG_CKPT_ASYNC=$async "$FRUGAL" train $COMMON --out "$out" --ckpt-every $every >"$out.log" 2>&1 ||
-        { cat "$out.log" >&2; exit 1; }
-    sed -n 's/^wall time *: \([0-9.]*\) s.*/\1/p' "$out.log"
+    t=$( { TIMEFORMAT='%3U %3S'; time FG_CKPT_ASYNC=$async "$FRUGAL" train $COMMON --out "$out" --ckpt-every $every \
+        >"$out.log" 2>&1; } 2>&1 ) || { cat "$out.log" >&2; exit 1; }
+    echo "$(sed -n 's/^wall time *: \([0-9.]*\) s.*/\1/p' "$out.log") $(echo "$t" | awk '{print $1 + $2}')"
 }
-declare -A T
+declare -A W C
 for rep in $(seq 1 "$REPS"); do
     for mode in none sync async; do
-        t=$(run $mode $rep)
-        T[$mode]="${T[$mode]:-} $t"
-        echo "  rep $rep $mode: $t s"
+        read -r w c < <(run $mode $rep)
+        W[$mode]="${W[$mode]:-} $w"
+        C[$mode]="${C[$mode]:-} $c"
+        echo "  rep $rep $mode: wall $w s, cpu $c s"
     done
 done
 median() { tr ' ' '\n' | grep . | sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
-tn=$(echo "${T[none]}" | median)
-ts=$(echo "${T[sync]}" | median)
-ta=$(echo "${T[async]}" | median)
 echo
-echo "| checkpointing (every $EVERY steps) | median wall s | vs none |"
-echo "|---|---|---|"
-awk -v n="$tn" -v s="$ts" -v a="$ta" 'BEGIN {
-    printf "| none | %.2f | 1.000 |\n| synchronous | %.2f | %.3f |\n| asynchronous | %.2f | %.3f |\n", n, s, s / n, a, a / n }'
+echo "| checkpointing (every $EVERY steps) | median wall s | wall vs none | median CPU s | CPU vs none |"
+echo "|---|---|---|---|---|"
+wn=$(echo "${W[none]}" | median)
+cn=$(echo "${C[none]}" | median)
+for mode in none sync async; do
+    w=$(echo "${W[$mode]}" | median)
+    c=$(echo "${C[$mode]}" | median)
+    awk -v m=$mode -v w="$w" -v c="$c" -v wn="$wn" -v cn="$cn" \
+        'BEGIN { printf "| %s | %.2f | %.3f | %.2f | %.3f |\n", m, w, w / wn, c, c / cn }'
+done
 
 # sizes, from the last asynchronous run (full_every 10 by default: 1 full + deltas)
 dir="$tmp/async_$REPS/ckpt"
