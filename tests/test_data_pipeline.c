@@ -77,8 +77,8 @@ static void test_web(fg_data_rules *rules)
      * these numbers must update them here (and say why in the commit). */
     FG_CHECK(r.docs_read == 250, "docs read %llu (207 pages + 10 + 10 dolma + WARC/WET records + evaldata)",
              (unsigned long long)r.docs_read);
-    FG_CHECK(r.docs_kept == 218, "kept %llu", (unsigned long long)r.docs_kept);
-    FG_CHECK(r.docs_rejected == 32, "rejected %llu", (unsigned long long)r.docs_rejected);
+    FG_CHECK(r.docs_kept == 217, "kept %llu", (unsigned long long)r.docs_kept);
+    FG_CHECK(r.docs_rejected == 33, "rejected %llu", (unsigned long long)r.docs_rejected);
     FG_CHECK(r.docs_read == r.docs_kept + sum_rejects(&r), "read = kept + rejected per rule (%llu + %llu)",
              (unsigned long long)r.docs_kept, (unsigned long long)sum_rejects(&r));
     FG_CHECK(r.docs_rejected == sum_rejects(&r), "rejected = sum per rule");
@@ -86,7 +86,8 @@ static void test_web(fg_data_rules *rules)
     FG_CHECK(fg_data_report_rejects_for(&r, "broken_json") == 1, "evaldata.json.gz (one JSON object): broken_json");
     /* The whirlwind WET record repeats the WARC page's text at shingle Jaccard 0.80, right
      * on the default 0.8 threshold, so whether it is caught there depends on the hash
-     * seeds; it is checked below at 0.6, where LSH catches J=0.8 with p > 0.98. */
+     * seeds and on small rule changes (it is caught now: 1 of the 33 rejects); it is
+     * checked below at 0.6, where LSH catches J=0.8 with p > 0.98. */
     FG_CHECK(fg_data_report_rejects_for(&r, "lorem_ipsum") == 1, "one page holds lorem ipsum");
     FG_CHECK(r.warc_records_skipped == 41, "WARC request/metadata/warcinfo records skipped: %llu",
              (unsigned long long)r.warc_records_skipped);
@@ -106,7 +107,7 @@ static void test_web(fg_data_rules *rules)
     c.threads = 2;
     c.batch_docs = 100;
     st = fg_data_clean_run(&c, paths, 1, &r);
-    FG_CHECK(st == FG_OK && r.docs_kept == 218, "2 threads: same counts");
+    FG_CHECK(st == FG_OK && r.docs_kept == 217, "2 threads: same counts");
     FG_CHECK(files_equal(out1, out2) && files_equal(rej1, rej2), "output and rejects identical for 1 and 2 threads");
     fg_data_report_free(&r);
     /* Near duplicates: the same Aragonese Wikipedia page as a WARC response and as CC's WET text. */

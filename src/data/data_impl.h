@@ -70,6 +70,8 @@ typedef struct rule {
     size_t repl_len;
     int max_words; /* drop_line: only lines with at most this many words; 0 = any */
     int line;      /* line in the rules file */
+    int req[2];    /* ASCII bytes one of which every match contains (PCRE2's required code
+                      unit, both cases), -1 when unknown: a document without it is skipped */
 } rule;
 
 typedef struct qlimit {

@@ -141,6 +141,27 @@ static fg_status compile_re(parser *ps, const char *at, const char *pat, size_t 
     return FG_OK;
 }
 
+/* Records the pattern's required code unit when it is ASCII (both cases, since inline
+ * (?i) may make it caseless): a memchr then skips documents the rule cannot match. */
+static void set_required(rule *ru)
+{
+    uint32_t type = 0, cu = 0;
+    ru->req[0] = ru->req[1] = -1;
+    if (pcre2_pattern_info(ru->re, PCRE2_INFO_LASTCODETYPE, &type) != 0 || type != 1 ||
+        pcre2_pattern_info(ru->re, PCRE2_INFO_LASTCODEUNIT, &cu) != 0 || cu >= 0x80)
+        return;
+    ru->req[0] = (int)cu;
+    ru->req[1] = isalpha((int)cu) ? (islower((int)cu) ? toupper((int)cu) : tolower((int)cu)) : (int)cu;
+}
+
+/* false when the rule's required byte is absent from s[0..n): no match is possible. */
+static bool may_match(const rule *ru, const char *s, size_t n)
+{
+    if (ru->req[0] < 0)
+        return true;
+    return memchr(s, ru->req[0], n) || (ru->req[1] != ru->req[0] && memchr(s, ru->req[1], n));
+}
+
 static fg_status add_rule(fg_data_rules *r, const rule *ru)
 {
     rule *nr = fg_realloc(r->rules, (size_t)(r->n_rules + 1) * sizeof *nr);
@@ -305,6 +326,7 @@ static fg_status parse_line(fg_data_rules *r, parser *ps)
                               ru.kind == RULE_DROP_LINE, &ru.re);
     if (st != FG_OK)
         return st;
+    set_required(&ru);
     ru.repl = fg_malloc(nrep + 1);
     if (!ru.repl) {
         pcre2_code_free(ru.re);
@@ -426,6 +448,8 @@ static sbuf *other(fg_data_scratch *s, const char *cur)
 
 static fg_status apply_sub(const rule *ru, fg_data_scratch *s, const char **cur, size_t *n, bool *limit)
 {
+    if (!may_match(ru, *cur, *n))
+        return FG_OK;
     int rc = pcre2_match(ru->re, (PCRE2_SPTR)*cur, *n, 0, PCRE2_NO_UTF_CHECK, s->md, NULL);
     if (rc == PCRE2_ERROR_NOMATCH)
         return FG_OK;
@@ -603,7 +627,7 @@ static fg_status apply_line_rules(const fg_data_rules *r, fg_data_scratch *s, co
     bool any = false;
     for (int ri = 0; ri < r->n_rules; ri++) {
         const rule *ru = &r->rules[ri];
-        if (ru->kind != RULE_DROP_LINE)
+        if (ru->kind != RULE_DROP_LINE || !may_match(ru, t, len))
             continue;
         size_t off = 0, line = 0;
         while (off <= len) {
@@ -778,6 +802,8 @@ fg_status fg_data_rules_apply(const fg_data_rules *r, fg_data_scratch *s, const 
         case RULE_SUB: st = apply_sub(ru, s, &cur, &n, &limit); break;
         case RULE_ENTITIES: st = apply_entities(s, &cur, &n); break;
         case RULE_REJECT: {
+            if (!may_match(ru, cur, n))
+                break;
             int rc = pcre2_match(ru->re, (PCRE2_SPTR)cur, n, 0, PCRE2_NO_UTF_CHECK, s->md, NULL);
             if (rc >= 0 && !*reject_rule)
                 *reject_rule = ru->name;
