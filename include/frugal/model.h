@@ -132,7 +132,8 @@ const float *fg_model_logits(const fg_model *m);
 double fg_model_flops_per_token(const fg_model *m, int T);
 
 /* Per-op profile (benchmarks): on != 0 resets the counters and times every op of the
- * following forward/backward calls (wall time around each kernel call); 0 stops. */
+ * following forward/backward calls (wall time around each kernel call); 0 stops and
+ * keeps the counts for fg_model_profile_print. */
 void fg_model_profile(fg_model *m, int on);
 /* Prints per-op ms per forward / backward call and each op's share of the total. */
 void fg_model_profile_print(const fg_model *m, FILE *f);

@@ -641,6 +641,8 @@ fg_status fg_model_backward(fg_model *m, float loss_scale)
 void fg_model_profile(fg_model *m, int on)
 {
     m->prof_on = on != 0;
+    if (!on)
+        return; /* stop, keeping the counts for fg_model_profile_print */
     memset(m->prof, 0, sizeof m->prof);
     memset(m->prof_calls, 0, sizeof m->prof_calls);
 }
