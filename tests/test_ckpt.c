@@ -262,6 +262,13 @@ static void test_retention(void)
         fclose(f);
     }
     FG_CHECK(!strcmp(line, "ckpt-0000000100-delta.fgck\n"), "latest pointer names the newest: '%s'", line);
+    snprintf(latest, sizeof latest, "%s/notes.txt", dir);
+    f = fopen(latest, "w");
+    if (f)
+        fclose(f);
+    FG_CHECK(fg_ckpt_remove_all(dir) == FG_OK && count_files(dir, ".fgck") == 0 && access(latest, F_OK) == 0,
+             "remove_all removes checkpoints only");
+    FG_CHECK(fg_ckpt_remove_all(mkdir_in_tmp("never")) == FG_OK, "remove_all on a missing dir");
     free(hist);
     free(got);
 }

@@ -73,7 +73,14 @@ typedef struct fg_ckpt_stats {
     double wait_sec;                /* seconds the caller spent waiting for a write in flight */
     double write_sec;               /* seconds spent encoding + writing (background when async) */
 } fg_ckpt_stats;
+/* Call after fg_ckpt_writer_wait (the writer thread updates the figures). */
 void fg_ckpt_writer_stats(const fg_ckpt_writer *w, fg_ckpt_stats *s);
+
+/* Removes every checkpoint file (ckpt-*.fgck), `latest` and *.tmp from dir; other
+ * files are left alone. For a fresh run in a directory that held another run: without
+ * it, a resume after a crash early in the new run would pick the old run's newer
+ * checkpoints. A missing dir is FG_OK. */
+fg_status fg_ckpt_remove_all(const char *dir);
 
 /* Loads the newest checkpoint in dir that verifies, falling back to older ones with a
  * warning naming what failed. Each t[i].data is filled; a missing tensor or a size

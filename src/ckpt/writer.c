@@ -320,6 +320,30 @@ static void remove_stale_tmp(const char *dir)
     closedir(d);
 }
 
+fg_status fg_ckpt_remove_all(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return errno == ENOENT ? FG_OK : fg_error(FG_ERR_IO, "%s: cannot open: %s", dir, strerror(errno));
+    fg_status st = FG_OK;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        long step;
+        bool delta;
+        size_t len = strlen(de->d_name);
+        bool ours = ckpt_parse_name(de->d_name, &step, &delta) || !strcmp(de->d_name, "latest") ||
+                    (len > 4 && !strcmp(de->d_name + len - 4, ".tmp"));
+        if (!ours)
+            continue;
+        char p[PATH_MAX];
+        snprintf(p, sizeof p, "%s/%s", dir, de->d_name);
+        if (unlink(p) != 0 && errno != ENOENT && st == FG_OK)
+            st = fg_error(FG_ERR_IO, "%s: cannot remove: %s", p, strerror(errno));
+    }
+    closedir(d);
+    return st;
+}
+
 fg_ckpt_writer *fg_ckpt_writer_new(const char *dir, const fg_ckpt_opts *opts)
 {
     fg_ckpt_opts o = opts ? *opts : fg_ckpt_opts_default();
