@@ -110,9 +110,8 @@ struct fg_data_scratch {
     uint64_t *w_hash;
     uint64_t *w_pre; /* [w_cap + 1] prefix polynomial hashes of w_hash, for n-gram hashes */
     size_t w_cap;
-    uint64_t *set_key;
-    uint32_t *set_val;
-    size_t set_cap; /* power of two */
+    uint64_t *set_key; /* packed fingerprint + count slots (quality.c) */
+    size_t set_cap;    /* power of two */
 };
 
 /* Grows the word arrays (w_off, w_len, w_hash, w_pre) to at least need entries. */

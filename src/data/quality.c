@@ -126,7 +126,13 @@ static size_t utf8_chars(const char *s, size_t n)
     return c;
 }
 
-/* ---- an open-addressing multiset of 64-bit keys in the scratch ---- */
+/* ---- an open-addressing multiset of 64-bit keys in the scratch ----
+ * Each slot packs a 44-bit fingerprint of the key (bit 20 forced on, so a used slot is
+ * never 0) with a 20-bit count: one memory access per insert. Two different keys share a
+ * fingerprint with probability ~n^2 / 2^45, negligible at document sizes. */
+#define CNT_BITS 20
+#define CNT_MASK ((1ULL << CNT_BITS) - 1)
+
 static fg_status set_init(fg_data_scratch *s, size_t n)
 {
     size_t cap = 64;
@@ -137,13 +143,9 @@ static fg_status set_init(fg_data_scratch *s, size_t n)
         if (!k)
             return FG_ERR_NOMEM;
         s->set_key = k;
-        uint32_t *v = fg_realloc(s->set_val, cap * sizeof *v);
-        if (!v)
-            return FG_ERR_NOMEM;
-        s->set_val = v;
         s->set_cap = cap;
     }
-    /* Only the first `cap` slots of the (possibly larger) arrays are used. */
+    /* Only the first `cap` slots of the (possibly larger) array are used. */
     memset(s->set_key, 0, cap * sizeof *s->set_key);
     return FG_OK;
 }
@@ -156,18 +158,19 @@ static size_t set_mask(size_t n)
     return cap - 1;
 }
 
-/* Adds key; returns its count after adding. Key 0 is remapped (0 marks empty slots). */
-static uint32_t set_add(fg_data_scratch *s, size_t mask, uint64_t key)
+/* Adds key; returns its count after adding (saturating at 2^20 - 1). */
+static inline uint32_t set_add(fg_data_scratch *s, size_t mask, uint64_t key)
 {
-    key |= 1;
+    uint64_t fp = (key | (1ULL << CNT_BITS)) & ~CNT_MASK;
     size_t i = (size_t)(key >> 7) & mask;
-    while (s->set_key[i] && s->set_key[i] != key)
+    uint64_t *t = s->set_key;
+    while (t[i] && (t[i] & ~CNT_MASK) != fp)
         i = (i + 1) & mask;
-    if (!s->set_key[i]) {
-        s->set_key[i] = key;
-        s->set_val[i] = 0;
-    }
-    return ++s->set_val[i];
+    if (!t[i])
+        t[i] = fp;
+    if ((t[i] & CNT_MASK) != CNT_MASK)
+        t[i]++;
+    return (uint32_t)(t[i] & CNT_MASK);
 }
 
 /* Hash of words [i, i+n): a polynomial over the word hashes read off prefix sums
@@ -246,8 +249,27 @@ void fg_data_quality_measure(const fg_data_rules *r, fg_data_scratch *s, const c
     for (size_t w = 0; w < nw; w++) {
         const char *p = text + s->w_off[w];
         size_t n = s->w_len[w];
-        s->w_hash[w] = word_hash(p, n);
-        size_t chars = utf8_chars(p, n);
+        /* one pass over the word: characters, has-a-letter, lower-cased copy for the hash
+         * (ASCII punctuation trimmed from both ends) */
+        char low[64];
+        size_t chars = 0, b = n, e = 0;
+        bool has_alpha = false;
+        for (size_t k = 0; k < n; k++) {
+            unsigned char c = (unsigned char)p[k];
+            chars += (c & 0xC0) != 0x80;
+            bool letter = (c | 32) >= 'a' && (c | 32) <= 'z';
+            has_alpha |= letter || c >= 0x80; /* non-ASCII letters (accents, Cyrillic, CJK) count */
+            if (!is_punct(c)) {
+                if (b == n)
+                    b = k;
+                e = k + 1;
+            }
+            if (k < sizeof low)
+                low[k] = (char)((c >= 'A' && c <= 'Z') ? c + 32 : c);
+        }
+        if (b == n)
+            b = e = 0;
+        s->w_hash[w] = n <= sizeof low ? fg_hash_bytes(low + b, e - b, 0x5707) : word_hash(p, n);
         total_chars += chars;
         total_bytes += n;
         bool cjk = n == 3 && (unsigned char)p[0] >= 0xE3 && is_cjk(cp3((const unsigned char *)p));
@@ -258,17 +280,7 @@ void fg_data_quality_measure(const fg_data_rules *r, fg_data_scratch *s, const c
         if ((n == 1 && p[0] == '#') || (n >= 3 && !memcmp(p + n - 3, "...", 3)) ||
             (n >= 3 && !memcmp(p + n - 3, "\xE2\x80\xA6", 3)))
             symbols++;
-        for (size_t k = 0; k < n; k++) {
-            unsigned char c = (unsigned char)p[k];
-            if ((c | 32) >= 'a' && (c | 32) <= 'z') {
-                alpha++;
-                break;
-            }
-            if (c >= 0x80) { /* non-ASCII letters (accented, Cyrillic, CJK...) count as alphabetic */
-                alpha++;
-                break;
-            }
-        }
+        alpha += has_alpha;
         if (r->n_stoplists) {
             uint64_t h = s->w_hash[w] | 1;
             size_t j = (size_t)(h >> 20) & (FG_STOP_SLOTS - 1);

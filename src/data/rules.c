@@ -435,7 +435,6 @@ void fg_data_scratch_delete(fg_data_scratch *s)
     fg_free(s->w_hash);
     fg_free(s->w_pre);
     fg_free(s->set_key);
-    fg_free(s->set_val);
     fg_free(s);
 }
 
