@@ -36,11 +36,25 @@ void fg_rope_backward_avx512(float *dx, int B, int T, int NH, int HS, int row_st
 void fg_attention_forward_avx2(float *out, float *lse, const float *qkv, int B, int T, int C, int NH);
 void fg_attention_backward_avx2(float *dqkv, const float *dout, const float *qkv, const float *out, const float *lse,
                                 int B, int T, int C, int NH);
+double fg_softmax_xent_avx2(float *dlogits, float *losses, const float *logits, const int32_t *targets, int N, int V,
+                            int Vp, float dloss);
+void fg_gelu_forward_avx2(float *out, const float *inp, size_t n);
+void fg_gelu_backward_avx2(float *dinp, const float *dout, const float *inp, size_t n);
+void fg_swiglu_forward_avx2(float *out, const float *inp, int N, int H);
+void fg_swiglu_backward_avx2(float *dinp, const float *dout, const float *inp, int N, int H);
+void fg_adamw_update_avx2(float *params, const float *grads, float *m, float *v, size_t n, float lr, float beta1,
+                          float beta2, float eps, float weight_decay, int t);
 
 /* Registry rows: per op, in ascending level (dispatch.c keeps the last allowed). */
 #define FG_X86_VARIANTS                                                                                                \
     V("attention_forward", LVL_AVX2, attention_forward, fg_attention_forward_avx2),                                    \
         V("attention_backward", LVL_AVX2, attention_backward, fg_attention_backward_avx2),                             \
+        V("softmax_xent", LVL_AVX2, softmax_xent, fg_softmax_xent_avx2),                                               \
+        V("gelu_forward", LVL_AVX2, gelu_forward, fg_gelu_forward_avx2),                                               \
+        V("gelu_backward", LVL_AVX2, gelu_backward, fg_gelu_backward_avx2),                                            \
+        V("swiglu_forward", LVL_AVX2, swiglu_forward, fg_swiglu_forward_avx2),                                         \
+        V("swiglu_backward", LVL_AVX2, swiglu_backward, fg_swiglu_backward_avx2),                                      \
+        V("adamw_update", LVL_AVX2, adamw_update, fg_adamw_update_avx2),                                               \
         V("attention_forward", LVL_AVX512, attention_forward, fg_attention_forward_avx512),                            \
         V("attention_backward", LVL_AVX512, attention_backward, fg_attention_backward_avx512),                         \
         V("softmax_xent", LVL_AVX512, softmax_xent, fg_softmax_xent_avx512),                                           \
