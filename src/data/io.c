@@ -615,8 +615,10 @@ static fg_status open_next_file(fg_data_reader *r)
         return FG_OK;
     const char *path = r->files[r->cur];
     fg_status st = in_open(&r->in, path);
-    if (st != FG_OK)
+    if (st != FG_OK) {
+        in_close(&r->in); /* frees whatever in_open allocated before failing */
         return st;
+    }
     r->open = true;
     r->line = 0;
     r->fmt = fmt_from_name(path);
