@@ -1,6 +1,7 @@
 /* blas.c: GEMM and the linear layer on the system BLAS (OpenBLAS, cblas_sgemm).
- * Backward = two sgemms (beta = 1, so they accumulate) + a bias reduction. The BLAS
- * threads itself; we only set its thread count (see docs/KERNELS.md on threading). */
+ * Backward = two sgemms (beta = 1, so they accumulate) + a bias reduction. Threading
+ * per FG_BLAS_THREADING: split over our OpenMP threads, or the BLAS's own pool
+ * (docs/KERNELS.md). */
 #include <cblas.h>
 #include <omp.h>
 #include <stdio.h>
@@ -10,24 +11,52 @@
 
 void fg_blas_set_threads(int n)
 {
-    openblas_set_num_threads(n);
+    openblas_set_num_threads(fg_kt.blas_split ? 1 : n);
 }
 
 const char *fg_blas_name(void)
 {
-    static char name[96];
-    if (!name[0])
-        snprintf(name, sizeof name, "OpenBLAS %s, %d threads", openblas_get_corename(), openblas_get_num_threads());
+    static char name[128];
+    snprintf(name, sizeof name, "OpenBLAS %s, %s", openblas_get_corename(),
+             fg_kt.blas_split ? "1-thread calls split over the OpenMP threads" : "its own pthreads");
     return name;
 }
 
+static void gemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
+                 int ldb, float beta, float *C, int ldc)
+{
+    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, M, N, K, alpha,
+                A, lda, B, ldb, beta, C, ldc);
+}
+
+/* With blas_split, each OpenMP thread runs a single-threaded sgemm on a slice of the
+ * larger of M and N (slices a multiple of 16 wide), so only OpenMP's threads ever
+ * run: no BLAS thread pool spinning against ours. Small GEMMs (< 4 MFLOP) and calls
+ * from inside a parallel region run on the calling thread. */
 void fg_sgemm_blas(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
                    int ldb, float beta, float *C, int ldc)
 {
     if (M <= 0 || N <= 0)
         return;
-    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, M, N, K, alpha,
-                A, lda, B, ldb, beta, C, ldc);
+    int nt = omp_get_max_threads();
+    if (!fg_kt.blas_split || nt == 1 || omp_in_parallel() || 2.0 * M * N * K < 4e6) {
+        gemm(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+    int split_m = M >= N, len = split_m ? M : N;
+    int step = ((len + nt - 1) / nt + 15) / 16 * 16;
+#pragma omp parallel num_threads(nt)
+    {
+        int i0 = omp_get_thread_num() * step, n = len - i0 < step ? len - i0 : step;
+        if (n > 0) {
+            if (split_m)
+                gemm(trans_a, trans_b, n, N, K, alpha, trans_a ? A + i0 : A + (size_t)i0 * lda, lda, B, ldb, beta,
+                     C + (size_t)i0 * ldc, ldc);
+            else
+                gemm(trans_a, trans_b, M, n, K, alpha, A, lda, trans_b ? B + (size_t)i0 * ldb : B + i0, ldb, beta,
+                     C + i0, ldc);
+        }
+    }
 }
 
 void fg_bias_reduce(float *acc, const float *rows, int N, int OC)
