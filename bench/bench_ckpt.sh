@@ -19,7 +19,7 @@ MODEL=${MODEL:-"--n-layer 4 --n-head 4 --d-model 128 --batch-size 4 --seq-len 64
 tmp=$(mktemp -d /tmp/bench_ckpt.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 
-"$FRUGAL" train --data "$DATA" --out "$tmp/prep" --max-steps 1 --n-layer 1 --d-model 16 --n-head 2 >/dev/null
+"$FRUGAL" train --data "$DATA" --out "$tmp/prep" --max-steps 1 --n-layer 1 --d-model 16 --n-head 2 >/dev/null 2>&1
 COMMON="--train-shards $tmp/prep/data/train.bin --val-shards $tmp/prep/data/val.bin $MODEL --max-steps $STEPS
         --val-every 0 --val-batches 1 --log-every 100000 --threads $THREADS"
 
@@ -55,6 +55,24 @@ for mode in none sync async; do
     c=$(echo "${C[$mode]}" | median)
     awk -v m=$mode -v w="$w" -v c="$c" -v wn="$wn" -v cn="$cn" \
         'BEGIN { printf "| %s | %.2f | %.3f | %.2f | %.3f |\n", m, w, w / wn, c, c / cn }'
+done
+
+# Where the checkpoint time goes, from the writer's own summary line in each log
+# (robust to other jobs: these are the writer's measurements, not differences of two
+# noisy wall times): the time the training thread spent in checkpoint calls (copy +
+# waiting for the previous write, + the whole write when synchronous), the writer's CPU
+# seconds, and the trainer's step time (which excludes checkpoint calls).
+echo
+echo "| mode | training steps s | training thread in ckpt calls s | writer CPU s | (calls + writer CPU) / steps |"
+echo "|---|---|---|---|---|"
+for mode in sync async; do
+    for rep in $(seq 1 "$REPS"); do
+        log="$tmp/${mode}_$rep.log"
+        steps=$(sed -n 's/^wall time.*(training steps \([0-9.]*\) s).*/\1/p' "$log")
+        sed -n "s|.*checkpoints in $tmp/${mode}_$rep/ckpt:.*copy \([0-9.]*\) s, wait \([0-9.]*\) s; writer ([a-z ]*): \([0-9.]*\) s, CPU \([0-9.]*\) s.*|\1 \2 \3 \4|p" "$log" |
+            awk -v m=$mode -v st="$steps" '{ calls = $1 + $2 + (m == "sync" ? $3 : 0);
+                printf "%s %.3f %.3f %.3f %.4f\n", m, st, calls, $4, (calls + (m == "async" ? $4 : 0)) / st }'
+    done | sort -k5 -g | awk -v n="$REPS" 'NR == int((n + 1) / 2) { printf "| %s (median of %d) | %s | %s | %s | %s |\n", $1, n, $2, $3, $4, $5 }'
 done
 
 # sizes, from the last asynchronous run (full_every 10 by default: 1 full + deltas)

@@ -111,8 +111,8 @@ int main(int argc, char **argv)
            mb / t_copy);
     printf("zlib crc32 over the state: %.4f s (%.0f MB/s) [%08lx]\n", t_crc, mb / t_crc, c);
     int rc = 0;
-    rc |= measure(&a, dir, "raw full, delta zstd 1", 1, false);
-    rc |= measure(&a, dir, "raw full, delta zstd 3 (default)", 3, false);
+    rc |= measure(&a, dir, "raw full, delta zstd 1 (default)", 1, false);
+    rc |= measure(&a, dir, "raw full, delta zstd 3", 3, false);
     rc |= measure(&a, dir, "shuffle+zstd-1 full, delta zstd 1", 1, true);
     fg_free(a.p);
     fg_free(a.m);

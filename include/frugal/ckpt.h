@@ -43,7 +43,7 @@ typedef struct fg_ckpt_opts {
     bool compress_full; /* full checkpoints byte-shuffled + zstd (level 1) instead of raw */
 } fg_ckpt_opts;
 
-/* full_every 10, keep_full 2, async, zstd_level 3, compress_full off; each can be
+/* full_every 10, keep_full 2, async, zstd_level 1, compress_full off; each can be
  * overridden from the environment (benchmarks, operations): FG_CKPT_FULL_EVERY,
  * FG_CKPT_KEEP, FG_CKPT_ASYNC (0/1), FG_CKPT_ZSTD_LEVEL, FG_CKPT_COMPRESS_FULL (0/1).
  * FG_CKPT_WRITE_DELAY_MS (a test hook) makes the writer pause after each tensor. */
@@ -72,6 +72,7 @@ typedef struct fg_ckpt_stats {
     double copy_sec;                /* seconds the caller spent in save() copying */
     double wait_sec;                /* seconds the caller spent waiting for a write in flight */
     double write_sec;               /* seconds spent encoding + writing (background when async) */
+    double write_cpu_sec;           /* CPU seconds of that (the rest is waiting for the disk) */
 } fg_ckpt_stats;
 /* Call after fg_ckpt_writer_wait (the writer thread updates the figures). */
 void fg_ckpt_writer_stats(const fg_ckpt_writer *w, fg_ckpt_stats *s);

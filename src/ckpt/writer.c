@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "ckpt_impl.h"
@@ -81,7 +82,7 @@ fg_ckpt_opts fg_ckpt_opts_default(void)
     fg_ckpt_opts o = {.full_every = env_int("FG_CKPT_FULL_EVERY", 10),
                       .keep_full = env_int("FG_CKPT_KEEP", 2),
                       .async = env_int("FG_CKPT_ASYNC", 1) != 0,
-                      .zstd_level = env_int("FG_CKPT_ZSTD_LEVEL", 3),
+                      .zstd_level = env_int("FG_CKPT_ZSTD_LEVEL", 1),
                       .compress_full = env_int("FG_CKPT_COMPRESS_FULL", 0) != 0};
     return o;
 }
@@ -192,9 +193,15 @@ static void retention(fg_ckpt_writer *w, long step, const char *fname)
 
 /* Writes the staged snapshot; on a full checkpoint the staging buffer becomes the new
  * base (a pointer swap, no copy). Runs on the writer thread when async. */
+static double thread_cpu_sec(void)
+{
+    struct timespec ts;
+    return clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) == 0 ? (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec : 0.0;
+}
+
 static fg_status run_job(fg_ckpt_writer *w)
 {
-    double t0 = fg_time_sec();
+    double t0 = fg_time_sec(), c0 = thread_cpu_sec();
     for (int i = 0; i < w->cur.n; i++) {
         w->job_names[i] = w->cur.names[i];
         w->job_data[i] = w->stage + w->cur.off[i];
@@ -223,6 +230,7 @@ static fg_status run_job(fg_ckpt_writer *w)
         if (!w->delta)
             w->have_base = false; /* the next save writes a full one again */
         w->stats.write_sec += fg_time_sec() - t0;
+        w->stats.write_cpu_sec += thread_cpu_sec() - c0;
         return st;
     }
     uint64_t raw = 0;
@@ -251,6 +259,7 @@ static fg_status run_job(fg_ckpt_writer *w)
     }
     retention(w, w->step, fname);
     w->stats.write_sec += fg_time_sec() - t0;
+    w->stats.write_cpu_sec += thread_cpu_sec() - c0;
     return FG_OK;
 }
 
@@ -502,6 +511,13 @@ fg_status fg_ckpt_writer_delete(fg_ckpt_writer *w)
     if (!w)
         return FG_OK;
     fg_status st = fg_ckpt_writer_wait(w);
+    const fg_ckpt_stats *s = &w->stats;
+    if (s->n_full + s->n_delta > 0)
+        FG_INFO("checkpoints in %s: %ld full (%.1f MB), %ld delta (%.1f MB, %.3f of their tensor bytes); training "
+                "thread: copy %.3f s, wait %.3f s; writer (%s): %.3f s, CPU %.3f s",
+                w->dir, s->n_full, (double)s->file_full / 1e6, s->n_delta, (double)s->file_delta / 1e6,
+                s->raw_delta ? (double)s->file_delta / (double)s->raw_delta : 0.0, s->copy_sec, s->wait_sec,
+                w->thread_on ? "background" : "in the training thread", s->write_sec, s->write_cpu_sec);
     if (w->thread_on) {
         pthread_mutex_lock(&w->mu);
         w->quit = true;
