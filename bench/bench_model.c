@@ -176,6 +176,18 @@ int main(int argc, char **argv)
     printf("bare sgemm over the model's forward GEMM shapes (N=%d): median %.1f GFLOP/s\n", B * T, median(ref, steps));
     printf("ratio: model step GFLOP/s / bare sgemm GFLOP/s, per step, median = %.2f\n", median(ratio, steps));
     gemm_ref_free(&g);
+
+    /* KV-cache decoding: a T/2-token prompt fed one token at a time, then greedy tokens */
+    int n_prompt = T / 2 > 0 ? T / 2 : 1, n_new = T - n_prompt;
+    int32_t *out = malloc(sizeof(int32_t) * (size_t)rc->max_seq_len);
+    fg_sampler sm = {.temperature = 0.0f, .top_k = 0, .top_p = 1.0f};
+    double a = fg_time_sec();
+    int got = fg_model_generate(m, in, n_prompt, n_new, -1, &sm, out);
+    double dt = fg_time_sec() - a;
+    if (got > 0)
+        printf("generate: %d prompt + %d new tokens in %.1f ms: %.1f ms per token (KV cache, greedy)\n", n_prompt,
+               got - n_prompt, 1e3 * dt, 1e3 * dt / got);
+    free(out);
     free(in);
     free(tg);
     fg_model_delete(m);
