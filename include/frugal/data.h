@@ -245,7 +245,7 @@ typedef struct fg_data_clean_config {
     int batch_docs;              /* documents per parallel batch (default 512) */
     size_t batch_bytes;          /* raw bytes per batch (default 32 MiB) */
     size_t max_doc_bytes;        /* larger documents are rejected as doc_too_large (default 32 MiB) */
-    bool progress;
+    bool progress;               /* progress bar on stderr (MB of input on disk, rate, ETA) */
 } fg_data_clean_config;
 void fg_data_clean_config_init(fg_data_clean_config *c);
 

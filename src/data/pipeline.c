@@ -404,8 +404,7 @@ fg_status fg_data_clean_run(const fg_data_clean_config *c, const char *const *pa
         setvbuf(rej, NULL, _IOFBF, 1 << 20);
     fg_progress prog;
     fg_progress_begin(&prog, "clean", (double)fg_data_reader_bytes_total(rd) / 1e6, "MB");
-    if (!c->progress)
-        prog.enabled = false;
+    prog.enabled = c->progress; /* the CLI decides (--progress / --no-progress / terminal) */
     if ((st = fill_batch(&R, rd, &cur)) != FG_OK)
         goto cleanup;
     while (cur.n > 0) {
