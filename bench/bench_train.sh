@@ -5,6 +5,7 @@
 # achieved training FLOP/s over sgemm FLOP/s measured in the same `frugal bench`.
 #
 # Usage: bench/bench_train.sh [--frugal build/frugal] [--llmc PATH/train_gpt2cpu] [--iters N] [--threads N]
+#                             [--configs "a b"]
 # llm.c is skipped when --llmc is absent. Its binary runs in a scratch directory that
 # holds what it reads (gpt2_124M.bin written by `frugal convert --to-llmc` from a random
 # init of the same config, and tiny-shakespeare token files in llm.c's format), so no
@@ -16,13 +17,15 @@ frugal="$root/build/frugal"
 llmc=""
 iters=3
 threads=2
+configs="a b"
 while [ $# -gt 0 ]; do
   case "$1" in
     --frugal) frugal=$2; shift 2 ;;
     --llmc) llmc=$2; shift 2 ;;
     --iters) iters=$2; shift 2 ;;
     --threads) threads=$2; shift 2 ;;
-    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+    --configs) configs=$2; shift 2 ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     *) echo "bench_train: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -78,7 +81,7 @@ for split, n in (("train", 200000), ("val", 20000)):
         f.write(struct.pack("<%dH" % n, *[random.randrange(50257) for _ in range(n)]))
 PY
   local log="$d/llmc.log"
-  ( cd "$d" && exec timeout 900 "$llmc" ) > "$log" 2>&1 &
+  ( cd "$d" && exec timeout 900 stdbuf -oL "$llmc" ) > "$log" 2>&1 &
   local pid=$! n=0
   while kill -0 $pid 2>/dev/null; do
     n=$(grep -c "took" "$log" || true)
@@ -92,13 +95,18 @@ PY
   grep -o "took [0-9.]* ms" "$log" | awk 'NR>1{print $2}' | sort -g | awk '{a[NR]=$1} END{if(NR) printf "%.1f\n", 4*64/(a[int((NR+1)/2)]/1000)}'
 }
 
-run_config a 12 768 12 4 64
-run_config b 6 384 6 4 256
+for k in $configs; do
+  case $k in
+    a) run_config a 12 768 12 4 64 ;;
+    b) run_config b 6 384 6 4 256 ;;
+    *) echo "bench_train: unknown config $k (a or b)" >&2; exit 2 ;;
+  esac
+done
 
 echo
 echo "== summary (tokens/s, higher is better; ratios measured in this run) =="
 printf "%-4s %10s %10s %10s %12s %12s %14s\n" cfg frugal torch llm.c frugal/torch frugal/llm.c achieved/sgemm
-for k in a b; do
+for k in $configs; do
   ft=${T[$k]:-}; fl=${L[$k]:-}
   rt=$([ -n "$ft" ] && awk -v a="${F[$k]}" -v b="$ft" 'BEGIN{printf "%.2f", a/b}' || echo "-")
   rl=$([ -n "$fl" ] && awk -v a="${F[$k]}" -v b="$fl" 'BEGIN{printf "%.2f", a/b}' || echo "-")
