@@ -406,6 +406,39 @@ static void test_elementwise(void)
     fg_free(g), fg_free(p_ref), fg_free(m_ref), fg_free(v_ref);
 }
 
+/* Auto-dispatched attention and matmul are deterministic: two runs give identical
+ * bits, and attention gives identical bits on 1 thread and on all threads (every
+ * query block and head is computed by exactly one thread in a fixed order), which
+ * multi-rank and resume-from-checkpoint comparisons rely on. */
+static void test_determinism(void)
+{
+    int B = 2, T = 45, NH = 2, HS = 64, C = NH * HS;
+    size_t nq = (size_t)B * T * 3 * C, no = (size_t)B * T * C, nl = (size_t)B * NH * T;
+    float *qkv = randn(nq, 1), *dout = randn(no, 1);
+    float *o[3], *l[3], *d[3];
+    int threads = fg_threads_get();
+    for (int r = 0; r < 3; r++) {
+        fg_threads_set(r == 2 ? 1 : threads);
+        o[r] = randn(no, 1), l[r] = randn(nl, 1), d[r] = fg_calloc(nq, sizeof(float));
+        fg_attention_forward(o[r], l[r], qkv, B, T, C, NH);
+        fg_attention_backward(d[r], dout, qkv, o[r], l[r], B, T, C, NH);
+    }
+    fg_threads_set(threads);
+    for (int r = 1; r < 3; r++) {
+        FG_CHECK(!memcmp(o[0], o[r], no * 4) && !memcmp(l[0], l[r], nl * 4), "attention forward run %d differs", r);
+        FG_CHECK(!memcmp(d[0], d[r], nq * 4), "attention backward run %d differs", r);
+    }
+    for (int r = 0; r < 3; r++)
+        fg_free(o[r]), fg_free(l[r]), fg_free(d[r]);
+    int N = 96, Cm = 200, OC = 300;
+    float *x = randn((size_t)N * Cm, 1), *w = randn((size_t)OC * Cm, 1), *y0 = randn((size_t)N * OC, 1),
+          *y1 = randn((size_t)N * OC, 1);
+    fg_matmul_forward(y0, x, w, NULL, N, Cm, OC);
+    fg_matmul_forward(y1, x, w, NULL, N, Cm, OC);
+    FG_CHECK(!memcmp(y0, y1, (size_t)N * OC * 4), "matmul forward not deterministic");
+    fg_free(qkv), fg_free(dout), fg_free(x), fg_free(w), fg_free(y0), fg_free(y1);
+}
+
 static void test_dispatch(void)
 {
     FG_CHECK(fg_kernels_init("nope") == FG_ERR_INVALID, "unknown mode accepted");
@@ -460,5 +493,6 @@ int main(void)
     test_xent(3, 50257, 50304, 5);
     test_elementwise();
     fg_kernels_init(NULL);
+    test_determinism();
     return fg_test_end();
 }
