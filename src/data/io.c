@@ -456,6 +456,13 @@ static fg_status walk(fg_data_reader *r, const char *path, bool explicit_path)
     struct stat st;
     if (stat(path, &st) != 0)
         return fg_error(FG_ERR_IO, "%s: %s", path, strerror(errno));
+    struct stat lst;
+    if (!explicit_path && S_ISDIR(st.st_mode) && lstat(path, &lst) == 0 && S_ISLNK(lst.st_mode)) {
+        /* symlinked directories inside a walk are not followed: no cycles */
+        sbuf_put(&r->skipped, path, strlen(path));
+        sbuf_put(&r->skipped, " (symlinked directory)\n", 23);
+        return FG_OK;
+    }
     if (!S_ISDIR(st.st_mode)) {
         if (!explicit_path && fmt_from_name(path) == FMT_SKIP) {
             sbuf_put(&r->skipped, path, strlen(path));

@@ -511,7 +511,7 @@ void fg_data_report_print(FILE *f, const fg_data_report *r)
     if (r->warc_records_skipped)
         fprintf(f, "WARC records skipped (not documents) %llu\n", (unsigned long long)r->warc_records_skipped);
     if (r->skipped_files && r->skipped_files[0])
-        fprintf(f, "files skipped (unknown type):\n%s", r->skipped_files);
+        fprintf(f, "files skipped (unknown type, symlinked directory):\n%s", r->skipped_files);
     if (r->labeled)
         fprintf(f, "labels: %llu documents, accuracy %.4f (tp %llu fp %llu tn %llu fn %llu)\n",
                 (unsigned long long)r->labeled, (double)r->label_correct / (double)r->labeled,
