@@ -140,8 +140,8 @@ static void fwd_block(float *out, float *lse, const float *qkv, int b, int h, in
     int HS = C / NH, nq = T - t0 < BQ ? T - t0 : BQ, kend = t0 + nq;
     size_t C3 = (size_t)3 * C;
     const float *base = qkv + (size_t)b * T * C3 + (size_t)h * HS;
-    float Qt[MAXHS * BQ] __attribute__((aligned(64)));
-    float Ot[MAXHS * BQ] __attribute__((aligned(64)));
+    float Qt[HS * BQ] __attribute__((aligned(64)));
+    float Ot[HS * BQ] __attribute__((aligned(64)));
     float St[BK * BQ] __attribute__((aligned(64)));
     load_t(Qt, base + (size_t)t0 * C3, C3, nq, HS, 1.0f / sqrtf((float)HS));
     memset(Ot, 0, sizeof(float) * (size_t)HS * BQ);
@@ -217,9 +217,9 @@ static void bwd_head(float *dqkv, const float *dout, const float *qkv, const flo
     const float *gbase = dout + (size_t)b * T * C + (size_t)h * HS;
     const float *obase = out + (size_t)b * T * C + (size_t)h * HS;
     const float *lrow = lse + ((size_t)b * NH + h) * T;
-    float Qt[MAXHS * BQ] __attribute__((aligned(64)));
-    float Gt[MAXHS * BQ] __attribute__((aligned(64)));
-    float dQt[MAXHS * BQ] __attribute__((aligned(64)));
+    float Qt[HS * BQ] __attribute__((aligned(64)));
+    float Gt[HS * BQ] __attribute__((aligned(64)));
+    float dQt[HS * BQ] __attribute__((aligned(64)));
     float Pt[BK * BQ] __attribute__((aligned(64)));
     float dSt[BK * BQ] __attribute__((aligned(64)));
     float Dv[BQ] __attribute__((aligned(64))), Lv[BQ] __attribute__((aligned(64)));

@@ -2,8 +2,9 @@
  * Queries go in blocks of 32 held TRANSPOSED (head dim x 32 query lanes), so every
  * score tile is computed as keys x query-lanes and the online softmax (max, exp,
  * sum, rescale) runs lane-wise with no horizontal reductions; keys are visited in
- * blocks of 64. Scratch is a few fixed stack tiles: memory O(HS) per query row,
- * never T x T. Head sizes that are not a multiple of 16 (or > 256) use the reference. */
+ * blocks of 64. Scratch is a few stack tiles sized by HS (24 KB forward, 40 KB
+ * backward at HS=64): memory O(HS) per query row, never T x T. Head sizes that are not a multiple of 16 (or > 256) use
+ * the reference. */
 #include <immintrin.h>
 #include <math.h>
 #include <string.h>
@@ -173,8 +174,8 @@ static void fwd_block(float *out, float *lse, const float *qkv, int b, int h, in
     int HS = C / NH, nq = T - t0 < BQ ? T - t0 : BQ, kend = t0 + nq;
     size_t C3 = (size_t)3 * C;
     const float *base = qkv + (size_t)b * T * C3 + (size_t)h * HS;
-    float Qt[MAXHS * BQ] __attribute__((aligned(64)));
-    float Ot[MAXHS * BQ] __attribute__((aligned(64)));
+    float Qt[HS * BQ] __attribute__((aligned(64)));
+    float Ot[HS * BQ] __attribute__((aligned(64)));
     float St[BK * BQ] __attribute__((aligned(64)));
     load_t(Qt, base + (size_t)t0 * C3, C3, nq, HS, 1.0f / sqrtf((float)HS));
     memset(Ot, 0, sizeof(float) * (size_t)HS * BQ);
@@ -252,9 +253,9 @@ static void bwd_head(float *dqkv, const float *dout, const float *qkv, const flo
     const float *gbase = dout + (size_t)b * T * C + (size_t)h * HS;
     const float *obase = out + (size_t)b * T * C + (size_t)h * HS;
     const float *lrow = lse + ((size_t)b * NH + h) * T;
-    float Qt[MAXHS * BQ] __attribute__((aligned(64)));
-    float Gt[MAXHS * BQ] __attribute__((aligned(64)));
-    float dQt[MAXHS * BQ] __attribute__((aligned(64)));
+    float Qt[HS * BQ] __attribute__((aligned(64)));
+    float Gt[HS * BQ] __attribute__((aligned(64)));
+    float dQt[HS * BQ] __attribute__((aligned(64)));
     float Pt[BK * BQ] __attribute__((aligned(64)));
     float dSt[BK * BQ] __attribute__((aligned(64)));
     float Dv[BQ] __attribute__((aligned(64))), Lv[BQ] __attribute__((aligned(64)));
