@@ -3,8 +3,8 @@
  * score tile is computed as keys x query-lanes and the online softmax (max, exp,
  * sum, rescale) runs lane-wise with no horizontal reductions; keys are visited in
  * blocks of 64. Scratch is a few stack tiles sized by HS (24 KB forward, 40 KB
- * backward at HS=64): memory O(HS) per query row, never T x T. Head sizes that are not a multiple of 16 (or > 256) use
- * the reference. */
+ * backward at HS=64): memory O(HS) per query row, never T x T. Head sizes that
+ * are not a multiple of 16 (or > 256) use the reference. */
 #include <immintrin.h>
 #include <math.h>
 #include <string.h>
