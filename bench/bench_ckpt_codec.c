@@ -7,7 +7,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <zlib.h>
+#include <zstd.h>
 
 #include "frugal/ckpt.h"
 
@@ -78,6 +80,49 @@ static int measure(adam *a, const char *dir, const char *label, int level, bool 
     return 0;
 }
 
+/* CPU seconds of this thread: robust to other jobs on a shared machine. */
+static double cpu_sec(void)
+{
+    struct timespec ts;
+    return clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) == 0 ? (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec : 0.0;
+}
+
+/* CPU time of each stage of encoding a delta of `cur` against `base` (n words each),
+ * as the writer does it: XOR + byte-plane shuffle, CRC32 of the raw bytes, zstd, CRC32
+ * of the compressed bytes. */
+static void stages(const float *cur, const float *base, size_t n, uint8_t *shuf, uint8_t *out, size_t cap)
+{
+    size_t bytes = n * sizeof(float);
+    double t0 = cpu_sec();
+    const uint8_t *s = (const uint8_t *)cur, *b = (const uint8_t *)base;
+    uint8_t *d0 = shuf, *d1 = shuf + n, *d2 = shuf + 2 * n, *d3 = shuf + 3 * n;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t w, v;
+        memcpy(&w, s + 4 * i, 4);
+        memcpy(&v, b + 4 * i, 4);
+        w ^= v;
+        d0[i] = (uint8_t)w;
+        d1[i] = (uint8_t)(w >> 8);
+        d2[i] = (uint8_t)(w >> 16);
+        d3[i] = (uint8_t)(w >> 24);
+    }
+    double t1 = cpu_sec();
+    uLong c = crc32_z(0L, (const Bytef *)cur, bytes);
+    double t2 = cpu_sec();
+    size_t z1 = ZSTD_compress(out, cap, shuf, bytes, 1);
+    double t3 = cpu_sec();
+    size_t z3 = ZSTD_compress(out, cap, shuf, bytes, 3);
+    double t4 = cpu_sec();
+    c ^= crc32_z(0L, (const Bytef *)out, z3);
+    double t5 = cpu_sec();
+    double mb = (double)bytes / 1e6;
+    printf("  %.1f MB: xor+shuffle %.1f ms (%.0f MB/s), crc32 %.1f ms (%.0f MB/s), zstd-1 %.1f ms (%.0f MB/s, %.3f), "
+           "zstd-3 %.1f ms (%.0f MB/s, %.3f), crc32 of stored %.1f ms [%lx]\n",
+           mb, (t1 - t0) * 1e3, mb / (t1 - t0), (t2 - t1) * 1e3, mb / (t2 - t1), (t3 - t2) * 1e3, mb / (t3 - t2),
+           ZSTD_isError(z1) ? 0.0 : (double)z1 / (double)bytes, (t4 - t3) * 1e3, mb / (t4 - t3),
+           ZSTD_isError(z3) ? 0.0 : (double)z3 / (double)bytes, (t5 - t4) * 1e3, c);
+}
+
 int main(int argc, char **argv)
 {
     adam a = {.n = argc > 1 ? (size_t)atol(argv[1]) : 2000000};
@@ -110,6 +155,21 @@ int main(int argc, char **argv)
     printf("snapshot copy (the only cost on the training thread when async): %.4f s (%.0f MB/s)\n", t_copy,
            mb / t_copy);
     printf("zlib crc32 over the state: %.4f s (%.0f MB/s) [%08lx]\n", t_crc, mb / t_crc, c);
+    /* per-stage CPU of a delta of params after 10 more steps */
+    float *base = fg_malloc(a.n * sizeof(float));
+    uint8_t *shuf = fg_malloc(a.n * sizeof(float));
+    size_t cap = ZSTD_compressBound(a.n * sizeof(float));
+    uint8_t *out = fg_malloc(cap);
+    if (base && shuf && out) {
+        memcpy(base, a.p, a.n * sizeof(float));
+        for (int k = 0; k < 10; k++)
+            adam_step(&a);
+        printf("CPU per stage, delta of params after 10 steps (the writer does this per tensor):\n");
+        stages(a.p, base, a.n, shuf, out, cap);
+    }
+    fg_free(base);
+    fg_free(shuf);
+    fg_free(out);
     int rc = 0;
     rc |= measure(&a, dir, "raw full, delta zstd 1 (default)", 1, false);
     rc |= measure(&a, dir, "raw full, delta zstd 3", 3, false);
