@@ -138,17 +138,64 @@ static void rows_acc(float *D, size_t ldd, const float *Pt, int nk, const float 
         }
 }
 
-/* Xt[d][i] = s * X[i][d] for i < nq, 0 for the padding lanes nq..31. */
+/* In-register transpose of a 16 x 16 float block: r[k] (row k) becomes column k. */
+static inline void transpose16(__m512 r[16])
+{
+    __m512 t[16], u[16];
+    for (int k = 0; k < 16; k += 2) {
+        t[k] = _mm512_unpacklo_ps(r[k], r[k + 1]);
+        t[k + 1] = _mm512_unpackhi_ps(r[k], r[k + 1]);
+    }
+    for (int k = 0; k < 16; k += 4) {
+        u[k] = _mm512_shuffle_ps(t[k], t[k + 2], _MM_SHUFFLE(1, 0, 1, 0));
+        u[k + 1] = _mm512_shuffle_ps(t[k], t[k + 2], _MM_SHUFFLE(3, 2, 3, 2));
+        u[k + 2] = _mm512_shuffle_ps(t[k + 1], t[k + 3], _MM_SHUFFLE(1, 0, 1, 0));
+        u[k + 3] = _mm512_shuffle_ps(t[k + 1], t[k + 3], _MM_SHUFFLE(3, 2, 3, 2));
+    }
+    for (int k = 0; k < 4; k++) {
+        t[k] = _mm512_shuffle_f32x4(u[k], u[k + 4], 0x88);
+        t[k + 4] = _mm512_shuffle_f32x4(u[k], u[k + 4], 0xdd);
+        t[k + 8] = _mm512_shuffle_f32x4(u[k + 8], u[k + 12], 0x88);
+        t[k + 12] = _mm512_shuffle_f32x4(u[k + 8], u[k + 12], 0xdd);
+    }
+    for (int k = 0; k < 8; k++) {
+        r[k] = _mm512_shuffle_f32x4(t[k], t[k + 8], 0x88);
+        r[k + 8] = _mm512_shuffle_f32x4(t[k], t[k + 8], 0xdd);
+    }
+}
+
+/* Xt[d][i] = s * X[i][d] for i < nq, 0 for the padding lanes nq..31 (HS % 16 == 0). */
 static void load_t(float *Xt, const float *X, size_t ldx, int nq, int HS, float s)
 {
-    for (int d = 0; d < HS; d++)
-        for (int i = nq; i < BQ; i++)
-            Xt[d * BQ + i] = 0.0f;
-    for (int i = 0; i < nq; i++) {
-        const float *x = X + (size_t)i * ldx;
-        for (int d = 0; d < HS; d++)
-            Xt[d * BQ + i] = s * x[d];
-    }
+    const __m512 vs = _mm512_set1_ps(s);
+    for (int i0 = 0; i0 < BQ; i0 += 16)
+        for (int d0 = 0; d0 < HS; d0 += 16) {
+            __m512 r[16];
+            for (int k = 0; k < 16; k++)
+                r[k] = i0 + k < nq ? _mm512_mul_ps(_mm512_loadu_ps(X + (size_t)(i0 + k) * ldx + d0), vs)
+                                   : _mm512_setzero_ps();
+            transpose16(r);
+            for (int k = 0; k < 16; k++)
+                _mm512_store_ps(Xt + (d0 + k) * BQ + i0, r[k]);
+        }
+}
+
+/* Y[i][d] (+)= Xt[d][i] * w[i] for i < nq: the transposed tile back into rows ldy
+ * apart; accumulate != 0 adds to Y instead of overwriting it. */
+static void store_t(float *Y, size_t ldy, const float *Xt, const float *w, int nq, int HS, int accumulate)
+{
+    for (int i0 = 0; i0 < nq; i0 += 16)
+        for (int d0 = 0; d0 < HS; d0 += 16) {
+            __m512 r[16];
+            for (int k = 0; k < 16; k++)
+                r[k] = _mm512_load_ps(Xt + (d0 + k) * BQ + i0);
+            transpose16(r);
+            for (int k = 0; k < 16 && i0 + k < nq; k++) {
+                float *y = Y + (size_t)(i0 + k) * ldy + d0;
+                __m512 v = _mm512_mul_ps(r[k], _mm512_set1_ps(w[i0 + k]));
+                _mm512_storeu_ps(y, accumulate ? _mm512_add_ps(_mm512_loadu_ps(y), v) : v);
+            }
+        }
 }
 
 /* Lanes i of a 32-query block whose query t0+i may see key j: t0 + i >= j. */
@@ -215,13 +262,12 @@ static void fwd_block(float *out, float *lse, const float *qkv, int b, int h, in
         _mm512_store_ps(mv + 16 * v, m[v]);
         _mm512_store_ps(lv + 16 * v, l[v]);
     }
+    float inv[BQ];
     for (int i = 0; i < nq; i++) {
-        float inv = 1.0f / lv[i];
-        float *o = out + ((size_t)b * T + t0 + i) * C + (size_t)h * HS;
-        for (int d = 0; d < HS; d++)
-            o[d] = Ot[d * BQ + i] * inv;
+        inv[i] = 1.0f / lv[i];
         lse[((size_t)b * NH + h) * T + t0 + i] = mv[i] + logf(lv[i]);
     }
+    store_t(out + ((size_t)b * T + t0) * C + (size_t)h * HS, (size_t)C, Ot, inv, nq, HS, 0);
 }
 
 void fg_attention_forward_avx512(float *out, float *lse, const float *qkv, int B, int T, int C, int NH)
@@ -259,6 +305,9 @@ static void bwd_head(float *dqkv, const float *dout, const float *qkv, const flo
     float Pt[BK * BQ] __attribute__((aligned(64)));
     float dSt[BK * BQ] __attribute__((aligned(64)));
     float Dv[BQ] __attribute__((aligned(64))), Lv[BQ] __attribute__((aligned(64)));
+    float ones[BQ];
+    for (int i = 0; i < BQ; i++)
+        ones[i] = 1.0f;
     for (int t0 = 0; t0 < T; t0 += BQ) {
         int nq = T - t0 < BQ ? T - t0 : BQ, kend = t0 + nq;
         load_t(Qt, base + (size_t)t0 * C3, C3, nq, HS, scale);
@@ -296,11 +345,7 @@ static void bwd_head(float *dqkv, const float *dout, const float *qkv, const flo
             rows_acc(dbase + (size_t)j0 * C3 + C, C3, dSt, nk, base + (size_t)t0 * C3, C3, nq, HS);   /* dK */
             tile_acc(dQt, K, C3, nk, dSt, HS);                                                        /* dQ^T */
         }
-        for (int i = 0; i < nq; i++) {
-            float *dq = dbase + (size_t)(t0 + i) * C3;
-            for (int d = 0; d < HS; d++)
-                dq[d] += dQt[d * BQ + i];
-        }
+        store_t(dbase + (size_t)t0 * C3, C3, dQt, ones, nq, HS, 1);
     }
 }
 
