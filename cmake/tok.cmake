@@ -14,8 +14,9 @@ endif()
 # ---- libFuzzer target: decode(encode(x)) == x and scanner == PCRE2 on any bytes ----
 # The project may be compiled by gcc, so the fuzzer binary is built by a direct clang
 # command from the tokenizer and core sources (with ASan + UBSan). Skipped without clang.
+option(FG_TOK_FUZZ "Build the tokenizer's libFuzzer target and its bounded ctest run when clang is found" ON)
 find_program(FG_TOK_CLANG NAMES clang clang-14)
-if(FG_TOK_CLANG)
+if(FG_TOK_FUZZ AND FG_TOK_CLANG)
   file(GLOB fg_tok_fuzz_srcs CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/src/tok/*.c)
   set(fg_tok_fuzz_bin ${CMAKE_BINARY_DIR}/fuzz_tok)
   add_custom_command(

@@ -81,7 +81,8 @@ fg_status fg_tok_encode_special(const fg_tokenizer *tok, const char *text, size_
  * the text would (docs/TOKENIZER.md). */
 fg_status fg_tok_split(const fg_tokenizer *tok, bool reference, const char *text, size_t len, size_t **ends, size_t *n);
 
-/* Encodes many documents with `threads` threads (<= 0: all cores). Large documents are
+/* Encodes many documents with `threads` threads (<= 0: fg_threads_get(), i.e. all cores
+ * unless OMP_NUM_THREADS or fg_threads_set says otherwise). Large documents are
  * cut at newline boundaries that no pre-token crosses, so the ids are exactly the
  * concatenation of fg_tok_encode of each document, each followed by the
  * <|endoftext|> id when eot_after_each (FG_ERR_INVALID if the tokenizer has none).
@@ -98,7 +99,7 @@ typedef struct fg_tok_train_opts {
     fg_tok_pattern pattern;      /* pre-tokenization */
     const char *const *specials; /* special tokens (NULL: just "<|endoftext|>") */
     int n_specials;
-    int threads;   /* word counting threads, <= 0: all cores */
+    int threads;   /* word counting threads, <= 0: fg_threads_get() */
     bool progress; /* progress bar on stderr */
 } fg_tok_train_opts;
 void fg_tok_train_opts_default(fg_tok_train_opts *o); /* 32768, min 2, GPT2, eot only */

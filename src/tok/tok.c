@@ -743,7 +743,7 @@ fg_status fg_tok_encode_docs(const fg_tokenizer *tok, const char *const *docs, c
         st = FG_ERR_NOMEM;
         goto done;
     }
-    int nt = threads > 0 ? threads : omp_get_num_procs();
+    int nt = threads > 0 ? threads : fg_threads_get();
     double done_bytes = progress ? progress->done : 0; /* continues the caller's count */
     int failed = 0;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nt)

@@ -415,7 +415,7 @@ static fg_status count_words(const fg_tokenizer *tok, const fg_tok_train_opts *o
                              const size_t *lens, size_t n_docs, wmap *out)
 {
     fg_status st = FG_OK;
-    int nt = o->threads > 0 ? o->threads : omp_get_num_procs();
+    int nt = o->threads > 0 ? o->threads : fg_threads_get();
     chunk_ref *ch = NULL;
     size_t n_ch = 0, cap_ch = 0;
     double total = 0;
