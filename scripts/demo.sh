@@ -4,7 +4,8 @@
 # Usage: scripts/demo.sh path/to/frugal [extra `frugal train` flags]
 # Corpus: ../shared/data/tinyshakespeare.txt when present, else the text of Debian's
 # fortunes package. Tokenizer: a small BPE trained on the corpus (`frugal tokenize`),
-# or the byte tokenizer with FG_DEMO_TOKENIZER=byte. Run directory: runs/demo.
+# or the byte tokenizer with FG_DEMO_TOKENIZER=byte. Model: configs/demo.json (a small
+# MoE; FG_DEMO_CONFIG=configs/demo_dense.json for the dense twin). Run directory: runs/demo.
 set -euo pipefail
 bin=${1:-build/frugal}
 shift || true
@@ -28,14 +29,14 @@ rm -rf "$out"
 mkdir -p "$out"
 tok=${FG_DEMO_TOKENIZER:-bpe}
 if [ "$tok" = bpe ] && "$bin" tokenize --help 2>&1 | grep -q "tokenize train"; then
-  "$bin" tokenize train --out "$out/tokenizer.json" --vocab-size 512 "$corpus" >/dev/null
+  "$bin" tokenize train --out "$out/tokenizer.json" --vocab-size 1024 "$corpus" >/dev/null
   tok="$out/tokenizer.json"
 else
   tok=byte
 fi
 echo "demo: tokenizer $tok"
 
-FG_PROGRESS=${FG_PROGRESS:-0} "$bin" train --config "$root/configs/demo.json" --data "$corpus" --tokenizer "$tok" \
+FG_PROGRESS=${FG_PROGRESS:-0} "$bin" train --config "${FG_DEMO_CONFIG:-$root/configs/demo.json}" --data "$corpus" --tokenizer "$tok" \
   --out "$out" "$@" | tee "$out/train.log"
 
 echo

@@ -46,7 +46,7 @@ typedef struct fg_train_config {
     long max_steps;
     long stop_after;    /* 0: off; else stop once this many steps are done (the LR
                            schedule still spans max_steps): training in pieces */
-    double max_seconds; /* 0: no limit; else stop after this much training time */
+    double max_seconds; /* 0: none; else a training-time budget the schedule is fitted to */
     /* ---- optimiser ---- */
     float lr, min_lr; /* peak and final LR of warmup + cosine */
     long warmup_steps;

@@ -61,7 +61,8 @@ static const opt opts[] = {
     {"grad_accum", T_INT, F(grad_accum), 1, 1 << 16, 0, "micro-batches per optimiser step"},
     {"max_steps", T_LONG, F(max_steps), 1, BIG, 0, "optimiser steps"},
     {"stop_after", T_LONG, F(stop_after), 0, BIG, 0, "stop after this step (schedule still spans max_steps); 0 = off"},
-    {"max_seconds", T_DOUBLE, F(max_seconds), 0, BIG, 0, "stop after this much training time; 0 = no limit"},
+    {"max_seconds", T_DOUBLE, F(max_seconds), 0, BIG, 0,
+     "training-time budget: the LR schedule is shortened to fit it; 0 = none"},
     /* optimiser */
     {"lr", T_FLOAT, F(lr), 0, 10, 1, "peak learning rate"},
     {"min_lr", T_FLOAT, F(min_lr), 0, 10, 0, "learning rate at the end of the cosine"},

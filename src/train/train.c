@@ -583,7 +583,15 @@ fg_status fg_train_run(const fg_train_config *cfg, FILE *out, fg_train_result *r
                 "{\"step\": %ld, \"loss\": %.9g, \"lr\": %.6g, \"grad_norm\": %.6g, \"tokens\": %.0f, "
                 "\"tokens_per_s\": %.1f, \"flops_per_s\": %.4g, \"step_s\": %.4f}\n",
                 r->step, loss, lr, norm, r->tokens_before + res.tokens, tps, tps * flops_tok, dt);
-        bool last = r->step == c->max_steps || (c->stop_after > 0 && r->step >= c->stop_after) ||
+        if (c->max_seconds > 0 && r->step - first >= 5) {
+            /* a time budget: fit the schedule's length to the measured step time, so
+             * the run still ends annealed at min_lr (the length only ever shrinks) */
+            double per = res.train_sec / (double)(r->step - first);
+            long proj = r->step + (long)((c->max_seconds - res.train_sec) / per);
+            if (proj < sched.total)
+                sched.total = proj > r->step ? proj : r->step;
+        }
+        bool last = r->step >= sched.total || (c->stop_after > 0 && r->step >= c->stop_after) ||
                     (c->max_seconds > 0 && res.train_sec >= c->max_seconds);
         if (out && (r->step % c->log_every == 0 || r->step == first + 1 || last)) {
             fprintf(out, "step %6ld | loss %.4f | lr %.3e | norm %.3f | %.0f tok/s\n", r->step, loss, lr, norm, tps);
