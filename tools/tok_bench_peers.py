@@ -2,7 +2,8 @@
 
   prepare: writes the benchmark texts (tinyshakespeare, the Dolma/CCNet texts and every
            trafilatura page that is valid UTF-8, one file each) and the ~100 MB training
-           corpus (those texts concatenated, repeated until >= --train-mb MB).
+           corpus (those texts joined by newlines, repeated, cut after the first newline
+           past --train-mb MB).
   run:     times tiktoken (gpt2) and Hugging Face tokenizers (Frugal's GPT-2
            tokenizer.json, which HF encodes identically) on the same texts, single
            thread and all threads, and HF's BpeTrainer on the training corpus; reads
@@ -35,13 +36,19 @@ def prepare(a):
     for i, t in enumerate(texts):
         with open(os.path.join(tdir, "%04d.txt" % i), "w", encoding="utf-8", newline="") as f:
             f.write(t)
-    corpus = "\n".join(texts) + "\n"
-    reps = max(1, -(-a.train_mb * 1000000 // len(corpus.encode("utf-8"))))
-    with open(os.path.join(a.out, "train.txt"), "w", encoding="utf-8", newline="") as f:
-        for _ in range(reps):
-            f.write(corpus)
-    print("prepared %d texts (%.1f MB), training corpus %.1f MB (%d repetitions)" % (
-        len(texts), sum(len(t.encode("utf-8")) for t in texts) / 1e6, reps * len(corpus.encode("utf-8")) / 1e6, reps))
+    corpus = ("\n".join(texts) + "\n").encode("utf-8")
+    target = a.train_mb * 1000000
+    written = 0
+    with open(os.path.join(a.out, "train.txt"), "wb") as f:
+        while written < target:  # whole repetitions, the last one cut after a newline
+            part = corpus
+            if written + len(part) > target:
+                cut = part.find(b"\n", target - written)
+                part = part[:cut + 1] if cut >= 0 else part
+            f.write(part)
+            written += len(part)
+    print("prepared %d texts (%.1f MB), training corpus %.1f MB (the texts repeated %.2f times)" % (
+        len(texts), sum(len(t.encode("utf-8")) for t in texts) / 1e6, written / 1e6, written / len(corpus)))
 
 
 def load_texts(tdir):
