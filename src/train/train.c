@@ -581,8 +581,18 @@ fg_status fg_train_run(const fg_train_config *cfg, FILE *out, fg_train_result *r
         double tps = res.tokens / res.train_sec;
         fprintf(r->metrics,
                 "{\"step\": %ld, \"loss\": %.9g, \"lr\": %.6g, \"grad_norm\": %.6g, \"tokens\": %.0f, "
-                "\"tokens_per_s\": %.1f, \"flops_per_s\": %.4g, \"step_s\": %.4f}\n",
+                "\"tokens_per_s\": %.1f, \"flops_per_s\": %.4g, \"step_s\": %.4f",
                 r->step, loss, lr, norm, r->tokens_before + res.tokens, tps, tps * flops_tok, dt);
+        if (c->model.n_expert > 0) {
+            /* router health of the step's last micro-batch */
+            fg_moe_stats ms;
+            fg_model_moe_stats(r->m, &ms);
+            fprintf(r->metrics,
+                    ", \"moe_load_max_over_mean\": %.4g, \"moe_load_cv\": %.4g, \"moe_aux_loss\": %.4g, "
+                    "\"moe_dropped\": %ld",
+                    ms.load_max_over_mean, ms.load_cv, ms.aux_loss, ms.dropped_tokens);
+        }
+        fputs("}\n", r->metrics);
         if (c->max_seconds > 0 && r->step - first >= 5) {
             /* a time budget: fit the schedule's length to the measured step time, so
              * the run still ends annealed at min_lr (the length only ever shrinks) */
@@ -635,6 +645,10 @@ fg_status fg_train_run(const fg_train_config *cfg, FILE *out, fg_train_result *r
         goto out_teardown;
     res.ckpt_bytes += fb;
     res.wall_sec = fg_time_sec() - t_wall;
+    if (out && c->model.n_expert > 0) {
+        fputc('\n', out);
+        fg_model_moe_print_loads(r->m, out);
+    }
     print_cost(out, r, &res, flops_tok, res.steps);
     if (out)
         fprintf(out, "run directory   : %s (config.json, metrics.jsonl, final/)\n", c->out);
