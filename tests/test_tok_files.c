@@ -89,6 +89,30 @@ static void test_malformed(void)
     fg_tok_delete(tok);
     free(ok);
 
+    /* merges as ["a", "b"] pairs (newer HF files), and ignore_merges (whole-word lookup first) */
+    char *pairs = tok_json(",\n   \"ab\": 256,\n   \"xyz\": 257", "[[\"a\", \"b\"]]", GPT2_PRETOK, "[]");
+    p = write_tmp("pairs.json", pairs);
+    tok = fg_tok_load(p);
+    uint32_t *ids = NULL;
+    size_t n = 0;
+    FG_CHECK(tok && fg_tok_encode(tok, "ab\nxyz", 6, &ids, &n) == FG_OK && n == 5 && ids[0] == 256,
+             "pair-form merges load and apply; xyz has no merges so it stays bytes (n=%zu)", n);
+    fg_free(ids);
+    fg_tok_delete(tok);
+    char *im = strstr(pairs, "\"merges\"");
+    char *with_im = malloc(strlen(pairs) + 64);
+    memcpy(with_im, pairs, (size_t)(im - pairs));
+    strcpy(with_im + (im - pairs), "\"ignore_merges\": true, ");
+    strcat(with_im, im);
+    p = write_tmp("ignore_merges.json", with_im);
+    tok = fg_tok_load(p);
+    FG_CHECK(tok && fg_tok_encode(tok, "ab\nxyz", 6, &ids, &n) == FG_OK && n == 3 && ids[0] == 256 && ids[2] == 257,
+             "ignore_merges: a word that is a token maps to it (n=%zu)", n);
+    fg_free(ids);
+    fg_tok_delete(tok);
+    free(with_im);
+    free(pairs);
+
     /* JSON syntax error on line 3: jansson's line:column */
     expect_error("syntax.json", "{\n \"model\": {\n  \"vocab\": {\"a\": 1,,}\n }\n}\n", ":3:", NULL);
     char *s = tok_json("", "[]", GPT2_PRETOK, "[]");
