@@ -539,6 +539,100 @@ static void test_alloc_failures(void)
     free(got);
 }
 
+/* Whole file into malloc'd memory; NULL on failure. */
+static unsigned char *slurp(const char *path, long *size)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    fseek(f, 0, SEEK_END);
+    *size = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char *p = malloc((size_t)*size + 64);
+    if (p && fread(p, 1, (size_t)*size, f) != (size_t)*size) {
+        free(p);
+        p = NULL;
+    }
+    fclose(f);
+    return p;
+}
+
+static bool spit(const char *path, const unsigned char *p, long size)
+{
+    FILE *f = fopen(path, "wb");
+    if (!f)
+        return false;
+    bool ok = fwrite(p, 1, (size_t)size, f) == (size_t)size;
+    return fclose(f) == 0 && ok;
+}
+
+/* Random damage (bit flips, runs of random bytes, truncation, bytes inserted) to a
+ * delta or its base, 600 times: never a crash (the sanitizer build runs this too),
+ * never a load that reports success with other bytes than were saved. */
+static void test_random_damage(void)
+{
+    const char *dir = mkdir_in_tmp("dmg_src"), *bad = mkdir_in_tmp("dmg");
+    fg_ckpt_opts o = fg_ckpt_opts_default();
+    o.async = false;
+    o.full_every = 2;
+    o.keep_full = 0;
+    state *hist = calloc(3, sizeof *hist), *got = calloc(1, sizeof *got);
+    FG_CHECK(write_run(dir, o, 2, hist) == FG_OK, "damage run");
+    copy_dir(dir, bad);
+    const char *paths[2] = {file_of(bad, 20, true), file_of(bad, 10, false)};
+    long size[2] = {0, 0};
+    unsigned char *orig[2] = {slurp(paths[0], &size[0]), slurp(paths[1], &size[1])};
+    unsigned char *buf = malloc((size_t)(size[0] > size[1] ? size[0] : size[1]) + 64);
+    if (!orig[0] || !orig[1] || !buf) {
+        FG_CHECK(0, "read the damage sources");
+        goto done;
+    }
+    fg_rng r;
+    fg_rng_seed(&r, 99);
+    int detected = 0, survived = 0, wrong = 0;
+    for (int trial = 0; trial < 600; trial++) {
+        int v = trial % 2;
+        long n = size[v], at = (long)fg_rng_below(&r, (uint32_t)size[v]);
+        memcpy(buf, orig[v], (size_t)n);
+        int kind = (int)fg_rng_below(&r, 4);
+        if (kind == 0) { /* one to three flipped bits */
+            for (int k = 0, nk = 1 + (int)fg_rng_below(&r, 3); k < nk; k++)
+                buf[(at + k * 13) % n] ^= (unsigned char)(1u << fg_rng_below(&r, 8));
+        } else if (kind == 1) { /* a run of random bytes */
+            for (long k = at, e = at + 1 + (long)fg_rng_below(&r, 64); k < e && k < n; k++)
+                buf[k] = (unsigned char)fg_rng_below(&r, 256);
+        } else if (kind == 2) { /* truncated */
+            n = at;
+        } else { /* bytes inserted: everything after shifts */
+            memmove(buf + at + 3, buf + at, (size_t)(n - at));
+            memcpy(buf + at, "abc", 3);
+            n += 3;
+        }
+        if (!spit(paths[v], buf, n) || !spit(paths[1 - v], orig[1 - v], size[1 - v])) {
+            FG_CHECK(0, "write damaged file");
+            break;
+        }
+        fg_ckpt_tensor t[3];
+        long step = -1;
+        if (fg_ckpt_load_file(paths[0], &step, NULL, t, tensors(got, t)) != FG_OK) {
+            detected++;
+        } else {
+            survived++; /* only damage that changes no byte could pass */
+            wrong += step != 20 || !state_eq(got, &hist[2]);
+        }
+    }
+    printf("  random damage: %d of 600 detected, %d loaded the right bytes, %d wrong\n", detected, survived, wrong);
+    FG_CHECK(wrong == 0, "%d damaged files loaded wrong bytes (%d detected, %d loaded right)", wrong, detected,
+             survived);
+    FG_CHECK(detected >= 590, "damage detected %d of 600 times", detected);
+done:
+    free(orig[0]);
+    free(orig[1]);
+    free(buf);
+    free(hist);
+    free(got);
+}
+
 int main(void)
 {
     FG_TEST_BEGIN("ckpt");
@@ -550,5 +644,6 @@ int main(void)
     test_compress_full_and_layout_change();
     test_async_error_surfaces();
     test_alloc_failures();
+    test_random_damage();
     return fg_test_end();
 }
