@@ -205,6 +205,23 @@ static void test_cli(void)
     rc = fg_test_run(cmd, out, sizeof out);
     const char *want = "first doc\n<|endoftext|>second \xc3\xa9 doc<|endoftext|>plain text file\n<|endoftext|>";
     FG_CHECK(rc == 0 && !strcmp(out, want), "decode(encode(docs)) == docs joined by <|endoftext|>: '%s'", out);
+    /* --val-frac: the tail of the tokens goes to val_000000.bin, nothing is lost */
+    snprintf(cmd, sizeof cmd, "%s tokenize encode --tokenizer %s/t.json --val-frac 0.25 --out %s/split %s 2>&1", bin,
+             tmp, tmp, shakes);
+    rc = fg_test_run(cmd, out, sizeof out);
+    fg_shard tr, va;
+    char ptr[600], pva[600];
+    snprintf(ptr, sizeof ptr, "%s/split/shard_000000.bin", tmp);
+    snprintf(pva, sizeof pva, "%s/split/val_000000.bin", tmp);
+    bool opened = fg_shard_open(&tr, ptr) == FG_OK;
+    bool opened_v = fg_shard_open(&va, pva) == FG_OK;
+    FG_CHECK(rc == 0 && opened && opened_v && va.n_tokens == (tr.n_tokens + va.n_tokens) / 4 &&
+                 fg_shard_token(&va, va.n_tokens - 1) == 599,
+             "val split: rc %d, %s", rc, out);
+    if (opened)
+        fg_shard_close(&tr);
+    if (opened_v)
+        fg_shard_close(&va);
     /* a malformed tokenizer: non-zero exit, message with file:line:col */
     const char *bad = write_tmp("bad.json", "{\n  \"model\": [1, 2,\n");
     snprintf(cmd, sizeof cmd, "%s tokenize encode --tokenizer %s --out %s/x.bin %s/plain.txt 2>&1", bin, bad, tmp, tmp);

@@ -220,6 +220,7 @@ typedef struct opts {
     int n_specials;
     int vocab_size, min_frequency, threads;
     long long shard_tokens;
+    double val_frac;
     bool no_eot, print;
 } opts;
 
@@ -233,7 +234,8 @@ static void usage(void)
                     "  frugal tokenize decode --tokenizer T [--out FILE] SHARD.bin\n"
                     "INPUT: text files (one document each), .jsonl/.json files (one document per line, its\n"
                     "\"text\" field), or directories of them. T: tokenizer.json, a GPT-2 directory\n"
-                    "(encoder.json + vocab.bpe) or \"byte\".\n");
+                    "(encoder.json + vocab.bpe) or \"byte\". --val-frac F: the last F of each batch's tokens\n"
+                    "(the tail of the text, batches are 256 MB) go to DIR/val_*.bin or FILE_val.bin.\n");
 }
 
 /* Parses argv; returns 0 or the exit code for a usage error. */
@@ -268,6 +270,8 @@ static int parse(int argc, char **argv, opts *o)
             o->threads = atoi(v);
         else if (TAKE("--shard-tokens"))
             o->shard_tokens = atoll(v);
+        else if (TAKE("--val-frac"))
+            o->val_frac = atof(v);
         else if (TAKE("--special")) {
             if (o->n_specials == 64) {
                 fprintf(stderr, "frugal tokenize: at most 64 --special tokens\n");
@@ -379,6 +383,7 @@ done:
 typedef struct sink {
     const opts *o;
     const fg_tokenizer *tok;
+    const char *prefix; /* "shard" or "val" */
     bool dir;
     fg_shard_writer w;
     bool open;
@@ -392,8 +397,11 @@ static fg_status sink_write(sink *s, const uint32_t *ids, size_t n)
     while (n > 0) {
         if (!s->open) {
             char path[4096];
+            size_t ol = strlen(s->o->out);
             if (s->dir)
-                snprintf(path, sizeof path, "%s/shard_%06d.bin", s->o->out, s->n_shards);
+                snprintf(path, sizeof path, "%s/%s_%06d.bin", s->o->out, s->prefix, s->n_shards);
+            else if (strcmp(s->prefix, "val") == 0) /* x.bin -> x_val.bin */
+                snprintf(path, sizeof path, "%.*s_val.bin", (int)(ol - 4), s->o->out);
             else
                 snprintf(path, sizeof path, "%s", s->o->out);
             int eot = fg_tok_eot(s->tok);
@@ -425,16 +433,17 @@ static fg_status sink_write(sink *s, const uint32_t *ids, size_t n)
 
 static int cmd_encode(const opts *o)
 {
-    if (!o->tokenizer || (!o->out && !o->print) || o->n_inputs == 0 || o->shard_tokens <= 0) {
+    if (!o->tokenizer || (!o->out && !o->print) || o->n_inputs == 0 || o->shard_tokens <= 0 || o->val_frac < 0 ||
+        o->val_frac >= 1) {
         usage();
         return 2;
     }
     docs d = {0};
     char **files = NULL;
     size_t n_files = 0, total_bytes = 0, total_docs = 0, total_files = 0;
-    uint64_t total_tokens = 0;
+    uint64_t total_tokens = 0, val_tokens = 0;
     int rc = 0;
-    sink s = {.o = o};
+    sink s = {.o = o, .prefix = "shard"}, sv = {.o = o, .prefix = "val"};
     fg_status st = FG_OK;
     double t0 = fg_time_sec();
     fg_tokenizer *tok = fg_tok_load(o->tokenizer);
@@ -443,9 +452,9 @@ static int cmd_encode(const opts *o)
                          "--tokenizer takes tokenizer.json, a GPT-2 directory or byte");
         goto done;
     }
-    s.tok = tok;
+    s.tok = sv.tok = tok;
     if (!o->print) {
-        s.dir = !ends_with(o->out, ".bin");
+        s.dir = sv.dir = !ends_with(o->out, ".bin");
         if (s.dir && mkdir(o->out, 0755) != 0 && errno != EEXIST) {
             st = fg_error(FG_ERR_IO, "%s: cannot create directory: %s", o->out, strerror(errno));
             goto fail;
@@ -475,7 +484,11 @@ static int cmd_encode(const opts *o)
             for (size_t k = 0; k < n; k++)
                 printf(k + 1 < n ? "%u " : "%u\n", ids[k]);
         } else if (st == FG_OK) {
-            st = sink_write(&s, ids, n);
+            size_t n_val = (size_t)((double)n * o->val_frac);
+            st = sink_write(&s, ids, n - n_val);
+            if (st == FG_OK && n_val > 0)
+                st = sink_write(&sv, ids + n - n_val, n_val);
+            val_tokens += n_val;
         }
         fg_free(ids);
         if (st != FG_OK)
@@ -489,23 +502,31 @@ static int cmd_encode(const opts *o)
         fg_progress_update(&prog, (double)total_bytes);
     }
     fg_progress_end(&prog);
-    if (s.open) {
-        s.open = false;
-        if ((st = fg_shard_writer_close(&s.w)) != FG_OK)
-            goto fail;
+    for (sink *k = &s; k; k = k == &s ? &sv : NULL) {
+        if (k->open) {
+            k->open = false;
+            if ((st = fg_shard_writer_close(&k->w)) != FG_OK)
+                goto fail;
+        }
     }
     double dt = fg_time_sec() - t0;
     fprintf(o->print ? stderr : stdout,
             "encoded %zu files, %zu documents, %zu bytes -> %llu tokens (%.3f bytes/token) in %.2f s "
-            "(%.1f MB/s, %d threads)%s%s%s\n",
+            "(%.1f MB/s, %d threads)%s%s%s",
             total_files, total_docs, total_bytes, (unsigned long long)total_tokens,
             total_tokens ? (double)total_bytes / (double)total_tokens : 0.0, dt, dt > 0 ? total_bytes / dt / 1e6 : 0.0,
             o->threads > 0 ? o->threads : fg_threads_get(), o->print ? "" : " into ", o->print ? "" : o->out,
             s.dir && !o->print ? " (shard_*.bin)" : "");
+    if (val_tokens)
+        fprintf(stdout, "; %llu of them to validation (%s)", (unsigned long long)val_tokens,
+                s.dir ? "val_*.bin" : "*_val.bin");
+    fprintf(o->print ? stderr : stdout, "\n");
     goto done;
 fail:
     if (s.open)
         fg_shard_writer_abort(&s.w);
+    if (sv.open)
+        fg_shard_writer_abort(&sv.w);
     rc = fg_cli_fail("tokenize encode", st, NULL);
 done:
     fg_tok_delete(tok);
