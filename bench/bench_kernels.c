@@ -3,7 +3,7 @@
  * linked BLAS (OpenBLAS pthreads) against the other Debian BLAS builds loaded with
  * dlopen (OpenBLAS OpenMP, BLIS OpenMP) when they are installed.
  *
- *   build-kernels/bench_kernels [--quick] [--cputime] [--only attention|elem|blas]
+ *   build-kernels/bench_kernels [--quick] [--cputime] [--only attention|elem|blas|split]
  * Threads: OMP_NUM_THREADS (default all cores). Medians of repeated runs. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -171,6 +171,55 @@ static void bench_blas(int nthreads)
         printf(" | %7.1f GF/s (x%.2f)       ", flops_all / tot[l] * 1e-9, tot[0] / tot[l]);
     printf("\n  (xN = speed relative to the linked OpenBLAS pthreads)\n");
     unsetenv("FG_BLAS_THREADING");
+    fg_kernels_init(NULL);
+}
+
+/* ---- intrinsic cost of the FG_BLAS_THREADING=omp split: one single-threaded BLAS
+ * call against the two half calls the split would make, both on one thread, timed
+ * with --cputime for a stable figure on a busy machine ---- */
+typedef struct split_ctx {
+    int halves;
+    const shape *sh;
+    const float *X, *W;
+    float *Y;
+} split_ctx;
+static void run_split(void *p)
+{
+    split_ctx *c = p;
+    int M = c->sh->N, N = c->sh->OC, K = c->sh->C;
+    if (!c->halves) {
+        fg_sgemm(0, 1, M, N, K, 1.0f, c->X, K, c->W, K, 0.0f, c->Y, N);
+        return;
+    }
+    if (M >= N) {
+        int h = (M / 2 + 15) / 16 * 16;
+        fg_sgemm(0, 1, h, N, K, 1.0f, c->X, K, c->W, K, 0.0f, c->Y, N);
+        fg_sgemm(0, 1, M - h, N, K, 1.0f, c->X + (size_t)h * K, K, c->W, K, 0.0f, c->Y + (size_t)h * N, N);
+    } else {
+        int h = (N / 2 + 15) / 16 * 16;
+        fg_sgemm(0, 1, M, h, K, 1.0f, c->X, K, c->W, K, 0.0f, c->Y, N);
+        fg_sgemm(0, 1, M, N - h, K, 1.0f, c->X, K, c->W + (size_t)h * K, K, 0.0f, c->Y + h, N);
+    }
+}
+
+static void bench_split(void)
+{
+    printf("\n== cost of the GEMM split (1 thread: one call vs the two halves the omp split makes) ==\n");
+    int saved = fg_threads_get();
+    fg_threads_set(1);
+    fg_kernels_init(NULL);
+    fg_rng r;
+    fg_rng_seed(&r, 5);
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        const shape *sh = &shapes[s];
+        float *X = randn((size_t)sh->N * sh->C, 1, &r), *W = randn((size_t)sh->OC * sh->C, 0.02f, &r);
+        float *Y = fg_malloc((size_t)sh->N * sh->OC * 4 + 64);
+        split_ctx one = {0, sh, X, W, Y}, two = {1, sh, X, W, Y};
+        double t1 = time_it(run_split, &one, 0.3), t2 = time_it(run_split, &two, 0.3);
+        printf("  %-18s one call %.2f ms, two halves %.2f ms (x%.3f)\n", sh->what, t1 * 1e3, t2 * 1e3, t1 / t2);
+        fg_free(X), fg_free(W), fg_free(Y);
+    }
+    fg_threads_set(saved);
     fg_kernels_init(NULL);
 }
 
@@ -405,6 +454,8 @@ int main(int argc, char **argv)
         bench_blas(nthreads);
     if (!only || !strcmp(only, "blas"))
         bench_interplay(nthreads);
+    if (only && !strcmp(only, "split"))
+        bench_split();
     if (!only || !strcmp(only, "attention"))
         bench_attention();
     if (!only || !strcmp(only, "elem"))
