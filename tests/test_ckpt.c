@@ -269,6 +269,24 @@ static void test_retention(void)
     FG_CHECK(fg_ckpt_remove_all(dir) == FG_OK && count_files(dir, ".fgck") == 0 && access(latest, F_OK) == 0,
              "remove_all removes checkpoints only");
     FG_CHECK(fg_ckpt_remove_all(mkdir_in_tmp("never")) == FG_OK, "remove_all on a missing dir");
+
+    /* a new writer's first checkpoint starts a new timeline: higher steps are removed */
+    const char *tl = mkdir_in_tmp("timeline");
+    o.full_every = 3;
+    o.keep_full = 0;
+    FG_CHECK(write_run(tl, o, 6, hist) == FG_OK, "old timeline 10..60");
+    fg_ckpt_writer *w = fg_ckpt_writer_new(tl, &o);
+    fg_ckpt_tensor t2[3];
+    state_init(got, 5);
+    FG_CHECK(w && fg_ckpt_writer_save(w, 25, "{}", t2, tensors(got, t2)) == FG_OK && fg_ckpt_writer_delete(w) == FG_OK,
+             "new timeline at 25");
+    FG_CHECK(count_files(tl, ".fgck") == 3 && file_size(file_of(tl, 20, true)) > 0 &&
+                 file_size(file_of(tl, 30, true)) < 0 && file_size(file_of(tl, 60, true)) < 0,
+             "files after step 25 removed, 10 and 20 kept (%d files)", count_files(tl, ".fgck"));
+    state *back = calloc(1, sizeof *back);
+    FG_CHECK(fg_ckpt_load_latest(tl, &step, NULL, t2, tensors(back, t2)) == FG_OK && step == 25 && state_eq(back, got),
+             "latest is the new timeline's step 25");
+    free(back);
     free(hist);
     free(got);
 }

@@ -156,8 +156,12 @@ static fg_status layout_copy(layout *dst, const layout *src)
 
 /* Keeps the newest keep_full full checkpoints with step <= step and the deltas after
  * the oldest of them; removes older files, and another file of this very step (the
- * other kind, left by an earlier run). Failures only warn: the new checkpoint is safe. */
-static void retention(fg_ckpt_writer *w, long step, const char *fname)
+ * other kind, left by an earlier run). After the first write of a writer (`first`), it
+ * also removes every file of a higher step: a new timeline starts here, and those
+ * belong to an abandoned one (a previous run in the same directory, or checkpoints
+ * that failed verification at resume), which a later resume must not pick. Failures
+ * only warn: the new checkpoint is safe. */
+static void retention(fg_ckpt_writer *w, long step, const char *fname, bool first)
 {
     char **paths;
     int np;
@@ -184,7 +188,8 @@ static void retention(fg_ckpt_writer *w, long step, const char *fname)
         bool d;
         if (!ckpt_parse_name(name, &s, &d))
             continue;
-        bool drop = (w->o.keep_full > 0 && cutoff >= 0 && s < cutoff) || (s == step && strcmp(name, fname) != 0);
+        bool drop = (w->o.keep_full > 0 && cutoff >= 0 && s < cutoff) || (s == step && strcmp(name, fname) != 0) ||
+                    (first && s > step);
         if (drop && unlink(paths[i]) != 0)
             FG_WARN("checkpoint retention: cannot remove %s: %s", paths[i], strerror(errno));
     }
@@ -234,6 +239,7 @@ static fg_status run_job(fg_ckpt_writer *w)
         return st;
     }
     uint64_t raw = 0;
+    bool first = w->stats.n_full + w->stats.n_delta == 0;
     for (int i = 0; i < w->cur.n; i++)
         raw += w->cur.bytes[i];
     if (w->delta) {
@@ -257,7 +263,7 @@ static fg_status run_job(fg_ckpt_writer *w)
         w->stats.raw_full += raw;
         w->stats.file_full += fbytes;
     }
-    retention(w, w->step, fname);
+    retention(w, w->step, fname, first);
     w->stats.write_sec += fg_time_sec() - t0;
     w->stats.write_cpu_sec += thread_cpu_sec() - c0;
     return FG_OK;
