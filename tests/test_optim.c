@@ -125,6 +125,25 @@ static void test_ranges(void)
     fg_optim_free(&o); /* zeroed by the failed init: a no-op */
 }
 
+static void test_merge(void)
+{
+    /* given out of order; adjacent alike ranges merge, frozen ones split the spans */
+    fg_optim_range r[5] = {{10, 5, 1, 0}, {0, 10, 1, 0}, {15, 5, 0, 0}, {20, 5, 1, 1}, {25, 5, 1, 0}};
+    fg_adamw_config cfg = fg_adamw_config_default();
+    fg_optim o;
+    FG_ASSERT(fg_optim_init(&o, 30, r, 5, &cfg) == FG_OK);
+    FG_CHECK(o.n_ranges == 4 && o.ranges[0].offset == 0 && o.ranges[0].numel == 15 && o.ranges[0].decay == 1,
+             "merged ranges: %d, first [%zu, +%zu)", o.n_ranges, o.ranges[0].offset, o.ranges[0].numel);
+    FG_CHECK(o.n_spans == 2 && o.spans[0].offset == 0 && o.spans[0].numel == 20 && o.spans[1].offset == 25 &&
+                 o.spans[1].numel == 5,
+             "norm spans skip the frozen range: %d", o.n_spans);
+    float g[30];
+    for (int i = 0; i < 30; i++)
+        g[i] = 1.0f;
+    FG_CHECK_CLOSE(fg_optim_grad_norm(&o, g), 5.0, 1e-12); /* sqrt(25 non-frozen ones) */
+    fg_optim_free(&o);
+}
+
 int main(void)
 {
     FG_TEST_BEGIN("optim");
@@ -134,5 +153,6 @@ int main(void)
     test_decay_mask();
     test_schedule();
     test_ranges();
+    test_merge();
     return fg_test_end();
 }

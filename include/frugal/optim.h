@@ -10,7 +10,9 @@
  *   fg_optim_free(&o);
  * m and v are one fp32 buffer each, in the params' layout, so checkpoints and
  * sharding see flat spans. Frozen ranges are never updated nor counted in the norm;
- * parts of the buffer outside every range are left alone too.
+ * parts of the buffer outside every range are left alone too. Adjacent ranges with
+ * the same flags are merged at init, so a model of hundreds of tensors costs a few
+ * kernel calls (each an OpenMP fork/join) per step, not hundreds.
  */
 #ifndef FRUGAL_OPTIM_H
 #define FRUGAL_OPTIM_H
@@ -41,10 +43,12 @@ fg_adamw_config fg_adamw_config_default(void);
 
 typedef struct fg_optim {
     size_t n_params;
-    float *m; /* [n_params] first moment */
-    float *v; /* [n_params] second moment */
-    fg_optim_range *ranges;
+    float *m;               /* [n_params] first moment */
+    float *v;               /* [n_params] second moment */
+    fg_optim_range *ranges; /* the caller's ranges, adjacent ones of equal flags merged */
     int n_ranges;
+    fg_optim_range *spans; /* non-frozen stretches (decay ignored): what the norm and clipping sweep */
+    int n_spans;
     fg_adamw_config cfg;
     long t; /* AdamW steps taken (bias correction uses t + 1 on the next step) */
 } fg_optim;

@@ -36,14 +36,40 @@ fg_status fg_optim_init(fg_optim *o, size_t n_params, const fg_optim_range *rang
     o->m = fg_calloc(n_params ? n_params : 1, sizeof(float));
     o->v = fg_calloc(n_params ? n_params : 1, sizeof(float));
     o->ranges = fg_malloc((n_ranges ? (size_t)n_ranges : 1) * sizeof *ranges);
-    if (!o->m || !o->v || !o->ranges) {
+    o->spans = fg_malloc((n_ranges ? (size_t)n_ranges : 1) * sizeof *ranges);
+    if (!o->m || !o->v || !o->ranges || !o->spans) {
         fg_optim_free(o);
         return FG_ERR_NOMEM;
     }
+    /* merge neighbours (in offset order) that are contiguous and alike */
+    fg_optim_range *sorted = o->spans; /* scratch until the spans are built */
     if (n_ranges)
-        memcpy(o->ranges, ranges, (size_t)n_ranges * sizeof *ranges);
+        memcpy(sorted, ranges, (size_t)n_ranges * sizeof *ranges);
+    for (int i = 1; i < n_ranges; i++) /* insertion sort: tensors usually come in order */
+        for (int j = i; j > 0 && sorted[j - 1].offset > sorted[j].offset; j--) {
+            fg_optim_range t = sorted[j];
+            sorted[j] = sorted[j - 1];
+            sorted[j - 1] = t;
+        }
+    for (int i = 0; i < n_ranges; i++) {
+        fg_optim_range *last = o->n_ranges ? &o->ranges[o->n_ranges - 1] : NULL;
+        if (last && last->offset + last->numel == sorted[i].offset && last->decay == sorted[i].decay &&
+            last->frozen == sorted[i].frozen)
+            last->numel += sorted[i].numel;
+        else
+            o->ranges[o->n_ranges++] = sorted[i];
+    }
+    for (int i = 0; i < o->n_ranges; i++) { /* ranges are sorted now; spans overwrite the scratch */
+        const fg_optim_range *r = &o->ranges[i];
+        if (r->frozen)
+            continue;
+        fg_optim_range *last = o->n_spans ? &o->spans[o->n_spans - 1] : NULL;
+        if (last && last->offset + last->numel == r->offset)
+            last->numel += r->numel;
+        else
+            o->spans[o->n_spans++] = (fg_optim_range){r->offset, r->numel, 0, 0};
+    }
     o->n_params = n_params;
-    o->n_ranges = n_ranges;
     o->cfg = *cfg;
     return FG_OK;
 }
@@ -53,6 +79,7 @@ void fg_optim_free(fg_optim *o)
     fg_free(o->m);
     fg_free(o->v);
     fg_free(o->ranges);
+    fg_free(o->spans);
     memset(o, 0, sizeof *o);
 }
 
@@ -74,11 +101,8 @@ void fg_optim_step(fg_optim *o, float *params, const float *grads, float lr)
 double fg_optim_grad_norm(const fg_optim *o, const float *grads)
 {
     double ss = 0;
-    for (int i = 0; i < o->n_ranges; i++) {
-        const fg_optim_range *r = &o->ranges[i];
-        if (!r->frozen)
-            ss += fg_sumsq(grads + r->offset, r->numel);
-    }
+    for (int i = 0; i < o->n_spans; i++)
+        ss += fg_sumsq(grads + o->spans[i].offset, o->spans[i].numel);
     return sqrt(ss);
 }
 
@@ -88,11 +112,8 @@ double fg_optim_clip(const fg_optim *o, float *grads, float max_norm)
     if (max_norm > 0 && isfinite(norm) && norm > max_norm) {
         /* torch.nn.utils.clip_grad_norm_: coef = max_norm / (total_norm + 1e-6) */
         float coef = (float)(max_norm / (norm + 1e-6));
-        for (int i = 0; i < o->n_ranges; i++) {
-            const fg_optim_range *r = &o->ranges[i];
-            if (!r->frozen)
-                fg_scale(grads + r->offset, coef, r->numel);
-        }
+        for (int i = 0; i < o->n_spans; i++)
+            fg_scale(grads + o->spans[i].offset, coef, o->spans[i].numel);
     }
     return norm;
 }

@@ -92,17 +92,25 @@ fg_status fg_train_bench(const fg_train_config *cfg, int iters, int warmup, FILE
     }
     res->n_params = fg_model_num_params(m);
     res->flops_per_token = fg_model_flops_per_token(m, T);
+    double t_grads = 0, t_clip = 0, t_adam = 0; /* summed over the timed steps */
     for (int it = -warmup; it < iters; it++) {
         double t0 = fg_time_sec();
         float loss;
         st = fg_train_grads(m, inp, tgt, B, T, A, &loss);
         if (st != FG_OK)
             goto out;
+        double t1 = fg_time_sec();
         fg_optim_clip(&opt, fg_model_grads(m), c.grad_clip);
+        double t2 = fg_time_sec();
         fg_optim_step(&opt, fg_model_params(m), fg_model_grads(m), 1e-4f);
         fg_model_post_step(m);
-        if (it >= 0)
-            times[it] = fg_time_sec() - t0;
+        double t3 = fg_time_sec();
+        if (it >= 0) {
+            times[it] = t3 - t0;
+            t_grads += t1 - t0;
+            t_clip += t2 - t1;
+            t_adam += t3 - t2;
+        }
     }
     qsort(times, (size_t)iters, sizeof *times, cmp_double);
     double med = times[iters / 2];
@@ -118,6 +126,8 @@ fg_status fg_train_bench(const fg_train_config *cfg, int iters, int warmup, FILE
                 B, T, A, res->n_params, fg_threads_get(), fg_kernels_variant("matmul"));
         fprintf(out, "bench.train ms_per_step=%.1f tokens_per_s=%.1f flops_per_token=%.4g gflops=%.2f\n",
                 res->ms_per_step, res->tokens_per_s, res->flops_per_token, res->train_gflops);
+        fprintf(out, "bench.split forward_backward_ms=%.1f clip_ms=%.1f adamw_ms=%.1f (means)\n", 1e3 * t_grads / iters,
+                1e3 * t_clip / iters, 1e3 * t_adam / iters);
         fflush(out);
     }
 
