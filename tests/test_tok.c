@@ -41,9 +41,23 @@ static void test_byte(void)
     FG_CHECK(fg_tok_decode(tok, ids, n, &back, &blen) == FG_OK && !strcmp(back, s), "decode special");
     fg_free(back);
     fg_free(ids);
-    uint32_t bad[2] = {5, 257};
+    /* a longer special sharing the prefix, the match at the very end of a heap buffer */
+    int long_id = -1;
+    FG_CHECK(fg_tok_add_special(tok, "<|endoftext|>and-more-text", &long_id) == FG_OK && long_id == 257, "add special");
+    char *heap = fg_malloc(15);
+    memcpy(heap, "a<|endoftext|>", 14);
+    FG_CHECK(fg_tok_encode_special(tok, heap, 14, &ids, &n) == FG_OK && n == 2 && ids[1] == 256,
+             "shorter special at the end of the text");
+    fg_free(ids);
+    fg_free(heap);
+    const char *both = "<|endoftext|>and-more-text<|endoftext|>";
+    FG_CHECK(fg_tok_encode_special(tok, both, strlen(both), &ids, &n) == FG_OK && n == 2 && ids[0] == 257 &&
+                 ids[1] == 256,
+             "longest special wins at the same position");
+    fg_free(ids);
+    uint32_t bad[2] = {5, 258};
     FG_CHECK(fg_tok_decode(tok, bad, 2, &back, &blen) == FG_ERR_INVALID && back == NULL, "out of range id");
-    FG_CHECK(strstr(fg_last_error(), "257") != NULL, "message names the id: %s", fg_last_error());
+    FG_CHECK(strstr(fg_last_error(), "258") != NULL, "message names the id: %s", fg_last_error());
     const char *docs[2] = {"hello", "xy"};
     size_t lens[2] = {5, 2};
     FG_CHECK(fg_tok_encode_docs(tok, docs, lens, 2, true, 2, NULL, &ids, &n) == FG_OK && n == 9 && ids[5] == 256 &&

@@ -482,9 +482,9 @@ fg_tokenizer *tok_load_hf_json(const char *path)
             goto done;
         }
     }
-    for (size_t i = 0; added && i < json_array_size(added); i++) {
+    for (size_t i = 0; added && i < json_array_size(added); i++) { /* by id: the content may also be a vocab entry */
         json_t *t = json_array_get(added, i);
-        if ((st = fg_tok_add_special(tok, json_string_value(json_object_get(t, "content")), NULL)) != FG_OK)
+        if ((st = tok_mark_special(tok, (uint32_t)json_integer_value(json_object_get(t, "id")))) != FG_OK)
             goto done;
     }
 done:

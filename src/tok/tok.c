@@ -327,33 +327,33 @@ const uint8_t *fg_tok_token_bytes(const fg_tokenizer *tok, uint32_t id, size_t *
     return tok->blob + tok->off[id];
 }
 
+fg_status tok_mark_special(fg_tokenizer *tok, uint32_t id)
+{
+    if (tok->is_special[id])
+        return FG_OK;
+    uint32_t *s = fg_realloc(tok->special_ids, (size_t)(tok->n_special + 1) * sizeof(uint32_t));
+    if (!s)
+        return FG_ERR_NOMEM;
+    tok->special_ids = s;
+    s[tok->n_special++] = id;
+    tok->is_special[id] = 1;
+    if (tok->len[id] == sizeof EOT_TEXT - 1 && !memcmp(tok->blob + tok->off[id], EOT_TEXT, tok->len[id]))
+        tok->eot = (int)id;
+    return FG_OK;
+}
+
 fg_status fg_tok_add_special(fg_tokenizer *tok, const char *text, int *id)
 {
     size_t n = text ? strlen(text) : 0;
     if (n == 0)
         return fg_error(FG_ERR_INVALID, "special token: empty string");
     int t = tok_find(tok, (const uint8_t *)text, n);
-    if (t >= 0 && tok->is_special[t]) {
-        if (id)
-            *id = t;
-        return FG_OK;
-    }
-    if (t < 0) {
-        t = tok_add_token(tok, (const uint8_t *)text, n, true);
-        if (t < 0)
-            return FG_ERR_NOMEM;
-    }
-    tok->is_special[t] = 1;
-    uint32_t *s = fg_realloc(tok->special_ids, (size_t)(tok->n_special + 1) * sizeof(uint32_t));
-    if (!s)
+    if (t < 0 && (t = tok_add_token(tok, (const uint8_t *)text, n, false)) < 0)
         return FG_ERR_NOMEM;
-    tok->special_ids = s;
-    s[tok->n_special++] = (uint32_t)t;
-    if (!strcmp(text, EOT_TEXT))
-        tok->eot = t;
-    if (id)
+    fg_status st = tok_mark_special(tok, (uint32_t)t);
+    if (st == FG_OK && id)
         *id = t;
-    return FG_OK;
+    return st;
 }
 
 int fg_tok_special_id(const fg_tokenizer *tok, const char *text)
@@ -597,8 +597,8 @@ static const uint8_t *find_special(const fg_tokenizer *tok, const uint8_t *t, si
     size_t best_len = 0;
     for (int s = 0; s < tok->n_special; s++) {
         uint32_t sid = tok->special_ids[s];
-        const uint8_t *p =
-            memmem(t, best ? (size_t)(best - t) + tok->len[sid] : len, tok->blob + tok->off[sid], tok->len[sid]);
+        size_t lim = best ? (size_t)(best - t) + tok->len[sid] : len; /* matches starting at or before best */
+        const uint8_t *p = memmem(t, lim < len ? lim : len, tok->blob + tok->off[sid], tok->len[sid]);
         if (p && (!best || p < best || (p == best && tok->len[sid] > best_len))) {
             best = p;
             best_len = tok->len[sid];

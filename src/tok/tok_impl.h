@@ -54,6 +54,8 @@ fg_tokenizer *tok_new_empty(int kind, fg_tok_pattern pat);
 /* Appends a token with the given bytes; returns its id or -1 (error set). */
 int tok_add_token(fg_tokenizer *tok, const uint8_t *bytes, size_t len, bool special);
 int tok_find(const fg_tokenizer *tok, const uint8_t *bytes, size_t len); /* id or -1 */
+/* Makes token id special (listed in special_ids; <|endoftext|> sets eot). */
+fg_status tok_mark_special(fg_tokenizer *tok, uint32_t id);
 fg_status tok_add_merge(fg_tokenizer *tok, uint32_t a, uint32_t b, uint32_t c);
 uint64_t tok_hash_bytes(const uint8_t *p, size_t n);
 static inline uint32_t tok_pair_rank(const fg_tokenizer *tok, uint32_t a, uint32_t b)
