@@ -310,6 +310,20 @@ static void test_generate(fg_layout layout)
     }
     FG_CHECK(memcmp(full, fg_model_logits(m), (size_t)T * Vp * sizeof(float)) == 0,
              "%s: decoding left the training activations alone", nm);
+    /* generate's batched prompt prefill fills the cache as decode steps do: the step
+     * after a 6-token prompt gives the full forward's logits at position 6, and the
+     * prefill's own logits (position 5) pick the full forward's argmax */
+    {
+        int32_t tmp[12];
+        fg_sampler g0 = {.temperature = 0.0f, .top_k = 0, .top_p = 1.0f};
+        int np = fg_model_generate(m, seq, 6, 1, -1, &g0, tmp);
+        FG_CHECK(np == 7 && tmp[6] == argmax(full + 5 * (size_t)Vp, V), "%s: prefill logits pick the argmax", nm);
+        const float *lg = NULL;
+        FG_CHECK(fg_model_decode_step(m, seq[6], 6, &lg) == FG_OK, "%s: step after prefill", nm);
+        if (lg)
+            fg_test_check_tensor("kv-cache logits after a 6-token prefill", lg, full + 6 * (size_t)Vp, (size_t)Vp,
+                                 1e-4);
+    }
 
     /* greedy: each new token is the argmax of the full forward at the previous position */
     fg_sampler s = {.temperature = 0.0f, .top_k = 0, .top_p = 1.0f};

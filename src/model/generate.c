@@ -17,6 +17,7 @@ void model_kv_free(fg_model *m)
     if (!m->kv)
         return;
     fg_free(m->kv->mem);
+    fg_free(m->kv->pre);
     fg_free(m->kv);
     m->kv = NULL;
 }
@@ -186,6 +187,86 @@ static int32_t sample(model_kv *kv, const float *logits, int V, fg_sampler *s)
     return V - 1; /* rounding left a sliver of mass */
 }
 
+static fg_status prefill_alloc(fg_model *m)
+{
+    model_kv *kv = m->kv;
+    if (kv->pre)
+        return FG_OK;
+    const fg_model_config *c = &m->cfg;
+    size_t T = (size_t)c->max_seq_len, C = (size_t)c->d_model, NH = (size_t)c->n_head;
+    size_t sizes[] = {T * C, T * C, T * C, T * C, T * 3 * C, NH * T, T, T, T * (size_t)m->Fin, T * (size_t)m->F};
+    float **ptrs[] = {&kv->px,   &kv->pln,   &kv->ptmp,  &kv->patt,     &kv->pqkv,
+                      &kv->plse, &kv->pmean, &kv->prstd, &kv->pffn.fch, &kv->pffn.fch_act};
+    size_t n = sizeof sizes / sizeof sizes[0], total = 0;
+    for (size_t i = 0; i < n; i++)
+        total += (sizes[i] + 15) / 16 * 16;
+    kv->pre = fg_calloc(total, sizeof(float));
+    if (!kv->pre)
+        return FG_ERR_NOMEM;
+    size_t off = 0;
+    for (size_t i = 0; i < n; i++) {
+        *ptrs[i] = kv->pre + off;
+        off += (sizes[i] + 15) / 16 * 16;
+    }
+    return FG_OK;
+}
+
+static int has_moe_layer(const fg_model *m)
+{
+    for (int l = 0; l < m->cfg.n_layer; l++)
+        if (model_is_moe_layer(m, l))
+            return 1;
+    return 0;
+}
+
+/* Feeds prompt[0..n) (n <= maxT) as one causal batch: every layer runs once over the n
+ * rows (GEMMs instead of n one-row passes), k and v of every position go to the cache,
+ * and *logits gets the last position's next-token logits. Same result as n decode
+ * steps, up to summation order. */
+static fg_status prefill(fg_model *m, const int32_t *prompt, int n, const float **logits)
+{
+    fg_status st = kv_alloc(m);
+    if (st == FG_OK)
+        st = prefill_alloc(m);
+    if (st != FG_OK)
+        return st;
+    model_kv *kv = m->kv;
+    const fg_model_config *c = &m->cfg;
+    int C = c->d_model, NH = c->n_head;
+    size_t stride_l = (size_t)c->max_seq_len * C, nC = (size_t)n * C;
+    for (int i = 0; i < n; i++)
+        if (prompt[i] < 0 || prompt[i] >= c->vocab_size)
+            return fg_error(FG_ERR_INVALID, "fg_model_generate: prompt[%d] = %d is outside the vocabulary [0, %d)", i,
+                            prompt[i], c->vocab_size);
+    fg_embedding_forward(kv->px, prompt, m->params + m->wte, model_p(m, m->wpe), n, n, C); /* positions 0..n-1 */
+    for (int l = 0; l < c->n_layer; l++) {
+        const model_layer_off *o = &m->layer[l];
+        model_norm_forward(m, kv->pln, kv->pmean, kv->prstd, kv->px, model_p(m, o->ln1w), model_p(m, o->ln1b), n);
+        fg_matmul_forward(kv->pqkv, kv->pln, model_p(m, o->qkvw), model_p(m, o->qkvb), n, C, 3 * C);
+        if (c->layout == FG_LAYOUT_LLAMA) {
+            fg_rope_forward(kv->pqkv, 1, n, NH, m->HS, 3 * C, 0, c->rope_theta);
+            fg_rope_forward(kv->pqkv + C, 1, n, NH, m->HS, 3 * C, 0, c->rope_theta);
+        }
+        for (int t = 0; t < n; t++) {
+            memcpy(kv->k + l * stride_l + (size_t)t * C, kv->pqkv + (size_t)t * 3 * C + C, (size_t)C * sizeof(float));
+            memcpy(kv->v + l * stride_l + (size_t)t * C, kv->pqkv + (size_t)t * 3 * C + 2 * C,
+                   (size_t)C * sizeof(float));
+        }
+        fg_attention_forward(kv->patt, kv->plse, kv->pqkv, 1, n, C, NH);
+        fg_matmul_forward(kv->ptmp, kv->patt, model_p(m, o->attprojw), model_p(m, o->attprojb), n, C, C);
+        fg_add(kv->px, kv->px, kv->ptmp, nC);
+        model_norm_forward(m, kv->pln, kv->pmean, kv->prstd, kv->px, model_p(m, o->ln2w), model_p(m, o->ln2b), n);
+        model_ffn_forward(m, l, kv->ptmp, kv->pln, n, &kv->pffn);
+        fg_add(kv->px, kv->px, kv->ptmp, nC);
+    }
+    /* only the last position's logits are needed */
+    const float *last = kv->px + (size_t)(n - 1) * C;
+    model_norm_forward(m, kv->ln, kv->mean, kv->rstd, last, model_p(m, m->lnfw), model_p(m, m->lnfb), 1);
+    fg_matmul_forward(kv->logits, kv->ln, m->params + m->head, NULL, 1, C, c->padded_vocab);
+    *logits = kv->logits;
+    return FG_OK;
+}
+
 int fg_model_generate(fg_model *m, const int32_t *prompt, int n_prompt, int n_new, int stop, fg_sampler *s,
                       int32_t *out)
 {
@@ -199,11 +280,19 @@ int fg_model_generate(fg_model *m, const int32_t *prompt, int n_prompt, int n_ne
         return fg_error(FG_ERR_INVALID, "fg_model_generate: bad sampler (temperature %g, top_k %d, top_p %g)",
                         s ? (double)s->temperature : 0.0, s ? s->top_k : 0, s ? (double)s->top_p : 0.0);
     const float *logits = NULL;
-    for (int i = 0; i < n_prompt; i++) {
-        out[i] = prompt[i];
-        fg_status st = fg_model_decode_step(m, prompt[i], i, &logits);
+    memcpy(out, prompt, (size_t)n_prompt * sizeof(int32_t));
+    if (n_prompt > 1 && !has_moe_layer(m)) {
+        /* MoE layers keep their caches in the training state, sized for B*T rows:
+         * their prompts go one token at a time */
+        fg_status st = prefill(m, prompt, n_prompt, &logits);
         if (st != FG_OK)
             return st;
+    } else {
+        for (int i = 0; i < n_prompt; i++) {
+            fg_status st = fg_model_decode_step(m, prompt[i], i, &logits);
+            if (st != FG_OK)
+                return st;
+        }
     }
     int n = n_prompt;
     for (int k = 0; k < n_new && n < c->max_seq_len; k++) {

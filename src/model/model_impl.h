@@ -64,6 +64,13 @@ typedef struct model_kv {
     float *logits;       /* [Vp] */
     float *probs;        /* [V] sampler work */
     model_prob_id *cand; /* [V] sampler work: candidates sorted by probability */
+    /* batched prompt prefill (dense models): a second allocation, made at the first
+     * prompt longer than one token, every buffer sized for maxT rows */
+    float *pre;                    /* the allocation */
+    float *px, *pln, *ptmp, *patt; /* [maxT,C] */
+    float *pqkv;                   /* [maxT,3C] */
+    float *plse, *pmean, *prstd;   /* [NH,maxT], [maxT], [maxT] */
+    model_ffn_acts pffn;           /* [maxT,Fin], [maxT,F] */
 } model_kv;
 
 /* Ops timed by the optional per-op profile (fg_model_profile). */
