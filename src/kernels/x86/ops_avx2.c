@@ -50,14 +50,19 @@ double fg_softmax_xent_avx2(float *dlogits, float *losses, const float *logits, 
         float mx = hmax256(m0);
         for (; i < V; i++)
             mx = x[i] > mx ? x[i] : mx;
-        __m256 vm = _mm256_set1_ps(mx), s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
-        for (i = 0; i + 16 <= V8; i += 16) {
-            s0 = _mm256_add_ps(s0, fg_exp256(_mm256_sub_ps(_mm256_loadu_ps(x + i), vm)));
-            s1 = _mm256_add_ps(s1, fg_exp256(_mm256_sub_ps(_mm256_loadu_ps(x + i + 8), vm)));
+        /* exp-sum: float vectors within 1024-column chunks, chunks added in double */
+        __m256 vm = _mm256_set1_ps(mx);
+        double sum = 0.0;
+        for (i = 0; i + 16 <= V8;) {
+            __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+            for (int end = i + 1024 < V8 ? i + 1024 : V8; i + 16 <= end; i += 16) {
+                s0 = _mm256_add_ps(s0, fg_exp256(_mm256_sub_ps(_mm256_loadu_ps(x + i), vm)));
+                s1 = _mm256_add_ps(s1, fg_exp256(_mm256_sub_ps(_mm256_loadu_ps(x + i + 8), vm)));
+            }
+            sum += hsum256(_mm256_add_ps(s0, s1));
         }
         for (; i < V8; i += 8)
-            s0 = _mm256_add_ps(s0, fg_exp256(_mm256_sub_ps(_mm256_loadu_ps(x + i), vm)));
-        double sum = hsum256(_mm256_add_ps(s0, s1));
+            sum += hsum256(fg_exp256(_mm256_sub_ps(_mm256_loadu_ps(x + i), vm)));
         for (; i < V; i++)
             sum += exp((double)x[i] - mx);
         double lse = mx + log(sum); /* sum >= 1: the maximum's own term */
@@ -65,10 +70,11 @@ double fg_softmax_xent_avx2(float *dlogits, float *losses, const float *logits, 
         losses[n] = (float)loss;
         total += loss;
         if (d) {
-            /* x[i] is read before d[i] is written, so d may alias x */
-            __m256 vl = _mm256_set1_ps((float)lse), vs = _mm256_set1_ps(dloss);
+            /* d = exp(x - max) * (dloss / sum) - dloss onehot; x[i] is read before d[i]
+             * is written, so d may alias x */
+            __m256 vs = _mm256_set1_ps((float)(dloss / sum));
             for (i = 0; i < V8; i += 8)
-                _mm256_storeu_ps(d + i, _mm256_mul_ps(fg_exp256(_mm256_sub_ps(_mm256_loadu_ps(x + i), vl)), vs));
+                _mm256_storeu_ps(d + i, _mm256_mul_ps(fg_exp256(_mm256_sub_ps(_mm256_loadu_ps(x + i), vm)), vs));
             for (; i < V; i++)
                 d[i] = (float)(dloss * exp((double)x[i] - lse));
             d[tgt] -= dloss;

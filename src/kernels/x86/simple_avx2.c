@@ -1,0 +1,247 @@
+/* simple_avx2.c: AVX2 variants of the memory-bound ops (norms, RoPE, embedding,
+ * add/axpy/scale/sumsq) written as plain float loops with `omp simd`, which gcc
+ * vectorises with this file's -mavx2 -mfma flags. Same formulas as the references,
+ * in float (reductions in float vectors, sumsq in double). */
+#include <math.h>
+#include <string.h>
+
+#include "x86_impl.h"
+
+enum { CHUNK = 16384, CB = 64 };
+
+void fg_rmsnorm_forward_avx2(float *out, float *rstd, const float *inp, const float *weight, int N, int C, float eps)
+{
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        const float *x = inp + (size_t)n * C;
+        float *o = out + (size_t)n * C, ss = 0.0f;
+#pragma omp simd reduction(+ : ss)
+        for (int c = 0; c < C; c++)
+            ss += x[c] * x[c];
+        float r = 1.0f / sqrtf(ss / (float)C + eps);
+#pragma omp simd
+        for (int c = 0; c < C; c++)
+            o[c] = x[c] * r * weight[c];
+        rstd[n] = r;
+    }
+}
+
+/* y = x r w: dx = r w g - (r^3 / C) (sum_j w_j g_j x_j) x; dw = sum_n g x r. */
+void fg_rmsnorm_backward_avx2(float *dinp, float *dweight, const float *dout, const float *inp, const float *weight,
+                              const float *rstd, int N, int C)
+{
+    if (dinp) {
+#pragma omp parallel for schedule(static)
+        for (int n = 0; n < N; n++) {
+            const float *x = inp + (size_t)n * C, *g = dout + (size_t)n * C;
+            float *d = dinp + (size_t)n * C, r = rstd[n], dot = 0.0f;
+#pragma omp simd reduction(+ : dot)
+            for (int c = 0; c < C; c++)
+                dot += weight[c] * g[c] * x[c];
+            float k = r * r * r * dot / (float)C;
+#pragma omp simd
+            for (int c = 0; c < C; c++)
+                d[c] += r * weight[c] * g[c] - k * x[c];
+        }
+    }
+    if (dweight) {
+        int nblk = (C + CB - 1) / CB;
+#pragma omp parallel for schedule(static)
+        for (int blk = 0; blk < nblk; blk++) {
+            int c0 = blk * CB, c1 = c0 + CB < C ? c0 + CB : C;
+            float acc[CB] = {0};
+            for (int n = 0; n < N; n++) {
+                const float *x = inp + (size_t)n * C, *g = dout + (size_t)n * C;
+                float r = rstd[n];
+#pragma omp simd
+                for (int c = c0; c < c1; c++)
+                    acc[c - c0] += g[c] * x[c] * r;
+            }
+            for (int c = c0; c < c1; c++)
+                dweight[c] += acc[c - c0];
+        }
+    }
+}
+
+void fg_layernorm_forward_avx2(float *out, float *mean, float *rstd, const float *inp, const float *weight,
+                               const float *bias, int N, int C, float eps)
+{
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        const float *x = inp + (size_t)n * C;
+        float *o = out + (size_t)n * C, m = 0.0f, v = 0.0f;
+#pragma omp simd reduction(+ : m)
+        for (int c = 0; c < C; c++)
+            m += x[c];
+        m /= (float)C;
+#pragma omp simd reduction(+ : v)
+        for (int c = 0; c < C; c++)
+            v += (x[c] - m) * (x[c] - m);
+        float r = 1.0f / sqrtf(v / (float)C + eps);
+#pragma omp simd
+        for (int c = 0; c < C; c++)
+            o[c] = (x[c] - m) * r * weight[c] + (bias ? bias[c] : 0.0f);
+        mean[n] = m;
+        rstd[n] = r;
+    }
+}
+
+/* dxhat = w g; dx = r (dxhat - mean(dxhat) - xhat mean(dxhat xhat)); dw = sum g xhat; db = sum g. */
+void fg_layernorm_backward_avx2(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                                const float *weight, const float *mean, const float *rstd, int N, int C)
+{
+    if (dinp) {
+#pragma omp parallel for schedule(static)
+        for (int n = 0; n < N; n++) {
+            const float *x = inp + (size_t)n * C, *g = dout + (size_t)n * C;
+            float *d = dinp + (size_t)n * C, m = mean[n], r = rstd[n], s1 = 0.0f, s2 = 0.0f;
+#pragma omp simd reduction(+ : s1, s2)
+            for (int c = 0; c < C; c++) {
+                float dxh = weight[c] * g[c];
+                s1 += dxh;
+                s2 += dxh * (x[c] - m) * r;
+            }
+            s1 /= (float)C;
+            s2 /= (float)C;
+#pragma omp simd
+            for (int c = 0; c < C; c++)
+                d[c] += r * (weight[c] * g[c] - s1 - (x[c] - m) * r * s2);
+        }
+    }
+    if (dweight || dbias) {
+        int nblk = (C + CB - 1) / CB;
+#pragma omp parallel for schedule(static)
+        for (int blk = 0; blk < nblk; blk++) {
+            int c0 = blk * CB, c1 = c0 + CB < C ? c0 + CB : C;
+            float aw[CB] = {0}, ab[CB] = {0};
+            for (int n = 0; n < N; n++) {
+                const float *x = inp + (size_t)n * C, *g = dout + (size_t)n * C;
+                float m = mean[n], r = rstd[n];
+#pragma omp simd
+                for (int c = c0; c < c1; c++) {
+                    aw[c - c0] += g[c] * (x[c] - m) * r;
+                    ab[c - c0] += g[c];
+                }
+            }
+            for (int c = c0; c < c1; c++) {
+                if (dweight)
+                    dweight[c] += aw[c - c0];
+                if (dbias)
+                    dbias[c] += ab[c - c0];
+            }
+        }
+    }
+}
+
+enum { MAXHALF = 512 };
+
+static void rope(float *x, int B, int T, int NH, int HS, int row_stride, int pos0, float theta, double sign)
+{
+    int half = HS / 2;
+    if (half > MAXHALF) {
+        (sign > 0 ? fg_rope_forward_ref : fg_rope_backward_ref)(x, B, T, NH, HS, row_stride, pos0, theta);
+        return;
+    }
+#pragma omp parallel for schedule(static)
+    for (int t = 0; t < T; t++) {
+        float cs[MAXHALF], sn[MAXHALF];
+        for (int i = 0; i < half; i++) { /* angles in double, as the reference */
+            double ang = sign * (double)(pos0 + t) * pow((double)theta, -2.0 * i / HS);
+            cs[i] = (float)cos(ang);
+            sn[i] = (float)sin(ang);
+        }
+        for (int b = 0; b < B; b++)
+            for (int h = 0; h < NH; h++) {
+                float *v = x + ((size_t)b * T + t) * row_stride + (size_t)h * HS;
+#pragma omp simd
+                for (int i = 0; i < half; i++) {
+                    float a = v[i], c = v[i + half];
+                    v[i] = a * cs[i] - c * sn[i];
+                    v[i + half] = a * sn[i] + c * cs[i];
+                }
+            }
+    }
+}
+
+void fg_rope_forward_avx2(float *x, int B, int T, int NH, int HS, int row_stride, int pos0, float theta)
+{
+    rope(x, B, T, NH, HS, row_stride, pos0, theta, 1.0);
+}
+
+void fg_rope_backward_avx2(float *dx, int B, int T, int NH, int HS, int row_stride, int pos0, float theta)
+{
+    rope(dx, B, T, NH, HS, row_stride, pos0, theta, -1.0);
+}
+
+void fg_embedding_forward_avx2(float *out, const int32_t *tokens, const float *wte, const float *wpe, int N, int T,
+                               int C)
+{
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        const float *e = wte + (size_t)tokens[n] * C;
+        float *o = out + (size_t)n * C;
+        if (!wpe) {
+            memcpy(o, e, (size_t)C * sizeof(float));
+            continue;
+        }
+        const float *p = wpe + (size_t)(n % T) * C;
+#pragma omp simd
+        for (int c = 0; c < C; c++)
+            o[c] = e[c] + p[c];
+    }
+}
+
+/* Rows n may share a token: threads own column blocks and scan all rows. */
+void fg_embedding_backward_avx2(float *dwte, float *dwpe, const float *dout, const int32_t *tokens, int N, int T, int C)
+{
+    int nblk = (C + CB - 1) / CB;
+#pragma omp parallel for schedule(static)
+    for (int blk = 0; blk < nblk; blk++) {
+        int c0 = blk * CB, c1 = c0 + CB < C ? c0 + CB : C;
+        for (int n = 0; n < N; n++) {
+            const float *g = dout + (size_t)n * C;
+            if (dwte) {
+                float *d = dwte + (size_t)tokens[n] * C;
+#pragma omp simd
+                for (int c = c0; c < c1; c++)
+                    d[c] += g[c];
+            }
+            if (dwpe) {
+                float *d = dwpe + (size_t)(n % T) * C;
+#pragma omp simd
+                for (int c = c0; c < c1; c++)
+                    d[c] += g[c];
+            }
+        }
+    }
+}
+
+void fg_add_avx2(float *out, const float *a, const float *b, size_t n)
+{
+#pragma omp parallel for simd schedule(static) if (n > 4 * CHUNK)
+    for (size_t i = 0; i < n; i++)
+        out[i] = a[i] + b[i];
+}
+
+void fg_axpy_avx2(float *y, float a, const float *x, size_t n)
+{
+#pragma omp parallel for simd schedule(static) if (n > 4 * CHUNK)
+    for (size_t i = 0; i < n; i++)
+        y[i] += a * x[i];
+}
+
+void fg_scale_avx2(float *x, float s, size_t n)
+{
+#pragma omp parallel for simd schedule(static) if (n > 4 * CHUNK)
+    for (size_t i = 0; i < n; i++)
+        x[i] *= s;
+}
+
+double fg_sumsq_avx2(const float *x, size_t n)
+{
+    double s = 0.0;
+#pragma omp parallel for simd schedule(static) reduction(+ : s) if (n > 4 * CHUNK)
+    for (size_t i = 0; i < n; i++)
+        s += (double)x[i] * x[i];
+    return s;
+}
