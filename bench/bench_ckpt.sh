@@ -13,7 +13,7 @@ STEPS=${STEPS:-100}
 REPS=${REPS:-5}
 EVERY=${EVERY:-10}
 THREADS=${THREADS:-2}
-MODEL=${MODEL:-"--n-layer 4 --n-head 4 --d-model 128 --batch-size 4 --seq-len 64"}
+MODEL=${MODEL:-"--n-layer 4 --n-head 4 --d-model 128 --batch-size 8 --seq-len 128"}
 [ -x "$FRUGAL" ] || { echo "bench_ckpt: no frugal binary at $FRUGAL" >&2; exit 2; }
 [ -f "$DATA" ] || { echo "bench_ckpt: no data at $DATA" >&2; exit 2; }
 tmp=$(mktemp -d /tmp/bench_ckpt.XXXXXX)
