@@ -500,6 +500,13 @@ static void test_llmc(void)
         snprintf(bad, sizeof bad, "%s/wrong_size.bin", fg_test_tmpdir());
         write_bytes(bad, bytes, n);
         expect_load_error(bad, "header/size mismatch", "truncated");
+        h[4] = 4000; /* L 4000 C 64: 800 MB implied; refused from the size, nothing allocated */
+        snprintf(bad, sizeof bad, "%s/huge_header.bin", fg_test_tmpdir());
+        write_bytes(bad, bytes, n);
+        fg_mem_fail_after(1); /* any allocation before the size check would fail instead */
+        expect_load_error(bad, "huge header, refused before allocating", "truncated");
+        fg_mem_fail_after(0);
+        h[4] = 2;
         snprintf(bad, sizeof bad, "%s/absent.bin", fg_test_tmpdir());
         expect_load_error(bad, "missing file", "cannot open");
     }

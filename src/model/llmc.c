@@ -62,18 +62,24 @@ fg_model *fg_model_load_llmc(const char *path, int B, int T)
         goto done;
     }
     long fsize = ftell(f);
+    /* llm.c's parameter count from the header alone, checked against the file size
+     * before anything is allocated (a bogus header must not trigger a huge allocation) */
+    double C = h[6], L = h[4];
+    double np = (double)h[7] * C + (double)h[2] * C + L * (12.0 * C * C + 13.0 * C) + 2.0 * C;
+    double want = (double)sizeof h + 4.0 * np;
+    if (fsize < 0 || (double)fsize != want) {
+        fg_error(
+            (double)fsize < want ? FG_ERR_CORRUPT : FG_ERR_FORMAT,
+            "%s: %s: file has %ld bytes, header {maxT %d, V %d, L %d, NH %d, C %d, Vp %d} implies %.0f (1024 + 4 x "
+            "%.0f params)",
+            path, (double)fsize < want ? "truncated" : "wrong size", fsize, h[2], h[3], h[4], h[5], h[6], h[7], want,
+            np);
+        goto done;
+    }
     m = fg_model_new(&cfg, B, T < cfg.max_seq_len ? T : cfg.max_seq_len);
     if (!m)
         goto done;
-    size_t want = sizeof h + m->n_params * sizeof(float);
-    if (fsize < 0 || (size_t)fsize != want) {
-        fg_error((size_t)fsize < want ? FG_ERR_CORRUPT : FG_ERR_FORMAT,
-                 "%s: %s: file has %ld bytes, header {maxT %d, V %d, L %d, NH %d, C %d, Vp %d} implies %zu (1024 + 4 x "
-                 "%zu params)",
-                 path, (size_t)fsize < want ? "truncated" : "wrong size", fsize, h[2], h[3], h[4], h[5], h[6], h[7],
-                 want, m->n_params);
-        goto fail;
-    }
+    FG_ASSERT(m->n_params == (size_t)np); /* the flat gpt2 layout is llm.c's */
     if (fseek(f, (long)sizeof h, SEEK_SET) != 0 || fread(m->params, sizeof(float), m->n_params, f) != m->n_params) {
         fg_error(FG_ERR_IO, "%s: read of %zu parameters failed", path, m->n_params);
         goto fail;
