@@ -39,6 +39,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         o.min_frequency = 1;
         o.threads = 1;
         o.pattern = p ? FG_TOK_PATTERN_CL100K : FG_TOK_PATTERN_GPT2;
+        /* overlapping specials exercise the leftmost-longest special search */
+        static const char *const specials[] = {"<|endoftext|>", "<|endoftext|>+", "<|im_start|>", "<|"};
+        o.specials = specials;
+        o.n_specials = 4;
         const char *docs[1] = {train_text};
         size_t lens[1] = {sizeof train_text - 1};
         if (fg_tok_train(&o, docs, lens, 1, &toks[n_toks]) != FG_OK)

@@ -9,7 +9,7 @@
 
 #include "tok_impl.h"
 
-#define MAX_VOCAB (1 << 24)
+#define MAX_VOCAB (1 << 22) /* 4M ids: far above real vocabularies, bounded memory on hostile files */
 
 /* Reads a whole file (NUL-terminated); NULL with the error set. */
 static char *read_all(const char *path, size_t *len)
