@@ -14,12 +14,10 @@ void fg_blas_set_threads(int n)
     openblas_set_num_threads(fg_kt.blas_split ? 1 : n);
 }
 
-const char *fg_blas_name(void)
+void fg_blas_print(FILE *f)
 {
-    static char name[128];
-    snprintf(name, sizeof name, "OpenBLAS %s, %s", openblas_get_corename(),
-             fg_kt.blas_split ? "1-thread calls split over the OpenMP threads" : "its own pthreads");
-    return name;
+    fprintf(f, "OpenBLAS %s, %s", openblas_get_corename(),
+            fg_kt.blas_split ? "1-thread calls split over the OpenMP threads" : "its own pthreads");
 }
 
 static void gemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda, const float *B,

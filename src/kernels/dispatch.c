@@ -88,9 +88,7 @@ static int mode_level(const char *mode)
     return -1;
 }
 
-/* Chosen level per registry entry's op is the highest allowed level among entries of
- * that op; entries are scanned in order so the later one wins. */
-static int chosen_level[N_REGISTRY];
+_Static_assert(N_REGISTRY <= FG_KERNEL_REGISTRY_MAX, "raise FG_KERNEL_REGISTRY_MAX");
 
 /* Fills the table for a mode and a GEMM threading ("omp" or "blas"). */
 static fg_status init_table(const char *mode, const char *threading)
@@ -107,13 +105,14 @@ static fg_status init_table(const char *mode, const char *threading)
     int limit = want < have ? want : have;
     fg_kernel_table t;
     memset(&t, 0, sizeof t);
+    /* rows are in ascending level per op, so the last allowed row of an op wins */
     for (size_t i = 0; i < N_REGISTRY; i++) {
         if (registry[i].level > limit)
             continue;
         put(&t, &registry[i]);
         for (size_t j = 0; j < N_REGISTRY; j++)
             if (!strcmp(registry[j].op, registry[i].op))
-                chosen_level[j] = registry[i].level;
+                t.level[j] = (unsigned char)registry[i].level;
     }
     t.ready = 1;
     t.blas_split = !strcmp(threading, "omp");
@@ -157,7 +156,7 @@ const char *fg_kernels_variant(const char *op)
     for (size_t i = 0; i < N_REGISTRY; i++) {
         snprintf(buf, sizeof buf, "%s_forward", op);
         if (!strcmp(registry[i].op, op) || !strcmp(registry[i].op, buf))
-            return level_names[chosen_level[i]];
+            return level_names[fg_kt.level[i]];
     }
     return "?";
 }
@@ -171,11 +170,13 @@ void fg_kernels_print(FILE *f)
             seen |= !strcmp(registry[j].op, registry[i].op);
         if (seen)
             continue;
-        const char *name = level_names[chosen_level[i]];
-        if (chosen_level[i] == LVL_BLAS)
-            fprintf(f, "  %-20s %s (%s)\n", registry[i].op, name, fg_blas_name());
-        else
-            fprintf(f, "  %-20s %s\n", registry[i].op, name);
+        fprintf(f, "  %-20s %s", registry[i].op, level_names[fg_kt.level[i]]);
+        if (fg_kt.level[i] == LVL_BLAS) {
+            fprintf(f, " (");
+            fg_blas_print(f);
+            fprintf(f, ")");
+        }
+        fprintf(f, "\n");
     }
 }
 
@@ -201,7 +202,7 @@ fg_status fg_kernels_set(const char *op, const char *variant_name)
     put(&fg_kt, v);
     for (size_t j = 0; j < N_REGISTRY; j++)
         if (!strcmp(registry[j].op, op))
-            chosen_level[j] = lvl;
+            fg_kt.level[j] = (unsigned char)lvl;
     return FG_OK;
 }
 

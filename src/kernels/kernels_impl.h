@@ -5,10 +5,14 @@
 
 #include "frugal/kernels.h"
 
-/* One function pointer per op plus the name of the variant that fills it. */
+/* Upper bound on the rows of dispatch.c's variant registry (checked there). */
+#define FG_KERNEL_REGISTRY_MAX 128
+
+/* One function pointer per op, the GEMM threading mode and the chosen levels. */
 typedef struct fg_kernel_table {
     int ready;
     int blas_split; /* 1: GEMMs split over our OpenMP threads, BLAS single-threaded (FG_BLAS_THREADING=omp) */
+    unsigned char level[FG_KERNEL_REGISTRY_MAX]; /* per registry row: level chosen for that row's op */
     void (*sgemm)(int, int, int, int, int, float, const float *, int, const float *, int, float, float *, int);
     void (*matmul_forward)(float *, const float *, const float *, const float *, int, int, int);
     void (*matmul_backward)(float *, float *, float *, const float *, const float *, const float *, int, int, int);
@@ -46,8 +50,8 @@ void fg_matmul_backward_blas(float *dinp, float *dweight, float *dbias, const fl
                              const float *weight, int N, int C, int OC);
 /* Sets the BLAS library's own thread count (no-op for single-threaded builds). */
 void fg_blas_set_threads(int n);
-/* "openblas 0.3.21 SkylakeX ..." for fg_kernels_print. */
-const char *fg_blas_name(void);
+/* Prints "OpenBLAS <core>, <threading>" (no newline) for fg_kernels_print. */
+void fg_blas_print(FILE *f);
 
 /* Sum over n of rows[n, :] into acc[0..OC) (acc += ...), parallel over columns. */
 void fg_bias_reduce(float *acc, const float *rows, int N, int OC);

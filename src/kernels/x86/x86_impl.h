@@ -5,6 +5,10 @@
 
 #include "frugal/kernels.h"
 
+/* Each fg_<op>_avx2 / fg_<op>_avx512 below has exactly the contract of fg_<op> in
+ * kernels.h (shapes, accumulation, NULL outputs, aliasing); callers reach them only
+ * through the dispatch table, after cpuid said the ISA is there. */
+
 void fg_attention_forward_avx512(float *out, float *lse, const float *qkv, int B, int T, int C, int NH);
 void fg_attention_backward_avx512(float *dqkv, const float *dout, const float *qkv, const float *out, const float *lse,
                                   int B, int T, int C, int NH);
