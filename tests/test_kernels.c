@@ -488,9 +488,13 @@ int main(void)
     test_attention(1, 67, 2, 64);
     test_attention(1, 130, 1, 64);
     test_attention(2, 31, 2, 24);
+    test_attention(1, 37, 2, 128); /* wider heads: two 64-wide column chunks */
+    test_attention(1, 40, 2, 48);  /* 48 = 3 x 16: the 16-wide column tail */
+    test_attention(1, 70, 1, 256); /* the largest head the fast variants take */
     test_activations();
     test_xent(7, 53, 64, 3);
     test_xent(3, 50257, 50304, 5);
+    test_xent(4, 40, 40, 2); /* no padding columns */
     test_elementwise();
     fg_kernels_init(NULL);
     test_determinism();
