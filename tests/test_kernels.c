@@ -161,7 +161,8 @@ static void test_embedding(void)
         use("embedding_backward", vs[i]);
         fg_embedding_forward(o, tok, wte, wpe, N, T, C);
         check("embedding", vs[i], "out", o, o_ref, (size_t)N * C, 1e-6);
-        fg_embedding_backward(dwte, dwpe, dout, tok, N, T, C);
+        fg_embedding_backward(dwte, NULL, dout, tok, N, T, C); /* the two tables one at a time */
+        fg_embedding_backward(NULL, dwpe, dout, tok, N, T, C);
         /* sums of up to 51 terms in a different order than the reference */
         check("embedding", vs[i], "dwte", dwte, dwte_ref, (size_t)V * C, 1e-5);
         check("embedding", vs[i], "dwpe", dwpe, dwpe_ref, (size_t)T * C, 1e-5);
@@ -207,6 +208,19 @@ static void test_norms(int N, int C)
                 fg_rmsnorm_forward(o, rs, x, w, N, C, 1e-5f);
                 fg_rmsnorm_backward(di, dw, dout, x, w, rs_ref, N, C);
             }
+            /* NULL gradient outputs: the others still get exactly their share */
+            float *di2 = copy(di0, (size_t)N * C), *dw2 = copy(dw0, C), *db2 = copy(db0, C);
+            if (pass) {
+                fg_layernorm_backward(NULL, dw2, NULL, dout, x, w, mu_ref, rs_ref, N, C);
+                fg_layernorm_backward(di2, NULL, db2, dout, x, w, mu_ref, rs_ref, N, C);
+                check(op, vs[i], "dbias_split", db2, db_ref, C, 1e-5);
+            } else {
+                fg_rmsnorm_backward(NULL, dw2, dout, x, w, rs_ref, N, C);
+                fg_rmsnorm_backward(di2, NULL, dout, x, w, rs_ref, N, C);
+            }
+            check(op, vs[i], "dinp_split", di2, di_ref, (size_t)N * C, 1e-5);
+            check(op, vs[i], "dweight_split", dw2, dw_ref, C, 1e-5);
+            fg_free(di2), fg_free(dw2), fg_free(db2);
             check(op, vs[i], "out", o, o_ref, (size_t)N * C, 1e-5);
             check(op, vs[i], "rstd", rs, rs_ref, N, 1e-5);
             check(op, vs[i], "dinp", di, di_ref, (size_t)N * C, 1e-5);
