@@ -206,17 +206,20 @@ fg_status fg_kernels_set(const char *op, const char *variant_name)
     return FG_OK;
 }
 
-/* ---- public entry points ---- */
+/* ---- public entry points: shape checks once at entry (FG_ASSERT aborts with the
+ * condition: a caller bug), then the chosen variant ---- */
 void fg_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
               int ldb, float beta, float *C, int ldc)
 {
     ensure_init();
+    FG_ASSERT(M >= 0 && N >= 0 && K >= 0);
     fg_kt.sgemm(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 void fg_matmul_forward(float *out, const float *inp, const float *weight, const float *bias, int N, int C, int OC)
 {
     ensure_init();
+    FG_ASSERT(N >= 0 && C >= 0 && OC >= 0);
     fg_kt.matmul_forward(out, inp, weight, bias, N, C, OC);
 }
 
@@ -224,18 +227,21 @@ void fg_matmul_backward(float *dinp, float *dweight, float *dbias, const float *
                         const float *weight, int N, int C, int OC)
 {
     ensure_init();
+    FG_ASSERT(N >= 0 && C >= 0 && OC >= 0);
     fg_kt.matmul_backward(dinp, dweight, dbias, dout, inp, weight, N, C, OC);
 }
 
 void fg_embedding_forward(float *out, const int32_t *tokens, const float *wte, const float *wpe, int N, int T, int C)
 {
     ensure_init();
+    FG_ASSERT(N >= 0 && C >= 0 && (!wpe || T > 0));
     fg_kt.embedding_forward(out, tokens, wte, wpe, N, T, C);
 }
 
 void fg_embedding_backward(float *dwte, float *dwpe, const float *dout, const int32_t *tokens, int N, int T, int C)
 {
     ensure_init();
+    FG_ASSERT(N >= 0 && C >= 0 && (!dwpe || T > 0));
     fg_kt.embedding_backward(dwte, dwpe, dout, tokens, N, T, C);
 }
 
@@ -269,18 +275,21 @@ void fg_layernorm_backward(float *dinp, float *dweight, float *dbias, const floa
 void fg_rope_forward(float *x, int B, int T, int NH, int HS, int row_stride, int pos0, float theta)
 {
     ensure_init();
+    FG_ASSERT(HS % 2 == 0 && row_stride >= NH * HS);
     fg_kt.rope_forward(x, B, T, NH, HS, row_stride, pos0, theta);
 }
 
 void fg_rope_backward(float *dx, int B, int T, int NH, int HS, int row_stride, int pos0, float theta)
 {
     ensure_init();
+    FG_ASSERT(HS % 2 == 0 && row_stride >= NH * HS);
     fg_kt.rope_backward(dx, B, T, NH, HS, row_stride, pos0, theta);
 }
 
 void fg_attention_forward(float *out, float *lse, const float *qkv, int B, int T, int C, int NH)
 {
     ensure_init();
+    FG_ASSERT(NH > 0 && C % NH == 0 && B >= 0 && T >= 0);
     fg_kt.attention_forward(out, lse, qkv, B, T, C, NH);
 }
 
@@ -288,6 +297,7 @@ void fg_attention_backward(float *dqkv, const float *dout, const float *qkv, con
                            int T, int C, int NH)
 {
     ensure_init();
+    FG_ASSERT(NH > 0 && C % NH == 0 && B >= 0 && T >= 0);
     fg_kt.attention_backward(dqkv, dout, qkv, out, lse, B, T, C, NH);
 }
 
@@ -319,6 +329,7 @@ double fg_softmax_xent(float *dlogits, float *losses, const float *logits, const
                        float dloss)
 {
     ensure_init();
+    FG_ASSERT(N >= 0 && V > 0 && V <= Vp);
     return fg_kt.softmax_xent(dlogits, losses, logits, targets, N, V, Vp, dloss);
 }
 
