@@ -14,8 +14,9 @@ out=${FG_DEMO_OUT:-runs/demo}
 [ -x "$bin" ] || { echo "demo: $bin is not an executable (build first: make build)" >&2; exit 2; }
 
 mkdir -p runs
-corpus="$root/../shared/data/tinyshakespeare.txt"
-if [ ! -f "$corpus" ]; then
+# FG_DEMO_CORPUS: a text file, or "fortunes" to force the fallback corpus
+corpus=${FG_DEMO_CORPUS:-$root/../shared/data/tinyshakespeare.txt}
+if [ "$corpus" = fortunes ] || [ ! -f "$corpus" ]; then
   corpus=runs/fortunes.txt
   fdir=/usr/share/games/fortunes
   [ -d "$fdir" ] || { echo "demo: no corpus: neither ../shared/data/tinyshakespeare.txt nor $fdir (apt-get install fortunes-min)" >&2; exit 2; }
@@ -36,7 +37,7 @@ else
 fi
 echo "demo: tokenizer $tok"
 
-FG_PROGRESS=${FG_PROGRESS:-0} "$bin" train --config "${FG_DEMO_CONFIG:-$root/configs/demo.json}" --data "$corpus" --tokenizer "$tok" \
+"$bin" train --config "${FG_DEMO_CONFIG:-$root/configs/demo.json}" --data "$corpus" --tokenizer "$tok" \
   --out "$out" "$@" | tee "$out/train.log"
 
 echo

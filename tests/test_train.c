@@ -416,6 +416,14 @@ static void test_cli(void)
     snprintf(args, sizeof args, "--train-shards %s --out %s", corrupt, out);
     expect_cli_fail(args, "corrupt.bin: bad magic", out);
 
+    /* a valid shard too short for one window, and a missing one */
+    const char *tiny = tmp("tiny_shard.bin");
+    make_shard(tiny, 10, 300);
+    snprintf(args, sizeof args, "--train-shards %s --out %s --seq-len 32", tiny, out);
+    expect_cli_fail(args, "tiny_shard.bin: 10 tokens, fewer than seq_len + 1", out);
+    snprintf(args, sizeof args, "--train-shards %s --out %s", tmp("gone.bin"), out);
+    expect_cli_fail(args, "gone.bin: cannot open", out);
+
     const char *cfg = tmp("cli_bad.json");
     write_file(cfg, "{\n  \"lr\": 0.001,\n  \"learning_rate\": 3\n}");
     snprintf(args, sizeof args, "--config %s --data %s --out %s", cfg, make_corpus(), out);

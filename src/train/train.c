@@ -603,7 +603,10 @@ fg_status fg_train_run(const fg_train_config *cfg, FILE *out, fg_train_result *r
         }
         bool last = r->step >= sched.total || (c->stop_after > 0 && r->step >= c->stop_after) ||
                     (c->max_seconds > 0 && res.train_sec >= c->max_seconds);
-        if (out && (r->step % c->log_every == 0 || r->step == first + 1 || last)) {
+        bool log_now = out && (r->step % c->log_every == 0 || r->step == first + 1 || last);
+        if (bar.enabled && (log_now || (c->val_every > 0 && r->step % c->val_every == 0)))
+            fputs("\r\033[K", stderr); /* clear the bar's line; the next update redraws it */
+        if (log_now) {
             fprintf(out, "step %6ld | loss %.4f | lr %.3e | norm %.3f | %.0f tok/s\n", r->step, loss, lr, norm, tps);
             fflush(out);
         }
