@@ -68,6 +68,7 @@ static const opt opts[] = {
     {"min_lr", T_FLOAT, F(min_lr), 0, 10, 0, "learning rate at the end of the cosine"},
     {"warmup_steps", T_LONG, F(warmup_steps), 0, BIG, 0, "linear warmup steps"},
     {"weight_decay", T_FLOAT, F(weight_decay), 0, 10, 0, "AdamW decay (not on norms, biases, embeddings)"},
+    {"decay_all", T_BOOL, F(decay_all), 0, 1, 0, "decay norms, biases and embeddings too"},
     {"beta1", T_FLOAT, F(beta1), 0, 0.999999, 0, "AdamW beta1"},
     {"beta2", T_FLOAT, F(beta2), 0, 0.999999, 0, "AdamW beta2"},
     {"eps", T_FLOAT, F(eps), 0, 1, 1, "AdamW epsilon"},
