@@ -423,6 +423,12 @@ static void test_cli(void)
     expect_cli_fail(args, "tiny_shard.bin: 10 tokens, fewer than seq_len + 1", out);
     snprintf(args, sizeof args, "--train-shards %s --out %s", tmp("gone.bin"), out);
     expect_cli_fail(args, "gone.bin: cannot open", out);
+    const char *good = tmp("good_shard.bin");
+    make_shard(good, 500, 300);
+    snprintf(args, sizeof args, "--train-shards %s --val-shards %s --out %s --seq-len 32", good, corrupt, out);
+    expect_cli_fail(args, "corrupt.bin: bad magic", out);
+    snprintf(args, sizeof args, "--train-shards %s --tokenizer byte --out %s --seq-len 32", good, out);
+    expect_cli_fail(args, "above tokenizer byte's 257", out);
 
     const char *cfg = tmp("cli_bad.json");
     write_file(cfg, "{\n  \"lr\": 0.001,\n  \"learning_rate\": 3\n}");

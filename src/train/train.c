@@ -322,15 +322,28 @@ static fg_status setup(run *r, FILE *out)
         snprintf(r->train_path, sizeof r->train_path, "%s/data/train.bin", c->out);
         snprintf(r->val_path, sizeof r->val_path, "%s/data/val.bin", c->out);
     } else {
-        /* shards: check them now (opened again below, after any write) */
-        fg_loader probe;
-        st = fg_loader_open(&probe, c->train_shards, 1, c->seq_len, 1, 0, UINT32_MAX);
-        if (st != FG_OK)
-            return st;
-        for (int i = 0; i < probe.n_shards; i++)
-            if (probe.shards[i].vocab_size > vocab && !r->tok)
-                vocab = probe.shards[i].vocab_size;
-        fg_loader_close(&probe);
+        /* shards: check them all now (opened again below, after any write) */
+        uint32_t shard_vocab = 0;
+        for (int k = 0; k < 2; k++) {
+            const char *list = k == 0 ? c->train_shards : c->val_shards;
+            if (!list[0])
+                continue;
+            fg_loader probe;
+            st = fg_loader_open(&probe, list, 1, c->seq_len, 1, 0, UINT32_MAX);
+            if (st != FG_OK)
+                return st;
+            for (int i = 0; i < probe.n_shards; i++)
+                if (probe.shards[i].vocab_size > shard_vocab)
+                    shard_vocab = probe.shards[i].vocab_size;
+            fg_loader_close(&probe);
+        }
+        if (r->tok && shard_vocab > vocab)
+            return fg_error(FG_ERR_INVALID,
+                            "shards hold ids up to vocab_size %u, above tokenizer %s's %u (give --tokenizer "
+                            "the one that encoded them, or --tokenizer '' to train without one)",
+                            shard_vocab, c->tokenizer, vocab);
+        if (!r->tok)
+            vocab = shard_vocab;
         snprintf(r->train_path, sizeof r->train_path, "%s", c->train_shards);
         snprintf(r->val_path, sizeof r->val_path, "%s", c->val_shards);
     }
