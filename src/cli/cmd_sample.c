@@ -98,7 +98,13 @@ int fg_cmd_sample(int argc, char **argv)
     }
     int maxT = fg_model_get_config(m)->max_seq_len;
     int eot = fg_tok_eot(tok);
-    int32_t start = eot >= 0 ? eot : (int32_t)'\n';
+    int32_t start = eot;
+    if (start < 0) { /* no <|endoftext|>: start from the tokenizer's id of a line break */
+        uint32_t *nl = NULL;
+        size_t n_nl = 0;
+        start = fg_tok_encode(tok, "\n", 1, &nl, &n_nl) == FG_OK && n_nl ? (int32_t)nl[0] : 0;
+        fg_free(nl);
+    }
     int n_prompt = n_ids ? (int)n_ids : 1, n_want = (int)n_new;
     /* all: prompt + generated tokens; buf: one fg_model_generate window */
     all = fg_malloc((size_t)(n_prompt + n_want) * sizeof(int32_t));
