@@ -538,7 +538,8 @@ typedef struct wcache_ent {
 #define WCACHE_MIN_TEXT 16384 /* bytes: below this the cache costs more than it saves */
 
 /* Encodes ordinary text (no specials) and appends to out. */
-static fg_status encode_plain(const fg_tokenizer *tok, const uint8_t *t, size_t len, idvec *out)
+static fg_status encode_plain_cached(const fg_tokenizer *tok, const uint8_t *t, size_t len, wcache_ent *cache,
+                                     idvec *out)
 {
     if (tok->kind == TOK_KIND_BYTE) {
         if (idvec_reserve(out, len) != FG_OK)
@@ -547,7 +548,6 @@ static fg_status encode_plain(const fg_tokenizer *tok, const uint8_t *t, size_t 
             out->v[out->n++] = t[i];
         return FG_OK;
     }
-    wcache_ent *cache = len >= WCACHE_MIN_TEXT ? fg_calloc(WCACHE_SLOTS, sizeof(wcache_ent)) : NULL;
     fg_status st = FG_OK;
     size_t pos = 0;
     while (pos < len) {
@@ -586,6 +586,14 @@ static fg_status encode_plain(const fg_tokenizer *tok, const uint8_t *t, size_t 
             memcpy(e->w, w, wl);
         }
     }
+    return st;
+}
+
+/* encode_plain_cached with a cache of its own when the text is long enough to pay. */
+static fg_status encode_plain(const fg_tokenizer *tok, const uint8_t *t, size_t len, idvec *out)
+{
+    wcache_ent *cache = len >= WCACHE_MIN_TEXT ? fg_calloc(WCACHE_SLOTS, sizeof(wcache_ent)) : NULL;
+    fg_status st = encode_plain_cached(tok, t, len, cache, out);
     fg_free(cache);
     return st;
 }
@@ -706,6 +714,25 @@ typedef struct chunk {
     bool last;         /* last chunk of its document: gets the eot */
 } chunk;
 
+/* Encodes chunks ch[0..n) in order into out (one job: one thread, one word cache). */
+static fg_status encode_job(const fg_tokenizer *tok, const char *const *docs, const chunk *ch, size_t n, bool eot,
+                            idvec *out)
+{
+    size_t bytes = 0;
+    for (size_t c = 0; c < n; c++)
+        bytes += ch[c].end - ch[c].begin;
+    fg_status st = idvec_reserve(out, bytes / 3 + 16);
+    wcache_ent *cache = bytes >= WCACHE_MIN_TEXT ? fg_calloc(WCACHE_SLOTS, sizeof(wcache_ent)) : NULL;
+    for (size_t c = 0; c < n && st == FG_OK; c++) {
+        st = encode_plain_cached(tok, (const uint8_t *)docs[ch[c].doc] + ch[c].begin, ch[c].end - ch[c].begin, cache,
+                                 out);
+        if (st == FG_OK && eot && ch[c].last && (st = idvec_reserve(out, 1)) == FG_OK)
+            out->v[out->n++] = (uint32_t)tok->eot;
+    }
+    fg_free(cache);
+    return st;
+}
+
 #define CHUNK_BYTES (256u << 10)
 
 fg_status fg_tok_encode_docs(const fg_tokenizer *tok, const char *const *docs, const size_t *lens, size_t n_docs,
@@ -718,7 +745,8 @@ fg_status fg_tok_encode_docs(const fg_tokenizer *tok, const char *const *docs, c
     fg_status st = FG_OK;
     chunk *ch = NULL;
     idvec *outs = NULL;
-    size_t n_ch = 0, cap_ch = 0;
+    size_t *js = NULL;
+    size_t n_ch = 0, cap_ch = 0, n_jobs = 0;
     for (size_t d = 0; d < n_docs; d++) {
         size_t pos = 0;
         do {
@@ -738,7 +766,23 @@ fg_status fg_tok_encode_docs(const fg_tokenizer *tok, const char *const *docs, c
             pos = end;
         } while (pos < lens[d]);
     }
-    outs = fg_calloc(n_ch ? n_ch : 1, sizeof(idvec));
+    /* jobs: runs of consecutive chunks of about CHUNK_BYTES (many small documents share
+     * one job and its word cache); job j is chunks [js[j], js[j + 1]) */
+    js = fg_malloc((n_ch + 1) * sizeof(size_t));
+    if (!js) {
+        st = FG_ERR_NOMEM;
+        goto done;
+    }
+    size_t acc = 0;
+    for (size_t c = 0; c < n_ch; c++) {
+        if (acc == 0)
+            js[n_jobs++] = c;
+        acc += ch[c].end - ch[c].begin;
+        if (acc >= CHUNK_BYTES)
+            acc = 0;
+    }
+    js[n_jobs] = n_ch;
+    outs = fg_calloc(n_jobs ? n_jobs : 1, sizeof(idvec));
     if (!outs) {
         st = FG_ERR_NOMEM;
         goto done;
@@ -747,24 +791,23 @@ fg_status fg_tok_encode_docs(const fg_tokenizer *tok, const char *const *docs, c
     double done_bytes = progress ? progress->done : 0; /* continues the caller's count */
     int failed = 0;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
-    for (size_t c = 0; c < n_ch; c++) {
-        if (failed)
+    for (size_t j = 0; j < n_jobs; j++) {
+        int f;
+#pragma omp atomic read
+        f = failed;
+        if (f)
             continue;
-        const uint8_t *t = (const uint8_t *)docs[ch[c].doc] + ch[c].begin;
-        size_t len = ch[c].end - ch[c].begin;
-        fg_status s = idvec_reserve(&outs[c], len / 3 + 16);
-        if (s == FG_OK)
-            s = encode_plain(tok, t, len, &outs[c]);
-        if (s == FG_OK && eot_after_each && ch[c].last && (s = idvec_reserve(&outs[c], 1)) == FG_OK)
-            outs[c].v[outs[c].n++] = (uint32_t)tok->eot;
-        if (s != FG_OK) {
+        if (encode_job(tok, docs, ch + js[j], js[j + 1] - js[j], eot_after_each, &outs[j]) != FG_OK) {
 #pragma omp atomic write
             failed = 1;
         }
         if (progress) {
+            size_t bytes = 0;
+            for (size_t c = js[j]; c < js[j + 1]; c++)
+                bytes += ch[c].end - ch[c].begin;
 #pragma omp critical(fg_tok_progress)
             {
-                done_bytes += (double)len;
+                done_bytes += (double)bytes;
                 fg_progress_update(progress, done_bytes);
             }
         }
@@ -774,26 +817,27 @@ fg_status fg_tok_encode_docs(const fg_tokenizer *tok, const char *const *docs, c
         goto done;
     }
     size_t total = 0;
-    for (size_t c = 0; c < n_ch; c++)
-        total += outs[c].n;
+    for (size_t j = 0; j < n_jobs; j++)
+        total += outs[j].n;
     uint32_t *all = fg_malloc((total ? total : 1) * sizeof(uint32_t));
     if (!all) {
         st = FG_ERR_NOMEM;
         goto done;
     }
     size_t p = 0;
-    for (size_t c = 0; c < n_ch; c++) {
-        if (outs[c].n)
-            memcpy(all + p, outs[c].v, outs[c].n * sizeof(uint32_t));
-        p += outs[c].n;
+    for (size_t j = 0; j < n_jobs; j++) {
+        if (outs[j].n)
+            memcpy(all + p, outs[j].v, outs[j].n * sizeof(uint32_t));
+        p += outs[j].n;
     }
     *ids = all;
     *n = total;
 done:
     if (outs)
-        for (size_t c = 0; c < n_ch; c++)
-            fg_free(outs[c].v);
+        for (size_t j = 0; j < n_jobs; j++)
+            fg_free(outs[j].v);
     fg_free(outs);
+    fg_free(js);
     fg_free(ch);
     return st;
 }
