@@ -332,18 +332,19 @@ static int capacity(const fg_moe_config *mc, int n)
     return cap > (double)INT_MAX ? INT_MAX : (int)cap;
 }
 
-/* Experts can run side by side (one expert per thread, `omp parallel for` over
- * experts) or one after another with each GEMM threaded by the kernel. Side by side
- * only pays when the GEMM underneath runs single-threaded inside a parallel region;
- * OpenBLAS's pthreads build instead serialises concurrent callers on its thread pool
- * and was 3-10x slower that way (docs/perf/moe.md), so the default is one after
- * another. FG_MOE_PAR=experts|gemm forces a choice (benchmarks, tests). */
+/* Experts run side by side (one expert per thread, `omp parallel for` over experts,
+ * dynamic schedule) or one after another with each GEMM split over the threads.
+ * Side by side needs no fork/join per GEMM (6 per expert per step) and is the
+ * default: the kernels' "omp" GEMM threading (src/kernels, the default) runs a GEMM
+ * called inside a parallel region single-threaded on its thread. Under OpenBLAS's
+ * own pthread pool (FG_BLAS_THREADING=blas) concurrent callers serialise, so there
+ * one after another is used. FG_MOE_PAR=experts|gemm forces a choice. */
 static bool parallel_over_experts(const fg_moe_layer *L)
 {
     const char *force = fg_env("FG_MOE_PAR", "");
-    if (!strcmp(force, "experts"))
-        return L->cfg.n_expert > 1;
-    return false;
+    if (!strcmp(force, "experts") || !strcmp(force, "gemm"))
+        return !strcmp(force, "experts") && L->cfg.n_expert > 1;
+    return L->cfg.n_expert > 1 && fg_threads_get() > 1 && strcmp(fg_env("FG_BLAS_THREADING", "omp"), "blas") != 0;
 }
 
 static void expert_forward(fg_moe_layer *L, const fg_moe_weights *w, int e)

@@ -1,0 +1,116 @@
+"""moe_plot.py: plots and summarises the runs of bench/bench_moe.sh (JSONL logs written by
+bench/bench_moe_train). Writes PNG figures and prints a Markdown table.
+
+Usage: python3 tools/moe_plot.py RUN_DIR [--png-prefix docs/moe]
+RUN_DIR holds <name>.jsonl for names: bias, none, seqaux, switch (balance) and dense
+(cost; compared with the MoE run "bias"). Missing runs are skipped.
+"""
+import json
+import os
+import sys
+
+
+def load(path):
+    rows = [json.loads(l) for l in open(path) if l.strip()]
+    head = rows[0]
+    steps = [r for r in rows if "loss" in r]
+    vals = [r for r in rows if "val_loss" in r and "final" not in r]
+    final = [r for r in rows if r.get("final")]
+    return head, steps, vals, final[0] if final else {}
+
+
+def late(steps, key, frac=0.5):
+    """Values of key over the last `frac` of the steps (after warm-up)."""
+    n = len(steps)
+    return [s[key] for s in steps[int(n * (1 - frac)):] if key in s]
+
+
+def rolling_max_mean(steps, window, start):
+    """Max/mean expert load of the worst layer, with counts summed over `window`
+    consecutive steps, for each window ending at a step >= start (after warm-up)."""
+    out = []
+    counts = [s["counts"] for s in steps if "counts" in s]
+    for end in range(max(start, window), len(counts) + 1):
+        worst = 0.0
+        for l in range(len(counts[0])):
+            tot = [sum(counts[i][l][e] for i in range(end - window, end)) for e in range(len(counts[0][l]))]
+            mean = sum(tot) / len(tot)
+            worst = max(worst, max(tot) / mean if mean > 0 else 0.0)
+        out.append(worst)
+    return out
+
+
+def main():
+    run = sys.argv[1]
+    prefix = "docs/moe"
+    if "--png-prefix" in sys.argv:
+        prefix = sys.argv[sys.argv.index("--png-prefix") + 1]
+    runs = {}
+    for name in ["bias", "none", "seqaux", "switch", "dense"]:
+        p = os.path.join(run, name + ".jsonl")
+        if os.path.exists(p):
+            runs[name] = load(p)
+
+    windows = [1, 8, 32]
+    print("| run | params total / active | final val loss | " +
+          " | ".join("max/mean, %d-step window (median, max)" % w for w in windows) +
+          " | load CV per step (median) | tokens per CPU-s | tokens/s wall |")
+    print("|---|---|---|" + "---|" * len(windows) + "---|---|---|")
+    for name, (head, steps, vals, final) in runs.items():
+        def med(xs):
+            xs = sorted(xs)
+            return xs[len(xs) // 2] if xs else float("nan")
+        cells = []
+        for w in windows:
+            r = rolling_max_mean(steps, w, len(steps) // 2) if name != "dense" else []
+            cells.append("%.2f, %.2f" % (med(r), max(r)) if r else "-")
+        cv = late(steps, "load_cv")
+        print("| %s | %d / %d | %.4f | %s | %s | %.0f | %.0f |" % (
+            name, head["params"], head["active_params"], final.get("val_loss", float("nan")), " | ".join(cells),
+            "%.3f" % med(cv) if name != "dense" else "-",
+            final.get("tokens_per_cpu_s", 0), final.get("tokens_per_s", 0)))
+    print()
+    print("(windows end after the first half of the run: 'after warm-up'; a window sums each expert's "
+          "routed pairs over that many steps)")
+    if "dense" in runs and "bias" in runs:
+        d, m = runs["dense"][3], runs["bias"][3]
+        print()
+        print("MoE (bias) / dense: params %.2fx, active params %.3fx, tokens per CPU-second %.3fx, "
+              "tokens/s wall %.3fx, training FLOPs %.3fx, val loss %.4f vs %.4f" % (
+                  runs["bias"][0]["params"] / runs["dense"][0]["params"],
+                  runs["bias"][0]["active_params"] / runs["dense"][0]["active_params"],
+                  m["tokens_per_cpu_s"] / d["tokens_per_cpu_s"], m["tokens_per_s"] / d["tokens_per_s"],
+                  m["flops"] / d["flops"], m["val_loss"], d["val_loss"]))
+
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib not installed: no figures", file=sys.stderr)
+        return
+    fig, ax = plt.subplots(1, 2, figsize=(12, 4.5))
+    for name, (head, steps, vals, final) in runs.items():
+        tpf = head["tokens_per_step"] * head["flops_per_token"]
+        ax[0].plot([v["step"] * tpf / 1e12 for v in vals], [v["val_loss"] for v in vals], marker="o", label=name)
+        if name != "dense":
+            r = rolling_max_mean(steps, 8, 0)
+            ax[1].plot(range(8, 8 + len(r)), r, label=name)
+    ax[0].set_xlabel("training FLOPs (TFLOP, 6 N_active + attention)")
+    ax[0].set_ylabel("validation loss (LM only)")
+    ax[0].set_title("loss at equal training FLOPs")
+    ax[0].legend()
+    ax[1].axhline(1.3, color="gray", ls="--", lw=1)
+    ax[1].set_yscale("log")
+    ax[1].set_xlabel("step")
+    ax[1].set_ylabel("max/mean expert load (worst layer, 8-step window)")
+    ax[1].set_title("expert balance")
+    ax[1].legend()
+    fig.tight_layout()
+    out = prefix + "_runs.png"
+    fig.savefig(out, dpi=110)
+    print("wrote " + out, file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
