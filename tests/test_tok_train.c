@@ -1,7 +1,8 @@
 /* test_tok_train.c: BPE training against Hugging Face's BpeTrainer (merges identical,
  * held-out ids identical: fixture from tools/gen_tok_fixtures.py), thread-count
- * independence, tokenizer.json save -> load round trips (trained and GPT-2), and
- * multi-threaded document encoding == single-call encoding. */
+ * independence, tokenizer.json save -> load round trips (trained and GPT-2),
+ * multi-threaded document encoding == single-call encoding, and every allocation
+ * failure in train/save/load/encode handled without crash or leak. */
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -199,9 +200,57 @@ static void test_gpt2_json_and_docs(const char *text, size_t len)
     fg_tok_delete(h);
 }
 
+/* Every allocation of train / save / load / encode_docs failing in turn: each call
+ * returns an error (never crashes) and frees everything it allocated. */
+static void test_alloc_failures(void)
+{
+    static const char text[] = "the cat sat on the mat; the cat's hat. 123 456\n\nthe end \xc3\xa9\xff";
+    const char *docs[2] = {text, text};
+    size_t lens[2] = {sizeof text - 1, sizeof text - 1};
+    char path[512];
+    snprintf(path, sizeof path, "%s/alloc.json", fg_test_tmpdir());
+    fg_tok_train_opts o;
+    fg_tok_train_opts_default(&o);
+    o.vocab_size = 280;
+    o.min_frequency = 1;
+    o.threads = 1;
+    int bad = 0, ok_at = -1, steps = 0;
+    for (int k = 1; k < 2000 && ok_at < 0; k++, steps++) {
+        size_t before = fg_mem_current();
+        fg_clear_error();
+        fg_mem_fail_after(k);
+        fg_tokenizer *tok = NULL, *back = NULL;
+        uint32_t *ids = NULL;
+        size_t n = 0;
+        fg_status st = fg_tok_train(&o, docs, lens, 2, &tok);
+        if (st == FG_OK)
+            st = fg_tok_save(tok, path);
+        if (st == FG_OK)
+            st = (back = fg_tok_load(path)) ? FG_OK : FG_ERR_NOMEM;
+        if (st == FG_OK)
+            st = fg_tok_encode_docs(back, docs, lens, 2, true, 1, NULL, &ids, &n);
+        fg_mem_fail_after(0);
+        if (st == FG_OK)
+            ok_at = k;
+        else if (fg_last_error()[0] == 0)
+            bad++; /* failed without a message */
+        fg_free(ids);
+        fg_tok_delete(tok);
+        fg_tok_delete(back);
+        if (fg_mem_current() != before) {
+            if (bad < 5)
+                fprintf(stderr, "  leak with allocation %d failing: %zu bytes\n", k, fg_mem_current() - before);
+            bad++;
+        }
+    }
+    FG_CHECK(ok_at > 0 && bad == 0, "allocation failures 1..%d: all clean (%d problems), success from %d", steps, bad,
+             ok_at);
+}
+
 int main(void)
 {
     FG_TEST_BEGIN("tok_train");
+    test_alloc_failures();
     const char *p = fg_test_shared_path("tinyshakespeare.txt");
     size_t len = 0;
     char *text = p ? read_text(p, &len) : NULL;
