@@ -509,14 +509,20 @@ static void expert_backward(fg_moe_layer *L, fg_moe_scratch *S, const fg_moe_wei
     if (ne == 0)
         return;
     size_t r = (size_t)r0;
-    /* eo = act @ proj_e^T */
-    fg_matmul_backward(S->d_act + r * H, dw->expert_proj + (size_t)e * C * H, NULL, S->d_eo + r * C, L->act + r * H,
-                       w->expert_proj + (size_t)e * C * H, ne, (int)H, (int)C);
-    /* act = silu(h[:, :H]) * h[:, H:] */
-    fg_swiglu_backward(S->d_h + r * 2 * H, S->d_act + r * H, L->h + r * 2 * H, ne, (int)H);
-    /* h = xg @ fc_e^T */
-    fg_matmul_backward(S->d_xg + r * C, dw->expert_fc + (size_t)e * 2 * H * C, NULL, S->d_h + r * 2 * H, L->xg + r * C,
-                       w->expert_fc + (size_t)e * 2 * H * C, ne, (int)C, (int)(2 * H));
+    float *d_eo = S->d_eo + r * C, *d_act = S->d_act + r * H, *d_h = S->d_h + r * 2 * H, *d_xg = S->d_xg + r * C;
+    const float *proj = w->expert_proj + (size_t)e * C * H, *fc = w->expert_fc + (size_t)e * 2 * H * C;
+    /* eo = act @ proj_e^T: d_act = d_eo @ proj_e (set, beta 0: no zeroing pass),
+     * dproj_e += d_eo^T @ act */
+    fg_sgemm(0, 0, ne, (int)H, (int)C, 1.0f, d_eo, (int)C, proj, (int)H, 0.0f, d_act, (int)H);
+    fg_sgemm(1, 0, (int)C, (int)H, ne, 1.0f, d_eo, (int)C, L->act + r * H, (int)H, 1.0f,
+             dw->expert_proj + (size_t)e * C * H, (int)H);
+    /* act = silu(h[:, :H]) * h[:, H:] (the kernel accumulates into d_h) */
+    memset(d_h, 0, (size_t)ne * 2 * H * sizeof(float));
+    fg_swiglu_backward(d_h, d_act, L->h + r * 2 * H, ne, (int)H);
+    /* h = xg @ fc_e^T: d_xg = d_h @ fc_e (set), dfc_e += d_h^T @ xg */
+    fg_sgemm(0, 0, ne, (int)C, (int)(2 * H), 1.0f, d_h, (int)(2 * H), fc, (int)C, 0.0f, d_xg, (int)C);
+    fg_sgemm(1, 0, (int)(2 * H), (int)C, ne, 1.0f, d_h, (int)(2 * H), L->xg + r * C, (int)C, 1.0f,
+             dw->expert_fc + (size_t)e * 2 * H * C, (int)C);
 }
 
 /* Router backward of one token into d_s[E] (dL/ds, s the router logits).
@@ -581,11 +587,7 @@ fg_status fg_moe_backward(fg_moe_layer *L, fg_moe_scratch *S, float *dx, const f
         }
     }
 
-    /* experts (backward accumulates, so clear what it accumulates into) */
-    size_t rows = (size_t)L->n_rows;
-    memset(S->d_act, 0, rows * H * sizeof(float));
-    memset(S->d_h, 0, rows * 2 * H * sizeof(float));
-    memset(S->d_xg, 0, rows * C * sizeof(float));
+    /* experts: each writes its own rows of d_act, d_h, d_xg and its own weight grads */
     if (parallel_over_experts(L)) {
 #pragma omp parallel for schedule(dynamic, 1)
         for (int e = 0; e < E; e++)
