@@ -585,6 +585,7 @@ fg_status fg_train_run(const fg_train_config *cfg, FILE *out, fg_train_result *r
         fg_optim_step(&r->opt, fg_model_params(r->m), fg_model_grads(r->m), lr);
         fg_model_post_step(r->m);
         r->step++;
+        res.steps++;
         double dt = fg_time_sec() - t0;
         res.train_sec += dt;
         res.tokens += tok_step;
@@ -645,7 +646,6 @@ fg_status fg_train_run(const fg_train_config *cfg, FILE *out, fg_train_result *r
             break;
     }
     fg_progress_end(&bar);
-    res.steps = r->step - first;
     res.flops = res.tokens * flops_tok;
     if (r->ckw) {
         st = fg_ckpt_writer_wait(r->ckw);
@@ -669,6 +669,14 @@ fg_status fg_train_run(const fg_train_config *cfg, FILE *out, fg_train_result *r
     if (out)
         fprintf(out, "run directory   : %s (config.json, metrics.jsonl, final/)\n", c->out);
 out_teardown:
+    if (st != FG_OK && out && r->m && res.tokens > 0) {
+        /* a run that fails after training started still reports what it cost */
+        double ft = fg_model_flops_per_token(r->m, r->c.seq_len);
+        res.flops = res.tokens * ft;
+        res.wall_sec = fg_time_sec() - t_wall;
+        fprintf(out, "\nrun stopped at step %ld by an error (below)", r->step);
+        print_cost(out, r, &res, ft, res.steps);
+    }
     teardown(r);
     if (res_out)
         *res_out = res;
