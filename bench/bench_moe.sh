@@ -9,13 +9,15 @@
 #      thread per run, so other jobs on a shared machine do not enter) and validation loss;
 #   then tools/moe_plot.py prints the table and draws docs/moe_runs.png (if matplotlib).
 # Usage: bench/bench_moe.sh [BUILD_DIR=build] [OUT_DIR=runs/moe_bench]
-# Env: STEPS (default 400), JOBS (runs side by side, default 2), DATA (text file).
+# Env: STEPS (default 400), DATA (text file), SEED (overrides the configs' seed),
+#      SKIP_COST=1 (balance runs only, e.g. for a second seed), TP_STEPS (section 4),
+#      PNG (figure prefix, default docs/moe).
 set -euo pipefail
 build=${1:-build}
 out=${2:-runs/moe_bench}
 root=$(cd "$(dirname "$0")/.." && pwd)
 steps=${STEPS:-400}
-jobs=${JOBS:-2}
+seed_arg=${SEED:+seed=$SEED}
 data=${DATA:-$root/../shared/data/tinyshakespeare.txt}
 for b in bench_moe bench_moe_train frugal; do
   [ -x "$build/$b" ] || { echo "bench_moe.sh: $build/$b missing (cmake --build $build --target $b)" >&2; exit 2; }
@@ -36,11 +38,11 @@ run() { # name config extra-args...
   local name=$1 cfg=$2
   shift 2
   OMP_NUM_THREADS=1 "$build/bench_moe_train" "$root/configs/$cfg.json" "$out/$name.jsonl" data="$data" \
-    tokenizer="$tok" threads=1 max_steps="$steps" "$@" > "$out/$name.out" 2>&1
+    tokenizer="$tok" threads=1 max_steps="$steps" $seed_arg "$@" > "$out/$name.out" 2>&1
   echo "   $name: $(grep -m1 'tokens/s' "$out/$name.out")"
 }
 
-echo "== 2. balance ($steps steps each, $jobs side by side, one thread each)"
+echo "== 2. balance ($steps steps each, two runs side by side, one thread each)"
 run bias moe_balance balance=bias &
 run none moe_balance balance=none &
 wait
@@ -48,6 +50,7 @@ run seqaux moe_balance balance=seqaux &
 run switch moe_balance balance=switch &
 wait
 
+if [ "${SKIP_COST:-0}" != 1 ]; then
 echo "== 3. cost: dense at the MoE run's training FLOPs"
 moe_flops=$(python3 -c "import json; print(json.loads(open('$out/bias.jsonl').readline())['flops_per_token'])")
 OMP_NUM_THREADS=1 "$build/bench_moe_train" "$root/configs/moe_dense.json" "$out/dense_probe.jsonl" data="$data" \
@@ -56,7 +59,17 @@ dense_steps=$(python3 -c "import json; d=json.loads(open('$out/dense_probe.jsonl
 echo "   dense steps for equal FLOPs: $dense_steps"
 run dense moe_dense max_steps="$dense_steps"
 
+echo "== 4. throughput at $(nproc) threads: dense and MoE alternately, ${TP_STEPS:-60} steps each, 2 rounds"
+for round in 1 2; do
+  for cfg in moe_dense moe_balance; do
+    OMP_NUM_THREADS=$(nproc) "$build/bench_moe_train" "$root/configs/$cfg.json" "$out/tp_$cfg.jsonl" data="$data" \
+      tokenizer="$tok" threads=0 max_steps="${TP_STEPS:-60}" val_every=0 val_batches=1 > "$out/tp_$cfg.out" 2>&1
+    echo "   round $round $cfg: $(grep -m1 'tokens/s' "$out/tp_$cfg.out")"
+  done
+done
+fi
+
 echo "== per-layer loads at the end of the bias run"
 sed -n '/expert loads since start/,$p' "$out/bias.out" | cut -c1-60
 echo "== summary"
-python3 "$root/tools/moe_plot.py" "$out" --png-prefix "$root/docs/moe" | tee "$out/summary.md"
+python3 "$root/tools/moe_plot.py" "$out" --png-prefix "${PNG:-$root/docs/moe}" | tee "$out/summary.md"
