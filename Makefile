@@ -15,12 +15,14 @@ build: deps
 demo: build
 	@scripts/demo.sh $(BUILD)/frugal
 
-# The whole test suite (warnings are errors), then format and static checks.
+# The whole test suite (warnings are errors), format and static checks, then the
+# same suite again under AddressSanitizer + UBSan.
 test: deps
 	@cmake -S . -B build-test -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFG_WERROR=ON >/dev/null
 	@cmake --build build-test -j $(JOBS)
 	@cd build-test && ctest -j $(JOBS) --output-on-failure --timeout 900
 	@$(MAKE) --no-print-directory lint
+	@$(MAKE) --no-print-directory test-asan
 
 # The same suite under AddressSanitizer + UndefinedBehaviorSanitizer.
 test-asan: deps

@@ -3,7 +3,8 @@
 # Used by `make demo`, `make test` and .ci/run; safe to run repeatedly.
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libopenblas-dev libopenblas0-pthread libjansson-dev libzstd-dev
-      zlib1g-dev libpcre2-dev libutf8proc-dev libopenmpi-dev openmpi-bin fortunes-min clang libclang-rt-14-dev libomp-14-dev libopenblas0-openmp)
+      zlib1g-dev libpcre2-dev libutf8proc-dev libopenmpi-dev openmpi-bin fortunes-min clang libclang-rt-14-dev libomp-14-dev libopenblas0-openmp
+      clang-format cppcheck git)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
