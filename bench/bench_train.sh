@@ -4,17 +4,19 @@
 # on (a) GPT-2 124M at B=4 T=64 and (b) L6 C384 NH6 at B=4 T=256; plus Frugal's
 # achieved training FLOP/s over sgemm FLOP/s measured in the same `frugal bench`.
 #
-# Usage: bench/bench_train.sh [--frugal build/frugal] [--llmc PATH/train_gpt2cpu] [--iters N] [--threads N]
-#                             [--configs "a b"]
+# Usage: bench/bench_train.sh [--frugal build/frugal] [--llmc PATH/train_gpt2cpu] [--llmc-t256 PATH]
+#                             [--iters N] [--threads N] [--configs "a b"]
 # llm.c is skipped when --llmc is absent. Its binary runs in a scratch directory that
 # holds what it reads (gpt2_124M.bin written by `frugal convert --to-llmc` from a random
 # init of the same config, and tiny-shakespeare token files in llm.c's format), so no
 # llm.c download is needed; see docs/perf/trainer.md for building the binary by hand.
-# llm.c hard-codes B=4 T=64, so for (b) it runs at T=64 (its faster case per token).
+# llm.c hard-codes B=4 T=64; --llmc-t256 names a second binary built by hand with T=256
+# for (b); without it (b) runs llm.c at T=64 (its faster case per token).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 frugal="$root/build/frugal"
 llmc=""
+llmc256=""
 iters=3
 threads=2
 configs="a b"
@@ -22,6 +24,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --frugal) frugal=$2; shift 2 ;;
     --llmc) llmc=$2; shift 2 ;;
+    --llmc-t256) llmc256=$2; shift 2 ;;
     --iters) iters=$2; shift 2 ;;
     --threads) threads=$2; shift 2 ;;
     --configs) configs=$2; shift 2 ;;
@@ -56,14 +59,17 @@ run_config() { # name L C NH B T
   fi
   L[$name]=""
   if [ -n "$llmc" ]; then
-    L[$name]=$(run_llmc "$name" "$nl" "$c" "$nh") || L[$name]=""
+    local bin=$llmc lt=64
+    if [ "$t" = 256 ] && [ -n "$llmc256" ]; then bin=$llmc256; lt=256; fi
+    L[$name]=$(run_llmc "$name" "$nl" "$c" "$nh" "$bin" "$lt") || L[$name]=""
+    echo "llm.c ran at T=$lt"
   fi
 }
 
 # llm.c: a scratch dir with gpt2_124M.bin (our init of this config, converted) and
 # dev/data/tinyshakespeare/*.bin in llm.c's token format; time its first steps.
 run_llmc() {
-  local name=$1 nl=$2 c=$3 nh=$4 d="$work/llmc_$1"
+  local name=$1 nl=$2 c=$3 nh=$4 bin=$5 lt=$6 d="$work/llmc_$1"
   mkdir -p "$d/dev/data/tinyshakespeare"
   printf '%s\n' "hello world, this is a tiny corpus for the llm.c peer run. " > "$d/text.txt"
   for i in $(seq 1 12); do cat "$d/text.txt" "$d/text.txt" > "$d/t2" && mv "$d/t2" "$d/text.txt"; done
@@ -81,7 +87,7 @@ for split, n in (("train", 200000), ("val", 20000)):
         f.write(struct.pack("<%dH" % n, *[random.randrange(50257) for _ in range(n)]))
 PY
   local log="$d/llmc.log"
-  ( cd "$d" && exec timeout 900 stdbuf -oL "$llmc" ) > "$log" 2>&1 &
+  ( cd "$d" && exec timeout 900 stdbuf -oL "$bin" ) > "$log" 2>&1 &
   local pid=$! n=0
   while kill -0 $pid 2>/dev/null; do
     n=$(grep -c "took" "$log" || true)
@@ -92,7 +98,7 @@ PY
   wait $pid 2>/dev/null || true
   grep "took" "$log" | sed 's/^/llmc: /' >&2
   # median step time over steps after the first (llm.c: "step N: train loss X (took Y ms)")
-  grep -o "took [0-9.]* ms" "$log" | awk 'NR>1{print $2}' | sort -g | awk '{a[NR]=$1} END{if(NR) printf "%.1f\n", 4*64/(a[int((NR+1)/2)]/1000)}'
+  grep -o "took [0-9.]* ms" "$log" | awk 'NR>1{print $2}' | sort -g | awk '{a[NR]=$1} END{if(NR) printf "%.1f\n", 4*t/(a[int((NR+1)/2)]/1000)}' t="$lt"
 }
 
 for k in $configs; do
