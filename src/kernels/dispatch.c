@@ -114,9 +114,10 @@ static fg_status init_table(const char *mode, const char *threading)
             if (!strcmp(registry[j].op, registry[i].op))
                 t.level[j] = (unsigned char)registry[i].level;
     }
-    t.ready = 1;
     t.blas_split = !strcmp(threading, "omp");
+    /* publish the table before the flag a lazy reader checks */
     fg_kt = t;
+    __atomic_store_n(&fg_kt.ready, 1, __ATOMIC_RELEASE);
     fg_blas_set_threads(fg_threads_get());
     return FG_OK;
 }
@@ -129,14 +130,19 @@ fg_status fg_kernels_init(const char *mode)
 }
 
 /* First use without fg_kernels_init: a bad environment falls back to the defaults
- * (with a warning) rather than leaving the table empty. */
+ * (with a warning) rather than leaving the table empty. The first use may come from
+ * several threads at once (MoE experts run kernels inside a parallel region), so the
+ * lazy fill is serialised and `ready` is read with acquire order. */
 static void ensure_init(void)
 {
-    if (fg_kt.ready)
+    if (__atomic_load_n(&fg_kt.ready, __ATOMIC_ACQUIRE))
         return;
-    if (fg_kernels_init(NULL) != FG_OK) {
-        FG_WARN("%s; using auto kernels", fg_last_error());
-        init_table("auto", FG_BLAS_THREADING_DEFAULT);
+#pragma omp critical(fg_kernels_lazy_init)
+    {
+        if (!fg_kt.ready && fg_kernels_init(NULL) != FG_OK) {
+            FG_WARN("%s; using auto kernels", fg_last_error());
+            init_table("auto", FG_BLAS_THREADING_DEFAULT);
+        }
     }
 }
 
