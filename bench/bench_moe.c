@@ -133,6 +133,7 @@ int main(int argc, char **argv)
                         .n_shared_expert = S,
                         .d_expert = H,
                         .route_scale = 1.0f,
+                        .router_logit_scale = 1.0f,
                         .balance = FG_BALANCE_BIAS,
                         .balance_window = 1};
     if (fg_moe_config_validate(&mc) != FG_OK) {

@@ -65,6 +65,7 @@ static void case_init(moe_case *c, const fg_fixture *fx, const fg_moe_config *rn
                             .balance_alpha = cf[1],
                             .capacity_factor = cf[2],
                             .balance_gamma = 0.001f,
+                            .router_logit_scale = 1.0f,
                             .balance_window = 4};
         c->mc = mc;
         B = ci[5], T = ci[6];
@@ -287,6 +288,7 @@ static fg_moe_config small_cfg(fg_balance bal)
                         .route_scale = 1.5f,
                         .balance = bal,
                         .balance_gamma = 0.001f,
+                        .router_logit_scale = 1.0f,
                         .balance_window = 4,
                         .balance_alpha = bal == FG_BALANCE_SEQAUX || bal == FG_BALANCE_SWITCH ? 0.5f : 0.0f,
                         .capacity_factor = 0};
@@ -297,6 +299,8 @@ static void test_finite_differences(void)
 {
     fg_moe_config mc = small_cfg(FG_BALANCE_BIAS);
     fd_case("bias", &mc, 2, 4, 11);
+    mc.router_logit_scale = 0.5f; /* s = 0.5 x W_r^T: the router gradient carries the factor */
+    fd_case("bias, router_logit_scale 0.5", &mc, 2, 4, 15);
     mc = small_cfg(FG_BALANCE_SEQAUX);
     fd_case("seqaux", &mc, 2, 4, 12);
     mc = small_cfg(FG_BALANCE_SWITCH);
@@ -317,20 +321,20 @@ static void test_balance_update(void)
     const float g = 0.25f; /* exact in binary, so the expected biases are exact */
     /* step 1: expert 0 overloaded, 3 idle, 1 and 2 exactly at the mean (4) */
     float l1[E] = {8, 4, 4, 0};
-    fg_moe_balance_update(bias, hist, &steps, l1, E, W, g);
+    fg_moe_balance_update(bias, hist, &steps, l1, E, W, g, 0.0f);
     FG_CHECK(bias[0] == -g && bias[1] == 0 && bias[2] == 0 && bias[3] == g, "step 1 biases %g %g %g %g",
              (double)bias[0], (double)bias[1], (double)bias[2], (double)bias[3]);
     FG_CHECK(steps == 1 && hist[0] == 8 && hist[3] == 0, "step 1 ring: steps %g slot0 {%g..%g}", (double)steps,
              (double)hist[0], (double)hist[3]);
     /* step 2: the window sums both steps: loads {8+0, 4+2, 4+6, 0+8} = {8,6,10,8}, mean 8 */
     float l2[E] = {0, 2, 6, 8};
-    fg_moe_balance_update(bias, hist, &steps, l2, E, W, g);
+    fg_moe_balance_update(bias, hist, &steps, l2, E, W, g, 0.0f);
     FG_CHECK(bias[0] == -g && bias[1] == g && bias[2] == -g && bias[3] == g, "step 2 biases %g %g %g %g",
              (double)bias[0], (double)bias[1], (double)bias[2], (double)bias[3]);
     /* steps 3, 4: step 4 overwrites slot 0 (the 8,4,4,0 step): window = l2 + l3 + l4 */
     float l3[E] = {4, 4, 4, 4}, l4[E] = {0, 0, 0, 16};
-    fg_moe_balance_update(bias, hist, &steps, l3, E, W, g);
-    fg_moe_balance_update(bias, hist, &steps, l4, E, W, g);
+    fg_moe_balance_update(bias, hist, &steps, l3, E, W, g, 0.0f);
+    fg_moe_balance_update(bias, hist, &steps, l4, E, W, g, 0.0f);
     /* after step 3: window l1+l2+l3 = {12,10,14,12}, mean 12: bias = {-g, 2g, -2g, g};
      * after step 4: window l2+l3+l4 = {4,6,10,28}, mean 12: all but expert 3 go up */
     FG_CHECK(bias[0] == 0 && bias[1] == 3 * g && bias[2] == -g && bias[3] == 0, "step 4 biases %g %g %g %g",
@@ -339,17 +343,51 @@ static void test_balance_update(void)
              (double)hist[0], (double)hist[3]);
     /* gamma 0 never moves the bias */
     float b0[E] = {1, 2, 3, 4};
-    fg_moe_balance_update(b0, hist, &steps, l4, E, W, 0.0f);
+    fg_moe_balance_update(b0, hist, &steps, l4, E, W, 0.0f, 0.0f);
     FG_CHECK(b0[0] == 1 && b0[3] == 4, "gamma 0 moved the bias");
+}
+
+/* The proportional term: bias_e += gamma*sign(err) + gain*err with
+ * err = (mean - load_e)/mean (not clamped). Values chosen so every step is exact in binary. */
+static void test_balance_gain(void)
+{
+    enum { E = 4, W = 2 };
+    float bias[E] = {0}, hist[W * E] = {0}, steps = 0;
+    const float g = 0.125f, k = 0.5f;
+    /* loads {16, 8, 4, 4}, mean 8: err = {-1, 0, 0.5, 0.5} */
+    float l1[E] = {16, 8, 4, 4};
+    fg_moe_balance_update(bias, hist, &steps, l1, E, W, g, k);
+    FG_CHECK(bias[0] == -g - k && bias[1] == 0 && bias[2] == g + 0.5f * k && bias[3] == g + 0.5f * k,
+             "gain step 1 biases %g %g %g %g", (double)bias[0], (double)bias[1], (double)bias[2], (double)bias[3]);
+    /* window l1 + l2 = {48, 8, 4, 4}, mean 16: err = {-2, 0.5, 0.75, 0.75} */
+    float l2[E] = {32, 0, 0, 0};
+    fg_moe_balance_update(bias, hist, &steps, l2, E, W, g, k);
+    FG_CHECK(bias[0] == -2 * g - 3 * k && bias[1] == g + 0.5f * k && bias[2] == 2 * g + 1.25f * k &&
+                 bias[3] == 2 * g + 1.25f * k,
+             "gain step 2 biases %g %g %g %g", (double)bias[0], (double)bias[1], (double)bias[2], (double)bias[3]);
+    /* gamma 0: pure proportional; a balanced window does not move the bias */
+    float b2[E] = {0}, h2[W * E] = {0}, s2 = 0, even[E] = {5, 5, 5, 5}, skew[E] = {6, 4, 5, 5};
+    fg_moe_balance_update(b2, h2, &s2, even, E, W, 0.0f, k);
+    FG_CHECK(b2[0] == 0 && b2[1] == 0 && b2[2] == 0 && b2[3] == 0, "balanced loads moved the bias");
+    /* window {11, 9, 10, 10}, mean 10: err = {-0.1, 0.1, 0, 0}; float32 of 0.05 */
+    fg_moe_balance_update(b2, h2, &s2, skew, E, W, 0.0f, k);
+    FG_CHECK(fabsf(b2[0] + 0.05f) < 1e-7f && fabsf(b2[1] - 0.05f) < 1e-7f && b2[2] == 0 && b2[3] == 0,
+             "proportional step %g %g %g %g (tolerance: one float rounding of 0.1*0.5)", (double)b2[0], (double)b2[1],
+             (double)b2[2], (double)b2[3]);
+    /* no routed tokens at all (mean 0): nothing moves */
+    float b3[E] = {1, 1, 1, 1}, h3[W * E] = {0}, s3 = 0, zero[E] = {0};
+    fg_moe_balance_update(b3, h3, &s3, zero, E, W, g, k);
+    FG_CHECK(b3[0] == 1 && b3[3] == 1, "mean 0 moved the bias");
 }
 
 /* Bias balancing in a closed loop: tokens whose affinities strongly prefer expert 0
  * end up spread over all experts after enough bias steps. */
-static void test_balance_closed_loop(void)
+static void test_balance_closed_loop(float gamma, float gain)
 {
     fg_moe_config mc = small_cfg(FG_BALANCE_BIAS);
     mc.n_shared_expert = 0;
-    mc.balance_gamma = 0.003f;
+    mc.balance_gamma = gamma;
+    mc.balance_gain = gain;
     mc.balance_window = 2;
     moe_case c;
     case_init(&c, NULL, &mc, 4, 16, 21);
@@ -371,13 +409,14 @@ static void test_balance_closed_loop(void)
             worst_late = fmaxf(worst_late, L.stats.load_max_over_mean);
         FG_ASSERT(fg_moe_backward(&L, &S, c.dx, &c.dw, c.dout, c.x, &c.w, 1.0f) == FG_OK);
         fg_moe_balance_update(c.w.router_bias, hist, &steps, L.step_load, mc.n_expert, mc.balance_window,
-                              mc.balance_gamma);
+                              mc.balance_gamma, mc.balance_gain);
         memset(L.step_load, 0, (size_t)mc.n_expert * sizeof(float));
     }
     /* 64 tokens x 2 over 6 experts: perfectly even is 21.3 per expert; the sign rule
      * oscillates around it by a few tokens, so 1.3 is a margin, not a fit */
-    FG_CHECK(first > 2.0f && worst_late <= 1.3f, "closed loop: max/mean load %.3f at start, worst %.3f late",
-             (double)first, (double)worst_late);
+    FG_CHECK(first > 2.0f && worst_late <= 1.3f,
+             "closed loop (gamma %g, gain %g): max/mean load %.3f at start, worst %.3f late", (double)gamma,
+             (double)gain, (double)first, (double)worst_late);
     FG_CHECK(L.total_load[0] > 0, "total_load not accumulated");
     fg_free(out);
     fg_moe_scratch_free(&S);
@@ -446,6 +485,10 @@ static void test_config_errors(void)
     expect_invalid(fg_moe_config_validate(&b), "n_expert_active = 0", "K = 0");
     b = mc, b.d_expert = 0;
     expect_invalid(fg_moe_config_validate(&b), "d_expert = 0", "hidden size 0");
+    b = mc, b.router_logit_scale = 0;
+    expect_invalid(fg_moe_config_validate(&b), "router_logit_scale = 0", "router scale 0");
+    b = mc, b.balance_gain = -1;
+    expect_invalid(fg_moe_config_validate(&b), "balance_gain = -1", "negative gain");
     b = mc, b.balance_window = 0;
     expect_invalid(fg_moe_config_validate(&b), "balance_window = 0", "window 0");
     b = mc, b.capacity_factor = -1;
@@ -465,6 +508,7 @@ static void test_config_errors(void)
     cfg.n_expert_active = 0;
     FG_CHECK(fg_moe_model_config_validate(&cfg) == FG_OK, "dense model config rejected: %s", fg_last_error());
     cfg.n_expert = 8, cfg.n_expert_active = 2, cfg.d_expert = 16, cfg.route_scale = 1, cfg.balance_window = 4;
+    cfg.router_logit_scale = 1;
     cfg.n_dense_layers = 5;
     expect_invalid(fg_moe_model_config_validate(&cfg), "n_dense_layers = 5", "model: D > L");
     cfg.n_dense_layers = 1;
@@ -680,7 +724,9 @@ int main(void)
         check_fixture(cases[i]);
     test_finite_differences();
     test_balance_update();
-    test_balance_closed_loop();
+    test_balance_gain();
+    test_balance_closed_loop(0.003f, 0.0f);
+    test_balance_closed_loop(0.001f, 0.01f);
     test_threads_and_strategy();
     test_config_errors();
     check_model_fixture("llama");

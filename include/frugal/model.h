@@ -61,10 +61,12 @@ typedef struct fg_model_config {
     int n_dense_layers;  /* the first D layers keep a dense FFN */
     float route_scale;   /* routed scaling factor on the normalized gates */
     fg_balance balance;
-    float balance_gamma;   /* bias update speed */
-    int balance_window;    /* steps of load history the bias update looks at */
-    float balance_alpha;   /* aux-loss weight for SEQAUX / SWITCH */
-    float capacity_factor; /* 0 = no capacity limit (no token dropping) */
+    float balance_gamma;      /* bias update speed (sign rule) */
+    float balance_gain;       /* proportional bias update on the relative load error (0 = off) */
+    float router_logit_scale; /* router logits = scale * x W_r^T (1 = plain; < 1 = slower router under Adam) */
+    int balance_window;       /* steps of load history the bias update looks at */
+    float balance_alpha;      /* aux-loss weight for SEQAUX / SWITCH */
+    float capacity_factor;    /* 0 = no capacity limit (no token dropping) */
 } fg_model_config;
 
 /* Defaults for a layout (a tiny model: L=4, C=128, NH=4, V=256, maxT=256). */

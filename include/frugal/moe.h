@@ -34,17 +34,19 @@ extern "C" {
 
 /* The block's own view of the MoE part of fg_model_config. */
 typedef struct fg_moe_config {
-    int d_model;           /* C */
-    int n_expert;          /* E routed experts */
-    int n_expert_active;   /* K routed experts per token */
-    int n_shared_expert;   /* S always-on experts (one dense SwiGLU of S*H) */
-    int d_expert;          /* H: hidden size of one expert */
-    float route_scale;     /* gates = route_scale * a_i / sum over the K chosen of a_j */
-    fg_balance balance;    /* BIAS, NONE, SEQAUX or SWITCH */
-    float balance_gamma;   /* bias step per optimizer step (BIAS) */
-    int balance_window;    /* W: steps of load history the bias update sums */
-    float balance_alpha;   /* aux-loss weight (SEQAUX, SWITCH) */
-    float capacity_factor; /* 0: no limit; else cap = ceil(cf * tokens * K / E) per expert */
+    int d_model;              /* C */
+    int n_expert;             /* E routed experts */
+    int n_expert_active;      /* K routed experts per token */
+    int n_shared_expert;      /* S always-on experts (one dense SwiGLU of S*H) */
+    int d_expert;             /* H: hidden size of one expert */
+    float route_scale;        /* gates = route_scale * a_i / sum over the K chosen of a_j */
+    fg_balance balance;       /* BIAS, NONE, SEQAUX or SWITCH */
+    float balance_gamma;      /* bias step per optimizer step (BIAS) */
+    float router_logit_scale; /* router logits s = scale * x W_r^T (1: plain; < 1 slows the router under Adam) */
+    float balance_gain;       /* bias step per unit of relative load error (BIAS; 0 = sign rule only) */
+    int balance_window;       /* W: steps of load history the bias update sums */
+    float balance_alpha;      /* aux-loss weight (SEQAUX, SWITCH) */
+    float capacity_factor;    /* 0: no limit; else cap = ceil(cf * tokens * K / E) per expert */
 } fg_moe_config;
 
 /* Copies the MoE fields of a model config. */
@@ -159,10 +161,12 @@ fg_status fg_moe_backward(fg_moe_layer *L, fg_moe_scratch *S, float *dx, const f
 
 /* The history rule, after each optimizer step: pushes step_load[E] into the ring
  * hist[W,E] at slot (*hist_steps mod W), increments *hist_steps, sums the valid
- * slots into load_e and moves bias_e by gamma * sign(mean_e' load_e' - load_e)
- * (down when overloaded, up when underloaded, unchanged when exactly at the mean). */
+ * slots into load_e and moves bias_e by
+ *   gamma * sign(err_e) + gain * err_e,  err_e = (mean - load_e) / mean  (in [1 - E/K, 1])
+ * (down when overloaded, up when underloaded, unchanged when exactly at the mean;
+ * gain 0 is DeepSeek-V3's sign rule; with mean 0 the bias does not move). */
 void fg_moe_balance_update(float *bias, float *hist, float *hist_steps, const float *step_load, int E, int W,
-                           float gamma);
+                           float gamma, float gain);
 
 #ifdef __cplusplus
 }

@@ -31,6 +31,8 @@ void fg_model_config_default(fg_model_config *cfg, fg_layout layout)
     cfg->route_scale = 1.0f;
     cfg->balance = FG_BALANCE_BIAS;
     cfg->balance_gamma = 1e-3f;
+    cfg->balance_gain = 0.0f;
+    cfg->router_logit_scale = 1.0f;
     cfg->balance_window = 1;
     cfg->balance_alpha = 1e-4f;
     cfg->capacity_factor = 0.0f;

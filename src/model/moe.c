@@ -23,6 +23,8 @@ void fg_moe_config_from_model(fg_moe_config *mc, const fg_model_config *cfg)
     mc->route_scale = cfg->route_scale;
     mc->balance = cfg->balance;
     mc->balance_gamma = cfg->balance_gamma;
+    mc->balance_gain = cfg->balance_gain;
+    mc->router_logit_scale = cfg->router_logit_scale;
     mc->balance_window = cfg->balance_window;
     mc->balance_alpha = cfg->balance_alpha;
     mc->capacity_factor = cfg->capacity_factor;
@@ -57,6 +59,10 @@ fg_status fg_moe_config_validate(const fg_moe_config *mc)
                         (int)mc->balance);
     if (!(mc->balance_gamma >= 0.0f) || !isfinite(mc->balance_gamma))
         return fg_error(FG_ERR_INVALID, "moe: balance_gamma = %g: must be >= 0", (double)mc->balance_gamma);
+    if (!(mc->router_logit_scale > 0.0f) || !isfinite(mc->router_logit_scale))
+        return fg_error(FG_ERR_INVALID, "moe: router_logit_scale = %g: must be > 0", (double)mc->router_logit_scale);
+    if (!(mc->balance_gain >= 0.0f) || !isfinite(mc->balance_gain))
+        return fg_error(FG_ERR_INVALID, "moe: balance_gain = %g: must be >= 0", (double)mc->balance_gain);
     if (mc->balance_window < 1)
         return fg_error(FG_ERR_INVALID, "moe: balance_window = %d: must be at least 1 step", mc->balance_window);
     if (!(mc->balance_alpha >= 0.0f) || !isfinite(mc->balance_alpha))
@@ -418,6 +424,9 @@ fg_status fg_moe_forward(fg_moe_layer *L, float *out, const float *x, const fg_m
 
     /* router: logits s[n,E] = x W_r^T, then per token sigmoid, top-K, gates */
     fg_matmul_forward(L->aff, x, w->router_w, NULL, n, C, E);
+    if (mc->router_logit_scale != 1.0f)
+        for (size_t i = 0; i < (size_t)n * E; i++)
+            L->aff[i] *= mc->router_logit_scale;
 #pragma omp parallel for schedule(static)
     for (int t = 0; t < n; t++)
         route_token(L->aff + (size_t)t * E, L->prob ? L->prob + (size_t)t * E : NULL, L->topk + (size_t)t * K,
@@ -655,6 +664,9 @@ fg_status fg_moe_backward(fg_moe_layer *L, fg_moe_scratch *S, float *dx, const f
                                   sw_scale);
         }
     }
+    if (mc->router_logit_scale != 1.0f) /* s = scale * x W_r^T */
+        for (size_t i = 0; i < (size_t)n * E; i++)
+            S->d_s[i] *= mc->router_logit_scale;
     fg_matmul_backward(dx, dw->router_w, NULL, S->d_s, x, w->router_w, n, C, E);
 
     /* loads seen by training steps */
@@ -668,7 +680,7 @@ fg_status fg_moe_backward(fg_moe_layer *L, fg_moe_scratch *S, float *dx, const f
 /* ---- balance ---- */
 
 void fg_moe_balance_update(float *bias, float *hist, float *hist_steps, const float *step_load, int E, int W,
-                           float gamma)
+                           float gamma, float gain)
 {
     long steps = (long)*hist_steps;
     float *slot = hist + (size_t)(steps % W) * E;
@@ -689,5 +701,10 @@ void fg_moe_balance_update(float *bias, float *hist, float *hist_steps, const fl
             bias[e] -= gamma;
         else if (load < mean)
             bias[e] += gamma;
+        if (gain > 0.0f && mean > 0) {
+            /* relative error in [1 - E/K, 1]: not clamped, so a collapsed expert
+             * (load E/K times the mean) is pushed down at once */
+            bias[e] += (float)(gain * (mean - load) / mean);
+        }
     }
 }

@@ -185,7 +185,8 @@ void fg_model_post_step(fg_model *m)
         /* the load history is kept in every mode (statistics); only BIAS moves the bias */
         fg_moe_balance_update(m->params + o->moe[FG_MOE_ROUTER_BIAS], m->params + o->moe[FG_MOE_LOAD_HIST],
                               m->params + o->moe[FG_MOE_LOAD_STEPS], L->step_load, c->n_expert, c->balance_window,
-                              c->balance == FG_BALANCE_BIAS ? c->balance_gamma : 0.0f);
+                              c->balance == FG_BALANCE_BIAS ? c->balance_gamma : 0.0f,
+                              c->balance == FG_BALANCE_BIAS ? c->balance_gain : 0.0f);
         memset(L->step_load, 0, (size_t)c->n_expert * sizeof *L->step_load);
     }
 }
