@@ -7,7 +7,7 @@
 #     and in Hugging Face datatrove (tools/data_datatrove_bench.py) on the same JSONL.
 # Throughput is MB of input per CPU-second (user + system time of the process), i.e. MB/s
 # per core; on shared machines this is steadier than wall time. Wall MB/s is printed too.
-# usage: [DIMS="1 4 16"] bench/bench_clean.sh [BUILD_DIR]   (DIMS: also sweep the classifier's --dim)   (needs ../shared/data; python3 with datatrove,
+# usage: bench/bench_clean.sh [BUILD_DIR]   (needs ../shared/data; python3 with datatrove,
 #        spacy and xxhash for part 2 - `pip install datatrove spacy xxhash`)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -54,25 +54,11 @@ echo "== 1b. ambiguous-only vs classify-all throughput on the web samples (1 thr
 for input in "$SHARED/web" "$W/webtext.jsonl"; do
   a=$(cpu_median "$input" --classifier "$W/lab.cls" --classify ambiguous --threads 1 -o "$W/o.jsonl")
   sent=$(field "$W/rep.json" sent_to_classifier); read=$(field "$W/rep.json" docs_read); mb=$(field "$W/rep.json" bytes_read)
-  aw=$(field "$W/rep.json" seconds)
   b=$(cpu_median "$input" --classifier "$W/lab.cls" --classify all --threads 1 -o "$W/o.jsonl")
-  bw=$(field "$W/rep.json" seconds)
   python3 -c "
-mb=$mb/1e6; a=$a; b=$b; aw=$aw; bw=$bw
+mb=$mb/1e6; a=$a; b=$b
 print(f'  {\"$(basename "$input")\":16s} {mb:6.1f} MB: sent to classifier $sent/$read = {$sent/$read:.3f}; '
-      f'ambiguous {mb/a:6.1f} MB/CPU-s, all {mb/b:6.1f} MB/CPU-s, ratio {b/a:.2f}x (last run wall: {mb/aw:.1f} vs {mb/bw:.1f} MB/s, {bw/aw:.2f}x)')"
-done
-
-# 1c. (DIMS="1 4 16 ..." only) the embedding dimension: accuracy of classify-all on the labeled
-# test split and the classify-all / ambiguous CPU-time ratio on the text corpus, per dim.
-for d in ${DIMS:-}; do
-  "$F" clean train-classifier --input "$W/lab.train.jsonl" -o "$W/d.cls" --test-frac 0 --dim "$d" >/dev/null
-  "$F" clean "$W/lab.test.jsonl" --classifier "$W/d.cls" --classify all --eval-label label --no-dedup \
-      -o "$W/d.jsonl" --report "$W/d.json" -q --no-progress
-  acc=$(python3 -c "import json; r=json.load(open('$W/d.json')); print(f\"{r['label_correct']/r['labeled']:.4f}\")")
-  a=$(cpu_median "$W/webtext.jsonl" --classifier "$W/d.cls" --classify ambiguous --threads 1 -o "$W/o.jsonl")
-  b=$(cpu_median "$W/webtext.jsonl" --classifier "$W/d.cls" --classify all --threads 1 -o "$W/o.jsonl")
-  python3 -c "print(f'  1c. dim $d: classify-all accuracy $acc; webtext.jsonl CPU-s ambiguous $a, all $b, ratio {$b/$a:.2f}x')"
+      f'ambiguous {mb/a:6.1f} MB/CPU-s, all {mb/b:6.1f} MB/CPU-s, ratio {b/a:.2f}x')"
 done
 
 echo "== 2. quality filter + dedup, Frugal vs datatrove, same JSONL ($(du -h "$W/webtext.jsonl" | cut -f1))"
