@@ -4,7 +4,6 @@
  * readers (JSONL metadata, gzip, zstd, directories, HTML, WARC). */
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 #include <zlib.h>
 #include <zstd.h>
 
@@ -240,8 +239,7 @@ static void test_quality(void)
 
 static void test_classifier_synthetic(void)
 {
-    /* Positives use one vocabulary, negatives another: any working embedding + linear
-     * model separates them (every held-out text shares all its words with training). */
+    /* Positives use one vocabulary, negatives another: a linear model must separate them. */
     enum { N = 400 };
     static char buf[N][128];
     const char *texts[N];
@@ -300,46 +298,7 @@ static void test_classifier_synthetic(void)
     }
     FG_CHECK(fg_data_classifier_load(path) == NULL && strstr(fg_last_error(), "magic"), "bad magic: %s",
              fg_last_error());
-    /* A version-1 file (the earlier linear model) is refused with a message saying so. */
-    f = fopen(path, "wb");
-    if (f) {
-        const uint32_t v1[5] = {1, 16, 2, 3, 5};
-        fwrite("FGCLS001", 1, 8, f);
-        fwrite(v1, sizeof v1, 1, f);
-        fclose(f);
-    }
-    FG_CHECK(fg_data_classifier_load(path) == NULL && strstr(fg_last_error(), "version 1") &&
-                 strstr(fg_last_error(), "retrain"),
-             "old version refused: %s", fg_last_error());
-    /* A truncated file (header only) is refused, not read past its end. */
-    FG_CHECK(fg_data_classifier_save(m, path) == FG_OK, "save again: %s", fg_last_error());
-    FG_CHECK(truncate(path, 40) == 0, "truncate");
-    FG_CHECK(fg_data_classifier_load(path) == NULL && strstr(fg_last_error(), "truncated"), "truncated: %s",
-             fg_last_error());
     fg_data_classifier_delete(m);
-    /* The embedding dimension is a saved hyper-parameter: a dim-7 model keeps dim 7 and its
-     * predictions through save/load; out-of-range dims are refused. */
-    cc.dim = 7;
-    m = fg_data_classifier_train(&cc, texts, lens, y, N / 2);
-    FG_CHECK(m != NULL && fg_data_classifier_dim(m) == 7, "train dim 7: %s", m ? "ok" : fg_last_error());
-    if (m) {
-        FG_CHECK(fg_data_classifier_save(m, path) == FG_OK, "save dim 7: %s", fg_last_error());
-        m2 = fg_data_classifier_load(path);
-        FG_CHECK(m2 != NULL && fg_data_classifier_dim(m2) == 7, "load dim 7: %s", m2 ? "ok" : fg_last_error());
-        same = m2 != NULL;
-        for (int i = 0; m2 && i < N; i++)
-            same = same && fg_data_classifier_predict(m, texts[i], lens[i]) ==
-                               fg_data_classifier_predict(m2, texts[i], lens[i]);
-        FG_CHECK(same, "dim-7 model predicts bit-identically after load");
-        fg_data_classifier_delete(m2);
-        fg_data_classifier_delete(m);
-    }
-    cc.dim = 0;
-    FG_CHECK(fg_data_classifier_train(&cc, texts, lens, y, N / 2) == NULL && strstr(fg_last_error(), "dim"),
-             "dim 0 refused: %s", fg_last_error());
-    cc.dim = 257;
-    FG_CHECK(fg_data_classifier_train(&cc, texts, lens, y, N / 2) == NULL && strstr(fg_last_error(), "dim"),
-             "dim 257 refused: %s", fg_last_error());
 }
 
 /* The SMS Spam Collection: ham = keep. Held-out split every 5th message. */

@@ -171,17 +171,14 @@ void fg_data_quality_measure(const fg_data_rules *r, fg_data_scratch *s, const c
  * heuristic with the largest weighted penalty, or -1 when none is violated. */
 double fg_data_quality_score(const fg_data_rules *r, const fg_quality_stats *st, int *worst);
 
-/* ---- classifier: fastText-style; hashed word 1..N-gram + char n-gram embeddings,
- * averaged, then a linear layer and a sigmoid ---- */
-#define FG_DATA_CLASSIFIER_DEFAULT_DIM 4
+/* ---- classifier: hashed word 1..N-gram + char n-gram logistic regression ---- */
 typedef struct fg_data_classifier_config {
-    int log2_buckets; /* hash space: 2^k embedding rows (default 18) */
+    int log2_buckets; /* hash space 2^k weights (default 20) */
     int word_ngrams;  /* 1 or 2 (default 2) */
     int char_min;     /* char n-gram lengths in bytes (default 3..5); 0 disables */
     int char_max;
-    int dim;       /* embedding dimension, 1..256 (default FG_DATA_CLASSIFIER_DEFAULT_DIM) */
-    int epochs;    /* default 25 */
-    float lr;      /* SGD step (default 2.0), decayed linearly to 0 */
+    int epochs;    /* default 8 */
+    float lr;      /* SGD step (default 0.5), decayed linearly to 0 */
     uint64_t seed; /* shuffling */
 } fg_data_classifier_config;
 void fg_data_classifier_config_init(fg_data_classifier_config *c);
@@ -192,11 +189,8 @@ fg_data_classifier *fg_data_classifier_train(const fg_data_classifier_config *c,
                                              const size_t *lens, const int *y, size_t n);
 /* P(label 1 | text): the "keep" probability. Thread-safe (no scratch written). */
 float fg_data_classifier_predict(const fg_data_classifier *m, const char *text, size_t len);
-/* Embedding dimension of a trained or loaded model. */
-int fg_data_classifier_dim(const fg_data_classifier *m);
-/* File: "FGCLS001", u32 version 2, u32 log2_buckets, word_ngrams, char_min, char_max, dim,
- * f32 bias, f32 out[dim], f32 emb[2^log2_buckets][dim], u32 crc32 of everything before it
- * (host byte order). Version 1 files (the earlier linear model) are refused with a message. */
+/* File: "FGCLS001", u32 version 1, u32 log2_buckets, word_ngrams, char_min, char_max,
+ * f32 bias, f32 w[2^log2_buckets], u32 crc32 of everything before it. */
 fg_status fg_data_classifier_save(const fg_data_classifier *m, const char *path);
 fg_data_classifier *fg_data_classifier_load(const char *path);
 void fg_data_classifier_delete(fg_data_classifier *m);

@@ -41,7 +41,7 @@ static void usage(FILE *f)
                "  --rules FILE            clean training texts with these rules first, as the pipeline does\n"
                "  --raw                   do not clean training texts\n"
                "  --test-frac F           held-out fraction for the accuracy report (default 0.2)\n"
-               "  --epochs N --lr X --buckets LOG2 --word-ngrams N --char-ngrams MIN-MAX --dim N --seed S\n");
+               "  --epochs N --lr X --buckets LOG2 --word-ngrams N --char-ngrams MIN-MAX --seed S\n");
 }
 
 static const char *default_rules(void)
@@ -166,8 +166,6 @@ static int train_classifier(int argc, char **argv)
             cc.log2_buckets = atoi(v);
         else if (ARG("--word-ngrams"))
             cc.word_ngrams = atoi(v);
-        else if (ARG("--dim"))
-            cc.dim = atoi(v);
         else if (ARG("--char-ngrams")) {
             if (sscanf(v, "%d-%d", &cc.char_min, &cc.char_max) != 2) {
                 fprintf(stderr,
@@ -344,8 +342,8 @@ static int train_classifier(int argc, char **argv)
                    (double)ok / (double)e->n, ok, e->n, tp + fp ? (double)tp / (double)(tp + fp) : 0.0,
                    tp + fn ? (double)tp / (double)(tp + fn) : 0.0);
     }
-    printf("trained in %.2f s (%d epochs, 2^%d buckets, dim %d, word n-grams %d, char n-grams %d-%d)\n", t1 - t0,
-           cc.epochs, cc.log2_buckets, cc.dim, cc.word_ngrams, cc.char_min, cc.char_max);
+    printf("trained in %.2f s (%d epochs, 2^%d buckets, word n-grams %d, char n-grams %d-%d)\n", t1 - t0, cc.epochs,
+           cc.log2_buckets, cc.word_ngrams, cc.char_min, cc.char_max);
     ex_free(&tr);
     ex_free(&te);
     if ((st = fg_data_classifier_save(m, outp)) != FG_OK) {
