@@ -11,6 +11,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <utf8proc.h>
 #include <zlib.h>
 #include <zstd.h>
 
@@ -1131,30 +1132,6 @@ static int hex4(const char *p, uint32_t *v)
     return 1;
 }
 
-static int put_cp(char *o, uint32_t cp)
-{
-    if (cp < 0x80) {
-        o[0] = (char)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        o[0] = (char)(0xC0 | (cp >> 6));
-        o[1] = (char)(0x80 | (cp & 0x3F));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        o[0] = (char)(0xE0 | (cp >> 12));
-        o[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        o[2] = (char)(0x80 | (cp & 0x3F));
-        return 3;
-    }
-    o[0] = (char)(0xF0 | (cp >> 18));
-    o[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-    o[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
-    o[3] = (char)(0x80 | (cp & 0x3F));
-    return 4;
-}
-
 /* Decodes the JSON string starting after the opening quote at s[i]; *end gets the index
  * after the closing quote. Returns the fg_malloc'd text (length *len) or NULL (fallback). */
 static char *decode_string(const char *s, size_t n, size_t i, size_t *end, size_t *len)
@@ -1209,7 +1186,8 @@ static char *decode_string(const char *s, size_t n, size_t i, size_t *end, size_
                 j += 6;
                 cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
             }
-            w += (size_t)put_cp(o + w, cp); /* <= 4 bytes for >= 6 bytes of input */
+            w += (size_t)utf8proc_encode_char((utf8proc_int32_t)cp,
+                                              (utf8proc_uint8_t *)o + w); /* <= 4 bytes for >= 6 bytes of input */
             continue;
         }
         default: goto fallback;

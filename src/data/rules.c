@@ -497,30 +497,6 @@ static const struct {
                 {"ccedil", 0xE7}, {"ntilde", 0xF1},  {"aacute", 0xE1},  {"iacute", 0xED},   {"oacute", 0xF3},
                 {"uacute", 0xFA}, {"times", 0xD7},   {"deg", 0xB0},     {"shy", 0xAD},      {"zwnj", 0x200C}};
 
-static int put_utf8(char *o, uint32_t cp)
-{
-    if (cp < 0x80) {
-        o[0] = (char)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        o[0] = (char)(0xC0 | (cp >> 6));
-        o[1] = (char)(0x80 | (cp & 0x3F));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        o[0] = (char)(0xE0 | (cp >> 12));
-        o[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        o[2] = (char)(0x80 | (cp & 0x3F));
-        return 3;
-    }
-    o[0] = (char)(0xF0 | (cp >> 18));
-    o[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-    o[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
-    o[3] = (char)(0x80 | (cp & 0x3F));
-    return 4;
-}
-
 /* Decodes &name; &#NNN; &#xHH; (invalid code points become U+FFFD). Output never grows. */
 static fg_status apply_entities(fg_data_scratch *s, const char **cur, size_t *n)
 {
@@ -574,7 +550,7 @@ static fg_status apply_entities(fg_data_scratch *s, const char **cur, size_t *n)
         }
         /* A reference is >= 4 bytes ("&lt;") and its UTF-8 is <= 4 bytes, so w stays behind. */
         if (ok && (j - i + 1) >= 4) {
-            w += put_utf8(w, cp);
+            w += utf8proc_encode_char((utf8proc_int32_t)cp, (utf8proc_uint8_t *)w);
             i = j + 1;
         } else {
             *w++ = '&';
