@@ -3,7 +3,8 @@
 #   1. block: MoE FFN forward+backward vs a dense SwiGLU FFN of the same active size
 #      (bench_moe, one thread, wall and CPU time, both ways of running experts);
 #   2. balance on tinyshakespeare, 64 routed experts, top-2, 1 shared (configs/moe_balance.json):
-#      bias (history rule) vs none vs seqaux vs switch aux loss, same seed and data;
+#      bias (history rule) vs none vs seqaux vs switch aux loss, same seed and data, and
+#      bias_prop (the bias rule plus its proportional term, balance_gain=PROP_GAIN, default 0.01);
 #   3. cost: a dense model with the same active parameters (configs/moe_dense.json) trained
 #      for the same training FLOPs as the MoE "bias" run: tokens per CPU-second (one
 #      thread per run, so other jobs on a shared machine do not enter) and validation loss;
@@ -11,7 +12,7 @@
 # Usage: bench/bench_moe.sh [BUILD_DIR=build] [OUT_DIR=runs/moe_bench]
 # Env: STEPS (default 400), DATA (text file), SEED (overrides the configs' seed),
 #      SKIP_COST=1 (balance runs only, e.g. for a second seed), TP_STEPS (section 4),
-#      PNG (figure prefix, default docs/moe).
+#      PNG (figure prefix, default docs/moe), PROP_GAIN (balance_gain of the bias_prop run).
 set -euo pipefail
 build=${1:-build}
 out=${2:-runs/moe_bench}
@@ -49,6 +50,8 @@ wait
 run seqaux moe_balance balance=seqaux &
 run switch moe_balance balance=switch &
 wait
+# the bias rule with a proportional term (docs/MOE.md "Load balancing"; off in the config)
+run bias_prop moe_balance balance=bias balance_gain="${PROP_GAIN:-0.01}"
 
 if [ "${SKIP_COST:-0}" != 1 ]; then
 echo "== 3. cost: dense at the MoE run's training FLOPs"

@@ -2,7 +2,7 @@
 bench/bench_moe_train). Writes PNG figures and prints a Markdown table.
 
 Usage: python3 tools/moe_plot.py RUN_DIR [--png-prefix docs/moe]
-RUN_DIR holds <name>.jsonl for names: bias, none, seqaux, switch (balance) and dense
+RUN_DIR holds <name>.jsonl for names: bias, bias_prop, none, seqaux, switch (balance) and dense
 (cost; compared with the MoE run "bias"). Missing runs are skipped.
 """
 import json
@@ -46,12 +46,12 @@ def main():
     if "--png-prefix" in sys.argv:
         prefix = sys.argv[sys.argv.index("--png-prefix") + 1]
     runs = {}
-    for name in ["bias", "none", "seqaux", "switch", "dense"]:
+    for name in ["bias", "bias_prop", "none", "seqaux", "switch", "dense"]:
         p = os.path.join(run, name + ".jsonl")
         if os.path.exists(p):
             runs[name] = load(p)
 
-    windows = [1, 8, 32]
+    windows = [1, 8, 16, 32]
     print("| run | params total / active | final val loss | " +
           " | ".join("max/mean, %d-step window (median, max)" % w for w in windows) +
           " | load CV per step (median) | tokens per CPU-s | tokens/s wall |")
@@ -72,6 +72,19 @@ def main():
     print()
     print("(windows end after the first half of the run: 'after warm-up'; a window sums each expert's "
           "routed pairs over that many steps)")
+    print()
+    for name, (head, steps, vals, final) in runs.items():
+        if name == "dense":
+            continue
+        cells = []
+        for w in [16, 32]:
+            r = rolling_max_mean(steps, w, w)
+            bad = [i for i, v in enumerate(r) if v > 1.3]
+            if bad and bad[-1] == len(r) - 1:
+                cells.append("%d-step windows: last one > 1.3" % w)
+            else:
+                cells.append("%d-step windows <= 1.3 from the one ending at step %d on" % (w, w + (bad[-1] + 1 if bad else 0)))
+        print("- %s: %s" % (name, "; ".join(cells)))
     if "dense" in runs and "bias" in runs:
         d, m = runs["dense"][3], runs["bias"][3]
         print()
