@@ -90,22 +90,12 @@ static void die(const char *what)
 
 static uint8_t *read_file(const char *path, size_t *n)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        fprintf(stderr, "bench_moe_train: cannot open %s\n", path);
+    char *p;
+    if (fg_read_file(path, 0, &p, n) != FG_OK) {
+        fprintf(stderr, "bench_moe_train: %s\n", fg_last_error());
         exit(1);
     }
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *buf = fg_malloc((size_t)len + 1);
-    if (!buf || fread(buf, 1, (size_t)len, f) != (size_t)len) {
-        fprintf(stderr, "bench_moe_train: cannot read %s\n", path);
-        exit(1);
-    }
-    fclose(f);
-    *n = (size_t)len;
-    return buf;
+    return (uint8_t *)p;
 }
 
 /* B windows of T+1 tokens from text[lo, hi): random starts, or evenly spaced ones

@@ -13,20 +13,8 @@
 
 static char *slurp(const char *path, size_t *len)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)n + 1);
-    if (b && fread(b, 1, (size_t)n, f) != (size_t)n) {
-        free(b);
-        b = NULL;
-    }
-    fclose(f);
-    *len = (size_t)n;
-    return b;
+    char *p;
+    return fg_read_file(path, 0, &p, len) == FG_OK ? p : NULL;
 }
 
 int main(int argc, char **argv)
@@ -129,12 +117,12 @@ int main(int argc, char **argv)
         printf("frugal train_%d %.4f %.2f %d\n", train_vocab, t1 - t0, ttotal / (t1 - t0) / 1e6, fg_tok_n_merges(tr));
         fg_tok_delete(tr);
         for (int i = 0; i < ntf; i++)
-            free((void *)td[i]);
+            fg_free((void *)td[i]);
         free(td);
         free(tl);
     }
     for (int i = 0; i < nf; i++)
-        free((void *)docs[i]);
+        fg_free((void *)docs[i]);
     free(docs);
     free(lens);
     fg_tok_delete(tok);

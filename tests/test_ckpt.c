@@ -560,19 +560,12 @@ static void test_alloc_failures(void)
 /* Whole file into malloc'd memory; NULL on failure. */
 static unsigned char *slurp(const char *path, long *size)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
+    char *p;
+    size_t n;
+    if (fg_read_file(path, 0, &p, &n) != FG_OK)
         return NULL;
-    fseek(f, 0, SEEK_END);
-    *size = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *p = malloc((size_t)*size + 64);
-    if (p && fread(p, 1, (size_t)*size, f) != (size_t)*size) {
-        free(p);
-        p = NULL;
-    }
-    fclose(f);
-    return p;
+    *size = (long)n;
+    return (unsigned char *)p;
 }
 
 static bool spit(const char *path, const unsigned char *p, long size)
@@ -644,8 +637,8 @@ static void test_random_damage(void)
              survived);
     FG_CHECK(detected >= 590, "damage detected %d of 600 times", detected);
 done:
-    free(orig[0]);
-    free(orig[1]);
+    fg_free(orig[0]);
+    fg_free(orig[1]);
     free(buf);
     free(hist);
     free(got);

@@ -406,19 +406,8 @@ static int write_bytes(const char *path, const void *p, size_t n)
 
 static void *read_bytes(const char *path, size_t *n)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    *n = (size_t)ftell(f);
-    fseek(f, 0, SEEK_SET);
-    void *p = malloc(*n + 64);
-    if (fread(p, 1, *n, f) != *n) {
-        free(p);
-        p = NULL;
-    }
-    fclose(f);
-    return p;
+    char *p;
+    return fg_read_file(path, 0, &p, n) == FG_OK ? p : NULL;
 }
 
 static void expect_load_error(const char *path, const char *what, const char *needle)
@@ -510,7 +499,7 @@ static void test_llmc(void)
         snprintf(bad, sizeof bad, "%s/absent.bin", fg_test_tmpdir());
         expect_load_error(bad, "missing file", "cannot open");
     }
-    free(bytes);
+    fg_free(bytes);
     fg_model_delete(m);
 
     fg_model *ll = tiny_model(FG_LAYOUT_LLAMA, V, 16, 1, 4, 32, 1, 8);

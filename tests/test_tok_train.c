@@ -13,22 +13,8 @@
 
 static char *read_text(const char *path, size_t *len)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)n + 1);
-    if (b && fread(b, 1, (size_t)n, f) != (size_t)n) {
-        free(b);
-        b = NULL;
-    }
-    fclose(f);
-    if (b)
-        b[n] = 0;
-    *len = (size_t)n;
-    return b;
+    char *p;
+    return fg_read_file(path, 0, &p, len) == FG_OK ? p : NULL;
 }
 
 static uint64_t fnv64(const uint32_t *ids, size_t n)
@@ -261,6 +247,6 @@ int main(void)
     test_vs_hf(text, len);
     test_train_options(text, len);
     test_gpt2_json_and_docs(text, len);
-    free(text);
+    fg_free(text);
     return fg_test_end();
 }

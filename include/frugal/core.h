@@ -116,6 +116,13 @@ void fg_progress_begin(fg_progress *p, const char *label, double total, const ch
 void fg_progress_update(fg_progress *p, double done); /* absolute amount done */
 void fg_progress_end(fg_progress *p);
 
+/* ---- files ---- */
+/* Reads the whole file at path into *out (fg_malloc'd, with a NUL after the last
+ * byte; the caller fg_free()s it) and its size into *len. max_bytes > 0 refuses larger
+ * files. FG_ERR_IO with "<path>: cannot open: <reason>", "<path>: cannot read" or
+ * "<path>: N bytes, over the limit of M" in the last error; *out is NULL then. */
+fg_status fg_read_file(const char *path, size_t max_bytes, char **out, size_t *len);
+
 /* ---- misc ---- */
 /* Human-readable byte count into buf ("1.50 GiB"). Returns buf. */
 const char *fg_fmt_bytes(char *buf, size_t n, double bytes);

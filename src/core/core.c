@@ -3,6 +3,7 @@
 #define _GNU_SOURCE
 #include "frugal/core.h"
 
+#include <errno.h>
 #include <math.h>
 #include <omp.h>
 #include <stdatomic.h>
@@ -302,6 +303,42 @@ const char *fg_env(const char *name, const char *fallback)
 {
     const char *v = getenv(name);
     return (v && *v) ? v : fallback;
+}
+
+fg_status fg_read_file(const char *path, size_t max_bytes, char **out, size_t *len)
+{
+    *out = NULL;
+    *len = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return fg_error(FG_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    fg_status st = FG_OK;
+    char *buf = NULL;
+    long n = -1;
+    if (fseek(f, 0, SEEK_END) != 0 || (n = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0) {
+        st = fg_error(FG_ERR_IO, "%s: cannot read", path);
+        goto close;
+    }
+    if (max_bytes && (size_t)n > max_bytes) {
+        st = fg_error(FG_ERR_IO, "%s: %ld bytes, over the limit of %zu", path, n, max_bytes);
+        goto close;
+    }
+    buf = fg_malloc((size_t)n + 1);
+    if (!buf) {
+        st = FG_ERR_NOMEM;
+        goto close;
+    }
+    if (fread(buf, 1, (size_t)n, f) != (size_t)n) {
+        fg_free(buf);
+        st = fg_error(FG_ERR_IO, "%s: cannot read", path);
+        goto close;
+    }
+    buf[n] = 0;
+    *out = buf;
+    *len = (size_t)n;
+close:
+    fclose(f);
+    return st;
 }
 
 const char *fg_fmt_bytes(char *buf, size_t n, double bytes)

@@ -14,31 +14,8 @@
 /* Reads a whole file (NUL-terminated); NULL with the error set. */
 static char *read_all(const char *path, size_t *len)
 {
-    FILE *f = fopen(path, "rb");
-    char *buf = NULL;
-    if (!f) {
-        fg_error(FG_ERR_IO, "%s: cannot open", path);
-        return NULL;
-    }
-    if (fseek(f, 0, SEEK_END) != 0)
-        goto fail;
-    long sz = ftell(f);
-    if (sz < 0 || fseek(f, 0, SEEK_SET) != 0)
-        goto fail;
-    buf = fg_malloc((size_t)sz + 1);
-    if (!buf)
-        goto fail;
-    if (fread(buf, 1, (size_t)sz, f) != (size_t)sz)
-        goto fail;
-    buf[sz] = 0;
-    *len = (size_t)sz;
-    fclose(f);
-    return buf;
-fail:
-    fg_free(buf);
-    fclose(f);
-    fg_error(FG_ERR_IO, "%s: cannot read", path);
-    return NULL;
+    char *buf;
+    return fg_read_file(path, 0, &buf, len) == FG_OK ? buf : NULL;
 }
 
 /* line:column (1-based) of the first occurrence of needle in buf, or 0:0. */
@@ -422,7 +399,7 @@ fg_tokenizer *tok_load_hf_json(const char *path)
                       line, col);
         goto done;
     }
-    fg_tok_pattern pat;
+    fg_tok_pattern pat = FG_TOK_PATTERN_GPT2; /* set by parse_pretok; gcc cannot see that */
     if ((st = parse_pretok(json_object_get(root, "pre_tokenizer"), path, buf, &pat)) != FG_OK)
         goto done;
     if (!(tok = tok_new_empty(TOK_KIND_BPE, pat))) {

@@ -319,36 +319,13 @@ out_root:
 
 fg_status fg_train_config_load_json(fg_train_config *c, const char *path)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return fg_error(FG_ERR_IO, "%s: cannot open config: %s", path, strerror(errno));
-    fg_status st = FG_OK;
-    char *text = NULL;
-    if (fseek(f, 0, SEEK_END) != 0) {
-        st = fg_error(FG_ERR_IO, "%s: cannot read config", path);
-        goto out_close;
-    }
-    long n = ftell(f);
-    rewind(f);
-    if (n < 0 || n > (64 << 20)) {
-        st = fg_error(FG_ERR_IO, "%s: cannot read config (size %ld)", path, n);
-        goto out_close;
-    }
-    text = fg_malloc((size_t)n + 1);
-    if (!text) {
-        st = FG_ERR_NOMEM;
-        goto out_close;
-    }
-    if (fread(text, 1, (size_t)n, f) != (size_t)n) {
-        st = fg_error(FG_ERR_IO, "%s: read failed", path);
-        goto out_text;
-    }
-    text[n] = '\0';
+    char *text;
+    size_t n;
+    fg_status st = fg_read_file(path, (size_t)64 << 20, &text, &n);
+    if (st != FG_OK)
+        return st;
     st = fg_train_config_load_json_text(c, text, path);
-out_text:
     fg_free(text);
-out_close:
-    fclose(f);
     return st;
 }
 
