@@ -3,8 +3,9 @@
 #   1. block: MoE FFN forward+backward vs a dense SwiGLU FFN of the same active size
 #      (bench_moe, one thread, wall and CPU time, both ways of running experts);
 #   2. balance on tinyshakespeare, 64 routed experts, top-2, 1 shared (configs/moe_balance.json):
-#      bias (history rule) vs none vs seqaux vs switch aux loss, same seed and data, and
-#      bias_prop (the bias rule plus its proportional term, balance_gain=PROP_GAIN, default 0.01);
+#      bias (the config's history rule: proportional, router at 0.1x lr) vs bias_sign
+#      (DeepSeek-V3's sign rule, gamma 0.01) vs none vs seqaux vs switch aux loss, same seed,
+#      data and model (only the balance settings differ);
 #   3. cost: a dense model with the same active parameters (configs/moe_dense.json) trained
 #      for the same training FLOPs as the MoE "bias" run: tokens per CPU-second (one
 #      thread per run, so other jobs on a shared machine do not enter) and validation loss;
@@ -12,7 +13,7 @@
 # Usage: bench/bench_moe.sh [BUILD_DIR=build] [OUT_DIR=runs/moe_bench]
 # Env: STEPS (default 400), DATA (text file), SEED (overrides the configs' seed),
 #      SKIP_COST=1 (balance runs only, e.g. for a second seed), TP_STEPS (section 4),
-#      PNG (figure prefix, default docs/moe), PROP_GAIN (balance_gain of the bias_prop run).
+#      PNG (figure prefix, default docs/moe).
 set -euo pipefail
 build=${1:-build}
 out=${2:-runs/moe_bench}
@@ -50,8 +51,9 @@ wait
 run seqaux moe_balance balance=seqaux &
 run switch moe_balance balance=switch &
 wait
-# the bias rule with a proportional term (docs/MOE.md "Load balancing"; off in the config)
-run bias_prop moe_balance balance=bias balance_gain="${PROP_GAIN:-0.01}"
+# DeepSeek-V3's rule as published: a fixed step gamma * sign(error), no proportional term
+# (beside the dense run of section 3: both report tokens per CPU-second of one thread)
+run bias_sign moe_balance balance=bias balance_gamma=0.01 balance_gain=0 &
 
 if [ "${SKIP_COST:-0}" != 1 ]; then
 echo "== 3. cost: dense at the MoE run's training FLOPs"
@@ -61,6 +63,7 @@ OMP_NUM_THREADS=1 "$build/bench_moe_train" "$root/configs/moe_dense.json" "$out/
 dense_steps=$(python3 -c "import json; d=json.loads(open('$out/dense_probe.jsonl').readline())['flops_per_token']; print(round($steps*$moe_flops/d))")
 echo "   dense steps for equal FLOPs: $dense_steps"
 run dense moe_dense max_steps="$dense_steps"
+wait
 
 echo "== 4. throughput at $(nproc) threads: dense and MoE alternately, ${TP_STEPS:-60} steps each, 2 rounds"
 for round in 1 2; do
@@ -71,6 +74,7 @@ for round in 1 2; do
   done
 done
 fi
+wait
 
 echo "== per-layer loads at the end of the bias run"
 sed -n '/expert loads since start/,$p' "$out/bias.out" | cut -c1-60

@@ -164,7 +164,8 @@ int main(int argc, char **argv)
     fg_optim_range *ranges = fg_malloc((size_t)nt * sizeof *ranges);
     for (int i = 0; i < nt; i++) {
         const fg_tensor_info *t = fg_model_tensor(m, i);
-        ranges[i] = (fg_optim_range){t->offset, t->numel, c.weight_decay > 0 && !t->no_decay, t->frozen};
+        ranges[i] = (fg_optim_range){t->offset, t->numel, c.weight_decay > 0 && !t->no_decay, t->frozen,
+                                    t->lr_scale};
     }
     fg_adamw_config ac = fg_adamw_config_default();
     ac.beta1 = c.beta1, ac.beta2 = c.beta2, ac.eps = c.eps, ac.weight_decay = c.weight_decay;
@@ -183,8 +184,13 @@ int main(int argc, char **argv)
            c.model.n_layer, c.model.d_model, c.model.n_expert, c.model.n_expert_active, c.model.n_shared_expert,
            c.model.d_expert, c.model.n_dense_layers, (int)c.model.balance, fg_model_num_params(m),
            fg_model_num_active_params(m), flops_tok);
-    fprintf(log, "{\"params\": %zu, \"active_params\": %zu, \"flops_per_token\": %.6g, \"tokens_per_step\": %d}\n",
-            fg_model_num_params(m), fg_model_num_active_params(m), flops_tok, B * T);
+    fprintf(log,
+            "{\"params\": %zu, \"active_params\": %zu, \"flops_per_token\": %.6g, \"tokens_per_step\": %d, "
+            "\"warmup_steps\": %ld, \"balance\": %d, \"balance_gamma\": %g, \"balance_gain\": %g, "
+            "\"router_lr_scale\": %g}\n",
+            fg_model_num_params(m), fg_model_num_active_params(m), flops_tok, B * T, (long)c.warmup_steps,
+            (int)c.model.balance, (double)c.model.balance_gamma, (double)c.model.balance_gain,
+            (double)c.model.router_lr_scale);
 
     int32_t *inp = fg_malloc((size_t)B * T * sizeof(int32_t)), *tgt = fg_malloc((size_t)B * T * sizeof(int32_t));
     fg_rng rng;

@@ -509,6 +509,8 @@ static void test_config_errors(void)
     FG_CHECK(fg_moe_model_config_validate(&cfg) == FG_OK, "dense model config rejected: %s", fg_last_error());
     cfg.n_expert = 8, cfg.n_expert_active = 2, cfg.d_expert = 16, cfg.route_scale = 1, cfg.balance_window = 4;
     cfg.router_logit_scale = 1;
+    expect_invalid(fg_moe_model_config_validate(&cfg), "router_lr_scale = 0", "model: router lr multiplier 0");
+    cfg.router_lr_scale = 1;
     cfg.n_dense_layers = 5;
     expect_invalid(fg_moe_model_config_validate(&cfg), "n_dense_layers = 5", "model: D > L");
     cfg.n_dense_layers = 1;
@@ -713,6 +715,20 @@ static void test_model_config_errors(void)
         fg_model_post_step(m);
     }
     fg_model_delete(m);
+    /* router_lr_scale reaches the optimiser through the router weights' tensor info alone */
+    cfg.n_expert = 4, cfg.n_expert_active = 2, cfg.d_expert = 16, cfg.router_lr_scale = 0.25f;
+    m = fg_model_new(&cfg, 1, 8);
+    FG_CHECK(m != NULL, "MoE model with router_lr_scale 0.25: %s", fg_last_error());
+    int n_router = 0, bad_scale = 0;
+    for (int i = 0; m && i < fg_model_num_tensors(m); i++) {
+        const fg_tensor_info *t = fg_model_tensor(m, i);
+        bool router_w = strstr(t->name, "moe.router.weight") != NULL;
+        n_router += router_w;
+        bad_scale += t->lr_scale != (router_w ? 0.25f : 1.0f);
+    }
+    FG_CHECK(m && n_router == cfg.n_layer && bad_scale == 0, "router lr_scale: %d router tensors, %d wrong scales",
+             n_router, bad_scale);
+    fg_model_delete(m);
 }
 
 int main(void)
@@ -727,6 +743,7 @@ int main(void)
     test_balance_gain();
     test_balance_closed_loop(0.003f, 0.0f);
     test_balance_closed_loop(0.001f, 0.01f);
+    test_balance_closed_loop(0.0f, 0.03f); /* configs/moe_balance.json's rule: proportional alone */
     test_threads_and_strategy();
     test_config_errors();
     check_model_fixture("llama");

@@ -1,7 +1,7 @@
 /* test_optim.c: AdamW (3 steps, decay / no-decay groups, a frozen range) and
  * global-norm clipping against torch.optim.AdamW / clip_grad_norm_ fixtures
  * (tools/gen_optim_fixtures.py); the decay mask in isolation; schedule values;
- * range validation. */
+ * range validation; per-range learning-rate multipliers. */
 #include <string.h>
 
 #include "frugal/kernels.h"
@@ -10,10 +10,10 @@
 
 /* the flat layout written by tools/gen_optim_fixtures.py */
 static const fg_optim_range ranges[] = {
-    {0, 128, 1, 0},  /* w1 [8,16] decay */
-    {128, 16, 0, 0}, /* b1 [16] no decay */
-    {144, 4, 0, 1},  /* frozen [4] */
-    {148, 35, 1, 0}, /* w2 [5,7] decay */
+    {0, 128, 1, 0, 1},  /* w1 [8,16] decay */
+    {128, 16, 0, 0, 1}, /* b1 [16] no decay */
+    {144, 4, 0, 1, 1},  /* frozen [4] */
+    {148, 35, 1, 0, 1}, /* w2 [5,7] decay */
 };
 #define NP 183
 
@@ -71,7 +71,7 @@ static void test_adamw_vs_torch(void)
 static void test_decay_mask(void)
 {
     /* zero gradients: the Adam part is 0/(0+eps) = 0, so only decay moves weights */
-    fg_optim_range r[2] = {{0, 8, 1, 0}, {8, 8, 0, 0}};
+    fg_optim_range r[2] = {{0, 8, 1, 0, 1}, {8, 8, 0, 0, 1}};
     fg_adamw_config cfg = fg_adamw_config_default();
     cfg.weight_decay = 0.5f;
     fg_optim o;
@@ -114,10 +114,10 @@ static void test_ranges(void)
 {
     fg_adamw_config cfg = fg_adamw_config_default();
     fg_optim o;
-    fg_optim_range over[2] = {{0, 10, 1, 0}, {5, 10, 1, 0}};
+    fg_optim_range over[2] = {{0, 10, 1, 0, 1}, {5, 10, 1, 0, 1}};
     FG_CHECK(fg_optim_init(&o, 20, over, 2, &cfg) == FG_ERR_INVALID && strstr(fg_last_error(), "overlaps"),
              "overlap refused: %s", fg_last_error());
-    fg_optim_range out[1] = {{15, 10, 1, 0}};
+    fg_optim_range out[1] = {{15, 10, 1, 0, 1}};
     FG_CHECK(fg_optim_init(&o, 20, out, 1, &cfg) == FG_ERR_INVALID && strstr(fg_last_error(), "outside"),
              "out of bounds refused: %s", fg_last_error());
     cfg.beta2 = 1.0f;
@@ -125,10 +125,52 @@ static void test_ranges(void)
     fg_optim_free(&o); /* zeroed by the failed init: a no-op */
 }
 
+/* A range's lr_scale multiplies the step's lr, decay included: the same bits as a
+ * second optimiser stepping that range alone at lr * scale. 0 is read as 1. */
+static void test_lr_scale(void)
+{
+    fg_adamw_config cfg = fg_adamw_config_default();
+    cfg.weight_decay = 0.3f;
+    fg_optim_range r[3] = {{0, 6, 1, 0, 0.25f}, {6, 6, 1, 0, 0}, {12, 6, 1, 0, 1}};
+    fg_optim_range plain[1] = {{0, 6, 1, 0, 1}};
+    fg_optim o, q, z;
+    FG_ASSERT(fg_optim_init(&o, 18, r, 3, &cfg) == FG_OK);
+    FG_ASSERT(fg_optim_init(&q, 6, plain, 1, &cfg) == FG_OK);
+    FG_CHECK(o.n_ranges == 2, "a different lr_scale keeps ranges apart, 0 and 1 merge: %d ranges", o.n_ranges);
+    float p[18], g[18], pq[6];
+    for (int i = 0; i < 18; i++)
+        p[i] = 0.1f * (float)(i % 7) - 0.2f, g[i] = 0.05f * (float)((i * 5) % 11) - 0.25f;
+    memcpy(pq, p, sizeof pq);
+    for (int k = 0; k < 3; k++) {
+        fg_optim_step(&o, p, g, 1e-2f);
+        fg_optim_step(&q, pq, g, 1e-2f * 0.25f);
+    }
+    FG_CHECK(memcmp(p, pq, sizeof pq) == 0, "lr_scale 0.25 == lr * 0.25, bit for bit");
+    /* ranges 2 and 3 started from different values; compare each with a plain run */
+    float p2[6], p3[6];
+    for (int i = 0; i < 6; i++)
+        p2[i] = 0.1f * (float)((i + 6) % 7) - 0.2f, p3[i] = 0.1f * (float)((i + 12) % 7) - 0.2f;
+    FG_ASSERT(fg_optim_init(&z, 6, plain, 1, &cfg) == FG_OK);
+    for (int k = 0; k < 3; k++)
+        fg_optim_step(&z, p2, g + 6, 1e-2f);
+    FG_CHECK(memcmp(p + 6, p2, sizeof p2) == 0, "lr_scale 0 trains at the plain rate");
+    fg_optim_free(&z);
+    FG_ASSERT(fg_optim_init(&z, 6, plain, 1, &cfg) == FG_OK);
+    for (int k = 0; k < 3; k++)
+        fg_optim_step(&z, p3, g + 12, 1e-2f);
+    FG_CHECK(memcmp(p + 12, p3, sizeof p3) == 0, "lr_scale 1 trains at the plain rate");
+    fg_optim_free(&z);
+    fg_optim_range bad[1] = {{0, 6, 1, 0, -1}};
+    FG_CHECK(fg_optim_init(&z, 6, bad, 1, &cfg) == FG_ERR_INVALID && strstr(fg_last_error(), "lr_scale"),
+             "negative lr_scale refused: %s", fg_last_error());
+    fg_optim_free(&o);
+    fg_optim_free(&q);
+}
+
 static void test_merge(void)
 {
     /* given out of order; adjacent alike ranges merge, frozen ones split the spans */
-    fg_optim_range r[5] = {{10, 5, 1, 0}, {0, 10, 1, 0}, {15, 5, 0, 0}, {20, 5, 1, 1}, {25, 5, 1, 0}};
+    fg_optim_range r[5] = {{10, 5, 1, 0, 1}, {0, 10, 1, 0, 1}, {15, 5, 0, 0, 1}, {20, 5, 1, 1, 1}, {25, 5, 1, 0, 1}};
     fg_adamw_config cfg = fg_adamw_config_default();
     fg_optim o;
     FG_ASSERT(fg_optim_init(&o, 30, r, 5, &cfg) == FG_OK);
@@ -154,5 +196,6 @@ int main(void)
     test_schedule();
     test_ranges();
     test_merge();
+    test_lr_scale();
     return fg_test_end();
 }

@@ -2,8 +2,10 @@
 bench/bench_moe_train). Writes PNG figures and prints a Markdown table.
 
 Usage: python3 tools/moe_plot.py RUN_DIR [--png-prefix docs/moe]
-RUN_DIR holds <name>.jsonl for names: bias, bias_prop, none, seqaux, switch (balance) and dense
-(cost; compared with the MoE run "bias"). Missing runs are skipped.
+RUN_DIR holds <name>.jsonl for names: bias, bias_sign, bias_prop, none, seqaux, switch (balance)
+and dense (cost; compared with the MoE run "bias"). Missing runs are skipped.
+"After warm-up" is every window that starts after the log's warmup_steps (the LR warm-up);
+logs without it (older runs) use the second half of the run.
 """
 import json
 import os
@@ -23,6 +25,11 @@ def late(steps, key, frac=0.5):
     """Values of key over the last `frac` of the steps (after warm-up)."""
     n = len(steps)
     return [s[key] for s in steps[int(n * (1 - frac)):] if key in s]
+
+
+def warm(head, steps):
+    """Steps of warm-up: the log's LR warm-up, else half the run."""
+    return head.get("warmup_steps", len(steps) // 2)
 
 
 def rolling_max_mean(steps, window, start):
@@ -46,7 +53,7 @@ def main():
     if "--png-prefix" in sys.argv:
         prefix = sys.argv[sys.argv.index("--png-prefix") + 1]
     runs = {}
-    for name in ["bias", "bias_prop", "none", "seqaux", "switch", "dense"]:
+    for name in ["bias", "bias_sign", "bias_prop", "none", "seqaux", "switch", "dense"]:
         p = os.path.join(run, name + ".jsonl")
         if os.path.exists(p):
             runs[name] = load(p)
@@ -62,7 +69,7 @@ def main():
             return xs[len(xs) // 2] if xs else float("nan")
         cells = []
         for w in windows:
-            r = rolling_max_mean(steps, w, len(steps) // 2) if name != "dense" else []
+            r = rolling_max_mean(steps, w, warm(head, steps) + w) if name != "dense" else []
             cells.append("%.2f, %.2f" % (med(r), max(r)) if r else "-")
         cv = late(steps, "load_cv")
         print("| %s | %d / %d | %.4f | %s | %s | %.0f | %.0f |" % (
@@ -70,21 +77,24 @@ def main():
             "%.3f" % med(cv) if name != "dense" else "-",
             final.get("tokens_per_cpu_s", 0), final.get("tokens_per_s", 0)))
     print()
-    print("(windows end after the first half of the run: 'after warm-up'; a window sums each expert's "
-          "routed pairs over that many steps)")
+    print("(windows that start after the LR warm-up; a window sums each expert's routed pairs over that "
+          "many steps and takes the worst MoE layer)")
     print()
     for name, (head, steps, vals, final) in runs.items():
         if name == "dense":
             continue
         cells = []
-        for w in [16, 32]:
-            r = rolling_max_mean(steps, w, w)
-            bad = [i for i, v in enumerate(r) if v > 1.3]
-            if bad and bad[-1] == len(r) - 1:
-                cells.append("%d-step windows: last one > 1.3" % w)
-            else:
-                cells.append("%d-step windows <= 1.3 from the one ending at step %d on" % (w, w + (bad[-1] + 1 if bad else 0)))
-        print("- %s: %s" % (name, "; ".join(cells)))
+        wu = warm(head, steps)
+        for w in [1, 8, 16, 32]:
+            r = rolling_max_mean(steps, w, wu + w)
+            bad = [v for v in r if v > 1.3]
+            cells.append("%d-step: %s" % (w, "all %d <= 1.3" % len(r) if not bad else
+                                          "%d of %d > 1.3" % (len(bad), len(r))))
+        r = rolling_max_mean(steps, 16, 16)
+        bad = [i for i, v in enumerate(r) if v > 1.3]
+        since = "never" if bad and bad[-1] == len(r) - 1 else "step %d" % (16 + (bad[-1] + 1 if bad else 0))
+        print("- %s (warm-up %d steps): windows after warm-up %s; every later 16-step window <= 1.3 from the one "
+              "ending at %s" % (name, wu, "; ".join(cells), since))
     if "dense" in runs and "bias" in runs:
         d, m = runs["dense"][3], runs["bias"][3]
         print()
@@ -107,16 +117,19 @@ def main():
         tpf = head["tokens_per_step"] * head["flops_per_token"]
         ax[0].plot([v["step"] * tpf / 1e12 for v in vals], [v["val_loss"] for v in vals], marker="o", label=name)
         if name != "dense":
-            r = rolling_max_mean(steps, 8, 0)
-            ax[1].plot(range(8, 8 + len(r)), r, label=name)
+            r = rolling_max_mean(steps, 16, 0)
+            ax[1].plot(range(16, 16 + len(r)), r, label=name)
+            wu = warm(head, steps)
     ax[0].set_xlabel("training FLOPs (TFLOP, 6 N_active + attention)")
     ax[0].set_ylabel("validation loss (LM only)")
     ax[0].set_title("loss at equal training FLOPs")
     ax[0].legend()
     ax[1].axhline(1.3, color="gray", ls="--", lw=1)
+    if len(runs) > (1 if "dense" in runs else 0):
+        ax[1].axvline(wu + 16, color="gray", ls=":", lw=1)
     ax[1].set_yscale("log")
     ax[1].set_xlabel("step")
-    ax[1].set_ylabel("max/mean expert load (worst layer, 8-step window)")
+    ax[1].set_ylabel("max/mean expert load (worst layer, 16-step window)")
     ax[1].set_title("expert balance")
     ax[1].legend()
     fig.tight_layout()

@@ -64,6 +64,7 @@ typedef struct fg_model_config {
     float balance_gamma;      /* bias update speed (sign rule) */
     float balance_gain;       /* proportional bias update on the relative load error (0 = off) */
     float router_logit_scale; /* router logits = scale * x W_r^T (1 = plain; < 1 = slower router under Adam) */
+    float router_lr_scale;    /* the router weights' learning rate is lr * this (1 = plain) */
     int balance_window;       /* steps of load history the bias update looks at */
     float balance_alpha;      /* aux-loss weight for SEQAUX / SWITCH */
     float capacity_factor;    /* 0 = no capacity limit (no token dropping) */
@@ -84,6 +85,7 @@ typedef struct fg_tensor_info {
     /* 1: state kept in the flat buffer (so checkpoints carry it) but never touched by
      * the optimiser or clipping, e.g. MoE router bias and load history; grads stay 0. */
     int frozen;
+    float lr_scale; /* the optimiser's lr multiplier for this tensor: 1, router weights router_lr_scale */
 } fg_tensor_info;
 
 typedef struct fg_model fg_model;

@@ -30,6 +30,9 @@ typedef struct fg_optim_range {
     size_t numel;
     int decay;  /* 1: weight decay applies; 0: norms, biases, embeddings by default */
     int frozen; /* 1: skipped by the update and by the gradient norm */
+    /* multiplies the step's lr (and so the decoupled decay) on this range; 0 is read
+     * as 1 so that ranges written without it train at the plain rate */
+    float lr_scale;
 } fg_optim_range;
 
 typedef struct fg_adamw_config {

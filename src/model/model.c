@@ -33,6 +33,7 @@ void fg_model_config_default(fg_model_config *cfg, fg_layout layout)
     cfg->balance_gamma = 1e-3f;
     cfg->balance_gain = 0.0f;
     cfg->router_logit_scale = 1.0f;
+    cfg->router_lr_scale = 1.0f;
     cfg->balance_window = 1;
     cfg->balance_alpha = 1e-4f;
     cfg->capacity_factor = 0.0f;
@@ -208,6 +209,7 @@ static fg_status build_tensor_table(fg_model *m)
             t->numel = (size_t)p->rows * (size_t)(p->cols ? p->cols : 1);
             t->no_decay = p->kind == KIND_BIAS || p->kind == KIND_NORM || p->kind == KIND_EMBED;
             t->frozen = 0;
+            t->lr_scale = 1.0f;
             off += t->numel;
         }
     }

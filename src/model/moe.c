@@ -93,6 +93,8 @@ fg_status fg_moe_model_config_validate(const fg_model_config *cfg)
     if (cfg->n_dense_layers < 0 || cfg->n_dense_layers > cfg->n_layer)
         return fg_error(FG_ERR_INVALID, "moe: n_dense_layers = %d: must be in 0..n_layer (= %d)", cfg->n_dense_layers,
                         cfg->n_layer);
+    if (!(cfg->router_lr_scale > 0.0f) || !isfinite(cfg->router_lr_scale))
+        return fg_error(FG_ERR_INVALID, "moe: router_lr_scale = %g: must be > 0", (double)cfg->router_lr_scale);
     fg_moe_config mc;
     fg_moe_config_from_model(&mc, cfg);
     return fg_moe_config_validate(&mc);

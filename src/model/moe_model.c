@@ -66,6 +66,7 @@ size_t model_moe_add_tensors(fg_model *m, int *ti, size_t off)
             /* the bias and the load history are state moved by the balance rule */
             t->frozen = r == FG_MOE_ROUTER_BIAS || r == FG_MOE_LOAD_HIST || r == FG_MOE_LOAD_STEPS;
             t->no_decay = t->frozen;
+            t->lr_scale = r == FG_MOE_ROUTER_W ? m->cfg.router_lr_scale : 1.0f;
             m->layer[l].moe[r] = off;
             off += t->numel;
         }

@@ -29,6 +29,10 @@ fg_status fg_optim_init(fg_optim *o, size_t n_params, const fg_optim_range *rang
                                 r->offset, r->numel, j, q->offset, q->numel);
         }
     }
+    for (int i = 0; i < n_ranges; i++)
+        if (!(ranges[i].lr_scale >= 0.0f) || !isfinite(ranges[i].lr_scale))
+            return fg_error(FG_ERR_INVALID, "optim: range %d has lr_scale %g: must be >= 0 (0 = 1)", i,
+                            (double)ranges[i].lr_scale);
     if (!(cfg->beta1 >= 0 && cfg->beta1 < 1 && cfg->beta2 >= 0 && cfg->beta2 < 1 && cfg->eps > 0 &&
           cfg->weight_decay >= 0))
         return fg_error(FG_ERR_INVALID, "optim: bad AdamW settings beta1=%g beta2=%g eps=%g weight_decay=%g",
@@ -45,6 +49,9 @@ fg_status fg_optim_init(fg_optim *o, size_t n_params, const fg_optim_range *rang
     fg_optim_range *sorted = o->spans; /* scratch until the spans are built */
     if (n_ranges)
         memcpy(sorted, ranges, (size_t)n_ranges * sizeof *ranges);
+    for (int i = 0; i < n_ranges; i++)
+        if (sorted[i].lr_scale == 0.0f)
+            sorted[i].lr_scale = 1.0f;
     for (int i = 1; i < n_ranges; i++) /* insertion sort: tensors usually come in order */
         for (int j = i; j > 0 && sorted[j - 1].offset > sorted[j].offset; j--) {
             fg_optim_range t = sorted[j];
@@ -54,7 +61,7 @@ fg_status fg_optim_init(fg_optim *o, size_t n_params, const fg_optim_range *rang
     for (int i = 0; i < n_ranges; i++) {
         fg_optim_range *last = o->n_ranges ? &o->ranges[o->n_ranges - 1] : NULL;
         if (last && last->offset + last->numel == sorted[i].offset && last->decay == sorted[i].decay &&
-            last->frozen == sorted[i].frozen)
+            last->frozen == sorted[i].frozen && last->lr_scale == sorted[i].lr_scale)
             last->numel += sorted[i].numel;
         else
             o->ranges[o->n_ranges++] = sorted[i];
@@ -67,7 +74,7 @@ fg_status fg_optim_init(fg_optim *o, size_t n_params, const fg_optim_range *rang
         if (last && last->offset + last->numel == r->offset)
             last->numel += r->numel;
         else
-            o->spans[o->n_spans++] = (fg_optim_range){r->offset, r->numel, 0, 0};
+            o->spans[o->n_spans++] = (fg_optim_range){r->offset, r->numel, 0, 0, 0};
     }
     o->n_params = n_params;
     o->cfg = *cfg;
@@ -92,7 +99,8 @@ void fg_optim_step(fg_optim *o, float *params, const float *grads, float lr)
         if (r->frozen || r->numel == 0)
             continue;
         size_t off = r->offset;
-        fg_adamw_update(params + off, grads + off, o->m + off, o->v + off, r->numel, lr, o->cfg.beta1, o->cfg.beta2,
+        float rlr = r->lr_scale == 1.0f ? lr : lr * r->lr_scale; /* init made 0 into 1 */
+        fg_adamw_update(params + off, grads + off, o->m + off, o->v + off, r->numel, rlr, o->cfg.beta1, o->cfg.beta2,
                         o->cfg.eps, r->decay ? o->cfg.weight_decay : 0.0f, t);
     }
     o->t++;

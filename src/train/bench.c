@@ -69,7 +69,7 @@ fg_status fg_train_bench(const fg_train_config *cfg, int iters, int warmup, FILE
     }
     for (int i = 0; i < nt; i++) {
         const fg_tensor_info *ti = fg_model_tensor(m, i);
-        ranges[i] = (fg_optim_range){ti->offset, ti->numel, (c.decay_all || !ti->no_decay), ti->frozen};
+        ranges[i] = (fg_optim_range){ti->offset, ti->numel, (c.decay_all || !ti->no_decay), ti->frozen, ti->lr_scale};
     }
     fg_adamw_config ac = {c.beta1, c.beta2, c.eps, c.weight_decay};
     st = fg_optim_init(&opt, fg_model_num_params(m), ranges, nt, &ac);

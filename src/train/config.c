@@ -47,6 +47,7 @@ static const opt opts[] = {
     {"balance_gamma", T_FLOAT, F(model.balance_gamma), 0, 10, 0, "router bias update speed"},
     {"balance_gain", T_FLOAT, F(model.balance_gain), 0, 10, 0, "proportional router bias gain; 0 = sign only"},
     {"router_logit_scale", T_FLOAT, F(model.router_logit_scale), 1e-6, 1e3, 0, "scale on router logits"},
+    {"router_lr_scale", T_FLOAT, F(model.router_lr_scale), 0, 1e3, 1, "router weights' lr multiplier"},
     {"balance_window", T_INT, F(model.balance_window), 1, 1 << 20, 0, "steps of load history"},
     {"balance_alpha", T_FLOAT, F(model.balance_alpha), 0, 10, 0, "aux balance loss weight"},
     {"capacity_factor", T_FLOAT, F(model.capacity_factor), 0, 1e3, 0, "expert capacity; 0 = unlimited"},
