@@ -164,8 +164,7 @@ int main(int argc, char **argv)
     fg_optim_range *ranges = fg_malloc((size_t)nt * sizeof *ranges);
     for (int i = 0; i < nt; i++) {
         const fg_tensor_info *t = fg_model_tensor(m, i);
-        ranges[i] = (fg_optim_range){t->offset, t->numel, c.weight_decay > 0 && !t->no_decay, t->frozen,
-                                    t->lr_scale};
+        ranges[i] = (fg_optim_range){t->offset, t->numel, c.weight_decay > 0 && !t->no_decay, t->frozen, t->lr_scale};
     }
     fg_adamw_config ac = fg_adamw_config_default();
     ac.beta1 = c.beta1, ac.beta2 = c.beta2, ac.eps = c.eps, ac.weight_decay = c.weight_decay;

@@ -374,8 +374,7 @@ static fg_status setup(run *r, FILE *out)
     }
     for (int i = 0; i < nt; i++) {
         const fg_tensor_info *ti = fg_model_tensor(r->m, i);
-        ranges[i] = (fg_optim_range){ti->offset, ti->numel, (c->decay_all || !ti->no_decay), ti->frozen,
-                                    ti->lr_scale};
+        ranges[i] = (fg_optim_range){ti->offset, ti->numel, (c->decay_all || !ti->no_decay), ti->frozen, ti->lr_scale};
     }
     fg_adamw_config ac = {c->beta1, c->beta2, c->eps, c->weight_decay};
     st = fg_optim_init(&r->opt, fg_model_num_params(r->m), ranges, nt, &ac);
