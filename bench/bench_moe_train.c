@@ -33,6 +33,36 @@ static double cpu_sec(void)
 
 /* Max/mean load of each MoE layer, over the last step (from the load history ring
  * the bias rule keeps in the flat buffer) and over the whole window of W steps. */
+/* Per MoE layer, this step's most loaded expert and how much of its load one token id
+ * carries: [expert, pairs, token id, pairs of that token]. Tokens the router cannot tell
+ * apart arrive together; this shows whether an overload is such a cluster. */
+static void top_expert_clusters(const fg_model *m, const int32_t *inp, int V, FILE *log)
+{
+    const fg_model_config *mc = fg_model_get_config(m);
+    int E = mc->n_expert;
+    int *cnt = fg_calloc((size_t)E, sizeof(int)), *tok = fg_calloc((size_t)V, sizeof(int));
+    fprintf(log, ", \"top_cluster\": [");
+    for (int l = mc->n_dense_layers, first = 1; l < mc->n_layer; l++, first = 0) {
+        int n = 0, k = 0;
+        const int32_t *r = fg_model_moe_routes(m, l, &n, &k);
+        memset(cnt, 0, (size_t)E * sizeof(int));
+        memset(tok, 0, (size_t)V * sizeof(int));
+        int top = 0;
+        for (int i = 0; r && i < n * k; i++)
+            cnt[r[i]]++;
+        for (int e = 1; e < E; e++)
+            top = cnt[e] > cnt[top] ? e : top;
+        int best = 0;
+        for (int i = 0; r && i < n * k; i++)
+            if (r[i] == top && inp[i / k] >= 0 && inp[i / k] < V && ++tok[inp[i / k]] > tok[best])
+                best = inp[i / k];
+        fprintf(log, "%s[%d, %d, %d, %d]", first ? "" : ", ", top, cnt[top], best, tok[best]);
+    }
+    fprintf(log, "]");
+    fg_free(cnt);
+    fg_free(tok);
+}
+
 static void layer_loads(fg_model *m, FILE *log)
 {
     const fg_model_config *mc = fg_model_get_config(m);
@@ -220,7 +250,7 @@ int main(int argc, char **argv)
                 step + 1, loss - st.aux_loss, st.aux_loss, lr, norm, dt, dc, st.load_max_over_mean, st.load_cv,
                 st.active_frac, st.dropped_tokens);
         if (c.model.n_expert > 0)
-            layer_loads(m, log);
+            layer_loads(m, log), top_expert_clusters(m, inp, c.model.vocab_size, log);
         fprintf(log, "}\n");
         bool last = step + 1 == c.max_steps;
         if ((c.val_every > 0 && (step + 1) % c.val_every == 0) || last) {

@@ -728,6 +728,42 @@ static void test_model_config_errors(void)
     }
     FG_CHECK(m && n_router == cfg.n_layer && bad_scale == 0, "router lr_scale: %d router tensors, %d wrong scales",
              n_router, bad_scale);
+    /* fg_model_moe_routes: nothing before a forward; after a training step, each MoE
+     * layer's routes count exactly what the bias rule pushed into its load history */
+    int nt = -1, kk = -1;
+    FG_CHECK(m && fg_model_moe_routes(m, 0, &nt, &kk) == NULL && nt == 0 && kk == 0, "routes before a forward");
+    if (m) {
+        fg_model_init_weights(m, 7);
+        int32_t in[8], tg[8];
+        for (int t = 0; t < 8; t++)
+            in[t] = (t * 37) % 200, tg[t] = (t * 11 + 3) % 200;
+        float loss = 0;
+        fg_model_zero_grad(m);
+        FG_ASSERT(fg_model_forward(m, in, tg, 1, 8, &loss) == FG_OK && fg_model_backward(m, 1.0f) == FG_OK);
+        fg_model_post_step(m);
+        int bad_routes = 0;
+        for (int l = 0; l < cfg.n_layer; l++) {
+            const int32_t *r = fg_model_moe_routes(m, l, &nt, &kk);
+            char hname[64];
+            snprintf(hname, sizeof hname, "h.%d.moe.load_hist", l);
+            const fg_tensor_info *h = fg_model_find_tensor(m, hname);
+            if (!r || !h || nt != 8 || kk != 2) {
+                bad_routes++;
+                continue;
+            }
+            float cnt[4] = {0, 0, 0, 0};
+            for (int i = 0; i < nt * kk; i++)
+                if (r[i] >= 0 && r[i] < 4)
+                    cnt[r[i]] += 1;
+                else
+                    bad_routes++;
+            for (int e = 0; e < 4; e++)
+                bad_routes += cnt[e] != fg_model_params(m)[h->offset + (size_t)e];
+        }
+        FG_CHECK(bad_routes == 0, "routes vs load history: %d mismatches", bad_routes);
+        FG_CHECK(fg_model_moe_routes(m, -1, &nt, &kk) == NULL && fg_model_moe_routes(m, cfg.n_layer, &nt, &kk) == NULL,
+                 "routes of a layer out of range");
+    }
     fg_model_delete(m);
 }
 

@@ -95,6 +95,17 @@ def main():
         since = "never" if bad and bad[-1] == len(r) - 1 else "step %d" % (16 + (bad[-1] + 1 if bad else 0))
         print("- %s (warm-up %d steps): windows after warm-up %s; every later 16-step window <= 1.3 from the one "
               "ending at %s" % (name, wu, "; ".join(cells), since))
+    print()
+    for name, (head, steps, vals, final) in runs.items():
+        cl = [s["top_cluster"] for s in steps[warm(head, steps):] if "top_cluster" in s]
+        if not cl:
+            continue
+        def med(xs):
+            xs = sorted(xs)
+            return xs[len(xs) // 2] if xs else float("nan")
+        per_layer = [med([c[l][3] / c[l][1] for c in cl if c[l][1] > 0]) for l in range(len(cl[0]))]
+        print("- %s: the most loaded expert of a step after warm-up gets this share of its pairs from one token "
+              "id (median, per MoE layer): %s" % (name, ", ".join("%.2f" % v for v in per_layer)))
     if "dense" in runs and "bias" in runs:
         d, m = runs["dense"][3], runs["bias"][3]
         print()

@@ -127,6 +127,10 @@ typedef struct fg_moe_stats {
 void fg_model_moe_stats(const fg_model *m, fg_moe_stats *s);
 /* Prints a per-layer table of expert loads accumulated since creation (MoE only). */
 void fg_model_moe_print_loads(const fg_model *m, FILE *f);
+/* Which experts each token of the last forward chose in layer l: topk[t*K + k] for
+ * t < *n_tok (the row-major B x T tokens), k < *k. NULL (and 0s) for a dense layer or
+ * before any forward. Read-only, valid until the next forward; for diagnostics. */
+const int32_t *fg_model_moe_routes(const fg_model *m, int l, int *n_tok, int *k);
 
 /* Logits of the last forward: [B,T,Vp]. */
 const float *fg_model_logits(const fg_model *m);

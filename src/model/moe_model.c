@@ -192,6 +192,15 @@ void fg_model_post_step(fg_model *m)
     }
 }
 
+const int32_t *fg_model_moe_routes(const fg_model *m, int l, int *n_tok, int *k)
+{
+    *n_tok = 0, *k = 0;
+    if (!m->moe || l < 0 || l >= m->cfg.n_layer || !model_is_moe_layer(m, l) || m->moe[l].n_tok == 0)
+        return NULL;
+    *n_tok = m->moe[l].n_tok, *k = m->cfg.n_expert_active;
+    return m->moe[l].topk;
+}
+
 void fg_model_moe_stats(const fg_model *m, fg_moe_stats *s)
 {
     memset(s, 0, sizeof *s);
