@@ -3,8 +3,9 @@
  * file with fg_model_* + fg_optim (AdamW, warmup + cosine, clipping, bias update after
  * each step), and writes one JSONL line per step with the router statistics
  * (fg_moe_stats), validation losses without the aux term, and a final summary.
- * It exists because the trainer's metrics.jsonl does not carry the MoE statistics;
- * its loop mirrors src/train/train.c (same config fields, same optimiser calls).
+ * It exists because the trainer's metrics.jsonl carries only the summary MoE statistics,
+ * not the per-layer, per-expert counts the balance analysis needs; its loop mirrors
+ * src/train/train.c (same config fields, same optimiser calls).
  *
  * Usage: bench_moe_train CONFIG.json LOG.jsonl [key=value ...]
  *   keys are `frugal train` config keys (n_expert=64, balance=none, max_steps=300, ...);
@@ -31,8 +32,6 @@ static double cpu_sec(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* Max/mean load of each MoE layer, over the last step (from the load history ring
- * the bias rule keeps in the flat buffer) and over the whole window of W steps. */
 /* Per MoE layer, this step's most loaded expert and how much of its load one token id
  * carries: [expert, pairs, token id, pairs of that token]. Tokens the router cannot tell
  * apart arrive together; this shows whether an overload is such a cluster. */
@@ -63,6 +62,8 @@ static void top_expert_clusters(const fg_model *m, const int32_t *inp, int V, FI
     fg_free(tok);
 }
 
+/* Max/mean load of each MoE layer, over the last step (from the load history ring
+ * the bias rule keeps in the flat buffer) and over the whole window of W steps. */
 static void layer_loads(fg_model *m, FILE *log)
 {
     const fg_model_config *mc = fg_model_get_config(m);
