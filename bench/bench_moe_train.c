@@ -1,5 +1,5 @@
 /* bench_moe_train.c: a small training driver for the MoE experiments (bench/bench_moe.sh):
- * trains one model from a `frugal train` JSON config on byte-level tokens of a text
+ * trains one model from a `frugal train` JSON config on the tokens (bytes or a BPE) of a text
  * file with fg_model_* + fg_optim (AdamW, warmup + cosine, clipping, bias update after
  * each step), and writes one JSONL line per step with the router statistics
  * (fg_moe_stats), validation losses without the aux term, and a final summary.
