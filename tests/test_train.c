@@ -360,6 +360,23 @@ static void test_moe_resume(void)
     FG_CHECK(st == FG_OK, "MoE run: %s", fg_last_error());
     if (st != FG_OK)
         return;
+    /* the router statistics of every training line: K/E = 1/4 of the routed parameters
+     * active per token (no capacity limit, so nothing dropped), a max/mean in [1, E] */
+    char path[600], line[1024];
+    snprintf(path, sizeof path, "%s/metrics.jsonl", a);
+    FILE *f = fopen(path, "r");
+    int n_moe = 0, bad = 0;
+    while (f && fgets(line, sizeof line, f)) {
+        const char *p = strstr(line, "\"moe_active_frac\": "), *q = strstr(line, "\"moe_load_max_over_mean\": ");
+        if (!strstr(line, "\"loss\""))
+            continue;
+        n_moe++;
+        double mm = q ? atof(q + 26) : -1;
+        bad += !p || atof(p + 19) != 0.25 || !strstr(line, "\"moe_dropped\": 0") || !(mm >= 1.0 && mm <= 4.0);
+    }
+    if (f)
+        fclose(f);
+    FG_CHECK(n_moe == 12 && bad == 0, "MoE metrics: %d training lines, %d with wrong router statistics", n_moe, bad);
     snprintf(c.out, sizeof c.out, "%s", b);
     c.ckpt_every = 4;
     c.stop_after = 6;

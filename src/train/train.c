@@ -602,9 +602,9 @@ fg_status fg_train_run(const fg_train_config *cfg, FILE *out, fg_train_result *r
             fg_moe_stats ms;
             fg_model_moe_stats(r->m, &ms);
             fprintf(r->metrics,
-                    ", \"moe_load_max_over_mean\": %.4g, \"moe_load_cv\": %.4g, \"moe_aux_loss\": %.4g, "
-                    "\"moe_dropped\": %ld",
-                    ms.load_max_over_mean, ms.load_cv, ms.aux_loss, ms.dropped_tokens);
+                    ", \"moe_load_max_over_mean\": %.4g, \"moe_load_cv\": %.4g, \"moe_active_frac\": %.4g, "
+                    "\"moe_aux_loss\": %.4g, \"moe_dropped\": %ld",
+                    ms.load_max_over_mean, ms.load_cv, ms.active_frac, ms.aux_loss, ms.dropped_tokens);
         }
         fputs("}\n", r->metrics);
         if (c->max_seconds > 0 && r->step - first >= 5) {
