@@ -94,6 +94,16 @@ const char *fg_test_frugal_bin(void)
     return fg_env("FG_FRUGAL_BIN", "frugal");
 }
 
+void fg_test_write_file(const char *path, const void *data, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+    FG_CHECK(f != NULL, "create %s", path);
+    if (!f)
+        return;
+    fwrite(data, 1, n, f);
+    fclose(f);
+}
+
 const char *fg_test_tmpdir(void)
 {
     if (!tmpdir[0]) {

@@ -49,6 +49,8 @@ const char *fg_test_source_path(const char *rel);
 const char *fg_test_frugal_bin(void);
 /* Fresh empty temporary directory (removed at fg_test_end). */
 const char *fg_test_tmpdir(void);
+/* Writes n bytes to path; a failure to create it is a failed check. */
+void fg_test_write_file(const char *path, const void *data, size_t n);
 /* Runs a shell command, captures up to cap-1 bytes of stdout+stderr into out; returns exit code. */
 int fg_test_run(const char *cmd, char *out, size_t cap);
 

@@ -444,16 +444,6 @@ static void test_dedup(void)
     free(sb);
 }
 
-static void write_file(const char *path, const void *data, size_t n)
-{
-    FILE *f = fopen(path, "wb");
-    FG_CHECK(f != NULL, "create %s", path);
-    if (!f)
-        return;
-    fwrite(data, 1, n, f);
-    fclose(f);
-}
-
 static void test_readers(void)
 {
     const char *tmp = fg_test_tmpdir();
@@ -463,7 +453,7 @@ static void test_readers(void)
     FG_CHECK(system(p) == 0, "mkdir");
     const char *jl = "{\"id\":7,\"text\":\"first\",\"tags\":[\"a\"]}\n\n{\"text\":\"second\\u0000x\"}\n";
     snprintf(p, sizeof p, "%s/b.jsonl", dir);
-    write_file(p, jl, strlen(jl));
+    fg_test_write_file(p, jl, strlen(jl));
     /* gzip and zstd copies of a text file */
     snprintf(p, sizeof p, "%s/sub/c.txt.gz", dir);
     gzFile gz = gzopen(p, "wb");
@@ -472,16 +462,16 @@ static void test_readers(void)
     char zbuf[256];
     size_t zn = ZSTD_compress(zbuf, sizeof zbuf, "{\"text\":\"zstd line\"}\n", 21, 3);
     snprintf(p, sizeof p, "%s/sub/d.jsonl.zst", dir);
-    write_file(p, zbuf, zn);
+    fg_test_write_file(p, zbuf, zn);
     snprintf(p, sizeof p, "%s/a.html", dir);
-    write_file(p, "<p>page</p>", 11);
+    fg_test_write_file(p, "<p>page</p>", 11);
     snprintf(p, sizeof p, "%s/notes.csv", dir);
-    write_file(p, "x,y", 3);
+    fg_test_write_file(p, "x,y", 3);
     const char *warc = "WARC/1.0\r\nWARC-Type: request\r\nContent-Length: 4\r\n\r\nGET \r\n\r\n"
                        "WARC/1.0\r\nWARC-Type: response\r\nWARC-Target-URI: http://x.org/\r\nContent-Length: 61\r\n\r\n"
                        "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n\r\n<p>hello warc</p>\r\n\r\n";
     snprintf(p, sizeof p, "%s/e.warc", dir);
-    write_file(p, warc, strlen(warc));
+    fg_test_write_file(p, warc, strlen(warc));
     const char *paths[1] = {dir};
     fg_data_reader *rd;
     FG_CHECK(fg_data_reader_open(&rd, paths, 1) == FG_OK, "open dir: %s", fg_last_error());

@@ -123,16 +123,6 @@ static void test_web(fg_data_rules *rules)
     fg_data_report_free(&r);
 }
 
-static void write_file(const char *path, const char *data, size_t n)
-{
-    FILE *f = fopen(path, "wb");
-    FG_CHECK(f != NULL, "create %s", path);
-    if (!f)
-        return;
-    fwrite(data, 1, n, f);
-    fclose(f);
-}
-
 /* Text of the rejects-file line whose "reject" is name (first one), into buf. */
 static bool find_reject(const char *path, const char *name, char *buf, size_t cap)
 {
@@ -178,15 +168,15 @@ static void test_bad_input(fg_data_rules *rules)
                      "{\"text\":\"  %s\",\"id\":7}\n",
                      good, good, good);
     snprintf(p, sizeof p, "%s/a.jsonl", dir);
-    write_file(p, jl, (size_t)k);
+    fg_test_write_file(p, jl, (size_t)k);
     snprintf(p, sizeof p, "%s/b_empty.jsonl", dir);
-    write_file(p, "", 0);
+    fg_test_write_file(p, "", 0);
     snprintf(p, sizeof p, "%s/c_empty.txt", dir);
-    write_file(p, "", 0);
+    fg_test_write_file(p, "", 0);
     snprintf(p, sizeof p, "%s/d_latin1.txt", dir);
     char lat[600];
     int kl = snprintf(lat, sizeof lat, "Gr\xFC\xDF Gott! %s", good);
-    write_file(p, lat, (size_t)kl);
+    fg_test_write_file(p, lat, (size_t)kl);
     /* A 100 MB single line (JSONL), built in chunks. */
     snprintf(p, sizeof p, "%s/e_big.jsonl", dir);
     FILE *f = fopen(p, "wb");
@@ -263,7 +253,7 @@ static void test_cli(void)
     const char *tmp = fg_test_tmpdir();
     char cmd[2048], out[8192], p[600];
     snprintf(p, sizeof p, "%s/bad.conf", tmp);
-    write_file(p, "sub ok s/a/b/\nsubb x s/a/b/\n", 28);
+    fg_test_write_file(p, "sub ok s/a/b/\nsubb x s/a/b/\n", 28);
     snprintf(cmd, sizeof cmd, "%s clean --rules %s -o %s/x.jsonl %s 2>&1", bin, p, tmp, p);
     int rc = fg_test_run(cmd, out, sizeof out);
     FG_CHECK(rc != 0 && strstr(out, "bad.conf:2:1: unknown directive"), "bad rules file: rc %d, '%s'", rc, out);

@@ -154,6 +154,19 @@ static fg_status write_all(int fd, const void *p, size_t n, const char *path)
     return FG_OK;
 }
 
+/* Closes a temporary file written so far with status st and, if all went well, renames
+ * it over path (atomic on POSIX); otherwise removes it. Returns the first failure. */
+static fg_status commit_tmp(int fd, fg_status st, const char *tmp, const char *path)
+{
+    if (close(fd) != 0 && st == FG_OK)
+        st = fg_error(FG_ERR_IO, "%s: close failed: %s", tmp, strerror(errno));
+    if (st == FG_OK && rename(tmp, path) != 0)
+        st = fg_error(FG_ERR_IO, "%s: rename to %s failed: %s", tmp, path, strerror(errno));
+    if (st != FG_OK)
+        unlink(tmp);
+    return st;
+}
+
 static fg_status fsync_dir(const char *dir)
 {
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -179,14 +192,7 @@ static fg_status write_small_file(const char *dir, const char *name, const void 
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0)
         return fg_error(FG_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
-    fg_status st = write_all(fd, p, n, tmp);
-    if (close(fd) != 0 && st == FG_OK)
-        st = fg_error(FG_ERR_IO, "%s: close failed: %s", tmp, strerror(errno));
-    if (st == FG_OK && rename(tmp, path) != 0)
-        st = fg_error(FG_ERR_IO, "%s: rename to %s failed: %s", tmp, path, strerror(errno));
-    if (st != FG_OK)
-        unlink(tmp);
-    return st;
+    return commit_tmp(fd, write_all(fd, p, n, tmp), tmp, path);
 }
 
 static uint64_t new_uid(void)
@@ -288,12 +294,7 @@ fg_status ckpt_write_file(const char *dir, const ckpt_job *job, ckpt_scratch *s,
         st = fg_error(FG_ERR_IO, "%s: fsync failed: %s", tmp, strerror(errno));
     *file_bytes = off + m.len + CKPT_TRAILER_BYTES;
 close_file:
-    if (close(fd) != 0 && st == FG_OK)
-        st = fg_error(FG_ERR_IO, "%s: close failed: %s", tmp, strerror(errno));
-    if (st == FG_OK && rename(tmp, path) != 0)
-        st = fg_error(FG_ERR_IO, "%s: rename to %s failed: %s", tmp, path, strerror(errno));
-    if (st != FG_OK)
-        unlink(tmp);
+    st = commit_tmp(fd, st, tmp, path);
     if (st == FG_OK)
         st = fsync_dir(dir);
     if (st == FG_OK) {

@@ -27,11 +27,6 @@ void fg_data_classifier_config_init(fg_data_classifier_config *c)
     c->seed = 1234;
 }
 
-static bool ws(unsigned char c)
-{
-    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
-}
-
 /* Walks every feature of text. With upd == NULL returns sum of weights in *sum;
  * otherwise adds g to each feature's weight. Returns the feature count. */
 static size_t walk(const fg_data_classifier *m, float *upd, float g, const char *text, size_t len, double *sum)
@@ -53,14 +48,8 @@ static size_t walk(const fg_data_classifier *m, float *upd, float g, const char 
             acc += w[ix_];                                                                                             \
         nf++;                                                                                                          \
     } while (0)
-    while (i < len) {
-        while (i < len && ws(t[i]))
-            i++;
-        if (i >= len)
-            break;
-        size_t b = i;
-        while (i < len && !ws(t[i]))
-            i++;
+    size_t b;
+    while (fg_next_word(t, len, &i, &b)) {
         size_t n = i - b;
         /* lower-cased copy with boundary markers, for hashing */
         size_t L = n < 64 ? n : 64;

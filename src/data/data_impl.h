@@ -54,6 +54,25 @@ static inline uint64_t fg_hash_bytes(const void *data, size_t n, uint64_t seed)
     return fg_mix64(h);
 }
 
+/* ---- ASCII-whitespace words (the classifier's features, the MinHash shingles) ---- */
+static inline bool fg_ascii_ws(unsigned char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+}
+
+/* The next word of t[*i..len): sets [*b, *i) to it and returns true, or false at the end. */
+static inline bool fg_next_word(const unsigned char *t, size_t len, size_t *i, size_t *b)
+{
+    while (*i < len && fg_ascii_ws(t[*i]))
+        (*i)++;
+    if (*i >= len)
+        return false;
+    *b = *i;
+    while (*i < len && !fg_ascii_ws(t[*i]))
+        (*i)++;
+    return true;
+}
+
 /* ---- rules internals ---- */
 typedef enum rule_kind {
     RULE_SUB,       /* regex substitution over the whole text */

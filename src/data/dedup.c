@@ -206,11 +206,6 @@ uint64_t fg_data_dedup_exact_hash(const char *text, size_t len)
     return fg_hash_bytes(buf, n, h);
 }
 
-static bool ws(unsigned char c)
-{
-    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
-}
-
 /* sig[p] = min(sig[p], high 32 bits of a[p] * sh + b[p]) over chunks of 16 permutations.
  * The compiler makes an AVX-512F, an AVX2 and a baseline clone and the loader
  * picks one from cpuid (ifunc): no -march=native build, no hand dispatch needed. */
@@ -243,14 +238,8 @@ void fg_data_dedup_minhash(const fg_data_dedup *d, const char *text, size_t len,
     size_t nw = 0, i = 0;
     for (int p = 0; p < d->c.n_perm; p++)
         sig[p] = UINT32_MAX;
-    while (i < len) {
-        while (i < len && ws(t[i]))
-            i++;
-        if (i >= len)
-            break;
-        size_t b = i;
-        while (i < len && !ws(t[i]))
-            i++;
+    size_t b;
+    while (fg_next_word(t, len, &i, &b)) {
         /* word normalized as for exact dedup */
         uint64_t h = fg_data_dedup_exact_hash(text + b, i - b);
         ring[nw % (size_t)K] = h;

@@ -1002,6 +1002,22 @@ static bool label_positive(const char *v, const char *positives)
     return false;
 }
 
+/* doc->label from a JSON object's label_field (a string, integer or boolean, compared
+ * as text against positives); left as it is when the field is absent. */
+static void set_label(fg_doc *doc, const json_t *obj, const char *label_field, const char *positives)
+{
+    json_t *l = json_object_get(obj, label_field);
+    char lv[64] = "";
+    if (json_is_string(l))
+        snprintf(lv, sizeof lv, "%s", json_string_value(l));
+    else if (json_is_integer(l))
+        snprintf(lv, sizeof lv, "%lld", (long long)json_integer_value(l));
+    else if (json_is_boolean(l))
+        snprintf(lv, sizeof lv, "%s", json_is_true(l) ? "true" : "false");
+    if (l)
+        doc->label = label_positive(lv, positives) ? 1 : 0;
+}
+
 /* Charset named in an HTML <meta> within the first 2 KiB, into out ("" when none). */
 static void sniff_meta_charset(const char *s, size_t n, char *out, size_t cap)
 {
@@ -1266,18 +1282,8 @@ static int json_fast(fg_doc *doc, const char *s, size_t n, const char *label_fie
             sbuf_free(&mb);
             goto fallback;
         }
-        if (label_field) {
-            json_t *l = json_object_get(v, label_field);
-            char lv[64] = "";
-            if (json_is_string(l))
-                snprintf(lv, sizeof lv, "%s", json_string_value(l));
-            else if (json_is_integer(l))
-                snprintf(lv, sizeof lv, "%lld", (long long)json_integer_value(l));
-            else if (json_is_boolean(l))
-                snprintf(lv, sizeof lv, "%s", json_is_true(l) ? "true" : "false");
-            if (l)
-                doc->label = label_positive(lv, positives) ? 1 : 0;
-        }
+        if (label_field)
+            set_label(doc, v, label_field, positives);
         json_decref(v);
         /* meta: the members verbatim, without the braces */
         memmove(mb.p, mb.p + 1, mb.n - 2);
@@ -1341,18 +1347,8 @@ fg_status fg_data_doc_decode(fg_doc *doc, const char *label_field, const char *p
         doc->text[tl] = 0;
         doc->len = tl;
         json_object_del(v, "text");
-        if (label_field) {
-            json_t *l = json_object_get(v, label_field);
-            char lv[64] = "";
-            if (json_is_string(l))
-                snprintf(lv, sizeof lv, "%s", json_string_value(l));
-            else if (json_is_integer(l))
-                snprintf(lv, sizeof lv, "%lld", (long long)json_integer_value(l));
-            else if (json_is_boolean(l))
-                snprintf(lv, sizeof lv, "%s", json_is_true(l) ? "true" : "false");
-            if (l)
-                doc->label = label_positive(lv, positive_labels) ? 1 : 0;
-        }
+        if (label_field)
+            set_label(doc, v, label_field, positive_labels);
         if (json_object_size(v) > 0) {
             char *m = json_dumps(v, JSON_COMPACT | JSON_PRESERVE_ORDER);
             if (m) {

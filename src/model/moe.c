@@ -234,14 +234,23 @@ size_t fg_moe_scratch_bytes(const fg_moe_config *mc, int max_tokens)
     return layout_scratch(&tmp, mc, max_tokens, NULL);
 }
 
-fg_status fg_moe_layer_init(fg_moe_layer *L, const fg_moe_config *mc, int max_tokens)
+/* What both caches need before they can be laid out: a valid config, tokens to hold. */
+static fg_status check_sizes(const fg_moe_config *mc, int max_tokens)
 {
-    memset(L, 0, sizeof *L);
     fg_status st = fg_moe_config_validate(mc);
     if (st != FG_OK)
         return st;
     if (max_tokens < 1)
         return fg_error(FG_ERR_INVALID, "moe: max_tokens = %d: must be positive", max_tokens);
+    return FG_OK;
+}
+
+fg_status fg_moe_layer_init(fg_moe_layer *L, const fg_moe_config *mc, int max_tokens)
+{
+    memset(L, 0, sizeof *L);
+    fg_status st = check_sizes(mc, max_tokens);
+    if (st != FG_OK)
+        return st;
     size_t bytes = fg_moe_layer_bytes(mc, max_tokens);
     uint8_t *mem = fg_malloc(bytes);
     if (!mem)
@@ -265,11 +274,9 @@ void fg_moe_layer_free(fg_moe_layer *L)
 fg_status fg_moe_scratch_init(fg_moe_scratch *S, const fg_moe_config *mc, int max_tokens)
 {
     memset(S, 0, sizeof *S);
-    fg_status st = fg_moe_config_validate(mc);
+    fg_status st = check_sizes(mc, max_tokens);
     if (st != FG_OK)
         return st;
-    if (max_tokens < 1)
-        return fg_error(FG_ERR_INVALID, "moe: max_tokens = %d: must be positive", max_tokens);
     size_t bytes = fg_moe_scratch_bytes(mc, max_tokens);
     uint8_t *mem = fg_malloc(bytes);
     if (!mem)
