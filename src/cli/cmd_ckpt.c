@@ -66,13 +66,26 @@ static int cmd_info(const char *path)
     char latest[4096], line[256] = "";
     snprintf(latest, sizeof latest, "%s/latest", path);
     FILE *f = fopen(latest, "r");
+    bool have_latest = f != NULL;
     if (f) {
         if (!fgets(line, sizeof line, f))
             line[0] = 0;
         fclose(f);
         line[strcspn(line, "\n")] = 0;
     }
-    printf("directory %s: %d checkpoint file(s), latest -> %s\n", path, n, line[0] ? line : "(none)");
+    /* `latest` is a pointer a crash or a hand edit may have garbled: show it only when it
+     * is a plain name (printable, no '/'), otherwise say what is wrong with it */
+    bool plain = true;
+    for (const char *q = line; *q; q++)
+        plain = plain && *q >= 0x20 && *q < 0x7f && *q != '/';
+    char shown[300];
+    if (!have_latest)
+        snprintf(shown, sizeof shown, "(none)");
+    else if (!line[0] || !plain)
+        snprintf(shown, sizeof shown, "(unreadable: %s/latest does not hold a file name)", path);
+    else
+        snprintf(shown, sizeof shown, "%s", line);
+    printf("directory %s: %d checkpoint file(s), latest -> %s\n", path, n, shown);
     printf("  %-30s %10s %-6s %10s %12s %12s %7s\n", "file", "step", "kind", "base", "on disk", "tensors", "ratio");
     for (int i = 0; i < n; i++) {
         const char *name = strrchr(paths[i], '/') + 1;
@@ -221,12 +234,40 @@ int fg_cmd_ckpt(int argc, char **argv)
 {
     if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))
         return usage(argc < 2 ? stderr : stdout, argc < 2 ? 2 : 0);
-    if (!strcmp(argv[1], "info") && argc == 3)
-        return cmd_info(argv[2]);
-    if (!strcmp(argv[1], "verify") && argc == 3)
-        return cmd_verify(argv[2]);
-    if (!strcmp(argv[1], "diff") && argc == 4)
-        return cmd_diff(argv[2], argv[3]);
-    fprintf(stderr, "frugal ckpt: unknown subcommand or wrong number of arguments\n");
+    static const struct {
+        const char *name, *usage;
+        int n_args;
+    } subs[] = {
+        {"info", "usage: frugal ckpt info PATH        checkpoint file or directory: steps, kinds, sizes, tensors\n", 1},
+        {"verify", "usage: frugal ckpt verify PATH      verify every CRC and delta chain; exit 1 if any file fails\n",
+         1},
+        {"diff",
+         "usage: frugal ckpt diff A B         compare the tensors and metadata of two checkpoint files\n"
+         "                                    (exit 0 identical, 1 different)\n",
+         2},
+    };
+    for (size_t k = 0; k < sizeof subs / sizeof subs[0]; k++) {
+        if (strcmp(argv[1], subs[k].name) != 0)
+            continue;
+        char cmd[32];
+        snprintf(cmd, sizeof cmd, "ckpt %s", subs[k].name);
+        const char *pos[2];
+        fg_cli_spec spec = {cmd, subs[k].usage, NULL, NULL, 0, NULL};
+        fg_opt_args a = {.pos = pos, .max_pos = subs[k].n_args};
+        int rc = fg_cli_parse(&spec, argc - 1, argv + 1, &a);
+        if (rc >= 0)
+            return rc;
+        if (a.n_pos != subs[k].n_args) {
+            fprintf(stderr, "frugal %s: error: expected %d path(s), got %d\n%s", cmd, subs[k].n_args, a.n_pos,
+                    subs[k].usage);
+            return 2;
+        }
+        if (k == 0)
+            return cmd_info(pos[0]);
+        if (k == 1)
+            return cmd_verify(pos[0]);
+        return cmd_diff(pos[0], pos[1]);
+    }
+    fprintf(stderr, "frugal ckpt: error: unknown subcommand '%s' (info, verify or diff)\n", argv[1]);
     return usage(stderr, 2);
 }
