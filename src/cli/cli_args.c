@@ -83,13 +83,14 @@ static bool abs_path(const char *p, char *out, size_t cap)
     return n > 0 && (size_t)n < cap;
 }
 
-/* 1 when out names the input file in, or a file under the input directory in */
+/* 1 when out names the file in (existing or not), or, with inside_dirs, a file under the
+ * directory in */
 static bool same_or_under(const char *out, const char *in, bool inside_dirs)
 {
     struct stat so, si;
     bool out_exists = stat(out, &so) == 0;
     if (stat(in, &si) != 0)
-        return false; /* the reader reports a missing input */
+        memset(&si, 0, sizeof si); /* two outputs not created yet: compared by name */
     if (out_exists && so.st_dev == si.st_dev && so.st_ino == si.st_ino)
         return true;
     char ao[PATH_MAX], ai[PATH_MAX];
