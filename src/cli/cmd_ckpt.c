@@ -66,26 +66,13 @@ static int cmd_info(const char *path)
     char latest[4096], line[256] = "";
     snprintf(latest, sizeof latest, "%s/latest", path);
     FILE *f = fopen(latest, "r");
-    bool have_latest = f != NULL;
     if (f) {
         if (!fgets(line, sizeof line, f))
             line[0] = 0;
         fclose(f);
         line[strcspn(line, "\n")] = 0;
     }
-    /* `latest` is a pointer a crash or a hand edit may have garbled: show it only when it
-     * is a plain name (printable, no '/'), otherwise say what is wrong with it */
-    bool plain = true;
-    for (const char *q = line; *q; q++)
-        plain = plain && *q >= 0x20 && *q < 0x7f && *q != '/';
-    char shown[300];
-    if (!have_latest)
-        snprintf(shown, sizeof shown, "(none)");
-    else if (!line[0] || !plain)
-        snprintf(shown, sizeof shown, "(unreadable: %s/latest does not hold a file name)", path);
-    else
-        snprintf(shown, sizeof shown, "%s", line);
-    printf("directory %s: %d checkpoint file(s), latest -> %s\n", path, n, shown);
+    printf("directory %s: %d checkpoint file(s), latest -> %s\n", path, n, line[0] ? line : "(none)");
     printf("  %-30s %10s %-6s %10s %12s %12s %7s\n", "file", "step", "kind", "base", "on disk", "tensors", "ratio");
     for (int i = 0; i < n; i++) {
         const char *name = strrchr(paths[i], '/') + 1;
