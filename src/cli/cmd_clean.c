@@ -283,7 +283,7 @@ int fg_cmd_clean(int argc, char **argv)
         goto done;
     }
     if (o.classifier[0] && !(m = fg_data_classifier_load(o.classifier))) {
-        rc = fg_cli_fail("clean", FG_ERR_IO, "train one with `frugal clean train-classifier`");
+        rc = fg_cli_fail("clean", fg_last_status(), "train one with `frugal clean train-classifier`");
         goto done;
     }
     char lock_path[PATH + 8];

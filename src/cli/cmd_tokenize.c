@@ -680,7 +680,7 @@ static int cmd_encode(int argc, char **argv)
     double t0 = fg_time_sec();
     fg_tokenizer *tok = fg_tok_load(o.tokenizer);
     if (!tok) {
-        rc = fg_cli_fail("tokenize encode", FG_ERR_FORMAT,
+        rc = fg_cli_fail("tokenize encode", fg_last_status(),
                          "--tokenizer takes tokenizer.json, a GPT-2 directory or byte");
         goto done;
     }
@@ -819,7 +819,7 @@ static int cmd_decode(int argc, char **argv)
     fg_status st = FG_OK;
     fg_tokenizer *tok = fg_tok_load(o.tokenizer);
     if (!tok) {
-        rc = fg_cli_fail("tokenize decode", FG_ERR_FORMAT, NULL);
+        rc = fg_cli_fail("tokenize decode", fg_last_status(), NULL);
         goto done;
     }
     if (o.out[0]) {
