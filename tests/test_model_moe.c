@@ -437,10 +437,9 @@ static void test_threads_and_strategy(void)
     FG_ASSERT(fg_moe_layer_init(&L, &mc, c.n) == FG_OK && fg_moe_scratch_init(&S, &mc, c.n) == FG_OK);
     size_t nC = (size_t)c.n * mc.d_model, nw = role_numel(&mc, FG_MOE_ROUTER_W);
     float *out[2], *dx[2], *dr[2];
-    const char *modes[2] = {"experts", "gemm"};
     int threads = fg_threads_get();
     for (int m = 0; m < 2; m++) {
-        setenv("FG_MOE_PAR", modes[m], 1);
+        L.cfg.parallel = m == 0 ? FG_MOE_PAR_EXPERTS : FG_MOE_PAR_GEMM;
         fg_threads_set(m == 0 ? 2 : 1);
         out[m] = fg_malloc(nC * sizeof(float));
         dx[m] = fg_calloc(nC, sizeof(float));
@@ -450,7 +449,6 @@ static void test_threads_and_strategy(void)
         FG_ASSERT(fg_moe_backward(&L, &S, dx[m], &c.dw, c.dout, c.x, &c.w, 1.0f) == FG_OK);
         memcpy(dr[m], c.dw.router_w, nw * sizeof(float));
     }
-    unsetenv("FG_MOE_PAR");
     fg_threads_set(threads);
     /* the combine and scatter are ordered per token, so only the GEMM library's own
      * blocking could differ between one and two threads: allow fp32 rounding */
@@ -479,6 +477,15 @@ static void test_config_errors(void)
     fg_moe_config b = mc;
     b.n_expert_active = 9, b.n_expert = 8;
     expect_invalid(fg_moe_config_validate(&b), "n_expert_active = 9 > n_expert = 8", "K > N");
+    /* the one top-k bound (the option table uses the same FG_MOE_MAX_K), named in the message */
+    b = mc, b.n_expert = 4 * FG_MOE_MAX_K, b.n_expert_active = FG_MOE_MAX_K;
+    FG_CHECK(fg_moe_config_validate(&b) == FG_OK, "K = FG_MOE_MAX_K accepted: %s", fg_last_error());
+    b.n_expert_active = FG_MOE_MAX_K + 1;
+    char want[96];
+    snprintf(want, sizeof want, "n_expert_active = %d: at most FG_MOE_MAX_K = %d", FG_MOE_MAX_K + 1, FG_MOE_MAX_K);
+    expect_invalid(fg_moe_config_validate(&b), want, "K above FG_MOE_MAX_K");
+    b = mc, b.parallel = (fg_moe_par)3;
+    expect_invalid(fg_moe_config_validate(&b), "parallel = 3", "unknown execution choice");
     b = mc, b.n_expert = 0;
     expect_invalid(fg_moe_config_validate(&b), "n_expert = 0", "zero experts");
     b = mc, b.n_expert_active = 0;

@@ -598,6 +598,30 @@ static void test_knobs(void)
     FG_CHECK(js && strstr(js, "\"blas_threading\": \"omp\""), "blas_threading recorded by name");
     fg_free(js);
 
+    /* through the CLI: a bad override fails naming the variable; a good one is reported
+     * and recorded in the run's config.json */
+    const char *bin = fg_test_frugal_bin();
+    if (bin && exists(bin)) {
+        char cmd[2048], out[8192];
+        const char *run = tmp("env_run");
+        snprintf(cmd, sizeof cmd, "FG_CKPT_KEEP=abc %s train --data %s --out %s", bin, make_corpus(), run);
+        int rc = fg_test_run(cmd, out, sizeof out);
+        FG_CHECK(rc != 0 && strstr(out, "FG_CKPT_KEEP: expected a number, got 'abc'") && !exists(run),
+                 "CLI: bad environment override refused (rc %d): %s", rc, out);
+        snprintf(cmd, sizeof cmd,
+                 "FG_LOG_LEVEL=2 FG_CKPT_KEEP=3 %s train --data %s --out %s --n-layer 1 --d-model 32 --n-head 2 "
+                 "--seq-len 32 --batch-size 2 --max-steps 2 --val-batches 1",
+                 bin, make_corpus(), run);
+        rc = fg_test_run(cmd, out, sizeof out);
+        FG_CHECK(rc == 0 && strstr(out, "environment: FG_CKPT_KEEP=3 sets ckpt_keep"), "CLI: override reported: %s",
+                 out);
+        char p[700];
+        snprintf(p, sizeof p, "%s/config.json", run);
+        fg_train_config_default(&c);
+        FG_CHECK(fg_train_config_load_json(&c, p) == FG_OK && c.ckpt_keep == 3, "config.json records ckpt_keep %d",
+                 c.ckpt_keep);
+    }
+
     /* and in --help, with its environment variable */
     const char *hp = tmp("help.txt");
     FILE *f = fopen(hp, "w+");

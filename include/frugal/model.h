@@ -45,6 +45,14 @@ typedef enum fg_balance {
  * one bound of n_expert_active, used by the option table and fg_moe_config_validate. */
 #define FG_MOE_MAX_K 64
 
+/* How a MoE layer spreads its experts over the threads (an execution choice: results are
+ * the same up to fp32 rounding). */
+typedef enum fg_moe_par {
+    FG_MOE_PAR_AUTO = 0,    /* experts side by side unless GEMMs use the BLAS's own threads */
+    FG_MOE_PAR_EXPERTS = 1, /* one expert per thread */
+    FG_MOE_PAR_GEMM = 2,    /* experts one after another, each GEMM over the threads */
+} fg_moe_par;
+
 /* The MoE FFN settings (moe.h has the block). Embedded in fg_model_config as .moe; the
  * flat config keys (n_expert, n_expert_active, ...) are these field names. */
 typedef struct fg_moe_config {
@@ -62,6 +70,7 @@ typedef struct fg_moe_config {
     int balance_window;       /* W: steps of load history the bias update sums */
     float balance_alpha;      /* aux-loss weight (SEQAUX, SWITCH) */
     float capacity_factor;    /* 0: no limit; else cap = ceil(cf * tokens * K / E) per expert */
+    fg_moe_par parallel;      /* execution only: experts side by side or threaded GEMMs */
     /* C, the width: not a setting. fg_model_new sets it from the model's d_model; a block
      * built alone (tests, benchmarks) sets it itself. */
     int d_model;

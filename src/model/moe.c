@@ -49,6 +49,9 @@ fg_status fg_moe_config_validate(const fg_moe_config *mc)
         return fg_error(FG_ERR_INVALID, "moe: balance_window = %d: must be at least 1 step", mc->balance_window);
     if (!(mc->balance_alpha >= 0.0f) || !isfinite(mc->balance_alpha))
         return fg_error(FG_ERR_INVALID, "moe: balance_alpha = %g: must be >= 0", (double)mc->balance_alpha);
+    if ((int)mc->parallel < FG_MOE_PAR_AUTO || (int)mc->parallel > FG_MOE_PAR_GEMM)
+        return fg_error(FG_ERR_INVALID, "moe: parallel = %d: must be 0 (auto), 1 (experts) or 2 (gemm)",
+                        (int)mc->parallel);
     if (!(mc->capacity_factor >= 0.0f) || !isfinite(mc->capacity_factor))
         return fg_error(FG_ERR_INVALID, "moe: capacity_factor = %g: must be 0 (no limit) or positive",
                         (double)mc->capacity_factor);
@@ -337,12 +340,12 @@ static int capacity(const fg_moe_config *mc, int n)
  * default: the kernels' "omp" GEMM threading (src/kernels, the default) runs a GEMM
  * called inside a parallel region single-threaded on its thread. Under OpenBLAS's
  * own pthread pool (FG_BLAS_THREADING=blas) concurrent callers serialise, so there
- * one after another is used. FG_MOE_PAR=experts|gemm forces a choice. */
+ * one after another is used. cfg.parallel (config key moe_parallel) forces a choice. */
 static bool parallel_over_experts(const fg_moe_layer *L)
 {
-    const char *force = fg_env("FG_MOE_PAR", "");
-    if (!strcmp(force, "experts") || !strcmp(force, "gemm"))
-        return !strcmp(force, "experts") && L->cfg.n_expert > 1;
+    if (L->cfg.parallel != FG_MOE_PAR_AUTO)
+        return L->cfg.parallel == FG_MOE_PAR_EXPERTS && L->cfg.n_expert > 1;
+    /* the GEMM threading is the kernels' state; until kernels.h exposes it, read as they do */
     return L->cfg.n_expert > 1 && fg_threads_get() > 1 && strcmp(fg_env("FG_BLAS_THREADING", "omp"), "blas") != 0;
 }
 

@@ -16,8 +16,11 @@
 static const char *const layout_names[] = {"llama", "gpt2", NULL};
 static const char *const balance_names[] = {"bias", "none", "seqaux", "switch", NULL};
 static const char *const blas_names[] = {"omp", "blas", NULL};
+static const char *const moe_par_names[] = {"auto", "experts", "gemm", NULL};
 
-_Static_assert(sizeof(fg_layout) == sizeof(int) && sizeof(fg_balance) == sizeof(int), "enums are stored as int");
+_Static_assert(sizeof(fg_layout) == sizeof(int) && sizeof(fg_balance) == sizeof(int) &&
+                   sizeof(fg_moe_par) == sizeof(int),
+               "enums are stored as int");
 
 /* A layout brings its own tying default; the other model fields stay. */
 static fg_status layout_defaults(void *obj, const char *where)
@@ -62,6 +65,8 @@ static const fg_opt opts[] = {
     {"balance_window", FG_OPT_INT, F(model.moe.balance_window), 1, 1 << 20, .help = "steps of load history"},
     {"balance_alpha", FG_OPT_FLOAT, F(model.moe.balance_alpha), 0, 10, .help = "aux balance loss weight"},
     {"capacity_factor", FG_OPT_FLOAT, F(model.moe.capacity_factor), 0, 1e3, .help = "expert capacity; 0 = unlimited"},
+    {"moe_parallel", FG_OPT_ENUM, F(model.moe.parallel), .choices = moe_par_names, .env = "FG_MOE_PAR",
+     .flags = RESUMABLE, .help = "MoE experts on threads side by side, or threaded GEMMs one after another"},
     /* data */
     {"data", FG_OPT_STR, F(data), .help = "raw text file to tokenise and split"},
     {"train_shards", FG_OPT_STR, F(train_shards), .help = "comma-separated token shards (instead of data)"},
