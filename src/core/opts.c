@@ -68,7 +68,7 @@ static fg_status check_range(const fg_opt *o, double v, const char *where)
     if (isnan(v))
         return fg_error(FG_ERR_INVALID, "%s: expected a number, got NaN", where);
     if (is_integral(o->type) && v != floor(v))
-        return fg_error(FG_ERR_INVALID, "%s: must be a whole number (got %g)", where, v);
+        return fg_error(FG_ERR_INVALID, "%s: must be a whole number (got %.15g)", where, v);
     double lo, hi;
     type_limits(o->type, &lo, &hi);
     int excl = 0;
@@ -79,9 +79,9 @@ static fg_status check_range(const fg_opt *o, double v, const char *where)
             hi = o->max;
     }
     if (excl ? !(v > lo) : !(v >= lo))
-        return fg_error(FG_ERR_INVALID, "%s: must be %s %g (got %g)", where, excl ? ">" : ">=", lo, v);
+        return fg_error(FG_ERR_INVALID, "%s: must be %s %.15g (got %.15g)", where, excl ? ">" : ">=", lo, v);
     if (!(v <= hi))
-        return fg_error(FG_ERR_INVALID, "%s: must be <= %g (got %g)", where, hi, v);
+        return fg_error(FG_ERR_INVALID, "%s: must be <= %.15g (got %.15g)", where, hi, v);
     return FG_OK;
 }
 
@@ -363,9 +363,9 @@ static void print_range(FILE *f, const fg_opt *o)
     if (o->type == FG_OPT_STR || o->type == FG_OPT_BOOL || (o->min == 0 && o->max == 0))
         return;
     if (o->max >= FG_OPT_INF)
-        fprintf(f, " %s%g, inf)", o->min_excl ? "(" : "[", o->min);
+        fprintf(f, " %s%.15g, inf)", o->min_excl ? "(" : "[", o->min);
     else
-        fprintf(f, " %s%g, %g]", o->min_excl ? "(" : "[", o->min, o->max);
+        fprintf(f, " %s%.15g, %.15g]", o->min_excl ? "(" : "[", o->min, o->max);
 }
 
 void fg_opts_print_help(FILE *f, const fg_opt *opts, int n, const void *defaults)
