@@ -151,10 +151,10 @@ int main(int argc, char **argv)
     timing td = time_dense(x, dout, n, C, F, iters, &r);
     printf("  dense SwiGLU d_ff=%-4d     fwd+bwd wall %8.3f ms cpu %8.3f ms  %6.1f GFLOP/s (wall)\n", F, td.wall * 1e3,
            td.cpu * 1e3, flops / td.wall * 1e-9);
-    const char *modes[] = {"experts", "gemm", ""};
+    const fg_moe_par modes[] = {FG_MOE_PAR_EXPERTS, FG_MOE_PAR_GEMM, FG_MOE_PAR_AUTO};
     const char *labels[] = {"MoE, experts on threads ", "MoE, threaded GEMMs     ", "MoE, auto choice        "};
     for (int m = 0; m < 3; m++) {
-        setenv("FG_MOE_PAR", modes[m], 1);
+        mc.parallel = modes[m];
         float lmm = 0;
         timing tm = time_moe(&mc, x, dout, n, iters, &r, &lmm);
         printf("  %s fwd+bwd wall %8.3f ms cpu %8.3f ms  %6.1f GFLOP/s  MoE/dense wall %.2fx cpu %.2fx (load "

@@ -38,10 +38,10 @@ static double cpu_sec(void)
 static void top_expert_clusters(const fg_model *m, const int32_t *inp, int V, FILE *log)
 {
     const fg_model_config *mc = fg_model_get_config(m);
-    int E = mc->n_expert;
+    int E = mc->moe.n_expert;
     int *cnt = fg_calloc((size_t)E, sizeof(int)), *tok = fg_calloc((size_t)V, sizeof(int));
     fprintf(log, ", \"top_cluster\": [");
-    for (int l = mc->n_dense_layers, first = 1; l < mc->n_layer; l++, first = 0) {
+    for (int l = mc->moe.n_dense_layers, first = 1; l < mc->n_layer; l++, first = 0) {
         int n = 0, k = 0;
         const int32_t *r = fg_model_moe_routes(m, l, &n, &k);
         memset(cnt, 0, (size_t)E * sizeof(int));
@@ -67,13 +67,13 @@ static void top_expert_clusters(const fg_model *m, const int32_t *inp, int V, FI
 static void layer_loads(fg_model *m, FILE *log)
 {
     const fg_model_config *mc = fg_model_get_config(m);
-    int E = mc->n_expert, W = mc->balance_window;
+    int E = mc->moe.n_expert, W = mc->moe.balance_window;
     const float *p = fg_model_params(m);
     fprintf(log, ", \"layer_step_max_mean\": [");
     char win[1024];
     int wl = 0;
     win[0] = 0;
-    for (int l = mc->n_dense_layers, first = 1; l < mc->n_layer; l++, first = 0) {
+    for (int l = mc->moe.n_dense_layers, first = 1; l < mc->n_layer; l++, first = 0) {
         char name[64];
         snprintf(name, sizeof name, "h.%d.moe.load_hist", l);
         const fg_tensor_info *h = fg_model_find_tensor(m, name);
@@ -98,14 +98,14 @@ static void layer_loads(fg_model *m, FILE *log)
     /* this step's routed pairs per expert, per MoE layer (tools/moe_plot.py sums them
      * over rolling windows longer than the balance window) */
     fprintf(log, ", \"counts\": [");
-    for (int l = mc->n_dense_layers; l < mc->n_layer; l++) {
+    for (int l = mc->moe.n_dense_layers; l < mc->n_layer; l++) {
         char name[64];
         snprintf(name, sizeof name, "h.%d.moe.load_hist", l);
         const fg_tensor_info *h = fg_model_find_tensor(m, name);
         snprintf(name, sizeof name, "h.%d.moe.load_steps", l);
         long steps = (long)p[fg_model_find_tensor(m, name)->offset];
         const float *last = p + h->offset + (size_t)((steps - 1) % W) * E;
-        fprintf(log, "%s[", l == mc->n_dense_layers ? "" : ", ");
+        fprintf(log, "%s[", l == mc->moe.n_dense_layers ? "" : ", ");
         for (int e = 0; e < E; e++)
             fprintf(log, "%s%.0f", e ? "," : "", last[e]);
         fprintf(log, "]");
@@ -211,16 +211,16 @@ int main(int argc, char **argv)
     }
     double flops_tok = fg_model_flops_per_token(m, T);
     printf("model: L=%d C=%d E=%d K=%d S=%d H=%d D=%d balance=%d, params %zu total / %zu active, %.4g FLOPs/token\n",
-           c.model.n_layer, c.model.d_model, c.model.n_expert, c.model.n_expert_active, c.model.n_shared_expert,
-           c.model.d_expert, c.model.n_dense_layers, (int)c.model.balance, fg_model_num_params(m),
-           fg_model_num_active_params(m), flops_tok);
+           c.model.n_layer, c.model.d_model, c.model.moe.n_expert, c.model.moe.n_expert_active,
+           c.model.moe.n_shared_expert, c.model.moe.d_expert, c.model.moe.n_dense_layers, (int)c.model.moe.balance,
+           fg_model_num_params(m), fg_model_num_active_params(m), flops_tok);
     fprintf(log,
             "{\"params\": %zu, \"active_params\": %zu, \"flops_per_token\": %.6g, \"tokens_per_step\": %d, "
             "\"warmup_steps\": %ld, \"balance\": %d, \"balance_gamma\": %g, \"balance_gain\": %g, "
             "\"router_lr_scale\": %g}\n",
             fg_model_num_params(m), fg_model_num_active_params(m), flops_tok, B * T, (long)c.warmup_steps,
-            (int)c.model.balance, (double)c.model.balance_gamma, (double)c.model.balance_gain,
-            (double)c.model.router_lr_scale);
+            (int)c.model.moe.balance, (double)c.model.moe.balance_gamma, (double)c.model.moe.balance_gain,
+            (double)c.model.moe.router_lr_scale);
 
     int32_t *inp = fg_malloc((size_t)B * T * sizeof(int32_t)), *tgt = fg_malloc((size_t)B * T * sizeof(int32_t));
     fg_rng rng;
@@ -250,7 +250,7 @@ int main(int argc, char **argv)
                 "\"load_max_mean\": %.4f, \"load_cv\": %.4f, \"active_frac\": %.5f, \"dropped\": %ld",
                 step + 1, loss - st.aux_loss, st.aux_loss, lr, norm, dt, dc, st.load_max_over_mean, st.load_cv,
                 st.active_frac, st.dropped_tokens);
-        if (c.model.n_expert > 0)
+        if (c.model.moe.n_expert > 0)
             layer_loads(m, log), top_expert_clusters(m, inp, c.model.vocab_size, log);
         fprintf(log, "}\n");
         bool last = step + 1 == c.max_steps;

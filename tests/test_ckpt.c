@@ -644,6 +644,41 @@ done:
     free(got);
 }
 
+/* The policy comes from the caller only (the trainer's config keys ckpt_*): the module
+ * reads no environment, and a value out of range is refused naming the field. */
+static void test_opts_no_env(void)
+{
+    setenv("FG_CKPT_KEEP", "7", 1);
+    setenv("FG_CKPT_ASYNC", "0", 1);
+    setenv("FG_CKPT_FULL_EVERY", "garbage", 1);
+    fg_ckpt_opts o = fg_ckpt_opts_default();
+    FG_CHECK(o.keep_full == 2 && o.async && o.full_every == 10 && o.zstd_level == 1 && !o.compress_full &&
+                 o.write_delay_ms == 0,
+             "defaults ignore the environment: keep %d async %d full_every %d", o.keep_full, (int)o.async,
+             o.full_every);
+    unsetenv("FG_CKPT_KEEP");
+    unsetenv("FG_CKPT_ASYNC");
+    unsetenv("FG_CKPT_FULL_EVERY");
+    static const struct {
+        int field, value;
+        const char *want;
+    } bad[] = {{0, 0, "full_every = 0: must be >= 1"},
+               {1, -1, "keep_full = -1: must be >= 0"},
+               {2, 20, "zstd_level = 20: must be in 1..19"},
+               {3, -5, "write_delay_ms = -5: must be in 0..60000"}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        o = fg_ckpt_opts_default();
+        int *f[] = {&o.full_every, &o.keep_full, &o.zstd_level, &o.write_delay_ms};
+        *f[bad[i].field] = bad[i].value;
+        const char *dir = mkdir_in_tmp("bad_opts");
+        fg_ckpt_writer *w = fg_ckpt_writer_new(dir, &o);
+        struct stat sb;
+        FG_CHECK(!w && strstr(fg_last_error(), bad[i].want) && stat(dir, &sb) != 0, "bad option refused: %s",
+                 fg_last_error());
+        fg_ckpt_writer_delete(w);
+    }
+}
+
 int main(void)
 {
     FG_TEST_BEGIN("ckpt");
@@ -656,5 +691,6 @@ int main(void)
     test_async_error_surfaces();
     test_alloc_failures();
     test_random_damage();
+    test_opts_no_env();
     return fg_test_end();
 }

@@ -556,7 +556,7 @@ static void test_config(void)
     c.layout = (fg_layout)7;
     expect_invalid(&c, FG_ERR_INVALID, "layout = 7");
     fg_model_config_default(&c, FG_LAYOUT_LLAMA);
-    c.n_expert = -1; /* MoE fields are validated by moe.c; this only checks the hand-off */
+    c.moe.n_expert = -1; /* MoE fields are validated by moe.c; this only checks the hand-off */
     expect_invalid(&c, FG_ERR_INVALID, "n_expert = -1");
 
     fg_model_config_default(&c, FG_LAYOUT_GPT2);

@@ -437,10 +437,9 @@ static void test_threads_and_strategy(void)
     FG_ASSERT(fg_moe_layer_init(&L, &mc, c.n) == FG_OK && fg_moe_scratch_init(&S, &mc, c.n) == FG_OK);
     size_t nC = (size_t)c.n * mc.d_model, nw = role_numel(&mc, FG_MOE_ROUTER_W);
     float *out[2], *dx[2], *dr[2];
-    const char *modes[2] = {"experts", "gemm"};
     int threads = fg_threads_get();
     for (int m = 0; m < 2; m++) {
-        setenv("FG_MOE_PAR", modes[m], 1);
+        L.cfg.parallel = m == 0 ? FG_MOE_PAR_EXPERTS : FG_MOE_PAR_GEMM;
         fg_threads_set(m == 0 ? 2 : 1);
         out[m] = fg_malloc(nC * sizeof(float));
         dx[m] = fg_calloc(nC, sizeof(float));
@@ -450,7 +449,6 @@ static void test_threads_and_strategy(void)
         FG_ASSERT(fg_moe_backward(&L, &S, dx[m], &c.dw, c.dout, c.x, &c.w, 1.0f) == FG_OK);
         memcpy(dr[m], c.dw.router_w, nw * sizeof(float));
     }
-    unsetenv("FG_MOE_PAR");
     fg_threads_set(threads);
     /* the combine and scatter are ordered per token, so only the GEMM library's own
      * blocking could differ between one and two threads: allow fp32 rounding */
@@ -479,6 +477,15 @@ static void test_config_errors(void)
     fg_moe_config b = mc;
     b.n_expert_active = 9, b.n_expert = 8;
     expect_invalid(fg_moe_config_validate(&b), "n_expert_active = 9 > n_expert = 8", "K > N");
+    /* the one top-k bound (the option table uses the same FG_MOE_MAX_K), named in the message */
+    b = mc, b.n_expert = 4 * FG_MOE_MAX_K, b.n_expert_active = FG_MOE_MAX_K;
+    FG_CHECK(fg_moe_config_validate(&b) == FG_OK, "K = FG_MOE_MAX_K accepted: %s", fg_last_error());
+    b.n_expert_active = FG_MOE_MAX_K + 1;
+    char want[96];
+    snprintf(want, sizeof want, "n_expert_active = %d: at most FG_MOE_MAX_K = %d", FG_MOE_MAX_K + 1, FG_MOE_MAX_K);
+    expect_invalid(fg_moe_config_validate(&b), want, "K above FG_MOE_MAX_K");
+    b = mc, b.parallel = (fg_moe_par)3;
+    expect_invalid(fg_moe_config_validate(&b), "parallel = 3", "unknown execution choice");
     b = mc, b.n_expert = 0;
     expect_invalid(fg_moe_config_validate(&b), "n_expert = 0", "zero experts");
     b = mc, b.n_expert_active = 0;
@@ -503,17 +510,18 @@ static void test_config_errors(void)
     /* model level: zero experts but top-K asked for; dense layers beyond the model */
     fg_model_config cfg;
     memset(&cfg, 0, sizeof cfg);
-    cfg.n_layer = 4, cfg.d_model = 16, cfg.n_expert = 0, cfg.n_expert_active = 2;
+    cfg.n_layer = 4, cfg.d_model = 16, cfg.moe.n_expert = 0, cfg.moe.n_expert_active = 2;
     expect_invalid(fg_moe_model_config_validate(&cfg), "n_expert = 0 but n_expert_active = 2", "model: zero experts");
-    cfg.n_expert_active = 0;
+    cfg.moe.n_expert_active = 0;
     FG_CHECK(fg_moe_model_config_validate(&cfg) == FG_OK, "dense model config rejected: %s", fg_last_error());
-    cfg.n_expert = 8, cfg.n_expert_active = 2, cfg.d_expert = 16, cfg.route_scale = 1, cfg.balance_window = 4;
-    cfg.router_logit_scale = 1;
+    cfg.moe.n_expert = 8, cfg.moe.n_expert_active = 2, cfg.moe.d_expert = 16, cfg.moe.route_scale = 1,
+    cfg.moe.balance_window = 4;
+    cfg.moe.router_logit_scale = 1;
     expect_invalid(fg_moe_model_config_validate(&cfg), "router_lr_scale = 0", "model: router lr multiplier 0");
-    cfg.router_lr_scale = 1;
-    cfg.n_dense_layers = 5;
+    cfg.moe.router_lr_scale = 1;
+    cfg.moe.n_dense_layers = 5;
     expect_invalid(fg_moe_model_config_validate(&cfg), "n_dense_layers = 5", "model: D > L");
-    cfg.n_dense_layers = 1;
+    cfg.moe.n_dense_layers = 1;
     FG_CHECK(fg_moe_model_config_validate(&cfg) == FG_OK, "good model MoE config rejected: %s", fg_last_error());
 
     /* hidden size not matching: a tensor carved for d_expert 24 given to a d_expert 8 config */
@@ -554,10 +562,11 @@ static void check_model_fixture(const char *name)
     cfg.vocab_size = ci[1], cfg.padded_vocab = ci[2], cfg.max_seq_len = ci[3], cfg.n_layer = ci[4];
     cfg.n_head = ci[5], cfg.d_model = ci[6], cfg.d_ff = ci[7], cfg.tie_embeddings = ci[8];
     int B = ci[9], T = ci[10];
-    cfg.n_dense_layers = ci[11], cfg.n_expert = ci[12], cfg.n_expert_active = ci[13], cfg.n_shared_expert = ci[14];
-    cfg.d_expert = ci[15], cfg.balance_window = ci[16], cfg.balance = (fg_balance)ci[17];
-    cfg.route_scale = cf[0], cfg.balance_alpha = cf[1], cfg.balance_gamma = cf[2];
-    cfg.capacity_factor = 0;
+    cfg.moe.n_dense_layers = ci[11], cfg.moe.n_expert = ci[12], cfg.moe.n_expert_active = ci[13],
+    cfg.moe.n_shared_expert = ci[14];
+    cfg.moe.d_expert = ci[15], cfg.moe.balance_window = ci[16], cfg.moe.balance = (fg_balance)ci[17];
+    cfg.moe.route_scale = cf[0], cfg.moe.balance_alpha = cf[1], cfg.moe.balance_gamma = cf[2];
+    cfg.moe.capacity_factor = 0;
     fg_model *m = fg_model_new(&cfg, B, T);
     if (!m) {
         FG_CHECK(0, "%s: fg_model_new: %s", name, fg_last_error());
@@ -590,10 +599,10 @@ static void check_model_fixture(const char *name)
     FG_CHECK(bad_frozen == 0, "%s: %d tensors with the wrong frozen flag", name, bad_frozen);
     FG_CHECK(numel_sum == fg_model_num_params(m), "%s: tensors cover %zu of %zu params", name, numel_sum,
              fg_model_num_params(m));
-    size_t C = (size_t)cfg.d_model, H = (size_t)cfg.d_expert, E = (size_t)cfg.n_expert;
-    size_t idle = (E - (size_t)cfg.n_expert_active) * 3 * C * H + E * (size_t)(cfg.balance_window + 1) + 1;
+    size_t C = (size_t)cfg.d_model, H = (size_t)cfg.moe.d_expert, E = (size_t)cfg.moe.n_expert;
+    size_t idle = (E - (size_t)cfg.moe.n_expert_active) * 3 * C * H + E * (size_t)(cfg.moe.balance_window + 1) + 1;
     FG_CHECK(fg_model_num_active_params(m) ==
-                 fg_model_num_params(m) - (size_t)(cfg.n_layer - cfg.n_dense_layers) * idle,
+                 fg_model_num_params(m) - (size_t)(cfg.n_layer - cfg.moe.n_dense_layers) * idle,
              "%s: active params %zu of %zu", name, fg_model_num_active_params(m), fg_model_num_params(m));
 
     const int32_t *in = fg_fixture_get(&fx, "inputs")->data, *tg = fg_fixture_get(&fx, "targets")->data;
@@ -630,7 +639,7 @@ static void check_model_fixture(const char *name)
     FG_CHECK(n_grad > 20, "%s: only %d gradients compared", name, n_grad);
     fg_moe_stats st;
     fg_model_moe_stats(m, &st);
-    FG_CHECK_CLOSE(st.active_frac, (double)cfg.n_expert_active / cfg.n_expert, 1e-6);
+    FG_CHECK_CLOSE(st.active_frac, (double)cfg.moe.n_expert_active / cfg.moe.n_expert, 1e-6);
     FG_CHECK(st.load_max_over_mean >= 1.0f && st.dropped_tokens == 0, "%s: stats max/mean %g dropped %ld", name,
              (double)st.load_max_over_mean, st.dropped_tokens);
 
@@ -666,7 +675,7 @@ static void check_model_fixture(const char *name)
      * noise grows over the 8 steps; 1e-4 relative still separates a missing bias step
      * (which re-routes tokens and moves the loss by > 1e-3) */
     FG_CHECK(worst < 1e-4, "%s: training trajectory off by %.3g relative", name, worst);
-    for (int l = cfg.n_dense_layers; l < cfg.n_layer; l++) {
+    for (int l = cfg.moe.n_dense_layers; l < cfg.n_layer; l++) {
         char key[64], tname[64];
         snprintf(key, sizeof key, "final_bias.%d", l);
         snprintf(tname, sizeof tname, "h.%d.moe.router.bias", l);
@@ -695,17 +704,17 @@ static void test_model_config_errors(void)
 {
     fg_model_config cfg;
     fg_model_config_default(&cfg, FG_LAYOUT_LLAMA);
-    cfg.n_expert = 4, cfg.n_expert_active = 5, cfg.d_expert = 16;
+    cfg.moe.n_expert = 4, cfg.moe.n_expert_active = 5, cfg.moe.d_expert = 16;
     FG_CHECK(fg_model_new(&cfg, 1, 8) == NULL && strstr(fg_last_error(), "n_expert_active = 5 > n_expert = 4"),
              "model with K > N: %s", fg_last_error());
-    cfg.n_expert = 0, cfg.n_expert_active = 2;
+    cfg.moe.n_expert = 0, cfg.moe.n_expert_active = 2;
     FG_CHECK(fg_model_new(&cfg, 1, 8) == NULL && strstr(fg_last_error(), "n_expert = 0 but n_expert_active = 2"),
              "model with zero experts: %s", fg_last_error());
-    cfg.n_expert = 4, cfg.d_expert = 0;
+    cfg.moe.n_expert = 4, cfg.moe.d_expert = 0;
     FG_CHECK(fg_model_new(&cfg, 1, 8) == NULL && strstr(fg_last_error(), "d_expert = 0"), "model with H = 0: %s",
              fg_last_error());
     /* a dense model reports no MoE */
-    cfg.n_expert = 0, cfg.n_expert_active = 0;
+    cfg.moe.n_expert = 0, cfg.moe.n_expert_active = 0;
     fg_model *m = fg_model_new(&cfg, 1, 8);
     FG_CHECK(m && fg_model_num_active_params(m) == fg_model_num_params(m), "dense active params");
     fg_moe_stats st;
@@ -716,7 +725,7 @@ static void test_model_config_errors(void)
     }
     fg_model_delete(m);
     /* router_lr_scale reaches the optimiser through the router weights' tensor info alone */
-    cfg.n_expert = 4, cfg.n_expert_active = 2, cfg.d_expert = 16, cfg.router_lr_scale = 0.25f;
+    cfg.moe.n_expert = 4, cfg.moe.n_expert_active = 2, cfg.moe.d_expert = 16, cfg.moe.router_lr_scale = 0.25f;
     m = fg_model_new(&cfg, 1, 8);
     FG_CHECK(m != NULL, "MoE model with router_lr_scale 0.25: %s", fg_last_error());
     int n_router = 0, bad_scale = 0;

@@ -56,7 +56,7 @@ static void test_config(void)
     expect_json_error("range.json", "{\n\"batch_size\": 0}", "2:1: key 'batch_size': must be >= 1 (got 0)");
     expect_json_error("neg.json", "{\"seq_len\": 64,\n \"lr\": -1}", "2:2: key 'lr': must be > 0 (got -1)");
     expect_json_error("frac.json", "{\"n_layer\": 2.5}", "1:2: key 'n_layer': must be a whole number");
-    expect_json_error("layout.json", "{\"layout\": \"gpt3\"}", "1:2: key 'layout': must be llama or gpt2");
+    expect_json_error("layout.json", "{\"layout\": \"gpt3\"}", "1:2: key 'layout': must be one of llama, gpt2");
     expect_json_error("syntax.json", "{\n  \"lr\": 0.001,\n  \"seed\": 1,,\n}", "3:13:");
     expect_json_error("dup.json", "{\"lr\": 1, \"lr\": 2}", "1:");
     expect_json_error("array.json", "[1, 2]", "1:1: expected a JSON object");
@@ -86,12 +86,12 @@ static void test_config(void)
              "bad flag value: %s", fg_last_error());
     char *unk[] = {"train", "--nope", "1"};
     FG_CHECK(fg_train_config_from_args(&c, 3, unk, NULL) == FG_ERR_INVALID &&
-                 strstr(fg_last_error(), "unknown key 'nope'"),
+                 strstr(fg_last_error(), "unknown option --nope"),
              "unknown flag: %s", fg_last_error());
 
     /* the JSON written into a run reads back to the same config */
-    c.model.n_expert = 8;
-    c.model.balance = FG_BALANCE_SEQAUX;
+    c.model.moe.n_expert = 8;
+    c.model.moe.balance = FG_BALANCE_SEQAUX;
     c.min_lr = 1.2345e-5f;
     c.seed = 1234567890123ull;
     char *j1 = fg_train_config_to_json(&c);
@@ -100,7 +100,8 @@ static void test_config(void)
     FG_CHECK(j1 && fg_train_config_load_json_text(&d, j1, "roundtrip") == FG_OK, "reload: %s", fg_last_error());
     char *j2 = fg_train_config_to_json(&d);
     FG_CHECK(j1 && j2 && strcmp(j1, j2) == 0, "to_json(load(to_json(c))) == to_json(c)");
-    FG_CHECK(d.min_lr == c.min_lr && d.seed == c.seed && d.model.n_expert == 8 && d.model.balance == FG_BALANCE_SEQAUX,
+    FG_CHECK(d.min_lr == c.min_lr && d.seed == c.seed && d.model.moe.n_expert == 8 &&
+                 d.model.moe.balance == FG_BALANCE_SEQAUX,
              "fields survive the round trip");
     fg_free(j1);
     fg_free(j2);
@@ -349,10 +350,10 @@ static void test_moe_resume(void)
     fg_train_config c;
     const char *a = tmp("moe_a"), *b = tmp("moe_b");
     tiny_config(&c, a);
-    c.model.n_expert = 4;
-    c.model.n_expert_active = 1;
-    c.model.n_shared_expert = 1;
-    c.model.d_expert = 32;
+    c.model.moe.n_expert = 4;
+    c.model.moe.n_expert_active = 1;
+    c.model.moe.n_shared_expert = 1;
+    c.model.moe.d_expert = 32;
     c.max_steps = 12;
     c.val_every = 0;
     fg_train_result ra, rb;
@@ -453,7 +454,7 @@ static void test_cli(void)
     expect_cli_fail(args, "cli_bad.json:3:3: unknown key 'learning_rate'", out);
 
     snprintf(args, sizeof args, "--data %s --out %s --lr -3", make_corpus(), out);
-    expect_cli_fail(args, "--lr: key 'lr': must be > 0", out);
+    expect_cli_fail(args, "--lr: must be > 0 (got -3)", out);
 
     snprintf(args, sizeof args, "--data %s --out %s --n-head 5 --d-model 32", make_corpus(), out);
     expect_cli_fail(args, "n_head", out);
@@ -515,6 +516,196 @@ static void test_cli_convert_sample(void)
              out1);
 }
 
+/* ---- one channel per knob: every knob category fails on a bad value, naming the knob ---- */
+static void expect_args_fail(const char *what, int argc, char **argv, const char *want)
+{
+    fg_train_config c;
+    fg_train_config_default(&c);
+    fg_status st = fg_train_config_from_args(&c, argc, argv, NULL);
+    FG_CHECK(st == FG_ERR_INVALID && strstr(fg_last_error(), want), "%s: want '%s', got '%s'", what, want,
+             fg_last_error());
+}
+
+static void test_knobs(void)
+{
+    /* flags */
+    char *a1[] = {"train", "--ckpt-keep", "abc"};
+    expect_args_fail("flag ckpt_keep", 3, a1, "--ckpt-keep: expected a number, got 'abc'");
+    char *a2[] = {"train", "--blas-threading", "gpu"};
+    expect_args_fail("flag blas_threading", 3, a2, "--blas-threading: must be one of omp, blas (got 'gpu')");
+    char *a3[] = {"train", "--ckpt-zstd-level=0"};
+    expect_args_fail("flag ckpt_zstd_level", 2, a3, "--ckpt-zstd-level: must be >= 1 (got 0)");
+    char *a4[] = {"train", "--max-steps", "1.5"};
+    expect_args_fail("flag max_steps", 3, a4, "--max-steps: must be a whole number (got 1.5)");
+    char *a5[] = {"train", "--ckpt-async", "perhaps"};
+    expect_args_fail("flag ckpt_async", 3, a5, "unexpected argument 'perhaps'");
+    /* the MoE top-k: one bound, FG_MOE_MAX_K, in the table and in the MoE validation */
+    char *a6[] = {"train", "--n-expert-active", "65"};
+    char want[64];
+    snprintf(want, sizeof want, "--n-expert-active: must be <= %d (got 65)", FG_MOE_MAX_K);
+    expect_args_fail("flag n_expert_active", 3, a6, want);
+    fg_train_config c;
+    fg_train_config_default(&c);
+    strcpy(c.data, "x.txt");
+    c.model.vocab_size = 256;
+    c.model.max_seq_len = 128;
+    c.model.moe.n_expert = 128, c.model.moe.n_expert_active = FG_MOE_MAX_K + 1, c.model.moe.d_expert = 16;
+    snprintf(want, sizeof want, "n_expert_active = %d: at most FG_MOE_MAX_K = %d", FG_MOE_MAX_K + 1, FG_MOE_MAX_K);
+    FG_CHECK(fg_model_config_validate(&c.model) == FG_ERR_INVALID && strstr(fg_last_error(), want),
+             "MoE top-k bound: %s", fg_last_error());
+
+    /* JSON config keys */
+    expect_json_error("zstd.json", "{\n \"ckpt_zstd_level\": 40}",
+                      "2:2: key 'ckpt_zstd_level': must be <= 19 (got 40)");
+    expect_json_error("blas.json", "{\"blas_threading\": 1}", "1:2: key 'blas_threading': expected a string");
+    expect_json_error("keep.json", "{\"ckpt_keep\": -1}", "1:2: key 'ckpt_keep': must be >= 0 (got -1)");
+
+    /* environment overrides: through the same parser, named, and flags win over them */
+    setenv("FG_CKPT_KEEP", "x", 1);
+    char *a7[] = {"train"};
+    expect_args_fail("env FG_CKPT_KEEP", 1, a7, "FG_CKPT_KEEP: expected a number, got 'x'");
+    unsetenv("FG_CKPT_KEEP");
+    setenv("FG_CKPT_ASYNC", "maybe", 1);
+    expect_args_fail("env FG_CKPT_ASYNC", 1, a7, "FG_CKPT_ASYNC: expected true or false");
+    unsetenv("FG_CKPT_ASYNC");
+    setenv("FG_BLAS_THREADING", "gpu", 1);
+    expect_args_fail("env FG_BLAS_THREADING", 1, a7, "FG_BLAS_THREADING: must be one of omp, blas");
+    unsetenv("FG_BLAS_THREADING");
+    setenv("FG_CKPT_WRITE_DELAY_MS", "-4", 1);
+    expect_args_fail("env FG_CKPT_WRITE_DELAY_MS", 1, a7, "FG_CKPT_WRITE_DELAY_MS: must be >= 0 (got -4)");
+    unsetenv("FG_CKPT_WRITE_DELAY_MS");
+    setenv("FG_CKPT_FULL_EVERY", "3", 1);
+    setenv("FG_CKPT_ZSTD_LEVEL", "5", 1);
+    char *a8[] = {"train", "--ckpt-zstd-level", "7"};
+    fg_train_config_default(&c);
+    FG_CHECK(fg_train_config_from_args(&c, 3, a8, NULL) == FG_OK && c.ckpt_full_every == 3 && c.ckpt_zstd_level == 7,
+             "env applied, flag over env: full_every %d level %d (%s)", c.ckpt_full_every, c.ckpt_zstd_level,
+             fg_last_error());
+    unsetenv("FG_CKPT_FULL_EVERY");
+    unsetenv("FG_CKPT_ZSTD_LEVEL");
+
+    /* every knob is in the JSON record of a run */
+    fg_train_config_default(&c);
+    char *js = fg_train_config_to_json(&c);
+    static const char *const keys[] = {"ckpt_full_every", "ckpt_keep",          "ckpt_async",
+                                       "ckpt_zstd_level", "ckpt_compress_full", "ckpt_write_delay_ms",
+                                       "blas_threading",  "n_expert_active"};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        char k[64];
+        snprintf(k, sizeof k, "\"%s\":", keys[i]);
+        FG_CHECK(js && strstr(js, k), "config.json has %s", keys[i]);
+    }
+    FG_CHECK(js && strstr(js, "\"blas_threading\": \"omp\""), "blas_threading recorded by name");
+    fg_free(js);
+
+    /* through the CLI: a bad override fails naming the variable; a good one is reported
+     * and recorded in the run's config.json */
+    const char *bin = fg_test_frugal_bin();
+    if (bin && exists(bin)) {
+        char cmd[2048], out[8192];
+        const char *run = tmp("env_run");
+        snprintf(cmd, sizeof cmd, "FG_CKPT_KEEP=abc %s train --data %s --out %s", bin, make_corpus(), run);
+        int rc = fg_test_run(cmd, out, sizeof out);
+        FG_CHECK(rc != 0 && strstr(out, "FG_CKPT_KEEP: expected a number, got 'abc'") && !exists(run),
+                 "CLI: bad environment override refused (rc %d): %s", rc, out);
+        snprintf(cmd, sizeof cmd,
+                 "FG_LOG_LEVEL=2 FG_CKPT_KEEP=3 %s train --data %s --out %s --n-layer 1 --d-model 32 --n-head 2 "
+                 "--seq-len 32 --batch-size 2 --max-steps 2 --val-batches 1",
+                 bin, make_corpus(), run);
+        rc = fg_test_run(cmd, out, sizeof out);
+        FG_CHECK(rc == 0 && strstr(out, "environment: FG_CKPT_KEEP=3 sets ckpt_keep"), "CLI: override reported: %s",
+                 out);
+        char p[700];
+        snprintf(p, sizeof p, "%s/config.json", run);
+        fg_train_config_default(&c);
+        FG_CHECK(fg_train_config_load_json(&c, p) == FG_OK && c.ckpt_keep == 3, "config.json records ckpt_keep %d",
+                 c.ckpt_keep);
+    }
+
+    /* and in --help, with its environment variable */
+    const char *hp = tmp("help.txt");
+    FILE *f = fopen(hp, "w+");
+    fg_train_config_print_help(f);
+    rewind(f);
+    char buf[16384];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+    FG_CHECK(strstr(buf, "--ckpt-keep") && strstr(buf, "(env FG_CKPT_KEEP)") && strstr(buf, "--blas-threading") &&
+                 strstr(buf, "[omp|blas]"),
+             "help lists the checkpoint and BLAS knobs");
+}
+
+/* ---- resume checks what it resumes ---- */
+static void test_resume_check(void)
+{
+    fg_train_config c;
+    const char *run = tmp("resume_check");
+    tiny_config(&c, run);
+    c.ckpt_every = 5;
+    c.stop_after = 5;
+    c.max_steps = 10;
+    fg_status st = fg_train_run(&c, NULL, NULL);
+    FG_CHECK(st == FG_OK, "first part: %s", fg_last_error());
+    if (st != FG_OK)
+        return;
+    c.stop_after = 0;
+    c.resume = 1;
+
+    /* a model flag changed: refused, naming the key with both values; nothing written */
+    fg_train_config d = c;
+    d.model.d_model = 64;
+    d.seq_len = 16;
+    st = fg_train_run(&d, NULL, NULL);
+    FG_CHECK(st == FG_ERR_INVALID && strstr(fg_last_error(), "d_model 32 -> 64") &&
+                 strstr(fg_last_error(), " seq_len 32 -> 16"),
+             "changed d_model and seq_len refused: %s", fg_last_error());
+    d = c;
+    d.lr = 5e-3f;
+    st = fg_train_run(&d, NULL, NULL);
+    FG_CHECK(st == FG_ERR_INVALID && strstr(fg_last_error(), "lr 0.00999999978 -> 0.00499999989"),
+             "changed peak lr refused: %s", fg_last_error());
+    d = c;
+    strcpy(d.tokenizer, "byte");
+    d.seed = 7;
+    st = fg_train_run(&d, NULL, NULL);
+    FG_CHECK(st == FG_ERR_INVALID && strstr(fg_last_error(), "seed 1337 -> 7"), "changed seed refused: %s",
+             fg_last_error());
+
+    /* through the CLI too: the message names the flag's key */
+    const char *bin = fg_test_frugal_bin();
+    if (bin && exists(bin)) {
+        char args[1600];
+        snprintf(args, sizeof args,
+                 "--data %s --out %s --n-layer 1 --d-model 48 --n-head 2 --batch-size 4 --seq-len 32 --max-steps 10 "
+                 "--warmup-steps 5 --lr 1e-2 --min-lr 1e-3 --val-every 20 --val-batches 4 --threads 2 --ckpt-every 5 "
+                 "--resume",
+                 make_corpus(), run);
+        expect_cli_fail(args, "d_model 32 -> 48", NULL);
+        snprintf(args, sizeof args, "--data %s --out %s --resume", make_corpus(), tmp("never_ran"));
+        expect_cli_fail(args, "holds no run to resume", tmp("never_ran"));
+    }
+
+    /* max_steps (the schedule's end), min_lr, ckpt_keep: accepted and logged */
+    const char *lp = tmp("resume_log.txt");
+    FILE *log = fopen(lp, "w+");
+    c.max_steps = 12;
+    c.min_lr = 2e-3f;
+    c.ckpt_keep = 3;
+    fg_train_result r;
+    st = fg_train_run(&c, log, &r);
+    FG_CHECK(st == FG_OK && r.steps == 7, "resume with max_steps 10 -> 12: %s (%ld steps)", fg_last_error(), r.steps);
+    rewind(log);
+    char buf[8192];
+    size_t n = fread(buf, 1, sizeof buf - 1, log);
+    buf[n] = '\0';
+    fclose(log);
+    FG_CHECK(strstr(buf, "resume: max_steps 10 -> 12\n") &&
+                 strstr(buf, "resume: min_lr 0.00100000005 -> 0.00200000009") &&
+                 strstr(buf, "resume: ckpt_keep 2 -> 3") && !strstr(buf, "resume: resume"),
+             "changes logged: %s", buf);
+}
+
 int main(void)
 {
     FG_TEST_BEGIN("train");
@@ -524,6 +715,8 @@ int main(void)
     test_grad_accum();
     test_runs();
     test_moe_resume();
+    test_knobs();
+    test_resume_check();
     test_cli();
     test_cli_convert_sample();
     return fg_test_end();

@@ -35,24 +35,27 @@ typedef struct fg_ckpt_tensor {
     size_t bytes;
 } fg_ckpt_tensor;
 
+/* The checkpoint policy. The trainer fills it from its config (ckpt_full_every,
+ * ckpt_keep, ckpt_async, ckpt_zstd_level, ckpt_compress_full, ckpt_write_delay_ms: one
+ * option table, with the FG_CKPT_* environment overrides parsed there); this module
+ * reads no environment. */
 typedef struct fg_ckpt_opts {
-    int full_every;     /* a full checkpoint every F saves, deltas in between (1 = always full) */
-    int keep_full;      /* retention: keep the last K full checkpoints and their deltas (<= 0: keep all) */
+    int full_every;     /* a full checkpoint every F saves, deltas in between (1 = always full), >= 1 */
+    int keep_full;      /* retention: keep the last K full checkpoints and their deltas (0: keep all), >= 0 */
     bool async;         /* write from a background thread */
-    int zstd_level;     /* compression level for deltas */
-    bool compress_full; /* full checkpoints byte-shuffled + zstd (level 1) instead of raw */
+    int zstd_level;     /* compression level for deltas (and compressed full checkpoints), 1..19 */
+    bool compress_full; /* full checkpoints byte-shuffled + zstd instead of raw */
+    int write_delay_ms; /* test hook: pause after each tensor written (kill-mid-write tests), 0..60000 */
 } fg_ckpt_opts;
 
-/* full_every 10, keep_full 2, async, zstd_level 1, compress_full off; each can be
- * overridden from the environment (benchmarks, operations): FG_CKPT_FULL_EVERY,
- * FG_CKPT_KEEP, FG_CKPT_ASYNC (0/1), FG_CKPT_ZSTD_LEVEL, FG_CKPT_COMPRESS_FULL (0/1).
- * FG_CKPT_WRITE_DELAY_MS (a test hook) makes the writer pause after each tensor. */
+/* full_every 10, keep_full 2, async, zstd_level 1, compress_full off, no delay. */
 fg_ckpt_opts fg_ckpt_opts_default(void);
 
 typedef struct fg_ckpt_writer fg_ckpt_writer;
 
 /* Creates dir if needed and removes stale *.tmp files left by a crash. NULL on
- * failure (last error set). */
+ * failure (last error set); an option out of its range is FG_ERR_INVALID naming the
+ * field ("checkpoint option full_every = 0: must be >= 1"). */
 fg_ckpt_writer *fg_ckpt_writer_new(const char *dir, const fg_ckpt_opts *opts);
 /* Copies the tensors into a staging buffer (the caller may change them as soon as
  * this returns), then writes the checkpoint of `step`, in the background when async.

@@ -41,6 +41,41 @@ typedef enum fg_balance {
     FG_BALANCE_SWITCH = 3, /* classic Switch-Transformer aux loss, weight alpha */
 } fg_balance;
 
+/* Largest top-K the MoE block supports (per-token gate gradients live on the stack): the
+ * one bound of n_expert_active, used by the option table and fg_moe_config_validate. */
+#define FG_MOE_MAX_K 64
+
+/* How a MoE layer spreads its experts over the threads (an execution choice: results are
+ * the same up to fp32 rounding). */
+typedef enum fg_moe_par {
+    FG_MOE_PAR_AUTO = 0,    /* experts side by side unless GEMMs use the BLAS's own threads */
+    FG_MOE_PAR_EXPERTS = 1, /* one expert per thread */
+    FG_MOE_PAR_GEMM = 2,    /* experts one after another, each GEMM over the threads */
+} fg_moe_par;
+
+/* The MoE FFN settings (moe.h has the block). Embedded in fg_model_config as .moe; the
+ * flat config keys (n_expert, n_expert_active, ...) are these field names. */
+typedef struct fg_moe_config {
+    int n_expert;             /* E routed experts per MoE layer (0 in a model config: dense) */
+    int n_expert_active;      /* K routed experts per token, 1..min(E, FG_MOE_MAX_K) */
+    int n_shared_expert;      /* S always-on experts (one dense SwiGLU of S*H) */
+    int d_expert;             /* H: hidden size of one expert (SwiGLU) */
+    int n_dense_layers;       /* the first D layers of a model keep a dense FFN */
+    float route_scale;        /* gates = route_scale * a_i / sum over the K chosen of a_j */
+    fg_balance balance;       /* BIAS, NONE, SEQAUX or SWITCH */
+    float balance_gamma;      /* bias step per optimizer step (BIAS, sign rule) */
+    float balance_gain;       /* bias step per unit of relative load error (BIAS; 0 = sign rule only) */
+    float router_logit_scale; /* router logits s = scale * x W_r^T (1: plain; < 1 slows the router under Adam) */
+    float router_lr_scale;    /* the router weights' learning rate is lr * this (1 = plain) */
+    int balance_window;       /* W: steps of load history the bias update sums */
+    float balance_alpha;      /* aux-loss weight (SEQAUX, SWITCH) */
+    float capacity_factor;    /* 0: no limit; else cap = ceil(cf * tokens * K / E) per expert */
+    fg_moe_par parallel;      /* execution only: experts side by side or threaded GEMMs */
+    /* C, the width: not a setting. fg_model_new sets it from the model's d_model; a block
+     * built alone (tests, benchmarks) sets it itself. */
+    int d_model;
+} fg_moe_config;
+
 typedef struct fg_model_config {
     fg_layout layout;
     int vocab_size;     /* V: real tokens */
@@ -53,21 +88,7 @@ typedef struct fg_model_config {
     float norm_eps;     /* 1e-5 */
     float rope_theta;   /* 10000 */
     int tie_embeddings; /* head uses wte (gpt2 default 1, llama default 0) */
-    /* ---- MoE FFN (n_expert == 0: dense everywhere) ---- */
-    int n_expert;        /* N routed experts per MoE layer */
-    int n_expert_active; /* K routed experts per token */
-    int n_shared_expert; /* S always-on experts */
-    int d_expert;        /* hidden size of one expert (SwiGLU) */
-    int n_dense_layers;  /* the first D layers keep a dense FFN */
-    float route_scale;   /* routed scaling factor on the normalized gates */
-    fg_balance balance;
-    float balance_gamma;      /* bias update speed (sign rule) */
-    float balance_gain;       /* proportional bias update on the relative load error (0 = off) */
-    float router_logit_scale; /* router logits = scale * x W_r^T (1 = plain; < 1 = slower router under Adam) */
-    float router_lr_scale;    /* the router weights' learning rate is lr * this (1 = plain) */
-    int balance_window;       /* steps of load history the bias update looks at */
-    float balance_alpha;      /* aux-loss weight for SEQAUX / SWITCH */
-    float capacity_factor;    /* 0 = no capacity limit (no token dropping) */
+    fg_moe_config moe;  /* MoE FFN (moe.n_expert == 0: dense everywhere); the block's config, embedded */
 } fg_model_config;
 
 /* Defaults for a layout (a tiny model: L=4, C=128, NH=4, V=256, maxT=256). */

@@ -3,7 +3,7 @@
  * balancing by a per-expert bias nudged from recent load (or an aux loss, or none).
  *
  * Usage (the model does this per MoE layer; tests call it directly):
- *   fg_moe_config mc; fg_moe_config_from_model(&mc, &model_cfg);
+ *   fg_moe_config mc = model_cfg.moe; mc.d_model = model_cfg.d_model; // fg_moe_config: model.h
  *   if (fg_moe_config_validate(&mc) != FG_OK) ... fg_last_error() ...
  *   fg_moe_layer L; fg_moe_layer_init(&L, &mc, max_tokens);   // cache of one layer
  *   fg_moe_scratch S; fg_moe_scratch_init(&S, &mc, max_tokens); // shared by layers
@@ -29,33 +29,13 @@
 extern "C" {
 #endif
 
-/* Largest top-K the block supports (per-token gate gradients live on the stack). */
-#define FG_MOE_MAX_K 64
-
-/* The block's own view of the MoE part of fg_model_config. */
-typedef struct fg_moe_config {
-    int d_model;              /* C */
-    int n_expert;             /* E routed experts */
-    int n_expert_active;      /* K routed experts per token */
-    int n_shared_expert;      /* S always-on experts (one dense SwiGLU of S*H) */
-    int d_expert;             /* H: hidden size of one expert */
-    float route_scale;        /* gates = route_scale * a_i / sum over the K chosen of a_j */
-    fg_balance balance;       /* BIAS, NONE, SEQAUX or SWITCH */
-    float balance_gamma;      /* bias step per optimizer step (BIAS) */
-    float router_logit_scale; /* router logits s = scale * x W_r^T (1: plain; < 1 slows the router under Adam) */
-    float balance_gain;       /* bias step per unit of relative load error (BIAS; 0 = sign rule only) */
-    int balance_window;       /* W: steps of load history the bias update sums */
-    float balance_alpha;      /* aux-loss weight (SEQAUX, SWITCH) */
-    float capacity_factor;    /* 0: no limit; else cap = ceil(cf * tokens * K / E) per expert */
-} fg_moe_config;
-
-/* Copies the MoE fields of a model config. */
-void fg_moe_config_from_model(fg_moe_config *mc, const fg_model_config *cfg);
-/* FG_OK, or FG_ERR_INVALID with a message naming the field and its value (K > E,
- * E = 0, H <= 0, negative gamma/alpha/capacity, window < 1, unknown balance, ...). */
+/* The one validation of the MoE settings: FG_OK, or FG_ERR_INVALID with a message naming
+ * the field and its value (K > E, K > FG_MOE_MAX_K, E = 0, H <= 0, negative
+ * gamma/alpha/capacity, window < 1, unknown balance, ...). */
 fg_status fg_moe_config_validate(const fg_moe_config *mc);
-/* Model-level MoE checks (n_expert == 0 means dense; then the other MoE fields must
- * not ask for experts), n_dense_layers within 0..n_layer, then the block checks. */
+/* Model-level MoE checks (moe.n_expert == 0 means dense; then the other MoE fields must
+ * not ask for experts), n_dense_layers within 0..n_layer, then fg_moe_config_validate
+ * with the model's d_model. */
 fg_status fg_moe_model_config_validate(const fg_model_config *cfg);
 
 /* Roles of the tensors of one MoE layer, for shape checks and naming. */

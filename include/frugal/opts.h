@@ -65,7 +65,7 @@ typedef struct fg_opt {
     /* optional: called after the field is set (e.g. a layout bringing its own defaults); its
      * failure is the setter's */
     fg_status (*after_set)(void *obj, const char *where);
-    unsigned flags; /* FG_OPT_FIRST */
+    unsigned flags; /* FG_OPT_FIRST; bits 16 and up are the table owner's own (e.g. train's RESUMABLE) */
 } fg_opt;
 
 #define FG_OPT_INF 1e300

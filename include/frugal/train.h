@@ -64,8 +64,17 @@ typedef struct fg_train_config {
     int resume;                       /* continue from the latest checkpoint in ckpt_dir */
     int overwrite;                    /* allow an out dir that already holds a run */
     uint64_t seed;
-    int threads;      /* 0: all cores */
-    char kernels[32]; /* "auto", "ref", ...; "" = $FG_KERNELS or auto */
+    /* ---- checkpoint policy: handed to ckpt.h as fg_ckpt_opts ---- */
+    int ckpt_full_every;     /* a full checkpoint every N saves, deltas between */
+    int ckpt_keep;           /* full checkpoints kept with their deltas (0: all) */
+    int ckpt_async;          /* 1: write from a background thread */
+    int ckpt_zstd_level;     /* 1..19 */
+    int ckpt_compress_full;  /* 1: full checkpoints byte-shuffled + zstd */
+    int ckpt_write_delay_ms; /* test hook: pause after each tensor written */
+    /* ---- machine ---- */
+    int threads;        /* 0: all cores */
+    char kernels[32];   /* "auto", "ref", ...; "" = $FG_KERNELS or auto */
+    int blas_threading; /* 0: omp (kernels split GEMMs over OpenMP), 1: blas (OpenBLAS's pool) */
 } fg_train_config;
 
 void fg_train_config_default(fg_train_config *c);
@@ -86,11 +95,32 @@ fg_status fg_train_config_load_json(fg_train_config *c, const char *path);
 fg_status fg_train_config_load_json_text(fg_train_config *c, const char *text, const char *name);
 
 /* Applies command-line arguments argv[1..argc): "--config FILE" first (wherever it
- * stands), then each "--key VALUE" / "--key=VALUE" in order; a boolean key may stand
- * alone ("--resume"). Options listed in `extra` (names without "--", NULL-terminated;
- * may be NULL) take a value and are skipped, left for the caller. Messages name the
- * flag ("--lr: ...") or the config file position. */
+ * stands), then the environment overrides (fg_train_config_apply_env), then each
+ * "--key VALUE" / "--key=VALUE" in order; a boolean key may stand alone ("--resume").
+ * Options listed in `extra` (names without "--", NULL-terminated; may be NULL; at most
+ * 16) take a value and are skipped, left for the caller. Messages name the flag
+ * ("--lr: ...") or the config file position. So flags > environment > file > defaults. */
 fg_status fg_train_config_from_args(fg_train_config *c, int argc, char **argv, const char *const *extra);
+
+/* Applies the options that have an environment override (FG_CKPT_FULL_EVERY, FG_CKPT_KEEP,
+ * FG_CKPT_ASYNC, FG_CKPT_ZSTD_LEVEL, FG_CKPT_COMPRESS_FULL, FG_CKPT_WRITE_DELAY_MS,
+ * FG_BLAS_THREADING; --help shows them) through the same parser as flags: a bad value is
+ * FG_ERR_INVALID naming the variable. Each one applied is reported to `report` (may be
+ * NULL) and in the log at INFO level; the values end up in the run's config.json. */
+fg_status fg_train_config_apply_env(fg_train_config *c, FILE *report);
+
+/* Resume check: compares the config of the run being resumed (old, from its config.json,
+ * named `name` in messages) with the one asked for now, both resolved (vocab_size,
+ * max_seq_len, d_ff, padded_vocab, ckpt_dir filled in). A difference in a setting that
+ * changes the model, the data or the optimiser is FG_ERR_INVALID listing every such key
+ * with its old and new value; a difference in a resumable one (docs/TRAINING.md: max_steps,
+ * stop_after, max_seconds, min_lr, val_every, val_batches, log_every, ckpt_*, threads,
+ * kernels, blas_threading) is logged to `log` (may be NULL) as "resume: max_steps 1000 -> 2000". */
+fg_status fg_train_config_check_resume(const fg_train_config *old, const fg_train_config *now, const char *name,
+                                       FILE *log);
+
+/* "omp" or "blas": c->blas_threading as the kernels name it. */
+const char *fg_train_blas_threading_name(const fg_train_config *c);
 
 /* Cross-field checks (needs data, model shape...). FG_ERR_INVALID naming the key. */
 fg_status fg_train_config_validate(const fg_train_config *c);
@@ -99,7 +129,7 @@ fg_status fg_train_config_validate(const fg_train_config *c);
  * back with fg_train_config_load_json_text gives the same config. */
 char *fg_train_config_to_json(const fg_train_config *c);
 
-/* One line per option: name, default, meaning. */
+/* One line per option: name, default, meaning, [range], (env override). */
 void fg_train_config_print_help(FILE *f);
 
 /* ---- token windows over shards ---- */

@@ -65,26 +65,26 @@ struct fg_ckpt_writer {
     char errmsg[1024];
 
     fg_ckpt_stats stats;
-    int delay_ms; /* test hook FG_CKPT_WRITE_DELAY_MS: pause after each tensor written */
 };
-
-/* An integer from the environment, or def when unset or not a number. */
-static int env_int(const char *name, int def)
-{
-    const char *v = fg_env(name, NULL);
-    char *end = NULL;
-    long x = v ? strtol(v, &end, 10) : 0;
-    return v && *v && end && !*end ? (int)x : def;
-}
 
 fg_ckpt_opts fg_ckpt_opts_default(void)
 {
-    fg_ckpt_opts o = {.full_every = env_int("FG_CKPT_FULL_EVERY", 10),
-                      .keep_full = env_int("FG_CKPT_KEEP", 2),
-                      .async = env_int("FG_CKPT_ASYNC", 1) != 0,
-                      .zstd_level = env_int("FG_CKPT_ZSTD_LEVEL", 1),
-                      .compress_full = env_int("FG_CKPT_COMPRESS_FULL", 0) != 0};
+    fg_ckpt_opts o = {.full_every = 10, .keep_full = 2, .async = true, .zstd_level = 1, .compress_full = false};
     return o;
+}
+
+static fg_status check_opts(const fg_ckpt_opts *o)
+{
+    if (o->full_every < 1)
+        return fg_error(FG_ERR_INVALID, "checkpoint option full_every = %d: must be >= 1", o->full_every);
+    if (o->keep_full < 0)
+        return fg_error(FG_ERR_INVALID, "checkpoint option keep_full = %d: must be >= 0 (0 = keep all)", o->keep_full);
+    if (o->zstd_level < 1 || o->zstd_level > 19)
+        return fg_error(FG_ERR_INVALID, "checkpoint option zstd_level = %d: must be in 1..19", o->zstd_level);
+    if (o->write_delay_ms < 0 || o->write_delay_ms > 60000)
+        return fg_error(FG_ERR_INVALID, "checkpoint option write_delay_ms = %d: must be in 0..60000",
+                        o->write_delay_ms);
+    return FG_OK;
 }
 
 static void layout_free(layout *l)
@@ -225,7 +225,7 @@ static fg_status run_job(fg_ckpt_writer *w)
                     .base_file = w->base_file,
                     .delta_level = w->o.zstd_level,
                     .compress_full = w->o.compress_full,
-                    .delay_ms = w->delay_ms};
+                    .delay_ms = w->o.write_delay_ms};
     char fname[64];
     uint64_t uid = 0, fbytes = 0;
     fg_status st = ckpt_write_file(w->dir, &job, &w->s, fname, &uid, &fbytes);
@@ -366,10 +366,8 @@ fg_ckpt_writer *fg_ckpt_writer_new(const char *dir, const fg_ckpt_opts *opts)
         fg_error(FG_ERR_INVALID, "checkpoint directory is empty");
         return NULL;
     }
-    if (o.zstd_level < 1 || o.zstd_level > 19) {
-        fg_error(FG_ERR_INVALID, "checkpoint zstd level %d is outside 1..19", o.zstd_level);
+    if (check_opts(&o) != FG_OK)
         return NULL;
-    }
     if (make_dirs(dir) != FG_OK)
         return NULL;
     remove_stale_tmp(dir);
@@ -377,9 +375,6 @@ fg_ckpt_writer *fg_ckpt_writer_new(const char *dir, const fg_ckpt_opts *opts)
     if (!w)
         return NULL;
     w->o = o;
-    w->delay_ms = env_int("FG_CKPT_WRITE_DELAY_MS", 0);
-    if (w->o.full_every < 1)
-        w->o.full_every = 1;
     w->dir = fg_strdup(dir);
     if (!w->dir)
         goto free_writer;

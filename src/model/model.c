@@ -28,15 +28,15 @@ void fg_model_config_default(fg_model_config *cfg, fg_layout layout)
     cfg->norm_eps = 1e-5f;
     cfg->rope_theta = 10000.0f;
     cfg->tie_embeddings = layout == FG_LAYOUT_GPT2 ? 1 : 0;
-    cfg->route_scale = 1.0f;
-    cfg->balance = FG_BALANCE_BIAS;
-    cfg->balance_gamma = 1e-3f;
-    cfg->balance_gain = 0.0f;
-    cfg->router_logit_scale = 1.0f;
-    cfg->router_lr_scale = 1.0f;
-    cfg->balance_window = 1;
-    cfg->balance_alpha = 1e-4f;
-    cfg->capacity_factor = 0.0f;
+    cfg->moe.route_scale = 1.0f;
+    cfg->moe.balance = FG_BALANCE_BIAS;
+    cfg->moe.balance_gamma = 1e-3f;
+    cfg->moe.balance_gain = 0.0f;
+    cfg->moe.router_logit_scale = 1.0f;
+    cfg->moe.router_lr_scale = 1.0f;
+    cfg->moe.balance_window = 1;
+    cfg->moe.balance_alpha = 1e-4f;
+    cfg->moe.capacity_factor = 0.0f;
 }
 
 fg_status fg_model_config_validate(const fg_model_config *cfg)
@@ -78,12 +78,14 @@ fg_status fg_model_config_validate(const fg_model_config *cfg)
                         (double)cfg->rope_theta);
     if (cfg->tie_embeddings != 0 && cfg->tie_embeddings != 1)
         return fg_error(FG_ERR_INVALID, "model config: tie_embeddings = %d must be 0 or 1", cfg->tie_embeddings);
-    return fg_moe_model_config_validate(cfg); /* n_expert == 0: dense, else the MoE fields */
+    return fg_moe_model_config_validate(cfg); /* moe.n_expert == 0: dense, else the MoE fields */
 }
 
-/* Fills padded_vocab and d_ff defaults into a validated config. */
+/* Fills padded_vocab and d_ff defaults into a validated config, and the MoE block's
+ * width (the one place it is copied). */
 static void resolve_config(fg_model_config *c)
 {
+    c->moe.d_model = c->d_model;
     if (c->padded_vocab == 0)
         c->padded_vocab = (c->vocab_size + 63) / 64 * 64;
     if (c->d_ff == 0) {

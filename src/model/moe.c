@@ -12,24 +12,6 @@
 
 /* ---- configuration ---- */
 
-void fg_moe_config_from_model(fg_moe_config *mc, const fg_model_config *cfg)
-{
-    memset(mc, 0, sizeof *mc);
-    mc->d_model = cfg->d_model;
-    mc->n_expert = cfg->n_expert;
-    mc->n_expert_active = cfg->n_expert_active;
-    mc->n_shared_expert = cfg->n_shared_expert;
-    mc->d_expert = cfg->d_expert;
-    mc->route_scale = cfg->route_scale;
-    mc->balance = cfg->balance;
-    mc->balance_gamma = cfg->balance_gamma;
-    mc->balance_gain = cfg->balance_gain;
-    mc->router_logit_scale = cfg->router_logit_scale;
-    mc->balance_window = cfg->balance_window;
-    mc->balance_alpha = cfg->balance_alpha;
-    mc->capacity_factor = cfg->capacity_factor;
-}
-
 fg_status fg_moe_config_validate(const fg_moe_config *mc)
 {
     if (mc->d_model <= 0)
@@ -41,8 +23,8 @@ fg_status fg_moe_config_validate(const fg_moe_config *mc)
         return fg_error(FG_ERR_INVALID, "moe: n_expert_active = %d: each token must be routed to at least one expert",
                         mc->n_expert_active);
     if (mc->n_expert_active > FG_MOE_MAX_K)
-        return fg_error(FG_ERR_INVALID, "moe: n_expert_active = %d: at most %d supported", mc->n_expert_active,
-                        FG_MOE_MAX_K);
+        return fg_error(FG_ERR_INVALID, "moe: n_expert_active = %d: at most FG_MOE_MAX_K = %d supported",
+                        mc->n_expert_active, FG_MOE_MAX_K);
     if (mc->n_expert_active > mc->n_expert)
         return fg_error(FG_ERR_INVALID,
                         "moe: n_expert_active = %d > n_expert = %d: top-K cannot choose more experts than exist",
@@ -67,6 +49,9 @@ fg_status fg_moe_config_validate(const fg_moe_config *mc)
         return fg_error(FG_ERR_INVALID, "moe: balance_window = %d: must be at least 1 step", mc->balance_window);
     if (!(mc->balance_alpha >= 0.0f) || !isfinite(mc->balance_alpha))
         return fg_error(FG_ERR_INVALID, "moe: balance_alpha = %g: must be >= 0", (double)mc->balance_alpha);
+    if ((int)mc->parallel < FG_MOE_PAR_AUTO || (int)mc->parallel > FG_MOE_PAR_GEMM)
+        return fg_error(FG_ERR_INVALID, "moe: parallel = %d: must be 0 (auto), 1 (experts) or 2 (gemm)",
+                        (int)mc->parallel);
     if (!(mc->capacity_factor >= 0.0f) || !isfinite(mc->capacity_factor))
         return fg_error(FG_ERR_INVALID, "moe: capacity_factor = %g: must be 0 (no limit) or positive",
                         (double)mc->capacity_factor);
@@ -75,28 +60,30 @@ fg_status fg_moe_config_validate(const fg_moe_config *mc)
 
 fg_status fg_moe_model_config_validate(const fg_model_config *cfg)
 {
-    if (cfg->n_expert < 0)
-        return fg_error(FG_ERR_INVALID, "moe: n_expert = %d: must be >= 0 (0 = dense model)", cfg->n_expert);
-    if (cfg->n_expert == 0) {
-        if (cfg->n_expert_active > 0)
+    const fg_moe_config *c = &cfg->moe;
+    if (c->n_expert < 0)
+        return fg_error(FG_ERR_INVALID, "moe: n_expert = %d: must be >= 0 (0 = dense model)", c->n_expert);
+    if (c->n_expert == 0) {
+        if (c->n_expert_active > 0)
             return fg_error(FG_ERR_INVALID,
                             "moe: n_expert = 0 but n_expert_active = %d: top-K routing needs routed experts "
                             "(set n_expert >= n_expert_active, or n_expert_active = 0 for a dense model)",
-                            cfg->n_expert_active);
-        if (cfg->n_shared_expert > 0)
+                            c->n_expert_active);
+        if (c->n_shared_expert > 0)
             return fg_error(FG_ERR_INVALID,
                             "moe: n_expert = 0 but n_shared_expert = %d: shared experts belong to a MoE layer "
                             "(use d_ff for a dense model)",
-                            cfg->n_shared_expert);
+                            c->n_shared_expert);
         return FG_OK;
     }
-    if (cfg->n_dense_layers < 0 || cfg->n_dense_layers > cfg->n_layer)
-        return fg_error(FG_ERR_INVALID, "moe: n_dense_layers = %d: must be in 0..n_layer (= %d)", cfg->n_dense_layers,
+    /* the two model-level fields: the block itself has no layers and no optimiser */
+    if (c->n_dense_layers < 0 || c->n_dense_layers > cfg->n_layer)
+        return fg_error(FG_ERR_INVALID, "moe: n_dense_layers = %d: must be in 0..n_layer (= %d)", c->n_dense_layers,
                         cfg->n_layer);
-    if (!(cfg->router_lr_scale > 0.0f) || !isfinite(cfg->router_lr_scale))
-        return fg_error(FG_ERR_INVALID, "moe: router_lr_scale = %g: must be > 0", (double)cfg->router_lr_scale);
-    fg_moe_config mc;
-    fg_moe_config_from_model(&mc, cfg);
+    if (!(c->router_lr_scale > 0.0f) || !isfinite(c->router_lr_scale))
+        return fg_error(FG_ERR_INVALID, "moe: router_lr_scale = %g: must be > 0", (double)c->router_lr_scale);
+    fg_moe_config mc = *c;
+    mc.d_model = cfg->d_model; /* the block's C is the model's width */
     return fg_moe_config_validate(&mc);
 }
 
@@ -353,12 +340,12 @@ static int capacity(const fg_moe_config *mc, int n)
  * default: the kernels' "omp" GEMM threading (src/kernels, the default) runs a GEMM
  * called inside a parallel region single-threaded on its thread. Under OpenBLAS's
  * own pthread pool (FG_BLAS_THREADING=blas) concurrent callers serialise, so there
- * one after another is used. FG_MOE_PAR=experts|gemm forces a choice. */
+ * one after another is used. cfg.parallel (config key moe_parallel) forces a choice. */
 static bool parallel_over_experts(const fg_moe_layer *L)
 {
-    const char *force = fg_env("FG_MOE_PAR", "");
-    if (!strcmp(force, "experts") || !strcmp(force, "gemm"))
-        return !strcmp(force, "experts") && L->cfg.n_expert > 1;
+    if (L->cfg.parallel != FG_MOE_PAR_AUTO)
+        return L->cfg.parallel == FG_MOE_PAR_EXPERTS && L->cfg.n_expert > 1;
+    /* the GEMM threading is the kernels' state; until kernels.h exposes it, read as they do */
     return L->cfg.n_expert > 1 && fg_threads_get() > 1 && strcmp(fg_env("FG_BLAS_THREADING", "omp"), "blas") != 0;
 }
 

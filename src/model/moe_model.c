@@ -11,7 +11,7 @@
 
 bool model_is_moe_layer(const fg_model *m, int l)
 {
-    return m->cfg.n_expert > 0 && l >= m->cfg.n_dense_layers;
+    return m->cfg.moe.n_expert > 0 && l >= m->cfg.moe.n_dense_layers;
 }
 
 static int n_moe_layers(const fg_model *m)
@@ -29,14 +29,13 @@ static const char *const role_names[FG_MOE_N_ROLES] = {
 
 int model_moe_num_tensors(const fg_model *m)
 {
-    if (m->cfg.n_expert <= 0)
+    if (m->cfg.moe.n_expert <= 0)
         return 0;
-    fg_moe_config mc;
-    fg_moe_config_from_model(&mc, &m->cfg);
+    const fg_moe_config *mc = &m->cfg.moe;
     int per_layer = 0;
     for (int r = 0; r < FG_MOE_N_ROLES; r++) {
         int nd, sh[4];
-        fg_moe_role_shape(&mc, (fg_moe_role)r, &nd, sh);
+        fg_moe_role_shape(mc, (fg_moe_role)r, &nd, sh);
         per_layer += nd > 0;
     }
     return per_layer * n_moe_layers(m);
@@ -44,16 +43,15 @@ int model_moe_num_tensors(const fg_model *m)
 
 size_t model_moe_add_tensors(fg_model *m, int *ti, size_t off)
 {
-    if (m->cfg.n_expert <= 0)
+    if (m->cfg.moe.n_expert <= 0)
         return off;
-    fg_moe_config mc;
-    fg_moe_config_from_model(&mc, &m->cfg);
+    const fg_moe_config *mc = &m->cfg.moe;
     for (int l = 0; l < m->cfg.n_layer; l++) {
         if (!model_is_moe_layer(m, l))
             continue;
         for (int r = 0; r < FG_MOE_N_ROLES; r++) {
             int nd, sh[4] = {0, 0, 0, 0};
-            fg_moe_role_shape(&mc, (fg_moe_role)r, &nd, sh);
+            fg_moe_role_shape(mc, (fg_moe_role)r, &nd, sh);
             if (nd == 0)
                 continue;
             fg_tensor_info *t = &m->tensors[(*ti)++];
@@ -66,7 +64,7 @@ size_t model_moe_add_tensors(fg_model *m, int *ti, size_t off)
             /* the bias and the load history are state moved by the balance rule */
             t->frozen = r == FG_MOE_ROUTER_BIAS || r == FG_MOE_LOAD_HIST || r == FG_MOE_LOAD_STEPS;
             t->no_decay = t->frozen;
-            t->lr_scale = r == FG_MOE_ROUTER_W ? m->cfg.router_lr_scale : 1.0f;
+            t->lr_scale = r == FG_MOE_ROUTER_W ? m->cfg.moe.router_lr_scale : 1.0f;
             m->layer[l].moe[r] = off;
             off += t->numel;
         }
@@ -76,10 +74,9 @@ size_t model_moe_add_tensors(fg_model *m, int *ti, size_t off)
 
 fg_status model_moe_init(fg_model *m)
 {
-    if (m->cfg.n_expert <= 0)
+    if (m->cfg.moe.n_expert <= 0)
         return FG_OK;
-    fg_moe_config mc;
-    fg_moe_config_from_model(&mc, &m->cfg);
+    const fg_moe_config *mc = &m->cfg.moe;
     int L = m->cfg.n_layer, N = m->B * m->T;
     m->moe = fg_calloc((size_t)L, sizeof *m->moe);
     m->moe_scratch = fg_calloc(1, sizeof *m->moe_scratch);
@@ -94,17 +91,17 @@ fg_status model_moe_init(fg_model *m)
                 continue;
             for (int i = 0; i < m->n_tensors; i++) /* each tensor checked against the config */
                 if (m->tensors[i].offset == o && m->tensors[i].numel > 0) {
-                    fg_status st = fg_moe_check_tensor(&mc, (fg_moe_role)r, &m->tensors[i]);
+                    fg_status st = fg_moe_check_tensor(mc, (fg_moe_role)r, &m->tensors[i]);
                     if (st != FG_OK)
                         return st;
                     break;
                 }
         }
-        fg_status st = fg_moe_layer_init(&m->moe[l], &mc, N);
+        fg_status st = fg_moe_layer_init(&m->moe[l], mc, N);
         if (st != FG_OK)
             return st;
     }
-    return fg_moe_scratch_init(m->moe_scratch, &mc, N);
+    return fg_moe_scratch_init(m->moe_scratch, mc, N);
 }
 
 void model_moe_free(fg_model *m)
@@ -165,13 +162,13 @@ float model_moe_aux_loss(const fg_model *m)
 size_t fg_model_num_active_params(const fg_model *m)
 {
     const fg_model_config *c = &m->cfg;
-    if (c->n_expert <= 0)
+    if (c->moe.n_expert <= 0)
         return m->n_params; /* dense: every parameter is used for every token */
     /* per MoE layer, E - K routed experts sit idle for a token; the frozen bias and
      * load history are state, not parameters a token uses */
-    size_t expert = 3 * (size_t)c->d_model * (size_t)c->d_expert;
-    size_t state = (size_t)c->n_expert * (size_t)(c->balance_window + 1) + 1;
-    size_t idle = (size_t)(c->n_expert - c->n_expert_active) * expert + state;
+    size_t expert = 3 * (size_t)c->d_model * (size_t)c->moe.d_expert;
+    size_t state = (size_t)c->moe.n_expert * (size_t)(c->moe.balance_window + 1) + 1;
+    size_t idle = (size_t)(c->moe.n_expert - c->moe.n_expert_active) * expert + state;
     return m->n_params - (size_t)n_moe_layers(m) * idle;
 }
 
@@ -185,10 +182,10 @@ void fg_model_post_step(fg_model *m)
         const model_layer_off *o = &m->layer[l];
         /* the load history is kept in every mode (statistics); only BIAS moves the bias */
         fg_moe_balance_update(m->params + o->moe[FG_MOE_ROUTER_BIAS], m->params + o->moe[FG_MOE_LOAD_HIST],
-                              m->params + o->moe[FG_MOE_LOAD_STEPS], L->step_load, c->n_expert, c->balance_window,
-                              c->balance == FG_BALANCE_BIAS ? c->balance_gamma : 0.0f,
-                              c->balance == FG_BALANCE_BIAS ? c->balance_gain : 0.0f);
-        memset(L->step_load, 0, (size_t)c->n_expert * sizeof *L->step_load);
+                              m->params + o->moe[FG_MOE_LOAD_STEPS], L->step_load, c->moe.n_expert,
+                              c->moe.balance_window, c->moe.balance == FG_BALANCE_BIAS ? c->moe.balance_gamma : 0.0f,
+                              c->moe.balance == FG_BALANCE_BIAS ? c->moe.balance_gain : 0.0f);
+        memset(L->step_load, 0, (size_t)c->moe.n_expert * sizeof *L->step_load);
     }
 }
 
@@ -197,7 +194,7 @@ const int32_t *fg_model_moe_routes(const fg_model *m, int l, int *n_tok, int *k)
     *n_tok = 0, *k = 0;
     if (!m->moe || l < 0 || l >= m->cfg.n_layer || !model_is_moe_layer(m, l) || m->moe[l].n_tok == 0)
         return NULL;
-    *n_tok = m->moe[l].n_tok, *k = m->cfg.n_expert_active;
+    *n_tok = m->moe[l].n_tok, *k = m->cfg.moe.n_expert_active;
     return m->moe[l].topk;
 }
 
@@ -225,13 +222,13 @@ void fg_model_moe_stats(const fg_model *m, fg_moe_stats *s)
 void fg_model_moe_print_loads(const fg_model *m, FILE *f)
 {
     const fg_model_config *c = &m->cfg;
-    if (c->n_expert <= 0 || !m->moe) {
+    if (c->moe.n_expert <= 0 || !m->moe) {
         fprintf(f, "dense model: no MoE layers\n");
         return;
     }
-    int E = c->n_expert;
+    int E = c->moe.n_expert;
     fprintf(f, "expert loads since start (training tokens routed, as multiples of the mean; E=%d, K=%d)\n", E,
-            c->n_expert_active);
+            c->moe.n_expert_active);
     fprintf(f, "%-6s %10s %8s %8s %8s  %s\n", "layer", "pairs", "max/mean", "min/mean", "cv", "per expert");
     for (int l = 0; l < c->n_layer; l++) {
         if (!model_is_moe_layer(m, l))

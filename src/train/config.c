@@ -1,99 +1,133 @@
-/* config.c: the training options as one table (name, type, field, range, help) that
- * serves flags, JSON files (jansson), validation, help and the config.json written
- * into each run. Leaves out nested JSON: the file is one flat object of these keys. */
-#include <ctype.h>
-#include <errno.h>
-#include <jansson.h>
-#include <math.h>
+/* config.c: the training options as one option table (core's opts.h: name, type, field,
+ * range, help, environment override) that serves flags, JSON files, validation, help,
+ * the config.json written into each run and the resume check. Flat: one object of keys. */
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "frugal/opts.h"
 #include "frugal/train.h"
 
-typedef enum opt_type { T_INT, T_LONG, T_U64, T_FLOAT, T_DOUBLE, T_BOOL, T_STR, T_LAYOUT, T_BALANCE } opt_type;
+/* A row whose value may differ when a run is resumed (docs/TRAINING.md lists them): the
+ * caller's bit in fg_opt.flags. Every other row changes the model, the data or the
+ * optimiser state's meaning, and a resume with a new value is refused. */
+#define RESUMABLE 0x10000u
 
-typedef struct opt {
-    const char *name;
-    opt_type type;
-    size_t off, size;
-    double min, max;
-    int min_excl; /* 1: value must be > min */
-    const char *help;
-} opt;
+static const char *const layout_names[] = {"llama", "gpt2", NULL};
+static const char *const balance_names[] = {"bias", "none", "seqaux", "switch", NULL};
+static const char *const blas_names[] = {"omp", "blas", NULL};
+static const char *const moe_par_names[] = {"auto", "experts", "gemm", NULL};
 
-#define F(field) offsetof(fg_train_config, field), sizeof(((fg_train_config *)0)->field)
+_Static_assert(sizeof(fg_layout) == sizeof(int) && sizeof(fg_balance) == sizeof(int) &&
+                   sizeof(fg_moe_par) == sizeof(int),
+               "enums are stored as int");
+
+/* A layout brings its own tying default; the other model fields stay. */
+static fg_status layout_defaults(void *obj, const char *where)
+{
+    fg_train_config *c = obj;
+    fg_model_config d;
+    fg_model_config_default(&d, c->model.layout);
+    c->model.tie_embeddings = d.tie_embeddings;
+    return FG_OK;
+}
+
+#define F(field) FG_OPT_FIELD(fg_train_config, field)
 #define BIG 1e18
-static const opt opts[] = {
+static const fg_opt opts[] = {
     /* model */
-    {"layout", T_LAYOUT, F(model.layout), 0, 0, 0, "llama (RMSNorm, RoPE, SwiGLU) or gpt2 (LayerNorm, GELU)"},
-    {"vocab_size", T_INT, F(model.vocab_size), 0, 1 << 24, 0, "V; 0 = from the tokenizer or shards"},
-    {"padded_vocab", T_INT, F(model.padded_vocab), 0, 1 << 24, 0, "Vp >= V; 0 = V rounded up to 64"},
-    {"max_seq_len", T_INT, F(model.max_seq_len), 0, 1 << 20, 0, "maxT; 0 = seq_len"},
-    {"n_layer", T_INT, F(model.n_layer), 1, 1024, 0, "transformer blocks L"},
-    {"n_head", T_INT, F(model.n_head), 1, 1024, 0, "attention heads NH"},
-    {"d_model", T_INT, F(model.d_model), 1, 1 << 16, 0, "width C"},
-    {"d_ff", T_INT, F(model.d_ff), 0, 1 << 20, 0, "dense FFN hidden size; 0 = layout default"},
-    {"norm_eps", T_FLOAT, F(model.norm_eps), 0, 1, 1, "norm epsilon"},
-    {"rope_theta", T_FLOAT, F(model.rope_theta), 0, 1e9, 1, "RoPE base"},
-    {"tie_embeddings", T_BOOL, F(model.tie_embeddings), 0, 1, 0, "head shares wte"},
-    {"n_expert", T_INT, F(model.n_expert), 0, 4096, 0, "routed experts per MoE layer; 0 = dense"},
-    {"n_expert_active", T_INT, F(model.n_expert_active), 0, 4096, 0, "K routed experts per token"},
-    {"n_shared_expert", T_INT, F(model.n_shared_expert), 0, 64, 0, "always-on experts"},
-    {"d_expert", T_INT, F(model.d_expert), 0, 1 << 20, 0, "expert hidden size"},
-    {"n_dense_layers", T_INT, F(model.n_dense_layers), 0, 1024, 0, "first layers kept dense"},
-    {"route_scale", T_FLOAT, F(model.route_scale), 0, 1e3, 0, "scale on normalised gates"},
-    {"balance", T_BALANCE, F(model.balance), 0, 0, 0, "bias | none | seqaux | switch"},
-    {"balance_gamma", T_FLOAT, F(model.balance_gamma), 0, 10, 0, "router bias update speed"},
-    {"balance_gain", T_FLOAT, F(model.balance_gain), 0, 10, 0, "proportional router bias gain; 0 = sign only"},
-    {"router_logit_scale", T_FLOAT, F(model.router_logit_scale), 1e-6, 1e3, 0, "scale on router logits"},
-    {"router_lr_scale", T_FLOAT, F(model.router_lr_scale), 0, 1e3, 1, "router weights' lr multiplier"},
-    {"balance_window", T_INT, F(model.balance_window), 1, 1 << 20, 0, "steps of load history"},
-    {"balance_alpha", T_FLOAT, F(model.balance_alpha), 0, 10, 0, "aux balance loss weight"},
-    {"capacity_factor", T_FLOAT, F(model.capacity_factor), 0, 1e3, 0, "expert capacity; 0 = unlimited"},
+    {"layout", FG_OPT_ENUM, F(model.layout), .choices = layout_names, .after_set = layout_defaults,
+     .flags = FG_OPT_FIRST, .help = "llama (RMSNorm, RoPE, SwiGLU) or gpt2 (LayerNorm, GELU)"},
+    {"vocab_size", FG_OPT_INT, F(model.vocab_size), 0, 1 << 24, .help = "V; 0 = from the tokenizer or shards"},
+    {"padded_vocab", FG_OPT_INT, F(model.padded_vocab), 0, 1 << 24, .help = "Vp >= V; 0 = V rounded up to 64"},
+    {"max_seq_len", FG_OPT_INT, F(model.max_seq_len), 0, 1 << 20, .help = "maxT; 0 = seq_len"},
+    {"n_layer", FG_OPT_INT, F(model.n_layer), 1, 1024, .help = "transformer blocks L"},
+    {"n_head", FG_OPT_INT, F(model.n_head), 1, 1024, .help = "attention heads NH"},
+    {"d_model", FG_OPT_INT, F(model.d_model), 1, 1 << 16, .help = "width C"},
+    {"d_ff", FG_OPT_INT, F(model.d_ff), 0, 1 << 20, .help = "dense FFN hidden size; 0 = layout default"},
+    {"norm_eps", FG_OPT_FLOAT, F(model.norm_eps), 0, 1, 1, .help = "norm epsilon"},
+    {"rope_theta", FG_OPT_FLOAT, F(model.rope_theta), 0, 1e9, 1, .help = "RoPE base"},
+    {"tie_embeddings", FG_OPT_BOOL, F(model.tie_embeddings), .help = "head shares wte"},
+    /* MoE: the flat keys are the fields of fg_moe_config, embedded as model.moe */
+    {"n_expert", FG_OPT_INT, F(model.moe.n_expert), 0, 4096, .help = "routed experts per MoE layer; 0 = dense"},
+    {"n_expert_active", FG_OPT_INT, F(model.moe.n_expert_active), 0, FG_MOE_MAX_K,
+     .help = "K routed experts per token (<= n_expert)"},
+    {"n_shared_expert", FG_OPT_INT, F(model.moe.n_shared_expert), 0, 64, .help = "always-on experts"},
+    {"d_expert", FG_OPT_INT, F(model.moe.d_expert), 0, 1 << 20, .help = "expert hidden size"},
+    {"n_dense_layers", FG_OPT_INT, F(model.moe.n_dense_layers), 0, 1024, .help = "first layers kept dense"},
+    {"route_scale", FG_OPT_FLOAT, F(model.moe.route_scale), 0, 1e3, 1, .help = "scale on normalised gates"},
+    {"balance", FG_OPT_ENUM, F(model.moe.balance), .choices = balance_names, .help = "expert load balancing"},
+    {"balance_gamma", FG_OPT_FLOAT, F(model.moe.balance_gamma), 0, 10, .help = "router bias update speed"},
+    {"balance_gain", FG_OPT_FLOAT, F(model.moe.balance_gain), 0, 10,
+     .help = "proportional router bias gain; 0 = sign only"},
+    {"router_logit_scale", FG_OPT_FLOAT, F(model.moe.router_logit_scale), 1e-6, 1e3, .help = "scale on router logits"},
+    {"router_lr_scale", FG_OPT_FLOAT, F(model.moe.router_lr_scale), 0, 1e3, 1, .help = "router weights' lr multiplier"},
+    {"balance_window", FG_OPT_INT, F(model.moe.balance_window), 1, 1 << 20, .help = "steps of load history"},
+    {"balance_alpha", FG_OPT_FLOAT, F(model.moe.balance_alpha), 0, 10, .help = "aux balance loss weight"},
+    {"capacity_factor", FG_OPT_FLOAT, F(model.moe.capacity_factor), 0, 1e3, .help = "expert capacity; 0 = unlimited"},
+    {"moe_parallel", FG_OPT_ENUM, F(model.moe.parallel), .choices = moe_par_names, .env = "FG_MOE_PAR",
+     .flags = RESUMABLE, .help = "MoE experts on threads side by side, or threaded GEMMs one after another"},
     /* data */
-    {"data", T_STR, F(data), 0, 0, 0, "raw text file to tokenise and split"},
-    {"train_shards", T_STR, F(train_shards), 0, 0, 0, "comma-separated token shards (instead of data)"},
-    {"val_shards", T_STR, F(val_shards), 0, 0, 0, "comma-separated validation shards"},
-    {"tokenizer", T_STR, F(tokenizer), 0, 0, 0, "byte, or a tokenizer.json / GPT-2 directory"},
-    {"val_frac", T_FLOAT, F(val_frac), 0, 0.9, 1, "tail share of the text held out for validation"},
-    {"sequential", T_BOOL, F(sequential), 0, 1, 0, "consecutive windows instead of random ones"},
+    {"data", FG_OPT_STR, F(data), .help = "raw text file to tokenise and split"},
+    {"train_shards", FG_OPT_STR, F(train_shards), .help = "comma-separated token shards (instead of data)"},
+    {"val_shards", FG_OPT_STR, F(val_shards), .help = "comma-separated validation shards"},
+    {"tokenizer", FG_OPT_STR, F(tokenizer), .help = "byte, or a tokenizer.json / GPT-2 directory"},
+    {"val_frac", FG_OPT_FLOAT, F(val_frac), 0, 0.9, 1, .help = "tail share of the text held out for validation"},
+    {"sequential", FG_OPT_BOOL, F(sequential), .help = "consecutive windows instead of random ones"},
     /* batch */
-    {"batch_size", T_INT, F(batch_size), 1, 1 << 16, 0, "B, sequences per micro-batch"},
-    {"seq_len", T_INT, F(seq_len), 1, 1 << 20, 0, "T, tokens per sequence"},
-    {"grad_accum", T_INT, F(grad_accum), 1, 1 << 16, 0, "micro-batches per optimiser step"},
-    {"max_steps", T_LONG, F(max_steps), 1, BIG, 0, "optimiser steps"},
-    {"stop_after", T_LONG, F(stop_after), 0, BIG, 0, "stop after this step (schedule still spans max_steps); 0 = off"},
-    {"max_seconds", T_DOUBLE, F(max_seconds), 0, BIG, 0,
-     "training-time budget: the LR schedule is shortened to fit it; 0 = none"},
+    {"batch_size", FG_OPT_INT, F(batch_size), 1, 1 << 16, .help = "B, sequences per micro-batch"},
+    {"seq_len", FG_OPT_INT, F(seq_len), 1, 1 << 20, .help = "T, tokens per sequence"},
+    {"grad_accum", FG_OPT_INT, F(grad_accum), 1, 1 << 16, .help = "micro-batches per optimiser step"},
+    {"max_steps", FG_OPT_LONG, F(max_steps), 1, BIG, .flags = RESUMABLE, .help = "optimiser steps"},
+    {"stop_after", FG_OPT_LONG, F(stop_after), 0, BIG, .flags = RESUMABLE,
+     .help = "stop after this step (schedule still spans max_steps); 0 = off"},
+    {"max_seconds", FG_OPT_DOUBLE, F(max_seconds), 0, BIG, .flags = RESUMABLE,
+     .help = "training-time budget: the LR schedule is shortened to fit it; 0 = none"},
     /* optimiser */
-    {"lr", T_FLOAT, F(lr), 0, 10, 1, "peak learning rate"},
-    {"min_lr", T_FLOAT, F(min_lr), 0, 10, 0, "learning rate at the end of the cosine"},
-    {"warmup_steps", T_LONG, F(warmup_steps), 0, BIG, 0, "linear warmup steps"},
-    {"weight_decay", T_FLOAT, F(weight_decay), 0, 10, 0, "AdamW decay (not on norms, biases, embeddings)"},
-    {"decay_all", T_BOOL, F(decay_all), 0, 1, 0, "decay norms, biases and embeddings too"},
-    {"beta1", T_FLOAT, F(beta1), 0, 0.999999, 0, "AdamW beta1"},
-    {"beta2", T_FLOAT, F(beta2), 0, 0.999999, 0, "AdamW beta2"},
-    {"eps", T_FLOAT, F(eps), 0, 1, 1, "AdamW epsilon"},
-    {"grad_clip", T_FLOAT, F(grad_clip), 0, 1e6, 0, "global gradient-norm clip; 0 = off"},
+    {"lr", FG_OPT_FLOAT, F(lr), 0, 10, 1, .help = "peak learning rate"},
+    {"min_lr", FG_OPT_FLOAT, F(min_lr), 0, 10, .flags = RESUMABLE, .help = "learning rate at the end of the cosine"},
+    {"warmup_steps", FG_OPT_LONG, F(warmup_steps), 0, BIG, .help = "linear warmup steps"},
+    {"weight_decay", FG_OPT_FLOAT, F(weight_decay), 0, 10, .help = "AdamW decay (not on norms, biases, embeddings)"},
+    {"decay_all", FG_OPT_BOOL, F(decay_all), .help = "decay norms, biases and embeddings too"},
+    {"beta1", FG_OPT_FLOAT, F(beta1), 0, 0.999999, .help = "AdamW beta1"},
+    {"beta2", FG_OPT_FLOAT, F(beta2), 0, 0.999999, .help = "AdamW beta2"},
+    {"eps", FG_OPT_FLOAT, F(eps), 0, 1, 1, .help = "AdamW epsilon"},
+    {"grad_clip", FG_OPT_FLOAT, F(grad_clip), 0, 1e6, .help = "global gradient-norm clip; 0 = off"},
     /* evaluation, logging */
-    {"val_every", T_INT, F(val_every), 0, 1 << 30, 0, "steps between validations; 0 = only at the end"},
-    {"val_batches", T_INT, F(val_batches), 1, 1 << 20, 0, "micro-batches per validation"},
-    {"log_every", T_INT, F(log_every), 1, 1 << 30, 0, "steps between printed lines"},
+    {"val_every", FG_OPT_INT, F(val_every), 0, 1 << 30, .flags = RESUMABLE,
+     .help = "steps between validations; 0 = only at the end"},
+    {"val_batches", FG_OPT_INT, F(val_batches), 1, 1 << 20, .flags = RESUMABLE, .help = "micro-batches per validation"},
+    {"log_every", FG_OPT_INT, F(log_every), 1, 1 << 30, .flags = RESUMABLE, .help = "steps between printed lines"},
     /* run */
-    {"out", T_STR, F(out), 0, 0, 0, "run directory"},
-    {"ckpt_dir", T_STR, F(ckpt_dir), 0, 0, 0, "checkpoint directory; empty = <out>/ckpt"},
-    {"ckpt_every", T_INT, F(ckpt_every), 0, 1 << 30, 0, "steps between checkpoints; 0 = none"},
-    {"resume", T_BOOL, F(resume), 0, 1, 0, "continue from the latest checkpoint"},
-    {"overwrite", T_BOOL, F(overwrite), 0, 1, 0, "reuse an out dir that already holds a run"},
-    {"seed", T_U64, F(seed), 0, 9.0e18, 0, "RNG seed (init, data order)"},
-    {"threads", T_INT, F(threads), 0, 4096, 0, "threads; 0 = all cores"},
-    {"kernels", T_STR, F(kernels), 0, 0, 0, "kernel variants: auto, ref, ...; empty = $FG_KERNELS or auto"},
+    {"out", FG_OPT_STR, F(out), .flags = RESUMABLE, .help = "run directory"},
+    {"ckpt_dir", FG_OPT_STR, F(ckpt_dir), .flags = RESUMABLE, .help = "checkpoint directory; empty = <out>/ckpt"},
+    {"ckpt_every", FG_OPT_INT, F(ckpt_every), 0, 1 << 30, .flags = RESUMABLE,
+     .help = "steps between checkpoints; 0 = none"},
+    {"resume", FG_OPT_BOOL, F(resume), .flags = RESUMABLE, .help = "continue from the latest checkpoint"},
+    {"overwrite", FG_OPT_BOOL, F(overwrite), .flags = RESUMABLE, .help = "reuse an out dir that already holds a run"},
+    {"seed", FG_OPT_U64, F(seed), 0, 9.0e18, .help = "RNG seed (init, data order)"},
+    /* checkpoint policy (ckpt.h fg_ckpt_opts); the environment variables are overrides for
+     * tests and benchmarks, parsed here like flags */
+    {"ckpt_full_every", FG_OPT_INT, F(ckpt_full_every), 1, 1 << 20, .env = "FG_CKPT_FULL_EVERY", .flags = RESUMABLE,
+     .help = "a full checkpoint every N saves, deltas between (1 = always full)"},
+    {"ckpt_keep", FG_OPT_INT, F(ckpt_keep), 0, 1 << 20, .env = "FG_CKPT_KEEP", .flags = RESUMABLE,
+     .help = "full checkpoints kept with their deltas; 0 = all"},
+    {"ckpt_async", FG_OPT_BOOL, F(ckpt_async), .env = "FG_CKPT_ASYNC", .flags = RESUMABLE,
+     .help = "write checkpoints from a background thread"},
+    {"ckpt_zstd_level", FG_OPT_INT, F(ckpt_zstd_level), 1, 19, .env = "FG_CKPT_ZSTD_LEVEL", .flags = RESUMABLE,
+     .help = "zstd level of delta (and compressed full) checkpoints"},
+    {"ckpt_compress_full", FG_OPT_BOOL, F(ckpt_compress_full), .env = "FG_CKPT_COMPRESS_FULL", .flags = RESUMABLE,
+     .help = "byte-shuffle + zstd full checkpoints instead of raw"},
+    {"ckpt_write_delay_ms", FG_OPT_INT, F(ckpt_write_delay_ms), 0, 60000, .env = "FG_CKPT_WRITE_DELAY_MS",
+     .flags = RESUMABLE, .help = "test hook: pause after each tensor written"},
+    /* machine */
+    {"threads", FG_OPT_INT, F(threads), 0, 4096, .flags = RESUMABLE, .help = "threads; 0 = all cores"},
+    {"kernels", FG_OPT_STR, F(kernels), .flags = RESUMABLE,
+     .help = "kernel variants: auto, ref, ...; empty = $FG_KERNELS or auto"},
+    {"blas_threading", FG_OPT_ENUM, F(blas_threading), .choices = blas_names, .env = "FG_BLAS_THREADING",
+     .flags = RESUMABLE, .help = "GEMM threads: omp (kernels split GEMMs over OpenMP) or blas (OpenBLAS's own)"},
 };
-#define N_OPTS ((int)(sizeof opts / sizeof opts[0]))
-
-static const char *layout_names[] = {"llama", "gpt2"};
-static const char *balance_names[] = {"bias", "none", "seqaux", "switch"};
+#define N_OPTS FG_OPT_COUNT(opts)
 
 void fg_train_config_default(fg_train_config *c)
 {
@@ -120,202 +154,32 @@ void fg_train_config_default(fg_train_config *c)
     c->log_every = 10;
     strcpy(c->out, "runs/run");
     c->seed = 1337;
-}
-
-static const opt *find_opt(const char *key)
-{
-    char k[64];
-    size_t n = strlen(key);
-    if (n >= sizeof k)
-        return NULL;
-    for (size_t i = 0; i <= n; i++)
-        k[i] = key[i] == '-' ? '_' : key[i];
-    for (int i = 0; i < N_OPTS; i++)
-        if (!strcmp(opts[i].name, k))
-            return &opts[i];
-    return NULL;
-}
-
-static int name_index(const char *s, const char **names, int n)
-{
-    for (int i = 0; i < n; i++)
-        if (!strcmp(s, names[i]))
-            return i;
-    return -1;
-}
-
-/* Stores a number into the option's field after the range check. */
-static fg_status set_number(fg_train_config *c, const opt *o, double v, const char *where)
-{
-    char *field = (char *)c + o->off;
-    bool integral = o->type == T_INT || o->type == T_LONG || o->type == T_U64 || o->type == T_BOOL;
-    if (integral && v != floor(v))
-        return fg_error(FG_ERR_INVALID, "%s: key '%s': must be a whole number (got %g)", where, o->name, v);
-    if (o->min_excl ? !(v > o->min) : !(v >= o->min))
-        return fg_error(FG_ERR_INVALID, "%s: key '%s': must be %s %g (got %g)", where, o->name,
-                        o->min_excl ? ">" : ">=", o->min, v);
-    if (!(v <= o->max))
-        return fg_error(FG_ERR_INVALID, "%s: key '%s': must be <= %g (got %g)", where, o->name, o->max, v);
-    switch (o->type) {
-    case T_INT:
-    case T_BOOL: *(int *)(void *)field = (int)v; break;
-    case T_LONG: *(long *)(void *)field = (long)v; break;
-    case T_U64: *(uint64_t *)(void *)field = (uint64_t)v; break;
-    case T_FLOAT: *(float *)(void *)field = (float)v; break;
-    case T_DOUBLE: *(double *)(void *)field = v; break;
-    default: return fg_error(FG_ERR_INTERNAL, "%s: key '%s' is not numeric", where, o->name);
-    }
-    return FG_OK;
-}
-
-static fg_status set_string(fg_train_config *c, const opt *o, const char *s, const char *where)
-{
-    char *field = (char *)c + o->off;
-    if (o->type == T_LAYOUT) {
-        int i = name_index(s, layout_names, 2);
-        if (i < 0)
-            return fg_error(FG_ERR_INVALID, "%s: key 'layout': must be llama or gpt2 (got '%s')", where, s);
-        /* a layout brings its own tying default; the other model fields stay */
-        fg_model_config d;
-        fg_model_config_default(&d, (fg_layout)i);
-        c->model.layout = (fg_layout)i;
-        c->model.tie_embeddings = d.tie_embeddings;
-        return FG_OK;
-    }
-    if (o->type == T_BALANCE) {
-        int i = name_index(s, balance_names, 4);
-        if (i < 0)
-            return fg_error(FG_ERR_INVALID, "%s: key 'balance': must be bias, none, seqaux or switch (got '%s')", where,
-                            s);
-        c->model.balance = (fg_balance)i;
-        return FG_OK;
-    }
-    if (strlen(s) >= o->size)
-        return fg_error(FG_ERR_INVALID, "%s: key '%s': value longer than %zu bytes", where, o->name, o->size - 1);
-    strcpy(field, s);
-    return FG_OK;
-}
-
-static bool is_text_type(opt_type t)
-{
-    return t == T_STR || t == T_LAYOUT || t == T_BALANCE;
+    c->ckpt_full_every = 10;
+    c->ckpt_keep = 2;
+    c->ckpt_async = 1;
+    c->ckpt_zstd_level = 1;
+    c->ckpt_compress_full = 0;
+    c->ckpt_write_delay_ms = 0;
+    c->blas_threading = 0; /* omp */
 }
 
 int fg_train_config_key_is_flag(const char *key)
 {
-    const opt *o = find_opt(key);
-    return o && o->type == T_BOOL;
+    const fg_opt *o = fg_opts_find(opts, N_OPTS, key);
+    return o && o->type == FG_OPT_BOOL;
 }
 
 fg_status fg_train_config_set(fg_train_config *c, const char *key, const char *value, const char *where)
 {
-    const opt *o = find_opt(key);
+    const fg_opt *o = fg_opts_find(opts, N_OPTS, key);
     if (!o)
         return fg_error(FG_ERR_INVALID, "%s: unknown key '%s' (frugal train --help lists them)", where, key);
-    if (is_text_type(o->type))
-        return set_string(c, o, value, where);
-    if (o->type == T_BOOL) {
-        if (!strcmp(value, "true") || !strcmp(value, "yes"))
-            return set_number(c, o, 1, where);
-        if (!strcmp(value, "false") || !strcmp(value, "no"))
-            return set_number(c, o, 0, where);
-    }
-    char *end = NULL;
-    errno = 0;
-    double v = strtod(value, &end);
-    if (end == value || *end != '\0' || errno == ERANGE)
-        return fg_error(FG_ERR_INVALID, "%s: key '%s': expected a number, got '%s'", where, o->name, value);
-    return set_number(c, o, v, where);
-}
-
-/* Line and column (1-based) of the top-level key `key` in JSON text, found by a
- * small scan that skips strings and nested values; jansson reports positions only
- * for syntax errors, not for the values of a parsed object. 0:0 when not found. */
-static void key_position(const char *text, const char *key, int *line, int *col)
-{
-    int depth = 0, ln = 1, cl = 1;
-    size_t klen = strlen(key);
-    *line = *col = 0;
-    for (const char *p = text; *p; p++, cl++) {
-        if (*p == '\n') {
-            ln++;
-            cl = 0;
-        } else if (*p == '{' || *p == '[') {
-            depth++;
-        } else if (*p == '}' || *p == ']') {
-            depth--;
-        } else if (*p == '"') {
-            const char *s = p + 1, *q = s;
-            while (*q && *q != '"') {
-                if (*q == '\\' && q[1])
-                    q++;
-                q++;
-            }
-            const char *after = *q ? q + 1 : q;
-            while (*after == ' ' || *after == '\t' || *after == '\r' || *after == '\n')
-                after++;
-            if (depth == 1 && *after == ':' && (size_t)(q - s) == klen && !strncmp(s, key, klen)) {
-                *line = ln;
-                *col = cl;
-                return;
-            }
-            cl += (int)(q - p);
-            p = *q ? q : q - 1;
-        }
-    }
-}
-
-static fg_status apply_json_value(fg_train_config *c, const opt *o, json_t *v, const char *where)
-{
-    if (is_text_type(o->type)) {
-        if (!json_is_string(v))
-            return fg_error(FG_ERR_INVALID, "%s: key '%s': expected a string", where, o->name);
-        return set_string(c, o, json_string_value(v), where);
-    }
-    if (o->type == T_BOOL && json_is_boolean(v))
-        return set_number(c, o, json_is_true(v) ? 1 : 0, where);
-    if (!json_is_number(v))
-        return fg_error(FG_ERR_INVALID, "%s: key '%s': expected a %s", where, o->name,
-                        o->type == T_BOOL ? "boolean" : "number");
-    return set_number(c, o, json_number_value(v), where);
+    return fg_opt_set(o, c, value, where);
 }
 
 fg_status fg_train_config_load_json_text(fg_train_config *c, const char *text, const char *name)
 {
-    json_error_t err;
-    json_t *root = json_loads(text, JSON_REJECT_DUPLICATES, &err);
-    if (!root)
-        return fg_error(FG_ERR_FORMAT, "%s:%d:%d: %s", name, err.line, err.column, err.text);
-    fg_status st = FG_OK;
-    if (!json_is_object(root)) {
-        st = fg_error(FG_ERR_FORMAT, "%s:1:1: expected a JSON object of options", name);
-        goto out_root;
-    }
-    /* layout first: it sets the layout's defaults under the keys that follow */
-    for (int pass = 0; pass < 2 && st == FG_OK; pass++) {
-        const char *key;
-        json_t *v;
-        json_object_foreach(root, key, v)
-        {
-            if ((pass == 0) != (strcmp(key, "layout") == 0))
-                continue;
-            int line, col;
-            key_position(text, key, &line, &col);
-            char where[FG_TRAIN_PATH_MAX + 32];
-            snprintf(where, sizeof where, "%s:%d:%d", name, line, col);
-            const opt *o = find_opt(key);
-            if (!o || strchr(key, '-')) {
-                st = fg_error(FG_ERR_INVALID, "%s: unknown key '%s'", where, key);
-                break;
-            }
-            st = apply_json_value(c, o, v, where);
-            if (st != FG_OK)
-                break;
-        }
-    }
-out_root:
-    json_decref(root);
-    return st;
+    return fg_opts_load_json_text(opts, N_OPTS, c, text, name, 0);
 }
 
 fg_status fg_train_config_load_json(fg_train_config *c, const char *path)
@@ -328,6 +192,11 @@ fg_status fg_train_config_load_json(fg_train_config *c, const char *path)
     st = fg_train_config_load_json_text(c, text, path);
     fg_free(text);
     return st;
+}
+
+fg_status fg_train_config_apply_env(fg_train_config *c, FILE *report)
+{
+    return fg_opts_apply_env(opts, N_OPTS, c, report);
 }
 
 fg_status fg_train_config_validate(const fg_train_config *c)
@@ -355,83 +224,25 @@ fg_status fg_train_config_validate(const fg_train_config *c)
 
 char *fg_train_config_to_json(const fg_train_config *c)
 {
-    json_t *root = json_object();
-    if (!root)
-        return NULL;
-    for (int i = 0; i < N_OPTS; i++) {
-        const opt *o = &opts[i];
-        const char *field = (const char *)c + o->off;
-        json_t *v = NULL;
-        switch (o->type) {
-        case T_INT: v = json_integer(*(const int *)(const void *)field); break;
-        case T_BOOL: v = json_boolean(*(const int *)(const void *)field); break;
-        case T_LONG: v = json_integer(*(const long *)(const void *)field); break;
-        case T_U64: v = json_integer((json_int_t) * (const uint64_t *)(const void *)field); break;
-        case T_FLOAT: v = json_real(*(const float *)(const void *)field); break;
-        case T_DOUBLE: v = json_real(*(const double *)(const void *)field); break;
-        case T_STR: v = json_string(field); break;
-        case T_LAYOUT: v = json_string(layout_names[c->model.layout == FG_LAYOUT_GPT2]); break;
-        case T_BALANCE: {
-            int b = (int)c->model.balance;
-            v = json_string(b >= 0 && b < 4 ? balance_names[b] : "bias");
-            break;
-        }
-        }
-        if (!v || json_object_set_new(root, o->name, v) != 0) {
-            json_decref(root);
-            return NULL;
-        }
-    }
-    char *s = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(9));
-    json_decref(root);
-    if (!s)
-        return NULL;
-    char *out = fg_strdup(s);
-    free(s); /* jansson's allocator */
-    return out;
+    return fg_opts_to_json(opts, N_OPTS, c);
+}
+
+const char *fg_train_blas_threading_name(const fg_train_config *c)
+{
+    return c->blas_threading == 1 ? "blas" : "omp";
 }
 
 void fg_train_config_print_help(FILE *f)
 {
     fg_train_config d;
     fg_train_config_default(&d);
-    fprintf(f, "options (flags --name VALUE or --name=VALUE; JSON keys in --config FILE):\n");
-    for (int i = 0; i < N_OPTS; i++) {
-        const opt *o = &opts[i];
-        const char *field = (const char *)&d + o->off;
-        char def[64];
-        switch (o->type) {
-        case T_INT:
-        case T_BOOL: snprintf(def, sizeof def, "%d", *(const int *)(const void *)field); break;
-        case T_LONG: snprintf(def, sizeof def, "%ld", *(const long *)(const void *)field); break;
-        case T_U64:
-            snprintf(def, sizeof def, "%llu", (unsigned long long)*(const uint64_t *)(const void *)field);
-            break;
-        case T_FLOAT: snprintf(def, sizeof def, "%g", *(const float *)(const void *)field); break;
-        case T_DOUBLE: snprintf(def, sizeof def, "%g", *(const double *)(const void *)field); break;
-        case T_STR: snprintf(def, sizeof def, "\"%.58s\"", field); break;
-        case T_LAYOUT: snprintf(def, sizeof def, "%s", layout_names[d.model.layout == FG_LAYOUT_GPT2]); break;
-        case T_BALANCE: snprintf(def, sizeof def, "%s", balance_names[(int)d.model.balance & 3]); break;
-        }
-        char flag[64];
-        snprintf(flag, sizeof flag, "%s", o->name);
-        for (char *p = flag; *p; p++)
-            if (*p == '_')
-                *p = '-';
-        fprintf(f, "  --%-18s %-12s %s\n", flag, def, o->help);
-    }
-}
-
-static bool is_extra(const char *name, size_t n, const char *const *extra)
-{
-    for (int i = 0; extra && extra[i]; i++)
-        if (strlen(extra[i]) == n && !strncmp(extra[i], name, n))
-            return true;
-    return false;
+    fprintf(f, "options (flags --name VALUE or --name=VALUE; JSON keys in --config FILE; [range], (env override)):\n");
+    fg_opts_print_help(f, opts, N_OPTS, &d);
 }
 
 fg_status fg_train_config_from_args(fg_train_config *c, int argc, char **argv, const char *const *extra)
 {
+    /* --config first, wherever it stands, so that flags override the file */
     for (int i = 1; i < argc; i++) {
         const char *cfg = NULL;
         if (!strcmp(argv[i], "--config")) {
@@ -447,37 +258,59 @@ fg_status fg_train_config_from_args(fg_train_config *c, int argc, char **argv, c
                 return st;
         }
     }
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (strncmp(a, "--", 2) != 0)
-            return fg_error(FG_ERR_INVALID, "'%s': expected an option --name", a);
-        const char *name = a + 2, *eq = strchr(name, '=');
-        size_t n = eq ? (size_t)(eq - name) : strlen(name);
-        char key[64];
-        if (n == 0 || n >= sizeof key)
-            return fg_error(FG_ERR_INVALID, "'%s': bad option", a);
-        memcpy(key, name, n);
-        key[n] = '\0';
-        const char *value = eq ? eq + 1 : NULL;
-        bool takes_value = strcmp(key, "config") == 0 || is_extra(name, n, extra) || !fg_train_config_key_is_flag(key);
-        if (!value && takes_value) {
-            if (i + 1 >= argc)
-                return fg_error(FG_ERR_INVALID, "--%s: missing value", key);
-            value = argv[++i];
-        } else if (!value) {
-            /* a boolean flag alone, or followed by an explicit 0/1/true/false */
-            if (i + 1 < argc && strncmp(argv[i + 1], "--", 2) != 0)
-                value = argv[++i];
-            else
-                value = "1";
-        }
-        if (!strcmp(key, "config") || is_extra(name, n, extra))
-            continue;
-        char where[80];
-        snprintf(where, sizeof where, "--%s", key);
-        fg_status st = fg_train_config_set(c, key, value, where);
-        if (st != FG_OK)
-            return st;
+    /* then the environment overrides (validated, reported), then the flags */
+    fg_status st = fg_train_config_apply_env(c, NULL);
+    if (st != FG_OK)
+        return st;
+    /* --config and the caller's extra options take a value this table does not keep */
+    char skipped[FG_TRAIN_PATH_MAX], names[16][64];
+    fg_opt side[17] = {{"config", FG_OPT_STR, 0, sizeof skipped, .help = "JSON file of options"}};
+    int n_side = 1;
+    for (int i = 0; extra && extra[i] && n_side < FG_OPT_COUNT(side); i++) {
+        char *k = names[n_side - 1]; /* keys are spelled with '_' in tables */
+        snprintf(k, sizeof names[0], "%s", extra[i]);
+        for (char *p = k; *p; p++)
+            *p = *p == '-' ? '_' : *p;
+        side[n_side++] = (fg_opt){.name = k, .type = FG_OPT_STR, .size = sizeof skipped};
     }
+    fg_opt_table tables[2] = {{opts, N_OPTS, c}, {side, n_side, skipped}};
+    fg_opt_args a = {0};
+    return fg_opts_parse_args(tables, 2, argc, argv, &a);
+}
+
+/* Appends "key old -> new" to buf (", "-separated). */
+static void add_change(char *buf, size_t cap, const fg_opt *o, const void *old, const void *now)
+{
+    char a[96], b[96];
+    size_t len = strlen(buf);
+    if (len + 4 >= cap)
+        return;
+    snprintf(buf + len, cap - len, "%s%s %s -> %s", len ? ", " : "", o->name, fg_opt_format(o, old, a, sizeof a),
+             fg_opt_format(o, now, b, sizeof b));
+}
+
+fg_status fg_train_config_check_resume(const fg_train_config *old, const fg_train_config *now, const char *name,
+                                       FILE *log)
+{
+    char refused[768] = "";
+    int n_refused = 0;
+    for (int i = 0; i < N_OPTS; i++) {
+        const fg_opt *o = &opts[i];
+        if (fg_opt_equal(o, old, now))
+            continue;
+        if (!(o->flags & RESUMABLE)) {
+            add_change(refused, sizeof refused, o, old, now);
+            n_refused++;
+        } else if (log && strcmp(o->name, "resume") && strcmp(o->name, "overwrite") && strcmp(o->name, "out")) {
+            char a[96], b[96];
+            fprintf(log, "resume: %s %s -> %s\n", o->name, fg_opt_format(o, old, a, sizeof a),
+                    fg_opt_format(o, now, b, sizeof b));
+        }
+    }
+    if (n_refused)
+        return fg_error(FG_ERR_INVALID,
+                        "--resume: %d setting%s differ%s from the run in %s, and change the model, the data or the "
+                        "optimiser: %s (resume without them, or start a new run with another --out)",
+                        n_refused, n_refused > 1 ? "s" : "", n_refused > 1 ? "" : "s", name, refused);
     return FG_OK;
 }

@@ -275,6 +275,21 @@ static float evaluate(run *r)
     return (float)(sum / r->c.val_batches);
 }
 
+/* ---- resume: the run's config.json against the config asked for now (both resolved) ---- */
+static fg_status check_resume(const fg_train_config *c, FILE *out)
+{
+    char path[PATHN];
+    snprintf(path, sizeof path, "%s/config.json", c->out);
+    if (!file_exists(path))
+        return fg_error(FG_ERR_INVALID, "--resume: %s not found: %s holds no run to resume", path, c->out);
+    fg_train_config old;
+    fg_train_config_default(&old);
+    fg_status st = fg_train_config_load_json(&old, path);
+    if (st != FG_OK)
+        return st;
+    return fg_train_config_check_resume(&old, c, path, out);
+}
+
 /* ---- setup: everything that can fail on bad input happens before any write ---- */
 static fg_status setup(run *r, FILE *out)
 {
@@ -389,6 +404,12 @@ static fg_status setup(run *r, FILE *out)
         goto out_ids;
     }
 
+    if (c->resume) {
+        st = check_resume(c, out);
+        if (st != FG_OK)
+            goto out_ids;
+    }
+
     /* first writes: the run directory and the tokenised text */
     st = mkdir_p(c->out);
     if (st == FG_OK && c->data[0] && !(c->resume && file_exists(r->train_path) && file_exists(r->val_path))) {
@@ -451,10 +472,22 @@ static void print_cost(FILE *out, const run *r, const fg_train_result *res, doub
     fprintf(out, "threads         : %d, kernels: matmul=%s\n", fg_threads_get(), fg_kernels_variant("matmul"));
 }
 
+/* The checkpoint policy of the config, as ckpt.h takes it. */
+static fg_ckpt_opts ckpt_opts(const fg_train_config *c)
+{
+    fg_ckpt_opts o = {.full_every = c->ckpt_full_every,
+                      .keep_full = c->ckpt_keep,
+                      .async = c->ckpt_async != 0,
+                      .zstd_level = c->ckpt_zstd_level,
+                      .compress_full = c->ckpt_compress_full != 0,
+                      .write_delay_ms = c->ckpt_write_delay_ms};
+    return o;
+}
+
 static fg_status save_ckpt(run *r, double tokens)
 {
     if (!r->ckw) {
-        fg_ckpt_opts o = fg_ckpt_opts_default();
+        fg_ckpt_opts o = ckpt_opts(&r->c);
         r->ckw = fg_ckpt_writer_new(r->c.ckpt_dir, &o);
         if (!r->ckw)
             return fg_last_error()[0] ? FG_ERR_IO : FG_ERR_INTERNAL;
@@ -474,7 +507,7 @@ static fg_status save_final(const char *run_dir, long step, const fg_train_confi
 {
     char dir[PATHN];
     snprintf(dir, sizeof dir, "%s/final", run_dir);
-    fg_ckpt_opts o = fg_ckpt_opts_default();
+    fg_ckpt_opts o = ckpt_opts(c);
     o.async = false;
     o.full_every = 1;
     o.keep_full = 1;
@@ -548,7 +581,7 @@ fg_status fg_train_run(const fg_train_config *cfg, FILE *out, fg_train_result *r
     if (out) {
         fprintf(out, "model: %s L=%d C=%d NH=%d V=%d T=%d%s, params %zu total / %zu active, %.3g FLOPs/token\n",
                 c->model.layout == FG_LAYOUT_GPT2 ? "gpt2" : "llama", c->model.n_layer, c->model.d_model,
-                c->model.n_head, c->model.vocab_size, T, c->model.n_expert ? " MoE" : "", fg_model_num_params(r->m),
+                c->model.n_head, c->model.vocab_size, T, c->model.moe.n_expert ? " MoE" : "", fg_model_num_params(r->m),
                 fg_model_num_active_params(r->m), flops_tok);
         fprintf(out, "train: %ld steps x %.0f tokens, lr %g -> %g (warmup %ld), %llu train tokens%s\n", c->max_steps,
                 tok_step, c->lr, c->min_lr, sched.warmup, (unsigned long long)fg_loader_tokens(&r->train),
@@ -597,7 +630,7 @@ fg_status fg_train_run(const fg_train_config *cfg, FILE *out, fg_train_result *r
                 "{\"step\": %ld, \"loss\": %.9g, \"lr\": %.6g, \"grad_norm\": %.6g, \"tokens\": %.0f, "
                 "\"tokens_per_s\": %.1f, \"flops_per_s\": %.4g, \"step_s\": %.4f",
                 r->step, loss, lr, norm, r->tokens_before + res.tokens, tps, tps * flops_tok, dt);
-        if (c->model.n_expert > 0) {
+        if (c->model.moe.n_expert > 0) {
             /* router health of the step's last micro-batch */
             fg_moe_stats ms;
             fg_model_moe_stats(r->m, &ms);
@@ -661,7 +694,7 @@ fg_status fg_train_run(const fg_train_config *cfg, FILE *out, fg_train_result *r
         goto out_teardown;
     res.ckpt_bytes += fb;
     res.wall_sec = fg_time_sec() - t_wall;
-    if (out && c->model.n_expert > 0) {
+    if (out && c->model.moe.n_expert > 0) {
         fputc('\n', out);
         fg_model_moe_print_loads(r->m, out);
     }
