@@ -56,6 +56,7 @@ while [ $i -lt 120 ]; do cat in.jsonl; i=$((i + 1)); done > big.jsonl
 "$F" clean -q $R -o big_ref.jsonl big.jsonl > /dev/null 2>&1 || fail "reference run"
 echo '{"text": "previous good output"}' > out.jsonl
 cp out.jsonl prev.jsonl
+# shellcheck disable=SC2086
 "$F" clean -q $R -o out.jsonl big.jsonl > /dev/null 2>&1 &
 pid=$!
 sleep 0.2

@@ -34,7 +34,8 @@ if [ -n "${FG_SHARED_DIR:-}" ] && [ -f "$G/test_vectors.jsonl" ]; then
   "$F" tokenize encode --tokenizer "$G" --no-eot --print --allowed-special '<|endoftext|>' special.jsonl > list.got 2> /dev/null
   cmp -s list.got special.want || fail "--allowed-special '<|endoftext|>' differs from all"
   "$F" tokenize encode --tokenizer "$G" --print --allowed-special '<|im_start|>' special.jsonl > /dev/null 2> log.txt
-  [ $? -eq 2 ] && grep -q "im_start" log.txt || fail "unknown special accepted: $(cat log.txt)"
+  rc=$?
+  if [ $rc -ne 2 ] || ! grep -q "im_start" log.txt; then fail "unknown special accepted: exit $rc: $(cat log.txt)"; fi
 else
   echo "cli_tokenize: SKIP GPT-2 vectors (FG_SHARED_DIR/data/gpt2 absent)"
 fi
