@@ -23,6 +23,15 @@ cp in.jsonl in.orig
 # 1. default rules from the binary's location, not the working directory
 "$F" clean -q --no-progress -o first.jsonl in.jsonl > log.txt 2>&1 || fail "clean outside the checkout: $(cat log.txt)"
 [ -s first.jsonl.rejects.jsonl ] || fail "clean with the default rules wrote no rejects (the short documents)"
+# a copy of the binary away from any build tree (as installed without its data) still
+# finds them (the source tree compiled in), and an installed layout PREFIX/bin +
+# PREFIX/share/frugal/configs is looked at first (a broken rules file there proves it)
+mkdir -p alone prefix/bin prefix/share/frugal/configs
+cp "$F" alone/frugal && cp "$F" prefix/bin/frugal
+alone/frugal clean -q --no-progress -o alone.jsonl in.jsonl > log.txt 2>&1 || fail "copied binary: $(cat log.txt)"
+echo "nonsense directive" > prefix/share/frugal/configs/clean_rules.conf
+prefix/bin/frugal clean -q --no-progress -o pre.jsonl in.jsonl > log.txt 2>&1 && fail "installed rules file not used"
+grep -q "share/frugal/configs/clean_rules.conf:1" log.txt || fail "installed rules not read first: $(cat log.txt)"
 # the rest keeps every document: no rules, no dedup
 R="--rules /dev/null --no-dedup --no-progress"
 # shellcheck disable=SC2086
