@@ -1,5 +1,6 @@
 /* core.h: status codes, last-error messages, logging, asserts, counted allocation,
- * arenas, RNG, timers, thread count and the progress bar, used by every module.
+ * arenas, RNG, timers, thread count, the progress bar, atomic file writes and output
+ * locks, used by every module.
  *
  * Usage:
  *   fg_status st = fg_something(...);
@@ -122,6 +123,70 @@ void fg_progress_end(fg_progress *p);
  * files. FG_ERR_IO with "<path>: cannot open: <reason>", "<path>: cannot read" or
  * "<path>: N bytes, over the limit of M" in the last error; *out is NULL then. */
 fg_status fg_read_file(const char *path, size_t max_bytes, char **out, size_t *len);
+
+/* Whole-or-absent writes. Every output that replaces a file goes through these: the
+ * bytes go to "<path>.tmp.<pid>" in the same directory, every write is checked, then
+ * fsync, rename over path (atomic on POSIX) and fsync of the directory. After a crash
+ * or a failure path holds either its old content or the new one, never a torn mix; a
+ * failure removes the temp file. A crash can leave "<path>.tmp.<pid>" behind. */
+enum {
+    /* Skip both fsyncs: still atomic against a kill, not against a power loss. Only for
+     * files nobody trusts after a crash (the checkpoint `latest` pointer). */
+    FG_FILE_NO_SYNC = 1u,
+};
+
+/* Writes len bytes to path atomically. FG_OK, or FG_ERR_IO with "<path>: <step> failed:
+ * <reason>" (the first step that failed) and path untouched; FG_ERR_NOMEM. */
+fg_status fg_file_commit(const char *path, const void *data, size_t len);
+fg_status fg_file_commit_flags(const char *path, const void *data, size_t len, unsigned flags);
+
+/* Streaming form for outputs built piece by piece (checkpoints, models, JSON):
+ *   fg_file_tx t;
+ *   if ((st = fg_file_tx_open(&t, path, 0)) != FG_OK) return st;
+ *   fg_file_tx_write(&t, hdr, n); fg_file_tx_printf(&t, "%d\n", x); ...
+ *   if (something_else_failed) { fg_file_tx_abort(&t); return st; }
+ *   return fg_file_tx_commit(&t);
+ * Writes are buffered (64 KiB) and checked as they reach the file: the first failure is
+ * recorded ("<path>: write of N bytes at byte B failed: <reason>") and returned by that
+ * call, by every later write (which then does nothing) and by commit, so the message
+ * always names the write that failed first, not a later one. Fields are private. */
+typedef struct fg_file_tx {
+    int fd;
+    unsigned flags;
+    char *path, *tmp;
+    uint8_t *buf;
+    size_t buf_len;
+    uint64_t offset;       /* bytes already in the temp file */
+    fg_status st;          /* first failure, FG_OK while none */
+    char first_error[512]; /* its message, kept from being overwritten by later errors */
+} fg_file_tx;
+
+/* Creates the temp file. On failure nothing is left to abort (t is cleared). */
+fg_status fg_file_tx_open(fg_file_tx *t, const char *path, unsigned flags);
+/* Appends bytes / formatted text; FG_OK or the transaction's first failure. */
+fg_status fg_file_tx_write(fg_file_tx *t, const void *data, size_t len);
+fg_status fg_file_tx_printf(fg_file_tx *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The first failure so far (FG_OK when none); its message is t->first_error. */
+fg_status fg_file_tx_status(const fg_file_tx *t);
+/* Flushes, fsyncs, closes, renames over the path, fsyncs the directory (no fsyncs with
+ * FG_FILE_NO_SYNC). Always ends the transaction; on failure the temp file is removed,
+ * path is untouched and the last error is the first failure's message. */
+fg_status fg_file_tx_commit(fg_file_tx *t);
+/* Ends the transaction without touching path (closes and removes the temp file). Safe
+ * after commit or a failed open. */
+void fg_file_tx_abort(fg_file_tx *t);
+
+/* An exclusive lock on an output (a run directory, an output file), held until
+ * fg_lock_release or the process ends (a crash releases it: it is a flock(2), not the
+ * existence of a file). The lock file holds the holder's pid. A second process (or a
+ * second acquire in the same process) gets FG_ERR_IO with
+ * "<lock_path>: locked by pid N (another frugal process is using it)".
+ * fg_lock_release is a no-op after a failed acquire; the lock file stays (empty). */
+typedef struct fg_lock {
+    int fd; /* -1 when not held */
+} fg_lock;
+fg_status fg_lock_acquire(fg_lock *l, const char *lock_path);
+void fg_lock_release(fg_lock *l);
 
 /* ---- misc ---- */
 /* Human-readable byte count into buf ("1.50 GiB"). Returns buf. */
