@@ -55,10 +55,10 @@ static fg_status tx_fail(fg_file_tx *t, fg_status st, const char *fmt, ...)
     return fg_error(t->st, "%s", t->first_error);
 }
 
-static fg_status tx_drain(fg_file_tx *t)
+/* Writes n bytes at the end of the temp file; the first failure is recorded with the
+ * size and offset of the write that failed. */
+static fg_status tx_put(fg_file_tx *t, const uint8_t *p, size_t n)
 {
-    const uint8_t *p = t->buf;
-    size_t n = t->buf_len;
     while (n) {
         ssize_t r = write(t->fd, p, n);
         if (r < 0 && errno == EINTR)
@@ -72,8 +72,14 @@ static fg_status tx_drain(fg_file_tx *t)
         n -= (size_t)r;
         t->offset += (uint64_t)r;
     }
-    t->buf_len = 0;
     return FG_OK;
+}
+
+static fg_status tx_drain(fg_file_tx *t)
+{
+    fg_status st = tx_put(t, t->buf, t->buf_len);
+    t->buf_len = 0;
+    return st;
 }
 
 fg_status fg_file_tx_open(fg_file_tx *t, const char *path, unsigned flags)
@@ -111,6 +117,12 @@ fg_status fg_file_tx_write(fg_file_tx *t, const void *data, size_t len)
     if (t->st != FG_OK)
         return fg_error(t->st, "%s", t->first_error);
     const uint8_t *p = data;
+    if (len >= TX_BUF) {
+        /* large blobs (checkpoint tensors) go straight to the file, without a copy */
+        if (tx_drain(t) != FG_OK)
+            return t->st;
+        return tx_put(t, p, len);
+    }
     while (len) {
         if (t->buf_len == TX_BUF && tx_drain(t) != FG_OK)
             return t->st;

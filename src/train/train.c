@@ -90,22 +90,16 @@ out_close:
     return st;
 }
 
-/* Writes text to path through a temp file + rename (whole or absent). */
+/* Writes text and a newline to path, whole or absent (fg_file_commit). */
 static fg_status write_text_atomic(const char *path, const char *text)
 {
-    char tmp[PATHN + 8];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "wb");
-    if (!f)
-        return fg_error(FG_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
-    size_t n = strlen(text);
-    bool ok = fwrite(text, 1, n, f) == n && fputc('\n', f) != EOF && fflush(f) == 0 && fsync(fileno(f)) == 0;
-    ok = (fclose(f) == 0) && ok;
-    if (!ok || rename(tmp, path) != 0) {
-        unlink(tmp);
-        return fg_error(FG_ERR_IO, "%s: write failed: %s", path, strerror(errno));
-    }
-    return FG_OK;
+    fg_file_tx tx;
+    fg_status st = fg_file_tx_open(&tx, path, 0);
+    if (st != FG_OK)
+        return st;
+    fg_file_tx_write(&tx, text, strlen(text));
+    fg_file_tx_write(&tx, "\n", 1);
+    return fg_file_tx_commit(&tx);
 }
 
 static fg_status write_shard(const char *path, const uint32_t *ids, size_t n, uint32_t vocab, int eot)
