@@ -372,6 +372,15 @@ static void test_cli(void)
              "conv=notrunc 2>/dev/null && '%s' ckpt verify t.fgck 2>&1; rc=$?; rm -f t.fgck; exit $rc",
              a, bin);
     FG_CHECK(fg_test_run(cmd, out, sizeof out) == 1 && strstr(out, "version 7 is newer"), "future: %s", out);
+    /* a garbage `latest` is named as such, never printed raw (it used to be) */
+    static char gcmd[8192];
+    snprintf(gcmd, sizeof gcmd,
+             "rm -rf '%s/../garbage' && cp -r '%s' '%s/../garbage' && printf 'HACKED\\033[31m\\n\\nmore' > "
+             "'%s/../garbage/latest' && '%s' ckpt info '%s/../garbage'",
+             a, a, a, a, bin, a);
+    FG_CHECK(fg_test_run(gcmd, out, sizeof out) == 0 && strstr(out, "garbage/latest: not a checkpoint pointer") &&
+                 strstr(out, "latest -> (invalid") && !strstr(out, "HACKED"),
+             "garbage latest: %s", out);
 }
 
 int main(void)

@@ -153,6 +153,34 @@ static fg_status write_latest(const char *dir, const char *fname)
     return fg_file_commit_flags(path, line, (size_t)n, FG_FILE_NO_SYNC);
 }
 
+fg_status fg_ckpt_read_latest(const char *dir, char *name, size_t cap)
+{
+    char path[PATH_MAX], buf[128];
+    name[0] = 0;
+    if (snprintf(path, sizeof path, "%s/latest", dir) >= (int)sizeof path)
+        return fg_error(FG_ERR_INVALID, "%s: checkpoint directory path too long", dir);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT ? FG_OK : fg_error(FG_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n < 0)
+        return fg_error(FG_ERR_IO, "%s: cannot read: %s", path, strerror(errno));
+    buf[n] = 0;
+    size_t len = strcspn(buf, "\n");
+    long step;
+    bool delta;
+    bool one_line = (size_t)n == len || ((size_t)n == len + 1 && buf[len] == '\n');
+    buf[len] = 0;
+    if (!one_line || !ckpt_parse_name(buf, &step, &delta) || len + 1 > cap)
+        return fg_error(FG_ERR_FORMAT,
+                        "%s: not a checkpoint pointer (want one line 'ckpt-<step>-full|delta.fgck', %zd bytes "
+                        "found); it is informative only: loading picks the newest checkpoint that verifies",
+                        path, n);
+    memcpy(name, buf, len + 1);
+    return FG_OK;
+}
+
 static uint64_t new_uid(void)
 {
     uint64_t u = 0;

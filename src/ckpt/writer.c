@@ -515,11 +515,11 @@ fg_status fg_ckpt_writer_save(fg_ckpt_writer *w, long step, const char *meta_jso
     } else {
         st = run_job(w);
     }
-    if (st != FG_OK)
-        return st;
+    /* The earlier failure first: on a full disk this save's own write fails too, and
+     * the message must name the write that failed first. */
     if (prev != FG_OK)
         return fg_error(prev, "%s", prevmsg);
-    return FG_OK;
+    return st;
 }
 
 void fg_ckpt_writer_stats(const fg_ckpt_writer *w, fg_ckpt_stats *s)
