@@ -20,8 +20,12 @@ static void test_errors(void)
     FG_CHECK(st == FG_ERR_FORMAT, "fg_error returns its status");
     FG_CHECK(strcmp(fg_last_error(), "file.json:3: bad thing") == 0, "last error is '%s'", fg_last_error());
     FG_CHECK(strcmp(fg_status_str(FG_ERR_IO), "I/O error") == 0, "status string");
+    FG_CHECK(fg_last_status() == FG_ERR_FORMAT, "last status is the one given to fg_error");
     fg_clear_error();
     FG_CHECK(fg_last_error()[0] == 0, "cleared");
+    FG_CHECK(fg_last_status() == FG_ERR_INTERNAL, "no recorded status reads as a bug, never as FG_OK");
+    fg_mem_fail_after(1);
+    FG_CHECK(fg_malloc(8) == NULL && fg_last_status() == FG_ERR_NOMEM, "a failed allocation records FG_ERR_NOMEM");
 }
 
 static void test_alloc(void)

@@ -581,6 +581,14 @@ static void test_run_dir_safety(void)
         fg_test_skip("metrics on a full disk", "/dev/full is not writable here");
     }
 
+    /* a constructor's failure keeps its own status (a missing tokenizer is an I/O
+     * error; the trainer used to call every tokenizer failure FG_ERR_INVALID) */
+    tiny_config(&c, tmp("no_tok_run"));
+    snprintf(c.tokenizer, sizeof c.tokenizer, "%s", tmp("no_such_tokenizer.json"));
+    st = fg_train_run(&c, NULL, NULL);
+    FG_CHECK(st == FG_ERR_IO && strstr(fg_last_error(), "no_such_tokenizer.json"), "missing tokenizer: %d %s", st,
+             fg_last_error());
+
     const char *bin = fg_test_frugal_bin();
     if (!bin || !exists(bin)) {
         fg_test_skip("run directory CLI checks", "FG_FRUGAL_BIN not built");

@@ -51,8 +51,8 @@ fg_ckpt_opts fg_ckpt_opts_default(void);
 
 typedef struct fg_ckpt_writer fg_ckpt_writer;
 
-/* Creates dir if needed and removes stale *.tmp files left by a crash. NULL on
- * failure (last error set). */
+/* Creates dir if needed and removes stale temp files left by a crash. NULL on
+ * failure (status in fg_last_status(), message in fg_last_error()). */
 fg_ckpt_writer *fg_ckpt_writer_new(const char *dir, const fg_ckpt_opts *opts);
 /* Copies the tensors into a staging buffer (the caller may change them as soon as
  * this returns), then writes the checkpoint of `step`, in the background when async.

@@ -45,7 +45,13 @@ fg_status fg_error(fg_status st, const char *fmt, ...) __attribute__((format(pri
 
 /* This thread's last error message ("" when none). Valid until the next fg_error. */
 const char *fg_last_error(void);
-void fg_clear_error(void);
+/* The status given to this thread's last fg_error. Constructors that return a pointer
+ * (fg_model_new, fg_tok_load, fg_ckpt_writer_new, ...) return NULL on failure after
+ * calling fg_error on every failing path, so their callers read the status here
+ * instead of guessing one: `if (!m) return fg_last_status();`. FG_ERR_INTERNAL when no
+ * error was recorded since fg_clear_error (a failure without a message is a bug). */
+fg_status fg_last_status(void);
+void fg_clear_error(void); /* clears the message and the status */
 
 /* ---- logging ---- */
 enum fg_log_level { FG_LOG_ERROR = 0, FG_LOG_WARN = 1, FG_LOG_INFO = 2, FG_LOG_DEBUG = 3 };

@@ -401,10 +401,14 @@ fg_ckpt_writer *fg_ckpt_writer_new(const char *dir, const fg_ckpt_opts *opts)
     if (!w->dir)
         goto free_writer;
     if (o.async) {
-        if (pthread_mutex_init(&w->mu, NULL) != 0)
+        if (pthread_mutex_init(&w->mu, NULL) != 0) {
+            fg_error(FG_ERR_INTERNAL, "cannot create the checkpoint writer's mutex");
             goto free_dir;
-        if (pthread_cond_init(&w->cv, NULL) != 0)
+        }
+        if (pthread_cond_init(&w->cv, NULL) != 0) {
+            fg_error(FG_ERR_INTERNAL, "cannot create the checkpoint writer's condition variable");
             goto destroy_mutex;
+        }
         int rc = pthread_create(&w->thread, NULL, writer_main, w);
         if (rc != 0) {
             fg_error(FG_ERR_INTERNAL, "cannot start the checkpoint writer thread: %s", strerror(rc));

@@ -16,6 +16,7 @@
 int fg_log_level = FG_LOG_INFO;
 
 static _Thread_local char last_error[1024];
+static _Thread_local fg_status last_status;
 
 const char *fg_status_str(fg_status st)
 {
@@ -39,6 +40,7 @@ fg_status fg_error(fg_status st, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(last_error, sizeof last_error, fmt, ap);
     va_end(ap);
+    last_status = st;
     fg_log(FG_LOG_DEBUG, "error (%s): %s", fg_status_str(st), last_error);
     return st;
 }
@@ -47,9 +49,14 @@ const char *fg_last_error(void)
 {
     return last_error;
 }
+fg_status fg_last_status(void)
+{
+    return last_status != FG_OK ? last_status : FG_ERR_INTERNAL;
+}
 void fg_clear_error(void)
 {
     last_error[0] = 0;
+    last_status = FG_OK;
 }
 
 void fg_log(int level, const char *fmt, ...)

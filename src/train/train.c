@@ -365,7 +365,7 @@ static fg_status setup(run *r, FILE *out)
     if (c->tokenizer[0]) {
         r->tok = fg_tok_load(c->tokenizer);
         if (!r->tok)
-            return rewrap(FG_ERR_INVALID, "tokenizer");
+            return rewrap(fg_last_status(), "tokenizer");
         vocab = (uint32_t)fg_tok_vocab_size(r->tok);
         /* config.json records an absolute path, so `frugal sample` works from anywhere */
         char *abs = strcmp(c->tokenizer, "byte") ? realpath(c->tokenizer, NULL) : NULL;
@@ -422,7 +422,7 @@ static fg_status setup(run *r, FILE *out)
 
     r->m = fg_model_new(&c->model, c->batch_size, c->seq_len);
     if (!r->m) {
-        st = rewrap(FG_ERR_INVALID, "model");
+        st = rewrap(fg_last_status(), "model");
         goto out_ids;
     }
     c->model = *fg_model_get_config(r->m); /* resolved: padded_vocab, d_ff, ... */
@@ -533,8 +533,10 @@ static fg_status save_ckpt(run *r, double tokens)
     if (!r->ckw) {
         fg_ckpt_opts o = fg_ckpt_opts_default();
         r->ckw = fg_ckpt_writer_new(r->c.ckpt_dir, &o);
-        if (!r->ckw)
-            return fg_last_error()[0] ? FG_ERR_IO : FG_ERR_INTERNAL;
+        if (!r->ckw) {
+            r->ckpt_failed = true;
+            return fg_last_status();
+        }
     }
     char *meta = meta_json(r, tokens);
     if (!meta)
@@ -558,7 +560,7 @@ static fg_status save_final(const char *run_dir, long step, const fg_train_confi
     o.keep_full = 1;
     fg_ckpt_writer *w = fg_ckpt_writer_new(dir, &o);
     if (!w)
-        return FG_ERR_IO;
+        return fg_last_status();
     char *cfg = fg_train_config_to_json(c);
     fg_ckpt_tensor t = {"params", fg_model_params(m), fg_model_num_params(m) * sizeof(float)};
     fg_status st = cfg ? fg_ckpt_writer_save(w, step, cfg, &t, 1) : FG_ERR_NOMEM;
@@ -798,7 +800,7 @@ fg_status fg_train_load_run(const char *run_dir, const char *ckpt_dir, int B, in
         T = c->model.max_seq_len;
     fg_model *mm = fg_model_new(&c->model, B, T);
     if (!mm)
-        return rewrap(FG_ERR_INVALID, path);
+        return rewrap(fg_last_status(), path);
     char dir[PATHN];
     if (ckpt_dir && ckpt_dir[0])
         snprintf(dir, sizeof dir, "%s", ckpt_dir);
