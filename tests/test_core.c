@@ -1,5 +1,5 @@
 /* test_core.c: status/last-error, counted allocation with failure injection,
- * arena alignment and exhaustion, RNG reproducibility and moments, atomic file writes
+ * RNG reproducibility and moments, atomic file writes
  * (replace, abort, a real write failure) and the output lock across processes. */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -49,20 +49,6 @@ static void test_alloc(void)
     fg_free(p1);
     fg_free(p3);
     FG_CHECK(fg_calloc(SIZE_MAX / 2, 4) == NULL, "calloc overflow refused");
-}
-
-static void test_arena(void)
-{
-    fg_arena a;
-    FG_CHECK(fg_arena_init(&a, 1024) == FG_OK, "arena init");
-    char *p = fg_arena_alloc(&a, 10), *q = fg_arena_alloc(&a, 10);
-    FG_CHECK(p && q && ((uintptr_t)q & 63) == 0 && q - p == 64, "arena aligns to 64");
-    FG_CHECK(fg_arena_alloc(&a, 2000) == NULL, "arena refuses overflow");
-    fg_arena_reset(&a);
-    FG_CHECK(fg_arena_alloc(&a, 1000) == a.base, "reset rewinds");
-    FG_CHECK(a.peak >= 1000, "peak kept");
-    fg_arena_free(&a);
-    fg_arena_free(&a);
 }
 
 static void test_rng(void)
@@ -259,7 +245,6 @@ int main(void)
     FG_TEST_BEGIN("core");
     test_errors();
     test_alloc();
-    test_arena();
     test_rng();
     test_file_commit();
     test_file_write_error();

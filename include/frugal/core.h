@@ -1,6 +1,6 @@
 /* core.h: status codes, last-error messages, logging, asserts, counted allocation,
- * arenas, RNG, timers, thread count, the progress bar, atomic file writes and output
- * locks, used by every module.
+ * RNG, timers, thread count, the progress bar, atomic file writes and output locks,
+ * used by every module.
  *
  * Usage:
  *   fg_status st = fg_something(...);
@@ -79,19 +79,6 @@ size_t fg_mem_current(void); /* bytes live through fg_malloc now */
 size_t fg_mem_peak(void);    /* high-water mark of fg_mem_current */
 /* Test hook: the n-th fg_malloc/calloc/realloc from now (1 = next) fails; n <= 0 disables. */
 void fg_mem_fail_after(long n);
-
-/* ---- arena: per-step scratch, reset each step, never freed piecemeal ---- */
-typedef struct fg_arena {
-    uint8_t *base;
-    size_t cap;  /* bytes */
-    size_t used; /* bytes */
-    size_t peak; /* high-water mark of used */
-} fg_arena;
-fg_status fg_arena_init(fg_arena *a, size_t cap);
-/* 64-byte aligned; NULL (last error set) when the arena is full. */
-void *fg_arena_alloc(fg_arena *a, size_t bytes);
-void fg_arena_reset(fg_arena *a);
-void fg_arena_free(fg_arena *a); /* safe on a zeroed or already freed arena */
 
 /* ---- RNG: xoshiro256** seeded through splitmix64; reproducible across machines ---- */
 typedef struct fg_rng {

@@ -1,5 +1,5 @@
 /* core.c: status strings, last-error buffer, logging, asserts, counted aligned
- * allocation with failure injection, arenas, RNG, timers and process facts. */
+ * allocation with failure injection, RNG, timers and process facts. */
 #define _GNU_SOURCE
 #include "frugal/core.h"
 
@@ -179,41 +179,6 @@ size_t fg_mem_peak(void)
 void fg_mem_fail_after(long n)
 {
     atomic_store(&fail_countdown, n > 0 ? n : 0);
-}
-
-/* ---- arena ---- */
-fg_status fg_arena_init(fg_arena *a, size_t cap)
-{
-    memset(a, 0, sizeof *a);
-    a->base = fg_malloc(cap ? cap : 64);
-    if (!a->base)
-        return FG_ERR_NOMEM;
-    a->cap = cap;
-    return FG_OK;
-}
-
-void *fg_arena_alloc(fg_arena *a, size_t bytes)
-{
-    size_t start = (a->used + 63) & ~(size_t)63;
-    if (start > a->cap || bytes > a->cap - start) {
-        fg_error(FG_ERR_NOMEM, "arena full: %zu of %zu bytes used, %zu more asked", a->used, a->cap, bytes);
-        return NULL;
-    }
-    a->used = start + bytes;
-    if (a->used > a->peak)
-        a->peak = a->used;
-    return a->base + start;
-}
-
-void fg_arena_reset(fg_arena *a)
-{
-    a->used = 0;
-}
-
-void fg_arena_free(fg_arena *a)
-{
-    fg_free(a->base);
-    memset(a, 0, sizeof *a);
 }
 
 /* ---- RNG ---- */
