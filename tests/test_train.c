@@ -577,6 +577,20 @@ static void test_run_dir_safety(void)
                      strstr(fg_last_error(), "No space left"),
                  "full disk under metrics.jsonl stops the run: %s", fg_last_error());
         FG_CHECK(res.steps == 1, "stopped after the step whose line failed (%ld steps)", res.steps);
+
+        /* the torn line such a failure leaves is dropped by the next resume */
+        FG_CHECK(unlink(p) == 0, "remove the symlink");
+        FILE *f = fopen(p, "w");
+        FG_ASSERT(f);
+        fputs("{\"step\": 5, \"loss\": 1.5}\n{\"step\": 6, \"lo", f);
+        fclose(f);
+        FG_CHECK(fg_train_run(&c, NULL, NULL) == FG_OK, "resume after the torn line: %s", fg_last_error());
+        char *text = NULL;
+        size_t n = 0;
+        FG_CHECK(fg_read_file(p, 0, &text, &n) == FG_OK && !strstr(text, "\"lo{") && !strstr(text, "\"lo\n") &&
+                     text[n - 1] == '\n',
+                 "torn line dropped: %s", text ? text : "");
+        fg_free(text);
     } else {
         fg_test_skip("metrics on a full disk", "/dev/full is not writable here");
     }

@@ -155,6 +155,29 @@ static fg_status metrics_flush(run *r)
     return FG_OK;
 }
 
+/* A run stopped by a failed write (or a kill) may have left a torn last line in
+ * metrics.jsonl: a resume drops it, so the log stays one JSON object per line. */
+static fg_status trim_torn_line(const char *path)
+{
+    char *text = NULL;
+    size_t len = 0;
+    if (!file_exists(path))
+        return FG_OK;
+    fg_status st = fg_read_file(path, 0, &text, &len);
+    if (st != FG_OK)
+        return st;
+    size_t keep = len;
+    while (keep > 0 && text[keep - 1] != '\n')
+        keep--;
+    fg_free(text);
+    if (keep < len) {
+        FG_WARN("%s: dropping a torn last line (%zu bytes) before appending", path, len - keep);
+        if (truncate(path, (off_t)keep) != 0)
+            return fg_error(FG_ERR_IO, "%s: cannot drop the torn last line: %s", path, strerror(errno));
+    }
+    return FG_OK;
+}
+
 /* ---- the run directory ---- */
 
 /* --resume needs a checkpoint: checked before anything is written (no data/, no lock
@@ -615,6 +638,8 @@ fg_status fg_train_run(const fg_train_config *cfg, FILE *out, fg_train_result *r
     if (st != FG_OK)
         goto out_teardown;
     snprintf(r->metrics_path, sizeof r->metrics_path, "%s/metrics.jsonl", c->out);
+    if (c->resume && (st = trim_torn_line(r->metrics_path)) != FG_OK)
+        goto out_teardown;
     r->metrics = fopen(r->metrics_path, c->resume ? "a" : "w");
     if (!r->metrics) {
         st = fg_error(FG_ERR_IO, "%s: cannot open: %s", r->metrics_path, strerror(errno));
