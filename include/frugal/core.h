@@ -1,5 +1,6 @@
 /* core.h: status codes, last-error messages, logging, asserts, counted allocation,
- * arenas, RNG, timers, thread count and the progress bar, used by every module.
+ * RNG, timers, thread count, the progress bar, atomic file writes and output locks,
+ * used by every module.
  *
  * Usage:
  *   fg_status st = fg_something(...);
@@ -44,7 +45,13 @@ fg_status fg_error(fg_status st, const char *fmt, ...) __attribute__((format(pri
 
 /* This thread's last error message ("" when none). Valid until the next fg_error. */
 const char *fg_last_error(void);
-void fg_clear_error(void);
+/* The status given to this thread's last fg_error. Constructors that return a pointer
+ * (fg_model_new, fg_tok_load, fg_ckpt_writer_new, ...) return NULL on failure after
+ * calling fg_error on every failing path, so their callers read the status here
+ * instead of guessing one: `if (!m) return fg_last_status();`. FG_ERR_INTERNAL when no
+ * error was recorded since fg_clear_error (a failure without a message is a bug). */
+fg_status fg_last_status(void);
+void fg_clear_error(void); /* clears the message and the status */
 
 /* ---- logging ---- */
 enum fg_log_level { FG_LOG_ERROR = 0, FG_LOG_WARN = 1, FG_LOG_INFO = 2, FG_LOG_DEBUG = 3 };
@@ -72,19 +79,6 @@ size_t fg_mem_current(void); /* bytes live through fg_malloc now */
 size_t fg_mem_peak(void);    /* high-water mark of fg_mem_current */
 /* Test hook: the n-th fg_malloc/calloc/realloc from now (1 = next) fails; n <= 0 disables. */
 void fg_mem_fail_after(long n);
-
-/* ---- arena: per-step scratch, reset each step, never freed piecemeal ---- */
-typedef struct fg_arena {
-    uint8_t *base;
-    size_t cap;  /* bytes */
-    size_t used; /* bytes */
-    size_t peak; /* high-water mark of used */
-} fg_arena;
-fg_status fg_arena_init(fg_arena *a, size_t cap);
-/* 64-byte aligned; NULL (last error set) when the arena is full. */
-void *fg_arena_alloc(fg_arena *a, size_t bytes);
-void fg_arena_reset(fg_arena *a);
-void fg_arena_free(fg_arena *a); /* safe on a zeroed or already freed arena */
 
 /* ---- RNG: xoshiro256** seeded through splitmix64; reproducible across machines ---- */
 typedef struct fg_rng {
@@ -122,6 +116,72 @@ void fg_progress_end(fg_progress *p);
  * files. FG_ERR_IO with "<path>: cannot open: <reason>", "<path>: cannot read" or
  * "<path>: N bytes, over the limit of M" in the last error; *out is NULL then. */
 fg_status fg_read_file(const char *path, size_t max_bytes, char **out, size_t *len);
+
+/* Whole-or-absent writes. Every output that replaces a file goes through these: the
+ * bytes go to "<path>.tmp.<pid>" in the same directory, every write is checked, then
+ * fsync, rename over path (atomic on POSIX) and fsync of the directory. After a crash
+ * or a failure path holds either its old content or the new one, never a torn mix; a
+ * failure removes the temp file. A crash can leave "<path>.tmp.<pid>" behind. One
+ * transaction per path per process at a time (the temp name is per process); other
+ * processes are kept off an output by fg_lock. */
+enum {
+    /* Skip both fsyncs: still atomic against a kill, not against a power loss. Only for
+     * files nobody trusts after a crash (the checkpoint `latest` pointer). */
+    FG_FILE_NO_SYNC = 1u,
+};
+
+/* Writes len bytes to path atomically. FG_OK, or FG_ERR_IO with "<path>: <step> failed:
+ * <reason>" (the first step that failed) and path untouched; FG_ERR_NOMEM. */
+fg_status fg_file_commit(const char *path, const void *data, size_t len);
+fg_status fg_file_commit_flags(const char *path, const void *data, size_t len, unsigned flags);
+
+/* Streaming form for outputs built piece by piece (checkpoints, models, JSON):
+ *   fg_file_tx t;
+ *   if ((st = fg_file_tx_open(&t, path, 0)) != FG_OK) return st;
+ *   fg_file_tx_write(&t, hdr, n); fg_file_tx_printf(&t, "%d\n", x); ...
+ *   if (something_else_failed) { fg_file_tx_abort(&t); return st; }
+ *   return fg_file_tx_commit(&t);
+ * Writes are buffered (64 KiB) and checked as they reach the file: the first failure is
+ * recorded ("<path>: write of N bytes at byte B failed: <reason>") and returned by that
+ * call, by every later write (which then does nothing) and by commit, so the message
+ * always names the write that failed first, not a later one. Fields are private. */
+typedef struct fg_file_tx {
+    int fd;
+    unsigned flags;
+    char *path, *tmp;
+    uint8_t *buf;
+    size_t buf_len;
+    uint64_t offset;       /* bytes already in the temp file */
+    fg_status st;          /* first failure, FG_OK while none */
+    char first_error[512]; /* its message, kept from being overwritten by later errors */
+} fg_file_tx;
+
+/* Creates the temp file. On failure nothing is left to abort (t is cleared). */
+fg_status fg_file_tx_open(fg_file_tx *t, const char *path, unsigned flags);
+/* Appends bytes / formatted text; FG_OK or the transaction's first failure. */
+fg_status fg_file_tx_write(fg_file_tx *t, const void *data, size_t len);
+fg_status fg_file_tx_printf(fg_file_tx *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The first failure so far (FG_OK when none); its message is t->first_error. */
+fg_status fg_file_tx_status(const fg_file_tx *t);
+/* Flushes, fsyncs, closes, renames over the path, fsyncs the directory (no fsyncs with
+ * FG_FILE_NO_SYNC). Always ends the transaction; on failure the temp file is removed,
+ * path is untouched and the last error is the first failure's message. */
+fg_status fg_file_tx_commit(fg_file_tx *t);
+/* Ends the transaction without touching path (closes and removes the temp file). Safe
+ * after commit or a failed open. */
+void fg_file_tx_abort(fg_file_tx *t);
+
+/* An exclusive lock on an output (a run directory, an output file), held until
+ * fg_lock_release or the process ends (a crash releases it: it is a flock(2), not the
+ * existence of a file). The lock file holds the holder's pid. A second process (or a
+ * second acquire in the same process) gets FG_ERR_IO with
+ * "<lock_path>: locked by pid N (another frugal process is using it)".
+ * fg_lock_release is a no-op after a failed acquire; the lock file stays (empty). */
+typedef struct fg_lock {
+    int fd; /* -1 when not held */
+} fg_lock;
+fg_status fg_lock_acquire(fg_lock *l, const char *lock_path);
+void fg_lock_release(fg_lock *l);
 
 /* ---- misc ---- */
 /* Human-readable byte count into buf ("1.50 GiB"). Returns buf. */

@@ -471,7 +471,7 @@ int fg_cmd_clean(int argc, char **argv)
     if (cls_path) {
         m = fg_data_classifier_load(cls_path);
         if (!m) {
-            rc = fg_cli_fail("clean", FG_ERR_IO, "train one with `frugal clean train-classifier`");
+            rc = fg_cli_fail("clean", fg_last_status(), "train one with `frugal clean train-classifier`");
             goto done;
         }
     } else if (c.classify == FG_CLASSIFY_ALL) {

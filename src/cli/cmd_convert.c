@@ -46,7 +46,7 @@ int fg_cmd_convert(int argc, char **argv)
     if (from && out && !to) {
         fg_model *m = fg_model_load_llmc(from, 1, 1);
         if (!m)
-            return fg_cli_fail("convert", FG_ERR_FORMAT, "--from-llmc takes llm.c's gpt2_124M.bin (version 3)");
+            return fg_cli_fail("convert", fg_last_status(), "--from-llmc takes llm.c's gpt2_124M.bin (version 3)");
         fg_train_config c;
         fg_train_config_default(&c);
         c.model = *fg_model_get_config(m);

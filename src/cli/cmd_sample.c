@@ -87,7 +87,7 @@ int fg_cmd_sample(int argc, char **argv)
     int32_t *buf = NULL, *all = NULL;
     fg_tokenizer *tok = fg_tok_load(tok_path ? tok_path : c.tokenizer);
     if (!tok) {
-        code = fg_cli_fail("sample", FG_ERR_INVALID, "give the run's tokenizer with --tokenizer PATH");
+        code = fg_cli_fail("sample", fg_last_status(), "give the run's tokenizer with --tokenizer PATH");
         goto out;
     }
     size_t n_ids = 0;

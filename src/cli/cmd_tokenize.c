@@ -448,7 +448,7 @@ static int cmd_encode(const opts *o)
     double t0 = fg_time_sec();
     fg_tokenizer *tok = fg_tok_load(o->tokenizer);
     if (!tok) {
-        rc = fg_cli_fail("tokenize encode", FG_ERR_FORMAT,
+        rc = fg_cli_fail("tokenize encode", fg_last_status(),
                          "--tokenizer takes tokenizer.json, a GPT-2 directory or byte");
         goto done;
     }
@@ -550,7 +550,7 @@ static int cmd_decode(const opts *o)
     fg_status st = FG_OK;
     fg_tokenizer *tok = fg_tok_load(o->tokenizer);
     if (!tok) {
-        rc = fg_cli_fail("tokenize decode", FG_ERR_FORMAT, NULL);
+        rc = fg_cli_fail("tokenize decode", fg_last_status(), NULL);
         goto done;
     }
     if ((st = fg_shard_open(&sh, o->inputs[0])) != FG_OK)

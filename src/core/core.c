@@ -1,5 +1,5 @@
 /* core.c: status strings, last-error buffer, logging, asserts, counted aligned
- * allocation with failure injection, arenas, RNG, timers and process facts. */
+ * allocation with failure injection, RNG, timers and process facts. */
 #define _GNU_SOURCE
 #include "frugal/core.h"
 
@@ -16,6 +16,7 @@
 int fg_log_level = FG_LOG_INFO;
 
 static _Thread_local char last_error[1024];
+static _Thread_local fg_status last_status;
 
 const char *fg_status_str(fg_status st)
 {
@@ -39,6 +40,7 @@ fg_status fg_error(fg_status st, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(last_error, sizeof last_error, fmt, ap);
     va_end(ap);
+    last_status = st;
     fg_log(FG_LOG_DEBUG, "error (%s): %s", fg_status_str(st), last_error);
     return st;
 }
@@ -47,9 +49,14 @@ const char *fg_last_error(void)
 {
     return last_error;
 }
+fg_status fg_last_status(void)
+{
+    return last_status != FG_OK ? last_status : FG_ERR_INTERNAL;
+}
 void fg_clear_error(void)
 {
     last_error[0] = 0;
+    last_status = FG_OK;
 }
 
 void fg_log(int level, const char *fmt, ...)
@@ -172,41 +179,6 @@ size_t fg_mem_peak(void)
 void fg_mem_fail_after(long n)
 {
     atomic_store(&fail_countdown, n > 0 ? n : 0);
-}
-
-/* ---- arena ---- */
-fg_status fg_arena_init(fg_arena *a, size_t cap)
-{
-    memset(a, 0, sizeof *a);
-    a->base = fg_malloc(cap ? cap : 64);
-    if (!a->base)
-        return FG_ERR_NOMEM;
-    a->cap = cap;
-    return FG_OK;
-}
-
-void *fg_arena_alloc(fg_arena *a, size_t bytes)
-{
-    size_t start = (a->used + 63) & ~(size_t)63;
-    if (start > a->cap || bytes > a->cap - start) {
-        fg_error(FG_ERR_NOMEM, "arena full: %zu of %zu bytes used, %zu more asked", a->used, a->cap, bytes);
-        return NULL;
-    }
-    a->used = start + bytes;
-    if (a->used > a->peak)
-        a->peak = a->used;
-    return a->base + start;
-}
-
-void fg_arena_reset(fg_arena *a)
-{
-    a->used = 0;
-}
-
-void fg_arena_free(fg_arena *a)
-{
-    fg_free(a->base);
-    memset(a, 0, sizeof *a);
 }
 
 /* ---- RNG ---- */

@@ -54,7 +54,7 @@ fg_status fg_train_bench(const fg_train_config *cfg, int iters, int warmup, FILE
     int B = c.batch_size, T = c.seq_len, A = c.grad_accum;
     fg_model *m = fg_model_new(&c.model, B, T);
     if (!m)
-        return FG_ERR_INVALID;
+        return fg_last_status();
     fg_optim opt;
     memset(&opt, 0, sizeof opt);
     int32_t *inp = NULL, *tgt = NULL;
