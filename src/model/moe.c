@@ -359,7 +359,7 @@ static bool parallel_over_experts(const fg_moe_layer *L)
     const char *force = fg_env("FG_MOE_PAR", "");
     if (!strcmp(force, "experts") || !strcmp(force, "gemm"))
         return !strcmp(force, "experts") && L->cfg.n_expert > 1;
-    return L->cfg.n_expert > 1 && fg_threads_get() > 1 && strcmp(fg_env("FG_BLAS_THREADING", "omp"), "blas") != 0;
+    return L->cfg.n_expert > 1 && fg_threads_get() > 1 && strcmp(fg_kernels_blas_threading(), "blas") != 0;
 }
 
 static void expert_forward(fg_moe_layer *L, const fg_moe_weights *w, int e)
