@@ -55,7 +55,7 @@ typedef struct fg_kernel_variant {
 #define FG_VARIANT_ROW(op_, lvl, f) {FG_OP_##op_, lvl, {.op_ = f}},
 #define FG_VARIANT_TYPE_CHECK(op_, lvl, f)                                                                             \
     _Static_assert(__builtin_types_compatible_p(__typeof__(f), fg_##op_##_kernel),                                     \
-                   "kernel variant " #f " is registered for op '" #op_ "' but does not have its type");
+                   "kernel variant " #f " is registered for op " #op_ " but does not have its type");
 
 /* ---- BLAS (src/kernels/blas.c): fg_sgemm_blas, fg_matmul_forward_blas, fg_matmul_backward_blas ---- */
 /* Sets the BLAS library's thread count for the GEMM threading mode: 1 per call when
