@@ -102,8 +102,6 @@ static void test_sgemm_threading(void)
                 }
         }
     }
-    setenv("FG_BLAS_THREADING", "nope", 1);
-    FG_CHECK(fg_kernels_init(NULL) == FG_ERR_INVALID, "bad FG_BLAS_THREADING accepted");
     unsetenv("FG_BLAS_THREADING");
     FG_CHECK(fg_kernels_init(NULL) == FG_OK, "init: %s", fg_last_error());
 }
@@ -483,10 +481,103 @@ static void test_dispatch(void)
            fg_env("FG_HW_DISABLE", "(unset)"), fg_kernels_variant("matmul"), fg_kernels_variant("attention"));
 }
 
+/* Saves an environment variable for restore_env (value or "unset"). */
+static void save_env(const char *name, char *buf, size_t cap)
+{
+    const char *v = getenv(name);
+    snprintf(buf, cap, "%s", v ? v : "");
+}
+
+static void restore_env(const char *name, const char *saved)
+{
+    if (saved[0])
+        setenv(name, saved, 1);
+    else
+        unsetenv(name);
+}
+
+/* Expects configure to fail with `st` and a message containing `needle`. */
+static void expect_refused(const char *mode, const char *threading, fg_status st, const char *needle)
+{
+    fg_status got = fg_kernels_configure(mode, threading, 0);
+    FG_CHECK(got == st && strstr(fg_last_error(), needle), "configure(%s, %s): status %d, message '%s' (want '%s')",
+             mode ? mode : "NULL", threading ? threading : "NULL", (int)got, fg_last_error(), needle);
+}
+
+/* Every kernel knob goes through fg_kernels_configure: bad values are refused naming the
+ * knob (argument or environment variable), a refused call changes nothing, the
+ * argument beats the environment, the thread count is applied, overrides are reported
+ * in fg_kernels_settings, and FG_HW_DISABLE is re-read at each configure. */
+static void test_knobs(void)
+{
+    char kern[64], thr[64], hwd[64];
+    save_env("FG_KERNELS", kern, sizeof kern);
+    save_env("FG_BLAS_THREADING", thr, sizeof thr);
+    save_env("FG_HW_DISABLE", hwd, sizeof hwd);
+    unsetenv("FG_KERNELS");
+    unsetenv("FG_BLAS_THREADING");
+    unsetenv("FG_HW_DISABLE");
+    int threads = fg_threads_get();
+
+    FG_CHECK(fg_kernels_configure("ref", "omp", 0) == FG_OK, "configure ref: %s", fg_last_error());
+    expect_refused("bogus", NULL, FG_ERR_INVALID, "kernels mode 'bogus'");
+    expect_refused(NULL, "x", FG_ERR_INVALID, "blas_threading 'x': expected omp or blas");
+    setenv("FG_KERNELS", "bogus", 1);
+    expect_refused(NULL, NULL, FG_ERR_INVALID, "FG_KERNELS='bogus'");
+    unsetenv("FG_KERNELS");
+    setenv("FG_BLAS_THREADING", "x", 1);
+    expect_refused(NULL, NULL, FG_ERR_INVALID, "FG_BLAS_THREADING='x' (environment): expected omp or blas");
+    unsetenv("FG_BLAS_THREADING");
+    setenv("FG_HW_DISABLE", "avx512,avx3", 1);
+    expect_refused(NULL, NULL, FG_ERR_INVALID, "FG_HW_DISABLE='avx512,avx3': unknown feature 'avx3'");
+    unsetenv("FG_HW_DISABLE");
+    FG_CHECK(!strcmp(fg_kernels_variant("matmul"), "ref"), "a refused configure changed the table (matmul %s)",
+             fg_kernels_variant("matmul"));
+
+    /* the argument wins over the environment; the environment over the default */
+    setenv("FG_BLAS_THREADING", "blas", 1);
+    FG_CHECK(fg_kernels_configure(NULL, NULL, 0) == FG_OK, "env blas: %s", fg_last_error());
+    fg_kernels_settings s = fg_kernels_settings_get();
+    FG_CHECK(!strcmp(s.blas_threading, "blas") && !strcmp(s.blas_threading_source, "FG_BLAS_THREADING") &&
+                 !strcmp(fg_kernels_blas_threading(), "blas"),
+             "env override: %s from %s", s.blas_threading, s.blas_threading_source);
+    FG_CHECK(!strcmp(s.mode, "auto") && !strcmp(s.mode_source, "default"), "default mode: %s from %s", s.mode,
+             s.mode_source);
+    FG_CHECK(fg_kernels_configure("blas", "omp", 0) == FG_OK, "arg omp: %s", fg_last_error());
+    s = fg_kernels_settings_get();
+    FG_CHECK(!strcmp(s.blas_threading, "omp") && !strcmp(s.blas_threading_source, "argument") &&
+                 !strcmp(s.mode, "blas") && !strcmp(s.mode_source, "argument"),
+             "argument over env: %s from %s, mode %s from %s", s.blas_threading, s.blas_threading_source, s.mode,
+             s.mode_source);
+    unsetenv("FG_BLAS_THREADING");
+
+    /* threads are set by configure, before the table (and the BLAS) */
+    FG_CHECK(fg_kernels_configure("blas", "blas", 1) == FG_OK, "threads 1: %s", fg_last_error());
+    FG_CHECK(fg_threads_get() == 1 && fg_kernels_settings_get().threads == 1, "threads %d / %d after configure(1)",
+             fg_threads_get(), fg_kernels_settings_get().threads);
+    FG_CHECK(fg_kernels_configure(NULL, NULL, threads) == FG_OK && fg_threads_get() == threads, "threads back to %d",
+             threads);
+
+    /* FG_HW_DISABLE applies at configure: avx2 masked leaves no ISA level above blas */
+    setenv("FG_HW_DISABLE", "avx512, avx2", 1);
+    FG_CHECK(fg_kernels_configure("auto", NULL, 0) == FG_OK, "masked auto: %s", fg_last_error());
+    FG_CHECK(!strcmp(fg_kernels_variant("attention"), "ref") &&
+                 !strcmp(fg_kernels_settings_get().hw_disable, "avx512, avx2"),
+             "FG_HW_DISABLE=avx512,avx2: attention %s, reported '%s'", fg_kernels_variant("attention"),
+             fg_kernels_settings_get().hw_disable);
+    expect_refused("avx2", NULL, FG_ERR_UNSUPPORTED, "needs avx2");
+
+    restore_env("FG_KERNELS", kern);
+    restore_env("FG_BLAS_THREADING", thr);
+    restore_env("FG_HW_DISABLE", hwd);
+    FG_CHECK(fg_kernels_configure(NULL, NULL, 0) == FG_OK, "configure from the test environment: %s", fg_last_error());
+}
+
 int main(void)
 {
     FG_TEST_BEGIN("kernels");
     fg_rng_seed(&rng, 20261128);
+    test_knobs();
     test_dispatch();
     test_sgemm();
     test_sgemm_threading();
