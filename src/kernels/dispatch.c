@@ -223,6 +223,9 @@ const char *fg_kernels_variant(const char *op)
 void fg_kernels_print(FILE *f)
 {
     ensure_init();
+    fprintf(f, "  (mode %s from %s, blas_threading %s from %s, %d threads, FG_HW_DISABLE %s)\n", settings.mode,
+            settings.mode_source, settings.blas_threading, settings.blas_threading_source, settings.threads,
+            settings.hw_disable[0] ? settings.hw_disable : "unset");
     for (int i = 0; i < FG_N_KERNEL_OPS; i++) {
         fprintf(f, "  %-20s %s", op_names[i], level_names[fg_kt.level[i]]);
         if (fg_kt.level[i] == FG_LVL_BLAS) {
