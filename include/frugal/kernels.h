@@ -26,30 +26,32 @@ extern "C" {
 
 /* ---- configuration: every kernel knob enters here, once, before the first kernel ----
  *
- * fg_kernels_configure(mode, blas_threading, threads) sets the thread count, then the
- * BLAS thread pool, then fills the dispatch table, in that order (so `--threads` reaches
- * OpenBLAS in "blas" threading too). Each argument has one meaning everywhere:
+ * fg_kernels_configure(mode, blas_threading, threads) applies FG_HW_DISABLE, sets the
+ * thread count, then the BLAS threads, then fills the dispatch table, in that order (so
+ * `--threads` reaches the BLAS in "blas" threading too). Each argument means:
  *   mode            "auto" (best variant the CPU supports), "ref" (scalar references),
  *                   or a level "blas", "avx2", "avx512" (each op takes its best variant
  *                   at or below it). NULL: $FG_KERNELS, else "auto".
  *   blas_threading  "omp" (GEMMs split over our OpenMP threads, each BLAS call
  *                   single-threaded; the default) or "blas" (the BLAS threads each call
- *                   itself). NULL: $FG_BLAS_THREADING, else "omp". docs/KERNELS.md says
- *                   which is faster where.
+ *                   itself, over the same OpenMP pool with the OpenMP build of OpenBLAS).
+ *                   NULL: $FG_BLAS_THREADING, else "omp".
  *   threads         > 0: the OpenMP thread count (fg_threads_set), used by every kernel
- *                   and, in "blas" threading, by the BLAS. <= 0: keep the current count
- *                   (OMP_NUM_THREADS, else all cores).
- * A caller with a config (the trainer) passes its values, or NULL/0 for "not set by the
- * user" so the environment overrides stay usable for tests. The environment variables
- * FG_KERNELS, FG_BLAS_THREADING and FG_HW_DISABLE (src/hw: masks CPU features, e.g.
- * "avx512,avx2") are read here and nowhere else, each by one parser; a value taken from
- * the environment is logged (FG_INFO "kernels: FG_KERNELS=ref (environment) ...") and
- * shows in fg_kernels_settings().
- * Errors (nothing is changed then): FG_ERR_INVALID for a bad value, the message naming
- * the knob and the value ("FG_BLAS_THREADING='x': expected omp or blas", "kernels mode
- * 'x' ..." for the argument); FG_ERR_UNSUPPORTED when the mode needs an ISA the CPU (or
- * FG_HW_DISABLE) lacks. May be called again (tests, benchmarks); not thread-safe: call
- * it before starting threads. Calling a kernel first configures with (NULL, NULL, 0). */
+ *                   and the BLAS. <= 0: keep the current count (OMP_NUM_THREADS, else
+ *                   all cores).
+ * Contract for a caller with a config (the trainer): pass the config's values, or
+ * NULL / 0 where the user set nothing, so the environment overrides stay usable for
+ * tests; then record fg_kernels_settings_get() (value and source of each knob). The
+ * variables FG_KERNELS, FG_BLAS_THREADING and FG_HW_DISABLE (src/hw: masks CPU features,
+ * e.g. "avx512,avx2") are read here and nowhere else, each by one parser; one in effect
+ * is logged (FG_INFO "kernels: FG_KERNELS=ref (environment override)").
+ * Errors (the table, threads and BLAS stay as they were): FG_ERR_INVALID for a bad
+ * value, the message naming the knob and the value ("FG_BLAS_THREADING='x'
+ * (environment): expected omp or blas", "blas_threading 'x': expected omp or blas",
+ * "FG_HW_DISABLE='avx3': unknown feature 'avx3' ..."); FG_ERR_UNSUPPORTED when the mode
+ * needs an ISA the CPU (or FG_HW_DISABLE) lacks. May be called again (tests,
+ * benchmarks); not thread-safe: call it before starting threads. Calling a kernel
+ * first configures with (NULL, NULL, 0). */
 fg_status fg_kernels_configure(const char *mode, const char *blas_threading, int threads);
 
 /* fg_kernels_configure(mode, NULL, 0): the historical entry point. */
