@@ -19,41 +19,22 @@ static const char *const op_names[FG_N_KERNEL_OPS] = {
 #include "frugal/kernel_ops.h"
 };
 
-/* The portable variants; x86_impl.h adds the ISA ones. Any order: an op takes its
- * highest-level row the mode and the CPU allow. */
+/* The BLAS rows; every op's reference row is generated from the op list below, and
+ * x86_impl.h adds the ISA rows. Any order: an op takes its highest-level row that the
+ * mode and the CPU allow. */
 #define FG_BASE_VARIANTS(V)                                                                                            \
-    V(sgemm, FG_LVL_REF, fg_sgemm_ref)                                                                                 \
     V(sgemm, FG_LVL_BLAS, fg_sgemm_blas)                                                                               \
-    V(matmul_forward, FG_LVL_REF, fg_matmul_forward_ref)                                                               \
     V(matmul_forward, FG_LVL_BLAS, fg_matmul_forward_blas)                                                             \
-    V(matmul_backward, FG_LVL_REF, fg_matmul_backward_ref)                                                             \
-    V(matmul_backward, FG_LVL_BLAS, fg_matmul_backward_blas)                                                           \
-    V(embedding_forward, FG_LVL_REF, fg_embedding_forward_ref)                                                         \
-    V(embedding_backward, FG_LVL_REF, fg_embedding_backward_ref)                                                       \
-    V(rmsnorm_forward, FG_LVL_REF, fg_rmsnorm_forward_ref)                                                             \
-    V(rmsnorm_backward, FG_LVL_REF, fg_rmsnorm_backward_ref)                                                           \
-    V(layernorm_forward, FG_LVL_REF, fg_layernorm_forward_ref)                                                         \
-    V(layernorm_backward, FG_LVL_REF, fg_layernorm_backward_ref)                                                       \
-    V(rope_forward, FG_LVL_REF, fg_rope_forward_ref)                                                                   \
-    V(rope_backward, FG_LVL_REF, fg_rope_backward_ref)                                                                 \
-    V(attention_forward, FG_LVL_REF, fg_attention_forward_ref)                                                         \
-    V(attention_backward, FG_LVL_REF, fg_attention_backward_ref)                                                       \
-    V(gelu_forward, FG_LVL_REF, fg_gelu_forward_ref)                                                                   \
-    V(gelu_backward, FG_LVL_REF, fg_gelu_backward_ref)                                                                 \
-    V(swiglu_forward, FG_LVL_REF, fg_swiglu_forward_ref)                                                               \
-    V(swiglu_backward, FG_LVL_REF, fg_swiglu_backward_ref)                                                             \
-    V(softmax_xent, FG_LVL_REF, fg_softmax_xent_ref)                                                                   \
-    V(add, FG_LVL_REF, fg_add_ref)                                                                                     \
-    V(axpy, FG_LVL_REF, fg_axpy_ref)                                                                                   \
-    V(scale, FG_LVL_REF, fg_scale_ref)                                                                                 \
-    V(sumsq, FG_LVL_REF, fg_sumsq_ref)                                                                                 \
-    V(adamw_update, FG_LVL_REF, fg_adamw_update_ref)
+    V(matmul_backward, FG_LVL_BLAS, fg_matmul_backward_blas)
 
 /* Every row's function has its op's type, or this file does not compile. */
 FG_BASE_VARIANTS(FG_VARIANT_TYPE_CHECK)
 FG_X86_VARIANTS(FG_VARIANT_TYPE_CHECK)
 
-static const fg_kernel_variant registry[] = {FG_BASE_VARIANTS(FG_VARIANT_ROW) FG_X86_VARIANTS(FG_VARIANT_ROW)};
+static const fg_kernel_variant registry[] = {
+#define FG_KERNEL_OP(ret, name, params, args, check) FG_VARIANT_ROW(name, FG_LVL_REF, fg_##name##_ref)
+#include "frugal/kernel_ops.h"
+    FG_BASE_VARIANTS(FG_VARIANT_ROW) FG_X86_VARIANTS(FG_VARIANT_ROW)};
 #define N_REGISTRY (sizeof registry / sizeof registry[0])
 
 /* Copies a row's function into its op's slot, member to member (both typed). */
