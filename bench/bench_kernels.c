@@ -129,9 +129,9 @@ static void bench_blas(int nthreads)
     printf("\n== sgemm: GFLOP/s per library (fwd NT / bwd-dinp NN / bwd-dweight TN) ==\n");
     gemm_lib libs[5];
     int nlib = 0;
-    libs[nlib++] = (gemm_lib){"openblas-pthread (linked)", NULL, "blas"};
+    libs[nlib++] = (gemm_lib){"openblas-openmp (linked)", NULL, "blas"};
     libs[nlib++] = (gemm_lib){"linked, split over OpenMP", NULL, "omp"};
-    if (load_lib(&libs[nlib], "openblas-openmp", "/usr/lib/x86_64-linux-gnu/openblas-openmp/libopenblas.so.0",
+    if (load_lib(&libs[nlib], "openblas-pthread", "/usr/lib/x86_64-linux-gnu/openblas-pthread/libopenblas.so.0",
                  "openblas_set_num_threads", nthreads))
         nlib++;
     if (load_lib(&libs[nlib], "blis-openmp", "/usr/lib/x86_64-linux-gnu/blis-openmp/libblis.so.4",
@@ -243,9 +243,9 @@ static void bench_interplay(int nthreads)
     printf("\n== sgemm + OpenMP kernels interleaved (4 x [124M fc fwd GEMM + gelu over 256x3072]) ==\n");
     gemm_lib libs[4];
     int nlib = 0;
-    libs[nlib++] = (gemm_lib){"openblas-pthread (linked)", NULL, "blas"};
+    libs[nlib++] = (gemm_lib){"openblas-openmp (linked)", NULL, "blas"};
     libs[nlib++] = (gemm_lib){"linked, split over OpenMP", NULL, "omp"};
-    if (load_lib(&libs[nlib], "openblas-openmp", "/usr/lib/x86_64-linux-gnu/openblas-openmp/libopenblas.so.0",
+    if (load_lib(&libs[nlib], "openblas-pthread", "/usr/lib/x86_64-linux-gnu/openblas-pthread/libopenblas.so.0",
                  "openblas_set_num_threads", nthreads))
         nlib++;
     if (load_lib(&libs[nlib], "blis-openmp", "/usr/lib/x86_64-linux-gnu/blis-openmp/libblis.so.4",
