@@ -1,6 +1,6 @@
 /* bench_kernels.c: kernel throughput, printed as GFLOP/s (or GB/s) and as ratios
  * measured in the same run: each fast variant against the scalar reference, and the
- * linked BLAS (OpenBLAS pthreads) against the other Debian BLAS builds loaded with
+ * linked BLAS (OpenBLAS, OpenMP build) against the other Debian BLAS builds loaded with
  * dlopen (OpenBLAS OpenMP, BLIS OpenMP) when they are installed.
  *
  *   build-kernels/bench_kernels [--quick] [--cputime] [--only attention|elem|blas|split]
@@ -169,7 +169,7 @@ static void bench_blas(int nthreads)
     printf("  %-18s", "all shapes");
     for (int l = 0; l < nlib; l++)
         printf(" | %7.1f GF/s (x%.2f)       ", flops_all / tot[l] * 1e-9, tot[0] / tot[l]);
-    printf("\n  (xN = speed relative to the linked OpenBLAS pthreads)\n");
+    printf("\n  (xN = speed relative to the linked OpenBLAS (OpenMP build))\n");
     unsetenv("FG_BLAS_THREADING");
     fg_kernels_init(NULL);
 }
