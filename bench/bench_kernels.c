@@ -1,7 +1,7 @@
 /* bench_kernels.c: kernel throughput, printed as GFLOP/s (or GB/s) and as ratios
  * measured in the same run: each fast variant against the scalar reference, and the
  * linked BLAS (OpenBLAS, OpenMP build) against the other Debian BLAS builds loaded with
- * dlopen (OpenBLAS OpenMP, BLIS OpenMP) when they are installed.
+ * dlopen (OpenBLAS pthreads, BLIS OpenMP) when they are installed.
  *
  *   build-kernels/bench_kernels [--quick] [--cputime] [--only attention|elem|blas|split]
  * Threads: OMP_NUM_THREADS (default all cores). Medians of repeated runs. */
