@@ -108,7 +108,9 @@ static fg_status resolve(const char *arg, const char *env_name, const char *dflt
 
 static fg_kernels_settings settings;
 
-fg_status fg_kernels_configure(const char *mode, const char *blas_threading, int threads)
+/* fg_kernels_configure; read_hw 0 leaves the CPU features as they are (the lazy
+ * fallback after a bad FG_HW_DISABLE, which fg_hw_init would refuse again). */
+static fg_status configure(const char *mode, const char *blas_threading, int threads, int read_hw)
 {
     fg_kernels_settings s = {0};
     fg_status st = resolve(mode, "FG_KERNELS", "auto", mode_values, 5, "auto, ref, blas, avx2 or avx512",
@@ -116,7 +118,7 @@ fg_status fg_kernels_configure(const char *mode, const char *blas_threading, int
     if (st == FG_OK)
         st = resolve(blas_threading, "FG_BLAS_THREADING", FG_BLAS_THREADING_DEFAULT, threading_values, 2, "omp or blas",
                      "blas_threading", &s.blas_threading, &s.blas_threading_source);
-    if (st == FG_OK)
+    if (st == FG_OK && read_hw)
         st = fg_hw_init();
     if (st != FG_OK)
         return st;
@@ -154,6 +156,11 @@ fg_status fg_kernels_configure(const char *mode, const char *blas_threading, int
     return FG_OK;
 }
 
+fg_status fg_kernels_configure(const char *mode, const char *blas_threading, int threads)
+{
+    return configure(mode, blas_threading, threads, 1);
+}
+
 fg_status fg_kernels_init(const char *mode)
 {
     return fg_kernels_configure(mode, NULL, 0);
@@ -170,9 +177,9 @@ static void ensure_init(void)
 #pragma omp critical(fg_kernels_lazy_init)
     {
         if (!fg_kt.ready && fg_kernels_configure(NULL, NULL, 0) != FG_OK) {
-            FG_WARN("%s; using auto kernels", fg_last_error());
-            if (fg_kernels_configure("auto", FG_BLAS_THREADING_DEFAULT, 0) != FG_OK)
-                FG_WARN("%s", fg_last_error());
+            FG_WARN("%s; using auto kernels and %s GEMM threading", fg_last_error(), FG_BLAS_THREADING_DEFAULT);
+            /* cannot fail: valid arguments, the CPU features as they stand */
+            FG_ASSERT(configure("auto", FG_BLAS_THREADING_DEFAULT, 0, 0) == FG_OK);
         }
     }
 }
