@@ -33,7 +33,7 @@ typedef struct fg_cpu {
  * comma-separated list of "avx512" (also masks AMX), "avx2" (and FMA) and "amx", so
  * tests can run the fallbacks on a machine that has the features. FG_ERR_INVALID,
  * naming the variable and the unknown name, when the list is bad (the features then
- * stay as they were: all optional ones off if this is the first call). Called by
+ * stay as they were: AVX2/FMA, AVX-512 and AMX all off if this is the first call). Called by
  * fg_kernels_configure; not thread-safe. */
 fg_status fg_hw_init(void);
 
