@@ -535,7 +535,7 @@ static void test_knobs(void)
     char *a1[] = {"train", "--ckpt-keep", "abc"};
     expect_args_fail("flag ckpt_keep", 3, a1, "--ckpt-keep: expected a number, got 'abc'");
     char *a2[] = {"train", "--blas-threading", "gpu"};
-    expect_args_fail("flag blas_threading", 3, a2, "--blas-threading: must be one of omp, blas (got 'gpu')");
+    expect_args_fail("flag blas_threading", 3, a2, "--blas-threading: must be one of auto, omp, blas (got 'gpu')");
     char *a3[] = {"train", "--ckpt-zstd-level=0"};
     expect_args_fail("flag ckpt_zstd_level", 2, a3, "--ckpt-zstd-level: must be >= 1 (got 0)");
     char *a4[] = {"train", "--max-steps", "1.5"};
@@ -571,8 +571,11 @@ static void test_knobs(void)
     setenv("FG_CKPT_ASYNC", "maybe", 1);
     expect_args_fail("env FG_CKPT_ASYNC", 1, a7, "FG_CKPT_ASYNC: expected true or false");
     unsetenv("FG_CKPT_ASYNC");
+    /* FG_BLAS_THREADING has one parser, the kernels': the config leaves it alone */
     setenv("FG_BLAS_THREADING", "gpu", 1);
-    expect_args_fail("env FG_BLAS_THREADING", 1, a7, "FG_BLAS_THREADING: must be one of omp, blas");
+    fg_train_config_default(&c);
+    FG_CHECK(fg_train_config_from_args(&c, 1, a7, NULL) == FG_OK && c.blas_threading == 0,
+             "FG_BLAS_THREADING not parsed by the config: %s", fg_last_error());
     unsetenv("FG_BLAS_THREADING");
     setenv("FG_CKPT_WRITE_DELAY_MS", "-4", 1);
     expect_args_fail("env FG_CKPT_WRITE_DELAY_MS", 1, a7, "FG_CKPT_WRITE_DELAY_MS: must be >= 0 (got -4)");
@@ -598,7 +601,7 @@ static void test_knobs(void)
         snprintf(k, sizeof k, "\"%s\":", keys[i]);
         FG_CHECK(js && strstr(js, k), "config.json has %s", keys[i]);
     }
-    FG_CHECK(js && strstr(js, "\"blas_threading\": \"omp\""), "blas_threading recorded by name");
+    FG_CHECK(js && strstr(js, "\"blas_threading\": \"auto\""), "blas_threading recorded by name");
     fg_free(js);
 
     /* through the CLI: a bad override fails naming the variable; a good one is reported
@@ -623,6 +626,23 @@ static void test_knobs(void)
         fg_train_config_default(&c);
         FG_CHECK(fg_train_config_load_json(&c, p) == FG_OK && c.ckpt_keep == 3, "config.json records ckpt_keep %d",
                  c.ckpt_keep);
+        /* the kernel knobs: a bad FG_BLAS_THREADING fails the run naming it (the kernels'
+         * parser); a good one is in effect and recorded */
+        const char *run2 = tmp("env_run2");
+        snprintf(cmd, sizeof cmd, "FG_BLAS_THREADING=gpu %s train --data %s --out %s", bin, make_corpus(), run2);
+        rc = fg_test_run(cmd, out, sizeof out);
+        FG_CHECK(rc != 0 && strstr(out, "FG_BLAS_THREADING='gpu'") && !exists(run2),
+                 "CLI: bad FG_BLAS_THREADING refused (rc %d): %s", rc, out);
+        snprintf(cmd, sizeof cmd,
+                 "FG_BLAS_THREADING=blas %s train --data %s --out %s --n-layer 1 --d-model 32 --n-head 2 "
+                 "--seq-len 32 --batch-size 2 --max-steps 2 --val-batches 1",
+                 bin, make_corpus(), run2);
+        rc = fg_test_run(cmd, out, sizeof out);
+        snprintf(p, sizeof p, "%s/config.json", run2);
+        fg_train_config_default(&c);
+        FG_CHECK(rc == 0 && fg_train_config_load_json(&c, p) == FG_OK && c.blas_threading == 2 && c.kernels[0],
+                 "config.json records the kernel knobs in effect: blas_threading %d kernels '%s' (%s)",
+                 c.blas_threading, c.kernels, out);
     }
 
     /* and in --help, with its environment variable */
@@ -635,7 +655,7 @@ static void test_knobs(void)
     buf[n] = '\0';
     fclose(f);
     FG_CHECK(strstr(buf, "--ckpt-keep") && strstr(buf, "(env FG_CKPT_KEEP)") && strstr(buf, "--blas-threading") &&
-                 strstr(buf, "[omp|blas]"),
+                 strstr(buf, "[auto|omp|blas]"),
              "help lists the checkpoint and BLAS knobs");
 }
 

@@ -20,10 +20,11 @@ int fg_cmd_hw(int argc, char **argv)
             return 2;
         }
     }
-    fg_hw_print(stdout);
+    /* configure first: a bad FG_HW_DISABLE / FG_KERNELS / FG_BLAS_THREADING fails before any output */
     fg_status st = fg_kernels_init(mode);
     if (st != FG_OK)
         return fg_cli_fail("hw", st, "valid --kernels modes are listed by `frugal hw`");
+    fg_hw_print(stdout);
     printf("threads:    %d\nkernels:\n", fg_threads_get());
     fg_kernels_print(stdout);
     return 0;

@@ -381,10 +381,17 @@ static fg_status setup(run *r, FILE *out)
     fg_status st = fg_train_config_validate(c);
     if (st != FG_OK)
         return st;
-    st = fg_kernels_init(c->kernels[0] ? c->kernels : NULL);
+    /* threads 0 = all cores (fg_threads_set's meaning), set before the kernels fill their
+     * table; kernels / blas_threading left unset fall to FG_KERNELS / FG_BLAS_THREADING,
+     * parsed by the kernels alone, and the values in effect are recorded in config.json */
+    fg_threads_set(c->threads);
+    st = fg_kernels_configure(c->kernels[0] ? c->kernels : NULL, fg_train_blas_threading_name(c), fg_threads_get());
     if (st != FG_OK)
         return st;
-    fg_threads_set(c->threads);
+    fg_kernels_settings ks = fg_kernels_settings_get();
+    if (!c->kernels[0])
+        snprintf(c->kernels, sizeof c->kernels, "%s", ks.mode);
+    c->blas_threading = strcmp(ks.blas_threading, "blas") == 0 ? 2 : 1;
     char path[PATHN];
     snprintf(path, sizeof path, "%s/metrics.jsonl", c->out);
     if (file_exists(path) && !c->resume && !c->overwrite)
