@@ -11,3 +11,9 @@ if(TARGET test_kernels_grad)
   add_test(NAME test_kernels_grad_noavx512 COMMAND test_kernels_grad)
   set_tests_properties(test_kernels_grad_noavx512 PROPERTIES ENVIRONMENT "${FG_TEST_ENV};FG_HW_DISABLE=avx512" TIMEOUT 600 LABELS kernels)
 endif()
+# A kernel variant registered under an op of another type must not compile
+# (tests/kernels_compile_fail.cmake; docs/KERNELS.md).
+add_test(NAME test_kernels_wrong_type
+         COMMAND ${CMAKE_COMMAND} -DCC=${CMAKE_C_COMPILER} -DSRC_DIR=${CMAKE_SOURCE_DIR}
+                 -DOUT_DIR=${CMAKE_BINARY_DIR}/compile_fail -P ${CMAKE_SOURCE_DIR}/tests/kernels_compile_fail.cmake)
+set_tests_properties(test_kernels_wrong_type PROPERTIES TIMEOUT 120 LABELS kernels)

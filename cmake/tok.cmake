@@ -20,6 +20,7 @@ option(FG_TOK_FUZZ "Build the tokenizer's libFuzzer targets and their bounded ct
 find_program(FG_TOK_CLANG NAMES clang clang-14)
 if(FG_TOK_FUZZ AND FG_TOK_CLANG)
   file(GLOB fg_tok_fuzz_srcs CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/src/tok/*.c)
+  file(GLOB fg_tok_fuzz_core_srcs CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/src/core/*.c)
   # name: target; seconds: bounded run; max_len: largest input
   function(fg_tok_fuzzer name seconds max_len)
     set(bin ${CMAKE_BINARY_DIR}/${name})
@@ -27,9 +28,9 @@ if(FG_TOK_FUZZ AND FG_TOK_CLANG)
       OUTPUT ${bin}
       COMMAND ${FG_TOK_CLANG} -std=gnu11 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
               -fopenmp -I${CMAKE_SOURCE_DIR}/include -I${CMAKE_SOURCE_DIR}/src/tok ${PCRE2_CFLAGS} ${UTF8PROC_CFLAGS}
-              ${JANSSON_CFLAGS} ${CMAKE_SOURCE_DIR}/fuzz/${name}.c ${fg_tok_fuzz_srcs} ${CMAKE_SOURCE_DIR}/src/core/core.c
+              ${JANSSON_CFLAGS} ${CMAKE_SOURCE_DIR}/fuzz/${name}.c ${fg_tok_fuzz_srcs} ${fg_tok_fuzz_core_srcs}
               ${PCRE2_LDFLAGS} ${UTF8PROC_LDFLAGS} ${JANSSON_LDFLAGS} -lm -o ${bin}
-      DEPENDS ${CMAKE_SOURCE_DIR}/fuzz/${name}.c ${fg_tok_fuzz_srcs} ${CMAKE_SOURCE_DIR}/src/core/core.c
+      DEPENDS ${CMAKE_SOURCE_DIR}/fuzz/${name}.c ${fg_tok_fuzz_srcs} ${fg_tok_fuzz_core_srcs}
       COMMENT "clang libFuzzer target ${name}"
       VERBATIM)
     add_custom_target(${name} ALL DEPENDS ${bin})

@@ -249,7 +249,7 @@ static void test_sigkill(void)
             kill(pid, SIGKILL);
             waitpid(pid, &status, 0);
             kills++;
-            mid_write += count_suffix(ck, ".tmp") > 0;
+            mid_write += count_suffix(ck, "\\.tmp\\.[0-9]*") /* fg_file_tx temp names */ > 0;
             int dummy_bad;
             if (!expect && !newest_valid(ck, &dummy_bad) && base_ms < 4000)
                 base_ms *= 2; /* killed before the first checkpoint: a slow (loaded) machine, wait longer */
@@ -275,8 +275,8 @@ static void test_sigkill(void)
     int bad = 0;
     long expect = newest_valid(ck, &bad);
     half_files += bad;
-    printf("  %d SIGKILLs, %d with a checkpoint write in flight (a .tmp left), %d resumes checked\n", kills, mid_write,
-           resumes_checked);
+    printf("  %d SIGKILLs, %d with a checkpoint write in flight (a temp file left), %d resumes checked\n", kills,
+           mid_write, resumes_checked);
     FG_CHECK(kills >= 20, "at least 20 kills (%d)", kills);
     FG_CHECK(mid_write >= 3, "some kills inside checkpoint writes (%d)", mid_write);
     FG_CHECK(half_files == 0, "no file under a checkpoint name ever failed to verify (%d did)", half_files);
@@ -372,6 +372,15 @@ static void test_cli(void)
              "conv=notrunc 2>/dev/null && '%s' ckpt verify t.fgck 2>&1; rc=$?; rm -f t.fgck; exit $rc",
              a, bin);
     FG_CHECK(fg_test_run(cmd, out, sizeof out) == 1 && strstr(out, "version 7 is newer"), "future: %s", out);
+    /* a garbage `latest` is named as such, never printed raw (it used to be) */
+    static char gcmd[8192];
+    snprintf(gcmd, sizeof gcmd,
+             "rm -rf '%s/../garbage' && cp -r '%s' '%s/../garbage' && printf 'HACKED\\033[31m\\n\\nmore' > "
+             "'%s/../garbage/latest' && '%s' ckpt info '%s/../garbage'",
+             a, a, a, a, bin, a);
+    FG_CHECK(fg_test_run(gcmd, out, sizeof out) == 0 && strstr(out, "garbage/latest: not a checkpoint pointer") &&
+                 strstr(out, "latest -> (invalid") && !strstr(out, "HACKED"),
+             "garbage latest: %s", out);
 }
 
 int main(void)

@@ -1,5 +1,7 @@
-/* test_hw.c: feature detection is self-consistent and FG_HW_DISABLE masks features. */
+/* test_hw.c: feature detection is self-consistent, FG_HW_DISABLE masks features and a
+ * bad FG_HW_DISABLE is refused naming the variable (never silently ignored). */
 #include <stdlib.h>
+#include <string.h>
 
 #include "frugal/hw.h"
 #include "harness.h"
@@ -7,7 +9,27 @@
 int main(void)
 {
     FG_TEST_BEGIN("hw");
+    /* first detection under a bad list: refused, and no optional feature is on */
+    setenv("FG_HW_DISABLE", "avx2,bogus", 1);
     const fg_cpu *c = fg_hw_cpu();
+    FG_CHECK(!c->avx2 && !c->avx512f && !c->amx_tile, "bad FG_HW_DISABLE left features on");
+    FG_CHECK(fg_hw_init() == FG_ERR_INVALID && strstr(fg_last_error(), "FG_HW_DISABLE='avx2,bogus'") &&
+                 strstr(fg_last_error(), "unknown feature 'bogus'"),
+             "bad FG_HW_DISABLE: %s", fg_last_error());
+    unsetenv("FG_HW_DISABLE");
+    FG_CHECK(fg_hw_init() == FG_OK && !strcmp(fg_hw_disabled(), ""), "unset: %s", fg_last_error());
+    fg_cpu full = *c;
+    setenv("FG_HW_DISABLE", " avx512 ,amx", 1);
+    FG_CHECK(fg_hw_init() == FG_OK, "valid list: %s", fg_last_error());
+    FG_CHECK(!c->avx512f && !c->avx512bw && !c->amx_tile && c->avx2 == full.avx2 && c->fma == full.fma,
+             "avx512,amx masked only those");
+    setenv("FG_HW_DISABLE", "avx2", 1);
+    FG_CHECK(fg_hw_init() == FG_OK && !c->avx2 && !c->fma && c->avx512f == full.avx512f, "avx2 masked");
+    setenv("FG_HW_DISABLE", "", 1);
+    FG_CHECK(fg_hw_init() == FG_OK && c->avx2 == full.avx2 && c->fma == full.fma && c->avx512f == full.avx512f &&
+                 c->avx512bw == full.avx512bw && c->amx_tile == full.amx_tile,
+             "empty list restores every feature");
+    unsetenv("FG_HW_DISABLE");
     FG_CHECK(c->n_cores >= 1, "cores %d", c->n_cores);
     FG_CHECK(!c->avx512bw || c->avx512f, "avx512bw implies avx512f");
     FG_CHECK(!c->amx_bf16 || c->amx_tile || !c->os_avx512, "amx_bf16 implies amx_tile");

@@ -1,9 +1,11 @@
 /* test_kernels.c: every kernel op, in every variant this CPU supports, against the
  * scalar reference on odd shapes (normalised max error), plus the dispatch table:
- * modes, FG_KERNELS, FG_HW_DISABLE fallback, variant names.
+ * modes, the kernel knobs (bad values refused naming the knob), FG_HW_DISABLE fallback,
+ * variant names, and no BLAS threads started with the process.
  * Tolerances: the references accumulate in double, the variants in float, so the
  * expected error is a few float ulps of the largest output times sqrt(length of the
  * reduction); each tolerance below gives >= 10x headroom over what was measured. */
+#include <dirent.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -102,8 +104,6 @@ static void test_sgemm_threading(void)
                 }
         }
     }
-    setenv("FG_BLAS_THREADING", "nope", 1);
-    FG_CHECK(fg_kernels_init(NULL) == FG_ERR_INVALID, "bad FG_BLAS_THREADING accepted");
     unsetenv("FG_BLAS_THREADING");
     FG_CHECK(fg_kernels_init(NULL) == FG_OK, "init: %s", fg_last_error());
 }
@@ -483,10 +483,131 @@ static void test_dispatch(void)
            fg_env("FG_HW_DISABLE", "(unset)"), fg_kernels_variant("matmul"), fg_kernels_variant("attention"));
 }
 
+/* Threads of this process (Linux /proc), or -1 when it cannot tell. */
+static int process_threads(void)
+{
+    DIR *d = opendir("/proc/self/task");
+    if (!d)
+        return -1;
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d));)
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
+/* Issue 10: the linked BLAS must start no threads of its own. The pthreads build of
+ * OpenBLAS started cores - 1 spinning threads in its constructor, before main; the
+ * OpenMP build uses libgomp's pool, which starts at the first parallel region. So
+ * before any kernel ran, this process has one thread. */
+static void test_no_blas_threads_at_start(void)
+{
+    int n = process_threads();
+    if (n < 0) {
+        printf("skip: no /proc/self/task\n");
+        return;
+    }
+    FG_CHECK(n == 1, "%d threads before the first kernel (a BLAS thread pool started at load?)", n);
+}
+
+/* Saves an environment variable for restore_env (value or "unset"). */
+static void save_env(const char *name, char *buf, size_t cap)
+{
+    const char *v = getenv(name);
+    snprintf(buf, cap, "%s", v ? v : "");
+}
+
+static void restore_env(const char *name, const char *saved)
+{
+    if (saved[0])
+        setenv(name, saved, 1);
+    else
+        unsetenv(name);
+}
+
+/* Expects configure to fail with `st` and a message containing `needle`. */
+static void expect_refused(const char *mode, const char *threading, fg_status st, const char *needle)
+{
+    fg_status got = fg_kernels_configure(mode, threading, 0);
+    FG_CHECK(got == st && strstr(fg_last_error(), needle), "configure(%s, %s): status %d, message '%s' (want '%s')",
+             mode ? mode : "NULL", threading ? threading : "NULL", (int)got, fg_last_error(), needle);
+}
+
+/* Every kernel knob goes through fg_kernels_configure: bad values are refused naming the
+ * knob (argument or environment variable), a refused call changes nothing, the
+ * argument beats the environment, the thread count is applied, overrides are reported
+ * in fg_kernels_settings, and FG_HW_DISABLE is re-read at each configure. */
+static void test_knobs(void)
+{
+    char kern[64], thr[64], hwd[64];
+    save_env("FG_KERNELS", kern, sizeof kern);
+    save_env("FG_BLAS_THREADING", thr, sizeof thr);
+    save_env("FG_HW_DISABLE", hwd, sizeof hwd);
+    unsetenv("FG_KERNELS");
+    unsetenv("FG_BLAS_THREADING");
+    unsetenv("FG_HW_DISABLE");
+    int threads = fg_threads_get();
+
+    FG_CHECK(fg_kernels_configure("ref", "omp", 0) == FG_OK, "configure ref: %s", fg_last_error());
+    expect_refused("bogus", NULL, FG_ERR_INVALID, "kernels mode 'bogus'");
+    expect_refused(NULL, "x", FG_ERR_INVALID, "blas_threading 'x': expected omp or blas");
+    setenv("FG_KERNELS", "bogus", 1);
+    expect_refused(NULL, NULL, FG_ERR_INVALID, "FG_KERNELS='bogus'");
+    unsetenv("FG_KERNELS");
+    setenv("FG_BLAS_THREADING", "x", 1);
+    expect_refused(NULL, NULL, FG_ERR_INVALID, "FG_BLAS_THREADING='x' (environment): expected omp or blas");
+    unsetenv("FG_BLAS_THREADING");
+    setenv("FG_HW_DISABLE", "avx512,avx3", 1);
+    expect_refused(NULL, NULL, FG_ERR_INVALID, "FG_HW_DISABLE='avx512,avx3': unknown feature 'avx3'");
+    unsetenv("FG_HW_DISABLE");
+    FG_CHECK(!strcmp(fg_kernels_variant("matmul"), "ref"), "a refused configure changed the table (matmul %s)",
+             fg_kernels_variant("matmul"));
+
+    /* the argument wins over the environment; the environment over the default */
+    setenv("FG_BLAS_THREADING", "blas", 1);
+    FG_CHECK(fg_kernels_configure(NULL, NULL, 0) == FG_OK, "env blas: %s", fg_last_error());
+    fg_kernels_settings s = fg_kernels_settings_get();
+    FG_CHECK(!strcmp(s.blas_threading, "blas") && !strcmp(s.blas_threading_source, "FG_BLAS_THREADING") &&
+                 !strcmp(fg_kernels_blas_threading(), "blas"),
+             "env override: %s from %s", s.blas_threading, s.blas_threading_source);
+    FG_CHECK(!strcmp(s.mode, "auto") && !strcmp(s.mode_source, "default"), "default mode: %s from %s", s.mode,
+             s.mode_source);
+    FG_CHECK(fg_kernels_configure("blas", "omp", 0) == FG_OK, "arg omp: %s", fg_last_error());
+    s = fg_kernels_settings_get();
+    FG_CHECK(!strcmp(s.blas_threading, "omp") && !strcmp(s.blas_threading_source, "argument") &&
+                 !strcmp(s.mode, "blas") && !strcmp(s.mode_source, "argument"),
+             "argument over env: %s from %s, mode %s from %s", s.blas_threading, s.blas_threading_source, s.mode,
+             s.mode_source);
+    unsetenv("FG_BLAS_THREADING");
+
+    /* threads are set by configure, before the table (and the BLAS) */
+    FG_CHECK(fg_kernels_configure("blas", "blas", 1) == FG_OK, "threads 1: %s", fg_last_error());
+    FG_CHECK(fg_threads_get() == 1 && fg_kernels_settings_get().threads == 1, "threads %d / %d after configure(1)",
+             fg_threads_get(), fg_kernels_settings_get().threads);
+    FG_CHECK(fg_kernels_configure(NULL, NULL, threads) == FG_OK && fg_threads_get() == threads, "threads back to %d",
+             threads);
+
+    /* FG_HW_DISABLE applies at configure: avx2 masked leaves no ISA level above blas */
+    setenv("FG_HW_DISABLE", "avx512, avx2", 1);
+    FG_CHECK(fg_kernels_configure("auto", NULL, 0) == FG_OK, "masked auto: %s", fg_last_error());
+    FG_CHECK(!strcmp(fg_kernels_variant("attention"), "ref") &&
+                 !strcmp(fg_kernels_settings_get().hw_disable, "avx512, avx2"),
+             "FG_HW_DISABLE=avx512,avx2: attention %s, reported '%s'", fg_kernels_variant("attention"),
+             fg_kernels_settings_get().hw_disable);
+    expect_refused("avx2", NULL, FG_ERR_UNSUPPORTED, "needs avx2");
+
+    restore_env("FG_KERNELS", kern);
+    restore_env("FG_BLAS_THREADING", thr);
+    restore_env("FG_HW_DISABLE", hwd);
+    FG_CHECK(fg_kernels_configure(NULL, NULL, 0) == FG_OK, "configure from the test environment: %s", fg_last_error());
+}
+
 int main(void)
 {
     FG_TEST_BEGIN("kernels");
+    test_no_blas_threads_at_start();
     fg_rng_seed(&rng, 20261128);
+    test_knobs();
     test_dispatch();
     test_sgemm();
     test_sgemm_threading();

@@ -1,12 +1,15 @@
 /* test_train.c: config errors with FILE:LINE:COL, flags over config, the JSON round
  * trip, the window loader, gradient accumulation (2 x B/2 = 1 x B), a tiny model's
  * validation loss falling, bit-exact determinism and resume, and `frugal train`
- * refusing bad input (non-zero exit, message naming the file, nothing written). */
+ * refusing bad input (non-zero exit, message naming the file, nothing written), and the
+ * run directory's safety: --overwrite clears the old run, the lock, checked metrics
+ * writes, the first failed checkpoint write named. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "frugal/kernels.h"
 #include "frugal/train.h"
@@ -532,7 +535,7 @@ static void test_knobs(void)
     char *a1[] = {"train", "--ckpt-keep", "abc"};
     expect_args_fail("flag ckpt_keep", 3, a1, "--ckpt-keep: expected a number, got 'abc'");
     char *a2[] = {"train", "--blas-threading", "gpu"};
-    expect_args_fail("flag blas_threading", 3, a2, "--blas-threading: must be one of omp, blas (got 'gpu')");
+    expect_args_fail("flag blas_threading", 3, a2, "--blas-threading: must be one of auto, omp, blas (got 'gpu')");
     char *a3[] = {"train", "--ckpt-zstd-level=0"};
     expect_args_fail("flag ckpt_zstd_level", 2, a3, "--ckpt-zstd-level: must be >= 1 (got 0)");
     char *a4[] = {"train", "--max-steps", "1.5"};
@@ -568,8 +571,11 @@ static void test_knobs(void)
     setenv("FG_CKPT_ASYNC", "maybe", 1);
     expect_args_fail("env FG_CKPT_ASYNC", 1, a7, "FG_CKPT_ASYNC: expected true or false");
     unsetenv("FG_CKPT_ASYNC");
+    /* FG_BLAS_THREADING has one parser, the kernels': the config leaves it alone */
     setenv("FG_BLAS_THREADING", "gpu", 1);
-    expect_args_fail("env FG_BLAS_THREADING", 1, a7, "FG_BLAS_THREADING: must be one of omp, blas");
+    fg_train_config_default(&c);
+    FG_CHECK(fg_train_config_from_args(&c, 1, a7, NULL) == FG_OK && c.blas_threading == 0,
+             "FG_BLAS_THREADING not parsed by the config: %s", fg_last_error());
     unsetenv("FG_BLAS_THREADING");
     setenv("FG_CKPT_WRITE_DELAY_MS", "-4", 1);
     expect_args_fail("env FG_CKPT_WRITE_DELAY_MS", 1, a7, "FG_CKPT_WRITE_DELAY_MS: must be >= 0 (got -4)");
@@ -595,7 +601,7 @@ static void test_knobs(void)
         snprintf(k, sizeof k, "\"%s\":", keys[i]);
         FG_CHECK(js && strstr(js, k), "config.json has %s", keys[i]);
     }
-    FG_CHECK(js && strstr(js, "\"blas_threading\": \"omp\""), "blas_threading recorded by name");
+    FG_CHECK(js && strstr(js, "\"blas_threading\": \"auto\""), "blas_threading recorded by name");
     fg_free(js);
 
     /* through the CLI: a bad override fails naming the variable; a good one is reported
@@ -620,6 +626,23 @@ static void test_knobs(void)
         fg_train_config_default(&c);
         FG_CHECK(fg_train_config_load_json(&c, p) == FG_OK && c.ckpt_keep == 3, "config.json records ckpt_keep %d",
                  c.ckpt_keep);
+        /* the kernel knobs: a bad FG_BLAS_THREADING fails the run naming it (the kernels'
+         * parser); a good one is in effect and recorded */
+        const char *run2 = tmp("env_run2");
+        snprintf(cmd, sizeof cmd, "FG_BLAS_THREADING=gpu %s train --data %s --out %s", bin, make_corpus(), run2);
+        rc = fg_test_run(cmd, out, sizeof out);
+        FG_CHECK(rc != 0 && strstr(out, "FG_BLAS_THREADING='gpu'") && !exists(run2),
+                 "CLI: bad FG_BLAS_THREADING refused (rc %d): %s", rc, out);
+        snprintf(cmd, sizeof cmd,
+                 "FG_BLAS_THREADING=blas %s train --data %s --out %s --n-layer 1 --d-model 32 --n-head 2 "
+                 "--seq-len 32 --batch-size 2 --max-steps 2 --val-batches 1",
+                 bin, make_corpus(), run2);
+        rc = fg_test_run(cmd, out, sizeof out);
+        snprintf(p, sizeof p, "%s/config.json", run2);
+        fg_train_config_default(&c);
+        FG_CHECK(rc == 0 && fg_train_config_load_json(&c, p) == FG_OK && c.blas_threading == 2 && c.kernels[0],
+                 "config.json records the kernel knobs in effect: blas_threading %d kernels '%s' (%s)",
+                 c.blas_threading, c.kernels, out);
     }
 
     /* and in --help, with its environment variable */
@@ -632,7 +655,7 @@ static void test_knobs(void)
     buf[n] = '\0';
     fclose(f);
     FG_CHECK(strstr(buf, "--ckpt-keep") && strstr(buf, "(env FG_CKPT_KEEP)") && strstr(buf, "--blas-threading") &&
-                 strstr(buf, "[omp|blas]"),
+                 strstr(buf, "[auto|omp|blas]"),
              "help lists the checkpoint and BLAS knobs");
 }
 
@@ -706,6 +729,143 @@ static void test_resume_check(void)
              "changes logged: %s", buf);
 }
 
+/* ---- the run directory: overwrite, lock, failed writes ---- */
+static int count_ckpt_files(const char *dir)
+{
+    char cmd[700], out[64];
+    snprintf(cmd, sizeof cmd, "ls '%s' 2>/dev/null | grep -c 'fgck$'", dir);
+    fg_test_run(cmd, out, sizeof out);
+    return atoi(out);
+}
+
+static void test_run_dir_safety(void)
+{
+    /* --overwrite into an older run, stopped before its first checkpoint: a --resume
+     * must not pick up the old run's checkpoints (it used to resume the old step 20
+     * into the new run's metrics and exit 0). */
+    fg_train_config c;
+    const char *dir = tmp("overwrite_run");
+    char p[700];
+    tiny_config(&c, dir);
+    c.max_steps = 20;
+    c.ckpt_every = 5;
+    c.val_every = 0;
+    FG_CHECK(fg_train_run(&c, NULL, NULL) == FG_OK, "old run: %s", fg_last_error());
+    snprintf(p, sizeof p, "%s/ckpt", dir);
+    FG_CHECK(count_ckpt_files(p) > 0, "old run left checkpoints");
+    c.overwrite = 1;
+    c.ckpt_every = 0; /* the new run dies before its first checkpoint */
+    c.max_steps = 3;
+    FG_CHECK(fg_train_run(&c, NULL, NULL) == FG_OK, "overwriting run: %s", fg_last_error());
+    FG_CHECK(count_ckpt_files(p) == 0, "--overwrite removed the old run's checkpoints (%d left)", count_ckpt_files(p));
+    static char l[64][32];
+    FG_CHECK(read_losses(dir, l, 64) == 3, "metrics hold only the new run's 3 steps");
+    c.overwrite = 0;
+    c.resume = 1;
+    c.max_steps = 20;
+    fg_train_result res;
+    fg_status st = fg_train_run(&c, NULL, &res);
+    FG_CHECK(st != FG_OK && strstr(fg_last_error(), "no checkpoint"), "resume after overwrite finds nothing: %s",
+             fg_last_error());
+
+    /* metrics.jsonl on a full disk: the run stops at the first failed line, naming the
+     * file (it used to go on with a torn line). */
+    if (access("/dev/full", W_OK) == 0) {
+        const char *mr = tmp("metrics_full");
+        tiny_config(&c, mr);
+        c.max_steps = 20;
+        c.ckpt_every = 5;
+        c.stop_after = 5;
+        c.val_every = 0;
+        FG_CHECK(fg_train_run(&c, NULL, NULL) == FG_OK, "first 5 steps: %s", fg_last_error());
+        snprintf(p, sizeof p, "%s/metrics.jsonl", mr);
+        FG_CHECK(unlink(p) == 0 && symlink("/dev/full", p) == 0, "metrics.jsonl -> /dev/full");
+        c.stop_after = 0;
+        c.resume = 1;
+        memset(&res, 0, sizeof res);
+        st = fg_train_run(&c, NULL, &res);
+        FG_CHECK(st == FG_ERR_IO && strstr(fg_last_error(), "metrics.jsonl: write failed at step 6") &&
+                     strstr(fg_last_error(), "No space left"),
+                 "full disk under metrics.jsonl stops the run: %s", fg_last_error());
+        FG_CHECK(res.steps == 1, "stopped after the step whose line failed (%ld steps)", res.steps);
+
+        /* the torn line such a failure leaves is dropped by the next resume */
+        FG_CHECK(unlink(p) == 0, "remove the symlink");
+        FILE *f = fopen(p, "w");
+        FG_ASSERT(f);
+        fputs("{\"step\": 5, \"loss\": 1.5}\n{\"step\": 6, \"lo", f);
+        fclose(f);
+        FG_CHECK(fg_train_run(&c, NULL, NULL) == FG_OK, "resume after the torn line: %s", fg_last_error());
+        char *text = NULL;
+        size_t n = 0;
+        FG_CHECK(fg_read_file(p, 0, &text, &n) == FG_OK && !strstr(text, "\"lo{") && !strstr(text, "\"lo\n") &&
+                     text[n - 1] == '\n',
+                 "torn line dropped: %s", text ? text : "");
+        fg_free(text);
+    } else {
+        fg_test_skip("metrics on a full disk", "/dev/full is not writable here");
+    }
+
+    /* a constructor's failure keeps its own status (a missing tokenizer is an I/O
+     * error; the trainer used to call every tokenizer failure FG_ERR_INVALID) */
+    tiny_config(&c, tmp("no_tok_run"));
+    snprintf(c.tokenizer, sizeof c.tokenizer, "%s", tmp("no_such_tokenizer.json"));
+    st = fg_train_run(&c, NULL, NULL);
+    FG_CHECK(st == FG_ERR_IO && strstr(fg_last_error(), "no_such_tokenizer.json"), "missing tokenizer: %d %s", st,
+             fg_last_error());
+
+    const char *bin = fg_test_frugal_bin();
+    if (!bin || !exists(bin)) {
+        fg_test_skip("run directory CLI checks", "FG_FRUGAL_BIN not built");
+        return;
+    }
+    const char *good = tmp("safety_shard.bin");
+    make_shard(good, 2000, 250);
+    char cmd[3000], out[8192];
+
+    /* --resume with no checkpoint fails before writing anything */
+    const char *fresh = tmp("resume_nothing");
+    snprintf(cmd, sizeof cmd, "%s train --data %s --out %s --resume", bin, make_corpus(), fresh);
+    int rc = fg_test_run(cmd, out, sizeof out);
+    FG_CHECK(rc != 0 && (strstr(out, "no checkpoint") || strstr(out, "no run to resume")) && !exists(fresh),
+             "resume with nothing to resume: rc %d, %s", rc, out);
+
+    /* two trainers on one directory: the second is refused with the holder's pid */
+    const char *locked = tmp("locked_run");
+    FG_ASSERT(mkdir(locked, 0755) == 0);
+    snprintf(p, sizeof p, "%s/.frugal.lock", locked);
+    fg_lock lk;
+    FG_CHECK(fg_lock_acquire(&lk, p) == FG_OK, "test holds the run lock: %s", fg_last_error());
+    snprintf(cmd, sizeof cmd,
+             "%s train --train-shards %s --out %s --seq-len 32 --n-layer 1 --d-model 32 --n-head 2 --batch-size 2 "
+             "--max-steps 2",
+             bin, good, locked);
+    rc = fg_test_run(cmd, out, sizeof out);
+    char want[64];
+    snprintf(want, sizeof want, "locked by pid %ld", (long)getpid());
+    snprintf(p, sizeof p, "%s/metrics.jsonl", locked);
+    FG_CHECK(rc != 0 && strstr(out, want) && !exists(p), "second trainer refused: rc %d, %s", rc, out);
+    fg_lock_release(&lk);
+    FG_CHECK(fg_test_run(cmd, out, sizeof out) == 0, "runs once the lock is free: %s", out);
+
+    /* a checkpoint write that fails (file-size limit: EFBIG, as on a full disk): the
+     * message names the first failed write (step 5), not the later one of step 10 that
+     * failed the same way, and the cost summary does not claim a clean "0 B". */
+    const char *lim = tmp("limited_run");
+    snprintf(cmd, sizeof cmd,
+             "trap '' XFSZ; ulimit -f 40; %s train --train-shards %s --out %s --seq-len 32 --n-layer 1 --d-model 32 "
+             "--n-head 2 --batch-size 2 --max-steps 20 --ckpt-every 5",
+             bin, good, lim);
+    rc = fg_test_run(cmd, out, sizeof out);
+    FG_CHECK(rc != 0 && strstr(out, "step 5 failed") && strstr(out, "ckpt-0000000005-full.fgck: write of") &&
+                 strstr(out, "too large") && !strstr(out, "step 10 failed"),
+             "first failed checkpoint write named: rc %d, %s", rc, out);
+    FG_CHECK(strstr(out, "checkpointed    : 0 B written, then a checkpoint write failed") != NULL,
+             "cost summary reports the failure: %s", out);
+    snprintf(p, sizeof p, "%s/ckpt", lim);
+    FG_CHECK(count_ckpt_files(p) == 0, "no partial checkpoint left");
+}
+
 int main(void)
 {
     FG_TEST_BEGIN("train");
@@ -719,5 +879,6 @@ int main(void)
     test_resume_check();
     test_cli();
     test_cli_convert_sample();
+    test_run_dir_safety();
     return fg_test_end();
 }

@@ -53,14 +53,17 @@ fg_ckpt_opts fg_ckpt_opts_default(void);
 
 typedef struct fg_ckpt_writer fg_ckpt_writer;
 
-/* Creates dir if needed and removes stale *.tmp files left by a crash. NULL on
- * failure (last error set); an option out of its range is FG_ERR_INVALID naming the
- * field ("checkpoint option full_every = 0: must be >= 1"). */
+/* Creates dir if needed and removes stale temp files left by a crash. NULL on
+ * failure (status in fg_last_status(), message in fg_last_error()); an option out of
+ * its range is FG_ERR_INVALID naming the field ("checkpoint option full_every = 0:
+ * must be >= 1"). */
 fg_ckpt_writer *fg_ckpt_writer_new(const char *dir, const fg_ckpt_opts *opts);
 /* Copies the tensors into a staging buffer (the caller may change them as soon as
  * this returns), then writes the checkpoint of `step`, in the background when async.
- * Waits first for a write still in flight (never two at once). Returns the status of
- * the copy, or of a previous async write that failed. */
+ * Waits first for a write still in flight (never two at once). Returns the failure of
+ * a previous async write if there was one (the first failure is the one reported, even
+ * when this save's own write fails too), else the status of the copy (and of the
+ * write, when synchronous). */
 fg_status fg_ckpt_writer_save(fg_ckpt_writer *w, long step, const char *meta_json, const fg_ckpt_tensor *t, int n);
 /* Waits for the write in flight; returns its status. */
 fg_status fg_ckpt_writer_wait(fg_ckpt_writer *w);
@@ -146,6 +149,11 @@ fg_status fg_ckpt_read_tensor(const char *path, const char *name, void **data, s
  * fg_malloc'd strings (free with fg_ckpt_list_free). *n = 0 when none. */
 fg_status fg_ckpt_list(const char *dir, char ***paths, int *n);
 void fg_ckpt_list_free(char **paths, int n);
+/* Reads dir/latest (the informative pointer to the newest checkpoint; loading never
+ * trusts it) into name (cap bytes). FG_OK with name "" when there is none; FG_OK with
+ * the file name when it holds one line naming a checkpoint (ckpt-<step>-full|delta.fgck);
+ * FG_ERR_FORMAT "<dir>/latest: ..." when it holds anything else (name ""). */
+fg_status fg_ckpt_read_latest(const char *dir, char *name, size_t cap);
 
 #ifdef __cplusplus
 }

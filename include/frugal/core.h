@@ -121,7 +121,9 @@ fg_status fg_read_file(const char *path, size_t max_bytes, char **out, size_t *l
  * bytes go to "<path>.tmp.<pid>" in the same directory, every write is checked, then
  * fsync, rename over path (atomic on POSIX) and fsync of the directory. After a crash
  * or a failure path holds either its old content or the new one, never a torn mix; a
- * failure removes the temp file. A crash can leave "<path>.tmp.<pid>" behind. */
+ * failure removes the temp file. A crash can leave "<path>.tmp.<pid>" behind. One
+ * transaction per path per process at a time (the temp name is per process); other
+ * processes are kept off an output by fg_lock. */
 enum {
     /* Skip both fsyncs: still atomic against a kill, not against a power loss. Only for
      * files nobody trusts after a crash (the checkpoint `latest` pointer). */

@@ -29,9 +29,20 @@ typedef struct fg_cpu {
     bool amx_permitted; /* fg_hw_request_amx succeeded */
 } fg_cpu;
 
-/* Detected features (never NULL). Honours FG_HW_DISABLE="avx512,amx,avx2" to mask
- * features off, so tests can run the fallbacks on a machine that has them. */
+/* Detects the CPU (once) and applies FG_HW_DISABLE, re-read at every call: a
+ * comma-separated list of "avx512" (also masks AMX), "avx2" (and FMA) and "amx", so
+ * tests can run the fallbacks on a machine that has the features. FG_ERR_INVALID,
+ * naming the variable and the unknown name, when the list is bad (the features then
+ * stay as they were: AVX2/FMA, AVX-512 and AMX all off if this is the first call). Called by
+ * fg_kernels_configure; not thread-safe. */
+fg_status fg_hw_init(void);
+
+/* Detected features less the masked ones (never NULL); runs fg_hw_init on first use
+ * (a bad FG_HW_DISABLE is logged there). */
 const fg_cpu *fg_hw_cpu(void);
+
+/* FG_HW_DISABLE as last applied ("" when unset). */
+const char *fg_hw_disabled(void);
 
 /* Asks Linux for AMX tile state (ARCH_REQ_XCOMP_PERM). FG_OK when AMX is now usable;
  * FG_ERR_UNSUPPORTED (last error says why) otherwise. Idempotent. */

@@ -74,7 +74,7 @@ typedef struct fg_train_config {
     /* ---- machine ---- */
     int threads;        /* 0: all cores */
     char kernels[32];   /* "auto", "ref", ...; "" = $FG_KERNELS or auto */
-    int blas_threading; /* 0: omp (kernels split GEMMs over OpenMP), 1: blas (OpenBLAS's pool) */
+    int blas_threading; /* 0: auto ($FG_BLAS_THREADING or omp), 1: omp (kernels split GEMMs over OpenMP), 2: blas */
 } fg_train_config;
 
 void fg_train_config_default(fg_train_config *c);
@@ -119,7 +119,7 @@ fg_status fg_train_config_apply_env(fg_train_config *c, FILE *report);
 fg_status fg_train_config_check_resume(const fg_train_config *old, const fg_train_config *now, const char *name,
                                        FILE *log);
 
-/* "omp" or "blas": c->blas_threading as the kernels name it. */
+/* "omp" or "blas": c->blas_threading as the kernels name it; NULL for auto. */
 const char *fg_train_blas_threading_name(const fg_train_config *c);
 
 /* Cross-field checks (needs data, model shape...). FG_ERR_INVALID naming the key. */

@@ -138,61 +138,47 @@ static void sb_json_str(sbuf *b, const char *s)
     sb_add(b, "\"", 1);
 }
 
-/* ---- writing ---- */
-static fg_status write_all(int fd, const void *p, size_t n, const char *path)
-{
-    const uint8_t *q = p;
-    while (n) {
-        ssize_t r = write(fd, q, n);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            return fg_error(FG_ERR_IO, "%s: write failed: %s", path, r < 0 ? strerror(errno) : "no progress");
-        q += r;
-        n -= (size_t)r;
-    }
-    return FG_OK;
-}
+/* ---- writing: every file through fg_file_tx (core.h: temp file, fsync, rename, fsync
+ * of the directory) ---- */
 
-/* Closes a temporary file written so far with status st and, if all went well, renames
- * it over path (atomic on POSIX); otherwise removes it. Returns the first failure. */
-static fg_status commit_tmp(int fd, fg_status st, const char *tmp, const char *path)
+/* The `latest` pointer: atomic against a kill, but without fsyncs: loading never trusts
+ * it (it picks the newest file that verifies), so after a power loss a stale pointer
+ * costs nothing, while two more fsyncs per checkpoint would cost the synchronous mode. */
+static fg_status write_latest(const char *dir, const char *fname)
 {
-    if (close(fd) != 0 && st == FG_OK)
-        st = fg_error(FG_ERR_IO, "%s: close failed: %s", tmp, strerror(errno));
-    if (st == FG_OK && rename(tmp, path) != 0)
-        st = fg_error(FG_ERR_IO, "%s: rename to %s failed: %s", tmp, path, strerror(errno));
-    if (st != FG_OK)
-        unlink(tmp);
-    return st;
-}
-
-static fg_status fsync_dir(const char *dir)
-{
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return fg_error(FG_ERR_IO, "%s: cannot open directory to fsync: %s", dir, strerror(errno));
-    fg_status st = FG_OK;
-    if (fsync(fd) != 0 && errno != EINVAL)
-        st = fg_error(FG_ERR_IO, "%s: fsync of directory failed: %s", dir, strerror(errno));
-    close(fd);
-    return st;
-}
-
-/* Writes the bytes to dir/name through dir/name.tmp: write, close, rename. No fsync:
- * this is only used for the `latest` pointer, which loading never trusts (it picks the
- * newest file that verifies), so after a power loss a stale pointer costs nothing,
- * while two more fsyncs per checkpoint would cost the synchronous mode. */
-static fg_status write_small_file(const char *dir, const char *name, const void *p, size_t n)
-{
-    char path[PATH_MAX], tmp[PATH_MAX + 8];
-    if (snprintf(path, sizeof path, "%s/%s", dir, name) >= (int)sizeof path)
+    char path[PATH_MAX], line[80];
+    if (snprintf(path, sizeof path, "%s/latest", dir) >= (int)sizeof path)
         return fg_error(FG_ERR_INVALID, "%s: checkpoint directory path too long", dir);
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    int n = snprintf(line, sizeof line, "%s\n", fname);
+    return fg_file_commit_flags(path, line, (size_t)n, FG_FILE_NO_SYNC);
+}
+
+fg_status fg_ckpt_read_latest(const char *dir, char *name, size_t cap)
+{
+    char path[PATH_MAX], buf[128];
+    name[0] = 0;
+    if (snprintf(path, sizeof path, "%s/latest", dir) >= (int)sizeof path)
+        return fg_error(FG_ERR_INVALID, "%s: checkpoint directory path too long", dir);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
-        return fg_error(FG_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
-    return commit_tmp(fd, write_all(fd, p, n, tmp), tmp, path);
+        return errno == ENOENT ? FG_OK : fg_error(FG_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n < 0)
+        return fg_error(FG_ERR_IO, "%s: cannot read: %s", path, strerror(errno));
+    buf[n] = 0;
+    size_t len = strcspn(buf, "\n");
+    long step;
+    bool delta;
+    bool one_line = (size_t)n == len || ((size_t)n == len + 1 && buf[len] == '\n');
+    buf[len] = 0;
+    if (!one_line || !ckpt_parse_name(buf, &step, &delta) || len + 1 > cap)
+        return fg_error(FG_ERR_FORMAT,
+                        "%s: not a checkpoint pointer (want one line 'ckpt-<step>-full|delta.fgck', %zd bytes "
+                        "found); it is informative only: loading picks the newest checkpoint that verifies",
+                        path, n);
+    memcpy(name, buf, len + 1);
+    return FG_OK;
 }
 
 static uint64_t new_uid(void)
@@ -209,26 +195,24 @@ static uint64_t new_uid(void)
 fg_status ckpt_write_file(const char *dir, const ckpt_job *job, ckpt_scratch *s, char *fname, uint64_t *uid,
                           uint64_t *file_bytes)
 {
-    char path[PATH_MAX], tmp[PATH_MAX + 8];
+    char path[PATH_MAX];
     ckpt_file_name(fname, 64, job->step, job->delta);
     if (snprintf(path, sizeof path, "%s/%s", dir, fname) >= (int)sizeof path)
         return fg_error(FG_ERR_INVALID, "%s: checkpoint directory path too long", dir);
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
     *uid = new_uid();
     fg_status st = FG_OK;
     sbuf m = {0};
     fg_ckpt_entry *e = fg_calloc((size_t)job->n, sizeof *e);
     if (!e)
         return FG_ERR_NOMEM;
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        st = fg_error(FG_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
+    fg_file_tx tx;
+    st = fg_file_tx_open(&tx, path, 0);
+    if (st != FG_OK)
         goto free_entries;
-    }
     uint8_t hdr[CKPT_HEADER_BYTES] = {0};
     memcpy(hdr, CKPT_MAGIC, 8);
     put_u32(hdr + 8, CKPT_VERSION);
-    st = write_all(fd, hdr, sizeof hdr, tmp);
+    st = fg_file_tx_write(&tx, hdr, sizeof hdr);
     uint64_t off = CKPT_HEADER_BYTES;
     for (int i = 0; i < job->n && st == FG_OK; i++) {
         int enc = job->delta ? FG_CKPT_ENC_XOR_SHUF_ZSTD : job->compress_full ? FG_CKPT_ENC_SHUF_ZSTD : FG_CKPT_ENC_RAW;
@@ -246,13 +230,13 @@ fg_status ckpt_write_file(const char *dir, const ckpt_job *job, ckpt_scratch *s,
         e[i].crc32 = crc(job->data[i], job->bytes[i]);
         e[i].stored_crc32 = stored == job->data[i] ? e[i].crc32 : crc(stored, stored_bytes);
         e[i].encoding = enc;
-        st = write_all(fd, stored, stored_bytes, tmp);
+        st = fg_file_tx_write(&tx, stored, stored_bytes);
         off += stored_bytes;
         if (job->delay_ms > 0)
             usleep((useconds_t)job->delay_ms * 1000);
     }
     if (st != FG_OK)
-        goto close_file;
+        goto abort_file;
 
     char uidhex[17];
     snprintf(uidhex, sizeof uidhex, "%016" PRIx64, *uid);
@@ -279,7 +263,7 @@ fg_status ckpt_write_file(const char *dir, const ckpt_job *job, ckpt_scratch *s,
     sb_add(&m, "}", 1);
     if (m.oom) {
         st = FG_ERR_NOMEM;
-        goto close_file;
+        goto abort_file;
     }
     uint8_t tr[CKPT_TRAILER_BYTES];
     put_u64(tr, off);
@@ -287,21 +271,17 @@ fg_status ckpt_write_file(const char *dir, const ckpt_job *job, ckpt_scratch *s,
     put_u32(tr + 16, crc(m.p, m.len));
     put_u32(tr + 20, crc(tr, 20));
     memcpy(tr + 24, CKPT_END_MAGIC, 8);
-    st = write_all(fd, m.p, m.len, tmp);
-    if (st == FG_OK)
-        st = write_all(fd, tr, sizeof tr, tmp);
-    if (st == FG_OK && fsync(fd) != 0)
-        st = fg_error(FG_ERR_IO, "%s: fsync failed: %s", tmp, strerror(errno));
-    *file_bytes = off + m.len + CKPT_TRAILER_BYTES;
-close_file:
-    st = commit_tmp(fd, st, tmp, path);
-    if (st == FG_OK)
-        st = fsync_dir(dir);
+    fg_file_tx_write(&tx, m.p, m.len);
+    fg_file_tx_write(&tx, tr, sizeof tr);
+    /* commit reports the first failed write, if any, and only then removes the temp file */
+    st = fg_file_tx_commit(&tx);
     if (st == FG_OK) {
-        char line[80];
-        snprintf(line, sizeof line, "%s\n", fname);
-        st = write_small_file(dir, "latest", line, strlen(line));
+        *file_bytes = off + m.len + CKPT_TRAILER_BYTES;
+        st = write_latest(dir, fname);
     }
+    goto free_entries;
+abort_file:
+    fg_file_tx_abort(&tx);
 free_entries:
     fg_free(m.p);
     fg_free(e);

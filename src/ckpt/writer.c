@@ -316,7 +316,26 @@ static fg_status make_dirs(const char *dir)
     return FG_OK;
 }
 
-/* Removes *.tmp files: writes interrupted by a crash (never valid checkpoints). */
+/* A temp file of an interrupted write: "<name>.tmp.<pid>" (fg_file_tx) or "<name>.tmp"
+ * (written by earlier versions). */
+static bool is_tmp_name(const char *name)
+{
+    const char *t = strstr(name, ".tmp");
+    if (!t)
+        return false;
+    while (strstr(t + 1, ".tmp"))
+        t = strstr(t + 1, ".tmp");
+    if (t[4] == 0)
+        return true;
+    if (t[4] != '.' || !t[5])
+        return false;
+    for (const char *p = t + 5; *p; p++)
+        if (*p < '0' || *p > '9')
+            return false;
+    return true;
+}
+
+/* Removes temp files: writes interrupted by a crash (never valid checkpoints). */
 static void remove_stale_tmp(const char *dir)
 {
     DIR *d = opendir(dir);
@@ -324,8 +343,7 @@ static void remove_stale_tmp(const char *dir)
         return;
     struct dirent *de;
     while ((de = readdir(d)) != NULL) {
-        size_t len = strlen(de->d_name);
-        if (len > 4 && !strcmp(de->d_name + len - 4, ".tmp")) {
+        if (is_tmp_name(de->d_name)) {
             char p[PATH_MAX];
             snprintf(p, sizeof p, "%s/%s", dir, de->d_name);
             if (unlink(p) == 0)
@@ -345,9 +363,8 @@ fg_status fg_ckpt_remove_all(const char *dir)
     while ((de = readdir(d)) != NULL) {
         long step;
         bool delta;
-        size_t len = strlen(de->d_name);
-        bool ours = ckpt_parse_name(de->d_name, &step, &delta) || !strcmp(de->d_name, "latest") ||
-                    (len > 4 && !strcmp(de->d_name + len - 4, ".tmp"));
+        bool ours =
+            ckpt_parse_name(de->d_name, &step, &delta) || !strcmp(de->d_name, "latest") || is_tmp_name(de->d_name);
         if (!ours)
             continue;
         char p[PATH_MAX];
@@ -379,10 +396,14 @@ fg_ckpt_writer *fg_ckpt_writer_new(const char *dir, const fg_ckpt_opts *opts)
     if (!w->dir)
         goto free_writer;
     if (o.async) {
-        if (pthread_mutex_init(&w->mu, NULL) != 0)
+        if (pthread_mutex_init(&w->mu, NULL) != 0) {
+            fg_error(FG_ERR_INTERNAL, "cannot create the checkpoint writer's mutex");
             goto free_dir;
-        if (pthread_cond_init(&w->cv, NULL) != 0)
+        }
+        if (pthread_cond_init(&w->cv, NULL) != 0) {
+            fg_error(FG_ERR_INTERNAL, "cannot create the checkpoint writer's condition variable");
             goto destroy_mutex;
+        }
         int rc = pthread_create(&w->thread, NULL, writer_main, w);
         if (rc != 0) {
             fg_error(FG_ERR_INTERNAL, "cannot start the checkpoint writer thread: %s", strerror(rc));
@@ -493,11 +514,11 @@ fg_status fg_ckpt_writer_save(fg_ckpt_writer *w, long step, const char *meta_jso
     } else {
         st = run_job(w);
     }
-    if (st != FG_OK)
-        return st;
+    /* The earlier failure first: on a full disk this save's own write fails too, and
+     * the message must name the write that failed first. */
     if (prev != FG_OK)
         return fg_error(prev, "%s", prevmsg);
-    return FG_OK;
+    return st;
 }
 
 void fg_ckpt_writer_stats(const fg_ckpt_writer *w, fg_ckpt_stats *s)

@@ -63,16 +63,14 @@ static int cmd_info(const char *path)
     fg_status st = fg_ckpt_list(path, &paths, &n);
     if (st != FG_OK)
         return fg_cli_fail("ckpt info", st, NULL);
-    char latest[4096], line[256] = "";
-    snprintf(latest, sizeof latest, "%s/latest", path);
-    FILE *f = fopen(latest, "r");
-    if (f) {
-        if (!fgets(line, sizeof line, f))
-            line[0] = 0;
-        fclose(f);
-        line[strcspn(line, "\n")] = 0;
-    }
-    printf("directory %s: %d checkpoint file(s), latest -> %s\n", path, n, line[0] ? line : "(none)");
+    char line[256];
+    bool bad_latest = fg_ckpt_read_latest(path, line, sizeof line) != FG_OK;
+    if (bad_latest) /* harmless for loading, but never printed raw */
+        fprintf(stderr, "frugal ckpt info: warning: %s\n", fg_last_error());
+    printf("directory %s: %d checkpoint file(s), latest -> %s\n", path, n,
+           bad_latest ? "(invalid, see the warning)"
+           : line[0]  ? line
+                      : "(none)");
     printf("  %-30s %10s %-6s %10s %12s %12s %7s\n", "file", "step", "kind", "base", "on disk", "tensors", "ratio");
     for (int i = 0; i < n; i++) {
         const char *name = strrchr(paths[i], '/') + 1;

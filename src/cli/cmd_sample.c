@@ -46,9 +46,7 @@ int fg_cmd_sample(int argc, char **argv)
         return rc;
     if (!o.run[0])
         return fg_cli_fail("sample", fg_error(FG_ERR_INVALID, "--run DIR is required"), "frugal sample --help");
-    if (o.threads > 0)
-        fg_threads_set(o.threads);
-    fg_status st = fg_kernels_init(o.kernels[0] ? o.kernels : NULL);
+    fg_status st = fg_kernels_configure(o.kernels[0] ? o.kernels : NULL, NULL, o.threads);
     if (st != FG_OK)
         return fg_cli_fail("sample", st, "valid --kernels modes are listed by `frugal hw`");
     const char *run = o.run, *ckpt = o.ckpt, *prompt = o.prompt, *tok_path = o.tokenizer[0] ? o.tokenizer : NULL;

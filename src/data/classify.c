@@ -182,11 +182,6 @@ fg_data_classifier *fg_data_classifier_train(const fg_data_classifier_config *c,
 
 fg_status fg_data_classifier_save(const fg_data_classifier *m, const char *path)
 {
-    char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "wb");
-    if (!f)
-        return fg_error(FG_ERR_IO, "%s: cannot write: %s", tmp, strerror(errno));
     uint32_t hdr[5] = {1, (uint32_t)m->log2_buckets, (uint32_t)m->word_ngrams, (uint32_t)m->char_min,
                        (uint32_t)m->char_max};
     size_t nw = (size_t)1 << m->log2_buckets;
@@ -196,15 +191,17 @@ fg_status fg_data_classifier_save(const fg_data_classifier *m, const char *path)
     crc = crc32(crc, (const Bytef *)&m->bias, sizeof m->bias);
     crc = crc32_z(crc, (const Bytef *)m->w, nw * sizeof *m->w);
     uint32_t c32 = (uint32_t)crc;
-    bool ok = fwrite(CLS_MAGIC, 1, 8, f) == 8 && fwrite(hdr, sizeof hdr, 1, f) == 1 &&
-              fwrite(&m->bias, sizeof m->bias, 1, f) == 1 && fwrite(m->w, sizeof *m->w, nw, f) == nw &&
-              fwrite(&c32, 4, 1, f) == 1;
-    ok = (fclose(f) == 0) && ok;
-    if (!ok || rename(tmp, path) != 0) {
-        remove(tmp);
-        return fg_error(FG_ERR_IO, "%s: write failed: %s", path, strerror(errno));
-    }
-    return FG_OK;
+    fg_file_tx tx;
+    fg_status st = fg_file_tx_open(&tx, path, 0);
+    if (st != FG_OK)
+        return st;
+    /* a failed write is kept by tx and reported by commit, which then leaves path alone */
+    fg_file_tx_write(&tx, CLS_MAGIC, 8);
+    fg_file_tx_write(&tx, hdr, sizeof hdr);
+    fg_file_tx_write(&tx, &m->bias, sizeof m->bias);
+    fg_file_tx_write(&tx, m->w, nw * sizeof *m->w);
+    fg_file_tx_write(&tx, &c32, 4);
+    return fg_file_tx_commit(&tx);
 }
 
 fg_data_classifier *fg_data_classifier_load(const char *path)

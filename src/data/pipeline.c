@@ -368,7 +368,7 @@ fg_status fg_data_clean_run(const fg_data_clean_config *c, const char *const *pa
     if (c->dedup.exact || c->dedup.near) {
         R.dd = fg_data_dedup_new(&c->dedup);
         if (!R.dd)
-            return FG_ERR_INVALID;
+            return fg_last_status();
         R.n_perm = c->dedup.near ? fg_data_dedup_n_perm(R.dd) : 0;
     }
     R.scr = fg_calloc((size_t)nt, sizeof *R.scr);

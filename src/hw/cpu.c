@@ -1,6 +1,7 @@
 /* cpu.c: x86 feature detection through cpuid/xgetbv and the Linux AMX permission
  * request. Non-x86 builds report no features, so only reference kernels run. */
 #define _GNU_SOURCE
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -75,33 +76,93 @@ static void detect(fg_cpu *c)
 }
 #endif
 
-static void apply_mask(fg_cpu *c, const char *mask)
+/* FG_HW_DISABLE: the features it can mask, each with what masking it turns off. */
+enum { HW_AVX2 = 1u, HW_AVX512 = 2u, HW_AMX = 4u, HW_ALL = 7u };
+static const struct {
+    const char *name;
+    unsigned bit;
+} maskable[] = {{"avx2", HW_AVX2}, {"avx512", HW_AVX512}, {"amx", HW_AMX}};
+
+/* The one parser of FG_HW_DISABLE: a comma-separated list of maskable names (spaces
+ * around names allowed; NULL or empty: nothing). An unknown name is an error that
+ * names the variable, the value and the name. */
+static fg_status parse_disable(const char *list, unsigned *mask)
 {
-    if (!mask)
-        return;
-    if (strstr(mask, "amx"))
+    *mask = 0;
+    if (!list)
+        return FG_OK;
+    for (const char *p = list; *p;) {
+        while (*p == ' ' || *p == ',')
+            p++;
+        size_t len = strcspn(p, ", ");
+        if (!len)
+            break;
+        size_t k = 0;
+        while (k < sizeof maskable / sizeof maskable[0] &&
+               (strlen(maskable[k].name) != len || strncmp(p, maskable[k].name, len)))
+            k++;
+        if (k == sizeof maskable / sizeof maskable[0])
+            return fg_error(FG_ERR_INVALID,
+                            "FG_HW_DISABLE='%s': unknown feature '%.*s' at byte %zu (expected a comma-separated "
+                            "list of avx2, avx512, amx)",
+                            list, (int)len, p, (size_t)(p - list));
+        *mask |= maskable[k].bit;
+        p += len;
+    }
+    return FG_OK;
+}
+
+static void apply_mask(fg_cpu *c, unsigned mask)
+{
+    if (mask & (HW_AMX | HW_AVX512))
         c->amx_tile = c->amx_bf16 = c->amx_int8 = false;
-    if (strstr(mask, "avx512")) {
+    if (mask & HW_AVX512) {
         c->avx512f = c->avx512bw = c->avx512vl = c->avx512dq = false;
         c->avx512_bf16 = c->avx512_fp16 = c->avx512_vnni = false;
-        c->amx_tile = c->amx_bf16 = c->amx_int8 = false;
     }
-    if (strstr(mask, "avx2")) {
+    if (mask & HW_AVX2)
         c->avx2 = c->fma = false;
+}
+
+/* raw: what cpuid says; cpu: raw less FG_HW_DISABLE, what fg_hw_cpu returns. */
+static fg_cpu raw;
+static char disabled[64];
+
+fg_status fg_hw_init(void)
+{
+    if (!detected) {
+        memset(&raw, 0, sizeof raw);
+        detect(&raw);
+        raw.n_cores = (int)sysconf(_SC_NPROCESSORS_ONLN);
+        /* until a valid FG_HW_DISABLE is applied, nothing optional is on */
+        cpu = raw;
+        apply_mask(&cpu, HW_ALL);
+        detected = true;
     }
+    const char *env = getenv("FG_HW_DISABLE");
+    unsigned mask;
+    fg_status st = parse_disable(env, &mask);
+    if (st != FG_OK)
+        return st;
+    bool permitted = cpu.amx_permitted;
+    fg_cpu c = raw;
+    apply_mask(&c, mask);
+    c.amx_permitted = permitted && c.amx_tile;
+    cpu = c;
+    snprintf(disabled, sizeof disabled, "%s", env ? env : "");
+    return FG_OK;
+}
+
+const char *fg_hw_disabled(void)
+{
+    fg_hw_cpu();
+    return disabled;
 }
 
 const fg_cpu *fg_hw_cpu(void)
 {
-    if (!detected) {
-        fg_cpu c;
-        memset(&c, 0, sizeof c);
-        detect(&c);
-        c.n_cores = (int)sysconf(_SC_NPROCESSORS_ONLN);
-        apply_mask(&c, getenv("FG_HW_DISABLE"));
-        cpu = c;
-        detected = true;
-    }
+    if (!detected && fg_hw_init() != FG_OK)
+        FG_WARN("%s; all optional CPU features are off", fg_last_error());
     return &cpu;
 }
 

@@ -9,15 +9,28 @@
 
 #include "kernels_impl.h"
 
-void fg_blas_set_threads(int n)
+/* The build links OpenBLAS's OpenMP variant (docs/KERNELS.md: the pthreads variant
+ * starts a spinning pool in its constructor, before main). That variant threads a call
+ * over OpenMP's own pool, sized by omp_get_max_threads(), and runs it single-threaded
+ * inside a parallel region (our split); its openblas_set_num_threads is
+ * omp_set_num_threads, so it is never called there: it would shrink every kernel's
+ * pool. If the loader finds the pthreads variant anyway (another build, an
+ * LD_LIBRARY_PATH), its pool is sized as before. */
+static int blas_is_openmp(void)
 {
-    openblas_set_num_threads(fg_kt.blas_split ? 1 : n);
+    return openblas_get_parallel() == 2;
+}
+
+void fg_blas_set_threads(int split, int n)
+{
+    if (!blas_is_openmp())
+        openblas_set_num_threads(split ? 1 : n);
 }
 
 void fg_blas_print(FILE *f)
 {
-    fprintf(f, "OpenBLAS %s, %s", openblas_get_corename(),
-            fg_kt.blas_split ? "1-thread calls split over the OpenMP threads" : "its own pthreads");
+    fprintf(f, "OpenBLAS %s %s, %s", openblas_get_corename(), blas_is_openmp() ? "(OpenMP build)" : "(pthreads build)",
+            fg_kt.blas_split ? "1-thread calls split over the OpenMP threads" : "threads each call itself");
 }
 
 static void gemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda, const float *B,

@@ -1,6 +1,7 @@
-/* dispatch.c: the kernel dispatch table: a registry of every variant of every op, the
- * choice made once by fg_kernels_init from the mode and the CPU features, and the
- * public fg_* entry points that call through the table (initialising lazily). */
+/* dispatch.c: the kernel dispatch table: the registry of every variant of every op, the
+ * kernel knobs (mode, GEMM threading, threads; the only reader of FG_KERNELS and
+ * FG_BLAS_THREADING), the choice made by fg_kernels_configure, and the public fg_* entry
+ * points generated from the op list, which call through the table (configuring lazily). */
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,125 +12,161 @@
 
 fg_kernel_table fg_kt;
 
-/* How GEMMs use the cores (docs/KERNELS.md): "omp" = split over OpenMP threads, BLAS
- * single-threaded; "blas" = the BLAS's own thread pool. */
-#define FG_BLAS_THREADING_DEFAULT "omp"
-
-/* Variant levels, ascending: a mode allows every level up to its own. */
-enum { LVL_REF = 0, LVL_BLAS = 1, LVL_AVX2 = 2, LVL_AVX512 = 3 };
 static const char *const level_names[] = {"ref", "blas", "avx2", "avx512"};
 
-typedef void (*any_fn)(void);
-typedef struct variant {
-    const char *op;
-    int level;
-    size_t slot; /* offsetof(fg_kernel_table, <op>) */
-    any_fn fn;
-} variant;
+#define FG_KERNEL_OP(ret, name, params, args, check) #name,
+static const char *const op_names[FG_N_KERNEL_OPS] = {
+#include "frugal/kernel_ops.h"
+};
 
-#define V(op, lvl, field, f)                                                                                           \
-    {                                                                                                                  \
-        op, lvl, offsetof(fg_kernel_table, field), (any_fn)(f)                                                         \
-    }
+/* The BLAS rows; every op's reference row is generated from the op list below, and
+ * x86_impl.h adds the ISA rows. Any order: an op takes its highest-level row that the
+ * mode and the CPU allow. */
+#define FG_BASE_VARIANTS(V)                                                                                            \
+    V(sgemm, FG_LVL_BLAS, fg_sgemm_blas)                                                                               \
+    V(matmul_forward, FG_LVL_BLAS, fg_matmul_forward_blas)                                                             \
+    V(matmul_backward, FG_LVL_BLAS, fg_matmul_backward_blas)
 
-/* Per op, in ascending preference; the chosen one is the last allowed. */
-static const variant registry[] = {V("sgemm", LVL_REF, sgemm, fg_sgemm_ref),
-                                   V("sgemm", LVL_BLAS, sgemm, fg_sgemm_blas),
-                                   V("matmul_forward", LVL_REF, matmul_forward, fg_matmul_forward_ref),
-                                   V("matmul_forward", LVL_BLAS, matmul_forward, fg_matmul_forward_blas),
-                                   V("matmul_backward", LVL_REF, matmul_backward, fg_matmul_backward_ref),
-                                   V("matmul_backward", LVL_BLAS, matmul_backward, fg_matmul_backward_blas),
-                                   V("embedding_forward", LVL_REF, embedding_forward, fg_embedding_forward_ref),
-                                   V("embedding_backward", LVL_REF, embedding_backward, fg_embedding_backward_ref),
-                                   V("rmsnorm_forward", LVL_REF, rmsnorm_forward, fg_rmsnorm_forward_ref),
-                                   V("rmsnorm_backward", LVL_REF, rmsnorm_backward, fg_rmsnorm_backward_ref),
-                                   V("layernorm_forward", LVL_REF, layernorm_forward, fg_layernorm_forward_ref),
-                                   V("layernorm_backward", LVL_REF, layernorm_backward, fg_layernorm_backward_ref),
-                                   V("rope_forward", LVL_REF, rope_forward, fg_rope_forward_ref),
-                                   V("rope_backward", LVL_REF, rope_backward, fg_rope_backward_ref),
-                                   V("attention_forward", LVL_REF, attention_forward, fg_attention_forward_ref),
-                                   V("attention_backward", LVL_REF, attention_backward, fg_attention_backward_ref),
-                                   V("gelu_forward", LVL_REF, gelu_forward, fg_gelu_forward_ref),
-                                   V("gelu_backward", LVL_REF, gelu_backward, fg_gelu_backward_ref),
-                                   V("swiglu_forward", LVL_REF, swiglu_forward, fg_swiglu_forward_ref),
-                                   V("swiglu_backward", LVL_REF, swiglu_backward, fg_swiglu_backward_ref),
-                                   V("softmax_xent", LVL_REF, softmax_xent, fg_softmax_xent_ref),
-                                   V("add", LVL_REF, add, fg_add_ref),
-                                   V("axpy", LVL_REF, axpy, fg_axpy_ref),
-                                   V("scale", LVL_REF, scale, fg_scale_ref),
-                                   V("sumsq", LVL_REF, sumsq, fg_sumsq_ref),
-                                   V("adamw_update", LVL_REF, adamw_update, fg_adamw_update_ref),
-                                   FG_X86_VARIANTS};
-#undef V
+/* Every row's function has its op's type, or this file does not compile. */
+FG_BASE_VARIANTS(FG_VARIANT_TYPE_CHECK)
+FG_X86_VARIANTS(FG_VARIANT_TYPE_CHECK)
+
+static const fg_kernel_variant registry[] = {
+#define FG_KERNEL_OP(ret, name, params, args, check) FG_VARIANT_ROW(name, FG_LVL_REF, fg_##name##_ref)
+#include "frugal/kernel_ops.h"
+    FG_BASE_VARIANTS(FG_VARIANT_ROW) FG_X86_VARIANTS(FG_VARIANT_ROW)};
 #define N_REGISTRY (sizeof registry / sizeof registry[0])
+
+/* Copies a row's function into its op's slot, member to member (both typed). */
+static void put(fg_kernel_table *t, const fg_kernel_variant *v)
+{
+    switch (v->op) {
+#define FG_KERNEL_OP(ret, name, params, args, check)                                                                   \
+    case FG_OP_##name:                                                                                                 \
+        t->name = v->fn.name;                                                                                          \
+        break;
+#include "frugal/kernel_ops.h"
+    case FG_N_KERNEL_OPS: break;
+    }
+    t->level[v->op] = (unsigned char)v->level;
+}
 
 static int cpu_level(void)
 {
     const fg_cpu *cpu = fg_hw_cpu();
     if (cpu->avx512f && cpu->avx512bw && cpu->avx512vl && cpu->avx512dq && cpu->os_avx512 && cpu->avx2 && cpu->fma)
-        return LVL_AVX512;
+        return FG_LVL_AVX512;
     if (cpu->avx2 && cpu->fma)
-        return LVL_AVX2;
-    return LVL_BLAS;
+        return FG_LVL_AVX2;
+    return FG_LVL_BLAS;
 }
 
-static void put(fg_kernel_table *t, const variant *v)
+static int op_index(const char *op)
 {
-    memcpy((char *)t + v->slot, &v->fn, sizeof v->fn);
+    for (int i = 0; i < FG_N_KERNEL_OPS; i++)
+        if (!strcmp(op_names[i], op))
+            return i;
+    return -1;
 }
 
+/* ---- the knobs: one parser each ---- */
 static int mode_level(const char *mode)
 {
     if (!strcmp(mode, "auto"))
-        return LVL_AVX512;
+        return FG_LVL_AVX512;
     for (int i = 0; i < (int)(sizeof level_names / sizeof level_names[0]); i++)
         if (!strcmp(mode, level_names[i]))
             return i;
     return -1;
 }
 
-_Static_assert(N_REGISTRY <= FG_KERNEL_REGISTRY_MAX, "raise FG_KERNEL_REGISTRY_MAX");
+static const char *const mode_values[] = {"auto", "ref", "blas", "avx2", "avx512"};
+static const char *const threading_values[] = {"omp", "blas"};
 
-/* Fills the table for a mode and a GEMM threading ("omp" or "blas"). */
-static fg_status init_table(const char *mode, const char *threading)
+/* Resolves one string knob: the argument, else the environment variable, else the
+ * default. *out: the canonical (static) spelling; a bad value is FG_ERR_INVALID naming
+ * where it came from. */
+static fg_status resolve(const char *arg, const char *env_name, const char *dflt, const char *const *values,
+                         int n_values, const char *expected, const char *arg_name, const char **out,
+                         const char **source)
 {
-    int want = mode_level(mode);
-    if (want < 0)
-        return fg_error(FG_ERR_INVALID, "unknown kernels mode '%s' (valid: auto, ref, blas, avx2, avx512)", mode);
-    int have = cpu_level();
-    if (strcmp(mode, "auto") && want > have)
-        return fg_error(FG_ERR_UNSUPPORTED, "kernels mode '%s' needs %s, which this CPU (or FG_HW_DISABLE) lacks", mode,
-                        level_names[want]);
-    if (strcmp(threading, "omp") && strcmp(threading, "blas"))
-        return fg_error(FG_ERR_INVALID, "FG_BLAS_THREADING='%s': expected omp or blas", threading);
+    const char *env = getenv(env_name), *v = arg ? arg : env ? env : dflt;
+    *source = arg ? "argument" : env ? env_name : "default";
+    for (int i = 0; i < n_values; i++)
+        if (!strcmp(v, values[i])) {
+            *out = values[i];
+            return FG_OK;
+        }
+    if (arg)
+        return fg_error(FG_ERR_INVALID, "%s '%s': expected %s", arg_name, v, expected);
+    return fg_error(FG_ERR_INVALID, "%s='%s' (environment): expected %s", env_name, v, expected);
+}
+
+/* How GEMMs use the cores (docs/KERNELS.md): "omp" = split over OpenMP threads, BLAS
+ * single-threaded per call; "blas" = the BLAS threads each call. */
+#define FG_BLAS_THREADING_DEFAULT "omp"
+
+static fg_kernels_settings settings;
+
+/* fg_kernels_configure; read_hw 0 leaves the CPU features as they are (the lazy
+ * fallback after a bad FG_HW_DISABLE, which fg_hw_init would refuse again). */
+static fg_status configure(const char *mode, const char *blas_threading, int threads, int read_hw)
+{
+    fg_kernels_settings s = {0};
+    fg_status st = resolve(mode, "FG_KERNELS", "auto", mode_values, 5, "auto, ref, blas, avx2 or avx512",
+                           "kernels mode", &s.mode, &s.mode_source);
+    if (st == FG_OK)
+        st = resolve(blas_threading, "FG_BLAS_THREADING", FG_BLAS_THREADING_DEFAULT, threading_values, 2, "omp or blas",
+                     "blas_threading", &s.blas_threading, &s.blas_threading_source);
+    if (st == FG_OK && read_hw)
+        st = fg_hw_init();
+    if (st != FG_OK)
+        return st;
+    s.hw_disable = fg_hw_disabled();
+    int want = mode_level(s.mode), have = cpu_level();
+    if (strcmp(s.mode, "auto") && want > have)
+        return fg_error(FG_ERR_UNSUPPORTED, "kernels mode '%s' needs %s, which this CPU (or FG_HW_DISABLE) lacks",
+                        s.mode, level_names[want]);
+    /* threads first, then the BLAS pool, then the table: every variant sees the count */
+    if (threads > 0)
+        fg_threads_set(threads);
+    s.threads = fg_threads_get();
+    int split = !strcmp(s.blas_threading, "omp");
+    fg_blas_set_threads(split, s.threads);
+
     int limit = want < have ? want : have;
     fg_kernel_table t;
     memset(&t, 0, sizeof t);
-    /* rows are in ascending level per op, so the last allowed row of an op wins */
-    for (size_t i = 0; i < N_REGISTRY; i++) {
-        if (registry[i].level > limit)
-            continue;
-        put(&t, &registry[i]);
-        for (size_t j = 0; j < N_REGISTRY; j++)
-            if (!strcmp(registry[j].op, registry[i].op))
-                t.level[j] = (unsigned char)registry[i].level;
-    }
-    t.blas_split = !strcmp(threading, "omp");
+    for (size_t i = 0; i < N_REGISTRY; i++)
+        if ((int)registry[i].level <= limit &&
+            (!t.level[registry[i].op] || registry[i].level > t.level[registry[i].op]))
+            put(&t, &registry[i]);
+    t.blas_split = split;
     /* publish the table before the flag a lazy reader checks */
     fg_kt = t;
     __atomic_store_n(&fg_kt.ready, 1, __ATOMIC_RELEASE);
-    fg_blas_set_threads(fg_threads_get());
+    settings = s;
+    if (strcmp(s.mode_source, "argument") && strcmp(s.mode_source, "default"))
+        FG_INFO("kernels: FG_KERNELS=%s (environment override)", s.mode);
+    if (!strcmp(s.blas_threading_source, "FG_BLAS_THREADING"))
+        FG_INFO("kernels: FG_BLAS_THREADING=%s (environment override)", s.blas_threading);
+    if (s.hw_disable[0])
+        FG_INFO("kernels: FG_HW_DISABLE=%s (environment override): %s is the best level left", s.hw_disable,
+                level_names[have]);
     return FG_OK;
+}
+
+fg_status fg_kernels_configure(const char *mode, const char *blas_threading, int threads)
+{
+    return configure(mode, blas_threading, threads, 1);
 }
 
 fg_status fg_kernels_init(const char *mode)
 {
-    if (!mode)
-        mode = fg_env("FG_KERNELS", "auto");
-    return init_table(mode, fg_env("FG_BLAS_THREADING", FG_BLAS_THREADING_DEFAULT));
+    return fg_kernels_configure(mode, NULL, 0);
 }
 
-/* First use without fg_kernels_init: a bad environment falls back to the defaults
+/* First use without fg_kernels_configure: a bad environment falls back to the defaults
  * (with a warning) rather than leaving the table empty. The first use may come from
  * several threads at once (MoE experts run kernels inside a parallel region), so the
  * lazy fill is serialised and `ready` is read with acquire order. */
@@ -139,19 +176,24 @@ static void ensure_init(void)
         return;
 #pragma omp critical(fg_kernels_lazy_init)
     {
-        if (!fg_kt.ready && fg_kernels_init(NULL) != FG_OK) {
-            FG_WARN("%s; using auto kernels", fg_last_error());
-            init_table("auto", FG_BLAS_THREADING_DEFAULT);
+        if (!fg_kt.ready && fg_kernels_configure(NULL, NULL, 0) != FG_OK) {
+            FG_WARN("%s; using auto kernels and %s GEMM threading", fg_last_error(), FG_BLAS_THREADING_DEFAULT);
+            /* cannot fail: valid arguments, the CPU features as they stand */
+            FG_ASSERT(configure("auto", FG_BLAS_THREADING_DEFAULT, 0, 0) == FG_OK);
         }
     }
 }
 
-static const variant *find_variant(const char *op, int level)
+fg_kernels_settings fg_kernels_settings_get(void)
 {
-    for (size_t i = 0; i < N_REGISTRY; i++)
-        if (!strcmp(registry[i].op, op) && registry[i].level == level)
-            return &registry[i];
-    return NULL;
+    ensure_init();
+    return settings;
+}
+
+const char *fg_kernels_blas_threading(void)
+{
+    ensure_init();
+    return settings.blas_threading;
 }
 
 const char *fg_kernels_variant(const char *op)
@@ -159,25 +201,22 @@ const char *fg_kernels_variant(const char *op)
     ensure_init();
     /* Short names ("matmul", "attention") report the forward op. */
     char buf[64];
-    for (size_t i = 0; i < N_REGISTRY; i++) {
-        snprintf(buf, sizeof buf, "%s_forward", op);
-        if (!strcmp(registry[i].op, op) || !strcmp(registry[i].op, buf))
-            return level_names[fg_kt.level[i]];
-    }
-    return "?";
+    snprintf(buf, sizeof buf, "%s_forward", op);
+    int i = op_index(op);
+    if (i < 0)
+        i = op_index(buf);
+    return i < 0 ? "?" : level_names[fg_kt.level[i]];
 }
 
 void fg_kernels_print(FILE *f)
 {
     ensure_init();
-    for (size_t i = 0; i < N_REGISTRY; i++) {
-        int seen = 0;
-        for (size_t j = 0; j < i; j++)
-            seen |= !strcmp(registry[j].op, registry[i].op);
-        if (seen)
-            continue;
-        fprintf(f, "  %-20s %s", registry[i].op, level_names[fg_kt.level[i]]);
-        if (fg_kt.level[i] == LVL_BLAS) {
+    fprintf(f, "  (mode %s from %s, blas_threading %s from %s, %d threads, FG_HW_DISABLE %s)\n", settings.mode,
+            settings.mode_source, settings.blas_threading, settings.blas_threading_source, settings.threads,
+            settings.hw_disable[0] ? settings.hw_disable : "unset");
+    for (int i = 0; i < FG_N_KERNEL_OPS; i++) {
+        fprintf(f, "  %-20s %s", op_names[i], level_names[fg_kt.level[i]]);
+        if (fg_kt.level[i] == FG_LVL_BLAS) {
             fprintf(f, " (");
             fg_blas_print(f);
             fprintf(f, ")");
@@ -188,184 +227,41 @@ void fg_kernels_print(FILE *f)
 
 int fg_kernels_variants(const char *op, const char **names, int cap)
 {
-    int have = cpu_level(), n = 0;
-    for (size_t i = 0; i < N_REGISTRY && n < cap; i++)
-        if (!strcmp(registry[i].op, op) && registry[i].level <= have)
-            names[n++] = level_names[registry[i].level];
+    int have = cpu_level(), n = 0, id = op_index(op);
+    /* ascending level, "ref" first */
+    for (int lvl = FG_LVL_REF; lvl <= have; lvl++)
+        for (size_t i = 0; i < N_REGISTRY && n < cap; i++)
+            if ((int)registry[i].op == id && (int)registry[i].level == lvl)
+                names[n++] = level_names[lvl];
     return n;
 }
 
 fg_status fg_kernels_set(const char *op, const char *variant_name)
 {
     ensure_init();
-    int lvl = mode_level(variant_name);
-    const variant *v = lvl < 0 || !strcmp(variant_name, "auto") ? NULL : find_variant(op, lvl);
+    int lvl = mode_level(variant_name), id = op_index(op);
+    const fg_kernel_variant *v = NULL;
+    for (size_t i = 0; i < N_REGISTRY && lvl >= 0 && strcmp(variant_name, "auto"); i++)
+        if ((int)registry[i].op == id && (int)registry[i].level == lvl)
+            v = &registry[i];
     if (!v)
         return fg_error(FG_ERR_INVALID, "kernel op '%s' has no variant '%s'", op, variant_name);
     if (lvl > cpu_level())
         return fg_error(FG_ERR_UNSUPPORTED, "variant '%s' of '%s' needs CPU features this machine lacks", variant_name,
                         op);
     put(&fg_kt, v);
-    for (size_t j = 0; j < N_REGISTRY; j++)
-        if (!strcmp(registry[j].op, op))
-            fg_kt.level[j] = (unsigned char)lvl;
     return FG_OK;
 }
 
-/* ---- public entry points: shape checks once at entry (FG_ASSERT aborts with the
- * condition: a caller bug), then the chosen variant ---- */
-void fg_sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
-              int ldb, float beta, float *C, int ldc)
-{
-    ensure_init();
-    FG_ASSERT(M >= 0 && N >= 0 && K >= 0);
-    fg_kt.sgemm(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-}
-
-void fg_matmul_forward(float *out, const float *inp, const float *weight, const float *bias, int N, int C, int OC)
-{
-    ensure_init();
-    FG_ASSERT(N >= 0 && C >= 0 && OC >= 0);
-    fg_kt.matmul_forward(out, inp, weight, bias, N, C, OC);
-}
-
-void fg_matmul_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
-                        const float *weight, int N, int C, int OC)
-{
-    ensure_init();
-    FG_ASSERT(N >= 0 && C >= 0 && OC >= 0);
-    fg_kt.matmul_backward(dinp, dweight, dbias, dout, inp, weight, N, C, OC);
-}
-
-void fg_embedding_forward(float *out, const int32_t *tokens, const float *wte, const float *wpe, int N, int T, int C)
-{
-    ensure_init();
-    FG_ASSERT(N >= 0 && C >= 0 && (!wpe || T > 0));
-    fg_kt.embedding_forward(out, tokens, wte, wpe, N, T, C);
-}
-
-void fg_embedding_backward(float *dwte, float *dwpe, const float *dout, const int32_t *tokens, int N, int T, int C)
-{
-    ensure_init();
-    FG_ASSERT(N >= 0 && C >= 0 && (!dwpe || T > 0));
-    fg_kt.embedding_backward(dwte, dwpe, dout, tokens, N, T, C);
-}
-
-void fg_rmsnorm_forward(float *out, float *rstd, const float *inp, const float *weight, int N, int C, float eps)
-{
-    ensure_init();
-    fg_kt.rmsnorm_forward(out, rstd, inp, weight, N, C, eps);
-}
-
-void fg_rmsnorm_backward(float *dinp, float *dweight, const float *dout, const float *inp, const float *weight,
-                         const float *rstd, int N, int C)
-{
-    ensure_init();
-    fg_kt.rmsnorm_backward(dinp, dweight, dout, inp, weight, rstd, N, C);
-}
-
-void fg_layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *weight,
-                          const float *bias, int N, int C, float eps)
-{
-    ensure_init();
-    fg_kt.layernorm_forward(out, mean, rstd, inp, weight, bias, N, C, eps);
-}
-
-void fg_layernorm_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
-                           const float *weight, const float *mean, const float *rstd, int N, int C)
-{
-    ensure_init();
-    fg_kt.layernorm_backward(dinp, dweight, dbias, dout, inp, weight, mean, rstd, N, C);
-}
-
-void fg_rope_forward(float *x, int B, int T, int NH, int HS, int row_stride, int pos0, float theta)
-{
-    ensure_init();
-    FG_ASSERT(HS % 2 == 0 && row_stride >= NH * HS);
-    fg_kt.rope_forward(x, B, T, NH, HS, row_stride, pos0, theta);
-}
-
-void fg_rope_backward(float *dx, int B, int T, int NH, int HS, int row_stride, int pos0, float theta)
-{
-    ensure_init();
-    FG_ASSERT(HS % 2 == 0 && row_stride >= NH * HS);
-    fg_kt.rope_backward(dx, B, T, NH, HS, row_stride, pos0, theta);
-}
-
-void fg_attention_forward(float *out, float *lse, const float *qkv, int B, int T, int C, int NH)
-{
-    ensure_init();
-    FG_ASSERT(NH > 0 && C % NH == 0 && B >= 0 && T >= 0);
-    fg_kt.attention_forward(out, lse, qkv, B, T, C, NH);
-}
-
-void fg_attention_backward(float *dqkv, const float *dout, const float *qkv, const float *out, const float *lse, int B,
-                           int T, int C, int NH)
-{
-    ensure_init();
-    FG_ASSERT(NH > 0 && C % NH == 0 && B >= 0 && T >= 0);
-    fg_kt.attention_backward(dqkv, dout, qkv, out, lse, B, T, C, NH);
-}
-
-void fg_gelu_forward(float *out, const float *inp, size_t n)
-{
-    ensure_init();
-    fg_kt.gelu_forward(out, inp, n);
-}
-
-void fg_gelu_backward(float *dinp, const float *dout, const float *inp, size_t n)
-{
-    ensure_init();
-    fg_kt.gelu_backward(dinp, dout, inp, n);
-}
-
-void fg_swiglu_forward(float *out, const float *inp, int N, int H)
-{
-    ensure_init();
-    fg_kt.swiglu_forward(out, inp, N, H);
-}
-
-void fg_swiglu_backward(float *dinp, const float *dout, const float *inp, int N, int H)
-{
-    ensure_init();
-    fg_kt.swiglu_backward(dinp, dout, inp, N, H);
-}
-
-double fg_softmax_xent(float *dlogits, float *losses, const float *logits, const int32_t *targets, int N, int V, int Vp,
-                       float dloss)
-{
-    ensure_init();
-    FG_ASSERT(N >= 0 && V > 0 && V <= Vp);
-    return fg_kt.softmax_xent(dlogits, losses, logits, targets, N, V, Vp, dloss);
-}
-
-void fg_add(float *out, const float *a, const float *b, size_t n)
-{
-    ensure_init();
-    fg_kt.add(out, a, b, n);
-}
-
-void fg_axpy(float *y, float a, const float *x, size_t n)
-{
-    ensure_init();
-    fg_kt.axpy(y, a, x, n);
-}
-
-void fg_scale(float *x, float s, size_t n)
-{
-    ensure_init();
-    fg_kt.scale(x, s, n);
-}
-
-double fg_sumsq(const float *x, size_t n)
-{
-    ensure_init();
-    return fg_kt.sumsq(x, n);
-}
-
-void fg_adamw_update(float *params, const float *grads, float *m, float *v, size_t n, float lr, float beta1,
-                     float beta2, float eps, float weight_decay, int t)
-{
-    ensure_init();
-    fg_kt.adamw_update(params, grads, m, v, n, lr, beta1, beta2, eps, weight_decay, t);
-}
+/* ---- public entry points, one per op of the list: the shape check once at entry
+ * (FG_ASSERT aborts with the condition: a caller bug), then the chosen variant ---- */
+#define FG_KCALL_void(call) call;
+#define FG_KCALL_double(call) return call;
+#define FG_KERNEL_OP(ret, name, params, args, check)                                                                   \
+    ret fg_##name params                                                                                               \
+    {                                                                                                                  \
+        ensure_init();                                                                                                 \
+        FG_ASSERT(check);                                                                                              \
+        FG_KCALL_##ret(fg_kt.name args)                                                                                \
+    }
+#include "frugal/kernel_ops.h"

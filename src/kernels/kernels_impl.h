@@ -1,55 +1,66 @@
-/* kernels_impl.h: the dispatch table shared by the files of src/kernels and the declarations
- * of the non-reference variants (BLAS, AVX2, AVX-512). Not a public header. */
+/* kernels_impl.h: the dispatch table and the variant registration shared by the files
+ * of src/kernels, all generated from the op list in frugal/kernel_ops.h. Not public. */
 #ifndef FRUGAL_KERNELS_IMPL_H
 #define FRUGAL_KERNELS_IMPL_H
 
 #include "frugal/kernels.h"
 
-/* Upper bound on the rows of dispatch.c's variant registry (checked there). */
-#define FG_KERNEL_REGISTRY_MAX 128
+/* Per op: its function type fg_<op>_kernel, and a prototype for every variant suffix, so
+ * a variant file whose definition differs from the list does not compile. Only the
+ * variants registered (dispatch.c, x86/x86_impl.h) exist; the others are never named. */
+#define FG_KERNEL_OP(ret, name, params, args, check)                                                                   \
+    typedef ret fg_##name##_kernel params;                                                                             \
+    fg_##name##_kernel fg_##name##_blas, fg_##name##_avx2, fg_##name##_avx512;
+#include "frugal/kernel_ops.h"
 
-/* One function pointer per op, the GEMM threading mode and the chosen levels. */
+/* Op ids, in list order. */
+#define FG_KERNEL_OP(ret, name, params, args, check) FG_OP_##name,
+enum fg_kernel_op_id {
+#include "frugal/kernel_ops.h"
+    FG_N_KERNEL_OPS
+};
+
+/* Variant levels, ascending: a mode allows every level up to its own. */
+enum fg_kernel_level { FG_LVL_REF = 0, FG_LVL_BLAS = 1, FG_LVL_AVX2 = 2, FG_LVL_AVX512 = 3 };
+
+/* One typed function pointer per op, the GEMM threading mode and the chosen levels. */
 typedef struct fg_kernel_table {
     int ready;
-    int blas_split; /* 1: GEMMs split over our OpenMP threads, BLAS single-threaded (FG_BLAS_THREADING=omp) */
-    unsigned char level[FG_KERNEL_REGISTRY_MAX]; /* per registry row: level chosen for that row's op */
-    void (*sgemm)(int, int, int, int, int, float, const float *, int, const float *, int, float, float *, int);
-    void (*matmul_forward)(float *, const float *, const float *, const float *, int, int, int);
-    void (*matmul_backward)(float *, float *, float *, const float *, const float *, const float *, int, int, int);
-    void (*embedding_forward)(float *, const int32_t *, const float *, const float *, int, int, int);
-    void (*embedding_backward)(float *, float *, const float *, const int32_t *, int, int, int);
-    void (*rmsnorm_forward)(float *, float *, const float *, const float *, int, int, float);
-    void (*rmsnorm_backward)(float *, float *, const float *, const float *, const float *, const float *, int, int);
-    void (*layernorm_forward)(float *, float *, float *, const float *, const float *, const float *, int, int, float);
-    void (*layernorm_backward)(float *, float *, float *, const float *, const float *, const float *, const float *,
-                               const float *, int, int);
-    void (*rope_forward)(float *, int, int, int, int, int, int, float);
-    void (*rope_backward)(float *, int, int, int, int, int, int, float);
-    void (*attention_forward)(float *, float *, const float *, int, int, int, int);
-    void (*attention_backward)(float *, const float *, const float *, const float *, const float *, int, int, int, int);
-    void (*gelu_forward)(float *, const float *, size_t);
-    void (*gelu_backward)(float *, const float *, const float *, size_t);
-    void (*swiglu_forward)(float *, const float *, int, int);
-    void (*swiglu_backward)(float *, const float *, const float *, int, int);
-    double (*softmax_xent)(float *, float *, const float *, const int32_t *, int, int, int, float);
-    void (*add)(float *, const float *, const float *, size_t);
-    void (*axpy)(float *, float, const float *, size_t);
-    void (*scale)(float *, float, size_t);
-    double (*sumsq)(const float *, size_t);
-    void (*adamw_update)(float *, const float *, float *, float *, size_t, float, float, float, float, float, int);
+    int blas_split; /* 1: GEMMs split over our OpenMP threads, BLAS single-threaded (blas_threading "omp") */
+    unsigned char level[FG_N_KERNEL_OPS]; /* per op: level of the variant in its slot */
+#define FG_KERNEL_OP(ret, name, params, args, check) fg_##name##_kernel *name;
+#include "frugal/kernel_ops.h"
 } fg_kernel_table;
 
-/* The dispatch table: the one global of the module (filled by fg_kernels_init). */
+/* The dispatch table: the one global of the module (filled by fg_kernels_configure). */
 extern fg_kernel_table fg_kt;
 
-/* ---- BLAS (src/kernels/blas.c) ---- */
-void fg_sgemm_blas(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
-                   int ldb, float beta, float *C, int ldc);
-void fg_matmul_forward_blas(float *out, const float *inp, const float *weight, const float *bias, int N, int C, int OC);
-void fg_matmul_backward_blas(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
-                             const float *weight, int N, int C, int OC);
-/* Sets the BLAS library's own thread count (no-op for single-threaded builds). */
-void fg_blas_set_threads(int n);
+/* ---- registering a variant ----
+ * A registry row holds its function in a union with one member per op, initialised
+ * through the op's member: no cast anywhere. Each row is also checked by
+ * FG_VARIANT_TYPE_CHECK, a C11 static assertion that holds whatever the warning flags,
+ * so a function registered under the wrong op does not compile (docs/KERNELS.md,
+ * test_kernels_wrong_type). Lists of rows are written as V(op, level, function). */
+typedef union fg_kernel_fn {
+#define FG_KERNEL_OP(ret, name, params, args, check) fg_##name##_kernel *name;
+#include "frugal/kernel_ops.h"
+} fg_kernel_fn;
+
+typedef struct fg_kernel_variant {
+    enum fg_kernel_op_id op;
+    enum fg_kernel_level level;
+    fg_kernel_fn fn;
+} fg_kernel_variant;
+
+#define FG_VARIANT_ROW(op_, lvl, f) {FG_OP_##op_, lvl, {.op_ = f}},
+#define FG_VARIANT_TYPE_CHECK(op_, lvl, f)                                                                             \
+    _Static_assert(__builtin_types_compatible_p(__typeof__(f), fg_##op_##_kernel),                                     \
+                   "kernel variant " #f " is registered for op " #op_ " but does not have its type");
+
+/* ---- BLAS (src/kernels/blas.c): fg_sgemm_blas, fg_matmul_forward_blas, fg_matmul_backward_blas ---- */
+/* Sets the BLAS library's thread count for the GEMM threading mode: 1 per call when
+ * `split` (our OpenMP threads split the GEMMs), else n. Called before the table fills. */
+void fg_blas_set_threads(int split, int n);
 /* Prints "OpenBLAS <core>, <threading>" (no newline) for fg_kernels_print. */
 void fg_blas_print(FILE *f);
 

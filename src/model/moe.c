@@ -345,8 +345,7 @@ static bool parallel_over_experts(const fg_moe_layer *L)
 {
     if (L->cfg.parallel != FG_MOE_PAR_AUTO)
         return L->cfg.parallel == FG_MOE_PAR_EXPERTS && L->cfg.n_expert > 1;
-    /* the GEMM threading is the kernels' state; until kernels.h exposes it, read as they do */
-    return L->cfg.n_expert > 1 && fg_threads_get() > 1 && strcmp(fg_env("FG_BLAS_THREADING", "omp"), "blas") != 0;
+    return L->cfg.n_expert > 1 && fg_threads_get() > 1 && strcmp(fg_kernels_blas_threading(), "blas") != 0;
 }
 
 static void expert_forward(fg_moe_layer *L, const fg_moe_weights *w, int e)

@@ -1,7 +1,7 @@
 /* save.c: writing a tokenizer as Hugging Face tokenizer.json (model BPE over GPT-2's
  * byte-level alphabet, ByteLevel pre-tokenizer or Split(cl100k regex) + ByteLevel,
- * ByteLevel decoder, specials as added_tokens), written to a temporary file and
- * renamed into place. */
+ * ByteLevel decoder, specials as added_tokens), written whole or not at all through
+ * fg_file_tx (core.h: temp file, fsync, rename). */
 #include <jansson.h>
 #include <stdio.h>
 #include <string.h>
@@ -34,12 +34,16 @@ static json_t *bytelevel_obj(bool use_regex)
                      use_regex);
 }
 
+static int dump_to_tx(const char *buffer, size_t size, void *data)
+{
+    return fg_file_tx_write(data, buffer, size) == FG_OK ? 0 : -1;
+}
+
 fg_status fg_tok_save(const fg_tokenizer *tok, const char *path)
 {
     if (tok->kind != TOK_KIND_BPE)
         return fg_error(FG_ERR_UNSUPPORTED, "%s: the byte tokenizer is built in and has no tokenizer.json form", path);
     fg_status st = FG_OK;
-    char *tmp = NULL;
     json_t *root = json_object(), *vocab = json_object(), *merges = json_array(), *added = json_array();
     if (!root || !vocab || !merges || !added) {
         st = fg_error(FG_ERR_NOMEM, "%s: out of memory building JSON", path);
@@ -107,26 +111,21 @@ fg_status fg_tok_save(const fg_tokenizer *tok, const char *path)
         st = fg_error(FG_ERR_NOMEM, "%s: out of memory building JSON", path);
         goto done;
     }
-    size_t pl = strlen(path);
-    if (!(tmp = fg_malloc(pl + 5))) {
-        st = FG_ERR_NOMEM;
+    fg_file_tx tx;
+    st = fg_file_tx_open(&tx, path, 0);
+    if (st != FG_OK)
+        goto done;
+    /* jansson stops at the first callback failure; the transaction keeps its message */
+    if (json_dump_callback(root, dump_to_tx, &tx, JSON_INDENT(1)) != 0 && fg_file_tx_status(&tx) == FG_OK) {
+        fg_file_tx_abort(&tx);
+        st = fg_error(FG_ERR_NOMEM, "%s: jansson could not serialise the tokenizer", path);
         goto done;
     }
-    snprintf(tmp, pl + 5, "%s.tmp", path);
-    if (json_dump_file(root, tmp, JSON_INDENT(1)) != 0) {
-        remove(tmp);
-        st = fg_error(FG_ERR_IO, "%s: cannot write", tmp);
-        goto done;
-    }
-    if (rename(tmp, path) != 0) {
-        remove(tmp);
-        st = fg_error(FG_ERR_IO, "%s: cannot rename %s into place", path, tmp);
-    }
+    st = fg_file_tx_commit(&tx);
 done:
     json_decref(root);
     json_decref(vocab);
     json_decref(merges);
     json_decref(added);
-    fg_free(tmp);
     return st;
 }

@@ -43,10 +43,11 @@ fg_status fg_train_bench(const fg_train_config *cfg, int iters, int warmup, FILE
 {
     fg_train_config c = *cfg;
     memset(res, 0, sizeof *res);
-    fg_status st = fg_kernels_init(c.kernels[0] ? c.kernels : NULL);
+    fg_threads_set(c.threads); /* 0 = all cores, before the kernels fill their table */
+    fg_status st =
+        fg_kernels_configure(c.kernels[0] ? c.kernels : NULL, fg_train_blas_threading_name(&c), fg_threads_get());
     if (st != FG_OK)
         return st;
-    fg_threads_set(c.threads);
     if (c.model.vocab_size == 0)
         c.model.vocab_size = 50257;
     if (c.model.max_seq_len == 0)
@@ -54,7 +55,7 @@ fg_status fg_train_bench(const fg_train_config *cfg, int iters, int warmup, FILE
     int B = c.batch_size, T = c.seq_len, A = c.grad_accum;
     fg_model *m = fg_model_new(&c.model, B, T);
     if (!m)
-        return FG_ERR_INVALID;
+        return fg_last_status();
     fg_optim opt;
     memset(&opt, 0, sizeof opt);
     int32_t *inp = NULL, *tgt = NULL;

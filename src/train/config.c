@@ -15,7 +15,7 @@
 
 static const char *const layout_names[] = {"llama", "gpt2", NULL};
 static const char *const balance_names[] = {"bias", "none", "seqaux", "switch", NULL};
-static const char *const blas_names[] = {"omp", "blas", NULL};
+static const char *const blas_names[] = {"auto", "omp", "blas", NULL};
 static const char *const moe_par_names[] = {"auto", "experts", "gemm", NULL};
 
 _Static_assert(sizeof(fg_layout) == sizeof(int) && sizeof(fg_balance) == sizeof(int) &&
@@ -124,8 +124,9 @@ static const fg_opt opts[] = {
     {"threads", FG_OPT_INT, F(threads), 0, 4096, .flags = RESUMABLE, .help = "threads; 0 = all cores"},
     {"kernels", FG_OPT_STR, F(kernels), .flags = RESUMABLE,
      .help = "kernel variants: auto, ref, ...; empty = $FG_KERNELS or auto"},
-    {"blas_threading", FG_OPT_ENUM, F(blas_threading), .choices = blas_names, .env = "FG_BLAS_THREADING",
-     .flags = RESUMABLE, .help = "GEMM threads: omp (kernels split GEMMs over OpenMP) or blas (OpenBLAS's own)"},
+    {"blas_threading", FG_OPT_ENUM, F(blas_threading), .choices = blas_names, .flags = RESUMABLE,
+     .help = "GEMM threads: omp (kernels split GEMMs over OpenMP) or blas (OpenBLAS's own); auto = "
+             "$FG_BLAS_THREADING or omp"},
 };
 #define N_OPTS FG_OPT_COUNT(opts)
 
@@ -160,7 +161,7 @@ void fg_train_config_default(fg_train_config *c)
     c->ckpt_zstd_level = 1;
     c->ckpt_compress_full = 0;
     c->ckpt_write_delay_ms = 0;
-    c->blas_threading = 0; /* omp */
+    c->blas_threading = 0; /* auto: the kernels read FG_BLAS_THREADING (their one parser) or use omp */
 }
 
 int fg_train_config_key_is_flag(const char *key)
@@ -229,7 +230,7 @@ char *fg_train_config_to_json(const fg_train_config *c)
 
 const char *fg_train_blas_threading_name(const fg_train_config *c)
 {
-    return c->blas_threading == 1 ? "blas" : "omp";
+    return c->blas_threading == 2 ? "blas" : c->blas_threading == 1 ? "omp" : NULL;
 }
 
 void fg_train_config_print_help(FILE *f)

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -28,7 +29,11 @@ typedef struct run {
     bool has_val;
     int32_t *inp, *tgt; /* [grad_accum*B, T] */
     fg_ckpt_writer *ckw;
+    bool ckpt_failed; /* a checkpoint write failed: the cost summary says so */
+    fg_lock lock;     /* on <out>/.frugal.lock: one process per run directory */
     FILE *metrics;
+    int metrics_errno; /* first failed write to metrics.jsonl, 0 while none */
+    char metrics_path[PATHN];
     long step;            /* optimiser steps completed */
     double tokens_before; /* tokens of steps done before a resume */
     char train_path[PATHN], val_path[PATHN];
@@ -90,22 +95,16 @@ out_close:
     return st;
 }
 
-/* Writes text to path through a temp file + rename (whole or absent). */
+/* Writes text and a newline to path, whole or absent (fg_file_commit). */
 static fg_status write_text_atomic(const char *path, const char *text)
 {
-    char tmp[PATHN + 8];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "wb");
-    if (!f)
-        return fg_error(FG_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
-    size_t n = strlen(text);
-    bool ok = fwrite(text, 1, n, f) == n && fputc('\n', f) != EOF && fflush(f) == 0 && fsync(fileno(f)) == 0;
-    ok = (fclose(f) == 0) && ok;
-    if (!ok || rename(tmp, path) != 0) {
-        unlink(tmp);
-        return fg_error(FG_ERR_IO, "%s: write failed: %s", path, strerror(errno));
-    }
-    return FG_OK;
+    fg_file_tx tx;
+    fg_status st = fg_file_tx_open(&tx, path, 0);
+    if (st != FG_OK)
+        return st;
+    fg_file_tx_write(&tx, text, strlen(text));
+    fg_file_tx_write(&tx, "\n", 1);
+    return fg_file_tx_commit(&tx);
 }
 
 static fg_status write_shard(const char *path, const uint32_t *ids, size_t n, uint32_t vocab, int eot)
@@ -129,6 +128,91 @@ static fg_status rewrap(fg_status st, const char *what)
     char msg[1024];
     snprintf(msg, sizeof msg, "%s", fg_last_error());
     return fg_error(st, "%s: %s", what, msg);
+}
+
+/* ---- metrics.jsonl: appended line by line, every write checked; the first failure
+ * stops the run (a log with a hole would pass for a complete one) ---- */
+static void metrics_printf(run *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void metrics_printf(run *r, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vfprintf(r->metrics, fmt, ap);
+    va_end(ap);
+    if (n < 0 && !r->metrics_errno)
+        r->metrics_errno = errno ? errno : EIO;
+}
+
+static fg_status metrics_flush(run *r)
+{
+    if (fflush(r->metrics) != 0 && !r->metrics_errno)
+        r->metrics_errno = errno ? errno : EIO;
+    if (!r->metrics_errno && ferror(r->metrics))
+        r->metrics_errno = EIO;
+    if (r->metrics_errno)
+        return fg_error(FG_ERR_IO, "%s: write failed at step %ld: %s (the run stops: its log would have a hole)",
+                        r->metrics_path, r->step, strerror(r->metrics_errno));
+    return FG_OK;
+}
+
+/* A run stopped by a failed write (or a kill) may have left a torn last line in
+ * metrics.jsonl: a resume drops it, so the log stays one JSON object per line. */
+static fg_status trim_torn_line(const char *path)
+{
+    char *text = NULL;
+    size_t len = 0;
+    if (!file_exists(path))
+        return FG_OK;
+    fg_status st = fg_read_file(path, 0, &text, &len);
+    if (st != FG_OK)
+        return st;
+    size_t keep = len;
+    while (keep > 0 && text[keep - 1] != '\n')
+        keep--;
+    fg_free(text);
+    if (keep < len) {
+        FG_WARN("%s: dropping a torn last line (%zu bytes) before appending", path, len - keep);
+        if (truncate(path, (off_t)keep) != 0)
+            return fg_error(FG_ERR_IO, "%s: cannot drop the torn last line: %s", path, strerror(errno));
+    }
+    return FG_OK;
+}
+
+/* ---- the run directory ---- */
+
+/* --resume needs a checkpoint: checked before anything is written (no data/, no lock
+ * file, no config.json for a run that cannot start). */
+static fg_status require_checkpoint(const char *ckpt_dir)
+{
+    char **paths = NULL;
+    int n = 0;
+    fg_status st = fg_ckpt_list(ckpt_dir, &paths, &n);
+    fg_ckpt_list_free(paths, n);
+    if (st != FG_OK && access(ckpt_dir, F_OK) != 0)
+        st = fg_error(FG_ERR_IO, "--resume: %s: no checkpoint directory: nothing to resume (nothing was written)",
+                      ckpt_dir);
+    else if (st == FG_OK && n == 0)
+        st = fg_error(FG_ERR_IO, "--resume: %s: no checkpoint (ckpt-*.fgck) to resume from (nothing was written)",
+                      ckpt_dir);
+    return st;
+}
+
+/* --overwrite: the previous run's checkpoints, final/, best/ and metrics go before this
+ * run writes anything, so a resume after a crash early in this run cannot pick up the
+ * old run's state into the new run's log. Called with the run directory locked. */
+static fg_status clear_old_run(const fg_train_config *c)
+{
+    char p[PATHN];
+    fg_status st = fg_ckpt_remove_all(c->ckpt_dir);
+    static const char *subdirs[] = {"final", "best"};
+    for (int i = 0; i < 2 && st == FG_OK; i++) {
+        snprintf(p, sizeof p, "%s/%s", c->out, subdirs[i]);
+        st = fg_ckpt_remove_all(p);
+    }
+    snprintf(p, sizeof p, "%s/metrics.jsonl", c->out);
+    if (st == FG_OK && unlink(p) != 0 && errno != ENOENT)
+        st = fg_error(FG_ERR_IO, "%s: cannot remove the previous run's metrics: %s", p, strerror(errno));
+    return st;
 }
 
 /* ---- gradient accumulation ---- */
@@ -297,10 +381,17 @@ static fg_status setup(run *r, FILE *out)
     fg_status st = fg_train_config_validate(c);
     if (st != FG_OK)
         return st;
-    st = fg_kernels_init(c->kernels[0] ? c->kernels : NULL);
+    /* threads 0 = all cores (fg_threads_set's meaning), set before the kernels fill their
+     * table; kernels / blas_threading left unset fall to FG_KERNELS / FG_BLAS_THREADING,
+     * parsed by the kernels alone, and the values in effect are recorded in config.json */
+    fg_threads_set(c->threads);
+    st = fg_kernels_configure(c->kernels[0] ? c->kernels : NULL, fg_train_blas_threading_name(c), fg_threads_get());
     if (st != FG_OK)
         return st;
-    fg_threads_set(c->threads);
+    fg_kernels_settings ks = fg_kernels_settings_get();
+    if (!c->kernels[0])
+        snprintf(c->kernels, sizeof c->kernels, "%s", ks.mode);
+    c->blas_threading = strcmp(ks.blas_threading, "blas") == 0 ? 2 : 1;
     char path[PATHN];
     snprintf(path, sizeof path, "%s/metrics.jsonl", c->out);
     if (file_exists(path) && !c->resume && !c->overwrite)
@@ -319,7 +410,7 @@ static fg_status setup(run *r, FILE *out)
     if (c->tokenizer[0]) {
         r->tok = fg_tok_load(c->tokenizer);
         if (!r->tok)
-            return rewrap(FG_ERR_INVALID, "tokenizer");
+            return rewrap(fg_last_status(), "tokenizer");
         vocab = (uint32_t)fg_tok_vocab_size(r->tok);
         /* config.json records an absolute path, so `frugal sample` works from anywhere */
         char *abs = strcmp(c->tokenizer, "byte") ? realpath(c->tokenizer, NULL) : NULL;
@@ -376,7 +467,7 @@ static fg_status setup(run *r, FILE *out)
 
     r->m = fg_model_new(&c->model, c->batch_size, c->seq_len);
     if (!r->m) {
-        st = rewrap(FG_ERR_INVALID, "model");
+        st = rewrap(fg_last_status(), "model");
         goto out_ids;
     }
     c->model = *fg_model_get_config(r->m); /* resolved: padded_vocab, d_ff, ... */
@@ -406,12 +497,20 @@ static fg_status setup(run *r, FILE *out)
 
     if (c->resume) {
         st = check_resume(c, out);
+        if (st == FG_OK)
+            st = require_checkpoint(c->ckpt_dir);
         if (st != FG_OK)
             goto out_ids;
     }
-
-    /* first writes: the run directory and the tokenised text */
+    /* first writes: the run directory (locked: two trainers on one directory would
+     * tear each other's files), then the tokenised text */
     st = mkdir_p(c->out);
+    if (st == FG_OK) {
+        snprintf(path, sizeof path, "%s/.frugal.lock", c->out);
+        st = fg_lock_acquire(&r->lock, path);
+    }
+    if (st == FG_OK && c->overwrite && !c->resume)
+        st = clear_old_run(c);
     if (st == FG_OK && c->data[0] && !(c->resume && file_exists(r->train_path) && file_exists(r->val_path))) {
         snprintf(path, sizeof path, "%s/data", c->out);
         st = mkdir_p(path);
@@ -439,8 +538,10 @@ out_ids:
 static void teardown(run *r)
 {
     if (r->metrics)
-        fclose(r->metrics);
-    fg_ckpt_writer_delete(r->ckw);
+        fclose(r->metrics); /* every line was flushed and checked */
+    fg_status st = fg_ckpt_writer_delete(r->ckw);
+    if (st != FG_OK)
+        FG_WARN("also: %s", fg_last_error());
     fg_free(r->inp);
     fg_free(r->tgt);
     fg_loader_close(&r->train);
@@ -448,6 +549,7 @@ static void teardown(run *r)
     fg_optim_free(&r->opt);
     fg_model_delete(r->m);
     fg_tok_delete(r->tok);
+    fg_lock_release(&r->lock);
 }
 
 static void print_cost(FILE *out, const run *r, const fg_train_result *res, double flops_tok, long steps)
@@ -468,7 +570,8 @@ static void print_cost(FILE *out, const run *r, const fg_train_result *res, doub
     fprintf(out, "achieved        : %.2f GFLOP/s\n", res->train_sec > 0 ? res->flops / res->train_sec / 1e9 : 0.0);
     fprintf(out, "peak RSS        : %s\n", fg_fmt_bytes(b1, sizeof b1, (double)fg_peak_rss_bytes()));
     fprintf(out, "peak fg_malloc  : %s\n", fg_fmt_bytes(b2, sizeof b2, (double)fg_mem_peak()));
-    fprintf(out, "checkpointed    : %s\n", fg_fmt_bytes(b3, sizeof b3, (double)res->ckpt_bytes));
+    fprintf(out, "checkpointed    : %s%s\n", fg_fmt_bytes(b3, sizeof b3, (double)res->ckpt_bytes),
+            r->ckpt_failed ? " written, then a checkpoint write failed" : "");
     fprintf(out, "threads         : %d, kernels: matmul=%s\n", fg_threads_get(), fg_kernels_variant("matmul"));
 }
 
@@ -489,8 +592,10 @@ static fg_status save_ckpt(run *r, double tokens)
     if (!r->ckw) {
         fg_ckpt_opts o = ckpt_opts(&r->c);
         r->ckw = fg_ckpt_writer_new(r->c.ckpt_dir, &o);
-        if (!r->ckw)
-            return fg_last_error()[0] ? FG_ERR_IO : FG_ERR_INTERNAL;
+        if (!r->ckw) {
+            r->ckpt_failed = true;
+            return fg_last_status();
+        }
     }
     char *meta = meta_json(r, tokens);
     if (!meta)
@@ -499,6 +604,7 @@ static fg_status save_ckpt(run *r, double tokens)
     ckpt_tensors(r, t);
     fg_status st = fg_ckpt_writer_save(r->ckw, r->step, meta, t, 3);
     fg_free(meta);
+    r->ckpt_failed |= st != FG_OK;
     return st;
 }
 
@@ -513,7 +619,7 @@ static fg_status save_final(const char *run_dir, long step, const fg_train_confi
     o.keep_full = 1;
     fg_ckpt_writer *w = fg_ckpt_writer_new(dir, &o);
     if (!w)
-        return FG_ERR_IO;
+        return fg_last_status();
     char *cfg = fg_train_config_to_json(c);
     fg_ckpt_tensor t = {"params", fg_model_params(m), fg_model_num_params(m) * sizeof(float)};
     fg_status st = cfg ? fg_ckpt_writer_save(w, step, cfg, &t, 1) : FG_ERR_NOMEM;
@@ -536,6 +642,7 @@ fg_status fg_train_run(const fg_train_config *cfg, FILE *out, fg_train_result *r
     run rr;
     memset(&rr, 0, sizeof rr);
     run *r = &rr;
+    r->lock.fd = -1;
     r->c = *cfg;
     fg_train_result res;
     memset(&res, 0, sizeof res);
@@ -566,10 +673,12 @@ fg_status fg_train_run(const fg_train_config *cfg, FILE *out, fg_train_result *r
     fg_free(cj);
     if (st != FG_OK)
         goto out_teardown;
-    snprintf(path, sizeof path, "%s/metrics.jsonl", c->out);
-    r->metrics = fopen(path, c->resume ? "a" : "w");
+    snprintf(r->metrics_path, sizeof r->metrics_path, "%s/metrics.jsonl", c->out);
+    if (c->resume && (st = trim_torn_line(r->metrics_path)) != FG_OK)
+        goto out_teardown;
+    r->metrics = fopen(r->metrics_path, c->resume ? "a" : "w");
     if (!r->metrics) {
-        st = fg_error(FG_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+        st = fg_error(FG_ERR_IO, "%s: cannot open: %s", r->metrics_path, strerror(errno));
         goto out_teardown;
     }
 
@@ -596,7 +705,10 @@ fg_status fg_train_run(const fg_train_config *cfg, FILE *out, fg_train_result *r
         /* the starting point, so the log shows how far validation loss falls */
         val = evaluate(r);
         res.first_val = val;
-        fprintf(r->metrics, "{\"step\": 0, \"val_loss\": %.9g}\n", val);
+        metrics_printf(r, "{\"step\": 0, \"val_loss\": %.9g}\n", val);
+        st = metrics_flush(r);
+        if (st != FG_OK)
+            goto out_teardown;
         if (out)
             fprintf(out, "step %6d | val loss %.4f\n", 0, val);
     }
@@ -626,20 +738,20 @@ fg_status fg_train_run(const fg_train_config *cfg, FILE *out, fg_train_result *r
             res.first_loss = loss;
         res.last_loss = loss;
         double tps = res.tokens / res.train_sec;
-        fprintf(r->metrics,
-                "{\"step\": %ld, \"loss\": %.9g, \"lr\": %.6g, \"grad_norm\": %.6g, \"tokens\": %.0f, "
-                "\"tokens_per_s\": %.1f, \"flops_per_s\": %.4g, \"step_s\": %.4f",
-                r->step, loss, lr, norm, r->tokens_before + res.tokens, tps, tps * flops_tok, dt);
+        metrics_printf(r,
+                       "{\"step\": %ld, \"loss\": %.9g, \"lr\": %.6g, \"grad_norm\": %.6g, \"tokens\": %.0f, "
+                       "\"tokens_per_s\": %.1f, \"flops_per_s\": %.4g, \"step_s\": %.4f",
+                       r->step, loss, lr, norm, r->tokens_before + res.tokens, tps, tps * flops_tok, dt);
         if (c->model.moe.n_expert > 0) {
             /* router health of the step's last micro-batch */
             fg_moe_stats ms;
             fg_model_moe_stats(r->m, &ms);
-            fprintf(r->metrics,
-                    ", \"moe_load_max_over_mean\": %.4g, \"moe_load_cv\": %.4g, \"moe_active_frac\": %.4g, "
-                    "\"moe_aux_loss\": %.4g, \"moe_dropped\": %ld",
-                    ms.load_max_over_mean, ms.load_cv, ms.active_frac, ms.aux_loss, ms.dropped_tokens);
+            metrics_printf(r,
+                           ", \"moe_load_max_over_mean\": %.4g, \"moe_load_cv\": %.4g, \"moe_active_frac\": %.4g, "
+                           "\"moe_aux_loss\": %.4g, \"moe_dropped\": %ld",
+                           ms.load_max_over_mean, ms.load_cv, ms.active_frac, ms.aux_loss, ms.dropped_tokens);
         }
-        fputs("}\n", r->metrics);
+        metrics_printf(r, "}\n");
         if (c->max_seconds > 0 && r->step - first >= 5) {
             /* a time budget: fit the schedule's length to the measured step time, so
              * the run still ends annealed at min_lr (the length only ever shrinks) */
@@ -663,12 +775,14 @@ fg_status fg_train_run(const fg_train_config *cfg, FILE *out, fg_train_result *r
                 res.first_val = val;
             res.last_val = val;
             if (!isnan(val)) {
-                fprintf(r->metrics, "{\"step\": %ld, \"val_loss\": %.9g}\n", r->step, val);
+                metrics_printf(r, "{\"step\": %ld, \"val_loss\": %.9g}\n", r->step, val);
                 if (out)
                     fprintf(out, "step %6ld | val loss %.4f\n", r->step, val);
             }
         }
-        fflush(r->metrics);
+        st = metrics_flush(r);
+        if (st != FG_OK)
+            goto out_teardown;
         if (c->ckpt_every > 0 && (r->step % c->ckpt_every == 0 || last)) {
             st = save_ckpt(r, r->tokens_before + res.tokens);
             if (st != FG_OK)
@@ -682,8 +796,10 @@ fg_status fg_train_run(const fg_train_config *cfg, FILE *out, fg_train_result *r
     res.flops = res.tokens * flops_tok;
     if (r->ckw) {
         st = fg_ckpt_writer_wait(r->ckw);
-        if (st != FG_OK)
+        if (st != FG_OK) {
+            r->ckpt_failed = true;
             goto out_teardown;
+        }
         fg_ckpt_stats s;
         fg_ckpt_writer_stats(r->ckw, &s);
         res.ckpt_bytes += s.file_full + s.file_delta;
@@ -701,9 +817,22 @@ fg_status fg_train_run(const fg_train_config *cfg, FILE *out, fg_train_result *r
     print_cost(out, r, &res, flops_tok, res.steps);
     if (out)
         fprintf(out, "run directory   : %s (config.json, metrics.jsonl, final/)\n", c->out);
-out_teardown:
+out_teardown:;
+    /* The first failure is the one reported: what follows (the writer finishing a
+     * write in flight into the same full disk, ...) may set other errors. */
+    char first_msg[1024] = "";
+    if (st != FG_OK)
+        snprintf(first_msg, sizeof first_msg, "%s", fg_last_error());
     if (st != FG_OK && out && r->m && res.tokens > 0) {
-        /* a run that fails after training started still reports what it cost */
+        /* a run that fails after training started still reports what it cost,
+         * checkpoints included (those that reached the disk) */
+        if (r->ckw) {
+            if (fg_ckpt_writer_wait(r->ckw) != FG_OK)
+                r->ckpt_failed = true;
+            fg_ckpt_stats s;
+            fg_ckpt_writer_stats(r->ckw, &s);
+            res.ckpt_bytes = s.file_full + s.file_delta;
+        }
         double ft = fg_model_flops_per_token(r->m, r->c.seq_len);
         res.flops = res.tokens * ft;
         res.wall_sec = fg_time_sec() - t_wall;
@@ -711,6 +840,8 @@ out_teardown:
         print_cost(out, r, &res, ft, res.steps);
     }
     teardown(r);
+    if (st != FG_OK)
+        fg_error(st, "%s", first_msg);
     if (res_out)
         *res_out = res;
     return st;
@@ -730,7 +861,7 @@ fg_status fg_train_load_run(const char *run_dir, const char *ckpt_dir, int B, in
         T = c->model.max_seq_len;
     fg_model *mm = fg_model_new(&c->model, B, T);
     if (!mm)
-        return rewrap(FG_ERR_INVALID, path);
+        return rewrap(fg_last_status(), path);
     char dir[PATHN];
     if (ckpt_dir && ckpt_dir[0])
         snprintf(dir, sizeof dir, "%s", ckpt_dir);

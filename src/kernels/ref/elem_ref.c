@@ -1,38 +1,8 @@
-/* elem_ref.c: scalar reference elementwise ops and reductions for the model and
- * the optimiser (add, axpy, scale, sum of squares, AdamW). */
+/* elem_ref.c: scalar reference AdamW update (add, axpy, scale and sumsq are in
+ * loops.h, one source for the reference and the AVX2 variant). */
 #include <math.h>
 
 #include "frugal/kernels.h"
-
-void fg_add_ref(float *out, const float *a, const float *b, size_t n)
-{
-#pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++)
-        out[i] = a[i] + b[i];
-}
-
-void fg_axpy_ref(float *y, float a, const float *x, size_t n)
-{
-#pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++)
-        y[i] += a * x[i];
-}
-
-void fg_scale_ref(float *x, float s, size_t n)
-{
-#pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++)
-        x[i] *= s;
-}
-
-double fg_sumsq_ref(const float *x, size_t n)
-{
-    double s = 0.0;
-#pragma omp parallel for schedule(static) reduction(+ : s)
-    for (size_t i = 0; i < n; i++)
-        s += (double)x[i] * x[i];
-    return s;
-}
 
 /* PyTorch AdamW: p *= 1 - lr wd; p -= lr mhat / (sqrt(vhat) + eps); written in the
  * contract's equivalent form with the decay on the old p. */

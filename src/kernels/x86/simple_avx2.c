@@ -1,13 +1,13 @@
-/* simple_avx2.c: AVX2 variants of the memory-bound ops (norms, RoPE, embedding,
- * add/axpy/scale/sumsq) written as plain float loops with `omp simd`, which gcc
- * vectorises with this file's -mavx2 -mfma flags. Same formulas as the references,
- * in float (reductions in float vectors, sumsq in double). */
+/* simple_avx2.c: AVX2 variants of the norms and RoPE written as plain float loops with
+ * `omp simd`, which gcc vectorises with this file's -mavx2 -mfma flags. Same formulas
+ * as the references, in float (the references reduce in double, so these are their
+ * own loops; the ops that are the reference loop itself are in loops.h). */
 #include <math.h>
 #include <string.h>
 
 #include "x86_impl.h"
 
-enum { CHUNK = 16384, CB = 64 };
+enum { CB = 64 };
 
 void fg_rmsnorm_forward_avx2(float *out, float *rstd, const float *inp, const float *weight, int N, int C, float eps)
 {
@@ -171,77 +171,4 @@ void fg_rope_forward_avx2(float *x, int B, int T, int NH, int HS, int row_stride
 void fg_rope_backward_avx2(float *dx, int B, int T, int NH, int HS, int row_stride, int pos0, float theta)
 {
     rope(dx, B, T, NH, HS, row_stride, pos0, theta, -1.0);
-}
-
-void fg_embedding_forward_avx2(float *out, const int32_t *tokens, const float *wte, const float *wpe, int N, int T,
-                               int C)
-{
-#pragma omp parallel for schedule(static)
-    for (int n = 0; n < N; n++) {
-        const float *e = wte + (size_t)tokens[n] * C;
-        float *o = out + (size_t)n * C;
-        if (!wpe) {
-            memcpy(o, e, (size_t)C * sizeof(float));
-            continue;
-        }
-        const float *p = wpe + (size_t)(n % T) * C;
-#pragma omp simd
-        for (int c = 0; c < C; c++)
-            o[c] = e[c] + p[c];
-    }
-}
-
-/* Rows n may share a token: threads own column blocks and scan all rows. */
-void fg_embedding_backward_avx2(float *dwte, float *dwpe, const float *dout, const int32_t *tokens, int N, int T, int C)
-{
-    int nblk = (C + CB - 1) / CB;
-#pragma omp parallel for schedule(static)
-    for (int blk = 0; blk < nblk; blk++) {
-        int c0 = blk * CB, c1 = c0 + CB < C ? c0 + CB : C;
-        for (int n = 0; n < N; n++) {
-            const float *g = dout + (size_t)n * C;
-            if (dwte) {
-                float *d = dwte + (size_t)tokens[n] * C;
-#pragma omp simd
-                for (int c = c0; c < c1; c++)
-                    d[c] += g[c];
-            }
-            if (dwpe) {
-                float *d = dwpe + (size_t)(n % T) * C;
-#pragma omp simd
-                for (int c = c0; c < c1; c++)
-                    d[c] += g[c];
-            }
-        }
-    }
-}
-
-void fg_add_avx2(float *out, const float *a, const float *b, size_t n)
-{
-#pragma omp parallel for simd schedule(static) if (n > 4 * CHUNK)
-    for (size_t i = 0; i < n; i++)
-        out[i] = a[i] + b[i];
-}
-
-void fg_axpy_avx2(float *y, float a, const float *x, size_t n)
-{
-#pragma omp parallel for simd schedule(static) if (n > 4 * CHUNK)
-    for (size_t i = 0; i < n; i++)
-        y[i] += a * x[i];
-}
-
-void fg_scale_avx2(float *x, float s, size_t n)
-{
-#pragma omp parallel for simd schedule(static) if (n > 4 * CHUNK)
-    for (size_t i = 0; i < n; i++)
-        x[i] *= s;
-}
-
-double fg_sumsq_avx2(const float *x, size_t n)
-{
-    double s = 0.0;
-#pragma omp parallel for simd schedule(static) reduction(+ : s) if (n > 4 * CHUNK)
-    for (size_t i = 0; i < n; i++)
-        s += (double)x[i] * x[i];
-    return s;
 }

@@ -1,0 +1,148 @@
+/* kernel_ops.h: THE list of kernel ops, each once: return type, name, parameter list,
+ * argument names and the shape check run at the public entry point (an X-macro list).
+ *
+ * Not a normal header: it has no include guard on purpose. Whoever includes it defines
+ * FG_KERNEL_OP(ret, name, params, args, check) first; the file expands every entry
+ * and #undefs the macro. kernels.h turns it into the fg_<op> and fg_<op>_ref
+ * prototypes, src/kernels/kernels_impl.h into the typed table slots and the variant
+ * prototypes, dispatch.c into the public wrappers and the op names. Adding an op is
+ * one entry here plus its fg_<op>_ref; its contract is the comment above its entry.
+ * Conventions are in kernels.h. `check` is an expression over the parameters that must
+ * hold (FG_ASSERT at entry: a caller bug aborts with the condition).
+ */
+#ifndef FG_KERNEL_OP /* included without a definition (e.g. by a linter): expand to nothing */
+#define FG_KERNEL_OP(ret, name, params, args, check)
+#endif
+
+/* clang-format off */
+
+/* ---- GEMM ---- */
+/* C[M,N] = alpha * op(A) @ op(B) + beta * C, row-major, op(X) = X or X^T
+ * (trans_a/trans_b nonzero). Plain BLAS semantics (lda/ldb/ldc in elements). */
+FG_KERNEL_OP(void, sgemm,
+             (int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
+              int ldb, float beta, float *C, int ldc),
+             (trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc),
+             M >= 0 && N >= 0 && K >= 0)
+
+/* Linear layer, PyTorch layout: out[N,OC] = inp[N,C] @ weight[OC,C]^T + bias[OC].
+ * bias may be NULL. */
+FG_KERNEL_OP(void, matmul_forward,
+             (float *out, const float *inp, const float *weight, const float *bias, int N, int C, int OC),
+             (out, inp, weight, bias, N, C, OC),
+             N >= 0 && C >= 0 && OC >= 0)
+/* dinp[N,C] += dout[N,OC] @ weight; dweight[OC,C] += dout^T @ inp; dbias[OC] += sum_n dout. */
+FG_KERNEL_OP(void, matmul_backward,
+             (float *dinp, float *dweight, float *dbias, const float *dout, const float *inp, const float *weight,
+              int N, int C, int OC),
+             (dinp, dweight, dbias, dout, inp, weight, N, C, OC),
+             N >= 0 && C >= 0 && OC >= 0)
+
+/* ---- embeddings ---- */
+/* out[N,C] = wte[tokens[n]] (+ wpe[pos[n]] when wpe != NULL; pos[n] = n % T). */
+FG_KERNEL_OP(void, embedding_forward,
+             (float *out, const int32_t *tokens, const float *wte, const float *wpe, int N, int T, int C),
+             (out, tokens, wte, wpe, N, T, C),
+             N >= 0 && C >= 0 && (!wpe || T > 0))
+/* dwte[tokens[n]] += dout[n]; dwpe[n % T] += dout[n] when dwpe != NULL. */
+FG_KERNEL_OP(void, embedding_backward,
+             (float *dwte, float *dwpe, const float *dout, const int32_t *tokens, int N, int T, int C),
+             (dwte, dwpe, dout, tokens, N, T, C),
+             N >= 0 && C >= 0 && (!dwpe || T > 0))
+
+/* ---- norms ---- */
+/* out = inp / sqrt(mean(inp^2) + eps) * weight; rstd[N] saved for backward. */
+FG_KERNEL_OP(void, rmsnorm_forward,
+             (float *out, float *rstd, const float *inp, const float *weight, int N, int C, float eps),
+             (out, rstd, inp, weight, N, C, eps),
+             1)
+FG_KERNEL_OP(void, rmsnorm_backward,
+             (float *dinp, float *dweight, const float *dout, const float *inp, const float *weight,
+              const float *rstd, int N, int C),
+             (dinp, dweight, dout, inp, weight, rstd, N, C),
+             1)
+/* out = (inp - mean) * rstd * weight + bias; mean[N], rstd[N] saved. */
+FG_KERNEL_OP(void, layernorm_forward,
+             (float *out, float *mean, float *rstd, const float *inp, const float *weight, const float *bias, int N,
+              int C, float eps),
+             (out, mean, rstd, inp, weight, bias, N, C, eps),
+             1)
+FG_KERNEL_OP(void, layernorm_backward,
+             (float *dinp, float *dweight, float *dbias, const float *dout, const float *inp, const float *weight,
+              const float *mean, const float *rstd, int N, int C),
+             (dinp, dweight, dbias, dout, inp, weight, mean, rstd, N, C),
+             1)
+
+/* ---- RoPE ----
+ * x[B,T,NH,HS] rotated in place, HF/NeoX "rotate_half" convention: for i < HS/2,
+ * pair (x[i], x[i+HS/2]) rotated by angle (pos0 + t) * theta^(-2i/HS).
+ * row_stride: floats between consecutive (b,t) rows (NH*HS for a plain tensor,
+ * 3C when x points into a packed qkv buffer). Backward = rotation by -angle,
+ * applied in place to the gradient. */
+FG_KERNEL_OP(void, rope_forward,
+             (float *x, int B, int T, int NH, int HS, int row_stride, int pos0, float theta),
+             (x, B, T, NH, HS, row_stride, pos0, theta),
+             HS % 2 == 0 && row_stride >= NH * HS)
+FG_KERNEL_OP(void, rope_backward,
+             (float *dx, int B, int T, int NH, int HS, int row_stride, int pos0, float theta),
+             (dx, B, T, NH, HS, row_stride, pos0, theta),
+             HS % 2 == 0 && row_stride >= NH * HS)
+
+/* ---- causal self-attention (flash-style: memory linear in T per row) ----
+ * qkv[B,T,3C]: q at [0,C), k at [C,2C), v at [2C,3C) of each row; head h uses
+ * columns [h*HS, (h+1)*HS) of each. out[B,T,C]; lse[B,NH,T] = logsumexp of the
+ * scaled scores of each query row (saved for backward). scale = 1/sqrt(HS). */
+FG_KERNEL_OP(void, attention_forward,
+             (float *out, float *lse, const float *qkv, int B, int T, int C, int NH),
+             (out, lse, qkv, B, T, C, NH),
+             NH > 0 && C % NH == 0 && B >= 0 && T >= 0)
+/* dqkv[B,T,3C] += gradient through attention, from dout[B,T,C]; needs the forward's
+ * out and lse (softmax recomputed, never stored as T x T). */
+FG_KERNEL_OP(void, attention_backward,
+             (float *dqkv, const float *dout, const float *qkv, const float *out, const float *lse, int B, int T,
+              int C, int NH),
+             (dqkv, dout, qkv, out, lse, B, T, C, NH),
+             NH > 0 && C % NH == 0 && B >= 0 && T >= 0)
+
+/* ---- activations ---- */
+/* GELU, tanh approximation (GPT-2): out[n] = 0.5 x (1 + tanh(sqrt(2/pi)(x + 0.044715 x^3))). */
+FG_KERNEL_OP(void, gelu_forward, (float *out, const float *inp, size_t n), (out, inp, n), 1)
+FG_KERNEL_OP(void, gelu_backward, (float *dinp, const float *dout, const float *inp, size_t n),
+             (dinp, dout, inp, n), 1)
+/* SwiGLU: inp[N,2H] holds gate a = inp[:, :H] and up b = inp[:, H:]; out[N,H] = silu(a) * b. */
+FG_KERNEL_OP(void, swiglu_forward, (float *out, const float *inp, int N, int H), (out, inp, N, H), 1)
+FG_KERNEL_OP(void, swiglu_backward, (float *dinp, const float *dout, const float *inp, int N, int H),
+             (dinp, dout, inp, N, H), 1)
+
+/* ---- fused softmax + cross-entropy over logits[N,Vp] (first V columns real) ----
+ * losses[n] = -log softmax(logits[n, :V])[targets[n]]; rows with targets[n] < 0 are
+ * ignored (loss 0, gradient 0). When dlogits != NULL it is SET (not accumulated) to
+ * dloss * (softmax - onehot) on real columns and 0 on padding columns; dlogits may
+ * alias logits. Returns the sum of losses over counted rows. */
+FG_KERNEL_OP(double, softmax_xent,
+             (float *dlogits, float *losses, const float *logits, const int32_t *targets, int N, int V, int Vp,
+              float dloss),
+             (dlogits, losses, logits, targets, N, V, Vp, dloss),
+             N >= 0 && V > 0 && V <= Vp)
+
+/* ---- elementwise / reductions used by the model and the optimiser ---- */
+/* out = a + b (out may alias a or b) */
+FG_KERNEL_OP(void, add, (float *out, const float *a, const float *b, size_t n), (out, a, b, n), 1)
+/* y += a x */
+FG_KERNEL_OP(void, axpy, (float *y, float a, const float *x, size_t n), (y, a, x, n), 1)
+/* x *= s */
+FG_KERNEL_OP(void, scale, (float *x, float s, size_t n), (x, s, n), 1)
+/* sum x^2, in double */
+FG_KERNEL_OP(double, sumsq, (const float *x, size_t n), (x, n), 1)
+
+/* AdamW (decoupled decay, PyTorch semantics), step t >= 1:
+ * m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2; mhat = m/(1-b1^t); vhat = v/(1-b2^t);
+ * p -= lr * (mhat / (sqrt(vhat) + eps) + wd * p). */
+FG_KERNEL_OP(void, adamw_update,
+             (float *params, const float *grads, float *m, float *v, size_t n, float lr, float beta1, float beta2,
+              float eps, float weight_decay, int t),
+             (params, grads, m, v, n, lr, beta1, beta2, eps, weight_decay, t),
+             1)
+
+/* clang-format on */
+#undef FG_KERNEL_OP
