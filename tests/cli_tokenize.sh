@@ -84,6 +84,18 @@ grep -q "locked by pid $holder" log.txt || fail "lock message does not name pid 
 [ -e busy.bin ] && fail "refused run wrote busy.bin"
 kill $holder 2> /dev/null
 wait $holder 2> /dev/null
+# a shard directory is locked by DIR/.frugal.lock, as a training run directory is
+mkdir -p busydir
+sh -c 'echo $$ > busydir/.frugal.lock; exec flock busydir/.frugal.lock sleep 30' &
+holder=$!
+n=0
+while [ "$(cat busydir/.frugal.lock 2> /dev/null)" != "$holder" ] && [ $n -lt 50 ]; do sleep 0.1; n=$((n + 1)); done
+sleep 0.3
+"$F" tokenize encode --tokenizer byte --out busydir three.jsonl > log.txt 2>&1 && fail "locked directory accepted"
+grep -q "locked by pid $holder" log.txt || fail "directory lock message does not name pid $holder: $(cat log.txt)"
+[ -e busydir/shard_000000.bin ] && fail "refused run wrote a shard"
+kill $holder 2> /dev/null
+wait $holder 2> /dev/null
 
 # 7. train reads through the same reader; decode round-trips
 i=0

@@ -688,15 +688,17 @@ static int cmd_encode(int argc, char **argv)
     if ((st = allowed_parse(&al, tok, o.allowed_special)) != FG_OK)
         goto fail;
     if (!o.print) {
-        char lock_path[PATH + 8];
-        snprintf(lock_path, sizeof lock_path, "%s.lock", o.out);
-        if ((st = fg_lock_acquire(&lock, lock_path)) != FG_OK)
-            goto fail;
+        /* the lock sits inside a shard directory (as train's <out>/.frugal.lock; the
+         * reader skips dot-files) and beside a single .bin file */
         s.dir = sv.dir = !ends_with(o.out, ".bin");
         if (s.dir && mkdir(o.out, 0755) != 0 && errno != EEXIST) {
             st = fg_error(FG_ERR_IO, "%s: cannot create directory: %s", o.out, strerror(errno));
             goto fail;
         }
+        char lock_path[PATH + 16];
+        snprintf(lock_path, sizeof lock_path, s.dir ? "%s/.frugal.lock" : "%s.lock", o.out);
+        if ((st = fg_lock_acquire(&lock, lock_path)) != FG_OK)
+            goto fail;
     }
     if ((st = fg_data_reader_open(&in.rd, pos, a.n_pos)) != FG_OK)
         goto fail;
