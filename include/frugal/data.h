@@ -79,6 +79,8 @@ uint64_t fg_data_reader_bytes_total(const fg_data_reader *r);
 const char *fg_data_reader_skipped(const fg_data_reader *r);
 /* Non-document WARC records skipped (request, metadata, warcinfo, non-HTML responses). */
 uint64_t fg_data_reader_warc_skipped(const fg_data_reader *r);
+/* Files to read (directories walked; skipped files not counted); 0 for NULL. */
+int fg_data_reader_n_files(const fg_data_reader *r);
 void fg_data_reader_close(fg_data_reader *r); /* NULL-safe */
 
 /* Decodes doc->raw into doc->text: parses JSON (text field, other fields kept as meta;
@@ -194,6 +196,38 @@ float fg_data_classifier_predict(const fg_data_classifier *m, const char *text, 
 fg_status fg_data_classifier_save(const fg_data_classifier *m, const char *path);
 fg_data_classifier *fg_data_classifier_load(const char *path);
 void fg_data_classifier_delete(fg_data_classifier *m);
+
+/* Training from a labeled file (src/data/classify_train.c): JSONL read with
+ * fg_data_reader (the text plus label_field, compared with positive_labels), or with
+ * tsv LABEL<TAB>TEXT lines; texts cleaned by rules first when rules != NULL; a
+ * deterministic held-out split (hash of the example index and model.seed). Lines that
+ * cannot be used are skipped, counted, and the first five named in a warning. */
+typedef struct fg_data_classifier_train_config {
+    fg_data_classifier_config model;
+    const char *label_field;     /* JSONL label member (default "label") */
+    const char *positive_labels; /* comma-separated values meaning keep (default "1,true,keep,good,ham,pos") */
+    bool tsv, skip_header;       /* TSV input; skip its first line */
+    const fg_data_rules *rules;  /* NULL: texts used raw */
+    double test_frac;            /* held-out fraction in [0, 1) (default 0.2) */
+} fg_data_classifier_train_config;
+void fg_data_classifier_train_config_init(fg_data_classifier_train_config *c);
+
+typedef struct fg_data_classifier_score {
+    size_t n, correct, tp, fp, fn; /* at P(keep) >= 0.5 */
+} fg_data_classifier_score;
+
+typedef struct fg_data_classifier_train_report {
+    size_t examples, positive;
+    uint64_t skipped;                         /* lines without a usable label or text */
+    fg_data_classifier_score train, held_out; /* held_out.n == 0 when test_frac is 0 */
+    double seconds;                           /* training time */
+} fg_data_classifier_train_report;
+
+/* Reads path, trains, scores; *out gets the classifier (fg_data_classifier_delete it).
+ * FG_ERR_IO / FG_ERR_FORMAT naming the file, FG_ERR_INVALID for a bad config or no
+ * examples. */
+fg_status fg_data_classifier_train_file(const fg_data_classifier_train_config *c, const char *path,
+                                        fg_data_classifier **out, fg_data_classifier_train_report *rep);
 
 /* ---- dedup: exact (hash of normalized text) + MinHash/LSH near-duplicates ---- */
 typedef struct fg_data_dedup_config {

@@ -90,6 +90,13 @@ fg_status fg_tok_split(const fg_tokenizer *tok, bool reference, const char *text
 fg_status fg_tok_encode_docs(const fg_tokenizer *tok, const char *const *docs, const size_t *lens, size_t n_docs,
                              bool eot_after_each, int threads, fg_progress *progress, uint32_t **ids, size_t *n);
 
+/* The same, and ends[d] (n_docs entries, caller's array) receives the offset in *ids
+ * just past document d's ids (its <|endoftext|> included): document d is
+ * ids[ends[d-1] .. ends[d]). */
+fg_status fg_tok_encode_docs_ends(const fg_tokenizer *tok, const char *const *docs, const size_t *lens, size_t n_docs,
+                                  bool eot_after_each, int threads, fg_progress *progress, uint32_t **ids, size_t *n,
+                                  size_t *ends);
+
 /* Training a byte-level BPE vocabulary (Hugging Face BpeTrainer's algorithm and
  * tie-break: highest pair count, then the smallest (left id, right id); ids 0..255 are
  * the bytes in GPT-2's byte-to-unicode order, then merges in order, then specials). */

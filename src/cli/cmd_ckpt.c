@@ -219,12 +219,40 @@ int fg_cmd_ckpt(int argc, char **argv)
 {
     if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))
         return usage(argc < 2 ? stderr : stdout, argc < 2 ? 2 : 0);
-    if (!strcmp(argv[1], "info") && argc == 3)
-        return cmd_info(argv[2]);
-    if (!strcmp(argv[1], "verify") && argc == 3)
-        return cmd_verify(argv[2]);
-    if (!strcmp(argv[1], "diff") && argc == 4)
-        return cmd_diff(argv[2], argv[3]);
-    fprintf(stderr, "frugal ckpt: unknown subcommand or wrong number of arguments\n");
+    static const struct {
+        const char *name, *usage;
+        int n_args;
+    } subs[] = {
+        {"info", "usage: frugal ckpt info PATH        checkpoint file or directory: steps, kinds, sizes, tensors\n", 1},
+        {"verify", "usage: frugal ckpt verify PATH      verify every CRC and delta chain; exit 1 if any file fails\n",
+         1},
+        {"diff",
+         "usage: frugal ckpt diff A B         compare the tensors and metadata of two checkpoint files\n"
+         "                                    (exit 0 identical, 1 different)\n",
+         2},
+    };
+    for (size_t k = 0; k < sizeof subs / sizeof subs[0]; k++) {
+        if (strcmp(argv[1], subs[k].name) != 0)
+            continue;
+        char cmd[32];
+        snprintf(cmd, sizeof cmd, "ckpt %s", subs[k].name);
+        const char *pos[2];
+        fg_cli_spec spec = {cmd, subs[k].usage, NULL, NULL, 0, NULL};
+        fg_opt_args a = {.pos = pos, .max_pos = subs[k].n_args};
+        int rc = fg_cli_parse(&spec, argc - 1, argv + 1, &a);
+        if (rc >= 0)
+            return rc;
+        if (a.n_pos != subs[k].n_args) {
+            fprintf(stderr, "frugal %s: error: expected %d path(s), got %d\n%s", cmd, subs[k].n_args, a.n_pos,
+                    subs[k].usage);
+            return 2;
+        }
+        if (k == 0)
+            return cmd_info(pos[0]);
+        if (k == 1)
+            return cmd_verify(pos[0]);
+        return cmd_diff(pos[0], pos[1]);
+    }
+    fprintf(stderr, "frugal ckpt: error: unknown subcommand '%s' (info, verify or diff)\n", argv[1]);
     return usage(stderr, 2);
 }

@@ -1,6 +1,7 @@
 /* cmd_clean.c: `frugal clean` (rules + heuristics + classifier + dedup over files and
  * directories, writing kept and rejected JSONL and a report) and `frugal clean
- * train-classifier` (labeled JSONL or TSV -> classifier file, with held-out accuracy). */
+ * train-classifier` (labeled JSONL or TSV -> classifier file, with held-out accuracy).
+ * Parsing and reporting; the work is fg_data_clean_run's and fg_data_classifier_train_file's. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,355 +10,186 @@
 #include "cli.h"
 #include "frugal/data.h"
 
-static void usage(FILE *f)
-{
-    fprintf(f, "usage: frugal clean [options] INPUT...   (files or directories: .jsonl .json .txt .html .warc .wet, "
-               "optionally .gz/.zst)\n"
-               "  -o, --output FILE       kept documents, JSONL (default clean.jsonl)\n"
-               "  --rejects FILE          rejected documents with the rule that rejected them (default "
-               "<output>.rejects.jsonl)\n"
-               "  --rules FILE            rules file (default configs/clean_rules.conf)\n"
-               "  --classifier MODEL      classifier for documents between the reject and accept scores\n"
-               "  --classify MODE         ambiguous (default) | all (classifier on every document) | none\n"
-               "  --threshold P           keep when classifier P(keep) >= P (default 0.5)\n"
-               "  --no-dedup | --no-exact | --no-near\n"
-               "  --jaccard J             near-duplicate threshold (default 0.8)\n"
-               "  --num-perm N            MinHash permutations (default 128)\n"
-               "  --shingle K             words per shingle (default 5)\n"
-               "  --dedup-mb MB           memory bound of the dedup tables (default 256)\n"
-               "  --max-doc-mb MB         larger documents are rejected as doc_too_large (default 32)\n"
-               "  --threads N             worker threads (default: all cores)\n"
-               "  --batch N               documents per parallel batch (default 512)\n"
-               "  --report FILE           also write the report as JSON\n"
-               "  --eval-label FIELD      score decisions against a gold label field (accuracy in the report)\n"
-               "  --positive LIST         label values meaning keep (default 1,true,keep,good,ham,pos)\n"
-               "  --progress | --no-progress   progress bar on stderr (default: when stderr is a terminal)\n"
-               "  -q, --quiet             no report on stdout\n"
-               "\n"
-               "usage: frugal clean train-classifier --input FILE -o MODEL [options]\n"
-               "  --input FILE            labeled JSONL (text + label field) or, with --tsv, LABEL<TAB>TEXT lines\n"
-               "  --label-field F         (default label)   --positive LIST (as above)\n"
-               "  --tsv [--skip-header]   TSV input\n"
-               "  --rules FILE            clean training texts with these rules first, as the pipeline does\n"
-               "  --raw                   do not clean training texts\n"
-               "  --test-frac F           held-out fraction for the accuracy report (default 0.2)\n"
-               "  --epochs N --lr X --buckets LOG2 --word-ngrams N --char-ngrams MIN-MAX --seed S\n");
-}
+#define PATH 4096
 
-static const char *default_rules(void)
-{
-    static char path[4096];
-    if (access("configs/clean_rules.conf", R_OK) == 0)
-        return "configs/clean_rules.conf";
-    const char *src = getenv("FG_SOURCE_DIR");
-    if (src) {
-        snprintf(path, sizeof path, "%s/configs/clean_rules.conf", src);
-        if (access(path, R_OK) == 0)
-            return path;
-    }
-    char exe[3000];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n > 0) {
-        exe[n] = 0;
-        char *s = strrchr(exe, '/');
-        if (s)
-            *s = 0;
-        snprintf(path, sizeof path, "%s/../configs/clean_rules.conf", exe);
-        if (access(path, R_OK) == 0)
-            return path;
-    }
-    return "configs/clean_rules.conf";
-}
+static const char *const short_flags[] = {"-o", "--output", "-q", "--quiet", NULL};
 
 /* ---- train-classifier ---- */
-typedef struct examples {
-    char **text;
-    size_t *len;
-    int *y;
-    size_t n, cap;
-} examples;
+typedef struct tc_opts {
+    char input[PATH], output[PATH], label_field[128], positive[512], rules[PATH], char_ngrams[32];
+    int tsv, skip_header, raw;
+    double test_frac;
+    fg_data_classifier_config model;
+} tc_opts;
 
-static int ex_add(examples *e, const char *t, size_t n, int y)
-{
-    if (e->n == e->cap) {
-        size_t cap = e->cap ? 2 * e->cap : 1024;
-        char **tt = fg_realloc(e->text, cap * sizeof *tt);
-        if (tt)
-            e->text = tt;
-        size_t *ll = fg_realloc(e->len, cap * sizeof *ll);
-        if (ll)
-            e->len = ll;
-        int *yy = fg_realloc(e->y, cap * sizeof *yy);
-        if (yy)
-            e->y = yy;
-        if (!tt || !ll || !yy)
-            return -1;
-        e->cap = cap;
-    }
-    char *c = fg_malloc(n + 1);
-    if (!c)
-        return -1;
-    memcpy(c, t, n);
-    c[n] = 0;
-    e->text[e->n] = c;
-    e->len[e->n] = n;
-    e->y[e->n++] = y;
-    return 0;
-}
+#define TF(field) FG_OPT_FIELD(tc_opts, field)
+static const fg_opt tc_table[] = {
+    {"input", FG_OPT_STR, TF(input), .help = "labeled JSONL (text + label field) or, with --tsv, LABEL<TAB>TEXT lines"},
+    {"output", FG_OPT_STR, TF(output), .help = "classifier file to write (-o)"},
+    {"label_field", FG_OPT_STR, TF(label_field), .help = "JSONL member holding the label"},
+    {"positive", FG_OPT_STR, TF(positive), .help = "comma list of label values meaning keep"},
+    {"tsv", FG_OPT_BOOL, TF(tsv), .help = "TSV input"},
+    {"skip_header", FG_OPT_BOOL, TF(skip_header), .help = "TSV: skip the first line"},
+    {"rules", FG_OPT_STR, TF(rules),
+     .help = "clean training texts with these rules first (default: the installed rules)"},
+    {"raw", FG_OPT_BOOL, TF(raw), .help = "do not clean training texts"},
+    {"test_frac", FG_OPT_DOUBLE, TF(test_frac), .min = 0, .max = 0.99, .help = "held-out fraction for the accuracy"},
+    {"epochs", FG_OPT_INT, TF(model.epochs), .min = 1, .max = 10000, .help = "passes over the training set"},
+    {"lr", FG_OPT_FLOAT, TF(model.lr), .min = 0, .min_excl = 1, .max = 100, .help = "SGD step"},
+    {"buckets", FG_OPT_INT, TF(model.log2_buckets), .min = 8, .max = 28, .help = "log2 of the hashed feature space"},
+    {"word_ngrams", FG_OPT_INT, TF(model.word_ngrams), .min = 1, .max = 2, .help = "word n-grams up to"},
+    {"char_ngrams", FG_OPT_STR, TF(char_ngrams), .help = "byte n-gram lengths MIN-MAX (0-0: none)"},
+    {"seed", FG_OPT_U64, TF(model.seed), .help = "shuffling and the held-out split"},
+};
+#undef TF
 
-static void ex_free(examples *e)
-{
-    for (size_t i = 0; i < e->n; i++)
-        fg_free(e->text[i]);
-    fg_free(e->text);
-    fg_free(e->len);
-    fg_free(e->y);
-}
+static const char tc_usage[] = "usage: frugal clean train-classifier --input FILE -o MODEL [options]\n";
 
-static bool in_list(const char *v, size_t n, const char *list)
+/* --char-ngrams MIN-MAX into the model config; a usage error names the flag */
+static fg_status parse_char_ngrams(const char *v, fg_data_classifier_config *m)
 {
-    const char *p = list;
-    for (;;) {
-        const char *c = strchr(p, ',');
-        size_t k = c ? (size_t)(c - p) : strlen(p);
-        if (k == n && !strncasecmp(p, v, n))
-            return true;
-        if (!c)
-            return false;
-        p = c + 1;
-    }
+    int lo, hi, used = 0;
+    if (sscanf(v, "%d-%d%n", &lo, &hi, &used) != 2 || v[used] != 0 || lo < 0 || hi < lo || hi > 16 ||
+        (lo == 0 && hi != 0))
+        return fg_error(FG_ERR_INVALID, "--char-ngrams: expected MIN-MAX with 1 <= MIN <= MAX <= 16, or 0-0 (got '%s')",
+                        v);
+    m->char_min = lo;
+    m->char_max = hi;
+    return FG_OK;
 }
 
 static int train_classifier(int argc, char **argv)
 {
-    const char *input = NULL, *outp = NULL, *label_field = "label", *positive = "1,true,keep,good,ham,pos";
-    const char *rules_path = NULL;
-    bool tsv = false, skip_header = false, raw = false;
-    double test_frac = 0.2;
-    fg_data_classifier_config cc;
-    fg_data_classifier_config_init(&cc);
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-#define ARG(name) (!strcmp(a, name) && v && (i++, 1))
-        if (ARG("--input"))
-            input = v;
-        else if (ARG("-o") || ARG("--output"))
-            outp = v;
-        else if (ARG("--label-field"))
-            label_field = v;
-        else if (ARG("--positive"))
-            positive = v;
-        else if (ARG("--rules"))
-            rules_path = v;
-        else if (!strcmp(a, "--tsv"))
-            tsv = true;
-        else if (!strcmp(a, "--skip-header"))
-            skip_header = true;
-        else if (!strcmp(a, "--raw"))
-            raw = true;
-        else if (ARG("--test-frac"))
-            test_frac = atof(v);
-        else if (ARG("--epochs"))
-            cc.epochs = atoi(v);
-        else if (ARG("--lr"))
-            cc.lr = (float)atof(v);
-        else if (ARG("--buckets"))
-            cc.log2_buckets = atoi(v);
-        else if (ARG("--word-ngrams"))
-            cc.word_ngrams = atoi(v);
-        else if (ARG("--char-ngrams")) {
-            if (sscanf(v, "%d-%d", &cc.char_min, &cc.char_max) != 2) {
-                fprintf(stderr,
-                        "frugal clean train-classifier: --char-ngrams wants MIN-MAX (e.g. 3-5, 0-0 for none)\n");
-                return 2;
-            }
-        } else if (ARG("--seed"))
-            cc.seed = strtoull(v, NULL, 10);
-        else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            usage(stdout);
-            return 0;
-        } else {
-            fprintf(stderr, "frugal clean train-classifier: unknown or incomplete option '%s'\n", a);
-            usage(stderr);
-            return 2;
-        }
-#undef ARG
+    const char *cmd = "clean train-classifier";
+    fg_data_classifier_train_config tc;
+    fg_data_classifier_train_config_init(&tc);
+    tc_opts o, def;
+    memset(&o, 0, sizeof o);
+    snprintf(o.label_field, sizeof o.label_field, "%s", tc.label_field);
+    snprintf(o.positive, sizeof o.positive, "%s", tc.positive_labels);
+    o.test_frac = tc.test_frac;
+    o.model = tc.model;
+    snprintf(o.char_ngrams, sizeof o.char_ngrams, "%d-%d", o.model.char_min, o.model.char_max);
+    def = o;
+    fg_opt_table t = {tc_table, FG_OPT_COUNT(tc_table), &o};
+    const void *defs[] = {&def};
+    fg_cli_spec spec = {cmd, tc_usage, &t, defs, 1, short_flags};
+    fg_opt_args a = {0};
+    int rc = fg_cli_parse(&spec, argc, argv, &a);
+    if (rc >= 0)
+        return rc;
+    fg_status st = parse_char_ngrams(o.char_ngrams, &o.model);
+    if (st == FG_OK && (!o.input[0] || !o.output[0]))
+        st = fg_error(FG_ERR_INVALID, "--input FILE and -o MODEL are required");
+    if (st == FG_OK) {
+        const char *outs[] = {o.output}, *ins[] = {o.input};
+        st = fg_cli_check_outputs(outs, 1, ins, 1, false);
     }
-    if (!input || !outp) {
-        fprintf(stderr, "frugal clean train-classifier: --input and -o are required\n");
-        return 2;
-    }
-    if (test_frac < 0 || test_frac >= 1) {
-        fprintf(stderr, "frugal clean train-classifier: --test-frac must be in [0, 1)\n");
-        return 2;
-    }
-    int rc = 1;
-    fg_status st = FG_OK;
-    examples ex = {0};
+    if (st != FG_OK)
+        return fg_cli_fail(cmd, st, "frugal clean train-classifier --help lists the options");
+    tc.model = o.model;
+    tc.label_field = o.label_field;
+    tc.positive_labels = o.positive;
+    tc.tsv = o.tsv;
+    tc.skip_header = o.skip_header;
+    tc.test_frac = o.test_frac;
     fg_data_rules *rules = NULL;
-    fg_data_scratch *scr = NULL;
     fg_data_classifier *m = NULL;
-    if (!raw) {
-        if ((st = fg_data_rules_load(&rules, rules_path ? rules_path : default_rules())) != FG_OK)
-            return fg_cli_fail("clean train-classifier", st, "fix the rules file or pass --raw");
-        scr = fg_data_scratch_new(rules);
-        if (!scr) {
-            rc = fg_cli_fail("clean train-classifier", FG_ERR_NOMEM, NULL);
-            goto done;
-        }
+    if (!o.raw) {
+        const char *rp = o.rules[0] ? o.rules : fg_cli_default_rules();
+        if (!rp || (st = fg_data_rules_load(&rules, rp)) != FG_OK)
+            return fg_cli_fail(cmd, rp ? st : FG_ERR_IO, "fix the rules file, pass --rules FILE or --raw");
+        tc.rules = rules;
     }
-    uint64_t bad_lines = 0;
-    if (tsv) {
-        FILE *f = fopen(input, "rb");
-        if (!f) {
-            rc = fg_cli_fail("clean train-classifier", fg_error(FG_ERR_IO, "%s: cannot open", input), NULL);
-            goto done;
-        }
-        char *line = NULL;
-        size_t cap = 0;
-        ssize_t n;
-        long ln = 0;
-        while ((n = getline(&line, &cap, f)) > 0) {
-            ln++;
-            while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
-                line[--n] = 0;
-            if (ln == 1 && skip_header)
-                continue;
-            char *tab = memchr(line, '\t', (size_t)n);
-            if (!tab) {
-                bad_lines++;
-                if (bad_lines <= 5)
-                    fprintf(stderr, "frugal clean train-classifier: %s:%ld: no TAB, line skipped\n", input, ln);
-                continue;
-            }
-            char *fixed = NULL;
-            size_t fn = 0;
-            uint32_t nb;
-            const char *t = tab + 1;
-            size_t tl = (size_t)(line + n - t);
-            if (!fg_data_utf8_valid(t, tl) && fg_data_utf8_repair(t, tl, &fixed, &fn, &nb) == FG_OK) {
-                t = fixed;
-                tl = fn;
-            }
-            int y = in_list(line, (size_t)(tab - line), positive) ? 1 : 0;
-            if (ex_add(&ex, t, tl, y) != 0) {
-                fg_free(fixed);
-                free(line);
-                fclose(f);
-                rc = fg_cli_fail("clean train-classifier", FG_ERR_NOMEM, NULL);
-                goto done;
-            }
-            fg_free(fixed);
-        }
-        free(line); /* getline allocates with malloc */
-        fclose(f);
-    } else {
-        fg_data_reader *rd = NULL;
-        const char *paths[1] = {input};
-        if ((st = fg_data_reader_open(&rd, paths, 1)) != FG_OK) {
-            rc = fg_cli_fail("clean train-classifier", st, NULL);
-            goto done;
-        }
-        fg_doc d;
-        bool got;
-        while ((st = fg_data_reader_next(rd, &d, &got)) == FG_OK && got) {
-            fg_data_doc_decode(&d, label_field, positive);
-            if (d.reject || d.label < 0) {
-                bad_lines++;
-                if (bad_lines <= 5)
-                    fprintf(stderr, "frugal clean train-classifier: %s: skipped (%s)\n", d.source,
-                            d.reject ? (d.detail ? d.detail : d.reject) : "no label field");
-            } else if (ex_add(&ex, d.text, d.len, d.label) != 0) {
-                st = FG_ERR_NOMEM;
-                fg_doc_free(&d);
-                break;
-            }
-            fg_doc_free(&d);
-        }
-        fg_data_reader_close(rd);
-        if (st != FG_OK) {
-            rc = fg_cli_fail("clean train-classifier", st, NULL);
-            goto done;
-        }
-    }
-    if (rules) {
-        /* Clean every text as the pipeline will before the classifier sees it. */
-        for (size_t i = 0; i < ex.n; i++) {
-            const char *out, *rej;
-            size_t n;
-            if (fg_data_rules_apply(rules, scr, ex.text[i], ex.len[i], &out, &n, &rej, NULL) != FG_OK)
-                continue;
-            char *c = fg_malloc(n + 1);
-            if (!c)
-                continue;
-            memcpy(c, out, n);
-            c[n] = 0;
-            fg_free(ex.text[i]);
-            ex.text[i] = c;
-            ex.len[i] = n;
-        }
-    }
-    /* Deterministic split: a hash of the example index decides held-out membership. */
-    examples tr = {0}, te = {0};
-    size_t pos = 0;
-    for (size_t i = 0; i < ex.n; i++) {
-        uint64_t h = (i + 1) * 0x9e3779b97f4a7c15ULL ^ cc.seed;
-        h ^= h >> 31;
-        h *= 0xbf58476d1ce4e5b9ULL;
-        h ^= h >> 29;
-        bool test = (double)(h % 1000000) / 1e6 < test_frac;
-        examples *dst = test ? &te : &tr;
-        pos += ex.y[i];
-        if (ex_add(dst, ex.text[i], ex.len[i], ex.y[i]) != 0) {
-            rc = fg_cli_fail("clean train-classifier", FG_ERR_NOMEM, NULL);
-            ex_free(&tr);
-            ex_free(&te);
-            goto done;
-        }
-    }
-    printf("examples: %zu (%zu positive), train %zu, held out %zu, skipped %llu\n", ex.n, pos, tr.n, te.n,
-           (unsigned long long)bad_lines);
-    double t0 = fg_time_sec();
-    m = fg_data_classifier_train(&cc, (const char *const *)tr.text, tr.len, tr.y, tr.n);
-    double t1 = fg_time_sec();
-    if (!m) {
-        ex_free(&tr);
-        ex_free(&te);
-        rc = fg_cli_fail("clean train-classifier", FG_ERR_INVALID, "check the input has labeled examples");
+    fg_data_classifier_train_report r;
+    st = fg_data_classifier_train_file(&tc, o.input, &m, &r);
+    if (st != FG_OK) {
+        rc = fg_cli_fail(cmd, st, "check the input has labeled examples");
         goto done;
     }
+    printf("examples: %zu (%zu positive), train %zu, held out %zu, skipped %llu\n", r.examples, r.positive, r.train.n,
+           r.held_out.n, (unsigned long long)r.skipped);
     for (int pass = 0; pass < 2; pass++) {
-        examples *e = pass ? &te : &tr;
-        size_t ok = 0, tp = 0, fp = 0, fn = 0;
-        for (size_t i = 0; i < e->n; i++) {
-            int p = fg_data_classifier_predict(m, e->text[i], e->len[i]) >= 0.5f;
-            ok += p == e->y[i];
-            tp += p && e->y[i];
-            fp += p && !e->y[i];
-            fn += !p && e->y[i];
-        }
-        if (e->n)
+        const fg_data_classifier_score *s = pass ? &r.held_out : &r.train;
+        if (s->n)
             printf("%s accuracy %.4f (%zu/%zu), precision %.4f, recall %.4f\n", pass ? "held-out" : "train   ",
-                   (double)ok / (double)e->n, ok, e->n, tp + fp ? (double)tp / (double)(tp + fp) : 0.0,
-                   tp + fn ? (double)tp / (double)(tp + fn) : 0.0);
+                   (double)s->correct / (double)s->n, s->correct, s->n,
+                   s->tp + s->fp ? (double)s->tp / (double)(s->tp + s->fp) : 0.0,
+                   s->tp + s->fn ? (double)s->tp / (double)(s->tp + s->fn) : 0.0);
     }
-    printf("trained in %.2f s (%d epochs, 2^%d buckets, word n-grams %d, char n-grams %d-%d)\n", t1 - t0, cc.epochs,
-           cc.log2_buckets, cc.word_ngrams, cc.char_min, cc.char_max);
-    ex_free(&tr);
-    ex_free(&te);
-    if ((st = fg_data_classifier_save(m, outp)) != FG_OK) {
-        rc = fg_cli_fail("clean train-classifier", st, NULL);
+    printf("trained in %.2f s (%d epochs, 2^%d buckets, word n-grams %d, char n-grams %d-%d)\n", r.seconds,
+           tc.model.epochs, tc.model.log2_buckets, tc.model.word_ngrams, tc.model.char_min, tc.model.char_max);
+    if ((st = fg_data_classifier_save(m, o.output)) != FG_OK) {
+        rc = fg_cli_fail(cmd, st, NULL);
         goto done;
     }
-    printf("saved %s\n", outp);
+    printf("saved %s\n", o.output);
     rc = 0;
 done:
     fg_data_classifier_delete(m);
-    fg_data_scratch_delete(scr);
     fg_data_rules_delete(rules);
-    ex_free(&ex);
     return rc;
+}
+
+/* ---- clean ---- */
+typedef struct clean_opts {
+    char output[PATH], rejects[PATH], rules[PATH], classifier[PATH], report[PATH], eval_label[128], positive[512];
+    int classify; /* index of classify_modes: the fg_classify_mode values in order */
+    float threshold;
+    int no_dedup, no_exact, no_near;
+    double jaccard, dedup_mb, max_doc_mb;
+    int num_perm, shingle, threads, batch;
+    int progress, no_progress, quiet;
+} clean_opts;
+
+static const char *const classify_modes[] = {"ambiguous", "all", "none", NULL};
+
+#define CF(field) FG_OPT_FIELD(clean_opts, field)
+static const fg_opt clean_table[] = {
+    {"output", FG_OPT_STR, CF(output), .help = "kept documents, JSONL (-o)"},
+    {"rejects", FG_OPT_STR, CF(rejects),
+     .help = "rejected documents with the rule that rejected them (default <output>.rejects.jsonl)"},
+    {"rules", FG_OPT_STR, CF(rules),
+     .help = "rules file (default: configs/clean_rules.conf beside the binary or installed)"},
+    {"classifier", FG_OPT_STR, CF(classifier), .help = "classifier for documents between the reject and accept scores"},
+    {"classify", FG_OPT_ENUM, CF(classify), .choices = classify_modes,
+     .help = "ambiguous: between the scores; all: every document; none"},
+    {"threshold", FG_OPT_FLOAT, CF(threshold), .min = 0, .max = 1, .help = "keep when classifier P(keep) >= this"},
+    {"no_dedup", FG_OPT_BOOL, CF(no_dedup), .help = "no exact and no near-duplicate removal"},
+    {"no_exact", FG_OPT_BOOL, CF(no_exact), .help = "no exact-duplicate removal"},
+    {"no_near", FG_OPT_BOOL, CF(no_near), .help = "no near-duplicate (MinHash) removal"},
+    {"jaccard", FG_OPT_DOUBLE, CF(jaccard), .min = 0, .min_excl = 1, .max = 1, .help = "near-duplicate threshold"},
+    {"num_perm", FG_OPT_INT, CF(num_perm), .min = 1, .max = 4096, .help = "MinHash permutations"},
+    {"shingle", FG_OPT_INT, CF(shingle), .min = 1, .max = 64, .help = "words per shingle"},
+    {"dedup_mb", FG_OPT_DOUBLE, CF(dedup_mb), .min = 0, .min_excl = 1, .max = 1 << 24,
+     .help = "memory bound of the dedup tables, MB"},
+    {"max_doc_mb", FG_OPT_DOUBLE, CF(max_doc_mb), .min = 0, .min_excl = 1, .max = 1 << 20,
+     .help = "larger documents are rejected as doc_too_large, MB"},
+    {"threads", FG_OPT_INT, CF(threads), .min = 0, .max = 4096, .help = "worker threads (0: all cores)"},
+    {"batch", FG_OPT_INT, CF(batch), .min = 1, .max = 1 << 24, .help = "documents per parallel batch"},
+    {"report", FG_OPT_STR, CF(report), .help = "also write the report as JSON"},
+    {"eval_label", FG_OPT_STR, CF(eval_label), .help = "score decisions against this gold label member"},
+    {"positive", FG_OPT_STR, CF(positive), .help = "comma list of label values meaning keep"},
+    {"progress", FG_OPT_BOOL, CF(progress), .help = "progress bar on stderr (default: when stderr is a terminal)"},
+    {"no_progress", FG_OPT_BOOL, CF(no_progress), .help = "no progress bar"},
+    {"quiet", FG_OPT_BOOL, CF(quiet), .help = "no report on stdout (-q)"},
+};
+#undef CF
+
+static const char clean_usage[] =
+    "usage: frugal clean [options] INPUT...   (files or directories: .jsonl .json .txt .html .warc .wet,\n"
+    "                                          optionally .gz/.zst)\n"
+    "       frugal clean train-classifier --input FILE -o MODEL [options]   (its --help for the options)\n"
+    "Outputs are written to a temporary name and renamed when the run succeeds; an output that\n"
+    "is an input (or inside an input directory) is refused; <output>.lock keeps two runs apart.\n";
+
+/* The two outputs are written by the pipeline under temporary names that a file
+ * transaction owns: fsync + rename when the run succeeds, removed when it fails. */
+static fg_status open_output(fg_file_tx *tx, const char *path, bool *open)
+{
+    fg_status st = fg_file_tx_open(tx, path, 0);
+    *open = st == FG_OK;
+    return st;
 }
 
 int fg_cmd_clean(int argc, char **argv)
@@ -366,136 +198,134 @@ int fg_cmd_clean(int argc, char **argv)
         return train_classifier(argc - 1, argv + 1);
     fg_data_clean_config c;
     fg_data_clean_config_init(&c);
-    const char *rules_path = NULL, *cls_path = NULL, *report_path = NULL, *outp = "clean.jsonl", *rejp = NULL;
-    bool quiet = false;
-    int progress = -1;
+    clean_opts o, def;
+    memset(&o, 0, sizeof o);
+    snprintf(o.output, sizeof o.output, "clean.jsonl");
+    snprintf(o.positive, sizeof o.positive, "%s", c.positive_labels ? c.positive_labels : "1,true,keep,good,ham,pos");
+    o.classify = (int)c.classify;
+    o.threshold = c.classifier_threshold;
+    o.jaccard = c.dedup.jaccard;
+    o.num_perm = c.dedup.n_perm;
+    o.shingle = c.dedup.shingle;
+    o.dedup_mb = (double)c.dedup.max_bytes / 1048576.0;
+    o.max_doc_mb = (double)c.max_doc_bytes / 1048576.0;
+    o.threads = c.threads > 0 ? c.threads : 0;
+    o.batch = c.batch_docs;
+    def = o;
     const char **inputs = fg_calloc((size_t)argc + 1, sizeof *inputs);
-    int n_in = 0;
     if (!inputs)
         return fg_cli_fail("clean", FG_ERR_NOMEM, NULL);
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-#define ARG(name) (!strcmp(a, name) && v && (i++, 1))
-        if (ARG("-o") || ARG("--output"))
-            outp = v;
-        else if (ARG("--rejects"))
-            rejp = v;
-        else if (ARG("--rules"))
-            rules_path = v;
-        else if (ARG("--classifier"))
-            cls_path = v;
-        else if (ARG("--classify")) {
-            if (!strcmp(v, "ambiguous"))
-                c.classify = FG_CLASSIFY_AMBIGUOUS;
-            else if (!strcmp(v, "all"))
-                c.classify = FG_CLASSIFY_ALL;
-            else if (!strcmp(v, "none"))
-                c.classify = FG_CLASSIFY_NONE;
-            else {
-                fprintf(stderr, "frugal clean: --classify wants ambiguous, all or none\n");
-                fg_free(inputs);
-                return 2;
-            }
-        } else if (ARG("--threshold"))
-            c.classifier_threshold = (float)atof(v);
-        else if (!strcmp(a, "--no-dedup"))
-            c.dedup.exact = c.dedup.near = false;
-        else if (!strcmp(a, "--no-exact"))
-            c.dedup.exact = false;
-        else if (!strcmp(a, "--no-near"))
-            c.dedup.near = false;
-        else if (ARG("--jaccard"))
-            c.dedup.jaccard = atof(v);
-        else if (ARG("--num-perm"))
-            c.dedup.n_perm = atoi(v);
-        else if (ARG("--shingle"))
-            c.dedup.shingle = atoi(v);
-        else if (ARG("--dedup-mb"))
-            c.dedup.max_bytes = (size_t)(atof(v) * 1048576.0);
-        else if (ARG("--max-doc-mb"))
-            c.max_doc_bytes = (size_t)(atof(v) * 1048576.0);
-        else if (ARG("--threads"))
-            c.threads = atoi(v);
-        else if (ARG("--batch"))
-            c.batch_docs = atoi(v);
-        else if (ARG("--report"))
-            report_path = v;
-        else if (ARG("--eval-label"))
-            c.label_field = v;
-        else if (ARG("--positive"))
-            c.positive_labels = v;
-        else if (!strcmp(a, "--progress"))
-            progress = 1;
-        else if (!strcmp(a, "--no-progress"))
-            progress = 0;
-        else if (!strcmp(a, "-q") || !strcmp(a, "--quiet"))
-            quiet = true;
-        else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            usage(stdout);
-            fg_free(inputs);
-            return 0;
-        } else if (a[0] == '-' && a[1]) {
-            fprintf(stderr, "frugal clean: unknown or incomplete option '%s'\n", a);
-            usage(stderr);
-            fg_free(inputs);
-            return 2;
-        } else
-            inputs[n_in++] = a;
-#undef ARG
-    }
-    if (n_in == 0) {
-        fprintf(stderr, "frugal clean: no input files or directories\n");
-        usage(stderr);
+    fg_opt_table t = {clean_table, FG_OPT_COUNT(clean_table), &o};
+    const void *defs[] = {&def};
+    fg_cli_spec spec = {"clean", clean_usage, &t, defs, 1, short_flags};
+    fg_opt_args a = {.pos = inputs, .max_pos = argc};
+    int rc = fg_cli_parse(&spec, argc, argv, &a);
+    if (rc >= 0) {
         fg_free(inputs);
-        return 2;
+        return rc;
     }
-    char rej_default[4096];
-    if (!rejp) {
-        snprintf(rej_default, sizeof rej_default, "%s.rejects.jsonl", outp);
+    int n_in = a.n_pos;
+    char rej_default[PATH + 16];
+    const char *rejp = o.rejects;
+    if (!rejp[0]) {
+        snprintf(rej_default, sizeof rej_default, "%s.rejects.jsonl", o.output);
         rejp = rej_default;
     }
-    c.out_path = outp;
-    c.rejects_path = rejp;
-    c.progress = progress < 0 ? isatty(2) : progress;
-    int rc = 1;
+    fg_status st = FG_OK;
+    if (n_in == 0)
+        st = fg_error(FG_ERR_INVALID, "no input files or directories");
+    else if (o.classify == FG_CLASSIFY_ALL && !o.classifier[0])
+        st = fg_error(FG_ERR_INVALID, "--classify all needs --classifier MODEL");
+    else if (o.progress && o.no_progress)
+        st = fg_error(FG_ERR_INVALID, "--progress and --no-progress together");
+    const char *outs[3] = {o.output, rejp, o.report};
+    if (st == FG_OK)
+        st = fg_cli_check_outputs(outs, o.report[0] ? 3 : 2, inputs, n_in, true);
+    if (st != FG_OK) {
+        rc = fg_cli_fail("clean", st, "frugal clean --help lists the options");
+        fg_free(inputs);
+        return rc;
+    }
+    c.classify = (fg_classify_mode)o.classify;
+    c.classifier_threshold = o.threshold;
+    if (o.no_dedup)
+        c.dedup.exact = c.dedup.near = false;
+    if (o.no_exact)
+        c.dedup.exact = false;
+    if (o.no_near)
+        c.dedup.near = false;
+    c.dedup.jaccard = o.jaccard;
+    c.dedup.n_perm = o.num_perm;
+    c.dedup.shingle = o.shingle;
+    c.dedup.max_bytes = (size_t)(o.dedup_mb * 1048576.0);
+    c.max_doc_bytes = (size_t)(o.max_doc_mb * 1048576.0);
+    c.threads = o.threads;
+    c.batch_docs = o.batch;
+    if (o.eval_label[0])
+        c.label_field = o.eval_label;
+    c.positive_labels = o.positive;
+    c.progress = o.progress ? true : o.no_progress ? false : isatty(2);
+    rc = 1;
     fg_data_rules *rules = NULL;
     fg_data_classifier *m = NULL;
     fg_data_report rep;
     memset(&rep, 0, sizeof rep);
-    fg_status st = fg_data_rules_load(&rules, rules_path ? rules_path : default_rules());
-    if (st != FG_OK) {
+    fg_file_tx tx_out, tx_rej;
+    bool out_open = false, rej_open = false;
+    fg_lock lock = {-1};
+    const char *rules_path = o.rules[0] ? o.rules : fg_cli_default_rules();
+    if (!rules_path) {
+        rc = fg_cli_fail("clean", FG_ERR_IO, "pass --rules FILE");
+        goto done;
+    }
+    if ((st = fg_data_rules_load(&rules, rules_path)) != FG_OK) {
         rc = fg_cli_fail("clean", st, "fix the rules file (syntax: docs/DATA.md) or pass --rules FILE");
         goto done;
     }
-    if (cls_path) {
-        m = fg_data_classifier_load(cls_path);
-        if (!m) {
-            rc = fg_cli_fail("clean", fg_last_status(), "train one with `frugal clean train-classifier`");
-            goto done;
-        }
-    } else if (c.classify == FG_CLASSIFY_ALL) {
-        fprintf(stderr, "frugal clean: --classify all needs --classifier MODEL\n");
-        rc = 2;
+    if (o.classifier[0] && !(m = fg_data_classifier_load(o.classifier))) {
+        rc = fg_cli_fail("clean", fg_last_status(), "train one with `frugal clean train-classifier`");
+        goto done;
+    }
+    char lock_path[PATH + 8];
+    snprintf(lock_path, sizeof lock_path, "%s.lock", o.output);
+    if ((st = fg_lock_acquire(&lock, lock_path)) != FG_OK ||
+        (st = open_output(&tx_out, o.output, &out_open)) != FG_OK ||
+        (st = open_output(&tx_rej, rejp, &rej_open)) != FG_OK) {
+        rc = fg_cli_fail("clean", st, NULL);
         goto done;
     }
     c.rules = rules;
     c.classifier = m;
+    c.out_path = tx_out.tmp;
+    c.rejects_path = tx_rej.tmp;
     st = fg_data_clean_run(&c, inputs, n_in, &rep);
+    if (st == FG_OK) {
+        out_open = false;
+        st = fg_file_tx_commit(&tx_out);
+    }
+    if (st == FG_OK) {
+        rej_open = false;
+        st = fg_file_tx_commit(&tx_rej);
+    }
     if (st != FG_OK) {
         rc = fg_cli_fail("clean", st, NULL);
         goto done;
     }
-    if (!quiet) {
+    if (!o.quiet) {
         fg_data_report_print(stdout, &rep);
-        printf("output %s, rejects %s\n", outp, rejp);
+        printf("output %s, rejects %s\n", o.output, rejp);
     }
-    if (report_path && (st = fg_data_report_write_json(&rep, report_path)) != FG_OK) {
+    if (o.report[0] && (st = fg_data_report_write_json(&rep, o.report)) != FG_OK) {
         rc = fg_cli_fail("clean", st, NULL);
         goto done;
     }
     rc = 0;
 done:
+    if (out_open)
+        fg_file_tx_abort(&tx_out);
+    if (rej_open)
+        fg_file_tx_abort(&tx_rej);
+    fg_lock_release(&lock);
     fg_data_report_free(&rep);
     fg_data_classifier_delete(m);
     fg_data_rules_delete(rules);

@@ -6,43 +6,40 @@
 #include "cli.h"
 #include "frugal/train.h"
 
-static void convert_usage(FILE *f)
-{
-    fprintf(f, "usage: frugal convert --from-llmc FILE.bin --out RUN_DIR [--tokenizer PATH]\n"
-               "       frugal convert --to-llmc FILE.bin --run RUN_DIR [--ckpt CKPT_DIR]\n");
-}
+typedef struct convert_opts {
+    char from_llmc[4096], to_llmc[4096], out[FG_TRAIN_PATH_MAX], run[4096], ckpt[4096], tokenizer[FG_TRAIN_PATH_MAX];
+} convert_opts;
+
+#define CF(field) FG_OPT_FIELD(convert_opts, field)
+static const fg_opt convert_table[] = {
+    {"from_llmc", FG_OPT_STR, CF(from_llmc), .help = "llm.c checkpoint to import (gpt2_124M.bin, version 3)"},
+    {"out", FG_OPT_STR, CF(out), .help = "run directory to create (with --from-llmc)"},
+    {"tokenizer", FG_OPT_STR, CF(tokenizer), .help = "tokenizer recorded in the run's config (with --from-llmc)"},
+    {"to_llmc", FG_OPT_STR, CF(to_llmc), .help = "llm.c checkpoint to write"},
+    {"run", FG_OPT_STR, CF(run), .help = "run directory to export (with --to-llmc)"},
+    {"ckpt", FG_OPT_STR, CF(ckpt), .help = "checkpoint directory (default RUN/final)"},
+};
+#undef CF
+
+static const char convert_usage[] = "usage: frugal convert --from-llmc FILE.bin --out RUN_DIR [--tokenizer PATH]\n"
+                                    "       frugal convert --to-llmc FILE.bin --run RUN_DIR [--ckpt CKPT_DIR]\n"
+                                    "Loads and stores weights only (no kernels run).\n";
 
 int fg_cmd_convert(int argc, char **argv)
 {
-    const char *from = NULL, *to = NULL, *out = NULL, *run = NULL, *ckpt = "", *tok = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            convert_usage(stdout);
-            return 0;
-        }
-        if (i + 1 >= argc) {
-            convert_usage(stderr);
-            return 2;
-        }
-        const char *a = argv[i], *v = argv[++i];
-        if (!strcmp(a, "--from-llmc"))
-            from = v;
-        else if (!strcmp(a, "--to-llmc"))
-            to = v;
-        else if (!strcmp(a, "--out"))
-            out = v;
-        else if (!strcmp(a, "--run"))
-            run = v;
-        else if (!strcmp(a, "--ckpt"))
-            ckpt = v;
-        else if (!strcmp(a, "--tokenizer"))
-            tok = v;
-        else {
-            fprintf(stderr, "frugal convert: error: unknown option '%s'\n", a);
-            convert_usage(stderr);
-            return 2;
-        }
-    }
+    convert_opts o, def;
+    memset(&o, 0, sizeof o);
+    def = o;
+    fg_opt_table t = {convert_table, FG_OPT_COUNT(convert_table), &o};
+    const void *defs[] = {&def};
+    fg_cli_spec spec = {"convert", convert_usage, &t, defs, 1, NULL};
+    fg_opt_args a = {0};
+    int rc = fg_cli_parse(&spec, argc, argv, &a);
+    if (rc >= 0)
+        return rc;
+    const char *from = o.from_llmc[0] ? o.from_llmc : NULL, *to = o.to_llmc[0] ? o.to_llmc : NULL;
+    const char *out = o.out[0] ? o.out : NULL, *run = o.run[0] ? o.run : NULL, *ckpt = o.ckpt;
+    const char *tok = o.tokenizer[0] ? o.tokenizer : NULL;
     if (from && out && !to) {
         fg_model *m = fg_model_load_llmc(from, 1, 1);
         if (!m)
@@ -73,6 +70,7 @@ int fg_cmd_convert(int argc, char **argv)
         printf("convert: %s -> %s\n", run, to);
         return 0;
     }
-    convert_usage(stderr);
-    return 2;
+    return fg_cli_fail("convert",
+                       fg_error(FG_ERR_INVALID, "give either --from-llmc FILE --out DIR or --to-llmc FILE --run DIR"),
+                       "frugal convert --help");
 }

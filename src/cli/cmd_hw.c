@@ -7,21 +7,33 @@
 #include "frugal/hw.h"
 #include "frugal/kernels.h"
 
+typedef struct hw_opts {
+    char kernels[32], blas_threading[16];
+    int threads;
+} hw_opts;
+
+static const fg_opt hw_table[] = {
+    {"kernels", FG_OPT_STR, FG_OPT_FIELD(hw_opts, kernels), .help = "auto, ref or a variant (avx2, avx512, blas...)"},
+    {"blas_threading", FG_OPT_STR, FG_OPT_FIELD(hw_opts, blas_threading),
+     .help = "omp or blas (default $FG_BLAS_THREADING, else omp)"},
+    {"threads", FG_OPT_INT, FG_OPT_FIELD(hw_opts, threads), .min = 0, .max = 4096, .help = "0: all cores"},
+};
+
 int fg_cmd_hw(int argc, char **argv)
 {
-    const char *mode = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (!strncmp(argv[i], "--kernels=", 10))
-            mode = argv[i] + 10;
-        else if (!strcmp(argv[i], "--kernels") && i + 1 < argc)
-            mode = argv[++i];
-        else {
-            fprintf(stderr, "usage: frugal hw [--kernels=auto|ref|...]\n");
-            return 2;
-        }
-    }
+    hw_opts o = {.kernels = ""}, def = o;
+    fg_opt_table t = {hw_table, FG_OPT_COUNT(hw_table), &o};
+    const void *defs[] = {&def};
+    fg_cli_spec spec = {"hw", "usage: frugal hw [--kernels auto|ref|...] [--blas-threading omp|blas] [--threads N]\n",
+                        &t,   defs,
+                        1,    NULL};
+    fg_opt_args a = {0};
+    int rc = fg_cli_parse(&spec, argc, argv, &a);
+    if (rc >= 0)
+        return rc;
     /* configure first: a bad FG_HW_DISABLE / FG_KERNELS / FG_BLAS_THREADING fails before any output */
-    fg_status st = fg_kernels_init(mode);
+    fg_status st =
+        fg_kernels_configure(o.kernels[0] ? o.kernels : NULL, o.blas_threading[0] ? o.blas_threading : NULL, o.threads);
     if (st != FG_OK)
         return fg_cli_fail("hw", st, "valid --kernels modes are listed by `frugal hw`");
     fg_hw_print(stdout);

@@ -6,80 +6,55 @@
 #include <string.h>
 
 #include "cli.h"
+#include "frugal/kernels.h"
 #include "frugal/tok.h"
 #include "frugal/train.h"
 
-static void sample_usage(FILE *f)
-{
-    fprintf(f, "usage: frugal sample --run DIR [--ckpt CKPT_DIR] [--prompt TEXT] [--n TOKENS] [--num-samples K]\n"
-               "                     [--temperature 0.8] [--top-k 40] [--top-p 0.95] [--seed 1] [--tokenizer PATH]\n"
-               "  --ckpt: a checkpoint directory (default DIR/final); --temperature 0 is greedy\n");
-}
+typedef struct sample_opts {
+    char run[4096], ckpt[4096], prompt[8192], tokenizer[4096], kernels[32];
+    int n, num_samples, top_k, threads;
+    double temperature, top_p;
+    uint64_t seed;
+} sample_opts;
 
-static int parse_num(const char *flag, const char *v, double lo, double hi, double *out)
-{
-    char *end = NULL;
-    double x = strtod(v, &end);
-    if (end == v || *end || !(x >= lo && x <= hi)) {
-        fprintf(stderr, "frugal sample: error: %s: expected a number in [%g, %g], got '%s'\n", flag, lo, hi, v);
-        return 2;
-    }
-    *out = x;
-    return 0;
-}
+#define SF(field) FG_OPT_FIELD(sample_opts, field)
+static const fg_opt sample_table[] = {
+    {"run", FG_OPT_STR, SF(run), .help = "the --out directory of a finished `frugal train` (required)"},
+    {"ckpt", FG_OPT_STR, SF(ckpt), .help = "a checkpoint directory (default RUN/final)"},
+    {"prompt", FG_OPT_STR, SF(prompt), .help = "text to continue (default: start of a document)"},
+    {"n", FG_OPT_INT, SF(n), .min = 1, .max = 1000000, .help = "tokens to generate per sample"},
+    {"num_samples", FG_OPT_INT, SF(num_samples), .min = 1, .max = 1000, .help = "samples"},
+    {"temperature", FG_OPT_DOUBLE, SF(temperature), .min = 0, .max = 100, .help = "0 is greedy"},
+    {"top_k", FG_OPT_INT, SF(top_k), .min = 0, .max = 1e9, .help = "0: no top-k cut"},
+    {"top_p", FG_OPT_DOUBLE, SF(top_p), .min = 1e-6, .max = 1, .help = "nucleus mass"},
+    {"seed", FG_OPT_U64, SF(seed), .help = "sampling RNG seed"},
+    {"tokenizer", FG_OPT_STR, SF(tokenizer), .help = "tokenizer (default: the run's)"},
+    {"kernels", FG_OPT_STR, SF(kernels), .help = "auto, ref or a variant (`frugal hw` lists them)"},
+    {"threads", FG_OPT_INT, SF(threads), .min = 0, .max = 4096, .help = "0: all cores"},
+};
+#undef SF
 
 int fg_cmd_sample(int argc, char **argv)
 {
-    const char *run = NULL, *ckpt = "", *prompt = "", *tok_path = NULL;
-    double n_new = 200, n_samples = 1, temp = 0.8, top_k = 40, top_p = 0.95, seed = 1;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
-            sample_usage(stdout);
-            return 0;
-        }
-        if (i + 1 >= argc) {
-            sample_usage(stderr);
-            return 2;
-        }
-        const char *v = argv[++i];
-        int bad = 0;
-        if (!strcmp(a, "--run"))
-            run = v;
-        else if (!strcmp(a, "--ckpt"))
-            ckpt = v;
-        else if (!strcmp(a, "--prompt"))
-            prompt = v;
-        else if (!strcmp(a, "--tokenizer"))
-            tok_path = v;
-        else if (!strcmp(a, "--n"))
-            bad = parse_num(a, v, 1, 1e6, &n_new);
-        else if (!strcmp(a, "--num-samples"))
-            bad = parse_num(a, v, 1, 1000, &n_samples);
-        else if (!strcmp(a, "--temperature"))
-            bad = parse_num(a, v, 0, 100, &temp);
-        else if (!strcmp(a, "--top-k"))
-            bad = parse_num(a, v, 0, 1e9, &top_k);
-        else if (!strcmp(a, "--top-p"))
-            bad = parse_num(a, v, 1e-6, 1, &top_p);
-        else if (!strcmp(a, "--seed"))
-            bad = parse_num(a, v, 0, 9e15, &seed);
-        else {
-            fprintf(stderr, "frugal sample: error: unknown option '%s'\n", a);
-            sample_usage(stderr);
-            return 2;
-        }
-        if (bad)
-            return bad;
-    }
-    if (!run) {
-        fprintf(stderr, "frugal sample: error: --run DIR is required\n");
-        sample_usage(stderr);
-        return 2;
-    }
+    sample_opts o = {.n = 200, .num_samples = 1, .top_k = 40, .temperature = 0.8, .top_p = 0.95, .seed = 1}, def = o;
+    fg_opt_table t = {sample_table, FG_OPT_COUNT(sample_table), &o};
+    const void *defs[] = {&def};
+    fg_cli_spec spec = {"sample", "usage: frugal sample --run DIR [options]\n", &t, defs, 1, NULL};
+    fg_opt_args a = {0};
+    int rc = fg_cli_parse(&spec, argc, argv, &a);
+    if (rc >= 0)
+        return rc;
+    if (!o.run[0])
+        return fg_cli_fail("sample", fg_error(FG_ERR_INVALID, "--run DIR is required"), "frugal sample --help");
+    fg_status st = fg_kernels_configure(o.kernels[0] ? o.kernels : NULL, NULL, o.threads);
+    if (st != FG_OK)
+        return fg_cli_fail("sample", st, "valid --kernels modes are listed by `frugal hw`");
+    const char *run = o.run, *ckpt = o.ckpt, *prompt = o.prompt, *tok_path = o.tokenizer[0] ? o.tokenizer : NULL;
+    double n_new = o.n, n_samples = o.num_samples, temp = o.temperature, top_k = o.top_k, top_p = o.top_p;
+    uint64_t seed = o.seed;
     fg_train_config c;
     fg_model *m = NULL;
-    fg_status st = fg_train_load_run(run, ckpt, 1, 0, &c, &m);
+    st = fg_train_load_run(run, ckpt, 1, 0, &c, &m);
     if (st != FG_OK)
         return fg_cli_fail("sample", st, "--run takes the --out directory of a finished `frugal train`");
     int code = 0;

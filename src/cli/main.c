@@ -40,8 +40,15 @@ static void usage(FILE *f)
 int main(int argc, char **argv)
 {
     const char *lvl = getenv("FG_LOG_LEVEL");
-    if (lvl)
-        fg_log_level = atoi(lvl);
+    if (lvl && *lvl) {
+        char *end = NULL;
+        long v = strtol(lvl, &end, 10);
+        if (end == lvl || *end || v < 0 || v > 3) {
+            fprintf(stderr, "frugal: error: FG_LOG_LEVEL: expected 0 (errors) .. 3 (debug), got '%s'\n", lvl);
+            return 2;
+        }
+        fg_log_level = (int)v;
+    }
     if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;

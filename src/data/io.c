@@ -533,6 +533,12 @@ fg_status fg_data_reader_open(fg_data_reader **out, const char *const *paths, in
     return FG_OK;
 }
 
+/* tokenize's summary counts files (added for `frugal tokenize`, which reads through here) */
+int fg_data_reader_n_files(const fg_data_reader *r)
+{
+    return r ? r->n_files : 0;
+}
+
 void fg_data_reader_close(fg_data_reader *r)
 {
     if (!r)

@@ -712,11 +712,11 @@ typedef struct chunk {
     size_t doc;
     size_t begin, end; /* bytes of the document */
     bool last;         /* last chunk of its document: gets the eot */
+    size_t n_ids;      /* ids it encoded to (eot included), for the document ends */
 } chunk;
 
 /* Encodes chunks ch[0..n) in order into out (one job: one thread, one word cache). */
-static fg_status encode_job(const fg_tokenizer *tok, const char *const *docs, const chunk *ch, size_t n, bool eot,
-                            idvec *out)
+static fg_status encode_job(const fg_tokenizer *tok, const char *const *docs, chunk *ch, size_t n, bool eot, idvec *out)
 {
     size_t bytes = 0;
     for (size_t c = 0; c < n; c++)
@@ -724,10 +724,12 @@ static fg_status encode_job(const fg_tokenizer *tok, const char *const *docs, co
     fg_status st = idvec_reserve(out, bytes / 3 + 16);
     wcache_ent *cache = bytes >= WCACHE_MIN_TEXT ? fg_calloc(WCACHE_SLOTS, sizeof(wcache_ent)) : NULL;
     for (size_t c = 0; c < n && st == FG_OK; c++) {
+        size_t before = out->n;
         st = encode_plain_cached(tok, (const uint8_t *)docs[ch[c].doc] + ch[c].begin, ch[c].end - ch[c].begin, cache,
                                  out);
         if (st == FG_OK && eot && ch[c].last && (st = idvec_reserve(out, 1)) == FG_OK)
             out->v[out->n++] = (uint32_t)tok->eot;
+        ch[c].n_ids = out->n - before;
     }
     fg_free(cache);
     return st;
@@ -737,6 +739,13 @@ static fg_status encode_job(const fg_tokenizer *tok, const char *const *docs, co
 
 fg_status fg_tok_encode_docs(const fg_tokenizer *tok, const char *const *docs, const size_t *lens, size_t n_docs,
                              bool eot_after_each, int threads, fg_progress *progress, uint32_t **ids, size_t *n)
+{
+    return fg_tok_encode_docs_ends(tok, docs, lens, n_docs, eot_after_each, threads, progress, ids, n, NULL);
+}
+
+fg_status fg_tok_encode_docs_ends(const fg_tokenizer *tok, const char *const *docs, const size_t *lens, size_t n_docs,
+                                  bool eot_after_each, int threads, fg_progress *progress, uint32_t **ids, size_t *n,
+                                  size_t *ends)
 {
     *ids = NULL;
     *n = 0;
@@ -762,7 +771,7 @@ fg_status fg_tok_encode_docs(const fg_tokenizer *tok, const char *const *docs, c
                 }
                 ch = c2;
             }
-            ch[n_ch++] = (chunk){d, pos, end, end == lens[d]};
+            ch[n_ch++] = (chunk){d, pos, end, end == lens[d], 0};
             pos = end;
         } while (pos < lens[d]);
     }
@@ -829,6 +838,14 @@ fg_status fg_tok_encode_docs(const fg_tokenizer *tok, const char *const *docs, c
         if (outs[j].n)
             memcpy(all + p, outs[j].v, outs[j].n * sizeof(uint32_t));
         p += outs[j].n;
+    }
+    if (ends) { /* chunks are in document order; a document without chunks cannot occur */
+        size_t at = 0;
+        for (size_t c = 0; c < n_ch; c++) {
+            at += ch[c].n_ids;
+            if (ch[c].last)
+                ends[ch[c].doc] = at;
+        }
     }
     *ids = all;
     *n = total;
