@@ -199,6 +199,7 @@ nomem:
 enum { IN_PLAIN, IN_GZ, IN_ZST };
 #define IN_BUF (1 << 20)
 #define ZIN_BUF (1 << 17)
+#define ZST_SLICE (1 << 14)
 
 typedef struct instream {
     int kind;
@@ -212,15 +213,16 @@ typedef struct instream {
     uint8_t *buf; /* cap bytes (>= IN_BUF) of decoded input */
     size_t pos, len, cap;
     bool eof;
-    char err[224];       /* decompression or read error, "" when none */
-    uint64_t err_offset; /* byte of the file (compressed stream) where err was found */
-    uint64_t raw_read;   /* bytes read from disk */
-    uint64_t out_bytes;  /* decoded bytes delivered */
-    uint64_t max_out;    /* compressed files: decoded bytes allowed (UINT64_MAX: no limit) */
-    bool over;           /* stopped at max_out with more data left */
-    size_t zlast;        /* last ZSTD_decompressStream result: 0 when a frame just ended */
-    bool last_nl;        /* the last in_line ended at a '\n' */
-    uint64_t line_total; /* bytes of the last in_line's line, the skipped part included */
+    char err[224];        /* decompression or read error, "" when none */
+    uint64_t err_offset;  /* byte of the file (compressed stream) where err was found */
+    uint64_t err_decoded; /* decoded bytes delivered before it */
+    uint64_t raw_read;    /* bytes read from disk */
+    uint64_t out_bytes;   /* decoded bytes delivered */
+    uint64_t max_out;     /* compressed files: decoded bytes allowed (UINT64_MAX: no limit) */
+    bool over;            /* stopped at max_out with more data left */
+    size_t zlast;         /* last ZSTD_decompressStream result: 0 when a frame just ended */
+    bool last_nl;         /* the last in_line ended at a '\n' */
+    uint64_t line_total;  /* bytes of the last in_line's line, the skipped part included */
 } instream;
 
 static fg_status in_open(instream *in, const char *path, uint64_t max_out)
@@ -279,6 +281,7 @@ static void in_fail(instream *in, uint64_t offset, const char *fmt, ...)
     vsnprintf(in->err, sizeof in->err, fmt, ap);
     va_end(ap);
     in->err_offset = offset;
+    in->err_decoded = in->out_bytes; /* in_fill adds what the failing call still decoded */
     in->eof = true;
 }
 
@@ -354,9 +357,16 @@ static size_t zst_fill(instream *in)
             in->zb.size = k;
             in->zb.pos = 0;
         }
-        in->zlast = ZSTD_decompressStream(in->z, &ob, &in->zb);
+        /* Input goes in in slices of ZST_SLICE bytes: an error is then located within a
+         * slice, and what the blocks before it decoded has been delivered already. */
+        size_t at = in->zb.pos, end = in->zb.size - at > ZST_SLICE ? at + ZST_SLICE : in->zb.size;
+        ZSTD_inBuffer win = {in->zb.src, end, at};
+        in->zlast = ZSTD_decompressStream(in->z, &ob, &win);
+        in->zb.pos = win.pos;
         if (ZSTD_isError(in->zlast)) {
-            in_fail(in, in->raw_read - (in->zb.size - in->zb.pos), "zstd: %s", ZSTD_getErrorName(in->zlast));
+            uint64_t base = in->raw_read - in->zb.size; /* file offset of zin[0] */
+            in_fail(in, base + at, "zstd: %s (in compressed bytes %llu..%llu)", ZSTD_getErrorName(in->zlast),
+                    (unsigned long long)(base + at), (unsigned long long)(base + end - 1));
             break;
         }
     }
@@ -389,6 +399,8 @@ static bool in_fill(instream *in)
     }
     in->out_bytes += k;
     in->len = k;
+    if (in->err[0])
+        in->err_decoded = in->out_bytes;
     return k > 0;
 }
 
@@ -420,6 +432,25 @@ static fg_status in_unread(instream *in, const void *s, size_t n)
     return FG_OK;
 }
 
+/* Like sbuf_reserve, but the doubling stops at limit + 1 bytes: a buffer bounded by a
+ * document limit is not allocated twice as large as the limit. */
+static fg_status sbuf_reserve_max(sbuf *b, size_t extra, size_t limit)
+{
+    if (b->n + extra + 1 <= b->cap)
+        return FG_OK;
+    size_t cap = b->cap ? 2 * b->cap : 256;
+    if (cap > limit + 1)
+        cap = limit + 1;
+    if (cap < b->n + extra + 1)
+        cap = b->n + extra + 1;
+    char *p = fg_realloc(b->p, cap);
+    if (!p)
+        return FG_ERR_NOMEM;
+    b->p = p;
+    b->cap = cap;
+    return FG_OK;
+}
+
 /* Reads one line (without the '\n'; a trailing '\r' is kept) into b (reset first).
  * Returns 1 for a line, 0 at end of data, -1 on out-of-memory. Lines beyond max bytes
  * are cut: *cut is set and the rest of the line is skipped (read, not stored), so the
@@ -443,7 +474,8 @@ static int in_line(instream *in, sbuf *b, size_t max, bool *cut)
         size_t room = b->n < max ? max - b->n : 0;
         if (take > room)
             *cut = true;
-        if (sbuf_put(b, s, take < room ? take : room) != FG_OK)
+        size_t k = take < room ? take : room;
+        if (sbuf_reserve_max(b, k, max) != FG_OK || sbuf_put(b, s, k) != FG_OK)
             return -1;
         in->line_total += take;
         in->pos += take + (nl ? 1 : 0);
@@ -467,7 +499,8 @@ static uint64_t in_take(instream *in, sbuf *b, uint64_t n, uint64_t keep)
             take = (size_t)(n - got);
         if (b && got < keep) {
             size_t k = keep - got < take ? (size_t)(keep - got) : take;
-            if (sbuf_put(b, in->buf + in->pos, k) != FG_OK)
+            if (sbuf_reserve_max(b, k, b->n + (size_t)(keep - got)) != FG_OK ||
+                sbuf_put(b, in->buf + in->pos, k) != FG_OK)
                 break;
         }
         in->pos += take;
@@ -754,8 +787,9 @@ static void close_file(fg_data_reader *r)
 static char *note_read_error(fg_data_reader *r, const char *what)
 {
     const char *path = r->files[r->cur];
-    char *d = dup_printf("%s: %s at byte %llu of the file%s%s", path, r->in.err, (unsigned long long)r->in.err_offset,
-                         what ? "; " : "", what ? what : "");
+    char *d = dup_printf("%s: %s at byte %llu of the file (after %llu decoded bytes)%s%s", path, r->in.err,
+                         (unsigned long long)r->in.err_offset, (unsigned long long)r->in.err_decoded, what ? "; " : "",
+                         what ? what : "");
     FG_WARN("%s", d ? d : path);
     char line[512];
     int k = snprintf(line, sizeof line, "%s: byte %llu: %s\n", path, (unsigned long long)r->in.err_offset, r->in.err);
@@ -766,12 +800,20 @@ static char *note_read_error(fg_data_reader *r, const char *what)
     return d;
 }
 
-/* Cuts raw bytes held in b to the excerpt an oversized document keeps. */
+/* Cuts raw bytes held in b to the excerpt an oversized document keeps, and gives back
+ * the memory past it (the document waits in a batch until it is written). */
 static void keep_excerpt(sbuf *b)
 {
     if (b->n > FG_DATA_EXCERPT_BYTES) {
         b->n = FG_DATA_EXCERPT_BYTES;
         b->p[b->n] = 0;
+    }
+    if (b->cap > b->n + 1) {
+        char *p = fg_realloc(b->p, b->n + 1);
+        if (p) {
+            b->p = p;
+            b->cap = b->n + 1;
+        }
     }
 }
 
@@ -1229,8 +1271,7 @@ static fg_status reader_next(fg_data_reader *r, fg_doc *doc, bool *got)
             doc->source = dup_printf("%s:%llu", path, (unsigned long long)r->line);
             if (r->in.err[0]) {
                 char what[96];
-                snprintf(what, sizeof what, "after record/line %llu (the records before it are kept)",
-                         (unsigned long long)r->line);
+                snprintf(what, sizeof what, "the stream ends after record/line %llu", (unsigned long long)r->line);
                 doc->reject = "read_error";
                 doc->detail = note_read_error(r, what);
             } else {

@@ -421,19 +421,24 @@ fg_status fg_data_clean_run(const fg_data_clean_config *c, const char *const *pa
         goto cleanup;
     while (cur.n > 0) {
         fg_status rst = FG_OK;
+        char rmsg[1024] = "";
         /* One thread reads the next batch while the team (that thread included, once it
          * is done reading) cleans the current one; dynamic scheduling balances them. */
 #pragma omp parallel num_threads(nt)
         {
 #pragma omp single nowait
-            rst = fill_batch(&R, rd, &next);
+            {
+                rst = fill_batch(&R, rd, &next);
+                if (rst != FG_OK) /* the last error is per thread: carry it to this one */
+                    snprintf(rmsg, sizeof rmsg, "%s", fg_last_error());
+            }
 #pragma omp for schedule(dynamic, 1) nowait
             for (int i = 0; i < cur.n; i++)
                 process(&R, &cur.s[i], omp_get_thread_num());
         }
         finish_batch(&R, &cur, rep, out, rej);
         if (rst != FG_OK) {
-            st = rst;
+            st = fg_error(rst, "%s", rmsg);
             goto cleanup;
         }
         batch tmp = cur;
