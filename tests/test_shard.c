@@ -2,9 +2,11 @@
  * corruption the reader must name: missing, empty, truncated, bad magic, bad CRC,
  * size mismatch, flipped token bytes (block CRC), out-of-range ids; v1 shards (no
  * checksum) still open; a failed write leaves the old file untouched. */
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #include "frugal/shard.h"
@@ -64,7 +66,7 @@ static void round_trip(uint32_t vocab, uint32_t token_bytes, uint32_t want_bytes
     FG_CHECK(fg_shard_writer_write(&w, ids, 1234) == FG_OK, "write: %s", fg_last_error());
     FG_CHECK(fg_shard_writer_write(&w, ids + 1234, N - 1234) == FG_OK, "write: %s", fg_last_error());
     FG_CHECK(fg_shard_writer_close(&w) == FG_OK, "close: %s", fg_last_error());
-    FG_CHECK(w.path == NULL && w.tmp_path == NULL, "close frees the writer");
+    FG_CHECK(w.path == NULL && w.crcs == NULL, "close frees the writer");
     fg_shard s;
     FG_CHECK(fg_shard_open(&s, path) == FG_OK, "open shard: %s", fg_last_error());
     FG_CHECK(s.version == FG_SHARD_VERSION, "written as version %u (got %u)", FG_SHARD_VERSION, s.version);
@@ -282,15 +284,34 @@ static void test_writer_errors(void)
     FG_CHECK(st == FG_ERR_INVALID && strstr(fg_last_error(), "id 100") && strstr(fg_last_error(), path),
              "out-of-range id named: %s", fg_last_error());
     fg_shard_writer_abort(&w);
-    uint8_t b[64];
+    uint8_t b[128];
     size_t n = read_bytes(path, b, sizeof b);
     FG_CHECK(n == 17 && memcmp(b, "previous contents", 17) == 0, "old file untouched after abort");
     char tmp[600];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
     FILE *f = fopen(tmp, "rb");
     FG_CHECK(f == NULL, "temporary file removed by abort");
     if (f)
         fclose(f);
+    /* the temp file exists while writing, and close leaves only the shard */
+    FG_ASSERT(fg_shard_writer_open(&w, path, 100, FG_SHARD_NO_EOT, 0) == FG_OK);
+    f = fopen(tmp, "rb");
+    FG_CHECK(f != NULL, "writing goes to %s", tmp);
+    if (f)
+        fclose(f);
+    FG_ASSERT(fg_shard_writer_write(&w, ids, 1) == FG_OK);
+    FG_CHECK(fg_shard_writer_close(&w) == FG_OK, "close: %s", fg_last_error());
+    f = fopen(tmp, "rb");
+    FG_CHECK(f == NULL, "no temporary file left after close");
+    if (f)
+        fclose(f);
+    n = read_bytes(path, b, sizeof b);
+    FG_CHECK(n == 64 + 2 + 4, "the new shard replaced the old file (%zu bytes)", n);
+    /* abort after a failed open is harmless (it must not close descriptor 0) */
+    FG_CHECK(fg_shard_writer_open(&w, tmp_path("y.bin"), 0, 0, 0) == FG_ERR_INVALID, "vocab 0 refused");
+    bool open0 = fcntl(0, F_GETFD) != -1;
+    fg_shard_writer_abort(&w);
+    FG_CHECK((fcntl(0, F_GETFD) != -1) == open0, "descriptor 0 untouched by the abort");
 
     FG_CHECK(fg_shard_writer_open(&w, tmp_path("x.bin"), 70000, 0, 2) == FG_ERR_INVALID, "vocab too big for u16");
     FG_CHECK(fg_shard_writer_open(&w, tmp_path("x.bin"), 10, 10, 0) == FG_ERR_INVALID, "eot out of range");

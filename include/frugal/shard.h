@@ -13,7 +13,8 @@
  * is checked at open (one read of the file). Version 1 (no block CRCs, size exactly
  * 64 + n_tokens * token_bytes, header_crc over bytes 0..27) is still read, with a
  * warning. llm.c's .bin files (magic 20240520, 1024-byte header, uint16 tokens) too.
- * Writers write to "<path>.tmp", fsync, then rename, so a shard is whole or absent.
+ * Writers go through fg_file_tx ("<path>.tmp.<pid>", fsync, rename, fsync of the
+ * directory), so a shard is whole or absent.
  */
 #ifndef FRUGAL_SHARD_H
 #define FRUGAL_SHARD_H
@@ -35,9 +36,8 @@ extern "C" {
 #define FG_SHARD_NO_EOT 0xFFFFFFFFu
 
 typedef struct fg_shard_writer {
-    FILE *f;
-    char *path;     /* final path */
-    char *tmp_path; /* path + ".tmp" */
+    fg_file_tx tx; /* the temp file, committed (fsync, rename, fsync of the directory) at close */
+    char *path;    /* final path (NULL once closed or aborted) */
     uint32_t token_bytes, vocab_size, eot_id;
     uint64_t n_tokens;
     uint32_t block_crc;  /* CRC-32 of the current, unfinished block so far */
@@ -54,7 +54,7 @@ fg_status fg_shard_writer_write(fg_shard_writer *w, const uint32_t *ids, size_t 
 /* Appends the block CRCs, finishes the header, fsyncs and renames into place. Frees w
  * on every path. */
 fg_status fg_shard_writer_close(fg_shard_writer *w);
-/* Drops the temporary file. */
+/* Drops the temporary file. Safe after close or a failed open. */
 void fg_shard_writer_abort(fg_shard_writer *w);
 
 typedef struct fg_shard {

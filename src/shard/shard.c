@@ -1,5 +1,5 @@
-/* shard.c: token shard writer (temp file + fsync + rename, a CRC-32 per 1 MiB block of
- * tokens) and the mmap reader that validates Frugal v2 (checksummed) and v1 shards and
+/* shard.c: token shard writer (through fg_file_tx: whole or absent; a CRC-32 per 1 MiB
+ * block of tokens) and the mmap reader that validates Frugal v2 (checksummed) and v1 shards and
  * llm.c .bin token files. Leaves out batching: the training loader (src/train/loader.c)
  * cuts windows out of opened shards. */
 #define _GNU_SOURCE
@@ -72,12 +72,10 @@ static uint64_t get_u64(const uint8_t *p)
 static void writer_release(fg_shard_writer *w)
 {
     fg_free(w->path);
-    fg_free(w->tmp_path);
     fg_free(w->crcs);
-    w->path = w->tmp_path = NULL;
+    w->path = NULL;
     w->crcs = NULL;
     w->n_blocks = w->cap_blocks = 0;
-    w->f = NULL;
 }
 
 /* Ends the current block: its CRC goes to the table. */
@@ -121,6 +119,7 @@ fg_status fg_shard_writer_open(fg_shard_writer *w, const char *path, uint32_t vo
                                uint32_t token_bytes)
 {
     memset(w, 0, sizeof *w);
+    w->tx.fd = -1; /* abort after a failed open must not close descriptor 0 */
     if (token_bytes == 0)
         token_bytes = vocab_size <= 65536u ? 2u : 4u;
     if (token_bytes != 2 && token_bytes != 4)
@@ -129,16 +128,11 @@ fg_status fg_shard_writer_open(fg_shard_writer *w, const char *path, uint32_t vo
         return fg_error(FG_ERR_INVALID, "%s: vocab_size %u does not fit %u-byte tokens", path, vocab_size, token_bytes);
     if (eot_id != FG_SHARD_NO_EOT && eot_id >= vocab_size)
         return fg_error(FG_ERR_INVALID, "%s: eot_id %u >= vocab_size %u", path, eot_id, vocab_size);
-    size_t n = strlen(path);
     w->path = fg_strdup(path);
-    w->tmp_path = fg_malloc(n + 5);
-    if (!w->path || !w->tmp_path)
-        goto fail_alloc;
-    memcpy(w->tmp_path, path, n);
-    memcpy(w->tmp_path + n, ".tmp", 5);
-    w->f = fopen(w->tmp_path, "wb");
-    if (!w->f) {
-        fg_status st = fg_error(FG_ERR_IO, "%s: cannot create: %s", w->tmp_path, strerror(errno));
+    if (!w->path)
+        return FG_ERR_NOMEM;
+    fg_status st = fg_file_tx_open(&w->tx, path, 0);
+    if (st != FG_OK) {
         writer_release(w);
         return st;
     }
@@ -146,15 +140,11 @@ fg_status fg_shard_writer_open(fg_shard_writer *w, const char *path, uint32_t vo
     w->vocab_size = vocab_size;
     w->eot_id = eot_id;
     uint8_t zero[HEADER_BYTES] = {0}; /* placeholder until close knows n_tokens */
-    if (fwrite(zero, 1, sizeof zero, w->f) != sizeof zero) {
-        fg_status st = fg_error(FG_ERR_IO, "%s: write failed: %s", w->tmp_path, strerror(errno));
+    if ((st = fg_file_tx_write(&w->tx, zero, sizeof zero)) != FG_OK) {
         fg_shard_writer_abort(w);
         return st;
     }
     return FG_OK;
-fail_alloc:
-    writer_release(w);
-    return FG_ERR_NOMEM;
 }
 
 fg_status fg_shard_writer_write(fg_shard_writer *w, const uint32_t *ids, size_t n)
@@ -175,9 +165,10 @@ fg_status fg_shard_writer_write(fg_shard_writer *w, const uint32_t *ids, size_t 
                 put_u32(buf + 4 * j, id);
             }
         }
-        if (fwrite(buf, w->token_bytes, k, w->f) != k)
-            return fg_error(FG_ERR_IO, "%s: write failed: %s", w->tmp_path, strerror(errno));
-        fg_status st = crc_feed(w, buf, k * w->token_bytes);
+        fg_status st = fg_file_tx_write(&w->tx, buf, k * w->token_bytes);
+        if (st != FG_OK)
+            return st;
+        st = crc_feed(w, buf, k * w->token_bytes);
         if (st != FG_OK)
             return st;
     }
@@ -190,14 +181,13 @@ fg_status fg_shard_writer_close(fg_shard_writer *w)
     fg_status st = FG_OK;
     if (w->block_fill > 0 && (st = end_block(w)) != FG_OK)
         goto fail_abort;
-    for (size_t i = 0; i < w->n_blocks; i++) {
+    for (size_t i = 0; i < w->n_blocks && st == FG_OK; i++) {
         uint8_t c[4];
         put_u32(c, w->crcs[i]);
-        if (fwrite(c, 1, 4, w->f) != 4) {
-            st = fg_error(FG_ERR_IO, "%s: write failed: %s", w->tmp_path, strerror(errno));
-            goto fail_abort;
-        }
+        st = fg_file_tx_write(&w->tx, c, 4);
     }
+    if (st != FG_OK)
+        goto fail_abort;
     uint8_t h[HEADER_BYTES] = {0};
     put_u32(h + 0, FG_SHARD_MAGIC);
     put_u32(h + 4, FG_SHARD_VERSION);
@@ -207,23 +197,11 @@ fg_status fg_shard_writer_close(fg_shard_writer *w)
     put_u32(h + 24, w->eot_id);
     put_u32(h + 32, FG_SHARD_BLOCK_BYTES);
     put_u32(h + 28, header_crc(h, FG_SHARD_VERSION));
-    if (fseek(w->f, 0, SEEK_SET) != 0 || fwrite(h, 1, sizeof h, w->f) != sizeof h || fflush(w->f) != 0 ||
-        fsync(fileno(w->f)) != 0) {
-        st = fg_error(FG_ERR_IO, "%s: write failed: %s", w->tmp_path, strerror(errno));
+    if ((st = fg_file_tx_pwrite(&w->tx, 0, h, sizeof h)) != FG_OK)
         goto fail_abort;
-    }
-    if (fclose(w->f) != 0) {
-        w->f = NULL;
-        st = fg_error(FG_ERR_IO, "%s: close failed: %s", w->tmp_path, strerror(errno));
-        goto fail_abort;
-    }
-    w->f = NULL;
-    if (rename(w->tmp_path, w->path) != 0) {
-        st = fg_error(FG_ERR_IO, "%s: rename to %s failed: %s", w->tmp_path, w->path, strerror(errno));
-        goto fail_abort;
-    }
+    st = fg_file_tx_commit(&w->tx); /* ends the transaction either way */
     writer_release(w);
-    return FG_OK;
+    return st;
 fail_abort:
     fg_shard_writer_abort(w);
     return st;
@@ -231,10 +209,7 @@ fail_abort:
 
 void fg_shard_writer_abort(fg_shard_writer *w)
 {
-    if (w->f)
-        fclose(w->f);
-    if (w->tmp_path)
-        unlink(w->tmp_path);
+    fg_file_tx_abort(&w->tx);
     writer_release(w);
 }
 
