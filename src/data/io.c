@@ -341,7 +341,7 @@ static size_t gz_fill(instream *in)
 static size_t zst_fill(instream *in)
 {
     ZSTD_outBuffer ob = {in->buf, IN_BUF, 0};
-    while (ob.pos == 0) {
+    while (ob.pos < IN_BUF / 2 && !in->eof) { /* small slices: fill the buffer over several */
         if (in->zb.pos == in->zb.size) {
             size_t k = fread(in->zin, 1, ZSTD_DStreamInSize(), in->f);
             in->raw_read += k;
