@@ -2,7 +2,6 @@
  * while the others clean, score and classify the previous batch (OpenMP); dedup,
  * counting and writing then run in input order, so output bytes do not depend on the
  * thread count. Every document lands in the output or the rejects file.
- * Outputs are whole or absent (fg_file_tx, committed at the end of a successful run).
  * Left out: compressed output, resuming an interrupted run. */
 #define _GNU_SOURCE /* strcasestr, fputs_unlocked */
 #include <errno.h>
@@ -11,7 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <sys/stat.h>
 
 #include "data_impl.h"
 
@@ -350,66 +348,6 @@ static void batch_free(batch *b)
     fg_free(b->sigs);
 }
 
-/* ---- outputs: whole or absent ----
- * The JSON writers use stdio; a FILE* made with fopencookie hands their bytes to an
- * fg_file_tx, so a killed or failed run leaves the previous output (or none) in place,
- * and the first failed write is the one reported. A destination that exists and is not
- * a regular file (/dev/null, a pipe) is written directly: it cannot be renamed over. */
-typedef struct output {
-    FILE *f;
-    fg_file_tx tx;
-    bool direct;
-} output;
-
-static ssize_t tx_cookie_write(void *cookie, const char *buf, size_t n)
-{
-    return fg_file_tx_write(cookie, buf, n) == FG_OK ? (ssize_t)n : -1;
-}
-
-static fg_status output_open(output *o, const char *path)
-{
-    memset(o, 0, sizeof *o);
-    o->tx.fd = -1;
-    struct stat sb;
-    o->direct = stat(path, &sb) == 0 && !S_ISREG(sb.st_mode);
-    if (o->direct) {
-        if (!(o->f = fopen(path, "wb")))
-            return fg_error(FG_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
-    } else {
-        fg_status st = fg_file_tx_open(&o->tx, path, 0);
-        if (st != FG_OK)
-            return st;
-        cookie_io_functions_t io = {NULL, tx_cookie_write, NULL, NULL};
-        if (!(o->f = fopencookie(&o->tx, "w", io))) {
-            fg_file_tx_abort(&o->tx);
-            return fg_error(FG_ERR_NOMEM, "%s: cannot make an output stream", path);
-        }
-    }
-    setvbuf(o->f, NULL, _IOFBF, 1 << 20);
-    return FG_OK;
-}
-
-/* Flushes and commits (ok) or drops (!ok) the output; the first failure is returned. */
-static fg_status output_close(output *o, const char *path, bool ok)
-{
-    if (!o->f)
-        return FG_OK;
-    int flush_rc = ok ? fflush(o->f) : 0;
-    int e = errno;
-    int close_rc = fclose(o->f);
-    o->f = NULL;
-    if (o->direct) {
-        if (ok && (flush_rc != 0 || close_rc != 0))
-            return fg_error(FG_ERR_IO, "%s: write failed: %s", path, strerror(flush_rc ? e : errno));
-        return FG_OK;
-    }
-    if (!ok) {
-        fg_file_tx_abort(&o->tx);
-        return FG_OK;
-    }
-    return fg_file_tx_commit(&o->tx); /* carries the first failed write, if any */
-}
-
 static double cpu_now(void)
 {
     struct rusage ru;
@@ -429,7 +367,6 @@ fg_status fg_data_clean_run(const fg_data_clean_config *c, const char *const *pa
     int nt = c->threads > 0 ? c->threads : omp_get_num_procs();
     run R = {c, NULL, NULL, NULL, 0};
     fg_data_reader *rd = NULL;
-    output o_out = {0}, o_rej = {0};
     FILE *out = NULL, *rej = NULL;
     batch cur = {0}, next = {0};
     fg_status st = FG_OK;
@@ -465,12 +402,18 @@ fg_status fg_data_clean_run(const fg_data_clean_config *c, const char *const *pa
     lim.max_file_bytes = c->max_file_bytes;
     lim.fail_on_read_error = c->fail_on_read_error;
     fg_data_reader_set_limits(rd, &lim);
-    if (c->out_path && (st = output_open(&o_out, c->out_path)) != FG_OK)
+    if (c->out_path && !(out = fopen(c->out_path, "wb"))) {
+        st = fg_error(FG_ERR_IO, "%s: cannot write: %s", c->out_path, strerror(errno));
         goto cleanup;
-    if (c->rejects_path && (st = output_open(&o_rej, c->rejects_path)) != FG_OK)
+    }
+    if (c->rejects_path && !(rej = fopen(c->rejects_path, "wb"))) {
+        st = fg_error(FG_ERR_IO, "%s: cannot write: %s", c->rejects_path, strerror(errno));
         goto cleanup;
-    out = o_out.f;
-    rej = o_rej.f;
+    }
+    if (out)
+        setvbuf(out, NULL, _IOFBF, 1 << 20);
+    if (rej)
+        setvbuf(rej, NULL, _IOFBF, 1 << 20);
     fg_progress prog;
     fg_progress_begin(&prog, "clean", (double)fg_data_reader_bytes_total(rd) / 1e6, "MB");
     prog.enabled = c->progress; /* the CLI decides (--progress / --no-progress / terminal) */
@@ -504,6 +447,14 @@ fg_status fg_data_clean_run(const fg_data_clean_config *c, const char *const *pa
         fg_progress_update(&prog, (double)fg_data_reader_bytes_done(rd) / 1e6);
     }
     fg_progress_end(&prog);
+    if (out && fflush(out) != 0) {
+        st = fg_error(FG_ERR_IO, "%s: write failed: %s", c->out_path, strerror(errno));
+        goto cleanup;
+    }
+    if (rej && fflush(rej) != 0) {
+        st = fg_error(FG_ERR_IO, "%s: write failed: %s", c->rejects_path, strerror(errno));
+        goto cleanup;
+    }
     rep->input_bytes = fg_data_reader_bytes_done(rd);
     rep->warc_records_skipped = fg_data_reader_warc_skipped(rd);
     rep->skipped_files = fg_strdup(fg_data_reader_skipped(rd));
@@ -530,13 +481,10 @@ cleanup:
     rep->seconds = fg_time_sec() - t0;
     rep->cpu_seconds = cpu_now() - c0;
     rep->peak_mem_bytes = fg_mem_peak();
-    /* Both outputs are committed only when the whole run succeeded. */
-    fg_status st_out = output_close(&o_out, c->out_path, st == FG_OK);
-    if (st == FG_OK)
-        st = st_out;
-    fg_status st_rej = output_close(&o_rej, c->rejects_path, st == FG_OK);
-    if (st == FG_OK)
-        st = st_rej;
+    if (out && fclose(out) != 0 && st == FG_OK)
+        st = fg_error(FG_ERR_IO, "%s: close failed: %s", c->out_path, strerror(errno));
+    if (rej && fclose(rej) != 0 && st == FG_OK)
+        st = fg_error(FG_ERR_IO, "%s: close failed: %s", c->rejects_path, strerror(errno));
     batch_free(&cur);
     batch_free(&next);
     fg_data_reader_close(rd);
@@ -650,7 +598,7 @@ fg_status fg_data_report_write_json(const fg_data_report *r, const char *path)
     json_decref(o);
     if (!text)
         return fg_error(FG_ERR_NOMEM, "%s: cannot format the report", path);
-    fg_status st = fg_file_commit(path, text, strlen(text));
-    free(text); /* jansson allocates with malloc */
+    fg_status st = fg_file_commit(path, text, strlen(text)); /* whole or absent */
+    free(text);                                              /* jansson allocates with malloc */
     return st;
 }
