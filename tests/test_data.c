@@ -519,6 +519,59 @@ static void test_readers(void)
     paths[0] = "/nonexistent/dir";
     FG_CHECK(fg_data_reader_open(&rd, paths, 1) == FG_ERR_IO && strstr(fg_last_error(), "/nonexistent/dir"),
              "missing input named: %s", fg_last_error());
+
+    /* Limits: a WARC record over max_doc_bytes is read past (an excerpt kept) and the
+     * next record still comes; a text file over it stops being read at the limit. */
+    size_t big = (size_t)3 << 20;
+    char *w = malloc(big + 1024);
+    FG_ASSERT(w);
+    int h = snprintf(w, 1024,
+                     "WARC/1.0\r\nWARC-Type: conversion\r\nWARC-Target-URI: http://big/\r\nContent-Length: %zu\r\n\r\n",
+                     big);
+    memset(w + h, 'a', big);
+    size_t wn = (size_t)h + big;
+    wn += (size_t)snprintf(w + wn, 1024,
+                           "\r\n\r\nWARC/1.0\r\nWARC-Type: conversion\r\nContent-Length: 5\r\n\r\nsmall\r\n\r\n");
+    snprintf(p, sizeof p, "%s/big.warc", tmp);
+    fg_test_write_file(p, w, wn);
+    paths[0] = p;
+    FG_ASSERT(fg_data_reader_open(&rd, paths, 1) == FG_OK);
+    fg_data_reader_limits lim;
+    fg_data_reader_limits_init(&lim);
+    lim.max_doc_bytes = (size_t)1 << 20;
+    fg_data_reader_set_limits(rd, &lim);
+    FG_CHECK(fg_data_reader_next(rd, &d, &got) == FG_OK && got && d.reject && !strcmp(d.reject, "doc_too_large") &&
+                 d.raw_len == FG_DATA_EXCERPT_BYTES && strstr(d.detail, "a WARC record of 3145728 bytes"),
+             "big WARC record: %s / %s (%zu bytes kept)", d.reject ? d.reject : "-", d.detail ? d.detail : "-",
+             d.raw_len);
+    fg_doc_free(&d);
+    FG_CHECK(fg_data_reader_next(rd, &d, &got) == FG_OK && got && !d.reject && d.raw_len == 5 &&
+                 !memcmp(d.raw, "small", 5),
+             "the record after it is read: %s", d.raw ? d.raw : "-");
+    fg_doc_free(&d);
+    fg_data_reader_close(rd);
+    snprintf(p, sizeof p, "%s/big.txt", tmp);
+    fg_test_write_file(p, w + h, big);
+    FG_ASSERT(fg_data_reader_open(&rd, paths, 1) == FG_OK);
+    fg_data_reader_set_limits(rd, &lim);
+    FG_CHECK(fg_data_reader_next(rd, &d, &got) == FG_OK && got && d.reject && !strcmp(d.reject, "doc_too_large") &&
+                 d.raw_len == FG_DATA_EXCERPT_BYTES && fg_data_reader_bytes_done(rd) < big,
+             "big text file: %s, %llu of %zu bytes read", d.reject ? d.reject : "-",
+             (unsigned long long)fg_data_reader_bytes_done(rd), big);
+    fg_doc_free(&d);
+    fg_data_reader_close(rd);
+    free(w);
+    /* fail_on_read_error at the reader: the truncated gzip is an error, not a document */
+    snprintf(p, sizeof p, "%s/t.txt.gz", tmp);
+    FG_ASSERT(fg_data_reader_open(&rd, paths, 1) == FG_OK);
+    lim.fail_on_read_error = true;
+    fg_data_reader_set_limits(rd, &lim);
+    fg_status st = fg_data_reader_next(rd, &d, &got);
+    FG_CHECK(st == FG_ERR_CORRUPT && !got && strstr(fg_last_error(), "t.txt.gz: gzip: unexpected end of file"),
+             "fail_on_read_error: %d '%s'", st, fg_last_error());
+    FG_CHECK(strstr(fg_data_reader_errors(rd), "t.txt.gz: byte ") && fg_data_reader_error_files(rd) == 1, "listed: %s",
+             fg_data_reader_errors(rd));
+    fg_data_reader_close(rd);
 }
 
 /* JSON decoding: the fast path and jansson must agree; odd lines fall back to jansson. */

@@ -1,10 +1,15 @@
 /* test_data_pipeline.c: `frugal clean` end to end: the shared web samples with pinned
  * kept / rejected counts, counts that add up, output identical for 1 and 2 threads;
  * bad input (broken JSON lines with line numbers, invalid UTF-8 repaired or rejected,
- * empty files, a 100 MB single line); the CLI's messages and exit codes. */
+ * empty files, a 100 MB single line); decompression bombs bounded in time, memory and
+ * rejects size; corrupt or truncated .gz/.zst named with their byte offset, and fatal
+ * on request; the CLI's messages and exit codes. */
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <zlib.h>
+#include <zstd.h>
 
 #include "frugal/data.h"
 #include "harness.h"
@@ -247,6 +252,277 @@ static void test_bad_input(fg_data_rules *rules)
     fg_data_rules_delete(strict);
 }
 
+/* ---- compressed inputs built here, streamed (a bomb is never held in memory) ---- */
+
+/* Writes prefix, then n_zeros zero bytes, then suffix, as one gzip member. */
+static bool write_gz(const char *path, const char *prefix, uint64_t n_zeros, const char *suffix)
+{
+    FILE *f = fopen(path, "wb");
+    if (!f)
+        return false;
+    z_stream zs;
+    memset(&zs, 0, sizeof zs);
+    if (deflateInit2(&zs, 9, Z_DEFLATED, 16 + MAX_WBITS, 9, Z_DEFAULT_STRATEGY) != Z_OK) {
+        fclose(f);
+        return false;
+    }
+    static unsigned char zeros[1 << 20], out[1 << 16];
+    bool ok = true;
+    for (int part = 0; part < 3 && ok; part++) {
+        uint64_t left = part == 1 ? n_zeros : strlen(part == 0 ? prefix : suffix);
+        const unsigned char *src = part == 1 ? zeros : (const unsigned char *)(part == 0 ? prefix : suffix);
+        do {
+            size_t k = left < sizeof zeros ? (size_t)left : sizeof zeros;
+            zs.next_in = (unsigned char *)src;
+            zs.avail_in = (uInt)k;
+            left -= k;
+            int flush = part == 2 && left == 0 ? Z_FINISH : Z_NO_FLUSH;
+            int rc;
+            do {
+                zs.next_out = out;
+                zs.avail_out = sizeof out;
+                rc = deflate(&zs, flush);
+                ok = ok && rc != Z_STREAM_ERROR &&
+                     fwrite(out, 1, sizeof out - zs.avail_out, f) == sizeof out - zs.avail_out;
+            } while (ok && (zs.avail_out == 0 || (flush == Z_FINISH && rc != Z_STREAM_END)));
+        } while (ok && left > 0);
+    }
+    deflateEnd(&zs);
+    return fclose(f) == 0 && ok;
+}
+
+/* Compresses data[0..n) as a zstd frame with a content checksum (as the zstd tool does). */
+static bool write_zst(const char *path, const void *data, size_t n)
+{
+    ZSTD_CCtx *c = ZSTD_createCCtx();
+    size_t cap = ZSTD_compressBound(n);
+    void *buf = malloc(cap);
+    bool ok = c && buf && !ZSTD_isError(ZSTD_CCtx_setParameter(c, ZSTD_c_checksumFlag, 1));
+    size_t k = ok ? ZSTD_compress2(c, buf, cap, data, n) : 0;
+    ok = ok && !ZSTD_isError(k);
+    if (ok)
+        fg_test_write_file(path, buf, k);
+    free(buf);
+    ZSTD_freeCCtx(c);
+    return ok;
+}
+
+static long long file_size(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 ? (long long)st.st_size : -1;
+}
+
+/* A gzip bomb (issue 10: 2 MB of gzip holding 2 GB of zeros ran past 200 s, 2.1 GB of
+ * memory and a 9.8 GB rejects file). 256 MiB of zeros (about 250 KB compressed) keep the
+ * test quick; the bounds below would fail by orders of magnitude without the limits. */
+static void test_bomb(fg_data_rules *rules)
+{
+    const char *tmp = fg_test_tmpdir();
+    char jl[600], txt[600], zst[600], out[600], rej[600], line[4096];
+    snprintf(jl, sizeof jl, "%s/bomb.jsonl.gz", tmp);
+    snprintf(txt, sizeof txt, "%s/bomb.txt.gz", tmp);
+    snprintf(zst, sizeof zst, "%s/bomb.jsonl.zst", tmp);
+    snprintf(out, sizeof out, "%s/bomb.out.jsonl", tmp);
+    snprintf(rej, sizeof rej, "%s/bomb.rejects.jsonl", tmp);
+    const uint64_t zeros = (uint64_t)256 << 20;
+    double t0 = fg_time_sec();
+    FG_CHECK(write_gz(jl, "{\"text\":\"", zeros, "\"}\n") && write_gz(txt, "", zeros, ""), "bombs written");
+    FG_CHECK(file_size(jl) > 0 && file_size(jl) < (1 << 20), "bomb.jsonl.gz is %lld bytes", file_size(jl));
+    fg_data_clean_config c;
+    fg_data_clean_config_init(&c);
+    c.rules = rules;
+    c.out_path = out;
+    c.rejects_path = rej;
+    c.threads = 2;
+    c.dedup.near = false;
+    c.max_doc_bytes = (size_t)1 << 20;
+    c.max_file_bytes = (uint64_t)64 << 20;
+    fg_data_report r;
+    double t1 = fg_time_sec();
+    /* 1. JSONL: one 256 MiB line. At most 1 MiB of it is held; reading stops after 64 MiB. */
+    const char *p1[1] = {jl};
+    fg_status st = fg_data_clean_run(&c, p1, 1, &r);
+    FG_CHECK(st == FG_OK && r.docs_read == 1 && fg_data_report_rejects_for(&r, "file_too_large") == 1,
+             "jsonl bomb: one file_too_large reject (%s)", fg_last_error());
+    FG_CHECK(r.input_bytes < (uint64_t)file_size(jl), "the rest of the compressed file is not read (%llu of %lld)",
+             (unsigned long long)r.input_bytes, file_size(jl));
+    FG_CHECK(find_reject(rej, "file_too_large", line, sizeof line) && strstr(line, "bomb.jsonl.gz") &&
+                 strstr(line, "67108864 decoded bytes") && strstr(line, "max_file_bytes"),
+             "reason names the file and the limit: %.300s", line);
+    FG_CHECK(file_size(rej) > 0 && file_size(rej) < 16384, "rejects file %lld bytes (an excerpt, not 256 MiB)",
+             file_size(rej));
+    fg_data_report_free(&r);
+    /* 2. Text: one document; reading stops just past max_doc_bytes. */
+    const char *p2[1] = {txt};
+    st = fg_data_clean_run(&c, p2, 1, &r);
+    FG_CHECK(st == FG_OK && r.docs_read == 1 && fg_data_report_rejects_for(&r, "doc_too_large") == 1,
+             "text bomb: doc_too_large (%s)", fg_last_error());
+    FG_CHECK(find_reject(rej, "doc_too_large", line, sizeof line) && strstr(line, "more than 1048576 bytes") &&
+                 strstr(line, "first 1024 bytes"),
+             "doc_too_large reason: %.300s", line);
+    FG_CHECK(file_size(rej) > 0 && file_size(rej) < 16384, "rejects file %lld bytes", file_size(rej));
+    fg_data_report_free(&r);
+    /* 3. zstd, same file limit. */
+    size_t zn = (size_t)32 << 20;
+    char *zdata = calloc(1, zn);
+    FG_ASSERT(zdata);
+    memcpy(zdata, "{\"text\":\"", 9);
+    FG_CHECK(write_zst(zst, zdata, zn), "zstd bomb written");
+    free(zdata);
+    c.max_file_bytes = (uint64_t)8 << 20;
+    const char *p3[1] = {zst};
+    st = fg_data_clean_run(&c, p3, 1, &r);
+    FG_CHECK(st == FG_OK && r.docs_read == 1 && fg_data_report_rejects_for(&r, "file_too_large") == 1,
+             "zstd bomb: file_too_large");
+    fg_data_report_free(&r);
+    size_t peak_small = fg_mem_peak();
+    /* fg_mem_peak is the process's high-water mark: these runs come first in main. Two
+     * batches of documents (each at most an excerpt), 1 MiB line buffer, 1 MiB decode
+     * buffer, dedup tables: a few MiB; the unbounded reader held 256 MiB here. */
+    FG_CHECK(peak_small < ((size_t)12 << 20), "peak memory %zu bytes with 1 MiB documents", peak_small);
+    /* 4. The defaults (32 MiB documents, 16 GiB files): the whole 256 MiB line is read past. */
+    fg_data_clean_config_init(&c);
+    c.rules = rules;
+    c.out_path = out;
+    c.rejects_path = rej;
+    c.threads = 2;
+    st = fg_data_clean_run(&c, p1, 1, &r);
+    FG_CHECK(st == FG_OK && r.docs_read == 1 && fg_data_report_rejects_for(&r, "doc_too_large") == 1,
+             "defaults: the 256 MiB line is doc_too_large");
+    FG_CHECK(find_reject(rej, "doc_too_large", line, sizeof line) && strstr(line, "a line of 268435467 bytes"),
+             "the line's length is reported: %.300s", line);
+    FG_CHECK(file_size(rej) > 0 && file_size(rej) < 16384, "rejects file %lld bytes", file_size(rej));
+    FG_CHECK(fg_mem_peak() < ((size_t)72 << 20), "peak memory %zu bytes with the default 32 MiB bound", fg_mem_peak());
+    fg_data_report_free(&r);
+    double t2 = fg_time_sec();
+    printf("bomb: 4 runs %.2f s (writing %.2f s), peak memory %.1f MiB after the 1 MiB runs, %.1f MiB after all\n",
+           t2 - t1, t1 - t0, (double)peak_small / 1048576.0, (double)fg_mem_peak() / 1048576.0);
+    /* Generous against a loaded machine and ASan; unbounded it took minutes. */
+    FG_CHECK(t2 - t1 < 20, "four bomb runs took %.1f s (writing the bombs %.1f s)", t2 - t1, t1 - t0);
+}
+
+/* A corrupt, truncated or mislabelled compressed input: the documents before the damage
+ * are kept, the file and the byte offset are named, and fail_on_read_error makes it fatal. */
+static void test_read_errors(fg_data_rules *rules)
+{
+    const char *tmp = fg_test_tmpdir();
+    char dir[600], p[700], out[600], rej[600];
+    snprintf(dir, sizeof dir, "%s/damaged", tmp);
+    snprintf(p, sizeof p, "mkdir -p '%s'", dir);
+    FG_CHECK(system(p) == 0, "mkdir");
+    /* 2000 distinct lines of varied text: about 400 KB, so a truncation falls mid-stream */
+    size_t cap = (size_t)1 << 20, n = 0;
+    char *jl = malloc(cap);
+    FG_ASSERT(jl);
+    uint64_t x = 12345;
+    for (int i = 0; i < 2000; i++) {
+        n += (size_t)snprintf(jl + n, cap - n, "{\"text\":\"record %d:", i);
+        for (int w = 0; w < 30; w++) {
+            x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+            n += (size_t)snprintf(jl + n, cap - n, " w%llx", (unsigned long long)(x >> 44));
+        }
+        n += (size_t)snprintf(jl + n, cap - n, ".\"}\n");
+    }
+    /* truncated gzip: the first 60% of a whole gzip file */
+    char full[700];
+    snprintf(full, sizeof full, "%s/full.jsonl.gz", tmp);
+    gzFile g = gzopen(full, "wb");
+    FG_ASSERT(g && gzwrite(g, jl, (unsigned)n) == (int)n && gzclose(g) == Z_OK);
+    size_t gn = (size_t)file_size(full);
+    char *gb = malloc(gn);
+    FILE *f = fopen(full, "rb");
+    FG_ASSERT(f && fread(gb, 1, gn, f) == gn);
+    fclose(f);
+    snprintf(p, sizeof p, "%s/a_truncated.jsonl.gz", dir);
+    fg_test_write_file(p, gb, gn * 6 / 10);
+    /* gzip followed by garbage */
+    char *gg = malloc(gn + 5);
+    memcpy(gg, gb, gn);
+    memcpy(gg + gn, "junk!", 5);
+    snprintf(p, sizeof p, "%s/b_trailing.jsonl.gz", dir);
+    fg_test_write_file(p, gg, gn + 5);
+    /* not gzip at all */
+    snprintf(p, sizeof p, "%s/c_garbage.jsonl.gz", dir);
+    fg_test_write_file(p, "this is not gzip data\n", 22);
+    /* zstd with a flipped byte in the middle (the frame has a content checksum) */
+    snprintf(p, sizeof p, "%s/d_corrupt.jsonl.zst", dir);
+    FG_ASSERT(write_zst(p, jl, n));
+    size_t zn = (size_t)file_size(p);
+    char *zb = malloc(zn);
+    f = fopen(p, "rb");
+    FG_ASSERT(f && fread(zb, 1, zn, f) == zn);
+    fclose(f);
+    zb[zn / 2] ^= 0x5a;
+    fg_test_write_file(p, zb, zn);
+    /* truncated zstd */
+    snprintf(p, sizeof p, "%s/e_truncated.jsonl.zst", dir);
+    zb[zn / 2] ^= 0x5a;
+    fg_test_write_file(p, zb, zn / 3);
+
+    snprintf(out, sizeof out, "%s/damaged.jsonl", tmp);
+    snprintf(rej, sizeof rej, "%s/damaged.rejects.jsonl", tmp);
+    fg_data_clean_config c;
+    fg_data_clean_config_init(&c);
+    c.rules = rules;
+    c.out_path = out;
+    c.rejects_path = rej;
+    c.threads = 2;
+    c.dedup.exact = c.dedup.near = false;
+    const char *paths[1] = {dir};
+    fg_data_report r;
+    fg_status st = fg_data_clean_run(&c, paths, 1, &r);
+    FG_CHECK(st == FG_OK, "damaged inputs do not fail the run by default: %s", fg_last_error());
+    FG_CHECK(fg_data_report_rejects_for(&r, "read_error") == 5, "one read_error per damaged file: %llu",
+             (unsigned long long)fg_data_report_rejects_for(&r, "read_error"));
+    FG_CHECK(r.read_error_files == 5, "5 files with read errors in the report: %llu",
+             (unsigned long long)r.read_error_files);
+    const char *e = r.read_errors ? r.read_errors : "";
+    FG_CHECK(strstr(e, "a_truncated.jsonl.gz: byte ") && strstr(e, "gzip: unexpected end of file"),
+             "truncated gzip named with its offset: %s", e);
+    FG_CHECK(strstr(e, "b_trailing.jsonl.gz: byte ") && strstr(e, "garbage after the last gzip member"),
+             "trailing garbage named");
+    FG_CHECK(strstr(e, "c_garbage.jsonl.gz: byte 0: gzip: not gzip data"), "non-gzip bytes named: %s", e);
+    FG_CHECK(strstr(e, "d_corrupt.jsonl.zst: byte ") && strstr(e, "zstd: "), "corrupt zstd named");
+    FG_CHECK(strstr(e, "e_truncated.jsonl.zst: byte ") && strstr(e, "zstd: truncated"), "truncated zstd named");
+    char want[700], line[2048];
+    snprintf(want, sizeof want, "b_trailing.jsonl.gz: byte %zu: ", gn);
+    FG_CHECK(strstr(e, want) != NULL, "the garbage starts at byte %zu: %s", gn, e);
+    /* The whole trailing file's 2000 records and most of the truncated one's are kept. */
+    FG_CHECK(r.docs_read >= 2000 + 1000 + 5 && r.docs_read == r.docs_kept + r.docs_rejected,
+             "records before the damage read and accounted for: %llu", (unsigned long long)r.docs_read);
+    FG_CHECK(find_reject(rej, "read_error", line, sizeof line) && strstr(line, "a_truncated.jsonl.gz") &&
+                 strstr(line, "at byte "),
+             "read_error reject says where: %.300s", line);
+    char printed[8192] = "";
+    FILE *mf = fmemopen(printed, sizeof printed - 1, "w");
+    if (mf) {
+        fg_data_report_print(mf, &r);
+        fclose(mf);
+    }
+    FG_CHECK(strstr(printed, "read errors in 5 files") && strstr(printed, "c_garbage.jsonl.gz: byte 0"),
+             "summary lists the read errors: %s", printed);
+    fg_data_report_free(&r);
+    /* fatal on request: the first damaged file stops the run, named with its offset */
+    c.fail_on_read_error = true;
+    st = fg_data_clean_run(&c, paths, 1, &r);
+    FG_CHECK(st == FG_ERR_CORRUPT && strstr(fg_last_error(), "a_truncated.jsonl.gz") &&
+                 strstr(fg_last_error(), "unexpected end of file (truncated stream) at byte "),
+             "fail_on_read_error: status %d, '%s' (the error was met by the read-ahead thread)", st, fg_last_error());
+    fg_data_report_free(&r);
+    snprintf(p, sizeof p, "%s/c_garbage.jsonl.gz", dir);
+    paths[0] = p;
+    st = fg_data_clean_run(&c, paths, 1, &r);
+    FG_CHECK(st == FG_ERR_CORRUPT && strstr(fg_last_error(), "not gzip data") &&
+                 strstr(fg_last_error(), "at byte 0 of the file"),
+             "garbage .gz fatal: '%s'", fg_last_error());
+    fg_data_report_free(&r);
+    free(jl);
+    free(gb);
+    free(gg);
+    free(zb);
+}
+
 static void test_cli(void)
 {
     const char *bin = fg_test_frugal_bin();
@@ -294,6 +570,8 @@ int main(void)
     fg_status st = fg_data_rules_load(&rules, fg_test_source_path("configs/clean_rules.conf"));
     FG_CHECK(st == FG_OK, "default rules: %s", fg_last_error());
     if (rules) {
+        test_bomb(rules); /* first: it checks the process's peak memory */
+        test_read_errors(rules);
         test_web(rules);
         test_bad_input(rules);
     }

@@ -163,6 +163,10 @@ fg_status fg_file_tx_write(fg_file_tx *t, const void *data, size_t len);
 fg_status fg_file_tx_printf(fg_file_tx *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* The first failure so far (FG_OK when none); its message is t->first_error. */
 fg_status fg_file_tx_status(const fg_file_tx *t);
+/* Overwrites len bytes at offset of what was already written (a header patched once
+ * the sizes are known, as the token shard writer does); offset + len must not pass the
+ * bytes written so far. Failures are recorded like a write's. */
+fg_status fg_file_tx_pwrite(fg_file_tx *t, uint64_t offset, const void *data, size_t len);
 /* Flushes, fsyncs, closes, renames over the path, fsyncs the directory (no fsyncs with
  * FG_FILE_NO_SYNC). Always ends the transaction; on failure the temp file is removed,
  * path is untouched and the last error is the first failure's message. */

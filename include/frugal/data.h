@@ -66,10 +66,43 @@ typedef struct fg_data_reader fg_data_reader;
  * Returns FG_OK, or FG_ERR_IO when a path does not exist. */
 fg_status fg_data_reader_open(fg_data_reader **out, const char *const *paths, int n_paths);
 
+/* What one input may cost, enforced while reading: a decompression bomb or a 2 GB line
+ * stops at the limit, it is never held (or written to the rejects) whole. */
+#define FG_DATA_EXCERPT_BYTES 1024 /* bytes of an oversized document kept in its reject */
+#define FG_DATA_DEFAULT_MAX_FILE_BYTES ((uint64_t)16 << 30)
+typedef struct fg_data_reader_limits {
+    /* One document: a text/HTML file, a JSONL line, a WARC record, a .json file that is
+     * loaded whole. A larger one becomes a doc_too_large document holding its first
+     * FG_DATA_EXCERPT_BYTES bytes; at most this many bytes of it are ever in memory, the
+     * rest is read past. Default 1 GiB (the clean pipeline passes its max_doc_bytes). */
+    size_t max_doc_bytes;
+    /* Decoded bytes of one .gz/.zst file: reading stops there, and the document in
+     * flight (or, at a document boundary, an empty one) becomes file_too_large; the
+     * file's later bytes are not read. Plain files are not limited (their size on disk
+     * is the bound). Default FG_DATA_DEFAULT_MAX_FILE_BYTES, 16 GiB: above a Common
+     * Crawl WARC file (about 1 GiB compressed, 4-5 GiB decoded). 0 means the default. */
+    uint64_t max_file_bytes;
+    /* A read_error (unreadable file, corrupt or truncated .gz/.zst, WARC payload cut by
+     * the end of the file) makes fg_data_reader_next fail with FG_ERR_CORRUPT
+     * (FG_ERR_IO for a file that cannot be opened) and the message naming the file,
+     * the byte offset in the file and the decoder's message, instead of returning a
+     * read_error document. Default false. */
+    bool fail_on_read_error;
+} fg_data_reader_limits;
+void fg_data_reader_limits_init(fg_data_reader_limits *l);
+/* Applies to the files opened from now on (call it right after fg_data_reader_open). */
+void fg_data_reader_set_limits(fg_data_reader *r, const fg_data_reader_limits *l);
+
 /* Next document into *doc (which the caller frees with fg_doc_free). *got = false at
- * the end. Damaged input (broken gzip, over-long lines) becomes a document with
- * doc->reject set rather than an error; errors are only for unreadable paths. */
+ * the end. Damaged input (broken gzip, over-long lines, oversized documents or files)
+ * becomes a document with doc->reject set rather than an error (unless
+ * fail_on_read_error is set); a read error is also warned about on the log (file, byte
+ * offset, decoder message) and listed by fg_data_reader_errors. */
 fg_status fg_data_reader_next(fg_data_reader *r, fg_doc *doc, bool *got);
+/* Read errors so far, one line per file: "path: byte N: message" ("" when none), and
+ * the number of files with one. */
+const char *fg_data_reader_errors(const fg_data_reader *r);
+uint64_t fg_data_reader_error_files(const fg_data_reader *r);
 
 /* Bytes of input consumed so far (compressed bytes for compressed files), and the total
  * on-disk size of all inputs (for a progress bar). */
@@ -278,7 +311,12 @@ typedef struct fg_data_clean_config {
     int threads;                 /* <= 0: all cores */
     int batch_docs;              /* documents per parallel batch (default 512) */
     size_t batch_bytes;          /* raw bytes per batch (default 32 MiB) */
-    size_t max_doc_bytes;        /* larger documents are rejected as doc_too_large (default 32 MiB) */
+    size_t max_doc_bytes;        /* larger documents are rejected as doc_too_large, bounded while
+                                    reading (fg_data_reader_limits; default 32 MiB) */
+    uint64_t max_file_bytes;     /* decoded bytes per .gz/.zst input, then file_too_large
+                                    (fg_data_reader_limits; default 16 GiB) */
+    bool fail_on_read_error;     /* a corrupt/truncated/unreadable input fails the run (FG_ERR_CORRUPT
+                                    or FG_ERR_IO naming file and byte) instead of a read_error reject */
     bool progress;               /* progress bar on stderr (MB of input on disk, rate, ETA) */
 } fg_data_clean_config;
 void fg_data_clean_config_init(fg_data_clean_config *c);
@@ -311,6 +349,8 @@ typedef struct fg_data_report {
     double cpu_seconds;                              /* user + system CPU time of the process during the run */
     int threads;
     char *skipped_files; /* owned, newline-separated */
+    char *read_errors;   /* owned, "path: byte N: message" per line; "" when none */
+    uint64_t read_error_files;
 } fg_data_report;
 
 /* Runs the whole pipeline over the inputs; fills *rep (caller frees it with

@@ -162,6 +162,30 @@ fg_status fg_file_tx_status(const fg_file_tx *t)
     return t->st;
 }
 
+fg_status fg_file_tx_pwrite(fg_file_tx *t, uint64_t offset, const void *data, size_t len)
+{
+    if (t->st != FG_OK)
+        return fg_error(t->st, "%s", t->first_error);
+    if (tx_drain(t) != FG_OK)
+        return t->st;
+    if (offset > t->offset || len > t->offset - offset)
+        return tx_fail(t, FG_ERR_INTERNAL, "%s: patch of %zu bytes at byte %" PRIu64 " past the %" PRIu64 " written",
+                       t->path, len, offset, t->offset);
+    const uint8_t *p = data;
+    while (len) {
+        ssize_t r = pwrite(t->fd, p, len, (off_t)offset);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return tx_fail(t, FG_ERR_IO, "%s: write of %zu bytes at byte %" PRIu64 " failed: %s", t->path, len, offset,
+                           strerror(r < 0 ? errno : ENOSPC));
+        p += r;
+        len -= (size_t)r;
+        offset += (uint64_t)r;
+    }
+    return FG_OK;
+}
+
 fg_status fg_file_tx_commit(fg_file_tx *t)
 {
     if (t->fd < 0) {

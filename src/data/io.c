@@ -193,64 +193,77 @@ nomem:
     return fg_error(FG_ERR_NOMEM, "utf8 repair: out of memory for %zu bytes", n);
 }
 
-/* ---- input streams: plain, gzip, zstd behind one buffered reader ---- */
+/* ---- input streams: plain, gzip, zstd behind one buffered reader ----
+ * gzip is inflated here rather than through gzread: gzread passes non-gzip bytes through
+ * as if they were text and does not say where a stream broke. */
 enum { IN_PLAIN, IN_GZ, IN_ZST };
 #define IN_BUF (1 << 20)
+#define ZIN_BUF (1 << 17)
+#define ZST_SLICE (1 << 14)
 
 typedef struct instream {
     int kind;
     FILE *f;
-    gzFile gz;
+    z_stream zs;
+    bool zs_init, gz_member; /* inflate state made; inside a gzip member */
+    uint64_t gz_members;     /* gzip members read to their end */
     ZSTD_DCtx *z;
-    uint8_t *zin;
+    uint8_t *zin; /* compressed input buffer (gzip and zstd) */
     ZSTD_inBuffer zb;
     uint8_t *buf; /* cap bytes (>= IN_BUF) of decoded input */
     size_t pos, len, cap;
     bool eof;
-    char err[200];     /* decompression error, "" when none */
-    uint64_t raw_read; /* bytes read from disk */
-    size_t zlast;      /* last ZSTD_decompressStream result: 0 when a frame just ended */
+    char err[224];        /* decompression or read error, "" when none */
+    uint64_t err_offset;  /* byte of the file (compressed stream) where err was found */
+    uint64_t err_decoded; /* decoded bytes delivered before it */
+    uint64_t raw_read;    /* bytes read from disk */
+    uint64_t out_bytes;   /* decoded bytes delivered */
+    uint64_t max_out;     /* compressed files: decoded bytes allowed (UINT64_MAX: no limit) */
+    bool over;            /* stopped at max_out with more data left */
+    size_t zlast;         /* last ZSTD_decompressStream result: 0 when a frame just ended */
+    bool last_nl;         /* the last in_line ended at a '\n' */
+    uint64_t line_total;  /* bytes of the last in_line's line, the skipped part included */
 } instream;
 
-static fg_status in_open(instream *in, const char *path)
+static fg_status in_open(instream *in, const char *path, uint64_t max_out)
 {
     memset(in, 0, sizeof *in);
+    in->max_out = UINT64_MAX;
     size_t n = strlen(path);
     if (n > 3 && !strcmp(path + n - 3, ".gz"))
         in->kind = IN_GZ;
     else if (n > 4 && !strcmp(path + n - 4, ".zst"))
         in->kind = IN_ZST;
+    if (in->kind != IN_PLAIN)
+        in->max_out = max_out; /* plain files cannot expand: their size on disk is the bound */
     in->buf = fg_malloc(IN_BUF);
     if (!in->buf)
         return FG_ERR_NOMEM;
     in->cap = IN_BUF;
-    if (in->kind == IN_GZ) {
-        in->gz = gzopen(path, "rb");
-        if (!in->gz)
-            goto ioerr;
-        gzbuffer(in->gz, 1 << 17);
-        return FG_OK;
-    }
     in->f = fopen(path, "rb");
-    if (!in->f)
-        goto ioerr;
-    if (in->kind == IN_ZST) {
+    if (!in->f) {
+        fg_free(in->buf);
+        in->buf = NULL;
+        return fg_error(FG_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    }
+    if (in->kind == IN_GZ) {
+        in->zin = fg_malloc(ZIN_BUF);
+        if (!in->zin || inflateInit2(&in->zs, 16 + MAX_WBITS) != Z_OK)
+            return FG_ERR_NOMEM;
+        in->zs_init = true;
+    } else if (in->kind == IN_ZST) {
         in->z = ZSTD_createDCtx();
         in->zin = fg_malloc(ZSTD_DStreamInSize());
         if (!in->z || !in->zin)
             return FG_ERR_NOMEM;
     }
     return FG_OK;
-ioerr:
-    fg_free(in->buf);
-    in->buf = NULL;
-    return fg_error(FG_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
 }
 
 static void in_close(instream *in)
 {
-    if (in->gz)
-        gzclose(in->gz);
+    if (in->zs_init)
+        inflateEnd(&in->zs);
     if (in->f)
         fclose(in->f);
     if (in->z)
@@ -260,63 +273,145 @@ static void in_close(instream *in)
     memset(in, 0, sizeof *in);
 }
 
-/* Refills the buffer; false at end of data or on error (in->err set). */
-static bool in_fill(instream *in)
+static void in_fail(instream *in, uint64_t offset, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void in_fail(instream *in, uint64_t offset, const char *fmt, ...)
 {
-    if (in->eof)
-        return false;
-    in->pos = in->len = 0;
-    if (in->kind == IN_PLAIN) {
-        size_t k = fread(in->buf, 1, IN_BUF, in->f);
-        in->raw_read += k;
-        if (k == 0) {
-            if (ferror(in->f))
-                snprintf(in->err, sizeof in->err, "read error: %s", strerror(errno));
-            in->eof = true;
-            return false;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(in->err, sizeof in->err, fmt, ap);
+    va_end(ap);
+    in->err_offset = offset;
+    in->err_decoded = in->out_bytes; /* in_fill adds what the failing call still decoded */
+    in->eof = true;
+}
+
+/* Inflates into in->buf; returns the bytes produced (0 at the end or on error). Members
+ * are read one after another (concatenated gzip); zero bytes after the last member
+ * (padding) are ignored, anything else there is an error. */
+static size_t gz_fill(instream *in)
+{
+    z_stream *zs = &in->zs;
+    zs->next_out = in->buf;
+    zs->avail_out = IN_BUF;
+    while (zs->avail_out == IN_BUF) {
+        if (zs->avail_in == 0) {
+            size_t k = fread(in->zin, 1, ZIN_BUF, in->f);
+            if (k == 0) {
+                if (ferror(in->f))
+                    in_fail(in, in->raw_read, "read error: %s", strerror(errno));
+                else if (in->gz_member)
+                    in_fail(in, in->raw_read, "gzip: unexpected end of file (truncated stream)");
+                in->eof = true;
+                break;
+            }
+            in->raw_read += k;
+            zs->next_in = in->zin;
+            zs->avail_in = (uInt)k;
         }
-        in->len = k;
-        return true;
-    }
-    if (in->kind == IN_GZ) {
-        int k = gzread(in->gz, in->buf, IN_BUF);
-        in->raw_read = (uint64_t)gzoffset(in->gz);
-        if (k <= 0) {
-            int code = 0;
-            const char *msg = gzerror(in->gz, &code);
-            if (code != Z_OK && code != Z_STREAM_END)
-                snprintf(in->err, sizeof in->err, "gzip: %s", msg);
-            in->eof = true;
-            return false;
+        uint64_t at = in->raw_read - zs->avail_in; /* file offset of next_in */
+        if (!in->gz_member) {
+            if (in->gz_members > 0 && zs->next_in[0] == 0) { /* padding after a member */
+                zs->next_in++;
+                zs->avail_in--;
+                continue;
+            }
+            if (zs->next_in[0] != 0x1f || (zs->avail_in > 1 && zs->next_in[1] != 0x8b)) {
+                in_fail(in, at, "gzip: %s (byte 0x%02x where the gzip magic 1f 8b must be)",
+                        at == 0 ? "not gzip data" : "garbage after the last gzip member", zs->next_in[0]);
+                break;
+            }
+            inflateReset(zs);
+            in->gz_member = true;
         }
-        in->len = (size_t)k;
-        return true;
+        int rc = inflate(zs, Z_NO_FLUSH);
+        if (rc == Z_STREAM_END) {
+            in->gz_member = false;
+            in->gz_members++;
+            continue;
+        }
+        if (rc == Z_OK || (rc == Z_BUF_ERROR && zs->avail_in == 0))
+            continue;
+        in_fail(in, in->raw_read - zs->avail_in, "gzip: %s", zs->msg ? zs->msg : zError(rc));
+        break;
     }
-    /* zstd */
+    return IN_BUF - zs->avail_out;
+}
+
+/* Decompresses into in->buf; returns the bytes produced (0 at the end or on error). */
+static size_t zst_fill(instream *in)
+{
     ZSTD_outBuffer ob = {in->buf, IN_BUF, 0};
-    while (ob.pos == 0) {
+    while (ob.pos < IN_BUF / 2 && !in->eof) { /* small slices: fill the buffer over several */
         if (in->zb.pos == in->zb.size) {
             size_t k = fread(in->zin, 1, ZSTD_DStreamInSize(), in->f);
             in->raw_read += k;
             if (k == 0) {
-                if (in->zlast != 0)
-                    snprintf(in->err, sizeof in->err, "zstd: truncated frame (unexpected end of file)");
+                if (ferror(in->f))
+                    in_fail(in, in->raw_read, "read error: %s", strerror(errno));
+                else if (in->zlast != 0)
+                    in_fail(in, in->raw_read, "zstd: truncated frame (unexpected end of file)");
                 in->eof = true;
-                return false;
+                break;
             }
             in->zb.src = in->zin;
             in->zb.size = k;
             in->zb.pos = 0;
         }
-        in->zlast = ZSTD_decompressStream(in->z, &ob, &in->zb);
+        /* Input goes in in slices of ZST_SLICE bytes: an error is then located within a
+         * slice, and what the blocks before it decoded has been delivered already. */
+        size_t at = in->zb.pos, end = in->zb.size - at > ZST_SLICE ? at + ZST_SLICE : in->zb.size;
+        ZSTD_inBuffer win = {in->zb.src, end, at};
+        in->zlast = ZSTD_decompressStream(in->z, &ob, &win);
+        in->zb.pos = win.pos;
         if (ZSTD_isError(in->zlast)) {
-            snprintf(in->err, sizeof in->err, "zstd: %s", ZSTD_getErrorName(in->zlast));
-            in->eof = true;
-            return false;
+            uint64_t base = in->raw_read - in->zb.size; /* file offset of zin[0] */
+            in_fail(in, base + at, "zstd: %s (in compressed bytes %llu..%llu)", ZSTD_getErrorName(in->zlast),
+                    (unsigned long long)(base + at), (unsigned long long)(base + end - 1));
+            break;
         }
     }
-    in->len = ob.pos;
-    return true;
+    return ob.pos;
+}
+
+/* Refills the buffer; false at end of data, on error (in->err set) or at the decoded
+ * size limit (in->over set). Bytes decoded before an error are delivered first. */
+static bool in_fill(instream *in)
+{
+    if (in->eof)
+        return false;
+    in->pos = in->len = 0;
+    size_t k;
+    if (in->kind == IN_PLAIN) {
+        k = fread(in->buf, 1, IN_BUF, in->f);
+        in->raw_read += k;
+        if (k == 0) {
+            if (ferror(in->f))
+                in_fail(in, in->raw_read, "read error: %s", strerror(errno));
+            in->eof = true;
+        }
+    } else {
+        k = in->kind == IN_GZ ? gz_fill(in) : zst_fill(in);
+    }
+    if (k > in->max_out - in->out_bytes) { /* a decompression bomb stops here */
+        k = (size_t)(in->max_out - in->out_bytes);
+        in->over = true;
+        in->eof = true;
+    }
+    in->out_bytes += k;
+    in->len = k;
+    if (in->err[0])
+        in->err_decoded = in->out_bytes;
+    return k > 0;
+}
+
+/* Compressed bytes consumed so far (where reading stopped). */
+static uint64_t in_consumed(const instream *in)
+{
+    if (in->kind == IN_GZ)
+        return in->raw_read - in->zs.avail_in;
+    if (in->kind == IN_ZST)
+        return in->raw_read - (in->zb.size - in->zb.pos);
+    return in->raw_read;
 }
 
 /* Puts s[0..n) back in front of the unread input (WARC resynchronisation). */
@@ -337,13 +432,36 @@ static fg_status in_unread(instream *in, const void *s, size_t n)
     return FG_OK;
 }
 
+/* Like sbuf_reserve, but the doubling stops at limit + 1 bytes: a buffer bounded by a
+ * document limit is not allocated twice as large as the limit. */
+static fg_status sbuf_reserve_max(sbuf *b, size_t extra, size_t limit)
+{
+    if (b->n + extra + 1 <= b->cap)
+        return FG_OK;
+    size_t cap = b->cap ? 2 * b->cap : 256;
+    if (cap > limit + 1)
+        cap = limit + 1;
+    if (cap < b->n + extra + 1)
+        cap = b->n + extra + 1;
+    char *p = fg_realloc(b->p, cap);
+    if (!p)
+        return FG_ERR_NOMEM;
+    b->p = p;
+    b->cap = cap;
+    return FG_OK;
+}
+
 /* Reads one line (without the '\n'; a trailing '\r' is kept) into b (reset first).
  * Returns 1 for a line, 0 at end of data, -1 on out-of-memory. Lines beyond max bytes
- * are cut: *cut is set and the rest of the line is skipped. */
+ * are cut: *cut is set and the rest of the line is skipped (read, not stored), so the
+ * memory a line takes is bounded by max whatever its length. in->line_total gets the
+ * whole line's length, in->last_nl whether it ended at a '\n'. */
 static int in_line(instream *in, sbuf *b, size_t max, bool *cut)
 {
     b->n = 0;
     *cut = false;
+    in->last_nl = false;
+    in->line_total = 0;
     bool any = false;
     for (;;) {
         if (in->pos == in->len && !in_fill(in))
@@ -356,30 +474,45 @@ static int in_line(instream *in, sbuf *b, size_t max, bool *cut)
         size_t room = b->n < max ? max - b->n : 0;
         if (take > room)
             *cut = true;
-        if (sbuf_put(b, s, take < room ? take : room) != FG_OK)
+        size_t k = take < room ? take : room;
+        if (sbuf_reserve_max(b, k, max) != FG_OK || sbuf_put(b, s, k) != FG_OK)
             return -1;
+        in->line_total += take;
         in->pos += take + (nl ? 1 : 0);
-        if (nl)
+        if (nl) {
+            in->last_nl = true;
             return 1;
+        }
     }
 }
 
-/* Reads up to n bytes into b (appending). Returns bytes read. */
-static size_t in_read(instream *in, sbuf *b, size_t n)
+/* Reads up to n bytes; the first keep of them are appended to b (NULL: none), the rest
+ * only consumed. Returns bytes consumed. */
+static uint64_t in_take(instream *in, sbuf *b, uint64_t n, uint64_t keep)
 {
-    size_t got = 0;
+    uint64_t got = 0;
     while (got < n) {
         if (in->pos == in->len && !in_fill(in))
             break;
         size_t take = in->len - in->pos;
         if (take > n - got)
-            take = n - got;
-        if (sbuf_put(b, in->buf + in->pos, take) != FG_OK)
-            break;
+            take = (size_t)(n - got);
+        if (b && got < keep) {
+            size_t k = keep - got < take ? (size_t)(keep - got) : take;
+            if (sbuf_reserve_max(b, k, b->n + (size_t)(keep - got)) != FG_OK ||
+                sbuf_put(b, in->buf + in->pos, k) != FG_OK)
+                break;
+        }
         in->pos += take;
         got += take;
     }
     return got;
+}
+
+/* Reads up to n bytes into b (appending). Returns bytes read. */
+static size_t in_read(instream *in, sbuf *b, size_t n)
+{
+    return (size_t)in_take(in, b, n, n);
 }
 
 /* ---- reader ---- */
@@ -398,8 +531,12 @@ struct fg_data_reader {
     json_t *array; /* FMT_JSON_ARRAY: the loaded array */
     size_t array_i;
     uint64_t warc_skipped;
-    size_t max_line; /* bytes */
-    bool json_ext;   /* the open file is named .json (maybe one array, not lines) */
+    fg_data_reader_limits lim;
+    bool limit_reported; /* the open file's file_too_large document was produced */
+    sbuf errors;         /* "path: byte N: message\n" per file with a read error */
+    uint64_t n_error_files;
+    fg_status last_read_error; /* FG_ERR_IO (cannot open) or FG_ERR_CORRUPT, for fail_on_read_error */
+    bool json_ext;             /* the open file is named .json (maybe one array, not lines) */
 };
 
 static int fmt_from_name(const char *path)
@@ -519,9 +656,11 @@ fg_status fg_data_reader_open(fg_data_reader **out, const char *const *paths, in
     if (!r)
         return FG_ERR_NOMEM;
     r->cur = -1;
-    r->max_line = (size_t)1 << 30;
+    fg_data_reader_limits_init(&r->lim);
     sbuf_putc(&r->skipped, 0);
     r->skipped.n = 0;
+    sbuf_putc(&r->errors, 0);
+    r->errors.n = 0;
     for (int i = 0; i < n_paths; i++) {
         fg_status st = walk(r, paths[i], true);
         if (st != FG_OK) {
@@ -550,6 +689,7 @@ void fg_data_reader_close(fg_data_reader *r)
     fg_free(r->files);
     sbuf_free(&r->line_buf);
     sbuf_free(&r->skipped);
+    sbuf_free(&r->errors);
     if (r->array)
         json_decref(r->array);
     fg_free(r);
@@ -570,6 +710,32 @@ const char *fg_data_reader_skipped(const fg_data_reader *r)
 uint64_t fg_data_reader_warc_skipped(const fg_data_reader *r)
 {
     return r->warc_skipped;
+}
+
+void fg_data_reader_limits_init(fg_data_reader_limits *l)
+{
+    memset(l, 0, sizeof *l);
+    l->max_doc_bytes = (size_t)1 << 30;
+    l->max_file_bytes = FG_DATA_DEFAULT_MAX_FILE_BYTES;
+}
+
+void fg_data_reader_set_limits(fg_data_reader *r, const fg_data_reader_limits *l)
+{
+    r->lim = *l;
+    if (r->lim.max_doc_bytes < FG_DATA_EXCERPT_BYTES)
+        r->lim.max_doc_bytes = FG_DATA_EXCERPT_BYTES;
+    if (r->lim.max_file_bytes == 0)
+        r->lim.max_file_bytes = FG_DATA_DEFAULT_MAX_FILE_BYTES;
+}
+
+const char *fg_data_reader_errors(const fg_data_reader *r)
+{
+    return r->errors.p ? r->errors.p : "";
+}
+
+uint64_t fg_data_reader_error_files(const fg_data_reader *r)
+{
+    return r->n_error_files;
 }
 
 void fg_doc_free(fg_doc *d)
@@ -613,13 +779,81 @@ static void take_raw(fg_doc *doc, sbuf *b)
     memset(b, 0, sizeof *b);
 }
 
-static fg_status open_next_file(fg_data_reader *r)
+static void close_file(fg_data_reader *r)
 {
     if (r->open) {
         r->bytes_done_closed += r->in.raw_read;
         in_close(&r->in);
         r->open = false;
     }
+}
+
+/* Records a read error of the open file (once per file: the stream stops at the first)
+ * and warns; returns the detail text for the read_error document (owned). */
+static char *note_read_error(fg_data_reader *r, const char *what)
+{
+    const char *path = r->files[r->cur];
+    char *d = dup_printf("%s: %s at byte %llu of the file (after %llu decoded bytes)%s%s", path, r->in.err,
+                         (unsigned long long)r->in.err_offset, (unsigned long long)r->in.err_decoded, what ? "; " : "",
+                         what ? what : "");
+    FG_WARN("%s", d ? d : path);
+    char line[512];
+    int k = snprintf(line, sizeof line, "%s: byte %llu: %s\n", path, (unsigned long long)r->in.err_offset, r->in.err);
+    sbuf_put(&r->errors, line, k < (int)sizeof line ? (size_t)k : sizeof line - 1);
+    r->n_error_files++;
+    r->last_read_error = FG_ERR_CORRUPT;
+    r->in.err[0] = 0; /* reported: not again at the end of the file */
+    return d;
+}
+
+/* Cuts raw bytes held in b to the excerpt an oversized document keeps, and gives back
+ * the memory past it (the document waits in a batch until it is written). */
+static void keep_excerpt(sbuf *b)
+{
+    if (b->n > FG_DATA_EXCERPT_BYTES) {
+        b->n = FG_DATA_EXCERPT_BYTES;
+        b->p[b->n] = 0;
+    }
+    if (b->cap > b->n + 1) {
+        char *p = fg_realloc(b->p, b->n + 1);
+        if (p) {
+            b->p = p;
+            b->cap = b->n + 1;
+        }
+    }
+}
+
+/* The decoded-size limit of a .gz/.zst file stopped the stream (in.over) at the end of
+ * what was just read: the document in flight becomes the file_too_large reject. */
+static bool at_file_limit(const fg_data_reader *r)
+{
+    return r->in.over && r->in.pos == r->in.len && !r->limit_reported;
+}
+
+static char *file_limit_detail(fg_data_reader *r)
+{
+    r->limit_reported = true;
+    char b1[32];
+    return dup_printf("%s: more than %llu decoded bytes (%s, limit max_file_bytes / --max-file-mb); reading stopped "
+                      "at byte %llu of the compressed file, the rest was not read",
+                      r->files[r->cur], (unsigned long long)r->lim.max_file_bytes,
+                      fg_fmt_bytes(b1, sizeof b1, (double)r->lim.max_file_bytes),
+                      (unsigned long long)in_consumed(&r->in));
+}
+
+static char *doc_limit_detail(const fg_data_reader *r, const char *what, uint64_t seen, bool seen_all)
+{
+    char b1[32];
+    return dup_printf("%s: %s of %s%llu bytes exceeds max_doc_bytes / --max-doc-mb (%zu bytes, %s); only its first "
+                      "%d bytes are kept here",
+                      r->files[r->cur], what, seen_all ? "" : "more than ", (unsigned long long)seen,
+                      r->lim.max_doc_bytes, fg_fmt_bytes(b1, sizeof b1, (double)r->lim.max_doc_bytes),
+                      FG_DATA_EXCERPT_BYTES);
+}
+
+static fg_status open_next_file(fg_data_reader *r)
+{
+    close_file(r);
     if (r->array) {
         json_decref(r->array);
         r->array = NULL;
@@ -628,7 +862,8 @@ static fg_status open_next_file(fg_data_reader *r)
     if (r->cur >= r->n_files)
         return FG_OK;
     const char *path = r->files[r->cur];
-    fg_status st = in_open(&r->in, path);
+    r->limit_reported = false;
+    fg_status st = in_open(&r->in, path, r->lim.max_file_bytes);
     if (st != FG_OK) {
         in_close(&r->in); /* frees whatever in_open allocated before failing */
         return st;
@@ -647,15 +882,32 @@ static fg_status open_next_file(fg_data_reader *r)
     return FG_OK;
 }
 
-/* A whole file as one document (text or HTML). */
+/* A whole file as one document (text or HTML), then the file is closed. At most
+ * max_doc_bytes + 1 bytes are read: a larger file is a doc_too_large excerpt. */
 static void read_whole(fg_data_reader *r, fg_doc *doc)
 {
     sbuf b = {0};
-    while (in_read(&r->in, &b, (size_t)1 << 30) > 0) {
+    size_t lim = r->lim.max_doc_bytes;
+    while (b.n <= lim && in_read(&r->in, &b, lim + 1 - b.n) > 0) {
     }
-    take_raw(doc, &b);
     doc->format = r->fmt == FMT_HTML ? FG_DOC_HTML : FG_DOC_TEXT;
     doc->source = fg_strdup(r->files[r->cur]);
+    if (b.n > lim) {
+        keep_excerpt(&b);
+        doc->reject = "doc_too_large";
+        doc->detail = doc_limit_detail(r, "a document", lim, false);
+    } else if (r->in.err[0]) {
+        doc->reject = "read_error";
+        char what[96];
+        snprintf(what, sizeof what, "the document holds the %zu bytes decoded before it", b.n);
+        doc->detail = note_read_error(r, what);
+    } else if (at_file_limit(r)) {
+        keep_excerpt(&b);
+        doc->reject = "file_too_large";
+        doc->detail = file_limit_detail(r);
+    }
+    take_raw(doc, &b);
+    close_file(r);
 }
 
 /* Header value after "Name:" in a header block, copied into out (trimmed). */
@@ -717,7 +969,11 @@ static void warc_resync(fg_data_reader *r, sbuf *body)
     sbuf pending = {0};
     bool cut;
     for (;;) {
-        int k = in_line(&r->in, lb, (size_t)1 << 30, &cut);
+        /* bounded: past max_doc_bytes the record is too large anyway (the caller rejects
+         * it), and what follows is read as out of sync */
+        if (body->n + pending.n > r->lim.max_doc_bytes)
+            break;
+        int k = in_line(&r->in, lb, r->lim.max_doc_bytes, &cut);
         if (k <= 0)
             break;
         if (lb->n >= 7 && !memcmp(lb->p, "WARC/1.", 7)) {
@@ -752,16 +1008,18 @@ static int read_warc(fg_data_reader *r, fg_doc *doc)
     const char *path = r->files[r->cur];
     r->line++;
     if (lb->n < 5 || memcmp(lb->p, "WARC/", 5) != 0) {
-        /* Out of sync: reject the rest of the file as one damaged record. */
+        /* Out of sync: the rest of the file is one damaged record (read, an excerpt kept). */
         sbuf rest = {0};
         sbuf_put(&rest, lb->p, lb->n);
-        while (in_read(&r->in, &rest, (size_t)1 << 30) > 0) {
-        }
+        sbuf_putc(&rest, '\n');
+        uint64_t n = r->in.line_total + 1 + in_take(&r->in, &rest, UINT64_MAX, FG_DATA_EXCERPT_BYTES);
+        keep_excerpt(&rest);
         take_raw(doc, &rest);
         doc->source = dup_printf("%s#%llu", path, (unsigned long long)r->line);
         doc->reject = "broken_warc";
-        doc->detail =
-            dup_printf("%s: record %llu: expected a WARC/1.x version line", path, (unsigned long long)r->line);
+        doc->detail = dup_printf("%s: record %llu: expected a WARC/1.x version line; the rest of the file (%llu "
+                                 "bytes) is this record, its first %d bytes kept here",
+                                 path, (unsigned long long)r->line, (unsigned long long)n, FG_DATA_EXCERPT_BYTES);
         return 1;
     }
     sbuf hdr = {0};
@@ -769,8 +1027,10 @@ static int read_warc(fg_data_reader *r, fg_doc *doc)
         k = in_line(&r->in, lb, 1 << 16, &cut);
         if (k <= 0 || lb->n == 0 || (lb->n == 1 && lb->p[0] == '\r'))
             break;
-        sbuf_put(&hdr, lb->p, lb->n);
-        sbuf_putc(&hdr, '\n');
+        if (hdr.n < (1 << 16)) { /* a header block past 64 KiB is not a WARC header: bounded */
+            sbuf_put(&hdr, lb->p, lb->n);
+            sbuf_putc(&hdr, '\n');
+        }
     }
     char type[64] = "", clen[32] = "", uri[2048] = "", rid[128] = "", date[64] = "", ctype[256] = "";
     header_value(hdr.p, hdr.n, "WARC-Type", type, sizeof type);
@@ -780,20 +1040,34 @@ static int read_warc(fg_data_reader *r, fg_doc *doc)
     header_value(hdr.p, hdr.n, "WARC-Date", date, sizeof date);
     header_value(hdr.p, hdr.n, "Content-Type", ctype, sizeof ctype);
     sbuf_free(&hdr);
-    size_t want = (size_t)strtoull(clen, NULL, 10);
+    uint64_t want = strtoull(clen, NULL, 10);
+    /* A payload over max_doc_bytes is read past, keeping 64 KiB (HTTP headers, to tell
+     * whether it is a document at all); the memory a record takes stays bounded. */
+    bool big = want > r->lim.max_doc_bytes;
     sbuf body = {0};
-    size_t got = in_read(&r->in, &body, want);
-    if (got == want)
+    uint64_t got = in_take(&r->in, &body, want, big ? (1u << 16) : want);
+    if (got == want && !big)
         warc_resync(r, &body);
+    if (body.n > r->lim.max_doc_bytes)
+        big = true;
     bool is_doc = !strcmp(type, "conversion") || !strcmp(type, "response") || !strcmp(type, "resource");
     if (got < want) {
+        if (big)
+            keep_excerpt(&body);
         take_raw(doc, &body);
         doc->source = dup_printf("%s#%llu", path, (unsigned long long)r->line);
+        if (at_file_limit(r)) {
+            doc->reject = "file_too_large";
+            doc->detail = file_limit_detail(r);
+            return 1;
+        }
         doc->reject = "read_error";
-        doc->detail =
-            dup_printf("%s: record %llu (%s %s): payload truncated at %zu of %zu bytes%s%s", path,
-                       (unsigned long long)r->line, type, uri, got, want, r->in.err[0] ? ": " : "", r->in.err);
-        r->in.err[0] = 0; /* reported here, not again at the end of the file */
+        if (!r->in.err[0]) /* a plain file that ends inside the payload */
+            in_fail(&r->in, in_consumed(&r->in), "WARC payload truncated (end of file)");
+        char what[2300];
+        snprintf(what, sizeof what, "record %llu (%s %s): payload truncated at %llu of %llu bytes",
+                 (unsigned long long)r->line, type, uri, (unsigned long long)got, (unsigned long long)want);
+        doc->detail = note_read_error(r, what);
         return 1;
     }
     if (!is_doc) {
@@ -821,6 +1095,14 @@ static int read_warc(fg_data_reader *r, fg_doc *doc)
         charset_from_content_type(ctype, charset, sizeof charset);
         doc->format = strcasestr(ctype, "html") ? FG_DOC_HTML : FG_DOC_TEXT;
     }
+    if (big) {
+        keep_excerpt(&body);
+        take_raw(doc, &body);
+        doc->source = dup_printf("%s#%llu", path, (unsigned long long)r->line);
+        doc->reject = "doc_too_large";
+        doc->detail = doc_limit_detail(r, "a WARC record", want, true);
+        return 1;
+    }
     if (skip) {
         memmove(body.p, body.p + skip, body.n - skip);
         body.n -= skip;
@@ -842,14 +1124,24 @@ static int read_warc(fg_data_reader *r, fg_doc *doc)
     return 1;
 }
 
-/* A .json file whose first line is not a whole object: load it; an array of objects
- * yields its elements, anything else is one rejected record. */
+/* A .json file whose first line is not a whole object: load it (at most max_doc_bytes);
+ * an array of objects yields its elements, anything else is one rejected record. */
 static int start_json_file(fg_data_reader *r, fg_doc *doc, sbuf *first)
 {
     sbuf all = {0};
     sbuf_put(&all, first->p, first->n);
     sbuf_putc(&all, '\n');
-    while (in_read(&r->in, &all, (size_t)1 << 30) > 0) {
+    size_t lim = r->lim.max_doc_bytes;
+    while (all.n <= lim && in_read(&r->in, &all, lim + 1 - all.n) > 0) {
+    }
+    if (all.n > lim) {
+        keep_excerpt(&all);
+        take_raw(doc, &all);
+        doc->source = fg_strdup(r->files[r->cur]);
+        doc->reject = "doc_too_large";
+        doc->detail = doc_limit_detail(r, "a .json file (not JSON lines, so loaded whole)", lim, false);
+        close_file(r);
+        return 1;
     }
     json_error_t err;
     json_t *v = json_loadb(all.p, all.n, JSON_ALLOW_NUL, &err);
@@ -873,7 +1165,53 @@ static int start_json_file(fg_data_reader *r, fg_doc *doc, sbuf *first)
     return 1;
 }
 
-fg_status fg_data_reader_next(fg_data_reader *r, fg_doc *doc, bool *got)
+static bool blank_line(const sbuf *b)
+{
+    return b->n == 0 || (b->n == 1 && b->p[0] == '\r');
+}
+
+/* The next JSON line of the open file into doc: 1 a document, 0 continue (the file
+ * turned out to be a .json array), -1 end of file, -2 out of memory. */
+static int next_json_line(fg_data_reader *r, fg_doc *doc)
+{
+    const char *path = r->files[r->cur];
+    bool cut = false;
+    int k;
+    do {
+        k = in_line(&r->in, &r->line_buf, r->lim.max_doc_bytes, &cut);
+        r->line++;
+    } while (k == 1 && blank_line(&r->line_buf));
+    if (k < 0)
+        return -2;
+    if (k == 0)
+        return -1;
+    bool limit = !r->in.last_nl && at_file_limit(r);
+    if (cut || limit) {
+        keep_excerpt(&r->line_buf);
+        take_raw(doc, &r->line_buf);
+        doc->format = FG_DOC_JSON;
+        doc->source = dup_printf("%s:%llu", path, (unsigned long long)r->line);
+        doc->reject = limit ? "file_too_large" : "doc_too_large";
+        doc->detail = limit ? file_limit_detail(r) : doc_limit_detail(r, "a line", r->in.line_total, true);
+        return 1;
+    }
+    if (r->line == 1 && r->json_ext) {
+        /* .json: one object per line, or else the whole file is one JSON value. */
+        json_error_t err;
+        json_t *v = json_loadb(r->line_buf.p, r->line_buf.n, JSON_ALLOW_NUL, &err);
+        bool whole_obj = v && json_is_object(v);
+        if (v)
+            json_decref(v);
+        if (!whole_obj && fg_data_utf8_valid(r->line_buf.p, r->line_buf.n))
+            return start_json_file(r, doc, &r->line_buf);
+    }
+    take_raw(doc, &r->line_buf);
+    doc->format = FG_DOC_JSON;
+    doc->source = dup_printf("%s:%llu", path, (unsigned long long)r->line);
+    return 1;
+}
+
+static fg_status reader_next(fg_data_reader *r, fg_doc *doc, bool *got)
 {
     memset(doc, 0, sizeof *doc);
     doc->label = -1;
@@ -883,10 +1221,16 @@ fg_status fg_data_reader_next(fg_data_reader *r, fg_doc *doc, bool *got)
             fg_status st = open_next_file(r);
             if (st != FG_OK) {
                 /* An unreadable file is a rejected record, so the run goes on. */
+                const char *path = r->files[r->cur];
                 doc->raw = fg_strdup("");
-                doc->source = fg_strdup(r->files[r->cur]);
+                doc->source = fg_strdup(path);
                 doc->reject = "read_error";
                 doc->detail = fg_strdup(fg_last_error());
+                FG_WARN("%s", fg_last_error());
+                sbuf_put(&r->errors, fg_last_error(), strlen(fg_last_error()));
+                sbuf_putc(&r->errors, '\n');
+                r->n_error_files++;
+                r->last_read_error = st == FG_ERR_NOMEM ? FG_ERR_NOMEM : FG_ERR_IO;
                 *got = true;
                 return FG_OK;
             }
@@ -895,15 +1239,16 @@ fg_status fg_data_reader_next(fg_data_reader *r, fg_doc *doc, bool *got)
         }
         const char *path = r->files[r->cur];
         if (r->fmt == FMT_TEXT || r->fmt == FMT_HTML) {
-            read_whole(r, doc);
+            read_whole(r, doc); /* closes the file */
             r->line = 1;
-        } else if (r->fmt == FMT_JSON_ARRAY) {
+            *got = true;
+            return FG_OK;
+        }
+        if (r->fmt == FMT_JSON_ARRAY) {
             if (r->array_i >= json_array_size(r->array)) {
                 json_decref(r->array);
                 r->array = NULL;
-                r->bytes_done_closed += r->in.raw_read;
-                in_close(&r->in);
-                r->open = false;
+                close_file(r);
                 continue;
             }
             json_t *e = json_array_get(r->array, r->array_i++);
@@ -915,80 +1260,48 @@ fg_status fg_data_reader_next(fg_data_reader *r, fg_doc *doc, bool *got)
             doc->source = dup_printf("%s[%zu]", path, r->array_i - 1);
             *got = true;
             return FG_OK;
-        } else if (r->fmt == FMT_JSONL) {
-            bool cut = false;
-            int k;
-            do {
-                k = in_line(&r->in, &r->line_buf, r->max_line, &cut);
-                r->line++;
-            } while (k == 1 && (r->line_buf.n == 0 || (r->line_buf.n == 1 && r->line_buf.p[0] == '\r')));
-            if (k < 0)
-                return fg_error(FG_ERR_NOMEM, "%s:%llu: out of memory reading a line", path,
-                                (unsigned long long)r->line);
-            if (k == 1 && r->line == 1 && r->json_ext) {
-                /* .json: one object per line, or else the whole file is one JSON value. */
-                json_error_t err;
-                json_t *v = json_loadb(r->line_buf.p, r->line_buf.n, JSON_ALLOW_NUL, &err);
-                bool whole_obj = v && json_is_object(v);
-                if (v)
-                    json_decref(v);
-                if (!whole_obj && fg_data_utf8_valid(r->line_buf.p, r->line_buf.n)) {
-                    if (start_json_file(r, doc, &r->line_buf) == 1) {
-                        *got = true;
-                        return FG_OK;
-                    }
-                    continue;
-                }
-            }
-            if (k == 1) {
-                take_raw(doc, &r->line_buf);
-                doc->format = FG_DOC_JSON;
-                doc->source = dup_printf("%s:%llu", path, (unsigned long long)r->line);
-                if (cut) {
-                    doc->reject = "line_too_long";
-                    doc->detail = dup_printf("%s:%llu: line longer than %zu bytes; kept its first %zu bytes", path,
-                                             (unsigned long long)r->line, r->max_line, r->max_line);
-                }
-                *got = true;
-                return FG_OK;
-            }
-        } else {
-            int k = read_warc(r, doc);
-            if (k == 1) {
-                *got = true;
-                return FG_OK;
-            }
-            if (k == 0)
-                continue;
         }
-        /* End of this file: a decompression error becomes a rejected record. */
-        if (r->fmt == FMT_TEXT || r->fmt == FMT_HTML) {
-            if (r->in.err[0]) {
-                doc->reject = "read_error";
-                doc->detail =
-                    dup_printf("%s: %s (document holds the %zu bytes read before it)", path, r->in.err, doc->raw_len);
-            }
-            r->bytes_done_closed += r->in.raw_read;
-            in_close(&r->in);
-            r->open = false;
+        int k = r->fmt == FMT_JSONL ? next_json_line(r, doc) : read_warc(r, doc);
+        if (k == -2)
+            return fg_error(FG_ERR_NOMEM, "%s:%llu: out of memory reading a line", path, (unsigned long long)r->line);
+        if (k == 1) {
             *got = true;
             return FG_OK;
         }
-        if (r->in.err[0]) {
+        if (k == 0)
+            continue;
+        /* End of this file: a decompression error, or the decoded-size limit, becomes a
+         * rejected record of its own (the documents before it were delivered). */
+        if (r->in.err[0] || (r->in.over && !r->limit_reported)) {
             doc->raw = fg_strdup("");
             doc->source = dup_printf("%s:%llu", path, (unsigned long long)r->line);
-            doc->reject = "read_error";
-            doc->detail = dup_printf("%s: %s after record/line %llu", path, r->in.err, (unsigned long long)r->line);
-            r->bytes_done_closed += r->in.raw_read;
-            in_close(&r->in);
-            r->open = false;
+            if (r->in.err[0]) {
+                char what[96];
+                snprintf(what, sizeof what, "the stream ends after record/line %llu", (unsigned long long)r->line);
+                doc->reject = "read_error";
+                doc->detail = note_read_error(r, what);
+            } else {
+                doc->reject = "file_too_large";
+                doc->detail = file_limit_detail(r);
+            }
+            close_file(r);
             *got = true;
             return FG_OK;
         }
-        r->bytes_done_closed += r->in.raw_read;
-        in_close(&r->in);
-        r->open = false;
+        close_file(r);
     }
+}
+
+fg_status fg_data_reader_next(fg_data_reader *r, fg_doc *doc, bool *got)
+{
+    fg_status st = reader_next(r, doc, got);
+    if (st == FG_OK && *got && r->lim.fail_on_read_error && doc->reject && !strcmp(doc->reject, "read_error")) {
+        st = fg_error(r->last_read_error != FG_OK ? r->last_read_error : FG_ERR_CORRUPT,
+                      "%s (fail_on_read_error is set)", doc->detail ? doc->detail : doc->source);
+        fg_doc_free(doc);
+        *got = false;
+    }
+    return st;
 }
 
 /* ---- decoding ---- */

@@ -23,6 +23,7 @@ void fg_data_clean_config_init(fg_data_clean_config *c)
     c->batch_docs = 512;
     c->batch_bytes = (size_t)32 << 20;
     c->max_doc_bytes = (size_t)32 << 20;
+    c->max_file_bytes = FG_DATA_DEFAULT_MAX_FILE_BYTES;
 }
 
 /* Reject names for quality rejections, "quality:<heuristic>". */
@@ -65,12 +66,16 @@ static void process(run *R, slot *sl, int tid)
     sl->route = 3;
     if (d->reject)
         return;
-    if (d->raw_len > c->max_doc_bytes) {
+    if (d->raw_len > c->max_doc_bytes) { /* the reader bounds documents already: a safety net */
         d->reject = "doc_too_large";
         d->detail = fg_malloc(256);
         if (d->detail)
             snprintf(d->detail, 256, "%s: document of %zu bytes exceeds --max-doc-mb (%zu bytes)", d->source,
                      d->raw_len, c->max_doc_bytes);
+        if (d->raw_len > FG_DATA_EXCERPT_BYTES) { /* the rejects file gets an excerpt, not the document */
+            d->raw_len = FG_DATA_EXCERPT_BYTES;
+            d->raw[d->raw_len] = 0;
+        }
         return;
     }
     if (fg_data_doc_decode(d, c->label_field, c->positive_labels) != FG_OK) {
@@ -176,6 +181,7 @@ void fg_data_report_free(fg_data_report *rep)
     fg_free(rep->rejects);
     fg_free(rep->line_drops);
     fg_free(rep->skipped_files);
+    fg_free(rep->read_errors);
     memset(rep, 0, sizeof *rep);
 }
 
@@ -390,6 +396,12 @@ fg_status fg_data_clean_run(const fg_data_clean_config *c, const char *const *pa
         goto cleanup;
     if ((st = fg_data_reader_open(&rd, paths, n_paths)) != FG_OK)
         goto cleanup;
+    fg_data_reader_limits lim;
+    fg_data_reader_limits_init(&lim);
+    lim.max_doc_bytes = c->max_doc_bytes;
+    lim.max_file_bytes = c->max_file_bytes;
+    lim.fail_on_read_error = c->fail_on_read_error;
+    fg_data_reader_set_limits(rd, &lim);
     if (c->out_path && !(out = fopen(c->out_path, "wb"))) {
         st = fg_error(FG_ERR_IO, "%s: cannot write: %s", c->out_path, strerror(errno));
         goto cleanup;
@@ -409,19 +421,24 @@ fg_status fg_data_clean_run(const fg_data_clean_config *c, const char *const *pa
         goto cleanup;
     while (cur.n > 0) {
         fg_status rst = FG_OK;
+        char rmsg[1024] = "";
         /* One thread reads the next batch while the team (that thread included, once it
          * is done reading) cleans the current one; dynamic scheduling balances them. */
 #pragma omp parallel num_threads(nt)
         {
 #pragma omp single nowait
-            rst = fill_batch(&R, rd, &next);
+            {
+                rst = fill_batch(&R, rd, &next);
+                if (rst != FG_OK) /* the last error is per thread: carry it to this one */
+                    snprintf(rmsg, sizeof rmsg, "%s", fg_last_error());
+            }
 #pragma omp for schedule(dynamic, 1) nowait
             for (int i = 0; i < cur.n; i++)
                 process(&R, &cur.s[i], omp_get_thread_num());
         }
         finish_batch(&R, &cur, rep, out, rej);
         if (rst != FG_OK) {
-            st = rst;
+            st = fg_error(rst, "%s", rmsg);
             goto cleanup;
         }
         batch tmp = cur;
@@ -441,6 +458,8 @@ fg_status fg_data_clean_run(const fg_data_clean_config *c, const char *const *pa
     rep->input_bytes = fg_data_reader_bytes_done(rd);
     rep->warc_records_skipped = fg_data_reader_warc_skipped(rd);
     rep->skipped_files = fg_strdup(fg_data_reader_skipped(rd));
+    rep->read_errors = fg_strdup(fg_data_reader_errors(rd));
+    rep->read_error_files = fg_data_reader_error_files(rd);
     rep->n_line_rules = 0;
     rep->line_drops = fg_calloc((size_t)n_rules + 1, sizeof *rep->line_drops);
     if (rep->line_drops) {
@@ -512,6 +531,9 @@ void fg_data_report_print(FILE *f, const fg_data_report *r)
         fprintf(f, "WARC records skipped (not documents) %llu\n", (unsigned long long)r->warc_records_skipped);
     if (r->skipped_files && r->skipped_files[0])
         fprintf(f, "files skipped (unknown type, symlinked directory):\n%s", r->skipped_files);
+    if (r->read_errors && r->read_errors[0])
+        fprintf(f, "read errors in %llu files (documents before the error kept, the rest of the file lost):\n%s",
+                (unsigned long long)r->read_error_files, r->read_errors);
     if (r->labeled)
         fprintf(f, "labels: %llu documents, accuracy %.4f (tp %llu fp %llu tn %llu fn %llu)\n",
                 (unsigned long long)r->labeled, (double)r->label_correct / (double)r->labeled,
@@ -559,9 +581,11 @@ fg_status fg_data_report_write_json(const fg_data_report *r, const char *path)
     SET("dedup_not_indexed", r->dedup_not_indexed);
     SET("peak_mem_bytes", r->peak_mem_bytes);
     SET("threads", r->threads);
+    SET("read_error_files", r->read_error_files);
     SET("labeled", r->labeled);
     SET("label_correct", r->label_correct);
 #undef SET
+    json_object_set_new(o, "read_errors", json_string(r->read_errors ? r->read_errors : ""));
     json_object_set_new(o, "seconds", json_real(r->seconds));
     json_object_set_new(o, "cpu_seconds", json_real(r->cpu_seconds));
     for (int i = 0; i < r->n_rejects; i++)
@@ -570,9 +594,11 @@ fg_status fg_data_report_write_json(const fg_data_report *r, const char *path)
         json_object_set_new(lj, r->line_drops[i].name, json_integer((json_int_t)r->line_drops[i].count));
     json_object_set_new(o, "rejected_per_rule", rj);
     json_object_set_new(o, "lines_dropped_per_rule", lj);
-    int rc = json_dump_file(o, path, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    char *text = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
     json_decref(o);
-    if (rc != 0)
-        return fg_error(FG_ERR_IO, "%s: cannot write report", path);
-    return FG_OK;
+    if (!text)
+        return fg_error(FG_ERR_NOMEM, "%s: cannot format the report", path);
+    fg_status st = fg_file_commit(path, text, strlen(text)); /* whole or absent */
+    free(text);                                              /* jansson allocates with malloc */
+    return st;
 }

@@ -1,6 +1,7 @@
-/* shard.c: token shard writer (temp file + fsync + rename) and the mmap reader that
- * validates Frugal v1 shards and llm.c .bin token files. Leaves out batching: the
- * training loader (src/train/loader.c) cuts windows out of opened shards. */
+/* shard.c: token shard writer (through fg_file_tx: whole or absent; a CRC-32 per 1 MiB
+ * block of tokens) and the mmap reader that validates Frugal v2 (checksummed) and v1 shards and
+ * llm.c .bin token files. Leaves out batching: the training loader (src/train/loader.c)
+ * cuts windows out of opened shards. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -10,26 +11,40 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "frugal/shard.h"
 
-#define HEADER_BYTES 64u
+#define HEADER_BYTES FG_SHARD_HEADER_BYTES
 #define LLMC_MAGIC 20240520u
 #define LLMC_HEADER_BYTES 1024u
 #define LLMC_VOCAB 50257u /* llm.c token files hold GPT-2 ids */
 #define LLMC_EOT 50256u
 
-/* CRC-32 (IEEE 802.3, reflected, the zlib crc32 of the same bytes), bitwise: it only
- * ever covers a 28-byte header, so a table is not worth a global. */
+/* zlib's CRC-32 (IEEE 802.3), continued from crc (0 to start). zlib takes uInt lengths,
+ * so large spans go in 1 GiB pieces. */
+static uint32_t crc32_more(uint32_t crc, const uint8_t *p, size_t n)
+{
+    uLong c = crc;
+    while (n > 0) {
+        size_t k = n < ((size_t)1 << 30) ? n : ((size_t)1 << 30);
+        c = crc32(c, p, (uInt)k);
+        p += k;
+        n -= k;
+    }
+    return (uint32_t)c;
+}
+
 static uint32_t crc32_bytes(const uint8_t *p, size_t n)
 {
-    uint32_t c = 0xFFFFFFFFu;
-    for (size_t i = 0; i < n; i++) {
-        c ^= p[i];
-        for (int k = 0; k < 8; k++)
-            c = (c >> 1) ^ (0xEDB88320u & (0u - (c & 1u)));
-    }
-    return c ^ 0xFFFFFFFFu;
+    return crc32_more(0, p, n);
+}
+
+/* The header CRC: bytes 0..27 (v1), and for v2 also 32..63, where the v2 fields live. */
+static uint32_t header_crc(const uint8_t *h, uint32_t version)
+{
+    uint32_t c = crc32_bytes(h, 28);
+    return version >= 2 ? crc32_more(c, h + 32, FG_SHARD_HEADER_BYTES - 32) : c;
 }
 
 static void put_u32(uint8_t *p, uint32_t v)
@@ -57,15 +72,54 @@ static uint64_t get_u64(const uint8_t *p)
 static void writer_release(fg_shard_writer *w)
 {
     fg_free(w->path);
-    fg_free(w->tmp_path);
-    w->path = w->tmp_path = NULL;
-    w->f = NULL;
+    fg_free(w->crcs);
+    w->path = NULL;
+    w->crcs = NULL;
+    w->n_blocks = w->cap_blocks = 0;
+}
+
+/* Ends the current block: its CRC goes to the table. */
+static fg_status end_block(fg_shard_writer *w)
+{
+    if (w->n_blocks == w->cap_blocks) {
+        size_t cap = w->cap_blocks ? 2 * w->cap_blocks : 64;
+        uint32_t *c = fg_realloc(w->crcs, cap * sizeof *c);
+        if (!c)
+            return fg_error(FG_ERR_NOMEM, "%s: out of memory for the block CRC table", w->path);
+        w->crcs = c;
+        w->cap_blocks = cap;
+    }
+    w->crcs[w->n_blocks++] = w->block_crc;
+    w->block_crc = 0;
+    w->block_fill = 0;
+    return FG_OK;
+}
+
+/* Feeds written token bytes to the per-block CRCs. */
+static fg_status crc_feed(fg_shard_writer *w, const uint8_t *p, size_t n)
+{
+    while (n > 0) {
+        size_t k = FG_SHARD_BLOCK_BYTES - w->block_fill;
+        if (k > n)
+            k = n;
+        w->block_crc = crc32_more(w->block_crc, p, k);
+        w->block_fill += (uint32_t)k;
+        p += k;
+        n -= k;
+        if (w->block_fill == FG_SHARD_BLOCK_BYTES) {
+            fg_status st = end_block(w);
+            if (st != FG_OK)
+                return st;
+        }
+    }
+    return FG_OK;
 }
 
 fg_status fg_shard_writer_open(fg_shard_writer *w, const char *path, uint32_t vocab_size, uint32_t eot_id,
                                uint32_t token_bytes)
 {
     memset(w, 0, sizeof *w);
+    w->tx.fd = -1; /* abort after a failed open must not close descriptor 0 */
     if (token_bytes == 0)
         token_bytes = vocab_size <= 65536u ? 2u : 4u;
     if (token_bytes != 2 && token_bytes != 4)
@@ -74,16 +128,11 @@ fg_status fg_shard_writer_open(fg_shard_writer *w, const char *path, uint32_t vo
         return fg_error(FG_ERR_INVALID, "%s: vocab_size %u does not fit %u-byte tokens", path, vocab_size, token_bytes);
     if (eot_id != FG_SHARD_NO_EOT && eot_id >= vocab_size)
         return fg_error(FG_ERR_INVALID, "%s: eot_id %u >= vocab_size %u", path, eot_id, vocab_size);
-    size_t n = strlen(path);
     w->path = fg_strdup(path);
-    w->tmp_path = fg_malloc(n + 5);
-    if (!w->path || !w->tmp_path)
-        goto fail_alloc;
-    memcpy(w->tmp_path, path, n);
-    memcpy(w->tmp_path + n, ".tmp", 5);
-    w->f = fopen(w->tmp_path, "wb");
-    if (!w->f) {
-        fg_status st = fg_error(FG_ERR_IO, "%s: cannot create: %s", w->tmp_path, strerror(errno));
+    if (!w->path)
+        return FG_ERR_NOMEM;
+    fg_status st = fg_file_tx_open(&w->tx, path, 0);
+    if (st != FG_OK) {
         writer_release(w);
         return st;
     }
@@ -91,15 +140,11 @@ fg_status fg_shard_writer_open(fg_shard_writer *w, const char *path, uint32_t vo
     w->vocab_size = vocab_size;
     w->eot_id = eot_id;
     uint8_t zero[HEADER_BYTES] = {0}; /* placeholder until close knows n_tokens */
-    if (fwrite(zero, 1, sizeof zero, w->f) != sizeof zero) {
-        fg_status st = fg_error(FG_ERR_IO, "%s: write failed: %s", w->tmp_path, strerror(errno));
+    if ((st = fg_file_tx_write(&w->tx, zero, sizeof zero)) != FG_OK) {
         fg_shard_writer_abort(w);
         return st;
     }
     return FG_OK;
-fail_alloc:
-    writer_release(w);
-    return FG_ERR_NOMEM;
 }
 
 fg_status fg_shard_writer_write(fg_shard_writer *w, const uint32_t *ids, size_t n)
@@ -120,8 +165,12 @@ fg_status fg_shard_writer_write(fg_shard_writer *w, const uint32_t *ids, size_t 
                 put_u32(buf + 4 * j, id);
             }
         }
-        if (fwrite(buf, w->token_bytes, k, w->f) != k)
-            return fg_error(FG_ERR_IO, "%s: write failed: %s", w->tmp_path, strerror(errno));
+        fg_status st = fg_file_tx_write(&w->tx, buf, k * w->token_bytes);
+        if (st != FG_OK)
+            return st;
+        st = crc_feed(w, buf, k * w->token_bytes);
+        if (st != FG_OK)
+            return st;
     }
     w->n_tokens += n;
     return FG_OK;
@@ -130,6 +179,15 @@ fg_status fg_shard_writer_write(fg_shard_writer *w, const uint32_t *ids, size_t 
 fg_status fg_shard_writer_close(fg_shard_writer *w)
 {
     fg_status st = FG_OK;
+    if (w->block_fill > 0 && (st = end_block(w)) != FG_OK)
+        goto fail_abort;
+    for (size_t i = 0; i < w->n_blocks && st == FG_OK; i++) {
+        uint8_t c[4];
+        put_u32(c, w->crcs[i]);
+        st = fg_file_tx_write(&w->tx, c, 4);
+    }
+    if (st != FG_OK)
+        goto fail_abort;
     uint8_t h[HEADER_BYTES] = {0};
     put_u32(h + 0, FG_SHARD_MAGIC);
     put_u32(h + 4, FG_SHARD_VERSION);
@@ -137,24 +195,13 @@ fg_status fg_shard_writer_close(fg_shard_writer *w)
     put_u32(h + 12, w->vocab_size);
     put_u64(h + 16, w->n_tokens);
     put_u32(h + 24, w->eot_id);
-    put_u32(h + 28, crc32_bytes(h, 28));
-    if (fseek(w->f, 0, SEEK_SET) != 0 || fwrite(h, 1, sizeof h, w->f) != sizeof h || fflush(w->f) != 0 ||
-        fsync(fileno(w->f)) != 0) {
-        st = fg_error(FG_ERR_IO, "%s: write failed: %s", w->tmp_path, strerror(errno));
+    put_u32(h + 32, FG_SHARD_BLOCK_BYTES);
+    put_u32(h + 28, header_crc(h, FG_SHARD_VERSION));
+    if ((st = fg_file_tx_pwrite(&w->tx, 0, h, sizeof h)) != FG_OK)
         goto fail_abort;
-    }
-    if (fclose(w->f) != 0) {
-        w->f = NULL;
-        st = fg_error(FG_ERR_IO, "%s: close failed: %s", w->tmp_path, strerror(errno));
-        goto fail_abort;
-    }
-    w->f = NULL;
-    if (rename(w->tmp_path, w->path) != 0) {
-        st = fg_error(FG_ERR_IO, "%s: rename to %s failed: %s", w->tmp_path, w->path, strerror(errno));
-        goto fail_abort;
-    }
+    st = fg_file_tx_commit(&w->tx); /* ends the transaction either way */
     writer_release(w);
-    return FG_OK;
+    return st;
 fail_abort:
     fg_shard_writer_abort(w);
     return st;
@@ -162,14 +209,11 @@ fail_abort:
 
 void fg_shard_writer_abort(fg_shard_writer *w)
 {
-    if (w->f)
-        fclose(w->f);
-    if (w->tmp_path)
-        unlink(w->tmp_path);
+    fg_file_tx_abort(&w->tx);
     writer_release(w);
 }
 
-/* Validates a mapped file as a Frugal v1 shard or an llm.c token file; fills s. */
+/* Validates a mapped file as a Frugal v2 or v1 shard or an llm.c token file; fills s. */
 static fg_status parse_header(fg_shard *s, const char *path)
 {
     const uint8_t *h = s->map;
@@ -194,6 +238,7 @@ static fg_status parse_header(fg_shard *s, const char *path)
         s->token_bytes = 2;
         s->vocab_size = LLMC_VOCAB;
         s->eot_id = LLMC_EOT;
+        s->version = 0;
         return FG_OK;
     }
     if (magic != FG_SHARD_MAGIC)
@@ -201,21 +246,56 @@ static fg_status parse_header(fg_shard *s, const char *path)
                         path, magic, FG_SHARD_MAGIC);
     if (size < HEADER_BYTES)
         return fg_error(FG_ERR_FORMAT, "%s: truncated: %zu bytes, the shard header needs %u", path, size, HEADER_BYTES);
-    uint32_t crc = crc32_bytes(h, 28);
+    /* The version picks which bytes the CRC covers; a damaged version fails the CRC. */
+    uint32_t version = get_u32(h + 4);
+    uint32_t crc = header_crc(h, version);
     if (crc != get_u32(h + 28))
         return fg_error(FG_ERR_CORRUPT, "%s: corrupt header: CRC 0x%08x, stored 0x%08x", path, crc, get_u32(h + 28));
-    uint32_t version = get_u32(h + 4);
-    if (version != FG_SHARD_VERSION)
-        return fg_error(FG_ERR_UNSUPPORTED, "%s: shard version %u (this build reads %u)", path, version,
+    if (version != 1 && version != FG_SHARD_VERSION)
+        return fg_error(FG_ERR_UNSUPPORTED, "%s: shard version %u (this build reads 1 and %u)", path, version,
                         FG_SHARD_VERSION);
     uint32_t tb = get_u32(h + 8);
     if (tb != 2 && tb != 4)
         return fg_error(FG_ERR_FORMAT, "%s: token_bytes %u (must be 2 or 4)", path, tb);
     uint64_t n = get_u64(h + 16);
-    if (n > (UINT64_MAX - HEADER_BYTES) / tb || size != HEADER_BYTES + n * tb)
+    uint32_t bb = version >= 2 ? get_u32(h + 32) : 0;
+    if (version >= 2 && (bb == 0 || bb % 4 != 0))
+        return fg_error(FG_ERR_FORMAT, "%s: block_bytes %u (must be a positive multiple of 4)", path, bb);
+    if (n > (UINT64_MAX / 2 - HEADER_BYTES) / tb)
+        return fg_error(FG_ERR_FORMAT, "%s: n_tokens %llu is impossible", path, (unsigned long long)n);
+    uint64_t data = n * tb, n_blocks = bb ? (data + bb - 1) / bb : 0;
+    uint64_t want = HEADER_BYTES + data + 4 * n_blocks;
+    if (size != want) {
+        if (version >= 2)
+            return fg_error(size < want ? FG_ERR_CORRUPT : FG_ERR_FORMAT,
+                            "%s: size mismatch%s: header says %llu tokens of %u bytes + %llu block CRCs (%llu bytes), "
+                            "file has %zu",
+                            path, size < want ? " (truncated)" : "", (unsigned long long)n, tb,
+                            (unsigned long long)n_blocks, (unsigned long long)want, size);
         return fg_error(FG_ERR_FORMAT,
                         "%s: size mismatch: header says %llu tokens of %u bytes (%llu bytes), file has %zu", path,
-                        (unsigned long long)n, tb, (unsigned long long)(HEADER_BYTES + n * tb), size);
+                        (unsigned long long)n, tb, (unsigned long long)want, size);
+    }
+    /* v2: every block of tokens against its CRC (the cost of this read is measured in
+     * docs/FORMATS.md). */
+    const uint8_t *tok = h + HEADER_BYTES, *table = tok + data;
+    for (uint64_t b = 0; b < n_blocks; b++) {
+        uint64_t off = b * bb, len = data - off < bb ? data - off : bb;
+        uint32_t got = crc32_bytes(tok + off, (size_t)len), stored = get_u32(table + 4 * b);
+        if (got != stored)
+            return fg_error(FG_ERR_CORRUPT,
+                            "%s: corrupt tokens: block %llu of %llu (file bytes %llu..%llu, tokens %llu..%llu) has "
+                            "CRC 0x%08x, stored 0x%08x",
+                            path, (unsigned long long)b, (unsigned long long)n_blocks,
+                            (unsigned long long)(HEADER_BYTES + off),
+                            (unsigned long long)(HEADER_BYTES + off + len - 1), (unsigned long long)(off / tb),
+                            (unsigned long long)((off + len) / tb - 1), got, stored);
+    }
+    if (version == 1)
+        FG_WARN("%s: version 1 shard has no checksum (corruption cannot be detected); re-encode it with "
+                "`frugal tokenize encode` to get a version 2 shard",
+                path);
+    s->version = version;
     s->tokens = h + HEADER_BYTES;
     s->n_tokens = n;
     s->token_bytes = tb;
