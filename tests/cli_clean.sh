@@ -85,6 +85,23 @@ grep -q "locked by pid $holder" log.txt || fail "lock message does not name pid 
 kill $holder 2> /dev/null
 wait $holder 2> /dev/null
 
+# 6. a truncated .gz input: warned with its name and counted by default, fatal with
+# --fail-on-read-error; --max-file-mb bounds the decoded bytes of one compressed file
+head -c 4000 in.jsonl > part.jsonl && gzip -c in.jsonl | head -c 700 > trunc.jsonl.gz
+# shellcheck disable=SC2086
+"$F" clean -q $R -o tr.jsonl trunc.jsonl.gz > log.txt 2>&1 || fail "truncated .gz failed the run by default: $(cat log.txt)"
+grep -q "trunc.jsonl.gz" log.txt || fail "truncated .gz not named: $(cat log.txt)"
+# shellcheck disable=SC2086
+"$F" clean -q $R --fail-on-read-error -o tr2.jsonl trunc.jsonl.gz > log.txt 2>&1 && fail "--fail-on-read-error accepted a truncated .gz"
+grep -q "trunc.jsonl.gz.*byte" log.txt || fail "fatal read error does not name the file and byte: $(cat log.txt)"
+[ -e tr2.jsonl ] && fail "failed run left tr2.jsonl"
+"$F" clean -q --max-file-mb abc -o x.jsonl in.jsonl > log.txt 2>&1 && fail "--max-file-mb abc accepted"
+grep -q -- "--max-file-mb" log.txt || fail "bad --max-file-mb not named: $(cat log.txt)"
+gzip -c in.jsonl > big.jsonl.gz
+# shellcheck disable=SC2086
+"$F" clean -q $R --max-file-mb 0.01 --report rep.json -o mf.jsonl big.jsonl.gz > log.txt 2>&1 || fail "max-file-mb run: $(cat log.txt)"
+grep -q "file_too_large" mf.jsonl.rejects.jsonl || fail "--max-file-mb did not stop the file: $(head -c 300 mf.jsonl.rejects.jsonl)"
+
 [ $fails -eq 0 ] && echo "cli_clean: all passed" && exit 0
 echo "cli_clean: $fails failed"
 exit 1

@@ -105,6 +105,18 @@ while [ $i -lt 50 ]; do echo "{\"text\": \"the cat sat on the mat number $i\"}";
 "$F" tokenize decode --tokenizer tok.json --out c.txt c.bin > log.txt 2>&1 || fail "decode: $(cat log.txt)"
 [ "$(cat c.txt)" = "abc" ] || fail "decode round trip: '$(cat c.txt)'"
 
+# 6. reader limits: a truncated .gz is skipped and named by default, fatal with
+# --fail-on-read-error; an oversized document is skipped (doc_too_large), not read whole
+printf '{"text": "%s"}\n' "$(head -c 3000 /dev/zero | tr '\0' a)" > long.jsonl
+i=0; while [ $i -lt 200 ]; do echo '{"text": "a line of text to compress"}'; i=$((i + 1)); done > many.jsonl
+gzip -c many.jsonl | head -c 60 > cut.jsonl.gz
+"$F" tokenize encode --tokenizer byte --print cut.jsonl.gz > /dev/null 2> log.txt || fail "truncated .gz failed encode by default: $(cat log.txt)"
+grep -q "cut.jsonl.gz" log.txt || fail "truncated .gz not named: $(cat log.txt)"
+"$F" tokenize encode --tokenizer byte --print --fail-on-read-error cut.jsonl.gz > /dev/null 2> log.txt && fail "--fail-on-read-error accepted a truncated .gz"
+grep -q "cut.jsonl.gz.*byte" log.txt || fail "fatal read error not located: $(cat log.txt)"
+"$F" tokenize encode --tokenizer byte --print --max-doc-mb 0.001 long.jsonl three.jsonl > lim.got 2> log.txt || fail "--max-doc-mb: $(cat log.txt)"
+[ "$(wc -l < lim.got)" -eq 3 ] || fail "--max-doc-mb: expected the 3 short documents only, got $(wc -l < lim.got) lines"
+
 [ $fails -eq 0 ] && echo "cli_tokenize: all passed" && exit 0
 echo "cli_tokenize: $fails failed"
 exit 1

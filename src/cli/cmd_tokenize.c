@@ -27,6 +27,8 @@ typedef struct tok_opts {
     long shard_tokens;
     double val_frac;
     int no_eot, print;
+    double max_doc_mb, max_file_mb; /* the reader's limits (fg_data_reader_limits) */
+    int fail_on_read_error;
 } tok_opts;
 
 static const char *const patterns[] = {"gpt2", "cl100k", NULL};
@@ -40,6 +42,12 @@ static const fg_opt train_opts[] = {
     {"pattern", FG_OPT_ENUM, F(pattern), .choices = patterns, .help = "pre-tokenization regex"},
     {"field", FG_OPT_STR, F(field), .help = "JSONL member holding the text"},
     {"threads", FG_OPT_INT, F(threads), .min = 0, .max = 4096, .help = "0: all cores"},
+    {"max_doc_mb", FG_OPT_DOUBLE, F(max_doc_mb), .min = 0, .min_excl = 1, .max = 1 << 30,
+     .help = "larger documents are skipped as doc_too_large (never held whole), MB"},
+    {"max_file_mb", FG_OPT_DOUBLE, F(max_file_mb), .min = 0, .min_excl = 1, .max = 1 << 30,
+     .help = "decoded bytes read from one .gz/.zst input, then file_too_large, MB"},
+    {"fail_on_read_error", FG_OPT_BOOL, F(fail_on_read_error),
+     .help = "a corrupt, truncated or unreadable input fails the command (default: skipped, counted)"},
 };
 static const fg_opt encode_opts[] = {
     {"tokenizer", FG_OPT_STR, F(tokenizer), .help = "tokenizer.json, a GPT-2 directory or \"byte\" (required)"},
@@ -53,6 +61,12 @@ static const fg_opt encode_opts[] = {
      .help = "special tokens read as their ids in the text: all, or a comma list (default: none, as plain text)"},
     {"field", FG_OPT_STR, F(field), .help = "JSONL member holding the text"},
     {"threads", FG_OPT_INT, F(threads), .min = 0, .max = 4096, .help = "0: all cores"},
+    {"max_doc_mb", FG_OPT_DOUBLE, F(max_doc_mb), .min = 0, .min_excl = 1, .max = 1 << 30,
+     .help = "larger documents are skipped as doc_too_large (never held whole), MB"},
+    {"max_file_mb", FG_OPT_DOUBLE, F(max_file_mb), .min = 0, .min_excl = 1, .max = 1 << 30,
+     .help = "decoded bytes read from one .gz/.zst input, then file_too_large, MB"},
+    {"fail_on_read_error", FG_OPT_BOOL, F(fail_on_read_error),
+     .help = "a corrupt, truncated or unreadable input fails the command (default: skipped, counted)"},
 };
 static const fg_opt decode_opts[] = {
     {"tokenizer", FG_OPT_STR, F(tokenizer), .help = "tokenizer.json, a GPT-2 directory or \"byte\" (required)"},
@@ -91,6 +105,25 @@ static void opts_default(tok_opts *o)
     o->min_frequency = 2;
     snprintf(o->field, sizeof o->field, "text");
     o->shard_tokens = 100000000L;
+    fg_data_reader_limits l;
+    fg_data_reader_limits_init(&l);
+    o->max_doc_mb = (double)l.max_doc_bytes / 1048576.0;
+    o->max_file_mb = (double)FG_DATA_DEFAULT_MAX_FILE_BYTES / 1048576.0;
+}
+
+/* Opens the reader over the positional inputs with the limits the flags set. */
+static fg_status open_reader(fg_data_reader **rd, const tok_opts *o, const char **pos, int n_pos)
+{
+    fg_status st = fg_data_reader_open(rd, pos, n_pos);
+    if (st != FG_OK)
+        return st;
+    fg_data_reader_limits l;
+    fg_data_reader_limits_init(&l);
+    l.max_doc_bytes = (size_t)(o->max_doc_mb * 1048576.0);
+    l.max_file_bytes = (uint64_t)(o->max_file_mb * 1048576.0);
+    l.fail_on_read_error = o->fail_on_read_error != 0;
+    fg_data_reader_set_limits(*rd, &l);
+    return FG_OK;
 }
 
 static bool ends_with(const char *s, const char *suffix)
@@ -338,7 +371,7 @@ static int cmd_train(int argc, char **argv)
     double t0 = fg_time_sec();
     st = fg_lock_acquire(&lock, lock_path);
     if (st == FG_OK)
-        st = fg_data_reader_open(&in.rd, pos, a.n_pos);
+        st = open_reader(&in.rd, &o, pos, a.n_pos);
     for (bool got = true; st == FG_OK && got;) {
         char *text = NULL;
         size_t len = 0;
@@ -700,7 +733,7 @@ static int cmd_encode(int argc, char **argv)
         if ((st = fg_lock_acquire(&lock, lock_path)) != FG_OK)
             goto fail;
     }
-    if ((st = fg_data_reader_open(&in.rd, pos, a.n_pos)) != FG_OK)
+    if ((st = open_reader(&in.rd, &o, pos, a.n_pos)) != FG_OK)
         goto fail;
     fg_progress prog;
     fg_progress_begin(&prog, "encode", (double)fg_data_reader_bytes_total(in.rd), "B");
