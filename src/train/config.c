@@ -89,6 +89,9 @@ static const opt opts[] = {
     {"seed", T_U64, F(seed), 0, 9.0e18, 0, "RNG seed (init, data order)"},
     {"threads", T_INT, F(threads), 0, 4096, 0, "threads; 0 = all cores"},
     {"kernels", T_STR, F(kernels), 0, 0, 0, "kernel variants: auto, ref, ...; empty = $FG_KERNELS or auto"},
+    {"max_epochs", T_DOUBLE, F(max_epochs), 0, 1e6, 0,
+     "caps max_steps at this many passes over the train tokens; 0 = off"},
+    {"keep_best", T_BOOL, F(keep_best), 0, 1, 0, "keep the params of the best validation loss in <out>/best"},
 };
 #define N_OPTS ((int)(sizeof opts / sizeof opts[0]))
 
@@ -120,6 +123,7 @@ void fg_train_config_default(fg_train_config *c)
     c->log_every = 10;
     strcpy(c->out, "runs/run");
     c->seed = 1337;
+    c->keep_best = 1;
 }
 
 static const opt *find_opt(const char *key)

@@ -469,11 +469,13 @@ static fg_status save_ckpt(run *r, double tokens)
     return st;
 }
 
-/* The final model: params only, synchronous, in <out>/final (one format: ckpt.h). */
-static fg_status save_final(const char *run_dir, long step, const fg_train_config *c, fg_model *m, uint64_t *bytes)
+/* A model for sampling or export: params only, synchronous, in <out>/<sub> (final,
+ * best; one format: ckpt.h). */
+static fg_status save_final(const char *run_dir, const char *sub, long step, const fg_train_config *c, fg_model *m,
+                            uint64_t *bytes)
 {
     char dir[PATHN];
-    snprintf(dir, sizeof dir, "%s/final", run_dir);
+    snprintf(dir, sizeof dir, "%s/%s", run_dir, sub);
     fg_ckpt_opts o = fg_ckpt_opts_default();
     o.async = false;
     o.full_every = 1;
@@ -497,6 +499,39 @@ static fg_status save_final(const char *run_dir, long step, const fg_train_confi
     return st == FG_OK ? st2 : st;
 }
 
+/* ---- corpus-sized runs: an epoch cap on max_steps, and the best validation kept ---- */
+
+/* max_epochs: a small corpus seen a hundred times is recited, not learnt; the cap
+ * ties the step count to the train tokens (before the schedule is built from it). */
+static void epoch_cap(run *r, FILE *out)
+{
+    fg_train_config *c = &r->c;
+    double tok_step = (double)c->grad_accum * c->batch_size * c->seq_len;
+    double cap = ceil(c->max_epochs * (double)fg_loader_tokens(&r->train) / tok_step);
+    if (c->max_epochs <= 0 || cap >= (double)c->max_steps)
+        return;
+    if (out)
+        fprintf(out, "max_epochs %g: max_steps %ld -> %.0f (%llu train tokens, %.0f per step)\n", c->max_epochs,
+                c->max_steps, cap, (unsigned long long)fg_loader_tokens(&r->train), tok_step);
+    c->max_steps = cap > 1 ? (long)cap : 1;
+}
+
+/* keep_best: after a validation that beats *best, the params go to <out>/best the way
+ * final/ is written (so `frugal sample --ckpt <out>/best` reads it). After a resume
+ * *best starts again at +inf: the first validation replaces best/. */
+static fg_status keep_best(run *r, float val, float *best, fg_train_result *res)
+{
+    if (!r->c.keep_best || isnan(val) || val >= *best)
+        return FG_OK;
+    uint64_t bytes = 0;
+    fg_status st = save_final(r->c.out, "best", r->step, &r->c, r->m, &bytes);
+    if (st == FG_OK) {
+        *best = val;
+        res->ckpt_bytes += bytes;
+    }
+    return st;
+}
+
 fg_status fg_train_run(const fg_train_config *cfg, FILE *out, fg_train_result *res_out)
 {
     double t_wall = fg_time_sec();
@@ -511,6 +546,8 @@ fg_status fg_train_run(const fg_train_config *cfg, FILE *out, fg_train_result *r
     if (st != FG_OK)
         goto out_teardown;
     fg_train_config *c = &r->c;
+    epoch_cap(r, out);
+    float best_val = INFINITY;
 
     if (c->resume) {
         fg_ckpt_tensor t[3];
@@ -563,6 +600,9 @@ fg_status fg_train_run(const fg_train_config *cfg, FILE *out, fg_train_result *r
         /* the starting point, so the log shows how far validation loss falls */
         val = evaluate(r);
         res.first_val = val;
+        st = keep_best(r, val, &best_val, &res);
+        if (st != FG_OK)
+            goto out_teardown;
         fprintf(r->metrics, "{\"step\": 0, \"val_loss\": %.9g}\n", val);
         if (out)
             fprintf(out, "step %6d | val loss %.4f\n", 0, val);
@@ -634,6 +674,9 @@ fg_status fg_train_run(const fg_train_config *cfg, FILE *out, fg_train_result *r
                 if (out)
                     fprintf(out, "step %6ld | val loss %.4f\n", r->step, val);
             }
+            st = keep_best(r, val, &best_val, &res);
+            if (st != FG_OK)
+                goto out_teardown;
         }
         fflush(r->metrics);
         if (c->ckpt_every > 0 && (r->step % c->ckpt_every == 0 || last)) {
@@ -656,7 +699,7 @@ fg_status fg_train_run(const fg_train_config *cfg, FILE *out, fg_train_result *r
         res.ckpt_bytes += s.file_full + s.file_delta;
     }
     uint64_t fb = 0;
-    st = save_final(c->out, r->step, c, r->m, &fb);
+    st = save_final(c->out, "final", r->step, c, r->m, &fb);
     if (st != FG_OK)
         goto out_teardown;
     res.ckpt_bytes += fb;
@@ -667,7 +710,8 @@ fg_status fg_train_run(const fg_train_config *cfg, FILE *out, fg_train_result *r
     }
     print_cost(out, r, &res, flops_tok, res.steps);
     if (out)
-        fprintf(out, "run directory   : %s (config.json, metrics.jsonl, final/)\n", c->out);
+        fprintf(out, "run directory   : %s (config.json, metrics.jsonl, final/%s)\n", c->out,
+                isfinite(best_val) ? ", best/" : "");
 out_teardown:
     if (st != FG_OK && out && r->m && res.tokens > 0) {
         /* a run that fails after training started still reports what it cost */
@@ -728,5 +772,5 @@ fg_status fg_train_save_run(const char *run_dir, const fg_train_config *c, fg_mo
     fg_free(cj);
     if (st != FG_OK)
         return st;
-    return save_final(run_dir, 0, c, m, NULL);
+    return save_final(run_dir, "final", 0, c, m, NULL);
 }
