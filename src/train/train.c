@@ -28,6 +28,7 @@ typedef struct run {
     bool has_val;
     int32_t *inp, *tgt; /* [grad_accum*B, T] */
     fg_ckpt_writer *ckw;
+    fg_ckpt_writer *best_w; /* <out>/best (keep_best), made at the first save */
     FILE *metrics;
     long step;            /* optimiser steps completed */
     double tokens_before; /* tokens of steps done before a resume */
@@ -420,6 +421,7 @@ static void teardown(run *r)
     if (r->metrics)
         fclose(r->metrics);
     fg_ckpt_writer_delete(r->ckw);
+    fg_ckpt_writer_delete(r->best_w);
     fg_free(r->inp);
     fg_free(r->tgt);
     fg_loader_close(&r->train);
@@ -469,10 +471,9 @@ static fg_status save_ckpt(run *r, double tokens)
     return st;
 }
 
-/* A model for sampling or export: params only, synchronous, in <out>/<sub> (final,
- * best; one format: ckpt.h). */
-static fg_status save_final(const char *run_dir, const char *sub, long step, const fg_train_config *c, fg_model *m,
-                            uint64_t *bytes)
+/* The writer of a params-only model for sampling or export (final/, best/): synchronous,
+ * one full checkpoint kept (one format: ckpt.h). */
+static fg_ckpt_writer *model_writer(const char *run_dir, const char *sub)
 {
     char dir[PATHN];
     snprintf(dir, sizeof dir, "%s/%s", run_dir, sub);
@@ -480,22 +481,32 @@ static fg_status save_final(const char *run_dir, const char *sub, long step, con
     o.async = false;
     o.full_every = 1;
     o.keep_full = 1;
-    fg_ckpt_writer *w = fg_ckpt_writer_new(dir, &o);
-    if (!w)
-        return FG_ERR_IO;
+    return fg_ckpt_writer_new(dir, &o);
+}
+
+static fg_status save_model(fg_ckpt_writer *w, long step, const fg_train_config *c, fg_model *m)
+{
     char *cfg = fg_train_config_to_json(c);
     fg_ckpt_tensor t = {"params", fg_model_params(m), fg_model_num_params(m) * sizeof(float)};
     fg_status st = cfg ? fg_ckpt_writer_save(w, step, cfg, &t, 1) : FG_ERR_NOMEM;
     fg_free(cfg);
     fg_status st2 = fg_ckpt_writer_wait(w);
-    if (st == FG_OK)
-        st = st2;
+    return st == FG_OK ? st2 : st;
+}
+
+/* The final model: params only, synchronous, in <out>/final. */
+static fg_status save_final(const char *run_dir, long step, const fg_train_config *c, fg_model *m, uint64_t *bytes)
+{
+    fg_ckpt_writer *w = model_writer(run_dir, "final");
+    if (!w)
+        return FG_ERR_IO;
+    fg_status st = save_model(w, step, c, m);
     if (bytes) {
         fg_ckpt_stats s;
         fg_ckpt_writer_stats(w, &s);
         *bytes = s.file_full + s.file_delta;
     }
-    st2 = fg_ckpt_writer_delete(w);
+    fg_status st2 = fg_ckpt_writer_delete(w);
     return st == FG_OK ? st2 : st;
 }
 
@@ -517,18 +528,18 @@ static void epoch_cap(run *r, FILE *out)
 }
 
 /* keep_best: after a validation that beats *best, the params go to <out>/best the way
- * final/ is written (so `frugal sample --ckpt <out>/best` reads it). After a resume
- * *best starts again at +inf: the first validation replaces best/. */
-static fg_status keep_best(run *r, float val, float *best, fg_train_result *res)
+ * final/ is written (so `frugal sample --ckpt <out>/best` reads it); one writer for the
+ * run, so its summary is logged once. After a resume *best starts again at +inf: the
+ * first validation replaces best/. */
+static fg_status keep_best(run *r, float val, float *best)
 {
     if (!r->c.keep_best || isnan(val) || val >= *best)
         return FG_OK;
-    uint64_t bytes = 0;
-    fg_status st = save_final(r->c.out, "best", r->step, &r->c, r->m, &bytes);
-    if (st == FG_OK) {
+    if (!r->best_w && !(r->best_w = model_writer(r->c.out, "best")))
+        return FG_ERR_IO;
+    fg_status st = save_model(r->best_w, r->step, &r->c, r->m);
+    if (st == FG_OK)
         *best = val;
-        res->ckpt_bytes += bytes;
-    }
     return st;
 }
 
@@ -600,7 +611,7 @@ fg_status fg_train_run(const fg_train_config *cfg, FILE *out, fg_train_result *r
         /* the starting point, so the log shows how far validation loss falls */
         val = evaluate(r);
         res.first_val = val;
-        st = keep_best(r, val, &best_val, &res);
+        st = keep_best(r, val, &best_val);
         if (st != FG_OK)
             goto out_teardown;
         fprintf(r->metrics, "{\"step\": 0, \"val_loss\": %.9g}\n", val);
@@ -674,7 +685,7 @@ fg_status fg_train_run(const fg_train_config *cfg, FILE *out, fg_train_result *r
                 if (out)
                     fprintf(out, "step %6ld | val loss %.4f\n", r->step, val);
             }
-            st = keep_best(r, val, &best_val, &res);
+            st = keep_best(r, val, &best_val);
             if (st != FG_OK)
                 goto out_teardown;
         }
@@ -698,8 +709,13 @@ fg_status fg_train_run(const fg_train_config *cfg, FILE *out, fg_train_result *r
         fg_ckpt_writer_stats(r->ckw, &s);
         res.ckpt_bytes += s.file_full + s.file_delta;
     }
+    if (r->best_w) {
+        fg_ckpt_stats s;
+        fg_ckpt_writer_stats(r->best_w, &s);
+        res.ckpt_bytes += s.file_full + s.file_delta;
+    }
     uint64_t fb = 0;
-    st = save_final(c->out, "final", r->step, c, r->m, &fb);
+    st = save_final(c->out, r->step, c, r->m, &fb);
     if (st != FG_OK)
         goto out_teardown;
     res.ckpt_bytes += fb;
@@ -772,5 +788,5 @@ fg_status fg_train_save_run(const char *run_dir, const fg_train_config *c, fg_mo
     fg_free(cj);
     if (st != FG_OK)
         return st;
-    return save_final(run_dir, "final", 0, c, m, NULL);
+    return save_final(run_dir, 0, c, m, NULL);
 }
