@@ -4,12 +4,13 @@
 # on (a) GPT-2 124M at B=4 T=64 and (b) L6 C384 NH6 at B=4 T=256; plus Frugal's
 # achieved training FLOP/s over sgemm FLOP/s measured in the same `frugal bench`.
 #
-# Usage: bench/bench_train.sh [--frugal build/frugal] [--llmc PATH/train_gpt2cpu] [--llmc-t256 PATH]
+# Usage: bench/bench_train.sh [--frugal build/frugal] [--llmc PATH/train_gpt2] [--llmc-t256 PATH/train_gpt2_T256]
 #                             [--iters N] [--threads N] [--configs "a b"]
 # llm.c is skipped when --llmc is absent. Its binary runs in a scratch directory that
 # holds what it reads (gpt2_124M.bin written by `frugal convert --to-llmc` from a random
 # init of the same config, and tiny-shakespeare token files in llm.c's format), so no
-# llm.c download is needed; see docs/perf/trainer.md for building the binary by hand.
+# llm.c download is needed; docs/PERFORMANCE.md section 1 gives the commands that build
+# both binaries. Python peers: tools/setup_peers.sh (a venv in .venv, put first on PATH).
 # llm.c hard-codes B=4 T=64; --llmc-t256 names a second binary built by hand with T=256
 # for (b); without it (b) runs llm.c at T=64 (its faster case per token).
 set -euo pipefail
@@ -28,7 +29,7 @@ while [ $# -gt 0 ]; do
     --iters) iters=$2; shift 2 ;;
     --threads) threads=$2; shift 2 ;;
     --configs) configs=$2; shift 2 ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
     *) echo "bench_train: unknown option $1" >&2; exit 2 ;;
   esac
 done
