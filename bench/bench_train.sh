@@ -75,7 +75,7 @@ run_llmc() {
   printf '%s\n' "hello world, this is a tiny corpus for the llm.c peer run. " > "$d/text.txt"
   for i in $(seq 1 12); do cat "$d/text.txt" "$d/text.txt" > "$d/t2" && mv "$d/t2" "$d/text.txt"; done
   "$frugal" train --layout gpt2 --n-layer "$nl" --d-model "$c" --n-head "$nh" --vocab-size 50257 --padded-vocab 50304 \
-    --max-seq-len 1024 --seq-len 64 --batch-size 1 --max-steps 1 --val-every 0 --data "$d/text.txt" \
+    --max-seq-len 1024 --seq-len 64 --batch-size 1 --max-steps 1 --val-every 0 --keep-best 0 --data "$d/text.txt" \
     --out "$d/run" >/dev/null
   "$frugal" convert --to-llmc "$d/gpt2_124M.bin" --run "$d/run" >/dev/null
   python3 - "$d/dev/data/tinyshakespeare" <<'PY'
@@ -88,6 +88,7 @@ for split, n in (("train", 200000), ("val", 20000)):
         f.write(struct.pack("<%dH" % n, *[random.randrange(50257) for _ in range(n)]))
 PY
   local log="$d/llmc.log"
+  : > "$log" # exists before the loop below reads it (the child opens it asynchronously)
   ( cd "$d" && exec timeout 900 stdbuf -oL "$bin" ) > "$log" 2>&1 &
   local pid=$! n=0
   while kill -0 $pid 2>/dev/null; do
