@@ -23,9 +23,9 @@ SHARED=${FG_SHARED_DIR:-../shared}/data
 W=$(mktemp -d /tmp/bench_clean.XXXXXX)
 trap 'rm -rf "$W"' EXIT
 REPS=${REPS:-3}
-peer_mods="datatrove regex tokenizers orjson spacy xxhash"
-# one import per module, so the message names each one that is missing
-peer_missing=$(python3 - $peer_mods <<'PY' 2>/dev/null || echo "python3"
+peer_mods=(datatrove regex tokenizers orjson spacy xxhash)
+# each module looked up on its own, so the message names every one that is missing
+peer_missing=$(python3 - "${peer_mods[@]}" <<'PY' 2>/dev/null || echo "python3"
 import importlib.util, sys
 print(" ".join(m for m in sys.argv[1:] if importlib.util.find_spec(m) is None))
 PY
