@@ -7,8 +7,12 @@
 #     and in Hugging Face datatrove (tools/data_datatrove_bench.py) on the same JSONL.
 # Throughput is MB of input per CPU-second (user + system time of the process), i.e. MB/s
 # per core; on shared machines this is steadier than wall time. Wall MB/s is printed too.
-# usage: bench/bench_clean.sh [BUILD_DIR]   (needs ../shared/data; python3 with datatrove,
-#        spacy and xxhash for part 2 - `pip install datatrove spacy xxhash`)
+# usage: bench/bench_clean.sh [BUILD_DIR]   (needs ../shared/data; part 2 needs python3 with
+#        datatrove 0.10.1 and the modules it imports without declaring them: regex,
+#        tokenizers, orjson, spacy, xxhash - tools/setup_peers.sh installs them all, pinned,
+#        in .venv; then run with PATH=".venv/bin:$PATH"). The modules are checked first;
+#        when any is missing part 2 is skipped with their names. If the datatrove run fails,
+#        its log is kept (bench_clean.datatrove.log in BUILD_DIR) and its tail printed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${1:-build}
@@ -19,6 +23,17 @@ SHARED=${FG_SHARED_DIR:-../shared}/data
 W=$(mktemp -d /tmp/bench_clean.XXXXXX)
 trap 'rm -rf "$W"' EXIT
 REPS=${REPS:-3}
+peer_mods=(datatrove regex tokenizers orjson spacy xxhash)
+# each module looked up on its own, so the message names every one that is missing
+peer_missing=$(python3 - "${peer_mods[@]}" <<'PY' 2>/dev/null || echo "python3"
+import importlib.util, sys
+print(" ".join(m for m in sys.argv[1:] if importlib.util.find_spec(m) is None))
+PY
+)
+if [ -n "$peer_missing" ]; then
+  echo "bench_clean: part 2 (datatrove) will be skipped: missing Python modules: $peer_missing"
+  echo "bench_clean:   install the pinned peers with tools/setup_peers.sh, then PATH=\"$PWD/.venv/bin:\$PATH\" $0 $BUILD"
+fi
 field() { python3 -c "import json,sys; print(json.load(open('$1'))['$2'])"; }
 
 # median CPU seconds over REPS runs of `frugal clean ARGS`; leaves the last report in $W/rep.json
@@ -66,8 +81,14 @@ fc=$(cpu_median "$W/webtext.jsonl" --threads 1 -o "$W/frugal_kept.jsonl")
 fk=$(field "$W/rep.json" docs_kept); fw=$(field "$W/rep.json" seconds)
 "$F" clean "$W/webtext.jsonl" --threads 2 -o "$W/frugal_kept2.jsonl" --report "$W/rep2.json" -q --no-progress
 fw2=$(field "$W/rep2.json" seconds)
-if python3 -c "import datatrove, spacy, xxhash" 2>/dev/null; then
-  python3 tools/data_datatrove_bench.py "$W/webtext.jsonl" "$W/dt" 2>"$W/dt.log" | tail -1 > "$W/dt.json"
+if [ -z "$peer_missing" ]; then
+  dtlog=$BUILD/bench_clean.datatrove.log
+  if ! python3 tools/data_datatrove_bench.py "$W/webtext.jsonl" "$W/dt" >"$W/dt.out" 2>"$dtlog"; then
+    echo "bench_clean: the datatrove run failed; its log is kept in $dtlog, last lines:" >&2
+    tail -n 25 "$dtlog" >&2
+    exit 1
+  fi
+  tail -1 "$W/dt.out" > "$W/dt.json"
   python3 - "$W/dt.json" "$W/webtext.jsonl" "$fc" "$fk" "$fw" "$fw2" <<'PY'
 import json, os, sys
 d = json.load(open(sys.argv[1])); mb = os.path.getsize(sys.argv[2]) / 1e6
@@ -77,5 +98,5 @@ print(f"  datatrove (1 worker): {d['mb_per_cpu_s']:8.3f} MB/CPU-s  ({d['cpu_s']:
 print(f"  ratio per core: {mb/fc/d['mb_per_cpu_s']:.1f}x")
 PY
 else
-  echo "  datatrove/spacy/xxhash not installed: pip install datatrove spacy xxhash"
+  echo "  skipped: missing Python modules: $peer_missing (tools/setup_peers.sh installs them)"
 fi

@@ -4,12 +4,13 @@
 # on (a) GPT-2 124M at B=4 T=64 and (b) L6 C384 NH6 at B=4 T=256; plus Frugal's
 # achieved training FLOP/s over sgemm FLOP/s measured in the same `frugal bench`.
 #
-# Usage: bench/bench_train.sh [--frugal build/frugal] [--llmc PATH/train_gpt2cpu] [--llmc-t256 PATH]
+# Usage: bench/bench_train.sh [--frugal build/frugal] [--llmc PATH/train_gpt2] [--llmc-t256 PATH/train_gpt2_T256]
 #                             [--iters N] [--threads N] [--configs "a b"]
 # llm.c is skipped when --llmc is absent. Its binary runs in a scratch directory that
 # holds what it reads (gpt2_124M.bin written by `frugal convert --to-llmc` from a random
 # init of the same config, and tiny-shakespeare token files in llm.c's format), so no
-# llm.c download is needed; see docs/perf/trainer.md for building the binary by hand.
+# llm.c download is needed; docs/PERFORMANCE.md section 1 gives the commands that build
+# both binaries. Python peers: tools/setup_peers.sh (a venv in .venv, put first on PATH).
 # llm.c hard-codes B=4 T=64; --llmc-t256 names a second binary built by hand with T=256
 # for (b); without it (b) runs llm.c at T=64 (its faster case per token).
 set -euo pipefail
@@ -28,7 +29,7 @@ while [ $# -gt 0 ]; do
     --iters) iters=$2; shift 2 ;;
     --threads) threads=$2; shift 2 ;;
     --configs) configs=$2; shift 2 ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
     *) echo "bench_train: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -74,7 +75,7 @@ run_llmc() {
   printf '%s\n' "hello world, this is a tiny corpus for the llm.c peer run. " > "$d/text.txt"
   for i in $(seq 1 12); do cat "$d/text.txt" "$d/text.txt" > "$d/t2" && mv "$d/t2" "$d/text.txt"; done
   "$frugal" train --layout gpt2 --n-layer "$nl" --d-model "$c" --n-head "$nh" --vocab-size 50257 --padded-vocab 50304 \
-    --max-seq-len 1024 --seq-len 64 --batch-size 1 --max-steps 1 --val-every 0 --data "$d/text.txt" \
+    --max-seq-len 1024 --seq-len 64 --batch-size 1 --max-steps 1 --val-every 0 --keep-best 0 --data "$d/text.txt" \
     --out "$d/run" >/dev/null
   "$frugal" convert --to-llmc "$d/gpt2_124M.bin" --run "$d/run" >/dev/null
   python3 - "$d/dev/data/tinyshakespeare" <<'PY'
@@ -87,6 +88,7 @@ for split, n in (("train", 200000), ("val", 20000)):
         f.write(struct.pack("<%dH" % n, *[random.randrange(50257) for _ in range(n)]))
 PY
   local log="$d/llmc.log"
+  : > "$log" # exists before the loop below reads it (the child opens it asynchronously)
   ( cd "$d" && exec timeout 900 stdbuf -oL "$bin" ) > "$log" 2>&1 &
   local pid=$! n=0
   while kill -0 $pid 2>/dev/null; do

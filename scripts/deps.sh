@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # deps.sh: installs the Debian packages Frugal builds against, only those missing.
-# Used by `make demo`, `make test` and .ci/run; safe to run repeatedly.
+# Used by `make demo`, `make test` and .ci/run; safe to run repeatedly. `fortunes` (with
+# fortunes-min) and `bible-kjv` (with bible-kjv-text) are the demo's corpus when there is
+# no ../shared (scripts/demo.sh; tests/test_demo.sh runs on them).
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config libopenblas-dev libopenblas0-pthread libjansson-dev libzstd-dev
-      zlib1g-dev libpcre2-dev libutf8proc-dev libopenmpi-dev openmpi-bin fortunes-min clang libclang-rt-14-dev libomp-14-dev libopenblas0-openmp
+      zlib1g-dev libpcre2-dev libutf8proc-dev libopenmpi-dev openmpi-bin fortunes bible-kjv clang libclang-rt-14-dev libomp-14-dev libopenblas0-openmp
       clang-format cppcheck git)
 missing=()
 for p in "${pkgs[@]}"; do

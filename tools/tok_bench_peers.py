@@ -65,12 +65,31 @@ def best(fn, reps):
     return b, out
 
 
+# GPT-2's pre-tokenizer pattern (tiktoken's "gpt2" encoding uses the same string).
+GPT2_PAT = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+
+
+def gpt2_tiktoken(shared):
+    """tiktoken's GPT-2 encoding from ../shared/data/gpt2 (vocab.bpe, encoder.json), so the
+    benchmark needs no download: tiktoken.get_encoding("gpt2") fetches its files from the
+    network on first use. Falls back to it when the shared files are absent."""
+    import tiktoken
+    from tiktoken.load import data_gym_to_mergeable_bpe_ranks
+    d = os.path.join(shared, "data", "gpt2")
+    if not os.path.exists(os.path.join(d, "vocab.bpe")):
+        return tiktoken.get_encoding("gpt2")
+    ranks = data_gym_to_mergeable_bpe_ranks(vocab_bpe_file=os.path.join(d, "vocab.bpe"),
+                                            encoder_json_file=os.path.join(d, "encoder.json"))
+    return tiktoken.Encoding("gpt2_shared", pat_str=GPT2_PAT, mergeable_ranks=ranks,
+                             special_tokens={"<|endoftext|>": 50256})
+
+
 def single(a):
     """Single-thread encodes (run in a child with RAYON_NUM_THREADS=1)."""
     import tiktoken
     from tokenizers import Tokenizer
     texts = load_texts(a.texts)
-    enc = tiktoken.get_encoding("gpt2")
+    enc = gpt2_tiktoken(a.shared)
     hf = Tokenizer.from_file(a.gpt2_json)
     t_tt, n_tt = best(lambda: sum(len(enc.encode_ordinary(t)) for t in texts), a.reps)
     t_hf, n_hf = best(lambda: sum(len(hf.encode(t).ids) for t in texts), a.reps)
@@ -87,9 +106,10 @@ def run(a):
     threads = os.cpu_count()
     env = dict(os.environ, RAYON_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
     child = subprocess.run([sys.executable, __file__, "single", "--texts", a.texts, "--gpt2-json", a.gpt2_json,
-                            "--reps", str(a.reps)], env=env, check=True, capture_output=True, text=True)
+                            "--reps", str(a.reps), "--shared", a.shared], env=env, check=True, capture_output=True,
+                           text=True)
     r = json.loads(child.stdout.strip().splitlines()[-1])
-    enc = tiktoken.get_encoding("gpt2")
+    enc = gpt2_tiktoken(a.shared)
     hf = Tokenizer.from_file(a.gpt2_json)
     t_ttn, n_ttn = best(lambda: sum(len(x) for x in enc.encode_ordinary_batch(texts, num_threads=threads)), a.reps)
     t_hfn, n_hfn = best(lambda: sum(len(e.ids) for e in hf.encode_batch(texts)), a.reps)

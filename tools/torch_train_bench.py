@@ -2,9 +2,14 @@
 (LayerNorm, learned positions, tanh-GELU MLP, tied embeddings, Vp-padded head), fp32 on
 the CPU with a fixed thread count, timed over whole training steps: forward, cross-entropy,
 backward, global-norm clip, AdamW (weight decay on matrices only), zero_grad.
+Initialised as GPT-2 (and Frugal, src/model/model.c) are: weights N(0, 0.02), the two
+residual projections N(0, 0.02/sqrt(2L)), biases 0, LayerNorms 1/0, the Vp-V padding
+rows of the embedding 0, so the first loss is near ln(V) = 10.8 as in Frugal and llm.c
+(PyTorch's own defaults, N(0,1) embeddings under a tied head, start at 144-198).
 
 Usage: python3 tools/torch_train_bench.py --layers 12 --d-model 768 --heads 12 --B 4 --T 64
-Prints one line: torch.train ... ms_per_step=X tokens_per_s=Y  (median of --iters steps).
+Prints one line: torch.train ... loss0=L ms_per_step=X tokens_per_s=Y (median of --iters
+steps; loss0 is the first step's loss).
 """
 import argparse
 import math
@@ -34,11 +39,27 @@ class Block(nn.Module):
 
 
 class GPT(nn.Module):
-    def __init__(self, L, C, NH, Vp, maxT):
+    def __init__(self, L, C, NH, V, Vp, maxT):
         super().__init__()
         self.wte, self.wpe = nn.Embedding(Vp, C), nn.Embedding(maxT, C)
         self.blocks = nn.ModuleList(Block(C, NH) for _ in range(L))
         self.lnf = nn.LayerNorm(C)
+        self.init_gpt2(L, V)
+
+    @torch.no_grad()
+    def init_gpt2(self, L, V):
+        resid_std = 0.02 / math.sqrt(2 * L)
+        for name, mod in self.named_modules():
+            if isinstance(mod, nn.Linear):
+                is_resid = name.endswith(".proj") or name.endswith(".fcproj")
+                nn.init.normal_(mod.weight, 0.0, resid_std if is_resid else 0.02)
+                nn.init.zeros_(mod.bias)
+            elif isinstance(mod, nn.Embedding):
+                nn.init.normal_(mod.weight, 0.0, 0.02)
+            elif isinstance(mod, nn.LayerNorm):
+                nn.init.ones_(mod.weight)
+                nn.init.zeros_(mod.bias)
+        self.wte.weight[V:].zero_()  # padding rows: never a token, never a logit that counts
 
     def forward(self, idx, targets):
         T = idx.shape[1]
@@ -64,7 +85,7 @@ def main():
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     Vp = (a.vocab + 63) // 64 * 64
-    m = GPT(a.layers, a.d_model, a.heads, Vp, max(a.T, 1024))
+    m = GPT(a.layers, a.d_model, a.heads, a.vocab, Vp, max(a.T, 1024))
     decay = [p for n, p in m.named_parameters() if p.dim() >= 2 and "wte" not in n and "wpe" not in n]
     other = [p for n, p in m.named_parameters() if not (p.dim() >= 2 and "wte" not in n and "wpe" not in n)]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": other, "weight_decay": 0.0}],
@@ -72,6 +93,7 @@ def main():
     idx = torch.randint(0, a.vocab, (a.B, a.T))
     tgt = torch.randint(0, a.vocab, (a.B, a.T))
     times = []
+    loss0 = None
     for it in range(a.warmup + a.iters):
         t0 = time.perf_counter()
         loss = m(idx, tgt)
@@ -80,14 +102,16 @@ def main():
         opt.step()
         opt.zero_grad(set_to_none=True)
         dt = time.perf_counter() - t0
+        if loss0 is None:
+            loss0 = loss.item()
         if it >= a.warmup:
             times.append(dt)
     med = statistics.median(times)
     nparams = sum(p.numel() for p in m.parameters())
     assert math.isfinite(loss.item())
-    print("torch.train torch=%s threads=%d L=%d C=%d NH=%d Vp=%d B=%d T=%d params=%d ms_per_step=%.1f tokens_per_s=%.1f"
-          % (torch.__version__, a.threads, a.layers, a.d_model, a.heads, Vp, a.B, a.T, nparams, med * 1e3,
-             a.B * a.T / med))
+    print("torch.train torch=%s threads=%d L=%d C=%d NH=%d Vp=%d B=%d T=%d params=%d loss0=%.3f ms_per_step=%.1f "
+          "tokens_per_s=%.1f" % (torch.__version__, a.threads, a.layers, a.d_model, a.heads, Vp, a.B, a.T, nparams,
+                                  loss0, med * 1e3, a.B * a.T / med))
 
 
 if __name__ == "__main__":

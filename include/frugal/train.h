@@ -9,10 +9,11 @@
  *   fg_train_result r;
  *   fg_status st = fg_train_run(&c, stdout, &r);              // prints progress + cost summary
  * A run directory (`out`) receives config.json, metrics.jsonl, the tokenised data
- * (when training from raw text), checkpoints (ckpt/) and the final model (final/),
- * the latter two through ckpt.h. Same config + seed + threads = same losses bit for
- * bit. Errors name the file (and line:column for JSON) and the problem, and are
- * detected before anything is written into the run directory.
+ * (when training from raw text), checkpoints (ckpt/), the final model (final/) and
+ * the model of the best validation loss (best/, keep_best), the last three through
+ * ckpt.h. Same config + seed + threads = same losses bit for bit. Errors name the file
+ * (and line:column for JSON) and the problem, and are detected before anything is
+ * written into the run directory.
  */
 #ifndef FRUGAL_TRAIN_H
 #define FRUGAL_TRAIN_H
@@ -75,6 +76,9 @@ typedef struct fg_train_config {
     int threads;        /* 0: all cores */
     char kernels[32];   /* "auto", "ref", ...; "" = $FG_KERNELS or auto */
     int blas_threading; /* 0: auto ($FG_BLAS_THREADING or omp), 1: omp (kernels split GEMMs over OpenMP), 2: blas */
+    /* ---- run length and what is kept ---- */
+    double max_epochs; /* 0: off; else max_steps is capped at max_epochs x train tokens / tokens per step */
+    int keep_best;     /* 1 (default): the params of the best validation so far in <out>/best, as final/ */
 } fg_train_config;
 
 void fg_train_config_default(fg_train_config *c);
@@ -191,9 +195,10 @@ typedef struct fg_train_bench_result {
     double ms_per_step;  /* median over the timed steps */
     double tokens_per_s; /* grad_accum*B*T / median step time */
     double flops_per_token;
-    double train_gflops; /* achieved: flops_per_token * tokens_per_s */
-    double sgemm_gflops; /* best of the sgemm shapes timed in the same call */
-    size_t n_params;
+    double train_gflops;    /* achieved: flops_per_token * tokens_per_s */
+    double sgemm_gflops;    /* best of the sgemm shapes timed in the same call */
+    size_t n_params;        /* total */
+    size_t n_active_params; /* per token (= n_params for a dense model) */
 } fg_train_bench_result;
 
 /* Times `iters` full training steps (after `warmup` untimed ones) of the config's

@@ -92,6 +92,7 @@ fg_status fg_train_bench(const fg_train_config *cfg, int iters, int warmup, FILE
         tgt[i] = (int32_t)fg_rng_below(&rng, (uint32_t)c.model.vocab_size);
     }
     res->n_params = fg_model_num_params(m);
+    res->n_active_params = fg_model_num_active_params(m);
     res->flops_per_token = fg_model_flops_per_token(m, T);
     double t_grads = 0, t_clip = 0, t_adam = 0; /* summed over the timed steps */
     for (int it = -warmup; it < iters; it++) {
@@ -120,11 +121,18 @@ fg_status fg_train_bench(const fg_train_config *cfg, int iters, int warmup, FILE
     res->train_gflops = res->tokens_per_s * res->flops_per_token / 1e9;
     if (out) {
         const fg_model_config *mc = fg_model_get_config(m);
+        /* total and active parameters and FLOPs per token on every row, so that a MoE
+         * row can be matched with the dense row of the same active size */
+        char moe[64] = "dense";
+        if (mc->moe.n_expert > 0)
+            snprintf(moe, sizeof moe, "%d_routed_top%d+%d_shared", mc->moe.n_expert, mc->moe.n_expert_active,
+                     mc->moe.n_shared_expert);
         fprintf(out,
-                "bench.train layout=%s L=%d C=%d NH=%d Vp=%d B=%d T=%d accum=%d params=%zu threads=%d "
-                "matmul=%s\n",
+                "bench.train layout=%s L=%d C=%d NH=%d Vp=%d B=%d T=%d accum=%d params=%zu active_params=%zu "
+                "experts=%s flops_per_token=%.4g threads=%d matmul=%s\n",
                 mc->layout == FG_LAYOUT_GPT2 ? "gpt2" : "llama", mc->n_layer, mc->d_model, mc->n_head, mc->padded_vocab,
-                B, T, A, res->n_params, fg_threads_get(), fg_kernels_variant("matmul"));
+                B, T, A, res->n_params, res->n_active_params, moe, res->flops_per_token, fg_threads_get(),
+                fg_kernels_variant("matmul"));
         fprintf(out, "bench.train ms_per_step=%.1f tokens_per_s=%.1f flops_per_token=%.4g gflops=%.2f\n",
                 res->ms_per_step, res->tokens_per_s, res->flops_per_token, res->train_gflops);
         fprintf(out, "bench.split forward_backward_ms=%.1f clip_ms=%.1f adamw_ms=%.1f (means)\n", 1e3 * t_grads / iters,

@@ -127,6 +127,11 @@ static const fg_opt opts[] = {
     {"blas_threading", FG_OPT_ENUM, F(blas_threading), .choices = blas_names, .flags = RESUMABLE,
      .help = "GEMM threads: omp (kernels split GEMMs over OpenMP) or blas (OpenBLAS's own); auto = "
              "$FG_BLAS_THREADING or omp"},
+    /* run length and what is kept */
+    {"max_epochs", FG_OPT_DOUBLE, F(max_epochs), 0, 1e6, .flags = RESUMABLE,
+     .help = "caps max_steps at this many passes over the train tokens; 0 = off"},
+    {"keep_best", FG_OPT_BOOL, F(keep_best), .flags = RESUMABLE,
+     .help = "keep the params of the best validation loss in <out>/best"},
 };
 #define N_OPTS FG_OPT_COUNT(opts)
 
@@ -161,6 +166,7 @@ void fg_train_config_default(fg_train_config *c)
     c->ckpt_zstd_level = 1;
     c->ckpt_compress_full = 0;
     c->ckpt_write_delay_ms = 0;
+    c->keep_best = 1;
     c->blas_threading = 0; /* auto: the kernels read FG_BLAS_THREADING (their one parser) or use omp */
 }
 

@@ -29,8 +29,9 @@ typedef struct run {
     bool has_val;
     int32_t *inp, *tgt; /* [grad_accum*B, T] */
     fg_ckpt_writer *ckw;
-    bool ckpt_failed; /* a checkpoint write failed: the cost summary says so */
-    fg_lock lock;     /* on <out>/.frugal.lock: one process per run directory */
+    bool ckpt_failed;       /* a checkpoint write failed: the cost summary says so */
+    fg_lock lock;           /* on <out>/.frugal.lock: one process per run directory */
+    fg_ckpt_writer *best_w; /* <out>/best (keep_best), made at the first save */
     FILE *metrics;
     int metrics_errno; /* first failed write to metrics.jsonl, 0 while none */
     char metrics_path[PATHN];
@@ -542,6 +543,9 @@ static void teardown(run *r)
     fg_status st = fg_ckpt_writer_delete(r->ckw);
     if (st != FG_OK)
         FG_WARN("also: %s", fg_last_error());
+    st = fg_ckpt_writer_delete(r->best_w);
+    if (st != FG_OK)
+        FG_WARN("also: %s", fg_last_error());
     fg_free(r->inp);
     fg_free(r->tgt);
     fg_loader_close(&r->train);
@@ -608,32 +612,76 @@ static fg_status save_ckpt(run *r, double tokens)
     return st;
 }
 
-/* The final model: params only, synchronous, in <out>/final (one format: ckpt.h). */
-static fg_status save_final(const char *run_dir, long step, const fg_train_config *c, fg_model *m, uint64_t *bytes)
+/* The writer of a params-only model for sampling or export (final/, best/): synchronous,
+ * one full checkpoint kept (one format: ckpt.h). */
+static fg_ckpt_writer *model_writer(const char *run_dir, const char *sub, const fg_train_config *c)
 {
     char dir[PATHN];
-    snprintf(dir, sizeof dir, "%s/final", run_dir);
+    snprintf(dir, sizeof dir, "%s/%s", run_dir, sub);
     fg_ckpt_opts o = ckpt_opts(c);
     o.async = false;
     o.full_every = 1;
     o.keep_full = 1;
-    fg_ckpt_writer *w = fg_ckpt_writer_new(dir, &o);
-    if (!w)
-        return fg_last_status();
+    return fg_ckpt_writer_new(dir, &o);
+}
+
+static fg_status save_model(fg_ckpt_writer *w, long step, const fg_train_config *c, fg_model *m)
+{
     char *cfg = fg_train_config_to_json(c);
     fg_ckpt_tensor t = {"params", fg_model_params(m), fg_model_num_params(m) * sizeof(float)};
     fg_status st = cfg ? fg_ckpt_writer_save(w, step, cfg, &t, 1) : FG_ERR_NOMEM;
     fg_free(cfg);
     fg_status st2 = fg_ckpt_writer_wait(w);
-    if (st == FG_OK)
-        st = st2;
+    return st == FG_OK ? st2 : st;
+}
+
+/* The final model: params only, synchronous, in <out>/final. */
+static fg_status save_final(const char *run_dir, long step, const fg_train_config *c, fg_model *m, uint64_t *bytes)
+{
+    fg_ckpt_writer *w = model_writer(run_dir, "final", c);
+    if (!w)
+        return fg_last_status();
+    fg_status st = save_model(w, step, c, m);
     if (bytes) {
         fg_ckpt_stats s;
         fg_ckpt_writer_stats(w, &s);
         *bytes = s.file_full + s.file_delta;
     }
-    st2 = fg_ckpt_writer_delete(w);
+    fg_status st2 = fg_ckpt_writer_delete(w);
     return st == FG_OK ? st2 : st;
+}
+
+/* ---- corpus-sized runs: an epoch cap on max_steps, and the best validation kept ---- */
+
+/* max_epochs: a small corpus seen a hundred times is recited, not learnt; the cap
+ * ties the step count to the train tokens (before the schedule is built from it). */
+static void epoch_cap(run *r, FILE *out)
+{
+    fg_train_config *c = &r->c;
+    double tok_step = (double)c->grad_accum * c->batch_size * c->seq_len;
+    double cap = ceil(c->max_epochs * (double)fg_loader_tokens(&r->train) / tok_step);
+    if (c->max_epochs <= 0 || cap >= (double)c->max_steps)
+        return;
+    if (out)
+        fprintf(out, "max_epochs %g: max_steps %ld -> %.0f (%llu train tokens, %.0f per step)\n", c->max_epochs,
+                c->max_steps, cap, (unsigned long long)fg_loader_tokens(&r->train), tok_step);
+    c->max_steps = cap > 1 ? (long)cap : 1;
+}
+
+/* keep_best: after a validation that beats *best, the params go to <out>/best the way
+ * final/ is written (so `frugal sample --ckpt <out>/best` reads it); one writer for the
+ * run, so its summary is logged once. After a resume *best starts again at +inf: the
+ * first validation replaces best/. */
+static fg_status keep_best(run *r, float val, float *best)
+{
+    if (!r->c.keep_best || isnan(val) || val >= *best)
+        return FG_OK;
+    if (!r->best_w && !(r->best_w = model_writer(r->c.out, "best", &r->c)))
+        return fg_last_status();
+    fg_status st = save_model(r->best_w, r->step, &r->c, r->m);
+    if (st == FG_OK)
+        *best = val;
+    return st;
 }
 
 fg_status fg_train_run(const fg_train_config *cfg, FILE *out, fg_train_result *res_out)
@@ -651,6 +699,8 @@ fg_status fg_train_run(const fg_train_config *cfg, FILE *out, fg_train_result *r
     if (st != FG_OK)
         goto out_teardown;
     fg_train_config *c = &r->c;
+    epoch_cap(r, out);
+    float best_val = INFINITY;
 
     if (c->resume) {
         fg_ckpt_tensor t[3];
@@ -705,6 +755,9 @@ fg_status fg_train_run(const fg_train_config *cfg, FILE *out, fg_train_result *r
         /* the starting point, so the log shows how far validation loss falls */
         val = evaluate(r);
         res.first_val = val;
+        st = keep_best(r, val, &best_val);
+        if (st != FG_OK)
+            goto out_teardown;
         metrics_printf(r, "{\"step\": 0, \"val_loss\": %.9g}\n", val);
         st = metrics_flush(r);
         if (st != FG_OK)
@@ -779,6 +832,9 @@ fg_status fg_train_run(const fg_train_config *cfg, FILE *out, fg_train_result *r
                 if (out)
                     fprintf(out, "step %6ld | val loss %.4f\n", r->step, val);
             }
+            st = keep_best(r, val, &best_val);
+            if (st != FG_OK)
+                goto out_teardown;
         }
         st = metrics_flush(r);
         if (st != FG_OK)
@@ -804,6 +860,11 @@ fg_status fg_train_run(const fg_train_config *cfg, FILE *out, fg_train_result *r
         fg_ckpt_writer_stats(r->ckw, &s);
         res.ckpt_bytes += s.file_full + s.file_delta;
     }
+    if (r->best_w) {
+        fg_ckpt_stats s;
+        fg_ckpt_writer_stats(r->best_w, &s);
+        res.ckpt_bytes += s.file_full + s.file_delta;
+    }
     uint64_t fb = 0;
     st = save_final(c->out, r->step, c, r->m, &fb);
     if (st != FG_OK)
@@ -816,7 +877,8 @@ fg_status fg_train_run(const fg_train_config *cfg, FILE *out, fg_train_result *r
     }
     print_cost(out, r, &res, flops_tok, res.steps);
     if (out)
-        fprintf(out, "run directory   : %s (config.json, metrics.jsonl, final/)\n", c->out);
+        fprintf(out, "run directory   : %s (config.json, metrics.jsonl, final/%s)\n", c->out,
+                isfinite(best_val) ? ", best/" : "");
 out_teardown:;
     /* The first failure is the one reported: what follows (the writer finishing a
      * write in flight into the same full disk, ...) may set other errors. */
