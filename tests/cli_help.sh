@@ -67,6 +67,13 @@ expect_bad FG_LOG_LEVEL env FG_LOG_LEVEL=loud "$F" hw
 grep -q "kernels" out.txt && fail "sample --kernels=ref refused: $(head -c 300 out.txt)"
 expect_bad "kernels" "$F" sample --kernels=nonsense --run nowhere
 
+# no BLAS thread pool started at load (OpenBLAS's pthreads build sizes it from
+# OPENBLAS_NUM_THREADS before main; the CLI runs itself with 1 unless the user set it)
+env -u OPENBLAS_NUM_THREADS "$F" hw > hw.txt 2>&1 || fail "hw: $(cat hw.txt)"
+grep -q "process threads at start: 1)" hw.txt || fail "a thread pool started at load: $(grep 'threads:' hw.txt)"
+OPENBLAS_NUM_THREADS=2 "$F" hw > hw2.txt 2>&1 || fail "hw: $(cat hw2.txt)"
+grep -q "process threads at start: 2)" hw2.txt || echo "note: OPENBLAS_NUM_THREADS=2 started no pool (not the pthreads OpenBLAS): $(grep 'threads:' hw2.txt)"
+
 [ $fails -eq 0 ] && echo "cli_help: all passed" && exit 0
 echo "cli_help: $fails failed"
 exit 1

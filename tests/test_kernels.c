@@ -5,7 +5,6 @@
  * Tolerances: the references accumulate in double, the variants in float, so the
  * expected error is a few float ulps of the largest output times sqrt(length of the
  * reduction); each tolerance below gives >= 10x headroom over what was measured. */
-#include <dirent.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -483,33 +482,6 @@ static void test_dispatch(void)
            fg_env("FG_HW_DISABLE", "(unset)"), fg_kernels_variant("matmul"), fg_kernels_variant("attention"));
 }
 
-/* Threads of this process (Linux /proc), or -1 when it cannot tell. */
-static int process_threads(void)
-{
-    DIR *d = opendir("/proc/self/task");
-    if (!d)
-        return -1;
-    int n = 0;
-    for (struct dirent *e; (e = readdir(d));)
-        n += e->d_name[0] != '.';
-    closedir(d);
-    return n;
-}
-
-/* Issue 10: the linked BLAS must start no threads of its own. The pthreads build of
- * OpenBLAS started cores - 1 spinning threads in its constructor, before main; the
- * OpenMP build uses libgomp's pool, which starts at the first parallel region. So
- * before any kernel ran, this process has one thread. */
-static void test_no_blas_threads_at_start(void)
-{
-    int n = process_threads();
-    if (n < 0) {
-        printf("skip: no /proc/self/task\n");
-        return;
-    }
-    FG_CHECK(n == 1, "%d threads before the first kernel (a BLAS thread pool started at load?)", n);
-}
-
 /* Saves an environment variable for restore_env (value or "unset"). */
 static void save_env(const char *name, char *buf, size_t cap)
 {
@@ -605,7 +577,6 @@ static void test_knobs(void)
 int main(void)
 {
     FG_TEST_BEGIN("kernels");
-    test_no_blas_threads_at_start();
     fg_rng_seed(&rng, 20261128);
     test_knobs();
     test_dispatch();

@@ -1,5 +1,6 @@
 /* cmd_hw.c: `frugal hw` — CPU features, AMX permission and the kernel variant
  * chosen for each op under the given --kernels mode. */
+#include <dirent.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -19,8 +20,23 @@ static const fg_opt hw_table[] = {
     {"threads", FG_OPT_INT, FG_OPT_FIELD(hw_opts, threads), .min = 0, .max = 4096, .help = "0: all cores"},
 };
 
+/* Threads of this process (/proc/self/task entries), -1 when unknown. */
+static int process_threads(void)
+{
+    DIR *d = opendir("/proc/self/task");
+    if (!d)
+        return -1;
+    int n = 0;
+    for (const struct dirent *e; (e = readdir(d));)
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
 int fg_cmd_hw(int argc, char **argv)
 {
+    /* before any kernel or parallel region: a BLAS pool started at load shows here */
+    int threads_at_start = process_threads();
     hw_opts o = {.kernels = ""}, def = o;
     fg_opt_table t = {hw_table, FG_OPT_COUNT(hw_table), &o};
     const void *defs[] = {&def};
@@ -37,7 +53,7 @@ int fg_cmd_hw(int argc, char **argv)
     if (st != FG_OK)
         return fg_cli_fail("hw", st, "valid --kernels modes are listed by `frugal hw`");
     fg_hw_print(stdout);
-    printf("threads:    %d\nkernels:\n", fg_threads_get());
+    printf("threads:    %d (process threads at start: %d)\nkernels:\n", fg_threads_get(), threads_at_start);
     fg_kernels_print(stdout);
     return 0;
 }

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 
@@ -37,8 +38,24 @@ static void usage(FILE *f)
         fprintf(f, "  %-9s %s\n", cmds[i].name, cmds[i].help);
 }
 
+/* OpenBLAS's pthreads build (the one linked, docs/KERNELS.md) starts cores - 1
+ * spinning threads in its library constructor, before main, sized by
+ * OPENBLAS_NUM_THREADS; Frugal splits GEMMs over its own OpenMP threads, and
+ * blas_threading=blas grows the pool when asked (openblas_set_num_threads adds
+ * threads). So, unless the user sized the pool, the process runs itself again once
+ * with OPENBLAS_NUM_THREADS=1: no BLAS thread is started that the run will not use.
+ * If the exec fails (no /proc), the run goes on with the pool. */
+static void no_blas_pool_at_load(char **argv)
+{
+    if (getenv("OPENBLAS_NUM_THREADS"))
+        return;
+    setenv("OPENBLAS_NUM_THREADS", "1", 1);
+    execv("/proc/self/exe", argv);
+}
+
 int main(int argc, char **argv)
 {
+    no_blas_pool_at_load(argv);
     const char *lvl = getenv("FG_LOG_LEVEL");
     if (lvl && *lvl) {
         char *end = NULL;
