@@ -3,7 +3,7 @@
 # $FG_VENV) with the pinned versions of tools/requirements-peers.txt; then run the
 # benchmarks with the venv's python first on PATH (the line printed at the end).
 # torch: FG_TORCH=pypi (default: PyPI's CUDA build, ~5.4 GB with its nvidia-* wheels),
-#        FG_TORCH=cpu (PyTorch's own CPU-only index, ~200 MB; needs that host reachable),
+#        FG_TORCH=cpu (PyTorch's own CPU-only wheel index, ~200 MB: its address in FG_TORCH_INDEX),
 #        FG_TORCH=none (skip torch: bench_train.sh then prints "torch: not installed").
 # Frugal's build and tests never need this venv. Re-running it is safe (pip skips what
 # is installed). Usage: tools/setup_peers.sh
@@ -29,7 +29,7 @@ torch_pin=$(sed -n 's/^\(torch==[^ ]*\).*/\1/p' "$req")
 case "$torch_from" in
   pypi) echo "setup_peers: installing $torch_pin from PyPI (the CUDA build, ~5.4 GB)"; "${pip[@]}" "$torch_pin" ;;
   cpu) echo "setup_peers: installing $torch_pin CPU-only from PyTorch's index"
-       "${pip[@]}" "$torch_pin" --index-url https://download.pytorch.org/whl/cpu ;;
+       "${pip[@]}" "$torch_pin" --index-url "${FG_TORCH_INDEX:?FG_TORCH=cpu needs FG_TORCH_INDEX, the URL of the PyTorch CPU wheel index}" ;;
   none) echo "setup_peers: torch skipped (FG_TORCH=none)" ;;
 esac
 
