@@ -1,7 +1,6 @@
 /* bf16_blas.c: the bf16 GEMM where the CPU has no bf16 dot-product unit: bf16 panels
  * widened to fp32 (exact) and multiplied by the fp32 sgemm (fg_sgemm_blas, with its
  * threading), K in chunks so the scratch stays bounded. */
-#include <stdlib.h>
 #include <string.h>
 
 #include "kernels_impl.h"
@@ -35,10 +34,10 @@ void fg_bgemm_blas(int trans_a, int trans_b, int M, int N, int K, float alpha, c
         return;
     }
     int kch = K < KCH ? K : KCH;
-    float *a = malloc(sizeof(float) * (size_t)M * kch), *b = malloc(sizeof(float) * (size_t)N * kch);
+    float *a = fg_malloc(sizeof(float) * (size_t)M * kch), *b = fg_malloc(sizeof(float) * (size_t)N * kch);
     if (!a || !b) { /* no scratch: the reference gives the same result within the bound */
-        free(a);
-        free(b);
+        fg_free(a);
+        fg_free(b);
         fg_bgemm_ref(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }
@@ -56,6 +55,6 @@ void fg_bgemm_blas(int trans_a, int trans_b, int M, int N, int K, float alpha, c
         fg_sgemm_blas(trans_a, trans_b, M, N, kc, alpha, a, trans_a ? M : kc, b, trans_b ? kc : N, k0 ? 1.0f : beta, C,
                       ldc);
     }
-    free(a);
-    free(b);
+    fg_free(a);
+    fg_free(b);
 }

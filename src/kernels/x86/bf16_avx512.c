@@ -3,7 +3,6 @@
  * (packed pair-interleaved panels, an 8 x 48 register tile, K blocks of 256). */
 #include <immintrin.h>
 #include <omp.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "kernels_impl.h"
@@ -208,7 +207,8 @@ static void micro(const uint32_t *ap, const uint32_t *bp, int kp, float *C, int 
                   float beta, int first)
 {
     ACC_DECL(0)
-    ACC_DECL(1) ACC_DECL(2) ACC_DECL(3) ACC_DECL(4) ACC_DECL(5) ACC_DECL(6)
+    ACC_DECL(1)
+    ACC_DECL(2) ACC_DECL(3) ACC_DECL(4) ACC_DECL(5) ACC_DECL(6)
         ACC_DECL(7) for (int p = 0; p < kp; p++, ap += MR, bp += NR)
     {
         __m512bh b0 = (__m512bh)_mm512_load_si512(bp), b1 = (__m512bh)_mm512_load_si512(bp + 16),
@@ -259,7 +259,7 @@ void fg_bgemm_avx512bf16(int trans_a, int trans_b, int M, int N, int K, float al
     int step = ((len + nt - 1) / nt + unit - 1) / unit * unit;
     nt = (len + step - 1) / step;
     size_t per = AP_WORDS + BP_WORDS;
-    uint32_t *buf = aligned_alloc(64, per * sizeof(uint32_t) * (size_t)nt);
+    uint32_t *buf = fg_malloc(per * sizeof(uint32_t) * (size_t)nt);
     if (!buf) { /* no scratch: the reference gives the same result within the bound */
         fg_bgemm_ref(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
@@ -275,5 +275,5 @@ void fg_bgemm_avx512bf16(int trans_a, int trans_b, int M, int N, int K, float al
             bgemm_serial(trans_a, trans_b, M, n, K, alpha, A, lda, trans_b ? B + (size_t)i0 * ldb : B + i0, ldb, beta,
                          C + i0, ldc, ap, bp);
     }
-    free(buf);
+    fg_free(buf);
 }
