@@ -96,35 +96,78 @@ void fg_cvt_f32_bf16_avx512bf16(uint16_t *out, const float *in, size_t n)
  * (KC x NR, 24 KB: L1) is packed once and swept by every A strip of the block. */
 enum { MR = 8, NRV = 3, NR = NRV * 16, KC = 256, MC = 512 };
 
+/* In-register transpose of a 16 x 16 block of 32-bit words (attention_avx512.c's):
+ * r[k] (row k) becomes column k. Words travel as floats: shuffles move bits only. */
+static inline void transpose16(__m512 r[16])
+{
+    __m512 t[16], u[16];
+    for (int k = 0; k < 16; k += 2) {
+        t[k] = _mm512_unpacklo_ps(r[k], r[k + 1]);
+        t[k + 1] = _mm512_unpackhi_ps(r[k], r[k + 1]);
+    }
+    for (int k = 0; k < 16; k += 4) {
+        u[k] = _mm512_shuffle_ps(t[k], t[k + 2], _MM_SHUFFLE(1, 0, 1, 0));
+        u[k + 1] = _mm512_shuffle_ps(t[k], t[k + 2], _MM_SHUFFLE(3, 2, 3, 2));
+        u[k + 2] = _mm512_shuffle_ps(t[k + 1], t[k + 3], _MM_SHUFFLE(1, 0, 1, 0));
+        u[k + 3] = _mm512_shuffle_ps(t[k + 1], t[k + 3], _MM_SHUFFLE(3, 2, 3, 2));
+    }
+    for (int k = 0; k < 4; k++) {
+        t[k] = _mm512_shuffle_f32x4(u[k], u[k + 4], 0x88);
+        t[k + 4] = _mm512_shuffle_f32x4(u[k], u[k + 4], 0xdd);
+        t[k + 8] = _mm512_shuffle_f32x4(u[k + 8], u[k + 12], 0x88);
+        t[k + 12] = _mm512_shuffle_f32x4(u[k + 8], u[k + 12], 0xdd);
+    }
+    for (int k = 0; k < 8; k++) {
+        r[k] = _mm512_shuffle_f32x4(t[k], t[k + 8], 0x88);
+        r[k + 8] = _mm512_shuffle_f32x4(t[k], t[k + 8], 0xdd);
+    }
+}
+
+/* r[k] = the np (<= 16) words starting at row0 + k * ld for k < nrows, zeros after. */
+static inline void load_words(__m512 r[16], const uint16_t *row0, size_t ld, int nrows, int np)
+{
+    __mmask16 m = tail16((size_t)np);
+    for (int k = 0; k < 16; k++)
+        r[k] =
+            k < nrows ? _mm512_castsi512_ps(_mm512_maskz_loadu_epi32(m, row0 + (size_t)k * ld)) : _mm512_setzero_ps();
+}
+
 static void pack_a(uint32_t *ap, int trans_a, const uint16_t *A, int lda, int i0, int mc, int k0, int kc)
 {
-    int kp = (kc + 1) / 2;
+    int kp = (kc + 1) / 2, full = kc / 2;
+    if (!trans_a) { /* A(i,k) = A[i*lda + k]: a pair is one word of row i; 16 rows (two strips) at a time */
+        for (int s = 0; s < mc; s += 2 * MR) {
+            int nrow = mc - s < 2 * MR ? mc - s : 2 * MR;
+            uint32_t *d0 = ap + (size_t)(s / MR) * kp * MR, *d1 = d0 + (size_t)kp * MR;
+            const uint16_t *row0 = A + (size_t)(i0 + s) * lda + k0;
+            for (int p0 = 0; p0 < full; p0 += 16) {
+                int np = full - p0 < 16 ? full - p0 : 16;
+                __m512 r[16];
+                load_words(r, row0 + 2 * p0, (size_t)lda, nrow, np);
+                transpose16(r);
+                for (int q = 0; q < np; q++) {
+                    __m512i w = _mm512_castps_si512(r[q]);
+                    _mm256_store_si256((__m256i *)(d0 + (size_t)(p0 + q) * MR), _mm512_castsi512_si256(w));
+                    if (nrow > MR)
+                        _mm256_store_si256((__m256i *)(d1 + (size_t)(p0 + q) * MR), _mm512_extracti64x4_epi64(w, 1));
+                }
+            }
+            if (kc & 1)
+                for (int i = 0; i < (nrow > MR ? 2 * MR : MR); i++)
+                    (i < MR ? d0 : d1)[(size_t)(kp - 1) * MR + i % MR] = i < nrow ? row0[(size_t)i * lda + kc - 1] : 0u;
+        }
+        return;
+    }
+    /* A(i,k) = A[k*lda + i]: a pair interleaves rows k and k+1, 8 columns at a time */
     for (int s = 0; s < mc; s += MR) {
         uint32_t *dst = ap + (size_t)(s / MR) * kp * MR;
-        int mr = mc - s < MR ? mc - s : MR;
-        if (!trans_a) { /* A(i,k) = A[i*lda + k]: a pair is one word of row i */
-            for (int i = 0; i < MR; i++) {
-                if (i >= mr) {
-                    for (int p = 0; p < kp; p++)
-                        dst[p * MR + i] = 0;
-                    continue;
-                }
-                const uint16_t *row = A + (size_t)(i0 + s + i) * lda + k0;
-                for (int p = 0; p < kc / 2; p++) {
-                    uint32_t w;
-                    memcpy(&w, row + 2 * p, sizeof w);
-                    dst[p * MR + i] = w;
-                }
-                if (kc & 1)
-                    dst[(kp - 1) * MR + i] = row[kc - 1];
-            }
-        } else { /* A(i,k) = A[k*lda + i]: a pair interleaves rows k and k+1 */
-            for (int p = 0; p < kp; p++) {
-                const uint16_t *r0 = A + (size_t)(k0 + 2 * p) * lda + i0 + s;
-                int has1 = 2 * p + 1 < kc;
-                for (int i = 0; i < MR; i++)
-                    dst[p * MR + i] = i < mr ? (uint32_t)r0[i] | (has1 ? (uint32_t)r0[(size_t)lda + i] << 16 : 0u) : 0u;
-            }
+        __mmask8 m = (__mmask8)(mc - s < MR ? (1u << (mc - s)) - 1u : 0xffu);
+        for (int p = 0; p < kp; p++) {
+            const uint16_t *r0 = A + (size_t)(k0 + 2 * p) * lda + i0 + s;
+            int has1 = 2 * p + 1 < kc;
+            __m128i x0 = _mm_maskz_loadu_epi16(m, r0), x1 = _mm_maskz_loadu_epi16(has1 ? m : 0, has1 ? r0 + lda : r0);
+            __m256i w = _mm256_or_si256(_mm256_cvtepu16_epi32(x0), _mm256_slli_epi32(_mm256_cvtepu16_epi32(x1), 16));
+            _mm256_store_si256((__m256i *)(dst + (size_t)p * MR), w);
         }
     }
 }
@@ -136,7 +179,7 @@ static inline __mmask16 cols_mask(int w)
 
 static void pack_b(uint32_t *bp, int trans_b, const uint16_t *B, int ldb, int j0, int nr, int k0, int kc)
 {
-    int kp = (kc + 1) / 2;
+    int kp = (kc + 1) / 2, full = kc / 2;
     if (!trans_b) { /* B(k,j) = B[k*ldb + j]: interleave rows k and k+1, 16 columns at a time */
         for (int p = 0; p < kp; p++) {
             const uint16_t *r0 = B + (size_t)(k0 + 2 * p) * ldb + j0;
@@ -152,21 +195,21 @@ static void pack_b(uint32_t *bp, int trans_b, const uint16_t *B, int ldb, int j0
         }
         return;
     }
-    /* B(k,j) = B[j*ldb + k]: a pair is one word of row j; a word transpose */
-    for (int j = 0; j < NR; j++) {
-        if (j >= nr) {
-            for (int p = 0; p < kp; p++)
-                bp[(size_t)p * NR + j] = 0;
-            continue;
-        }
-        const uint16_t *row = B + (size_t)(j0 + j) * ldb + k0;
-        for (int p = 0; p < kc / 2; p++) {
-            uint32_t w;
-            memcpy(&w, row + 2 * p, sizeof w);
-            bp[(size_t)p * NR + j] = w;
+    /* B(k,j) = B[j*ldb + k]: a pair is one word of row j; 16 x 16 word transposes */
+    for (int v = 0; v < NRV; v++) {
+        int nrow = nr - v * 16 < 0 ? 0 : nr - v * 16 > 16 ? 16 : nr - v * 16;
+        const uint16_t *row0 = B + (size_t)(j0 + v * 16) * ldb + k0;
+        for (int p0 = 0; p0 < full; p0 += 16) {
+            int np = full - p0 < 16 ? full - p0 : 16;
+            __m512 r[16];
+            load_words(r, row0 + 2 * p0, (size_t)ldb, nrow, np);
+            transpose16(r);
+            for (int q = 0; q < np; q++)
+                _mm512_store_ps((float *)(bp + (size_t)(p0 + q) * NR + v * 16), r[q]);
         }
         if (kc & 1)
-            bp[(size_t)(kp - 1) * NR + j] = row[kc - 1];
+            for (int j = 0; j < 16; j++)
+                bp[(size_t)(kp - 1) * NR + v * 16 + j] = j < nrow ? row0[(size_t)j * ldb + kc - 1] : 0u;
     }
 }
 
@@ -208,8 +251,8 @@ static void micro(const uint32_t *ap, const uint32_t *bp, int kp, float *C, int 
 {
     ACC_DECL(0)
     ACC_DECL(1)
-    ACC_DECL(2) ACC_DECL(3) ACC_DECL(4) ACC_DECL(5) ACC_DECL(6)
-        ACC_DECL(7) for (int p = 0; p < kp; p++, ap += MR, bp += NR)
+    ACC_DECL(2)
+    ACC_DECL(3) ACC_DECL(4) ACC_DECL(5) ACC_DECL(6) ACC_DECL(7) for (int p = 0; p < kp; p++, ap += MR, bp += NR)
     {
         __m512bh b0 = (__m512bh)_mm512_load_si512(bp), b1 = (__m512bh)_mm512_load_si512(bp + 16),
                  b2 = (__m512bh)_mm512_load_si512(bp + 32);
