@@ -1,6 +1,6 @@
 /* bf16_avx512.c: bf16 kernels on AVX-512: fp32 <-> bf16 conversion (integer RNE on any
  * AVX-512 CPU, vcvtne2ps2bf16 where AVX512-BF16 is), and the bf16 GEMM on vdpbf16ps
- * (packed pair-interleaved panels, an 8 x 48 register tile, K blocks of 256). */
+ * (packed pair-interleaved panels, an 8 x 48 register tile, K blocks of <= 768). */
 #include <immintrin.h>
 #include <omp.h>
 #include <string.h>
@@ -91,10 +91,12 @@ void fg_cvt_f32_bf16_avx512bf16(uint16_t *out, const float *in, size_t n)
  *   B: per strip of NR columns, per pair p: NR words (column j: B(2p,j), B(2p+1,j)).
  * The micro-kernel broadcasts one A word and multiplies it by three B vectors: an
  * MR x NR = 8 x 48 tile in 24 zmm accumulators (+3 B vectors + 1 broadcast of 32
- * registers). An odd K is padded with a zero half-pair. Blocking: K in blocks of KC;
- * per K block the A block (MC x KC, 256 KB: L2) is packed once, and each B strip
- * (KC x NR, 24 KB: L1) is packed once and swept by every A strip of the block. */
-enum { MR = 8, NRV = 3, NR = NRV * 16, KC = 256, MC = 512 };
+ * registers). An odd K is padded with a zero half-pair. Blocking: K in equal blocks of
+ * at most KC (K <= 768, most layers, is one block: C is written once); per K block the
+ * A block (MC x KC, 384 KB) is packed once and each B strip (KC x NR, 72 KB) is packed
+ * once and swept by every A strip of the block, both from L2 (1 MB on Zen 4). KC and
+ * MC were picked among 256..1536 x 128..512 by bench_gemm_bf16 (docs/KERNELS.md). */
+enum { MR = 8, NRV = 3, NR = NRV * 16, KC = 768, MC = 256 };
 
 /* In-register transpose of a 16 x 16 block of 32-bit words (attention_avx512.c's):
  * r[k] (row k) becomes column k. Words travel as floats: shuffles move bits only. */
@@ -268,8 +270,9 @@ static void micro(const uint32_t *ap, const uint32_t *bp, int kp, float *C, int 
 static void bgemm_serial(int trans_a, int trans_b, int M, int N, int K, float alpha, const uint16_t *A, int lda,
                          const uint16_t *B, int ldb, float beta, float *C, int ldc, uint32_t *ap, uint32_t *bp)
 {
-    for (int k0 = 0; k0 < K; k0 += KC) {
-        int kc = K - k0 < KC ? K - k0 : KC, kp = (kc + 1) / 2;
+    int nkb = (K + KC - 1) / KC, kcb = ((K + nkb - 1) / nkb + 1) / 2 * 2;
+    for (int k0 = 0; k0 < K; k0 += kcb) {
+        int kc = K - k0 < kcb ? K - k0 : kcb, kp = (kc + 1) / 2;
         for (int i0 = 0; i0 < M; i0 += MC) {
             int mc = M - i0 < MC ? M - i0 : MC;
             pack_a(ap, trans_a, A, lda, i0, mc, k0, kc);
