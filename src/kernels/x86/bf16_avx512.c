@@ -207,7 +207,7 @@ static void pack_b(uint32_t *bp, int trans_b, const uint16_t *B, int ldb, int j0
             load_words(r, row0 + 2 * p0, (size_t)ldb, nrow, np);
             transpose16(r);
             for (int q = 0; q < np; q++)
-                _mm512_store_ps((float *)(bp + (size_t)(p0 + q) * NR + v * 16), r[q]);
+                _mm512_store_si512(bp + (size_t)(p0 + q) * NR + v * 16, _mm512_castps_si512(r[q]));
         }
         if (kc & 1)
             for (int j = 0; j < 16; j++)
