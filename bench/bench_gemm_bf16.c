@@ -5,18 +5,29 @@
  * kernel, when the CPU has it), oneDNN's dnnl_gemm_bf16bf16f32 (dlopen'ed from Debian's
  * libdnnl.so.2 when installed: a comparison row, not a dependency), ref on a small shape.
  *
- *   build/bench_gemm_bf16 [--quick] [--threads 1,2] [--dnnl PATH]
- * Medians of repeated calls, wall clock. Figures are taken on a quiet machine
+ *   build/bench_gemm_bf16 [--quick] [--cputime] [--threads 1,2] [--dnnl PATH]
+ * Medians of repeated calls, wall clock (--cputime: the process CPU clock, steadier on
+ * a busy machine with --threads 1). Figures are taken on a quiet machine
  * (docs/PERFORMANCE.md). */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "frugal/hw.h"
 #include "frugal/kernels.h"
 
-static int quick;
+static int quick, cputime;
+
+static double now(void)
+{
+    if (!cputime)
+        return fg_time_sec();
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
 
 static int cmp_double(const void *a, const void *b)
 {
@@ -63,9 +74,9 @@ static double time_route(int route, const gemm_args *g, double budget)
     int n = 0;
     double t0 = fg_time_sec();
     while (n < 15 && (n < 3 || fg_time_sec() - t0 < budget)) {
-        double a = fg_time_sec();
+        double a = now();
         call(route, g);
-        t[n++] = fg_time_sec() - a;
+        t[n++] = now() - a;
     }
     qsort(t, (size_t)n, sizeof t[0], cmp_double);
     return t[n / 2];
@@ -97,12 +108,14 @@ int main(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick"))
             quick = 1;
+        else if (!strcmp(argv[i], "--cputime"))
+            cputime = 1;
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc)
             threads_list = argv[++i];
         else if (!strcmp(argv[i], "--dnnl") && i + 1 < argc)
             dnnl_path = argv[++i];
         else {
-            fprintf(stderr, "usage: %s [--quick] [--threads 1,2] [--dnnl PATH]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--quick] [--cputime] [--threads 1,2] [--dnnl PATH]\n", argv[0]);
             return 2;
         }
     }
