@@ -128,12 +128,12 @@ fg_status fg_fp8_dequantize(float *x, const uint8_t *q, const float *scales, siz
  * Megatron's code (not its docstring) the hysteresis tracker is reset only when the
  * scale grows, not by every clean step, so once used up each later overflow halves. */
 typedef struct fg_loss_scaler_config {
-    float init_scale;     /* 65536 (2^16) */
-    float growth_factor;  /* 2, > 1 */
-    float backoff_factor; /* 0.5, in (0, 1) */
-    int growth_interval;  /* 2000 clean steps between growths, >= 1 */
-    int hysteresis;       /* 1 (PyTorch): overflow steps tolerated before backing off, >= 1 */
-    float min_scale;      /* 0 (PyTorch: none): floor of the backed-off scale, <= init_scale */
+    float init_scale;      /* 65536 (2^16) */
+    double growth_factor;  /* 2, > 1 (double, as GradScaler's Python floats) */
+    double backoff_factor; /* 0.5, in (0, 1) */
+    int growth_interval;   /* 2000 clean steps between growths, >= 1 */
+    int hysteresis;        /* 1 (PyTorch): overflow steps tolerated before backing off, >= 1 */
+    float min_scale;       /* 0 (PyTorch: none): floor of the backed-off scale, <= init_scale */
 } fg_loss_scaler_config;
 
 fg_loss_scaler_config fg_loss_scaler_config_default(void);

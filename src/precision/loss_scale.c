@@ -9,8 +9,8 @@
 fg_loss_scaler_config fg_loss_scaler_config_default(void)
 {
     fg_loss_scaler_config c = {.init_scale = 65536.0f,
-                               .growth_factor = 2.0f,
-                               .backoff_factor = 0.5f,
+                               .growth_factor = 2.0,
+                               .backoff_factor = 0.5,
                                .growth_interval = 2000,
                                .hysteresis = 1,
                                .min_scale = 0.0f};
@@ -21,11 +21,10 @@ fg_status fg_loss_scaler_config_validate(const fg_loss_scaler_config *c)
 {
     if (!(c->init_scale > 0.0f) || !isfinite(c->init_scale))
         return fg_error(FG_ERR_INVALID, "loss scaler: init_scale %g: must be finite and > 0", (double)c->init_scale);
-    if (!(c->growth_factor > 1.0f) || !isfinite(c->growth_factor))
-        return fg_error(FG_ERR_INVALID, "loss scaler: growth_factor %g: must be finite and > 1",
-                        (double)c->growth_factor);
-    if (!(c->backoff_factor > 0.0f && c->backoff_factor < 1.0f))
-        return fg_error(FG_ERR_INVALID, "loss scaler: backoff_factor %g: must be in (0, 1)", (double)c->backoff_factor);
+    if (!(c->growth_factor > 1.0) || !isfinite(c->growth_factor))
+        return fg_error(FG_ERR_INVALID, "loss scaler: growth_factor %g: must be finite and > 1", c->growth_factor);
+    if (!(c->backoff_factor > 0.0 && c->backoff_factor < 1.0))
+        return fg_error(FG_ERR_INVALID, "loss scaler: backoff_factor %g: must be in (0, 1)", c->backoff_factor);
     if (c->growth_interval < 1)
         return fg_error(FG_ERR_INVALID, "loss scaler: growth_interval %d: must be >= 1", c->growth_interval);
     if (c->hysteresis < 1)
@@ -57,7 +56,7 @@ bool fg_loss_scaler_update(fg_loss_scaler *s, bool found_inf)
         s->growth_tracker = 0;
         if (--s->hysteresis_tracker <= 0) {
             /* PyTorch multiplies the fp32 scale by the double factor and stores fp32. */
-            float backed = (float)((double)s->scale * (double)s->cfg.backoff_factor);
+            float backed = (float)((double)s->scale * s->cfg.backoff_factor);
             s->scale = backed > s->cfg.min_scale ? backed : s->cfg.min_scale;
             s->backoffs++;
         }
@@ -66,7 +65,7 @@ bool fg_loss_scaler_update(fg_loss_scaler *s, bool found_inf)
     if (++s->growth_tracker == s->cfg.growth_interval) {
         s->growth_tracker = 0;
         s->hysteresis_tracker = s->cfg.hysteresis;
-        float grown = (float)((double)s->scale * (double)s->cfg.growth_factor);
+        float grown = (float)((double)s->scale * s->cfg.growth_factor);
         if (isfinite(grown)) { /* torch._amp_update_scale_ keeps the scale rather than reach inf */
             s->scale = grown;
             s->growths++;
