@@ -277,6 +277,37 @@ static void test_quantize(const fg_fixture *fx)
         fg_free(s);
     }
 
+    /* 128 x 1 tiles (V3's backward re-tiling of cached activations) of W are the 1 x 128
+     * tiles of W^T, transposed: codes and scales alike */
+    {
+        size_t R = 130, C = 140;
+        float *w = qmat(R, C, 2), *wt = fg_malloc(R * C * sizeof(float));
+        uint8_t *qa = fg_malloc(R * C), *qb = fg_malloc(R * C);
+        float *sa = fg_malloc(2 * C * sizeof(float)), *sb = fg_malloc(2 * C * sizeof(float));
+        FG_ASSERT(wt && qa && qb && sa && sb);
+        for (size_t r = 0; r < R; r++)
+            for (size_t c = 0; c < C; c++)
+                wt[c * R + r] = w[r * C + c];
+        FG_CHECK(fg_fp8_scale_count(R, C, 128, 1) == 2 * C, "128x1 scale count");
+        FG_CHECK(fg_fp8_quantize(qa, sa, w, R, C, 128, 1, FG_FP8_E4M3) == FG_OK &&
+                     fg_fp8_quantize(qb, sb, wt, C, R, 1, 128, FG_FP8_E4M3) == FG_OK,
+                 "quantize 128x1 and 1x128 of the transpose");
+        size_t bad = 0;
+        for (size_t r = 0; r < R; r++)
+            for (size_t c = 0; c < C; c++)
+                bad += qa[r * C + c] != qb[c * R + r];
+        for (size_t bi = 0; bi < 2; bi++)
+            for (size_t c = 0; c < C; c++)
+                bad += bits_of(sa[bi * C + c]) != bits_of(sb[c * 2 + bi]);
+        FG_CHECK(bad == 0, "128x1 tiles == transposed 1x128 tiles of the transpose (%zu differ)", bad);
+        fg_free(w);
+        fg_free(wt);
+        fg_free(qa);
+        fg_free(qb);
+        fg_free(sa);
+        fg_free(sb);
+    }
+
     /* by hand: NaN and inf in a tile, all-zero tile, a negative zero, bad arguments */
     float t[3 * 4] = {1, 2, NAN, 4, 0, -0.0f, 0, 0, 1, INFINITY, -2, 8};
     uint8_t q[12];

@@ -92,13 +92,13 @@ void fg_fp8_to_f32_array(float *out, const uint8_t *in, size_t n, fg_fp8_format 
  * Scales: one fp32 per block, row-major [ceil(rows/block_rows), ceil(cols/block_cols)]:
  *   scale[bi * ceil(cols/block_cols) + bj] covers x[bi*block_rows .. , bj*block_cols ..].
  * For 1 x 128 tiles that is [rows, ceil(cols/128)], for 128 x 128 [ceil(rows/128),
- * ceil(cols/128)]. scale = amax / fp8_max with amax the block's max |x| (the online
- * max-abs: computed from the data being cast, no history), q = fg_fp8_from_f32_sat(x /
- * scale), dequantized x' = fp8_to_f32(q) * scale. A block of zeros gets scale 1 (its
- * codes are zeros either way; 1 keeps the scale finite for the dequantizing GEMM).
- * A NaN in a block makes its scale NaN (so every value of that block decodes NaN and
- * the loss scaler sees it); an inf makes the scale inf (finite values -> 0, the inf ->
- * NaN) — DeepSeek-V3's act_quant does the same, and neither happens in a clean step. */
+ * ceil(cols/128)]. Any block shape works: V3's backward re-tiles cached activations for
+ * the weight gradient as 128 x 1 (block_rows 128, block_cols 1). scale = amax / fp8_max with amax the block's max |x|
+ * (the online max-abs: computed from the data being cast, no history), q = fg_fp8_from_f32_sat(x / scale), dequantized
+ * x' = fp8_to_f32(q) * scale. A block of zeros gets scale 1 (its codes are zeros either way; 1 keeps the scale finite
+ * for the dequantizing GEMM). A NaN in a block makes its scale NaN (so every value of that block decodes NaN and the
+ * loss scaler sees it); an inf makes the scale inf (finite values -> 0, the inf -> NaN) — DeepSeek-V3's act_quant does
+ * the same, and neither happens in a clean step. */
 
 /* Number of scales: ceil(rows/block_rows) * ceil(cols/block_cols); 0 for bad sizes. */
 size_t fg_fp8_scale_count(size_t rows, size_t cols, int block_rows, int block_cols);

@@ -4,7 +4,7 @@
  * and power-of-two (ue8m0) scales: V3 trains with the online max-abs. */
 #include <math.h>
 
-#include "frugal/precision.h"
+#include "precision_impl.h"
 
 static size_t ceil_div(size_t a, size_t b)
 {
@@ -61,7 +61,7 @@ fg_status fg_fp8_quantize(uint8_t *q, float *scales, const float *x, size_t rows
             scales[bi * nbc + bj] = scale;
             for (size_t r = bi * br; r < r1; r++)
                 for (size_t c = bj * bc; c < c1; c++)
-                    q[r * cols + c] = fg_fp8_from_f32_sat(x[r * cols + c] / scale, fmt);
+                    q[r * cols + c] = fp8_encode_sat(x[r * cols + c] / scale, fmt);
         }
     }
     return FG_OK;
