@@ -34,12 +34,9 @@ typedef struct tok_opts {
 static const char *const patterns[] = {"gpt2", "cl100k", NULL};
 
 #define F(field) FG_OPT_FIELD(tok_opts, field)
-static const fg_opt train_opts[] = {
-    {"out", FG_OPT_STR, F(out), .help = "tokenizer.json to write (required)"},
-    {"vocab_size", FG_OPT_INT, F(vocab_size), .min = 257, .max = 1 << 24, .help = "ids in all, specials included"},
-    {"min_frequency", FG_OPT_INT, F(min_frequency), .min = 0, .max = FG_OPT_INF,
-     .help = "pairs seen fewer times are never merged"},
-    {"pattern", FG_OPT_ENUM, F(pattern), .choices = patterns, .help = "pre-tokenization regex"},
+/* The reader's options (and threads), the same for train and encode: one table that
+ * both parse next to their own. */
+static const fg_opt input_opts[] = {
     {"field", FG_OPT_STR, F(field), .help = "JSONL member holding the text"},
     {"threads", FG_OPT_INT, F(threads), .min = 0, .max = 4096, .help = "0: all cores"},
     {"max_doc_mb", FG_OPT_DOUBLE, F(max_doc_mb), .min = 0, .min_excl = 1, .max = 1 << 30,
@@ -48,6 +45,13 @@ static const fg_opt train_opts[] = {
      .help = "decoded bytes read from one .gz/.zst input, then file_too_large, MB"},
     {"fail_on_read_error", FG_OPT_BOOL, F(fail_on_read_error),
      .help = "a corrupt, truncated or unreadable input fails the command (default: skipped, counted)"},
+};
+static const fg_opt train_opts[] = {
+    {"out", FG_OPT_STR, F(out), .help = "tokenizer.json to write (required)"},
+    {"vocab_size", FG_OPT_INT, F(vocab_size), .min = 257, .max = 1 << 24, .help = "ids in all, specials included"},
+    {"min_frequency", FG_OPT_INT, F(min_frequency), .min = 0, .max = FG_OPT_INF,
+     .help = "pairs seen fewer times are never merged"},
+    {"pattern", FG_OPT_ENUM, F(pattern), .choices = patterns, .help = "pre-tokenization regex"},
 };
 static const fg_opt encode_opts[] = {
     {"tokenizer", FG_OPT_STR, F(tokenizer), .help = "tokenizer.json, a GPT-2 directory or \"byte\" (required)"},
@@ -59,14 +63,6 @@ static const fg_opt encode_opts[] = {
     {"no_eot", FG_OPT_BOOL, F(no_eot), .help = "no <|endoftext|> after each document"},
     {"allowed_special", FG_OPT_STR, F(allowed_special),
      .help = "special tokens read as their ids in the text: all, or a comma list (default: none, as plain text)"},
-    {"field", FG_OPT_STR, F(field), .help = "JSONL member holding the text"},
-    {"threads", FG_OPT_INT, F(threads), .min = 0, .max = 4096, .help = "0: all cores"},
-    {"max_doc_mb", FG_OPT_DOUBLE, F(max_doc_mb), .min = 0, .min_excl = 1, .max = 1 << 30,
-     .help = "larger documents are skipped as doc_too_large (never held whole), MB"},
-    {"max_file_mb", FG_OPT_DOUBLE, F(max_file_mb), .min = 0, .min_excl = 1, .max = 1 << 30,
-     .help = "decoded bytes read from one .gz/.zst input, then file_too_large, MB"},
-    {"fail_on_read_error", FG_OPT_BOOL, F(fail_on_read_error),
-     .help = "a corrupt, truncated or unreadable input fails the command (default: skipped, counted)"},
 };
 static const fg_opt decode_opts[] = {
     {"tokenizer", FG_OPT_STR, F(tokenizer), .help = "tokenizer.json, a GPT-2 directory or \"byte\" (required)"},
@@ -96,6 +92,8 @@ static void tokenize_usage(FILE *f)
     fg_opts_print_help(f, encode_opts, FG_OPT_COUNT(encode_opts), NULL);
     fprintf(f, "decode options:\n");
     fg_opts_print_help(f, decode_opts, FG_OPT_COUNT(decode_opts), NULL);
+    fprintf(f, "train and encode options:\n");
+    fg_opts_print_help(f, input_opts, FG_OPT_COUNT(input_opts), NULL);
 }
 
 static void opts_default(tok_opts *o)
@@ -329,9 +327,9 @@ static int cmd_train(int argc, char **argv)
     const char **pos = fg_calloc((size_t)argc + 1, sizeof *pos);
     if (!pos)
         return fg_cli_fail("tokenize train", FG_ERR_NOMEM, NULL);
-    fg_opt_table t = {train_opts, FG_OPT_COUNT(train_opts), &o};
-    const void *defs[] = {&def};
-    fg_cli_spec spec = {"tokenize train", usage_text, &t, defs, 1, (const char *const[]){"-o", "--out", NULL}};
+    fg_opt_table t[] = {{train_opts, FG_OPT_COUNT(train_opts), &o}, {input_opts, FG_OPT_COUNT(input_opts), &o}};
+    const void *defs[] = {&def, &def};
+    fg_cli_spec spec = {"tokenize train", usage_text, t, defs, 2, (const char *const[]){"-o", "--out", NULL}};
     fg_opt_args a = {.pos = pos, .max_pos = argc};
     if ((rc = fg_cli_parse(&spec, argc, argv, &a)) >= 0)
         goto out;
@@ -676,9 +674,9 @@ static int cmd_encode(int argc, char **argv)
     const char **pos = fg_calloc((size_t)argc + 1, sizeof *pos);
     if (!pos)
         return fg_cli_fail("tokenize encode", FG_ERR_NOMEM, NULL);
-    fg_opt_table t = {encode_opts, FG_OPT_COUNT(encode_opts), &o};
-    const void *defs[] = {&def};
-    fg_cli_spec spec = {"tokenize encode", usage_text, &t, defs, 1, (const char *const[]){"-o", "--out", NULL}};
+    fg_opt_table t[] = {{encode_opts, FG_OPT_COUNT(encode_opts), &o}, {input_opts, FG_OPT_COUNT(input_opts), &o}};
+    const void *defs[] = {&def, &def};
+    fg_cli_spec spec = {"tokenize encode", usage_text, t, defs, 2, (const char *const[]){"-o", "--out", NULL}};
     fg_opt_args a = {.pos = pos, .max_pos = argc};
     if ((rc = fg_cli_parse(&spec, argc, argv, &a)) >= 0) {
         fg_free(pos);
