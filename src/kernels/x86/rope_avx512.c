@@ -4,29 +4,21 @@
 #include <immintrin.h>
 #include <math.h>
 
+#include "rope_angles.h"
 #include "vmath_avx512.h"
 #include "x86_impl.h"
 
-enum { MAXHALF = 512 };
-
 static void rope(float *x, int B, int T, int NH, int HS, int row_stride, int pos0, float theta, double sign)
 {
-    int half = HS / 2;
-    if (half > MAXHALF) {
-        (sign > 0 ? fg_rope_forward_ref : fg_rope_backward_ref)(x, B, T, NH, HS, row_stride, pos0, theta);
+    if (fg_rope_wide_ref(x, B, T, NH, HS, row_stride, pos0, theta, sign))
         return;
-    }
-    double inv_freq[MAXHALF];
-    for (int i = 0; i < half; i++)
-        inv_freq[i] = pow((double)theta, -2.0 * i / HS);
+    int half = HS / 2;
+    double inv_freq[FG_ROPE_MAXHALF];
+    fg_rope_inv_freq(inv_freq, HS, theta);
 #pragma omp parallel for schedule(static)
     for (int t = 0; t < T; t++) {
-        float cs[MAXHALF] __attribute__((aligned(64))), sn[MAXHALF] __attribute__((aligned(64)));
-        for (int i = 0; i < half; i++) {
-            double ang = sign * (double)(pos0 + t) * inv_freq[i];
-            cs[i] = (float)cos(ang);
-            sn[i] = (float)sin(ang);
-        }
+        float cs[FG_ROPE_MAXHALF] __attribute__((aligned(64))), sn[FG_ROPE_MAXHALF] __attribute__((aligned(64)));
+        fg_rope_angles(cs, sn, inv_freq, half, sign * (double)(pos0 + t));
         for (int b = 0; b < B; b++) {
             float *row = x + ((size_t)b * T + t) * row_stride;
             for (int h = 0; h < NH; h++) {

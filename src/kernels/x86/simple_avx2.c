@@ -5,6 +5,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "rope_angles.h"
 #include "x86_impl.h"
 
 enum { CB = 64 };
@@ -133,23 +134,17 @@ void fg_layernorm_backward_avx2(float *dinp, float *dweight, float *dbias, const
     }
 }
 
-enum { MAXHALF = 512 };
-
 static void rope(float *x, int B, int T, int NH, int HS, int row_stride, int pos0, float theta, double sign)
 {
-    int half = HS / 2;
-    if (half > MAXHALF) {
-        (sign > 0 ? fg_rope_forward_ref : fg_rope_backward_ref)(x, B, T, NH, HS, row_stride, pos0, theta);
+    if (fg_rope_wide_ref(x, B, T, NH, HS, row_stride, pos0, theta, sign))
         return;
-    }
+    int half = HS / 2;
+    double inv_freq[FG_ROPE_MAXHALF];
+    fg_rope_inv_freq(inv_freq, HS, theta);
 #pragma omp parallel for schedule(static)
     for (int t = 0; t < T; t++) {
-        float cs[MAXHALF], sn[MAXHALF];
-        for (int i = 0; i < half; i++) { /* angles in double, as the reference */
-            double ang = sign * (double)(pos0 + t) * pow((double)theta, -2.0 * i / HS);
-            cs[i] = (float)cos(ang);
-            sn[i] = (float)sin(ang);
-        }
+        float cs[FG_ROPE_MAXHALF], sn[FG_ROPE_MAXHALF];
+        fg_rope_angles(cs, sn, inv_freq, half, sign * (double)(pos0 + t));
         for (int b = 0; b < B; b++)
             for (int h = 0; h < NH; h++) {
                 float *v = x + ((size_t)b * T + t) * row_stride + (size_t)h * HS;
