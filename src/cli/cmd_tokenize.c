@@ -314,6 +314,27 @@ static int take_specials(int *argc, char **argv, const char **specials, int *n)
     return -1;
 }
 
+/* Parses a train or encode command line (its own table and input_opts) into *o, from
+ * the defaults; positionals go to a->pos, allocated here. Returns -1 when the command
+ * goes on (the caller frees a->pos), else its exit code (a->pos already freed). */
+static int parse_sub(const char *cmd, const fg_opt *opts, int n_opts, int argc, char **argv, tok_opts *o,
+                     fg_opt_args *a)
+{
+    tok_opts def;
+    opts_default(o);
+    def = *o;
+    *a = (fg_opt_args){.pos = fg_calloc((size_t)argc + 1, sizeof *a->pos), .max_pos = argc};
+    if (!a->pos)
+        return fg_cli_fail(cmd, FG_ERR_NOMEM, NULL);
+    fg_opt_table t[] = {{opts, n_opts, o}, {input_opts, FG_OPT_COUNT(input_opts), o}};
+    const void *defs[] = {&def, &def};
+    fg_cli_spec spec = {cmd, usage_text, t, defs, 2, (const char *const[]){"-o", "--out", NULL}};
+    int rc = fg_cli_parse(&spec, argc, argv, a);
+    if (rc >= 0)
+        fg_free(a->pos);
+    return rc;
+}
+
 static int cmd_train(int argc, char **argv)
 {
     const char *specials[MAX_SPECIALS + 1];
@@ -321,18 +342,11 @@ static int cmd_train(int argc, char **argv)
     int rc = take_specials(&argc, argv, specials + 1, &n_specials);
     if (rc >= 0)
         return rc;
-    tok_opts o, def;
-    opts_default(&o);
-    def = o;
-    const char **pos = fg_calloc((size_t)argc + 1, sizeof *pos);
-    if (!pos)
-        return fg_cli_fail("tokenize train", FG_ERR_NOMEM, NULL);
-    fg_opt_table t[] = {{train_opts, FG_OPT_COUNT(train_opts), &o}, {input_opts, FG_OPT_COUNT(input_opts), &o}};
-    const void *defs[] = {&def, &def};
-    fg_cli_spec spec = {"tokenize train", usage_text, t, defs, 2, (const char *const[]){"-o", "--out", NULL}};
-    fg_opt_args a = {.pos = pos, .max_pos = argc};
-    if ((rc = fg_cli_parse(&spec, argc, argv, &a)) >= 0)
-        goto out;
+    tok_opts o;
+    fg_opt_args a;
+    if ((rc = parse_sub("tokenize train", train_opts, FG_OPT_COUNT(train_opts), argc, argv, &o, &a)) >= 0)
+        return rc;
+    const char **pos = a.pos;
     if (!o.out[0] || a.n_pos == 0) {
         rc = fg_cli_fail("tokenize train", fg_error(FG_ERR_INVALID, "--out FILE and at least one INPUT are required"),
                          "frugal tokenize --help");
@@ -667,21 +681,12 @@ static fg_status encode_batch(const fg_tokenizer *tok, const tok_opts *o, const 
 
 static int cmd_encode(int argc, char **argv)
 {
-    tok_opts o, def;
-    opts_default(&o);
-    def = o;
-    int rc;
-    const char **pos = fg_calloc((size_t)argc + 1, sizeof *pos);
-    if (!pos)
-        return fg_cli_fail("tokenize encode", FG_ERR_NOMEM, NULL);
-    fg_opt_table t[] = {{encode_opts, FG_OPT_COUNT(encode_opts), &o}, {input_opts, FG_OPT_COUNT(input_opts), &o}};
-    const void *defs[] = {&def, &def};
-    fg_cli_spec spec = {"tokenize encode", usage_text, t, defs, 2, (const char *const[]){"-o", "--out", NULL}};
-    fg_opt_args a = {.pos = pos, .max_pos = argc};
-    if ((rc = fg_cli_parse(&spec, argc, argv, &a)) >= 0) {
-        fg_free(pos);
+    tok_opts o;
+    fg_opt_args a;
+    int rc = parse_sub("tokenize encode", encode_opts, FG_OPT_COUNT(encode_opts), argc, argv, &o, &a);
+    if (rc >= 0)
         return rc;
-    }
+    const char **pos = a.pos;
     fg_status st = FG_OK;
     if (!o.tokenizer[0] || (!o.out[0] && !o.print) || (o.out[0] && o.print) || a.n_pos == 0)
         st = fg_error(FG_ERR_INVALID, "needs --tokenizer T, one of --out or --print, and at least one INPUT");
