@@ -1,5 +1,6 @@
-/* rope_angles.h: the RoPE angles of the x86 variants, computed as the reference does
- * (in double, once per position, shared by every batch row and head). */
+/* rope_angles.h: the RoPE loop of the x86 variants: angles computed as the reference
+ * does (in double, once per position, shared by every batch row and head); a variant
+ * writes only the rotation of one row's heads. */
 #ifndef FRUGAL_KERNELS_ROPE_ANGLES_H
 #define FRUGAL_KERNELS_ROPE_ANGLES_H
 
@@ -34,6 +35,30 @@ static inline void fg_rope_angles(float *cs, float *sn, const double *inv_freq, 
         double ang = p * inv_freq[i];
         cs[i] = (float)cos(ang);
         sn[i] = (float)sin(ang);
+    }
+}
+
+/* Rotates the NH heads (HS floats each) of one row by the angles cs/sn (HS / 2 each,
+ * 64-byte aligned). */
+typedef void (*fg_rope_rotate_fn)(float *row, int NH, int HS, const float *cs, const float *sn);
+
+/* The whole op: sign 1 forward, -1 backward (the rotation is orthogonal, so its
+ * backward rotates by -angle). Static inline: compiled with each file's ISA flags; the
+ * rotation is called once per (position, batch row). */
+static inline void fg_rope_rows(fg_rope_rotate_fn rotate, float *x, int B, int T, int NH, int HS, int row_stride,
+                                int pos0, float theta, double sign)
+{
+    if (fg_rope_wide_ref(x, B, T, NH, HS, row_stride, pos0, theta, sign))
+        return;
+    int half = HS / 2;
+    double inv_freq[FG_ROPE_MAXHALF];
+    fg_rope_inv_freq(inv_freq, HS, theta);
+#pragma omp parallel for schedule(static)
+    for (int t = 0; t < T; t++) {
+        float cs[FG_ROPE_MAXHALF] __attribute__((aligned(64))), sn[FG_ROPE_MAXHALF] __attribute__((aligned(64)));
+        fg_rope_angles(cs, sn, inv_freq, half, sign * (double)(pos0 + t));
+        for (int b = 0; b < B; b++)
+            rotate(x + ((size_t)b * T + t) * row_stride, NH, HS, cs, sn);
     }
 }
 

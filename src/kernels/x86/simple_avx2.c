@@ -134,36 +134,26 @@ void fg_layernorm_backward_avx2(float *dinp, float *dweight, float *dbias, const
     }
 }
 
-static void rope(float *x, int B, int T, int NH, int HS, int row_stride, int pos0, float theta, double sign)
+static void rope_rotate(float *row, int NH, int HS, const float *cs, const float *sn)
 {
-    if (fg_rope_wide_ref(x, B, T, NH, HS, row_stride, pos0, theta, sign))
-        return;
     int half = HS / 2;
-    double inv_freq[FG_ROPE_MAXHALF];
-    fg_rope_inv_freq(inv_freq, HS, theta);
-#pragma omp parallel for schedule(static)
-    for (int t = 0; t < T; t++) {
-        float cs[FG_ROPE_MAXHALF], sn[FG_ROPE_MAXHALF];
-        fg_rope_angles(cs, sn, inv_freq, half, sign * (double)(pos0 + t));
-        for (int b = 0; b < B; b++)
-            for (int h = 0; h < NH; h++) {
-                float *v = x + ((size_t)b * T + t) * row_stride + (size_t)h * HS;
+    for (int h = 0; h < NH; h++) {
+        float *v = row + (size_t)h * HS;
 #pragma omp simd
-                for (int i = 0; i < half; i++) {
-                    float a = v[i], c = v[i + half];
-                    v[i] = a * cs[i] - c * sn[i];
-                    v[i + half] = a * sn[i] + c * cs[i];
-                }
-            }
+        for (int i = 0; i < half; i++) {
+            float a = v[i], c = v[i + half];
+            v[i] = a * cs[i] - c * sn[i];
+            v[i + half] = a * sn[i] + c * cs[i];
+        }
     }
 }
 
 void fg_rope_forward_avx2(float *x, int B, int T, int NH, int HS, int row_stride, int pos0, float theta)
 {
-    rope(x, B, T, NH, HS, row_stride, pos0, theta, 1.0);
+    fg_rope_rows(rope_rotate, x, B, T, NH, HS, row_stride, pos0, theta, 1.0);
 }
 
 void fg_rope_backward_avx2(float *dx, int B, int T, int NH, int HS, int row_stride, int pos0, float theta)
 {
-    rope(dx, B, T, NH, HS, row_stride, pos0, theta, -1.0);
+    fg_rope_rows(rope_rotate, dx, B, T, NH, HS, row_stride, pos0, theta, -1.0);
 }
