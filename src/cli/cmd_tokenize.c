@@ -27,24 +27,17 @@ typedef struct tok_opts {
     long shard_tokens;
     double val_frac;
     int no_eot, print;
-    double max_doc_mb, max_file_mb; /* the reader's limits (fg_data_reader_limits) */
-    int fail_on_read_error;
+    fg_cli_reader_opts lim; /* the reader's limits */
 } tok_opts;
 
 static const char *const patterns[] = {"gpt2", "cl100k", NULL};
 
 #define F(field) FG_OPT_FIELD(tok_opts, field)
 /* The reader's options (and threads), the same for train and encode: one table that
- * both parse next to their own. */
+ * both parse next to their own, with the reader's limits (fg_cli_reader_table). */
 static const fg_opt input_opts[] = {
     {"field", FG_OPT_STR, F(field), .help = "JSONL member holding the text"},
     {"threads", FG_OPT_INT, F(threads), .min = 0, .max = 4096, .help = "0: all cores"},
-    {"max_doc_mb", FG_OPT_DOUBLE, F(max_doc_mb), .min = 0, .min_excl = 1, .max = 1 << 30,
-     .help = "larger documents are skipped as doc_too_large (never held whole), MB"},
-    {"max_file_mb", FG_OPT_DOUBLE, F(max_file_mb), .min = 0, .min_excl = 1, .max = 1 << 30,
-     .help = "decoded bytes read from one .gz/.zst input, then file_too_large, MB"},
-    {"fail_on_read_error", FG_OPT_BOOL, F(fail_on_read_error),
-     .help = "a corrupt, truncated or unreadable input fails the command (default: skipped, counted)"},
 };
 static const fg_opt train_opts[] = {
     {"out", FG_OPT_STR, F(out), .help = "tokenizer.json to write (required)"},
@@ -94,6 +87,8 @@ static void tokenize_usage(FILE *f)
     fg_opts_print_help(f, decode_opts, FG_OPT_COUNT(decode_opts), NULL);
     fprintf(f, "train and encode options:\n");
     fg_opts_print_help(f, input_opts, FG_OPT_COUNT(input_opts), NULL);
+    fg_opt_table lim = fg_cli_reader_table(NULL);
+    fg_opts_print_help(f, lim.opts, lim.n, NULL);
 }
 
 static void opts_default(tok_opts *o)
@@ -105,8 +100,7 @@ static void opts_default(tok_opts *o)
     o->shard_tokens = 100000000L;
     fg_data_reader_limits l;
     fg_data_reader_limits_init(&l);
-    o->max_doc_mb = (double)l.max_doc_bytes / 1048576.0;
-    o->max_file_mb = (double)FG_DATA_DEFAULT_MAX_FILE_BYTES / 1048576.0;
+    fg_cli_reader_opts_init(&o->lim, l.max_doc_bytes, l.max_file_bytes, l.fail_on_read_error);
 }
 
 /* Opens the reader over the positional inputs with the limits the flags set. */
@@ -117,9 +111,7 @@ static fg_status open_reader(fg_data_reader **rd, const tok_opts *o, const char 
         return st;
     fg_data_reader_limits l;
     fg_data_reader_limits_init(&l);
-    l.max_doc_bytes = (size_t)(o->max_doc_mb * 1048576.0);
-    l.max_file_bytes = (uint64_t)(o->max_file_mb * 1048576.0);
-    l.fail_on_read_error = o->fail_on_read_error != 0;
+    fg_cli_reader_opts_apply(&o->lim, &l.max_doc_bytes, &l.max_file_bytes, &l.fail_on_read_error);
     fg_data_reader_set_limits(*rd, &l);
     return FG_OK;
 }
@@ -314,7 +306,8 @@ static int take_specials(int *argc, char **argv, const char **specials, int *n)
     return -1;
 }
 
-/* Parses a train or encode command line (its own table and input_opts) into *o, from
+/* Parses a train or encode command line (its own table, input_opts, the reader's
+ * limits) into *o, from
  * the defaults; positionals go to a->pos, allocated here. Returns -1 when the command
  * goes on (the caller frees a->pos), else its exit code (a->pos already freed). */
 static int parse_sub(const char *cmd, const fg_opt *opts, int n_opts, int argc, char **argv, tok_opts *o,
@@ -326,9 +319,9 @@ static int parse_sub(const char *cmd, const fg_opt *opts, int n_opts, int argc, 
     *a = (fg_opt_args){.pos = fg_calloc((size_t)argc + 1, sizeof *a->pos), .max_pos = argc};
     if (!a->pos)
         return fg_cli_fail(cmd, FG_ERR_NOMEM, NULL);
-    fg_opt_table t[] = {{opts, n_opts, o}, {input_opts, FG_OPT_COUNT(input_opts), o}};
-    const void *defs[] = {&def, &def};
-    fg_cli_spec spec = {cmd, usage_text, t, defs, 2, (const char *const[]){"-o", "--out", NULL}};
+    fg_opt_table t[] = {{opts, n_opts, o}, {input_opts, FG_OPT_COUNT(input_opts), o}, fg_cli_reader_table(&o->lim)};
+    const void *defs[] = {&def, &def, &def.lim};
+    fg_cli_spec spec = {cmd, usage_text, t, defs, 3, (const char *const[]){"-o", "--out", NULL}};
     int rc = fg_cli_parse(&spec, argc, argv, a);
     if (rc >= 0)
         fg_free(a->pos);
