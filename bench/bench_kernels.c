@@ -1,7 +1,7 @@
 /* bench_kernels.c: kernel throughput, printed as GFLOP/s (or GB/s) and as ratios
  * measured in the same run: each fast variant against the scalar reference, and the
- * linked BLAS (OpenBLAS, OpenMP build) against the other Debian BLAS builds loaded with
- * dlopen (OpenBLAS pthreads, BLIS OpenMP) when they are installed.
+ * linked BLAS (OpenBLAS, pthreads build by default) against the other Debian BLAS builds loaded with
+ * dlopen (OpenBLAS OpenMP, BLIS OpenMP) when they are installed.
  *
  *   build-kernels/bench_kernels [--quick] [--cputime] [--only attention|elem|blas|split]
  * Threads: OMP_NUM_THREADS (default all cores). Medians of repeated runs. */
@@ -129,9 +129,9 @@ static void bench_blas(int nthreads)
     printf("\n== sgemm: GFLOP/s per library (fwd NT / bwd-dinp NN / bwd-dweight TN) ==\n");
     gemm_lib libs[5];
     int nlib = 0;
-    libs[nlib++] = (gemm_lib){"openblas-openmp (linked)", NULL, "blas"};
+    libs[nlib++] = (gemm_lib){"openblas (linked)", NULL, "blas"};
     libs[nlib++] = (gemm_lib){"linked, split over OpenMP", NULL, "omp"};
-    if (load_lib(&libs[nlib], "openblas-pthread", "/usr/lib/x86_64-linux-gnu/openblas-pthread/libopenblas.so.0",
+    if (load_lib(&libs[nlib], "openblas-openmp", "/usr/lib/x86_64-linux-gnu/openblas-openmp/libopenblas.so.0",
                  "openblas_set_num_threads", nthreads))
         nlib++;
     if (load_lib(&libs[nlib], "blis-openmp", "/usr/lib/x86_64-linux-gnu/blis-openmp/libblis.so.4",
@@ -169,7 +169,7 @@ static void bench_blas(int nthreads)
     printf("  %-18s", "all shapes");
     for (int l = 0; l < nlib; l++)
         printf(" | %7.1f GF/s (x%.2f)       ", flops_all / tot[l] * 1e-9, tot[0] / tot[l]);
-    printf("\n  (xN = speed relative to the linked OpenBLAS (OpenMP build))\n");
+    printf("\n  (xN = speed relative to the linked OpenBLAS)\n");
     unsetenv("FG_BLAS_THREADING");
     fg_kernels_init(NULL);
 }
@@ -243,9 +243,9 @@ static void bench_interplay(int nthreads)
     printf("\n== sgemm + OpenMP kernels interleaved (4 x [124M fc fwd GEMM + gelu over 256x3072]) ==\n");
     gemm_lib libs[4];
     int nlib = 0;
-    libs[nlib++] = (gemm_lib){"openblas-openmp (linked)", NULL, "blas"};
+    libs[nlib++] = (gemm_lib){"openblas (linked)", NULL, "blas"};
     libs[nlib++] = (gemm_lib){"linked, split over OpenMP", NULL, "omp"};
-    if (load_lib(&libs[nlib], "openblas-pthread", "/usr/lib/x86_64-linux-gnu/openblas-pthread/libopenblas.so.0",
+    if (load_lib(&libs[nlib], "openblas-openmp", "/usr/lib/x86_64-linux-gnu/openblas-openmp/libopenblas.so.0",
                  "openblas_set_num_threads", nthreads))
         nlib++;
     if (load_lib(&libs[nlib], "blis-openmp", "/usr/lib/x86_64-linux-gnu/blis-openmp/libblis.so.4",

@@ -43,6 +43,18 @@ int fg_cli_parse(const fg_cli_spec *s, int argc, char **argv, fg_opt_args *a);
 /* Prints the usage and the options of s to f. */
 void fg_cli_print_help(const fg_cli_spec *s, FILE *f);
 
+/* The reader's limits (fg_data_reader_limits) as `clean` and `tokenize` take them:
+ * one option table (--max-doc-mb, --max-file-mb, --fail-on-read-error) for both. */
+typedef struct fg_cli_reader_opts {
+    double max_doc_mb, max_file_mb;
+    int fail_on_read_error;
+} fg_cli_reader_opts;
+/* The table, bound to o. */
+fg_opt_table fg_cli_reader_table(fg_cli_reader_opts *o);
+/* From the limits in bytes (max_file_bytes 0: FG_DATA_DEFAULT_MAX_FILE_BYTES), and back. */
+void fg_cli_reader_opts_init(fg_cli_reader_opts *o, size_t max_doc_bytes, uint64_t max_file_bytes, bool fail);
+void fg_cli_reader_opts_apply(const fg_cli_reader_opts *o, size_t *max_doc_bytes, uint64_t *max_file_bytes, bool *fail);
+
 /* Checks that no output path names one of the inputs (same file by device and inode
  * when both exist, or the same absolute path when the output does not exist yet).
  * With inside_dirs, an output under an input directory is refused too (the reader would

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "frugal/data.h"
 
 void fg_cli_print_help(const fg_cli_spec *s, FILE *f)
 {
@@ -22,6 +23,38 @@ void fg_cli_print_help(const fg_cli_spec *s, FILE *f)
         }
     for (int t = 0; t < s->n_tables; t++)
         fg_opts_print_help(f, s->tables[t].opts, s->tables[t].n, s->defaults ? s->defaults[t] : NULL);
+}
+
+/* ---- the reader's limits ---- */
+
+#define RF(field) FG_OPT_FIELD(fg_cli_reader_opts, field)
+static const fg_opt reader_opts[] = {
+    {"max_doc_mb", FG_OPT_DOUBLE, RF(max_doc_mb), .min = 0, .min_excl = 1, .max = 1 << 30,
+     .help = "a larger document is doc_too_large: read past, never held whole, MB"},
+    {"max_file_mb", FG_OPT_DOUBLE, RF(max_file_mb), .min = 0, .min_excl = 1, .max = 1 << 30,
+     .help = "decoded bytes read from one .gz/.zst input, then file_too_large, MB"},
+    {"fail_on_read_error", FG_OPT_BOOL, RF(fail_on_read_error),
+     .help = "a corrupt, truncated or unreadable input fails the command (default: warned, counted, skipped)"},
+};
+#undef RF
+
+fg_opt_table fg_cli_reader_table(fg_cli_reader_opts *o)
+{
+    return (fg_opt_table){reader_opts, FG_OPT_COUNT(reader_opts), o};
+}
+
+void fg_cli_reader_opts_init(fg_cli_reader_opts *o, size_t max_doc_bytes, uint64_t max_file_bytes, bool fail)
+{
+    o->max_doc_mb = (double)max_doc_bytes / 1048576.0;
+    o->max_file_mb = (double)(max_file_bytes ? max_file_bytes : FG_DATA_DEFAULT_MAX_FILE_BYTES) / 1048576.0;
+    o->fail_on_read_error = fail;
+}
+
+void fg_cli_reader_opts_apply(const fg_cli_reader_opts *o, size_t *max_doc_bytes, uint64_t *max_file_bytes, bool *fail)
+{
+    *max_doc_bytes = (size_t)(o->max_doc_mb * 1048576.0);
+    *max_file_bytes = (uint64_t)(o->max_file_mb * 1048576.0);
+    *fail = o->fail_on_read_error != 0;
 }
 
 int fg_cli_parse(const fg_cli_spec *s, int argc, char **argv, fg_opt_args *a)

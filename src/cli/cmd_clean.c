@@ -137,8 +137,8 @@ typedef struct clean_opts {
     int classify; /* index of classify_modes: the fg_classify_mode values in order */
     float threshold;
     int no_dedup, no_exact, no_near;
-    double jaccard, dedup_mb, max_doc_mb, max_file_mb;
-    int fail_on_read_error;
+    double jaccard, dedup_mb;
+    fg_cli_reader_opts lim; /* the reader's limits */
     int num_perm, shingle, threads, batch;
     int progress, no_progress, quiet;
 } clean_opts;
@@ -164,12 +164,6 @@ static const fg_opt clean_table[] = {
     {"shingle", FG_OPT_INT, CF(shingle), .min = 1, .max = 64, .help = "words per shingle"},
     {"dedup_mb", FG_OPT_DOUBLE, CF(dedup_mb), .min = 0, .min_excl = 1, .max = 1 << 24,
      .help = "memory bound of the dedup tables, MB"},
-    {"max_doc_mb", FG_OPT_DOUBLE, CF(max_doc_mb), .min = 0, .min_excl = 1, .max = 1 << 20,
-     .help = "larger documents are rejected as doc_too_large, MB"},
-    {"max_file_mb", FG_OPT_DOUBLE, CF(max_file_mb), .min = 0, .min_excl = 1, .max = 1 << 30,
-     .help = "decoded bytes read from one .gz/.zst input, then file_too_large, MB"},
-    {"fail_on_read_error", FG_OPT_BOOL, CF(fail_on_read_error),
-     .help = "a corrupt, truncated or unreadable input fails the run (default: warned, counted, skipped)"},
     {"threads", FG_OPT_INT, CF(threads), .min = 0, .max = 4096, .help = "worker threads (0: all cores)"},
     {"batch", FG_OPT_INT, CF(batch), .min = 1, .max = 1 << 24, .help = "documents per parallel batch"},
     {"report", FG_OPT_STR, CF(report), .help = "also write the report as JSON"},
@@ -213,18 +207,16 @@ int fg_cmd_clean(int argc, char **argv)
     o.num_perm = c.dedup.n_perm;
     o.shingle = c.dedup.shingle;
     o.dedup_mb = (double)c.dedup.max_bytes / 1048576.0;
-    o.max_doc_mb = (double)c.max_doc_bytes / 1048576.0;
-    o.max_file_mb = (double)(c.max_file_bytes ? c.max_file_bytes : FG_DATA_DEFAULT_MAX_FILE_BYTES) / 1048576.0;
-    o.fail_on_read_error = c.fail_on_read_error;
+    fg_cli_reader_opts_init(&o.lim, c.max_doc_bytes, c.max_file_bytes, c.fail_on_read_error);
     o.threads = c.threads > 0 ? c.threads : 0;
     o.batch = c.batch_docs;
     def = o;
     const char **inputs = fg_calloc((size_t)argc + 1, sizeof *inputs);
     if (!inputs)
         return fg_cli_fail("clean", FG_ERR_NOMEM, NULL);
-    fg_opt_table t = {clean_table, FG_OPT_COUNT(clean_table), &o};
-    const void *defs[] = {&def};
-    fg_cli_spec spec = {"clean", clean_usage, &t, defs, 1, short_flags};
+    fg_opt_table t[] = {{clean_table, FG_OPT_COUNT(clean_table), &o}, fg_cli_reader_table(&o.lim)};
+    const void *defs[] = {&def, &def.lim};
+    fg_cli_spec spec = {"clean", clean_usage, t, defs, 2, short_flags};
     fg_opt_args a = {.pos = inputs, .max_pos = argc};
     int rc = fg_cli_parse(&spec, argc, argv, &a);
     if (rc >= 0) {
@@ -265,9 +257,7 @@ int fg_cmd_clean(int argc, char **argv)
     c.dedup.n_perm = o.num_perm;
     c.dedup.shingle = o.shingle;
     c.dedup.max_bytes = (size_t)(o.dedup_mb * 1048576.0);
-    c.max_doc_bytes = (size_t)(o.max_doc_mb * 1048576.0);
-    c.max_file_bytes = (uint64_t)(o.max_file_mb * 1048576.0);
-    c.fail_on_read_error = o.fail_on_read_error != 0;
+    fg_cli_reader_opts_apply(&o.lim, &c.max_doc_bytes, &c.max_file_bytes, &c.fail_on_read_error);
     c.threads = o.threads;
     c.batch_docs = o.batch;
     if (o.eval_label[0])

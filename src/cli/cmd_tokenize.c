@@ -27,27 +27,24 @@ typedef struct tok_opts {
     long shard_tokens;
     double val_frac;
     int no_eot, print;
-    double max_doc_mb, max_file_mb; /* the reader's limits (fg_data_reader_limits) */
-    int fail_on_read_error;
+    fg_cli_reader_opts lim; /* the reader's limits */
 } tok_opts;
 
 static const char *const patterns[] = {"gpt2", "cl100k", NULL};
 
 #define F(field) FG_OPT_FIELD(tok_opts, field)
+/* The reader's options (and threads), the same for train and encode: one table that
+ * both parse next to their own, with the reader's limits (fg_cli_reader_table). */
+static const fg_opt input_opts[] = {
+    {"field", FG_OPT_STR, F(field), .help = "JSONL member holding the text"},
+    {"threads", FG_OPT_INT, F(threads), .min = 0, .max = 4096, .help = "0: all cores"},
+};
 static const fg_opt train_opts[] = {
     {"out", FG_OPT_STR, F(out), .help = "tokenizer.json to write (required)"},
     {"vocab_size", FG_OPT_INT, F(vocab_size), .min = 257, .max = 1 << 24, .help = "ids in all, specials included"},
     {"min_frequency", FG_OPT_INT, F(min_frequency), .min = 0, .max = FG_OPT_INF,
      .help = "pairs seen fewer times are never merged"},
     {"pattern", FG_OPT_ENUM, F(pattern), .choices = patterns, .help = "pre-tokenization regex"},
-    {"field", FG_OPT_STR, F(field), .help = "JSONL member holding the text"},
-    {"threads", FG_OPT_INT, F(threads), .min = 0, .max = 4096, .help = "0: all cores"},
-    {"max_doc_mb", FG_OPT_DOUBLE, F(max_doc_mb), .min = 0, .min_excl = 1, .max = 1 << 30,
-     .help = "larger documents are skipped as doc_too_large (never held whole), MB"},
-    {"max_file_mb", FG_OPT_DOUBLE, F(max_file_mb), .min = 0, .min_excl = 1, .max = 1 << 30,
-     .help = "decoded bytes read from one .gz/.zst input, then file_too_large, MB"},
-    {"fail_on_read_error", FG_OPT_BOOL, F(fail_on_read_error),
-     .help = "a corrupt, truncated or unreadable input fails the command (default: skipped, counted)"},
 };
 static const fg_opt encode_opts[] = {
     {"tokenizer", FG_OPT_STR, F(tokenizer), .help = "tokenizer.json, a GPT-2 directory or \"byte\" (required)"},
@@ -59,14 +56,6 @@ static const fg_opt encode_opts[] = {
     {"no_eot", FG_OPT_BOOL, F(no_eot), .help = "no <|endoftext|> after each document"},
     {"allowed_special", FG_OPT_STR, F(allowed_special),
      .help = "special tokens read as their ids in the text: all, or a comma list (default: none, as plain text)"},
-    {"field", FG_OPT_STR, F(field), .help = "JSONL member holding the text"},
-    {"threads", FG_OPT_INT, F(threads), .min = 0, .max = 4096, .help = "0: all cores"},
-    {"max_doc_mb", FG_OPT_DOUBLE, F(max_doc_mb), .min = 0, .min_excl = 1, .max = 1 << 30,
-     .help = "larger documents are skipped as doc_too_large (never held whole), MB"},
-    {"max_file_mb", FG_OPT_DOUBLE, F(max_file_mb), .min = 0, .min_excl = 1, .max = 1 << 30,
-     .help = "decoded bytes read from one .gz/.zst input, then file_too_large, MB"},
-    {"fail_on_read_error", FG_OPT_BOOL, F(fail_on_read_error),
-     .help = "a corrupt, truncated or unreadable input fails the command (default: skipped, counted)"},
 };
 static const fg_opt decode_opts[] = {
     {"tokenizer", FG_OPT_STR, F(tokenizer), .help = "tokenizer.json, a GPT-2 directory or \"byte\" (required)"},
@@ -96,6 +85,10 @@ static void tokenize_usage(FILE *f)
     fg_opts_print_help(f, encode_opts, FG_OPT_COUNT(encode_opts), NULL);
     fprintf(f, "decode options:\n");
     fg_opts_print_help(f, decode_opts, FG_OPT_COUNT(decode_opts), NULL);
+    fprintf(f, "train and encode options:\n");
+    fg_opts_print_help(f, input_opts, FG_OPT_COUNT(input_opts), NULL);
+    fg_opt_table lim = fg_cli_reader_table(NULL);
+    fg_opts_print_help(f, lim.opts, lim.n, NULL);
 }
 
 static void opts_default(tok_opts *o)
@@ -107,8 +100,7 @@ static void opts_default(tok_opts *o)
     o->shard_tokens = 100000000L;
     fg_data_reader_limits l;
     fg_data_reader_limits_init(&l);
-    o->max_doc_mb = (double)l.max_doc_bytes / 1048576.0;
-    o->max_file_mb = (double)FG_DATA_DEFAULT_MAX_FILE_BYTES / 1048576.0;
+    fg_cli_reader_opts_init(&o->lim, l.max_doc_bytes, l.max_file_bytes, l.fail_on_read_error);
 }
 
 /* Opens the reader over the positional inputs with the limits the flags set. */
@@ -119,9 +111,7 @@ static fg_status open_reader(fg_data_reader **rd, const tok_opts *o, const char 
         return st;
     fg_data_reader_limits l;
     fg_data_reader_limits_init(&l);
-    l.max_doc_bytes = (size_t)(o->max_doc_mb * 1048576.0);
-    l.max_file_bytes = (uint64_t)(o->max_file_mb * 1048576.0);
-    l.fail_on_read_error = o->fail_on_read_error != 0;
+    fg_cli_reader_opts_apply(&o->lim, &l.max_doc_bytes, &l.max_file_bytes, &l.fail_on_read_error);
     fg_data_reader_set_limits(*rd, &l);
     return FG_OK;
 }
@@ -316,6 +306,28 @@ static int take_specials(int *argc, char **argv, const char **specials, int *n)
     return -1;
 }
 
+/* Parses a train or encode command line (its own table, input_opts, the reader's
+ * limits) into *o, from
+ * the defaults; positionals go to a->pos, allocated here. Returns -1 when the command
+ * goes on (the caller frees a->pos), else its exit code (a->pos already freed). */
+static int parse_sub(const char *cmd, const fg_opt *opts, int n_opts, int argc, char **argv, tok_opts *o,
+                     fg_opt_args *a)
+{
+    tok_opts def;
+    opts_default(o);
+    def = *o;
+    *a = (fg_opt_args){.pos = fg_calloc((size_t)argc + 1, sizeof *a->pos), .max_pos = argc};
+    if (!a->pos)
+        return fg_cli_fail(cmd, FG_ERR_NOMEM, NULL);
+    fg_opt_table t[] = {{opts, n_opts, o}, {input_opts, FG_OPT_COUNT(input_opts), o}, fg_cli_reader_table(&o->lim)};
+    const void *defs[] = {&def, &def, &def.lim};
+    fg_cli_spec spec = {cmd, usage_text, t, defs, 3, (const char *const[]){"-o", "--out", NULL}};
+    int rc = fg_cli_parse(&spec, argc, argv, a);
+    if (rc >= 0)
+        fg_free(a->pos);
+    return rc;
+}
+
 static int cmd_train(int argc, char **argv)
 {
     const char *specials[MAX_SPECIALS + 1];
@@ -323,18 +335,11 @@ static int cmd_train(int argc, char **argv)
     int rc = take_specials(&argc, argv, specials + 1, &n_specials);
     if (rc >= 0)
         return rc;
-    tok_opts o, def;
-    opts_default(&o);
-    def = o;
-    const char **pos = fg_calloc((size_t)argc + 1, sizeof *pos);
-    if (!pos)
-        return fg_cli_fail("tokenize train", FG_ERR_NOMEM, NULL);
-    fg_opt_table t = {train_opts, FG_OPT_COUNT(train_opts), &o};
-    const void *defs[] = {&def};
-    fg_cli_spec spec = {"tokenize train", usage_text, &t, defs, 1, (const char *const[]){"-o", "--out", NULL}};
-    fg_opt_args a = {.pos = pos, .max_pos = argc};
-    if ((rc = fg_cli_parse(&spec, argc, argv, &a)) >= 0)
-        goto out;
+    tok_opts o;
+    fg_opt_args a;
+    if ((rc = parse_sub("tokenize train", train_opts, FG_OPT_COUNT(train_opts), argc, argv, &o, &a)) >= 0)
+        return rc;
+    const char **pos = a.pos;
     if (!o.out[0] || a.n_pos == 0) {
         rc = fg_cli_fail("tokenize train", fg_error(FG_ERR_INVALID, "--out FILE and at least one INPUT are required"),
                          "frugal tokenize --help");
@@ -669,21 +674,12 @@ static fg_status encode_batch(const fg_tokenizer *tok, const tok_opts *o, const 
 
 static int cmd_encode(int argc, char **argv)
 {
-    tok_opts o, def;
-    opts_default(&o);
-    def = o;
-    int rc;
-    const char **pos = fg_calloc((size_t)argc + 1, sizeof *pos);
-    if (!pos)
-        return fg_cli_fail("tokenize encode", FG_ERR_NOMEM, NULL);
-    fg_opt_table t = {encode_opts, FG_OPT_COUNT(encode_opts), &o};
-    const void *defs[] = {&def};
-    fg_cli_spec spec = {"tokenize encode", usage_text, &t, defs, 1, (const char *const[]){"-o", "--out", NULL}};
-    fg_opt_args a = {.pos = pos, .max_pos = argc};
-    if ((rc = fg_cli_parse(&spec, argc, argv, &a)) >= 0) {
-        fg_free(pos);
+    tok_opts o;
+    fg_opt_args a;
+    int rc = parse_sub("tokenize encode", encode_opts, FG_OPT_COUNT(encode_opts), argc, argv, &o, &a);
+    if (rc >= 0)
         return rc;
-    }
+    const char **pos = a.pos;
     fg_status st = FG_OK;
     if (!o.tokenizer[0] || (!o.out[0] && !o.print) || (o.out[0] && o.print) || a.n_pos == 0)
         st = fg_error(FG_ERR_INVALID, "needs --tokenizer T, one of --out or --print, and at least one INPUT");

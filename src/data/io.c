@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <iconv.h>
 #include <jansson.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -18,19 +19,29 @@
 #include "data_impl.h"
 
 /* ---- sbuf ---- */
-fg_status sbuf_reserve(sbuf *b, size_t extra)
+/* Room for extra more bytes and a NUL. The capacity doubles (amortised appends), but
+ * never past limit + 1 bytes unless the bytes asked for need more: a buffer bounded
+ * by a document limit is not allocated twice as large as the limit. */
+static fg_status sbuf_reserve_max(sbuf *b, size_t extra, size_t limit)
 {
-    if (b->n + extra + 1 <= b->cap)
+    size_t need = b->n + extra + 1;
+    if (need <= b->cap)
         return FG_OK;
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap < b->n + extra + 1)
-        cap = cap < ((size_t)1 << 40) ? cap * 2 : b->n + extra + 1;
+    size_t cap = b->cap ? b->cap : 128;
+    cap = cap <= limit / 2 ? 2 * cap : limit + 1;
+    if (cap < need)
+        cap = need;
     char *p = fg_realloc(b->p, cap);
     if (!p)
         return FG_ERR_NOMEM;
     b->p = p;
     b->cap = cap;
     return FG_OK;
+}
+
+fg_status sbuf_reserve(sbuf *b, size_t extra)
+{
+    return sbuf_reserve_max(b, extra, SIZE_MAX - 1);
 }
 
 fg_status sbuf_put(sbuf *b, const void *s, size_t n)
@@ -429,25 +440,6 @@ static fg_status in_unread(instream *in, const void *s, size_t n)
     memcpy(in->buf, s, n);
     in->pos = 0;
     in->len = n + rest;
-    return FG_OK;
-}
-
-/* Like sbuf_reserve, but the doubling stops at limit + 1 bytes: a buffer bounded by a
- * document limit is not allocated twice as large as the limit. */
-static fg_status sbuf_reserve_max(sbuf *b, size_t extra, size_t limit)
-{
-    if (b->n + extra + 1 <= b->cap)
-        return FG_OK;
-    size_t cap = b->cap ? 2 * b->cap : 256;
-    if (cap > limit + 1)
-        cap = limit + 1;
-    if (cap < b->n + extra + 1)
-        cap = b->n + extra + 1;
-    char *p = fg_realloc(b->p, cap);
-    if (!p)
-        return FG_ERR_NOMEM;
-    b->p = p;
-    b->cap = cap;
     return FG_OK;
 }
 

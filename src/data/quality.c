@@ -181,6 +181,19 @@ static inline uint64_t ngram_hash(const uint64_t *pre, const uint64_t *powB, siz
     return fg_mix64(pre[i + (size_t)n] - pre[i] * powB[n] + (uint64_t)n);
 }
 
+/* Sizes the hash set for the m = nw - n + 1 word n-grams of a document. Returns m, or
+ * 0 when there are none (nw < n) or the set cannot grow. */
+static size_t ngram_set_begin(fg_data_scratch *s, size_t nw, int n, size_t *mask)
+{
+    if (nw < (size_t)n)
+        return 0;
+    size_t m = nw - (size_t)n + 1;
+    if (set_init(s, m) != FG_OK)
+        return 0;
+    *mask = set_mask(m);
+    return m;
+}
+
 void fg_data_quality_measure(const fg_data_rules *r, fg_data_scratch *s, const char *text, size_t len,
                              fg_quality_stats *st)
 {
@@ -312,12 +325,9 @@ void fg_data_quality_measure(const fg_data_rules *r, fg_data_scratch *s, const c
     double tc = total_chars ? (double)total_chars : 1.0;
     bool repeats = true; /* no repeated n-gram means no repeated (n+1)-gram: skip the rest */
     for (int n = 2; n <= 4 && repeats; n++) {
-        if (nw < (size_t)n)
-            continue;
-        size_t m = nw - (size_t)n + 1;
-        if (set_init(s, m) != FG_OK)
-            return;
-        size_t mask = set_mask(m);
+        size_t mask, m = ngram_set_begin(s, nw, n, &mask);
+        if (!m)
+            return; /* fewer than n words (so fewer than n + 1), or no memory */
         uint32_t best = 0;
         size_t best_i = 0;
         for (size_t i = 0; i < m; i++) {
@@ -338,12 +348,9 @@ void fg_data_quality_measure(const fg_data_rules *r, fg_data_scratch *s, const c
     /* Duplicate n-grams as in Gopher: scanning left to right, an n-gram seen before adds
      * its characters and the scan jumps past it (so overlapping repeats count once). */
     for (int n = 5; n <= 10 && repeats; n++) {
-        if (nw < (size_t)n)
-            continue;
-        size_t m = nw - (size_t)n + 1;
-        if (set_init(s, m) != FG_OK)
-            return;
-        size_t mask = set_mask(m);
+        size_t mask, m = ngram_set_begin(s, nw, n, &mask);
+        if (!m)
+            return; /* fewer than n words (so fewer than n + 1), or no memory */
         size_t dup_chars = 0, i = 0;
         while (i < m) {
             if (set_add(s, mask, ngram_hash(s->w_pre, powB, i, n)) > 1) {

@@ -9,13 +9,13 @@
 
 #include "kernels_impl.h"
 
-/* The build links OpenBLAS's OpenMP variant (docs/KERNELS.md: the pthreads variant
- * starts a spinning pool in its constructor, before main). That variant threads a call
- * over OpenMP's own pool, sized by omp_get_max_threads(), and runs it single-threaded
- * inside a parallel region (our split); its openblas_set_num_threads is
+/* The build links OpenBLAS's pthreads variant (docs/KERNELS.md); the CLI starts it
+ * with OPENBLAS_NUM_THREADS=1, so its pool has no thread until `blas` threading asks
+ * for them here. -DFG_OPENBLAS_OPENMP_BUILD=ON links the OpenMP variant, which threads a
+ * call over OpenMP's own pool, sized by omp_get_max_threads(), and runs it
+ * single-threaded inside a parallel region (our split); its openblas_set_num_threads is
  * omp_set_num_threads, so it is never called there: it would shrink every kernel's
- * pool. If the loader finds the pthreads variant anyway (another build, an
- * LD_LIBRARY_PATH), its pool is sized as before. */
+ * pool. Which one the loader found is asked at run time. */
 static int blas_is_openmp(void)
 {
     return openblas_get_parallel() == 2;

@@ -2,7 +2,9 @@
  * add, axpy, scale, sumsq), written ONCE and compiled once per ISA: ref/loops_ref.c
  * builds them as the _ref references (no -m flags), x86/loops_avx2.c as the _avx2
  * variants (the file's -mavx2 -mfma flags let gcc vectorise the same loops 8 wide).
- * The including file defines FG_LOOPS_SUFFIX (ref, avx2) first; no include guard. */
+ * x86/loops_avx512.c builds only the embedding (FG_LOOPS_EMBEDDING_ONLY): AVX-512 has
+ * its own chunked intrinsics for add, axpy, scale and sumsq (elem_avx512.c).
+ * The including file defines FG_LOOPS_SUFFIX (ref, avx2, avx512) first; no include guard. */
 #include <string.h>
 
 #include "kernels_impl.h"
@@ -63,6 +65,7 @@ void FG_LOOPS_FN(embedding_backward)(float *dwte, float *dwpe, const float *dout
     }
 }
 
+#ifndef FG_LOOPS_EMBEDDING_ONLY
 void FG_LOOPS_FN(add)(float *out, const float *a, const float *b, size_t n)
 {
 #pragma omp parallel for simd schedule(static) if (n > FG_LOOPS_PAR_MIN)
@@ -93,6 +96,8 @@ double FG_LOOPS_FN(sumsq)(const float *x, size_t n)
         s += (double)x[i] * x[i];
     return s;
 }
+
+#endif /* FG_LOOPS_EMBEDDING_ONLY */
 
 #undef FG_LOOPS_FN
 #undef FG_LOOPS_CAT

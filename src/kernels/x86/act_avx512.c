@@ -11,47 +11,38 @@
 
 enum { CHUNK = 4096 }; /* elements per OpenMP work item */
 
+/* u = k (x + c x^3), from x and x^2 (the backward needs x^2 again). */
+static inline __m512 gelu_u(__m512 x, __m512 x2)
+{
+    return _mm512_mul_ps(_mm512_set1_ps(GELU_K), _mm512_fmadd_ps(_mm512_mul_ps(x2, x), _mm512_set1_ps(GELU_C), x));
+}
+
 void fg_gelu_forward_avx512(float *out, const float *inp, size_t n)
 {
-    size_t nchunk = (n + CHUNK - 1) / CHUNK;
-#pragma omp parallel for schedule(static) if (nchunk > 4)
-    for (size_t c = 0; c < nchunk; c++) {
-        size_t end = (c + 1) * CHUNK < n ? (c + 1) * CHUNK : n;
-        for (size_t i = c * CHUNK; i < end; i += 16) {
-            __mmask16 k = fg_tail_mask((int)(end - i < 16 ? end - i : 16));
-            __m512 x = _mm512_maskz_loadu_ps(k, inp + i);
-            __m512 x2 = _mm512_mul_ps(x, x);
-            __m512 u =
-                _mm512_mul_ps(_mm512_set1_ps(GELU_K), _mm512_fmadd_ps(_mm512_mul_ps(x2, x), _mm512_set1_ps(GELU_C), x));
-            __m512 s = fg_sigmoid512(_mm512_add_ps(u, u));
-            _mm512_mask_storeu_ps(out + i, k, _mm512_mul_ps(x, s));
-        }
-    }
+    FG_FOR_CHUNKS512(n, CHUNK, 4, {
+        __m512 x = _mm512_maskz_loadu_ps(k, inp + i);
+        __m512 u = gelu_u(x, _mm512_mul_ps(x, x));
+        __m512 s = fg_sigmoid512(_mm512_add_ps(u, u));
+        _mm512_mask_storeu_ps(out + i, k, _mm512_mul_ps(x, s));
+    });
 }
 
 /* d/dx [x s(2u)] = s + 2 x s (1 - s) u', u' = k (1 + 3 c x^2); matches the reference's
  * 0.5 (1 + tanh u) + 0.5 x sech^2(u) u' since 1 + tanh u = 2s, sech^2 u = 4 s (1 - s). */
 void fg_gelu_backward_avx512(float *dinp, const float *dout, const float *inp, size_t n)
 {
-    size_t nchunk = (n + CHUNK - 1) / CHUNK;
-#pragma omp parallel for schedule(static) if (nchunk > 4)
-    for (size_t c = 0; c < nchunk; c++) {
-        size_t end = (c + 1) * CHUNK < n ? (c + 1) * CHUNK : n;
-        for (size_t i = c * CHUNK; i < end; i += 16) {
-            __mmask16 k = fg_tail_mask((int)(end - i < 16 ? end - i : 16));
-            __m512 x = _mm512_maskz_loadu_ps(k, inp + i);
-            __m512 x2 = _mm512_mul_ps(x, x);
-            __m512 u =
-                _mm512_mul_ps(_mm512_set1_ps(GELU_K), _mm512_fmadd_ps(_mm512_mul_ps(x2, x), _mm512_set1_ps(GELU_C), x));
-            __m512 du = _mm512_mul_ps(_mm512_set1_ps(GELU_K),
-                                      _mm512_fmadd_ps(x2, _mm512_set1_ps(3.0f * GELU_C), _mm512_set1_ps(1.0f)));
-            __m512 s = fg_sigmoid512(_mm512_add_ps(u, u));
-            __m512 sq = _mm512_mul_ps(s, _mm512_sub_ps(_mm512_set1_ps(1.0f), s));
-            __m512 g = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_add_ps(x, x), sq), du, s);
-            __m512 d = _mm512_maskz_loadu_ps(k, dinp + i);
-            _mm512_mask_storeu_ps(dinp + i, k, _mm512_fmadd_ps(g, _mm512_maskz_loadu_ps(k, dout + i), d));
-        }
-    }
+    FG_FOR_CHUNKS512(n, CHUNK, 4, {
+        __m512 x = _mm512_maskz_loadu_ps(k, inp + i);
+        __m512 x2 = _mm512_mul_ps(x, x);
+        __m512 u = gelu_u(x, x2);
+        __m512 du = _mm512_mul_ps(_mm512_set1_ps(GELU_K),
+                                  _mm512_fmadd_ps(x2, _mm512_set1_ps(3.0f * GELU_C), _mm512_set1_ps(1.0f)));
+        __m512 s = fg_sigmoid512(_mm512_add_ps(u, u));
+        __m512 sq = _mm512_mul_ps(s, _mm512_sub_ps(_mm512_set1_ps(1.0f), s));
+        __m512 g = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_add_ps(x, x), sq), du, s);
+        __m512 d = _mm512_maskz_loadu_ps(k, dinp + i);
+        _mm512_mask_storeu_ps(dinp + i, k, _mm512_fmadd_ps(g, _mm512_maskz_loadu_ps(k, dout + i), d));
+    });
 }
 
 void fg_swiglu_forward_avx512(float *out, const float *inp, int N, int H)

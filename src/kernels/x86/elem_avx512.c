@@ -1,27 +1,15 @@
-/* elem_avx512.c: elementwise ops, sum of squares (double accumulation), AdamW and the
- * embedding lookup / scatter, AVX-512. All memory-bound: chunks of 16k elements per
- * OpenMP work item, no threading below a few chunks. */
+/* elem_avx512.c: elementwise ops, sum of squares (double accumulation) and AdamW,
+ * AVX-512 (the embedding is loops.h, in loops_avx512.c). All memory-bound: chunks of
+ * 16k elements per OpenMP work item, no threading below a few chunks. */
 #include <immintrin.h>
 #include <math.h>
-#include <string.h>
 
 #include "vmath_avx512.h"
 #include "x86_impl.h"
 
 enum { CHUNK = 16384 };
 
-#define FOR_CHUNKS(n, ...)                                                                                             \
-    do {                                                                                                               \
-        size_t nchunk_ = ((n) + CHUNK - 1) / CHUNK;                                                                    \
-        _Pragma("omp parallel for schedule(static) if (nchunk_ > 2)") for (size_t ch_ = 0; ch_ < nchunk_; ch_++)       \
-        {                                                                                                              \
-            size_t lo_ = ch_ * CHUNK, hi_ = lo_ + CHUNK < (n) ? lo_ + CHUNK : (n);                                     \
-            for (size_t i = lo_; i < hi_; i += 16) {                                                                   \
-                __mmask16 k = fg_tail_mask((int)(hi_ - i < 16 ? hi_ - i : 16));                                        \
-                __VA_ARGS__                                                                                            \
-            }                                                                                                          \
-        }                                                                                                              \
-    } while (0)
+#define FOR_CHUNKS(n, ...) FG_FOR_CHUNKS512(n, CHUNK, 2, __VA_ARGS__)
 
 void fg_add_avx512(float *out, const float *a, const float *b, size_t n)
 {
@@ -86,48 +74,4 @@ void fg_adamw_update_avx512(float *params, const float *grads, float *m, float *
         __m512 upd = _mm512_fmadd_ps(vwd, p, _mm512_div_ps(_mm512_mul_ps(mi, ibc1), den));
         _mm512_mask_storeu_ps(params + i, k, _mm512_fnmadd_ps(vlr, upd, p));
     });
-}
-
-void fg_embedding_forward_avx512(float *out, const int32_t *tokens, const float *wte, const float *wpe, int N, int T,
-                                 int C)
-{
-#pragma omp parallel for schedule(static)
-    for (int n = 0; n < N; n++) {
-        const float *e = wte + (size_t)tokens[n] * C;
-        float *o = out + (size_t)n * C;
-        if (!wpe) {
-            memcpy(o, e, (size_t)C * sizeof(float));
-            continue;
-        }
-        const float *p = wpe + (size_t)(n % T) * C;
-        for (int c = 0; c < C; c += 16) {
-            __mmask16 k = fg_tail_mask(C - c);
-            _mm512_mask_storeu_ps(o + c, k,
-                                  _mm512_add_ps(_mm512_maskz_loadu_ps(k, e + c), _mm512_maskz_loadu_ps(k, p + c)));
-        }
-    }
-}
-
-/* Rows n may share a token: threads own 64-column blocks and scan all rows. */
-void fg_embedding_backward_avx512(float *dwte, float *dwpe, const float *dout, const int32_t *tokens, int N, int T,
-                                  int C)
-{
-    int nblk = (C + 63) / 64;
-#pragma omp parallel for schedule(static)
-    for (int blk = 0; blk < nblk; blk++) {
-        int c0 = blk * 64;
-        for (int n = 0; n < N; n++) {
-            const float *g = dout + (size_t)n * C + c0;
-            float *dt = dwte ? dwte + (size_t)tokens[n] * C + c0 : NULL;
-            float *dp = dwpe ? dwpe + (size_t)(n % T) * C + c0 : NULL;
-            for (int v = 0; v < 4; v++) {
-                __mmask16 k = fg_tail_mask(C - c0 - 16 * v > 0 ? C - c0 - 16 * v : 0);
-                __m512 gv = _mm512_maskz_loadu_ps(k, g + 16 * v);
-                if (dt)
-                    _mm512_mask_storeu_ps(dt + 16 * v, k, _mm512_add_ps(_mm512_maskz_loadu_ps(k, dt + 16 * v), gv));
-                if (dp)
-                    _mm512_mask_storeu_ps(dp + 16 * v, k, _mm512_add_ps(_mm512_maskz_loadu_ps(k, dp + 16 * v), gv));
-            }
-        }
-    }
 }

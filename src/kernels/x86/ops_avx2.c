@@ -6,6 +6,7 @@
 
 #include "vmath_avx2.h"
 #include "x86_impl.h"
+#include "xent_rows.h"
 
 #define GELU_K 0.7978845608028654f /* sqrt(2/pi) */
 #define GELU_C 0.044715f
@@ -26,63 +27,48 @@ static inline float hmax256(__m256 v)
     return _mm_cvtss_f32(s);
 }
 
+static double xent_row(float *d, const float *x, int tgt, int V, float dloss)
+{
+    int V8 = V & ~7, i;
+    __m256 m0 = _mm256_set1_ps(-INFINITY);
+    for (i = 0; i < V8; i += 8)
+        m0 = _mm256_max_ps(m0, _mm256_loadu_ps(x + i));
+    float mx = hmax256(m0);
+    for (; i < V; i++)
+        mx = x[i] > mx ? x[i] : mx;
+    /* exp-sum: float vectors within 1024-column chunks, chunks added in double */
+    __m256 vm = _mm256_set1_ps(mx);
+    double sum = 0.0;
+    for (i = 0; i + 16 <= V8;) {
+        __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+        for (int end = i + 1024 < V8 ? i + 1024 : V8; i + 16 <= end; i += 16) {
+            s0 = _mm256_add_ps(s0, fg_exp256(_mm256_sub_ps(_mm256_loadu_ps(x + i), vm)));
+            s1 = _mm256_add_ps(s1, fg_exp256(_mm256_sub_ps(_mm256_loadu_ps(x + i + 8), vm)));
+        }
+        sum += hsum256(_mm256_add_ps(s0, s1));
+    }
+    for (; i < V8; i += 8)
+        sum += hsum256(fg_exp256(_mm256_sub_ps(_mm256_loadu_ps(x + i), vm)));
+    for (; i < V; i++)
+        sum += exp((double)x[i] - mx);
+    double lse = mx + log(sum); /* sum >= 1: the maximum's own term */
+    if (d) {
+        /* d = exp(x - max) * (dloss / sum) - dloss onehot; x[i] is read before d[i]
+         * is written, so d may alias x */
+        __m256 vs = _mm256_set1_ps((float)(dloss / sum));
+        for (i = 0; i < V8; i += 8)
+            _mm256_storeu_ps(d + i, _mm256_mul_ps(fg_exp256(_mm256_sub_ps(_mm256_loadu_ps(x + i), vm)), vs));
+        for (; i < V; i++)
+            d[i] = (float)(dloss * exp((double)x[i] - lse));
+        d[tgt] -= dloss;
+    }
+    return lse;
+}
+
 double fg_softmax_xent_avx2(float *dlogits, float *losses, const float *logits, const int32_t *targets, int N, int V,
                             int Vp, float dloss)
 {
-    double total = 0.0;
-#pragma omp parallel for schedule(static) reduction(+ : total)
-    for (int n = 0; n < N; n++) {
-        const float *x = logits + (size_t)n * Vp;
-        float *d = dlogits ? dlogits + (size_t)n * Vp : NULL;
-        int tgt = targets[n];
-        if (tgt < 0) {
-            losses[n] = 0.0f;
-            if (d)
-                for (int i = 0; i < Vp; i++)
-                    d[i] = 0.0f;
-            continue;
-        }
-        FG_ASSERT(tgt < V);
-        int V8 = V & ~7, i;
-        __m256 m0 = _mm256_set1_ps(-INFINITY);
-        for (i = 0; i < V8; i += 8)
-            m0 = _mm256_max_ps(m0, _mm256_loadu_ps(x + i));
-        float mx = hmax256(m0);
-        for (; i < V; i++)
-            mx = x[i] > mx ? x[i] : mx;
-        /* exp-sum: float vectors within 1024-column chunks, chunks added in double */
-        __m256 vm = _mm256_set1_ps(mx);
-        double sum = 0.0;
-        for (i = 0; i + 16 <= V8;) {
-            __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
-            for (int end = i + 1024 < V8 ? i + 1024 : V8; i + 16 <= end; i += 16) {
-                s0 = _mm256_add_ps(s0, fg_exp256(_mm256_sub_ps(_mm256_loadu_ps(x + i), vm)));
-                s1 = _mm256_add_ps(s1, fg_exp256(_mm256_sub_ps(_mm256_loadu_ps(x + i + 8), vm)));
-            }
-            sum += hsum256(_mm256_add_ps(s0, s1));
-        }
-        for (; i < V8; i += 8)
-            sum += hsum256(fg_exp256(_mm256_sub_ps(_mm256_loadu_ps(x + i), vm)));
-        for (; i < V; i++)
-            sum += exp((double)x[i] - mx);
-        double lse = mx + log(sum); /* sum >= 1: the maximum's own term */
-        double loss = lse - x[tgt];
-        losses[n] = (float)loss;
-        total += loss;
-        if (d) {
-            /* d = exp(x - max) * (dloss / sum) - dloss onehot; x[i] is read before d[i]
-             * is written, so d may alias x */
-            __m256 vs = _mm256_set1_ps((float)(dloss / sum));
-            for (i = 0; i < V8; i += 8)
-                _mm256_storeu_ps(d + i, _mm256_mul_ps(fg_exp256(_mm256_sub_ps(_mm256_loadu_ps(x + i), vm)), vs));
-            for (; i < V; i++)
-                d[i] = (float)(dloss * exp((double)x[i] - lse));
-            d[tgt] -= dloss;
-            for (i = V; i < Vp; i++)
-                d[i] = 0.0f;
-        }
-    }
-    return total;
+    return fg_xent_rows(xent_row, dlogits, losses, logits, targets, N, V, Vp, dloss);
 }
 
 /* GELU as x sigmoid(2u), u = k (x + c x^3); scalar tails use the same formula. */

@@ -1,55 +1,35 @@
-/* rope_avx512.c: rotary position embedding (rotate_half pairing), AVX-512. The
- * angles of one position are computed once (double, as the reference) and applied to
- * every batch row and head; the rotation itself is 16 pairs per vector op. */
+/* rope_avx512.c: rotary position embedding (rotate_half pairing), AVX-512: the
+ * rotation of one row's heads, 16 pairs per vector op; the loop and the angles
+ * (once per position, in double as the reference) are rope_angles.h's. */
 #include <immintrin.h>
-#include <math.h>
 
+#include "rope_angles.h"
 #include "vmath_avx512.h"
 #include "x86_impl.h"
 
-enum { MAXHALF = 512 };
-
-static void rope(float *x, int B, int T, int NH, int HS, int row_stride, int pos0, float theta, double sign)
+/* 16 pairs per vector op. */
+static void rotate(float *row, int NH, int HS, const float *cs, const float *sn)
 {
     int half = HS / 2;
-    if (half > MAXHALF) {
-        (sign > 0 ? fg_rope_forward_ref : fg_rope_backward_ref)(x, B, T, NH, HS, row_stride, pos0, theta);
-        return;
-    }
-    double inv_freq[MAXHALF];
-    for (int i = 0; i < half; i++)
-        inv_freq[i] = pow((double)theta, -2.0 * i / HS);
-#pragma omp parallel for schedule(static)
-    for (int t = 0; t < T; t++) {
-        float cs[MAXHALF] __attribute__((aligned(64))), sn[MAXHALF] __attribute__((aligned(64)));
-        for (int i = 0; i < half; i++) {
-            double ang = sign * (double)(pos0 + t) * inv_freq[i];
-            cs[i] = (float)cos(ang);
-            sn[i] = (float)sin(ang);
-        }
-        for (int b = 0; b < B; b++) {
-            float *row = x + ((size_t)b * T + t) * row_stride;
-            for (int h = 0; h < NH; h++) {
-                float *v = row + (size_t)h * HS;
-                for (int i = 0; i < half; i += 16) {
-                    __mmask16 k = fg_tail_mask(half - i);
-                    __m512 a = _mm512_maskz_loadu_ps(k, v + i), c = _mm512_maskz_loadu_ps(k, v + half + i);
-                    __m512 vc = _mm512_load_ps(cs + i), vs = _mm512_load_ps(sn + i);
-                    _mm512_mask_storeu_ps(v + i, k, _mm512_fmsub_ps(a, vc, _mm512_mul_ps(c, vs)));
-                    _mm512_mask_storeu_ps(v + half + i, k, _mm512_fmadd_ps(a, vs, _mm512_mul_ps(c, vc)));
-                }
-            }
+    for (int h = 0; h < NH; h++) {
+        float *v = row + (size_t)h * HS;
+        for (int i = 0; i < half; i += 16) {
+            __mmask16 k = fg_tail_mask(half - i);
+            __m512 a = _mm512_maskz_loadu_ps(k, v + i), c = _mm512_maskz_loadu_ps(k, v + half + i);
+            __m512 vc = _mm512_load_ps(cs + i), vs = _mm512_load_ps(sn + i);
+            _mm512_mask_storeu_ps(v + i, k, _mm512_fmsub_ps(a, vc, _mm512_mul_ps(c, vs)));
+            _mm512_mask_storeu_ps(v + half + i, k, _mm512_fmadd_ps(a, vs, _mm512_mul_ps(c, vc)));
         }
     }
 }
 
 void fg_rope_forward_avx512(float *x, int B, int T, int NH, int HS, int row_stride, int pos0, float theta)
 {
-    rope(x, B, T, NH, HS, row_stride, pos0, theta, 1.0);
+    fg_rope_rows(rotate, x, B, T, NH, HS, row_stride, pos0, theta, 1.0);
 }
 
 /* The forward is an orthogonal rotation; its backward rotates by -angle. */
 void fg_rope_backward_avx512(float *dx, int B, int T, int NH, int HS, int row_stride, int pos0, float theta)
 {
-    rope(dx, B, T, NH, HS, row_stride, pos0, theta, -1.0);
+    fg_rope_rows(rotate, dx, B, T, NH, HS, row_stride, pos0, theta, -1.0);
 }

@@ -5,6 +5,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "rope_angles.h"
 #include "x86_impl.h"
 
 enum { CB = 64 };
@@ -133,42 +134,26 @@ void fg_layernorm_backward_avx2(float *dinp, float *dweight, float *dbias, const
     }
 }
 
-enum { MAXHALF = 512 };
-
-static void rope(float *x, int B, int T, int NH, int HS, int row_stride, int pos0, float theta, double sign)
+static void rope_rotate(float *row, int NH, int HS, const float *cs, const float *sn)
 {
     int half = HS / 2;
-    if (half > MAXHALF) {
-        (sign > 0 ? fg_rope_forward_ref : fg_rope_backward_ref)(x, B, T, NH, HS, row_stride, pos0, theta);
-        return;
-    }
-#pragma omp parallel for schedule(static)
-    for (int t = 0; t < T; t++) {
-        float cs[MAXHALF], sn[MAXHALF];
-        for (int i = 0; i < half; i++) { /* angles in double, as the reference */
-            double ang = sign * (double)(pos0 + t) * pow((double)theta, -2.0 * i / HS);
-            cs[i] = (float)cos(ang);
-            sn[i] = (float)sin(ang);
-        }
-        for (int b = 0; b < B; b++)
-            for (int h = 0; h < NH; h++) {
-                float *v = x + ((size_t)b * T + t) * row_stride + (size_t)h * HS;
+    for (int h = 0; h < NH; h++) {
+        float *v = row + (size_t)h * HS;
 #pragma omp simd
-                for (int i = 0; i < half; i++) {
-                    float a = v[i], c = v[i + half];
-                    v[i] = a * cs[i] - c * sn[i];
-                    v[i + half] = a * sn[i] + c * cs[i];
-                }
-            }
+        for (int i = 0; i < half; i++) {
+            float a = v[i], c = v[i + half];
+            v[i] = a * cs[i] - c * sn[i];
+            v[i + half] = a * sn[i] + c * cs[i];
+        }
     }
 }
 
 void fg_rope_forward_avx2(float *x, int B, int T, int NH, int HS, int row_stride, int pos0, float theta)
 {
-    rope(x, B, T, NH, HS, row_stride, pos0, theta, 1.0);
+    fg_rope_rows(rope_rotate, x, B, T, NH, HS, row_stride, pos0, theta, 1.0);
 }
 
 void fg_rope_backward_avx2(float *dx, int B, int T, int NH, int HS, int row_stride, int pos0, float theta)
 {
-    rope(dx, B, T, NH, HS, row_stride, pos0, theta, -1.0);
+    fg_rope_rows(rope_rotate, dx, B, T, NH, HS, row_stride, pos0, theta, -1.0);
 }

@@ -43,4 +43,21 @@ static inline __mmask16 fg_tail_mask(int n)
     return n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1u);
 }
 
+/* Runs the statements after the first three arguments for i = 0, 16, 32, ... < n,
+ * with k the mask of the lanes below n, over chunks of `chunk` elements: the chunks
+ * in parallel (OpenMP) when there are more than min_par of them. For the elementwise
+ * kernels, which are memory-bound: small arrays stay on one thread. */
+#define FG_FOR_CHUNKS512(n, chunk, min_par, ...)                                                                       \
+    do {                                                                                                               \
+        size_t nchunk_ = ((n) + (chunk)-1) / (chunk), minpar_ = (min_par);                                             \
+        _Pragma("omp parallel for schedule(static) if (nchunk_ > minpar_)") for (size_t ch_ = 0; ch_ < nchunk_; ch_++) \
+        {                                                                                                              \
+            size_t lo_ = ch_ * (chunk), hi_ = lo_ + (chunk) < (n) ? lo_ + (chunk) : (n);                               \
+            for (size_t i = lo_; i < hi_; i += 16) {                                                                   \
+                __mmask16 k = fg_tail_mask((int)(hi_ - i < 16 ? hi_ - i : 16));                                        \
+                __VA_ARGS__                                                                                            \
+            }                                                                                                          \
+        }                                                                                                              \
+    } while (0)
+
 #endif

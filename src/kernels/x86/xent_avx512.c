@@ -6,73 +6,59 @@
 
 #include "vmath_avx512.h"
 #include "x86_impl.h"
+#include "xent_rows.h"
+
+static double xent_row(float *d, const float *x, int tgt, int V, float dloss)
+{
+    /* max subtraction keeps exp() in range; four accumulators hide latency */
+    __m512 m0 = _mm512_set1_ps(-INFINITY), m1 = m0, m2 = m0, m3 = m0;
+    int i = 0;
+    for (; i + 64 <= V; i += 64) {
+        m0 = _mm512_max_ps(m0, _mm512_loadu_ps(x + i));
+        m1 = _mm512_max_ps(m1, _mm512_loadu_ps(x + i + 16));
+        m2 = _mm512_max_ps(m2, _mm512_loadu_ps(x + i + 32));
+        m3 = _mm512_max_ps(m3, _mm512_loadu_ps(x + i + 48));
+    }
+    for (; i < V; i += 16)
+        m0 = _mm512_mask_max_ps(m0, fg_tail_mask(V - i), m0, _mm512_maskz_loadu_ps(fg_tail_mask(V - i), x + i));
+    float mx = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_max_ps(m0, m1), _mm512_max_ps(m2, m3)));
+    /* exp-sum: float vectors within 1024-column chunks, chunks added in double, so
+     * the float partial sums stay short (16 lanes x 4 x 16 terms) even at V = 50k */
+    __m512 vm = _mm512_set1_ps(mx);
+    double sum = 0.0;
+    for (i = 0; i + 64 <= V;) {
+        __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+        for (int end = i + 1024 < V ? i + 1024 : V; i + 64 <= end; i += 64) {
+            s0 = _mm512_add_ps(s0, fg_exp512(_mm512_sub_ps(_mm512_loadu_ps(x + i), vm)));
+            s1 = _mm512_add_ps(s1, fg_exp512(_mm512_sub_ps(_mm512_loadu_ps(x + i + 16), vm)));
+            s2 = _mm512_add_ps(s2, fg_exp512(_mm512_sub_ps(_mm512_loadu_ps(x + i + 32), vm)));
+            s3 = _mm512_add_ps(s3, fg_exp512(_mm512_sub_ps(_mm512_loadu_ps(x + i + 48), vm)));
+        }
+        sum += _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
+    }
+    for (; i < V; i += 16) {
+        __mmask16 k = fg_tail_mask(V - i);
+        __m512 e = fg_exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, x + i), vm));
+        sum += _mm512_reduce_add_ps(_mm512_maskz_mov_ps(k, e));
+    }
+    double lse = mx + log(sum); /* sum >= 1: the maximum's own term */
+    if (d) {
+        /* d = dloss * (softmax - onehot) = exp(x - max) * (dloss / sum) - dloss onehot:
+         * x - max is exact for the large terms (no float lse rounding in the exponent).
+         * x[i] is read before d[i] is written (aliasing). */
+        __m512 vs = _mm512_set1_ps((float)(dloss / sum));
+        for (i = 0; i < V; i += 16) {
+            __mmask16 k = fg_tail_mask(V - i);
+            __m512 p = fg_exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, x + i), vm));
+            _mm512_mask_storeu_ps(d + i, k, _mm512_mul_ps(p, vs));
+        }
+        d[tgt] -= dloss;
+    }
+    return lse;
+}
 
 double fg_softmax_xent_avx512(float *dlogits, float *losses, const float *logits, const int32_t *targets, int N, int V,
                               int Vp, float dloss)
 {
-    double total = 0.0;
-#pragma omp parallel for schedule(static) reduction(+ : total)
-    for (int n = 0; n < N; n++) {
-        const float *x = logits + (size_t)n * Vp;
-        float *d = dlogits ? dlogits + (size_t)n * Vp : NULL;
-        int tgt = targets[n];
-        if (tgt < 0) {
-            losses[n] = 0.0f;
-            if (d)
-                for (int i = 0; i < Vp; i += 16)
-                    _mm512_mask_storeu_ps(d + i, fg_tail_mask(Vp - i), _mm512_setzero_ps());
-            continue;
-        }
-        FG_ASSERT(tgt < V);
-        /* max subtraction keeps exp() in range; four accumulators hide latency */
-        __m512 m0 = _mm512_set1_ps(-INFINITY), m1 = m0, m2 = m0, m3 = m0;
-        int i = 0;
-        for (; i + 64 <= V; i += 64) {
-            m0 = _mm512_max_ps(m0, _mm512_loadu_ps(x + i));
-            m1 = _mm512_max_ps(m1, _mm512_loadu_ps(x + i + 16));
-            m2 = _mm512_max_ps(m2, _mm512_loadu_ps(x + i + 32));
-            m3 = _mm512_max_ps(m3, _mm512_loadu_ps(x + i + 48));
-        }
-        for (; i < V; i += 16)
-            m0 = _mm512_mask_max_ps(m0, fg_tail_mask(V - i), m0, _mm512_maskz_loadu_ps(fg_tail_mask(V - i), x + i));
-        float mx = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_max_ps(m0, m1), _mm512_max_ps(m2, m3)));
-        /* exp-sum: float vectors within 1024-column chunks, chunks added in double, so
-         * the float partial sums stay short (16 lanes x 4 x 16 terms) even at V = 50k */
-        __m512 vm = _mm512_set1_ps(mx);
-        double sum = 0.0;
-        for (i = 0; i + 64 <= V;) {
-            __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-            for (int end = i + 1024 < V ? i + 1024 : V; i + 64 <= end; i += 64) {
-                s0 = _mm512_add_ps(s0, fg_exp512(_mm512_sub_ps(_mm512_loadu_ps(x + i), vm)));
-                s1 = _mm512_add_ps(s1, fg_exp512(_mm512_sub_ps(_mm512_loadu_ps(x + i + 16), vm)));
-                s2 = _mm512_add_ps(s2, fg_exp512(_mm512_sub_ps(_mm512_loadu_ps(x + i + 32), vm)));
-                s3 = _mm512_add_ps(s3, fg_exp512(_mm512_sub_ps(_mm512_loadu_ps(x + i + 48), vm)));
-            }
-            sum += _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
-        }
-        for (; i < V; i += 16) {
-            __mmask16 k = fg_tail_mask(V - i);
-            __m512 e = fg_exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, x + i), vm));
-            sum += _mm512_reduce_add_ps(_mm512_maskz_mov_ps(k, e));
-        }
-        double lse = mx + log(sum); /* sum >= 1: the maximum's own term */
-        double loss = lse - x[tgt];
-        losses[n] = (float)loss;
-        total += loss;
-        if (d) {
-            /* d = dloss * (softmax - onehot) = exp(x - max) * (dloss / sum) - dloss onehot:
-             * x - max is exact for the large terms (no float lse rounding in the exponent).
-             * x[i] is read before d[i] is written (aliasing). */
-            __m512 vs = _mm512_set1_ps((float)(dloss / sum));
-            for (i = 0; i < V; i += 16) {
-                __mmask16 k = fg_tail_mask(V - i);
-                __m512 p = fg_exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, x + i), vm));
-                _mm512_mask_storeu_ps(d + i, k, _mm512_mul_ps(p, vs));
-            }
-            d[tgt] -= dloss;
-            for (i = V; i < Vp; i++)
-                d[i] = 0.0f;
-        }
-    }
-    return total;
+    return fg_xent_rows(xent_row, dlogits, losses, logits, targets, N, V, Vp, dloss);
 }
