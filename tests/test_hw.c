@@ -25,6 +25,11 @@ int main(void)
              "avx512,amx masked only those");
     setenv("FG_HW_DISABLE", "avx2", 1);
     FG_CHECK(fg_hw_init() == FG_OK && !c->avx2 && !c->fma && c->avx512f == full.avx512f, "avx2 masked");
+    setenv("FG_HW_DISABLE", "avx512bf16", 1);
+    FG_CHECK(fg_hw_init() == FG_OK && !c->avx512_bf16 && !c->amx_bf16 && c->avx512f == full.avx512f &&
+                 c->avx512bw == full.avx512bw && c->avx512_vnni == full.avx512_vnni && c->amx_tile == full.amx_tile &&
+                 c->avx2 == full.avx2,
+             "avx512bf16 masked only the bf16 units");
     setenv("FG_HW_DISABLE", "", 1);
     FG_CHECK(fg_hw_init() == FG_OK && c->avx2 == full.avx2 && c->fma == full.fma && c->avx512f == full.avx512f &&
                  c->avx512bw == full.avx512bw && c->amx_tile == full.amx_tile,

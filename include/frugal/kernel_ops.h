@@ -25,6 +25,24 @@ FG_KERNEL_OP(void, sgemm,
              (trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc),
              M >= 0 && N >= 0 && K >= 0)
 
+/* ---- bf16 (docs/KERNELS.md "bf16 GEMM") ----
+ * bf16 values are stored as uint16_t: the top half of an fp32. */
+/* out[i] = bf16(in[i]), round to nearest even (ties to the even bf16), subnormals
+ * rounded the same way (not flushed), inf kept, NaN -> quiet NaN with the sign and the
+ * top payload bits (in >> 16 | 0x0040). n values; out and in do not overlap. */
+FG_KERNEL_OP(void, cvt_f32_bf16, (uint16_t *out, const float *in, size_t n), (out, in, n), 1)
+/* out[i] = (float)in[i], exact (in << 16). */
+FG_KERNEL_OP(void, cvt_bf16_f32, (float *out, const uint16_t *in, size_t n), (out, in, n), 1)
+/* C[M,N] (fp32) = alpha * op(A) @ op(B) + beta * C with A, B bf16 and every product
+ * summed in fp32 (bf16 x bf16 is exact in fp32): sgemm's layout, transposes, ld and
+ * beta == 0 rules. Linear layer: forward NT (x @ W^T), dinp NN, dweight TN. Error vs
+ * the exact sum within gamma_{K+2} (|alpha| sum|a||b| + |beta||c|) (docs/KERNELS.md). */
+FG_KERNEL_OP(void, bgemm,
+             (int trans_a, int trans_b, int M, int N, int K, float alpha, const uint16_t *A, int lda, const uint16_t *B,
+              int ldb, float beta, float *C, int ldc),
+             (trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc),
+             M >= 0 && N >= 0 && K >= 0)
+
 /* Linear layer, PyTorch layout: out[N,OC] = inp[N,C] @ weight[OC,C]^T + bias[OC].
  * bias may be NULL. */
 FG_KERNEL_OP(void, matmul_forward,

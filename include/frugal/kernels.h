@@ -8,7 +8,8 @@
  * Conventions (llm.c style): arguments are outputs, inputs, weights, dims. Every
  * backward ACCUMULATES into its d* outputs (+=); the caller zeroes them. Any d* output
  * may be NULL when that gradient is not needed. Rows are contiguous, row-major.
- * Kernels never allocate, except fg_kernels_configure. All are multi-threaded (OpenMP)
+ * Kernels never allocate, except fg_kernels_configure and the bf16 GEMM's packing scratch
+ * (fg_malloc per call; docs/KERNELS.md). All are multi-threaded (OpenMP)
  * over an output dimension so no two threads write one location.
  */
 #ifndef FRUGAL_KERNELS_H
@@ -30,8 +31,9 @@ extern "C" {
  * thread count, then the BLAS threads, then fills the dispatch table, in that order (so
  * `--threads` reaches the BLAS in "blas" threading too). Each argument means:
  *   mode            "auto" (best variant the CPU supports), "ref" (scalar references),
- *                   or a level "blas", "avx2", "avx512" (each op takes its best variant
- *                   at or below it). NULL: $FG_KERNELS, else "auto".
+ *                   or a level "blas", "avx2", "avx512", "avx512bf16" (each op takes its
+ *                   best variant at or below it; avx512bf16 = AVX-512 + the bf16 dot-product
+ *                   unit, where the bf16 GEMM has its kernel). NULL: $FG_KERNELS, else "auto".
  *   blas_threading  "omp" (GEMMs split over our OpenMP threads, each BLAS call
  *                   single-threaded; the default) or "blas" (the BLAS threads each call
  *                   itself, over the same OpenMP pool with the OpenMP build of OpenBLAS).
@@ -60,7 +62,7 @@ fg_status fg_kernels_init(const char *mode);
 /* The settings in effect (configuring with the defaults first if nothing has been
  * configured yet), for `frugal hw`, logs and config.json. Strings are static. */
 typedef struct fg_kernels_settings {
-    const char *mode;                  /* as given: "auto", "ref", "blas", "avx2", "avx512" */
+    const char *mode;                  /* as given: "auto", "ref", "blas", "avx2", "avx512", "avx512bf16" */
     const char *mode_source;           /* "argument", "FG_KERNELS" or "default" */
     const char *blas_threading;        /* "omp" or "blas" */
     const char *blas_threading_source; /* "argument", "FG_BLAS_THREADING" or "default" */

@@ -12,7 +12,7 @@
 
 fg_kernel_table fg_kt;
 
-static const char *const level_names[] = {"ref", "blas", "avx2", "avx512"};
+static const char *const level_names[] = {"ref", "blas", "avx2", "avx512", "avx512bf16"};
 
 #define FG_KERNEL_OP(ret, name, params, args, check) #name,
 static const char *const op_names[FG_N_KERNEL_OPS] = {
@@ -25,7 +25,8 @@ static const char *const op_names[FG_N_KERNEL_OPS] = {
 #define FG_BASE_VARIANTS(V)                                                                                            \
     V(sgemm, FG_LVL_BLAS, fg_sgemm_blas)                                                                               \
     V(matmul_forward, FG_LVL_BLAS, fg_matmul_forward_blas)                                                             \
-    V(matmul_backward, FG_LVL_BLAS, fg_matmul_backward_blas)
+    V(matmul_backward, FG_LVL_BLAS, fg_matmul_backward_blas)                                                           \
+    V(bgemm, FG_LVL_BLAS, fg_bgemm_blas)
 
 /* Every row's function has its op's type, or this file does not compile. */
 FG_BASE_VARIANTS(FG_VARIANT_TYPE_CHECK)
@@ -55,7 +56,7 @@ static int cpu_level(void)
 {
     const fg_cpu *cpu = fg_hw_cpu();
     if (cpu->avx512f && cpu->avx512bw && cpu->avx512vl && cpu->avx512dq && cpu->os_avx512 && cpu->avx2 && cpu->fma)
-        return FG_LVL_AVX512;
+        return cpu->avx512_bf16 ? FG_LVL_AVX512BF16 : FG_LVL_AVX512;
     if (cpu->avx2 && cpu->fma)
         return FG_LVL_AVX2;
     return FG_LVL_BLAS;
@@ -73,14 +74,14 @@ static int op_index(const char *op)
 static int mode_level(const char *mode)
 {
     if (!strcmp(mode, "auto"))
-        return FG_LVL_AVX512;
+        return FG_LVL_AVX512BF16;
     for (int i = 0; i < (int)(sizeof level_names / sizeof level_names[0]); i++)
         if (!strcmp(mode, level_names[i]))
             return i;
     return -1;
 }
 
-static const char *const mode_values[] = {"auto", "ref", "blas", "avx2", "avx512"};
+static const char *const mode_values[] = {"auto", "ref", "blas", "avx2", "avx512", "avx512bf16"};
 static const char *const threading_values[] = {"omp", "blas"};
 
 /* Resolves one string knob: the argument, else the environment variable, else the
@@ -113,7 +114,7 @@ static fg_kernels_settings settings;
 static fg_status configure(const char *mode, const char *blas_threading, int threads, int read_hw)
 {
     fg_kernels_settings s = {0};
-    fg_status st = resolve(mode, "FG_KERNELS", "auto", mode_values, 5, "auto, ref, blas, avx2 or avx512",
+    fg_status st = resolve(mode, "FG_KERNELS", "auto", mode_values, 6, "auto, ref, blas, avx2, avx512 or avx512bf16",
                            "kernels mode", &s.mode, &s.mode_source);
     if (st == FG_OK)
         st = resolve(blas_threading, "FG_BLAS_THREADING", FG_BLAS_THREADING_DEFAULT, threading_values, 2, "omp or blas",

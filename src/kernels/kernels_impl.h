@@ -10,7 +10,7 @@
  * variants registered (dispatch.c, x86/x86_impl.h) exist; the others are never named. */
 #define FG_KERNEL_OP(ret, name, params, args, check)                                                                   \
     typedef ret fg_##name##_kernel params;                                                                             \
-    fg_##name##_kernel fg_##name##_blas, fg_##name##_avx2, fg_##name##_avx512;
+    fg_##name##_kernel fg_##name##_blas, fg_##name##_avx2, fg_##name##_avx512, fg_##name##_avx512bf16;
 #include "frugal/kernel_ops.h"
 
 /* Op ids, in list order. */
@@ -20,8 +20,9 @@ enum fg_kernel_op_id {
     FG_N_KERNEL_OPS
 };
 
-/* Variant levels, ascending: a mode allows every level up to its own. */
-enum fg_kernel_level { FG_LVL_REF = 0, FG_LVL_BLAS = 1, FG_LVL_AVX2 = 2, FG_LVL_AVX512 = 3 };
+/* Variant levels, ascending: a mode allows every level up to its own. AVX512BF16 is
+ * AVX-512 plus the bf16 dot-product unit (vdpbf16ps, vcvtne2ps2bf16). */
+enum fg_kernel_level { FG_LVL_REF = 0, FG_LVL_BLAS = 1, FG_LVL_AVX2 = 2, FG_LVL_AVX512 = 3, FG_LVL_AVX512BF16 = 4 };
 
 /* One typed function pointer per op, the GEMM threading mode and the chosen levels. */
 typedef struct fg_kernel_table {
@@ -66,5 +67,8 @@ void fg_blas_print(FILE *f);
 
 /* Sum over n of rows[n, :] into acc[0..OC) (acc += ...), parallel over columns. */
 void fg_bias_reduce(float *acc, const float *rows, int N, int OC);
+
+/* C = beta * C (beta == 0: C = 0, not read): the bf16 GEMM with K == 0 (bf16_blas.c). */
+void fg_bgemm_scale_c(int M, int N, float beta, float *C, int ldc);
 
 #endif

@@ -49,6 +49,10 @@
     V(embedding_forward, FG_LVL_AVX512, fg_embedding_forward_avx512)                                                   \
     V(embedding_backward, FG_LVL_AVX512, fg_embedding_backward_avx512)                                                 \
     V(rope_forward, FG_LVL_AVX512, fg_rope_forward_avx512)                                                             \
-    V(rope_backward, FG_LVL_AVX512, fg_rope_backward_avx512)
+    V(rope_backward, FG_LVL_AVX512, fg_rope_backward_avx512)                                                           \
+    V(cvt_f32_bf16, FG_LVL_AVX512, fg_cvt_f32_bf16_avx512)                                                             \
+    V(cvt_bf16_f32, FG_LVL_AVX512, fg_cvt_bf16_f32_avx512)                                                             \
+    V(cvt_f32_bf16, FG_LVL_AVX512BF16, fg_cvt_f32_bf16_avx512bf16)                                                     \
+    V(bgemm, FG_LVL_AVX512BF16, fg_bgemm_avx512bf16)
 
 #endif

@@ -1,0 +1,222 @@
+/* bench_gemm_bf16.c: GF/s of every bf16 GEMM route against the fp32 sgemm in the same
+ * run, at the linear layers of the training configs: the forward (NT) and both backward
+ * products (NN dinp, TN dweight) of each, on 1 and 2 threads, printed with the ratio
+ * over sgemm. Routes: blas (widen to fp32 + OpenBLAS sgemm), avx512bf16 (vdpbf16ps
+ * kernel, when the CPU has it), oneDNN's dnnl_gemm_bf16bf16f32 (dlopen'ed from Debian's
+ * libdnnl.so.2 when installed: a comparison row, not a dependency), ref on a small shape.
+ *
+ *   build/bench_gemm_bf16 [--quick] [--cputime] [--threads 1,2] [--dnnl PATH]
+ * Medians of repeated calls, wall clock (--cputime: the process CPU clock, steadier on
+ * a busy machine with --threads 1). Figures are taken on a quiet machine
+ * (docs/PERFORMANCE.md). */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "frugal/hw.h"
+#include "frugal/kernels.h"
+
+static int quick, cputime;
+
+static double now(void)
+{
+    if (!cputime)
+        return fg_time_sec();
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+typedef struct gemm_args {
+    int ta, tb, M, N, K;
+    const float *Af, *Bf;
+    const uint16_t *Ah, *Bh;
+    float *C;
+} gemm_args;
+
+/* oneDNN (not in its public header): row-major, like dnnl_sgemm. */
+typedef int (*dnnl_bf16_fn)(char transa, char transb, long M, long N, long K, float alpha, const uint16_t *A, long lda,
+                            const uint16_t *B, long ldb, float beta, float *C, long ldc);
+static dnnl_bf16_fn dnnl_gemm;
+
+enum { R_SGEMM, R_REF, R_BLAS, R_AVX, R_DNNL, N_ROUTES };
+static const char *const route_names[N_ROUTES] = {"sgemm fp32", "bf16 ref", "bf16 blas", "bf16 avx512bf16",
+                                                  "bf16 oneDNN"};
+
+static void call(int route, const gemm_args *g)
+{
+    int lda = g->ta ? g->M : g->K, ldb = g->tb ? g->K : g->N;
+    switch (route) {
+    case R_SGEMM: fg_sgemm(g->ta, g->tb, g->M, g->N, g->K, 1.0f, g->Af, lda, g->Bf, ldb, 0.0f, g->C, g->N); break;
+    case R_DNNL:
+        dnnl_gemm(g->ta ? 'T' : 'N', g->tb ? 'T' : 'N', g->M, g->N, g->K, 1.0f, g->Ah, lda, g->Bh, ldb, 0.0f, g->C,
+                  g->N);
+        break;
+    default: fg_bgemm(g->ta, g->tb, g->M, g->N, g->K, 1.0f, g->Ah, lda, g->Bh, ldb, 0.0f, g->C, g->N); break;
+    }
+}
+
+/* Median seconds per call: one warm-up, then 3..15 timed calls within ~budget s. */
+static double time_route(int route, const gemm_args *g, double budget)
+{
+    if (quick)
+        budget *= 0.25;
+    call(route, g);
+    double t[15];
+    int n = 0;
+    double t0 = fg_time_sec();
+    while (n < 15 && (n < 3 || fg_time_sec() - t0 < budget)) {
+        double a = now();
+        call(route, g);
+        t[n++] = now() - a;
+    }
+    qsort(t, (size_t)n, sizeof t[0], cmp_double);
+    return t[n / 2];
+}
+
+static int route_ok(int route)
+{
+    if (route == R_DNNL)
+        return dnnl_gemm != NULL;
+    if (route == R_SGEMM)
+        return 1;
+    const char *v = route == R_REF ? "ref" : route == R_BLAS ? "blas" : "avx512bf16";
+    return fg_kernels_set("bgemm", v) == FG_OK;
+}
+
+/* Linear layer shapes (tokens x in x out), as bench_kernels and the issue name them. */
+typedef struct shape {
+    const char *name;
+    int tok, in, out;
+} shape;
+static const shape shapes[] = {
+    {"124M proj/fc2", 256, 3072, 768}, {"124M fc", 256, 768, 3072}, {"124M attn proj", 256, 768, 768},
+    {"L6 fc", 1024, 384, 1536},        {"L6 fc2", 1024, 1536, 384}, {"124M head", 256, 768, 50304},
+};
+
+int main(int argc, char **argv)
+{
+    const char *threads_list = "1,2", *dnnl_path = "libdnnl.so.2";
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--quick"))
+            quick = 1;
+        else if (!strcmp(argv[i], "--cputime"))
+            cputime = 1;
+        else if (!strcmp(argv[i], "--threads") && i + 1 < argc)
+            threads_list = argv[++i];
+        else if (!strcmp(argv[i], "--dnnl") && i + 1 < argc)
+            dnnl_path = argv[++i];
+        else {
+            fprintf(stderr, "usage: %s [--quick] [--cputime] [--threads 1,2] [--dnnl PATH]\n", argv[0]);
+            return 2;
+        }
+    }
+    fg_hw_print(stdout);
+    void *h = dlopen(dnnl_path, RTLD_NOW | RTLD_LOCAL);
+    if (h)
+        *(void **)&dnnl_gemm = dlsym(h, "dnnl_gemm_bf16bf16f32");
+    printf("oneDNN: %s\n", dnnl_gemm ? dnnl_path : "not found (apt-get install libdnnl-dev for its row)");
+
+    size_t maxa = 0, maxb = 0, maxc = 0;
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        size_t t = (size_t)shapes[s].tok, in = (size_t)shapes[s].in, out = (size_t)shapes[s].out;
+        /* forward: A = x [tok,in], B = W [out,in]; dinp: A = dy [tok,out], B = W; dweight: A = dy, B = x */
+        maxa = maxa > t * (in > out ? in : out) ? maxa : t * (in > out ? in : out);
+        maxb = maxb > in * (out > t ? out : t) ? maxb : in * (out > t ? out : t);
+        maxc = maxc > (out > t ? out : t) * (in > out ? in : out) ? maxc : (out > t ? out : t) * (in > out ? in : out);
+    }
+    fg_rng r;
+    fg_rng_seed(&r, 1);
+    float *Af = fg_malloc(maxa * 4), *Bf = fg_malloc(maxb * 4), *C = fg_malloc(maxc * 4);
+    uint16_t *Ah = fg_malloc(maxa * 2), *Bh = fg_malloc(maxb * 2);
+    FG_ASSERT(Af && Bf && C && Ah && Bh);
+    for (size_t i = 0; i < maxa; i++)
+        Af[i] = fg_rng_normal(&r);
+    for (size_t i = 0; i < maxb; i++)
+        Bf[i] = 0.02f * fg_rng_normal(&r);
+    fg_cvt_f32_bf16(Ah, Af, maxa);
+    fg_cvt_f32_bf16(Bh, Bf, maxb);
+
+    for (const char *p = threads_list; *p;) {
+        int nt = atoi(p);
+        p += strcspn(p, ",");
+        p += *p == ',';
+        if (nt <= 0 || fg_kernels_configure("auto", NULL, nt) != FG_OK) {
+            fprintf(stderr, "bench_gemm_bf16: cannot configure %d threads: %s\n", nt, fg_last_error());
+            return 1;
+        }
+        printf("\n== %d thread%s: GF/s (ratio over sgemm fp32 in the same run); auto picks bgemm=%s ==\n", nt,
+               nt > 1 ? "s" : "", fg_kernels_variant("bgemm"));
+        printf("  %-16s %-5s %-16s", "shape", "op", "M x N x K");
+        for (int rt = 0; rt < N_ROUTES; rt++)
+            if (rt != R_REF)
+                printf(" %18s", route_names[rt]);
+        printf("\n");
+        double tot_flop = 0, tot_t[N_ROUTES] = {0};
+        for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+            const shape *sh = &shapes[s];
+            gemm_args ops[3] = {{0, 1, sh->tok, sh->out, sh->in, Af, Bf, Ah, Bh, C},  /* forward: x @ W^T */
+                                {0, 0, sh->tok, sh->in, sh->out, Af, Bf, Ah, Bh, C},  /* dinp = dy @ W */
+                                {1, 0, sh->out, sh->in, sh->tok, Af, Bf, Ah, Bh, C}}; /* dweight = dy^T @ x */
+            static const char *const op_names[3] = {"fwd", "dinp", "dwt"};
+            for (int o = 0; o < 3; o++) {
+                gemm_args *g = &ops[o];
+                double flop = 2.0 * g->M * g->N * g->K, base = 0;
+                char dims[32];
+                snprintf(dims, sizeof dims, "%dx%dx%d", g->M, g->N, g->K);
+                printf("  %-16s %-5s %-16s", sh->name, op_names[o], dims);
+                tot_flop += flop;
+                for (int rt = 0; rt < N_ROUTES; rt++) {
+                    if (rt == R_REF)
+                        continue;
+                    if (!route_ok(rt)) {
+                        printf(" %18s", "-");
+                        continue;
+                    }
+                    double t = time_route(rt, g, 0.3);
+                    tot_t[rt] += t;
+                    if (rt == R_SGEMM) {
+                        base = t;
+                        printf(" %18.1f", flop / t * 1e-9);
+                    } else
+                        printf(" %10.1f (%4.2fx)", flop / t * 1e-9, base / t);
+                }
+                printf("\n");
+                fflush(stdout);
+            }
+        }
+        printf("  %-39s", "all shapes (sum of flops / sum of time)");
+        for (int rt = 0; rt < N_ROUTES; rt++)
+            if (rt != R_REF) {
+                if (tot_t[rt] > 0 && rt == R_SGEMM)
+                    printf(" %18.1f", tot_flop / tot_t[rt] * 1e-9);
+                else if (tot_t[rt] > 0)
+                    printf(" %10.1f (%4.2fx)", tot_flop / tot_t[rt] * 1e-9, tot_t[R_SGEMM] / tot_t[rt]);
+                else
+                    printf(" %18s", "-");
+            }
+        printf("\n");
+        /* the scalar reference only on a small shape: it is the oracle, not a route */
+        gemm_args small = {0, 1, 64, 256, 256, Af, Bf, Ah, Bh, C};
+        double flop = 2.0 * 64 * 256 * 256, ts = time_route(R_SGEMM, &small, 0.1);
+        route_ok(R_REF);
+        double tr = time_route(R_REF, &small, 0.1);
+        printf("  bf16 ref at 64x256x256 NT: %.2f GF/s (%.3fx sgemm's %.1f)\n", flop / tr * 1e-9, ts / tr,
+               flop / ts * 1e-9);
+        fg_kernels_configure("auto", NULL, nt);
+    }
+    fg_free(Af);
+    fg_free(Bf);
+    fg_free(C);
+    fg_free(Ah);
+    fg_free(Bh);
+    return 0;
+}

@@ -1,0 +1,60 @@
+/* bf16_blas.c: the bf16 GEMM where the CPU has no bf16 dot-product unit: bf16 panels
+ * widened to fp32 (exact) and multiplied by the fp32 sgemm (fg_sgemm_blas, with its
+ * threading), K in chunks so the scratch stays bounded. */
+#include <string.h>
+
+#include "kernels_impl.h"
+
+/* K chunk: the fp32 copies hold (M + N) x KCH floats. OpenBLAS blocks K by a few
+ * hundred itself, so chunking costs one more pass over C per chunk, nothing else. */
+enum { KCH = 512 };
+
+/* dst[r, 0..cols) = widen(src[r * ld + 0..cols)), rows in parallel. */
+static void widen_rows(float *dst, const uint16_t *src, int rows, int cols, int ld)
+{
+#pragma omp parallel for schedule(static) if ((size_t)rows * cols > 65536)
+    for (int r = 0; r < rows; r++)
+        fg_cvt_bf16_f32(dst + (size_t)r * cols, src + (size_t)r * ld, (size_t)cols);
+}
+
+void fg_bgemm_scale_c(int M, int N, float beta, float *C, int ldc)
+{
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < N; j++)
+            C[(size_t)i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[(size_t)i * ldc + j];
+}
+
+void fg_bgemm_blas(int trans_a, int trans_b, int M, int N, int K, float alpha, const uint16_t *A, int lda,
+                   const uint16_t *B, int ldb, float beta, float *C, int ldc)
+{
+    if (M <= 0 || N <= 0)
+        return;
+    if (K == 0) {
+        fg_bgemm_scale_c(M, N, beta, C, ldc);
+        return;
+    }
+    int kch = K < KCH ? K : KCH;
+    float *a = fg_malloc(sizeof(float) * (size_t)M * kch), *b = fg_malloc(sizeof(float) * (size_t)N * kch);
+    if (!a || !b) { /* no scratch: the reference gives the same result within the bound */
+        fg_free(a);
+        fg_free(b);
+        fg_bgemm_ref(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+    for (int k0 = 0; k0 < K; k0 += kch) {
+        int kc = K - k0 < kch ? K - k0 : kch;
+        /* keep each operand's orientation: op() is applied by the sgemm */
+        if (trans_a) /* A stored [K][M] */
+            widen_rows(a, A + (size_t)k0 * lda, kc, M, lda);
+        else
+            widen_rows(a, A + k0, M, kc, lda);
+        if (trans_b) /* B stored [N][K] */
+            widen_rows(b, B + k0, N, kc, ldb);
+        else
+            widen_rows(b, B + (size_t)k0 * ldb, kc, N, ldb);
+        fg_sgemm_blas(trans_a, trans_b, M, N, kc, alpha, a, trans_a ? M : kc, b, trans_b ? kc : N, k0 ? 1.0f : beta, C,
+                      ldc);
+    }
+    fg_free(a);
+    fg_free(b);
+}

@@ -1,0 +1,58 @@
+/* bf16_ref.c: scalar references of the bf16 ops: fp32 <-> bf16 conversion by the
+ * round-to-nearest-even rule, and the bf16 GEMM with fp32 accumulation in k order. */
+#include <string.h>
+
+#include "frugal/kernels.h"
+
+/* The one scalar rule every converter is tested against (docs/KERNELS.md): adding
+ * 0x7fff plus the kept lowest bit rounds half to even, and carries into the exponent
+ * correctly for subnormals, the largest finite values (to inf) and inf itself. */
+static uint16_t rne(float f)
+{
+    uint32_t x;
+    memcpy(&x, &f, sizeof x);
+    if ((x & 0x7fffffffu) > 0x7f800000u) /* NaN: stays NaN, made quiet */
+        return (uint16_t)((x >> 16) | 0x0040u);
+    return (uint16_t)((x + 0x7fffu + ((x >> 16) & 1u)) >> 16);
+}
+
+static float widen(uint16_t h)
+{
+    uint32_t x = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &x, sizeof f);
+    return f;
+}
+
+void fg_cvt_f32_bf16_ref(uint16_t *out, const float *in, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        out[i] = rne(in[i]);
+}
+
+void fg_cvt_bf16_f32_ref(float *out, const uint16_t *in, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        out[i] = widen(in[i]);
+}
+
+/* fp32 accumulation in k order; a product of two bf16 values is exact in fp32, so the
+ * only roundings are the K additions and the alpha/beta step. */
+void fg_bgemm_ref(int trans_a, int trans_b, int M, int N, int K, float alpha, const uint16_t *A, int lda,
+                  const uint16_t *B, int ldb, float beta, float *C, int ldc)
+{
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < M; i++) {
+        for (int j = 0; j < N; j++) {
+            float acc = 0.0f;
+            for (int k = 0; k < K; k++) {
+                float a = widen(trans_a ? A[(size_t)k * lda + i] : A[(size_t)i * lda + k]);
+                float b = widen(trans_b ? B[(size_t)j * ldb + k] : B[(size_t)k * ldb + j]);
+                acc += a * b;
+            }
+            float *c = &C[(size_t)i * ldc + j];
+            /* BLAS semantics: beta == 0 overwrites C without reading it (C may hold NaN). */
+            *c = beta == 0.0f ? alpha * acc : alpha * acc + beta * *c;
+        }
+    }
+}

@@ -1,0 +1,325 @@
+/* bf16_avx512.c: bf16 kernels on AVX-512: fp32 <-> bf16 conversion (integer RNE on any
+ * AVX-512 CPU, vcvtne2ps2bf16 where AVX512-BF16 is), and the bf16 GEMM on vdpbf16ps
+ * (packed pair-interleaved panels, an 8 x 48 register tile, K blocks of <= 768). */
+#include <immintrin.h>
+#include <omp.h>
+#include <string.h>
+
+#include "kernels_impl.h"
+
+/* ---- conversions ---- */
+
+static inline __mmask16 tail16(size_t left)
+{
+    return left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1u);
+}
+
+/* The reference rule (ref/bf16_ref.c) on 16 lanes: + 0x7fff + lsb, NaN -> x >> 16 | 0x40. */
+static inline __m256i rne16(__m512i x)
+{
+    __m512i hi = _mm512_srli_epi32(x, 16);
+    __m512i bias = _mm512_add_epi32(_mm512_and_si512(hi, _mm512_set1_epi32(1)), _mm512_set1_epi32(0x7fff));
+    __m512i r = _mm512_srli_epi32(_mm512_add_epi32(x, bias), 16);
+    __mmask16 nan =
+        _mm512_cmpgt_epu32_mask(_mm512_and_si512(x, _mm512_set1_epi32(0x7fffffff)), _mm512_set1_epi32(0x7f800000));
+    r = _mm512_mask_mov_epi32(r, nan, _mm512_or_si512(hi, _mm512_set1_epi32(0x40)));
+    return _mm512_cvtepi32_epi16(r);
+}
+
+/* Conversions are memory-bound: threads only for large arrays, in 64k chunks. */
+enum { CVT_CHUNK = 1 << 16 };
+
+void fg_cvt_f32_bf16_avx512(uint16_t *out, const float *in, size_t n)
+{
+    size_t nchunk = (n + CVT_CHUNK - 1) / CVT_CHUNK;
+#pragma omp parallel for schedule(static) if (nchunk > 1)
+    for (size_t c = 0; c < nchunk; c++) {
+        size_t end = (c + 1) * CVT_CHUNK < n ? (c + 1) * CVT_CHUNK : n;
+        for (size_t i = c * CVT_CHUNK; i < end; i += 16) {
+            __mmask16 m = tail16(end - i);
+            _mm256_mask_storeu_epi16(out + i, m, rne16(_mm512_maskz_loadu_epi32(m, in + i)));
+        }
+    }
+}
+
+void fg_cvt_bf16_f32_avx512(float *out, const uint16_t *in, size_t n)
+{
+    size_t nchunk = (n + CVT_CHUNK - 1) / CVT_CHUNK;
+#pragma omp parallel for schedule(static) if (nchunk > 1)
+    for (size_t c = 0; c < nchunk; c++) {
+        size_t end = (c + 1) * CVT_CHUNK < n ? (c + 1) * CVT_CHUNK : n;
+        for (size_t i = c * CVT_CHUNK; i < end; i += 16) {
+            __mmask16 m = tail16(end - i);
+            __m512i x = _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, in + i)), 16);
+            _mm512_mask_storeu_epi32(out + i, m, x);
+        }
+    }
+}
+
+/* vcvtne2ps2bf16 rounds like the reference except that it flushes fp32 subnormals to
+ * zero (Intel SDM: DAZ semantics), so a block holding a subnormal takes the integer rule. */
+static inline __mmask16 subnormal16(__m512i x)
+{
+    return _mm512_testn_epi32_mask(x, _mm512_set1_epi32(0x7f800000)) &
+           _mm512_test_epi32_mask(x, _mm512_set1_epi32(0x007fffff));
+}
+
+void fg_cvt_f32_bf16_avx512bf16(uint16_t *out, const float *in, size_t n)
+{
+    size_t nchunk = (n + CVT_CHUNK - 1) / CVT_CHUNK;
+#pragma omp parallel for schedule(static) if (nchunk > 1)
+    for (size_t c = 0; c < nchunk; c++) {
+        size_t end = (c + 1) * CVT_CHUNK < n ? (c + 1) * CVT_CHUNK : n;
+        for (size_t i = c * CVT_CHUNK; i < end; i += 32) {
+            __mmask16 m0 = tail16(end - i), m1 = end - i > 16 ? tail16(end - i - 16) : 0;
+            __m512i lo = _mm512_maskz_loadu_epi32(m0, in + i), hi = _mm512_maskz_loadu_epi32(m1, in + i + 16);
+            if (subnormal16(lo) | subnormal16(hi)) {
+                _mm256_mask_storeu_epi16(out + i, m0, rne16(lo));
+                _mm256_mask_storeu_epi16(out + i + 16, m1, rne16(hi));
+            } else {
+                __m512i r = (__m512i)_mm512_cvtne2ps_pbh(_mm512_castsi512_ps(hi), _mm512_castsi512_ps(lo));
+                _mm512_mask_storeu_epi16(out + i, ((__mmask32)m1 << 16) | m0, r);
+            }
+        }
+    }
+}
+
+/* ---- bf16 GEMM on vdpbf16ps ----
+ * vdpbf16ps acc, a, b adds a[2l] b[2l] + a[2l+1] b[2l+1] to fp32 lane l, so both
+ * operands are packed as 32-bit words holding a k pair (k, k+1):
+ *   A: per strip of MR rows, per pair p: MR words (row i: A(i,2p), A(i,2p+1));
+ *   B: per strip of NR columns, per pair p: NR words (column j: B(2p,j), B(2p+1,j)).
+ * The micro-kernel broadcasts one A word and multiplies it by three B vectors: an
+ * MR x NR = 8 x 48 tile in 24 zmm accumulators (+3 B vectors + 1 broadcast of 32
+ * registers). An odd K is padded with a zero half-pair. Blocking: K in equal blocks of
+ * at most KC (K <= 768, most layers, is one block: C is written once); per K block the
+ * A block (MC x KC, 384 KB) is packed once and each B strip (KC x NR, 72 KB) is packed
+ * once and swept by every A strip of the block, both from L2 (1 MB on Zen 4). KC and
+ * MC were picked among 256..1536 x 128..512 by bench_gemm_bf16 (docs/KERNELS.md). */
+enum { MR = 8, NRV = 3, NR = NRV * 16, KC = 768, MC = 256 };
+
+/* In-register transpose of a 16 x 16 block of 32-bit words (attention_avx512.c's):
+ * r[k] (row k) becomes column k. Words travel as floats: shuffles move bits only. */
+static inline void transpose16(__m512 r[16])
+{
+    __m512 t[16], u[16];
+    for (int k = 0; k < 16; k += 2) {
+        t[k] = _mm512_unpacklo_ps(r[k], r[k + 1]);
+        t[k + 1] = _mm512_unpackhi_ps(r[k], r[k + 1]);
+    }
+    for (int k = 0; k < 16; k += 4) {
+        u[k] = _mm512_shuffle_ps(t[k], t[k + 2], _MM_SHUFFLE(1, 0, 1, 0));
+        u[k + 1] = _mm512_shuffle_ps(t[k], t[k + 2], _MM_SHUFFLE(3, 2, 3, 2));
+        u[k + 2] = _mm512_shuffle_ps(t[k + 1], t[k + 3], _MM_SHUFFLE(1, 0, 1, 0));
+        u[k + 3] = _mm512_shuffle_ps(t[k + 1], t[k + 3], _MM_SHUFFLE(3, 2, 3, 2));
+    }
+    for (int k = 0; k < 4; k++) {
+        t[k] = _mm512_shuffle_f32x4(u[k], u[k + 4], 0x88);
+        t[k + 4] = _mm512_shuffle_f32x4(u[k], u[k + 4], 0xdd);
+        t[k + 8] = _mm512_shuffle_f32x4(u[k + 8], u[k + 12], 0x88);
+        t[k + 12] = _mm512_shuffle_f32x4(u[k + 8], u[k + 12], 0xdd);
+    }
+    for (int k = 0; k < 8; k++) {
+        r[k] = _mm512_shuffle_f32x4(t[k], t[k + 8], 0x88);
+        r[k + 8] = _mm512_shuffle_f32x4(t[k], t[k + 8], 0xdd);
+    }
+}
+
+/* r[k] = the np (<= 16) words starting at row0 + k * ld for k < nrows, zeros after. */
+static inline void load_words(__m512 r[16], const uint16_t *row0, size_t ld, int nrows, int np)
+{
+    __mmask16 m = tail16((size_t)np);
+    for (int k = 0; k < 16; k++)
+        r[k] =
+            k < nrows ? _mm512_castsi512_ps(_mm512_maskz_loadu_epi32(m, row0 + (size_t)k * ld)) : _mm512_setzero_ps();
+}
+
+static void pack_a(uint32_t *ap, int trans_a, const uint16_t *A, int lda, int i0, int mc, int k0, int kc)
+{
+    int kp = (kc + 1) / 2, full = kc / 2;
+    if (!trans_a) { /* A(i,k) = A[i*lda + k]: a pair is one word of row i; 16 rows (two strips) at a time */
+        for (int s = 0; s < mc; s += 2 * MR) {
+            int nrow = mc - s < 2 * MR ? mc - s : 2 * MR;
+            uint32_t *d0 = ap + (size_t)(s / MR) * kp * MR, *d1 = d0 + (size_t)kp * MR;
+            const uint16_t *row0 = A + (size_t)(i0 + s) * lda + k0;
+            for (int p0 = 0; p0 < full; p0 += 16) {
+                int np = full - p0 < 16 ? full - p0 : 16;
+                __m512 r[16];
+                load_words(r, row0 + 2 * p0, (size_t)lda, nrow, np);
+                transpose16(r);
+                for (int q = 0; q < np; q++) {
+                    __m512i w = _mm512_castps_si512(r[q]);
+                    _mm256_store_si256((__m256i *)(d0 + (size_t)(p0 + q) * MR), _mm512_castsi512_si256(w));
+                    if (nrow > MR)
+                        _mm256_store_si256((__m256i *)(d1 + (size_t)(p0 + q) * MR), _mm512_extracti64x4_epi64(w, 1));
+                }
+            }
+            if (kc & 1)
+                for (int i = 0; i < (nrow > MR ? 2 * MR : MR); i++)
+                    (i < MR ? d0 : d1)[(size_t)(kp - 1) * MR + i % MR] = i < nrow ? row0[(size_t)i * lda + kc - 1] : 0u;
+        }
+        return;
+    }
+    /* A(i,k) = A[k*lda + i]: a pair interleaves rows k and k+1, 8 columns at a time */
+    for (int s = 0; s < mc; s += MR) {
+        uint32_t *dst = ap + (size_t)(s / MR) * kp * MR;
+        __mmask8 m = (__mmask8)(mc - s < MR ? (1u << (mc - s)) - 1u : 0xffu);
+        for (int p = 0; p < kp; p++) {
+            const uint16_t *r0 = A + (size_t)(k0 + 2 * p) * lda + i0 + s;
+            int has1 = 2 * p + 1 < kc;
+            __m128i x0 = _mm_maskz_loadu_epi16(m, r0), x1 = _mm_maskz_loadu_epi16(has1 ? m : 0, has1 ? r0 + lda : r0);
+            __m256i w = _mm256_or_si256(_mm256_cvtepu16_epi32(x0), _mm256_slli_epi32(_mm256_cvtepu16_epi32(x1), 16));
+            _mm256_store_si256((__m256i *)(dst + (size_t)p * MR), w);
+        }
+    }
+}
+
+static inline __mmask16 cols_mask(int w)
+{
+    return w >= 16 ? (__mmask16)0xffff : w <= 0 ? (__mmask16)0 : (__mmask16)((1u << w) - 1u);
+}
+
+static void pack_b(uint32_t *bp, int trans_b, const uint16_t *B, int ldb, int j0, int nr, int k0, int kc)
+{
+    int kp = (kc + 1) / 2, full = kc / 2;
+    if (!trans_b) { /* B(k,j) = B[k*ldb + j]: interleave rows k and k+1, 16 columns at a time */
+        for (int p = 0; p < kp; p++) {
+            const uint16_t *r0 = B + (size_t)(k0 + 2 * p) * ldb + j0;
+            int has1 = 2 * p + 1 < kc;
+            for (int v = 0; v < NRV; v++) {
+                __mmask16 m = cols_mask(nr - v * 16);
+                __m256i x0 = _mm256_maskz_loadu_epi16(m, r0 + v * 16);
+                __m256i x1 = _mm256_maskz_loadu_epi16(has1 ? m : 0, r0 + (has1 ? (size_t)ldb : 0) + v * 16);
+                __m512i z =
+                    _mm512_or_si512(_mm512_cvtepu16_epi32(x0), _mm512_slli_epi32(_mm512_cvtepu16_epi32(x1), 16));
+                _mm512_store_si512(bp + (size_t)p * NR + v * 16, z);
+            }
+        }
+        return;
+    }
+    /* B(k,j) = B[j*ldb + k]: a pair is one word of row j; 16 x 16 word transposes */
+    for (int v = 0; v < NRV; v++) {
+        int nrow = nr - v * 16 < 0 ? 0 : nr - v * 16 > 16 ? 16 : nr - v * 16;
+        const uint16_t *row0 = B + (size_t)(j0 + v * 16) * ldb + k0;
+        for (int p0 = 0; p0 < full; p0 += 16) {
+            int np = full - p0 < 16 ? full - p0 : 16;
+            __m512 r[16];
+            load_words(r, row0 + 2 * p0, (size_t)ldb, nrow, np);
+            transpose16(r);
+            for (int q = 0; q < np; q++)
+                _mm512_store_si512(bp + (size_t)(p0 + q) * NR + v * 16, _mm512_castps_si512(r[q]));
+        }
+        if (kc & 1)
+            for (int j = 0; j < 16; j++)
+                bp[(size_t)(kp - 1) * NR + v * 16 + j] = j < nrow ? row0[(size_t)j * ldb + kc - 1] : 0u;
+    }
+}
+
+/* C row: first K block C = alpha acc + beta C (C not read when beta == 0), later
+ * blocks C += alpha acc. */
+static inline void store_row(float *c, __m512 a0, __m512 a1, __m512 a2, int nr, float alpha, float beta, int first)
+{
+    __m512 acc[NRV] = {a0, a1, a2};
+    __m512 va = _mm512_set1_ps(alpha);
+    for (int v = 0; v < NRV; v++) {
+        __mmask16 m = cols_mask(nr - v * 16);
+        if (!m)
+            break;
+        __m512 r = _mm512_mul_ps(va, acc[v]);
+        if (!first)
+            r = _mm512_add_ps(r, _mm512_maskz_loadu_ps(m, c + v * 16));
+        else if (beta != 0.0f)
+            r = _mm512_add_ps(r, _mm512_mul_ps(_mm512_set1_ps(beta), _mm512_maskz_loadu_ps(m, c + v * 16)));
+        _mm512_mask_storeu_ps(c + v * 16, m, r);
+    }
+}
+
+/* The accumulators are 24 named variables (not an array indexed at run time), so they
+ * stay in registers. */
+#define ACC_DECL(i) __m512 c##i##0 = _mm512_setzero_ps(), c##i##1 = c##i##0, c##i##2 = c##i##0;
+#define ACC_STEP(i)                                                                                                    \
+    {                                                                                                                  \
+        __m512bh a = (__m512bh)_mm512_set1_epi32((int)ap[i]);                                                          \
+        c##i##0 = _mm512_dpbf16_ps(c##i##0, a, b0);                                                                    \
+        c##i##1 = _mm512_dpbf16_ps(c##i##1, a, b1);                                                                    \
+        c##i##2 = _mm512_dpbf16_ps(c##i##2, a, b2);                                                                    \
+    }
+#define ACC_STORE(i)                                                                                                   \
+    if (i < mr)                                                                                                        \
+        store_row(C + (size_t)(i)*ldc, c##i##0, c##i##1, c##i##2, nr, alpha, beta, first);
+
+static void micro(const uint32_t *ap, const uint32_t *bp, int kp, float *C, int ldc, int mr, int nr, float alpha,
+                  float beta, int first)
+{
+    ACC_DECL(0)
+    ACC_DECL(1)
+    ACC_DECL(2)
+    ACC_DECL(3) ACC_DECL(4) ACC_DECL(5) ACC_DECL(6) ACC_DECL(7) for (int p = 0; p < kp; p++, ap += MR, bp += NR)
+    {
+        __m512bh b0 = (__m512bh)_mm512_load_si512(bp), b1 = (__m512bh)_mm512_load_si512(bp + 16),
+                 b2 = (__m512bh)_mm512_load_si512(bp + 32);
+        ACC_STEP(0) ACC_STEP(1) ACC_STEP(2) ACC_STEP(3) ACC_STEP(4) ACC_STEP(5) ACC_STEP(6) ACC_STEP(7)
+    }
+    ACC_STORE(0) ACC_STORE(1) ACC_STORE(2) ACC_STORE(3) ACC_STORE(4) ACC_STORE(5) ACC_STORE(6) ACC_STORE(7)
+}
+
+/* Words of scratch one thread needs: the A block and one B strip. */
+#define AP_WORDS ((size_t)MC * (KC / 2))
+#define BP_WORDS ((size_t)(KC / 2) * NR)
+
+static void bgemm_serial(int trans_a, int trans_b, int M, int N, int K, float alpha, const uint16_t *A, int lda,
+                         const uint16_t *B, int ldb, float beta, float *C, int ldc, uint32_t *ap, uint32_t *bp)
+{
+    int nkb = (K + KC - 1) / KC, kcb = ((K + nkb - 1) / nkb + 1) / 2 * 2;
+    for (int k0 = 0; k0 < K; k0 += kcb) {
+        int kc = K - k0 < kcb ? K - k0 : kcb, kp = (kc + 1) / 2;
+        for (int i0 = 0; i0 < M; i0 += MC) {
+            int mc = M - i0 < MC ? M - i0 : MC;
+            pack_a(ap, trans_a, A, lda, i0, mc, k0, kc);
+            for (int j0 = 0; j0 < N; j0 += NR) {
+                int nr = N - j0 < NR ? N - j0 : NR;
+                pack_b(bp, trans_b, B, ldb, j0, nr, k0, kc);
+                for (int s = 0; s < mc; s += MR)
+                    micro(ap + (size_t)(s / MR) * kp * MR, bp, kp, C + (size_t)(i0 + s) * ldc + j0, ldc,
+                          mc - s < MR ? mc - s : MR, nr, alpha, beta, k0 == 0);
+            }
+        }
+    }
+}
+
+/* Threads split the larger of M and N (slices of whole tiles), like fg_sgemm_blas; one
+ * thread (small GEMMs, a caller already in a parallel region) runs it whole. */
+void fg_bgemm_avx512bf16(int trans_a, int trans_b, int M, int N, int K, float alpha, const uint16_t *A, int lda,
+                         const uint16_t *B, int ldb, float beta, float *C, int ldc)
+{
+    if (M <= 0 || N <= 0)
+        return;
+    if (K == 0) {
+        fg_bgemm_scale_c(M, N, beta, C, ldc);
+        return;
+    }
+    int nt = omp_get_max_threads();
+    if (omp_in_parallel() || 2.0 * M * N * K < 4e6)
+        nt = 1;
+    int split_m = M > N, len = split_m ? M : N, unit = split_m ? MR : NR;
+    int step = ((len + nt - 1) / nt + unit - 1) / unit * unit;
+    nt = (len + step - 1) / step;
+    size_t per = AP_WORDS + BP_WORDS;
+    uint32_t *buf = fg_malloc(per * sizeof(uint32_t) * (size_t)nt);
+    if (!buf) { /* no scratch: the reference gives the same result within the bound */
+        fg_bgemm_ref(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+    for (int t = 0; t < nt; t++) {
+        uint32_t *ap = buf + (size_t)t * per, *bp = ap + AP_WORDS;
+        int i0 = t * step, n = len - i0 < step ? len - i0 : step;
+        if (split_m)
+            bgemm_serial(trans_a, trans_b, n, N, K, alpha, trans_a ? A + i0 : A + (size_t)i0 * lda, lda, B, ldb, beta,
+                         C + (size_t)i0 * ldc, ldc, ap, bp);
+        else
+            bgemm_serial(trans_a, trans_b, M, n, K, alpha, A, lda, trans_b ? B + (size_t)i0 * ldb : B + i0, ldb, beta,
+                         C + i0, ldc, ap, bp);
+    }
+    fg_free(buf);
+}

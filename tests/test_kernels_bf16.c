@@ -1,0 +1,315 @@
+/* test_kernels_bf16.c: the bf16 ops in every variant this CPU supports: conversions bit
+ * for bit against an independent round-to-nearest-even oracle (ties, subnormals, inf,
+ * NaN, overflow, every bf16 value widened), and the bf16 GEMM against an fp64 sum of the
+ * same bf16 inputs within the bound of docs/KERNELS.md, for NN/NT/TN/TT, several K,
+ * ragged M/N, padded leading dimensions, alpha/beta, K = 0, and thread-count invariance. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "frugal/hw.h"
+#include "frugal/kernels.h"
+#include "harness.h"
+
+static fg_rng rng;
+static int verbose;
+
+static uint32_t bits(float f)
+{
+    uint32_t x;
+    memcpy(&x, &f, sizeof x);
+    return x;
+}
+
+static float from_bits(uint32_t x)
+{
+    float f;
+    memcpy(&f, &x, sizeof f);
+    return f;
+}
+
+static double widen(uint16_t h)
+{
+    return (double)from_bits((uint32_t)h << 16);
+}
+
+/* The oracle, written differently from the kernels: pick the nearer of the two bf16
+ * neighbours (truncation and the next one up in magnitude) in double arithmetic, the
+ * one with an even last bit on a tie. NaN: quiet NaN, sign and top payload kept. */
+static uint16_t oracle(float f)
+{
+    uint32_t x = bits(f);
+    if (isnan(f))
+        return (uint16_t)((x >> 16) | 0x40);
+    if (isinf(f))
+        return (uint16_t)(x >> 16);
+    uint16_t lo = (uint16_t)(x >> 16), hi = (uint16_t)(lo + 1);
+    /* past the largest finite bf16, hi is inf: IEEE rounds as if it were 2^128 */
+    double whi = (hi & 0x7fff) == 0x7f80 ? copysign(ldexp(1.0, 128), (double)f) : widen(hi);
+    double dl = fabs((double)f - widen(lo)), dh = fabs(whi - (double)f);
+    if (dl < dh)
+        return lo;
+    if (dh < dl)
+        return hi;
+    return (lo & 1) ? hi : lo;
+}
+
+static int variants(const char *op, const char **names)
+{
+    int n = fg_kernels_variants(op, names, 8);
+    FG_CHECK(n >= 1 && !strcmp(names[0], "ref"), "%s: no ref variant", op);
+    return n;
+}
+
+static void use(const char *op, const char *v)
+{
+    fg_status st = fg_kernels_set(op, v);
+    FG_CHECK(st == FG_OK, "set %s=%s: %s", op, v, fg_last_error());
+}
+
+static void test_convert(void)
+{
+    /* specials and edges first, then random bit patterns (every class turns up) */
+    static const uint32_t edges[] = {
+        0x00000000, 0x80000000, 0x7f800000, 0xff800000,             /* zeros, infs */
+        0x7fc00000, 0xffc00000, 0x7f800001, 0xff800001, 0x7fbfffff, /* NaNs: quiet, signalling, payloads */
+        0x7fff0000, 0x7fffffff, 0xffffffff, 0x7f808000, 0x7f80ffff, /* NaNs whose rounding would carry */
+        0x3f808000, 0x3f818000, 0x3f807fff, 0x3f808001, 0xbf808000, /* ties to even (down, up), near ties */
+        0x00000001, 0x00008000, 0x00018000, 0x00007fff, 0x007fffff, /* subnormals: tiny, ties, to normal */
+        0x807f8000, 0x80008001, 0x00800000, 0x7f7fffff, 0x7f7f8000, /* -subnormals, min normal, overflow to inf */
+        0x7f7f7fff, 0xff7f8000, 0x3f800000, 0x4049fdb0, 0x0000ffff};
+    size_t ne = sizeof edges / sizeof edges[0], n = ne + 100003; /* odd: vector tails */
+    float *in = fg_malloc((n + 1) * sizeof(float));
+    uint16_t *want = fg_malloc(n * sizeof(uint16_t)), *got = fg_malloc((n + 2) * sizeof(uint16_t));
+    FG_ASSERT(in && want && got);
+    for (size_t i = 0; i < n; i++)
+        in[i] = from_bits(i < ne ? edges[i] : (uint32_t)fg_rng_next(&rng));
+    for (size_t i = 0; i < n; i++)
+        want[i] = oracle(in[i]);
+    const char *vs[8];
+    int nv = variants("cvt_f32_bf16", vs);
+    for (int v = 0; v < nv; v++) {
+        use("cvt_f32_bf16", vs[v]);
+        for (int off = 0; off < 2; off++) { /* aligned and misaligned starts */
+            memset(got, 0xab, (n + 2) * sizeof(uint16_t));
+            fg_cvt_f32_bf16(got + off, in, n - off);
+            size_t bad = 0, first = 0;
+            for (size_t i = 0; i < n - off; i++)
+                if (got[off + i] != want[i] && !bad++)
+                    first = i;
+            FG_CHECK(!bad, "cvt_f32_bf16[%s] off %d: %zu mismatches, first 0x%08x -> 0x%04x (want 0x%04x)", vs[v], off,
+                     bad, bits(in[first]), got[off + first], want[first]);
+            FG_CHECK(got[off + n - off] == 0xabab, "cvt_f32_bf16[%s] wrote past the end", vs[v]);
+        }
+    }
+    /* every bf16 value widens exactly (h << 16, NaNs included) */
+    uint16_t *all = fg_malloc(65537 * sizeof(uint16_t));
+    float *wide = fg_malloc(65538 * sizeof(float));
+    FG_ASSERT(all && wide);
+    for (uint32_t h = 0; h < 65537; h++)
+        all[h] = (uint16_t)h;
+    nv = variants("cvt_bf16_f32", vs);
+    for (int v = 0; v < nv; v++) {
+        use("cvt_bf16_f32", vs[v]);
+        memset(wide, 0xab, 65538 * sizeof(float));
+        fg_cvt_bf16_f32(wide, all, 65537);
+        size_t bad = 0;
+        for (uint32_t h = 0; h < 65537; h++)
+            bad += bits(wide[h]) != (uint32_t)(uint16_t)h << 16;
+        FG_CHECK(!bad && bits(wide[65537]) == 0xabababab, "cvt_bf16_f32[%s]: %zu mismatches", vs[v], bad);
+    }
+    fg_free(all);
+    fg_free(wide);
+    fg_free(in);
+    fg_free(want);
+    fg_free(got);
+}
+
+/* Random bf16 with magnitudes in [2^-6, 2^2) or zero, so no product or partial sum
+ * comes near the subnormal range (where vdpbf16ps flushes; the bound's absolute term). */
+static uint16_t *rand_bf16(size_t n)
+{
+    uint16_t *x = fg_malloc(n * sizeof(uint16_t) + 64);
+    FG_ASSERT(x);
+    for (size_t i = 0; i < n; i++) {
+        float f = fg_rng_normal(&rng);
+        if (fabsf(f) < 0.015625f)
+            f = fg_rng_below(&rng, 8) ? copysignf(0.015625f, f) : 0.0f;
+        x[i] = oracle(f);
+    }
+    return x;
+}
+
+static const double U = 5.9604644775390625e-08; /* 2^-24 */
+
+typedef struct gemm_case {
+    int ta, tb, M, N, K, lda, ldb, ldc;
+    float alpha, beta;
+} gemm_case;
+
+/* Runs the dispatched bgemm (variant already set) and checks every element against
+ * the fp64 sum: |got - exact| <= gamma_{K+2} (|alpha| sum|a||b| + |beta||c|) + (K+2) 2^-126.
+ * Returns the largest error / bound seen (for FG_TEST_VERBOSE). */
+static double run_case(const char *v, const gemm_case *g, const uint16_t *A, const uint16_t *B, const float *C0,
+                       float *C)
+{
+    memcpy(C, C0, sizeof(float) * (size_t)g->M * g->ldc);
+    fg_bgemm(g->ta, g->tb, g->M, g->N, g->K, g->alpha, A, g->lda, B, g->ldb, g->beta, C, g->ldc);
+    double n = g->K + 2, gamma = n * U / (1.0 - n * U), worst = 0.0;
+    size_t bad = 0;
+    int bi = 0, bj = 0;
+    double bgot = 0, bwant = 0;
+    for (int i = 0; i < g->M; i++) {
+        for (int j = 0; j < g->N; j++) {
+            double s = 0.0, sa = 0.0;
+            for (int k = 0; k < g->K; k++) {
+                double a = widen(g->ta ? A[(size_t)k * g->lda + i] : A[(size_t)i * g->lda + k]);
+                double b = widen(g->tb ? B[(size_t)j * g->ldb + k] : B[(size_t)k * g->ldb + j]);
+                s += a * b;
+                sa += fabs(a * b);
+            }
+            double c0 = C0[(size_t)i * g->ldc + j];
+            double want = g->alpha * s + (g->beta == 0.0f ? 0.0 : g->beta * c0);
+            double bound = gamma * (fabs(g->alpha) * sa + (g->beta == 0.0f ? 0.0 : fabs(g->beta * c0))) +
+                           n * 1.1754943508222875e-38;
+            double got = C[(size_t)i * g->ldc + j], err = fabs(got - want);
+            if (!(err <= bound) && !bad++) {
+                bi = i, bj = j, bgot = got, bwant = want;
+            }
+            if (bound > 0 && err / bound > worst)
+                worst = err / bound;
+        }
+    }
+    /* padding columns of C untouched */
+    for (int i = 0; i < g->M; i++)
+        for (int j = g->N; j < g->ldc; j++)
+            bad += bits(C[(size_t)i * g->ldc + j]) != bits(C0[(size_t)i * g->ldc + j]);
+    FG_CHECK(!bad, "bgemm[%s] %s%s M%d N%d K%d alpha %g beta %g: %zu bad, first (%d,%d) got %.9g want %.9g", v,
+             g->ta ? "T" : "N", g->tb ? "T" : "N", g->M, g->N, g->K, g->alpha, g->beta, bad, bi, bj, bgot, bwant);
+    return worst;
+}
+
+static void test_bgemm(void)
+{
+    static const int Ks[] = {1, 2, 17, 128, 257, 768, 3072};
+    static const int MN[][2] = {{37, 53}, {9, 101}, {1, 1}};
+    const char *vs[8];
+    int nv = variants("bgemm", vs);
+    for (int ks = 0; ks < (int)(sizeof Ks / sizeof Ks[0]); ks++) {
+        for (int s = 0; s < 3; s++) {
+            for (int t = 0; t < 4; t++) {
+                int K = Ks[ks], M = MN[s][0], N = MN[s][1];
+                if (K == 3072 && s != 0)
+                    continue;
+                gemm_case g = {t >> 1, t & 1, M, N, K, 0, 0, N + 3, 1.0f, 0.0f};
+                g.lda = (g.ta ? M : K) + 5; /* padded leading dimensions */
+                g.ldb = (g.tb ? K : N) + 2;
+                /* alpha/beta: plain, accumulate (backward), scaled */
+                if (t == 1)
+                    g.alpha = 0.5f, g.beta = 0.25f;
+                if (t == 2)
+                    g.beta = 1.0f;
+                if (t == 3)
+                    g.alpha = -2.0f, g.beta = -1.0f;
+                size_t na = (size_t)(g.ta ? K : M) * g.lda, nb = (size_t)(g.tb ? N : K) * g.ldb;
+                uint16_t *A = rand_bf16(na), *B = rand_bf16(nb);
+                float *C0 = fg_malloc(sizeof(float) * (size_t)M * g.ldc),
+                      *C = fg_malloc(sizeof(float) * (size_t)M * g.ldc);
+                FG_ASSERT(C0 && C);
+                for (size_t i = 0; i < (size_t)M * g.ldc; i++)
+                    C0[i] = g.beta == 0.0f ? NAN : fg_rng_normal(&rng); /* beta == 0 must not read C */
+                for (int v = 0; v < nv; v++) {
+                    use("bgemm", vs[v]);
+                    double w = run_case(vs[v], &g, A, B, C0, C);
+                    if (verbose)
+                        printf("  bgemm[%-10s] %c%c M%-3d N%-3d K%-4d err/bound %.3f\n", vs[v], g.ta ? 'T' : 'N',
+                               g.tb ? 'T' : 'N', M, N, K, w);
+                }
+                fg_free(A);
+                fg_free(B);
+                fg_free(C0);
+                fg_free(C);
+            }
+        }
+    }
+}
+
+/* Shapes that cross the blocks (M > 512, K > 256 and odd, N not a multiple of 48) and
+ * the thread split on both M and N; the result must not depend on the thread count
+ * (threads split M or N, never K: same sums in the same order). */
+static void test_bgemm_blocks(void)
+{
+    static const gemm_case cases[] = {
+        {0, 1, 600, 130, 301, 301, 301, 130, 1.0f, 0.0f}, /* forward NT, split N */
+        {0, 0, 70, 700, 515, 515, 700, 700, 1.0f, 1.0f},  /* dinp NN, split N */
+        {1, 0, 1100, 97, 260, 1100, 97, 97, 1.0f, 1.0f},  /* dweight TN, split M */
+        {0, 1, 64, 96, 4096, 4096, 4096, 96, 1.0f, 0.0f}, /* long K */
+        {0, 0, 5, 7, 0, 1, 7, 7, 1.0f, 0.5f},             /* K = 0: C = beta C */
+    };
+    const char *vs[8];
+    int nv = variants("bgemm", vs), nthreads = fg_threads_get();
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        const gemm_case *g = &cases[c];
+        size_t na = (size_t)(g->ta ? g->K : g->M) * g->lda, nb = (size_t)(g->tb ? g->N : g->K) * g->ldb;
+        uint16_t *A = rand_bf16(na + 1), *B = rand_bf16(nb + 1);
+        size_t nc = (size_t)g->M * g->ldc;
+        float *C0 = fg_malloc(sizeof(float) * nc), *C = fg_malloc(sizeof(float) * nc),
+              *C1 = fg_malloc(sizeof(float) * nc);
+        FG_ASSERT(C0 && C && C1);
+        for (size_t i = 0; i < nc; i++)
+            C0[i] = fg_rng_normal(&rng);
+        for (int v = 0; v < nv; v++) {
+            use("bgemm", vs[v]);
+            double w = run_case(vs[v], g, A, B, C0, C);
+            if (verbose)
+                printf("  bgemm[%-10s] %c%c M%-4d N%-4d K%-4d err/bound %.3f\n", vs[v], g->ta ? 'T' : 'N',
+                       g->tb ? 'T' : 'N', g->M, g->N, g->K, w);
+            if (strcmp(vs[v], "avx512bf16"))
+                continue;
+            fg_threads_set(1);
+            memcpy(C1, C0, sizeof(float) * nc);
+            fg_bgemm(g->ta, g->tb, g->M, g->N, g->K, g->alpha, A, g->lda, B, g->ldb, g->beta, C1, g->ldc);
+            fg_threads_set(nthreads);
+            FG_CHECK(!memcmp(C, C1, sizeof(float) * nc), "bgemm[avx512bf16] case %zu: 1 thread differs from %d", c,
+                     nthreads);
+        }
+        fg_free(A);
+        fg_free(B);
+        fg_free(C0);
+        fg_free(C);
+        fg_free(C1);
+    }
+}
+
+/* auto picks the bf16 unit when the CPU (less FG_HW_DISABLE) has it, else the
+ * conversion + sgemm route; FG_KERNELS=ref picks ref. */
+static void test_dispatch(void)
+{
+    FG_CHECK(fg_kernels_init(NULL) == FG_OK, "init: %s", fg_last_error());
+    const fg_cpu *cpu = fg_hw_cpu();
+    bool has512 = cpu->avx512f && cpu->avx512bw && cpu->avx512vl && cpu->avx512dq && cpu->os_avx512;
+    const char *mode = fg_kernels_settings_get().mode;
+    const char *want = !strcmp(mode, "ref") ? "ref" : has512 && cpu->avx512_bf16 ? "avx512bf16" : "blas";
+    FG_CHECK(!strcmp(fg_kernels_variant("bgemm"), want), "bgemm picked %s, want %s (FG_HW_DISABLE '%s')",
+             fg_kernels_variant("bgemm"), want, fg_hw_disabled());
+    if (has512 && strcmp(mode, "ref")) {
+        FG_CHECK(fg_kernels_init("avx512") == FG_OK && !strcmp(fg_kernels_variant("bgemm"), "blas") &&
+                     !strcmp(fg_kernels_variant("cvt_f32_bf16"), "avx512"),
+                 "mode avx512: bgemm %s", fg_kernels_variant("bgemm"));
+        FG_CHECK((fg_kernels_init("avx512bf16") == FG_OK) == cpu->avx512_bf16, "mode avx512bf16 vs cpu");
+    }
+    FG_CHECK(fg_kernels_init(NULL) == FG_OK, "init: %s", fg_last_error());
+}
+
+int main(void)
+{
+    FG_TEST_BEGIN("kernels_bf16");
+    verbose = getenv("FG_TEST_VERBOSE") != NULL;
+    fg_rng_seed(&rng, 11);
+    FG_CHECK(fg_kernels_init(NULL) == FG_OK, "init: %s", fg_last_error());
+    test_dispatch();
+    test_convert();
+    test_bgemm();
+    test_bgemm_blocks();
+    return fg_test_end();
+}
