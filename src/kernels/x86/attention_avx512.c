@@ -138,32 +138,6 @@ static void rows_acc(float *D, size_t ldd, const float *Pt, int nk, const float 
         }
 }
 
-/* In-register transpose of a 16 x 16 float block: r[k] (row k) becomes column k. */
-static inline void transpose16(__m512 r[16])
-{
-    __m512 t[16], u[16];
-    for (int k = 0; k < 16; k += 2) {
-        t[k] = _mm512_unpacklo_ps(r[k], r[k + 1]);
-        t[k + 1] = _mm512_unpackhi_ps(r[k], r[k + 1]);
-    }
-    for (int k = 0; k < 16; k += 4) {
-        u[k] = _mm512_shuffle_ps(t[k], t[k + 2], _MM_SHUFFLE(1, 0, 1, 0));
-        u[k + 1] = _mm512_shuffle_ps(t[k], t[k + 2], _MM_SHUFFLE(3, 2, 3, 2));
-        u[k + 2] = _mm512_shuffle_ps(t[k + 1], t[k + 3], _MM_SHUFFLE(1, 0, 1, 0));
-        u[k + 3] = _mm512_shuffle_ps(t[k + 1], t[k + 3], _MM_SHUFFLE(3, 2, 3, 2));
-    }
-    for (int k = 0; k < 4; k++) {
-        t[k] = _mm512_shuffle_f32x4(u[k], u[k + 4], 0x88);
-        t[k + 4] = _mm512_shuffle_f32x4(u[k], u[k + 4], 0xdd);
-        t[k + 8] = _mm512_shuffle_f32x4(u[k + 8], u[k + 12], 0x88);
-        t[k + 12] = _mm512_shuffle_f32x4(u[k + 8], u[k + 12], 0xdd);
-    }
-    for (int k = 0; k < 8; k++) {
-        r[k] = _mm512_shuffle_f32x4(t[k], t[k + 8], 0x88);
-        r[k + 8] = _mm512_shuffle_f32x4(t[k], t[k + 8], 0xdd);
-    }
-}
-
 /* Xt[d][i] = s * X[i][d] for i < nq, 0 for the padding lanes nq..31 (HS % 16 == 0). */
 static void load_t(float *Xt, const float *X, size_t ldx, int nq, int HS, float s)
 {
@@ -174,7 +148,7 @@ static void load_t(float *Xt, const float *X, size_t ldx, int nq, int HS, float 
             for (int k = 0; k < 16; k++)
                 r[k] = i0 + k < nq ? _mm512_mul_ps(_mm512_loadu_ps(X + (size_t)(i0 + k) * ldx + d0), vs)
                                    : _mm512_setzero_ps();
-            transpose16(r);
+            fg_transpose16_512(r);
             for (int k = 0; k < 16; k++)
                 _mm512_store_ps(Xt + (d0 + k) * BQ + i0, r[k]);
         }
@@ -189,7 +163,7 @@ static void store_t(float *Y, size_t ldy, const float *Xt, const float *w, int n
             __m512 r[16];
             for (int k = 0; k < 16; k++)
                 r[k] = _mm512_load_ps(Xt + (d0 + k) * BQ + i0);
-            transpose16(r);
+            fg_transpose16_512(r);
             for (int k = 0; k < 16 && i0 + k < nq; k++) {
                 float *y = Y + (size_t)(i0 + k) * ldy + d0;
                 __m512 v = _mm512_mul_ps(r[k], _mm512_set1_ps(w[i0 + k]));

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "kernels_impl.h"
+#include "vmath_avx512.h"
 
 /* ---- conversions ---- */
 
@@ -98,33 +99,6 @@ void fg_cvt_f32_bf16_avx512bf16(uint16_t *out, const float *in, size_t n)
  * MC were picked among 256..1536 x 128..512 by bench_gemm_bf16 (docs/KERNELS.md). */
 enum { MR = 8, NRV = 3, NR = NRV * 16, KC = 768, MC = 256 };
 
-/* In-register transpose of a 16 x 16 block of 32-bit words (attention_avx512.c's):
- * r[k] (row k) becomes column k. Words travel as floats: shuffles move bits only. */
-static inline void transpose16(__m512 r[16])
-{
-    __m512 t[16], u[16];
-    for (int k = 0; k < 16; k += 2) {
-        t[k] = _mm512_unpacklo_ps(r[k], r[k + 1]);
-        t[k + 1] = _mm512_unpackhi_ps(r[k], r[k + 1]);
-    }
-    for (int k = 0; k < 16; k += 4) {
-        u[k] = _mm512_shuffle_ps(t[k], t[k + 2], _MM_SHUFFLE(1, 0, 1, 0));
-        u[k + 1] = _mm512_shuffle_ps(t[k], t[k + 2], _MM_SHUFFLE(3, 2, 3, 2));
-        u[k + 2] = _mm512_shuffle_ps(t[k + 1], t[k + 3], _MM_SHUFFLE(1, 0, 1, 0));
-        u[k + 3] = _mm512_shuffle_ps(t[k + 1], t[k + 3], _MM_SHUFFLE(3, 2, 3, 2));
-    }
-    for (int k = 0; k < 4; k++) {
-        t[k] = _mm512_shuffle_f32x4(u[k], u[k + 4], 0x88);
-        t[k + 4] = _mm512_shuffle_f32x4(u[k], u[k + 4], 0xdd);
-        t[k + 8] = _mm512_shuffle_f32x4(u[k + 8], u[k + 12], 0x88);
-        t[k + 12] = _mm512_shuffle_f32x4(u[k + 8], u[k + 12], 0xdd);
-    }
-    for (int k = 0; k < 8; k++) {
-        r[k] = _mm512_shuffle_f32x4(t[k], t[k + 8], 0x88);
-        r[k + 8] = _mm512_shuffle_f32x4(t[k], t[k + 8], 0xdd);
-    }
-}
-
 /* r[k] = the np (<= 16) words starting at row0 + k * ld for k < nrows, zeros after. */
 static inline void load_words(__m512 r[16], const uint16_t *row0, size_t ld, int nrows, int np)
 {
@@ -146,7 +120,7 @@ static void pack_a(uint32_t *ap, int trans_a, const uint16_t *A, int lda, int i0
                 int np = full - p0 < 16 ? full - p0 : 16;
                 __m512 r[16];
                 load_words(r, row0 + 2 * p0, (size_t)lda, nrow, np);
-                transpose16(r);
+                fg_transpose16_512(r);
                 for (int q = 0; q < np; q++) {
                     __m512i w = _mm512_castps_si512(r[q]);
                     _mm256_store_si256((__m256i *)(d0 + (size_t)(p0 + q) * MR), _mm512_castsi512_si256(w));
@@ -205,7 +179,7 @@ static void pack_b(uint32_t *bp, int trans_b, const uint16_t *B, int ldb, int j0
             int np = full - p0 < 16 ? full - p0 : 16;
             __m512 r[16];
             load_words(r, row0 + 2 * p0, (size_t)ldb, nrow, np);
-            transpose16(r);
+            fg_transpose16_512(r);
             for (int q = 0; q < np; q++)
                 _mm512_store_si512(bp + (size_t)(p0 + q) * NR + v * 16, _mm512_castps_si512(r[q]));
         }
