@@ -32,29 +32,16 @@ enum { CVT_CHUNK = 1 << 16 };
 
 void fg_cvt_f32_bf16_avx512(uint16_t *out, const float *in, size_t n)
 {
-    size_t nchunk = (n + CVT_CHUNK - 1) / CVT_CHUNK;
-#pragma omp parallel for schedule(static) if (nchunk > 1)
-    for (size_t c = 0; c < nchunk; c++) {
-        size_t end = (c + 1) * CVT_CHUNK < n ? (c + 1) * CVT_CHUNK : n;
-        for (size_t i = c * CVT_CHUNK; i < end; i += 16) {
-            __mmask16 m = tail16(end - i);
-            _mm256_mask_storeu_epi16(out + i, m, rne16(_mm512_maskz_loadu_epi32(m, in + i)));
-        }
-    }
+    FG_FOR_CHUNKS512(n, CVT_CHUNK, 1,
+                     _mm256_mask_storeu_epi16(out + i, k, rne16(_mm512_maskz_loadu_epi32(k, in + i))););
 }
 
 void fg_cvt_bf16_f32_avx512(float *out, const uint16_t *in, size_t n)
 {
-    size_t nchunk = (n + CVT_CHUNK - 1) / CVT_CHUNK;
-#pragma omp parallel for schedule(static) if (nchunk > 1)
-    for (size_t c = 0; c < nchunk; c++) {
-        size_t end = (c + 1) * CVT_CHUNK < n ? (c + 1) * CVT_CHUNK : n;
-        for (size_t i = c * CVT_CHUNK; i < end; i += 16) {
-            __mmask16 m = tail16(end - i);
-            __m512i x = _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, in + i)), 16);
-            _mm512_mask_storeu_epi32(out + i, m, x);
-        }
-    }
+    FG_FOR_CHUNKS512(
+        n, CVT_CHUNK, 1,
+        _mm512_mask_storeu_epi32(out + i, k,
+                                 _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(k, in + i)), 16)););
 }
 
 /* vcvtne2ps2bf16 rounds like the reference except that it flushes fp32 subnormals to
