@@ -797,6 +797,9 @@ fg_status fg_train_run(const fg_train_config *cfg, FILE *out, fg_train_result *r
         fprintf(out, "train: %ld steps x %.0f tokens, lr %g -> %g (warmup %ld), %llu train tokens%s\n", c->max_steps,
                 tok_step, c->lr, c->min_lr, sched.warmup, (unsigned long long)fg_loader_tokens(&r->train),
                 r->has_val ? "" : ", no validation data");
+        if (c->loss_scale)
+            fprintf(out, "loss scaling: dynamic, scale %g (x2 after %d clean steps, /2 after %d overflowing)\n",
+                    (double)r->scaler.scale, c->loss_scale_growth_interval, c->loss_scale_hysteresis);
         fflush(out);
     }
     fg_progress bar;
