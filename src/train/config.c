@@ -137,7 +137,7 @@ static const fg_opt opts[] = {
      * are fixed for the run (a resume continues the same scale sequence bit for bit) */
     {"loss_scale", FG_OPT_ENUM, F(loss_scale), .choices = loss_scale_names,
      .help = "loss scaling: off, or dynamic (scale the loss, skip steps with inf/nan gradients)"},
-    {"loss_scale_init", FG_OPT_FLOAT, F(loss_scale_init), 1, 1e30, .help = "first loss scale (dynamic)"},
+    {"loss_scale_init", FG_OPT_FLOAT, F(loss_scale_init), 0, 1e30, 1, .help = "first loss scale (dynamic)"},
     {"loss_scale_growth_interval", FG_OPT_INT, F(loss_scale_growth_interval), 1, 1 << 30,
      .help = "clean steps before the loss scale doubles"},
     {"loss_scale_hysteresis", FG_OPT_INT, F(loss_scale_hysteresis), 1, 1 << 20,
