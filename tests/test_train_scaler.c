@@ -321,15 +321,23 @@ static void test_runs(int moe)
     c.loss_scale = 1;
     c.loss_scale_growth_interval = 4;
     c.loss_scale_hysteresis = 2;
-    c.inject_overflow_step = 6;
+    c.inject_overflow_step = 12;
     fg_train_result rra, rrb;
     FG_CHECK(fg_train_run(&c, NULL, &rra) == FG_OK, "%s resume reference: %s", tag, fg_last_error());
     snprintf(name, sizeof name, "res_b%d", moe);
     const char *rb = tmp(name);
     snprintf(c.out, sizeof c.out, "%s", rb);
     c.ckpt_every = 5;
-    c.stop_after = 13; /* checkpoint at 10: growth tracker 2 of 4, hysteresis tracker 1 of 2 */
+    c.stop_after = 13; /* the last step is saved: growths after 4 and 8, the overflow at 12 */
     FG_CHECK(fg_train_run(&c, NULL, NULL) == FG_OK, "%s first part: %s", tag, fg_last_error());
+    state mid;
+    bool lm = load_state(rb, &mid);
+    /* so the resume restores trackers that are not at their start values */
+    FG_CHECK(lm && mid.meta && strstr(mid.meta, "\"scale\":262144") && strstr(mid.meta, "\"growth_tracker\":1") &&
+                 strstr(mid.meta, "\"hysteresis_tracker\":1") && strstr(mid.meta, "\"growths\":2"),
+             "%s: checkpoint at 13: scale 2^18, growth tracker 1, hysteresis tracker 1: %s", tag,
+             mid.meta ? mid.meta : fg_last_error());
+    free_state(&mid);
     c.stop_after = 0;
     c.resume = 1;
     FG_CHECK(fg_train_run(&c, NULL, &rrb) == FG_OK, "%s resume: %s", tag, fg_last_error());
@@ -338,11 +346,11 @@ static void test_runs(int moe)
              "%s: stop at 13 + resume = uninterrupted: losses, scales, skips", tag);
     FG_CHECK(rra.last_val == rrb.last_val && rra.loss_scale == rrb.loss_scale, "%s: same end (val %.9g, scale %g)", tag,
              rrb.last_val, rrb.loss_scale);
-    /* hysteresis 2: the one overflow at step 6 did not halve the scale */
+    /* hysteresis 2: the one overflow at step 12 did not halve the scale */
     int nsc = read_field(ra, "loss_scale", sc, 64);
     read_field(ra, "skipped", sk, 64);
-    FG_CHECK(nsc == 30 && !strcmp(sk[5], "1") && !strcmp(sc[5], "131072") && !strcmp(sc[6], "131072"),
-             "%s: hysteresis 2 keeps the scale after one overflow (step 7 scale %s)", tag, sc[6]);
+    FG_CHECK(nsc == 30 && !strcmp(sk[11], "1") && !strcmp(sc[11], "262144") && !strcmp(sc[12], "262144"),
+             "%s: hysteresis 2 keeps the scale after one overflow (step 13 scale %s)", tag, sc[12]);
 }
 
 /* Without the scaler an injected inf is a divergence: the run stops naming the step. */
