@@ -79,6 +79,12 @@ typedef struct fg_train_config {
     /* ---- run length and what is kept ---- */
     double max_epochs; /* 0: off; else max_steps is capped at max_epochs x train tokens / tokens per step */
     int keep_best;     /* 1 (default): the params of the best validation so far in <out>/best, as final/ */
+    /* ---- dynamic loss scaling (precision.h's fg_loss_scaler; docs/TRAINING.md) ---- */
+    int loss_scale;                 /* 0: off (default: fp32 gradients need none), 1: dynamic */
+    float loss_scale_init;          /* first scale, 65536 */
+    int loss_scale_growth_interval; /* clean steps before the scale doubles, 2000 */
+    int loss_scale_hysteresis;      /* overflowing steps before it halves, 1 (PyTorch) */
+    long inject_overflow_step;      /* test hook: an inf put into the gradients of this step (1-based); 0 off */
 } fg_train_config;
 
 void fg_train_config_default(fg_train_config *c);
@@ -165,6 +171,10 @@ uint64_t fg_loader_tokens(const fg_loader *l); /* tokens in all shards */
  * *loss = mean of the micro-batch losses. */
 fg_status fg_train_grads(fg_model *m, const int32_t *inputs, const int32_t *targets, int B, int T, int n_micro,
                          float *loss);
+/* The same with every backward scaled by grad_scale / n_micro (the loss scaler's scale:
+ * the grads come out multiplied by grad_scale; a power of two keeps them exact). */
+fg_status fg_train_grads_scaled(fg_model *m, const int32_t *inputs, const int32_t *targets, int B, int T, int n_micro,
+                                float grad_scale, float *loss);
 
 /* ---- runs ---- */
 typedef struct fg_train_result {
@@ -175,6 +185,8 @@ typedef struct fg_train_result {
     double flops;                /* training FLOPs (model's per-token count x tokens) */
     double train_sec, wall_sec;
     size_t ckpt_bytes;
+    long skipped_steps; /* of steps, those the loss scaler skipped (inf/nan gradients) */
+    float loss_scale;   /* the scaler's scale at the end (1 when loss_scale is off) */
 } fg_train_result;
 
 /* Runs a whole training job; progress lines and the cost summary go to `out`

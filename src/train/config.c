@@ -17,6 +17,7 @@ static const char *const layout_names[] = {"llama", "gpt2", NULL};
 static const char *const balance_names[] = {"bias", "none", "seqaux", "switch", NULL};
 static const char *const blas_names[] = {"auto", "omp", "blas", NULL};
 static const char *const moe_par_names[] = {"auto", "experts", "gemm", NULL};
+static const char *const loss_scale_names[] = {"off", "dynamic", NULL};
 
 _Static_assert(sizeof(fg_layout) == sizeof(int) && sizeof(fg_balance) == sizeof(int) &&
                    sizeof(fg_moe_par) == sizeof(int),
@@ -132,6 +133,17 @@ static const fg_opt opts[] = {
      .help = "caps max_steps at this many passes over the train tokens; 0 = off"},
     {"keep_best", FG_OPT_BOOL, F(keep_best), .flags = RESUMABLE,
      .help = "keep the params of the best validation loss in <out>/best"},
+    /* dynamic loss scaling: the scaler's state is in each checkpoint, so its settings
+     * are fixed for the run (a resume continues the same scale sequence bit for bit) */
+    {"loss_scale", FG_OPT_ENUM, F(loss_scale), .choices = loss_scale_names,
+     .help = "loss scaling: off, or dynamic (scale the loss, skip steps with inf/nan gradients)"},
+    {"loss_scale_init", FG_OPT_FLOAT, F(loss_scale_init), 0, 1e30, 1, .help = "first loss scale (dynamic)"},
+    {"loss_scale_growth_interval", FG_OPT_INT, F(loss_scale_growth_interval), 1, 1 << 30,
+     .help = "clean steps before the loss scale doubles"},
+    {"loss_scale_hysteresis", FG_OPT_INT, F(loss_scale_hysteresis), 1, 1 << 20,
+     .help = "overflowing steps before the loss scale halves (1: PyTorch, 2: Megatron)"},
+    {"inject_overflow_step", FG_OPT_LONG, F(inject_overflow_step), 0, BIG, .flags = RESUMABLE,
+     .help = "test hook: put an inf into the gradients of this step; 0 = off"},
 };
 #define N_OPTS FG_OPT_COUNT(opts)
 
@@ -167,6 +179,10 @@ void fg_train_config_default(fg_train_config *c)
     c->ckpt_compress_full = 0;
     c->ckpt_write_delay_ms = 0;
     c->keep_best = 1;
+    c->loss_scale = 0; /* off: fp32 gradients neither overflow nor underflow at any sane scale */
+    c->loss_scale_init = 65536.0f;
+    c->loss_scale_growth_interval = 2000;
+    c->loss_scale_hysteresis = 1;
     c->blas_threading = 0; /* auto: the kernels read FG_BLAS_THREADING (their one parser) or use omp */
 }
 

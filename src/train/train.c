@@ -1,7 +1,8 @@
 /* train.c: one training run end to end: checks every input before writing, tokenises
  * raw text into shards, then steps (accumulate, clip, schedule, AdamW), validates,
  * logs metrics.jsonl, checkpoints through ckpt.h and prints the cost summary.
- * Leaves out data/tensor/pipeline parallelism (src/dist) and mixed precision. */
+ * With loss_scale dynamic, the loss scaler (precision.h) scales the backward and skips
+ * steps whose gradients hold inf/nan. Leaves out data/tensor/pipeline parallelism (src/dist). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <jansson.h>
@@ -15,6 +16,7 @@
 #include "frugal/ckpt.h"
 #include "frugal/kernels.h"
 #include "frugal/optim.h"
+#include "frugal/precision.h"
 #include "frugal/tok.h"
 #include "frugal/train.h"
 
@@ -25,6 +27,7 @@ typedef struct run {
     fg_tokenizer *tok;
     fg_model *m;
     fg_optim opt;
+    fg_loss_scaler scaler; /* loss_scale dynamic; checkpointed in the meta */
     fg_loader train, val;
     bool has_val;
     int32_t *inp, *tgt; /* [grad_accum*B, T] */
@@ -220,6 +223,12 @@ static fg_status clear_old_run(const fg_train_config *c)
 fg_status fg_train_grads(fg_model *m, const int32_t *inputs, const int32_t *targets, int B, int T, int n_micro,
                          float *loss)
 {
+    return fg_train_grads_scaled(m, inputs, targets, B, T, n_micro, 1.0f, loss);
+}
+
+fg_status fg_train_grads_scaled(fg_model *m, const int32_t *inputs, const int32_t *targets, int B, int T, int n_micro,
+                                float grad_scale, float *loss)
+{
     fg_model_zero_grad(m);
     double sum = 0;
     for (int k = 0; k < n_micro; k++) {
@@ -229,7 +238,7 @@ fg_status fg_train_grads(fg_model *m, const int32_t *inputs, const int32_t *targ
         if (st != FG_OK)
             return st;
         /* mean over all rows = sum over micro-batches of (micro mean) / n_micro */
-        st = fg_model_backward(m, 1.0f / (float)n_micro);
+        st = fg_model_backward(m, grad_scale * (1.0f / (float)n_micro));
         if (st != FG_OK)
             return st;
         sum += l;
@@ -297,6 +306,19 @@ static char *meta_json(const run *r, double tokens)
     json_object_set_new(o, "loader_shard", json_integer(r->train.shard));
     json_object_set_new(o, "loader_pos", json_integer((json_int_t)r->train.pos));
     json_object_set_new(o, "tokens", json_real(tokens));
+    if (r->c.loss_scale) {
+        /* the scale is a float: as a double it prints and reads back exactly */
+        const fg_loss_scaler *sc = &r->scaler;
+        json_t *ls = json_object();
+        json_object_set_new(ls, "scale", json_real(sc->scale));
+        json_object_set_new(ls, "growth_tracker", json_integer(sc->growth_tracker));
+        json_object_set_new(ls, "hysteresis_tracker", json_integer(sc->hysteresis_tracker));
+        json_object_set_new(ls, "steps", json_integer(sc->steps));
+        json_object_set_new(ls, "skipped_steps", json_integer(sc->skipped_steps));
+        json_object_set_new(ls, "backoffs", json_integer(sc->backoffs));
+        json_object_set_new(ls, "growths", json_integer(sc->growths));
+        json_object_set_new(o, "loss_scaler", ls);
+    }
     char *cfg = fg_train_config_to_json(&r->c);
     json_t *cj = cfg ? json_loads(cfg, 0, NULL) : NULL;
     fg_free(cfg);
@@ -327,8 +349,26 @@ static fg_status meta_restore(run *r, const char *meta, const char *dir)
     r->train.shard = (int)json_integer_value(json_object_get(o, "loader_shard"));
     r->train.pos = (uint64_t)json_integer_value(json_object_get(o, "loader_pos"));
     r->tokens_before = json_number_value(json_object_get(o, "tokens"));
-    if (r->train.shard < 0 || r->train.shard >= r->train.n_shards)
+    if (r->train.shard < 0 || r->train.shard >= r->train.n_shards) {
         st = fg_error(FG_ERR_FORMAT, "%s: checkpoint loader shard %d out of range", dir, r->train.shard);
+        goto out;
+    }
+    if (r->c.loss_scale) {
+        json_t *ls = json_object_get(o, "loss_scaler");
+        json_t *scale = ls ? json_object_get(ls, "scale") : NULL;
+        if (!json_is_number(scale) || !(json_number_value(scale) > 0)) {
+            st = fg_error(FG_ERR_FORMAT, "%s: checkpoint meta lacks the loss scaler's state (loss_scale dynamic)", dir);
+            goto out;
+        }
+        fg_loss_scaler *sc = &r->scaler;
+        sc->scale = (float)json_number_value(scale);
+        sc->growth_tracker = (int)json_integer_value(json_object_get(ls, "growth_tracker"));
+        sc->hysteresis_tracker = (int)json_integer_value(json_object_get(ls, "hysteresis_tracker"));
+        sc->steps = (int64_t)json_integer_value(json_object_get(ls, "steps"));
+        sc->skipped_steps = (int64_t)json_integer_value(json_object_get(ls, "skipped_steps"));
+        sc->backoffs = (int64_t)json_integer_value(json_object_get(ls, "backoffs"));
+        sc->growths = (int64_t)json_integer_value(json_object_get(ls, "growths"));
+    }
 out:
     json_decref(o);
     return st;
@@ -483,6 +523,15 @@ static fg_status setup(run *r, FILE *out)
         const fg_tensor_info *ti = fg_model_tensor(r->m, i);
         ranges[i] = (fg_optim_range){ti->offset, ti->numel, (c->decay_all || !ti->no_decay), ti->frozen, ti->lr_scale};
     }
+    if (c->loss_scale) {
+        fg_loss_scaler_config lc = fg_loss_scaler_config_default();
+        lc.init_scale = c->loss_scale_init;
+        lc.growth_interval = c->loss_scale_growth_interval;
+        lc.hysteresis = c->loss_scale_hysteresis;
+        st = fg_loss_scaler_init(&r->scaler, &lc);
+        if (st != FG_OK)
+            goto out_ids;
+    }
     fg_adamw_config ac = {c->beta1, c->beta2, c->eps, c->weight_decay};
     st = fg_optim_init(&r->opt, fg_model_num_params(r->m), ranges, nt, &ac);
     fg_free(ranges);
@@ -577,6 +626,9 @@ static void print_cost(FILE *out, const run *r, const fg_train_result *res, doub
     fprintf(out, "checkpointed    : %s%s\n", fg_fmt_bytes(b3, sizeof b3, (double)res->ckpt_bytes),
             r->ckpt_failed ? " written, then a checkpoint write failed" : "");
     fprintf(out, "threads         : %d, kernels: matmul=%s\n", fg_threads_get(), fg_kernels_variant("matmul"));
+    if (r->c.loss_scale)
+        fprintf(out, "loss scaling    : dynamic, %ld step%s skipped (inf/nan gradients), scale now %g\n",
+                res->skipped_steps, res->skipped_steps == 1 ? "" : "s", (double)r->scaler.scale);
 }
 
 /* The checkpoint policy of the config, as ckpt.h takes it. */
@@ -745,6 +797,9 @@ fg_status fg_train_run(const fg_train_config *cfg, FILE *out, fg_train_result *r
         fprintf(out, "train: %ld steps x %.0f tokens, lr %g -> %g (warmup %ld), %llu train tokens%s\n", c->max_steps,
                 tok_step, c->lr, c->min_lr, sched.warmup, (unsigned long long)fg_loader_tokens(&r->train),
                 r->has_val ? "" : ", no validation data");
+        if (c->loss_scale)
+            fprintf(out, "loss scaling: dynamic, scale %g (x2 after %d clean steps, /2 after %d overflowing)\n",
+                    (double)r->scaler.scale, c->loss_scale_growth_interval, c->loss_scale_hysteresis);
         fflush(out);
     }
     fg_progress bar;
@@ -770,18 +825,35 @@ fg_status fg_train_run(const fg_train_config *cfg, FILE *out, fg_train_result *r
         for (int k = 0; k < A; k++)
             fg_loader_next(&r->train, r->inp + (size_t)k * B * T, r->tgt + (size_t)k * B * T);
         float loss = 0;
-        st = fg_train_grads(r->m, r->inp, r->tgt, B, T, A, &loss);
+        float *grads = fg_model_grads(r->m);
+        const size_t n_grads = fg_model_num_params(r->m);
+        const float scale = c->loss_scale ? r->scaler.scale : 1.0f;
+        st = fg_train_grads_scaled(r->m, r->inp, r->tgt, B, T, A, scale, &loss);
         if (st != FG_OK)
             goto out_teardown;
-        double norm = fg_optim_clip(&r->opt, fg_model_grads(r->m), c->grad_clip);
-        if (!isfinite(loss) || !isfinite(norm)) {
+        if (c->inject_overflow_step > 0 && r->step + 1 == c->inject_overflow_step)
+            grads[0] = INFINITY; /* test hook: an overflow in the backward, as the scaler must see it */
+        bool skipped = false;
+        if (c->loss_scale) {
+            /* GradScaler order: unscale with the inf/nan check, then clip and step on
+             * clean gradients only; the skipped step leaves params, the Adam moments and
+             * Adam's t as they were, while the step counter, schedule and data move on */
+            bool found_inf = false;
+            fg_grad_unscale(grads, n_grads, fg_loss_scaler_inv_scale(&r->scaler), &found_inf);
+            skipped = fg_loss_scaler_update(&r->scaler, found_inf);
+        }
+        double norm = skipped ? NAN : fg_optim_clip(&r->opt, grads, c->grad_clip);
+        if (!skipped && (!isfinite(loss) || !isfinite(norm))) {
             st = fg_error(FG_ERR_NUMERIC, "step %ld: loss %g, gradient norm %g: training diverged (lower --lr?)",
                           r->step, loss, norm);
             goto out_teardown;
         }
         float lr = fg_lr_at(&sched, r->step);
-        fg_optim_step(&r->opt, fg_model_params(r->m), fg_model_grads(r->m), lr);
-        fg_model_post_step(r->m);
+        if (!skipped) {
+            fg_optim_step(&r->opt, fg_model_params(r->m), grads, lr);
+            fg_model_post_step(r->m);
+        }
+        res.skipped_steps += skipped;
         r->step++;
         res.steps++;
         double dt = fg_time_sec() - t0;
@@ -791,10 +863,16 @@ fg_status fg_train_run(const fg_train_config *cfg, FILE *out, fg_train_result *r
             res.first_loss = loss;
         res.last_loss = loss;
         double tps = res.tokens / res.train_sec;
+        char norm_s[32];
+        snprintf(norm_s, sizeof norm_s, isfinite(norm) ? "%.6g" : "null", norm); /* JSON has no nan */
+        char loss_s[32];
+        snprintf(loss_s, sizeof loss_s, isfinite(loss) ? "%.9g" : "null", loss);
         metrics_printf(r,
-                       "{\"step\": %ld, \"loss\": %.9g, \"lr\": %.6g, \"grad_norm\": %.6g, \"tokens\": %.0f, "
+                       "{\"step\": %ld, \"loss\": %s, \"lr\": %.6g, \"grad_norm\": %s, \"tokens\": %.0f, "
                        "\"tokens_per_s\": %.1f, \"flops_per_s\": %.4g, \"step_s\": %.4f",
-                       r->step, loss, lr, norm, r->tokens_before + res.tokens, tps, tps * flops_tok, dt);
+                       r->step, loss_s, lr, norm_s, r->tokens_before + res.tokens, tps, tps * flops_tok, dt);
+        if (c->loss_scale) /* the scale this step's backward used, and its verdict */
+            metrics_printf(r, ", \"loss_scale\": %.9g, \"skipped\": %d", (double)scale, skipped ? 1 : 0);
         if (c->model.moe.n_expert > 0) {
             /* router health of the step's last micro-batch */
             fg_moe_stats ms;
@@ -819,7 +897,8 @@ fg_status fg_train_run(const fg_train_config *cfg, FILE *out, fg_train_result *r
         if (bar.enabled && (log_now || (c->val_every > 0 && r->step % c->val_every == 0)))
             fputs("\r\033[K", stderr); /* clear the bar's line; the next update redraws it */
         if (log_now) {
-            fprintf(out, "step %6ld | loss %.4f | lr %.3e | norm %.3f | %.0f tok/s\n", r->step, loss, lr, norm, tps);
+            fprintf(out, "step %6ld | loss %.4f | lr %.3e | norm %.3f | %.0f tok/s%s\n", r->step, loss, lr, norm, tps,
+                    skipped ? " | skipped (inf/nan gradients)" : "");
             fflush(out);
         }
         if ((c->val_every > 0 && r->step % c->val_every == 0) || last) {
@@ -850,6 +929,7 @@ fg_status fg_train_run(const fg_train_config *cfg, FILE *out, fg_train_result *r
     }
     fg_progress_end(&bar);
     res.flops = res.tokens * flops_tok;
+    res.loss_scale = c->loss_scale ? r->scaler.scale : 1.0f;
     if (r->ckw) {
         st = fg_ckpt_writer_wait(r->ckw);
         if (st != FG_OK) {
