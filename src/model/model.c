@@ -481,6 +481,7 @@ void model_linear_forward(const fg_model *m, float *out, const float *inp, const
     fg_cvt_f32_bf16(m->xbf, inp, (size_t)N * (size_t)C);
     float beta = 0.0f;
     if (bias) { /* start from the bias rows; the GEMM accumulates onto them */
+#pragma omp parallel for schedule(static)
         for (int n = 0; n < N; n++)
             memcpy(out + (size_t)n * OC, bias, (size_t)OC * sizeof(float));
         beta = 1.0f;
