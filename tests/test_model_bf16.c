@@ -157,6 +157,46 @@ done:
     fg_model_delete(m16);
 }
 
+/* Regression: generation runs in fp32 on the master weights, so a bf16 model decodes
+ * exactly as the fp32 one, before any forward (its bf16 copy is still all zeros) and
+ * after an optimiser-like update (the copy is stale until the next forward). */
+static void test_generation_fp32(fg_layout layout)
+{
+    fg_model_config c32, c16;
+    config(&c32, layout, 0, FG_PRECISION_FP32);
+    config(&c16, layout, 0, FG_PRECISION_BF16);
+    fg_model *m32 = fg_model_new(&c32, B, T), *m16 = fg_model_new(&c16, B, T);
+    FG_CHECK(m32 && m16, "fg_model_new: %s", fg_last_error());
+    if (!m32 || !m16)
+        goto done;
+    fg_model_init_weights(m32, 3);
+    fg_model_init_weights(m16, 3);
+    size_t Vp = (size_t)fg_model_get_config(m32)->padded_vocab;
+    for (int round = 0; round < 2; round++) {
+        for (int pos = 0; pos < 3; pos++) {
+            const float *a = NULL, *b = NULL;
+            FG_CHECK(fg_model_decode_step(m32, 5 + pos, pos, &a) == FG_OK, "decode fp32");
+            FG_CHECK(fg_model_decode_step(m16, 5 + pos, pos, &b) == FG_OK, "decode bf16");
+            FG_CHECK(a && b && memcmp(a, b, Vp * sizeof(float)) == 0,
+                     "layout %d round %d pos %d: bf16 model decodes as fp32 bit for bit", (int)layout, round, pos);
+        }
+        /* a forward (refreshes the bf16 copy), then a weight change as an optimiser makes */
+        int32_t x[B * T];
+        for (int i = 0; i < B * T; i++)
+            x[i] = i % V;
+        float l;
+        FG_CHECK(fg_model_forward(m16, x, x, B, T, &l) == FG_OK, "forward bf16");
+        float *p32 = fg_model_params(m32), *p16 = fg_model_params(m16);
+        for (size_t i = 0; i < fg_model_num_params(m32); i++) {
+            p32[i] *= 1.5f;
+            p16[i] *= 1.5f;
+        }
+    }
+done:
+    fg_model_delete(m32);
+    fg_model_delete(m16);
+}
+
 static void test_validate(void)
 {
     fg_model_config c;
@@ -172,6 +212,8 @@ int main(void)
 {
     FG_TEST_BEGIN("model_bf16");
     test_validate();
+    test_generation_fp32(FG_LAYOUT_LLAMA);
+    test_generation_fp32(FG_LAYOUT_GPT2);
     compare("llama", FG_LAYOUT_LLAMA, 0);
     compare("gpt2", FG_LAYOUT_GPT2, 0);
     compare("llama-moe", FG_LAYOUT_LLAMA, 1);

@@ -474,7 +474,7 @@ static const uint16_t *weight_bf16(const fg_model *m, const float *weight)
 void model_linear_forward(const fg_model *m, float *out, const float *inp, const float *weight, const float *bias,
                           int N, int C, int OC)
 {
-    if (!m->wbf) {
+    if (!m->bf_live) {
         fg_matmul_forward(out, inp, weight, bias, N, C, OC);
         return;
     }
@@ -492,7 +492,7 @@ void model_linear_forward(const fg_model *m, float *out, const float *inp, const
 void model_linear_backward(const fg_model *m, float *dinp, float *dweight, float *dbias, const float *dout,
                            const float *inp, const float *weight, int N, int C, int OC)
 {
-    if (!m->wbf) {
+    if (!m->bf_live) {
         fg_matmul_backward(dinp, dweight, dbias, dout, inp, weight, N, C, OC);
         return;
     }
@@ -553,7 +553,7 @@ void model_ffn_backward(fg_model *m, int l, float *dinp, const float *dout, cons
 
 /* ---- forward / backward ---- */
 
-fg_status fg_model_forward(fg_model *m, const int32_t *inputs, const int32_t *targets, int B, int T, float *loss)
+static fg_status model_forward(fg_model *m, const int32_t *inputs, const int32_t *targets, int B, int T, float *loss)
 {
     const fg_model_config *c = &m->cfg;
     if (B < 1 || T < 1 || B > m->B || T > m->T || (size_t)B * (size_t)T > (size_t)m->B * (size_t)m->T)
@@ -580,8 +580,6 @@ fg_status fg_model_forward(fg_model *m, const int32_t *inputs, const int32_t *ta
             m->n_counted += targets[i] >= 0;
     }
 
-    if (m->wbf) /* the weights changed since the last forward (optimiser step, load) */
-        fg_cvt_f32_bf16(m->wbf, m->params, m->n_params);
     m->prof_dir = 0;
     m->prof_calls[0] += m->prof_on;
     MODEL_PROF(m, OP_EMBED,
@@ -637,7 +635,7 @@ fg_status fg_model_forward(fg_model *m, const int32_t *inputs, const int32_t *ta
     return FG_OK;
 }
 
-fg_status fg_model_backward(fg_model *m, float loss_scale)
+static fg_status model_backward(fg_model *m, float loss_scale)
 {
     const fg_model_config *c = &m->cfg;
     if (!m->fwd_done)
@@ -709,6 +707,27 @@ fg_status fg_model_backward(fg_model *m, float loss_scale)
     /* encoded = wte[inputs] (+ wpe[t]) */
     MODEL_PROF(m, OP_EMBED, fg_embedding_backward(m->grads + m->wte, model_g(m, m->wpe), m->dres, m->inputs, N, T, C));
     return FG_OK;
+}
+
+/* The bf16 copy of the weights is refreshed at each forward and used only inside
+ * forward and backward (bf_live): generation runs between optimiser steps and after
+ * loads, where the copy may be stale, so it keeps the fp32 path. */
+fg_status fg_model_forward(fg_model *m, const int32_t *inputs, const int32_t *targets, int B, int T, float *loss)
+{
+    if (m->wbf) /* the weights changed since the last forward (optimiser step, load) */
+        fg_cvt_f32_bf16(m->wbf, m->params, m->n_params);
+    m->bf_live = m->wbf != NULL;
+    fg_status st = model_forward(m, inputs, targets, B, T, loss);
+    m->bf_live = 0;
+    return st;
+}
+
+fg_status fg_model_backward(fg_model *m, float loss_scale)
+{
+    m->bf_live = m->wbf != NULL;
+    fg_status st = model_backward(m, loss_scale);
+    m->bf_live = 0;
+    return st;
 }
 
 /* ---- profile ---- */

@@ -151,6 +151,7 @@ struct fg_model {
     uint16_t *wbf;       /* [n_params] */
     uint16_t *xbf, *dbf; /* [bf_cap] */
     size_t bf_cap;
+    int bf_live; /* inside fg_model_forward / _backward of a bf16 model: wbf is current */
 
     int prof_on, prof_dir;    /* profiling enabled; 0 forward, 1 backward */
     double prof[2][OP_COUNT]; /* seconds per op since fg_model_profile(m, 1) */
