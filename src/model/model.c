@@ -325,6 +325,13 @@ fg_model *fg_model_new(const fg_model_config *cfg, int B, int T)
             w = (size_t)m->Fin;
         if ((size_t)m->cfg.padded_vocab > w)
             w = (size_t)m->cfg.padded_vocab;
+        const fg_moe_config *mc = &m->cfg.moe;
+        if (mc->n_expert > 0) { /* routed experts: K rows per token, C or 2H columns */
+            size_t we = (size_t)mc->n_expert_active *
+                        (size_t)(m->cfg.d_model > 2 * mc->d_expert ? m->cfg.d_model : 2 * mc->d_expert);
+            if (we > w)
+                w = we;
+        }
         m->bf_cap = N * w;
         m->wbf = fg_calloc(m->n_params, sizeof(uint16_t));
         m->xbf = fg_calloc(m->bf_cap, sizeof(uint16_t));

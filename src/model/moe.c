@@ -354,6 +354,18 @@ static void expert_forward(fg_moe_layer *L, const fg_moe_weights *w, int e)
     int r0 = L->offs[e], ne = L->offs[e + 1] - r0;
     if (ne == 0)
         return;
+    if (w->expert_fc_bf16) { /* bf16 operands, fp32 accumulation (docs/PRECISION.md) */
+        size_t W = C > 2 * H ? C : 2 * H;
+        uint16_t *xb = w->bf16_x + (size_t)r0 * W;
+        fg_cvt_f32_bf16(xb, L->xg + (size_t)r0 * C, (size_t)ne * C);
+        fg_bgemm(0, 1, ne, (int)(2 * H), (int)C, 1.0f, xb, (int)C, w->expert_fc_bf16 + (size_t)e * 2 * H * C, (int)C,
+                 0.0f, L->h + (size_t)r0 * 2 * H, (int)(2 * H));
+        fg_swiglu_forward(L->act + (size_t)r0 * H, L->h + (size_t)r0 * 2 * H, ne, (int)H);
+        fg_cvt_f32_bf16(xb, L->act + (size_t)r0 * H, (size_t)ne * H);
+        fg_bgemm(0, 1, ne, (int)C, (int)H, 1.0f, xb, (int)H, w->expert_proj_bf16 + (size_t)e * C * H, (int)H, 0.0f,
+                 L->eo + (size_t)r0 * C, (int)C);
+        return;
+    }
     fg_matmul_forward(L->h + (size_t)r0 * 2 * H, L->xg + (size_t)r0 * C, w->expert_fc + (size_t)e * 2 * H * C, NULL, ne,
                       (int)C, (int)(2 * H));
     fg_swiglu_forward(L->act + (size_t)r0 * H, L->h + (size_t)r0 * 2 * H, ne, (int)H);
@@ -515,6 +527,25 @@ static void expert_backward(fg_moe_layer *L, fg_moe_scratch *S, const fg_moe_wei
     size_t r = (size_t)r0;
     float *d_eo = S->d_eo + r * C, *d_act = S->d_act + r * H, *d_h = S->d_h + r * 2 * H, *d_xg = S->d_xg + r * C;
     const float *proj = w->expert_proj + (size_t)e * C * H, *fc = w->expert_fc + (size_t)e * 2 * H * C;
+    if (w->expert_fc_bf16) { /* the same four products on bf16 operands */
+        size_t W = C > 2 * H ? C : 2 * H;
+        uint16_t *xb = w->bf16_x + r * W, *db = w->bf16_d + r * W;
+        fg_cvt_f32_bf16(db, d_eo, (size_t)ne * C);
+        fg_bgemm(0, 0, ne, (int)H, (int)C, 1.0f, db, (int)C, w->expert_proj_bf16 + (size_t)e * C * H, (int)H, 0.0f,
+                 d_act, (int)H);
+        fg_cvt_f32_bf16(xb, L->act + r * H, (size_t)ne * H);
+        fg_bgemm(1, 0, (int)C, (int)H, ne, 1.0f, db, (int)C, xb, (int)H, 1.0f, dw->expert_proj + (size_t)e * C * H,
+                 (int)H);
+        memset(d_h, 0, (size_t)ne * 2 * H * sizeof(float));
+        fg_swiglu_backward(d_h, d_act, L->h + r * 2 * H, ne, (int)H);
+        fg_cvt_f32_bf16(db, d_h, (size_t)ne * 2 * H);
+        fg_bgemm(0, 0, ne, (int)C, (int)(2 * H), 1.0f, db, (int)(2 * H), w->expert_fc_bf16 + (size_t)e * 2 * H * C,
+                 (int)C, 0.0f, d_xg, (int)C);
+        fg_cvt_f32_bf16(xb, L->xg + r * C, (size_t)ne * C);
+        fg_bgemm(1, 0, (int)(2 * H), (int)C, ne, 1.0f, db, (int)(2 * H), xb, (int)C, 1.0f,
+                 dw->expert_fc + (size_t)e * 2 * H * C, (int)C);
+        return;
+    }
     /* eo = act @ proj_e^T: d_act = d_eo @ proj_e (set, beta 0: no zeroing pass),
      * dproj_e += d_eo^T @ act */
     fg_sgemm(0, 0, ne, (int)H, (int)C, 1.0f, d_eo, (int)C, proj, (int)H, 0.0f, d_act, (int)H);
