@@ -17,7 +17,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "frugal/kernels.h"
 #include "frugal/model.h"
+#include "frugal/moe.h"
 #include "harness.h"
 
 enum { V = 96, L = 2, NH = 4, C = 64, B = 2, T = 16 };
@@ -197,6 +199,80 @@ done:
     fg_model_delete(m16);
 }
 
+/* The MoE block alone: its routed experts with bf16 views against the same block in
+ * fp32 (same weights, same input), so the experts' bf16 path is seen apart from the
+ * rest of the model. Same tolerances as the model (header); the outputs must differ. */
+static void test_moe_block(void)
+{
+    enum { E = 4, K = 2, H = 32, MC = 64, NT = 24 };
+    fg_moe_config mc;
+    memset(&mc, 0, sizeof mc);
+    mc.n_expert = E;
+    mc.n_expert_active = K;
+    mc.d_expert = H;
+    mc.route_scale = 1.0f;
+    mc.balance = FG_BALANCE_NONE;
+    mc.router_logit_scale = 1.0f;
+    mc.router_lr_scale = 1.0f;
+    mc.balance_window = 1;
+    mc.d_model = MC;
+    size_t nfc = (size_t)E * 2 * H * MC, npr = (size_t)E * MC * H, W = (size_t)NT * K * (MC > 2 * H ? MC : 2 * H);
+    float *buf = fg_calloc(3 * (E * MC + E + nfc + npr) + 6 * NT * MC, sizeof(float));
+    uint16_t *bfw = fg_calloc(nfc + npr + 2 * W, sizeof(uint16_t));
+    fg_moe_layer ML;
+    fg_moe_scratch S;
+    FG_CHECK(buf && bfw && fg_moe_layer_init(&ML, &mc, NT) == FG_OK && fg_moe_scratch_init(&S, &mc, NT) == FG_OK,
+             "moe block init: %s", fg_last_error());
+    fg_moe_weights w = {0}, dw[2] = {{0}, {0}};
+    float *p = buf;
+    w.router_w = p, p += E * MC;
+    w.router_bias = p, p += E;
+    w.expert_fc = p, p += nfc;
+    w.expert_proj = p, p += npr;
+    for (int k = 0; k < 2; k++) {
+        dw[k].router_w = p, p += E * MC;
+        dw[k].router_bias = p, p += E;
+        dw[k].expert_fc = p, p += nfc;
+        dw[k].expert_proj = p, p += npr;
+    }
+    float *x = p, *dout = p + NT * MC, *out[2] = {p + 2 * NT * MC, p + 3 * NT * MC};
+    float *dx[2] = {p + 4 * NT * MC, p + 5 * NT * MC};
+    fg_rng r;
+    fg_rng_seed(&r, 5);
+    for (float *q = buf; q < dw[0].router_w; q++)
+        *q = 0.1f * (2.0f * fg_rng_uniform(&r) - 1.0f);
+    for (int i = 0; i < NT * MC; i++) {
+        x[i] = 2.0f * fg_rng_uniform(&r) - 1.0f;
+        dout[i] = 2.0f * fg_rng_uniform(&r) - 1.0f;
+    }
+    fg_moe_weights wb = w;
+    fg_cvt_f32_bf16(bfw, w.expert_fc, nfc);
+    fg_cvt_f32_bf16(bfw + nfc, w.expert_proj, npr);
+    wb.expert_fc_bf16 = bfw;
+    wb.expert_proj_bf16 = bfw + nfc;
+    wb.bf16_x = bfw + nfc + npr;
+    wb.bf16_d = bfw + nfc + npr + W;
+    const fg_moe_weights *ws[2] = {&w, &wb};
+    for (int k = 0; k < 2; k++) {
+        FG_CHECK(fg_moe_forward(&ML, out[k], x, ws[k], 1, NT) == FG_OK, "moe forward %d", k);
+        FG_CHECK(fg_moe_backward(&ML, &S, dx[k], &dw[k], dout, x, ws[k], 1.0f) == FG_OK, "moe backward %d", k);
+    }
+    double n, co = cosine(out[1], out[0], NT * MC, &n), cx = cosine(dx[1], dx[0], NT * MC, &n);
+    double cf = cosine(dw[1].expert_fc, dw[0].expert_fc, nfc, &n),
+           cp = cosine(dw[1].expert_proj, dw[0].expert_proj, npr, &n);
+    FG_CHECK(fg_test_max_rel_err(out[1], out[0], NT * MC) <= 1e-2, "moe block: out max rel err %.2e (<= 1e-2)",
+             fg_test_max_rel_err(out[1], out[0], NT * MC));
+    FG_CHECK(memcmp(out[0], out[1], NT * MC * sizeof(float)) != 0, "moe block: the bf16 experts ran (out differs)");
+    FG_CHECK(co > 0.999 && cx > 0.999 && cf > 0.999 && cp > 0.999,
+             "moe block: cosines out %.6f dx %.6f dfc %.6f dproj %.6f (> 0.999)", co, cx, cf, cp);
+    printf("  moe block: out rel err %.2e, cosines out %.6f dx %.6f dfc %.6f dproj %.6f\n",
+           fg_test_max_rel_err(out[1], out[0], NT * MC), co, cx, cf, cp);
+    fg_moe_layer_free(&ML);
+    fg_moe_scratch_free(&S);
+    fg_free(buf);
+    fg_free(bfw);
+}
+
 static void test_validate(void)
 {
     fg_model_config c;
@@ -212,6 +288,7 @@ int main(void)
 {
     FG_TEST_BEGIN("model_bf16");
     test_validate();
+    test_moe_block();
     test_generation_fp32(FG_LAYOUT_LLAMA);
     test_generation_fp32(FG_LAYOUT_GPT2);
     compare("llama", FG_LAYOUT_LLAMA, 0);
