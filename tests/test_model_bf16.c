@@ -199,7 +199,7 @@ done:
     fg_model_delete(m16);
 }
 
-/* The MoE block alone: its routed experts with bf16 views against the same block in
+/* The MoE block alone: its routed and shared experts with bf16 views against the same block in
  * fp32 (same weights, same input), so the experts' bf16 path is seen apart from the
  * rest of the model. Same tolerances as the model (header); the outputs must differ. */
 static void test_moe_block(void)
@@ -210,13 +210,15 @@ static void test_moe_block(void)
     mc.n_expert = E;
     mc.n_expert_active = K;
     mc.d_expert = H;
+    mc.n_shared_expert = 1;
     mc.route_scale = 1.0f;
     mc.balance = FG_BALANCE_NONE;
     mc.router_logit_scale = 1.0f;
     mc.router_lr_scale = 1.0f;
     mc.balance_window = 1;
     mc.d_model = MC;
-    size_t nfc = (size_t)E * 2 * H * MC, npr = (size_t)E * MC * H, W = (size_t)NT * K * (MC > 2 * H ? MC : 2 * H);
+    size_t nfc = (size_t)E * 2 * H * MC + 2 * H * MC, npr = (size_t)E * MC * H + MC * H,
+           W = (size_t)NT * K * (MC > 2 * H ? MC : 2 * H);
     float *buf = fg_calloc(3 * (E * MC + E + nfc + npr) + 6 * NT * MC, sizeof(float));
     uint16_t *bfw = fg_calloc(nfc + npr + 2 * W, sizeof(uint16_t));
     fg_moe_layer ML;
@@ -227,13 +229,13 @@ static void test_moe_block(void)
     float *p = buf;
     w.router_w = p, p += E * MC;
     w.router_bias = p, p += E;
-    w.expert_fc = p, p += nfc;
-    w.expert_proj = p, p += npr;
+    w.expert_fc = p, w.shared_fc = p + (size_t)E * 2 * H * MC, p += nfc;
+    w.expert_proj = p, w.shared_proj = p + (size_t)E * MC * H, p += npr;
     for (int k = 0; k < 2; k++) {
         dw[k].router_w = p, p += E * MC;
         dw[k].router_bias = p, p += E;
-        dw[k].expert_fc = p, p += nfc;
-        dw[k].expert_proj = p, p += npr;
+        dw[k].expert_fc = p, dw[k].shared_fc = p + (size_t)E * 2 * H * MC, p += nfc;
+        dw[k].expert_proj = p, dw[k].shared_proj = p + (size_t)E * MC * H, p += npr;
     }
     float *x = p, *dout = p + NT * MC, *out[2] = {p + 2 * NT * MC, p + 3 * NT * MC};
     float *dx[2] = {p + 4 * NT * MC, p + 5 * NT * MC};
@@ -250,6 +252,8 @@ static void test_moe_block(void)
     fg_cvt_f32_bf16(bfw + nfc, w.expert_proj, npr);
     wb.expert_fc_bf16 = bfw;
     wb.expert_proj_bf16 = bfw + nfc;
+    wb.shared_fc_bf16 = bfw + (size_t)E * 2 * H * MC;
+    wb.shared_proj_bf16 = bfw + nfc + (size_t)E * MC * H;
     wb.bf16_x = bfw + nfc + npr;
     wb.bf16_d = bfw + nfc + npr + W;
     const fg_moe_weights *ws[2] = {&w, &wb};

@@ -329,8 +329,11 @@ fg_model *fg_model_new(const fg_model_config *cfg, int B, int T)
         if (mc->n_expert > 0) { /* routed experts: K rows per token, C or 2H columns */
             size_t we = (size_t)mc->n_expert_active *
                         (size_t)(m->cfg.d_model > 2 * mc->d_expert ? m->cfg.d_model : 2 * mc->d_expert);
+            size_t SH2 = 2 * (size_t)mc->n_shared_expert * (size_t)mc->d_expert; /* shared expert: C or 2SH */
             if (we > w)
                 w = we;
+            if (SH2 > w)
+                w = SH2;
         }
         m->bf_cap = N * w;
         m->wbf = fg_calloc(m->n_params, sizeof(uint16_t));

@@ -138,6 +138,10 @@ static void bf16_views(const fg_model *m, const model_layer_off *o, fg_moe_weigh
         return;
     w->expert_fc_bf16 = m->wbf + o->moe[FG_MOE_EXPERT_FC];
     w->expert_proj_bf16 = m->wbf + o->moe[FG_MOE_EXPERT_PROJ];
+    if (o->moe[FG_MOE_SHARED_FC] != FG_NO_TENSOR) {
+        w->shared_fc_bf16 = m->wbf + o->moe[FG_MOE_SHARED_FC];
+        w->shared_proj_bf16 = m->wbf + o->moe[FG_MOE_SHARED_PROJ];
+    }
     w->bf16_x = m->xbf;
     w->bf16_d = m->dbf;
 }
