@@ -76,19 +76,27 @@ typedef struct fg_moe_config {
     int d_model;
 } fg_moe_config;
 
+/* Arithmetic of the linear layers (docs/PRECISION.md "bf16 training"). Written to run
+ * configs: append-only. */
+typedef enum fg_precision {
+    FG_PRECISION_FP32 = 0, /* everything fp32 */
+    FG_PRECISION_BF16 = 1, /* linear-layer GEMMs on bf16 copies, fp32 accumulation and master weights */
+} fg_precision;
+
 typedef struct fg_model_config {
     fg_layout layout;
-    int vocab_size;     /* V: real tokens */
-    int padded_vocab;   /* Vp >= V (rows of wte/head); 0 = round V up to a multiple of 64 */
-    int max_seq_len;    /* maxT */
-    int n_layer;        /* L */
-    int n_head;         /* NH; head size HS = d_model / n_head */
-    int d_model;        /* C */
-    int d_ff;           /* dense FFN hidden size; 0 = 4C (gpt2) or multiple-of-64 near 8C/3 (llama) */
-    float norm_eps;     /* 1e-5 */
-    float rope_theta;   /* 10000 */
-    int tie_embeddings; /* head uses wte (gpt2 default 1, llama default 0) */
-    fg_moe_config moe;  /* MoE FFN (moe.n_expert == 0: dense everywhere); the block's config, embedded */
+    int vocab_size;         /* V: real tokens */
+    int padded_vocab;       /* Vp >= V (rows of wte/head); 0 = round V up to a multiple of 64 */
+    int max_seq_len;        /* maxT */
+    int n_layer;            /* L */
+    int n_head;             /* NH; head size HS = d_model / n_head */
+    int d_model;            /* C */
+    int d_ff;               /* dense FFN hidden size; 0 = 4C (gpt2) or multiple-of-64 near 8C/3 (llama) */
+    float norm_eps;         /* 1e-5 */
+    float rope_theta;       /* 10000 */
+    int tie_embeddings;     /* head uses wte (gpt2 default 1, llama default 0) */
+    fg_moe_config moe;      /* MoE FFN (moe.n_expert == 0: dense everywhere); the block's config, embedded */
+    fg_precision precision; /* FP32 (default) or BF16 GEMMs in the dense linear layers */
 } fg_model_config;
 
 /* Defaults for a layout (a tiny model: L=4, C=128, NH=4, V=256, maxT=256). */

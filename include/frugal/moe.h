@@ -65,6 +65,12 @@ typedef struct fg_moe_weights {
     float *expert_proj; /* [E, C, H] */
     float *shared_fc;   /* [2SH, C] */
     float *shared_proj; /* [C, SH] */
+    /* bf16 precision of the routed and shared experts (all NULL: fp32 GEMMs). bf16
+     * copies of expert_fc / expert_proj / shared_fc / shared_proj, and two work areas of
+     * n_tok * max(K*max(C, 2H), max(C, 2SH)) values each for the bf16 operands (rows of
+     * one expert never overlap another's; the shared expert runs after them). */
+    const uint16_t *expert_fc_bf16, *expert_proj_bf16, *shared_fc_bf16, *shared_proj_bf16;
+    uint16_t *bf16_x, *bf16_d;
 } fg_moe_weights;
 
 /* Statistics of the last forward of one layer. */

@@ -78,6 +78,9 @@ fg_status fg_model_config_validate(const fg_model_config *cfg)
                         (double)cfg->rope_theta);
     if (cfg->tie_embeddings != 0 && cfg->tie_embeddings != 1)
         return fg_error(FG_ERR_INVALID, "model config: tie_embeddings = %d must be 0 or 1", cfg->tie_embeddings);
+    if (cfg->precision != FG_PRECISION_FP32 && cfg->precision != FG_PRECISION_BF16)
+        return fg_error(FG_ERR_INVALID, "model config: precision = %d is neither fp32 (0) nor bf16 (1)",
+                        (int)cfg->precision);
     return fg_moe_model_config_validate(cfg); /* moe.n_expert == 0: dense, else the MoE fields */
 }
 
@@ -315,6 +318,30 @@ fg_model *fg_model_new(const fg_model_config *cfg, int B, int T)
     if (!m->acts || !m->inputs || !m->targets)
         goto fail;
     layout_acts(m, m->acts);
+    if (m->cfg.precision == FG_PRECISION_BF16) {
+        /* the widest operand rows of any linear layer: C, 3C, Fin, F or Vp columns */
+        size_t w = (size_t)m->cfg.d_model * 3;
+        if ((size_t)m->Fin > w)
+            w = (size_t)m->Fin;
+        if ((size_t)m->cfg.padded_vocab > w)
+            w = (size_t)m->cfg.padded_vocab;
+        const fg_moe_config *mc = &m->cfg.moe;
+        if (mc->n_expert > 0) { /* routed experts: K rows per token, C or 2H columns */
+            size_t we = (size_t)mc->n_expert_active *
+                        (size_t)(m->cfg.d_model > 2 * mc->d_expert ? m->cfg.d_model : 2 * mc->d_expert);
+            size_t SH2 = 2 * (size_t)mc->n_shared_expert * (size_t)mc->d_expert; /* shared expert: C or 2SH */
+            if (we > w)
+                w = we;
+            if (SH2 > w)
+                w = SH2;
+        }
+        m->bf_cap = N * w;
+        m->wbf = fg_calloc(m->n_params, sizeof(uint16_t));
+        m->xbf = fg_calloc(m->bf_cap, sizeof(uint16_t));
+        m->dbf = fg_calloc(m->bf_cap, sizeof(uint16_t));
+        if (!m->wbf || !m->xbf || !m->dbf)
+            goto fail;
+    }
     if (model_moe_init(m) != FG_OK)
         goto fail;
     return m;
@@ -329,6 +356,9 @@ void fg_model_delete(fg_model *m)
         return;
     model_kv_free(m);
     model_moe_free(m);
+    fg_free(m->wbf);
+    fg_free(m->xbf);
+    fg_free(m->dbf);
     fg_free(m->inputs);
     fg_free(m->targets);
     fg_free(m->acts);
@@ -443,6 +473,50 @@ static void norm_backward(fg_model *m, float *dinp, float *dw, float *db, const 
         fg_rmsnorm_backward(dinp, dw, dout, inp, w, rstd, N, m->cfg.d_model);
 }
 
+/* ---- linear layers: fp32 or bf16 GEMMs ---- */
+
+/* The bf16 copy of a weight that is a view into m->params. */
+static const uint16_t *weight_bf16(const fg_model *m, const float *weight)
+{
+    return m->wbf + (weight - m->params);
+}
+
+void model_linear_forward(const fg_model *m, float *out, const float *inp, const float *weight, const float *bias,
+                          int N, int C, int OC)
+{
+    if (!m->bf_live) {
+        fg_matmul_forward(out, inp, weight, bias, N, C, OC);
+        return;
+    }
+    fg_cvt_f32_bf16(m->xbf, inp, (size_t)N * (size_t)C);
+    float beta = 0.0f;
+    if (bias) { /* start from the bias rows; the GEMM accumulates onto them */
+#pragma omp parallel for schedule(static)
+        for (int n = 0; n < N; n++)
+            memcpy(out + (size_t)n * OC, bias, (size_t)OC * sizeof(float));
+        beta = 1.0f;
+    }
+    fg_bgemm(0, 1, N, OC, C, 1.0f, m->xbf, C, weight_bf16(m, weight), C, beta, out, OC);
+}
+
+void model_linear_backward(const fg_model *m, float *dinp, float *dweight, float *dbias, const float *dout,
+                           const float *inp, const float *weight, int N, int C, int OC)
+{
+    if (!m->bf_live) {
+        fg_matmul_backward(dinp, dweight, dbias, dout, inp, weight, N, C, OC);
+        return;
+    }
+    fg_cvt_f32_bf16(m->dbf, dout, (size_t)N * (size_t)OC);
+    if (dinp) /* dinp[N,C] += dout[N,OC] @ weight[OC,C] */
+        fg_bgemm(0, 0, N, C, OC, 1.0f, m->dbf, OC, weight_bf16(m, weight), C, 1.0f, dinp, C);
+    if (dweight) { /* dweight[OC,C] += dout^T[OC,N] @ inp[N,C] */
+        fg_cvt_f32_bf16(m->xbf, inp, (size_t)N * (size_t)C);
+        fg_bgemm(1, 0, OC, C, N, 1.0f, m->dbf, OC, m->xbf, C, 1.0f, dweight, C);
+    }
+    if (dbias) /* column sums stay fp32 */
+        fg_matmul_backward(NULL, NULL, dbias, dout, inp, weight, N, C, OC);
+}
+
 void model_ffn_forward(fg_model *m, int l, float *out, const float *inp, int N, model_ffn_acts *a)
 {
     if (model_is_moe_layer(m, l)) {
@@ -452,13 +526,13 @@ void model_ffn_forward(fg_model *m, int l, float *out, const float *inp, int N, 
     const model_layer_off *o = &m->layer[l];
     int C = m->cfg.d_model;
     /* fch = inp @ fcw^T + fcb: [N,F] (gpt2) or [N,2F] = [gate | up] (llama) */
-    MODEL_PROF(m, OP_FC, fg_matmul_forward(a->fch, inp, model_p(m, o->fcw), model_p(m, o->fcb), N, C, m->Fin));
+    MODEL_PROF(m, OP_FC, model_linear_forward(m, a->fch, inp, model_p(m, o->fcw), model_p(m, o->fcb), N, C, m->Fin));
     if (m->cfg.layout == FG_LAYOUT_GPT2)
         MODEL_PROF(m, OP_ACT, fg_gelu_forward(a->fch_act, a->fch, (size_t)N * (size_t)m->F));
     else
         MODEL_PROF(m, OP_ACT, fg_swiglu_forward(a->fch_act, a->fch, N, m->F));
     MODEL_PROF(m, OP_FCPROJ,
-               fg_matmul_forward(out, a->fch_act, model_p(m, o->fcprojw), model_p(m, o->fcprojb), N, m->F, C));
+               model_linear_forward(m, out, a->fch_act, model_p(m, o->fcprojw), model_p(m, o->fcprojb), N, m->F, C));
 }
 
 void model_ffn_backward(fg_model *m, int l, float *dinp, const float *dout, const float *inp, int N,
@@ -474,22 +548,22 @@ void model_ffn_backward(fg_model *m, int l, float *dinp, const float *dout, cons
     MODEL_PROF(m, OP_ZERO, memset(dfch, 0, (size_t)N * (size_t)m->Fin * sizeof(float)));
     /* out = fch_act @ fcprojw^T + fcprojb */
     MODEL_PROF(m, OP_FCPROJ,
-               fg_matmul_backward(dfch_act, model_g(m, o->fcprojw), model_g(m, o->fcprojb), dout, a->fch_act,
-                                  model_p(m, o->fcprojw), N, m->F, C));
+               model_linear_backward(m, dfch_act, model_g(m, o->fcprojw), model_g(m, o->fcprojb), dout, a->fch_act,
+                                     model_p(m, o->fcprojw), N, m->F, C));
     /* fch_act = gelu(fch) or silu(gate) * up */
     if (m->cfg.layout == FG_LAYOUT_GPT2)
         MODEL_PROF(m, OP_ACT, fg_gelu_backward(dfch, dfch_act, a->fch, (size_t)N * (size_t)m->F));
     else
         MODEL_PROF(m, OP_ACT, fg_swiglu_backward(dfch, dfch_act, a->fch, N, m->F));
     /* fch = inp @ fcw^T + fcb */
-    MODEL_PROF(
-        m, OP_FC,
-        fg_matmul_backward(dinp, model_g(m, o->fcw), model_g(m, o->fcb), dfch, inp, model_p(m, o->fcw), N, C, m->Fin));
+    MODEL_PROF(m, OP_FC,
+               model_linear_backward(m, dinp, model_g(m, o->fcw), model_g(m, o->fcb), dfch, inp, model_p(m, o->fcw), N,
+                                     C, m->Fin));
 }
 
 /* ---- forward / backward ---- */
 
-fg_status fg_model_forward(fg_model *m, const int32_t *inputs, const int32_t *targets, int B, int T, float *loss)
+static fg_status model_forward(fg_model *m, const int32_t *inputs, const int32_t *targets, int B, int T, float *loss)
 {
     const fg_model_config *c = &m->cfg;
     if (B < 1 || T < 1 || B > m->B || T > m->T || (size_t)B * (size_t)T > (size_t)m->B * (size_t)m->T)
@@ -527,15 +601,17 @@ fg_status fg_model_forward(fg_model *m, const int32_t *inputs, const int32_t *ta
         MODEL_PROF(
             m, OP_NORM,
             model_norm_forward(m, a->ln1, a->ln1_mean, a->ln1_rstd, res, model_p(m, o->ln1w), model_p(m, o->ln1b), N));
-        MODEL_PROF(m, OP_QKV, fg_matmul_forward(a->qkv, a->ln1, model_p(m, o->qkvw), model_p(m, o->qkvb), N, C, 3 * C));
+        MODEL_PROF(m, OP_QKV,
+                   model_linear_forward(m, a->qkv, a->ln1, model_p(m, o->qkvw), model_p(m, o->qkvb), N, C, 3 * C));
         if (c->layout == FG_LAYOUT_LLAMA) {
             MODEL_PROF(m, OP_ROPE, fg_rope_forward(a->qkv, B, T, NH, m->HS, 3 * C, 0, c->rope_theta));     /* q */
             MODEL_PROF(m, OP_ROPE, fg_rope_forward(a->qkv + C, B, T, NH, m->HS, 3 * C, 0, c->rope_theta)); /* k */
         }
         MODEL_PROF(m, OP_ATTN, fg_attention_forward(a->atty, a->lse, a->qkv, B, T, C, NH));
         /* res2 = res + atty @ attprojw^T + attprojb (projection written in place, then added) */
-        MODEL_PROF(m, OP_ATTPROJ,
-                   fg_matmul_forward(a->res2, a->atty, model_p(m, o->attprojw), model_p(m, o->attprojb), N, C, C));
+        MODEL_PROF(
+            m, OP_ATTPROJ,
+            model_linear_forward(m, a->res2, a->atty, model_p(m, o->attprojw), model_p(m, o->attprojb), N, C, C));
         MODEL_PROF(m, OP_RESID, fg_add(a->res2, a->res2, res, (size_t)N * C));
         MODEL_PROF(m, OP_NORM,
                    model_norm_forward(m, a->ln2, a->ln2_mean, a->ln2_rstd, a->res2, model_p(m, o->ln2w),
@@ -548,7 +624,7 @@ fg_status fg_model_forward(fg_model *m, const int32_t *inputs, const int32_t *ta
         m, OP_NORM,
         model_norm_forward(m, m->lnf, m->lnf_mean, m->lnf_rstd, res, model_p(m, m->lnfw), model_p(m, m->lnfb), N));
     /* logits[N,Vp] = lnf @ head^T (padding rows of head give padding columns, ignored) */
-    MODEL_PROF(m, OP_HEAD, fg_matmul_forward(m->logits, m->lnf, m->params + m->head, NULL, N, C, Vp));
+    MODEL_PROF(m, OP_HEAD, model_linear_forward(m, m->logits, m->lnf, m->params + m->head, NULL, N, C, Vp));
     if (targets) {
         double sum = 0.0;
         /* One pass gives the losses and dlogits for loss_scale 1 (softmax is not
@@ -569,7 +645,7 @@ fg_status fg_model_forward(fg_model *m, const int32_t *inputs, const int32_t *ta
     return FG_OK;
 }
 
-fg_status fg_model_backward(fg_model *m, float loss_scale)
+static fg_status model_backward(fg_model *m, float loss_scale)
 {
     const fg_model_config *c = &m->cfg;
     if (!m->fwd_done)
@@ -596,8 +672,9 @@ fg_status fg_model_backward(fg_model *m, float loss_scale)
         m->dlogits_scale = want;
     }
     MODEL_PROF(m, OP_ZERO, memset(m->dln, 0, NC * sizeof(float)));
-    MODEL_PROF(m, OP_HEAD,
-               fg_matmul_backward(m->dln, m->grads + m->head, NULL, m->dlogits, m->lnf, m->params + m->head, N, C, Vp));
+    MODEL_PROF(
+        m, OP_HEAD,
+        model_linear_backward(m, m->dln, m->grads + m->head, NULL, m->dlogits, m->lnf, m->params + m->head, N, C, Vp));
     const float *res_last = m->la[c->n_layer - 1].res3;
     MODEL_PROF(m, OP_ZERO, memset(m->dres, 0, NC * sizeof(float)));
     MODEL_PROF(m, OP_NORM,
@@ -619,8 +696,8 @@ fg_status fg_model_backward(fg_model *m, float loss_scale)
         /* res2 = res + atty @ attprojw^T + attprojb */
         MODEL_PROF(m, OP_ZERO, memset(m->datty, 0, NC * sizeof(float)));
         MODEL_PROF(m, OP_ATTPROJ,
-                   fg_matmul_backward(m->datty, model_g(m, o->attprojw), model_g(m, o->attprojb), m->dres, a->atty,
-                                      model_p(m, o->attprojw), N, C, C));
+                   model_linear_backward(m, m->datty, model_g(m, o->attprojw), model_g(m, o->attprojb), m->dres,
+                                         a->atty, model_p(m, o->attprojw), N, C, C));
         /* atty = attention(qkv) */
         MODEL_PROF(m, OP_ZERO, memset(m->dqkv, 0, 3 * NC * sizeof(float)));
         MODEL_PROF(m, OP_ATTN, fg_attention_backward(m->dqkv, m->datty, a->qkv, a->atty, a->lse, B, T, C, NH));
@@ -631,8 +708,8 @@ fg_status fg_model_backward(fg_model *m, float loss_scale)
         /* qkv = ln1 @ qkvw^T + qkvb; ln1 = norm(res) */
         MODEL_PROF(m, OP_ZERO, memset(m->dln, 0, NC * sizeof(float)));
         MODEL_PROF(m, OP_QKV,
-                   fg_matmul_backward(m->dln, model_g(m, o->qkvw), model_g(m, o->qkvb), m->dqkv, a->ln1,
-                                      model_p(m, o->qkvw), N, C, 3 * C));
+                   model_linear_backward(m, m->dln, model_g(m, o->qkvw), model_g(m, o->qkvb), m->dqkv, a->ln1,
+                                         model_p(m, o->qkvw), N, C, 3 * C));
         MODEL_PROF(m, OP_NORM,
                    norm_backward(m, m->dres, model_g(m, o->ln1w), model_g(m, o->ln1b), m->dln, res, model_p(m, o->ln1w),
                                  a->ln1_mean, a->ln1_rstd, N));
@@ -640,6 +717,27 @@ fg_status fg_model_backward(fg_model *m, float loss_scale)
     /* encoded = wte[inputs] (+ wpe[t]) */
     MODEL_PROF(m, OP_EMBED, fg_embedding_backward(m->grads + m->wte, model_g(m, m->wpe), m->dres, m->inputs, N, T, C));
     return FG_OK;
+}
+
+/* The bf16 copy of the weights is refreshed at each forward and used only inside
+ * forward and backward (bf_live): generation runs between optimiser steps and after
+ * loads, where the copy may be stale, so it keeps the fp32 path. */
+fg_status fg_model_forward(fg_model *m, const int32_t *inputs, const int32_t *targets, int B, int T, float *loss)
+{
+    if (m->wbf) /* the weights changed since the last forward (optimiser step, load) */
+        fg_cvt_f32_bf16(m->wbf, m->params, m->n_params);
+    m->bf_live = m->wbf != NULL;
+    fg_status st = model_forward(m, inputs, targets, B, T, loss);
+    m->bf_live = 0;
+    return st;
+}
+
+fg_status fg_model_backward(fg_model *m, float loss_scale)
+{
+    m->bf_live = m->wbf != NULL;
+    fg_status st = model_backward(m, loss_scale);
+    m->bf_live = 0;
+    return st;
 }
 
 /* ---- profile ---- */

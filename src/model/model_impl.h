@@ -145,6 +145,14 @@ struct fg_model {
     fg_moe_scratch *moe_scratch; /* backward scratch shared by the MoE layers */
     float moe_loss_scale;        /* loss_scale of the running backward (aux losses) */
 
+    /* bf16 precision only (NULL for fp32): a bf16 copy of every parameter, refreshed at
+     * each forward (after the optimiser's update), and two scratch rows-buffers of
+     * bf_cap values each for a GEMM's activation operand and its output gradient. */
+    uint16_t *wbf;       /* [n_params] */
+    uint16_t *xbf, *dbf; /* [bf_cap] */
+    size_t bf_cap;
+    int bf_live; /* inside fg_model_forward / _backward of a bf16 model: wbf is current */
+
     int prof_on, prof_dir;    /* profiling enabled; 0 forward, 1 backward */
     double prof[2][OP_COUNT]; /* seconds per op since fg_model_profile(m, 1) */
     long prof_calls[2];       /* forward / backward calls profiled */
@@ -157,6 +165,15 @@ void model_ffn_forward(fg_model *m, int l, float *out, const float *inp, int N, 
  * dfch[N,Fin], dfch_act[N,F]: scratch, zeroed here. */
 void model_ffn_backward(fg_model *m, int l, float *dinp, const float *dout, const float *inp, int N,
                         const model_ffn_acts *a, float *dfch, float *dfch_act);
+/* Linear layer out[N,OC] = inp[N,C] @ weight[OC,C]^T + bias, weight a view into
+ * m->params: fg_matmul_forward in fp32, fg_bgemm on bf16 copies of inp and weight in bf16
+ * precision (fp32 accumulation, fp32 out). */
+void model_linear_forward(const fg_model *m, float *out, const float *inp, const float *weight, const float *bias,
+                          int N, int C, int OC);
+/* Its backward (accumulating, as fg_matmul_backward): dinp += dout @ weight, dweight +=
+ * dout^T @ inp, dbias += column sums of dout (always fp32); any of the three may be NULL. */
+void model_linear_backward(const fg_model *m, float *dinp, float *dweight, float *dbias, const float *dout,
+                           const float *inp, const float *weight, int N, int C, int OC);
 /* Norm of the layout: LayerNorm (gpt2) or RMSNorm (llama; b and mean unused). */
 void model_norm_forward(const fg_model *m, float *out, float *mean, float *rstd, const float *inp, const float *w,
                         const float *b, int N);

@@ -348,12 +348,51 @@ static bool parallel_over_experts(const fg_moe_layer *L)
     return L->cfg.n_expert > 1 && fg_threads_get() > 1 && strcmp(fg_kernels_blas_threading(), "blas") != 0;
 }
 
+/* out[N,OC] = inp[N,C] @ weight^T in fp32, or on bf16 operands when wbf is given (the
+ * shared expert's linear layers; work: the weights' bf16 work areas). */
+static void shared_linear_forward(const fg_moe_weights *w, float *out, const float *inp, const float *weight,
+                                  const uint16_t *wbf, int N, int C, int OC)
+{
+    if (!wbf) {
+        fg_matmul_forward(out, inp, weight, NULL, N, C, OC);
+        return;
+    }
+    fg_cvt_f32_bf16(w->bf16_x, inp, (size_t)N * C);
+    fg_bgemm(0, 1, N, OC, C, 1.0f, w->bf16_x, C, wbf, C, 0.0f, out, OC);
+}
+
+/* dinp += dout @ weight, dweight += dout^T @ inp (as fg_matmul_backward, no bias). */
+static void shared_linear_backward(const fg_moe_weights *w, float *dinp, float *dweight, const float *dout,
+                                   const float *inp, const float *weight, const uint16_t *wbf, int N, int C, int OC)
+{
+    if (!wbf) {
+        fg_matmul_backward(dinp, dweight, NULL, dout, inp, weight, N, C, OC);
+        return;
+    }
+    fg_cvt_f32_bf16(w->bf16_d, dout, (size_t)N * OC);
+    fg_bgemm(0, 0, N, C, OC, 1.0f, w->bf16_d, OC, wbf, C, 1.0f, dinp, C);
+    fg_cvt_f32_bf16(w->bf16_x, inp, (size_t)N * C);
+    fg_bgemm(1, 0, OC, C, N, 1.0f, w->bf16_d, OC, w->bf16_x, C, 1.0f, dweight, C);
+}
+
 static void expert_forward(fg_moe_layer *L, const fg_moe_weights *w, int e)
 {
     size_t C = (size_t)L->cfg.d_model, H = (size_t)L->cfg.d_expert;
     int r0 = L->offs[e], ne = L->offs[e + 1] - r0;
     if (ne == 0)
         return;
+    if (w->expert_fc_bf16) { /* bf16 operands, fp32 accumulation (docs/PRECISION.md) */
+        size_t W = C > 2 * H ? C : 2 * H;
+        uint16_t *xb = w->bf16_x + (size_t)r0 * W;
+        fg_cvt_f32_bf16(xb, L->xg + (size_t)r0 * C, (size_t)ne * C);
+        fg_bgemm(0, 1, ne, (int)(2 * H), (int)C, 1.0f, xb, (int)C, w->expert_fc_bf16 + (size_t)e * 2 * H * C, (int)C,
+                 0.0f, L->h + (size_t)r0 * 2 * H, (int)(2 * H));
+        fg_swiglu_forward(L->act + (size_t)r0 * H, L->h + (size_t)r0 * 2 * H, ne, (int)H);
+        fg_cvt_f32_bf16(xb, L->act + (size_t)r0 * H, (size_t)ne * H);
+        fg_bgemm(0, 1, ne, (int)C, (int)H, 1.0f, xb, (int)H, w->expert_proj_bf16 + (size_t)e * C * H, (int)H, 0.0f,
+                 L->eo + (size_t)r0 * C, (int)C);
+        return;
+    }
     fg_matmul_forward(L->h + (size_t)r0 * 2 * H, L->xg + (size_t)r0 * C, w->expert_fc + (size_t)e * 2 * H * C, NULL, ne,
                       (int)C, (int)(2 * H));
     fg_swiglu_forward(L->act + (size_t)r0 * H, L->h + (size_t)r0 * 2 * H, ne, (int)H);
@@ -466,9 +505,9 @@ fg_status fg_moe_forward(fg_moe_layer *L, float *out, const float *x, const fg_m
 
     /* shared experts: one dense SwiGLU of S*H writes out; routed outputs added after */
     if (SH > 0) {
-        fg_matmul_forward(L->hs, x, w->shared_fc, NULL, n, C, 2 * SH);
+        shared_linear_forward(w, L->hs, x, w->shared_fc, w->shared_fc_bf16, n, C, 2 * SH);
         fg_swiglu_forward(L->as, L->hs, n, SH);
-        fg_matmul_forward(out, L->as, w->shared_proj, NULL, n, SH, C);
+        shared_linear_forward(w, out, L->as, w->shared_proj, w->shared_proj_bf16, n, SH, C);
     } else {
         memset(out, 0, (size_t)n * C * sizeof(float));
     }
@@ -515,6 +554,25 @@ static void expert_backward(fg_moe_layer *L, fg_moe_scratch *S, const fg_moe_wei
     size_t r = (size_t)r0;
     float *d_eo = S->d_eo + r * C, *d_act = S->d_act + r * H, *d_h = S->d_h + r * 2 * H, *d_xg = S->d_xg + r * C;
     const float *proj = w->expert_proj + (size_t)e * C * H, *fc = w->expert_fc + (size_t)e * 2 * H * C;
+    if (w->expert_fc_bf16) { /* the same four products on bf16 operands */
+        size_t W = C > 2 * H ? C : 2 * H;
+        uint16_t *xb = w->bf16_x + r * W, *db = w->bf16_d + r * W;
+        fg_cvt_f32_bf16(db, d_eo, (size_t)ne * C);
+        fg_bgemm(0, 0, ne, (int)H, (int)C, 1.0f, db, (int)C, w->expert_proj_bf16 + (size_t)e * C * H, (int)H, 0.0f,
+                 d_act, (int)H);
+        fg_cvt_f32_bf16(xb, L->act + r * H, (size_t)ne * H);
+        fg_bgemm(1, 0, (int)C, (int)H, ne, 1.0f, db, (int)C, xb, (int)H, 1.0f, dw->expert_proj + (size_t)e * C * H,
+                 (int)H);
+        memset(d_h, 0, (size_t)ne * 2 * H * sizeof(float));
+        fg_swiglu_backward(d_h, d_act, L->h + r * 2 * H, ne, (int)H);
+        fg_cvt_f32_bf16(db, d_h, (size_t)ne * 2 * H);
+        fg_bgemm(0, 0, ne, (int)C, (int)(2 * H), 1.0f, db, (int)(2 * H), w->expert_fc_bf16 + (size_t)e * 2 * H * C,
+                 (int)C, 0.0f, d_xg, (int)C);
+        fg_cvt_f32_bf16(xb, L->xg + r * C, (size_t)ne * C);
+        fg_bgemm(1, 0, (int)(2 * H), (int)C, ne, 1.0f, db, (int)(2 * H), xb, (int)C, 1.0f,
+                 dw->expert_fc + (size_t)e * 2 * H * C, (int)C);
+        return;
+    }
     /* eo = act @ proj_e^T: d_act = d_eo @ proj_e (set, beta 0: no zeroing pass),
      * dproj_e += d_eo^T @ act */
     fg_sgemm(0, 0, ne, (int)H, (int)C, 1.0f, d_eo, (int)C, proj, (int)H, 0.0f, d_act, (int)H);
@@ -618,9 +676,9 @@ fg_status fg_moe_backward(fg_moe_layer *L, fg_moe_scratch *S, float *dx, const f
     if (SH > 0) {
         memset(S->d_as, 0, (size_t)n * SH * sizeof(float));
         memset(S->d_hs, 0, (size_t)n * 2 * SH * sizeof(float));
-        fg_matmul_backward(S->d_as, dw->shared_proj, NULL, dout, L->as, w->shared_proj, n, SH, C);
+        shared_linear_backward(w, S->d_as, dw->shared_proj, dout, L->as, w->shared_proj, w->shared_proj_bf16, n, SH, C);
         fg_swiglu_backward(S->d_hs, S->d_as, L->hs, n, SH);
-        fg_matmul_backward(dx, dw->shared_fc, NULL, S->d_hs, x, w->shared_fc, n, C, 2 * SH);
+        shared_linear_backward(w, dx, dw->shared_fc, S->d_hs, x, w->shared_fc, w->shared_fc_bf16, n, C, 2 * SH);
     }
 
     /* router: gate gradients (+ aux losses) into d_s[n,E], then through s = x W_r^T */

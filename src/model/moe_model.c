@@ -118,7 +118,7 @@ void model_moe_free(fg_model *m)
 
 static fg_moe_weights views(float *base, const model_layer_off *o)
 {
-    fg_moe_weights w;
+    fg_moe_weights w = {0};
 #define V(r) (o->moe[r] == FG_NO_TENSOR ? NULL : base + o->moe[r])
     w.router_w = V(FG_MOE_ROUTER_W);
     w.router_bias = V(FG_MOE_ROUTER_BIAS);
@@ -130,9 +130,26 @@ static fg_moe_weights views(float *base, const model_layer_off *o)
     return w;
 }
 
+/* bf16 precision inside forward/backward: the routed experts' bf16 weight copies
+ * (views into m->wbf) and the model's bf16 scratch, sized for them at creation. */
+static void bf16_views(const fg_model *m, const model_layer_off *o, fg_moe_weights *w)
+{
+    if (!m->bf_live)
+        return;
+    w->expert_fc_bf16 = m->wbf + o->moe[FG_MOE_EXPERT_FC];
+    w->expert_proj_bf16 = m->wbf + o->moe[FG_MOE_EXPERT_PROJ];
+    if (o->moe[FG_MOE_SHARED_FC] != FG_NO_TENSOR) {
+        w->shared_fc_bf16 = m->wbf + o->moe[FG_MOE_SHARED_FC];
+        w->shared_proj_bf16 = m->wbf + o->moe[FG_MOE_SHARED_PROJ];
+    }
+    w->bf16_x = m->xbf;
+    w->bf16_d = m->dbf;
+}
+
 void model_moe_ffn_forward(const fg_model *m, int l, float *out, const float *inp, int N)
 {
     fg_moe_weights w = views(m->params, &m->layer[l]);
+    bf16_views(m, &m->layer[l], &w);
     /* training/eval forwards pass the batch's B x T (SEQAUX needs the sequences);
      * one-token generation steps are one sequence of N rows */
     int T = N == m->cur_B * m->cur_T ? m->cur_T : N, B = N / T;
@@ -144,6 +161,7 @@ void model_moe_ffn_backward(fg_model *m, int l, float *dinp, const float *dout, 
 {
     (void)N;
     fg_moe_weights w = views(m->params, &m->layer[l]), g = views(m->grads, &m->layer[l]);
+    bf16_views(m, &m->layer[l], &w);
     fg_status st = fg_moe_backward(&m->moe[l], m->moe_scratch, dinp, &g, dout, inp, &w, m->moe_loss_scale);
     FG_ASSERT(st == FG_OK);
 }

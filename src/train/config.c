@@ -18,9 +18,11 @@ static const char *const balance_names[] = {"bias", "none", "seqaux", "switch", 
 static const char *const blas_names[] = {"auto", "omp", "blas", NULL};
 static const char *const moe_par_names[] = {"auto", "experts", "gemm", NULL};
 static const char *const loss_scale_names[] = {"off", "dynamic", NULL};
+/* fp8 is not built yet: it is not a choice (issue 11) */
+static const char *const precision_names[] = {"fp32", "bf16", NULL};
 
 _Static_assert(sizeof(fg_layout) == sizeof(int) && sizeof(fg_balance) == sizeof(int) &&
-                   sizeof(fg_moe_par) == sizeof(int),
+                   sizeof(fg_moe_par) == sizeof(int) && sizeof(fg_precision) == sizeof(int),
                "enums are stored as int");
 
 /* A layout brings its own tying default; the other model fields stay. */
@@ -49,6 +51,8 @@ static const fg_opt opts[] = {
     {"norm_eps", FG_OPT_FLOAT, F(model.norm_eps), 0, 1, 1, .help = "norm epsilon"},
     {"rope_theta", FG_OPT_FLOAT, F(model.rope_theta), 0, 1e9, 1, .help = "RoPE base"},
     {"tie_embeddings", FG_OPT_BOOL, F(model.tie_embeddings), .help = "head shares wte"},
+    {"precision", FG_OPT_ENUM, F(model.precision), .choices = precision_names,
+     .help = "linear-layer GEMMs: fp32, or bf16 with fp32 accumulation and master weights (fp8: not built yet)"},
     /* MoE: the flat keys are the fields of fg_moe_config, embedded as model.moe */
     {"n_expert", FG_OPT_INT, F(model.moe.n_expert), 0, 4096, .help = "routed experts per MoE layer; 0 = dense"},
     {"n_expert_active", FG_OPT_INT, F(model.moe.n_expert_active), 0, FG_MOE_MAX_K,
