@@ -104,6 +104,25 @@ void fg_test_write_file(const char *path, const void *data, size_t n)
     fclose(f);
 }
 
+const char *fg_test_grammar_corpus(const char *name)
+{
+    static char path[1024];
+    snprintf(path, sizeof path, "%s/%s", fg_test_tmpdir(), name);
+    if (access(path, F_OK) == 0)
+        return path;
+    FILE *f = fopen(path, "wb");
+    FG_ASSERT(f);
+    static const char *subj[] = {"the cat", "a dog", "my friend", "the king", "our queen"};
+    static const char *verb[] = {"sees", "likes", "finds", "hears"};
+    static const char *obj[] = {"the moon.", "a bird.", "the sea.", "some bread.", "the river."};
+    fg_rng r;
+    fg_rng_seed(&r, 11);
+    for (int i = 0; i < 3000; i++)
+        fprintf(f, "%s %s %s\n", subj[fg_rng_below(&r, 5)], verb[fg_rng_below(&r, 4)], obj[fg_rng_below(&r, 5)]);
+    fclose(f);
+    return path;
+}
+
 const char *fg_test_tmpdir(void)
 {
     if (!tmpdir[0]) {

@@ -51,6 +51,10 @@ const char *fg_test_frugal_bin(void);
 const char *fg_test_tmpdir(void);
 /* Writes n bytes to path; a failure to create it is a failed check. */
 void fg_test_write_file(const char *path, const void *data, size_t n);
+/* Writes (once: kept if it exists) a corpus with learnable structure into
+ * <tmpdir>/<name>: 3000 shuffled lines of a small grammar ("the cat sees the moon.").
+ * Returns the path (static storage, valid until the next call). */
+const char *fg_test_grammar_corpus(const char *name);
 /* Runs a shell command, captures up to cap-1 bytes of stdout+stderr into out; returns exit code. */
 int fg_test_run(const char *cmd, char *out, size_t cap);
 

@@ -25,21 +25,7 @@ static const char *tmp(const char *name)
 /* A corpus with learnable structure: shuffled lines of a small grammar. */
 static const char *make_corpus(void)
 {
-    const char *path = tmp("corpus.txt");
-    struct stat sb;
-    if (stat(path, &sb) == 0)
-        return path;
-    FILE *f = fopen(path, "wb");
-    FG_ASSERT(f);
-    static const char *subj[] = {"the cat", "a dog", "my friend", "the king", "our queen"};
-    static const char *verb[] = {"sees", "likes", "finds", "hears"};
-    static const char *obj[] = {"the moon.", "a bird.", "the sea.", "some bread.", "the river."};
-    fg_rng r;
-    fg_rng_seed(&r, 11);
-    for (int i = 0; i < 3000; i++)
-        fprintf(f, "%s %s %s\n", subj[fg_rng_below(&r, 5)], verb[fg_rng_below(&r, 4)], obj[fg_rng_below(&r, 5)]);
-    fclose(f);
-    return path;
+    return fg_test_grammar_corpus("corpus.txt");
 }
 
 static void tiny_config(fg_train_config *c, const char *out, int moe)
