@@ -15,25 +15,11 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_util.h"
 #include "frugal/hw.h"
 #include "frugal/kernels.h"
 
 static int quick, cputime;
-
-static double now(void)
-{
-    if (!cputime)
-        return fg_time_sec();
-    struct timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
 
 typedef struct gemm_args {
     int ta, tb, M, N, K;
@@ -64,22 +50,22 @@ static void call(int route, const gemm_args *g)
     }
 }
 
+typedef struct route_call {
+    int route;
+    const gemm_args *g;
+} route_call;
+
+static void run_route(void *ctx)
+{
+    const route_call *r = ctx;
+    call(r->route, r->g);
+}
+
 /* Median seconds per call: one warm-up, then 3..15 timed calls within ~budget s. */
 static double time_route(int route, const gemm_args *g, double budget)
 {
-    if (quick)
-        budget *= 0.25;
-    call(route, g);
-    double t[15];
-    int n = 0;
-    double t0 = fg_time_sec();
-    while (n < 15 && (n < 3 || fg_time_sec() - t0 < budget)) {
-        double a = now();
-        call(route, g);
-        t[n++] = now() - a;
-    }
-    qsort(t, (size_t)n, sizeof t[0], cmp_double);
-    return t[n / 2];
+    route_call r = {route, g};
+    return bench_median_time(run_route, &r, quick ? budget * 0.25 : budget, 15, cputime);
 }
 
 static int route_ok(int route)

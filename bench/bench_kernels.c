@@ -11,45 +11,19 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_util.h"
 #include "frugal/hw.h"
 #include "frugal/kernels.h"
 
 static int quick;
 static int cputime; /* --cputime: time with the process CPU clock (use with OMP_NUM_THREADS=1 on a busy box) */
 
-static double now(void)
-{
-    if (!cputime)
-        return fg_time_sec();
-    struct timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 typedef void (*bench_fn)(void *ctx);
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
 
 /* Median seconds per call of fn(ctx): warm-up, then up to 25 timed calls within ~budget s. */
 static double time_it(bench_fn fn, void *ctx, double budget)
 {
-    if (quick)
-        budget *= 0.25;
-    fn(ctx);
-    double t[25];
-    int n = 0;
-    double t0 = fg_time_sec();
-    while (n < 25 && (n < 3 || fg_time_sec() - t0 < budget)) {
-        double a = now();
-        fn(ctx);
-        t[n++] = now() - a;
-    }
-    qsort(t, (size_t)n, sizeof t[0], cmp_double);
-    return t[n / 2];
+    return bench_median_time(fn, ctx, quick ? budget * 0.25 : budget, 25, cputime);
 }
 
 static float *randn(size_t n, float s, fg_rng *r)

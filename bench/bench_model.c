@@ -11,18 +11,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench_util.h"
 #include "frugal/kernels.h"
 #include "frugal/model.h"
 
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
 static double median(double *x, int n)
 {
-    qsort(x, (size_t)n, sizeof x[0], cmp_double);
+    qsort(x, (size_t)n, sizeof x[0], bench_cmp_double);
     return n % 2 ? x[n / 2] : 0.5 * (x[n / 2 - 1] + x[n / 2]);
 }
 

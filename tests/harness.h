@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "frugal/core.h"
 
@@ -78,5 +79,19 @@ void fg_fixture_free(fg_fixture *fx);
 /* Tensor by name, or NULL (and a failed check is recorded naming it). */
 const fg_fixture_tensor *fg_fixture_get(const fg_fixture *fx, const char *name);
 #define FG_FIX_F32(fx, name) ((const float *)fg_fixture_get((fx), (name))->data)
+
+/* The bits of a float and back (memcpy: no aliasing games). */
+static inline uint32_t fg_test_bits(float f)
+{
+    uint32_t x;
+    memcpy(&x, &f, sizeof x);
+    return x;
+}
+static inline float fg_test_from_bits(uint32_t x)
+{
+    float f;
+    memcpy(&f, &x, sizeof f);
+    return f;
+}
 
 #endif

@@ -11,6 +11,7 @@
 #include "frugal/hw.h"
 #include "frugal/kernels.h"
 #include "harness.h"
+#include "kernels_util.h"
 
 static fg_rng rng;
 
@@ -29,20 +30,6 @@ static float *copy(const float *x, size_t n)
     FG_ASSERT(y);
     memcpy(y, x, n * sizeof(float));
     return y;
-}
-
-/* Variants of op available here (always at least "ref"). */
-static int variants(const char *op, const char **names)
-{
-    int n = fg_kernels_variants(op, names, 8);
-    FG_CHECK(n >= 1 && !strcmp(names[0], "ref"), "%s: no ref variant", op);
-    return n;
-}
-
-static void use(const char *op, const char *v)
-{
-    fg_status st = fg_kernels_set(op, v);
-    FG_CHECK(st == FG_OK, "set %s=%s: %s", op, v, fg_last_error());
 }
 
 static void check(const char *op, const char *v, const char *what, const float *got, const float *want, size_t n,

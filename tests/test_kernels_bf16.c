@@ -10,27 +10,14 @@
 #include "frugal/hw.h"
 #include "frugal/kernels.h"
 #include "harness.h"
+#include "kernels_util.h"
 
 static fg_rng rng;
 static int verbose;
 
-static uint32_t bits(float f)
-{
-    uint32_t x;
-    memcpy(&x, &f, sizeof x);
-    return x;
-}
-
-static float from_bits(uint32_t x)
-{
-    float f;
-    memcpy(&f, &x, sizeof f);
-    return f;
-}
-
 static double widen(uint16_t h)
 {
-    return (double)from_bits((uint32_t)h << 16);
+    return (double)fg_test_from_bits((uint32_t)h << 16);
 }
 
 /* The oracle, written differently from the kernels: pick the nearer of the two bf16
@@ -38,7 +25,7 @@ static double widen(uint16_t h)
  * one with an even last bit on a tie. NaN: quiet NaN, sign and top payload kept. */
 static uint16_t oracle(float f)
 {
-    uint32_t x = bits(f);
+    uint32_t x = fg_test_bits(f);
     if (isnan(f))
         return (uint16_t)((x >> 16) | 0x40);
     if (isinf(f))
@@ -52,19 +39,6 @@ static uint16_t oracle(float f)
     if (dh < dl)
         return hi;
     return (lo & 1) ? hi : lo;
-}
-
-static int variants(const char *op, const char **names)
-{
-    int n = fg_kernels_variants(op, names, 8);
-    FG_CHECK(n >= 1 && !strcmp(names[0], "ref"), "%s: no ref variant", op);
-    return n;
-}
-
-static void use(const char *op, const char *v)
-{
-    fg_status st = fg_kernels_set(op, v);
-    FG_CHECK(st == FG_OK, "set %s=%s: %s", op, v, fg_last_error());
 }
 
 static void test_convert(void)
@@ -83,7 +57,7 @@ static void test_convert(void)
     uint16_t *want = fg_malloc(n * sizeof(uint16_t)), *got = fg_malloc((n + 2) * sizeof(uint16_t));
     FG_ASSERT(in && want && got);
     for (size_t i = 0; i < n; i++)
-        in[i] = from_bits(i < ne ? edges[i] : (uint32_t)fg_rng_next(&rng));
+        in[i] = fg_test_from_bits(i < ne ? edges[i] : (uint32_t)fg_rng_next(&rng));
     for (size_t i = 0; i < n; i++)
         want[i] = oracle(in[i]);
     const char *vs[8];
@@ -98,7 +72,7 @@ static void test_convert(void)
                 if (got[off + i] != want[i] && !bad++)
                     first = i;
             FG_CHECK(!bad, "cvt_f32_bf16[%s] off %d: %zu mismatches, first 0x%08x -> 0x%04x (want 0x%04x)", vs[v], off,
-                     bad, bits(in[first]), got[off + first], want[first]);
+                     bad, fg_test_bits(in[first]), got[off + first], want[first]);
             FG_CHECK(got[off + n - off] == 0xabab, "cvt_f32_bf16[%s] wrote past the end", vs[v]);
         }
     }
@@ -115,8 +89,8 @@ static void test_convert(void)
         fg_cvt_bf16_f32(wide, all, 65537);
         size_t bad = 0;
         for (uint32_t h = 0; h < 65537; h++)
-            bad += bits(wide[h]) != (uint32_t)(uint16_t)h << 16;
-        FG_CHECK(!bad && bits(wide[65537]) == 0xabababab, "cvt_bf16_f32[%s]: %zu mismatches", vs[v], bad);
+            bad += fg_test_bits(wide[h]) != (uint32_t)(uint16_t)h << 16;
+        FG_CHECK(!bad && fg_test_bits(wide[65537]) == 0xabababab, "cvt_bf16_f32[%s]: %zu mismatches", vs[v], bad);
     }
     fg_free(all);
     fg_free(wide);
@@ -183,7 +157,7 @@ static double run_case(const char *v, const gemm_case *g, const uint16_t *A, con
     /* padding columns of C untouched */
     for (int i = 0; i < g->M; i++)
         for (int j = g->N; j < g->ldc; j++)
-            bad += bits(C[(size_t)i * g->ldc + j]) != bits(C0[(size_t)i * g->ldc + j]);
+            bad += fg_test_bits(C[(size_t)i * g->ldc + j]) != fg_test_bits(C0[(size_t)i * g->ldc + j]);
     FG_CHECK(!bad, "bgemm[%s] %s%s M%d N%d K%d alpha %g beta %g: %zu bad, first (%d,%d) got %.9g want %.9g", v,
              g->ta ? "T" : "N", g->tb ? "T" : "N", g->M, g->N, g->K, g->alpha, g->beta, bad, bi, bj, bgot, bwant);
     return worst;

@@ -12,20 +12,6 @@
 #include "frugal/precision.h"
 #include "harness.h"
 
-static uint32_t bits_of(float x)
-{
-    uint32_t u;
-    memcpy(&u, &x, sizeof u);
-    return u;
-}
-
-static float from_bits(uint32_t u)
-{
-    float x;
-    memcpy(&x, &u, sizeof x);
-    return x;
-}
-
 static const fg_fixture_tensor *get(const fg_fixture *fx, const char *name)
 {
     const fg_fixture_tensor *t = fg_fixture_get(fx, name);
@@ -45,7 +31,8 @@ static void tally_add(tally *t, bool ok, uint32_t in, uint32_t got, uint32_t wan
     if (ok)
         return;
     if (t->bad++ < 5)
-        printf("  %s: input 0x%08x (%.9g): got 0x%x, PyTorch 0x%x\n", t->what, in, (double)from_bits(in), got, want);
+        printf("  %s: input 0x%08x (%.9g): got 0x%x, PyTorch 0x%x\n", t->what, in, (double)fg_test_from_bits(in), got,
+               want);
 }
 
 static void tally_end(const tally *t)
@@ -66,8 +53,8 @@ static void test_decode(const fg_fixture *fx)
             codes[c] = (uint8_t)c;
         fg_fp8_to_f32_array(arr, codes, 256, fmts[f]);
         for (int c = 0; c < 256; c++) {
-            uint32_t got = bits_of(fg_fp8_to_f32((uint8_t)c, fmts[f]));
-            tally_add(&t, got == (uint32_t)want[c] && bits_of(arr[c]) == got, (uint32_t)c, got, (uint32_t)want[c]);
+            uint32_t got = fg_test_bits(fg_fp8_to_f32((uint8_t)c, fmts[f]));
+            tally_add(&t, got == (uint32_t)want[c] && fg_test_bits(arr[c]) == got, (uint32_t)c, got, (uint32_t)want[c]);
         }
         tally_end(&t);
     }
@@ -93,7 +80,7 @@ static void test_sweep(const fg_fixture *fx)
     long ties = 0, nans = 0, subs = 0;
     for (size_t i = 0; i < n; i++) {
         uint32_t u = (uint32_t)in[i], w = (uint32_t)fp8[i];
-        float x = from_bits(u);
+        float x = fg_test_from_bits(u);
         uint32_t got[4] = {fg_fp8_from_f32(x, FG_FP8_E4M3), fg_fp8_from_f32_sat(x, FG_FP8_E4M3),
                            fg_fp8_from_f32(x, FG_FP8_E5M2), fg_fp8_from_f32_sat(x, FG_FP8_E5M2)};
         for (int k = 0; k < 4; k++)
@@ -238,7 +225,7 @@ static void test_quantize(const fg_fixture *fx)
             const fg_fixture_tensor *ts = get(fx, name);
             size_t sdiff = ts->numel == ns ? 0 : ns, sfirst = 0;
             for (size_t i = 0; i < ns && ts->numel == ns; i++)
-                if (bits_of(s[i]) != bits_of(((const float *)ts->data)[i]) && !sdiff++)
+                if (fg_test_bits(s[i]) != fg_test_bits(((const float *)ts->data)[i]) && !sdiff++)
                     sfirst = i;
             FG_CHECK(sdiff == 0, "%s: %zu of %zu scales differ (first at %zu: %a vs %a)", name, sdiff, ns, sfirst,
                      (double)s[sfirst], (double)((const float *)ts->data)[sfirst]);
@@ -298,7 +285,7 @@ static void test_quantize(const fg_fixture *fx)
                 bad += qa[r * C + c] != qb[c * R + r];
         for (size_t bi = 0; bi < 2; bi++)
             for (size_t c = 0; c < C; c++)
-                bad += bits_of(sa[bi * C + c]) != bits_of(sb[c * 2 + bi]);
+                bad += fg_test_bits(sa[bi * C + c]) != fg_test_bits(sb[c * 2 + bi]);
         FG_CHECK(bad == 0, "128x1 tiles == transposed 1x128 tiles of the transpose (%zu differ)", bad);
         fg_free(w);
         fg_free(wt);
@@ -354,7 +341,8 @@ static void test_scaler_vs_torch(const fg_fixture *fx)
         for (size_t i = 0; i < tf->numel; i++) {
             bool skip = fg_loss_scaler_update(&s, found[i] != 0);
             skipped += found[i] != 0;
-            if (skip != (found[i] != 0) || bits_of(s.scale) != bits_of(scale[i]) || s.growth_tracker != tracker[i]) {
+            if (skip != (found[i] != 0) || fg_test_bits(s.scale) != fg_test_bits(scale[i]) ||
+                s.growth_tracker != tracker[i]) {
                 if (bad++ < 3)
                     printf("  scaler %d step %zu: scale %.9g tracker %d, torch %.9g %d\n", k, i, (double)s.scale,
                            s.growth_tracker, (double)scale[i], tracker[i]);
@@ -368,7 +356,7 @@ static void test_scaler_vs_torch(const fg_fixture *fx)
                  s.cfg.hysteresis == 1,
              "defaults are GradScaler's");
     s.scale = 3.0f;
-    FG_CHECK(bits_of(fg_loss_scaler_inv_scale(&s)) == bits_of((float)(1.0 / 3.0)), "inv_scale as GradScaler");
+    FG_CHECK(fg_test_bits(fg_loss_scaler_inv_scale(&s)) == fg_test_bits((float)(1.0 / 3.0)), "inv_scale as GradScaler");
 }
 
 static void test_hysteresis(void)
