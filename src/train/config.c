@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "frugal/opts.h"
+#include "frugal/precision.h"
 #include "frugal/train.h"
 
 /* A row whose value may differ when a run is resumed (docs/TRAINING.md lists them): the
@@ -184,9 +185,10 @@ void fg_train_config_default(fg_train_config *c)
     c->ckpt_write_delay_ms = 0;
     c->keep_best = 1;
     c->loss_scale = 0; /* off: fp32 gradients neither overflow nor underflow at any sane scale */
-    c->loss_scale_init = 65536.0f;
-    c->loss_scale_growth_interval = 2000;
-    c->loss_scale_hysteresis = 1;
+    fg_loss_scaler_config ls = fg_loss_scaler_config_default(); /* the scaler's own defaults */
+    c->loss_scale_init = ls.init_scale;
+    c->loss_scale_growth_interval = ls.growth_interval;
+    c->loss_scale_hysteresis = ls.hysteresis;
     c->blas_threading = 0; /* auto: the kernels read FG_BLAS_THREADING (their one parser) or use omp */
 }
 
