@@ -17,22 +17,23 @@ static void widen_rows(float *dst, const uint16_t *src, int rows, int cols, int 
         fg_cvt_bf16_f32(dst + (size_t)r * cols, src + (size_t)r * ld, (size_t)cols);
 }
 
-void fg_bgemm_scale_c(int M, int N, float beta, float *C, int ldc)
+int fg_bgemm_trivial(int M, int N, int K, float beta, float *C, int ldc)
 {
+    if (M <= 0 || N <= 0)
+        return 1;
+    if (K != 0)
+        return 0;
     for (int i = 0; i < M; i++)
         for (int j = 0; j < N; j++)
             C[(size_t)i * ldc + j] = beta == 0.0f ? 0.0f : beta * C[(size_t)i * ldc + j];
+    return 1;
 }
 
 void fg_bgemm_blas(int trans_a, int trans_b, int M, int N, int K, float alpha, const uint16_t *A, int lda,
                    const uint16_t *B, int ldb, float beta, float *C, int ldc)
 {
-    if (M <= 0 || N <= 0)
+    if (fg_bgemm_trivial(M, N, K, beta, C, ldc))
         return;
-    if (K == 0) {
-        fg_bgemm_scale_c(M, N, beta, C, ldc);
-        return;
-    }
     int kch = K < KCH ? K : KCH;
     float *a = fg_malloc(sizeof(float) * (size_t)M * kch), *b = fg_malloc(sizeof(float) * (size_t)N * kch);
     if (!a || !b) { /* no scratch: the reference gives the same result within the bound */

@@ -68,7 +68,8 @@ void fg_blas_print(FILE *f);
 /* Sum over n of rows[n, :] into acc[0..OC) (acc += ...), parallel over columns. */
 void fg_bias_reduce(float *acc, const float *rows, int N, int OC);
 
-/* C = beta * C (beta == 0: C = 0, not read): the bf16 GEMM with K == 0 (bf16_blas.c). */
-void fg_bgemm_scale_c(int M, int N, float beta, float *C, int ldc);
+/* The bf16 GEMMs' shared entry (bf16_blas.c): 1 when there is nothing left to do, i.e. an
+ * empty C, or K == 0, where C = beta * C (beta == 0: C = 0, not read) has been done. */
+int fg_bgemm_trivial(int M, int N, int K, float beta, float *C, int ldc);
 
 #endif

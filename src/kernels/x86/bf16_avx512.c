@@ -253,12 +253,8 @@ static void bgemm_serial(int trans_a, int trans_b, int M, int N, int K, float al
 void fg_bgemm_avx512bf16(int trans_a, int trans_b, int M, int N, int K, float alpha, const uint16_t *A, int lda,
                          const uint16_t *B, int ldb, float beta, float *C, int ldc)
 {
-    if (M <= 0 || N <= 0)
+    if (fg_bgemm_trivial(M, N, K, beta, C, ldc))
         return;
-    if (K == 0) {
-        fg_bgemm_scale_c(M, N, beta, C, ldc);
-        return;
-    }
     int nt = omp_get_max_threads();
     if (omp_in_parallel() || 2.0 * M * N * K < 4e6)
         nt = 1;
