@@ -75,6 +75,8 @@ void *fg_calloc(size_t n, size_t size);
 void *fg_realloc(void *p, size_t bytes);
 void fg_free(void *p);
 char *fg_strdup(const char *s);
+/* Copy of s[0..n) with a NUL after it (s may hold NULs; NULL on failure, last error set). */
+char *fg_strndup(const char *s, size_t n);
 size_t fg_mem_current(void); /* bytes live through fg_malloc now */
 size_t fg_mem_peak(void);    /* high-water mark of fg_mem_current */
 /* Test hook: the n-th fg_malloc/calloc/realloc from now (1 = next) fails; n <= 0 disables. */

@@ -190,14 +190,11 @@ static fg_status json_field(fg_doc *d, const char *field)
         fg_error(FG_ERR_FORMAT, "%s: no string member \"%s\"", d->source, field);
     } else {
         size_t tl = json_string_length(t);
-        d->text = fg_malloc(tl + 1);
+        d->text = fg_strndup(json_string_value(t), tl);
         if (!d->text)
             st = FG_ERR_NOMEM;
-        else {
-            memcpy(d->text, json_string_value(t), tl);
-            d->text[tl] = 0;
+        else
             d->len = tl;
-        }
     }
     json_decref(o);
     return st;

@@ -168,6 +168,16 @@ char *fg_strdup(const char *s)
     return d;
 }
 
+char *fg_strndup(const char *s, size_t n)
+{
+    char *d = fg_malloc(n + 1);
+    if (d) {
+        memcpy(d, s, n);
+        d[n] = 0;
+    }
+    return d;
+}
+
 size_t fg_mem_current(void)
 {
     return atomic_load(&mem_current);

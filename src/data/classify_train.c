@@ -55,11 +55,9 @@ static fg_status ex_ref(examples *e, char *t, size_t n, int y)
 /* Adds an owned copy of t[0..n). */
 static fg_status ex_add(examples *e, const char *t, size_t n, int y)
 {
-    char *c = fg_malloc(n + 1);
+    char *c = fg_strndup(t, n);
     if (!c)
         return FG_ERR_NOMEM;
-    memcpy(c, t, n);
-    c[n] = 0;
     fg_status st = ex_ref(e, c, n, y);
     if (st != FG_OK)
         fg_free(c);
@@ -207,13 +205,11 @@ fg_status fg_data_classifier_train_file(const fg_data_classifier_train_config *c
             size_t n;
             if (fg_data_rules_apply(c->rules, scr, ex.text[i], ex.len[i], &cleaned, &n, &rej, NULL) != FG_OK)
                 continue;
-            char *copy = fg_malloc(n + 1);
+            char *copy = fg_strndup(cleaned, n);
             if (!copy) {
                 st = FG_ERR_NOMEM;
                 goto done;
             }
-            memcpy(copy, cleaned, n);
-            copy[n] = 0;
             fg_free(ex.text[i]);
             ex.text[i] = copy;
             ex.len[i] = n;

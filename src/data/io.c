@@ -1649,13 +1649,11 @@ fg_status fg_data_doc_decode(fg_doc *doc, const char *label_field, const char *p
             return FG_OK;
         }
         size_t tl = json_string_length(t);
-        doc->text = fg_malloc(tl + 1);
+        doc->text = fg_strndup(json_string_value(t), tl);
         if (!doc->text) {
             json_decref(v);
             return FG_ERR_NOMEM;
         }
-        memcpy(doc->text, json_string_value(t), tl);
-        doc->text[tl] = 0;
         doc->len = tl;
         json_object_del(v, "text");
         if (label_field)

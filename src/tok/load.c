@@ -430,13 +430,11 @@ fg_tokenizer *tok_load_hf_json(const char *path)
                 goto done;
             }
             size_t la = (size_t)(sp - s);
-            char *a = fg_malloc(la + 1);
+            char *a = fg_strndup(s, la);
             if (!a) {
                 st = FG_ERR_NOMEM;
                 goto done;
             }
-            memcpy(a, s, la);
-            a[la] = 0;
             snprintf(whole, sizeof whole, "%s", s);
             st = add_merge_str(tok, a, sp + 1, path, buf, whole);
             fg_free(a);
