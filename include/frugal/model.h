@@ -143,8 +143,17 @@ fg_status fg_model_forward(fg_model *m, const int32_t *inputs, const int32_t *ta
 /* Backpropagates the last forward: grads += loss_scale * d(loss)/d(params). */
 fg_status fg_model_backward(fg_model *m, float loss_scale);
 void fg_model_zero_grad(fg_model *m);
+/* Called by fg_model_backward after layer l's backward (l = n_layer-1 down to 0): the
+ * grads of "h.<l>.*" tensors and of ln_f / lm_head are final for this backward (wte, wpe
+ * only once backward returns). Data-parallel training starts reducing them there. NULL:
+ * none (the default). */
+typedef void (*fg_model_grad_hook)(void *ctx, int layer);
+void fg_model_set_grad_hook(fg_model *m, fg_model_grad_hook fn, void *ctx);
 /* After each optimizer step (MoE: router bias update from load history). */
 void fg_model_post_step(fg_model *m);
+/* Layer l's expert loads counted since the last fg_model_post_step ([n_expert] floats,
+ * *n set), NULL for a dense layer: data-parallel ranks sum them before post_step. */
+float *fg_model_moe_step_load(fg_model *m, int l, int *n);
 /* Router statistics of the last forward, over all MoE layers (all zero for dense). */
 typedef struct fg_moe_stats {
     float load_max_over_mean; /* max over experts and layers of load / mean load */

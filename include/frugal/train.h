@@ -85,6 +85,10 @@ typedef struct fg_train_config {
     int loss_scale_growth_interval; /* clean steps before the scale doubles, 2000 */
     int loss_scale_hysteresis;      /* overflowing steps before it halves, 1 (PyTorch) */
     long inject_overflow_step;      /* test hook: an inf put into the gradients of this step (1-based); 0 off */
+    /* ---- data parallelism (src/dist, docs/DIST.md): run under mpirun -np dp ---- */
+    int dp;          /* data-parallel ranks; grad_accum micro-batches are split among them */
+    int zero;        /* 1: ZeRO-1, Adam m, v sharded over the dp ranks */
+    float bucket_mb; /* gradient bucket size, MiB: reduced as soon as backward has filled it */
 } fg_train_config;
 
 void fg_train_config_default(fg_train_config *c);
@@ -160,6 +164,9 @@ fg_status fg_loader_open(fg_loader *l, const char *paths_csv, int B, int T, int 
                          uint32_t vocab_limit);
 /* Fills inputs[B*T] and targets[B*T] (= inputs shifted by one) with the next B windows. */
 void fg_loader_next(fg_loader *l, int32_t *inputs, int32_t *targets);
+/* Moves past n windows as fg_loader_next would, reading no token: a data-parallel rank
+ * skips the windows of the global batch that other ranks read. */
+void fg_loader_skip(fg_loader *l, uint64_t n_windows);
 void fg_loader_rewind(fg_loader *l); /* sequential start, rng untouched */
 void fg_loader_close(fg_loader *l);
 uint64_t fg_loader_tokens(const fg_loader *l); /* tokens in all shards */
@@ -192,6 +199,12 @@ typedef struct fg_train_result {
 /* Runs a whole training job; progress lines and the cost summary go to `out`
  * (may be NULL: silent). r may be NULL. */
 fg_status fg_train_run(const fg_train_config *c, FILE *out, fg_train_result *r);
+/* The same as one rank of a data-parallel job: comm is the dp group (dist.h; NULL: one
+ * process), its size must be c->dp. Every rank calls it; rank 0 writes the run directory
+ * and gets `out`, the others pass NULL. A failing rank returns its error: the caller ends
+ * the job (fg_comm_abort), since the other ranks wait in a collective. */
+struct fg_comm;
+fg_status fg_train_run_comm(const fg_train_config *c, struct fg_comm *comm, FILE *out, fg_train_result *r);
 
 /* Loads a finished run for sampling or export: <run>/config.json and the params of
  * the newest checkpoint in ckpt_dir ("" = <run>/final, else <run>/ckpt). The model

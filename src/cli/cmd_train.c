@@ -1,10 +1,12 @@
 /* cmd_train.c: `frugal train`: builds the config from defaults, --config FILE.json
  * and flags, runs it, and turns a failure into a message and an exit code. The
- * work (and the cost summary) is fg_train_run's. */
+ * work (and the cost summary) is fg_train_run's. Under mpirun / srun (--dp N) each rank
+ * runs it on the dp communicator; a rank that fails ends the whole job (MPI_Abort). */
 #include <stdio.h>
 #include <string.h>
 
 #include "cli.h"
+#include "frugal/dist.h"
 #include "frugal/train.h"
 
 static void train_usage(FILE *f)
@@ -26,9 +28,36 @@ int fg_cmd_train(int argc, char **argv)
     fg_status st = fg_train_config_from_args(&c, argc, argv, NULL);
     if (st != FG_OK)
         return fg_cli_fail("train", st, "frugal train --help lists the options");
-    fg_train_result r;
-    st = fg_train_run(&c, stdout, &r);
+    if (c.dp == 1 && !fg_dist_launched()) {
+        fg_train_result r;
+        st = fg_train_run(&c, stdout, &r);
+        if (st != FG_OK)
+            return fg_cli_fail("train", st, NULL);
+        return 0;
+    }
+    fg_comm *world = NULL;
+    st = fg_dist_init(&argc, &argv, 1, &world);
     if (st != FG_OK)
-        return fg_cli_fail("train", st, NULL);
+        return fg_cli_fail("train", st, "--dp N runs under mpirun -np N (docs/DIST.md)");
+    fg_grid g;
+    st = fg_grid_init(&g, world, c.dp, 1, 1, 1);
+    int rank = fg_comm_rank(world);
+    if (st == FG_OK) {
+        fg_train_result r;
+        st = fg_train_run_comm(&c, g.dp_comm, rank == 0 ? stdout : NULL, &r);
+    }
+    if (st != FG_OK) {
+        char cmd[32];
+        snprintf(cmd, sizeof cmd, "train (rank %d of %d)", rank, fg_comm_size(world));
+        int rc = fg_cli_fail(cmd, st, NULL);
+        fflush(stdout);
+        if (fg_comm_size(world) > 1)
+            fg_comm_abort(world, rc); /* the other ranks wait in a collective: end them all */
+        fg_grid_free(&g);
+        fg_dist_finalize(world);
+        return rc;
+    }
+    fg_grid_free(&g);
+    fg_dist_finalize(world);
     return 0;
 }

@@ -713,6 +713,8 @@ static fg_status model_backward(fg_model *m, float loss_scale)
         MODEL_PROF(m, OP_NORM,
                    norm_backward(m, m->dres, model_g(m, o->ln1w), model_g(m, o->ln1b), m->dln, res, model_p(m, o->ln1w),
                                  a->ln1_mean, a->ln1_rstd, N));
+        if (m->grad_hook)
+            m->grad_hook(m->grad_hook_ctx, l);
     }
     /* encoded = wte[inputs] (+ wpe[t]) */
     MODEL_PROF(m, OP_EMBED, fg_embedding_backward(m->grads + m->wte, model_g(m, m->wpe), m->dres, m->inputs, N, T, C));
@@ -738,6 +740,12 @@ fg_status fg_model_backward(fg_model *m, float loss_scale)
     fg_status st = model_backward(m, loss_scale);
     m->bf_live = 0;
     return st;
+}
+
+void fg_model_set_grad_hook(fg_model *m, fg_model_grad_hook fn, void *ctx)
+{
+    m->grad_hook = fn;
+    m->grad_hook_ctx = ctx;
 }
 
 /* ---- profile ---- */

@@ -153,6 +153,8 @@ struct fg_model {
     size_t bf_cap;
     int bf_live; /* inside fg_model_forward / _backward of a bf16 model: wbf is current */
 
+    fg_model_grad_hook grad_hook; /* after each layer's backward (fg_model_set_grad_hook) */
+    void *grad_hook_ctx;
     int prof_on, prof_dir;    /* profiling enabled; 0 forward, 1 backward */
     double prof[2][OP_COUNT]; /* seconds per op since fg_model_profile(m, 1) */
     long prof_calls[2];       /* forward / backward calls profiled */

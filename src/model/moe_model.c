@@ -207,6 +207,15 @@ void fg_model_post_step(fg_model *m)
     }
 }
 
+float *fg_model_moe_step_load(fg_model *m, int l, int *n)
+{
+    *n = 0;
+    if (!m->moe || l < 0 || l >= m->cfg.n_layer || !model_is_moe_layer(m, l))
+        return NULL;
+    *n = m->cfg.moe.n_expert;
+    return m->moe[l].step_load;
+}
+
 const int32_t *fg_model_moe_routes(const fg_model *m, int l, int *n_tok, int *k)
 {
     *n_tok = 0, *k = 0;

@@ -149,6 +149,13 @@ static const fg_opt opts[] = {
      .help = "overflowing steps before the loss scale halves (1: PyTorch, 2: Megatron)"},
     {"inject_overflow_step", FG_OPT_LONG, F(inject_overflow_step), 0, BIG, .flags = RESUMABLE,
      .help = "test hook: put an inf into the gradients of this step; 0 = off"},
+    /* data parallelism: the same training at any rank count, so all three may change on
+     * resume (a ZeRO-1 checkpoint holds the whole m, v: it reshards on load) */
+    {"dp", FG_OPT_INT, F(dp), 1, 1 << 16, .flags = RESUMABLE,
+     .help = "data-parallel ranks (run under mpirun -np DP); grad_accum must be a multiple"},
+    {"zero", FG_OPT_BOOL, F(zero), .flags = RESUMABLE, .help = "ZeRO-1: shard Adam's m and v over the dp ranks"},
+    {"bucket_mb", FG_OPT_FLOAT, F(bucket_mb), 1e-4, 1e4, .flags = RESUMABLE,
+     .help = "gradient bucket (MiB) reduced while backward goes on"},
 };
 #define N_OPTS FG_OPT_COUNT(opts)
 
@@ -177,6 +184,8 @@ void fg_train_config_default(fg_train_config *c)
     c->log_every = 10;
     strcpy(c->out, "runs/run");
     c->seed = 1337;
+    c->dp = 1;
+    c->bucket_mb = 25.0f; /* PyTorch DDP's bucket_cap_mb */
     c->ckpt_full_every = 10;
     c->ckpt_keep = 2;
     c->ckpt_async = 1;
@@ -245,6 +254,11 @@ fg_status fg_train_config_validate(const fg_train_config *c)
         return fg_error(FG_ERR_INVALID, "'min_lr' %g is above 'lr' %g", c->min_lr, c->lr);
     if (c->model.max_seq_len > 0 && c->seq_len > c->model.max_seq_len)
         return fg_error(FG_ERR_INVALID, "'seq_len' %d exceeds 'max_seq_len' %d", c->seq_len, c->model.max_seq_len);
+    if (c->grad_accum % c->dp != 0)
+        return fg_error(FG_ERR_INVALID,
+                        "'grad_accum' %d is not a multiple of 'dp' %d (each rank takes grad_accum / dp "
+                        "micro-batches of the same global batch)",
+                        c->grad_accum, c->dp);
     if (c->model.d_model % c->model.n_head != 0)
         return fg_error(FG_ERR_INVALID, "'d_model' %d is not a multiple of 'n_head' %d", c->model.d_model,
                         c->model.n_head);

@@ -71,31 +71,49 @@ static void copy_window(const fg_shard *s, uint64_t start, int T, int32_t *inp, 
     }
 }
 
+/* The next window's shard and start; the one place that moves the loader's state, so
+ * skipping windows (another data-parallel rank's share) moves it exactly as reading. */
+static const fg_shard *next_window(fg_loader *l, uint64_t *start)
+{
+    int T = l->T;
+    if (l->sequential) {
+        const fg_shard *s = &l->shards[l->shard];
+        if (l->pos + (uint64_t)T + 1 > s->n_tokens) {
+            l->shard = (l->shard + 1) % l->n_shards;
+            l->pos = 0;
+            s = &l->shards[l->shard];
+        }
+        *start = l->pos;
+        l->pos += (uint64_t)T;
+        return s;
+    }
+    /* a uniform start over all windows of all shards; the modulo bias of a
+     * 64-bit draw over < 2^40 windows is below 2^-24 */
+    uint64_t w = fg_rng_next(&l->rng) % l->n_windows;
+    int i = 0;
+    while (w >= l->shards[i].n_tokens - (uint64_t)T) {
+        w -= l->shards[i].n_tokens - (uint64_t)T;
+        i++;
+    }
+    *start = w;
+    return &l->shards[i];
+}
+
 void fg_loader_next(fg_loader *l, int32_t *inputs, int32_t *targets)
 {
     int T = l->T;
     for (int b = 0; b < l->B; b++) {
-        int32_t *inp = inputs + (size_t)b * T, *tgt = targets + (size_t)b * T;
-        if (l->sequential) {
-            const fg_shard *s = &l->shards[l->shard];
-            if (l->pos + (uint64_t)T + 1 > s->n_tokens) {
-                l->shard = (l->shard + 1) % l->n_shards;
-                l->pos = 0;
-                s = &l->shards[l->shard];
-            }
-            copy_window(s, l->pos, T, inp, tgt);
-            l->pos += (uint64_t)T;
-        } else {
-            /* a uniform start over all windows of all shards; the modulo bias of a
-             * 64-bit draw over < 2^40 windows is below 2^-24 */
-            uint64_t w = fg_rng_next(&l->rng) % l->n_windows;
-            int i = 0;
-            while (w >= l->shards[i].n_tokens - (uint64_t)T) {
-                w -= l->shards[i].n_tokens - (uint64_t)T;
-                i++;
-            }
-            copy_window(&l->shards[i], w, T, inp, tgt);
-        }
+        uint64_t start = 0;
+        const fg_shard *s = next_window(l, &start);
+        copy_window(s, start, T, inputs + (size_t)b * T, targets + (size_t)b * T);
+    }
+}
+
+void fg_loader_skip(fg_loader *l, uint64_t n_windows)
+{
+    for (uint64_t k = 0; k < n_windows; k++) {
+        uint64_t start = 0;
+        next_window(l, &start);
     }
 }
 

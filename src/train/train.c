@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "dp.h"
 #include "frugal/ckpt.h"
 #include "frugal/kernels.h"
 #include "frugal/optim.h"
@@ -41,6 +42,11 @@ typedef struct run {
     long step;            /* optimiser steps completed */
     double tokens_before; /* tokens of steps done before a resume */
     char train_path[PATHN], val_path[PATHN];
+    /* data parallelism: comm is the dp communicator (NULL: one process); dp exists when it
+     * has more than one rank. Rank 0 alone writes (run directory, metrics, checkpoints). */
+    fg_comm *comm;
+    dp *dp;
+    bool rank0;
 } run;
 
 /* ---- small file helpers ---- */
@@ -139,6 +145,8 @@ static fg_status rewrap(fg_status st, const char *what)
 static void metrics_printf(run *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void metrics_printf(run *r, const char *fmt, ...)
 {
+    if (!r->metrics)
+        return; /* a data-parallel rank other than 0 */
     va_list ap;
     va_start(ap, fmt);
     int n = vfprintf(r->metrics, fmt, ap);
@@ -149,6 +157,8 @@ static void metrics_printf(run *r, const char *fmt, ...)
 
 static fg_status metrics_flush(run *r)
 {
+    if (!r->metrics)
+        return FG_OK;
     if (fflush(r->metrics) != 0 && !r->metrics_errno)
         r->metrics_errno = errno ? errno : EIO;
     if (!r->metrics_errno && ferror(r->metrics))
@@ -374,19 +384,52 @@ out:
     return st;
 }
 
-static void ckpt_tensors(run *r, fg_ckpt_tensor t[3])
+/* m and v: the optimiser's, or under ZeRO-1 whole buffers the caller gathered or will
+ * reshard (a checkpoint always holds the whole state, so it loads at any dp size). */
+static void ckpt_tensors(run *r, fg_ckpt_tensor t[3], float *m, float *v)
 {
     size_t bytes = fg_model_num_params(r->m) * sizeof(float);
     t[0] = (fg_ckpt_tensor){"params", fg_model_params(r->m), bytes};
-    t[1] = (fg_ckpt_tensor){"adam.m", r->opt.m, bytes};
-    t[2] = (fg_ckpt_tensor){"adam.v", r->opt.v, bytes};
+    t[1] = (fg_ckpt_tensor){"adam.m", m ? m : r->opt.m, bytes};
+    t[2] = (fg_ckpt_tensor){"adam.v", v ? v : r->opt.v, bytes};
+}
+
+/* --resume: the latest checkpoint into the model and optimiser; under ZeRO-1 each rank
+ * loads the whole m, v and keeps its shard (resharding: any dp size reads any other's). */
+static fg_status load_resume(run *r)
+{
+    bool zero = r->dp && dp_zero(r->dp);
+    size_t n = fg_model_num_params(r->m);
+    float *m = zero ? fg_malloc(n * sizeof(float)) : NULL, *v = zero ? fg_malloc(n * sizeof(float)) : NULL;
+    if (zero && (!m || !v)) {
+        fg_free(m);
+        fg_free(v);
+        return FG_ERR_NOMEM;
+    }
+    fg_ckpt_tensor t[3];
+    ckpt_tensors(r, t, m, v);
+    long step = 0;
+    char *meta = NULL;
+    fg_status st = fg_ckpt_load_latest(r->c.ckpt_dir, &step, &meta, t, 3);
+    if (st == FG_OK)
+        st = meta_restore(r, meta, r->c.ckpt_dir);
+    fg_free(meta);
+    if (st == FG_OK && zero) {
+        size_t off = 0, len = 0;
+        dp_shard(r->dp, &off, &len);
+        memcpy(r->opt.m, m + off, len * sizeof(float));
+        memcpy(r->opt.v, v + off, len * sizeof(float));
+    }
+    fg_free(m);
+    fg_free(v);
+    return st;
 }
 
 /* ---- evaluation ---- */
 static float evaluate(run *r)
 {
-    if (!r->has_val)
-        return NAN;
+    if (!r->has_val || !r->rank0)
+        return NAN; /* data parallel: rank 0 validates, the others wait at the next collective */
     int B = r->c.batch_size, T = r->c.seq_len;
     fg_loader_rewind(&r->val);
     double sum = 0;
@@ -463,7 +506,7 @@ static fg_status setup(run *r, FILE *out)
     uint32_t *tr = NULL, *va = NULL;
     size_t ntr = 0, nva = 0;
     if (c->data[0]) {
-        st = encode_text(r, &tr, &ntr, &va, &nva);
+        st = r->rank0 ? encode_text(r, &tr, &ntr, &va, &nva) : FG_OK; /* rank 0 writes the shards */
         if (st != FG_OK)
             return st;
         snprintf(r->train_path, sizeof r->train_path, "%s/data/train.bin", c->out);
@@ -533,7 +576,12 @@ static fg_status setup(run *r, FILE *out)
             goto out_ids;
     }
     fg_adamw_config ac = {c->beta1, c->beta2, c->eps, c->weight_decay};
-    st = fg_optim_init(&r->opt, fg_model_num_params(r->m), ranges, nt, &ac);
+    if (r->comm && fg_comm_size(r->comm) > 1 && !(r->dp = dp_new(r->comm, r->m, c->zero, c->bucket_mb)))
+        st = fg_last_status();
+    else if (r->dp && c->zero)
+        st = dp_optim_init(r->dp, &r->opt, ranges, nt, &ac); /* m, v of this rank's shard only */
+    else
+        st = fg_optim_init(&r->opt, fg_model_num_params(r->m), ranges, nt, &ac);
     fg_free(ranges);
     if (st != FG_OK)
         goto out_ids;
@@ -554,14 +602,15 @@ static fg_status setup(run *r, FILE *out)
     }
     /* first writes: the run directory (locked: two trainers on one directory would
      * tear each other's files), then the tokenised text */
-    st = mkdir_p(c->out);
-    if (st == FG_OK) {
+    st = r->rank0 ? mkdir_p(c->out) : FG_OK;
+    if (st == FG_OK && r->rank0) {
         snprintf(path, sizeof path, "%s/.frugal.lock", c->out);
         st = fg_lock_acquire(&r->lock, path);
     }
-    if (st == FG_OK && c->overwrite && !c->resume)
+    if (st == FG_OK && r->rank0 && c->overwrite && !c->resume)
         st = clear_old_run(c);
-    if (st == FG_OK && c->data[0] && !(c->resume && file_exists(r->train_path) && file_exists(r->val_path))) {
+    if (st == FG_OK && r->rank0 && c->data[0] &&
+        !(c->resume && file_exists(r->train_path) && file_exists(r->val_path))) {
         snprintf(path, sizeof path, "%s/data", c->out);
         st = mkdir_p(path);
         if (st == FG_OK)
@@ -571,6 +620,8 @@ static fg_status setup(run *r, FILE *out)
         if (st == FG_OK && out)
             fprintf(out, "data: %s -> %zu train + %zu val tokens (%s)\n", c->data, ntr, nva, c->tokenizer);
     }
+    if (st == FG_OK && r->dp)
+        st = dp_barrier(r->dp); /* rank 0's shards are written before anyone opens them */
     if (st != FG_OK)
         goto out_ids;
     st = fg_loader_open(&r->train, r->train_path, c->batch_size, c->seq_len, c->sequential, c->seed ^ 0x5EEDull,
@@ -600,6 +651,7 @@ static void teardown(run *r)
     fg_loader_close(&r->train);
     fg_loader_close(&r->val);
     fg_optim_free(&r->opt);
+    dp_delete(r->dp);
     fg_model_delete(r->m);
     fg_tok_delete(r->tok);
     fg_lock_release(&r->lock);
@@ -626,6 +678,21 @@ static void print_cost(FILE *out, const run *r, const fg_train_result *res, doub
     fprintf(out, "checkpointed    : %s%s\n", fg_fmt_bytes(b3, sizeof b3, (double)res->ckpt_bytes),
             r->ckpt_failed ? " written, then a checkpoint write failed" : "");
     fprintf(out, "threads         : %d, kernels: matmul=%s\n", fg_threads_get(), fg_kernels_variant("matmul"));
+    size_t opt_bytes = 2 * r->opt.n_params * sizeof(float);
+    if (r->dp) {
+        const dp_stats *ds = dp_get_stats(r->dp);
+        int p = dp_size(r->dp);
+        fprintf(out, "data parallel   : %d ranks%s, %d gradient buckets\n", p, dp_zero(r->dp) ? ", ZeRO-1" : "",
+                ds->n_buckets);
+        fprintf(out,
+                "communication   : %s sent per rank (%s per step), %.3f s in flight, %.3f s overlapped with "
+                "backward, %.3f s exposed (%.0f%% hidden)\n",
+                fg_fmt_bytes(b1, sizeof b1, ds->bytes),
+                fg_fmt_bytes(b2, sizeof b2, steps > 0 ? ds->bytes / (double)steps : 0.0), ds->span_s, ds->overlap_s,
+                ds->exposed_s, ds->span_s > 0 ? 100.0 * (ds->span_s - ds->exposed_s) / ds->span_s : 0.0);
+    }
+    fprintf(out, "optimizer state : %zu bytes (%s) per rank (Adam m, v)%s\n", opt_bytes,
+            fg_fmt_bytes(b3, sizeof b3, (double)opt_bytes), r->dp && dp_zero(r->dp) ? ", ZeRO-1 shard" : "");
     if (r->c.loss_scale)
         fprintf(out, "loss scaling    : dynamic, %ld step%s skipped (inf/nan gradients), scale now %g\n",
                 res->skipped_steps, res->skipped_steps == 1 ? "" : "s", (double)r->scaler.scale);
@@ -645,6 +712,14 @@ static fg_ckpt_opts ckpt_opts(const fg_train_config *c)
 
 static fg_status save_ckpt(run *r, double tokens)
 {
+    float *m = NULL, *v = NULL;
+    if (r->dp && dp_zero(r->dp)) {
+        fg_status st = dp_gather_state(r->dp, &r->opt, &m, &v); /* every rank takes part */
+        if (st != FG_OK)
+            return st;
+    }
+    if (!r->rank0)
+        return FG_OK;
     if (!r->ckw) {
         fg_ckpt_opts o = ckpt_opts(&r->c);
         r->ckw = fg_ckpt_writer_new(r->c.ckpt_dir, &o);
@@ -657,7 +732,7 @@ static fg_status save_ckpt(run *r, double tokens)
     if (!meta)
         return FG_ERR_NOMEM;
     fg_ckpt_tensor t[3];
-    ckpt_tensors(r, t);
+    ckpt_tensors(r, t, m, v);
     fg_status st = fg_ckpt_writer_save(r->ckw, r->step, meta, t, 3);
     fg_free(meta);
     r->ckpt_failed |= st != FG_OK;
@@ -726,7 +801,7 @@ static void epoch_cap(run *r, FILE *out)
  * first validation replaces best/. */
 static fg_status keep_best(run *r, float val, float *best)
 {
-    if (!r->c.keep_best || isnan(val) || val >= *best)
+    if (!r->rank0 || !r->c.keep_best || isnan(val) || val >= *best)
         return FG_OK;
     if (!r->best_w && !(r->best_w = model_writer(r->c.out, "best", &r->c)))
         return fg_last_status();
@@ -738,16 +813,28 @@ static fg_status keep_best(run *r, float val, float *best)
 
 fg_status fg_train_run(const fg_train_config *cfg, FILE *out, fg_train_result *res_out)
 {
+    return fg_train_run_comm(cfg, NULL, out, res_out);
+}
+
+fg_status fg_train_run_comm(const fg_train_config *cfg, fg_comm *comm, FILE *out, fg_train_result *res_out)
+{
     double t_wall = fg_time_sec();
     run rr;
     memset(&rr, 0, sizeof rr);
     run *r = &rr;
     r->lock.fd = -1;
     r->c = *cfg;
+    r->comm = comm;
+    r->rank0 = !comm || fg_comm_rank(comm) == 0;
     fg_train_result res;
     memset(&res, 0, sizeof res);
     res.first_val = res.last_val = NAN;
-    fg_status st = setup(r, out);
+    fg_status st = FG_OK;
+    if (cfg->dp != (comm ? fg_comm_size(comm) : 1))
+        st = fg_error(FG_ERR_INVALID, "'dp' %d, but %d process%s in the data-parallel group (run under mpirun -np %d)",
+                      cfg->dp, comm ? fg_comm_size(comm) : 1, comm && fg_comm_size(comm) > 1 ? "es" : "", cfg->dp);
+    if (st == FG_OK)
+        st = setup(r, out);
     if (st != FG_OK)
         goto out_teardown;
     fg_train_config *c = &r->c;
@@ -755,31 +842,24 @@ fg_status fg_train_run(const fg_train_config *cfg, FILE *out, fg_train_result *r
     float best_val = INFINITY;
 
     if (c->resume) {
-        fg_ckpt_tensor t[3];
-        ckpt_tensors(r, t);
-        long step = 0;
-        char *meta = NULL;
-        st = fg_ckpt_load_latest(c->ckpt_dir, &step, &meta, t, 3);
-        if (st == FG_OK)
-            st = meta_restore(r, meta, c->ckpt_dir);
-        fg_free(meta);
+        st = load_resume(r);
         if (st != FG_OK)
             goto out_teardown;
         if (out)
             fprintf(out, "resumed from %s at step %ld\n", c->ckpt_dir, r->step);
     }
     char path[PATHN];
-    char *cj = fg_train_config_to_json(c);
+    char *cj = r->rank0 ? fg_train_config_to_json(c) : NULL;
     snprintf(path, sizeof path, "%s/config.json", c->out);
-    st = cj ? write_text_atomic(path, cj) : FG_ERR_NOMEM;
+    st = !r->rank0 ? FG_OK : cj ? write_text_atomic(path, cj) : FG_ERR_NOMEM;
     fg_free(cj);
     if (st != FG_OK)
         goto out_teardown;
     snprintf(r->metrics_path, sizeof r->metrics_path, "%s/metrics.jsonl", c->out);
-    if (c->resume && (st = trim_torn_line(r->metrics_path)) != FG_OK)
+    if (r->rank0 && c->resume && (st = trim_torn_line(r->metrics_path)) != FG_OK)
         goto out_teardown;
-    r->metrics = fopen(r->metrics_path, c->resume ? "a" : "w");
-    if (!r->metrics) {
+    r->metrics = r->rank0 ? fopen(r->metrics_path, c->resume ? "a" : "w") : NULL;
+    if (r->rank0 && !r->metrics) {
         st = fg_error(FG_ERR_IO, "%s: cannot open: %s", r->metrics_path, strerror(errno));
         goto out_teardown;
     }
@@ -822,13 +902,18 @@ fg_status fg_train_run(const fg_train_config *cfg, FILE *out, fg_train_result *r
     }
     while (r->step < c->max_steps) {
         double t0 = fg_time_sec();
-        for (int k = 0; k < A; k++)
-            fg_loader_next(&r->train, r->inp + (size_t)k * B * T, r->tgt + (size_t)k * B * T);
+        if (r->dp)
+            dp_load(r->dp, &r->train, r->inp, r->tgt, A, B, T);
+        else
+            for (int k = 0; k < A; k++)
+                fg_loader_next(&r->train, r->inp + (size_t)k * B * T, r->tgt + (size_t)k * B * T);
         float loss = 0;
         float *grads = fg_model_grads(r->m);
         const size_t n_grads = fg_model_num_params(r->m);
         const float scale = c->loss_scale ? r->scaler.scale : 1.0f;
-        st = fg_train_grads_scaled(r->m, r->inp, r->tgt, B, T, A, scale, &loss);
+        const bool zero = r->dp && dp_zero(r->dp);
+        st = r->dp ? dp_grads(r->dp, r->m, r->inp, r->tgt, B, T, A, scale, &loss)
+                   : fg_train_grads_scaled(r->m, r->inp, r->tgt, B, T, A, scale, &loss);
         if (st != FG_OK)
             goto out_teardown;
         if (c->inject_overflow_step > 0 && r->step + 1 == c->inject_overflow_step)
@@ -839,10 +924,21 @@ fg_status fg_train_run(const fg_train_config *cfg, FILE *out, fg_train_result *r
              * clean gradients only; the skipped step leaves params, the Adam moments and
              * Adam's t as they were, while the step counter, schedule and data move on */
             bool found_inf = false;
-            fg_grad_unscale(grads, n_grads, fg_loss_scaler_inv_scale(&r->scaler), &found_inf);
+            if (r->dp)
+                st = dp_unscale(r->dp, grads, n_grads, fg_loss_scaler_inv_scale(&r->scaler), &found_inf);
+            else
+                fg_grad_unscale(grads, n_grads, fg_loss_scaler_inv_scale(&r->scaler), &found_inf);
+            if (st != FG_OK)
+                goto out_teardown;
             skipped = fg_loss_scaler_update(&r->scaler, found_inf);
         }
-        double norm = skipped ? NAN : fg_optim_clip(&r->opt, grads, c->grad_clip);
+        double norm = NAN;
+        if (!skipped && zero)
+            st = dp_zero_clip(r->dp, &r->opt, c->grad_clip, &norm);
+        else if (!skipped)
+            norm = fg_optim_clip(&r->opt, grads, c->grad_clip);
+        if (st != FG_OK)
+            goto out_teardown;
         if (!skipped && (!isfinite(loss) || !isfinite(norm))) {
             st = fg_error(FG_ERR_NUMERIC, "step %ld: loss %g, gradient norm %g: training diverged (lower --lr?)",
                           r->step, loss, norm);
@@ -850,7 +946,14 @@ fg_status fg_train_run(const fg_train_config *cfg, FILE *out, fg_train_result *r
         }
         float lr = fg_lr_at(&sched, r->step);
         if (!skipped) {
-            fg_optim_step(&r->opt, fg_model_params(r->m), grads, lr);
+            if (zero)
+                st = dp_zero_step(r->dp, &r->opt, lr);
+            else
+                fg_optim_step(&r->opt, fg_model_params(r->m), grads, lr);
+            if (st == FG_OK && r->dp)
+                st = dp_moe_loads(r->dp, r->m); /* the router bias moves by the global load */
+            if (st != FG_OK)
+                goto out_teardown;
             fg_model_post_step(r->m);
         }
         res.skipped_steps += skipped;
@@ -873,6 +976,13 @@ fg_status fg_train_run(const fg_train_config *cfg, FILE *out, fg_train_result *r
                        r->step, loss_s, lr, norm_s, r->tokens_before + res.tokens, tps, tps * flops_tok, dt);
         if (c->loss_scale) /* the scale this step's backward used, and its verdict */
             metrics_printf(r, ", \"loss_scale\": %.9g, \"skipped\": %d", (double)scale, skipped ? 1 : 0);
+        if (r->dp) { /* this step's gradient communication (docs/DIST.md) */
+            const dp_stats *ds = dp_get_stats(r->dp);
+            metrics_printf(r,
+                           ", \"comm_bytes\": %.0f, \"comm_s\": %.6f, \"comm_exposed_s\": %.6f, "
+                           "\"comm_overlap_s\": %.6f",
+                           ds->bytes_step, ds->step_span_s, ds->step_exposed_s, ds->step_overlap_s);
+        }
         if (c->model.moe.n_expert > 0) {
             /* router health of the step's last micro-batch */
             fg_moe_stats ms;
@@ -893,6 +1003,8 @@ fg_status fg_train_run(const fg_train_config *cfg, FILE *out, fg_train_result *r
         }
         bool last = r->step >= sched.total || (c->stop_after > 0 && r->step >= c->stop_after) ||
                     (c->max_seconds > 0 && res.train_sec >= c->max_seconds);
+        if (r->dp && (st = dp_agree(r->dp, &sched.total, &last)) != FG_OK) /* clocks differ per rank */
+            goto out_teardown;
         bool log_now = out && (r->step % c->log_every == 0 || r->step == first + 1 || last);
         if (bar.enabled && (log_now || (c->val_every > 0 && r->step % c->val_every == 0)))
             fputs("\r\033[K", stderr); /* clear the bar's line; the next update redraws it */
@@ -946,7 +1058,7 @@ fg_status fg_train_run(const fg_train_config *cfg, FILE *out, fg_train_result *r
         res.ckpt_bytes += s.file_full + s.file_delta;
     }
     uint64_t fb = 0;
-    st = save_final(c->out, r->step, c, r->m, &fb);
+    st = r->rank0 ? save_final(c->out, r->step, c, r->m, &fb) : FG_OK;
     if (st != FG_OK)
         goto out_teardown;
     res.ckpt_bytes += fb;

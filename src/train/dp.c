@@ -1,0 +1,387 @@
+/* dp.c: data-parallel training steps over a dp communicator: the rank's share of the
+ * global batch, gradient buckets (contiguous stretches of the flat grad buffer, cut at
+ * tensor boundaries) started as non-blocking all-reduces (ZeRO-1: reduce-scatters) from
+ * the model's per-layer backward hook and progressed at every later layer, ZeRO-1's
+ * sharded AdamW with the in-place all-gather of params, and the byte / time counters. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dp.h"
+#include "frugal/kernels.h"
+#include "frugal/precision.h"
+
+typedef struct bucket {
+    size_t off, len; /* floats of the flat buffer */
+    int level;       /* ready after the hook of this layer (n_layer: ln_f / head; -1: end of backward) */
+    int launched, done;
+    fg_req req;
+    int *counts; /* zero: elements of this bucket in each rank's shard */
+} bucket;
+
+struct dp {
+    fg_comm *comm;
+    int rank, size, zero;
+    fg_model *m;
+    size_t n;
+    bucket *b;
+    int nb;
+    int *counts_all; /* [nb * size] */
+    /* ZeRO-1 */
+    size_t s_off, s_len;
+    float *gshard;      /* [s_len] the reduce-scatter's output (fg_comm_alloc, made once) */
+    int *part, *displ;  /* [size] the shard partition as MPI counts / displacements */
+    float *ck_m, *ck_v; /* rank 0: whole m, v gathered for checkpoints (made at the first) */
+    /* the backward in flight */
+    int armed;
+    fg_status err;
+    double t_first;
+    dp_stats st;
+};
+
+/* The layer after whose backward the tensor's grads are final (see fg_model_set_grad_hook). */
+static int tensor_level(const fg_tensor_info *t, int L)
+{
+    int l = 0;
+    if (sscanf(t->name, "h.%d.", &l) == 1)
+        return l;
+    if (!strncmp(t->name, "ln_f", 4) || !strncmp(t->name, "lm_head", 7))
+        return L;
+    return -1; /* wte, wpe: the embedding backward runs after the last hook */
+}
+
+static void launch(dp *d, bucket *k)
+{
+    if (d->err != FG_OK)
+        return;
+    float *g = fg_model_grads(d->m);
+    if (!d->t_first)
+        d->t_first = fg_time_sec();
+    double p = d->size, bytes = (double)k->len * sizeof(float);
+    if (d->zero) {
+        size_t lo = k->off > d->s_off ? k->off : d->s_off;
+        float *recv = d->gshard + (k->counts[d->rank] ? lo - d->s_off : 0);
+        d->err = fg_comm_ireduce_scatter(d->comm, g + k->off, recv, k->counts, FG_DT_F32, FG_OP_SUM, &k->req);
+        d->st.bytes_step += (p - 1) / p * bytes;
+    } else {
+        /* in place on the flat grad buffer: no staging copy */
+        d->err = fg_comm_iallreduce(d->comm, g + k->off, k->len, FG_DT_F32, FG_OP_SUM, &k->req);
+        d->st.bytes_step += 2 * (p - 1) / p * bytes;
+    }
+    k->launched = 1;
+}
+
+/* MPI progresses non-blocking collectives inside MPI calls: a test per bucket in flight
+ * at every layer boundary moves them on while the next layer's backward computes. */
+static void progress(dp *d)
+{
+    for (int i = 0; i < d->nb && d->err == FG_OK; i++) {
+        bucket *k = &d->b[i];
+        if (k->launched && !k->done)
+            d->err = fg_comm_test(d->comm, &k->req, &k->done);
+    }
+}
+
+static void hook(void *ctx, int layer)
+{
+    dp *d = ctx;
+    if (!d->armed)
+        return;
+    /* the same buckets in the same order on every rank: collectives match by order */
+    for (int i = 0; i < d->nb; i++)
+        if (!d->b[i].launched && d->b[i].level >= layer)
+            launch(d, &d->b[i]);
+    progress(d);
+}
+
+dp *dp_new(fg_comm *comm, fg_model *m, int zero, float bucket_mb)
+{
+    dp *d = fg_calloc(1, sizeof *d);
+    if (!d) {
+        fg_error(FG_ERR_NOMEM, "data parallel: out of memory");
+        return NULL;
+    }
+    d->comm = comm;
+    d->rank = fg_comm_rank(comm);
+    d->size = fg_comm_size(comm);
+    d->zero = zero;
+    d->m = m;
+    d->n = fg_model_num_params(m);
+    int nt = fg_model_num_tensors(m), L = fg_model_get_config(m)->n_layer;
+    size_t cap = (size_t)((double)bucket_mb * 1048576.0 / sizeof(float));
+    if (cap < 1)
+        cap = 1;
+    d->b = fg_calloc((size_t)nt, sizeof *d->b);
+    d->part = fg_calloc((size_t)d->size, sizeof(int));
+    d->displ = fg_calloc((size_t)d->size, sizeof(int));
+    if (!d->b || !d->part || !d->displ)
+        goto nomem;
+    for (int i = 0; i < nt; i++) {
+        const fg_tensor_info *t = fg_model_tensor(m, i);
+        int lv = tensor_level(t, L);
+        bucket *k = d->nb ? &d->b[d->nb - 1] : NULL;
+        if (k && k->off + k->len == t->offset && k->len < cap) {
+            k->len += t->numel;
+            if (lv < k->level)
+                k->level = lv;
+        } else {
+            d->b[d->nb++] = (bucket){.off = t->offset, .len = t->numel, .level = lv};
+        }
+    }
+    d->st.n_buckets = d->nb;
+    for (int q = 0; q < d->size; q++) {
+        size_t a = fg_dist_part_offset(d->n, d->size, q), e = fg_dist_part_offset(d->n, d->size, q + 1);
+        if (e - a > (size_t)0x7fffffff) {
+            fg_error(FG_ERR_INVALID, "data parallel: shard of %zu floats exceeds MPI's int count", e - a);
+            dp_delete(d);
+            return NULL;
+        }
+        d->displ[q] = (int)a;
+        d->part[q] = (int)(e - a);
+    }
+    d->s_off = (size_t)d->displ[d->rank];
+    d->s_len = (size_t)d->part[d->rank];
+    if (zero) {
+        d->gshard = fg_comm_alloc(comm, (d->s_len ? d->s_len : 1) * sizeof(float));
+        d->counts_all = fg_calloc((size_t)d->nb * (size_t)d->size, sizeof(int));
+        if (!d->gshard || !d->counts_all)
+            goto nomem;
+        for (int i = 0; i < d->nb; i++) {
+            bucket *k = &d->b[i];
+            k->counts = d->counts_all + (size_t)i * (size_t)d->size;
+            for (int q = 0; q < d->size; q++) {
+                size_t a = (size_t)d->displ[q], e = a + (size_t)d->part[q];
+                size_t lo = k->off > a ? k->off : a, hi = k->off + k->len < e ? k->off + k->len : e;
+                k->counts[q] = hi > lo ? (int)(hi - lo) : 0;
+            }
+        }
+    }
+    return d;
+nomem:
+    dp_delete(d);
+    fg_error(FG_ERR_NOMEM, "data parallel: out of memory");
+    return NULL;
+}
+
+void dp_delete(dp *d)
+{
+    if (!d)
+        return;
+    fg_model_set_grad_hook(d->m, NULL, NULL);
+    fg_comm_free_mem(d->comm, d->gshard);
+    fg_free(d->counts_all);
+    fg_free(d->b);
+    fg_free(d->part);
+    fg_free(d->displ);
+    fg_free(d->ck_m);
+    fg_free(d->ck_v);
+    fg_free(d);
+}
+
+int dp_rank(const dp *d)
+{
+    return d->rank;
+}
+
+int dp_size(const dp *d)
+{
+    return d->size;
+}
+
+int dp_zero(const dp *d)
+{
+    return d->zero;
+}
+
+void dp_shard(const dp *d, size_t *off, size_t *len)
+{
+    *off = d->s_off;
+    *len = d->s_len;
+}
+
+float *dp_shard_grads(dp *d)
+{
+    return d->gshard;
+}
+
+const dp_stats *dp_get_stats(const dp *d)
+{
+    return &d->st;
+}
+
+fg_status dp_optim_init(const dp *d, fg_optim *o, const fg_optim_range *ranges, int n, const fg_adamw_config *ac)
+{
+    fg_optim_range *sr = fg_malloc((n ? (size_t)n : 1) * sizeof *sr);
+    if (!sr)
+        return FG_ERR_NOMEM;
+    int k = 0;
+    size_t a = d->s_off, e = d->s_off + d->s_len;
+    for (int i = 0; i < n; i++) {
+        size_t lo = ranges[i].offset > a ? ranges[i].offset : a;
+        size_t hi = ranges[i].offset + ranges[i].numel < e ? ranges[i].offset + ranges[i].numel : e;
+        if (hi <= lo)
+            continue;
+        sr[k] = ranges[i];
+        sr[k].offset = lo - a; /* rebased: the shard's m, v, grads start at the shard */
+        sr[k].numel = hi - lo;
+        k++;
+    }
+    fg_status st = fg_optim_init(o, d->s_len, sr, k, ac);
+    fg_free(sr);
+    return st;
+}
+
+void dp_load(dp *d, fg_loader *l, int32_t *inp, int32_t *tgt, int A, int B, int T)
+{
+    int al = A / d->size;
+    fg_loader_skip(l, (uint64_t)d->rank * (uint64_t)al * (uint64_t)B);
+    for (int k = 0; k < al; k++)
+        fg_loader_next(l, inp + (size_t)k * B * T, tgt + (size_t)k * B * T);
+    fg_loader_skip(l, (uint64_t)(d->size - 1 - d->rank) * (uint64_t)al * (uint64_t)B);
+}
+
+fg_status dp_grads(dp *d, fg_model *m, const int32_t *inp, const int32_t *tgt, int B, int T, int A, float grad_scale,
+                   float *loss)
+{
+    int al = A / d->size;
+    for (int i = 0; i < d->nb; i++) {
+        d->b[i].launched = d->b[i].done = 0;
+        memset(&d->b[i].req, 0, sizeof d->b[i].req);
+    }
+    d->err = FG_OK;
+    d->t_first = 0;
+    d->st.bytes_step = 0;
+    fg_model_zero_grad(m);
+    fg_model_set_grad_hook(m, hook, d);
+    double sum = 0;
+    fg_status st = FG_OK;
+    for (int k = 0; k < al && st == FG_OK; k++) {
+        size_t off = (size_t)k * B * T;
+        float l = 0;
+        st = fg_model_forward(m, inp + off, tgt + off, B, T, &l);
+        /* the scale one process with A micro-batches uses, so the sums match it */
+        d->armed = k == al - 1;
+        if (st == FG_OK)
+            st = fg_model_backward(m, grad_scale * (1.0f / (float)A));
+        sum += l;
+    }
+    d->armed = 0;
+    fg_model_set_grad_hook(m, NULL, NULL);
+    if (st != FG_OK)
+        return st; /* the CLI aborts the job: the other ranks are left in a collective */
+    double t_bwd = fg_time_sec();
+    for (int i = 0; i < d->nb; i++)
+        if (!d->b[i].launched)
+            launch(d, &d->b[i]);
+    if (d->err != FG_OK)
+        return d->err;
+    for (int i = 0; i < d->nb && st == FG_OK; i++)
+        st = fg_comm_wait(d->comm, &d->b[i].req);
+    if (st != FG_OK)
+        return st;
+    double t_done = fg_time_sec();
+    d->st.step_span_s = t_done - d->t_first;
+    d->st.step_exposed_s = t_done - t_bwd;
+    d->st.step_overlap_s = t_bwd - d->t_first;
+    d->st.span_s += d->st.step_span_s;
+    d->st.exposed_s += d->st.step_exposed_s;
+    d->st.overlap_s += d->st.step_overlap_s;
+    st = fg_comm_allreduce(d->comm, &sum, 1, FG_DT_F64, FG_OP_SUM);
+    d->st.bytes_step += 2.0 * (d->size - 1) / d->size * sizeof(double);
+    d->st.bytes += d->st.bytes_step;
+    *loss = (float)(sum / A);
+    return st;
+}
+
+fg_status dp_unscale(dp *d, float *grads, size_t n, float inv_scale, bool *found_inf)
+{
+    *found_inf = false;
+    if (d->zero) {
+        grads = d->gshard;
+        n = d->s_len;
+    }
+    fg_grad_unscale(grads, n, inv_scale, found_inf);
+    if (!d->zero)
+        return FG_OK; /* the same reduced grads on every rank: the same verdict */
+    int32_t any = *found_inf;
+    fg_status st = fg_comm_allreduce(d->comm, &any, 1, FG_DT_I32, FG_OP_MAX);
+    *found_inf = any != 0;
+    return st;
+}
+
+fg_status dp_zero_clip(dp *d, const fg_optim *o, float max_norm, double *norm)
+{
+    double n = fg_optim_grad_norm(o, d->gshard);
+    double ss = n * n;
+    fg_status st = fg_comm_allreduce(d->comm, &ss, 1, FG_DT_F64, FG_OP_SUM);
+    if (st != FG_OK)
+        return st;
+    *norm = sqrt(ss);
+    if (max_norm > 0 && isfinite(*norm) && *norm > max_norm) {
+        /* fg_optim_clip's coefficient (torch clip_grad_norm_), on the shard's spans */
+        float coef = (float)(max_norm / (*norm + 1e-6));
+        for (int i = 0; i < o->n_spans; i++)
+            fg_scale(d->gshard + o->spans[i].offset, coef, o->spans[i].numel);
+    }
+    return FG_OK;
+}
+
+fg_status dp_zero_step(dp *d, fg_optim *o, float lr)
+{
+    float *params = fg_model_params(d->m);
+    fg_optim_step(o, params + d->s_off, d->gshard, lr);
+    /* in place: each rank's updated shard sits at its offset of the params buffer */
+    fg_status st = fg_comm_allgather(d->comm, params, d->part, d->displ, FG_DT_F32);
+    double p = d->size;
+    d->st.bytes += (p - 1) / p * (double)d->n * sizeof(float);
+    d->st.bytes_step += (p - 1) / p * (double)d->n * sizeof(float);
+    return st;
+}
+
+fg_status dp_moe_loads(dp *d, fg_model *m)
+{
+    int L = fg_model_get_config(m)->n_layer;
+    for (int l = 0; l < L; l++) {
+        int n = 0;
+        float *load = fg_model_moe_step_load(m, l, &n);
+        if (!load)
+            continue;
+        /* integer counts below 2^24: the float sum is exact in any order */
+        fg_status st = fg_comm_allreduce(d->comm, load, (size_t)n, FG_DT_F32, FG_OP_SUM);
+        if (st != FG_OK)
+            return st;
+    }
+    return FG_OK;
+}
+
+fg_status dp_agree(dp *d, long *total, bool *last)
+{
+    int64_t v[2] = {*total, *last ? 1 : 0};
+    fg_status st = fg_comm_bcast(d->comm, v, 2, FG_DT_I64, 0);
+    *total = (long)v[0];
+    *last = v[1] != 0;
+    return st;
+}
+
+fg_status dp_barrier(dp *d)
+{
+    return fg_comm_barrier(d->comm);
+}
+
+fg_status dp_gather_state(dp *d, const fg_optim *o, float **m, float **v)
+{
+    *m = *v = NULL;
+    if (d->rank == 0 && !d->ck_m) {
+        d->ck_m = fg_malloc((d->n ? d->n : 1) * sizeof(float));
+        d->ck_v = fg_malloc((d->n ? d->n : 1) * sizeof(float));
+        if (!d->ck_m || !d->ck_v)
+            return FG_ERR_NOMEM; /* the CLI aborts the job */
+    }
+    fg_status st = fg_comm_gatherv(d->comm, o->m, (int)d->s_len, d->ck_m, d->part, d->displ, FG_DT_F32, 0);
+    if (st == FG_OK)
+        st = fg_comm_gatherv(d->comm, o->v, (int)d->s_len, d->ck_v, d->part, d->displ, FG_DT_F32, 0);
+    *m = d->ck_m;
+    *v = d->ck_v;
+    return st;
+}

@@ -1,0 +1,60 @@
+/* dp.h (private to src/train): data parallelism for the training loop: each rank's share
+ * of the global batch, gradient buckets reduced while backward runs (a hook per layer),
+ * ZeRO-1 (reduce-scatter, AdamW on the local shard, all-gather), the communication
+ * counters. train.c calls it only when the dp communicator has more than one rank. */
+#ifndef FRUGAL_TRAIN_DP_H
+#define FRUGAL_TRAIN_DP_H
+
+#include "frugal/dist.h"
+#include "frugal/optim.h"
+#include "frugal/train.h"
+
+typedef struct dp_stats {
+    double bytes;      /* sent per rank (bandwidth-optimal count: ring all-reduce 2(p-1)/p x n) */
+    double bytes_step; /* of the last step */
+    double span_s;     /* first bucket started -> all reduced, summed over steps */
+    double exposed_s;  /* backward finished -> all reduced: communication not hidden */
+    double overlap_s;  /* first bucket started -> backward finished: communication hidden */
+    double step_span_s, step_exposed_s, step_overlap_s;
+    int n_buckets;
+} dp_stats;
+
+typedef struct dp dp;
+
+/* ranges: the model's optimiser ranges. With zero, *opt is initialised here over this
+ * rank's shard (ranges clipped and rebased); without, the caller initialises it. */
+dp *dp_new(fg_comm *comm, fg_model *m, int zero, float bucket_mb);
+void dp_delete(dp *d);
+int dp_rank(const dp *d);
+int dp_size(const dp *d);
+int dp_zero(const dp *d);
+/* ZeRO-1: this rank's shard [*off, *off + *len) of the flat buffer. */
+void dp_shard(const dp *d, size_t *off, size_t *len);
+fg_status dp_optim_init(const dp *d, fg_optim *o, const fg_optim_range *ranges, int n, const fg_adamw_config *ac);
+
+/* The rank's A/p micro-batches of the global batch (A x B windows, as one process reads
+ * them): the loader moves past the other ranks' windows. */
+void dp_load(dp *d, fg_loader *l, int32_t *inp, int32_t *tgt, int A, int B, int T);
+/* Zeroes grads, runs the local micro-batches (each backward scaled by grad_scale / A, as
+ * one process with A micro-batches), reduces the grads in buckets during the last
+ * backward; *loss = mean over all A micro-batches of all ranks. Without zero the grads
+ * are the sums on every rank; with zero the shard's sums are in dp_shard_grads. */
+fg_status dp_grads(dp *d, fg_model *m, const int32_t *inp, const int32_t *tgt, int B, int T, int A, float grad_scale,
+                   float *loss);
+float *dp_shard_grads(dp *d);
+/* Loss scaling's inf/nan check over the reduced grads (zero: the shard, agreed by all). */
+fg_status dp_unscale(dp *d, float *grads, size_t n, float inv_scale, bool *found_inf);
+/* ZeRO-1 clipping (global norm over the shards) and step (AdamW on the shard, params
+ * all-gathered in place). */
+fg_status dp_zero_clip(dp *d, const fg_optim *o, float max_norm, double *norm);
+fg_status dp_zero_step(dp *d, fg_optim *o, float lr);
+/* Sums the MoE expert loads over ranks (before fg_model_post_step). */
+fg_status dp_moe_loads(dp *d, fg_model *m);
+/* Rank 0's stopping decision and schedule length, for everyone. */
+fg_status dp_agree(dp *d, long *total, bool *last);
+fg_status dp_barrier(dp *d);
+/* ZeRO-1 checkpoints: every rank calls; rank 0 gets the whole m, v (buffers made once). */
+fg_status dp_gather_state(dp *d, const fg_optim *o, float **m, float **v);
+const dp_stats *dp_get_stats(const dp *d);
+
+#endif

@@ -1,0 +1,346 @@
+/* test_dist_train.c: data-parallel training through `mpirun --oversubscribe frugal train
+ * --dp N` against one process at the same global batch: dp 2 and 4, with and without
+ * ZeRO-1, dense and MoE, 20 steps: losses to 1e-5 relative, final params to 1e-6. A dp=4
+ * ZeRO-1 checkpoint resumes at dp 2 (ZeRO-1) and dp 1 with the same next losses. ZeRO-1's
+ * optimizer state per rank is 1/N of the unsharded run's (the cost summary). A SIGKILLed
+ * rank ends the job non-zero within 60 s, naming the rank; the run resumes at the same
+ * and a smaller rank count. Skips when this build has no MPI or mpirun is absent. */
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "frugal/ckpt.h"
+#include "frugal/dist.h"
+#include "harness.h"
+
+#define MAX_STEPS 4096
+#define MPIRUN                                                                                                         \
+    "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1 "                   \
+    "ASAN_OPTIONS=detect_leaks=0 timeout 300 mpirun --oversubscribe"
+
+static char bin[1024], data[4096];
+static char out[65536];
+
+typedef struct curve {
+    double loss[MAX_STEPS + 1];
+    char seen[MAX_STEPS + 1];
+    int last;
+} curve;
+
+/* step -> loss from metrics.jsonl; a step logged twice (a resumed run) keeps the later */
+static bool read_curve(const char *run, curve *c)
+{
+    char path[1200], line[2048];
+    memset(c, 0, sizeof *c);
+    snprintf(path, sizeof path, "%s/metrics.jsonl", run);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return false;
+    while (fgets(line, sizeof line, f)) {
+        long step;
+        double loss;
+        if (sscanf(line, "{\"step\": %ld, \"loss\": %lf", &step, &loss) != 2 || step < 1 || step > MAX_STEPS)
+            continue;
+        c->loss[step] = loss;
+        c->seen[step] = 1;
+        if (step > c->last)
+            c->last = (int)step;
+    }
+    fclose(f);
+    return true;
+}
+
+static int train(int np, const char *args)
+{
+    char cmd[16384];
+    if (np == 0)
+        snprintf(cmd, sizeof cmd, "'%s' train %s", bin, args);
+    else
+        snprintf(cmd, sizeof cmd, MPIRUN " -np %d '%s' train --dp %d %s", np, bin, np, args);
+    return fg_test_run(cmd, out, sizeof out);
+}
+
+/* Steps from..to of got against ref: relative 1e-5 (reduction order is the only difference). */
+static void check_losses(const char *what, const char *ref_dir, const char *dir, int from, int to)
+{
+    static curve a, b;
+    FG_CHECK(read_curve(ref_dir, &a) && read_curve(dir, &b), "%s: metrics", what);
+    int missing = 0, worst_step = 0;
+    double worst = 0;
+    for (int s = from; s <= to; s++) {
+        if (!a.seen[s] || !b.seen[s]) {
+            missing++;
+            continue;
+        }
+        double e = fabs(a.loss[s] - b.loss[s]) / fabs(a.loss[s]);
+        if (e > worst)
+            worst = e, worst_step = s;
+    }
+    FG_CHECK(missing == 0, "%s: %d of steps %d..%d missing", what, missing, from, to);
+    FG_CHECK(worst <= 1e-5, "%s: loss relative error %.3g at step %d (want <= 1e-5)", what, worst, worst_step);
+}
+
+/* Final params against the reference: max |a - b| <= 1e-6 max(1, |b|). */
+static void check_params(const char *what, const char *ref_dir, const char *dir)
+{
+    char pa[1200], pb[1200];
+    char **la = NULL, **lb = NULL;
+    int na = 0, nb = 0;
+    snprintf(pa, sizeof pa, "%s/final", ref_dir);
+    snprintf(pb, sizeof pb, "%s/final", dir);
+    bool ok = fg_ckpt_list(pa, &la, &na) == FG_OK && fg_ckpt_list(pb, &lb, &nb) == FG_OK && na > 0 && nb > 0;
+    FG_CHECK(ok, "%s: final checkpoints in %s and %s", what, pa, pb);
+    if (ok) {
+        void *da = NULL, *db = NULL;
+        size_t sa = 0, sb = 0;
+        ok = fg_ckpt_read_tensor(la[na - 1], "params", &da, &sa) == FG_OK &&
+             fg_ckpt_read_tensor(lb[nb - 1], "params", &db, &sb) == FG_OK && sa == sb;
+        FG_CHECK(ok, "%s: params readable, same size", what);
+        if (ok) {
+            const float *x = da, *y = db;
+            double worst = 0;
+            for (size_t i = 0; i < sa / 4; i++) {
+                double e = fabs((double)x[i] - y[i]) / fmax(1.0, fabs((double)x[i]));
+                if (e > worst)
+                    worst = e;
+            }
+            FG_CHECK(worst <= 1e-6, "%s: params differ by %.3g (want <= 1e-6)", what, worst);
+        }
+        fg_free(da);
+        fg_free(db);
+    }
+    fg_ckpt_list_free(la, na);
+    fg_ckpt_list_free(lb, nb);
+}
+
+static long opt_bytes(const char *log)
+{
+    const char *p = strstr(log, "optimizer state : ");
+    return p ? atol(p + strlen("optimizer state : ")) : -1;
+}
+
+static void test_equivalence(const char *name, const char *model)
+{
+    char ref[1024], dir[1024], args[8192], what[256];
+    snprintf(ref, sizeof ref, "%s/%s_ref", fg_test_tmpdir(), name);
+    snprintf(args, sizeof args, "%s %s --max-steps 20 --out '%s'", data, model, ref);
+    int rc = train(0, args);
+    FG_CHECK(rc == 0, "%s: single-process run: %s", name, out);
+    long full = opt_bytes(out);
+    static const int nps[] = {2, 4};
+    for (int i = 0; i < 2; i++)
+        for (int zero = 0; zero < 2; zero++) {
+            int np = nps[i];
+            snprintf(dir, sizeof dir, "%s/%s_dp%d_z%d", fg_test_tmpdir(), name, np, zero);
+            snprintf(args, sizeof args, "%s %s --max-steps 20 --zero %d --out '%s'", data, model, zero, dir);
+            snprintf(what, sizeof what, "%s dp=%d%s", name, np, zero ? " ZeRO-1" : "");
+            rc = train(np, args);
+            FG_CHECK(rc == 0, "%s: exit %d: %s", what, rc, out);
+            if (rc != 0)
+                continue;
+            check_losses(what, ref, dir, 1, 20);
+            check_params(what, ref, dir);
+            long b = opt_bytes(out);
+            if (zero) /* the partition's rounding: at most one float of m and v more than 1/N */
+                FG_CHECK(b * np >= full && b * np <= full + 8L * np,
+                         "%s: optimizer state %ld bytes per rank, %ld unsharded", what, b, full);
+            else
+                FG_CHECK(b == full, "%s: optimizer state %ld bytes, unsharded %ld", what, b, full);
+        }
+}
+
+static void test_reshard(void)
+{
+    char ref[1024], src[1024], dir[1024], args[8192], what[256], cmd[4096];
+    const char *model = "--n-layer 2 --n-head 2 --d-model 16";
+    snprintf(ref, sizeof ref, "%s/dense_ref", fg_test_tmpdir());
+    snprintf(src, sizeof src, "%s/reshard_dp4", fg_test_tmpdir());
+    snprintf(args, sizeof args, "%s %s --max-steps 20 --stop-after 10 --ckpt-every 10 --zero 1 --out '%s'", data, model,
+             src);
+    int rc = train(4, args);
+    FG_CHECK(rc == 0, "dp=4 ZeRO-1 first half: %s", out);
+    check_losses("dp=4 ZeRO-1 first half", ref, src, 1, 10);
+    static const int nps[] = {2, 1};
+    for (int i = 0; i < 2; i++) {
+        snprintf(dir, sizeof dir, "%s/reshard_to_%d", fg_test_tmpdir(), nps[i]);
+        snprintf(cmd, sizeof cmd, "cp -r '%s' '%s'", src, dir);
+        FG_CHECK(fg_test_run(cmd, NULL, 0) == 0, "copy %s", src);
+        snprintf(args, sizeof args, "%s %s --max-steps 20 --zero %d --resume --out '%s'", data, model, nps[i] > 1, dir);
+        rc = train(nps[i] > 1 ? nps[i] : 0, args);
+        snprintf(what, sizeof what, "dp=4 ZeRO-1 checkpoint resumed at dp=%d", nps[i]);
+        FG_CHECK(rc == 0 && strstr(out, "resumed from"), "%s: exit %d: %s", what, rc, out);
+        check_losses(what, ref, dir, 11, 20);
+        check_params(what, ref, dir);
+    }
+}
+
+/* ---- a rank killed mid-step ---- */
+
+/* pid of the frugal process whose environment says OMPI_COMM_WORLD_RANK=rank and whose
+ * command line names dir; 0 when none yet */
+static pid_t find_rank(const char *dir, int rank)
+{
+    DIR *d = opendir("/proc");
+    if (!d)
+        return 0;
+    pid_t found = 0;
+    char want[64];
+    snprintf(want, sizeof want, "OMPI_COMM_WORLD_RANK=%d", rank);
+    struct dirent *e;
+    while (!found && (e = readdir(d))) {
+        pid_t pid = (pid_t)atol(e->d_name);
+        if (pid <= 0)
+            continue;
+        char path[128], buf[65536];
+        snprintf(path, sizeof path, "/proc/%d/cmdline", (int)pid);
+        FILE *f = fopen(path, "r");
+        size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+        if (f)
+            fclose(f);
+        bool mine = false;
+        for (size_t i = 0; i < n; i += strlen(buf + i) + 1)
+            mine |= strcmp(buf + i, dir) == 0;
+        if (!mine || !strstr(buf, "frugal"))
+            continue;
+        snprintf(path, sizeof path, "/proc/%d/environ", (int)pid);
+        f = fopen(path, "r");
+        n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+        if (f)
+            fclose(f);
+        for (size_t i = 0; i < n; i += strlen(buf + i) + 1)
+            if (!strcmp(buf + i, want))
+                found = pid;
+    }
+    closedir(d);
+    return found;
+}
+
+static int count_ckpts(const char *dir)
+{
+    char **paths = NULL;
+    int n = 0;
+    if (fg_ckpt_list(dir, &paths, &n) != FG_OK)
+        return 0;
+    fg_ckpt_list_free(paths, n);
+    return n;
+}
+
+static void test_kill(void)
+{
+    char dir[1024], ck[1100], logp[1100], args[8192], cmd[16384], ref[1024];
+    const char *model = "--n-layer 2 --n-head 2 --d-model 16 --max-steps 100000 --ckpt-every 5";
+    snprintf(dir, sizeof dir, "%s/killed", fg_test_tmpdir());
+    snprintf(ck, sizeof ck, "%s/ckpt", dir);
+    snprintf(logp, sizeof logp, "%s/killed.log", fg_test_tmpdir());
+    snprintf(cmd, sizeof cmd, MPIRUN " -np 2 '%s' train --dp 2 --zero 1 %s %s --out %s > '%s' 2>&1", bin, data, model,
+             dir, logp);
+    pid_t job = fork();
+    if (job == 0) {
+        execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+        _exit(127);
+    }
+    /* wait for two checkpoints, then kill rank 1 wherever it is in its step */
+    pid_t victim = 0;
+    for (int i = 0; i < 600 && !(count_ckpts(ck) >= 2 && (victim = find_rank(dir, 1))); i++)
+        usleep(50000);
+    FG_CHECK(victim > 0, "rank 1 of the job found after checkpoints");
+    if (victim <= 0) {
+        kill(job, SIGKILL);
+        waitpid(job, NULL, 0);
+        return;
+    }
+    usleep(30000);
+    double t0 = fg_time_sec();
+    kill(victim, SIGKILL);
+    int status = 0;
+    pid_t w = 0;
+    while ((w = waitpid(job, &status, WNOHANG)) == 0 && fg_time_sec() - t0 < 90)
+        usleep(50000);
+    double took = fg_time_sec() - t0;
+    if (w == 0) {
+        kill(job, SIGKILL);
+        waitpid(job, &status, 0);
+    }
+    FG_CHECK(w == job && took < 60, "job ended %.1f s after the kill (want < 60)", took);
+    FG_CHECK(WIFEXITED(status) && WEXITSTATUS(status) != 0, "mpirun exit status %d (want non-zero)",
+             WIFEXITED(status) ? WEXITSTATUS(status) : -1);
+    char *log = NULL;
+    size_t len = 0;
+    if (fg_read_file(logp, 0, &log, &len) == FG_OK) {
+        FG_CHECK(strstr(log, "rank 1") != NULL, "the message names rank 1:\n%s", log);
+        fg_free(log);
+    }
+    /* resume at 2 and at 1 rank, 10 steps each past the checkpoint, against one process */
+    int at = 0;
+    {
+        char **paths = NULL;
+        int n = 0;
+        if (fg_ckpt_list(ck, &paths, &n) == FG_OK && n > 0) {
+            long step = 0;
+            char *meta = NULL;
+            if (fg_ckpt_load_file(paths[n - 1], &step, &meta, NULL, 0) == FG_OK)
+                at = (int)step;
+            fg_free(meta);
+        }
+        fg_ckpt_list_free(paths, n);
+    }
+    FG_CHECK(at >= 10, "a checkpoint at step %d survives the kill", at);
+    int stop = at + 10;
+    snprintf(ref, sizeof ref, "%s/kill_ref", fg_test_tmpdir());
+    snprintf(args, sizeof args, "%s %s --stop-after %d --out '%s'", data, model, stop, ref);
+    FG_CHECK(train(0, args) == 0, "reference: %s", out);
+    char dir1[1100];
+    snprintf(dir1, sizeof dir1, "%s_1", dir);
+    snprintf(cmd, sizeof cmd, "cp -r '%s' '%s'", dir, dir1);
+    FG_CHECK(fg_test_run(cmd, NULL, 0) == 0, "copy");
+    snprintf(args, sizeof args, "%s %s --zero 1 --stop-after %d --resume --out '%s'", data, model, stop, dir);
+    FG_CHECK(train(2, args) == 0, "resume at dp=2: %s", out);
+    check_losses("killed, resumed at dp=2", ref, dir, at + 1, stop);
+    check_params("killed, resumed at dp=2", ref, dir);
+    snprintf(args, sizeof args, "%s %s --stop-after %d --resume --out '%s'", data, model, stop, dir1);
+    FG_CHECK(train(0, args) == 0, "resume at dp=1: %s", out);
+    check_losses("killed, resumed at dp=1", ref, dir1, at + 1, stop);
+    check_params("killed, resumed at dp=1", ref, dir1);
+}
+
+int main(void)
+{
+    FG_TEST_BEGIN("dist_train");
+    snprintf(bin, sizeof bin, "%s", fg_test_frugal_bin());
+    if (!fg_dist_have_mpi()) {
+        fg_test_skip("data-parallel training", "this build has no MPI (libopenmpi-dev not found by CMake)");
+        return fg_test_end();
+    }
+    if (fg_test_run("command -v mpirun", NULL, 0) != 0) {
+        fg_test_skip("data-parallel training", "mpirun not on PATH (apt-get install openmpi-bin)");
+        return fg_test_end();
+    }
+    if (access(bin, X_OK) != 0) {
+        fg_test_skip("data-parallel training", "the frugal binary is not built");
+        return fg_test_end();
+    }
+    char prep[1024], args[4096];
+    snprintf(prep, sizeof prep, "%s/prep", fg_test_tmpdir());
+    snprintf(args, sizeof args,
+             "--data '%s' --tokenizer byte --out '%s' --max-steps 1 --n-layer 1 --n-head 2 --d-model 16",
+             fg_test_grammar_corpus("corpus.txt"), prep);
+    if (train(0, args) != 0) {
+        FG_CHECK(0, "tokenising run: %s", out);
+        return fg_test_end();
+    }
+    /* tiny models, one thread per rank: the two cores of CI run four ranks */
+    snprintf(data, sizeof data,
+             "--train-shards '%s/data/train.bin' --val-shards '%s/data/val.bin' --batch-size 2 --seq-len 16 "
+             "--grad-accum 4 --val-every 0 --val-batches 1 --log-every 100000 --threads 1 --bucket-mb 0.002",
+             prep, prep);
+    test_equivalence("dense", "--n-layer 2 --n-head 2 --d-model 16");
+    test_equivalence("moe", "--n-layer 2 --n-head 2 --d-model 16 --n-expert 4 --n-expert-active 2 "
+                            "--n-shared-expert 1 --d-expert 16");
+    test_reshard();
+    test_kill();
+    return fg_test_end();
+}
