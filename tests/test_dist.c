@@ -45,6 +45,64 @@ static void test_local(void)
              "partition of 10 over 4");
 }
 
+/* The top-k codec: the k largest |v| are sent, decoded to the same places; error feedback
+ * leaves exactly the unsent part (and bf16's rounding) in v; momentum masked where sent;
+ * the message sizes give the byte ratios the issue targets. */
+static void test_topk(void)
+{
+    enum { N = 4000 };
+    static float v[N], v0[N], u[N], scratch[N], dst[N];
+    static uint8_t msg[N * 9];
+    fg_rng rng;
+    fg_rng_seed(&rng, 7);
+    for (int fmt = 0; fmt < 4; fmt++) {
+        fg_topk_format f = {fmt & 1, fmt >> 1};
+        for (int i = 0; i < N; i++) {
+            v[i] = v0[i] = (float)(fg_rng_uniform(&rng) * 2 - 1) * (i % 7 == 0 ? 10.0f : 1.0f);
+            u[i] = 1.0f;
+        }
+        v[5] = v0[5] = 20.0f; /* a tie at the top: both go */
+        v[6] = v0[6] = -20.0f;
+        size_t k = fg_topk_count(N, 0.05);
+        FG_CHECK(k == 200, "k of 5%% of 4000: %zu", k);
+        size_t bytes = fg_topk_encode(v, u, N, k, f, msg, scratch);
+        FG_CHECK(bytes <= fg_topk_max_bytes(k, f), "message within its bound");
+        memset(dst, 0, sizeof dst);
+        FG_CHECK(fg_topk_decode_add(msg, bytes, N, k, f, dst) == bytes, "fmt %d: decodes all %zu bytes", fmt, bytes);
+        /* sent + residual = original, exactly; sent ones are the k largest */
+        int sent = 0, bad = 0;
+        float min_sent = INFINITY, max_kept = 0;
+        for (int i = 0; i < N; i++) {
+            bad += dst[i] + v[i] != v0[i];
+            if (dst[i] != 0) {
+                sent++;
+                min_sent = fminf(min_sent, fabsf(v0[i]));
+                bad += u[i] != 0.0f;
+            } else {
+                max_kept = fmaxf(max_kept, fabsf(v0[i]));
+            }
+        }
+        FG_CHECK(bad == 0 && sent == (int)k, "fmt %d: %d sent (want %zu), %d wrong", fmt, sent, k, bad);
+        FG_CHECK(min_sent >= max_kept, "fmt %d: smallest sent %g >= largest kept %g", fmt, min_sent, max_kept);
+        FG_CHECK(dst[5] != 0 && dst[6] != 0, "fmt %d: the largest two sent", fmt);
+        if (!f.bf16) /* fp32: nothing left where sent */
+            FG_CHECK(v[5] == 0.0f, "fmt %d: residual zero where sent", fmt);
+        double ratio = (double)N * 4 / (double)bytes;
+        if (fmt == 0)
+            FG_CHECK(ratio >= 10.0, "5%% with uint32 indices, fp32 values: %.2fx fewer bytes (want >= 10)", ratio);
+        if (fmt == 3)
+            FG_CHECK(ratio >= 20.0, "5%% with delta indices, bf16 values: %.2fx fewer bytes (want >= 20)", ratio);
+        FG_CHECK(fg_topk_decode_add(msg, bytes - 1, N, k, f, dst) == 0, "fmt %d: a truncated message is refused", fmt);
+    }
+    /* an index out of range is refused */
+    fg_topk_format f = {0, 0};
+    uint32_t bad_idx = N + 3;
+    float val = 1;
+    memcpy(msg, &bad_idx, 4);
+    memcpy(msg + 4, &val, 4);
+    FG_CHECK(fg_topk_decode_add(msg, 8, N, 1, f, dst) == 0, "index out of range refused");
+}
+
 /* Run by each of 4 MPI ranks. */
 static void test_mpi_rank(void)
 {
@@ -140,6 +198,7 @@ int main(void)
     }
     FG_TEST_BEGIN("dist");
     test_local();
+    test_topk();
     if (!fg_dist_have_mpi()) {
         fg_test_skip("mpi collectives", "this build has no MPI (libopenmpi-dev not found by CMake)");
     } else if (fg_test_run("command -v mpirun", NULL, 0) != 0) {

@@ -121,6 +121,30 @@ void fg_grid_free(fg_grid *g);
  * the first n % p ranks one element more (ZeRO-1's optimiser-state partition) ---- */
 size_t fg_dist_part_offset(size_t n, int p, int r);
 
+/* ---- top-k gradient compression (Deep Gradient Compression, Lin et al. 2018) ----
+ * One bucket of len values: v is the accumulated residual (error feedback: the part of
+ * past gradients not yet sent), u the momentum-corrected velocity (NULL: no momentum
+ * correction). Encoding picks the k largest |v| (ties by lower index), writes them as
+ * (index, value) pairs: indices ascending, either uint32 or delta-coded (LEB128 varint of
+ * the gap minus one), then the values, fp32 or bf16 (round to nearest even); then v at
+ * those places keeps what the value lost to bf16 and u is zeroed there (DGC's momentum
+ * factor masking). */
+typedef struct fg_topk_format {
+    int delta_idx; /* 1: varint gaps; 0: uint32 indices */
+    int bf16;      /* 1: bf16 values; 0: fp32 */
+} fg_topk_format;
+
+/* k for a bucket of len at density: floor(density x len), at least 1 (so never more
+ * than density: the byte targets hold exactly). */
+size_t fg_topk_count(size_t len, double density);
+/* Largest message for k pairs of a bucket of len values. */
+size_t fg_topk_max_bytes(size_t k, fg_topk_format f);
+/* Encodes into out (at least fg_topk_max_bytes); scratch: len floats. Returns bytes. */
+size_t fg_topk_encode(float *v, float *u, size_t len, size_t k, fg_topk_format f, uint8_t *out, float *scratch);
+/* Adds a message's k pairs into dst[len]. Returns the bytes read; 0 when the message is
+ * malformed (an index out of range, truncated). */
+size_t fg_topk_decode_add(const uint8_t *in, size_t avail, size_t len, size_t k, fg_topk_format f, float *dst);
+
 #ifdef __cplusplus
 }
 #endif
