@@ -178,6 +178,43 @@ static void test_reshard(void)
     }
 }
 
+/* Top-k compression: at density 1 (every value sent, fp32, no local clipping) it is the
+ * dense sum, so one process's training; at 5% the messages meet the byte targets and the
+ * loss still falls. */
+static double compress_ratio(const char *log)
+{
+    const char *p = strstr(log, "dense, ");
+    return p ? atof(p + strlen("dense, ")) : 0.0;
+}
+
+static void test_compress(void)
+{
+    char ref[1024], dir[1024], args[8192];
+    const char *model = "--n-layer 2 --n-head 2 --d-model 16";
+    snprintf(ref, sizeof ref, "%s/dense_ref", fg_test_tmpdir());
+    snprintf(dir, sizeof dir, "%s/compress_all", fg_test_tmpdir());
+    snprintf(args, sizeof args, "%s %s --max-steps 20 --compress 1 --compress-delta 0 --compress-clip 0 --out '%s'",
+             data, model, dir);
+    int rc = train(2, args);
+    FG_CHECK(rc == 0, "compression at density 1: %s", out);
+    check_losses("dp=2 top-k at density 1", ref, dir, 1, 20);
+    check_params("dp=2 top-k at density 1", ref, dir);
+    static const char *fmts[] = {"--compress-delta 0 --compress-bf16 0", "--compress-delta 1 --compress-bf16 1"};
+    static const double want[] = {10.0, 20.0};
+    for (int i = 0; i < 2; i++) {
+        snprintf(dir, sizeof dir, "%s/compress5_%d", fg_test_tmpdir(), i);
+        snprintf(args, sizeof args, "%s %s --max-steps 20 --compress 0.05 %s --out '%s'", data, model, fmts[i], dir);
+        rc = train(4, args);
+        FG_CHECK(rc == 0, "top-k 5%% (%s): %s", fmts[i], out);
+        double ratio = compress_ratio(out);
+        FG_CHECK(ratio >= want[i], "top-k 5%% (%s): %.2fx fewer bytes than dense (want >= %g)", fmts[i], ratio,
+                 want[i]);
+        static curve c;
+        FG_CHECK(read_curve(dir, &c) && c.seen[1] && c.seen[20] && c.loss[20] < c.loss[1] - 0.05,
+                 "top-k 5%% (%s): loss falls, %g -> %g", fmts[i], c.loss[1], c.loss[20]);
+    }
+}
+
 /* ---- a rank killed mid-step ---- */
 
 /* pid of the frugal process whose environment says OMPI_COMM_WORLD_RANK=rank and whose
@@ -341,6 +378,7 @@ int main(void)
     test_equivalence("moe", "--n-layer 2 --n-head 2 --d-model 16 --n-expert 4 --n-expert-active 2 "
                             "--n-shared-expert 1 --d-expert 16");
     test_reshard();
+    test_compress();
     test_kill();
     return fg_test_end();
 }

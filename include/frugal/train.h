@@ -89,6 +89,12 @@ typedef struct fg_train_config {
     int dp;          /* data-parallel ranks; grad_accum micro-batches are split among them */
     int zero;        /* 1: ZeRO-1, Adam m, v sharded over the dp ranks */
     float bucket_mb; /* gradient bucket size, MiB: reduced as soon as backward has filled it */
+    /* top-k gradient compression (Deep Gradient Compression; dist.h's codec) */
+    float compress;          /* density kept per bucket (0.05 = 5%); 0: off, dense all-reduce */
+    int compress_delta;      /* 1: varint-delta indices; 0: uint32 */
+    int compress_bf16;       /* 1: bf16 values; 0: fp32 */
+    float compress_momentum; /* DGC momentum correction factor; 0: off (AdamW has its own m) */
+    int compress_clip;       /* 1: DGC local clipping at grad_clip / sqrt(dp) before accumulation */
 } fg_train_config;
 
 void fg_train_config_default(fg_train_config *c);

@@ -156,6 +156,16 @@ static const fg_opt opts[] = {
     {"zero", FG_OPT_BOOL, F(zero), .flags = RESUMABLE, .help = "ZeRO-1: shard Adam's m and v over the dp ranks"},
     {"bucket_mb", FG_OPT_FLOAT, F(bucket_mb), 1e-4, 1e4, .flags = RESUMABLE,
      .help = "gradient bucket (MiB) reduced while backward goes on"},
+    {"compress", FG_OPT_FLOAT, F(compress), 0, 1, .flags = RESUMABLE,
+     .help = "top-k gradient compression: density kept (0.05 = 5%, down to 0.001); 0 = off"},
+    {"compress_delta", FG_OPT_BOOL, F(compress_delta), .flags = RESUMABLE,
+     .help = "compressed indices as varint gaps (else uint32)"},
+    {"compress_bf16", FG_OPT_BOOL, F(compress_bf16), .flags = RESUMABLE,
+     .help = "compressed values in bf16 (else fp32)"},
+    {"compress_momentum", FG_OPT_FLOAT, F(compress_momentum), 0, 0.999, .flags = RESUMABLE,
+     .help = "DGC momentum correction factor; 0 = off"},
+    {"compress_clip", FG_OPT_BOOL, F(compress_clip), .flags = RESUMABLE,
+     .help = "DGC local clipping at grad_clip / sqrt(dp)"},
 };
 #define N_OPTS FG_OPT_COUNT(opts)
 
@@ -186,6 +196,8 @@ void fg_train_config_default(fg_train_config *c)
     c->seed = 1337;
     c->dp = 1;
     c->bucket_mb = 25.0f; /* PyTorch DDP's bucket_cap_mb */
+    c->compress_delta = 1;
+    c->compress_clip = 1;
     c->ckpt_full_every = 10;
     c->ckpt_keep = 2;
     c->ckpt_async = 1;
@@ -254,6 +266,11 @@ fg_status fg_train_config_validate(const fg_train_config *c)
         return fg_error(FG_ERR_INVALID, "'min_lr' %g is above 'lr' %g", c->min_lr, c->lr);
     if (c->model.max_seq_len > 0 && c->seq_len > c->model.max_seq_len)
         return fg_error(FG_ERR_INVALID, "'seq_len' %d exceeds 'max_seq_len' %d", c->seq_len, c->model.max_seq_len);
+    if (c->compress > 0 && c->compress < 0.001f)
+        return fg_error(FG_ERR_INVALID, "'compress' %g: the density goes down to 0.001 (0 = off)", c->compress);
+    if (c->compress > 0 && c->zero)
+        return fg_error(FG_ERR_INVALID, "'compress' with 'zero': not built (compressed gradients are exchanged "
+                                        "whole by all-gather; ZeRO-1 reduce-scatters them)");
     if (c->grad_accum % c->dp != 0)
         return fg_error(FG_ERR_INVALID,
                         "'grad_accum' %d is not a multiple of 'dp' %d (each rank takes grad_accum / dp "

@@ -18,6 +18,7 @@ typedef struct bucket {
     int launched, done;
     fg_req req;
     int *counts; /* zero: elements of this bucket in each rank's shard */
+    size_t k;    /* compression: pairs sent */
 } bucket;
 
 struct dp {
@@ -33,6 +34,14 @@ struct dp {
     float *gshard;      /* [s_len] the reduce-scatter's output (fg_comm_alloc, made once) */
     int *part, *displ;  /* [size] the shard partition as MPI counts / displacements */
     float *ck_m, *ck_v; /* rank 0: whole m, v gathered for checkpoints (made at the first) */
+    /* compression: residual (error feedback), velocity (momentum correction), one message
+     * slot per rank in recv (each rank encodes straight into its own slot) */
+    dp_compress cz;
+    float *resid, *vel, *scratch;
+    uint8_t *recv;
+    size_t slot;
+    int32_t *sizes, *ones, *seq;
+    int *bcounts, *bdispl;
     /* the backward in flight */
     int armed;
     fg_status err;
@@ -95,7 +104,112 @@ static void hook(void *ctx, int layer)
     progress(d);
 }
 
-dp *dp_new(fg_comm *comm, fg_model *m, int zero, float bucket_mb)
+static fg_status compress_init(dp *d)
+{
+    size_t maxlen = 1;
+    d->slot = 0;
+    for (int i = 0; i < d->nb; i++) {
+        bucket *k = &d->b[i];
+        k->k = fg_topk_count(k->len, d->cz.density);
+        d->slot += fg_topk_max_bytes(k->k, d->cz.fmt);
+        if (k->len > maxlen)
+            maxlen = k->len;
+    }
+    d->slot = (d->slot + 63) / 64 * 64;
+    if ((double)d->slot * d->size > 2147483647.0)
+        return fg_error(FG_ERR_INVALID, "compression: %zu-byte messages x %d ranks exceed MPI's int displacements",
+                        d->slot, d->size);
+    d->resid = fg_calloc(d->n ? d->n : 1, sizeof(float));
+    d->vel = d->cz.momentum > 0 ? fg_calloc(d->n ? d->n : 1, sizeof(float)) : NULL;
+    d->scratch = fg_malloc(maxlen * sizeof(float));
+    d->recv = fg_comm_alloc(d->comm, d->slot * (size_t)d->size);
+    d->sizes = fg_calloc((size_t)d->size, sizeof(int32_t));
+    d->seq = fg_calloc((size_t)d->size, sizeof(int32_t));
+    d->ones = fg_calloc((size_t)d->size, sizeof(int32_t));
+    d->bcounts = fg_calloc((size_t)d->size, sizeof(int));
+    d->bdispl = fg_calloc((size_t)d->size, sizeof(int));
+    if (!d->resid || (d->cz.momentum > 0 && !d->vel) || !d->scratch || !d->recv || !d->sizes || !d->seq || !d->ones ||
+        !d->bcounts || !d->bdispl)
+        return fg_error(FG_ERR_NOMEM, "compression buffers: out of memory");
+    for (int q = 0; q < d->size; q++) {
+        d->ones[q] = 1;
+        d->seq[q] = q;
+        d->bdispl[q] = (int)(d->slot * (size_t)q);
+    }
+    return FG_OK;
+}
+
+/* DGC after the backward: local clipping, momentum correction and accumulation into the
+ * residual, top-k per bucket straight into this rank's slot, an all-gather of the message
+ * sizes then of the messages (in place), and every rank's pairs added into the zeroed
+ * grads in rank order (so all ranks hold the same sum). */
+static fg_status compress_exchange(dp *d)
+{
+    float *g = fg_model_grads(d->m);
+    size_t n = d->n;
+    if (d->cz.local_clip > 0) {
+        double norm = sqrt(fg_sumsq(g, n));
+        if (isfinite(norm) && norm > d->cz.local_clip)
+            fg_scale(g, (float)(d->cz.local_clip / (norm + 1e-6)), n);
+    }
+    if (d->vel) {
+        float mom = d->cz.momentum;
+        for (size_t i = 0; i < n; i++) {
+            d->vel[i] = mom * d->vel[i] + g[i];
+            d->resid[i] += d->vel[i];
+        }
+    } else {
+        for (size_t i = 0; i < n; i++)
+            d->resid[i] += g[i];
+    }
+    uint8_t *mine = d->recv + d->slot * (size_t)d->rank;
+    size_t bytes = 0;
+    for (int i = 0; i < d->nb; i++) {
+        bucket *k = &d->b[i];
+        bytes += fg_topk_encode(d->resid + k->off, d->vel ? d->vel + k->off : NULL, k->len, k->k, d->cz.fmt,
+                                mine + bytes, d->scratch);
+    }
+    d->sizes[d->rank] = (int32_t)bytes;
+    fg_status st = fg_comm_allgather(d->comm, d->sizes, d->ones, d->seq, FG_DT_I32);
+    if (st != FG_OK)
+        return st;
+    double total = 0;
+    for (int q = 0; q < d->size; q++) {
+        d->bcounts[q] = d->sizes[q];
+        total += d->sizes[q];
+    }
+    st = fg_comm_allgather(d->comm, d->recv, d->bcounts, d->bdispl, FG_DT_U8);
+    if (st != FG_OK)
+        return st;
+    memset(g, 0, n * sizeof(float));
+    for (int q = 0; q < d->size; q++) {
+        const uint8_t *msg = d->recv + d->slot * (size_t)q;
+        size_t pos = 0, avail = (size_t)d->sizes[q];
+        for (int i = 0; i < d->nb; i++) {
+            bucket *k = &d->b[i];
+            size_t used = fg_topk_decode_add(msg + pos, avail - pos, k->len, k->k, d->cz.fmt, g + k->off);
+            if (!used)
+                return fg_error(FG_ERR_FORMAT, "compression: rank %d's message is malformed at bucket %d (byte %zu)", q,
+                                i, pos);
+            pos += used;
+        }
+    }
+    double p = d->size;
+    d->st.payload_step = (double)bytes + sizeof(int32_t);
+    d->st.dense_step = (double)n * sizeof(float);
+    d->st.payload += d->st.payload_step;
+    d->st.dense += d->st.dense_step;
+    /* ring all-gather: each rank forwards (p-1)/p of all messages; the sizes likewise */
+    d->st.bytes_step += (p - 1) / p * (total + p * sizeof(int32_t));
+    return FG_OK;
+}
+
+int dp_compressed(const dp *d)
+{
+    return d->cz.density > 0;
+}
+
+dp *dp_new(fg_comm *comm, fg_model *m, int zero, float bucket_mb, const dp_compress *cz)
 {
     dp *d = fg_calloc(1, sizeof *d);
     if (!d) {
@@ -140,6 +254,17 @@ dp *dp_new(fg_comm *comm, fg_model *m, int zero, float bucket_mb)
         d->displ[q] = (int)a;
         d->part[q] = (int)(e - a);
     }
+    if (cz && cz->density > 0) {
+        d->cz = *cz;
+        fg_status cst = compress_init(d);
+        if (cst != FG_OK) {
+            char msg[512];
+            snprintf(msg, sizeof msg, "%s", fg_last_error());
+            dp_delete(d);
+            fg_error(cst, "%s", msg);
+            return NULL;
+        }
+    }
     d->s_off = (size_t)d->displ[d->rank];
     d->s_len = (size_t)d->part[d->rank];
     if (zero) {
@@ -176,6 +301,15 @@ void dp_delete(dp *d)
     fg_free(d->displ);
     fg_free(d->ck_m);
     fg_free(d->ck_v);
+    fg_free(d->resid);
+    fg_free(d->vel);
+    fg_free(d->scratch);
+    fg_comm_free_mem(d->comm, d->recv);
+    fg_free(d->sizes);
+    fg_free(d->seq);
+    fg_free(d->ones);
+    fg_free(d->bcounts);
+    fg_free(d->bdispl);
     fg_free(d);
 }
 
@@ -261,7 +395,7 @@ fg_status dp_grads(dp *d, fg_model *m, const int32_t *inp, const int32_t *tgt, i
         float l = 0;
         st = fg_model_forward(m, inp + off, tgt + off, B, T, &l);
         /* the scale one process with A micro-batches uses, so the sums match it */
-        d->armed = k == al - 1;
+        d->armed = k == al - 1 && d->cz.density <= 0; /* compression waits for the whole backward */
         if (st == FG_OK)
             st = fg_model_backward(m, grad_scale * (1.0f / (float)A));
         sum += l;
@@ -271,7 +405,13 @@ fg_status dp_grads(dp *d, fg_model *m, const int32_t *inp, const int32_t *tgt, i
     if (st != FG_OK)
         return st; /* the CLI aborts the job: the other ranks are left in a collective */
     double t_bwd = fg_time_sec();
-    for (int i = 0; i < d->nb; i++)
+    if (d->cz.density > 0) {
+        d->t_first = t_bwd;
+        st = compress_exchange(d);
+        if (st != FG_OK)
+            return st;
+    }
+    for (int i = 0; i < d->nb && d->cz.density <= 0; i++)
         if (!d->b[i].launched)
             launch(d, &d->b[i]);
     if (d->err != FG_OK)

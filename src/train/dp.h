@@ -17,13 +17,24 @@ typedef struct dp_stats {
     double overlap_s;  /* first bucket started -> backward finished: communication hidden */
     double step_span_s, step_exposed_s, step_overlap_s;
     int n_buckets;
+    /* compression: this rank's message, and what the dense gradient would have been */
+    double payload, payload_step, dense, dense_step;
 } dp_stats;
 
 typedef struct dp dp;
 
+/* Top-k compression (off when density is 0): see dist.h's codec and docs/DIST.md. */
+typedef struct dp_compress {
+    float density;
+    fg_topk_format fmt;
+    float momentum;   /* DGC momentum correction; 0 off */
+    float local_clip; /* DGC local clipping threshold (grad_clip / sqrt(p)); 0 off */
+} dp_compress;
+
 /* ranges: the model's optimiser ranges. With zero, *opt is initialised here over this
  * rank's shard (ranges clipped and rebased); without, the caller initialises it. */
-dp *dp_new(fg_comm *comm, fg_model *m, int zero, float bucket_mb);
+dp *dp_new(fg_comm *comm, fg_model *m, int zero, float bucket_mb, const dp_compress *cz);
+int dp_compressed(const dp *d);
 void dp_delete(dp *d);
 int dp_rank(const dp *d);
 int dp_size(const dp *d);

@@ -576,7 +576,11 @@ static fg_status setup(run *r, FILE *out)
             goto out_ids;
     }
     fg_adamw_config ac = {c->beta1, c->beta2, c->eps, c->weight_decay};
-    if (r->comm && fg_comm_size(r->comm) > 1 && !(r->dp = dp_new(r->comm, r->m, c->zero, c->bucket_mb)))
+    dp_compress cz = {c->compress,
+                      {c->compress_delta, c->compress_bf16},
+                      c->compress_momentum,
+                      c->compress_clip && c->grad_clip > 0 && c->dp > 1 ? c->grad_clip / sqrtf((float)c->dp) : 0.0f};
+    if (r->comm && fg_comm_size(r->comm) > 1 && !(r->dp = dp_new(r->comm, r->m, c->zero, c->bucket_mb, &cz)))
         st = fg_last_status();
     else if (r->dp && c->zero)
         st = dp_optim_init(r->dp, &r->opt, ranges, nt, &ac); /* m, v of this rank's shard only */
@@ -690,6 +694,15 @@ static void print_cost(FILE *out, const run *r, const fg_train_result *res, doub
                 fg_fmt_bytes(b1, sizeof b1, ds->bytes),
                 fg_fmt_bytes(b2, sizeof b2, steps > 0 ? ds->bytes / (double)steps : 0.0), ds->span_s, ds->overlap_s,
                 ds->exposed_s, ds->span_s > 0 ? 100.0 * (ds->span_s - ds->exposed_s) / ds->span_s : 0.0);
+    }
+    if (r->dp && dp_compressed(r->dp)) {
+        const dp_stats *ds = dp_get_stats(r->dp);
+        fprintf(out,
+                "compression     : top-k %g%% (%s indices, %s values): %.0f bytes per rank per step against %.0f "
+                "dense, %.1fx fewer\n",
+                100.0 * r->c.compress, r->c.compress_delta ? "delta" : "uint32", r->c.compress_bf16 ? "bf16" : "fp32",
+                steps > 0 ? ds->payload / (double)steps : 0.0, steps > 0 ? ds->dense / (double)steps : 0.0,
+                ds->payload > 0 ? ds->dense / ds->payload : 0.0);
     }
     fprintf(out, "optimizer state : %zu bytes (%s) per rank (Adam m, v)%s\n", opt_bytes,
             fg_fmt_bytes(b3, sizeof b3, (double)opt_bytes), r->dp && dp_zero(r->dp) ? ", ZeRO-1 shard" : "");
@@ -982,6 +995,9 @@ fg_status fg_train_run_comm(const fg_train_config *cfg, fg_comm *comm, FILE *out
                            ", \"comm_bytes\": %.0f, \"comm_s\": %.6f, \"comm_exposed_s\": %.6f, "
                            "\"comm_overlap_s\": %.6f",
                            ds->bytes_step, ds->step_span_s, ds->step_exposed_s, ds->step_overlap_s);
+            if (dp_compressed(r->dp))
+                metrics_printf(r, ", \"comm_payload_bytes\": %.0f, \"comm_dense_bytes\": %.0f", ds->payload_step,
+                               ds->dense_step);
         }
         if (c->model.moe.n_expert > 0) {
             /* router health of the step's last micro-batch */
