@@ -178,6 +178,23 @@ static void test_reshard(void)
     }
 }
 
+/* Dynamic loss scaling with an overflow injected at step 5: under ZeRO-1 the inf sits in
+ * the shards, the ranks agree to skip, and the run stays one process's. */
+static void test_loss_scale(void)
+{
+    char ref[1024], dir[1024], args[8192];
+    const char *model = "--n-layer 2 --n-head 2 --d-model 16 --max-steps 20 --loss-scale dynamic "
+                        "--inject-overflow-step 5";
+    snprintf(ref, sizeof ref, "%s/scaler_ref", fg_test_tmpdir());
+    snprintf(dir, sizeof dir, "%s/scaler_dp2", fg_test_tmpdir());
+    snprintf(args, sizeof args, "%s %s --out '%s'", data, model, ref);
+    FG_CHECK(train(0, args) == 0 && strstr(out, "1 step skipped"), "loss scaling, one process: %s", out);
+    snprintf(args, sizeof args, "%s %s --zero 1 --out '%s'", data, model, dir);
+    FG_CHECK(train(2, args) == 0 && strstr(out, "1 step skipped"), "loss scaling, dp=2 ZeRO-1: %s", out);
+    check_losses("loss scaling dp=2 ZeRO-1", ref, dir, 1, 20);
+    check_params("loss scaling dp=2 ZeRO-1", ref, dir);
+}
+
 /* Top-k compression: at density 1 (every value sent, fp32, no local clipping) it is the
  * dense sum, so one process's training; at 5% the messages meet the byte targets and the
  * loss still falls. */
@@ -379,6 +396,7 @@ int main(void)
                             "--n-shared-expert 1 --d-expert 16");
     test_reshard();
     test_compress();
+    test_loss_scale();
     test_kill();
     return fg_test_end();
 }

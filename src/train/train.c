@@ -929,8 +929,11 @@ fg_status fg_train_run_comm(const fg_train_config *cfg, fg_comm *comm, FILE *out
                    : fg_train_grads_scaled(r->m, r->inp, r->tgt, B, T, A, scale, &loss);
         if (st != FG_OK)
             goto out_teardown;
-        if (c->inject_overflow_step > 0 && r->step + 1 == c->inject_overflow_step)
-            grads[0] = INFINITY; /* test hook: an overflow in the backward, as the scaler must see it */
+        if (c->inject_overflow_step > 0 && r->step + 1 == c->inject_overflow_step) {
+            /* test hook: an overflow in the backward, as the scaler must see it (ZeRO-1: in each shard) */
+            float *g0 = zero ? dp_shard_grads(r->dp) : grads;
+            g0[0] = INFINITY;
+        }
         bool skipped = false;
         if (c->loss_scale) {
             /* GradScaler order: unscale with the inf/nan check, then clip and step on
