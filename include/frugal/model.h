@@ -129,6 +129,10 @@ size_t fg_model_num_params(const fg_model *m);        /* total parameters */
 size_t fg_model_num_active_params(const fg_model *m); /* used per token (MoE: K of N experts) */
 float *fg_model_params(fg_model *m);
 float *fg_model_grads(fg_model *m);
+/* bf16 precision: the bf16 copy of the params, [n_params] (NULL for fp32), marked
+ * current: the caller writes bf16(params) into all of it before the next forward,
+ * which then skips its own conversion (the optimiser's fused step does both). */
+uint16_t *fg_model_bf16_weights(fg_model *m);
 int fg_model_num_tensors(const fg_model *m);
 const fg_tensor_info *fg_model_tensor(const fg_model *m, int i);
 const fg_tensor_info *fg_model_find_tensor(const fg_model *m, const char *name); /* NULL if absent */

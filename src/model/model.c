@@ -724,12 +724,19 @@ static fg_status model_backward(fg_model *m, float loss_scale)
  * loads, where the copy may be stale, so it keeps the fp32 path. */
 fg_status fg_model_forward(fg_model *m, const int32_t *inputs, const int32_t *targets, int B, int T, float *loss)
 {
-    if (m->wbf) /* the weights changed since the last forward (optimiser step, load) */
+    if (m->wbf && !m->wbf_set) /* the weights changed since the last forward (optimiser step, load) */
         fg_cvt_f32_bf16(m->wbf, m->params, m->n_params);
+    m->wbf_set = 0;
     m->bf_live = m->wbf != NULL;
     fg_status st = model_forward(m, inputs, targets, B, T, loss);
     m->bf_live = 0;
     return st;
+}
+
+uint16_t *fg_model_bf16_weights(fg_model *m)
+{
+    m->wbf_set = m->wbf != NULL;
+    return m->wbf;
 }
 
 fg_status fg_model_backward(fg_model *m, float loss_scale)

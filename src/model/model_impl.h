@@ -152,6 +152,7 @@ struct fg_model {
     uint16_t *xbf, *dbf; /* [bf_cap] */
     size_t bf_cap;
     int bf_live; /* inside fg_model_forward / _backward of a bf16 model: wbf is current */
+    int wbf_set; /* fg_model_bf16_weights handed wbf out to be written: the next forward keeps it */
 
     int prof_on, prof_dir;    /* profiling enabled; 0 forward, 1 backward */
     double prof[2][OP_COUNT]; /* seconds per op since fg_model_profile(m, 1) */

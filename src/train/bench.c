@@ -72,7 +72,7 @@ fg_status fg_train_bench(const fg_train_config *cfg, int iters, int warmup, FILE
         const fg_tensor_info *ti = fg_model_tensor(m, i);
         ranges[i] = (fg_optim_range){ti->offset, ti->numel, (c.decay_all || !ti->no_decay), ti->frozen, ti->lr_scale};
     }
-    fg_adamw_config ac = {c.beta1, c.beta2, c.eps, c.weight_decay};
+    fg_adamw_config ac = {c.beta1, c.beta2, c.eps, c.weight_decay, c.adam_moments};
     st = fg_optim_init(&opt, fg_model_num_params(m), ranges, nt, &ac);
     fg_free(ranges);
     if (st != FG_OK)
@@ -102,10 +102,11 @@ fg_status fg_train_bench(const fg_train_config *cfg, int iters, int warmup, FILE
         if (st != FG_OK)
             goto out;
         double t1 = fg_time_sec();
-        fg_optim_clip(&opt, fg_model_grads(m), c.grad_clip);
+        double norm = fg_optim_grad_norm(&opt, fg_model_grads(m)); /* the trainer's step */
         double t2 = fg_time_sec();
-        fg_optim_step(&opt, fg_model_params(m), fg_model_grads(m), 1e-4f);
         fg_model_post_step(m);
+        fg_optim_step_fused(&opt, fg_model_params(m), fg_model_grads(m), 1e-4f, fg_optim_clip_coef(norm, c.grad_clip),
+                            fg_model_bf16_weights(m));
         double t3 = fg_time_sec();
         if (it >= 0) {
             times[it] = t3 - t0;

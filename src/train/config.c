@@ -21,6 +21,7 @@ static const char *const moe_par_names[] = {"auto", "experts", "gemm", NULL};
 static const char *const loss_scale_names[] = {"off", "dynamic", NULL};
 /* fp8 is not built yet: it is not a choice (issue 11) */
 static const char *const precision_names[] = {"fp32", "bf16", NULL};
+static const char *const moments_names[] = {"fp32", "bf16", NULL}; /* fg_adam_moments order */
 
 _Static_assert(sizeof(fg_layout) == sizeof(int) && sizeof(fg_balance) == sizeof(int) &&
                    sizeof(fg_moe_par) == sizeof(int) && sizeof(fg_precision) == sizeof(int),
@@ -99,6 +100,8 @@ static const fg_opt opts[] = {
     {"beta2", FG_OPT_FLOAT, F(beta2), 0, 0.999999, .help = "AdamW beta2"},
     {"eps", FG_OPT_FLOAT, F(eps), 0, 1, 1, .help = "AdamW epsilon"},
     {"grad_clip", FG_OPT_FLOAT, F(grad_clip), 0, 1e6, .help = "global gradient-norm clip; 0 = off"},
+    {"adam_moments", FG_OPT_ENUM, F(adam_moments), .choices = moments_names,
+     .help = "storage of AdamW's m and v: fp32, or bf16 (half the state bytes; docs/PRECISION.md)"},
     /* evaluation, logging */
     {"val_every", FG_OPT_INT, F(val_every), 0, 1 << 30, .flags = RESUMABLE,
      .help = "steps between validations; 0 = only at the end"},

@@ -234,6 +234,8 @@ fg_status fg_train_grads_scaled(fg_model *m, const int32_t *inputs, const int32_
     for (int k = 0; k < n_micro; k++) {
         size_t off = (size_t)k * B * T;
         float l = 0;
+        if (k > 0) /* the params have not moved since micro-batch 0's forward converted them */
+            fg_model_bf16_weights(m);
         fg_status st = fg_model_forward(m, inputs + off, targets + off, B, T, &l);
         if (st != FG_OK)
             return st;
@@ -374,12 +376,17 @@ out:
     return st;
 }
 
-static void ckpt_tensors(run *r, fg_ckpt_tensor t[3])
+/* Checkpoints hold the moments in fp32 whatever their storage: with bf16 moments
+ * *scratch is their widened copy (exact; fg_free it after use), NULL otherwise. */
+static fg_status ckpt_tensors(run *r, fg_ckpt_tensor t[3], float **scratch)
 {
     size_t bytes = fg_model_num_params(r->m) * sizeof(float);
+    float *m, *v;
+    fg_status st = fg_optim_moments_f32(&r->opt, &m, &v, scratch);
     t[0] = (fg_ckpt_tensor){"params", fg_model_params(r->m), bytes};
-    t[1] = (fg_ckpt_tensor){"adam.m", r->opt.m, bytes};
-    t[2] = (fg_ckpt_tensor){"adam.v", r->opt.v, bytes};
+    t[1] = (fg_ckpt_tensor){"adam.m", m, bytes};
+    t[2] = (fg_ckpt_tensor){"adam.v", v, bytes};
+    return st;
 }
 
 /* ---- evaluation ---- */
@@ -532,7 +539,7 @@ static fg_status setup(run *r, FILE *out)
         if (st != FG_OK)
             goto out_ids;
     }
-    fg_adamw_config ac = {c->beta1, c->beta2, c->eps, c->weight_decay};
+    fg_adamw_config ac = {c->beta1, c->beta2, c->eps, c->weight_decay, c->adam_moments};
     st = fg_optim_init(&r->opt, fg_model_num_params(r->m), ranges, nt, &ac);
     fg_free(ranges);
     if (st != FG_OK)
@@ -626,6 +633,14 @@ static void print_cost(FILE *out, const run *r, const fg_train_result *res, doub
     fprintf(out, "checkpointed    : %s%s\n", fg_fmt_bytes(b3, sizeof b3, (double)res->ckpt_bytes),
             r->ckpt_failed ? " written, then a checkpoint write failed" : "");
     fprintf(out, "threads         : %d, kernels: matmul=%s\n", fg_threads_get(), fg_kernels_variant("matmul"));
+    /* Adam's m + v as stored, beside the other storage; master weights are fp32 always */
+    size_t np = fg_model_num_params(r->m);
+    int bf = r->c.adam_moments == FG_ADAM_MOMENTS_BF16;
+    char s1[32], s2[32], s3[32];
+    fprintf(out, "optimizer state : m+v %s (%s moments; %s as %s), master weights %s (fp32)\n",
+            fg_fmt_bytes(s1, sizeof s1, (double)np * (double)fg_adam_moment_bytes(r->c.adam_moments)),
+            bf ? "bf16" : "fp32", fg_fmt_bytes(s2, sizeof s2, (double)np * (double)fg_adam_moment_bytes(!bf)),
+            bf ? "fp32" : "bf16", fg_fmt_bytes(s3, sizeof s3, (double)np * sizeof(float)));
     if (r->c.loss_scale)
         fprintf(out, "loss scaling    : dynamic, %ld step%s skipped (inf/nan gradients), scale now %g\n",
                 res->skipped_steps, res->skipped_steps == 1 ? "" : "s", (double)r->scaler.scale);
@@ -657,8 +672,11 @@ static fg_status save_ckpt(run *r, double tokens)
     if (!meta)
         return FG_ERR_NOMEM;
     fg_ckpt_tensor t[3];
-    ckpt_tensors(r, t);
-    fg_status st = fg_ckpt_writer_save(r->ckw, r->step, meta, t, 3);
+    float *scratch;
+    fg_status st = ckpt_tensors(r, t, &scratch);
+    if (st == FG_OK)
+        st = fg_ckpt_writer_save(r->ckw, r->step, meta, t, 3);
+    fg_free(scratch);
     fg_free(meta);
     r->ckpt_failed |= st != FG_OK;
     return st;
@@ -756,12 +774,17 @@ fg_status fg_train_run(const fg_train_config *cfg, FILE *out, fg_train_result *r
 
     if (c->resume) {
         fg_ckpt_tensor t[3];
-        ckpt_tensors(r, t);
+        float *scratch;
         long step = 0;
         char *meta = NULL;
-        st = fg_ckpt_load_latest(c->ckpt_dir, &step, &meta, t, 3);
+        st = ckpt_tensors(r, t, &scratch);
         if (st == FG_OK)
+            st = fg_ckpt_load_latest(c->ckpt_dir, &step, &meta, t, 3);
+        if (st == FG_OK) {
+            fg_optim_moments_commit(&r->opt, t[1].data, t[2].data);
             st = meta_restore(r, meta, c->ckpt_dir);
+        }
+        fg_free(scratch);
         fg_free(meta);
         if (st != FG_OK)
             goto out_teardown;
@@ -842,7 +865,7 @@ fg_status fg_train_run(const fg_train_config *cfg, FILE *out, fg_train_result *r
             fg_grad_unscale(grads, n_grads, fg_loss_scaler_inv_scale(&r->scaler), &found_inf);
             skipped = fg_loss_scaler_update(&r->scaler, found_inf);
         }
-        double norm = skipped ? NAN : fg_optim_clip(&r->opt, grads, c->grad_clip);
+        double norm = skipped ? NAN : fg_optim_grad_norm(&r->opt, grads);
         if (!skipped && (!isfinite(loss) || !isfinite(norm))) {
             st = fg_error(FG_ERR_NUMERIC, "step %ld: loss %g, gradient norm %g: training diverged (lower --lr?)",
                           r->step, loss, norm);
@@ -850,8 +873,13 @@ fg_status fg_train_run(const fg_train_config *cfg, FILE *out, fg_train_result *r
         }
         float lr = fg_lr_at(&sched, r->step);
         if (!skipped) {
-            fg_optim_step(&r->opt, fg_model_params(r->m), grads, lr);
+            /* post_step moves frozen MoE router state only, which the update leaves
+             * alone: done first, so the bf16 weight copy the step writes includes it.
+             * One sweep clips (the factor read with each gradient), updates and writes
+             * that copy (docs/TRAINING.md "The optimizer step") */
             fg_model_post_step(r->m);
+            fg_optim_step_fused(&r->opt, fg_model_params(r->m), grads, lr, fg_optim_clip_coef(norm, c->grad_clip),
+                                fg_model_bf16_weights(r->m));
         }
         res.skipped_steps += skipped;
         r->step++;
