@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "frugal/ckpt.h"
+#include "frugal/hw.h"
 #include "frugal/kernels.h"
 #include "frugal/optim.h"
 #include "frugal/precision.h"
@@ -820,6 +821,12 @@ fg_status fg_train_run(const fg_train_config *cfg, FILE *out, fg_train_result *r
         fprintf(out, "train: %ld steps x %.0f tokens, lr %g -> %g (warmup %ld), %llu train tokens%s\n", c->max_steps,
                 tok_step, c->lr, c->min_lr, sched.warmup, (unsigned long long)fg_loader_tokens(&r->train),
                 r->has_val ? "" : ", no validation data");
+        /* which unit each precision's GEMMs use, from the dispatch table in effect */
+        fprintf(out, "units (this run: precision %s):\n",
+                c->model.precision == FG_PRECISION_FP32   ? "fp32"
+                : c->model.precision == FG_PRECISION_BF16 ? "bf16"
+                                                          : "fp8");
+        fg_hw_print_units(out, "  ", fg_kernels_variant("matmul"), fg_kernels_variant("bgemm"));
         if (c->loss_scale)
             fprintf(out, "loss scaling: dynamic, scale %g (x2 after %d clean steps, /2 after %d overflowing)\n",
                     (double)r->scaler.scale, c->loss_scale_growth_interval, c->loss_scale_hysteresis);
