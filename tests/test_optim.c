@@ -100,7 +100,7 @@ static void test_adamw_bf16_moments_vs_torch(void)
     FG_ASSERT(fg_optim_init(&o, NP, ranges, 4, &cfg) == FG_OK);
     FG_CHECK(o.m == NULL && o.v == NULL && o.m16 && o.v16, "bf16 moments: only the bf16 buffers");
     float p[NP];
-    uint16_t pbf[NP];
+    uint16_t pbf[NP] = {0};
     memcpy(p, FG_FIX_F32(&fx, "p0"), sizeof p);
     const char *gname[3] = {"g1", "g2", "g3"}, *pname[3] = {"p1", "p2", "p3"};
     for (int k = 0; k < 3; k++) {
