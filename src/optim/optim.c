@@ -108,23 +108,25 @@ void fg_optim_step(fg_optim *o, float *params, const float *grads, float lr)
     fg_optim_step_fused(o, params, grads, lr, 1.0f, NULL);
 }
 
-/* fp32 moments, with a clipping factor or a bf16 copy to write: the kernels' update
- * chunk by chunk, each chunk's gradients scaled into a stack buffer first and its
- * params converted right after, while both are in cache. Elementwise kernels and
- * chunks of a multiple of 16 make this the same bits as the separate passes. */
-static void step_f32_fused(float *p, const float *g, float *m, float *v, uint16_t *pbf, size_t n, float lr,
-                           const fg_adamw_config *c, float wd, int t, float coef)
+/* fp32 moments, with a clipping factor or a bf16 copy to write, where the AdamW
+ * kernel is not the avx512 one (whose operation order optim_adamw_f32m_avx512
+ * repeats): the kernels' update chunk by chunk, each chunk's gradients scaled into a
+ * stack buffer first and its params converted right after, while both are in cache.
+ * Elementwise kernels and chunks of a multiple of 16 make this the same bits as the
+ * separate passes; the per-chunk calls cost fork/join overhead this path can afford. */
+static void step_f32_chunked(float *p, const float *g, float *m, float *v, uint16_t *pbf, size_t n, float lr,
+                             const fg_adamw_config *c, float wd, int t, float coef)
 {
-    enum { CH = 4096 }; /* 16 KiB of scaled gradients on each thread's stack */
+    enum { CH = 8192 }; /* 32 KiB of scaled gradients on each thread's stack */
     size_t nchunk = (n + CH - 1) / CH;
-#pragma omp parallel for schedule(static) if (nchunk > 8)
+#pragma omp parallel for schedule(static) if (nchunk > 4)
     for (size_t ch = 0; ch < nchunk; ch++) {
         size_t lo = ch * CH, len = lo + CH < n ? CH : n - lo;
         float gs[CH];
         const float *gc = g + lo;
         if (coef != 1.0f) {
             for (size_t i = 0; i < len; i++)
-                gs[i] = g[lo + i] * coef; /* fg_scale's one rounding */
+                gs[i] = gc[i] * coef; /* fg_scale's one rounding */
             gc = gs;
         }
         fg_adamw_update(p + lo, gc, m + lo, v + lo, len, lr, c->beta1, c->beta2, c->eps, wd, t);
@@ -139,9 +141,9 @@ void fg_optim_step_fused(fg_optim *o, float *params, const float *grads, float l
     /* PyTorch's step counter starts at 1 for the first update's bias correction. */
     int t = (int)(o->t + 1);
     const fg_adamw_config *c = &o->cfg;
-    /* the bf16-moment sweep follows the kernels' choice for the fp32 one, so --kernels
-     * ref and FG_HW_DISABLE=avx512 reach the portable loop */
-    int vec = o->m16 && !strcmp(fg_kernels_variant("adamw_update"), "avx512");
+    /* the fused sweeps follow the kernels' choice of AdamW (whose avx512 arithmetic the
+     * fp32 one repeats), so --kernels ref and FG_HW_DISABLE=avx512 reach the portable paths */
+    int vec = !strcmp(fg_kernels_variant("adamw_update"), "avx512");
     for (int i = 0; i < o->n_ranges; i++) {
         const fg_optim_range *r = &o->ranges[i];
         if (r->frozen || r->numel == 0)
@@ -150,22 +152,25 @@ void fg_optim_step_fused(fg_optim *o, float *params, const float *grads, float l
         float rlr = r->lr_scale == 1.0f ? lr : lr * r->lr_scale; /* init made 0 into 1 */
         float wd = r->decay ? c->weight_decay : 0.0f;
         uint16_t *pbf = params_bf16 ? params_bf16 + off : NULL;
-        if (o->m16) {
-            optim_adamw_args a = {.lr = rlr,
-                                  .beta1 = c->beta1,
-                                  .beta2 = c->beta2,
-                                  .eps = c->eps,
-                                  .weight_decay = wd,
-                                  .ibc1 = (float)(1.0 / (1.0 - pow(c->beta1, t))),
-                                  .ibc2 = (float)(1.0 / (1.0 - pow(c->beta2, t))),
-                                  .grad_coef = grad_coef};
+        optim_adamw_args a = {.lr = rlr,
+                              .beta1 = c->beta1,
+                              .beta2 = c->beta2,
+                              .eps = c->eps,
+                              .weight_decay = wd,
+                              .ibc1 = (float)(1.0 / (1.0 - pow(c->beta1, t))),
+                              .ibc2 = (float)(1.0 / (1.0 - pow(c->beta2, t))),
+                              .grad_coef = grad_coef};
+        if (o->m16)
             (vec ? optim_adamw_bf16m_avx512 : optim_adamw_bf16m_scalar)(params + off, grads + off, o->m16 + off,
                                                                         o->v16 + off, pbf, r->numel, &a);
-        } else if (grad_coef == 1.0f && !pbf) /* today's plain step: one kernel call */
+        else if (grad_coef == 1.0f && !pbf) /* today's plain step: one kernel call */
             fg_adamw_update(params + off, grads + off, o->m + off, o->v + off, r->numel, rlr, c->beta1, c->beta2,
                             c->eps, wd, t);
+        else if (vec)
+            optim_adamw_f32m_avx512(params + off, grads + off, o->m + off, o->v + off, pbf, r->numel, &a);
         else
-            step_f32_fused(params + off, grads + off, o->m + off, o->v + off, pbf, r->numel, rlr, c, wd, t, grad_coef);
+            step_f32_chunked(params + off, grads + off, o->m + off, o->v + off, pbf, r->numel, rlr, c, wd, t,
+                             grad_coef);
     }
     if (params_bf16) { /* what no range updated: frozen tensors and gaps, converted as they are */
         size_t at = 0;

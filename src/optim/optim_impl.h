@@ -21,6 +21,11 @@ void optim_adamw_bf16m_scalar(float *params, const float *grads, uint16_t *m, ui
 void optim_adamw_bf16m_avx512(float *params, const float *grads, uint16_t *m, uint16_t *v, uint16_t *pbf, size_t n,
                               const optim_adamw_args *a);
 
+/* The same sweep over fp32 moments: the bits of fg_scale(grads, coef) (skipped at 1),
+ * fg_adamw_update_avx512 and fg_cvt_f32_bf16 in sequence. */
+void optim_adamw_f32m_avx512(float *params, const float *grads, float *m, float *v, uint16_t *pbf, size_t n,
+                             const optim_adamw_args *a);
+
 /* Round to nearest even with the kernels' NaN rule (fg_cvt_f32_bf16). */
 static inline uint16_t optim_bf16(float x)
 {

@@ -138,8 +138,10 @@ fg_status fg_train_bench(const fg_train_config *cfg, int iters, int warmup, FILE
                 mc->precision == FG_PRECISION_BF16 ? fg_kernels_variant("bgemm") : "");
         fprintf(out, "bench.train ms_per_step=%.1f tokens_per_s=%.1f flops_per_token=%.4g gflops=%.2f\n",
                 res->ms_per_step, res->tokens_per_s, res->flops_per_token, res->train_gflops);
-        fprintf(out, "bench.split forward_backward_ms=%.1f clip_ms=%.1f adamw_ms=%.1f (means)\n", 1e3 * t_grads / iters,
-                1e3 * t_clip / iters, 1e3 * t_adam / iters);
+        /* norm: the gradient norm; step: the fused sweep (clip factor, AdamW, bf16 weight copy) */
+        fprintf(out, "bench.split forward_backward_ms=%.1f norm_ms=%.1f step_ms=%.1f adam_moments=%s (means)\n",
+                1e3 * t_grads / iters, 1e3 * t_clip / iters, 1e3 * t_adam / iters,
+                c.adam_moments == FG_ADAM_MOMENTS_BF16 ? "bf16" : "fp32");
         fflush(out);
     }
 
