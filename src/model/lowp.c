@@ -116,7 +116,7 @@ static void layout(fg_model *m, model_lp *lp, carver *c)
     lp->fchf = dense ? carve(c, N * Fin * f) : NULL;
     lp->actf = dense ? carve(c, N * F * f) : NULL;
     lp->dfch = dense ? carve(c, N * Fin * f) : NULL;
-    lp->dfch_act = dense ? carve(c, N * F * f) : NULL;
+    lp->dfch_act = lp->actf; /* backward reads actf (as a bf16 operand) before writing dfch_act */
     if (c->off < p1)
         c->off = p1;
     lp->scratch_bytes = c->off - lp->saved_bytes;

@@ -119,7 +119,7 @@ typedef struct model_lp {
     /* backward only */
     float *dres, *dln, *datty; /* [N,C] */
     float *dqkv;               /* [N,3C] */
-    float *dfch, *dfch_act;    /* [N,Fin], [N,F] */
+    float *dfch, *dfch_act;    /* [N,Fin], [N,F] (dfch_act is actf's memory) */
     uint16_t *hbf;             /* [R,Vp] bf16 rows of the fp8 loss gradient (fp8 only) */
     /* fp8 weights: one block row (128 rows) of codes and scales at a time */
     uint8_t *wq8;
