@@ -10,7 +10,7 @@
 #include "frugal/precision.h"
 #include "model_impl.h"
 
-enum { HEAD_ROWS = 32, PAR_MIN = 1 << 15 };
+enum { HEAD_ROWS_MIN = 64, PAR_MIN = 1 << 15 };
 
 /* ---- layout ---- */
 
@@ -96,29 +96,34 @@ static void layout(fg_model *m, model_lp *lp, carver *c)
     lp->q8sc = fp8 ? carve(c, N * ntiles(W) * f) : NULL;
     lp->wq8 = fp8 ? carve(c, (size_t)FG_FP8_TILE * lp->wcols) : NULL;
     lp->wsc = fp8 ? carve(c, ntiles(lp->wcols) * f) : NULL;
-    size_t x0 = c->off;
-    lp->res = carve(c, NC * f);
-    lp->hlog = carve(c, R * Vp * f);
-    size_t x1 = c->off;
-    c->off = x0;
-    lp->dres = carve(c, NC * f);
+    lp->res = carve(c, NC * f); /* forward */
+    c->off -= (NC * f + 63) / 64 * 64;
+    lp->dres = carve(c, NC * f); /* backward */
     lp->dln = carve(c, NC * f);
-    lp->hbf = fp8 ? carve(c, R * Vp * sizeof(uint16_t)) : NULL;
-    if (c->off < x1)
-        c->off = x1;
-    size_t p0 = c->off;
+    /* the phases: attention, FFN, and the head (forward logits chunk or backward fp8
+     * gradient chunk), never live at once */
+    size_t p0 = c->off, end = p0;
+#define PHASE_END()                                                                                                    \
+    do {                                                                                                               \
+        end = c->off > end ? c->off : end;                                                                             \
+        c->off = p0;                                                                                                   \
+    } while (0)
     lp->qf = carve(c, 3 * NC * f);
     lp->attf = carve(c, NC * f);
     lp->datty = carve(c, NC * f);
     lp->dqkv = carve(c, 3 * NC * f);
-    size_t p1 = c->off;
-    c->off = p0;
+    PHASE_END();
     lp->fchf = dense ? carve(c, N * Fin * f) : NULL;
     lp->actf = dense ? carve(c, N * F * f) : NULL;
     lp->dfch = dense ? carve(c, N * Fin * f) : NULL;
     lp->dfch_act = lp->actf; /* backward reads actf (as a bf16 operand) before writing dfch_act */
-    if (c->off < p1)
-        c->off = p1;
+    PHASE_END();
+    lp->hlog = carve(c, R * Vp * f);
+    PHASE_END();
+    lp->hbf = fp8 ? carve(c, R * Vp * sizeof(uint16_t)) : NULL;
+    PHASE_END();
+#undef PHASE_END
+    c->off = end;
     lp->scratch_bytes = c->off - lp->saved_bytes;
 }
 
@@ -134,7 +139,15 @@ fg_status model_lp_init(fg_model *m)
     if (!lp->la)
         return fg_error(FG_ERR_NOMEM, "model: cannot allocate the bf16/fp8 layer table");
     int N = m->B * m->T;
-    lp->R = N < HEAD_ROWS ? N : HEAD_ROWS;
+    /* head chunk: as many rows as the attention / FFN phase's scratch holds in fp32
+     * logits (that memory is free while the head runs), at least 64 (a GEMM of fewer
+     * rows re-reads the whole head weight too often: 2x slower at 32 rows, measured) */
+    size_t C = (size_t)m->cfg.d_model, ph = 8 * C;
+    if (has_dense_ffn(m) && 2 * (size_t)m->Fin + (size_t)m->F > ph)
+        ph = 2 * (size_t)m->Fin + (size_t)m->F;
+    size_t R = ph * (size_t)N / (size_t)m->cfg.padded_vocab / 16 * 16;
+    R = R < HEAD_ROWS_MIN ? HEAD_ROWS_MIN : R;
+    lp->R = (int)(R < (size_t)N ? R : (size_t)N);
     lp->act_fmt = FG_FP8_E4M3;
     lp->grad_fmt = m->cfg.fp8_format == FG_FP8_RECIPE_HYBRID ? FG_FP8_E5M2 : FG_FP8_E4M3;
     for (int i = 0; i < m->n_tensors; i++) {
