@@ -1,8 +1,9 @@
-/* test_model_bf16.c: bf16 precision (linear-layer GEMMs on bf16 copies, fp32
- * accumulation and master weights) against the fp32 model: loss and gradients of one
- * batch, and a short SGD run, for llama, gpt2 and a MoE model; config validation.
+/* test_model_bf16.c: bf16 precision (GEMMs on bf16 operands, fp32 accumulation and
+ * master weights, activations saved in bf16) against the fp32 model: loss and gradients
+ * of one batch, and a short SGD run, for llama, gpt2 and a MoE model; a batch below the
+ * capacity (bf16 and fp8); the activation-memory reduction; config validation.
  *
- * Tolerances (docs/PRECISION.md "bf16 training"): rounding an operand to bf16 (8 bits of
+ * Tolerances (docs/PRECISION.md "bf16 and fp8 training"): rounding an operand to bf16 (8 bits of
  * significand, round to nearest even) has relative error <= 2^-9; each product of a
  * GEMM then carries <= 2^-8, and the fp32 sum of K such terms with independent signs a
  * relative error of about 2^-8 of the output's scale. Through L layers of GEMMs, norms
@@ -277,6 +278,44 @@ static void test_moe_block(void)
     fg_free(bfw);
 }
 
+/* A forward below the capacity (B = 1, T = 9 in a model made for 2 x 16: row chunks,
+ * attention rows and the saved tensors' rows all at the smaller shape), backward twice
+ * after one forward (gradients add up), for bf16 and fp8 against fp32. Bounds as
+ * compare (bf16) and test_model_fp8 (fp8: loss 2^-4, cosine 0.995). */
+static void test_smaller_batch(void)
+{
+    enum { b = 1, t = 9 };
+    int32_t x[b * t], y[b * t];
+    for (int i = 0; i < b * t; i++)
+        x[i] = (i * 31 + 5) % V, y[i] = (i * 17 + 3) % V;
+    fg_model *ms[3];
+    float ls[3];
+    for (int k = 0; k < 3; k++) {
+        fg_model_config c;
+        config(&c, FG_LAYOUT_GPT2, 0, (fg_precision)k);
+        ms[k] = fg_model_new(&c, B, T);
+        FG_CHECK(ms[k] != NULL, "fg_model_new: %s", fg_last_error());
+        if (!ms[k])
+            return;
+        fg_model_init_weights(ms[k], 9);
+        fg_model_zero_grad(ms[k]);
+        FG_CHECK(fg_model_forward(ms[k], x, y, b, t, &ls[k]) == FG_OK && fg_model_backward(ms[k], 1.0f) == FG_OK &&
+                     fg_model_backward(ms[k], 1.0f) == FG_OK,
+                 "precision %d: forward, backward x2 at B=1 T=9: %s", k, fg_last_error());
+    }
+    size_t P = fg_model_num_params(ms[0]);
+    double n, c16 = cosine(fg_model_grads(ms[1]), fg_model_grads(ms[0]), P, &n),
+              c8 = cosine(fg_model_grads(ms[2]), fg_model_grads(ms[0]), P, &n);
+    FG_CHECK(fabsf(ls[1] - ls[0]) <= 1e-2f * ls[0] && c16 > 0.999, "B=1 T=9 bf16: loss %.6f vs %.6f, cosine %.6f",
+             (double)ls[1], (double)ls[0], c16);
+    FG_CHECK(fabsf(ls[2] - ls[0]) <= 0.0625f * ls[0] && c8 > 0.995, "B=1 T=9 fp8: loss %.6f vs %.6f, cosine %.6f",
+             (double)ls[2], (double)ls[0], c8);
+    printf("  B=1 T=9: loss fp32 %.6f bf16 %.6f fp8 %.6f, grad cosine bf16 %.6f fp8 %.6f\n", (double)ls[0],
+           (double)ls[1], (double)ls[2], c16, c8);
+    for (int k = 0; k < 3; k++)
+        fg_model_delete(ms[k]);
+}
+
 static void test_validate(void)
 {
     fg_model_config c;
@@ -326,6 +365,7 @@ int main(void)
     FG_TEST_BEGIN("model_bf16");
     test_validate();
     test_activation_bytes();
+    test_smaller_batch();
     test_moe_block();
     test_generation_fp32(FG_LAYOUT_LLAMA);
     test_generation_fp32(FG_LAYOUT_GPT2);
