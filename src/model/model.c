@@ -1,8 +1,9 @@
 /* model.c: model config and validation, the parameter size table (named views into one
- * flat fp32 buffer, llm.c's order for gpt2), activation layout, init, and the dense
- * forward/backward driver for the llama and gpt2 layouts. Generation lives in
- * generate.c, llm.c checkpoint I/O in llmc.c; the FFN of every layer goes through
- * model_ffn_forward/_backward so a routed (MoE) FFN can slot in there.
+ * flat fp32 buffer, llm.c's order for gpt2), activation layout, init, the activation-byte
+ * count, and the fp32 forward/backward driver for the llama and gpt2 layouts (bf16 and
+ * fp8 run lowp.c's). Generation lives in generate.c, llm.c checkpoint I/O in llmc.c; the
+ * FFN of every layer goes through model_ffn_forward/_backward so a routed (MoE) FFN can
+ * slot in there.
  */
 #include <math.h>
 #include <stdio.h>

@@ -200,9 +200,10 @@ struct fg_model {
     fg_moe_scratch *moe_scratch; /* backward scratch shared by the MoE layers */
     float moe_loss_scale;        /* loss_scale of the running backward (aux losses) */
 
-    /* bf16 precision only (NULL for fp32): a bf16 copy of every parameter, refreshed at
-     * each forward (after the optimiser's update), and two scratch rows-buffers of
-     * bf_cap values each for a GEMM's activation operand and its output gradient. */
+    /* bf16 / fp8 precision only (NULL for fp32): a bf16 copy of every parameter (fp8:
+     * through 128x128 e4m3 blocks), refreshed at each forward (after the optimiser's
+     * update), and two scratch rows-buffers of bf_cap values each for a GEMM's activation
+     * operand and its output gradient (the layers' and the MoE experts'). */
     uint16_t *wbf;       /* [n_params] */
     uint16_t *xbf, *dbf; /* [bf_cap] */
     size_t bf_cap;
@@ -222,8 +223,7 @@ void model_ffn_forward(fg_model *m, int l, float *out, const float *inp, int N, 
 void model_ffn_backward(fg_model *m, int l, float *dinp, const float *dout, const float *inp, int N,
                         const model_ffn_acts *a, float *dfch, float *dfch_act);
 /* Linear layer out[N,OC] = inp[N,C] @ weight[OC,C]^T + bias, weight a view into
- * m->params: fg_matmul_forward in fp32, fg_bgemm on bf16 copies of inp and weight in bf16
- * precision (fp32 accumulation, fp32 out). */
+ * m->params, in fp32 (the fp32 model and generation; bf16 / fp8 run lowp.c's lin_fwd). */
 void model_linear_forward(const fg_model *m, float *out, const float *inp, const float *weight, const float *bias,
                           int N, int C, int OC);
 /* Its backward (accumulating, as fg_matmul_backward): dinp += dout @ weight, dweight +=
