@@ -133,9 +133,12 @@ fg_status fg_train_bench(const fg_train_config *cfg, int iters, int warmup, FILE
                 "experts=%s flops_per_token=%.4g threads=%d matmul=%s precision=%s%s%s\n",
                 mc->layout == FG_LAYOUT_GPT2 ? "gpt2" : "llama", mc->n_layer, mc->d_model, mc->n_head, mc->padded_vocab,
                 B, T, A, res->n_params, res->n_active_params, moe, res->flops_per_token, fg_threads_get(),
-                fg_kernels_variant("matmul"), mc->precision == FG_PRECISION_BF16 ? "bf16" : "fp32",
-                mc->precision == FG_PRECISION_BF16 ? " bgemm=" : "",
-                mc->precision == FG_PRECISION_BF16 ? fg_kernels_variant("bgemm") : "");
+                fg_kernels_variant("matmul"),
+                mc->precision == FG_PRECISION_FP8    ? "fp8"
+                : mc->precision == FG_PRECISION_BF16 ? "bf16"
+                                                     : "fp32",
+                mc->precision != FG_PRECISION_FP32 ? " bgemm=" : "",
+                mc->precision != FG_PRECISION_FP32 ? fg_kernels_variant("bgemm") : "");
         fprintf(out, "bench.train ms_per_step=%.1f tokens_per_s=%.1f flops_per_token=%.4g gflops=%.2f\n",
                 res->ms_per_step, res->tokens_per_s, res->flops_per_token, res->train_gflops);
         /* norm: the gradient norm; step: the fused sweep (clip factor, AdamW, bf16 weight copy) */

@@ -631,6 +631,12 @@ static void print_cost(FILE *out, const run *r, const fg_train_result *res, doub
     fprintf(out, "achieved        : %.2f GFLOP/s\n", res->train_sec > 0 ? res->flops / res->train_sec / 1e9 : 0.0);
     fprintf(out, "peak RSS        : %s\n", fg_fmt_bytes(b1, sizeof b1, (double)fg_peak_rss_bytes()));
     fprintf(out, "peak fg_malloc  : %s\n", fg_fmt_bytes(b2, sizeof b2, (double)fg_mem_peak()));
+    fg_model_act_bytes ab;
+    size_t act = fg_model_activation_bytes(r->m, &ab);
+    const char *const prec[] = {"fp32", "bf16", "fp8"};
+    fprintf(out, "activations     : %s peak (%s saved for backward + %s scratch, %s)\n",
+            fg_fmt_bytes(b1, sizeof b1, (double)act), fg_fmt_bytes(b2, sizeof b2, (double)ab.saved),
+            fg_fmt_bytes(b3, sizeof b3, (double)ab.scratch), prec[fg_model_get_config(r->m)->precision]);
     fprintf(out, "checkpointed    : %s%s\n", fg_fmt_bytes(b3, sizeof b3, (double)res->ckpt_bytes),
             r->ckpt_failed ? " written, then a checkpoint write failed" : "");
     fprintf(out, "threads         : %d, kernels: matmul=%s\n", fg_threads_get(), fg_kernels_variant("matmul"));
