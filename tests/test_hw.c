@@ -1,5 +1,7 @@
 /* test_hw.c: feature detection is self-consistent, FG_HW_DISABLE masks features and a
- * bad FG_HW_DISABLE is refused naming the variable (never silently ignored). */
+ * bad FG_HW_DISABLE is refused naming the variable (never silently ignored); the unit
+ * named for each precision follows the kernel variant given (tests/cli_hw_units.sh
+ * checks it end to end against the dispatch table). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -39,6 +41,17 @@ int main(void)
     FG_CHECK(!c->avx512bw || c->avx512f, "avx512bw implies avx512f");
     FG_CHECK(!c->amx_bf16 || c->amx_tile || !c->os_avx512, "amx_bf16 implies amx_tile");
     FG_CHECK(fg_hw_cpu() == c, "detected once");
+    char u[192];
+    FG_CHECK(strstr(fg_hw_unit("fp32", "blas", "ref", u, sizeof u), "OpenBLAS"), "fp32 blas: %s", u);
+    FG_CHECK(strstr(fg_hw_unit("fp32", "ref", "ref", u, sizeof u), "reference"), "fp32 ref: %s", u);
+    FG_CHECK(strstr(fg_hw_unit("bf16", "blas", "avx512bf16", u, sizeof u), "vdpbf16ps"), "bf16 kernel: %s", u);
+    FG_CHECK(strstr(fg_hw_unit("bf16", "blas", "blas", u, sizeof u), "conversion + OpenBLAS sgemm"), "bf16 blas: %s",
+             u);
+    FG_CHECK(strstr(fg_hw_unit("bf16", "blas", "amx", u, sizeof u), "AMX-BF16 tiles"), "bf16 amx: %s", u);
+    FG_CHECK(strstr(fg_hw_unit("fp8", "blas", "avx512bf16", u, sizeof u), "fp8 storage"), "fp8: %s", u);
+    FG_CHECK(!strcmp(fg_hw_unit("int4", "blas", "blas", u, sizeof u), "?"), "unknown precision: %s", u);
+    char small[8];
+    FG_CHECK(strlen(fg_hw_unit("bf16", "blas", "avx512bf16", small, sizeof small)) == 7, "truncated to the buffer");
     fg_status st = fg_hw_request_amx();
     FG_CHECK(c->amx_tile ? (st == FG_OK || st == FG_ERR_UNSUPPORTED) : st == FG_ERR_UNSUPPORTED, "amx request");
     return fg_test_end();

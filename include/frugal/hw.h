@@ -52,6 +52,15 @@ fg_status fg_hw_request_amx(void);
 /* Prints the feature report used by `frugal hw`. */
 void fg_hw_print(FILE *f);
 
+/* The unit a training precision's GEMMs run on, in words, from the kernel variant the
+ * dispatch table chose (hw knows the units, the kernels the choice; kernels sit above
+ * hw, so callers pass fg_kernels_variant("matmul") for fp32 and ("bgemm") for bf16 and
+ * fp8): "fp32", "bf16" or "fp8". Never NULL (an unknown precision: "?"). */
+const char *fg_hw_unit(const char *precision, const char *fp32_variant, const char *bf16_variant, char *buf, size_t n);
+
+/* One line per precision (fp32, bf16, fp8): "<indent><precision> <variant>  <unit>". */
+void fg_hw_print_units(FILE *f, const char *indent, const char *fp32_variant, const char *bf16_variant);
+
 #ifdef __cplusplus
 }
 #endif

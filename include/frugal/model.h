@@ -76,27 +76,35 @@ typedef struct fg_moe_config {
     int d_model;
 } fg_moe_config;
 
-/* Arithmetic of the linear layers (docs/PRECISION.md "bf16 training"). Written to run
- * configs: append-only. */
+/* Arithmetic of the linear layers and storage of the activations saved for backward
+ * (docs/PRECISION.md "bf16 training", "fp8 training"). Written to run configs: append-only. */
 typedef enum fg_precision {
     FG_PRECISION_FP32 = 0, /* everything fp32 */
-    FG_PRECISION_BF16 = 1, /* linear-layer GEMMs on bf16 copies, fp32 accumulation and master weights */
+    FG_PRECISION_BF16 = 1, /* GEMMs on bf16 operands (fp32 accumulation, fp32 master weights), saved activations bf16 */
+    FG_PRECISION_FP8 = 2,  /* as bf16, with GEMM inputs and saved activations in fp8 (1x128 / 128x128 scaling) */
 } fg_precision;
+
+/* Which fp8 format each tensor class uses under FG_PRECISION_FP8. Append-only. */
+typedef enum fg_fp8_recipe {
+    FG_FP8_RECIPE_E4M3 = 0,   /* e4m3 everywhere (DeepSeek-V3) */
+    FG_FP8_RECIPE_HYBRID = 1, /* e4m3 weights and activations, e5m2 activation gradients (Transformer Engine) */
+} fg_fp8_recipe;
 
 typedef struct fg_model_config {
     fg_layout layout;
-    int vocab_size;         /* V: real tokens */
-    int padded_vocab;       /* Vp >= V (rows of wte/head); 0 = round V up to a multiple of 64 */
-    int max_seq_len;        /* maxT */
-    int n_layer;            /* L */
-    int n_head;             /* NH; head size HS = d_model / n_head */
-    int d_model;            /* C */
-    int d_ff;               /* dense FFN hidden size; 0 = 4C (gpt2) or multiple-of-64 near 8C/3 (llama) */
-    float norm_eps;         /* 1e-5 */
-    float rope_theta;       /* 10000 */
-    int tie_embeddings;     /* head uses wte (gpt2 default 1, llama default 0) */
-    fg_moe_config moe;      /* MoE FFN (moe.n_expert == 0: dense everywhere); the block's config, embedded */
-    fg_precision precision; /* FP32 (default) or BF16 GEMMs in the dense linear layers */
+    int vocab_size;           /* V: real tokens */
+    int padded_vocab;         /* Vp >= V (rows of wte/head); 0 = round V up to a multiple of 64 */
+    int max_seq_len;          /* maxT */
+    int n_layer;              /* L */
+    int n_head;               /* NH; head size HS = d_model / n_head */
+    int d_model;              /* C */
+    int d_ff;                 /* dense FFN hidden size; 0 = 4C (gpt2) or multiple-of-64 near 8C/3 (llama) */
+    float norm_eps;           /* 1e-5 */
+    float rope_theta;         /* 10000 */
+    int tie_embeddings;       /* head uses wte (gpt2 default 1, llama default 0) */
+    fg_moe_config moe;        /* MoE FFN (moe.n_expert == 0: dense everywhere); the block's config, embedded */
+    fg_precision precision;   /* FP32 (default), BF16 or FP8 */
+    fg_fp8_recipe fp8_format; /* FP8 only (E4M3 default; HYBRID needs precision FP8) */
 } fg_model_config;
 
 /* Defaults for a layout (a tiny model: L=4, C=128, NH=4, V=256, maxT=256). */
@@ -129,6 +137,10 @@ size_t fg_model_num_params(const fg_model *m);        /* total parameters */
 size_t fg_model_num_active_params(const fg_model *m); /* used per token (MoE: K of N experts) */
 float *fg_model_params(fg_model *m);
 float *fg_model_grads(fg_model *m);
+/* bf16 precision: the bf16 copy of the params, [n_params] (NULL for fp32 and fp8, whose
+ * copy goes through fp8 blocks at each forward), marked current: the caller writes bf16(params) into all of it before
+ * the next forward, which then skips its own conversion (the optimiser's fused step does both). */
+uint16_t *fg_model_bf16_weights(fg_model *m);
 int fg_model_num_tensors(const fg_model *m);
 const fg_tensor_info *fg_model_tensor(const fg_model *m, int i);
 const fg_tensor_info *fg_model_find_tensor(const fg_model *m, const char *name); /* NULL if absent */
@@ -170,8 +182,23 @@ void fg_model_moe_print_loads(const fg_model *m, FILE *f);
  * before any forward. Read-only, valid until the next forward; for diagnostics. */
 const int32_t *fg_model_moe_routes(const fg_model *m, int l, int *n_tok, int *k);
 
-/* Logits of the last forward: [B,T,Vp]. */
+/* Logits of the last forward: [B,T,Vp]. NULL for a bf16 or fp8 model, which keeps no
+ * logits (its head runs in row chunks and saves only the bf16/fp8 gradient of the loss;
+ * a forward without targets skips the head there). */
 const float *fg_model_logits(const fg_model *m);
+
+/* Activation memory of the model at its capacity (B, T) and precision: `saved` is what
+ * the forward writes for the backward to read (per-layer caches, final norm, the logits
+ * or their saved gradient, MoE caches); `scratch` is the working memory reused by every
+ * layer (fp32 buffers of forward and backward, bf16 GEMM operands, fp8 quantization
+ * codes, head chunk). Master weights, gradients, their bf16 copy and the optimiser are
+ * not counted. Both are allocated once by fg_model_new: their sum is the peak. */
+typedef struct fg_model_act_bytes {
+    size_t saved;
+    size_t scratch;
+} fg_model_act_bytes;
+/* Returns saved + scratch; fills *parts when not NULL. */
+size_t fg_model_activation_bytes(const fg_model *m, fg_model_act_bytes *parts);
 
 /* Training FLOPs per token for sequence length T (6 N_active + attention 6 L T C,
  * llm.c's convention: forward + backward, multiply-add = 2). */

@@ -52,8 +52,9 @@ typedef struct fg_train_config {
     float lr, min_lr; /* peak and final LR of warmup + cosine */
     long warmup_steps;
     float weight_decay, beta1, beta2, eps;
-    int decay_all;   /* 1: decay every trained tensor; 0: not norms, biases, embeddings */
-    float grad_clip; /* global-norm clip, 0 = off */
+    int decay_all;    /* 1: decay every trained tensor; 0: not norms, biases, embeddings */
+    float grad_clip;  /* global-norm clip, 0 = off */
+    int adam_moments; /* fg_adam_moments (optim.h): 0 fp32, 1 bf16 (stored rounded to nearest even) */
     /* ---- evaluation, logging ---- */
     int val_every;   /* steps between validations (0: only at the end) */
     int val_batches; /* micro-batches per validation */

@@ -1,5 +1,6 @@
-/* cmd_hw.c: `frugal hw` — CPU features, AMX permission and the kernel variant
- * chosen for each op under the given --kernels mode. */
+/* cmd_hw.c: `frugal hw` — CPU features, AMX permission, the unit each training
+ * precision's GEMMs run on and the kernel variant chosen for each op under the given
+ * --kernels mode (and FG_HW_DISABLE). */
 #include <dirent.h>
 #include <stdio.h>
 #include <string.h>
@@ -53,6 +54,8 @@ int fg_cmd_hw(int argc, char **argv)
     if (st != FG_OK)
         return fg_cli_fail("hw", st, "valid --kernels modes are listed by `frugal hw`");
     fg_hw_print(stdout);
+    printf("units:      (the GEMMs of each --precision, from the kernels chosen below)\n");
+    fg_hw_print_units(stdout, "  ", fg_kernels_variant("matmul"), fg_kernels_variant("bgemm"));
     printf("threads:    %d (process threads at start: %d)\nkernels:\n", fg_threads_get(), threads_at_start);
     fg_kernels_print(stdout);
     return 0;

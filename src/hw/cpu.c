@@ -218,3 +218,62 @@ void fg_hw_print(FILE *f)
         fprintf(f, "amx:        %s\n", st == FG_OK ? "permitted (arch_prctl ok)" : fg_last_error());
     }
 }
+
+/* The bgemm variant's unit; an AMX-BF16 CPU whose dispatch still picked another route
+ * says so (no AMX kernel, or AMX masked). */
+static const char *bf16_unit(const char *v)
+{
+    if (!strcmp(v, "amx"))
+        return "AMX-BF16 tiles (tdpbf16ps), fp32 accumulation";
+    if (!strcmp(v, "avx512bf16"))
+        return "AVX512-BF16 vdpbf16ps kernel, fp32 accumulation";
+    if (!strcmp(v, "onednn") || !strcmp(v, "dnnl"))
+        return "oneDNN bf16 matmul, fp32 accumulation";
+    if (!strcmp(v, "blas"))
+        return "no bf16 unit: bf16 -> fp32 conversion + OpenBLAS sgemm";
+    if (!strcmp(v, "ref"))
+        return "scalar reference loops (bf16 products, fp32 sums)";
+    return NULL;
+}
+
+const char *fg_hw_unit(const char *precision, const char *fp32_variant, const char *bf16_variant, char *buf, size_t n)
+{
+    const char *u = NULL;
+    if (!strcmp(precision, "fp32")) {
+        u = !strcmp(fp32_variant, "blas")  ? "sgemm through OpenBLAS"
+            : !strcmp(fp32_variant, "ref") ? "scalar reference loops"
+                                           : NULL;
+        if (!u) {
+            snprintf(buf, n, "the %s kernels", fp32_variant);
+            return buf;
+        }
+    } else if (!strcmp(precision, "bf16") || !strcmp(precision, "fp8")) {
+        const char *b = bf16_unit(bf16_variant);
+        char tmp[96];
+        if (!b) {
+            snprintf(tmp, sizeof tmp, "the %s bf16 kernel", bf16_variant);
+            b = tmp;
+        }
+        const fg_cpu *c = fg_hw_cpu();
+        const char *amx = c->amx_bf16 && strcmp(bf16_variant, "amx") ? " (AMX-BF16 present, not used)" : "";
+        if (!strcmp(precision, "fp8")) /* CPUs have no fp8 arithmetic: fp8 buys memory, not speed */
+            snprintf(buf, n, "fp8 storage (e4m3/e5m2), products as bf16's (no fp8 unit on CPUs)");
+        else
+            snprintf(buf, n, "%s%s", b, amx);
+        return buf;
+    } else
+        u = "?";
+    snprintf(buf, n, "%s", u);
+    return buf;
+}
+
+void fg_hw_print_units(FILE *f, const char *indent, const char *fp32_variant, const char *bf16_variant)
+{
+    static const char *const precisions[] = {"fp32", "bf16", "fp8"};
+    for (int i = 0; i < 3; i++) {
+        char buf[192], var[48];
+        snprintf(var, sizeof var, "%s=%s", i ? "bgemm" : "matmul", i ? bf16_variant : fp32_variant);
+        fprintf(f, "%s%-5s %-18s %s\n", indent, precisions[i], var,
+                fg_hw_unit(precisions[i], fp32_variant, bf16_variant, buf, sizeof buf));
+    }
+}

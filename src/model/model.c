@@ -1,8 +1,9 @@
 /* model.c: model config and validation, the parameter size table (named views into one
- * flat fp32 buffer, llm.c's order for gpt2), activation layout, init, and the dense
- * forward/backward driver for the llama and gpt2 layouts. Generation lives in
- * generate.c, llm.c checkpoint I/O in llmc.c; the FFN of every layer goes through
- * model_ffn_forward/_backward so a routed (MoE) FFN can slot in there.
+ * flat fp32 buffer, llm.c's order for gpt2), activation layout, init, the activation-byte
+ * count, and the fp32 forward/backward driver for the llama and gpt2 layouts (bf16 and
+ * fp8 run lowp.c's). Generation lives in generate.c, llm.c checkpoint I/O in llmc.c; the
+ * FFN of every layer goes through model_ffn_forward/_backward so a routed (MoE) FFN can
+ * slot in there.
  */
 #include <math.h>
 #include <stdio.h>
@@ -78,9 +79,16 @@ fg_status fg_model_config_validate(const fg_model_config *cfg)
                         (double)cfg->rope_theta);
     if (cfg->tie_embeddings != 0 && cfg->tie_embeddings != 1)
         return fg_error(FG_ERR_INVALID, "model config: tie_embeddings = %d must be 0 or 1", cfg->tie_embeddings);
-    if (cfg->precision != FG_PRECISION_FP32 && cfg->precision != FG_PRECISION_BF16)
-        return fg_error(FG_ERR_INVALID, "model config: precision = %d is neither fp32 (0) nor bf16 (1)",
+    if (cfg->precision != FG_PRECISION_FP32 && cfg->precision != FG_PRECISION_BF16 &&
+        cfg->precision != FG_PRECISION_FP8)
+        return fg_error(FG_ERR_INVALID, "model config: precision = %d is none of fp32 (0), bf16 (1), fp8 (2)",
                         (int)cfg->precision);
+    if (cfg->fp8_format != FG_FP8_RECIPE_E4M3 && cfg->fp8_format != FG_FP8_RECIPE_HYBRID)
+        return fg_error(FG_ERR_INVALID, "model config: fp8_format = %d is neither e4m3 (0) nor hybrid (1)",
+                        (int)cfg->fp8_format);
+    if (cfg->fp8_format == FG_FP8_RECIPE_HYBRID && cfg->precision != FG_PRECISION_FP8)
+        return fg_error(FG_ERR_INVALID, "model config: fp8_format = hybrid needs precision = fp8 (precision is %s)",
+                        cfg->precision == FG_PRECISION_BF16 ? "bf16" : "fp32");
     return fg_moe_model_config_validate(cfg); /* moe.n_expert == 0: dense, else the MoE fields */
 }
 
@@ -311,20 +319,21 @@ fg_model *fg_model_new(const fg_model_config *cfg, int B, int T)
     m->grads = fg_calloc(m->n_params, sizeof(float));
     if (!m->params || !m->grads)
         goto fail;
-    size_t n_acts = layout_acts(m, NULL);
-    m->acts = fg_calloc(n_acts, sizeof(float));
     m->inputs = fg_calloc(N, sizeof(int32_t));
     m->targets = fg_calloc(N, sizeof(int32_t));
-    if (!m->acts || !m->inputs || !m->targets)
+    if (!m->inputs || !m->targets)
         goto fail;
-    layout_acts(m, m->acts);
-    if (m->cfg.precision == FG_PRECISION_BF16) {
-        /* the widest operand rows of any linear layer: C, 3C, Fin, F or Vp columns */
+    if (m->cfg.precision == FG_PRECISION_FP32) { /* bf16 / fp8 keep their own (lowp.c) */
+        m->acts = fg_calloc(layout_acts(m, NULL), sizeof(float));
+        if (!m->acts)
+            goto fail;
+        layout_acts(m, m->acts);
+    } else {
+        /* the widest operand rows of any layer's GEMM: C, 3C, Fin or F columns (the head
+         * runs in row chunks of its own) */
         size_t w = (size_t)m->cfg.d_model * 3;
         if ((size_t)m->Fin > w)
             w = (size_t)m->Fin;
-        if ((size_t)m->cfg.padded_vocab > w)
-            w = (size_t)m->cfg.padded_vocab;
         const fg_moe_config *mc = &m->cfg.moe;
         if (mc->n_expert > 0) { /* routed experts: K rows per token, C or 2H columns */
             size_t we = (size_t)mc->n_expert_active *
@@ -342,7 +351,7 @@ fg_model *fg_model_new(const fg_model_config *cfg, int B, int T)
         if (!m->wbf || !m->xbf || !m->dbf)
             goto fail;
     }
-    if (model_moe_init(m) != FG_OK)
+    if (model_moe_init(m) != FG_OK || model_lp_init(m) != FG_OK)
         goto fail;
     return m;
 fail:
@@ -356,6 +365,7 @@ void fg_model_delete(fg_model *m)
         return;
     model_kv_free(m);
     model_moe_free(m);
+    model_lp_free(m);
     fg_free(m->wbf);
     fg_free(m->xbf);
     fg_free(m->dbf);
@@ -404,6 +414,37 @@ const fg_tensor_info *fg_model_find_tensor(const fg_model *m, const char *name)
 const float *fg_model_logits(const fg_model *m)
 {
     return m->logits;
+}
+
+static size_t al16(size_t n) /* a CARVE'd buffer of n floats, in floats */
+{
+    return (n + 15) / 16 * 16;
+}
+
+size_t fg_model_activation_bytes(const fg_model *m, fg_model_act_bytes *parts)
+{
+    fg_model_act_bytes b = {0, 0};
+    size_t N = (size_t)m->B * (size_t)m->T, C = (size_t)m->cfg.d_model;
+    if (m->lp) {
+        b.saved = m->lp->saved_bytes;
+        b.scratch = m->lp->scratch_bytes + 2 * m->bf_cap * sizeof(uint16_t); /* + the bf16 GEMM operands */
+    } else {
+        /* the backward scratch of layout_acts; everything else there is written by forward */
+        size_t scr = 3 * al16(N * C) + al16(3 * N * C) + al16(N * (size_t)m->Fin) + al16(N * (size_t)m->F);
+        b.scratch = scr * sizeof(float);
+        b.saved = layout_acts((fg_model *)m, NULL) * sizeof(float) - b.scratch;
+    }
+    if (m->moe) { /* MoE caches (fp32 at every precision) and their backward scratch */
+        fg_moe_config mc = m->cfg.moe;
+        mc.d_model = m->cfg.d_model;
+        for (int l = 0; l < m->cfg.n_layer; l++)
+            if (model_is_moe_layer(m, l))
+                b.saved += fg_moe_layer_bytes(&mc, (int)N);
+        b.scratch += fg_moe_scratch_bytes(&mc, (int)N);
+    }
+    if (parts)
+        *parts = b;
+    return b.saved + b.scratch;
 }
 
 void fg_model_init_weights(fg_model *m, uint64_t seed)
@@ -464,8 +505,8 @@ void model_norm_forward(const fg_model *m, float *out, float *mean, float *rstd,
 }
 
 /* dinp[N,C] += norm backward; dw, db accumulate (db unused by RMSNorm). */
-static void norm_backward(fg_model *m, float *dinp, float *dw, float *db, const float *dout, const float *inp,
-                          const float *w, const float *mean, const float *rstd, int N)
+void model_norm_backward(fg_model *m, float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                         const float *w, const float *mean, const float *rstd, int N)
 {
     if (m->cfg.layout == FG_LAYOUT_GPT2)
         fg_layernorm_backward(dinp, dw, db, dout, inp, w, mean, rstd, N, m->cfg.d_model);
@@ -473,48 +514,20 @@ static void norm_backward(fg_model *m, float *dinp, float *dw, float *db, const 
         fg_rmsnorm_backward(dinp, dw, dout, inp, w, rstd, N, m->cfg.d_model);
 }
 
-/* ---- linear layers: fp32 or bf16 GEMMs ---- */
-
-/* The bf16 copy of a weight that is a view into m->params. */
-static const uint16_t *weight_bf16(const fg_model *m, const float *weight)
-{
-    return m->wbf + (weight - m->params);
-}
+/* ---- linear layers (fp32: bf16 and fp8 run lowp.c's) ---- */
 
 void model_linear_forward(const fg_model *m, float *out, const float *inp, const float *weight, const float *bias,
                           int N, int C, int OC)
 {
-    if (!m->bf_live) {
-        fg_matmul_forward(out, inp, weight, bias, N, C, OC);
-        return;
-    }
-    fg_cvt_f32_bf16(m->xbf, inp, (size_t)N * (size_t)C);
-    float beta = 0.0f;
-    if (bias) { /* start from the bias rows; the GEMM accumulates onto them */
-#pragma omp parallel for schedule(static)
-        for (int n = 0; n < N; n++)
-            memcpy(out + (size_t)n * OC, bias, (size_t)OC * sizeof(float));
-        beta = 1.0f;
-    }
-    fg_bgemm(0, 1, N, OC, C, 1.0f, m->xbf, C, weight_bf16(m, weight), C, beta, out, OC);
+    (void)m;
+    fg_matmul_forward(out, inp, weight, bias, N, C, OC);
 }
 
 void model_linear_backward(const fg_model *m, float *dinp, float *dweight, float *dbias, const float *dout,
                            const float *inp, const float *weight, int N, int C, int OC)
 {
-    if (!m->bf_live) {
-        fg_matmul_backward(dinp, dweight, dbias, dout, inp, weight, N, C, OC);
-        return;
-    }
-    fg_cvt_f32_bf16(m->dbf, dout, (size_t)N * (size_t)OC);
-    if (dinp) /* dinp[N,C] += dout[N,OC] @ weight[OC,C] */
-        fg_bgemm(0, 0, N, C, OC, 1.0f, m->dbf, OC, weight_bf16(m, weight), C, 1.0f, dinp, C);
-    if (dweight) { /* dweight[OC,C] += dout^T[OC,N] @ inp[N,C] */
-        fg_cvt_f32_bf16(m->xbf, inp, (size_t)N * (size_t)C);
-        fg_bgemm(1, 0, OC, C, N, 1.0f, m->dbf, OC, m->xbf, C, 1.0f, dweight, C);
-    }
-    if (dbias) /* column sums stay fp32 */
-        fg_matmul_backward(NULL, NULL, dbias, dout, inp, weight, N, C, OC);
+    (void)m;
+    fg_matmul_backward(dinp, dweight, dbias, dout, inp, weight, N, C, OC);
 }
 
 void model_ffn_forward(fg_model *m, int l, float *out, const float *inp, int N, model_ffn_acts *a)
@@ -592,6 +605,11 @@ static fg_status model_forward(fg_model *m, const int32_t *inputs, const int32_t
 
     m->prof_dir = 0;
     m->prof_calls[0] += m->prof_on;
+    if (m->lp) {
+        fg_status st = model_lp_forward(m, targets, B, T, loss);
+        m->fwd_done = st == FG_OK;
+        return st;
+    }
     MODEL_PROF(m, OP_EMBED,
                fg_embedding_forward(m->encoded, m->inputs, m->params + m->wte, model_p(m, m->wpe), N, T, C));
     const float *res = m->encoded;
@@ -661,6 +679,8 @@ static fg_status model_backward(fg_model *m, float loss_scale)
 
     m->prof_dir = 1;
     m->prof_calls[1] += m->prof_on;
+    if (m->lp)
+        return model_lp_backward(m, loss_scale);
     /* loss = sum(losses) / n_counted: dlogits = loss_scale / n_counted * (softmax - onehot);
      * the forward left it computed for its own scale m->dlogits_scale. */
     float want = loss_scale / (float)m->n_counted;
@@ -678,8 +698,8 @@ static fg_status model_backward(fg_model *m, float loss_scale)
     const float *res_last = m->la[c->n_layer - 1].res3;
     MODEL_PROF(m, OP_ZERO, memset(m->dres, 0, NC * sizeof(float)));
     MODEL_PROF(m, OP_NORM,
-               norm_backward(m, m->dres, model_g(m, m->lnfw), model_g(m, m->lnfb), m->dln, res_last,
-                             model_p(m, m->lnfw), m->lnf_mean, m->lnf_rstd, N));
+               model_norm_backward(m, m->dres, model_g(m, m->lnfw), model_g(m, m->lnfb), m->dln, res_last,
+                                   model_p(m, m->lnfw), m->lnf_mean, m->lnf_rstd, N));
 
     /* m->dres holds d(loss)/d(res3 of layer l); each step below turns it into the
      * gradient of the layer's input, by accumulating both residual branches into it. */
@@ -691,8 +711,8 @@ static fg_status model_backward(fg_model *m, float loss_scale)
         MODEL_PROF(m, OP_ZERO, memset(m->dln, 0, NC * sizeof(float)));
         model_ffn_backward(m, l, m->dln, m->dres, a->ln2, N, &a->ffn, m->dfch, m->dfch_act);
         MODEL_PROF(m, OP_NORM,
-                   norm_backward(m, m->dres, model_g(m, o->ln2w), model_g(m, o->ln2b), m->dln, a->res2,
-                                 model_p(m, o->ln2w), a->ln2_mean, a->ln2_rstd, N));
+                   model_norm_backward(m, m->dres, model_g(m, o->ln2w), model_g(m, o->ln2b), m->dln, a->res2,
+                                       model_p(m, o->ln2w), a->ln2_mean, a->ln2_rstd, N));
         /* res2 = res + atty @ attprojw^T + attprojb */
         MODEL_PROF(m, OP_ZERO, memset(m->datty, 0, NC * sizeof(float)));
         MODEL_PROF(m, OP_ATTPROJ,
@@ -711,8 +731,8 @@ static fg_status model_backward(fg_model *m, float loss_scale)
                    model_linear_backward(m, m->dln, model_g(m, o->qkvw), model_g(m, o->qkvb), m->dqkv, a->ln1,
                                          model_p(m, o->qkvw), N, C, 3 * C));
         MODEL_PROF(m, OP_NORM,
-                   norm_backward(m, m->dres, model_g(m, o->ln1w), model_g(m, o->ln1b), m->dln, res, model_p(m, o->ln1w),
-                                 a->ln1_mean, a->ln1_rstd, N));
+                   model_norm_backward(m, m->dres, model_g(m, o->ln1w), model_g(m, o->ln1b), m->dln, res,
+                                       model_p(m, o->ln1w), a->ln1_mean, a->ln1_rstd, N));
         if (m->grad_hook)
             m->grad_hook(m->grad_hook_ctx, l);
     }
@@ -726,12 +746,23 @@ static fg_status model_backward(fg_model *m, float loss_scale)
  * loads, where the copy may be stale, so it keeps the fp32 path. */
 fg_status fg_model_forward(fg_model *m, const int32_t *inputs, const int32_t *targets, int B, int T, float *loss)
 {
-    if (m->wbf) /* the weights changed since the last forward (optimiser step, load) */
-        fg_cvt_f32_bf16(m->wbf, m->params, m->n_params);
+    if (m->wbf && !m->wbf_set) /* the weights changed since the last forward (optimiser step, load) */
+        model_lp_refresh_weights(m);
+    m->wbf_set = 0;
     m->bf_live = m->wbf != NULL;
     fg_status st = model_forward(m, inputs, targets, B, T, loss);
     m->bf_live = 0;
     return st;
+}
+
+uint16_t *fg_model_bf16_weights(fg_model *m)
+{
+    /* fp8 runs its weights through e4m3 128x128 blocks at each forward: a plain bf16
+     * copy written by the optimiser would skip that, so fp8 keeps its own refresh */
+    if (m->cfg.precision != FG_PRECISION_BF16)
+        return NULL;
+    m->wbf_set = 1;
+    return m->wbf;
 }
 
 fg_status fg_model_backward(fg_model *m, float loss_scale)

@@ -73,6 +73,61 @@ typedef struct model_kv {
     model_ffn_acts pffn;           /* [maxT,Fin], [maxT,F] */
 } model_kv;
 
+/* A tensor saved for backward in bf16 or fp8 (lowp.c): exactly one of bf / q8 is set.
+ * fp8 codes carry one fp32 scale per row per 128 columns (DeepSeek-V3's 1x128 tiles). */
+typedef struct model_saved {
+    uint16_t *bf; /* [rows, cols] bf16 */
+    uint8_t *q8;  /* [rows, cols] fp8 codes (format fmt) */
+    float *scale; /* [rows, ceil(cols/128)] */
+    int fmt;      /* fg_fp8_format of q8 */
+    size_t cols;  /* row length (the saved tensor's C, 3C, Fin or Vp) */
+} model_saved;
+
+/* Saved activations of one layer in bf16 / fp8 precision (lowp.c). The norms save
+ * their normalised x-hat (not the residual): the GEMM input x-hat * w + b and the
+ * norm's input x-hat / rstd + mean are rebuilt from it, so no residual stream is kept
+ * per layer. The FFN activation (GELU / SwiGLU) is recomputed from fch in backward. */
+typedef struct model_lp_layer {
+    model_saved xn1, qkv, atty, xn2, fch; /* [N,C], [N,3C] (bf16 always), [N,C], [N,C], [N,Fin] (dense) */
+    float *mean1, *rstd1, *mean2, *rstd2; /* [N] (means unused by RMSNorm) */
+    float *lse;                           /* [N*NH] */
+} model_lp_layer;
+
+/* State of a bf16 / fp8 model's forward and backward (lowp.c). One allocation: the
+ * saved part, then scratch shared by forward and backward (the forward-only and
+ * backward-only buffers overlap). */
+typedef struct model_lp {
+    uint8_t *mem;
+    size_t saved_bytes, scratch_bytes;
+    model_lp_layer *la;    /* [L] */
+    model_saved xnf, dlog; /* final norm x-hat [N,C]; loss gradient (softmax - onehot) [N,Vp] */
+    float *meanf, *rstdf;  /* [N] */
+    float *losses;         /* [N] */
+    float *ones, *zeros;   /* [C]: a norm's weight and bias giving x-hat */
+    int act_fmt, grad_fmt; /* fp8 formats of activations and of activation gradients */
+    int R;                 /* head row chunk */
+    /* scratch used by both passes */
+    float *lnb, *tmp;   /* [N,C] */
+    float *qf;          /* [N,3C] */
+    float *attf;        /* [N,C] */
+    float *fchf, *actf; /* [N,Fin], [N,F] */
+    uint8_t *q8s;       /* [N*W] fp8 codes of a transient operand (fp8 only) */
+    float *q8sc;        /* [N*ceil(W/128)] their scales */
+    /* forward only */
+    float *res;  /* [N,C] the residual stream */
+    float *hlog; /* [R,Vp] logits of one head chunk */
+    /* backward only */
+    float *dres, *dln, *datty; /* [N,C] */
+    float *dqkv;               /* [N,3C] */
+    float *dfch, *dfch_act;    /* [N,Fin], [N,F] (dfch_act is actf's memory) */
+    uint16_t *hbf;             /* [R,Vp] bf16 rows of the fp8 loss gradient (fp8 only) */
+    /* fp8 weights: one block row (128 rows) of codes and scales at a time */
+    uint8_t *wq8;
+    float *wsc;
+    size_t wcols;      /* widest weight row */
+    float lut[2][256]; /* fp8 decode tables (e4m3, e5m2) */
+} model_lp;
+
 /* Ops timed by the optional per-op profile (fg_model_profile). */
 enum model_op {
     OP_EMBED,
@@ -145,13 +200,16 @@ struct fg_model {
     fg_moe_scratch *moe_scratch; /* backward scratch shared by the MoE layers */
     float moe_loss_scale;        /* loss_scale of the running backward (aux losses) */
 
-    /* bf16 precision only (NULL for fp32): a bf16 copy of every parameter, refreshed at
-     * each forward (after the optimiser's update), and two scratch rows-buffers of
-     * bf_cap values each for a GEMM's activation operand and its output gradient. */
+    /* bf16 / fp8 precision only (NULL for fp32): a bf16 copy of every parameter (fp8:
+     * through 128x128 e4m3 blocks), refreshed at each forward (after the optimiser's
+     * update), and two scratch rows-buffers of bf_cap values each for a GEMM's activation
+     * operand and its output gradient (the layers' and the MoE experts'). */
     uint16_t *wbf;       /* [n_params] */
     uint16_t *xbf, *dbf; /* [bf_cap] */
     size_t bf_cap;
-    int bf_live; /* inside fg_model_forward / _backward of a bf16 model: wbf is current */
+    int bf_live;  /* inside fg_model_forward / _backward of a bf16 model: wbf is current */
+    int wbf_set;  /* fg_model_bf16_weights handed wbf out to be written: the next forward keeps it */
+    model_lp *lp; /* bf16 / fp8 precision: saved activations and scratch (NULL for fp32) */
 
     fg_model_grad_hook grad_hook; /* after each layer's backward (fg_model_set_grad_hook) */
     void *grad_hook_ctx;
@@ -168,8 +226,7 @@ void model_ffn_forward(fg_model *m, int l, float *out, const float *inp, int N, 
 void model_ffn_backward(fg_model *m, int l, float *dinp, const float *dout, const float *inp, int N,
                         const model_ffn_acts *a, float *dfch, float *dfch_act);
 /* Linear layer out[N,OC] = inp[N,C] @ weight[OC,C]^T + bias, weight a view into
- * m->params: fg_matmul_forward in fp32, fg_bgemm on bf16 copies of inp and weight in bf16
- * precision (fp32 accumulation, fp32 out). */
+ * m->params, in fp32 (the fp32 model and generation; bf16 / fp8 run lowp.c's lin_fwd). */
 void model_linear_forward(const fg_model *m, float *out, const float *inp, const float *weight, const float *bias,
                           int N, int C, int OC);
 /* Its backward (accumulating, as fg_matmul_backward): dinp += dout @ weight, dweight +=
@@ -199,6 +256,16 @@ void model_moe_free(fg_model *m);
 void model_moe_ffn_forward(const fg_model *m, int l, float *out, const float *inp, int N);
 void model_moe_ffn_backward(fg_model *m, int l, float *dinp, const float *dout, const float *inp, int N);
 float model_moe_aux_loss(const fg_model *m); /* sum over MoE layers of the last forward */
+
+/* ---- bf16 / fp8 precision (lowp.c) ---- */
+fg_status model_lp_init(fg_model *m); /* allocates m->lp (after the tensor table) */
+void model_lp_free(fg_model *m);
+void model_lp_refresh_weights(fg_model *m); /* m->wbf from m->params (fp8: through 128x128 blocks) */
+fg_status model_lp_forward(fg_model *m, const int32_t *targets, int B, int T, float *loss);
+fg_status model_lp_backward(fg_model *m, float loss_scale);
+/* Norm backward of the layout: dinp += ..., dw, db accumulate (model.c). */
+void model_norm_backward(fg_model *m, float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                         const float *w, const float *mean, const float *rstd, int N);
 
 /* Frees the generation state (model.c calls it from fg_model_delete). */
 void model_kv_free(fg_model *m);

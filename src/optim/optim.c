@@ -1,11 +1,14 @@
-/* optim.c: AdamW over the flat buffers range by range (the update itself is the
- * kernels' fg_adamw_update), global-norm clipping and the warmup + cosine schedule.
- * Leaves out ZeRO sharding and the adaptive batch-size controller. */
+/* optim.c: AdamW over the flat buffers range by range (the fp32-moment update is the
+ * kernels' fg_adamw_update, the bf16-moment one adamw_bf16.c / adamw_avx512.c), the
+ * fused sweep (clipping factor + update + bf16 weight copy), global-norm clipping and
+ * the warmup + cosine schedule. Leaves out ZeRO sharding and the adaptive batch-size
+ * controller. */
 #include <math.h>
 #include <string.h>
 
 #include "frugal/kernels.h"
 #include "frugal/optim.h"
+#include "optim_impl.h"
 
 fg_adamw_config fg_adamw_config_default(void)
 {
@@ -37,11 +40,19 @@ fg_status fg_optim_init(fg_optim *o, size_t n_params, const fg_optim_range *rang
           cfg->weight_decay >= 0))
         return fg_error(FG_ERR_INVALID, "optim: bad AdamW settings beta1=%g beta2=%g eps=%g weight_decay=%g",
                         cfg->beta1, cfg->beta2, cfg->eps, cfg->weight_decay);
-    o->m = fg_calloc(n_params ? n_params : 1, sizeof(float));
-    o->v = fg_calloc(n_params ? n_params : 1, sizeof(float));
+    if (cfg->moments != FG_ADAM_MOMENTS_FP32 && cfg->moments != FG_ADAM_MOMENTS_BF16)
+        return fg_error(FG_ERR_INVALID, "optim: adam moments %d: expected 0 (fp32) or 1 (bf16)", cfg->moments);
+    size_t np = n_params ? n_params : 1;
+    if (cfg->moments == FG_ADAM_MOMENTS_BF16) { /* bf16 0x0000 is +0.0f */
+        o->m16 = fg_calloc(np, sizeof(uint16_t));
+        o->v16 = fg_calloc(np, sizeof(uint16_t));
+    } else {
+        o->m = fg_calloc(np, sizeof(float));
+        o->v = fg_calloc(np, sizeof(float));
+    }
     o->ranges = fg_malloc((n_ranges ? (size_t)n_ranges : 1) * sizeof *ranges);
     o->spans = fg_malloc((n_ranges ? (size_t)n_ranges : 1) * sizeof *ranges);
-    if (!o->m || !o->v || !o->ranges || !o->spans) {
+    if (!(o->m || o->m16) || !(o->v || o->v16) || !o->ranges || !o->spans) {
         fg_optim_free(o);
         return FG_ERR_NOMEM;
     }
@@ -85,6 +96,8 @@ void fg_optim_free(fg_optim *o)
 {
     fg_free(o->m);
     fg_free(o->v);
+    fg_free(o->m16);
+    fg_free(o->v16);
     fg_free(o->ranges);
     fg_free(o->spans);
     memset(o, 0, sizeof *o);
@@ -92,18 +105,118 @@ void fg_optim_free(fg_optim *o)
 
 void fg_optim_step(fg_optim *o, float *params, const float *grads, float lr)
 {
+    fg_optim_step_fused(o, params, grads, lr, 1.0f, NULL);
+}
+
+/* fp32 moments, with a clipping factor or a bf16 copy to write, where the AdamW
+ * kernel is not the avx512 one (whose operation order optim_adamw_f32m_avx512
+ * repeats): the kernels' update chunk by chunk, each chunk's gradients scaled into a
+ * stack buffer first and its params converted right after, while both are in cache.
+ * Elementwise kernels and chunks of a multiple of 16 make this the same bits as the
+ * separate passes; the per-chunk calls cost fork/join overhead this path can afford. */
+static void step_f32_chunked(float *p, const float *g, float *m, float *v, uint16_t *pbf, size_t n, float lr,
+                             const fg_adamw_config *c, float wd, int t, float coef)
+{
+    enum { CH = 8192 }; /* 32 KiB of scaled gradients on each thread's stack */
+    size_t nchunk = (n + CH - 1) / CH;
+#pragma omp parallel for schedule(static) if (nchunk > 4)
+    for (size_t ch = 0; ch < nchunk; ch++) {
+        size_t lo = ch * CH, len = lo + CH < n ? CH : n - lo;
+        float gs[CH];
+        const float *gc = g + lo;
+        if (coef != 1.0f) {
+            for (size_t i = 0; i < len; i++)
+                gs[i] = gc[i] * coef; /* fg_scale's one rounding */
+            gc = gs;
+        }
+        fg_adamw_update(p + lo, gc, m + lo, v + lo, len, lr, c->beta1, c->beta2, c->eps, wd, t);
+        if (pbf)
+            fg_cvt_f32_bf16(pbf + lo, p + lo, len);
+    }
+}
+
+void fg_optim_step_fused(fg_optim *o, float *params, const float *grads, float lr, float grad_coef,
+                         uint16_t *params_bf16)
+{
     /* PyTorch's step counter starts at 1 for the first update's bias correction. */
     int t = (int)(o->t + 1);
+    const fg_adamw_config *c = &o->cfg;
+    /* the fused sweeps follow the kernels' choice of AdamW (whose avx512 arithmetic the
+     * fp32 one repeats), so --kernels ref and FG_HW_DISABLE=avx512 reach the portable paths */
+    int vec = !strcmp(fg_kernels_variant("adamw_update"), "avx512");
     for (int i = 0; i < o->n_ranges; i++) {
         const fg_optim_range *r = &o->ranges[i];
         if (r->frozen || r->numel == 0)
             continue;
         size_t off = r->offset;
         float rlr = r->lr_scale == 1.0f ? lr : lr * r->lr_scale; /* init made 0 into 1 */
-        fg_adamw_update(params + off, grads + off, o->m + off, o->v + off, r->numel, rlr, o->cfg.beta1, o->cfg.beta2,
-                        o->cfg.eps, r->decay ? o->cfg.weight_decay : 0.0f, t);
+        float wd = r->decay ? c->weight_decay : 0.0f;
+        uint16_t *pbf = params_bf16 ? params_bf16 + off : NULL;
+        optim_adamw_args a = {.lr = rlr,
+                              .beta1 = c->beta1,
+                              .beta2 = c->beta2,
+                              .eps = c->eps,
+                              .weight_decay = wd,
+                              .ibc1 = (float)(1.0 / (1.0 - pow(c->beta1, t))),
+                              .ibc2 = (float)(1.0 / (1.0 - pow(c->beta2, t))),
+                              .grad_coef = grad_coef};
+        if (o->m16)
+            (vec ? optim_adamw_bf16m_avx512 : optim_adamw_bf16m_scalar)(params + off, grads + off, o->m16 + off,
+                                                                        o->v16 + off, pbf, r->numel, &a);
+        else if (grad_coef == 1.0f && !pbf) /* today's plain step: one kernel call */
+            fg_adamw_update(params + off, grads + off, o->m + off, o->v + off, r->numel, rlr, c->beta1, c->beta2,
+                            c->eps, wd, t);
+        else if (vec)
+            optim_adamw_f32m_avx512(params + off, grads + off, o->m + off, o->v + off, pbf, r->numel, &a);
+        else
+            step_f32_chunked(params + off, grads + off, o->m + off, o->v + off, pbf, r->numel, rlr, c, wd, t,
+                             grad_coef);
+    }
+    if (params_bf16) { /* what no range updated: frozen tensors and gaps, converted as they are */
+        size_t at = 0;
+        for (int i = 0; i <= o->n_spans; i++) {
+            size_t end = i < o->n_spans ? o->spans[i].offset : o->n_params;
+            if (end > at)
+                fg_cvt_f32_bf16(params_bf16 + at, params + at, end - at);
+            if (i < o->n_spans)
+                at = o->spans[i].offset + o->spans[i].numel;
+        }
     }
     o->t++;
+}
+
+size_t fg_adam_moment_bytes(int moments)
+{
+    return moments == FG_ADAM_MOMENTS_BF16 ? 2 * sizeof(uint16_t) : 2 * sizeof(float);
+}
+
+fg_status fg_optim_moments_f32(fg_optim *o, float **m, float **v, float **scratch)
+{
+    *scratch = NULL;
+    if (!o->m16) {
+        *m = o->m;
+        *v = o->v;
+        return FG_OK;
+    }
+    size_t n = o->n_params ? o->n_params : 1;
+    float *s = fg_malloc(2 * n * sizeof(float));
+    if (!s)
+        return fg_error(FG_ERR_NOMEM, "optim: no memory for the fp32 view of the bf16 moments (%zu bytes)",
+                        2 * n * sizeof(float));
+    fg_cvt_bf16_f32(s, o->m16, o->n_params);
+    fg_cvt_bf16_f32(s + n, o->v16, o->n_params);
+    *scratch = s;
+    *m = s;
+    *v = s + n;
+    return FG_OK;
+}
+
+void fg_optim_moments_commit(fg_optim *o, const float *m, const float *v)
+{
+    if (!o->m16)
+        return;
+    fg_cvt_f32_bf16(o->m16, m, o->n_params);
+    fg_cvt_f32_bf16(o->v16, v, o->n_params);
 }
 
 double fg_optim_grad_norm(const fg_optim *o, const float *grads)
@@ -117,13 +230,20 @@ double fg_optim_grad_norm(const fg_optim *o, const float *grads)
 double fg_optim_clip(const fg_optim *o, float *grads, float max_norm)
 {
     double norm = fg_optim_grad_norm(o, grads);
-    if (max_norm > 0 && isfinite(norm) && norm > max_norm) {
-        /* torch.nn.utils.clip_grad_norm_: coef = max_norm / (total_norm + 1e-6) */
-        float coef = (float)(max_norm / (norm + 1e-6));
+    float coef = fg_optim_clip_coef(norm, max_norm);
+    if (coef != 1.0f) {
         for (int i = 0; i < o->n_spans; i++)
             fg_scale(grads + o->spans[i].offset, coef, o->spans[i].numel);
     }
     return norm;
+}
+
+float fg_optim_clip_coef(double norm, float max_norm)
+{
+    /* torch.nn.utils.clip_grad_norm_: coef = max_norm / (total_norm + 1e-6) */
+    if (max_norm > 0 && isfinite(norm) && norm > max_norm)
+        return (float)(max_norm / (norm + 1e-6));
+    return 1.0f;
 }
 
 float fg_lr_at(const fg_lr_schedule *s, long step)

@@ -19,11 +19,13 @@ static const char *const balance_names[] = {"bias", "none", "seqaux", "switch", 
 static const char *const blas_names[] = {"auto", "omp", "blas", NULL};
 static const char *const moe_par_names[] = {"auto", "experts", "gemm", NULL};
 static const char *const loss_scale_names[] = {"off", "dynamic", NULL};
-/* fp8 is not built yet: it is not a choice (issue 11) */
-static const char *const precision_names[] = {"fp32", "bf16", NULL};
+static const char *const precision_names[] = {"fp32", "bf16", "fp8", NULL};
+static const char *const fp8_format_names[] = {"e4m3", "hybrid", NULL};
+static const char *const moments_names[] = {"fp32", "bf16", NULL}; /* fg_adam_moments order */
 
 _Static_assert(sizeof(fg_layout) == sizeof(int) && sizeof(fg_balance) == sizeof(int) &&
-                   sizeof(fg_moe_par) == sizeof(int) && sizeof(fg_precision) == sizeof(int),
+                   sizeof(fg_moe_par) == sizeof(int) && sizeof(fg_precision) == sizeof(int) &&
+                   sizeof(fg_fp8_recipe) == sizeof(int),
                "enums are stored as int");
 
 /* A layout brings its own tying default; the other model fields stay. */
@@ -53,7 +55,10 @@ static const fg_opt opts[] = {
     {"rope_theta", FG_OPT_FLOAT, F(model.rope_theta), 0, 1e9, 1, .help = "RoPE base"},
     {"tie_embeddings", FG_OPT_BOOL, F(model.tie_embeddings), .help = "head shares wte"},
     {"precision", FG_OPT_ENUM, F(model.precision), .choices = precision_names,
-     .help = "linear-layer GEMMs: fp32, or bf16 with fp32 accumulation and master weights (fp8: not built yet)"},
+     .help = "fp32; bf16 (bf16 GEMMs, fp32 accumulation and master weights, bf16 saved activations); fp8 (as bf16, "
+             "GEMM inputs and saved activations in fp8 with 1x128 / 128x128 scales)"},
+    {"fp8_format", FG_OPT_ENUM, F(model.fp8_format), .choices = fp8_format_names,
+     .help = "precision fp8: e4m3 everywhere (DeepSeek-V3), or hybrid (e5m2 activation gradients)"},
     /* MoE: the flat keys are the fields of fg_moe_config, embedded as model.moe */
     {"n_expert", FG_OPT_INT, F(model.moe.n_expert), 0, 4096, .help = "routed experts per MoE layer; 0 = dense"},
     {"n_expert_active", FG_OPT_INT, F(model.moe.n_expert_active), 0, FG_MOE_MAX_K,
@@ -99,6 +104,8 @@ static const fg_opt opts[] = {
     {"beta2", FG_OPT_FLOAT, F(beta2), 0, 0.999999, .help = "AdamW beta2"},
     {"eps", FG_OPT_FLOAT, F(eps), 0, 1, 1, .help = "AdamW epsilon"},
     {"grad_clip", FG_OPT_FLOAT, F(grad_clip), 0, 1e6, .help = "global gradient-norm clip; 0 = off"},
+    {"adam_moments", FG_OPT_ENUM, F(adam_moments), .choices = moments_names,
+     .help = "storage of AdamW's m and v: fp32, or bf16 (half the state bytes; docs/PRECISION.md)"},
     /* evaluation, logging */
     {"val_every", FG_OPT_INT, F(val_every), 0, 1 << 30, .flags = RESUMABLE,
      .help = "steps between validations; 0 = only at the end"},

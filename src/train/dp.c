@@ -450,27 +450,21 @@ fg_status dp_unscale(dp *d, float *grads, size_t n, float inv_scale, bool *found
     return st;
 }
 
-fg_status dp_zero_clip(dp *d, const fg_optim *o, float max_norm, double *norm)
+fg_status dp_zero_norm(dp *d, const fg_optim *o, double *norm)
 {
     double n = fg_optim_grad_norm(o, d->gshard);
     double ss = n * n;
     fg_status st = fg_comm_allreduce(d->comm, &ss, 1, FG_DT_F64, FG_OP_SUM);
-    if (st != FG_OK)
-        return st;
     *norm = sqrt(ss);
-    if (max_norm > 0 && isfinite(*norm) && *norm > max_norm) {
-        /* fg_optim_clip's coefficient (torch clip_grad_norm_), on the shard's spans */
-        float coef = (float)(max_norm / (*norm + 1e-6));
-        for (int i = 0; i < o->n_spans; i++)
-            fg_scale(d->gshard + o->spans[i].offset, coef, o->spans[i].numel);
-    }
-    return FG_OK;
+    return st;
 }
 
-fg_status dp_zero_step(dp *d, fg_optim *o, float lr)
+fg_status dp_zero_step(dp *d, fg_optim *o, float lr, float grad_coef)
 {
     float *params = fg_model_params(d->m);
-    fg_optim_step(o, params + d->s_off, d->gshard, lr);
+    /* no bf16 copy from the shard's sweep: the other shards arrive by the all-gather, so
+     * the model refreshes its copy at the next forward */
+    fg_optim_step_fused(o, params + d->s_off, d->gshard, lr, grad_coef, NULL);
     /* in place: each rank's updated shard sits at its offset of the params buffer */
     fg_status st = fg_comm_allgather(d->comm, params, d->part, d->displ, FG_DT_F32);
     double p = d->size;
@@ -509,7 +503,7 @@ fg_status dp_barrier(dp *d)
     return fg_comm_barrier(d->comm);
 }
 
-fg_status dp_gather_state(dp *d, const fg_optim *o, float **m, float **v)
+fg_status dp_gather_state(dp *d, fg_optim *o, float **m, float **v)
 {
     *m = *v = NULL;
     if (d->rank == 0 && !d->ck_m) {
@@ -518,9 +512,14 @@ fg_status dp_gather_state(dp *d, const fg_optim *o, float **m, float **v)
         if (!d->ck_m || !d->ck_v)
             return FG_ERR_NOMEM; /* the CLI aborts the job */
     }
-    fg_status st = fg_comm_gatherv(d->comm, o->m, (int)d->s_len, d->ck_m, d->part, d->displ, FG_DT_F32, 0);
+    /* checkpoints hold fp32 moments: bf16 storage is widened (exactly) before the gather */
+    float *sm, *sv, *scratch = NULL;
+    fg_status st = fg_optim_moments_f32(o, &sm, &sv, &scratch);
     if (st == FG_OK)
-        st = fg_comm_gatherv(d->comm, o->v, (int)d->s_len, d->ck_v, d->part, d->displ, FG_DT_F32, 0);
+        st = fg_comm_gatherv(d->comm, sm, (int)d->s_len, d->ck_m, d->part, d->displ, FG_DT_F32, 0);
+    if (st == FG_OK)
+        st = fg_comm_gatherv(d->comm, sv, (int)d->s_len, d->ck_v, d->part, d->displ, FG_DT_F32, 0);
+    fg_free(scratch);
     *m = d->ck_m;
     *v = d->ck_v;
     return st;

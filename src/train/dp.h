@@ -55,17 +55,17 @@ fg_status dp_grads(dp *d, fg_model *m, const int32_t *inp, const int32_t *tgt, i
 float *dp_shard_grads(dp *d);
 /* Loss scaling's inf/nan check over the reduced grads (zero: the shard, agreed by all). */
 fg_status dp_unscale(dp *d, float *grads, size_t n, float inv_scale, bool *found_inf);
-/* ZeRO-1 clipping (global norm over the shards) and step (AdamW on the shard, params
- * all-gathered in place). */
-fg_status dp_zero_clip(dp *d, const fg_optim *o, float max_norm, double *norm);
-fg_status dp_zero_step(dp *d, fg_optim *o, float lr);
+/* ZeRO-1: the global gradient norm over the shards, and the step (AdamW on the shard
+ * with the clipping factor grad_coef, params all-gathered in place). */
+fg_status dp_zero_norm(dp *d, const fg_optim *o, double *norm);
+fg_status dp_zero_step(dp *d, fg_optim *o, float lr, float grad_coef);
 /* Sums the MoE expert loads over ranks (before fg_model_post_step). */
 fg_status dp_moe_loads(dp *d, fg_model *m);
 /* Rank 0's stopping decision and schedule length, for everyone. */
 fg_status dp_agree(dp *d, long *total, bool *last);
 fg_status dp_barrier(dp *d);
 /* ZeRO-1 checkpoints: every rank calls; rank 0 gets the whole m, v (buffers made once). */
-fg_status dp_gather_state(dp *d, const fg_optim *o, float **m, float **v);
+fg_status dp_gather_state(dp *d, fg_optim *o, float **m, float **v);
 const dp_stats *dp_get_stats(const dp *d);
 
 #endif

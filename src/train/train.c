@@ -15,6 +15,7 @@
 
 #include "dp.h"
 #include "frugal/ckpt.h"
+#include "frugal/hw.h"
 #include "frugal/kernels.h"
 #include "frugal/optim.h"
 #include "frugal/precision.h"
@@ -244,6 +245,8 @@ fg_status fg_train_grads_scaled(fg_model *m, const int32_t *inputs, const int32_
     for (int k = 0; k < n_micro; k++) {
         size_t off = (size_t)k * B * T;
         float l = 0;
+        if (k > 0) /* the params have not moved since micro-batch 0's forward converted them */
+            fg_model_bf16_weights(m);
         fg_status st = fg_model_forward(m, inputs + off, targets + off, B, T, &l);
         if (st != FG_OK)
             return st;
@@ -384,14 +387,22 @@ out:
     return st;
 }
 
-/* m and v: the optimiser's, or under ZeRO-1 whole buffers the caller gathered or will
- * reshard (a checkpoint always holds the whole state, so it loads at any dp size). */
-static void ckpt_tensors(run *r, fg_ckpt_tensor t[3], float *m, float *v)
+/* Checkpoints hold the moments in fp32 whatever their storage: with bf16 moments
+ * *scratch is their widened copy (exact; fg_free it after use), NULL otherwise. Under
+ * ZeRO-1, m and v are whole buffers the caller gathered or will reshard (zm, zv; NULL
+ * otherwise): a checkpoint always holds the whole state, so it loads at any dp size. */
+static fg_status ckpt_tensors(run *r, fg_ckpt_tensor t[3], float **scratch, float *zm, float *zv)
 {
     size_t bytes = fg_model_num_params(r->m) * sizeof(float);
+    float *m = zm, *v = zv;
+    fg_status st = FG_OK;
+    *scratch = NULL;
+    if (!zm)
+        st = fg_optim_moments_f32(&r->opt, &m, &v, scratch);
     t[0] = (fg_ckpt_tensor){"params", fg_model_params(r->m), bytes};
-    t[1] = (fg_ckpt_tensor){"adam.m", m ? m : r->opt.m, bytes};
-    t[2] = (fg_ckpt_tensor){"adam.v", v ? v : r->opt.v, bytes};
+    t[1] = (fg_ckpt_tensor){"adam.m", m, bytes};
+    t[2] = (fg_ckpt_tensor){"adam.v", v, bytes};
+    return st;
 }
 
 /* --resume: the latest checkpoint into the model and optimiser; under ZeRO-1 each rank
@@ -400,28 +411,40 @@ static fg_status load_resume(run *r)
 {
     bool zero = r->dp && dp_zero(r->dp);
     size_t n = fg_model_num_params(r->m);
-    float *m = zero ? fg_malloc(n * sizeof(float)) : NULL, *v = zero ? fg_malloc(n * sizeof(float)) : NULL;
-    if (zero && (!m || !v)) {
-        fg_free(m);
-        fg_free(v);
+    float *zm = zero ? fg_malloc(n * sizeof(float)) : NULL, *zv = zero ? fg_malloc(n * sizeof(float)) : NULL;
+    if (zero && (!zm || !zv)) {
+        fg_free(zm);
+        fg_free(zv);
         return FG_ERR_NOMEM;
     }
     fg_ckpt_tensor t[3];
-    ckpt_tensors(r, t, m, v);
+    float *scratch = NULL;
     long step = 0;
     char *meta = NULL;
-    fg_status st = fg_ckpt_load_latest(r->c.ckpt_dir, &step, &meta, t, 3);
+    fg_status st = ckpt_tensors(r, t, &scratch, zm, zv);
     if (st == FG_OK)
-        st = meta_restore(r, meta, r->c.ckpt_dir);
-    fg_free(meta);
+        st = fg_ckpt_load_latest(r->c.ckpt_dir, &step, &meta, t, 3);
     if (st == FG_OK && zero) {
+        /* the shard's fp32 views (the storage itself, or a scratch to narrow from) */
+        float *sm, *sv, *sscr = NULL;
         size_t off = 0, len = 0;
         dp_shard(r->dp, &off, &len);
-        memcpy(r->opt.m, m + off, len * sizeof(float));
-        memcpy(r->opt.v, v + off, len * sizeof(float));
+        st = fg_optim_moments_f32(&r->opt, &sm, &sv, &sscr);
+        if (st == FG_OK) {
+            memcpy(sm, zm + off, len * sizeof(float));
+            memcpy(sv, zv + off, len * sizeof(float));
+            fg_optim_moments_commit(&r->opt, sm, sv);
+        }
+        fg_free(sscr);
+    } else if (st == FG_OK) {
+        fg_optim_moments_commit(&r->opt, t[1].data, t[2].data);
     }
-    fg_free(m);
-    fg_free(v);
+    if (st == FG_OK)
+        st = meta_restore(r, meta, r->c.ckpt_dir);
+    fg_free(scratch);
+    fg_free(meta);
+    fg_free(zm);
+    fg_free(zv);
     return st;
 }
 
@@ -575,7 +598,7 @@ static fg_status setup(run *r, FILE *out)
         if (st != FG_OK)
             goto out_ids;
     }
-    fg_adamw_config ac = {c->beta1, c->beta2, c->eps, c->weight_decay};
+    fg_adamw_config ac = {c->beta1, c->beta2, c->eps, c->weight_decay, c->adam_moments};
     dp_compress cz = {c->compress,
                       {c->compress_delta, c->compress_bf16},
                       c->compress_momentum,
@@ -679,10 +702,15 @@ static void print_cost(FILE *out, const run *r, const fg_train_result *res, doub
     fprintf(out, "achieved        : %.2f GFLOP/s\n", res->train_sec > 0 ? res->flops / res->train_sec / 1e9 : 0.0);
     fprintf(out, "peak RSS        : %s\n", fg_fmt_bytes(b1, sizeof b1, (double)fg_peak_rss_bytes()));
     fprintf(out, "peak fg_malloc  : %s\n", fg_fmt_bytes(b2, sizeof b2, (double)fg_mem_peak()));
+    fg_model_act_bytes ab;
+    size_t act = fg_model_activation_bytes(r->m, &ab);
+    const char *const prec[] = {"fp32", "bf16", "fp8"};
+    fprintf(out, "activations     : %s peak (%s saved for backward + %s scratch, %s)\n",
+            fg_fmt_bytes(b1, sizeof b1, (double)act), fg_fmt_bytes(b2, sizeof b2, (double)ab.saved),
+            fg_fmt_bytes(b3, sizeof b3, (double)ab.scratch), prec[fg_model_get_config(r->m)->precision]);
     fprintf(out, "checkpointed    : %s%s\n", fg_fmt_bytes(b3, sizeof b3, (double)res->ckpt_bytes),
             r->ckpt_failed ? " written, then a checkpoint write failed" : "");
     fprintf(out, "threads         : %d, kernels: matmul=%s\n", fg_threads_get(), fg_kernels_variant("matmul"));
-    size_t opt_bytes = 2 * r->opt.n_params * sizeof(float);
     if (r->dp) {
         const dp_stats *ds = dp_get_stats(r->dp);
         int p = dp_size(r->dp);
@@ -704,8 +732,17 @@ static void print_cost(FILE *out, const run *r, const fg_train_result *res, doub
                 steps > 0 ? ds->payload / (double)steps : 0.0, steps > 0 ? ds->dense / (double)steps : 0.0,
                 ds->payload > 0 ? ds->dense / ds->payload : 0.0);
     }
-    fprintf(out, "optimizer state : %zu bytes (%s) per rank (Adam m, v)%s\n", opt_bytes,
-            fg_fmt_bytes(b3, sizeof b3, (double)opt_bytes), r->dp && dp_zero(r->dp) ? ", ZeRO-1 shard" : "");
+    /* Adam's m + v as stored, beside the other storage; master weights are fp32 always */
+    size_t np = fg_model_num_params(r->m), nopt = r->opt.n_params; /* ZeRO-1: the rank's shard */
+    int bf = r->c.adam_moments == FG_ADAM_MOMENTS_BF16;
+    char s1[32], s2[32], s3[32];
+    fprintf(out, "optimizer state : m+v %s (%s moments; %s as %s), master weights %s (fp32)\n",
+            fg_fmt_bytes(s1, sizeof s1, (double)nopt * (double)fg_adam_moment_bytes(r->c.adam_moments)),
+            bf ? "bf16" : "fp32", fg_fmt_bytes(s2, sizeof s2, (double)nopt * (double)fg_adam_moment_bytes(!bf)),
+            bf ? "fp32" : "bf16", fg_fmt_bytes(s3, sizeof s3, (double)np * sizeof(float)));
+    if (r->dp)
+        fprintf(out, "optimizer / rank: %zu bytes of m+v (%s)\n", nopt * fg_adam_moment_bytes(r->c.adam_moments),
+                dp_zero(r->dp) ? "ZeRO-1: this rank's shard" : "whole, on every rank");
     if (r->c.loss_scale)
         fprintf(out, "loss scaling    : dynamic, %ld step%s skipped (inf/nan gradients), scale now %g\n",
                 res->skipped_steps, res->skipped_steps == 1 ? "" : "s", (double)r->scaler.scale);
@@ -745,8 +782,11 @@ static fg_status save_ckpt(run *r, double tokens)
     if (!meta)
         return FG_ERR_NOMEM;
     fg_ckpt_tensor t[3];
-    ckpt_tensors(r, t, m, v);
-    fg_status st = fg_ckpt_writer_save(r->ckw, r->step, meta, t, 3);
+    float *scratch;
+    fg_status st = ckpt_tensors(r, t, &scratch, m, v);
+    if (st == FG_OK)
+        st = fg_ckpt_writer_save(r->ckw, r->step, meta, t, 3);
+    fg_free(scratch);
     fg_free(meta);
     r->ckpt_failed |= st != FG_OK;
     return st;
@@ -890,6 +930,12 @@ fg_status fg_train_run_comm(const fg_train_config *cfg, fg_comm *comm, FILE *out
         fprintf(out, "train: %ld steps x %.0f tokens, lr %g -> %g (warmup %ld), %llu train tokens%s\n", c->max_steps,
                 tok_step, c->lr, c->min_lr, sched.warmup, (unsigned long long)fg_loader_tokens(&r->train),
                 r->has_val ? "" : ", no validation data");
+        /* which unit each precision's GEMMs use, from the dispatch table in effect */
+        fprintf(out, "units (this run: precision %s):\n",
+                c->model.precision == FG_PRECISION_FP32   ? "fp32"
+                : c->model.precision == FG_PRECISION_BF16 ? "bf16"
+                                                          : "fp8");
+        fg_hw_print_units(out, "  ", fg_kernels_variant("matmul"), fg_kernels_variant("bgemm"));
         if (c->loss_scale)
             fprintf(out, "loss scaling: dynamic, scale %g (x2 after %d clean steps, /2 after %d overflowing)\n",
                     (double)r->scaler.scale, c->loss_scale_growth_interval, c->loss_scale_hysteresis);
@@ -950,9 +996,9 @@ fg_status fg_train_run_comm(const fg_train_config *cfg, fg_comm *comm, FILE *out
         }
         double norm = NAN;
         if (!skipped && zero)
-            st = dp_zero_clip(r->dp, &r->opt, c->grad_clip, &norm);
+            st = dp_zero_norm(r->dp, &r->opt, &norm); /* over all shards */
         else if (!skipped)
-            norm = fg_optim_clip(&r->opt, grads, c->grad_clip);
+            norm = fg_optim_grad_norm(&r->opt, grads);
         if (st != FG_OK)
             goto out_teardown;
         if (!skipped && (!isfinite(loss) || !isfinite(norm))) {
@@ -962,15 +1008,20 @@ fg_status fg_train_run_comm(const fg_train_config *cfg, fg_comm *comm, FILE *out
         }
         float lr = fg_lr_at(&sched, r->step);
         if (!skipped) {
-            if (zero)
-                st = dp_zero_step(r->dp, &r->opt, lr);
+            if (r->dp && (st = dp_moe_loads(r->dp, r->m)) != FG_OK) /* the router bias moves by the global load */
+                goto out_teardown;
+            /* post_step moves frozen MoE router state only, which the update leaves
+             * alone: done first, so the bf16 weight copy the step writes includes it.
+             * One sweep clips (the factor read with each gradient), updates and writes
+             * that copy (docs/TRAINING.md "The optimizer step") */
+            fg_model_post_step(r->m);
+            if (zero) /* AdamW on the shard, then the params all-gathered (the bf16 copy refreshes at forward) */
+                st = dp_zero_step(r->dp, &r->opt, lr, fg_optim_clip_coef(norm, c->grad_clip));
             else
-                fg_optim_step(&r->opt, fg_model_params(r->m), grads, lr);
-            if (st == FG_OK && r->dp)
-                st = dp_moe_loads(r->dp, r->m); /* the router bias moves by the global load */
+                fg_optim_step_fused(&r->opt, fg_model_params(r->m), grads, lr, fg_optim_clip_coef(norm, c->grad_clip),
+                                    fg_model_bf16_weights(r->m));
             if (st != FG_OK)
                 goto out_teardown;
-            fg_model_post_step(r->m);
         }
         res.skipped_steps += skipped;
         r->step++;
