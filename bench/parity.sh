@@ -7,8 +7,9 @@
 # Usage: bench/parity.sh [--frugal build/frugal] [--steps 1000] [--models "dense moe"]
 #                        [--precisions "fp32 bf16 fp8"] [--threads 2] [--keep DIR] [-- extra train flags]
 # Models (llama layout, vocab 50257 from ../shared/data/gpt2, B=8 T=64, lr 3e-3 cosine to
-# 3e-4, warm-up 50): dense L4 C128 NH4; MoE L4 C128 NH4, first layer dense, 8 routed
-# experts top-2 + 1 shared, d_expert 128. A run is 1-3 minutes on 2 cores. The validation
+# 3e-4, warm-up 50): dense L4 C64 NH4; MoE L4 C64 NH4, first layer dense, 8 routed
+# experts top-2 + 1 shared, d_expert 64. C is small because the 50304 x C head is most of
+# the work at this size: a run is a few minutes on 1-2 quiet cores. The validation
 # loss is over 50 batches of 8x64 tokens (12.8k of the ~30k held-out tokens), the same
 # batches in every run. Run directories go to a scratch folder, removed at the end
 # unless --keep names one. Results: docs/perf/parity.md.
@@ -55,12 +56,12 @@ fi
 
 if [ -n "$keep" ]; then work=$keep; mkdir -p "$work"; else work=$(mktemp -d); trap 'rm -rf "$work"' EXIT; fi
 
-common=(--layout llama --n-layer 4 --d-model 128 --n-head 4 --batch-size 8 --seq-len 64
+common=(--layout llama --n-layer 4 --d-model 64 --n-head 4 --batch-size 8 --seq-len 64
         --max-steps "$steps" --warmup-steps 50 --lr 0.003 --min-lr 0.0003 --weight-decay 0.1 --grad-clip 1.0
         --val-every $(( steps / 4 > 0 ? steps / 4 : 1 )) --val-batches 50 --log-every $(( steps / 4 > 0 ? steps / 4 : 1 ))
         --seed 1337 --threads "$threads" --keep-best 0 --tokenizer "$tok")
 src=(--data "$data") # the first run tokenizes; the others read its shards (the same tokens)
-moe_flags=(--n-dense-layers 1 --n-expert 8 --n-expert-active 2 --n-shared-expert 1 --d-expert 128)
+moe_flags=(--n-dense-layers 1 --n-expert 8 --n-expert-active 2 --n-shared-expert 1 --d-expert 64)
 
 declare -A V S
 for m in $models; do
