@@ -38,8 +38,9 @@ done
 [ -x "$frugal" ] || { echo "parity: $frugal not built" >&2; exit 2; }
 data="$root/../shared/data/tinyshakespeare.txt"
 tok="$root/../shared/data/gpt2"
-[ -f "$data" ] && [ -f "$tok/encoder.json" ] ||
-  { echo "parity: needs $data and $tok (the shared data folder)" >&2; exit 2; }
+if [ ! -f "$data" ] || [ ! -f "$tok/encoder.json" ]; then
+  echo "parity: needs $data and $tok (the shared data folder)" >&2; exit 2
+fi
 
 # fp8 runs only where --precision lists it among its choices ("[fp32|bf16|fp8]")
 has_fp8=0
@@ -51,7 +52,7 @@ fi
 case " $precisions " in *" fp32 "*) ;; *) precisions="fp32 $precisions" ;; esac # the reference
 if [ $has_fp8 = 0 ]; then
   echo "parity: $frugal has no --precision fp8 (frugal train --help); fp8 rows skipped"
-  precisions=$(echo "$precisions" | sed 's/\bfp8\b//g')
+  precisions=${precisions//fp8/}
 fi
 
 if [ -n "$keep" ]; then work=$keep; mkdir -p "$work"; else work=$(mktemp -d); trap 'rm -rf "$work"' EXIT; fi
