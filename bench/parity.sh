@@ -5,14 +5,17 @@
 # from the fp32 run against the targets (bf16 within 1%, fp8 within 1.5%).
 #
 # Usage: bench/parity.sh [--frugal build/frugal] [--steps 1000] [--models "dense moe"]
-#                        [--precisions "fp32 bf16 fp8"] [--threads 2] [--keep DIR] [-- extra train flags]
+#                        [--precisions "fp32 bf16 fp8"] [--threads 2] [--jobs 1] [--keep DIR]
+#                        [-- extra train flags]
 # Models (llama layout, vocab 50257 from ../shared/data/gpt2, B=8 T=64, lr 3e-3 cosine to
 # 3e-4, warm-up 50): dense L4 C64 NH4; MoE L4 C64 NH4, first layer dense, 8 routed
 # experts top-2 + 1 shared, d_expert 64. C is small because the 50304 x C head is most of
 # the work at this size: a run is a few minutes on 1-2 quiet cores. The validation
 # loss is over 50 batches of 8x64 tokens (12.8k of the ~30k held-out tokens), the same
 # batches in every run. Run directories go to a scratch folder, removed at the end
-# unless --keep names one. Results: docs/perf/parity.md.
+# unless --keep names one. --jobs N runs N trainings at once (e.g. --jobs 4 --threads 1 on
+# a machine shared with others); the results do not depend on it. Results:
+# docs/perf/parity.md.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 frugal="$root/build/frugal"
@@ -20,6 +23,7 @@ steps=1000
 models="dense moe"
 precisions=""
 threads=2
+jobs=1
 keep=""
 extra=()
 while [ $# -gt 0 ]; do
@@ -29,6 +33,7 @@ while [ $# -gt 0 ]; do
     --models) models=$2; shift 2 ;;
     --precisions) precisions=$2; shift 2 ;;
     --threads) threads=$2; shift 2 ;;
+    --jobs) jobs=$2; shift 2 ;;
     --keep) keep=$2; shift 2 ;;
     --) shift; extra=("$@"); break ;;
     -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
@@ -61,29 +66,52 @@ common=(--layout llama --n-layer 4 --d-model 64 --n-head 4 --batch-size 8 --seq-
         --max-steps "$steps" --warmup-steps 50 --lr 0.003 --min-lr 0.0003 --weight-decay 0.1 --grad-clip 1.0
         --val-every $(( steps / 4 > 0 ? steps / 4 : 1 )) --val-batches 50 --log-every $(( steps / 4 > 0 ? steps / 4 : 1 ))
         --seed 1337 --threads "$threads" --keep-best 0 --tokenizer "$tok")
-src=(--data "$data") # the first run tokenizes; the others read its shards (the same tokens)
 moe_flags=(--n-dense-layers 1 --n-expert 8 --n-expert-active 2 --n-shared-expert 1 --d-expert 64)
+
+# one training: <work>/<model>_<prec>/ and .log; its wall seconds in .wall
+run_one() { # model precision data-flags...
+  local m=$1 p=$2 out="$work/$1_$2" t0 mf=()
+  shift 2
+  [ "$m" = moe ] && mf=("${moe_flags[@]}")
+  rm -rf "$out"
+  t0=$(date +%s)
+  if "$frugal" train "${common[@]}" "$@" "${mf[@]}" --precision "$p" --out "$out" "${extra[@]}" > "$out.log" 2>&1; then
+    echo $(( $(date +%s) - t0 )) > "$out.wall"
+  else
+    tail -5 "$out.log"; echo "parity: $m $p failed (log $out.log)" >&2; return 1
+  fi
+}
+for m in $models; do
+  case $m in dense|moe) ;; *) echo "parity: unknown model $m (dense or moe)" >&2; exit 2 ;; esac
+done
+# tokenize once (a one-step run writes the split as shards); every run reads those shards
+echo "== tokenizing $(basename "$data") with the GPT-2 tokenizer =="
+"$frugal" train "${common[@]}" --max-steps 1 --val-every 0 --data "$data" --out "$work/prep" > "$work/prep.log" 2>&1 ||
+  { tail -5 "$work/prep.log"; echo "parity: tokenizing failed (log $work/prep.log)" >&2; exit 1; }
+grep '^data:' "$work/prep.log" || true
+shards=(--train-shards "$work/prep/data/train.bin" --val-shards "$work/prep/data/val.bin")
+pids=()
+for m in $models; do
+  for p in $precisions; do
+    while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n || true; done
+    echo "== $m $p: $steps steps =="
+    run_one "$m" "$p" "${shards[@]}" &
+    pids+=($!)
+  done
+done
+fail=0
+for pid in "${pids[@]}"; do wait "$pid" || fail=1; done
+[ $fail = 0 ] || { echo "parity: a run failed" >&2; exit 1; }
 
 declare -A V S
 for m in $models; do
-  case $m in
-    dense) mf=() ;;
-    moe) mf=("${moe_flags[@]}") ;;
-    *) echo "parity: unknown model $m (dense or moe)" >&2; exit 2 ;;
-  esac
   for p in $precisions; do
     out="$work/${m}_$p"
-    rm -rf "$out"
-    echo "== $m $p: $steps steps =="
-    t0=$(date +%s)
-    "$frugal" train "${common[@]}" "${src[@]}" "${mf[@]}" --precision "$p" --out "$out" "${extra[@]}" > "$out.log" 2>&1 ||
-      { tail -5 "$out.log"; echo "parity: $m $p failed (log $out.log)" >&2; exit 1; }
-    S[$m.$p]=$(( $(date +%s) - t0 ))
-    [ "${src[0]}" = --data ] && src=(--train-shards "$out/data/train.bin" --val-shards "$out/data/val.bin")
-    # the validation curve (the last one is the final loss compared below)
+    echo "-- $m $p: validation loss by step"
     grep -o '"step": [0-9]*, "val_loss": [0-9.e+-]*' "$out/metrics.jsonl" | sed 's/"//g; s/^/  /'
     V[$m.$p]=$(grep -o '"val_loss": [0-9.e+-]*' "$out/metrics.jsonl" | tail -1 | awk '{print $2}')
-    grep -E '^(throughput|achieved|peak fg_malloc) ' "$out.log" | sed 's/^/  /' || true
+    S[$m.$p]=$(cat "$out.wall")
+    grep -E '^(throughput|peak fg_malloc) ' "$out.log" | sed 's/^/  /' || true
   done
 done
 
