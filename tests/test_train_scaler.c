@@ -1,7 +1,8 @@
 /* test_train_scaler.c: dynamic loss scaling in the training loop: an injected overflow
  * skips exactly that step (params and Adam state unchanged, scale halved, metrics say
  * so) and training goes on; scaling by powers of two changes no fp32 bit; a resume
- * continues the scaler bit for bit; bad values of the keys are named. Dense and MoE. */
+ * continues the scaler bit for bit; bad values of the keys are named. Dense and MoE, fp32
+ * and (the recovery and the exactness again) bf16 GEMMs. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -339,6 +340,84 @@ static void test_runs(int moe)
              "%s: hysteresis 2 keeps the scale after one overflow (step 13 scale %s)", tag, sc[12]);
 }
 
+/* The same recovery with the linear layers' GEMMs in bf16 (issue 11, must-show 2): bf16
+ * keeps fp32's exponent range, so a power-of-two scale is exact there too (clean dynamic
+ * run = off, bit for bit); the injected step is skipped without touching params or Adam
+ * state, the scale halves, and the run goes on to finite losses. */
+static void test_bf16(int moe)
+{
+    const char *tag = moe ? "bf16 MoE" : "bf16 dense";
+    char name[64];
+    fg_train_config c;
+    snprintf(name, sizeof name, "bf_off%d", moe);
+    const char *off = tmp(name);
+    tiny_config(&c, off, moe);
+    c.model.precision = FG_PRECISION_BF16;
+    fg_train_result r_off, r_dyn, r9, r10;
+    fg_status st = fg_train_run(&c, NULL, &r_off);
+    FG_CHECK(st == FG_OK, "%s off: %s", tag, fg_last_error());
+    if (st != FG_OK)
+        return;
+    /* test_runs(moe) left the fp32 run in off<moe>: bf16 GEMMs must have changed the losses */
+    snprintf(name, sizeof name, "off%d", moe);
+    FG_CHECK(same_field(off, tmp(name), "loss", 30) == 0, "%s: the losses differ from fp32's (bf16 GEMMs ran)", tag);
+    snprintf(name, sizeof name, "bf_dyn%d", moe);
+    const char *dyn = tmp(name);
+    snprintf(c.out, sizeof c.out, "%s", dyn);
+    c.loss_scale = 1;
+    c.loss_scale_growth_interval = 8;
+    FG_CHECK(fg_train_run(&c, NULL, &r_dyn) == FG_OK, "%s dynamic: %s", tag, fg_last_error());
+    FG_CHECK(same_field(off, dyn, "loss", 30) && same_field(off, dyn, "grad_norm", 30) &&
+                 r_dyn.last_val == r_off.last_val && r_dyn.loss_scale == 524288.0f,
+             "%s: loss_scale dynamic = off bit for bit (val %.9g vs %.9g), scale grown to %g", tag, r_dyn.last_val,
+             r_off.last_val, r_dyn.loss_scale);
+
+    const int k = 10;
+    c.loss_scale_growth_interval = 2000;
+    c.inject_overflow_step = k;
+    c.ckpt_every = 100; /* the last step is saved */
+    const char *run[2];
+    for (int i = 0; i < 2; i++) {
+        snprintf(name, sizeof name, "bf_inj%d_%d", k - 1 + i, moe);
+        run[i] = tmp(name);
+        snprintf(c.out, sizeof c.out, "%s", run[i]);
+        c.stop_after = k - 1 + i;
+        FG_CHECK(fg_train_run(&c, NULL, i ? &r10 : &r9) == FG_OK, "%s: run to %d: %s", tag, k - 1 + i, fg_last_error());
+    }
+    state a, b;
+    bool la = load_state(run[0], &a), lb = load_state(run[1], &b);
+    FG_CHECK(la && lb, "%s: checkpoints load: %s", tag, fg_last_error());
+    if (la && lb) {
+        int same = 1;
+        for (int i = 0; i < 3; i++)
+            same &= memcmp(a.t[i], b.t[i], a.n * sizeof(float)) == 0;
+        FG_CHECK(same && meta_long(b.meta, "adam_t") == k - 1 && strstr(b.meta, "\"scale\":32768"),
+                 "%s: the skipped step left params, adam.m, adam.v and Adam's t as after step %d; scale halved: %s",
+                 tag, k - 1, b.meta ? b.meta : "(none)");
+    }
+    free_state(&a);
+    free_state(&b);
+    FG_CHECK(r10.skipped_steps == 1 && r10.loss_scale == 32768.0f, "%s: 1 skipped, scale %g", tag, r10.loss_scale);
+
+    /* the whole run goes on */
+    snprintf(name, sizeof name, "bf_inj_%d", moe);
+    const char *inj = tmp(name);
+    snprintf(c.out, sizeof c.out, "%s", inj);
+    c.stop_after = 0;
+    fg_train_result r_inj;
+    FG_CHECK(fg_train_run(&c, NULL, &r_inj) == FG_OK, "%s injected run: %s", tag, fg_last_error());
+    static char sk[64][32], ls[64][32];
+    int ns = read_field(inj, "skipped", sk, 64);
+    read_field(inj, "loss", ls, 64);
+    int bad = ns != 30;
+    for (int i = 0; !bad && i < ns; i++)
+        bad |= strcmp(sk[i], i == k - 1 ? "1" : "0") != 0 || !isfinite(atof(ls[i])) || !strcmp(ls[i], "null");
+    FG_CHECK(!bad && r_inj.skipped_steps == 1 && r_inj.steps == 30 && isfinite(r_inj.last_val) &&
+                 r_inj.last_val < r_inj.first_val,
+             "%s: 1 of 30 steps skipped (step %d), all losses finite, val %.4f from %.4f", tag, k, r_inj.last_val,
+             r_inj.first_val);
+}
+
 /* Without the scaler an injected inf is a divergence: the run stops naming the step. */
 static void test_inject_without_scaler(void)
 {
@@ -357,6 +436,8 @@ int main(void)
     test_keys();
     test_runs(0);
     test_runs(1);
+    test_bf16(0);
+    test_bf16(1);
     test_inject_without_scaler();
     return fg_test_end();
 }

@@ -1,15 +1,20 @@
 """torch_train_bench.py: the PyTorch peer of `frugal bench`: the same GPT-2-layout model
-(LayerNorm, learned positions, tanh-GELU MLP, tied embeddings, Vp-padded head), fp32 on
-the CPU with a fixed thread count, timed over whole training steps: forward, cross-entropy,
+(LayerNorm, learned positions, tanh-GELU MLP, tied embeddings, Vp-padded head) on the CPU
+with a fixed thread count, timed over whole training steps: forward, cross-entropy,
 backward, global-norm clip, AdamW (weight decay on matrices only), zero_grad.
+Settings (issue 11): eager fp32 (default), --compile (torch.compile of the model, loss
+included; the warm-up steps absorb the compilation), --bf16 (torch.autocast on the CPU in
+bfloat16: GEMMs in bf16, master weights and optimizer fp32), --fused (AdamW(fused=True),
+one fused CPU kernel for the update). PyTorch's fastest CPU setting is all three.
 Initialised as GPT-2 (and Frugal, src/model/model.c) are: weights N(0, 0.02), the two
 residual projections N(0, 0.02/sqrt(2L)), biases 0, LayerNorms 1/0, the Vp-V padding
 rows of the embedding 0, so the first loss is near ln(V) = 10.8 as in Frugal and llm.c
 (PyTorch's own defaults, N(0,1) embeddings under a tied head, start at 144-198).
 
 Usage: python3 tools/torch_train_bench.py --layers 12 --d-model 768 --heads 12 --B 4 --T 64
-Prints one line: torch.train ... loss0=L ms_per_step=X tokens_per_s=Y (median of --iters
-steps; loss0 is the first step's loss).
+                                         [--compile] [--bf16] [--fused]
+Prints one line: torch.train ... setting=S loss0=L ms_per_step=X tokens_per_s=Y (median of
+--iters steps after --warmup ones; loss0 is the first step's loss).
 """
 import argparse
 import math
@@ -81,6 +86,9 @@ def main():
     ap.add_argument("--iters", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--compile", action="store_true", help="torch.compile the model (default inductor backend)")
+    ap.add_argument("--bf16", action="store_true", help="torch.autocast(cpu, bfloat16) around forward + loss")
+    ap.add_argument("--fused", action="store_true", help="AdamW(fused=True)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
@@ -89,14 +97,18 @@ def main():
     decay = [p for n, p in m.named_parameters() if p.dim() >= 2 and "wte" not in n and "wpe" not in n]
     other = [p for n, p in m.named_parameters() if not (p.dim() >= 2 and "wte" not in n and "wpe" not in n)]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": other, "weight_decay": 0.0}],
-                            lr=1e-4, betas=(0.9, 0.95), eps=1e-8)
+                            lr=1e-4, betas=(0.9, 0.95), eps=1e-8, **({"fused": True} if a.fused else {}))
+    step_model = torch.compile(m) if a.compile else m
+    setting = "+".join(["compile" if a.compile else "eager", "bf16" if a.bf16 else "fp32"] +
+                       (["fused"] if a.fused else []))
     idx = torch.randint(0, a.vocab, (a.B, a.T))
     tgt = torch.randint(0, a.vocab, (a.B, a.T))
     times = []
     loss0 = None
     for it in range(a.warmup + a.iters):
         t0 = time.perf_counter()
-        loss = m(idx, tgt)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.bf16):
+            loss = step_model(idx, tgt)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0)
         opt.step()
@@ -109,9 +121,9 @@ def main():
     med = statistics.median(times)
     nparams = sum(p.numel() for p in m.parameters())
     assert math.isfinite(loss.item())
-    print("torch.train torch=%s threads=%d L=%d C=%d NH=%d Vp=%d B=%d T=%d params=%d loss0=%.3f ms_per_step=%.1f "
-          "tokens_per_s=%.1f" % (torch.__version__, a.threads, a.layers, a.d_model, a.heads, Vp, a.B, a.T, nparams,
-                                  loss0, med * 1e3, a.B * a.T / med))
+    print("torch.train torch=%s threads=%d L=%d C=%d NH=%d Vp=%d B=%d T=%d params=%d setting=%s loss0=%.3f "
+          "ms_per_step=%.1f tokens_per_s=%.1f" % (torch.__version__, a.threads, a.layers, a.d_model, a.heads, Vp, a.B,
+                                                  a.T, nparams, setting, loss0, med * 1e3, a.B * a.T / med))
 
 
 if __name__ == "__main__":

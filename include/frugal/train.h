@@ -229,13 +229,15 @@ typedef struct fg_train_bench_result {
     double flops_per_token;
     double train_gflops;    /* achieved: flops_per_token * tokens_per_s */
     double sgemm_gflops;    /* best of the sgemm shapes timed in the same call */
+    double bgemm_gflops;    /* best of the same shapes in fg_bgemm; 0 for an fp32 model */
     size_t n_params;        /* total */
     size_t n_active_params; /* per token (= n_params for a dense model) */
 } fg_train_bench_result;
 
 /* Times `iters` full training steps (after `warmup` untimed ones) of the config's
- * model on random tokens (vocab_size 0 means GPT-2's 50257), then fg_sgemm on the
- * model's own largest matmul shape and on 1024^3; one line per measurement to out. */
+ * model on random tokens (vocab_size 0 means GPT-2's 50257), then fg_sgemm (and, for a
+ * model whose GEMMs run below fp32, the dispatched fg_bgemm) on the model's head and
+ * FFN shapes and on 1024^3; one line per measurement to out. */
 fg_status fg_train_bench(const fg_train_config *c, int iters, int warmup, FILE *out, fg_train_bench_result *r);
 
 #ifdef __cplusplus

@@ -1,7 +1,7 @@
 /* bench.c: times whole training steps (forward, backward, clip, AdamW) of a config's
- * model on random tokens and, in the same process, fg_sgemm at the model's own
- * shapes, so "achieved / sgemm" is a ratio of two numbers taken side by side.
- * Leaves out data loading (the loader costs microseconds per step). */
+ * model on random tokens and, in the same process, fg_sgemm (and for a bf16 model the
+ * dispatched fg_bgemm) at the model's own shapes, so "achieved / GEMM" is a ratio of
+ * two numbers taken side by side. Leaves out data loading (microseconds per step). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,26 +15,43 @@ static int cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* GFLOP/s of C[M,N] = A[M,K] @ B[N,K]^T (the linear-layer layout), repeated for at
- * least ~0.3 s after one warm-up call; best of 3 timings. */
-static double sgemm_gflops(int M, int N, int K, float *a, float *b, float *c)
+/* One C[M,N] = A[M,K] @ B[N,K]^T (the linear-layer forward layout) in fp32 (sgemm) or
+ * on the bf16 copies ah, bh (the dispatched fg_bgemm, as the bf16 model calls it). */
+typedef struct gemm_shape {
+    int M, N, K;
+    const float *a, *b;
+    const uint16_t *ah, *bh; /* NULL: time fg_sgemm */
+    float *c;
+} gemm_shape;
+
+static void gemm_once(const gemm_shape *g)
 {
-    fg_sgemm(0, 1, M, N, K, 1.0f, a, K, b, K, 0.0f, c, N);
-    double flop = 2.0 * M * N * K, best = 0;
+    if (g->ah)
+        fg_bgemm(0, 1, g->M, g->N, g->K, 1.0f, g->ah, g->K, g->bh, g->K, 0.0f, g->c, g->N);
+    else
+        fg_sgemm(0, 1, g->M, g->N, g->K, 1.0f, g->a, g->K, g->b, g->K, 0.0f, g->c, g->N);
+}
+
+/* GFLOP/s of one shape, repeated for at least ~0.1 s after one warm-up call; best of 3
+ * timings. */
+static double gemm_gflops(const gemm_shape *g)
+{
+    gemm_once(g);
+    double flop = 2.0 * g->M * g->N * g->K, best = 0;
     int reps = 1;
     double t = fg_time_sec();
-    fg_sgemm(0, 1, M, N, K, 1.0f, a, K, b, K, 0.0f, c, N);
+    gemm_once(g);
     double one = fg_time_sec() - t;
     if (one > 0)
         reps = (int)(0.1 / one) + 1;
     for (int trial = 0; trial < 3; trial++) {
         t = fg_time_sec();
         for (int i = 0; i < reps; i++)
-            fg_sgemm(0, 1, M, N, K, 1.0f, a, K, b, K, 0.0f, c, N);
+            gemm_once(g);
         double dt = fg_time_sec() - t;
-        double g = flop * reps / dt / 1e9;
-        if (g > best)
-            best = g;
+        double gf = flop * reps / dt / 1e9;
+        if (gf > best)
+            best = gf;
     }
     return best;
 }
@@ -61,6 +78,7 @@ fg_status fg_train_bench(const fg_train_config *cfg, int iters, int warmup, FILE
     int32_t *inp = NULL, *tgt = NULL;
     double *times = NULL;
     float *ga = NULL, *gb = NULL, *gc = NULL;
+    uint16_t *ha = NULL, *hb = NULL;
     fg_model_init_weights(m, c.seed);
     int nt = fg_model_num_tensors(m);
     fg_optim_range *ranges = fg_malloc((size_t)nt * sizeof *ranges);
@@ -148,10 +166,13 @@ fg_status fg_train_bench(const fg_train_config *cfg, int iters, int warmup, FILE
         fflush(out);
     }
 
-    /* sgemm shapes: the head (B*T x Vp x C), the FFN up-projection, and 1024^3 */
+    /* GEMM shapes: the head (B*T x Vp x C), the FFN up-projection, and 1024^3 */
     const fg_model_config *mc = fg_model_get_config(m);
     int C = mc->d_model, BT = B * T;
     int shapes[3][3] = {{BT, mc->padded_vocab, C}, {BT, 4 * C, C}, {1024, 1024, 1024}};
+    /* the bf16 GEMM rate too when the model's GEMMs run in bf16: the ceiling of its step
+     * (not in an fp32 run, where --kernels=ref would spend minutes on scalar bf16 GEMMs) */
+    int lowp = mc->precision != FG_PRECISION_FP32;
     size_t need_a = 0, need_b = 0, need_c = 0;
     for (int s = 0; s < 3; s++) {
         size_t a = (size_t)shapes[s][0] * shapes[s][2], b = (size_t)shapes[s][1] * shapes[s][2],
@@ -163,7 +184,11 @@ fg_status fg_train_bench(const fg_train_config *cfg, int iters, int warmup, FILE
     ga = fg_malloc(need_a * sizeof(float));
     gb = fg_malloc(need_b * sizeof(float));
     gc = fg_malloc(need_c * sizeof(float));
-    if (!ga || !gb || !gc) {
+    if (lowp) {
+        ha = fg_malloc(need_a * sizeof(uint16_t));
+        hb = fg_malloc(need_b * sizeof(uint16_t));
+    }
+    if (!ga || !gb || !gc || (lowp && (!ha || !hb))) {
         st = FG_ERR_NOMEM;
         goto out;
     }
@@ -171,17 +196,39 @@ fg_status fg_train_bench(const fg_train_config *cfg, int iters, int warmup, FILE
         ga[i] = fg_rng_uniform(&rng) - 0.5f;
     for (size_t i = 0; i < need_b; i++)
         gb[i] = fg_rng_uniform(&rng) - 0.5f;
-    for (int s = 0; s < 3; s++) {
-        double g = sgemm_gflops(shapes[s][0], shapes[s][1], shapes[s][2], ga, gb, gc);
-        if (g > res->sgemm_gflops)
-            res->sgemm_gflops = g;
-        if (out)
-            fprintf(out, "bench.sgemm M=%d N=%d K=%d gflops=%.2f\n", shapes[s][0], shapes[s][1], shapes[s][2], g);
+    if (lowp) {
+        fg_cvt_f32_bf16(ha, ga, need_a);
+        fg_cvt_f32_bf16(hb, gb, need_b);
     }
-    if (out)
+    double sg[3];
+    for (int s = 0; s < 3; s++) {
+        gemm_shape g = {shapes[s][0], shapes[s][1], shapes[s][2], ga, gb, NULL, NULL, gc};
+        double gf = sg[s] = gemm_gflops(&g);
+        if (gf > res->sgemm_gflops)
+            res->sgemm_gflops = gf;
+        if (out)
+            fprintf(out, "bench.sgemm M=%d N=%d K=%d gflops=%.2f\n", g.M, g.N, g.K, gf);
+    }
+    for (int s = 0; lowp && s < 3; s++) {
+        gemm_shape g = {shapes[s][0], shapes[s][1], shapes[s][2], ga, gb, ha, hb, gc};
+        double gf = gemm_gflops(&g);
+        if (gf > res->bgemm_gflops)
+            res->bgemm_gflops = gf;
+        if (out)
+            fprintf(out, "bench.bgemm M=%d N=%d K=%d bgemm=%s gflops=%.2f over_sgemm=%.2f\n", g.M, g.N, g.K,
+                    fg_kernels_variant("bgemm"), gf, sg[s] > 0 ? gf / sg[s] : 0.0);
+    }
+    if (out) {
         fprintf(out, "bench.ratio achieved_over_best_sgemm=%.3f\n",
                 res->sgemm_gflops > 0 ? res->train_gflops / res->sgemm_gflops : 0.0);
+        if (lowp)
+            fprintf(out, "bench.ratio achieved_over_best_bgemm=%.3f bgemm_over_sgemm=%.3f\n",
+                    res->bgemm_gflops > 0 ? res->train_gflops / res->bgemm_gflops : 0.0,
+                    res->sgemm_gflops > 0 ? res->bgemm_gflops / res->sgemm_gflops : 0.0);
+    }
 out:
+    fg_free(ha);
+    fg_free(hb);
     fg_free(ga);
     fg_free(gb);
     fg_free(gc);
