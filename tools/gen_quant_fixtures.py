@@ -115,3 +115,90 @@ def main():
 
 if __name__ == "__main__":
     main()
+
+
+# ---- QAT twin of the model (tests/test_model_qat.c) ----
+# The dense twin of tools/gen_model_fixtures.py with its linear layers' products
+# h @ W.T replaced by fq(h) @ fq(W).T: weights per output channel, inputs per token or per
+# tensor, each scale max|.|/127 of the current values (detached: the STE), quantized in
+# float32 by torch's fake_quantize ops (the model runs float64 elsewhere).
+QAT_NAMES = ("attn.qkv.weight", "attn.proj.weight", "mlp.fc.weight", "mlp.proj.weight")
+
+
+def fq_weight(w):
+    w32 = w.float()
+    s = w32.detach().abs().amax(1) / QMAX
+    s = torch.where(s > 0, s, torch.ones_like(s))
+    z = torch.zeros(s.numel(), dtype=torch.int32)
+    return torch.fake_quantize_per_channel_affine(w32, s, z, 0, -QMAX, QMAX).double()
+
+
+def fq_act(h, per_tensor):
+    shape = h.shape
+    h2 = h.reshape(-1, shape[-1]).float()
+    if per_tensor:
+        s = float(h2.detach().abs().max()) / QMAX
+        out = torch.fake_quantize_per_tensor_affine(h2, s if s > 0 else 1.0, 0, -QMAX, QMAX)
+    else:
+        s = h2.detach().abs().amax(1) / QMAX
+        s = torch.where(s > 0, s, torch.ones_like(s))
+        out = torch.fake_quantize_per_channel_affine(h2, s, torch.zeros(s.numel(), dtype=torch.int32), 0, -QMAX,
+                                                     QMAX)
+    return out.double().reshape(shape)
+
+
+class QuantWeight:
+    """Stands for W in `h @ W.T`: W.T is itself, and h @ it is fq(h) @ fq(W).T."""
+
+    def __init__(self, w, per_tensor):
+        self.w, self.per_tensor = w, per_tensor
+
+    @property
+    def T(self):
+        return self
+
+    def __rmatmul__(self, h):
+        return fq_act(h, self.per_tensor) @ fq_weight(self.w).T
+
+
+class QatParams(dict):
+    def __init__(self, p, per_tensor):
+        super().__init__(p)
+        self.per_tensor = per_tensor
+
+    def __getitem__(self, k):
+        v = dict.__getitem__(self, k)
+        return QuantWeight(v, self.per_tensor) if k.endswith(QAT_NAMES) else v
+
+
+def make_qat(name, cfg_name, per_tensor):
+    import numpy as np
+    import gen_model_fixtures as gm
+    c = gm.CONFIGS[cfg_name]
+    torch.manual_seed(c["seed"])
+    B, T, V = c["B"], c["T"], c["V"]
+    idx = torch.randint(0, V, (B, T))
+    tgt = torch.randint(0, V, (B, T))
+    tgt[0, 3] = -1
+    w = gm.weights_from_hash(c)
+    p = {k: torch.tensor(v, dtype=torch.float64, requires_grad=True) for k, v in w.items()}
+    logits, loss = gm.forward(c, QatParams(p, per_tensor), idx, tgt)
+    loss.backward()
+    _, loss_fp = gm.forward(c, p, idx, tgt)
+    fx = {
+        "config": np.array([c["layout"], V, c["Vp"], c["maxT"], c["L"], c["NH"], c["C"], c["F"], c["tie"], B, T,
+                            c["seed"], per_tensor], dtype=np.int32),
+        "inputs": idx.int(), "targets": tgt.int(),
+        "logits": logits.detach().float(), "loss": loss.detach().float().reshape(1),
+    }
+    for k in w:
+        fx["grad." + k] = p[k].grad.float()
+    path = os.path.join("tests", "fixtures", "quant", "%s.bin" % name)
+    write_fixture(path, fx)
+    print("wrote %s: QAT loss %.6f (fp32 twin %.6f), %d bytes" % (path, loss.item(), loss_fp.item(),
+                                                                   os.path.getsize(path)))
+
+
+if __name__ == "__main__":
+    make_qat("qat_llama_token", "llama", 0)
+    make_qat("qat_gpt2_tensor", "gpt2", 1)

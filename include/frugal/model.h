@@ -97,6 +97,11 @@ typedef struct fg_model_config {
     int tie_embeddings;     /* head uses wte (gpt2 default 1, llama default 0) */
     fg_moe_config moe;      /* MoE FFN (moe.n_expert == 0: dense everywhere); the block's config, embedded */
     fg_precision precision; /* FP32 (default) or BF16 GEMMs in the dense linear layers */
+    /* int8 quantization-aware training (src/model/qat.c, docs/PRECISION.md "int8"): ""
+     * off, or a comma list of qkv, attproj, fc, fcproj, head ("all" = the four inner
+     * ones; the head and the MoE router stay fp32 unless named) */
+    char qat_layers[48];
+    int qat_act; /* QAT activation ranges from each batch: 0 per token, 1 per tensor */
 } fg_model_config;
 
 /* Defaults for a layout (a tiny model: L=4, C=128, NH=4, V=256, maxT=256). */

@@ -342,6 +342,8 @@ fg_model *fg_model_new(const fg_model_config *cfg, int B, int T)
         if (!m->wbf || !m->xbf || !m->dbf)
             goto fail;
     }
+    if (model_qat_init(m) != FG_OK)
+        goto fail;
     if (model_moe_init(m) != FG_OK)
         goto fail;
     return m;
@@ -356,6 +358,7 @@ void fg_model_delete(fg_model *m)
         return;
     model_kv_free(m);
     model_moe_free(m);
+    model_qat_free(m);
     fg_free(m->wbf);
     fg_free(m->xbf);
     fg_free(m->dbf);
@@ -484,6 +487,8 @@ static const uint16_t *weight_bf16(const fg_model *m, const float *weight)
 void model_linear_forward(const fg_model *m, float *out, const float *inp, const float *weight, const float *bias,
                           int N, int C, int OC)
 {
+    if (m->qat && model_qat_linear_forward(m, out, inp, weight, bias, N, C, OC))
+        return;
     if (!m->bf_live) {
         fg_matmul_forward(out, inp, weight, bias, N, C, OC);
         return;
@@ -502,6 +507,8 @@ void model_linear_forward(const fg_model *m, float *out, const float *inp, const
 void model_linear_backward(const fg_model *m, float *dinp, float *dweight, float *dbias, const float *dout,
                            const float *inp, const float *weight, int N, int C, int OC)
 {
+    if (m->qat && model_qat_linear_backward(m, dinp, dweight, dbias, dout, inp, weight, N, C, OC))
+        return;
     if (!m->bf_live) {
         fg_matmul_backward(dinp, dweight, dbias, dout, inp, weight, N, C, OC);
         return;

@@ -153,6 +153,8 @@ struct fg_model {
     size_t bf_cap;
     int bf_live; /* inside fg_model_forward / _backward of a bf16 model: wbf is current */
 
+    struct model_qat *qat; /* int8 QAT state (qat.c), NULL when cfg.qat_layers is "" */
+
     int prof_on, prof_dir;    /* profiling enabled; 0 forward, 1 backward */
     double prof[2][OP_COUNT]; /* seconds per op since fg_model_profile(m, 1) */
     long prof_calls[2];       /* forward / backward calls profiled */
@@ -177,6 +179,16 @@ void model_linear_backward(const fg_model *m, float *dinp, float *dweight, float
 /* Norm of the layout: LayerNorm (gpt2) or RMSNorm (llama; b and mean unused). */
 void model_norm_forward(const fg_model *m, float *out, float *mean, float *rstd, const float *inp, const float *w,
                         const float *b, int N);
+
+/* ---- int8 QAT hooks (qat.c) ---- */
+fg_status model_qat_init(fg_model *m); /* parses cfg.qat_layers; NULL state when off */
+void model_qat_free(fg_model *m);
+/* Fake-quantized linear forward / backward when weight is a layer QAT covers: returns 1
+ * (done), else 0 (the caller runs the plain layer). Same contracts as model_linear_*. */
+int model_qat_linear_forward(const fg_model *m, float *out, const float *inp, const float *weight, const float *bias,
+                             int N, int C, int OC);
+int model_qat_linear_backward(const fg_model *m, float *dinp, float *dweight, float *dbias, const float *dout,
+                              const float *inp, const float *weight, int N, int C, int OC);
 
 static inline const float *model_p(const fg_model *m, size_t off)
 {

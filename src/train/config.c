@@ -21,6 +21,7 @@ static const char *const moe_par_names[] = {"auto", "experts", "gemm", NULL};
 static const char *const loss_scale_names[] = {"off", "dynamic", NULL};
 /* fp8 is not built yet: it is not a choice (issue 11) */
 static const char *const precision_names[] = {"fp32", "bf16", NULL};
+static const char *const qat_act_names[] = {"token", "tensor", NULL};
 
 _Static_assert(sizeof(fg_layout) == sizeof(int) && sizeof(fg_balance) == sizeof(int) &&
                    sizeof(fg_moe_par) == sizeof(int) && sizeof(fg_precision) == sizeof(int),
@@ -54,6 +55,10 @@ static const fg_opt opts[] = {
     {"tie_embeddings", FG_OPT_BOOL, F(model.tie_embeddings), .help = "head shares wte"},
     {"precision", FG_OPT_ENUM, F(model.precision), .choices = precision_names,
      .help = "linear-layer GEMMs: fp32, or bf16 with fp32 accumulation and master weights (fp8: not built yet)"},
+    {"qat_layers", FG_OPT_STR, F(model.qat_layers),
+     .help = "int8 QAT: comma list of qkv, attproj, fc, fcproj, head, or all (the four inner ones); empty = off"},
+    {"qat_act", FG_OPT_ENUM, F(model.qat_act), .choices = qat_act_names,
+     .help = "int8 QAT activation ranges from each batch: per token or per tensor"},
     /* MoE: the flat keys are the fields of fg_moe_config, embedded as model.moe */
     {"n_expert", FG_OPT_INT, F(model.moe.n_expert), 0, 4096, .help = "routed experts per MoE layer; 0 = dense"},
     {"n_expert_active", FG_OPT_INT, F(model.moe.n_expert_active), 0, FG_MOE_MAX_K,
