@@ -203,6 +203,114 @@ static void test_config(void)
     fg_model_delete(plain);
 }
 
+/* ---- int8 inference ---- */
+
+static size_t file_bytes(const char *path, unsigned char **out)
+{
+    char *d = NULL;
+    size_t n = 0;
+    FG_ASSERT(fg_read_file(path, (size_t)1 << 30, &d, &n) == FG_OK);
+    *out = (unsigned char *)d;
+    return n;
+}
+
+/* FNV-1a 64 of the first n - 8 bytes into the last 8: a file a buggy writer could make. */
+static void reseal(unsigned char *b, size_t n)
+{
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (size_t i = 0; i + 8 < n; i++)
+        h = (h ^ b[i]) * 0x100000001b3ULL;
+    memcpy(b + n - 8, &h, 8);
+}
+
+static void expect_refused(fg_model *m, const char *path, const unsigned char *b, size_t n, const char *what,
+                           const char *needle)
+{
+    fg_test_write_file(path, b, n);
+    fg_status st = fg_model_int8_load(m, path);
+    FG_CHECK(st != FG_OK && strstr(fg_last_error(), path) && strstr(fg_last_error(), needle),
+             "%s: refused naming the file and '%s': %s", what, needle, st == FG_OK ? "(loaded)" : fg_last_error());
+}
+
+/* Decoding with the int8 weights file against the QAT model of the same weights (per
+ * token, all four inner layers): the same codes and scales, only the GEMM differs (exact
+ * integers, one rounding, vs fp32 products), so the logits agree closely; the file is
+ * refused, naming it and the tensor, when corrupted or made for another model. */
+static void test_int8(void)
+{
+    const int32_t cf[13] = {0, 23, 64, 16, 2, 2, 32, 0, 0, 1, 16, 5, 0};
+    fg_model *m = fixture_model(cf, ""), *q = fixture_model(cf, "all"), *plain = fixture_model(cf, "");
+    if (!m || !q || !plain)
+        goto out;
+    char path[512], bad[512];
+    snprintf(path, sizeof path, "%s/qat_test.int8", fg_test_tmpdir());
+    snprintf(bad, sizeof bad, "%s/qat_bad.int8", fg_test_tmpdir());
+    FG_CHECK(fg_model_int8_save(m, "all", path) == FG_OK, "save: %s", fg_last_error());
+    FG_CHECK(fg_model_int8_load(m, path) == FG_OK, "load: %s", fg_last_error());
+    int V = 23, Vp = fg_model_get_config(m)->padded_vocab;
+    double worst = 0, moved = 0;
+    for (int pos = 0; pos < 6; pos++) {
+        const float *a, *b, *c;
+        int32_t tok = (int32_t)((pos * 7 + 3) % V);
+        FG_CHECK(fg_model_decode_step(m, tok, pos, &a) == FG_OK, "int8 decode: %s", fg_last_error());
+        fg_model_decode_step(q, tok, pos, &b);
+        fg_model_decode_step(plain, tok, pos, &c);
+        worst = fmax(worst, fg_test_max_rel_err(a, b, (size_t)Vp));
+        moved = fmax(moved, fg_test_max_rel_err(c, b, (size_t)Vp));
+    }
+    /* measured ~1e-6 (FG_TEST_VERBOSE=1); quantization itself moves the logits ~1e-2 */
+    FG_CHECK(worst < 1e-4 && moved > 100 * worst, "int8 vs QAT logits err %.3g (quantization moves them %.3g)", worst,
+             moved);
+    if (getenv("FG_TEST_VERBOSE"))
+        printf("int8 decode vs QAT: %.3g; QAT vs fp32: %.3g\n", worst, moved);
+    /* a prompt (the batched prefill) gives the same greedy continuation as the QAT model */
+    int32_t prompt[5] = {1, 5, 9, 2, 7}, o1[16], o2[16];
+    fg_sampler s = {.temperature = 0.0f};
+    int n1 = fg_model_generate(m, prompt, 5, 8, -1, &s, o1), n2 = fg_model_generate(q, prompt, 5, 8, -1, &s, o2);
+    FG_CHECK(n1 == 13 && n2 == 13 && !memcmp(o1, o2, sizeof(int32_t) * 13), "greedy int8 vs QAT: %d %d", n1, n2);
+
+    unsigned char *b;
+    size_t n = file_bytes(path, &b);
+    /* header 24 bytes, then name[64] rows cols scales codes ... */
+    b[n / 2] ^= 0x10;
+    expect_refused(m, bad, b, n, "a flipped byte", "checksum mismatch");
+    b[n / 2] ^= 0x10;
+    expect_refused(m, bad, b, n - 5, "a truncated file", "checksum");
+    float neg = -0.5f, save;
+    memcpy(&save, b + 24 + 64 + 8 + 4 * 3, 4);
+    memcpy(b + 24 + 64 + 8 + 4 * 3, &neg, 4);
+    reseal(b, n);
+    expect_refused(m, bad, b, n, "a negative scale", "tensor 'h.0.attn.qkv.weight': scale[3] = -0.5");
+    memcpy(b + 24 + 64 + 8 + 4 * 3, &save, 4);
+    char name[64] = "h.0.attn.proj.weight";
+    memcpy(b + 24, name, sizeof name);
+    reseal(b, n);
+    expect_refused(m, bad, b, n, "a tensor of another shape", "tensor 'h.0.attn.proj.weight' is 96x32");
+    memcpy(b + 24, "h.0.ln_1.weight", 16);
+    reseal(b, n);
+    expect_refused(m, bad, b, n, "a tensor that is no linear layer", "'h.0.ln_1.weight' (byte 24) is not a linear");
+    fg_free(b);
+    /* another model (wider FFN) */
+    fg_model_config cfg = *fg_model_get_config(m);
+    cfg.d_ff = 96;
+    cfg.qat_layers[0] = 0;
+    fg_model *other = fg_model_new(&cfg, 1, 16);
+    FG_ASSERT(other);
+    fg_status st = fg_model_int8_load(other, path);
+    FG_CHECK(st != FG_OK && strstr(fg_last_error(), path) && strstr(fg_last_error(), "parameters"), "another model: %s",
+             fg_last_error());
+    fg_model_delete(other);
+    /* refusals left m's int8 weights in place */
+    const float *a, *c;
+    fg_model_decode_step(m, 4, 0, &a);
+    fg_model_decode_step(q, 4, 0, &c);
+    FG_CHECK(fg_test_max_rel_err(a, c, (size_t)Vp) < 1e-4, "after the refusals m still decodes int8");
+out:
+    fg_model_delete(m);
+    fg_model_delete(q);
+    fg_model_delete(plain);
+}
+
 int main(void)
 {
     FG_TEST_BEGIN("model_qat");
@@ -210,5 +318,6 @@ int main(void)
     test_twin("qat_gpt2_tensor");
     test_finite_diff();
     test_config();
+    test_int8();
     return fg_test_end();
 }

@@ -12,7 +12,8 @@
 
 typedef struct sample_opts {
     char run[4096], ckpt[4096], prompt[8192], tokenizer[4096], kernels[32];
-    int n, num_samples, top_k, threads;
+    char int8_file[4096];
+    int n, num_samples, top_k, threads, int8;
     double temperature, top_p;
     uint64_t seed;
 } sample_opts;
@@ -31,6 +32,9 @@ static const fg_opt sample_table[] = {
     {"tokenizer", FG_OPT_STR, SF(tokenizer), .help = "tokenizer (default: the run's)"},
     {"kernels", FG_OPT_STR, SF(kernels), .help = "auto, ref or a variant (`frugal hw` lists them)"},
     {"threads", FG_OPT_INT, SF(threads), .min = 0, .max = 4096, .help = "0: all cores"},
+    {"int8", FG_OPT_BOOL, SF(int8),
+     .help = "decode with int8 GEMMs (weights from `frugal convert --quantize int8`, activations per token)"},
+    {"int8_file", FG_OPT_STR, SF(int8_file), .help = "int8 weights (default RUN/model.int8; implies --int8)"},
 };
 #undef SF
 
@@ -57,6 +61,18 @@ int fg_cmd_sample(int argc, char **argv)
     st = fg_train_load_run(run, ckpt, 1, 0, &c, &m);
     if (st != FG_OK)
         return fg_cli_fail("sample", st, "--run takes the --out directory of a finished `frugal train`");
+    if (o.int8 || o.int8_file[0]) {
+        char path[4096 + 16];
+        snprintf(path, sizeof path, "%s", o.int8_file);
+        if (!o.int8_file[0])
+            snprintf(path, sizeof path, "%s/model.int8", run);
+        st = fg_model_int8_load(m, path);
+        if (st != FG_OK) {
+            fg_model_delete(m);
+            return fg_cli_fail("sample", st, "write the file with `frugal convert --quantize int8 --run RUN`");
+        }
+        fprintf(stderr, "sample: int8 weights from %s (gemm_u8s8 %s)\n", path, fg_kernels_variant("gemm_u8s8"));
+    }
     int code = 0;
     uint32_t *ids = NULL;
     int32_t *buf = NULL, *all = NULL;

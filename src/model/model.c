@@ -359,6 +359,7 @@ void fg_model_delete(fg_model *m)
     model_kv_free(m);
     model_moe_free(m);
     model_qat_free(m);
+    model_int8_free(m);
     fg_free(m->wbf);
     fg_free(m->xbf);
     fg_free(m->dbf);
@@ -487,6 +488,8 @@ static const uint16_t *weight_bf16(const fg_model *m, const float *weight)
 void model_linear_forward(const fg_model *m, float *out, const float *inp, const float *weight, const float *bias,
                           int N, int C, int OC)
 {
+    if (m->i8 && model_int8_linear_forward(m, out, inp, weight, bias, N, C, OC))
+        return;
     if (m->qat && model_qat_linear_forward(m, out, inp, weight, bias, N, C, OC))
         return;
     if (!m->bf_live) {

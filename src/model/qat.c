@@ -7,7 +7,6 @@
 #include "frugal/precision.h"
 #include "model_impl.h"
 
-enum { QK_QKV, QK_ATTPROJ, QK_FC, QK_FCPROJ, QK_HEAD, QK_N };
 static const char *const kind_names[QK_N] = {"qkv", "attproj", "fc", "fcproj", "head"};
 
 /* Rows of activations processed at once: the scratch is sized for this many, so any N
@@ -26,7 +25,7 @@ struct model_qat {
     fg_int8_observer *obs; /* [L * QK_N]: running max|input| of each covered layer */
 };
 
-static fg_status parse_layers(const char *list, unsigned *kinds)
+fg_status model_qat_parse_layers(const char *list, unsigned *kinds)
 {
     *kinds = 0;
     for (const char *p = list; *p;) {
@@ -53,8 +52,7 @@ static fg_status parse_layers(const char *list, unsigned *kinds)
     return FG_OK;
 }
 
-/* The covered kind of a weight (a view into m->params) and its layer; -1 when none. */
-static int kind_of(const fg_model *m, const float *weight, int *layer)
+int model_linear_kind(const fg_model *m, const float *weight, int *layer)
 {
     size_t off = (size_t)(weight - m->params);
     *layer = m->cfg.n_layer;
@@ -78,7 +76,7 @@ static int kind_of(const fg_model *m, const float *weight, int *layer)
 fg_status model_qat_init(fg_model *m)
 {
     unsigned kinds;
-    fg_status st = parse_layers(m->cfg.qat_layers, &kinds);
+    fg_status st = model_qat_parse_layers(m->cfg.qat_layers, &kinds);
     if (st != FG_OK || !kinds)
         return st;
     if (m->cfg.qat_act != 0 && m->cfg.qat_act != 1)
@@ -148,7 +146,7 @@ int model_qat_linear_forward(const fg_model *m, float *out, const float *inp, co
                              int N, int C, int OC)
 {
     struct model_qat *q = m->qat;
-    int l, k = kind_of(m, weight, &l);
+    int l, k = model_linear_kind(m, weight, &l);
     if (k < 0 || !(q->kinds & (1u << k)))
         return 0;
     quant_weight(q, weight, OC, C);
@@ -168,7 +166,7 @@ int model_qat_linear_backward(const fg_model *m, float *dinp, float *dweight, fl
                               const float *inp, const float *weight, int N, int C, int OC)
 {
     struct model_qat *q = m->qat;
-    int l, k = kind_of(m, weight, &l);
+    int l, k = model_linear_kind(m, weight, &l);
     if (k < 0 || !(q->kinds & (1u << k)))
         return 0;
     quant_weight(q, weight, OC, C);
