@@ -38,14 +38,14 @@ def inputs(gen, rows, cols, scale):
     return x.contiguous()
 
 
-def fake_quant(x, scale, per_channel):
+def fake_quant(gen, x, scale, per_channel):
     x = x.clone().requires_grad_(True)
     if per_channel:
         out = torch.fake_quantize_per_channel_affine(x, scale, torch.zeros(scale.numel(), dtype=torch.int32), 0,
                                                      -QMAX, QMAX)
     else:
         out = torch.fake_quantize_per_tensor_affine(x, float(scale[0]), 0, -QMAX, QMAX)
-    g = torch.randn_like(out)
+    g = torch.randn(out.shape, generator=gen)  # seeded: the fixture is reproducible
     out.backward(g)
     return out.detach(), g, x.grad
 
@@ -68,14 +68,14 @@ def round_pass(v):
     return RoundSTE.apply(v)
 
 
-def lsq(x, s, n_per_step):
+def lsq(gen, x, s, n_per_step):
     """LSQ twin: out = round_pass(clamp(x / s, -Q, Q)) * s; the step's gradient is scaled
     by g = 1 / sqrt(n Q) after autograd (the paper's grad_scale is linear in it)."""
     x = x.clone().requires_grad_(True)
     s = s.clone().requires_grad_(True)
     sb = s.reshape(-1, 1)
     out = round_pass(torch.clamp(x / sb, -QMAX, QMAX)) * sb
-    g = torch.randn_like(out)
+    g = torch.randn(out.shape, generator=gen)  # seeded: the fixture is reproducible
     out.backward(g)
     return out.detach(), g, x.grad, s.grad * (1.0 / (n_per_step * QMAX) ** 0.5)
 
@@ -85,12 +85,12 @@ def main():
     t = {}
     sc = (torch.rand(13, generator=gen) * 0.002 + 0.0002).float()
     x = inputs(gen, 13, 37, sc)
-    out, g, dx = fake_quant(x, sc, True)
+    out, g, dx = fake_quant(gen, x, sc, True)
     t.update(fq_c_x=x, fq_c_scale=sc, fq_c_g=g, fq_c_out=out, fq_c_dx=dx)
 
     sc = torch.tensor([0.0007], dtype=torch.float32)
     x = inputs(gen, 7, 50, sc)
-    out, g, dx = fake_quant(x, sc, False)
+    out, g, dx = fake_quant(gen, x, sc, False)
     t.update(fq_t_x=x, fq_t_scale=sc, fq_t_g=g, fq_t_out=out, fq_t_dx=dx)
 
     x = torch.randn(6, 40, generator=gen) * torch.tensor([0.1, 1.0, 3.0, 0.01, 7.0, 0.5]).reshape(6, 1)
@@ -100,12 +100,12 @@ def main():
 
     s = (torch.rand(9, generator=gen) * 0.002 + 0.0003).float()
     x = inputs(gen, 9, 33, s)
-    out, g, dx, ds = lsq(x, s, 33)
+    out, g, dx, ds = lsq(gen, x, s, 33)
     t.update(lsq_c_x=x, lsq_c_s=s, lsq_c_g=g, lsq_c_out=out, lsq_c_dx=dx, lsq_c_ds=ds)
 
     s = torch.tensor([0.0009], dtype=torch.float32)
     x = inputs(gen, 5, 24, s)
-    out, g, dx, ds = lsq(x, s, 5 * 24)
+    out, g, dx, ds = lsq(gen, x, s, 5 * 24)
     t.update(lsq_t_x=x, lsq_t_s=s, lsq_t_g=g, lsq_t_out=out, lsq_t_dx=dx, lsq_t_ds=ds)
 
     path = os.path.join("tests", "fixtures", "quant", "quant.bin")
