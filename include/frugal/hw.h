@@ -31,7 +31,8 @@ typedef struct fg_cpu {
 
 /* Detects the CPU (once) and applies FG_HW_DISABLE, re-read at every call: a
  * comma-separated list of "avx512" (also masks AMX), "avx2" (and FMA), "amx" and
- * "avx512bf16" (the bf16 dot-product units only: AVX512-BF16 and AMX-BF16), so
+ * "avx512bf16" (the bf16 dot-product units only: AVX512-BF16 and AMX-BF16) and
+ * "avx512vnni" (the int8 ones only: AVX512-VNNI and AMX-INT8), so
  * tests can run the fallbacks on a machine that has the features. FG_ERR_INVALID,
  * naming the variable and the unknown name, when the list is bad (the features then
  * stay as they were: AVX2/FMA, AVX-512 and AMX all off if this is the first call). Called by

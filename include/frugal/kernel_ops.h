@@ -43,6 +43,17 @@ FG_KERNEL_OP(void, bgemm,
              (trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc),
              M >= 0 && N >= 0 && K >= 0)
 
+/* ---- int8 (docs/KERNELS.md "int8 GEMM"; issue 14) ----
+ * C[M,N] (int32) = A[M,K] (uint8) @ B[N,K]^T (int8), exact, C overwritten: a linear
+ * layer's forward layout (activations x weights^T, both K-contiguous rows). Exact
+ * whenever every result fits int32, which K <= 65536 guarantees (|a b| <= 255 * 128).
+ * A symmetric int8 activation q is passed as q + 128 and the caller subtracts
+ * 128 * sum_k B[n,k] (the u8 x s8 form is what vpdpbusd multiplies). */
+FG_KERNEL_OP(void, gemm_u8s8,
+             (int M, int N, int K, const uint8_t *A, int lda, const int8_t *B, int ldb, int32_t *C, int ldc),
+             (M, N, K, A, lda, B, ldb, C, ldc),
+             M >= 0 && N >= 0 && K >= 0 && K <= 65536 && lda >= K && ldb >= K && ldc >= N)
+
 /* Linear layer, PyTorch layout: out[N,OC] = inp[N,C] @ weight[OC,C]^T + bias[OC].
  * bias may be NULL. */
 FG_KERNEL_OP(void, matmul_forward,

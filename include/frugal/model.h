@@ -105,6 +105,11 @@ typedef struct fg_model_config {
     fg_moe_config moe;        /* MoE FFN (moe.n_expert == 0: dense everywhere); the block's config, embedded */
     fg_precision precision;   /* FP32 (default), BF16 or FP8 */
     fg_fp8_recipe fp8_format; /* FP8 only (E4M3 default; HYBRID needs precision FP8) */
+    /* int8 quantization-aware training (src/model/qat.c, docs/PRECISION.md "int8"): ""
+     * off, or a comma list of qkv, attproj, fc, fcproj, head ("all" = the four inner
+     * ones; the head and the MoE router stay fp32 unless named) */
+    char qat_layers[48];
+    int qat_act; /* QAT activation ranges from each batch: 0 per token, 1 per tensor */
 } fg_model_config;
 
 /* Defaults for a layout (a tiny model: L=4, C=128, NH=4, V=256, maxT=256). */
@@ -225,6 +230,18 @@ typedef struct fg_sampler {
  * does not disturb training activations. */
 int fg_model_generate(fg_model *m, const int32_t *prompt, int n_prompt, int n_new, int stop, fg_sampler *s,
                       int32_t *out);
+
+/* ---- int8 inference (src/model/int8.c; docs/FORMATS.md "int8 weights") ----
+ * fg_model_int8_save quantizes the weights of the linear layers named by `layers` (the
+ * qat_layers syntax; NULL or "" = "all", the four inner ones) per output channel
+ * (max|w|/127, the QAT rule) and writes codes + fp32 scales to path.
+ * fg_model_int8_load reads such a file into m: from then on every forward of m
+ * (generation included) runs those layers on the int8 GEMM with per-token dynamic
+ * activation quantization. A file whose tensors are not m's, whose shapes differ, whose
+ * scales are not finite and > 0, or whose checksum fails is refused naming the file and
+ * the tensor; m is then unchanged. */
+fg_status fg_model_int8_save(const fg_model *m, const char *layers, const char *path);
+fg_status fg_model_int8_load(fg_model *m, const char *path);
 
 /* One step of KV-cache decoding (what fg_model_generate runs): feeds `token` at
  * position pos (0 <= pos < maxT) through every layer, storing its keys/values in the

@@ -166,6 +166,61 @@ bool fg_nonfinite(const float *x, size_t n);
  * collects several buffers). */
 void fg_grad_unscale(float *x, size_t n, float inv_scale, bool *found_inf);
 
+/* ---- int8 quantization: fake quantization for QAT, LSQ, and real int8 for inference
+ * (issue 14; docs/PRECISION.md "int8"). Symmetric: codes in [-127, 127], zero point 0;
+ * a "row" scale layout means scale[r * stride] applies to row r of a [rows, cols]
+ * matrix: stride 1 is per row (per output channel of a weight [OC, C], per token of
+ * activations [N, C]), stride 0 per tensor (one scale). ---- */
+#define FG_INT8_QMAX 127
+
+/* scale[r] = max_c |x[r, c]| / 127 (an all-zero row gets 1: its codes are 0 whatever
+ * the scale, and the scale stays usable as a divisor). */
+void fg_int8_scales_rows(float *scale, const float *x, int rows, int cols);
+/* max |x| / 127 over n values (1 when all are zero). */
+float fg_int8_scale_tensor(const float *x, size_t n);
+
+/* PyTorch's fake_quantize_per_channel_affine(x, scale, 0, 0, -127, 127) (stride 1) /
+ * fake_quantize_per_tensor_affine(x, scale, 0, -127, 127) (stride 0), bit for bit:
+ * out = clamp(nearbyint(x * (1.0f / s)), -127, 127) * s. out may alias x. */
+void fg_fake_quant_rows(float *out, const float *x, const float *scale, int stride, int rows, int cols);
+/* Its straight-through backward (PyTorch's, with clipping): dx = dout where the unclamped
+ * code nearbyint(x / s) was in [-127, 127], else 0. dx is SET; it may alias dout. The mask
+ * is recomputed from x, so nothing but x and the scales is kept from the forward. */
+void fg_fake_quant_rows_backward(float *dx, const float *dout, const float *x, const float *scale, int stride, int rows,
+                                 int cols);
+
+/* LSQ (Esser et al. 2019, "Learned Step Size Quantization"): a learned step s per row
+ * (stride 1) or per tensor (stride 0): out = clamp(nearbyint(x / s), -127, 127) * s. */
+void fg_lsq_forward(float *out, const float *x, const float *step, int stride, int rows, int cols);
+/* dx = dout where -127 <= x / s <= 127, else 0 (SET; may alias dout);
+ * dstep[r * stride] += grad_scale * sum over its elements of dout * (round(x/s) - x/s
+ * inside, -127 or 127 outside). grad_scale is the paper's g = 1 / sqrt(n * 127), n the
+ * number of values sharing one step (fg_lsq_grad_scale). */
+void fg_lsq_backward(float *dx, float *dstep, const float *dout, const float *x, const float *step, int stride,
+                     int rows, int cols, float grad_scale);
+/* 1 / sqrt(n * 127). */
+float fg_lsq_grad_scale(size_t n_per_step);
+/* The paper's initial step: 2 mean|x| / sqrt(127) over each row (stride 1) or all (0);
+ * a zero row gets 1 / 127. */
+void fg_lsq_init(float *step, const float *x, int stride, int rows, int cols);
+
+/* A running activation range for static (per-tensor) inference scales, PyTorch's
+ * MovingAverageMinMaxObserver rule on max|x|: the first batch sets it, later ones move it
+ * by momentum (0.01 there): amax += momentum * (batch - amax). */
+typedef struct fg_int8_observer {
+    float amax;
+    float momentum;
+    int64_t batches;
+} fg_int8_observer;
+void fg_int8_observer_update(fg_int8_observer *o, float batch_amax);
+
+/* Codes: q = clamp(nearbyint(x * (1.0f / s)), -127, 127), the integers of
+ * fg_fake_quant_rows (so dequantized q * s equals its output bit for bit). */
+void fg_int8_quantize_rows(int8_t *q, const float *x, const float *scale, int stride, int rows, int cols);
+/* Per-token dynamic activation quantization for fg_gemm_u8s8: scale[r] = max|x[r,:]| /
+ * 127 and u[r, c] = q + 128 (uint8), q as fg_int8_quantize_rows. */
+void fg_int8_quantize_act_u8(uint8_t *u, float *scale, const float *x, int rows, int cols);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1,5 +1,6 @@
 /* cmd_convert.c: `frugal convert`: llm.c GPT-2 checkpoints (v3, fp32) into a Frugal
- * run directory (config.json + final/ checkpoint) and back. */
+ * run directory (config.json + final/ checkpoint) and back, and a run's linear layers
+ * into an int8 weights file (--quantize int8). */
 #include <stdio.h>
 #include <string.h>
 
@@ -8,22 +9,29 @@
 
 typedef struct convert_opts {
     char from_llmc[4096], to_llmc[4096], out[FG_TRAIN_PATH_MAX], run[4096], ckpt[4096], tokenizer[FG_TRAIN_PATH_MAX];
+    char quantize[16], layers[48];
 } convert_opts;
 
 #define CF(field) FG_OPT_FIELD(convert_opts, field)
 static const fg_opt convert_table[] = {
     {"from_llmc", FG_OPT_STR, CF(from_llmc), .help = "llm.c checkpoint to import (gpt2_124M.bin, version 3)"},
-    {"out", FG_OPT_STR, CF(out), .help = "run directory to create (with --from-llmc)"},
+    {"out", FG_OPT_STR, CF(out),
+     .help = "run directory to create (with --from-llmc); int8 weights file (with --quantize, default RUN/model.int8)"},
     {"tokenizer", FG_OPT_STR, CF(tokenizer), .help = "tokenizer recorded in the run's config (with --from-llmc)"},
     {"to_llmc", FG_OPT_STR, CF(to_llmc), .help = "llm.c checkpoint to write"},
     {"run", FG_OPT_STR, CF(run), .help = "run directory to export (with --to-llmc)"},
     {"ckpt", FG_OPT_STR, CF(ckpt), .help = "checkpoint directory (default RUN/final)"},
+    {"quantize", FG_OPT_STR, CF(quantize), .help = "int8: write the run's linear layers as int8 weights (with --run)"},
+    {"layers", FG_OPT_STR, CF(layers),
+     .help = "with --quantize: qkv, attproj, fc, fcproj, head or all (default: the run's qat_layers, else all)"},
 };
 #undef CF
 
-static const char convert_usage[] = "usage: frugal convert --from-llmc FILE.bin --out RUN_DIR [--tokenizer PATH]\n"
-                                    "       frugal convert --to-llmc FILE.bin --run RUN_DIR [--ckpt CKPT_DIR]\n"
-                                    "Loads and stores weights only (no kernels run).\n";
+static const char convert_usage[] =
+    "usage: frugal convert --from-llmc FILE.bin --out RUN_DIR [--tokenizer PATH]\n"
+    "       frugal convert --to-llmc FILE.bin --run RUN_DIR [--ckpt CKPT_DIR]\n"
+    "       frugal convert --quantize int8 --run RUN_DIR [--ckpt CKPT_DIR] [--out FILE]\n"
+    "Loads and stores weights only (no kernels run).\n";
 
 int fg_cmd_convert(int argc, char **argv)
 {
@@ -55,6 +63,29 @@ int fg_cmd_convert(int argc, char **argv)
         if (st != FG_OK)
             return fg_cli_fail("convert", st, NULL);
         printf("convert: %s -> %s (config.json, final/)\n", from, out);
+        return 0;
+    }
+    if (o.quantize[0]) {
+        if (strcmp(o.quantize, "int8"))
+            return fg_cli_fail("convert", fg_error(FG_ERR_INVALID, "--quantize '%s': expected int8", o.quantize), NULL);
+        if (!run || from || to)
+            return fg_cli_fail("convert", fg_error(FG_ERR_INVALID, "--quantize int8 takes --run RUN_DIR"),
+                               "frugal convert --help");
+        fg_train_config c;
+        fg_model *m = NULL;
+        fg_status st = fg_train_load_run(run, ckpt, 1, 1, &c, &m);
+        if (st != FG_OK)
+            return fg_cli_fail("convert", st, NULL);
+        char path[4096 + 16];
+        snprintf(path, sizeof path, "%s", out ? out : "");
+        if (!out)
+            snprintf(path, sizeof path, "%s/model.int8", run);
+        const char *layers = o.layers[0] ? o.layers : c.model.qat_layers;
+        st = fg_model_int8_save(m, layers, path);
+        fg_model_delete(m);
+        if (st != FG_OK)
+            return fg_cli_fail("convert", st, NULL);
+        printf("convert: %s -> %s (int8 weights of %s)\n", run, path, layers[0] ? layers : "all");
         return 0;
     }
     if (to && run && !from) {

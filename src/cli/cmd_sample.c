@@ -1,6 +1,7 @@
 /* cmd_sample.c: `frugal sample`: loads a run's config, tokenizer and final (or given)
  * checkpoint and prints samples from fg_model_generate (KV cache, temperature,
  * top-k, top-p). */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,7 +13,8 @@
 
 typedef struct sample_opts {
     char run[4096], ckpt[4096], prompt[8192], tokenizer[4096], kernels[32];
-    int n, num_samples, top_k, threads;
+    char int8_file[4096], eval[4096];
+    int n, num_samples, top_k, threads, int8, eval_tokens;
     double temperature, top_p;
     uint64_t seed;
 } sample_opts;
@@ -31,7 +33,56 @@ static const fg_opt sample_table[] = {
     {"tokenizer", FG_OPT_STR, SF(tokenizer), .help = "tokenizer (default: the run's)"},
     {"kernels", FG_OPT_STR, SF(kernels), .help = "auto, ref or a variant (`frugal hw` lists them)"},
     {"threads", FG_OPT_INT, SF(threads), .min = 0, .max = 4096, .help = "0: all cores"},
+    {"int8", FG_OPT_BOOL, SF(int8),
+     .help = "decode with int8 GEMMs (weights from `frugal convert --quantize int8`, activations per token)"},
+    {"int8_file", FG_OPT_STR, SF(int8_file), .help = "int8 weights (default RUN/model.int8; implies --int8)"},
+    {"eval", FG_OPT_STR, SF(eval),
+     .help = "instead of sampling: mean loss and perplexity of the model on this text file (windows of seq_len)"},
+    {"eval_tokens", FG_OPT_INT, SF(eval_tokens), .min = 0, .max = 1 << 30,
+     .help = "with --eval: at most this many tokens (0: all)"},
 };
+
+/* Mean next-token loss over the text in windows of T tokens (non-overlapping, each
+ * predicting its T next tokens), weighted by tokens: the validation loss of the run on
+ * that text, through every forward path of the model (int8 layers included). */
+static int eval_text(fg_model *m, fg_tokenizer *tok, const char *path, int max_tokens, int T, const char *what)
+{
+    char *text = NULL;
+    size_t len = 0, n_ids = 0;
+    uint32_t *ids = NULL;
+    fg_status st = fg_read_file(path, (size_t)1 << 32, &text, &len);
+    if (st == FG_OK)
+        st = fg_tok_encode(tok, text, len, &ids, &n_ids);
+    fg_free(text);
+    if (st != FG_OK)
+        return fg_cli_fail("sample", st, NULL);
+    if (max_tokens > 0 && n_ids > (size_t)max_tokens)
+        n_ids = (size_t)max_tokens;
+    double sum = 0.0;
+    size_t counted = 0;
+    int32_t *in = fg_malloc(2 * (size_t)T * sizeof(int32_t)), *tg = in ? in + T : NULL;
+    for (size_t i = 0; in && i + 1 < n_ids; i += (size_t)T) {
+        int t = (int)(n_ids - 1 - i < (size_t)T ? n_ids - 1 - i : (size_t)T);
+        for (int j = 0; j < t; j++) {
+            in[j] = (int32_t)ids[i + j];
+            tg[j] = (int32_t)ids[i + j + 1];
+        }
+        float loss = 0.0f;
+        st = fg_model_forward(m, in, tg, 1, t, &loss);
+        if (st != FG_OK)
+            break;
+        sum += (double)loss * t;
+        counted += (size_t)t;
+    }
+    fg_free(in);
+    fg_free(ids);
+    if (st != FG_OK || !counted)
+        return fg_cli_fail("sample", st != FG_OK ? st : fg_error(FG_ERR_INVALID, "%s: fewer than 2 tokens", path),
+                           NULL);
+    printf("eval: %s: %zu tokens, loss %.5f, perplexity %.4f (%s)\n", path, counted, sum / (double)counted,
+           exp(sum / (double)counted), what);
+    return 0;
+}
 #undef SF
 
 int fg_cmd_sample(int argc, char **argv)
@@ -57,12 +108,30 @@ int fg_cmd_sample(int argc, char **argv)
     st = fg_train_load_run(run, ckpt, 1, 0, &c, &m);
     if (st != FG_OK)
         return fg_cli_fail("sample", st, "--run takes the --out directory of a finished `frugal train`");
+    if (o.int8 || o.int8_file[0]) {
+        char path[4096 + 16];
+        snprintf(path, sizeof path, "%s", o.int8_file);
+        if (!o.int8_file[0])
+            snprintf(path, sizeof path, "%s/model.int8", run);
+        st = fg_model_int8_load(m, path);
+        if (st != FG_OK) {
+            fg_model_delete(m);
+            return fg_cli_fail("sample", st, "write the file with `frugal convert --quantize int8 --run RUN`");
+        }
+        fprintf(stderr, "sample: int8 weights from %s (gemm_u8s8 %s)\n", path, fg_kernels_variant("gemm_u8s8"));
+    }
     int code = 0;
     uint32_t *ids = NULL;
     int32_t *buf = NULL, *all = NULL;
     fg_tokenizer *tok = fg_tok_load(tok_path ? tok_path : c.tokenizer);
     if (!tok) {
         code = fg_cli_fail("sample", fg_last_status(), "give the run's tokenizer with --tokenizer PATH");
+        goto out;
+    }
+    if (o.eval[0]) {
+        int T = c.seq_len > 0 && c.seq_len < fg_model_get_config(m)->max_seq_len ? c.seq_len
+                                                                                 : fg_model_get_config(m)->max_seq_len;
+        code = eval_text(m, tok, o.eval, o.eval_tokens, T, o.int8 || o.int8_file[0] ? "int8" : "fp32");
         goto out;
     }
     size_t n_ids = 0;

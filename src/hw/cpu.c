@@ -77,11 +77,12 @@ static void detect(fg_cpu *c)
 #endif
 
 /* FG_HW_DISABLE: the features it can mask, each with what masking it turns off. */
-enum { HW_AVX2 = 1u, HW_AVX512 = 2u, HW_AMX = 4u, HW_BF16 = 8u, HW_ALL = 15u };
+enum { HW_AVX2 = 1u, HW_AVX512 = 2u, HW_AMX = 4u, HW_BF16 = 8u, HW_VNNI = 16u, HW_ALL = 31u };
 static const struct {
     const char *name;
     unsigned bit;
-} maskable[] = {{"avx2", HW_AVX2}, {"avx512", HW_AVX512}, {"amx", HW_AMX}, {"avx512bf16", HW_BF16}};
+} maskable[] = {
+    {"avx2", HW_AVX2}, {"avx512", HW_AVX512}, {"amx", HW_AMX}, {"avx512bf16", HW_BF16}, {"avx512vnni", HW_VNNI}};
 
 /* The one parser of FG_HW_DISABLE: a comma-separated list of maskable names (spaces
  * around names allowed; NULL or empty: nothing). An unknown name is an error that
@@ -104,7 +105,7 @@ static fg_status parse_disable(const char *list, unsigned *mask)
         if (k == sizeof maskable / sizeof maskable[0])
             return fg_error(FG_ERR_INVALID,
                             "FG_HW_DISABLE='%s': unknown feature '%.*s' at byte %zu (expected a comma-separated "
-                            "list of avx2, avx512, avx512bf16, amx)",
+                            "list of avx2, avx512, avx512bf16, avx512vnni, amx)",
                             list, (int)len, p, (size_t)(p - list));
         *mask |= maskable[k].bit;
         p += len;
@@ -124,6 +125,9 @@ static void apply_mask(fg_cpu *c, unsigned mask)
      * back to conversion + sgemm while every other kernel keeps AVX-512 */
     if (mask & HW_BF16)
         c->avx512_bf16 = c->amx_bf16 = false;
+    /* the int8 dot-product units only (AVX512-VNNI and AMX-INT8): the int8 GEMM runs ref */
+    if (mask & HW_VNNI)
+        c->avx512_vnni = c->amx_int8 = false;
     if (mask & HW_AVX2)
         c->avx2 = c->fma = false;
 }

@@ -12,7 +12,7 @@
 
 fg_kernel_table fg_kt;
 
-static const char *const level_names[] = {"ref", "blas", "avx2", "avx512", "avx512bf16"};
+static const char *const level_names[] = {"ref", "blas", "avx2", "avx512", "avx512bf16", "avx512vnni"};
 
 #define FG_KERNEL_OP(ret, name, params, args, check) #name,
 static const char *const op_names[FG_N_KERNEL_OPS] = {
@@ -52,14 +52,31 @@ static void put(fg_kernel_table *t, const fg_kernel_variant *v)
     t->level[v->op] = (unsigned char)v->level;
 }
 
-static int cpu_level(void)
+/* Whether the CPU (less FG_HW_DISABLE) has a level's features. The levels above avx512
+ * are independent units (bf16, int8), so "has a higher level" does not imply "has this". */
+static int cpu_has(int lvl)
 {
     const fg_cpu *cpu = fg_hw_cpu();
-    if (cpu->avx512f && cpu->avx512bw && cpu->avx512vl && cpu->avx512dq && cpu->os_avx512 && cpu->avx2 && cpu->fma)
-        return cpu->avx512_bf16 ? FG_LVL_AVX512BF16 : FG_LVL_AVX512;
-    if (cpu->avx2 && cpu->fma)
-        return FG_LVL_AVX2;
-    return FG_LVL_BLAS;
+    int avx2 = cpu->avx2 && cpu->fma;
+    int avx512 = avx2 && cpu->avx512f && cpu->avx512bw && cpu->avx512vl && cpu->avx512dq && cpu->os_avx512;
+    switch (lvl) {
+    case FG_LVL_REF:
+    case FG_LVL_BLAS: return 1;
+    case FG_LVL_AVX2: return avx2;
+    case FG_LVL_AVX512: return avx512;
+    case FG_LVL_AVX512BF16: return avx512 && cpu->avx512_bf16;
+    case FG_LVL_AVX512VNNI: return avx512 && cpu->avx512_vnni;
+    default: return 0;
+    }
+}
+
+/* The highest level the CPU has (for messages and the mode check). */
+static int cpu_level(void)
+{
+    int lvl = FG_LVL_AVX512VNNI;
+    while (lvl > FG_LVL_BLAS && !cpu_has(lvl))
+        lvl--;
+    return lvl;
 }
 
 static int op_index(const char *op)
@@ -74,14 +91,14 @@ static int op_index(const char *op)
 static int mode_level(const char *mode)
 {
     if (!strcmp(mode, "auto"))
-        return FG_LVL_AVX512BF16;
+        return FG_LVL_AVX512VNNI;
     for (int i = 0; i < (int)(sizeof level_names / sizeof level_names[0]); i++)
         if (!strcmp(mode, level_names[i]))
             return i;
     return -1;
 }
 
-static const char *const mode_values[] = {"auto", "ref", "blas", "avx2", "avx512", "avx512bf16"};
+static const char *const mode_values[] = {"auto", "ref", "blas", "avx2", "avx512", "avx512bf16", "avx512vnni"};
 static const char *const threading_values[] = {"omp", "blas"};
 
 /* Resolves one string knob: the argument, else the environment variable, else the
@@ -114,8 +131,9 @@ static fg_kernels_settings settings;
 static fg_status configure(const char *mode, const char *blas_threading, int threads, int read_hw)
 {
     fg_kernels_settings s = {0};
-    fg_status st = resolve(mode, "FG_KERNELS", "auto", mode_values, 6, "auto, ref, blas, avx2, avx512 or avx512bf16",
-                           "kernels mode", &s.mode, &s.mode_source);
+    fg_status st =
+        resolve(mode, "FG_KERNELS", "auto", mode_values, 7, "auto, ref, blas, avx2, avx512, avx512bf16 or avx512vnni",
+                "kernels mode", &s.mode, &s.mode_source);
     if (st == FG_OK)
         st = resolve(blas_threading, "FG_BLAS_THREADING", FG_BLAS_THREADING_DEFAULT, threading_values, 2, "omp or blas",
                      "blas_threading", &s.blas_threading, &s.blas_threading_source);
@@ -125,7 +143,7 @@ static fg_status configure(const char *mode, const char *blas_threading, int thr
         return st;
     s.hw_disable = fg_hw_disabled();
     int want = mode_level(s.mode), have = cpu_level();
-    if (strcmp(s.mode, "auto") && want > have)
+    if (strcmp(s.mode, "auto") && !cpu_has(want))
         return fg_error(FG_ERR_UNSUPPORTED, "kernels mode '%s' needs %s, which this CPU (or FG_HW_DISABLE) lacks",
                         s.mode, level_names[want]);
     /* threads first, then the BLAS pool, then the table: every variant sees the count */
@@ -135,11 +153,10 @@ static fg_status configure(const char *mode, const char *blas_threading, int thr
     int split = !strcmp(s.blas_threading, "omp");
     fg_blas_set_threads(split, s.threads);
 
-    int limit = want < have ? want : have;
     fg_kernel_table t;
     memset(&t, 0, sizeof t);
     for (size_t i = 0; i < N_REGISTRY; i++)
-        if ((int)registry[i].level <= limit &&
+        if ((int)registry[i].level <= want && cpu_has((int)registry[i].level) &&
             (!t.level[registry[i].op] || registry[i].level > t.level[registry[i].op]))
             put(&t, &registry[i]);
     t.blas_split = split;
@@ -231,7 +248,7 @@ int fg_kernels_variants(const char *op, const char **names, int cap)
     int have = cpu_level(), n = 0, id = op_index(op);
     /* ascending level, "ref" first */
     for (int lvl = FG_LVL_REF; lvl <= have; lvl++)
-        for (size_t i = 0; i < N_REGISTRY && n < cap; i++)
+        for (size_t i = 0; i < N_REGISTRY && n < cap && cpu_has(lvl); i++)
             if ((int)registry[i].op == id && (int)registry[i].level == lvl)
                 names[n++] = level_names[lvl];
     return n;
@@ -247,7 +264,7 @@ fg_status fg_kernels_set(const char *op, const char *variant_name)
             v = &registry[i];
     if (!v)
         return fg_error(FG_ERR_INVALID, "kernel op '%s' has no variant '%s'", op, variant_name);
-    if (lvl > cpu_level())
+    if (!cpu_has(lvl))
         return fg_error(FG_ERR_UNSUPPORTED, "variant '%s' of '%s' needs CPU features this machine lacks", variant_name,
                         op);
     put(&fg_kt, v);

@@ -10,7 +10,8 @@
  * variants registered (dispatch.c, x86/x86_impl.h) exist; the others are never named. */
 #define FG_KERNEL_OP(ret, name, params, args, check)                                                                   \
     typedef ret fg_##name##_kernel params;                                                                             \
-    fg_##name##_kernel fg_##name##_blas, fg_##name##_avx2, fg_##name##_avx512, fg_##name##_avx512bf16;
+    fg_##name##_kernel fg_##name##_blas, fg_##name##_avx2, fg_##name##_avx512, fg_##name##_avx512bf16,                 \
+        fg_##name##_avx512vnni;
 #include "frugal/kernel_ops.h"
 
 /* Op ids, in list order. */
@@ -21,8 +22,18 @@ enum fg_kernel_op_id {
 };
 
 /* Variant levels, ascending: a mode allows every level up to its own. AVX512BF16 is
- * AVX-512 plus the bf16 dot-product unit (vdpbf16ps, vcvtne2ps2bf16). */
-enum fg_kernel_level { FG_LVL_REF = 0, FG_LVL_BLAS = 1, FG_LVL_AVX2 = 2, FG_LVL_AVX512 = 3, FG_LVL_AVX512BF16 = 4 };
+ * AVX-512 plus the bf16 dot-product unit (vdpbf16ps, vcvtne2ps2bf16), AVX512VNNI AVX-512
+ * plus the int8 one (vpdpbusd). The two units are independent features (FG_HW_DISABLE
+ * masks each alone), so a row is taken only where the CPU has its level's features,
+ * not merely a higher level (dispatch.c cpu_has). */
+enum fg_kernel_level {
+    FG_LVL_REF = 0,
+    FG_LVL_BLAS = 1,
+    FG_LVL_AVX2 = 2,
+    FG_LVL_AVX512 = 3,
+    FG_LVL_AVX512BF16 = 4,
+    FG_LVL_AVX512VNNI = 5
+};
 
 /* One typed function pointer per op, the GEMM threading mode and the chosen levels. */
 typedef struct fg_kernel_table {

@@ -80,7 +80,7 @@ fg_status fg_model_decode_step(fg_model *m, int32_t token, int pos, const float 
         const model_layer_off *o = &m->layer[l];
         float *kc = kv->k + l * stride_l, *vc = kv->v + l * stride_l;
         model_norm_forward(m, kv->ln, kv->mean, kv->rstd, kv->x, model_p(m, o->ln1w), model_p(m, o->ln1b), 1);
-        fg_matmul_forward(kv->qkv, kv->ln, model_p(m, o->qkvw), model_p(m, o->qkvb), 1, C, 3 * C);
+        model_linear_forward(m, kv->qkv, kv->ln, model_p(m, o->qkvw), model_p(m, o->qkvb), 1, C, 3 * C);
         if (c->layout == FG_LAYOUT_LLAMA) {
             fg_rope_forward(kv->qkv, 1, 1, NH, HS, 3 * C, pos, c->rope_theta);
             fg_rope_forward(kv->qkv + C, 1, 1, NH, HS, 3 * C, pos, c->rope_theta);
@@ -104,14 +104,14 @@ fg_status fg_model_decode_step(fg_model *m, int32_t token, int pos, const float 
             /* att_h = probs @ v_h */
             fg_sgemm(0, 0, 1, HS, pos + 1, 1.0f, kv->scores, pos + 1, vc + h * HS, C, 0.0f, kv->att + h * HS, HS);
         }
-        fg_matmul_forward(kv->tmp, kv->att, model_p(m, o->attprojw), model_p(m, o->attprojb), 1, C, C);
+        model_linear_forward(m, kv->tmp, kv->att, model_p(m, o->attprojw), model_p(m, o->attprojb), 1, C, C);
         fg_add(kv->x, kv->x, kv->tmp, C);
         model_norm_forward(m, kv->ln, kv->mean, kv->rstd, kv->x, model_p(m, o->ln2w), model_p(m, o->ln2b), 1);
         model_ffn_forward(m, l, kv->tmp, kv->ln, 1, &kv->ffn);
         fg_add(kv->x, kv->x, kv->tmp, C);
     }
     model_norm_forward(m, kv->ln, kv->mean, kv->rstd, kv->x, model_p(m, m->lnfw), model_p(m, m->lnfb), 1);
-    fg_matmul_forward(kv->logits, kv->ln, m->params + m->head, NULL, 1, C, c->padded_vocab);
+    model_linear_forward(m, kv->logits, kv->ln, m->params + m->head, NULL, 1, C, c->padded_vocab);
     if (logits)
         *logits = kv->logits;
     return FG_OK;
@@ -242,7 +242,7 @@ static fg_status prefill(fg_model *m, const int32_t *prompt, int n, const float 
     for (int l = 0; l < c->n_layer; l++) {
         const model_layer_off *o = &m->layer[l];
         model_norm_forward(m, kv->pln, kv->pmean, kv->prstd, kv->px, model_p(m, o->ln1w), model_p(m, o->ln1b), n);
-        fg_matmul_forward(kv->pqkv, kv->pln, model_p(m, o->qkvw), model_p(m, o->qkvb), n, C, 3 * C);
+        model_linear_forward(m, kv->pqkv, kv->pln, model_p(m, o->qkvw), model_p(m, o->qkvb), n, C, 3 * C);
         if (c->layout == FG_LAYOUT_LLAMA) {
             fg_rope_forward(kv->pqkv, 1, n, NH, m->HS, 3 * C, 0, c->rope_theta);
             fg_rope_forward(kv->pqkv + C, 1, n, NH, m->HS, 3 * C, 0, c->rope_theta);
@@ -253,7 +253,7 @@ static fg_status prefill(fg_model *m, const int32_t *prompt, int n, const float 
                    (size_t)C * sizeof(float));
         }
         fg_attention_forward(kv->patt, kv->plse, kv->pqkv, 1, n, C, NH);
-        fg_matmul_forward(kv->ptmp, kv->patt, model_p(m, o->attprojw), model_p(m, o->attprojb), n, C, C);
+        model_linear_forward(m, kv->ptmp, kv->patt, model_p(m, o->attprojw), model_p(m, o->attprojb), n, C, C);
         fg_add(kv->px, kv->px, kv->ptmp, nC);
         model_norm_forward(m, kv->pln, kv->pmean, kv->prstd, kv->px, model_p(m, o->ln2w), model_p(m, o->ln2b), n);
         model_ffn_forward(m, l, kv->ptmp, kv->pln, n, &kv->pffn);
@@ -262,7 +262,7 @@ static fg_status prefill(fg_model *m, const int32_t *prompt, int n, const float 
     /* only the last position's logits are needed */
     const float *last = kv->px + (size_t)(n - 1) * C;
     model_norm_forward(m, kv->ln, kv->mean, kv->rstd, last, model_p(m, m->lnfw), model_p(m, m->lnfb), 1);
-    fg_matmul_forward(kv->logits, kv->ln, m->params + m->head, NULL, 1, C, c->padded_vocab);
+    model_linear_forward(m, kv->logits, kv->ln, m->params + m->head, NULL, 1, C, c->padded_vocab);
     *logits = kv->logits;
     return FG_OK;
 }

@@ -89,6 +89,10 @@ fg_status fg_model_config_validate(const fg_model_config *cfg)
     if (cfg->fp8_format == FG_FP8_RECIPE_HYBRID && cfg->precision != FG_PRECISION_FP8)
         return fg_error(FG_ERR_INVALID, "model config: fp8_format = hybrid needs precision = fp8 (precision is %s)",
                         cfg->precision == FG_PRECISION_BF16 ? "bf16" : "fp32");
+    /* QAT hooks the fp32 linear layers; bf16 / fp8 run lowp.c, which has no quantizer */
+    if (cfg->qat_layers[0] != '\0' && cfg->precision != FG_PRECISION_FP32)
+        return fg_error(FG_ERR_INVALID, "model config: qat_layers = \"%s\" needs precision = fp32 (precision is %s)",
+                        cfg->qat_layers, cfg->precision == FG_PRECISION_BF16 ? "bf16" : "fp8");
     return fg_moe_model_config_validate(cfg); /* moe.n_expert == 0: dense, else the MoE fields */
 }
 
@@ -351,6 +355,8 @@ fg_model *fg_model_new(const fg_model_config *cfg, int B, int T)
         if (!m->wbf || !m->xbf || !m->dbf)
             goto fail;
     }
+    if (model_qat_init(m) != FG_OK)
+        goto fail;
     if (model_moe_init(m) != FG_OK || model_lp_init(m) != FG_OK)
         goto fail;
     return m;
@@ -366,6 +372,8 @@ void fg_model_delete(fg_model *m)
     model_kv_free(m);
     model_moe_free(m);
     model_lp_free(m);
+    model_qat_free(m);
+    model_int8_free(m);
     fg_free(m->wbf);
     fg_free(m->xbf);
     fg_free(m->dbf);
@@ -519,14 +527,18 @@ void model_norm_backward(fg_model *m, float *dinp, float *dw, float *db, const f
 void model_linear_forward(const fg_model *m, float *out, const float *inp, const float *weight, const float *bias,
                           int N, int C, int OC)
 {
-    (void)m;
+    if (m->i8 && model_int8_linear_forward(m, out, inp, weight, bias, N, C, OC))
+        return;
+    if (m->qat && model_qat_linear_forward(m, out, inp, weight, bias, N, C, OC))
+        return;
     fg_matmul_forward(out, inp, weight, bias, N, C, OC);
 }
 
 void model_linear_backward(const fg_model *m, float *dinp, float *dweight, float *dbias, const float *dout,
                            const float *inp, const float *weight, int N, int C, int OC)
 {
-    (void)m;
+    if (m->qat && model_qat_linear_backward(m, dinp, dweight, dbias, dout, inp, weight, N, C, OC))
+        return;
     fg_matmul_backward(dinp, dweight, dbias, dout, inp, weight, N, C, OC);
 }
 

@@ -213,6 +213,9 @@ struct fg_model {
 
     fg_model_grad_hook grad_hook; /* after each layer's backward (fg_model_set_grad_hook) */
     void *grad_hook_ctx;
+    struct model_qat *qat; /* int8 QAT state (qat.c), NULL when cfg.qat_layers is "" */
+    struct model_int8 *i8; /* int8 inference weights (int8.c), NULL until fg_model_int8_load */
+
     int prof_on, prof_dir;    /* profiling enabled; 0 forward, 1 backward */
     double prof[2][OP_COUNT]; /* seconds per op since fg_model_profile(m, 1) */
     long prof_calls[2];       /* forward / backward calls profiled */
@@ -236,6 +239,27 @@ void model_linear_backward(const fg_model *m, float *dinp, float *dweight, float
 /* Norm of the layout: LayerNorm (gpt2) or RMSNorm (llama; b and mean unused). */
 void model_norm_forward(const fg_model *m, float *out, float *mean, float *rstd, const float *inp, const float *w,
                         const float *b, int N);
+
+/* ---- int8 QAT hooks (qat.c) and int8 inference (int8.c) ---- */
+/* The linear layers QAT and int8 inference can cover, as bits of a mask. */
+enum { QK_QKV, QK_ATTPROJ, QK_FC, QK_FCPROJ, QK_HEAD, QK_N };
+/* Parses a qat_layers list ("qkv,fc", "all", ...) into QK_* bits; a bad name is refused. */
+fg_status model_qat_parse_layers(const char *list, unsigned *kinds);
+/* The QK_* kind of a weight (a view into m->params) and its layer (n_layer for the
+ * head); -1 when it is not a linear layer's weight. */
+int model_linear_kind(const fg_model *m, const float *weight, int *layer);
+void model_int8_free(fg_model *m);
+/* int8 forward of a layer loaded by fg_model_int8_load: 1 (done) or 0 (not int8). */
+int model_int8_linear_forward(const fg_model *m, float *out, const float *inp, const float *weight, const float *bias,
+                              int N, int C, int OC);
+fg_status model_qat_init(fg_model *m); /* parses cfg.qat_layers; NULL state when off */
+void model_qat_free(fg_model *m);
+/* Fake-quantized linear forward / backward when weight is a layer QAT covers: returns 1
+ * (done), else 0 (the caller runs the plain layer). Same contracts as model_linear_*. */
+int model_qat_linear_forward(const fg_model *m, float *out, const float *inp, const float *weight, const float *bias,
+                             int N, int C, int OC);
+int model_qat_linear_backward(const fg_model *m, float *dinp, float *dweight, float *dbias, const float *dout,
+                              const float *inp, const float *weight, int N, int C, int OC);
 
 static inline const float *model_p(const fg_model *m, size_t off)
 {

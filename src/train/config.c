@@ -22,6 +22,7 @@ static const char *const loss_scale_names[] = {"off", "dynamic", NULL};
 static const char *const precision_names[] = {"fp32", "bf16", "fp8", NULL};
 static const char *const fp8_format_names[] = {"e4m3", "hybrid", NULL};
 static const char *const moments_names[] = {"fp32", "bf16", NULL}; /* fg_adam_moments order */
+static const char *const qat_act_names[] = {"token", "tensor", NULL};
 
 _Static_assert(sizeof(fg_layout) == sizeof(int) && sizeof(fg_balance) == sizeof(int) &&
                    sizeof(fg_moe_par) == sizeof(int) && sizeof(fg_precision) == sizeof(int) &&
@@ -59,6 +60,10 @@ static const fg_opt opts[] = {
              "GEMM inputs and saved activations in fp8 with 1x128 / 128x128 scales)"},
     {"fp8_format", FG_OPT_ENUM, F(model.fp8_format), .choices = fp8_format_names,
      .help = "precision fp8: e4m3 everywhere (DeepSeek-V3), or hybrid (e5m2 activation gradients)"},
+    {"qat_layers", FG_OPT_STR, F(model.qat_layers),
+     .help = "int8 QAT: comma list of qkv, attproj, fc, fcproj, head, or all (the four inner ones); empty = off"},
+    {"qat_act", FG_OPT_ENUM, F(model.qat_act), .choices = qat_act_names,
+     .help = "int8 QAT activation ranges from each batch: per token or per tensor"},
     /* MoE: the flat keys are the fields of fg_moe_config, embedded as model.moe */
     {"n_expert", FG_OPT_INT, F(model.moe.n_expert), 0, 4096, .help = "routed experts per MoE layer; 0 = dense"},
     {"n_expert_active", FG_OPT_INT, F(model.moe.n_expert_active), 0, FG_MOE_MAX_K,

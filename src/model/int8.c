@@ -1,0 +1,298 @@
+/* int8.c: int8 inference weights: quantizing a model's linear layers into the int8 weights
+ * file (codes + per-channel fp32 scales, docs/FORMATS.md), loading and checking it, and
+ * the int8 forward of those layers (per-token dynamic activation codes, fg_gemm_u8s8). */
+#include <math.h>
+#include <string.h>
+
+#include "frugal/kernels.h"
+#include "frugal/precision.h"
+#include "model_impl.h"
+
+#define I8_MAGIC "FGINT8v1"
+#define I8_VERSION 1u
+#define I8_NAME 64
+/* activation rows quantized and multiplied at once: scratch is sized for them */
+enum { I8_ROWS = 64 };
+
+typedef struct i8_tensor {
+    size_t off; /* the fp32 weight's offset in m->params: the layer is found by it */
+    int rows, cols;
+    int8_t *q;     /* [rows, cols] */
+    float *scale;  /* [rows] */
+    int32_t *comp; /* [rows] 128 * sum_c q[r, c]: the u8 shift of the activations */
+} i8_tensor;
+
+struct model_int8 {
+    int n;
+    i8_tensor *t;
+    uint8_t *u;   /* [I8_ROWS x max cols] activation codes + 128 */
+    float *as;    /* [I8_ROWS] their scales */
+    int32_t *acc; /* [I8_ROWS x max rows] */
+};
+
+/* FNV-1a, 64 bits: a checksum against truncation and flipped bytes (not an adversary). */
+static uint64_t fnv1a(const unsigned char *p, size_t n)
+{
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ p[i]) * 0x100000001b3ULL;
+    return h;
+}
+
+static void free_state(struct model_int8 *s)
+{
+    if (!s)
+        return;
+    for (int i = 0; i < s->n; i++) {
+        fg_free(s->t[i].q);
+        fg_free(s->t[i].scale);
+        fg_free(s->t[i].comp);
+    }
+    fg_free(s->t);
+    fg_free(s->u);
+    fg_free(s->as);
+    fg_free(s->acc);
+    fg_free(s);
+}
+
+void model_int8_free(fg_model *m)
+{
+    free_state(m->i8);
+    m->i8 = NULL;
+}
+
+/* The tensors a layer list covers, in table order. */
+static int covered(const fg_model *m, unsigned kinds, const fg_tensor_info **out)
+{
+    int n = 0;
+    for (int i = 0; i < m->n_tensors; i++) {
+        const fg_tensor_info *t = &m->tensors[i];
+        int l, k = t->ndim == 2 ? model_linear_kind(m, m->params + t->offset, &l) : -1;
+        if (k >= 0 && (kinds & (1u << k))) {
+            if (out)
+                out[n] = t;
+            n++;
+        }
+    }
+    return n;
+}
+
+fg_status fg_model_int8_save(const fg_model *m, const char *layers, const char *path)
+{
+    unsigned kinds;
+    fg_status st = model_qat_parse_layers(layers && layers[0] ? layers : "all", &kinds);
+    if (st != FG_OK)
+        return st;
+    int n = covered(m, kinds, NULL);
+    if (!n)
+        return fg_error(FG_ERR_INVALID, "%s: no linear layer of this model matches '%s'", path, layers);
+    const fg_tensor_info **ts = fg_malloc((size_t)n * sizeof *ts);
+    if (!ts)
+        return FG_ERR_NOMEM;
+    covered(m, kinds, ts);
+    size_t bytes = 8 + 4 + 4 + 8 + 8;
+    for (int i = 0; i < n; i++)
+        bytes += I8_NAME + 8 + (size_t)ts[i]->shape[0] * 4 + ts[i]->numel;
+    unsigned char *buf = fg_malloc(bytes), *p = buf;
+    if (!buf) {
+        fg_free(ts);
+        return FG_ERR_NOMEM;
+    }
+    uint32_t ver = I8_VERSION, nt = (uint32_t)n;
+    uint64_t np = m->n_params;
+    memcpy(p, I8_MAGIC, 8);
+    memcpy(p + 8, &ver, 4);
+    memcpy(p + 12, &nt, 4);
+    memcpy(p + 16, &np, 8);
+    p += 24;
+    for (int i = 0; i < n; i++) {
+        const fg_tensor_info *t = ts[i];
+        uint32_t rows = (uint32_t)t->shape[0], cols = (uint32_t)t->shape[1];
+        memset(p, 0, I8_NAME);
+        memcpy(p, t->name, strnlen(t->name, I8_NAME - 1));
+        memcpy(p + I8_NAME, &rows, 4);
+        memcpy(p + I8_NAME + 4, &cols, 4);
+        p += I8_NAME + 8;
+        float *sc = fg_malloc(rows * sizeof(float));
+        if (!sc) {
+            fg_free(buf);
+            fg_free(ts);
+            return FG_ERR_NOMEM;
+        }
+        fg_int8_scales_rows(sc, m->params + t->offset, (int)rows, (int)cols);
+        memcpy(p, sc, rows * sizeof(float));
+        p += (size_t)rows * 4;
+        fg_int8_quantize_rows((int8_t *)p, m->params + t->offset, sc, 1, (int)rows, (int)cols);
+        p += (size_t)rows * cols;
+        fg_free(sc);
+    }
+    uint64_t h = fnv1a(buf, (size_t)(p - buf));
+    memcpy(p, &h, 8);
+    st = fg_file_commit(path, buf, bytes);
+    fg_free(buf);
+    fg_free(ts);
+    return st;
+}
+
+static const fg_tensor_info *find_tensor(const fg_model *m, const char *name)
+{
+    for (int i = 0; i < m->n_tensors; i++)
+        if (!strcmp(m->tensors[i].name, name))
+            return &m->tensors[i];
+    return NULL;
+}
+
+fg_status fg_model_int8_load(fg_model *m, const char *path)
+{
+    char *data = NULL;
+    size_t len = 0;
+    fg_status st = fg_read_file(path, (size_t)1 << 40, &data, &len);
+    if (st != FG_OK)
+        return st;
+    const unsigned char *b = (const unsigned char *)data;
+    struct model_int8 *s = NULL;
+    uint32_t ver = 0, nt = 0;
+    uint64_t np = 0, h = 0;
+    if (len < 32 || memcmp(b, I8_MAGIC, 8)) {
+        st = fg_error(FG_ERR_FORMAT, "%s: not an int8 weights file (magic '%s' expected at byte 0)", path, I8_MAGIC);
+        goto fail;
+    }
+    memcpy(&ver, b + 8, 4);
+    memcpy(&nt, b + 12, 4);
+    memcpy(&np, b + 16, 8);
+    memcpy(&h, b + len - 8, 8);
+    if (ver != I8_VERSION) {
+        st = fg_error(FG_ERR_UNSUPPORTED, "%s: int8 weights version %u at byte 8 (this build reads %u)", path, ver,
+                      I8_VERSION);
+        goto fail;
+    }
+    if (fnv1a(b, len - 8) != h) {
+        st = fg_error(FG_ERR_CORRUPT, "%s: checksum mismatch (bytes 0..%zu): truncated or corrupted", path, len - 8);
+        goto fail;
+    }
+    if (np != m->n_params) {
+        st = fg_error(FG_ERR_INVALID, "%s: made from a model of %llu parameters, this one has %zu (byte 16)", path,
+                      (unsigned long long)np, m->n_params);
+        goto fail;
+    }
+    s = fg_calloc(1, sizeof *s);
+    if (!s || !(s->t = fg_calloc(nt ? nt : 1, sizeof *s->t))) {
+        st = FG_ERR_NOMEM;
+        goto fail;
+    }
+    size_t pos = 24, max_r = 0, max_c = 0;
+    for (uint32_t i = 0; i < nt; i++) {
+        char name[I8_NAME + 1] = {0};
+        uint32_t rows, cols;
+        if (pos + I8_NAME + 8 > len - 8) {
+            st = fg_error(FG_ERR_FORMAT, "%s: tensor %u header past the end at byte %zu", path, i, pos);
+            goto fail;
+        }
+        memcpy(name, b + pos, I8_NAME);
+        memcpy(&rows, b + pos + I8_NAME, 4);
+        memcpy(&cols, b + pos + I8_NAME + 4, 4);
+        pos += I8_NAME + 8;
+        const fg_tensor_info *t = find_tensor(m, name);
+        int l;
+        if (!t || t->ndim != 2 || model_linear_kind(m, m->params + t->offset, &l) < 0) {
+            st = fg_error(FG_ERR_INVALID, "%s: tensor '%s' (byte %zu) is not a linear layer of this model", path, name,
+                          pos - I8_NAME - 8);
+            goto fail;
+        }
+        if ((int)rows != t->shape[0] || (int)cols != t->shape[1]) {
+            st = fg_error(FG_ERR_INVALID, "%s: tensor '%s' is %ux%u, the model's is %dx%d", path, name, rows, cols,
+                          t->shape[0], t->shape[1]);
+            goto fail;
+        }
+        size_t need = (size_t)rows * 4 + (size_t)rows * cols;
+        if (pos + need > len - 8) {
+            st = fg_error(FG_ERR_FORMAT, "%s: tensor '%s' data past the end at byte %zu", path, name, pos);
+            goto fail;
+        }
+        i8_tensor *d = &s->t[s->n++];
+        d->off = t->offset;
+        d->rows = (int)rows;
+        d->cols = (int)cols;
+        d->scale = fg_malloc(rows * sizeof(float));
+        d->q = fg_malloc((size_t)rows * cols);
+        d->comp = fg_malloc(rows * sizeof(int32_t));
+        if (!d->scale || !d->q || !d->comp) {
+            st = FG_ERR_NOMEM;
+            goto fail;
+        }
+        memcpy(d->scale, b + pos, rows * sizeof(float));
+        for (uint32_t r = 0; r < rows; r++)
+            if (!(isfinite(d->scale[r]) && d->scale[r] > 0.0f)) {
+                st = fg_error(FG_ERR_CORRUPT, "%s: tensor '%s': scale[%u] = %g (byte %zu) is not finite and > 0", path,
+                              name, r, (double)d->scale[r], pos + (size_t)r * 4);
+                goto fail;
+            }
+        pos += (size_t)rows * 4;
+        memcpy(d->q, b + pos, (size_t)rows * cols);
+        for (uint32_t r = 0; r < rows; r++) {
+            int32_t sum = 0;
+            for (uint32_t c = 0; c < cols; c++) {
+                int8_t v = d->q[(size_t)r * cols + c];
+                if (v == -128) {
+                    st = fg_error(FG_ERR_CORRUPT,
+                                  "%s: tensor '%s': code -128 at [%u, %u] (byte %zu; codes are -127..127)", path, name,
+                                  r, c, pos + (size_t)r * cols + c);
+                    goto fail;
+                }
+                sum += v;
+            }
+            d->comp[r] = 128 * sum;
+        }
+        pos += (size_t)rows * cols;
+        max_r = rows > max_r ? rows : max_r;
+        max_c = cols > max_c ? cols : max_c;
+    }
+    if (pos != len - 8) {
+        st = fg_error(FG_ERR_FORMAT, "%s: %zu unexpected bytes after the last tensor (byte %zu)", path, len - 8 - pos,
+                      pos);
+        goto fail;
+    }
+    s->u = fg_malloc((size_t)I8_ROWS * (max_c ? max_c : 1));
+    s->as = fg_malloc((size_t)I8_ROWS * sizeof(float));
+    s->acc = fg_malloc((size_t)I8_ROWS * (max_r ? max_r : 1) * sizeof(int32_t));
+    if (!s->u || !s->as || !s->acc) {
+        st = FG_ERR_NOMEM;
+        goto fail;
+    }
+    fg_free(data);
+    model_int8_free(m);
+    m->i8 = s;
+    return FG_OK;
+fail:
+    free_state(s);
+    fg_free(data);
+    return st;
+}
+
+int model_int8_linear_forward(const fg_model *m, float *out, const float *inp, const float *weight, const float *bias,
+                              int N, int C, int OC)
+{
+    struct model_int8 *s = m->i8;
+    size_t off = (size_t)(weight - m->params);
+    const i8_tensor *t = NULL;
+    for (int i = 0; i < s->n && !t; i++)
+        if (s->t[i].off == off)
+            t = &s->t[i];
+    if (!t || t->rows != OC || t->cols != C)
+        return 0;
+    for (int r0 = 0; r0 < N; r0 += I8_ROWS) {
+        int n = N - r0 < I8_ROWS ? N - r0 : I8_ROWS;
+        fg_int8_quantize_act_u8(s->u, s->as, inp + (size_t)r0 * C, n, C);
+        fg_gemm_u8s8(n, OC, C, s->u, C, t->q, C, s->acc, OC);
+        /* sum (qa + 128) qw - 128 sum qw = sum qa qw, exact in int32; one rounding to float */
+#pragma omp parallel for schedule(static) if ((size_t)n * OC > 65536)
+        for (int r = 0; r < n; r++) {
+            float *o = out + (size_t)(r0 + r) * OC;
+            const int32_t *a = s->acc + (size_t)r * OC;
+            float sa = s->as[r];
+            for (int j = 0; j < OC; j++)
+                o[j] = sa * t->scale[j] * (float)(a[j] - t->comp[j]) + (bias ? bias[j] : 0.0f);
+        }
+    }
+    return 1;
+}

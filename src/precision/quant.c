@@ -1,0 +1,175 @@
+/* quant.c: symmetric int8 quantization: scales from ranges, PyTorch-exact fake
+ * quantization with its straight-through backward, LSQ with its step gradient, the
+ * running range observer, and the integer codes the int8 GEMM reads. */
+#include <math.h>
+
+#include "frugal/precision.h"
+
+static inline float row_scale(const float *scale, int stride, int r)
+{
+    return scale[(size_t)r * stride];
+}
+
+/* PyTorch's rounding: nearbyint (ties to even) of x * (1/s), in float. */
+static inline float code_of(float x, float inv)
+{
+    return nearbyintf(x * inv);
+}
+
+static inline float clampq(float q)
+{
+    return q < -FG_INT8_QMAX ? (float)-FG_INT8_QMAX : q > FG_INT8_QMAX ? (float)FG_INT8_QMAX : q;
+}
+
+/* The code as PyTorch's fake quantization holds it: an int64, so a small negative
+ * value's -0 code becomes +0 and its output +0 (+ 0.0f does that; not folded away
+ * without -ffast-math). */
+static inline float fq_code(float x, float inv)
+{
+    return clampq(code_of(x, inv)) + 0.0f;
+}
+
+void fg_int8_scales_rows(float *scale, const float *x, int rows, int cols)
+{
+#pragma omp parallel for schedule(static) if ((size_t)rows * cols > 65536)
+    for (int r = 0; r < rows; r++) {
+        float m = 0.0f;
+        const float *xr = x + (size_t)r * cols;
+        for (int c = 0; c < cols; c++)
+            m = fmaxf(m, fabsf(xr[c]));
+        scale[r] = m > 0.0f ? m / (float)FG_INT8_QMAX : 1.0f;
+    }
+}
+
+float fg_int8_scale_tensor(const float *x, size_t n)
+{
+    float m = 0.0f;
+    for (size_t i = 0; i < n; i++)
+        m = fmaxf(m, fabsf(x[i]));
+    return m > 0.0f ? m / (float)FG_INT8_QMAX : 1.0f;
+}
+
+void fg_fake_quant_rows(float *out, const float *x, const float *scale, int stride, int rows, int cols)
+{
+#pragma omp parallel for schedule(static) if ((size_t)rows * cols > 65536)
+    for (int r = 0; r < rows; r++) {
+        float s = row_scale(scale, stride, r), inv = 1.0f / s;
+        const float *xr = x + (size_t)r * cols;
+        float *o = out + (size_t)r * cols;
+        for (int c = 0; c < cols; c++)
+            o[c] = fq_code(xr[c], inv) * s;
+    }
+}
+
+void fg_fake_quant_rows_backward(float *dx, const float *dout, const float *x, const float *scale, int stride, int rows,
+                                 int cols)
+{
+#pragma omp parallel for schedule(static) if ((size_t)rows * cols > 65536)
+    for (int r = 0; r < rows; r++) {
+        float inv = 1.0f / row_scale(scale, stride, r);
+        size_t o = (size_t)r * cols;
+        for (int c = 0; c < cols; c++) {
+            float q = code_of(x[o + c], inv);
+            dx[o + c] = q >= -FG_INT8_QMAX && q <= FG_INT8_QMAX ? dout[o + c] : 0.0f;
+        }
+    }
+}
+
+void fg_lsq_forward(float *out, const float *x, const float *step, int stride, int rows, int cols)
+{
+#pragma omp parallel for schedule(static) if ((size_t)rows * cols > 65536)
+    for (int r = 0; r < rows; r++) {
+        float s = row_scale(step, stride, r);
+        size_t o = (size_t)r * cols;
+        for (int c = 0; c < cols; c++)
+            out[o + c] = nearbyintf(clampq(x[o + c] / s)) * s;
+    }
+}
+
+float fg_lsq_grad_scale(size_t n_per_step)
+{
+    return (float)(1.0 / sqrt((double)n_per_step * FG_INT8_QMAX));
+}
+
+/* Per-row sums in double; a per-tensor step (stride 0) adds every row's sum once, after
+ * the loop (rows run in parallel). */
+void fg_lsq_backward(float *dx, float *dstep, const float *dout, const float *x, const float *step, int stride,
+                     int rows, int cols, float grad_scale)
+{
+    double total = 0.0;
+#pragma omp parallel for schedule(static) reduction(+ : total) if ((size_t)rows * cols > 65536)
+    for (int r = 0; r < rows; r++) {
+        float s = row_scale(step, stride, r);
+        size_t o = (size_t)r * cols;
+        double acc = 0.0;
+        for (int c = 0; c < cols; c++) {
+            float v = x[o + c] / s, g = dout[o + c];
+            if (v < -FG_INT8_QMAX) {
+                acc += (double)g * -FG_INT8_QMAX;
+                dx[o + c] = 0.0f;
+            } else if (v > FG_INT8_QMAX) {
+                acc += (double)g * FG_INT8_QMAX;
+                dx[o + c] = 0.0f;
+            } else {
+                acc += (double)g * ((double)nearbyintf(v) - (double)v);
+                dx[o + c] = g;
+            }
+        }
+        if (stride)
+            dstep[(size_t)r * stride] += (float)(acc * grad_scale);
+        else
+            total += acc;
+    }
+    if (!stride && rows > 0)
+        dstep[0] += (float)(total * grad_scale);
+}
+
+void fg_lsq_init(float *step, const float *x, int stride, int rows, int cols)
+{
+    double total = 0.0;
+    for (int r = 0; r < rows; r++) {
+        double acc = 0.0;
+        for (int c = 0; c < cols; c++)
+            acc += fabs((double)x[(size_t)r * cols + c]);
+        if (stride) {
+            double m = cols ? acc / cols : 0.0;
+            step[(size_t)r * stride] = m > 0.0 ? (float)(2.0 * m / sqrt((double)FG_INT8_QMAX)) : 1.0f / FG_INT8_QMAX;
+        }
+        total += acc;
+    }
+    if (!stride) {
+        double m = rows && cols ? total / ((double)rows * cols) : 0.0;
+        step[0] = m > 0.0 ? (float)(2.0 * m / sqrt((double)FG_INT8_QMAX)) : 1.0f / FG_INT8_QMAX;
+    }
+}
+
+void fg_int8_observer_update(fg_int8_observer *o, float batch_amax)
+{
+    if (o->batches++ == 0)
+        o->amax = batch_amax;
+    else
+        o->amax += o->momentum * (batch_amax - o->amax);
+}
+
+void fg_int8_quantize_rows(int8_t *q, const float *x, const float *scale, int stride, int rows, int cols)
+{
+#pragma omp parallel for schedule(static) if ((size_t)rows * cols > 65536)
+    for (int r = 0; r < rows; r++) {
+        float inv = 1.0f / row_scale(scale, stride, r);
+        size_t o = (size_t)r * cols;
+        for (int c = 0; c < cols; c++)
+            q[o + c] = (int8_t)clampq(code_of(x[o + c], inv));
+    }
+}
+
+void fg_int8_quantize_act_u8(uint8_t *u, float *scale, const float *x, int rows, int cols)
+{
+    fg_int8_scales_rows(scale, x, rows, cols);
+#pragma omp parallel for schedule(static) if ((size_t)rows * cols > 65536)
+    for (int r = 0; r < rows; r++) {
+        float inv = 1.0f / scale[r];
+        size_t o = (size_t)r * cols;
+        for (int c = 0; c < cols; c++)
+            u[o + c] = (uint8_t)((int)clampq(code_of(x[o + c], inv)) + 128);
+    }
+}

@@ -1,0 +1,332 @@
+/* test_model_qat.c: int8 quantization-aware training in the model: loss, logits and every
+ * gradient against the PyTorch QAT twin (tools/gen_quant_fixtures.py: the dense twin with
+ * torch's fake_quantize ops in the four inner linear layers; llama per-token, gpt2
+ * per-tensor ranges), finite differences where the loss is smooth (the final norm and the
+ * fp32 head, downstream of every quantizer), qat_layers parsing, and that QAT changes the
+ * forward only in the layers it names. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "frugal/model.h"
+#include "harness.h"
+
+/* the twin's weights: the same hash as tests/test_model.c and gen_model_fixtures.py */
+static float hash_u(uint64_t idx, uint64_t seed)
+{
+    uint64_t z = idx + 0x9E3779B97F4A7C15ULL * (seed + 1);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    z ^= z >> 31;
+    float k = (float)(z % 20001);
+    return (k - 10000.0f) / 10000.0f;
+}
+
+static int ends_with(const char *s, const char *suffix)
+{
+    size_t a = strlen(s), b = strlen(suffix);
+    return a >= b && strcmp(s + a - b, suffix) == 0;
+}
+
+static void hash_weights(fg_model *m, uint64_t seed)
+{
+    float *p = fg_model_params(m);
+    for (int i = 0; i < fg_model_num_tensors(m); i++) {
+        const fg_tensor_info *t = fg_model_tensor(m, i);
+        int bias = ends_with(t->name, "bias");
+        int norm = strstr(t->name, "ln_") != NULL && ends_with(t->name, "weight");
+        for (size_t j = 0; j < t->numel; j++) {
+            float u = hash_u(t->offset + j, seed);
+            p[t->offset + j] = bias ? u * 0.05f : norm ? 1.0f + u * 0.1f : u * 0.1f;
+        }
+    }
+}
+
+/* config: layout V Vp maxT L NH C F tie B T seed per_tensor */
+static fg_model *fixture_model(const int32_t *cf, const char *layers)
+{
+    fg_model_config cfg;
+    fg_model_config_default(&cfg, (fg_layout)cf[0]);
+    cfg.vocab_size = cf[1];
+    cfg.max_seq_len = cf[3];
+    cfg.n_layer = cf[4];
+    cfg.n_head = cf[5];
+    cfg.d_model = cf[6];
+    cfg.d_ff = cf[7];
+    cfg.tie_embeddings = cf[8];
+    snprintf(cfg.qat_layers, sizeof cfg.qat_layers, "%s", layers);
+    cfg.qat_act = cf[12];
+    fg_model *m = fg_model_new(&cfg, cf[9], cf[10]);
+    FG_CHECK(m != NULL, "fg_model_new: %s", fg_last_error());
+    if (m)
+        hash_weights(m, (uint64_t)cf[11]);
+    return m;
+}
+
+static void test_twin(const char *name)
+{
+    char rel[128];
+    snprintf(rel, sizeof rel, "tests/fixtures/quant/%s.bin", name);
+    fg_fixture fx;
+    if (fg_fixture_load(&fx, fg_test_source_path(rel)) != FG_OK) {
+        FG_CHECK(0, "load fixture %s: %s", rel, fg_last_error());
+        return;
+    }
+    const int32_t *cf = fg_fixture_get(&fx, "config")->data;
+    int B = cf[9], T = cf[10];
+    fg_model *m = fixture_model(cf, "qkv,attproj, fc,fcproj");
+    fg_model *plain = fixture_model(cf, "");
+    if (!m || !plain)
+        goto out;
+    const int32_t *in = fg_fixture_get(&fx, "inputs")->data, *tg = fg_fixture_get(&fx, "targets")->data;
+    float loss = 0, loss_fp = 0, want = FG_FIX_F32(&fx, "loss")[0];
+    FG_CHECK(fg_model_forward(m, in, tg, B, T, &loss) == FG_OK, "%s: forward: %s", name, fg_last_error());
+    fg_model_forward(plain, in, tg, B, T, &loss_fp);
+    /* 1e-4 as test_model (fp32 vs the float64 twin). Quantization moves this loss by
+     * 1.3e-4 (llama) and 1.3e-3 (gpt2): the twin must agree far better than that, or the
+     * check could pass with the quantizers off */
+    FG_CHECK(fabs(loss - want) <= 1e-4 * fabs(want), "%s: loss %.7f, twin %.7f (fp32 model %.7f)", name, loss, want,
+             loss_fp);
+    FG_CHECK(fabs(loss - loss_fp) > 20 * fabs(loss - want), "%s: QAT loss %.7f vs fp32 %.7f: not told apart from %.7f",
+             name, loss, loss_fp, want);
+    const fg_fixture_tensor *lg = fg_fixture_get(&fx, "logits");
+    char what[160];
+    snprintf(what, sizeof what, "%s logits", name);
+    /* 1e-5: measured 2.6e-7 (logits) and <= 5.7e-7 (gradients, FG_TEST_VERBOSE=1); a code
+     * flipped at a rounding tie between fp32 and the float64 twin would cost ~1e-3 */
+    fg_test_check_tensor(what, fg_model_logits(m), lg->data, lg->numel, 1e-5);
+    fg_model_zero_grad(m);
+    FG_CHECK(fg_model_backward(m, 1.0f) == FG_OK, "%s: backward: %s", name, fg_last_error());
+    const float *g = fg_model_grads(m);
+    size_t covered = 0;
+    double worst = 0;
+    for (int i = 0; i < fg_model_num_tensors(m); i++) {
+        const fg_tensor_info *t = fg_model_tensor(m, i);
+        char key[160];
+        snprintf(key, sizeof key, "grad.%s", t->name);
+        const fg_fixture_tensor *ref = fg_fixture_get(&fx, key);
+        if (!ref || ref->numel != t->numel)
+            continue;
+        snprintf(what, sizeof what, "%s d%s", name, t->name);
+        fg_test_check_tensor(what, g + t->offset, ref->data, t->numel, 1e-5);
+        worst = fmax(worst, fg_test_max_rel_err(g + t->offset, ref->data, t->numel));
+        covered += t->numel;
+    }
+    FG_CHECK(covered == fg_model_num_params(m), "%s: gradients compared for %zu of %zu params", name, covered,
+             fg_model_num_params(m));
+    if (getenv("FG_TEST_VERBOSE"))
+        printf("%s: loss %.7f twin %.7f fp32 %.7f; logits err %.3g; worst gradient err %.3g\n", name, loss, want,
+               loss_fp, fg_test_max_rel_err(fg_model_logits(m), lg->data, lg->numel), worst);
+out:
+    fg_model_delete(m);
+    fg_model_delete(plain);
+    fg_fixture_free(&fx);
+}
+
+/* The loss is piecewise constant in every parameter upstream of a quantizer (the STE is
+ * not its derivative), so finite differences can only check the parameters downstream of
+ * all of them: the final norm and the head, which stays fp32. */
+static void test_finite_diff(void)
+{
+    /* llama, V 23, maxT 8, L 2, NH 2, C 16, F 0 (default), untied, B 2, T 5, seed 7, per token */
+    const int32_t cf[13] = {0, 23, 64, 8, 2, 2, 16, 0, 0, 2, 5, 7, 0};
+    fg_model *m = fixture_model(cf, "all");
+    if (!m)
+        return;
+    fg_rng r;
+    fg_rng_seed(&r, 11);
+    int32_t in[10], tg[10];
+    for (int i = 0; i < 10; i++) {
+        in[i] = (int32_t)fg_rng_below(&r, 23);
+        tg[i] = (int32_t)fg_rng_below(&r, 23);
+    }
+    float loss, lp, lm;
+    fg_model_zero_grad(m);
+    fg_model_forward(m, in, tg, 2, 5, &loss);
+    fg_model_backward(m, 1.0f);
+    float *p = fg_model_params(m);
+    const float *g = fg_model_grads(m);
+    int bad = 0, checked = 0;
+    for (int i = 0; i < fg_model_num_tensors(m); i++) {
+        const fg_tensor_info *t = fg_model_tensor(m, i);
+        if (strcmp(t->name, "ln_f.weight") && strcmp(t->name, "lm_head.weight"))
+            continue;
+        for (int k = 0; k < 6; k++) {
+            size_t at = t->offset + fg_rng_below(&r, (uint32_t)t->numel);
+            float save = p[at], h = 1e-2f;
+            p[at] = save + h;
+            fg_model_forward(m, in, tg, 2, 5, &lp);
+            p[at] = save - h;
+            fg_model_forward(m, in, tg, 2, 5, &lm);
+            p[at] = save;
+            double fd = ((double)lp - (double)lm) / (2.0 * h);
+            checked++;
+            /* test_model's tolerance for the same differences */
+            if (fabs(fd - g[at]) > 2e-2 * fabs(g[at]) + 1e-4 && bad++ < 3)
+                FG_CHECK(0, "finite difference of %s: %.6g, backward %.6g", t->name, fd, g[at]);
+        }
+    }
+    FG_CHECK(bad == 0 && checked == 12, "%d of %d finite differences off", bad, checked);
+    fg_model_delete(m);
+}
+
+static void test_config(void)
+{
+    fg_model_config cfg;
+    fg_model_config_default(&cfg, FG_LAYOUT_LLAMA);
+    cfg.vocab_size = 30;
+    cfg.max_seq_len = 8;
+    cfg.n_layer = 1;
+    cfg.n_head = 2;
+    cfg.d_model = 16;
+    snprintf(cfg.qat_layers, sizeof cfg.qat_layers, "qkv,router");
+    fg_model *m = fg_model_new(&cfg, 1, 8);
+    FG_CHECK(m == NULL && strstr(fg_last_error(), "unknown layer 'router' at byte 4"), "bad layer: %s",
+             fg_last_error());
+    fg_model_delete(m);
+    /* QAT hooks the fp32 layers only: with bf16 it would silently do nothing (a merge
+     * found this), so the config is refused */
+    snprintf(cfg.qat_layers, sizeof cfg.qat_layers, "qkv");
+    cfg.precision = FG_PRECISION_BF16;
+    m = fg_model_new(&cfg, 1, 8);
+    FG_CHECK(m == NULL && strstr(fg_last_error(), "qat_layers = \"qkv\" needs precision = fp32"), "qat + bf16: %s",
+             fg_last_error());
+    fg_model_delete(m);
+    cfg.precision = FG_PRECISION_FP32;
+    /* the head is quantized only when named */
+    snprintf(cfg.qat_layers, sizeof cfg.qat_layers, "head");
+    m = fg_model_new(&cfg, 1, 8);
+    cfg.qat_layers[0] = 0;
+    fg_model *plain = fg_model_new(&cfg, 1, 8);
+    FG_CHECK(m && plain, "models: %s", fg_last_error());
+    if (m && plain) {
+        hash_weights(m, 3);
+        hash_weights(plain, 3);
+        int32_t in[8] = {1, 2, 3, 4, 5, 6, 7, 8}, tg[8] = {2, 3, 4, 5, 6, 7, 8, 9};
+        float a, b;
+        fg_model_forward(m, in, tg, 1, 8, &a);
+        fg_model_forward(plain, in, tg, 1, 8, &b);
+        FG_CHECK(a != b, "head QAT changed nothing (%g)", a);
+    }
+    fg_model_delete(m);
+    fg_model_delete(plain);
+}
+
+/* ---- int8 inference ---- */
+
+static size_t file_bytes(const char *path, unsigned char **out)
+{
+    char *d = NULL;
+    size_t n = 0;
+    FG_ASSERT(fg_read_file(path, (size_t)1 << 30, &d, &n) == FG_OK);
+    *out = (unsigned char *)d;
+    return n;
+}
+
+/* FNV-1a 64 of the first n - 8 bytes into the last 8: a file a buggy writer could make. */
+static void reseal(unsigned char *b, size_t n)
+{
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (size_t i = 0; i + 8 < n; i++)
+        h = (h ^ b[i]) * 0x100000001b3ULL;
+    memcpy(b + n - 8, &h, 8);
+}
+
+static void expect_refused(fg_model *m, const char *path, const unsigned char *b, size_t n, const char *what,
+                           const char *needle)
+{
+    fg_test_write_file(path, b, n);
+    fg_status st = fg_model_int8_load(m, path);
+    FG_CHECK(st != FG_OK && strstr(fg_last_error(), path) && strstr(fg_last_error(), needle),
+             "%s: refused naming the file and '%s': %s", what, needle, st == FG_OK ? "(loaded)" : fg_last_error());
+}
+
+/* Decoding with the int8 weights file against the QAT model of the same weights (per
+ * token, all four inner layers): the same codes and scales, only the GEMM differs (exact
+ * integers, one rounding, vs fp32 products), so the logits agree closely; the file is
+ * refused, naming it and the tensor, when corrupted or made for another model. */
+static void test_int8(void)
+{
+    const int32_t cf[13] = {0, 23, 64, 16, 2, 2, 32, 0, 0, 1, 16, 5, 0};
+    fg_model *m = fixture_model(cf, ""), *q = fixture_model(cf, "all"), *plain = fixture_model(cf, "");
+    if (!m || !q || !plain)
+        goto out;
+    char path[512], bad[512];
+    snprintf(path, sizeof path, "%s/qat_test.int8", fg_test_tmpdir());
+    snprintf(bad, sizeof bad, "%s/qat_bad.int8", fg_test_tmpdir());
+    FG_CHECK(fg_model_int8_save(m, "all", path) == FG_OK, "save: %s", fg_last_error());
+    FG_CHECK(fg_model_int8_load(m, path) == FG_OK, "load: %s", fg_last_error());
+    int V = 23, Vp = fg_model_get_config(m)->padded_vocab;
+    double worst = 0, moved = 0;
+    for (int pos = 0; pos < 6; pos++) {
+        const float *a, *b, *c;
+        int32_t tok = (int32_t)((pos * 7 + 3) % V);
+        FG_CHECK(fg_model_decode_step(m, tok, pos, &a) == FG_OK, "int8 decode: %s", fg_last_error());
+        fg_model_decode_step(q, tok, pos, &b);
+        fg_model_decode_step(plain, tok, pos, &c);
+        worst = fmax(worst, fg_test_max_rel_err(a, b, (size_t)Vp));
+        moved = fmax(moved, fg_test_max_rel_err(c, b, (size_t)Vp));
+    }
+    /* measured ~1e-6 (FG_TEST_VERBOSE=1); quantization itself moves the logits ~1e-2 */
+    FG_CHECK(worst < 1e-4 && moved > 100 * worst, "int8 vs QAT logits err %.3g (quantization moves them %.3g)", worst,
+             moved);
+    if (getenv("FG_TEST_VERBOSE"))
+        printf("int8 decode vs QAT: %.3g; QAT vs fp32: %.3g\n", worst, moved);
+    /* a prompt (the batched prefill) gives the same greedy continuation as the QAT model */
+    int32_t prompt[5] = {1, 5, 9, 2, 7}, o1[16], o2[16];
+    fg_sampler s = {.temperature = 0.0f};
+    int n1 = fg_model_generate(m, prompt, 5, 8, -1, &s, o1), n2 = fg_model_generate(q, prompt, 5, 8, -1, &s, o2);
+    FG_CHECK(n1 == 13 && n2 == 13 && !memcmp(o1, o2, sizeof(int32_t) * 13), "greedy int8 vs QAT: %d %d", n1, n2);
+
+    unsigned char *b;
+    size_t n = file_bytes(path, &b);
+    /* header 24 bytes, then name[64] rows cols scales codes ... */
+    b[n / 2] ^= 0x10;
+    expect_refused(m, bad, b, n, "a flipped byte", "checksum mismatch");
+    b[n / 2] ^= 0x10;
+    expect_refused(m, bad, b, n - 5, "a truncated file", "checksum");
+    float neg = -0.5f, save;
+    memcpy(&save, b + 24 + 64 + 8 + 4 * 3, 4);
+    memcpy(b + 24 + 64 + 8 + 4 * 3, &neg, 4);
+    reseal(b, n);
+    expect_refused(m, bad, b, n, "a negative scale", "tensor 'h.0.attn.qkv.weight': scale[3] = -0.5");
+    memcpy(b + 24 + 64 + 8 + 4 * 3, &save, 4);
+    char name[64] = "h.0.attn.proj.weight";
+    memcpy(b + 24, name, sizeof name);
+    reseal(b, n);
+    expect_refused(m, bad, b, n, "a tensor of another shape", "tensor 'h.0.attn.proj.weight' is 96x32");
+    memcpy(b + 24, "h.0.ln_1.weight", 16);
+    reseal(b, n);
+    expect_refused(m, bad, b, n, "a tensor that is no linear layer", "'h.0.ln_1.weight' (byte 24) is not a linear");
+    fg_free(b);
+    /* another model (wider FFN) */
+    fg_model_config cfg = *fg_model_get_config(m);
+    cfg.d_ff = 96;
+    cfg.qat_layers[0] = 0;
+    fg_model *other = fg_model_new(&cfg, 1, 16);
+    FG_ASSERT(other);
+    fg_status st = fg_model_int8_load(other, path);
+    FG_CHECK(st != FG_OK && strstr(fg_last_error(), path) && strstr(fg_last_error(), "parameters"), "another model: %s",
+             fg_last_error());
+    fg_model_delete(other);
+    /* refusals left m's int8 weights in place */
+    const float *a, *c;
+    fg_model_decode_step(m, 4, 0, &a);
+    fg_model_decode_step(q, 4, 0, &c);
+    FG_CHECK(fg_test_max_rel_err(a, c, (size_t)Vp) < 1e-4, "after the refusals m still decodes int8");
+out:
+    fg_model_delete(m);
+    fg_model_delete(q);
+    fg_model_delete(plain);
+}
+
+int main(void)
+{
+    FG_TEST_BEGIN("model_qat");
+    test_twin("qat_llama_token");
+    test_twin("qat_gpt2_tensor");
+    test_finite_diff();
+    test_config();
+    test_int8();
+    return fg_test_end();
+}
