@@ -173,6 +173,74 @@ static void test_default_rules(void)
     fg_data_rules_delete(r);
 }
 
+/* The three defects of issue 16, found on real pages of trafilatura's evaluation set. */
+static fg_doc html_doc(const char *raw, size_t n)
+{
+    fg_doc d;
+    memset(&d, 0, sizeof d);
+    d.format = FG_DOC_HTML;
+    d.raw = fg_malloc(n + 1);
+    memcpy(d.raw, raw, n);
+    d.raw[n] = 0;
+    d.raw_len = n;
+    d.source = fg_strdup("t.html");
+    return d;
+}
+
+static void test_issue16_defects(void)
+{
+    /* 1. charset: a <script charset="utf-8"> before <meta charset="gb2312"> is not the
+     * page's charset. "中文" in GB2312 is D6 D0 CE C4. */
+    const char gb[] = "<html><head><script charset=\"utf-8\" src=\"a.js\"></script>"
+                      "<meta http-equiv=\"Content-Type\" content=\"text/html; charset=gb2312\"></head>"
+                      "<body><p>\xD6\xD0\xCE\xC4</p></body></html>";
+    fg_doc d = html_doc(gb, sizeof gb - 1);
+    FG_CHECK(fg_data_doc_decode(&d, NULL, NULL) == FG_OK, "decode gb2312");
+    FG_CHECK(d.text && strstr(d.text, "\xE4\xB8\xAD\xE6\x96\x87") && !d.utf8_repairs,
+             "gb2312 page decoded from its <meta>, not the <script charset>: %s", d.text ? d.text : "");
+    fg_doc_free(&d);
+    /* ... and with no declaration at all uchardet finds it (a longer GB2312 text). */
+    char und[4096];
+    size_t un = (size_t)snprintf(und, sizeof und, "<html><body><p>");
+    for (int i = 0; i < 60; i++)
+        un += (size_t)snprintf(und + un, sizeof und - un, "\xD6\xD0\xB9\xFA\xC8\xCB\xC3\xF1\xA3\xAC");
+    un += (size_t)snprintf(und + un, sizeof und - un, "</p></body></html>");
+    d = html_doc(und, un);
+    FG_CHECK(fg_data_doc_decode(&d, NULL, NULL) == FG_OK, "decode undeclared gb2312");
+    FG_CHECK(d.text && strstr(d.text, "\xE4\xB8\xAD\xE5\x9B\xBD") && !d.utf8_repairs,
+             "undeclared gb2312 detected (uchardet), %u repairs", d.utf8_repairs);
+    fg_doc_free(&d);
+    /* A UTF-8 BOM is not text. */
+    d = html_doc("\xEF\xBB\xBFok", 5);
+    FG_CHECK(fg_data_doc_decode(&d, NULL, NULL) == FG_OK && d.len == 2 && !memcmp(d.text, "ok", 2), "BOM dropped");
+    fg_doc_free(&d);
+
+    fg_data_rules *r = NULL;
+    fg_status st = fg_data_rules_load(&r, fg_test_source_path("configs/clean_rules.conf"));
+    FG_CHECK(st == FG_OK, "default rules load: %s", fg_last_error());
+    if (!r)
+        return;
+    fg_data_scratch *s = fg_data_scratch_new(r);
+    const char *rej;
+    /* 2. A self-closed or unclosed <svg> removes only itself, not the text up to a later </svg>. */
+    const char *got = clean(r, s, "<svg class=\"icon\"/><p>The article body.</p><svg><path d=\"M0\"/></svg>", &rej);
+    FG_CHECK(!strcmp(got, "The article body."), "self-closed svg: '%s'", got);
+    got = clean(r, s, "<svg class=\"logo\"><p>The article body.</p><svg><path/></svg><p>End.</p>", &rej);
+    FG_CHECK(!strcmp(got, "The article body.\n\nEnd."), "unclosed svg: '%s'", got);
+    got = clean(r, s, "<script src=\"a.js\"/><p>Kept text.</p><script>x()</script>", &rej);
+    FG_CHECK(!strcmp(got, "Kept text."), "self-closed script: '%s'", got);
+    /* 3. Named entities: the whole HTML5 table (the 15 pages had these). */
+    got = clean(r, s, "bl&aring; &aelig;ble &oslash;l &pound;5 &bdquo;zitat&ldquo; &NotEqualTilde; &Afr; &thetasym;.",
+                &rej);
+    FG_CHECK(!strcmp(got, "bl\xC3\xA5 \xC3\xA6"
+                          "ble \xC3\xB8l \xC2\xA3"
+                          "5 \xE2\x80\x9Ezitat\xE2\x80\x9C "
+                          "\xE2\x89\x82\xCC\xB8 \xF0\x9D\x94\x84 \xCF\x91."),
+             "HTML5 named entities: '%s'", got);
+    fg_data_scratch_delete(s);
+    fg_data_rules_delete(r);
+}
+
 static fg_quality_stats measure(const fg_data_rules *r, fg_data_scratch *s, const char *text)
 {
     fg_quality_stats st;
@@ -622,6 +690,7 @@ int main(void)
     test_utf8();
     test_rules_errors();
     test_default_rules();
+    test_issue16_defects();
     test_quality();
     test_classifier_synthetic();
     test_classifier_sms();

@@ -96,7 +96,9 @@ static void test_web(fg_data_rules *rules)
     FG_CHECK(fg_data_report_rejects_for(&r, "lorem_ipsum") == 1, "one page holds lorem ipsum");
     FG_CHECK(r.warc_records_skipped == 41, "WARC request/metadata/warcinfo records skipped: %llu",
              (unsigned long long)r.warc_records_skipped);
-    FG_CHECK(r.utf8_repaired_docs == 1, "one page has invalid UTF-8, repaired: %llu",
+    /* 0 since issue 16: the one page repaired before (nmb-media.de.ebay) is ISO-8859-1 as its
+     * <meta> says; a "charset=utf-8;base64" inside a script had been taken for its charset. */
+    FG_CHECK(r.utf8_repaired_docs == 0, "no page has invalid UTF-8 left to repair: %llu",
              (unsigned long long)r.utf8_repaired_docs);
     FG_CHECK(r.skipped_files && strstr(r.skipped_files, "INDEX.tsv"), "INDEX.tsv listed as skipped");
     FG_CHECK(r.bytes_kept > 1000000 && r.bytes_kept < r.bytes_read / 5, "kept %llu of %llu bytes (HTML stripped)",

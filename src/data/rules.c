@@ -485,19 +485,35 @@ static fg_status apply_sub(const rule *ru, fg_data_scratch *s, const char **cur,
     return FG_OK;
 }
 
-static const struct {
-    const char *name;
-    uint32_t cp;
-} entities[] = {{"amp", '&'},     {"lt", '<'},       {"gt", '>'},       {"quot", '"'},      {"apos", '\''},
-                {"nbsp", ' '},    {"mdash", 0x2014}, {"ndash", 0x2013}, {"hellip", 0x2026}, {"laquo", 0xAB},
-                {"raquo", 0xBB},  {"lsquo", 0x2018}, {"rsquo", 0x2019}, {"ldquo", 0x201C},  {"rdquo", 0x201D},
-                {"copy", 0xA9},   {"reg", 0xAE},     {"euro", 0x20AC},  {"middot", 0xB7},   {"bull", 0x2022},
-                {"auml", 0xE4},   {"ouml", 0xF6},    {"uuml", 0xFC},    {"Auml", 0xC4},     {"Ouml", 0xD6},
-                {"Uuml", 0xDC},   {"szlig", 0xDF},   {"eacute", 0xE9},  {"egrave", 0xE8},   {"agrave", 0xE0},
-                {"ccedil", 0xE7}, {"ntilde", 0xF1},  {"aacute", 0xE1},  {"iacute", 0xED},   {"oacute", 0xF3},
-                {"uacute", 0xFA}, {"times", 0xD7},   {"deg", 0xB0},     {"shy", 0xAD},      {"zwnj", 0x200C}};
+#include "html_entities.h"
 
-/* Decodes &name; &#NNN; &#xHH; (invalid code points become U+FFFD). Output never grows. */
+static int entity_cmp(const void *key, const void *elem)
+{
+    const char *k = key;
+    const char *name = *(const char *const *)elem; /* the first member of a table row */
+    return strcmp(k, name);
+}
+
+/* Code points of the named reference name[0..n), or false when it is not one. */
+bool fg_data_html_entity(const char *name, size_t n, uint32_t *cp, uint32_t *cp2)
+{
+    char k[FG_HTML_ENTITY_MAX_NAME + 1];
+    if (n == 0 || n > FG_HTML_ENTITY_MAX_NAME)
+        return false;
+    memcpy(k, name, n);
+    k[n] = 0;
+    const void *hit = bsearch(k, fg_html_entities, FG_HTML_N_ENTITIES, sizeof fg_html_entities[0], entity_cmp);
+    if (!hit)
+        return false;
+    size_t i = (size_t)((const char *)hit - (const char *)fg_html_entities) / sizeof fg_html_entities[0];
+    *cp = fg_html_entities[i].cp;
+    *cp2 = fg_html_entities[i].cp2;
+    return true;
+}
+
+/* Decodes &name; (the whole HTML5 table) &#NNN; &#xHH; (invalid code points become
+ * U+FFFD). A few two-code-point references grow (&nGt; is 5 bytes, its UTF-8 6), never
+ * by more than 2x. */
 static fg_status apply_entities(fg_data_scratch *s, const char **cur, size_t *n)
 {
     const char *in = *cur;
@@ -505,7 +521,7 @@ static fg_status apply_entities(fg_data_scratch *s, const char **cur, size_t *n)
         return FG_OK;
     sbuf *o = other(s, in);
     o->n = 0;
-    if (sbuf_reserve(o, *n) != FG_OK)
+    if (sbuf_reserve(o, 2 * *n + 8) != FG_OK)
         return FG_ERR_NOMEM;
     size_t i = 0, len = *n;
     char *w = o->p;
@@ -518,9 +534,10 @@ static fg_status apply_entities(fg_data_scratch *s, const char **cur, size_t *n)
         if (!amp)
             break;
         size_t j = i + 1;
-        while (j < len && j - i < 12 && in[j] != ';' && (isalnum((unsigned char)in[j]) || in[j] == '#'))
+        while (j < len && j - i < FG_HTML_ENTITY_MAX_NAME + 2 && in[j] != ';' &&
+               (isalnum((unsigned char)in[j]) || in[j] == '#'))
             j++;
-        uint32_t cp = 0;
+        uint32_t cp = 0, cp2 = 0;
         bool ok = false;
         if (j < len && in[j] == ';' && j > i + 1) {
             if (in[i + 1] == '#') {
@@ -538,19 +555,15 @@ static fg_status apply_entities(fg_data_scratch *s, const char **cur, size_t *n)
                     }
                 }
             } else {
-                for (size_t e = 0; e < sizeof entities / sizeof entities[0]; e++) {
-                    size_t el = strlen(entities[e].name);
-                    if (el == j - i - 1 && !memcmp(entities[e].name, in + i + 1, el)) {
-                        cp = entities[e].cp;
-                        ok = true;
-                        break;
-                    }
-                }
+                ok = fg_data_html_entity(in + i + 1, j - i - 1, &cp, &cp2);
             }
         }
-        /* A reference is >= 4 bytes ("&lt;") and its UTF-8 is <= 4 bytes, so w stays behind. */
-        if (ok && (j - i + 1) >= 4) {
+        if (ok) {
+            if (cp == 0xA0)
+                cp = ' '; /* &nbsp; as a space, as before: the spaces rule collapses it */
             w += utf8proc_encode_char((utf8proc_int32_t)cp, (utf8proc_uint8_t *)w);
+            if (cp2)
+                w += utf8proc_encode_char((utf8proc_int32_t)cp2, (utf8proc_uint8_t *)w);
             i = j + 1;
         } else {
             *w++ = '&';
