@@ -12,8 +12,8 @@
  *   fg_data_report_print(stdout, &rep); fg_data_report_free(&rep);
  * Every input document ends up in the output or in the rejects file (with the rule
  * that rejected it); rep.docs_read == rep.docs_kept + sum(rep.rejects[i].count).
- * Left out: language identification, perplexity filtering, content extraction
- * beyond regex tag stripping.
+ * HTML pages (files and WARC responses) go through main-content extraction
+ * (fg_data_html_extract) before the rules. Left out: perplexity filtering.
  */
 #ifndef FRUGAL_DATA_H
 #define FRUGAL_DATA_H
@@ -133,6 +133,23 @@ fg_status fg_data_utf8_repair(const char *s, size_t n, char **out, size_t *out_l
 /* ---- JSON output ---- */
 /* Appends s[0..n) as a JSON string literal (quotes included) to f. */
 void fg_data_json_write_string(FILE *f, const char *s, size_t n);
+
+/* ---- HTML main-content extraction (src/data/extract.c, libxml2's HTML parser) ---- */
+typedef struct fg_data_extracted {
+    char *text;                           /* main content, paragraphs separated by '\n' (fg_malloc'd), or NULL */
+    size_t len;                           /* bytes */
+    char *title;                          /* <title> text (fg_malloc'd), or NULL */
+    const char *reject;                   /* static reason when nothing could be extracted, else NULL */
+    char detail[160];                     /* its explanation */
+    uint64_t page_chars, container_chars; /* non-space text bytes of the page / the container chosen */
+} fg_data_extracted;
+/* Extracts the main content of html[0..len) (UTF-8; any <meta charset> is ignored, the
+ * caller has decoded already). Navigation, headers/footers, comments, link lists, hidden
+ * and non-text elements are left out (algorithm at the top of extract.c). Malformed
+ * input never fails: a page with no content gets res->reject ("extract_no_html",
+ * "extract_empty") and a detail. Returns FG_ERR_NOMEM only. Thread-safe. */
+fg_status fg_data_html_extract(const char *html, size_t len, fg_data_extracted *res);
+void fg_data_extracted_free(fg_data_extracted *r); /* NULL-safe; zeroes text and title */
 
 /* ---- rules ---- */
 typedef struct fg_data_rules fg_data_rules;
@@ -298,6 +315,11 @@ typedef enum fg_classify_mode {
     FG_CLASSIFY_NONE = 2,      /* no classifier: ambiguous documents kept when score >= midpoint */
 } fg_classify_mode;
 
+typedef enum fg_extract_mode {
+    FG_EXTRACT_DOM = 0,  /* fg_data_html_extract, then the rules on its text */
+    FG_EXTRACT_NONE = 1, /* the page's HTML goes to the rules as it is (regex tag stripping) */
+} fg_extract_mode;
+
 typedef struct fg_data_clean_config {
     const fg_data_rules *rules;           /* required */
     const fg_data_classifier *classifier; /* NULL: FG_CLASSIFY_NONE behaviour */
@@ -318,6 +340,7 @@ typedef struct fg_data_clean_config {
     bool fail_on_read_error;     /* a corrupt/truncated/unreadable input fails the run (FG_ERR_CORRUPT
                                     or FG_ERR_IO naming file and byte) instead of a read_error reject */
     bool progress;               /* progress bar on stderr (MB of input on disk, rate, ETA) */
+    fg_extract_mode extract;     /* HTML pages: DOM main-content extraction (default) or rules only */
 } fg_data_clean_config;
 void fg_data_clean_config_init(fg_data_clean_config *c);
 

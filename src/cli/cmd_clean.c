@@ -135,6 +135,7 @@ done:
 typedef struct clean_opts {
     char output[PATH], rejects[PATH], rules[PATH], classifier[PATH], report[PATH], eval_label[128], positive[512];
     int classify; /* index of classify_modes: the fg_classify_mode values in order */
+    int extract;  /* index of extract_modes: the fg_extract_mode values in order */
     float threshold;
     int no_dedup, no_exact, no_near;
     double jaccard, dedup_mb;
@@ -144,6 +145,7 @@ typedef struct clean_opts {
 } clean_opts;
 
 static const char *const classify_modes[] = {"ambiguous", "all", "none", NULL};
+static const char *const extract_modes[] = {"dom", "none", NULL};
 
 #define CF(field) FG_OPT_FIELD(clean_opts, field)
 static const fg_opt clean_table[] = {
@@ -155,6 +157,8 @@ static const fg_opt clean_table[] = {
     {"classifier", FG_OPT_STR, CF(classifier), .help = "classifier for documents between the reject and accept scores"},
     {"classify", FG_OPT_ENUM, CF(classify), .choices = classify_modes,
      .help = "ambiguous: between the scores; all: every document; none"},
+    {"extract", FG_OPT_ENUM, CF(extract), .choices = extract_modes,
+     .help = "HTML pages: main-content extraction (dom), or the raw page to the rules (none)"},
     {"threshold", FG_OPT_FLOAT, CF(threshold), .min = 0, .max = 1, .help = "keep when classifier P(keep) >= this"},
     {"no_dedup", FG_OPT_BOOL, CF(no_dedup), .help = "no exact and no near-duplicate removal"},
     {"no_exact", FG_OPT_BOOL, CF(no_exact), .help = "no exact-duplicate removal"},
@@ -202,6 +206,7 @@ int fg_cmd_clean(int argc, char **argv)
     snprintf(o.output, sizeof o.output, "clean.jsonl");
     snprintf(o.positive, sizeof o.positive, "%s", c.positive_labels ? c.positive_labels : "1,true,keep,good,ham,pos");
     o.classify = (int)c.classify;
+    o.extract = (int)c.extract;
     o.threshold = c.classifier_threshold;
     o.jaccard = c.dedup.jaccard;
     o.num_perm = c.dedup.n_perm;
@@ -246,6 +251,7 @@ int fg_cmd_clean(int argc, char **argv)
         return rc;
     }
     c.classify = (fg_classify_mode)o.classify;
+    c.extract = (fg_extract_mode)o.extract;
     c.classifier_threshold = o.threshold;
     if (o.no_dedup)
         c.dedup.exact = c.dedup.near = false;

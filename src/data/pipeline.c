@@ -38,6 +38,7 @@ typedef struct slot {
     fg_doc doc;
     char *clean; /* cleaned text (owned) */
     size_t clean_len;
+    char *title;         /* <title> of an extracted HTML page (owned), or NULL */
     float score, p_keep; /* heuristic score; classifier P(keep) or -1 */
     int route;           /* 0 accepted by score, 1 rejected by score, 2 classifier, 3 no score */
     uint64_t h;
@@ -93,9 +94,31 @@ static void process(run *R, slot *sl, int tid)
                      d->utf8_repairs);
         return;
     }
-    const char *out, *rej;
-    size_t n;
-    if (fg_data_rules_apply(c->rules, R->scr[tid], d->text, d->len, &out, &n, &rej, R->line_drops[tid]) != FG_OK) {
+    const char *in = d->text, *out, *rej;
+    size_t in_len = d->len, n;
+    fg_data_extracted ex = {0};
+    if (d->format == FG_DOC_HTML && c->extract == FG_EXTRACT_DOM) {
+        if (fg_data_html_extract(d->text, d->len, &ex) != FG_OK) {
+            d->reject = "internal_error";
+            d->detail = fg_strdup(fg_last_error());
+            return;
+        }
+        if (ex.reject) {
+            d->reject = ex.reject;
+            d->detail = fg_malloc(strlen(d->source) + sizeof ex.detail + 4);
+            if (d->detail)
+                sprintf(d->detail, "%s: %s", d->source, ex.detail);
+            fg_data_extracted_free(&ex);
+            return;
+        }
+        in = ex.text;
+        in_len = ex.len;
+        sl->title = ex.title;
+        ex.title = NULL;
+    }
+    fg_status rst = fg_data_rules_apply(c->rules, R->scr[tid], in, in_len, &out, &n, &rej, R->line_drops[tid]);
+    fg_data_extracted_free(&ex);
+    if (rst != FG_OK) {
         d->reject = "internal_error";
         d->detail = fg_strdup(fg_last_error());
         return;
@@ -207,6 +230,10 @@ static void write_kept(FILE *f, const slot *sl)
 {
     fputs_unlocked("{\"text\":", f);
     fg_data_json_write_string(f, sl->clean, sl->clean_len);
+    if (sl->title) {
+        fputs_unlocked(",\"title\":", f);
+        write_text_field(f, sl->title, strlen(sl->title));
+    }
     if (sl->doc.meta && sl->doc.meta[0]) {
         putc_unlocked(',', f);
         fputs_unlocked(sl->doc.meta, f);
@@ -302,7 +329,8 @@ static void finish_batch(run *R, batch *b, fg_data_report *rep, FILE *out, FILE 
         }
         fg_doc_free(d);
         fg_free(sl->clean);
-        sl->clean = NULL;
+        fg_free(sl->title);
+        sl->clean = sl->title = NULL;
     }
     b->n = 0;
 }
