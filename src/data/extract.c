@@ -74,15 +74,18 @@ static int tag_kind(const char *n)
 static bool bad_word(const char *w, size_t n)
 {
     static const char *const words[] = {
-        "nav",          "navbar",        "navigation",  "menu",        "menubar",    "footer",        "sidebar",
-        "comment",      "comments",      "share",       "sharing",     "social",     "cookie",        "cookies",
-        "consent",      "related",       "breadcrumb",  "breadcrumbs", "widget",     "widgets",       "banner",
-        "advert",       "advertisement", "ads",         "ad",          "promo",      "newsletter",    "subscribe",
-        "subscription", "popup",         "modal",       "pagination",  "pager",      "tags",          "tagcloud",
-        "login",        "signup",        "masthead",    "toolbar",     "sponsor",    "sponsored",     "recommended",
-        "outbrain",     "taboola",       "disqus",      "skip",        "offcanvas",  "dropdown",      "topbar",
-        "copyright",    "shariff",       "socialmedia", "newsticker",  "teaserlist", "recirculation", "sr",
-        "screenreader", "overlay",       "gdpr",        "rating",      "paywall",    "lightbox"};
+        "nav",          "navbar",        "navigation",   "menu",        "menubar",    "footer",        "sidebar",
+        "comment",      "comments",      "share",        "sharing",     "social",     "cookie",        "cookies",
+        "consent",      "related",       "breadcrumb",   "breadcrumbs", "widget",     "widgets",       "banner",
+        "advert",       "advertisement", "ads",          "ad",          "promo",      "newsletter",    "subscribe",
+        "subscription", "popup",         "modal",        "pagination",  "pager",      "tags",          "tagcloud",
+        "login",        "signup",        "masthead",     "toolbar",     "sponsor",    "sponsored",     "recommended",
+        "outbrain",     "taboola",       "disqus",       "skip",        "offcanvas",  "dropdown",      "topbar",
+        "copyright",    "shariff",       "socialmedia",  "newsticker",  "teaserlist", "recirculation", "sr",
+        "screenreader", "overlay",       "gdpr",         "rating",      "paywall",    "lightbox",      "caption",
+        "credit",       "credits",       "twitter",      "tweet",       "promotion",  "rate",          "byline",
+        "dateline",     "postmetadata",  "metadata",     "author",      "authorbox",  "bio",           "themes",
+        "topics",       "keywords",      "relatedposts", "readmore",    "infobox",    "teaser"};
     for (size_t i = 0; i < sizeof words / sizeof words[0]; i++)
         if (strlen(words[i]) == n && !memcmp(words[i], w, n))
             return true;
@@ -103,22 +106,30 @@ static bool ok_word(const char *w, size_t n)
     return false;
 }
 
+/* A class/id value is boilerplate when one of its words is a bad word, unless a layout
+ * word is there too; a bad word after "__" (a BEM element: "article__tags") counts even
+ * then, as it names the part, not the block around it. */
 static bool has_bad_word(const char *v)
 {
     size_t i = 0;
-    bool bad = false;
+    bool bad = false, ok = false;
     while (v[i]) {
         while (v[i] && !isalnum((unsigned char)v[i]))
             i++;
         size_t s = i;
         while (isalnum((unsigned char)v[i]))
             i++;
-        if (i > s && ok_word(v + s, i - s))
-            return false;
-        if (i > s && bad_word(v + s, i - s))
+        if (i == s)
+            continue;
+        if (bad_word(v + s, i - s)) {
+            if (s >= 2 && v[s - 1] == '_' && v[s - 2] == '_')
+                return true;
             bad = true;
+        } else if (ok_word(v + s, i - s)) {
+            ok = true;
+        }
     }
-    return bad;
+    return bad && !ok;
 }
 
 static bool content_hint(const char *v)
@@ -140,6 +151,7 @@ typedef struct elem {
     uint32_t own_link; /* of which inside <a> */
     uint64_t total;    /* bytes of text in the subtree */
     double sum;        /* block values of the subtree */
+    double pos;        /* positive block values of the subtree (prose) */
     xmlNode *node;
     uint8_t kind, hint_bad, hint_content, bad;
 } elem;
@@ -226,6 +238,17 @@ static uint32_t nonspace_bytes(const xmlChar *s)
     return k;
 }
 
+/* Whether element i or one of its 32 nearest ancestors is an <article> or <main>. */
+static bool in_article(const ex *x, uint32_t i)
+{
+    for (int k = 0; k < 32 && i != UINT32_MAX; k++, i = x->e[i].parent) {
+        const char *n = (const char *)x->e[i].node->name;
+        if (!strcmp(n, "article") || !strcmp(n, "main"))
+            return true;
+    }
+    return false;
+}
+
 /* Walk 1: index elements, own block text and link text, subtree totals. */
 static fg_status measure(ex *x, xmlNode *root)
 {
@@ -253,8 +276,11 @@ static fg_status measure(ex *x, xmlNode *root)
             e->kind = (uint8_t)tag_kind(name);
             if (e->kind != K_DROP) {
                 read_hints(n, e);
+                if (!strcmp(name, "header") && !in_article(x, cur))
+                    e->hint_bad = 1; /* a page header; an <article>'s own header holds its title */
                 if (!strcmp(name, "nav") || !strcmp(name, "aside") || !strcmp(name, "footer") ||
-                    !strcmp(name, "header") || !strcmp(name, "form") || !strcmp(name, "address") ||
+                    !strcmp(name, "figure") || !strcmp(name, "figcaption") || !strcmp(name, "form") ||
+                    !strcmp(name, "address") ||
                     !strcmp(name, "noscript")) /* a noscript left open holds the page: the 50% rule keeps it */
                     e->hint_bad = 1;
                 if (!strcmp(name, "article") && !e->hint_bad)
@@ -338,9 +364,13 @@ static uint32_t choose(ex *x)
         elem *e = &x->e[i];
         if (e->kind == K_DROP)
             continue;
-        e->sum += block_value(e);
-        if (e->parent != UINT32_MAX)
+        double v = block_value(e);
+        e->sum += v;
+        e->pos += v > 0 ? v : 0;
+        if (e->parent != UINT32_MAX) {
             x->e[e->parent].sum += e->sum;
+            x->e[e->parent].pos += e->pos;
+        }
     }
     uint32_t best = 0;
     for (size_t i = 1; i < x->n; i++)
@@ -348,6 +378,17 @@ static uint32_t choose(ex *x)
             best = (uint32_t)i;
     if (x->e[best].sum <= 0)
         return 0; /* no prose anywhere: the whole page, boilerplate left out */
+    /* The best subtree can stop short of the article when an ad or a link box sits between
+     * its paragraphs: go up while the parent adds CLIMB_GAIN more prose for a sum still
+     * above CLIMB_KEEP of the best (what comes with it is filtered block by block). */
+    const double CLIMB_GAIN = 1.15, CLIMB_KEEP = 0.6;
+    double best_sum = x->e[best].sum;
+    while (x->e[best].parent != UINT32_MAX) {
+        const elem *pa = &x->e[x->e[best].parent];
+        if (pa->bad || pa->pos < CLIMB_GAIN * x->e[best].pos || pa->sum < CLIMB_KEEP * best_sum)
+            break;
+        best = x->e[best].parent;
+    }
     /* An element marked as the article body wins when it holds most of the best value:
      * it is the publisher's own answer, and it leaves out what lies beside it. */
     uint32_t hinted = UINT32_MAX;
