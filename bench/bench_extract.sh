@@ -11,6 +11,8 @@
 #                                heuristics (a rejected page scores as empty text)
 #   frugal regex (no DOM)        --extract none: the regex tag stripping of before
 #   trafilatura X / fast         trafilatura.extract(html) / extract(html, fast=True)
+# and the language identification accuracy (cld2, "lang" of the first row's output)
+# against the pages' <html lang> (tools/data_langid_eval.py).
 # usage: bench/bench_extract.sh [BUILD_DIR]   (python with trafilatura: $PYTHON, default
 #        /work/peers/venv/bin/python, else python3; without it only Frugal's rows)
 set -euo pipefail
@@ -40,4 +42,5 @@ if "$PY" -c "import trafilatura" 2>/dev/null; then
 else
   echo "bench_extract: no trafilatura in $PY (pip install trafilatura lxml_html_clean): Frugal rows only"
 fi
+python3 tools/data_langid_eval.py "$PAGES/INDEX.tsv" "$W/dx.jsonl" "$W/dx.jsonl.rejects.jsonl"
 "$PY" tools/extract_eval.py "$SHARED/web/evaldata.json.gz" "$PAGES" "${args[@]}" ${PER_PAGE:+--per-page "$PER_PAGE"}

@@ -241,6 +241,41 @@ static void test_issue16_defects(void)
     fg_data_rules_delete(r);
 }
 
+/* Language identification (cld2) and the CJK word-length rule of issue 16. */
+static void test_langid(void)
+{
+    static const struct {
+        const char *text, *code;
+    } cases[] = {
+        {"The quick brown fox jumps over the lazy dog while the children watch from the garden.", "en"},
+        {"Die Kinder spielen im Garten, während die Eltern in der Küche das Abendessen vorbereiten.", "de"},
+        {"Les enfants jouent dans le jardin pendant que les parents préparent le dîner dans la cuisine.", "fr"},
+        {"Los niños juegan en el jardín mientras los padres preparan la cena en la cocina de la casa.", "es"},
+        {"Дети играют в саду, пока родители готовят ужин на кухне большого старого дома.", "ru"},
+        {"孩子们在花园里玩耍，父母在厨房里准备晚饭。这是一个安静的傍晚，大家都很开心。", "zh"},
+        {"子供たちは庭で遊び、両親は台所で夕食の準備をしています。静かな夕方でした。", "ja"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        fg_data_lang l;
+        fg_data_langid(cases[i].text, strlen(cases[i].text), &l);
+        FG_CHECK(!strcmp(l.code, cases[i].code), "langid '%.20s...': %s (want %s)", cases[i].text, l.code,
+                 cases[i].code);
+    }
+    fg_data_lang l;
+    fg_data_langid("", 0, &l);
+    FG_CHECK(!strcmp(l.code, "und"), "empty text: und (%s)", l.code);
+    /* Chinese with a few numbers and Latin tokens is not judged by their word length. */
+    fg_data_rules *r = rules_from("quality min_mean_word_len 3 2 1\n");
+    fg_data_scratch *s = fg_data_scratch_new(r);
+    const char *zh = "2020年 3 月 1 日 新华社 记者 报道：孩子们在花园里玩耍，父母在厨房里准备晚饭。 A B 12";
+    fg_quality_stats st;
+    fg_data_quality_measure(r, s, zh, strlen(zh), &st);
+    FG_CHECK(st.v[FG_Q_MIN_MEAN_WORD_LEN] == 5.0, "mostly-CJK text: neutral mean word length (%.2f)",
+             st.v[FG_Q_MIN_MEAN_WORD_LEN]);
+    fg_data_scratch_delete(s);
+    fg_data_rules_delete(r);
+}
+
 static fg_quality_stats measure(const fg_data_rules *r, fg_data_scratch *s, const char *text)
 {
     fg_quality_stats st;
@@ -691,6 +726,7 @@ int main(void)
     test_rules_errors();
     test_default_rules();
     test_issue16_defects();
+    test_langid();
     test_quality();
     test_classifier_synthetic();
     test_classifier_sms();

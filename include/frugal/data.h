@@ -151,6 +151,15 @@ typedef struct fg_data_extracted {
 fg_status fg_data_html_extract(const char *html, size_t len, fg_data_extracted *res);
 void fg_data_extracted_free(fg_data_extracted *r); /* NULL-safe; zeroes text and title */
 
+/* ---- language identification (src/data/langid_cld2.cc, Debian's libcld2) ---- */
+typedef struct fg_data_lang {
+    char code[16]; /* ISO 639-1 where there is one ("en", "zh", "zh-Hant"), "und" when unknown */
+    int percent;   /* share of the text in that language, 0..100 */
+    bool reliable; /* cld2's own verdict */
+} fg_data_lang;
+/* Language of text[0..len) (valid UTF-8; the first 64 KiB are looked at). Thread-safe. */
+void fg_data_langid(const char *text, size_t len, fg_data_lang *out);
+
 /* ---- rules ---- */
 typedef struct fg_data_rules fg_data_rules;
 
@@ -341,6 +350,7 @@ typedef struct fg_data_clean_config {
                                     or FG_ERR_IO naming file and byte) instead of a read_error reject */
     bool progress;               /* progress bar on stderr (MB of input on disk, rate, ETA) */
     fg_extract_mode extract;     /* HTML pages: DOM main-content extraction (default) or rules only */
+    bool langid;                 /* language of each cleaned text in "lang"/"lang_pct" (default true) */
 } fg_data_clean_config;
 void fg_data_clean_config_init(fg_data_clean_config *c);
 

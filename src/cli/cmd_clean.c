@@ -138,6 +138,7 @@ typedef struct clean_opts {
     int extract;  /* index of extract_modes: the fg_extract_mode values in order */
     float threshold;
     int no_dedup, no_exact, no_near;
+    int no_langid;
     double jaccard, dedup_mb;
     fg_cli_reader_opts lim; /* the reader's limits */
     int num_perm, shingle, threads, batch;
@@ -160,6 +161,7 @@ static const fg_opt clean_table[] = {
     {"extract", FG_OPT_ENUM, CF(extract), .choices = extract_modes,
      .help = "HTML pages: main-content extraction (dom), or the raw page to the rules (none)"},
     {"threshold", FG_OPT_FLOAT, CF(threshold), .min = 0, .max = 1, .help = "keep when classifier P(keep) >= this"},
+    {"no_langid", FG_OPT_BOOL, CF(no_langid), .help = "no language identification (\"lang\" in the output)"},
     {"no_dedup", FG_OPT_BOOL, CF(no_dedup), .help = "no exact and no near-duplicate removal"},
     {"no_exact", FG_OPT_BOOL, CF(no_exact), .help = "no exact-duplicate removal"},
     {"no_near", FG_OPT_BOOL, CF(no_near), .help = "no near-duplicate (MinHash) removal"},
@@ -252,6 +254,7 @@ int fg_cmd_clean(int argc, char **argv)
     }
     c.classify = (fg_classify_mode)o.classify;
     c.extract = (fg_extract_mode)o.extract;
+    c.langid = !o.no_langid;
     c.classifier_threshold = o.threshold;
     if (o.no_dedup)
         c.dedup.exact = c.dedup.near = false;

@@ -24,6 +24,7 @@ void fg_data_clean_config_init(fg_data_clean_config *c)
     c->batch_bytes = (size_t)32 << 20;
     c->max_doc_bytes = (size_t)32 << 20;
     c->max_file_bytes = FG_DATA_DEFAULT_MAX_FILE_BYTES;
+    c->langid = true;
 }
 
 /* Reject names for quality rejections, "quality:<heuristic>". */
@@ -39,6 +40,7 @@ typedef struct slot {
     char *clean; /* cleaned text (owned) */
     size_t clean_len;
     char *title;         /* <title> of an extracted HTML page (owned), or NULL */
+    fg_data_lang lang;   /* of the cleaned text; code "" when not identified */
     float score, p_keep; /* heuristic score; classifier P(keep) or -1 */
     int route;           /* 0 accepted by score, 1 rejected by score, 2 classifier, 3 no score */
     uint64_t h;
@@ -139,6 +141,8 @@ static void process(run *R, slot *sl, int tid)
     memcpy(sl->clean, out, n);
     sl->clean[n] = 0;
     sl->clean_len = n;
+    if (c->langid)
+        fg_data_langid(sl->clean, n, &sl->lang);
     bool use_cls = c->classifier && c->classify != FG_CLASSIFY_NONE;
     if (use_cls && c->classify == FG_CLASSIFY_ALL) {
         sl->route = 2;
@@ -234,6 +238,8 @@ static void write_kept(FILE *f, const slot *sl)
         fputs_unlocked(",\"title\":", f);
         write_text_field(f, sl->title, strlen(sl->title));
     }
+    if (sl->lang.code[0])
+        fprintf(f, ",\"lang\":\"%s\",\"lang_pct\":%d", sl->lang.code, sl->lang.percent);
     if (sl->doc.meta && sl->doc.meta[0]) {
         putc_unlocked(',', f);
         fputs_unlocked(sl->doc.meta, f);
@@ -259,6 +265,8 @@ static void write_reject(FILE *f, const slot *sl)
         fprintf(f, ",\"score\":%.4f", sl->score);
     if (sl->p_keep >= 0)
         fprintf(f, ",\"p_keep\":%.4f", sl->p_keep);
+    if (sl->lang.code[0])
+        fprintf(f, ",\"lang\":\"%s\"", sl->lang.code);
     /* The original document: decoded text when decoding succeeded, else the raw bytes. */
     fputs_unlocked(",\"text\":", f);
     if (d->text)

@@ -308,9 +308,12 @@ void fg_data_quality_measure(const fg_data_rules *r, fg_data_scratch *s, const c
         if (stop_count[L] > best_stop)
             best_stop = stop_count[L];
     double nw_d = nw ? (double)nw : 1.0;
-    /* CJK-only documents have no meaningful word length: report a neutral 5. */
+    /* Text written mostly in CJK characters has no meaningful word length: a neutral 5.
+     * Its few space-separated tokens (numbers, dates, Latin names) would otherwise judge
+     * it: a Chinese news page was rejected as min_mean_word_len (issue 16). */
+    size_t cjk_words = nw - latin_words;
     st->v[FG_Q_MIN_MEAN_WORD_LEN] = st->v[FG_Q_MAX_MEAN_WORD_LEN] =
-        latin_words ? (double)latin_chars / (double)latin_words : (nw ? 5.0 : 0.0);
+        (latin_words && cjk_words < latin_words) ? (double)latin_chars / (double)latin_words : (nw ? 5.0 : 0.0);
     st->v[FG_Q_MAX_SYMBOL_RATIO] = (double)symbols / nw_d;
     st->v[FG_Q_MIN_ALPHA_WORDS] = nw ? (double)alpha / nw_d : 0.0;
     st->v[FG_Q_MIN_STOPWORDS] = (double)best_stop;
