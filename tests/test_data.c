@@ -306,6 +306,13 @@ static void test_quality(void)
     st = measure(r, s, "same line\nother\nsame line\nsame line");
     FG_CHECK_CLOSE(st.v[FG_Q_MAX_DUP_LINES], 0.5, 1e-12);
     FG_CHECK_CLOSE(st.v[FG_Q_MAX_DUP_LINE_CHARS], 18.0 / 32, 1e-12);
+    /* Gopher paragraphs (issue 16): "\n\n"-separated; "para one\nx" repeats once of 4, its
+     * 10 characters of the 49 in the text. Lines inside a paragraph do not split it. */
+    st = measure(r, s, "\npara one\nx\n\n\nsecond one\n\npara one\nx\n\nlast para\n\n");
+    FG_CHECK_CLOSE(st.v[FG_Q_MAX_DUP_PARAS], 1.0 / 4, 1e-12);
+    FG_CHECK_CLOSE(st.v[FG_Q_MAX_DUP_PARA_CHARS], 10.0 / 49, 1e-12);
+    st = measure(r, s, "a\nb\na");
+    FG_CHECK(st.v[FG_Q_MAX_DUP_PARAS] == 0, "one paragraph, no duplicate (%g)", st.v[FG_Q_MAX_DUP_PARAS]);
     /* "a b" occurs 3 times: 3 * 2 chars of 8 word chars. */
     st = measure(r, s, "a b a b a b c d");
     FG_CHECK_CLOSE(st.v[FG_Q_MAX_TOP_2GRAM], 6.0 / 8, 1e-12);

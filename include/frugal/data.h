@@ -212,6 +212,8 @@ typedef enum fg_quality_id {
     FG_Q_MAX_DUP_9GRAM,
     FG_Q_MAX_DUP_10GRAM,
     FG_Q_MIN_STOPWORDS,
+    FG_Q_MAX_DUP_PARAS,      /* Gopher: fraction of paragraphs ("\n\n"-separated) that repeat one before */
+    FG_Q_MAX_DUP_PARA_CHARS, /* Gopher: characters in repeated paragraphs / characters of the text */
     FG_Q_COUNT
 } fg_quality_id;
 

@@ -33,7 +33,8 @@ static const char *q_reject_names[FG_Q_COUNT] = {
     "quality:max_symbol_ratio", "quality:max_bullet_lines",   "quality:max_ellipsis_lines", "quality:min_alpha_words",
     "quality:max_dup_lines",    "quality:max_dup_line_chars", "quality:max_top_2gram",      "quality:max_top_3gram",
     "quality:max_top_4gram",    "quality:max_dup_5gram",      "quality:max_dup_6gram",      "quality:max_dup_7gram",
-    "quality:max_dup_8gram",    "quality:max_dup_9gram",      "quality:max_dup_10gram",     "quality:min_stopwords"};
+    "quality:max_dup_8gram",    "quality:max_dup_9gram",      "quality:max_dup_10gram",     "quality:min_stopwords",
+    "quality:max_dup_paras",    "quality:max_dup_para_chars"};
 
 typedef struct slot {
     fg_doc doc;

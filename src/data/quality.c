@@ -244,6 +244,41 @@ void fg_data_quality_measure(const fg_data_rules *r, fg_data_scratch *s, const c
             i = e + 1;
         }
     }
+    /* ---- paragraphs (Gopher, as datatrove counts them): the text, stripped, split on runs
+     * of two or more newlines; a paragraph equal to an earlier one is a duplicate; the
+     * character fraction is over the whole text ---- */
+    {
+        size_t b0 = 0, e0 = len;
+        while (b0 < e0 && (t[b0] == ' ' || t[b0] == '\n' || t[b0] == '\t' || t[b0] == '\r'))
+            b0++;
+        while (e0 > b0 && (t[e0 - 1] == ' ' || t[e0 - 1] == '\n' || t[e0 - 1] == '\t' || t[e0 - 1] == '\r'))
+            e0--;
+        size_t est = 1;
+        for (size_t i = b0; i + 1 < e0; i++)
+            est += t[i] == '\n' && t[i + 1] == '\n';
+        if (set_init(s, est) != FG_OK)
+            return;
+        size_t mask = set_mask(est), n_para = 0, dup_para = 0, dup_para_chars = 0;
+        size_t i = b0;
+        while (i <= e0 && e0 > b0) {
+            size_t e = i;
+            while (e < e0 && !(t[e] == '\n' && e + 1 < e0 && t[e + 1] == '\n'))
+                e++;
+            n_para++;
+            if (set_add(s, mask, fg_hash_bytes(text + i, e - i, 0x9A7A)) > 1) {
+                dup_para++;
+                dup_para_chars += utf8_chars(text + i, e - i);
+            }
+            if (e >= e0)
+                break;
+            while (e < e0 && t[e] == '\n')
+                e++;
+            i = e;
+        }
+        size_t all = utf8_chars(text, len);
+        st->v[FG_Q_MAX_DUP_PARAS] = n_para ? (double)dup_para / (double)n_para : 0;
+        st->v[FG_Q_MAX_DUP_PARA_CHARS] = all ? (double)dup_para_chars / (double)all : 0;
+    }
     st->n_lines = nonempty;
     double nl_d = nonempty ? (double)nonempty : 1.0;
     st->v[FG_Q_MAX_BULLET_LINES] = (double)bullets / nl_d;

@@ -15,7 +15,8 @@ static const char *q_names[FG_Q_COUNT] = {
     "min_words",        "max_words",          "min_mean_word_len", "max_mean_word_len", "max_symbol_ratio",
     "max_bullet_lines", "max_ellipsis_lines", "min_alpha_words",   "max_dup_lines",     "max_dup_line_chars",
     "max_top_2gram",    "max_top_3gram",      "max_top_4gram",     "max_dup_5gram",     "max_dup_6gram",
-    "max_dup_7gram",    "max_dup_8gram",      "max_dup_9gram",     "max_dup_10gram",    "min_stopwords"};
+    "max_dup_7gram",    "max_dup_8gram",      "max_dup_9gram",     "max_dup_10gram",    "min_stopwords",
+    "max_dup_paras",    "max_dup_para_chars"};
 
 const char *fg_data_quality_name(fg_quality_id q)
 {
@@ -181,7 +182,8 @@ static void set_defaults(fg_data_rules *r)
         {50, 20, 1},       {100000, 200000, 1}, {3, 2, 0.6},       {10, 14, 0.6},     {0.1, 0.3, 0.6},
         {0.9, 1.0, 0.6},   {0.3, 0.6, 0.6},     {0.8, 0.5, 0.6},   {0.3, 0.6, 0.6},   {0.2, 0.5, 0.6},
         {0.2, 0.4, 0.3},   {0.18, 0.36, 0.3},   {0.16, 0.32, 0.3}, {0.15, 0.4, 0.3},  {0.14, 0.38, 0.3},
-        {0.13, 0.36, 0.3}, {0.12, 0.34, 0.3},   {0.11, 0.32, 0.3}, {0.10, 0.30, 0.3}, {2, 0, 0.6}};
+        {0.13, 0.36, 0.3}, {0.12, 0.34, 0.3},   {0.11, 0.32, 0.3}, {0.10, 0.30, 0.3}, {2, 0, 0.6},
+        {0.3, 0.6, 0.6},   {0.2, 0.5, 0.6}};
     for (int i = 0; i < FG_Q_COUNT; i++) {
         r->q[i].soft = d[i][0];
         r->q[i].hard = d[i][1];
