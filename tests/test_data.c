@@ -276,6 +276,37 @@ static void test_langid(void)
     fg_data_rules_delete(r);
 }
 
+/* --profile datatrove: the rules file loads, C4's rejects act on the kept lines only, and
+ * `compat datatrove` counts distinct stop words and split-off punctuation. */
+static void test_profile_datatrove(void)
+{
+    fg_data_rules *r = NULL;
+    fg_status st = fg_data_rules_load(&r, fg_test_source_path("configs/clean_rules_datatrove.conf"));
+    FG_CHECK(st == FG_OK && r && fg_data_rules_compat_datatrove(r), "datatrove profile loads: %s", fg_last_error());
+    if (!r)
+        return;
+    fg_data_scratch *s = fg_data_scratch_new(r);
+    const char *rej;
+    const char *five = "One sentence here is fine. Two sentences are here now. Three is a crowd they say. "
+                       "Four makes a pair of pairs. Five is the number we need.";
+    FG_CHECK(!strcmp(clean(r, s, five, &rej), five) && !rej, "five sentences kept");
+    clean(r, s, "One sentence here is fine. Two sentences are here now. Three is a crowd.", &rej);
+    FG_CHECK(rej && !strcmp(rej, "c4_few_sentences"), "three sentences: c4_few_sentences (%s)", rej ? rej : "-");
+    char buf[512];
+    snprintf(buf, sizeof buf, "%s\nThe set {a, b} is small.", five);
+    clean(r, s, buf, &rej);
+    FG_CHECK(rej && !strcmp(rej, "c4_curly_bracket"), "a kept line with '{': c4_curly_bracket (%s)", rej ? rej : "-");
+    snprintf(buf, sizeof buf, "%s\nmenu {x}", five);
+    FG_CHECK(!strcmp(clean(r, s, buf, &rej), five) && !rej, "'{' only in a dropped line: kept, line dropped");
+    fg_quality_stats q;
+    const char *t = "the the the cat. the dog, with";
+    fg_data_quality_measure(r, s, t, strlen(t), &q);
+    FG_CHECK(q.v[FG_Q_MIN_STOPWORDS] == 2, "distinct stop words: the, with (%g)", q.v[FG_Q_MIN_STOPWORDS]);
+    FG_CHECK_CLOSE(q.v[FG_Q_MIN_ALPHA_WORDS], 7.0 / 9, 1e-12); /* "cat." and "dog," give 2 punctuation tokens */
+    fg_data_scratch_delete(s);
+    fg_data_rules_delete(r);
+}
+
 static fg_quality_stats measure(const fg_data_rules *r, fg_data_scratch *s, const char *text)
 {
     fg_quality_stats st;
@@ -734,6 +765,7 @@ int main(void)
     test_default_rules();
     test_issue16_defects();
     test_langid();
+    test_profile_datatrove();
     test_quality();
     test_classifier_synthetic();
     test_classifier_sms();

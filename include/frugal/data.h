@@ -187,6 +187,12 @@ int fg_data_rules_count(const fg_data_rules *r);
 const char *fg_data_rules_name(const fg_data_rules *r, int i);
 /* "repair" (default) or "reject": what to do with invalid UTF-8 (directive `utf8`). */
 bool fg_data_rules_utf8_reject(const fg_data_rules *r);
+/* Directive `compat datatrove` (the --profile datatrove rules): the quality heuristics
+ * measure the text before the rules (datatrove runs its Gopher filters before C4's line
+ * removal), count punctuation attached to a word as a token of its own in
+ * min_alpha_words (as datatrove's word tokenizer splits it off), and count distinct stop
+ * words (datatrove: stop_words & set(words)). */
+bool fg_data_rules_compat_datatrove(const fg_data_rules *r);
 /* Accept / reject thresholds on the quality score (directive `threshold`). */
 void fg_data_rules_thresholds(const fg_data_rules *r, double *accept, double *reject);
 

@@ -107,6 +107,7 @@ struct fg_data_rules {
     int n_rules;
     int normalize; /* 0 none, 1 NFC, 2 NFKC */
     bool utf8_reject;
+    bool compat_datatrove; /* `compat datatrove`: quality on the input text, datatrove's counting */
     double accept, reject;
     qlimit q[FG_Q_COUNT];
     int n_stoplists;

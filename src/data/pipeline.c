@@ -120,6 +120,10 @@ static void process(run *R, slot *sl, int tid)
         ex.title = NULL;
     }
     fg_status rst = fg_data_rules_apply(c->rules, R->scr[tid], in, in_len, &out, &n, &rej, R->line_drops[tid]);
+    /* the input of the rules, for `compat datatrove` quality (ex.text is freed below, so
+     * that mode measures the decoded text of an HTML page: the profile is for JSONL text) */
+    const char *qin = ex.text ? d->text : in;
+    size_t qin_len = ex.text ? d->len : in_len;
     fg_data_extracted_free(&ex);
     if (rst != FG_OK) {
         d->reject = "internal_error";
@@ -152,7 +156,10 @@ static void process(run *R, slot *sl, int tid)
             d->reject = "classifier";
     } else {
         fg_quality_stats st;
-        fg_data_quality_measure(c->rules, R->scr[tid], sl->clean, n, &st);
+        if (fg_data_rules_compat_datatrove(c->rules)) /* Gopher before C4, as datatrove runs them */
+            fg_data_quality_measure(c->rules, R->scr[tid], qin, qin_len, &st);
+        else
+            fg_data_quality_measure(c->rules, R->scr[tid], sl->clean, n, &st);
         int worst;
         double acc, rj;
         fg_data_rules_thresholds(c->rules, &acc, &rj);

@@ -292,7 +292,7 @@ void fg_data_quality_measure(const fg_data_rules *r, fg_data_scratch *s, const c
     st->n_words = nw;
     st->v[FG_Q_MIN_WORDS] = st->v[FG_Q_MAX_WORDS] = (double)nw;
     size_t symbols = 0, alpha = 0, latin_words = 0, latin_chars = 0, total_chars = 0, total_bytes = 0;
-    size_t best_stop = 0;
+    size_t best_stop = 0, punct_tokens = 0, seen[256], n_seen = 0;
     size_t stop_count[FG_MAX_STOPLISTS] = {0};
     for (size_t w = 0; w < nw; w++) {
         const char *p = text + s->w_off[w];
@@ -329,12 +329,21 @@ void fg_data_quality_measure(const fg_data_rules *r, fg_data_scratch *s, const c
             (n >= 3 && !memcmp(p + n - 3, "\xE2\x80\xA6", 3)))
             symbols++;
         alpha += has_alpha;
+        if (r->compat_datatrove && e > b) /* "end." is "end" and "." to datatrove */
+            punct_tokens += (b > 0) + (e < n);
         if (r->n_stoplists) {
             uint64_t h = s->w_hash[w] | 1;
             size_t j = (size_t)(h >> 20) & (FG_STOP_SLOTS - 1);
             while (r->stop_key[j] && r->stop_key[j] != h)
                 j = (j + 1) & (FG_STOP_SLOTS - 1);
-            if (r->stop_key[j])
+            bool count = r->stop_key[j] != 0;
+            if (count && r->compat_datatrove) { /* distinct stop words only */
+                for (size_t k = 0; k < n_seen && count; k++)
+                    count = seen[k] != j;
+                if (count && n_seen < sizeof seen / sizeof seen[0])
+                    seen[n_seen++] = j;
+            }
+            if (count)
                 for (uint32_t m = r->stop_mask[j]; m; m &= m - 1)
                     stop_count[__builtin_ctz(m)]++;
         }
@@ -350,7 +359,7 @@ void fg_data_quality_measure(const fg_data_rules *r, fg_data_scratch *s, const c
     st->v[FG_Q_MIN_MEAN_WORD_LEN] = st->v[FG_Q_MAX_MEAN_WORD_LEN] =
         (latin_words && cjk_words < latin_words) ? (double)latin_chars / (double)latin_words : (nw ? 5.0 : 0.0);
     st->v[FG_Q_MAX_SYMBOL_RATIO] = (double)symbols / nw_d;
-    st->v[FG_Q_MIN_ALPHA_WORDS] = nw ? (double)alpha / nw_d : 0.0;
+    st->v[FG_Q_MIN_ALPHA_WORDS] = nw ? (double)alpha / (nw_d + (double)punct_tokens) : 0.0;
     st->v[FG_Q_MIN_STOPWORDS] = (double)best_stop;
     /* ---- word n-grams ---- */
     uint64_t powB[11];

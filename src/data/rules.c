@@ -173,6 +173,11 @@ static fg_status add_rule(fg_data_rules *r, const rule *ru)
     return FG_OK;
 }
 
+bool fg_data_rules_compat_datatrove(const fg_data_rules *r)
+{
+    return r->compat_datatrove;
+}
+
 /* Defaults: Gopher's thresholds as soft limits, somewhat looser hard limits. */
 static void set_defaults(fg_data_rules *r)
 {
@@ -215,6 +220,12 @@ static fg_status parse_line(fg_data_rules *r, parser *ps)
         if (!token(ps, tmp, sizeof tmp, &nat) || (strcmp(tmp, "repair") && strcmp(tmp, "reject")))
             return perr(ps, nat, "utf8 needs 'repair' or 'reject'");
         r->utf8_reject = !strcmp(tmp, "reject");
+        return FG_OK;
+    }
+    if (!strcmp(kw, "compat")) {
+        if (!token(ps, tmp, sizeof tmp, &nat) || strcmp(tmp, "datatrove"))
+            return perr(ps, nat, "compat needs 'datatrove'");
+        r->compat_datatrove = true;
         return FG_OK;
     }
     if (!strcmp(kw, "threshold")) {
@@ -293,9 +304,10 @@ static fg_status parse_line(fg_data_rules *r, parser *ps)
     else if (!strcmp(kw, "html_entities"))
         ru.kind = RULE_ENTITIES;
     else
-        return perr(ps, at,
-                    "unknown directive (known: sub drop_line reject html_entities normalize utf8 quality threshold "
-                    "stopwords)");
+        return perr(
+            ps, at,
+            "unknown directive (known: sub drop_line reject html_entities normalize utf8 compat quality threshold "
+            "stopwords)");
     if (!token(ps, ru.name, sizeof ru.name, &nat))
         return perr(ps, nat, "rule needs a NAME");
     for (int i = 0; i < r->n_rules; i++)
