@@ -279,8 +279,7 @@ static fg_status measure(ex *x, xmlNode *root)
                 if (!strcmp(name, "header") && !in_article(x, cur))
                     e->hint_bad = 1; /* a page header; an <article>'s own header holds its title */
                 if (!strcmp(name, "nav") || !strcmp(name, "aside") || !strcmp(name, "footer") ||
-                    !strcmp(name, "figure") || !strcmp(name, "figcaption") || !strcmp(name, "form") ||
-                    !strcmp(name, "address") ||
+                    !strcmp(name, "figure") || !strcmp(name, "figcaption") || !strcmp(name, "address") ||
                     !strcmp(name, "noscript")) /* a noscript left open holds the page: the 50% rule keeps it */
                     e->hint_bad = 1;
                 if (!strcmp(name, "article") && !e->hint_bad)
@@ -396,10 +395,34 @@ static uint32_t choose(ex *x)
         if (x->e[i].hint_content && !x->e[i].bad && x->e[i].sum > 0.5 * x->e[best].sum &&
             (hinted == UINT32_MAX || x->e[i].sum > x->e[hinted].sum))
             hinted = (uint32_t)i;
-    if (hinted != UINT32_MAX) {
-        /* keep the hinted element unless it lies inside best already (best is then wider
-         * only by boilerplate) or best lies inside it */
-        best = hinted;
+    if (hinted != UINT32_MAX)
+        return hinted;
+    /* A best subtree outside the page's <main> (or its one <article>) that is only a
+     * modal or a side text: the <main> wins when it holds at least half as much prose. */
+    uint32_t m = UINT32_MAX, n_article = 0, art = UINT32_MAX;
+    for (size_t i = 0; i < x->n; i++) {
+        const char *nm = (const char *)x->e[i].node->name;
+        if (x->e[i].kind == K_DROP || x->e[i].bad)
+            continue;
+        if (!strcmp(nm, "main") && (m == UINT32_MAX || x->e[i].pos > x->e[m].pos))
+            m = (uint32_t)i;
+        if (!strcmp(nm, "article") && x->e[i].pos > 0) {
+            n_article++;
+            art = (uint32_t)i;
+        }
+    }
+    if (m == UINT32_MAX && n_article == 1)
+        m = art;
+    if (m != UINT32_MAX && x->e[m].pos >= 0.5 * x->e[best].pos) {
+        uint32_t k = best;
+        while (k != UINT32_MAX && k != m)
+            k = x->e[k].parent;
+        bool inside = k == m; /* best lies in main: keep best */
+        k = m;
+        while (k != UINT32_MAX && k != best)
+            k = x->e[k].parent;
+        if (!inside && k != best) /* neither contains the other */
+            return m;
     }
     return best;
 }
