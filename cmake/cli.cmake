@@ -9,6 +9,7 @@ target_compile_definitions(frugal PRIVATE
   FG_BUILD_CONFIGDIR="${CMAKE_SOURCE_DIR}/configs")
 install(TARGETS frugal RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 install(FILES ${CMAKE_SOURCE_DIR}/configs/clean_rules.conf ${CMAKE_SOURCE_DIR}/configs/clean_rules_extract.conf
+              ${CMAKE_SOURCE_DIR}/configs/clean_rules_datatrove.conf
         DESTINATION ${CMAKE_INSTALL_DATADIR}/frugal/configs)
 
 file(GLOB fg_cli_tests CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/tests/cli_*.sh)

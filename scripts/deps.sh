@@ -7,6 +7,8 @@ set -euo pipefail
 pkgs=(build-essential cmake pkg-config libopenblas-dev libopenblas0-pthread libjansson-dev libzstd-dev
       zlib1g-dev libpcre2-dev libutf8proc-dev libopenmpi-dev openmpi-bin fortunes bible-kjv clang libclang-rt-14-dev libomp-14-dev libopenblas0-openmp
       clang-format cppcheck git)
+# data (src/data): HTML parser for main-content extraction, charset detection fallback
+pkgs+=(libxml2-dev libuchardet-dev libcld2-dev) # + language identification
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

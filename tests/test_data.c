@@ -173,6 +173,140 @@ static void test_default_rules(void)
     fg_data_rules_delete(r);
 }
 
+/* The three defects of issue 16, found on real pages of trafilatura's evaluation set. */
+static fg_doc html_doc(const char *raw, size_t n)
+{
+    fg_doc d;
+    memset(&d, 0, sizeof d);
+    d.format = FG_DOC_HTML;
+    d.raw = fg_malloc(n + 1);
+    memcpy(d.raw, raw, n);
+    d.raw[n] = 0;
+    d.raw_len = n;
+    d.source = fg_strdup("t.html");
+    return d;
+}
+
+static void test_issue16_defects(void)
+{
+    /* 1. charset: a <script charset="utf-8"> before <meta charset="gb2312"> is not the
+     * page's charset. "中文" in GB2312 is D6 D0 CE C4. */
+    const char gb[] = "<html><head><script charset=\"utf-8\" src=\"a.js\"></script>"
+                      "<meta http-equiv=\"Content-Type\" content=\"text/html; charset=gb2312\"></head>"
+                      "<body><p>\xD6\xD0\xCE\xC4</p></body></html>";
+    fg_doc d = html_doc(gb, sizeof gb - 1);
+    FG_CHECK(fg_data_doc_decode(&d, NULL, NULL) == FG_OK, "decode gb2312");
+    FG_CHECK(d.text && strstr(d.text, "\xE4\xB8\xAD\xE6\x96\x87") && !d.utf8_repairs,
+             "gb2312 page decoded from its <meta>, not the <script charset>: %s", d.text ? d.text : "");
+    fg_doc_free(&d);
+    /* ... and with no declaration at all uchardet finds it (a longer GB2312 text). */
+    char und[4096];
+    size_t un = (size_t)snprintf(und, sizeof und, "<html><body><p>");
+    for (int i = 0; i < 60; i++)
+        un += (size_t)snprintf(und + un, sizeof und - un, "\xD6\xD0\xB9\xFA\xC8\xCB\xC3\xF1\xA3\xAC");
+    un += (size_t)snprintf(und + un, sizeof und - un, "</p></body></html>");
+    d = html_doc(und, un);
+    FG_CHECK(fg_data_doc_decode(&d, NULL, NULL) == FG_OK, "decode undeclared gb2312");
+    FG_CHECK(d.text && strstr(d.text, "\xE4\xB8\xAD\xE5\x9B\xBD") && !d.utf8_repairs,
+             "undeclared gb2312 detected (uchardet), %u repairs", d.utf8_repairs);
+    fg_doc_free(&d);
+    /* A UTF-8 BOM is not text. */
+    d = html_doc("\xEF\xBB\xBFok", 5);
+    FG_CHECK(fg_data_doc_decode(&d, NULL, NULL) == FG_OK && d.len == 2 && !memcmp(d.text, "ok", 2), "BOM dropped");
+    fg_doc_free(&d);
+
+    fg_data_rules *r = NULL;
+    fg_status st = fg_data_rules_load(&r, fg_test_source_path("configs/clean_rules.conf"));
+    FG_CHECK(st == FG_OK, "default rules load: %s", fg_last_error());
+    if (!r)
+        return;
+    fg_data_scratch *s = fg_data_scratch_new(r);
+    const char *rej;
+    /* 2. A self-closed or unclosed <svg> removes only itself, not the text up to a later </svg>. */
+    const char *got = clean(r, s, "<svg class=\"icon\"/><p>The article body.</p><svg><path d=\"M0\"/></svg>", &rej);
+    FG_CHECK(!strcmp(got, "The article body."), "self-closed svg: '%s'", got);
+    got = clean(r, s, "<svg class=\"logo\"><p>The article body.</p><svg><path/></svg><p>End.</p>", &rej);
+    FG_CHECK(!strcmp(got, "The article body.\n\nEnd."), "unclosed svg: '%s'", got);
+    got = clean(r, s, "<script src=\"a.js\"/><p>Kept text.</p><script>x()</script>", &rej);
+    FG_CHECK(!strcmp(got, "Kept text."), "self-closed script: '%s'", got);
+    /* 3. Named entities: the whole HTML5 table (the 15 pages had these). */
+    got = clean(r, s, "bl&aring; &aelig;ble &oslash;l &pound;5 &bdquo;zitat&ldquo; &NotEqualTilde; &Afr; &thetasym;.",
+                &rej);
+    FG_CHECK(!strcmp(got, "bl\xC3\xA5 \xC3\xA6"
+                          "ble \xC3\xB8l \xC2\xA3"
+                          "5 \xE2\x80\x9Ezitat\xE2\x80\x9C "
+                          "\xE2\x89\x82\xCC\xB8 \xF0\x9D\x94\x84 \xCF\x91."),
+             "HTML5 named entities: '%s'", got);
+    fg_data_scratch_delete(s);
+    fg_data_rules_delete(r);
+}
+
+/* Language identification (cld2) and the CJK word-length rule of issue 16. */
+static void test_langid(void)
+{
+    static const struct {
+        const char *text, *code;
+    } cases[] = {
+        {"The quick brown fox jumps over the lazy dog while the children watch from the garden.", "en"},
+        {"Die Kinder spielen im Garten, während die Eltern in der Küche das Abendessen vorbereiten.", "de"},
+        {"Les enfants jouent dans le jardin pendant que les parents préparent le dîner dans la cuisine.", "fr"},
+        {"Los niños juegan en el jardín mientras los padres preparan la cena en la cocina de la casa.", "es"},
+        {"Дети играют в саду, пока родители готовят ужин на кухне большого старого дома.", "ru"},
+        {"孩子们在花园里玩耍，父母在厨房里准备晚饭。这是一个安静的傍晚，大家都很开心。", "zh"},
+        {"子供たちは庭で遊び、両親は台所で夕食の準備をしています。静かな夕方でした。", "ja"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        fg_data_lang l;
+        fg_data_langid(cases[i].text, strlen(cases[i].text), &l);
+        FG_CHECK(!strcmp(l.code, cases[i].code), "langid '%.20s...': %s (want %s)", cases[i].text, l.code,
+                 cases[i].code);
+    }
+    fg_data_lang l;
+    fg_data_langid("", 0, &l);
+    FG_CHECK(!strcmp(l.code, "und"), "empty text: und (%s)", l.code);
+    /* Chinese with a few numbers and Latin tokens is not judged by their word length. */
+    fg_data_rules *r = rules_from("quality min_mean_word_len 3 2 1\n");
+    fg_data_scratch *s = fg_data_scratch_new(r);
+    const char *zh = "2020年 3 月 1 日 新华社 记者 报道：孩子们在花园里玩耍，父母在厨房里准备晚饭。 A B 12";
+    fg_quality_stats st;
+    fg_data_quality_measure(r, s, zh, strlen(zh), &st);
+    FG_CHECK(st.v[FG_Q_MIN_MEAN_WORD_LEN] == 5.0, "mostly-CJK text: neutral mean word length (%.2f)",
+             st.v[FG_Q_MIN_MEAN_WORD_LEN]);
+    fg_data_scratch_delete(s);
+    fg_data_rules_delete(r);
+}
+
+/* --profile datatrove: the rules file loads, C4's rejects act on the kept lines only, and
+ * `compat datatrove` counts distinct stop words and split-off punctuation. */
+static void test_profile_datatrove(void)
+{
+    fg_data_rules *r = NULL;
+    fg_status st = fg_data_rules_load(&r, fg_test_source_path("configs/clean_rules_datatrove.conf"));
+    FG_CHECK(st == FG_OK && r && fg_data_rules_compat_datatrove(r), "datatrove profile loads: %s", fg_last_error());
+    if (!r)
+        return;
+    fg_data_scratch *s = fg_data_scratch_new(r);
+    const char *rej;
+    const char *five = "One sentence here is fine. Two sentences are here now. Three is a crowd they say. "
+                       "Four makes a pair of pairs. Five is the number we need.";
+    FG_CHECK(!strcmp(clean(r, s, five, &rej), five) && !rej, "five sentences kept");
+    clean(r, s, "One sentence here is fine. Two sentences are here now. Three is a crowd.", &rej);
+    FG_CHECK(rej && !strcmp(rej, "c4_few_sentences"), "three sentences: c4_few_sentences (%s)", rej ? rej : "-");
+    char buf[512];
+    snprintf(buf, sizeof buf, "%s\nThe set {a, b} is small.", five);
+    clean(r, s, buf, &rej);
+    FG_CHECK(rej && !strcmp(rej, "c4_curly_bracket"), "a kept line with '{': c4_curly_bracket (%s)", rej ? rej : "-");
+    snprintf(buf, sizeof buf, "%s\nmenu {x}", five);
+    FG_CHECK(!strcmp(clean(r, s, buf, &rej), five) && !rej, "'{' only in a dropped line: kept, line dropped");
+    fg_quality_stats q;
+    const char *t = "the the the cat. the dog, with";
+    fg_data_quality_measure(r, s, t, strlen(t), &q);
+    FG_CHECK(q.v[FG_Q_MIN_STOPWORDS] == 2, "distinct stop words: the, with (%g)", q.v[FG_Q_MIN_STOPWORDS]);
+    FG_CHECK_CLOSE(q.v[FG_Q_MIN_ALPHA_WORDS], 7.0 / 9, 1e-12); /* "cat." and "dog," give 2 punctuation tokens */
+    fg_data_scratch_delete(s);
+    fg_data_rules_delete(r);
+}
+
 static fg_quality_stats measure(const fg_data_rules *r, fg_data_scratch *s, const char *text)
 {
     fg_quality_stats st;
@@ -203,6 +337,13 @@ static void test_quality(void)
     st = measure(r, s, "same line\nother\nsame line\nsame line");
     FG_CHECK_CLOSE(st.v[FG_Q_MAX_DUP_LINES], 0.5, 1e-12);
     FG_CHECK_CLOSE(st.v[FG_Q_MAX_DUP_LINE_CHARS], 18.0 / 32, 1e-12);
+    /* Gopher paragraphs (issue 16): "\n\n"-separated; "para one\nx" repeats once of 4, its
+     * 10 characters of the 49 in the text. Lines inside a paragraph do not split it. */
+    st = measure(r, s, "\npara one\nx\n\n\nsecond one\n\npara one\nx\n\nlast para\n\n");
+    FG_CHECK_CLOSE(st.v[FG_Q_MAX_DUP_PARAS], 1.0 / 4, 1e-12);
+    FG_CHECK_CLOSE(st.v[FG_Q_MAX_DUP_PARA_CHARS], 10.0 / 49, 1e-12);
+    st = measure(r, s, "a\nb\na");
+    FG_CHECK(st.v[FG_Q_MAX_DUP_PARAS] == 0, "one paragraph, no duplicate (%g)", st.v[FG_Q_MAX_DUP_PARAS]);
     /* "a b" occurs 3 times: 3 * 2 chars of 8 word chars. */
     st = measure(r, s, "a b a b a b c d");
     FG_CHECK_CLOSE(st.v[FG_Q_MAX_TOP_2GRAM], 6.0 / 8, 1e-12);
@@ -622,6 +763,9 @@ int main(void)
     test_utf8();
     test_rules_errors();
     test_default_rules();
+    test_issue16_defects();
+    test_langid();
+    test_profile_datatrove();
     test_quality();
     test_classifier_synthetic();
     test_classifier_sms();

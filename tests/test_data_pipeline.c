@@ -26,7 +26,7 @@ static long count_json_lines(const char *path, const char *must_have_key)
     ssize_t len;
     while ((len = getline(&line, &cap, f)) > 0) {
         json_error_t err;
-        json_t *v = json_loadb(line, (size_t)len, 0, &err);
+        json_t *v = json_loadb(line, (size_t)len, JSON_ALLOW_NUL, &err); /* a page may hold NUL bytes */
         if (!v || !json_is_object(v) || (must_have_key && !json_object_get(v, must_have_key)))
             bad++;
         if (v)
@@ -82,8 +82,14 @@ static void test_web(fg_data_rules *rules)
      * these numbers must update them here (and say why in the commit). */
     FG_CHECK(r.docs_read == 250, "docs read %llu (207 pages + 10 + 10 dolma + WARC/WET records + evaldata)",
              (unsigned long long)r.docs_read);
-    FG_CHECK(r.docs_kept == 217, "kept %llu", (unsigned long long)r.docs_kept);
-    FG_CHECK(r.docs_rejected == 33, "rejected %llu", (unsigned long long)r.docs_rejected);
+    /* Issue 16 moved these (217 / 33 with regex tag stripping): DOM extraction 215 / 35
+     * (pages whose main text is short once menus and footers are gone fall under
+     * min_words); then 218 / 32 when mostly-CJK text stopped being judged by the length
+     * of its few space-separated tokens (the Chinese pages had failed min_mean_word_len);
+     * 219 / 31 when the page's <main> won over a side text (france.attc.org: its article,
+     * not a short box, is extracted and passes min_words). */
+    FG_CHECK(r.docs_kept == 219, "kept %llu", (unsigned long long)r.docs_kept);
+    FG_CHECK(r.docs_rejected == 31, "rejected %llu", (unsigned long long)r.docs_rejected);
     FG_CHECK(r.docs_read == r.docs_kept + sum_rejects(&r), "read = kept + rejected per rule (%llu + %llu)",
              (unsigned long long)r.docs_kept, (unsigned long long)sum_rejects(&r));
     FG_CHECK(r.docs_rejected == sum_rejects(&r), "rejected = sum per rule");
@@ -93,10 +99,14 @@ static void test_web(fg_data_rules *rules)
      * on the default 0.8 threshold, so whether it is caught there depends on the hash
      * seeds and on small rule changes (it is caught now: 1 of the 33 rejects); it is
      * checked below at 0.6, where LSH catches J=0.8 with p > 0.98. */
-    FG_CHECK(fg_data_report_rejects_for(&r, "lorem_ipsum") == 1, "one page holds lorem ipsum");
+    /* The one page with "Lorem Ipsum" (biobiochile.cl) has it in a hidden (d-none) link box,
+     * which the extractor leaves out: the page is kept now. */
+    FG_CHECK(fg_data_report_rejects_for(&r, "lorem_ipsum") == 0, "lorem ipsum only in hidden boilerplate");
     FG_CHECK(r.warc_records_skipped == 41, "WARC request/metadata/warcinfo records skipped: %llu",
              (unsigned long long)r.warc_records_skipped);
-    FG_CHECK(r.utf8_repaired_docs == 1, "one page has invalid UTF-8, repaired: %llu",
+    /* 0 since issue 16: the one page repaired before (nmb-media.de.ebay) is ISO-8859-1 as its
+     * <meta> says; a "charset=utf-8;base64" inside a script had been taken for its charset. */
+    FG_CHECK(r.utf8_repaired_docs == 0, "no page has invalid UTF-8 left to repair: %llu",
              (unsigned long long)r.utf8_repaired_docs);
     FG_CHECK(r.skipped_files && strstr(r.skipped_files, "INDEX.tsv"), "INDEX.tsv listed as skipped");
     FG_CHECK(r.bytes_kept > 1000000 && r.bytes_kept < r.bytes_read / 5, "kept %llu of %llu bytes (HTML stripped)",
@@ -112,7 +122,7 @@ static void test_web(fg_data_rules *rules)
     c.threads = 2;
     c.batch_docs = 100;
     st = fg_data_clean_run(&c, paths, 1, &r);
-    FG_CHECK(st == FG_OK && r.docs_kept == 217, "2 threads: same counts");
+    FG_CHECK(st == FG_OK && r.docs_kept == 219, "2 threads: same counts");
     FG_CHECK(files_equal(out1, out2) && files_equal(rej1, rej2), "output and rejects identical for 1 and 2 threads");
     fg_data_report_free(&r);
     /* Near duplicates: the same Aragonese Wikipedia page as a WARC response and as CC's WET text. */
@@ -121,6 +131,9 @@ static void test_web(fg_data_rules *rules)
     snprintf(wet, sizeof wet, "%s/cc/whirlwind.warc.wet.gz", web);
     const char *pair[2] = {warc, wet};
     c.dedup.jaccard = 0.6;
+    /* WET is CC's text of the whole page, menus included; the WARC page's main content
+     * alone is further from it, so this dedup check compares whole pages. */
+    c.extract = FG_EXTRACT_NONE;
     st = fg_data_clean_run(&c, pair, 2, &r);
     FG_CHECK(st == FG_OK && r.docs_read == 2 && r.near_dups == 1 &&
                  fg_data_report_rejects_for(&r, "near_duplicate") == 1,

@@ -12,8 +12,8 @@
  *   fg_data_report_print(stdout, &rep); fg_data_report_free(&rep);
  * Every input document ends up in the output or in the rejects file (with the rule
  * that rejected it); rep.docs_read == rep.docs_kept + sum(rep.rejects[i].count).
- * Left out: language identification, perplexity filtering, content extraction
- * beyond regex tag stripping.
+ * HTML pages (files and WARC responses) go through main-content extraction
+ * (fg_data_html_extract) before the rules. Left out: perplexity filtering.
  */
 #ifndef FRUGAL_DATA_H
 #define FRUGAL_DATA_H
@@ -134,6 +134,32 @@ fg_status fg_data_utf8_repair(const char *s, size_t n, char **out, size_t *out_l
 /* Appends s[0..n) as a JSON string literal (quotes included) to f. */
 void fg_data_json_write_string(FILE *f, const char *s, size_t n);
 
+/* ---- HTML main-content extraction (src/data/extract.c, libxml2's HTML parser) ---- */
+typedef struct fg_data_extracted {
+    char *text;                           /* main content, paragraphs separated by '\n' (fg_malloc'd), or NULL */
+    size_t len;                           /* bytes */
+    char *title;                          /* <title> text (fg_malloc'd), or NULL */
+    const char *reject;                   /* static reason when nothing could be extracted, else NULL */
+    char detail[160];                     /* its explanation */
+    uint64_t page_chars, container_chars; /* non-space text bytes of the page / the container chosen */
+} fg_data_extracted;
+/* Extracts the main content of html[0..len) (UTF-8; any <meta charset> is ignored, the
+ * caller has decoded already). Navigation, headers/footers, comments, link lists, hidden
+ * and non-text elements are left out (algorithm at the top of extract.c). Malformed
+ * input never fails: a page with no content gets res->reject ("extract_no_html",
+ * "extract_empty") and a detail. Returns FG_ERR_NOMEM only. Thread-safe. */
+fg_status fg_data_html_extract(const char *html, size_t len, fg_data_extracted *res);
+void fg_data_extracted_free(fg_data_extracted *r); /* NULL-safe; zeroes text and title */
+
+/* ---- language identification (src/data/langid_cld2.cc, Debian's libcld2) ---- */
+typedef struct fg_data_lang {
+    char code[16]; /* ISO 639-1 where there is one ("en", "zh", "zh-Hant"), "und" when unknown */
+    int percent;   /* share of the text in that language, 0..100 */
+    bool reliable; /* cld2's own verdict */
+} fg_data_lang;
+/* Language of text[0..len) (valid UTF-8; the first 64 KiB are looked at). Thread-safe. */
+void fg_data_langid(const char *text, size_t len, fg_data_lang *out);
+
 /* ---- rules ---- */
 typedef struct fg_data_rules fg_data_rules;
 
@@ -161,6 +187,12 @@ int fg_data_rules_count(const fg_data_rules *r);
 const char *fg_data_rules_name(const fg_data_rules *r, int i);
 /* "repair" (default) or "reject": what to do with invalid UTF-8 (directive `utf8`). */
 bool fg_data_rules_utf8_reject(const fg_data_rules *r);
+/* Directive `compat datatrove` (the --profile datatrove rules): the quality heuristics
+ * measure the text before the rules (datatrove runs its Gopher filters before C4's line
+ * removal), count punctuation attached to a word as a token of its own in
+ * min_alpha_words (as datatrove's word tokenizer splits it off), and count distinct stop
+ * words (datatrove: stop_words & set(words)). */
+bool fg_data_rules_compat_datatrove(const fg_data_rules *r);
 /* Accept / reject thresholds on the quality score (directive `threshold`). */
 void fg_data_rules_thresholds(const fg_data_rules *r, double *accept, double *reject);
 
@@ -186,6 +218,8 @@ typedef enum fg_quality_id {
     FG_Q_MAX_DUP_9GRAM,
     FG_Q_MAX_DUP_10GRAM,
     FG_Q_MIN_STOPWORDS,
+    FG_Q_MAX_DUP_PARAS,      /* Gopher: fraction of paragraphs ("\n\n"-separated) that repeat one before */
+    FG_Q_MAX_DUP_PARA_CHARS, /* Gopher: characters in repeated paragraphs / characters of the text */
     FG_Q_COUNT
 } fg_quality_id;
 
@@ -298,6 +332,11 @@ typedef enum fg_classify_mode {
     FG_CLASSIFY_NONE = 2,      /* no classifier: ambiguous documents kept when score >= midpoint */
 } fg_classify_mode;
 
+typedef enum fg_extract_mode {
+    FG_EXTRACT_DOM = 0,  /* fg_data_html_extract, then the rules on its text */
+    FG_EXTRACT_NONE = 1, /* the page's HTML goes to the rules as it is (regex tag stripping) */
+} fg_extract_mode;
+
 typedef struct fg_data_clean_config {
     const fg_data_rules *rules;           /* required */
     const fg_data_classifier *classifier; /* NULL: FG_CLASSIFY_NONE behaviour */
@@ -318,6 +357,8 @@ typedef struct fg_data_clean_config {
     bool fail_on_read_error;     /* a corrupt/truncated/unreadable input fails the run (FG_ERR_CORRUPT
                                     or FG_ERR_IO naming file and byte) instead of a read_error reject */
     bool progress;               /* progress bar on stderr (MB of input on disk, rate, ETA) */
+    fg_extract_mode extract;     /* HTML pages: DOM main-content extraction (default) or rules only */
+    bool langid;                 /* language of each cleaned text in "lang"/"lang_pct" (default true) */
 } fg_data_clean_config;
 void fg_data_clean_config_init(fg_data_clean_config *c);
 

@@ -135,8 +135,11 @@ done:
 typedef struct clean_opts {
     char output[PATH], rejects[PATH], rules[PATH], classifier[PATH], report[PATH], eval_label[128], positive[512];
     int classify; /* index of classify_modes: the fg_classify_mode values in order */
+    int extract;  /* index of extract_modes: the fg_extract_mode values in order */
     float threshold;
     int no_dedup, no_exact, no_near;
+    int no_langid;
+    int profile; /* index of profiles: 0 default rules, 1 datatrove */
     double jaccard, dedup_mb;
     fg_cli_reader_opts lim; /* the reader's limits */
     int num_perm, shingle, threads, batch;
@@ -144,6 +147,8 @@ typedef struct clean_opts {
 } clean_opts;
 
 static const char *const classify_modes[] = {"ambiguous", "all", "none", NULL};
+static const char *const extract_modes[] = {"dom", "none", NULL};
+static const char *const profiles[] = {"default", "datatrove", NULL};
 
 #define CF(field) FG_OPT_FIELD(clean_opts, field)
 static const fg_opt clean_table[] = {
@@ -155,7 +160,13 @@ static const fg_opt clean_table[] = {
     {"classifier", FG_OPT_STR, CF(classifier), .help = "classifier for documents between the reject and accept scores"},
     {"classify", FG_OPT_ENUM, CF(classify), .choices = classify_modes,
      .help = "ambiguous: between the scores; all: every document; none"},
+    {"extract", FG_OPT_ENUM, CF(extract), .choices = extract_modes,
+     .help = "HTML pages: main-content extraction (dom), or the raw page to the rules (none)"},
     {"threshold", FG_OPT_FLOAT, CF(threshold), .min = 0, .max = 1, .help = "keep when classifier P(keep) >= this"},
+    {"profile", FG_OPT_ENUM, CF(profile), .choices = profiles,
+     .help = "datatrove: clean_rules_datatrove.conf beside the default rules (datatrove's Gopher + C4 as hard "
+             "cut-offs); --rules overrides"},
+    {"no_langid", FG_OPT_BOOL, CF(no_langid), .help = "no language identification (\"lang\" in the output)"},
     {"no_dedup", FG_OPT_BOOL, CF(no_dedup), .help = "no exact and no near-duplicate removal"},
     {"no_exact", FG_OPT_BOOL, CF(no_exact), .help = "no exact-duplicate removal"},
     {"no_near", FG_OPT_BOOL, CF(no_near), .help = "no near-duplicate (MinHash) removal"},
@@ -202,6 +213,7 @@ int fg_cmd_clean(int argc, char **argv)
     snprintf(o.output, sizeof o.output, "clean.jsonl");
     snprintf(o.positive, sizeof o.positive, "%s", c.positive_labels ? c.positive_labels : "1,true,keep,good,ham,pos");
     o.classify = (int)c.classify;
+    o.extract = (int)c.extract;
     o.threshold = c.classifier_threshold;
     o.jaccard = c.dedup.jaccard;
     o.num_perm = c.dedup.n_perm;
@@ -246,6 +258,8 @@ int fg_cmd_clean(int argc, char **argv)
         return rc;
     }
     c.classify = (fg_classify_mode)o.classify;
+    c.extract = (fg_extract_mode)o.extract;
+    c.langid = !o.no_langid;
     c.classifier_threshold = o.threshold;
     if (o.no_dedup)
         c.dedup.exact = c.dedup.near = false;
@@ -273,6 +287,13 @@ int fg_cmd_clean(int argc, char **argv)
     bool out_open = false, rej_open = false;
     fg_lock lock = {-1};
     const char *rules_path = o.rules[0] ? o.rules : fg_cli_default_rules();
+    char profile_path[PATH + 32];
+    if (rules_path && !o.rules[0] && o.profile == 1) { /* the profile's file lies beside the default one */
+        const char *slash = strrchr(rules_path, '/');
+        int dl = slash ? (int)(slash - rules_path) : 1;
+        snprintf(profile_path, sizeof profile_path, "%.*s/clean_rules_datatrove.conf", dl, slash ? rules_path : ".");
+        rules_path = profile_path;
+    }
     if (!rules_path) {
         rc = fg_cli_fail("clean", FG_ERR_IO, "pass --rules FILE");
         goto done;

@@ -107,6 +107,7 @@ struct fg_data_rules {
     int n_rules;
     int normalize; /* 0 none, 1 NFC, 2 NFKC */
     bool utf8_reject;
+    bool compat_datatrove; /* `compat datatrove`: quality on the input text, datatrove's counting */
     double accept, reject;
     qlimit q[FG_Q_COUNT];
     int n_stoplists;
@@ -139,5 +140,9 @@ fg_status fg_data_scratch_grow_words(fg_data_scratch *s, size_t need);
 /* Splits text into words (whitespace separated; each CJK ideograph/kana is a word).
  * Fills s->w_off/w_len (bytes); returns the count or (size_t)-1 when out of memory. */
 size_t fg_data_split_words(fg_data_scratch *s, const char *text, size_t len);
+
+/* Code points of the HTML5 named reference name[0..n) (no '&' or ';'); cp2 is 0 or a
+ * second code point. false when there is no such name (rules.c, table html_entities.h). */
+bool fg_data_html_entity(const char *name, size_t n, uint32_t *cp, uint32_t *cp2);
 
 #endif

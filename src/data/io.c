@@ -3,6 +3,7 @@
  * helpers. Damaged records become rejected documents, never lost ones.
  * Left out: ARC (pre-WARC) files, HTTP chunked bodies, bzip2/xz. */
 #define _GNU_SOURCE /* strcasestr, fputs_unlocked */
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <iconv.h>
@@ -12,6 +13,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
+#include <uchardet.h>
 #include <utf8proc.h>
 #include <zlib.h>
 #include <zstd.h>
@@ -938,7 +940,8 @@ static void charset_from_content_type(const char *ct, char *out, size_t cap)
     while (*c == '"' || *c == '\'')
         c++;
     size_t k = 0;
-    while (c[k] && c[k] != ';' && c[k] != '"' && c[k] != '\'' && c[k] != ' ' && k < cap - 1)
+    while (c[k] && c[k] != ';' && c[k] != '"' && c[k] != '\'' && c[k] != ' ' && c[k] != '>' && c[k] != '/' &&
+           c[k] != '\t' && c[k] != '\r' && c[k] != '\n' && k < cap - 1)
         k++;
     memcpy(out, c, k);
     out[k] = 0;
@@ -1329,25 +1332,75 @@ static void set_label(fg_doc *doc, const json_t *obj, const char *label_field, c
         doc->label = label_positive(lv, positives) ? 1 : 0;
 }
 
-/* Charset named in an HTML <meta> within the first 2 KiB, into out ("" when none). */
+/* Charset named by an HTML <meta> tag (<meta charset=x> or <meta http-equiv content="...;
+ * charset=x">) within the first 8 KiB, into out ("" when none). Only <meta> tags count:
+ * a <script charset="utf-8"> before the real <meta charset="gb2312"> once made GB2312
+ * pages decode as UTF-8 (issue 16). */
 static void sniff_meta_charset(const char *s, size_t n, char *out, size_t cap)
 {
     out[0] = 0;
-    char head[2049];
-    size_t k = n < 2048 ? n : 2048;
-    memcpy(head, s, k);
-    head[k] = 0;
-    for (size_t i = 0; i < k; i++)
-        if (!head[i])
-            head[i] = ' ';
-    const char *m = strcasestr(head, "charset=");
-    if (m)
-        charset_from_content_type(m, out, cap);
+    size_t k = n < 8192 ? n : 8192;
+    for (size_t i = 0; i + 5 < k; i++) {
+        if (s[i] != '<' || strncasecmp(s + i + 1, "meta", 4) != 0 || isalnum((unsigned char)s[i + 5]))
+            continue;
+        const char *end = memchr(s + i, '>', k - i);
+        if (!end)
+            return;
+        char tag[1024];
+        size_t tl = (size_t)(end - (s + i));
+        if (tl >= sizeof tag)
+            tl = sizeof tag - 1;
+        memcpy(tag, s + i, tl);
+        tag[tl] = 0;
+        for (size_t j = 0; j < tl; j++)
+            if (!tag[j])
+                tag[j] = ' ';
+        charset_from_content_type(tag, out, cap);
+        if (out[0])
+            return;
+        i = (size_t)(end - s);
+    }
+}
+
+/* Charset from a byte-order mark, and the BOM's length (0 when none). */
+static size_t bom_charset(const char *s, size_t n, char *out, size_t cap)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    if (n >= 3 && u[0] == 0xEF && u[1] == 0xBB && u[2] == 0xBF) {
+        snprintf(out, cap, "UTF-8");
+        return 3;
+    }
+    if (n >= 2 && u[0] == 0xFF && u[1] == 0xFE) {
+        snprintf(out, cap, "UTF-16LE");
+        return 2;
+    }
+    if (n >= 2 && u[0] == 0xFE && u[1] == 0xFF) {
+        snprintf(out, cap, "UTF-16BE");
+        return 2;
+    }
+    return 0;
+}
+
+/* uchardet's guess for bytes that are neither declared nor valid UTF-8 ("" when it has
+ * none). Only the first 64 KiB are shown to it: enough for a confident guess. */
+static void detect_charset(const char *s, size_t n, char *out, size_t cap)
+{
+    out[0] = 0;
+    uchardet_t u = uchardet_new();
+    if (!u)
+        return;
+    if (uchardet_handle_data(u, s, n < 65536 ? n : 65536) == 0) {
+        uchardet_data_end(u);
+        const char *cs = uchardet_get_charset(u);
+        if (cs && cs[0] && strcasecmp(cs, "ASCII") != 0)
+            snprintf(out, cap, "%s", cs);
+    }
+    uchardet_delete(u);
 }
 
 /* Converts raw from charset to UTF-8 with iconv; bad bytes become U+FFFD (counted).
  * Returns false when the charset is unknown (the caller then treats bytes as UTF-8). */
-static bool convert_charset(fg_doc *doc, const char *charset)
+static bool convert_charset(fg_doc *doc, const char *charset, size_t skip)
 {
     const char *cs = charset;
     if (!strcasecmp(cs, "gb2312") || !strcasecmp(cs, "gbk") || !strcasecmp(cs, "x-gbk"))
@@ -1362,8 +1415,8 @@ static bool convert_charset(fg_doc *doc, const char *charset)
         iconv_close(cd);
         return false;
     }
-    char *in = doc->raw;
-    size_t inleft = doc->raw_len;
+    char *in = doc->raw + skip;
+    size_t inleft = doc->raw_len - skip;
     while (inleft > 0) {
         if (sbuf_reserve(&b, inleft * 2 + 64) != FG_OK)
             break;
@@ -1393,6 +1446,30 @@ static bool convert_charset(fg_doc *doc, const char *charset)
 static bool is_utf8_name(const char *cs)
 {
     return !strcasecmp(cs, "utf-8") || !strcasecmp(cs, "utf8");
+}
+
+/* More than 1 in 8 non-ASCII bytes start an invalid UTF-8 sequence: the bytes are in
+ * another charset, not UTF-8 with a few broken characters (which is repaired instead:
+ * a guess from a few bad bytes would garble the rest). */
+static bool mostly_invalid_utf8(const char *s, size_t n)
+{
+    size_t high = 0, bad = 0, i = 0;
+    const unsigned char *u = (const unsigned char *)s;
+    while (i < n) {
+        if (u[i] < 0x80) {
+            i++;
+            continue;
+        }
+        high++;
+        size_t k = u[i] >= 0xF0 ? 4 : u[i] >= 0xE0 ? 3 : u[i] >= 0xC2 ? 2 : 0;
+        if (k == 0 || i + k > n || !fg_data_utf8_valid(s + i, k)) {
+            bad++;
+            i++;
+        } else {
+            i += k;
+        }
+    }
+    return high > 0 && bad * 8 > high;
 }
 
 /* ---- JSONL fast path ----
@@ -1673,21 +1750,36 @@ fg_status fg_data_doc_decode(fg_doc *doc, const char *label_field, const char *p
         json_decref(v);
         return FG_OK;
     }
-    /* Text / HTML: charset, then UTF-8 check. */
+    /* Text / HTML: BOM, declared charset (HTTP/WARC header, then <meta> when the bytes are
+     * not UTF-8), then UTF-8 check; bytes that are still mostly invalid UTF-8 go to uchardet. */
     char cs[64] = "";
-    if (doc->charset)
+    size_t bom = bom_charset(doc->raw, doc->raw_len, cs, sizeof cs);
+    if (bom == 3)
+        cs[0] = 0; /* UTF-8: checked below, with the BOM kept out of the text */
+    else if (!bom && doc->charset)
         snprintf(cs, sizeof cs, "%s", doc->charset);
-    else if (doc->format == FG_DOC_HTML && !fg_data_utf8_valid(doc->raw, doc->raw_len))
+    else if (!bom && doc->format == FG_DOC_HTML && !fg_data_utf8_valid(doc->raw, doc->raw_len))
         sniff_meta_charset(doc->raw, doc->raw_len, cs, sizeof cs);
-    if (cs[0] && !is_utf8_name(cs) && convert_charset(doc, cs))
+    if (cs[0] && !is_utf8_name(cs) && convert_charset(doc, cs, bom))
         return FG_OK;
-    if (fg_data_utf8_valid(doc->raw, doc->raw_len)) {
-        doc->text = doc->raw;
-        doc->len = doc->raw_len;
+    if (fg_data_utf8_valid(doc->raw + bom, doc->raw_len - bom)) {
+        doc->text = doc->raw + bom;
+        doc->len = doc->raw_len - bom;
+        if (bom) { /* text must own its buffer or alias raw: copy without the BOM */
+            doc->text = fg_strndup(doc->raw + bom, doc->raw_len - bom);
+            if (!doc->text)
+                return FG_ERR_NOMEM;
+        }
         return FG_OK;
     }
+    if (!bom && doc->format == FG_DOC_HTML && mostly_invalid_utf8(doc->raw, doc->raw_len)) {
+        char guess[64];
+        detect_charset(doc->raw, doc->raw_len, guess, sizeof guess);
+        if (guess[0] && !is_utf8_name(guess) && convert_charset(doc, guess, 0))
+            return FG_OK;
+    }
     uint32_t bad = 0;
-    fg_status st = fg_data_utf8_repair(doc->raw, doc->raw_len, &doc->text, &doc->len, &bad);
+    fg_status st = fg_data_utf8_repair(doc->raw + bom, doc->raw_len - bom, &doc->text, &doc->len, &bad);
     doc->utf8_repairs += bad;
     return st;
 }

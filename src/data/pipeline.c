@@ -24,6 +24,7 @@ void fg_data_clean_config_init(fg_data_clean_config *c)
     c->batch_bytes = (size_t)32 << 20;
     c->max_doc_bytes = (size_t)32 << 20;
     c->max_file_bytes = FG_DATA_DEFAULT_MAX_FILE_BYTES;
+    c->langid = true;
 }
 
 /* Reject names for quality rejections, "quality:<heuristic>". */
@@ -32,12 +33,15 @@ static const char *q_reject_names[FG_Q_COUNT] = {
     "quality:max_symbol_ratio", "quality:max_bullet_lines",   "quality:max_ellipsis_lines", "quality:min_alpha_words",
     "quality:max_dup_lines",    "quality:max_dup_line_chars", "quality:max_top_2gram",      "quality:max_top_3gram",
     "quality:max_top_4gram",    "quality:max_dup_5gram",      "quality:max_dup_6gram",      "quality:max_dup_7gram",
-    "quality:max_dup_8gram",    "quality:max_dup_9gram",      "quality:max_dup_10gram",     "quality:min_stopwords"};
+    "quality:max_dup_8gram",    "quality:max_dup_9gram",      "quality:max_dup_10gram",     "quality:min_stopwords",
+    "quality:max_dup_paras",    "quality:max_dup_para_chars"};
 
 typedef struct slot {
     fg_doc doc;
     char *clean; /* cleaned text (owned) */
     size_t clean_len;
+    char *title;         /* <title> of an extracted HTML page (owned), or NULL */
+    fg_data_lang lang;   /* of the cleaned text; code "" when not identified */
     float score, p_keep; /* heuristic score; classifier P(keep) or -1 */
     int route;           /* 0 accepted by score, 1 rejected by score, 2 classifier, 3 no score */
     uint64_t h;
@@ -93,9 +97,35 @@ static void process(run *R, slot *sl, int tid)
                      d->utf8_repairs);
         return;
     }
-    const char *out, *rej;
-    size_t n;
-    if (fg_data_rules_apply(c->rules, R->scr[tid], d->text, d->len, &out, &n, &rej, R->line_drops[tid]) != FG_OK) {
+    const char *in = d->text, *out, *rej;
+    size_t in_len = d->len, n;
+    fg_data_extracted ex = {0};
+    if (d->format == FG_DOC_HTML && c->extract == FG_EXTRACT_DOM) {
+        if (fg_data_html_extract(d->text, d->len, &ex) != FG_OK) {
+            d->reject = "internal_error";
+            d->detail = fg_strdup(fg_last_error());
+            return;
+        }
+        if (ex.reject) {
+            d->reject = ex.reject;
+            d->detail = fg_malloc(strlen(d->source) + sizeof ex.detail + 4);
+            if (d->detail)
+                sprintf(d->detail, "%s: %s", d->source, ex.detail);
+            fg_data_extracted_free(&ex);
+            return;
+        }
+        in = ex.text;
+        in_len = ex.len;
+        sl->title = ex.title;
+        ex.title = NULL;
+    }
+    fg_status rst = fg_data_rules_apply(c->rules, R->scr[tid], in, in_len, &out, &n, &rej, R->line_drops[tid]);
+    /* the input of the rules, for `compat datatrove` quality (ex.text is freed below, so
+     * that mode measures the decoded text of an HTML page: the profile is for JSONL text) */
+    const char *qin = ex.text ? d->text : in;
+    size_t qin_len = ex.text ? d->len : in_len;
+    fg_data_extracted_free(&ex);
+    if (rst != FG_OK) {
         d->reject = "internal_error";
         d->detail = fg_strdup(fg_last_error());
         return;
@@ -116,6 +146,8 @@ static void process(run *R, slot *sl, int tid)
     memcpy(sl->clean, out, n);
     sl->clean[n] = 0;
     sl->clean_len = n;
+    if (c->langid)
+        fg_data_langid(sl->clean, n, &sl->lang);
     bool use_cls = c->classifier && c->classify != FG_CLASSIFY_NONE;
     if (use_cls && c->classify == FG_CLASSIFY_ALL) {
         sl->route = 2;
@@ -124,7 +156,10 @@ static void process(run *R, slot *sl, int tid)
             d->reject = "classifier";
     } else {
         fg_quality_stats st;
-        fg_data_quality_measure(c->rules, R->scr[tid], sl->clean, n, &st);
+        if (fg_data_rules_compat_datatrove(c->rules)) /* Gopher before C4, as datatrove runs them */
+            fg_data_quality_measure(c->rules, R->scr[tid], qin, qin_len, &st);
+        else
+            fg_data_quality_measure(c->rules, R->scr[tid], sl->clean, n, &st);
         int worst;
         double acc, rj;
         fg_data_rules_thresholds(c->rules, &acc, &rj);
@@ -207,6 +242,12 @@ static void write_kept(FILE *f, const slot *sl)
 {
     fputs_unlocked("{\"text\":", f);
     fg_data_json_write_string(f, sl->clean, sl->clean_len);
+    if (sl->title) {
+        fputs_unlocked(",\"title\":", f);
+        write_text_field(f, sl->title, strlen(sl->title));
+    }
+    if (sl->lang.code[0])
+        fprintf(f, ",\"lang\":\"%s\",\"lang_pct\":%d", sl->lang.code, sl->lang.percent);
     if (sl->doc.meta && sl->doc.meta[0]) {
         putc_unlocked(',', f);
         fputs_unlocked(sl->doc.meta, f);
@@ -232,6 +273,8 @@ static void write_reject(FILE *f, const slot *sl)
         fprintf(f, ",\"score\":%.4f", sl->score);
     if (sl->p_keep >= 0)
         fprintf(f, ",\"p_keep\":%.4f", sl->p_keep);
+    if (sl->lang.code[0])
+        fprintf(f, ",\"lang\":\"%s\"", sl->lang.code);
     /* The original document: decoded text when decoding succeeded, else the raw bytes. */
     fputs_unlocked(",\"text\":", f);
     if (d->text)
@@ -302,7 +345,8 @@ static void finish_batch(run *R, batch *b, fg_data_report *rep, FILE *out, FILE 
         }
         fg_doc_free(d);
         fg_free(sl->clean);
-        sl->clean = NULL;
+        fg_free(sl->title);
+        sl->clean = sl->title = NULL;
     }
     b->n = 0;
 }

@@ -244,6 +244,41 @@ void fg_data_quality_measure(const fg_data_rules *r, fg_data_scratch *s, const c
             i = e + 1;
         }
     }
+    /* ---- paragraphs (Gopher, as datatrove counts them): the text, stripped, split on runs
+     * of two or more newlines; a paragraph equal to an earlier one is a duplicate; the
+     * character fraction is over the whole text ---- */
+    {
+        size_t b0 = 0, e0 = len;
+        while (b0 < e0 && (t[b0] == ' ' || t[b0] == '\n' || t[b0] == '\t' || t[b0] == '\r'))
+            b0++;
+        while (e0 > b0 && (t[e0 - 1] == ' ' || t[e0 - 1] == '\n' || t[e0 - 1] == '\t' || t[e0 - 1] == '\r'))
+            e0--;
+        size_t est = 1;
+        for (size_t i = b0; i + 1 < e0; i++)
+            est += t[i] == '\n' && t[i + 1] == '\n';
+        if (set_init(s, est) != FG_OK)
+            return;
+        size_t mask = set_mask(est), n_para = 0, dup_para = 0, dup_para_chars = 0;
+        size_t i = b0;
+        while (i <= e0 && e0 > b0) {
+            size_t e = i;
+            while (e < e0 && !(t[e] == '\n' && e + 1 < e0 && t[e + 1] == '\n'))
+                e++;
+            n_para++;
+            if (set_add(s, mask, fg_hash_bytes(text + i, e - i, 0x9A7A)) > 1) {
+                dup_para++;
+                dup_para_chars += utf8_chars(text + i, e - i);
+            }
+            if (e >= e0)
+                break;
+            while (e < e0 && t[e] == '\n')
+                e++;
+            i = e;
+        }
+        size_t all = utf8_chars(text, len);
+        st->v[FG_Q_MAX_DUP_PARAS] = n_para ? (double)dup_para / (double)n_para : 0;
+        st->v[FG_Q_MAX_DUP_PARA_CHARS] = all ? (double)dup_para_chars / (double)all : 0;
+    }
     st->n_lines = nonempty;
     double nl_d = nonempty ? (double)nonempty : 1.0;
     st->v[FG_Q_MAX_BULLET_LINES] = (double)bullets / nl_d;
@@ -257,7 +292,7 @@ void fg_data_quality_measure(const fg_data_rules *r, fg_data_scratch *s, const c
     st->n_words = nw;
     st->v[FG_Q_MIN_WORDS] = st->v[FG_Q_MAX_WORDS] = (double)nw;
     size_t symbols = 0, alpha = 0, latin_words = 0, latin_chars = 0, total_chars = 0, total_bytes = 0;
-    size_t best_stop = 0;
+    size_t best_stop = 0, punct_tokens = 0, seen[256], n_seen = 0;
     size_t stop_count[FG_MAX_STOPLISTS] = {0};
     for (size_t w = 0; w < nw; w++) {
         const char *p = text + s->w_off[w];
@@ -294,12 +329,21 @@ void fg_data_quality_measure(const fg_data_rules *r, fg_data_scratch *s, const c
             (n >= 3 && !memcmp(p + n - 3, "\xE2\x80\xA6", 3)))
             symbols++;
         alpha += has_alpha;
+        if (r->compat_datatrove && e > b) /* "end." is "end" and "." to datatrove */
+            punct_tokens += (b > 0) + (e < n);
         if (r->n_stoplists) {
             uint64_t h = s->w_hash[w] | 1;
             size_t j = (size_t)(h >> 20) & (FG_STOP_SLOTS - 1);
             while (r->stop_key[j] && r->stop_key[j] != h)
                 j = (j + 1) & (FG_STOP_SLOTS - 1);
-            if (r->stop_key[j])
+            bool count = r->stop_key[j] != 0;
+            if (count && r->compat_datatrove) { /* distinct stop words only */
+                for (size_t k = 0; k < n_seen && count; k++)
+                    count = seen[k] != j;
+                if (count && n_seen < sizeof seen / sizeof seen[0])
+                    seen[n_seen++] = j;
+            }
+            if (count)
                 for (uint32_t m = r->stop_mask[j]; m; m &= m - 1)
                     stop_count[__builtin_ctz(m)]++;
         }
@@ -308,11 +352,14 @@ void fg_data_quality_measure(const fg_data_rules *r, fg_data_scratch *s, const c
         if (stop_count[L] > best_stop)
             best_stop = stop_count[L];
     double nw_d = nw ? (double)nw : 1.0;
-    /* CJK-only documents have no meaningful word length: report a neutral 5. */
+    /* Text written mostly in CJK characters has no meaningful word length: a neutral 5.
+     * Its few space-separated tokens (numbers, dates, Latin names) would otherwise judge
+     * it: a Chinese news page was rejected as min_mean_word_len (issue 16). */
+    size_t cjk_words = nw - latin_words;
     st->v[FG_Q_MIN_MEAN_WORD_LEN] = st->v[FG_Q_MAX_MEAN_WORD_LEN] =
-        latin_words ? (double)latin_chars / (double)latin_words : (nw ? 5.0 : 0.0);
+        (latin_words && cjk_words < latin_words) ? (double)latin_chars / (double)latin_words : (nw ? 5.0 : 0.0);
     st->v[FG_Q_MAX_SYMBOL_RATIO] = (double)symbols / nw_d;
-    st->v[FG_Q_MIN_ALPHA_WORDS] = nw ? (double)alpha / nw_d : 0.0;
+    st->v[FG_Q_MIN_ALPHA_WORDS] = nw ? (double)alpha / (nw_d + (double)punct_tokens) : 0.0;
     st->v[FG_Q_MIN_STOPWORDS] = (double)best_stop;
     /* ---- word n-grams ---- */
     uint64_t powB[11];

@@ -15,7 +15,8 @@ static const char *q_names[FG_Q_COUNT] = {
     "min_words",        "max_words",          "min_mean_word_len", "max_mean_word_len", "max_symbol_ratio",
     "max_bullet_lines", "max_ellipsis_lines", "min_alpha_words",   "max_dup_lines",     "max_dup_line_chars",
     "max_top_2gram",    "max_top_3gram",      "max_top_4gram",     "max_dup_5gram",     "max_dup_6gram",
-    "max_dup_7gram",    "max_dup_8gram",      "max_dup_9gram",     "max_dup_10gram",    "min_stopwords"};
+    "max_dup_7gram",    "max_dup_8gram",      "max_dup_9gram",     "max_dup_10gram",    "min_stopwords",
+    "max_dup_paras",    "max_dup_para_chars"};
 
 const char *fg_data_quality_name(fg_quality_id q)
 {
@@ -172,6 +173,11 @@ static fg_status add_rule(fg_data_rules *r, const rule *ru)
     return FG_OK;
 }
 
+bool fg_data_rules_compat_datatrove(const fg_data_rules *r)
+{
+    return r->compat_datatrove;
+}
+
 /* Defaults: Gopher's thresholds as soft limits, somewhat looser hard limits. */
 static void set_defaults(fg_data_rules *r)
 {
@@ -181,7 +187,8 @@ static void set_defaults(fg_data_rules *r)
         {50, 20, 1},       {100000, 200000, 1}, {3, 2, 0.6},       {10, 14, 0.6},     {0.1, 0.3, 0.6},
         {0.9, 1.0, 0.6},   {0.3, 0.6, 0.6},     {0.8, 0.5, 0.6},   {0.3, 0.6, 0.6},   {0.2, 0.5, 0.6},
         {0.2, 0.4, 0.3},   {0.18, 0.36, 0.3},   {0.16, 0.32, 0.3}, {0.15, 0.4, 0.3},  {0.14, 0.38, 0.3},
-        {0.13, 0.36, 0.3}, {0.12, 0.34, 0.3},   {0.11, 0.32, 0.3}, {0.10, 0.30, 0.3}, {2, 0, 0.6}};
+        {0.13, 0.36, 0.3}, {0.12, 0.34, 0.3},   {0.11, 0.32, 0.3}, {0.10, 0.30, 0.3}, {2, 0, 0.6},
+        {0.3, 0.6, 0.6},   {0.2, 0.5, 0.6}};
     for (int i = 0; i < FG_Q_COUNT; i++) {
         r->q[i].soft = d[i][0];
         r->q[i].hard = d[i][1];
@@ -213,6 +220,12 @@ static fg_status parse_line(fg_data_rules *r, parser *ps)
         if (!token(ps, tmp, sizeof tmp, &nat) || (strcmp(tmp, "repair") && strcmp(tmp, "reject")))
             return perr(ps, nat, "utf8 needs 'repair' or 'reject'");
         r->utf8_reject = !strcmp(tmp, "reject");
+        return FG_OK;
+    }
+    if (!strcmp(kw, "compat")) {
+        if (!token(ps, tmp, sizeof tmp, &nat) || strcmp(tmp, "datatrove"))
+            return perr(ps, nat, "compat needs 'datatrove'");
+        r->compat_datatrove = true;
         return FG_OK;
     }
     if (!strcmp(kw, "threshold")) {
@@ -291,9 +304,10 @@ static fg_status parse_line(fg_data_rules *r, parser *ps)
     else if (!strcmp(kw, "html_entities"))
         ru.kind = RULE_ENTITIES;
     else
-        return perr(ps, at,
-                    "unknown directive (known: sub drop_line reject html_entities normalize utf8 quality threshold "
-                    "stopwords)");
+        return perr(
+            ps, at,
+            "unknown directive (known: sub drop_line reject html_entities normalize utf8 compat quality threshold "
+            "stopwords)");
     if (!token(ps, ru.name, sizeof ru.name, &nat))
         return perr(ps, nat, "rule needs a NAME");
     for (int i = 0; i < r->n_rules; i++)
@@ -485,19 +499,35 @@ static fg_status apply_sub(const rule *ru, fg_data_scratch *s, const char **cur,
     return FG_OK;
 }
 
-static const struct {
-    const char *name;
-    uint32_t cp;
-} entities[] = {{"amp", '&'},     {"lt", '<'},       {"gt", '>'},       {"quot", '"'},      {"apos", '\''},
-                {"nbsp", ' '},    {"mdash", 0x2014}, {"ndash", 0x2013}, {"hellip", 0x2026}, {"laquo", 0xAB},
-                {"raquo", 0xBB},  {"lsquo", 0x2018}, {"rsquo", 0x2019}, {"ldquo", 0x201C},  {"rdquo", 0x201D},
-                {"copy", 0xA9},   {"reg", 0xAE},     {"euro", 0x20AC},  {"middot", 0xB7},   {"bull", 0x2022},
-                {"auml", 0xE4},   {"ouml", 0xF6},    {"uuml", 0xFC},    {"Auml", 0xC4},     {"Ouml", 0xD6},
-                {"Uuml", 0xDC},   {"szlig", 0xDF},   {"eacute", 0xE9},  {"egrave", 0xE8},   {"agrave", 0xE0},
-                {"ccedil", 0xE7}, {"ntilde", 0xF1},  {"aacute", 0xE1},  {"iacute", 0xED},   {"oacute", 0xF3},
-                {"uacute", 0xFA}, {"times", 0xD7},   {"deg", 0xB0},     {"shy", 0xAD},      {"zwnj", 0x200C}};
+#include "html_entities.h"
 
-/* Decodes &name; &#NNN; &#xHH; (invalid code points become U+FFFD). Output never grows. */
+static int entity_cmp(const void *key, const void *elem)
+{
+    const char *k = key;
+    const char *name = *(const char *const *)elem; /* the first member of a table row */
+    return strcmp(k, name);
+}
+
+/* Code points of the named reference name[0..n), or false when it is not one. */
+bool fg_data_html_entity(const char *name, size_t n, uint32_t *cp, uint32_t *cp2)
+{
+    char k[FG_HTML_ENTITY_MAX_NAME + 1];
+    if (n == 0 || n > FG_HTML_ENTITY_MAX_NAME)
+        return false;
+    memcpy(k, name, n);
+    k[n] = 0;
+    const void *hit = bsearch(k, fg_html_entities, FG_HTML_N_ENTITIES, sizeof fg_html_entities[0], entity_cmp);
+    if (!hit)
+        return false;
+    size_t i = (size_t)((const char *)hit - (const char *)fg_html_entities) / sizeof fg_html_entities[0];
+    *cp = fg_html_entities[i].cp;
+    *cp2 = fg_html_entities[i].cp2;
+    return true;
+}
+
+/* Decodes &name; (the whole HTML5 table) &#NNN; &#xHH; (invalid code points become
+ * U+FFFD). A few two-code-point references grow (&nGt; is 5 bytes, its UTF-8 6), never
+ * by more than 2x. */
 static fg_status apply_entities(fg_data_scratch *s, const char **cur, size_t *n)
 {
     const char *in = *cur;
@@ -505,7 +535,7 @@ static fg_status apply_entities(fg_data_scratch *s, const char **cur, size_t *n)
         return FG_OK;
     sbuf *o = other(s, in);
     o->n = 0;
-    if (sbuf_reserve(o, *n) != FG_OK)
+    if (sbuf_reserve(o, 2 * *n + 8) != FG_OK)
         return FG_ERR_NOMEM;
     size_t i = 0, len = *n;
     char *w = o->p;
@@ -518,9 +548,10 @@ static fg_status apply_entities(fg_data_scratch *s, const char **cur, size_t *n)
         if (!amp)
             break;
         size_t j = i + 1;
-        while (j < len && j - i < 12 && in[j] != ';' && (isalnum((unsigned char)in[j]) || in[j] == '#'))
+        while (j < len && j - i < FG_HTML_ENTITY_MAX_NAME + 2 && in[j] != ';' &&
+               (isalnum((unsigned char)in[j]) || in[j] == '#'))
             j++;
-        uint32_t cp = 0;
+        uint32_t cp = 0, cp2 = 0;
         bool ok = false;
         if (j < len && in[j] == ';' && j > i + 1) {
             if (in[i + 1] == '#') {
@@ -538,19 +569,15 @@ static fg_status apply_entities(fg_data_scratch *s, const char **cur, size_t *n)
                     }
                 }
             } else {
-                for (size_t e = 0; e < sizeof entities / sizeof entities[0]; e++) {
-                    size_t el = strlen(entities[e].name);
-                    if (el == j - i - 1 && !memcmp(entities[e].name, in + i + 1, el)) {
-                        cp = entities[e].cp;
-                        ok = true;
-                        break;
-                    }
-                }
+                ok = fg_data_html_entity(in + i + 1, j - i - 1, &cp, &cp2);
             }
         }
-        /* A reference is >= 4 bytes ("&lt;") and its UTF-8 is <= 4 bytes, so w stays behind. */
-        if (ok && (j - i + 1) >= 4) {
+        if (ok) {
+            if (cp == 0xA0)
+                cp = ' '; /* &nbsp; as a space, as before: the spaces rule collapses it */
             w += utf8proc_encode_char((utf8proc_int32_t)cp, (utf8proc_uint8_t *)w);
+            if (cp2)
+                w += utf8proc_encode_char((utf8proc_int32_t)cp2, (utf8proc_uint8_t *)w);
             i = j + 1;
         } else {
             *w++ = '&';
