@@ -61,6 +61,7 @@ static int eval_text(fg_model *m, fg_tokenizer *tok, const char *path, int max_t
     double sum = 0.0;
     size_t counted = 0;
     int32_t *in = fg_malloc(2 * (size_t)T * sizeof(int32_t)), *tg = in ? in + T : NULL;
+    double t0 = fg_time_sec();
     for (size_t i = 0; in && i + 1 < n_ids; i += (size_t)T) {
         int t = (int)(n_ids - 1 - i < (size_t)T ? n_ids - 1 - i : (size_t)T);
         for (int j = 0; j < t; j++) {
@@ -74,6 +75,7 @@ static int eval_text(fg_model *m, fg_tokenizer *tok, const char *path, int max_t
         sum += (double)loss * t;
         counted += (size_t)t;
     }
+    double secs = fg_time_sec() - t0;
     fg_free(in);
     fg_free(ids);
     if (st != FG_OK || !counted)
@@ -81,6 +83,9 @@ static int eval_text(fg_model *m, fg_tokenizer *tok, const char *path, int max_t
                            NULL);
     printf("eval: %s: %zu tokens, loss %.5f, perplexity %.4f (%s)\n", path, counted, sum / (double)counted,
            exp(sum / (double)counted), what);
+    /* the forward over T-token windows is prompt processing: its rate, for int8 vs fp32 */
+    printf("eval: %.1f tokens/s (%zu tokens in %.3f s, windows of %d)\n", secs > 0 ? (double)counted / secs : 0.0,
+           counted, secs, T);
     return 0;
 }
 #undef SF
@@ -159,6 +164,8 @@ int fg_cmd_sample(int argc, char **argv)
     }
     fg_sampler s = {.temperature = (float)temp, .top_k = (int)top_k, .top_p = (float)top_p};
     fg_rng_seed(&s.rng, (uint64_t)seed);
+    double gen_secs = 0.0;
+    long gen_tokens = 0;
     for (int k = 0; k < (int)n_samples; k++) {
         for (int i = 0; i < n_prompt; i++)
             all[i] = n_ids ? (int32_t)ids[i] : start;
@@ -170,13 +177,16 @@ int fg_cmd_sample(int argc, char **argv)
             int want = n_want - (total - n_prompt);
             if (want > maxT - ctx)
                 want = maxT - ctx;
+            double g0 = fg_time_sec();
             int n = fg_model_generate(m, all + total - ctx, ctx, want, eot, &s, buf);
+            gen_secs += fg_time_sec() - g0;
             if (n < 0) {
                 code = fg_cli_fail("sample", (fg_status)n, NULL);
                 goto out;
             }
             memcpy(all + total, buf + ctx, (size_t)(n - ctx) * sizeof(int32_t));
             total += n - ctx;
+            gen_tokens += n - ctx;
             if (n - ctx < want || (total > 0 && all[total - 1] == eot))
                 break; /* stopped at <|endoftext|> */
         }
@@ -192,6 +202,10 @@ int fg_cmd_sample(int argc, char **argv)
                (int)top_k, top_p, text);
         fg_free(text);
     }
+    /* decode rate: generated tokens over the time in fg_model_generate (its prompt
+     * prefill included, detokenising and printing excluded) */
+    fprintf(stderr, "sample: %ld tokens generated in %.3f s, %.1f tokens/s (%s)\n", gen_tokens, gen_secs,
+            gen_secs > 0 ? (double)gen_tokens / gen_secs : 0.0, o.int8 || o.int8_file[0] ? "int8" : "fp32");
 out:
     fg_free(all);
     fg_free(buf);
