@@ -61,10 +61,10 @@ static int tag_kind(const char *n)
     default: break;
     }
     for (size_t i = 0; i < sizeof drop / sizeof drop[0]; i++)
-        if (!strcmp(n, drop[i]))
+        if (n[0] == drop[i][0] && !strcmp(n, drop[i])) /* first byte first: this runs per element */
             return K_DROP;
     for (size_t i = 0; i < sizeof block / sizeof block[0]; i++)
-        if (!strcmp(n, block[i]))
+        if (n[0] == block[i][0] && !strcmp(n, block[i]))
             return K_BLOCK;
     return K_INLINE;
 }
@@ -87,7 +87,7 @@ static bool bad_word(const char *w, size_t n)
         "dateline",     "postmetadata",  "metadata",     "author",      "authorbox",  "bio",           "themes",
         "topics",       "keywords",      "relatedposts", "readmore",    "infobox",    "teaser"};
     for (size_t i = 0; i < sizeof words / sizeof words[0]; i++)
-        if (strlen(words[i]) == n && !memcmp(words[i], w, n))
+        if (words[i][0] == w[0] && !strncmp(words[i], w, n) && !words[i][n])
             return true;
     return false;
 }
@@ -101,7 +101,7 @@ static bool ok_word(const char *w, size_t n)
                                         "text",    "story",   "container", "wrapper", "column", "page",
                                         "site",    "layout",  "template",  "single",  "blog",   "col"};
     for (size_t i = 0; i < sizeof words / sizeof words[0]; i++)
-        if (strlen(words[i]) == n && !memcmp(words[i], w, n))
+        if (words[i][0] == w[0] && !strncmp(words[i], w, n) && !words[i][n])
             return true;
     return false;
 }
