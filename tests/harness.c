@@ -54,6 +54,19 @@ int fg_test_end(void)
     return fg_test_failed ? 1 : 0;
 }
 
+double fg_test_cosine(const float *a, const float *b, size_t n, double *norm_b)
+{
+    double ab = 0, aa = 0, bb = 0;
+    for (size_t i = 0; i < n; i++) {
+        ab += (double)a[i] * b[i];
+        aa += (double)a[i] * a[i];
+        bb += (double)b[i] * b[i];
+    }
+    if (norm_b)
+        *norm_b = sqrt(bb);
+    return aa > 0 && bb > 0 ? ab / sqrt(aa * bb) : (aa == bb ? 1.0 : 0.0);
+}
+
 double fg_test_max_rel_err(const float *a, const float *b, size_t n)
 {
     double maxdiff = 0, maxref = 0;

@@ -40,6 +40,9 @@ void fg_test_skip(const char *what, const char *why);
 double fg_test_max_rel_err(const float *a, const float *b, size_t n);
 /* Checks fg_test_max_rel_err(got, want, n) <= tol and reports the name and error. */
 bool fg_test_check_tensor(const char *name, const float *got, const float *want, size_t n, double tol);
+/* Cosine of the angle between a and b (1 when both are zero, 0 when one is); *norm_b
+ * (optional) gets |b|, the reference's scale. */
+double fg_test_cosine(const float *a, const float *b, size_t n, double *norm_b);
 
 /* Path of a file in ../shared/data (FG_SHARED_DIR/data/rel), or NULL when absent: the
  * caller then calls fg_test_skip with a clear message. Returned string is static. */

@@ -43,18 +43,6 @@ static void config(fg_model_config *cfg, fg_layout layout, int moe, fg_precision
     }
 }
 
-static double cosine(const float *a, const float *b, size_t n, double *na)
-{
-    double ab = 0, aa = 0, bb = 0;
-    for (size_t i = 0; i < n; i++) {
-        ab += (double)a[i] * b[i];
-        aa += (double)a[i] * a[i];
-        bb += (double)b[i] * b[i];
-    }
-    *na = sqrt(bb);
-    return aa > 0 && bb > 0 ? ab / sqrt(aa * bb) : (aa == bb ? 1.0 : 0.0);
-}
-
 static void compare(const char *name, fg_layout layout, int moe)
 {
     fg_model_config c32, c16;
@@ -93,11 +81,11 @@ static void compare(const char *name, fg_layout layout, int moe)
     const float *g32 = fg_model_grads(m32), *g16 = fg_model_grads(m16);
     FG_CHECK(memcmp(g32, g16, P * sizeof(float)) != 0 && l16 != l32, "%s: bf16 results differ from fp32 (path ran)",
              name);
-    double nrm, all = cosine(g16, g32, P, &nrm), worst = 1.0;
+    double nrm, all = fg_test_cosine(g16, g32, P, &nrm), worst = 1.0;
     const char *worst_name = "";
     for (int i = 0; i < fg_model_num_tensors(m32); i++) {
         const fg_tensor_info *t = fg_model_tensor(m32, i);
-        double tn, cs = cosine(g16 + t->offset, g32 + t->offset, t->numel, &tn);
+        double tn, cs = fg_test_cosine(g16 + t->offset, g32 + t->offset, t->numel, &tn);
         if (tn == 0.0) /* frozen state or tokens never seen */
             continue;
         if (cs < worst) {
@@ -262,9 +250,9 @@ static void test_moe_block(void)
         FG_CHECK(fg_moe_forward(&ML, out[k], x, ws[k], 1, NT) == FG_OK, "moe forward %d", k);
         FG_CHECK(fg_moe_backward(&ML, &S, dx[k], &dw[k], dout, x, ws[k], 1.0f) == FG_OK, "moe backward %d", k);
     }
-    double n, co = cosine(out[1], out[0], NT * MC, &n), cx = cosine(dx[1], dx[0], NT * MC, &n);
-    double cf = cosine(dw[1].expert_fc, dw[0].expert_fc, nfc, &n),
-           cp = cosine(dw[1].expert_proj, dw[0].expert_proj, npr, &n);
+    double n, co = fg_test_cosine(out[1], out[0], NT * MC, &n), cx = fg_test_cosine(dx[1], dx[0], NT * MC, &n);
+    double cf = fg_test_cosine(dw[1].expert_fc, dw[0].expert_fc, nfc, &n),
+           cp = fg_test_cosine(dw[1].expert_proj, dw[0].expert_proj, npr, &n);
     FG_CHECK(fg_test_max_rel_err(out[1], out[0], NT * MC) <= 1e-2, "moe block: out max rel err %.2e (<= 1e-2)",
              fg_test_max_rel_err(out[1], out[0], NT * MC));
     FG_CHECK(memcmp(out[0], out[1], NT * MC * sizeof(float)) != 0, "moe block: the bf16 experts ran (out differs)");
@@ -304,8 +292,8 @@ static void test_smaller_batch(void)
                  "precision %d: forward, backward x2 at B=1 T=9: %s", k, fg_last_error());
     }
     size_t P = fg_model_num_params(ms[0]);
-    double n, c16 = cosine(fg_model_grads(ms[1]), fg_model_grads(ms[0]), P, &n),
-              c8 = cosine(fg_model_grads(ms[2]), fg_model_grads(ms[0]), P, &n);
+    double n, c16 = fg_test_cosine(fg_model_grads(ms[1]), fg_model_grads(ms[0]), P, &n),
+              c8 = fg_test_cosine(fg_model_grads(ms[2]), fg_model_grads(ms[0]), P, &n);
     FG_CHECK(fabsf(ls[1] - ls[0]) <= 1e-2f * ls[0] && c16 > 0.999, "B=1 T=9 bf16: loss %.6f vs %.6f, cosine %.6f",
              (double)ls[1], (double)ls[0], c16);
     FG_CHECK(fabsf(ls[2] - ls[0]) <= 0.0625f * ls[0] && c8 > 0.995, "B=1 T=9 fp8: loss %.6f vs %.6f, cosine %.6f",

@@ -44,18 +44,6 @@ static void config(fg_model_config *cfg, fg_layout layout, int moe, fg_precision
     }
 }
 
-static double cosine(const float *a, const float *b, size_t n, double *nb)
-{
-    double ab = 0, aa = 0, bb = 0;
-    for (size_t i = 0; i < n; i++) {
-        ab += (double)a[i] * b[i];
-        aa += (double)a[i] * a[i];
-        bb += (double)b[i] * b[i];
-    }
-    *nb = sqrt(bb);
-    return aa > 0 && bb > 0 ? ab / sqrt(aa * bb) : (aa == bb ? 1.0 : 0.0);
-}
-
 /* SGD step on every trained tensor. */
 static void sgd(fg_model *m, float lr)
 {
@@ -121,11 +109,12 @@ static void compare(const char *name, fg_layout layout, int moe, fg_fp8_recipe r
         FG_CHECK(pairs > 0 && flips * 16 <= pairs, "%s: %d of %d routed pairs flipped (<= 1/16)", name, flips, pairs);
         printf("  %s: %d of %d routed pairs differ from fp32\n", name, flips, pairs);
     }
-    double nrm, all = cosine(g8, g32, P, &nrm), all16 = cosine(g16, g32, P, &nrm), worst = 1.0, worst_lim = lim_one;
+    double nrm, all = fg_test_cosine(g8, g32, P, &nrm), all16 = fg_test_cosine(g16, g32, P, &nrm), worst = 1.0,
+                worst_lim = lim_one;
     const char *worst_name = "";
     for (int i = 0; i < fg_model_num_tensors(ms[0]); i++) {
         const fg_tensor_info *t = fg_model_tensor(ms[0], i);
-        double tn, cs = cosine(g8 + t->offset, g32 + t->offset, t->numel, &tn);
+        double tn, cs = fg_test_cosine(g8 + t->offset, g32 + t->offset, t->numel, &tn);
         double lim = strstr(t->name, "moe.experts") && pairs ? lim_one - (double)flips * 4 / (2.0 * pairs) : lim_one;
         if (tn == 0.0)
             continue;
