@@ -11,40 +11,9 @@
 #include "frugal/kernels.h"
 #include "frugal/model.h"
 #include "harness.h"
+#include "model_util.h"
 
 /* ---- weights shared with the twin: a splitmix64 hash of the flat index ---- */
-
-static float hash_u(uint64_t idx, uint64_t seed)
-{
-    uint64_t z = idx + 0x9E3779B97F4A7C15ULL * (seed + 1);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    z ^= z >> 31;
-    float k = (float)(z % 20001);
-    return (k - 10000.0f) / 10000.0f;
-}
-
-static int ends_with(const char *s, const char *suffix)
-{
-    size_t a = strlen(s), b = strlen(suffix);
-    return a >= b && strcmp(s + a - b, suffix) == 0;
-}
-
-/* Same values as weights_from_hash in tools/gen_model_fixtures.py: matrices and
- * embeddings 0.1 u, biases 0.05 u, norm weights 1 + 0.1 u, u in [-1, 1]. */
-static void hash_weights(fg_model *m, uint64_t seed)
-{
-    float *p = fg_model_params(m);
-    for (int i = 0; i < fg_model_num_tensors(m); i++) {
-        const fg_tensor_info *t = fg_model_tensor(m, i);
-        int bias = ends_with(t->name, "bias");
-        int norm = strstr(t->name, "ln_") != NULL && ends_with(t->name, "weight");
-        for (size_t j = 0; j < t->numel; j++) {
-            float u = hash_u(t->offset + j, seed);
-            p[t->offset + j] = bias ? u * 0.05f : norm ? 1.0f + u * 0.1f : u * 0.1f;
-        }
-    }
-}
 
 static fg_model *tiny_model(fg_layout layout, int V, int maxT, int L, int NH, int C, int B, int T)
 {
@@ -97,7 +66,7 @@ static void test_fixture(const char *name)
         goto out;
     FG_CHECK(fg_model_get_config(m)->padded_vocab == cf[2], "%s: Vp %d, twin %d", name,
              fg_model_get_config(m)->padded_vocab, cf[2]);
-    hash_weights(m, (uint64_t)cf[11]);
+    fg_test_hash_weights(m, (uint64_t)cf[11]);
     size_t np = fg_model_num_params(m);
 
     const fg_fixture_tensor *lg = fg_fixture_get(&fx, "logits");
@@ -161,7 +130,7 @@ static void test_fixture(const char *name)
      * Adam's normalised steps only where a gradient is ~0, and those barely move the loss. */
     const fg_fixture_tensor *traj = fg_fixture_get(&fx, "adamw_losses");
     float *am = calloc(np, sizeof(float)), *av = calloc(np, sizeof(float));
-    hash_weights(m, (uint64_t)cf[11]);
+    fg_test_hash_weights(m, (uint64_t)cf[11]);
     for (int step = 0; traj && step < (int)traj->numel; step++) {
         fg_model_zero_grad(m);
         fg_model_forward(m, fg_fixture_get(&fx, "inputs")->data, fg_fixture_get(&fx, "targets")->data, B, T, &loss);
@@ -190,7 +159,7 @@ static void test_finite_diff(fg_layout layout)
     fg_model *m = tiny_model(layout, V, 8, 2, 2, 16, B, T);
     if (!m)
         return;
-    hash_weights(m, 7);
+    fg_test_hash_weights(m, 7);
     fg_rng r;
     fg_rng_seed(&r, 11);
     int32_t in[10], tg[10];
@@ -288,7 +257,7 @@ static void test_generate(fg_layout layout)
     fg_model *m = tiny_model(layout, V, T, 2, 4, 32, 2, T);
     if (!m)
         return;
-    hash_weights(m, 9);
+    fg_test_hash_weights(m, 9);
     int Vp = fg_model_get_config(m)->padded_vocab;
     fg_rng r;
     fg_rng_seed(&r, 13);

@@ -10,37 +10,7 @@
 
 #include "frugal/model.h"
 #include "harness.h"
-
-/* the twin's weights: the same hash as tests/test_model.c and gen_model_fixtures.py */
-static float hash_u(uint64_t idx, uint64_t seed)
-{
-    uint64_t z = idx + 0x9E3779B97F4A7C15ULL * (seed + 1);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    z ^= z >> 31;
-    float k = (float)(z % 20001);
-    return (k - 10000.0f) / 10000.0f;
-}
-
-static int ends_with(const char *s, const char *suffix)
-{
-    size_t a = strlen(s), b = strlen(suffix);
-    return a >= b && strcmp(s + a - b, suffix) == 0;
-}
-
-static void hash_weights(fg_model *m, uint64_t seed)
-{
-    float *p = fg_model_params(m);
-    for (int i = 0; i < fg_model_num_tensors(m); i++) {
-        const fg_tensor_info *t = fg_model_tensor(m, i);
-        int bias = ends_with(t->name, "bias");
-        int norm = strstr(t->name, "ln_") != NULL && ends_with(t->name, "weight");
-        for (size_t j = 0; j < t->numel; j++) {
-            float u = hash_u(t->offset + j, seed);
-            p[t->offset + j] = bias ? u * 0.05f : norm ? 1.0f + u * 0.1f : u * 0.1f;
-        }
-    }
-}
+#include "model_util.h"
 
 /* config: layout V Vp maxT L NH C F tie B T seed per_tensor */
 static fg_model *fixture_model(const int32_t *cf, const char *layers)
@@ -59,7 +29,7 @@ static fg_model *fixture_model(const int32_t *cf, const char *layers)
     fg_model *m = fg_model_new(&cfg, cf[9], cf[10]);
     FG_CHECK(m != NULL, "fg_model_new: %s", fg_last_error());
     if (m)
-        hash_weights(m, (uint64_t)cf[11]);
+        fg_test_hash_weights(m, (uint64_t)cf[11]);
     return m;
 }
 
@@ -200,8 +170,8 @@ static void test_config(void)
     fg_model *plain = fg_model_new(&cfg, 1, 8);
     FG_CHECK(m && plain, "models: %s", fg_last_error());
     if (m && plain) {
-        hash_weights(m, 3);
-        hash_weights(plain, 3);
+        fg_test_hash_weights(m, 3);
+        fg_test_hash_weights(plain, 3);
         int32_t in[8] = {1, 2, 3, 4, 5, 6, 7, 8}, tg[8] = {2, 3, 4, 5, 6, 7, 8, 9};
         float a, b;
         fg_model_forward(m, in, tg, 1, 8, &a);
