@@ -32,6 +32,8 @@ static fg_model *fixture_model(const fg_fixture *fx, const char *name, int *B, i
     }
     cfg.ffn_share = (fg_ffn_share)ci[18], cfg.ffn_share_group = ci[19], cfg.ffn_share_learn_alpha = ci[20];
     cfg.ffn_share_rank = ci[21], cfg.ffn_share_alpha = cf[3];
+    if (fg_fixture_get(fx, "config")->numel > 22)
+        cfg.mtp_depth = ci[22], cfg.mtp_lambda = cf[4];
     fg_model *m = fg_model_new(&cfg, *B, *T);
     if (!m) {
         FG_CHECK(0, "%s: fg_model_new: %s", name, fg_last_error());
@@ -86,6 +88,7 @@ static void check_fixture(const char *name)
     fg_model_zero_grad(m);
     FG_CHECK(fg_model_forward(m, in, tg, B, T, &loss) == FG_OK, "%s: forward: %s", name, fg_last_error());
     FG_CHECK_CLOSE(loss, FG_FIX_F32(&fx, "loss")[0], 1e-5);
+    FG_CHECK_CLOSE(fg_model_mtp_loss(m), FG_FIX_F32(&fx, "mtp_loss")[0], 1e-5);
     char what[200];
     snprintf(what, sizeof what, "%s.logits", name);
     fg_test_check_tensor(what, fg_model_logits(m), FG_FIX_F32(&fx, "logits"), (size_t)B * T * cfg->padded_vocab,
@@ -172,11 +175,17 @@ static void check_finite_differences(const char *name)
     const float *g = fg_model_grads(m);
     fg_rng rng;
     fg_rng_seed(&rng, 5);
+    float lam = fg_model_get_config(m)->mtp_lambda * (fg_model_get_config(m)->mtp_depth > 0);
     int n_checked = 0;
     for (int i = 0; i < fg_model_num_tensors(m); i++) {
         const fg_tensor_info *t = fg_model_tensor(m, i);
-        if (!strstr(t->name, ".share_") && strcmp(t->name, "h.0.mlp.fc.weight") != 0 &&
-            strcmp(t->name, "h.0.mlp.proj.weight") != 0)
+        const char *fd_names[] = {
+            "h.0.mlp.fc.weight",     "h.0.mlp.proj.weight", "mtp.0.eh.weight",       "mtp.0.ln_h.weight",
+            "mtp.1.attn.qkv.weight", "mtp.1.ln_e.weight",   "mtp.1.mlp.proj.weight", "wte"};
+        int hit = strstr(t->name, ".share_") != NULL;
+        for (size_t q = 0; q < sizeof fd_names / sizeof fd_names[0]; q++)
+            hit |= strcmp(t->name, fd_names[q]) == 0;
+        if (!hit || (strcmp(t->name, "wte") == 0 && fg_model_get_config(m)->mtp_depth == 0))
             continue;
         double h = strstr(t->name, "share_alpha") ? 1e-2 : 2e-3, dot = 0;
         float *dir = fg_malloc(t->numel * sizeof(float));
@@ -188,9 +197,11 @@ static void check_finite_differences(const char *name)
         for (size_t j = 0; j < t->numel; j++)
             p[t->offset + j] += (float)h * dir[j];
         FG_ASSERT(fg_model_forward(m, in, tg, B, T, &lp) == FG_OK);
+        lp += lam * fg_model_mtp_loss(m); /* backward differentiates loss + lambda * the MTP loss */
         for (size_t j = 0; j < t->numel; j++)
             p[t->offset + j] -= 2.0f * (float)h * dir[j];
         FG_ASSERT(fg_model_forward(m, in, tg, B, T, &lm) == FG_OK);
+        lm += lam * fg_model_mtp_loss(m);
         for (size_t j = 0; j < t->numel; j++)
             p[t->offset + j] += (float)h * dir[j];
         double fd = ((double)lp - (double)lm) / (2.0 * h);
@@ -260,6 +271,38 @@ static void test_counts(void)
     }
 }
 
+/* MTP: D modules of 2C^2 + a block (+ norms) more parameters; FLOPs add the modules'
+ * 6 N, D more heads and D more attentions. */
+static void test_mtp_counts(void)
+{
+    for (int gpt2 = 0; gpt2 < 2; gpt2++) {
+        fg_model_config cfg;
+        fg_model_config_default(&cfg, gpt2 ? FG_LAYOUT_GPT2 : FG_LAYOUT_LLAMA);
+        fg_model *base = fg_model_new(&cfg, 2, 16);
+        cfg.mtp_depth = 2;
+        fg_model *mtp = fg_model_new(&cfg, 2, 16);
+        FG_ASSERT(base && mtp);
+        const fg_model_config *rc = fg_model_get_config(base);
+        size_t C = (size_t)rc->d_model, F = (size_t)rc->d_ff, Fin = gpt2 ? F : 2 * F, Vp = (size_t)rc->padded_vocab;
+        size_t block = 3 * C * C + C * C + Fin * C + C * F + 2 * C + (gpt2 ? 3 * C + C + Fin + C + 2 * C : 0);
+        size_t module = 2 * C * C + block + 3 * C + (gpt2 ? 3 * C : 0);
+        FG_CHECK(fg_model_num_params(mtp) == fg_model_num_params(base) + 2 * module,
+                 "mtp: %zu params, base %zu + 2 x %zu", fg_model_num_params(mtp), fg_model_num_params(base), module);
+        double want = fg_model_flops_per_token(base, 16) + 6.0 * 2 * module + 6.0 * 2 * C * Vp + 6.0 * 2 * 16 * C;
+        FG_CHECK_CLOSE(fg_model_flops_per_token(mtp, 16), want, 1e-12);
+        fg_model_act_bytes ab, am;
+        fg_model_activation_bytes(base, &ab);
+        fg_model_activation_bytes(mtp, &am);
+        FG_CHECK(am.saved > ab.saved + 2 * 32 * Vp * sizeof(float), "mtp activations %zu vs %zu", am.saved, ab.saved);
+        /* no targets: logits only, no MTP loss */
+        int32_t in[16] = {0};
+        FG_CHECK(fg_model_forward(mtp, in, NULL, 1, 16, NULL) == FG_OK && fg_model_mtp_loss(mtp) == 0.0f,
+                 "forward without targets");
+        fg_model_delete(base);
+        fg_model_delete(mtp);
+    }
+}
+
 static void test_config_errors(void)
 {
     struct {
@@ -288,6 +331,24 @@ static void test_config_errors(void)
         FG_CHECK(st == FG_ERR_INVALID && strstr(fg_last_error(), bad[i].msg), "case %zu: status %d, message '%s'", i,
                  (int)st, fg_last_error());
     }
+    const struct {
+        int depth;
+        float lambda;
+        fg_precision prec;
+        const char *msg;
+    } mbad[] = {{17, 0.3f, FG_PRECISION_FP32, "mtp_depth = 17"},
+                {-1, 0.3f, FG_PRECISION_FP32, "mtp_depth = -1"},
+                {1, -0.5f, FG_PRECISION_FP32, "mtp_lambda = -0.5"},
+                {1, INFINITY, FG_PRECISION_FP32, "mtp_lambda = inf"},
+                {1, 0.3f, FG_PRECISION_FP8, "needs precision = fp32"}};
+    for (size_t i = 0; i < sizeof mbad / sizeof mbad[0]; i++) {
+        fg_model_config cfg;
+        fg_model_config_default(&cfg, FG_LAYOUT_LLAMA);
+        cfg.mtp_depth = mbad[i].depth, cfg.mtp_lambda = mbad[i].lambda, cfg.precision = mbad[i].prec;
+        fg_status st = fg_model_config_validate(&cfg);
+        FG_CHECK(st == FG_ERR_INVALID && strstr(fg_last_error(), mbad[i].msg), "mtp case %zu: status %d, message '%s'",
+                 i, (int)st, fg_last_error());
+    }
     /* off: the sharing fields are not looked at */
     fg_model_config cfg;
     fg_model_config_default(&cfg, FG_LAYOUT_GPT2);
@@ -299,14 +360,18 @@ int main(void)
 {
     FG_TEST_BEGIN("model_levers");
     fg_kernels_init(NULL);
-    const char *cases[] = {"share_llama_seed", "share_gpt2_seed", "share_gpt2_plain", "share_llama_moe_seed",
-                           "share_gpt2_moe_plain"};
-    for (int i = 0; i < 5; i++)
+    const char *cases[] = {"share_llama_seed",     "share_gpt2_seed",      "share_gpt2_plain",
+                           "share_llama_moe_seed", "share_gpt2_moe_plain", "mtp_llama_d2",
+                           "mtp_gpt2_d1",          "mtp_llama_moe_d1",     "all_gpt2_moe"};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         check_fixture(cases[i]);
     check_finite_differences("share_llama_seed");
     check_finite_differences("share_gpt2_seed");
     check_finite_differences("share_gpt2_plain");
+    check_finite_differences("mtp_llama_d2");
+    check_finite_differences("mtp_gpt2_d1");
     test_counts();
+    test_mtp_counts();
     test_config_errors();
     return fg_test_end();
 }

@@ -41,6 +41,7 @@ void fg_model_config_default(fg_model_config *cfg, fg_layout layout)
     cfg->ffn_share_group = 2; /* FFN sharing (share.c): off until ffn_share is set */
     cfg->ffn_share_alpha = 0.5f;
     cfg->ffn_share_rank = 8;
+    cfg->mtp_lambda = 0.3f; /* multi-token prediction (mtp.c): off until mtp_depth is set */
 }
 
 fg_status fg_model_config_validate(const fg_model_config *cfg)
@@ -96,7 +97,7 @@ fg_status fg_model_config_validate(const fg_model_config *cfg)
     if (cfg->qat_layers[0] != '\0' && cfg->precision != FG_PRECISION_FP32)
         return fg_error(FG_ERR_INVALID, "model config: qat_layers = \"%s\" needs precision = fp32 (precision is %s)",
                         cfg->qat_layers, cfg->precision == FG_PRECISION_BF16 ? "bf16" : "fp8");
-    if (model_share_validate(cfg) != FG_OK) /* FFN sharing (share.c) */
+    if (model_share_validate(cfg) != FG_OK || model_mtp_validate(cfg) != FG_OK) /* share.c, mtp.c */
         return FG_ERR_INVALID;
     return fg_moe_model_config_validate(cfg); /* moe.n_expert == 0: dense, else the MoE fields */
 }
@@ -203,6 +204,7 @@ static fg_status build_tensor_table(fg_model *m)
             count += !skip_for_moe(m, &types[i], l);
     count += model_moe_num_tensors(m);
     count += model_share_num_tensors(m);
+    count += model_mtp_num_tensors(m);
     m->tensors = fg_calloc((size_t)count, sizeof *m->tensors);
     if (!m->tensors)
         return FG_ERR_NOMEM;
@@ -241,6 +243,7 @@ static fg_status build_tensor_table(fg_model *m)
     }
     off = model_moe_add_tensors(m, &ti, off);
     off = model_share_add_tensors(m, &ti, off);
+    off = model_mtp_add_tensors(m, &ti, off);
     FG_ASSERT(ti == count);
     if (m->cfg.tie_embeddings)
         m->head = m->wte;
@@ -328,7 +331,7 @@ fg_model *fg_model_new(const fg_model_config *cfg, int B, int T)
     m->la = fg_calloc((size_t)m->cfg.n_layer, sizeof *m->la);
     if (!m->layer || !m->la)
         goto fail;
-    if (build_tensor_table(m) != FG_OK)
+    if (model_mtp_new(m) != FG_OK || build_tensor_table(m) != FG_OK)
         goto fail;
     m->params = fg_calloc(m->n_alloc, sizeof(float));
     m->grads = fg_calloc(m->n_alloc, sizeof(float));
@@ -366,7 +369,7 @@ fg_model *fg_model_new(const fg_model_config *cfg, int B, int T)
         if (!m->wbf || !m->xbf || !m->dbf)
             goto fail;
     }
-    if (model_qat_init(m) != FG_OK || model_share_init(m) != FG_OK)
+    if (model_qat_init(m) != FG_OK || model_share_init(m) != FG_OK || model_mtp_init(m) != FG_OK)
         goto fail;
     if (model_moe_init(m) != FG_OK || model_lp_init(m) != FG_OK)
         goto fail;
@@ -386,6 +389,7 @@ void fg_model_delete(fg_model *m)
     model_qat_free(m);
     model_int8_free(m);
     model_share_free(m);
+    model_mtp_free(m);
     fg_free(m->wbf);
     fg_free(m->xbf);
     fg_free(m->dbf);
@@ -454,6 +458,10 @@ size_t fg_model_activation_bytes(const fg_model *m, fg_model_act_bytes *parts)
         b.scratch = scr * sizeof(float);
         b.saved = layout_acts((fg_model *)m, NULL) * sizeof(float) - b.scratch;
     }
+    size_t mtp_saved, mtp_scratch; /* multi-token prediction modules (mtp.c) */
+    model_mtp_act_bytes(m, &mtp_saved, &mtp_scratch);
+    b.saved += mtp_saved;
+    b.scratch += mtp_scratch;
     if (m->moe) { /* MoE caches (fp32 at every precision) and their backward scratch */
         fg_moe_config mc = m->cfg.moe;
         mc.d_model = m->cfg.d_model;
@@ -514,7 +522,7 @@ double fg_model_flops_per_token(const fg_model *m, int T)
     /* FFN sharing's seed form adds the materialisation of its weights, once per step of
      * the model's B x T tokens (its derived weights are counted as active) */
     return 6.0 * (double)fg_model_num_active_params(m) + 6.0 * c->n_layer * (double)T * c->d_model +
-           model_share_step_flops(m) / ((double)m->B * (double)m->T);
+           model_share_step_flops(m) / ((double)m->B * (double)m->T) + model_mtp_flops_per_token(m, T);
 }
 
 /* ---- layers ---- */
@@ -683,6 +691,9 @@ static fg_status model_forward(fg_model *m, const int32_t *inputs, const int32_t
         l += model_moe_aux_loss(m); /* SEQAUX / SWITCH balance losses (0 otherwise) */
         if (!isfinite(l))
             return fg_error(FG_ERR_NUMERIC, "fg_model_forward: loss is %g", (double)l);
+        fg_status mst = model_mtp_forward(m, B, T); /* multi-token prediction: its own loss (mtp.c) */
+        if (mst != FG_OK)
+            return mst;
         if (loss)
             *loss = l;
     } else if (loss) {
@@ -730,6 +741,7 @@ static fg_status model_backward(fg_model *m, float loss_scale)
     MODEL_PROF(m, OP_NORM,
                model_norm_backward(m, m->dres, model_g(m, m->lnfw), model_g(m, m->lnfb), m->dln, res_last,
                                    model_p(m, m->lnfw), m->lnf_mean, m->lnf_rstd, N));
+    model_mtp_backward(m, loss_scale); /* multi-token prediction: into m->dres, wte / head */
 
     /* m->dres holds d(loss)/d(res3 of layer l); each step below turns it into the
      * gradient of the layer's input, by accumulating both residual branches into it. */

@@ -220,6 +220,7 @@ struct fg_model {
     struct model_qat *qat; /* int8 QAT state (qat.c), NULL when cfg.qat_layers is "" */
     struct model_int8 *i8; /* int8 inference weights (int8.c), NULL until fg_model_int8_load */
     float *share_scratch;  /* FFN sharing (share.c): one matrix of the largest shared shape */
+    struct model_mtp *mtp; /* multi-token prediction (mtp.c), NULL when cfg.mtp_depth == 0 */
 
     int prof_on, prof_dir;    /* profiling enabled; 0 forward, 1 backward */
     double prof[2][OP_COUNT]; /* seconds per op since fg_model_profile(m, 1) */
@@ -315,6 +316,20 @@ void model_share_zero_grads(fg_model *m);            /* at the start of a backwa
 void model_share_fold(fg_model *m, int l);           /* after layer l's backward: its FFN grads to U, V, a, source */
 size_t model_share_extra_weights(const fg_model *m); /* weights used per token minus stored, all experts */
 double model_share_step_flops(const fg_model *m);    /* materialise + fold, one training step */
+
+/* ---- multi-token prediction (mtp.c) ---- */
+fg_status model_mtp_validate(const fg_model_config *cfg);
+fg_status model_mtp_new(fg_model *m); /* before the tensor table: the modules' offsets */
+int model_mtp_num_tensors(const fg_model *m);
+size_t model_mtp_add_tensors(fg_model *m, int *ti, size_t off);
+fg_status model_mtp_init(fg_model *m); /* after the table: activations for (B, T) */
+void model_mtp_free(fg_model *m);
+/* After the main forward with targets: the D modules on the last layer's output. */
+fg_status model_mtp_forward(fg_model *m, int B, int T);
+/* After the final norm's backward: adds the modules' gradient to m->dres and wte/head. */
+void model_mtp_backward(fg_model *m, float loss_scale);
+void model_mtp_act_bytes(const fg_model *m, size_t *saved, size_t *scratch);
+double model_mtp_flops_per_token(const fg_model *m, int T); /* extra head and attention */
 
 /* Frees the generation state (model.c calls it from fg_model_delete). */
 void model_kv_free(fg_model *m);

@@ -75,6 +75,10 @@ static const fg_opt opts[] = {
     {"ffn_share_learn_alpha", FG_OPT_BOOL, F(model.ffn_share_learn_alpha),
      .help = "seed: a is a trained parameter per derived layer"},
     {"ffn_share_rank", FG_OPT_INT, F(model.ffn_share_rank), 1, 4096, .help = "seed: rank r of the new component"},
+    /* multi-token prediction (src/model/mtp.c, docs/MODEL.md) */
+    {"mtp_depth", FG_OPT_INT, F(model.mtp_depth), 0, 16,
+     .help = "multi-token prediction modules D (DeepSeek-V3; training only); 0 = off"},
+    {"mtp_lambda", FG_OPT_FLOAT, F(model.mtp_lambda), 0, 1e3, .help = "weight of the MTP modules' mean loss"},
     /* MoE: the flat keys are the fields of fg_moe_config, embedded as model.moe */
     {"n_expert", FG_OPT_INT, F(model.moe.n_expert), 0, 4096, .help = "routed experts per MoE layer; 0 = dense"},
     {"n_expert_active", FG_OPT_INT, F(model.moe.n_expert_active), 0, FG_MOE_MAX_K,
