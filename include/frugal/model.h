@@ -129,6 +129,14 @@ typedef struct fg_model_config {
      * last layer, module k predicting token t+k+1; training only (generation skips them) */
     int mtp_depth;    /* D (0 = off) */
     float mtp_lambda; /* weight of the mean of the D modules' losses in the trained objective */
+    /* multi-head latent attention (src/model/mla.c, docs/MODEL.md "MLA"; DeepSeek-V2/V3):
+     * keys and values from one latent of mla_kv_rank values per token (0: plain
+     * attention), queries through a latent of mla_q_rank (0: a full-rank query), and a
+     * decoupled RoPE key of mla_rope_dim values shared by the heads (llama only; 0 = HS/2;
+     * gpt2 must leave it 0: its positions are learned). Needs precision fp32. */
+    int mla_kv_rank;
+    int mla_q_rank;
+    int mla_rope_dim;
 } fg_model_config;
 
 /* Defaults for a layout (a tiny model: L=4, C=128, NH=4, V=256, maxT=256). */
@@ -233,6 +241,11 @@ size_t fg_model_activation_bytes(const fg_model *m, fg_model_act_bytes *parts);
 /* Training FLOPs per token for sequence length T (6 N_active + attention 6 L T C,
  * llm.c's convention: forward + backward, multiply-add = 2). */
 double fg_model_flops_per_token(const fg_model *m, int T);
+
+/* Bytes the generation KV cache holds per token over all layers (fp32 values):
+ * 4 * 2 L C for plain attention (k and v), 4 L (mla_kv_rank + mla_rope_dim) with MLA
+ * (the normed latent and the rotated shared RoPE key). */
+size_t fg_model_kv_bytes_per_token(const fg_model *m);
 
 /* Per-op profile (benchmarks): on != 0 resets the counters and times every op of the
  * following forward/backward calls (wall time around each kernel call); 0 stops and

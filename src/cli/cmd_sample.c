@@ -206,6 +206,7 @@ int fg_cmd_sample(int argc, char **argv)
      * prefill included, detokenising and printing excluded) */
     fprintf(stderr, "sample: %ld tokens generated in %.3f s, %.1f tokens/s (%s)\n", gen_tokens, gen_secs,
             gen_secs > 0 ? (double)gen_tokens / gen_secs : 0.0, o.int8 || o.int8_file[0] ? "int8" : "fp32");
+    fprintf(stderr, "sample: kv cache %zu bytes per token\n", fg_model_kv_bytes_per_token(m));
 out:
     fg_free(all);
     fg_free(buf);

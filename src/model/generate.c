@@ -32,8 +32,8 @@ static fg_status kv_alloc(fg_model *m)
     model_kv *kv = fg_calloc(1, sizeof *kv);
     if (!kv)
         return FG_ERR_NOMEM;
-    size_t sizes[] = {L * maxT * C,   L * maxT * C, C,  C, C,    1, 1, 3 * C, C, maxT,
-                      (size_t)m->Fin, (size_t)m->F, Vp, V, 2 * V};
+    size_t kvn = m->mla ? 0 : L * maxT * C; /* MLA keeps its compressed cache itself (mla.c) */
+    size_t sizes[] = {kvn, kvn, C, C, C, 1, 1, 3 * C, C, maxT, (size_t)m->Fin, (size_t)m->F, Vp, V, 2 * V};
     float **ptrs[] = {&kv->k,       &kv->v,           &kv->x,      &kv->ln,    &kv->tmp,
                       &kv->mean,    &kv->rstd,        &kv->qkv,    &kv->att,   &kv->scores,
                       &kv->ffn.fch, &kv->ffn.fch_act, &kv->logits, &kv->probs, (float **)&kv->cand};
@@ -82,6 +82,12 @@ fg_status fg_model_decode_step(fg_model *m, int32_t token, int pos, const float 
         const model_layer_off *o = &m->layer[l];
         float *kc = kv->k + l * stride_l, *vc = kv->v + l * stride_l;
         model_norm_forward(m, kv->ln, kv->mean, kv->rstd, kv->x, model_p(m, o->ln1w), model_p(m, o->ln1b), 1);
+        if (m->mla) {
+            st = model_mla_decode(m, l, kv->att, kv->ln, pos);
+            if (st != FG_OK)
+                return st;
+            goto attproj;
+        }
         model_linear_forward(m, kv->qkv, kv->ln, model_p(m, o->qkvw), model_p(m, o->qkvb), 1, C, 3 * C);
         if (c->layout == FG_LAYOUT_LLAMA) {
             fg_rope_forward(kv->qkv, 1, 1, NH, HS, 3 * C, pos, c->rope_theta);
@@ -106,6 +112,7 @@ fg_status fg_model_decode_step(fg_model *m, int32_t token, int pos, const float 
             /* att_h = probs @ v_h */
             fg_sgemm(0, 0, 1, HS, pos + 1, 1.0f, kv->scores, pos + 1, vc + h * HS, C, 0.0f, kv->att + h * HS, HS);
         }
+    attproj:
         model_linear_forward(m, kv->tmp, kv->att, model_p(m, o->attprojw), model_p(m, o->attprojb), 1, C, C);
         fg_add(kv->x, kv->x, kv->tmp, C);
         model_norm_forward(m, kv->ln, kv->mean, kv->rstd, kv->x, model_p(m, o->ln2w), model_p(m, o->ln2b), 1);
@@ -284,9 +291,9 @@ int fg_model_generate(fg_model *m, const int32_t *prompt, int n_prompt, int n_ne
                         s ? (double)s->temperature : 0.0, s ? s->top_k : 0, s ? (double)s->top_p : 0.0);
     const float *logits = NULL;
     memcpy(out, prompt, (size_t)n_prompt * sizeof(int32_t));
-    if (n_prompt > 1 && !has_moe_layer(m)) {
+    if (n_prompt > 1 && !has_moe_layer(m) && !m->mla) {
         /* MoE layers keep their caches in the training state, sized for B*T rows:
-         * their prompts go one token at a time */
+         * their prompts go one token at a time; so do MLA's (its cache is mla.c's) */
         fg_status st = prefill(m, prompt, n_prompt, &logits);
         if (st != FG_OK)
             return st;

@@ -99,6 +99,9 @@ fg_status fg_model_config_validate(const fg_model_config *cfg)
                         cfg->qat_layers, cfg->precision == FG_PRECISION_BF16 ? "bf16" : "fp8");
     if (model_share_validate(cfg) != FG_OK || model_mtp_validate(cfg) != FG_OK) /* share.c, mtp.c */
         return FG_ERR_INVALID;
+    fg_status st = model_mla_config_validate(cfg); /* mla_kv_rank == 0: plain attention */
+    if (st != FG_OK)
+        return st;
     return fg_moe_model_config_validate(cfg); /* moe.n_expert == 0: dense, else the MoE fields */
 }
 
@@ -117,6 +120,11 @@ static void resolve_config(fg_model_config *c)
             int h = (8 * c->d_model + 2) / 3;
             c->d_ff = (h + 63) / 64 * 64;
         }
+    }
+    /* MLA's decoupled RoPE key: half a head, as DeepSeek-V2 (d_h^R = d_h / 2), kept even */
+    if (c->mla_kv_rank > 0 && c->layout == FG_LAYOUT_LLAMA && c->mla_rope_dim == 0) {
+        int hs = c->d_model / c->n_head;
+        c->mla_rope_dim = hs / 2 >= 2 ? hs / 2 / 2 * 2 : 2;
     }
 }
 
@@ -158,9 +166,29 @@ static int param_types(const fg_model *m, param_type *t, int cap)
     ADD("ln_1.weight", 1, C, 0, KIND_NORM, LAYER_FIELD(ln1w));
     if (gpt2)
         ADD("ln_1.bias", 1, C, 0, KIND_BIAS, LAYER_FIELD(ln1b));
-    ADD("attn.qkv.weight", 1, 3 * C, C, KIND_MATRIX, LAYER_FIELD(qkvw));
-    if (gpt2)
-        ADD("attn.qkv.bias", 1, 3 * C, 0, KIND_BIAS, LAYER_FIELD(qkvb));
+    if (c->mla_kv_rank > 0) { /* MLA in place of qkv (mla.c; docs/MODEL.md "MLA") */
+        int r = c->mla_kv_rank, rq = c->mla_q_rank, R = c->mla_rope_dim, D = C / c->n_head + R;
+        if (rq > 0) {
+            ADD("attn.q_a.weight", 1, rq, C, KIND_MATRIX, LAYER_FIELD(mla_qa));
+            ADD("attn.ln_q.weight", 1, rq, 0, KIND_NORM, LAYER_FIELD(mla_lnqw));
+            if (gpt2)
+                ADD("attn.ln_q.bias", 1, rq, 0, KIND_BIAS, LAYER_FIELD(mla_lnqb));
+            ADD("attn.q_b.weight", 1, c->n_head * D, rq, KIND_MATRIX, LAYER_FIELD(mla_qb));
+        } else {
+            ADD("attn.q.weight", 1, c->n_head * D, C, KIND_MATRIX, LAYER_FIELD(mla_q));
+        }
+        ADD("attn.kv_a.weight", 1, r, C, KIND_MATRIX, LAYER_FIELD(mla_kva));
+        if (R > 0)
+            ADD("attn.k_rope.weight", 1, R, C, KIND_MATRIX, LAYER_FIELD(mla_kr));
+        ADD("attn.ln_kv.weight", 1, r, 0, KIND_NORM, LAYER_FIELD(mla_lnkvw));
+        if (gpt2)
+            ADD("attn.ln_kv.bias", 1, r, 0, KIND_BIAS, LAYER_FIELD(mla_lnkvb));
+        ADD("attn.kv_b.weight", 1, 2 * C, r, KIND_MATRIX, LAYER_FIELD(mla_kvb));
+    } else {
+        ADD("attn.qkv.weight", 1, 3 * C, C, KIND_MATRIX, LAYER_FIELD(qkvw));
+        if (gpt2)
+            ADD("attn.qkv.bias", 1, 3 * C, 0, KIND_BIAS, LAYER_FIELD(qkvb));
+    }
     ADD("attn.proj.weight", 1, C, C, KIND_RESID_PROJ, LAYER_FIELD(attprojw));
     if (gpt2)
         ADD("attn.proj.bias", 1, C, 0, KIND_BIAS, LAYER_FIELD(attprojb));
@@ -196,8 +224,8 @@ static int skip_for_moe(const fg_model *m, const param_type *p, int l)
 /* Builds m->tensors and the offsets in m->layer / m; sets m->n_params. */
 static fg_status build_tensor_table(fg_model *m)
 {
-    param_type types[32];
-    int nt = param_types(m, types, 32), L = m->cfg.n_layer;
+    param_type types[48];
+    int nt = param_types(m, types, 48), L = m->cfg.n_layer;
     int count = 0;
     for (int i = 0; i < nt; i++)
         for (int l = 0; l < (types[i].per_layer ? L : 1); l++)
@@ -273,7 +301,7 @@ static size_t layout_acts(fg_model *m, float *base)
         CARVE(a->ln1, N * C);
         CARVE(a->ln1_mean, N);
         CARVE(a->ln1_rstd, N);
-        CARVE(a->qkv, N * 3 * C);
+        CARVE(a->qkv, c->mla_kv_rank > 0 ? 0 : N * 3 * C); /* MLA keeps its own (mla.c) */
         CARVE(a->atty, N * C);
         CARVE(a->lse, N * NH);
         CARVE(a->res2, N * C);
@@ -371,7 +399,7 @@ fg_model *fg_model_new(const fg_model_config *cfg, int B, int T)
     }
     if (model_qat_init(m) != FG_OK || model_share_init(m) != FG_OK || model_mtp_init(m) != FG_OK)
         goto fail;
-    if (model_moe_init(m) != FG_OK || model_lp_init(m) != FG_OK)
+    if (model_moe_init(m) != FG_OK || model_lp_init(m) != FG_OK || model_mla_init(m) != FG_OK)
         goto fail;
     return m;
 fail:
@@ -385,6 +413,7 @@ void fg_model_delete(fg_model *m)
         return;
     model_kv_free(m);
     model_moe_free(m);
+    model_mla_free(m);
     model_lp_free(m);
     model_qat_free(m);
     model_int8_free(m);
@@ -462,6 +491,10 @@ size_t fg_model_activation_bytes(const fg_model *m, fg_model_act_bytes *parts)
     model_mtp_act_bytes(m, &mtp_saved, &mtp_scratch);
     b.saved += mtp_saved;
     b.scratch += mtp_scratch;
+    size_t mla_saved = 0, mla_scratch = 0; /* MLA's own caches and scratch (0 when off) */
+    model_mla_act_bytes(m, &mla_saved, &mla_scratch);
+    b.saved += mla_saved;
+    b.scratch += mla_scratch;
     if (m->moe) { /* MoE caches (fp32 at every precision) and their backward scratch */
         fg_moe_config mc = m->cfg.moe;
         mc.d_model = m->cfg.d_model;
@@ -521,7 +554,13 @@ double fg_model_flops_per_token(const fg_model *m, int T)
     const fg_model_config *c = &m->cfg;
     /* FFN sharing's seed form adds the materialisation of its weights, once per step of
      * the model's B x T tokens (its derived weights are counted as active) */
-    return 6.0 * (double)fg_model_num_active_params(m) + 6.0 * c->n_layer * (double)T * c->d_model +
+    /* MLA: QK^T over heads of HS + R, AV over heads of HS: 3 L T (NH (HS + R) + C) */
+    double att = c->mla_kv_rank > 0
+                     ? 3.0 * c->n_layer * (double)T * (c->n_head * (m->HS + c->mla_rope_dim) + c->d_model)
+                     : 6.0 * c->n_layer * (double)T * c->d_model;
+    /* FFN sharing's seed form adds the materialisation of its weights, once per step of
+     * the model's B x T tokens (its derived weights are counted as active) */
+    return 6.0 * (double)fg_model_num_active_params(m) + att +
            model_share_step_flops(m) / ((double)m->B * (double)m->T) + model_mtp_flops_per_token(m, T);
 }
 
@@ -656,13 +695,17 @@ static fg_status model_forward(fg_model *m, const int32_t *inputs, const int32_t
         MODEL_PROF(
             m, OP_NORM,
             model_norm_forward(m, a->ln1, a->ln1_mean, a->ln1_rstd, res, model_p(m, o->ln1w), model_p(m, o->ln1b), N));
-        MODEL_PROF(m, OP_QKV,
-                   model_linear_forward(m, a->qkv, a->ln1, model_p(m, o->qkvw), model_p(m, o->qkvb), N, C, 3 * C));
-        if (c->layout == FG_LAYOUT_LLAMA) {
-            MODEL_PROF(m, OP_ROPE, fg_rope_forward(a->qkv, B, T, NH, m->HS, 3 * C, 0, c->rope_theta));     /* q */
-            MODEL_PROF(m, OP_ROPE, fg_rope_forward(a->qkv + C, B, T, NH, m->HS, 3 * C, 0, c->rope_theta)); /* k */
+        if (m->mla) {
+            MODEL_PROF(m, OP_ATTN, model_mla_forward(m, l, a->atty, a->ln1, B, T));
+        } else {
+            MODEL_PROF(m, OP_QKV,
+                       model_linear_forward(m, a->qkv, a->ln1, model_p(m, o->qkvw), model_p(m, o->qkvb), N, C, 3 * C));
+            if (c->layout == FG_LAYOUT_LLAMA) {
+                MODEL_PROF(m, OP_ROPE, fg_rope_forward(a->qkv, B, T, NH, m->HS, 3 * C, 0, c->rope_theta));     /* q */
+                MODEL_PROF(m, OP_ROPE, fg_rope_forward(a->qkv + C, B, T, NH, m->HS, 3 * C, 0, c->rope_theta)); /* k */
+            }
+            MODEL_PROF(m, OP_ATTN, fg_attention_forward(a->atty, a->lse, a->qkv, B, T, C, NH));
         }
-        MODEL_PROF(m, OP_ATTN, fg_attention_forward(a->atty, a->lse, a->qkv, B, T, C, NH));
         /* res2 = res + atty @ attprojw^T + attprojb (projection written in place, then added) */
         MODEL_PROF(
             m, OP_ATTPROJ,
@@ -760,18 +803,23 @@ static fg_status model_backward(fg_model *m, float loss_scale)
         MODEL_PROF(m, OP_ATTPROJ,
                    model_linear_backward(m, m->datty, model_g(m, o->attprojw), model_g(m, o->attprojb), m->dres,
                                          a->atty, model_p(m, o->attprojw), N, C, C));
-        /* atty = attention(qkv) */
-        MODEL_PROF(m, OP_ZERO, memset(m->dqkv, 0, 3 * NC * sizeof(float)));
-        MODEL_PROF(m, OP_ATTN, fg_attention_backward(m->dqkv, m->datty, a->qkv, a->atty, a->lse, B, T, C, NH));
-        if (c->layout == FG_LAYOUT_LLAMA) { /* q, k were rotated in place after the projection */
-            MODEL_PROF(m, OP_ROPE, fg_rope_backward(m->dqkv, B, T, NH, m->HS, 3 * C, 0, c->rope_theta));
-            MODEL_PROF(m, OP_ROPE, fg_rope_backward(m->dqkv + C, B, T, NH, m->HS, 3 * C, 0, c->rope_theta));
+        if (m->mla) { /* atty = MLA(ln1) */
+            MODEL_PROF(m, OP_ZERO, memset(m->dln, 0, NC * sizeof(float)));
+            MODEL_PROF(m, OP_ATTN, model_mla_backward(m, l, m->dln, m->datty, a->ln1, B, T));
+        } else {
+            /* atty = attention(qkv) */
+            MODEL_PROF(m, OP_ZERO, memset(m->dqkv, 0, 3 * NC * sizeof(float)));
+            MODEL_PROF(m, OP_ATTN, fg_attention_backward(m->dqkv, m->datty, a->qkv, a->atty, a->lse, B, T, C, NH));
+            if (c->layout == FG_LAYOUT_LLAMA) { /* q, k were rotated in place after the projection */
+                MODEL_PROF(m, OP_ROPE, fg_rope_backward(m->dqkv, B, T, NH, m->HS, 3 * C, 0, c->rope_theta));
+                MODEL_PROF(m, OP_ROPE, fg_rope_backward(m->dqkv + C, B, T, NH, m->HS, 3 * C, 0, c->rope_theta));
+            }
+            /* qkv = ln1 @ qkvw^T + qkvb; ln1 = norm(res) */
+            MODEL_PROF(m, OP_ZERO, memset(m->dln, 0, NC * sizeof(float)));
+            MODEL_PROF(m, OP_QKV,
+                       model_linear_backward(m, m->dln, model_g(m, o->qkvw), model_g(m, o->qkvb), m->dqkv, a->ln1,
+                                             model_p(m, o->qkvw), N, C, 3 * C));
         }
-        /* qkv = ln1 @ qkvw^T + qkvb; ln1 = norm(res) */
-        MODEL_PROF(m, OP_ZERO, memset(m->dln, 0, NC * sizeof(float)));
-        MODEL_PROF(m, OP_QKV,
-                   model_linear_backward(m, m->dln, model_g(m, o->qkvw), model_g(m, o->qkvb), m->dqkv, a->ln1,
-                                         model_p(m, o->qkvw), N, C, 3 * C));
         MODEL_PROF(m, OP_NORM,
                    model_norm_backward(m, m->dres, model_g(m, o->ln1w), model_g(m, o->ln1b), m->dln, res,
                                        model_p(m, o->ln1w), a->ln1_mean, a->ln1_rstd, N));

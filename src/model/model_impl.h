@@ -28,6 +28,12 @@ typedef struct model_layer_off {
     /* FFN sharing (share.c), seed form: per shared matrix j, U [n, rows, r] and V [n, cols, r]
      * (n = experts or 1); alpha [1] when learned */
     size_t share_u[4], share_v[4], share_alpha;
+    /* MLA (mla.c; qkv* absent): r = mla_kv_rank, rq = mla_q_rank, R = mla_rope_dim,
+     * D = HS + R the query/key head size */
+    size_t mla_qa, mla_lnqw, mla_lnqb, mla_qb; /* [rq,C], [rq], [rq], [NH*D,rq] (rq > 0) */
+    size_t mla_q;                              /* [NH*D,C] (rq == 0) */
+    size_t mla_kva, mla_kr;                    /* [r,C], [R,C] (R > 0) */
+    size_t mla_lnkvw, mla_lnkvb, mla_kvb;      /* [r], [r], [2C,r]: per head h rows k_nope_h, then v_h */
 } model_layer_off;
 
 /* Scratch of one dense FFN call: its saved activations (training: one per layer;
@@ -221,6 +227,7 @@ struct fg_model {
     struct model_int8 *i8; /* int8 inference weights (int8.c), NULL until fg_model_int8_load */
     float *share_scratch;  /* FFN sharing (share.c): one matrix of the largest shared shape */
     struct model_mtp *mtp; /* multi-token prediction (mtp.c), NULL when cfg.mtp_depth == 0 */
+    struct model_mla *mla; /* multi-head latent attention (mla.c), NULL when cfg.mla_kv_rank is 0 */
 
     int prof_on, prof_dir;    /* profiling enabled; 0 forward, 1 backward */
     double prof[2][OP_COUNT]; /* seconds per op since fg_model_profile(m, 1) */
@@ -330,6 +337,23 @@ fg_status model_mtp_forward(fg_model *m, int B, int T);
 void model_mtp_backward(fg_model *m, float loss_scale);
 void model_mtp_act_bytes(const fg_model *m, size_t *saved, size_t *scratch);
 double model_mtp_flops_per_token(const fg_model *m, int T); /* extra head and attention */
+/* ---- multi-head latent attention (mla.c) ---- */
+/* The MLA fields of a config (mla_*), checked by fg_model_config_validate. */
+fg_status model_mla_config_validate(const fg_model_config *cfg);
+/* Allocates m->mla (saved activations for capacity B*T, scratch) when MLA is on. */
+fg_status model_mla_init(fg_model *m);
+void model_mla_free(fg_model *m);
+/* Layer l's attention from the normed input x[N,C] to atty[N,C] (before the output
+ * projection), saving what backward needs. */
+void model_mla_forward(fg_model *m, int l, float *atty, const float *x, int B, int T);
+/* Its backward: dx[N,C] += d/dx given datty[N,C]; parameter grads accumulate. */
+void model_mla_backward(fg_model *m, int l, float *dx, const float *datty, const float *x, int B, int T);
+/* One decode step of layer l at position pos with the compressed cache (the latent
+ * and the RoPE key per token; W_UK absorbed into the query, W_UV into the output):
+ * att[C] from the normed x[C]. */
+fg_status model_mla_decode(fg_model *m, int l, float *att, const float *x, int pos);
+/* Saved and scratch bytes of the MLA activations (0 when off). */
+void model_mla_act_bytes(const fg_model *m, size_t *saved, size_t *scratch);
 
 /* Frees the generation state (model.c calls it from fg_model_delete). */
 void model_kv_free(fg_model *m);

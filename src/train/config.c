@@ -79,6 +79,13 @@ static const fg_opt opts[] = {
     {"mtp_depth", FG_OPT_INT, F(model.mtp_depth), 0, 16,
      .help = "multi-token prediction modules D (DeepSeek-V3; training only); 0 = off"},
     {"mtp_lambda", FG_OPT_FLOAT, F(model.mtp_lambda), 0, 1e3, .help = "weight of the MTP modules' mean loss"},
+    /* multi-head latent attention (docs/MODEL.md "Multi-head latent attention") */
+    {"mla_kv_rank", FG_OPT_INT, F(model.mla_kv_rank), 0, 1 << 20,
+     .help = "MLA: latent width d_c of keys and values (the KV cache keeps it per token); 0 = plain attention"},
+    {"mla_q_rank", FG_OPT_INT, F(model.mla_q_rank), 0, 1 << 20,
+     .help = "MLA: latent width d_c' of the queries; 0 = full-rank queries"},
+    {"mla_rope_dim", FG_OPT_INT, F(model.mla_rope_dim), 0, 4096,
+     .help = "MLA: decoupled RoPE key size d_h^R, shared by the heads (llama; even); 0 = head size / 2 (gpt2: 0)"},
     /* MoE: the flat keys are the fields of fg_moe_config, embedded as model.moe */
     {"n_expert", FG_OPT_INT, F(model.moe.n_expert), 0, 4096, .help = "routed experts per MoE layer; 0 = dense"},
     {"n_expert_active", FG_OPT_INT, F(model.moe.n_expert_active), 0, FG_MOE_MAX_K,

@@ -693,6 +693,8 @@ static void print_cost(FILE *out, const run *r, const fg_train_result *res, doub
     fprintf(out, "\n== cost summary ==\n");
     fprintf(out, "params          : %zu total, %zu active per token\n", fg_model_num_params(r->m),
             fg_model_num_active_params(r->m));
+    fprintf(out, "kv cache        : %zu bytes per token (fp32, all layers%s)\n", fg_model_kv_bytes_per_token(r->m),
+            r->c.model.mla_kv_rank > 0 ? "; MLA latent + rope key" : "");
     fprintf(out, "steps           : %ld (this process), %ld in the run\n", steps, r->step);
     fprintf(out, "tokens          : %.0f (%d x %d x %d per step)\n", res->tokens, r->c.grad_accum, r->c.batch_size,
             r->c.seq_len);

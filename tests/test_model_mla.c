@@ -1,0 +1,310 @@
+/* test_model_mla.c: multi-head latent attention (src/model/mla.c) in whole tiny models
+ * against the PyTorch twin (tools/gen_mla_fixtures.py: logits, loss, every gradient; llama
+ * and gpt2, dense and MoE), central finite differences, decoding from the compressed
+ * cache (absorbed form) against the full forward, KV-cache bytes and config errors. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "frugal/kernels.h"
+#include "frugal/model.h"
+#include "harness.h"
+#include "model_util.h"
+
+static void random_tokens(int32_t *x, int n, int V, fg_rng *r)
+{
+    for (int i = 0; i < n; i++)
+        x[i] = (int32_t)fg_rng_below(r, (uint32_t)V);
+}
+
+/* Hashed weights as the twin's, the frozen MoE router state zero on both sides. */
+static void twin_weights(fg_model *m, uint64_t seed)
+{
+    fg_test_hash_weights(m, seed);
+    for (int i = 0; i < fg_model_num_tensors(m); i++) {
+        const fg_tensor_info *t = fg_model_tensor(m, i);
+        if (t->frozen)
+            memset(fg_model_params(m) + t->offset, 0, t->numel * sizeof(float));
+    }
+}
+
+/* ---- against PyTorch ---- */
+
+static void check_fixture(const char *name)
+{
+    char rel[128];
+    snprintf(rel, sizeof rel, "tests/fixtures/mla_%s.bin", name);
+    fg_fixture fx;
+    if (fg_fixture_load(&fx, fg_test_source_path(rel)) != FG_OK) {
+        FG_CHECK(0, "load fixture %s: %s", rel, fg_last_error());
+        return;
+    }
+    /* config: layout V Vp maxT L NH C F tie B T seed r rq R D E K S H */
+    const int32_t *ci = fg_fixture_get(&fx, "config")->data;
+    fg_model_config cfg;
+    fg_model_config_default(&cfg, (fg_layout)ci[0]);
+    cfg.vocab_size = ci[1], cfg.padded_vocab = ci[2], cfg.max_seq_len = ci[3], cfg.n_layer = ci[4];
+    cfg.n_head = ci[5], cfg.d_model = ci[6], cfg.d_ff = ci[7], cfg.tie_embeddings = ci[8];
+    int B = ci[9], T = ci[10];
+    cfg.mla_kv_rank = ci[12], cfg.mla_q_rank = ci[13], cfg.mla_rope_dim = ci[14];
+    cfg.moe.n_dense_layers = ci[15], cfg.moe.n_expert = ci[16], cfg.moe.n_expert_active = ci[17];
+    cfg.moe.n_shared_expert = ci[18], cfg.moe.d_expert = ci[19];
+    cfg.moe.route_scale = FG_FIX_F32(&fx, "config_f")[0];
+    fg_model *m = fg_model_new(&cfg, B, T);
+    FG_CHECK(m != NULL, "%s: fg_model_new: %s", name, fg_last_error());
+    if (!m) {
+        fg_fixture_free(&fx);
+        return;
+    }
+    FG_CHECK(fg_model_num_tensors(m) == ((const int32_t *)fg_fixture_get(&fx, "names")->data)[0],
+             "%s: %d tensors, twin %d", name, fg_model_num_tensors(m),
+             ((const int32_t *)fg_fixture_get(&fx, "names")->data)[0]);
+    twin_weights(m, (uint64_t)ci[11]);
+    float loss = 0;
+    fg_model_zero_grad(m);
+    FG_CHECK(fg_model_forward(m, fg_fixture_get(&fx, "inputs")->data, fg_fixture_get(&fx, "targets")->data, B, T,
+                              &loss) == FG_OK,
+             "%s: forward: %s", name, fg_last_error());
+    /* 1e-4 relative, as test_model.c: float64 twin vs fp32, observed ~1e-6 */
+    float want = FG_FIX_F32(&fx, "loss")[0];
+    FG_CHECK(fabsf(loss - want) <= 1e-4f * fabsf(want), "%s: loss %.7f, PyTorch %.7f", name, loss, want);
+    char what[200];
+    snprintf(what, sizeof what, "%s logits", name);
+    const fg_fixture_tensor *lg = fg_fixture_get(&fx, "logits");
+    fg_test_check_tensor(what, fg_model_logits(m), lg->data, lg->numel, 1e-4);
+    FG_CHECK(fg_model_backward(m, 1.0f) == FG_OK, "%s: backward: %s", name, fg_last_error());
+    const float *g = fg_model_grads(m);
+    size_t covered = 0, frozen = 0;
+    int n_mla = 0;
+    for (int i = 0; i < fg_model_num_tensors(m); i++) {
+        const fg_tensor_info *t = fg_model_tensor(m, i);
+        if (t->frozen) {
+            frozen += t->numel;
+            continue;
+        }
+        char key[160];
+        snprintf(key, sizeof key, "grad.%s", t->name);
+        const fg_fixture_tensor *ref = fg_fixture_get(&fx, key);
+        FG_CHECK(ref != NULL, "%s: the twin has no %s (a tensor name or the flat order differs)", name, t->name);
+        if (!ref)
+            continue;
+        if (ref->numel != t->numel) {
+            FG_CHECK(0, "%s: %s has %zu values, twin %zu", name, t->name, t->numel, ref->numel);
+            continue;
+        }
+        snprintf(what, sizeof what, "%s d%s", name, t->name);
+        fg_test_check_tensor(what, g + t->offset, ref->data, t->numel, 1e-4);
+        covered += t->numel;
+        n_mla += strstr(t->name, ".attn.") != NULL && strstr(t->name, ".attn.proj.") == NULL;
+    }
+    FG_CHECK(covered + frozen == fg_model_num_params(m), "%s: gradients compared for %zu of %zu params", name, covered,
+             fg_model_num_params(m) - frozen);
+    FG_CHECK(n_mla >= 4 * cfg.n_layer, "%s: only %d MLA tensors compared", name, n_mla);
+    FG_CHECK(fg_model_find_tensor(m, "h.0.attn.qkv.weight") == NULL, "%s: an MLA model has no qkv", name);
+    fg_model_delete(m);
+    fg_fixture_free(&fx);
+}
+
+/* ---- finite differences ---- */
+
+static fg_model *mla_model(fg_layout layout, int V, int maxT, int L, int NH, int C, int r, int rq, int R, int B, int T)
+{
+    fg_model_config cfg;
+    fg_model_config_default(&cfg, layout);
+    cfg.vocab_size = V, cfg.max_seq_len = maxT, cfg.n_layer = L, cfg.n_head = NH, cfg.d_model = C;
+    cfg.mla_kv_rank = r, cfg.mla_q_rank = rq, cfg.mla_rope_dim = R;
+    fg_model *m = fg_model_new(&cfg, B, T);
+    FG_CHECK(m != NULL, "fg_model_new: %s", fg_last_error());
+    return m;
+}
+
+/* Central differences of the fp32 loss at three entries of every MLA tensor (the
+ * largest gradient and two random ones): h = 1e-2 on weights ~0.1 and the tolerance
+ * 2e-2 |g| + 1e-4 of test_model.c (truncation and rounding both far below it). */
+static void test_finite_diff(fg_layout layout, int rq)
+{
+    const char *nm = layout == FG_LAYOUT_GPT2 ? "gpt2" : "llama";
+    int B = 2, T = 5, V = 23;
+    fg_model *m = mla_model(layout, V, 8, 2, 2, 16, 6, rq, layout == FG_LAYOUT_LLAMA ? 4 : 0, B, T);
+    if (!m)
+        return;
+    fg_test_hash_weights(m, 7);
+    fg_rng r;
+    fg_rng_seed(&r, 11);
+    int32_t in[10], tg[10];
+    random_tokens(in, B * T, V, &r);
+    random_tokens(tg, B * T, V, &r);
+    tg[2] = -1;
+    float loss, lp, lm;
+    fg_model_zero_grad(m);
+    fg_model_forward(m, in, tg, B, T, &loss);
+    fg_model_backward(m, 1.0f);
+    float *p = fg_model_params(m);
+    const float *g = fg_model_grads(m);
+    int bad = 0, checked = 0;
+    for (int i = 0; i < fg_model_num_tensors(m); i++) {
+        const fg_tensor_info *t = fg_model_tensor(m, i);
+        if (!strstr(t->name, ".attn."))
+            continue;
+        size_t pick[3] = {0, fg_rng_below(&r, (uint32_t)t->numel), fg_rng_below(&r, (uint32_t)t->numel)};
+        for (size_t j = 0; j < t->numel; j++)
+            if (fabsf(g[t->offset + j]) > fabsf(g[t->offset + pick[0]]))
+                pick[0] = j;
+        for (int k = 0; k < 3; k++) {
+            size_t at = t->offset + pick[k];
+            float save = p[at], h = 1e-2f;
+            p[at] = save + h;
+            fg_model_forward(m, in, tg, B, T, &lp);
+            p[at] = save - h;
+            fg_model_forward(m, in, tg, B, T, &lm);
+            p[at] = save;
+            double fd = ((double)lp - (double)lm) / (2.0 * h);
+            checked++;
+            if (fabs(fd - g[at]) > 2e-2 * fabs(g[at]) + 1e-4) {
+                bad++;
+                FG_CHECK(0, "%s rq=%d: finite difference of %s[%zu]: %.6g, backward %.6g", nm, rq, t->name, pick[k], fd,
+                         g[at]);
+            }
+        }
+    }
+    FG_CHECK(bad == 0 && checked >= 12, "%s rq=%d: %d of %d finite differences off", nm, rq, bad, checked);
+    fg_model_delete(m);
+}
+
+/* ---- decoding from the compressed cache = the full forward ---- */
+
+static int argmax(const float *x, int n)
+{
+    int b = 0;
+    for (int i = 1; i < n; i++)
+        if (x[i] > x[b])
+            b = i;
+    return b;
+}
+
+static void test_decode(fg_layout layout, int rq, int n_expert)
+{
+    const char *nm = layout == FG_LAYOUT_GPT2 ? "gpt2" : "llama";
+    int T = 12, V = 70;
+    fg_model_config cfg;
+    fg_model_config_default(&cfg, layout);
+    cfg.vocab_size = V, cfg.max_seq_len = T, cfg.n_layer = 2, cfg.n_head = 4, cfg.d_model = 32;
+    cfg.mla_kv_rank = 10, cfg.mla_q_rank = rq; /* rope dim: the default HS/2 (llama) */
+    if (n_expert) {
+        cfg.moe.n_expert = n_expert, cfg.moe.n_expert_active = 2, cfg.moe.d_expert = 16;
+        cfg.moe.n_shared_expert = 1, cfg.moe.n_dense_layers = 1;
+    }
+    fg_model *m = fg_model_new(&cfg, 2, T);
+    FG_CHECK(m != NULL, "decode %s: fg_model_new: %s", nm, fg_last_error());
+    if (!m)
+        return;
+    FG_CHECK(fg_model_get_config(m)->mla_rope_dim == (layout == FG_LAYOUT_LLAMA ? 4 : 0),
+             "%s: resolved mla_rope_dim %d", nm, fg_model_get_config(m)->mla_rope_dim);
+    twin_weights(m, 9);
+    int Vp = fg_model_get_config(m)->padded_vocab;
+    fg_rng r;
+    fg_rng_seed(&r, 13);
+    int32_t seq[12];
+    random_tokens(seq, T, V, &r);
+    FG_CHECK(fg_model_forward(m, seq, NULL, 1, T, NULL) == FG_OK, "%s: forward: %s", nm, fg_last_error());
+    float *full = malloc((size_t)T * Vp * sizeof(float));
+    memcpy(full, fg_model_logits(m), (size_t)T * Vp * sizeof(float));
+    /* one token at a time through the latent cache, keys and values never rebuilt:
+     * 1e-4 as test_model.c's cache test (different summation orders only) */
+    for (int t = 0; t < T; t++) {
+        const float *lg = NULL;
+        FG_CHECK(fg_model_decode_step(m, seq[t], t, &lg) == FG_OK, "%s: decode step %d: %s", nm, t, fg_last_error());
+        char what[96];
+        snprintf(what, sizeof what, "%s rq=%d E=%d latent-cache logits at t=%d", nm, rq, n_expert, t);
+        if (lg)
+            fg_test_check_tensor(what, lg, full + (size_t)t * Vp, (size_t)Vp, 1e-4);
+    }
+    /* generate feeds an MLA prompt step by step: greedy picks the full forward's argmax */
+    fg_sampler s = {.temperature = 0.0f, .top_k = 0, .top_p = 1.0f};
+    int32_t out[12];
+    int n = fg_model_generate(m, seq, 6, 1, -1, &s, out);
+    FG_CHECK(n == 7 && out[6] == argmax(full + 5 * (size_t)Vp, V), "%s: generate after a 6-token prompt", nm);
+    free(full);
+    fg_model_delete(m);
+}
+
+/* ---- cache bytes, FLOPs, config ---- */
+
+static void test_kv_bytes(void)
+{
+    fg_model_config cfg;
+    fg_model_config_default(&cfg, FG_LAYOUT_LLAMA); /* L 4, C 128, NH 4: HS 32 */
+    fg_model *base = fg_model_new(&cfg, 1, 8);
+    cfg.mla_kv_rank = 48; /* + the default rope dim 16: 64 = 1/4 of 2C */
+    fg_model *mla = fg_model_new(&cfg, 1, 8);
+    FG_CHECK(base && mla, "kv bytes models: %s", fg_last_error());
+    if (base && mla) {
+        FG_CHECK(fg_model_kv_bytes_per_token(base) == 4 * 2 * 128 * 4, "baseline kv bytes %zu",
+                 fg_model_kv_bytes_per_token(base));
+        FG_CHECK(fg_model_kv_bytes_per_token(mla) == 4 * (48 + 16) * 4, "MLA kv bytes %zu",
+                 fg_model_kv_bytes_per_token(mla));
+        FG_CHECK(4 * fg_model_kv_bytes_per_token(mla) <= fg_model_kv_bytes_per_token(base), "MLA cache <= 1/4");
+        /* attention FLOPs: 3 L T (NH (HS + R) + C) instead of 6 L T C; the rest is 6 N */
+        double fb = fg_model_flops_per_token(base, 8), fm = fg_model_flops_per_token(mla, 8);
+        FG_CHECK_CLOSE(fb - 6.0 * (double)fg_model_num_active_params(base), 6.0 * 4 * 8 * 128, 1e-9);
+        FG_CHECK_CLOSE(fm - 6.0 * (double)fg_model_num_active_params(mla), 3.0 * 4 * 8 * (4 * (32 + 16) + 128), 1e-9);
+        fg_model_act_bytes ab;
+        FG_CHECK(fg_model_activation_bytes(mla, &ab) > 0 && ab.saved > 0 && ab.scratch > 0, "MLA activation bytes");
+    }
+    fg_model_delete(base);
+    fg_model_delete(mla);
+}
+
+static void expect_invalid(fg_model_config *c, const char *needle)
+{
+    fg_status st = fg_model_config_validate(c);
+    FG_CHECK(st == FG_ERR_INVALID && strstr(fg_last_error(), needle) != NULL,
+             "validate: status %d, message '%s' lacks '%s'", (int)st, fg_last_error(), needle);
+    FG_CHECK(fg_model_new(c, 1, 1) == NULL, "fg_model_new refuses an invalid config (%s)", needle);
+}
+
+static void test_config(void)
+{
+    fg_model_config c;
+    fg_model_config_default(&c, FG_LAYOUT_GPT2);
+    c.mla_kv_rank = 16, c.mla_rope_dim = 8;
+    expect_invalid(&c, "mla_rope_dim = 8 with layout gpt2");
+    fg_model_config_default(&c, FG_LAYOUT_LLAMA);
+    c.mla_q_rank = 16;
+    expect_invalid(&c, "need mla_kv_rank > 0");
+    c.mla_q_rank = 0, c.mla_kv_rank = -1;
+    expect_invalid(&c, "mla_kv_rank = -1");
+    c.mla_kv_rank = 16, c.mla_rope_dim = 5;
+    expect_invalid(&c, "mla_rope_dim = 5 must be even");
+    c.mla_rope_dim = 0, c.mla_q_rank = -2;
+    expect_invalid(&c, "mla_q_rank = -2");
+    c.mla_q_rank = 0, c.precision = FG_PRECISION_BF16;
+    expect_invalid(&c, "needs precision = fp32");
+    c.precision = FG_PRECISION_FP32;
+    snprintf(c.qat_layers, sizeof c.qat_layers, "all");
+    expect_invalid(&c, "qat_layers");
+    c.qat_layers[0] = '\0';
+    FG_CHECK(fg_model_config_validate(&c) == FG_OK, "llama MLA config valid: %s", fg_last_error());
+}
+
+int main(void)
+{
+    FG_TEST_BEGIN("model_mla");
+    fg_kernels_init(NULL);
+    check_fixture("llama");
+    check_fixture("gpt2");
+    check_fixture("llama_moe");
+    check_fixture("gpt2_moe");
+    test_finite_diff(FG_LAYOUT_LLAMA, 8);
+    test_finite_diff(FG_LAYOUT_LLAMA, 0);
+    test_finite_diff(FG_LAYOUT_GPT2, 8);
+    test_finite_diff(FG_LAYOUT_GPT2, 0);
+    test_decode(FG_LAYOUT_LLAMA, 12, 0);
+    test_decode(FG_LAYOUT_LLAMA, 0, 0);
+    test_decode(FG_LAYOUT_GPT2, 0, 0);
+    test_decode(FG_LAYOUT_GPT2, 12, 0);
+    test_decode(FG_LAYOUT_LLAMA, 12, 4);
+    test_kv_bytes();
+    test_config();
+    return fg_test_end();
+}
