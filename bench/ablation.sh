@@ -39,7 +39,7 @@ A=${SHARE_ALPHA:-0.5}
 learn=${SHARE_LEARN:-true}
 kvr=${MLA_KV_RANK:-$((C / 4))}
 qr=${MLA_Q_RANK:-$((C / 2))}
-rd=${MLA_ROPE_DIM:-$((C / NH / 2))}
+rd=${MLA_ROPE_DIM:-0} # the gpt2 layout has learned positions: no decoupled RoPE key
 lam=${MTP_LAMBDA:-0.3}
 eval_bytes=${EVAL_BYTES:-60000}
 eval_tokens=${EVAL_TOKENS:-0}
@@ -55,7 +55,8 @@ head -c -"$eval_bytes" "$data" > "$out/train.txt"
 tail -c "$eval_bytes" "$data" > "$out/eval.txt"
 
 has_mla=0
-"$bin" train --help 2>&1 | grep -q -- '--mla-kv-rank' && has_mla=1
+help=$("$bin" train --help 2>&1 || true) # captured: grep -q on a pipe would SIGPIPE frugal under pipefail
+case $help in *--mla-kv-rank*) has_mla=1 ;; esac
 [ $has_mla = 1 ] || echo "ablation: $bin train has no --mla-kv-rank (frugal train --help): MLA row skipped, 'all' without MLA"
 
 share_seed=(--ffn-share seed --ffn-share-group "$G" --ffn-share-rank "$R" --ffn-share-alpha "$A"
@@ -103,9 +104,11 @@ for row in $rows; do
     params=$(sed -n 's/^model: .*params \([0-9]*\) total.*/\1/p' "$run.log")
     flops=$(sed -n 's/^training FLOPs *: .*(\([0-9.e+]*\) per token.*/\1/p' "$run.log")
     tps=$(sed -n 's/^throughput *: \([0-9.]*\) tokens\/s.*/\1/p' "$run.log")
+    kv=$(sed -n 's/^kv cache *: \([0-9]*\) bytes per token.*/\1/p' "$run.log") # the trainer's own count
+    [ -n "$kv" ] || kv=$(kv_bytes "$row")
     loss=$("$bin" sample --run "$run" --threads "$threads" --eval "$out/eval.txt" --eval-tokens "$eval_tokens" 2>/dev/null |
       sed -n 's/^eval: .* loss \([0-9.]*\), perplexity.*/\1/p')
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$row" "$seed" "$params" "$flops" "$tps" "$loss" "$(kv_bytes "$row")" >> "$res"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$row" "$seed" "$params" "$flops" "$tps" "$loss" "$kv" >> "$res"
   done
 done
 
