@@ -23,6 +23,8 @@ static const char *const precision_names[] = {"fp32", "bf16", "fp8", NULL};
 static const char *const fp8_format_names[] = {"e4m3", "hybrid", NULL};
 static const char *const moments_names[] = {"fp32", "bf16", NULL}; /* fg_adam_moments order */
 static const char *const qat_act_names[] = {"token", "tensor", NULL};
+static const char *const batch_rule_names[] = {"fixed", "loss_var", "gns", NULL}; /* fg_batch_rule order */
+static const char *const batch_lr_names[] = {"none", "sqrt", "linear", NULL};     /* fg_batch_lr order */
 
 _Static_assert(sizeof(fg_layout) == sizeof(int) && sizeof(fg_balance) == sizeof(int) &&
                    sizeof(fg_moe_par) == sizeof(int) && sizeof(fg_precision) == sizeof(int) &&
@@ -178,6 +180,18 @@ static const fg_opt opts[] = {
      .help = "DGC momentum correction factor; 0 = off"},
     {"compress_clip", FG_OPT_BOOL, F(compress_clip), .flags = RESUMABLE,
      .help = "DGC local clipping at grad_clip / sqrt(dp)"},
+    /* ---- adaptive batch size (adaptive.c; issue 17) ---- */
+    {"batch_rule", FG_OPT_ENUM, F(batch_rule), .choices = batch_rule_names,
+     .help = "adaptive batch: fixed; loss_var (loss noise against its trend); gns (gradient noise scale)"},
+    {"batch_accum_max", FG_OPT_INT, F(batch_accum_max), 0, 1 << 16,
+     .help = "adaptive batch: most micro-batches per step grad_accum may double to; 0 = grad_accum"},
+    {"batch_check_every", FG_OPT_INT, F(batch_check_every), 1, 1024,
+     .help = "adaptive batch: steps between decisions (loss_var: the window)"},
+    {"batch_ratio", FG_OPT_FLOAT, F(batch_ratio), 0, 1e6,
+     .help = "adaptive batch: the batch doubles while the rule's noise / signal exceeds this"},
+    {"batch_ema", FG_OPT_FLOAT, F(batch_ema), 0, 0.9999, .help = "adaptive batch (gns): EMA decay of the estimates"},
+    {"batch_lr_scaling", FG_OPT_ENUM, F(batch_lr_scaling), .choices = batch_lr_names,
+     .help = "adaptive batch: LR x (accum / grad_accum)^p, p = 0, 1/2, 1"},
 };
 #define N_OPTS FG_OPT_COUNT(opts)
 
@@ -222,6 +236,11 @@ void fg_train_config_default(fg_train_config *c)
     c->loss_scale_init = ls.init_scale;
     c->loss_scale_growth_interval = ls.growth_interval;
     c->loss_scale_hysteresis = ls.hysteresis;
+    c->batch_rule = FG_BATCH_FIXED;
+    c->batch_check_every = 50;
+    c->batch_ratio = 1.0f;
+    c->batch_ema = 0.95f;
+    c->batch_lr_scaling = FG_BATCH_LR_SQRT;
     c->blas_threading = 0; /* auto: the kernels read FG_BLAS_THREADING (their one parser) or use omp */
 }
 
@@ -288,6 +307,12 @@ fg_status fg_train_config_validate(const fg_train_config *c)
                         "'grad_accum' %d is not a multiple of 'dp' %d (each rank takes grad_accum / dp "
                         "micro-batches of the same global batch)",
                         c->grad_accum, c->dp);
+    if (c->batch_rule == FG_BATCH_GNS && c->grad_accum < 2)
+        return fg_error(FG_ERR_INVALID, "'batch_rule' gns needs 'grad_accum' >= 2 (it compares the first "
+                                        "micro-batch's gradient with the step's)");
+    if (c->batch_rule != FG_BATCH_FIXED && c->batch_accum_max > 0 && c->batch_accum_max < c->grad_accum)
+        return fg_error(FG_ERR_INVALID, "'batch_accum_max' %d is below 'grad_accum' %d", c->batch_accum_max,
+                        c->grad_accum);
     if (c->model.d_model % c->model.n_head != 0)
         return fg_error(FG_ERR_INVALID, "'d_model' %d is not a multiple of 'n_head' %d", c->model.d_model,
                         c->model.n_head);

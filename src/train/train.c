@@ -48,6 +48,7 @@ typedef struct run {
     fg_comm *comm;
     dp *dp;
     bool rank0;
+    fg_adapt ad; /* adaptive batch size (adaptive.c): ad.accum micro-batches this step */
 } run;
 
 /* ---- small file helpers ---- */
@@ -260,6 +261,34 @@ fg_status fg_train_grads_scaled(fg_model *m, const int32_t *inputs, const int32_
     return FG_OK;
 }
 
+/* fg_train_grads_scaled for the loop: with small_sq (adaptive batch, gns) also the squared
+ * norm of the gradient after the first micro-batch, read while the other micro-batches
+ * are still to come: the small-batch half of the noise estimate, for one pass over the
+ * gradients. */
+static fg_status step_grads(run *r, int A, float scale, float *loss, double *small_sq)
+{
+    int B = r->c.batch_size, T = r->c.seq_len;
+    fg_model *m = r->m;
+    fg_model_zero_grad(m);
+    double sum = 0;
+    for (int k = 0; k < A; k++) {
+        size_t off = (size_t)k * B * T;
+        float l = 0;
+        if (k > 0) /* the params have not moved since micro-batch 0's forward converted them */
+            fg_model_bf16_weights(m);
+        fg_status st = fg_model_forward(m, r->inp + off, r->tgt + off, B, T, &l);
+        if (st == FG_OK)
+            st = fg_model_backward(m, scale * (1.0f / (float)A));
+        if (st != FG_OK)
+            return st;
+        if (k == 0 && small_sq)
+            *small_sq = fg_adapt_sq_norm(fg_model_grads(m), fg_model_num_params(m));
+        sum += l;
+    }
+    *loss = (float)(sum / A);
+    return FG_OK;
+}
+
 /* ---- data preparation ---- */
 
 /* Tokenises c->data, holding out the tail val_frac of its bytes (cut at the next
@@ -332,6 +361,12 @@ static char *meta_json(const run *r, double tokens)
         json_object_set_new(ls, "growths", json_integer(sc->growths));
         json_object_set_new(o, "loss_scaler", ls);
     }
+    if (r->c.batch_rule != FG_BATCH_FIXED) { /* adaptive batch: its accum and estimates */
+        char *as = fg_adapt_save(&r->ad);
+        json_t *aj = as ? json_loads(as, 0, NULL) : NULL;
+        fg_free(as);
+        json_object_set_new(o, "adaptive_batch", aj ? aj : json_null());
+    }
     char *cfg = fg_train_config_to_json(&r->c);
     json_t *cj = cfg ? json_loads(cfg, 0, NULL) : NULL;
     fg_free(cfg);
@@ -381,6 +416,15 @@ static fg_status meta_restore(run *r, const char *meta, const char *dir)
         sc->skipped_steps = (int64_t)json_integer_value(json_object_get(ls, "skipped_steps"));
         sc->backoffs = (int64_t)json_integer_value(json_object_get(ls, "backoffs"));
         sc->growths = (int64_t)json_integer_value(json_object_get(ls, "growths"));
+    }
+    if (r->c.batch_rule != FG_BATCH_FIXED) {
+        json_t *aj = json_object_get(o, "adaptive_batch");
+        char *as = json_is_object(aj) ? json_dumps(aj, JSON_COMPACT) : NULL;
+        st = as ? fg_adapt_restore(&r->ad, as, dir)
+                : fg_error(FG_ERR_FORMAT, "%s: checkpoint meta lacks the adaptive batch state (batch_rule)", dir);
+        free(as);
+        if (st != FG_OK)
+            goto out;
     }
 out:
     json_decref(o);
@@ -612,7 +656,9 @@ static fg_status setup(run *r, FILE *out)
     fg_free(ranges);
     if (st != FG_OK)
         goto out_ids;
-    size_t rows = (size_t)c->grad_accum * c->batch_size * c->seq_len;
+    fg_adapt_init(&r->ad, c);
+    /* adaptive batch: the buffers hold the most micro-batches the rule may grow to */
+    size_t rows = (size_t)r->ad.accum_max * c->batch_size * c->seq_len;
     r->inp = fg_malloc(rows * sizeof(int32_t));
     r->tgt = fg_malloc(rows * sizeof(int32_t));
     if (!r->inp || !r->tgt) {
@@ -694,8 +740,12 @@ static void print_cost(FILE *out, const run *r, const fg_train_result *res, doub
     fprintf(out, "params          : %zu total, %zu active per token\n", fg_model_num_params(r->m),
             fg_model_num_active_params(r->m));
     fprintf(out, "steps           : %ld (this process), %ld in the run\n", steps, r->step);
-    fprintf(out, "tokens          : %.0f (%d x %d x %d per step)\n", res->tokens, r->c.grad_accum, r->c.batch_size,
+    fprintf(out, "tokens          : %.0f (%d x %d x %d per step", res->tokens, r->c.grad_accum, r->c.batch_size,
             r->c.seq_len);
+    if (r->c.batch_rule != FG_BATCH_FIXED) /* adaptive batch: where it ended */
+        fprintf(out, " at the start, %d x %d x %d at the end: %ld doublings", r->ad.accum, r->c.batch_size,
+                r->c.seq_len, r->ad.grows);
+    fprintf(out, ")\n");
     fprintf(out, "training FLOPs  : %.4g (%.4g per token: 6 N_active + 6 L T C)\n", res->flops, flops_tok);
     fprintf(out, "wall time       : %.2f s (training steps %.2f s)\n", res->wall_sec, res->train_sec);
     fprintf(out, "throughput      : %.1f tokens/s\n", tps);
@@ -917,8 +967,9 @@ fg_status fg_train_run_comm(const fg_train_config *cfg, fg_comm *comm, FILE *out
         goto out_teardown;
     }
 
-    const int B = c->batch_size, T = c->seq_len, A = c->grad_accum;
-    const double tok_step = (double)A * B * T;
+    const int B = c->batch_size, T = c->seq_len;
+    int A = c->grad_accum;
+    const double tok_step = (double)A * B * T; /* at the start (the adaptive batch may grow it) */
     const double flops_tok = fg_model_flops_per_token(r->m, T);
     fg_lr_schedule sched = {c->lr, c->min_lr, c->warmup_steps < c->max_steps ? c->warmup_steps : c->max_steps,
                             c->max_steps};
@@ -959,8 +1010,11 @@ fg_status fg_train_run_comm(const fg_train_config *cfg, fg_comm *comm, FILE *out
         if (out)
             fprintf(out, "step %6d | val loss %.4f\n", 0, val);
     }
+    if (r->dp && c->batch_rule == FG_BATCH_GNS)
+        dp_set_gns(r->dp, 1);
     while (r->step < c->max_steps) {
         double t0 = fg_time_sec();
+        A = r->ad.accum; /* adaptive batch: this step's micro-batches */
         if (r->dp)
             dp_load(r->dp, &r->train, r->inp, r->tgt, A, B, T);
         else
@@ -971,8 +1025,13 @@ fg_status fg_train_run_comm(const fg_train_config *cfg, fg_comm *comm, FILE *out
         const size_t n_grads = fg_model_num_params(r->m);
         const float scale = c->loss_scale ? r->scaler.scale : 1.0f;
         const bool zero = r->dp && dp_zero(r->dp);
-        st = r->dp ? dp_grads(r->dp, r->m, r->inp, r->tgt, B, T, A, scale, &loss)
-                   : fg_train_grads_scaled(r->m, r->inp, r->tgt, B, T, A, scale, &loss);
+        double small_sq = NAN; /* gns: |grad|^2 of the first micro-batch (as scaled) */
+        if (r->dp)
+            st = dp_grads(r->dp, r->m, r->inp, r->tgt, B, T, A, scale, &loss);
+        else
+            st = step_grads(r, A, scale, &loss, c->batch_rule == FG_BATCH_GNS ? &small_sq : NULL);
+        if (st == FG_OK && r->dp && c->batch_rule == FG_BATCH_GNS)
+            small_sq = dp_gns_small(r->dp);
         if (st != FG_OK)
             goto out_teardown;
         if (c->inject_overflow_step > 0 && r->step + 1 == c->inject_overflow_step) {
@@ -1006,7 +1065,7 @@ fg_status fg_train_run_comm(const fg_train_config *cfg, fg_comm *comm, FILE *out
                           r->step, loss, norm);
             goto out_teardown;
         }
-        float lr = fg_lr_at(&sched, r->step);
+        float lr = fg_lr_at(&sched, r->step) * fg_adapt_lr_mult(&r->ad); /* 1 unless the batch grew */
         if (!skipped) {
             if (r->dp && (st = dp_moe_loads(r->dp, r->m)) != FG_OK) /* the router bias moves by the global load */
                 goto out_teardown;
@@ -1024,11 +1083,17 @@ fg_status fg_train_run_comm(const fg_train_config *cfg, fg_comm *comm, FILE *out
                 goto out_teardown;
         }
         res.skipped_steps += skipped;
+        if (!skipped) {
+            /* the first micro-batch's gradient is that of its mean loss times 1/A (and the
+             * loss scale): rescaled to its own mean loss; a skipped step tells nothing */
+            double k = (double)A / scale;
+            fg_adapt_observe(&r->ad, loss, small_sq * k * k, norm * norm);
+        }
         r->step++;
         res.steps++;
         double dt = fg_time_sec() - t0;
         res.train_sec += dt;
-        res.tokens += tok_step;
+        res.tokens += (double)A * B * T;
         if (r->step == first + 1)
             res.first_loss = loss;
         res.last_loss = loss;
@@ -1041,6 +1106,15 @@ fg_status fg_train_run_comm(const fg_train_config *cfg, fg_comm *comm, FILE *out
                        "{\"step\": %ld, \"loss\": %s, \"lr\": %.6g, \"grad_norm\": %s, \"tokens\": %.0f, "
                        "\"tokens_per_s\": %.1f, \"flops_per_s\": %.4g, \"step_s\": %.4f",
                        r->step, loss_s, lr, norm_s, r->tokens_before + res.tokens, tps, tps * flops_tok, dt);
+        if (c->batch_rule != FG_BATCH_FIXED) { /* the batch this step ran, in rows, and the rule's last measure */
+            char nz[32];
+            snprintf(nz, sizeof nz, isfinite(r->ad.noise) ? "%.6g" : "null", r->ad.noise);
+            metrics_printf(r, ", \"batch\": %d, \"accum\": %d, \"batch_noise\": %s", A * B, A, nz);
+            if (c->batch_rule == FG_BATCH_GNS) {
+                snprintf(nz, sizeof nz, isfinite(r->ad.b_noise) ? "%.6g" : "null", r->ad.b_noise);
+                metrics_printf(r, ", \"b_noise\": %s", nz);
+            }
+        }
         if (c->loss_scale) /* the scale this step's backward used, and its verdict */
             metrics_printf(r, ", \"loss_scale\": %.9g, \"skipped\": %d", (double)scale, skipped ? 1 : 0);
         if (r->dp) { /* this step's gradient communication (docs/DIST.md) */
