@@ -2,7 +2,7 @@
  * noise (each grows when the noise dominates and stays put when the signal does; the
  * gradient noise scale estimate lands near its true value), the LR multiplier, the
  * state round trip, and training runs: the batch grows in the metrics, and a resume mid-
- * run (with the rule on; and with loss-driven augmentation on too) is bit-exact. */
+ * run is bit-exact with the rule on, with loss-driven augmentation on, and with both. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -317,6 +317,51 @@ static void test_runs(void)
              field_list(tmp("loss_var_a"), "accum"));
 }
 
+/* Loss-driven augmentation on: resumed mid-run = uninterrupted (the pool, its threshold
+ * ring and RNG are in the checkpoint), alone and with the adaptive batch on too. */
+static void test_aug_runs(void)
+{
+    fg_train_config c;
+    static char rv[64][32];
+    tiny_config(&c, tmp("aug"));
+    c.aug = 1;
+    c.aug_rate = 0.5f;
+    c.aug_syntax_start = 0.0f;
+    c.aug_syntax_end = 0.6f; /* both levels within 30 steps */
+    static const char *const fields[] = {"loss", "grad_norm", "aug_revisits", "aug_threshold", "aug_pool", NULL};
+    resume_case("aug", &c, fields);
+    int n = read_field(tmp("aug_a"), "aug_revisits", rv, 64);
+    FG_CHECK(n == 30 && atoi(rv[12]) > 0 && atoi(rv[29]) > atoi(rv[12]),
+             "aug run: hard windows revisited before step 13 (%s) and after (%s)", n == 30 ? rv[12] : "?",
+             n == 30 ? rv[29] : "?");
+    /* the same with the adaptive batch */
+    tiny_config(&c, tmp("aug_lv"));
+    c.aug = 1;
+    c.aug_rate = 0.5f;
+    c.aug_syntax_start = 0.0f;
+    c.aug_syntax_end = 0.6f;
+    c.grad_accum = 1;
+    c.batch_rule = FG_BATCH_LOSS_VAR;
+    c.batch_accum_max = 16;
+    c.batch_check_every = 5;
+    c.batch_ratio = 0.01f;
+    static const char *const fields2[] = {"loss", "batch", "aug_revisits", "aug_pool", NULL};
+    resume_case("aug_lv", &c, fields2);
+    /* an augmented run is another run: its losses differ from the plain one's */
+    tiny_config(&c, tmp("plain"));
+    fg_train_result rp, ra;
+    FG_CHECK(fg_train_run(&c, NULL, &rp) == FG_OK, "plain: %s", fg_last_error());
+    c.aug = 1;
+    snprintf(c.out, sizeof c.out, "%s", tmp("aug_c"));
+    FG_CHECK(fg_train_run(&c, NULL, &ra) == FG_OK, "aug: %s", fg_last_error());
+    FG_CHECK(rp.last_loss != ra.last_loss, "augmentation changes the run (%.9g vs %.9g)", rp.last_loss, ra.last_loss);
+    /* refused with dp > 1, named */
+    c.dp = 2;
+    c.grad_accum = 2;
+    fg_status st = fg_train_config_validate(&c);
+    FG_CHECK(st == FG_ERR_INVALID && strstr(fg_last_error(), "'aug'"), "aug with dp: %s", fg_last_error());
+}
+
 int main(void)
 {
     FG_TEST_BEGIN("train_adaptive");
@@ -325,5 +370,6 @@ int main(void)
     test_lr_and_state();
     test_config();
     test_runs();
+    test_aug_runs();
     return fg_test_end();
 }

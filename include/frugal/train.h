@@ -103,6 +103,14 @@ typedef struct fg_train_config {
     float batch_ratio;     /* grow when noise / signal (rule's measure) exceeds this */
     float batch_ema;       /* gns: EMA decay of the |G|^2 and tr(Sigma) estimates */
     int batch_lr_scaling;  /* fg_batch_lr: none, sqrt (default), linear in accum / grad_accum */
+    /* ---- loss-driven augmentation (data.h's fg_aug_*, docs/TRAINING.md) ---- */
+    int aug;                                /* 1: hard windows revisited with transforms */
+    float aug_frac, aug_rate;               /* hard: top frac of recent window losses; rate: share of rows revisited */
+    int aug_pool, aug_visits;               /* hard windows kept; revisits before one leaves */
+    float aug_drop, aug_swap, aug_mask;     /* word level: dropout rate, word-swap rate, masked share */
+    int aug_span;                           /* span masking: tokens per span */
+    float aug_syntax_start, aug_syntax_end; /* progress where syntax level starts / takes over */
+    int aug_mask_token;                     /* -1: the tokenizer's end-of-text id, else 0 */
 } fg_train_config;
 
 void fg_train_config_default(fg_train_config *c);
@@ -170,6 +178,14 @@ typedef struct fg_loader {
     fg_rng rng;   /* random mode */
     int shard;    /* sequential mode: current shard */
     uint64_t pos; /* sequential mode: next window start */
+    /* loss-driven augmentation (fg_loader_aug_enable; NULL: off): the source of each row
+     * read since fg_loader_aug_begin, so the trainer can report their losses */
+    struct fg_aug_state *aug;
+    float aug_progress;
+    uint64_t *row_src;
+    uint8_t *row_rev;
+    int row_cap, n_rows;
+    int32_t *aug_win; /* [T+1] */
 } fg_loader;
 
 /* Opens comma-separated shards. Each must hold at least T+1 tokens and ids below
@@ -184,6 +200,17 @@ void fg_loader_skip(fg_loader *l, uint64_t n_windows);
 void fg_loader_rewind(fg_loader *l); /* sequential start, rng untouched */
 void fg_loader_close(fg_loader *l);
 uint64_t fg_loader_tokens(const fg_loader *l); /* tokens in all shards */
+/* Loss-driven augmentation: from now on fg_loader_next draws each row from the hard pool
+ * with probability cfg->rate (transformed, data.h's fg_aug_apply) and records every row's
+ * source, up to max_rows rows per step. cls: a class per token id (fg_aug_token_class). */
+struct fg_aug_config;
+fg_status fg_loader_aug_enable(fg_loader *l, const struct fg_aug_config *cfg, const uint8_t *cls, int n_cls,
+                               int max_rows);
+/* A step starts: rows counted from 0, transforms scheduled at progress (0..1). */
+void fg_loader_aug_begin(fg_loader *l, float progress);
+/* Losses of rows [row0, row0+n) of this step (in reading order; one micro-batch: their
+ * mean is the level each is judged against). */
+void fg_loader_aug_report(fg_loader *l, int row0, const float *losses, int n);
 
 /* ---- gradient accumulation ----
  * inputs/targets: [n_micro*B, T]. Zeroes the grads, then runs n_micro forward/

@@ -15,6 +15,7 @@
 
 #include "dp.h"
 #include "frugal/ckpt.h"
+#include "frugal/data.h"
 #include "frugal/hw.h"
 #include "frugal/kernels.h"
 #include "frugal/optim.h"
@@ -48,7 +49,8 @@ typedef struct run {
     fg_comm *comm;
     dp *dp;
     bool rank0;
-    fg_adapt ad; /* adaptive batch size (adaptive.c): ad.accum micro-batches this step */
+    fg_adapt ad;     /* adaptive batch size (adaptive.c): ad.accum micro-batches this step */
+    float *row_loss; /* augmentation: [B] per-row losses of a micro-batch, for the loader */
 } run;
 
 /* ---- small file helpers ---- */
@@ -283,6 +285,15 @@ static fg_status step_grads(run *r, int A, float scale, float *loss, double *sma
             return st;
         if (k == 0 && small_sq)
             *small_sq = fg_adapt_sq_norm(fg_model_grads(m), fg_model_num_params(m));
+        if (r->train.aug) { /* augmentation: each window's loss to the loader's hard pool */
+            const float *z = fg_model_logits(m);
+            if (z)
+                fg_aug_row_losses(z, r->tgt + off, B, T, fg_model_get_config(m)->vocab_size,
+                                  fg_model_get_config(m)->padded_vocab, r->row_loss);
+            for (int b = 0; !z && b < B; b++)
+                r->row_loss[b] = l; /* bf16/fp8 keep no logits: the micro-batch's loss stands for its rows */
+            fg_loader_aug_report(&r->train, k * B, r->row_loss, B);
+        }
         sum += l;
     }
     *loss = (float)(sum / A);
@@ -367,6 +378,12 @@ static char *meta_json(const run *r, double tokens)
         fg_free(as);
         json_object_set_new(o, "adaptive_batch", aj ? aj : json_null());
     }
+    if (r->c.aug && r->train.aug) { /* augmentation: the hard pool, its threshold ring and RNG */
+        char *as = fg_aug_save(r->train.aug);
+        json_t *aj = as ? json_loads(as, 0, NULL) : NULL;
+        fg_free(as);
+        json_object_set_new(o, "augment", aj ? aj : json_null());
+    }
     char *cfg = fg_train_config_to_json(&r->c);
     json_t *cj = cfg ? json_loads(cfg, 0, NULL) : NULL;
     fg_free(cfg);
@@ -425,6 +442,13 @@ static fg_status meta_restore(run *r, const char *meta, const char *dir)
         free(as);
         if (st != FG_OK)
             goto out;
+    }
+    if (r->c.aug && r->train.aug) {
+        json_t *aj = json_object_get(o, "augment");
+        char *as = json_is_object(aj) ? json_dumps(aj, JSON_COMPACT) : NULL;
+        st = as ? fg_aug_restore(r->train.aug, as, dir)
+                : fg_error(FG_ERR_FORMAT, "%s: checkpoint meta lacks the augmentation state (aug)", dir);
+        free(as);
     }
 out:
     json_decref(o);
@@ -523,6 +547,46 @@ static fg_status check_resume(const fg_train_config *c, FILE *out)
     if (st != FG_OK)
         return st;
     return fg_train_config_check_resume(&old, c, path, out);
+}
+
+/* Loss-driven augmentation: the token classes from the tokenizer's token texts, the
+ * config handed over as fg_aug_config, the hook in the training loader. */
+static fg_status aug_setup(run *r)
+{
+    const fg_train_config *c = &r->c;
+    if (!r->tok)
+        return fg_error(FG_ERR_INVALID, "'aug': augmentation finds words and sentences through the tokenizer's "
+                                        "token texts; give --tokenizer");
+    int n = fg_tok_vocab_size(r->tok);
+    uint8_t *cls = fg_malloc((size_t)n);
+    r->row_loss = fg_malloc((size_t)c->batch_size * sizeof(float));
+    if (!cls || !r->row_loss) {
+        fg_free(cls);
+        return FG_ERR_NOMEM;
+    }
+    for (int i = 0; i < n; i++) {
+        size_t len = 0;
+        const uint8_t *t = fg_tok_token_bytes(r->tok, (uint32_t)i, &len);
+        cls[i] = t ? fg_aug_token_class(t, len) : 0;
+    }
+    int eot = fg_tok_eot(r->tok);
+    fg_aug_config ac = {c->aug_frac,
+                        c->aug_rate,
+                        c->aug_pool,
+                        c->aug_visits,
+                        c->aug_drop,
+                        c->aug_swap,
+                        c->aug_mask,
+                        c->aug_span,
+                        c->aug_syntax_start,
+                        c->aug_syntax_end,
+                        c->aug_mask_token >= 0 ? c->aug_mask_token
+                        : eot >= 0             ? eot
+                                               : 0,
+                        c->seed ^ 0xA06ull};
+    fg_status st = fg_loader_aug_enable(&r->train, &ac, cls, n, r->ad.accum_max * c->batch_size);
+    fg_free(cls);
+    return st;
 }
 
 /* ---- setup: everything that can fail on bad input happens before any write ---- */
@@ -699,6 +763,8 @@ static fg_status setup(run *r, FILE *out)
         goto out_ids;
     st = fg_loader_open(&r->train, r->train_path, c->batch_size, c->seq_len, c->sequential, c->seed ^ 0x5EEDull,
                         (uint32_t)c->model.vocab_size);
+    if (st == FG_OK && c->aug)
+        st = aug_setup(r);
     if (st == FG_OK && r->val_path[0]) {
         st = fg_loader_open(&r->val, r->val_path, c->batch_size, c->seq_len, 1, 0, (uint32_t)c->model.vocab_size);
         r->has_val = st == FG_OK;
@@ -721,6 +787,7 @@ static void teardown(run *r)
         FG_WARN("also: %s", fg_last_error());
     fg_free(r->inp);
     fg_free(r->tgt);
+    fg_free(r->row_loss);
     fg_loader_close(&r->train);
     fg_loader_close(&r->val);
     fg_optim_free(&r->opt);
@@ -1014,7 +1081,9 @@ fg_status fg_train_run_comm(const fg_train_config *cfg, fg_comm *comm, FILE *out
         dp_set_gns(r->dp, 1);
     while (r->step < c->max_steps) {
         double t0 = fg_time_sec();
-        A = r->ad.accum; /* adaptive batch: this step's micro-batches */
+        A = r->ad.accum;  /* adaptive batch: this step's micro-batches */
+        if (r->train.aug) /* augmentation: the schedule's progress, the step's row log */
+            fg_loader_aug_begin(&r->train, (float)r->step / (float)c->max_steps);
         if (r->dp)
             dp_load(r->dp, &r->train, r->inp, r->tgt, A, B, T);
         else
@@ -1114,6 +1183,14 @@ fg_status fg_train_run_comm(const fg_train_config *cfg, fg_comm *comm, FILE *out
                 snprintf(nz, sizeof nz, isfinite(r->ad.b_noise) ? "%.6g" : "null", r->ad.b_noise);
                 metrics_printf(r, ", \"b_noise\": %s", nz);
             }
+        }
+        if (r->train.aug) { /* augmentation: revisits so far, the hard threshold, the pool */
+            const fg_aug_state *as = r->train.aug;
+            float thr = fg_aug_threshold(as);
+            char ts[32];
+            snprintf(ts, sizeof ts, isfinite(thr) ? "%.6g" : "null", (double)thr);
+            metrics_printf(r, ", \"aug_revisits\": %llu, \"aug_threshold\": %s, \"aug_pool\": %d",
+                           (unsigned long long)as->revisits, ts, as->n_pool);
         }
         if (c->loss_scale) /* the scale this step's backward used, and its verdict */
             metrics_printf(r, ", \"loss_scale\": %.9g, \"skipped\": %d", (double)scale, skipped ? 1 : 0);
