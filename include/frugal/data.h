@@ -402,6 +402,102 @@ fg_status fg_data_report_write_json(const fg_data_report *rep, const char *path)
 uint64_t fg_data_report_rejects_for(const fg_data_report *rep, const char *name); /* 0 when absent */
 void fg_data_report_free(fg_data_report *rep);
 
+/* ---- loss-driven augmentation (augment.c; docs/TRAINING.md "Loss-driven augmentation") ----
+ * Windows the model finds hard (per-window loss in the top `frac` of recent windows) are
+ * kept in a pool and revisited with a transform that moves from word level (token
+ * dropout, word swaps, span masking) to syntax level (sentence or clause reordering) as
+ * training goes on. Transforms work on token ids through a class per token (built from
+ * each token's text), so they serve any tokenizer. Deterministic for a seed. */
+enum {
+    FG_AUG_SPACE = 1,      /* the token's text starts with a space: a word starts here */
+    FG_AUG_WORD = 2,       /* letters, digits, ' or - after that optional space (or a lone space) */
+    FG_AUG_SENT_END = 4,   /* its text ends (before trailing spaces) with . ! or ? */
+    FG_AUG_CLAUSE_END = 8, /* ... with , ; or : */
+    FG_AUG_NEWLINE = 16    /* holds a line break */
+};
+uint8_t fg_aug_token_class(const uint8_t *text, size_t len);
+
+typedef enum {
+    FG_AUG_NONE = 0,      /* revisited as it is (nothing to transform) */
+    FG_AUG_DROP = 1,      /* token dropout: input tokens blanked (mask token) at rate drop */
+    FG_AUG_SWAP = 2,      /* adjacent plain words swapped at rate swap per word: a permutation */
+    FG_AUG_MASK = 3,      /* input spans of `span` tokens blanked, about `mask` of the tokens */
+    FG_AUG_SENTENCES = 4, /* the window's whole sentences in a shuffled order: a permutation */
+    FG_AUG_CLAUSES = 5,   /* two adjacent clauses of one sentence exchanged: a permutation */
+    FG_AUG_KINDS = 6
+} fg_aug_kind;
+
+typedef struct fg_aug_config {
+    float frac;             /* hard = relative loss in the top frac of the last 256 fresh windows */
+    float rate;             /* share of rows per micro-batch drawn from the hard pool */
+    int pool;               /* hard windows remembered */
+    int max_visits;         /* revisits before a window leaves the pool */
+    float drop, swap, mask; /* word-level rates (0 turns one off) */
+    int span;               /* span masking: tokens per span */
+    float syntax_start;     /* training progress (0..1) where syntax-level transforms start */
+    float syntax_end;       /* ... and where they are all there is (linear in between) */
+    int32_t mask_token;     /* id that blanks an input token */
+    uint64_t seed;
+} fg_aug_config;
+
+/* Share of revisits that go to syntax level at progress p (0 at the start, 1 at the end). */
+float fg_aug_syntax_share(const fg_aug_config *c, float progress);
+
+/* Transforms of one window w[0..n) (n = T + 1 tokens). The permutations write out[i] =
+ * w[perm[i]] (perm may be NULL) and return how many units moved (0: nothing to move, out
+ * = w); fg_aug_unpermute undoes them. Word-level blanking writes the corrupted copy and
+ * returns how many tokens it blanked; it is not reversible from out alone (the trainer
+ * keeps the clean targets). */
+int fg_aug_word_swap(const uint8_t *cls, const int32_t *w, int n, float rate, fg_rng *rng, int32_t *out, int32_t *perm);
+int fg_aug_reorder(const uint8_t *cls, const int32_t *w, int n, int clauses, fg_rng *rng, int32_t *out, int32_t *perm);
+int fg_aug_blank(const int32_t *w, int n, float rate, int span, int32_t mask, fg_rng *rng, int32_t *out);
+void fg_aug_unpermute(const int32_t *out, const int32_t *perm, int n, int32_t *orig);
+
+/* One revisit: picks the level by progress and a transform within it, and writes the
+ * training row: permutations give inputs/targets of the permuted window; blanking
+ * corrupts the inputs only (targets stay the clean next tokens: the model learns to
+ * predict through the gaps). w holds T + 1 tokens. Returns the kind applied. */
+fg_aug_kind fg_aug_apply(const fg_aug_config *c, const uint8_t *cls, int n_cls, float progress, fg_rng *rng,
+                         const int32_t *w, int T, int32_t *inputs, int32_t *targets);
+
+/* Per-row mean cross-entropy of [B,T] rows from fp32 logits [B,T,Vp] (first V columns). */
+void fg_aug_row_losses(const float *logits, const int32_t *targets, int B, int T, int V, int Vp, float *out);
+
+/* The hard-window pool: windows named by an opaque 64-bit source (the loader's shard and
+ * start), the recent-loss ring its threshold comes from, its own RNG, counters. */
+typedef struct fg_aug_entry {
+    uint64_t src;
+    float loss;
+    int visits;
+} fg_aug_entry;
+#define FG_AUG_RING 256
+typedef struct fg_aug_state {
+    fg_aug_config c;
+    uint8_t *cls; /* [n_cls] token classes (owned) */
+    int n_cls;
+    fg_rng rng;
+    float ring[FG_AUG_RING]; /* losses of recent fresh windows */
+    int ring_n, ring_head;
+    fg_aug_entry *pool; /* [c.pool] */
+    int n_pool;
+    uint64_t revisits, by_kind[FG_AUG_KINDS];
+} fg_aug_state;
+
+fg_status fg_aug_init(fg_aug_state *s, const fg_aug_config *c, const uint8_t *cls, int n_cls);
+void fg_aug_free(fg_aug_state *s);
+/* With probability rate (and a non-empty pool): 1 and a hard window's source in *src. */
+int fg_aug_pick(fg_aug_state *s, uint64_t *src);
+/* A row's loss, taken relative to `level` (the mean loss of the rows read with it; 0:
+ * absolute): a threshold from absolute losses would lag a falling loss and call nothing
+ * hard. Fresh rows feed the threshold and enter the pool when hard (the pool keeps the
+ * hardest); a revisited row's entry takes the new value, and leaves after max_visits or
+ * once below the threshold. */
+void fg_aug_observe(fg_aug_state *s, uint64_t src, int revisited, float loss, float level);
+float fg_aug_threshold(const fg_aug_state *s); /* +inf until 32 fresh losses are in */
+/* The state as a JSON object (fg_malloc'd text) and back: a checkpoint keeps it. */
+char *fg_aug_save(const fg_aug_state *s);
+fg_status fg_aug_restore(fg_aug_state *s, const char *json_text, const char *where);
+
 #ifdef __cplusplus
 }
 #endif

@@ -96,6 +96,21 @@ typedef struct fg_train_config {
     int compress_bf16;       /* 1: bf16 values; 0: fp32 */
     float compress_momentum; /* DGC momentum correction factor; 0: off (AdamW has its own m) */
     int compress_clip;       /* 1: DGC local clipping at grad_clip / sqrt(dp) before accumulation */
+    /* ---- adaptive batch size (adaptive.c, docs/TRAINING.md "Adaptive batch size") ---- */
+    int batch_rule;        /* fg_batch_rule: fixed (default), loss_var, gns */
+    int batch_accum_max;   /* bound: micro-batches per step the rule may grow grad_accum to */
+    int batch_check_every; /* steps between the rule's decisions (loss_var: its window) */
+    float batch_ratio;     /* grow when noise / signal (rule's measure) exceeds this */
+    float batch_ema;       /* gns: EMA decay of the |G|^2 and tr(Sigma) estimates */
+    int batch_lr_scaling;  /* fg_batch_lr: none, sqrt (default), linear in accum / grad_accum */
+    /* ---- loss-driven augmentation (data.h's fg_aug_*, docs/TRAINING.md) ---- */
+    int aug;                                /* 1: hard windows revisited with transforms */
+    float aug_frac, aug_rate;               /* hard: top frac of recent window losses; rate: share of rows revisited */
+    int aug_pool, aug_visits;               /* hard windows kept; revisits before one leaves */
+    float aug_drop, aug_swap, aug_mask;     /* word level: dropout rate, word-swap rate, masked share */
+    int aug_span;                           /* span masking: tokens per span */
+    float aug_syntax_start, aug_syntax_end; /* progress where syntax level starts / takes over */
+    int aug_mask_token;                     /* -1: the tokenizer's end-of-text id, else 0 */
 } fg_train_config;
 
 void fg_train_config_default(fg_train_config *c);
@@ -163,6 +178,14 @@ typedef struct fg_loader {
     fg_rng rng;   /* random mode */
     int shard;    /* sequential mode: current shard */
     uint64_t pos; /* sequential mode: next window start */
+    /* loss-driven augmentation (fg_loader_aug_enable; NULL: off): the source of each row
+     * read since fg_loader_aug_begin, so the trainer can report their losses */
+    struct fg_aug_state *aug;
+    float aug_progress;
+    uint64_t *row_src;
+    uint8_t *row_rev;
+    int row_cap, n_rows;
+    int32_t *aug_win; /* [T+1] */
 } fg_loader;
 
 /* Opens comma-separated shards. Each must hold at least T+1 tokens and ids below
@@ -177,6 +200,17 @@ void fg_loader_skip(fg_loader *l, uint64_t n_windows);
 void fg_loader_rewind(fg_loader *l); /* sequential start, rng untouched */
 void fg_loader_close(fg_loader *l);
 uint64_t fg_loader_tokens(const fg_loader *l); /* tokens in all shards */
+/* Loss-driven augmentation: from now on fg_loader_next draws each row from the hard pool
+ * with probability cfg->rate (transformed, data.h's fg_aug_apply) and records every row's
+ * source, up to max_rows rows per step. cls: a class per token id (fg_aug_token_class). */
+struct fg_aug_config;
+fg_status fg_loader_aug_enable(fg_loader *l, const struct fg_aug_config *cfg, const uint8_t *cls, int n_cls,
+                               int max_rows);
+/* A step starts: rows counted from 0, transforms scheduled at progress (0..1). */
+void fg_loader_aug_begin(fg_loader *l, float progress);
+/* Losses of rows [row0, row0+n) of this step (in reading order; one micro-batch: their
+ * mean is the level each is judged against). */
+void fg_loader_aug_report(fg_loader *l, int row0, const float *losses, int n);
 
 /* ---- gradient accumulation ----
  * inputs/targets: [n_micro*B, T]. Zeroes the grads, then runs n_micro forward/
@@ -189,6 +223,49 @@ fg_status fg_train_grads(fg_model *m, const int32_t *inputs, const int32_t *targ
  * the grads come out multiplied by grad_scale; a power of two keeps them exact). */
 fg_status fg_train_grads_scaled(fg_model *m, const int32_t *inputs, const int32_t *targets, int B, int T, int n_micro,
                                 float grad_scale, float *loss);
+
+/* ---- adaptive batch size (adaptive.c) ----
+ * The effective batch grows by doubling grad_accum (micro-batches of B rows, so memory
+ * is flat) up to batch_accum_max when the gradient noise is large against the signal:
+ *   loss_var: over the last batch_check_every step losses, a least-squares line; the
+ *     residual standard deviation against the drop the line predicts over the window;
+ *   gns: McCandlish et al. 2018's B_simple = tr(Sigma) / |G|^2 (in rows) from the squared
+ *     norms of one micro-batch's gradient (B rows) and of the step's (accum x B rows),
+ *     each estimate an EMA; grow while B_simple / rows per step exceeds batch_ratio.
+ * It never shrinks. The LR multiplier is (accum / grad_accum)^p, p = 0, 1/2 or 1. */
+typedef enum { FG_BATCH_FIXED = 0, FG_BATCH_LOSS_VAR = 1, FG_BATCH_GNS = 2 } fg_batch_rule;
+typedef enum { FG_BATCH_LR_NONE = 0, FG_BATCH_LR_SQRT = 1, FG_BATCH_LR_LINEAR = 2 } fg_batch_lr;
+#define FG_ADAPT_WINDOW_MAX 1024
+
+typedef struct fg_adapt {
+    int rule, lr_scaling;
+    int rows;          /* B: rows per micro-batch */
+    int accum0, accum; /* micro-batches per step: at the start, now */
+    int accum_max, check_every;
+    double ratio, ema;
+    long observed;        /* steps seen */
+    long grows;           /* doublings so far */
+    double ema_g2, ema_s; /* gns: EMAs of the |G|^2 and tr(Sigma) estimates */
+    long ema_n;
+    double b_noise; /* gns: last B_simple, rows (NAN before the first estimate) */
+    double noise;   /* last decision's measure (noise / signal), NAN before one */
+    int n_loss;     /* loss_var: losses in the window */
+    double loss[FG_ADAPT_WINDOW_MAX];
+} fg_adapt;
+
+void fg_adapt_init(fg_adapt *a, const fg_train_config *c);
+/* One step: its mean loss, and (gns) the squared norms of the first micro-batch's
+ * gradient (small_sq, B rows) and the step's (big_sq, accum x B rows), both of the mean
+ * loss, unscaled. Returns 1 when accum doubled: the next step uses a->accum. */
+int fg_adapt_observe(fg_adapt *a, double loss, double small_sq, double big_sq);
+/* The multiplier of the scheduled LR for the current accum. */
+float fg_adapt_lr_mult(const fg_adapt *a);
+/* Sum of squares in double (the gns small-batch norm). */
+double fg_adapt_sq_norm(const float *g, size_t n);
+/* The state as a JSON object (fg_malloc'd text) / back from it: a checkpoint's meta
+ * keeps it so a resume continues bit for bit. `where` names the source in messages. */
+char *fg_adapt_save(const fg_adapt *a);
+fg_status fg_adapt_restore(fg_adapt *a, const char *json_text, const char *where);
 
 /* ---- runs ---- */
 typedef struct fg_train_result {

@@ -24,6 +24,8 @@ static const char *const fp8_format_names[] = {"e4m3", "hybrid", NULL};
 static const char *const moments_names[] = {"fp32", "bf16", NULL}; /* fg_adam_moments order */
 static const char *const qat_act_names[] = {"token", "tensor", NULL};
 static const char *const ffn_share_names[] = {"none", "plain", "seed", NULL}; /* fg_ffn_share order */
+static const char *const batch_rule_names[] = {"fixed", "loss_var", "gns", NULL}; /* fg_batch_rule order */
+static const char *const batch_lr_names[] = {"none", "sqrt", "linear", NULL};     /* fg_batch_lr order */
 
 _Static_assert(sizeof(fg_layout) == sizeof(int) && sizeof(fg_balance) == sizeof(int) &&
                    sizeof(fg_moe_par) == sizeof(int) && sizeof(fg_precision) == sizeof(int) &&
@@ -200,6 +202,34 @@ static const fg_opt opts[] = {
      .help = "DGC momentum correction factor; 0 = off"},
     {"compress_clip", FG_OPT_BOOL, F(compress_clip), .flags = RESUMABLE,
      .help = "DGC local clipping at grad_clip / sqrt(dp)"},
+    /* ---- adaptive batch size (adaptive.c; issue 17) ---- */
+    {"batch_rule", FG_OPT_ENUM, F(batch_rule), .choices = batch_rule_names,
+     .help = "adaptive batch: fixed; loss_var (loss noise against its trend); gns (gradient noise scale)"},
+    {"batch_accum_max", FG_OPT_INT, F(batch_accum_max), 0, 1 << 16,
+     .help = "adaptive batch: most micro-batches per step grad_accum may double to; 0 = grad_accum"},
+    {"batch_check_every", FG_OPT_INT, F(batch_check_every), 1, 1024,
+     .help = "adaptive batch: steps between decisions (loss_var: the window)"},
+    {"batch_ratio", FG_OPT_FLOAT, F(batch_ratio), 0, 1e6,
+     .help = "adaptive batch: the batch doubles while the rule's noise / signal exceeds this"},
+    {"batch_ema", FG_OPT_FLOAT, F(batch_ema), 0, 0.9999, .help = "adaptive batch (gns): EMA decay of the estimates"},
+    {"batch_lr_scaling", FG_OPT_ENUM, F(batch_lr_scaling), .choices = batch_lr_names,
+     .help = "adaptive batch: LR x (accum / grad_accum)^p, p = 0, 1/2, 1"},
+    /* ---- loss-driven augmentation (data.h's fg_aug_*; issue 17) ---- */
+    {"aug", FG_OPT_BOOL, F(aug), .help = "loss-driven augmentation: hard windows revisited, transformed"},
+    {"aug_frac", FG_OPT_FLOAT, F(aug_frac), 0, 1, 1, .help = "augmentation: hard = loss in this top share"},
+    {"aug_rate", FG_OPT_FLOAT, F(aug_rate), 0, 1, .help = "augmentation: share of rows drawn from the hard pool"},
+    {"aug_pool", FG_OPT_INT, F(aug_pool), 1, 1 << 20, .help = "augmentation: hard windows kept"},
+    {"aug_visits", FG_OPT_INT, F(aug_visits), 1, 1 << 20, .help = "augmentation: revisits before one leaves the pool"},
+    {"aug_drop", FG_OPT_FLOAT, F(aug_drop), 0, 1, .help = "augmentation (word): token dropout rate; 0 = off"},
+    {"aug_swap", FG_OPT_FLOAT, F(aug_swap), 0, 1, .help = "augmentation (word): adjacent word swap rate; 0 = off"},
+    {"aug_mask", FG_OPT_FLOAT, F(aug_mask), 0, 1, .help = "augmentation (word): share of tokens span-masked; 0 = off"},
+    {"aug_span", FG_OPT_INT, F(aug_span), 1, 1 << 10, .help = "augmentation (word): tokens per masked span"},
+    {"aug_syntax_start", FG_OPT_FLOAT, F(aug_syntax_start), 0, 1,
+     .help = "augmentation: training progress where sentence/clause reordering starts"},
+    {"aug_syntax_end", FG_OPT_FLOAT, F(aug_syntax_end), 0, 1,
+     .help = "augmentation: progress from which only sentence/clause reordering is used"},
+    {"aug_mask_token", FG_OPT_INT, F(aug_mask_token), -1, 1 << 24,
+     .help = "augmentation: the blanking token id; -1 = end-of-text if the tokenizer has one, else 0"},
 };
 #define N_OPTS FG_OPT_COUNT(opts)
 
@@ -244,6 +274,22 @@ void fg_train_config_default(fg_train_config *c)
     c->loss_scale_init = ls.init_scale;
     c->loss_scale_growth_interval = ls.growth_interval;
     c->loss_scale_hysteresis = ls.hysteresis;
+    c->batch_rule = FG_BATCH_FIXED;
+    c->batch_check_every = 50;
+    c->batch_ratio = 1.0f;
+    c->batch_ema = 0.95f;
+    c->batch_lr_scaling = FG_BATCH_LR_SQRT;
+    c->aug_frac = 0.2f;
+    c->aug_rate = 0.25f;
+    c->aug_pool = 256;
+    c->aug_visits = 4;
+    c->aug_drop = 0.1f;
+    c->aug_swap = 0.1f;
+    c->aug_mask = 0.15f;
+    c->aug_span = 3;
+    c->aug_syntax_start = 0.3f;
+    c->aug_syntax_end = 0.8f;
+    c->aug_mask_token = -1;
     c->blas_threading = 0; /* auto: the kernels read FG_BLAS_THREADING (their one parser) or use omp */
 }
 
@@ -310,6 +356,17 @@ fg_status fg_train_config_validate(const fg_train_config *c)
                         "'grad_accum' %d is not a multiple of 'dp' %d (each rank takes grad_accum / dp "
                         "micro-batches of the same global batch)",
                         c->grad_accum, c->dp);
+    if (c->batch_rule == FG_BATCH_GNS && c->grad_accum < 2)
+        return fg_error(FG_ERR_INVALID, "'batch_rule' gns needs 'grad_accum' >= 2 (it compares the first "
+                                        "micro-batch's gradient with the step's)");
+    if (c->batch_rule != FG_BATCH_FIXED && c->batch_accum_max > 0 && c->batch_accum_max < c->grad_accum)
+        return fg_error(FG_ERR_INVALID, "'batch_accum_max' %d is below 'grad_accum' %d", c->batch_accum_max,
+                        c->grad_accum);
+    if (c->aug && c->dp > 1)
+        return fg_error(FG_ERR_INVALID, "'aug' with 'dp' %d: not built (the hard-window pool is one process's)", c->dp);
+    if (c->aug && c->aug_syntax_end < c->aug_syntax_start)
+        return fg_error(FG_ERR_INVALID, "'aug_syntax_end' %g is before 'aug_syntax_start' %g", c->aug_syntax_end,
+                        c->aug_syntax_start);
     if (c->model.d_model % c->model.n_head != 0)
         return fg_error(FG_ERR_INVALID, "'d_model' %d is not a multiple of 'n_head' %d", c->model.d_model,
                         c->model.n_head);

@@ -45,6 +45,8 @@ struct dp {
     /* the backward in flight */
     int armed;
     fg_status err;
+    int gns;          /* adaptive batch (gns): measure rank 0's first micro-batch gradient */
+    double gns_small; /* its squared norm, the same on every rank after dp_grads */
     double t_first;
     dp_stats st;
 };
@@ -396,8 +398,12 @@ fg_status dp_grads(dp *d, fg_model *m, const int32_t *inp, const int32_t *tgt, i
         st = fg_model_forward(m, inp + off, tgt + off, B, T, &l);
         /* the scale one process with A micro-batches uses, so the sums match it */
         d->armed = k == al - 1 && d->cz.density <= 0; /* compression waits for the whole backward */
+        if (d->gns && k == 0)
+            d->armed = 0; /* the local gradient is read whole first; the loop below reduces it */
         if (st == FG_OK)
             st = fg_model_backward(m, grad_scale * (1.0f / (float)A));
+        if (st == FG_OK && d->gns && k == 0)
+            d->gns_small = fg_adapt_sq_norm(fg_model_grads(m), fg_model_num_params(m));
         sum += l;
     }
     d->armed = 0;
@@ -427,8 +433,13 @@ fg_status dp_grads(dp *d, fg_model *m, const int32_t *inp, const int32_t *tgt, i
     d->st.span_s += d->st.step_span_s;
     d->st.exposed_s += d->st.step_exposed_s;
     d->st.overlap_s += d->st.step_overlap_s;
-    st = fg_comm_allreduce(d->comm, &sum, 1, FG_DT_F64, FG_OP_SUM);
-    d->st.bytes_step += 2.0 * (d->size - 1) / d->size * sizeof(double);
+    /* gns: rank 0's first micro-batch is the one a single process measures (the global
+     * batch's micro-batch 0), so its norm rides with the loss sum to every rank */
+    double v[2] = {sum, d->gns && d->rank == 0 ? d->gns_small : 0};
+    st = fg_comm_allreduce(d->comm, v, d->gns ? 2 : 1, FG_DT_F64, FG_OP_SUM);
+    sum = v[0];
+    d->gns_small = v[1];
+    d->st.bytes_step += 2.0 * (d->size - 1) / d->size * sizeof(double) * (d->gns ? 2 : 1);
     d->st.bytes += d->st.bytes_step;
     *loss = (float)(sum / A);
     return st;
@@ -523,4 +534,14 @@ fg_status dp_gather_state(dp *d, fg_optim *o, float **m, float **v)
     *m = d->ck_m;
     *v = d->ck_v;
     return st;
+}
+
+void dp_set_gns(dp *d, int on)
+{
+    d->gns = on;
+}
+
+double dp_gns_small(const dp *d)
+{
+    return d->gns_small;
 }

@@ -53,6 +53,11 @@ void dp_load(dp *d, fg_loader *l, int32_t *inp, int32_t *tgt, int A, int B, int 
 fg_status dp_grads(dp *d, fg_model *m, const int32_t *inp, const int32_t *tgt, int B, int T, int A, float grad_scale,
                    float *loss);
 float *dp_shard_grads(dp *d);
+/* Adaptive batch (gns): dp_grads also measures the squared gradient norm of rank 0's
+ * first micro-batch (that micro-batch's backward then reduces nothing while it runs) and
+ * hands it to every rank with the loss: dp_gns_small after dp_grads. */
+void dp_set_gns(dp *d, int on);
+double dp_gns_small(const dp *d);
 /* Loss scaling's inf/nan check over the reduced grads (zero: the shard, agreed by all). */
 fg_status dp_unscale(dp *d, float *grads, size_t n, float inv_scale, bool *found_inf);
 /* ZeRO-1: the global gradient norm over the shards, and the step (AdamW on the shard

@@ -4,7 +4,11 @@
  * documents: windows cross document boundaries, as in llm.c and nanoGPT. */
 #include <string.h>
 
+#include "frugal/data.h"
 #include "frugal/train.h"
+
+/* A window's source for the hard pool: shard index above bit 40, start below. */
+#define SRC_SHIFT 40
 
 uint64_t fg_loader_tokens(const fg_loader *l)
 {
@@ -99,14 +103,70 @@ static const fg_shard *next_window(fg_loader *l, uint64_t *start)
     return &l->shards[i];
 }
 
+/* A hard window read again and transformed (augmentation on). */
+static void revisit(fg_loader *l, uint64_t src, int32_t *inp, int32_t *tgt)
+{
+    const fg_shard *s = &l->shards[src >> SRC_SHIFT];
+    uint64_t start = src & ((1ull << SRC_SHIFT) - 1);
+    for (int t = 0; t <= l->T; t++)
+        l->aug_win[t] = (int32_t)fg_shard_token(s, start + (uint64_t)t);
+    fg_aug_state *a = l->aug;
+    fg_aug_kind k = fg_aug_apply(&a->c, a->cls, a->n_cls, l->aug_progress, &a->rng, l->aug_win, l->T, inp, tgt);
+    a->by_kind[k]++;
+}
+
 void fg_loader_next(fg_loader *l, int32_t *inputs, int32_t *targets)
 {
     int T = l->T;
     for (int b = 0; b < l->B; b++) {
-        uint64_t start = 0;
-        const fg_shard *s = next_window(l, &start);
-        copy_window(s, start, T, inputs + (size_t)b * T, targets + (size_t)b * T);
+        uint64_t start = 0, src = 0;
+        int32_t *inp = inputs + (size_t)b * T, *tgt = targets + (size_t)b * T;
+        int rev = l->aug && fg_aug_pick(l->aug, &src);
+        if (rev) {
+            revisit(l, src, inp, tgt);
+        } else {
+            const fg_shard *s = next_window(l, &start);
+            copy_window(s, start, T, inp, tgt);
+            src = ((uint64_t)(s - l->shards) << SRC_SHIFT) | start;
+        }
+        if (l->aug && l->n_rows < l->row_cap) {
+            l->row_src[l->n_rows] = src;
+            l->row_rev[l->n_rows++] = (uint8_t)rev;
+        }
     }
+}
+
+fg_status fg_loader_aug_enable(fg_loader *l, const fg_aug_config *cfg, const uint8_t *cls, int n_cls, int max_rows)
+{
+    l->aug = fg_calloc(1, sizeof *l->aug);
+    l->row_src = fg_malloc((size_t)max_rows * sizeof *l->row_src);
+    l->row_rev = fg_malloc((size_t)max_rows);
+    l->aug_win = fg_malloc(((size_t)l->T + 1) * sizeof *l->aug_win);
+    fg_status st =
+        l->aug && l->row_src && l->row_rev && l->aug_win ? fg_aug_init(l->aug, cfg, cls, n_cls) : FG_ERR_NOMEM;
+    if (st != FG_OK) {
+        fg_free(l->aug);
+        l->aug = NULL;
+        return st;
+    }
+    l->row_cap = max_rows;
+    return FG_OK;
+}
+
+void fg_loader_aug_begin(fg_loader *l, float progress)
+{
+    l->n_rows = 0;
+    l->aug_progress = progress;
+}
+
+void fg_loader_aug_report(fg_loader *l, int row0, const float *losses, int n)
+{
+    double level = 0;
+    for (int i = 0; i < n; i++)
+        level += losses[i];
+    level = n > 0 ? level / n : 0;
+    for (int i = 0; l->aug && i < n && row0 + i < l->n_rows; i++)
+        fg_aug_observe(l->aug, l->row_src[row0 + i], l->row_rev[row0 + i], losses[i], (float)level);
 }
 
 void fg_loader_skip(fg_loader *l, uint64_t n_windows)
@@ -128,5 +188,11 @@ void fg_loader_close(fg_loader *l)
     for (int i = 0; i < l->n_shards; i++)
         fg_shard_close(&l->shards[i]);
     fg_free(l->shards);
+    if (l->aug)
+        fg_aug_free(l->aug);
+    fg_free(l->aug);
+    fg_free(l->row_src);
+    fg_free(l->row_rev);
+    fg_free(l->aug_win);
     memset(l, 0, sizeof *l);
 }

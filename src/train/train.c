@@ -15,6 +15,7 @@
 
 #include "dp.h"
 #include "frugal/ckpt.h"
+#include "frugal/data.h"
 #include "frugal/hw.h"
 #include "frugal/kernels.h"
 #include "frugal/optim.h"
@@ -48,6 +49,8 @@ typedef struct run {
     fg_comm *comm;
     dp *dp;
     bool rank0;
+    fg_adapt ad;     /* adaptive batch size (adaptive.c): ad.accum micro-batches this step */
+    float *row_loss; /* augmentation: [B] per-row losses of a micro-batch, for the loader */
 } run;
 
 /* ---- small file helpers ---- */
@@ -260,6 +263,43 @@ fg_status fg_train_grads_scaled(fg_model *m, const int32_t *inputs, const int32_
     return FG_OK;
 }
 
+/* fg_train_grads_scaled for the loop: with small_sq (adaptive batch, gns) also the squared
+ * norm of the gradient after the first micro-batch, read while the other micro-batches
+ * are still to come: the small-batch half of the noise estimate, for one pass over the
+ * gradients. */
+static fg_status step_grads(run *r, int A, float scale, float *loss, double *small_sq)
+{
+    int B = r->c.batch_size, T = r->c.seq_len;
+    fg_model *m = r->m;
+    fg_model_zero_grad(m);
+    double sum = 0;
+    for (int k = 0; k < A; k++) {
+        size_t off = (size_t)k * B * T;
+        float l = 0;
+        if (k > 0) /* the params have not moved since micro-batch 0's forward converted them */
+            fg_model_bf16_weights(m);
+        fg_status st = fg_model_forward(m, r->inp + off, r->tgt + off, B, T, &l);
+        if (st == FG_OK)
+            st = fg_model_backward(m, scale * (1.0f / (float)A));
+        if (st != FG_OK)
+            return st;
+        if (k == 0 && small_sq)
+            *small_sq = fg_adapt_sq_norm(fg_model_grads(m), fg_model_num_params(m));
+        if (r->train.aug) { /* augmentation: each window's loss to the loader's hard pool */
+            const float *z = fg_model_logits(m);
+            if (z)
+                fg_aug_row_losses(z, r->tgt + off, B, T, fg_model_get_config(m)->vocab_size,
+                                  fg_model_get_config(m)->padded_vocab, r->row_loss);
+            for (int b = 0; !z && b < B; b++)
+                r->row_loss[b] = l; /* bf16/fp8 keep no logits: the micro-batch's loss stands for its rows */
+            fg_loader_aug_report(&r->train, k * B, r->row_loss, B);
+        }
+        sum += l;
+    }
+    *loss = (float)(sum / A);
+    return FG_OK;
+}
+
 /* ---- data preparation ---- */
 
 /* Tokenises c->data, holding out the tail val_frac of its bytes (cut at the next
@@ -332,6 +372,18 @@ static char *meta_json(const run *r, double tokens)
         json_object_set_new(ls, "growths", json_integer(sc->growths));
         json_object_set_new(o, "loss_scaler", ls);
     }
+    if (r->c.batch_rule != FG_BATCH_FIXED) { /* adaptive batch: its accum and estimates */
+        char *as = fg_adapt_save(&r->ad);
+        json_t *aj = as ? json_loads(as, 0, NULL) : NULL;
+        fg_free(as);
+        json_object_set_new(o, "adaptive_batch", aj ? aj : json_null());
+    }
+    if (r->c.aug && r->train.aug) { /* augmentation: the hard pool, its threshold ring and RNG */
+        char *as = fg_aug_save(r->train.aug);
+        json_t *aj = as ? json_loads(as, 0, NULL) : NULL;
+        fg_free(as);
+        json_object_set_new(o, "augment", aj ? aj : json_null());
+    }
     char *cfg = fg_train_config_to_json(&r->c);
     json_t *cj = cfg ? json_loads(cfg, 0, NULL) : NULL;
     fg_free(cfg);
@@ -381,6 +433,22 @@ static fg_status meta_restore(run *r, const char *meta, const char *dir)
         sc->skipped_steps = (int64_t)json_integer_value(json_object_get(ls, "skipped_steps"));
         sc->backoffs = (int64_t)json_integer_value(json_object_get(ls, "backoffs"));
         sc->growths = (int64_t)json_integer_value(json_object_get(ls, "growths"));
+    }
+    if (r->c.batch_rule != FG_BATCH_FIXED) {
+        json_t *aj = json_object_get(o, "adaptive_batch");
+        char *as = json_is_object(aj) ? json_dumps(aj, JSON_COMPACT) : NULL;
+        st = as ? fg_adapt_restore(&r->ad, as, dir)
+                : fg_error(FG_ERR_FORMAT, "%s: checkpoint meta lacks the adaptive batch state (batch_rule)", dir);
+        free(as);
+        if (st != FG_OK)
+            goto out;
+    }
+    if (r->c.aug && r->train.aug) {
+        json_t *aj = json_object_get(o, "augment");
+        char *as = json_is_object(aj) ? json_dumps(aj, JSON_COMPACT) : NULL;
+        st = as ? fg_aug_restore(r->train.aug, as, dir)
+                : fg_error(FG_ERR_FORMAT, "%s: checkpoint meta lacks the augmentation state (aug)", dir);
+        free(as);
     }
 out:
     json_decref(o);
@@ -479,6 +547,46 @@ static fg_status check_resume(const fg_train_config *c, FILE *out)
     if (st != FG_OK)
         return st;
     return fg_train_config_check_resume(&old, c, path, out);
+}
+
+/* Loss-driven augmentation: the token classes from the tokenizer's token texts, the
+ * config handed over as fg_aug_config, the hook in the training loader. */
+static fg_status aug_setup(run *r)
+{
+    const fg_train_config *c = &r->c;
+    if (!r->tok)
+        return fg_error(FG_ERR_INVALID, "'aug': augmentation finds words and sentences through the tokenizer's "
+                                        "token texts; give --tokenizer");
+    int n = fg_tok_vocab_size(r->tok);
+    uint8_t *cls = fg_malloc((size_t)n);
+    r->row_loss = fg_malloc((size_t)c->batch_size * sizeof(float));
+    if (!cls || !r->row_loss) {
+        fg_free(cls);
+        return FG_ERR_NOMEM;
+    }
+    for (int i = 0; i < n; i++) {
+        size_t len = 0;
+        const uint8_t *t = fg_tok_token_bytes(r->tok, (uint32_t)i, &len);
+        cls[i] = t ? fg_aug_token_class(t, len) : 0;
+    }
+    int eot = fg_tok_eot(r->tok);
+    fg_aug_config ac = {c->aug_frac,
+                        c->aug_rate,
+                        c->aug_pool,
+                        c->aug_visits,
+                        c->aug_drop,
+                        c->aug_swap,
+                        c->aug_mask,
+                        c->aug_span,
+                        c->aug_syntax_start,
+                        c->aug_syntax_end,
+                        c->aug_mask_token >= 0 ? c->aug_mask_token
+                        : eot >= 0             ? eot
+                                               : 0,
+                        c->seed ^ 0xA06ull};
+    fg_status st = fg_loader_aug_enable(&r->train, &ac, cls, n, r->ad.accum_max * c->batch_size);
+    fg_free(cls);
+    return st;
 }
 
 /* ---- setup: everything that can fail on bad input happens before any write ---- */
@@ -612,7 +720,9 @@ static fg_status setup(run *r, FILE *out)
     fg_free(ranges);
     if (st != FG_OK)
         goto out_ids;
-    size_t rows = (size_t)c->grad_accum * c->batch_size * c->seq_len;
+    fg_adapt_init(&r->ad, c);
+    /* adaptive batch: the buffers hold the most micro-batches the rule may grow to */
+    size_t rows = (size_t)r->ad.accum_max * c->batch_size * c->seq_len;
     r->inp = fg_malloc(rows * sizeof(int32_t));
     r->tgt = fg_malloc(rows * sizeof(int32_t));
     if (!r->inp || !r->tgt) {
@@ -653,6 +763,8 @@ static fg_status setup(run *r, FILE *out)
         goto out_ids;
     st = fg_loader_open(&r->train, r->train_path, c->batch_size, c->seq_len, c->sequential, c->seed ^ 0x5EEDull,
                         (uint32_t)c->model.vocab_size);
+    if (st == FG_OK && c->aug)
+        st = aug_setup(r);
     if (st == FG_OK && r->val_path[0]) {
         st = fg_loader_open(&r->val, r->val_path, c->batch_size, c->seq_len, 1, 0, (uint32_t)c->model.vocab_size);
         r->has_val = st == FG_OK;
@@ -675,6 +787,7 @@ static void teardown(run *r)
         FG_WARN("also: %s", fg_last_error());
     fg_free(r->inp);
     fg_free(r->tgt);
+    fg_free(r->row_loss);
     fg_loader_close(&r->train);
     fg_loader_close(&r->val);
     fg_optim_free(&r->opt);
@@ -696,8 +809,12 @@ static void print_cost(FILE *out, const run *r, const fg_train_result *res, doub
     fprintf(out, "kv cache        : %zu bytes per token (fp32, all layers%s)\n", fg_model_kv_bytes_per_token(r->m),
             r->c.model.mla_kv_rank > 0 ? "; MLA latent + rope key" : "");
     fprintf(out, "steps           : %ld (this process), %ld in the run\n", steps, r->step);
-    fprintf(out, "tokens          : %.0f (%d x %d x %d per step)\n", res->tokens, r->c.grad_accum, r->c.batch_size,
+    fprintf(out, "tokens          : %.0f (%d x %d x %d per step", res->tokens, r->c.grad_accum, r->c.batch_size,
             r->c.seq_len);
+    if (r->c.batch_rule != FG_BATCH_FIXED) /* adaptive batch: where it ended */
+        fprintf(out, " at the start, %d x %d x %d at the end: %ld doublings", r->ad.accum, r->c.batch_size,
+                r->c.seq_len, r->ad.grows);
+    fprintf(out, ")\n");
     fprintf(out, "training FLOPs  : %.4g (%.4g per token: 6 N_active + 6 L T C)\n", res->flops, flops_tok);
     fprintf(out, "wall time       : %.2f s (training steps %.2f s)\n", res->wall_sec, res->train_sec);
     fprintf(out, "throughput      : %.1f tokens/s\n", tps);
@@ -919,8 +1036,9 @@ fg_status fg_train_run_comm(const fg_train_config *cfg, fg_comm *comm, FILE *out
         goto out_teardown;
     }
 
-    const int B = c->batch_size, T = c->seq_len, A = c->grad_accum;
-    const double tok_step = (double)A * B * T;
+    const int B = c->batch_size, T = c->seq_len;
+    int A = c->grad_accum;
+    const double tok_step = (double)A * B * T; /* at the start (the adaptive batch may grow it) */
     const double flops_tok = fg_model_flops_per_token(r->m, T);
     fg_lr_schedule sched = {c->lr, c->min_lr, c->warmup_steps < c->max_steps ? c->warmup_steps : c->max_steps,
                             c->max_steps};
@@ -961,8 +1079,13 @@ fg_status fg_train_run_comm(const fg_train_config *cfg, fg_comm *comm, FILE *out
         if (out)
             fprintf(out, "step %6d | val loss %.4f\n", 0, val);
     }
+    if (r->dp && c->batch_rule == FG_BATCH_GNS)
+        dp_set_gns(r->dp, 1);
     while (r->step < c->max_steps) {
         double t0 = fg_time_sec();
+        A = r->ad.accum;  /* adaptive batch: this step's micro-batches */
+        if (r->train.aug) /* augmentation: the schedule's progress, the step's row log */
+            fg_loader_aug_begin(&r->train, (float)r->step / (float)c->max_steps);
         if (r->dp)
             dp_load(r->dp, &r->train, r->inp, r->tgt, A, B, T);
         else
@@ -973,8 +1096,13 @@ fg_status fg_train_run_comm(const fg_train_config *cfg, fg_comm *comm, FILE *out
         const size_t n_grads = fg_model_num_params(r->m);
         const float scale = c->loss_scale ? r->scaler.scale : 1.0f;
         const bool zero = r->dp && dp_zero(r->dp);
-        st = r->dp ? dp_grads(r->dp, r->m, r->inp, r->tgt, B, T, A, scale, &loss)
-                   : fg_train_grads_scaled(r->m, r->inp, r->tgt, B, T, A, scale, &loss);
+        double small_sq = NAN; /* gns: |grad|^2 of the first micro-batch (as scaled) */
+        if (r->dp)
+            st = dp_grads(r->dp, r->m, r->inp, r->tgt, B, T, A, scale, &loss);
+        else
+            st = step_grads(r, A, scale, &loss, c->batch_rule == FG_BATCH_GNS ? &small_sq : NULL);
+        if (st == FG_OK && r->dp && c->batch_rule == FG_BATCH_GNS)
+            small_sq = dp_gns_small(r->dp);
         if (st != FG_OK)
             goto out_teardown;
         if (c->inject_overflow_step > 0 && r->step + 1 == c->inject_overflow_step) {
@@ -1008,7 +1136,7 @@ fg_status fg_train_run_comm(const fg_train_config *cfg, fg_comm *comm, FILE *out
                           r->step, loss, norm);
             goto out_teardown;
         }
-        float lr = fg_lr_at(&sched, r->step);
+        float lr = fg_lr_at(&sched, r->step) * fg_adapt_lr_mult(&r->ad); /* 1 unless the batch grew */
         if (!skipped) {
             if (r->dp && (st = dp_moe_loads(r->dp, r->m)) != FG_OK) /* the router bias moves by the global load */
                 goto out_teardown;
@@ -1026,11 +1154,17 @@ fg_status fg_train_run_comm(const fg_train_config *cfg, fg_comm *comm, FILE *out
                 goto out_teardown;
         }
         res.skipped_steps += skipped;
+        if (!skipped) {
+            /* the first micro-batch's gradient is that of its mean loss times 1/A (and the
+             * loss scale): rescaled to its own mean loss; a skipped step tells nothing */
+            double k = (double)A / scale;
+            fg_adapt_observe(&r->ad, loss, small_sq * k * k, norm * norm);
+        }
         r->step++;
         res.steps++;
         double dt = fg_time_sec() - t0;
         res.train_sec += dt;
-        res.tokens += tok_step;
+        res.tokens += (double)A * B * T;
         if (r->step == first + 1)
             res.first_loss = loss;
         res.last_loss = loss;
@@ -1043,6 +1177,23 @@ fg_status fg_train_run_comm(const fg_train_config *cfg, fg_comm *comm, FILE *out
                        "{\"step\": %ld, \"loss\": %s, \"lr\": %.6g, \"grad_norm\": %s, \"tokens\": %.0f, "
                        "\"tokens_per_s\": %.1f, \"flops_per_s\": %.4g, \"step_s\": %.4f",
                        r->step, loss_s, lr, norm_s, r->tokens_before + res.tokens, tps, tps * flops_tok, dt);
+        if (c->batch_rule != FG_BATCH_FIXED) { /* the batch this step ran, in rows, and the rule's last measure */
+            char nz[32];
+            snprintf(nz, sizeof nz, isfinite(r->ad.noise) ? "%.6g" : "null", r->ad.noise);
+            metrics_printf(r, ", \"batch\": %d, \"accum\": %d, \"batch_noise\": %s", A * B, A, nz);
+            if (c->batch_rule == FG_BATCH_GNS) {
+                snprintf(nz, sizeof nz, isfinite(r->ad.b_noise) ? "%.6g" : "null", r->ad.b_noise);
+                metrics_printf(r, ", \"b_noise\": %s", nz);
+            }
+        }
+        if (r->train.aug) { /* augmentation: revisits so far, the hard threshold, the pool */
+            const fg_aug_state *as = r->train.aug;
+            float thr = fg_aug_threshold(as);
+            char ts[32];
+            snprintf(ts, sizeof ts, isfinite(thr) ? "%.6g" : "null", (double)thr);
+            metrics_printf(r, ", \"aug_revisits\": %llu, \"aug_threshold\": %s, \"aug_pool\": %d",
+                           (unsigned long long)as->revisits, ts, as->n_pool);
+        }
         if (c->loss_scale) /* the scale this step's backward used, and its verdict */
             metrics_printf(r, ", \"loss_scale\": %.9g, \"skipped\": %d", (double)scale, skipped ? 1 : 0);
         if (r->dp) { /* this step's gradient communication (docs/DIST.md) */
