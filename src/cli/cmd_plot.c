@@ -161,22 +161,28 @@ static const char *run_name(const char *run)
 }
 
 /* One panel: column `col` of every run's table against step (x = 1) or seconds (x = 2).
- * Loss panels add the validation points. */
-static void gp_panel(FILE *f, int n_runs, const char *const *runs, const char *data, int x, int col, const char *ylabel,
-                     int val, int logy)
+ * Loss panels add the validation points. A run without the column (no MoE load in a
+ * dense run) is left out of the panel rather than drawn empty (gnuplot warns on it). */
+static void gp_panel(FILE *f, int n_runs, const char *const *runs, const run_series *s, const char *data, int x,
+                     int col, const char *ylabel, int val, int logy)
 {
     fprintf(f, "set xlabel %s\nset ylabel ", x == 1 ? "'step'" : "'training seconds'");
     gp_str(f, ylabel);
     fprintf(f, "\n%s\nplot ", logy ? "set logscale y" : "unset logscale y");
+    int clauses = 0;
     for (int i = 0; i < n_runs; i++) {
+        int has = s[i].rows > 0 && (col == 3 || (col == 4 && s[i].has_lr) || (col == 5 && s[i].has_tps) ||
+                                    (col == 6 && s[i].has_norm) || (col >= 7 && s[i].has_moe));
         char p[4300];
-        snprintf(p, sizeof p, "%s/run%d.train.dat", data, i);
-        fprintf(f, "%s", i ? ", \\\n     " : "");
-        gp_str(f, p);
-        fprintf(f, " using %d:%d with lines lw 1.5 lc %d title ", x, col, i + 1);
-        gp_str(f, val ? "" : run_name(runs[i]));
-        if (val) {
-            fprintf(f, ", \\\n     ");
+        if (has) {
+            snprintf(p, sizeof p, "%s/run%d.train.dat", data, i);
+            fprintf(f, "%s", clauses++ ? ", \\\n     " : "");
+            gp_str(f, p);
+            fprintf(f, " using %d:%d with lines lw 1.5 lc %d title ", x, col, i + 1);
+            gp_str(f, val ? "" : run_name(runs[i]));
+        }
+        if (val && s[i].val_rows > 0) {
+            fprintf(f, "%s", clauses++ ? ", \\\n     " : "");
             snprintf(p, sizeof p, "%s/run%d.val.dat", data, i);
             gp_str(f, p);
             fprintf(f, " using %d:3 with linespoints pt 7 ps 0.6 lw 2 dt 2 lc %d title ", x, i + 1);
@@ -185,6 +191,8 @@ static void gp_panel(FILE *f, int n_runs, const char *const *runs, const char *d
             gp_str(f, t);
         }
     }
+    if (!clauses) /* no run has this metric: an empty frame keeps the grid of panels */
+        fprintf(f, "[0:1] [0:1] 2 notitle");
     fprintf(f, "\n");
 }
 
@@ -233,7 +241,7 @@ static fg_status write_script(const char *gp, const char *out, const char *data,
         /* multiplot fills by row: each metric against step, then against seconds */
         for (int p = 0; p < rows; p++)
             for (int x = 1; x <= 2; x++)
-                gp_panel(f, n_runs, runs, data, x, panels[p].col, panels[p].label, panels[p].val, panels[p].logy);
+                gp_panel(f, n_runs, runs, s, data, x, panels[p].col, panels[p].label, panels[p].val, panels[p].logy);
         fprintf(f, "unset multiplot\nset output\n");
     }
     if (fclose(f) != 0)
