@@ -18,8 +18,10 @@
 # reads the same tokens without a tokenizer).
 #
 # Levers (each a row alone, then all together as "recipe"):
-#   moe       --n-expert 8 --n-expert-active 1 --n-shared-expert 1 --d-expert 2C (the
-#             active FFN width equals the dense 4C: same FLOPs per token, 4.5x the FFN params)
+#   moe       --n-expert 8 --n-expert-active 1 --n-shared-expert 1 --d-expert ~4C/3 (experts
+#             are SwiGLU, 3 matrices: 2 active experts of 4C/3 cost the dense GELU FFN's
+#             8C^2 per token, so the row has about the baseline's FLOPs per token and
+#             4.5x its FFN parameters)
 #   bf16      --precision bf16 (bf16 GEMMs and saved activations, fp32 master weights)
 #   async     --ckpt-async 1 (every row checkpoints every ckpt_every steps; the baseline
 #             and the other rows write synchronously)
@@ -92,7 +94,7 @@ has() { printf '%s\n' "$help" | grep -q -- "^  $1 "; }
 declare -A flags
 order=()
 add() { flags[$1]=$2; order+=("$1"); }
-has --n-expert && add moe "--n-expert 8 --n-expert-active 1 --n-shared-expert 1 --d-expert $((2 * C)) --balance bias"
+has --n-expert && add moe "--n-expert 8 --n-expert-active 1 --n-shared-expert 1 --d-expert $(((4 * C / 3 + 7) / 8 * 8)) --balance bias"
 has --precision && add bf16 "--precision bf16"
 has --ckpt-async && add async "--ckpt-async 1"
 has --share-ffn && add sharing "${COST_FLAGS_SHARING:---share-ffn 1}"

@@ -83,13 +83,14 @@ for s in $seeds; do
   l_full=$(train "full_s$s" "$s" "$out/full.txt" "$vf_full")
   l_small=$(train "small_s$s" "$s" "$out/small.txt" "$vf_small")
   "$F" synth --run "$out/small_s$s" --ckpt "$out/small_s$s/best" --out "$out/kept_s$s.txt" --real "$out/train_small.txt" \
-    --n-samples "$samples" --n $((T - 1)) --seed "$s" > "$out/synth_s$s.log" 2>&1 ||
-    { echo "synth_eval: synth failed: $(tail -3 "$out/synth_s$s.log")" >&2; exit 1; }
+    --n-samples "$samples" --n $((T - 1)) --seed "$s" > "$out/gen_s$s.log" 2>&1 ||
+    { echo "synth_eval: synth failed: $(tail -3 "$out/gen_s$s.log")" >&2; exit 1; }
   kept=$(sed -n 's/.*"kept_frac": \([0-9.]*\).*/\1/p' "$out/kept_s$s.txt.json")
   pass=$(sed -n 's/.*"real_pass_frac": \([0-9.]*\).*/\1/p' "$out/kept_s$s.txt.json")
   acc=$(sed -n 's/.*"discriminator_accuracy": \([0-9.]*\).*/\1/p' "$out/kept_s$s.txt.json")
+  nkept=$(sed -n 's/.*"kept": \([0-9]*\),.*/\1/p' "$out/kept_s$s.txt.json")
   l_syn=$(train "synth_s$s" "$s" "$out/small.txt" "$vf_small" --synth-path "$out/kept_s$s.txt" --synth-ratio "$ratio")
-  rows+=("| $s | $l_full | $l_small | $l_syn | $kept | $pass | $acc |")
+  rows+=("| $s | $l_full | $l_small | $l_syn | $kept ($nkept of $samples) | $pass | $acc |")
   echo "synth_eval: seed $s: full $l_full, small $l_small, small+synth $l_syn (kept $kept, real passing $pass)"
 done
 {

@@ -323,6 +323,9 @@ fg_status fg_synth_mix_file(const char *path, const fg_tokenizer *tok, double ra
         snprintf(msg, sizeof msg, "%s", fg_last_error());
         return strstr(msg, path) ? st : fg_error(st, "%s: %s", path, msg[0] ? msg : fg_status_str(st));
     }
+    if (*n_syn > 4 * ns) /* few samples survived the discriminator: each is seen many times */
+        FG_WARN("%s: %zu synthetic tokens repeated %.1f times to reach synth_ratio %g (draw more samples)", path, ns,
+                (double)*n_syn / (double)ns, ratio);
     fg_free(*ids);
     *ids = mixed;
     *n = nm;
