@@ -11,9 +11,13 @@ build: deps
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null
 	@cmake --build $(BUILD) -j $(JOBS)
 
-# The main job: train a small MoE model on the default corpus, sample, print costs.
+# The main job: train a small MoE model on the default corpus, sample, print costs,
+# then plot the run (`frugal plot`, through gnuplot) and print where the plot is.
+DEMO_OUT = $(or $(FG_DEMO_OUT),runs/demo)
 demo: build
 	@scripts/demo.sh $(BUILD)/frugal
+	@$(BUILD)/frugal plot $(DEMO_OUT) >/dev/null
+	@echo "demo: plot of the run: $(DEMO_OUT)/plot.png (and plot.svg)"
 
 # The whole test suite (warnings are errors), format and static checks, then the
 # same suite again under AddressSanitizer + UBSan.

@@ -9,6 +9,7 @@ pkgs=(build-essential cmake pkg-config libopenblas-dev libopenblas0-pthread libj
       clang-format cppcheck git)
 # data (src/data): HTML parser for main-content extraction, charset detection fallback
 pkgs+=(libxml2-dev libuchardet-dev libcld2-dev) # + language identification
+pkgs+=(gnuplot-nox) # `frugal plot` draws through gnuplot (SVG, PNG via cairo)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -40,6 +40,8 @@ typedef struct fg_train_config {
     char tokenizer[FG_TRAIN_PATH_MAX];    /* "byte" or a tokenizer.json / GPT-2 directory */
     float val_frac;                       /* share of the text's bytes held out (tail), 0.1 */
     int sequential;                       /* 1: consecutive windows; 0: random windows (default) */
+    char synth_path[FG_TRAIN_PATH_MAX];   /* synthetic text (`frugal synth`) mixed into data's training part */
+    float synth_ratio;                    /* share of training tokens that are synthetic, [0, 0.99] */
     /* ---- batch ---- */
     int batch_size; /* B, sequences per micro-batch */
     int seq_len;    /* T */

@@ -16,6 +16,8 @@ int fg_cmd_tokenize(int argc, char **argv);
 int fg_cmd_clean(int argc, char **argv);
 int fg_cmd_ckpt(int argc, char **argv);
 int fg_cmd_convert(int argc, char **argv);
+int fg_cmd_synth(int argc, char **argv);
+int fg_cmd_plot(int argc, char **argv);
 
 /* Prints "frugal <cmd>: error: <last error>" and, when hint != NULL, "hint: <hint>"
  * to stderr. Returns the exit code for st (2 for usage/config errors, 1 otherwise). */

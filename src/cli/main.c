@@ -14,6 +14,8 @@ static const struct {
 } cmds[] = {
     {"train", fg_cmd_train, "train a model (flags or --config FILE.json)"},
     {"sample", fg_cmd_sample, "generate text from a checkpoint"},
+    {"synth", fg_cmd_synth, "sample a run, keep what a discriminator takes for real text"},
+    {"plot", fg_cmd_plot, "plot runs' metrics (loss, LR, tokens/s, ...) to SVG and PNG"},
     {"tokenize", fg_cmd_tokenize, "train | encode | decode a byte-level BPE tokenizer"},
     {"clean", fg_cmd_clean, "clean, filter and deduplicate documents"},
     {"ckpt", fg_cmd_ckpt, "info | verify | diff checkpoints"},

@@ -114,6 +114,10 @@ static const fg_opt opts[] = {
     {"tokenizer", FG_OPT_STR, F(tokenizer), .help = "byte, or a tokenizer.json / GPT-2 directory"},
     {"val_frac", FG_OPT_FLOAT, F(val_frac), 0, 0.9, 1, .help = "tail share of the text held out for validation"},
     {"sequential", FG_OPT_BOOL, F(sequential), .help = "consecutive windows instead of random ones"},
+    {"synth_path", FG_OPT_STR, F(synth_path),
+     .help = "synthetic text (`frugal synth --out`) mixed into the training part of data (docs/TRAINING.md)"},
+    {"synth_ratio", FG_OPT_FLOAT, F(synth_ratio), 0, 0.99,
+     .help = "share of the training tokens taken from synth_path (repeated if short); validation stays real"},
     /* batch */
     {"batch_size", FG_OPT_INT, F(batch_size), 1, 1 << 16, .help = "B, sequences per micro-batch"},
     {"seq_len", FG_OPT_INT, F(seq_len), 1, 1 << 20, .help = "T, tokens per sequence"},
@@ -340,6 +344,8 @@ fg_status fg_train_config_validate(const fg_train_config *c)
         return fg_error(FG_ERR_INVALID, "'val_shards' goes with 'train_shards' (with 'data' the split is val_frac)");
     if (!c->tokenizer[0] && has_data)
         return fg_error(FG_ERR_INVALID, "'tokenizer' is empty: raw text needs one (e.g. byte)");
+    if ((c->synth_ratio > 0) != (c->synth_path[0] != '\0') || (c->synth_path[0] && !has_data))
+        return fg_error(FG_ERR_INVALID, "'synth_path' and 'synth_ratio' > 0 go together, with 'data' (raw text)");
     if (!c->out[0])
         return fg_error(FG_ERR_INVALID, "'out' (the run directory) is empty");
     if (c->min_lr > c->lr)

@@ -20,6 +20,7 @@
 #include "frugal/kernels.h"
 #include "frugal/optim.h"
 #include "frugal/precision.h"
+#include "frugal/synth.h"
 #include "frugal/tok.h"
 #include "frugal/train.h"
 
@@ -321,6 +322,15 @@ static fg_status encode_text(const run *r, uint32_t **tr, size_t *ntr, uint32_t 
     if (nl && (size_t)(nl + 1 - text) < len)
         cut = (size_t)(nl + 1 - text);
     st = fg_tok_encode(r->tok, text, cut, tr, ntr);
+    size_t n_syn = 0; /* synthetic text mixed into the training part only (synth.h) */
+    if (st == FG_OK && c->synth_path[0]) {
+        st = fg_synth_mix_file(c->synth_path, r->tok, c->synth_ratio, c->seed, tr, ntr, &n_syn);
+        if (st != FG_OK) {
+            fg_free(*tr);
+            *tr = NULL;
+        } else
+            FG_INFO("data: %zu of %zu training tokens from %s", n_syn, *ntr, c->synth_path);
+    }
     if (st != FG_OK)
         goto out_text;
     st = fg_tok_encode(r->tok, text + cut, len - cut, va, nva);

@@ -1,0 +1,201 @@
+#!/usr/bin/env bash
+# cost.sh: the recipe benchmark (issue 17): trains the dense fp32 baseline, takes its
+# final validation loss as the target, then trains each lever alone and all of them
+# together (the recipe) on the same data, schedule and step budget, and reports the
+# CPU-seconds and training FLOPs each needed to reach the target, against the baseline's
+# and against PyTorch's for the baseline model (tools/cost_torch.py). One markdown table
+# (printed, and OUT/cost.md) and one plot (`frugal plot` of every row: OUT/cost_plot.png).
+#
+# Usage: bench/cost.sh [--quick] [--frugal build/frugal] [--data FILE] [--out DIR]
+#                      [--threads N] [--seed S] [--python PY] [--no-torch] [--levers "moe bf16 ..."]
+#                      [--target LOSS | --slack 0.01]
+#   --quick   a 2-layer d=64 model, 200 steps on 1 MB of text: a few minutes on 2 cores
+#   --target  the validation loss every row must reach; default: the baseline's final
+#             validation loss x (1 + --slack), the slack (1%) so that a run drawing other
+#             random windows (PyTorch) can reach what the baseline reached
+#   --levers  which lever rows to run (default: every one that has landed; see below)
+# Data: --data, else ../shared/data/tinyshakespeare.txt, tokenised as bytes (so PyTorch
+# reads the same tokens without a tokenizer).
+#
+# Levers (each a row alone, then all together as "recipe"):
+#   moe       --n-expert 8 --n-expert-active 1 --n-shared-expert 1 --d-expert ~4C/3 (experts
+#             are SwiGLU, 3 matrices: 2 active experts of 4C/3 cost the dense GELU FFN's
+#             8C^2 per token, so the row has about the baseline's FLOPs per token and
+#             4.5x its FFN parameters)
+#   bf16      --precision bf16 (bf16 GEMMs and saved activations, fp32 master weights)
+#   async     --ckpt-async 1 (every row checkpoints every ckpt_every steps; the baseline
+#             and the other rows write synchronously)
+#   sharing, adaptive, augment: used when `frugal train --help` offers their option
+#             (--share-ffn, --adaptive-batch, --augment); their flags can be replaced with
+#             COST_FLAGS_SHARING, COST_FLAGS_ADAPTIVE, COST_FLAGS_AUGMENT.
+#
+# CPU-seconds to the target: the run's process CPU time (user + system, bash `time`)
+# times the share of its training seconds (sum of step_s in metrics.jsonl) spent up to
+# the first validation at or below the target: start-up, validations and checkpoints are
+# charged in proportion. FLOPs to the target: tokens up to that step times the model's
+# training FLOPs per token (flops_per_s / tokens_per_s of the metrics; MoE counts active
+# parameters). PyTorch's row is measured directly (process_time up to its crossing).
+# Threads wait passively (OMP_WAIT_POLICY=passive unless set): a spinning OpenMP wait is
+# counted as CPU time, and on a machine shared with other work it made the same dense run
+# cost 4 or 20 CPU-seconds; passive waits charge each row the work it did (PyTorch too).
+# Timings are only comparable on a quiet machine: the lead takes the figures.
+set -euo pipefail
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
+root=$(cd "$(dirname "$0")/.." && pwd)
+F=$root/build/frugal
+data=$root/../shared/data/tinyshakespeare.txt
+out=runs/cost
+threads=$(nproc)
+seed=1337
+py=${PYTHON:-/work/peers/venv/bin/python}
+quick=0
+torch=1
+target=""
+slack=0.01
+levers=""
+while [ $# -gt 0 ]; do
+  case $1 in
+    --quick) quick=1 ;;
+    --frugal) F=$2; shift ;;
+    --data) data=$2; shift ;;
+    --out) out=$2; shift ;;
+    --threads) threads=$2; shift ;;
+    --seed) seed=$2; shift ;;
+    --python) py=$2; shift ;;
+    --no-torch) torch=0 ;;
+    --levers) levers=$2; shift ;;
+    --target) target=$2; shift ;;
+    --slack) slack=$2; shift ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d'; exit 0 ;;
+    *) echo "cost.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
+  esac
+  shift
+done
+[ -x "$F" ] || { echo "cost.sh: $F is not an executable (build first, or give --frugal)" >&2; exit 2; }
+[ -f "$data" ] || { echo "cost.sh: no data: $data (give --data FILE)" >&2; exit 2; }
+mkdir -p "$out"
+
+if [ $quick = 1 ]; then
+  L=2 C=64 NH=2 B=8 T=64 steps=200 warmup=20 val_every=20 val_batches=4 ckpt_every=50
+  head -c 1000000 "$data" > "$out/data.txt"
+else
+  L=4 C=128 NH=4 B=16 T=128 steps=1000 warmup=30 val_every=50 val_batches=8 ckpt_every=100
+  cp "$data" "$out/data.txt"
+fi
+lr=3e-3 min_lr=3e-4
+common="--data $out/data.txt --tokenizer byte --layout gpt2 --n-layer $L --d-model $C --n-head $NH
+        --batch-size $B --seq-len $T --max-steps $steps --warmup-steps $warmup --lr $lr --min-lr $min_lr
+        --weight-decay 0.1 --grad-clip 1.0 --val-every $val_every --val-batches $val_batches --log-every 1000
+        --ckpt-every $ckpt_every --threads $threads --seed $seed --overwrite 1 --keep-best 0"
+
+# ---- the levers that have landed: each a name and its flags ----
+help=$("$F" train --help 2>&1)
+has() { printf '%s\n' "$help" | grep -q -- "^  $1 "; }
+declare -A flags
+order=()
+add() { flags[$1]=$2; order+=("$1"); }
+has --n-expert && add moe "--n-expert 8 --n-expert-active 1 --n-shared-expert 1 --d-expert $(((4 * C / 3 + 7) / 8 * 8)) --balance bias"
+has --precision && add bf16 "--precision bf16"
+has --ckpt-async && add async "--ckpt-async 1"
+has --share-ffn && add sharing "${COST_FLAGS_SHARING:---share-ffn 1}"
+has --adaptive-batch && add adaptive "${COST_FLAGS_ADAPTIVE:---adaptive-batch 1}"
+has --augment && add augment "${COST_FLAGS_AUGMENT:---augment 1}"
+if [ -n "$levers" ]; then
+  for l in $levers; do [ -n "${flags[$l]+x}" ] || { echo "cost.sh: lever '$l' is not offered (have: ${order[*]})" >&2; exit 2; }; done
+  read -r -a order <<< "$levers"
+fi
+recipe=""
+for l in "${order[@]}"; do recipe="$recipe ${flags[$l]}"; done
+
+# ---- one row: train and time it; then read the crossing out of its metrics.jsonl ----
+train_row() { # NAME FLAGS...
+  local name=$1; shift
+  local TIMEFORMAT='%3U %3S'
+  # shellcheck disable=SC2086
+  { time "$F" train $common --ckpt-async 0 "$@" --out "$out/$name" > "$out/$name.log" 2>&1; } 2> "$out/$name.time" ||
+    { echo "cost.sh: $name failed: $(tail -3 "$out/$name.log")" >&2; exit 1; }
+}
+# prints: reached step cpu_to flops_to tokens_to final_val best_val cpu_total
+cross() { # NAME TARGET
+  local cpu
+  cpu=$(awk '{ print $1 + $2 }' "$out/$1.time")
+  awk -F'[,:{} ]+' -v target="$2" -v cpu="$cpu" '
+    function get(key,   i) { for (i = 1; i < NF; i++) if ($i == "\"" key "\"") return $(i + 1); return "" }
+    { step = get("step") + 0 }
+    /"val_loss"/ { v = get("val_loss") + 0; last = v; if (nv++ == 0 || v < best) best = v
+                   if (!reached && v <= target) { reached = 1; rstep = step } next }
+    /"loss"/ { secs += get("step_s"); at[step] = secs; tok[step] = get("tokens")
+               tps = get("tokens_per_s"); fps = get("flops_per_s"); if (tps > 0) fpt[step] = fps / tps }
+    END { if (!reached) { rstep = step }
+          share = secs > 0 ? at[rstep] / secs : 1
+          printf "%d %d %.3f %.6g %.0f %.9g %.9g %.3f\n", reached, rstep, cpu * share, tok[rstep] * fpt[rstep],
+                 tok[rstep], last, best, cpu }' "$out/$1/metrics.jsonl"
+}
+
+echo "cost: data $out/data.txt ($(wc -c < "$out/data.txt") bytes, byte tokens), gpt2 L=$L C=$C NH=$NH B=$B T=$T," \
+     "$steps steps, $threads threads, seed $seed; levers: ${order[*]:-none}"
+echo "cost: baseline (dense fp32, synchronous checkpoints)..."
+train_row baseline
+read -r _ _ _ _ _ base_final _ _ <<< "$(cross baseline 0)"
+if [ -z "$target" ]; then
+  target=$(awk -v v="$base_final" -v s="$slack" 'BEGIN { printf "%.6f", v * (1 + s) }')
+  how="the baseline's final $base_final x (1 + $slack)"
+else
+  how="given"
+fi
+read -r b_reached b_step b_cpu b_flops _ b_final _ _ <<< "$(cross baseline "$target")"
+echo "cost: target validation loss $target ($how)"
+
+results=("baseline|dense fp32|$b_reached|$b_step|$b_cpu|$b_flops|$b_final")
+runs=("$out/baseline")
+names=("${order[@]}")
+[ ${#order[@]} -gt 1 ] && names+=(recipe)
+for n in "${names[@]}"; do
+  if [ "$n" = recipe ]; then fl=$recipe; else fl=${flags[$n]}; fi
+  echo "cost: $n ($fl)..."
+  # shellcheck disable=SC2086
+  train_row "$n" $fl
+  read -r r s c f _ fin _ _ <<< "$(cross "$n" "$target")"
+  results+=("$n|$fl|$r|$s|$c|$f|$fin")
+  runs+=("$out/$n")
+done
+
+torch_line=""
+if [ $torch = 1 ] && "$py" -c 'import torch' 2>/dev/null; then
+  echo "cost: PyTorch (tools/cost_torch.py, the baseline model in eager fp32)..."
+  torch_line=$("$py" "$root/tools/cost_torch.py" --data "$out/data.txt" --target "$target" --layers $L --d-model $C \
+               --heads $NH --B $B --T $T --lr $lr --min-lr $min_lr --warmup $warmup --max-steps $steps \
+               --val-every $val_every --val-batches $val_batches --threads "$threads" --seed "$seed" | grep '^torch.cost')
+else
+  echo "cost: PyTorch row skipped (--no-torch, or no torch in $py)"
+fi
+tget() { printf '%s\n' "$torch_line" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
+
+{
+  echo "| row | flags | reached target | step | CPU-s to target | x baseline | x PyTorch | FLOPs to target | x baseline | final val loss |"
+  echo "|---|---|---|---|---|---|---|---|---|---|"
+  t_cpu=$(tget cpu_s)
+  for r in "${results[@]}"; do
+    IFS='|' read -r n fl ok s c f fin <<< "$r"
+    xb=$(awk -v a="$c" -v b="$b_cpu" 'BEGIN { printf "%.3f", (b > 0 ? a / b : 0) }')
+    xt=$( [ -n "$t_cpu" ] && awk -v a="$c" -v b="$t_cpu" 'BEGIN { printf "%.3f", (b > 0 ? a / b : 0) }' || echo "n/a")
+    xf=$(awk -v a="$f" -v b="$b_flops" 'BEGIN { printf "%.3f", (b > 0 ? a / b : 0) }')
+    yes=$([ "$ok" = 1 ] && echo yes || echo "no (budget)")
+    echo "| $n | \`${fl# }\` | $yes | $s | $c | $xb | $xt | $f | $xf | $(printf '%.4f' "$fin") |"
+  done
+  if [ -n "$torch_line" ]; then
+    treached=$([ "$(tget reached)" = 1 ] && echo yes || echo "no (budget)")
+    echo "| PyTorch $(tget torch) eager fp32 | baseline model | $treached | $(tget step) | $t_cpu |" \
+         "$(awk -v a="$t_cpu" -v b="$b_cpu" 'BEGIN { printf "%.3f", (b > 0 ? a / b : 0) }') | 1.000 | | | $(tget val) |"
+  fi
+} > "$out/cost.md"
+echo
+echo "target validation loss $target ($how; nats per byte); CPU-seconds = user + system of the process"
+cat "$out/cost.md"
+
+if command -v gnuplot >/dev/null 2>&1; then
+  "$F" plot "${runs[@]}" --out "$out/cost_plot" --title "cost.sh: rows to validation loss $target" >/dev/null &&
+    echo "cost: plot $out/cost_plot.png (and .svg)"
+else
+  echo "cost: no plot (gnuplot absent: apt-get install gnuplot-nox)"
+fi
