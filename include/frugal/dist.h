@@ -85,6 +85,12 @@ fg_status fg_comm_iallgather(fg_comm *c, void *buf, const int *counts, const int
 /* send[size*n] -> recv[size*n]: block r of send goes to rank r, block r of recv came from r. */
 fg_status fg_comm_alltoall(fg_comm *c, const void *send, void *recv, size_t n, fg_dtype t);
 fg_status fg_comm_ialltoall(fg_comm *c, const void *send, void *recv, size_t n, fg_dtype t, fg_req *req);
+/* All-to-all with per-peer counts (elements): scounts[r] elements from send go to rank r,
+ * rcounts[r] elements into recv come from r, each side packed in rank order. The counts
+ * must agree pairwise (an all-to-all of them first). Point-to-point underneath
+ * (alltoallv.c); the self block is a memcpy, so a single-process communicator works. */
+fg_status fg_comm_alltoallv(fg_comm *c, const void *send, const size_t *scounts, void *recv, const size_t *rcounts,
+                            fg_dtype t);
 /* Root's send[counts[rank]] gathered into recv at displs (recv only read on root). */
 fg_status fg_comm_gatherv(fg_comm *c, const void *send, int n, void *recv, const int *counts, const int *displs,
                           fg_dtype t, int root);

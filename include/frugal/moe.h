@@ -14,7 +14,7 @@
  * Execution: (token, expert) pairs are counting-sorted by expert, each expert runs one
  * GEMM on its gathered rows (gate|up fused as one [2H,C] linear, SwiGLU, down [C,H]),
  * the outputs are combined per token by a deterministic weighted sum. Nothing here
- * allocates after init. Left out: expert parallelism over ranks (all-to-all).
+ * allocates after init (expert parallelism over ranks, moe_ep.c, grows its buffers).
  */
 #ifndef FRUGAL_MOE_H
 #define FRUGAL_MOE_H
@@ -106,6 +106,9 @@ typedef struct fg_moe_layer {
     double *total_load; /* [E] routed pairs counted by backward since init */
     double *aux_tmp;    /* [E] work space of the aux-loss sums */
     fg_moe_layer_stats stats;
+    /* expert parallelism (moe_ep.c): NULL runs every expert here; set, the kept rows go
+     * to the ranks owning their experts and the outputs come back (training forwards) */
+    struct fg_moe_ep_layer *ep;
     void *mem;
 } fg_moe_layer;
 
@@ -153,6 +156,26 @@ fg_status fg_moe_backward(fg_moe_layer *L, fg_moe_scratch *S, float *dx, const f
  * gain 0 is DeepSeek-V3's sign rule; with mean 0 the bias does not move). */
 void fg_moe_balance_update(float *bias, float *hist, float *hist_steps, const float *step_load, int E, int W,
                            float gamma, float gain);
+
+/* ---- expert parallelism (moe_ep.c; docs/DIST.md "Expert parallelism") ----
+ * The ranks of ep (an fg_comm of the ep group) each own some experts (contiguous blocks
+ * at first); a training forward (one with targets) sends each kept (token, expert) row
+ * to the expert's owner and the output back, backward the same with the gradients, and
+ * the owner accumulates its experts' weight gradients. Every rank keeps the whole flat
+ * buffer: the gradients of the experts it does not own stay zero there, so the data-
+ * parallel sum over the ep ranks completes them. fp32 only. ep NULL: off. The model
+ * borrows ep until set to NULL or deleted. */
+struct fg_comm;
+fg_status fg_model_moe_set_ep(fg_model *m, struct fg_comm *ep);
+/* 0: even training forwards run every expert here (the other ranks must not wait). */
+void fg_model_moe_ep_enable(fg_model *m, int on);
+/* owner[E] (every rank of the group owning at least one expert, same on every rank):
+ * the placement of the following forwards. FG_ERR_INVALID naming the bad entry. */
+fg_status fg_model_moe_ep_place(fg_model *m, const int32_t *owner);
+/* The placement (NULL without expert parallelism), and the group's size. */
+const int32_t *fg_model_moe_ep_owner(const fg_model *m, int *ep_size);
+/* Bytes this rank sent to others through the expert all-to-alls so far. */
+double fg_model_moe_ep_bytes(const fg_model *m);
 
 #ifdef __cplusplus
 }

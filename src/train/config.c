@@ -166,6 +166,8 @@ static const fg_opt opts[] = {
     {"dp", FG_OPT_INT, F(dp), 1, 1 << 16, .flags = RESUMABLE,
      .help = "data-parallel ranks (run under mpirun -np DP); grad_accum must be a multiple"},
     {"zero", FG_OPT_BOOL, F(zero), .flags = RESUMABLE, .help = "ZeRO-1: shard Adam's m and v over the dp ranks"},
+    {"ep", FG_OPT_INT, F(ep), 1, 1 << 16, .flags = RESUMABLE,
+     .help = "expert-parallel ranks (MoE; mpirun -np DP*EP): experts spread over them, tokens by all-to-all"},
     {"bucket_mb", FG_OPT_FLOAT, F(bucket_mb), 1e-4, 1e4, .flags = RESUMABLE,
      .help = "gradient bucket (MiB) reduced while backward goes on"},
     {"compress", FG_OPT_FLOAT, F(compress), 0, 1, .flags = RESUMABLE,
@@ -207,6 +209,7 @@ void fg_train_config_default(fg_train_config *c)
     strcpy(c->out, "runs/run");
     c->seed = 1337;
     c->dp = 1;
+    c->ep = 1;
     c->bucket_mb = 25.0f; /* PyTorch DDP's bucket_cap_mb */
     c->compress_delta = 1;
     c->compress_clip = 1;
@@ -288,6 +291,14 @@ fg_status fg_train_config_validate(const fg_train_config *c)
                         "'grad_accum' %d is not a multiple of 'dp' %d (each rank takes grad_accum / dp "
                         "micro-batches of the same global batch)",
                         c->grad_accum, c->dp);
+    if (c->ep > 1 && c->grad_accum % (c->dp * c->ep) != 0)
+        return fg_error(FG_ERR_INVALID,
+                        "'grad_accum' %d is not a multiple of 'dp' x 'ep' = %d (the ep ranks take micro-batches "
+                        "of the batch too)",
+                        c->grad_accum, c->dp * c->ep);
+    if (c->ep > 1 && c->model.moe.n_expert < c->ep)
+        return fg_error(FG_ERR_INVALID, "'ep' %d needs a MoE model with at least as many experts ('n_expert' %d)",
+                        c->ep, c->model.moe.n_expert);
     if (c->model.d_model % c->model.n_head != 0)
         return fg_error(FG_ERR_INVALID, "'d_model' %d is not a multiple of 'n_head' %d", c->model.d_model,
                         c->model.n_head);

@@ -17,6 +17,7 @@
 #include "frugal/ckpt.h"
 #include "frugal/hw.h"
 #include "frugal/kernels.h"
+#include "frugal/moe.h"
 #include "frugal/optim.h"
 #include "frugal/precision.h"
 #include "frugal/tok.h"
@@ -46,6 +47,7 @@ typedef struct run {
     /* data parallelism: comm is the dp communicator (NULL: one process); dp exists when it
      * has more than one rank. Rank 0 alone writes (run directory, metrics, checkpoints). */
     fg_comm *comm;
+    fg_comm *ep_comm; /* expert parallelism: this rank's ep group (NULL: off) */
     dp *dp;
     bool rank0;
 } run;
@@ -456,13 +458,17 @@ static float evaluate(run *r)
     int B = r->c.batch_size, T = r->c.seq_len;
     fg_loader_rewind(&r->val);
     double sum = 0;
+    fg_model_moe_ep_enable(r->m, 0); /* rank 0 alone: every expert here */
     for (int i = 0; i < r->c.val_batches; i++) {
         fg_loader_next(&r->val, r->inp, r->tgt);
         float l = 0;
-        if (fg_model_forward(r->m, r->inp, r->tgt, B, T, &l) != FG_OK)
-            return NAN;
+        if (fg_model_forward(r->m, r->inp, r->tgt, B, T, &l) != FG_OK) {
+            sum = NAN;
+            break;
+        }
         sum += l;
     }
+    fg_model_moe_ep_enable(r->m, 1);
     return (float)(sum / r->c.val_batches);
 }
 
@@ -579,6 +585,8 @@ static fg_status setup(run *r, FILE *out)
     }
     c->model = *fg_model_get_config(r->m); /* resolved: padded_vocab, d_ff, ... */
     fg_model_init_weights(r->m, c->seed);
+    if (r->ep_comm && fg_comm_size(r->ep_comm) > 1 && (st = fg_model_moe_set_ep(r->m, r->ep_comm)) != FG_OK)
+        goto out_ids;
     int nt = fg_model_num_tensors(r->m);
     fg_optim_range *ranges = fg_malloc((size_t)nt * sizeof *ranges);
     if (!ranges) {
@@ -722,6 +730,12 @@ static void print_cost(FILE *out, const run *r, const fg_train_result *res, doub
                 fg_fmt_bytes(b1, sizeof b1, ds->bytes),
                 fg_fmt_bytes(b2, sizeof b2, steps > 0 ? ds->bytes / (double)steps : 0.0), ds->span_s, ds->overlap_s,
                 ds->exposed_s, ds->span_s > 0 ? 100.0 * (ds->span_s - ds->exposed_s) / ds->span_s : 0.0);
+    }
+    int ep_size = 1;
+    if (fg_model_moe_ep_owner(r->m, &ep_size)) { /* rank 0's share: the ranks are alike */
+        double eb = fg_model_moe_ep_bytes(r->m);
+        fprintf(out, "expert parallel : %d ranks, %s sent per rank by the expert all-to-alls (%s per step)\n", ep_size,
+                fg_fmt_bytes(b1, sizeof b1, eb), fg_fmt_bytes(b2, sizeof b2, steps > 0 ? eb / steps : 0.0));
     }
     if (r->dp && dp_compressed(r->dp)) {
         const dp_stats *ds = dp_get_stats(r->dp);
@@ -871,6 +885,12 @@ fg_status fg_train_run(const fg_train_config *cfg, FILE *out, fg_train_result *r
 
 fg_status fg_train_run_comm(const fg_train_config *cfg, fg_comm *comm, FILE *out, fg_train_result *res_out)
 {
+    return fg_train_run_ep(cfg, comm, NULL, out, res_out);
+}
+
+fg_status fg_train_run_ep(const fg_train_config *cfg, fg_comm *comm, fg_comm *ep_comm, FILE *out,
+                          fg_train_result *res_out)
+{
     double t_wall = fg_time_sec();
     run rr;
     memset(&rr, 0, sizeof rr);
@@ -878,14 +898,20 @@ fg_status fg_train_run_comm(const fg_train_config *cfg, fg_comm *comm, FILE *out
     r->lock.fd = -1;
     r->c = *cfg;
     r->comm = comm;
+    r->ep_comm = ep_comm;
     r->rank0 = !comm || fg_comm_rank(comm) == 0;
     fg_train_result res;
     memset(&res, 0, sizeof res);
     res.first_val = res.last_val = NAN;
     fg_status st = FG_OK;
-    if (cfg->dp != (comm ? fg_comm_size(comm) : 1))
-        st = fg_error(FG_ERR_INVALID, "'dp' %d, but %d process%s in the data-parallel group (run under mpirun -np %d)",
-                      cfg->dp, comm ? fg_comm_size(comm) : 1, comm && fg_comm_size(comm) > 1 ? "es" : "", cfg->dp);
+    if (cfg->dp * cfg->ep != (comm ? fg_comm_size(comm) : 1))
+        st = fg_error(FG_ERR_INVALID,
+                      "'dp' %d x 'ep' %d, but %d process%s in the data-parallel group (run under mpirun -np %d)",
+                      cfg->dp, cfg->ep, comm ? fg_comm_size(comm) : 1, comm && fg_comm_size(comm) > 1 ? "es" : "",
+                      cfg->dp * cfg->ep);
+    else if (cfg->ep != (ep_comm ? fg_comm_size(ep_comm) : 1))
+        st = fg_error(FG_ERR_INVALID, "'ep' %d, but the expert-parallel group has %d rank(s)", cfg->ep,
+                      ep_comm ? fg_comm_size(ep_comm) : 1);
     if (st == FG_OK)
         st = setup(r, out);
     if (st != FG_OK)

@@ -1,0 +1,8 @@
+# dist_ep.cmake: test_dist_ep drives `mpirun ... frugal train --ep N` and reads the runs'
+# checkpoints, so it links fg_ckpt too and building it builds frugal first.
+if(TARGET test_dist_ep)
+  target_link_libraries(test_dist_ep PRIVATE fg_ckpt)
+  if(TARGET frugal)
+    add_dependencies(test_dist_ep frugal)
+  endif()
+endif()

@@ -1,0 +1,393 @@
+/* moe_ep.c: expert parallelism for the MoE layers: each rank of the ep group owns some
+ * experts and runs them on the rows every rank routed to them (all-to-all dispatch), then
+ * sends the outputs back (combine); backward moves the output gradients the same way.
+ * Routing, capacity and the combine stay on the token's rank, so the result is one
+ * process's up to fp32 summation order. The model-level switch and placement too. */
+#include <string.h>
+
+#include "frugal/dist.h"
+#include "frugal/moe.h"
+#include "model_impl.h"
+#include "moe_impl.h"
+
+typedef struct fg_moe_ep fg_moe_ep;
+
+struct fg_moe_ep_layer {
+    struct fg_moe_ep *ep;
+    int32_t *cnt_from; /* [P*E] rows each source sent for each expert (last forward) */
+    int32_t *eoff;     /* [E+1] expert-major offsets of the received rows (0 rows: not owned) */
+    int n_recv;
+    float *xr, *hr, *ar; /* [cap, C], [cap, 2H], [cap, H]: kept for backward */
+    size_t cap;
+};
+
+struct fg_moe_ep {
+    fg_comm *comm; /* borrowed */
+    int P, me, E, C, H, n_layer;
+    int32_t *owner; /* [E] rank of each expert */
+    int32_t *owned; /* [n_owned] this rank's experts, ascending */
+    int n_owned;
+    int32_t *cnt_send; /* [P*E] the count vector, once per peer */
+    int32_t *cur;      /* [E] work */
+    size_t *scount, *rcount;
+    float *sbuf, *rbuf;
+    size_t sbuf_cap, rbuf_cap;                  /* floats */
+    float *eor, *d_eor, *d_actr, *d_hr, *d_xgr; /* owner-side scratch, scr rows */
+    size_t scr;
+    struct fg_moe_ep_layer *layers; /* [n_layer] */
+    fg_status err;                  /* sticky: the first failure, returned by the model's forward/backward */
+    double bytes;                   /* sent to other ranks, counts included */
+    long exchanges;
+};
+
+static fg_status grow(float **p, size_t *cap, size_t need, const char *what)
+{
+    if (need <= *cap)
+        return FG_OK;
+    size_t n = need + need / 2 + 64;
+    float *q = fg_realloc(*p, n * sizeof(float));
+    if (!q)
+        return fg_error(FG_ERR_NOMEM, "moe ep: cannot grow %s to %zu floats", what, n);
+    *p = q;
+    *cap = n;
+    return FG_OK;
+}
+
+static fg_status grow_rows(float **p, size_t rows, size_t width, const char *what)
+{
+    float *q = fg_realloc(*p, rows * width * sizeof(float) + 64);
+    if (!q)
+        return fg_error(FG_ERR_NOMEM, "moe ep: cannot grow %s to %zu rows", what, rows);
+    *p = q;
+    return FG_OK;
+}
+
+static void set_owned(fg_moe_ep *ep)
+{
+    ep->n_owned = 0;
+    for (int e = 0; e < ep->E; e++)
+        if (ep->owner[e] == ep->me)
+            ep->owned[ep->n_owned++] = e;
+}
+
+static fg_status exchange(fg_moe_ep *ep, const float *send, const size_t *sc, float *recv, const size_t *rc)
+{
+    fg_status st = fg_comm_alltoallv(ep->comm, send, sc, recv, rc, FG_DT_F32);
+    for (int r = 0; r < ep->P; r++)
+        if (r != ep->me)
+            ep->bytes += (double)sc[r] * sizeof(float);
+    ep->exchanges++;
+    return st;
+}
+
+/* rows of the local expert-sorted layout (offs) -> send buffer, grouped by owner */
+static void pack_local(fg_moe_ep *ep, const int32_t *offs, const float *src, size_t W)
+{
+    size_t o = 0;
+    for (int d = 0; d < ep->P; d++) {
+        size_t start = o;
+        for (int e = 0; e < ep->E; e++) {
+            if (ep->owner[e] != d)
+                continue;
+            size_t n = (size_t)(offs[e + 1] - offs[e]);
+            memcpy(ep->sbuf + o * W, src + (size_t)offs[e] * W, n * W * sizeof(float));
+            o += n;
+        }
+        ep->scount[d] = (o - start) * W;
+    }
+}
+
+static void unpack_local(fg_moe_ep *ep, const int32_t *offs, float *dst, size_t W)
+{
+    size_t o = 0;
+    for (int d = 0; d < ep->P; d++)
+        for (int e = 0; e < ep->E; e++) {
+            if (ep->owner[e] != d)
+                continue;
+            size_t n = (size_t)(offs[e + 1] - offs[e]);
+            memcpy(dst + (size_t)offs[e] * W, ep->sbuf + o * W, n * W * sizeof(float));
+            o += n;
+        }
+}
+
+/* owner side: the receive buffer (by source, then owned expert) <-> expert-major rows
+ * (by owned expert, then source), so each expert's rows are one GEMM operand */
+static void to_expert_major(fg_moe_ep *ep, const struct fg_moe_ep_layer *el, float *em, float *sm, size_t W,
+                            int reverse)
+{
+    for (int i = 0; i < ep->n_owned; i++)
+        ep->cur[ep->owned[i]] = el->eoff[ep->owned[i]];
+    size_t o = 0;
+    for (int s = 0; s < ep->P; s++)
+        for (int i = 0; i < ep->n_owned; i++) {
+            int e = ep->owned[i];
+            size_t n = (size_t)el->cnt_from[(size_t)s * ep->E + e];
+            float *a = em + (size_t)ep->cur[e] * W, *b = sm + o * W;
+            if (reverse)
+                memcpy(b, a, n * W * sizeof(float));
+            else
+                memcpy(a, b, n * W * sizeof(float));
+            ep->cur[e] += (int32_t)n;
+            o += n;
+        }
+}
+
+static void set_rcount(fg_moe_ep *ep, const struct fg_moe_ep_layer *el, size_t W)
+{
+    for (int s = 0; s < ep->P; s++) {
+        size_t n = 0;
+        for (int i = 0; i < ep->n_owned; i++)
+            n += (size_t)el->cnt_from[(size_t)s * ep->E + ep->owned[i]];
+        ep->rcount[s] = n * W;
+    }
+}
+
+fg_status moe_ep_forward(fg_moe_layer *L, const fg_moe_weights *w)
+{
+    struct fg_moe_ep_layer *el = L->ep;
+    fg_moe_ep *ep = el->ep;
+    if (ep->err != FG_OK)
+        return ep->err;
+    int E = ep->E, P = ep->P;
+    size_t C = (size_t)ep->C, H = (size_t)ep->H;
+    for (int e = 0; e < E; e++)
+        for (int d = 0; d < P; d++)
+            ep->cnt_send[(size_t)d * E + e] = L->offs[e + 1] - L->offs[e];
+    fg_status st = fg_comm_alltoall(ep->comm, ep->cnt_send, el->cnt_from, (size_t)E, FG_DT_I32);
+    ep->bytes += (double)(P - 1) * E * sizeof(int32_t);
+    /* expert-major offsets of what arrives */
+    el->eoff[0] = 0;
+    for (int e = 0; e < E; e++) {
+        int32_t n = 0;
+        if (ep->owner[e] == ep->me)
+            for (int s = 0; s < P; s++)
+                n += el->cnt_from[(size_t)s * E + e];
+        el->eoff[e + 1] = el->eoff[e] + n;
+    }
+    size_t nr = (size_t)el->eoff[E], nl = (size_t)L->n_rows;
+    el->n_recv = (int)nr;
+    if (st == FG_OK && nr > el->cap) {
+        size_t cap = nr + nr / 2 + 16;
+        if ((st = grow_rows(&el->xr, cap, C, "received rows")) == FG_OK &&
+            (st = grow_rows(&el->hr, cap, 2 * H, "expert pre-activations")) == FG_OK &&
+            (st = grow_rows(&el->ar, cap, H, "expert activations")) == FG_OK)
+            el->cap = cap;
+    }
+    if (st == FG_OK && nr > ep->scr) {
+        size_t cap = nr + nr / 2 + 16;
+        if ((st = grow_rows(&ep->eor, cap, C, "expert outputs")) == FG_OK &&
+            (st = grow_rows(&ep->d_eor, cap, C, "output gradients")) == FG_OK &&
+            (st = grow_rows(&ep->d_actr, cap, H, "activation gradients")) == FG_OK &&
+            (st = grow_rows(&ep->d_hr, cap, 2 * H, "pre-activation gradients")) == FG_OK &&
+            (st = grow_rows(&ep->d_xgr, cap, C, "input gradients")) == FG_OK)
+            ep->scr = cap;
+    }
+    if (st == FG_OK)
+        st = grow(&ep->sbuf, &ep->sbuf_cap, nl * C, "send buffer");
+    if (st == FG_OK)
+        st = grow(&ep->rbuf, &ep->rbuf_cap, nr * C, "receive buffer");
+    if (st != FG_OK)
+        return ep->err = st;
+
+    /* dispatch: the kept rows to the experts' ranks */
+    pack_local(ep, L->offs, L->xg, C);
+    set_rcount(ep, el, C);
+    if ((st = exchange(ep, ep->sbuf, ep->scount, ep->rbuf, ep->rcount)) != FG_OK)
+        return ep->err = st;
+    to_expert_major(ep, el, el->xr, ep->rbuf, C, 0);
+
+    const fg_moe_config *mc = &L->cfg;
+    int no = ep->n_owned;
+#pragma omp parallel for schedule(dynamic, 1) if (no > 1 && moe_parallel_over_experts(mc))
+    for (int i = 0; i < no; i++) {
+        int e = ep->owned[i], r0 = el->eoff[e], ne = el->eoff[e + 1] - r0;
+        if (ne > 0)
+            moe_expert_rows_forward(mc, w, e, el->xr + (size_t)r0 * C, el->hr + (size_t)r0 * 2 * H,
+                                    el->ar + (size_t)r0 * H, ep->eor + (size_t)r0 * C, ne);
+    }
+
+    /* combine: the outputs back to the tokens' ranks, into L->eo at the rows' places */
+    to_expert_major(ep, el, ep->eor, ep->rbuf, C, 1);
+    if ((st = exchange(ep, ep->rbuf, ep->rcount, ep->sbuf, ep->scount)) != FG_OK)
+        return ep->err = st;
+    unpack_local(ep, L->offs, L->eo, C);
+    return FG_OK;
+}
+
+fg_status moe_ep_backward(fg_moe_layer *L, fg_moe_scratch *S, const fg_moe_weights *dw, const fg_moe_weights *w)
+{
+    struct fg_moe_ep_layer *el = L->ep;
+    fg_moe_ep *ep = el->ep;
+    if (ep->err != FG_OK)
+        return ep->err;
+    size_t C = (size_t)ep->C, H = (size_t)ep->H;
+    pack_local(ep, L->offs, S->d_eo, C);
+    set_rcount(ep, el, C);
+    fg_status st = exchange(ep, ep->sbuf, ep->scount, ep->rbuf, ep->rcount);
+    if (st != FG_OK)
+        return ep->err = st;
+    to_expert_major(ep, el, ep->d_eor, ep->rbuf, C, 0);
+
+    const fg_moe_config *mc = &L->cfg;
+    int no = ep->n_owned;
+#pragma omp parallel for schedule(dynamic, 1) if (no > 1 && moe_parallel_over_experts(mc))
+    for (int i = 0; i < no; i++) {
+        int e = ep->owned[i], r0 = el->eoff[e], ne = el->eoff[e + 1] - r0;
+        size_t r = (size_t)r0;
+        if (ne > 0)
+            moe_expert_rows_backward(mc, dw, w, e, ep->d_eor + r * C, ep->d_actr + r * H, ep->d_hr + r * 2 * H,
+                                     ep->d_xgr + r * C, el->xr + r * C, el->hr + r * 2 * H, el->ar + r * H, ne);
+    }
+
+    to_expert_major(ep, el, ep->d_xgr, ep->rbuf, C, 1);
+    if ((st = exchange(ep, ep->rbuf, ep->rcount, ep->sbuf, ep->scount)) != FG_OK)
+        return ep->err = st;
+    unpack_local(ep, L->offs, S->d_xg, C);
+    return FG_OK;
+}
+
+/* ---- the model's switch ---- */
+
+static void ep_free(fg_moe_ep *ep)
+{
+    if (!ep)
+        return;
+    for (int l = 0; ep->layers && l < ep->n_layer; l++) {
+        struct fg_moe_ep_layer *el = &ep->layers[l];
+        fg_free(el->cnt_from);
+        fg_free(el->eoff);
+        fg_free(el->xr);
+        fg_free(el->hr);
+        fg_free(el->ar);
+    }
+    fg_free(ep->layers);
+    fg_free(ep->owner);
+    fg_free(ep->owned);
+    fg_free(ep->cnt_send);
+    fg_free(ep->cur);
+    fg_free(ep->scount);
+    fg_free(ep->rcount);
+    fg_free(ep->sbuf);
+    fg_free(ep->rbuf);
+    fg_free(ep->eor);
+    fg_free(ep->d_eor);
+    fg_free(ep->d_actr);
+    fg_free(ep->d_hr);
+    fg_free(ep->d_xgr);
+    fg_free(ep);
+}
+
+void model_moe_ep_free(fg_model *m)
+{
+    if (m->moe)
+        for (int l = 0; l < m->cfg.n_layer; l++)
+            m->moe[l].ep = NULL;
+    ep_free(m->moe_ep);
+    m->moe_ep = NULL;
+    m->moe_ep_on = 0;
+}
+
+fg_status fg_model_moe_set_ep(fg_model *m, fg_comm *comm)
+{
+    model_moe_ep_free(m);
+    if (!comm)
+        return FG_OK;
+    const fg_model_config *c = &m->cfg;
+    int P = fg_comm_size(comm), E = c->moe.n_expert;
+    if (E <= 0 || !m->moe)
+        return fg_error(FG_ERR_INVALID, "expert parallelism (ep %d): the model has no MoE layers (n_expert = 0)", P);
+    if (E < P)
+        return fg_error(FG_ERR_INVALID, "expert parallelism: ep %d ranks but n_expert = %d: each rank needs an expert",
+                        P, E);
+    if (c->precision != FG_PRECISION_FP32)
+        return fg_error(FG_ERR_INVALID,
+                        "expert parallelism (ep %d): only fp32 precision is built (bf16/fp8 expert "
+                        "GEMMs run on the local path only)",
+                        P);
+    fg_moe_ep *ep = fg_calloc(1, sizeof *ep);
+    if (!ep)
+        return fg_error(FG_ERR_NOMEM, "moe ep: cannot allocate");
+    ep->comm = comm;
+    ep->P = P, ep->me = fg_comm_rank(comm), ep->E = E, ep->C = c->d_model, ep->H = c->moe.d_expert;
+    ep->n_layer = c->n_layer;
+    ep->owner = fg_calloc((size_t)E, sizeof *ep->owner);
+    ep->owned = fg_calloc((size_t)E, sizeof *ep->owned);
+    ep->cnt_send = fg_calloc((size_t)P * E, sizeof *ep->cnt_send);
+    ep->cur = fg_calloc((size_t)E, sizeof *ep->cur);
+    ep->scount = fg_calloc((size_t)P, sizeof *ep->scount);
+    ep->rcount = fg_calloc((size_t)P, sizeof *ep->rcount);
+    ep->layers = fg_calloc((size_t)c->n_layer, sizeof *ep->layers);
+    bool ok = ep->owner && ep->owned && ep->cnt_send && ep->cur && ep->scount && ep->rcount && ep->layers;
+    for (int l = 0; ok && l < c->n_layer; l++) {
+        struct fg_moe_ep_layer *el = &ep->layers[l];
+        el->ep = ep;
+        if (!model_is_moe_layer(m, l))
+            continue;
+        el->cnt_from = fg_calloc((size_t)P * E, sizeof *el->cnt_from);
+        el->eoff = fg_calloc((size_t)E + 1, sizeof *el->eoff);
+        ok = el->cnt_from && el->eoff;
+    }
+    if (!ok) {
+        ep_free(ep);
+        return fg_error(FG_ERR_NOMEM, "moe ep: cannot allocate the exchange tables");
+    }
+    /* contiguous blocks to start with: rank r owns experts [r E / P, (r+1) E / P) */
+    for (int e = 0; e < E; e++)
+        ep->owner[e] = (int32_t)((long)e * P / E);
+    set_owned(ep);
+    m->moe_ep = ep;
+    m->moe_ep_on = 1;
+    return FG_OK;
+}
+
+void fg_model_moe_ep_enable(fg_model *m, int on)
+{
+    m->moe_ep_on = on && m->moe_ep;
+}
+
+struct fg_moe_ep_layer *model_moe_ep_layer(const fg_model *m, int l)
+{
+    return m->moe_ep && m->moe_ep_on ? &m->moe_ep->layers[l] : NULL;
+}
+
+fg_status model_moe_ep_status(fg_model *m)
+{
+    return m->moe_ep ? m->moe_ep->err : FG_OK;
+}
+
+fg_status fg_model_moe_ep_place(fg_model *m, const int32_t *owner)
+{
+    fg_moe_ep *ep = m->moe_ep;
+    if (!ep)
+        return fg_error(FG_ERR_INVALID, "moe ep: placement without expert parallelism");
+    int *per = fg_calloc((size_t)ep->P, sizeof *per);
+    if (!per)
+        return fg_error(FG_ERR_NOMEM, "moe ep: placement table");
+    fg_status st = FG_OK;
+    for (int e = 0; e < ep->E && st == FG_OK; e++)
+        if (owner[e] < 0 || owner[e] >= ep->P)
+            st = fg_error(FG_ERR_INVALID, "moe ep: expert %d placed on rank %d, the ep group has %d", e, owner[e],
+                          ep->P);
+        else
+            per[owner[e]]++;
+    for (int r = 0; r < ep->P && st == FG_OK; r++)
+        if (per[r] == 0)
+            st = fg_error(FG_ERR_INVALID, "moe ep: rank %d of the ep group owns no expert", r);
+    fg_free(per);
+    if (st != FG_OK)
+        return st;
+    memcpy(ep->owner, owner, (size_t)ep->E * sizeof *owner);
+    set_owned(ep);
+    return FG_OK;
+}
+
+const int32_t *fg_model_moe_ep_owner(const fg_model *m, int *ep_size)
+{
+    *ep_size = m->moe_ep ? m->moe_ep->P : 1;
+    return m->moe_ep ? m->moe_ep->owner : NULL;
+}
+
+double fg_model_moe_ep_bytes(const fg_model *m)
+{
+    return m->moe_ep ? m->moe_ep->bytes : 0.0;
+}
