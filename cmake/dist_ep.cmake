@@ -6,3 +6,7 @@ if(TARGET test_dist_ep)
     add_dependencies(test_dist_ep frugal)
   endif()
 endif()
+# test_dist_ep_route tests the MoE block's node-limited routing (no MPI): it needs fg_model.
+if(TARGET test_dist_ep_route)
+  target_link_libraries(test_dist_ep_route PRIVATE fg_model)
+endif()

@@ -2,7 +2,7 @@
  * --ep N` against one process at the same global batch: ep 2, ep 4 and dp 2 x ep 2, both
  * model layouts (gpt2, llama), 20 steps: losses to 1e-5 relative, final params to 1e-6;
  * checkpoints saved at ep 2 resume at ep 1 and at ep 1 resume at ep 2 with the same next
- * losses. Skips when this build has no MPI or mpirun is absent. */
+ * losses; node-limited routing at ep 4 too. Skips when this build has no MPI or mpirun is absent. */
 #define _GNU_SOURCE
 #include <stdlib.h>
 #include <string.h>
@@ -175,6 +175,23 @@ static void test_resume(void)
     }
 }
 
+/* Node-limited routing (each token's experts from at most 2 of 4 groups = ep ranks):
+ * the same training at ep 4 as in one process. */
+static void test_node_limited(void)
+{
+    char ref[1024], dir[1024], args[8192], model[1024], m2[1200];
+    model_of("llama", model, sizeof model);
+    snprintf(m2, sizeof m2, "%s --route-groups 4 --route-max-groups 2", model);
+    snprintf(ref, sizeof ref, "%s/limited_ref", fg_test_tmpdir());
+    snprintf(dir, sizeof dir, "%s/limited_ep4", fg_test_tmpdir());
+    snprintf(args, sizeof args, "%s %s --max-steps 20 --out '%s'", data, m2, ref);
+    FG_CHECK(train(1, 1, args) == 0, "node-limited routing, one process: %s", out);
+    snprintf(args, sizeof args, "%s %s --max-steps 20 --out '%s'", data, m2, dir);
+    FG_CHECK(train(1, 4, args) == 0, "node-limited routing, ep=4: %s", out);
+    check_losses("node-limited routing ep=4", ref, dir, 1, 20);
+    check_params("node-limited routing ep=4", ref, dir);
+}
+
 /* What --ep refuses, with a message naming the setting. */
 static void test_refusals(void)
 {
@@ -223,6 +240,7 @@ int main(void)
     test_equivalence("gpt2");
     test_equivalence("llama");
     test_resume();
+    test_node_limited();
     test_refusals();
     return fg_test_end();
 }

@@ -13,6 +13,9 @@
 
 /* ---- configuration ---- */
 
+/* Node-limited routing marks the allowed experts on the stack: the option table's bound. */
+#define ROUTE_MAX_E 4096
+
 fg_status fg_moe_config_validate(const fg_moe_config *mc)
 {
     if (mc->d_model <= 0)
@@ -50,6 +53,27 @@ fg_status fg_moe_config_validate(const fg_moe_config *mc)
         return fg_error(FG_ERR_INVALID, "moe: balance_window = %d: must be at least 1 step", mc->balance_window);
     if (!(mc->balance_alpha >= 0.0f) || !isfinite(mc->balance_alpha))
         return fg_error(FG_ERR_INVALID, "moe: balance_alpha = %g: must be >= 0", (double)mc->balance_alpha);
+    if (mc->route_groups < 0 || mc->route_groups > FG_MOE_MAX_GROUPS)
+        return fg_error(FG_ERR_INVALID, "moe: route_groups = %d: must be 0 (off) .. %d", mc->route_groups,
+                        FG_MOE_MAX_GROUPS);
+    if (mc->route_groups > 0) {
+        int G = mc->route_groups, M = mc->route_max_groups;
+        if (mc->n_expert > ROUTE_MAX_E)
+            return fg_error(FG_ERR_INVALID,
+                            "moe: node-limited routing (route_groups = %d) takes at most %d experts, "
+                            "n_expert = %d",
+                            G, ROUTE_MAX_E, mc->n_expert);
+        if (mc->n_expert % G != 0)
+            return fg_error(FG_ERR_INVALID, "moe: route_groups = %d does not divide n_expert = %d", G, mc->n_expert);
+        if (M < 1 || M > G)
+            return fg_error(FG_ERR_INVALID, "moe: route_max_groups = %d: must be 1 .. route_groups (= %d)", M, G);
+        if (M * (mc->n_expert / G) < mc->n_expert_active)
+            return fg_error(FG_ERR_INVALID,
+                            "moe: route_max_groups = %d groups of %d experts cannot hold n_expert_active = %d", M,
+                            mc->n_expert / G, mc->n_expert_active);
+    } else if (mc->route_max_groups != 0) {
+        return fg_error(FG_ERR_INVALID, "moe: route_max_groups = %d without route_groups", mc->route_max_groups);
+    }
     if ((int)mc->parallel < FG_MOE_PAR_AUTO || (int)mc->parallel > FG_MOE_PAR_GEMM)
         return fg_error(FG_ERR_INVALID, "moe: parallel = %d: must be 0 (auto), 1 (experts) or 2 (gemm)",
                         (int)mc->parallel);
@@ -288,8 +312,40 @@ void fg_moe_scratch_free(fg_moe_scratch *S)
 /* One token: a = sigmoid(s) in place over aff[E] (s = router logits on entry), the
  * softmax of s into prob (SWITCH only), top-K of a + bias into topk[K] by descending
  * score (ties: lower index first), gates = scale * a_k / sum_j a_j over the K chosen. */
+/* Node-limited routing: marks allowed[e] for the experts of the M groups (of E/G
+ * consecutive experts) with the highest group scores, a group's score being the sum of
+ * its two best a + bias (DeepSeek-V3's inference code; one when groups have one expert);
+ * ties: lower group first. */
+static void allowed_groups(unsigned char *allowed, const float *aff, const float *bias, int E, int G, int M)
+{
+    float gs[FG_MOE_MAX_GROUPS];
+    unsigned char pick[FG_MOE_MAX_GROUPS];
+    int per = E / G;
+    for (int g = 0; g < G; g++) {
+        float b1 = -INFINITY, b2 = -INFINITY;
+        for (int e = g * per; e < (g + 1) * per; e++) {
+            float sc = aff[e] + (bias ? bias[e] : 0.0f);
+            if (sc > b1)
+                b2 = b1, b1 = sc;
+            else if (sc > b2)
+                b2 = sc;
+        }
+        gs[g] = per > 1 ? b1 + b2 : b1;
+        pick[g] = 0;
+    }
+    for (int m = 0; m < M; m++) {
+        int best = -1;
+        for (int g = 0; g < G; g++)
+            if (!pick[g] && (best < 0 || gs[g] > gs[best]))
+                best = g;
+        pick[best] = 1;
+    }
+    for (int e = 0; e < E; e++)
+        allowed[e] = pick[e / per];
+}
+
 static void route_token(float *aff, float *prob, int32_t *topk, float *gate, const float *bias, int E, int K,
-                        float scale)
+                        float scale, int G, int M)
 {
     if (prob) {
         /* max subtraction keeps exp in range for any logit scale */
@@ -306,10 +362,16 @@ static void route_token(float *aff, float *prob, int32_t *topk, float *gate, con
     }
     for (int e = 0; e < E; e++)
         aff[e] = 1.0f / (1.0f + expf(-aff[e]));
+    unsigned char allowed[ROUTE_MAX_E]; /* validated: E <= ROUTE_MAX_E when G > 0 */
+    bool limited = G > 0 && M < G;
+    if (limited)
+        allowed_groups(allowed, aff, bias, E, G, M);
     for (int k = 0; k < K; k++) {
         int best = -1;
         float best_score = 0;
         for (int e = 0; e < E; e++) {
+            if (limited && !allowed[e])
+                continue;
             bool taken = false;
             for (int j = 0; j < k && !taken; j++)
                 taken = topk[j] == e;
@@ -476,7 +538,7 @@ fg_status fg_moe_forward(fg_moe_layer *L, float *out, const float *x, const fg_m
 #pragma omp parallel for schedule(static)
     for (int t = 0; t < n; t++)
         route_token(L->aff + (size_t)t * E, L->prob ? L->prob + (size_t)t * E : NULL, L->topk + (size_t)t * K,
-                    L->gate + (size_t)t * K, bias, E, K, mc->route_scale);
+                    L->gate + (size_t)t * K, bias, E, K, mc->route_scale, mc->route_groups, mc->route_max_groups);
 
     /* counting sort of the pairs by expert, stable in token order, so the capacity
      * limit keeps each expert's first `cap` tokens */

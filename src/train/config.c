@@ -81,6 +81,10 @@ static const fg_opt opts[] = {
     {"balance_window", FG_OPT_INT, F(model.moe.balance_window), 1, 1 << 20, .help = "steps of load history"},
     {"balance_alpha", FG_OPT_FLOAT, F(model.moe.balance_alpha), 0, 10, .help = "aux balance loss weight"},
     {"capacity_factor", FG_OPT_FLOAT, F(model.moe.capacity_factor), 0, 1e3, .help = "expert capacity; 0 = unlimited"},
+    {"route_groups", FG_OPT_INT, F(model.moe.route_groups), 0, FG_MOE_MAX_GROUPS,
+     .help = "node-limited routing: expert groups (consecutive experts); 0 = off"},
+    {"route_max_groups", FG_OPT_INT, F(model.moe.route_max_groups), 0, FG_MOE_MAX_GROUPS,
+     .help = "node-limited routing: groups a token's experts may come from"},
     {"moe_parallel", FG_OPT_ENUM, F(model.moe.parallel), .choices = moe_par_names, .env = "FG_MOE_PAR",
      .flags = RESUMABLE, .help = "MoE experts on threads side by side, or threaded GEMMs one after another"},
     /* data */
