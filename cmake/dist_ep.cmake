@@ -10,3 +10,7 @@ endif()
 if(TARGET test_dist_ep_route)
   target_link_libraries(test_dist_ep_route PRIVATE fg_model)
 endif()
+# test_dist_ep_place tests the placement rule of moe_ep.c (no MPI).
+if(TARGET test_dist_ep_place)
+  target_link_libraries(test_dist_ep_place PRIVATE fg_model)
+endif()

@@ -2,7 +2,8 @@
  * --ep N` against one process at the same global batch: ep 2, ep 4 and dp 2 x ep 2, both
  * model layouts (gpt2, llama), 20 steps: losses to 1e-5 relative, final params to 1e-6;
  * checkpoints saved at ep 2 resume at ep 1 and at ep 1 resume at ep 2 with the same next
- * losses; node-limited routing at ep 4 too. Skips when this build has no MPI or mpirun is absent. */
+ * losses; node-limited routing at ep 4, and experts re-placed by load every 4 steps, too. Skips when this build has no
+ * MPI or mpirun is absent. */
 #define _GNU_SOURCE
 #include <stdlib.h>
 #include <string.h>
@@ -192,6 +193,32 @@ static void test_node_limited(void)
     check_params("node-limited routing ep=4", ref, dir);
 }
 
+/* Experts re-placed by their load at every checkpoint boundary (each 4 steps): the
+ * training is one process's all the same (the weights are on every rank; only who
+ * computes which rows changes). */
+static int moved_total(const char *log)
+{
+    int total = 0;
+    for (const char *p = log; (p = strstr(p, "re-placed on the same loads, ")) != NULL; p++)
+        total += atoi(p + strlen("re-placed on the same loads, "));
+    return total;
+}
+
+static void test_replacement(void)
+{
+    char ref[1024], dir[1024], args[8192], model[1024];
+    model_of("llama", model, sizeof model);
+    snprintf(ref, sizeof ref, "%s/llama_ref", fg_test_tmpdir());
+    snprintf(dir, sizeof dir, "%s/replaced_ep4", fg_test_tmpdir());
+    snprintf(args, sizeof args, "%s %s --max-steps 20 --ckpt-every 4 --log-every 1 --out '%s'", data, model, dir);
+    int rc = train(1, 4, args);
+    FG_CHECK(rc == 0, "ep=4 with re-placement: %s", out);
+    int moved = moved_total(out);
+    FG_CHECK(moved > 0, "experts moved at the checkpoint boundaries (%d):\n%s", moved, out);
+    check_losses("ep=4 re-placed every 4 steps", ref, dir, 1, 20);
+    check_params("ep=4 re-placed every 4 steps", ref, dir);
+}
+
 /* What --ep refuses, with a message naming the setting. */
 static void test_refusals(void)
 {
@@ -241,6 +268,7 @@ int main(void)
     test_equivalence("llama");
     test_resume();
     test_node_limited();
+    test_replacement();
     test_refusals();
     return fg_test_end();
 }

@@ -63,7 +63,7 @@ static void expect(const float *a, const float *bias, int G, int M, int32_t *wan
     float gs[E];
     int pick[E] = {0};
     for (int g = 0; g < G; g++) {
-        float s[E];
+        float s[E] = {0};
         for (int j = 0; j < per; j++)
             s[j] = a[g * per + j] + bias[g * per + j];
         qsort(s, (size_t)per, sizeof *s, cmp_desc);
@@ -74,6 +74,8 @@ static void expect(const float *a, const float *bias, int G, int M, int32_t *wan
         for (int g = 0; g < G; g++)
             if (!pick[g] && (best < 0 || gs[g] > gs[best]))
                 best = g;
+        if (best < 0)
+            return;
         pick[best] = 1;
     }
     int taken[E] = {0};

@@ -98,6 +98,11 @@ fg_status fg_comm_bcast(fg_comm *c, void *buf, size_t n, fg_dtype t, int root);
 fg_status fg_comm_barrier(fg_comm *c);
 fg_status fg_comm_ibarrier(fg_comm *c, fg_req *req);
 
+/* Bytes this rank has sent through c since it was made: the bandwidth-optimal count of
+ * each operation started (ring all-reduce 2(p-1)/p x n, reduce-scatter / all-gather /
+ * broadcast (p-1)/p x n, all-to-all the p-1 other blocks, sends and gathers exactly). */
+double fg_comm_bytes_sent(const fg_comm *c);
+
 /* ---- point to point (the local communicator has no peer: FG_ERR_INVALID) ---- */
 fg_status fg_comm_send(fg_comm *c, const void *buf, size_t n, fg_dtype t, int peer, int tag);
 fg_status fg_comm_recv(fg_comm *c, void *buf, size_t n, fg_dtype t, int peer, int tag);

@@ -169,11 +169,35 @@ struct fg_comm;
 fg_status fg_model_moe_set_ep(fg_model *m, struct fg_comm *ep);
 /* 0: even training forwards run every expert here (the other ranks must not wait). */
 void fg_model_moe_ep_enable(fg_model *m, int on);
-/* owner[E] (every rank of the group owning at least one expert, same on every rank):
- * the placement of the following forwards. FG_ERR_INVALID naming the bad entry. */
-fg_status fg_model_moe_ep_place(fg_model *m, const int32_t *owner);
-/* The placement (NULL without expert parallelism), and the group's size. */
-const int32_t *fg_model_moe_ep_owner(const fg_model *m, int *ep_size);
+/* owner[E] of MoE layer l (every rank of the group owning at least one expert, the same
+ * on every rank): the placement of the following forwards. FG_ERR_INVALID naming the bad
+ * entry. No weights move: every rank holds them all. */
+fg_status fg_model_moe_ep_place(fg_model *m, int l, const int32_t *owner);
+/* Layer l's placement (NULL without expert parallelism or for a dense layer), and the
+ * group's size. */
+const int32_t *fg_model_moe_ep_owner(const fg_model *m, int l, int *ep_size);
+
+/* Placement from the load history. Each optimiser step (fg_model_post_step) adds the
+ * step's global expert loads to a per-layer sum; fg_model_moe_ep_replace re-places every
+ * MoE layer's experts from it (fg_moe_place) and starts the sum again. Reported: the
+ * worst layer's max/mean per-rank load over the steps summed, with the placement in use
+ * (before), with the new one on the same loads (after) and with the contiguous blocks of
+ * the start (contiguous), and the experts moved. */
+typedef struct fg_moe_placement_report {
+    double before, after;
+    double contiguous; /* the same loads on the first placement (contiguous blocks) */
+    int moved;
+    long steps;
+} fg_moe_placement_report;
+fg_status fg_model_moe_ep_replace(fg_model *m, fg_moe_placement_report *rep);
+/* max over ranks / mean over ranks of sum of load[e] over owner[e] = rank (1 when no
+ * load); rank_load[P] receives the sums. */
+double fg_moe_rank_imbalance(const double *load, const int32_t *owner, int E, int P, double *rank_load);
+/* The placement rule: longest-processing-time first into ranks of at most ceil(E/P)
+ * experts, then swaps that lower the most loaded rank (E >= P). FG_ERR_NOMEM only. */
+fg_status fg_moe_place(const double *load, int E, int P, int32_t *owner);
+/* The ep group's size (0 without expert parallelism). */
+int fg_model_moe_ep_size(const fg_model *m);
 /* Bytes this rank sent to others through the expert all-to-alls so far. */
 double fg_model_moe_ep_bytes(const fg_model *m);
 

@@ -90,6 +90,7 @@ typedef struct fg_train_config {
     int dp;          /* data-parallel ranks; grad_accum micro-batches are split among them */
     int zero;        /* 1: ZeRO-1, Adam m, v sharded over the dp ranks */
     int ep;          /* expert-parallel ranks (MoE): mpirun -np dp x ep; the ep ranks share the batch too */
+    int ep_place;    /* 1: re-place experts by their load history at each checkpoint boundary */
     float bucket_mb; /* gradient bucket size, MiB: reduced as soon as backward has filled it */
     /* top-k gradient compression (Deep Gradient Compression; dist.h's codec) */
     float compress;          /* density kept per bucket (0.05 = 5%); 0: off, dense all-reduce */

@@ -284,8 +284,9 @@ void model_moe_ffn_backward(fg_model *m, int l, float *dinp, const float *dout, 
 float model_moe_aux_loss(const fg_model *m); /* sum over MoE layers of the last forward */
 /* expert parallelism (moe_ep.c) */
 void model_moe_ep_free(fg_model *m);
-struct fg_moe_ep_layer *model_moe_ep_layer(const fg_model *m, int l); /* NULL: run locally */
-fg_status model_moe_ep_status(fg_model *m);                           /* first exchange failure */
+struct fg_moe_ep_layer *model_moe_ep_layer(const fg_model *m, int l);    /* NULL: run locally */
+fg_status model_moe_ep_status(fg_model *m);                              /* first exchange failure */
+void model_moe_ep_note_load(fg_model *m, int l, const float *step_load); /* each optimiser step */
 
 /* ---- bf16 / fp8 precision (lowp.c) ---- */
 fg_status model_lp_init(fg_model *m); /* allocates m->lp (after the tensor table) */

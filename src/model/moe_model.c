@@ -209,6 +209,7 @@ void fg_model_post_step(fg_model *m)
                               m->params + o->moe[FG_MOE_LOAD_STEPS], L->step_load, c->moe.n_expert,
                               c->moe.balance_window, c->moe.balance == FG_BALANCE_BIAS ? c->moe.balance_gamma : 0.0f,
                               c->moe.balance == FG_BALANCE_BIAS ? c->moe.balance_gain : 0.0f);
+        model_moe_ep_note_load(m, l, L->step_load); /* expert placement's history */
         memset(L->step_load, 0, (size_t)c->moe.n_expert * sizeof *L->step_load);
     }
 }

@@ -172,6 +172,8 @@ static const fg_opt opts[] = {
     {"zero", FG_OPT_BOOL, F(zero), .flags = RESUMABLE, .help = "ZeRO-1: shard Adam's m and v over the dp ranks"},
     {"ep", FG_OPT_INT, F(ep), 1, 1 << 16, .flags = RESUMABLE,
      .help = "expert-parallel ranks (MoE; mpirun -np DP*EP): experts spread over them, tokens by all-to-all"},
+    {"ep_place", FG_OPT_BOOL, F(ep_place), .flags = RESUMABLE,
+     .help = "re-place experts over the ep ranks by load at each checkpoint boundary"},
     {"bucket_mb", FG_OPT_FLOAT, F(bucket_mb), 1e-4, 1e4, .flags = RESUMABLE,
      .help = "gradient bucket (MiB) reduced while backward goes on"},
     {"compress", FG_OPT_FLOAT, F(compress), 0, 1, .flags = RESUMABLE,
@@ -214,6 +216,7 @@ void fg_train_config_default(fg_train_config *c)
     c->seed = 1337;
     c->dp = 1;
     c->ep = 1;
+    c->ep_place = 1;
     c->bucket_mb = 25.0f; /* PyTorch DDP's bucket_cap_mb */
     c->compress_delta = 1;
     c->compress_clip = 1;

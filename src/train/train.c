@@ -450,6 +450,29 @@ static fg_status load_resume(run *r)
     return st;
 }
 
+/* ---- expert placement (expert parallelism, docs/DIST.md) ---- */
+/* At a checkpoint boundary: every rank re-places the experts from the same global load
+ * history (no communication, no weights to move); rank 0 reports it. */
+static fg_status place_experts(run *r, FILE *out)
+{
+    if (fg_model_moe_ep_size(r->m) < 2)
+        return FG_OK;
+    fg_moe_placement_report rep;
+    fg_status st = fg_model_moe_ep_replace(r->m, &rep);
+    if (st != FG_OK)
+        return st;
+    metrics_printf(r,
+                   "{\"step\": %ld, \"ep_load_before\": %.6f, \"ep_load_after\": %.6f, \"ep_load_contiguous\": "
+                   "%.6f, \"ep_load_steps\": %ld, \"ep_moved\": %d}\n",
+                   r->step, rep.before, rep.after, rep.contiguous, rep.steps, rep.moved);
+    if (out)
+        fprintf(out,
+                "step %6ld | expert placement: rank load max/mean %.3f over the last %ld steps (contiguous blocks: "
+                "%.3f), %.3f re-placed on the same loads, %d experts moved\n",
+                r->step, rep.before, rep.steps, rep.contiguous, rep.after, rep.moved);
+    return FG_OK;
+}
+
 /* ---- evaluation ---- */
 static float evaluate(run *r)
 {
@@ -731,11 +754,11 @@ static void print_cost(FILE *out, const run *r, const fg_train_result *res, doub
                 fg_fmt_bytes(b2, sizeof b2, steps > 0 ? ds->bytes / (double)steps : 0.0), ds->span_s, ds->overlap_s,
                 ds->exposed_s, ds->span_s > 0 ? 100.0 * (ds->span_s - ds->exposed_s) / ds->span_s : 0.0);
     }
-    int ep_size = 1;
-    if (fg_model_moe_ep_owner(r->m, &ep_size)) { /* rank 0's share: the ranks are alike */
+    if (fg_model_moe_ep_size(r->m) > 0) { /* rank 0's share: the ranks are alike */
         double eb = fg_model_moe_ep_bytes(r->m);
-        fprintf(out, "expert parallel : %d ranks, %s sent per rank by the expert all-to-alls (%s per step)\n", ep_size,
-                fg_fmt_bytes(b1, sizeof b1, eb), fg_fmt_bytes(b2, sizeof b2, steps > 0 ? eb / steps : 0.0));
+        fprintf(out, "expert parallel : %d ranks, %s sent per rank by the expert all-to-alls (%s per step)\n",
+                fg_model_moe_ep_size(r->m), fg_fmt_bytes(b1, sizeof b1, eb),
+                fg_fmt_bytes(b2, sizeof b2, steps > 0 ? eb / steps : 0.0));
     }
     if (r->dp && dp_compressed(r->dp)) {
         const dp_stats *ds = dp_get_stats(r->dp);
@@ -1127,6 +1150,8 @@ fg_status fg_train_run_ep(const fg_train_config *cfg, fg_comm *comm, fg_comm *ep
         if (st != FG_OK)
             goto out_teardown;
         if (c->ckpt_every > 0 && (r->step % c->ckpt_every == 0 || last)) {
+            if (c->ep_place && !last && (st = place_experts(r, out)) != FG_OK)
+                goto out_teardown;
             st = save_ckpt(r, r->tokens_before + res.tokens);
             if (st != FG_OK)
                 goto out_teardown;
