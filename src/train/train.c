@@ -754,6 +754,13 @@ static void print_cost(FILE *out, const run *r, const fg_train_result *res, doub
                 fg_fmt_bytes(b2, sizeof b2, steps > 0 ? ds->bytes / (double)steps : 0.0), ds->span_s, ds->overlap_s,
                 ds->exposed_s, ds->span_s > 0 ? 100.0 * (ds->span_s - ds->exposed_s) / ds->span_s : 0.0);
     }
+    if (r->comm && fg_comm_size(r->comm) > 1) /* src/dist's own count, every operation (docs/SCALING.md) */
+        fprintf(out, "fg_comm counter : %s per step sent per rank in the batch group%s%s\n",
+                fg_fmt_bytes(b1, sizeof b1, steps > 0 ? fg_comm_bytes_sent(r->comm) / steps : 0.0),
+                r->ep_comm && fg_comm_size(r->ep_comm) > 1 ? ", in the ep group " : "",
+                r->ep_comm && fg_comm_size(r->ep_comm) > 1
+                    ? fg_fmt_bytes(b2, sizeof b2, steps > 0 ? fg_comm_bytes_sent(r->ep_comm) / steps : 0.0)
+                    : "");
     if (fg_model_moe_ep_size(r->m) > 0) { /* rank 0's share: the ranks are alike */
         double eb = fg_model_moe_ep_bytes(r->m);
         fprintf(out, "expert parallel : %d ranks, %s sent per rank by the expert all-to-alls (%s per step)\n",
