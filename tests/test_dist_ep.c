@@ -2,7 +2,8 @@
  * --ep N` against one process at the same global batch: ep 2, ep 4 and dp 2 x ep 2, both
  * model layouts (gpt2, llama), 20 steps: losses to 1e-5 relative, final params to 1e-6;
  * checkpoints saved at ep 2 resume at ep 1 and at ep 1 resume at ep 2 with the same next
- * losses; node-limited routing at ep 4, and experts re-placed by load every 4 steps, too. Skips when this build has no
+ * losses; node-limited routing at ep 4, experts re-placed by load every 4 steps (with and
+ * without the spill of overloaded ranks' rows), too. Skips when this build has no
  * MPI or mpirun is absent. */
 #define _GNU_SOURCE
 #include <stdlib.h>
@@ -217,6 +218,27 @@ static void test_replacement(void)
     FG_CHECK(moved > 0, "experts moved at the checkpoint boundaries (%d):\n%s", moved, out);
     check_losses("ep=4 re-placed every 4 steps", ref, dir, 1, 20);
     check_params("ep=4 re-placed every 4 steps", ref, dir);
+    /* the spill only ever lowers the busiest rank's rows: as run <= placement alone */
+    char path[1200], line[2048];
+    snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
+    FILE *f = fopen(path, "r");
+    int reports = 0, worse = 0;
+    while (f && fgets(line, sizeof line, f)) {
+        const char *p = strstr(line, "\"ep_micro_placed\": "), *q = strstr(line, "\"ep_micro_run\": ");
+        if (!p || !q)
+            continue;
+        reports++;
+        worse += atof(q + strlen("\"ep_micro_run\": ")) > atof(p + strlen("\"ep_micro_placed\": ")) + 1e-9;
+    }
+    if (f)
+        fclose(f);
+    FG_CHECK(reports >= 4 && worse == 0, "spill: %d placement reports, %d with the busiest rank worse", reports, worse);
+    /* and without the spill (each expert's rows on its owner only), the same training */
+    snprintf(dir, sizeof dir, "%s/replaced_nospill_ep4", fg_test_tmpdir());
+    snprintf(args, sizeof args, "%s %s --max-steps 20 --ckpt-every 4 --ep-spill 0 --out '%s'", data, model, dir);
+    FG_CHECK(train(1, 4, args) == 0, "ep=4 without spill: %s", out);
+    check_losses("ep=4 without spill", ref, dir, 1, 20);
+    check_params("ep=4 without spill", ref, dir);
 }
 
 /* What --ep refuses, with a message naming the setting. */

@@ -186,6 +186,10 @@ const int32_t *fg_model_moe_ep_owner(const fg_model *m, int l, int *ep_size);
 typedef struct fg_moe_placement_report {
     double before, after;
     double contiguous; /* the same loads on the first placement (contiguous blocks) */
+    /* measured per micro-batch (the rows each rank computed; max/mean, summed over the
+     * micro-batches, worst layer): [0] had the experts stayed in contiguous blocks, [1]
+     * with the placement alone, [2] as run (placement + spill) */
+    double per_micro[3];
     int moved;
     long steps;
 } fg_moe_placement_report;
@@ -196,6 +200,12 @@ double fg_moe_rank_imbalance(const double *load, const int32_t *owner, int E, in
 /* The placement rule: longest-processing-time first into ranks of at most ceil(E/P)
  * experts, then swaps that lower the most loaded rank (E >= P). FG_ERR_NOMEM only. */
 fg_status fg_moe_place(const double *load, int E, int P, int32_t *owner);
+/* The spill (on by default): in each micro-batch, while a rank has more than its share
+ * of the rows (+1%), blocks of its experts' rows (one source rank's rows of one expert)
+ * go to the least loaded rank, the ones that rank sent itself first. Possible because
+ * every rank holds every expert's weights; the expert's gradient is then summed over
+ * ranks by the dp all-reduce like any other. Off: each expert's rows go to its owner. */
+void fg_model_moe_ep_spill(fg_model *m, int on);
 /* The ep group's size (0 without expert parallelism). */
 int fg_model_moe_ep_size(const fg_model *m);
 /* Bytes this rank sent to others through the expert all-to-alls so far. */

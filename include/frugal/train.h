@@ -91,6 +91,7 @@ typedef struct fg_train_config {
     int zero;        /* 1: ZeRO-1, Adam m, v sharded over the dp ranks */
     int ep;          /* expert-parallel ranks (MoE): mpirun -np dp x ep; the ep ranks share the batch too */
     int ep_place;    /* 1: re-place experts by their load history at each checkpoint boundary */
+    int ep_spill;    /* 1: overloaded ranks' rows go to the least loaded rank each micro-batch */
     float bucket_mb; /* gradient bucket size, MiB: reduced as soon as backward has filled it */
     /* top-k gradient compression (Deep Gradient Compression; dist.h's codec) */
     float compress;          /* density kept per bucket (0.05 = 5%); 0: off, dense all-reduce */

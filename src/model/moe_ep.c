@@ -17,7 +17,11 @@ struct fg_moe_ep_layer {
     int32_t *owner; /* [E] rank of each expert (placement; the same on every rank) */
     int32_t *owned; /* [n_owned] this rank's experts, ascending */
     int n_owned;
-    double *load;      /* [E] rows routed to each expert (all ranks) since the last placement */
+    double *load;  /* [E] rows routed to each expert (all ranks) since the last placement */
+    int32_t *dest; /* [P*E] rank computing the rows source s sent for expert e (last forward) */
+    /* per micro-batch max and mean of the rows each rank computes, summed since the last
+     * placement: [0] contiguous blocks, [1] the placement alone, [2] with the spill */
+    double mb_max[3], mb_mean[3];
     int32_t *cnt_from; /* [P*E] rows each source sent for each expert (last forward) */
     int32_t *eoff;     /* [E+1] expert-major offsets of the received rows (0 rows: not owned) */
     int n_recv;
@@ -40,6 +44,8 @@ struct fg_moe_ep {
     double bytes;                   /* sent to other ranks, counts included */
     long exchanges;
     long load_steps; /* optimiser steps in the layers' load since the last placement */
+    int spill;       /* move rows of overloaded ranks' experts to the least loaded (weights are everywhere) */
+    double *rl;      /* [P] work: rows per rank */
 };
 
 static fg_status grow(float **p, size_t *cap, size_t need, const char *what)
@@ -82,14 +88,15 @@ static fg_status exchange(fg_moe_ep *ep, const float *send, const size_t *sc, fl
     return st;
 }
 
-/* rows of the local expert-sorted layout (offs) -> send buffer, grouped by owner */
+/* rows of the local expert-sorted layout (offs) -> send buffer, grouped by the rank that
+ * computes them (dest of this rank's blocks) */
 static void pack_local(fg_moe_ep *ep, const struct fg_moe_ep_layer *el, const int32_t *offs, const float *src, size_t W)
 {
     size_t o = 0;
     for (int d = 0; d < ep->P; d++) {
         size_t start = o;
         for (int e = 0; e < ep->E; e++) {
-            if (el->owner[e] != d)
+            if (el->dest[(size_t)ep->me * ep->E + e] != d)
                 continue;
             size_t n = (size_t)(offs[e + 1] - offs[e]);
             memcpy(ep->sbuf + o * W, src + (size_t)offs[e] * W, n * W * sizeof(float));
@@ -104,7 +111,7 @@ static void unpack_local(fg_moe_ep *ep, const struct fg_moe_ep_layer *el, const 
     size_t o = 0;
     for (int d = 0; d < ep->P; d++)
         for (int e = 0; e < ep->E; e++) {
-            if (el->owner[e] != d)
+            if (el->dest[(size_t)ep->me * ep->E + e] != d)
                 continue;
             size_t n = (size_t)(offs[e + 1] - offs[e]);
             memcpy(dst + (size_t)offs[e] * W, ep->sbuf + o * W, n * W * sizeof(float));
@@ -123,6 +130,8 @@ static void to_expert_major(fg_moe_ep *ep, const struct fg_moe_ep_layer *el, flo
     for (int s = 0; s < ep->P; s++)
         for (int i = 0; i < el->n_owned; i++) {
             int e = el->owned[i];
+            if (el->dest[(size_t)s * ep->E + e] != ep->me)
+                continue;
             size_t n = (size_t)el->cnt_from[(size_t)s * ep->E + e];
             float *a = em + (size_t)ep->cur[e] * W, *b = sm + o * W;
             if (reverse)
@@ -138,10 +147,85 @@ static void set_rcount(fg_moe_ep *ep, const struct fg_moe_ep_layer *el, size_t W
 {
     for (int s = 0; s < ep->P; s++) {
         size_t n = 0;
-        for (int i = 0; i < el->n_owned; i++)
-            n += (size_t)el->cnt_from[(size_t)s * ep->E + el->owned[i]];
+        for (int e = 0; e < ep->E; e++)
+            if (el->dest[(size_t)s * ep->E + e] == ep->me)
+                n += (size_t)el->cnt_from[(size_t)s * ep->E + e];
         ep->rcount[s] = n * W;
     }
+}
+
+/* rows per rank of a micro-batch's count matrix under a destination rule, into the
+ * layer's statistics slot k (by_expert: dest_of_block is per expert, else per block) */
+static void note_balance(fg_moe_ep *ep, struct fg_moe_ep_layer *el, int k, const int32_t *dest_of_block, int by_expert)
+{
+    int P = ep->P, E = ep->E;
+    double sum = 0, mx = 0;
+    for (int r = 0; r < P; r++)
+        ep->rl[r] = 0;
+    for (int s = 0; s < P; s++)
+        for (int e = 0; e < E; e++) {
+            double c = el->cnt_from[(size_t)s * E + e];
+            ep->rl[by_expert ? dest_of_block[e] : dest_of_block[(size_t)s * E + e]] += c;
+            sum += c;
+        }
+    for (int r = 0; r < P; r++)
+        mx = ep->rl[r] > mx ? ep->rl[r] : mx;
+    el->mb_max[k] += mx;
+    el->mb_mean[k] += sum / P;
+}
+
+/* The rank that computes each (source, expert) block of rows: the expert's owner; with
+ * the spill, while some rank has more than its share (+1%) one of its blocks moves to the
+ * least loaded rank - a block that rank sent itself first (it then never leaves it), else
+ * the largest - as long as the move lowers the maximum. Possible because every rank holds
+ * every expert's weights; the expert's gradient is then summed from several ranks by the
+ * dp all-reduce. Deterministic: every rank computes the same table from the same counts. */
+static void route_blocks(fg_moe_ep *ep, struct fg_moe_ep_layer *el)
+{
+    int P = ep->P, E = ep->E;
+    double *rl = ep->rl, sum = 0;
+    for (int r = 0; r < P; r++)
+        rl[r] = 0;
+    for (int s = 0; s < P; s++)
+        for (int e = 0; e < E; e++) {
+            int32_t c = el->cnt_from[(size_t)s * E + e];
+            el->dest[(size_t)s * E + e] = el->owner[e];
+            rl[el->owner[e]] += c;
+            sum += c;
+        }
+    double cap = sum / P * 1.01;
+    for (int guard = 0; ep->spill && guard < P * E; guard++) {
+        int hi = 0, lo = 0;
+        for (int r = 1; r < P; r++) {
+            if (rl[r] > rl[hi])
+                hi = r;
+            if (rl[r] < rl[lo])
+                lo = r;
+        }
+        if (rl[hi] <= cap)
+            break;
+        int bs = -1, be = -1;
+        double bc = 0;
+        for (int s = 0; s < P; s++)
+            for (int e = 0; e < E; e++) {
+                double c = el->cnt_from[(size_t)s * E + e];
+                if (el->dest[(size_t)s * E + e] != hi || c <= 0 || rl[lo] + c >= rl[hi])
+                    continue;
+                bool better = bs < 0 || (s == lo && bs != lo) || ((s == lo) == (bs == lo) && c > bc);
+                if (better)
+                    bs = s, be = e, bc = c;
+            }
+        if (bs < 0)
+            break;
+        el->dest[(size_t)bs * E + be] = lo;
+        rl[hi] -= bc;
+        rl[lo] += bc;
+    }
+    for (int e = 0; e < E; e++) /* the report's comparison: contiguous blocks, placement, actual */
+        ep->cur[e] = (int32_t)((long)e * P / E);
+    note_balance(ep, el, 0, ep->cur, 1);
+    note_balance(ep, el, 1, el->owner, 1);
+    note_balance(ep, el, 2, el->dest, 0);
 }
 
 fg_status moe_ep_forward(fg_moe_layer *L, const fg_moe_weights *w)
@@ -157,14 +241,20 @@ fg_status moe_ep_forward(fg_moe_layer *L, const fg_moe_weights *w)
             ep->cnt_send[(size_t)d * E + e] = L->offs[e + 1] - L->offs[e];
     fg_status st = fg_comm_alltoall(ep->comm, ep->cnt_send, el->cnt_from, (size_t)E, FG_DT_I32);
     ep->bytes += (double)(P - 1) * E * sizeof(int32_t);
-    /* expert-major offsets of what arrives */
+    if (st != FG_OK)
+        return ep->err = st;
+    route_blocks(ep, el); /* every rank computes the same table from the same counts */
+    /* expert-major offsets of what arrives; the experts this rank computes now */
     el->eoff[0] = 0;
+    el->n_owned = 0;
     for (int e = 0; e < E; e++) {
         int32_t n = 0;
-        if (el->owner[e] == ep->me)
-            for (int s = 0; s < P; s++)
+        for (int s = 0; s < P; s++)
+            if (el->dest[(size_t)s * E + e] == ep->me)
                 n += el->cnt_from[(size_t)s * E + e];
         el->eoff[e + 1] = el->eoff[e] + n;
+        if (n > 0)
+            el->owned[el->n_owned++] = e;
     }
     size_t nr = (size_t)el->eoff[E], nl = (size_t)L->n_rows;
     el->n_recv = (int)nr;
@@ -260,12 +350,14 @@ static void ep_free(fg_moe_ep *ep)
         fg_free(el->owned);
         fg_free(el->load);
         fg_free(el->cnt_from);
+        fg_free(el->dest);
         fg_free(el->eoff);
         fg_free(el->xr);
         fg_free(el->hr);
         fg_free(el->ar);
     }
     fg_free(ep->layers);
+    fg_free(ep->rl);
     fg_free(ep->cnt_send);
     fg_free(ep->cur);
     fg_free(ep->scount);
@@ -318,7 +410,9 @@ fg_status fg_model_moe_set_ep(fg_model *m, fg_comm *comm)
     ep->scount = fg_calloc((size_t)P, sizeof *ep->scount);
     ep->rcount = fg_calloc((size_t)P, sizeof *ep->rcount);
     ep->layers = fg_calloc((size_t)c->n_layer, sizeof *ep->layers);
-    bool ok = ep->cnt_send && ep->cur && ep->scount && ep->rcount && ep->layers;
+    ep->rl = fg_calloc((size_t)P, sizeof *ep->rl);
+    ep->spill = 1;
+    bool ok = ep->rl && ep->cnt_send && ep->cur && ep->scount && ep->rcount && ep->layers;
     for (int l = 0; ok && l < c->n_layer; l++) {
         struct fg_moe_ep_layer *el = &ep->layers[l];
         el->ep = ep;
@@ -328,8 +422,9 @@ fg_status fg_model_moe_set_ep(fg_model *m, fg_comm *comm)
         el->owned = fg_calloc((size_t)E, sizeof *el->owned);
         el->load = fg_calloc((size_t)E, sizeof *el->load);
         el->cnt_from = fg_calloc((size_t)P * E, sizeof *el->cnt_from);
+        el->dest = fg_calloc((size_t)P * E, sizeof *el->dest);
         el->eoff = fg_calloc((size_t)E + 1, sizeof *el->eoff);
-        ok = el->owner && el->owned && el->load && el->cnt_from && el->eoff;
+        ok = el->owner && el->owned && el->load && el->cnt_from && el->dest && el->eoff;
         /* contiguous blocks to start with: rank r owns experts [r E / P, (r+1) E / P) */
         for (int e = 0; ok && e < E; e++)
             el->owner[e] = (int32_t)((long)e * P / E);
@@ -402,6 +497,12 @@ const int32_t *fg_model_moe_ep_owner(const fg_model *m, int l, int *ep_size)
     if (!m->moe_ep || l < 0 || l >= m->moe_ep->n_layer)
         return NULL;
     return m->moe_ep->layers[l].owner;
+}
+
+void fg_model_moe_ep_spill(fg_model *m, int on)
+{
+    if (m->moe_ep)
+        m->moe_ep->spill = on != 0;
 }
 
 int fg_model_moe_ep_size(const fg_model *m)
@@ -515,6 +616,7 @@ fg_status fg_model_moe_ep_replace(fg_model *m, fg_moe_placement_report *rep)
     }
     rep->steps = ep->load_steps;
     rep->before = rep->after = rep->contiguous = 1.0;
+    rep->per_micro[0] = rep->per_micro[1] = rep->per_micro[2] = 1.0;
     for (int l = 0; l < ep->n_layer; l++) {
         struct fg_moe_ep_layer *el = &ep->layers[l];
         if (!el->owner)
@@ -542,6 +644,11 @@ fg_status fg_model_moe_ep_replace(fg_model *m, fg_moe_placement_report *rep)
         memcpy(el->owner, owner, (size_t)E * sizeof *owner);
         set_owned(el);
         memset(el->load, 0, (size_t)E * sizeof *el->load);
+        for (int k = 0; k < 3; k++) {
+            double r = el->mb_mean[k] > 0 ? el->mb_max[k] / el->mb_mean[k] : 1.0;
+            rep->per_micro[k] = r > rep->per_micro[k] ? r : rep->per_micro[k];
+            el->mb_max[k] = el->mb_mean[k] = 0;
+        }
         rep->before = before > rep->before ? before : rep->before;
         rep->after = after > rep->after ? after : rep->after;
     }

@@ -174,6 +174,8 @@ static const fg_opt opts[] = {
      .help = "expert-parallel ranks (MoE; mpirun -np DP*EP): experts spread over them, tokens by all-to-all"},
     {"ep_place", FG_OPT_BOOL, F(ep_place), .flags = RESUMABLE,
      .help = "re-place experts over the ep ranks by load at each checkpoint boundary"},
+    {"ep_spill", FG_OPT_BOOL, F(ep_spill), .flags = RESUMABLE,
+     .help = "expert parallel: rows of an overloaded rank's experts computed by the least loaded rank"},
     {"bucket_mb", FG_OPT_FLOAT, F(bucket_mb), 1e-4, 1e4, .flags = RESUMABLE,
      .help = "gradient bucket (MiB) reduced while backward goes on"},
     {"compress", FG_OPT_FLOAT, F(compress), 0, 1, .flags = RESUMABLE,
@@ -217,6 +219,7 @@ void fg_train_config_default(fg_train_config *c)
     c->dp = 1;
     c->ep = 1;
     c->ep_place = 1;
+    c->ep_spill = 1;
     c->bucket_mb = 25.0f; /* PyTorch DDP's bucket_cap_mb */
     c->compress_delta = 1;
     c->compress_clip = 1;

@@ -463,13 +463,17 @@ static fg_status place_experts(run *r, FILE *out)
         return st;
     metrics_printf(r,
                    "{\"step\": %ld, \"ep_load_before\": %.6f, \"ep_load_after\": %.6f, \"ep_load_contiguous\": "
-                   "%.6f, \"ep_load_steps\": %ld, \"ep_moved\": %d}\n",
-                   r->step, rep.before, rep.after, rep.contiguous, rep.steps, rep.moved);
+                   "%.6f, \"ep_load_steps\": %ld, \"ep_moved\": %d, \"ep_micro_contiguous\": %.6f, "
+                   "\"ep_micro_placed\": %.6f, \"ep_micro_run\": %.6f}\n",
+                   r->step, rep.before, rep.after, rep.contiguous, rep.steps, rep.moved, rep.per_micro[0],
+                   rep.per_micro[1], rep.per_micro[2]);
     if (out)
         fprintf(out,
-                "step %6ld | expert placement: rank load max/mean %.3f over the last %ld steps (contiguous blocks: "
-                "%.3f), %.3f re-placed on the same loads, %d experts moved\n",
-                r->step, rep.before, rep.steps, rep.contiguous, rep.after, rep.moved);
+                "step %6ld | expert placement: rows per rank, max/mean per micro-batch over the last %ld steps: "
+                "%.3f as run (contiguous blocks would be %.3f, placement alone %.3f); summed over the steps %.3f "
+                "(contiguous %.3f), %.3f re-placed on the same loads, %d experts moved\n",
+                r->step, rep.steps, rep.per_micro[2], rep.per_micro[0], rep.per_micro[1], rep.before, rep.contiguous,
+                rep.after, rep.moved);
     return FG_OK;
 }
 
@@ -608,8 +612,11 @@ static fg_status setup(run *r, FILE *out)
     }
     c->model = *fg_model_get_config(r->m); /* resolved: padded_vocab, d_ff, ... */
     fg_model_init_weights(r->m, c->seed);
-    if (r->ep_comm && fg_comm_size(r->ep_comm) > 1 && (st = fg_model_moe_set_ep(r->m, r->ep_comm)) != FG_OK)
-        goto out_ids;
+    if (r->ep_comm && fg_comm_size(r->ep_comm) > 1) {
+        if ((st = fg_model_moe_set_ep(r->m, r->ep_comm)) != FG_OK)
+            goto out_ids;
+        fg_model_moe_ep_spill(r->m, c->ep_spill);
+    }
     int nt = fg_model_num_tensors(r->m);
     fg_optim_range *ranges = fg_malloc((size_t)nt * sizeof *ranges);
     if (!ranges) {
