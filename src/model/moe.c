@@ -338,6 +338,8 @@ static void allowed_groups(unsigned char *allowed, const float *aff, const float
         for (int g = 0; g < G; g++)
             if (!pick[g] && (best < 0 || gs[g] > gs[best]))
                 best = g;
+        if (best < 0) /* M <= G (validated): not reached */
+            break;
         pick[best] = 1;
     }
     for (int e = 0; e < E; e++)
