@@ -85,12 +85,23 @@ fg_status fg_comm_iallgather(fg_comm *c, void *buf, const int *counts, const int
 /* send[size*n] -> recv[size*n]: block r of send goes to rank r, block r of recv came from r. */
 fg_status fg_comm_alltoall(fg_comm *c, const void *send, void *recv, size_t n, fg_dtype t);
 fg_status fg_comm_ialltoall(fg_comm *c, const void *send, void *recv, size_t n, fg_dtype t, fg_req *req);
+/* All-to-all with per-peer counts (elements): scounts[r] elements from send go to rank r,
+ * rcounts[r] elements into recv come from r, each side packed in rank order. The counts
+ * must agree pairwise (an all-to-all of them first). Point-to-point underneath
+ * (alltoallv.c); the self block is a memcpy, so a single-process communicator works. */
+fg_status fg_comm_alltoallv(fg_comm *c, const void *send, const size_t *scounts, void *recv, const size_t *rcounts,
+                            fg_dtype t);
 /* Root's send[counts[rank]] gathered into recv at displs (recv only read on root). */
 fg_status fg_comm_gatherv(fg_comm *c, const void *send, int n, void *recv, const int *counts, const int *displs,
                           fg_dtype t, int root);
 fg_status fg_comm_bcast(fg_comm *c, void *buf, size_t n, fg_dtype t, int root);
 fg_status fg_comm_barrier(fg_comm *c);
 fg_status fg_comm_ibarrier(fg_comm *c, fg_req *req);
+
+/* Bytes this rank has sent through c since it was made: the bandwidth-optimal count of
+ * each operation started (ring all-reduce 2(p-1)/p x n, reduce-scatter / all-gather /
+ * broadcast (p-1)/p x n, all-to-all the p-1 other blocks, sends and gathers exactly). */
+double fg_comm_bytes_sent(const fg_comm *c);
 
 /* ---- point to point (the local communicator has no peer: FG_ERR_INVALID) ---- */
 fg_status fg_comm_send(fg_comm *c, const void *buf, size_t n, fg_dtype t, int peer, int tag);

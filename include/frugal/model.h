@@ -44,6 +44,8 @@ typedef enum fg_balance {
 /* Largest top-K the MoE block supports (per-token gate gradients live on the stack): the
  * one bound of n_expert_active, used by the option table and fg_moe_config_validate. */
 #define FG_MOE_MAX_K 64
+/* Most expert groups node-limited routing takes (group scores live on the stack). */
+#define FG_MOE_MAX_GROUPS 256
 
 /* How a MoE layer spreads its experts over the threads (an execution choice: results are
  * the same up to fp32 rounding). */
@@ -71,6 +73,11 @@ typedef struct fg_moe_config {
     float balance_alpha;      /* aux-loss weight (SEQAUX, SWITCH) */
     float capacity_factor;    /* 0: no limit; else cap = ceil(cf * tokens * K / E) per expert */
     fg_moe_par parallel;      /* execution only: experts side by side or threaded GEMMs */
+    /* node-limited routing (DeepSeek-V3): the E experts form route_groups groups of E/G
+     * consecutive experts (a node's, or an ep rank's, under contiguous placement); a
+     * token's K experts come from its route_max_groups best groups. 0: off. */
+    int route_groups;
+    int route_max_groups;
     /* C, the width: not a setting. fg_model_new sets it from the model's d_model; a block
      * built alone (tests, benchmarks) sets it itself. */
     int d_model;

@@ -14,7 +14,7 @@
  * Execution: (token, expert) pairs are counting-sorted by expert, each expert runs one
  * GEMM on its gathered rows (gate|up fused as one [2H,C] linear, SwiGLU, down [C,H]),
  * the outputs are combined per token by a deterministic weighted sum. Nothing here
- * allocates after init. Left out: expert parallelism over ranks (all-to-all).
+ * allocates after init (expert parallelism over ranks, moe_ep.c, grows its buffers).
  */
 #ifndef FRUGAL_MOE_H
 #define FRUGAL_MOE_H
@@ -106,6 +106,9 @@ typedef struct fg_moe_layer {
     double *total_load; /* [E] routed pairs counted by backward since init */
     double *aux_tmp;    /* [E] work space of the aux-loss sums */
     fg_moe_layer_stats stats;
+    /* expert parallelism (moe_ep.c): NULL runs every expert here; set, the kept rows go
+     * to the ranks owning their experts and the outputs come back (training forwards) */
+    struct fg_moe_ep_layer *ep;
     void *mem;
 } fg_moe_layer;
 
@@ -153,6 +156,60 @@ fg_status fg_moe_backward(fg_moe_layer *L, fg_moe_scratch *S, float *dx, const f
  * gain 0 is DeepSeek-V3's sign rule; with mean 0 the bias does not move). */
 void fg_moe_balance_update(float *bias, float *hist, float *hist_steps, const float *step_load, int E, int W,
                            float gamma, float gain);
+
+/* ---- expert parallelism (moe_ep.c; docs/DIST.md "Expert parallelism") ----
+ * The ranks of ep (an fg_comm of the ep group) each own some experts (contiguous blocks
+ * at first); a training forward (one with targets) sends each kept (token, expert) row
+ * to the expert's owner and the output back, backward the same with the gradients, and
+ * the owner accumulates its experts' weight gradients. Every rank keeps the whole flat
+ * buffer: the gradients of the experts it does not own stay zero there, so the data-
+ * parallel sum over the ep ranks completes them. fp32 only. ep NULL: off. The model
+ * borrows ep until set to NULL or deleted. */
+struct fg_comm;
+fg_status fg_model_moe_set_ep(fg_model *m, struct fg_comm *ep);
+/* 0: even training forwards run every expert here (the other ranks must not wait). */
+void fg_model_moe_ep_enable(fg_model *m, int on);
+/* owner[E] of MoE layer l (every rank of the group owning at least one expert, the same
+ * on every rank): the placement of the following forwards. FG_ERR_INVALID naming the bad
+ * entry. No weights move: every rank holds them all. */
+fg_status fg_model_moe_ep_place(fg_model *m, int l, const int32_t *owner);
+/* Layer l's placement (NULL without expert parallelism or for a dense layer), and the
+ * group's size. */
+const int32_t *fg_model_moe_ep_owner(const fg_model *m, int l, int *ep_size);
+
+/* Placement from the load history. Each optimiser step (fg_model_post_step) adds the
+ * step's global expert loads to a per-layer sum; fg_model_moe_ep_replace re-places every
+ * MoE layer's experts from it (fg_moe_place) and starts the sum again. Reported: the
+ * worst layer's max/mean per-rank load over the steps summed, with the placement in use
+ * (before), with the new one on the same loads (after) and with the contiguous blocks of
+ * the start (contiguous), and the experts moved. */
+typedef struct fg_moe_placement_report {
+    double before, after;
+    double contiguous; /* the same loads on the first placement (contiguous blocks) */
+    /* measured per micro-batch (the rows each rank computed; max/mean, summed over the
+     * micro-batches, worst layer): [0] had the experts stayed in contiguous blocks, [1]
+     * with the placement alone, [2] as run (placement + spill) */
+    double per_micro[3];
+    int moved;
+    long steps;
+} fg_moe_placement_report;
+fg_status fg_model_moe_ep_replace(fg_model *m, fg_moe_placement_report *rep);
+/* max over ranks / mean over ranks of sum of load[e] over owner[e] = rank (1 when no
+ * load); rank_load[P] receives the sums. */
+double fg_moe_rank_imbalance(const double *load, const int32_t *owner, int E, int P, double *rank_load);
+/* The placement rule: longest-processing-time first into ranks of at most ceil(E/P)
+ * experts, then swaps that lower the most loaded rank (E >= P). FG_ERR_NOMEM only. */
+fg_status fg_moe_place(const double *load, int E, int P, int32_t *owner);
+/* The spill (on by default): in each micro-batch, while a rank has more than its share
+ * of the rows (+1%), blocks of its experts' rows (one source rank's rows of one expert)
+ * go to the least loaded rank, the ones that rank sent itself first. Possible because
+ * every rank holds every expert's weights; the expert's gradient is then summed over
+ * ranks by the dp all-reduce like any other. Off: each expert's rows go to its owner. */
+void fg_model_moe_ep_spill(fg_model *m, int on);
+/* The ep group's size (0 without expert parallelism). */
+int fg_model_moe_ep_size(const fg_model *m);
+/* Bytes this rank sent to others through the expert all-to-alls so far. */
+double fg_model_moe_ep_bytes(const fg_model *m);
 
 #ifdef __cplusplus
 }

@@ -91,6 +91,9 @@ typedef struct fg_train_config {
     /* ---- data parallelism (src/dist, docs/DIST.md): run under mpirun -np dp ---- */
     int dp;          /* data-parallel ranks; grad_accum micro-batches are split among them */
     int zero;        /* 1: ZeRO-1, Adam m, v sharded over the dp ranks */
+    int ep;          /* expert-parallel ranks (MoE): mpirun -np dp x ep; the ep ranks share the batch too */
+    int ep_place;    /* 1: re-place experts by their load history at each checkpoint boundary */
+    int ep_spill;    /* 1: overloaded ranks' rows go to the least loaded rank each micro-batch */
     float bucket_mb; /* gradient bucket size, MiB: reduced as soon as backward has filled it */
     /* top-k gradient compression (Deep Gradient Compression; dist.h's codec) */
     float compress;          /* density kept per bucket (0.05 = 5%); 0: off, dense all-reduce */
@@ -291,6 +294,10 @@ fg_status fg_train_run(const fg_train_config *c, FILE *out, fg_train_result *r);
  * the job (fg_comm_abort), since the other ranks wait in a collective. */
 struct fg_comm;
 fg_status fg_train_run_comm(const fg_train_config *c, struct fg_comm *comm, FILE *out, fg_train_result *r);
+/* Expert parallel (c->ep > 1): comm holds the dp x ep ranks that split the batch (the
+ * gradient all-reduce), ep_comm this rank's ep group (the experts' all-to-alls). */
+fg_status fg_train_run_ep(const fg_train_config *c, struct fg_comm *comm, struct fg_comm *ep_comm, FILE *out,
+                          fg_train_result *r);
 
 /* Loads a finished run for sampling or export: <run>/config.json and the params of
  * the newest checkpoint in ckpt_dir ("" = <run>/final, else <run>/ckpt). The model

@@ -28,7 +28,7 @@ int fg_cmd_train(int argc, char **argv)
     fg_status st = fg_train_config_from_args(&c, argc, argv, NULL);
     if (st != FG_OK)
         return fg_cli_fail("train", st, "frugal train --help lists the options");
-    if (c.dp == 1 && !fg_dist_launched()) {
+    if (c.dp * c.ep == 1 && !fg_dist_launched()) {
         fg_train_result r;
         st = fg_train_run(&c, stdout, &r);
         if (st != FG_OK)
@@ -40,12 +40,18 @@ int fg_cmd_train(int argc, char **argv)
     if (st != FG_OK)
         return fg_cli_fail("train", st, "--dp N runs under mpirun -np N (docs/DIST.md)");
     fg_grid g;
-    st = fg_grid_init(&g, world, c.dp, 1, 1, 1);
+    st = fg_grid_init(&g, world, c.dp, 1, 1, c.ep);
     int rank = fg_comm_rank(world);
+    fg_comm *batch = NULL; /* expert parallel: the dp x ep ranks split the batch */
+    if (st == FG_OK && c.ep > 1)
+        st = fg_comm_split(world, g.pp_rank * g.tp + g.tp_rank, rank, &batch);
     if (st == FG_OK) {
         fg_train_result r;
-        st = fg_train_run_comm(&c, g.dp_comm, rank == 0 ? stdout : NULL, &r);
+        st = c.ep > 1 ? fg_train_run_ep(&c, batch, g.ep_comm, rank == 0 ? stdout : NULL, &r)
+                      : fg_train_run_comm(&c, g.dp_comm, rank == 0 ? stdout : NULL, &r);
     }
+    if (batch)
+        fg_comm_free(batch);
     if (st != FG_OK) {
         char cmd[32];
         snprintf(cmd, sizeof cmd, "train (rank %d of %d)", rank, fg_comm_size(world));

@@ -232,9 +232,24 @@ static fg_status start(fg_req *req)
     return FG_OK;
 }
 
+/* The byte counter: what a bandwidth-optimal algorithm sends from this rank (ring
+ * all-reduce 2(p-1)/p n, reduce-scatter and all-gather (p-1)/p n, all-to-all the p-1
+ * blocks for others, point-to-point exactly), counted when an operation starts. The MPI
+ * library may pick another algorithm: this is the model, not a packet count. */
+static void count(fg_comm *c, double elems, fg_dtype t)
+{
+    c->sent += elems * (double)fg_dtype_size(t);
+}
+
+double fg_comm_bytes_sent(const fg_comm *c)
+{
+    return c->sent;
+}
+
 fg_status fg_comm_iallreduce(fg_comm *c, void *buf, size_t n, fg_dtype t, fg_redop op, fg_req *req)
 {
     start(req);
+    count(c, 2.0 * (c->size - 1) / c->size * (double)n, t);
     return c->ops->iallreduce(c, buf, n, t, op, req);
 }
 
@@ -249,6 +264,8 @@ fg_status fg_comm_ireduce_scatter(fg_comm *c, const void *send, void *recv, cons
                                   fg_req *req)
 {
     start(req);
+    for (int r = 0; r < c->size; r++)
+        count(c, (double)(c->size - 1) / c->size * counts[r], t);
     return c->ops->ireduce_scatter(c, send, recv, counts, t, op, req);
 }
 
@@ -262,6 +279,8 @@ fg_status fg_comm_reduce_scatter(fg_comm *c, const void *send, void *recv, const
 fg_status fg_comm_iallgather(fg_comm *c, void *buf, const int *counts, const int *displs, fg_dtype t, fg_req *req)
 {
     start(req);
+    for (int r = 0; r < c->size; r++)
+        count(c, (double)(c->size - 1) / c->size * counts[r], t);
     return c->ops->iallgather(c, buf, counts, displs, t, req);
 }
 
@@ -275,6 +294,7 @@ fg_status fg_comm_allgather(fg_comm *c, void *buf, const int *counts, const int 
 fg_status fg_comm_ialltoall(fg_comm *c, const void *send, void *recv, size_t n, fg_dtype t, fg_req *req)
 {
     start(req);
+    count(c, (double)(c->size - 1) * (double)n, t);
     return c->ops->ialltoall(c, send, recv, n, t, req);
 }
 
@@ -288,11 +308,15 @@ fg_status fg_comm_alltoall(fg_comm *c, const void *send, void *recv, size_t n, f
 fg_status fg_comm_gatherv(fg_comm *c, const void *send, int n, void *recv, const int *counts, const int *displs,
                           fg_dtype t, int root)
 {
+    if (c->rank != root)
+        count(c, (double)n, t);
     return c->ops->gatherv(c, send, n, recv, counts, displs, t, root);
 }
 
 fg_status fg_comm_bcast(fg_comm *c, void *buf, size_t n, fg_dtype t, int root)
 {
+    if (c->size > 1) /* a pipelined broadcast: each rank but the last forwards the message once */
+        count(c, (double)(c->size - 1) / c->size * (double)n, t);
     return c->ops->bcast(c, buf, n, t, root);
 }
 
@@ -312,6 +336,7 @@ fg_status fg_comm_barrier(fg_comm *c)
 fg_status fg_comm_isend(fg_comm *c, const void *buf, size_t n, fg_dtype t, int peer, int tag, fg_req *req)
 {
     start(req);
+    count(c, (double)n, t);
     return c->ops->isend(c, buf, n, t, peer, tag, req);
 }
 

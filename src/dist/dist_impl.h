@@ -31,6 +31,7 @@ struct fg_comm {
     const fg_comm_ops *ops;
     int rank, size;
     int is_world; /* MPI_COMM_WORLD: freed by fg_dist_finalize only */
+    double sent;  /* bytes this rank sent, by the bandwidth-optimal model (fg_comm_bytes_sent) */
     void *impl;   /* the MPI_Comm, boxed */
 };
 

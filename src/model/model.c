@@ -843,7 +843,7 @@ fg_status fg_model_forward(fg_model *m, const int32_t *inputs, const int32_t *ta
     m->bf_live = m->wbf != NULL;
     fg_status st = model_forward(m, inputs, targets, B, T, loss);
     m->bf_live = 0;
-    return st;
+    return st == FG_OK ? model_moe_ep_status(m) : st;
 }
 
 uint16_t *fg_model_bf16_weights(fg_model *m)
@@ -861,7 +861,7 @@ fg_status fg_model_backward(fg_model *m, float loss_scale)
     m->bf_live = m->wbf != NULL;
     fg_status st = model_backward(m, loss_scale);
     m->bf_live = 0;
-    return st;
+    return st == FG_OK ? model_moe_ep_status(m) : st;
 }
 
 void fg_model_set_grad_hook(fg_model *m, fg_model_grad_hook fn, void *ctx)

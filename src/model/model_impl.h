@@ -209,6 +209,8 @@ struct fg_model {
     fg_moe_layer *moe;           /* [L], NULL for a dense model */
     fg_moe_scratch *moe_scratch; /* backward scratch shared by the MoE layers */
     float moe_loss_scale;        /* loss_scale of the running backward (aux losses) */
+    struct fg_moe_ep *moe_ep;    /* expert parallelism (moe_ep.c), NULL: every expert here */
+    int moe_ep_on;               /* training forwards use it; evaluation runs locally */
 
     /* bf16 / fp8 precision only (NULL for fp32): a bf16 copy of every parameter (fp8:
      * through 128x128 e4m3 blocks), refreshed at each forward (after the optimiser's
@@ -293,6 +295,11 @@ void model_moe_free(fg_model *m);
 void model_moe_ffn_forward(const fg_model *m, int l, float *out, const float *inp, int N);
 void model_moe_ffn_backward(fg_model *m, int l, float *dinp, const float *dout, const float *inp, int N);
 float model_moe_aux_loss(const fg_model *m); /* sum over MoE layers of the last forward */
+/* expert parallelism (moe_ep.c) */
+void model_moe_ep_free(fg_model *m);
+struct fg_moe_ep_layer *model_moe_ep_layer(const fg_model *m, int l);    /* NULL: run locally */
+fg_status model_moe_ep_status(fg_model *m);                              /* first exchange failure */
+void model_moe_ep_note_load(fg_model *m, int l, const float *step_load); /* each optimiser step */
 
 /* ---- bf16 / fp8 precision (lowp.c) ---- */
 fg_status model_lp_init(fg_model *m); /* allocates m->lp (after the tensor table) */

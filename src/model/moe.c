@@ -1,7 +1,7 @@
 /* moe.c: the MoE FFN block: sigmoid router with biased top-K selection, counting sort
  * of (token, expert) pairs, one GEMM pair per expert, deterministic weighted combine,
  * aux balance losses, capacity dropping, their backward, and the bias-history rule.
- * Left out: expert parallelism across ranks, and low-precision expert GEMMs. */
+ * Expert parallelism (the rows sent to the experts' ranks) is moe_ep.c's. */
 #include "frugal/moe.h"
 
 #include <limits.h>
@@ -9,8 +9,12 @@
 #include <string.h>
 
 #include "frugal/kernels.h"
+#include "moe_impl.h"
 
 /* ---- configuration ---- */
+
+/* Node-limited routing marks the allowed experts on the stack: the option table's bound. */
+#define ROUTE_MAX_E 4096
 
 fg_status fg_moe_config_validate(const fg_moe_config *mc)
 {
@@ -49,6 +53,27 @@ fg_status fg_moe_config_validate(const fg_moe_config *mc)
         return fg_error(FG_ERR_INVALID, "moe: balance_window = %d: must be at least 1 step", mc->balance_window);
     if (!(mc->balance_alpha >= 0.0f) || !isfinite(mc->balance_alpha))
         return fg_error(FG_ERR_INVALID, "moe: balance_alpha = %g: must be >= 0", (double)mc->balance_alpha);
+    if (mc->route_groups < 0 || mc->route_groups > FG_MOE_MAX_GROUPS)
+        return fg_error(FG_ERR_INVALID, "moe: route_groups = %d: must be 0 (off) .. %d", mc->route_groups,
+                        FG_MOE_MAX_GROUPS);
+    if (mc->route_groups > 0) {
+        int G = mc->route_groups, M = mc->route_max_groups;
+        if (mc->n_expert > ROUTE_MAX_E)
+            return fg_error(FG_ERR_INVALID,
+                            "moe: node-limited routing (route_groups = %d) takes at most %d experts, "
+                            "n_expert = %d",
+                            G, ROUTE_MAX_E, mc->n_expert);
+        if (mc->n_expert % G != 0)
+            return fg_error(FG_ERR_INVALID, "moe: route_groups = %d does not divide n_expert = %d", G, mc->n_expert);
+        if (M < 1 || M > G)
+            return fg_error(FG_ERR_INVALID, "moe: route_max_groups = %d: must be 1 .. route_groups (= %d)", M, G);
+        if (M * (mc->n_expert / G) < mc->n_expert_active)
+            return fg_error(FG_ERR_INVALID,
+                            "moe: route_max_groups = %d groups of %d experts cannot hold n_expert_active = %d", M,
+                            mc->n_expert / G, mc->n_expert_active);
+    } else if (mc->route_max_groups != 0) {
+        return fg_error(FG_ERR_INVALID, "moe: route_max_groups = %d without route_groups", mc->route_max_groups);
+    }
     if ((int)mc->parallel < FG_MOE_PAR_AUTO || (int)mc->parallel > FG_MOE_PAR_GEMM)
         return fg_error(FG_ERR_INVALID, "moe: parallel = %d: must be 0 (auto), 1 (experts) or 2 (gemm)",
                         (int)mc->parallel);
@@ -287,8 +312,42 @@ void fg_moe_scratch_free(fg_moe_scratch *S)
 /* One token: a = sigmoid(s) in place over aff[E] (s = router logits on entry), the
  * softmax of s into prob (SWITCH only), top-K of a + bias into topk[K] by descending
  * score (ties: lower index first), gates = scale * a_k / sum_j a_j over the K chosen. */
+/* Node-limited routing: marks allowed[e] for the experts of the M groups (of E/G
+ * consecutive experts) with the highest group scores, a group's score being the sum of
+ * its two best a + bias (DeepSeek-V3's inference code; one when groups have one expert);
+ * ties: lower group first. */
+static void allowed_groups(unsigned char *allowed, const float *aff, const float *bias, int E, int G, int M)
+{
+    float gs[FG_MOE_MAX_GROUPS];
+    unsigned char pick[FG_MOE_MAX_GROUPS];
+    int per = E / G;
+    for (int g = 0; g < G; g++) {
+        float b1 = -INFINITY, b2 = -INFINITY;
+        for (int e = g * per; e < (g + 1) * per; e++) {
+            float sc = aff[e] + (bias ? bias[e] : 0.0f);
+            if (sc > b1)
+                b2 = b1, b1 = sc;
+            else if (sc > b2)
+                b2 = sc;
+        }
+        gs[g] = per > 1 ? b1 + b2 : b1;
+        pick[g] = 0;
+    }
+    for (int m = 0; m < M; m++) {
+        int best = -1;
+        for (int g = 0; g < G; g++)
+            if (!pick[g] && (best < 0 || gs[g] > gs[best]))
+                best = g;
+        if (best < 0) /* M <= G (validated): not reached */
+            break;
+        pick[best] = 1;
+    }
+    for (int e = 0; e < E; e++)
+        allowed[e] = pick[e / per];
+}
+
 static void route_token(float *aff, float *prob, int32_t *topk, float *gate, const float *bias, int E, int K,
-                        float scale)
+                        float scale, int G, int M)
 {
     if (prob) {
         /* max subtraction keeps exp in range for any logit scale */
@@ -305,10 +364,16 @@ static void route_token(float *aff, float *prob, int32_t *topk, float *gate, con
     }
     for (int e = 0; e < E; e++)
         aff[e] = 1.0f / (1.0f + expf(-aff[e]));
+    unsigned char allowed[ROUTE_MAX_E]; /* validated: E <= ROUTE_MAX_E when G > 0 */
+    bool limited = G > 0 && M < G;
+    if (limited)
+        allowed_groups(allowed, aff, bias, E, G, M);
     for (int k = 0; k < K; k++) {
         int best = -1;
         float best_score = 0;
         for (int e = 0; e < E; e++) {
+            if (limited && !allowed[e])
+                continue;
             bool taken = false;
             for (int j = 0; j < k && !taken; j++)
                 taken = topk[j] == e;
@@ -341,11 +406,16 @@ static int capacity(const fg_moe_config *mc, int n)
  * called inside a parallel region single-threaded on its thread. Under OpenBLAS's
  * own pthread pool (FG_BLAS_THREADING=blas) concurrent callers serialise, so there
  * one after another is used. cfg.parallel (config key moe_parallel) forces a choice. */
+int moe_parallel_over_experts(const fg_moe_config *mc)
+{
+    if (mc->parallel != FG_MOE_PAR_AUTO)
+        return mc->parallel == FG_MOE_PAR_EXPERTS && mc->n_expert > 1;
+    return mc->n_expert > 1 && fg_threads_get() > 1 && strcmp(fg_kernels_blas_threading(), "blas") != 0;
+}
+
 static bool parallel_over_experts(const fg_moe_layer *L)
 {
-    if (L->cfg.parallel != FG_MOE_PAR_AUTO)
-        return L->cfg.parallel == FG_MOE_PAR_EXPERTS && L->cfg.n_expert > 1;
-    return L->cfg.n_expert > 1 && fg_threads_get() > 1 && strcmp(fg_kernels_blas_threading(), "blas") != 0;
+    return moe_parallel_over_experts(&L->cfg) != 0;
 }
 
 /* out[N,OC] = inp[N,C] @ weight^T in fp32, or on bf16 operands when wbf is given (the
@@ -375,6 +445,15 @@ static void shared_linear_backward(const fg_moe_weights *w, float *dinp, float *
     fg_bgemm(1, 0, OC, C, N, 1.0f, w->bf16_d, OC, w->bf16_x, C, 1.0f, dweight, C);
 }
 
+void moe_expert_rows_forward(const fg_moe_config *mc, const fg_moe_weights *w, int e, const float *xg, float *h,
+                             float *act, float *eo, int ne)
+{
+    size_t C = (size_t)mc->d_model, H = (size_t)mc->d_expert;
+    fg_matmul_forward(h, xg, w->expert_fc + (size_t)e * 2 * H * C, NULL, ne, (int)C, (int)(2 * H));
+    fg_swiglu_forward(act, h, ne, (int)H);
+    fg_matmul_forward(eo, act, w->expert_proj + (size_t)e * C * H, NULL, ne, (int)H, (int)C);
+}
+
 static void expert_forward(fg_moe_layer *L, const fg_moe_weights *w, int e)
 {
     size_t C = (size_t)L->cfg.d_model, H = (size_t)L->cfg.d_expert;
@@ -393,11 +472,8 @@ static void expert_forward(fg_moe_layer *L, const fg_moe_weights *w, int e)
                  L->eo + (size_t)r0 * C, (int)C);
         return;
     }
-    fg_matmul_forward(L->h + (size_t)r0 * 2 * H, L->xg + (size_t)r0 * C, w->expert_fc + (size_t)e * 2 * H * C, NULL, ne,
-                      (int)C, (int)(2 * H));
-    fg_swiglu_forward(L->act + (size_t)r0 * H, L->h + (size_t)r0 * 2 * H, ne, (int)H);
-    fg_matmul_forward(L->eo + (size_t)r0 * C, L->act + (size_t)r0 * H, w->expert_proj + (size_t)e * C * H, NULL, ne,
-                      (int)H, (int)C);
+    moe_expert_rows_forward(&L->cfg, w, e, L->xg + (size_t)r0 * C, L->h + (size_t)r0 * 2 * H, L->act + (size_t)r0 * H,
+                            L->eo + (size_t)r0 * C, ne);
 }
 
 /* Aux losses of the last forward (SEQAUX / SWITCH; 0 otherwise), alpha included.
@@ -464,7 +540,7 @@ fg_status fg_moe_forward(fg_moe_layer *L, float *out, const float *x, const fg_m
 #pragma omp parallel for schedule(static)
     for (int t = 0; t < n; t++)
         route_token(L->aff + (size_t)t * E, L->prob ? L->prob + (size_t)t * E : NULL, L->topk + (size_t)t * K,
-                    L->gate + (size_t)t * K, bias, E, K, mc->route_scale);
+                    L->gate + (size_t)t * K, bias, E, K, mc->route_scale, mc->route_groups, mc->route_max_groups);
 
     /* counting sort of the pairs by expert, stable in token order, so the capacity
      * limit keeps each expert's first `cap` tokens */
@@ -494,7 +570,11 @@ fg_status fg_moe_forward(fg_moe_layer *L, float *out, const float *x, const fg_m
     for (int r = 0; r < L->n_rows; r++)
         memcpy(L->xg + (size_t)r * C, x + (size_t)L->row_tok[r] * C, (size_t)C * sizeof(float));
 
-    if (parallel_over_experts(L)) {
+    if (L->ep) { /* expert parallel: the rows go to the experts' ranks and come back */
+        fg_status st = moe_ep_forward(L, w);
+        if (st != FG_OK)
+            return st;
+    } else if (parallel_over_experts(L)) {
 #pragma omp parallel for schedule(dynamic, 1)
         for (int e = 0; e < E; e++)
             expert_forward(L, w, e);
@@ -544,6 +624,26 @@ fg_status fg_moe_forward(fg_moe_layer *L, float *out, const float *x, const fg_m
 
 /* ---- backward ---- */
 
+void moe_expert_rows_backward(const fg_moe_config *mc, const fg_moe_weights *dw, const fg_moe_weights *w, int e,
+                              const float *d_eo, float *d_act, float *d_h, float *d_xg, const float *xg, const float *h,
+                              const float *act, int ne)
+{
+    size_t C = (size_t)mc->d_model, H = (size_t)mc->d_expert;
+    const float *proj = w->expert_proj + (size_t)e * C * H, *fc = w->expert_fc + (size_t)e * 2 * H * C;
+    /* eo = act @ proj_e^T: d_act = d_eo @ proj_e (set, beta 0: no zeroing pass),
+     * dproj_e += d_eo^T @ act */
+    fg_sgemm(0, 0, ne, (int)H, (int)C, 1.0f, d_eo, (int)C, proj, (int)H, 0.0f, d_act, (int)H);
+    fg_sgemm(1, 0, (int)C, (int)H, ne, 1.0f, d_eo, (int)C, act, (int)H, 1.0f, dw->expert_proj + (size_t)e * C * H,
+             (int)H);
+    /* act = silu(h[:, :H]) * h[:, H:] (the kernel accumulates into d_h) */
+    memset(d_h, 0, (size_t)ne * 2 * H * sizeof(float));
+    fg_swiglu_backward(d_h, d_act, h, ne, (int)H);
+    /* h = xg @ fc_e^T: d_xg = d_h @ fc_e (set), dfc_e += d_h^T @ xg */
+    fg_sgemm(0, 0, ne, (int)C, (int)(2 * H), 1.0f, d_h, (int)(2 * H), fc, (int)C, 0.0f, d_xg, (int)C);
+    fg_sgemm(1, 0, (int)(2 * H), (int)C, ne, 1.0f, d_h, (int)(2 * H), xg, (int)C, 1.0f,
+             dw->expert_fc + (size_t)e * 2 * H * C, (int)C);
+}
+
 static void expert_backward(fg_moe_layer *L, fg_moe_scratch *S, const fg_moe_weights *dw, const fg_moe_weights *w,
                             int e)
 {
@@ -553,7 +653,6 @@ static void expert_backward(fg_moe_layer *L, fg_moe_scratch *S, const fg_moe_wei
         return;
     size_t r = (size_t)r0;
     float *d_eo = S->d_eo + r * C, *d_act = S->d_act + r * H, *d_h = S->d_h + r * 2 * H, *d_xg = S->d_xg + r * C;
-    const float *proj = w->expert_proj + (size_t)e * C * H, *fc = w->expert_fc + (size_t)e * 2 * H * C;
     if (w->expert_fc_bf16) { /* the same four products on bf16 operands */
         size_t W = C > 2 * H ? C : 2 * H;
         uint16_t *xb = w->bf16_x + r * W, *db = w->bf16_d + r * W;
@@ -573,18 +672,8 @@ static void expert_backward(fg_moe_layer *L, fg_moe_scratch *S, const fg_moe_wei
                  dw->expert_fc + (size_t)e * 2 * H * C, (int)C);
         return;
     }
-    /* eo = act @ proj_e^T: d_act = d_eo @ proj_e (set, beta 0: no zeroing pass),
-     * dproj_e += d_eo^T @ act */
-    fg_sgemm(0, 0, ne, (int)H, (int)C, 1.0f, d_eo, (int)C, proj, (int)H, 0.0f, d_act, (int)H);
-    fg_sgemm(1, 0, (int)C, (int)H, ne, 1.0f, d_eo, (int)C, L->act + r * H, (int)H, 1.0f,
-             dw->expert_proj + (size_t)e * C * H, (int)H);
-    /* act = silu(h[:, :H]) * h[:, H:] (the kernel accumulates into d_h) */
-    memset(d_h, 0, (size_t)ne * 2 * H * sizeof(float));
-    fg_swiglu_backward(d_h, d_act, L->h + r * 2 * H, ne, (int)H);
-    /* h = xg @ fc_e^T: d_xg = d_h @ fc_e (set), dfc_e += d_h^T @ xg */
-    fg_sgemm(0, 0, ne, (int)C, (int)(2 * H), 1.0f, d_h, (int)(2 * H), fc, (int)C, 0.0f, d_xg, (int)C);
-    fg_sgemm(1, 0, (int)(2 * H), (int)C, ne, 1.0f, d_h, (int)(2 * H), L->xg + r * C, (int)C, 1.0f,
-             dw->expert_fc + (size_t)e * 2 * H * C, (int)C);
+    moe_expert_rows_backward(&L->cfg, dw, w, e, d_eo, d_act, d_h, d_xg, L->xg + r * C, L->h + r * 2 * H, L->act + r * H,
+                             ne);
 }
 
 /* Router backward of one token into d_s[E] (dL/ds, s the router logits).
@@ -650,7 +739,11 @@ fg_status fg_moe_backward(fg_moe_layer *L, fg_moe_scratch *S, float *dx, const f
     }
 
     /* experts: each writes its own rows of d_act, d_h, d_xg and its own weight grads */
-    if (parallel_over_experts(L)) {
+    if (L->ep) {
+        fg_status st = moe_ep_backward(L, S, dw, w);
+        if (st != FG_OK)
+            return st;
+    } else if (parallel_over_experts(L)) {
 #pragma omp parallel for schedule(dynamic, 1)
         for (int e = 0; e < E; e++)
             expert_backward(L, S, dw, w, e);

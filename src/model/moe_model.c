@@ -107,6 +107,7 @@ fg_status model_moe_init(fg_model *m)
 
 void model_moe_free(fg_model *m)
 {
+    model_moe_ep_free(m);
     if (m->moe)
         for (int l = 0; l < m->cfg.n_layer; l++)
             fg_moe_layer_free(&m->moe[l]);
@@ -154,8 +155,13 @@ void model_moe_ffn_forward(const fg_model *m, int l, float *out, const float *in
     /* training/eval forwards pass the batch's B x T (SEQAUX needs the sequences);
      * one-token generation steps are one sequence of N rows */
     int T = N == m->cur_B * m->cur_T ? m->cur_T : N, B = N / T;
+    /* expert parallel only in training forwards (with targets, all ranks in step);
+     * evaluation and generation run every expert here (the weights are on every rank) */
+    m->moe[l].ep = m->has_targets ? model_moe_ep_layer(m, l) : NULL;
     fg_status st = fg_moe_forward(&m->moe[l], out, inp, &w, B, T);
-    FG_ASSERT(st == FG_OK); /* N <= B*T capacity was checked by fg_model_forward */
+    /* N <= B*T capacity was checked by fg_model_forward; an exchange failure is kept by
+     * moe_ep.c and returned by fg_model_forward */
+    FG_ASSERT(st == FG_OK || m->moe[l].ep);
 }
 
 void model_moe_ffn_backward(fg_model *m, int l, float *dinp, const float *dout, const float *inp, int N)
@@ -164,7 +170,7 @@ void model_moe_ffn_backward(fg_model *m, int l, float *dinp, const float *dout, 
     fg_moe_weights w = views(m->params, &m->layer[l]), g = views(m->grads, &m->layer[l]);
     bf16_views(m, &m->layer[l], &w);
     fg_status st = fg_moe_backward(&m->moe[l], m->moe_scratch, dinp, &g, dout, inp, &w, m->moe_loss_scale);
-    FG_ASSERT(st == FG_OK);
+    FG_ASSERT(st == FG_OK || m->moe[l].ep);
 }
 
 float model_moe_aux_loss(const fg_model *m)
@@ -206,6 +212,7 @@ void fg_model_post_step(fg_model *m)
                               m->params + o->moe[FG_MOE_LOAD_STEPS], L->step_load, c->moe.n_expert,
                               c->moe.balance_window, c->moe.balance == FG_BALANCE_BIAS ? c->moe.balance_gamma : 0.0f,
                               c->moe.balance == FG_BALANCE_BIAS ? c->moe.balance_gain : 0.0f);
+        model_moe_ep_note_load(m, l, L->step_load); /* expert placement's history */
         memset(L->step_load, 0, (size_t)c->moe.n_expert * sizeof *L->step_load);
     }
 }

@@ -105,6 +105,10 @@ static const fg_opt opts[] = {
     {"balance_window", FG_OPT_INT, F(model.moe.balance_window), 1, 1 << 20, .help = "steps of load history"},
     {"balance_alpha", FG_OPT_FLOAT, F(model.moe.balance_alpha), 0, 10, .help = "aux balance loss weight"},
     {"capacity_factor", FG_OPT_FLOAT, F(model.moe.capacity_factor), 0, 1e3, .help = "expert capacity; 0 = unlimited"},
+    {"route_groups", FG_OPT_INT, F(model.moe.route_groups), 0, FG_MOE_MAX_GROUPS,
+     .help = "node-limited routing: expert groups (consecutive experts); 0 = off"},
+    {"route_max_groups", FG_OPT_INT, F(model.moe.route_max_groups), 0, FG_MOE_MAX_GROUPS,
+     .help = "node-limited routing: groups a token's experts may come from"},
     {"moe_parallel", FG_OPT_ENUM, F(model.moe.parallel), .choices = moe_par_names, .env = "FG_MOE_PAR",
      .flags = RESUMABLE, .help = "MoE experts on threads side by side, or threaded GEMMs one after another"},
     /* data */
@@ -194,6 +198,12 @@ static const fg_opt opts[] = {
     {"dp", FG_OPT_INT, F(dp), 1, 1 << 16, .flags = RESUMABLE,
      .help = "data-parallel ranks (run under mpirun -np DP); grad_accum must be a multiple"},
     {"zero", FG_OPT_BOOL, F(zero), .flags = RESUMABLE, .help = "ZeRO-1: shard Adam's m and v over the dp ranks"},
+    {"ep", FG_OPT_INT, F(ep), 1, 1 << 16, .flags = RESUMABLE,
+     .help = "expert-parallel ranks (MoE; mpirun -np DP*EP): experts spread over them, tokens by all-to-all"},
+    {"ep_place", FG_OPT_BOOL, F(ep_place), .flags = RESUMABLE,
+     .help = "re-place experts over the ep ranks by load at each checkpoint boundary"},
+    {"ep_spill", FG_OPT_BOOL, F(ep_spill), .flags = RESUMABLE,
+     .help = "expert parallel: rows of an overloaded rank's experts computed by the least loaded rank"},
     {"bucket_mb", FG_OPT_FLOAT, F(bucket_mb), 1e-4, 1e4, .flags = RESUMABLE,
      .help = "gradient bucket (MiB) reduced while backward goes on"},
     {"compress", FG_OPT_FLOAT, F(compress), 0, 1, .flags = RESUMABLE,
@@ -263,6 +273,9 @@ void fg_train_config_default(fg_train_config *c)
     strcpy(c->out, "runs/run");
     c->seed = 1337;
     c->dp = 1;
+    c->ep = 1;
+    c->ep_place = 1;
+    c->ep_spill = 1;
     c->bucket_mb = 25.0f; /* PyTorch DDP's bucket_cap_mb */
     c->compress_delta = 1;
     c->compress_clip = 1;
@@ -373,6 +386,14 @@ fg_status fg_train_config_validate(const fg_train_config *c)
     if (c->aug && c->aug_syntax_end < c->aug_syntax_start)
         return fg_error(FG_ERR_INVALID, "'aug_syntax_end' %g is before 'aug_syntax_start' %g", c->aug_syntax_end,
                         c->aug_syntax_start);
+    if (c->ep > 1 && c->grad_accum % (c->dp * c->ep) != 0)
+        return fg_error(FG_ERR_INVALID,
+                        "'grad_accum' %d is not a multiple of 'dp' x 'ep' = %d (the ep ranks take micro-batches "
+                        "of the batch too)",
+                        c->grad_accum, c->dp * c->ep);
+    if (c->ep > 1 && c->model.moe.n_expert < c->ep)
+        return fg_error(FG_ERR_INVALID, "'ep' %d needs a MoE model with at least as many experts ('n_expert' %d)",
+                        c->ep, c->model.moe.n_expert);
     if (c->model.d_model % c->model.n_head != 0)
         return fg_error(FG_ERR_INVALID, "'d_model' %d is not a multiple of 'n_head' %d", c->model.d_model,
                         c->model.n_head);

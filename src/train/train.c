@@ -18,6 +18,7 @@
 #include "frugal/data.h"
 #include "frugal/hw.h"
 #include "frugal/kernels.h"
+#include "frugal/moe.h"
 #include "frugal/optim.h"
 #include "frugal/precision.h"
 #include "frugal/synth.h"
@@ -48,6 +49,7 @@ typedef struct run {
     /* data parallelism: comm is the dp communicator (NULL: one process); dp exists when it
      * has more than one rank. Rank 0 alone writes (run directory, metrics, checkpoints). */
     fg_comm *comm;
+    fg_comm *ep_comm; /* expert parallelism: this rank's ep group (NULL: off) */
     dp *dp;
     bool rank0;
     fg_adapt ad;     /* adaptive batch size (adaptive.c): ad.accum micro-batches this step */
@@ -526,6 +528,33 @@ static fg_status load_resume(run *r)
     return st;
 }
 
+/* ---- expert placement (expert parallelism, docs/DIST.md) ---- */
+/* At a checkpoint boundary: every rank re-places the experts from the same global load
+ * history (no communication, no weights to move); rank 0 reports it. */
+static fg_status place_experts(run *r, FILE *out)
+{
+    if (fg_model_moe_ep_size(r->m) < 2)
+        return FG_OK;
+    fg_moe_placement_report rep;
+    fg_status st = fg_model_moe_ep_replace(r->m, &rep);
+    if (st != FG_OK)
+        return st;
+    metrics_printf(r,
+                   "{\"step\": %ld, \"ep_load_before\": %.6f, \"ep_load_after\": %.6f, \"ep_load_contiguous\": "
+                   "%.6f, \"ep_load_steps\": %ld, \"ep_moved\": %d, \"ep_micro_contiguous\": %.6f, "
+                   "\"ep_micro_placed\": %.6f, \"ep_micro_run\": %.6f}\n",
+                   r->step, rep.before, rep.after, rep.contiguous, rep.steps, rep.moved, rep.per_micro[0],
+                   rep.per_micro[1], rep.per_micro[2]);
+    if (out)
+        fprintf(out,
+                "step %6ld | expert placement: rows per rank, max/mean per micro-batch over the last %ld steps: "
+                "%.3f as run (contiguous blocks would be %.3f, placement alone %.3f); summed over the steps %.3f "
+                "(contiguous %.3f), %.3f re-placed on the same loads, %d experts moved\n",
+                r->step, rep.steps, rep.per_micro[2], rep.per_micro[0], rep.per_micro[1], rep.before, rep.contiguous,
+                rep.after, rep.moved);
+    return FG_OK;
+}
+
 /* ---- evaluation ---- */
 static float evaluate(run *r)
 {
@@ -534,13 +563,17 @@ static float evaluate(run *r)
     int B = r->c.batch_size, T = r->c.seq_len;
     fg_loader_rewind(&r->val);
     double sum = 0;
+    fg_model_moe_ep_enable(r->m, 0); /* rank 0 alone: every expert here */
     for (int i = 0; i < r->c.val_batches; i++) {
         fg_loader_next(&r->val, r->inp, r->tgt);
         float l = 0;
-        if (fg_model_forward(r->m, r->inp, r->tgt, B, T, &l) != FG_OK)
-            return NAN;
+        if (fg_model_forward(r->m, r->inp, r->tgt, B, T, &l) != FG_OK) {
+            sum = NAN;
+            break;
+        }
         sum += l;
     }
+    fg_model_moe_ep_enable(r->m, 1);
     return (float)(sum / r->c.val_batches);
 }
 
@@ -697,6 +730,11 @@ static fg_status setup(run *r, FILE *out)
     }
     c->model = *fg_model_get_config(r->m); /* resolved: padded_vocab, d_ff, ... */
     fg_model_init_weights(r->m, c->seed);
+    if (r->ep_comm && fg_comm_size(r->ep_comm) > 1) {
+        if ((st = fg_model_moe_set_ep(r->m, r->ep_comm)) != FG_OK)
+            goto out_ids;
+        fg_model_moe_ep_spill(r->m, c->ep_spill);
+    }
     int nt = fg_model_num_tensors(r->m);
     fg_optim_range *ranges = fg_malloc((size_t)nt * sizeof *ranges);
     if (!ranges) {
@@ -852,6 +890,19 @@ static void print_cost(FILE *out, const run *r, const fg_train_result *res, doub
                 fg_fmt_bytes(b2, sizeof b2, steps > 0 ? ds->bytes / (double)steps : 0.0), ds->span_s, ds->overlap_s,
                 ds->exposed_s, ds->span_s > 0 ? 100.0 * (ds->span_s - ds->exposed_s) / ds->span_s : 0.0);
     }
+    if (r->comm && fg_comm_size(r->comm) > 1) /* src/dist's own count, every operation (docs/SCALING.md) */
+        fprintf(out, "fg_comm counter : %s per step sent per rank in the batch group%s%s\n",
+                fg_fmt_bytes(b1, sizeof b1, steps > 0 ? fg_comm_bytes_sent(r->comm) / steps : 0.0),
+                r->ep_comm && fg_comm_size(r->ep_comm) > 1 ? ", in the ep group " : "",
+                r->ep_comm && fg_comm_size(r->ep_comm) > 1
+                    ? fg_fmt_bytes(b2, sizeof b2, steps > 0 ? fg_comm_bytes_sent(r->ep_comm) / steps : 0.0)
+                    : "");
+    if (fg_model_moe_ep_size(r->m) > 0) { /* rank 0's share: the ranks are alike */
+        double eb = fg_model_moe_ep_bytes(r->m);
+        fprintf(out, "expert parallel : %d ranks, %s sent per rank by the expert all-to-alls (%s per step)\n",
+                fg_model_moe_ep_size(r->m), fg_fmt_bytes(b1, sizeof b1, eb),
+                fg_fmt_bytes(b2, sizeof b2, steps > 0 ? eb / steps : 0.0));
+    }
     if (r->dp && dp_compressed(r->dp)) {
         const dp_stats *ds = dp_get_stats(r->dp);
         fprintf(out,
@@ -1000,6 +1051,12 @@ fg_status fg_train_run(const fg_train_config *cfg, FILE *out, fg_train_result *r
 
 fg_status fg_train_run_comm(const fg_train_config *cfg, fg_comm *comm, FILE *out, fg_train_result *res_out)
 {
+    return fg_train_run_ep(cfg, comm, NULL, out, res_out);
+}
+
+fg_status fg_train_run_ep(const fg_train_config *cfg, fg_comm *comm, fg_comm *ep_comm, FILE *out,
+                          fg_train_result *res_out)
+{
     double t_wall = fg_time_sec();
     run rr;
     memset(&rr, 0, sizeof rr);
@@ -1007,14 +1064,20 @@ fg_status fg_train_run_comm(const fg_train_config *cfg, fg_comm *comm, FILE *out
     r->lock.fd = -1;
     r->c = *cfg;
     r->comm = comm;
+    r->ep_comm = ep_comm;
     r->rank0 = !comm || fg_comm_rank(comm) == 0;
     fg_train_result res;
     memset(&res, 0, sizeof res);
     res.first_val = res.last_val = NAN;
     fg_status st = FG_OK;
-    if (cfg->dp != (comm ? fg_comm_size(comm) : 1))
-        st = fg_error(FG_ERR_INVALID, "'dp' %d, but %d process%s in the data-parallel group (run under mpirun -np %d)",
-                      cfg->dp, comm ? fg_comm_size(comm) : 1, comm && fg_comm_size(comm) > 1 ? "es" : "", cfg->dp);
+    if (cfg->dp * cfg->ep != (comm ? fg_comm_size(comm) : 1))
+        st = fg_error(FG_ERR_INVALID,
+                      "'dp' %d x 'ep' %d, but %d process%s in the data-parallel group (run under mpirun -np %d)",
+                      cfg->dp, cfg->ep, comm ? fg_comm_size(comm) : 1, comm && fg_comm_size(comm) > 1 ? "es" : "",
+                      cfg->dp * cfg->ep);
+    else if (cfg->ep != (ep_comm ? fg_comm_size(ep_comm) : 1))
+        st = fg_error(FG_ERR_INVALID, "'ep' %d, but the expert-parallel group has %d rank(s)", cfg->ep,
+                      ep_comm ? fg_comm_size(ep_comm) : 1);
     if (st == FG_OK)
         st = setup(r, out);
     if (st != FG_OK)
@@ -1264,6 +1327,8 @@ fg_status fg_train_run_comm(const fg_train_config *cfg, fg_comm *comm, FILE *out
         if (st != FG_OK)
             goto out_teardown;
         if (c->ckpt_every > 0 && (r->step % c->ckpt_every == 0 || last)) {
+            if (c->ep_place && !last && (st = place_experts(r, out)) != FG_OK)
+                goto out_teardown;
             st = save_ckpt(r, r->tokens_before + res.tokens);
             if (st != FG_OK)
                 goto out_teardown;

@@ -1,0 +1,296 @@
+/* test_dist_ep.c: expert-parallel training through `mpirun --oversubscribe frugal train
+ * --ep N` against one process at the same global batch: ep 2, ep 4 and dp 2 x ep 2, both
+ * model layouts (gpt2, llama), 20 steps: losses to 1e-5 relative, final params to 1e-6;
+ * checkpoints saved at ep 2 resume at ep 1 and at ep 1 resume at ep 2 with the same next
+ * losses; node-limited routing at ep 4, experts re-placed by load every 4 steps (with and
+ * without the spill of overloaded ranks' rows), too. Skips when this build has no
+ * MPI or mpirun is absent. */
+#define _GNU_SOURCE
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "frugal/ckpt.h"
+#include "frugal/dist.h"
+#include "harness.h"
+
+#define MAX_STEPS 4096
+#define MPIRUN                                                                                                         \
+    "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1 "                   \
+    "ASAN_OPTIONS=detect_leaks=0 timeout 300 mpirun --oversubscribe"
+
+static char bin[1024], data[4096];
+static char out[65536];
+
+typedef struct curve {
+    double loss[MAX_STEPS + 1];
+    char seen[MAX_STEPS + 1];
+} curve;
+
+/* step -> loss from metrics.jsonl; a step logged twice (a resumed run) keeps the later */
+static bool read_curve(const char *run, curve *c)
+{
+    char path[1200], line[2048];
+    memset(c, 0, sizeof *c);
+    snprintf(path, sizeof path, "%s/metrics.jsonl", run);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return false;
+    while (fgets(line, sizeof line, f)) {
+        long step;
+        double loss;
+        if (sscanf(line, "{\"step\": %ld, \"loss\": %lf", &step, &loss) != 2 || step < 1 || step > MAX_STEPS)
+            continue;
+        c->loss[step] = loss;
+        c->seen[step] = 1;
+    }
+    fclose(f);
+    return true;
+}
+
+/* np 0: one process, no launcher; else mpirun -np dp*ep */
+static int train(int dp, int ep, const char *args)
+{
+    char cmd[16384];
+    if (dp * ep == 1)
+        snprintf(cmd, sizeof cmd, "'%s' train %s", bin, args);
+    else
+        snprintf(cmd, sizeof cmd, MPIRUN " -np %d '%s' train --dp %d --ep %d %s", dp * ep, bin, dp, ep, args);
+    return fg_test_run(cmd, out, sizeof out);
+}
+
+static void check_losses(const char *what, const char *ref_dir, const char *dir, int from, int to)
+{
+    static curve a, b;
+    FG_CHECK(read_curve(ref_dir, &a) && read_curve(dir, &b), "%s: metrics", what);
+    int missing = 0, worst_step = 0;
+    double worst = 0;
+    for (int s = from; s <= to; s++) {
+        if (!a.seen[s] || !b.seen[s]) {
+            missing++;
+            continue;
+        }
+        double e = fabs(a.loss[s] - b.loss[s]) / fabs(a.loss[s]);
+        if (e > worst)
+            worst = e, worst_step = s;
+    }
+    FG_CHECK(missing == 0, "%s: %d of steps %d..%d missing", what, missing, from, to);
+    FG_CHECK(worst <= 1e-5, "%s: loss relative error %.3g at step %d (want <= 1e-5)", what, worst, worst_step);
+}
+
+/* Final params against the reference: max |a - b| <= 1e-6 max(1, |b|). */
+static void check_params(const char *what, const char *ref_dir, const char *dir)
+{
+    char pa[1200], pb[1200];
+    char **la = NULL, **lb = NULL;
+    int na = 0, nb = 0;
+    snprintf(pa, sizeof pa, "%s/final", ref_dir);
+    snprintf(pb, sizeof pb, "%s/final", dir);
+    bool ok = fg_ckpt_list(pa, &la, &na) == FG_OK && fg_ckpt_list(pb, &lb, &nb) == FG_OK && na > 0 && nb > 0;
+    FG_CHECK(ok, "%s: final checkpoints in %s and %s", what, pa, pb);
+    if (ok) {
+        void *da = NULL, *db = NULL;
+        size_t sa = 0, sb = 0;
+        ok = fg_ckpt_read_tensor(la[na - 1], "params", &da, &sa) == FG_OK &&
+             fg_ckpt_read_tensor(lb[nb - 1], "params", &db, &sb) == FG_OK && sa == sb;
+        FG_CHECK(ok, "%s: params readable, same size", what);
+        if (ok) {
+            const float *x = da, *y = db;
+            double worst = 0;
+            for (size_t i = 0; i < sa / 4; i++) {
+                double e = fabs((double)x[i] - y[i]) / fmax(1.0, fabs((double)x[i]));
+                if (e > worst)
+                    worst = e;
+            }
+            FG_CHECK(worst <= 1e-6, "%s: params differ by %.3g (want <= 1e-6)", what, worst);
+        }
+        fg_free(da);
+        fg_free(db);
+    }
+    fg_ckpt_list_free(la, na);
+    fg_ckpt_list_free(lb, nb);
+}
+
+/* bytes per step of the expert all-to-alls, from the cost summary; -1 when absent */
+static double ep_bytes(const char *log)
+{
+    const char *p = strstr(log, "expert parallel : ");
+    return p ? atof(p + strlen("expert parallel : ")) : -1.0;
+}
+
+static const char *model_of(const char *layout, char *buf, size_t cap)
+{
+    /* 8 experts: ep 4 leaves two per rank, so the owner runs several experts at once;
+     * capacity 1.5 drops a few rows on the token's rank, before any exchange */
+    snprintf(buf, cap,
+             "--layout %s --n-layer 3 --n-head 2 --d-model 16 --n-dense-layers 1 --n-expert 8 --n-expert-active 2 "
+             "--n-shared-expert 1 --d-expert 8 --capacity-factor 1.5",
+             layout);
+    return buf;
+}
+
+static void test_equivalence(const char *layout)
+{
+    char ref[1024], dir[1024], args[8192], what[256], model[1024];
+    model_of(layout, model, sizeof model);
+    snprintf(ref, sizeof ref, "%s/%s_ref", fg_test_tmpdir(), layout);
+    snprintf(args, sizeof args, "%s %s --max-steps 20 --out '%s'", data, model, ref);
+    int rc = train(1, 1, args);
+    FG_CHECK(rc == 0, "%s: single-process run: %s", layout, out);
+    static const int grid[][2] = {{1, 2}, {1, 4}, {2, 2}};
+    for (int i = 0; i < 3; i++) {
+        int dp = grid[i][0], ep = grid[i][1];
+        snprintf(dir, sizeof dir, "%s/%s_dp%d_ep%d", fg_test_tmpdir(), layout, dp, ep);
+        snprintf(args, sizeof args, "%s %s --max-steps 20 --out '%s'", data, model, dir);
+        snprintf(what, sizeof what, "%s dp=%d ep=%d", layout, dp, ep);
+        rc = train(dp, ep, args);
+        FG_CHECK(rc == 0, "%s: exit %d: %s", what, rc, out);
+        if (rc != 0)
+            continue;
+        FG_CHECK(ep_bytes(out) > 0, "%s: the expert all-to-alls moved bytes:\n%s", what, out);
+        check_losses(what, ref, dir, 1, 20);
+        check_params(what, ref, dir);
+    }
+}
+
+/* A checkpoint holds the whole flat buffer whatever the layout: ep 2 -> ep 1, ep 1 -> ep 2. */
+static void test_resume(void)
+{
+    char ref[1024], src[1024], args[8192], what[256], model[1024];
+    model_of("llama", model, sizeof model);
+    snprintf(ref, sizeof ref, "%s/llama_ref", fg_test_tmpdir());
+    static const int from[] = {2, 1}, to[] = {1, 2};
+    for (int i = 0; i < 2; i++) {
+        snprintf(src, sizeof src, "%s/resume_ep%d_to_ep%d", fg_test_tmpdir(), from[i], to[i]);
+        snprintf(args, sizeof args, "%s %s --max-steps 20 --stop-after 10 --ckpt-every 10 --out '%s'", data, model,
+                 src);
+        snprintf(what, sizeof what, "ep=%d first half", from[i]);
+        int rc = train(1, from[i], args);
+        FG_CHECK(rc == 0, "%s: %s", what, out);
+        check_losses(what, ref, src, 1, 10);
+        snprintf(args, sizeof args, "%s %s --max-steps 20 --resume --out '%s'", data, model, src);
+        rc = train(1, to[i], args);
+        snprintf(what, sizeof what, "ep=%d checkpoint resumed at ep=%d", from[i], to[i]);
+        FG_CHECK(rc == 0 && strstr(out, "resumed from"), "%s: exit %d: %s", what, rc, out);
+        check_losses(what, ref, src, 11, 20);
+        check_params(what, ref, src);
+    }
+}
+
+/* Node-limited routing (each token's experts from at most 2 of 4 groups = ep ranks):
+ * the same training at ep 4 as in one process. */
+static void test_node_limited(void)
+{
+    char ref[1024], dir[1024], args[8192], model[1024], m2[1200];
+    model_of("llama", model, sizeof model);
+    snprintf(m2, sizeof m2, "%s --route-groups 4 --route-max-groups 2", model);
+    snprintf(ref, sizeof ref, "%s/limited_ref", fg_test_tmpdir());
+    snprintf(dir, sizeof dir, "%s/limited_ep4", fg_test_tmpdir());
+    snprintf(args, sizeof args, "%s %s --max-steps 20 --out '%s'", data, m2, ref);
+    FG_CHECK(train(1, 1, args) == 0, "node-limited routing, one process: %s", out);
+    snprintf(args, sizeof args, "%s %s --max-steps 20 --out '%s'", data, m2, dir);
+    FG_CHECK(train(1, 4, args) == 0, "node-limited routing, ep=4: %s", out);
+    check_losses("node-limited routing ep=4", ref, dir, 1, 20);
+    check_params("node-limited routing ep=4", ref, dir);
+}
+
+/* Experts re-placed by their load at every checkpoint boundary (each 4 steps): the
+ * training is one process's all the same (the weights are on every rank; only who
+ * computes which rows changes). */
+static int moved_total(const char *log)
+{
+    int total = 0;
+    for (const char *p = log; (p = strstr(p, "re-placed on the same loads, ")) != NULL; p++)
+        total += atoi(p + strlen("re-placed on the same loads, "));
+    return total;
+}
+
+static void test_replacement(void)
+{
+    char ref[1024], dir[1024], args[8192], model[1024];
+    model_of("llama", model, sizeof model);
+    snprintf(ref, sizeof ref, "%s/llama_ref", fg_test_tmpdir());
+    snprintf(dir, sizeof dir, "%s/replaced_ep4", fg_test_tmpdir());
+    snprintf(args, sizeof args, "%s %s --max-steps 20 --ckpt-every 4 --log-every 1 --out '%s'", data, model, dir);
+    int rc = train(1, 4, args);
+    FG_CHECK(rc == 0, "ep=4 with re-placement: %s", out);
+    int moved = moved_total(out);
+    FG_CHECK(moved > 0, "experts moved at the checkpoint boundaries (%d):\n%s", moved, out);
+    check_losses("ep=4 re-placed every 4 steps", ref, dir, 1, 20);
+    check_params("ep=4 re-placed every 4 steps", ref, dir);
+    /* the spill only ever lowers the busiest rank's rows: as run <= placement alone */
+    char path[1200], line[2048];
+    snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
+    FILE *f = fopen(path, "r");
+    int reports = 0, worse = 0;
+    while (f && fgets(line, sizeof line, f)) {
+        const char *p = strstr(line, "\"ep_micro_placed\": "), *q = strstr(line, "\"ep_micro_run\": ");
+        if (!p || !q)
+            continue;
+        reports++;
+        worse += atof(q + strlen("\"ep_micro_run\": ")) > atof(p + strlen("\"ep_micro_placed\": ")) + 1e-9;
+    }
+    if (f)
+        fclose(f);
+    FG_CHECK(reports >= 4 && worse == 0, "spill: %d placement reports, %d with the busiest rank worse", reports, worse);
+    /* and without the spill (each expert's rows on its owner only), the same training */
+    snprintf(dir, sizeof dir, "%s/replaced_nospill_ep4", fg_test_tmpdir());
+    snprintf(args, sizeof args, "%s %s --max-steps 20 --ckpt-every 4 --ep-spill 0 --out '%s'", data, model, dir);
+    FG_CHECK(train(1, 4, args) == 0, "ep=4 without spill: %s", out);
+    check_losses("ep=4 without spill", ref, dir, 1, 20);
+    check_params("ep=4 without spill", ref, dir);
+}
+
+/* What --ep refuses, with a message naming the setting. */
+static void test_refusals(void)
+{
+    char dir[1024], args[8192];
+    snprintf(dir, sizeof dir, "%s/refused", fg_test_tmpdir());
+    snprintf(args, sizeof args, "%s --n-layer 2 --n-head 2 --d-model 16 --max-steps 2 --out '%s'", data, dir);
+    FG_CHECK(train(1, 2, args) != 0 && strstr(out, "'ep' 2 needs a MoE model"), "ep on a dense model: %s", out);
+    snprintf(args, sizeof args,
+             "%s --n-layer 2 --n-head 2 --d-model 16 --n-expert 4 --n-expert-active 2 --d-expert 8 "
+             "--grad-accum 6 --max-steps 2 --out '%s'",
+             data, dir);
+    FG_CHECK(train(1, 4, args) != 0 && strstr(out, "not a multiple of 'dp' x 'ep'"), "grad_accum 6 at ep 4: %s", out);
+}
+
+int main(void)
+{
+    FG_TEST_BEGIN("dist_ep");
+    snprintf(bin, sizeof bin, "%s", fg_test_frugal_bin());
+    if (!fg_dist_have_mpi()) {
+        fg_test_skip("expert-parallel training", "this build has no MPI (libopenmpi-dev not found by CMake)");
+        return fg_test_end();
+    }
+    if (fg_test_run("command -v mpirun", NULL, 0) != 0) {
+        fg_test_skip("expert-parallel training", "mpirun not on PATH (apt-get install openmpi-bin)");
+        return fg_test_end();
+    }
+    if (access(bin, X_OK) != 0) {
+        fg_test_skip("expert-parallel training", "the frugal binary is not built");
+        return fg_test_end();
+    }
+    char prep[1024], args[4096];
+    snprintf(prep, sizeof prep, "%s/prep", fg_test_tmpdir());
+    snprintf(args, sizeof args,
+             "--data '%s' --tokenizer byte --out '%s' --max-steps 1 --n-layer 1 --n-head 2 --d-model 16",
+             fg_test_grammar_corpus("corpus.txt"), prep);
+    if (train(1, 1, args) != 0) {
+        FG_CHECK(0, "tokenising run: %s", out);
+        return fg_test_end();
+    }
+    /* tiny models, one thread per rank; validation every 5 steps runs on rank 0 alone
+     * (every expert local) while the others wait */
+    snprintf(data, sizeof data,
+             "--train-shards '%s/data/train.bin' --val-shards '%s/data/val.bin' --batch-size 2 --seq-len 16 "
+             "--grad-accum 4 --val-every 5 --val-batches 1 --log-every 100000 --threads 1 --bucket-mb 0.002",
+             prep, prep);
+    test_equivalence("gpt2");
+    test_equivalence("llama");
+    test_resume();
+    test_node_limited();
+    test_replacement();
+    test_refusals();
+    return fg_test_end();
+}
