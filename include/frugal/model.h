@@ -166,6 +166,22 @@ void fg_model_zero_grad(fg_model *m);
  * none (the default). */
 typedef void (*fg_model_grad_hook)(void *ctx, int layer);
 void fg_model_set_grad_hook(fg_model *m, fg_model_grad_hook fn, void *ctx);
+/* ---- pipeline stages (stage.c; docs/DIST.md "Pipeline parallelism") ----
+ * Forward over layers [l0, l1) on the residual stream [B*T, C]: l0 == 0 starts from the
+ * embedding of inputs (x unused), l0 > 0 from x (the previous stage's output); l1 ==
+ * n_layer ends with the final norm, head and the mean loss over targets, l1 < n_layer
+ * copies the stream after layer l1-1 into y. *loss (may be NULL): the last stage's loss
+ * plus the MoE balance losses of these layers, 0 + those for the others, so the stages'
+ * sum is fg_model_forward's loss. Same results as the whole model's forward for those
+ * layers; fp32 models only (FG_ERR_INVALID for bf16 / fp8). */
+fg_status fg_model_forward_range(fg_model *m, int l0, int l1, const int32_t *inputs, const int32_t *targets,
+                                 const float *x, int B, int T, float *y, float *loss);
+/* Backpropagates the last fg_model_forward_range (same l0, l1 and x): l1 == n_layer
+ * starts from the loss (d = loss_scale x d(loss)), l1 < n_layer from dy = d/dy (already
+ * scaled); l0 > 0 writes dx = d/dx, l0 == 0 ends in the embedding. Grads accumulate;
+ * loss_scale also scales the MoE balance losses of these layers. */
+fg_status fg_model_backward_range(fg_model *m, int l0, int l1, const float *x, const float *dy, float *dx,
+                                  float loss_scale);
 /* After each optimizer step (MoE: router bias update from load history). */
 void fg_model_post_step(fg_model *m);
 /* Layer l's expert loads counted since the last fg_model_post_step ([n_expert] floats,

@@ -96,6 +96,11 @@ typedef struct fg_train_config {
     int compress_bf16;       /* 1: bf16 values; 0: fp32 */
     float compress_momentum; /* DGC momentum correction factor; 0: off (AdamW has its own m) */
     int compress_clip;       /* 1: DGC local clipping at grad_clip / sqrt(dp) before accumulation */
+    /* ---- pipeline parallelism (docs/DIST.md "Pipeline parallelism"): mpirun -np dp x pp ---- */
+    int pp;           /* pipeline stages; grad_accum / dp micro-batches flow through them (1F1B) */
+    int pp_balance;   /* 1: at each checkpoint boundary move layers from slow stages to fast ones */
+    int pp_slow_rank; /* test hook: this stage sleeps pp_slow_ms per layer per pass; -1 off */
+    float pp_slow_ms;
 } fg_train_config;
 
 void fg_train_config_default(fg_train_config *c);
@@ -212,6 +217,10 @@ fg_status fg_train_run(const fg_train_config *c, FILE *out, fg_train_result *r);
  * the job (fg_comm_abort), since the other ranks wait in a collective. */
 struct fg_comm;
 fg_status fg_train_run_comm(const fg_train_config *c, struct fg_comm *comm, FILE *out, fg_train_result *r);
+/* The same on a rank grid (dist.h's fg_grid: dp x pp used; c->dp, c->pp its sizes): one
+ * call per rank; world rank 0 writes and gets `out`. */
+struct fg_grid;
+fg_status fg_train_run_grid(const fg_train_config *c, const struct fg_grid *g, FILE *out, fg_train_result *r);
 
 /* Loads a finished run for sampling or export: <run>/config.json and the params of
  * the newest checkpoint in ckpt_dir ("" = <run>/final, else <run>/ckpt). The model

@@ -291,6 +291,17 @@ fg_status model_lp_backward(fg_model *m, float loss_scale);
 void model_norm_backward(fg_model *m, float *dinp, float *dw, float *db, const float *dout, const float *inp,
                          const float *w, const float *mean, const float *rstd, int N);
 
+/* ---- the fp32 forward / backward in pieces (model.c), driven by model_forward /
+ * model_backward and by the pipeline stages (stage.c) ---- */
+/* Layer l on the residual stream res [B*T, C]: output in m->la[l].res3. */
+void model_layer_forward(fg_model *m, int l, const float *res, int B, int T);
+/* Final norm, head, loss (targets: m->targets, m->n_counted set by the caller). */
+fg_status model_head_forward(fg_model *m, const float *res, const int32_t *targets, int N, float *loss);
+/* m->dres = d(loss)/d(res_last) through the head and final norm (grads accumulate). */
+void model_head_backward(fg_model *m, const float *res_last, float loss_scale);
+/* m->dres: d/d(la[l].res3) in, d/d(res) out; res = the layer's forward input. */
+void model_layer_backward(fg_model *m, int l, const float *res, int B, int T);
+
 /* Frees the generation state (model.c calls it from fg_model_delete). */
 void model_kv_free(fg_model *m);
 

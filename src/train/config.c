@@ -178,6 +178,15 @@ static const fg_opt opts[] = {
      .help = "DGC momentum correction factor; 0 = off"},
     {"compress_clip", FG_OPT_BOOL, F(compress_clip), .flags = RESUMABLE,
      .help = "DGC local clipping at grad_clip / sqrt(dp)"},
+    /* pipeline parallelism: any stage count gives the same training, so all resumable */
+    {"pp", FG_OPT_INT, F(pp), 1, 64, .flags = RESUMABLE,
+     .help = "pipeline stages (run under mpirun -np DP*PP); at most n_layer, fp32 only"},
+    {"pp_balance", FG_OPT_BOOL, F(pp_balance), .flags = RESUMABLE,
+     .help = "move layers from slow pipeline stages to fast ones at each checkpoint boundary"},
+    {"pp_slow_rank", FG_OPT_INT, F(pp_slow_rank), -1, 63, .flags = RESUMABLE,
+     .help = "test hook: this pipeline stage sleeps pp_slow_ms per layer per pass (a slower machine); -1 off"},
+    {"pp_slow_ms", FG_OPT_FLOAT, F(pp_slow_ms), 0, 1e6, .flags = RESUMABLE,
+     .help = "the slowed stage's delay per layer per forward or backward, ms"},
 };
 #define N_OPTS FG_OPT_COUNT(opts)
 
@@ -207,6 +216,8 @@ void fg_train_config_default(fg_train_config *c)
     strcpy(c->out, "runs/run");
     c->seed = 1337;
     c->dp = 1;
+    c->pp = 1;
+    c->pp_slow_rank = -1;
     c->bucket_mb = 25.0f; /* PyTorch DDP's bucket_cap_mb */
     c->compress_delta = 1;
     c->compress_clip = 1;
@@ -283,6 +294,14 @@ fg_status fg_train_config_validate(const fg_train_config *c)
     if (c->compress > 0 && c->zero)
         return fg_error(FG_ERR_INVALID, "'compress' with 'zero': not built (compressed gradients are exchanged "
                                         "whole by all-gather; ZeRO-1 reduce-scatters them)");
+    if (c->pp > 1 && (c->zero || c->compress > 0))
+        return fg_error(FG_ERR_INVALID, "'pp' %d with '%s': not built (pipeline stages sum whole gradients)", c->pp,
+                        c->zero ? "zero" : "compress");
+    if (c->pp > 1 && c->model.precision != FG_PRECISION_FP32)
+        return fg_error(FG_ERR_INVALID, "'pp' %d: pipeline stages run fp32 models only", c->pp);
+    if (c->pp > c->model.n_layer)
+        return fg_error(FG_ERR_INVALID, "'pp' %d exceeds 'n_layer' %d (a stage holds at least one layer)", c->pp,
+                        c->model.n_layer);
     if (c->grad_accum % c->dp != 0)
         return fg_error(FG_ERR_INVALID,
                         "'grad_accum' %d is not a multiple of 'dp' %d (each rank takes grad_accum / dp "

@@ -21,6 +21,7 @@
 #include "frugal/precision.h"
 #include "frugal/tok.h"
 #include "frugal/train.h"
+#include "pp.h"
 
 #define PATHN (FG_TRAIN_PATH_MAX + 64)
 
@@ -48,6 +49,10 @@ typedef struct run {
     fg_comm *comm;
     dp *dp;
     bool rank0;
+    /* pipeline parallelism (pp.c): pp_comm the stage group (NULL: one stage); pp exists
+     * when it has more than one rank. rank0 is then world rank 0 (stage 0 of replica 0). */
+    fg_comm *pp_comm;
+    pp *pp;
 } run;
 
 /* ---- small file helpers ---- */
@@ -610,6 +615,9 @@ static fg_status setup(run *r, FILE *out)
     else
         st = fg_optim_init(&r->opt, fg_model_num_params(r->m), ranges, nt, &ac);
     fg_free(ranges);
+    if (st == FG_OK && r->pp_comm && fg_comm_size(r->pp_comm) > 1 &&
+        !(r->pp = pp_new(r->pp_comm, r->comm, r->m, c->batch_size, c->seq_len, c->pp_slow_rank, c->pp_slow_ms)))
+        st = fg_last_status();
     if (st != FG_OK)
         goto out_ids;
     size_t rows = (size_t)c->grad_accum * c->batch_size * c->seq_len;
@@ -649,6 +657,8 @@ static fg_status setup(run *r, FILE *out)
     }
     if (st == FG_OK && r->dp)
         st = dp_barrier(r->dp); /* rank 0's shards are written before anyone opens them */
+    if (st == FG_OK && r->pp)
+        st = pp_barrier(r->pp); /* ... the other stages' ranks too (after their replica's barrier) */
     if (st != FG_OK)
         goto out_ids;
     st = fg_loader_open(&r->train, r->train_path, c->batch_size, c->seq_len, c->sequential, c->seed ^ 0x5EEDull,
@@ -679,6 +689,7 @@ static void teardown(run *r)
     fg_loader_close(&r->val);
     fg_optim_free(&r->opt);
     dp_delete(r->dp);
+    pp_delete(r->pp);
     fg_model_delete(r->m);
     fg_tok_delete(r->tok);
     fg_lock_release(&r->lock);
@@ -722,6 +733,22 @@ static void print_cost(FILE *out, const run *r, const fg_train_result *res, doub
                 fg_fmt_bytes(b1, sizeof b1, ds->bytes),
                 fg_fmt_bytes(b2, sizeof b2, steps > 0 ? ds->bytes / (double)steps : 0.0), ds->span_s, ds->overlap_s,
                 ds->exposed_s, ds->span_s > 0 ? 100.0 * (ds->span_s - ds->exposed_s) / ds->span_s : 0.0);
+    }
+    if (r->pp) {
+        const pp_stats *ps = pp_get_stats(r->pp);
+        const int *bd = pp_bounds(r->pp);
+        fprintf(out, "pipeline        : %d stages, layers", ps->stages);
+        for (int s = 0; s < ps->stages; s++)
+            fprintf(out, "%s%d-%d", s ? " | " : " ", bd[s], bd[s + 1] - 1);
+        fprintf(out, ", %d micro-batches per step (1F1B), balancer moved layers %d of %d times\n", ps->micro,
+                ps->n_moved, ps->n_balance);
+        fprintf(out,
+                "pipeline bubble : %.1f%% measured (mean idle share of the stages' step time), %.1f%% theoretical "
+                "(p-1)/(m+p-1)\n",
+                ps->steps > 0 ? 100.0 * ps->bubble_sum / (double)ps->steps : 0.0, 100.0 * ps->bubble_theory);
+        fprintf(out, "pipeline comm   : %s sent by rank 0 (%s per step), %.3f s of forward recomputation\n",
+                fg_fmt_bytes(b1, sizeof b1, ps->bytes),
+                fg_fmt_bytes(b2, sizeof b2, steps > 0 ? ps->bytes / (double)steps : 0.0), ps->recompute_s);
     }
     if (r->dp && dp_compressed(r->dp)) {
         const dp_stats *ds = dp_get_stats(r->dp);
@@ -869,7 +896,21 @@ fg_status fg_train_run(const fg_train_config *cfg, FILE *out, fg_train_result *r
     return fg_train_run_comm(cfg, NULL, out, res_out);
 }
 
+static fg_status run_impl(const fg_train_config *cfg, fg_comm *comm, fg_comm *pp_comm, bool rank0, FILE *out,
+                          fg_train_result *res_out);
+
 fg_status fg_train_run_comm(const fg_train_config *cfg, fg_comm *comm, FILE *out, fg_train_result *res_out)
+{
+    return run_impl(cfg, comm, NULL, !comm || fg_comm_rank(comm) == 0, out, res_out);
+}
+
+fg_status fg_train_run_grid(const fg_train_config *cfg, const fg_grid *g, FILE *out, fg_train_result *res_out)
+{
+    return run_impl(cfg, g->dp_comm, g->pp_comm, g->rank == 0, out, res_out);
+}
+
+static fg_status run_impl(const fg_train_config *cfg, fg_comm *comm, fg_comm *pp_comm, bool rank0, FILE *out,
+                          fg_train_result *res_out)
 {
     double t_wall = fg_time_sec();
     run rr;
@@ -878,7 +919,8 @@ fg_status fg_train_run_comm(const fg_train_config *cfg, fg_comm *comm, FILE *out
     r->lock.fd = -1;
     r->c = *cfg;
     r->comm = comm;
-    r->rank0 = !comm || fg_comm_rank(comm) == 0;
+    r->pp_comm = pp_comm;
+    r->rank0 = rank0;
     fg_train_result res;
     memset(&res, 0, sizeof res);
     res.first_val = res.last_val = NAN;
@@ -886,6 +928,9 @@ fg_status fg_train_run_comm(const fg_train_config *cfg, fg_comm *comm, FILE *out
     if (cfg->dp != (comm ? fg_comm_size(comm) : 1))
         st = fg_error(FG_ERR_INVALID, "'dp' %d, but %d process%s in the data-parallel group (run under mpirun -np %d)",
                       cfg->dp, comm ? fg_comm_size(comm) : 1, comm && fg_comm_size(comm) > 1 ? "es" : "", cfg->dp);
+    if (st == FG_OK && cfg->pp != (pp_comm ? fg_comm_size(pp_comm) : 1))
+        st = fg_error(FG_ERR_INVALID, "'pp' %d, but %d stage%s in the pipeline group (run under mpirun -np dp x pp)",
+                      cfg->pp, pp_comm ? fg_comm_size(pp_comm) : 1, pp_comm && fg_comm_size(pp_comm) > 1 ? "s" : "");
     if (st == FG_OK)
         st = setup(r, out);
     if (st != FG_OK)
@@ -971,8 +1016,11 @@ fg_status fg_train_run_comm(const fg_train_config *cfg, fg_comm *comm, FILE *out
         const size_t n_grads = fg_model_num_params(r->m);
         const float scale = c->loss_scale ? r->scaler.scale : 1.0f;
         const bool zero = r->dp && dp_zero(r->dp);
-        st = r->dp ? dp_grads(r->dp, r->m, r->inp, r->tgt, B, T, A, scale, &loss)
-                   : fg_train_grads_scaled(r->m, r->inp, r->tgt, B, T, A, scale, &loss);
+        if (r->pp) /* the stages, then the sum over stages and replicas (dp's grads too) */
+            st = pp_grads(r->pp, r->m, r->inp, r->tgt, B, T, A / c->dp, A, scale, &loss);
+        else
+            st = r->dp ? dp_grads(r->dp, r->m, r->inp, r->tgt, B, T, A, scale, &loss)
+                       : fg_train_grads_scaled(r->m, r->inp, r->tgt, B, T, A, scale, &loss);
         if (st != FG_OK)
             goto out_teardown;
         if (c->inject_overflow_step > 0 && r->step + 1 == c->inject_overflow_step) {
@@ -1053,6 +1101,19 @@ fg_status fg_train_run_comm(const fg_train_config *cfg, fg_comm *comm, FILE *out
                 metrics_printf(r, ", \"comm_payload_bytes\": %.0f, \"comm_dense_bytes\": %.0f", ds->payload_step,
                                ds->dense_step);
         }
+        if (r->pp) { /* this step's pipeline (docs/DIST.md "Pipeline parallelism") */
+            const pp_stats *ps = pp_get_stats(r->pp);
+            metrics_printf(r,
+                           ", \"pp_bubble\": %.4f, \"pp_bubble_theory\": %.4f, \"pp_bytes\": %.0f, \"pp_compute_s\": [",
+                           ps->bubble, ps->bubble_theory, ps->bytes_step);
+            for (int s = 0; s < ps->stages; s++)
+                metrics_printf(r, "%s%.6f", s ? ", " : "", ps->step_compute[s]);
+            const int *bd = pp_bounds(r->pp);
+            metrics_printf(r, "], \"pp_layers\": [");
+            for (int s = 0; s < ps->stages; s++)
+                metrics_printf(r, "%s%d", s ? ", " : "", bd[s + 1] - bd[s]);
+            metrics_printf(r, "]");
+        }
         if (c->model.moe.n_expert > 0) {
             /* router health of the step's last micro-batch */
             fg_moe_stats ms;
@@ -1074,6 +1135,8 @@ fg_status fg_train_run_comm(const fg_train_config *cfg, fg_comm *comm, FILE *out
         bool last = r->step >= sched.total || (c->stop_after > 0 && r->step >= c->stop_after) ||
                     (c->max_seconds > 0 && res.train_sec >= c->max_seconds);
         if (r->dp && (st = dp_agree(r->dp, &sched.total, &last)) != FG_OK) /* clocks differ per rank */
+            goto out_teardown;
+        if (r->pp && (st = pp_agree(r->pp, &sched.total, &last)) != FG_OK) /* stage 0's (world rank 0's) */
             goto out_teardown;
         bool log_now = out && (r->step % c->log_every == 0 || r->step == first + 1 || last);
         if (bar.enabled && (log_now || (c->val_every > 0 && r->step % c->val_every == 0)))
@@ -1100,6 +1163,19 @@ fg_status fg_train_run_comm(const fg_train_config *cfg, fg_comm *comm, FILE *out
         st = metrics_flush(r);
         if (st != FG_OK)
             goto out_teardown;
+        if (r->pp && c->pp_balance && c->ckpt_every > 0 && r->step % c->ckpt_every == 0 && !last) {
+            /* the balancer at a checkpoint boundary: every rank holds every layer's params
+             * and optimiser state, so moving layers moves no bytes */
+            char msg[512];
+            int moved = 0;
+            st = pp_balance(r->pp, &moved, msg, sizeof msg);
+            if (st != FG_OK)
+                goto out_teardown;
+            if (out) {
+                fprintf(out, "step %6ld | %s\n", r->step, msg);
+                fflush(out);
+            }
+        }
         if (c->ckpt_every > 0 && (r->step % c->ckpt_every == 0 || last)) {
             st = save_ckpt(r, r->tokens_before + res.tokens);
             if (st != FG_OK)
