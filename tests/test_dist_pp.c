@@ -3,7 +3,7 @@
  * micro-batches, pp 4, dp 2 x pp 2, dense and MoE, gpt2 and llama, 20 steps: losses to
  * 1e-5 relative, final params to 1e-6. A pp 2 checkpoint resumes at pp 1 and at dp 2 x
  * pp 2 with the same next losses. With one stage slowed on purpose the balancer moves
- * layers off it and the losses stay one process's. Layouts the pipeline refuses say why.
+ * layers off it at a checkpoint boundary and the losses stay one process's. Layouts the pipeline refuses say why.
  * Skips when this build has no MPI or mpirun is absent. */
 #define _GNU_SOURCE
 #include <stdlib.h>
@@ -204,6 +204,38 @@ static void test_resume(void)
     }
 }
 
+/* One stage slowed on purpose (--pp-slow-rank: 20 ms per layer per pass, a hundred
+ * times the test model's compute): at the first checkpoint boundary the balancer moves
+ * layers off it, 2|2 -> 3|1, and the training is still one process's. Without
+ * --pp-balance the layers stay. */
+static void test_balance(void)
+{
+    char ref[1024], dir[1024], args[8192];
+    const char *model = "--layout llama --n-layer 4 --n-head 2 --d-model 16 --grad-accum 4 --max-steps 12";
+    snprintf(ref, sizeof ref, "%s/balance_ref", fg_test_tmpdir());
+    snprintf(args, sizeof args, "%s %s --out '%s'", data, model, ref);
+    FG_CHECK(train(0, args) == 0, "balance reference: %s", out);
+    for (int bal = 0; bal < 2; bal++) {
+        snprintf(dir, sizeof dir, "%s/balance_%d", fg_test_tmpdir(), bal);
+        snprintf(args, sizeof args,
+                 "--pp 2 %s %s --pp-slow-rank 1 --pp-slow-ms 20 --pp-balance %d --ckpt-every 4 --out '%s'", data, model,
+                 bal, dir);
+        int rc = train(2, args);
+        FG_CHECK(rc == 0, "slowed stage, balance %d: exit %d: %s", bal, rc, out);
+        static curve c;
+        FG_CHECK(read_curve(dir, &c), "slowed stage: metrics");
+        FG_CHECK(!strcmp(c.layers[4], "2, 2"), "before the first boundary: layers %s (want 2, 2)", c.layers[4]);
+        const char *want = bal ? "3, 1" : "2, 2";
+        FG_CHECK(!strcmp(c.layers[5], want) && !strcmp(c.layers[12], want),
+                 "balance %d: layers %s at step 5, %s at step 12 (want %s)", bal, c.layers[5], c.layers[12], want);
+        if (bal)
+            FG_CHECK(strstr(out, "pipeline balance: stage compute s") && strstr(out, "2|2 -> 3|1"),
+                     "the balancer says what it moved: %s", out);
+        check_losses(bal ? "balanced pipeline" : "slowed pipeline", ref, dir, 1, 12);
+        check_params(bal ? "balanced pipeline" : "slowed pipeline", ref, dir);
+    }
+}
+
 /* What the pipeline does not run is refused with the reason. */
 static void test_refused(void)
 {
@@ -266,6 +298,7 @@ int main(void)
         }
     test_micro();
     test_resume();
+    test_balance();
     test_refused();
     return fg_test_end();
 }
