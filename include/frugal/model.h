@@ -182,6 +182,19 @@ fg_status fg_model_forward_range(fg_model *m, int l0, int l1, const int32_t *inp
  * loss_scale also scales the MoE balance losses of these layers. */
 fg_status fg_model_backward_range(fg_model *m, int l0, int l1, const float *x, const float *dy, float *dx,
                                   float loss_scale);
+/* Tensor parallelism (stage_tp.c, Megatron-LM style; docs/DIST.md "Tensor parallelism"):
+ * with rank r of size > 1 set, fg_model_forward_range / _backward_range compute this
+ * rank's shard: heads [r NH/size, ...) of attention, FFN columns [r F/size, ...) (first
+ * GEMM by columns, second by rows), vocabulary rows [r Vp/size, ...) of the embedding
+ * and the head with the cross-entropy over the split vocabulary. fn sums (max = 0) or
+ * maxes (max = 1) n floats in place over the group; every rank of the group makes the
+ * same calls in the same order. Grads: each rank's shard of the split tensors, and on
+ * rank 0 only the replicated ones (norms, row-parallel biases, positions), so the sum
+ * over the group is the whole gradient. fg_model_forward (the whole model) ignores it.
+ * Dense fp32 models without QAT whose n_head, FFN width and padded_vocab divide by size;
+ * size 1 or fn NULL: off. */
+typedef fg_status (*fg_model_tp_reduce)(void *ctx, float *buf, size_t n, int max);
+fg_status fg_model_set_tp(fg_model *m, int rank, int size, fg_model_tp_reduce fn, void *ctx);
 /* After each optimizer step (MoE: router bias update from load history). */
 void fg_model_post_step(fg_model *m);
 /* Layer l's expert loads counted since the last fg_model_post_step ([n_expert] floats,

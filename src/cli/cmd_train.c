@@ -28,7 +28,7 @@ int fg_cmd_train(int argc, char **argv)
     fg_status st = fg_train_config_from_args(&c, argc, argv, NULL);
     if (st != FG_OK)
         return fg_cli_fail("train", st, "frugal train --help lists the options");
-    if (c.dp == 1 && c.pp == 1 && !fg_dist_launched()) {
+    if (c.dp == 1 && c.pp == 1 && c.tp == 1 && !fg_dist_launched()) {
         fg_train_result r;
         st = fg_train_run(&c, stdout, &r);
         if (st != FG_OK)
@@ -40,7 +40,7 @@ int fg_cmd_train(int argc, char **argv)
     if (st != FG_OK)
         return fg_cli_fail("train", st, "--dp N --pp M runs under mpirun -np N*M (docs/DIST.md)");
     fg_grid g;
-    st = fg_grid_init(&g, world, c.dp, 1, c.pp, 1);
+    st = fg_grid_init(&g, world, c.dp, c.tp, c.pp, 1);
     int rank = fg_comm_rank(world);
     if (st == FG_OK) {
         fg_train_result r;

@@ -215,6 +215,7 @@ struct fg_model {
     void *grad_hook_ctx;
     struct model_qat *qat; /* int8 QAT state (qat.c), NULL when cfg.qat_layers is "" */
     struct model_int8 *i8; /* int8 inference weights (int8.c), NULL until fg_model_int8_load */
+    struct model_tp *tp;   /* tensor-parallel shard of the stage functions (stage_tp.c), NULL: off */
 
     int prof_on, prof_dir;    /* profiling enabled; 0 forward, 1 backward */
     double prof[2][OP_COUNT]; /* seconds per op since fg_model_profile(m, 1) */
@@ -301,6 +302,17 @@ fg_status model_head_forward(fg_model *m, const float *res, const int32_t *targe
 void model_head_backward(fg_model *m, const float *res_last, float loss_scale);
 /* m->dres: d/d(la[l].res3) in, d/d(res) out; res = the layer's forward input. */
 void model_layer_backward(fg_model *m, int l, const float *res, int B, int T);
+
+/* ---- tensor parallelism (stage_tp.c): the same pieces on this rank's shard ---- */
+typedef struct model_tp model_tp;
+void model_tp_free(fg_model *m);
+fg_status model_tp_status(fg_model *m); /* the first failed reduce since the last call */
+void model_tp_layer_forward(fg_model *m, int l, const float *res, int B, int T);
+void model_tp_layer_backward(fg_model *m, int l, const float *res, int B, int T);
+void model_tp_embed_forward(fg_model *m, int N, int T);
+void model_tp_embed_backward(fg_model *m, int N, int T);
+fg_status model_tp_head_forward(fg_model *m, const float *res, const int32_t *targets, int N, float *loss);
+void model_tp_head_backward(fg_model *m, const float *res_last, float loss_scale);
 
 /* Frees the generation state (model.c calls it from fg_model_delete). */
 void model_kv_free(fg_model *m);

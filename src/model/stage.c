@@ -63,17 +63,23 @@ fg_status fg_model_forward_range(fg_model *m, int l0, int l1, const int32_t *inp
     m->prof_calls[0] += m->prof_on;
     const float *res = x;
     if (first) {
-        MODEL_PROF(m, OP_EMBED,
-                   fg_embedding_forward(m->encoded, m->inputs, m->params + m->wte, model_p(m, m->wpe), N, T, C));
+        if (m->tp)
+            model_tp_embed_forward(m, N, T);
+        else
+            MODEL_PROF(m, OP_EMBED,
+                       fg_embedding_forward(m->encoded, m->inputs, m->params + m->wte, model_p(m, m->wpe), N, T, C));
         res = m->encoded;
     }
     for (int l = l0; l < l1; l++) {
-        model_layer_forward(m, l, res, B, T);
+        if (m->tp)
+            model_tp_layer_forward(m, l, res, B, T);
+        else
+            model_layer_forward(m, l, res, B, T);
         res = m->la[l].res3;
     }
     float l = 0.0f;
     if (last) {
-        st = model_head_forward(m, res, targets, N, &l);
+        st = m->tp ? model_tp_head_forward(m, res, targets, N, &l) : model_head_forward(m, res, targets, N, &l);
         if (st != FG_OK)
             return st;
     } else {
@@ -88,6 +94,8 @@ fg_status fg_model_forward_range(fg_model *m, int l0, int l1, const int32_t *inp
                 aux += m->moe[k].stats.aux_loss;
         *loss = last ? l - model_moe_aux_loss(m) + aux : aux;
     }
+    if (m->tp && (st = model_tp_status(m)) != FG_OK)
+        return st;
     m->fwd_done = 1;
     return FG_OK;
 }
@@ -114,7 +122,9 @@ fg_status fg_model_backward_range(fg_model *m, int l0, int l1, const float *x, c
     m->prof_dir = 1;
     m->prof_calls[1] += m->prof_on;
     if (last) {
-        if (m->n_counted > 0)
+        if (m->n_counted > 0 && m->tp)
+            model_tp_head_backward(m, m->la[l1 - 1].res3, loss_scale);
+        else if (m->n_counted > 0)
             model_head_backward(m, m->la[l1 - 1].res3, loss_scale);
         else /* every target ignored: the mean loss is the constant 0 */
             memset(m->dres, 0, NC * sizeof(float));
@@ -122,14 +132,20 @@ fg_status fg_model_backward_range(fg_model *m, int l0, int l1, const float *x, c
         memcpy(m->dres, dy, NC * sizeof(float));
     }
     for (int l = l1 - 1; l >= l0; l--) {
-        model_layer_backward(m, l, l > l0 ? m->la[l - 1].res3 : first ? m->encoded : x, B, T);
+        const float *res = l > l0 ? m->la[l - 1].res3 : first ? m->encoded : x;
+        if (m->tp)
+            model_tp_layer_backward(m, l, res, B, T);
+        else
+            model_layer_backward(m, l, res, B, T);
         if (m->grad_hook)
             m->grad_hook(m->grad_hook_ctx, l);
     }
-    if (first)
+    if (first && m->tp)
+        model_tp_embed_backward(m, N, T);
+    else if (first)
         MODEL_PROF(m, OP_EMBED,
                    fg_embedding_backward(m->grads + m->wte, model_g(m, m->wpe), m->dres, m->inputs, N, T, C));
     else
         memcpy(dx, m->dres, NC * sizeof(float));
-    return FG_OK;
+    return m->tp ? model_tp_status(m) : FG_OK;
 }

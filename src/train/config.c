@@ -187,6 +187,8 @@ static const fg_opt opts[] = {
      .help = "test hook: this pipeline stage sleeps pp_slow_ms per layer per pass (a slower machine); -1 off"},
     {"pp_slow_ms", FG_OPT_FLOAT, F(pp_slow_ms), 0, 1e6, .flags = RESUMABLE,
      .help = "the slowed stage's delay per layer per forward or backward, ms"},
+    {"tp", FG_OPT_INT, F(tp), 1, 64, .flags = RESUMABLE,
+     .help = "tensor-parallel ranks (run under mpirun -np DP*TP*PP); dense fp32 models"},
 };
 #define N_OPTS FG_OPT_COUNT(opts)
 
@@ -217,6 +219,7 @@ void fg_train_config_default(fg_train_config *c)
     c->seed = 1337;
     c->dp = 1;
     c->pp = 1;
+    c->tp = 1;
     c->pp_slow_rank = -1;
     c->bucket_mb = 25.0f; /* PyTorch DDP's bucket_cap_mb */
     c->compress_delta = 1;
@@ -294,11 +297,17 @@ fg_status fg_train_config_validate(const fg_train_config *c)
     if (c->compress > 0 && c->zero)
         return fg_error(FG_ERR_INVALID, "'compress' with 'zero': not built (compressed gradients are exchanged "
                                         "whole by all-gather; ZeRO-1 reduce-scatters them)");
-    if (c->pp > 1 && (c->zero || c->compress > 0))
-        return fg_error(FG_ERR_INVALID, "'pp' %d with '%s': not built (pipeline stages sum whole gradients)", c->pp,
-                        c->zero ? "zero" : "compress");
-    if (c->pp > 1 && c->model.precision != FG_PRECISION_FP32)
-        return fg_error(FG_ERR_INVALID, "'pp' %d: pipeline stages run fp32 models only", c->pp);
+    if ((c->pp > 1 || c->tp > 1) && (c->zero || c->compress > 0))
+        return fg_error(FG_ERR_INVALID,
+                        "'%s' %d with '%s': not built (pipeline stages and tensor shards sum whole "
+                        "gradients)",
+                        c->pp > 1 ? "pp" : "tp", c->pp > 1 ? c->pp : c->tp, c->zero ? "zero" : "compress");
+    if ((c->pp > 1 || c->tp > 1) && c->model.precision != FG_PRECISION_FP32)
+        return fg_error(FG_ERR_INVALID, "'%s' %d: pipeline stages and tensor shards run fp32 models only",
+                        c->pp > 1 ? "pp" : "tp", c->pp > 1 ? c->pp : c->tp);
+    if (c->tp > 1 && c->model.moe.n_expert > 0)
+        return fg_error(FG_ERR_INVALID, "'tp' %d with MoE layers: not built (experts spread by expert parallelism)",
+                        c->tp);
     if (c->pp > c->model.n_layer)
         return fg_error(FG_ERR_INVALID, "'pp' %d exceeds 'n_layer' %d (a stage holds at least one layer)", c->pp,
                         c->model.n_layer);

@@ -13,7 +13,7 @@
 #include "pp.h"
 
 struct pp {
-    fg_comm *comm, *dp;
+    fg_comm *comm, *dp, *tp;
     int rank, size, L;
     fg_model *m;
     int *bounds; /* [size + 1] */
@@ -40,7 +40,7 @@ static void sleep_ms(double ms)
     }
 }
 
-pp *pp_new(fg_comm *comm, fg_comm *dp_comm, fg_model *m, int B, int T, int slow_rank, float slow_ms)
+pp *pp_new(fg_comm *comm, fg_comm *dp_comm, fg_comm *tp_comm, fg_model *m, int B, int T, int slow_rank, float slow_ms)
 {
     const fg_model_config *c = fg_model_get_config(m);
     int P = fg_comm_size(comm);
@@ -60,6 +60,7 @@ pp *pp_new(fg_comm *comm, fg_comm *dp_comm, fg_model *m, int B, int T, int slow_
     }
     p->comm = comm;
     p->dp = dp_comm && fg_comm_size(dp_comm) > 1 ? dp_comm : NULL;
+    p->tp = tp_comm && fg_comm_size(tp_comm) > 1 ? tp_comm : NULL;
     p->rank = fg_comm_rank(comm);
     p->size = P;
     p->L = c->n_layer;
@@ -244,10 +245,10 @@ static fg_status bwd(pp *p, step_ctx *x, int i)
  * embedding gets both ends' parts), then over the replicas. */
 static fg_status reduce(pp *p, fg_comm *c, float *g, size_t n, double *loss_sum)
 {
-    if (!c)
+    if (!c || fg_comm_size(c) < 2)
         return FG_OK;
     fg_status st = fg_comm_allreduce(c, g, n, FG_DT_F32, FG_OP_SUM);
-    if (st == FG_OK)
+    if (st == FG_OK && loss_sum)
         st = fg_comm_allreduce(c, loss_sum, 1, FG_DT_F64, FG_OP_SUM);
     double q = fg_comm_size(c);
     p->st.bytes_step += 2 * (q - 1) / q * ((double)n * sizeof(float) + sizeof(double));
@@ -334,6 +335,8 @@ fg_status pp_grads(pp *p, fg_model *m, const int32_t *inp, const int32_t *tgt, i
     size_t n = fg_model_num_params(m);
     if (st == FG_OK)
         st = reduce(p, p->comm, g, n, &sum);
+    if (st == FG_OK) /* the shards' grads (replicated tensors: rank 0's only); the loss is every tp rank's */
+        st = reduce(p, p->tp, g, n, NULL);
     if (st == FG_OK)
         st = reduce(p, p->dp, g, n, &sum);
     p->st.bytes += p->st.bytes_step;

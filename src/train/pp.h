@@ -24,11 +24,12 @@ typedef struct pp_stats {
 
 typedef struct pp pp;
 
-/* comm: the pp group (stage s = its rank); dp_comm: the data-parallel group (NULL or
- * size 1: none), summed over after the stages. The model must be fp32 and have at least
- * as many layers as stages. slow_rank / slow_ms: test hook, that pp rank sleeps slow_ms
- * per layer of each forward and backward (a slower machine); slow_rank < 0: off. */
-pp *pp_new(fg_comm *comm, fg_comm *dp_comm, fg_model *m, int B, int T, int slow_rank, float slow_ms);
+/* comm: the pp group (stage s = its rank; size 1: one stage, for a tp-only run); dp_comm,
+ * tp_comm: the data-parallel and tensor-parallel groups (NULL or size 1: none), summed
+ * over after the stages (tp: grads only, every tp rank computes the same loss). The model must be fp32 and have at
+ * least as many layers as stages. slow_rank / slow_ms: test hook, that pp rank sleeps slow_ms per layer of each forward
+ * and backward (a slower machine); slow_rank < 0: off. */
+pp *pp_new(fg_comm *comm, fg_comm *dp_comm, fg_comm *tp_comm, fg_model *m, int B, int T, int slow_rank, float slow_ms);
 void pp_delete(pp *p);
 int pp_rank(const pp *p);
 int pp_size(const pp *p);
@@ -36,7 +37,7 @@ int pp_size(const pp *p);
 const int *pp_bounds(const pp *p);
 /* One step's gradients: the Al = A / dp micro-batches of this replica through the 1F1B
  * pipeline (each backward scaled by grad_scale / A, as one process), then the grads
- * summed over the stages and the dp replicas (every rank of the job holds the whole
+ * summed over the stages, the tp shards and the dp replicas (every rank of the job holds the whole
  * sum, so every rank takes the same optimiser step), the MoE loads likewise over the
  * stages. *loss = the mean loss over all A micro-batches. */
 fg_status pp_grads(pp *p, fg_model *m, const int32_t *inp, const int32_t *tgt, int B, int T, int Al, int A,

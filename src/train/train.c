@@ -22,6 +22,7 @@
 #include "frugal/tok.h"
 #include "frugal/train.h"
 #include "pp.h"
+#include "tp.h"
 
 #define PATHN (FG_TRAIN_PATH_MAX + 64)
 
@@ -53,6 +54,9 @@ typedef struct run {
      * when it has more than one rank. rank0 is then world rank 0 (stage 0 of replica 0). */
     fg_comm *pp_comm;
     pp *pp;
+    /* tensor parallelism (tp.c; its steps run through pp.c, a single stage when pp is 1) */
+    fg_comm *tp_comm;
+    tp *tp;
 } run;
 
 /* ---- small file helpers ---- */
@@ -615,8 +619,11 @@ static fg_status setup(run *r, FILE *out)
     else
         st = fg_optim_init(&r->opt, fg_model_num_params(r->m), ranges, nt, &ac);
     fg_free(ranges);
-    if (st == FG_OK && r->pp_comm && fg_comm_size(r->pp_comm) > 1 &&
-        !(r->pp = pp_new(r->pp_comm, r->comm, r->m, c->batch_size, c->seq_len, c->pp_slow_rank, c->pp_slow_ms)))
+    if (st == FG_OK && r->tp_comm && fg_comm_size(r->tp_comm) > 1 && !(r->tp = tp_new(r->tp_comm, r->m)))
+        st = fg_last_status();
+    if (st == FG_OK && (c->pp > 1 || c->tp > 1) &&
+        !(r->pp =
+              pp_new(r->pp_comm, r->comm, r->tp_comm, r->m, c->batch_size, c->seq_len, c->pp_slow_rank, c->pp_slow_ms)))
         st = fg_last_status();
     if (st != FG_OK)
         goto out_ids;
@@ -657,8 +664,10 @@ static fg_status setup(run *r, FILE *out)
     }
     if (st == FG_OK && r->dp)
         st = dp_barrier(r->dp); /* rank 0's shards are written before anyone opens them */
-    if (st == FG_OK && r->pp)
+    if (st == FG_OK && r->pp && c->pp > 1)
         st = pp_barrier(r->pp); /* ... the other stages' ranks too (after their replica's barrier) */
+    if (st == FG_OK && r->tp)
+        st = fg_comm_barrier(r->tp_comm); /* ... and the tp ranks (after their stage's) */
     if (st != FG_OK)
         goto out_ids;
     st = fg_loader_open(&r->train, r->train_path, c->batch_size, c->seq_len, c->sequential, c->seed ^ 0x5EEDull,
@@ -690,6 +699,7 @@ static void teardown(run *r)
     fg_optim_free(&r->opt);
     dp_delete(r->dp);
     pp_delete(r->pp);
+    tp_delete(r->tp, r->m);
     fg_model_delete(r->m);
     fg_tok_delete(r->tok);
     fg_lock_release(&r->lock);
@@ -734,7 +744,11 @@ static void print_cost(FILE *out, const run *r, const fg_train_result *res, doub
                 fg_fmt_bytes(b2, sizeof b2, steps > 0 ? ds->bytes / (double)steps : 0.0), ds->span_s, ds->overlap_s,
                 ds->exposed_s, ds->span_s > 0 ? 100.0 * (ds->span_s - ds->exposed_s) / ds->span_s : 0.0);
     }
-    if (r->pp) {
+    if (r->tp)
+        fprintf(out, "tensor parallel : %d ranks, %s sent per rank by the activation sums (%s per step)\n",
+                tp_size(r->tp), fg_fmt_bytes(b1, sizeof b1, tp_bytes(r->tp)),
+                fg_fmt_bytes(b2, sizeof b2, steps > 0 ? tp_bytes(r->tp) / (double)steps : 0.0));
+    if (r->pp && r->c.pp > 1) {
         const pp_stats *ps = pp_get_stats(r->pp);
         const int *bd = pp_bounds(r->pp);
         fprintf(out, "pipeline        : %d stages, layers", ps->stages);
@@ -896,21 +910,21 @@ fg_status fg_train_run(const fg_train_config *cfg, FILE *out, fg_train_result *r
     return fg_train_run_comm(cfg, NULL, out, res_out);
 }
 
-static fg_status run_impl(const fg_train_config *cfg, fg_comm *comm, fg_comm *pp_comm, bool rank0, FILE *out,
-                          fg_train_result *res_out);
+static fg_status run_impl(const fg_train_config *cfg, fg_comm *comm, fg_comm *pp_comm, fg_comm *tp_comm, bool rank0,
+                          FILE *out, fg_train_result *res_out);
 
 fg_status fg_train_run_comm(const fg_train_config *cfg, fg_comm *comm, FILE *out, fg_train_result *res_out)
 {
-    return run_impl(cfg, comm, NULL, !comm || fg_comm_rank(comm) == 0, out, res_out);
+    return run_impl(cfg, comm, NULL, NULL, !comm || fg_comm_rank(comm) == 0, out, res_out);
 }
 
 fg_status fg_train_run_grid(const fg_train_config *cfg, const fg_grid *g, FILE *out, fg_train_result *res_out)
 {
-    return run_impl(cfg, g->dp_comm, g->pp_comm, g->rank == 0, out, res_out);
+    return run_impl(cfg, g->dp_comm, g->pp_comm, g->tp_comm, g->rank == 0, out, res_out);
 }
 
-static fg_status run_impl(const fg_train_config *cfg, fg_comm *comm, fg_comm *pp_comm, bool rank0, FILE *out,
-                          fg_train_result *res_out)
+static fg_status run_impl(const fg_train_config *cfg, fg_comm *comm, fg_comm *pp_comm, fg_comm *tp_comm, bool rank0,
+                          FILE *out, fg_train_result *res_out)
 {
     double t_wall = fg_time_sec();
     run rr;
@@ -920,6 +934,7 @@ static fg_status run_impl(const fg_train_config *cfg, fg_comm *comm, fg_comm *pp
     r->c = *cfg;
     r->comm = comm;
     r->pp_comm = pp_comm;
+    r->tp_comm = tp_comm;
     r->rank0 = rank0;
     fg_train_result res;
     memset(&res, 0, sizeof res);
@@ -931,6 +946,9 @@ static fg_status run_impl(const fg_train_config *cfg, fg_comm *comm, fg_comm *pp
     if (st == FG_OK && cfg->pp != (pp_comm ? fg_comm_size(pp_comm) : 1))
         st = fg_error(FG_ERR_INVALID, "'pp' %d, but %d stage%s in the pipeline group (run under mpirun -np dp x pp)",
                       cfg->pp, pp_comm ? fg_comm_size(pp_comm) : 1, pp_comm && fg_comm_size(pp_comm) > 1 ? "s" : "");
+    if (st == FG_OK && cfg->tp != (tp_comm ? fg_comm_size(tp_comm) : 1))
+        st = fg_error(FG_ERR_INVALID, "'tp' %d, but %d rank%s in the tensor-parallel group (mpirun -np dp x tp x pp)",
+                      cfg->tp, tp_comm ? fg_comm_size(tp_comm) : 1, tp_comm && fg_comm_size(tp_comm) > 1 ? "s" : "");
     if (st == FG_OK)
         st = setup(r, out);
     if (st != FG_OK)
@@ -1101,7 +1119,7 @@ static fg_status run_impl(const fg_train_config *cfg, fg_comm *comm, fg_comm *pp
                 metrics_printf(r, ", \"comm_payload_bytes\": %.0f, \"comm_dense_bytes\": %.0f", ds->payload_step,
                                ds->dense_step);
         }
-        if (r->pp) { /* this step's pipeline (docs/DIST.md "Pipeline parallelism") */
+        if (r->pp && c->pp > 1) { /* this step's pipeline (docs/DIST.md "Pipeline parallelism") */
             const pp_stats *ps = pp_get_stats(r->pp);
             metrics_printf(r,
                            ", \"pp_bubble\": %.4f, \"pp_bubble_theory\": %.4f, \"pp_bytes\": %.0f, \"pp_compute_s\": [",
@@ -1136,8 +1154,15 @@ static fg_status run_impl(const fg_train_config *cfg, fg_comm *comm, fg_comm *pp
                     (c->max_seconds > 0 && res.train_sec >= c->max_seconds);
         if (r->dp && (st = dp_agree(r->dp, &sched.total, &last)) != FG_OK) /* clocks differ per rank */
             goto out_teardown;
-        if (r->pp && (st = pp_agree(r->pp, &sched.total, &last)) != FG_OK) /* stage 0's (world rank 0's) */
+        if (r->pp && c->pp > 1 && (st = pp_agree(r->pp, &sched.total, &last)) != FG_OK) /* stage 0's */
             goto out_teardown;
+        if (r->tp) { /* tp rank 0's (world rank 0's after the two above) */
+            int64_t v[2] = {sched.total, last ? 1 : 0};
+            if ((st = fg_comm_bcast(r->tp_comm, v, 2, FG_DT_I64, 0)) != FG_OK)
+                goto out_teardown;
+            sched.total = (long)v[0];
+            last = v[1] != 0;
+        }
         bool log_now = out && (r->step % c->log_every == 0 || r->step == first + 1 || last);
         if (bar.enabled && (log_now || (c->val_every > 0 && r->step % c->val_every == 0)))
             fputs("\r\033[K", stderr); /* clear the bar's line; the next update redraws it */
@@ -1163,7 +1188,7 @@ static fg_status run_impl(const fg_train_config *cfg, fg_comm *comm, fg_comm *pp
         st = metrics_flush(r);
         if (st != FG_OK)
             goto out_teardown;
-        if (r->pp && c->pp_balance && c->ckpt_every > 0 && r->step % c->ckpt_every == 0 && !last) {
+        if (r->pp && c->pp > 1 && c->pp_balance && c->ckpt_every > 0 && r->step % c->ckpt_every == 0 && !last) {
             /* the balancer at a checkpoint boundary: every rank holds every layer's params
              * and optimiser state, so moving layers moves no bytes */
             char msg[512];
