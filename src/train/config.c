@@ -305,6 +305,8 @@ fg_status fg_train_config_validate(const fg_train_config *c)
     if ((c->pp > 1 || c->tp > 1) && c->model.precision != FG_PRECISION_FP32)
         return fg_error(FG_ERR_INVALID, "'%s' %d: pipeline stages and tensor shards run fp32 models only",
                         c->pp > 1 ? "pp" : "tp", c->pp > 1 ? c->pp : c->tp);
+    if (c->pp_slow_rank >= c->pp)
+        return fg_error(FG_ERR_INVALID, "'pp_slow_rank' %d: the pipeline has stages 0..%d", c->pp_slow_rank, c->pp - 1);
     if (c->tp > 1 && c->model.moe.n_expert > 0)
         return fg_error(FG_ERR_INVALID, "'tp' %d with MoE layers: not built (experts spread by expert parallelism)",
                         c->tp);
