@@ -182,6 +182,15 @@ fg_status fg_model_forward_range(fg_model *m, int l0, int l1, const int32_t *inp
  * loss_scale also scales the MoE balance losses of these layers. */
 fg_status fg_model_backward_range(fg_model *m, int l0, int l1, const float *x, const float *dy, float *dx,
                                   float loss_scale);
+/* Activation slots for a pipeline stage running n micro-batches in flight (1F1B): n - 1
+ * more sets of layers [l0, l1)'s saved activations (and of the embedding output and the
+ * tokens), so a micro-batch's backward finds its own forward's activations without
+ * running it again. fg_model_stage_slot(m, k) makes set k (0 <= k < n; 0: the model's own)
+ * the one the next fg_model_forward_range / _backward_range use. n <= 1 frees them.
+ * FG_ERR_INVALID for a range holding a MoE layer (its caches are not duplicated: such a
+ * stage recomputes the forward instead). */
+fg_status fg_model_stage_slots(fg_model *m, int l0, int l1, int n);
+void fg_model_stage_slot(fg_model *m, int k);
 /* Tensor parallelism (stage_tp.c, Megatron-LM style; docs/DIST.md "Tensor parallelism"):
  * with rank r of size > 1 set, fg_model_forward_range / _backward_range compute this
  * rank's shard: heads [r NH/size, ...) of attention, FFN columns [r F/size, ...) (first

@@ -99,7 +99,7 @@ typedef struct fg_train_config {
     /* ---- pipeline parallelism (docs/DIST.md "Pipeline parallelism"): mpirun -np dp x pp ---- */
     int pp;           /* pipeline stages; grad_accum / dp micro-batches flow through them (1F1B) */
     int pp_balance;   /* 1: at each checkpoint boundary move layers from slow stages to fast ones */
-    int pp_slow_rank; /* test hook: this stage sleeps pp_slow_ms per layer per pass; -1 off */
+    int pp_slow_rank; /* test hook: this stage spins pp_slow_ms per layer per pass; -1 off */
     float pp_slow_ms;
     int tp; /* tensor-parallel ranks (Megatron-style shards of heads, FFN and vocabulary) */
 } fg_train_config;

@@ -374,7 +374,7 @@ void fg_model_delete(fg_model *m)
     model_lp_free(m);
     model_qat_free(m);
     model_int8_free(m);
-    model_tp_free(m);
+    model_stage_free(m); /* stage.c: activation slots, tensor-parallel shard */
     fg_free(m->wbf);
     fg_free(m->xbf);
     fg_free(m->dbf);

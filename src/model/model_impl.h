@@ -213,9 +213,10 @@ struct fg_model {
 
     fg_model_grad_hook grad_hook; /* after each layer's backward (fg_model_set_grad_hook) */
     void *grad_hook_ctx;
-    struct model_qat *qat; /* int8 QAT state (qat.c), NULL when cfg.qat_layers is "" */
-    struct model_int8 *i8; /* int8 inference weights (int8.c), NULL until fg_model_int8_load */
-    struct model_tp *tp;   /* tensor-parallel shard of the stage functions (stage_tp.c), NULL: off */
+    struct model_qat *qat;     /* int8 QAT state (qat.c), NULL when cfg.qat_layers is "" */
+    struct model_int8 *i8;     /* int8 inference weights (int8.c), NULL until fg_model_int8_load */
+    struct model_tp *tp;       /* tensor-parallel shard of the stage functions (stage_tp.c), NULL: off */
+    struct model_slots *slots; /* extra activation sets of a pipeline stage (stage.c), NULL: none */
 
     int prof_on, prof_dir;    /* profiling enabled; 0 forward, 1 backward */
     double prof[2][OP_COUNT]; /* seconds per op since fg_model_profile(m, 1) */
@@ -306,6 +307,7 @@ void model_layer_backward(fg_model *m, int l, const float *res, int B, int T);
 /* ---- tensor parallelism (stage_tp.c): the same pieces on this rank's shard ---- */
 typedef struct model_tp model_tp;
 void model_tp_free(fg_model *m);
+void model_stage_free(fg_model *m);     /* slots and the tp shard (fg_model_delete) */
 fg_status model_tp_status(fg_model *m); /* the first failed reduce since the last call */
 void model_tp_layer_forward(fg_model *m, int l, const float *res, int B, int T);
 void model_tp_layer_backward(fg_model *m, int l, const float *res, int B, int T);

@@ -149,3 +149,108 @@ fg_status fg_model_backward_range(fg_model *m, int l0, int l1, const float *x, c
         memcpy(dx, m->dres, NC * sizeof(float));
     return m->tp ? model_tp_status(m) : FG_OK;
 }
+
+/* ---- activation slots: one set of the stage's saved activations per micro-batch in
+ * flight, so 1F1B needs no forward recomputation (dense layers; a MoE layer's caches
+ * live in its fg_moe_layer, with its load counters, and are not duplicated) ---- */
+struct model_slots {
+    int l0, l1, n;
+    float *mem;
+    int32_t *imem;          /* the extra sets' tokens */
+    model_layer_acts *sets; /* [n][l1 - l0]; set 0 is the model's own */
+    float **enc;            /* [n] embedding outputs (stage 0) */
+    int32_t **inp;          /* [n] the tokens the embedding backward reads */
+};
+
+static void slots_free(fg_model *m)
+{
+    struct model_slots *s = m->slots;
+    if (!s)
+        return;
+    if (s->sets) { /* the model's own buffers back in place */
+        for (int l = s->l0; l < s->l1; l++)
+            m->la[l] = s->sets[l - s->l0];
+        m->encoded = s->enc[0];
+        m->inputs = s->inp[0];
+    }
+    fg_free(s->mem);
+    fg_free(s->imem);
+    fg_free(s->sets);
+    fg_free(s->enc);
+    fg_free(s->inp);
+    fg_free(s);
+    m->slots = NULL;
+}
+
+void model_stage_free(fg_model *m)
+{
+    slots_free(m);
+    model_tp_free(m);
+}
+
+fg_status fg_model_stage_slots(fg_model *m, int l0, int l1, int n)
+{
+    slots_free(m);
+    fg_status st = check_range(m, "fg_model_stage_slots", l0, l1);
+    if (st != FG_OK || n <= 1)
+        return st;
+    for (int l = l0; l < l1; l++)
+        if (model_is_moe_layer(m, l))
+            return fg_error(FG_ERR_INVALID, "fg_model_stage_slots: layer %d is MoE (its caches are not duplicated)", l);
+    const fg_model_config *c = &m->cfg;
+    size_t N = (size_t)m->B * (size_t)m->T, C = (size_t)c->d_model, NH = (size_t)c->n_head;
+    size_t Fin = (size_t)m->Fin, F = (size_t)m->F, nl = (size_t)(l1 - l0), ns = (size_t)n;
+    const size_t sizes[13] = {N * C, N, N, N * 3 * C, N * C, N * NH, N * C, N * C, N, N, N * Fin, N * F, N * C};
+    size_t per_layer = 0;
+    for (int i = 0; i < 13; i++)
+        per_layer += (sizes[i] + 15) / 16 * 16;
+    size_t per_set = nl * per_layer + (N * C + 15) / 16 * 16; /* + the embedding output */
+    struct model_slots *s = fg_calloc(1, sizeof *s);
+    if (!s)
+        return fg_error(FG_ERR_NOMEM, "fg_model_stage_slots: out of memory");
+    m->slots = s;
+    s->l0 = l0, s->l1 = l1, s->n = n;
+    s->mem = fg_calloc((ns - 1) * per_set, sizeof(float));
+    s->imem = fg_calloc((ns - 1) * N, sizeof(int32_t));
+    model_layer_acts *sets = fg_calloc(ns * nl, sizeof *sets);
+    s->enc = fg_calloc(ns, sizeof *s->enc);
+    s->inp = fg_calloc(ns, sizeof *s->inp);
+    if (!s->mem || !s->imem || !sets || !s->enc || !s->inp) {
+        fg_free(sets);
+        slots_free(m);
+        return fg_error(FG_ERR_NOMEM, "fg_model_stage_slots: out of memory for %d sets of %zu floats", n - 1, per_set);
+    }
+    for (size_t i = 0; i < nl; i++)
+        sets[i] = m->la[l0 + (int)i];
+    s->enc[0] = m->encoded;
+    s->inp[0] = m->inputs;
+    float *p = s->mem;
+    for (size_t k = 1; k < ns; k++) {
+        for (size_t i = 0; i < nl; i++) {
+            model_layer_acts *a = &sets[k * nl + i];
+            float **f[13] = {&a->ln1, &a->ln1_mean, &a->ln1_rstd, &a->qkv,     &a->atty,        &a->lse, &a->res2,
+                             &a->ln2, &a->ln2_mean, &a->ln2_rstd, &a->ffn.fch, &a->ffn.fch_act, &a->res3};
+            for (int j = 0; j < 13; j++) {
+                *f[j] = p;
+                p += (sizes[j] + 15) / 16 * 16;
+            }
+        }
+        s->enc[k] = p;
+        p += (N * C + 15) / 16 * 16;
+        s->inp[k] = s->imem + (k - 1) * N;
+    }
+    s->sets = sets;
+    return FG_OK;
+}
+
+void fg_model_stage_slot(fg_model *m, int k)
+{
+    struct model_slots *s = m->slots;
+    if (!s || k < 0 || k >= s->n)
+        return;
+    int nl = s->l1 - s->l0;
+    for (int i = 0; i < nl; i++)
+        m->la[s->l0 + i] = s->sets[(size_t)k * nl + i];
+    m->encoded = s->enc[k];
+    m->inputs = s->inp[k];
+}

@@ -3,11 +3,9 @@
  * stream and its gradient moved by non-blocking sends, stage inputs kept for a forward
  * recomputation before each backward, the gradient sum over stages and replicas, the
  * bubble measured per step and the balancer that moves layers off slow stages. */
-#define _POSIX_C_SOURCE 200809L
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
 #include "frugal/core.h"
 #include "pp.h"
@@ -25,18 +23,29 @@ struct pp {
     fg_req *rx, *ys, *rdy, *dxs;
     int *counts, *displs; /* [size]: the per-step stage-time all-gather */
     double *gath;         /* [2 * size] */
+    int slots;            /* activation sets in use (fg_model_stage_slots), 0: recompute instead */
     int slow;
     float slow_ms;
     double acc_compute; /* this rank's compute seconds since the last balance */
     pp_stats st;
 };
 
+/* One activation set per micro-batch in flight (size - rank), so backward needs no
+ * recomputation; a stage holding a MoE layer (whose caches are not duplicated) or one
+ * in flight at a time recomputes / needs none. Called again when the balancer moves. */
+static void setup_slots(pp *p)
+{
+    int k = p->size - p->rank, l0 = p->bounds[p->rank], l1 = p->bounds[p->rank + 1];
+    p->slots = k > 1 && fg_model_stage_slots(p->m, l0, l1, k) == FG_OK ? k : 0;
+    p->st.slots = p->slots;
+}
+
+/* A slower machine's extra compute: the core stays busy (a sleep would hand it to the
+ * other ranks and wake late: on a small delay the wake-up latency is the delay). */
 static void sleep_ms(double ms)
 {
-    if (ms <= 0)
-        return;
-    struct timespec ts = {(time_t)(ms / 1000.0), (long)(fmod(ms, 1000.0) * 1e6)};
-    while (nanosleep(&ts, &ts) != 0) {
+    double end = fg_time_sec() + ms / 1000.0;
+    while (ms > 0 && fg_time_sec() < end) {
     }
 }
 
@@ -98,6 +107,7 @@ pp *pp_new(fg_comm *comm, fg_comm *dp_comm, fg_comm *tp_comm, fg_model *m, int B
         p->displs[s] = 2 * s;
     }
     p->st.stages = P;
+    setup_slots(p);
     return p;
 }
 
@@ -105,6 +115,8 @@ void pp_delete(pp *p)
 {
     if (!p)
         return;
+    if (p->m)
+        fg_model_stage_slots(p->m, 0, 1, 1); /* frees the sets */
     fg_comm_free_mem(p->comm, p->mem);
     fg_free(p->bounds);
     fg_free(p->xin);
@@ -186,6 +198,8 @@ static fg_status fwd(pp *p, step_ctx *x, int j)
         st = fg_comm_wait(p->comm, &p->ys[q]); /* the send of micro-batch j - size left the slot */
     if (st != FG_OK)
         return st;
+    if (p->slots)
+        fg_model_stage_slot(x->m, j % p->slots); /* in flight: a window of at most slots micro-batches */
     double t0 = fg_time_sec();
     float l = 0;
     st = fg_model_forward_range(x->m, x->l0, x->l1, x->first ? x->inp + (size_t)j * x->BT : NULL,
@@ -215,7 +229,9 @@ static fg_status bwd(pp *p, step_ctx *x, int i)
     if (st != FG_OK)
         return st;
     double t0 = fg_time_sec();
-    if (x->held != i) {
+    if (p->slots) {
+        fg_model_stage_slot(x->m, i % p->slots);
+    } else if (x->held != i) {
         /* the model's activations are a later micro-batch's: run this one's forward again
          * from the kept stage input (deterministic, so the same activations) */
         st = fg_model_forward_range(x->m, x->l0, x->l1, x->first ? x->inp + (size_t)i * x->BT : NULL,
@@ -300,7 +316,8 @@ fg_status pp_grads(pp *p, fg_model *m, const int32_t *inp, const int32_t *tgt, i
     if (st != FG_OK)
         return st; /* the CLI aborts the job: the other stages are left waiting */
     double wall = fg_time_sec() - t_start;
-    p->acc_compute += x.compute;
+    if (p->st.steps > 0) /* the first step pays the warm-up (first touches, thread pools): not a speed */
+        p->acc_compute += x.compute;
 
     /* each stage's compute and wall time, for the bubble and the balancer */
     p->gath[2 * s] = x.compute;
@@ -419,6 +436,7 @@ fg_status pp_balance(pp *p, int *moved, char *msg, size_t msg_len)
         return FG_OK;
     for (int s = 0; s < P; s++)
         p->bounds[s + 1] = p->bounds[s] + nn[s];
+    setup_slots(p);
     *moved = 1;
     p->st.n_moved++;
     return FG_OK;

@@ -18,6 +18,7 @@ typedef struct pp_stats {
     long steps;
     double bytes, bytes_step; /* activations + gradients sent by this rank, + the grad all-reduce model */
     double recompute_s;       /* this rank's forward recomputation, summed */
+    int slots;                /* this rank's activation sets (0: it recomputes) */
     double step_compute[64];  /* last step's compute seconds of each stage (every rank has them) */
     int n_balance, n_moved;   /* balancer runs, runs that moved layers */
 } pp_stats;
@@ -27,7 +28,7 @@ typedef struct pp pp;
 /* comm: the pp group (stage s = its rank; size 1: one stage, for a tp-only run); dp_comm,
  * tp_comm: the data-parallel and tensor-parallel groups (NULL or size 1: none), summed
  * over after the stages (tp: grads only, every tp rank computes the same loss). The model must be fp32 and have at
- * least as many layers as stages. slow_rank / slow_ms: test hook, that pp rank sleeps slow_ms per layer of each forward
+ * least as many layers as stages. slow_rank / slow_ms: test hook, that pp rank spins slow_ms per layer of each forward
  * and backward (a slower machine); slow_rank < 0: off. */
 pp *pp_new(fg_comm *comm, fg_comm *dp_comm, fg_comm *tp_comm, fg_model *m, int B, int T, int slow_rank, float slow_ms);
 void pp_delete(pp *p);

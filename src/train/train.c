@@ -760,9 +760,12 @@ static void print_cost(FILE *out, const run *r, const fg_train_result *res, doub
                 "pipeline bubble : %.1f%% measured (mean idle share of the stages' step time), %.1f%% theoretical "
                 "(p-1)/(m+p-1)\n",
                 ps->steps > 0 ? 100.0 * ps->bubble_sum / (double)ps->steps : 0.0, 100.0 * ps->bubble_theory);
-        fprintf(out, "pipeline comm   : %s sent by rank 0 (%s per step), %.3f s of forward recomputation\n",
+        fprintf(out,
+                "pipeline comm   : %s sent by rank 0 (%s per step); rank 0 keeps %d activation sets, %.3f s of "
+                "forward recomputation\n",
                 fg_fmt_bytes(b1, sizeof b1, ps->bytes),
-                fg_fmt_bytes(b2, sizeof b2, steps > 0 ? ps->bytes / (double)steps : 0.0), ps->recompute_s);
+                fg_fmt_bytes(b2, sizeof b2, steps > 0 ? ps->bytes / (double)steps : 0.0), ps->slots ? ps->slots : 1,
+                ps->recompute_s);
     }
     if (r->dp && dp_compressed(r->dp)) {
         const dp_stats *ds = dp_get_stats(r->dp);
