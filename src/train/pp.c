@@ -1,8 +1,9 @@
 /* pp.c: pipeline-parallel training steps: the model's layers cut into contiguous stages
  * (one per rank of the pp group), micro-batches run in the 1F1B order with the residual
- * stream and its gradient moved by non-blocking sends, stage inputs kept for a forward
- * recomputation before each backward, the gradient sum over stages and replicas, the
- * bubble measured per step and the balancer that moves layers off slow stages. */
+ * stream and its gradient moved by non-blocking sends, one activation set per micro-batch
+ * in flight (MoE stages: the stage inputs kept for a forward recomputation instead), the
+ * gradient sum over stages, tp shards and replicas, the bubble measured per step and the
+ * balancer that moves layers off slow stages. */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
