@@ -1,10 +1,10 @@
 /* test_dist_pp.c: pipeline-parallel training through `mpirun --oversubscribe frugal train
  * --pp P [--dp D]` against one process at the same global batch: pp 2 at 1, 3 and 8
- * micro-batches, pp 4, dp 2 x pp 2, dense and MoE, gpt2 and llama, 20 steps: losses to
- * 1e-5 relative, final params to 1e-6. A pp 2 checkpoint resumes at pp 1 and at dp 2 x
- * pp 2 with the same next losses. With one stage slowed on purpose the balancer moves
- * layers off it at a checkpoint boundary and the losses stay one process's. Layouts the pipeline refuses say why.
- * Skips when this build has no MPI or mpirun is absent. */
+ * micro-batches, pp 4, dp 2 x pp 2, dense and MoE, gpt2 and llama, FFN sharing, 20 steps:
+ * losses to 1e-5 relative, final params to 1e-6. A pp 2 checkpoint resumes at pp 1 and at
+ * dp 2 x pp 2 with the same next losses. With one stage slowed on purpose the balancer
+ * moves layers off it at a checkpoint boundary and the losses stay one process's. Layouts
+ * the pipeline refuses say why. Skips when this build has no MPI or mpirun is absent. */
 #define _GNU_SOURCE
 #include <stdlib.h>
 #include <string.h>
@@ -251,8 +251,9 @@ static void test_refused(void)
         {"--pp 2 --n-layer 4 --n-head 2 --d-model 16 --precision bf16", "fp32 models only"},
         {"--pp 4 --n-layer 2 --n-head 2 --d-model 16", "exceeds 'n_layer' 2"},
         {"--pp 2 --n-layer 4 --n-head 2 --d-model 16 --dp 1 --zero 1", "not built"},
+        {"--pp 2 --n-layer 4 --n-head 2 --d-model 16 --mtp-depth 1", "'mtp_depth' 1: not built"},
     };
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < 4; i++) {
         snprintf(args, sizeof args, "%s %s --overwrite 1 --out '%s'", cases[i][0], data, dir);
         int np = strstr(cases[i][0], "--pp 4") ? 4 : 2;
         int rc = train(np, args);
@@ -302,6 +303,8 @@ int main(void)
                      k ? moe : "");
             test_layout(name, model);
         }
+    /* cross-layer FFN sharing: derived weights refreshed per stage, grads folded per layer */
+    test_layout("llama_share_seed", "--layout llama --n-layer 4 --n-head 2 --d-model 16 --ffn-share seed");
     test_micro();
     test_resume();
     test_balance();

@@ -170,8 +170,9 @@ static void test_refused(void)
         {"--tp 2 --n-layer 2 --n-head 2 --d-model 16 --n-expert 4 --n-expert-active 2 --d-expert 16",
          "with MoE layers: not built"},
         {"--tp 2 --n-layer 2 --n-head 2 --d-model 16 --precision bf16", "fp32 models only"},
+        {"--tp 2 --n-layer 2 --n-head 2 --d-model 16 --ffn-share seed", "this one has FFN sharing"},
     };
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < 4; i++) {
         snprintf(args, sizeof args, "%s %s --overwrite 1 --out '%s'", cases[i][0], data, dir);
         int rc = train(2, args);
         FG_CHECK(rc != 0 && strstr(out, cases[i][1]), "'%s' refused with \"%s\": exit %d: %s", cases[i][0], cases[i][1],

@@ -96,11 +96,13 @@ done:
 fg_status fg_model_save_llmc(const fg_model *m, const char *path)
 {
     const fg_model_config *c = &m->cfg;
-    if (c->layout != FG_LAYOUT_GPT2 || !c->tie_embeddings || c->d_ff != 4 * c->d_model || c->moe.n_expert > 0)
+    if (c->layout != FG_LAYOUT_GPT2 || !c->tie_embeddings || c->d_ff != 4 * c->d_model || c->moe.n_expert > 0 ||
+        c->ffn_share != FG_SHARE_NONE || c->mtp_depth > 0)
         return fg_error(FG_ERR_UNSUPPORTED,
-                        "%s: llm.c checkpoints hold only dense gpt2 models with tied embeddings and d_ff = 4C "
-                        "(this model: layout %d, tie %d, d_ff %d, C %d, n_expert %d)",
-                        path, (int)c->layout, c->tie_embeddings, c->d_ff, c->d_model, c->moe.n_expert);
+                        "%s: llm.c checkpoints hold only dense gpt2 models with tied embeddings, d_ff = 4C and no "
+                        "FFN sharing or MTP (this model: layout %d, tie %d, d_ff %d, C %d, n_expert %d, ffn_share %d)",
+                        path, (int)c->layout, c->tie_embeddings, c->d_ff, c->d_model, c->moe.n_expert,
+                        (int)c->ffn_share);
     int32_t h[LLMC_HEADER_INTS] = {0};
     h[0] = LLMC_MAGIC;
     h[1] = LLMC_VERSION;

@@ -18,6 +18,10 @@ static fg_status check_range(const fg_model *m, const char *fn, int l0, int l1)
     if (m->lp)
         return fg_error(FG_ERR_INVALID, "%s: pipeline stages run fp32 models only (this one is %s)", fn,
                         m->cfg.precision == FG_PRECISION_BF16 ? "bf16" : "fp8");
+    /* the MTP modules (mtp.c) read the embedding and the last layer's output together */
+    if (m->cfg.mtp_depth > 0)
+        return fg_error(FG_ERR_INVALID, "%s: multi-token prediction (mtp_depth %d) is not built for stages", fn,
+                        m->cfg.mtp_depth);
     return FG_OK;
 }
 
@@ -61,6 +65,7 @@ fg_status fg_model_forward_range(fg_model *m, int l0, int l1, const int32_t *inp
     }
     m->prof_dir = 0;
     m->prof_calls[0] += m->prof_on;
+    model_share_refresh(m); /* FFN sharing: derived weights from the current params (all of them: cheap) */
     const float *res = x;
     if (first) {
         if (m->tp)
@@ -121,6 +126,7 @@ fg_status fg_model_backward_range(fg_model *m, int l0, int l1, const float *x, c
     m->moe_loss_scale = loss_scale;
     m->prof_dir = 1;
     m->prof_calls[1] += m->prof_on;
+    model_share_zero_grads(m);
     if (last) {
         if (m->n_counted > 0 && m->tp)
             model_tp_head_backward(m, m->la[l1 - 1].res3, loss_scale);
@@ -137,6 +143,7 @@ fg_status fg_model_backward_range(fg_model *m, int l0, int l1, const float *x, c
             model_tp_layer_backward(m, l, res, B, T);
         else
             model_layer_backward(m, l, res, B, T);
+        model_share_fold(m, l); /* FFN sharing: this layer's FFN grads to U, V, a and its source */
         if (m->grad_hook)
             m->grad_hook(m->grad_hook_ctx, l);
     }

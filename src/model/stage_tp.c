@@ -49,11 +49,15 @@ fg_status fg_model_set_tp(fg_model *m, int rank, int size, fg_model_tp_reduce fn
                         "tensor parallel %d: n_head %d, the FFN width %d and padded_vocab %d must all be multiples of "
                         "it",
                         size, c->n_head, m->F, c->padded_vocab);
-    if (c->moe.n_expert > 0 || m->lp || m->qat)
-        return fg_error(FG_ERR_INVALID, "tensor parallel %d: dense fp32 models without QAT only (this one is %s)", size,
-                        c->moe.n_expert > 0 ? "MoE"
-                        : m->lp             ? "bf16/fp8"
-                                            : "QAT");
+    if (c->moe.n_expert > 0 || m->lp || m->qat || c->ffn_share != FG_SHARE_NONE || c->mtp_depth > 0)
+        return fg_error(FG_ERR_INVALID,
+                        "tensor parallel %d: dense fp32 models without QAT, FFN sharing or MTP only (this one has %s)",
+                        size,
+                        c->moe.n_expert > 0 ? "MoE layers"
+                        : m->lp             ? "bf16/fp8 precision"
+                        : m->qat            ? "QAT"
+                        : c->mtp_depth > 0  ? "MTP"
+                                            : "FFN sharing");
     model_tp *tp = fg_calloc(1, sizeof *tp);
     if (!tp)
         return fg_error(FG_ERR_NOMEM, "tensor parallel: out of memory");
