@@ -200,6 +200,44 @@ void fg_model_zero_grad(fg_model *m);
  * none (the default). */
 typedef void (*fg_model_grad_hook)(void *ctx, int layer);
 void fg_model_set_grad_hook(fg_model *m, fg_model_grad_hook fn, void *ctx);
+/* ---- pipeline stages (stage.c; docs/DIST.md "Pipeline parallelism") ----
+ * Forward over layers [l0, l1) on the residual stream [B*T, C]: l0 == 0 starts from the
+ * embedding of inputs (x unused), l0 > 0 from x (the previous stage's output); l1 ==
+ * n_layer ends with the final norm, head and the mean loss over targets, l1 < n_layer
+ * copies the stream after layer l1-1 into y. *loss (may be NULL): the last stage's loss
+ * plus the MoE balance losses of these layers, 0 + those for the others, so the stages'
+ * sum is fg_model_forward's loss. Same results as the whole model's forward for those
+ * layers; fp32 models only (FG_ERR_INVALID for bf16 / fp8). */
+fg_status fg_model_forward_range(fg_model *m, int l0, int l1, const int32_t *inputs, const int32_t *targets,
+                                 const float *x, int B, int T, float *y, float *loss);
+/* Backpropagates the last fg_model_forward_range (same l0, l1 and x): l1 == n_layer
+ * starts from the loss (d = loss_scale x d(loss)), l1 < n_layer from dy = d/dy (already
+ * scaled); l0 > 0 writes dx = d/dx, l0 == 0 ends in the embedding. Grads accumulate;
+ * loss_scale also scales the MoE balance losses of these layers. */
+fg_status fg_model_backward_range(fg_model *m, int l0, int l1, const float *x, const float *dy, float *dx,
+                                  float loss_scale);
+/* Activation slots for a pipeline stage running n micro-batches in flight (1F1B): n - 1
+ * more sets of layers [l0, l1)'s saved activations (and of the embedding output and the
+ * tokens), so a micro-batch's backward finds its own forward's activations without
+ * running it again. fg_model_stage_slot(m, k) makes set k (0 <= k < n; 0: the model's own)
+ * the one the next fg_model_forward_range / _backward_range use. n <= 1 frees them.
+ * FG_ERR_INVALID for a range holding a MoE layer (its caches are not duplicated: such a
+ * stage recomputes the forward instead). */
+fg_status fg_model_stage_slots(fg_model *m, int l0, int l1, int n);
+void fg_model_stage_slot(fg_model *m, int k);
+/* Tensor parallelism (stage_tp.c, Megatron-LM style; docs/DIST.md "Tensor parallelism"):
+ * with rank r of size > 1 set, fg_model_forward_range / _backward_range compute this
+ * rank's shard: heads [r NH/size, ...) of attention, FFN columns [r F/size, ...) (first
+ * GEMM by columns, second by rows), vocabulary rows [r Vp/size, ...) of the embedding
+ * and the head with the cross-entropy over the split vocabulary. fn sums (max = 0) or
+ * maxes (max = 1) n floats in place over the group; every rank of the group makes the
+ * same calls in the same order. Grads: each rank's shard of the split tensors, and on
+ * rank 0 only the replicated ones (norms, row-parallel biases, positions), so the sum
+ * over the group is the whole gradient. fg_model_forward (the whole model) ignores it.
+ * Dense fp32 models without QAT whose n_head, FFN width and padded_vocab divide by size;
+ * size 1 or fn NULL: off. */
+typedef fg_status (*fg_model_tp_reduce)(void *ctx, float *buf, size_t n, int max);
+fg_status fg_model_set_tp(fg_model *m, int rank, int size, fg_model_tp_reduce fn, void *ctx);
 /* After each optimizer step (MoE: router bias update from load history). */
 void fg_model_post_step(fg_model *m);
 /* Layer l's expert loads counted since the last fg_model_post_step ([n_expert] floats,

@@ -116,6 +116,12 @@ typedef struct fg_train_config {
     int aug_span;                           /* span masking: tokens per span */
     float aug_syntax_start, aug_syntax_end; /* progress where syntax level starts / takes over */
     int aug_mask_token;                     /* -1: the tokenizer's end-of-text id, else 0 */
+    /* ---- pipeline parallelism (docs/DIST.md "Pipeline parallelism"): mpirun -np dp x pp ---- */
+    int pp;           /* pipeline stages; grad_accum / dp micro-batches flow through them (1F1B) */
+    int pp_balance;   /* 1: at each checkpoint boundary move layers from slow stages to fast ones */
+    int pp_slow_rank; /* test hook: this stage spins pp_slow_ms per layer per pass; -1 off */
+    float pp_slow_ms;
+    int tp; /* tensor-parallel ranks (Megatron-style shards of heads, FFN and vocabulary) */
 } fg_train_config;
 
 void fg_train_config_default(fg_train_config *c);
@@ -298,6 +304,10 @@ fg_status fg_train_run_comm(const fg_train_config *c, struct fg_comm *comm, FILE
  * gradient all-reduce), ep_comm this rank's ep group (the experts' all-to-alls). */
 fg_status fg_train_run_ep(const fg_train_config *c, struct fg_comm *comm, struct fg_comm *ep_comm, FILE *out,
                           fg_train_result *r);
+/* The same on a rank grid (dist.h's fg_grid: dp x pp used; c->dp, c->pp its sizes): one
+ * call per rank; world rank 0 writes and gets `out`. */
+struct fg_grid;
+fg_status fg_train_run_grid(const fg_train_config *c, const struct fg_grid *g, FILE *out, fg_train_result *r);
 
 /* Loads a finished run for sampling or export: <run>/config.json and the params of
  * the newest checkpoint in ckpt_dir ("" = <run>/final, else <run>/ckpt). The model

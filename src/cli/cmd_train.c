@@ -1,7 +1,7 @@
 /* cmd_train.c: `frugal train`: builds the config from defaults, --config FILE.json
  * and flags, runs it, and turns a failure into a message and an exit code. The
- * work (and the cost summary) is fg_train_run's. Under mpirun / srun (--dp N) each rank
- * runs it on the dp communicator; a rank that fails ends the whole job (MPI_Abort). */
+ * work (and the cost summary) is fg_train_run's. Under mpirun / srun (--dp N, --pp M) each
+ * rank runs it on the rank grid; a rank that fails ends the whole job (MPI_Abort). */
 #include <stdio.h>
 #include <string.h>
 
@@ -28,7 +28,7 @@ int fg_cmd_train(int argc, char **argv)
     fg_status st = fg_train_config_from_args(&c, argc, argv, NULL);
     if (st != FG_OK)
         return fg_cli_fail("train", st, "frugal train --help lists the options");
-    if (c.dp * c.ep == 1 && !fg_dist_launched()) {
+    if (c.dp * c.ep == 1 && c.pp == 1 && c.tp == 1 && !fg_dist_launched()) {
         fg_train_result r;
         st = fg_train_run(&c, stdout, &r);
         if (st != FG_OK)
@@ -38,9 +38,9 @@ int fg_cmd_train(int argc, char **argv)
     fg_comm *world = NULL;
     st = fg_dist_init(&argc, &argv, 1, &world);
     if (st != FG_OK)
-        return fg_cli_fail("train", st, "--dp N runs under mpirun -np N (docs/DIST.md)");
+        return fg_cli_fail("train", st, "--dp N --pp M runs under mpirun -np N*M (docs/DIST.md)");
     fg_grid g;
-    st = fg_grid_init(&g, world, c.dp, 1, 1, c.ep);
+    st = fg_grid_init(&g, world, c.dp, c.tp, c.pp, c.ep);
     int rank = fg_comm_rank(world);
     fg_comm *batch = NULL; /* expert parallel: the dp x ep ranks split the batch */
     if (st == FG_OK && c.ep > 1)
@@ -48,7 +48,7 @@ int fg_cmd_train(int argc, char **argv)
     if (st == FG_OK) {
         fg_train_result r;
         st = c.ep > 1 ? fg_train_run_ep(&c, batch, g.ep_comm, rank == 0 ? stdout : NULL, &r)
-                      : fg_train_run_comm(&c, g.dp_comm, rank == 0 ? stdout : NULL, &r);
+                      : fg_train_run_grid(&c, &g, rank == 0 ? stdout : NULL, &r);
     }
     if (batch)
         fg_comm_free(batch);

@@ -417,6 +417,7 @@ void fg_model_delete(fg_model *m)
     model_lp_free(m);
     model_qat_free(m);
     model_int8_free(m);
+    model_stage_free(m); /* stage.c: activation slots, tensor-parallel shard */
     model_share_free(m);
     model_mtp_free(m);
     fg_free(m->wbf);
@@ -651,13 +652,76 @@ void model_ffn_backward(fg_model *m, int l, float *dinp, const float *dout, cons
 
 /* ---- forward / backward ---- */
 
+/* Layer l's forward on the residual stream res [B*T, C] (the embedding output or the
+ * previous layer's res3, or a pipeline stage's received input): its output is la[l].res3.
+ * The pieces model_forward runs, shared with the pipeline stages of stage.c. */
+void model_layer_forward(fg_model *m, int l, const float *res, int B, int T)
+{
+    const fg_model_config *c = &m->cfg;
+    int N = B * T, C = c->d_model, NH = c->n_head;
+    const model_layer_off *o = &m->layer[l];
+    model_layer_acts *a = &m->la[l];
+    MODEL_PROF(
+        m, OP_NORM,
+        model_norm_forward(m, a->ln1, a->ln1_mean, a->ln1_rstd, res, model_p(m, o->ln1w), model_p(m, o->ln1b), N));
+    if (m->mla) {
+        MODEL_PROF(m, OP_ATTN, model_mla_forward(m, l, a->atty, a->ln1, B, T));
+    } else {
+        MODEL_PROF(m, OP_QKV,
+                   model_linear_forward(m, a->qkv, a->ln1, model_p(m, o->qkvw), model_p(m, o->qkvb), N, C, 3 * C));
+        if (c->layout == FG_LAYOUT_LLAMA) {
+            MODEL_PROF(m, OP_ROPE, fg_rope_forward(a->qkv, B, T, NH, m->HS, 3 * C, 0, c->rope_theta));     /* q */
+            MODEL_PROF(m, OP_ROPE, fg_rope_forward(a->qkv + C, B, T, NH, m->HS, 3 * C, 0, c->rope_theta)); /* k */
+        }
+        MODEL_PROF(m, OP_ATTN, fg_attention_forward(a->atty, a->lse, a->qkv, B, T, C, NH));
+    }
+    /* res2 = res + atty @ attprojw^T + attprojb (projection written in place, then added) */
+    MODEL_PROF(m, OP_ATTPROJ,
+               model_linear_forward(m, a->res2, a->atty, model_p(m, o->attprojw), model_p(m, o->attprojb), N, C, C));
+    MODEL_PROF(m, OP_RESID, fg_add(a->res2, a->res2, res, (size_t)N * C));
+    MODEL_PROF(
+        m, OP_NORM,
+        model_norm_forward(m, a->ln2, a->ln2_mean, a->ln2_rstd, a->res2, model_p(m, o->ln2w), model_p(m, o->ln2b), N));
+    model_ffn_forward(m, l, a->res3, a->ln2, N, &a->ffn);
+    MODEL_PROF(m, OP_RESID, fg_add(a->res3, a->res3, a->res2, (size_t)N * C));
+}
+
+/* Final norm, head and (with targets) the loss of the residual stream res [N, C]. */
+fg_status model_head_forward(fg_model *m, const float *res, const int32_t *targets, int N, float *loss)
+{
+    const fg_model_config *c = &m->cfg;
+    int C = c->d_model, V = c->vocab_size, Vp = c->padded_vocab;
+    MODEL_PROF(
+        m, OP_NORM,
+        model_norm_forward(m, m->lnf, m->lnf_mean, m->lnf_rstd, res, model_p(m, m->lnfw), model_p(m, m->lnfb), N));
+    /* logits[N,Vp] = lnf @ head^T (padding rows of head give padding columns, ignored) */
+    MODEL_PROF(m, OP_HEAD, model_linear_forward(m, m->logits, m->lnf, m->params + m->head, NULL, N, C, Vp));
+    if (targets) {
+        double sum = 0.0;
+        /* One pass gives the losses and dlogits for loss_scale 1 (softmax is not
+         * recomputed in backward); backward rescales dlogits if asked for another scale. */
+        m->dlogits_scale = m->n_counted > 0 ? 1.0f / (float)m->n_counted : 0.0f;
+        MODEL_PROF(m, OP_XENT,
+                   sum = fg_softmax_xent(m->dlogits, m->losses, m->logits, m->targets, N, V, Vp, m->dlogits_scale));
+        float l = m->n_counted > 0 ? (float)(sum / m->n_counted) : 0.0f;
+        l += model_moe_aux_loss(m); /* SEQAUX / SWITCH balance losses (0 otherwise) */
+        if (!isfinite(l))
+            return fg_error(FG_ERR_NUMERIC, "fg_model_forward: loss is %g", (double)l);
+        if (loss)
+            *loss = l;
+    } else if (loss) {
+        *loss = 0.0f;
+    }
+    return FG_OK;
+}
+
 static fg_status model_forward(fg_model *m, const int32_t *inputs, const int32_t *targets, int B, int T, float *loss)
 {
     const fg_model_config *c = &m->cfg;
     if (B < 1 || T < 1 || B > m->B || T > m->T || (size_t)B * (size_t)T > (size_t)m->B * (size_t)m->T)
         return fg_error(FG_ERR_INVALID, "fg_model_forward: B = %d, T = %d exceed the capacity B = %d, T = %d", B, T,
                         m->B, m->T);
-    int N = B * T, C = c->d_model, V = c->vocab_size, Vp = c->padded_vocab, NH = c->n_head;
+    int N = B * T, C = c->d_model, V = c->vocab_size;
     for (int i = 0; i < N; i++) {
         if (inputs[i] < 0 || inputs[i] >= V)
             return fg_error(FG_ERR_INVALID, "fg_model_forward: inputs[%d] = %d is outside the vocabulary [0, %d)", i,
@@ -690,80 +754,25 @@ static fg_status model_forward(fg_model *m, const int32_t *inputs, const int32_t
                fg_embedding_forward(m->encoded, m->inputs, m->params + m->wte, model_p(m, m->wpe), N, T, C));
     const float *res = m->encoded;
     for (int l = 0; l < c->n_layer; l++) {
-        const model_layer_off *o = &m->layer[l];
-        model_layer_acts *a = &m->la[l];
-        MODEL_PROF(
-            m, OP_NORM,
-            model_norm_forward(m, a->ln1, a->ln1_mean, a->ln1_rstd, res, model_p(m, o->ln1w), model_p(m, o->ln1b), N));
-        if (m->mla) {
-            MODEL_PROF(m, OP_ATTN, model_mla_forward(m, l, a->atty, a->ln1, B, T));
-        } else {
-            MODEL_PROF(m, OP_QKV,
-                       model_linear_forward(m, a->qkv, a->ln1, model_p(m, o->qkvw), model_p(m, o->qkvb), N, C, 3 * C));
-            if (c->layout == FG_LAYOUT_LLAMA) {
-                MODEL_PROF(m, OP_ROPE, fg_rope_forward(a->qkv, B, T, NH, m->HS, 3 * C, 0, c->rope_theta));     /* q */
-                MODEL_PROF(m, OP_ROPE, fg_rope_forward(a->qkv + C, B, T, NH, m->HS, 3 * C, 0, c->rope_theta)); /* k */
-            }
-            MODEL_PROF(m, OP_ATTN, fg_attention_forward(a->atty, a->lse, a->qkv, B, T, C, NH));
-        }
-        /* res2 = res + atty @ attprojw^T + attprojb (projection written in place, then added) */
-        MODEL_PROF(
-            m, OP_ATTPROJ,
-            model_linear_forward(m, a->res2, a->atty, model_p(m, o->attprojw), model_p(m, o->attprojb), N, C, C));
-        MODEL_PROF(m, OP_RESID, fg_add(a->res2, a->res2, res, (size_t)N * C));
-        MODEL_PROF(m, OP_NORM,
-                   model_norm_forward(m, a->ln2, a->ln2_mean, a->ln2_rstd, a->res2, model_p(m, o->ln2w),
-                                      model_p(m, o->ln2b), N));
-        model_ffn_forward(m, l, a->res3, a->ln2, N, &a->ffn);
-        MODEL_PROF(m, OP_RESID, fg_add(a->res3, a->res3, a->res2, (size_t)N * C));
-        res = a->res3;
+        model_layer_forward(m, l, res, B, T);
+        res = m->la[l].res3;
     }
-    MODEL_PROF(
-        m, OP_NORM,
-        model_norm_forward(m, m->lnf, m->lnf_mean, m->lnf_rstd, res, model_p(m, m->lnfw), model_p(m, m->lnfb), N));
-    /* logits[N,Vp] = lnf @ head^T (padding rows of head give padding columns, ignored) */
-    MODEL_PROF(m, OP_HEAD, model_linear_forward(m, m->logits, m->lnf, m->params + m->head, NULL, N, C, Vp));
-    if (targets) {
-        double sum = 0.0;
-        /* One pass gives the losses and dlogits for loss_scale 1 (softmax is not
-         * recomputed in backward); backward rescales dlogits if asked for another scale. */
-        m->dlogits_scale = m->n_counted > 0 ? 1.0f / (float)m->n_counted : 0.0f;
-        MODEL_PROF(m, OP_XENT,
-                   sum = fg_softmax_xent(m->dlogits, m->losses, m->logits, m->targets, N, V, Vp, m->dlogits_scale));
-        float l = m->n_counted > 0 ? (float)(sum / m->n_counted) : 0.0f;
-        l += model_moe_aux_loss(m); /* SEQAUX / SWITCH balance losses (0 otherwise) */
-        if (!isfinite(l))
-            return fg_error(FG_ERR_NUMERIC, "fg_model_forward: loss is %g", (double)l);
-        fg_status mst = model_mtp_forward(m, B, T); /* multi-token prediction: its own loss (mtp.c) */
-        if (mst != FG_OK)
-            return mst;
-        if (loss)
-            *loss = l;
-    } else if (loss) {
-        *loss = 0.0f;
-    }
+    fg_status st = model_head_forward(m, res, targets, N, loss);
+    if (st == FG_OK && targets)
+        st = model_mtp_forward(m, B, T); /* multi-token prediction: its own loss (mtp.c) */
+    if (st != FG_OK)
+        return st;
     m->fwd_done = 1;
     return FG_OK;
 }
 
-static fg_status model_backward(fg_model *m, float loss_scale)
+/* Backward of the loss through the head and the final norm: m->dres (zeroed here) gets
+ * d(loss)/d(res_last), res_last the residual stream entering the final norm. */
+void model_head_backward(fg_model *m, const float *res_last, float loss_scale)
 {
     const fg_model_config *c = &m->cfg;
-    if (!m->fwd_done)
-        return fg_error(FG_ERR_INVALID, "fg_model_backward: no successful forward to backpropagate");
-    if (!m->has_targets)
-        return fg_error(FG_ERR_INVALID, "fg_model_backward: the last forward had no targets (logits only)");
-    int B = m->cur_B, T = m->cur_T, N = B * T, C = c->d_model, V = c->vocab_size, Vp = c->padded_vocab;
-    int NH = c->n_head;
+    int N = m->cur_B * m->cur_T, C = c->d_model, V = c->vocab_size, Vp = c->padded_vocab;
     size_t NC = (size_t)N * C;
-    if (m->n_counted == 0)
-        return FG_OK; /* every target ignored: the mean loss is the constant 0 */
-    m->moe_loss_scale = loss_scale;
-
-    m->prof_dir = 1;
-    m->prof_calls[1] += m->prof_on;
-    if (m->lp)
-        return model_lp_backward(m, loss_scale);
     /* loss = sum(losses) / n_counted: dlogits = loss_scale / n_counted * (softmax - onehot);
      * the forward left it computed for its own scale m->dlogits_scale. */
     float want = loss_scale / (float)m->n_counted;
@@ -774,55 +783,81 @@ static fg_status model_backward(fg_model *m, float loss_scale)
             MODEL_PROF(m, OP_XENT, fg_softmax_xent(m->dlogits, m->losses, m->logits, m->targets, N, V, Vp, want));
         m->dlogits_scale = want;
     }
-    model_share_zero_grads(m);
     MODEL_PROF(m, OP_ZERO, memset(m->dln, 0, NC * sizeof(float)));
     MODEL_PROF(
         m, OP_HEAD,
         model_linear_backward(m, m->dln, m->grads + m->head, NULL, m->dlogits, m->lnf, m->params + m->head, N, C, Vp));
-    const float *res_last = m->la[c->n_layer - 1].res3;
     MODEL_PROF(m, OP_ZERO, memset(m->dres, 0, NC * sizeof(float)));
     MODEL_PROF(m, OP_NORM,
                model_norm_backward(m, m->dres, model_g(m, m->lnfw), model_g(m, m->lnfb), m->dln, res_last,
                                    model_p(m, m->lnfw), m->lnf_mean, m->lnf_rstd, N));
-    model_mtp_backward(m, loss_scale); /* multi-token prediction: into m->dres, wte / head */
+}
 
+/* Layer l's backward: m->dres holds d(loss)/d(la[l].res3) and becomes d(loss)/d(res),
+ * res the layer's input as given to model_layer_forward. */
+void model_layer_backward(fg_model *m, int l, const float *res, int B, int T)
+{
+    const fg_model_config *c = &m->cfg;
+    int N = B * T, C = c->d_model, NH = c->n_head;
+    size_t NC = (size_t)N * C;
+    const model_layer_off *o = &m->layer[l];
+    model_layer_acts *a = &m->la[l];
+    /* res3 = res2 + FFN(ln2(res2)) */
+    MODEL_PROF(m, OP_ZERO, memset(m->dln, 0, NC * sizeof(float)));
+    model_ffn_backward(m, l, m->dln, m->dres, a->ln2, N, &a->ffn, m->dfch, m->dfch_act);
+    MODEL_PROF(m, OP_NORM,
+               model_norm_backward(m, m->dres, model_g(m, o->ln2w), model_g(m, o->ln2b), m->dln, a->res2,
+                                   model_p(m, o->ln2w), a->ln2_mean, a->ln2_rstd, N));
+    /* res2 = res + atty @ attprojw^T + attprojb */
+    MODEL_PROF(m, OP_ZERO, memset(m->datty, 0, NC * sizeof(float)));
+    MODEL_PROF(m, OP_ATTPROJ,
+               model_linear_backward(m, m->datty, model_g(m, o->attprojw), model_g(m, o->attprojb), m->dres, a->atty,
+                                     model_p(m, o->attprojw), N, C, C));
+    if (m->mla) { /* atty = MLA(ln1) */
+        MODEL_PROF(m, OP_ZERO, memset(m->dln, 0, NC * sizeof(float)));
+        MODEL_PROF(m, OP_ATTN, model_mla_backward(m, l, m->dln, m->datty, a->ln1, B, T));
+    } else {
+        /* atty = attention(qkv) */
+        MODEL_PROF(m, OP_ZERO, memset(m->dqkv, 0, 3 * NC * sizeof(float)));
+        MODEL_PROF(m, OP_ATTN, fg_attention_backward(m->dqkv, m->datty, a->qkv, a->atty, a->lse, B, T, C, NH));
+        if (c->layout == FG_LAYOUT_LLAMA) { /* q, k were rotated in place after the projection */
+            MODEL_PROF(m, OP_ROPE, fg_rope_backward(m->dqkv, B, T, NH, m->HS, 3 * C, 0, c->rope_theta));
+            MODEL_PROF(m, OP_ROPE, fg_rope_backward(m->dqkv + C, B, T, NH, m->HS, 3 * C, 0, c->rope_theta));
+        }
+        /* qkv = ln1 @ qkvw^T + qkvb; ln1 = norm(res) */
+        MODEL_PROF(m, OP_ZERO, memset(m->dln, 0, NC * sizeof(float)));
+        MODEL_PROF(m, OP_QKV,
+                   model_linear_backward(m, m->dln, model_g(m, o->qkvw), model_g(m, o->qkvb), m->dqkv, a->ln1,
+                                         model_p(m, o->qkvw), N, C, 3 * C));
+    }
+    MODEL_PROF(m, OP_NORM,
+               model_norm_backward(m, m->dres, model_g(m, o->ln1w), model_g(m, o->ln1b), m->dln, res,
+                                   model_p(m, o->ln1w), a->ln1_mean, a->ln1_rstd, N));
+}
+
+static fg_status model_backward(fg_model *m, float loss_scale)
+{
+    const fg_model_config *c = &m->cfg;
+    if (!m->fwd_done)
+        return fg_error(FG_ERR_INVALID, "fg_model_backward: no successful forward to backpropagate");
+    if (!m->has_targets)
+        return fg_error(FG_ERR_INVALID, "fg_model_backward: the last forward had no targets (logits only)");
+    int B = m->cur_B, T = m->cur_T, N = B * T, C = c->d_model;
+    if (m->n_counted == 0)
+        return FG_OK; /* every target ignored: the mean loss is the constant 0 */
+    m->moe_loss_scale = loss_scale;
+
+    m->prof_dir = 1;
+    m->prof_calls[1] += m->prof_on;
+    if (m->lp)
+        return model_lp_backward(m, loss_scale);
+    model_share_zero_grads(m);
+    model_head_backward(m, m->la[c->n_layer - 1].res3, loss_scale);
+    model_mtp_backward(m, loss_scale); /* multi-token prediction: into m->dres, wte / head */
     /* m->dres holds d(loss)/d(res3 of layer l); each step below turns it into the
      * gradient of the layer's input, by accumulating both residual branches into it. */
     for (int l = c->n_layer - 1; l >= 0; l--) {
-        const model_layer_off *o = &m->layer[l];
-        model_layer_acts *a = &m->la[l];
-        const float *res = l == 0 ? m->encoded : m->la[l - 1].res3;
-        /* res3 = res2 + FFN(ln2(res2)) */
-        MODEL_PROF(m, OP_ZERO, memset(m->dln, 0, NC * sizeof(float)));
-        model_ffn_backward(m, l, m->dln, m->dres, a->ln2, N, &a->ffn, m->dfch, m->dfch_act);
-        MODEL_PROF(m, OP_NORM,
-                   model_norm_backward(m, m->dres, model_g(m, o->ln2w), model_g(m, o->ln2b), m->dln, a->res2,
-                                       model_p(m, o->ln2w), a->ln2_mean, a->ln2_rstd, N));
-        /* res2 = res + atty @ attprojw^T + attprojb */
-        MODEL_PROF(m, OP_ZERO, memset(m->datty, 0, NC * sizeof(float)));
-        MODEL_PROF(m, OP_ATTPROJ,
-                   model_linear_backward(m, m->datty, model_g(m, o->attprojw), model_g(m, o->attprojb), m->dres,
-                                         a->atty, model_p(m, o->attprojw), N, C, C));
-        if (m->mla) { /* atty = MLA(ln1) */
-            MODEL_PROF(m, OP_ZERO, memset(m->dln, 0, NC * sizeof(float)));
-            MODEL_PROF(m, OP_ATTN, model_mla_backward(m, l, m->dln, m->datty, a->ln1, B, T));
-        } else {
-            /* atty = attention(qkv) */
-            MODEL_PROF(m, OP_ZERO, memset(m->dqkv, 0, 3 * NC * sizeof(float)));
-            MODEL_PROF(m, OP_ATTN, fg_attention_backward(m->dqkv, m->datty, a->qkv, a->atty, a->lse, B, T, C, NH));
-            if (c->layout == FG_LAYOUT_LLAMA) { /* q, k were rotated in place after the projection */
-                MODEL_PROF(m, OP_ROPE, fg_rope_backward(m->dqkv, B, T, NH, m->HS, 3 * C, 0, c->rope_theta));
-                MODEL_PROF(m, OP_ROPE, fg_rope_backward(m->dqkv + C, B, T, NH, m->HS, 3 * C, 0, c->rope_theta));
-            }
-            /* qkv = ln1 @ qkvw^T + qkvb; ln1 = norm(res) */
-            MODEL_PROF(m, OP_ZERO, memset(m->dln, 0, NC * sizeof(float)));
-            MODEL_PROF(m, OP_QKV,
-                       model_linear_backward(m, m->dln, model_g(m, o->qkvw), model_g(m, o->qkvb), m->dqkv, a->ln1,
-                                             model_p(m, o->qkvw), N, C, 3 * C));
-        }
-        MODEL_PROF(m, OP_NORM,
-                   model_norm_backward(m, m->dres, model_g(m, o->ln1w), model_g(m, o->ln1b), m->dln, res,
-                                       model_p(m, o->ln1w), a->ln1_mean, a->ln1_rstd, N));
+        model_layer_backward(m, l, l == 0 ? m->encoded : m->la[l - 1].res3, B, T);
         model_share_fold(m, l); /* FFN sharing: this layer's FFN grads to U, V, a and its source */
         if (m->grad_hook)
             m->grad_hook(m->grad_hook_ctx, l);

@@ -225,11 +225,13 @@ struct fg_model {
 
     fg_model_grad_hook grad_hook; /* after each layer's backward (fg_model_set_grad_hook) */
     void *grad_hook_ctx;
-    struct model_qat *qat; /* int8 QAT state (qat.c), NULL when cfg.qat_layers is "" */
-    struct model_int8 *i8; /* int8 inference weights (int8.c), NULL until fg_model_int8_load */
-    float *share_scratch;  /* FFN sharing (share.c): one matrix of the largest shared shape */
-    struct model_mtp *mtp; /* multi-token prediction (mtp.c), NULL when cfg.mtp_depth == 0 */
-    struct model_mla *mla; /* multi-head latent attention (mla.c), NULL when cfg.mla_kv_rank is 0 */
+    struct model_qat *qat;     /* int8 QAT state (qat.c), NULL when cfg.qat_layers is "" */
+    struct model_int8 *i8;     /* int8 inference weights (int8.c), NULL until fg_model_int8_load */
+    float *share_scratch;      /* FFN sharing (share.c): one matrix of the largest shared shape */
+    struct model_mtp *mtp;     /* multi-token prediction (mtp.c), NULL when cfg.mtp_depth == 0 */
+    struct model_tp *tp;       /* tensor-parallel shard of the stage functions (stage_tp.c), NULL: off */
+    struct model_slots *slots; /* extra activation sets of a pipeline stage (stage.c), NULL: none */
+    struct model_mla *mla;     /* multi-head latent attention (mla.c), NULL when cfg.mla_kv_rank is 0 */
 
     int prof_on, prof_dir;    /* profiling enabled; 0 forward, 1 backward */
     double prof[2][OP_COUNT]; /* seconds per op since fg_model_profile(m, 1) */
@@ -310,6 +312,29 @@ fg_status model_lp_backward(fg_model *m, float loss_scale);
 /* Norm backward of the layout: dinp += ..., dw, db accumulate (model.c). */
 void model_norm_backward(fg_model *m, float *dinp, float *dw, float *db, const float *dout, const float *inp,
                          const float *w, const float *mean, const float *rstd, int N);
+
+/* ---- the fp32 forward / backward in pieces (model.c), driven by model_forward /
+ * model_backward and by the pipeline stages (stage.c) ---- */
+/* Layer l on the residual stream res [B*T, C]: output in m->la[l].res3. */
+void model_layer_forward(fg_model *m, int l, const float *res, int B, int T);
+/* Final norm, head, loss (targets: m->targets, m->n_counted set by the caller). */
+fg_status model_head_forward(fg_model *m, const float *res, const int32_t *targets, int N, float *loss);
+/* m->dres = d(loss)/d(res_last) through the head and final norm (grads accumulate). */
+void model_head_backward(fg_model *m, const float *res_last, float loss_scale);
+/* m->dres: d/d(la[l].res3) in, d/d(res) out; res = the layer's forward input. */
+void model_layer_backward(fg_model *m, int l, const float *res, int B, int T);
+
+/* ---- tensor parallelism (stage_tp.c): the same pieces on this rank's shard ---- */
+typedef struct model_tp model_tp;
+void model_tp_free(fg_model *m);
+void model_stage_free(fg_model *m);     /* slots and the tp shard (fg_model_delete) */
+fg_status model_tp_status(fg_model *m); /* the first failed reduce since the last call */
+void model_tp_layer_forward(fg_model *m, int l, const float *res, int B, int T);
+void model_tp_layer_backward(fg_model *m, int l, const float *res, int B, int T);
+void model_tp_embed_forward(fg_model *m, int N, int T);
+void model_tp_embed_backward(fg_model *m, int N, int T);
+fg_status model_tp_head_forward(fg_model *m, const float *res, const int32_t *targets, int N, float *loss);
+void model_tp_head_backward(fg_model *m, const float *res_last, float loss_scale);
 
 /* ---- cross-layer FFN sharing (share.c) ---- */
 fg_status model_share_validate(const fg_model_config *cfg);

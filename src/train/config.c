@@ -23,7 +23,7 @@ static const char *const precision_names[] = {"fp32", "bf16", "fp8", NULL};
 static const char *const fp8_format_names[] = {"e4m3", "hybrid", NULL};
 static const char *const moments_names[] = {"fp32", "bf16", NULL}; /* fg_adam_moments order */
 static const char *const qat_act_names[] = {"token", "tensor", NULL};
-static const char *const ffn_share_names[] = {"none", "plain", "seed", NULL}; /* fg_ffn_share order */
+static const char *const ffn_share_names[] = {"none", "plain", "seed", NULL};     /* fg_ffn_share order */
 static const char *const batch_rule_names[] = {"fixed", "loss_var", "gns", NULL}; /* fg_batch_rule order */
 static const char *const batch_lr_names[] = {"none", "sqrt", "linear", NULL};     /* fg_batch_lr order */
 
@@ -244,6 +244,17 @@ static const fg_opt opts[] = {
      .help = "augmentation: progress from which only sentence/clause reordering is used"},
     {"aug_mask_token", FG_OPT_INT, F(aug_mask_token), -1, 1 << 24,
      .help = "augmentation: the blanking token id; -1 = end-of-text if the tokenizer has one, else 0"},
+    /* pipeline parallelism: any stage count gives the same training, so all resumable */
+    {"pp", FG_OPT_INT, F(pp), 1, 64, .flags = RESUMABLE,
+     .help = "pipeline stages (run under mpirun -np DP*PP); at most n_layer, fp32 only"},
+    {"pp_balance", FG_OPT_BOOL, F(pp_balance), .flags = RESUMABLE,
+     .help = "move layers from slow pipeline stages to fast ones at each checkpoint boundary"},
+    {"pp_slow_rank", FG_OPT_INT, F(pp_slow_rank), -1, 63, .flags = RESUMABLE,
+     .help = "test hook: this pipeline stage spins pp_slow_ms per layer per pass (a slower machine); -1 off"},
+    {"pp_slow_ms", FG_OPT_FLOAT, F(pp_slow_ms), 0, 1e6, .flags = RESUMABLE,
+     .help = "the slowed stage's delay per layer per forward or backward, ms"},
+    {"tp", FG_OPT_INT, F(tp), 1, 64, .flags = RESUMABLE,
+     .help = "tensor-parallel ranks (run under mpirun -np DP*TP*PP); dense fp32 models"},
 };
 #define N_OPTS FG_OPT_COUNT(opts)
 
@@ -276,6 +287,9 @@ void fg_train_config_default(fg_train_config *c)
     c->ep = 1;
     c->ep_place = 1;
     c->ep_spill = 1;
+    c->pp = 1;
+    c->tp = 1;
+    c->pp_slow_rank = -1;
     c->bucket_mb = 25.0f; /* PyTorch DDP's bucket_cap_mb */
     c->compress_delta = 1;
     c->compress_clip = 1;
@@ -370,6 +384,38 @@ fg_status fg_train_config_validate(const fg_train_config *c)
     if (c->compress > 0 && c->zero)
         return fg_error(FG_ERR_INVALID, "'compress' with 'zero': not built (compressed gradients are exchanged "
                                         "whole by all-gather; ZeRO-1 reduce-scatters them)");
+    if ((c->pp > 1 || c->tp > 1) && (c->zero || c->compress > 0))
+        return fg_error(FG_ERR_INVALID,
+                        "'%s' %d with '%s': not built (pipeline stages and tensor shards sum whole "
+                        "gradients)",
+                        c->pp > 1 ? "pp" : "tp", c->pp > 1 ? c->pp : c->tp, c->zero ? "zero" : "compress");
+    if ((c->pp > 1 || c->tp > 1) && c->model.precision != FG_PRECISION_FP32)
+        return fg_error(FG_ERR_INVALID, "'%s' %d: pipeline stages and tensor shards run fp32 models only",
+                        c->pp > 1 ? "pp" : "tp", c->pp > 1 ? c->pp : c->tp);
+    if (c->pp_slow_rank >= c->pp)
+        return fg_error(FG_ERR_INVALID, "'pp_slow_rank' %d: the pipeline has stages 0..%d", c->pp_slow_rank, c->pp - 1);
+    if ((c->pp > 1 || c->tp > 1) && c->model.mtp_depth > 0)
+        return fg_error(FG_ERR_INVALID,
+                        "'%s' %d with 'mtp_depth' %d: not built (the MTP modules run on the whole model)",
+                        c->pp > 1 ? "pp" : "tp", c->pp > 1 ? c->pp : c->tp, c->model.mtp_depth);
+    if (c->tp > 1 && c->model.moe.n_expert > 0)
+        return fg_error(FG_ERR_INVALID, "'tp' %d with MoE layers: not built (experts spread by expert parallelism)",
+                        c->tp);
+    /* the levers that landed beside pipeline / tensor parallelism and do not yet run with
+     * them: MLA keeps its own per-layer saved activations (no pipeline activation sets, no
+     * tp shard), the adaptive batch and augmentation need every micro-batch's loss on one
+     * rank, and expert parallelism has its own step (fg_train_run_ep) */
+    if ((c->pp > 1 || c->tp > 1) &&
+        (c->model.mla_kv_rank > 0 || c->batch_rule != FG_BATCH_FIXED || c->aug || c->ep > 1))
+        return fg_error(FG_ERR_INVALID, "'%s' %d with %s: not built", c->pp > 1 ? "pp" : "tp",
+                        c->pp > 1 ? c->pp : c->tp,
+                        c->model.mla_kv_rank > 0          ? "'mla_kv_rank' (multi-head latent attention)"
+                        : c->batch_rule != FG_BATCH_FIXED ? "an adaptive 'batch_rule'"
+                        : c->aug                          ? "'aug' (loss-driven augmentation)"
+                                                          : "'ep' (expert parallelism)");
+    if (c->pp > c->model.n_layer)
+        return fg_error(FG_ERR_INVALID, "'pp' %d exceeds 'n_layer' %d (a stage holds at least one layer)", c->pp,
+                        c->model.n_layer);
     if (c->grad_accum % c->dp != 0)
         return fg_error(FG_ERR_INVALID,
                         "'grad_accum' %d is not a multiple of 'dp' %d (each rank takes grad_accum / dp "

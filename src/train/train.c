@@ -24,6 +24,8 @@
 #include "frugal/synth.h"
 #include "frugal/tok.h"
 #include "frugal/train.h"
+#include "pp.h"
+#include "tp.h"
 
 #define PATHN (FG_TRAIN_PATH_MAX + 64)
 
@@ -50,6 +52,13 @@ typedef struct run {
      * has more than one rank. Rank 0 alone writes (run directory, metrics, checkpoints). */
     fg_comm *comm;
     fg_comm *ep_comm; /* expert parallelism: this rank's ep group (NULL: off) */
+    /* pipeline parallelism (pp.c): pp_comm the stage group (NULL: one stage); pp exists
+     * when it has more than one rank. rank0 is then world rank 0 (stage 0 of replica 0). */
+    fg_comm *pp_comm;
+    pp *pp;
+    /* tensor parallelism (tp.c; its steps run through pp.c, a single stage when pp is 1) */
+    fg_comm *tp_comm;
+    tp *tp;
     dp *dp;
     bool rank0;
     fg_adapt ad;     /* adaptive batch size (adaptive.c): ad.accum micro-batches this step */
@@ -766,6 +775,12 @@ static fg_status setup(run *r, FILE *out)
     else
         st = fg_optim_init(&r->opt, fg_model_num_params(r->m), ranges, nt, &ac);
     fg_free(ranges);
+    if (st == FG_OK && r->tp_comm && fg_comm_size(r->tp_comm) > 1 && !(r->tp = tp_new(r->tp_comm, r->m)))
+        st = fg_last_status();
+    if (st == FG_OK && (c->pp > 1 || c->tp > 1) &&
+        !(r->pp =
+              pp_new(r->pp_comm, r->comm, r->tp_comm, r->m, c->batch_size, c->seq_len, c->pp_slow_rank, c->pp_slow_ms)))
+        st = fg_last_status();
     if (st != FG_OK)
         goto out_ids;
     fg_adapt_init(&r->ad, c);
@@ -807,6 +822,10 @@ static fg_status setup(run *r, FILE *out)
     }
     if (st == FG_OK && r->dp)
         st = dp_barrier(r->dp); /* rank 0's shards are written before anyone opens them */
+    if (st == FG_OK && r->pp && c->pp > 1)
+        st = pp_barrier(r->pp); /* ... the other stages' ranks too (after their replica's barrier) */
+    if (st == FG_OK && r->tp)
+        st = fg_comm_barrier(r->tp_comm); /* ... and the tp ranks (after their stage's) */
     if (st != FG_OK)
         goto out_ids;
     st = fg_loader_open(&r->train, r->train_path, c->batch_size, c->seq_len, c->sequential, c->seed ^ 0x5EEDull,
@@ -840,6 +859,8 @@ static void teardown(run *r)
     fg_loader_close(&r->val);
     fg_optim_free(&r->opt);
     dp_delete(r->dp);
+    pp_delete(r->pp);
+    tp_delete(r->tp, r->m);
     fg_model_delete(r->m);
     fg_tok_delete(r->tok);
     fg_lock_release(&r->lock);
@@ -902,6 +923,29 @@ static void print_cost(FILE *out, const run *r, const fg_train_result *res, doub
         fprintf(out, "expert parallel : %d ranks, %s sent per rank by the expert all-to-alls (%s per step)\n",
                 fg_model_moe_ep_size(r->m), fg_fmt_bytes(b1, sizeof b1, eb),
                 fg_fmt_bytes(b2, sizeof b2, steps > 0 ? eb / steps : 0.0));
+    }
+    if (r->tp)
+        fprintf(out, "tensor parallel : %d ranks, %s sent per rank by the activation sums (%s per step)\n",
+                tp_size(r->tp), fg_fmt_bytes(b1, sizeof b1, tp_bytes(r->tp)),
+                fg_fmt_bytes(b2, sizeof b2, steps > 0 ? tp_bytes(r->tp) / (double)steps : 0.0));
+    if (r->pp && r->c.pp > 1) {
+        const pp_stats *ps = pp_get_stats(r->pp);
+        const int *bd = pp_bounds(r->pp);
+        fprintf(out, "pipeline        : %d stages, layers", ps->stages);
+        for (int s = 0; s < ps->stages; s++)
+            fprintf(out, "%s%d-%d", s ? " | " : " ", bd[s], bd[s + 1] - 1);
+        fprintf(out, ", %d micro-batches per step (1F1B), balancer moved layers %d of %d times\n", ps->micro,
+                ps->n_moved, ps->n_balance);
+        fprintf(out,
+                "pipeline bubble : %.1f%% measured (mean idle share of the stages' step time), %.1f%% theoretical "
+                "(p-1)/(m+p-1)\n",
+                ps->steps > 0 ? 100.0 * ps->bubble_sum / (double)ps->steps : 0.0, 100.0 * ps->bubble_theory);
+        fprintf(out,
+                "pipeline comm   : %s sent by rank 0 (%s per step); rank 0 keeps %d activation sets, %.3f s of "
+                "forward recomputation\n",
+                fg_fmt_bytes(b1, sizeof b1, ps->bytes),
+                fg_fmt_bytes(b2, sizeof b2, steps > 0 ? ps->bytes / (double)steps : 0.0), ps->slots ? ps->slots : 1,
+                ps->recompute_s);
     }
     if (r->dp && dp_compressed(r->dp)) {
         const dp_stats *ds = dp_get_stats(r->dp);
@@ -1049,13 +1093,27 @@ fg_status fg_train_run(const fg_train_config *cfg, FILE *out, fg_train_result *r
     return fg_train_run_comm(cfg, NULL, out, res_out);
 }
 
+static fg_status run_impl(const fg_train_config *cfg, fg_comm *comm, fg_comm *ep_comm, fg_comm *pp_comm,
+                          fg_comm *tp_comm, bool rank0, FILE *out, fg_train_result *res_out);
+
 fg_status fg_train_run_comm(const fg_train_config *cfg, fg_comm *comm, FILE *out, fg_train_result *res_out)
 {
-    return fg_train_run_ep(cfg, comm, NULL, out, res_out);
+    return run_impl(cfg, comm, NULL, NULL, NULL, !comm || fg_comm_rank(comm) == 0, out, res_out);
 }
 
 fg_status fg_train_run_ep(const fg_train_config *cfg, fg_comm *comm, fg_comm *ep_comm, FILE *out,
                           fg_train_result *res_out)
+{
+    return run_impl(cfg, comm, ep_comm, NULL, NULL, !comm || fg_comm_rank(comm) == 0, out, res_out);
+}
+
+fg_status fg_train_run_grid(const fg_train_config *cfg, const fg_grid *g, FILE *out, fg_train_result *res_out)
+{
+    return run_impl(cfg, g->dp_comm, NULL, g->pp_comm, g->tp_comm, g->rank == 0, out, res_out);
+}
+
+static fg_status run_impl(const fg_train_config *cfg, fg_comm *comm, fg_comm *ep_comm, fg_comm *pp_comm,
+                          fg_comm *tp_comm, bool rank0, FILE *out, fg_train_result *res_out)
 {
     double t_wall = fg_time_sec();
     run rr;
@@ -1065,7 +1123,9 @@ fg_status fg_train_run_ep(const fg_train_config *cfg, fg_comm *comm, fg_comm *ep
     r->c = *cfg;
     r->comm = comm;
     r->ep_comm = ep_comm;
-    r->rank0 = !comm || fg_comm_rank(comm) == 0;
+    r->pp_comm = pp_comm;
+    r->tp_comm = tp_comm;
+    r->rank0 = rank0;
     fg_train_result res;
     memset(&res, 0, sizeof res);
     res.first_val = res.last_val = NAN;
@@ -1078,6 +1138,12 @@ fg_status fg_train_run_ep(const fg_train_config *cfg, fg_comm *comm, fg_comm *ep
     else if (cfg->ep != (ep_comm ? fg_comm_size(ep_comm) : 1))
         st = fg_error(FG_ERR_INVALID, "'ep' %d, but the expert-parallel group has %d rank(s)", cfg->ep,
                       ep_comm ? fg_comm_size(ep_comm) : 1);
+    if (st == FG_OK && cfg->pp != (pp_comm ? fg_comm_size(pp_comm) : 1))
+        st = fg_error(FG_ERR_INVALID, "'pp' %d, but %d stage%s in the pipeline group (run under mpirun -np dp x pp)",
+                      cfg->pp, pp_comm ? fg_comm_size(pp_comm) : 1, pp_comm && fg_comm_size(pp_comm) > 1 ? "s" : "");
+    if (st == FG_OK && cfg->tp != (tp_comm ? fg_comm_size(tp_comm) : 1))
+        st = fg_error(FG_ERR_INVALID, "'tp' %d, but %d rank%s in the tensor-parallel group (mpirun -np dp x tp x pp)",
+                      cfg->tp, tp_comm ? fg_comm_size(tp_comm) : 1, tp_comm && fg_comm_size(tp_comm) > 1 ? "s" : "");
     if (st == FG_OK)
         st = setup(r, out);
     if (st != FG_OK)
@@ -1170,7 +1236,9 @@ fg_status fg_train_run_ep(const fg_train_config *cfg, fg_comm *comm, fg_comm *ep
         const float scale = c->loss_scale ? r->scaler.scale : 1.0f;
         const bool zero = r->dp && dp_zero(r->dp);
         double small_sq = NAN; /* gns: |grad|^2 of the first micro-batch (as scaled) */
-        if (r->dp)
+        if (r->pp)             /* the stages, then the sum over stages and replicas (dp's grads too) */
+            st = pp_grads(r->pp, r->m, r->inp, r->tgt, B, T, A / c->dp, A, scale, &loss);
+        else if (r->dp)
             st = dp_grads(r->dp, r->m, r->inp, r->tgt, B, T, A, scale, &loss);
         else
             st = step_grads(r, A, scale, &loss, c->batch_rule == FG_BATCH_GNS ? &small_sq : NULL);
@@ -1279,6 +1347,19 @@ fg_status fg_train_run_ep(const fg_train_config *cfg, fg_comm *comm, fg_comm *ep
                 metrics_printf(r, ", \"comm_payload_bytes\": %.0f, \"comm_dense_bytes\": %.0f", ds->payload_step,
                                ds->dense_step);
         }
+        if (r->pp && c->pp > 1) { /* this step's pipeline (docs/DIST.md "Pipeline parallelism") */
+            const pp_stats *ps = pp_get_stats(r->pp);
+            metrics_printf(r,
+                           ", \"pp_bubble\": %.4f, \"pp_bubble_theory\": %.4f, \"pp_bytes\": %.0f, \"pp_compute_s\": [",
+                           ps->bubble, ps->bubble_theory, ps->bytes_step);
+            for (int s = 0; s < ps->stages; s++)
+                metrics_printf(r, "%s%.6f", s ? ", " : "", ps->step_compute[s]);
+            const int *bd = pp_bounds(r->pp);
+            metrics_printf(r, "], \"pp_layers\": [");
+            for (int s = 0; s < ps->stages; s++)
+                metrics_printf(r, "%s%d", s ? ", " : "", bd[s + 1] - bd[s]);
+            metrics_printf(r, "]");
+        }
         if (c->model.moe.n_expert > 0) {
             /* router health of the step's last micro-batch */
             fg_moe_stats ms;
@@ -1301,6 +1382,15 @@ fg_status fg_train_run_ep(const fg_train_config *cfg, fg_comm *comm, fg_comm *ep
                     (c->max_seconds > 0 && res.train_sec >= c->max_seconds);
         if (r->dp && (st = dp_agree(r->dp, &sched.total, &last)) != FG_OK) /* clocks differ per rank */
             goto out_teardown;
+        if (r->pp && c->pp > 1 && (st = pp_agree(r->pp, &sched.total, &last)) != FG_OK) /* stage 0's */
+            goto out_teardown;
+        if (r->tp) { /* tp rank 0's (world rank 0's after the two above) */
+            int64_t v[2] = {sched.total, last ? 1 : 0};
+            if ((st = fg_comm_bcast(r->tp_comm, v, 2, FG_DT_I64, 0)) != FG_OK)
+                goto out_teardown;
+            sched.total = (long)v[0];
+            last = v[1] != 0;
+        }
         bool log_now = out && (r->step % c->log_every == 0 || r->step == first + 1 || last);
         if (bar.enabled && (log_now || (c->val_every > 0 && r->step % c->val_every == 0)))
             fputs("\r\033[K", stderr); /* clear the bar's line; the next update redraws it */
@@ -1326,6 +1416,19 @@ fg_status fg_train_run_ep(const fg_train_config *cfg, fg_comm *comm, fg_comm *ep
         st = metrics_flush(r);
         if (st != FG_OK)
             goto out_teardown;
+        if (r->pp && c->pp > 1 && c->pp_balance && c->ckpt_every > 0 && r->step % c->ckpt_every == 0 && !last) {
+            /* the balancer at a checkpoint boundary: every rank holds every layer's params
+             * and optimiser state, so moving layers moves no bytes */
+            char msg[512];
+            int moved = 0;
+            st = pp_balance(r->pp, &moved, msg, sizeof msg);
+            if (st != FG_OK)
+                goto out_teardown;
+            if (out) {
+                fprintf(out, "step %6ld | %s\n", r->step, msg);
+                fflush(out);
+            }
+        }
         if (c->ckpt_every > 0 && (r->step % c->ckpt_every == 0 || last)) {
             if (c->ep_place && !last && (st = place_experts(r, out)) != FG_OK)
                 goto out_teardown;

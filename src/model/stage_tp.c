@@ -1,0 +1,396 @@
+/* stage_tp.c: tensor parallelism (Megatron-LM style) inside a pipeline stage: rank r of a
+ * tp group computes heads [r NH/tp, (r+1) NH/tp) of attention and columns [r F/tp, ...)
+ * of the FFN (first GEMM split by columns, second by rows, one sum over the group after
+ * each in forward and one for each block's input gradient in backward), the vocabulary
+ * rows [r Vp/tp, ...) of the embedding and the head, and the cross-entropy over the
+ * split vocabulary. The sums go through the caller's reduce callback (dist is not a
+ * dependency of the model). fg_model_forward_range / _backward_range call it when set.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "frugal/kernels.h"
+#include "frugal/model.h"
+#include "model_impl.h"
+
+struct model_tp {
+    int rank, size;
+    fg_model_tp_reduce fn;
+    void *ctx;
+    int NHl, Cl, Fl, Finl, c0, f0, v0, Vl;
+    float *mem;
+    float *wq, *bq, *wa, *wf, *wp;      /* this rank's weights, gathered from the flat buffer */
+    float *dwq, *dbq, *dwa, *dwf, *dwp; /* their gradients before the scatter into m->grads */
+    float *trash;                       /* [2C]: replicated grads of ranks > 0 (rank 0 keeps them) */
+    float *rowmax, *rowstat;            /* [N], [2N] */
+    fg_status err;                      /* the first failed reduce */
+};
+
+void model_tp_free(fg_model *m)
+{
+    if (!m->tp)
+        return;
+    fg_free(m->tp->mem);
+    fg_free(m->tp);
+    m->tp = NULL;
+}
+
+fg_status fg_model_set_tp(fg_model *m, int rank, int size, fg_model_tp_reduce fn, void *ctx)
+{
+    model_tp_free(m);
+    if (size <= 1 || !fn)
+        return FG_OK;
+    const fg_model_config *c = &m->cfg;
+    int C = c->d_model;
+    if (rank < 0 || rank >= size)
+        return fg_error(FG_ERR_INVALID, "fg_model_set_tp: rank %d of %d", rank, size);
+    if (c->n_head % size || m->F % size || c->padded_vocab % size)
+        return fg_error(FG_ERR_INVALID,
+                        "tensor parallel %d: n_head %d, the FFN width %d and padded_vocab %d must all be multiples of "
+                        "it",
+                        size, c->n_head, m->F, c->padded_vocab);
+    if (c->moe.n_expert > 0 || m->lp || m->qat || c->ffn_share != FG_SHARE_NONE || c->mtp_depth > 0)
+        return fg_error(FG_ERR_INVALID,
+                        "tensor parallel %d: dense fp32 models without QAT, FFN sharing or MTP only (this one has %s)",
+                        size,
+                        c->moe.n_expert > 0 ? "MoE layers"
+                        : m->lp             ? "bf16/fp8 precision"
+                        : m->qat            ? "QAT"
+                        : c->mtp_depth > 0  ? "MTP"
+                                            : "FFN sharing");
+    model_tp *tp = fg_calloc(1, sizeof *tp);
+    if (!tp)
+        return fg_error(FG_ERR_NOMEM, "tensor parallel: out of memory");
+    tp->rank = rank;
+    tp->size = size;
+    tp->fn = fn;
+    tp->ctx = ctx;
+    tp->NHl = c->n_head / size;
+    tp->Cl = C / size;
+    tp->c0 = rank * tp->Cl;
+    tp->Fl = m->F / size;
+    tp->Finl = m->Fin / size;
+    tp->f0 = rank * tp->Fl;
+    tp->Vl = c->padded_vocab / size;
+    tp->v0 = rank * tp->Vl;
+    size_t Cs = (size_t)C, nq = 3 * (size_t)tp->Cl * Cs, na = Cs * (size_t)tp->Cl, nf = (size_t)tp->Finl * Cs,
+           np = Cs * (size_t)tp->Fl, N = (size_t)m->B * (size_t)m->T;
+    size_t total = 2 * (nq + 3 * (size_t)tp->Cl + na + nf + np) + 2 * Cs + 3 * N;
+    tp->mem = fg_calloc(total, sizeof(float));
+    if (!tp->mem) {
+        fg_free(tp);
+        return fg_error(FG_ERR_NOMEM, "tensor parallel: out of memory for %zu floats", total);
+    }
+    float *p = tp->mem;
+    tp->wq = p, p += nq;
+    tp->bq = p, p += 3 * (size_t)tp->Cl;
+    tp->wa = p, p += na;
+    tp->wf = p, p += nf;
+    tp->wp = p, p += np;
+    tp->dwq = p, p += nq;
+    tp->dbq = p, p += 3 * (size_t)tp->Cl;
+    tp->dwa = p, p += na;
+    tp->dwf = p, p += nf;
+    tp->dwp = p, p += np;
+    tp->trash = p, p += 2 * Cs;
+    tp->rowmax = p, p += N;
+    tp->rowstat = p;
+    m->tp = tp;
+    return FG_OK;
+}
+
+static void tp_reduce(model_tp *tp, float *buf, size_t n, int max)
+{
+    if (tp->err == FG_OK)
+        tp->err = tp->fn(tp->ctx, buf, n, max);
+}
+
+fg_status model_tp_status(fg_model *m)
+{
+    fg_status st = m->tp->err;
+    m->tp->err = FG_OK;
+    return st;
+}
+
+/* rows [r0, r0 + n) of a [*, C] matrix, contiguous */
+static void copy_rows(float *dst, const float *src, int r0, int n, int C)
+{
+    memcpy(dst, src + (size_t)r0 * C, (size_t)n * C * sizeof(float));
+}
+static void add_rows(float *dst, const float *src, int r0, int n, int C)
+{
+    float *d = dst + (size_t)r0 * C;
+    for (size_t i = 0; i < (size_t)n * C; i++)
+        d[i] += src[i];
+}
+/* columns [c0, c0 + n) of a [R, C] matrix into [R, n] */
+static void copy_cols(float *dst, const float *src, int R, int C, int c0, int n)
+{
+    for (int r = 0; r < R; r++)
+        memcpy(dst + (size_t)r * n, src + (size_t)r * C + c0, (size_t)n * sizeof(float));
+}
+static void add_cols(float *dst, const float *src, int R, int C, int c0, int n)
+{
+    for (int r = 0; r < R; r++) {
+        float *d = dst + (size_t)r * C + c0;
+        const float *s = src + (size_t)r * n;
+        for (int j = 0; j < n; j++)
+            d[j] += s[j];
+    }
+}
+static void add_bias(float *out, const float *b, int N, int C)
+{
+    if (!b)
+        return;
+    for (int n = 0; n < N; n++)
+        for (int j = 0; j < C; j++)
+            out[(size_t)n * C + j] += b[j];
+}
+
+/* q, k, v rows of this rank's heads: [3 Cl, C] (and their biases) */
+static void gather_qkv(fg_model *m, model_tp *tp, const model_layer_off *o)
+{
+    int C = m->cfg.d_model, Cl = tp->Cl;
+    for (int k = 0; k < 3; k++) {
+        copy_rows(tp->wq + (size_t)k * Cl * C, m->params + o->qkvw, k * C + tp->c0, Cl, C);
+        if (o->qkvb != FG_NO_TENSOR)
+            memcpy(tp->bq + (size_t)k * Cl, m->params + o->qkvb + (size_t)k * C + tp->c0, (size_t)Cl * sizeof(float));
+    }
+}
+
+/* the FFN's first GEMM rows: gpt2 [Fl, C]; llama [gate rows | up rows] = [2 Fl, C] */
+static void gather_fc(fg_model *m, model_tp *tp, const model_layer_off *o)
+{
+    int C = m->cfg.d_model, Fl = tp->Fl;
+    copy_rows(tp->wf, m->params + o->fcw, tp->f0, Fl, C);
+    if (m->cfg.layout == FG_LAYOUT_LLAMA)
+        copy_rows(tp->wf + (size_t)Fl * C, m->params + o->fcw, m->F + tp->f0, Fl, C);
+}
+
+static float *rep_grad(fg_model *m, model_tp *tp, size_t off, int which)
+{
+    if (off == FG_NO_TENSOR)
+        return NULL;
+    return tp->rank == 0 ? m->grads + off : tp->trash + (size_t)which * m->cfg.d_model;
+}
+
+void model_tp_layer_forward(fg_model *m, int l, const float *res, int B, int T)
+{
+    model_tp *tp = m->tp;
+    const fg_model_config *c = &m->cfg;
+    int N = B * T, C = c->d_model, Cl = tp->Cl, NHl = tp->NHl, Fl = tp->Fl;
+    size_t NC = (size_t)N * C;
+    const model_layer_off *o = &m->layer[l];
+    model_layer_acts *a = &m->la[l];
+    model_norm_forward(m, a->ln1, a->ln1_mean, a->ln1_rstd, res, model_p(m, o->ln1w), model_p(m, o->ln1b), N);
+    gather_qkv(m, tp, o);
+    model_linear_forward(m, a->qkv, a->ln1, tp->wq, o->qkvb != FG_NO_TENSOR ? tp->bq : NULL, N, C, 3 * Cl);
+    if (c->layout == FG_LAYOUT_LLAMA) {
+        fg_rope_forward(a->qkv, B, T, NHl, m->HS, 3 * Cl, 0, c->rope_theta);
+        fg_rope_forward(a->qkv + Cl, B, T, NHl, m->HS, 3 * Cl, 0, c->rope_theta);
+    }
+    fg_attention_forward(a->atty, a->lse, a->qkv, B, T, Cl, NHl);
+    /* row-parallel projection: this rank's heads' share of every output, summed */
+    copy_cols(tp->wa, m->params + o->attprojw, C, C, tp->c0, Cl);
+    model_linear_forward(m, a->res2, a->atty, tp->wa, NULL, N, Cl, C);
+    tp_reduce(tp, a->res2, NC, 0);
+    add_bias(a->res2, model_p(m, o->attprojb), N, C);
+    fg_add(a->res2, a->res2, res, NC);
+    model_norm_forward(m, a->ln2, a->ln2_mean, a->ln2_rstd, a->res2, model_p(m, o->ln2w), model_p(m, o->ln2b), N);
+    gather_fc(m, tp, o);
+    model_linear_forward(m, a->ffn.fch, a->ln2, tp->wf, o->fcb != FG_NO_TENSOR ? m->params + o->fcb + tp->f0 : NULL, N,
+                         C, tp->Finl);
+    if (c->layout == FG_LAYOUT_GPT2)
+        fg_gelu_forward(a->ffn.fch_act, a->ffn.fch, (size_t)N * (size_t)Fl);
+    else
+        fg_swiglu_forward(a->ffn.fch_act, a->ffn.fch, N, Fl);
+    copy_cols(tp->wp, m->params + o->fcprojw, C, m->F, tp->f0, Fl);
+    model_linear_forward(m, a->res3, a->ffn.fch_act, tp->wp, NULL, N, Fl, C);
+    tp_reduce(tp, a->res3, NC, 0);
+    add_bias(a->res3, model_p(m, o->fcprojb), N, C);
+    fg_add(a->res3, a->res3, a->res2, NC);
+}
+
+void model_tp_layer_backward(fg_model *m, int l, const float *res, int B, int T)
+{
+    model_tp *tp = m->tp;
+    const fg_model_config *c = &m->cfg;
+    int N = B * T, C = c->d_model, Cl = tp->Cl, NHl = tp->NHl, Fl = tp->Fl, Finl = tp->Finl;
+    size_t NC = (size_t)N * C;
+    const model_layer_off *o = &m->layer[l];
+    model_layer_acts *a = &m->la[l];
+    /* res3 = res2 + fcproj(act(fc(ln2))): the projection's input gradient is this rank's
+     * columns; the fc's input gradient is a partial sum over the ranks */
+    gather_fc(m, tp, o);
+    copy_cols(tp->wp, m->params + o->fcprojw, C, m->F, tp->f0, Fl);
+    memset(m->dfch_act, 0, (size_t)N * Fl * sizeof(float));
+    memset(tp->dwp, 0, (size_t)C * Fl * sizeof(float));
+    model_linear_backward(m, m->dfch_act, tp->dwp, tp->rank == 0 ? model_g(m, o->fcprojb) : NULL, m->dres,
+                          a->ffn.fch_act, tp->wp, N, Fl, C);
+    add_cols(m->grads + o->fcprojw, tp->dwp, C, m->F, tp->f0, Fl);
+    memset(m->dfch, 0, (size_t)N * Finl * sizeof(float));
+    if (c->layout == FG_LAYOUT_GPT2)
+        fg_gelu_backward(m->dfch, m->dfch_act, a->ffn.fch, (size_t)N * (size_t)Fl);
+    else
+        fg_swiglu_backward(m->dfch, m->dfch_act, a->ffn.fch, N, Fl);
+    memset(m->dln, 0, NC * sizeof(float));
+    memset(tp->dwf, 0, (size_t)Finl * C * sizeof(float));
+    model_linear_backward(m, m->dln, tp->dwf, o->fcb != FG_NO_TENSOR ? m->grads + o->fcb + tp->f0 : NULL, m->dfch,
+                          a->ln2, tp->wf, N, C, Finl);
+    add_rows(m->grads + o->fcw, tp->dwf, tp->f0, Fl, C);
+    if (c->layout == FG_LAYOUT_LLAMA)
+        add_rows(m->grads + o->fcw, tp->dwf + (size_t)Fl * C, m->F + tp->f0, Fl, C);
+    tp_reduce(tp, m->dln, NC, 0);
+    model_norm_backward(m, m->dres, rep_grad(m, tp, o->ln2w, 0), rep_grad(m, tp, o->ln2b, 1), m->dln, a->res2,
+                        model_p(m, o->ln2w), a->ln2_mean, a->ln2_rstd, N);
+    /* res2 = res + attproj(attention(qkv(ln1))) */
+    copy_cols(tp->wa, m->params + o->attprojw, C, C, tp->c0, Cl);
+    memset(m->datty, 0, (size_t)N * Cl * sizeof(float));
+    memset(tp->dwa, 0, (size_t)C * Cl * sizeof(float));
+    model_linear_backward(m, m->datty, tp->dwa, tp->rank == 0 ? model_g(m, o->attprojb) : NULL, m->dres, a->atty,
+                          tp->wa, N, Cl, C);
+    add_cols(m->grads + o->attprojw, tp->dwa, C, C, tp->c0, Cl);
+    memset(m->dqkv, 0, (size_t)N * 3 * Cl * sizeof(float));
+    fg_attention_backward(m->dqkv, m->datty, a->qkv, a->atty, a->lse, B, T, Cl, NHl);
+    if (c->layout == FG_LAYOUT_LLAMA) {
+        fg_rope_backward(m->dqkv, B, T, NHl, m->HS, 3 * Cl, 0, c->rope_theta);
+        fg_rope_backward(m->dqkv + Cl, B, T, NHl, m->HS, 3 * Cl, 0, c->rope_theta);
+    }
+    gather_qkv(m, tp, o);
+    memset(m->dln, 0, NC * sizeof(float));
+    memset(tp->dwq, 0, (size_t)3 * Cl * C * sizeof(float));
+    memset(tp->dbq, 0, (size_t)3 * Cl * sizeof(float));
+    model_linear_backward(m, m->dln, tp->dwq, o->qkvb != FG_NO_TENSOR ? tp->dbq : NULL, m->dqkv, a->ln1, tp->wq, N, C,
+                          3 * Cl);
+    for (int k = 0; k < 3; k++) {
+        add_rows(m->grads + o->qkvw, tp->dwq + (size_t)k * Cl * C, k * C + tp->c0, Cl, C);
+        if (o->qkvb != FG_NO_TENSOR)
+            add_rows(m->grads + o->qkvb, tp->dbq + (size_t)k * Cl, k * C + tp->c0, Cl, 1);
+    }
+    tp_reduce(tp, m->dln, NC, 0);
+    model_norm_backward(m, m->dres, rep_grad(m, tp, o->ln1w, 0), rep_grad(m, tp, o->ln1b, 1), m->dln, res,
+                        model_p(m, o->ln1w), a->ln1_mean, a->ln1_rstd, N);
+}
+
+/* Vocabulary-parallel embedding: each rank adds the rows it owns, the sum is wte[token];
+ * positions are added after the sum (so once). */
+void model_tp_embed_forward(fg_model *m, int N, int T)
+{
+    model_tp *tp = m->tp;
+    int C = m->cfg.d_model;
+    for (int n = 0; n < N; n++) {
+        int t = m->inputs[n] - tp->v0;
+        float *d = m->encoded + (size_t)n * C;
+        if (t >= 0 && t < tp->Vl)
+            memcpy(d, m->params + m->wte + (size_t)m->inputs[n] * C, (size_t)C * sizeof(float));
+        else
+            memset(d, 0, (size_t)C * sizeof(float));
+    }
+    tp_reduce(tp, m->encoded, (size_t)N * C, 0);
+    if (m->wpe != FG_NO_TENSOR)
+        for (int n = 0; n < N; n++) {
+            const float *p = m->params + m->wpe + (size_t)(n % T) * C;
+            float *d = m->encoded + (size_t)n * C;
+            for (int j = 0; j < C; j++)
+                d[j] += p[j];
+        }
+}
+
+void model_tp_embed_backward(fg_model *m, int N, int T)
+{
+    model_tp *tp = m->tp;
+    int C = m->cfg.d_model;
+    for (int n = 0; n < N; n++) {
+        const float *g = m->dres + (size_t)n * C;
+        int t = m->inputs[n] - tp->v0;
+        if (t >= 0 && t < tp->Vl) {
+            float *d = m->grads + m->wte + (size_t)m->inputs[n] * C;
+            for (int j = 0; j < C; j++)
+                d[j] += g[j];
+        }
+        if (m->wpe != FG_NO_TENSOR && tp->rank == 0) {
+            float *d = m->grads + m->wpe + (size_t)(n % T) * C;
+            for (int j = 0; j < C; j++)
+                d[j] += g[j];
+        }
+    }
+}
+
+/* Final norm, this rank's vocabulary columns of the logits, and the cross-entropy over
+ * all of them: row max (MAX over ranks), then sum of exp and the target's logit (SUM). */
+fg_status model_tp_head_forward(fg_model *m, const float *res, const int32_t *targets, int N, float *loss)
+{
+    model_tp *tp = m->tp;
+    const fg_model_config *c = &m->cfg;
+    int C = c->d_model, V = c->vocab_size, Vl = tp->Vl;
+    int real = V - tp->v0 < 0 ? 0 : V - tp->v0 < Vl ? V - tp->v0 : Vl; /* real columns of this rank */
+    model_norm_forward(m, m->lnf, m->lnf_mean, m->lnf_rstd, res, model_p(m, m->lnfw), model_p(m, m->lnfb), N);
+    const float *hw = m->params + m->head + (size_t)tp->v0 * C;
+    model_linear_forward(m, m->logits, m->lnf, hw, NULL, N, C, Vl);
+    if (!targets) {
+        if (loss)
+            *loss = 0.0f;
+        return model_tp_status(m);
+    }
+    for (int n = 0; n < N; n++) {
+        const float *x = m->logits + (size_t)n * Vl;
+        float mx = -INFINITY;
+        for (int j = 0; j < real; j++)
+            mx = x[j] > mx ? x[j] : mx;
+        tp->rowmax[n] = mx;
+    }
+    tp_reduce(tp, tp->rowmax, (size_t)N, 1);
+    for (int n = 0; n < N; n++) {
+        const float *x = m->logits + (size_t)n * Vl;
+        double se = 0;
+        for (int j = 0; j < real; j++)
+            se += exp((double)x[j] - tp->rowmax[n]);
+        int t = m->targets[n] - tp->v0;
+        tp->rowstat[2 * n] = (float)se;
+        tp->rowstat[2 * n + 1] = m->targets[n] >= 0 && t >= 0 && t < Vl ? x[t] : 0.0f;
+    }
+    tp_reduce(tp, tp->rowstat, 2 * (size_t)N, 0);
+    m->dlogits_scale = m->n_counted > 0 ? 1.0f / (float)m->n_counted : 0.0f;
+    double sum = 0;
+    for (int n = 0; n < N; n++) {
+        const float *x = m->logits + (size_t)n * Vl;
+        float *d = m->dlogits + (size_t)n * Vl;
+        if (m->targets[n] < 0) {
+            m->losses[n] = 0.0f;
+            memset(d, 0, (size_t)Vl * sizeof(float));
+            continue;
+        }
+        double lse = log((double)tp->rowstat[2 * n]) + tp->rowmax[n];
+        double ln = lse - tp->rowstat[2 * n + 1];
+        m->losses[n] = (float)ln;
+        sum += ln;
+        int t = m->targets[n] - tp->v0;
+        for (int j = 0; j < Vl; j++)
+            d[j] = j < real ? m->dlogits_scale * (float)(exp((double)x[j] - lse) - (j == t)) : 0.0f;
+    }
+    float l = m->n_counted > 0 ? (float)(sum / m->n_counted) : 0.0f;
+    if (!isfinite(l))
+        return fg_error(FG_ERR_NUMERIC, "fg_model_forward_range: loss is %g", (double)l);
+    if (loss)
+        *loss = l;
+    return model_tp_status(m);
+}
+
+void model_tp_head_backward(fg_model *m, const float *res_last, float loss_scale)
+{
+    model_tp *tp = m->tp;
+    int N = m->cur_B * m->cur_T, C = m->cfg.d_model, Vl = tp->Vl;
+    size_t NC = (size_t)N * C;
+    float want = loss_scale / (float)m->n_counted;
+    if (want != m->dlogits_scale && m->dlogits_scale != 0.0f) {
+        fg_scale(m->dlogits, want / m->dlogits_scale, (size_t)N * Vl);
+        m->dlogits_scale = want;
+    }
+    memset(m->dln, 0, NC * sizeof(float));
+    model_linear_backward(m, m->dln, m->grads + m->head + (size_t)tp->v0 * C, NULL, m->dlogits, m->lnf,
+                          m->params + m->head + (size_t)tp->v0 * C, N, C, Vl);
+    tp_reduce(tp, m->dln, NC, 0);
+    memset(m->dres, 0, NC * sizeof(float));
+    model_norm_backward(m, m->dres, rep_grad(m, tp, m->lnfw, 0), rep_grad(m, tp, m->lnfb, 1), m->dln, res_last,
+                        model_p(m, m->lnfw), m->lnf_mean, m->lnf_rstd, N);
+}

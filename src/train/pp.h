@@ -1,0 +1,56 @@
+/* pp.h (private to src/train): pipeline parallelism for the training loop: contiguous
+ * stages of layers over the pp communicator, the 1F1B micro-batch schedule with
+ * non-blocking sends of activations and their gradients, the gradient sum over stages
+ * (and data-parallel replicas), the measured bubble and the stage balancer. train.c
+ * calls it only when the pp communicator has more than one rank. docs/DIST.md. */
+#ifndef FRUGAL_TRAIN_PP_H
+#define FRUGAL_TRAIN_PP_H
+
+#include <stdbool.h>
+
+#include "frugal/dist.h"
+#include "frugal/model.h"
+
+typedef struct pp_stats {
+    int stages, micro;            /* p, and m micro-batches per step (this dp replica's) */
+    double bubble, bubble_theory; /* last step: measured (mean idle / wall over stages), (p-1)/(m+p-1) */
+    double bubble_sum;            /* measured bubble summed over steps (mean = / steps) */
+    long steps;
+    double bytes, bytes_step; /* activations + gradients sent by this rank, + the grad all-reduce model */
+    double recompute_s;       /* this rank's forward recomputation, summed */
+    int slots;                /* this rank's activation sets (0: it recomputes) */
+    double step_compute[64];  /* last step's compute seconds of each stage (every rank has them) */
+    int n_balance, n_moved;   /* balancer runs, runs that moved layers */
+} pp_stats;
+
+typedef struct pp pp;
+
+/* comm: the pp group (stage s = its rank; size 1: one stage, for a tp-only run); dp_comm,
+ * tp_comm: the data-parallel and tensor-parallel groups (NULL or size 1: none), summed
+ * over after the stages (tp: grads only, every tp rank computes the same loss). The model must be fp32 and have at
+ * least as many layers as stages. slow_rank / slow_ms: test hook, that pp rank spins slow_ms per layer of each forward
+ * and backward (a slower machine); slow_rank < 0: off. */
+pp *pp_new(fg_comm *comm, fg_comm *dp_comm, fg_comm *tp_comm, fg_model *m, int B, int T, int slow_rank, float slow_ms);
+void pp_delete(pp *p);
+int pp_rank(const pp *p);
+int pp_size(const pp *p);
+/* Layers [bounds[s], bounds[s+1]) run on stage s; bounds has pp_size + 1 entries. */
+const int *pp_bounds(const pp *p);
+/* One step's gradients: the Al = A / dp micro-batches of this replica through the 1F1B
+ * pipeline (each backward scaled by grad_scale / A, as one process), then the grads
+ * summed over the stages, the tp shards and the dp replicas (every rank of the job holds the whole
+ * sum, so every rank takes the same optimiser step), the MoE loads likewise over the
+ * stages. *loss = the mean loss over all A micro-batches. */
+fg_status pp_grads(pp *p, fg_model *m, const int32_t *inp, const int32_t *tgt, int B, int T, int Al, int A,
+                   float grad_scale, float *loss);
+/* Stage 0's stopping decision and schedule length, for every stage. */
+fg_status pp_agree(pp *p, long *total, bool *last);
+fg_status pp_barrier(pp *p);
+/* The balancer: from the stages' compute time per layer since the last call, moves
+ * layers from slow stages to fast ones when that shortens the slowest stage by more
+ * than 5%. Same decision on every rank (from the same gathered times). *moved: 1 when
+ * the bounds changed. msg (may be NULL): one line saying what it saw and did. */
+fg_status pp_balance(pp *p, int *moved, char *msg, size_t msg_len);
+const pp_stats *pp_get_stats(const pp *p);
+
+#endif

@@ -1,0 +1,218 @@
+/* test_dist_tp.c: tensor-parallel training through `mpirun --oversubscribe frugal train
+ * --tp 2 [--dp 2] [--pp 2]` against one process at the same global batch: tp 2, dp 2 x
+ * tp 2, tp 2 x pp 2 and dp 2 x tp 2 x pp 2, gpt2 (tied embedding, biases, LayerNorm,
+ * GELU) and llama (RoPE, SwiGLU, RMSNorm), 20 steps: losses to 1e-5 relative, final params
+ * to 1e-6. A tp 2 x pp 2 checkpoint resumes at one process and at tp 2 with the same next
+ * losses. What the shards cannot split is refused with the reason. Skips when this build
+ * has no MPI or mpirun is absent. */
+#define _GNU_SOURCE
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "frugal/ckpt.h"
+#include "frugal/dist.h"
+#include "harness.h"
+
+#define MAX_STEPS 64
+#define MPIRUN                                                                                                         \
+    "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1 "                   \
+    "ASAN_OPTIONS=detect_leaks=0 timeout 300 mpirun --oversubscribe"
+
+static char bin[1024], data[4096];
+static char out[65536];
+
+typedef struct curve {
+    double loss[MAX_STEPS + 1];
+    char seen[MAX_STEPS + 1];
+} curve;
+
+/* step -> loss from metrics.jsonl; a step logged twice keeps the later */
+static bool read_curve(const char *run, curve *c)
+{
+    char path[1200], line[4096];
+    memset(c, 0, sizeof *c);
+    snprintf(path, sizeof path, "%s/metrics.jsonl", run);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return false;
+    while (fgets(line, sizeof line, f)) {
+        long step;
+        double loss;
+        if (sscanf(line, "{\"step\": %ld, \"loss\": %lf", &step, &loss) != 2 || step < 1 || step > MAX_STEPS)
+            continue;
+        c->loss[step] = loss;
+        c->seen[step] = 1;
+    }
+    fclose(f);
+    return true;
+}
+
+/* np 0: one process, no launcher */
+static int train(int np, const char *args)
+{
+    char cmd[16384];
+    if (np == 0)
+        snprintf(cmd, sizeof cmd, "'%s' train %s", bin, args);
+    else
+        snprintf(cmd, sizeof cmd, MPIRUN " -np %d '%s' train %s", np, bin, args);
+    return fg_test_run(cmd, out, sizeof out);
+}
+
+/* Steps from..to: relative 1e-5 (the tied embedding's two halves and the replicas' sums
+ * are added in another order than one process adds them: the only difference). */
+static void check_losses(const char *what, const char *ref_dir, const char *dir, int from, int to)
+{
+    static curve a, b;
+    FG_CHECK(read_curve(ref_dir, &a) && read_curve(dir, &b), "%s: metrics", what);
+    int missing = 0, worst_step = 0;
+    double worst = 0;
+    for (int s = from; s <= to; s++) {
+        if (!a.seen[s] || !b.seen[s]) {
+            missing++;
+            continue;
+        }
+        double e = fabs(a.loss[s] - b.loss[s]) / fabs(a.loss[s]);
+        if (e > worst)
+            worst = e, worst_step = s;
+    }
+    FG_CHECK(missing == 0, "%s: %d of steps %d..%d missing", what, missing, from, to);
+    FG_CHECK(worst <= 1e-5, "%s: loss relative error %.3g at step %d (want <= 1e-5)", what, worst, worst_step);
+}
+
+/* Final params against the reference: max |a - b| <= 1e-6 max(1, |b|). */
+static void check_params(const char *what, const char *ref_dir, const char *dir)
+{
+    char pa[1200], pb[1200];
+    char **la = NULL, **lb = NULL;
+    int na = 0, nb = 0;
+    snprintf(pa, sizeof pa, "%s/final", ref_dir);
+    snprintf(pb, sizeof pb, "%s/final", dir);
+    bool ok = fg_ckpt_list(pa, &la, &na) == FG_OK && fg_ckpt_list(pb, &lb, &nb) == FG_OK && na > 0 && nb > 0;
+    FG_CHECK(ok, "%s: final checkpoints in %s and %s", what, pa, pb);
+    if (ok) {
+        void *da = NULL, *db = NULL;
+        size_t sa = 0, sb = 0;
+        ok = fg_ckpt_read_tensor(la[na - 1], "params", &da, &sa) == FG_OK &&
+             fg_ckpt_read_tensor(lb[nb - 1], "params", &db, &sb) == FG_OK && sa == sb;
+        FG_CHECK(ok, "%s: params readable, same size", what);
+        if (ok) {
+            const float *x = da, *y = db;
+            double worst = 0;
+            for (size_t i = 0; i < sa / 4; i++) {
+                double e = fabs((double)x[i] - y[i]) / fmax(1.0, fabs((double)x[i]));
+                if (e > worst)
+                    worst = e;
+            }
+            FG_CHECK(worst <= 1e-6, "%s: params differ by %.3g (want <= 1e-6)", what, worst);
+        }
+        fg_free(da);
+        fg_free(db);
+    }
+    fg_ckpt_list_free(la, na);
+    fg_ckpt_list_free(lb, nb);
+}
+
+static void test_layout(const char *name, const char *model)
+{
+    char ref[1024], dir[1024], args[8192], what[256];
+    snprintf(ref, sizeof ref, "%s/%s_ref", fg_test_tmpdir(), name);
+    snprintf(args, sizeof args, "%s %s --grad-accum 4 --out '%s'", data, model, ref);
+    int rc = train(0, args);
+    FG_CHECK(rc == 0, "%s: single-process run: %s", name, out);
+    static const char *grids[] = {"--tp 2", "--dp 2 --tp 2", "--tp 2 --pp 2", "--dp 2 --tp 2 --pp 2"};
+    static const int nps[] = {2, 4, 4, 8};
+    for (int i = 0; i < 4; i++) {
+        snprintf(dir, sizeof dir, "%s/%s_%d", fg_test_tmpdir(), name, i);
+        snprintf(args, sizeof args, "%s %s %s --grad-accum 4 --out '%s'", grids[i], data, model, dir);
+        snprintf(what, sizeof what, "%s %s", name, grids[i]);
+        rc = train(nps[i], args);
+        FG_CHECK(rc == 0, "%s: exit %d: %s", what, rc, out);
+        if (rc != 0)
+            continue;
+        FG_CHECK(strstr(out, "tensor parallel : 2 ranks") != NULL, "%s: the cost summary reports tp: %s", what, out);
+        check_losses(what, ref, dir, 1, 20);
+        check_params(what, ref, dir);
+    }
+}
+
+/* A tp 2 x pp 2 checkpoint resumes at one process and at tp 2. */
+static void test_resume(void)
+{
+    char ref[1024], src[1024], dir[1024], args[8192], what[256], cmd[4096];
+    const char *model = "--layout gpt2 --n-layer 4 --n-head 2 --d-model 16 --grad-accum 4";
+    snprintf(ref, sizeof ref, "%s/gpt2_ref", fg_test_tmpdir());
+    snprintf(src, sizeof src, "%s/resume_tp2pp2", fg_test_tmpdir());
+    snprintf(args, sizeof args, "--tp 2 --pp 2 %s %s --stop-after 10 --ckpt-every 10 --out '%s'", data, model, src);
+    FG_CHECK(train(4, args) == 0, "tp 2 x pp 2 first half: %s", out);
+    check_losses("tp 2 x pp 2 first half", ref, src, 1, 10);
+    static const char *grids[] = {"", "--tp 2"};
+    static const int nps[] = {0, 2};
+    for (int i = 0; i < 2; i++) {
+        snprintf(dir, sizeof dir, "%s/resume_%d", fg_test_tmpdir(), i);
+        snprintf(cmd, sizeof cmd, "cp -r '%s' '%s'", src, dir);
+        FG_CHECK(fg_test_run(cmd, NULL, 0) == 0, "copy %s", src);
+        snprintf(args, sizeof args, "%s %s %s --resume --out '%s'", grids[i], data, model, dir);
+        snprintf(what, sizeof what, "tp 2 x pp 2 checkpoint resumed at %s", nps[i] ? grids[i] : "one process");
+        int rc = train(nps[i], args);
+        FG_CHECK(rc == 0 && strstr(out, "resumed from"), "%s: exit %d: %s", what, rc, out);
+        check_losses(what, ref, dir, 11, 20);
+        check_params(what, ref, dir);
+    }
+}
+
+static void test_refused(void)
+{
+    char dir[1024], args[8192];
+    snprintf(dir, sizeof dir, "%s/refused", fg_test_tmpdir());
+    static const char *cases[][2] = {
+        {"--tp 2 --n-layer 2 --n-head 1 --d-model 16", "must all be multiples of it"},
+        {"--tp 2 --n-layer 2 --n-head 2 --d-model 16 --n-expert 4 --n-expert-active 2 --d-expert 16",
+         "with MoE layers: not built"},
+        {"--tp 2 --n-layer 2 --n-head 2 --d-model 16 --precision bf16", "fp32 models only"},
+        {"--tp 2 --n-layer 2 --n-head 2 --d-model 16 --ffn-share seed", "this one has FFN sharing"},
+    };
+    for (int i = 0; i < 4; i++) {
+        snprintf(args, sizeof args, "%s %s --overwrite 1 --out '%s'", cases[i][0], data, dir);
+        int rc = train(2, args);
+        FG_CHECK(rc != 0 && strstr(out, cases[i][1]), "'%s' refused with \"%s\": exit %d: %s", cases[i][0], cases[i][1],
+                 rc, out);
+    }
+}
+
+int main(void)
+{
+    FG_TEST_BEGIN("dist_tp");
+    snprintf(bin, sizeof bin, "%s", fg_test_frugal_bin());
+    if (!fg_dist_have_mpi()) {
+        fg_test_skip("tensor-parallel training", "this build has no MPI (libopenmpi-dev not found by CMake)");
+        return fg_test_end();
+    }
+    if (fg_test_run("command -v mpirun", NULL, 0) != 0) {
+        fg_test_skip("tensor-parallel training", "mpirun not on PATH (apt-get install openmpi-bin)");
+        return fg_test_end();
+    }
+    if (access(bin, X_OK) != 0) {
+        fg_test_skip("tensor-parallel training", "the frugal binary is not built");
+        return fg_test_end();
+    }
+    char prep[1024], args[4096];
+    snprintf(prep, sizeof prep, "%s/prep", fg_test_tmpdir());
+    snprintf(args, sizeof args,
+             "--data '%s' --tokenizer byte --out '%s' --max-steps 1 --n-layer 1 --n-head 2 --d-model 16",
+             fg_test_grammar_corpus("corpus.txt"), prep);
+    if (train(0, args) != 0) {
+        FG_CHECK(0, "tokenising run: %s", out);
+        return fg_test_end();
+    }
+    /* tiny models, one thread per rank: the two cores of CI run four ranks */
+    snprintf(data, sizeof data,
+             "--train-shards '%s/data/train.bin' --val-shards '%s/data/val.bin' --batch-size 2 --seq-len 16 "
+             "--val-every 0 --val-batches 1 --log-every 100000 --threads 1 --max-steps 20",
+             prep, prep);
+    test_layout("gpt2", "--layout gpt2 --n-layer 4 --n-head 2 --d-model 16");
+    test_layout("llama", "--layout llama --n-layer 4 --n-head 2 --d-model 16");
+    test_resume();
+    test_refused();
+    return fg_test_end();
+}
