@@ -6,6 +6,8 @@
 # micro-batch of the rows owned elsewhere ((ep-1)/ep of the K rows of each token, fp32 x
 # d_model) plus the count vectors. Byte counts, not timings.
 # Usage: bench/bench_ep_volume.sh [BUILD_DIR=build] [OUT_DIR=runs/ep_volume]
+# Env: SPILL=0 turns the spill off (each expert's rows to its owner only: the analytic
+#      count's assumption); with it (default) rows moved to their own source rank stay.
 set -euo pipefail
 build=${1:-build}
 out=${2:-runs/ep_volume}
@@ -25,7 +27,7 @@ for layout in "4 1" "1 4" "2 2" "1 2"; do
   dp=$1 ep=$2 np=$(($1 * $2)) name="dp${1}_ep${2}"
   rm -rf "$out/$name"
   mpirun --oversubscribe -np $np --bind-to none -x OMP_NUM_THREADS=1 "$build/frugal" train \
-    --config "$root/configs/moe_demo.json" $shards --dp $dp --ep $ep --grad-accum $A --batch-size $B --seq-len $T \
+    --config "$root/configs/moe_demo.json" $shards --dp $dp --ep $ep --ep-spill ${SPILL:-1} --grad-accum $A --batch-size $B --seq-len $T \
     --max-steps $STEPS --val-every 0 --log-every 1000 --threads 1 --out "$out/$name" > "$out/$name.log" 2>&1
   awk -v dp=$dp -v ep=$ep -v A=$A -v B=$B -v T=$T -v name=$name -v cfg="$root/configs/moe_demo.json" '
     function bytes(v, u) { return u == "B" ? v : u == "KiB" ? v * 1024 : u == "MiB" ? v * 1048576 : v * 1073741824 }
