@@ -35,11 +35,17 @@ static const char *frugal_bin(void)
 }
 
 /* Every parameter set to a hashed value (norms and biases too, so a misplaced bias
- * shows); vocabulary padding rows stay 0, as the importer leaves them. */
-static fg_model *random_model(fg_layout layout, int tie, int V)
+ * shows); vocabulary padding rows stay 0, as the importer leaves them, and so does the
+ * MoE load history (training state that transformers has no place for). n_expert > 0:
+ * a MoE model (first layer dense, one shared expert). */
+static fg_model *random_model_moe(fg_layout layout, int tie, int V, int n_expert)
 {
     fg_model_config c;
     fg_model_config_default(&c, layout);
+    if (n_expert) {
+        c.moe.n_expert = n_expert, c.moe.n_expert_active = 2, c.moe.d_expert = 32, c.moe.n_shared_expert = 1;
+        c.moe.n_dense_layers = 1, c.moe.route_scale = 2.5f;
+    }
     c.vocab_size = V;
     c.n_layer = 2;
     c.d_model = 64;
@@ -61,7 +67,17 @@ static fg_model *random_model(fg_layout layout, int tie, int V)
             memset(p + t->offset + (size_t)V * rc->d_model, 0,
                    (size_t)(rc->padded_vocab - V) * rc->d_model * sizeof(float));
     }
+    for (int i = 0; i < fg_model_num_tensors(m); i++) {
+        const fg_tensor_info *t = fg_model_tensor(m, i);
+        if (strstr(t->name, "moe.load_"))
+            memset(p + t->offset, 0, t->numel * sizeof(float));
+    }
     return m;
+}
+
+static fg_model *random_model(fg_layout layout, int tie, int V)
+{
+    return random_model_moe(layout, tie, V, 0);
 }
 
 static void test_f16(void)
@@ -177,6 +193,19 @@ static void test_safetensors_bad(void)
              fg_last_error());
 }
 
+/* Every tensor but the MoE load history (training state no outside format holds). */
+static void same_weights(const fg_model *a, const fg_model *b, const char *what)
+{
+    int same = fg_model_num_tensors(a) == fg_model_num_tensors(b);
+    for (int i = 0; same && i < fg_model_num_tensors(a); i++) {
+        const fg_tensor_info *t = fg_model_tensor(a, i);
+        same = strstr(t->name, "moe.load_") ||
+               !memcmp(fg_model_params((fg_model *)a) + t->offset, fg_model_params((fg_model *)b) + t->offset,
+                       t->numel * sizeof(float));
+    }
+    FG_CHECK(same, "%s: identical weights after the round trip", what);
+}
+
 static bool same_params(const fg_model *a, const fg_model *b, const char *what)
 {
     size_t n = fg_model_num_params(a);
@@ -192,13 +221,13 @@ static void test_hf_round_trip(void)
         fg_layout layout;
         int tie;
         const char *dir;
-    } cases[] = {{FG_LAYOUT_LLAMA, 0, "hf_llama"},
-                 {FG_LAYOUT_LLAMA, 1, "hf_llama_tied"},
-                 {FG_LAYOUT_GPT2, 1, "hf_gpt2"},
-                 {FG_LAYOUT_GPT2, 0, "hf_gpt2_untied"}};
+        int moe;
+    } cases[] = {{FG_LAYOUT_LLAMA, 0, "hf_llama", 0},    {FG_LAYOUT_LLAMA, 1, "hf_llama_tied", 0},
+                 {FG_LAYOUT_GPT2, 1, "hf_gpt2", 0},      {FG_LAYOUT_GPT2, 0, "hf_gpt2_untied", 0},
+                 {FG_LAYOUT_LLAMA, 0, "hf_glm4_moe", 4}, {FG_LAYOUT_LLAMA, 1, "hf_glm4_moe_tied", 3}};
     fg_tokenizer *byte = fg_tok_load("byte");
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
-        fg_model *m = random_model(cases[i].layout, cases[i].tie, 257);
+        fg_model *m = random_model_moe(cases[i].layout, cases[i].tie, 257, cases[i].moe);
         fg_status st = fg_hf_export(m, byte, tmp(cases[i].dir), 0);
         FG_CHECK(st == FG_OK, "%s: export: %s", cases[i].dir, fg_last_error());
         fg_model *b = fg_hf_import(tmp(cases[i].dir), 1, 8);
@@ -207,7 +236,10 @@ static void test_hf_round_trip(void)
             const fg_model_config *x = fg_model_get_config(m), *y = fg_model_get_config(b);
             FG_CHECK(x->layout == y->layout && x->tie_embeddings == y->tie_embeddings && x->d_ff == y->d_ff &&
                          x->norm_eps == y->norm_eps && x->rope_theta == y->rope_theta &&
-                         x->max_seq_len == y->max_seq_len && x->vocab_size == y->vocab_size,
+                         x->max_seq_len == y->max_seq_len && x->vocab_size == y->vocab_size &&
+                         x->moe.n_expert == y->moe.n_expert && x->moe.n_expert_active == y->moe.n_expert_active &&
+                         x->moe.n_shared_expert == y->moe.n_shared_expert && x->moe.d_expert == y->moe.d_expert &&
+                         x->moe.n_dense_layers == y->moe.n_dense_layers && x->moe.route_scale == y->moe.route_scale,
                      "%s: same config", cases[i].dir);
             same_params(m, b, cases[i].dir);
         }
@@ -232,15 +264,39 @@ static void test_hf_round_trip(void)
     }
     fg_tok_delete(t);
     fg_tok_delete(byte);
-    /* MoE: refused, naming why */
+    /* MoE that Glm4MoeForCausalLM cannot hold: refused, naming why, nothing written */
     fg_model_config c;
     fg_model_config_default(&c, FG_LAYOUT_LLAMA);
     c.moe.n_expert = 4, c.moe.n_expert_active = 2, c.moe.d_expert = 32;
     fg_model *moe = fg_model_new(&c, 1, 8);
-    FG_CHECK(moe && fg_hf_export(moe, NULL, tmp("hf_moe"), 0) == FG_ERR_UNSUPPORTED && strstr(fg_last_error(), "MoE") &&
-                 !exists(tmp("hf_moe")),
-             "MoE export refused: %s", fg_last_error());
+    FG_CHECK(moe && fg_hf_export(moe, NULL, tmp("hf_moe"), 0) == FG_ERR_UNSUPPORTED &&
+                 strstr(fg_last_error(), "shared expert") && !exists(tmp("hf_moe")),
+             "MoE export without a shared expert refused: %s", fg_last_error());
     fg_model_delete(moe);
+    fg_model_config_default(&c, FG_LAYOUT_GPT2);
+    c.moe.n_expert = 4, c.moe.n_expert_active = 2, c.moe.d_expert = 32, c.moe.n_shared_expert = 1;
+    moe = fg_model_new(&c, 1, 8);
+    FG_CHECK(moe && fg_hf_export(moe, NULL, tmp("hf_moe_gpt2"), 0) == FG_ERR_UNSUPPORTED &&
+                 strstr(fg_last_error(), "gpt2 layout") && !exists(tmp("hf_moe_gpt2")),
+             "gpt2 MoE export refused: %s", fg_last_error());
+    fg_model_delete(moe);
+    /* the router logit scale goes into the exported router weights */
+    fg_model *m = random_model_moe(FG_LAYOUT_LLAMA, 0, 257, 4);
+    fg_model_config sc = *fg_model_get_config(m);
+    sc.moe.router_logit_scale = 0.5f;
+    fg_model *ms = fg_model_new(&sc, 1, 8);
+    FG_ASSERT(ms);
+    memcpy(fg_model_params(ms), fg_model_params(m), fg_model_num_params(m) * sizeof(float));
+    FG_CHECK(fg_hf_export(ms, NULL, tmp("hf_glm4_scaled"), 0) == FG_OK, "scaled export: %s", fg_last_error());
+    fg_model *b = fg_hf_import(tmp("hf_glm4_scaled"), 1, 8);
+    const fg_tensor_info *rw = fg_model_find_tensor(m, "h.1.moe.router.weight");
+    int scaled_ok = b && rw && fg_model_get_config(b)->moe.router_logit_scale == 1.0f;
+    for (size_t i = 0; scaled_ok && i < rw->numel; i++)
+        scaled_ok = fg_model_params(b)[rw->offset + i] == 0.5f * fg_model_params(m)[rw->offset + i];
+    FG_CHECK(scaled_ok, "router_logit_scale 0.5 exported as router weights x 0.5");
+    fg_model_delete(b);
+    fg_model_delete(ms);
+    fg_model_delete(m);
 }
 
 static void copy_file(const char *from, const char *to)
@@ -393,8 +449,8 @@ static void test_fixtures(void)
         return;
     }
     const char *corpus = fg_test_grammar_corpus("corpus.txt");
-    const char *names[] = {"hf_gpt2", "hf_llama"};
-    for (int i = 0; i < 2; i++) {
+    const char *names[] = {"hf_gpt2", "hf_llama", "hf_glm4_moe"};
+    for (int i = 0; i < 3; i++) {
         char fx[1024], imp[1024], ft[1024], ft0[1024], back[1024], cmd[8192], out[16384];
         snprintf(fx, sizeof fx, "tests/fixtures/%s", names[i]);
         snprintf(fx, sizeof fx, "%s", fg_test_source_path(fx));
@@ -432,7 +488,7 @@ static void test_fixtures(void)
         fg_model *b = fg_hf_import(back, 1, 8);
         got = NULL;
         if (b && fg_train_load_run(ft, "", 1, 8, &c, &got) == FG_OK) {
-            same_params(got, b, "fine-tuned export");
+            same_weights(got, b, "fine-tuned export");
             double moved = fg_test_max_rel_err(fg_model_params(b), fg_model_params(want), fg_model_num_params(b));
             FG_CHECK(moved > 0 && moved < 0.5, "%s: 10 steps moved the weights a little (%.3g)", names[i], moved);
         } else

@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """hf_check.py: the real client for `frugal convert --to-hf` / `--from-hf`.
 
-Trains tiny llama- and gpt2-layout runs with the frugal binary (or takes --run DIRs),
+Trains tiny llama-, gpt2- and MoE (llama layout) runs with the frugal binary (or takes --run DIRs),
 exports each with `frugal convert --to-hf`, loads it with transformers
-(AutoModelForCausalLM, fp32) and compares the logits of a fixed prompt with the ones
+(AutoModelForCausalLM, fp32; any missing, unexpected or mismatched weight fails) and compares the logits of a fixed prompt with the ones
 `frugal convert --logits` writes: max |a-b| / max |b| <= 1e-4. Also imports the committed
 transformers fixtures (tests/fixtures/hf_*) with `--from-hf` and compares Frugal's logits
 with transformers' own on the fixture. Exit 0 and "N passed, 0 failed" when all agree;
@@ -46,7 +46,13 @@ def frugal_logits(frugal, run_dir, ids, tmp):
 
 
 def hf_logits(hf_dir, ids):
-    m = AutoModelForCausalLM.from_pretrained(hf_dir, torch_dtype=torch.float32)
+    try:
+        m, info = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=torch.float32, output_loading_info=True)
+    except TypeError:  # transformers 4.x
+        m, info = AutoModelForCausalLM.from_pretrained(hf_dir, torch_dtype=torch.float32, output_loading_info=True)
+    bad = {k: v for k, v in info.items() if v and k in ("missing_keys", "unexpected_keys", "mismatched_keys")}
+    if bad:
+        raise RuntimeError(f"{hf_dir}: transformers loaded it with {bad}")
     m.eval()
     with torch.no_grad():
         return m(torch.tensor([ids])).logits[0].float().numpy(), type(m).__name__
@@ -79,11 +85,14 @@ def main():
             with open(corpus, "w") as f:
                 for i in range(3000):
                     f.write(f"the cat {i % 7} sat on the mat {i % 13}. a dog ran {i % 5} times.\n")
-        for layout in ("llama", "gpt2"):
-            d = os.path.join(tmp, f"run_{layout}")
-            run([a.frugal, "train", "--layout", layout, "--n-layer", "2", "--d-model", "64", "--n-head", "4",
+        # MoE: Glm4MoeForCausalLM, with every routing knob away from its default
+        moe = ["--n-expert", "4", "--n-expert-active", "2", "--n-shared-expert", "1", "--d-expert", "32",
+               "--n-dense-layers", "1", "--route-scale", "2.5", "--router-logit-scale", "0.5"]
+        for name, layout, extra in (("llama", "llama", []), ("gpt2", "gpt2", []), ("moe", "llama", moe)):
+            d = os.path.join(tmp, f"run_{name}")
+            run([a.frugal, "train", "--layout", layout, "--n-layer", "3", "--d-model", "64", "--n-head", "4",
                  "--seq-len", "32", "--batch-size", "4", "--max-steps", "30", "--val-batches", "1", "--data", corpus,
-                 "--out", d, "--tokenizer", "byte", "--overwrite", "1"])
+                 "--out", d, "--tokenizer", "byte", "--overwrite", "1"] + extra)
             runs.append(d)
     print(f"transformers {transformers.__version__}, torch {torch.__version__}")
     for r in runs:

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """make_hf_fixtures.py: tiny random transformers checkpoints for Frugal's import tests.
 
-Writes tests/fixtures/hf_gpt2 (GPT2LMHeadModel) and tests/fixtures/hf_llama
-(LlamaForCausalLM) with save_pretrained (config.json, generation_config.json,
+Writes tests/fixtures/hf_gpt2 (GPT2LMHeadModel), tests/fixtures/hf_llama
+(LlamaForCausalLM) and tests/fixtures/hf_glm4_moe (Glm4MoeForCausalLM) with save_pretrained (config.json, generation_config.json,
 model.safetensors), each with a byte-level tokenizer.json whose ids are the byte values
 plus <|endoftext|> = 256 (Frugal's byte tokenizer), so `frugal train --tokenizer byte`
 fine-tunes them. Every weight, norms and biases included, is random, so a wrong mapping
@@ -14,7 +14,7 @@ usage: /work/peers/venv/bin/python tools/make_hf_fixtures.py
 import os
 
 import torch
-from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+from transformers import GPT2Config, GPT2LMHeadModel, Glm4MoeConfig, Glm4MoeForCausalLM, LlamaConfig, LlamaForCausalLM
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "tests", "fixtures")
@@ -59,7 +59,21 @@ def main():
                                          rms_norm_eps=1e-5, tie_word_embeddings=False, bos_token_id=256,
                                          eos_token_id=256))
     randomize(llama, 2)
-    for name, m in (("hf_gpt2", gpt2), ("hf_llama", llama)):
+    # the MoE class whose routing is Frugal's: sigmoid scores, a selection-only bias,
+    # normalised top-K gates x routed_scaling_factor; full rotary, no QK norm
+    glm = Glm4MoeForCausalLM(Glm4MoeConfig(vocab_size=257, hidden_size=32, intermediate_size=64,
+                                           moe_intermediate_size=16, num_hidden_layers=2, num_attention_heads=4,
+                                           num_key_value_heads=4, head_dim=8, max_position_embeddings=64,
+                                           n_routed_experts=4, num_experts_per_tok=2, n_shared_experts=1,
+                                           first_k_dense_replace=1, routed_scaling_factor=2.0, n_group=1,
+                                           topk_group=1, norm_topk_prob=True, use_qk_norm=False,
+                                           partial_rotary_factor=1.0, attention_bias=False, rms_norm_eps=1e-5,
+                                           tie_word_embeddings=False, bos_token_id=256, eos_token_id=256))
+    randomize(glm, 3)
+    with torch.no_grad():  # a buffer, not a parameter: give the selection bias values too
+        for layer in glm.model.layers[1:]:
+            layer.mlp.gate.e_score_correction_bias.copy_(0.1 * torch.randn(4, generator=torch.Generator().manual_seed(4)))
+    for name, m in (("hf_gpt2", gpt2), ("hf_llama", llama), ("hf_glm4_moe", glm)):
         d = os.path.join(OUT, name)
         os.makedirs(d, exist_ok=True)
         m.save_pretrained(d, safe_serialization=True)

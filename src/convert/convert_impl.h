@@ -20,6 +20,7 @@ typedef struct cv_map {
     const fg_tensor_info *ti; /* the Frugal tensor */
     cv_op op;
     int row0, rows, cols; /* the part of ti it covers: rows x cols (CV_TRANS: stored cols x rows) */
+    float scale;          /* outside = scale x Frugal: 1, the router logit scale, or 0 (writes zeros) */
 } cv_map;
 
 /* GPT-2's bytes_to_unicode: the code point standing for byte b in byte-level BPE strings. */

@@ -98,7 +98,7 @@ static int gguf_map(const fg_model *m, gmap *out)
 {
     const fg_model_config *c = fg_model_get_config(m);
     int n = 0, C = c->d_model, V = c->vocab_size;
-    int F = fg_model_find_tensor(m, "h.0.mlp.proj.weight")->shape[1];
+    int F = fg_model_get_config(m)->d_ff;
     char fr[64];
 #define G(frn, op_, r0, rs, perm, ...)                                                                                 \
     do {                                                                                                               \
@@ -108,6 +108,7 @@ static int gguf_map(const fg_model *m, gmap *out)
         FG_ASSERT(g->e.ti);                                                                                            \
         g->e.op = op_;                                                                                                 \
         g->e.cols = g->e.ti->ndim == 2 ? g->e.ti->shape[1] : 0;                                                        \
+        g->e.scale = 1.0f;                                                                                             \
         g->e.row0 = r0;                                                                                                \
         g->e.rows = op_ == CV_ROWS ? rs : g->e.ti->shape[0];                                                           \
         g->permute = perm;                                                                                             \
@@ -273,7 +274,7 @@ fg_status fg_gguf_export(const fg_model *m, const fg_tokenizer *tok, const char 
         return st;
     if (type != FG_GGUF_F32 && type != FG_GGUF_F16 && type != FG_GGUF_Q8_0)
         return fg_error(FG_ERR_INVALID, "%s: GGUF type %d: expected f32, f16 or q8_0", path, (int)type);
-    int HS = c->d_model / c->n_head, F = fg_model_find_tensor(m, "h.0.mlp.proj.weight")->shape[1];
+    int HS = c->d_model / c->n_head, F = fg_model_get_config(m)->d_ff;
     gmap *map = fg_malloc((size_t)(12 * c->n_layer + 4) * sizeof *map);
     if (!map)
         return FG_ERR_NOMEM;

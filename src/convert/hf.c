@@ -46,6 +46,11 @@ int cv_bytes_to_bpe(const uint8_t *bytes, size_t n, char *out, size_t cap)
     return (int)o;
 }
 
+static size_t map_numel(const cv_map *e)
+{
+    return e->op == CV_COPY ? e->ti->numel : (size_t)e->rows * e->cols;
+}
+
 void cv_gather(const float *params, const cv_map *e, float *out)
 {
     const float *p = params + e->ti->offset;
@@ -57,6 +62,9 @@ void cv_gather(const float *params, const cv_map *e, float *out)
         for (int i = 0; i < e->rows; i++)
             for (int j = 0; j < e->cols; j++)
                 out[(size_t)j * e->rows + i] = p[(size_t)i * e->cols + j];
+    if (e->scale != 1.0f)
+        for (size_t i = 0, n = map_numel(e); i < n; i++)
+            out[i] *= e->scale;
 }
 
 void cv_scatter(float *params, const cv_map *e, const float *in)
@@ -70,6 +78,7 @@ void cv_scatter(float *params, const cv_map *e, const float *in)
         for (int i = 0; i < e->rows; i++)
             for (int j = 0; j < e->cols; j++)
                 p[(size_t)i * e->cols + j] = in[(size_t)j * e->rows + i];
+    FG_ASSERT(e->scale == 1.0f); /* imports build models whose router logit scale is 1 */
 }
 
 /* The outside shape of an entry. */
@@ -96,7 +105,8 @@ static void add(cv_map *out, int *n, const fg_model *m, const char *fr, cv_op op
     e->ti = fg_model_find_tensor(m, fr);
     FG_ASSERT(e->ti);
     e->op = op;
-    e->cols = e->ti->ndim == 2 ? e->ti->shape[1] : 0;
+    e->cols = e->ti->ndim >= 2 ? e->ti->shape[e->ti->ndim - 1] : 0; /* 3-D experts: rows of [E*R, cols] */
+    e->scale = 1.0f;
     e->row0 = row0;
     e->rows = op == CV_ROWS ? rows : e->ti->shape[0];
     va_list ap;
@@ -108,7 +118,38 @@ static void add(cv_map *out, int *n, const fg_model *m, const char *fr, cv_op op
 
 static int map_count(const fg_model *m)
 {
-    return 16 * fg_model_get_config(m)->n_layer + 8;
+    const fg_model_config *c = fg_model_get_config(m);
+    return (16 + 3 * c->moe.n_expert) * c->n_layer + 8;
+}
+
+/* A MoE layer as Glm4MoeForCausalLM's (the legacy per-expert names that GLM-4.5
+ * checkpoints use and transformers converts on load): router, its selection bias, each
+ * routed expert's SwiGLU, the shared experts as one SwiGLU of S x H. */
+static void moe_map(const fg_model *m, int l, cv_map *out, int *n)
+{
+    const fg_moe_config *mc = &fg_model_get_config(m)->moe;
+    int E = mc->n_expert, H = mc->d_expert, C = mc->d_model, SH = mc->n_shared_expert * H;
+    char fr[64];
+    snprintf(fr, sizeof fr, "h.%d.moe.router.weight", l);
+    add(out, n, m, fr, CV_COPY, 0, 0, "model.layers.%d.mlp.gate.weight", l);
+    out[*n - 1].scale = mc->router_logit_scale; /* Frugal's logits are scale x W x */
+    snprintf(fr, sizeof fr, "h.%d.moe.router.bias", l);
+    add(out, n, m, fr, CV_COPY, 0, 0, "model.layers.%d.mlp.gate.e_score_correction_bias", l);
+    out[*n - 1].scale = mc->balance == FG_BALANCE_BIAS ? 1.0f : 0.0f; /* the bias picks experts only under BIAS */
+    for (int e = 0; e < E; e++) {
+        snprintf(fr, sizeof fr, "h.%d.moe.experts.fc.weight", l);
+        add(out, n, m, fr, CV_ROWS, e * 2 * H, H, "model.layers.%d.mlp.experts.%d.gate_proj.weight", l, e);
+        add(out, n, m, fr, CV_ROWS, e * 2 * H + H, H, "model.layers.%d.mlp.experts.%d.up_proj.weight", l, e);
+        snprintf(fr, sizeof fr, "h.%d.moe.experts.proj.weight", l);
+        add(out, n, m, fr, CV_ROWS, e * C, C, "model.layers.%d.mlp.experts.%d.down_proj.weight", l, e);
+    }
+    if (SH > 0) {
+        snprintf(fr, sizeof fr, "h.%d.moe.shared.fc.weight", l);
+        add(out, n, m, fr, CV_ROWS, 0, SH, "model.layers.%d.mlp.shared_experts.gate_proj.weight", l);
+        add(out, n, m, fr, CV_ROWS, SH, SH, "model.layers.%d.mlp.shared_experts.up_proj.weight", l);
+        snprintf(fr, sizeof fr, "h.%d.moe.shared.proj.weight", l);
+        add(out, n, m, fr, CV_COPY, 0, 0, "model.layers.%d.mlp.shared_experts.down_proj.weight", l);
+    }
 }
 
 /* Every tensor of m under its transformers name (GPT-2: under `prefix`, "transformer."
@@ -144,7 +185,7 @@ static int hf_map(const fg_model *m, const char *prefix, cv_map *out)
         add(out, &n, m, "ln_f.weight", CV_COPY, 0, 0, "%sln_f.weight", prefix);
         add(out, &n, m, "ln_f.bias", CV_COPY, 0, 0, "%sln_f.bias", prefix);
     } else {
-        int F = fg_model_find_tensor(m, "h.0.mlp.proj.weight")->shape[1];
+        int F = fg_model_get_config(m)->d_ff;
         add(out, &n, m, "wte", CV_ROWS, 0, V, "model.embed_tokens.weight");
         for (int l = 0; l < c->n_layer; l++) {
             snprintf(fr, sizeof fr, "h.%d.ln_1.weight", l);
@@ -157,6 +198,11 @@ static int hf_map(const fg_model *m, const char *prefix, cv_map *out)
             add(out, &n, m, fr, CV_COPY, 0, 0, "model.layers.%d.self_attn.o_proj.weight", l);
             snprintf(fr, sizeof fr, "h.%d.ln_2.weight", l);
             add(out, &n, m, fr, CV_COPY, 0, 0, "model.layers.%d.post_attention_layernorm.weight", l);
+            snprintf(fr, sizeof fr, "h.%d.moe.router.weight", l);
+            if (fg_model_find_tensor(m, fr)) {
+                moe_map(m, l, out, &n);
+                continue;
+            }
             snprintf(fr, sizeof fr, "h.%d.mlp.fc.weight", l);
             add(out, &n, m, fr, CV_ROWS, 0, F, "model.layers.%d.mlp.gate_proj.weight", l);
             add(out, &n, m, fr, CV_ROWS, F, F, "model.layers.%d.mlp.up_proj.weight", l);
@@ -212,7 +258,7 @@ static json_t *hf_config(const fg_model *m, int eot)
     const fg_model_config *c = fg_model_get_config(m);
     json_t *j;
     if (c->layout == FG_LAYOUT_GPT2) {
-        int F = fg_model_find_tensor(m, "h.0.mlp.proj.weight")->shape[1];
+        int F = fg_model_get_config(m)->d_ff;
         j = json_pack("{s:[s], s:s, s:i, s:i, s:i, s:i, s:i, s:i, s:s, s:o, s:f, s:f, s:f, s:b, s:f, s:b, s:s}",
                       "architectures", "GPT2LMHeadModel", "model_type", "gpt2", "vocab_size", c->vocab_size,
                       "n_positions", c->max_seq_len, "n_ctx", c->max_seq_len, "n_embd", c->d_model, "n_layer",
@@ -221,8 +267,29 @@ static json_t *hf_config(const fg_model *m, int eot)
                       "scale_attn_weights", 1, "initializer_range", 0.02, "tie_word_embeddings", c->tie_embeddings,
                       "torch_dtype", "float32");
         json_object_set_new(j, "n_inner", F == 4 * c->d_model ? json_null() : json_integer(F));
+    } else if (c->moe.n_expert > 0) {
+        /* Glm4Moe routes as Frugal does (sigmoid, bias for the choice only, normalised
+         * top-K gates times routed_scaling_factor); one group keeps every expert
+         * eligible, full rotary and no QK norm make its attention llama's */
+        const fg_moe_config *mc = &c->moe;
+        j = json_pack("{s:[s], s:s, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:o, s:o, s:f, s:s, s:b, s:b, s:b}",
+                      "architectures", "Glm4MoeForCausalLM", "model_type", "glm4_moe", "vocab_size", c->vocab_size,
+                      "hidden_size", c->d_model, "intermediate_size", c->d_ff, "num_hidden_layers", c->n_layer,
+                      "num_attention_heads", c->n_head, "num_key_value_heads", c->n_head, "head_dim",
+                      c->d_model / c->n_head, "max_position_embeddings", c->max_seq_len, "moe_intermediate_size",
+                      mc->d_expert, "rms_norm_eps", json_float(c->norm_eps), "rope_theta", json_float(c->rope_theta),
+                      "partial_rotary_factor", 1.0, "hidden_act", "silu", "tie_word_embeddings", c->tie_embeddings,
+                      "attention_bias", 0, "use_qk_norm", 0);
+        json_t *x = json_pack("{s:i, s:i, s:i, s:i, s:o, s:i, s:i, s:b, s:s, s:i}", "n_routed_experts", mc->n_expert,
+                              "num_experts_per_tok", mc->n_expert_active, "n_shared_experts", mc->n_shared_expert,
+                              "first_k_dense_replace", mc->n_dense_layers, "routed_scaling_factor",
+                              json_float(mc->route_scale), "n_group", 1, "topk_group", 1, "norm_topk_prob", 1,
+                              "torch_dtype", "float32", "num_nextn_predict_layers", 0);
+        if (j && x)
+            json_object_update(j, x);
+        json_decref(x);
     } else {
-        int F = fg_model_find_tensor(m, "h.0.mlp.proj.weight")->shape[1];
+        int F = fg_model_get_config(m)->d_ff;
         j = json_pack("{s:[s], s:s, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:o, s:o, s:s, s:b, s:b, s:b, s:n, "
                       "s:f, s:s}",
                       "architectures", "LlamaForCausalLM", "model_type", "llama", "vocab_size", c->vocab_size,
@@ -298,13 +365,16 @@ static fg_status write_tokenizer(const fg_model *m, const fg_tokenizer *tok, con
 fg_status fg_hf_export(const fg_model *m, const fg_tokenizer *tok, const char *dir, size_t max_shard_bytes)
 {
     const fg_model_config *c = fg_model_get_config(m);
-    if (c->moe.n_expert > 0)
+    if (c->moe.n_expert > 0 && c->layout != FG_LAYOUT_LLAMA)
         return fg_error(FG_ERR_UNSUPPORTED,
-                        "%s: MoE models are not exported to transformers: Frugal's router (sigmoid scores, biased "
-                        "top-K, normalised gates) is DeepSeek-V3's, whose transformers class also needs its "
-                        "latent attention (MLA); the softmax routers of Qwen2-MoE and Mixtral choose and weigh "
-                        "experts differently (docs/FORMATS.md)",
+                        "%s: MoE models are exported as Glm4MoeForCausalLM, whose blocks are llama's; this MoE model "
+                        "has the gpt2 layout (docs/FORMATS.md)",
                         dir);
+    if (c->moe.n_expert > 0 && (c->moe.n_shared_expert < 1 || c->moe.n_expert < 2))
+        return fg_error(FG_ERR_UNSUPPORTED,
+                        "%s: Glm4MoeForCausalLM needs at least one shared expert and two routed experts (this model: "
+                        "n_shared_expert %d, n_expert %d)",
+                        dir, c->moe.n_shared_expert, c->moe.n_expert);
     if (c->vocab_size > c->padded_vocab)
         return fg_error(FG_ERR_INTERNAL, "%s: vocab_size %d > padded_vocab %d", dir, c->vocab_size, c->padded_vocab);
     fg_status st = mkdir_one(dir);
@@ -320,7 +390,7 @@ fg_status fg_hf_export(const fg_model *m, const fg_tokenizer *tok, const char *d
     for (int i = 0; out && bufs && i < n; i++) {
         out[i].name = map[i].name;
         out[i].ndim = map_shape(&map[i], out[i].shape);
-        if (map[i].op == CV_TRANS) {
+        if (map[i].op == CV_TRANS || map[i].scale != 1.0f) {
             if (!(bufs[i] = fg_malloc(map[i].ti->numel * sizeof(float)))) {
                 st = FG_ERR_NOMEM;
                 break;
@@ -413,6 +483,44 @@ static fg_status cfg_expect(const cfg_reader *r, const char *key, const char *wa
     return FG_OK;
 }
 
+/* Glm4Moe's MoE keys: only the settings under which it routes as Frugal does are read
+ * (full rotary, no QK norm, normalised top-K, every expert group eligible). */
+static fg_status read_glm_moe(const cfg_reader *r, fg_model_config *mc)
+{
+    fg_moe_config *m = &mc->moe;
+    int E = 0, K = 0, S = 1, D = 1, groups = 1, topk_groups = 1, norm = 1;
+    double scale = 1.0, partial = 0.5; /* Glm4MoeConfig's defaults */
+    json_t *rp = json_object_get(r->j, "rope_parameters");
+    cfg_reader rr = {r->path, r->cls, rp};
+    fg_status st;
+    if ((st = cfg_int(r, "n_routed_experts", 0, &E)) || (st = cfg_int(r, "num_local_experts", 0, &E)) ||
+        (st = cfg_int(r, "num_experts_per_tok", 1, &K)) ||
+        (st = cfg_int(r, "moe_intermediate_size", 1, &m->d_expert)) || (st = cfg_int(r, "n_shared_experts", 0, &S)) ||
+        (st = cfg_int(r, "first_k_dense_replace", 0, &D)) || (st = cfg_num(r, "routed_scaling_factor", 0, &scale)) ||
+        (st = cfg_int(r, "n_group", 0, &groups)) || (st = cfg_int(r, "topk_group", 0, &topk_groups)) ||
+        (st = cfg_bool(r, "norm_topk_prob", &norm)) || (st = cfg_num(r, "partial_rotary_factor", 0, &partial)) ||
+        (json_is_object(rp) && (st = cfg_num(&rr, "partial_rotary_factor", 0, &partial))) ||
+        (st = cfg_expect(r, "use_qk_norm", NULL, 1)))
+        return st;
+    if (E == 0)
+        return fg_error(FG_ERR_FORMAT, "%s: missing key 'n_routed_experts' (%s needs it)", r->path, r->cls);
+    if (partial != 1.0)
+        return fg_error(FG_ERR_UNSUPPORTED, "%s: partial_rotary_factor %g: Frugal rotates the whole head (1.0)",
+                        r->path, partial);
+    if (!norm)
+        return fg_error(FG_ERR_UNSUPPORTED, "%s: norm_topk_prob false: Frugal normalises the chosen gates", r->path);
+    if (topk_groups < groups)
+        return fg_error(FG_ERR_UNSUPPORTED, "%s: group-limited routing (topk_group %d < n_group %d) is not Frugal's",
+                        r->path, topk_groups, groups);
+    m->n_expert = E;
+    m->n_expert_active = K;
+    m->n_shared_expert = S;
+    m->n_dense_layers = D;
+    m->route_scale = (float)scale;
+    m->balance = FG_BALANCE_BIAS;
+    return FG_OK;
+}
+
 static fg_status read_config(const char *path, fg_model_config *mc)
 {
     json_error_t je;
@@ -429,14 +537,16 @@ static fg_status read_config(const char *path, fg_model_config *mc)
         goto out;
     }
     int gpt2 = a ? !strcmp(a, "GPT2LMHeadModel") : !strcmp(mt, "gpt2");
-    int llama = a ? !strcmp(a, "LlamaForCausalLM") : !strcmp(mt, "llama");
+    int glm = a ? !strcmp(a, "Glm4MoeForCausalLM") : !strcmp(mt, "glm4_moe");
+    int llama = glm || (a ? !strcmp(a, "LlamaForCausalLM") : !strcmp(mt, "llama"));
     if (!gpt2 && !llama) {
-        st = fg_error(FG_ERR_UNSUPPORTED,
-                      "%s: architecture '%s' is not imported (GPT2LMHeadModel and LlamaForCausalLM are)", path,
-                      a ? a : mt);
+        st = fg_error(
+            FG_ERR_UNSUPPORTED,
+            "%s: architecture '%s' is not imported (GPT2LMHeadModel, LlamaForCausalLM and Glm4MoeForCausalLM are)",
+            path, a ? a : mt);
         goto out;
     }
-    r.cls = gpt2 ? "GPT2LMHeadModel" : "LlamaForCausalLM";
+    r.cls = gpt2 ? "GPT2LMHeadModel" : glm ? "Glm4MoeForCausalLM" : "LlamaForCausalLM";
     fg_model_config_default(mc, gpt2 ? FG_LAYOUT_GPT2 : FG_LAYOUT_LLAMA);
     double eps = gpt2 ? 1e-5 : 1e-6, theta = 10000; /* transformers' defaults */
     int kv = -1, hd = -1;
@@ -478,6 +588,8 @@ static fg_status read_config(const char *path, fg_model_config *mc)
         if ((st = cfg_bool(&r, "tie_word_embeddings", &mc->tie_embeddings)) ||
             (st = cfg_expect(&r, "hidden_act", "silu", 0)) || (st = cfg_expect(&r, "attention_bias", NULL, 1)) ||
             (st = cfg_expect(&r, "mlp_bias", NULL, 1)))
+            goto out;
+        if (glm && (st = read_glm_moe(&r, mc)) != FG_OK)
             goto out;
         json_t *rs = json_object_get(j, "rope_scaling");
         const char *rt = json_is_object(rp) ? json_string_value(json_object_get(rp, "rope_type")) : NULL;
