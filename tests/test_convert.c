@@ -451,7 +451,7 @@ static void test_fixtures(void)
     const char *corpus = fg_test_grammar_corpus("corpus.txt");
     const char *names[] = {"hf_gpt2", "hf_llama", "hf_glm4_moe"};
     for (int i = 0; i < 3; i++) {
-        char fx[1024], imp[1024], ft[1024], ft0[1024], back[1024], cmd[8192], out[16384];
+        char fx[1024], imp[1024], ft[1100], ft0[1100], back[1100], cmd[8192], out[16384];
         snprintf(fx, sizeof fx, "tests/fixtures/%s", names[i]);
         snprintf(fx, sizeof fx, "%s", fg_test_source_path(fx));
         snprintf(imp, sizeof imp, "%s", tmp(names[i]));

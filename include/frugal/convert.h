@@ -1,6 +1,6 @@
 /* convert.h: models in the ecosystem's formats: safetensors files (sharded with an
  * index), Hugging Face transformers directories (GPT2LMHeadModel, LlamaForCausalLM) and
- * GGUF files for llama.cpp (docs/FORMATS.md "safetensors", "Hugging Face", "GGUF").
+ * GGUF files for llama.cpp (docs/FORMATS.md "Models for other programs").
  *
  * Usage:
  *   fg_hf_export(m, tok, "out_dir", 0);                 // model.safetensors + config.json + ...
@@ -85,10 +85,12 @@ fg_status fg_st_write_file(const char *path, const fg_st_out *t, int n, const ch
 
 /* ---- Hugging Face transformers directories ---- */
 /* Writes model.safetensors (sharded over max_shard_bytes, 0 = default), config.json and
- * generation_config.json for GPT2LMHeadModel (gpt2 layout) or LlamaForCausalLM (llama
- * layout), and tokenizer.json + tokenizer_config.json when tok is not NULL (a byte
- * tokenizer is written as a byte-level BPE without merges). MoE models are refused
- * (FG_ERR_UNSUPPORTED; docs/FORMATS.md says why). */
+ * generation_config.json for GPT2LMHeadModel (gpt2 layout), LlamaForCausalLM (llama
+ * layout) or Glm4MoeForCausalLM (llama layout with MoE: the transformers class that
+ * routes as Frugal does, docs/FORMATS.md), and tokenizer.json + tokenizer_config.json
+ * when tok is not NULL (a byte tokenizer is written as a byte-level BPE without merges).
+ * MoE models Glm4Moe cannot hold (gpt2 layout, no shared expert) are refused
+ * (FG_ERR_UNSUPPORTED). */
 fg_status fg_hf_export(const fg_model *m, const fg_tokenizer *tok, const char *dir, size_t max_shard_bytes);
 
 /* Builds a model from a transformers directory (config.json + safetensors) of the

@@ -230,8 +230,13 @@ static int from_hf(const convert_opts *o)
         snprintf(p, sizeof p, "%s/tokenizer.json", out);
         if (st == FG_OK)
             st = absolute(p, c.tokenizer, sizeof c.tokenizer);
-    } else if (tok_src[0])
-        snprintf(c.tokenizer, sizeof c.tokenizer, "%s", tok_src);
+    } else if (tok_src[0] && st == FG_OK) {
+        size_t k = strlen(tok_src);
+        if (k >= sizeof c.tokenizer)
+            st = fg_error(FG_ERR_INVALID, "%s: tokenizer path longer than %zu bytes", tok_src, sizeof c.tokenizer - 1);
+        else
+            memcpy(c.tokenizer, tok_src, k + 1);
+    }
     if (st == FG_OK)
         st = fg_train_save_run(out, &c, m);
     if (st == FG_OK && tok_bytes)

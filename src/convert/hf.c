@@ -1,7 +1,7 @@
-/* hf.c: Hugging Face transformers directories: GPT2LMHeadModel and LlamaForCausalLM
- * (config.json, generation_config.json, safetensors weights, tokenizer.json) from and
- * into Frugal models. Left out: MoE (no transformers class routes as Frugal does with
- * MHA attention, docs/FORMATS.md), grouped-query attention and attention biases. */
+/* hf.c: Hugging Face transformers directories: GPT2LMHeadModel, LlamaForCausalLM and
+ * (MoE) Glm4MoeForCausalLM (config.json, generation_config.json, safetensors weights,
+ * tokenizer.json) from and into Frugal models. Left out: grouped-query attention,
+ * attention biases, rope scaling (refused on import, naming the key). */
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
