@@ -18,7 +18,8 @@ typedef struct convert_opts {
     char from_llmc[4096], to_llmc[4096], out[FG_TRAIN_PATH_MAX], run[4096], ckpt[4096], tokenizer[FG_TRAIN_PATH_MAX];
     char quantize[16], layers[48];
     char to_hf[4096], from_hf[4096], to_gguf[4096], type[16], logits[4096], tokens[65536];
-    int shard_mb, greedy;
+    int greedy;
+    double shard_mb;
 } convert_opts;
 
 #define CF(field) FG_OPT_FIELD(convert_opts, field)
@@ -34,7 +35,7 @@ static const fg_opt convert_table[] = {
     {"to_hf", FG_OPT_STR, CF(to_hf), .help = "transformers directory to write (with --run)"},
     {"from_hf", FG_OPT_STR, CF(from_hf),
      .help = "transformers directory to import (GPT2LMHeadModel, LlamaForCausalLM; with --out)"},
-    {"shard_mb", FG_OPT_INT, CF(shard_mb), .min = 0, .max = 1 << 30,
+    {"shard_mb", FG_OPT_DOUBLE, CF(shard_mb), .min = 0, .max = 1e9,
      .help = "with --to-hf: safetensors shard size in MB (0: 5000, transformers' default)"},
     {"to_gguf", FG_OPT_STR, CF(to_gguf), .help = "GGUF file to write for llama.cpp (with --run; llama layout)"},
     {"type", FG_OPT_STR, CF(type), .help = "with --to-gguf: f32, f16 or q8_0 (default f32)"},
@@ -284,7 +285,7 @@ static int convert_formats(const convert_opts *o)
     fg_tokenizer *tok = run_tokenizer(&c);
     const char *to = o->to_hf[0] ? o->to_hf : o->to_gguf;
     if (o->to_hf[0])
-        st = fg_hf_export(m, tok, o->to_hf, (size_t)o->shard_mb * 1000 * 1000);
+        st = fg_hf_export(m, tok, o->to_hf, (size_t)(o->shard_mb * 1e6));
     else
         st = fg_gguf_export(m, tok, o->to_gguf, type);
     fg_tok_delete(tok);
