@@ -66,7 +66,10 @@ typedef struct fg_train_config {
     char ckpt_dir[FG_TRAIN_PATH_MAX]; /* "" = <out>/ckpt */
     int ckpt_every;                   /* steps between checkpoints, 0 = none */
     int resume;                       /* continue from the latest checkpoint in ckpt_dir */
-    int overwrite;                    /* allow an out dir that already holds a run */
+    /* fine-tuning: the params of the newest checkpoint in this directory (e.g. an imported
+     * run's final/) replace the random init at the start of a new run ("" = none) */
+    char init_from[FG_TRAIN_PATH_MAX];
+    int overwrite; /* allow an out dir that already holds a run */
     uint64_t seed;
     /* ---- checkpoint policy: handed to ckpt.h as fg_ckpt_opts ---- */
     int ckpt_full_every;     /* a full checkpoint every N saves, deltas between */

@@ -154,6 +154,9 @@ static const fg_opt opts[] = {
     {"ckpt_every", FG_OPT_INT, F(ckpt_every), 0, 1 << 30, .flags = RESUMABLE,
      .help = "steps between checkpoints; 0 = none"},
     {"resume", FG_OPT_BOOL, F(resume), .flags = RESUMABLE, .help = "continue from the latest checkpoint"},
+    /* read only when a run starts (a resume continues from its own checkpoint) */
+    {"init_from", FG_OPT_STR, F(init_from), .flags = RESUMABLE,
+     .help = "fine-tune: start from the params of this checkpoint directory (e.g. RUN/final of an imported model)"},
     {"overwrite", FG_OPT_BOOL, F(overwrite), .flags = RESUMABLE, .help = "reuse an out dir that already holds a run"},
     {"seed", FG_OPT_U64, F(seed), 0, 9.0e18, .help = "RNG seed (init, data order)"},
     /* checkpoint policy (ckpt.h fg_ckpt_opts); the environment variables are overrides for

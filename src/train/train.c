@@ -744,6 +744,19 @@ static fg_status setup(run *r, FILE *out)
             goto out_ids;
         fg_model_moe_ep_spill(r->m, c->ep_spill);
     }
+    if (c->init_from[0] && !c->resume) {
+        /* fine-tuning: the same model's trained params instead of the random init (the
+         * checkpoint's size check refuses another model's) */
+        fg_ckpt_tensor it = {"params", fg_model_params(r->m), fg_model_num_params(r->m) * sizeof(float)};
+        long it_step = 0;
+        char *it_meta = NULL;
+        st = fg_ckpt_load_latest(c->init_from, &it_step, &it_meta, &it, 1);
+        fg_free(it_meta);
+        if (st != FG_OK)
+            goto out_ids;
+        if (out)
+            fprintf(out, "init_from       : %s (step %ld)\n", c->init_from, it_step);
+    }
     int nt = fg_model_num_tensors(r->m);
     fg_optim_range *ranges = fg_malloc((size_t)nt * sizeof *ranges);
     if (!ranges) {
