@@ -124,11 +124,9 @@ typedef struct gemm_case {
 /* Runs the dispatched bgemm (variant already set) and checks every element against
  * the fp64 sum: |got - exact| <= gamma_{K+2} (|alpha| sum|a||b| + |beta||c|) + (K+2) 2^-126.
  * Returns the largest error / bound seen (for FG_TEST_VERBOSE). */
-static double run_case(const char *v, const gemm_case *g, const uint16_t *A, const uint16_t *B, const float *C0,
-                       float *C)
+static double check_case(const char *v, const gemm_case *g, const uint16_t *A, const uint16_t *B, const float *C0,
+                         const float *C)
 {
-    memcpy(C, C0, sizeof(float) * (size_t)g->M * g->ldc);
-    fg_bgemm(g->ta, g->tb, g->M, g->N, g->K, g->alpha, A, g->lda, B, g->ldb, g->beta, C, g->ldc);
     double n = g->K + 2, gamma = n * U / (1.0 - n * U), worst = 0.0;
     size_t bad = 0;
     int bi = 0, bj = 0;
@@ -161,6 +159,54 @@ static double run_case(const char *v, const gemm_case *g, const uint16_t *A, con
     FG_CHECK(!bad, "bgemm[%s] %s%s M%d N%d K%d alpha %g beta %g: %zu bad, first (%d,%d) got %.9g want %.9g", v,
              g->ta ? "T" : "N", g->tb ? "T" : "N", g->M, g->N, g->K, g->alpha, g->beta, bad, bi, bj, bgot, bwant);
     return worst;
+}
+
+static double run_case(const char *v, const gemm_case *g, const uint16_t *A, const uint16_t *B, const float *C0,
+                       float *C)
+{
+    memcpy(C, C0, sizeof(float) * (size_t)g->M * g->ldc);
+    fg_bgemm(g->ta, g->tb, g->M, g->N, g->K, g->alpha, A, g->lda, B, g->ldb, g->beta, C, g->ldc);
+    return check_case(v, g, A, B, C0, C);
+}
+
+/* The packed route (bgemm_pack_b + bgemm_packed) on case g: every pack variant writes
+ * the reference's words (padding zeros included), every packed variant is within the
+ * bound, and ref / avx512bf16 equal their own bgemm bit for bit (same sums, same order),
+ * whichever variant packed. C holds the unpacked result of variant v on entry. */
+static void check_packed(const gemm_case *g, const uint16_t *A, const uint16_t *B, const float *C0)
+{
+    size_t words = fg_bgemm_packed_words(g->N, g->K), nc = (size_t)g->M * g->ldc;
+    uint32_t *P0 = fg_malloc(words * sizeof(uint32_t) + 4), *P = fg_malloc(words * sizeof(uint32_t) + 4);
+    float *C = fg_malloc(sizeof(float) * nc), *Cu = fg_malloc(sizeof(float) * nc);
+    FG_ASSERT(P0 && P && C && Cu);
+    const char *ps[8], *vs[8];
+    int np = variants("bgemm_pack_b", ps), nv = variants("bgemm_packed", vs);
+    fg_bgemm_pack_b_ref(P0, g->tb, g->N, g->K, B, g->ldb);
+    for (int p = 0; p < np; p++) {
+        use("bgemm_pack_b", ps[p]);
+        memset(P, 0xa5, words * sizeof(uint32_t));
+        fg_bgemm_pack_b(P, g->tb, g->N, g->K, B, g->ldb);
+        FG_CHECK(!memcmp(P, P0, words * sizeof(uint32_t)), "bgemm_pack_b[%s] %s N%d K%d: words differ from ref", ps[p],
+                 g->tb ? "T" : "N", g->N, g->K);
+        for (int v = 0; v < nv; v++) {
+            use("bgemm_packed", vs[v]);
+            memcpy(C, C0, sizeof(float) * nc);
+            fg_bgemm_packed(g->ta, g->M, g->N, g->K, g->alpha, A, g->lda, P, g->beta, C, g->ldc);
+            check_case(vs[v], g, A, B, C0, C);
+            if (!strcmp(vs[v], "blas"))
+                continue;
+            use("bgemm", vs[v]);
+            memcpy(Cu, C0, sizeof(float) * nc);
+            fg_bgemm(g->ta, g->tb, g->M, g->N, g->K, g->alpha, A, g->lda, B, g->ldb, g->beta, Cu, g->ldc);
+            FG_CHECK(!memcmp(C, Cu, sizeof(float) * nc),
+                     "bgemm_packed[%s] (packed by %s) %s%s M%d N%d K%d differs from bgemm", vs[v], ps[p],
+                     g->ta ? "T" : "N", g->tb ? "T" : "N", g->M, g->N, g->K);
+        }
+    }
+    fg_free(P0);
+    fg_free(P);
+    fg_free(C);
+    fg_free(Cu);
 }
 
 static void test_bgemm(void)
@@ -199,6 +245,7 @@ static void test_bgemm(void)
                         printf("  bgemm[%-10s] %c%c M%-3d N%-3d K%-4d err/bound %.3f\n", vs[v], g.ta ? 'T' : 'N',
                                g.tb ? 'T' : 'N', M, N, K, w);
                 }
+                check_packed(&g, A, B, C0);
                 fg_free(A);
                 fg_free(B);
                 fg_free(C0);
@@ -247,6 +294,7 @@ static void test_bgemm_blocks(void)
             FG_CHECK(!memcmp(C, C1, sizeof(float) * nc), "bgemm[avx512bf16] case %zu: 1 thread differs from %d", c,
                      nthreads);
         }
+        check_packed(g, A, B, C0);
         fg_free(A);
         fg_free(B);
         fg_free(C0);
@@ -266,6 +314,9 @@ static void test_dispatch(void)
     const char *want = !strcmp(mode, "ref") ? "ref" : has512 && cpu->avx512_bf16 ? "avx512bf16" : "blas";
     FG_CHECK(!strcmp(fg_kernels_variant("bgemm"), want), "bgemm picked %s, want %s (FG_HW_DISABLE '%s')",
              fg_kernels_variant("bgemm"), want, fg_hw_disabled());
+    FG_CHECK(!strcmp(fg_kernels_variant("bgemm_packed"), want) && !strcmp(fg_kernels_variant("bgemm_pack_b"), want),
+             "bgemm_packed / bgemm_pack_b picked %s / %s, want %s", fg_kernels_variant("bgemm_packed"),
+             fg_kernels_variant("bgemm_pack_b"), want);
     if (has512 && strcmp(mode, "ref")) {
         FG_CHECK(fg_kernels_init("avx512") == FG_OK && !strcmp(fg_kernels_variant("bgemm"), "blas") &&
                      !strcmp(fg_kernels_variant("cvt_f32_bf16"), "avx512"),

@@ -85,6 +85,7 @@ void fg_cvt_f32_bf16_avx512bf16(uint16_t *out, const float *in, size_t n)
  * once and swept by every A strip of the block, both from L2 (1 MB on Zen 4). KC and
  * MC were picked among 256..1536 x 128..512 by bench_gemm_bf16 (docs/KERNELS.md). */
 enum { MR = 8, NRV = 3, NR = NRV * 16, KC = 768, MC = 256 };
+_Static_assert((int)NR == (int)FG_BGEMM_NR, "the packed layout's strip width is the micro-kernel's");
 
 /* r[k] = the np (<= 16) words starting at row0 + k * ld for k < nrows, zeros after. */
 static inline void load_words(__m512 r[16], const uint16_t *row0, size_t ld, int nrows, int np)
@@ -228,10 +229,16 @@ static void micro(const uint32_t *ap, const uint32_t *bp, int kp, float *C, int 
 #define AP_WORDS ((size_t)MC * (KC / 2))
 #define BP_WORDS ((size_t)(KC / 2) * NR)
 
+/* One thread's product; op(B) either packed here strip by strip into bp, or given
+ * packed whole (P: strips of all K pairs, kernel_ops.h; the K blocks start on a pair,
+ * kcb being even, so a block of a strip is the words from pair k0 / 2 on). jp: the
+ * first column of this call in P's strips. */
 static void bgemm_serial(int trans_a, int trans_b, int M, int N, int K, float alpha, const uint16_t *A, int lda,
-                         const uint16_t *B, int ldb, float beta, float *C, int ldc, uint32_t *ap, uint32_t *bp)
+                         const uint16_t *B, int ldb, const uint32_t *P, int jp, float beta, float *C, int ldc,
+                         uint32_t *ap, uint32_t *bp)
 {
     int nkb = (K + KC - 1) / KC, kcb = ((K + nkb - 1) / nkb + 1) / 2 * 2;
+    size_t kpp = (size_t)(K + 1) / 2;
     for (int k0 = 0; k0 < K; k0 += kcb) {
         int kc = K - k0 < kcb ? K - k0 : kcb, kp = (kc + 1) / 2;
         for (int i0 = 0; i0 < M; i0 += MC) {
@@ -239,9 +246,13 @@ static void bgemm_serial(int trans_a, int trans_b, int M, int N, int K, float al
             pack_a(ap, trans_a, A, lda, i0, mc, k0, kc);
             for (int j0 = 0; j0 < N; j0 += NR) {
                 int nr = N - j0 < NR ? N - j0 : NR;
-                pack_b(bp, trans_b, B, ldb, j0, nr, k0, kc);
+                const uint32_t *b = bp;
+                if (P)
+                    b = P + (size_t)((jp + j0) / NR) * kpp * NR + (size_t)(k0 / 2) * NR;
+                else
+                    pack_b(bp, trans_b, B, ldb, j0, nr, k0, kc);
                 for (int s = 0; s < mc; s += MR)
-                    micro(ap + (size_t)(s / MR) * kp * MR, bp, kp, C + (size_t)(i0 + s) * ldc + j0, ldc,
+                    micro(ap + (size_t)(s / MR) * kp * MR, b, kp, C + (size_t)(i0 + s) * ldc + j0, ldc,
                           mc - s < MR ? mc - s : MR, nr, alpha, beta, k0 == 0);
             }
         }
@@ -249,22 +260,24 @@ static void bgemm_serial(int trans_a, int trans_b, int M, int N, int K, float al
 }
 
 /* Threads split the larger of M and N (slices of whole tiles), like fg_sgemm_blas; one
- * thread (small GEMMs, a caller already in a parallel region) runs it whole. */
-void fg_bgemm_avx512bf16(int trans_a, int trans_b, int M, int N, int K, float alpha, const uint16_t *A, int lda,
-                         const uint16_t *B, int ldb, float beta, float *C, int ldc)
+ * thread (small GEMMs, a caller already in a parallel region) runs it whole. P: op(B)
+ * packed (trans_b unused), else B. */
+static void bgemm_run(int trans_a, int trans_b, int M, int N, int K, float alpha, const uint16_t *A, int lda,
+                      const uint16_t *B, int ldb, const uint32_t *P, float beta, float *C, int ldc)
 {
-    if (fg_bgemm_trivial(M, N, K, beta, C, ldc))
-        return;
     int nt = omp_get_max_threads();
     if (omp_in_parallel() || 2.0 * M * N * K < 4e6)
         nt = 1;
     int split_m = M > N, len = split_m ? M : N, unit = split_m ? MR : NR;
     int step = ((len + nt - 1) / nt + unit - 1) / unit * unit;
     nt = (len + step - 1) / step;
-    size_t per = AP_WORDS + BP_WORDS;
+    size_t per = AP_WORDS + (P ? 0 : BP_WORDS);
     uint32_t *buf = fg_malloc(per * sizeof(uint32_t) * (size_t)nt);
     if (!buf) { /* no scratch: the reference gives the same result within the bound */
-        fg_bgemm_ref(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        if (P)
+            fg_bgemm_packed_ref(trans_a, M, N, K, alpha, A, lda, P, beta, C, ldc);
+        else
+            fg_bgemm_ref(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
@@ -272,11 +285,42 @@ void fg_bgemm_avx512bf16(int trans_a, int trans_b, int M, int N, int K, float al
         uint32_t *ap = buf + (size_t)t * per, *bp = ap + AP_WORDS;
         int i0 = t * step, n = len - i0 < step ? len - i0 : step;
         if (split_m)
-            bgemm_serial(trans_a, trans_b, n, N, K, alpha, trans_a ? A + i0 : A + (size_t)i0 * lda, lda, B, ldb, beta,
-                         C + (size_t)i0 * ldc, ldc, ap, bp);
+            bgemm_serial(trans_a, trans_b, n, N, K, alpha, trans_a ? A + i0 : A + (size_t)i0 * lda, lda, B, ldb, P, 0,
+                         beta, C + (size_t)i0 * ldc, ldc, ap, bp);
         else
-            bgemm_serial(trans_a, trans_b, M, n, K, alpha, A, lda, trans_b ? B + (size_t)i0 * ldb : B + i0, ldb, beta,
-                         C + i0, ldc, ap, bp);
+            bgemm_serial(trans_a, trans_b, M, n, K, alpha, A, lda,
+                         B && trans_b ? B + (size_t)i0 * ldb
+                         : B          ? B + i0
+                                      : B,
+                         ldb, P, i0, beta, C + i0, ldc, ap, bp);
     }
     fg_free(buf);
+}
+
+void fg_bgemm_avx512bf16(int trans_a, int trans_b, int M, int N, int K, float alpha, const uint16_t *A, int lda,
+                         const uint16_t *B, int ldb, float beta, float *C, int ldc)
+{
+    if (fg_bgemm_trivial(M, N, K, beta, C, ldc))
+        return;
+    bgemm_run(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, NULL, beta, C, ldc);
+}
+
+/* A strip is pack_b over all of K: the strips are independent, threads take whole ones. */
+void fg_bgemm_pack_b_avx512bf16(uint32_t *P, int trans_b, int N, int K, const uint16_t *B, int ldb)
+{
+    size_t kp = (size_t)(K + 1) / 2;
+    int ns = (N + NR - 1) / NR;
+#pragma omp parallel for schedule(static) if ((size_t)N * K > 65536 && !omp_in_parallel())
+    for (int s = 0; s < ns; s++) {
+        int j0 = s * NR, nr = N - j0 < NR ? N - j0 : NR;
+        pack_b(P + (size_t)s * kp * NR, trans_b, B, ldb, j0, nr, 0, K); /* zeros past N and K */
+    }
+}
+
+void fg_bgemm_packed_avx512bf16(int trans_a, int M, int N, int K, float alpha, const uint16_t *A, int lda,
+                                const uint32_t *P, float beta, float *C, int ldc)
+{
+    if (fg_bgemm_trivial(M, N, K, beta, C, ldc))
+        return;
+    bgemm_run(trans_a, 0, M, N, K, alpha, A, lda, NULL, 0, P, beta, C, ldc);
 }
