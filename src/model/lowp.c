@@ -351,20 +351,18 @@ static void lin_fwd(const fg_model *m, float *out, const uint16_t *xb, size_t wo
     fg_bgemm(0, 1, N, OC, C, 1.0f, xb, C, m->wbf + woff, C, beta, out, OC);
 }
 
-/* db[OC] += column sums of dout[N,OC] (fp32). */
+/* db[OC] += column sums of dout[N,OC] (fp32), each column summed in row order. The rows
+ * go through fg_add (vectorised; this file is built without AVX flags, and the scalar
+ * loop it replaces was 1.7% of a bf16 step), 128 columns per task. */
 static void colsum_add(float *db, const float *dout, int N, int OC)
 {
 #pragma omp parallel for schedule(static)
-    for (int o0 = 0; o0 < OC; o0 += 64) {
-        int o1 = o0 + 64 < OC ? o0 + 64 : OC;
-        float acc[64] = {0};
-        for (int n = 0; n < N; n++) {
-            const float *d = dout + (size_t)n * OC;
-            for (int o = o0; o < o1; o++)
-                acc[o - o0] += d[o];
-        }
-        for (int o = o0; o < o1; o++)
-            db[o] += acc[o - o0];
+    for (int o0 = 0; o0 < OC; o0 += 128) {
+        size_t w = (size_t)(o0 + 128 < OC ? 128 : OC - o0);
+        float acc[128] = {0};
+        for (int n = 0; n < N; n++)
+            fg_add(acc, acc, dout + (size_t)n * OC + o0, w);
+        fg_add(db + o0, db + o0, acc, w);
     }
 }
 
