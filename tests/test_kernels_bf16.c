@@ -2,7 +2,8 @@
  * for bit against an independent round-to-nearest-even oracle (ties, subnormals, inf,
  * NaN, overflow, every bf16 value widened), and the bf16 GEMM against an fp64 sum of the
  * same bf16 inputs within the bound of docs/KERNELS.md, for NN/NT/TN/TT, several K,
- * ragged M/N, padded leading dimensions, alpha/beta, K = 0, and thread-count invariance. */
+ * ragged M/N, padded leading dimensions, alpha/beta, K = 0, and thread-count invariance;
+ * the packed-B GEMM against the unpacked one; bf16_affine against PyTorch and ref. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -303,6 +304,79 @@ static void test_bgemm_blocks(void)
     }
 }
 
+/* bf16_affine in every variant: against PyTorch bit for bit (fixture: infs, overflow to
+ * inf, -0, ties; b given and NULL), then against ref bit for bit on rows large enough to
+ * be split over threads, with NaN in x and every out / outf combination. */
+static void test_affine(void)
+{
+    const char *vs[8];
+    int nv = variants("bf16_affine", vs);
+    fg_fixture fxs, *fx = &fxs;
+    const char *path = fg_test_source_path("tests/fixtures/kernels/bf16_affine.fgfix");
+    fg_status st = fg_fixture_load(fx, path);
+    FG_CHECK(st == FG_OK, "load %s: %s", path, fg_last_error());
+    if (st == FG_OK) {
+        const fg_fixture_tensor *tx = fg_fixture_get(fx, "affine.x");
+        const float *w = FG_FIX_F32(fx, "affine.w"), *b = FG_FIX_F32(fx, "affine.b");
+        int N = tx->shape[0], C = tx->shape[1];
+        size_t n = tx->numel;
+        uint16_t *x = fg_malloc(n * 2), *out = fg_malloc(n * 2);
+        float *outf = fg_malloc(n * 4);
+        FG_ASSERT(x && out && outf);
+        for (size_t i = 0; i < n; i++)
+            x[i] = (uint16_t)((const int32_t *)tx->data)[i];
+        for (int v = 0; v < nv; v++) {
+            use("bf16_affine", vs[v]);
+            for (int nob = 0; nob < 2; nob++) {
+                fg_bf16_affine(out, outf, x, w, nob ? NULL : b, N, C);
+                const int32_t *wo = fg_fixture_get(fx, nob ? "affine.out_nob" : "affine.out")->data;
+                const float *wf = FG_FIX_F32(fx, nob ? "affine.outf_nob" : "affine.outf");
+                size_t bad = 0, first = 0;
+                for (size_t i = 0; i < n; i++)
+                    if (out[i] != (uint16_t)wo[i] || fg_test_bits(outf[i]) != fg_test_bits(wf[i]))
+                        first = bad++ ? first : i;
+                FG_CHECK(!bad, "bf16_affine[%s] %s vs torch: %zu differ, first %zu: %04x (%.9g) want %04x (%.9g)",
+                         vs[v], nob ? "b NULL" : "b", bad, first, out[first], (double)outf[first], (unsigned)wo[first],
+                         (double)wf[first]);
+            }
+        }
+        fg_free(x);
+        fg_free(out);
+        fg_free(outf);
+        fg_fixture_free(fx);
+    }
+    enum { N = 70, C = 1001 };
+    size_t n = (size_t)N * C;
+    uint16_t *x = rand_bf16(n), *o0 = fg_malloc(n * 2), *o1 = fg_malloc(n * 2);
+    float *w = fg_malloc(C * 4), *b = fg_malloc(C * 4), *f0 = fg_malloc(n * 4), *f1 = fg_malloc(n * 4);
+    FG_ASSERT(o0 && o1 && w && b && f0 && f1);
+    for (int c = 0; c < C; c++)
+        w[c] = fg_rng_normal(&rng), b[c] = c % 7 ? fg_rng_normal(&rng) : 0.0f;
+    x[5] = 0x7fc1, x[6] = 0xffa0, x[7] = 0x7f80, x[8] = 0x8000, x[9] = 0x0001; /* NaNs, inf, -0, subnormal */
+    fg_bf16_affine_ref(o0, f0, x, w, b, N, C);
+    for (int v = 0; v < nv; v++) {
+        use("bf16_affine", vs[v]);
+        for (int mode = 0; mode < 3; mode++) { /* both, bf16 only, fp32 only */
+            memset(o1, 0xa5, n * 2);
+            memset(f1, 0xa5, n * 4);
+            fg_bf16_affine(mode == 2 ? NULL : o1, mode == 1 ? NULL : f1, x, w, b, N, C);
+            FG_CHECK(mode == 2 || !memcmp(o0, o1, n * 2), "bf16_affine[%s] mode %d: bf16 out differs from ref", vs[v],
+                     mode);
+            FG_CHECK(mode == 1 || !memcmp(f0, f1, n * 4), "bf16_affine[%s] mode %d: fp32 out differs from ref", vs[v],
+                     mode);
+            FG_CHECK(mode != 2 || o1[n - 1] == 0xa5a5, "bf16_affine[%s]: out NULL written", vs[v]);
+            FG_CHECK(mode != 1 || fg_test_bits(f1[n - 1]) == 0xa5a5a5a5u, "bf16_affine[%s]: outf NULL written", vs[v]);
+        }
+    }
+    fg_free(x);
+    fg_free(o0);
+    fg_free(o1);
+    fg_free(w);
+    fg_free(b);
+    fg_free(f0);
+    fg_free(f1);
+}
+
 /* auto picks the bf16 unit when the CPU (less FG_HW_DISABLE) has it, else the
  * conversion + sgemm route; FG_KERNELS=ref picks ref. */
 static void test_dispatch(void)
@@ -336,5 +410,6 @@ int main(void)
     test_convert();
     test_bgemm();
     test_bgemm_blocks();
+    test_affine();
     return fg_test_end();
 }

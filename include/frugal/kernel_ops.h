@@ -58,6 +58,13 @@ FG_KERNEL_OP(void, bgemm_packed,
               float *C, int ldc),
              (trans_a, M, N, K, alpha, A, lda, P, beta, C, ldc), M >= 0 && N >= 0 && K >= 0 && ((uintptr_t)P & 63) == 0)
 
+/* The bf16 model's norm output from its saved bf16 x-hat, as the next GEMM reads it:
+ * v = x[n,c] * w[c] + b[c] (b NULL: + 0.0f) in fp32, one multiply then one add (not
+ * fused); outf[n,c] = v when outf, out[n,c] = bf16(v) (cvt_f32_bf16's rule) when out. */
+FG_KERNEL_OP(void, bf16_affine,
+             (uint16_t *out, float *outf, const uint16_t *x, const float *w, const float *b, int N, int C),
+             (out, outf, x, w, b, N, C), N >= 0 && C >= 0)
+
 /* ---- int8 (docs/KERNELS.md "int8 GEMM"; issue 14) ----
  * C[M,N] (int32) = A[M,K] (uint8) @ B[N,K]^T (int8), exact, C overwritten: a linear
  * layer's forward layout (activations x weights^T, both K-contiguous rows). Exact

@@ -311,6 +311,19 @@ static void norm_out(const fg_model *m, float *out, const model_saved *xn, const
     }
 }
 
+/* norm_out rounded to bf16 into xb, the next GEMM's operand: from a bf16 x-hat in one
+ * pass (fg_bf16_affine: no fp32 copy written and read back), from fp8 through lnb. */
+static void norm_out_bf16(const fg_model *m, uint16_t *xb, const model_saved *xn, const float *w, const float *b, int N)
+{
+    size_t C = (size_t)m->cfg.d_model;
+    if (xn->bf) {
+        fg_bf16_affine(xb, NULL, xn->bf, w, b, N, (int)C);
+        return;
+    }
+    norm_out(m, m->lp->lnb, xn, w, b, N);
+    fg_cvt_f32_bf16(xb, m->lp->lnb, (size_t)N * C);
+}
+
 /* The norm's input rebuilt from the saved x-hat: x-hat / rstd + mean (mean 0: RMSNorm).
  * The norm's backward recomputes (inp - mean) * rstd from it, which is x-hat again. */
 static void norm_inp(const fg_model *m, float *out, const model_saved *xn, const float *mean, const float *rstd, int N)
@@ -326,15 +339,19 @@ static void norm_inp(const fg_model *m, float *out, const model_saved *xn, const
     }
 }
 
-/* Norm forward: saves x-hat, mean, rstd and leaves the output (from the saved x-hat) in lp->lnb. */
+/* Norm forward: saves x-hat, mean, rstd and leaves the output (from the saved x-hat) in
+ * xb as bf16 when xb is given, else in lp->lnb (fp32, for the MoE FFN). */
 static void norm_fwd(fg_model *m, model_saved *xn, float *mean, float *rstd, const float *inp, const float *w,
-                     const float *b, int N)
+                     const float *b, int N, uint16_t *xb)
 {
     model_lp *lp = m->lp;
     /* weight 1, bias 0: the kernel's output is x-hat itself */
     model_norm_forward(m, lp->lnb, mean, rstd, inp, lp->ones, lp->zeros, N);
     store(xn, 0, lp->lnb, (size_t)N);
-    norm_out(m, lp->lnb, xn, w, b, N);
+    if (xb)
+        norm_out_bf16(m, xb, xn, w, b, N);
+    else
+        norm_out(m, lp->lnb, xn, w, b, N);
 }
 
 /* out[N,OC] = xb[N,C] @ W^T + bias with W the bf16 copy of the parameter at woff. */
@@ -399,8 +416,8 @@ fg_status model_lp_forward(fg_model *m, const int32_t *targets, int B, int T, fl
         const model_layer_off *o = &m->layer[l];
         model_lp_layer *a = &lp->la[l];
         MODEL_PROF(m, OP_NORM,
-                   norm_fwd(m, &a->xn1, a->mean1, a->rstd1, lp->res, model_p(m, o->ln1w), model_p(m, o->ln1b), N));
-        MODEL_PROF(m, OP_QKV, fg_cvt_f32_bf16(xb, lp->lnb, NC); lin_fwd(m, lp->qf, xb, o->qkvw, o->qkvb, N, C, 3 * C));
+                   norm_fwd(m, &a->xn1, a->mean1, a->rstd1, lp->res, model_p(m, o->ln1w), model_p(m, o->ln1b), N, xb));
+        MODEL_PROF(m, OP_QKV, lin_fwd(m, lp->qf, xb, o->qkvw, o->qkvb, N, C, 3 * C));
         if (c->layout == FG_LAYOUT_LLAMA) {
             MODEL_PROF(m, OP_ROPE, fg_rope_forward(lp->qf, B, T, NH, m->HS, 3 * C, 0, c->rope_theta));
             MODEL_PROF(m, OP_ROPE, fg_rope_forward(lp->qf + C, B, T, NH, m->HS, 3 * C, 0, c->rope_theta));
@@ -411,13 +428,14 @@ fg_status model_lp_forward(fg_model *m, const int32_t *targets, int B, int T, fl
         MODEL_PROF(m, OP_ATTPROJ, store(&a->atty, 0, lp->attf, (size_t)N);
                    lin_fwd(m, lp->tmp, view_bf16(lp, &a->atty, 0, (size_t)N, xb), o->attprojw, o->attprojb, N, C, C));
         MODEL_PROF(m, OP_RESID, fg_add(lp->res, lp->res, lp->tmp, NC));
+        int moe = model_is_moe_layer(m, l);
         MODEL_PROF(m, OP_NORM,
-                   norm_fwd(m, &a->xn2, a->mean2, a->rstd2, lp->res, model_p(m, o->ln2w), model_p(m, o->ln2b), N));
-        if (model_is_moe_layer(m, l)) {
+                   norm_fwd(m, &a->xn2, a->mean2, a->rstd2, lp->res, model_p(m, o->ln2w), model_p(m, o->ln2b), N,
+                            moe ? NULL : xb));
+        if (moe) {
             model_moe_ffn_forward(m, l, lp->tmp, lp->lnb, N);
         } else {
-            MODEL_PROF(m, OP_FC, fg_cvt_f32_bf16(xb, lp->lnb, NC);
-                       lin_fwd(m, lp->fchf, xb, o->fcw, o->fcb, N, C, m->Fin));
+            MODEL_PROF(m, OP_FC, lin_fwd(m, lp->fchf, xb, o->fcw, o->fcb, N, C, m->Fin));
             /* the activation runs on the saved fch, as backward recomputes it */
             MODEL_PROF(m, OP_ACT, store(&a->fch, 0, lp->fchf, (size_t)N); load_f32(&a->fch, lp->fchf, (size_t)N);
                        act_fwd(m, lp->actf, lp->fchf, N));
@@ -427,7 +445,7 @@ fg_status model_lp_forward(fg_model *m, const int32_t *targets, int B, int T, fl
         MODEL_PROF(m, OP_RESID, fg_add(lp->res, lp->res, lp->tmp, NC));
     }
     MODEL_PROF(m, OP_NORM,
-               norm_fwd(m, &lp->xnf, lp->meanf, lp->rstdf, lp->res, model_p(m, m->lnfw), model_p(m, m->lnfb), N));
+               norm_fwd(m, &lp->xnf, lp->meanf, lp->rstdf, lp->res, model_p(m, m->lnfw), model_p(m, m->lnfb), N, xb));
     if (!targets) { /* no logits are kept at this precision: nothing to compute */
         if (loss)
             *loss = 0.0f;
@@ -435,7 +453,6 @@ fg_status model_lp_forward(fg_model *m, const int32_t *targets, int B, int T, fl
     }
     /* head in chunks of R rows: logits of a chunk (fp32) -> losses and softmax - onehot
      * (loss scale 1: backward's GEMMs take the scale as alpha) -> saved in bf16 / fp8 */
-    fg_cvt_f32_bf16(xb, lp->lnb, NC);
     double sum = 0.0;
     /* several chunks: the head weight packed once (the optimiser may have written wbf
      * since the last forward, so every forward packs) */
@@ -473,8 +490,7 @@ fg_status model_lp_backward(fg_model *m, float loss_scale)
     m->moe_loss_scale = loss_scale;
     /* head: dlog holds softmax - onehot; d(loss)/d(logits) is that times loss_scale / n_counted */
     float alpha = loss_scale / (float)m->n_counted;
-    MODEL_PROF(m, OP_HEAD, norm_out(m, lp->lnb, &lp->xnf, model_p(m, m->lnfw), model_p(m, m->lnfb), N);
-               fg_cvt_f32_bf16(xb, lp->lnb, NC));
+    MODEL_PROF(m, OP_HEAD, norm_out_bf16(m, xb, &lp->xnf, model_p(m, m->lnfw), model_p(m, m->lnfb), N));
     int R = lp->dlog.bf ? N : lp->R; /* bf16 rows are read in place; fp8 ones decoded per chunk */
     for (int r0 = 0; r0 < N; r0 += R) {
         int nr = N - r0 < R ? N - r0 : R;
@@ -507,8 +523,8 @@ fg_status model_lp_backward(fg_model *m, float loss_scale)
             else
                 MODEL_PROF(m, OP_ACT, fg_swiglu_backward(lp->dfch, lp->dfch_act, lp->fchf, N, F));
             /* fch = ln2 @ fcw^T + b */
-            MODEL_PROF(m, OP_FC, norm_out(m, lp->lnb, &a->xn2, model_p(m, o->ln2w), model_p(m, o->ln2b), N);
-                       fg_cvt_f32_bf16(xb, lp->lnb, NC); operand_bf16(m, db, lp->dfch, (size_t)N, (size_t)Fin, gf);
+            MODEL_PROF(m, OP_FC, norm_out_bf16(m, xb, &a->xn2, model_p(m, o->ln2w), model_p(m, o->ln2b), N);
+                       operand_bf16(m, db, lp->dfch, (size_t)N, (size_t)Fin, gf);
                        lin_bwd(m, lp->dln, db, lp->dfch, xb, o->fcw, o->fcb, N, C, Fin));
         }
         MODEL_PROF(m, OP_NORM, norm_inp(m, lp->tmp, &a->xn2, a->mean2, a->rstd2, N);
@@ -527,8 +543,8 @@ fg_status model_lp_backward(fg_model *m, float loss_scale)
             MODEL_PROF(m, OP_ROPE, fg_rope_backward(lp->dqkv + C, B, T, NH, m->HS, 3 * C, 0, c->rope_theta));
         }
         /* qkv = ln1 @ qkvw^T + b; ln1 = norm(res) */
-        MODEL_PROF(m, OP_QKV, norm_out(m, lp->lnb, &a->xn1, model_p(m, o->ln1w), model_p(m, o->ln1b), N);
-                   fg_cvt_f32_bf16(xb, lp->lnb, NC); operand_bf16(m, db, lp->dqkv, (size_t)N, 3 * (size_t)C, gf);
+        MODEL_PROF(m, OP_QKV, norm_out_bf16(m, xb, &a->xn1, model_p(m, o->ln1w), model_p(m, o->ln1b), N);
+                   operand_bf16(m, db, lp->dqkv, (size_t)N, 3 * (size_t)C, gf);
                    lin_bwd(m, lp->dln, db, lp->dqkv, xb, o->qkvw, o->qkvb, N, C, 3 * C));
         MODEL_PROF(m, OP_NORM, norm_inp(m, lp->tmp, &a->xn1, a->mean1, a->rstd1, N);
                    model_norm_backward(m, lp->dres, model_g(m, o->ln1w), model_g(m, o->ln1b), lp->dln, lp->tmp,

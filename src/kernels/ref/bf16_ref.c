@@ -93,3 +93,17 @@ void fg_bgemm_packed_ref(int trans_a, int M, int N, int K, float alpha, const ui
         }
     }
 }
+
+void fg_bf16_affine_ref(uint16_t *out, float *outf, const uint16_t *x, const float *w, const float *b, int N, int C)
+{
+    for (int n = 0; n < N; n++)
+        for (int c = 0; c < C; c++) {
+            size_t i = (size_t)n * C + c;
+            float p = widen(x[i]) * w[c];
+            float v = p + (b ? b[c] : 0.0f);
+            if (outf)
+                outf[i] = v;
+            if (out)
+                out[i] = rne(v);
+        }
+}
