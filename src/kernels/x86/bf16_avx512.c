@@ -249,19 +249,36 @@ static void micro(const uint32_t *ap, const uint32_t *bp, int kp, float *C, int 
 /* Words of scratch one thread needs: the A block and one B strip. */
 #define AP_WORDS ((size_t)MC * (KC / 2))
 #define BP_WORDS ((size_t)(KC / 2) * NR)
+/* Largest B block a thread packs whole (bgemm_serial): 1 MB, Zen 4's L2; larger ones
+ * are packed strip by strip per A block. */
+#define BFULL_BYTES ((size_t)1 << 20)
 
-/* One thread's product; op(B) either packed here strip by strip into bp, or given
- * packed whole (P: strips of all K pairs, kernel_ops.h; the K blocks start on a pair,
- * kcb being even, so a block of a strip is the words from pair k0 / 2 on). jp: the
- * first column of this call in P's strips. */
+/* The K block: K in equal blocks of at most KC, even (a block starts on a pair). */
+static int kblock(int K)
+{
+    int nkb = (K + KC - 1) / KC;
+    return ((K + nkb - 1) / nkb + 1) / 2 * 2;
+}
+
+/* One thread's product. op(B) comes one of three ways: packed whole by the caller (P:
+ * strips of all K pairs, kernel_ops.h; a K block of a strip is the words from pair
+ * k0 / 2 on, jp the first column of this call in P's strips); packed per K block into
+ * bfull, every strip of the block once, then swept by all the A blocks (a thread with
+ * several A blocks and a B block that fits BFULL_BYTES: the weight gradients' small x
+ * and the head's dinp would otherwise be packed again for each 256 rows); or packed
+ * strip by strip into bp per A block. The micro-kernel calls, hence the sums, are the
+ * same whichever way. */
 static void bgemm_serial(int trans_a, int trans_b, int M, int N, int K, float alpha, const uint16_t *A, int lda,
                          const uint16_t *B, int ldb, const uint32_t *P, int jp, float beta, float *C, int ldc,
-                         uint32_t *ap, uint32_t *bp)
+                         uint32_t *ap, uint32_t *bp, uint32_t *bfull)
 {
-    int nkb = (K + KC - 1) / KC, kcb = ((K + nkb - 1) / nkb + 1) / 2 * 2;
+    int kcb = kblock(K);
     size_t kpp = (size_t)(K + 1) / 2;
     for (int k0 = 0; k0 < K; k0 += kcb) {
         int kc = K - k0 < kcb ? K - k0 : kcb, kp = (kc + 1) / 2;
+        if (!P && bfull)
+            for (int j0 = 0; j0 < N; j0 += NR)
+                pack_b(bfull + (size_t)(j0 / NR) * kp * NR, trans_b, B, ldb, j0, N - j0 < NR ? N - j0 : NR, k0, kc);
         for (int i0 = 0; i0 < M; i0 += MC) {
             int mc = M - i0 < MC ? M - i0 : MC;
             pack_a(ap, trans_a, A, lda, i0, mc, k0, kc);
@@ -270,6 +287,8 @@ static void bgemm_serial(int trans_a, int trans_b, int M, int N, int K, float al
                 const uint32_t *b = bp;
                 if (P)
                     b = P + (size_t)((jp + j0) / NR) * kpp * NR + (size_t)(k0 / 2) * NR;
+                else if (bfull)
+                    b = bfull + (size_t)(j0 / NR) * kp * NR;
                 else
                     pack_b(bp, trans_b, B, ldb, j0, nr, k0, kc);
                 for (int s = 0; s < mc; s += MR)
@@ -292,7 +311,11 @@ static void bgemm_run(int trans_a, int trans_b, int M, int N, int K, float alpha
     int split_m = M > N, len = split_m ? M : N, unit = split_m ? MR : NR;
     int step = ((len + nt - 1) / nt + unit - 1) / unit * unit;
     nt = (len + step - 1) / step;
-    size_t per = AP_WORDS + (P ? 0 : BP_WORDS);
+    /* a thread's rows and columns, at most; its whole B block in words */
+    int tm = split_m ? step : M, tn = split_m ? N : step;
+    size_t full_words = (size_t)((tn + NR - 1) / NR) * NR * (size_t)(kblock(K) / 2 + 1);
+    int full = !P && tm > MC && full_words * sizeof(uint32_t) <= BFULL_BYTES;
+    size_t per = AP_WORDS + (P ? 0 : full ? full_words : BP_WORDS);
     uint32_t *buf = fg_malloc(per * sizeof(uint32_t) * (size_t)nt);
     if (!buf) { /* no scratch: the reference gives the same result within the bound */
         if (P)
@@ -303,17 +326,17 @@ static void bgemm_run(int trans_a, int trans_b, int M, int N, int K, float alpha
     }
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
     for (int t = 0; t < nt; t++) {
-        uint32_t *ap = buf + (size_t)t * per, *bp = ap + AP_WORDS;
+        uint32_t *ap = buf + (size_t)t * per, *bp = ap + AP_WORDS, *bf = full ? bp : NULL;
         int i0 = t * step, n = len - i0 < step ? len - i0 : step;
         if (split_m)
             bgemm_serial(trans_a, trans_b, n, N, K, alpha, trans_a ? A + i0 : A + (size_t)i0 * lda, lda, B, ldb, P, 0,
-                         beta, C + (size_t)i0 * ldc, ldc, ap, bp);
+                         beta, C + (size_t)i0 * ldc, ldc, ap, bp, bf);
         else
             bgemm_serial(trans_a, trans_b, M, n, K, alpha, A, lda,
                          B && trans_b ? B + (size_t)i0 * ldb
                          : B          ? B + i0
                                       : B,
-                         ldb, P, i0, beta, C + i0, ldc, ap, bp);
+                         ldb, P, i0, beta, C + i0, ldc, ap, bp, bf);
     }
     fg_free(buf);
 }
