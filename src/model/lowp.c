@@ -4,13 +4,14 @@
  * fp32 stays model.c's path; docs/PRECISION.md "bf16 and fp8 training" has the design.
  */
 #include <math.h>
+#include <omp.h>
 #include <string.h>
 
 #include "frugal/kernels.h"
 #include "frugal/precision.h"
 #include "model_impl.h"
 
-enum { HEAD_ROWS_MIN = 64, PAR_MIN = 1 << 15 };
+enum { HEAD_ROWS_MIN = 64, PAR_MIN = 1 << 15, ACT_ROWS = 32 };
 
 /* ---- layout ---- */
 
@@ -402,6 +403,29 @@ static void act_fwd(const fg_model *m, float *out, const float *inp, int N)
         fg_swiglu_forward(out, inp, N, m->F);
 }
 
+/* xb[N,F] = bf16(act(fch)) for a bf16 model, from the saved fch: per block of ACT_ROWS
+ * rows, fch's fp32 rows (forward: rounded to the saved bf16 first, as backward will see
+ * them; backward: widened from it) go through the activation into a per-thread block
+ * of actf that stays in L2 and are rounded from there. The separate passes wrote and
+ * read back N Fin and N F fp32 values (18 bytes per value of traffic, 8 now); the
+ * results are the same bits. fchf holds the widened fch afterwards (backward needs it). */
+static void act_bf16(fg_model *m, model_lp_layer *a, uint16_t *xb, int N, int save)
+{
+    model_lp *lp = m->lp;
+    size_t F = (size_t)m->F, Fin = (size_t)m->Fin;
+    int nb = (N + ACT_ROWS - 1) / ACT_ROWS, own = omp_get_max_threads() * ACT_ROWS > N;
+#pragma omp parallel for schedule(static)
+    for (int blk = 0; blk < nb; blk++) {
+        size_t r0 = (size_t)blk * ACT_ROWS, nr = (size_t)N - r0 < ACT_ROWS ? (size_t)N - r0 : ACT_ROWS;
+        float *f = lp->fchf + r0 * Fin, *t = lp->actf + (own ? r0 : (size_t)omp_get_thread_num() * ACT_ROWS) * F;
+        if (save)
+            fg_cvt_f32_bf16(a->fch.bf + r0 * Fin, f, nr * Fin);
+        fg_cvt_bf16_f32(f, a->fch.bf + r0 * Fin, nr * Fin);
+        act_fwd(m, t, f, (int)nr);
+        fg_cvt_f32_bf16(xb + r0 * F, t, nr * F);
+    }
+}
+
 /* ---- forward / backward ---- */
 
 fg_status model_lp_forward(fg_model *m, const int32_t *targets, int B, int T, float *loss)
@@ -437,10 +461,14 @@ fg_status model_lp_forward(fg_model *m, const int32_t *targets, int B, int T, fl
         } else {
             MODEL_PROF(m, OP_FC, lin_fwd(m, lp->fchf, xb, o->fcw, o->fcb, N, C, m->Fin));
             /* the activation runs on the saved fch, as backward recomputes it */
-            MODEL_PROF(m, OP_ACT, store(&a->fch, 0, lp->fchf, (size_t)N); load_f32(&a->fch, lp->fchf, (size_t)N);
-                       act_fwd(m, lp->actf, lp->fchf, N));
-            MODEL_PROF(m, OP_FCPROJ, operand_bf16(m, xb, lp->actf, (size_t)N, (size_t)m->F, lp->act_fmt);
-                       lin_fwd(m, lp->tmp, xb, o->fcprojw, o->fcprojb, N, m->F, C));
+            if (a->fch.bf) {
+                MODEL_PROF(m, OP_ACT, act_bf16(m, a, xb, N, 1));
+            } else {
+                MODEL_PROF(m, OP_ACT, store(&a->fch, 0, lp->fchf, (size_t)N); load_f32(&a->fch, lp->fchf, (size_t)N);
+                           act_fwd(m, lp->actf, lp->fchf, N);
+                           operand_bf16(m, xb, lp->actf, (size_t)N, (size_t)m->F, lp->act_fmt));
+            }
+            MODEL_PROF(m, OP_FCPROJ, lin_fwd(m, lp->tmp, xb, o->fcprojw, o->fcprojb, N, m->F, C));
         }
         MODEL_PROF(m, OP_RESID, fg_add(lp->res, lp->res, lp->tmp, NC));
     }
@@ -513,9 +541,13 @@ fg_status model_lp_backward(fg_model *m, float loss_scale)
             model_moe_ffn_backward(m, l, lp->dln, lp->dres, lp->lnb, N);
         } else {
             /* out = act @ fcprojw^T + b, act recomputed from the saved fch */
-            MODEL_PROF(m, OP_ACT, load_f32(&a->fch, lp->fchf, (size_t)N); act_fwd(m, lp->actf, lp->fchf, N));
-            MODEL_PROF(m, OP_FCPROJ, operand_bf16(m, xb, lp->actf, (size_t)N, (size_t)F, lp->act_fmt);
-                       operand_bf16(m, db, lp->dres, (size_t)N, (size_t)C, gf);
+            if (a->fch.bf) {
+                MODEL_PROF(m, OP_ACT, act_bf16(m, a, xb, N, 0));
+            } else {
+                MODEL_PROF(m, OP_ACT, load_f32(&a->fch, lp->fchf, (size_t)N); act_fwd(m, lp->actf, lp->fchf, N);
+                           operand_bf16(m, xb, lp->actf, (size_t)N, (size_t)F, lp->act_fmt));
+            }
+            MODEL_PROF(m, OP_FCPROJ, operand_bf16(m, db, lp->dres, (size_t)N, (size_t)C, gf);
                        lin_bwd(m, lp->dfch_act, db, lp->dres, xb, o->fcprojw, o->fcprojb, N, F, C));
             MODEL_PROF(m, OP_ACT, memset(lp->dfch, 0, (size_t)N * Fin * sizeof(float)));
             if (c->layout == FG_LAYOUT_GPT2)
