@@ -5,7 +5,7 @@
  * after each step. Optimiser not included (that is src/optim's).
  *
  *   build/bench_model [--layout gpt2|llama] [--B 4] [--T 64] [--L 12] [--C 768] [--NH 12]
- *                     [--V 50257] [--steps 5] [--kernels auto|ref]
+ *                     [--V 50257] [--steps 5] [--kernels auto|ref] [--precision fp32|bf16|fp8]
  * Threads: OMP_NUM_THREADS (default all cores). Medians over the timed steps. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -77,6 +77,7 @@ int main(int argc, char **argv)
     fg_layout layout = FG_LAYOUT_GPT2;
     int B = 4, T = 64, L = 12, C = 768, NH = 12, V = 50257, steps = 5;
     const char *kern = NULL;
+    fg_precision prec = FG_PRECISION_FP32;
     for (int i = 1; i + 1 < argc; i += 2) {
         const char *k = argv[i], *v = argv[i + 1];
         if (!strcmp(k, "--layout"))
@@ -97,6 +98,8 @@ int main(int argc, char **argv)
             steps = atoi(v);
         else if (!strcmp(k, "--kernels"))
             kern = v;
+        else if (!strcmp(k, "--precision"))
+            prec = !strcmp(v, "bf16") ? FG_PRECISION_BF16 : !strcmp(v, "fp8") ? FG_PRECISION_FP8 : FG_PRECISION_FP32;
         else {
             fprintf(stderr, "unknown option %s\n", k);
             return 2;
@@ -114,6 +117,7 @@ int main(int argc, char **argv)
     cfg.n_layer = L;
     cfg.n_head = NH;
     cfg.d_model = C;
+    cfg.precision = prec;
     fg_model *m = fg_model_new(&cfg, B, T);
     if (!m) {
         fprintf(stderr, "%s\n", fg_last_error());

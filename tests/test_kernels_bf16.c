@@ -2,7 +2,8 @@
  * for bit against an independent round-to-nearest-even oracle (ties, subnormals, inf,
  * NaN, overflow, every bf16 value widened), and the bf16 GEMM against an fp64 sum of the
  * same bf16 inputs within the bound of docs/KERNELS.md, for NN/NT/TN/TT, several K,
- * ragged M/N, padded leading dimensions, alpha/beta, K = 0, and thread-count invariance. */
+ * ragged M/N, padded leading dimensions, alpha/beta, K = 0, and thread-count invariance;
+ * the packed-B GEMM against the unpacked one; bf16_affine against PyTorch and ref. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -124,11 +125,9 @@ typedef struct gemm_case {
 /* Runs the dispatched bgemm (variant already set) and checks every element against
  * the fp64 sum: |got - exact| <= gamma_{K+2} (|alpha| sum|a||b| + |beta||c|) + (K+2) 2^-126.
  * Returns the largest error / bound seen (for FG_TEST_VERBOSE). */
-static double run_case(const char *v, const gemm_case *g, const uint16_t *A, const uint16_t *B, const float *C0,
-                       float *C)
+static double check_case(const char *v, const gemm_case *g, const uint16_t *A, const uint16_t *B, const float *C0,
+                         const float *C)
 {
-    memcpy(C, C0, sizeof(float) * (size_t)g->M * g->ldc);
-    fg_bgemm(g->ta, g->tb, g->M, g->N, g->K, g->alpha, A, g->lda, B, g->ldb, g->beta, C, g->ldc);
     double n = g->K + 2, gamma = n * U / (1.0 - n * U), worst = 0.0;
     size_t bad = 0;
     int bi = 0, bj = 0;
@@ -161,6 +160,54 @@ static double run_case(const char *v, const gemm_case *g, const uint16_t *A, con
     FG_CHECK(!bad, "bgemm[%s] %s%s M%d N%d K%d alpha %g beta %g: %zu bad, first (%d,%d) got %.9g want %.9g", v,
              g->ta ? "T" : "N", g->tb ? "T" : "N", g->M, g->N, g->K, g->alpha, g->beta, bad, bi, bj, bgot, bwant);
     return worst;
+}
+
+static double run_case(const char *v, const gemm_case *g, const uint16_t *A, const uint16_t *B, const float *C0,
+                       float *C)
+{
+    memcpy(C, C0, sizeof(float) * (size_t)g->M * g->ldc);
+    fg_bgemm(g->ta, g->tb, g->M, g->N, g->K, g->alpha, A, g->lda, B, g->ldb, g->beta, C, g->ldc);
+    return check_case(v, g, A, B, C0, C);
+}
+
+/* The packed route (bgemm_pack_b + bgemm_packed) on case g: every pack variant writes
+ * the reference's words (padding zeros included), every packed variant is within the
+ * bound, and ref / avx512bf16 equal their own bgemm bit for bit (same sums, same order),
+ * whichever variant packed. C holds the unpacked result of variant v on entry. */
+static void check_packed(const gemm_case *g, const uint16_t *A, const uint16_t *B, const float *C0)
+{
+    size_t words = fg_bgemm_packed_words(g->N, g->K), nc = (size_t)g->M * g->ldc;
+    uint32_t *P0 = fg_malloc(words * sizeof(uint32_t) + 4), *P = fg_malloc(words * sizeof(uint32_t) + 4);
+    float *C = fg_malloc(sizeof(float) * nc), *Cu = fg_malloc(sizeof(float) * nc);
+    FG_ASSERT(P0 && P && C && Cu);
+    const char *ps[8], *vs[8];
+    int np = variants("bgemm_pack_b", ps), nv = variants("bgemm_packed", vs);
+    fg_bgemm_pack_b_ref(P0, g->tb, g->N, g->K, B, g->ldb);
+    for (int p = 0; p < np; p++) {
+        use("bgemm_pack_b", ps[p]);
+        memset(P, 0xa5, words * sizeof(uint32_t));
+        fg_bgemm_pack_b(P, g->tb, g->N, g->K, B, g->ldb);
+        FG_CHECK(!memcmp(P, P0, words * sizeof(uint32_t)), "bgemm_pack_b[%s] %s N%d K%d: words differ from ref", ps[p],
+                 g->tb ? "T" : "N", g->N, g->K);
+        for (int v = 0; v < nv; v++) {
+            use("bgemm_packed", vs[v]);
+            memcpy(C, C0, sizeof(float) * nc);
+            fg_bgemm_packed(g->ta, g->M, g->N, g->K, g->alpha, A, g->lda, P, g->beta, C, g->ldc);
+            check_case(vs[v], g, A, B, C0, C);
+            if (!strcmp(vs[v], "blas"))
+                continue;
+            use("bgemm", vs[v]);
+            memcpy(Cu, C0, sizeof(float) * nc);
+            fg_bgemm(g->ta, g->tb, g->M, g->N, g->K, g->alpha, A, g->lda, B, g->ldb, g->beta, Cu, g->ldc);
+            FG_CHECK(!memcmp(C, Cu, sizeof(float) * nc),
+                     "bgemm_packed[%s] (packed by %s) %s%s M%d N%d K%d differs from bgemm", vs[v], ps[p],
+                     g->ta ? "T" : "N", g->tb ? "T" : "N", g->M, g->N, g->K);
+        }
+    }
+    fg_free(P0);
+    fg_free(P);
+    fg_free(C);
+    fg_free(Cu);
 }
 
 static void test_bgemm(void)
@@ -199,6 +246,7 @@ static void test_bgemm(void)
                         printf("  bgemm[%-10s] %c%c M%-3d N%-3d K%-4d err/bound %.3f\n", vs[v], g.ta ? 'T' : 'N',
                                g.tb ? 'T' : 'N', M, N, K, w);
                 }
+                check_packed(&g, A, B, C0);
                 fg_free(A);
                 fg_free(B);
                 fg_free(C0);
@@ -247,12 +295,86 @@ static void test_bgemm_blocks(void)
             FG_CHECK(!memcmp(C, C1, sizeof(float) * nc), "bgemm[avx512bf16] case %zu: 1 thread differs from %d", c,
                      nthreads);
         }
+        check_packed(g, A, B, C0);
         fg_free(A);
         fg_free(B);
         fg_free(C0);
         fg_free(C);
         fg_free(C1);
     }
+}
+
+/* bf16_affine in every variant: against PyTorch bit for bit (fixture: infs, overflow to
+ * inf, -0, ties; b given and NULL), then against ref bit for bit on rows large enough to
+ * be split over threads, with NaN in x and every out / outf combination. */
+static void test_affine(void)
+{
+    const char *vs[8];
+    int nv = variants("bf16_affine", vs);
+    fg_fixture fxs, *fx = &fxs;
+    const char *path = fg_test_source_path("tests/fixtures/kernels/bf16_affine.fgfix");
+    fg_status st = fg_fixture_load(fx, path);
+    FG_CHECK(st == FG_OK, "load %s: %s", path, fg_last_error());
+    if (st == FG_OK) {
+        const fg_fixture_tensor *tx = fg_fixture_get(fx, "affine.x");
+        const float *w = FG_FIX_F32(fx, "affine.w"), *b = FG_FIX_F32(fx, "affine.b");
+        int N = tx->shape[0], C = tx->shape[1];
+        size_t n = tx->numel;
+        uint16_t *x = fg_malloc(n * 2), *out = fg_malloc(n * 2);
+        float *outf = fg_malloc(n * 4);
+        FG_ASSERT(x && out && outf);
+        for (size_t i = 0; i < n; i++)
+            x[i] = (uint16_t)((const int32_t *)tx->data)[i];
+        for (int v = 0; v < nv; v++) {
+            use("bf16_affine", vs[v]);
+            for (int nob = 0; nob < 2; nob++) {
+                fg_bf16_affine(out, outf, x, w, nob ? NULL : b, N, C);
+                const int32_t *wo = fg_fixture_get(fx, nob ? "affine.out_nob" : "affine.out")->data;
+                const float *wf = FG_FIX_F32(fx, nob ? "affine.outf_nob" : "affine.outf");
+                size_t bad = 0, first = 0;
+                for (size_t i = 0; i < n; i++)
+                    if (out[i] != (uint16_t)wo[i] || fg_test_bits(outf[i]) != fg_test_bits(wf[i]))
+                        first = bad++ ? first : i;
+                FG_CHECK(!bad, "bf16_affine[%s] %s vs torch: %zu differ, first %zu: %04x (%.9g) want %04x (%.9g)",
+                         vs[v], nob ? "b NULL" : "b", bad, first, out[first], (double)outf[first], (unsigned)wo[first],
+                         (double)wf[first]);
+            }
+        }
+        fg_free(x);
+        fg_free(out);
+        fg_free(outf);
+        fg_fixture_free(fx);
+    }
+    enum { N = 70, C = 1001 };
+    size_t n = (size_t)N * C;
+    uint16_t *x = rand_bf16(n), *o0 = fg_malloc(n * 2), *o1 = fg_malloc(n * 2);
+    float *w = fg_malloc(C * 4), *b = fg_malloc(C * 4), *f0 = fg_malloc(n * 4), *f1 = fg_malloc(n * 4);
+    FG_ASSERT(o0 && o1 && w && b && f0 && f1);
+    for (int c = 0; c < C; c++)
+        w[c] = fg_rng_normal(&rng), b[c] = c % 7 ? fg_rng_normal(&rng) : 0.0f;
+    x[5] = 0x7fc1, x[6] = 0xffa0, x[7] = 0x7f80, x[8] = 0x8000, x[9] = 0x0001; /* NaNs, inf, -0, subnormal */
+    fg_bf16_affine_ref(o0, f0, x, w, b, N, C);
+    for (int v = 0; v < nv; v++) {
+        use("bf16_affine", vs[v]);
+        for (int mode = 0; mode < 3; mode++) { /* both, bf16 only, fp32 only */
+            memset(o1, 0xa5, n * 2);
+            memset(f1, 0xa5, n * 4);
+            fg_bf16_affine(mode == 2 ? NULL : o1, mode == 1 ? NULL : f1, x, w, b, N, C);
+            FG_CHECK(mode == 2 || !memcmp(o0, o1, n * 2), "bf16_affine[%s] mode %d: bf16 out differs from ref", vs[v],
+                     mode);
+            FG_CHECK(mode == 1 || !memcmp(f0, f1, n * 4), "bf16_affine[%s] mode %d: fp32 out differs from ref", vs[v],
+                     mode);
+            FG_CHECK(mode != 2 || o1[n - 1] == 0xa5a5, "bf16_affine[%s]: out NULL written", vs[v]);
+            FG_CHECK(mode != 1 || fg_test_bits(f1[n - 1]) == 0xa5a5a5a5u, "bf16_affine[%s]: outf NULL written", vs[v]);
+        }
+    }
+    fg_free(x);
+    fg_free(o0);
+    fg_free(o1);
+    fg_free(w);
+    fg_free(b);
+    fg_free(f0);
+    fg_free(f1);
 }
 
 /* auto picks the bf16 unit when the CPU (less FG_HW_DISABLE) has it, else the
@@ -266,6 +388,9 @@ static void test_dispatch(void)
     const char *want = !strcmp(mode, "ref") ? "ref" : has512 && cpu->avx512_bf16 ? "avx512bf16" : "blas";
     FG_CHECK(!strcmp(fg_kernels_variant("bgemm"), want), "bgemm picked %s, want %s (FG_HW_DISABLE '%s')",
              fg_kernels_variant("bgemm"), want, fg_hw_disabled());
+    FG_CHECK(!strcmp(fg_kernels_variant("bgemm_packed"), want) && !strcmp(fg_kernels_variant("bgemm_pack_b"), want),
+             "bgemm_packed / bgemm_pack_b picked %s / %s, want %s", fg_kernels_variant("bgemm_packed"),
+             fg_kernels_variant("bgemm_pack_b"), want);
     if (has512 && strcmp(mode, "ref")) {
         FG_CHECK(fg_kernels_init("avx512") == FG_OK && !strcmp(fg_kernels_variant("bgemm"), "blas") &&
                      !strcmp(fg_kernels_variant("cvt_f32_bf16"), "avx512"),
@@ -285,5 +410,6 @@ int main(void)
     test_convert();
     test_bgemm();
     test_bgemm_blocks();
+    test_affine();
     return fg_test_end();
 }

@@ -304,6 +304,49 @@ static void test_smaller_batch(void)
         fg_model_delete(ms[k]);
 }
 
+/* A capacity whose head runs in several row chunks (N = 256 rows against R = 64: the
+ * head weight packed once per forward, kernels bgemm_pack_b / bgemm_packed), against
+ * fp32 with compare's bounds; then every parameter scaled by 8 and a second forward:
+ * the packed weight is the new one, not the first forward's. */
+static void test_head_chunks(void)
+{
+    enum { hb = 4, ht = 64, hv = 4096 };
+    static int32_t x[hb * ht], y[hb * ht];
+    for (int i = 0; i < hb * ht; i++)
+        x[i] = (i * 131 + 7) % hv, y[i] = (i * 977 + 1) % hv;
+    fg_model *ms[2];
+    float ls[2][2];
+    for (int k = 0; k < 2; k++) {
+        fg_model_config c;
+        config(&c, FG_LAYOUT_GPT2, 0, k ? FG_PRECISION_BF16 : FG_PRECISION_FP32);
+        c.n_layer = 1, c.vocab_size = hv, c.max_seq_len = ht;
+        ms[k] = fg_model_new(&c, hb, ht);
+        FG_CHECK(ms[k] != NULL, "fg_model_new: %s", fg_last_error());
+        if (!ms[k])
+            return;
+        fg_model_init_weights(ms[k], 5);
+        fg_model_zero_grad(ms[k]);
+        FG_CHECK(fg_model_forward(ms[k], x, y, hb, ht, &ls[k][0]) == FG_OK && fg_model_backward(ms[k], 1.0f) == FG_OK,
+                 "head chunks, precision %d: %s", k, fg_last_error());
+        float *p = fg_model_params(ms[k]);
+        for (size_t i = 0; i < fg_model_num_params(ms[k]); i++)
+            p[i] *= 8.0f;
+        FG_CHECK(fg_model_forward(ms[k], x, y, hb, ht, &ls[k][1]) == FG_OK, "head chunks, second forward: %s",
+                 fg_last_error());
+    }
+    double n, cs = fg_test_cosine(fg_model_grads(ms[1]), fg_model_grads(ms[0]), fg_model_num_params(ms[0]), &n);
+    for (int f = 0; f < 2; f++)
+        FG_CHECK(fabsf(ls[1][f] - ls[0][f]) <= 1e-2f * ls[0][f], "head chunks, forward %d: loss bf16 %.6f vs fp32 %.6f",
+                 f + 1, (double)ls[1][f], (double)ls[0][f]);
+    FG_CHECK(cs > 0.999 && fabsf(ls[0][1] - ls[0][0]) > 0.05f * ls[0][0],
+             "head chunks: gradient cosine %.6f (> 0.999); the scaled weights move the loss (%.4f -> %.4f)", cs,
+             (double)ls[0][0], (double)ls[0][1]);
+    printf("  head in row chunks (N = %d): loss fp32 %.6f / %.6f, bf16 %.6f / %.6f, grad cosine %.6f\n", hb * ht,
+           (double)ls[0][0], (double)ls[0][1], (double)ls[1][0], (double)ls[1][1], cs);
+    for (int k = 0; k < 2; k++)
+        fg_model_delete(ms[k]);
+}
+
 static void test_validate(void)
 {
     fg_model_config c;
@@ -354,6 +397,7 @@ int main(void)
     test_validate();
     test_activation_bytes();
     test_smaller_batch();
+    test_head_chunks();
     test_moe_block();
     test_generation_fp32(FG_LAYOUT_LLAMA);
     test_generation_fp32(FG_LAYOUT_GPT2);

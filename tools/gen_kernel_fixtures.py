@@ -156,3 +156,36 @@ T["adamw.hyper"] = torch.tensor([1e-2, 0.9, 0.95, 1e-8, 0.1], dtype=torch.float3
 os.makedirs("tests/fixtures/kernels", exist_ok=True)
 write_fixture("tests/fixtures/kernels/kernels.fgfix", T)
 print("wrote tests/fixtures/kernels/kernels.fgfix with %d tensors" % len(T))
+
+# ---- bf16_affine (tests/test_kernels_bf16.c): bf16(x * w + b), x bf16, w, b fp32 ----
+# Its own file and generator, so kernels.fgfix stays as it was. torch multiplies and adds
+# in fp32 as two ops (two roundings, as the kernel) and rounds to bf16 to nearest even.
+# Specials: inf in x, values whose product overflows to inf, products landing on bf16 ties;
+# no NaN (torch's bf16 NaN bits differ between its own paths: docs/PRECISION.md).
+g = torch.Generator().manual_seed(77)
+N, C = 7, 45
+x = (torch.randn(N, C, generator=g) * 4).to(torch.bfloat16)
+x[0, 0], x[0, 1], x[0, 2] = float("inf"), float("-inf"), -0.0
+x[1, 0], x[1, 1] = 3.0e38, -3.0e38
+w = torch.randn(C, generator=g).float()
+w[0], w[1] = 2.0, 1.0
+w[2] = 0.5
+b = torch.randn(C, generator=g).float()
+b[2] = 0.0
+# ties: x * w exact, + b lands half-way between two bf16 values
+x[2, 3], w[3], b[3] = 1.0, 1.0, 2.0 ** -8  # 1 + 2^-8: tie, to even (1.0)
+x[2, 4], w[4], b[4] = 1.0078125, 1.0, 2.0 ** -8  # 1 + 3 * 2^-8: tie, to even (1 + 2^-6)
+xf = x.float()
+v = xf * w + b
+v0 = xf * w + 0.0
+B16 = {
+    "affine.x": x.view(torch.int16).int() & 0xFFFF,
+    "affine.w": w,
+    "affine.b": b,
+    "affine.outf": v,
+    "affine.out": v.to(torch.bfloat16).view(torch.int16).int() & 0xFFFF,
+    "affine.outf_nob": v0,
+    "affine.out_nob": v0.to(torch.bfloat16).view(torch.int16).int() & 0xFFFF,
+}
+write_fixture("tests/fixtures/kernels/bf16_affine.fgfix", B16)
+print("wrote tests/fixtures/kernels/bf16_affine.fgfix with %d tensors" % len(B16))

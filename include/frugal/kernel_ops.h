@@ -42,6 +42,28 @@ FG_KERNEL_OP(void, bgemm,
               int ldb, float beta, float *C, int ldc),
              (trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc),
              M >= 0 && N >= 0 && K >= 0)
+/* P = op(B) [K,N] packed once for many bgemm_packed calls with that B (the head weight
+ * over the head's row chunks): fg_bgemm_packed_words(N, K) words, strips of
+ * FG_BGEMM_NR columns, each ceil(K/2) pairs; word p * FG_BGEMM_NR + j % FG_BGEMM_NR of
+ * strip j / FG_BGEMM_NR (strips ceil(K/2) * FG_BGEMM_NR words apart) holds op(B)(2p, j)
+ * in its low half and op(B)(2p+1, j) in its high half, zeros past K and N. The layout is
+ * the same for every variant, so P from one variant feeds another. P is 64-byte aligned
+ * (fg_malloc's). */
+FG_KERNEL_OP(void, bgemm_pack_b, (uint32_t *P, int trans_b, int N, int K, const uint16_t *B, int ldb),
+             (P, trans_b, N, K, B, ldb), N >= 0 && K >= 0 && ((uintptr_t)P & 63) == 0)
+/* bgemm with op(B) packed by bgemm_pack_b: C = alpha * op(A) @ op(B) + beta * C, the
+ * bound of bgemm; the ref and avx512bf16 variants give their bgemm's result bit for bit. */
+FG_KERNEL_OP(void, bgemm_packed,
+             (int trans_a, int M, int N, int K, float alpha, const uint16_t *A, int lda, const uint32_t *P, float beta,
+              float *C, int ldc),
+             (trans_a, M, N, K, alpha, A, lda, P, beta, C, ldc), M >= 0 && N >= 0 && K >= 0 && ((uintptr_t)P & 63) == 0)
+
+/* The bf16 model's norm output from its saved bf16 x-hat, as the next GEMM reads it:
+ * v = x[n,c] * w[c] + b[c] (b NULL: + 0.0f) in fp32, one multiply then one add (not
+ * fused); outf[n,c] = v when outf, out[n,c] = bf16(v) (cvt_f32_bf16's rule) when out. */
+FG_KERNEL_OP(void, bf16_affine,
+             (uint16_t *out, float *outf, const uint16_t *x, const float *w, const float *b, int N, int C),
+             (out, outf, x, w, b, N, C), N >= 0 && C >= 0)
 
 /* ---- int8 (docs/KERNELS.md "int8 GEMM"; issue 14) ----
  * C[M,N] (int32) = A[M,K] (uint8) @ B[N,K]^T (int8), exact, C overwritten: a linear

@@ -90,6 +90,14 @@ const char *fg_kernels_variant(const char *op);
     ret fg_##name##_ref params;
 #include "frugal/kernel_ops.h"
 
+/* bgemm_pack_b's layout (kernel_ops.h): strips of FG_BGEMM_NR columns, and the words a
+ * packed op(B) [K,N] takes. */
+enum { FG_BGEMM_NR = 48 };
+static inline size_t fg_bgemm_packed_words(int N, int K)
+{
+    return (size_t)((N + FG_BGEMM_NR - 1) / FG_BGEMM_NR) * FG_BGEMM_NR * (size_t)((K + 1) / 2);
+}
+
 /* Names of the variants an op can take on this CPU, for tests: fills names[0..cap)
  * with every variant of `op` this CPU supports ("ref" first) and returns the count. */
 int fg_kernels_variants(const char *op, const char **names, int cap);

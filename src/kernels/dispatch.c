@@ -26,7 +26,9 @@ static const char *const op_names[FG_N_KERNEL_OPS] = {
     V(sgemm, FG_LVL_BLAS, fg_sgemm_blas)                                                                               \
     V(matmul_forward, FG_LVL_BLAS, fg_matmul_forward_blas)                                                             \
     V(matmul_backward, FG_LVL_BLAS, fg_matmul_backward_blas)                                                           \
-    V(bgemm, FG_LVL_BLAS, fg_bgemm_blas)
+    V(bgemm, FG_LVL_BLAS, fg_bgemm_blas)                                                                               \
+    V(bgemm_pack_b, FG_LVL_BLAS, fg_bgemm_pack_b_blas)                                                                 \
+    V(bgemm_packed, FG_LVL_BLAS, fg_bgemm_packed_blas)
 
 /* Every row's function has its op's type, or this file does not compile. */
 FG_BASE_VARIANTS(FG_VARIANT_TYPE_CHECK)

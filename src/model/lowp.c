@@ -4,13 +4,14 @@
  * fp32 stays model.c's path; docs/PRECISION.md "bf16 and fp8 training" has the design.
  */
 #include <math.h>
+#include <omp.h>
 #include <string.h>
 
 #include "frugal/kernels.h"
 #include "frugal/precision.h"
 #include "model_impl.h"
 
-enum { HEAD_ROWS_MIN = 64, PAR_MIN = 1 << 15 };
+enum { HEAD_ROWS_MIN = 64, PAR_MIN = 1 << 15, ACT_ROWS = 32 };
 
 /* ---- layout ---- */
 
@@ -148,6 +149,11 @@ fg_status model_lp_init(fg_model *m)
     size_t R = ph * (size_t)N / (size_t)m->cfg.padded_vocab / 16 * 16;
     R = R < HEAD_ROWS_MIN ? HEAD_ROWS_MIN : R;
     lp->R = (int)(R < (size_t)N ? R : (size_t)N);
+    if (lp->R < N) { /* several chunks: each would repack the head weight (30% of a 64-row GEMM, measured) */
+        lp->headp = fg_malloc(fg_bgemm_packed_words(m->cfg.padded_vocab, m->cfg.d_model) * sizeof(uint32_t));
+        if (!lp->headp)
+            return fg_error(FG_ERR_NOMEM, "model: cannot allocate the packed head weight");
+    }
     lp->act_fmt = FG_FP8_E4M3;
     lp->grad_fmt = m->cfg.fp8_format == FG_FP8_RECIPE_HYBRID ? FG_FP8_E5M2 : FG_FP8_E4M3;
     for (int i = 0; i < m->n_tensors; i++) {
@@ -175,6 +181,7 @@ void model_lp_free(fg_model *m)
     if (!m->lp)
         return;
     fg_free(m->lp->mem);
+    fg_free(m->lp->headp);
     fg_free(m->lp->la);
     fg_free(m->lp);
     m->lp = NULL;
@@ -305,6 +312,19 @@ static void norm_out(const fg_model *m, float *out, const model_saved *xn, const
     }
 }
 
+/* norm_out rounded to bf16 into xb, the next GEMM's operand: from a bf16 x-hat in one
+ * pass (fg_bf16_affine: no fp32 copy written and read back), from fp8 through lnb. */
+static void norm_out_bf16(const fg_model *m, uint16_t *xb, const model_saved *xn, const float *w, const float *b, int N)
+{
+    size_t C = (size_t)m->cfg.d_model;
+    if (xn->bf) {
+        fg_bf16_affine(xb, NULL, xn->bf, w, b, N, (int)C);
+        return;
+    }
+    norm_out(m, m->lp->lnb, xn, w, b, N);
+    fg_cvt_f32_bf16(xb, m->lp->lnb, (size_t)N * C);
+}
+
 /* The norm's input rebuilt from the saved x-hat: x-hat / rstd + mean (mean 0: RMSNorm).
  * The norm's backward recomputes (inp - mean) * rstd from it, which is x-hat again. */
 static void norm_inp(const fg_model *m, float *out, const model_saved *xn, const float *mean, const float *rstd, int N)
@@ -320,15 +340,19 @@ static void norm_inp(const fg_model *m, float *out, const model_saved *xn, const
     }
 }
 
-/* Norm forward: saves x-hat, mean, rstd and leaves the output (from the saved x-hat) in lp->lnb. */
+/* Norm forward: saves x-hat, mean, rstd and leaves the output (from the saved x-hat) in
+ * xb as bf16 when xb is given, else in lp->lnb (fp32, for the MoE FFN). */
 static void norm_fwd(fg_model *m, model_saved *xn, float *mean, float *rstd, const float *inp, const float *w,
-                     const float *b, int N)
+                     const float *b, int N, uint16_t *xb)
 {
     model_lp *lp = m->lp;
     /* weight 1, bias 0: the kernel's output is x-hat itself */
     model_norm_forward(m, lp->lnb, mean, rstd, inp, lp->ones, lp->zeros, N);
     store(xn, 0, lp->lnb, (size_t)N);
-    norm_out(m, lp->lnb, xn, w, b, N);
+    if (xb)
+        norm_out_bf16(m, xb, xn, w, b, N);
+    else
+        norm_out(m, lp->lnb, xn, w, b, N);
 }
 
 /* out[N,OC] = xb[N,C] @ W^T + bias with W the bf16 copy of the parameter at woff. */
@@ -345,20 +369,18 @@ static void lin_fwd(const fg_model *m, float *out, const uint16_t *xb, size_t wo
     fg_bgemm(0, 1, N, OC, C, 1.0f, xb, C, m->wbf + woff, C, beta, out, OC);
 }
 
-/* db[OC] += column sums of dout[N,OC] (fp32). */
+/* db[OC] += column sums of dout[N,OC] (fp32), each column summed in row order. The rows
+ * go through fg_add (vectorised; this file is built without AVX flags, and the scalar
+ * loop it replaces was 1.7% of a bf16 step), 128 columns per task. */
 static void colsum_add(float *db, const float *dout, int N, int OC)
 {
 #pragma omp parallel for schedule(static)
-    for (int o0 = 0; o0 < OC; o0 += 64) {
-        int o1 = o0 + 64 < OC ? o0 + 64 : OC;
-        float acc[64] = {0};
-        for (int n = 0; n < N; n++) {
-            const float *d = dout + (size_t)n * OC;
-            for (int o = o0; o < o1; o++)
-                acc[o - o0] += d[o];
-        }
-        for (int o = o0; o < o1; o++)
-            db[o] += acc[o - o0];
+    for (int o0 = 0; o0 < OC; o0 += 128) {
+        size_t w = (size_t)(o0 + 128 < OC ? 128 : OC - o0);
+        float acc[128] = {0};
+        for (int n = 0; n < N; n++)
+            fg_add(acc, acc, dout + (size_t)n * OC + o0, w);
+        fg_add(db + o0, db + o0, acc, w);
     }
 }
 
@@ -381,6 +403,29 @@ static void act_fwd(const fg_model *m, float *out, const float *inp, int N)
         fg_swiglu_forward(out, inp, N, m->F);
 }
 
+/* xb[N,F] = bf16(act(fch)) for a bf16 model, from the saved fch: per block of ACT_ROWS
+ * rows, fch's fp32 rows (forward: rounded to the saved bf16 first, as backward will see
+ * them; backward: widened from it) go through the activation into a per-thread block
+ * of actf that stays in L2 and are rounded from there. The separate passes wrote and
+ * read back N Fin and N F fp32 values (18 bytes per value of traffic, 8 now); the
+ * results are the same bits. fchf holds the widened fch afterwards (backward needs it). */
+static void act_bf16(fg_model *m, model_lp_layer *a, uint16_t *xb, int N, int save)
+{
+    model_lp *lp = m->lp;
+    size_t F = (size_t)m->F, Fin = (size_t)m->Fin;
+    int nb = (N + ACT_ROWS - 1) / ACT_ROWS, own = omp_get_max_threads() * ACT_ROWS > N;
+#pragma omp parallel for schedule(static)
+    for (int blk = 0; blk < nb; blk++) {
+        size_t r0 = (size_t)blk * ACT_ROWS, nr = (size_t)N - r0 < ACT_ROWS ? (size_t)N - r0 : ACT_ROWS;
+        float *f = lp->fchf + r0 * Fin, *t = lp->actf + (own ? r0 : (size_t)omp_get_thread_num() * ACT_ROWS) * F;
+        if (save)
+            fg_cvt_f32_bf16(a->fch.bf + r0 * Fin, f, nr * Fin);
+        fg_cvt_bf16_f32(f, a->fch.bf + r0 * Fin, nr * Fin);
+        act_fwd(m, t, f, (int)nr);
+        fg_cvt_f32_bf16(xb + r0 * F, t, nr * F);
+    }
+}
+
 /* ---- forward / backward ---- */
 
 fg_status model_lp_forward(fg_model *m, const int32_t *targets, int B, int T, float *loss)
@@ -395,8 +440,8 @@ fg_status model_lp_forward(fg_model *m, const int32_t *targets, int B, int T, fl
         const model_layer_off *o = &m->layer[l];
         model_lp_layer *a = &lp->la[l];
         MODEL_PROF(m, OP_NORM,
-                   norm_fwd(m, &a->xn1, a->mean1, a->rstd1, lp->res, model_p(m, o->ln1w), model_p(m, o->ln1b), N));
-        MODEL_PROF(m, OP_QKV, fg_cvt_f32_bf16(xb, lp->lnb, NC); lin_fwd(m, lp->qf, xb, o->qkvw, o->qkvb, N, C, 3 * C));
+                   norm_fwd(m, &a->xn1, a->mean1, a->rstd1, lp->res, model_p(m, o->ln1w), model_p(m, o->ln1b), N, xb));
+        MODEL_PROF(m, OP_QKV, lin_fwd(m, lp->qf, xb, o->qkvw, o->qkvb, N, C, 3 * C));
         if (c->layout == FG_LAYOUT_LLAMA) {
             MODEL_PROF(m, OP_ROPE, fg_rope_forward(lp->qf, B, T, NH, m->HS, 3 * C, 0, c->rope_theta));
             MODEL_PROF(m, OP_ROPE, fg_rope_forward(lp->qf + C, B, T, NH, m->HS, 3 * C, 0, c->rope_theta));
@@ -407,23 +452,28 @@ fg_status model_lp_forward(fg_model *m, const int32_t *targets, int B, int T, fl
         MODEL_PROF(m, OP_ATTPROJ, store(&a->atty, 0, lp->attf, (size_t)N);
                    lin_fwd(m, lp->tmp, view_bf16(lp, &a->atty, 0, (size_t)N, xb), o->attprojw, o->attprojb, N, C, C));
         MODEL_PROF(m, OP_RESID, fg_add(lp->res, lp->res, lp->tmp, NC));
+        int moe = model_is_moe_layer(m, l);
         MODEL_PROF(m, OP_NORM,
-                   norm_fwd(m, &a->xn2, a->mean2, a->rstd2, lp->res, model_p(m, o->ln2w), model_p(m, o->ln2b), N));
-        if (model_is_moe_layer(m, l)) {
+                   norm_fwd(m, &a->xn2, a->mean2, a->rstd2, lp->res, model_p(m, o->ln2w), model_p(m, o->ln2b), N,
+                            moe ? NULL : xb));
+        if (moe) {
             model_moe_ffn_forward(m, l, lp->tmp, lp->lnb, N);
         } else {
-            MODEL_PROF(m, OP_FC, fg_cvt_f32_bf16(xb, lp->lnb, NC);
-                       lin_fwd(m, lp->fchf, xb, o->fcw, o->fcb, N, C, m->Fin));
+            MODEL_PROF(m, OP_FC, lin_fwd(m, lp->fchf, xb, o->fcw, o->fcb, N, C, m->Fin));
             /* the activation runs on the saved fch, as backward recomputes it */
-            MODEL_PROF(m, OP_ACT, store(&a->fch, 0, lp->fchf, (size_t)N); load_f32(&a->fch, lp->fchf, (size_t)N);
-                       act_fwd(m, lp->actf, lp->fchf, N));
-            MODEL_PROF(m, OP_FCPROJ, operand_bf16(m, xb, lp->actf, (size_t)N, (size_t)m->F, lp->act_fmt);
-                       lin_fwd(m, lp->tmp, xb, o->fcprojw, o->fcprojb, N, m->F, C));
+            if (a->fch.bf) {
+                MODEL_PROF(m, OP_ACT, act_bf16(m, a, xb, N, 1));
+            } else {
+                MODEL_PROF(m, OP_ACT, store(&a->fch, 0, lp->fchf, (size_t)N); load_f32(&a->fch, lp->fchf, (size_t)N);
+                           act_fwd(m, lp->actf, lp->fchf, N);
+                           operand_bf16(m, xb, lp->actf, (size_t)N, (size_t)m->F, lp->act_fmt));
+            }
+            MODEL_PROF(m, OP_FCPROJ, lin_fwd(m, lp->tmp, xb, o->fcprojw, o->fcprojb, N, m->F, C));
         }
         MODEL_PROF(m, OP_RESID, fg_add(lp->res, lp->res, lp->tmp, NC));
     }
     MODEL_PROF(m, OP_NORM,
-               norm_fwd(m, &lp->xnf, lp->meanf, lp->rstdf, lp->res, model_p(m, m->lnfw), model_p(m, m->lnfb), N));
+               norm_fwd(m, &lp->xnf, lp->meanf, lp->rstdf, lp->res, model_p(m, m->lnfw), model_p(m, m->lnfb), N, xb));
     if (!targets) { /* no logits are kept at this precision: nothing to compute */
         if (loss)
             *loss = 0.0f;
@@ -431,12 +481,19 @@ fg_status model_lp_forward(fg_model *m, const int32_t *targets, int B, int T, fl
     }
     /* head in chunks of R rows: logits of a chunk (fp32) -> losses and softmax - onehot
      * (loss scale 1: backward's GEMMs take the scale as alpha) -> saved in bf16 / fp8 */
-    fg_cvt_f32_bf16(xb, lp->lnb, NC);
     double sum = 0.0;
+    /* several chunks: the head weight packed once (the optimiser may have written wbf
+     * since the last forward, so every forward packs) */
+    const uint32_t *hp = N > lp->R ? lp->headp : NULL;
+    if (hp)
+        MODEL_PROF(m, OP_HEAD, fg_bgemm_pack_b(lp->headp, 1, Vp, C, m->wbf + m->head, C));
     for (int r0 = 0; r0 < N; r0 += lp->R) {
         int nr = N - r0 < lp->R ? N - r0 : lp->R;
-        MODEL_PROF(m, OP_HEAD,
-                   fg_bgemm(0, 1, nr, Vp, C, 1.0f, xb + (size_t)r0 * C, C, m->wbf + m->head, C, 0.0f, lp->hlog, Vp));
+        const uint16_t *xr = xb + (size_t)r0 * C;
+        if (hp)
+            MODEL_PROF(m, OP_HEAD, fg_bgemm_packed(0, nr, Vp, C, 1.0f, xr, C, hp, 0.0f, lp->hlog, Vp));
+        else
+            MODEL_PROF(m, OP_HEAD, fg_bgemm(0, 1, nr, Vp, C, 1.0f, xr, C, m->wbf + m->head, C, 0.0f, lp->hlog, Vp));
         MODEL_PROF(m, OP_XENT,
                    sum += fg_softmax_xent(lp->hlog, lp->losses + r0, lp->hlog, m->targets + r0, nr, V, Vp, 1.0f);
                    store(&lp->dlog, (size_t)r0, lp->hlog, (size_t)nr));
@@ -461,8 +518,7 @@ fg_status model_lp_backward(fg_model *m, float loss_scale)
     m->moe_loss_scale = loss_scale;
     /* head: dlog holds softmax - onehot; d(loss)/d(logits) is that times loss_scale / n_counted */
     float alpha = loss_scale / (float)m->n_counted;
-    MODEL_PROF(m, OP_HEAD, norm_out(m, lp->lnb, &lp->xnf, model_p(m, m->lnfw), model_p(m, m->lnfb), N);
-               fg_cvt_f32_bf16(xb, lp->lnb, NC));
+    MODEL_PROF(m, OP_HEAD, norm_out_bf16(m, xb, &lp->xnf, model_p(m, m->lnfw), model_p(m, m->lnfb), N));
     int R = lp->dlog.bf ? N : lp->R; /* bf16 rows are read in place; fp8 ones decoded per chunk */
     for (int r0 = 0; r0 < N; r0 += R) {
         int nr = N - r0 < R ? N - r0 : R;
@@ -485,9 +541,13 @@ fg_status model_lp_backward(fg_model *m, float loss_scale)
             model_moe_ffn_backward(m, l, lp->dln, lp->dres, lp->lnb, N);
         } else {
             /* out = act @ fcprojw^T + b, act recomputed from the saved fch */
-            MODEL_PROF(m, OP_ACT, load_f32(&a->fch, lp->fchf, (size_t)N); act_fwd(m, lp->actf, lp->fchf, N));
-            MODEL_PROF(m, OP_FCPROJ, operand_bf16(m, xb, lp->actf, (size_t)N, (size_t)F, lp->act_fmt);
-                       operand_bf16(m, db, lp->dres, (size_t)N, (size_t)C, gf);
+            if (a->fch.bf) {
+                MODEL_PROF(m, OP_ACT, act_bf16(m, a, xb, N, 0));
+            } else {
+                MODEL_PROF(m, OP_ACT, load_f32(&a->fch, lp->fchf, (size_t)N); act_fwd(m, lp->actf, lp->fchf, N);
+                           operand_bf16(m, xb, lp->actf, (size_t)N, (size_t)F, lp->act_fmt));
+            }
+            MODEL_PROF(m, OP_FCPROJ, operand_bf16(m, db, lp->dres, (size_t)N, (size_t)C, gf);
                        lin_bwd(m, lp->dfch_act, db, lp->dres, xb, o->fcprojw, o->fcprojb, N, F, C));
             MODEL_PROF(m, OP_ACT, memset(lp->dfch, 0, (size_t)N * Fin * sizeof(float)));
             if (c->layout == FG_LAYOUT_GPT2)
@@ -495,8 +555,8 @@ fg_status model_lp_backward(fg_model *m, float loss_scale)
             else
                 MODEL_PROF(m, OP_ACT, fg_swiglu_backward(lp->dfch, lp->dfch_act, lp->fchf, N, F));
             /* fch = ln2 @ fcw^T + b */
-            MODEL_PROF(m, OP_FC, norm_out(m, lp->lnb, &a->xn2, model_p(m, o->ln2w), model_p(m, o->ln2b), N);
-                       fg_cvt_f32_bf16(xb, lp->lnb, NC); operand_bf16(m, db, lp->dfch, (size_t)N, (size_t)Fin, gf);
+            MODEL_PROF(m, OP_FC, norm_out_bf16(m, xb, &a->xn2, model_p(m, o->ln2w), model_p(m, o->ln2b), N);
+                       operand_bf16(m, db, lp->dfch, (size_t)N, (size_t)Fin, gf);
                        lin_bwd(m, lp->dln, db, lp->dfch, xb, o->fcw, o->fcb, N, C, Fin));
         }
         MODEL_PROF(m, OP_NORM, norm_inp(m, lp->tmp, &a->xn2, a->mean2, a->rstd2, N);
@@ -515,8 +575,8 @@ fg_status model_lp_backward(fg_model *m, float loss_scale)
             MODEL_PROF(m, OP_ROPE, fg_rope_backward(lp->dqkv + C, B, T, NH, m->HS, 3 * C, 0, c->rope_theta));
         }
         /* qkv = ln1 @ qkvw^T + b; ln1 = norm(res) */
-        MODEL_PROF(m, OP_QKV, norm_out(m, lp->lnb, &a->xn1, model_p(m, o->ln1w), model_p(m, o->ln1b), N);
-                   fg_cvt_f32_bf16(xb, lp->lnb, NC); operand_bf16(m, db, lp->dqkv, (size_t)N, 3 * (size_t)C, gf);
+        MODEL_PROF(m, OP_QKV, norm_out_bf16(m, xb, &a->xn1, model_p(m, o->ln1w), model_p(m, o->ln1b), N);
+                   operand_bf16(m, db, lp->dqkv, (size_t)N, 3 * (size_t)C, gf);
                    lin_bwd(m, lp->dln, db, lp->dqkv, xb, o->qkvw, o->qkvb, N, C, 3 * C));
         MODEL_PROF(m, OP_NORM, norm_inp(m, lp->tmp, &a->xn1, a->mean1, a->rstd1, N);
                    model_norm_backward(m, lp->dres, model_g(m, o->ln1w), model_g(m, o->ln1b), lp->dln, lp->tmp,

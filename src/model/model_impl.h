@@ -115,6 +115,7 @@ typedef struct model_lp {
     float *ones, *zeros;   /* [C]: a norm's weight and bias giving x-hat */
     int act_fmt, grad_fmt; /* fp8 formats of activations and of activation gradients */
     int R;                 /* head row chunk */
+    uint32_t *headp;       /* head weight packed for the row chunks' GEMMs (NULL: one chunk at capacity) */
     /* scratch used by both passes */
     float *lnb, *tmp;   /* [N,C] */
     float *qf;          /* [N,3C] */

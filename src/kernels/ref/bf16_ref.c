@@ -56,3 +56,54 @@ void fg_bgemm_ref(int trans_a, int trans_b, int M, int N, int K, float alpha, co
         }
     }
 }
+
+/* Index of op(B)(k, j) in the packed layout (kernel_ops.h bgemm_pack_b): word, half. */
+static size_t packed_word(int N, int K, int k, int j)
+{
+    (void)N;
+    size_t kp = (size_t)(K + 1) / 2;
+    return (size_t)(j / FG_BGEMM_NR) * kp * FG_BGEMM_NR + (size_t)(k / 2) * FG_BGEMM_NR + (size_t)(j % FG_BGEMM_NR);
+}
+
+void fg_bgemm_pack_b_ref(uint32_t *P, int trans_b, int N, int K, const uint16_t *B, int ldb)
+{
+    memset(P, 0, fg_bgemm_packed_words(N, K) * sizeof(uint32_t));
+    for (int k = 0; k < K; k++)
+        for (int j = 0; j < N; j++) {
+            uint32_t h = trans_b ? B[(size_t)j * ldb + k] : B[(size_t)k * ldb + j];
+            P[packed_word(N, K, k, j)] |= h << (16 * (k & 1));
+        }
+}
+
+/* As fg_bgemm_ref, op(B) read from the packed words: the same sums in the same order. */
+void fg_bgemm_packed_ref(int trans_a, int M, int N, int K, float alpha, const uint16_t *A, int lda, const uint32_t *P,
+                         float beta, float *C, int ldc)
+{
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < M; i++) {
+        for (int j = 0; j < N; j++) {
+            float acc = 0.0f;
+            for (int k = 0; k < K; k++) {
+                float a = widen(trans_a ? A[(size_t)k * lda + i] : A[(size_t)i * lda + k]);
+                float b = widen((uint16_t)(P[packed_word(N, K, k, j)] >> (16 * (k & 1))));
+                acc += a * b;
+            }
+            float *c = &C[(size_t)i * ldc + j];
+            *c = beta == 0.0f ? alpha * acc : alpha * acc + beta * *c;
+        }
+    }
+}
+
+void fg_bf16_affine_ref(uint16_t *out, float *outf, const uint16_t *x, const float *w, const float *b, int N, int C)
+{
+    for (int n = 0; n < N; n++)
+        for (int c = 0; c < C; c++) {
+            size_t i = (size_t)n * C + c;
+            float p = widen(x[i]) * w[c];
+            float v = p + (b ? b[c] : 0.0f);
+            if (outf)
+                outf[i] = v;
+            if (out)
+                out[i] = rne(v);
+        }
+}

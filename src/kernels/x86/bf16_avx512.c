@@ -44,6 +44,27 @@ void fg_cvt_bf16_f32_avx512(float *out, const uint16_t *in, size_t n)
                                  _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(k, in + i)), 16)););
 }
 
+/* Rows over the threads when large; per 16 lanes: widen, multiply, add, store fp32
+ * and/or the reference's rounding (the integer rule: any AVX-512 CPU). */
+void fg_bf16_affine_avx512(uint16_t *out, float *outf, const uint16_t *x, const float *w, const float *b, int N, int C)
+{
+#pragma omp parallel for schedule(static) if ((size_t)N * C >= CVT_CHUNK)
+    for (int n = 0; n < N; n++) {
+        size_t r = (size_t)n * C;
+        for (int c = 0; c < C; c += 16) {
+            __mmask16 k = tail16((size_t)(C - c));
+            __m512 v = _mm512_castsi512_ps(
+                _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(k, x + r + c)), 16));
+            v = _mm512_mul_ps(v, _mm512_maskz_loadu_ps(k, w + c));
+            v = _mm512_add_ps(v, b ? _mm512_maskz_loadu_ps(k, b + c) : _mm512_setzero_ps());
+            if (outf)
+                _mm512_mask_storeu_ps(outf + r + c, k, v);
+            if (out)
+                _mm256_mask_storeu_epi16(out + r + c, k, rne16(_mm512_castps_si512(v)));
+        }
+    }
+}
+
 /* vcvtne2ps2bf16 rounds like the reference except that it flushes fp32 subnormals to
  * zero (Intel SDM: DAZ semantics), so a block holding a subnormal takes the integer rule. */
 static inline __mmask16 subnormal16(__m512i x)
@@ -85,6 +106,7 @@ void fg_cvt_f32_bf16_avx512bf16(uint16_t *out, const float *in, size_t n)
  * once and swept by every A strip of the block, both from L2 (1 MB on Zen 4). KC and
  * MC were picked among 256..1536 x 128..512 by bench_gemm_bf16 (docs/KERNELS.md). */
 enum { MR = 8, NRV = 3, NR = NRV * 16, KC = 768, MC = 256 };
+_Static_assert((int)NR == (int)FG_BGEMM_NR, "the packed layout's strip width is the micro-kernel's");
 
 /* r[k] = the np (<= 16) words starting at row0 + k * ld for k < nrows, zeros after. */
 static inline void load_words(__m512 r[16], const uint16_t *row0, size_t ld, int nrows, int np)
@@ -227,21 +249,50 @@ static void micro(const uint32_t *ap, const uint32_t *bp, int kp, float *C, int 
 /* Words of scratch one thread needs: the A block and one B strip. */
 #define AP_WORDS ((size_t)MC * (KC / 2))
 #define BP_WORDS ((size_t)(KC / 2) * NR)
+/* Largest B block a thread packs whole (bgemm_serial): 1 MB, Zen 4's L2; larger ones
+ * are packed strip by strip per A block. */
+#define BFULL_BYTES ((size_t)1 << 20)
 
-static void bgemm_serial(int trans_a, int trans_b, int M, int N, int K, float alpha, const uint16_t *A, int lda,
-                         const uint16_t *B, int ldb, float beta, float *C, int ldc, uint32_t *ap, uint32_t *bp)
+/* The K block: K in equal blocks of at most KC, even (a block starts on a pair). */
+static int kblock(int K)
 {
-    int nkb = (K + KC - 1) / KC, kcb = ((K + nkb - 1) / nkb + 1) / 2 * 2;
+    int nkb = (K + KC - 1) / KC;
+    return ((K + nkb - 1) / nkb + 1) / 2 * 2;
+}
+
+/* One thread's product. op(B) comes one of three ways: packed whole by the caller (P:
+ * strips of all K pairs, kernel_ops.h; a K block of a strip is the words from pair
+ * k0 / 2 on, jp the first column of this call in P's strips); packed per K block into
+ * bfull, every strip of the block once, then swept by all the A blocks (a thread with
+ * several A blocks and a B block that fits BFULL_BYTES: the weight gradients' small x
+ * and the head's dinp would otherwise be packed again for each 256 rows); or packed
+ * strip by strip into bp per A block. The micro-kernel calls, hence the sums, are the
+ * same whichever way. */
+static void bgemm_serial(int trans_a, int trans_b, int M, int N, int K, float alpha, const uint16_t *A, int lda,
+                         const uint16_t *B, int ldb, const uint32_t *P, int jp, float beta, float *C, int ldc,
+                         uint32_t *ap, uint32_t *bp, uint32_t *bfull)
+{
+    int kcb = kblock(K);
+    size_t kpp = (size_t)(K + 1) / 2;
     for (int k0 = 0; k0 < K; k0 += kcb) {
         int kc = K - k0 < kcb ? K - k0 : kcb, kp = (kc + 1) / 2;
+        if (!P && bfull)
+            for (int j0 = 0; j0 < N; j0 += NR)
+                pack_b(bfull + (size_t)(j0 / NR) * kp * NR, trans_b, B, ldb, j0, N - j0 < NR ? N - j0 : NR, k0, kc);
         for (int i0 = 0; i0 < M; i0 += MC) {
             int mc = M - i0 < MC ? M - i0 : MC;
             pack_a(ap, trans_a, A, lda, i0, mc, k0, kc);
             for (int j0 = 0; j0 < N; j0 += NR) {
                 int nr = N - j0 < NR ? N - j0 : NR;
-                pack_b(bp, trans_b, B, ldb, j0, nr, k0, kc);
+                const uint32_t *b = bp;
+                if (P)
+                    b = P + (size_t)((jp + j0) / NR) * kpp * NR + (size_t)(k0 / 2) * NR;
+                else if (bfull)
+                    b = bfull + (size_t)(j0 / NR) * kp * NR;
+                else
+                    pack_b(bp, trans_b, B, ldb, j0, nr, k0, kc);
                 for (int s = 0; s < mc; s += MR)
-                    micro(ap + (size_t)(s / MR) * kp * MR, bp, kp, C + (size_t)(i0 + s) * ldc + j0, ldc,
+                    micro(ap + (size_t)(s / MR) * kp * MR, b, kp, C + (size_t)(i0 + s) * ldc + j0, ldc,
                           mc - s < MR ? mc - s : MR, nr, alpha, beta, k0 == 0);
             }
         }
@@ -249,34 +300,71 @@ static void bgemm_serial(int trans_a, int trans_b, int M, int N, int K, float al
 }
 
 /* Threads split the larger of M and N (slices of whole tiles), like fg_sgemm_blas; one
- * thread (small GEMMs, a caller already in a parallel region) runs it whole. */
-void fg_bgemm_avx512bf16(int trans_a, int trans_b, int M, int N, int K, float alpha, const uint16_t *A, int lda,
-                         const uint16_t *B, int ldb, float beta, float *C, int ldc)
+ * thread (small GEMMs, a caller already in a parallel region) runs it whole. P: op(B)
+ * packed (trans_b unused), else B. */
+static void bgemm_run(int trans_a, int trans_b, int M, int N, int K, float alpha, const uint16_t *A, int lda,
+                      const uint16_t *B, int ldb, const uint32_t *P, float beta, float *C, int ldc)
 {
-    if (fg_bgemm_trivial(M, N, K, beta, C, ldc))
-        return;
     int nt = omp_get_max_threads();
     if (omp_in_parallel() || 2.0 * M * N * K < 4e6)
         nt = 1;
     int split_m = M > N, len = split_m ? M : N, unit = split_m ? MR : NR;
     int step = ((len + nt - 1) / nt + unit - 1) / unit * unit;
     nt = (len + step - 1) / step;
-    size_t per = AP_WORDS + BP_WORDS;
+    /* a thread's rows and columns, at most; its whole B block in words */
+    int tm = split_m ? step : M, tn = split_m ? N : step;
+    size_t full_words = (size_t)((tn + NR - 1) / NR) * NR * (size_t)(kblock(K) / 2 + 1);
+    int full = !P && tm > MC && full_words * sizeof(uint32_t) <= BFULL_BYTES;
+    size_t per = AP_WORDS + (P ? 0 : full ? full_words : BP_WORDS);
     uint32_t *buf = fg_malloc(per * sizeof(uint32_t) * (size_t)nt);
     if (!buf) { /* no scratch: the reference gives the same result within the bound */
-        fg_bgemm_ref(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        if (P)
+            fg_bgemm_packed_ref(trans_a, M, N, K, alpha, A, lda, P, beta, C, ldc);
+        else
+            fg_bgemm_ref(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
     for (int t = 0; t < nt; t++) {
-        uint32_t *ap = buf + (size_t)t * per, *bp = ap + AP_WORDS;
+        uint32_t *ap = buf + (size_t)t * per, *bp = ap + AP_WORDS, *bf = full ? bp : NULL;
         int i0 = t * step, n = len - i0 < step ? len - i0 : step;
         if (split_m)
-            bgemm_serial(trans_a, trans_b, n, N, K, alpha, trans_a ? A + i0 : A + (size_t)i0 * lda, lda, B, ldb, beta,
-                         C + (size_t)i0 * ldc, ldc, ap, bp);
+            bgemm_serial(trans_a, trans_b, n, N, K, alpha, trans_a ? A + i0 : A + (size_t)i0 * lda, lda, B, ldb, P, 0,
+                         beta, C + (size_t)i0 * ldc, ldc, ap, bp, bf);
         else
-            bgemm_serial(trans_a, trans_b, M, n, K, alpha, A, lda, trans_b ? B + (size_t)i0 * ldb : B + i0, ldb, beta,
-                         C + i0, ldc, ap, bp);
+            bgemm_serial(trans_a, trans_b, M, n, K, alpha, A, lda,
+                         B && trans_b ? B + (size_t)i0 * ldb
+                         : B          ? B + i0
+                                      : B,
+                         ldb, P, i0, beta, C + i0, ldc, ap, bp, bf);
     }
     fg_free(buf);
+}
+
+void fg_bgemm_avx512bf16(int trans_a, int trans_b, int M, int N, int K, float alpha, const uint16_t *A, int lda,
+                         const uint16_t *B, int ldb, float beta, float *C, int ldc)
+{
+    if (fg_bgemm_trivial(M, N, K, beta, C, ldc))
+        return;
+    bgemm_run(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, NULL, beta, C, ldc);
+}
+
+/* A strip is pack_b over all of K: the strips are independent, threads take whole ones. */
+void fg_bgemm_pack_b_avx512bf16(uint32_t *P, int trans_b, int N, int K, const uint16_t *B, int ldb)
+{
+    size_t kp = (size_t)(K + 1) / 2;
+    int ns = (N + NR - 1) / NR;
+#pragma omp parallel for schedule(static) if ((size_t)N * K > 65536 && !omp_in_parallel())
+    for (int s = 0; s < ns; s++) {
+        int j0 = s * NR, nr = N - j0 < NR ? N - j0 : NR;
+        pack_b(P + (size_t)s * kp * NR, trans_b, B, ldb, j0, nr, 0, K); /* zeros past N and K */
+    }
+}
+
+void fg_bgemm_packed_avx512bf16(int trans_a, int M, int N, int K, float alpha, const uint16_t *A, int lda,
+                                const uint32_t *P, float beta, float *C, int ldc)
+{
+    if (fg_bgemm_trivial(M, N, K, beta, C, ldc))
+        return;
+    bgemm_run(trans_a, 0, M, N, K, alpha, A, lda, NULL, 0, P, beta, C, ldc);
 }

@@ -47,16 +47,26 @@ static inline __mmask16 fg_tail_mask(int n)
  * with k the mask of the lanes below n, over chunks of `chunk` elements: the chunks
  * in parallel (OpenMP) when there are more than min_par of them. For the elementwise
  * kernels, which are memory-bound: small arrays stay on one thread. */
+#define FG_FOR_CHUNKS512_BODY_(n, chunk, ...)                                                                          \
+    {                                                                                                                  \
+        size_t lo_ = ch_ * (chunk), hi_ = lo_ + (chunk) < (n) ? lo_ + (chunk) : (n);                                   \
+        for (size_t i = lo_; i < hi_; i += 16) {                                                                       \
+            __mmask16 k = fg_tail_mask((int)(hi_ - i < 16 ? hi_ - i : 16));                                            \
+            __VA_ARGS__                                                                                                \
+        }                                                                                                              \
+    }
+/* Arrays of at most min_par chunks run inline: an OpenMP region with a false `if` still
+ * costs a GOMP_parallel call (about a microsecond), which the bf16 model's thousands of
+ * row-sized calls (bias gradients through fg_add) paid. */
 #define FG_FOR_CHUNKS512(n, chunk, min_par, ...)                                                                       \
     do {                                                                                                               \
         size_t nchunk_ = ((n) + (chunk)-1) / (chunk), minpar_ = (min_par);                                             \
-        _Pragma("omp parallel for schedule(static) if (nchunk_ > minpar_)") for (size_t ch_ = 0; ch_ < nchunk_; ch_++) \
-        {                                                                                                              \
-            size_t lo_ = ch_ * (chunk), hi_ = lo_ + (chunk) < (n) ? lo_ + (chunk) : (n);                               \
-            for (size_t i = lo_; i < hi_; i += 16) {                                                                   \
-                __mmask16 k = fg_tail_mask((int)(hi_ - i < 16 ? hi_ - i : 16));                                        \
-                __VA_ARGS__                                                                                            \
-            }                                                                                                          \
+        if (nchunk_ > minpar_) {                                                                                       \
+            _Pragma("omp parallel for schedule(static)") for (size_t ch_ = 0; ch_ < nchunk_; ch_++)                    \
+                FG_FOR_CHUNKS512_BODY_(n, chunk, __VA_ARGS__)                                                          \
+        } else {                                                                                                       \
+            for (size_t ch_ = 0; ch_ < nchunk_; ch_++)                                                                 \
+                FG_FOR_CHUNKS512_BODY_(n, chunk, __VA_ARGS__)                                                          \
         }                                                                                                              \
     } while (0)
 

@@ -53,7 +53,10 @@
     V(cvt_f32_bf16, FG_LVL_AVX512, fg_cvt_f32_bf16_avx512)                                                             \
     V(cvt_bf16_f32, FG_LVL_AVX512, fg_cvt_bf16_f32_avx512)                                                             \
     V(cvt_f32_bf16, FG_LVL_AVX512BF16, fg_cvt_f32_bf16_avx512bf16)                                                     \
+    V(bf16_affine, FG_LVL_AVX512, fg_bf16_affine_avx512)                                                               \
     V(bgemm, FG_LVL_AVX512BF16, fg_bgemm_avx512bf16)                                                                   \
+    V(bgemm_pack_b, FG_LVL_AVX512BF16, fg_bgemm_pack_b_avx512bf16)                                                     \
+    V(bgemm_packed, FG_LVL_AVX512BF16, fg_bgemm_packed_avx512bf16)                                                     \
     V(gemm_u8s8, FG_LVL_AVX512VNNI, fg_gemm_u8s8_avx512vnni)
 
 #endif
