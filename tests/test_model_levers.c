@@ -433,6 +433,37 @@ static void test_config_errors(void)
     FG_CHECK(fg_model_config_validate(&cfg) == FG_OK, "ffn_share none with rank 0: %s", fg_last_error());
 }
 
+/* The keys through the CLI: --help lists them, bad values exit 2 naming the knob. */
+static void test_cli_keys(void)
+{
+    const char *bin = fg_test_frugal_bin();
+    FILE *f = bin ? fopen(bin, "rb") : NULL;
+    if (!f) {
+        fg_test_skip("cli keys", "the frugal binary (FG_FRUGAL_BIN) is not built");
+        return;
+    }
+    fclose(f);
+    static char out[1 << 16];
+    char cmd[4400];
+    snprintf(cmd, sizeof cmd, "'%s' train --help", bin);
+    FG_CHECK(fg_test_run(cmd, out, sizeof out) == 0 && strstr(out, "--ffn-share ") &&
+                 strstr(out, "--ffn-share-group") && strstr(out, "--ffn-share-alpha") &&
+                 strstr(out, "--ffn-share-learn-alpha") && strstr(out, "--ffn-share-rank") &&
+                 strstr(out, "--mtp-depth") && strstr(out, "--mtp-lambda"),
+             "train --help lacks a lever key");
+    snprintf(cmd, sizeof cmd, "'%s' sample --help", bin);
+    FG_CHECK(fg_test_run(cmd, out, sizeof out) == 0 && strstr(out, "--speculative"), "sample --help: no --speculative");
+    const char *bad[][2] = {{"--ffn-share bogus", "ffn"},
+                            {"--ffn-share-rank 0", "ffn"},
+                            {"--mtp-depth 17", "mtp"},
+                            {"--ffn-share-alpha 2", "ffn"}};
+    for (int i = 0; i < 4; i++) {
+        snprintf(cmd, sizeof cmd, "'%s' train %s --data /nonexistent", bin, bad[i][0]);
+        int rc = fg_test_run(cmd, out, sizeof out);
+        FG_CHECK(rc == 2 && strstr(out, bad[i][1]), "train %s: exit %d, '%.200s'", bad[i][0], rc, out);
+    }
+}
+
 int main(void)
 {
     FG_TEST_BEGIN("model_levers");
@@ -450,6 +481,7 @@ int main(void)
     test_counts();
     test_mtp_counts();
     test_spec();
+    test_cli_keys();
     test_config_errors();
     return fg_test_end();
 }
