@@ -375,6 +375,20 @@ static void test_spec(void)
     (void)N;
     int32_t prompt[3] = {2, 3, 4};
     check_spec(m, prompt, 3, 40, "periodic", 0.9);
+    /* MLA keeps its own compressed cache: refused, not run on the plain cache */
+    fg_model_config mc = cfg;
+    mc.mla_kv_rank = 8;
+    fg_model *mm = fg_model_new(&mc, 1, 8);
+    if (mm) {
+        fg_spec_stats st;
+        int32_t o[64];
+        FG_CHECK(fg_model_generate_spec(mm, prompt, 3, 4, -1, o, &st) == FG_ERR_UNSUPPORTED &&
+                     strstr(fg_last_error(), "latent"),
+                 "MLA + speculative: %s", fg_last_error());
+        fg_model_delete(mm);
+    } else {
+        FG_CHECK(0, "MLA + MTP model: %s", fg_last_error());
+    }
     fg_free(am);
     fg_free(av);
     fg_model_delete(m);

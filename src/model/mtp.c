@@ -561,6 +561,12 @@ int fg_model_generate_spec(fg_model *m, const int32_t *prompt, int n_prompt, int
     int V = c->vocab_size, Vp = c->padded_vocab, C = c->d_model, maxT = c->max_seq_len;
     if (!m->mtp)
         return fg_error(FG_ERR_INVALID, "fg_model_generate_spec: the model has no MTP module (mtp_depth = 0)");
+    /* the two-token pass reads and writes the plain KV cache: MLA keeps its own (mla.c) */
+    if (m->mla)
+        return fg_error(FG_ERR_UNSUPPORTED,
+                        "fg_model_generate_spec: multi-head latent attention (mla_kv_rank = %d) has no two-token "
+                        "verification pass yet",
+                        c->mla_kv_rank);
     if (n_prompt < 1 || n_prompt > maxT || n_new < 0)
         return fg_error(FG_ERR_INVALID, "fg_model_generate_spec: prompt length %d must be in [1, %d], n_new %d >= 0",
                         n_prompt, maxT, n_new);
