@@ -23,7 +23,7 @@ static const char *const precision_names[] = {"fp32", "bf16", "fp8", NULL};
 static const char *const fp8_format_names[] = {"e4m3", "hybrid", NULL};
 static const char *const moments_names[] = {"fp32", "bf16", NULL}; /* fg_adam_moments order */
 static const char *const qat_act_names[] = {"token", "tensor", NULL};
-static const char *const ffn_share_names[] = {"none", "plain", "seed", NULL}; /* fg_ffn_share order */
+static const char *const ffn_share_names[] = {"none", "plain", "seed", NULL};     /* fg_ffn_share order */
 static const char *const batch_rule_names[] = {"fixed", "loss_var", "gns", NULL}; /* fg_batch_rule order */
 static const char *const batch_lr_names[] = {"none", "sqrt", "linear", NULL};     /* fg_batch_lr order */
 
