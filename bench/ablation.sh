@@ -113,7 +113,8 @@ for row in $rows; do
 done
 
 # non-embedding parameters: minus wte [Vp, C] and wpe [T, C] (Vp = V rounded up to 64)
-V=$(sed -n 's/^model: .* V=\([0-9]*\) .*/\1/p' "$(ls "$out"/*.log | head -1)")
+read -r row0 seed0 _ < "$res"
+V=$(sed -n 's/^model: .* V=\([0-9]*\) .*/\1/p' "$out/$row0-s$seed0.log")
 emb=$(((V + 63) / 64 * 64 * C + T * C))
 echo
 echo "== ablation table (loss: held-out mean cross-entropy after $((steps * B * T)) training tokens; deltas vs baseline) =="

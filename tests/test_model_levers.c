@@ -303,6 +303,97 @@ static void test_mtp_counts(void)
     }
 }
 
+/* Speculative decoding equals greedy decoding: on a fixture's random weights (drafts
+ * mostly rejected) and on a tiny model trained on a periodic sequence (drafts mostly
+ * accepted, so a misplaced position in the accepted path would change the tokens). */
+static void check_spec(fg_model *m, const int32_t *prompt, int n_prompt, int n_new, const char *what, double min_acc)
+{
+    const fg_model_config *c = fg_model_get_config(m);
+    int32_t *a = fg_calloc((size_t)c->max_seq_len, sizeof(int32_t)), *b = fg_calloc((size_t)c->max_seq_len, 4);
+    fg_sampler s = {.temperature = 0.0f, .top_k = 0, .top_p = 1.0f};
+    fg_rng_seed(&s.rng, 1);
+    int na = fg_model_generate(m, prompt, n_prompt, n_new, -1, &s, a);
+    fg_spec_stats st;
+    int nb = fg_model_generate_spec(m, prompt, n_prompt, n_new, -1, b, &st);
+    int same = na == nb;
+    for (int i = 0; same && i < na; i++)
+        same = a[i] == b[i];
+    FG_CHECK(na == n_prompt + n_new && same, "%s: speculative %d tokens vs greedy %d, same %d", what, nb, na, same);
+    double acc = st.drafted ? (double)st.accepted / (double)st.drafted : 0.0;
+    FG_CHECK(st.drafted > 0 && st.accepted <= st.drafted && acc >= min_acc, "%s: %ld of %ld drafts accepted", what,
+             st.accepted, st.drafted);
+    /* every generated token came from a pass: n_new = verification passes + accepted (+1
+     * for the first token, from the prompt's last pass) or one fewer at the budget */
+    FG_CHECK(st.main_passes + st.accepted >= n_new - 1 && st.main_passes + st.accepted <= n_new, "%s: %ld passes", what,
+             st.main_passes);
+    fg_free(a);
+    fg_free(b);
+}
+
+static void test_spec(void)
+{
+    const char *fx_names[] = {"mtp_llama_d2", "mtp_gpt2_d1", "mtp_llama_moe_d1", "all_gpt2_moe"};
+    for (int i = 0; i < 4; i++) {
+        char rel[128];
+        snprintf(rel, sizeof rel, "tests/fixtures/levers_%s.bin", fx_names[i]);
+        fg_fixture fx;
+        if (fg_fixture_load(&fx, fg_test_source_path(rel)) != FG_OK) {
+            FG_CHECK(0, "cannot load %s", rel);
+            continue;
+        }
+        int B, T;
+        fg_model *m = fixture_model(&fx, fx_names[i], &B, &T);
+        if (m) {
+            const int32_t *in = fg_fixture_get(&fx, "inputs")->data;
+            check_spec(m, in, 3, fg_model_get_config(m)->max_seq_len - 3, fx_names[i], 0.0);
+        }
+        fg_model_delete(m);
+        fg_fixture_free(&fx);
+    }
+    /* trained: period-7 sequences, each row from its own phase */
+    fg_model_config cfg;
+    fg_model_config_default(&cfg, FG_LAYOUT_LLAMA);
+    cfg.vocab_size = 16, cfg.max_seq_len = 48, cfg.n_layer = 2, cfg.d_model = 32, cfg.n_head = 2, cfg.mtp_depth = 1;
+    cfg.mtp_lambda = 1.0f;
+    int B = 4, T = 32, N = B * T;
+    fg_model *m = fg_model_new(&cfg, B, T);
+    FG_ASSERT(m);
+    fg_model_init_weights(m, 7);
+    int32_t in[128], tg[128];
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++)
+            in[b * T + t] = (int32_t)((b * 3 + t) % 7), tg[b * T + t] = (int32_t)((b * 3 + t + 1) % 7);
+    size_t np = fg_model_num_params(m);
+    float *am = fg_calloc(np, sizeof(float)), *av = fg_calloc(np, sizeof(float)), loss = 0;
+    for (int step = 0; step < 120; step++) {
+        fg_model_zero_grad(m);
+        FG_ASSERT(fg_model_forward(m, in, tg, B, T, &loss) == FG_OK && fg_model_backward(m, 1.0f) == FG_OK);
+        fg_adamw_update(fg_model_params(m), fg_model_grads(m), am, av, np, 1e-2f, 0.9f, 0.95f, 1e-8f, 0.0f, step + 1);
+    }
+    FG_CHECK(loss < 0.05f && fg_model_mtp_loss(m) < 0.05f, "periodic model: loss %g, MTP loss %g after training",
+             (double)loss, (double)fg_model_mtp_loss(m));
+    (void)N;
+    int32_t prompt[3] = {2, 3, 4};
+    check_spec(m, prompt, 3, 40, "periodic", 0.9);
+    /* MLA keeps its own compressed cache: refused, not run on the plain cache */
+    fg_model_config mc = cfg;
+    mc.mla_kv_rank = 8;
+    fg_model *mm = fg_model_new(&mc, 1, 8);
+    if (mm) {
+        fg_spec_stats st;
+        int32_t o[64];
+        FG_CHECK(fg_model_generate_spec(mm, prompt, 3, 4, -1, o, &st) == FG_ERR_UNSUPPORTED &&
+                     strstr(fg_last_error(), "latent"),
+                 "MLA + speculative: %s", fg_last_error());
+        fg_model_delete(mm);
+    } else {
+        FG_CHECK(0, "MLA + MTP model: %s", fg_last_error());
+    }
+    fg_free(am);
+    fg_free(av);
+    fg_model_delete(m);
+}
+
 static void test_config_errors(void)
 {
     struct {
@@ -356,6 +447,37 @@ static void test_config_errors(void)
     FG_CHECK(fg_model_config_validate(&cfg) == FG_OK, "ffn_share none with rank 0: %s", fg_last_error());
 }
 
+/* The keys through the CLI: --help lists them, bad values exit 2 naming the knob. */
+static void test_cli_keys(void)
+{
+    const char *bin = fg_test_frugal_bin();
+    FILE *f = bin ? fopen(bin, "rb") : NULL;
+    if (!f) {
+        fg_test_skip("cli keys", "the frugal binary (FG_FRUGAL_BIN) is not built");
+        return;
+    }
+    fclose(f);
+    static char out[1 << 16];
+    char cmd[4400];
+    snprintf(cmd, sizeof cmd, "'%s' train --help", bin);
+    FG_CHECK(fg_test_run(cmd, out, sizeof out) == 0 && strstr(out, "--ffn-share ") &&
+                 strstr(out, "--ffn-share-group") && strstr(out, "--ffn-share-alpha") &&
+                 strstr(out, "--ffn-share-learn-alpha") && strstr(out, "--ffn-share-rank") &&
+                 strstr(out, "--mtp-depth") && strstr(out, "--mtp-lambda"),
+             "train --help lacks a lever key");
+    snprintf(cmd, sizeof cmd, "'%s' sample --help", bin);
+    FG_CHECK(fg_test_run(cmd, out, sizeof out) == 0 && strstr(out, "--speculative"), "sample --help: no --speculative");
+    const char *bad[][2] = {{"--ffn-share bogus", "ffn"},
+                            {"--ffn-share-rank 0", "ffn"},
+                            {"--mtp-depth 17", "mtp"},
+                            {"--ffn-share-alpha 2", "ffn"}};
+    for (int i = 0; i < 4; i++) {
+        snprintf(cmd, sizeof cmd, "'%s' train %s --data /nonexistent", bin, bad[i][0]);
+        int rc = fg_test_run(cmd, out, sizeof out);
+        FG_CHECK(rc == 2 && strstr(out, bad[i][1]), "train %s: exit %d, '%.200s'", bad[i][0], rc, out);
+    }
+}
+
 int main(void)
 {
     FG_TEST_BEGIN("model_levers");
@@ -372,6 +494,8 @@ int main(void)
     check_finite_differences("mtp_gpt2_d1");
     test_counts();
     test_mtp_counts();
+    test_spec();
+    test_cli_keys();
     test_config_errors();
     return fg_test_end();
 }

@@ -314,6 +314,20 @@ typedef struct fg_sampler {
 int fg_model_generate(fg_model *m, const int32_t *prompt, int n_prompt, int n_new, int stop, fg_sampler *s,
                       int32_t *out);
 
+/* Greedy speculative decoding with the first multi-token prediction module as the draft
+ * (src/model/mtp.c; needs cfg.mtp_depth >= 1): per step the module drafts token n+1 from
+ * the main model's state at n-1 and token n, and one main-model pass over tokens n and
+ * the draft checks it. The output is greedy decoding's (fg_model_generate at temperature
+ * 0, up to fp32 rounding of the two-row GEMMs). Same contract as fg_model_generate; the
+ * prompt goes token by token. Uses and overwrites the model's KV cache. */
+typedef struct fg_spec_stats {
+    long drafted;     /* draft tokens checked */
+    long accepted;    /* of them, equal to the main model's greedy token */
+    long main_passes; /* two-token verification passes */
+} fg_spec_stats;
+int fg_model_generate_spec(fg_model *m, const int32_t *prompt, int n_prompt, int n_new, int stop, int32_t *out,
+                           fg_spec_stats *stats);
+
 /* ---- int8 inference (src/model/int8.c; docs/FORMATS.md "int8 weights") ----
  * fg_model_int8_save quantizes the weights of the linear layers named by `layers` (the
  * qat_layers syntax; NULL or "" = "all", the four inner ones) per output channel

@@ -14,7 +14,7 @@
 typedef struct sample_opts {
     char run[4096], ckpt[4096], prompt[8192], tokenizer[4096], kernels[32];
     char int8_file[4096], eval[4096];
-    int n, num_samples, top_k, threads, int8, eval_tokens;
+    int n, num_samples, top_k, threads, int8, eval_tokens, speculative;
     double temperature, top_p;
     uint64_t seed;
 } sample_opts;
@@ -40,7 +40,74 @@ static const fg_opt sample_table[] = {
      .help = "instead of sampling: mean loss and perplexity of the model on this text file (windows of seq_len)"},
     {"eval_tokens", FG_OPT_INT, SF(eval_tokens), .min = 0, .max = 1 << 30,
      .help = "with --eval: at most this many tokens (0: all)"},
+    {"speculative", FG_OPT_BOOL, SF(speculative),
+     .help = "greedy speculative decoding, the run's first MTP module drafting (mtp_depth >= 1, --temperature 0): "
+             "prints acceptance rate and speed-up over plain greedy decoding (one context window per sample)"},
 };
+
+/* --speculative: per sample, plain greedy decoding and the speculative one on the same
+ * prompt (one window), timed; prints the speculative text, the acceptance rate, both
+ * rates and whether the tokens agree. */
+static int sample_speculative(fg_model *m, fg_tokenizer *tok, const int32_t *prompt, int n_prompt, int n_want,
+                              int n_samples, int skip, int eot)
+{
+    int maxT = fg_model_get_config(m)->max_seq_len;
+    if (n_prompt >= maxT)
+        return fg_cli_fail(
+            "sample",
+            fg_error(FG_ERR_INVALID, "--speculative: prompt of %d tokens fills the context %d", n_prompt, maxT), NULL);
+    int want = n_want < maxT - n_prompt ? n_want : maxT - n_prompt;
+    int32_t *a = fg_malloc((size_t)maxT * sizeof(int32_t)), *b = fg_malloc((size_t)maxT * sizeof(int32_t));
+    fg_sampler s = {.temperature = 0.0f, .top_k = 0, .top_p = 1.0f};
+    fg_rng_seed(&s.rng, 1);
+    double t_plain = 0, t_spec = 0;
+    long tok_plain = 0, tok_spec = 0, drafted = 0, accepted = 0, differ = 0;
+    int code = 0;
+    for (int k = 0; a && b && k < n_samples && code == 0; k++) {
+        double t0 = fg_time_sec();
+        int na = fg_model_generate(m, prompt, n_prompt, want, eot, &s, a);
+        double t1 = fg_time_sec();
+        fg_spec_stats st;
+        int nb = fg_model_generate_spec(m, prompt, n_prompt, want, eot, b, &st);
+        double t2 = fg_time_sec();
+        if (na < 0 || nb < 0) {
+            code = fg_cli_fail("sample", (fg_status)(na < 0 ? na : nb), NULL);
+            break;
+        }
+        t_plain += t1 - t0, t_spec += t2 - t1;
+        tok_plain += na - n_prompt, tok_spec += nb - n_prompt;
+        drafted += st.drafted, accepted += st.accepted;
+        int i = 0;
+        while (i < na && i < nb && a[i] == b[i])
+            i++;
+        differ += i < na || i < nb;
+        char *text = NULL;
+        size_t len = 0;
+        if (fg_tok_decode(tok, (const uint32_t *)(const void *)(b + skip), (size_t)(nb - skip), &text, &len) != FG_OK) {
+            code = fg_cli_fail("sample", fg_last_status(), NULL);
+            break;
+        }
+        printf("--- sample %d (%d tokens, greedy, speculative) ---\n%s\n", k + 1, nb - skip, text);
+        if (i < na || i < nb)
+            fprintf(stderr,
+                    "sample: speculative and plain greedy tokens differ from token %d (fp32 rounding of the "
+                    "two-row pass on a near tie)\n",
+                    i);
+        fg_free(text);
+    }
+    if (code == 0) {
+        double rp = t_plain > 0 ? tok_plain / t_plain : 0, rs = t_spec > 0 ? tok_spec / t_spec : 0;
+        fprintf(stderr,
+                "sample: speculative decoding (MTP module 1 drafts): %ld of %ld drafts accepted (%.1f%%), %.2f tokens "
+                "per main-model pass; %.1f tokens/s vs plain greedy %.1f tokens/s: speed-up %.2fx; %ld of %d samples "
+                "differ\n",
+                accepted, drafted, drafted ? 100.0 * accepted / drafted : 0.0,
+                drafted ? (double)tok_spec / (double)drafted : 1.0, rs, rp, rp > 0 ? rs / rp : 0.0, differ, n_samples);
+    }
+    fg_free(a);
+    fg_free(b);
+    return code;
+}
 
 /* Mean next-token loss over the text in windows of T tokens (non-overlapping, each
  * predicting its T next tokens), weighted by tokens: the validation loss of the run on
@@ -155,6 +222,26 @@ int fg_cmd_sample(int argc, char **argv)
         fg_free(nl);
     }
     int n_prompt = n_ids ? (int)n_ids : 1, n_want = (int)n_new;
+    if (o.speculative) {
+        if (temp != 0.0) {
+            code = fg_cli_fail(
+                "sample", fg_error(FG_ERR_INVALID, "--speculative verifies greedily: temperature %g must be 0", temp),
+                "add --temperature 0");
+            goto out;
+        }
+        if (fg_model_get_config(m)->mtp_depth < 1) {
+            code = fg_cli_fail("sample", fg_error(FG_ERR_INVALID, "--speculative: the run has no MTP module"),
+                               "train with --mtp-depth 1 (or more)");
+            goto out;
+        }
+        int32_t *p = fg_malloc((size_t)n_prompt * sizeof(int32_t));
+        for (int i = 0; p && i < n_prompt; i++)
+            p[i] = n_ids ? (int32_t)ids[i] : start;
+        code = p ? sample_speculative(m, tok, p, n_prompt, n_want, (int)n_samples, n_ids ? 0 : 1, eot)
+                 : fg_cli_fail("sample", FG_ERR_NOMEM, NULL);
+        fg_free(p);
+        goto out;
+    }
     /* all: prompt + generated tokens; buf: one fg_model_generate window */
     all = fg_malloc((size_t)(n_prompt + n_want) * sizeof(int32_t));
     buf = fg_malloc((size_t)maxT * sizeof(int32_t));

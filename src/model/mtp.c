@@ -7,8 +7,9 @@
  * the last layer's output (before ln_f). The block runs over all T positions: inputs past
  * the sequence (t_{i+k} with i+k >= T) are token 0 and their targets ignored, which the
  * causal mask keeps from every counted position. L_k is the mean over counted targets;
- * backward adds lambda / D * sum_k L_k to the objective. Training only: generation never
- * runs the modules (the speculative draft is a follow-up).
+ * backward adds lambda / D * sum_k L_k to the objective. Generation never runs the
+ * modules, except fg_model_generate_spec: greedy speculative decoding with module 1 as
+ * the draft and one two-token pass of the main model verifying it.
  */
 #include <math.h>
 #include <stdio.h>
@@ -411,4 +412,218 @@ double model_mtp_flops_per_token(const fg_model *m, int T)
     const fg_model_config *c = &m->cfg;
     double D = c->mtp_depth;
     return 6.0 * D * (double)c->d_model * (double)c->padded_vocab + 6.0 * D * (double)T * c->d_model;
+}
+
+/* ---- speculative decoding: module 1 drafts, the main model verifies two tokens at once ---- */
+
+/* Decode scratch: row buffers for up to two tokens and module 1's block cache. */
+typedef struct mtp_dec {
+    float *mem;
+    float *k, *v;                                  /* module 1's keys / values [maxT, C] */
+    float *x, *ln, *tmp, *att, *qkv, *mean, *rstd; /* [2 rows] of C, C, C, C, 3C, 1, 1 */
+    float *fch, *fch_act, *cat, *scores;           /* [2, Fin], [2, F], [2, 2C], [maxT] */
+    float *logits, *dlogits;                       /* [2, Vp] main rows; [2, Vp] module rows */
+    float *hid, *pend;                             /* [2, C] main h^0 rows; rows waiting for module 1 */
+} mtp_dec;
+
+static fg_status dec_alloc(fg_model *m, mtp_dec *d)
+{
+    size_t C = (size_t)m->cfg.d_model, maxT = (size_t)m->cfg.max_seq_len, Vp = (size_t)m->cfg.padded_vocab;
+    size_t sizes[] = {maxT * C,           maxT * C,         2 * C, 2 * C, 2 * C,  2 * C,  6 * C, 2,    2,
+                      2 * (size_t)m->Fin, 2 * (size_t)m->F, 4 * C, maxT,  2 * Vp, 2 * Vp, 2 * C, 2 * C};
+    float **ptrs[] = {&d->k,   &d->v,       &d->x,   &d->ln,     &d->tmp,    &d->att,     &d->qkv, &d->mean, &d->rstd,
+                      &d->fch, &d->fch_act, &d->cat, &d->scores, &d->logits, &d->dlogits, &d->hid, &d->pend};
+    size_t n = sizeof sizes / sizeof sizes[0], total = 0;
+    for (size_t i = 0; i < n; i++)
+        total += (sizes[i] + 15) / 16 * 16;
+    d->mem = fg_calloc(total, sizeof(float));
+    if (!d->mem)
+        return fg_error(FG_ERR_NOMEM, "fg_model_generate_spec: cannot allocate the decode scratch");
+    size_t off = 0;
+    for (size_t i = 0; i < n; i++) {
+        *ptrs[i] = d->mem + off;
+        off += (sizes[i] + 15) / 16 * 16;
+    }
+    return FG_OK;
+}
+
+/* n (<= 2) rows at positions pos.. through one block with caches kc, vc [maxT, C]: x [n, C]
+ * gets both residual branches. l >= 0: model layer l's FFN (dense or MoE); l < 0: the
+ * module's dense FFN. The attention is decode_step's, one query row at a time. */
+static void block_rows(fg_model *m, mtp_dec *d, const model_layer_off *o, int l, float *kc, float *vc, int n, int pos)
+{
+    const fg_model_config *c = &m->cfg;
+    int C = c->d_model, NH = c->n_head, HS = m->HS;
+    float scale = 1.0f / sqrtf((float)HS);
+    model_norm_forward(m, d->ln, d->mean, d->rstd, d->x, model_p(m, o->ln1w), model_p(m, o->ln1b), n);
+    model_linear_forward(m, d->qkv, d->ln, model_p(m, o->qkvw), model_p(m, o->qkvb), n, C, 3 * C);
+    if (c->layout == FG_LAYOUT_LLAMA) {
+        fg_rope_forward(d->qkv, 1, n, NH, HS, 3 * C, pos, c->rope_theta);
+        fg_rope_forward(d->qkv + C, 1, n, NH, HS, 3 * C, pos, c->rope_theta);
+    }
+    for (int r = 0; r < n; r++) {
+        memcpy(kc + (size_t)(pos + r) * C, d->qkv + (size_t)r * 3 * C + C, (size_t)C * sizeof(float));
+        memcpy(vc + (size_t)(pos + r) * C, d->qkv + (size_t)r * 3 * C + 2 * C, (size_t)C * sizeof(float));
+    }
+    for (int r = 0; r < n; r++) {
+        int p = pos + r; /* this row attends to positions 0..p */
+        for (int h = 0; h < NH; h++) {
+            fg_sgemm(0, 1, 1, p + 1, HS, scale, d->qkv + (size_t)r * 3 * C + h * HS, HS, kc + h * HS, C, 0.0f,
+                     d->scores, p + 1);
+            float mx = d->scores[0];
+            for (int t = 1; t <= p; t++)
+                mx = fmaxf(mx, d->scores[t]);
+            double sum = 0.0;
+            for (int t = 0; t <= p; t++) {
+                d->scores[t] = expf(d->scores[t] - mx);
+                sum += d->scores[t];
+            }
+            float inv = (float)(1.0 / sum);
+            for (int t = 0; t <= p; t++)
+                d->scores[t] *= inv;
+            fg_sgemm(0, 0, 1, HS, p + 1, 1.0f, d->scores, p + 1, vc + h * HS, C, 0.0f, d->att + (size_t)r * C + h * HS,
+                     HS);
+        }
+    }
+    size_t nC = (size_t)n * C;
+    model_linear_forward(m, d->tmp, d->att, model_p(m, o->attprojw), model_p(m, o->attprojb), n, C, C);
+    fg_add(d->x, d->x, d->tmp, nC);
+    model_norm_forward(m, d->ln, d->mean, d->rstd, d->x, model_p(m, o->ln2w), model_p(m, o->ln2b), n);
+    if (l >= 0) {
+        model_ffn_acts fa = {d->fch, d->fch_act};
+        model_ffn_forward(m, l, d->tmp, d->ln, n, &fa);
+    } else {
+        model_linear_forward(m, d->fch, d->ln, model_p(m, o->fcw), model_p(m, o->fcb), n, C, m->Fin);
+        if (c->layout == FG_LAYOUT_GPT2)
+            fg_gelu_forward(d->fch_act, d->fch, (size_t)n * (size_t)m->F);
+        else
+            fg_swiglu_forward(d->fch_act, d->fch, n, m->F);
+        model_linear_forward(m, d->tmp, d->fch_act, model_p(m, o->fcprojw), model_p(m, o->fcprojb), n, m->F, C);
+    }
+    fg_add(d->x, d->x, d->tmp, nC);
+}
+
+/* The main model on n (<= 2) tokens at positions pos..: its KV cache gets them; d->hid
+ * their last-layer outputs, d->logits their next-token logits. */
+static void main_rows(fg_model *m, mtp_dec *d, const int32_t *tok, int n, int pos)
+{
+    const fg_model_config *c = &m->cfg;
+    int C = c->d_model;
+    size_t stride_l = (size_t)c->max_seq_len * C;
+    for (int r = 0; r < n; r++) {
+        float *x = d->x + (size_t)r * C;
+        if (m->wpe != FG_NO_TENSOR)
+            fg_add(x, m->params + m->wte + (size_t)tok[r] * C, m->params + m->wpe + (size_t)(pos + r) * C, C);
+        else
+            memcpy(x, m->params + m->wte + (size_t)tok[r] * C, (size_t)C * sizeof(float));
+    }
+    for (int l = 0; l < c->n_layer; l++)
+        block_rows(m, d, &m->layer[l], l, m->kv->k + l * stride_l, m->kv->v + l * stride_l, n, pos);
+    memcpy(d->hid, d->x, (size_t)n * C * sizeof(float));
+    model_norm_forward(m, d->ln, d->mean, d->rstd, d->x, model_p(m, m->lnfw), model_p(m, m->lnfb), n);
+    model_linear_forward(m, d->logits, d->ln, m->params + m->head, NULL, n, C, c->padded_vocab);
+}
+
+/* Module 1 on n (<= 2) positions pos..: h0 [n, C] the main model's outputs there, next
+ * the tokens that follow them; d->dlogits gets its logits (predicting two ahead). */
+static void module_rows(fg_model *m, mtp_dec *d, const float *h0, const int32_t *next, int n, int pos)
+{
+    const fg_model_config *c = &m->cfg;
+    const mtp_off *o = &m->mtp->off[0];
+    int C = c->d_model;
+    model_norm_forward(m, d->ln, d->mean, d->rstd, h0, model_p(m, o->lnhw), model_p(m, o->lnhb), n);
+    for (int r = 0; r < n; r++) {
+        memcpy(d->cat + (size_t)r * 2 * C, d->ln + (size_t)r * C, (size_t)C * sizeof(float));
+        memcpy(d->tmp + (size_t)r * C, m->params + m->wte + (size_t)next[r] * C, (size_t)C * sizeof(float));
+    }
+    model_norm_forward(m, d->ln, d->mean, d->rstd, d->tmp, model_p(m, o->lnew), model_p(m, o->lneb), n);
+    for (int r = 0; r < n; r++)
+        memcpy(d->cat + (size_t)r * 2 * C + C, d->ln + (size_t)r * C, (size_t)C * sizeof(float));
+    model_linear_forward(m, d->x, d->cat, model_p(m, o->ehw), NULL, n, 2 * C, C);
+    block_rows(m, d, &o->blk, -1, d->k, d->v, n, pos);
+    model_norm_forward(m, d->ln, d->mean, d->rstd, d->x, model_p(m, o->lnfw), model_p(m, o->lnfb), n);
+    model_linear_forward(m, d->dlogits, d->ln, m->params + m->head, NULL, n, C, c->padded_vocab);
+}
+
+static int32_t argmax(const float *x, int V)
+{
+    int32_t b = 0;
+    for (int i = 1; i < V; i++)
+        if (x[i] > x[b])
+            b = i;
+    return b;
+}
+
+int fg_model_generate_spec(fg_model *m, const int32_t *prompt, int n_prompt, int n_new, int stop, int32_t *out,
+                           fg_spec_stats *stats)
+{
+    const fg_model_config *c = &m->cfg;
+    int V = c->vocab_size, Vp = c->padded_vocab, C = c->d_model, maxT = c->max_seq_len;
+    if (!m->mtp)
+        return fg_error(FG_ERR_INVALID, "fg_model_generate_spec: the model has no MTP module (mtp_depth = 0)");
+    /* the two-token pass reads and writes the plain KV cache: MLA keeps its own (mla.c) */
+    if (m->mla)
+        return fg_error(FG_ERR_UNSUPPORTED,
+                        "fg_model_generate_spec: multi-head latent attention (mla_kv_rank = %d) has no two-token "
+                        "verification pass yet",
+                        c->mla_kv_rank);
+    if (n_prompt < 1 || n_prompt > maxT || n_new < 0)
+        return fg_error(FG_ERR_INVALID, "fg_model_generate_spec: prompt length %d must be in [1, %d], n_new %d >= 0",
+                        n_prompt, maxT, n_new);
+    memset(stats, 0, sizeof *stats);
+    mtp_dec d = {0};
+    fg_status st = dec_alloc(m, &d);
+    /* the prompt token by token (decode_step allocates the cache, refreshes shared FFNs);
+     * module 1 sees position i once token i+1 is known */
+    const float *lg = NULL;
+    for (int i = 0; st == FG_OK && i < n_prompt; i++) {
+        st = fg_model_decode_step(m, prompt[i], i, &lg);
+        if (st != FG_OK)
+            break;
+        if (i > 0)
+            module_rows(m, &d, d.pend, &prompt[i], 1, i - 1);
+        memcpy(d.pend, m->kv->x, (size_t)C * sizeof(float));
+    }
+    if (st != FG_OK) {
+        fg_free(d.mem);
+        return st;
+    }
+    memcpy(out, prompt, (size_t)n_prompt * sizeof(int32_t));
+    memcpy(d.logits, lg, (size_t)Vp * sizeof(float)); /* main logits of the last fed position */
+    int n = n_prompt, gen = 0, mpos = n_prompt - 1, npend = 1;
+    const float *last = d.logits;
+    while (gen < n_new && n < maxT) {
+        int32_t t = argmax(last, V);
+        out[n++] = t;
+        gen++;
+        if (t == stop || gen == n_new || n == maxT)
+            break;
+        /* module 1 over its waiting positions mpos..n-2 (the tokens after them are known):
+         * the last row's logits draft token n */
+        module_rows(m, &d, d.pend, &out[mpos + 1], npend, mpos);
+        int32_t draft = argmax(d.dlogits + (size_t)(npend - 1) * Vp, V);
+        /* verify: token n-1 and the draft at positions n-1, n (< maxT: n == maxT broke
+         * above) in one pass */
+        int32_t pair[2] = {t, draft};
+        main_rows(m, &d, pair, 2, n - 1);
+        stats->drafted++;
+        stats->main_passes++;
+        if (argmax(d.logits, V) == draft) {
+            stats->accepted++;
+            out[n++] = draft;
+            gen++;
+            memcpy(d.pend, d.hid, 2 * (size_t)C * sizeof(float)); /* positions n-2, n-1 */
+            mpos = n - 2, npend = 2;
+            memcpy(d.logits, d.logits + Vp, (size_t)Vp * sizeof(float));
+            last = d.logits;
+            if (draft == stop)
+                break;
+        } else { /* position n's cache entry holds the draft: rewritten by the next pass */
+            memcpy(d.pend, d.hid, (size_t)C * sizeof(float));
+            mpos = n - 1, npend = 1;
+            last = d.logits;
+        }
+    }
+    fg_free(d.mem);
+    return n;
 }
