@@ -90,6 +90,13 @@ typedef enum fg_fp8_recipe {
     FG_FP8_RECIPE_HYBRID = 1, /* e4m3 weights and activations, e5m2 activation gradients (Transformer Engine) */
 } fg_fp8_recipe;
 
+/* Cross-layer FFN sharing (src/model/share.c, docs/MODEL.md). Written to run configs: append-only. */
+typedef enum fg_ffn_share {
+    FG_SHARE_NONE = 0,  /* every layer has its own FFN */
+    FG_SHARE_PLAIN = 1, /* ALBERT: the layers of a group use the group's first FFN (a = 1) */
+    FG_SHARE_SEED = 2,  /* W_{l} = a W_{l-1} + (1 - a) U_l V_l^T inside a group, rank-r U, V */
+} fg_ffn_share;
+
 typedef struct fg_model_config {
     fg_layout layout;
     int vocab_size;           /* V: real tokens */
@@ -118,6 +125,18 @@ typedef struct fg_model_config {
     int mla_kv_rank;
     int mla_q_rank;
     int mla_rope_dim;
+    /* cross-layer FFN sharing (share.c): groups of ffn_share_group consecutive layers of
+     * the same kind (dense or MoE); each layer after a group's first derives its FFN
+     * matrices (dense, or every expert and the shared expert) from the layer before */
+    fg_ffn_share ffn_share;    /* NONE (default), PLAIN or SEED */
+    int ffn_share_group;       /* G >= 1 (1: nothing shared) */
+    float ffn_share_alpha;     /* SEED: a in [0, 1] (the start value when learned) */
+    int ffn_share_learn_alpha; /* SEED: 1 = a is a parameter per derived layer */
+    int ffn_share_rank;        /* SEED: r of the new component U V^T */
+    /* multi-token prediction (mtp.c, DeepSeek-V3): mtp_depth sequential modules after the
+     * last layer, module k predicting token t+k+1; training only (generation skips them) */
+    int mtp_depth;    /* D (0 = off) */
+    float mtp_lambda; /* weight of the mean of the D modules' losses in the trained objective */
 } fg_model_config;
 
 /* Defaults for a layout (a tiny model: L=4, C=128, NH=4, V=256, maxT=256). */
@@ -194,6 +213,12 @@ void fg_model_moe_print_loads(const fg_model *m, FILE *f);
  * t < *n_tok (the row-major B x T tokens), k < *k. NULL (and 0s) for a dense layer or
  * before any forward. Read-only, valid until the next forward; for diagnostics. */
 const int32_t *fg_model_moe_routes(const fg_model *m, int l, int *n_tok, int *k);
+
+/* Multi-token prediction (cfg.mtp_depth > 0): the mean over the D modules of their
+ * cross-entropy in the last forward with targets (0 when off). fg_model_forward's *loss
+ * stays the next-token loss (+ MoE aux), comparable with a model without MTP; backward
+ * differentiates loss + mtp_lambda * this. */
+float fg_model_mtp_loss(const fg_model *m);
 
 /* Logits of the last forward: [B,T,Vp]. NULL for a bf16 or fp8 model, which keeps no
  * logits (its head runs in row chunks and saves only the bf16/fp8 gradient of the loss;

@@ -66,6 +66,8 @@ fg_status fg_model_decode_step(fg_model *m, int32_t token, int pos, const float 
     fg_status st = kv_alloc(m);
     if (st != FG_OK)
         return st;
+    if (pos == 0)
+        model_share_refresh(m); /* FFN sharing: weights may have changed since the last sequence */
     model_kv *kv = m->kv;
     int C = c->d_model, NH = c->n_head, HS = m->HS;
     size_t stride_l = (size_t)c->max_seq_len * C;
@@ -237,6 +239,7 @@ static fg_status prefill(fg_model *m, const int32_t *prompt, int n, const float 
         st = prefill_alloc(m);
     if (st != FG_OK)
         return st;
+    model_share_refresh(m); /* FFN sharing: weights may have changed since the last sequence */
     model_kv *kv = m->kv;
     const fg_model_config *c = &m->cfg;
     int C = c->d_model, NH = c->n_head;

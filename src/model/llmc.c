@@ -97,11 +97,13 @@ fg_status fg_model_save_llmc(const fg_model *m, const char *path)
 {
     const fg_model_config *c = &m->cfg;
     if (c->layout != FG_LAYOUT_GPT2 || !c->tie_embeddings || c->d_ff != 4 * c->d_model || c->moe.n_expert > 0 ||
-        c->mla_kv_rank > 0)
+        c->ffn_share != FG_SHARE_NONE || c->mtp_depth > 0 || c->mla_kv_rank > 0)
         return fg_error(FG_ERR_UNSUPPORTED,
-                        "%s: llm.c checkpoints hold only dense gpt2 models with tied embeddings, d_ff = 4C and plain "
-                        "attention (this model: layout %d, tie %d, d_ff %d, C %d, n_expert %d, mla_kv_rank %d)",
-                        path, (int)c->layout, c->tie_embeddings, c->d_ff, c->d_model, c->moe.n_expert, c->mla_kv_rank);
+                        "%s: llm.c checkpoints hold only dense gpt2 models with tied embeddings, d_ff = 4C and no "
+                        "FFN sharing, MTP or MLA (this model: layout %d, tie %d, d_ff %d, C %d, n_expert %d, "
+                        "ffn_share %d, mla_kv_rank %d)",
+                        path, (int)c->layout, c->tie_embeddings, c->d_ff, c->d_model, c->moe.n_expert,
+                        (int)c->ffn_share, c->mla_kv_rank);
     int32_t h[LLMC_HEADER_INTS] = {0};
     h[0] = LLMC_MAGIC;
     h[1] = LLMC_VERSION;

@@ -38,6 +38,10 @@ void fg_model_config_default(fg_model_config *cfg, fg_layout layout)
     cfg->moe.balance_window = 1;
     cfg->moe.balance_alpha = 1e-4f;
     cfg->moe.capacity_factor = 0.0f;
+    cfg->ffn_share_group = 2; /* FFN sharing (share.c): off until ffn_share is set */
+    cfg->ffn_share_alpha = 0.5f;
+    cfg->ffn_share_rank = 8;
+    cfg->mtp_lambda = 0.3f; /* multi-token prediction (mtp.c): off until mtp_depth is set */
 }
 
 fg_status fg_model_config_validate(const fg_model_config *cfg)
@@ -96,6 +100,8 @@ fg_status fg_model_config_validate(const fg_model_config *cfg)
     fg_status st = model_mla_config_validate(cfg); /* mla_kv_rank == 0: plain attention */
     if (st != FG_OK)
         return st;
+    if (model_share_validate(cfg) != FG_OK || model_mtp_validate(cfg) != FG_OK) /* share.c, mtp.c */
+        return FG_ERR_INVALID;
     return fg_moe_model_config_validate(cfg); /* moe.n_expert == 0: dense, else the MoE fields */
 }
 
@@ -204,9 +210,12 @@ static int param_types(const fg_model *m, param_type *t, int cap)
     return n;
 }
 
-/* MoE layers have no dense FFN tensors (their FFN is moe_model.c's). */
+/* MoE layers have no dense FFN tensors (their FFN is moe_model.c's); layers whose FFN
+ * matrices derive from the layer before (share.c) have none of those matrices. */
 static int skip_for_moe(const fg_model *m, const param_type *p, int l)
 {
+    if (p->per_layer && model_share_derived(m, l) && (p->field == LAYER_FIELD(fcw) || p->field == LAYER_FIELD(fcprojw)))
+        return 1;
     return p->per_layer && model_is_moe_layer(m, l) &&
            (p->field == LAYER_FIELD(fcw) || p->field == LAYER_FIELD(fcb) || p->field == LAYER_FIELD(fcprojw) ||
             p->field == LAYER_FIELD(fcprojb));
@@ -222,6 +231,8 @@ static fg_status build_tensor_table(fg_model *m)
         for (int l = 0; l < (types[i].per_layer ? L : 1); l++)
             count += !skip_for_moe(m, &types[i], l);
     count += model_moe_num_tensors(m);
+    count += model_share_num_tensors(m);
+    count += model_mtp_num_tensors(m);
     m->tensors = fg_calloc((size_t)count, sizeof *m->tensors);
     if (!m->tensors)
         return FG_ERR_NOMEM;
@@ -259,10 +270,13 @@ static fg_status build_tensor_table(fg_model *m)
         }
     }
     off = model_moe_add_tensors(m, &ti, off);
+    off = model_share_add_tensors(m, &ti, off);
+    off = model_mtp_add_tensors(m, &ti, off);
     FG_ASSERT(ti == count);
     if (m->cfg.tie_embeddings)
         m->head = m->wte;
     m->n_params = off;
+    m->n_alloc = model_share_place(m, off); /* derived FFN weights after the stored ones */
     return FG_OK;
 }
 
@@ -345,10 +359,10 @@ fg_model *fg_model_new(const fg_model_config *cfg, int B, int T)
     m->la = fg_calloc((size_t)m->cfg.n_layer, sizeof *m->la);
     if (!m->layer || !m->la)
         goto fail;
-    if (build_tensor_table(m) != FG_OK)
+    if (model_mtp_new(m) != FG_OK || build_tensor_table(m) != FG_OK)
         goto fail;
-    m->params = fg_calloc(m->n_params, sizeof(float));
-    m->grads = fg_calloc(m->n_params, sizeof(float));
+    m->params = fg_calloc(m->n_alloc, sizeof(float));
+    m->grads = fg_calloc(m->n_alloc, sizeof(float));
     if (!m->params || !m->grads)
         goto fail;
     m->inputs = fg_calloc(N, sizeof(int32_t));
@@ -383,7 +397,7 @@ fg_model *fg_model_new(const fg_model_config *cfg, int B, int T)
         if (!m->wbf || !m->xbf || !m->dbf)
             goto fail;
     }
-    if (model_qat_init(m) != FG_OK)
+    if (model_qat_init(m) != FG_OK || model_share_init(m) != FG_OK || model_mtp_init(m) != FG_OK)
         goto fail;
     if (model_moe_init(m) != FG_OK || model_lp_init(m) != FG_OK || model_mla_init(m) != FG_OK)
         goto fail;
@@ -403,6 +417,8 @@ void fg_model_delete(fg_model *m)
     model_lp_free(m);
     model_qat_free(m);
     model_int8_free(m);
+    model_share_free(m);
+    model_mtp_free(m);
     fg_free(m->wbf);
     fg_free(m->xbf);
     fg_free(m->dbf);
@@ -475,6 +491,10 @@ size_t fg_model_activation_bytes(const fg_model *m, fg_model_act_bytes *parts)
     model_mla_act_bytes(m, &mla_saved, &mla_scratch);
     b.saved += mla_saved;
     b.scratch += mla_scratch;
+    size_t mtp_saved, mtp_scratch; /* multi-token prediction modules (mtp.c) */
+    model_mtp_act_bytes(m, &mtp_saved, &mtp_scratch);
+    b.saved += mtp_saved;
+    b.scratch += mtp_scratch;
     if (m->moe) { /* MoE caches (fp32 at every precision) and their backward scratch */
         fg_moe_config mc = m->cfg.moe;
         mc.d_model = m->cfg.d_model;
@@ -515,6 +535,7 @@ void fg_model_init_weights(fg_model *m, uint64_t seed)
                 p[j] = (is_resid ? resid_std : 0.02f) * fg_rng_normal(&rng);
         }
     }
+    model_share_init_weights(m);
 }
 
 void fg_model_zero_grad(fg_model *m)
@@ -535,7 +556,10 @@ double fg_model_flops_per_token(const fg_model *m, int T)
     double att = c->mla_kv_rank > 0
                      ? 3.0 * c->n_layer * (double)T * (c->n_head * (m->HS + c->mla_rope_dim) + c->d_model)
                      : 6.0 * c->n_layer * (double)T * c->d_model;
-    return 6.0 * (double)fg_model_num_active_params(m) + att;
+    /* FFN sharing's seed form adds the materialisation of its weights, once per step of
+     * the model's B x T tokens (its derived weights are counted as active) */
+    return 6.0 * (double)fg_model_num_active_params(m) + att +
+           model_share_step_flops(m) / ((double)m->B * (double)m->T) + model_mtp_flops_per_token(m, T);
 }
 
 /* ---- layers ---- */
@@ -659,6 +683,7 @@ static fg_status model_forward(fg_model *m, const int32_t *inputs, const int32_t
         m->fwd_done = st == FG_OK;
         return st;
     }
+    model_share_refresh(m); /* FFN sharing: derived weights from the current params */
     MODEL_PROF(m, OP_EMBED,
                fg_embedding_forward(m->encoded, m->inputs, m->params + m->wte, model_p(m, m->wpe), N, T, C));
     const float *res = m->encoded;
@@ -707,6 +732,9 @@ static fg_status model_forward(fg_model *m, const int32_t *inputs, const int32_t
         l += model_moe_aux_loss(m); /* SEQAUX / SWITCH balance losses (0 otherwise) */
         if (!isfinite(l))
             return fg_error(FG_ERR_NUMERIC, "fg_model_forward: loss is %g", (double)l);
+        fg_status mst = model_mtp_forward(m, B, T); /* multi-token prediction: its own loss (mtp.c) */
+        if (mst != FG_OK)
+            return mst;
         if (loss)
             *loss = l;
     } else if (loss) {
@@ -744,6 +772,7 @@ static fg_status model_backward(fg_model *m, float loss_scale)
             MODEL_PROF(m, OP_XENT, fg_softmax_xent(m->dlogits, m->losses, m->logits, m->targets, N, V, Vp, want));
         m->dlogits_scale = want;
     }
+    model_share_zero_grads(m);
     MODEL_PROF(m, OP_ZERO, memset(m->dln, 0, NC * sizeof(float)));
     MODEL_PROF(
         m, OP_HEAD,
@@ -753,6 +782,7 @@ static fg_status model_backward(fg_model *m, float loss_scale)
     MODEL_PROF(m, OP_NORM,
                model_norm_backward(m, m->dres, model_g(m, m->lnfw), model_g(m, m->lnfb), m->dln, res_last,
                                    model_p(m, m->lnfw), m->lnf_mean, m->lnf_rstd, N));
+    model_mtp_backward(m, loss_scale); /* multi-token prediction: into m->dres, wte / head */
 
     /* m->dres holds d(loss)/d(res3 of layer l); each step below turns it into the
      * gradient of the layer's input, by accumulating both residual branches into it. */
@@ -791,6 +821,7 @@ static fg_status model_backward(fg_model *m, float loss_scale)
         MODEL_PROF(m, OP_NORM,
                    model_norm_backward(m, m->dres, model_g(m, o->ln1w), model_g(m, o->ln1b), m->dln, res,
                                        model_p(m, o->ln1w), a->ln1_mean, a->ln1_rstd, N));
+        model_share_fold(m, l); /* FFN sharing: this layer's FFN grads to U, V, a and its source */
         if (m->grad_hook)
             m->grad_hook(m->grad_hook_ctx, l);
     }

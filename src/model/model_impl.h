@@ -31,6 +31,9 @@ typedef struct model_layer_off {
     size_t mla_q;                              /* [NH*D,C] (rq == 0) */
     size_t mla_kva, mla_kr;                    /* [r,C], [R,C] (R > 0) */
     size_t mla_lnkvw, mla_lnkvb, mla_kvb;      /* [r], [r], [2C,r]: per head h rows k_nope_h, then v_h */
+    /* FFN sharing (share.c), seed form: per shared matrix j, U [n, rows, r] and V [n, cols, r]
+     * (n = experts or 1); alpha [1] when learned */
+    size_t share_u[4], share_v[4], share_alpha;
 } model_layer_off;
 
 /* Scratch of one dense FFN call: its saved activations (training: one per layer;
@@ -168,9 +171,10 @@ struct fg_model {
 
     int n_tensors;
     fg_tensor_info *tensors;
-    size_t n_params;
-    float *params; /* [n_params] */
-    float *grads;  /* [n_params] */
+    size_t n_params; /* stored (trained, checkpointed) parameters */
+    size_t n_alloc;  /* floats in params / grads: n_params, then FFN sharing's materialised weights */
+    float *params;   /* [n_alloc] */
+    float *grads;    /* [n_alloc] */
 
     size_t wte, wpe, lnfw, lnfb, head; /* offsets; head == wte when tied */
     model_layer_off *layer;            /* [L] */
@@ -222,6 +226,8 @@ struct fg_model {
     struct model_qat *qat; /* int8 QAT state (qat.c), NULL when cfg.qat_layers is "" */
     struct model_int8 *i8; /* int8 inference weights (int8.c), NULL until fg_model_int8_load */
     struct model_mla *mla; /* multi-head latent attention (mla.c), NULL when cfg.mla_kv_rank is 0 */
+    float *share_scratch;  /* FFN sharing (share.c): one matrix of the largest shared shape */
+    struct model_mtp *mtp; /* multi-token prediction (mtp.c), NULL when cfg.mtp_depth == 0 */
 
     int prof_on, prof_dir;    /* profiling enabled; 0 forward, 1 backward */
     double prof[2][OP_COUNT]; /* seconds per op since fg_model_profile(m, 1) */
@@ -315,6 +321,39 @@ void model_mla_backward(fg_model *m, int l, float *dx, const float *datty, const
 fg_status model_mla_decode(fg_model *m, int l, float *att, const float *x, int pos);
 /* Saved and scratch bytes of the MLA activations (0 when off). */
 void model_mla_act_bytes(const fg_model *m, size_t *saved, size_t *scratch);
+/* ---- cross-layer FFN sharing (share.c) ---- */
+fg_status model_share_validate(const fg_model_config *cfg);
+/* 1 when layer l's FFN matrices derive from layer l-1's (their stored tensors are absent) */
+bool model_share_derived(const fg_model *m, int l);
+/* 1 for the MoE roles sharing derives (experts' and shared expert's fc / proj) */
+bool model_share_moe_role(int role);
+int model_share_num_tensors(const fg_model *m);
+size_t model_share_add_tensors(fg_model *m, int *ti, size_t off); /* U, V, alpha of derived layers */
+/* After the table: points the derived layers' FFN offsets at the source's (plain) or at
+ * materialised copies from off on (seed); returns the floats to allocate. */
+size_t model_share_place(fg_model *m, size_t off);
+fg_status model_share_init(fg_model *m); /* scratch; after params are allocated */
+void model_share_free(fg_model *m);
+void model_share_init_weights(fg_model *m);          /* after the generic init: alpha, U V^T scale */
+void model_share_refresh(fg_model *m);               /* materialises the derived weights from params */
+void model_share_zero_grads(fg_model *m);            /* at the start of a backward */
+void model_share_fold(fg_model *m, int l);           /* after layer l's backward: its FFN grads to U, V, a, source */
+size_t model_share_extra_weights(const fg_model *m); /* weights used per token minus stored, all experts */
+double model_share_step_flops(const fg_model *m);    /* materialise + fold, one training step */
+
+/* ---- multi-token prediction (mtp.c) ---- */
+fg_status model_mtp_validate(const fg_model_config *cfg);
+fg_status model_mtp_new(fg_model *m); /* before the tensor table: the modules' offsets */
+int model_mtp_num_tensors(const fg_model *m);
+size_t model_mtp_add_tensors(fg_model *m, int *ti, size_t off);
+fg_status model_mtp_init(fg_model *m); /* after the table: activations for (B, T) */
+void model_mtp_free(fg_model *m);
+/* After the main forward with targets: the D modules on the last layer's output. */
+fg_status model_mtp_forward(fg_model *m, int B, int T);
+/* After the final norm's backward: adds the modules' gradient to m->dres and wte/head. */
+void model_mtp_backward(fg_model *m, float loss_scale);
+void model_mtp_act_bytes(const fg_model *m, size_t *saved, size_t *scratch);
+double model_mtp_flops_per_token(const fg_model *m, int T); /* extra head and attention */
 
 /* Frees the generation state (model.c calls it from fg_model_delete). */
 void model_kv_free(fg_model *m);

@@ -32,13 +32,14 @@ int model_moe_num_tensors(const fg_model *m)
     if (m->cfg.moe.n_expert <= 0)
         return 0;
     const fg_moe_config *mc = &m->cfg.moe;
-    int per_layer = 0;
-    for (int r = 0; r < FG_MOE_N_ROLES; r++) {
-        int nd, sh[4];
-        fg_moe_role_shape(mc, (fg_moe_role)r, &nd, sh);
-        per_layer += nd > 0;
-    }
-    return per_layer * n_moe_layers(m);
+    int n = 0;
+    for (int l = 0; l < m->cfg.n_layer; l++)
+        for (int r = 0; r < FG_MOE_N_ROLES && model_is_moe_layer(m, l); r++) {
+            int nd, sh[4];
+            fg_moe_role_shape(mc, (fg_moe_role)r, &nd, sh);
+            n += nd > 0 && !(model_share_derived(m, l) && model_share_moe_role(r)); /* share.c derives it */
+        }
+    return n;
 }
 
 size_t model_moe_add_tensors(fg_model *m, int *ti, size_t off)
@@ -52,8 +53,8 @@ size_t model_moe_add_tensors(fg_model *m, int *ti, size_t off)
         for (int r = 0; r < FG_MOE_N_ROLES; r++) {
             int nd, sh[4] = {0, 0, 0, 0};
             fg_moe_role_shape(mc, (fg_moe_role)r, &nd, sh);
-            if (nd == 0)
-                continue;
+            if (nd == 0 || (model_share_derived(m, l) && model_share_moe_role(r)))
+                continue; /* absent, or derived from layer l-1 (share.c) */
             fg_tensor_info *t = &m->tensors[(*ti)++];
             snprintf(t->name, sizeof t->name, "h.%d.%s", l, role_names[r]);
             t->offset = off;
@@ -180,14 +181,16 @@ float model_moe_aux_loss(const fg_model *m)
 size_t fg_model_num_active_params(const fg_model *m)
 {
     const fg_model_config *c = &m->cfg;
+    /* FFN sharing: a token multiplies by the derived weights, not by the stored U, V, a */
+    size_t n = m->n_params + model_share_extra_weights(m);
     if (c->moe.n_expert <= 0)
-        return m->n_params; /* dense: every parameter is used for every token */
+        return n; /* dense: every parameter is used for every token */
     /* per MoE layer, E - K routed experts sit idle for a token; the frozen bias and
      * load history are state, not parameters a token uses */
     size_t expert = 3 * (size_t)c->d_model * (size_t)c->moe.d_expert;
     size_t state = (size_t)c->moe.n_expert * (size_t)(c->moe.balance_window + 1) + 1;
     size_t idle = (size_t)(c->moe.n_expert - c->moe.n_expert_active) * expert + state;
-    return m->n_params - (size_t)n_moe_layers(m) * idle;
+    return n - (size_t)n_moe_layers(m) * idle;
 }
 
 void fg_model_post_step(fg_model *m)

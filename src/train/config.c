@@ -23,10 +23,11 @@ static const char *const precision_names[] = {"fp32", "bf16", "fp8", NULL};
 static const char *const fp8_format_names[] = {"e4m3", "hybrid", NULL};
 static const char *const moments_names[] = {"fp32", "bf16", NULL}; /* fg_adam_moments order */
 static const char *const qat_act_names[] = {"token", "tensor", NULL};
+static const char *const ffn_share_names[] = {"none", "plain", "seed", NULL}; /* fg_ffn_share order */
 
 _Static_assert(sizeof(fg_layout) == sizeof(int) && sizeof(fg_balance) == sizeof(int) &&
                    sizeof(fg_moe_par) == sizeof(int) && sizeof(fg_precision) == sizeof(int) &&
-                   sizeof(fg_fp8_recipe) == sizeof(int),
+                   sizeof(fg_fp8_recipe) == sizeof(int) && sizeof(fg_ffn_share) == sizeof(int),
                "enums are stored as int");
 
 /* A layout brings its own tying default; the other model fields stay. */
@@ -71,6 +72,20 @@ static const fg_opt opts[] = {
      .help = "MLA: latent width d_c' of the queries; 0 = full-rank queries"},
     {"mla_rope_dim", FG_OPT_INT, F(model.mla_rope_dim), 0, 4096,
      .help = "MLA: decoupled RoPE key size d_h^R, shared by the heads (llama; even); 0 = head size / 2 (gpt2: 0)"},
+    /* cross-layer FFN sharing (src/model/share.c, docs/MODEL.md) */
+    {"ffn_share", FG_OPT_ENUM, F(model.ffn_share), .choices = ffn_share_names,
+     .help = "FFN sharing in groups of consecutive layers: none; plain (ALBERT, one FFN per group); seed "
+             "(W_l = a W_{l-1} + (1-a) U_l V_l^T, rank ffn_share_rank)"},
+    {"ffn_share_group", FG_OPT_INT, F(model.ffn_share_group), 1, 4096,
+     .help = "G consecutive layers of one kind (dense / MoE) per sharing group"},
+    {"ffn_share_alpha", FG_OPT_FLOAT, F(model.ffn_share_alpha), 0, 1, .help = "seed: a (start value when learned)"},
+    {"ffn_share_learn_alpha", FG_OPT_BOOL, F(model.ffn_share_learn_alpha),
+     .help = "seed: a is a trained parameter per derived layer"},
+    {"ffn_share_rank", FG_OPT_INT, F(model.ffn_share_rank), 1, 4096, .help = "seed: rank r of the new component"},
+    /* multi-token prediction (src/model/mtp.c, docs/MODEL.md) */
+    {"mtp_depth", FG_OPT_INT, F(model.mtp_depth), 0, 16,
+     .help = "multi-token prediction modules D (DeepSeek-V3; training only); 0 = off"},
+    {"mtp_lambda", FG_OPT_FLOAT, F(model.mtp_lambda), 0, 1e3, .help = "weight of the MTP modules' mean loss"},
     /* MoE: the flat keys are the fields of fg_moe_config, embedded as model.moe */
     {"n_expert", FG_OPT_INT, F(model.moe.n_expert), 0, 4096, .help = "routed experts per MoE layer; 0 = dense"},
     {"n_expert_active", FG_OPT_INT, F(model.moe.n_expert_active), 0, FG_MOE_MAX_K,
