@@ -1,7 +1,8 @@
 /* test_model_mla.c: multi-head latent attention (src/model/mla.c) in whole tiny models
  * against the PyTorch twin (tools/gen_mla_fixtures.py: logits, loss, every gradient; llama
- * and gpt2, dense and MoE), central finite differences, decoding from the compressed
- * cache (absorbed form) against the full forward, KV-cache bytes and config errors. */
+ * and gpt2, dense and MoE), central finite differences (also with FFN sharing and MTP on), decoding
+ * from the compressed cache (absorbed form) against the full forward, KV-cache bytes and
+ * config errors. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -107,12 +108,22 @@ static void check_fixture(const char *name)
 
 /* ---- finite differences ---- */
 
-static fg_model *mla_model(fg_layout layout, int V, int maxT, int L, int NH, int C, int r, int rq, int R, int B, int T)
+/* levers: MLA together with the other two (seed-form FFN sharing, one MTP module) */
+static void all_levers(fg_model_config *cfg)
+{
+    cfg->ffn_share = FG_SHARE_SEED, cfg->ffn_share_group = 2, cfg->ffn_share_rank = 4;
+    cfg->mtp_depth = 1, cfg->mtp_lambda = 0.3f;
+}
+
+static fg_model *mla_model(fg_layout layout, int V, int maxT, int L, int NH, int C, int r, int rq, int R, int B, int T,
+                           int levers)
 {
     fg_model_config cfg;
     fg_model_config_default(&cfg, layout);
     cfg.vocab_size = V, cfg.max_seq_len = maxT, cfg.n_layer = L, cfg.n_head = NH, cfg.d_model = C;
     cfg.mla_kv_rank = r, cfg.mla_q_rank = rq, cfg.mla_rope_dim = R;
+    if (levers)
+        all_levers(&cfg);
     fg_model *m = fg_model_new(&cfg, B, T);
     FG_CHECK(m != NULL, "fg_model_new: %s", fg_last_error());
     return m;
@@ -121,11 +132,11 @@ static fg_model *mla_model(fg_layout layout, int V, int maxT, int L, int NH, int
 /* Central differences of the fp32 loss at three entries of every MLA tensor (the
  * largest gradient and two random ones): h = 1e-2 on weights ~0.1 and the tolerance
  * 2e-2 |g| + 1e-4 of test_model.c (truncation and rounding both far below it). */
-static void test_finite_diff(fg_layout layout, int rq)
+static void test_finite_diff(fg_layout layout, int rq, int levers)
 {
-    const char *nm = layout == FG_LAYOUT_GPT2 ? "gpt2" : "llama";
+    const char *nm = layout == FG_LAYOUT_GPT2 ? (levers ? "gpt2+levers" : "gpt2") : (levers ? "llama+levers" : "llama");
     int B = 2, T = 5, V = 23;
-    fg_model *m = mla_model(layout, V, 8, 2, 2, 16, 6, rq, layout == FG_LAYOUT_LLAMA ? 4 : 0, B, T);
+    fg_model *m = mla_model(layout, V, 8, 2, 2, 16, 6, rq, layout == FG_LAYOUT_LLAMA ? 4 : 0, B, T, levers);
     if (!m)
         return;
     fg_test_hash_weights(m, 7);
@@ -153,10 +164,14 @@ static void test_finite_diff(fg_layout layout, int rq)
         for (int k = 0; k < 3; k++) {
             size_t at = t->offset + pick[k];
             float save = p[at], h = 1e-2f;
+            /* backward differentiates loss + mtp_lambda * the MTP modules' loss */
+            float lam = levers ? fg_model_get_config(m)->mtp_lambda : 0.0f;
             p[at] = save + h;
             fg_model_forward(m, in, tg, B, T, &lp);
+            lp += lam * fg_model_mtp_loss(m);
             p[at] = save - h;
             fg_model_forward(m, in, tg, B, T, &lm);
+            lm += lam * fg_model_mtp_loss(m);
             p[at] = save;
             double fd = ((double)lp - (double)lm) / (2.0 * h);
             checked++;
@@ -182,7 +197,7 @@ static int argmax(const float *x, int n)
     return b;
 }
 
-static void test_decode(fg_layout layout, int rq, int n_expert)
+static void test_decode(fg_layout layout, int rq, int n_expert, int levers)
 {
     const char *nm = layout == FG_LAYOUT_GPT2 ? "gpt2" : "llama";
     int T = 12, V = 70;
@@ -194,6 +209,8 @@ static void test_decode(fg_layout layout, int rq, int n_expert)
         cfg.moe.n_expert = n_expert, cfg.moe.n_expert_active = 2, cfg.moe.d_expert = 16;
         cfg.moe.n_shared_expert = 1, cfg.moe.n_dense_layers = 1;
     }
+    if (levers) /* MTP is training only and sharing changes only the FFN weights: same cache */
+        all_levers(&cfg);
     fg_model *m = fg_model_new(&cfg, 2, T);
     FG_CHECK(m != NULL, "decode %s: fg_model_new: %s", nm, fg_last_error());
     if (!m)
@@ -295,15 +312,18 @@ int main(void)
     check_fixture("gpt2");
     check_fixture("llama_moe");
     check_fixture("gpt2_moe");
-    test_finite_diff(FG_LAYOUT_LLAMA, 8);
-    test_finite_diff(FG_LAYOUT_LLAMA, 0);
-    test_finite_diff(FG_LAYOUT_GPT2, 8);
-    test_finite_diff(FG_LAYOUT_GPT2, 0);
-    test_decode(FG_LAYOUT_LLAMA, 12, 0);
-    test_decode(FG_LAYOUT_LLAMA, 0, 0);
-    test_decode(FG_LAYOUT_GPT2, 0, 0);
-    test_decode(FG_LAYOUT_GPT2, 12, 0);
-    test_decode(FG_LAYOUT_LLAMA, 12, 4);
+    test_finite_diff(FG_LAYOUT_LLAMA, 8, 0);
+    test_finite_diff(FG_LAYOUT_LLAMA, 0, 0);
+    test_finite_diff(FG_LAYOUT_GPT2, 8, 0);
+    test_finite_diff(FG_LAYOUT_GPT2, 0, 0);
+    test_finite_diff(FG_LAYOUT_LLAMA, 8, 1);
+    test_finite_diff(FG_LAYOUT_GPT2, 0, 1);
+    test_decode(FG_LAYOUT_LLAMA, 12, 0, 0);
+    test_decode(FG_LAYOUT_LLAMA, 0, 0, 0);
+    test_decode(FG_LAYOUT_GPT2, 0, 0, 0);
+    test_decode(FG_LAYOUT_GPT2, 12, 0, 0);
+    test_decode(FG_LAYOUT_LLAMA, 12, 4, 0);
+    test_decode(FG_LAYOUT_LLAMA, 12, 4, 1);
     test_kv_bytes();
     test_config();
     return fg_test_end();
