@@ -16,6 +16,7 @@
 #           by the discriminator against the small set itself (--real: the only real text
 #           this regime owns; the validation text is never shown to the discriminator),
 #           mixed at --synth-ratio (--ratio) of the training tokens
+#   unfilt  the control: the same samples, every one kept (--threshold 0), same ratio
 # Each training file is TRAIN + VAL with val_frac set so that the trainer's own held-out
 # tail is exactly VAL (keep_best picks best/ on it); the reported loss is `frugal sample
 # --eval VAL` of best/ (every window of VAL).
@@ -90,12 +91,18 @@ for s in $seeds; do
   acc=$(sed -n 's/.*"discriminator_accuracy": \([0-9.]*\).*/\1/p' "$out/kept_s$s.txt.json")
   nkept=$(sed -n 's/.*"kept": \([0-9]*\),.*/\1/p' "$out/kept_s$s.txt.json")
   l_syn=$(train "synth_s$s" "$s" "$out/small.txt" "$vf_small" --synth-path "$out/kept_s$s.txt" --synth-ratio "$ratio")
-  rows+=("| $s | $l_full | $l_small | $l_syn | $kept ($nkept of $samples) | $pass | $acc |")
-  echo "synth_eval: seed $s: full $l_full, small $l_small, small+synth $l_syn (kept $kept, real passing $pass)"
+  # the control: the same samples unfiltered (threshold 0 keeps every one)
+  "$F" synth --run "$out/small_s$s" --ckpt "$out/small_s$s/best" --out "$out/all_s$s.txt" --real "$out/train_small.txt" \
+    --n-samples "$samples" --n $((T - 1)) --seed "$s" --threshold 0 > "$out/gen_all_s$s.log" 2>&1 ||
+    { echo "synth_eval: synth failed: $(tail -3 "$out/gen_all_s$s.log")" >&2; exit 1; }
+  l_all=$(train "unfilt_s$s" "$s" "$out/small.txt" "$vf_small" --synth-path "$out/all_s$s.txt" --synth-ratio "$ratio")
+  rows+=("| $s | $l_full | $l_small | $l_syn | $l_all | $kept ($nkept of $samples) | $pass | $acc |")
+  echo "synth_eval: seed $s: full $l_full, small $l_small, small+synth $l_syn, small+unfiltered $l_all" \
+       "(kept $kept, real passing $pass)"
 done
 {
-  echo "| seed | 100% real | ${frac} real | ${frac} real + synthetic (ratio $ratio) | kept fraction | real text passing | discriminator accuracy |"
-  echo "|---|---|---|---|---|---|---|"
+  echo "| seed | 100% real | ${frac} real | ${frac} real + filtered synthetic (ratio $ratio) | ${frac} real + unfiltered synthetic | kept fraction | real text passing | discriminator accuracy |"
+  echo "|---|---|---|---|---|---|---|---|"
   printf '%s\n' "${rows[@]}"
 } > "$out/synth_eval.md"
 echo
