@@ -26,9 +26,14 @@
 #   bf16      --precision bf16 (bf16 GEMMs and saved activations, fp32 master weights)
 #   async     --ckpt-async 1 (every row checkpoints every ckpt_every steps; the baseline
 #             and the other rows write synchronously)
-#   sharing, adaptive, augment: used when `frugal train --help` offers their option
-#             (--share-ffn, --adaptive-batch, --augment); their flags can be replaced with
-#             COST_FLAGS_SHARING, COST_FLAGS_ADAPTIVE, COST_FLAGS_AUGMENT.
+#   sharing   --ffn-share seed --ffn-share-group 2 --ffn-share-rank 16 (learned a)
+#   mla       --mla-kv-rank C/4 (multi-head latent attention; KV cache, not compute)
+#   adaptive  --batch-rule loss_var --batch-accum-max 4 (the batch grows by accumulation)
+#   augment   --aug 1 (loss-driven augmentation of hard windows)
+#   Each is used when `frugal train --help` offers its option; the flags can be replaced
+#   with COST_FLAGS_SHARING, COST_FLAGS_MLA, COST_FLAGS_ADAPTIVE, COST_FLAGS_AUGMENT.
+#   sharing and mla run at fp32 only, so the recipe leaves them out when bf16 is in it
+#   (bf16 is the one that saves compute; the script says so when it drops them).
 #
 # CPU-seconds to the target: the run's process CPU time (user + system, bash `time`)
 # times the share of its training seconds (sum of step_s in metrics.jsonl) spent up to
@@ -91,22 +96,30 @@ common="--data $out/data.txt --tokenizer byte --layout gpt2 --n-layer $L --d-mod
 
 # ---- the levers that have landed: each a name and its flags ----
 help=$("$F" train --help 2>&1)
-has() { printf '%s\n' "$help" | grep -q -- "^  $1 "; }
+has() { case $help in *"  $1 "*) return 0 ;; esac; return 1; } # no pipe: grep -q could SIGPIPE it under pipefail
 declare -A flags
 order=()
 add() { flags[$1]=$2; order+=("$1"); }
 has --n-expert && add moe "--n-expert 8 --n-expert-active 1 --n-shared-expert 1 --d-expert $(((4 * C / 3 + 7) / 8 * 8)) --balance bias --balance-gamma 0.01"
 has --precision && add bf16 "--precision bf16"
 has --ckpt-async && add async "--ckpt-async 1"
-has --share-ffn && add sharing "${COST_FLAGS_SHARING:---share-ffn 1}"
-has --adaptive-batch && add adaptive "${COST_FLAGS_ADAPTIVE:---adaptive-batch 1}"
-has --augment && add augment "${COST_FLAGS_AUGMENT:---augment 1}"
+has --ffn-share && add sharing "${COST_FLAGS_SHARING:---ffn-share seed --ffn-share-group 2 --ffn-share-rank 16 --ffn-share-learn-alpha true}"
+has --mla-kv-rank && add mla "${COST_FLAGS_MLA:---mla-kv-rank $((C / 4))}"
+has --batch-rule && add adaptive "${COST_FLAGS_ADAPTIVE:---batch-rule loss_var --batch-accum-max 4}"
+has --aug && add augment "${COST_FLAGS_AUGMENT:---aug 1}"
 if [ -n "$levers" ]; then
   for l in $levers; do [ -n "${flags[$l]+x}" ] || { echo "cost.sh: lever '$l' is not offered (have: ${order[*]})" >&2; exit 2; }; done
   read -r -a order <<< "$levers"
 fi
 recipe=""
-for l in "${order[@]}"; do recipe="$recipe ${flags[$l]}"; done
+in_order() { local l; for l in "${order[@]}"; do [ "$l" = "$1" ] && return 0; done; return 1; }
+for l in "${order[@]}"; do
+  if in_order bf16 && { [ "$l" = sharing ] || [ "$l" = mla ]; }; then
+    echo "cost.sh: recipe without '$l' (fp32 only; the recipe runs bf16)" >&2
+    continue
+  fi
+  recipe="$recipe ${flags[$l]}"
+done
 
 # ---- one row: train and time it; then read the crossing out of its metrics.jsonl ----
 train_row() { # NAME FLAGS...
