@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # levers_train.sh: issue 17's must-show 2 for two training-loop levers, on small models
 # (byte tokenizer, tinyshakespeare), each arm with 2 seeds:
-#  (a) adaptive batch (llama L1 C32 NH2, T=32, B=4, 1 thread, 600 steps): fixed grad_accum 1, 2, 4 (LR x sqrt(accum), the rule the adaptive
+#  (a) adaptive batch (llama L1 C32 NH2, T=32, B=4, 1 thread, 300 steps): fixed grad_accum 1, 2, 4 (LR x sqrt(accum), the rule the adaptive
 #      arms use) against batch_rule loss_var and gns (from accum 2, up to 8). The target is
 #      the baseline's (fixed accum 2) last validation loss; each run reports the steps and
 #      training tokens at its first validation at or below it ("-": not reached).
@@ -13,7 +13,7 @@
 #
 # Usage: bench/levers_train.sh [--frugal build/frugal] [--data ../shared/data/tinyshakespeare.txt]
 #                              [--out /tmp/levers] [--seeds "1 2"] [--only adaptive|aug]
-#                              [--steps-a 600] [--steps-b 600]
+#                              [--steps-a 300] [--steps-b 600]
 # (the two parts, or the seeds, may run as separate invocations side by side: --only, --seeds)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -22,7 +22,7 @@ data="$root/../shared/data/tinyshakespeare.txt"
 out=/tmp/levers
 seeds="1 2"
 only=""
-steps_a=600
+steps_a=300
 steps_b=600
 while [ $# -gt 0 ]; do
   case "$1" in
