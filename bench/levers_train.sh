@@ -1,35 +1,34 @@
 #!/usr/bin/env bash
-# levers_train.sh: issue 17's must-show 2 for two training-loop levers, on a small model
-# (llama L2 C64 NH4, T=64, B=8, byte tokenizer) and tinyshakespeare, each arm with 2 seeds:
-#  (a) adaptive batch: fixed grad_accum 1, 2, 4 (LR x sqrt(accum), the rule the adaptive
+# levers_train.sh: issue 17's must-show 2 for two training-loop levers, on small models
+# (byte tokenizer, tinyshakespeare), each arm with 2 seeds:
+#  (a) adaptive batch (llama L1 C32 NH2, T=32, B=4, 1 thread, 300 steps): fixed grad_accum 1, 2, 4 (LR x sqrt(accum), the rule the adaptive
 #      arms use) against batch_rule loss_var and gns (from accum 2, up to 8). The target is
 #      the baseline's (fixed accum 2) last validation loss; each run reports the steps and
 #      training tokens at its first validation at or below it ("-": not reached).
-#  (b) augmentation: 10% of the training text (the first tenth of the 90% train part),
+#  (b) augmentation (llama L2 C64 NH4, T=64, B=8, 600 steps): 10% of the training text (the first tenth of the 90% train part),
 #      validated on the usual last 10% of the file; with and without --aug; the last and
 #      best validation loss.
 # Losses only: the runs share the machine, so their seconds mean nothing here (bench/
 # cost.sh times the recipe). Run at nice 10 by default.
 #
 # Usage: bench/levers_train.sh [--frugal build/frugal] [--data ../shared/data/tinyshakespeare.txt]
-#                              [--out /tmp/levers] [--threads 2] [--seeds "1 2"] [--only adaptive|aug]
-#                              [--steps-a 200] [--steps-b 600]
+#                              [--out /tmp/levers] [--seeds "1 2"] [--only adaptive|aug]
+#                              [--steps-a 300] [--steps-b 600]
+# (the two parts, or the seeds, may run as separate invocations side by side: --only, --seeds)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 frugal="$root/build/frugal"
 data="$root/../shared/data/tinyshakespeare.txt"
 out=/tmp/levers
-threads=2
 seeds="1 2"
 only=""
-steps_a=200
+steps_a=300
 steps_b=600
 while [ $# -gt 0 ]; do
   case "$1" in
     --frugal) frugal=$2; shift 2 ;;
     --data) data=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
-    --threads) threads=$2; shift 2 ;;
     --seeds) seeds=$2; shift 2 ;;
     --only) only=$2; shift 2 ;;
     --steps-a) steps_a=$2; shift 2 ;;
@@ -40,7 +39,7 @@ done
 [ -x "$frugal" ] || { echo "levers_train.sh: $frugal not built" >&2; exit 1; }
 [ -f "$data" ] || { echo "levers_train.sh: $data not found (../shared/data)" >&2; exit 1; }
 mkdir -p "$out"
-model="--n-layer 2 --d-model 64 --n-head 4 --seq-len 64 --batch-size 8 --threads $threads --overwrite"
+model="--n-layer 1 --d-model 32 --n-head 2 --seq-len 32 --batch-size 4 --threads 1 --overwrite" # (a)
 
 train() { # out_dir args...
   local dir=$1; shift
@@ -58,7 +57,7 @@ reach() {
 final_accum() { jq -r 'select(.accum != null) | .accum' "$1/metrics.jsonl" | tail -1; }
 
 if [ -z "$only" ] || [ "$only" = adaptive ]; then
-  echo "== (a) adaptive batch: $steps_a steps, B=8 T=64, lr 2e-3 x sqrt(accum / 2) ; val every 10 steps =="
+  echo "== (a) adaptive batch: L1 C32 T32, $steps_a steps, B=4, lr 2e-3 x sqrt(accum / 2) ; val every 10 steps =="
   common="--data $data --max-steps $steps_a --warmup-steps 20 --val-every 10 --val-batches 8 --lr 2e-3 --min-lr 2e-4"
   printf "%-6s %-22s %10s %14s %14s %12s\n" seed arm val_last steps_to_tgt tokens_to_tgt accum_end
   for s in $seeds; do
@@ -85,7 +84,8 @@ if [ -z "$only" ] || [ "$only" = adaptive ]; then
 fi
 
 if [ -z "$only" ] || [ "$only" = aug ]; then
-  echo "== (b) augmentation: 10% of the training text, $steps_b steps, B=8 T=64 =="
+  echo "== (b) augmentation: L2 C64 T64, 10% of the training text, $steps_b steps, B=8 =="
+  model="--n-layer 2 --d-model 64 --n-head 4 --seq-len 64 --batch-size 8 --threads 2 --overwrite"
   # first tenth of the train part (90% of the bytes, cut at a line end) + the usual val tail
   n=$(wc -c < "$data")
   cut=$((n * 9 / 10))

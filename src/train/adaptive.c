@@ -15,7 +15,9 @@ void fg_adapt_init(fg_adapt *a, const fg_train_config *c)
     a->lr_scaling = c->batch_lr_scaling;
     a->rows = c->batch_size;
     a->accum0 = a->accum = c->grad_accum;
-    a->accum_max = c->batch_accum_max > c->grad_accum ? c->batch_accum_max : c->grad_accum;
+    /* fixed: no room beyond grad_accum (the trainer sizes its token buffers by this) */
+    a->accum_max =
+        c->batch_rule != FG_BATCH_FIXED && c->batch_accum_max > c->grad_accum ? c->batch_accum_max : c->grad_accum;
     a->check_every = c->batch_check_every < 1                     ? 1
                      : c->batch_check_every > FG_ADAPT_WINDOW_MAX ? FG_ADAPT_WINDOW_MAX
                                                                   : c->batch_check_every;
