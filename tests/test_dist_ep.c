@@ -10,43 +10,15 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "dist_util.h"
 #include "frugal/ckpt.h"
 #include "frugal/dist.h"
 #include "harness.h"
 
-#define MAX_STEPS 4096
-#define MPIRUN                                                                                                         \
-    "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1 "                   \
-    "ASAN_OPTIONS=detect_leaks=0 timeout 300 mpirun --oversubscribe"
+#define MPIRUN DIST_MPIRUN
 
 static char bin[1024], data[4096];
 static char out[65536];
-
-typedef struct curve {
-    double loss[MAX_STEPS + 1];
-    char seen[MAX_STEPS + 1];
-} curve;
-
-/* step -> loss from metrics.jsonl; a step logged twice (a resumed run) keeps the later */
-static bool read_curve(const char *run, curve *c)
-{
-    char path[1200], line[2048];
-    memset(c, 0, sizeof *c);
-    snprintf(path, sizeof path, "%s/metrics.jsonl", run);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return false;
-    while (fgets(line, sizeof line, f)) {
-        long step;
-        double loss;
-        if (sscanf(line, "{\"step\": %ld, \"loss\": %lf", &step, &loss) != 2 || step < 1 || step > MAX_STEPS)
-            continue;
-        c->loss[step] = loss;
-        c->seen[step] = 1;
-    }
-    fclose(f);
-    return true;
-}
 
 /* np 0: one process, no launcher; else mpirun -np dp*ep */
 static int train(int dp, int ep, const char *args)
@@ -57,58 +29,6 @@ static int train(int dp, int ep, const char *args)
     else
         snprintf(cmd, sizeof cmd, MPIRUN " -np %d '%s' train --dp %d --ep %d %s", dp * ep, bin, dp, ep, args);
     return fg_test_run(cmd, out, sizeof out);
-}
-
-static void check_losses(const char *what, const char *ref_dir, const char *dir, int from, int to)
-{
-    static curve a, b;
-    FG_CHECK(read_curve(ref_dir, &a) && read_curve(dir, &b), "%s: metrics", what);
-    int missing = 0, worst_step = 0;
-    double worst = 0;
-    for (int s = from; s <= to; s++) {
-        if (!a.seen[s] || !b.seen[s]) {
-            missing++;
-            continue;
-        }
-        double e = fabs(a.loss[s] - b.loss[s]) / fabs(a.loss[s]);
-        if (e > worst)
-            worst = e, worst_step = s;
-    }
-    FG_CHECK(missing == 0, "%s: %d of steps %d..%d missing", what, missing, from, to);
-    FG_CHECK(worst <= 1e-5, "%s: loss relative error %.3g at step %d (want <= 1e-5)", what, worst, worst_step);
-}
-
-/* Final params against the reference: max |a - b| <= 1e-6 max(1, |b|). */
-static void check_params(const char *what, const char *ref_dir, const char *dir)
-{
-    char pa[1200], pb[1200];
-    char **la = NULL, **lb = NULL;
-    int na = 0, nb = 0;
-    snprintf(pa, sizeof pa, "%s/final", ref_dir);
-    snprintf(pb, sizeof pb, "%s/final", dir);
-    bool ok = fg_ckpt_list(pa, &la, &na) == FG_OK && fg_ckpt_list(pb, &lb, &nb) == FG_OK && na > 0 && nb > 0;
-    FG_CHECK(ok, "%s: final checkpoints in %s and %s", what, pa, pb);
-    if (ok) {
-        void *da = NULL, *db = NULL;
-        size_t sa = 0, sb = 0;
-        ok = fg_ckpt_read_tensor(la[na - 1], "params", &da, &sa) == FG_OK &&
-             fg_ckpt_read_tensor(lb[nb - 1], "params", &db, &sb) == FG_OK && sa == sb;
-        FG_CHECK(ok, "%s: params readable, same size", what);
-        if (ok) {
-            const float *x = da, *y = db;
-            double worst = 0;
-            for (size_t i = 0; i < sa / 4; i++) {
-                double e = fabs((double)x[i] - y[i]) / fmax(1.0, fabs((double)x[i]));
-                if (e > worst)
-                    worst = e;
-            }
-            FG_CHECK(worst <= 1e-6, "%s: params differ by %.3g (want <= 1e-6)", what, worst);
-        }
-        fg_free(da);
-        fg_free(db);
-    }
-    fg_ckpt_list_free(la, na);
-    fg_ckpt_list_free(lb, nb);
 }
 
 /* bytes per step of the expert all-to-alls, from the cost summary; -1 when absent */
@@ -148,8 +68,8 @@ static void test_equivalence(const char *layout)
         if (rc != 0)
             continue;
         FG_CHECK(ep_bytes(out) > 0, "%s: the expert all-to-alls moved bytes:\n%s", what, out);
-        check_losses(what, ref, dir, 1, 20);
-        check_params(what, ref, dir);
+        dist_check_losses(what, ref, dir, 1, 20);
+        dist_check_params(what, ref, dir);
     }
 }
 
@@ -167,13 +87,13 @@ static void test_resume(void)
         snprintf(what, sizeof what, "ep=%d first half", from[i]);
         int rc = train(1, from[i], args);
         FG_CHECK(rc == 0, "%s: %s", what, out);
-        check_losses(what, ref, src, 1, 10);
+        dist_check_losses(what, ref, src, 1, 10);
         snprintf(args, sizeof args, "%s %s --max-steps 20 --resume --out '%s'", data, model, src);
         rc = train(1, to[i], args);
         snprintf(what, sizeof what, "ep=%d checkpoint resumed at ep=%d", from[i], to[i]);
         FG_CHECK(rc == 0 && strstr(out, "resumed from"), "%s: exit %d: %s", what, rc, out);
-        check_losses(what, ref, src, 11, 20);
-        check_params(what, ref, src);
+        dist_check_losses(what, ref, src, 11, 20);
+        dist_check_params(what, ref, src);
     }
 }
 
@@ -190,8 +110,8 @@ static void test_node_limited(void)
     FG_CHECK(train(1, 1, args) == 0, "node-limited routing, one process: %s", out);
     snprintf(args, sizeof args, "%s %s --max-steps 20 --out '%s'", data, m2, dir);
     FG_CHECK(train(1, 4, args) == 0, "node-limited routing, ep=4: %s", out);
-    check_losses("node-limited routing ep=4", ref, dir, 1, 20);
-    check_params("node-limited routing ep=4", ref, dir);
+    dist_check_losses("node-limited routing ep=4", ref, dir, 1, 20);
+    dist_check_params("node-limited routing ep=4", ref, dir);
 }
 
 /* Experts re-placed by their load at every checkpoint boundary (each 4 steps): the
@@ -216,8 +136,8 @@ static void test_replacement(void)
     FG_CHECK(rc == 0, "ep=4 with re-placement: %s", out);
     int moved = moved_total(out);
     FG_CHECK(moved > 0, "experts moved at the checkpoint boundaries (%d):\n%s", moved, out);
-    check_losses("ep=4 re-placed every 4 steps", ref, dir, 1, 20);
-    check_params("ep=4 re-placed every 4 steps", ref, dir);
+    dist_check_losses("ep=4 re-placed every 4 steps", ref, dir, 1, 20);
+    dist_check_params("ep=4 re-placed every 4 steps", ref, dir);
     /* the spill only ever lowers the busiest rank's rows: as run <= placement alone */
     char path[1200], line[2048];
     snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
@@ -237,8 +157,8 @@ static void test_replacement(void)
     snprintf(dir, sizeof dir, "%s/replaced_nospill_ep4", fg_test_tmpdir());
     snprintf(args, sizeof args, "%s %s --max-steps 20 --ckpt-every 4 --ep-spill 0 --out '%s'", data, model, dir);
     FG_CHECK(train(1, 4, args) == 0, "ep=4 without spill: %s", out);
-    check_losses("ep=4 without spill", ref, dir, 1, 20);
-    check_params("ep=4 without spill", ref, dir);
+    dist_check_losses("ep=4 without spill", ref, dir, 1, 20);
+    dist_check_params("ep=4 without spill", ref, dir);
 }
 
 /* What --ep refuses, with a message naming the setting. */

@@ -10,43 +10,15 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "dist_util.h"
 #include "frugal/ckpt.h"
 #include "frugal/dist.h"
 #include "harness.h"
 
-#define MAX_STEPS 64
-#define MPIRUN                                                                                                         \
-    "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1 "                   \
-    "ASAN_OPTIONS=detect_leaks=0 timeout 300 mpirun --oversubscribe"
+#define MPIRUN DIST_MPIRUN
 
 static char bin[1024], data[4096];
 static char out[65536];
-
-typedef struct curve {
-    double loss[MAX_STEPS + 1];
-    char seen[MAX_STEPS + 1];
-} curve;
-
-/* step -> loss from metrics.jsonl; a step logged twice keeps the later */
-static bool read_curve(const char *run, curve *c)
-{
-    char path[1200], line[4096];
-    memset(c, 0, sizeof *c);
-    snprintf(path, sizeof path, "%s/metrics.jsonl", run);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return false;
-    while (fgets(line, sizeof line, f)) {
-        long step;
-        double loss;
-        if (sscanf(line, "{\"step\": %ld, \"loss\": %lf", &step, &loss) != 2 || step < 1 || step > MAX_STEPS)
-            continue;
-        c->loss[step] = loss;
-        c->seen[step] = 1;
-    }
-    fclose(f);
-    return true;
-}
 
 /* np 0: one process, no launcher */
 static int train(int np, const char *args)
@@ -57,60 +29,6 @@ static int train(int np, const char *args)
     else
         snprintf(cmd, sizeof cmd, MPIRUN " -np %d '%s' train %s", np, bin, args);
     return fg_test_run(cmd, out, sizeof out);
-}
-
-/* Steps from..to: relative 1e-5 (the tied embedding's two halves and the replicas' sums
- * are added in another order than one process adds them: the only difference). */
-static void check_losses(const char *what, const char *ref_dir, const char *dir, int from, int to)
-{
-    static curve a, b;
-    FG_CHECK(read_curve(ref_dir, &a) && read_curve(dir, &b), "%s: metrics", what);
-    int missing = 0, worst_step = 0;
-    double worst = 0;
-    for (int s = from; s <= to; s++) {
-        if (!a.seen[s] || !b.seen[s]) {
-            missing++;
-            continue;
-        }
-        double e = fabs(a.loss[s] - b.loss[s]) / fabs(a.loss[s]);
-        if (e > worst)
-            worst = e, worst_step = s;
-    }
-    FG_CHECK(missing == 0, "%s: %d of steps %d..%d missing", what, missing, from, to);
-    FG_CHECK(worst <= 1e-5, "%s: loss relative error %.3g at step %d (want <= 1e-5)", what, worst, worst_step);
-}
-
-/* Final params against the reference: max |a - b| <= 1e-6 max(1, |b|). */
-static void check_params(const char *what, const char *ref_dir, const char *dir)
-{
-    char pa[1200], pb[1200];
-    char **la = NULL, **lb = NULL;
-    int na = 0, nb = 0;
-    snprintf(pa, sizeof pa, "%s/final", ref_dir);
-    snprintf(pb, sizeof pb, "%s/final", dir);
-    bool ok = fg_ckpt_list(pa, &la, &na) == FG_OK && fg_ckpt_list(pb, &lb, &nb) == FG_OK && na > 0 && nb > 0;
-    FG_CHECK(ok, "%s: final checkpoints in %s and %s", what, pa, pb);
-    if (ok) {
-        void *da = NULL, *db = NULL;
-        size_t sa = 0, sb = 0;
-        ok = fg_ckpt_read_tensor(la[na - 1], "params", &da, &sa) == FG_OK &&
-             fg_ckpt_read_tensor(lb[nb - 1], "params", &db, &sb) == FG_OK && sa == sb;
-        FG_CHECK(ok, "%s: params readable, same size", what);
-        if (ok) {
-            const float *x = da, *y = db;
-            double worst = 0;
-            for (size_t i = 0; i < sa / 4; i++) {
-                double e = fabs((double)x[i] - y[i]) / fmax(1.0, fabs((double)x[i]));
-                if (e > worst)
-                    worst = e;
-            }
-            FG_CHECK(worst <= 1e-6, "%s: params differ by %.3g (want <= 1e-6)", what, worst);
-        }
-        fg_free(da);
-        fg_free(db);
-    }
-    fg_ckpt_list_free(la, na);
-    fg_ckpt_list_free(lb, nb);
 }
 
 static void test_layout(const char *name, const char *model)
@@ -131,8 +49,8 @@ static void test_layout(const char *name, const char *model)
         if (rc != 0)
             continue;
         FG_CHECK(strstr(out, "tensor parallel : 2 ranks") != NULL, "%s: the cost summary reports tp: %s", what, out);
-        check_losses(what, ref, dir, 1, 20);
-        check_params(what, ref, dir);
+        dist_check_losses(what, ref, dir, 1, 20);
+        dist_check_params(what, ref, dir);
     }
 }
 
@@ -145,7 +63,7 @@ static void test_resume(void)
     snprintf(src, sizeof src, "%s/resume_tp2pp2", fg_test_tmpdir());
     snprintf(args, sizeof args, "--tp 2 --pp 2 %s %s --stop-after 10 --ckpt-every 10 --out '%s'", data, model, src);
     FG_CHECK(train(4, args) == 0, "tp 2 x pp 2 first half: %s", out);
-    check_losses("tp 2 x pp 2 first half", ref, src, 1, 10);
+    dist_check_losses("tp 2 x pp 2 first half", ref, src, 1, 10);
     static const char *grids[] = {"", "--tp 2"};
     static const int nps[] = {0, 2};
     for (int i = 0; i < 2; i++) {
@@ -156,8 +74,8 @@ static void test_resume(void)
         snprintf(what, sizeof what, "tp 2 x pp 2 checkpoint resumed at %s", nps[i] ? grids[i] : "one process");
         int rc = train(nps[i], args);
         FG_CHECK(rc == 0 && strstr(out, "resumed from"), "%s: exit %d: %s", what, rc, out);
-        check_losses(what, ref, dir, 11, 20);
-        check_params(what, ref, dir);
+        dist_check_losses(what, ref, dir, 11, 20);
+        dist_check_params(what, ref, dir);
     }
 }
 

@@ -13,46 +13,15 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "dist_util.h"
 #include "frugal/ckpt.h"
 #include "frugal/dist.h"
 #include "harness.h"
 
-#define MAX_STEPS 4096
-#define MPIRUN                                                                                                         \
-    "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1 "                   \
-    "ASAN_OPTIONS=detect_leaks=0 timeout 300 mpirun --oversubscribe"
+#define MPIRUN DIST_MPIRUN
 
 static char bin[1024], data[4096];
 static char out[65536];
-
-typedef struct curve {
-    double loss[MAX_STEPS + 1];
-    char seen[MAX_STEPS + 1];
-    int last;
-} curve;
-
-/* step -> loss from metrics.jsonl; a step logged twice (a resumed run) keeps the later */
-static bool read_curve(const char *run, curve *c)
-{
-    char path[1200], line[2048];
-    memset(c, 0, sizeof *c);
-    snprintf(path, sizeof path, "%s/metrics.jsonl", run);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return false;
-    while (fgets(line, sizeof line, f)) {
-        long step;
-        double loss;
-        if (sscanf(line, "{\"step\": %ld, \"loss\": %lf", &step, &loss) != 2 || step < 1 || step > MAX_STEPS)
-            continue;
-        c->loss[step] = loss;
-        c->seen[step] = 1;
-        if (step > c->last)
-            c->last = (int)step;
-    }
-    fclose(f);
-    return true;
-}
 
 static int train(int np, const char *args)
 {
@@ -62,59 +31,6 @@ static int train(int np, const char *args)
     else
         snprintf(cmd, sizeof cmd, MPIRUN " -np %d '%s' train --dp %d %s", np, bin, np, args);
     return fg_test_run(cmd, out, sizeof out);
-}
-
-/* Steps from..to of got against ref: relative 1e-5 (reduction order is the only difference). */
-static void check_losses(const char *what, const char *ref_dir, const char *dir, int from, int to)
-{
-    static curve a, b;
-    FG_CHECK(read_curve(ref_dir, &a) && read_curve(dir, &b), "%s: metrics", what);
-    int missing = 0, worst_step = 0;
-    double worst = 0;
-    for (int s = from; s <= to; s++) {
-        if (!a.seen[s] || !b.seen[s]) {
-            missing++;
-            continue;
-        }
-        double e = fabs(a.loss[s] - b.loss[s]) / fabs(a.loss[s]);
-        if (e > worst)
-            worst = e, worst_step = s;
-    }
-    FG_CHECK(missing == 0, "%s: %d of steps %d..%d missing", what, missing, from, to);
-    FG_CHECK(worst <= 1e-5, "%s: loss relative error %.3g at step %d (want <= 1e-5)", what, worst, worst_step);
-}
-
-/* Final params against the reference: max |a - b| <= 1e-6 max(1, |b|). */
-static void check_params(const char *what, const char *ref_dir, const char *dir)
-{
-    char pa[1200], pb[1200];
-    char **la = NULL, **lb = NULL;
-    int na = 0, nb = 0;
-    snprintf(pa, sizeof pa, "%s/final", ref_dir);
-    snprintf(pb, sizeof pb, "%s/final", dir);
-    bool ok = fg_ckpt_list(pa, &la, &na) == FG_OK && fg_ckpt_list(pb, &lb, &nb) == FG_OK && na > 0 && nb > 0;
-    FG_CHECK(ok, "%s: final checkpoints in %s and %s", what, pa, pb);
-    if (ok) {
-        void *da = NULL, *db = NULL;
-        size_t sa = 0, sb = 0;
-        ok = fg_ckpt_read_tensor(la[na - 1], "params", &da, &sa) == FG_OK &&
-             fg_ckpt_read_tensor(lb[nb - 1], "params", &db, &sb) == FG_OK && sa == sb;
-        FG_CHECK(ok, "%s: params readable, same size", what);
-        if (ok) {
-            const float *x = da, *y = db;
-            double worst = 0;
-            for (size_t i = 0; i < sa / 4; i++) {
-                double e = fabs((double)x[i] - y[i]) / fmax(1.0, fabs((double)x[i]));
-                if (e > worst)
-                    worst = e;
-            }
-            FG_CHECK(worst <= 1e-6, "%s: params differ by %.3g (want <= 1e-6)", what, worst);
-        }
-        fg_free(da);
-        fg_free(db);
-    }
-    fg_ckpt_list_free(la, na);
-    fg_ckpt_list_free(lb, nb);
 }
 
 static long opt_bytes(const char *log)
@@ -142,8 +58,8 @@ static void test_equivalence(const char *name, const char *model)
             FG_CHECK(rc == 0, "%s: exit %d: %s", what, rc, out);
             if (rc != 0)
                 continue;
-            check_losses(what, ref, dir, 1, 20);
-            check_params(what, ref, dir);
+            dist_check_losses(what, ref, dir, 1, 20);
+            dist_check_params(what, ref, dir);
             long b = opt_bytes(out);
             if (!zero)
                 full = b;
@@ -165,7 +81,7 @@ static void test_reshard(void)
              src);
     int rc = train(4, args);
     FG_CHECK(rc == 0, "dp=4 ZeRO-1 first half: %s", out);
-    check_losses("dp=4 ZeRO-1 first half", ref, src, 1, 10);
+    dist_check_losses("dp=4 ZeRO-1 first half", ref, src, 1, 10);
     static const int nps[] = {2, 1};
     for (int i = 0; i < 2; i++) {
         snprintf(dir, sizeof dir, "%s/reshard_to_%d", fg_test_tmpdir(), nps[i]);
@@ -175,8 +91,8 @@ static void test_reshard(void)
         rc = train(nps[i] > 1 ? nps[i] : 0, args);
         snprintf(what, sizeof what, "dp=4 ZeRO-1 checkpoint resumed at dp=%d", nps[i]);
         FG_CHECK(rc == 0 && strstr(out, "resumed from"), "%s: exit %d: %s", what, rc, out);
-        check_losses(what, ref, dir, 11, 20);
-        check_params(what, ref, dir);
+        dist_check_losses(what, ref, dir, 11, 20);
+        dist_check_params(what, ref, dir);
     }
 }
 
@@ -193,8 +109,8 @@ static void test_loss_scale(void)
     FG_CHECK(train(0, args) == 0 && strstr(out, "1 step skipped"), "loss scaling, one process: %s", out);
     snprintf(args, sizeof args, "%s %s --zero 1 --out '%s'", data, model, dir);
     FG_CHECK(train(2, args) == 0 && strstr(out, "1 step skipped"), "loss scaling, dp=2 ZeRO-1: %s", out);
-    check_losses("loss scaling dp=2 ZeRO-1", ref, dir, 1, 20);
-    check_params("loss scaling dp=2 ZeRO-1", ref, dir);
+    dist_check_losses("loss scaling dp=2 ZeRO-1", ref, dir, 1, 20);
+    dist_check_params("loss scaling dp=2 ZeRO-1", ref, dir);
 }
 
 /* bf16 Adam moments under ZeRO-1: each rank keeps its shard in bf16, checkpoints gather
@@ -209,8 +125,8 @@ static void test_bf16_moments(void)
     FG_CHECK(train(0, args) == 0, "bf16 moments, one process: %s", out);
     snprintf(args, sizeof args, "%s %s --zero 1 --out '%s'", data, model, dir);
     FG_CHECK(train(2, args) == 0, "bf16 moments, dp=2 ZeRO-1: %s", out);
-    check_losses("bf16 moments dp=2 ZeRO-1", ref, dir, 1, 20);
-    check_params("bf16 moments dp=2 ZeRO-1", ref, dir);
+    dist_check_losses("bf16 moments dp=2 ZeRO-1", ref, dir, 1, 20);
+    dist_check_params("bf16 moments dp=2 ZeRO-1", ref, dir);
 }
 
 /* Top-k compression: at density 1 (every value sent, fp32, no local clipping) it is the
@@ -232,8 +148,8 @@ static void test_compress(void)
              data, model, dir);
     int rc = train(2, args);
     FG_CHECK(rc == 0, "compression at density 1: %s", out);
-    check_losses("dp=2 top-k at density 1", ref, dir, 1, 20);
-    check_params("dp=2 top-k at density 1", ref, dir);
+    dist_check_losses("dp=2 top-k at density 1", ref, dir, 1, 20);
+    dist_check_params("dp=2 top-k at density 1", ref, dir);
     static const char *fmts[] = {"--compress-delta 0 --compress-bf16 0", "--compress-delta 1 --compress-bf16 1"};
     static const double want[] = {10.0, 20.0};
     for (int i = 0; i < 2; i++) {
@@ -244,8 +160,8 @@ static void test_compress(void)
         double ratio = compress_ratio(out);
         FG_CHECK(ratio >= want[i], "top-k 5%% (%s): %.2fx fewer bytes than dense (want >= %g)", fmts[i], ratio,
                  want[i]);
-        static curve c;
-        FG_CHECK(read_curve(dir, &c) && c.seen[1] && c.seen[20] && c.loss[20] < c.loss[1] - 0.05,
+        static dist_curve c;
+        FG_CHECK(dist_read_curve(dir, &c) && c.seen[1] && c.seen[20] && c.loss[20] < c.loss[1] - 0.05,
                  "top-k 5%% (%s): loss falls, %g -> %g", fmts[i], c.loss[1], c.loss[20]);
     }
 }
@@ -371,12 +287,12 @@ static void test_kill(void)
     FG_CHECK(fg_test_run(cmd, NULL, 0) == 0, "copy");
     snprintf(args, sizeof args, "%s %s --zero 1 --stop-after %d --resume --out '%s'", data, model, stop, dir);
     FG_CHECK(train(2, args) == 0, "resume at dp=2: %s", out);
-    check_losses("killed, resumed at dp=2", ref, dir, at + 1, stop);
-    check_params("killed, resumed at dp=2", ref, dir);
+    dist_check_losses("killed, resumed at dp=2", ref, dir, at + 1, stop);
+    dist_check_params("killed, resumed at dp=2", ref, dir);
     snprintf(args, sizeof args, "%s %s --stop-after %d --resume --out '%s'", data, model, stop, dir1);
     FG_CHECK(train(0, args) == 0, "resume at dp=1: %s", out);
-    check_losses("killed, resumed at dp=1", ref, dir1, at + 1, stop);
-    check_params("killed, resumed at dp=1", ref, dir1);
+    dist_check_losses("killed, resumed at dp=1", ref, dir1, at + 1, stop);
+    dist_check_params("killed, resumed at dp=1", ref, dir1);
 }
 
 int main(void)

@@ -1,0 +1,115 @@
+/* dist_util.h: helpers shared by the mpirun tests (test_dist_train, _ep, _pp, _tp): the
+ * launcher line, a run's losses from metrics.jsonl, and two runs compared step by step. */
+#ifndef FRUGAL_TEST_DIST_UTIL_H
+#define FRUGAL_TEST_DIST_UTIL_H
+
+#include <math.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "frugal/ckpt.h"
+#include "harness.h"
+
+#define DIST_MAX_STEPS 4096
+/* oversubscribed (more ranks than cores), as root, leaks not checked under ASan (MPI's own) */
+#define DIST_MPIRUN                                                                                                    \
+    "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1 "                   \
+    "ASAN_OPTIONS=detect_leaks=0 timeout 300 mpirun --oversubscribe"
+
+typedef struct dist_curve {
+    double loss[DIST_MAX_STEPS + 1];
+    char seen[DIST_MAX_STEPS + 1];
+    char layers[DIST_MAX_STEPS + 1][32]; /* "pp_layers" of each step ("" when absent) */
+    int last;                            /* the highest step logged */
+} dist_curve;
+
+/* step -> loss (and pp_layers) from RUN/metrics.jsonl; a step logged twice (a resumed
+ * run) keeps the later */
+static inline bool dist_read_curve(const char *run, dist_curve *c)
+{
+    char path[1200], line[4096];
+    memset(c, 0, sizeof *c);
+    snprintf(path, sizeof path, "%s/metrics.jsonl", run);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return false;
+    while (fgets(line, sizeof line, f)) {
+        long step;
+        double loss;
+        if (sscanf(line, "{\"step\": %ld, \"loss\": %lf", &step, &loss) != 2 || step < 1 || step > DIST_MAX_STEPS)
+            continue;
+        c->loss[step] = loss;
+        c->seen[step] = 1;
+        if (step > c->last)
+            c->last = (int)step;
+        const char *p = strstr(line, "\"pp_layers\": [");
+        c->layers[step][0] = '\0';
+        if (p) {
+            p += strlen("\"pp_layers\": [");
+            size_t n = strcspn(p, "]");
+            if (n < sizeof c->layers[step]) {
+                memcpy(c->layers[step], p, n);
+                c->layers[step][n] = '\0';
+            }
+        }
+    }
+    fclose(f);
+    return true;
+}
+
+/* Steps from..to of dir against ref_dir: relative 1e-5 (the order of the reductions is
+ * the only difference between the layouts). */
+static inline void dist_check_losses(const char *what, const char *ref_dir, const char *dir, int from, int to)
+{
+    static dist_curve a, b;
+    FG_CHECK(dist_read_curve(ref_dir, &a) && dist_read_curve(dir, &b), "%s: metrics", what);
+    int missing = 0, worst_step = 0;
+    double worst = 0;
+    for (int s = from; s <= to; s++) {
+        if (!a.seen[s] || !b.seen[s]) {
+            missing++;
+            continue;
+        }
+        double e = fabs(a.loss[s] - b.loss[s]) / fabs(a.loss[s]);
+        if (e > worst)
+            worst = e, worst_step = s;
+    }
+    FG_CHECK(missing == 0, "%s: %d of steps %d..%d missing", what, missing, from, to);
+    FG_CHECK(worst <= 1e-5, "%s: loss relative error %.3g at step %d (want <= 1e-5)", what, worst, worst_step);
+}
+
+/* Final params against the reference: max |a - b| <= 1e-6 max(1, |b|). */
+static inline void dist_check_params(const char *what, const char *ref_dir, const char *dir)
+{
+    char pa[1200], pb[1200];
+    char **la = NULL, **lb = NULL;
+    int na = 0, nb = 0;
+    snprintf(pa, sizeof pa, "%s/final", ref_dir);
+    snprintf(pb, sizeof pb, "%s/final", dir);
+    bool ok = fg_ckpt_list(pa, &la, &na) == FG_OK && fg_ckpt_list(pb, &lb, &nb) == FG_OK && na > 0 && nb > 0;
+    FG_CHECK(ok, "%s: final checkpoints in %s and %s", what, pa, pb);
+    if (ok) {
+        void *da = NULL, *db = NULL;
+        size_t sa = 0, sb = 0;
+        ok = fg_ckpt_read_tensor(la[na - 1], "params", &da, &sa) == FG_OK &&
+             fg_ckpt_read_tensor(lb[nb - 1], "params", &db, &sb) == FG_OK && sa == sb;
+        FG_CHECK(ok, "%s: params readable, same size", what);
+        if (ok) {
+            const float *x = da, *y = db;
+            double worst = 0;
+            for (size_t i = 0; i < sa / 4; i++) {
+                double e = fabs((double)x[i] - y[i]) / fmax(1.0, fabs((double)x[i]));
+                if (e > worst)
+                    worst = e;
+            }
+            FG_CHECK(worst <= 1e-6, "%s: params differ by %.3g (want <= 1e-6)", what, worst);
+        }
+        fg_free(da);
+        fg_free(db);
+    }
+    fg_ckpt_list_free(la, na);
+    fg_ckpt_list_free(lb, nb);
+}
+
+#endif
