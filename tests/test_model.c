@@ -166,35 +166,7 @@ static void test_finite_diff(fg_layout layout)
     random_tokens(in, B * T, V, &r);
     random_tokens(tg, B * T, V, &r);
     tg[2] = -1;
-    float loss, lp, lm;
-    fg_model_zero_grad(m);
-    fg_model_forward(m, in, tg, B, T, &loss);
-    fg_model_backward(m, 1.0f);
-    float *p = fg_model_params(m);
-    const float *g = fg_model_grads(m);
-    int bad = 0, checked = 0;
-    for (int i = 0; i < fg_model_num_tensors(m); i++) {
-        const fg_tensor_info *t = fg_model_tensor(m, i);
-        size_t pick[3] = {0, fg_rng_below(&r, (uint32_t)t->numel), fg_rng_below(&r, (uint32_t)t->numel)};
-        for (size_t j = 0; j < t->numel; j++)
-            if (fabsf(g[t->offset + j]) > fabsf(g[t->offset + pick[0]]))
-                pick[0] = j;
-        for (int k = 0; k < 3; k++) {
-            size_t at = t->offset + pick[k];
-            float save = p[at], h = 1e-2f;
-            p[at] = save + h;
-            fg_model_forward(m, in, tg, B, T, &lp);
-            p[at] = save - h;
-            fg_model_forward(m, in, tg, B, T, &lm);
-            p[at] = save;
-            double fd = ((double)lp - (double)lm) / (2.0 * h);
-            checked++;
-            if (fabs(fd - g[at]) > 2e-2 * fabs(g[at]) + 1e-4) {
-                bad++;
-                FG_CHECK(0, "%s: finite difference of %s[%zu]: %.6g, backward %.6g", nm, t->name, pick[k], fd, g[at]);
-            }
-        }
-    }
+    int bad = 0, checked = fg_test_fd_tensors(m, in, tg, B, T, NULL, &r, nm, &bad);
     FG_CHECK(bad == 0 && checked > 0, "%s: %d of %d finite differences off", nm, bad, checked);
     fg_model_delete(m);
 }

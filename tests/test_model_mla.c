@@ -146,43 +146,10 @@ static void test_finite_diff(fg_layout layout, int rq, int levers)
     random_tokens(in, B * T, V, &r);
     random_tokens(tg, B * T, V, &r);
     tg[2] = -1;
-    float loss, lp, lm;
-    fg_model_zero_grad(m);
-    fg_model_forward(m, in, tg, B, T, &loss);
-    fg_model_backward(m, 1.0f);
-    float *p = fg_model_params(m);
-    const float *g = fg_model_grads(m);
-    int bad = 0, checked = 0;
-    for (int i = 0; i < fg_model_num_tensors(m); i++) {
-        const fg_tensor_info *t = fg_model_tensor(m, i);
-        if (!strstr(t->name, ".attn."))
-            continue;
-        size_t pick[3] = {0, fg_rng_below(&r, (uint32_t)t->numel), fg_rng_below(&r, (uint32_t)t->numel)};
-        for (size_t j = 0; j < t->numel; j++)
-            if (fabsf(g[t->offset + j]) > fabsf(g[t->offset + pick[0]]))
-                pick[0] = j;
-        for (int k = 0; k < 3; k++) {
-            size_t at = t->offset + pick[k];
-            float save = p[at], h = 1e-2f;
-            /* backward differentiates loss + mtp_lambda * the MTP modules' loss */
-            float lam = levers ? fg_model_get_config(m)->mtp_lambda : 0.0f;
-            p[at] = save + h;
-            fg_model_forward(m, in, tg, B, T, &lp);
-            lp += lam * fg_model_mtp_loss(m);
-            p[at] = save - h;
-            fg_model_forward(m, in, tg, B, T, &lm);
-            lm += lam * fg_model_mtp_loss(m);
-            p[at] = save;
-            double fd = ((double)lp - (double)lm) / (2.0 * h);
-            checked++;
-            if (fabs(fd - g[at]) > 2e-2 * fabs(g[at]) + 1e-4) {
-                bad++;
-                FG_CHECK(0, "%s rq=%d: finite difference of %s[%zu]: %.6g, backward %.6g", nm, rq, t->name, pick[k], fd,
-                         g[at]);
-            }
-        }
-    }
-    FG_CHECK(bad == 0 && checked >= 12, "%s rq=%d: %d of %d finite differences off", nm, rq, bad, checked);
+    char what[64];
+    snprintf(what, sizeof what, "%s rq=%d", nm, rq);
+    int bad = 0, checked = fg_test_fd_tensors(m, in, tg, B, T, ".attn.", &r, what, &bad);
+    FG_CHECK(bad == 0 && checked >= 12, "%s: %d of %d finite differences off", what, bad, checked);
     fg_model_delete(m);
 }
 
