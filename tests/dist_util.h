@@ -8,7 +8,10 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <unistd.h>
+
 #include "frugal/ckpt.h"
+#include "frugal/dist.h"
 #include "harness.h"
 
 #define DIST_MAX_STEPS 4096
@@ -23,6 +26,36 @@ typedef struct dist_curve {
     char layers[DIST_MAX_STEPS + 1][32]; /* "pp_layers" of each step ("" when absent) */
     int last;                            /* the highest step logged */
 } dist_curve;
+
+/* The common start of an mpirun test: skips `what` (and returns false) when this build has
+ * no MPI, mpirun is not on PATH or the frugal binary `bin` is not built; else tokenises
+ * the grammar corpus once, by a one-process run, into PREP/data/{train,val}.bin, with
+ * PREP = <test tmpdir>/prep written to prep[cap], and returns true. */
+static inline bool dist_test_start(const char *what, const char *bin, char *prep, size_t cap)
+{
+    if (!fg_dist_have_mpi()) {
+        fg_test_skip(what, "this build has no MPI (libopenmpi-dev not found by CMake)");
+        return false;
+    }
+    if (fg_test_run("command -v mpirun", NULL, 0) != 0) {
+        fg_test_skip(what, "mpirun not on PATH (apt-get install openmpi-bin)");
+        return false;
+    }
+    if (access(bin, X_OK) != 0) {
+        fg_test_skip(what, "the frugal binary is not built");
+        return false;
+    }
+    snprintf(prep, cap, "%s/prep", fg_test_tmpdir());
+    char cmd[8192], log[16384];
+    snprintf(cmd, sizeof cmd,
+             "'%s' train --data '%s' --tokenizer byte --out '%s' --max-steps 1 --n-layer 1 --n-head 2 --d-model 16",
+             bin, fg_test_grammar_corpus("corpus.txt"), prep);
+    if (fg_test_run(cmd, log, sizeof log) != 0) {
+        FG_CHECK(0, "%s: tokenising run: %s", what, log);
+        return false;
+    }
+    return true;
+}
 
 /* step -> loss (and pp_layers) from RUN/metrics.jsonl; a step logged twice (a resumed
  * run) keeps the later */

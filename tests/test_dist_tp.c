@@ -102,27 +102,9 @@ int main(void)
 {
     FG_TEST_BEGIN("dist_tp");
     snprintf(bin, sizeof bin, "%s", fg_test_frugal_bin());
-    if (!fg_dist_have_mpi()) {
-        fg_test_skip("tensor-parallel training", "this build has no MPI (libopenmpi-dev not found by CMake)");
+    char prep[1024];
+    if (!dist_test_start("tensor-parallel training", bin, prep, sizeof prep))
         return fg_test_end();
-    }
-    if (fg_test_run("command -v mpirun", NULL, 0) != 0) {
-        fg_test_skip("tensor-parallel training", "mpirun not on PATH (apt-get install openmpi-bin)");
-        return fg_test_end();
-    }
-    if (access(bin, X_OK) != 0) {
-        fg_test_skip("tensor-parallel training", "the frugal binary is not built");
-        return fg_test_end();
-    }
-    char prep[1024], args[4096];
-    snprintf(prep, sizeof prep, "%s/prep", fg_test_tmpdir());
-    snprintf(args, sizeof args,
-             "--data '%s' --tokenizer byte --out '%s' --max-steps 1 --n-layer 1 --n-head 2 --d-model 16",
-             fg_test_grammar_corpus("corpus.txt"), prep);
-    if (train(0, args) != 0) {
-        FG_CHECK(0, "tokenising run: %s", out);
-        return fg_test_end();
-    }
     /* tiny models, one thread per rank: the two cores of CI run four ranks */
     snprintf(data, sizeof data,
              "--train-shards '%s/data/train.bin' --val-shards '%s/data/val.bin' --batch-size 2 --seq-len 16 "
