@@ -19,12 +19,14 @@ demo: build
 	@$(BUILD)/frugal plot $(DEMO_OUT) >/dev/null
 	@echo "demo: plot of the run: $(DEMO_OUT)/plot.png (and plot.svg)"
 
-# The whole test suite (warnings are errors), format and static checks, then the
+# The whole test suite (warnings are errors), the real clients of the export formats
+# (scripts/client_checks.sh; skipped without their Python packages), format and static checks, then the
 # same suite again under AddressSanitizer + UBSan.
 test: deps
 	@cmake -S . -B build-test -DCMAKE_BUILD_TYPE=RelWithDebInfo -DFG_WERROR=ON >/dev/null
 	@cmake --build build-test -j $(JOBS)
 	@cd build-test && ctest -j $(JOBS) --output-on-failure --timeout 900
+	@scripts/client_checks.sh build-test/frugal
 	@$(MAKE) --no-print-directory lint
 	@$(MAKE) --no-print-directory test-asan
 
