@@ -303,12 +303,9 @@ fg_status fg_train_run(const fg_train_config *c, FILE *out, fg_train_result *r);
  * the job (fg_comm_abort), since the other ranks wait in a collective. */
 struct fg_comm;
 fg_status fg_train_run_comm(const fg_train_config *c, struct fg_comm *comm, FILE *out, fg_train_result *r);
-/* Expert parallel (c->ep > 1): comm holds the dp x ep ranks that split the batch (the
- * gradient all-reduce), ep_comm this rank's ep group (the experts' all-to-alls). */
-fg_status fg_train_run_ep(const fg_train_config *c, struct fg_comm *comm, struct fg_comm *ep_comm, FILE *out,
-                          fg_train_result *r);
-/* The same on a rank grid (dist.h's fg_grid: dp x pp used; c->dp, c->pp its sizes): one
- * call per rank; world rank 0 writes and gets `out`. */
+/* The same on a rank grid (dist.h's fg_grid; c->dp, c->tp, c->pp, c->ep its sizes): one
+ * call per rank; world rank 0 writes and gets `out`. With ep > 1 the dp x ep ranks split
+ * the batch and the ep group carries the experts' all-to-alls. */
 struct fg_grid;
 fg_status fg_train_run_grid(const fg_train_config *c, const struct fg_grid *g, FILE *out, fg_train_result *r);
 

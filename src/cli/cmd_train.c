@@ -38,20 +38,14 @@ int fg_cmd_train(int argc, char **argv)
     fg_comm *world = NULL;
     st = fg_dist_init(&argc, &argv, 1, &world);
     if (st != FG_OK)
-        return fg_cli_fail("train", st, "--dp N --pp M runs under mpirun -np N*M (docs/DIST.md)");
+        return fg_cli_fail("train", st, "--dp / --tp / --pp / --ep run under mpirun -np (their product; docs/DIST.md)");
     fg_grid g;
     st = fg_grid_init(&g, world, c.dp, c.tp, c.pp, c.ep);
     int rank = fg_comm_rank(world);
-    fg_comm *batch = NULL; /* expert parallel: the dp x ep ranks split the batch */
-    if (st == FG_OK && c.ep > 1)
-        st = fg_comm_split(world, g.pp_rank * g.tp + g.tp_rank, rank, &batch);
     if (st == FG_OK) {
         fg_train_result r;
-        st = c.ep > 1 ? fg_train_run_ep(&c, batch, g.ep_comm, rank == 0 ? stdout : NULL, &r)
-                      : fg_train_run_grid(&c, &g, rank == 0 ? stdout : NULL, &r);
+        st = fg_train_run_grid(&c, &g, rank == 0 ? stdout : NULL, &r);
     }
-    if (batch)
-        fg_comm_free(batch);
     if (st != FG_OK) {
         char cmd[32];
         snprintf(cmd, sizeof cmd, "train (rank %d of %d)", rank, fg_comm_size(world));

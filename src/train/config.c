@@ -407,7 +407,7 @@ fg_status fg_train_config_validate(const fg_train_config *c)
     /* the levers that landed beside pipeline / tensor parallelism and do not yet run with
      * them: MLA keeps its own per-layer saved activations (no pipeline activation sets, no
      * tp shard), the adaptive batch and augmentation need every micro-batch's loss on one
-     * rank, and expert parallelism has its own step (fg_train_run_ep) */
+     * rank, and expert parallelism has its own step (fg_train_run_grid with ep > 1) */
     if ((c->pp > 1 || c->tp > 1) &&
         (c->model.mla_kv_rank > 0 || c->batch_rule != FG_BATCH_FIXED || c->aug || c->ep > 1))
         return fg_error(FG_ERR_INVALID, "'%s' %d with %s: not built", c->pp > 1 ? "pp" : "tp",

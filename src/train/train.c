@@ -1114,15 +1114,19 @@ fg_status fg_train_run_comm(const fg_train_config *cfg, fg_comm *comm, FILE *out
     return run_impl(cfg, comm, NULL, NULL, NULL, !comm || fg_comm_rank(comm) == 0, out, res_out);
 }
 
-fg_status fg_train_run_ep(const fg_train_config *cfg, fg_comm *comm, fg_comm *ep_comm, FILE *out,
-                          fg_train_result *res_out)
-{
-    return run_impl(cfg, comm, ep_comm, NULL, NULL, !comm || fg_comm_rank(comm) == 0, out, res_out);
-}
-
 fg_status fg_train_run_grid(const fg_train_config *cfg, const fg_grid *g, FILE *out, fg_train_result *res_out)
 {
-    return run_impl(cfg, g->dp_comm, NULL, g->pp_comm, g->tp_comm, g->rank == 0, out, res_out);
+    if (g->ep <= 1)
+        return run_impl(cfg, g->dp_comm, NULL, g->pp_comm, g->tp_comm, g->rank == 0, out, res_out);
+    /* expert parallel: the dp x ep ranks of one (pp, tp) place split the batch (the
+     * gradient all-reduce); the ep group carries the experts' all-to-alls */
+    fg_comm *batch = NULL;
+    fg_status st = fg_comm_split(g->world, g->pp_rank * g->tp + g->tp_rank, g->rank, &batch);
+    if (st != FG_OK)
+        return st;
+    st = run_impl(cfg, batch, g->ep_comm, NULL, NULL, g->rank == 0, out, res_out);
+    fg_comm_free(batch);
+    return st;
 }
 
 static fg_status run_impl(const fg_train_config *cfg, fg_comm *comm, fg_comm *ep_comm, fg_comm *pp_comm,
