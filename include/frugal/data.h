@@ -296,6 +296,59 @@ typedef struct fg_data_classifier_train_report {
 fg_status fg_data_classifier_train_file(const fg_data_classifier_train_config *c, const char *path,
                                         fg_data_classifier **out, fg_data_classifier_train_report *rep);
 
+/* ---- transformer classifier (src/data/classify_tf.c): Frugal's own decoder (src/model)
+ * over the bytes of the text, for the ambiguous band ----
+ * The input is the first max_len bytes of the cleaned text followed by a separator token;
+ * the model's next-token logits at the separator, read over two label tokens (KEEP,
+ * DROP), give P(keep) = sigmoid(l_KEEP - l_DROP): the LM head restricted to two rows is
+ * the classification head. Training optionally starts with lm_epochs of next-byte
+ * prediction on the training texts (a little pretraining), then epochs of the label
+ * objective (cross-entropy at the separator only; every other target is ignored). */
+typedef struct fg_data_tfcls_config {
+    int layout;    /* fg_layout of src/model: 0 llama (default), 1 gpt2 */
+    int n_layer;   /* default 2 */
+    int n_head;    /* default 4 */
+    int d_model;   /* default 64 */
+    int max_len;   /* bytes of text read (default 256); the model's context is max_len + 1 */
+    int epochs;    /* label epochs (default 12) */
+    int lm_epochs; /* next-byte epochs before them (default 1; 0: none) */
+    int batch;     /* sequences per step (default 16) */
+    float lr;      /* AdamW peak (default 2e-3), warmup 5 %, cosine to lr/10 */
+    uint64_t seed; /* init and shuffling */
+} fg_data_tfcls_config;
+void fg_data_tfcls_config_init(fg_data_tfcls_config *c);
+
+typedef struct fg_data_tfcls fg_data_tfcls;         /* the weights and shape; read-only once built */
+typedef struct fg_data_tfcls_ctx fg_data_tfcls_ctx; /* a model instance for one thread */
+/* Trains on n texts with labels y[i] in {0,1} (the kernels' threads). NULL with the last
+ * error set (bad config, no examples, memory). */
+fg_data_tfcls *fg_data_tfcls_train(const fg_data_tfcls_config *c, const char *const *texts, const size_t *lens,
+                                   const int *y, size_t n);
+/* A per-thread instance (activations for one sequence). NULL with the last error set. */
+fg_data_tfcls_ctx *fg_data_tfcls_ctx_new(const fg_data_tfcls *m);
+void fg_data_tfcls_ctx_delete(fg_data_tfcls_ctx *x); /* NULL-safe */
+/* P(keep | text) on one thread: the kernels' nested parallelism is turned off for the
+ * call, so one pipeline thread costs one core. */
+float fg_data_tfcls_predict(fg_data_tfcls_ctx *x, const char *text, size_t len);
+/* File: "FGTFC001", u32 version 1, u32 layout, n_layer, n_head, d_model, d_ff, max_len,
+ * vocab, u64 n_params, f32 params[n_params] (src/model's flat layout), u32 crc32 of
+ * everything before it. Load errors name the file, the byte offset and the problem. */
+fg_status fg_data_tfcls_save(const fg_data_tfcls *m, const char *path);
+fg_data_tfcls *fg_data_tfcls_load(const char *path);
+void fg_data_tfcls_delete(fg_data_tfcls *m);                                    /* NULL-safe */
+size_t fg_data_tfcls_num_params(const fg_data_tfcls *m);                        /* weights in the model */
+void fg_data_tfcls_get_config(const fg_data_tfcls *m, fg_data_tfcls_config *c); /* its shape (training fields 0) */
+
+/* Which classifier a file holds, from its first 8 bytes: 1 linear (FGCLS001), 2
+ * transformer (FGTFC001); 0 with an error naming the file when it is neither or cannot
+ * be read. */
+int fg_data_classifier_file_kind(const char *path);
+
+/* The transformer twin of fg_data_classifier_train_file: the same reading, cleaning and
+ * held-out split (c->model.seed, c->test_frac), then fg_data_tfcls_train. */
+fg_status fg_data_tfcls_train_file(const fg_data_classifier_train_config *c, const fg_data_tfcls_config *tc,
+                                   const char *path, fg_data_tfcls **out, fg_data_classifier_train_report *rep);
+
 /* ---- dedup: exact (hash of normalized text) + MinHash/LSH near-duplicates ---- */
 typedef struct fg_data_dedup_config {
     bool exact, near;
@@ -339,7 +392,8 @@ typedef enum fg_extract_mode {
 
 typedef struct fg_data_clean_config {
     const fg_data_rules *rules;           /* required */
-    const fg_data_classifier *classifier; /* NULL: FG_CLASSIFY_NONE behaviour */
+    const fg_data_classifier *classifier; /* NULL: FG_CLASSIFY_NONE behaviour (unless tf_classifier) */
+    const fg_data_tfcls *tf_classifier;   /* transformer classifier; used instead of classifier when set */
     fg_classify_mode classify;
     float classifier_threshold; /* keep when P(keep) >= this (default 0.5) */
     fg_data_dedup_config dedup;

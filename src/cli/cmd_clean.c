@@ -1,6 +1,7 @@
 /* cmd_clean.c: `frugal clean` (rules + heuristics + classifier + dedup over files and
  * directories, writing kept and rejected JSONL and a report) and `frugal clean
- * train-classifier` (labeled JSONL or TSV -> classifier file, with held-out accuracy).
+ * train-classifier` (labeled JSONL or TSV -> linear or transformer classifier file, with
+ * held-out accuracy).
  * Parsing and reporting; the work is fg_data_clean_run's and fg_data_classifier_train_file's. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,7 +21,13 @@ typedef struct tc_opts {
     int tsv, skip_header, raw;
     double test_frac;
     fg_data_classifier_config model;
+    int kind;   /* index of kinds: linear, transformer */
+    int layout; /* index of layouts: the fg_layout values in order */
+    fg_data_tfcls_config tf;
 } tc_opts;
+
+static const char *const kinds[] = {"linear", "transformer", NULL};
+static const char *const layouts[] = {"llama", "gpt2", NULL};
 
 #define TF(field) FG_OPT_FIELD(tc_opts, field)
 static const fg_opt tc_table[] = {
@@ -39,7 +46,19 @@ static const fg_opt tc_table[] = {
     {"buckets", FG_OPT_INT, TF(model.log2_buckets), .min = 8, .max = 28, .help = "log2 of the hashed feature space"},
     {"word_ngrams", FG_OPT_INT, TF(model.word_ngrams), .min = 1, .max = 2, .help = "word n-grams up to"},
     {"char_ngrams", FG_OPT_STR, TF(char_ngrams), .help = "byte n-gram lengths MIN-MAX (0-0: none)"},
-    {"seed", FG_OPT_U64, TF(model.seed), .help = "shuffling and the held-out split"},
+    {"seed", FG_OPT_U64, TF(model.seed), .help = "shuffling and the held-out split (and the transformer's init)"},
+    {"kind", FG_OPT_ENUM, TF(kind), .choices = kinds,
+     .help = "linear: hashed n-gram logistic regression; transformer: a small decoder over bytes (docs/DATA.md)"},
+    {"layout", FG_OPT_ENUM, TF(layout), .choices = layouts, .help = "transformer: block layout"},
+    {"layers", FG_OPT_INT, TF(tf.n_layer), .min = 1, .max = 32, .help = "transformer: layers"},
+    {"d_model", FG_OPT_INT, TF(tf.d_model), .min = 8, .max = 4096, .help = "transformer: width"},
+    {"heads", FG_OPT_INT, TF(tf.n_head), .min = 1, .max = 256, .help = "transformer: attention heads"},
+    {"max_len", FG_OPT_INT, TF(tf.max_len), .min = 1, .max = 65536, .help = "transformer: bytes of text read"},
+    {"tf_epochs", FG_OPT_INT, TF(tf.epochs), .min = 0, .max = 10000, .help = "transformer: label epochs"},
+    {"lm_epochs", FG_OPT_INT, TF(tf.lm_epochs), .min = 0, .max = 10000,
+     .help = "transformer: next-byte epochs on the training texts first"},
+    {"tf_batch", FG_OPT_INT, TF(tf.batch), .min = 1, .max = 4096, .help = "transformer: sequences per step"},
+    {"tf_lr", FG_OPT_FLOAT, TF(tf.lr), .min = 0, .min_excl = 1, .max = 1, .help = "transformer: AdamW peak lr"},
 };
 #undef TF
 
@@ -69,6 +88,8 @@ static int train_classifier(int argc, char **argv)
     snprintf(o.positive, sizeof o.positive, "%s", tc.positive_labels);
     o.test_frac = tc.test_frac;
     o.model = tc.model;
+    fg_data_tfcls_config_init(&o.tf);
+    o.layout = o.tf.layout;
     snprintf(o.char_ngrams, sizeof o.char_ngrams, "%d-%d", o.model.char_min, o.model.char_max);
     def = o;
     fg_opt_table t = {tc_table, FG_OPT_COUNT(tc_table), &o};
@@ -95,6 +116,7 @@ static int train_classifier(int argc, char **argv)
     tc.test_frac = o.test_frac;
     fg_data_rules *rules = NULL;
     fg_data_classifier *m = NULL;
+    fg_data_tfcls *tm = NULL;
     if (!o.raw) {
         const char *rp = o.rules[0] ? o.rules : fg_cli_default_rules();
         if (!rp || (st = fg_data_rules_load(&rules, rp)) != FG_OK)
@@ -102,7 +124,12 @@ static int train_classifier(int argc, char **argv)
         tc.rules = rules;
     }
     fg_data_classifier_train_report r;
-    st = fg_data_classifier_train_file(&tc, o.input, &m, &r);
+    o.tf.layout = o.layout;
+    o.tf.seed = o.model.seed;
+    if (o.kind == 1)
+        st = fg_data_tfcls_train_file(&tc, &o.tf, o.input, &tm, &r);
+    else
+        st = fg_data_classifier_train_file(&tc, o.input, &m, &r);
     if (st != FG_OK) {
         rc = fg_cli_fail(cmd, st, "check the input has labeled examples");
         goto done;
@@ -117,9 +144,15 @@ static int train_classifier(int argc, char **argv)
                    s->tp + s->fp ? (double)s->tp / (double)(s->tp + s->fp) : 0.0,
                    s->tp + s->fn ? (double)s->tp / (double)(s->tp + s->fn) : 0.0);
     }
-    printf("trained in %.2f s (%d epochs, 2^%d buckets, word n-grams %d, char n-grams %d-%d)\n", r.seconds,
-           tc.model.epochs, tc.model.log2_buckets, tc.model.word_ngrams, tc.model.char_min, tc.model.char_max);
-    if ((st = fg_data_classifier_save(m, o.output)) != FG_OK) {
+    if (tm)
+        printf("trained in %.2f s (transformer: %s, %d layers, d_model %d, %d heads, %d bytes, %zu parameters; "
+               "%d next-byte + %d label epochs)\n",
+               r.seconds, layouts[o.layout], o.tf.n_layer, o.tf.d_model, o.tf.n_head, o.tf.max_len,
+               fg_data_tfcls_num_params(tm), o.tf.lm_epochs, o.tf.epochs);
+    else
+        printf("trained in %.2f s (%d epochs, 2^%d buckets, word n-grams %d, char n-grams %d-%d)\n", r.seconds,
+               tc.model.epochs, tc.model.log2_buckets, tc.model.word_ngrams, tc.model.char_min, tc.model.char_max);
+    if ((st = tm ? fg_data_tfcls_save(tm, o.output) : fg_data_classifier_save(m, o.output)) != FG_OK) {
         rc = fg_cli_fail(cmd, st, NULL);
         goto done;
     }
@@ -127,6 +160,7 @@ static int train_classifier(int argc, char **argv)
     rc = 0;
 done:
     fg_data_classifier_delete(m);
+    fg_data_tfcls_delete(tm);
     fg_data_rules_delete(rules);
     return rc;
 }
@@ -134,8 +168,9 @@ done:
 /* ---- clean ---- */
 typedef struct clean_opts {
     char output[PATH], rejects[PATH], rules[PATH], classifier[PATH], report[PATH], eval_label[128], positive[512];
-    int classify; /* index of classify_modes: the fg_classify_mode values in order */
-    int extract;  /* index of extract_modes: the fg_extract_mode values in order */
+    int classify;        /* index of classify_modes: the fg_classify_mode values in order */
+    int classifier_kind; /* index of classifier_kinds: auto, linear, transformer */
+    int extract;         /* index of extract_modes: the fg_extract_mode values in order */
     float threshold;
     int no_dedup, no_exact, no_near;
     int no_langid;
@@ -147,6 +182,7 @@ typedef struct clean_opts {
 } clean_opts;
 
 static const char *const classify_modes[] = {"ambiguous", "all", "none", NULL};
+static const char *const classifier_kinds[] = {"auto", "linear", "transformer", NULL};
 static const char *const extract_modes[] = {"dom", "none", NULL};
 static const char *const profiles[] = {"default", "datatrove", NULL};
 
@@ -158,6 +194,8 @@ static const fg_opt clean_table[] = {
     {"rules", FG_OPT_STR, CF(rules),
      .help = "rules file (default: configs/clean_rules.conf beside the binary or installed)"},
     {"classifier", FG_OPT_STR, CF(classifier), .help = "classifier for documents between the reject and accept scores"},
+    {"classifier_kind", FG_OPT_ENUM, CF(classifier_kind), .choices = classifier_kinds,
+     .help = "what --classifier holds (auto: from the file's magic); a file of the other kind is refused"},
     {"classify", FG_OPT_ENUM, CF(classify), .choices = classify_modes,
      .help = "ambiguous: between the scores; all: every document; none"},
     {"extract", FG_OPT_ENUM, CF(extract), .choices = extract_modes,
@@ -281,6 +319,7 @@ int fg_cmd_clean(int argc, char **argv)
     rc = 1;
     fg_data_rules *rules = NULL;
     fg_data_classifier *m = NULL;
+    fg_data_tfcls *tm = NULL;
     fg_data_report rep;
     memset(&rep, 0, sizeof rep);
     fg_file_tx tx_out, tx_rej;
@@ -302,9 +341,18 @@ int fg_cmd_clean(int argc, char **argv)
         rc = fg_cli_fail("clean", st, "fix the rules file (syntax: docs/DATA.md) or pass --rules FILE");
         goto done;
     }
-    if (o.classifier[0] && !(m = fg_data_classifier_load(o.classifier))) {
-        rc = fg_cli_fail("clean", fg_last_status(), "train one with `frugal clean train-classifier`");
-        goto done;
+    if (o.classifier[0]) {
+        int kind = fg_data_classifier_file_kind(o.classifier);
+        if (kind && o.classifier_kind && kind != o.classifier_kind)
+            st = fg_error(FG_ERR_INVALID, "%s: holds a %s classifier, --classifier-kind says %s", o.classifier,
+                          classifier_kinds[kind], classifier_kinds[o.classifier_kind]);
+        else if (!kind || (kind == 1 && !(m = fg_data_classifier_load(o.classifier))) ||
+                 (kind == 2 && !(tm = fg_data_tfcls_load(o.classifier))))
+            st = fg_last_status();
+        if (st != FG_OK) {
+            rc = fg_cli_fail("clean", st, "train one with `frugal clean train-classifier [--kind transformer]`");
+            goto done;
+        }
     }
     char lock_path[PATH + 8];
     snprintf(lock_path, sizeof lock_path, "%s.lock", o.output);
@@ -316,6 +364,7 @@ int fg_cmd_clean(int argc, char **argv)
     }
     c.rules = rules;
     c.classifier = m;
+    c.tf_classifier = tm;
     c.out_path = tx_out.tmp;
     c.rejects_path = tx_rej.tmp;
     st = fg_data_clean_run(&c, inputs, n_in, &rep);
@@ -348,6 +397,7 @@ done:
     fg_lock_release(&lock);
     fg_data_report_free(&rep);
     fg_data_classifier_delete(m);
+    fg_data_tfcls_delete(tm);
     fg_data_rules_delete(rules);
     fg_free(inputs);
     return rc;

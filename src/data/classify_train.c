@@ -1,7 +1,7 @@
-/* classify_train.c: training the quality classifier from a labeled file: reads JSONL
- * (text + label field, through fg_data_reader) or LABEL<TAB>TEXT lines, cleans the texts
- * with the rules as the pipeline will, splits off a deterministic held-out set, trains
- * and scores both parts. `frugal clean train-classifier` only parses and prints. */
+/* classify_train.c: training a quality classifier (linear or transformer) from a labeled
+ * file: reads JSONL (text + label field, through fg_data_reader) or LABEL<TAB>TEXT lines,
+ * cleans the texts with the rules as the pipeline will, splits off a deterministic
+ * held-out set, trains and scores both parts. `frugal clean train-classifier` only parses and prints. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <stdio.h>
@@ -168,12 +168,16 @@ static bool held_out(size_t i, uint64_t seed, double frac)
     return (double)(h % 1000000) / 1e6 < frac;
 }
 
-static void evaluate(const fg_data_classifier *m, const examples *e, fg_data_classifier_score *s)
+/* Scores either kind: lin, or the transformer through its instance tf. */
+static void evaluate(const fg_data_classifier *lin, fg_data_tfcls_ctx *tf, const examples *e,
+                     fg_data_classifier_score *s)
 {
     memset(s, 0, sizeof *s);
     s->n = e->n;
     for (size_t i = 0; i < e->n; i++) {
-        int p = fg_data_classifier_predict(m, e->text[i], e->len[i]) >= 0.5f;
+        float pk = lin ? fg_data_classifier_predict(lin, e->text[i], e->len[i])
+                       : fg_data_tfcls_predict(tf, e->text[i], e->len[i]);
+        int p = pk >= 0.5f;
         s->correct += p == e->y[i];
         s->tp += p && e->y[i];
         s->fp += p && !e->y[i];
@@ -181,10 +185,10 @@ static void evaluate(const fg_data_classifier *m, const examples *e, fg_data_cla
     }
 }
 
-fg_status fg_data_classifier_train_file(const fg_data_classifier_train_config *c, const char *path,
-                                        fg_data_classifier **out, fg_data_classifier_train_report *rep)
+/* Both kinds: tc == NULL trains the linear model into *lin, else the transformer into *tf. */
+static fg_status train_file(const fg_data_classifier_train_config *c, const fg_data_tfcls_config *tc, const char *path,
+                            fg_data_classifier **lin, fg_data_tfcls **tf, fg_data_classifier_train_report *rep)
 {
-    *out = NULL;
     memset(rep, 0, sizeof *rep);
     if (!(c->test_frac >= 0 && c->test_frac < 1))
         return fg_error(FG_ERR_INVALID, "test fraction must be in [0, 1) (got %g)", c->test_frac);
@@ -224,20 +228,49 @@ fg_status fg_data_classifier_train_file(const fg_data_classifier_train_config *c
         goto done;
     rep->examples = ex.n;
     double t0 = fg_time_sec();
-    fg_data_classifier *m = fg_data_classifier_train(&c->model, (const char *const *)tr.text, tr.len, tr.y, tr.n);
+    fg_data_classifier *m = NULL;
+    fg_data_tfcls *t = NULL;
+    if (tc)
+        t = fg_data_tfcls_train(tc, (const char *const *)tr.text, tr.len, tr.y, tr.n);
+    else
+        m = fg_data_classifier_train(&c->model, (const char *const *)tr.text, tr.len, tr.y, tr.n);
     rep->seconds = fg_time_sec() - t0;
-    if (!m) {
-        /* the message is fg_data_classifier_train's (bad config, no examples, memory) */
-        st = tr.n ? FG_ERR_INVALID : fg_error(FG_ERR_INVALID, "%s: no labeled examples to train on", path);
+    if (!m && !t) {
+        /* the message is the trainer's (bad config, no examples, memory) */
+        st = tr.n ? fg_last_status() : fg_error(FG_ERR_INVALID, "%s: no labeled examples to train on", path);
         goto done;
     }
-    evaluate(m, &tr, &rep->train);
-    evaluate(m, &te, &rep->held_out);
-    *out = m;
+    fg_data_tfcls_ctx *x = t ? fg_data_tfcls_ctx_new(t) : NULL;
+    if (t && !x) {
+        st = fg_last_status();
+        fg_data_tfcls_delete(t);
+        goto done;
+    }
+    evaluate(m, x, &tr, &rep->train);
+    evaluate(m, x, &te, &rep->held_out);
+    fg_data_tfcls_ctx_delete(x);
+    *lin = m;
+    *tf = t;
 done:
     fg_data_scratch_delete(scr);
     ex_free(&tr, false);
     ex_free(&te, false);
     ex_free(&ex, true);
     return st;
+}
+
+fg_status fg_data_classifier_train_file(const fg_data_classifier_train_config *c, const char *path,
+                                        fg_data_classifier **out, fg_data_classifier_train_report *rep)
+{
+    fg_data_tfcls *unused = NULL;
+    *out = NULL;
+    return train_file(c, NULL, path, out, &unused, rep);
+}
+
+fg_status fg_data_tfcls_train_file(const fg_data_classifier_train_config *c, const fg_data_tfcls_config *tc,
+                                   const char *path, fg_data_tfcls **out, fg_data_classifier_train_report *rep)
+{
+    fg_data_classifier *unused = NULL;
+    *out = NULL;
+    return train_file(c, tc, path, &unused, out, rep);
 }

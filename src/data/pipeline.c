@@ -57,10 +57,20 @@ typedef struct batch {
 typedef struct run {
     const fg_data_clean_config *c;
     fg_data_dedup *dd;
-    fg_data_scratch **scr; /* [threads] */
-    uint64_t **line_drops; /* [threads][n_rules] */
+    fg_data_scratch **scr;  /* [threads] */
+    fg_data_tfcls_ctx **tf; /* [threads] transformer instances, or NULL */
+    uint64_t **line_drops;  /* [threads][n_rules] */
     int n_perm;
 } run;
+
+/* P(keep) from the configured classifier: the transformer (this thread's instance) when
+ * there is one, else the linear model. */
+static float predict(run *R, int tid, const char *text, size_t n)
+{
+    if (R->tf)
+        return fg_data_tfcls_predict(R->tf[tid], text, n);
+    return fg_data_classifier_predict(R->c->classifier, text, n);
+}
 
 static void process(run *R, slot *sl, int tid)
 {
@@ -148,10 +158,10 @@ static void process(run *R, slot *sl, int tid)
     sl->clean_len = n;
     if (c->langid)
         fg_data_langid(sl->clean, n, &sl->lang);
-    bool use_cls = c->classifier && c->classify != FG_CLASSIFY_NONE;
+    bool use_cls = (c->classifier || c->tf_classifier) && c->classify != FG_CLASSIFY_NONE;
     if (use_cls && c->classify == FG_CLASSIFY_ALL) {
         sl->route = 2;
-        sl->p_keep = fg_data_classifier_predict(c->classifier, sl->clean, n);
+        sl->p_keep = predict(R, tid, sl->clean, n);
         if (sl->p_keep < c->classifier_threshold)
             d->reject = "classifier";
     } else {
@@ -171,7 +181,7 @@ static void process(run *R, slot *sl, int tid)
             d->reject = worst >= 0 ? q_reject_names[worst] : "quality";
         } else if (use_cls) {
             sl->route = 2;
-            sl->p_keep = fg_data_classifier_predict(c->classifier, sl->clean, n);
+            sl->p_keep = predict(R, tid, sl->clean, n);
             if (sl->p_keep < c->classifier_threshold)
                 d->reject = "classifier";
         } else if (sl->score < 0.5 * (acc + rj)) {
@@ -409,7 +419,7 @@ fg_status fg_data_clean_run(const fg_data_clean_config *c, const char *const *pa
         return fg_error(FG_ERR_INVALID, "clean: batch_docs must be >= 1");
     double t0 = fg_time_sec(), c0 = cpu_now();
     int nt = c->threads > 0 ? c->threads : omp_get_num_procs();
-    run R = {c, NULL, NULL, NULL, 0};
+    run R = {c, NULL, NULL, NULL, NULL, 0};
     fg_data_reader *rd = NULL;
     FILE *out = NULL, *rej = NULL;
     batch cur = {0}, next = {0};
@@ -434,6 +444,17 @@ fg_status fg_data_clean_run(const fg_data_clean_config *c, const char *const *pa
             st = FG_ERR_NOMEM;
             goto cleanup;
         }
+    }
+    if (c->tf_classifier && c->classify != FG_CLASSIFY_NONE) {
+        if (!(R.tf = fg_calloc((size_t)nt, sizeof *R.tf))) {
+            st = FG_ERR_NOMEM;
+            goto cleanup;
+        }
+        for (int t = 0; t < nt; t++)
+            if (!(R.tf[t] = fg_data_tfcls_ctx_new(c->tf_classifier))) {
+                st = fg_last_status();
+                goto cleanup;
+            }
     }
     if ((st = batch_init(&cur, c->batch_docs, R.n_perm)) != FG_OK ||
         (st = batch_init(&next, c->batch_docs, R.n_perm)) != FG_OK)
@@ -538,6 +559,10 @@ cleanup:
     if (R.line_drops)
         for (int t = 0; t < nt; t++)
             fg_free(R.line_drops[t]);
+    if (R.tf)
+        for (int t = 0; t < nt; t++)
+            fg_data_tfcls_ctx_delete(R.tf[t]);
+    fg_free(R.tf);
     fg_free(R.scr);
     fg_free(R.line_drops);
     fg_data_dedup_delete(R.dd);
