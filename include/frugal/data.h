@@ -2,7 +2,8 @@
  * plain or .gz/.zst, files or directories), an editable rules file (regex substitutions,
  * line filters, document rejects, Unicode normalization, quality thresholds), Gopher/C4
  * style quality heuristics combined into one score, a hashed word + char n-gram linear
- * classifier for the ambiguous band, exact + MinHash/LSH dedup, and a JSONL writer.
+ * classifier or a small transformer (src/model's decoder over bytes) for the ambiguous
+ * band, exact + MinHash/LSH dedup, and a JSONL writer.
  *
  * Usage:
  *   fg_data_rules *rules; fg_data_rules_load(&rules, "configs/clean_rules.conf");
