@@ -255,12 +255,24 @@ static void test_pipeline(fg_data_tfcls *m)
              (unsigned long long)rep.docs_kept);
     fg_data_report_free(&rep);
     c.classify = FG_CLASSIFY_ALL;
+    /* one thread and two write the same bytes (P(keep) is in each reject line) */
+    char *one = NULL, *two = NULL;
+    size_t n1 = 0, n2 = 0;
+    c.threads = 1;
+    st = fg_data_clean_run(&c, paths, 1, &rep);
+    fg_data_report_free(&rep);
+    FG_CHECK(st == FG_OK && fg_read_file(rej, 1 << 20, &one, &n1) == FG_OK, "1 thread: %s", fg_last_error());
+    c.threads = 2;
     st = fg_data_clean_run(&c, paths, 1, &rep);
     FG_CHECK(st == FG_OK && rep.sent_to_classifier == 4 && rep.docs_kept == 1 &&
                  fg_data_report_rejects_for(&rep, "classifier") == 3,
              "classify-all: sent %llu, kept %llu", (unsigned long long)rep.sent_to_classifier,
              (unsigned long long)rep.docs_kept);
     fg_data_report_free(&rep);
+    FG_CHECK(fg_read_file(rej, 1 << 20, &two, &n2) == FG_OK && n1 == n2 && n1 > 0 && !memcmp(one, two, n1),
+             "rejects with 1 and 2 threads: %zu and %zu bytes, identical", n1, n2);
+    fg_free(one);
+    fg_free(two);
     c.classify = FG_CLASSIFY_NONE;
     st = fg_data_clean_run(&c, paths, 1, &rep);
     FG_CHECK(st == FG_OK && rep.sent_to_classifier == 0, "classify none: sent %llu",
