@@ -10,7 +10,7 @@
 #     1 thread, MB of input per CPU-second, median of REPS runs.
 # usage: bench/bench_classify_tf.sh [BUILD_DIR]   (needs ../shared/data and python3 for the
 #        labeled set; TF_ARGS="--layers 2 ..." passes options to train-classifier --kind
-#        transformer). Training the transformer takes about 3 CPU-minutes.
+#        transformer). Training the transformer takes 3-4 CPU-minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${1:-build}

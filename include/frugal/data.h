@@ -312,7 +312,7 @@ typedef struct fg_data_tfcls_config {
     int d_model;   /* default 64 */
     int max_len;   /* bytes of text read (default 256); the model's context is max_len + 1 */
     int epochs;    /* label epochs (default 12) */
-    int lm_epochs; /* next-byte epochs before them (default 1; 0: none) */
+    int lm_epochs; /* next-byte epochs before them (default 3; 0: none) */
     int batch;     /* sequences per step (default 16) */
     float lr;      /* AdamW peak (default 2e-3), warmup 5 %, cosine to lr/10 */
     uint64_t seed; /* init and shuffling */

@@ -39,7 +39,7 @@ void fg_data_tfcls_config_init(fg_data_tfcls_config *c)
     c->d_model = 64;
     c->max_len = 256;
     c->epochs = 12;
-    c->lm_epochs = 1;
+    c->lm_epochs = 3;
     c->batch = 16;
     c->lr = 2e-3f;
     c->seed = 1234;
