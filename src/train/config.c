@@ -401,9 +401,6 @@ fg_status fg_train_config_validate(const fg_train_config *c)
         return fg_error(FG_ERR_INVALID,
                         "'%s' %d with 'mtp_depth' %d: not built (the MTP modules run on the whole model)",
                         c->pp > 1 ? "pp" : "tp", c->pp > 1 ? c->pp : c->tp, c->model.mtp_depth);
-    if (c->tp > 1 && c->model.moe.n_expert > 0)
-        return fg_error(FG_ERR_INVALID, "'tp' %d with MoE layers: not built (experts spread by expert parallelism)",
-                        c->tp);
     /* the levers that landed beside pipeline / tensor parallelism and do not yet run with
      * them: MLA keeps its own per-layer saved activations (no pipeline activation sets, no
      * tp shard), the adaptive batch and augmentation need every micro-batch's loss on one
