@@ -97,6 +97,39 @@ static void test_resume(void)
     }
 }
 
+/* The expert placement is saved with the checkpoint (a hint): an ep 4 run re-placed at
+ * step 4 and stopped at step 8 resumes at ep 4 with the experts where step 4 put them
+ * (the same number off their contiguous blocks as moved then), and at ep 2 from the
+ * contiguous blocks; the losses stay one process's. */
+static void test_placement_resume(void)
+{
+    char ref[1024], src[1024], dir[1024], args[8192], cmd[4096], model[1024], want[128];
+    model_of("llama", model, sizeof model);
+    snprintf(ref, sizeof ref, "%s/llama_ref", fg_test_tmpdir());
+    snprintf(src, sizeof src, "%s/placed_src", fg_test_tmpdir());
+    snprintf(args, sizeof args, "%s %s --max-steps 20 --ckpt-every 4 --stop-after 8 --out '%s'", data, model, src);
+    FG_CHECK(train(1, 4, args) == 0, "ep=4 first half: %s", out);
+    const char *p = strstr(out, "re-placed on the same loads, ");
+    int moved = p ? atoi(p + strlen("re-placed on the same loads, ")) : -1;
+    FG_CHECK(moved > 0, "experts moved at step 4 (%d): %s", moved, out);
+    static const int eps[] = {4, 2};
+    for (int i = 0; i < 2; i++) {
+        snprintf(dir, sizeof dir, "%s/placed_resume_ep%d", fg_test_tmpdir(), eps[i]);
+        snprintf(cmd, sizeof cmd, "cp -r '%s' '%s'", src, dir);
+        FG_CHECK(fg_test_run(cmd, NULL, 0) == 0, "copy %s", src);
+        snprintf(args, sizeof args, "%s %s --max-steps 20 --ckpt-every 4 --resume --out '%s'", data, model, dir);
+        int rc = train(1, eps[i], args);
+        if (eps[i] == 4)
+            snprintf(want, sizeof want, "expert placement taken from the checkpoint (%d experts off", moved);
+        else
+            snprintf(want, sizeof want, "expert placement of ep 4 not taken (another ep)");
+        FG_CHECK(rc == 0 && strstr(out, want), "ep=4 checkpoint resumed at ep=%d says \"%s\": exit %d: %s", eps[i],
+                 want, rc, out);
+        dist_check_losses("placed checkpoint resumed", ref, dir, 9, 20);
+        dist_check_params("placed checkpoint resumed", ref, dir);
+    }
+}
+
 /* Node-limited routing (each token's experts from at most 2 of 4 groups = ep ranks):
  * the same training at ep 4 as in one process. */
 static void test_node_limited(void)
@@ -193,6 +226,7 @@ int main(void)
     test_resume();
     test_node_limited();
     test_replacement();
+    test_placement_resume();
     test_refusals();
     return fg_test_end();
 }

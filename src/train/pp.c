@@ -143,6 +143,21 @@ const int *pp_bounds(const pp *p)
     return p->bounds;
 }
 
+fg_status pp_set_bounds(pp *p, const int *bounds, int n)
+{
+    if (n != p->size + 1 || bounds[0] != 0 || bounds[p->size] != p->L)
+        return fg_error(FG_ERR_INVALID,
+                        "pipeline split: %d bounds from %d to %d, this pipeline needs %d from 0 to its %d layers", n,
+                        n > 0 ? bounds[0] : 0, n > 0 ? bounds[n - 1] : 0, p->size + 1, p->L);
+    for (int s = 0; s < p->size; s++)
+        if (bounds[s + 1] <= bounds[s])
+            return fg_error(FG_ERR_INVALID, "pipeline split: stage %d would hold layers [%d, %d)", s, bounds[s],
+                            bounds[s + 1]);
+    memcpy(p->bounds, bounds, (size_t)n * sizeof *bounds);
+    setup_slots(p);
+    return FG_OK;
+}
+
 const pp_stats *pp_get_stats(const pp *p)
 {
     return &p->st;

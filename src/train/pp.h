@@ -36,6 +36,11 @@ int pp_rank(const pp *p);
 int pp_size(const pp *p);
 /* Layers [bounds[s], bounds[s+1]) run on stage s; bounds has pp_size + 1 entries. */
 const int *pp_bounds(const pp *p);
+/* A split saved with a checkpoint (a hint: the balancer's last decision): taken when it
+ * has pp_size + 1 entries that cut this model's layers into non-empty contiguous stages;
+ * FG_ERR_INVALID naming the problem otherwise (the bounds then stay). Every rank must
+ * pass the same bounds. */
+fg_status pp_set_bounds(pp *p, const int *bounds, int n);
 /* One step's gradients: the Al = A / dp micro-batches of this replica through the 1F1B
  * pipeline (each backward scaled by grad_scale / A, as one process), then the grads
  * summed over the stages, the tp shards and the dp replicas (every rank of the job holds the whole
