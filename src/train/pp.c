@@ -401,6 +401,11 @@ fg_status pp_balance(pp *p, int *moved, char *msg, size_t msg_len)
     p->gath[2 * p->rank] = p->acc_compute;
     p->gath[2 * p->rank + 1] = 0;
     fg_status st = fg_comm_allgather(p->comm, p->gath, p->counts, p->displs, FG_DT_F64);
+    /* ... and every replica the same split: each stage's slowest replica (the step waits
+     * for it at the gradient sum), and with expert parallelism the ep group spans the
+     * replicas, so a stage must hold the same layers in all of them */
+    if (st == FG_OK && p->dp)
+        st = fg_comm_allreduce(p->dp, p->gath, 2 * (size_t)P, FG_DT_F64, FG_OP_MAX);
     p->acc_compute = 0;
     if (st != FG_OK)
         return st;

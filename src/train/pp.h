@@ -51,9 +51,10 @@ fg_status pp_grads(pp *p, fg_model *m, const int32_t *inp, const int32_t *tgt, i
 /* Stage 0's stopping decision and schedule length, for every stage. */
 fg_status pp_agree(pp *p, long *total, bool *last);
 fg_status pp_barrier(pp *p);
-/* The balancer: from the stages' compute time per layer since the last call, moves
- * layers from slow stages to fast ones when that shortens the slowest stage by more
- * than 5%. Same decision on every rank (from the same gathered times). *moved: 1 when
+/* The balancer: from the stages' compute time per layer since the last call (each
+ * stage's slowest replica), moves layers from slow stages to fast ones when that shortens
+ * the slowest stage by more than 5%. Same decision on every rank of the job (from the
+ * same gathered times). *moved: 1 when
  * the bounds changed. msg (may be NULL): one line saying what it saw and did. */
 fg_status pp_balance(pp *p, int *moved, char *msg, size_t msg_len);
 const pp_stats *pp_get_stats(const pp *p);

@@ -1233,12 +1233,16 @@ fg_status fg_train_run_grid(const fg_train_config *cfg, const fg_grid *g, FILE *
     if (g->ep <= 1)
         return run_impl(cfg, g->dp_comm, NULL, g->pp_comm, g->tp_comm, g->rank == 0, out, res_out);
     /* expert parallel: the dp x ep ranks of one (pp, tp) place split the batch (the
-     * gradient all-reduce); the ep group carries the experts' all-to-alls */
+     * gradient all-reduce); the ep group carries the experts' all-to-alls. With pp, each
+     * stage's ep group exchanges the rows of that stage's MoE layers (every rank of it
+     * runs the same 1F1B schedule, so the same layers' exchanges in the same order) */
+    if (g->tp > 1) /* (config.c says the same; the grid is checked before the config) */
+        return fg_error(FG_ERR_INVALID, "'tp' %d with 'ep' %d (expert parallelism): not built", g->tp, g->ep);
     fg_comm *batch = NULL;
     fg_status st = fg_comm_split(g->world, g->pp_rank * g->tp + g->tp_rank, g->rank, &batch);
     if (st != FG_OK)
         return st;
-    st = run_impl(cfg, batch, g->ep_comm, NULL, NULL, g->rank == 0, out, res_out);
+    st = run_impl(cfg, batch, g->ep_comm, g->pp > 1 ? g->pp_comm : NULL, NULL, g->rank == 0, out, res_out);
     fg_comm_free(batch);
     return st;
 }
@@ -1369,7 +1373,7 @@ static fg_status run_impl(const fg_train_config *cfg, fg_comm *comm, fg_comm *ep
         const bool zero = r->dp && dp_zero(r->dp);
         double small_sq = NAN; /* gns: |grad|^2 of the first micro-batch (as scaled) */
         if (r->pp)             /* the stages, then the sum over stages and replicas (dp's grads too) */
-            st = pp_grads(r->pp, r->m, r->inp, r->tgt, B, T, A / c->dp, A, scale, &loss);
+            st = pp_grads(r->pp, r->m, r->inp, r->tgt, B, T, A / (c->dp * c->ep), A, scale, &loss);
         else if (r->dp)
             st = dp_grads(r->dp, r->m, r->inp, r->tgt, B, T, A, scale, &loss);
         else
