@@ -262,12 +262,18 @@ static void tp_moe_forward(fg_model *m, model_tp *tp, int l, float *out, const f
     const model_layer_off *o = &m->layer[l];
     tp_moe_slices(m, tp, o, 0);
     fg_moe_weights w = tp_moe_views(m, tp, o, 0);
-    L->ep = NULL; /* refused with tp: every routed row is computed here, on a slice */
+    /* with expert parallelism too: tp rank r's rows go to tp rank r of the experts' ep
+     * ranks (the ep group joins ranks of equal tp rank), which run slice r of the expert;
+     * every tp rank has the same tokens and routing, so the same exchanges (moe_ep.c's
+     * buffers are sized for the whole d_expert, its strides fit the slice) */
+    L->ep = model_moe_ep_layer(m, l);
     int H = L->cfg.d_expert;
     L->cfg.d_expert = tp->Hl;
     fg_status st = fg_moe_forward(L, out, inp, &w, B, T);
     L->cfg.d_expert = H;
-    FG_ASSERT(st == FG_OK); /* B*T within the capacity was checked by the range forward */
+    /* B*T within the capacity was checked by the range forward; an exchange failure is
+     * kept by moe_ep.c and returned by the range functions */
+    FG_ASSERT(st == FG_OK || L->ep);
 }
 
 /* dinp[N, C] += this rank's part of the block's input gradient. The router's backward is
@@ -291,7 +297,7 @@ static void tp_moe_backward(fg_model *m, model_tp *tp, int l, float *dinp, const
     fg_status st =
         fg_moe_backward(L, m->moe_scratch, dinp, &g, dout, inp, &w, tp->rank == 0 ? m->moe_loss_scale : 0.0f);
     L->cfg.d_expert = H;
-    FG_ASSERT(st == FG_OK);
+    FG_ASSERT(st == FG_OK || L->ep);
     tp_moe_slices(m, tp, o, 1);
 }
 

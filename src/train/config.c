@@ -404,10 +404,7 @@ fg_status fg_train_config_validate(const fg_train_config *c)
     /* the levers that landed beside pipeline / tensor parallelism and do not yet run with
      * them: MLA keeps its own per-layer saved activations (no pipeline activation sets, no
      * tp shard), the adaptive batch and augmentation need every micro-batch's loss on one
-     * rank, and expert parallelism runs with pp but not with tp (the tp shards split every
-     * expert; an ep group would have to exchange the shards' rows) */
-    if (c->tp > 1 && c->ep > 1)
-        return fg_error(FG_ERR_INVALID, "'tp' %d with 'ep' %d (expert parallelism): not built", c->tp, c->ep);
+     * rank */
     if ((c->pp > 1 || c->tp > 1) && (c->model.mla_kv_rank > 0 || c->batch_rule != FG_BATCH_FIXED || c->aug))
         return fg_error(FG_ERR_INVALID, "'%s' %d with %s: not built", c->pp > 1 ? "pp" : "tp",
                         c->pp > 1 ? c->pp : c->tp,

@@ -1235,14 +1235,13 @@ fg_status fg_train_run_grid(const fg_train_config *cfg, const fg_grid *g, FILE *
     /* expert parallel: the dp x ep ranks of one (pp, tp) place split the batch (the
      * gradient all-reduce); the ep group carries the experts' all-to-alls. With pp, each
      * stage's ep group exchanges the rows of that stage's MoE layers (every rank of it
-     * runs the same 1F1B schedule, so the same layers' exchanges in the same order) */
-    if (g->tp > 1) /* (config.c says the same; the grid is checked before the config) */
-        return fg_error(FG_ERR_INVALID, "'tp' %d with 'ep' %d (expert parallelism): not built", g->tp, g->ep);
+     * runs the same 1F1B schedule, so the same layers' exchanges in the same order). With
+     * tp, the ep group joins ranks of equal tp rank: each exchanges its expert slices' rows */
     fg_comm *batch = NULL;
     fg_status st = fg_comm_split(g->world, g->pp_rank * g->tp + g->tp_rank, g->rank, &batch);
     if (st != FG_OK)
         return st;
-    st = run_impl(cfg, batch, g->ep_comm, g->pp > 1 ? g->pp_comm : NULL, NULL, g->rank == 0, out, res_out);
+    st = run_impl(cfg, batch, g->ep_comm, g->pp_comm, g->tp_comm, g->rank == 0, out, res_out);
     fg_comm_free(batch);
     return st;
 }
