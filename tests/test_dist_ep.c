@@ -3,8 +3,10 @@
  * model layouts (gpt2, llama), 20 steps: losses to 1e-5 relative, final params to 1e-6;
  * checkpoints saved at ep 2 resume at ep 1 and at ep 1 resume at ep 2 with the same next
  * losses; node-limited routing at ep 4, experts re-placed by load every 4 steps (with and
- * without the spill of overloaded ranks' rows), too. Skips when this build has no
- * MPI or mpirun is absent. */
+ * without the spill of overloaded ranks' rows), too; ep with pipeline stages and tensor
+ * parallelism (ep 2 x pp 2, dp 2 x ep 2 x pp 2 with the stage balancer, tp 2 x ep 2, dp 2
+ * x tp 2 x ep 2, tp 2 x ep 2 x pp 2), and an ep 2 x pp 2 checkpoint resumed at ep 4.
+ * Skips when this build has no MPI or mpirun is absent. */
 #define _GNU_SOURCE
 #include <stdlib.h>
 #include <string.h>
@@ -95,6 +97,79 @@ static void test_resume(void)
         dist_check_losses(what, ref, src, 11, 20);
         dist_check_params(what, ref, src);
     }
+}
+
+/* The expert placement is saved with the checkpoint (a hint): an ep 4 run re-placed at
+ * step 4 and stopped at step 8 resumes at ep 4 with the experts where step 4 put them
+ * (the same number off their contiguous blocks as moved then), and at ep 2 from the
+ * contiguous blocks; the losses stay one process's. */
+static void test_placement_resume(void)
+{
+    char ref[1024], src[1024], dir[1024], args[8192], cmd[4096], model[1024], want[128];
+    model_of("llama", model, sizeof model);
+    snprintf(ref, sizeof ref, "%s/llama_ref", fg_test_tmpdir());
+    snprintf(src, sizeof src, "%s/placed_src", fg_test_tmpdir());
+    snprintf(args, sizeof args, "%s %s --max-steps 20 --ckpt-every 4 --stop-after 8 --out '%s'", data, model, src);
+    FG_CHECK(train(1, 4, args) == 0, "ep=4 first half: %s", out);
+    const char *p = strstr(out, "re-placed on the same loads, ");
+    int moved = p ? atoi(p + strlen("re-placed on the same loads, ")) : -1;
+    FG_CHECK(moved > 0, "experts moved at step 4 (%d): %s", moved, out);
+    static const int eps[] = {4, 2};
+    for (int i = 0; i < 2; i++) {
+        snprintf(dir, sizeof dir, "%s/placed_resume_ep%d", fg_test_tmpdir(), eps[i]);
+        snprintf(cmd, sizeof cmd, "cp -r '%s' '%s'", src, dir);
+        FG_CHECK(fg_test_run(cmd, NULL, 0) == 0, "copy %s", src);
+        snprintf(args, sizeof args, "%s %s --max-steps 20 --ckpt-every 4 --resume --out '%s'", data, model, dir);
+        int rc = train(1, eps[i], args);
+        if (eps[i] == 4)
+            snprintf(want, sizeof want, "expert placement taken from the checkpoint (%d experts off", moved);
+        else
+            snprintf(want, sizeof want, "expert placement of ep 4 not taken (another ep)");
+        FG_CHECK(rc == 0 && strstr(out, want), "ep=4 checkpoint resumed at ep=%d says \"%s\": exit %d: %s", eps[i],
+                 want, rc, out);
+        dist_check_losses("placed checkpoint resumed", ref, dir, 9, 20);
+        dist_check_params("placed checkpoint resumed", ref, dir);
+    }
+}
+
+/* Expert parallelism with the other model splits: inside pipeline stages (each stage's
+ * ep group exchanges the rows of that stage's MoE layers) and with tensor parallelism
+ * (each expert split by hidden units over the tp group; the ep group joins ranks of equal
+ * tp rank, which exchange their slices' rows). ep 2 x pp 2, dp 2 x ep 2 x pp 2 with the
+ * stage balancer on (every replica must draw the same split, or the ep groups, which span
+ * the replicas, would exchange different layers' rows and hang), tp 2 x ep 2, dp 2 x tp 2
+ * x ep 2 and tp 2 x ep 2 x pp 2 (8 ranks), experts re-placed every 4 steps; the ep 2 x pp 2
+ * run stops at step 10 and its checkpoint resumes at ep 4. */
+static void test_grids(const char *layout)
+{
+    char ref[1024], dir[1024], args[8192], what[256], model[1024], cmd[16384];
+    model_of(layout, model, sizeof model);
+    snprintf(ref, sizeof ref, "%s/%s_ref", fg_test_tmpdir(), layout);
+    static const char *grids[] = {"--dp 1 --ep 2 --pp 2", "--dp 2 --ep 2 --pp 2 --pp-balance 1", "--tp 2 --ep 2",
+                                  "--dp 2 --tp 2 --ep 2", "--tp 2 --ep 2 --pp 2"};
+    static const int nps[] = {4, 8, 4, 8, 8};
+    for (int i = 0; i < 5; i++) {
+        snprintf(dir, sizeof dir, "%s/%s_grid_%d", fg_test_tmpdir(), layout, i);
+        snprintf(cmd, sizeof cmd, MPIRUN " -np %d '%s' train %s %s %s --max-steps 20 --ckpt-every 4 %s --out '%s'",
+                 nps[i], bin, grids[i], data, model, i == 0 ? "--stop-after 10" : "", dir);
+        snprintf(what, sizeof what, "%s %s", layout, grids[i]);
+        int rc = fg_test_run(cmd, out, sizeof out);
+        FG_CHECK(rc == 0, "%s: exit %d: %s", what, rc, out);
+        if (rc != 0)
+            continue;
+        const char *other = strstr(grids[i], "--pp") ? "pipeline        : 2 stages" : "tensor parallel : 2 ranks";
+        FG_CHECK(ep_bytes(out) > 0 && strstr(out, other), "%s: ep and the other split both ran: %s", what, out);
+        dist_check_losses(what, ref, dir, 1, i == 0 ? 10 : 20);
+        if (i > 0)
+            dist_check_params(what, ref, dir);
+    }
+    snprintf(dir, sizeof dir, "%s/%s_grid_0", fg_test_tmpdir(), layout);
+    snprintf(args, sizeof args, "%s %s --max-steps 20 --ckpt-every 4 --resume --out '%s'", data, model, dir);
+    snprintf(what, sizeof what, "%s ep 2 x pp 2 checkpoint resumed at ep 4", layout);
+    int rc = train(1, 4, args);
+    FG_CHECK(rc == 0 && strstr(out, "resumed from"), "%s: exit %d: %s", what, rc, out);
+    dist_check_losses(what, ref, dir, 11, 20);
+    dist_check_params(what, ref, dir);
 }
 
 /* Node-limited routing (each token's experts from at most 2 of 4 groups = ep ranks):
@@ -193,6 +268,9 @@ int main(void)
     test_resume();
     test_node_limited();
     test_replacement();
+    test_placement_resume();
+    test_grids("gpt2");
+    test_grids("llama");
     test_refusals();
     return fg_test_end();
 }

@@ -149,6 +149,43 @@ static void test_balance(void)
     }
 }
 
+/* The balancer's split is saved with the checkpoint (a hint): a balanced pp 2 run stopped
+ * at step 8 resumes at pp 2 with --pp-balance on its 3|1 split from step 9 on (not the
+ * even 2|2 the balancer would have to find again), at pp 2 without the balancer on the
+ * even split, and at one process (the split ignored); the losses stay one process's. */
+static void test_balance_resume(void)
+{
+    char ref[1024], src[1024], dir[1024], args[8192], cmd[4096], what[256];
+    const char *model = "--layout llama --n-layer 4 --n-head 2 --d-model 16 --grad-accum 4 --max-steps 12";
+    const char *slow = "--pp-slow-rank 1 --pp-slow-ms 20 --ckpt-every 4";
+    snprintf(ref, sizeof ref, "%s/balance_ref", fg_test_tmpdir());
+    snprintf(src, sizeof src, "%s/balance_resume_src", fg_test_tmpdir());
+    snprintf(args, sizeof args, "--pp 2 %s %s %s --pp-balance 1 --stop-after 8 --out '%s'", data, model, slow, src);
+    FG_CHECK(train(2, args) == 0 && strstr(out, "2|2 -> 3|1"), "balanced first half: %s", out);
+    static const char *grids[] = {"--pp 2 --pp-balance 1", "--pp 2 --pp-balance 0", ""};
+    static const char *want[] = {"3, 1", "2, 2", ""};
+    static const char *note[] = {"pipeline split 3|1 taken from the checkpoint",
+                                 "pipeline split of 2 stages not taken (no --pp-balance)", NULL};
+    for (int i = 0; i < 3; i++) {
+        snprintf(dir, sizeof dir, "%s/balance_resume_%d", fg_test_tmpdir(), i);
+        snprintf(cmd, sizeof cmd, "cp -r '%s' '%s'", src, dir);
+        FG_CHECK(fg_test_run(cmd, NULL, 0) == 0, "copy %s", src);
+        snprintf(args, sizeof args, "%s %s %s %s --resume --out '%s'", grids[i], data, model, i < 2 ? slow : "", dir);
+        snprintf(what, sizeof what, "balanced checkpoint resumed at '%s'", grids[i]);
+        int rc = train(i < 2 ? 2 : 0, args);
+        FG_CHECK(rc == 0 && strstr(out, "resumed from"), "%s: exit %d: %s", what, rc, out);
+        if (note[i])
+            FG_CHECK(strstr(out, note[i]) != NULL, "%s: says \"%s\": %s", what, note[i], out);
+        else
+            FG_CHECK(strstr(out, "pipeline split") == NULL, "%s: no split to take: %s", what, out);
+        static dist_curve c;
+        FG_CHECK(dist_read_curve(dir, &c), "%s: metrics", what);
+        FG_CHECK(!strcmp(c.layers[9], want[i]), "%s: layers %s at step 9 (want '%s')", what, c.layers[9], want[i]);
+        dist_check_losses(what, ref, dir, 9, 12);
+        dist_check_params(what, ref, dir);
+    }
+}
+
 /* What the pipeline does not run is refused with the reason. */
 static void test_refused(void)
 {
@@ -201,6 +238,7 @@ int main(void)
     test_micro();
     test_resume();
     test_balance();
+    test_balance_resume();
     test_refused();
     return fg_test_end();
 }

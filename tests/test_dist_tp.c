@@ -1,10 +1,11 @@
 /* test_dist_tp.c: tensor-parallel training through `mpirun --oversubscribe frugal train
  * --tp 2 [--dp 2] [--pp 2]` against one process at the same global batch: tp 2, dp 2 x
  * tp 2, tp 2 x pp 2 and dp 2 x tp 2 x pp 2, gpt2 (tied embedding, biases, LayerNorm,
- * GELU) and llama (RoPE, SwiGLU, RMSNorm), 20 steps: losses to 1e-5 relative, final params
- * to 1e-6. A tp 2 x pp 2 checkpoint resumes at one process and at tp 2 with the same next
- * losses. What the shards cannot split is refused with the reason. Skips when this build
- * has no MPI or mpirun is absent. */
+ * GELU) and llama (RoPE, SwiGLU, RMSNorm), dense and MoE (experts split by hidden units;
+ * gpt2 with the sequence-wise aux loss, llama with the bias rule and capacity dropping),
+ * 20 steps: losses to 1e-5 relative, final params to 1e-6. tp 2 x pp 2 checkpoints (dense
+ * and MoE) resume at other layouts with the same next losses. What the shards cannot
+ * split is refused with the reason. Skips when this build has no MPI or mpirun is absent. */
 #define _GNU_SOURCE
 #include <stdlib.h>
 #include <string.h>
@@ -54,24 +55,24 @@ static void test_layout(const char *name, const char *model)
     }
 }
 
-/* A tp 2 x pp 2 checkpoint resumes at one process and at tp 2. */
-static void test_resume(void)
+/* A tp 2 x pp 2 checkpoint of `name` (whose one-process run is <name>_ref) resumes at each
+ * of grids[0..n) (np 0: one process) with that run's losses of steps 11..20. */
+static void test_resume(const char *name, const char *model, const char *const *grids, const int *nps, int n)
 {
     char ref[1024], src[1024], dir[1024], args[8192], what[256], cmd[4096];
-    const char *model = "--layout gpt2 --n-layer 4 --n-head 2 --d-model 16 --grad-accum 4";
-    snprintf(ref, sizeof ref, "%s/gpt2_ref", fg_test_tmpdir());
-    snprintf(src, sizeof src, "%s/resume_tp2pp2", fg_test_tmpdir());
-    snprintf(args, sizeof args, "--tp 2 --pp 2 %s %s --stop-after 10 --ckpt-every 10 --out '%s'", data, model, src);
-    FG_CHECK(train(4, args) == 0, "tp 2 x pp 2 first half: %s", out);
-    dist_check_losses("tp 2 x pp 2 first half", ref, src, 1, 10);
-    static const char *grids[] = {"", "--tp 2"};
-    static const int nps[] = {0, 2};
-    for (int i = 0; i < 2; i++) {
-        snprintf(dir, sizeof dir, "%s/resume_%d", fg_test_tmpdir(), i);
+    snprintf(ref, sizeof ref, "%s/%s_ref", fg_test_tmpdir(), name);
+    snprintf(src, sizeof src, "%s/resume_%s_tp2pp2", fg_test_tmpdir(), name);
+    snprintf(args, sizeof args, "--tp 2 --pp 2 %s %s --grad-accum 4 --stop-after 10 --ckpt-every 10 --out '%s'", data,
+             model, src);
+    snprintf(what, sizeof what, "%s tp 2 x pp 2 first half", name);
+    FG_CHECK(train(4, args) == 0, "%s: %s", what, out);
+    dist_check_losses(what, ref, src, 1, 10);
+    for (int i = 0; i < n; i++) {
+        snprintf(dir, sizeof dir, "%s/resume_%s_%d", fg_test_tmpdir(), name, i);
         snprintf(cmd, sizeof cmd, "cp -r '%s' '%s'", src, dir);
         FG_CHECK(fg_test_run(cmd, NULL, 0) == 0, "copy %s", src);
-        snprintf(args, sizeof args, "%s %s %s --resume --out '%s'", grids[i], data, model, dir);
-        snprintf(what, sizeof what, "tp 2 x pp 2 checkpoint resumed at %s", nps[i] ? grids[i] : "one process");
+        snprintf(args, sizeof args, "%s %s %s --grad-accum 4 --resume --out '%s'", grids[i], data, model, dir);
+        snprintf(what, sizeof what, "%s tp 2 x pp 2 checkpoint resumed at %s", name, nps[i] ? grids[i] : "one process");
         int rc = train(nps[i], args);
         FG_CHECK(rc == 0 && strstr(out, "resumed from"), "%s: exit %d: %s", what, rc, out);
         dist_check_losses(what, ref, dir, 11, 20);
@@ -85,8 +86,8 @@ static void test_refused(void)
     snprintf(dir, sizeof dir, "%s/refused", fg_test_tmpdir());
     static const char *cases[][2] = {
         {"--tp 2 --n-layer 2 --n-head 1 --d-model 16", "must all be multiples of it"},
-        {"--tp 2 --n-layer 2 --n-head 2 --d-model 16 --n-expert 4 --n-expert-active 2 --d-expert 16",
-         "with MoE layers: not built"},
+        {"--tp 2 --n-layer 2 --n-head 2 --d-model 16 --n-expert 4 --n-expert-active 2 --d-expert 15",
+         "must all be multiples of it"},
         {"--tp 2 --n-layer 2 --n-head 2 --d-model 16 --precision bf16", "fp32 models only"},
         {"--tp 2 --n-layer 2 --n-head 2 --d-model 16 --ffn-share seed", "this one has FFN sharing"},
     };
@@ -110,9 +111,24 @@ int main(void)
              "--train-shards '%s/data/train.bin' --val-shards '%s/data/val.bin' --batch-size 2 --seq-len 16 "
              "--val-every 0 --val-batches 1 --log-every 100000 --threads 1 --max-steps 20",
              prep, prep);
-    test_layout("gpt2", "--layout gpt2 --n-layer 4 --n-head 2 --d-model 16");
-    test_layout("llama", "--layout llama --n-layer 4 --n-head 2 --d-model 16");
-    test_resume();
+    const char *gpt2 = "--layout gpt2 --n-layer 4 --n-head 2 --d-model 16";
+    const char *llama = "--layout llama --n-layer 4 --n-head 2 --d-model 16";
+    /* MoE: a dense first layer, 4 experts top-2 and a shared one; gpt2 with the
+     * sequence-wise aux loss (its gradient added on tp rank 0 only), llama with the
+     * router-bias rule and capacity 1.5 (the drops are every rank's same decision) */
+    const char *gpt2_moe =
+        "--layout gpt2 --n-layer 4 --n-head 2 --d-model 16 --n-dense-layers 1 --n-expert 4 "
+        "--n-expert-active 2 --n-shared-expert 1 --d-expert 16 --balance seqaux --balance-alpha 0.01";
+    const char *llama_moe = "--layout llama --n-layer 4 --n-head 2 --d-model 16 --n-dense-layers 1 --n-expert 4 "
+                            "--n-expert-active 2 --n-shared-expert 1 --d-expert 16 --capacity-factor 1.5";
+    test_layout("gpt2", gpt2);
+    test_layout("llama", llama);
+    test_layout("gpt2_moe", gpt2_moe);
+    test_layout("llama_moe", llama_moe);
+    static const char *dense_grids[] = {"", "--tp 2"}, *moe_grids[] = {"", "--dp 2 --tp 2"};
+    static const int dense_nps[] = {0, 2}, moe_nps[] = {0, 4};
+    test_resume("gpt2", gpt2, dense_grids, dense_nps, 2);
+    test_resume("llama_moe", llama_moe, moe_grids, moe_nps, 2);
     test_refused();
     return fg_test_end();
 }

@@ -234,8 +234,9 @@ void fg_model_stage_slot(fg_model *m, int k);
  * same calls in the same order. Grads: each rank's shard of the split tensors, and on
  * rank 0 only the replicated ones (norms, row-parallel biases, positions), so the sum
  * over the group is the whole gradient. fg_model_forward (the whole model) ignores it.
- * Dense fp32 models without QAT whose n_head, FFN width and padded_vocab divide by size;
- * size 1 or fn NULL: off. */
+ * MoE layers: every expert's hidden units [r H/size, ...) (and the shared experts'),
+ * the router whole on every rank. fp32 models without QAT whose n_head, FFN width,
+ * padded_vocab (and d_expert) divide by size; size 1 or fn NULL: off. */
 typedef fg_status (*fg_model_tp_reduce)(void *ctx, float *buf, size_t n, int max);
 fg_status fg_model_set_tp(fg_model *m, int rank, int size, fg_model_tp_reduce fn, void *ctx);
 /* After each optimizer step (MoE: router bias update from load history). */

@@ -101,6 +101,8 @@ fg_status fg_model_forward_range(fg_model *m, int l0, int l1, const int32_t *inp
     }
     if (m->tp && (st = model_tp_status(m)) != FG_OK)
         return st;
+    if ((st = model_moe_ep_status(m)) != FG_OK) /* an expert exchange that failed */
+        return st;
     m->fwd_done = 1;
     return FG_OK;
 }
@@ -154,7 +156,8 @@ fg_status fg_model_backward_range(fg_model *m, int l0, int l1, const float *x, c
                    fg_embedding_backward(m->grads + m->wte, model_g(m, m->wpe), m->dres, m->inputs, N, T, C));
     else
         memcpy(dx, m->dres, NC * sizeof(float));
-    return m->tp ? model_tp_status(m) : FG_OK;
+    st = m->tp ? model_tp_status(m) : FG_OK;
+    return st == FG_OK ? model_moe_ep_status(m) : st;
 }
 
 /* ---- activation slots: one set of the stage's saved activations per micro-batch in

@@ -11,6 +11,7 @@
 
 #include "frugal/kernels.h"
 #include "frugal/model.h"
+#include "frugal/moe.h"
 #include "model_impl.h"
 
 struct model_tp {
@@ -23,7 +24,12 @@ struct model_tp {
     float *dwq, *dbq, *dwa, *dwf, *dwp; /* their gradients before the scatter into m->grads */
     float *trash;                       /* [2C]: replicated grads of ranks > 0 (rank 0 keeps them) */
     float *rowmax, *rowstat;            /* [N], [2N] */
-    fg_status err;                      /* the first failed reduce */
+    /* MoE layers (expert tensor parallelism): hidden units [h0, h0 + Hl) of every routed
+     * expert and [sh0, sh0 + SHl) of the shared experts, gathered per layer */
+    int Hl, h0, SHl, sh0;
+    float *efc, *eproj, *sfc, *sproj;     /* [E, 2Hl, C], [E, C, Hl], [2SHl, C], [C, SHl] */
+    float *defc, *deproj, *dsfc, *dsproj; /* their gradients */
+    fg_status err;                        /* the first failed reduce */
 };
 
 void model_tp_free(fg_model *m)
@@ -44,20 +50,21 @@ fg_status fg_model_set_tp(fg_model *m, int rank, int size, fg_model_tp_reduce fn
     int C = c->d_model;
     if (rank < 0 || rank >= size)
         return fg_error(FG_ERR_INVALID, "fg_model_set_tp: rank %d of %d", rank, size);
-    if (c->n_head % size || m->F % size || c->padded_vocab % size)
+    const int moe = c->moe.n_expert > 0;
+    if (c->n_head % size || m->F % size || c->padded_vocab % size || (moe && c->moe.d_expert % size))
         return fg_error(FG_ERR_INVALID,
-                        "tensor parallel %d: n_head %d, the FFN width %d and padded_vocab %d must all be multiples of "
-                        "it",
-                        size, c->n_head, m->F, c->padded_vocab);
-    if (c->moe.n_expert > 0 || m->lp || m->qat || c->ffn_share != FG_SHARE_NONE || c->mtp_depth > 0)
+                        "tensor parallel %d: n_head %d, the FFN width %d, padded_vocab %d (and MoE d_expert %d) must "
+                        "all be multiples of it",
+                        size, c->n_head, m->F, c->padded_vocab, moe ? c->moe.d_expert : 0);
+    if (m->lp || m->qat || c->ffn_share != FG_SHARE_NONE || c->mtp_depth > 0 || m->mla)
         return fg_error(FG_ERR_INVALID,
-                        "tensor parallel %d: dense fp32 models without QAT, FFN sharing or MTP only (this one has %s)",
+                        "tensor parallel %d: fp32 models without QAT, FFN sharing, MTP or MLA only (this one has %s)",
                         size,
-                        c->moe.n_expert > 0 ? "MoE layers"
-                        : m->lp             ? "bf16/fp8 precision"
-                        : m->qat            ? "QAT"
-                        : c->mtp_depth > 0  ? "MTP"
-                                            : "FFN sharing");
+                        m->lp              ? "bf16/fp8 precision"
+                        : m->qat           ? "QAT"
+                        : c->mtp_depth > 0 ? "MTP"
+                        : m->mla           ? "MLA"
+                                           : "FFN sharing");
     model_tp *tp = fg_calloc(1, sizeof *tp);
     if (!tp)
         return fg_error(FG_ERR_NOMEM, "tensor parallel: out of memory");
@@ -75,7 +82,14 @@ fg_status fg_model_set_tp(fg_model *m, int rank, int size, fg_model_tp_reduce fn
     tp->v0 = rank * tp->Vl;
     size_t Cs = (size_t)C, nq = 3 * (size_t)tp->Cl * Cs, na = Cs * (size_t)tp->Cl, nf = (size_t)tp->Finl * Cs,
            np = Cs * (size_t)tp->Fl, N = (size_t)m->B * (size_t)m->T;
-    size_t total = 2 * (nq + 3 * (size_t)tp->Cl + na + nf + np) + 2 * Cs + 3 * N;
+    tp->Hl = moe ? c->moe.d_expert / size : 0;
+    tp->h0 = rank * tp->Hl;
+    tp->SHl = moe ? c->moe.n_shared_expert * tp->Hl : 0;
+    tp->sh0 = rank * tp->SHl;
+    size_t ne = moe ? (size_t)c->moe.n_expert * 2 * (size_t)tp->Hl * Cs : 0,
+           npe = moe ? (size_t)c->moe.n_expert * Cs * (size_t)tp->Hl : 0, nsf = 2 * (size_t)tp->SHl * Cs,
+           nsp = Cs * (size_t)tp->SHl;
+    size_t total = 2 * (nq + 3 * (size_t)tp->Cl + na + nf + np) + 2 * Cs + 3 * N + 2 * (ne + npe + nsf + nsp);
     tp->mem = fg_calloc(total, sizeof(float));
     if (!tp->mem) {
         fg_free(tp);
@@ -94,7 +108,15 @@ fg_status fg_model_set_tp(fg_model *m, int rank, int size, fg_model_tp_reduce fn
     tp->dwp = p, p += np;
     tp->trash = p, p += 2 * Cs;
     tp->rowmax = p, p += N;
-    tp->rowstat = p;
+    tp->rowstat = p, p += 2 * N;
+    tp->efc = p, p += ne;
+    tp->eproj = p, p += npe;
+    tp->sfc = p, p += nsf;
+    tp->sproj = p, p += nsp;
+    tp->defc = p, p += ne;
+    tp->deproj = p, p += npe;
+    tp->dsfc = p, p += nsf;
+    tp->dsproj = p;
     m->tp = tp;
     return FG_OK;
 }
@@ -174,6 +196,111 @@ static float *rep_grad(fg_model *m, model_tp *tp, size_t off, int which)
     return tp->rank == 0 ? m->grads + off : tp->trash + (size_t)which * m->cfg.d_model;
 }
 
+/* ---- MoE layers: expert tensor parallelism (Megatron-Core's ETP = TP) ----
+ * The router runs whole on every rank (its input, ln2, is replicated, so every rank draws
+ * the same top-K, gates, capacity drops and load counts); each routed and shared expert
+ * runs hidden units [h0, h0 + Hl) only: the gate and up rows of fc (column-parallel) and
+ * the matching columns of proj (row-parallel), so the block's output is a partial sum
+ * over the group, summed by the layer's one all-reduce as the dense FFN's is. moe.c runs
+ * unchanged on the gathered slices with d_expert = Hl. */
+static fg_moe_weights tp_moe_views(fg_model *m, model_tp *tp, const model_layer_off *o, int grads)
+{
+    fg_moe_weights w = {0};
+    float *base = grads ? m->grads : m->params;
+    w.router_w = base + o->moe[FG_MOE_ROUTER_W];
+    w.router_bias = m->params + o->moe[FG_MOE_ROUTER_BIAS];
+    w.expert_fc = grads ? tp->defc : tp->efc;
+    w.expert_proj = grads ? tp->deproj : tp->eproj;
+    if (tp->SHl > 0) {
+        w.shared_fc = grads ? tp->dsfc : tp->sfc;
+        w.shared_proj = grads ? tp->dsproj : tp->sproj;
+    }
+    return w;
+}
+
+/* add 0: the slices copied out of the flat params; add 1: the slice gradients added into
+ * the flat grads */
+static void tp_moe_slices(fg_model *m, model_tp *tp, const model_layer_off *o, int add)
+{
+    const fg_moe_config *mc = &m->cfg.moe;
+    int C = m->cfg.d_model, H = mc->d_expert, Hl = tp->Hl, SH = mc->n_shared_expert * H, SHl = tp->SHl;
+    float *fc = add ? tp->defc : tp->efc, *pj = add ? tp->deproj : tp->eproj;
+    float *base = add ? m->grads : m->params;
+    for (int e = 0; e < mc->n_expert; e++) {
+        float *F = base + o->moe[FG_MOE_EXPERT_FC] + (size_t)e * 2 * H * C;
+        float *P = base + o->moe[FG_MOE_EXPERT_PROJ] + (size_t)e * C * H;
+        float *f = fc + (size_t)e * 2 * Hl * C, *pp = pj + (size_t)e * C * Hl;
+        if (add) {
+            add_rows(F, f, tp->h0, Hl, C);                      /* gate rows */
+            add_rows(F, f + (size_t)Hl * C, H + tp->h0, Hl, C); /* up rows */
+            add_cols(P, pp, C, H, tp->h0, Hl);
+        } else {
+            copy_rows(f, F, tp->h0, Hl, C);
+            copy_rows(f + (size_t)Hl * C, F, H + tp->h0, Hl, C);
+            copy_cols(pp, P, C, H, tp->h0, Hl);
+        }
+    }
+    if (SHl == 0)
+        return;
+    float *SF = base + o->moe[FG_MOE_SHARED_FC], *SP = base + o->moe[FG_MOE_SHARED_PROJ];
+    float *sf = add ? tp->dsfc : tp->sfc, *sp = add ? tp->dsproj : tp->sproj;
+    if (add) {
+        add_rows(SF, sf, tp->sh0, SHl, C);
+        add_rows(SF, sf + (size_t)SHl * C, SH + tp->sh0, SHl, C);
+        add_cols(SP, sp, C, SH, tp->sh0, SHl);
+    } else {
+        copy_rows(sf, SF, tp->sh0, SHl, C);
+        copy_rows(sf + (size_t)SHl * C, SF, SH + tp->sh0, SHl, C);
+        copy_cols(sp, SP, C, SH, tp->sh0, SHl);
+    }
+}
+
+/* out[N, C] = this rank's part of the MoE block's output (summed by the caller) */
+static void tp_moe_forward(fg_model *m, model_tp *tp, int l, float *out, const float *inp, int B, int T)
+{
+    fg_moe_layer *L = &m->moe[l];
+    const model_layer_off *o = &m->layer[l];
+    tp_moe_slices(m, tp, o, 0);
+    fg_moe_weights w = tp_moe_views(m, tp, o, 0);
+    /* with expert parallelism too: tp rank r's rows go to tp rank r of the experts' ep
+     * ranks (the ep group joins ranks of equal tp rank), which run slice r of the expert;
+     * every tp rank has the same tokens and routing, so the same exchanges (moe_ep.c's
+     * buffers are sized for the whole d_expert, its strides fit the slice) */
+    L->ep = model_moe_ep_layer(m, l);
+    int H = L->cfg.d_expert;
+    L->cfg.d_expert = tp->Hl;
+    fg_status st = fg_moe_forward(L, out, inp, &w, B, T);
+    L->cfg.d_expert = H;
+    /* B*T within the capacity was checked by the range forward; an exchange failure is
+     * kept by moe_ep.c and returned by the range functions */
+    FG_ASSERT(st == FG_OK || L->ep);
+}
+
+/* dinp[N, C] += this rank's part of the block's input gradient. The router's backward is
+ * linear in the gate gradients <dout, eo> (eo partial here), so each rank's router
+ * gradient and input gradient are partial sums too; the aux-loss terms, which do not
+ * depend on eo, are added on rank 0 only (aux_scale 0 elsewhere). */
+static void tp_moe_backward(fg_model *m, model_tp *tp, int l, float *dinp, const float *dout, const float *inp)
+{
+    fg_moe_layer *L = &m->moe[l];
+    const model_layer_off *o = &m->layer[l];
+    const fg_moe_config *mc = &m->cfg.moe;
+    tp_moe_slices(m, tp, o, 0);
+    size_t C = (size_t)m->cfg.d_model, E = (size_t)mc->n_expert, Hl = (size_t)tp->Hl, SHl = (size_t)tp->SHl;
+    memset(tp->defc, 0, E * 2 * Hl * C * sizeof(float));
+    memset(tp->deproj, 0, E * C * Hl * sizeof(float));
+    memset(tp->dsfc, 0, 2 * SHl * C * sizeof(float));
+    memset(tp->dsproj, 0, C * SHl * sizeof(float));
+    fg_moe_weights w = tp_moe_views(m, tp, o, 0), g = tp_moe_views(m, tp, o, 1);
+    int H = L->cfg.d_expert;
+    L->cfg.d_expert = tp->Hl;
+    fg_status st =
+        fg_moe_backward(L, m->moe_scratch, dinp, &g, dout, inp, &w, tp->rank == 0 ? m->moe_loss_scale : 0.0f);
+    L->cfg.d_expert = H;
+    FG_ASSERT(st == FG_OK || L->ep);
+    tp_moe_slices(m, tp, o, 1);
+}
+
 void model_tp_layer_forward(fg_model *m, int l, const float *res, int B, int T)
 {
     model_tp *tp = m->tp;
@@ -197,15 +324,19 @@ void model_tp_layer_forward(fg_model *m, int l, const float *res, int B, int T)
     add_bias(a->res2, model_p(m, o->attprojb), N, C);
     fg_add(a->res2, a->res2, res, NC);
     model_norm_forward(m, a->ln2, a->ln2_mean, a->ln2_rstd, a->res2, model_p(m, o->ln2w), model_p(m, o->ln2b), N);
-    gather_fc(m, tp, o);
-    model_linear_forward(m, a->ffn.fch, a->ln2, tp->wf, o->fcb != FG_NO_TENSOR ? m->params + o->fcb + tp->f0 : NULL, N,
-                         C, tp->Finl);
-    if (c->layout == FG_LAYOUT_GPT2)
-        fg_gelu_forward(a->ffn.fch_act, a->ffn.fch, (size_t)N * (size_t)Fl);
-    else
-        fg_swiglu_forward(a->ffn.fch_act, a->ffn.fch, N, Fl);
-    copy_cols(tp->wp, m->params + o->fcprojw, C, m->F, tp->f0, Fl);
-    model_linear_forward(m, a->res3, a->ffn.fch_act, tp->wp, NULL, N, Fl, C);
+    if (model_is_moe_layer(m, l)) {
+        tp_moe_forward(m, tp, l, a->res3, a->ln2, B, T);
+    } else {
+        gather_fc(m, tp, o);
+        model_linear_forward(m, a->ffn.fch, a->ln2, tp->wf, o->fcb != FG_NO_TENSOR ? m->params + o->fcb + tp->f0 : NULL,
+                             N, C, tp->Finl);
+        if (c->layout == FG_LAYOUT_GPT2)
+            fg_gelu_forward(a->ffn.fch_act, a->ffn.fch, (size_t)N * (size_t)Fl);
+        else
+            fg_swiglu_forward(a->ffn.fch_act, a->ffn.fch, N, Fl);
+        copy_cols(tp->wp, m->params + o->fcprojw, C, m->F, tp->f0, Fl);
+        model_linear_forward(m, a->res3, a->ffn.fch_act, tp->wp, NULL, N, Fl, C);
+    }
     tp_reduce(tp, a->res3, NC, 0);
     add_bias(a->res3, model_p(m, o->fcprojb), N, C);
     fg_add(a->res3, a->res3, a->res2, NC);
@@ -220,26 +351,32 @@ void model_tp_layer_backward(fg_model *m, int l, const float *res, int B, int T)
     const model_layer_off *o = &m->layer[l];
     model_layer_acts *a = &m->la[l];
     /* res3 = res2 + fcproj(act(fc(ln2))): the projection's input gradient is this rank's
-     * columns; the fc's input gradient is a partial sum over the ranks */
-    gather_fc(m, tp, o);
-    copy_cols(tp->wp, m->params + o->fcprojw, C, m->F, tp->f0, Fl);
-    memset(m->dfch_act, 0, (size_t)N * Fl * sizeof(float));
-    memset(tp->dwp, 0, (size_t)C * Fl * sizeof(float));
-    model_linear_backward(m, m->dfch_act, tp->dwp, tp->rank == 0 ? model_g(m, o->fcprojb) : NULL, m->dres,
-                          a->ffn.fch_act, tp->wp, N, Fl, C);
-    add_cols(m->grads + o->fcprojw, tp->dwp, C, m->F, tp->f0, Fl);
-    memset(m->dfch, 0, (size_t)N * Finl * sizeof(float));
-    if (c->layout == FG_LAYOUT_GPT2)
-        fg_gelu_backward(m->dfch, m->dfch_act, a->ffn.fch, (size_t)N * (size_t)Fl);
-    else
-        fg_swiglu_backward(m->dfch, m->dfch_act, a->ffn.fch, N, Fl);
-    memset(m->dln, 0, NC * sizeof(float));
-    memset(tp->dwf, 0, (size_t)Finl * C * sizeof(float));
-    model_linear_backward(m, m->dln, tp->dwf, o->fcb != FG_NO_TENSOR ? m->grads + o->fcb + tp->f0 : NULL, m->dfch,
-                          a->ln2, tp->wf, N, C, Finl);
-    add_rows(m->grads + o->fcw, tp->dwf, tp->f0, Fl, C);
-    if (c->layout == FG_LAYOUT_LLAMA)
-        add_rows(m->grads + o->fcw, tp->dwf + (size_t)Fl * C, m->F + tp->f0, Fl, C);
+     * columns; the fc's input gradient is a partial sum over the ranks (MoE: the same
+     * per expert, and the router's input gradient a partial sum too) */
+    if (model_is_moe_layer(m, l)) {
+        memset(m->dln, 0, NC * sizeof(float));
+        tp_moe_backward(m, tp, l, m->dln, m->dres, a->ln2);
+    } else {
+        gather_fc(m, tp, o);
+        copy_cols(tp->wp, m->params + o->fcprojw, C, m->F, tp->f0, Fl);
+        memset(m->dfch_act, 0, (size_t)N * Fl * sizeof(float));
+        memset(tp->dwp, 0, (size_t)C * Fl * sizeof(float));
+        model_linear_backward(m, m->dfch_act, tp->dwp, tp->rank == 0 ? model_g(m, o->fcprojb) : NULL, m->dres,
+                              a->ffn.fch_act, tp->wp, N, Fl, C);
+        add_cols(m->grads + o->fcprojw, tp->dwp, C, m->F, tp->f0, Fl);
+        memset(m->dfch, 0, (size_t)N * Finl * sizeof(float));
+        if (c->layout == FG_LAYOUT_GPT2)
+            fg_gelu_backward(m->dfch, m->dfch_act, a->ffn.fch, (size_t)N * (size_t)Fl);
+        else
+            fg_swiglu_backward(m->dfch, m->dfch_act, a->ffn.fch, N, Fl);
+        memset(m->dln, 0, NC * sizeof(float));
+        memset(tp->dwf, 0, (size_t)Finl * C * sizeof(float));
+        model_linear_backward(m, m->dln, tp->dwf, o->fcb != FG_NO_TENSOR ? m->grads + o->fcb + tp->f0 : NULL, m->dfch,
+                              a->ln2, tp->wf, N, C, Finl);
+        add_rows(m->grads + o->fcw, tp->dwf, tp->f0, Fl, C);
+        if (c->layout == FG_LAYOUT_LLAMA)
+            add_rows(m->grads + o->fcw, tp->dwf + (size_t)Fl * C, m->F + tp->f0, Fl, C);
+    }
     tp_reduce(tp, m->dln, NC, 0);
     model_norm_backward(m, m->dres, rep_grad(m, tp, o->ln2w, 0), rep_grad(m, tp, o->ln2b, 1), m->dln, a->res2,
                         model_p(m, o->ln2w), a->ln2_mean, a->ln2_rstd, N);
@@ -369,6 +506,7 @@ fg_status model_tp_head_forward(fg_model *m, const float *res, const int32_t *ta
             d[j] = j < real ? m->dlogits_scale * (float)(exp((double)x[j] - lse) - (j == t)) : 0.0f;
     }
     float l = m->n_counted > 0 ? (float)(sum / m->n_counted) : 0.0f;
+    l += model_moe_aux_loss(m); /* as model_head_forward: the range forward keeps its own layers' */
     if (!isfinite(l))
         return fg_error(FG_ERR_NUMERIC, "fg_model_forward_range: loss is %g", (double)l);
     if (loss)

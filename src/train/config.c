@@ -401,21 +401,16 @@ fg_status fg_train_config_validate(const fg_train_config *c)
         return fg_error(FG_ERR_INVALID,
                         "'%s' %d with 'mtp_depth' %d: not built (the MTP modules run on the whole model)",
                         c->pp > 1 ? "pp" : "tp", c->pp > 1 ? c->pp : c->tp, c->model.mtp_depth);
-    if (c->tp > 1 && c->model.moe.n_expert > 0)
-        return fg_error(FG_ERR_INVALID, "'tp' %d with MoE layers: not built (experts spread by expert parallelism)",
-                        c->tp);
     /* the levers that landed beside pipeline / tensor parallelism and do not yet run with
      * them: MLA keeps its own per-layer saved activations (no pipeline activation sets, no
      * tp shard), the adaptive batch and augmentation need every micro-batch's loss on one
-     * rank, and expert parallelism has its own step (fg_train_run_grid with ep > 1) */
-    if ((c->pp > 1 || c->tp > 1) &&
-        (c->model.mla_kv_rank > 0 || c->batch_rule != FG_BATCH_FIXED || c->aug || c->ep > 1))
+     * rank */
+    if ((c->pp > 1 || c->tp > 1) && (c->model.mla_kv_rank > 0 || c->batch_rule != FG_BATCH_FIXED || c->aug))
         return fg_error(FG_ERR_INVALID, "'%s' %d with %s: not built", c->pp > 1 ? "pp" : "tp",
                         c->pp > 1 ? c->pp : c->tp,
                         c->model.mla_kv_rank > 0          ? "'mla_kv_rank' (multi-head latent attention)"
                         : c->batch_rule != FG_BATCH_FIXED ? "an adaptive 'batch_rule'"
-                        : c->aug                          ? "'aug' (loss-driven augmentation)"
-                                                          : "'ep' (expert parallelism)");
+                                                          : "'aug' (loss-driven augmentation)");
     if (c->pp > c->model.n_layer)
         return fg_error(FG_ERR_INVALID, "'pp' %d exceeds 'n_layer' %d (a stage holds at least one layer)", c->pp,
                         c->model.n_layer);

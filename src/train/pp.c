@@ -143,6 +143,21 @@ const int *pp_bounds(const pp *p)
     return p->bounds;
 }
 
+fg_status pp_set_bounds(pp *p, const int *bounds, int n)
+{
+    if (n != p->size + 1 || bounds[0] != 0 || bounds[p->size] != p->L)
+        return fg_error(FG_ERR_INVALID,
+                        "pipeline split: %d bounds from %d to %d, this pipeline needs %d from 0 to its %d layers", n,
+                        n > 0 ? bounds[0] : 0, n > 0 ? bounds[n - 1] : 0, p->size + 1, p->L);
+    for (int s = 0; s < p->size; s++)
+        if (bounds[s + 1] <= bounds[s])
+            return fg_error(FG_ERR_INVALID, "pipeline split: stage %d would hold layers [%d, %d)", s, bounds[s],
+                            bounds[s + 1]);
+    memcpy(p->bounds, bounds, (size_t)n * sizeof *bounds);
+    setup_slots(p);
+    return FG_OK;
+}
+
 const pp_stats *pp_get_stats(const pp *p)
 {
     return &p->st;
@@ -386,6 +401,11 @@ fg_status pp_balance(pp *p, int *moved, char *msg, size_t msg_len)
     p->gath[2 * p->rank] = p->acc_compute;
     p->gath[2 * p->rank + 1] = 0;
     fg_status st = fg_comm_allgather(p->comm, p->gath, p->counts, p->displs, FG_DT_F64);
+    /* ... and every replica the same split: each stage's slowest replica (the step waits
+     * for it at the gradient sum), and with expert parallelism the ep group spans the
+     * replicas, so a stage must hold the same layers in all of them */
+    if (st == FG_OK && p->dp)
+        st = fg_comm_allreduce(p->dp, p->gath, 2 * (size_t)P, FG_DT_F64, FG_OP_MAX);
     p->acc_compute = 0;
     if (st != FG_OK)
         return st;

@@ -36,6 +36,11 @@ int pp_rank(const pp *p);
 int pp_size(const pp *p);
 /* Layers [bounds[s], bounds[s+1]) run on stage s; bounds has pp_size + 1 entries. */
 const int *pp_bounds(const pp *p);
+/* A split saved with a checkpoint (a hint: the balancer's last decision): taken when it
+ * has pp_size + 1 entries that cut this model's layers into non-empty contiguous stages;
+ * FG_ERR_INVALID naming the problem otherwise (the bounds then stay). Every rank must
+ * pass the same bounds. */
+fg_status pp_set_bounds(pp *p, const int *bounds, int n);
 /* One step's gradients: the Al = A / dp micro-batches of this replica through the 1F1B
  * pipeline (each backward scaled by grad_scale / A, as one process), then the grads
  * summed over the stages, the tp shards and the dp replicas (every rank of the job holds the whole
@@ -46,9 +51,10 @@ fg_status pp_grads(pp *p, fg_model *m, const int32_t *inp, const int32_t *tgt, i
 /* Stage 0's stopping decision and schedule length, for every stage. */
 fg_status pp_agree(pp *p, long *total, bool *last);
 fg_status pp_barrier(pp *p);
-/* The balancer: from the stages' compute time per layer since the last call, moves
- * layers from slow stages to fast ones when that shortens the slowest stage by more
- * than 5%. Same decision on every rank (from the same gathered times). *moved: 1 when
+/* The balancer: from the stages' compute time per layer since the last call (each
+ * stage's slowest replica), moves layers from slow stages to fast ones when that shortens
+ * the slowest stage by more than 5%. Same decision on every rank of the job (from the
+ * same gathered times). *moved: 1 when
  * the bounds changed. msg (may be NULL): one line saying what it saw and did. */
 fg_status pp_balance(pp *p, int *moved, char *msg, size_t msg_len);
 const pp_stats *pp_get_stats(const pp *p);

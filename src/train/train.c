@@ -61,8 +61,9 @@ typedef struct run {
     tp *tp;
     dp *dp;
     bool rank0;
-    fg_adapt ad;     /* adaptive batch size (adaptive.c): ad.accum micro-batches this step */
-    float *row_loss; /* augmentation: [B] per-row losses of a micro-batch, for the loader */
+    fg_adapt ad;           /* adaptive batch size (adaptive.c): ad.accum micro-batches this step */
+    float *row_loss;       /* augmentation: [B] per-row losses of a micro-batch, for the loader */
+    char layout_note[256]; /* --resume: what of the saved pipeline split / expert placement was taken */
 } run;
 
 /* ---- small file helpers ---- */
@@ -364,6 +365,116 @@ out_text:
     return st;
 }
 
+/* ---- the layout's balancing decisions in the checkpoint meta: hints, not state ----
+ * The pipeline split (pp_balance's last decision) and the expert placement (ep_place's)
+ * are saved so a resumed run starts where the balancers were; the tensors do not depend
+ * on them (every rank holds the whole model), so a checkpoint still loads at any layout,
+ * and the hints are taken only when the resumed layout is the saved one (same pp, same
+ * ep) and its balancer is on; otherwise the run starts even / contiguous as before. */
+static void layout_save(const run *r, json_t *o)
+{
+    if (r->pp && pp_size(r->pp) > 1) {
+        json_t *a = json_array();
+        for (int s = 0; s <= pp_size(r->pp); s++)
+            json_array_append_new(a, json_integer(pp_bounds(r->pp)[s]));
+        json_object_set_new(o, "pp_split", a);
+    }
+    int P = fg_model_moe_ep_size(r->m);
+    if (P < 2)
+        return;
+    const fg_model_config *mc = fg_model_get_config(r->m);
+    json_t *layers = json_array();
+    for (int l = 0; l < mc->n_layer; l++) {
+        int sz = 0;
+        const int32_t *own = fg_model_moe_ep_owner(r->m, l, &sz);
+        json_t *a = own ? json_array() : json_null();
+        for (int e = 0; own && e < mc->moe.n_expert; e++)
+            json_array_append_new(a, json_integer(own[e]));
+        json_array_append_new(layers, a);
+    }
+    json_t *ep = json_object();
+    json_object_set_new(ep, "ep", json_integer(P));
+    json_object_set_new(ep, "owner", layers);
+    json_object_set_new(o, "ep_placement", ep);
+}
+
+/* The hints of a checkpoint's meta into this run (the same on every rank: each reads
+ * the same file); r->layout_note says what was taken. A hint that does not fit is a
+ * malformed checkpoint only when the layout matches (FG_ERR_FORMAT). */
+static fg_status layout_restore(run *r, json_t *o, const char *dir)
+{
+    char *note = r->layout_note;
+    size_t cap = sizeof r->layout_note, len = 0;
+    note[0] = '\0';
+    json_t *split = json_object_get(o, "pp_split");
+    if (r->pp && pp_size(r->pp) > 1 && json_is_array(split)) {
+        int P = pp_size(r->pp), n = (int)json_array_size(split), b[65];
+        if (n != P + 1 || !r->c.pp_balance) {
+            len += (size_t)snprintf(note + len, cap - len, "pipeline split of %d stages not taken (%s); ", n - 1,
+                                    n != P + 1 ? "another pp" : "no --pp-balance");
+        } else {
+            for (int s = 0; s < n; s++)
+                b[s] = (int)json_integer_value(json_array_get(split, (size_t)s));
+            if (pp_set_bounds(r->pp, b, n) != FG_OK) {
+                char why[256]; /* fg_error formats into the buffer fg_last_error returns */
+                snprintf(why, sizeof why, "%s", fg_last_error());
+                return fg_error(FG_ERR_FORMAT, "%s: checkpoint meta pp_split: %s", dir, why);
+            }
+            len += (size_t)snprintf(note + len, cap - len, "pipeline split");
+            for (int s = 0; s < P && len < cap; s++)
+                len += (size_t)snprintf(note + len, cap - len, "%s%d", s ? "|" : " ", b[s + 1] - b[s]);
+            if (len < cap)
+                len += (size_t)snprintf(note + len, cap - len, " taken from the checkpoint; ");
+        }
+    }
+    json_t *ep = json_object_get(o, "ep_placement");
+    int P = fg_model_moe_ep_size(r->m);
+    if (P >= 2 && json_is_object(ep) && len < cap) {
+        int saved = (int)json_integer_value(json_object_get(ep, "ep"));
+        json_t *layers = json_object_get(ep, "owner");
+        const fg_model_config *mc = fg_model_get_config(r->m);
+        if (saved != P || !r->c.ep_place || !json_is_array(layers)) {
+            len += (size_t)snprintf(note + len, cap - len, "expert placement of ep %d not taken (%s); ", saved,
+                                    saved != P ? "another ep" : "no ep_place");
+        } else {
+            int32_t *own = fg_malloc((size_t)mc->moe.n_expert * sizeof *own);
+            int moved = 0;
+            fg_status st = own ? FG_OK : FG_ERR_NOMEM;
+            for (int l = 0; l < mc->n_layer && st == FG_OK; l++) {
+                json_t *a = json_array_get(layers, (size_t)l);
+                int sz = 0;
+                const int32_t *cur = fg_model_moe_ep_owner(r->m, l, &sz);
+                if (!cur)
+                    continue;
+                if (!json_is_array(a) || (int)json_array_size(a) != mc->moe.n_expert) {
+                    st = fg_error(FG_ERR_FORMAT, "%s: checkpoint meta ep_placement: layer %d has no %d owners", dir, l,
+                                  mc->moe.n_expert);
+                    break;
+                }
+                for (int e = 0; e < mc->moe.n_expert; e++) {
+                    own[e] = (int32_t)json_integer_value(json_array_get(a, (size_t)e));
+                    moved += own[e] != cur[e];
+                }
+                if (fg_model_moe_ep_place(r->m, l, own) != FG_OK) {
+                    char why[256];
+                    snprintf(why, sizeof why, "%s", fg_last_error());
+                    st = fg_error(FG_ERR_FORMAT, "%s: checkpoint meta ep_placement: %s", dir, why);
+                }
+            }
+            fg_free(own);
+            if (st != FG_OK)
+                return st;
+            len += (size_t)snprintf(note + len, cap - len,
+                                    "expert placement taken from the checkpoint (%d experts off their contiguous "
+                                    "blocks); ",
+                                    moved);
+        }
+    }
+    if (len >= 2 && len < cap)
+        note[len - 2] = '\0'; /* the last "; " */
+    return FG_OK;
+}
+
 /* ---- checkpoint meta: everything beyond the tensors needed for a bit-exact resume ---- */
 static char *meta_json(const run *r, double tokens)
 {
@@ -380,6 +491,7 @@ static char *meta_json(const run *r, double tokens)
     json_object_set_new(o, "loader_shard", json_integer(r->train.shard));
     json_object_set_new(o, "loader_pos", json_integer((json_int_t)r->train.pos));
     json_object_set_new(o, "tokens", json_real(tokens));
+    layout_save(r, o);
     if (r->c.loss_scale) {
         /* the scale is a float: as a double it prints and reads back exactly */
         const fg_loss_scaler *sc = &r->scaler;
@@ -471,6 +583,8 @@ static fg_status meta_restore(run *r, const char *meta, const char *dir)
                 : fg_error(FG_ERR_FORMAT, "%s: checkpoint meta lacks the augmentation state (aug)", dir);
         free(as);
     }
+    if (st == FG_OK)
+        st = layout_restore(r, o, dir);
 out:
     json_decref(o);
     return st;
@@ -1119,12 +1233,15 @@ fg_status fg_train_run_grid(const fg_train_config *cfg, const fg_grid *g, FILE *
     if (g->ep <= 1)
         return run_impl(cfg, g->dp_comm, NULL, g->pp_comm, g->tp_comm, g->rank == 0, out, res_out);
     /* expert parallel: the dp x ep ranks of one (pp, tp) place split the batch (the
-     * gradient all-reduce); the ep group carries the experts' all-to-alls */
+     * gradient all-reduce); the ep group carries the experts' all-to-alls. With pp, each
+     * stage's ep group exchanges the rows of that stage's MoE layers (every rank of it
+     * runs the same 1F1B schedule, so the same layers' exchanges in the same order). With
+     * tp, the ep group joins ranks of equal tp rank: each exchanges its expert slices' rows */
     fg_comm *batch = NULL;
     fg_status st = fg_comm_split(g->world, g->pp_rank * g->tp + g->tp_rank, g->rank, &batch);
     if (st != FG_OK)
         return st;
-    st = run_impl(cfg, batch, g->ep_comm, NULL, NULL, g->rank == 0, out, res_out);
+    st = run_impl(cfg, batch, g->ep_comm, g->pp_comm, g->tp_comm, g->rank == 0, out, res_out);
     fg_comm_free(batch);
     return st;
 }
@@ -1174,7 +1291,8 @@ static fg_status run_impl(const fg_train_config *cfg, fg_comm *comm, fg_comm *ep
         if (st != FG_OK)
             goto out_teardown;
         if (out)
-            fprintf(out, "resumed from %s at step %ld\n", c->ckpt_dir, r->step);
+            fprintf(out, "resumed from %s at step %ld%s%s\n", c->ckpt_dir, r->step, r->layout_note[0] ? ": " : "",
+                    r->layout_note);
     }
     char path[PATHN];
     char *cj = r->rank0 ? fg_train_config_to_json(c) : NULL;
@@ -1254,7 +1372,7 @@ static fg_status run_impl(const fg_train_config *cfg, fg_comm *comm, fg_comm *ep
         const bool zero = r->dp && dp_zero(r->dp);
         double small_sq = NAN; /* gns: |grad|^2 of the first micro-batch (as scaled) */
         if (r->pp)             /* the stages, then the sum over stages and replicas (dp's grads too) */
-            st = pp_grads(r->pp, r->m, r->inp, r->tgt, B, T, A / c->dp, A, scale, &loss);
+            st = pp_grads(r->pp, r->m, r->inp, r->tgt, B, T, A / (c->dp * c->ep), A, scale, &loss);
         else if (r->dp)
             st = dp_grads(r->dp, r->m, r->inp, r->tgt, B, T, A, scale, &loss);
         else
