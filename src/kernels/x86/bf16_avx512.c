@@ -105,16 +105,23 @@ void fg_cvt_f32_bf16_avx512bf16(uint16_t *out, const float *in, size_t n)
  * A block (MC x KC, 384 KB) is packed once and each B strip (KC x NR, 72 KB) is packed
  * once and swept by every A strip of the block, both from L2 (1 MB on Zen 4). KC and
  * MC were picked among 256..1536 x 128..512 by bench_gemm_bf16 (docs/KERNELS.md). */
-enum { MR = 8, NRV = 3, NR = NRV * 16, KC = 768, MC = 256, PFB = 8 };
+enum { MR = 8, NRV = 3, NR = NRV * 16, KC = 768, MC = 256, PFB = 8, PFP = 8 };
 _Static_assert((int)NR == (int)FG_BGEMM_NR, "the packed layout's strip width is the micro-kernel's");
 
 /* r[k] = the np (<= 16) words starting at row0 + k * ld for k < nrows, zeros after. */
 static inline void load_words(__m512 r[16], const uint16_t *row0, size_t ld, int nrows, int np)
 {
     __mmask16 m = tail16((size_t)np);
+    for (int k = 0; k < nrows; k++)
+        _mm_prefetch((const char *)(row0 + (size_t)k * ld + 2 * 32), _MM_HINT_T0);
     for (int k = 0; k < 16; k++)
         r[k] =
             k < nrows ? _mm512_castsi512_ps(_mm512_maskz_loadu_epi32(m, row0 + (size_t)k * ld)) : _mm512_setzero_ps();
+}
+
+static inline __mmask16 cols_mask(int w)
+{
+    return w >= 16 ? (__mmask16)0xffff : w <= 0 ? (__mmask16)0 : (__mmask16)((1u << w) - 1u);
 }
 
 static void pack_a(uint32_t *ap, int trans_a, const uint16_t *A, int lda, int i0, int mc, int k0, int kc)
@@ -143,23 +150,33 @@ static void pack_a(uint32_t *ap, int trans_a, const uint16_t *A, int lda, int i0
         }
         return;
     }
-    /* A(i,k) = A[k*lda + i]: a pair interleaves rows k and k+1, 8 columns at a time */
-    for (int s = 0; s < mc; s += MR) {
-        uint32_t *dst = ap + (size_t)(s / MR) * kp * MR;
-        __mmask8 m = (__mmask8)(mc - s < MR ? (1u << (mc - s)) - 1u : 0xffu);
+    /* A(i,k) = A[k*lda + i]: a pair interleaves rows k and k+1, 32 columns (a 64-byte
+     * line of each row, four strips) at a time; rows PFP pairs ahead are prefetched (a
+     * walk down the rows, 2 lda apart, that the hardware prefetcher does not follow) */
+    for (int s0 = 0; s0 < mc; s0 += 4 * MR) {
         for (int p = 0; p < kp; p++) {
-            const uint16_t *r0 = A + (size_t)(k0 + 2 * p) * lda + i0 + s;
+            const uint16_t *r0 = A + (size_t)(k0 + 2 * p) * lda + i0 + s0;
             int has1 = 2 * p + 1 < kc;
-            __m128i x0 = _mm_maskz_loadu_epi16(m, r0), x1 = _mm_maskz_loadu_epi16(has1 ? m : 0, has1 ? r0 + lda : r0);
-            __m256i w = _mm256_or_si256(_mm256_cvtepu16_epi32(x0), _mm256_slli_epi32(_mm256_cvtepu16_epi32(x1), 16));
-            _mm256_store_si256((__m256i *)(dst + (size_t)p * MR), w);
+            if (p + PFP < kp)
+                for (int q = 0; q < 2; q++) {
+                    const char *f = (const char *)(r0 + (size_t)(2 * PFP + q) * lda);
+                    _mm_prefetch(f, _MM_HINT_T0);
+                    _mm_prefetch(f + 62, _MM_HINT_T0);
+                }
+            for (int h = 0; h < 2 && s0 + 16 * h < mc; h++) {
+                int c = s0 + 16 * h;
+                __mmask16 m = cols_mask(mc - c);
+                __m256i x0 = _mm256_maskz_loadu_epi16(m, r0 + 16 * h);
+                __m256i x1 = _mm256_maskz_loadu_epi16(has1 ? m : 0, r0 + (has1 ? (size_t)lda : 0) + 16 * h);
+                __m512i z =
+                    _mm512_or_si512(_mm512_cvtepu16_epi32(x0), _mm512_slli_epi32(_mm512_cvtepu16_epi32(x1), 16));
+                uint32_t *d = ap + (size_t)(c / MR) * kp * MR + (size_t)p * MR;
+                _mm256_store_si256((__m256i *)d, _mm512_castsi512_si256(z));
+                if (mc - c > MR)
+                    _mm256_store_si256((__m256i *)(d + (size_t)kp * MR), _mm512_extracti64x4_epi64(z, 1));
+            }
         }
     }
-}
-
-static inline __mmask16 cols_mask(int w)
-{
-    return w >= 16 ? (__mmask16)0xffff : w <= 0 ? (__mmask16)0 : (__mmask16)((1u << w) - 1u);
 }
 
 static void pack_b(uint32_t *bp, int trans_b, const uint16_t *B, int ldb, int j0, int nr, int k0, int kc)
@@ -169,6 +186,12 @@ static void pack_b(uint32_t *bp, int trans_b, const uint16_t *B, int ldb, int j0
         for (int p = 0; p < kp; p++) {
             const uint16_t *r0 = B + (size_t)(k0 + 2 * p) * ldb + j0;
             int has1 = 2 * p + 1 < kc;
+            if (p + PFP < kp)
+                for (int q = 0; q < 2; q++) {
+                    const char *f = (const char *)(r0 + (size_t)(2 * PFP + q) * ldb);
+                    _mm_prefetch(f, _MM_HINT_T0);
+                    _mm_prefetch(f + 64, _MM_HINT_T0);
+                }
             for (int v = 0; v < NRV; v++) {
                 __mmask16 m = cols_mask(nr - v * 16);
                 __m256i x0 = _mm256_maskz_loadu_epi16(m, r0 + v * 16);
