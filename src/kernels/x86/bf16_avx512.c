@@ -179,7 +179,18 @@ static void pack_a(uint32_t *ap, int trans_a, const uint16_t *A, int lda, int i0
     }
 }
 
-static void pack_b(uint32_t *bp, int trans_b, const uint16_t *B, int ldb, int j0, int nr, int k0, int kc)
+/* Stores one packed B vector: into the cache (a strip the micro-kernel reads next), or
+ * streamed past it (nt: bgemm_pack_b's whole weight, MBs read later: no line is read
+ * for ownership first, and the caches keep what the GEMMs use). */
+static inline void put_b(uint32_t *d, __m512i v, int nt)
+{
+    if (nt)
+        _mm512_stream_si512((__m512i *)d, v);
+    else
+        _mm512_store_si512(d, v);
+}
+
+static void pack_b(uint32_t *bp, int trans_b, const uint16_t *B, int ldb, int j0, int nr, int k0, int kc, int nt)
 {
     int kp = (kc + 1) / 2, full = kc / 2;
     if (!trans_b) { /* B(k,j) = B[k*ldb + j]: interleave rows k and k+1, 16 columns at a time */
@@ -198,7 +209,7 @@ static void pack_b(uint32_t *bp, int trans_b, const uint16_t *B, int ldb, int j0
                 __m256i x1 = _mm256_maskz_loadu_epi16(has1 ? m : 0, r0 + (has1 ? (size_t)ldb : 0) + v * 16);
                 __m512i z =
                     _mm512_or_si512(_mm512_cvtepu16_epi32(x0), _mm512_slli_epi32(_mm512_cvtepu16_epi32(x1), 16));
-                _mm512_store_si512(bp + (size_t)p * NR + v * 16, z);
+                put_b(bp + (size_t)p * NR + v * 16, z, nt);
             }
         }
         return;
@@ -213,7 +224,7 @@ static void pack_b(uint32_t *bp, int trans_b, const uint16_t *B, int ldb, int j0
             load_words(r, row0 + 2 * p0, (size_t)ldb, nrow, np);
             fg_transpose16_512(r);
             for (int q = 0; q < np; q++)
-                _mm512_store_si512(bp + (size_t)(p0 + q) * NR + v * 16, _mm512_castps_si512(r[q]));
+                put_b(bp + (size_t)(p0 + q) * NR + v * 16, _mm512_castps_si512(r[q]), nt);
         }
         if (kc & 1)
             for (int j = 0; j < 16; j++)
@@ -311,7 +322,7 @@ static void bgemm_serial(int trans_a, int trans_b, int M, int N, int K, float al
         int kc = K - k0 < kcb ? K - k0 : kcb, kp = (kc + 1) / 2;
         if (!P && bfull)
             for (int j0 = 0; j0 < N; j0 += NR)
-                pack_b(bfull + (size_t)(j0 / NR) * kp * NR, trans_b, B, ldb, j0, N - j0 < NR ? N - j0 : NR, k0, kc);
+                pack_b(bfull + (size_t)(j0 / NR) * kp * NR, trans_b, B, ldb, j0, N - j0 < NR ? N - j0 : NR, k0, kc, 0);
         for (int i0 = 0; i0 < M; i0 += MC) {
             int mc = M - i0 < MC ? M - i0 : MC;
             pack_a(ap, trans_a, A, lda, i0, mc, k0, kc);
@@ -323,7 +334,7 @@ static void bgemm_serial(int trans_a, int trans_b, int M, int N, int K, float al
                 else if (bfull)
                     b = bfull + (size_t)(j0 / NR) * kp * NR;
                 else
-                    pack_b(bp, trans_b, B, ldb, j0, nr, k0, kc);
+                    pack_b(bp, trans_b, B, ldb, j0, nr, k0, kc, 0);
                 for (int s = 0; s < mc; s += MR)
                     micro(ap + (size_t)(s / MR) * kp * MR, b, kp, C + (size_t)(i0 + s) * ldc + j0, ldc,
                           mc - s < MR ? mc - s : MR, nr, alpha, beta, k0 == 0);
@@ -390,7 +401,8 @@ void fg_bgemm_pack_b_avx512bf16(uint32_t *P, int trans_b, int N, int K, const ui
 #pragma omp parallel for schedule(static) if ((size_t)N * K > 65536 && !omp_in_parallel())
     for (int s = 0; s < ns; s++) {
         int j0 = s * NR, nr = N - j0 < NR ? N - j0 : NR;
-        pack_b(P + (size_t)s * kp * NR, trans_b, B, ldb, j0, nr, 0, K); /* zeros past N and K */
+        pack_b(P + (size_t)s * kp * NR, trans_b, B, ldb, j0, nr, 0, K, 1); /* zeros past N and K */
+        _mm_sfence(); /* the streamed stores are visible before the region's end */
     }
 }
 
