@@ -1,6 +1,7 @@
 /* xent_avx512.c: fused softmax + cross-entropy over padded logit rows (V up to
- * ~50k), AVX-512: a max pass, an exp-sum pass and (when asked) a gradient pass per
- * row, each streaming the row from L2; rows in parallel. */
+ * ~50k), AVX-512: a max pass, an exp-sum pass (keeping the exps in the gradient row
+ * when asked) and a scaling pass per row, each streaming the row from L2; rows in
+ * parallel. */
 #include <immintrin.h>
 #include <math.h>
 
@@ -23,34 +24,46 @@ static double xent_row(float *d, const float *x, int tgt, int V, float dloss)
         m0 = _mm512_mask_max_ps(m0, fg_tail_mask(V - i), m0, _mm512_maskz_loadu_ps(fg_tail_mask(V - i), x + i));
     float mx = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_max_ps(m0, m1), _mm512_max_ps(m2, m3)));
     /* exp-sum: float vectors within 1024-column chunks, chunks added in double, so
-     * the float partial sums stay short (16 lanes x 4 x 16 terms) even at V = 50k */
+     * the float partial sums stay short (16 lanes x 4 x 16 terms) even at V = 50k. With
+     * a gradient to write, each exp(x - max) is stored in d as it is summed, and the
+     * gradient pass only scales it: one exp per logit, not two (the same bits: the
+     * gradient pass computed exactly these values again). x[i] is read before d[i] is
+     * written (aliasing). */
     __m512 vm = _mm512_set1_ps(mx);
     double sum = 0.0;
+#define XENT_EXP(j, s)                                                                                                 \
+    {                                                                                                                  \
+        __m512 e_ = fg_exp512(_mm512_sub_ps(_mm512_loadu_ps(x + i + (j)), vm));                                        \
+        if (d)                                                                                                         \
+            _mm512_storeu_ps(d + i + (j), e_);                                                                         \
+        s = _mm512_add_ps(s, e_);                                                                                      \
+    }
     for (i = 0; i + 64 <= V;) {
         __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
         for (int end = i + 1024 < V ? i + 1024 : V; i + 64 <= end; i += 64) {
-            s0 = _mm512_add_ps(s0, fg_exp512(_mm512_sub_ps(_mm512_loadu_ps(x + i), vm)));
-            s1 = _mm512_add_ps(s1, fg_exp512(_mm512_sub_ps(_mm512_loadu_ps(x + i + 16), vm)));
-            s2 = _mm512_add_ps(s2, fg_exp512(_mm512_sub_ps(_mm512_loadu_ps(x + i + 32), vm)));
-            s3 = _mm512_add_ps(s3, fg_exp512(_mm512_sub_ps(_mm512_loadu_ps(x + i + 48), vm)));
+            XENT_EXP(0, s0)
+            XENT_EXP(16, s1)
+            XENT_EXP(32, s2)
+            XENT_EXP(48, s3)
         }
         sum += _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
     }
+#undef XENT_EXP
     for (; i < V; i += 16) {
         __mmask16 k = fg_tail_mask(V - i);
         __m512 e = fg_exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, x + i), vm));
+        if (d)
+            _mm512_mask_storeu_ps(d + i, k, e);
         sum += _mm512_reduce_add_ps(_mm512_maskz_mov_ps(k, e));
     }
     double lse = mx + log(sum); /* sum >= 1: the maximum's own term */
     if (d) {
         /* d = dloss * (softmax - onehot) = exp(x - max) * (dloss / sum) - dloss onehot:
-         * x - max is exact for the large terms (no float lse rounding in the exponent).
-         * x[i] is read before d[i] is written (aliasing). */
+         * x - max is exact for the large terms (no float lse rounding in the exponent) */
         __m512 vs = _mm512_set1_ps((float)(dloss / sum));
         for (i = 0; i < V; i += 16) {
             __mmask16 k = fg_tail_mask(V - i);
-            __m512 p = fg_exp512(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, x + i), vm));
-            _mm512_mask_storeu_ps(d + i, k, _mm512_mul_ps(p, vs));
+            _mm512_mask_storeu_ps(d + i, k, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, d + i), vs));
         }
         d[tgt] -= dloss;
     }
