@@ -36,105 +36,313 @@
 
 enum { K_INLINE = 0, K_BLOCK = 1, K_DROP = 2, K_HEADING = 3, K_PRE = 4, K_BR = 5 };
 
-/* Tag kinds by name: DROP is never entered; BLOCK starts a new paragraph. */
+/* Tag kinds by name (lower case, as libxml2 gives them): DROP is never entered; BLOCK
+ * starts a new paragraph. "head" is a block: libxml2 leaves the body's first elements in it
+ * when they come early; a <noscript> left open holds the page (the 50% rule keeps it). */
 static int tag_kind(const char *n)
 {
-    static const char *const drop[] = {"script", "style",  "template", "svg",   "math",    "iframe",
-                                       "select", "button", "textarea", "input", "object",  "embed",
-                                       "canvas", "video",  "audio",    "map",   "title",   "option",
-                                       "dialog", "menu",   "link",     "meta",  "frameset"};
-    static const char *const block[] = {
-        "p",       "div",     "li",      "ul",     "ol",         "dl",         "dd",      "dt",
-        "tr",      "td",      "th",      "table",  "section",    "article",    "header",  "footer",
-        "nav",     "aside",   "main",    "figure", "figcaption", "blockquote", "form",    "hr",
-        "address", "details", "summary", "center", "fieldset",   "legend",     "caption", "body",
-        "html",    "tbody",   "thead",   "tfoot",  "head",       "noscript"}; /* head: libxml2 leaves the body's first
-                                                                                 elements in it when they come early */
-    switch (n[0]) {
-    case 'h':
-        if (n[1] >= '1' && n[1] <= '6' && !n[2])
-            return K_HEADING;
-        break;
-    case 'p':
-        if (!strcmp(n, "pre"))
-            return K_PRE;
+    switch (n[0]) { /* this runs per element */
+    case 'a':
+        if (!strcmp(n, "audio"))
+            return K_DROP;
+        if (!strcmp(n, "article"))
+            return K_BLOCK;
+        if (!strcmp(n, "aside"))
+            return K_BLOCK;
+        if (!strcmp(n, "address"))
+            return K_BLOCK;
         break;
     case 'b':
+        if (!strcmp(n, "button"))
+            return K_DROP;
+        if (!strcmp(n, "blockquote"))
+            return K_BLOCK;
+        if (!strcmp(n, "body"))
+            return K_BLOCK;
         if (!strcmp(n, "br"))
             return K_BR;
         break;
+    case 'c':
+        if (!strcmp(n, "canvas"))
+            return K_DROP;
+        if (!strcmp(n, "center"))
+            return K_BLOCK;
+        if (!strcmp(n, "caption"))
+            return K_BLOCK;
+        break;
+    case 'd':
+        if (!strcmp(n, "dialog"))
+            return K_DROP;
+        if (!strcmp(n, "div"))
+            return K_BLOCK;
+        if (!strcmp(n, "dl"))
+            return K_BLOCK;
+        if (!strcmp(n, "dd"))
+            return K_BLOCK;
+        if (!strcmp(n, "dt"))
+            return K_BLOCK;
+        if (!strcmp(n, "details"))
+            return K_BLOCK;
+        break;
+    case 'e':
+        if (!strcmp(n, "embed"))
+            return K_DROP;
+        break;
+    case 'f':
+        if (!strcmp(n, "frameset"))
+            return K_DROP;
+        if (!strcmp(n, "footer"))
+            return K_BLOCK;
+        if (!strcmp(n, "figure"))
+            return K_BLOCK;
+        if (!strcmp(n, "figcaption"))
+            return K_BLOCK;
+        if (!strcmp(n, "form"))
+            return K_BLOCK;
+        if (!strcmp(n, "fieldset"))
+            return K_BLOCK;
+        break;
+    case 'h':
+        if (n[1] >= '1' && n[1] <= '6' && !n[2])
+            return K_HEADING;
+        if (!strcmp(n, "header"))
+            return K_BLOCK;
+        if (!strcmp(n, "hr"))
+            return K_BLOCK;
+        if (!strcmp(n, "html"))
+            return K_BLOCK;
+        if (!strcmp(n, "head"))
+            return K_BLOCK;
+        break;
+    case 'i':
+        if (!strcmp(n, "iframe"))
+            return K_DROP;
+        if (!strcmp(n, "input"))
+            return K_DROP;
+        break;
+    case 'l':
+        if (!strcmp(n, "link"))
+            return K_DROP;
+        if (!strcmp(n, "li"))
+            return K_BLOCK;
+        if (!strcmp(n, "legend"))
+            return K_BLOCK;
+        break;
+    case 'm':
+        if (!strcmp(n, "math"))
+            return K_DROP;
+        if (!strcmp(n, "map"))
+            return K_DROP;
+        if (!strcmp(n, "menu"))
+            return K_DROP;
+        if (!strcmp(n, "meta"))
+            return K_DROP;
+        if (!strcmp(n, "main"))
+            return K_BLOCK;
+        break;
+    case 'n':
+        if (!strcmp(n, "nav"))
+            return K_BLOCK;
+        if (!strcmp(n, "noscript"))
+            return K_BLOCK;
+        break;
+    case 'o':
+        if (!strcmp(n, "object"))
+            return K_DROP;
+        if (!strcmp(n, "option"))
+            return K_DROP;
+        if (!strcmp(n, "ol"))
+            return K_BLOCK;
+        break;
+    case 'p':
+        if (!strcmp(n, "p"))
+            return K_BLOCK;
+        if (!strcmp(n, "pre"))
+            return K_PRE;
+        break;
+    case 's':
+        if (!strcmp(n, "script"))
+            return K_DROP;
+        if (!strcmp(n, "style"))
+            return K_DROP;
+        if (!strcmp(n, "svg"))
+            return K_DROP;
+        if (!strcmp(n, "select"))
+            return K_DROP;
+        if (!strcmp(n, "section"))
+            return K_BLOCK;
+        if (!strcmp(n, "summary"))
+            return K_BLOCK;
+        break;
+    case 't':
+        if (!strcmp(n, "template"))
+            return K_DROP;
+        if (!strcmp(n, "textarea"))
+            return K_DROP;
+        if (!strcmp(n, "title"))
+            return K_DROP;
+        if (!strcmp(n, "tr"))
+            return K_BLOCK;
+        if (!strcmp(n, "td"))
+            return K_BLOCK;
+        if (!strcmp(n, "th"))
+            return K_BLOCK;
+        if (!strcmp(n, "table"))
+            return K_BLOCK;
+        if (!strcmp(n, "tbody"))
+            return K_BLOCK;
+        if (!strcmp(n, "thead"))
+            return K_BLOCK;
+        if (!strcmp(n, "tfoot"))
+            return K_BLOCK;
+        break;
+    case 'u':
+        if (!strcmp(n, "ul"))
+            return K_BLOCK;
+        break;
+    case 'v':
+        if (!strcmp(n, "video"))
+            return K_DROP;
+        break;
     default: break;
     }
-    for (size_t i = 0; i < sizeof drop / sizeof drop[0]; i++)
-        if (n[0] == drop[i][0] && !strcmp(n, drop[i])) /* first byte first: this runs per element */
-            return K_DROP;
-    for (size_t i = 0; i < sizeof block / sizeof block[0]; i++)
-        if (n[0] == block[i][0] && !strcmp(n, block[i]))
-            return K_BLOCK;
     return K_INLINE;
 }
 
-/* Words of a class/id value that mark boilerplate (matched whole, after splitting on
- * anything that is not a letter or digit). */
-static bool bad_word(const char *w, size_t n)
+/* Words of a class/id value (matched whole, after splitting on anything that is not a
+ * letter or digit): W_BAD marks boilerplate; W_OK a layout wrapper rather than boilerplate,
+ * whatever else it says ("with-sidebar-right", "article-content sticky-sidebar": readability's
+ * okMaybeItsACandidate). */
+enum { W_BAD = 1, W_OK = 2 };
+typedef struct word_flag {
+    const char *w;
+    int flags;
+} word_flag;
+
+static int word_cmp(const void *key, const void *ent)
 {
-    static const char *const words[] = {
-        "nav",          "navbar",        "navigation",   "menu",        "menubar",    "footer",        "sidebar",
-        "comment",      "comments",      "share",        "sharing",     "social",     "cookie",        "cookies",
-        "consent",      "related",       "breadcrumb",   "breadcrumbs", "widget",     "widgets",       "banner",
-        "advert",       "advertisement", "ads",          "ad",          "promo",      "newsletter",    "subscribe",
-        "subscription", "popup",         "modal",        "pagination",  "pager",      "tags",          "tagcloud",
-        "login",        "signup",        "masthead",     "toolbar",     "sponsor",    "sponsored",     "recommended",
-        "outbrain",     "taboola",       "disqus",       "skip",        "offcanvas",  "dropdown",      "topbar",
-        "copyright",    "shariff",       "socialmedia",  "newsticker",  "teaserlist", "recirculation", "sr",
-        "screenreader", "overlay",       "gdpr",         "rating",      "paywall",    "lightbox",      "caption",
-        "credit",       "credits",       "twitter",      "tweet",       "promotion",  "rate",          "byline",
-        "dateline",     "postmetadata",  "metadata",     "author",      "authorbox",  "bio",           "themes",
-        "topics",       "keywords",      "relatedposts", "readmore",    "infobox",    "teaser"};
-    for (size_t i = 0; i < sizeof words / sizeof words[0]; i++)
-        if (words[i][0] == w[0] && !strncmp(words[i], w, n) && !words[i][n])
-            return true;
-    return false;
+    const word_flag *k = key, *e = ent;
+    return strcmp(k->w, e->w);
 }
 
-/* Words that make a class/id a layout wrapper rather than boilerplate, whatever else it
- * says ("with-sidebar-right", "article-content sticky-sidebar"): readability's
- * okMaybeItsACandidate. */
-static bool ok_word(const char *w, size_t n)
+static int word_flags(const char *w, size_t n)
 {
-    static const char *const words[] = {"content", "article", "main",      "body",    "post",   "entry",
-                                        "text",    "story",   "container", "wrapper", "column", "page",
-                                        "site",    "layout",  "template",  "single",  "blog",   "col"};
-    for (size_t i = 0; i < sizeof words / sizeof words[0]; i++)
-        if (words[i][0] == w[0] && !strncmp(words[i], w, n) && !words[i][n])
-            return true;
-    return false;
+    static const word_flag words[] = {/* sorted by strcmp: looked up by bsearch */
+                                      {"ad", W_BAD},
+                                      {"ads", W_BAD},
+                                      {"advert", W_BAD},
+                                      {"advertisement", W_BAD},
+                                      {"article", W_OK},
+                                      {"author", W_BAD},
+                                      {"authorbox", W_BAD},
+                                      {"banner", W_BAD},
+                                      {"bio", W_BAD},
+                                      {"blog", W_OK},
+                                      {"body", W_OK},
+                                      {"breadcrumb", W_BAD},
+                                      {"breadcrumbs", W_BAD},
+                                      {"byline", W_BAD},
+                                      {"caption", W_BAD},
+                                      {"col", W_OK},
+                                      {"column", W_OK},
+                                      {"comment", W_BAD},
+                                      {"comments", W_BAD},
+                                      {"consent", W_BAD},
+                                      {"container", W_OK},
+                                      {"content", W_OK},
+                                      {"cookie", W_BAD},
+                                      {"cookies", W_BAD},
+                                      {"copyright", W_BAD},
+                                      {"credit", W_BAD},
+                                      {"credits", W_BAD},
+                                      {"dateline", W_BAD},
+                                      {"disqus", W_BAD},
+                                      {"dropdown", W_BAD},
+                                      {"entry", W_OK},
+                                      {"footer", W_BAD},
+                                      {"gdpr", W_BAD},
+                                      {"infobox", W_BAD},
+                                      {"keywords", W_BAD},
+                                      {"layout", W_OK},
+                                      {"lightbox", W_BAD},
+                                      {"login", W_BAD},
+                                      {"main", W_OK},
+                                      {"masthead", W_BAD},
+                                      {"menu", W_BAD},
+                                      {"menubar", W_BAD},
+                                      {"metadata", W_BAD},
+                                      {"modal", W_BAD},
+                                      {"nav", W_BAD},
+                                      {"navbar", W_BAD},
+                                      {"navigation", W_BAD},
+                                      {"newsletter", W_BAD},
+                                      {"newsticker", W_BAD},
+                                      {"offcanvas", W_BAD},
+                                      {"outbrain", W_BAD},
+                                      {"overlay", W_BAD},
+                                      {"page", W_OK},
+                                      {"pager", W_BAD},
+                                      {"pagination", W_BAD},
+                                      {"paywall", W_BAD},
+                                      {"popup", W_BAD},
+                                      {"post", W_OK},
+                                      {"postmetadata", W_BAD},
+                                      {"promo", W_BAD},
+                                      {"promotion", W_BAD},
+                                      {"rate", W_BAD},
+                                      {"rating", W_BAD},
+                                      {"readmore", W_BAD},
+                                      {"recirculation", W_BAD},
+                                      {"recommended", W_BAD},
+                                      {"related", W_BAD},
+                                      {"relatedposts", W_BAD},
+                                      {"screenreader", W_BAD},
+                                      {"share", W_BAD},
+                                      {"shariff", W_BAD},
+                                      {"sharing", W_BAD},
+                                      {"sidebar", W_BAD},
+                                      {"signup", W_BAD},
+                                      {"single", W_OK},
+                                      {"site", W_OK},
+                                      {"skip", W_BAD},
+                                      {"social", W_BAD},
+                                      {"socialmedia", W_BAD},
+                                      {"sponsor", W_BAD},
+                                      {"sponsored", W_BAD},
+                                      {"sr", W_BAD},
+                                      {"story", W_OK},
+                                      {"subscribe", W_BAD},
+                                      {"subscription", W_BAD},
+                                      {"taboola", W_BAD},
+                                      {"tagcloud", W_BAD},
+                                      {"tags", W_BAD},
+                                      {"teaser", W_BAD},
+                                      {"teaserlist", W_BAD},
+                                      {"template", W_OK},
+                                      {"text", W_OK},
+                                      {"themes", W_BAD},
+                                      {"toolbar", W_BAD},
+                                      {"topbar", W_BAD},
+                                      {"topics", W_BAD},
+                                      {"tweet", W_BAD},
+                                      {"twitter", W_BAD},
+                                      {"widget", W_BAD},
+                                      {"widgets", W_BAD},
+                                      {"wrapper", W_OK}};
+    char buf[24];
+    if (n >= sizeof buf)
+        return 0;
+    memcpy(buf, w, n);
+    buf[n] = 0;
+    word_flag key = {buf, 0};
+    const word_flag *f = bsearch(&key, words, sizeof words / sizeof words[0], sizeof words[0], word_cmp);
+    return f ? f->flags : 0;
 }
 
-/* A class/id value is boilerplate when one of its words is a bad word, unless a layout
- * word is there too; a bad word after "__" (a BEM element: "article__tags") counts even
- * then, as it names the part, not the block around it. */
-static bool has_bad_word(const char *v)
+static bool ends_with(const char *w, size_t n, const char *suf)
 {
-    size_t i = 0;
-    bool bad = false, ok = false;
-    while (v[i]) {
-        while (v[i] && !isalnum((unsigned char)v[i]))
-            i++;
-        size_t s = i;
-        while (isalnum((unsigned char)v[i]))
-            i++;
-        if (i == s)
-            continue;
-        if (bad_word(v + s, i - s)) {
-            if (s >= 2 && v[s - 1] == '_' && v[s - 2] == '_')
-                return true;
-            bad = true;
-        } else if (ok_word(v + s, i - s)) {
-            ok = true;
-        }
-    }
-    return bad && !ok;
+    size_t k = strlen(suf);
+    return n >= k && !memcmp(w + n - k, suf, k);
 }
 
 static bool content_hint(const char *v)
@@ -147,6 +355,39 @@ static bool content_hint(const char *v)
         if (strstr(v, pats[i]))
             return true;
     return false;
+}
+
+/* Hints of a lower-cased class/id value. Boilerplate when one of its words is a bad word,
+ * unless a layout word is there too; a bad word after "__" (a BEM element: "article__tags")
+ * counts even then, as it names the part, not the block around it. The article-body
+ * patterns are only looked for when a word ends in body/content/text. */
+static void class_hints(const char *v, uint8_t *bad_out, uint8_t *content_out)
+{
+    size_t i = 0;
+    bool bad = false, ok = false, bem_bad = false, maybe_content = false;
+    while (v[i]) {
+        while (v[i] && !isalnum((unsigned char)v[i]))
+            i++;
+        size_t s = i;
+        while (isalnum((unsigned char)v[i]))
+            i++;
+        if (i == s)
+            continue;
+        int f = word_flags(v + s, i - s);
+        if (f & W_BAD) {
+            if (s >= 2 && v[s - 1] == '_' && v[s - 2] == '_')
+                bem_bad = true;
+            bad = true;
+        } else if (f & W_OK) {
+            ok = true;
+        }
+        maybe_content |=
+            ends_with(v + s, i - s, "body") || ends_with(v + s, i - s, "content") || ends_with(v + s, i - s, "text");
+    }
+    if (bem_bad || (bad && !ok))
+        *bad_out = 1;
+    if (maybe_content && content_hint(v))
+        *content_out = 1;
 }
 
 enum { N_OTHER = 0, N_A, N_MAIN, N_ARTICLE, N_HEAD };
@@ -252,11 +493,7 @@ static void read_hints(const xmlChar **atts, elem *e)
         const char *an = (const char *)atts[0];
         const xmlChar *av = atts[1];
         if (!strcmp(an, "class") || !strcmp(an, "id")) {
-            lc(av, v, sizeof v);
-            if (has_bad_word(v))
-                e->hint_bad = 1;
-            if (content_hint(v))
-                e->hint_content = 1;
+            class_hints(lc(av, v, sizeof v), &e->hint_bad, &e->hint_content);
         } else if (!strcmp(an, "itemprop")) {
             if (strstr(lc(av, v, sizeof v), "articlebody"))
                 e->hint_content = 1;
