@@ -213,7 +213,7 @@ static int tag_kind(const char *n)
  * letter or digit): W_BAD marks boilerplate; W_OK a layout wrapper rather than boilerplate,
  * whatever else it says ("with-sidebar-right", "article-content sticky-sidebar": readability's
  * okMaybeItsACandidate). */
-enum { W_BAD = 1, W_OK = 2 };
+enum { W_BAD = 1, W_OK = 2, W_LEAD = 4, W_STATE = 8, W_STRONG = 16 };
 typedef struct word_flag {
     const char *w;
     int flags;
@@ -228,10 +228,10 @@ static int word_cmp(const void *key, const void *ent)
 static int word_flags(const char *w, size_t n)
 {
     static const word_flag words[] = {/* sorted by strcmp: looked up by bsearch */
-                                      {"ad", W_BAD},
-                                      {"ads", W_BAD},
-                                      {"advert", W_BAD},
-                                      {"advertisement", W_BAD},
+                                      {"ad", W_BAD | W_STRONG},
+                                      {"ads", W_BAD | W_STRONG},
+                                      {"advert", W_BAD | W_STRONG},
+                                      {"advertisement", W_BAD | W_STRONG},
                                       {"article", W_OK},
                                       {"author", W_BAD},
                                       {"authorbox", W_BAD},
@@ -245,46 +245,47 @@ static int word_flags(const char *w, size_t n)
                                       {"caption", W_BAD},
                                       {"col", W_OK},
                                       {"column", W_OK},
-                                      {"comment", W_BAD},
-                                      {"comments", W_BAD},
-                                      {"consent", W_BAD},
+                                      {"comment", W_BAD | W_LEAD | W_STRONG},
+                                      {"comments", W_BAD | W_LEAD | W_STRONG},
+                                      {"consent", W_BAD | W_STRONG},
                                       {"container", W_OK},
                                       {"content", W_OK},
-                                      {"cookie", W_BAD},
-                                      {"cookies", W_BAD},
+                                      {"cookie", W_BAD | W_STRONG},
+                                      {"cookies", W_BAD | W_STRONG},
                                       {"copyright", W_BAD},
                                       {"credit", W_BAD},
                                       {"credits", W_BAD},
                                       {"dateline", W_BAD},
-                                      {"disqus", W_BAD},
+                                      {"disqus", W_BAD | W_STRONG},
                                       {"dropdown", W_BAD},
                                       {"entry", W_OK},
                                       {"footer", W_BAD},
-                                      {"gdpr", W_BAD},
+                                      {"gdpr", W_BAD | W_STRONG},
+                                      {"has", W_STATE},
                                       {"infobox", W_BAD},
                                       {"keywords", W_BAD},
                                       {"layout", W_OK},
-                                      {"lightbox", W_BAD},
-                                      {"login", W_BAD},
+                                      {"lightbox", W_BAD | W_STRONG},
+                                      {"login", W_BAD | W_STRONG},
                                       {"main", W_OK},
                                       {"masthead", W_BAD},
                                       {"menu", W_BAD},
                                       {"menubar", W_BAD},
                                       {"metadata", W_BAD},
-                                      {"modal", W_BAD},
+                                      {"modal", W_BAD | W_STRONG},
                                       {"nav", W_BAD},
                                       {"navbar", W_BAD},
                                       {"navigation", W_BAD},
-                                      {"newsletter", W_BAD},
+                                      {"newsletter", W_BAD | W_STRONG},
                                       {"newsticker", W_BAD},
                                       {"offcanvas", W_BAD},
-                                      {"outbrain", W_BAD},
-                                      {"overlay", W_BAD},
+                                      {"outbrain", W_BAD | W_STRONG},
+                                      {"overlay", W_BAD | W_STRONG},
                                       {"page", W_OK},
                                       {"pager", W_BAD},
                                       {"pagination", W_BAD},
-                                      {"paywall", W_BAD},
-                                      {"popup", W_BAD},
+                                      {"paywall", W_BAD | W_STRONG},
+                                      {"popup", W_BAD | W_STRONG},
                                       {"post", W_OK},
                                       {"postmetadata", W_BAD},
                                       {"promo", W_BAD},
@@ -297,23 +298,23 @@ static int word_flags(const char *w, size_t n)
                                       {"related", W_BAD},
                                       {"relatedposts", W_BAD},
                                       {"screenreader", W_BAD},
-                                      {"share", W_BAD},
-                                      {"shariff", W_BAD},
-                                      {"sharing", W_BAD},
+                                      {"share", W_BAD | W_STRONG},
+                                      {"shariff", W_BAD | W_STRONG},
+                                      {"sharing", W_BAD | W_STRONG},
                                       {"sidebar", W_BAD},
-                                      {"signup", W_BAD},
+                                      {"signup", W_BAD | W_STRONG},
                                       {"single", W_OK},
                                       {"site", W_OK},
                                       {"skip", W_BAD},
-                                      {"social", W_BAD},
-                                      {"socialmedia", W_BAD},
-                                      {"sponsor", W_BAD},
-                                      {"sponsored", W_BAD},
+                                      {"social", W_BAD | W_STRONG},
+                                      {"socialmedia", W_BAD | W_STRONG},
+                                      {"sponsor", W_BAD | W_STRONG},
+                                      {"sponsored", W_BAD | W_STRONG},
                                       {"sr", W_BAD},
                                       {"story", W_OK},
-                                      {"subscribe", W_BAD},
-                                      {"subscription", W_BAD},
-                                      {"taboola", W_BAD},
+                                      {"subscribe", W_BAD | W_STRONG},
+                                      {"subscription", W_BAD | W_STRONG},
+                                      {"taboola", W_BAD | W_STRONG},
                                       {"tagcloud", W_BAD},
                                       {"tags", W_BAD},
                                       {"teaser", W_BAD},
@@ -328,6 +329,8 @@ static int word_flags(const char *w, size_t n)
                                       {"twitter", W_BAD},
                                       {"widget", W_BAD},
                                       {"widgets", W_BAD},
+                                      {"with", W_STATE},
+                                      {"without", W_STATE},
                                       {"wrapper", W_OK}};
     char buf[24];
     if (n >= sizeof buf)
@@ -364,7 +367,7 @@ static bool content_hint(const char *v)
 static void class_hints(const char *v, uint8_t *bad_out, uint8_t *content_out)
 {
     size_t i = 0;
-    bool bad = false, ok = false, bem_bad = false, maybe_content = false;
+    bool bad = false, ok = false, bem_bad = false, maybe_content = false, prev_state = false, strong = false;
     while (v[i]) {
         while (v[i] && !isalnum((unsigned char)v[i]))
             i++;
@@ -374,7 +377,15 @@ static void class_hints(const char *v, uint8_t *bad_out, uint8_t *content_out)
         if (i == s)
             continue;
         int f = word_flags(v + s, i - s);
+        if ((f & W_LEAD) && s > 0 && v[s - 1] != ' ')
+            f = 0; /* "comment" starts a class ("comments-area"), "live-match-comment" is a ticker entry */
+        if (f & W_BAD && prev_state)
+            f = 0; /* "with-navigation", "no-sidebars", "has-sidebar": a state of the layout */
+        prev_state = (f & W_STATE) && v[i] && v[i] != ' ';
+        if (i - s == 2 && !strncmp(v + s, "no", 2) && v[i] && v[i] != ' ')
+            prev_state = true;
         if (f & W_BAD) {
+            strong |= (f & W_STRONG) != 0;
             if (s >= 2 && v[s - 1] == '_' && v[s - 2] == '_')
                 bem_bad = true;
             bad = true;
@@ -385,7 +396,7 @@ static void class_hints(const char *v, uint8_t *bad_out, uint8_t *content_out)
             ends_with(v + s, i - s, "body") || ends_with(v + s, i - s, "content") || ends_with(v + s, i - s, "text");
     }
     if (bem_bad || (bad && !ok))
-        *bad_out = 1;
+        *bad_out = strong ? 2 : 1;
     if (maybe_content && content_hint(v))
         *content_out = 1;
 }
@@ -401,6 +412,7 @@ typedef struct elem {
     uint64_t total;    /* bytes of text in the subtree */
     double sum;        /* block values of the subtree */
     double pos;        /* positive block values of the subtree (prose) */
+    double raw;        /* the same, hints not counted */
     uint8_t kind, hint_bad, hint_content, bad, name;
 } elem;
 
@@ -425,6 +437,9 @@ typedef struct ex {
     int in_link, in_title, have_title;
     fg_status st;
     htmlParserCtxtPtr ctx;
+#ifdef FG_EXTRACT_DEBUG
+    char (*label)[80];
+#endif
     sbuf out;
     bool space, nl; /* pending space / block break in the output */
 } ex;
@@ -573,6 +588,15 @@ static void on_start(void *u, const xmlChar *tag, const xmlChar **atts)
     default: break;
     }
     read_hints(atts, e);
+#ifdef FG_EXTRACT_DEBUG
+    x->label = realloc(x->label, x->cap * sizeof *x->label);
+    {
+        int k = snprintf(x->label[i], 80, "%s", name);
+        for (const xmlChar **a = atts; a && a[0]; a += 2)
+            if ((!strcmp((const char *)a[0], "class") || !strcmp((const char *)a[0], "id")) && a[1] && k < 79)
+                k += snprintf(x->label[i] + k, 80 - (size_t)k, "%c%s", a[0][0] == 'c' ? '.' : '#', a[1]);
+    }
+#endif
     if (!strcmp(name, "header") && !in_article(x, cur))
         e->hint_bad = 1; /* a page header; an <article>'s own header holds its title */
     if (!strcmp(name, "nav") || !strcmp(name, "aside") || !strcmp(name, "footer") || !strcmp(name, "figure") ||
@@ -770,11 +794,22 @@ static uint32_t choose(ex *x)
 {
     if (x->n == 0)
         return UINT32_MAX;
-    double page = (double)x->e[0].total;
+    for (size_t i = x->n; i-- > 0;) { /* children before parents; no element is bad yet */
+        elem *e = &x->e[i];
+        double v = block_value(e);
+        e->raw += v > 0 ? v : 0;
+        if (e->parent != UINT32_MAX)
+            x->e[e->parent].raw += e->raw;
+    }
+    /* A hint does not hold for an element with most of the page's text or prose: the
+     * hints of a layout ("zen-one-sidebar-second", <body class="has-sidebar">), not of a
+     * part; what a strong word names (comments, cookie notices, ads, sharing) stays out
+     * whatever its size. */
+    double page = (double)x->e[0].total, prose = x->e[0].raw;
     for (size_t i = 0; i < x->n; i++) { /* parents come before children */
         elem *e = &x->e[i];
         bool pbad = e->parent != UINT32_MAX && x->e[e->parent].bad;
-        e->bad = pbad || (e->hint_bad && (double)e->total < 0.5 * page);
+        e->bad = pbad || (e->hint_bad && (double)e->total < 0.5 * page && (e->hint_bad == 2 || e->raw <= 0.5 * prose));
     }
     for (size_t i = x->n; i-- > 0;) { /* children before parents */
         elem *e = &x->e[i];
@@ -923,6 +958,25 @@ static fg_status write_text(ex *x, uint32_t c)
     return FG_OK;
 }
 
+#ifdef FG_EXTRACT_DEBUG
+static void fg_extract_debug(ex *x, uint32_t c)
+{
+    const char *lab0 = "#root";
+    for (size_t i = 0; i < x->n; i++) {
+        const elem *e = &x->e[i];
+        if (e->sum > 50 || e->pos > 300 || i == c || e->total > (getenv("DBGT") ? atoi(getenv("DBGT")) : 1u << 30)) {
+            int d = 0;
+            for (uint32_t k = e->parent; k != UINT32_MAX; k = x->e[k].parent)
+                d++;
+            fprintf(stderr, "%s%5zu d%-3d %-50.50s tot %6llu own %5u lnk %5u sum %8.0f pos %8.0f%s%s%s\n",
+                    i == c ? "=>" : "  ", i, d, i ? x->label[i] : lab0, (unsigned long long)e->total, e->own,
+                    e->own_link, e->sum, e->pos, e->bad ? " BAD" : "", e->hint_bad ? " hb" : "",
+                    e->hint_content ? " HC" : "");
+        }
+    }
+}
+#endif
+
 static pthread_once_t xml_once = PTHREAD_ONCE_INIT;
 static void xml_init(void)
 {
@@ -1008,6 +1062,9 @@ fg_status fg_data_html_extract(const char *html, size_t len, fg_data_extracted *
         snprintf(res->detail, sizeof res->detail, "no HTML element could be parsed from %zu bytes", len);
     } else if (st == FG_OK) {
         uint32_t c = choose(&x);
+#ifdef FG_EXTRACT_DEBUG
+        fg_extract_debug(&x, c);
+#endif
         st = write_text(&x, c);
         res->container_chars = x.e[c].total;
         res->page_chars = x.e[0].total;
