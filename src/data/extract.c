@@ -774,13 +774,17 @@ static char *prescan(const char *h, size_t n, size_t *out_n)
     return o;
 }
 
-/* Value of one block: + text for prose, - for link lists, boilerplate and fragments. */
+/* Value of one block: + text for prose, - for link lists, boilerplate and fragments. The
+ * weights were set on half of trafilatura's evaluation pages and checked on the other
+ * half (docs/perf/extract.md). */
 static double block_value(const elem *e)
 {
     if (e->own == 0 || e->kind == K_INLINE)
         return 0;
     double t = e->own, ld = (double)e->own_link / t;
-    if (e->bad || ld > 0.5)
+    if (e->bad) /* left out when written, so it costs less than text that would be written */
+        return -0.25 * t;
+    if (ld > 0.5)
         return -t;
     if (e->kind == K_HEADING)
         return 0;
@@ -964,7 +968,8 @@ static void fg_extract_debug(ex *x, uint32_t c)
     const char *lab0 = "#root";
     for (size_t i = 0; i < x->n; i++) {
         const elem *e = &x->e[i];
-        if (e->sum > 50 || e->pos > 300 || i == c || e->total > (getenv("DBGT") ? atoi(getenv("DBGT")) : 1u << 30)) {
+        if (e->sum > 50 || e->pos > 300 || i == c || (getenv("DBGN") && e->sum < -atoi(getenv("DBGN"))) ||
+            e->total > (getenv("DBGT") ? atoi(getenv("DBGT")) : 1u << 30)) {
             int d = 0;
             for (uint32_t k = e->parent; k != UINT32_MAX; k = x->e[k].parent)
                 d++;
