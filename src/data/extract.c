@@ -926,10 +926,41 @@ static fg_status out_text(ex *x, const char *s, size_t len, bool pre)
     return FG_OK;
 }
 
+/* A heading or a short label waits to be kept until text is written after it: one whose
+ * section (up to its parent's end or the next heading) had only what is left out ("Mehr
+ * zum Thema" over a link list), or that ends the container, is taken back, as jusText
+ * classifies a heading by the blocks that follow it. A label followed by another label
+ * is kept (a list of short items: ingredients, scores). */
+typedef struct heading {
+    bool pending, in, skipped; /* waiting; inside it; something left out since it */
+    bool heading;              /* a heading, not a short label */
+    uint32_t parent;
+    size_t pos; /* output length before it */
+} heading;
+
+/* A heading, or a short label block ("Veja também:", "Tags") of plain text. */
+static bool is_label(const elem *e)
+{
+    return e->kind == K_HEADING || (e->kind == K_BLOCK && e->own && e->own < 40 && !e->own_link && e->total == e->own);
+}
+
+static void heading_drop(ex *x, heading *h)
+{
+    if (h->pending) {
+        x->out.n = h->pos;
+        if (x->out.p)
+            x->out.p[x->out.n] = 0;
+        x->nl = x->out.n > 0;
+        x->space = false;
+    }
+    h->pending = false;
+}
+
 /* Writes the text of container c: its events, bad subtrees and link-dense blocks left out. */
 static fg_status write_text(ex *x, uint32_t c)
 {
     int pre = 0;
+    heading h = {0};
     for (size_t j = x->e[c].ev0; j <= x->e[c].ev1 && j < x->n_ev; j++) {
         const event *v = &x->ev[j];
         const elem *e = &x->e[v->elem];
@@ -937,7 +968,16 @@ static fg_status write_text(ex *x, uint32_t c)
         case EV_START:
             if (e->bad && v->elem != c) {
                 j = e->ev1;
+                h.skipped = true;
                 break;
+            }
+            if (is_label(e) && v->elem != c) {
+                if (h.pending && h.skipped)
+                    heading_drop(x, &h);
+                if (!h.pending || !h.heading || e->kind != K_HEADING) /* a title and a subtitle wait together */
+                    h = (heading){
+                        .pending = true, .parent = e->parent, .pos = x->out.n, .heading = e->kind == K_HEADING};
+                h.in = true;
             }
             if (e->kind == K_BR) {
                 out_break(x);
@@ -947,18 +987,28 @@ static fg_status write_text(ex *x, uint32_t c)
             }
             break;
         case EV_END:
+            if (is_label(e))
+                h.in = false;
+            else if (h.pending && v->elem == h.parent && h.skipped)
+                heading_drop(x, &h);
             if (is_owner(e->kind)) {
                 pre -= e->kind == K_PRE;
                 out_break(x);
             }
             break;
         default:
-            if (e->own && 2 * e->own_link > e->own) /* a link-dense block */
+            if (e->own && 2 * e->own_link > e->own) { /* a link-dense block */
+                h.skipped = true;
                 break;
+            }
+            size_t before = x->out.n;
             if (out_text(x, x->txt.p + v->off, v->len, pre > 0) != FG_OK)
                 return FG_ERR_NOMEM;
+            if (!h.in && x->out.n > before)
+                h.pending = false;
         }
     }
+    heading_drop(x, &h);
     return FG_OK;
 }
 
