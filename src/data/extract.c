@@ -228,8 +228,8 @@ static int word_cmp(const void *key, const void *ent)
 static int word_flags(const char *w, size_t n)
 {
     static const word_flag words[] = {/* sorted by strcmp: looked up by bsearch */
-                                      {"ad", W_BAD | W_STRONG},
-                                      {"ads", W_BAD | W_STRONG},
+                                      {"ad", W_BAD},
+                                      {"ads", W_BAD},
                                       {"advert", W_BAD | W_STRONG},
                                       {"advertisement", W_BAD | W_STRONG},
                                       {"article", W_OK},
@@ -848,8 +848,8 @@ static uint32_t choose(ex *x)
      * it is the publisher's own answer, and it leaves out what lies beside it. */
     uint32_t hinted = UINT32_MAX;
     for (size_t i = 0; i < x->n; i++)
-        if (x->e[i].hint_content && !x->e[i].bad && x->e[i].sum > 0.5 * x->e[best].sum &&
-            (hinted == UINT32_MAX || x->e[i].sum > x->e[hinted].sum))
+        if (x->e[i].hint_content && !x->e[i].bad && x->e[i].pos > 0.5 * x->e[best].pos &&
+            (hinted == UINT32_MAX || x->e[i].pos > x->e[hinted].pos))
             hinted = (uint32_t)i;
     if (hinted != UINT32_MAX)
         return hinted;
