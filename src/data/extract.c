@@ -35,10 +35,13 @@
 #include "data_impl.h"
 
 enum { K_INLINE = 0, K_BLOCK = 1, K_DROP = 2, K_HEADING = 3, K_PRE = 4, K_BR = 5 };
+/* flags beside the kind: a tag that hints boilerplate (nav, aside, footer, figure and its
+ * caption, address; a noscript left open holds the page, the 50% rule keeps it), <header> */
+enum { K_MASK = 15, T_BAD = 16, T_HEADER = 32 };
 
-/* Tag kinds by name (lower case, as libxml2 gives them): DROP is never entered; BLOCK
- * starts a new paragraph. "head" is a block: libxml2 leaves the body's first elements in it
- * when they come early; a <noscript> left open holds the page (the 50% rule keeps it). */
+/* Tag kinds by name (lower case, as libxml2 gives them), with T_ flags: DROP is never
+ * entered; BLOCK starts a new paragraph. "head" is a block: libxml2 leaves the body's first
+ * elements in it when they come early. */
 static int tag_kind(const char *n)
 {
     switch (n[0]) { /* this runs per element */
@@ -48,9 +51,9 @@ static int tag_kind(const char *n)
         if (!strcmp(n, "article"))
             return K_BLOCK;
         if (!strcmp(n, "aside"))
-            return K_BLOCK;
+            return K_BLOCK | T_BAD;
         if (!strcmp(n, "address"))
-            return K_BLOCK;
+            return K_BLOCK | T_BAD;
         break;
     case 'b':
         if (!strcmp(n, "button"))
@@ -92,11 +95,11 @@ static int tag_kind(const char *n)
         if (!strcmp(n, "frameset"))
             return K_DROP;
         if (!strcmp(n, "footer"))
-            return K_BLOCK;
+            return K_BLOCK | T_BAD;
         if (!strcmp(n, "figure"))
-            return K_BLOCK;
+            return K_BLOCK | T_BAD;
         if (!strcmp(n, "figcaption"))
-            return K_BLOCK;
+            return K_BLOCK | T_BAD;
         if (!strcmp(n, "form"))
             return K_BLOCK;
         if (!strcmp(n, "fieldset"))
@@ -106,7 +109,7 @@ static int tag_kind(const char *n)
         if (n[1] >= '1' && n[1] <= '6' && !n[2])
             return K_HEADING;
         if (!strcmp(n, "header"))
-            return K_BLOCK;
+            return K_BLOCK | T_HEADER;
         if (!strcmp(n, "hr"))
             return K_BLOCK;
         if (!strcmp(n, "html"))
@@ -142,9 +145,9 @@ static int tag_kind(const char *n)
         break;
     case 'n':
         if (!strcmp(n, "nav"))
-            return K_BLOCK;
+            return K_BLOCK | T_BAD;
         if (!strcmp(n, "noscript"))
-            return K_BLOCK;
+            return K_BLOCK | T_BAD;
         break;
     case 'o':
         if (!strcmp(n, "object"))
@@ -565,7 +568,7 @@ static void on_start(void *u, const xmlChar *tag, const xmlChar **atts)
         return;
     }
     const char *name = (const char *)tag;
-    int kind = tag_kind(name);
+    int tk = tag_kind(name), kind = tk & K_MASK;
     uint32_t cur = x->stack[x->depth - 1];
     if (kind == K_DROP) {
         x->skip = 1;
@@ -599,11 +602,9 @@ static void on_start(void *u, const xmlChar *tag, const xmlChar **atts)
                 k += snprintf(x->label[i] + k, 80 - (size_t)k, "%c%s", a[0][0] == 'c' ? '.' : '#', a[1]);
     }
 #endif
-    if (!strcmp(name, "header") && !in_article(x, cur))
+    if ((tk & T_HEADER) && !in_article(x, cur))
         e->hint_bad = 1; /* a page header; an <article>'s own header holds its title */
-    if (!strcmp(name, "nav") || !strcmp(name, "aside") || !strcmp(name, "footer") || !strcmp(name, "figure") ||
-        !strcmp(name, "figcaption") || !strcmp(name, "address") ||
-        !strcmp(name, "noscript")) /* a noscript left open holds the page: the 50% rule keeps it */
+    if (tk & T_BAD)
         e->hint_bad = 1;
     if (e->name == N_ARTICLE && !e->hint_bad)
         e->hint_content = 0; /* several <article>s are a list; the sum decides */
