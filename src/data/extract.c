@@ -11,12 +11,14 @@
  *     "share", "comment", "related", role=navigation, hidden) marks a subtree as bad,
  *     unless it holds more than half of the page's text (a <body class="has-sidebar">).
  *  3. Each block gets a value: + its text for a long block of low link density, - its
- *     text for link lists, bad subtrees and short fragments. The container is the element
- *     whose subtree has the largest sum (a maximum-weight subtree: it takes the article,
- *     leaves the menus around it); an element hinted as the article body (itemprop=
- *     articleBody, entry-content, ...) is preferred when it holds most of that sum.
+ *     text for link lists, - a quarter of it in bad subtrees (they are left out when
+ *     written), a little less for short fragments. The container is the element whose
+ *     subtree has the largest sum (a maximum-weight subtree: it takes the article, leaves
+ *     the menus around it); an element hinted as the article body (itemprop=articleBody,
+ *     entry-content, ...) is preferred when it holds most of that prose.
  *  4. The container's events are written: blocks separated by newlines, whitespace
- *     collapsed (kept in <pre>), bad subtrees and link-dense blocks left out.
+ *     collapsed (kept in <pre>), bad subtrees and link-dense blocks left out, and a
+ *     heading or short label whose section held only what was left out taken back.
  * Why SAX and a prescan: building libxml2's tree (a malloc per node and per text, then
  * freeing it) cost as much as tokenizing, and script/style bodies are ~45% of the bytes of
  * real pages, which libxml2 reads character by character only to drop them; the prescan
@@ -442,9 +444,6 @@ typedef struct ex {
     int in_link, in_title, have_title;
     fg_status st;
     htmlParserCtxtPtr ctx;
-#ifdef FG_EXTRACT_DEBUG
-    char (*label)[80];
-#endif
     sbuf out;
     bool space, nl; /* pending space / block break in the output */
 } ex;
@@ -593,15 +592,6 @@ static void on_start(void *u, const xmlChar *tag, const xmlChar **atts)
     default: break;
     }
     read_hints(atts, e);
-#ifdef FG_EXTRACT_DEBUG
-    x->label = realloc(x->label, x->cap * sizeof *x->label);
-    {
-        int k = snprintf(x->label[i], 80, "%s", name);
-        for (const xmlChar **a = atts; a && a[0]; a += 2)
-            if ((!strcmp((const char *)a[0], "class") || !strcmp((const char *)a[0], "id")) && a[1] && k < 79)
-                k += snprintf(x->label[i] + k, 80 - (size_t)k, "%c%s", a[0][0] == 'c' ? '.' : '#', a[1]);
-    }
-#endif
     if ((tk & T_HEADER) && !in_article(x, cur))
         e->hint_bad = 1; /* a page header; an <article>'s own header holds its title */
     if (tk & T_BAD)
@@ -1015,26 +1005,6 @@ static fg_status write_text(ex *x, uint32_t c)
     return FG_OK;
 }
 
-#ifdef FG_EXTRACT_DEBUG
-static void fg_extract_debug(ex *x, uint32_t c)
-{
-    const char *lab0 = "#root";
-    for (size_t i = 0; i < x->n; i++) {
-        const elem *e = &x->e[i];
-        if (e->sum > 50 || e->pos > 300 || i == c || (getenv("DBGN") && e->sum < -atoi(getenv("DBGN"))) ||
-            e->total > (getenv("DBGT") ? atoi(getenv("DBGT")) : 1u << 30)) {
-            int d = 0;
-            for (uint32_t k = e->parent; k != UINT32_MAX; k = x->e[k].parent)
-                d++;
-            fprintf(stderr, "%s%5zu d%-3d %-50.50s tot %6llu own %5u lnk %5u sum %8.0f pos %8.0f%s%s%s\n",
-                    i == c ? "=>" : "  ", i, d, i ? x->label[i] : lab0, (unsigned long long)e->total, e->own,
-                    e->own_link, e->sum, e->pos, e->bad ? " BAD" : "", e->hint_bad ? " hb" : "",
-                    e->hint_content ? " HC" : "");
-        }
-    }
-}
-#endif
-
 static pthread_once_t xml_once = PTHREAD_ONCE_INIT;
 static void xml_init(void)
 {
@@ -1120,9 +1090,6 @@ fg_status fg_data_html_extract(const char *html, size_t len, fg_data_extracted *
         snprintf(res->detail, sizeof res->detail, "no HTML element could be parsed from %zu bytes", len);
     } else if (st == FG_OK) {
         uint32_t c = choose(&x);
-#ifdef FG_EXTRACT_DEBUG
-        fg_extract_debug(&x, c);
-#endif
         st = write_text(&x, c);
         res->container_chars = x.e[c].total;
         res->page_chars = x.e[0].total;
