@@ -251,7 +251,7 @@ static int word_flags(const char *w, size_t n)
                                       {"col", W_OK},
                                       {"column", W_OK},
                                       {"comment", W_BAD | W_LEAD | W_STRONG},
-                                      {"comments", W_BAD | W_LEAD | W_STRONG},
+                                      {"comments", W_BAD | W_STRONG},
                                       {"consent", W_BAD | W_STRONG},
                                       {"container", W_OK},
                                       {"content", W_OK},
@@ -375,34 +375,46 @@ static void class_hints(const char *v, uint8_t *bad_out, uint8_t *content_out)
 {
     size_t i = 0;
     bool bad = false, ok = false, bem_bad = false, maybe_content = false, prev_state = false, strong = false;
+    bool tok_ok = false, tok_strong = false, part = false; /* in the current class; a strong part of an ok one */
     while (v[i]) {
+        bool new_class = i == 0;
         while (v[i] && !isalnum((unsigned char)v[i]))
-            i++;
+            new_class |= isspace((unsigned char)v[i++]) != 0;
         size_t s = i;
         while (isalnum((unsigned char)v[i]))
             i++;
         if (i == s)
             continue;
+        if (new_class)
+            tok_ok = tok_strong = false;
         int f = word_flags(v + s, i - s);
-        if ((f & W_LEAD) && s > 0 && v[s - 1] != ' ')
-            f = 0; /* "comment" starts a class ("comments-area"), "live-match-comment" is a ticker entry */
+        if ((f & W_LEAD) && s > 0 && !isspace((unsigned char)v[s - 1]))
+            f = 0; /* "comment" starts a class ("comment-list"); in a compound it is an entry of
+                    * something else ("live-match-comment": a live ticker); "comments" counts
+                    * anywhere ("fb-comments", "entry-comments") */
         if (f & W_BAD && prev_state)
             f = 0; /* "with-navigation", "no-sidebars", "has-sidebar": a state of the layout */
-        prev_state = (f & W_STATE) && v[i] && v[i] != ' ';
-        if (i - s == 2 && !strncmp(v + s, "no", 2) && v[i] && v[i] != ' ')
+        prev_state = (f & W_STATE) && v[i] && !isspace((unsigned char)v[i]);
+        if (i - s == 2 && !strncmp(v + s, "no", 2) && v[i] && !isspace((unsigned char)v[i]))
             prev_state = true;
         if (f & W_BAD) {
             strong |= (f & W_STRONG) != 0;
+            tok_strong |= (f & W_STRONG) != 0;
             if (s >= 2 && v[s - 1] == '_' && v[s - 2] == '_')
                 bem_bad = true;
             bad = true;
         } else if (f & W_OK) {
             ok = true;
+            tok_ok = true;
         }
+        part |= tok_ok && tok_strong;
         maybe_content |=
             ends_with(v + s, i - s, "body") || ends_with(v + s, i - s, "content") || ends_with(v + s, i - s, "text");
     }
-    if (bem_bad || (bad && !ok))
+    /* A layout word elsewhere in the value vetoes a bad word ("box article modal-enabled",
+     * "article paywall-on"), but not a strong one in the same class: "entry-comments",
+     * "post-share" name a part of the article that is not its text. */
+    if (bem_bad || part || (bad && !ok))
         *bad_out = strong ? 2 : 1;
     if (maybe_content && content_hint(v))
         *content_out = 1;
