@@ -705,15 +705,136 @@ static size_t tag_end(const char *h, size_t n, size_t i)
     return n;
 }
 
+static bool blank(char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+static bool attr_name_char(char c)
+{
+    return isalnum((unsigned char)c) || c == ':' || c == '-' || c == '_' || c == '.';
+}
+
+/* The attributes read_hints looks at; the parser is given no other. */
+static bool kept_attr(const char *a, size_t n)
+{
+    static const char *const keep[] = {"class", "id", "role", "style", "hidden", "aria-hidden", "itemprop"};
+    for (size_t i = 0; i < sizeof keep / sizeof keep[0]; i++)
+        if (strlen(keep[i]) == n && !strncasecmp(a, keep[i], n))
+            return true;
+    return false;
+}
+
+/* Writes the start tag h[i..end) (h[i] == '<', end from tag_end) to o + *k with only the
+ * kept attributes, and returns end. Attributes are read as libxml2 reads them
+ * (htmlParseStartTag: a name of letters, digits and ":-_." under 100 bytes, blanks, '=',
+ * blanks, a quoted value or one up to a blank or '>'); from the first thing it would
+ * read some other way (a bogus name, an unclosed quote) the tag is copied as it is. Start
+ * tags are ~40% of a page's bytes and libxml2 reads each value byte by byte into a malloc'd
+ * copy. */
+static size_t copy_start_tag(const char *h, size_t end, size_t i, char *o, size_t *k)
+{
+    size_t p = i + 1;
+    while (p < end && attr_name_char(h[p]))
+        p++;
+    if (p - i - 1 >= 100)
+        p = i;
+    memcpy(o + *k, h + i, p - i);
+    *k += p - i;
+    /* An attribute is left out with the blanks before it. What follows must bind as it
+     * did: a name after a dropped one gets a space ("hidden data-x=\"y\"text"), and junk
+     * that libxml2 would read its own way comes with the dropped attribute before it
+     * ("<div x= 'q'-->", "enough  =\"x>y\""); each space is paid for by dropped bytes, so
+     * the copy is never longer than the page. */
+    bool dropped = false, dropped2 = false; /* the last attribute, the one before it */
+    size_t last_ws = p, last_a = p;
+    bool bogus = false;
+    while (p > i) {
+        size_t ws = p;
+        while (p < end && blank(h[p]))
+            p++;
+        if (p >= end || h[p] == '>' || (h[p] == '/' && p + 1 < end && h[p + 1] == '>')) {
+            p = ws; /* "id=main />" is not "id=main/>" */
+            break;
+        }
+        bogus = true;
+        if (!(isalpha((unsigned char)h[p]) || h[p] == '_' || h[p] == ':' || h[p] == '.')) {
+            p = ws;
+            break;
+        }
+        size_t a = p;
+        while (p < end && attr_name_char(h[p]))
+            p++;
+        if (p - a >= 100) {
+            p = ws;
+            break;
+        }
+        size_t e = p, q = p;
+        while (q < end && blank(h[q]))
+            q++;
+        if (q < end && h[q] == '=') {
+            q++;
+            while (q < end && blank(h[q]))
+                q++;
+            if (q < end && (h[q] == '"' || h[q] == '\'')) {
+                const char *z = memchr(h + q + 1, h[q], end - q - 1);
+                if (!z) {
+                    p = ws;
+                    break;
+                }
+                q = (size_t)(z - h) + 1;
+            } else {
+                while (q < end && !blank(h[q]) && h[q] != '>')
+                    q++;
+            }
+            e = q;
+        }
+        bogus = false;
+        if (kept_attr(h + a, p - a)) {
+            if (dropped && ws == a)
+                o[(*k)++] = ' ';
+            memcpy(o + *k, h + ws, e - ws);
+            *k += e - ws;
+            dropped = false;
+        } else {
+            dropped2 = dropped;
+            dropped = true;
+            last_ws = ws;
+            last_a = a;
+        }
+        p = e;
+    }
+    if (bogus && dropped) {
+        if (dropped2 && last_ws == last_a)
+            o[(*k)++] = ' ';
+        p = last_ws;
+    } else if (dropped && p < end && !blank(h[p])) {
+        o[(*k)++] = ' '; /* "aria-hidden=true data-x=\"1\"/>" is not "aria-hidden=true/>" */
+    }
+    memcpy(o + *k, h + p, end - p);
+    *k += end - p;
+    return end;
+}
+
 /* The parser's copy of the page: NUL bytes as spaces (libxml2 stops at one), without
  * comments and without the bodies of <script> and <style>, which end where libxml2 ends
  * them ("</" and the name, any case). Other tags are stepped over whole (their quoted
  * values may hold "<script"); an end tag to its first '>' as libxml2 does. */
 static char *prescan(const char *h, size_t n, size_t *out_n)
 {
-    char *o = fg_malloc(n + 1);
+    char *o = fg_malloc(n + 1), *nul = NULL;
     if (!o)
         return NULL;
+    if (memchr(h, 0, n)) { /* spaces first, so that tags are read as libxml2 will read them */
+        nul = fg_malloc(n);
+        if (!nul) {
+            fg_free(o);
+            return NULL;
+        }
+        for (size_t q = 0; q < n; q++)
+            nul[q] = h[q] ? h[q] : ' ';
+        h = nul;
+    }
     size_t i = 0, k = 0;
     while (i < n) {
         const char *lt = memchr(h + i, '<', n - i);
@@ -763,6 +884,10 @@ static char *prescan(const char *h, size_t n, size_t *out_n)
                 }
                 continue;
             }
+            if (!nl) {
+                i = copy_start_tag(h, j, i, o, &k);
+                continue;
+            }
         } else {
             j = i + 1;
         }
@@ -770,10 +895,7 @@ static char *prescan(const char *h, size_t n, size_t *out_n)
         k += j - i;
         i = j;
     }
-    if (memchr(o, 0, k))
-        for (size_t q = 0; q < k; q++)
-            if (!o[q])
-                o[q] = ' ';
+    fg_free(nul);
     o[k] = 0;
     *out_n = k;
     return o;
