@@ -22,7 +22,8 @@
  * Why SAX and a prescan: building libxml2's tree (a malloc per node and per text, then
  * freeing it) cost as much as tokenizing, and script/style bodies are ~45% of the bytes of
  * real pages, which libxml2 reads character by character only to drop them; the prescan
- * cuts them out with memchr/memmem first. Nothing recurses and every stack grows on the
+ * cuts them out with memchr/memmem first, and keeps of each start tag only the attributes
+ * read here (unread attributes were another ~28% of the bytes). Nothing recurses and every stack grows on the
  * heap, so depth is bounded only by memory; libxml2 is told XML_PARSE_HUGE for the same
  * reason. */
 #define _GNU_SOURCE
