@@ -1056,9 +1056,9 @@ static fg_status out_text(ex *x, const char *s, size_t len, bool pre)
 
 /* A heading or a short label waits to be kept until text is written after it: one whose
  * section (up to its parent's end or the next heading) had only what is left out ("Mehr
- * zum Thema" over a link list), or that ends the container, is taken back, as jusText
- * classifies a heading by the blocks that follow it. A label followed by another label
- * is kept (a list of short items: ingredients, scores). */
+ * zum Thema" over a link list), or a heading that ends the container, is taken back, as
+ * jusText classifies a heading by the blocks that follow it. A label followed by another
+ * label is kept (a list of short items: ingredients, scores). */
 typedef struct heading {
     bool pending, in, skipped; /* waiting; inside it; something left out since it */
     bool heading;              /* a heading, not a short label */
@@ -1136,7 +1136,8 @@ static fg_status write_text(ex *x, uint32_t c)
                 h.pending = false;
         }
     }
-    heading_drop(x, &h);
+    if (h.heading || h.skipped) /* a short line that ends the article stays */
+        heading_drop(x, &h);
     return FG_OK;
 }
 
