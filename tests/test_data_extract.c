@@ -57,6 +57,112 @@ static void test_page(void)
     fg_data_extracted_free(&r);
 }
 
+/* Extracts s and returns its text (fg_malloc'd, "" when rejected). */
+static char *text_of(const char *s, size_t n)
+{
+    fg_data_extracted r;
+    if (fg_data_html_extract(s, n, &r) != FG_OK)
+        return NULL;
+    char *t = r.text ? r.text : fg_malloc(1);
+    if (!r.text && t)
+        t[0] = 0;
+    r.text = NULL;
+    fg_data_extracted_free(&r);
+    return t;
+}
+
+#define PROSE "is a paragraph of prose, long enough to count as the main text of this page for sure."
+
+/* The prescan that cuts script/style bodies and comments before libxml2 must end them where
+ * libxml2 does and start none where libxml2 sees none. */
+static void test_prescan(void)
+{
+    static const char p[] =
+        "<html><body><div data-x=\"<script>\" title='a > b'><p>One " PROSE "</p></div>"
+        "</div title=\"<script>\"><p>Two " PROSE "</p>"
+        "<SCRIPT type=x>if (a<b) document.write(\"<p>hidden one</p>\")</SCRIPT>"
+        "<script/><p>Three " PROSE "</p>"
+        "<!-- <script> --><p>Four " PROSE "</p>"
+        "<style media=\"x>y\">p{color:red}</style ><p>Five " PROSE "</p>"
+        "<script>var s = '</scr' + 'ipt>'; var h = '<p>hidden two</p>';</script  ><p>Six " PROSE "</p>"
+        "<p>Seven \0 " PROSE "</p><scripts>Eight " PROSE "</scripts></body></html>";
+    char *t = text_of(p, sizeof p - 1);
+    FG_CHECK(t != NULL, "prescan page: %s", fg_last_error());
+    t = t ? t : fg_malloc(1);
+    static const char *const kept[] = {"One is",  "Two is", "Three is", "Four is",
+                                       "Five is", "Six is", "Seven",    "Eight is"};
+    for (size_t i = 0; i < sizeof kept / sizeof kept[0]; i++)
+        FG_CHECK(strstr(t, kept[i]), "prescan: '%s' kept: '%s'", kept[i], t);
+    FG_CHECK(!strstr(t, "hidden") && !strstr(t, "color") && !strstr(t, "document"),
+             "script/style bodies left out: '%s'", t);
+    fg_free(t);
+    /* attributes the extractor does not read are left out before the parser; what follows
+     * them must bind as it did (junk after a dropped attribute, "/>" after an unquoted value) */
+    static const char at[] =
+        "<body><div x= 'q'--><p>One " PROSE "</p></div><p>Two " PROSE "</p><div class=\"story\" data-a=\"1\"text "
+        " =\"x>y\">Three " PROSE "</div><div id=main data-a=\"1\"/><p>Four " PROSE "</p><div hidden "
+        "data-x=\"<b>\" onclick=\"f('>')\"/><p>Five " PROSE "</p><p id=a\n/>Six " PROSE "</p>"
+        "<div aria-hidden=true data-x=\"1\">Seven " PROSE "</div></body>";
+    t = text_of(at, sizeof at - 1);
+    FG_CHECK(t && strstr(t, "One is") && strstr(t, "\nTwo is") && strstr(t, "\nThree is") && strstr(t, "\nFour is") &&
+                 strstr(t, "\nFive is") && strstr(t, "\nSix is") && !strstr(t, "Seven"),
+             "attributes dropped: '%s'", t ? t : "");
+    fg_free(t);
+    /* an unclosed script swallows the rest, as libxml2 has it */
+    static const char u[] = "<p>Kept " PROSE "</p><script>var a = 1; <p>Lost " PROSE;
+    t = text_of(u, sizeof u - 1);
+    FG_CHECK(t && strstr(t, "Kept") && !strstr(t, "Lost"), "unclosed script: '%s'", t ? t : "");
+    fg_free(t);
+}
+
+/* The boilerplate rules of issue 16's second round, each on a small page. */
+#define MENU "<li><a href=x>A long menu entry with many words in it</a></li><li><a href=y>And one more of them</a></li>"
+static void test_rules(void)
+{
+    /* "comment" counts at the start of a class only: a live ticker's entries are content */
+    static const char tick[] = "<body><div class=\"live-match-comment\"><p>Ticker " PROSE "</p></div>"
+                               "<div class=\"live-match-comment\"><p>Entry " PROSE "</p></div>"
+                               "<div class=\"comments-area\"><p>Reader " PROSE "</p></div>"
+                               "<div class=\"entry-comments\"><p>Visitor " PROSE "</p></div></body>";
+    char *t = text_of(tick, sizeof tick - 1);
+    FG_CHECK(t && strstr(t, "Ticker") && strstr(t, "Entry") && !strstr(t, "Reader") && !strstr(t, "Visitor"),
+             "ticker vs comments: '%s'", t ? t : "");
+    fg_free(t);
+    /* a layout's hint (with-navigation, one-sidebar) does not hold for the page's prose */
+    static const char lay[] =
+        "<body><ul class=\"menu\"><li><a href=a>Home</a></li><li><a href=b>News</a></li>" MENU MENU MENU MENU MENU MENU
+            MENU MENU "</ul>"
+        "<div id=\"main\" class=\"with-navigation\"><div class=\"zen-one-sidebar-second\">"
+        "<p>Alpha " PROSE "</p><p>Beta " PROSE "</p><p>Gamma " PROSE "</p></div></div></body>";
+    t = text_of(lay, sizeof lay - 1);
+    FG_CHECK(t && strstr(t, "Alpha") && strstr(t, "Gamma") && !strstr(t, "Home"), "layout hints: '%s'", t ? t : "");
+    fg_free(t);
+    /* a gallery inside the article is left out without pushing the container off it */
+    static const char gal[] =
+        "<body><div class=\"story\"><p>First " PROSE "</p><div class=\"lightbox\"><figure><figcaption>"
+        "Caption one " PROSE PROSE "</figcaption></figure><figure><figcaption>Caption two " PROSE PROSE
+        "</figcaption></figure></div><p>Second " PROSE "</p><p>Third " PROSE "</p></div>"
+        "<div class=\"sidebar\"><p>Side " PROSE "</p></div></body>";
+    t = text_of(gal, sizeof gal - 1);
+    FG_CHECK(t && strstr(t, "First") && strstr(t, "Third") && !strstr(t, "Caption") && !strstr(t, "Side"),
+             "gallery in the article: '%s'", t ? t : "");
+    fg_free(t);
+    /* a heading over a link list is taken back; a heading over prose and a list of short
+     * items are kept */
+    static const char hd[] =
+        "<body><article><h1>The title</h1><h2>Subtitle</h2><p>Opening " PROSE "</p>"
+        "<h3>Ingredients</h3><ul><li>200 g flour</li><li>2 eggs</li><li>1 l milk</li></ul>"
+        "<h2>Section</h2><p>Body " PROSE "</p>"
+        "<div><h3>More on this</h3><ul><li><a href=a>Other story one</a></li><li><a href=b>Other story two</a>"
+        "</li></ul></div><p>Closing " PROSE "</p><h4>Share this</h4></article></body>";
+    t = text_of(hd, sizeof hd - 1);
+    FG_CHECK(t && strstr(t, "The title\nSubtitle\nOpening") &&
+                 strstr(t, "Ingredients\n200 g flour\n2 eggs\n1 l milk") && strstr(t, "Section\nBody") &&
+                 strstr(t, "Closing") && !strstr(t, "More on this") && !strstr(t, "Share this"),
+             "headings: '%s'", t ? t : "");
+    fg_free(t);
+}
+
 /* Extracts s; checks it ends with text or a reason. */
 static void survive(const char *what, const char *s, size_t n)
 {
@@ -154,7 +260,16 @@ static void test_hostile(void)
                                        "<html>",
                                        "<body>",
                                        "<head>",
-                                       "<noscript>"};
+                                       "<noscript>",
+                                       " class=\"story\"",
+                                       " data-x=\"<script>\"",
+                                       " =\"x>y\"",
+                                       " a\"b=c",
+                                       " id=main",
+                                       " aria-hidden=true",
+                                       "/>",
+                                       "<div",
+                                       "'"};
     char soup[4096];
     int crashed = 0;
     for (int it = 0; it < 2000; it++) {
@@ -291,6 +406,8 @@ int main(void)
 {
     FG_TEST_BEGIN("data_extract");
     test_page();
+    test_prescan();
+    test_rules();
     test_hostile();
     test_pipeline();
     return fg_test_end();

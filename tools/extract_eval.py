@@ -9,7 +9,18 @@
 # "with" strings are all missed). MB are the decompressed HTML bytes; per-core speed is
 # MB / CPU seconds (Frugal: the report's cpu_seconds with --threads 1; trafilatura:
 # process time around each extract() call, so reading and gunzip are not counted for it).
-import argparse, gzip, json, os, sys, time
+import argparse, gzip, hashlib, json, os, sys, time
+
+
+def half(f):
+    """The page's half (0/1) by the MD5 of its name: rules tuned on one half are checked on
+    the other (docs/perf/extract.md)."""
+    return int(hashlib.md5(f.encode()).hexdigest(), 16) % 2
+
+
+def halves(texts, items):
+    return " ".join(f"{'AB'[h]} {score(texts, {f: v for f, v in items.items() if half(f) == h})[2]:.3f}"
+                    for h in (0, 1))
 
 
 def score(texts, items):
@@ -69,14 +80,14 @@ def main():
     raw = {f: gzip.open(os.path.join(a.pages, f + ".gz")).read() for f in items}
     mb = sum(len(b) for b in raw.values()) / 1e6
     print(f"pages: {len(items)} scored ({len(pages)} in {a.pages}), {mb:.1f} MB of HTML")
-    print(f"{'extractor':34s} {'P':>6s} {'R':>6s} {'F1':>6s}   MB/s/core")
+    print(f"{'extractor':34s} {'P':>6s} {'R':>6s} {'F1':>6s}   MB/s/core  (CPU s)   F1 on halves")
     rows = {}
     for name, kept, rep in a.frugal:
         texts = load_frugal(kept, items)
         p, r, f1, per = score(texts, items)
         cpu = json.load(open(rep))["cpu_seconds"]
         rows[name] = per
-        print(f"{name:34s} {p:6.3f} {r:6.3f} {f1:6.3f}   {mb / cpu:8.2f}  ({cpu:.2f} CPU s)")
+        print(f"{name:34s} {p:6.3f} {r:6.3f} {f1:6.3f}   {mb / cpu:8.2f}  ({cpu:5.2f})   {halves(texts, items)}")
     if a.trafilatura:
         import trafilatura
         for name, kw in (("trafilatura " + trafilatura.__version__, {}),
@@ -88,7 +99,7 @@ def main():
                 cpu += time.process_time() - t0
             p, r, f1, per = score(texts, items)
             rows[name] = per
-            print(f"{name:34s} {p:6.3f} {r:6.3f} {f1:6.3f}   {mb / cpu:8.2f}  ({cpu:.2f} CPU s)")
+            print(f"{name:34s} {p:6.3f} {r:6.3f} {f1:6.3f}   {mb / cpu:8.2f}  ({cpu:5.2f})   {halves(texts, items)}")
     if a.per_page:
         with open(a.per_page, "w") as fh:
             names = list(rows)
