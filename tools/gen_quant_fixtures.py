@@ -199,6 +199,98 @@ def make_qat(name, cfg_name, per_tensor):
                                                                    os.path.getsize(path)))
 
 
+# ---- QAT twin of the MoE model (tests/test_model_qat.c, issue 14) ----
+# gen_moe_fixtures.py's MoE model (layer 0 dense, then MoE layers with routed and shared
+# experts) with every linear layer but the router and the head fake-quantized: each routed
+# expert's fc [2H, C] and proj [C, H] per output channel of that expert, its inputs per
+# token (each routed row is one token), the shared expert as a dense layer. Per token only:
+# a per-tensor range of an expert's input is over the rows routed to it, which the twin's
+# token-by-token loop does not see.
+MOE_SHARED = ("moe.shared.fc.weight", "moe.shared.proj.weight")
+MOE_EXPERTS = ("moe.experts.fc.weight", "moe.experts.proj.weight")
+
+
+class QuantMatrix:
+    """One expert's matrix W[e]: W[e] @ v is fq(W[e]) @ fq(v) (v one token's row)."""
+
+    def __init__(self, w):
+        self.w = w
+
+    def __matmul__(self, v):
+        return (fq_act(v.reshape(1, -1), False) @ fq_weight(self.w).T).reshape(-1)
+
+
+class QuantExperts:
+    def __init__(self, w):
+        self.w = w
+
+    def __getitem__(self, e):
+        return QuantMatrix(self.w[e])
+
+
+class QuantWeightT(QuantWeight):
+    def t(self):
+        return self
+
+
+class MoeQatParams(dict):
+    def __getitem__(self, k):
+        v = dict.__getitem__(self, k)
+        if k.endswith(QAT_NAMES) or k.endswith(MOE_SHARED):
+            return QuantWeightT(v, 0)
+        if k.endswith(MOE_EXPERTS):
+            return QuantExperts(v)
+        return v
+
+
+def make_qat_moe(name):
+    import numpy as np
+    import gen_model_fixtures as gm
+    import gen_moe_fixtures as gmoe
+    c = dict(V=70, Vp=128, maxT=16, L=3, NH=4, C=24, F=48, eps=1e-5, theta=10000.0, B=2, T=12, D=1, E=8, K=2,
+             S=1, H=12, W=3, route_scale=2.0, alpha=0.0, gamma=0.01, layout=gm.LLAMA, tie=0, balance="bias", seed=7)
+    g = torch.Generator().manual_seed(c["seed"])
+    B, T, V = c["B"], c["T"], c["V"]
+    idx = torch.randint(0, V, (B, T), generator=g)
+    tgt = torch.randint(0, V, (B, T), generator=g)
+    tgt[0, 3] = -1
+    table = gmoe.model_tensors(c)
+    w = {}
+    for nm, shape, kind in table:
+        if kind == "frozen":
+            w[nm] = np.zeros(shape, np.float32)
+        elif kind == "n":
+            w[nm] = (1.0 + 0.1 * torch.randn(shape, generator=g)).numpy().astype(np.float32)
+        elif kind == "b":
+            w[nm] = (0.05 * torch.randn(shape, generator=g)).numpy().astype(np.float32)
+        else:
+            std = 0.4 if "router" in nm else (0.15 if "moe" in nm else 0.1)
+            w[nm] = (std * torch.randn(shape, generator=g)).numpy().astype(np.float32)
+    L, D, E = c["L"], c["D"], c["E"]
+    for l in range(D, L):  # a nonzero starting bias, so selection != affinity order
+        w["h.%d.moe.router.bias" % l] = (0.1 * torch.randn(E, generator=g)).numpy().astype(np.float32)
+    bias = {l: torch.tensor(w["h.%d.moe.router.bias" % l], dtype=torch.float64) for l in range(D, L)}
+    trainable = [nm for nm, _, kind in table if kind != "frozen"]
+    p = {k: torch.tensor(w[k], dtype=torch.float64, requires_grad=k in trainable) for k in w}
+    logits, loss, _ = gmoe.model_forward(c, MoeQatParams(p), idx, tgt, bias)
+    loss.backward()
+    _, loss_fp, _ = gmoe.model_forward(c, p, idx, tgt, bias)
+    fx = {"config": np.array([c["layout"], V, c["Vp"], c["maxT"], L, c["NH"], c["C"], c["F"], c["tie"], B, T, D,
+                              E, c["K"], c["S"], c["H"], c["W"], gmoe.BALANCE[c["balance"]]], dtype=np.int32),
+          "config_f": np.array([c["route_scale"], c["alpha"], c["gamma"]], dtype=np.float32),
+          "inputs": idx.int(), "targets": tgt.int(), "logits": logits.detach().float(),
+          "loss": loss.detach().float().reshape(1)}
+    for k in w:
+        fx["param." + k] = w[k]
+        if k in trainable:
+            fx["grad." + k] = p[k].grad.float()
+    path = os.path.join("tests", "fixtures", "quant", "%s.bin" % name)
+    write_fixture(path, fx)
+    print("wrote %s: QAT loss %.6f (fp32 twin %.6f), %d bytes" % (path, loss.item(), loss_fp.item(),
+                                                                   os.path.getsize(path)))
+
+
 if __name__ == "__main__":
     make_qat("qat_llama_token", "llama", 0)
     make_qat("qat_gpt2_tensor", "gpt2", 1)
+    make_qat_moe("qat_moe_llama_token")

@@ -260,12 +260,15 @@ void model_norm_forward(const fg_model *m, float *out, float *mean, float *rstd,
 
 /* ---- int8 QAT hooks (qat.c) and int8 inference (int8.c) ---- */
 /* The linear layers QAT and int8 inference can cover, as bits of a mask. */
-enum { QK_QKV, QK_ATTPROJ, QK_FC, QK_FCPROJ, QK_HEAD, QK_N };
+enum { QK_QKV, QK_ATTPROJ, QK_FC, QK_FCPROJ, QK_HEAD, QK_EFC, QK_EPROJ, QK_SFC, QK_SPROJ, QK_N };
 /* Parses a qat_layers list ("qkv,fc", "all", ...) into QK_* bits; a bad name is refused. */
 fg_status model_qat_parse_layers(const char *list, unsigned *kinds);
 /* The QK_* kind of a weight (a view into m->params) and its layer (n_layer for the
- * head); -1 when it is not a linear layer's weight. */
+ * head); -1 when it is not a linear layer's weight. A routed expert's matrix is a view
+ * at the start of one expert's block of the [E, rows, cols] tensor. */
 int model_linear_kind(const fg_model *m, const float *weight, int *layer);
+/* Points w's lin_fwd / lin_bwd at m's QAT and int8 hooks when either is on. */
+void model_moe_lin_hooks(const fg_model *m, fg_moe_weights *w);
 void model_int8_free(fg_model *m);
 /* int8 forward of a layer loaded by fg_model_int8_load: 1 (done) or 0 (not int8). */
 int model_int8_linear_forward(const fg_model *m, float *out, const float *inp, const float *weight, const float *bias,

@@ -7,7 +7,11 @@
 #include "frugal/precision.h"
 #include "model_impl.h"
 
-static const char *const kind_names[QK_N] = {"qkv", "attproj", "fc", "fcproj", "head"};
+static const char *const kind_names[QK_N] = {"qkv",       "attproj",     "fc",        "fcproj",     "head",
+                                             "expert_fc", "expert_proj", "shared_fc", "shared_proj"};
+/* "all": every linear layer but the head (and the router, which is never quantized) */
+#define QK_ALL ((1u << QK_N) - 1 - (1u << QK_HEAD))
+#define QK_EXPERTS ((1u << QK_EFC) | (1u << QK_EPROJ) | (1u << QK_SFC) | (1u << QK_SPROJ))
 
 /* Rows of activations processed at once: the scratch is sized for this many, so any N
  * (training batches, generation prompts) runs in chunks without allocating. */
@@ -36,20 +40,29 @@ fg_status model_qat_parse_layers(const char *list, unsigned *kinds)
             break;
         int k = 0;
         if (len == 3 && !strncmp(p, "all", 3))
-            *kinds |= (1u << QK_QKV) | (1u << QK_ATTPROJ) | (1u << QK_FC) | (1u << QK_FCPROJ);
+            *kinds |= QK_ALL;
+        else if (len == 7 && !strncmp(p, "experts", 7))
+            *kinds |= QK_EXPERTS;
         else {
             while (k < QK_N && (strlen(kind_names[k]) != len || strncmp(p, kind_names[k], len)))
                 k++;
             if (k == QK_N)
-                return fg_error(FG_ERR_INVALID,
-                                "qat_layers '%s': unknown layer '%.*s' at byte %zu (expected a comma list of qkv, "
-                                "attproj, fc, fcproj, head or all)",
-                                list, (int)len, p, (size_t)(p - list));
+                return fg_error(
+                    FG_ERR_INVALID,
+                    "qat_layers '%s': unknown layer '%.*s' at byte %zu (expected a comma list of qkv, "
+                    "attproj, fc, fcproj, head, expert_fc, expert_proj, shared_fc, shared_proj, experts or all)",
+                    list, (int)len, p, (size_t)(p - list));
             *kinds |= 1u << k;
         }
         p += len;
     }
     return FG_OK;
+}
+
+/* off is the start of one of n blocks of `block` values from `base` (n = 1: off == base). */
+static int at_block(size_t off, size_t base, size_t block, size_t n)
+{
+    return base != FG_NO_TENSOR && off >= base && off < base + n * block && (off - base) % block == 0;
 }
 
 int model_linear_kind(const fg_model *m, const float *weight, int *layer)
@@ -58,9 +71,21 @@ int model_linear_kind(const fg_model *m, const float *weight, int *layer)
     *layer = m->cfg.n_layer;
     if (off == m->head)
         return QK_HEAD;
+    const fg_moe_config *mc = &m->cfg.moe;
+    size_t C = (size_t)m->cfg.d_model, H = (size_t)mc->d_expert, E = (size_t)mc->n_expert;
     for (int l = 0; l < m->cfg.n_layer; l++) {
         const model_layer_off *o = &m->layer[l];
         *layer = l;
+        if (model_is_moe_layer(m, l)) {
+            if (at_block(off, o->moe[FG_MOE_EXPERT_FC], 2 * H * C, E))
+                return QK_EFC;
+            if (at_block(off, o->moe[FG_MOE_EXPERT_PROJ], C * H, E))
+                return QK_EPROJ;
+            if (at_block(off, o->moe[FG_MOE_SHARED_FC], 1, 1))
+                return QK_SFC;
+            if (at_block(off, o->moe[FG_MOE_SHARED_PROJ], 1, 1))
+                return QK_SPROJ;
+        }
         if (off == o->qkvw)
             return QK_QKV;
         if (off == o->attprojw)
@@ -81,9 +106,16 @@ fg_status model_qat_init(fg_model *m)
         return st;
     if (m->cfg.qat_act != 0 && m->cfg.qat_act != 1)
         return fg_error(FG_ERR_INVALID, "qat_act %d: expected 0 (per token) or 1 (per tensor)", m->cfg.qat_act);
-    size_t C = (size_t)m->cfg.d_model,
-           shapes[QK_N][2] = {
-               {3 * C, C}, {C, C}, {(size_t)m->Fin, C}, {C, (size_t)m->F}, {(size_t)m->cfg.padded_vocab, C}};
+    size_t C = (size_t)m->cfg.d_model, H = (size_t)m->cfg.moe.d_expert, SH = (size_t)m->cfg.moe.n_shared_expert * H,
+           shapes[QK_N][2] = {{3 * C, C},
+                              {C, C},
+                              {(size_t)m->Fin, C},
+                              {C, (size_t)m->F},
+                              {(size_t)m->cfg.padded_vocab, C},
+                              {2 * H, C},
+                              {C, H},
+                              {2 * SH, C},
+                              {C, SH}};
     struct model_qat *q = fg_calloc(1, sizeof *q);
     if (!q)
         return FG_ERR_NOMEM;
@@ -110,6 +142,26 @@ fg_status model_qat_init(fg_model *m)
     for (int i = 0; i < (m->cfg.n_layer + 1) * QK_N; i++)
         q->obs[i].momentum = 0.01f;
     return FG_OK;
+}
+
+static void moe_lin_fwd(const void *ctx, float *out, const float *inp, const float *weight, int N, int C, int OC)
+{
+    model_linear_forward(ctx, out, inp, weight, NULL, N, C, OC);
+}
+
+static void moe_lin_bwd(const void *ctx, float *dinp, float *dweight, const float *dout, const float *inp,
+                        const float *weight, int N, int C, int OC)
+{
+    model_linear_backward(ctx, dinp, dweight, NULL, dout, inp, weight, N, C, OC);
+}
+
+void model_moe_lin_hooks(const fg_model *m, fg_moe_weights *w)
+{
+    if (!m->qat && !m->i8)
+        return;
+    w->lin_fwd = moe_lin_fwd;
+    w->lin_bwd = moe_lin_bwd;
+    w->lin_ctx = m;
 }
 
 void model_qat_free(fg_model *m)

@@ -64,7 +64,8 @@ static const fg_opt opts[] = {
     {"fp8_format", FG_OPT_ENUM, F(model.fp8_format), .choices = fp8_format_names,
      .help = "precision fp8: e4m3 everywhere (DeepSeek-V3), or hybrid (e5m2 activation gradients)"},
     {"qat_layers", FG_OPT_STR, F(model.qat_layers),
-     .help = "int8 QAT: comma list of qkv, attproj, fc, fcproj, head, or all (the four inner ones); empty = off"},
+     .help = "int8 QAT: comma list of qkv, attproj, fc, fcproj, head, expert_fc, expert_proj, shared_fc, "
+             "shared_proj, experts (the last four), or all (all but head); empty = off"},
     {"qat_act", FG_OPT_ENUM, F(model.qat_act), .choices = qat_act_names,
      .help = "int8 QAT activation ranges from each batch: per token or per tensor"},
     /* cross-layer FFN sharing (src/model/share.c, docs/MODEL.md) */
