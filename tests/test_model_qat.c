@@ -13,7 +13,7 @@
 #include "model_util.h"
 
 /* config: layout V Vp maxT L NH C F tie B T seed per_tensor */
-static fg_model *fixture_model(const int32_t *cf, const char *layers)
+static fg_model *fixture_model_q(const int32_t *cf, const char *layers, int lsq)
 {
     fg_model_config cfg;
     fg_model_config_default(&cfg, (fg_layout)cf[0]);
@@ -26,14 +26,28 @@ static fg_model *fixture_model(const int32_t *cf, const char *layers)
     cfg.tie_embeddings = cf[8];
     snprintf(cfg.qat_layers, sizeof cfg.qat_layers, "%s", layers);
     cfg.qat_act = cf[12];
+    cfg.qat_lsq = lsq;
     fg_model *m = fg_model_new(&cfg, cf[9], cf[10]);
     FG_CHECK(m != NULL, "fg_model_new: %s", fg_last_error());
-    if (m)
-        fg_test_hash_weights(m, (uint64_t)cf[11]);
+    if (!m)
+        return NULL;
+    fg_test_hash_weights(m, (uint64_t)cf[11]);
+    /* LSQ step factors as the twin's lsq_start: exact in binary, some channels clip */
+    for (int i = 0; i < fg_model_num_tensors(m); i++) {
+        const fg_tensor_info *t = fg_model_tensor(m, i);
+        if (strstr(t->name, ".lsq_step"))
+            for (size_t r = 0; r < t->numel; r++)
+                fg_model_params(m)[t->offset + r] = (float)((int)((7 * r) % 11) - 5) / 16.0f;
+    }
     return m;
 }
 
-static void test_twin(const char *name)
+static fg_model *fixture_model(const int32_t *cf, const char *layers)
+{
+    return fixture_model_q(cf, layers, 0);
+}
+
+static void test_twin_q(const char *name, int lsq)
 {
     char rel[128];
     snprintf(rel, sizeof rel, "tests/fixtures/quant/%s.bin", name);
@@ -44,7 +58,7 @@ static void test_twin(const char *name)
     }
     const int32_t *cf = fg_fixture_get(&fx, "config")->data;
     int B = cf[9], T = cf[10];
-    fg_model *m = fixture_model(cf, "qkv,attproj, fc,fcproj");
+    fg_model *m = fixture_model_q(cf, "qkv,attproj, fc,fcproj", lsq);
     fg_model *plain = fixture_model(cf, "");
     if (!m || !plain)
         goto out;
@@ -91,6 +105,50 @@ out:
     fg_model_delete(m);
     fg_model_delete(plain);
     fg_fixture_free(&fx);
+}
+
+static void test_twin(const char *name)
+{
+    test_twin_q(name, 0);
+}
+
+/* qat_quant = lsq: the learned step factors are parameters (h.L.qat.KIND.lsq_step, their
+ * gradients compared with the rest; a wrong step gradient or a step not applied fails
+ * here). No finite differences for them: LSQ's step gradient, (round(v) - v) inside the
+ * range, is by design not the derivative of the quantized loss (round(v) there). */
+static void test_lsq(void)
+{
+    test_twin_q("qat_lsq_llama_token", 1);
+    const int32_t cf[13] = {0, 23, 64, 16, 2, 2, 32, 0, 0, 1, 16, 5, 0};
+    fg_model *m = fixture_model_q(cf, "all", 1), *q = fixture_model_q(cf, "all", 1), *ste = fixture_model(cf, "all");
+    if (!m || !q || !ste)
+        goto out;
+    FG_CHECK(fg_model_num_params(m) == fg_model_num_params(ste) + 2 * (3 * 32 + 32 + 2 * 128 + 32),
+             "LSQ adds one factor per output row: %zu vs %zu params", fg_model_num_params(m), fg_model_num_params(ste));
+    /* the int8 file holds the learned steps: decoding it is the LSQ model's forward */
+    char path[512];
+    snprintf(path, sizeof path, "%s/qat_lsq.int8", fg_test_tmpdir());
+    FG_CHECK(fg_model_int8_save(m, "all", path) == FG_OK, "LSQ save: %s", fg_last_error());
+    FG_CHECK(fg_model_int8_load(m, path) == FG_OK, "LSQ load: %s", fg_last_error());
+    int Vp = fg_model_get_config(m)->padded_vocab;
+    double worst = 0, moved = 0;
+    for (int pos = 0; pos < 6; pos++) {
+        const float *a, *b, *c;
+        int32_t tok = (int32_t)((pos * 5 + 1) % 23);
+        fg_model_decode_step(m, tok, pos, &a);
+        fg_model_decode_step(q, tok, pos, &b);
+        fg_model_decode_step(ste, tok, pos, &c);
+        worst = fmax(worst, fg_test_max_rel_err(a, b, (size_t)Vp));
+        moved = fmax(moved, fg_test_max_rel_err(c, b, (size_t)Vp));
+    }
+    FG_CHECK(worst < 1e-4 && moved > 100 * worst, "LSQ int8 vs LSQ QAT logits %.3g (LSQ vs STE steps %.3g)", worst,
+             moved);
+    if (getenv("FG_TEST_VERBOSE"))
+        printf("LSQ int8 decode vs LSQ QAT: %.3g; LSQ vs STE: %.3g\n", worst, moved);
+out:
+    fg_model_delete(m);
+    fg_model_delete(q);
+    fg_model_delete(ste);
 }
 
 /* The loss is piecewise constant in every parameter upstream of a quantizer (the STE is
@@ -467,6 +525,7 @@ int main(void)
     test_finite_diff();
     test_config();
     test_int8();
+    test_lsq();
     test_moe_twin();
     test_moe_int8();
     return fg_test_end();

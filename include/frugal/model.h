@@ -125,6 +125,9 @@ typedef struct fg_model_config {
      * head stays fp32 unless named, the MoE router always) */
     char qat_layers[48];
     int qat_act; /* QAT activation ranges from each batch: 0 per token, 1 per tensor */
+    /* QAT weight step sizes: 0 (ste) max|w|/127 per output channel; 1 (lsq) that times a
+     * learned exp(p) per channel, p a parameter with LSQ's gradient (docs/PRECISION.md) */
+    int qat_lsq;
     /* cross-layer FFN sharing (share.c): groups of ffn_share_group consecutive layers of
      * the same kind (dense or MoE); each layer after a group's first derives its FFN
      * matrices (dense, or every expert and the shared expert) from the layer before */

@@ -120,7 +120,7 @@ fg_status fg_model_int8_save(const fg_model *m, const char *layers, const char *
             fg_free(ts);
             return FG_ERR_NOMEM;
         }
-        fg_int8_scales_rows(sc, m->params + t->offset, (int)rows, (int)cols);
+        model_qat_weight_scales(m, t->offset, sc, (int)rows); /* max rule, or LSQ's learned steps */
         memcpy(p, sc, rows * sizeof(float));
         p += (size_t)rows * 4;
         fg_int8_quantize_rows((int8_t *)p, m->params + t->offset, sc, 1, (int)rows, (int)cols);

@@ -34,6 +34,9 @@ typedef struct model_layer_off {
     size_t mla_q;                              /* [NH*D,C] (rq == 0) */
     size_t mla_kva, mla_kr;                    /* [r,C], [R,C] (R > 0) */
     size_t mla_lnkvw, mla_lnkvb, mla_kvb;      /* [r], [r], [2C,r]: per head h rows k_nope_h, then v_h */
+    /* int8 QAT with qat_quant = lsq (qat.c): per QK_* kind, the learned log step factor of
+     * each output row ([rows]; routed experts [E*R]) */
+    size_t qat_step[9];
 } model_layer_off;
 
 /* Scratch of one dense FFN call: its saved activations (training: one per layer;
@@ -275,6 +278,14 @@ int model_int8_linear_forward(const fg_model *m, float *out, const float *inp, c
                               int N, int C, int OC);
 fg_status model_qat_init(fg_model *m); /* parses cfg.qat_layers; NULL state when off */
 void model_qat_free(fg_model *m);
+/* LSQ step tensors (qat_quant = lsq): their count, their entries in the table (after the
+ * other tensors; offsets into m->layer[l].qat_step), their start value (0: the max rule). */
+int model_qat_num_tensors(const fg_model *m);
+size_t model_qat_add_tensors(fg_model *m, int *ti, size_t off);
+void model_qat_init_weights(fg_model *m);
+/* scale[0..rows) of the weight tensor at offset off (max|w|/127 per row) times the learned
+ * step factors when LSQ covers it (the int8 file then holds what training saw). */
+void model_qat_weight_scales(const fg_model *m, size_t off, float *scale, int rows);
 /* Fake-quantized linear forward / backward when weight is a layer QAT covers: returns 1
  * (done), else 0 (the caller runs the plain layer). Same contracts as model_linear_*. */
 int model_qat_linear_forward(const fg_model *m, float *out, const float *inp, const float *weight, const float *bias,

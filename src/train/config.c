@@ -23,6 +23,7 @@ static const char *const precision_names[] = {"fp32", "bf16", "fp8", NULL};
 static const char *const fp8_format_names[] = {"e4m3", "hybrid", NULL};
 static const char *const moments_names[] = {"fp32", "bf16", NULL}; /* fg_adam_moments order */
 static const char *const qat_act_names[] = {"token", "tensor", NULL};
+static const char *const qat_quant_names[] = {"ste", "lsq", NULL};
 static const char *const ffn_share_names[] = {"none", "plain", "seed", NULL};     /* fg_ffn_share order */
 static const char *const batch_rule_names[] = {"fixed", "loss_var", "gns", NULL}; /* fg_batch_rule order */
 static const char *const batch_lr_names[] = {"none", "sqrt", "linear", NULL};     /* fg_batch_lr order */
@@ -68,6 +69,9 @@ static const fg_opt opts[] = {
              "shared_proj, experts (the last four), or all (all but head); empty = off"},
     {"qat_act", FG_OPT_ENUM, F(model.qat_act), .choices = qat_act_names,
      .help = "int8 QAT activation ranges from each batch: per token or per tensor"},
+    {"qat_quant", FG_OPT_ENUM, F(model.qat_lsq), .choices = qat_quant_names,
+     .help = "int8 QAT weight steps: ste (max|w|/127 per channel, straight-through) or lsq (that times a learned "
+             "per-channel factor, LSQ gradient)"},
     /* cross-layer FFN sharing (src/model/share.c, docs/MODEL.md) */
     {"ffn_share", FG_OPT_ENUM, F(model.ffn_share), .choices = ffn_share_names,
      .help = "FFN sharing in groups of consecutive layers: none; plain (ALBERT, one FFN per group); seed "
