@@ -16,7 +16,8 @@
 # Usage: bench/int8_quality.sh [BUILD_DIR=build] [OUT_DIR=runs/int8_quality]
 # Env: STEPS (default 200), SEEDS (default "1 2 3"), CONFIGS (default "demo_dense
 #      moe_demo"), BATCH (8), SEQ (64), THREADS (2), EVAL_BYTES (20000), REUSE=1 (keep
-#      finished runs), DATA (default ../shared/data/tinyshakespeare.txt).
+#      finished runs), SUMMARY=1 (only the table of OUT_DIR/rows.txt, e.g. the rows of
+#      two instances run side by side, one per config), DATA (default tinyshakespeare).
 set -euo pipefail
 build=${1:-build}
 out=${2:-runs/int8_quality}
@@ -55,7 +56,8 @@ train() { # cfg seed mode run
 }
 
 rows=$out/rows.txt
-: > "$rows"
+[ "${SUMMARY:-0}" = 1 ] && CONFIGS=" " # only the table of an existing rows.txt
+[ "${SUMMARY:-0}" = 1 ] || : > "$rows"
 for cfg in ${CONFIGS:-demo_dense moe_demo}; do
   for seed in ${SEEDS:-1 2 3}; do
     for mode in fp32 ste lsq; do
