@@ -88,7 +88,7 @@ awk '{
   printf "%-11s %-9s %10s %9s  %-16s  %s\n", "config", "row", "ppl", "vs fp32", "(min..max)", "verdict"
   for (i = 1; i <= m; i++) {
     k = order[i]; split(k, a, " "); mean = s[k] / n[k]
-    v = a[2] == "fp32" ? "" : a[2] ~ /_int8$/ && a[2] != "PTQ_int8" ? (mean > 1 ? "WORSE than fp32 by over 1%" : "within 1%") : ""
+    v = a[2] == "fp32" || a[2] == "PTQ_int8" || a[2] !~ /_int8$/ ? "" : mean > 1 ? "WORSE than fp32 by over 1%" : mean < -1 ? "met (better than fp32)" : "met (within 1%)"
     printf "%-11s %-9s %10.4f %+8.2f%%  (%+.2f..%+.2f)  %s\n", a[1], a[2], p[k] / n[k], mean, lo[k], hi[k], v
   }
 }' "$rows"
