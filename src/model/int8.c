@@ -25,6 +25,7 @@ typedef struct i8_tensor {
 
 struct model_int8 {
     int n;
+    int experts; /* a MoE expert tensor is among them */
     i8_tensor *t;
     uint8_t *u;   /* [I8_ROWS x max cols] activation codes + 128 */
     float *as;    /* [I8_ROWS] their scales */
@@ -54,6 +55,11 @@ static void free_state(struct model_int8 *s)
     fg_free(s->as);
     fg_free(s->acc);
     fg_free(s);
+}
+
+int model_int8_covers_experts(const fg_model *m)
+{
+    return m->i8 && m->i8->experts;
 }
 
 void model_int8_free(fg_model *m)
@@ -211,6 +217,8 @@ fg_status fg_model_int8_load(fg_model *m, const char *path)
             st = fg_error(FG_ERR_FORMAT, "%s: tensor '%s' data past the end at byte %zu", path, name, pos);
             goto fail;
         }
+        int kind = model_linear_kind(m, m->params + t->offset, &l);
+        s->experts |= kind == QK_EFC || kind == QK_EPROJ || kind == QK_SFC || kind == QK_SPROJ;
         i8_tensor *d = &s->t[s->n++];
         d->off = t->offset;
         d->rows = (int)rows;

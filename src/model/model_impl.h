@@ -273,6 +273,7 @@ int model_linear_kind(const fg_model *m, const float *weight, int *layer);
 /* Points w's lin_fwd / lin_bwd at m's QAT and int8 hooks when either is on. */
 void model_moe_lin_hooks(const fg_model *m, fg_moe_weights *w);
 void model_int8_free(fg_model *m);
+int model_int8_covers_experts(const fg_model *m); /* an expert's weights are in m's int8 file */
 /* int8 forward of a layer loaded by fg_model_int8_load: 1 (done) or 0 (not int8). */
 int model_int8_linear_forward(const fg_model *m, float *out, const float *inp, const float *weight, const float *bias,
                               int N, int C, int OC);

@@ -275,7 +275,8 @@ static void moe_lin_bwd(const void *ctx, float *dinp, float *dweight, const floa
 
 void model_moe_lin_hooks(const fg_model *m, fg_moe_weights *w)
 {
-    if (!m->qat && !m->i8)
+    /* only when an expert is covered: the hooks make the experts run one after another */
+    if (!(m->qat && (m->qat->kinds & QK_EXPERTS)) && !model_int8_covers_experts(m))
         return;
     w->lin_fwd = moe_lin_fwd;
     w->lin_bwd = moe_lin_bwd;
