@@ -199,6 +199,205 @@ def make_qat(name, cfg_name, per_tensor):
                                                                    os.path.getsize(path)))
 
 
+# ---- LSQ QAT twin (qat_quant = lsq, tests/test_model_qat.c) ----
+# The weights' step is s = (max|w|/127, detached) * exp(p) per output channel, p a
+# parameter (h.L.qat.KIND.lsq_step, the C model's table order after the other tensors),
+# with LSQ's forward round_pass(clamp(w / s, -Q, Q)) * s and its gradient scale
+# g = 1 / sqrt(cols * Q) on s; inputs as the STE twin (per token). The test sets
+# p[r] = ((7 r) % 11 - 5) / 16 (exact in binary) so some channels clip.
+LSQ_KINDS = (("qkv", "attn.qkv.weight"), ("attproj", "attn.proj.weight"), ("fc", "mlp.fc.weight"),
+             ("fcproj", "mlp.proj.weight"))
+
+
+def lsq_start(rows):
+    return torch.tensor([((7 * r) % 11 - 5) / 16.0 for r in range(rows)], dtype=torch.float64)
+
+
+class GradScale(torch.autograd.Function):
+    """identity forward, gradient times g: the paper's grad_scale, written so the forward
+    is exactly x ((x - x g).detach() + x g is off by an ulp, and flips the clip of a
+    channel's largest weight when its step is exactly max/127)."""
+
+    @staticmethod
+    def forward(ctx, x, g):
+        ctx.g = g
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad * ctx.g, None
+
+
+def grad_scale(x, g):
+    return GradScale.apply(x, g)
+
+
+class ClampIncl(torch.autograd.Function):
+    """clamp with the gradient passed at the bounds too (torch.clamp's is 0 there): the
+    C model's convention, because the max rule puts each channel's largest weight at
+    exactly +-Q, where nothing is clipped."""
+
+    @staticmethod
+    def forward(ctx, v):
+        ctx.save_for_backward(v)
+        return torch.clamp(v, -QMAX, QMAX)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (v,) = ctx.saved_tensors
+        return grad * ((v >= -QMAX) & (v <= QMAX)).to(grad.dtype)
+
+
+class LsqWeight:
+    def __init__(self, w, p):
+        self.w, self.p = w, p
+
+    @property
+    def T(self):
+        return self
+
+    def __rmatmul__(self, h):
+        w32 = self.w.float()
+        smax = w32.detach().abs().amax(1) / QMAX
+        smax = torch.where(smax > 0, smax, torch.ones_like(smax))
+        s = grad_scale(smax * torch.exp(self.p.float()), 1.0 / (w32.shape[1] * QMAX) ** 0.5).reshape(-1, 1)
+        wq = round_pass(ClampIncl.apply(w32 / s)) * s
+        return fq_act(h, False) @ wq.double().T
+
+
+class LsqParams(dict):
+    def __getitem__(self, k):
+        v = dict.__getitem__(self, k)
+        for kind, suffix in LSQ_KINDS:
+            if k.endswith(suffix):
+                layer = k.split(".")[1]
+                return LsqWeight(v, dict.__getitem__(self, "h.%s.qat.%s.lsq_step" % (layer, kind)))
+        return v
+
+
+def make_qat_lsq(name, cfg_name):
+    import numpy as np
+    import gen_model_fixtures as gm
+    c = gm.CONFIGS[cfg_name]
+    torch.manual_seed(c["seed"])
+    B, T, V = c["B"], c["T"], c["V"]
+    idx = torch.randint(0, V, (B, T))
+    tgt = torch.randint(0, V, (B, T))
+    tgt[0, 3] = -1
+    w = gm.weights_from_hash(c)
+    p = {k: torch.tensor(v, dtype=torch.float64, requires_grad=True) for k, v in w.items()}
+    for l in range(c["L"]):
+        for kind, suffix in LSQ_KINDS:
+            rows = p["h.%d.%s" % (l, suffix)].shape[0]
+            p["h.%d.qat.%s.lsq_step" % (l, kind)] = lsq_start(rows).requires_grad_(True)
+    logits, loss = gm.forward(c, LsqParams(p), idx, tgt)
+    loss.backward()
+    fx = {
+        "config": np.array([c["layout"], V, c["Vp"], c["maxT"], c["L"], c["NH"], c["C"], c["F"], c["tie"], B, T,
+                            c["seed"], 0], dtype=np.int32),
+        "inputs": idx.int(), "targets": tgt.int(),
+        "logits": logits.detach().float(), "loss": loss.detach().float().reshape(1),
+    }
+    for k in p:
+        fx["grad." + k] = p[k].grad.float()
+    path = os.path.join("tests", "fixtures", "quant", "%s.bin" % name)
+    write_fixture(path, fx)
+    print("wrote %s: LSQ QAT loss %.6f, %d bytes" % (path, loss.item(), os.path.getsize(path)))
+
+
+# ---- QAT twin of the MoE model (tests/test_model_qat.c, issue 14) ----
+# gen_moe_fixtures.py's MoE model (layer 0 dense, then MoE layers with routed and shared
+# experts) with every linear layer but the router and the head fake-quantized: each routed
+# expert's fc [2H, C] and proj [C, H] per output channel of that expert, its inputs per
+# token (each routed row is one token), the shared expert as a dense layer. Per token only:
+# a per-tensor range of an expert's input is over the rows routed to it, which the twin's
+# token-by-token loop does not see.
+MOE_SHARED = ("moe.shared.fc.weight", "moe.shared.proj.weight")
+MOE_EXPERTS = ("moe.experts.fc.weight", "moe.experts.proj.weight")
+
+
+class QuantMatrix:
+    """One expert's matrix W[e]: W[e] @ v is fq(W[e]) @ fq(v) (v one token's row)."""
+
+    def __init__(self, w):
+        self.w = w
+
+    def __matmul__(self, v):
+        return (fq_act(v.reshape(1, -1), False) @ fq_weight(self.w).T).reshape(-1)
+
+
+class QuantExperts:
+    def __init__(self, w):
+        self.w = w
+
+    def __getitem__(self, e):
+        return QuantMatrix(self.w[e])
+
+
+class QuantWeightT(QuantWeight):
+    def t(self):
+        return self
+
+
+class MoeQatParams(dict):
+    def __getitem__(self, k):
+        v = dict.__getitem__(self, k)
+        if k.endswith(QAT_NAMES) or k.endswith(MOE_SHARED):
+            return QuantWeightT(v, 0)
+        if k.endswith(MOE_EXPERTS):
+            return QuantExperts(v)
+        return v
+
+
+def make_qat_moe(name):
+    import numpy as np
+    import gen_model_fixtures as gm
+    import gen_moe_fixtures as gmoe
+    c = dict(V=70, Vp=128, maxT=16, L=3, NH=4, C=24, F=48, eps=1e-5, theta=10000.0, B=2, T=12, D=1, E=8, K=2,
+             S=1, H=12, W=3, route_scale=2.0, alpha=0.0, gamma=0.01, layout=gm.LLAMA, tie=0, balance="bias", seed=7)
+    g = torch.Generator().manual_seed(c["seed"])
+    B, T, V = c["B"], c["T"], c["V"]
+    idx = torch.randint(0, V, (B, T), generator=g)
+    tgt = torch.randint(0, V, (B, T), generator=g)
+    tgt[0, 3] = -1
+    table = gmoe.model_tensors(c)
+    w = {}
+    for nm, shape, kind in table:
+        if kind == "frozen":
+            w[nm] = np.zeros(shape, np.float32)
+        elif kind == "n":
+            w[nm] = (1.0 + 0.1 * torch.randn(shape, generator=g)).numpy().astype(np.float32)
+        elif kind == "b":
+            w[nm] = (0.05 * torch.randn(shape, generator=g)).numpy().astype(np.float32)
+        else:
+            std = 0.4 if "router" in nm else (0.15 if "moe" in nm else 0.1)
+            w[nm] = (std * torch.randn(shape, generator=g)).numpy().astype(np.float32)
+    L, D, E = c["L"], c["D"], c["E"]
+    for l in range(D, L):  # a nonzero starting bias, so selection != affinity order
+        w["h.%d.moe.router.bias" % l] = (0.1 * torch.randn(E, generator=g)).numpy().astype(np.float32)
+    bias = {l: torch.tensor(w["h.%d.moe.router.bias" % l], dtype=torch.float64) for l in range(D, L)}
+    trainable = [nm for nm, _, kind in table if kind != "frozen"]
+    p = {k: torch.tensor(w[k], dtype=torch.float64, requires_grad=k in trainable) for k in w}
+    logits, loss, _ = gmoe.model_forward(c, MoeQatParams(p), idx, tgt, bias)
+    loss.backward()
+    _, loss_fp, _ = gmoe.model_forward(c, p, idx, tgt, bias)
+    fx = {"config": np.array([c["layout"], V, c["Vp"], c["maxT"], L, c["NH"], c["C"], c["F"], c["tie"], B, T, D,
+                              E, c["K"], c["S"], c["H"], c["W"], gmoe.BALANCE[c["balance"]]], dtype=np.int32),
+          "config_f": np.array([c["route_scale"], c["alpha"], c["gamma"]], dtype=np.float32),
+          "inputs": idx.int(), "targets": tgt.int(), "logits": logits.detach().float(),
+          "loss": loss.detach().float().reshape(1)}
+    for k in w:
+        fx["param." + k] = w[k]
+        if k in trainable:
+            fx["grad." + k] = p[k].grad.float()
+    path = os.path.join("tests", "fixtures", "quant", "%s.bin" % name)
+    write_fixture(path, fx)
+    print("wrote %s: QAT loss %.6f (fp32 twin %.6f), %d bytes" % (path, loss.item(), loss_fp.item(),
+                                                                   os.path.getsize(path)))
+
+
 if __name__ == "__main__":
     make_qat("qat_llama_token", "llama", 0)
     make_qat("qat_gpt2_tensor", "gpt2", 1)
+    make_qat_moe("qat_moe_llama_token")
+    make_qat_lsq("qat_lsq_llama_token", "llama")

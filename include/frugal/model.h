@@ -120,10 +120,14 @@ typedef struct fg_model_config {
     fg_precision precision;   /* FP32 (default), BF16 or FP8 */
     fg_fp8_recipe fp8_format; /* FP8 only (E4M3 default; HYBRID needs precision FP8) */
     /* int8 quantization-aware training (src/model/qat.c, docs/PRECISION.md "int8"): ""
-     * off, or a comma list of qkv, attproj, fc, fcproj, head ("all" = the four inner
-     * ones; the head and the MoE router stay fp32 unless named) */
+     * off, or a comma list of qkv, attproj, fc, fcproj, head, expert_fc, expert_proj,
+     * shared_fc, shared_proj ("experts" = the last four; "all" = all but the head; the
+     * head stays fp32 unless named, the MoE router always) */
     char qat_layers[48];
     int qat_act; /* QAT activation ranges from each batch: 0 per token, 1 per tensor */
+    /* QAT weight step sizes: 0 (ste) max|w|/127 per output channel; 1 (lsq) that times a
+     * learned exp(p) per channel, p a parameter with LSQ's gradient (docs/PRECISION.md) */
+    int qat_lsq;
     /* cross-layer FFN sharing (share.c): groups of ffn_share_group consecutive layers of
      * the same kind (dense or MoE); each layer after a group's first derives its FFN
      * matrices (dense, or every expert and the shared expert) from the layer before */
@@ -331,7 +335,8 @@ int fg_model_generate_spec(fg_model *m, const int32_t *prompt, int n_prompt, int
 
 /* ---- int8 inference (src/model/int8.c; docs/FORMATS.md "int8 weights") ----
  * fg_model_int8_save quantizes the weights of the linear layers named by `layers` (the
- * qat_layers syntax; NULL or "" = "all", the four inner ones) per output channel
+ * qat_layers syntax; NULL or "" = "all": every linear layer but the head, routed
+ * experts per expert) per output channel
  * (max|w|/127, the QAT rule) and writes codes + fp32 scales to path.
  * fg_model_int8_load reads such a file into m: from then on every forward of m
  * (generation included) runs those layers on the int8 GEMM with per-token dynamic

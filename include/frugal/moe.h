@@ -71,6 +71,14 @@ typedef struct fg_moe_weights {
      * one expert never overlap another's; the shared expert runs after them). */
     const uint16_t *expert_fc_bf16, *expert_proj_bf16, *shared_fc_bf16, *shared_proj_bf16;
     uint16_t *bf16_x, *bf16_d;
+    /* fp32 only: when set, the routed and shared experts' GEMMs run through these (the
+     * model's int8 QAT and int8 inference hooks, src/model/qat.c) with lin_ctx as first
+     * argument; backward accumulates (+=) as fg_matmul_backward. The hooks share scratch,
+     * so the experts then run one after another (each GEMM still threaded). */
+    void (*lin_fwd)(const void *ctx, float *out, const float *inp, const float *weight, int N, int C, int OC);
+    void (*lin_bwd)(const void *ctx, float *dinp, float *dweight, const float *dout, const float *inp,
+                    const float *weight, int N, int C, int OC);
+    const void *lin_ctx;
 } fg_moe_weights;
 
 /* Statistics of the last forward of one layer. */

@@ -45,7 +45,8 @@ static const fg_opt convert_table[] = {
      .help = "with --run and --tokens: print the ids of N greedy next tokens"},
     {"tokens", FG_OPT_STR, CF(tokens), .help = "comma-separated token ids (with --logits or --greedy)"},
     {"layers", FG_OPT_STR, CF(layers),
-     .help = "with --quantize: qkv, attproj, fc, fcproj, head or all (default: the run's qat_layers, else all)"},
+     .help = "with --quantize: the qat_layers syntax (qkv, ..., experts, all; default: the run's qat_layers, else "
+             "all)"},
 };
 #undef CF
 

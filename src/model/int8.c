@@ -15,15 +15,17 @@
 enum { I8_ROWS = 64 };
 
 typedef struct i8_tensor {
-    size_t off; /* the fp32 weight's offset in m->params: the layer is found by it */
-    int rows, cols;
-    int8_t *q;     /* [rows, cols] */
-    float *scale;  /* [rows] */
-    int32_t *comp; /* [rows] 128 * sum_c q[r, c]: the u8 shift of the activations */
+    size_t off;     /* the fp32 weight's offset in m->params: the layer is found by it */
+    int rows, cols; /* a routed experts' [E, R, cols] tensor is E*R rows: row r0 + j of
+                       expert e's matrix is row e*R + j, each with its own scale */
+    int8_t *q;      /* [rows, cols] */
+    float *scale;   /* [rows] */
+    int32_t *comp;  /* [rows] 128 * sum_c q[r, c]: the u8 shift of the activations */
 } i8_tensor;
 
 struct model_int8 {
     int n;
+    int experts; /* a MoE expert tensor is among them */
     i8_tensor *t;
     uint8_t *u;   /* [I8_ROWS x max cols] activation codes + 128 */
     float *as;    /* [I8_ROWS] their scales */
@@ -55,6 +57,11 @@ static void free_state(struct model_int8 *s)
     fg_free(s);
 }
 
+int model_int8_covers_experts(const fg_model *m)
+{
+    return m->i8 && m->i8->experts;
+}
+
 void model_int8_free(fg_model *m)
 {
     free_state(m->i8);
@@ -67,7 +74,7 @@ static int covered(const fg_model *m, unsigned kinds, const fg_tensor_info **out
     int n = 0;
     for (int i = 0; i < m->n_tensors; i++) {
         const fg_tensor_info *t = &m->tensors[i];
-        int l, k = t->ndim == 2 ? model_linear_kind(m, m->params + t->offset, &l) : -1;
+        int l, k = t->ndim == 2 || t->ndim == 3 ? model_linear_kind(m, m->params + t->offset, &l) : -1;
         if (k >= 0 && (kinds & (1u << k))) {
             if (out)
                 out[n] = t;
@@ -92,7 +99,7 @@ fg_status fg_model_int8_save(const fg_model *m, const char *layers, const char *
     covered(m, kinds, ts);
     size_t bytes = 8 + 4 + 4 + 8 + 8;
     for (int i = 0; i < n; i++)
-        bytes += I8_NAME + 8 + (size_t)ts[i]->shape[0] * 4 + ts[i]->numel;
+        bytes += I8_NAME + 8 + ts[i]->numel / (size_t)ts[i]->shape[ts[i]->ndim - 1] * 4 + ts[i]->numel;
     unsigned char *buf = fg_malloc(bytes), *p = buf;
     if (!buf) {
         fg_free(ts);
@@ -107,7 +114,7 @@ fg_status fg_model_int8_save(const fg_model *m, const char *layers, const char *
     p += 24;
     for (int i = 0; i < n; i++) {
         const fg_tensor_info *t = ts[i];
-        uint32_t rows = (uint32_t)t->shape[0], cols = (uint32_t)t->shape[1];
+        uint32_t cols = (uint32_t)t->shape[t->ndim - 1], rows = (uint32_t)(t->numel / cols);
         memset(p, 0, I8_NAME);
         memcpy(p, t->name, strnlen(t->name, I8_NAME - 1));
         memcpy(p + I8_NAME, &rows, 4);
@@ -119,7 +126,7 @@ fg_status fg_model_int8_save(const fg_model *m, const char *layers, const char *
             fg_free(ts);
             return FG_ERR_NOMEM;
         }
-        fg_int8_scales_rows(sc, m->params + t->offset, (int)rows, (int)cols);
+        model_qat_weight_scales(m, t->offset, sc, (int)rows); /* max rule, or LSQ's learned steps */
         memcpy(p, sc, rows * sizeof(float));
         p += (size_t)rows * 4;
         fg_int8_quantize_rows((int8_t *)p, m->params + t->offset, sc, 1, (int)rows, (int)cols);
@@ -194,14 +201,15 @@ fg_status fg_model_int8_load(fg_model *m, const char *path)
         pos += I8_NAME + 8;
         const fg_tensor_info *t = find_tensor(m, name);
         int l;
-        if (!t || t->ndim != 2 || model_linear_kind(m, m->params + t->offset, &l) < 0) {
+        if (!t || (t->ndim != 2 && t->ndim != 3) || model_linear_kind(m, m->params + t->offset, &l) < 0) {
             st = fg_error(FG_ERR_INVALID, "%s: tensor '%s' (byte %zu) is not a linear layer of this model", path, name,
                           pos - I8_NAME - 8);
             goto fail;
         }
-        if ((int)rows != t->shape[0] || (int)cols != t->shape[1]) {
-            st = fg_error(FG_ERR_INVALID, "%s: tensor '%s' is %ux%u, the model's is %dx%d", path, name, rows, cols,
-                          t->shape[0], t->shape[1]);
+        size_t tcols = (size_t)t->shape[t->ndim - 1], trows = t->numel / tcols;
+        if (rows != trows || cols != tcols) {
+            st = fg_error(FG_ERR_INVALID, "%s: tensor '%s' is %ux%u, the model's is %zux%zu", path, name, rows, cols,
+                          trows, tcols);
             goto fail;
         }
         size_t need = (size_t)rows * 4 + (size_t)rows * cols;
@@ -209,6 +217,8 @@ fg_status fg_model_int8_load(fg_model *m, const char *path)
             st = fg_error(FG_ERR_FORMAT, "%s: tensor '%s' data past the end at byte %zu", path, name, pos);
             goto fail;
         }
+        int kind = model_linear_kind(m, m->params + t->offset, &l);
+        s->experts |= kind == QK_EFC || kind == QK_EPROJ || kind == QK_SFC || kind == QK_SPROJ;
         i8_tensor *d = &s->t[s->n++];
         d->off = t->offset;
         d->rows = (int)rows;
@@ -273,17 +283,25 @@ int model_int8_linear_forward(const fg_model *m, float *out, const float *inp, c
                               int N, int C, int OC)
 {
     struct model_int8 *s = m->i8;
-    size_t off = (size_t)(weight - m->params);
+    size_t off = (size_t)(weight - m->params), r0w = 0;
     const i8_tensor *t = NULL;
-    for (int i = 0; i < s->n && !t; i++)
-        if (s->t[i].off == off)
-            t = &s->t[i];
-    if (!t || t->rows != OC || t->cols != C)
+    for (int i = 0; i < s->n && !t; i++) {
+        const i8_tensor *u = &s->t[i];
+        size_t n = (size_t)u->rows * (size_t)u->cols;
+        if (off >= u->off && off < u->off + n && (off - u->off) % (size_t)u->cols == 0) {
+            t = u;
+            r0w = (off - u->off) / (size_t)u->cols; /* an expert's first row */
+        }
+    }
+    if (!t || t->cols != C || r0w + (size_t)OC > (size_t)t->rows)
         return 0;
+    const int8_t *wq = t->q + r0w * (size_t)C;
+    const float *wscale = t->scale + r0w;
+    const int32_t *wcomp = t->comp + r0w;
     for (int r0 = 0; r0 < N; r0 += I8_ROWS) {
         int n = N - r0 < I8_ROWS ? N - r0 : I8_ROWS;
         fg_int8_quantize_act_u8(s->u, s->as, inp + (size_t)r0 * C, n, C);
-        fg_gemm_u8s8(n, OC, C, s->u, C, t->q, C, s->acc, OC);
+        fg_gemm_u8s8(n, OC, C, s->u, C, wq, C, s->acc, OC);
         /* sum (qa + 128) qw - 128 sum qw = sum qa qw, exact in int32; one rounding to float */
 #pragma omp parallel for schedule(static) if ((size_t)n * OC > 65536)
         for (int r = 0; r < n; r++) {
@@ -291,7 +309,7 @@ int model_int8_linear_forward(const fg_model *m, float *out, const float *inp, c
             const int32_t *a = s->acc + (size_t)r * OC;
             float sa = s->as[r];
             for (int j = 0; j < OC; j++)
-                o[j] = sa * t->scale[j] * (float)(a[j] - t->comp[j]) + (bias ? bias[j] : 0.0f);
+                o[j] = sa * wscale[j] * (float)(a[j] - wcomp[j]) + (bias ? bias[j] : 0.0f);
         }
     }
     return 1;

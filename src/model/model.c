@@ -233,6 +233,7 @@ static fg_status build_tensor_table(fg_model *m)
     count += model_moe_num_tensors(m);
     count += model_share_num_tensors(m);
     count += model_mtp_num_tensors(m);
+    count += model_qat_num_tensors(m);
     m->tensors = fg_calloc((size_t)count, sizeof *m->tensors);
     if (!m->tensors)
         return FG_ERR_NOMEM;
@@ -272,6 +273,7 @@ static fg_status build_tensor_table(fg_model *m)
     off = model_moe_add_tensors(m, &ti, off);
     off = model_share_add_tensors(m, &ti, off);
     off = model_mtp_add_tensors(m, &ti, off);
+    off = model_qat_add_tensors(m, &ti, off);
     FG_ASSERT(ti == count);
     if (m->cfg.tie_embeddings)
         m->head = m->wte;
@@ -537,6 +539,7 @@ void fg_model_init_weights(fg_model *m, uint64_t seed)
         }
     }
     model_share_init_weights(m);
+    model_qat_init_weights(m);
 }
 
 void fg_model_zero_grad(fg_model *m)

@@ -34,6 +34,9 @@ typedef struct model_layer_off {
     size_t mla_q;                              /* [NH*D,C] (rq == 0) */
     size_t mla_kva, mla_kr;                    /* [r,C], [R,C] (R > 0) */
     size_t mla_lnkvw, mla_lnkvb, mla_kvb;      /* [r], [r], [2C,r]: per head h rows k_nope_h, then v_h */
+    /* int8 QAT with qat_quant = lsq (qat.c): per QK_* kind, the learned log step factor of
+     * each output row ([rows]; routed experts [E*R]) */
+    size_t qat_step[9];
 } model_layer_off;
 
 /* Scratch of one dense FFN call: its saved activations (training: one per layer;
@@ -260,18 +263,30 @@ void model_norm_forward(const fg_model *m, float *out, float *mean, float *rstd,
 
 /* ---- int8 QAT hooks (qat.c) and int8 inference (int8.c) ---- */
 /* The linear layers QAT and int8 inference can cover, as bits of a mask. */
-enum { QK_QKV, QK_ATTPROJ, QK_FC, QK_FCPROJ, QK_HEAD, QK_N };
+enum { QK_QKV, QK_ATTPROJ, QK_FC, QK_FCPROJ, QK_HEAD, QK_EFC, QK_EPROJ, QK_SFC, QK_SPROJ, QK_N };
 /* Parses a qat_layers list ("qkv,fc", "all", ...) into QK_* bits; a bad name is refused. */
 fg_status model_qat_parse_layers(const char *list, unsigned *kinds);
 /* The QK_* kind of a weight (a view into m->params) and its layer (n_layer for the
- * head); -1 when it is not a linear layer's weight. */
+ * head); -1 when it is not a linear layer's weight. A routed expert's matrix is a view
+ * at the start of one expert's block of the [E, rows, cols] tensor. */
 int model_linear_kind(const fg_model *m, const float *weight, int *layer);
+/* Points w's lin_fwd / lin_bwd at m's QAT and int8 hooks when either is on. */
+void model_moe_lin_hooks(const fg_model *m, fg_moe_weights *w);
 void model_int8_free(fg_model *m);
+int model_int8_covers_experts(const fg_model *m); /* an expert's weights are in m's int8 file */
 /* int8 forward of a layer loaded by fg_model_int8_load: 1 (done) or 0 (not int8). */
 int model_int8_linear_forward(const fg_model *m, float *out, const float *inp, const float *weight, const float *bias,
                               int N, int C, int OC);
 fg_status model_qat_init(fg_model *m); /* parses cfg.qat_layers; NULL state when off */
 void model_qat_free(fg_model *m);
+/* LSQ step tensors (qat_quant = lsq): their count, their entries in the table (after the
+ * other tensors; offsets into m->layer[l].qat_step), their start value (0: the max rule). */
+int model_qat_num_tensors(const fg_model *m);
+size_t model_qat_add_tensors(fg_model *m, int *ti, size_t off);
+void model_qat_init_weights(fg_model *m);
+/* scale[0..rows) of the weight tensor at offset off (max|w|/127 per row) times the learned
+ * step factors when LSQ covers it (the int8 file then holds what training saw). */
+void model_qat_weight_scales(const fg_model *m, size_t off, float *scale, int rows);
 /* Fake-quantized linear forward / backward when weight is a layer QAT covers: returns 1
  * (done), else 0 (the caller runs the plain layer). Same contracts as model_linear_*. */
 int model_qat_linear_forward(const fg_model *m, float *out, const float *inp, const float *weight, const float *bias,

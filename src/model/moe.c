@@ -413,9 +413,9 @@ int moe_parallel_over_experts(const fg_moe_config *mc)
     return mc->n_expert > 1 && fg_threads_get() > 1 && strcmp(fg_kernels_blas_threading(), "blas") != 0;
 }
 
-static bool parallel_over_experts(const fg_moe_layer *L)
+static bool parallel_over_experts(const fg_moe_layer *L, const fg_moe_weights *w)
 {
-    return moe_parallel_over_experts(&L->cfg) != 0;
+    return moe_parallel_over_experts(&L->cfg) != 0 && !w->lin_fwd; /* the hooks share scratch */
 }
 
 /* out[N,OC] = inp[N,C] @ weight^T in fp32, or on bf16 operands when wbf is given (the
@@ -423,6 +423,10 @@ static bool parallel_over_experts(const fg_moe_layer *L)
 static void shared_linear_forward(const fg_moe_weights *w, float *out, const float *inp, const float *weight,
                                   const uint16_t *wbf, int N, int C, int OC)
 {
+    if (w->lin_fwd) {
+        w->lin_fwd(w->lin_ctx, out, inp, weight, N, C, OC);
+        return;
+    }
     if (!wbf) {
         fg_matmul_forward(out, inp, weight, NULL, N, C, OC);
         return;
@@ -435,6 +439,10 @@ static void shared_linear_forward(const fg_moe_weights *w, float *out, const flo
 static void shared_linear_backward(const fg_moe_weights *w, float *dinp, float *dweight, const float *dout,
                                    const float *inp, const float *weight, const uint16_t *wbf, int N, int C, int OC)
 {
+    if (w->lin_bwd) {
+        w->lin_bwd(w->lin_ctx, dinp, dweight, dout, inp, weight, N, C, OC);
+        return;
+    }
     if (!wbf) {
         fg_matmul_backward(dinp, dweight, NULL, dout, inp, weight, N, C, OC);
         return;
@@ -449,9 +457,16 @@ void moe_expert_rows_forward(const fg_moe_config *mc, const fg_moe_weights *w, i
                              float *act, float *eo, int ne)
 {
     size_t C = (size_t)mc->d_model, H = (size_t)mc->d_expert;
-    fg_matmul_forward(h, xg, w->expert_fc + (size_t)e * 2 * H * C, NULL, ne, (int)C, (int)(2 * H));
+    const float *fc = w->expert_fc + (size_t)e * 2 * H * C, *proj = w->expert_proj + (size_t)e * C * H;
+    if (w->lin_fwd) { /* int8 QAT / int8 inference of expert e's two matrices */
+        w->lin_fwd(w->lin_ctx, h, xg, fc, ne, (int)C, (int)(2 * H));
+        fg_swiglu_forward(act, h, ne, (int)H);
+        w->lin_fwd(w->lin_ctx, eo, act, proj, ne, (int)H, (int)C);
+        return;
+    }
+    fg_matmul_forward(h, xg, fc, NULL, ne, (int)C, (int)(2 * H));
     fg_swiglu_forward(act, h, ne, (int)H);
-    fg_matmul_forward(eo, act, w->expert_proj + (size_t)e * C * H, NULL, ne, (int)H, (int)C);
+    fg_matmul_forward(eo, act, proj, NULL, ne, (int)H, (int)C);
 }
 
 static void expert_forward(fg_moe_layer *L, const fg_moe_weights *w, int e)
@@ -574,7 +589,7 @@ fg_status fg_moe_forward(fg_moe_layer *L, float *out, const float *x, const fg_m
         fg_status st = moe_ep_forward(L, w);
         if (st != FG_OK)
             return st;
-    } else if (parallel_over_experts(L)) {
+    } else if (parallel_over_experts(L, w)) {
 #pragma omp parallel for schedule(dynamic, 1)
         for (int e = 0; e < E; e++)
             expert_forward(L, w, e);
@@ -630,6 +645,15 @@ void moe_expert_rows_backward(const fg_moe_config *mc, const fg_moe_weights *dw,
 {
     size_t C = (size_t)mc->d_model, H = (size_t)mc->d_expert;
     const float *proj = w->expert_proj + (size_t)e * C * H, *fc = w->expert_fc + (size_t)e * 2 * H * C;
+    if (w->lin_bwd) { /* the same products through the QAT hook (which accumulates) */
+        memset(d_act, 0, (size_t)ne * H * sizeof(float));
+        w->lin_bwd(w->lin_ctx, d_act, dw->expert_proj + (size_t)e * C * H, d_eo, act, proj, ne, (int)H, (int)C);
+        memset(d_h, 0, (size_t)ne * 2 * H * sizeof(float));
+        fg_swiglu_backward(d_h, d_act, h, ne, (int)H);
+        memset(d_xg, 0, (size_t)ne * C * sizeof(float));
+        w->lin_bwd(w->lin_ctx, d_xg, dw->expert_fc + (size_t)e * 2 * H * C, d_h, xg, fc, ne, (int)C, (int)(2 * H));
+        return;
+    }
     /* eo = act @ proj_e^T: d_act = d_eo @ proj_e (set, beta 0: no zeroing pass),
      * dproj_e += d_eo^T @ act */
     fg_sgemm(0, 0, ne, (int)H, (int)C, 1.0f, d_eo, (int)C, proj, (int)H, 0.0f, d_act, (int)H);
@@ -743,7 +767,7 @@ fg_status fg_moe_backward(fg_moe_layer *L, fg_moe_scratch *S, float *dx, const f
         fg_status st = moe_ep_backward(L, S, dw, w);
         if (st != FG_OK)
             return st;
-    } else if (parallel_over_experts(L)) {
+    } else if (parallel_over_experts(L, w)) {
 #pragma omp parallel for schedule(dynamic, 1)
         for (int e = 0; e < E; e++)
             expert_backward(L, S, dw, w, e);

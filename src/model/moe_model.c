@@ -152,6 +152,7 @@ void model_moe_ffn_forward(const fg_model *m, int l, float *out, const float *in
 {
     fg_moe_weights w = views(m->params, &m->layer[l]);
     bf16_views(m, &m->layer[l], &w);
+    model_moe_lin_hooks(m, &w);
     /* training/eval forwards pass the batch's B x T (SEQAUX needs the sequences);
      * one-token generation steps are one sequence of N rows */
     int T = N == m->cur_B * m->cur_T ? m->cur_T : N, B = N / T;
@@ -169,6 +170,7 @@ void model_moe_ffn_backward(fg_model *m, int l, float *dinp, const float *dout, 
     (void)N;
     fg_moe_weights w = views(m->params, &m->layer[l]), g = views(m->grads, &m->layer[l]);
     bf16_views(m, &m->layer[l], &w);
+    model_moe_lin_hooks(m, &w);
     fg_status st = fg_moe_backward(&m->moe[l], m->moe_scratch, dinp, &g, dout, inp, &w, m->moe_loss_scale);
     FG_ASSERT(st == FG_OK || m->moe[l].ep);
 }

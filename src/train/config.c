@@ -23,6 +23,7 @@ static const char *const precision_names[] = {"fp32", "bf16", "fp8", NULL};
 static const char *const fp8_format_names[] = {"e4m3", "hybrid", NULL};
 static const char *const moments_names[] = {"fp32", "bf16", NULL}; /* fg_adam_moments order */
 static const char *const qat_act_names[] = {"token", "tensor", NULL};
+static const char *const qat_quant_names[] = {"ste", "lsq", NULL};
 static const char *const ffn_share_names[] = {"none", "plain", "seed", NULL};     /* fg_ffn_share order */
 static const char *const batch_rule_names[] = {"fixed", "loss_var", "gns", NULL}; /* fg_batch_rule order */
 static const char *const batch_lr_names[] = {"none", "sqrt", "linear", NULL};     /* fg_batch_lr order */
@@ -64,9 +65,13 @@ static const fg_opt opts[] = {
     {"fp8_format", FG_OPT_ENUM, F(model.fp8_format), .choices = fp8_format_names,
      .help = "precision fp8: e4m3 everywhere (DeepSeek-V3), or hybrid (e5m2 activation gradients)"},
     {"qat_layers", FG_OPT_STR, F(model.qat_layers),
-     .help = "int8 QAT: comma list of qkv, attproj, fc, fcproj, head, or all (the four inner ones); empty = off"},
+     .help = "int8 QAT: comma list of qkv, attproj, fc, fcproj, head, expert_fc, expert_proj, shared_fc, "
+             "shared_proj, experts (the last four), or all (all but head); empty = off"},
     {"qat_act", FG_OPT_ENUM, F(model.qat_act), .choices = qat_act_names,
      .help = "int8 QAT activation ranges from each batch: per token or per tensor"},
+    {"qat_quant", FG_OPT_ENUM, F(model.qat_lsq), .choices = qat_quant_names,
+     .help = "int8 QAT weight steps: ste (max|w|/127 per channel, straight-through) or lsq (that times a learned "
+             "per-channel factor, LSQ gradient)"},
     /* cross-layer FFN sharing (src/model/share.c, docs/MODEL.md) */
     {"ffn_share", FG_OPT_ENUM, F(model.ffn_share), .choices = ffn_share_names,
      .help = "FFN sharing in groups of consecutive layers: none; plain (ALBERT, one FFN per group); seed "
