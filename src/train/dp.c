@@ -44,6 +44,7 @@ struct dp {
     int *bcounts, *bdispl;
     /* the backward in flight */
     int armed;
+    long step; /* the step being computed (the compression's warm-up) */
     fg_status err;
     int gns;          /* adaptive batch (gns): measure rank 0's first micro-batch gradient */
     double gns_small; /* its squared norm, the same on every rank after dp_grads */
@@ -106,13 +107,30 @@ static void hook(void *ctx, int layer)
     progress(d);
 }
 
+double dp_density_at(const dp_compress *cz, long step)
+{
+    double t = cz->density;
+    if (cz->warmup <= 0 || step >= cz->warmup)
+        return t;
+    int stages = 0; /* warm-up densities above the target: 0.25, 0.0625, ... */
+    for (double x = 0.25; x > t; x *= 0.25)
+        stages++;
+    if (!stages)
+        return t;
+    int j = (int)((double)step * stages / (double)cz->warmup);
+    double x = pow(0.25, j + 1);
+    return x > t ? x : t;
+}
+
 static fg_status compress_init(dp *d)
 {
     size_t maxlen = 1;
     d->slot = 0;
+    /* messages sized for the densest step: the warm-up's first stage */
+    double dmax = dp_density_at(&d->cz, 0);
     for (int i = 0; i < d->nb; i++) {
         bucket *k = &d->b[i];
-        k->k = fg_topk_count(k->len, d->cz.density);
+        k->k = fg_topk_count(k->len, dmax);
         d->slot += fg_topk_max_bytes(k->k, d->cz.fmt);
         if (k->len > maxlen)
             maxlen = k->len;
@@ -166,8 +184,10 @@ static fg_status compress_exchange(dp *d)
     }
     uint8_t *mine = d->recv + d->slot * (size_t)d->rank;
     size_t bytes = 0;
+    double dens = dp_density_at(&d->cz, d->step); /* the same on every rank: the decoder's k */
     for (int i = 0; i < d->nb; i++) {
         bucket *k = &d->b[i];
+        k->k = fg_topk_count(k->len, dens);
         bytes += fg_topk_encode(d->resid + k->off, d->vel ? d->vel + k->off : NULL, k->len, k->k, d->cz.fmt,
                                 mine + bytes, d->scratch);
     }
@@ -199,11 +219,20 @@ static fg_status compress_exchange(dp *d)
     double p = d->size;
     d->st.payload_step = (double)bytes + sizeof(int32_t);
     d->st.dense_step = (double)n * sizeof(float);
-    d->st.payload += d->st.payload_step;
-    d->st.dense += d->st.dense_step;
+    d->st.density_step = dens;
+    if (dens == d->cz.density) { /* the summary's ratio: steps at the target density */
+        d->st.payload += d->st.payload_step;
+        d->st.dense += d->st.dense_step;
+        d->st.payload_steps++;
+    }
     /* ring all-gather: each rank forwards (p-1)/p of all messages; the sizes likewise */
     d->st.bytes_step += (p - 1) / p * (total + p * sizeof(int32_t));
     return FG_OK;
+}
+
+void dp_set_step(dp *d, long step)
+{
+    d->step = step;
 }
 
 int dp_compressed(const dp *d)

@@ -17,8 +17,10 @@ typedef struct dp_stats {
     double overlap_s;  /* first bucket started -> backward finished: communication hidden */
     double step_span_s, step_exposed_s, step_overlap_s;
     int n_buckets;
-    /* compression: this rank's message, and what the dense gradient would have been */
-    double payload, payload_step, dense, dense_step;
+    /* compression: this rank's message, and what the dense gradient would have been;
+     * payload / dense sum the steps at the target density only (after the warm-up) */
+    double payload, payload_step, dense, dense_step, density_step;
+    long payload_steps;
 } dp_stats;
 
 typedef struct dp dp;
@@ -29,12 +31,18 @@ typedef struct dp_compress {
     fg_topk_format fmt;
     float momentum;   /* DGC momentum correction; 0 off */
     float local_clip; /* DGC local clipping threshold (grad_clip / sqrt(p)); 0 off */
+    long warmup;      /* DGC density warm-up: steps over which 25%, 6.25%, ... fall to density; 0 off */
 } dp_compress;
 
 /* ranges: the model's optimiser ranges. With zero, *opt is initialised here over this
  * rank's shard (ranges clipped and rebased); without, the caller initialises it. */
 dp *dp_new(fg_comm *comm, fg_model *m, int zero, float bucket_mb, const dp_compress *cz);
 int dp_compressed(const dp *d);
+/* The step about to be computed (0-based): the compression's warm-up reads it. */
+void dp_set_step(dp *d, long step);
+/* The density of top-k at a step: the warm-up's 0.25^(j+1) (j the warm-up stage, the
+ * stages above the target sharing the warm-up steps evenly), then the target. */
+double dp_density_at(const dp_compress *cz, long step);
 void dp_delete(dp *d);
 int dp_rank(const dp *d);
 int dp_size(const dp *d);

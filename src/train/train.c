@@ -780,7 +780,8 @@ static fg_status setup(run *r, FILE *out)
     dp_compress cz = {c->compress,
                       {c->compress_delta, c->compress_bf16},
                       c->compress_momentum,
-                      c->compress_clip && c->grad_clip > 0 && c->dp > 1 ? c->grad_clip / sqrtf((float)c->dp) : 0.0f};
+                      c->compress_clip && c->grad_clip > 0 && c->dp > 1 ? c->grad_clip / sqrtf((float)c->dp) : 0.0f,
+                      c->compress_warmup};
     if (r->comm && fg_comm_size(r->comm) > 1 && !(r->dp = dp_new(r->comm, r->m, c->zero, c->bucket_mb, &cz)))
         st = fg_last_status();
     else if (r->dp && c->zero)
@@ -966,7 +967,8 @@ static void print_cost(FILE *out, const run *r, const fg_train_result *res, doub
                 "compression     : top-k %g%% (%s indices, %s values): %.0f bytes per rank per step against %.0f "
                 "dense, %.1fx fewer\n",
                 100.0 * r->c.compress, r->c.compress_delta ? "delta" : "uint32", r->c.compress_bf16 ? "bf16" : "fp32",
-                steps > 0 ? ds->payload / (double)steps : 0.0, steps > 0 ? ds->dense / (double)steps : 0.0,
+                ds->payload_steps > 0 ? ds->payload / (double)ds->payload_steps : 0.0,
+                ds->payload_steps > 0 ? ds->dense / (double)ds->payload_steps : 0.0,
                 ds->payload > 0 ? ds->dense / ds->payload : 0.0);
     }
     /* Adam's m + v as stored, beside the other storage; master weights are fp32 always */
@@ -1253,7 +1255,9 @@ static fg_status run_impl(const fg_train_config *cfg, fg_comm *comm, fg_comm *ep
         const float scale = c->loss_scale ? r->scaler.scale : 1.0f;
         const bool zero = r->dp && dp_zero(r->dp);
         double small_sq = NAN; /* gns: |grad|^2 of the first micro-batch (as scaled) */
-        if (r->pp)             /* the stages, then the sum over stages and replicas (dp's grads too) */
+        if (r->dp)
+            dp_set_step(r->dp, r->step); /* the compression's density warm-up */
+        if (r->pp)                       /* the stages, then the sum over stages and replicas (dp's grads too) */
             st = pp_grads(r->pp, r->m, r->inp, r->tgt, B, T, A / c->dp, A, scale, &loss);
         else if (r->dp)
             st = dp_grads(r->dp, r->m, r->inp, r->tgt, B, T, A, scale, &loss);
@@ -1361,8 +1365,8 @@ static fg_status run_impl(const fg_train_config *cfg, fg_comm *comm, fg_comm *ep
                            "\"comm_overlap_s\": %.6f",
                            ds->bytes_step, ds->step_span_s, ds->step_exposed_s, ds->step_overlap_s);
             if (dp_compressed(r->dp))
-                metrics_printf(r, ", \"comm_payload_bytes\": %.0f, \"comm_dense_bytes\": %.0f", ds->payload_step,
-                               ds->dense_step);
+                metrics_printf(r, ", \"comm_payload_bytes\": %.0f, \"comm_dense_bytes\": %.0f, \"comm_density\": %.6g",
+                               ds->payload_step, ds->dense_step, ds->density_step);
         }
         if (r->pp && c->pp > 1) { /* this step's pipeline (docs/DIST.md "Pipeline parallelism") */
             const pp_stats *ps = pp_get_stats(r->pp);
