@@ -392,9 +392,6 @@ fg_status fg_train_config_validate(const fg_train_config *c)
         return fg_error(FG_ERR_INVALID, "'seq_len' %d exceeds 'max_seq_len' %d", c->seq_len, c->model.max_seq_len);
     if (c->compress > 0 && c->compress < 0.001f)
         return fg_error(FG_ERR_INVALID, "'compress' %g: the density goes down to 0.001 (0 = off)", c->compress);
-    if (c->compress > 0 && c->zero)
-        return fg_error(FG_ERR_INVALID, "'compress' with 'zero': not built (compressed gradients are exchanged "
-                                        "whole by all-gather; ZeRO-1 reduce-scatters them)");
     if ((c->pp > 1 || c->tp > 1) && (c->zero || c->compress > 0))
         return fg_error(FG_ERR_INVALID,
                         "'%s' %d with '%s': not built (pipeline stages and tensor shards sum whole "

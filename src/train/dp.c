@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "dp.h"
 #include "frugal/kernels.h"
@@ -49,6 +50,7 @@ struct dp {
     int gns;          /* adaptive batch (gns): measure rank 0's first micro-batch gradient */
     double gns_small; /* its squared norm, the same on every rank after dp_grads */
     double t_first;
+    fg_ckpt_writer *rw; /* compression: this rank's residual checkpoints */
     dp_stats st;
 };
 
@@ -299,9 +301,10 @@ dp *dp_new(fg_comm *comm, fg_model *m, int zero, float bucket_mb, const dp_compr
     d->s_off = (size_t)d->displ[d->rank];
     d->s_len = (size_t)d->part[d->rank];
     if (zero) {
-        d->gshard = fg_comm_alloc(comm, (d->s_len ? d->s_len : 1) * sizeof(float));
+        /* compressed: no reduce-scatter, the shard is read in place from the decoded sum */
+        d->gshard = d->cz.density > 0 ? NULL : fg_comm_alloc(comm, (d->s_len ? d->s_len : 1) * sizeof(float));
         d->counts_all = fg_calloc((size_t)d->nb * (size_t)d->size, sizeof(int));
-        if (!d->gshard || !d->counts_all)
+        if ((!d->gshard && d->cz.density <= 0) || !d->counts_all)
             goto nomem;
         for (int i = 0; i < d->nb; i++) {
             bucket *k = &d->b[i];
@@ -325,6 +328,8 @@ void dp_delete(dp *d)
     if (!d)
         return;
     fg_model_set_grad_hook(d->m, NULL, NULL);
+    if (fg_ckpt_writer_delete(d->rw) != FG_OK)
+        FG_WARN("also: %s", fg_last_error());
     fg_comm_free_mem(d->comm, d->gshard);
     fg_free(d->counts_all);
     fg_free(d->b);
@@ -365,9 +370,16 @@ void dp_shard(const dp *d, size_t *off, size_t *len)
     *len = d->s_len;
 }
 
+/* ZeRO-1's shard of the reduced gradient: the reduce-scatter's buffer, or with compression
+ * (every rank decodes the whole sparse sum) this rank's span of the flat grads in place */
+static float *shard_grads(dp *d)
+{
+    return d->cz.density > 0 ? fg_model_grads(d->m) + d->s_off : d->gshard;
+}
+
 float *dp_shard_grads(dp *d)
 {
-    return d->gshard;
+    return shard_grads(d);
 }
 
 const dp_stats *dp_get_stats(const dp *d)
@@ -478,7 +490,7 @@ fg_status dp_unscale(dp *d, float *grads, size_t n, float inv_scale, bool *found
 {
     *found_inf = false;
     if (d->zero) {
-        grads = d->gshard;
+        grads = shard_grads(d);
         n = d->s_len;
     }
     fg_grad_unscale(grads, n, inv_scale, found_inf);
@@ -492,7 +504,7 @@ fg_status dp_unscale(dp *d, float *grads, size_t n, float inv_scale, bool *found
 
 fg_status dp_zero_norm(dp *d, const fg_optim *o, double *norm)
 {
-    double n = fg_optim_grad_norm(o, d->gshard);
+    double n = fg_optim_grad_norm(o, shard_grads(d));
     double ss = n * n;
     fg_status st = fg_comm_allreduce(d->comm, &ss, 1, FG_DT_F64, FG_OP_SUM);
     *norm = sqrt(ss);
@@ -504,7 +516,7 @@ fg_status dp_zero_step(dp *d, fg_optim *o, float lr, float grad_coef)
     float *params = fg_model_params(d->m);
     /* no bf16 copy from the shard's sweep: the other shards arrive by the all-gather, so
      * the model refreshes its copy at the next forward */
-    fg_optim_step_fused(o, params + d->s_off, d->gshard, lr, grad_coef, NULL);
+    fg_optim_step_fused(o, params + d->s_off, shard_grads(d), lr, grad_coef, NULL);
     /* in place: each rank's updated shard sits at its offset of the params buffer */
     fg_status st = fg_comm_allgather(d->comm, params, d->part, d->displ, FG_DT_F32);
     double p = d->size;
@@ -573,4 +585,130 @@ void dp_set_gns(dp *d, int on)
 double dp_gns_small(const dp *d)
 {
     return d->gns_small;
+}
+
+/* ---- the residual in checkpoints ---- */
+static void resid_dir(char *buf, size_t cap, const char *ckpt_dir, int rank)
+{
+    snprintf(buf, cap, "%s/dgc.rank%d", ckpt_dir, rank);
+}
+
+fg_status dp_save_resid(dp *d, const char *ckpt_dir, long step, const fg_ckpt_opts *o)
+{
+    if (d->cz.density <= 0)
+        return FG_OK;
+    if (!d->rw) {
+        char dir[4200];
+        resid_dir(dir, sizeof dir, ckpt_dir, d->rank);
+        d->rw = fg_ckpt_writer_new(dir, o);
+        if (!d->rw)
+            return fg_last_status();
+    }
+    char meta[128];
+    snprintf(meta, sizeof meta, "{\"rank\": %d, \"ranks\": %d, \"vel\": %d}", d->rank, d->size, d->vel != NULL);
+    size_t bytes = d->n * sizeof(float);
+    fg_ckpt_tensor t[2] = {{"dgc.resid", d->resid, bytes}, {"dgc.vel", d->vel, bytes}};
+    return fg_ckpt_writer_save(d->rw, step, meta, t, d->vel ? 2 : 1);
+}
+
+/* The file of `step` in rank q's residual directory, if any (full or delta). */
+static int resid_file(const char *ckpt_dir, int q, long step, char *path, size_t cap)
+{
+    char dir[4200], want[64];
+    resid_dir(dir, sizeof dir, ckpt_dir, q);
+    snprintf(want, sizeof want, "ckpt-%010ld-", step);
+    char **paths = NULL;
+    int n = 0, found = 0;
+    if (fg_ckpt_list(dir, &paths, &n) != FG_OK) {
+        fg_clear_error();
+        return 0;
+    }
+    for (int i = 0; i < n && !found; i++) {
+        const char *base = strrchr(paths[i], '/');
+        base = base ? base + 1 : paths[i];
+        if (!strncmp(base, want, strlen(want))) {
+            snprintf(path, cap, "%s", paths[i]);
+            found = 1;
+        }
+    }
+    fg_ckpt_list_free(paths, n);
+    return found;
+}
+
+/* Loads rank q's residual (and velocity, when it was saved and wanted) of `step`. */
+static fg_status resid_read(const char *path, size_t n, float *resid, float *vel)
+{
+    char *meta = NULL;
+    long st_step = 0;
+    size_t bytes = n * sizeof(float);
+    fg_status st = fg_ckpt_load_file(path, &st_step, &meta, NULL, 0);
+    int has_vel = st == FG_OK && meta && strstr(meta, "\"vel\": 1");
+    fg_free(meta);
+    if (st != FG_OK)
+        return st;
+    fg_ckpt_tensor t[2] = {{"dgc.resid", resid, bytes}, {"dgc.vel", vel, bytes}};
+    if (!has_vel && vel)
+        memset(vel, 0, bytes); /* saved without momentum correction: the velocity starts at zero */
+    return fg_ckpt_load_file(path, &st_step, NULL, t, has_vel && vel ? 2 : 1);
+}
+
+fg_status dp_load_resid(dp *d, const char *ckpt_dir, long step, char *note, size_t cap)
+{
+    note[0] = '\0';
+    if (d->cz.density <= 0)
+        return FG_OK;
+    char path[4400];
+    int P = 0; /* the rank count that wrote them: ranks 0..P-1 hold the step */
+    while (P < (1 << 16) && resid_file(ckpt_dir, P, step, path, sizeof path))
+        P++;
+    size_t bytes = d->n * sizeof(float);
+    memset(d->resid, 0, bytes);
+    if (d->vel)
+        memset(d->vel, 0, bytes);
+    if (P == 0) {
+        snprintf(note, cap, "compression: no residuals saved at step %ld: they start at zero", step);
+        return FG_OK;
+    }
+    if (P == d->size) { /* the same rank count: each rank its own, bit-exact */
+        resid_file(ckpt_dir, d->rank, step, path, sizeof path);
+        return resid_read(path, d->n, d->resid, d->vel);
+    }
+    /* another rank count: the sum over the old ranks, shared evenly by the new ones */
+    float *r1 = fg_malloc(bytes ? bytes : 1), *v1 = d->vel ? fg_malloc(bytes ? bytes : 1) : NULL;
+    fg_status st = r1 && (!d->vel || v1) ? FG_OK : FG_ERR_NOMEM;
+    for (int q = 0; q < P && st == FG_OK; q++) {
+        resid_file(ckpt_dir, q, step, path, sizeof path);
+        st = resid_read(path, d->n, r1, v1);
+        for (size_t i = 0; i < d->n && st == FG_OK; i++) {
+            d->resid[i] += r1[i];
+            if (v1)
+                d->vel[i] += v1[i];
+        }
+    }
+    fg_free(r1);
+    fg_free(v1);
+    if (st != FG_OK)
+        return st;
+    float inv = 1.0f / (float)d->size;
+    fg_scale(d->resid, inv, d->n);
+    if (d->vel)
+        fg_scale(d->vel, inv, d->n);
+    snprintf(note, cap, "compression: residuals of %d ranks at step %ld summed and shared evenly by %d", P, step,
+             d->size);
+    return FG_OK;
+}
+
+fg_status dp_resid_remove_all(const char *ckpt_dir)
+{
+    char dir[4200];
+    for (int q = 0; q < (1 << 16); q++) {
+        resid_dir(dir, sizeof dir, ckpt_dir, q);
+        struct stat sb;
+        if (stat(dir, &sb) != 0)
+            return FG_OK;
+        fg_status st = fg_ckpt_remove_all(dir);
+        if (st != FG_OK)
+            return st;
+    }
+    return FG_OK;
 }

@@ -5,6 +5,7 @@
 #ifndef FRUGAL_TRAIN_DP_H
 #define FRUGAL_TRAIN_DP_H
 
+#include "frugal/ckpt.h"
 #include "frugal/dist.h"
 #include "frugal/optim.h"
 #include "frugal/train.h"
@@ -80,5 +81,17 @@ fg_status dp_barrier(dp *d);
 /* ZeRO-1 checkpoints: every rank calls; rank 0 gets the whole m, v (buffers made once). */
 fg_status dp_gather_state(dp *d, fg_optim *o, float **m, float **v);
 const dp_stats *dp_get_stats(const dp *d);
+
+/* Compression's error-feedback state (the residual, and the velocity of momentum
+ * correction) in checkpoints: each rank writes its own in <ckpt_dir>/dgc.rank<R>/ with the
+ * checkpoint policy o, at the main checkpoint's step (no-op without compression). */
+fg_status dp_save_resid(dp *d, const char *ckpt_dir, long step, const fg_ckpt_opts *o);
+/* --resume at `step`: when every rank 0..p-1 of this run has a file of that step, each loads
+ * its own (bit-exact); when another rank count P wrote them, every rank takes the sum of
+ * the P residuals (and velocities) over p (the unsent gradient is kept in total, not its
+ * split over ranks); none: they start at zero. *note: a line for the log ("" if none). */
+fg_status dp_load_resid(dp *d, const char *ckpt_dir, long step, char *note, size_t cap);
+/* --overwrite: every rank's residual checkpoints under ckpt_dir go (rank 0 calls it). */
+fg_status dp_resid_remove_all(const char *ckpt_dir);
 
 #endif

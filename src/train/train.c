@@ -234,6 +234,8 @@ static fg_status clear_old_run(const fg_train_config *c)
 {
     char p[PATHN];
     fg_status st = fg_ckpt_remove_all(c->ckpt_dir);
+    if (st == FG_OK)
+        st = dp_resid_remove_all(c->ckpt_dir); /* compression's per-rank residuals */
     static const char *subdirs[] = {"final", "best"};
     for (int i = 0; i < 2 && st == FG_OK; i++) {
         snprintf(p, sizeof p, "%s/%s", c->out, subdirs[i]);
@@ -530,6 +532,12 @@ static fg_status load_resume(run *r)
     }
     if (st == FG_OK)
         st = meta_restore(r, meta, r->c.ckpt_dir);
+    if (st == FG_OK && r->dp) { /* compression's residuals (docs/DIST.md) */
+        char note[256];
+        st = dp_load_resid(r->dp, r->c.ckpt_dir, step, note, sizeof note);
+        if (st == FG_OK && note[0] && r->rank0)
+            FG_WARN("%s", note);
+    }
     fg_free(scratch);
     fg_free(meta);
     fg_free(zm);
@@ -1004,6 +1012,12 @@ static fg_status save_ckpt(run *r, double tokens)
     float *m = NULL, *v = NULL;
     if (r->dp && dp_zero(r->dp)) {
         fg_status st = dp_gather_state(r->dp, &r->opt, &m, &v); /* every rank takes part */
+        if (st != FG_OK)
+            return st;
+    }
+    if (r->dp) { /* compression: each rank's residual beside the checkpoint (no-op without) */
+        fg_ckpt_opts o = ckpt_opts(&r->c);
+        fg_status st = dp_save_resid(r->dp, r->c.ckpt_dir, r->step, &o);
         if (st != FG_OK)
             return st;
     }
