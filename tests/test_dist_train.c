@@ -6,7 +6,8 @@
  * rank ends the job non-zero within 60 s, naming the rank; the run resumes at the same
  * and a smaller rank count. Top-k compression: density 1 is the dense sum, 5% meets the byte
  * targets, with ZeRO-1 equals the unsharded compressed run, the warm-up's densities, and a
- * resumed compressed run is bit-exact (the residuals are checkpointed per rank). Skips when
+ * resumed compressed run is bit-exact (the residuals are checkpointed per rank). A rank that
+ * hangs alive is named by the watchdog (--comm-timeout) and the job ends. Skips when
  * this build has no MPI or mpirun is absent. */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -387,6 +388,31 @@ static void test_kill(void)
     dist_check_params("killed, resumed at dp=1", ref, dir1);
 }
 
+/* ---- a rank that hangs alive: the watchdog (--comm-timeout) ends the job naming it ---- */
+static void test_hang(void)
+{
+    char ref[1024], dir[1024], args[8192];
+    const char *model = "--n-layer 2 --n-head 2 --d-model 16";
+    /* polled waits with a deadline train as plain MPI_Wait does */
+    snprintf(ref, sizeof ref, "%s/dense_ref", fg_test_tmpdir());
+    snprintf(dir, sizeof dir, "%s/watchdog_ok", fg_test_tmpdir());
+    snprintf(args, sizeof args, "%s %s --max-steps 20 --zero 1 --comm-timeout 120 --out '%s'", data, model, dir);
+    FG_CHECK(train(2, args) == 0, "dp=2 with the watchdog on: %s", out);
+    dist_check_losses("dp=2 with the watchdog on", ref, dir, 1, 20);
+    /* rank 2 of 4 sleeps at step 3: the others' wait runs out after 3 s, the roll call
+     * names it, the job ends non-zero */
+    snprintf(dir, sizeof dir, "%s/watchdog_hang", fg_test_tmpdir());
+    snprintf(args, sizeof args, "%s %s --max-steps 100 --comm-timeout 3 --hang-rank 2 --hang-step 3 --out '%s'", data,
+             model, dir);
+    double t0 = fg_time_sec();
+    int rc = train(4, args);
+    double took = fg_time_sec() - t0;
+    FG_CHECK(rc != 0, "a hung rank: mpirun exit %d (want non-zero)", rc);
+    FG_CHECK(strstr(out, "watchdog: ") && strstr(out, "no answer within") && strstr(out, "from world rank 2:"),
+             "a hung rank: the message names world rank 2:\n%s", out);
+    FG_CHECK(took < 60, "a hung rank: the job ended after %.1f s (want < 60: 3 s deadline, 2 s roll call)", took);
+}
+
 int main(void)
 {
     FG_TEST_BEGIN("dist_train");
@@ -408,5 +434,6 @@ int main(void)
     test_loss_scale();
     test_bf16_moments();
     test_kill();
+    test_hang();
     return fg_test_end();
 }

@@ -1255,6 +1255,9 @@ static fg_status run_impl(const fg_train_config *cfg, fg_comm *comm, fg_comm *ep
         dp_set_gns(r->dp, 1);
     while (r->step < c->max_steps) {
         double t0 = fg_time_sec();
+        if (c->hang_rank >= 0 && r->comm && fg_comm_rank(r->comm) == c->hang_rank && r->step + 1 == c->hang_step)
+            for (;;) /* test hook: alive and silent, as a rank stuck in a driver or a deadlock */
+                sleep(1);
         A = r->ad.accum;  /* adaptive batch: this step's micro-batches */
         if (r->train.aug) /* augmentation: the schedule's progress, the step's row log */
             fg_loader_aug_begin(&r->train, (float)r->step / (float)c->max_steps);
