@@ -27,6 +27,8 @@
 static char bin[1024], data[4096];
 static char out[65536];
 
+static int count_ckpts(const char *dir);
+
 static int train(int np, const char *args)
 {
     char cmd[16384];
@@ -86,6 +88,37 @@ static void test_reshard(void)
     int rc = train(4, args);
     FG_CHECK(rc == 0, "dp=4 ZeRO-1 first half: %s", out);
     dist_check_losses("dp=4 ZeRO-1 first half", ref, src, 1, 10);
+    /* per-rank shard files: rank 0's main file holds the params only, each rank its m, v */
+    {
+        char **paths = NULL, zd[1200];
+        int n = 0;
+        snprintf(zd, sizeof zd, "%s/ckpt", src);
+        bool ok = fg_ckpt_list(zd, &paths, &n) == FG_OK && n > 0;
+        void *buf = NULL;
+        size_t bytes = 0;
+        FG_CHECK(ok && fg_ckpt_read_tensor(paths[n - 1], "params", &buf, &bytes) == FG_OK,
+                 "dp=4 ZeRO-1: the main checkpoint holds the params");
+        fg_free(buf);
+        buf = NULL;
+        FG_CHECK(ok && fg_ckpt_read_tensor(paths[n - 1], "adam.m", &buf, &bytes) != FG_OK,
+                 "dp=4 ZeRO-1: the main checkpoint holds no whole adam.m");
+        fg_clear_error();
+        fg_free(buf);
+        fg_ckpt_list_free(paths, n);
+        for (int q = 0; q < 4; q++) {
+            snprintf(zd, sizeof zd, "%s/ckpt/zero.rank%d", src, q);
+            FG_CHECK(count_ckpts(zd) == 1, "dp=4 ZeRO-1: rank %d's shard file in %s", q, zd);
+        }
+    }
+    /* one rank's shard missing (killed mid-write): the step is not usable, and here no
+     * older one exists, so the resume fails naming the shard */
+    snprintf(dir, sizeof dir, "%s/reshard_partial", fg_test_tmpdir());
+    snprintf(cmd, sizeof cmd, "cp -r '%s' '%s' && rm '%s'/ckpt/zero.rank2/ckpt-*", src, dir, dir);
+    FG_CHECK(fg_test_run(cmd, NULL, 0) == 0, "copy %s without rank 2's shard", src);
+    snprintf(args, sizeof args, "%s %s --max-steps 20 --zero 1 --resume --out '%s'", data, model, dir);
+    rc = train(2, args);
+    FG_CHECK(rc != 0 && strstr(out, "zero.rank2: no ZeRO-1 shard of step 10"),
+             "dp=4 ZeRO-1 checkpoint without rank 2's shard: exit %d: %s", rc, out);
     static const int nps[] = {2, 1};
     for (int i = 0; i < 2; i++) {
         snprintf(dir, sizeof dir, "%s/reshard_to_%d", fg_test_tmpdir(), nps[i]);

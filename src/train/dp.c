@@ -32,9 +32,8 @@ struct dp {
     int *counts_all; /* [nb * size] */
     /* ZeRO-1 */
     size_t s_off, s_len;
-    float *gshard;      /* [s_len] the reduce-scatter's output (fg_comm_alloc, made once) */
-    int *part, *displ;  /* [size] the shard partition as MPI counts / displacements */
-    float *ck_m, *ck_v; /* rank 0: whole m, v gathered for checkpoints (made at the first) */
+    float *gshard;     /* [s_len] the reduce-scatter's output (fg_comm_alloc, made once) */
+    int *part, *displ; /* [size] the shard partition as MPI counts / displacements */
     /* compression: residual (error feedback), velocity (momentum correction), one message
      * slot per rank in recv (each rank encodes straight into its own slot) */
     dp_compress cz;
@@ -51,6 +50,7 @@ struct dp {
     double gns_small; /* its squared norm, the same on every rank after dp_grads */
     double t_first;
     fg_ckpt_writer *rw; /* compression: this rank's residual checkpoints */
+    fg_ckpt_writer *sw; /* ZeRO-1: this rank's shard of m, v in checkpoints */
     dp_stats st;
 };
 
@@ -330,13 +330,13 @@ void dp_delete(dp *d)
     fg_model_set_grad_hook(d->m, NULL, NULL);
     if (fg_ckpt_writer_delete(d->rw) != FG_OK)
         FG_WARN("also: %s", fg_last_error());
+    if (fg_ckpt_writer_delete(d->sw) != FG_OK)
+        FG_WARN("also: %s", fg_last_error());
     fg_comm_free_mem(d->comm, d->gshard);
     fg_free(d->counts_all);
     fg_free(d->b);
     fg_free(d->part);
     fg_free(d->displ);
-    fg_free(d->ck_m);
-    fg_free(d->ck_v);
     fg_free(d->resid);
     fg_free(d->vel);
     fg_free(d->scratch);
@@ -555,28 +555,6 @@ fg_status dp_barrier(dp *d)
     return fg_comm_barrier(d->comm);
 }
 
-fg_status dp_gather_state(dp *d, fg_optim *o, float **m, float **v)
-{
-    *m = *v = NULL;
-    if (d->rank == 0 && !d->ck_m) {
-        d->ck_m = fg_malloc((d->n ? d->n : 1) * sizeof(float));
-        d->ck_v = fg_malloc((d->n ? d->n : 1) * sizeof(float));
-        if (!d->ck_m || !d->ck_v)
-            return FG_ERR_NOMEM; /* the CLI aborts the job */
-    }
-    /* checkpoints hold fp32 moments: bf16 storage is widened (exactly) before the gather */
-    float *sm, *sv, *scratch = NULL;
-    fg_status st = fg_optim_moments_f32(o, &sm, &sv, &scratch);
-    if (st == FG_OK)
-        st = fg_comm_gatherv(d->comm, sm, (int)d->s_len, d->ck_m, d->part, d->displ, FG_DT_F32, 0);
-    if (st == FG_OK)
-        st = fg_comm_gatherv(d->comm, sv, (int)d->s_len, d->ck_v, d->part, d->displ, FG_DT_F32, 0);
-    fg_free(scratch);
-    *m = d->ck_m;
-    *v = d->ck_v;
-    return st;
-}
-
 void dp_set_gns(dp *d, int on)
 {
     d->gns = on;
@@ -587,23 +565,29 @@ double dp_gns_small(const dp *d)
     return d->gns_small;
 }
 
-/* ---- the residual in checkpoints ---- */
-static void resid_dir(char *buf, size_t cap, const char *ckpt_dir, int rank)
+/* ---- per-rank state in checkpoints: <ckpt_dir>/<kind>.rank<R>/ ---- */
+static void rank_dir(char *buf, size_t cap, const char *ckpt_dir, const char *kind, int rank)
 {
-    snprintf(buf, cap, "%s/dgc.rank%d", ckpt_dir, rank);
+    snprintf(buf, cap, "%s/%s.rank%d", ckpt_dir, kind, rank);
+}
+
+static fg_ckpt_writer *rank_writer(fg_ckpt_writer **w, const char *ckpt_dir, const char *kind, int rank,
+                                   const fg_ckpt_opts *o)
+{
+    if (!*w) {
+        char dir[4200];
+        rank_dir(dir, sizeof dir, ckpt_dir, kind, rank);
+        *w = fg_ckpt_writer_new(dir, o);
+    }
+    return *w;
 }
 
 fg_status dp_save_resid(dp *d, const char *ckpt_dir, long step, const fg_ckpt_opts *o)
 {
     if (d->cz.density <= 0)
         return FG_OK;
-    if (!d->rw) {
-        char dir[4200];
-        resid_dir(dir, sizeof dir, ckpt_dir, d->rank);
-        d->rw = fg_ckpt_writer_new(dir, o);
-        if (!d->rw)
-            return fg_last_status();
-    }
+    if (!rank_writer(&d->rw, ckpt_dir, "dgc", d->rank, o))
+        return fg_last_status();
     char meta[128];
     snprintf(meta, sizeof meta, "{\"rank\": %d, \"ranks\": %d, \"vel\": %d}", d->rank, d->size, d->vel != NULL);
     size_t bytes = d->n * sizeof(float);
@@ -611,11 +595,11 @@ fg_status dp_save_resid(dp *d, const char *ckpt_dir, long step, const fg_ckpt_op
     return fg_ckpt_writer_save(d->rw, step, meta, t, d->vel ? 2 : 1);
 }
 
-/* The file of `step` in rank q's residual directory, if any (full or delta). */
-static int resid_file(const char *ckpt_dir, int q, long step, char *path, size_t cap)
+/* The file of `step` in rank q's directory of `kind`, if any (full or delta). */
+static int rank_file(const char *ckpt_dir, const char *kind, int q, long step, char *path, size_t cap)
 {
     char dir[4200], want[64];
-    resid_dir(dir, sizeof dir, ckpt_dir, q);
+    rank_dir(dir, sizeof dir, ckpt_dir, kind, q);
     snprintf(want, sizeof want, "ckpt-%010ld-", step);
     char **paths = NULL;
     int n = 0, found = 0;
@@ -659,7 +643,7 @@ fg_status dp_load_resid(dp *d, const char *ckpt_dir, long step, char *note, size
         return FG_OK;
     char path[4400];
     int P = 0; /* the rank count that wrote them: ranks 0..P-1 hold the step */
-    while (P < (1 << 16) && resid_file(ckpt_dir, P, step, path, sizeof path))
+    while (P < (1 << 16) && rank_file(ckpt_dir, "dgc", P, step, path, sizeof path))
         P++;
     size_t bytes = d->n * sizeof(float);
     memset(d->resid, 0, bytes);
@@ -670,14 +654,14 @@ fg_status dp_load_resid(dp *d, const char *ckpt_dir, long step, char *note, size
         return FG_OK;
     }
     if (P == d->size) { /* the same rank count: each rank its own, bit-exact */
-        resid_file(ckpt_dir, d->rank, step, path, sizeof path);
+        rank_file(ckpt_dir, "dgc", d->rank, step, path, sizeof path);
         return resid_read(path, d->n, d->resid, d->vel);
     }
     /* another rank count: the sum over the old ranks, shared evenly by the new ones */
     float *r1 = fg_malloc(bytes ? bytes : 1), *v1 = d->vel ? fg_malloc(bytes ? bytes : 1) : NULL;
     fg_status st = r1 && (!d->vel || v1) ? FG_OK : FG_ERR_NOMEM;
     for (int q = 0; q < P && st == FG_OK; q++) {
-        resid_file(ckpt_dir, q, step, path, sizeof path);
+        rank_file(ckpt_dir, "dgc", q, step, path, sizeof path);
         st = resid_read(path, d->n, r1, v1);
         for (size_t i = 0; i < d->n && st == FG_OK; i++) {
             d->resid[i] += r1[i];
@@ -698,17 +682,69 @@ fg_status dp_load_resid(dp *d, const char *ckpt_dir, long step, char *note, size
     return FG_OK;
 }
 
-fg_status dp_resid_remove_all(const char *ckpt_dir)
+fg_status dp_remove_rank_ckpts(const char *ckpt_dir)
 {
+    static const char *const kinds[] = {"dgc", "zero"};
     char dir[4200];
-    for (int q = 0; q < (1 << 16); q++) {
-        resid_dir(dir, sizeof dir, ckpt_dir, q);
-        struct stat sb;
-        if (stat(dir, &sb) != 0)
-            return FG_OK;
-        fg_status st = fg_ckpt_remove_all(dir);
-        if (st != FG_OK)
-            return st;
-    }
+    for (int k = 0; k < 2; k++)
+        for (int q = 0; q < (1 << 16); q++) {
+            rank_dir(dir, sizeof dir, ckpt_dir, kinds[k], q);
+            struct stat sb;
+            if (stat(dir, &sb) != 0)
+                break;
+            fg_status st = fg_ckpt_remove_all(dir);
+            if (st != FG_OK)
+                return st;
+        }
     return FG_OK;
+}
+
+/* ---- ZeRO-1 shards of m, v in checkpoints ---- */
+fg_status dp_save_shards(dp *d, fg_optim *o, const char *ckpt_dir, long step, const fg_ckpt_opts *co)
+{
+    if (!rank_writer(&d->sw, ckpt_dir, "zero", d->rank, co))
+        return fg_last_status();
+    /* fp32 whatever the storage: bf16 moments are widened exactly */
+    float *sm, *sv, *scratch = NULL;
+    fg_status st = fg_optim_moments_f32(o, &sm, &sv, &scratch);
+    if (st != FG_OK)
+        return st;
+    char meta[192];
+    snprintf(meta, sizeof meta, "{\"rank\": %d, \"ranks\": %d, \"n\": %zu, \"off\": %zu, \"len\": %zu}", d->rank,
+             d->size, d->n, d->s_off, d->s_len);
+    size_t bytes = d->s_len * sizeof(float);
+    fg_ckpt_tensor t[2] = {{"adam.m", sm, bytes}, {"adam.v", sv, bytes}};
+    st = fg_ckpt_writer_save(d->sw, step, meta, t, 2); /* copies before it returns */
+    fg_free(scratch);
+    return st;
+}
+
+fg_status dp_load_shards(const char *ckpt_dir, long step, int P, size_t n, size_t off, size_t len, float *m, float *v)
+{
+    char path[4400];
+    /* all P present, whatever this rank reads: every rank then picks the same step */
+    for (int q = 0; q < P; q++)
+        if (!rank_file(ckpt_dir, "zero", q, step, path, sizeof path))
+            return fg_error(FG_ERR_IO, "%s/zero.rank%d: no ZeRO-1 shard of step %ld (%d ranks wrote m, v)", ckpt_dir, q,
+                            step, P);
+    size_t most = n / (size_t)P + 1;
+    float *bm = fg_malloc(most * sizeof(float)), *bv = fg_malloc(most * sizeof(float));
+    fg_status st = bm && bv ? FG_OK : FG_ERR_NOMEM;
+    for (int q = 0; q < P && st == FG_OK; q++) {
+        size_t a = fg_dist_part_offset(n, P, q), e = fg_dist_part_offset(n, P, q + 1);
+        size_t lo = a > off ? a : off, hi = e < off + len ? e : off + len;
+        if (hi <= lo)
+            continue;
+        rank_file(ckpt_dir, "zero", q, step, path, sizeof path);
+        long s = 0;
+        fg_ckpt_tensor t[2] = {{"adam.m", bm, (e - a) * sizeof(float)}, {"adam.v", bv, (e - a) * sizeof(float)}};
+        st = fg_ckpt_load_file(path, &s, NULL, t, 2);
+        if (st == FG_OK) {
+            memcpy(m + (lo - off), bm + (lo - a), (hi - lo) * sizeof(float));
+            memcpy(v + (lo - off), bv + (lo - a), (hi - lo) * sizeof(float));
+        }
+    }
+    fg_free(bm);
+    fg_free(bv);
+    return st;
 }

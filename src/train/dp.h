@@ -78,8 +78,6 @@ fg_status dp_moe_loads(dp *d, fg_model *m);
 /* Rank 0's stopping decision and schedule length, for everyone. */
 fg_status dp_agree(dp *d, long *total, bool *last);
 fg_status dp_barrier(dp *d);
-/* ZeRO-1 checkpoints: every rank calls; rank 0 gets the whole m, v (buffers made once). */
-fg_status dp_gather_state(dp *d, fg_optim *o, float **m, float **v);
 const dp_stats *dp_get_stats(const dp *d);
 
 /* Compression's error-feedback state (the residual, and the velocity of momentum
@@ -91,7 +89,15 @@ fg_status dp_save_resid(dp *d, const char *ckpt_dir, long step, const fg_ckpt_op
  * the P residuals (and velocities) over p (the unsent gradient is kept in total, not its
  * split over ranks); none: they start at zero. *note: a line for the log ("" if none). */
 fg_status dp_load_resid(dp *d, const char *ckpt_dir, long step, char *note, size_t cap);
-/* --overwrite: every rank's residual checkpoints under ckpt_dir go (rank 0 calls it). */
-fg_status dp_resid_remove_all(const char *ckpt_dir);
+/* --overwrite: every rank's files under ckpt_dir (residuals, ZeRO-1 shards) go (rank 0 calls it). */
+fg_status dp_remove_rank_ckpts(const char *ckpt_dir);
+/* ZeRO-1 checkpoints: each rank writes its own shard of m, v (fp32) into
+ * <ckpt_dir>/zero.rank<R>/ at the main checkpoint's step; rank 0's main file then holds the
+ * params and meta only ("zero_shards": p). No rank ever holds the whole m, v. */
+fg_status dp_save_shards(dp *d, fg_optim *o, const char *ckpt_dir, long step, const fg_ckpt_opts *co);
+/* m[len], v[len] = the span [off, off + len) of the whole m, v that P ranks wrote as
+ * shards at `step` (any P: resharding on load; only the overlapping files are read).
+ * FG_ERR_IO when one of the P files of that step is missing (a rank killed mid-write). */
+fg_status dp_load_shards(const char *ckpt_dir, long step, int P, size_t n, size_t off, size_t len, float *m, float *v);
 
 #endif

@@ -235,7 +235,7 @@ static fg_status clear_old_run(const fg_train_config *c)
     char p[PATHN];
     fg_status st = fg_ckpt_remove_all(c->ckpt_dir);
     if (st == FG_OK)
-        st = dp_resid_remove_all(c->ckpt_dir); /* compression's per-rank residuals */
+        st = dp_remove_rank_ckpts(c->ckpt_dir); /* per-rank files: residuals, ZeRO-1 shards */
     static const char *subdirs[] = {"final", "best"};
     for (int i = 0; i < 2 && st == FG_OK; i++) {
         snprintf(p, sizeof p, "%s/%s", c->out, subdirs[i]);
@@ -382,6 +382,8 @@ static char *meta_json(const run *r, double tokens)
     json_object_set_new(o, "loader_shard", json_integer(r->train.shard));
     json_object_set_new(o, "loader_pos", json_integer((json_int_t)r->train.pos));
     json_object_set_new(o, "tokens", json_real(tokens));
+    if (r->dp && dp_zero(r->dp)) /* m, v are in the ranks' shard files (dp.c) */
+        json_object_set_new(o, "zero_shards", json_integer(dp_size(r->dp)));
     if (r->c.loss_scale) {
         /* the scale is a float: as a double it prints and reads back exactly */
         const fg_loss_scaler *sc = &r->scaler;
@@ -480,56 +482,103 @@ out:
 
 /* Checkpoints hold the moments in fp32 whatever their storage: with bf16 moments
  * *scratch is their widened copy (exact; fg_free it after use), NULL otherwise. Under
- * ZeRO-1, m and v are whole buffers the caller gathered or will reshard (zm, zv; NULL
- * otherwise): a checkpoint always holds the whole state, so it loads at any dp size. */
-static fg_status ckpt_tensors(run *r, fg_ckpt_tensor t[3], float **scratch, float *zm, float *zv)
+ * ZeRO-1 the moments are in each rank's shard file (dp.c), so the main file holds the
+ * params only. Returns the tensor count (0 on failure, the status in *st). */
+static int ckpt_tensors(run *r, fg_ckpt_tensor t[3], float **scratch, fg_status *st)
 {
     size_t bytes = fg_model_num_params(r->m) * sizeof(float);
-    float *m = zm, *v = zv;
-    fg_status st = FG_OK;
     *scratch = NULL;
-    if (!zm)
-        st = fg_optim_moments_f32(&r->opt, &m, &v, scratch);
+    *st = FG_OK;
     t[0] = (fg_ckpt_tensor){"params", fg_model_params(r->m), bytes};
+    if (r->dp && dp_zero(r->dp))
+        return 1;
+    float *m = NULL, *v = NULL;
+    *st = fg_optim_moments_f32(&r->opt, &m, &v, scratch);
     t[1] = (fg_ckpt_tensor){"adam.m", m, bytes};
     t[2] = (fg_ckpt_tensor){"adam.v", v, bytes};
+    return *st == FG_OK ? 3 : 0;
+}
+
+/* One checkpoint file into the model and the moments this rank keeps, sm/sv = the span
+ * [off, off + len) of the whole m, v: params and meta from the file; m, v from it too
+ * (written whole) or from the ZeRO-1 shard files of its step (meta "zero_shards": P). */
+static fg_status load_one(run *r, const char *path, long *step, char **meta, float *sm, float *sv, size_t off,
+                          size_t len)
+{
+    size_t n = fg_model_num_params(r->m), bytes = n * sizeof(float);
+    fg_ckpt_tensor t[3] = {{"params", fg_model_params(r->m), bytes}, {"adam.m", sm, bytes}, {"adam.v", sv, bytes}};
+    fg_status st = fg_ckpt_load_file(path, step, meta, t, 1);
+    if (st != FG_OK)
+        return st;
+    json_t *o = json_loads(*meta, 0, NULL), *z = o ? json_object_get(o, "zero_shards") : NULL;
+    long P = json_is_integer(z) ? (long)json_integer_value(z) : 0;
+    json_decref(o);
+    if (P > 0)
+        return dp_load_shards(r->c.ckpt_dir, *step, (int)P, n, off, len, sm, sv);
+    if (off == 0 && len == n)
+        return fg_ckpt_load_file(path, step, NULL, t + 1, 2);
+    /* written whole, a shard kept: through whole buffers */
+    float *zm = fg_malloc(bytes ? bytes : 1), *zv = fg_malloc(bytes ? bytes : 1);
+    st = zm && zv ? FG_OK : FG_ERR_NOMEM;
+    t[1].data = zm;
+    t[2].data = zv;
+    if (st == FG_OK)
+        st = fg_ckpt_load_file(path, step, NULL, t + 1, 2);
+    if (st == FG_OK) {
+        memcpy(sm, zm + off, len * sizeof(float));
+        memcpy(sv, zv + off, len * sizeof(float));
+    }
+    fg_free(zm);
+    fg_free(zv);
     return st;
 }
 
-/* --resume: the latest checkpoint into the model and optimiser; under ZeRO-1 each rank
- * loads the whole m, v and keeps its shard (resharding: any dp size reads any other's). */
+/* --resume: the newest checkpoint whose whole state loads (a ZeRO-1 main file whose shard
+ * files are incomplete, a rank killed mid-write, is passed over as one that fails
+ * verification is). Under ZeRO-1 each rank keeps its own span of m, v, read from whichever
+ * form the checkpoint has, so any dp size, sharded or not, reads any other's. */
 static fg_status load_resume(run *r)
 {
-    bool zero = r->dp && dp_zero(r->dp);
-    size_t n = fg_model_num_params(r->m);
-    float *zm = zero ? fg_malloc(n * sizeof(float)) : NULL, *zv = zero ? fg_malloc(n * sizeof(float)) : NULL;
-    if (zero && (!zm || !zv)) {
-        fg_free(zm);
-        fg_free(zv);
-        return FG_ERR_NOMEM;
-    }
-    fg_ckpt_tensor t[3];
-    float *scratch = NULL;
+    size_t n = fg_model_num_params(r->m), off = 0, len = n;
+    if (r->dp && dp_zero(r->dp))
+        dp_shard(r->dp, &off, &len);
+    float *sm, *sv, *sscr = NULL; /* fp32 views of the kept moments (storage, or a scratch to narrow from) */
+    fg_status st = fg_optim_moments_f32(&r->opt, &sm, &sv, &sscr);
+    char **paths = NULL;
+    int np = 0;
+    if (st == FG_OK)
+        st = fg_ckpt_list(r->c.ckpt_dir, &paths, &np);
+    if (st == FG_OK && np == 0)
+        st = fg_error(FG_ERR_IO, "%s: no checkpoint (ckpt-*.fgck) found", r->c.ckpt_dir);
     long step = 0;
     char *meta = NULL;
-    fg_status st = ckpt_tensors(r, t, &scratch, zm, zv);
-    if (st == FG_OK)
-        st = fg_ckpt_load_latest(r->c.ckpt_dir, &step, &meta, t, 3);
-    if (st == FG_OK && zero) {
-        /* the shard's fp32 views (the storage itself, or a scratch to narrow from) */
-        float *sm, *sv, *sscr = NULL;
-        size_t off = 0, len = 0;
-        dp_shard(r->dp, &off, &len);
-        st = fg_optim_moments_f32(&r->opt, &sm, &sv, &sscr);
+    fg_status first = FG_OK;
+    char first_msg[1024] = "";
+    for (int i = np - 1; i >= 0 && st == FG_OK; i--) {
+        fg_free(meta);
+        meta = NULL;
+        st = load_one(r, paths[i], &step, &meta, sm, sv, off, len);
         if (st == FG_OK) {
-            memcpy(sm, zm + off, len * sizeof(float));
-            memcpy(sv, zv + off, len * sizeof(float));
-            fg_optim_moments_commit(&r->opt, sm, sv);
+            if (i != np - 1 && r->rank0)
+                FG_WARN("resumed from %s, an older checkpoint, because newer ones are not usable", paths[i]);
+            break;
         }
-        fg_free(sscr);
-    } else if (st == FG_OK) {
-        fg_optim_moments_commit(&r->opt, t[1].data, t[2].data);
+        if (st == FG_ERR_NOMEM || st == FG_ERR_INVALID) /* not the file's fault */
+            break;
+        if (first == FG_OK) {
+            first = st;
+            snprintf(first_msg, sizeof first_msg, "%s", fg_last_error());
+        }
+        if (r->rank0)
+            FG_WARN("checkpoint %s is not usable: %s%s", paths[i], fg_last_error(),
+                    i ? "; trying the previous one" : "");
+        st = i ? FG_OK
+               : fg_error(first, "%s: no checkpoint loads; the newest failed with: %s", r->c.ckpt_dir, first_msg);
     }
+    fg_ckpt_list_free(paths, np);
+    if (st == FG_OK)
+        fg_optim_moments_commit(&r->opt, sm, sv);
+    fg_free(sscr);
     if (st == FG_OK)
         st = meta_restore(r, meta, r->c.ckpt_dir);
     if (st == FG_OK && r->dp) { /* compression's residuals (docs/DIST.md) */
@@ -538,10 +587,7 @@ static fg_status load_resume(run *r)
         if (st == FG_OK && note[0] && r->rank0)
             FG_WARN("%s", note);
     }
-    fg_free(scratch);
     fg_free(meta);
-    fg_free(zm);
-    fg_free(zv);
     return st;
 }
 
@@ -1009,15 +1055,13 @@ static fg_ckpt_opts ckpt_opts(const fg_train_config *c)
 
 static fg_status save_ckpt(run *r, double tokens)
 {
-    float *m = NULL, *v = NULL;
-    if (r->dp && dp_zero(r->dp)) {
-        fg_status st = dp_gather_state(r->dp, &r->opt, &m, &v); /* every rank takes part */
-        if (st != FG_OK)
-            return st;
-    }
-    if (r->dp) { /* compression: each rank's residual beside the checkpoint (no-op without) */
+    if (r->dp) {
         fg_ckpt_opts o = ckpt_opts(&r->c);
-        fg_status st = dp_save_resid(r->dp, r->c.ckpt_dir, r->step, &o);
+        fg_status st = FG_OK;
+        if (dp_zero(r->dp)) /* each rank its shard of m, v: no rank holds them whole */
+            st = dp_save_shards(r->dp, &r->opt, r->c.ckpt_dir, r->step, &o);
+        if (st == FG_OK) /* compression: each rank's residual (no-op without) */
+            st = dp_save_resid(r->dp, r->c.ckpt_dir, r->step, &o);
         if (st != FG_OK)
             return st;
     }
@@ -1036,9 +1080,10 @@ static fg_status save_ckpt(run *r, double tokens)
         return FG_ERR_NOMEM;
     fg_ckpt_tensor t[3];
     float *scratch;
-    fg_status st = ckpt_tensors(r, t, &scratch, m, v);
+    fg_status st = FG_OK;
+    int nt = ckpt_tensors(r, t, &scratch, &st);
     if (st == FG_OK)
-        st = fg_ckpt_writer_save(r->ckw, r->step, meta, t, 3);
+        st = fg_ckpt_writer_save(r->ckw, r->step, meta, t, nt);
     fg_free(scratch);
     fg_free(meta);
     r->ckpt_failed |= st != FG_OK;
