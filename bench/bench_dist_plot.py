@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """bench_dist_plot.py: the loss curves of bench_dist_compress.sh's runs (training loss per
 step, smoothed over 25 steps, the final validation loss in the legend, the end of the
-compressed runs' density warm-up dashed), one panel per output directory, in one PNG.
+compressed runs' density warm-up dashed), one panel per output directory, in one PNG. Runs
+other than the bench's named ones (e.g. a link to another directory's run) follow them.
 Usage: bench/bench_dist_plot.py [--png PNG] OUT_DIR [OUT_DIR ...]
 (PNG defaults to docs/dist_compress_runs.png; the old form OUT_DIR PNG.png still works)."""
 import json
@@ -61,7 +62,10 @@ def main():
     fig, axes = plt.subplots(1, len(args), figsize=(7 * len(args), 4.2), squeeze=False)
     for ax, root in zip(axes[0], args):
         model, warm = "", 0
-        for name in RUNS:
+        extra = sorted(
+            n for n in os.listdir(root) if n not in RUNS and n != "prep" and os.path.exists(os.path.join(root, n, "metrics.jsonl"))
+        )
+        for name in RUNS + extra:
             d = os.path.join(root, name)
             p = os.path.join(d, "metrics.jsonl")
             if not os.path.exists(p):
