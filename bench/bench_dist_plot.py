@@ -1,10 +1,15 @@
 #!/usr/bin/env python3
 """bench_dist_plot.py: the loss curves of bench_dist_compress.sh's runs (training loss per
-step, smoothed over 25 steps, and the final validation loss in the legend), drawn into
-one PNG. Usage: bench/bench_dist_plot.py OUT_DIR [PNG=docs/dist_compress_runs.png]."""
+step, smoothed over 25 steps, the final validation loss in the legend, the end of the
+compressed runs' density warm-up dashed), one panel per output directory, in one PNG. Runs
+other than the bench's named ones (e.g. a link to another directory's run) follow them.
+Usage: bench/bench_dist_plot.py [--png PNG] OUT_DIR [OUT_DIR ...]
+(PNG defaults to docs/dist_compress_runs.png; the old form OUT_DIR PNG.png still works)."""
 import json
 import os
 import sys
+
+RUNS = ["dense", "k5_u32_f32", "k5_delta_bf16", "k1_u32_f32", "k1_delta_bf16"]
 
 
 def curve(path):
@@ -30,25 +35,55 @@ def smooth(xs, w=25):
     return out
 
 
+def config(run_dir):
+    try:
+        with open(os.path.join(run_dir, "config.json")) as f:
+            return json.load(f)
+    except OSError:
+        return {}
+
+
 def main():
-    root = sys.argv[1]
-    png = sys.argv[2] if len(sys.argv) > 2 else "docs/dist_compress_runs.png"
+    args = sys.argv[1:]
+    png = "docs/dist_compress_runs.png"
+    if "--png" in args:
+        i = args.index("--png")
+        png = args[i + 1]
+        del args[i : i + 2]
+    elif len(args) == 2 and args[1].endswith(".png"):
+        png = args.pop()
+    if not args:
+        sys.exit(__doc__)
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for name in ["dense", "k5_u32_f32", "k5_delta_bf16", "k1_u32_f32", "k1_delta_bf16"]:
-        p = os.path.join(root, name, "metrics.jsonl")
-        if not os.path.exists(p):
-            continue
-        s, l, v = curve(p)
-        ax.plot(s, smooth(l), label=f"{name} (val {v:.3f})" if v is not None else name, linewidth=1)
-    ax.set_xlabel("step")
-    ax.set_ylabel("training loss (25-step mean)")
-    ax.set_title("dp=4: dense all-reduce vs top-k compression")
-    ax.legend()
+    fig, axes = plt.subplots(1, len(args), figsize=(7 * len(args), 4.2), squeeze=False)
+    for ax, root in zip(axes[0], args):
+        model, warm = "", 0
+        extra = sorted(
+            n for n in os.listdir(root) if n not in RUNS and n != "prep" and os.path.exists(os.path.join(root, n, "metrics.jsonl"))
+        )
+        for name in RUNS + extra:
+            d = os.path.join(root, name)
+            p = os.path.join(d, "metrics.jsonl")
+            if not os.path.exists(p):
+                continue
+            c = config(d)
+            if not model and c:
+                model = f"L{c.get('n_layer')} C{c.get('d_model')}, {c.get('batch_size')}x{c.get('seq_len')} tokens/micro-batch"
+            if c.get("compress", 0) > 0:
+                warm = max(warm, c.get("compress_warmup", 0))
+            s, l, v = curve(p)
+            ax.plot(s, smooth(l), label=f"{name} (val {v:.4f})" if v is not None else name, linewidth=1)
+        if warm:
+            ax.axvline(warm, color="grey", linestyle="--", linewidth=0.8, label=f"end of density warm-up ({warm})")
+        ax.set_xlabel("step")
+        ax.set_ylabel("training loss (25-step mean)")
+        ax.set_title(f"dp=4, dense all-reduce vs top-k: {model}", fontsize=10)
+        ax.set_ylim(top=min(ax.get_ylim()[1], 9.0))
+        ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(png, dpi=110)
     print(png)

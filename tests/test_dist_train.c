@@ -4,7 +4,11 @@
  * ZeRO-1 checkpoint resumes at dp 2 (ZeRO-1) and dp 1 with the same next losses. ZeRO-1's
  * optimizer state per rank is 1/N of the unsharded run's (the cost summary). A SIGKILLed
  * rank ends the job non-zero within 60 s, naming the rank; the run resumes at the same
- * and a smaller rank count. Skips when this build has no MPI or mpirun is absent. */
+ * and a smaller rank count. Top-k compression: density 1 is the dense sum, 5% meets the byte
+ * targets, with ZeRO-1 equals the unsharded compressed run, the warm-up's densities, and a
+ * resumed compressed run is bit-exact (the residuals are checkpointed per rank). A rank that
+ * hangs alive is named by the watchdog (--comm-timeout) and the job ends. Skips when
+ * this build has no MPI or mpirun is absent. */
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <signal.h>
@@ -22,6 +26,8 @@
 
 static char bin[1024], data[4096];
 static char out[65536];
+
+static int count_ckpts(const char *dir);
 
 static int train(int np, const char *args)
 {
@@ -82,6 +88,37 @@ static void test_reshard(void)
     int rc = train(4, args);
     FG_CHECK(rc == 0, "dp=4 ZeRO-1 first half: %s", out);
     dist_check_losses("dp=4 ZeRO-1 first half", ref, src, 1, 10);
+    /* per-rank shard files: rank 0's main file holds the params only, each rank its m, v */
+    {
+        char **paths = NULL, zd[1200];
+        int n = 0;
+        snprintf(zd, sizeof zd, "%s/ckpt", src);
+        bool ok = fg_ckpt_list(zd, &paths, &n) == FG_OK && n > 0;
+        void *buf = NULL;
+        size_t bytes = 0;
+        FG_CHECK(ok && fg_ckpt_read_tensor(paths[n - 1], "params", &buf, &bytes) == FG_OK,
+                 "dp=4 ZeRO-1: the main checkpoint holds the params");
+        fg_free(buf);
+        buf = NULL;
+        FG_CHECK(ok && fg_ckpt_read_tensor(paths[n - 1], "adam.m", &buf, &bytes) != FG_OK,
+                 "dp=4 ZeRO-1: the main checkpoint holds no whole adam.m");
+        fg_clear_error();
+        fg_free(buf);
+        fg_ckpt_list_free(paths, n);
+        for (int q = 0; q < 4; q++) {
+            snprintf(zd, sizeof zd, "%s/ckpt/zero.rank%d", src, q);
+            FG_CHECK(count_ckpts(zd) == 1, "dp=4 ZeRO-1: rank %d's shard file in %s", q, zd);
+        }
+    }
+    /* one rank's shard missing (killed mid-write): the step is not usable, and here no
+     * older one exists, so the resume fails naming the shard */
+    snprintf(dir, sizeof dir, "%s/reshard_partial", fg_test_tmpdir());
+    snprintf(cmd, sizeof cmd, "cp -r '%s' '%s' && rm '%s'/ckpt/zero.rank2/ckpt-*", src, dir, dir);
+    FG_CHECK(fg_test_run(cmd, NULL, 0) == 0, "copy %s without rank 2's shard", src);
+    snprintf(args, sizeof args, "%s %s --max-steps 20 --zero 1 --resume --out '%s'", data, model, dir);
+    rc = train(2, args);
+    FG_CHECK(rc != 0 && strstr(out, "zero.rank2: no ZeRO-1 shard of step 10"),
+             "dp=4 ZeRO-1 checkpoint without rank 2's shard: exit %d: %s", rc, out);
     static const int nps[] = {2, 1};
     for (int i = 0; i < 2; i++) {
         snprintf(dir, sizeof dir, "%s/reshard_to_%d", fg_test_tmpdir(), nps[i]);
@@ -164,6 +201,95 @@ static void test_compress(void)
         FG_CHECK(dist_read_curve(dir, &c) && c.seen[1] && c.seen[20] && c.loss[20] < c.loss[1] - 0.05,
                  "top-k 5%% (%s): loss falls, %g -> %g", fmts[i], c.loss[1], c.loss[20]);
     }
+    /* with ZeRO-1: the same sparse sum on every rank, AdamW on each rank's shard of it; the
+     * same training as the unsharded compressed run (only the clipping norm is summed in
+     * another order) */
+    char zdir[1024];
+    snprintf(ref, sizeof ref, "%s/compress5_1", fg_test_tmpdir());
+    snprintf(zdir, sizeof zdir, "%s/compress5_zero", fg_test_tmpdir());
+    snprintf(args, sizeof args, "%s %s --max-steps 20 --compress 0.05 %s --zero 1 --out '%s'", data, model, fmts[1],
+             zdir);
+    rc = train(4, args);
+    FG_CHECK(rc == 0 && strstr(out, "ZeRO-1"), "top-k 5%% with ZeRO-1: %s", out);
+    dist_check_losses("dp=4 top-k 5% ZeRO-1 against dp=4 top-k 5%", ref, zdir, 1, 20);
+    dist_check_params("dp=4 top-k 5% ZeRO-1 against dp=4 top-k 5%", ref, zdir);
+    /* the warm-up: 25%, 6.25% then the target, over the first 8 steps */
+    snprintf(dir, sizeof dir, "%s/compress_warm", fg_test_tmpdir());
+    snprintf(args, sizeof args, "%s %s --max-steps 12 --compress 0.05 --compress-warmup 8 --out '%s'", data, model,
+             dir);
+    FG_CHECK(train(2, args) == 0, "top-k warm-up: %s", out);
+    char *mj = NULL;
+    size_t ml = 0;
+    char mp[1100];
+    snprintf(mp, sizeof mp, "%s/metrics.jsonl", dir);
+    if (fg_read_file(mp, 0, &mj, &ml) == FG_OK) {
+        FG_CHECK(strstr(mj, "\"step\": 4, \"loss") && strstr(mj, "\"comm_density\": 0.25}") &&
+                     strstr(mj, "\"comm_density\": 0.0625}") && strstr(mj, "\"comm_density\": 0.05}"),
+                 "top-k warm-up: densities 0.25, 0.0625, 0.05 in the metrics");
+        const char *s5 = strstr(mj, "\"step\": 5, \"loss"), *s4 = strstr(mj, "\"step\": 4, \"loss");
+        const char *e4 = s4 ? strchr(s4, '\n') : NULL, *e5 = s5 ? strchr(s5, '\n') : NULL;
+        FG_CHECK(e4 && e5 && strstr(s4, "0.25}") < e4 && strstr(s5, "0.0625}") < e5,
+                 "top-k warm-up: step 4 at 25%%, step 5 at 6.25%%");
+        fg_free(mj);
+    }
+}
+
+/* Params of two runs' final checkpoints equal bit for bit. */
+static void check_params_exact(const char *what, const char *ref_dir, const char *dir)
+{
+    char pa[1200], pb[1200];
+    char **la = NULL, **lb = NULL;
+    int na = 0, nb = 0;
+    snprintf(pa, sizeof pa, "%s/final", ref_dir);
+    snprintf(pb, sizeof pb, "%s/final", dir);
+    bool ok = fg_ckpt_list(pa, &la, &na) == FG_OK && fg_ckpt_list(pb, &lb, &nb) == FG_OK && na > 0 && nb > 0;
+    void *da = NULL, *db = NULL;
+    size_t sa = 0, sb = 0;
+    ok = ok && fg_ckpt_read_tensor(la[na - 1], "params", &da, &sa) == FG_OK &&
+         fg_ckpt_read_tensor(lb[nb - 1], "params", &db, &sb) == FG_OK && sa == sb;
+    FG_CHECK(ok, "%s: final params readable, same size", what);
+    if (ok) {
+        size_t diff = 0;
+        for (size_t i = 0; i < sa / 4; i++)
+            diff += memcmp((const float *)da + i, (const float *)db + i, 4) != 0;
+        FG_CHECK(diff == 0, "%s: %zu of %zu params differ (want bit-exact)", what, diff, sa / 4);
+    }
+    fg_free(da);
+    fg_free(db);
+    fg_ckpt_list_free(la, na);
+    fg_ckpt_list_free(lb, nb);
+}
+
+/* The compression residual is checkpointed per rank: a compressed run stopped at step 10
+ * and resumed at the same rank count is the uninterrupted run, bit for bit (without the
+ * residuals it is not: they would restart at zero); at another rank count the residuals
+ * are summed and shared evenly. */
+static void test_compress_resume(void)
+{
+    char ref[1024], dir[1024], dir4[1100], args[8192], cmd[4096];
+    const char *model = "--n-layer 2 --n-head 2 --d-model 16 --max-steps 20 --ckpt-every 10 --compress 0.05";
+    snprintf(ref, sizeof ref, "%s/cresume_ref", fg_test_tmpdir());
+    snprintf(dir, sizeof dir, "%s/cresume", fg_test_tmpdir());
+    snprintf(dir4, sizeof dir4, "%s_dp4", dir);
+    snprintf(args, sizeof args, "%s %s --out '%s'", data, model, ref);
+    FG_CHECK(train(2, args) == 0, "compressed dp=2, 20 steps: %s", out);
+    snprintf(args, sizeof args, "%s %s --stop-after 10 --out '%s'", data, model, dir);
+    FG_CHECK(train(2, args) == 0, "compressed dp=2, first 10 steps: %s", out);
+    snprintf(cmd, sizeof cmd, "cp -r '%s' '%s'", dir, dir4);
+    FG_CHECK(fg_test_run(cmd, NULL, 0) == 0, "copy %s", dir);
+    snprintf(args, sizeof args, "%s %s --resume --out '%s'", data, model, dir);
+    FG_CHECK(train(2, args) == 0 && strstr(out, "resumed from") && !strstr(out, "residuals"),
+             "compressed dp=2 resumed at step 10: %s", out);
+    static dist_curve a, b;
+    FG_CHECK(dist_read_curve(ref, &a) && dist_read_curve(dir, &b), "compressed resume: metrics");
+    int differ = 0;
+    for (int s = 1; s <= 20; s++)
+        differ += !a.seen[s] || !b.seen[s] || a.loss[s] != b.loss[s];
+    FG_CHECK(differ == 0, "compressed resume at dp=2: %d of 20 losses differ from the uninterrupted run", differ);
+    check_params_exact("compressed resume at dp=2", ref, dir);
+    snprintf(args, sizeof args, "%s %s --resume --out '%s'", data, model, dir4);
+    FG_CHECK(train(4, args) == 0 && strstr(out, "residuals of 2 ranks at step 10 summed and shared evenly by 4"),
+             "compressed dp=2 checkpoint resumed at dp=4: %s", out);
 }
 
 /* ---- a rank killed mid-step ---- */
@@ -295,6 +421,31 @@ static void test_kill(void)
     dist_check_params("killed, resumed at dp=1", ref, dir1);
 }
 
+/* ---- a rank that hangs alive: the watchdog (--comm-timeout) ends the job naming it ---- */
+static void test_hang(void)
+{
+    char ref[1024], dir[1024], args[8192];
+    const char *model = "--n-layer 2 --n-head 2 --d-model 16";
+    /* polled waits with a deadline train as plain MPI_Wait does */
+    snprintf(ref, sizeof ref, "%s/dense_ref", fg_test_tmpdir());
+    snprintf(dir, sizeof dir, "%s/watchdog_ok", fg_test_tmpdir());
+    snprintf(args, sizeof args, "%s %s --max-steps 20 --zero 1 --comm-timeout 120 --out '%s'", data, model, dir);
+    FG_CHECK(train(2, args) == 0, "dp=2 with the watchdog on: %s", out);
+    dist_check_losses("dp=2 with the watchdog on", ref, dir, 1, 20);
+    /* rank 2 of 4 sleeps at step 3: the others' wait runs out after 3 s, the roll call
+     * names it, the job ends non-zero */
+    snprintf(dir, sizeof dir, "%s/watchdog_hang", fg_test_tmpdir());
+    snprintf(args, sizeof args, "%s %s --max-steps 100 --comm-timeout 3 --hang-rank 2 --hang-step 3 --out '%s'", data,
+             model, dir);
+    double t0 = fg_time_sec();
+    int rc = train(4, args);
+    double took = fg_time_sec() - t0;
+    FG_CHECK(rc != 0, "a hung rank: mpirun exit %d (want non-zero)", rc);
+    FG_CHECK(strstr(out, "watchdog: ") && strstr(out, "no answer within") && strstr(out, "from world rank 2:"),
+             "a hung rank: the message names world rank 2:\n%s", out);
+    FG_CHECK(took < 60, "a hung rank: the job ended after %.1f s (want < 60: 3 s deadline, 2 s roll call)", took);
+}
+
 int main(void)
 {
     FG_TEST_BEGIN("dist_train");
@@ -312,8 +463,10 @@ int main(void)
                             "--n-shared-expert 1 --d-expert 16");
     test_reshard();
     test_compress();
+    test_compress_resume();
     test_loss_scale();
     test_bf16_moments();
     test_kill();
+    test_hang();
     return fg_test_end();
 }

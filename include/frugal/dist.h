@@ -38,6 +38,7 @@ typedef struct fg_comm fg_comm;
 typedef struct fg_req {
     unsigned char opaque[16];
     int active;
+    const char *what; /* the MPI call that started it (the watchdog's message) */
 } fg_req;
 
 /* 1 when this build has the MPI implementation (libopenmpi-dev was found by CMake). */
@@ -62,6 +63,15 @@ const char *fg_comm_kind(const fg_comm *c); /* "mpi" or "local" */
 /* Ends every process of the job (MPI_Abort; exit() for the local one). Only the CLI
  * calls it, after printing why: a rank that fails alone would leave the others waiting. */
 void fg_comm_abort(fg_comm *c, int code);
+/* Watchdog for a rank that hangs alive: with seconds > 0, every wait (fg_comm_wait and the
+ * blocking collectives) polls with a deadline; a wait still incomplete after `seconds`
+ * (or one that hears a peer's watchdog go off) exchanges notes with the other ranks
+ * through a communicator of its own for up to min(2, seconds) s, then fails with
+ * FG_ERR_IO naming the world ranks that did not answer (hung, or busy outside
+ * communication for longer than the timeout). 0: off (plain MPI_Wait). Communicators
+ * split from c inherit it. The local communicator never waits. */
+void fg_comm_set_timeout(fg_comm *c, double seconds);
+double fg_comm_timeout(const fg_comm *c);
 /* Ranks with equal color form a new communicator, ordered by key (MPI_Comm_split). */
 fg_status fg_comm_split(fg_comm *c, int color, int key, fg_comm **out);
 

@@ -104,6 +104,10 @@ typedef struct fg_train_config {
     int compress_bf16;       /* 1: bf16 values; 0: fp32 */
     float compress_momentum; /* DGC momentum correction factor; 0: off (AdamW has its own m) */
     int compress_clip;       /* 1: DGC local clipping at grad_clip / sqrt(dp) before accumulation */
+    long compress_warmup;    /* DGC density warm-up: steps of 25%, 6.25%, ... down to compress; 0: off */
+    double comm_timeout;     /* watchdog: a collective not done after this many seconds ends the job; 0: off */
+    int hang_rank;           /* test hook: this world rank sleeps (hangs alive) at step hang_step; -1 off */
+    long hang_step;
     /* ---- adaptive batch size (adaptive.c, docs/TRAINING.md "Adaptive batch size") ---- */
     int batch_rule;        /* fg_batch_rule: fixed (default), loss_var, gns */
     int batch_accum_max;   /* bound: micro-batches per step the rule may grow grad_accum to */

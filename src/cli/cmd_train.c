@@ -39,6 +39,7 @@ int fg_cmd_train(int argc, char **argv)
     st = fg_dist_init(&argc, &argv, 1, &world);
     if (st != FG_OK)
         return fg_cli_fail("train", st, "--dp / --tp / --pp / --ep run under mpirun -np (their product; docs/DIST.md)");
+    fg_comm_set_timeout(world, c.comm_timeout); /* the watchdog, inherited by every group */
     fg_grid g;
     st = fg_grid_init(&g, world, c.dp, c.tp, c.pp, c.ep);
     int rank = fg_comm_rank(world);

@@ -211,7 +211,20 @@ void fg_comm_abort(fg_comm *c, int code)
 
 fg_status fg_comm_split(fg_comm *c, int color, int key, fg_comm **out)
 {
-    return c->ops->split(c, color, key, out);
+    fg_status st = c->ops->split(c, color, key, out);
+    if (st == FG_OK && *out)
+        (*out)->timeout = c->timeout; /* the watchdog covers every group of the grid */
+    return st;
+}
+
+void fg_comm_set_timeout(fg_comm *c, double seconds)
+{
+    c->timeout = seconds > 0 ? seconds : 0;
+}
+
+double fg_comm_timeout(const fg_comm *c)
+{
+    return c->timeout;
 }
 
 void *fg_comm_alloc(fg_comm *c, size_t bytes)

@@ -30,9 +30,10 @@ typedef struct fg_comm_ops {
 struct fg_comm {
     const fg_comm_ops *ops;
     int rank, size;
-    int is_world; /* MPI_COMM_WORLD: freed by fg_dist_finalize only */
-    double sent;  /* bytes this rank sent, by the bandwidth-optimal model (fg_comm_bytes_sent) */
-    void *impl;   /* the MPI_Comm, boxed */
+    int is_world;   /* MPI_COMM_WORLD: freed by fg_dist_finalize only */
+    double sent;    /* bytes this rank sent, by the bandwidth-optimal model (fg_comm_bytes_sent) */
+    double timeout; /* watchdog seconds (fg_comm_set_timeout); 0 off */
+    void *impl;     /* the MPI_Comm, boxed */
 };
 
 /* comm_mpi.c (absent without MPI: these then report FG_ERR_INVALID) */

@@ -224,6 +224,13 @@ static const fg_opt opts[] = {
      .help = "DGC momentum correction factor; 0 = off"},
     {"compress_clip", FG_OPT_BOOL, F(compress_clip), .flags = RESUMABLE,
      .help = "DGC local clipping at grad_clip / sqrt(dp)"},
+    {"compress_warmup", FG_OPT_LONG, F(compress_warmup), 0, BIG, .flags = RESUMABLE,
+     .help = "DGC warm-up: over these first steps the density falls 25%, 6.25%, ... to compress; 0 = off"},
+    {"comm_timeout", FG_OPT_DOUBLE, F(comm_timeout), 0, 1e6, .flags = RESUMABLE,
+     .help = "watchdog: seconds a collective may wait before the job ends naming the rank that hangs; 0 = off"},
+    {"hang_rank", FG_OPT_INT, F(hang_rank), -1, 1 << 16, .flags = RESUMABLE,
+     .help = "test hook: this rank sleeps (alive, silent) from step hang_step on; -1 = off"},
+    {"hang_step", FG_OPT_LONG, F(hang_step), 0, BIG, .flags = RESUMABLE, .help = "test hook: see hang_rank"},
     /* ---- adaptive batch size (adaptive.c; issue 17) ---- */
     {"batch_rule", FG_OPT_ENUM, F(batch_rule), .choices = batch_rule_names,
      .help = "adaptive batch: fixed; loss_var (loss noise against its trend); gns (gradient noise scale)"},
@@ -301,6 +308,7 @@ void fg_train_config_default(fg_train_config *c)
     c->bucket_mb = 25.0f; /* PyTorch DDP's bucket_cap_mb */
     c->compress_delta = 1;
     c->compress_clip = 1;
+    c->hang_rank = -1;
     c->ckpt_full_every = 10;
     c->ckpt_keep = 2;
     c->ckpt_async = 1;
@@ -389,9 +397,6 @@ fg_status fg_train_config_validate(const fg_train_config *c)
         return fg_error(FG_ERR_INVALID, "'seq_len' %d exceeds 'max_seq_len' %d", c->seq_len, c->model.max_seq_len);
     if (c->compress > 0 && c->compress < 0.001f)
         return fg_error(FG_ERR_INVALID, "'compress' %g: the density goes down to 0.001 (0 = off)", c->compress);
-    if (c->compress > 0 && c->zero)
-        return fg_error(FG_ERR_INVALID, "'compress' with 'zero': not built (compressed gradients are exchanged "
-                                        "whole by all-gather; ZeRO-1 reduce-scatters them)");
     if ((c->pp > 1 || c->tp > 1) && (c->zero || c->compress > 0))
         return fg_error(FG_ERR_INVALID,
                         "'%s' %d with '%s': not built (pipeline stages and tensor shards sum whole "

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "dp.h"
 #include "frugal/kernels.h"
@@ -31,9 +32,8 @@ struct dp {
     int *counts_all; /* [nb * size] */
     /* ZeRO-1 */
     size_t s_off, s_len;
-    float *gshard;      /* [s_len] the reduce-scatter's output (fg_comm_alloc, made once) */
-    int *part, *displ;  /* [size] the shard partition as MPI counts / displacements */
-    float *ck_m, *ck_v; /* rank 0: whole m, v gathered for checkpoints (made at the first) */
+    float *gshard;     /* [s_len] the reduce-scatter's output (fg_comm_alloc, made once) */
+    int *part, *displ; /* [size] the shard partition as MPI counts / displacements */
     /* compression: residual (error feedback), velocity (momentum correction), one message
      * slot per rank in recv (each rank encodes straight into its own slot) */
     dp_compress cz;
@@ -44,10 +44,13 @@ struct dp {
     int *bcounts, *bdispl;
     /* the backward in flight */
     int armed;
+    long step; /* the step being computed (the compression's warm-up) */
     fg_status err;
     int gns;          /* adaptive batch (gns): measure rank 0's first micro-batch gradient */
     double gns_small; /* its squared norm, the same on every rank after dp_grads */
     double t_first;
+    fg_ckpt_writer *rw; /* compression: this rank's residual checkpoints */
+    fg_ckpt_writer *sw; /* ZeRO-1: this rank's shard of m, v in checkpoints */
     dp_stats st;
 };
 
@@ -106,13 +109,30 @@ static void hook(void *ctx, int layer)
     progress(d);
 }
 
+double dp_density_at(const dp_compress *cz, long step)
+{
+    double t = cz->density;
+    if (cz->warmup <= 0 || step >= cz->warmup)
+        return t;
+    int stages = 0; /* warm-up densities above the target: 0.25, 0.0625, ... */
+    for (double x = 0.25; x > t; x *= 0.25)
+        stages++;
+    if (!stages)
+        return t;
+    int j = (int)((double)step * stages / (double)cz->warmup);
+    double x = pow(0.25, j + 1);
+    return x > t ? x : t;
+}
+
 static fg_status compress_init(dp *d)
 {
     size_t maxlen = 1;
     d->slot = 0;
+    /* messages sized for the densest step: the warm-up's first stage */
+    double dmax = dp_density_at(&d->cz, 0);
     for (int i = 0; i < d->nb; i++) {
         bucket *k = &d->b[i];
-        k->k = fg_topk_count(k->len, d->cz.density);
+        k->k = fg_topk_count(k->len, dmax);
         d->slot += fg_topk_max_bytes(k->k, d->cz.fmt);
         if (k->len > maxlen)
             maxlen = k->len;
@@ -166,8 +186,10 @@ static fg_status compress_exchange(dp *d)
     }
     uint8_t *mine = d->recv + d->slot * (size_t)d->rank;
     size_t bytes = 0;
+    double dens = dp_density_at(&d->cz, d->step); /* the same on every rank: the decoder's k */
     for (int i = 0; i < d->nb; i++) {
         bucket *k = &d->b[i];
+        k->k = fg_topk_count(k->len, dens);
         bytes += fg_topk_encode(d->resid + k->off, d->vel ? d->vel + k->off : NULL, k->len, k->k, d->cz.fmt,
                                 mine + bytes, d->scratch);
     }
@@ -199,11 +221,20 @@ static fg_status compress_exchange(dp *d)
     double p = d->size;
     d->st.payload_step = (double)bytes + sizeof(int32_t);
     d->st.dense_step = (double)n * sizeof(float);
-    d->st.payload += d->st.payload_step;
-    d->st.dense += d->st.dense_step;
+    d->st.density_step = dens;
+    if (dens == d->cz.density) { /* the summary's ratio: steps at the target density */
+        d->st.payload += d->st.payload_step;
+        d->st.dense += d->st.dense_step;
+        d->st.payload_steps++;
+    }
     /* ring all-gather: each rank forwards (p-1)/p of all messages; the sizes likewise */
     d->st.bytes_step += (p - 1) / p * (total + p * sizeof(int32_t));
     return FG_OK;
+}
+
+void dp_set_step(dp *d, long step)
+{
+    d->step = step;
 }
 
 int dp_compressed(const dp *d)
@@ -270,9 +301,10 @@ dp *dp_new(fg_comm *comm, fg_model *m, int zero, float bucket_mb, const dp_compr
     d->s_off = (size_t)d->displ[d->rank];
     d->s_len = (size_t)d->part[d->rank];
     if (zero) {
-        d->gshard = fg_comm_alloc(comm, (d->s_len ? d->s_len : 1) * sizeof(float));
+        /* compressed: no reduce-scatter, the shard is read in place from the decoded sum */
+        d->gshard = d->cz.density > 0 ? NULL : fg_comm_alloc(comm, (d->s_len ? d->s_len : 1) * sizeof(float));
         d->counts_all = fg_calloc((size_t)d->nb * (size_t)d->size, sizeof(int));
-        if (!d->gshard || !d->counts_all)
+        if ((!d->gshard && d->cz.density <= 0) || !d->counts_all)
             goto nomem;
         for (int i = 0; i < d->nb; i++) {
             bucket *k = &d->b[i];
@@ -296,13 +328,15 @@ void dp_delete(dp *d)
     if (!d)
         return;
     fg_model_set_grad_hook(d->m, NULL, NULL);
+    if (fg_ckpt_writer_delete(d->rw) != FG_OK)
+        FG_WARN("also: %s", fg_last_error());
+    if (fg_ckpt_writer_delete(d->sw) != FG_OK)
+        FG_WARN("also: %s", fg_last_error());
     fg_comm_free_mem(d->comm, d->gshard);
     fg_free(d->counts_all);
     fg_free(d->b);
     fg_free(d->part);
     fg_free(d->displ);
-    fg_free(d->ck_m);
-    fg_free(d->ck_v);
     fg_free(d->resid);
     fg_free(d->vel);
     fg_free(d->scratch);
@@ -336,9 +370,16 @@ void dp_shard(const dp *d, size_t *off, size_t *len)
     *len = d->s_len;
 }
 
+/* ZeRO-1's shard of the reduced gradient: the reduce-scatter's buffer, or with compression
+ * (every rank decodes the whole sparse sum) this rank's span of the flat grads in place */
+static float *shard_grads(dp *d)
+{
+    return d->cz.density > 0 ? fg_model_grads(d->m) + d->s_off : d->gshard;
+}
+
 float *dp_shard_grads(dp *d)
 {
-    return d->gshard;
+    return shard_grads(d);
 }
 
 const dp_stats *dp_get_stats(const dp *d)
@@ -449,7 +490,7 @@ fg_status dp_unscale(dp *d, float *grads, size_t n, float inv_scale, bool *found
 {
     *found_inf = false;
     if (d->zero) {
-        grads = d->gshard;
+        grads = shard_grads(d);
         n = d->s_len;
     }
     fg_grad_unscale(grads, n, inv_scale, found_inf);
@@ -463,7 +504,7 @@ fg_status dp_unscale(dp *d, float *grads, size_t n, float inv_scale, bool *found
 
 fg_status dp_zero_norm(dp *d, const fg_optim *o, double *norm)
 {
-    double n = fg_optim_grad_norm(o, d->gshard);
+    double n = fg_optim_grad_norm(o, shard_grads(d));
     double ss = n * n;
     fg_status st = fg_comm_allreduce(d->comm, &ss, 1, FG_DT_F64, FG_OP_SUM);
     *norm = sqrt(ss);
@@ -475,7 +516,7 @@ fg_status dp_zero_step(dp *d, fg_optim *o, float lr, float grad_coef)
     float *params = fg_model_params(d->m);
     /* no bf16 copy from the shard's sweep: the other shards arrive by the all-gather, so
      * the model refreshes its copy at the next forward */
-    fg_optim_step_fused(o, params + d->s_off, d->gshard, lr, grad_coef, NULL);
+    fg_optim_step_fused(o, params + d->s_off, shard_grads(d), lr, grad_coef, NULL);
     /* in place: each rank's updated shard sits at its offset of the params buffer */
     fg_status st = fg_comm_allgather(d->comm, params, d->part, d->displ, FG_DT_F32);
     double p = d->size;
@@ -514,28 +555,6 @@ fg_status dp_barrier(dp *d)
     return fg_comm_barrier(d->comm);
 }
 
-fg_status dp_gather_state(dp *d, fg_optim *o, float **m, float **v)
-{
-    *m = *v = NULL;
-    if (d->rank == 0 && !d->ck_m) {
-        d->ck_m = fg_malloc((d->n ? d->n : 1) * sizeof(float));
-        d->ck_v = fg_malloc((d->n ? d->n : 1) * sizeof(float));
-        if (!d->ck_m || !d->ck_v)
-            return FG_ERR_NOMEM; /* the CLI aborts the job */
-    }
-    /* checkpoints hold fp32 moments: bf16 storage is widened (exactly) before the gather */
-    float *sm, *sv, *scratch = NULL;
-    fg_status st = fg_optim_moments_f32(o, &sm, &sv, &scratch);
-    if (st == FG_OK)
-        st = fg_comm_gatherv(d->comm, sm, (int)d->s_len, d->ck_m, d->part, d->displ, FG_DT_F32, 0);
-    if (st == FG_OK)
-        st = fg_comm_gatherv(d->comm, sv, (int)d->s_len, d->ck_v, d->part, d->displ, FG_DT_F32, 0);
-    fg_free(scratch);
-    *m = d->ck_m;
-    *v = d->ck_v;
-    return st;
-}
-
 void dp_set_gns(dp *d, int on)
 {
     d->gns = on;
@@ -544,4 +563,188 @@ void dp_set_gns(dp *d, int on)
 double dp_gns_small(const dp *d)
 {
     return d->gns_small;
+}
+
+/* ---- per-rank state in checkpoints: <ckpt_dir>/<kind>.rank<R>/ ---- */
+static void rank_dir(char *buf, size_t cap, const char *ckpt_dir, const char *kind, int rank)
+{
+    snprintf(buf, cap, "%s/%s.rank%d", ckpt_dir, kind, rank);
+}
+
+static fg_ckpt_writer *rank_writer(fg_ckpt_writer **w, const char *ckpt_dir, const char *kind, int rank,
+                                   const fg_ckpt_opts *o)
+{
+    if (!*w) {
+        char dir[4200];
+        rank_dir(dir, sizeof dir, ckpt_dir, kind, rank);
+        *w = fg_ckpt_writer_new(dir, o);
+    }
+    return *w;
+}
+
+fg_status dp_save_resid(dp *d, const char *ckpt_dir, long step, const fg_ckpt_opts *o)
+{
+    if (d->cz.density <= 0)
+        return FG_OK;
+    if (!rank_writer(&d->rw, ckpt_dir, "dgc", d->rank, o))
+        return fg_last_status();
+    char meta[128];
+    snprintf(meta, sizeof meta, "{\"rank\": %d, \"ranks\": %d, \"vel\": %d}", d->rank, d->size, d->vel != NULL);
+    size_t bytes = d->n * sizeof(float);
+    fg_ckpt_tensor t[2] = {{"dgc.resid", d->resid, bytes}, {"dgc.vel", d->vel, bytes}};
+    return fg_ckpt_writer_save(d->rw, step, meta, t, d->vel ? 2 : 1);
+}
+
+/* The file of `step` in rank q's directory of `kind`, if any (full or delta). */
+static int rank_file(const char *ckpt_dir, const char *kind, int q, long step, char *path, size_t cap)
+{
+    char dir[4200], want[64];
+    rank_dir(dir, sizeof dir, ckpt_dir, kind, q);
+    snprintf(want, sizeof want, "ckpt-%010ld-", step);
+    char **paths = NULL;
+    int n = 0, found = 0;
+    if (fg_ckpt_list(dir, &paths, &n) != FG_OK) {
+        fg_clear_error();
+        return 0;
+    }
+    for (int i = 0; i < n && !found; i++) {
+        const char *base = strrchr(paths[i], '/');
+        base = base ? base + 1 : paths[i];
+        if (!strncmp(base, want, strlen(want))) {
+            snprintf(path, cap, "%s", paths[i]);
+            found = 1;
+        }
+    }
+    fg_ckpt_list_free(paths, n);
+    return found;
+}
+
+/* Loads rank q's residual (and velocity, when it was saved and wanted) of `step`. */
+static fg_status resid_read(const char *path, size_t n, float *resid, float *vel)
+{
+    char *meta = NULL;
+    long st_step = 0;
+    size_t bytes = n * sizeof(float);
+    fg_status st = fg_ckpt_load_file(path, &st_step, &meta, NULL, 0);
+    int has_vel = st == FG_OK && meta && strstr(meta, "\"vel\": 1");
+    fg_free(meta);
+    if (st != FG_OK)
+        return st;
+    fg_ckpt_tensor t[2] = {{"dgc.resid", resid, bytes}, {"dgc.vel", vel, bytes}};
+    if (!has_vel && vel)
+        memset(vel, 0, bytes); /* saved without momentum correction: the velocity starts at zero */
+    return fg_ckpt_load_file(path, &st_step, NULL, t, has_vel && vel ? 2 : 1);
+}
+
+fg_status dp_load_resid(dp *d, const char *ckpt_dir, long step, char *note, size_t cap)
+{
+    note[0] = '\0';
+    if (d->cz.density <= 0)
+        return FG_OK;
+    char path[4400];
+    int P = 0; /* the rank count that wrote them: ranks 0..P-1 hold the step */
+    while (P < (1 << 16) && rank_file(ckpt_dir, "dgc", P, step, path, sizeof path))
+        P++;
+    size_t bytes = d->n * sizeof(float);
+    memset(d->resid, 0, bytes);
+    if (d->vel)
+        memset(d->vel, 0, bytes);
+    if (P == 0) {
+        snprintf(note, cap, "compression: no residuals saved at step %ld: they start at zero", step);
+        return FG_OK;
+    }
+    if (P == d->size) { /* the same rank count: each rank its own, bit-exact */
+        rank_file(ckpt_dir, "dgc", d->rank, step, path, sizeof path);
+        return resid_read(path, d->n, d->resid, d->vel);
+    }
+    /* another rank count: the sum over the old ranks, shared evenly by the new ones */
+    float *r1 = fg_malloc(bytes ? bytes : 1), *v1 = d->vel ? fg_malloc(bytes ? bytes : 1) : NULL;
+    fg_status st = r1 && (!d->vel || v1) ? FG_OK : FG_ERR_NOMEM;
+    for (int q = 0; q < P && st == FG_OK; q++) {
+        rank_file(ckpt_dir, "dgc", q, step, path, sizeof path);
+        st = resid_read(path, d->n, r1, v1);
+        for (size_t i = 0; i < d->n && st == FG_OK; i++) {
+            d->resid[i] += r1[i];
+            if (v1)
+                d->vel[i] += v1[i];
+        }
+    }
+    fg_free(r1);
+    fg_free(v1);
+    if (st != FG_OK)
+        return st;
+    float inv = 1.0f / (float)d->size;
+    fg_scale(d->resid, inv, d->n);
+    if (d->vel)
+        fg_scale(d->vel, inv, d->n);
+    snprintf(note, cap, "compression: residuals of %d ranks at step %ld summed and shared evenly by %d", P, step,
+             d->size);
+    return FG_OK;
+}
+
+fg_status dp_remove_rank_ckpts(const char *ckpt_dir)
+{
+    static const char *const kinds[] = {"dgc", "zero"};
+    char dir[4200];
+    for (int k = 0; k < 2; k++)
+        for (int q = 0; q < (1 << 16); q++) {
+            rank_dir(dir, sizeof dir, ckpt_dir, kinds[k], q);
+            struct stat sb;
+            if (stat(dir, &sb) != 0)
+                break;
+            fg_status st = fg_ckpt_remove_all(dir);
+            if (st != FG_OK)
+                return st;
+        }
+    return FG_OK;
+}
+
+/* ---- ZeRO-1 shards of m, v in checkpoints ---- */
+fg_status dp_save_shards(dp *d, fg_optim *o, const char *ckpt_dir, long step, const fg_ckpt_opts *co)
+{
+    if (!rank_writer(&d->sw, ckpt_dir, "zero", d->rank, co))
+        return fg_last_status();
+    /* fp32 whatever the storage: bf16 moments are widened exactly */
+    float *sm, *sv, *scratch = NULL;
+    fg_status st = fg_optim_moments_f32(o, &sm, &sv, &scratch);
+    if (st != FG_OK)
+        return st;
+    char meta[192];
+    snprintf(meta, sizeof meta, "{\"rank\": %d, \"ranks\": %d, \"n\": %zu, \"off\": %zu, \"len\": %zu}", d->rank,
+             d->size, d->n, d->s_off, d->s_len);
+    size_t bytes = d->s_len * sizeof(float);
+    fg_ckpt_tensor t[2] = {{"adam.m", sm, bytes}, {"adam.v", sv, bytes}};
+    st = fg_ckpt_writer_save(d->sw, step, meta, t, 2); /* copies before it returns */
+    fg_free(scratch);
+    return st;
+}
+
+fg_status dp_load_shards(const char *ckpt_dir, long step, int P, size_t n, size_t off, size_t len, float *m, float *v)
+{
+    char path[4400];
+    /* all P present, whatever this rank reads: every rank then picks the same step */
+    for (int q = 0; q < P; q++)
+        if (!rank_file(ckpt_dir, "zero", q, step, path, sizeof path))
+            return fg_error(FG_ERR_IO, "%s/zero.rank%d: no ZeRO-1 shard of step %ld (%d ranks wrote m, v)", ckpt_dir, q,
+                            step, P);
+    size_t most = n / (size_t)P + 1;
+    float *bm = fg_malloc(most * sizeof(float)), *bv = fg_malloc(most * sizeof(float));
+    fg_status st = bm && bv ? FG_OK : FG_ERR_NOMEM;
+    for (int q = 0; q < P && st == FG_OK; q++) {
+        size_t a = fg_dist_part_offset(n, P, q), e = fg_dist_part_offset(n, P, q + 1);
+        size_t lo = a > off ? a : off, hi = e < off + len ? e : off + len;
+        if (hi <= lo)
+            continue;
+        rank_file(ckpt_dir, "zero", q, step, path, sizeof path);
+        long s = 0;
+        fg_ckpt_tensor t[2] = {{"adam.m", bm, (e - a) * sizeof(float)}, {"adam.v", bv, (e - a) * sizeof(float)}};
+        st = fg_ckpt_load_file(path, &s, NULL, t, 2);
+        if (st == FG_OK) {
+            memcpy(m + (lo - off), bm + (lo - a), (hi - lo) * sizeof(float));
+            memcpy(v + (lo - off), bv + (lo - a), (hi - lo) * sizeof(float));
+        }
+    }
+    fg_free(bm);
+    fg_free(bv);
+    return st;
 }

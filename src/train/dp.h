@@ -5,6 +5,7 @@
 #ifndef FRUGAL_TRAIN_DP_H
 #define FRUGAL_TRAIN_DP_H
 
+#include "frugal/ckpt.h"
 #include "frugal/dist.h"
 #include "frugal/optim.h"
 #include "frugal/train.h"
@@ -17,8 +18,10 @@ typedef struct dp_stats {
     double overlap_s;  /* first bucket started -> backward finished: communication hidden */
     double step_span_s, step_exposed_s, step_overlap_s;
     int n_buckets;
-    /* compression: this rank's message, and what the dense gradient would have been */
-    double payload, payload_step, dense, dense_step;
+    /* compression: this rank's message, and what the dense gradient would have been;
+     * payload / dense sum the steps at the target density only (after the warm-up) */
+    double payload, payload_step, dense, dense_step, density_step;
+    long payload_steps;
 } dp_stats;
 
 typedef struct dp dp;
@@ -29,12 +32,18 @@ typedef struct dp_compress {
     fg_topk_format fmt;
     float momentum;   /* DGC momentum correction; 0 off */
     float local_clip; /* DGC local clipping threshold (grad_clip / sqrt(p)); 0 off */
+    long warmup;      /* DGC density warm-up: steps over which 25%, 6.25%, ... fall to density; 0 off */
 } dp_compress;
 
 /* ranges: the model's optimiser ranges. With zero, *opt is initialised here over this
  * rank's shard (ranges clipped and rebased); without, the caller initialises it. */
 dp *dp_new(fg_comm *comm, fg_model *m, int zero, float bucket_mb, const dp_compress *cz);
 int dp_compressed(const dp *d);
+/* The step about to be computed (0-based): the compression's warm-up reads it. */
+void dp_set_step(dp *d, long step);
+/* The density of top-k at a step: the warm-up's 0.25^(j+1) (j the warm-up stage, the
+ * stages above the target sharing the warm-up steps evenly), then the target. */
+double dp_density_at(const dp_compress *cz, long step);
 void dp_delete(dp *d);
 int dp_rank(const dp *d);
 int dp_size(const dp *d);
@@ -69,8 +78,26 @@ fg_status dp_moe_loads(dp *d, fg_model *m);
 /* Rank 0's stopping decision and schedule length, for everyone. */
 fg_status dp_agree(dp *d, long *total, bool *last);
 fg_status dp_barrier(dp *d);
-/* ZeRO-1 checkpoints: every rank calls; rank 0 gets the whole m, v (buffers made once). */
-fg_status dp_gather_state(dp *d, fg_optim *o, float **m, float **v);
 const dp_stats *dp_get_stats(const dp *d);
+
+/* Compression's error-feedback state (the residual, and the velocity of momentum
+ * correction) in checkpoints: each rank writes its own in <ckpt_dir>/dgc.rank<R>/ with the
+ * checkpoint policy o, at the main checkpoint's step (no-op without compression). */
+fg_status dp_save_resid(dp *d, const char *ckpt_dir, long step, const fg_ckpt_opts *o);
+/* --resume at `step`: when every rank 0..p-1 of this run has a file of that step, each loads
+ * its own (bit-exact); when another rank count P wrote them, every rank takes the sum of
+ * the P residuals (and velocities) over p (the unsent gradient is kept in total, not its
+ * split over ranks); none: they start at zero. *note: a line for the log ("" if none). */
+fg_status dp_load_resid(dp *d, const char *ckpt_dir, long step, char *note, size_t cap);
+/* --overwrite: every rank's files under ckpt_dir (residuals, ZeRO-1 shards) go (rank 0 calls it). */
+fg_status dp_remove_rank_ckpts(const char *ckpt_dir);
+/* ZeRO-1 checkpoints: each rank writes its own shard of m, v (fp32) into
+ * <ckpt_dir>/zero.rank<R>/ at the main checkpoint's step; rank 0's main file then holds the
+ * params and meta only ("zero_shards": p). No rank ever holds the whole m, v. */
+fg_status dp_save_shards(dp *d, fg_optim *o, const char *ckpt_dir, long step, const fg_ckpt_opts *co);
+/* m[len], v[len] = the span [off, off + len) of the whole m, v that P ranks wrote as
+ * shards at `step` (any P: resharding on load; only the overlapping files are read).
+ * FG_ERR_IO when one of the P files of that step is missing (a rank killed mid-write). */
+fg_status dp_load_shards(const char *ckpt_dir, long step, int P, size_t n, size_t off, size_t len, float *m, float *v);
 
 #endif

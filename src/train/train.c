@@ -235,6 +235,8 @@ static fg_status clear_old_run(const fg_train_config *c)
 {
     char p[PATHN];
     fg_status st = fg_ckpt_remove_all(c->ckpt_dir);
+    if (st == FG_OK)
+        st = dp_remove_rank_ckpts(c->ckpt_dir); /* per-rank files: residuals, ZeRO-1 shards */
     static const char *subdirs[] = {"final", "best"};
     for (int i = 0; i < 2 && st == FG_OK; i++) {
         snprintf(p, sizeof p, "%s/%s", c->out, subdirs[i]);
@@ -492,6 +494,8 @@ static char *meta_json(const run *r, double tokens)
     json_object_set_new(o, "loader_pos", json_integer((json_int_t)r->train.pos));
     json_object_set_new(o, "tokens", json_real(tokens));
     layout_save(r, o);
+    if (r->dp && dp_zero(r->dp)) /* m, v are in the ranks' shard files (dp.c) */
+        json_object_set_new(o, "zero_shards", json_integer(dp_size(r->dp)));
     if (r->c.loss_scale) {
         /* the scale is a float: as a double it prints and reads back exactly */
         const fg_loss_scaler *sc = &r->scaler;
@@ -592,62 +596,112 @@ out:
 
 /* Checkpoints hold the moments in fp32 whatever their storage: with bf16 moments
  * *scratch is their widened copy (exact; fg_free it after use), NULL otherwise. Under
- * ZeRO-1, m and v are whole buffers the caller gathered or will reshard (zm, zv; NULL
- * otherwise): a checkpoint always holds the whole state, so it loads at any dp size. */
-static fg_status ckpt_tensors(run *r, fg_ckpt_tensor t[3], float **scratch, float *zm, float *zv)
+ * ZeRO-1 the moments are in each rank's shard file (dp.c), so the main file holds the
+ * params only. Returns the tensor count (0 on failure, the status in *st). */
+static int ckpt_tensors(run *r, fg_ckpt_tensor t[3], float **scratch, fg_status *st)
 {
     size_t bytes = fg_model_num_params(r->m) * sizeof(float);
-    float *m = zm, *v = zv;
-    fg_status st = FG_OK;
     *scratch = NULL;
-    if (!zm)
-        st = fg_optim_moments_f32(&r->opt, &m, &v, scratch);
+    *st = FG_OK;
     t[0] = (fg_ckpt_tensor){"params", fg_model_params(r->m), bytes};
+    if (r->dp && dp_zero(r->dp))
+        return 1;
+    float *m = NULL, *v = NULL;
+    *st = fg_optim_moments_f32(&r->opt, &m, &v, scratch);
     t[1] = (fg_ckpt_tensor){"adam.m", m, bytes};
     t[2] = (fg_ckpt_tensor){"adam.v", v, bytes};
+    return *st == FG_OK ? 3 : 0;
+}
+
+/* One checkpoint file into the model and the moments this rank keeps, sm/sv = the span
+ * [off, off + len) of the whole m, v: params and meta from the file; m, v from it too
+ * (written whole) or from the ZeRO-1 shard files of its step (meta "zero_shards": P). */
+static fg_status load_one(run *r, const char *path, long *step, char **meta, float *sm, float *sv, size_t off,
+                          size_t len)
+{
+    size_t n = fg_model_num_params(r->m), bytes = n * sizeof(float);
+    fg_ckpt_tensor t[3] = {{"params", fg_model_params(r->m), bytes}, {"adam.m", sm, bytes}, {"adam.v", sv, bytes}};
+    fg_status st = fg_ckpt_load_file(path, step, meta, t, 1);
+    if (st != FG_OK)
+        return st;
+    json_t *o = json_loads(*meta, 0, NULL), *z = o ? json_object_get(o, "zero_shards") : NULL;
+    long P = json_is_integer(z) ? (long)json_integer_value(z) : 0;
+    json_decref(o);
+    if (P > 0)
+        return dp_load_shards(r->c.ckpt_dir, *step, (int)P, n, off, len, sm, sv);
+    if (off == 0 && len == n)
+        return fg_ckpt_load_file(path, step, NULL, t + 1, 2);
+    /* written whole, a shard kept: through whole buffers */
+    float *zm = fg_malloc(bytes ? bytes : 1), *zv = fg_malloc(bytes ? bytes : 1);
+    st = zm && zv ? FG_OK : FG_ERR_NOMEM;
+    t[1].data = zm;
+    t[2].data = zv;
+    if (st == FG_OK)
+        st = fg_ckpt_load_file(path, step, NULL, t + 1, 2);
+    if (st == FG_OK) {
+        memcpy(sm, zm + off, len * sizeof(float));
+        memcpy(sv, zv + off, len * sizeof(float));
+    }
+    fg_free(zm);
+    fg_free(zv);
     return st;
 }
 
-/* --resume: the latest checkpoint into the model and optimiser; under ZeRO-1 each rank
- * loads the whole m, v and keeps its shard (resharding: any dp size reads any other's). */
+/* --resume: the newest checkpoint whose whole state loads (a ZeRO-1 main file whose shard
+ * files are incomplete, a rank killed mid-write, is passed over as one that fails
+ * verification is). Under ZeRO-1 each rank keeps its own span of m, v, read from whichever
+ * form the checkpoint has, so any dp size, sharded or not, reads any other's. */
 static fg_status load_resume(run *r)
 {
-    bool zero = r->dp && dp_zero(r->dp);
-    size_t n = fg_model_num_params(r->m);
-    float *zm = zero ? fg_malloc(n * sizeof(float)) : NULL, *zv = zero ? fg_malloc(n * sizeof(float)) : NULL;
-    if (zero && (!zm || !zv)) {
-        fg_free(zm);
-        fg_free(zv);
-        return FG_ERR_NOMEM;
-    }
-    fg_ckpt_tensor t[3];
-    float *scratch = NULL;
+    size_t n = fg_model_num_params(r->m), off = 0, len = n;
+    if (r->dp && dp_zero(r->dp))
+        dp_shard(r->dp, &off, &len);
+    float *sm, *sv, *sscr = NULL; /* fp32 views of the kept moments (storage, or a scratch to narrow from) */
+    fg_status st = fg_optim_moments_f32(&r->opt, &sm, &sv, &sscr);
+    char **paths = NULL;
+    int np = 0;
+    if (st == FG_OK)
+        st = fg_ckpt_list(r->c.ckpt_dir, &paths, &np);
+    if (st == FG_OK && np == 0)
+        st = fg_error(FG_ERR_IO, "%s: no checkpoint (ckpt-*.fgck) found", r->c.ckpt_dir);
     long step = 0;
     char *meta = NULL;
-    fg_status st = ckpt_tensors(r, t, &scratch, zm, zv);
-    if (st == FG_OK)
-        st = fg_ckpt_load_latest(r->c.ckpt_dir, &step, &meta, t, 3);
-    if (st == FG_OK && zero) {
-        /* the shard's fp32 views (the storage itself, or a scratch to narrow from) */
-        float *sm, *sv, *sscr = NULL;
-        size_t off = 0, len = 0;
-        dp_shard(r->dp, &off, &len);
-        st = fg_optim_moments_f32(&r->opt, &sm, &sv, &sscr);
+    fg_status first = FG_OK;
+    char first_msg[1024] = "";
+    for (int i = np - 1; i >= 0 && st == FG_OK; i--) {
+        fg_free(meta);
+        meta = NULL;
+        st = load_one(r, paths[i], &step, &meta, sm, sv, off, len);
         if (st == FG_OK) {
-            memcpy(sm, zm + off, len * sizeof(float));
-            memcpy(sv, zv + off, len * sizeof(float));
-            fg_optim_moments_commit(&r->opt, sm, sv);
+            if (i != np - 1 && r->rank0)
+                FG_WARN("resumed from %s, an older checkpoint, because newer ones are not usable", paths[i]);
+            break;
         }
-        fg_free(sscr);
-    } else if (st == FG_OK) {
-        fg_optim_moments_commit(&r->opt, t[1].data, t[2].data);
+        if (st == FG_ERR_NOMEM || st == FG_ERR_INVALID) /* not the file's fault */
+            break;
+        if (first == FG_OK) {
+            first = st;
+            snprintf(first_msg, sizeof first_msg, "%s", fg_last_error());
+        }
+        if (r->rank0)
+            FG_WARN("checkpoint %s is not usable: %s%s", paths[i], fg_last_error(),
+                    i ? "; trying the previous one" : "");
+        st = i ? FG_OK
+               : fg_error(first, "%s: no checkpoint loads; the newest failed with: %s", r->c.ckpt_dir, first_msg);
     }
+    fg_ckpt_list_free(paths, np);
+    if (st == FG_OK)
+        fg_optim_moments_commit(&r->opt, sm, sv);
+    fg_free(sscr);
     if (st == FG_OK)
         st = meta_restore(r, meta, r->c.ckpt_dir);
-    fg_free(scratch);
+    if (st == FG_OK && r->dp) { /* compression's residuals (docs/DIST.md) */
+        char note[256];
+        st = dp_load_resid(r->dp, r->c.ckpt_dir, step, note, sizeof note);
+        if (st == FG_OK && note[0] && r->rank0)
+            FG_WARN("%s", note);
+    }
     fg_free(meta);
-    fg_free(zm);
-    fg_free(zv);
     return st;
 }
 
@@ -894,7 +948,8 @@ static fg_status setup(run *r, FILE *out)
     dp_compress cz = {c->compress,
                       {c->compress_delta, c->compress_bf16},
                       c->compress_momentum,
-                      c->compress_clip && c->grad_clip > 0 && c->dp > 1 ? c->grad_clip / sqrtf((float)c->dp) : 0.0f};
+                      c->compress_clip && c->grad_clip > 0 && c->dp > 1 ? c->grad_clip / sqrtf((float)c->dp) : 0.0f,
+                      c->compress_warmup};
     if (r->comm && fg_comm_size(r->comm) > 1 && !(r->dp = dp_new(r->comm, r->m, c->zero, c->bucket_mb, &cz)))
         st = fg_last_status();
     else if (r->dp && c->zero)
@@ -1080,7 +1135,8 @@ static void print_cost(FILE *out, const run *r, const fg_train_result *res, doub
                 "compression     : top-k %g%% (%s indices, %s values): %.0f bytes per rank per step against %.0f "
                 "dense, %.1fx fewer\n",
                 100.0 * r->c.compress, r->c.compress_delta ? "delta" : "uint32", r->c.compress_bf16 ? "bf16" : "fp32",
-                steps > 0 ? ds->payload / (double)steps : 0.0, steps > 0 ? ds->dense / (double)steps : 0.0,
+                ds->payload_steps > 0 ? ds->payload / (double)ds->payload_steps : 0.0,
+                ds->payload_steps > 0 ? ds->dense / (double)ds->payload_steps : 0.0,
                 ds->payload > 0 ? ds->dense / ds->payload : 0.0);
     }
     /* Adam's m + v as stored, beside the other storage; master weights are fp32 always */
@@ -1113,9 +1169,13 @@ static fg_ckpt_opts ckpt_opts(const fg_train_config *c)
 
 static fg_status save_ckpt(run *r, double tokens)
 {
-    float *m = NULL, *v = NULL;
-    if (r->dp && dp_zero(r->dp)) {
-        fg_status st = dp_gather_state(r->dp, &r->opt, &m, &v); /* every rank takes part */
+    if (r->dp) {
+        fg_ckpt_opts o = ckpt_opts(&r->c);
+        fg_status st = FG_OK;
+        if (dp_zero(r->dp)) /* each rank its shard of m, v: no rank holds them whole */
+            st = dp_save_shards(r->dp, &r->opt, r->c.ckpt_dir, r->step, &o);
+        if (st == FG_OK) /* compression: each rank's residual (no-op without) */
+            st = dp_save_resid(r->dp, r->c.ckpt_dir, r->step, &o);
         if (st != FG_OK)
             return st;
     }
@@ -1134,9 +1194,10 @@ static fg_status save_ckpt(run *r, double tokens)
         return FG_ERR_NOMEM;
     fg_ckpt_tensor t[3];
     float *scratch;
-    fg_status st = ckpt_tensors(r, t, &scratch, m, v);
+    fg_status st = FG_OK;
+    int nt = ckpt_tensors(r, t, &scratch, &st);
     if (st == FG_OK)
-        st = fg_ckpt_writer_save(r->ckw, r->step, meta, t, 3);
+        st = fg_ckpt_writer_save(r->ckw, r->step, meta, t, nt);
     fg_free(scratch);
     fg_free(meta);
     r->ckpt_failed |= st != FG_OK;
@@ -1357,6 +1418,9 @@ static fg_status run_impl(const fg_train_config *cfg, fg_comm *comm, fg_comm *ep
         dp_set_gns(r->dp, 1);
     while (r->step < c->max_steps) {
         double t0 = fg_time_sec();
+        if (c->hang_rank >= 0 && r->comm && fg_comm_rank(r->comm) == c->hang_rank && r->step + 1 == c->hang_step)
+            for (;;) /* test hook: alive and silent, as a rank stuck in a driver or a deadlock */
+                sleep(1);
         A = r->ad.accum;  /* adaptive batch: this step's micro-batches */
         if (r->train.aug) /* augmentation: the schedule's progress, the step's row log */
             fg_loader_aug_begin(&r->train, (float)r->step / (float)c->max_steps);
@@ -1371,7 +1435,9 @@ static fg_status run_impl(const fg_train_config *cfg, fg_comm *comm, fg_comm *ep
         const float scale = c->loss_scale ? r->scaler.scale : 1.0f;
         const bool zero = r->dp && dp_zero(r->dp);
         double small_sq = NAN; /* gns: |grad|^2 of the first micro-batch (as scaled) */
-        if (r->pp)             /* the stages, then the sum over stages and replicas (dp's grads too) */
+        if (r->dp)
+            dp_set_step(r->dp, r->step); /* the compression's density warm-up */
+        if (r->pp)                       /* the stages, then the sum over stages and replicas (dp's grads too) */
             st = pp_grads(r->pp, r->m, r->inp, r->tgt, B, T, A / (c->dp * c->ep), A, scale, &loss);
         else if (r->dp)
             st = dp_grads(r->dp, r->m, r->inp, r->tgt, B, T, A, scale, &loss);
@@ -1479,8 +1545,8 @@ static fg_status run_impl(const fg_train_config *cfg, fg_comm *comm, fg_comm *ep
                            "\"comm_overlap_s\": %.6f",
                            ds->bytes_step, ds->step_span_s, ds->step_exposed_s, ds->step_overlap_s);
             if (dp_compressed(r->dp))
-                metrics_printf(r, ", \"comm_payload_bytes\": %.0f, \"comm_dense_bytes\": %.0f", ds->payload_step,
-                               ds->dense_step);
+                metrics_printf(r, ", \"comm_payload_bytes\": %.0f, \"comm_dense_bytes\": %.0f, \"comm_density\": %.6g",
+                               ds->payload_step, ds->dense_step, ds->density_step);
         }
         if (r->pp && c->pp > 1) { /* this step's pipeline (docs/DIST.md "Pipeline parallelism") */
             const pp_stats *ps = pp_get_stats(r->pp);
