@@ -33,7 +33,7 @@ nice=${NICE:-10}
 command -v mpirun > /dev/null || { echo "bench_dist_compress.sh: mpirun missing (scripts/deps.sh)" >&2; exit 2; }
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_WAIT_POLICY=passive OMP_NUM_THREADS=$threads
 mkdir -p "$out"
-echo "== machine: $(nproc) cores, $(date -u +%FT%TZ); dp=$np, $steps steps, warm-up $warmup, tokenizer $tok, $model"
+echo "== machine: $(nproc --all) cores, load $(cut -d" " -f1-3 /proc/loadavg), $(date -u +%FT%TZ); dp=$np, $steps steps, warm-up $warmup, tokenizer $tok, $model"
 "$build/frugal" train --data "$data" --tokenizer "$tok" --out "$out/prep" --max-steps 1 --n-layer 1 --n-head 1 \
   --d-model 8 --overwrite 1 > /dev/null
 shards="--train-shards $out/prep/data/train.bin --val-shards $out/prep/data/val.bin"
