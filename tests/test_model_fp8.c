@@ -85,7 +85,11 @@ static void compare(const char *name, fg_layout layout, int moe, fg_fp8_recipe r
     size_t P = fg_model_num_params(ms[0]);
     const float *g32 = fg_model_grads(ms[0]), *g16 = fg_model_grads(ms[1]), *g8 = fg_model_grads(ms[2]);
     int hybrid = recipe == FG_FP8_RECIPE_HYBRID;
-    double lim_all = hybrid ? 0.99 : 0.995, lim_one = hybrid ? 0.97 : 0.98;
+    /* MoE under e4m3: 0.99 as hybrid. Its experts and router start at the fan-in std
+     * (docs/MOE.md "Initialisation"), so their fp8 GEMMs carry an O(1) share of the FFN
+     * output from the first step (at GPT-2's 0.02 they carried ~0.15 of it and the
+     * cosine was 0.9989); measured 0.9939 (llama) and 0.9968 (gpt2), bf16 0.99999. */
+    double lim_all = hybrid || moe ? 0.99 : 0.995, lim_one = hybrid ? 0.97 : 0.98;
     FG_CHECK(fabsf(ls[2] - ls[0]) <= 0.0625f * fabsf(ls[0]), "%s: loss fp8 %.6f vs fp32 %.6f (2^-4 relative)", name,
              (double)ls[2], (double)ls[0]);
     FG_CHECK(ls[2] != ls[1] && memcmp(g8, g16, P * sizeof(float)) != 0, "%s: fp8 differs from bf16 (path ran)", name);

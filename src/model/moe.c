@@ -383,6 +383,10 @@ static void route_token(float *aff, float *prob, int32_t *topk, float *gate, con
         }
         topk[k] = best;
     }
+    if (K == 1) { /* unnormalised: a / a would be a constant gate (see moe_gate_norm) */
+        gate[0] = scale * aff[topk[0]];
+        return;
+    }
     float sum = 0;
     for (int k = 0; k < K; k++)
         sum += aff[topk[k]];
@@ -689,11 +693,15 @@ static void router_token_backward(float *d_s, const float *a, const int32_t *top
                                   double sw)
 {
     memset(d_s, 0, (size_t)E * sizeof *d_s);
-    double A = 0, dot = 0;
-    for (int k = 0; k < K; k++)
-        A += a[topk[k]], dot += (double)dg[k] * a[topk[k]];
-    for (int k = 0; k < K; k++)
-        d_s[topk[k]] = (float)(route_scale / A * (dg[k] - dot / A));
+    if (K == 1) { /* g = r a (not normalised): dL/da = r dg */
+        d_s[topk[0]] = route_scale * dg[0];
+    } else {
+        double A = 0, dot = 0;
+        for (int k = 0; k < K; k++)
+            A += a[topk[k]], dot += (double)dg[k] * a[topk[k]];
+        for (int k = 0; k < K; k++)
+            d_s[topk[k]] = (float)(route_scale / A * (dg[k] - dot / A));
+    }
     if (f) {
         double As = 0, fa = 0;
         for (int e = 0; e < E; e++)
