@@ -311,7 +311,8 @@ void fg_moe_scratch_free(fg_moe_scratch *S)
 
 /* One token: a = sigmoid(s) in place over aff[E] (s = router logits on entry), the
  * softmax of s into prob (SWITCH only), top-K of a + bias into topk[K] by descending
- * score (ties: lower index first), gates = scale * a_k / sum_j a_j over the K chosen. */
+ * score (ties: lower index first), gates = scale * a_k / sum_j a_j over the K chosen
+ * (K = 1: scale * a, unnormalised). */
 /* Node-limited routing: marks allowed[e] for the experts of the M groups (of E/G
  * consecutive experts) with the highest group scores, a group's score being the sum of
  * its two best a + bias (DeepSeek-V3's inference code; one when groups have one expert);
@@ -383,7 +384,7 @@ static void route_token(float *aff, float *prob, int32_t *topk, float *gate, con
         }
         topk[k] = best;
     }
-    if (K == 1) { /* unnormalised: a / a would be a constant gate (see moe_gate_norm) */
+    if (K == 1) { /* unnormalised: a / a would be a constant gate, the router untrained (docs/MOE.md) */
         gate[0] = scale * aff[topk[0]];
         return;
     }
