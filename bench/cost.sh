@@ -8,21 +8,33 @@
 #
 # Usage: bench/cost.sh [--quick] [--frugal build/frugal] [--data FILE] [--out DIR]
 #                      [--threads N] [--seed S] [--python PY] [--no-torch] [--levers "moe bf16 ..."]
-#                      [--target LOSS | --slack 0.01]
+#                      [--recipe "moe bf16 ..."] [--fixed-batches "4 16 ..."] [--target LOSS | --slack 0.01]
 #   --quick   a 2-layer d=64 model, 200 steps on 1 MB of text: a few minutes on 2 cores
 #   --target  the validation loss every row must reach; default: the baseline's final
 #             validation loss x (1 + --slack), the slack (1%) so that a run drawing other
 #             random windows (PyTorch) can reach what the baseline reached
 #   --levers  which lever rows to run (default: every one that has landed; see below)
+#   --recipe  the levers the "recipe" row combines (default: every lever row run); more
+#             recipes separated by commas give rows recipe2, recipe3...: e.g.
+#             --recipe "moe bf16 async adaptive augment,moe bf16 async" (all, then the
+#             ones whose own rows beat the baseline at the quick size)
+#   --fixed-batches  extra rows "batchN" of the baseline at batch size N (same steps and
+#             schedule): the fixed batches the adaptive row is judged against (issue 17)
 # Data: --data, else ../shared/data/tinyshakespeare.txt, tokenised as bytes (so PyTorch
 # reads the same tokens without a tokenizer).
 #
 # Levers (each a row alone, then all together as "recipe"):
 #   moe       --n-expert 8 --n-expert-active 1 --n-shared-expert 1 --d-expert ~4C/3:
 #             experts are SwiGLU (3 matrices), so 2 active experts of 4C/3 cost about the
-#             dense GELU FFN's 8C^2 per token, with 4.5x its FFN parameters;
-#             --balance bias --balance-gamma 0.01 (the demo's: at the default 0.001 one
-#             expert took nearly every token of the quick run, load max/mean up to 8 of 8)
+#             dense GELU FFN's 8C^2 per token, with 4.5x its FFN parameters; 1 of 8 routed
+#             experts per token (12.5%, not the <5% of big models: at the quick size a step
+#             routes 512 tokens, 64 per expert; 16 or 32 experts of the same size reached
+#             the target later, each expert seeing too few tokens in 200 steps);
+#             --balance bias --balance-gamma 0.01 (the demo's: median per-step load
+#             max/mean 1.36 over the quick run's second half; 2.95 at the default 0.001).
+#             Before issue 17's fix of the experts' init this row collapsed (load 6-8 of 8)
+#             and never reached the target (docs/MOE.md "Initialisation"). COST_FLAGS_MOE
+#             replaces the flags.
 #   bf16      --precision bf16 (bf16 GEMMs and saved activations, fp32 master weights)
 #   async     --ckpt-async 1 (every row checkpoints every ckpt_every steps; the baseline
 #             and the other rows write synchronously)
@@ -31,7 +43,7 @@
 #   adaptive  --batch-rule loss_var --batch-accum-max 4 (the batch grows by accumulation)
 #   augment   --aug 1 (loss-driven augmentation of hard windows)
 #   Each is used when `frugal train --help` offers its option; the flags can be replaced
-#   with COST_FLAGS_SHARING, COST_FLAGS_MLA, COST_FLAGS_ADAPTIVE, COST_FLAGS_AUGMENT.
+#   with COST_FLAGS_MOE, COST_FLAGS_SHARING, COST_FLAGS_MLA, COST_FLAGS_ADAPTIVE, COST_FLAGS_AUGMENT.
 #   sharing and mla run at fp32 only, so the recipe leaves them out when bf16 is in it
 #   (bf16 is the one that saves compute; the script says so when it drops them).
 #
@@ -60,6 +72,8 @@ torch=1
 target=""
 slack=0.01
 levers=""
+recipe_levers=""
+fixed_batches=""
 while [ $# -gt 0 ]; do
   case $1 in
     --quick) quick=1 ;;
@@ -71,6 +85,8 @@ while [ $# -gt 0 ]; do
     --python) py=$2; shift ;;
     --no-torch) torch=0 ;;
     --levers) levers=$2; shift ;;
+    --recipe) recipe_levers=$2; shift ;;
+    --fixed-batches) fixed_batches=$2; shift ;;
     --target) target=$2; shift ;;
     --slack) slack=$2; shift ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d'; exit 0 ;;
@@ -83,7 +99,8 @@ done
 mkdir -p "$out"
 
 if [ $quick = 1 ]; then
-  L=2 C=64 NH=2 B=8 T=64 steps=200 warmup=20 val_every=20 val_batches=4 ckpt_every=50
+  # validations every 10 steps: a crossing step is then known to 5% of the run, not 10%
+  L=2 C=64 NH=2 B=8 T=64 steps=200 warmup=20 val_every=10 val_batches=4 ckpt_every=50
   head -c 1000000 "$data" > "$out/data.txt"
 else
   L=4 C=128 NH=4 B=16 T=128 steps=1000 warmup=30 val_every=50 val_batches=8 ckpt_every=100
@@ -101,7 +118,7 @@ has() { case $help in *"  $1 "*) return 0 ;; esac; return 1; } # no pipe: grep -
 declare -A flags
 order=()
 add() { flags[$1]=$2; order+=("$1"); }
-has --n-expert && add moe "--n-expert 8 --n-expert-active 1 --n-shared-expert 1 --d-expert $(((4 * C / 3 + 7) / 8 * 8)) --balance bias --balance-gamma 0.01"
+has --n-expert && add moe "${COST_FLAGS_MOE:---n-expert 8 --n-expert-active 1 --n-shared-expert 1 --d-expert $(((4 * C / 3 + 7) / 8 * 8)) --balance bias --balance-gamma 0.01}"
 has --precision && add bf16 "--precision bf16"
 has --ckpt-async && add async "--ckpt-async 1"
 has --ffn-share && add sharing "${COST_FLAGS_SHARING:---ffn-share seed --ffn-share-group 2 --ffn-share-rank 16 --ffn-share-learn-alpha true}"
@@ -112,14 +129,33 @@ if [ -n "$levers" ]; then
   for l in $levers; do [ -n "${flags[$l]+x}" ] || { echo "cost.sh: lever '$l' is not offered (have: ${order[*]})" >&2; exit 2; }; done
   read -r -a order <<< "$levers"
 fi
-recipe=""
 in_order() { local l; for l in "${order[@]}"; do [ "$l" = "$1" ] && return 0; done; return 1; }
-for l in "${order[@]}"; do
-  if in_order bf16 && { [ "$l" = sharing ] || [ "$l" = mla ]; }; then
-    echo "cost.sh: recipe without '$l' (fp32 only; the recipe runs bf16)" >&2
-    continue
-  fi
-  recipe="$recipe ${flags[$l]}"
+in_list() { local x=$1 l; shift; for l in "$@"; do [ "$l" = "$x" ] && return 0; done; return 1; }
+# each recipe: its row name and flags (sharing and mla dropped when it runs bf16)
+recipe_names=()
+declare -A recipe_flags
+recipe_list=()
+if [ -n "$recipe_levers" ]; then
+  IFS=',' read -r -a recipe_list <<< "$recipe_levers"
+elif [ ${#order[@]} -gt 1 ]; then # one lever alone is its own row already
+  recipe_list=("${order[*]}")
+fi
+for i in "${!recipe_list[@]}"; do
+  read -r -a rl <<< "${recipe_list[$i]}"
+  [ ${#rl[@]} -ge 1 ] || { echo "cost.sh: recipe $((i + 1)) of --recipe names no lever" >&2; exit 2; }
+  rn=recipe
+  [ "$i" -gt 0 ] && rn=recipe$((i + 1))
+  fl=""
+  for l in "${rl[@]}"; do
+    in_order "$l" || { echo "cost.sh: recipe lever '$l' is not a row (have: ${order[*]})" >&2; exit 2; }
+    if in_list bf16 "${rl[@]}" && { [ "$l" = sharing ] || [ "$l" = mla ]; }; then
+      echo "cost.sh: $rn without '$l' (fp32 only; the recipe runs bf16)" >&2
+      continue
+    fi
+    fl="$fl ${flags[$l]}"
+  done
+  recipe_names+=("$rn")
+  recipe_flags[$rn]=$fl
 done
 
 # ---- one row: train and time it; then read the crossing out of its metrics.jsonl ----
@@ -164,9 +200,13 @@ echo "cost: target validation loss $target ($how)"
 results=("baseline|dense fp32|$b_reached|$b_step|$b_cpu|$b_flops|$b_final")
 runs=("$out/baseline")
 names=("${order[@]}")
-[ ${#order[@]} -gt 1 ] && names+=(recipe)
+names+=("${recipe_names[@]}")
+for b in $fixed_batches; do
+  flags[batch$b]="--batch-size $b"
+  names+=("batch$b")
+done
 for n in "${names[@]}"; do
-  if [ "$n" = recipe ]; then fl=$recipe; else fl=${flags[$n]}; fi
+  if [ -n "${recipe_flags[$n]+x}" ]; then fl=${recipe_flags[$n]}; else fl=${flags[$n]}; fi
   echo "cost: $n ($fl)..."
   # shellcheck disable=SC2086
   train_row "$n" $fl

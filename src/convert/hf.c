@@ -283,7 +283,8 @@ static json_t *hf_config(const fg_model *m, int eot)
         json_t *x = json_pack("{s:i, s:i, s:i, s:i, s:o, s:i, s:i, s:b, s:s, s:i}", "n_routed_experts", mc->n_expert,
                               "num_experts_per_tok", mc->n_expert_active, "n_shared_experts", mc->n_shared_expert,
                               "first_k_dense_replace", mc->n_dense_layers, "routed_scaling_factor",
-                              json_float(mc->route_scale), "n_group", 1, "topk_group", 1, "norm_topk_prob", 1,
+                              json_float(mc->route_scale), "n_group", 1, "topk_group", 1, "norm_topk_prob",
+                              mc->n_expert_active > 1, /* K = 1: g = scale a (docs/MOE.md) */
                               "torch_dtype", "float32", "num_nextn_predict_layers", 0);
         if (j && x)
             json_object_update(j, x);
@@ -525,8 +526,15 @@ static fg_status read_glm_moe(const cfg_reader *r, fg_model_config *mc)
     if (partial != 1.0)
         return fg_error(FG_ERR_UNSUPPORTED, "%s: partial_rotary_factor %g: Frugal rotates the whole head (1.0)",
                         r->path, partial);
-    if (!norm)
+    /* Frugal normalises the chosen gates when K > 1; with K = 1 it does not (the
+     * normalised gate would be the constant scale: docs/MOE.md "Routing") */
+    if (!norm && K > 1)
         return fg_error(FG_ERR_UNSUPPORTED, "%s: norm_topk_prob false: Frugal normalises the chosen gates", r->path);
+    if (norm && K == 1)
+        return fg_error(FG_ERR_UNSUPPORTED,
+                        "%s: norm_topk_prob true with num_experts_per_tok 1: Frugal's one-expert gate is "
+                        "routed_scaling_factor x the affinity, not normalised",
+                        r->path);
     if (topk_groups < groups)
         return fg_error(FG_ERR_UNSUPPORTED, "%s: group-limited routing (topk_group %d < n_group %d) is not Frugal's",
                         r->path, topk_groups, groups);

@@ -538,6 +538,7 @@ void fg_model_init_weights(fg_model *m, uint64_t seed)
                 p[j] = (is_resid ? resid_std : 0.02f) * fg_rng_normal(&rng);
         }
     }
+    model_moe_init_weights(m);
     model_share_init_weights(m);
     model_qat_init_weights(m);
 }

@@ -313,6 +313,8 @@ void model_moe_free(fg_model *m);
 void model_moe_ffn_forward(const fg_model *m, int l, float *out, const float *inp, int N);
 void model_moe_ffn_backward(fg_model *m, int l, float *dinp, const float *dout, const float *inp, int N);
 float model_moe_aux_loss(const fg_model *m); /* sum over MoE layers of the last forward */
+void model_moe_init_weights(fg_model *m);    /* after the generic init: expert inputs, router at GPT-2 small's scale */
+float moe_expert_init_std(int d_model);      /* that std: 0.02 sqrt(768 / d_model), >= 0.02 */
 /* expert parallelism (moe_ep.c) */
 void model_moe_ep_free(fg_model *m);
 struct fg_moe_ep_layer *model_moe_ep_layer(const fg_model *m, int l);    /* NULL: run locally */

@@ -311,7 +311,8 @@ void fg_moe_scratch_free(fg_moe_scratch *S)
 
 /* One token: a = sigmoid(s) in place over aff[E] (s = router logits on entry), the
  * softmax of s into prob (SWITCH only), top-K of a + bias into topk[K] by descending
- * score (ties: lower index first), gates = scale * a_k / sum_j a_j over the K chosen. */
+ * score (ties: lower index first), gates = scale * a_k / sum_j a_j over the K chosen
+ * (K = 1: scale * a, unnormalised). */
 /* Node-limited routing: marks allowed[e] for the experts of the M groups (of E/G
  * consecutive experts) with the highest group scores, a group's score being the sum of
  * its two best a + bias (DeepSeek-V3's inference code; one when groups have one expert);
@@ -382,6 +383,10 @@ static void route_token(float *aff, float *prob, int32_t *topk, float *gate, con
                 best = e, best_score = sc;
         }
         topk[k] = best;
+    }
+    if (K == 1) { /* unnormalised: a / a would be a constant gate, the router untrained (docs/MOE.md) */
+        gate[0] = scale * aff[topk[0]];
+        return;
     }
     float sum = 0;
     for (int k = 0; k < K; k++)
@@ -713,11 +718,15 @@ static void router_token_backward(float *d_s, const float *a, const int32_t *top
                                   double sw)
 {
     memset(d_s, 0, (size_t)E * sizeof *d_s);
-    double A = 0, dot = 0;
-    for (int k = 0; k < K; k++)
-        A += a[topk[k]], dot += (double)dg[k] * a[topk[k]];
-    for (int k = 0; k < K; k++)
-        d_s[topk[k]] = (float)(route_scale / A * (dg[k] - dot / A));
+    if (K == 1) { /* g = r a (not normalised): dL/da = r dg */
+        d_s[topk[0]] = route_scale * dg[0];
+    } else {
+        double A = 0, dot = 0;
+        for (int k = 0; k < K; k++)
+            A += a[topk[k]], dot += (double)dg[k] * a[topk[k]];
+        for (int k = 0; k < K; k++)
+            d_s[topk[k]] = (float)(route_scale / A * (dg[k] - dot / A));
+    }
     if (f) {
         double As = 0, fa = 0;
         for (int e = 0; e < E; e++)

@@ -289,3 +289,45 @@ void fg_model_moe_print_loads(const fg_model *m, FILE *f)
         fprintf(f, "\n");
     }
 }
+
+/* The generic init draws every matrix at GPT-2's std 0.02, chosen for GPT-2 small's
+ * width 768, where a matrix's pre-activations after the norm have std 0.02 sqrt(768) =
+ * 0.55. A SwiGLU expert's output is silu(W_g x) * (W_u x): quadratic in them. At C = 64,
+ * 0.02 gives 0.16: the experts start near zero and learn slowly in function space (Adam
+ * steps each weight ~lr whatever the gradient), so a small MoE stayed on the unigram
+ * plateau, where every token's hidden state is alike and any router sends them all to
+ * one expert (docs/MOE.md "Initialisation"). So below C = 768 the experts' input
+ * matrices and the router keep GPT-2 small's pre-activation scale: std 0.02 sqrt(768/C).
+ * The router's logits then spread ~0.55 across tokens (0.16 before), more than the bias
+ * moves in a step. The fan-in std 1/sqrt(C) (pre-activations 1) fixed the small MoE too
+ * but made the MoE demo (C = 128) end 0.085 higher. The normal draws are rescaled, so the
+ * RNG stream and every other tensor are unchanged; output matrices keep the residual std. */
+void model_moe_init_weights(fg_model *m)
+{
+    const fg_moe_config *mc = &m->cfg.moe;
+    float f = moe_expert_init_std(m->cfg.d_model) / 0.02f;
+    if (mc->n_expert <= 0 || f <= 1.0f)
+        return;
+    const fg_moe_role roles[3] = {FG_MOE_EXPERT_FC, FG_MOE_SHARED_FC, FG_MOE_ROUTER_W};
+    for (int l = 0; l < m->cfg.n_layer; l++) {
+        if (!model_is_moe_layer(m, l))
+            continue;
+        for (int i = 0; i < 3; i++) {
+            size_t off = m->layer[l].moe[roles[i]];
+            int nd, sh[4] = {0, 0, 0, 0};
+            fg_moe_role_shape(mc, roles[i], &nd, sh);
+            if (off == FG_NO_TENSOR || nd == 0) /* absent, or derived by share.c */
+                continue;
+            size_t numel = 1;
+            for (int d = 0; d < nd; d++)
+                numel *= (size_t)sh[d];
+            for (size_t j = 0; j < numel; j++)
+                m->params[off + j] *= f;
+        }
+    }
+}
+
+float moe_expert_init_std(int d_model)
+{
+    return d_model < 768 ? 0.02f * sqrtf(768.0f / (float)d_model) : 0.02f;
+}
