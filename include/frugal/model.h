@@ -63,7 +63,8 @@ typedef struct fg_moe_config {
     int n_shared_expert;      /* S always-on experts (one dense SwiGLU of S*H) */
     int d_expert;             /* H: hidden size of one expert (SwiGLU) */
     int n_dense_layers;       /* the first D layers of a model keep a dense FFN */
-    float route_scale;        /* gates = route_scale * a_i / sum over the K chosen of a_j */
+    float route_scale;        /* K > 1: gates = route_scale * a_i / sum of the K chosen a_j; K = 1: route_scale * a (a
+                                 normalised top-1 gate is constant and gives the router no gradient) */
     fg_balance balance;       /* BIAS, NONE, SEQAUX or SWITCH */
     float balance_gamma;      /* bias step per optimizer step (BIAS, sign rule) */
     float balance_gain;       /* bias step per unit of relative load error (BIAS; 0 = sign rule only) */
