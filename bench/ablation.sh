@@ -2,9 +2,12 @@
 # ablation.sh: the architecture levers of issue 15 side by side (its "Must show 2"): one
 # small gpt2-layout model, the same steps, batch and data for every row and seed, rows
 #   baseline | FFN sharing, seed form | FFN sharing, plain | MLA | MTP D=1 | all together
-# ("all" = seed sharing + MLA + MTP). Three modes, so that the losses (independent of the
-# machine's load: run them niced any time) and the timings (need a quiet machine) are
-# taken apart:
+# ("all" = seed sharing + MLA + MTP), and on request (ROWS) base_flops: the baseline
+# trained for the MTP row's training FLOPs (STEPS x its FLOPs per token / the baseline's;
+# needs both runs of the seed in OUT_DIR first, e.g. ROWS=base_flops APPEND=1 after a
+# full run), MTP's comparison at equal compute. Three modes, so that the losses
+# (independent of the machine's load: run them niced any time) and the timings (need a
+# quiet machine) are taken apart:
 #   MODE=loss  (default) STEPS steps per row and seed, held-out loss after the same tokens
 #              (`frugal sample --eval` on the last EVAL_BYTES of the text, never trained on;
 #              MTP's modules do not enter it), with stored parameters (and without the
@@ -25,7 +28,8 @@
 #   positions), MTP_LAMBDA (0.3), EVAL_BYTES (60000), EVAL_TOKENS (0 = all of them),
 #   ROWS (default "baseline share_seed share_plain mla mtp all"), EXTRA (flags added to
 #   every row, e.g. EXTRA="--n-expert 8 --n-expert-active 2 --d-expert 64" for MoE),
-#   DATA (../shared/data/tinyshakespeare.txt), TOKENIZER (../shared/data/gpt2, or byte).
+#   DATA (../shared/data/tinyshakespeare.txt), TOKENIZER (../shared/data/gpt2, or byte),
+#   APPEND (0; 1 = add to results-MODE.tsv in OUT_DIR instead of starting it afresh).
 set -euo pipefail
 build=${1:-build}
 out=${2:-runs/ablation}
@@ -74,7 +78,7 @@ mla=(--mla-kv-rank "$kvr" --mla-q-rank "$qr" --mla-rope-dim "$rd")
 mtp=(--mtp-depth 1 --mtp-lambda "$lam")
 row_flags() { # row -> flags on stdout, one per line
   case $1 in
-    baseline) ;;
+    baseline | base_flops) ;;
     share_seed) printf '%s\n' "${share_seed[@]}" ;;
     share_plain) printf '%s\n' "${share_plain[@]}" ;;
     mla) printf '%s\n' "${mla[@]}" ;;
@@ -88,18 +92,26 @@ echo "== ablation ($mode): gpt2 L=$L C=$C NH=$NH T=$T B=$B, tokenizer $(basename
   "($((steps * B * T)) tokens) per run, seeds: $seeds, $threads threads, share G=$G r=$R, MLA $kvr/$qr/$rd," \
   "MTP lambda $lam, $(date -u +%FT%TZ), load $(cut -d' ' -f1-3 /proc/loadavg)"
 res="$out/results-$mode.tsv"
-: > "$res"
+[ "${APPEND:-0}" = 1 ] || : > "$res"
 for row in $rows; do
   flags_txt=$(row_flags "$row")
   mapfile -t flags <<< "$flags_txt"
   [ -n "${flags[0]:-}" ] || flags=()
   for seed in $seeds; do
     run=$out/$mode-$row-s$seed
+    st=$steps
+    if [ "$row" = base_flops ]; then # the baseline given the MTP row's training FLOPs: more steps
+      fb=$(sed -n 's/^training FLOPs *: .*(\([0-9.e+]*\) per token.*/\1/p' "$out/$mode-baseline-s$seed.log" 2> /dev/null || true)
+      fm=$(sed -n 's/^training FLOPs *: .*(\([0-9.e+]*\) per token.*/\1/p' "$out/$mode-mtp-s$seed.log" 2> /dev/null || true)
+      [ -n "$fb" ] && [ -n "$fm" ] ||
+        { echo "ablation: base_flops needs the baseline and mtp runs of seed $seed in $out first" >&2; exit 2; }
+      st=$(awk -v s="$steps" -v a="$fm" -v b="$fb" 'BEGIN { printf "%d", s * a / b + 0.5 }')
+    fi
     rm -rf "$run"
-    echo "ablation: $row seed $seed: ${flags[*]:-(defaults)} ($(date -u +%TZ))"
+    echo "ablation: $row seed $seed: $st steps, ${flags[*]:-(defaults)} ($(date -u +%TZ))"
     "$bin" train --layout gpt2 --n-layer "$L" --d-model "$C" --n-head "$NH" --seq-len "$T" --batch-size "$B" \
       --data "$out/train.txt" --tokenizer "$tok" --val-frac 0.01 --val-every 0 --val-batches 1 \
-      --max-steps "$steps" --warmup-steps $((steps / 10)) --lr "$lr" --min-lr "$(awk -v l="$lr" 'BEGIN{print l/10}')" \
+      --max-steps "$st" --warmup-steps $((st / 10)) --lr "$lr" --min-lr "$(awk -v l="$lr" 'BEGIN{print l/10}')" \
       --seed "$seed" --threads "$threads" --log-every 100 --out "$run" "${extra[@]}" "${flags[@]}" > "$run.log" 2>&1 ||
       { echo "ablation: $row seed $seed failed: $(tail -3 "$run.log")" >&2; exit 1; }
     params=$(sed -n 's/^model: .*params \([0-9]*\) total.*/\1/p' "$run.log")
@@ -118,13 +130,13 @@ for row in $rows; do
 done
 
 # non-embedding parameters: minus wte [Vp, C] and wpe [T, C] (Vp = V rounded up to 64)
-read -r row0 seed0 _ < "$res"
+read -r row0 seed0 _ < "$res" || { echo "ablation: no results in $res" >&2; exit 1; }
 V=$(sed -n 's/^model: .* V=\([0-9]*\) .*/\1/p' "$out/$mode-$row0-s$seed0.log")
 emb=$(((V + 63) / 64 * 64 * C + T * C))
 echo
 case $mode in
-  loss) echo "== ablation table (held-out mean cross-entropy after $((steps * B * T)) training tokens; deltas vs baseline;" \
-    "spread = (max - min) / mean over the seeds) ==" ;;
+  loss) echo "== ablation table (held-out mean cross-entropy after $((steps * B * T)) training tokens; deltas vs" \
+    "baseline; base_flops: more steps, the MTP row's training FLOPs; spread = (max - min) / mean over the seeds) ==" ;;
   speed) echo "== ablation timings ($steps steps, seed ${seeds%% *}, $threads threads; take on a quiet machine) ==" ;;
   count) echo "== ablation counts (V=$V, embeddings $emb parameters) ==" ;;
 esac
