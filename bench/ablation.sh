@@ -29,7 +29,8 @@
 #   ROWS (default "baseline share_seed share_plain mla mtp all"), EXTRA (flags added to
 #   every row, e.g. EXTRA="--n-expert 8 --n-expert-active 2 --d-expert 64" for MoE),
 #   DATA (../shared/data/tinyshakespeare.txt), TOKENIZER (../shared/data/gpt2, or byte),
-#   APPEND (0; 1 = add to results-MODE.tsv in OUT_DIR instead of starting it afresh).
+#   APPEND (0; 1 = add to results-MODE.tsv in OUT_DIR instead of starting it afresh),
+#   TAG (appended to the row names, e.g. TAG=_r64 MLA_KV_RANK=64 ROWS=mla APPEND=1).
 set -euo pipefail
 build=${1:-build}
 out=${2:-runs/ablation}
@@ -98,7 +99,8 @@ for row in $rows; do
   mapfile -t flags <<< "$flags_txt"
   [ -n "${flags[0]:-}" ] || flags=()
   for seed in $seeds; do
-    run=$out/$mode-$row-s$seed
+    name=$row${TAG:-}
+    run=$out/$mode-$name-s$seed
     st=$steps
     if [ "$row" = base_flops ]; then # the baseline given the MTP row's training FLOPs: more steps
       fb=$(sed -n 's/^training FLOPs *: .*(\([0-9.e+]*\) per token.*/\1/p' "$out/$mode-baseline-s$seed.log" 2> /dev/null || true)
@@ -108,12 +110,12 @@ for row in $rows; do
       st=$(awk -v s="$steps" -v a="$fm" -v b="$fb" 'BEGIN { printf "%d", s * a / b + 0.5 }')
     fi
     rm -rf "$run"
-    echo "ablation: $row seed $seed: $st steps, ${flags[*]:-(defaults)} ($(date -u +%TZ))"
+    echo "ablation: $name seed $seed: $st steps, ${flags[*]:-(defaults)} ($(date -u +%TZ))"
     "$bin" train --layout gpt2 --n-layer "$L" --d-model "$C" --n-head "$NH" --seq-len "$T" --batch-size "$B" \
       --data "$out/train.txt" --tokenizer "$tok" --val-frac 0.01 --val-every 0 --val-batches 1 \
       --max-steps "$st" --warmup-steps $((st / 10)) --lr "$lr" --min-lr "$(awk -v l="$lr" 'BEGIN{print l/10}')" \
       --seed "$seed" --threads "$threads" --log-every 100 --out "$run" "${extra[@]}" "${flags[@]}" > "$run.log" 2>&1 ||
-      { echo "ablation: $row seed $seed failed: $(tail -3 "$run.log")" >&2; exit 1; }
+      { echo "ablation: $name seed $seed failed: $(tail -3 "$run.log")" >&2; exit 1; }
     params=$(sed -n 's/^model: .*params \([0-9]*\) total.*/\1/p' "$run.log")
     flops=$(sed -n 's/^training FLOPs *: .*(\([0-9.e+]*\) per token.*/\1/p' "$run.log")
     tps=$(sed -n 's/^throughput *: \([0-9.]*\) tokens\/s.*/\1/p' "$run.log")
@@ -122,10 +124,10 @@ for row in $rows; do
     if [ "$mode" = loss ]; then
       loss=$("$bin" sample --run "$run" --threads "$threads" --eval "$out/eval.txt" --eval-tokens "$eval_tokens" 2>/dev/null |
         sed -n 's/^eval: .* loss \([0-9.]*\), perplexity.*/\1/p')
-      [ -n "$loss" ] || { echo "ablation: $row seed $seed: no eval loss" >&2; exit 1; }
-      echo "ablation: $row seed $seed: held-out loss $loss"
+      [ -n "$loss" ] || { echo "ablation: $name seed $seed: no eval loss" >&2; exit 1; }
+      echo "ablation: $name seed $seed: held-out loss $loss"
     fi
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$row" "$seed" "$params" "$flops" "$tps" "$loss" "$kv" >> "$res"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$seed" "$params" "$flops" "$tps" "$loss" "$kv" >> "$res"
   done
 done
 
