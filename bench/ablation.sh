@@ -105,8 +105,10 @@ for row in $rows; do
     if [ "$row" = base_flops ]; then # the baseline given the MTP row's training FLOPs: more steps
       fb=$(sed -n 's/^training FLOPs *: .*(\([0-9.e+]*\) per token.*/\1/p' "$out/$mode-baseline-s$seed.log" 2> /dev/null || true)
       fm=$(sed -n 's/^training FLOPs *: .*(\([0-9.e+]*\) per token.*/\1/p' "$out/$mode-mtp-s$seed.log" 2> /dev/null || true)
-      [ -n "$fb" ] && [ -n "$fm" ] ||
-        { echo "ablation: base_flops needs the baseline and mtp runs of seed $seed in $out first" >&2; exit 2; }
+      if [ -z "$fb" ] || [ -z "$fm" ]; then
+        echo "ablation: base_flops needs the baseline and mtp runs of seed $seed in $out first" >&2
+        exit 2
+      fi
       st=$(awk -v s="$steps" -v a="$fm" -v b="$fb" 'BEGIN { printf "%d", s * a / b + 0.5 }')
     fi
     rm -rf "$run"
