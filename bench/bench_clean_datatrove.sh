@@ -6,15 +6,14 @@
 # cpu_seconds; datatrove the filter calls, spaCy's tokenizer warmed up first).
 # The documents: the text of ../shared/data/web (HTML extracted, WARC/WET/JSONL read) as
 # configs/clean_rules_extract.conf leaves it, one JSONL line each, numbered ("line").
-# usage: bench/bench_clean_datatrove.sh [BUILD_DIR]   (python with datatrove: $PYTHON,
-#        default /work/peers/venv/bin/python; tools/setup_peers.sh installs it)
+# usage: bench/bench_clean_datatrove.sh [BUILD_DIR]   (python with datatrove: bench/peers_python.sh;
+#        tools/setup_peers.sh installs it)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${1:-build}
 F=$BUILD/frugal
 SHARED=${FG_SHARED_DIR:-../shared}/data
-PY=${PYTHON:-/work/peers/venv/bin/python}
-[ -x "$PY" ] || PY=python3
+. bench/peers_python.sh
 [ -x "$F" ] || { echo "bench_clean_datatrove: $F not built"; exit 2; }
 [ -d "$SHARED/web" ] || { echo "bench_clean_datatrove: $SHARED/web not found"; exit 2; }
 "$PY" -c "import datatrove, spacy" 2>/dev/null || { echo "bench_clean_datatrove: no datatrove/spacy in $PY"; exit 2; }

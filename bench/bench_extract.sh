@@ -16,8 +16,8 @@
 #   trafilatura X / fast         trafilatura.extract(html) / extract(html, fast=True)
 # and the language identification accuracy (cld2, "lang" of the first row's output)
 # against the pages' <html lang> (tools/data_langid_eval.py).
-# usage: bench/bench_extract.sh [BUILD_DIR]   (python with trafilatura: $PYTHON, default
-#        /work/peers/venv/bin/python, else python3; without it only Frugal's rows)
+# usage: bench/bench_extract.sh [BUILD_DIR]   (python with trafilatura: bench/peers_python.sh;
+#        without it only Frugal's rows)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${1:-build}
@@ -26,8 +26,7 @@ SHARED=${FG_SHARED_DIR:-../shared}/data
 PAGES=$SHARED/web/trafilatura_eval
 [ -x "$F" ] || { echo "bench_extract: $F not built"; exit 2; }
 [ -d "$PAGES" ] || { echo "bench_extract: $PAGES not found"; exit 2; }
-PY=${PYTHON:-/work/peers/venv/bin/python}
-[ -x "$PY" ] || PY=python3
+. bench/peers_python.sh
 W=$(mktemp -d /tmp/bench_extract.XXXXXX)
 trap 'rm -rf "$W"' EXIT
 run() { # NAME ARGS...

@@ -65,8 +65,8 @@ data=$root/../shared/data/tinyshakespeare.txt
 out=runs/cost
 threads=$(nproc)
 seed=1337
-py=${PYTHON:-}  # else the peers venv of tools/setup_peers.sh, else python3
-[ -n "$py" ] || { [ -x "$root/.venv/bin/python" ] && py=$root/.venv/bin/python; } || py=python3
+. "$root/bench/peers_python.sh"
+py=$PY
 quick=0
 torch=1
 target=""

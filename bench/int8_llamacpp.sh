@@ -24,8 +24,8 @@ threads=${THREADS:-2}
 seq=${SEQ:-128}
 n=${N:-64}
 evt=${EVAL_TOKENS:-4096}
-py=${PYTHON:-$root/../../peers/venv/bin/python}
-[ -x "$py" ] || py=/work/peers/venv/bin/python
+. "$root/bench/peers_python.sh"
+py=$PY
 data=${DATA:-$root/../shared/data/tinyshakespeare.txt}
 [ -x "$bin" ] || { echo "int8_llamacpp: $bin is not built" >&2; exit 2; }
 [ -f "$data" ] || { echo "int8_llamacpp: no $data (../shared/data)" >&2; exit 2; }
