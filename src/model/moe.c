@@ -411,16 +411,13 @@ static int capacity(const fg_moe_config *mc, int n)
  * called inside a parallel region single-threaded on its thread. Under OpenBLAS's
  * own pthread pool (FG_BLAS_THREADING=blas) concurrent callers serialise, so there
  * one after another is used. cfg.parallel (config key moe_parallel) forces a choice. */
-int moe_parallel_over_experts(const fg_moe_config *mc)
+int moe_parallel_over_experts(const fg_moe_config *mc, const fg_moe_weights *w)
 {
+    if (w->lin_fwd) /* int8 QAT / inference hooks share one scratch: one expert at a time */
+        return 0;
     if (mc->parallel != FG_MOE_PAR_AUTO)
         return mc->parallel == FG_MOE_PAR_EXPERTS && mc->n_expert > 1;
     return mc->n_expert > 1 && fg_threads_get() > 1 && strcmp(fg_kernels_blas_threading(), "blas") != 0;
-}
-
-static bool parallel_over_experts(const fg_moe_layer *L, const fg_moe_weights *w)
-{
-    return moe_parallel_over_experts(&L->cfg) != 0 && !w->lin_fwd; /* the hooks share scratch */
 }
 
 /* out[N,OC] = inp[N,C] @ weight^T in fp32, or on bf16 operands when wbf is given (the
@@ -594,7 +591,7 @@ fg_status fg_moe_forward(fg_moe_layer *L, float *out, const float *x, const fg_m
         fg_status st = moe_ep_forward(L, w);
         if (st != FG_OK)
             return st;
-    } else if (parallel_over_experts(L, w)) {
+    } else if (moe_parallel_over_experts(&L->cfg, w)) {
 #pragma omp parallel for schedule(dynamic, 1)
         for (int e = 0; e < E; e++)
             expert_forward(L, w, e);
@@ -776,7 +773,7 @@ fg_status fg_moe_backward(fg_moe_layer *L, fg_moe_scratch *S, float *dx, const f
         fg_status st = moe_ep_backward(L, S, dw, w);
         if (st != FG_OK)
             return st;
-    } else if (parallel_over_experts(L, w)) {
+    } else if (moe_parallel_over_experts(&L->cfg, w)) {
 #pragma omp parallel for schedule(dynamic, 1)
         for (int e = 0; e < E; e++)
             expert_backward(L, S, dw, w, e);

@@ -290,7 +290,7 @@ fg_status moe_ep_forward(fg_moe_layer *L, const fg_moe_weights *w)
 
     const fg_moe_config *mc = &L->cfg;
     int no = el->n_owned;
-#pragma omp parallel for schedule(dynamic, 1) if (no > 1 && moe_parallel_over_experts(mc) && !w->lin_fwd)
+#pragma omp parallel for schedule(dynamic, 1) if (no > 1 && moe_parallel_over_experts(mc, w))
     for (int i = 0; i < no; i++) {
         int e = el->owned[i], r0 = el->eoff[e], ne = el->eoff[e + 1] - r0;
         if (ne > 0)
@@ -322,7 +322,7 @@ fg_status moe_ep_backward(fg_moe_layer *L, fg_moe_scratch *S, const fg_moe_weigh
 
     const fg_moe_config *mc = &L->cfg;
     int no = el->n_owned;
-#pragma omp parallel for schedule(dynamic, 1) if (no > 1 && moe_parallel_over_experts(mc) && !w->lin_fwd)
+#pragma omp parallel for schedule(dynamic, 1) if (no > 1 && moe_parallel_over_experts(mc, w))
     for (int i = 0; i < no; i++) {
         int e = el->owned[i], r0 = el->eoff[e], ne = el->eoff[e + 1] - r0;
         size_t r = (size_t)r0;

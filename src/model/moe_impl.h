@@ -12,8 +12,8 @@ void moe_expert_rows_forward(const fg_moe_config *mc, const fg_moe_weights *w, i
 void moe_expert_rows_backward(const fg_moe_config *mc, const fg_moe_weights *dw, const fg_moe_weights *w, int e,
                               const float *d_eo, float *d_act, float *d_h, float *d_xg, const float *xg, const float *h,
                               const float *act, int ne);
-/* Experts side by side on the threads (moe.c's choice, see there). */
-int moe_parallel_over_experts(const fg_moe_config *mc);
+/* Experts side by side on the threads (moe.c's choice, see there; never with w's int8 hooks). */
+int moe_parallel_over_experts(const fg_moe_config *mc, const fg_moe_weights *w);
 
 /* moe_ep.c: the expert section of fg_moe_forward / fg_moe_backward when L->ep is set:
  * L's kept rows (L->xg at L->offs) go to the experts' owners, L->eo comes back; in
