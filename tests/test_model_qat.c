@@ -116,6 +116,26 @@ static void test_twin(const char *name)
  * gradients compared with the rest; a wrong step gradient or a step not applied fails
  * here). No finite differences for them: LSQ's step gradient, (round(v) - v) inside the
  * range, is by design not the derivative of the quantized loss (round(v) there). */
+/* Six decode steps of the int8 model m against the QAT model q (the same tokens, from
+ * tok_mul * pos + tok_add mod V): *worst = the largest relative logit error of m against
+ * q; *moved = that of other (a model quantized differently) against q, the size of the
+ * effect each test must be far above. */
+static void decode_compare(fg_model *m, fg_model *q, fg_model *other, int tok_mul, int tok_add, int V, double *worst,
+                           double *moved)
+{
+    int Vp = fg_model_get_config(m)->padded_vocab;
+    *worst = 0, *moved = 0;
+    for (int pos = 0; pos < 6; pos++) {
+        const float *a, *b, *c;
+        int32_t tok = (int32_t)((pos * tok_mul + tok_add) % V);
+        FG_CHECK(fg_model_decode_step(m, tok, pos, &a) == FG_OK, "int8 decode: %s", fg_last_error());
+        fg_model_decode_step(q, tok, pos, &b);
+        fg_model_decode_step(other, tok, pos, &c);
+        *worst = fmax(*worst, fg_test_max_rel_err(a, b, (size_t)Vp));
+        *moved = fmax(*moved, fg_test_max_rel_err(c, b, (size_t)Vp));
+    }
+}
+
 static void test_lsq(void)
 {
     test_twin_q("qat_lsq_llama_token", 1);
@@ -130,17 +150,8 @@ static void test_lsq(void)
     snprintf(path, sizeof path, "%s/qat_lsq.int8", fg_test_tmpdir());
     FG_CHECK(fg_model_int8_save(m, "all", path) == FG_OK, "LSQ save: %s", fg_last_error());
     FG_CHECK(fg_model_int8_load(m, path) == FG_OK, "LSQ load: %s", fg_last_error());
-    int Vp = fg_model_get_config(m)->padded_vocab;
-    double worst = 0, moved = 0;
-    for (int pos = 0; pos < 6; pos++) {
-        const float *a, *b, *c;
-        int32_t tok = (int32_t)((pos * 5 + 1) % 23);
-        fg_model_decode_step(m, tok, pos, &a);
-        fg_model_decode_step(q, tok, pos, &b);
-        fg_model_decode_step(ste, tok, pos, &c);
-        worst = fmax(worst, fg_test_max_rel_err(a, b, (size_t)Vp));
-        moved = fmax(moved, fg_test_max_rel_err(c, b, (size_t)Vp));
-    }
+    double worst, moved;
+    decode_compare(m, q, ste, 5, 1, 23, &worst, &moved);
     FG_CHECK(worst < 1e-4 && moved > 100 * worst, "LSQ int8 vs LSQ QAT logits %.3g (LSQ vs STE steps %.3g)", worst,
              moved);
     if (getenv("FG_TEST_VERBOSE"))
@@ -402,16 +413,8 @@ static void test_int8(void)
     FG_CHECK(fg_model_int8_save(m, "all", path) == FG_OK, "save: %s", fg_last_error());
     FG_CHECK(fg_model_int8_load(m, path) == FG_OK, "load: %s", fg_last_error());
     int V = 23, Vp = fg_model_get_config(m)->padded_vocab;
-    double worst = 0, moved = 0;
-    for (int pos = 0; pos < 6; pos++) {
-        const float *a, *b, *c;
-        int32_t tok = (int32_t)((pos * 7 + 3) % V);
-        FG_CHECK(fg_model_decode_step(m, tok, pos, &a) == FG_OK, "int8 decode: %s", fg_last_error());
-        fg_model_decode_step(q, tok, pos, &b);
-        fg_model_decode_step(plain, tok, pos, &c);
-        worst = fmax(worst, fg_test_max_rel_err(a, b, (size_t)Vp));
-        moved = fmax(moved, fg_test_max_rel_err(c, b, (size_t)Vp));
-    }
+    double worst, moved;
+    decode_compare(m, q, plain, 7, 3, V, &worst, &moved);
     /* measured ~1e-6 (FG_TEST_VERBOSE=1); quantization itself moves the logits ~1e-2 */
     FG_CHECK(worst < 1e-4 && moved > 100 * worst, "int8 vs QAT logits err %.3g (quantization moves them %.3g)", worst,
              moved);
@@ -494,17 +497,8 @@ static void test_moe_int8(void)
     /* layer 0 dense: 4; layers 1, 2: qkv, attproj, experts fc and proj, shared fc and proj */
     FG_CHECK(nt == 4 + 2 * (2 + 4) && has_expert == 1, "MoE int8 file: %u tensors, experts.fc %d", nt, has_expert);
     fg_free(b);
-    int Vp = fg_model_get_config(m)->padded_vocab;
-    double worst = 0, moved = 0;
-    for (int pos = 0; pos < 6; pos++) {
-        const float *a, *c, *d;
-        int32_t tok = (int32_t)((pos * 11 + 2) % 70);
-        FG_CHECK(fg_model_decode_step(m, tok, pos, &a) == FG_OK, "MoE int8 decode: %s", fg_last_error());
-        fg_model_decode_step(q, tok, pos, &c);
-        fg_model_decode_step(qd, tok, pos, &d);
-        worst = fmax(worst, fg_test_max_rel_err(a, c, (size_t)Vp));
-        moved = fmax(moved, fg_test_max_rel_err(d, c, (size_t)Vp));
-    }
+    double worst, moved;
+    decode_compare(m, q, qd, 11, 2, 70, &worst, &moved);
     /* the experts' quantization moves these logits far more than int8 vs fake quant */
     FG_CHECK(worst < 1e-4 && moved > 100 * worst, "MoE int8 vs QAT logits err %.3g (experts' quantization %.3g)", worst,
              moved);
