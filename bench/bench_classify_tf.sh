@@ -22,22 +22,10 @@ W=$(mktemp -d /tmp/bench_classify_tf.XXXXXX)
 trap 'rm -rf "$W"' EXIT
 REPS=${REPS:-3}
 TF_ARGS=${TF_ARGS:-}
-field() { python3 -c "import json,sys; print(json.load(open('$1'))['$2'])"; }
-
-# median CPU seconds over REPS runs of `frugal clean ARGS`; leaves the last report in $W/rep.json
-cpu_median() {
-  local xs=()
-  for _ in $(seq "$REPS"); do
-    "$F" clean "$@" --report "$W/rep.json" -q --no-progress
-    xs+=("$(field "$W/rep.json" cpu_seconds)")
-  done
-  printf '%s\n' "${xs[@]}" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'
-}
+. bench/clean_util.sh
 
 echo "== inputs"
-"$F" clean "$SHARED/web" --rules configs/clean_rules_extract.conf --no-dedup -o "$W/webtext1.jsonl" -q --no-progress
-for _ in 1 2 3 4; do cat "$W/webtext1.jsonl"; done > "$W/webtext.jsonl"
-python3 tools/data_make_labeled.py "$(dirname "$SHARED/x")" "$W/lab" --window 1
+make_web_inputs
 "$F" clean train-classifier --input "$W/lab.train.jsonl" -o "$W/lin.cls" --test-frac 0 | grep -E "trained"
 # shellcheck disable=SC2086 # TF_ARGS is a list of options
 "$F" clean train-classifier --kind transformer --input "$W/lab.train.jsonl" -o "$W/tf.cls" --test-frac 0 $TF_ARGS \

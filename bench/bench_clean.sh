@@ -34,22 +34,10 @@ if [ -n "$peer_missing" ]; then
   echo "bench_clean: part 2 (datatrove) will be skipped: missing Python modules: $peer_missing"
   echo "bench_clean:   install the pinned peers with tools/setup_peers.sh, then PATH=\"$PWD/.venv/bin:\$PATH\" $0 $BUILD"
 fi
-field() { python3 -c "import json,sys; print(json.load(open('$1'))['$2'])"; }
-
-# median CPU seconds over REPS runs of `frugal clean ARGS`; leaves the last report in $W/rep.json
-cpu_median() {
-  local xs=()
-  for _ in $(seq "$REPS"); do
-    "$F" clean "$@" --report "$W/rep.json" -q --no-progress
-    xs+=("$(field "$W/rep.json" cpu_seconds)")
-  done
-  printf '%s\n' "${xs[@]}" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'
-}
+. bench/clean_util.sh
 
 echo "== inputs"
-"$F" clean "$SHARED/web" --rules configs/clean_rules_extract.conf --no-dedup -o "$W/webtext1.jsonl" -q --no-progress
-for i in 1 2 3 4; do cat "$W/webtext1.jsonl"; done > "$W/webtext.jsonl"
-python3 tools/data_make_labeled.py "$(dirname "$SHARED/x")" "$W/lab" --window 1
+make_web_inputs
 "$F" clean train-classifier --input "$W/lab.train.jsonl" -o "$W/lab.cls" --test-frac 0 | grep -E "examples|trained"
 echo "web samples: $(du -sh "$SHARED/web" | cut -f1) on disk; text corpus (HTML stripped, x4): $(du -h "$W/webtext.jsonl" | cut -f1)"
 
