@@ -112,8 +112,9 @@ static inline void dist_check_losses(const char *what, const char *ref_dir, cons
     FG_CHECK(worst <= 1e-5, "%s: loss relative error %.3g at step %d (want <= 1e-5)", what, worst, worst_step);
 }
 
-/* Final params against the reference: max |a - b| <= 1e-6 max(1, |b|). */
-static inline void dist_check_params(const char *what, const char *ref_dir, const char *dir)
+/* Final params against the reference: max |a - b| <= tol max(1, |b|); tol 0 asks for
+ * every parameter equal bit for bit. */
+static inline void dist_check_params_within(const char *what, const char *ref_dir, const char *dir, double tol)
 {
     char pa[1200], pb[1200];
     char **la = NULL, **lb = NULL;
@@ -131,18 +132,28 @@ static inline void dist_check_params(const char *what, const char *ref_dir, cons
         if (ok) {
             const float *x = da, *y = db;
             double worst = 0;
+            size_t diff = 0;
             for (size_t i = 0; i < sa / 4; i++) {
                 double e = fabs((double)x[i] - y[i]) / fmax(1.0, fabs((double)x[i]));
                 if (e > worst)
                     worst = e;
+                diff += memcmp(x + i, y + i, 4) != 0;
             }
-            FG_CHECK(worst <= 1e-6, "%s: params differ by %.3g (want <= 1e-6)", what, worst);
+            if (tol == 0)
+                FG_CHECK(diff == 0, "%s: %zu of %zu params differ (want bit-exact)", what, diff, sa / 4);
+            else
+                FG_CHECK(worst <= tol, "%s: params differ by %.3g (want <= %.3g)", what, worst, tol);
         }
         fg_free(da);
         fg_free(db);
     }
     fg_ckpt_list_free(la, na);
     fg_ckpt_list_free(lb, nb);
+}
+
+static inline void dist_check_params(const char *what, const char *ref_dir, const char *dir)
+{
+    dist_check_params_within(what, ref_dir, dir, 1e-6);
 }
 
 #endif
