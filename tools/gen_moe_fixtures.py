@@ -235,8 +235,9 @@ def bias_update(bias, hist, steps, load, W, gamma):
     return steps
 
 
-def make_model(name, c):
-    import gen_model_fixtures as gm
+def init_batch_and_weights(c):
+    """The fixture's batch and weights, drawn in this order from one generator seeded by
+    c["seed"] (the generator continues, for the draws a caller makes next)."""
     g = torch.Generator().manual_seed(c["seed"])
     B, T, V = c["B"], c["T"], c["V"]
     idx = torch.randint(0, V, (B, T), generator=g)
@@ -254,6 +255,13 @@ def make_model(name, c):
         else:
             std = 0.4 if "router" in nm else (0.15 if "moe" in nm else 0.1)
             w[nm] = (std * torch.randn(shape, generator=g)).numpy().astype(np.float32)
+    return g, idx, tgt, table, w
+
+
+def make_model(name, c):
+    import gen_model_fixtures as gm
+    g, idx, tgt, table, w = init_batch_and_weights(c)
+    B, T, V = c["B"], c["T"], c["V"]
     L, D, E, W = c["L"], c["D"], c["E"], c["W"]
     for l in range(D, L):  # a nonzero starting bias, so selection != affinity order
         w["h.%d.moe.router.bias" % l] = (0.1 * torch.randn(E, generator=g)).numpy().astype(np.float32)

@@ -355,23 +355,8 @@ def make_qat_moe(name):
     import gen_moe_fixtures as gmoe
     c = dict(V=70, Vp=128, maxT=16, L=3, NH=4, C=24, F=48, eps=1e-5, theta=10000.0, B=2, T=12, D=1, E=8, K=2,
              S=1, H=12, W=3, route_scale=2.0, alpha=0.0, gamma=0.01, layout=gm.LLAMA, tie=0, balance="bias", seed=7)
-    g = torch.Generator().manual_seed(c["seed"])
+    g, idx, tgt, table, w = gmoe.init_batch_and_weights(c)
     B, T, V = c["B"], c["T"], c["V"]
-    idx = torch.randint(0, V, (B, T), generator=g)
-    tgt = torch.randint(0, V, (B, T), generator=g)
-    tgt[0, 3] = -1
-    table = gmoe.model_tensors(c)
-    w = {}
-    for nm, shape, kind in table:
-        if kind == "frozen":
-            w[nm] = np.zeros(shape, np.float32)
-        elif kind == "n":
-            w[nm] = (1.0 + 0.1 * torch.randn(shape, generator=g)).numpy().astype(np.float32)
-        elif kind == "b":
-            w[nm] = (0.05 * torch.randn(shape, generator=g)).numpy().astype(np.float32)
-        else:
-            std = 0.4 if "router" in nm else (0.15 if "moe" in nm else 0.1)
-            w[nm] = (std * torch.randn(shape, generator=g)).numpy().astype(np.float32)
     L, D, E = c["L"], c["D"], c["E"]
     for l in range(D, L):  # a nonzero starting bias, so selection != affinity order
         w["h.%d.moe.router.bias" % l] = (0.1 * torch.randn(E, generator=g)).numpy().astype(np.float32)
