@@ -3,6 +3,7 @@
  * forward and backward, AVX-512 with the vector exp of vmath_avx512.h. */
 #include <immintrin.h>
 
+#include "bf16_avx512.h"
 #include "vmath_avx512.h"
 #include "x86_impl.h"
 
@@ -29,19 +30,39 @@ void fg_gelu_forward_avx512(float *out, const float *inp, size_t n)
 
 /* d/dx [x s(2u)] = s + 2 x s (1 - s) u', u' = k (1 + 3 c x^2); matches the reference's
  * 0.5 (1 + tanh u) + 0.5 x sech^2(u) u' since 1 + tanh u = 2s, sech^2 u = 4 s (1 - s). */
+static inline __m512 gelu_grad(__m512 x)
+{
+    __m512 x2 = _mm512_mul_ps(x, x);
+    __m512 u = gelu_u(x, x2);
+    __m512 du =
+        _mm512_mul_ps(_mm512_set1_ps(GELU_K), _mm512_fmadd_ps(x2, _mm512_set1_ps(3.0f * GELU_C), _mm512_set1_ps(1.0f)));
+    __m512 s = fg_sigmoid512(_mm512_add_ps(u, u));
+    __m512 sq = _mm512_mul_ps(s, _mm512_sub_ps(_mm512_set1_ps(1.0f), s));
+    return _mm512_fmadd_ps(_mm512_mul_ps(_mm512_add_ps(x, x), sq), du, s);
+}
+
 void fg_gelu_backward_avx512(float *dinp, const float *dout, const float *inp, size_t n)
 {
     FG_FOR_CHUNKS512(n, CHUNK, 4, {
-        __m512 x = _mm512_maskz_loadu_ps(k, inp + i);
-        __m512 x2 = _mm512_mul_ps(x, x);
-        __m512 u = gelu_u(x, x2);
-        __m512 du = _mm512_mul_ps(_mm512_set1_ps(GELU_K),
-                                  _mm512_fmadd_ps(x2, _mm512_set1_ps(3.0f * GELU_C), _mm512_set1_ps(1.0f)));
-        __m512 s = fg_sigmoid512(_mm512_add_ps(u, u));
-        __m512 sq = _mm512_mul_ps(s, _mm512_sub_ps(_mm512_set1_ps(1.0f), s));
-        __m512 g = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_add_ps(x, x), sq), du, s);
+        __m512 g = gelu_grad(_mm512_maskz_loadu_ps(k, inp + i));
         __m512 d = _mm512_maskz_loadu_ps(k, dinp + i);
         _mm512_mask_storeu_ps(dinp + i, k, _mm512_fmadd_ps(g, _mm512_maskz_loadu_ps(k, dout + i), d));
+    });
+}
+
+/* gelu_backward on a zeroed dinp (the fma's addend +0), the input widened from bf16; the
+ * bf16 model's FC input gradient written once in fp32 (bias gradient) and in bf16 (the
+ * GEMMs' operand): no memset, no conversion pass. */
+void fg_gelu_backward_bf16_avx512(uint16_t *dinpb, float *dinp, const float *dout, const uint16_t *inp, size_t n)
+{
+    FG_FOR_CHUNKS512(n, CHUNK, 4, {
+        __m512 x =
+            _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(k, inp + i)), 16));
+        __m512 v = _mm512_fmadd_ps(gelu_grad(x), _mm512_maskz_loadu_ps(k, dout + i), _mm512_setzero_ps());
+        if (dinp)
+            _mm512_mask_storeu_ps(dinp + i, k, v);
+        if (dinpb)
+            _mm256_mask_storeu_epi16(dinpb + i, k, fg_rne16_512(_mm512_castps_si512(v)));
     });
 }
 
