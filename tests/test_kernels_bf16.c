@@ -440,7 +440,7 @@ static void test_xent_bf16(void)
  * two-pass route makes them with layernorm_forward's variant of the same name
  * (layernorm_forward with weight 1 and bias 0, cvt_f32_bf16, bf16_affine): a row of -0
  * (x-hat +0), a constant row, a row with an inf (NaN), large and tiny rows, C not a
- * multiple of 16, b NULL. */
+ * multiple of 16, b NULL, subnormal outputs. */
 static void test_layernorm_bf16(void)
 {
     const char *vs[8];
@@ -460,7 +460,8 @@ static void test_layernorm_bf16(void)
         w[c] = fg_rng_normal(&rng), b[c] = c % 5 ? fg_rng_normal(&rng) : -0.0f;
         ones[c] = 1.0f, zeros[c] = 0.0f;
     }
-    x[2 * C + 7] = INFINITY; /* row 2: NaN x-hat */
+    x[2 * C + 7] = INFINITY;                     /* row 2: NaN x-hat */
+    w[3] = 1e-39f, b[3] = 0.0f, w[40] = -3e-40f; /* subnormal outputs: rounded, not flushed */
     for (int v = 0; v < nv; v++) {
         use("layernorm_forward_bf16", vs[v]);
         use("layernorm_forward", vs[v]);
@@ -492,7 +493,7 @@ static void test_layernorm_bf16(void)
 /* gelu_backward_bf16 in every variant: fp32 and bf16 outputs bit for bit as gelu_backward's
  * variant of the same name into a zeroed array, then cvt_f32_bf16 (-0 products give +0),
  * each output alone too, n not a multiple of 16; inputs: every bf16 exponent range, inf,
- * NaN, -0. */
+ * NaN, -0; subnormal gradients (the bf16 unit's rounding flushes them: the rule's path). */
 static void test_gelu_bf16(void)
 {
     const char *vs[8];
@@ -504,7 +505,7 @@ static void test_gelu_bf16(void)
     for (size_t i = 0; i < NG; i++) {
         if (i % 11 == 0)
             xb[i] = (uint16_t)fg_rng_below(&rng, 65536); /* any bits: huge, tiny, inf, NaN */
-        dout[i] = i % 13 == 0 ? -0.0f : fg_rng_normal(&rng);
+        dout[i] = i % 13 == 0 ? -0.0f : i % 17 == 0 ? 1e-39f * fg_rng_normal(&rng) : fg_rng_normal(&rng);
     }
     xb[1] = 0x8000, xb[2] = 0x7f80, xb[3] = 0xff80, xb[4] = 0x7fc0;
     fg_cvt_bf16_f32_ref(xf, xb, NG);

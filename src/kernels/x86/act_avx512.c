@@ -53,17 +53,31 @@ void fg_gelu_backward_avx512(float *dinp, const float *dout, const float *inp, s
 /* gelu_backward on a zeroed dinp (the fma's addend +0), the input widened from bf16; the
  * bf16 model's FC input gradient written once in fp32 (bias gradient) and in bf16 (the
  * GEMMs' operand): no memset, no conversion pass. */
+static inline __m512 gelu_grad_set(const uint16_t *inp, const float *dout, __mmask16 k)
+{
+    __m512 x = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(k, inp)), 16));
+    return _mm512_fmadd_ps(gelu_grad(x), _mm512_maskz_loadu_ps(k, dout), _mm512_setzero_ps());
+}
+
 void fg_gelu_backward_bf16_avx512(uint16_t *dinpb, float *dinp, const float *dout, const uint16_t *inp, size_t n)
 {
-    FG_FOR_CHUNKS512(n, CHUNK, 4, {
-        __m512 x =
-            _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(k, inp + i)), 16));
-        __m512 v = _mm512_fmadd_ps(gelu_grad(x), _mm512_maskz_loadu_ps(k, dout + i), _mm512_setzero_ps());
-        if (dinp)
-            _mm512_mask_storeu_ps(dinp + i, k, v);
-        if (dinpb)
-            _mm256_mask_storeu_epi16(dinpb + i, k, fg_rne16_512(_mm512_castps_si512(v)));
-    });
+    size_t nchunk = (n + CHUNK - 1) / CHUNK;
+    int unit = fg_bf16_unit_on();
+#pragma omp parallel for schedule(static) if (nchunk > 4)
+    for (size_t ch = 0; ch < nchunk; ch++) {
+        size_t end = (ch + 1) * CHUNK < n ? (ch + 1) * CHUNK : n;
+        for (size_t i = ch * CHUNK; i < end; i += 32) { /* CHUNK is a multiple of 32 */
+            __mmask32 k = fg_tail32(end - i);
+            __m512 lo = gelu_grad_set(inp + i, dout + i, (__mmask16)k);
+            __m512 hi = gelu_grad_set(inp + i + 16, dout + i + 16, (__mmask16)(k >> 16));
+            if (dinp) {
+                _mm512_mask_storeu_ps(dinp + i, (__mmask16)k, lo);
+                _mm512_mask_storeu_ps(dinp + i + 16, (__mmask16)(k >> 16), hi);
+            }
+            if (dinpb)
+                fg_store_bf16x32(dinpb + i, lo, hi, k, unit);
+        }
+    }
 }
 
 void fg_swiglu_forward_avx512(float *out, const float *inp, int N, int H)

@@ -125,6 +125,7 @@ void fg_layernorm_forward_avx512(float *out, float *mean, float *rstd, const flo
 void fg_layernorm_forward_bf16_avx512(uint16_t *xhat, uint16_t *out, float *mean, float *rstd, const float *inp,
                                       const float *w, const float *b, int N, int C, float eps)
 {
+    int unit = fg_bf16_unit_on();
 #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++) {
         const float *x = inp + (size_t)n * C;
@@ -141,15 +142,23 @@ void fg_layernorm_forward_bf16_avx512(uint16_t *xhat, uint16_t *out, float *mean
         }
         float r = 1.0f / sqrtf(_mm512_reduce_add_ps(v2) / (float)C + eps);
         __m512 vr = _mm512_set1_ps(r), one = _mm512_set1_ps(1.0f), zero = _mm512_setzero_ps();
-        for (int c = 0; c < C; c += 16) {
-            __mmask16 k = fg_tail_mask(C - c);
-            __m512 xh = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, x + c), vm), vr);
-            __m256i h = fg_rne16_512(_mm512_castps_si512(_mm512_fmadd_ps(xh, one, zero)));
-            _mm256_mask_storeu_epi16(xo + c, k, h);
-            __m512 y = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
-            y = _mm512_mul_ps(y, _mm512_maskz_loadu_ps(k, w + c));
-            y = _mm512_add_ps(y, b ? _mm512_maskz_loadu_ps(k, b + c) : zero);
-            _mm256_mask_storeu_epi16(o + c, k, fg_rne16_512(_mm512_castps_si512(y)));
+        for (int c = 0; c < C; c += 32) {
+            __mmask32 k = fg_tail32((size_t)(C - c));
+            __m512 y[2];
+            for (int h = 0; h < 2; h++) {
+                __mmask16 kh = (__mmask16)(k >> (16 * h));
+                __m512 xh = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(kh, x + c + 16 * h), vm), vr);
+                y[h] = _mm512_fmadd_ps(xh, one, zero);
+            }
+            __m512i hb = fg_store_bf16x32(xo + c, y[0], y[1], k, unit);
+            for (int h = 0; h < 2; h++) {
+                __mmask16 kh = (__mmask16)(k >> (16 * h));
+                __m256i q = h ? _mm512_extracti64x4_epi64(hb, 1) : _mm512_castsi512_si256(hb);
+                __m512 v = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(q), 16));
+                v = _mm512_mul_ps(v, _mm512_maskz_loadu_ps(kh, w + c + 16 * h));
+                y[h] = _mm512_add_ps(v, b ? _mm512_maskz_loadu_ps(kh, b + c + 16 * h) : zero);
+            }
+            fg_store_bf16x32(o + c, y[0], y[1], k, unit);
         }
         mean[n] = m;
         rstd[n] = r;

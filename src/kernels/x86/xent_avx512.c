@@ -87,10 +87,12 @@ static double xent_row_bf16(uint16_t *d, float *x, int tgt, int V, float dloss)
     double sum, lse = exp_pass(x, x, V, &sum);
     float vsf = (float)(dloss / sum);
     __m512 vs = _mm512_set1_ps(vsf);
-    for (int i = 0; i < V; i += 16) {
-        __mmask16 k = fg_tail_mask(V - i);
-        __m512 p = _mm512_mul_ps(_mm512_maskz_loadu_ps(k, x + i), vs);
-        _mm256_mask_storeu_epi16(d + i, k, fg_rne16_512(_mm512_castps_si512(p)));
+    int unit = fg_bf16_unit_on();
+    for (int i = 0; i < V; i += 32) {
+        __mmask32 k = fg_tail32((size_t)(V - i));
+        __m512 lo = _mm512_mul_ps(_mm512_maskz_loadu_ps((__mmask16)k, x + i), vs);
+        __m512 hi = _mm512_mul_ps(_mm512_maskz_loadu_ps((__mmask16)(k >> 16), x + i + 16), vs);
+        fg_store_bf16x32(d + i, lo, hi, k, unit);
     }
     /* volatile: the product is rounded to fp32 before the subtraction (no contraction
      * into an fma, which xent_row's store between them also rules out) */
