@@ -4,7 +4,8 @@
  * same bf16 inputs within the bound of docs/KERNELS.md, for NN/NT/TN/TT, several K,
  * ragged M/N, padded leading dimensions, alpha/beta, K = 0, and thread-count invariance;
  * the packed-B GEMM against the unpacked one; bf16_affine against PyTorch and ref; the
- * fused bf16 ops (softmax_xent_bf16, layernorm_forward_bf16, gelu_backward_bf16) against their fp32 op then the
+ * fused bf16 ops (softmax_xent_bf16, layernorm_forward_bf16, gelu_backward_bf16) and
+ * colsum_add against their fp32 op then the
  * conversion. */
 #include <math.h>
 #include <stdlib.h>
@@ -530,6 +531,42 @@ static void test_gelu_bf16(void)
     FG_CHECK(fg_kernels_init(NULL) == FG_OK, "init: %s", fg_last_error());
 }
 
+/* colsum_add (the bf16 model's bias gradients) in every variant: bit for bit the row-order
+ * fp32 sums from +0 (the loop of fg_add calls it replaced), added into db: C across and
+ * below the 128-column blocks and not a multiple of 16, -0 columns (+0 sum), a NaN, N 0. */
+static void test_colsum(void)
+{
+    const char *vs[8];
+    int nv = variants("colsum_add", vs);
+    static const int shapes[][2] = {{1024, 384}, {77, 1153}, {5, 7}, {0, 40}};
+    for (size_t sh = 0; sh < sizeof shapes / sizeof shapes[0]; sh++) {
+        int N = shapes[sh][0], C = shapes[sh][1];
+        size_t n = (size_t)N * C;
+        float *x = fg_malloc((n + 1) * 4), *d0 = fg_malloc((size_t)C * 4), *d1 = fg_malloc((size_t)C * 4),
+              *db = fg_malloc((size_t)C * 4);
+        FG_ASSERT(x && d0 && d1 && db);
+        for (size_t i = 0; i < n; i++)
+            x[i] = i % (size_t)C == 1 ? -0.0f : fg_rng_normal(&rng) * (i % 3 ? 1.0f : 1e4f);
+        if (n > 5)
+            x[n / 2 + (n / 2 % (size_t)C == 1)] = NAN;
+        for (int c = 0; c < C; c++) {
+            db[c] = c % 4 ? fg_rng_normal(&rng) : -0.0f;
+            float s = 0.0f;
+            for (int r = 0; r < N; r++)
+                s = s + x[(size_t)r * C + c];
+            d0[c] = db[c] + s;
+        }
+        for (int v = 0; v < nv; v++) {
+            use("colsum_add", vs[v]);
+            memcpy(d1, db, (size_t)C * 4);
+            fg_colsum_add(d1, x, N, C);
+            FG_CHECK(!memcmp(d0, d1, (size_t)C * 4), "colsum_add[%s] N%d C%d differs", vs[v], N, C);
+        }
+        fg_free(x), fg_free(d0), fg_free(d1), fg_free(db);
+    }
+    FG_CHECK(fg_kernels_init(NULL) == FG_OK, "init: %s", fg_last_error());
+}
+
 /* auto picks the bf16 unit when the CPU (less FG_HW_DISABLE) has it, else the
  * conversion + sgemm route; FG_KERNELS=ref picks ref. */
 static void test_dispatch(void)
@@ -567,5 +604,6 @@ int main(void)
     test_xent_bf16();
     test_layernorm_bf16();
     test_gelu_bf16();
+    test_colsum();
     return fg_test_end();
 }

@@ -202,6 +202,9 @@ FG_KERNEL_OP(double, softmax_xent_bf16,
 /* ---- elementwise / reductions used by the model and the optimiser ---- */
 /* out = a + b (out may alias a or b) */
 FG_KERNEL_OP(void, add, (float *out, const float *a, const float *b, size_t n), (out, a, b, n), 1)
+/* A bias gradient: db[c] += s_c, s_c = the fp32 sum of x[0,c], x[1,c], ... x[N-1,c] in
+ * row order from +0 (each add rounded: the bits of acc = acc + row, row by row). */
+FG_KERNEL_OP(void, colsum_add, (float *db, const float *x, int N, int C), (db, x, N, C), N >= 0 && C >= 0)
 /* y += a x */
 FG_KERNEL_OP(void, axpy, (float *y, float a, const float *x, size_t n), (y, a, x, n), 1)
 /* x *= s */

@@ -382,21 +382,6 @@ static void lin_fwd(const fg_model *m, float *out, const uint16_t *xb, size_t wo
     fg_bgemm(0, 1, N, OC, C, 1.0f, xb, C, m->wbf + woff, C, beta, out, OC);
 }
 
-/* db[OC] += column sums of dout[N,OC] (fp32), each column summed in row order. The rows
- * go through fg_add (vectorised; this file is built without AVX flags, and the scalar
- * loop it replaces was 1.7% of a bf16 step), 128 columns per task. */
-static void colsum_add(float *db, const float *dout, int N, int OC)
-{
-#pragma omp parallel for schedule(static)
-    for (int o0 = 0; o0 < OC; o0 += 128) {
-        size_t w = (size_t)(o0 + 128 < OC ? 128 : OC - o0);
-        float acc[128] = {0};
-        for (int n = 0; n < N; n++)
-            fg_add(acc, acc, dout + (size_t)n * OC + o0, w);
-        fg_add(db + o0, db + o0, acc, w);
-    }
-}
-
 /* Backward of lin_fwd from the bf16 output gradient dob (dout its fp32 original, for the
  * bias): dinp = dob @ W (set, not accumulated), dW += dob^T @ xb, dbias += colsum(dout). */
 static void lin_bwd(fg_model *m, float *dinp, const uint16_t *dob, const float *dout, const uint16_t *xb, size_t woff,
@@ -405,7 +390,7 @@ static void lin_bwd(fg_model *m, float *dinp, const uint16_t *dob, const float *
     fg_bgemm(0, 0, N, C, OC, 1.0f, dob, OC, m->wbf + woff, C, 0.0f, dinp, C);
     fg_bgemm(1, 0, OC, C, N, 1.0f, dob, OC, xb, C, 1.0f, m->grads + woff, C);
     if (boff != FG_NO_TENSOR)
-        colsum_add(m->grads + boff, dout, N, OC);
+        fg_colsum_add(m->grads + boff, dout, N, OC); /* each column in row order, as before */
 }
 
 static void act_fwd(const fg_model *m, float *out, const float *inp, int N)

@@ -44,6 +44,7 @@
     V(layernorm_forward, FG_LVL_AVX512, fg_layernorm_forward_avx512)                                                   \
     V(layernorm_backward, FG_LVL_AVX512, fg_layernorm_backward_avx512)                                                 \
     V(add, FG_LVL_AVX512, fg_add_avx512)                                                                               \
+    V(colsum_add, FG_LVL_AVX512, fg_colsum_add_avx512)                                                                 \
     V(axpy, FG_LVL_AVX512, fg_axpy_avx512)                                                                             \
     V(scale, FG_LVL_AVX512, fg_scale_avx512)                                                                           \
     V(sumsq, FG_LVL_AVX512, fg_sumsq_avx512)                                                                           \
