@@ -177,7 +177,7 @@ static void load_wt(uint32_t *Xt, const uint16_t *X, size_t ldx, int nq, int HW)
                            : _mm512_setzero_ps();
             fg_transpose16_512(r);
             for (int q = 0; q < nw; q++)
-                _mm512_store_ps((float *)(Xt + (w0 + q) * BQ + i0), r[q]);
+                _mm512_store_si512(Xt + (w0 + q) * BQ + i0, _mm512_castps_si512(r[q]));
         }
 }
 
