@@ -1,7 +1,8 @@
 /* test_kernels_attn_bf16.c: causal attention on a bf16 qkv (attention_bf16_forward /
  * _backward), every variant this CPU has, against the fp32 attention on the same inputs
  * widened (fg_attention_*_ref, doubles) within docs/KERNELS.md "bf16 attention"'s bound,
- * and against the bf16 reference (which rounds at the same points) closer than that.
+ * and against the bf16 reference (which rounds at the same points) closer than that;
+ * the same bits on 1 thread as on all.
  *
  * The bound, elementwise, with u = 2^-8 (bf16 round to nearest even, relative error <=
  * 2^-9, twice that for safety against rounding the product of two rounded operands) and
@@ -113,10 +114,12 @@ static void test_shape(int B, int T, int C, int NH)
     float *lbr = malloc(sizeof(float) * N * NH);
     float *d32 = malloc(sizeof(float) * N * C3), *db = malloc(sizeof(float) * N * C3);
     float *dbr = malloc(sizeof(float) * N * C3), *init = malloc(sizeof(float) * N * C3);
+    float *o1 = malloc(sizeof(float) * N * C), *l1 = malloc(sizeof(float) * N * NH);
+    float *d1 = malloc(sizeof(float) * N * C3);
     mags M = {calloc(N * C, sizeof(double)), calloc(N * C, sizeof(double)), calloc(N * C, sizeof(double)),
               calloc(N * C, sizeof(double))};
-    FG_ASSERT(x && xf && qkv && dout && o32 && ob && obr && l32 && lb && lbr && d32 && db && dbr && init && M.o &&
-              M.q && M.k && M.v);
+    FG_ASSERT(x && xf && qkv && dout && o32 && ob && obr && l32 && lb && lbr && d32 && db && dbr && init && o1 && l1 &&
+              d1 && M.o && M.q && M.k && M.v);
     /* q, k in [-1.5, 1.5): scores of a few units, a peaked softmax; v and dout in [-1, 1) */
     for (size_t n = 0; n < N; n++)
         for (size_t c = 0; c < C3; c++)
@@ -145,6 +148,16 @@ static void test_shape(int B, int T, int C, int NH)
         fg_attention_bf16_forward(ob, lb, qkv, B, T, C, NH);
         memcpy(db, init, sizeof(float) * N * C3);
         fg_attention_bf16_backward(db, dout, qkv, o32, l32, B, T, C, NH);
+        /* every output element comes from one thread's fixed order: the same bits on 1 thread */
+        int threads = fg_threads_get();
+        fg_threads_set(1);
+        fg_attention_bf16_forward(o1, l1, qkv, B, T, C, NH);
+        memcpy(d1, init, sizeof(float) * N * C3);
+        fg_attention_bf16_backward(d1, dout, qkv, o32, l32, B, T, C, NH);
+        fg_threads_set(threads);
+        FG_CHECK(!memcmp(o1, ob, sizeof(float) * N * C) && !memcmp(l1, lb, sizeof(float) * N * NH) &&
+                     !memcmp(d1, db, sizeof(float) * N * C3),
+                 "%s B%d T%d C%d NH%d: results on 1 thread differ from %d threads", fv[v], B, T, C, NH, threads);
         double lw = 0.0;
         for (size_t i = 0; i < N * NH; i++) {
             double e = fabs((double)lb[i] - l32[i]) / (1e-5 * (1.0 + fabs((double)l32[i])));
@@ -191,7 +204,8 @@ static void test_shape(int B, int T, int C, int NH)
     }
     /* the loop ends on the best variant, which is what auto dispatch takes */
     free(x), free(xf), free(qkv), free(dout), free(o32), free(ob), free(obr), free(l32), free(lb), free(lbr);
-    free(d32), free(db), free(dbr), free(init), free(M.o), free(M.q), free(M.k), free(M.v);
+    free(d32), free(db), free(dbr), free(init), free(o1), free(l1), free(d1), free(M.o), free(M.q), free(M.k),
+        free(M.v);
 }
 
 int main(void)
