@@ -386,13 +386,11 @@ static void bwd_head(float *dqkv, const float *dout, const uint16_t *qkv, const 
         load_pairs(Gq, Gb, (size_t)HS, BQ, HS);
         memset(dQt, 0, sizeof(float) * (size_t)HS * BQ);
         for (int i = 0; i < BQ; i++) {
-            float D = 0.0f;
-            if (i < nq) {
-                const float *g = gbase + (size_t)(t0 + i) * C, *o = obase + (size_t)(t0 + i) * C;
-                for (int d = 0; d < HS; d++)
-                    D += g[d] * o[d];
-            }
-            Dv[i] = D;
+            __m512 D = _mm512_setzero_ps();
+            for (int d = 0; i < nq && d < HS; d += 16)
+                D = _mm512_fmadd_ps(_mm512_loadu_ps(gbase + (size_t)(t0 + i) * C + d),
+                                    _mm512_loadu_ps(obase + (size_t)(t0 + i) * C + d), D);
+            Dv[i] = _mm512_reduce_add_ps(D);
             Lv[i] = i < nq ? lrow[t0 + i] : 0.0f;
         }
         for (int j0 = 0; j0 < kend; j0 += BK) {
