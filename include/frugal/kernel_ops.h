@@ -155,6 +155,25 @@ FG_KERNEL_OP(void, attention_backward,
              (dqkv, dout, qkv, out, lse, B, T, C, NH),
              NH > 0 && C % NH == 0 && B >= 0 && T >= 0)
 
+/* The same attention on a bf16 qkv[B,T,3C] (docs/KERNELS.md "bf16 attention"): the
+ * products on bf16 operands, scores, softmax, lse and every sum in fp32. Forward: S =
+ * scale q.k summed in fp32 (exact products), lse as attention_forward, O = sum_j
+ * bf16(p_j) v_j / l with p_j = exp(s_j - m) (m a running max, l the fp32 sum of the
+ * unrounded p_j). out[B,T,C] and lse[B,NH,T] fp32. */
+FG_KERNEL_OP(void, attention_bf16_forward,
+             (float *out, float *lse, const uint16_t *qkv, int B, int T, int C, int NH),
+             (out, lse, qkv, B, T, C, NH),
+             NH > 0 && C % NH == 0 && B >= 0 && T >= 0)
+/* dqkv[B,T,3C] (fp32) += the gradient of attention_bf16_forward from dout[B,T,C] (fp32)
+ * with out (fp32, the forward's output as the caller kept it) and lse: p = exp(s - lse)
+ * in fp32, g = bf16(dout), dP = g.v, D = dout.out (fp32), dS = bf16(scale p (dP - D));
+ * dV += bf16(p) g, dQ += dS k, dK += dS q, all sums in fp32. */
+FG_KERNEL_OP(void, attention_bf16_backward,
+             (float *dqkv, const float *dout, const uint16_t *qkv, const float *out, const float *lse, int B, int T,
+              int C, int NH),
+             (dqkv, dout, qkv, out, lse, B, T, C, NH),
+             NH > 0 && C % NH == 0 && B >= 0 && T >= 0)
+
 /* ---- activations ---- */
 /* GELU, tanh approximation (GPT-2): out[n] = 0.5 x (1 + tanh(sqrt(2/pi)(x + 0.044715 x^3))). */
 FG_KERNEL_OP(void, gelu_forward, (float *out, const float *inp, size_t n), (out, inp, n), 1)

@@ -55,6 +55,8 @@
     V(cvt_f32_bf16, FG_LVL_AVX512BF16, fg_cvt_f32_bf16_avx512bf16)                                                     \
     V(bf16_affine, FG_LVL_AVX512, fg_bf16_affine_avx512)                                                               \
     V(bgemm, FG_LVL_AVX512BF16, fg_bgemm_avx512bf16)                                                                   \
+    V(attention_bf16_forward, FG_LVL_AVX512BF16, fg_attention_bf16_forward_avx512bf16)                                 \
+    V(attention_bf16_backward, FG_LVL_AVX512BF16, fg_attention_bf16_backward_avx512bf16)                               \
     V(bgemm_pack_b, FG_LVL_AVX512BF16, fg_bgemm_pack_b_avx512bf16)                                                     \
     V(bgemm_packed, FG_LVL_AVX512BF16, fg_bgemm_packed_avx512bf16)                                                     \
     V(gemm_u8s8, FG_LVL_AVX512VNNI, fg_gemm_u8s8_avx512vnni)
