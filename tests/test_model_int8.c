@@ -2,7 +2,9 @@
  * RMSNorm + codes, dequantization + residual add in the packed GEMM's store, SwiGLU +
  * codes) against the int8 forward of the same tokens, per layout: the logits after the
  * prompt agree to fp32 rounding of the attention, and a greedy continuation through the
- * prefill equals one fed token by token (decode steps on the row-major codes). */
+ * prefill equals one fed token by token (decode steps on the row-major codes). MoE: the
+ * int8 forward (experts' rows on the packed per-expert matrices) against decode steps
+ * (the row-major codes), every position. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,7 +15,7 @@
 
 enum { V = 61, T = 48, NP = 37 };
 
-static fg_model *make(fg_layout layout)
+static fg_model *make_moe(fg_layout layout, int moe)
 {
     fg_model_config cfg;
     fg_model_config_default(&cfg, layout);
@@ -23,11 +25,20 @@ static fg_model *make(fg_layout layout)
     cfg.n_head = 4;
     cfg.d_model = 64;
     cfg.d_ff = 80; /* not a multiple of the 48-column strips */
+    if (moe) {     /* layer 1: 4 experts of 40 (2 active) and a shared one */
+        cfg.moe.n_expert = 4, cfg.moe.n_expert_active = 2, cfg.moe.n_shared_expert = 1;
+        cfg.moe.d_expert = 40, cfg.moe.n_dense_layers = 1, cfg.moe.capacity_factor = 0;
+    }
     fg_model *m = fg_model_new(&cfg, 1, T);
     FG_CHECK(m != NULL, "fg_model_new: %s", fg_last_error());
     if (m)
         fg_test_hash_weights(m, 14);
     return m;
+}
+
+static fg_model *make(fg_layout layout)
+{
+    return make_moe(layout, 0);
 }
 
 static void test_layout(fg_layout layout, const char *name)
@@ -83,10 +94,43 @@ static void test_layout(fg_layout layout, const char *name)
     fg_model_delete(m);
 }
 
+/* MoE prompts go token by token (generate.c), so the packed experts run in the forward:
+ * each expert's tokens (more than 4 of 37 x 2 routes for some) on its packed matrix. */
+static void test_moe(void)
+{
+    fg_model *m = make_moe(FG_LAYOUT_LLAMA, 1);
+    if (!m)
+        return;
+    char path[512];
+    snprintf(path, sizeof path, "%s/int8_prefill_moe.int8", fg_test_tmpdir());
+    FG_CHECK(fg_model_int8_save(m, "all", path) == FG_OK, "moe save: %s", fg_last_error());
+    FG_CHECK(fg_model_int8_load(m, path) == FG_OK, "moe load: %s", fg_last_error());
+    int32_t in[NP];
+    for (int i = 0; i < NP; i++)
+        in[i] = (int32_t)((i * 17 + 5) % V);
+    int Vp = fg_model_get_config(m)->padded_vocab;
+    static float fwd[NP * 256];
+    FG_ASSERT(Vp <= 256);
+    FG_CHECK(fg_model_forward(m, in, NULL, 1, NP, NULL) == FG_OK, "moe forward: %s", fg_last_error());
+    memcpy(fwd, fg_model_logits(m), sizeof(float) * (size_t)NP * Vp);
+    double worst = 0.0;
+    for (int i = 0; i < NP; i++) {
+        const float *lg = NULL;
+        FG_ASSERT(fg_model_decode_step(m, in[i], i, &lg) == FG_OK);
+        double e = fg_test_max_rel_err(lg, fwd + (size_t)i * Vp, (size_t)V);
+        worst = e > worst ? e : worst;
+    }
+    FG_CHECK(worst < 1e-4, "moe: decode steps vs int8 forward logits err %.3g", worst);
+    if (getenv("FG_TEST_VERBOSE"))
+        printf("moe: decode steps vs forward: %.3g\n", worst);
+    fg_model_delete(m);
+}
+
 int main(void)
 {
     FG_TEST_BEGIN("model_int8");
     test_layout(FG_LAYOUT_LLAMA, "llama");
     test_layout(FG_LAYOUT_GPT2, "gpt2");
+    test_moe();
     return fg_test_end();
 }
