@@ -217,10 +217,12 @@ static int check_packed(const char *v, int M, int N, int K, int pad, int with_bi
 static void test_packed(void)
 {
     /* tiles of 8 rows x 48 columns, row blocks near 384 KB of A (K = 3000: 128 rows),
-     * quads and their tails, both thread splits (M > N and M <= N), decode-sized M */
+     * quads and their tails, both thread splits (M > N and M <= N); decode-sized M (the
+     * row kernel: K odd, even and partial in quads, 1..4 rows) */
     static const int shapes[][3] = {{1, 1, 1},      {3, 50, 7},      {8, 48, 16},  {9, 49, 17},    {17, 95, 383},
                                     {64, 200, 768}, {130, 40, 3000}, {300, 9, 65}, {40, 97, 2048}, {5, 7, 0},
-                                    {0, 5, 9},      {6, 0, 9},       {2, 700, 96}};
+                                    {0, 5, 9},      {6, 0, 9},       {2, 700, 96}, {1, 100, 770},  {4, 49, 5},
+                                    {2, 48, 3},     {1, 320, 768},   {1, 5, 0},    {3, 97, 1}};
     const char *names[8];
     int nv = variants("gemm_u8s8_packed", names);
     for (int v = 0; v < nv; v++) {

@@ -2,9 +2,9 @@
  * RMSNorm + codes, dequantization + residual add in the packed GEMM's store, SwiGLU +
  * codes) against the int8 forward of the same tokens, per layout: the logits after the
  * prompt agree to fp32 rounding of the attention, and a greedy continuation through the
- * prefill equals one fed token by token (decode steps on the row-major codes). MoE: the
+ * prefill equals one fed token by token (decode steps: the one-row kernel). MoE: the
  * int8 forward (experts' rows on the packed per-expert matrices) against decode steps
- * (the row-major codes), every position. */
+ * (one row at a time), every position. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -290,6 +290,55 @@ static void micro_ep(const uint32_t *ap, const uint32_t *bp, int kq, int mr, int
     EP_STORE(0) EP_STORE(1) EP_STORE(2) EP_STORE(3) EP_STORE(4) EP_STORE(5) EP_STORE(6) EP_STORE(7)
 }
 
+/* Decode-sized M on the packed weights: one A row against a 48-column strip, its words
+ * read straight from the row (the last, partial quad zero-filled: the weights' bytes past
+ * K are zeros anyway, but the row ends at K), two quads per step into two accumulator
+ * sets so six vpdpbusd chains are in flight. The strip is one sequential stream. */
+static void row_ep(const uint8_t *a, int K, const uint32_t *bp, int kq, int nr, float sa, const float *sb,
+                   const int32_t *comp, const float *bias, const float *r, float *o)
+{
+    __m512i c0 = _mm512_setzero_si512(), c1 = c0, c2 = c0, d0 = c0, d1 = c0, d2 = c0;
+    int q = 0, kfull = K / 4;
+    for (; q + 1 < kfull; q += 2, bp += 2 * NR) {
+        uint32_t w0, w1;
+        memcpy(&w0, a + 4 * q, 4);
+        memcpy(&w1, a + 4 * q + 4, 4);
+        __m512i x0 = _mm512_set1_epi32((int)w0), x1 = _mm512_set1_epi32((int)w1);
+        c0 = _mm512_dpbusd_epi32(c0, x0, _mm512_load_si512(bp));
+        c1 = _mm512_dpbusd_epi32(c1, x0, _mm512_load_si512(bp + 16));
+        c2 = _mm512_dpbusd_epi32(c2, x0, _mm512_load_si512(bp + 32));
+        d0 = _mm512_dpbusd_epi32(d0, x1, _mm512_load_si512(bp + NR));
+        d1 = _mm512_dpbusd_epi32(d1, x1, _mm512_load_si512(bp + NR + 16));
+        d2 = _mm512_dpbusd_epi32(d2, x1, _mm512_load_si512(bp + NR + 32));
+    }
+    for (; q < kq; q++, bp += NR) {
+        uint32_t w = 0;
+        memcpy(&w, a + 4 * q, q < kfull ? 4 : (size_t)(K - 4 * q));
+        __m512i x = _mm512_set1_epi32((int)w);
+        c0 = _mm512_dpbusd_epi32(c0, x, _mm512_load_si512(bp));
+        c1 = _mm512_dpbusd_epi32(c1, x, _mm512_load_si512(bp + 16));
+        c2 = _mm512_dpbusd_epi32(c2, x, _mm512_load_si512(bp + 32));
+    }
+    store_ep(o, r, _mm512_add_epi32(c0, d0), _mm512_add_epi32(c1, d1), _mm512_add_epi32(c2, d2), nr, sa, sb, comp,
+             bias);
+}
+
+static void packed_small_m(int M, int N, int K, const uint8_t *A, int lda, const uint32_t *P, const float *sa,
+                           const float *sb, const int32_t *comp, const float *bias, const float *resid, float *out,
+                           int ldo, int nt)
+{
+    int kq = (K + 3) / 4, ns = (N + NR - 1) / NR;
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+    for (int s = 0; s < ns; s++) {
+        int j0 = s * NR, nr = N - j0 < NR ? N - j0 : NR;
+        for (int i = 0; i < M; i++) {
+            size_t o = (size_t)i * ldo + (size_t)j0;
+            row_ep(A + (size_t)i * lda, K, P + (size_t)s * kq * NR, kq, nr, sa[i], sb + j0, comp + j0,
+                   bias ? bias + j0 : NULL, resid ? resid + o : NULL, out + o);
+        }
+    }
+}
+
 /* Threads split the larger of M and N as gemm_u8s8 does; A is packed in blocks of rows
  * whose packed bytes (rows x K) stay near 384 KB, so a block stays in L2 while every
  * B strip (48 x K bytes) passes over it. */
@@ -305,6 +354,10 @@ void fg_gemm_u8s8_packed_avx512vnni(int M, int N, int K, const uint8_t *A, int l
     int nt = omp_get_max_threads();
     if (omp_in_parallel() || 2.0 * M * N * K < 4e6)
         nt = 1;
+    if (M <= SMALL_M) {
+        packed_small_m(M, N, K, A, lda, P, sa, sb, comp, bias, resid, out, ldo, nt);
+        return;
+    }
     int split_m = M > N, len = split_m ? M : N, unit = split_m ? MR : NR;
     int step = ((len + nt - 1) / nt + unit - 1) / unit * unit;
     nt = (len + step - 1) / step;
