@@ -6,9 +6,11 @@
 # weights' values do not change the speed), written once as Frugal int8
 # (`frugal convert --quantize int8`) and as GGUF Q8_0 (`frugal convert --to-gguf --type
 # q8_0`) for llama.cpp through llama-cpp-python (the peers' venv, tools/gguf_check.py).
-#   prompt processing: windows of SEQ tokens, each from an empty cache (Frugal: `sample
-#     --eval`, which also computes every position's logits; llama.cpp: eval() of the
-#     window with its last logits), EVAL_TOKENS tokens in all
+#   prompt processing: windows of SEQ tokens, each from an empty cache, only the last
+#     position's logits computed on both sides (Frugal: `sample --eval --prefill`, the
+#     KV-cache prefill of fg_model_generate; llama.cpp: eval() of the window), EVAL_TOKENS
+#     tokens in all. (Until 2026-12-06 Frugal's row was `sample --eval`, the loss pass,
+#     which computes every position's logits and the loss: not what llama.cpp does.)
 #   decoding: N tokens one at a time after a one-token prompt (Frugal: `sample --n N`;
 #     llama.cpp: eval() of one token per step, KV cache f16, its default)
 # Timings are only worth quoting from a quiet machine.
@@ -47,7 +49,7 @@ decode() { # extra flags: tokens/s of `frugal sample` (stderr line "sample: ... 
     sed -n 's/^sample: .* s, \([0-9.]*\) tokens\/s.*/\1/p'
 }
 pp() {
-  "$bin" sample --run "$run" --n 1 --threads "$threads" --eval "$out/in.txt" --eval-tokens "$evt" "$@" 2> /dev/null |
+  "$bin" sample --run "$run" --n 1 --threads "$threads" --eval "$out/in.txt" --eval-tokens "$evt" --prefill "$@" 2> /dev/null |
     sed -n 's/^eval: \([0-9.]*\) tokens\/s.*/\1/p'
 }
 

@@ -156,4 +156,29 @@ static inline void dist_check_params(const char *what, const char *ref_dir, cons
     dist_check_params_within(what, ref_dir, dir, 1e-6);
 }
 
+/* ZeRO-1 over `world` ranks: rank 0's cost summary (out) says it keeps ceil(n / world) of
+ * the n params' fp32 m and v ("optimizer / rank"), i.e. 1/world of the unsharded 8 n
+ * bytes, and the "memory / rank" line reports the same optimiser bytes beside whole
+ * params and grads. */
+static inline void dist_check_opt_shard(const char *what, const char *out, int world)
+{
+    const char *pn = strstr(out, "params          : "), *po = strstr(out, "optimizer / rank: ");
+    const char *pm = strstr(out, "memory / rank   : ");
+    size_t n = 0, opt = 0, mp = 0, mg = 0, mo = 0, mz = 0;
+    bool ok =
+        pn && po && pm && sscanf(pn, "params          : %zu total", &n) == 1 &&
+        sscanf(po, "optimizer / rank: %zu bytes", &opt) == 1 &&
+        sscanf(pm, "memory / rank   : params %zu bytes, grads %zu bytes, optimizer %zu bytes, ZeRO grad shard %zu", &mp,
+               &mg, &mo, &mz) == 4;
+    FG_CHECK(ok, "%s: params, optimizer / rank and memory / rank lines in: %s", what, out);
+    if (!ok)
+        return;
+    size_t want = (n + (size_t)world - 1) / (size_t)world; /* rank 0 keeps the rounded-up share */
+    FG_CHECK(opt == 8 * want, "%s: rank 0 keeps %zu bytes of m+v, want 8 x ceil(%zu / %d) = %zu (1/%d of %zu)", what,
+             opt, n, world, 8 * want, world, 8 * n);
+    FG_CHECK(mo == opt && mp == 4 * n && mg == 4 * n && mz == 4 * want,
+             "%s: memory / rank: params %zu grads %zu optimizer %zu shard %zu (want %zu %zu %zu %zu)", what, mp, mg, mo,
+             mz, 4 * n, 4 * n, opt, 4 * want);
+}
+
 #endif

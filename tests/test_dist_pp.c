@@ -2,7 +2,9 @@
  * --pp P [--dp D]` against one process at the same global batch: pp 2 at 1, 3 and 8
  * micro-batches, pp 4, dp 2 x pp 2, dense and MoE, gpt2 and llama, FFN sharing, 20 steps:
  * losses to 1e-5 relative, final params to 1e-6. A pp 2 checkpoint resumes at pp 1 and at
- * dp 2 x pp 2 with the same next losses. With one stage slowed on purpose the balancer
+ * dp 2 x pp 2 with the same next losses. --zero 1 shards m, v over every rank (pp 2,
+ * dp 2 x pp 2; rank 0 keeps 1/world of them) and its checkpoints resume unsharded, at
+ * another sharded layout and at dp 2. With one stage slowed on purpose the balancer
  * moves layers off it at a checkpoint boundary and the losses stay one process's. Layouts
  * the pipeline refuses say why. Skips when this build has no MPI or mpirun is absent. */
 #define _GNU_SOURCE
@@ -186,6 +188,51 @@ static void test_balance_resume(void)
     }
 }
 
+/* ZeRO-1 over the whole grid (--zero 1 with pp): every rank keeps 1/world of m and v,
+ * the grads are reduce-scattered over every rank and the params all-gathered; pp 2 and
+ * dp 2 x pp 2 against one process (the <name>_ref runs of test_layout), and a sharded pp 2
+ * checkpoint resumes unsharded at one process, at dp 2 x pp 2 sharded over 4 and at dp 2
+ * (ZeRO over dp) with the same next losses. */
+static void test_zero(const char *name, const char *model)
+{
+    char ref[1024], dir[1024], src[1024], args[8192], what[256], cmd[4096];
+    snprintf(ref, sizeof ref, "%s/%s_ref", fg_test_tmpdir(), name);
+    static const char *grids[] = {"--pp 2 --zero 1", "--dp 2 --pp 2 --zero 1"};
+    static const int nps[] = {2, 4};
+    for (int i = 0; i < 2; i++) {
+        snprintf(dir, sizeof dir, "%s/%s_zero%d", fg_test_tmpdir(), name, i);
+        snprintf(args, sizeof args, "%s %s %s --grad-accum 4 --out '%s'", grids[i], data, model, dir);
+        snprintf(what, sizeof what, "%s %s", name, grids[i]);
+        int rc = train(nps[i], args);
+        FG_CHECK(rc == 0, "%s: exit %d: %s", what, rc, out);
+        if (rc != 0)
+            continue;
+        dist_check_opt_shard(what, out, nps[i]);
+        dist_check_losses(what, ref, dir, 1, 20);
+        dist_check_params(what, ref, dir);
+    }
+    snprintf(src, sizeof src, "%s/%s_zero_src", fg_test_tmpdir(), name);
+    snprintf(args, sizeof args, "--pp 2 --zero 1 %s %s --grad-accum 4 --stop-after 10 --ckpt-every 10 --out '%s'", data,
+             model, src);
+    FG_CHECK(train(2, args) == 0, "%s sharded pp 2 first half: %s", name, out);
+    snprintf(cmd, sizeof cmd, "test -d '%s/ckpt/zero.rank1'", src);
+    FG_CHECK(fg_test_run(cmd, NULL, 0) == 0, "%s: the sharded pp 2 run wrote rank 1's shard of m, v", name);
+    static const char *rgrids[] = {"", "--dp 2 --pp 2 --zero 1", "--dp 2 --zero 1"};
+    static const int rnps[] = {0, 4, 2};
+    for (int i = 0; i < 3; i++) {
+        snprintf(dir, sizeof dir, "%s/%s_zero_resume%d", fg_test_tmpdir(), name, i);
+        snprintf(cmd, sizeof cmd, "cp -r '%s' '%s'", src, dir);
+        FG_CHECK(fg_test_run(cmd, NULL, 0) == 0, "copy %s", src);
+        snprintf(args, sizeof args, "%s %s %s --grad-accum 4 --resume --out '%s'", rgrids[i], data, model, dir);
+        snprintf(what, sizeof what, "%s sharded pp 2 checkpoint resumed at %s", name,
+                 rnps[i] ? rgrids[i] : "one process");
+        int rc = train(rnps[i], args);
+        FG_CHECK(rc == 0 && strstr(out, "resumed from"), "%s: exit %d: %s", what, rc, out);
+        dist_check_losses(what, ref, dir, 11, 20);
+        dist_check_params(what, ref, dir);
+    }
+}
+
 /* What the pipeline does not run is refused with the reason. */
 static void test_refused(void)
 {
@@ -194,7 +241,7 @@ static void test_refused(void)
     static const char *cases[][2] = {
         {"--pp 2 --n-layer 4 --n-head 2 --d-model 16 --precision bf16", "fp32 models only"},
         {"--pp 4 --n-layer 2 --n-head 2 --d-model 16", "exceeds 'n_layer' 2"},
-        {"--pp 2 --n-layer 4 --n-head 2 --d-model 16 --dp 1 --zero 1", "not built"},
+        {"--pp 2 --n-layer 4 --n-head 2 --d-model 16 --compress 0.05", "'compress': not built"},
         {"--pp 2 --n-layer 4 --n-head 2 --d-model 16 --mtp-depth 1", "'mtp_depth' 1: not built"},
         /* the levers merged beside the pipeline (MLA, adaptive batch, augmentation) */
         {"--pp 2 --n-layer 4 --n-head 2 --d-model 16 --layout llama --mla-kv-rank 8", "multi-head latent attention"},
@@ -235,6 +282,9 @@ int main(void)
         }
     /* cross-layer FFN sharing: derived weights refreshed per stage, grads folded per layer */
     test_layout("llama_share_seed", "--layout llama --n-layer 4 --n-head 2 --d-model 16 --ffn-share seed");
+    test_zero("gpt2_dense", "--layout gpt2 --n-layer 4 --n-head 2 --d-model 16");
+    test_zero("llama_moe", "--layout llama --n-layer 4 --n-head 2 --d-model 16 --n-expert 4 --n-expert-active 2 "
+                           "--n-shared-expert 1 --d-expert 16");
     test_micro();
     test_resume();
     test_balance();

@@ -4,7 +4,9 @@
  * GELU) and llama (RoPE, SwiGLU, RMSNorm), dense and MoE (experts split by hidden units;
  * gpt2 with the sequence-wise aux loss, llama with the bias rule and capacity dropping),
  * 20 steps: losses to 1e-5 relative, final params to 1e-6. tp 2 x pp 2 checkpoints (dense
- * and MoE) resume at other layouts with the same next losses. What the shards cannot
+ * and MoE) resume at other layouts with the same next losses. --zero 1 shards m, v over
+ * every rank of the grid (tp 2, dp 2 x tp 2 x pp 2), and its checkpoints resume at other
+ * layouts, sharded or not. What the shards cannot
  * split is refused with the reason. Skips when this build has no MPI or mpirun is absent. */
 #define _GNU_SOURCE
 #include <stdlib.h>
@@ -80,6 +82,53 @@ static void test_resume(const char *name, const char *model, const char *const *
     }
 }
 
+/* ZeRO-1 over the whole grid (--zero 1 with tp): tp 2 and dp 2 x tp 2 x pp 2 (8 ranks)
+ * against one process, rank 0 keeping 1/world of m and v; a sharded tp 2 x pp 2
+ * checkpoint (4 shard files) resumes at one process, at tp 2 sharded over 2 and at dp 2 x
+ * tp 2 unsharded with the same next losses. */
+static void test_zero(const char *name, const char *model, int resume)
+{
+    char ref[1024], dir[1024], src[1024], args[8192], what[256], cmd[4096];
+    snprintf(ref, sizeof ref, "%s/%s_ref", fg_test_tmpdir(), name);
+    static const char *grids[] = {"--tp 2 --zero 1", "--dp 2 --tp 2 --pp 2 --zero 1"};
+    static const int nps[] = {2, 8};
+    for (int i = 0; i < 2; i++) {
+        snprintf(dir, sizeof dir, "%s/%s_zero%d", fg_test_tmpdir(), name, i);
+        snprintf(args, sizeof args, "%s %s %s --grad-accum 4 --out '%s'", grids[i], data, model, dir);
+        snprintf(what, sizeof what, "%s %s", name, grids[i]);
+        int rc = train(nps[i], args);
+        FG_CHECK(rc == 0, "%s: exit %d: %s", what, rc, out);
+        if (rc != 0)
+            continue;
+        dist_check_opt_shard(what, out, nps[i]);
+        dist_check_losses(what, ref, dir, 1, 20);
+        dist_check_params(what, ref, dir);
+    }
+    if (!resume)
+        return;
+    snprintf(src, sizeof src, "%s/%s_zero_src", fg_test_tmpdir(), name);
+    snprintf(args, sizeof args,
+             "--tp 2 --pp 2 --zero 1 %s %s --grad-accum 4 --stop-after 10 --ckpt-every 10 --out '%s'", data, model,
+             src);
+    FG_CHECK(train(4, args) == 0, "%s sharded tp 2 x pp 2 first half: %s", name, out);
+    snprintf(cmd, sizeof cmd, "test -d '%s/ckpt/zero.rank3'", src);
+    FG_CHECK(fg_test_run(cmd, NULL, 0) == 0, "%s: the sharded tp 2 x pp 2 run wrote rank 3's shard of m, v", name);
+    static const char *rgrids[] = {"", "--tp 2 --zero 1", "--dp 2 --tp 2"};
+    static const int rnps[] = {0, 2, 4};
+    for (int i = 0; i < 3; i++) {
+        snprintf(dir, sizeof dir, "%s/%s_zero_resume%d", fg_test_tmpdir(), name, i);
+        snprintf(cmd, sizeof cmd, "cp -r '%s' '%s'", src, dir);
+        FG_CHECK(fg_test_run(cmd, NULL, 0) == 0, "copy %s", src);
+        snprintf(args, sizeof args, "%s %s %s --grad-accum 4 --resume --out '%s'", rgrids[i], data, model, dir);
+        snprintf(what, sizeof what, "%s sharded tp 2 x pp 2 checkpoint resumed at %s", name,
+                 rnps[i] ? rgrids[i] : "one process");
+        int rc = train(rnps[i], args);
+        FG_CHECK(rc == 0 && strstr(out, "resumed from"), "%s: exit %d: %s", what, rc, out);
+        dist_check_losses(what, ref, dir, 11, 20);
+        dist_check_params(what, ref, dir);
+    }
+}
+
 static void test_refused(void)
 {
     char dir[1024], args[8192];
@@ -129,6 +178,8 @@ int main(void)
     static const int dense_nps[] = {0, 2}, moe_nps[] = {0, 4};
     test_resume("gpt2", gpt2, dense_grids, dense_nps, 2);
     test_resume("llama_moe", llama_moe, moe_grids, moe_nps, 2);
+    test_zero("gpt2", gpt2, 1);
+    test_zero("llama_moe", llama_moe, 0);
     test_refused();
     return fg_test_end();
 }

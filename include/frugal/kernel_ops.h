@@ -89,6 +89,39 @@ FG_KERNEL_OP(void, gemm_u8s8,
              (int M, int N, int K, const uint8_t *A, int lda, const int8_t *B, int ldb, int32_t *C, int ldc),
              (M, N, K, A, lda, B, ldb, C, ldc),
              M >= 0 && N >= 0 && K >= 0 && K <= 65536 && lda >= K && ldb >= K && ldc >= N)
+/* B [N,K] (int8, a linear layer's weight rows) packed once for gemm_u8s8_packed:
+ * fg_gemm_u8s8_packed_words(N, K) words, strips of FG_I8_NR rows of B, each ceil(K/4)
+ * quads; word q * FG_I8_NR + j % FG_I8_NR of strip j / FG_I8_NR (strips ceil(K/4) *
+ * FG_I8_NR words apart) holds B(j, 4q + b) in its byte b, zeros past K and N. The layout
+ * is the same for every variant. P is 64-byte aligned (fg_malloc's). */
+FG_KERNEL_OP(void, gemm_u8s8_pack_b, (uint32_t *P, int N, int K, const int8_t *B, int ldb), (P, N, K, B, ldb),
+             N >= 0 && K >= 0 && K <= 65536 && ldb >= K && ((uintptr_t)P & 63) == 0)
+/* The int8 linear layer with its dequantization fused, B packed by gemm_u8s8_pack_b:
+ * acc = gemm_u8s8's exact sum A(i,:) . B(j,:), then in fp32, one rounding per step in
+ * this order (no fused multiply-add): v = (sa[i] * sb[j]) * (float)(acc - comp[j]);
+ * v = v + (bias ? bias[j] : 0.0f); out[i,j] = resid ? resid[i,j] + v : v (resid and out
+ * row stride ldo; resid may be out). comp[j] = 128 * sum_k B(j,k) takes the + 128 of
+ * A's codes back out. Every variant gives the same floats. */
+FG_KERNEL_OP(void, gemm_u8s8_packed,
+             (int M, int N, int K, const uint8_t *A, int lda, const uint32_t *P, const float *sa, const float *sb,
+              const int32_t *comp, const float *bias, const float *resid, float *out, int ldo),
+             (M, N, K, A, lda, P, sa, sb, comp, bias, resid, out, ldo),
+             M >= 0 && N >= 0 && K >= 0 && K <= 65536 && lda >= K && ldo >= N && ((uintptr_t)P & 63) == 0)
+/* Per-token activation codes for the int8 GEMMs: scale[n] = max_c |x[n,c]| / 127 (1 for
+ * an all-zero row), u[n,c] = clamp(nearbyint(x[n,c] * (1 / scale[n])), -127, 127) + 128
+ * (fg_int8_quantize_act_u8's rule, bit for bit in every variant). */
+FG_KERNEL_OP(void, quantize_u8, (uint8_t *u, float *scale, const float *x, int N, int C), (u, scale, x, N, C),
+             N >= 0 && C >= 0)
+/* rmsnorm_forward then quantize_u8 of its output in one pass over the row, the output
+ * never written: u, scale are bit for bit quantize_u8 of the same level's
+ * rmsnorm_forward output (ref of ref, avx512 of avx512). */
+FG_KERNEL_OP(void, rmsnorm_quant_u8,
+             (uint8_t *u, float *scale, const float *inp, const float *weight, int N, int C, float eps),
+             (u, scale, inp, weight, N, C, eps), N >= 0 && C >= 0)
+/* swiglu_forward then quantize_u8 of its output [N,H] (the FFN's down-projection input),
+ * as rmsnorm_quant_u8: bit for bit the same level's swiglu_forward, quantized. */
+FG_KERNEL_OP(void, swiglu_quant_u8, (uint8_t *u, float *scale, const float *inp, int N, int H), (u, scale, inp, N, H),
+             N >= 0 && H >= 0)
 
 /* Linear layer, PyTorch layout: out[N,OC] = inp[N,C] @ weight[OC,C]^T + bias[OC].
  * bias may be NULL. */
@@ -165,6 +198,25 @@ FG_KERNEL_OP(void, attention_forward,
  * out and lse (softmax recomputed, never stored as T x T). */
 FG_KERNEL_OP(void, attention_backward,
              (float *dqkv, const float *dout, const float *qkv, const float *out, const float *lse, int B, int T,
+              int C, int NH),
+             (dqkv, dout, qkv, out, lse, B, T, C, NH),
+             NH > 0 && C % NH == 0 && B >= 0 && T >= 0)
+
+/* The same attention on a bf16 qkv[B,T,3C] (docs/KERNELS.md "bf16 attention"): the
+ * products on bf16 operands, scores, softmax, lse and every sum in fp32. Forward: S =
+ * scale q.k summed in fp32 (exact products), lse as attention_forward, O = sum_j
+ * bf16(p_j) v_j / l with p_j = exp(s_j - m) (m a running max, l the fp32 sum of the
+ * unrounded p_j). out[B,T,C] and lse[B,NH,T] fp32. */
+FG_KERNEL_OP(void, attention_bf16_forward,
+             (float *out, float *lse, const uint16_t *qkv, int B, int T, int C, int NH),
+             (out, lse, qkv, B, T, C, NH),
+             NH > 0 && C % NH == 0 && B >= 0 && T >= 0)
+/* dqkv[B,T,3C] (fp32) += the gradient of attention_bf16_forward from dout[B,T,C] (fp32)
+ * with out (fp32, the forward's output as the caller kept it) and lse: p = exp(s - lse)
+ * in fp32, g = bf16(dout), dP = g.v, D = dout.out (fp32), dS = bf16(scale p (dP - D));
+ * dV += bf16(p) g, dQ += dS k, dK += dS q, all sums in fp32. */
+FG_KERNEL_OP(void, attention_bf16_backward,
+             (float *dqkv, const float *dout, const uint16_t *qkv, const float *out, const float *lse, int B, int T,
               int C, int NH),
              (dqkv, dout, qkv, out, lse, B, T, C, NH),
              NH > 0 && C % NH == 0 && B >= 0 && T >= 0)

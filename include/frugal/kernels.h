@@ -98,6 +98,14 @@ static inline size_t fg_bgemm_packed_words(int N, int K)
     return (size_t)((N + FG_BGEMM_NR - 1) / FG_BGEMM_NR) * FG_BGEMM_NR * (size_t)((K + 1) / 2);
 }
 
+/* gemm_u8s8_pack_b's layout (kernel_ops.h): strips of FG_I8_NR rows of B, and the
+ * words (4 bytes of k each) a packed B [N,K] takes. */
+enum { FG_I8_NR = 48 };
+static inline size_t fg_gemm_u8s8_packed_words(int N, int K)
+{
+    return (size_t)((N + FG_I8_NR - 1) / FG_I8_NR) * FG_I8_NR * (size_t)((K + 3) / 4);
+}
+
 /* Names of the variants an op can take on this CPU, for tests: fills names[0..cap)
  * with every variant of `op` this CPU supports ("ref" first) and returns the count. */
 int fg_kernels_variants(const char *op, const char **names, int cap);

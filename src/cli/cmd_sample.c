@@ -14,7 +14,7 @@
 typedef struct sample_opts {
     char run[4096], ckpt[4096], prompt[8192], tokenizer[4096], kernels[32];
     char int8_file[4096], eval[4096];
-    int n, num_samples, top_k, threads, int8, eval_tokens, speculative;
+    int n, num_samples, top_k, threads, int8, eval_tokens, speculative, prefill;
     double temperature, top_p;
     uint64_t seed;
 } sample_opts;
@@ -40,6 +40,9 @@ static const fg_opt sample_table[] = {
      .help = "instead of sampling: mean loss and perplexity of the model on this text file (windows of seq_len)"},
     {"eval_tokens", FG_OPT_INT, SF(eval_tokens), .min = 0, .max = 1 << 30,
      .help = "with --eval: at most this many tokens (0: all)"},
+    {"prefill", FG_OPT_BOOL, SF(prefill),
+     .help = "with --eval: time prompt processing instead of the loss (each window through the KV-cache prefill, "
+             "only the last position's logits, as llama.cpp's prompt evaluation)"},
     {"speculative", FG_OPT_BOOL, SF(speculative),
      .help = "greedy speculative decoding, the run's first MTP module drafting (mtp_depth >= 1, --temperature 0): "
              "prints acceptance rate and speed-up over plain greedy decoding (one context window per sample)"},
@@ -112,7 +115,8 @@ static int sample_speculative(fg_model *m, fg_tokenizer *tok, const int32_t *pro
 /* Mean next-token loss over the text in windows of T tokens (non-overlapping, each
  * predicting its T next tokens), weighted by tokens: the validation loss of the run on
  * that text, through every forward path of the model (int8 layers included). */
-static int eval_text(fg_model *m, fg_tokenizer *tok, const char *path, int max_tokens, int T, const char *what)
+static int eval_text(fg_model *m, fg_tokenizer *tok, const char *path, int max_tokens, int T, const char *what,
+                     int prefill)
 {
     char *text = NULL;
     size_t len = 0, n_ids = 0;
@@ -136,7 +140,13 @@ static int eval_text(fg_model *m, fg_tokenizer *tok, const char *path, int max_t
             tg[j] = (int32_t)ids[i + j + 1];
         }
         float loss = 0.0f;
-        st = fg_model_forward(m, in, tg, 1, t, &loss);
+        if (prefill) { /* n_new 0: the prompt's pass alone, its last logits computed */
+            fg_sampler s = {.temperature = 0.0f, .top_p = 1.0f};
+            int r = fg_model_generate(m, in, t, 0, -1, &s, tg);
+            st = r < 0 ? (fg_status)r : FG_OK;
+        } else {
+            st = fg_model_forward(m, in, tg, 1, t, &loss);
+        }
         if (st != FG_OK)
             break;
         sum += (double)loss * t;
@@ -148,11 +158,12 @@ static int eval_text(fg_model *m, fg_tokenizer *tok, const char *path, int max_t
     if (st != FG_OK || !counted)
         return fg_cli_fail("sample", st != FG_OK ? st : fg_error(FG_ERR_INVALID, "%s: fewer than 2 tokens", path),
                            NULL);
-    printf("eval: %s: %zu tokens, loss %.5f, perplexity %.4f (%s)\n", path, counted, sum / (double)counted,
-           exp(sum / (double)counted), what);
+    if (!prefill)
+        printf("eval: %s: %zu tokens, loss %.5f, perplexity %.4f (%s)\n", path, counted, sum / (double)counted,
+               exp(sum / (double)counted), what);
     /* the forward over T-token windows is prompt processing: its rate, for int8 vs fp32 */
-    printf("eval: %.1f tokens/s (%zu tokens in %.3f s, windows of %d)\n", secs > 0 ? (double)counted / secs : 0.0,
-           counted, secs, T);
+    printf("eval: %.1f tokens/s (%zu tokens in %.3f s, windows of %d%s)\n", secs > 0 ? (double)counted / secs : 0.0,
+           counted, secs, T, prefill ? ", prefill: last position's logits only" : "");
     return 0;
 }
 #undef SF
@@ -203,7 +214,7 @@ int fg_cmd_sample(int argc, char **argv)
     if (o.eval[0]) {
         int T = c.seq_len > 0 && c.seq_len < fg_model_get_config(m)->max_seq_len ? c.seq_len
                                                                                  : fg_model_get_config(m)->max_seq_len;
-        code = eval_text(m, tok, o.eval, o.eval_tokens, T, o.int8 || o.int8_file[0] ? "int8" : "fp32");
+        code = eval_text(m, tok, o.eval, o.eval_tokens, T, o.int8 || o.int8_file[0] ? "int8" : "fp32", o.prefill);
         goto out;
     }
     size_t n_ids = 0;

@@ -251,8 +251,13 @@ static fg_status prefill(fg_model *m, const int32_t *prompt, int n, const float 
     fg_embedding_forward(kv->px, prompt, m->params + m->wte, model_p(m, m->wpe), n, n, C); /* positions 0..n-1 */
     for (int l = 0; l < c->n_layer; l++) {
         const model_layer_off *o = &m->layer[l];
-        model_norm_forward(m, kv->pln, kv->pmean, kv->prstd, kv->px, model_p(m, o->ln1w), model_p(m, o->ln1b), n);
-        model_linear_forward(m, kv->pqkv, kv->pln, model_p(m, o->qkvw), model_p(m, o->qkvb), n, C, 3 * C);
+        /* int8 weights: the fused layers of int8.c (norm and codes in one pass, the
+         * dequantization and residual add in the GEMM's store); the same values */
+        if (!model_int8_norm_linear(m, kv->pqkv, kv->px, model_p(m, o->ln1w), model_p(m, o->qkvw), model_p(m, o->qkvb),
+                                    n, C, 3 * C)) {
+            model_norm_forward(m, kv->pln, kv->pmean, kv->prstd, kv->px, model_p(m, o->ln1w), model_p(m, o->ln1b), n);
+            model_linear_forward(m, kv->pqkv, kv->pln, model_p(m, o->qkvw), model_p(m, o->qkvb), n, C, 3 * C);
+        }
         if (c->layout == FG_LAYOUT_LLAMA) {
             fg_rope_forward(kv->pqkv, 1, n, NH, m->HS, 3 * C, 0, c->rope_theta);
             fg_rope_forward(kv->pqkv + C, 1, n, NH, m->HS, 3 * C, 0, c->rope_theta);
@@ -263,11 +268,15 @@ static fg_status prefill(fg_model *m, const int32_t *prompt, int n, const float 
                    (size_t)C * sizeof(float));
         }
         fg_attention_forward(kv->patt, kv->plse, kv->pqkv, 1, n, C, NH);
-        model_linear_forward(m, kv->ptmp, kv->patt, model_p(m, o->attprojw), model_p(m, o->attprojb), n, C, C);
-        fg_add(kv->px, kv->px, kv->ptmp, nC);
-        model_norm_forward(m, kv->pln, kv->pmean, kv->prstd, kv->px, model_p(m, o->ln2w), model_p(m, o->ln2b), n);
-        model_ffn_forward(m, l, kv->ptmp, kv->pln, n, &kv->pffn);
-        fg_add(kv->px, kv->px, kv->ptmp, nC);
+        if (!model_int8_linear_add(m, kv->px, kv->patt, model_p(m, o->attprojw), model_p(m, o->attprojb), n, C, C)) {
+            model_linear_forward(m, kv->ptmp, kv->patt, model_p(m, o->attprojw), model_p(m, o->attprojb), n, C, C);
+            fg_add(kv->px, kv->px, kv->ptmp, nC);
+        }
+        if (!model_int8_ffn_add(m, l, kv->px, kv->pffn.fch, n)) {
+            model_norm_forward(m, kv->pln, kv->pmean, kv->prstd, kv->px, model_p(m, o->ln2w), model_p(m, o->ln2b), n);
+            model_ffn_forward(m, l, kv->ptmp, kv->pln, n, &kv->pffn);
+            fg_add(kv->px, kv->px, kv->ptmp, nC);
+        }
     }
     /* only the last position's logits are needed */
     const float *last = kv->px + (size_t)(n - 1) * C;

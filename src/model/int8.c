@@ -1,6 +1,8 @@
 /* int8.c: int8 inference weights: quantizing a model's linear layers into the int8 weights
  * file (codes + per-channel fp32 scales, docs/FORMATS.md), loading and checking it, and
- * the int8 forward of those layers (per-token dynamic activation codes, fg_gemm_u8s8). */
+ * the int8 forward of those layers (per-token dynamic activation codes) on weights packed
+ * at load for fg_gemm_u8s8_packed, whose store dequantizes; for prompts the norm or
+ * SwiGLU, the codes and the residual add are fused around the GEMM. */
 #include <math.h>
 #include <string.h>
 
@@ -11,25 +13,31 @@
 #define I8_MAGIC "FGINT8v1"
 #define I8_VERSION 1u
 #define I8_NAME 64
-/* activation rows quantized and multiplied at once: scratch is sized for them */
+/* activation rows quantized and multiplied at once when the scratch cannot grow to a
+ * call's rows */
 enum { I8_ROWS = 64 };
 
 typedef struct i8_tensor {
-    size_t off;     /* the fp32 weight's offset in m->params: the layer is found by it */
-    int rows, cols; /* a routed experts' [E, R, cols] tensor is E*R rows: row r0 + j of
-                       expert e's matrix is row e*R + j, each with its own scale */
-    int8_t *q;      /* [rows, cols] */
-    float *scale;   /* [rows] */
-    int32_t *comp;  /* [rows] 128 * sum_c q[r, c]: the u8 shift of the activations */
+    size_t off;       /* the fp32 weight's offset in m->params: the layer is found by it */
+    int rows, cols;   /* a routed experts' [E, R, cols] tensor is E*R rows: row r0 + j of
+                         expert e's matrix is row e*R + j, each with its own scale */
+    float *scale;     /* [rows] */
+    int32_t *comp;    /* [rows] 128 * sum_c q[r, c] (q: the codes): the u8 shift of the activations */
+    int seg;          /* rows of one matrix (an expert's R, else rows): packed per matrix */
+    uint32_t *packed; /* the codes: fg_gemm_u8s8_pack_b of each matrix, fg_gemm_u8s8_packed_words(seg, cols)
+                         apart (the only copy: no row-major one is kept) */
 } i8_tensor;
 
 struct model_int8 {
     int n;
     int experts; /* a MoE expert tensor is among them */
     i8_tensor *t;
-    uint8_t *u;   /* [I8_ROWS x max cols] activation codes + 128 */
-    float *as;    /* [I8_ROWS] their scales */
-    int32_t *acc; /* [I8_ROWS x max rows] */
+    uint8_t *u; /* [I8_ROWS x max cols] activation codes + 128 */
+    float *as;  /* [I8_ROWS] their scales */
+    int max_c;
+    int cap;     /* rows the packed path's scratch holds (grown on demand) */
+    uint8_t *pu; /* [cap x max cols] activation codes + 128 */
+    float *pas;  /* [cap] their scales */
 };
 
 /* FNV-1a, 64 bits: a checksum against truncation and flipped bytes (not an adversary). */
@@ -46,14 +54,15 @@ static void free_state(struct model_int8 *s)
     if (!s)
         return;
     for (int i = 0; i < s->n; i++) {
-        fg_free(s->t[i].q);
         fg_free(s->t[i].scale);
         fg_free(s->t[i].comp);
+        fg_free(s->t[i].packed);
     }
     fg_free(s->t);
     fg_free(s->u);
     fg_free(s->as);
-    fg_free(s->acc);
+    fg_free(s->pu);
+    fg_free(s->pas);
     fg_free(s);
 }
 
@@ -187,7 +196,7 @@ fg_status fg_model_int8_load(fg_model *m, const char *path)
         st = FG_ERR_NOMEM;
         goto fail;
     }
-    size_t pos = 24, max_r = 0, max_c = 0;
+    size_t pos = 24, max_c = 0;
     for (uint32_t i = 0; i < nt; i++) {
         char name[I8_NAME + 1] = {0};
         uint32_t rows, cols;
@@ -224,9 +233,9 @@ fg_status fg_model_int8_load(fg_model *m, const char *path)
         d->rows = (int)rows;
         d->cols = (int)cols;
         d->scale = fg_malloc(rows * sizeof(float));
-        d->q = fg_malloc((size_t)rows * cols);
+
         d->comp = fg_malloc(rows * sizeof(int32_t));
-        if (!d->scale || !d->q || !d->comp) {
+        if (!d->scale || !d->comp) {
             st = FG_ERR_NOMEM;
             goto fail;
         }
@@ -238,11 +247,11 @@ fg_status fg_model_int8_load(fg_model *m, const char *path)
                 goto fail;
             }
         pos += (size_t)rows * 4;
-        memcpy(d->q, b + pos, (size_t)rows * cols);
+        const int8_t *q = (const int8_t *)(b + pos);
         for (uint32_t r = 0; r < rows; r++) {
             int32_t sum = 0;
             for (uint32_t c = 0; c < cols; c++) {
-                int8_t v = d->q[(size_t)r * cols + c];
+                int8_t v = q[(size_t)r * cols + c];
                 if (v == -128) {
                     st = fg_error(FG_ERR_CORRUPT,
                                   "%s: tensor '%s': code -128 at [%u, %u] (byte %zu; codes are -127..127)", path, name,
@@ -253,8 +262,18 @@ fg_status fg_model_int8_load(fg_model *m, const char *path)
             }
             d->comp[r] = 128 * sum;
         }
+        /* the GEMM's layout, packed once here (a third of the prompt path's GEMM time when
+         * it was packed at every call); decoding reads it too, as one stream per strip */
+        d->seg = t->ndim == 3 ? (int)t->shape[1] : (int)rows;
+        size_t nseg = rows / (size_t)d->seg, words = fg_gemm_u8s8_packed_words(d->seg, (int)cols);
+        d->packed = fg_malloc((nseg * words > 0 ? nseg * words : 1) * sizeof(uint32_t));
+        if (!d->packed) {
+            st = FG_ERR_NOMEM;
+            goto fail;
+        }
+        for (size_t e = 0; e < nseg; e++)
+            fg_gemm_u8s8_pack_b(d->packed + e * words, d->seg, (int)cols, q + e * (size_t)d->seg * cols, (int)cols);
         pos += (size_t)rows * cols;
-        max_r = rows > max_r ? rows : max_r;
         max_c = cols > max_c ? cols : max_c;
     }
     if (pos != len - 8) {
@@ -262,10 +281,10 @@ fg_status fg_model_int8_load(fg_model *m, const char *path)
                       pos);
         goto fail;
     }
+    s->max_c = (int)max_c;
     s->u = fg_malloc((size_t)I8_ROWS * (max_c ? max_c : 1));
     s->as = fg_malloc((size_t)I8_ROWS * sizeof(float));
-    s->acc = fg_malloc((size_t)I8_ROWS * (max_r ? max_r : 1) * sizeof(int32_t));
-    if (!s->u || !s->as || !s->acc) {
+    if (!s->u || !s->as) {
         st = FG_ERR_NOMEM;
         goto fail;
     }
@@ -279,38 +298,127 @@ fail:
     return st;
 }
 
+/* The int8 tensor holding the [OC, C] weight at `weight` (an expert's rows inside its
+ * tensor), and the row of it that is the weight's first; NULL when none does. */
+static const i8_tensor *find_layer(const struct model_int8 *s, const fg_model *m, const float *weight, int C, int OC,
+                                   size_t *r0)
+{
+    size_t off = (size_t)(weight - m->params);
+    for (int i = 0; i < s->n; i++) {
+        const i8_tensor *u = &s->t[i];
+        size_t n = (size_t)u->rows * (size_t)u->cols;
+        if (off >= u->off && off < u->off + n && (off - u->off) % (size_t)u->cols == 0) {
+            *r0 = (off - u->off) / (size_t)u->cols; /* an expert's first row */
+            return u->cols == C && *r0 + (size_t)OC <= (size_t)u->rows ? u : NULL;
+        }
+    }
+    return NULL;
+}
+
+/* A layer the packed path runs: its packed matrix and where its scales start. */
+typedef struct i8_layer {
+    const uint32_t *p;
+    const float *scale;
+    const int32_t *comp;
+} i8_layer;
+
+static int packed_layer(const fg_model *m, const float *weight, int N, int C, int OC, i8_layer *L)
+{
+    struct model_int8 *s = m->i8;
+    size_t r0 = 0;
+    const i8_tensor *t = s && N > 0 && weight ? find_layer(s, m, weight, C, OC, &r0) : NULL;
+    if (!t || r0 % (size_t)t->seg || OC > t->seg) /* only whole matrices from their first row */
+        return 0;
+    L->p = t->packed + r0 / (size_t)t->seg * fg_gemm_u8s8_packed_words(t->seg, C);
+    L->scale = t->scale + r0;
+    L->comp = t->comp + r0;
+    return 1;
+}
+
+/* Scratch for N rows of codes (at most max cols wide); 0 when it cannot grow. */
+static int ensure_rows(struct model_int8 *s, int N)
+{
+    if (N <= s->cap)
+        return 1;
+    uint8_t *u = fg_malloc((size_t)N * (size_t)(s->max_c ? s->max_c : 1));
+    float *as = fg_malloc((size_t)N * sizeof(float));
+    if (!u || !as) {
+        fg_free(u);
+        fg_free(as);
+        return 0;
+    }
+    fg_free(s->pu);
+    fg_free(s->pas);
+    s->pu = u;
+    s->pas = as;
+    s->cap = N;
+    return 1;
+}
+
+/* Every int8 layer: codes of inp's rows, then the packed GEMM with its dequantizing
+ * store. A weight that is not a whole matrix of the file (no layer of the model asks for
+ * one) is not int8 here: 0, and the caller's fp32 path runs. */
 int model_int8_linear_forward(const fg_model *m, float *out, const float *inp, const float *weight, const float *bias,
                               int N, int C, int OC)
 {
     struct model_int8 *s = m->i8;
-    size_t off = (size_t)(weight - m->params), r0w = 0;
-    const i8_tensor *t = NULL;
-    for (int i = 0; i < s->n && !t; i++) {
-        const i8_tensor *u = &s->t[i];
-        size_t n = (size_t)u->rows * (size_t)u->cols;
-        if (off >= u->off && off < u->off + n && (off - u->off) % (size_t)u->cols == 0) {
-            t = u;
-            r0w = (off - u->off) / (size_t)u->cols; /* an expert's first row */
-        }
-    }
-    if (!t || t->cols != C || r0w + (size_t)OC > (size_t)t->rows)
+    i8_layer L;
+    if (!packed_layer(m, weight, N, C, OC, &L))
         return 0;
-    const int8_t *wq = t->q + r0w * (size_t)C;
-    const float *wscale = t->scale + r0w;
-    const int32_t *wcomp = t->comp + r0w;
-    for (int r0 = 0; r0 < N; r0 += I8_ROWS) {
-        int n = N - r0 < I8_ROWS ? N - r0 : I8_ROWS;
-        fg_int8_quantize_act_u8(s->u, s->as, inp + (size_t)r0 * C, n, C);
-        fg_gemm_u8s8(n, OC, C, s->u, C, wq, C, s->acc, OC);
-        /* sum (qa + 128) qw - 128 sum qw = sum qa qw, exact in int32; one rounding to float */
-#pragma omp parallel for schedule(static) if ((size_t)n * OC > 65536)
-        for (int r = 0; r < n; r++) {
-            float *o = out + (size_t)(r0 + r) * OC;
-            const int32_t *a = s->acc + (size_t)r * OC;
-            float sa = s->as[r];
-            for (int j = 0; j < OC; j++)
-                o[j] = sa * wscale[j] * (float)(a[j] - wcomp[j]) + (bias ? bias[j] : 0.0f);
-        }
+    int big = ensure_rows(s, N), step = big ? N : I8_ROWS;
+    uint8_t *u = big ? s->pu : s->u;
+    float *as = big ? s->pas : s->as;
+    for (int r0 = 0; r0 < N; r0 += step) {
+        int n = N - r0 < step ? N - r0 : step;
+        fg_quantize_u8(u, as, inp + (size_t)r0 * C, n, C);
+        fg_gemm_u8s8_packed(n, OC, C, u, C, L.p, as, L.scale, L.comp, bias, NULL, out + (size_t)r0 * OC, OC);
     }
+    return 1;
+}
+
+/* ---- the prompt path's fused layers (generate.c prefill) ----
+ * Each gives what the unfused calls give, bit for bit where the norm and SwiGLU kernels
+ * are the fused ones' level (kernel_ops.h): the codes are the same, the GEMM is exact,
+ * and the epilogue rounds the same steps. 0: not an int8 layer here, nothing written. */
+
+int model_int8_linear_add(const fg_model *m, float *x, const float *inp, const float *weight, const float *bias, int N,
+                          int C, int OC)
+{
+    struct model_int8 *s = m->i8;
+    i8_layer L;
+    if (!packed_layer(m, weight, N, C, OC, &L) || !ensure_rows(s, N))
+        return 0;
+    fg_quantize_u8(s->pu, s->pas, inp, N, C);
+    fg_gemm_u8s8_packed(N, OC, C, s->pu, C, L.p, s->pas, L.scale, L.comp, bias, x, x, OC);
+    return 1;
+}
+
+int model_int8_norm_linear(const fg_model *m, float *out, const float *x, const float *normw, const float *weight,
+                           const float *bias, int N, int C, int OC)
+{
+    struct model_int8 *s = m->i8;
+    i8_layer L;
+    if (m->cfg.layout != FG_LAYOUT_LLAMA || !packed_layer(m, weight, N, C, OC, &L) || !ensure_rows(s, N))
+        return 0;
+    fg_rmsnorm_quant_u8(s->pu, s->pas, x, normw, N, C, m->cfg.norm_eps);
+    fg_gemm_u8s8_packed(N, OC, C, s->pu, C, L.p, s->pas, L.scale, L.comp, bias, NULL, out, OC);
+    return 1;
+}
+
+int model_int8_ffn_add(const fg_model *m, int l, float *x, float *fch, int N)
+{
+    struct model_int8 *s = m->i8;
+    const model_layer_off *o = &m->layer[l];
+    int C = m->cfg.d_model;
+    i8_layer fc, proj;
+    if (m->cfg.layout != FG_LAYOUT_LLAMA || model_is_moe_layer(m, l) ||
+        !packed_layer(m, model_p(m, o->fcw), N, C, m->Fin, &fc) ||
+        !packed_layer(m, model_p(m, o->fcprojw), N, m->F, C, &proj) || !ensure_rows(s, N))
+        return 0;
+    fg_rmsnorm_quant_u8(s->pu, s->pas, x, model_p(m, o->ln2w), N, C, m->cfg.norm_eps);
+    fg_gemm_u8s8_packed(N, m->Fin, C, s->pu, C, fc.p, s->pas, fc.scale, fc.comp, model_p(m, o->fcb), NULL, fch, m->Fin);
+    fg_swiglu_quant_u8(s->pu, s->pas, fch, N, m->F);
+    fg_gemm_u8s8_packed(N, C, m->F, s->pu, m->F, proj.p, s->pas, proj.scale, proj.comp, model_p(m, o->fcprojb), x, x,
+                        C);
     return 1;
 }

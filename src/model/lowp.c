@@ -429,6 +429,16 @@ static void act_bf16(fg_model *m, model_lp_layer *a, uint16_t *xb, int N, int sa
 
 /* ---- forward / backward ---- */
 
+/* Whether attention takes the bf16 kernel (products on vdpbf16ps, no widening pass):
+ * wherever dispatch chose a fast variant of it. Its reference (scalar, doubles) exists
+ * to test that kernel against, so a CPU without one (or --kernels=ref) keeps the route
+ * it had: qkv widened to fp32 for the fp32 attention, whose results and speed stay
+ * those measured before the bf16 kernel (docs/KERNELS.md "bf16 attention"). */
+static int attn_bf16(void)
+{
+    return strcmp(fg_kernels_variant("attention_bf16"), "ref") != 0;
+}
+
 fg_status model_lp_forward(fg_model *m, const int32_t *targets, int B, int T, float *loss)
 {
     const fg_model_config *c = &m->cfg;
@@ -447,9 +457,14 @@ fg_status model_lp_forward(fg_model *m, const int32_t *targets, int B, int T, fl
             MODEL_PROF(m, OP_ROPE, fg_rope_forward(lp->qf, B, T, NH, m->HS, 3 * C, 0, c->rope_theta));
             MODEL_PROF(m, OP_ROPE, fg_rope_forward(lp->qf + C, B, T, NH, m->HS, 3 * C, 0, c->rope_theta));
         }
-        /* attention runs on the saved (bf16) qkv, so its lse matches what backward sees */
-        MODEL_PROF(m, OP_ATTN, store(&a->qkv, 0, lp->qf, (size_t)N); load_f32(&a->qkv, lp->qf, (size_t)N);
-                   fg_attention_forward(lp->attf, a->lse, lp->qf, B, T, C, NH));
+        /* attention runs on the saved (bf16) qkv, so its lse matches what backward sees:
+         * read in place by the bf16 kernel, else widened for the fp32 one (attn_bf16) */
+        if (attn_bf16())
+            MODEL_PROF(m, OP_ATTN, store(&a->qkv, 0, lp->qf, (size_t)N);
+                       fg_attention_bf16_forward(lp->attf, a->lse, a->qkv.bf, B, T, C, NH));
+        else
+            MODEL_PROF(m, OP_ATTN, store(&a->qkv, 0, lp->qf, (size_t)N); load_f32(&a->qkv, lp->qf, (size_t)N);
+                       fg_attention_forward(lp->attf, a->lse, lp->qf, B, T, C, NH));
         MODEL_PROF(m, OP_ATTPROJ, store(&a->atty, 0, lp->attf, (size_t)N);
                    lin_fwd(m, lp->tmp, view_bf16(lp, &a->atty, 0, (size_t)N, xb), o->attprojw, o->attprojb, N, C, C));
         MODEL_PROF(m, OP_RESID, fg_add(lp->res, lp->res, lp->tmp, NC));
@@ -583,10 +598,15 @@ fg_status model_lp_backward(fg_model *m, float loss_scale)
         MODEL_PROF(m, OP_ATTPROJ, operand_bf16(m, db, lp->dres, (size_t)N, (size_t)C, gf);
                    lin_bwd(m, lp->datty, db, lp->dres, view_bf16(lp, &a->atty, 0, (size_t)N, xb), o->attprojw,
                            o->attprojb, N, C, C));
-        /* atty = attention(qkv): both decoded to fp32 for the kernel */
-        MODEL_PROF(m, OP_ATTN, load_f32(&a->qkv, lp->qf, (size_t)N); load_f32(&a->atty, lp->attf, (size_t)N);
-                   memset(lp->dqkv, 0, 3 * NC * sizeof(float));
-                   fg_attention_backward(lp->dqkv, lp->datty, lp->qf, lp->attf, a->lse, B, T, C, NH));
+        /* atty = attention(qkv): the bf16 kernel reads qkv in place, the fp32 one widened;
+         * both take atty widened (D = dout . out, fp32) */
+        if (attn_bf16())
+            MODEL_PROF(m, OP_ATTN, load_f32(&a->atty, lp->attf, (size_t)N); memset(lp->dqkv, 0, 3 * NC * sizeof(float));
+                       fg_attention_bf16_backward(lp->dqkv, lp->datty, a->qkv.bf, lp->attf, a->lse, B, T, C, NH));
+        else
+            MODEL_PROF(m, OP_ATTN, load_f32(&a->qkv, lp->qf, (size_t)N); load_f32(&a->atty, lp->attf, (size_t)N);
+                       memset(lp->dqkv, 0, 3 * NC * sizeof(float));
+                       fg_attention_backward(lp->dqkv, lp->datty, lp->qf, lp->attf, a->lse, B, T, C, NH));
         if (c->layout == FG_LAYOUT_LLAMA) {
             MODEL_PROF(m, OP_ROPE, fg_rope_backward(lp->dqkv, B, T, NH, m->HS, 3 * C, 0, c->rope_theta));
             MODEL_PROF(m, OP_ROPE, fg_rope_backward(lp->dqkv + C, B, T, NH, m->HS, 3 * C, 0, c->rope_theta));

@@ -277,6 +277,14 @@ int model_int8_covers_experts(const fg_model *m); /* an expert's weights are in 
 /* int8 forward of a layer loaded by fg_model_int8_load: 1 (done) or 0 (not int8). */
 int model_int8_linear_forward(const fg_model *m, float *out, const float *inp, const float *weight, const float *bias,
                               int N, int C, int OC);
+/* The prompt path's fused int8 layers (int8.c; 1: done, 0: not int8 here, nothing
+ * written): x += linear(inp); out = linear(rmsnorm(x)); x += FFN(rmsnorm(x)) of dense
+ * llama layer l (fch: [N, Fin] scratch). */
+int model_int8_linear_add(const fg_model *m, float *x, const float *inp, const float *weight, const float *bias, int N,
+                          int C, int OC);
+int model_int8_norm_linear(const fg_model *m, float *out, const float *x, const float *normw, const float *weight,
+                           const float *bias, int N, int C, int OC);
+int model_int8_ffn_add(const fg_model *m, int l, float *x, float *fch, int N);
 fg_status model_qat_init(fg_model *m); /* parses cfg.qat_layers; NULL state when off */
 void model_qat_free(fg_model *m);
 /* LSQ step tensors (qat_quant = lsq): their count, their entries in the table (after the

@@ -205,7 +205,8 @@ static const fg_opt opts[] = {
      * resume (a ZeRO-1 checkpoint holds the whole m, v: it reshards on load) */
     {"dp", FG_OPT_INT, F(dp), 1, 1 << 16, .flags = RESUMABLE,
      .help = "data-parallel ranks (run under mpirun -np DP); grad_accum must be a multiple"},
-    {"zero", FG_OPT_BOOL, F(zero), .flags = RESUMABLE, .help = "ZeRO-1: shard Adam's m and v over the dp ranks"},
+    {"zero", FG_OPT_BOOL, F(zero), .flags = RESUMABLE,
+     .help = "ZeRO-1: shard Adam's m and v over the dp ranks (with tp / pp: every rank)"},
     {"ep", FG_OPT_INT, F(ep), 1, 1 << 16, .flags = RESUMABLE,
      .help = "expert-parallel ranks (MoE; mpirun -np DP*EP): experts spread over them, tokens by all-to-all"},
     {"ep_place", FG_OPT_BOOL, F(ep_place), .flags = RESUMABLE,
@@ -397,11 +398,11 @@ fg_status fg_train_config_validate(const fg_train_config *c)
         return fg_error(FG_ERR_INVALID, "'seq_len' %d exceeds 'max_seq_len' %d", c->seq_len, c->model.max_seq_len);
     if (c->compress > 0 && c->compress < 0.001f)
         return fg_error(FG_ERR_INVALID, "'compress' %g: the density goes down to 0.001 (0 = off)", c->compress);
-    if ((c->pp > 1 || c->tp > 1) && (c->zero || c->compress > 0))
+    if ((c->pp > 1 || c->tp > 1) && c->compress > 0)
         return fg_error(FG_ERR_INVALID,
-                        "'%s' %d with '%s': not built (pipeline stages and tensor shards sum whole "
+                        "'%s' %d with 'compress': not built (pipeline stages and tensor shards sum whole "
                         "gradients)",
-                        c->pp > 1 ? "pp" : "tp", c->pp > 1 ? c->pp : c->tp, c->zero ? "zero" : "compress");
+                        c->pp > 1 ? "pp" : "tp", c->pp > 1 ? c->pp : c->tp);
     if ((c->pp > 1 || c->tp > 1) && c->model.precision != FG_PRECISION_FP32)
         return fg_error(FG_ERR_INVALID, "'%s' %d: pipeline stages and tensor shards run fp32 models only",
                         c->pp > 1 ? "pp" : "tp", c->pp > 1 ? c->pp : c->tp);

@@ -23,8 +23,12 @@ typedef struct bucket {
 } bucket;
 
 struct dp {
-    fg_comm *comm;
+    fg_comm *comm; /* the batch group: micro-batches, loss, loads, agreement */
     int rank, size, zero;
+    /* ZeRO-1's group: the shard partition, reduce-scatter, norm, all-gather, shard files;
+     * the batch group, or (tp / pp) every rank of the grid */
+    fg_comm *zc;
+    int zr, zs;
     fg_model *m;
     size_t n;
     bucket *b;
@@ -65,6 +69,12 @@ static int tensor_level(const fg_tensor_info *t, int L)
     return -1; /* wte, wpe: the embedding backward runs after the last hook */
 }
 
+/* The group of the bucket collectives: the reduce-scatter's (ZeRO-1) or the all-reduce's. */
+static fg_comm *bucket_comm(const dp *d)
+{
+    return d->zero ? d->zc : d->comm;
+}
+
 static void launch(dp *d, bucket *k)
 {
     if (d->err != FG_OK)
@@ -75,9 +85,9 @@ static void launch(dp *d, bucket *k)
     double p = d->size, bytes = (double)k->len * sizeof(float);
     if (d->zero) {
         size_t lo = k->off > d->s_off ? k->off : d->s_off;
-        float *recv = d->gshard + (k->counts[d->rank] ? lo - d->s_off : 0);
-        d->err = fg_comm_ireduce_scatter(d->comm, g + k->off, recv, k->counts, FG_DT_F32, FG_OP_SUM, &k->req);
-        d->st.bytes_step += (p - 1) / p * bytes;
+        float *recv = d->gshard + (k->counts[d->zr] ? lo - d->s_off : 0);
+        d->err = fg_comm_ireduce_scatter(d->zc, g + k->off, recv, k->counts, FG_DT_F32, FG_OP_SUM, &k->req);
+        d->st.bytes_step += ((double)d->zs - 1) / (double)d->zs * bytes;
     } else {
         /* in place on the flat grad buffer: no staging copy */
         d->err = fg_comm_iallreduce(d->comm, g + k->off, k->len, FG_DT_F32, FG_OP_SUM, &k->req);
@@ -93,7 +103,7 @@ static void progress(dp *d)
     for (int i = 0; i < d->nb && d->err == FG_OK; i++) {
         bucket *k = &d->b[i];
         if (k->launched && !k->done)
-            d->err = fg_comm_test(d->comm, &k->req, &k->done);
+            d->err = fg_comm_test(bucket_comm(d), &k->req, &k->done);
     }
 }
 
@@ -242,7 +252,7 @@ int dp_compressed(const dp *d)
     return d->cz.density > 0;
 }
 
-dp *dp_new(fg_comm *comm, fg_model *m, int zero, float bucket_mb, const dp_compress *cz)
+dp *dp_new(fg_comm *comm, fg_comm *zcomm, fg_model *m, int zero, float bucket_mb, const dp_compress *cz)
 {
     dp *d = fg_calloc(1, sizeof *d);
     if (!d) {
@@ -252,6 +262,9 @@ dp *dp_new(fg_comm *comm, fg_model *m, int zero, float bucket_mb, const dp_compr
     d->comm = comm;
     d->rank = fg_comm_rank(comm);
     d->size = fg_comm_size(comm);
+    d->zc = zero && zcomm ? zcomm : comm;
+    d->zr = fg_comm_rank(d->zc);
+    d->zs = fg_comm_size(d->zc);
     d->zero = zero;
     d->m = m;
     d->n = fg_model_num_params(m);
@@ -260,8 +273,8 @@ dp *dp_new(fg_comm *comm, fg_model *m, int zero, float bucket_mb, const dp_compr
     if (cap < 1)
         cap = 1;
     d->b = fg_calloc((size_t)nt, sizeof *d->b);
-    d->part = fg_calloc((size_t)d->size, sizeof(int));
-    d->displ = fg_calloc((size_t)d->size, sizeof(int));
+    d->part = fg_calloc((size_t)d->zs, sizeof(int));
+    d->displ = fg_calloc((size_t)d->zs, sizeof(int));
     if (!d->b || !d->part || !d->displ)
         goto nomem;
     for (int i = 0; i < nt; i++) {
@@ -277,8 +290,8 @@ dp *dp_new(fg_comm *comm, fg_model *m, int zero, float bucket_mb, const dp_compr
         }
     }
     d->st.n_buckets = d->nb;
-    for (int q = 0; q < d->size; q++) {
-        size_t a = fg_dist_part_offset(d->n, d->size, q), e = fg_dist_part_offset(d->n, d->size, q + 1);
+    for (int q = 0; q < d->zs; q++) {
+        size_t a = fg_dist_part_offset(d->n, d->zs, q), e = fg_dist_part_offset(d->n, d->zs, q + 1);
         if (e - a > (size_t)0x7fffffff) {
             fg_error(FG_ERR_INVALID, "data parallel: shard of %zu floats exceeds MPI's int count", e - a);
             dp_delete(d);
@@ -298,18 +311,18 @@ dp *dp_new(fg_comm *comm, fg_model *m, int zero, float bucket_mb, const dp_compr
             return NULL;
         }
     }
-    d->s_off = (size_t)d->displ[d->rank];
-    d->s_len = (size_t)d->part[d->rank];
+    d->s_off = (size_t)d->displ[d->zr];
+    d->s_len = (size_t)d->part[d->zr];
     if (zero) {
         /* compressed: no reduce-scatter, the shard is read in place from the decoded sum */
-        d->gshard = d->cz.density > 0 ? NULL : fg_comm_alloc(comm, (d->s_len ? d->s_len : 1) * sizeof(float));
-        d->counts_all = fg_calloc((size_t)d->nb * (size_t)d->size, sizeof(int));
+        d->gshard = d->cz.density > 0 ? NULL : fg_comm_alloc(d->zc, (d->s_len ? d->s_len : 1) * sizeof(float));
+        d->counts_all = fg_calloc((size_t)d->nb * (size_t)d->zs, sizeof(int));
         if ((!d->gshard && d->cz.density <= 0) || !d->counts_all)
             goto nomem;
         for (int i = 0; i < d->nb; i++) {
             bucket *k = &d->b[i];
-            k->counts = d->counts_all + (size_t)i * (size_t)d->size;
-            for (int q = 0; q < d->size; q++) {
+            k->counts = d->counts_all + (size_t)i * (size_t)d->zs;
+            for (int q = 0; q < d->zs; q++) {
                 size_t a = (size_t)d->displ[q], e = a + (size_t)d->part[q];
                 size_t lo = k->off > a ? k->off : a, hi = k->off + k->len < e ? k->off + k->len : e;
                 k->counts[q] = hi > lo ? (int)(hi - lo) : 0;
@@ -332,7 +345,7 @@ void dp_delete(dp *d)
         FG_WARN("also: %s", fg_last_error());
     if (fg_ckpt_writer_delete(d->sw) != FG_OK)
         FG_WARN("also: %s", fg_last_error());
-    fg_comm_free_mem(d->comm, d->gshard);
+    fg_comm_free_mem(d->zc, d->gshard);
     fg_free(d->counts_all);
     fg_free(d->b);
     fg_free(d->part);
@@ -362,6 +375,11 @@ int dp_size(const dp *d)
 int dp_zero(const dp *d)
 {
     return d->zero;
+}
+
+int dp_shards(const dp *d)
+{
+    return d->zero ? d->zs : 0;
 }
 
 void dp_shard(const dp *d, size_t *off, size_t *len)
@@ -464,7 +482,7 @@ fg_status dp_grads(dp *d, fg_model *m, const int32_t *inp, const int32_t *tgt, i
     if (d->err != FG_OK)
         return d->err;
     for (int i = 0; i < d->nb && st == FG_OK; i++)
-        st = fg_comm_wait(d->comm, &d->b[i].req);
+        st = fg_comm_wait(bucket_comm(d), &d->b[i].req);
     if (st != FG_OK)
         return st;
     double t_done = fg_time_sec();
@@ -486,6 +504,34 @@ fg_status dp_grads(dp *d, fg_model *m, const int32_t *inp, const int32_t *tgt, i
     return st;
 }
 
+fg_status dp_scatter(dp *d)
+{
+    if (!d->zero || d->cz.density > 0)
+        return fg_error(FG_ERR_INVALID, "data parallel: a reduce-scatter without ZeRO-1 (or with compression)");
+    for (int i = 0; i < d->nb; i++) {
+        d->b[i].launched = d->b[i].done = 0;
+        memset(&d->b[i].req, 0, sizeof d->b[i].req);
+    }
+    d->err = FG_OK;
+    d->t_first = 0;
+    d->st.bytes_step = 0;
+    double t0 = fg_time_sec();
+    for (int i = 0; i < d->nb; i++) /* the same buckets in the same order on every rank */
+        launch(d, &d->b[i]);
+    if (d->err != FG_OK)
+        return d->err;
+    fg_status st = FG_OK;
+    for (int i = 0; i < d->nb && st == FG_OK; i++)
+        st = fg_comm_wait(d->zc, &d->b[i].req);
+    double t = fg_time_sec() - t0; /* after the whole pipeline: nothing overlapped */
+    d->st.step_span_s = d->st.step_exposed_s = t;
+    d->st.step_overlap_s = 0;
+    d->st.span_s += t;
+    d->st.exposed_s += t;
+    d->st.bytes += d->st.bytes_step;
+    return st;
+}
+
 fg_status dp_unscale(dp *d, float *grads, size_t n, float inv_scale, bool *found_inf)
 {
     *found_inf = false;
@@ -497,7 +543,7 @@ fg_status dp_unscale(dp *d, float *grads, size_t n, float inv_scale, bool *found
     if (!d->zero)
         return FG_OK; /* the same reduced grads on every rank: the same verdict */
     int32_t any = *found_inf;
-    fg_status st = fg_comm_allreduce(d->comm, &any, 1, FG_DT_I32, FG_OP_MAX);
+    fg_status st = fg_comm_allreduce(d->zc, &any, 1, FG_DT_I32, FG_OP_MAX);
     *found_inf = any != 0;
     return st;
 }
@@ -506,7 +552,7 @@ fg_status dp_zero_norm(dp *d, const fg_optim *o, double *norm)
 {
     double n = fg_optim_grad_norm(o, shard_grads(d));
     double ss = n * n;
-    fg_status st = fg_comm_allreduce(d->comm, &ss, 1, FG_DT_F64, FG_OP_SUM);
+    fg_status st = fg_comm_allreduce(d->zc, &ss, 1, FG_DT_F64, FG_OP_SUM);
     *norm = sqrt(ss);
     return st;
 }
@@ -518,8 +564,8 @@ fg_status dp_zero_step(dp *d, fg_optim *o, float lr, float grad_coef)
      * the model refreshes its copy at the next forward */
     fg_optim_step_fused(o, params + d->s_off, shard_grads(d), lr, grad_coef, NULL);
     /* in place: each rank's updated shard sits at its offset of the params buffer */
-    fg_status st = fg_comm_allgather(d->comm, params, d->part, d->displ, FG_DT_F32);
-    double p = d->size;
+    fg_status st = fg_comm_allgather(d->zc, params, d->part, d->displ, FG_DT_F32);
+    double p = d->zs;
     d->st.bytes += (p - 1) / p * (double)d->n * sizeof(float);
     d->st.bytes_step += (p - 1) / p * (double)d->n * sizeof(float);
     return st;
@@ -702,7 +748,7 @@ fg_status dp_remove_rank_ckpts(const char *ckpt_dir)
 /* ---- ZeRO-1 shards of m, v in checkpoints ---- */
 fg_status dp_save_shards(dp *d, fg_optim *o, const char *ckpt_dir, long step, const fg_ckpt_opts *co)
 {
-    if (!rank_writer(&d->sw, ckpt_dir, "zero", d->rank, co))
+    if (!rank_writer(&d->sw, ckpt_dir, "zero", d->zr, co))
         return fg_last_status();
     /* fp32 whatever the storage: bf16 moments are widened exactly */
     float *sm, *sv, *scratch = NULL;
@@ -710,8 +756,8 @@ fg_status dp_save_shards(dp *d, fg_optim *o, const char *ckpt_dir, long step, co
     if (st != FG_OK)
         return st;
     char meta[192];
-    snprintf(meta, sizeof meta, "{\"rank\": %d, \"ranks\": %d, \"n\": %zu, \"off\": %zu, \"len\": %zu}", d->rank,
-             d->size, d->n, d->s_off, d->s_len);
+    snprintf(meta, sizeof meta, "{\"rank\": %d, \"ranks\": %d, \"n\": %zu, \"off\": %zu, \"len\": %zu}", d->zr, d->zs,
+             d->n, d->s_off, d->s_len);
     size_t bytes = d->s_len * sizeof(float);
     fg_ckpt_tensor t[2] = {{"adam.m", sm, bytes}, {"adam.v", sv, bytes}};
     st = fg_ckpt_writer_save(d->sw, step, meta, t, 2); /* copies before it returns */

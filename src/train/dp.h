@@ -35,9 +35,12 @@ typedef struct dp_compress {
     long warmup;      /* DGC density warm-up: steps over which 25%, 6.25%, ... fall to density; 0 off */
 } dp_compress;
 
-/* ranges: the model's optimiser ranges. With zero, *opt is initialised here over this
- * rank's shard (ranges clipped and rebased); without, the caller initialises it. */
-dp *dp_new(fg_comm *comm, fg_model *m, int zero, float bucket_mb, const dp_compress *cz);
+/* comm: the batch group (the ranks that split the global batch's micro-batches). zcomm:
+ * ZeRO-1's group, over which m, v are sharded and the grads reduce-scattered (NULL: comm;
+ * with tp / pp: the whole grid, whose every rank holds part of each gradient sum). With
+ * zero, dp_optim_init initialises the optimiser over this rank's shard; without, the
+ * caller initialises it over the whole buffer. */
+dp *dp_new(fg_comm *comm, fg_comm *zcomm, fg_model *m, int zero, float bucket_mb, const dp_compress *cz);
 int dp_compressed(const dp *d);
 /* The step about to be computed (0-based): the compression's warm-up reads it. */
 void dp_set_step(dp *d, long step);
@@ -48,6 +51,8 @@ void dp_delete(dp *d);
 int dp_rank(const dp *d);
 int dp_size(const dp *d);
 int dp_zero(const dp *d);
+/* ZeRO-1: the number of shards (ranks of the ZeRO group); 0 without zero. */
+int dp_shards(const dp *d);
 /* ZeRO-1: this rank's shard [*off, *off + *len) of the flat buffer. */
 void dp_shard(const dp *d, size_t *off, size_t *len);
 fg_status dp_optim_init(const dp *d, fg_optim *o, const fg_optim_range *ranges, int n, const fg_adamw_config *ac);
@@ -62,6 +67,10 @@ void dp_load(dp *d, fg_loader *l, int32_t *inp, int32_t *tgt, int A, int B, int 
 fg_status dp_grads(dp *d, fg_model *m, const int32_t *inp, const int32_t *tgt, int B, int T, int A, float grad_scale,
                    float *loss);
 float *dp_shard_grads(dp *d);
+/* ZeRO-1 for another driver (pp.c, with tp / pp): the model's whole flat grads, each rank's
+ * partial sums, reduce-scattered over the ZeRO group in the buckets' order; afterwards
+ * dp_shard_grads holds this rank's shard of the sum. Counted in the stats as dp_grads'. */
+fg_status dp_scatter(dp *d);
 /* Adaptive batch (gns): dp_grads also measures the squared gradient norm of rank 0's
  * first micro-batch (that micro-batch's backward then reduces nothing while it runs) and
  * hands it to every rank with the loss: dp_gns_small after dp_grads. */

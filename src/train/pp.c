@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "dp.h"
 #include "frugal/core.h"
 #include "pp.h"
 
@@ -28,6 +29,7 @@ struct pp {
     int slow;
     float slow_ms;
     double acc_compute; /* this rank's compute seconds since the last balance */
+    dp *zero;           /* ZeRO-1 over the grid: the grads reduce-scattered by it (NULL: all-reduced here) */
     pp_stats st;
 };
 
@@ -163,6 +165,11 @@ const pp_stats *pp_get_stats(const pp *p)
     return &p->st;
 }
 
+void pp_set_zero(pp *p, dp *d)
+{
+    p->zero = d;
+}
+
 /* MPI moves a large message only inside MPI calls of both sides: a test of every send
  * in flight before each compute lets the transfers run while this stage computes. */
 static fg_status progress(pp *p)
@@ -274,16 +281,17 @@ static fg_status bwd(pp *p, step_ctx *x, int i)
 }
 
 /* The sum over the stages (each holds its own layers' grads, zeros elsewhere; a tied
- * embedding gets both ends' parts), then over the replicas. */
+ * embedding gets both ends' parts), then over the replicas. g NULL: the loss only (ZeRO-1
+ * reduce-scatters the grads over the whole grid instead). */
 static fg_status reduce(pp *p, fg_comm *c, float *g, size_t n, double *loss_sum)
 {
     if (!c || fg_comm_size(c) < 2)
         return FG_OK;
-    fg_status st = fg_comm_allreduce(c, g, n, FG_DT_F32, FG_OP_SUM);
+    fg_status st = g ? fg_comm_allreduce(c, g, n, FG_DT_F32, FG_OP_SUM) : FG_OK;
     if (st == FG_OK && loss_sum)
         st = fg_comm_allreduce(c, loss_sum, 1, FG_DT_F64, FG_OP_SUM);
     double q = fg_comm_size(c);
-    p->st.bytes_step += 2 * (q - 1) / q * ((double)n * sizeof(float) + sizeof(double));
+    p->st.bytes_step += 2 * (q - 1) / q * ((g ? (double)n * sizeof(float) : 0.0) + (loss_sum ? sizeof(double) : 0.0));
     return st;
 }
 
@@ -364,14 +372,19 @@ fg_status pp_grads(pp *p, fg_model *m, const int32_t *inp, const int32_t *tgt, i
         st = fg_comm_allreduce(p->comm, ld, (size_t)n, FG_DT_F32, FG_OP_SUM);
     }
     double sum = x.sum;
-    float *g = fg_model_grads(m);
+    float *g = p->zero ? NULL : fg_model_grads(m);
     size_t n = fg_model_num_params(m);
     if (st == FG_OK)
         st = reduce(p, p->comm, g, n, &sum);
-    if (st == FG_OK) /* the shards' grads (replicated tensors: rank 0's only); the loss is every tp rank's */
+    if (st == FG_OK && g) /* the shards' grads (replicated tensors: rank 0's only); the loss is every tp rank's */
         st = reduce(p, p->tp, g, n, NULL);
     if (st == FG_OK)
         st = reduce(p, p->dp, g, n, &sum);
+    /* ZeRO-1: one reduce-scatter over every rank of the grid forms the same sum (stages,
+     * tp shards and replicas alike hold zeros where they computed nothing), each rank
+     * receiving only the span of the optimiser state it keeps */
+    if (st == FG_OK && p->zero)
+        st = dp_scatter(p->zero);
     p->st.bytes += p->st.bytes_step;
     *loss = (float)(sum / A);
     return st;

@@ -58,5 +58,10 @@ fg_status pp_barrier(pp *p);
  * the bounds changed. msg (may be NULL): one line saying what it saw and did. */
 fg_status pp_balance(pp *p, int *moved, char *msg, size_t msg_len);
 const pp_stats *pp_get_stats(const pp *p);
+/* ZeRO-1 over the whole grid (d made with the grid's communicator as its ZeRO group):
+ * pp_grads then leaves the grads unsummed and has d reduce-scatter them over every rank
+ * (dp_scatter), so each rank receives only its shard's sums; the loss is summed as before. */
+struct dp;
+void pp_set_zero(pp *p, struct dp *d);
 
 #endif

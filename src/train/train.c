@@ -59,6 +59,8 @@ typedef struct run {
     /* tensor parallelism (tp.c; its steps run through pp.c, a single stage when pp is 1) */
     fg_comm *tp_comm;
     tp *tp;
+    /* every rank of the grid: ZeRO-1's group when tp or pp > 1 (then dp exists even at dp 1) */
+    fg_comm *world;
     dp *dp;
     bool rank0;
     fg_adapt ad;           /* adaptive batch size (adaptive.c): ad.accum micro-batches this step */
@@ -495,7 +497,7 @@ static char *meta_json(const run *r, double tokens)
     json_object_set_new(o, "tokens", json_real(tokens));
     layout_save(r, o);
     if (r->dp && dp_zero(r->dp)) /* m, v are in the ranks' shard files (dp.c) */
-        json_object_set_new(o, "zero_shards", json_integer(dp_size(r->dp)));
+        json_object_set_new(o, "zero_shards", json_integer(dp_shards(r->dp)));
     if (r->c.loss_scale) {
         /* the scale is a float: as a double it prints and reads back exactly */
         const fg_loss_scaler *sc = &r->scaler;
@@ -950,7 +952,10 @@ static fg_status setup(run *r, FILE *out)
                       c->compress_momentum,
                       c->compress_clip && c->grad_clip > 0 && c->dp > 1 ? c->grad_clip / sqrtf((float)c->dp) : 0.0f,
                       c->compress_warmup};
-    if (r->comm && fg_comm_size(r->comm) > 1 && !(r->dp = dp_new(r->comm, r->m, c->zero, c->bucket_mb, &cz)))
+    /* with tp / pp, ZeRO-1 shards over the whole grid (docs/DIST.md "Optimiser state over the grid") */
+    fg_comm *zc = c->zero && (c->pp > 1 || c->tp > 1) ? r->world : NULL;
+    if (((r->comm && fg_comm_size(r->comm) > 1) || (zc && fg_comm_size(zc) > 1)) &&
+        !(r->dp = dp_new(r->comm, zc, r->m, c->zero, c->bucket_mb, &cz)))
         st = fg_last_status();
     else if (r->dp && c->zero)
         st = dp_optim_init(r->dp, &r->opt, ranges, nt, &ac); /* m, v of this rank's shard only */
@@ -963,6 +968,8 @@ static fg_status setup(run *r, FILE *out)
         !(r->pp =
               pp_new(r->pp_comm, r->comm, r->tp_comm, r->m, c->batch_size, c->seq_len, c->pp_slow_rank, c->pp_slow_ms)))
         st = fg_last_status();
+    if (st == FG_OK && r->pp && zc && r->dp)
+        pp_set_zero(r->pp, r->dp);
     if (st != FG_OK)
         goto out_ids;
     fg_adapt_init(&r->ad, c);
@@ -1084,8 +1091,11 @@ static void print_cost(FILE *out, const run *r, const fg_train_result *res, doub
     if (r->dp) {
         const dp_stats *ds = dp_get_stats(r->dp);
         int p = dp_size(r->dp);
-        fprintf(out, "data parallel   : %d ranks%s, %d gradient buckets\n", p, dp_zero(r->dp) ? ", ZeRO-1" : "",
-                ds->n_buckets);
+        char zs[64] = "";
+        if (dp_zero(r->dp))
+            snprintf(zs, sizeof zs, dp_shards(r->dp) != p ? ", ZeRO-1 over all %d ranks of the grid" : ", ZeRO-1",
+                     dp_shards(r->dp));
+        fprintf(out, "data parallel   : %d ranks%s, %d gradient buckets\n", p, zs, ds->n_buckets);
         fprintf(out,
                 "communication   : %s sent per rank (%s per step), %.3f s in flight, %.3f s overlapped with "
                 "backward, %.3f s exposed (%.0f%% hidden)\n",
@@ -1147,9 +1157,19 @@ static void print_cost(FILE *out, const run *r, const fg_train_result *res, doub
             fg_fmt_bytes(s1, sizeof s1, (double)nopt * (double)fg_adam_moment_bytes(r->c.adam_moments)),
             bf ? "bf16" : "fp32", fg_fmt_bytes(s2, sizeof s2, (double)nopt * (double)fg_adam_moment_bytes(!bf)),
             bf ? "fp32" : "bf16", fg_fmt_bytes(s3, sizeof s3, (double)np * sizeof(float)));
-    if (r->dp)
+    if (r->dp || r->pp) {
         fprintf(out, "optimizer / rank: %zu bytes of m+v (%s)\n", nopt * fg_adam_moment_bytes(r->c.adam_moments),
-                dp_zero(r->dp) ? "ZeRO-1: this rank's shard" : "whole, on every rank");
+                r->dp && dp_zero(r->dp) ? "ZeRO-1: this rank's shard" : "whole, on every rank");
+        /* what this rank keeps for training (activations above): fp32 params and grads are
+         * whole on every rank whatever the layout; ZeRO-1 adds its shard's reduced grads */
+        size_t zoff = 0, zlen = 0;
+        if (r->dp && dp_zero(r->dp) && !dp_compressed(r->dp))
+            dp_shard(r->dp, &zoff, &zlen);
+        fprintf(out,
+                "memory / rank   : params %zu bytes, grads %zu bytes, optimizer %zu bytes, ZeRO grad shard %zu bytes\n",
+                np * sizeof(float), np * sizeof(float), nopt * fg_adam_moment_bytes(r->c.adam_moments),
+                zlen * sizeof(float));
+    }
     if (r->c.loss_scale)
         fprintf(out, "loss scaling    : dynamic, %ld step%s skipped (inf/nan gradients), scale now %g\n",
                 res->skipped_steps, res->skipped_steps == 1 ? "" : "s", (double)r->scaler.scale);
@@ -1282,17 +1302,17 @@ fg_status fg_train_run(const fg_train_config *cfg, FILE *out, fg_train_result *r
 }
 
 static fg_status run_impl(const fg_train_config *cfg, fg_comm *comm, fg_comm *ep_comm, fg_comm *pp_comm,
-                          fg_comm *tp_comm, bool rank0, FILE *out, fg_train_result *res_out);
+                          fg_comm *tp_comm, fg_comm *world, bool rank0, FILE *out, fg_train_result *res_out);
 
 fg_status fg_train_run_comm(const fg_train_config *cfg, fg_comm *comm, FILE *out, fg_train_result *res_out)
 {
-    return run_impl(cfg, comm, NULL, NULL, NULL, !comm || fg_comm_rank(comm) == 0, out, res_out);
+    return run_impl(cfg, comm, NULL, NULL, NULL, comm, !comm || fg_comm_rank(comm) == 0, out, res_out);
 }
 
 fg_status fg_train_run_grid(const fg_train_config *cfg, const fg_grid *g, FILE *out, fg_train_result *res_out)
 {
     if (g->ep <= 1)
-        return run_impl(cfg, g->dp_comm, NULL, g->pp_comm, g->tp_comm, g->rank == 0, out, res_out);
+        return run_impl(cfg, g->dp_comm, NULL, g->pp_comm, g->tp_comm, g->world, g->rank == 0, out, res_out);
     /* expert parallel: the dp x ep ranks of one (pp, tp) place split the batch (the
      * gradient all-reduce); the ep group carries the experts' all-to-alls. With pp, each
      * stage's ep group exchanges the rows of that stage's MoE layers (every rank of it
@@ -1302,13 +1322,13 @@ fg_status fg_train_run_grid(const fg_train_config *cfg, const fg_grid *g, FILE *
     fg_status st = fg_comm_split(g->world, g->pp_rank * g->tp + g->tp_rank, g->rank, &batch);
     if (st != FG_OK)
         return st;
-    st = run_impl(cfg, batch, g->ep_comm, g->pp_comm, g->tp_comm, g->rank == 0, out, res_out);
+    st = run_impl(cfg, batch, g->ep_comm, g->pp_comm, g->tp_comm, g->world, g->rank == 0, out, res_out);
     fg_comm_free(batch);
     return st;
 }
 
 static fg_status run_impl(const fg_train_config *cfg, fg_comm *comm, fg_comm *ep_comm, fg_comm *pp_comm,
-                          fg_comm *tp_comm, bool rank0, FILE *out, fg_train_result *res_out)
+                          fg_comm *tp_comm, fg_comm *world, bool rank0, FILE *out, fg_train_result *res_out)
 {
     double t_wall = fg_time_sec();
     run rr;
@@ -1320,6 +1340,7 @@ static fg_status run_impl(const fg_train_config *cfg, fg_comm *comm, fg_comm *ep
     r->ep_comm = ep_comm;
     r->pp_comm = pp_comm;
     r->tp_comm = tp_comm;
+    r->world = world;
     r->rank0 = rank0;
     fg_train_result res;
     memset(&res, 0, sizeof res);

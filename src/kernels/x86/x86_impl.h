@@ -60,8 +60,15 @@
     V(layernorm_forward_bf16, FG_LVL_AVX512, fg_layernorm_forward_bf16_avx512)                                         \
     V(gelu_backward_bf16, FG_LVL_AVX512, fg_gelu_backward_bf16_avx512)                                                 \
     V(bgemm, FG_LVL_AVX512BF16, fg_bgemm_avx512bf16)                                                                   \
+    V(attention_bf16_forward, FG_LVL_AVX512BF16, fg_attention_bf16_forward_avx512bf16)                                 \
+    V(attention_bf16_backward, FG_LVL_AVX512BF16, fg_attention_bf16_backward_avx512bf16)                               \
     V(bgemm_pack_b, FG_LVL_AVX512BF16, fg_bgemm_pack_b_avx512bf16)                                                     \
     V(bgemm_packed, FG_LVL_AVX512BF16, fg_bgemm_packed_avx512bf16)                                                     \
-    V(gemm_u8s8, FG_LVL_AVX512VNNI, fg_gemm_u8s8_avx512vnni)
+    V(gemm_u8s8, FG_LVL_AVX512VNNI, fg_gemm_u8s8_avx512vnni)                                                           \
+    V(gemm_u8s8_pack_b, FG_LVL_AVX512, fg_gemm_u8s8_pack_b_avx512)                                                     \
+    V(gemm_u8s8_packed, FG_LVL_AVX512VNNI, fg_gemm_u8s8_packed_avx512vnni)                                             \
+    V(quantize_u8, FG_LVL_AVX512, fg_quantize_u8_avx512)                                                               \
+    V(rmsnorm_quant_u8, FG_LVL_AVX512, fg_rmsnorm_quant_u8_avx512)                                                     \
+    V(swiglu_quant_u8, FG_LVL_AVX512, fg_swiglu_quant_u8_avx512)
 
 #endif

@@ -1,0 +1,439 @@
+/* attention_bf16_avx512.c: flash-style causal attention on a bf16 qkv, forward and
+ * backward, with every product on vdpbf16ps (fp32 accumulation) and the softmax in fp32.
+ * The layout is attention_avx512.c's (32 query lanes held transposed, keys in blocks of
+ * 64, lane-wise online softmax); vdpbf16ps sums PAIRS along the reduction index, so each
+ * operand is packed into 32-bit words holding two bf16 values adjacent in that index:
+ *   S^T = K Q^T, dP^T = V dO^T   (pairs along the head dim: a qkv row's own words,
+ *                                 the query side transposed word by word)
+ *   O^T += V^T P^T, dQ^T += K^T dS^T (pairs of keys: two rows of V / K interleaved)
+ *   dV += P^T dO, dK += dS^T Q     (pairs of queries: two rows of dO / Q interleaved)
+ * Head sizes that are not a multiple of 16 (or > 256) use the reference. */
+#include <immintrin.h>
+#include <math.h>
+#include <string.h>
+
+#include "vmath_avx512.h"
+#include "x86_impl.h"
+
+enum { BQ = 32, BK = 64, MAXHS = 256 };
+#define NEG_BIG (-1e30f) /* masked score: exp() of it minus any real max is exactly 0 */
+
+/* word i of the result = (bf16 i, bf16 16 + i) of the input: two rows of 16 interleaved */
+static const uint16_t pair_idx[32] = {0, 16, 1, 17, 2,  18, 3,  19, 4,  20, 5,  21, 6,  22, 7,  23,
+                                      8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
+
+static inline __m512i pair16(__m256i lo, __m256i hi, __m512i idx)
+{
+    return _mm512_permutexvar_epi16(idx, _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1));
+}
+
+static inline __m512i bcast_word(const uint16_t *p)
+{
+    uint32_t w;
+    memcpy(&w, p, sizeof w);
+    return _mm512_set1_epi32((int)w);
+}
+
+#define DP(acc, a, b) _mm512_dpbf16_ps(acc, (__m512bh)(a), (__m512bh)(b))
+
+/* St[j][0:32] = sum_d A[j][d] * X[i][d] for j < nk, from Xt = X word-transposed
+ * (Xt[w][i] = X[i][2w], X[i][2w+1]); A bf16 rows lda apart. 8 keys x 2 vectors. */
+static void rows_by_tile(float *St, const uint16_t *A, size_t lda, int nk, const uint32_t *Xt, int HW)
+{
+    int j = 0;
+    for (; j + 8 <= nk; j += 8) {
+        __m512 acc[8][2];
+#pragma GCC unroll 8
+        for (int r = 0; r < 8; r++)
+            acc[r][0] = acc[r][1] = _mm512_setzero_ps();
+        const uint16_t *a = A + (size_t)j * lda;
+        for (int w = 0; w < HW; w++) {
+            __m512i b0 = _mm512_load_si512(Xt + w * BQ), b1 = _mm512_load_si512(Xt + w * BQ + 16);
+#pragma GCC unroll 8
+            for (int r = 0; r < 8; r++) {
+                __m512i x = bcast_word(a + r * lda + 2 * w);
+                acc[r][0] = DP(acc[r][0], x, b0);
+                acc[r][1] = DP(acc[r][1], x, b1);
+            }
+        }
+#pragma GCC unroll 8
+        for (int r = 0; r < 8; r++) {
+            _mm512_store_ps(St + (j + r) * BQ, acc[r][0]);
+            _mm512_store_ps(St + (j + r) * BQ + 16, acc[r][1]);
+        }
+    }
+    for (; j < nk; j++) {
+        __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+        const uint16_t *a = A + (size_t)j * lda;
+        for (int w = 0; w < HW; w++) {
+            __m512i x = bcast_word(a + 2 * w);
+            a0 = DP(a0, x, _mm512_load_si512(Xt + w * BQ));
+            a1 = DP(a1, x, _mm512_load_si512(Xt + w * BQ + 16));
+        }
+        _mm512_store_ps(St + j * BQ, a0);
+        _mm512_store_ps(St + j * BQ + 16, a1);
+    }
+}
+
+/* Ct[d][0:32] += sum_j A[j][d] * P[j][0:32] over key pairs jp < njp, from Ap[jp][d] =
+ * (A[2jp][d], A[2jp+1][d]) and Pp[jp][i] = (P[2jp][i], P[2jp+1][i]): O^T += V^T P^T,
+ * dQ^T += K^T dS^T. HS a multiple of 8. */
+static void tile_acc(float *Ct, const uint32_t *Ap, int njp, const uint32_t *Pp, int HS)
+{
+    for (int d = 0; d < HS; d += 8) {
+        __m512 acc[8][2];
+#pragma GCC unroll 8
+        for (int r = 0; r < 8; r++) {
+            acc[r][0] = _mm512_load_ps(Ct + (d + r) * BQ);
+            acc[r][1] = _mm512_load_ps(Ct + (d + r) * BQ + 16);
+        }
+        for (int jp = 0; jp < njp; jp++) {
+            __m512i p0 = _mm512_load_si512(Pp + jp * BQ), p1 = _mm512_load_si512(Pp + jp * BQ + 16);
+            const uint32_t *a = Ap + (size_t)jp * HS + d;
+#pragma GCC unroll 8
+            for (int r = 0; r < 8; r++) {
+                __m512i x = _mm512_set1_epi32((int)a[r]);
+                acc[r][0] = DP(acc[r][0], x, p0);
+                acc[r][1] = DP(acc[r][1], x, p1);
+            }
+        }
+#pragma GCC unroll 8
+        for (int r = 0; r < 8; r++) {
+            _mm512_store_ps(Ct + (d + r) * BQ, acc[r][0]);
+            _mm512_store_ps(Ct + (d + r) * BQ + 16, acc[r][1]);
+        }
+    }
+}
+
+/* D[j][0:HS] += sum_i P[j][i] * R[i][0:HS] over query pairs ip < nip, from Pq[j][ip] =
+ * (P[j][2ip], P[j][2ip+1]) (BQ / 2 words a row) and Rq[ip][d] = (R[2ip][d], R[2ip+1][d]):
+ * dV += P^T dO, dK += dS^T Q. D fp32 rows ldd apart. */
+static void rows_acc(float *D, size_t ldd, const uint32_t *Pq, int nk, const uint32_t *Rq, int nip, int HS)
+{
+    int j = 0;
+    for (; j + 4 <= nk; j += 4) {
+        int c = 0;
+        for (; c + 64 <= HS; c += 64) {
+            __m512 acc[4][4];
+#pragma GCC unroll 4
+            for (int r = 0; r < 4; r++)
+                acc[r][0] = acc[r][1] = acc[r][2] = acc[r][3] = _mm512_setzero_ps();
+            for (int ip = 0; ip < nip; ip++) {
+                const uint32_t *x = Rq + (size_t)ip * HS + c;
+                __m512i x0 = _mm512_load_si512(x), x1 = _mm512_load_si512(x + 16), x2 = _mm512_load_si512(x + 32),
+                        x3 = _mm512_load_si512(x + 48);
+#pragma GCC unroll 4
+                for (int r = 0; r < 4; r++) {
+                    __m512i p = _mm512_set1_epi32((int)Pq[(j + r) * (BQ / 2) + ip]);
+                    acc[r][0] = DP(acc[r][0], p, x0);
+                    acc[r][1] = DP(acc[r][1], p, x1);
+                    acc[r][2] = DP(acc[r][2], p, x2);
+                    acc[r][3] = DP(acc[r][3], p, x3);
+                }
+            }
+#pragma GCC unroll 4
+            for (int r = 0; r < 4; r++) {
+                float *y = D + (size_t)(j + r) * ldd + c;
+                for (int v = 0; v < 4; v++)
+                    _mm512_storeu_ps(y + 16 * v, _mm512_add_ps(_mm512_loadu_ps(y + 16 * v), acc[r][v]));
+            }
+        }
+        for (; c < HS; c += 16) {
+            __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+            for (int ip = 0; ip < nip; ip++) {
+                __m512i x = _mm512_load_si512(Rq + (size_t)ip * HS + c);
+                for (int r = 0; r < 4; r++)
+                    acc[r] = DP(acc[r], _mm512_set1_epi32((int)Pq[(j + r) * (BQ / 2) + ip]), x);
+            }
+            for (int r = 0; r < 4; r++) {
+                float *y = D + (size_t)(j + r) * ldd + c;
+                _mm512_storeu_ps(y, _mm512_add_ps(_mm512_loadu_ps(y), acc[r]));
+            }
+        }
+    }
+    for (; j < nk; j++)
+        for (int c = 0; c < HS; c += 16) {
+            __m512 acc = _mm512_setzero_ps();
+            for (int ip = 0; ip < nip; ip++)
+                acc =
+                    DP(acc, _mm512_set1_epi32((int)Pq[j * (BQ / 2) + ip]), _mm512_load_si512(Rq + (size_t)ip * HS + c));
+            float *y = D + (size_t)j * ldd + c;
+            _mm512_storeu_ps(y, _mm512_add_ps(_mm512_loadu_ps(y), acc));
+        }
+}
+
+/* Xt[w][i] = word w of bf16 row i of X (rows ldx apart) for i < nq, 0 for the padding
+ * lanes nq..31; HW = HS / 2 words a row (a multiple of 8). */
+static void load_wt(uint32_t *Xt, const uint16_t *X, size_t ldx, int nq, int HW)
+{
+    for (int i0 = 0; i0 < BQ; i0 += 16)
+        for (int w0 = 0; w0 < HW; w0 += 16) {
+            int nw = HW - w0 < 16 ? HW - w0 : 16;
+            __mmask16 k = fg_tail_mask(nw);
+            __m512 r[16];
+            for (int q = 0; q < 16; q++)
+                r[q] = i0 + q < nq
+                           ? _mm512_castsi512_ps(_mm512_maskz_loadu_epi32(k, X + (size_t)(i0 + q) * ldx + 2 * w0))
+                           : _mm512_setzero_ps();
+            fg_transpose16_512(r);
+            for (int q = 0; q < nw; q++)
+                _mm512_store_si512(Xt + (w0 + q) * BQ + i0, _mm512_castps_si512(r[q]));
+        }
+}
+
+/* Rq[ip][d] = (X[2ip][d], X[2ip+1][d]) for ip < BQ / 2, rows past nq as zeros: two bf16
+ * rows (ldx apart) interleaved into HS words. */
+static void load_pairs(uint32_t *Rq, const uint16_t *X, size_t ldx, int nq, int HS)
+{
+    const __m512i idx = _mm512_loadu_si512(pair_idx);
+    for (int ip = 0; ip < BQ / 2; ip++) {
+        const uint16_t *a = 2 * ip < nq ? X + (size_t)(2 * ip) * ldx : NULL;
+        const uint16_t *b = 2 * ip + 1 < nq ? X + (size_t)(2 * ip + 1) * ldx : NULL;
+        for (int d = 0; d < HS; d += 16) {
+            __m256i lo = a ? _mm256_loadu_si256((const __m256i *)(a + d)) : _mm256_setzero_si256();
+            __m256i hi = b ? _mm256_loadu_si256((const __m256i *)(b + d)) : _mm256_setzero_si256();
+            _mm512_store_si512(Rq + (size_t)ip * HS + d, pair16(lo, hi, idx));
+        }
+    }
+}
+
+/* Pp[jp][0:32] = (P[2jp][i], P[2jp+1][i]) rounded to bf16 for jp < (nk + 1) / 2, from
+ * P^T rows of 32 fp32 lanes (a missing odd row: zeros). */
+static void pack_key_pairs(uint32_t *Pp, const float *Pt, int nk)
+{
+    const __m512i idx = _mm512_loadu_si512(pair_idx);
+    for (int j = 0; j < nk; j += 2)
+        for (int v = 0; v < 2; v++) {
+            __m512 a = _mm512_load_ps(Pt + j * BQ + 16 * v);
+            __m512 b = j + 1 < nk ? _mm512_load_ps(Pt + (j + 1) * BQ + 16 * v) : _mm512_setzero_ps();
+            __m512i x = (__m512i)_mm512_cvtne2ps_pbh(b, a);
+            _mm512_store_si512(Pp + (j / 2) * BQ + 16 * v, _mm512_permutexvar_epi16(idx, x));
+        }
+}
+
+/* Pq[j][0:16] = P^T row j's 32 lanes rounded to bf16: word ip = (P[j][2ip], P[j][2ip+1]). */
+static void pack_query_pairs(uint32_t *Pq, const float *Pt, int nk)
+{
+    for (int j = 0; j < nk; j++) {
+        __m512bh x = _mm512_cvtne2ps_pbh(_mm512_load_ps(Pt + j * BQ + 16), _mm512_load_ps(Pt + j * BQ));
+        _mm512_store_si512(Pq + j * (BQ / 2), (__m512i)x);
+    }
+}
+
+/* Y[i][d] (+)= Xt[d][i] * w[i] for i < nq: the transposed tile back into rows ldy
+ * apart; accumulate != 0 adds to Y instead of overwriting it. */
+static void store_t(float *Y, size_t ldy, const float *Xt, const float *w, int nq, int HS, int accumulate)
+{
+    for (int i0 = 0; i0 < nq; i0 += 16)
+        for (int d0 = 0; d0 < HS; d0 += 16) {
+            __m512 r[16];
+            for (int k = 0; k < 16; k++)
+                r[k] = _mm512_load_ps(Xt + (d0 + k) * BQ + i0);
+            fg_transpose16_512(r);
+            for (int k = 0; k < 16 && i0 + k < nq; k++) {
+                float *y = Y + (size_t)(i0 + k) * ldy + d0;
+                __m512 v = w ? _mm512_mul_ps(r[k], _mm512_set1_ps(w[i0 + k])) : r[k];
+                _mm512_storeu_ps(y, accumulate ? _mm512_add_ps(_mm512_loadu_ps(y), v) : v);
+            }
+        }
+}
+
+/* Ap[jp][d] = (A[j0+2jp][d], A[j0+2jp+1][d]) for the nk rows of a key block (rows lda
+ * apart; a missing odd row: zeros, never read past the block). */
+static void load_key_pairs(uint32_t *Ap, const uint16_t *A, size_t lda, int nk, int HS)
+{
+    const __m512i idx = _mm512_loadu_si512(pair_idx);
+    for (int j = 0; j < nk; j += 2) {
+        const uint16_t *a = A + (size_t)j * lda, *b = j + 1 < nk ? a + lda : NULL;
+        for (int d = 0; d < HS; d += 16) {
+            __m256i lo = _mm256_loadu_si256((const __m256i *)(a + d));
+            __m256i hi = b ? _mm256_loadu_si256((const __m256i *)(b + d)) : _mm256_setzero_si256();
+            _mm512_store_si512(Ap + (size_t)(j / 2) * HS + d, pair16(lo, hi, idx));
+        }
+    }
+}
+
+/* Lanes i of a 32-query block whose query t0+i may see key j: t0 + i >= j. */
+static inline __mmask16 causal_mask(int t0, int half, int j)
+{
+    int first = j - t0 - 16 * half; /* first visible lane */
+    if (first <= 0)
+        return (__mmask16)0xFFFF;
+    if (first >= 16)
+        return 0;
+    return (__mmask16)(0xFFFFu << first);
+}
+
+static int supported(int C, int NH)
+{
+    int HS = C / NH;
+    return HS * NH == C && HS % 16 == 0 && HS <= MAXHS;
+}
+
+/* One block of 32 queries of head h, batch b: online softmax over key blocks. */
+static void fwd_block(float *out, float *lse, const uint16_t *qkv, int b, int h, int t0, int T, int C, int NH)
+{
+    int HS = C / NH, HW = HS / 2, nq = T - t0 < BQ ? T - t0 : BQ, kend = t0 + nq;
+    size_t C3 = (size_t)3 * C;
+    const float scale = 1.0f / sqrtf((float)HS);
+    const uint16_t *base = qkv + (size_t)b * T * C3 + (size_t)h * HS;
+    uint32_t Qt[HW * BQ] __attribute__((aligned(64)));
+    uint32_t Pp[BK / 2 * BQ] __attribute__((aligned(64)));
+    uint32_t Vp[BK / 2 * HS] __attribute__((aligned(64)));
+    float Ot[HS * BQ] __attribute__((aligned(64)));
+    float St[BK * BQ] __attribute__((aligned(64)));
+    load_wt(Qt, base + (size_t)t0 * C3, C3, nq, HW);
+    memset(Ot, 0, sizeof(float) * (size_t)HS * BQ);
+    __m512 m[2] = {_mm512_set1_ps(NEG_BIG), _mm512_set1_ps(NEG_BIG)};
+    __m512 l[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
+    const __m512 vscale = _mm512_set1_ps(scale);
+    for (int j0 = 0; j0 < kend; j0 += BK) {
+        int nk = kend - j0 < BK ? kend - j0 : BK;
+        rows_by_tile(St, base + (size_t)j0 * C3 + C, C3, nk, Qt, HW);
+        int diag = j0 + nk - 1 > t0;
+        for (int v = 0; v < 2; v++) {
+            __m512 mb = _mm512_set1_ps(NEG_BIG);
+            for (int j = 0; j < nk; j++) {
+                __m512 s = _mm512_mul_ps(_mm512_load_ps(St + j * BQ + 16 * v), vscale);
+                if (diag)
+                    s = _mm512_mask_blend_ps(causal_mask(t0, v, j0 + j), _mm512_set1_ps(NEG_BIG), s);
+                _mm512_store_ps(St + j * BQ + 16 * v, s);
+                mb = _mm512_max_ps(mb, s);
+            }
+            /* online softmax: new max, rescale the running sum and output by exp(m_old - m_new) */
+            __m512 mn = _mm512_max_ps(m[v], mb), sum = _mm512_setzero_ps();
+            __m512 alpha = fg_exp512(_mm512_sub_ps(m[v], mn));
+            for (int j = 0; j < nk; j++) {
+                __m512 p = fg_exp512(_mm512_sub_ps(_mm512_load_ps(St + j * BQ + 16 * v), mn));
+                _mm512_store_ps(St + j * BQ + 16 * v, p);
+                sum = _mm512_add_ps(sum, p);
+            }
+            l[v] = _mm512_fmadd_ps(l[v], alpha, sum);
+            m[v] = mn;
+            for (int d = 0; d < HS; d++)
+                _mm512_store_ps(Ot + d * BQ + 16 * v, _mm512_mul_ps(_mm512_load_ps(Ot + d * BQ + 16 * v), alpha));
+        }
+        pack_key_pairs(Pp, St, nk);
+        load_key_pairs(Vp, base + (size_t)j0 * C3 + 2 * C, C3, nk, HS);
+        tile_acc(Ot, Vp, (nk + 1) / 2, Pp, HS);
+    }
+    float mv[BQ] __attribute__((aligned(64))), lv[BQ] __attribute__((aligned(64)));
+    for (int v = 0; v < 2; v++) {
+        _mm512_store_ps(mv + 16 * v, m[v]);
+        _mm512_store_ps(lv + 16 * v, l[v]);
+    }
+    float inv[BQ];
+    for (int i = 0; i < nq; i++) {
+        inv[i] = 1.0f / lv[i];
+        lse[((size_t)b * NH + h) * T + t0 + i] = mv[i] + logf(lv[i]);
+    }
+    store_t(out + ((size_t)b * T + t0) * C + (size_t)h * HS, (size_t)C, Ot, inv, nq, HS, 0);
+}
+
+void fg_attention_bf16_forward_avx512bf16(float *out, float *lse, const uint16_t *qkv, int B, int T, int C, int NH)
+{
+    if (!supported(C, NH)) {
+        fg_attention_bf16_forward_ref(out, lse, qkv, B, T, C, NH);
+        return;
+    }
+    int nqb = (T + BQ - 1) / BQ;
+    /* later query blocks see more keys: dynamic scheduling balances the triangle */
+#pragma omp parallel for collapse(3) schedule(dynamic, 1)
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < NH; h++)
+            for (int qb = 0; qb < nqb; qb++)
+                fwd_block(out, lse, qkv, b, h, qb * BQ, T, C, NH);
+}
+
+/* Backward of one head: query blocks outer (their operands packed once per block), key
+ * blocks inner. With P = exp(S - lse), dP = dO V^T, D_i = dO_i.O_i, dS = scale P (dP - D):
+ * dV += P^T dO, dK += dS^T Q, dQ += dS K. */
+static void bwd_head(float *dqkv, const float *dout, const uint16_t *qkv, const float *out, const float *lse, int b,
+                     int h, int T, int C, int NH)
+{
+    int HS = C / NH, HW = HS / 2;
+    size_t C3 = (size_t)3 * C;
+    float scale = 1.0f / sqrtf((float)HS);
+    const uint16_t *base = qkv + (size_t)b * T * C3 + (size_t)h * HS;
+    float *dbase = dqkv + (size_t)b * T * C3 + (size_t)h * HS;
+    const float *gbase = dout + (size_t)b * T * C + (size_t)h * HS;
+    const float *obase = out + (size_t)b * T * C + (size_t)h * HS;
+    const float *lrow = lse + ((size_t)b * NH + h) * T;
+    uint16_t Gb[BQ * HS] __attribute__((aligned(64)));      /* bf16(dO) rows */
+    uint32_t Qt[HW * BQ] __attribute__((aligned(64)));      /* Q word-transposed */
+    uint32_t Gt[HW * BQ] __attribute__((aligned(64)));      /* bf16(dO) word-transposed */
+    uint32_t Qq[BQ / 2 * HS] __attribute__((aligned(64)));  /* Q query pairs */
+    uint32_t Gq[BQ / 2 * HS] __attribute__((aligned(64)));  /* bf16(dO) query pairs */
+    uint32_t Kp[BK / 2 * HS] __attribute__((aligned(64)));  /* K key pairs */
+    uint32_t Pq[BK * BQ / 2] __attribute__((aligned(64)));  /* bf16(P) query pairs */
+    uint32_t dSq[BK * BQ / 2] __attribute__((aligned(64))); /* bf16(dS) query pairs */
+    uint32_t dSp[BK / 2 * BQ] __attribute__((aligned(64))); /* bf16(dS) key pairs */
+    float dQt[HS * BQ] __attribute__((aligned(64)));
+    float Pt[BK * BQ] __attribute__((aligned(64)));
+    float dSt[BK * BQ] __attribute__((aligned(64)));
+    float Dv[BQ] __attribute__((aligned(64))), Lv[BQ] __attribute__((aligned(64)));
+    const __m512 vscale = _mm512_set1_ps(scale);
+    for (int t0 = 0; t0 < T; t0 += BQ) {
+        int nq = T - t0 < BQ ? T - t0 : BQ, kend = t0 + nq;
+        memset(Gb, 0, sizeof Gb);
+        for (int i = 0; i < nq; i++)
+            for (int d = 0; d < HS; d += 16)
+                _mm256_store_si256((__m256i *)(Gb + (size_t)i * HS + d),
+                                   (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(gbase + (size_t)(t0 + i) * C + d)));
+        load_wt(Qt, base + (size_t)t0 * C3, C3, nq, HW);
+        load_wt(Gt, Gb, (size_t)HS, nq, HW);
+        load_pairs(Qq, base + (size_t)t0 * C3, C3, nq, HS);
+        load_pairs(Gq, Gb, (size_t)HS, BQ, HS);
+        memset(dQt, 0, sizeof(float) * (size_t)HS * BQ);
+        for (int i = 0; i < BQ; i++) {
+            __m512 D = _mm512_setzero_ps();
+            for (int d = 0; i < nq && d < HS; d += 16)
+                D = _mm512_fmadd_ps(_mm512_loadu_ps(gbase + (size_t)(t0 + i) * C + d),
+                                    _mm512_loadu_ps(obase + (size_t)(t0 + i) * C + d), D);
+            Dv[i] = _mm512_reduce_add_ps(D);
+            Lv[i] = i < nq ? lrow[t0 + i] : 0.0f;
+        }
+        for (int j0 = 0; j0 < kend; j0 += BK) {
+            int nk = kend - j0 < BK ? kend - j0 : BK;
+            const uint16_t *K = base + (size_t)j0 * C3 + C, *V = base + (size_t)j0 * C3 + 2 * C;
+            rows_by_tile(Pt, K, C3, nk, Qt, HW);  /* unscaled scores S^T */
+            rows_by_tile(dSt, V, C3, nk, Gt, HW); /* dP^T */
+            int diag = j0 + nk - 1 > t0;
+            for (int v = 0; v < 2; v++) {
+                __m512 L = _mm512_load_ps(Lv + 16 * v), D = _mm512_load_ps(Dv + 16 * v);
+                __mmask16 valid = fg_tail_mask(nq - 16 * v > 0 ? nq - 16 * v : 0);
+                for (int j = 0; j < nk; j++) {
+                    __mmask16 mk = diag ? valid & causal_mask(t0, v, j0 + j) : valid;
+                    __m512 s = _mm512_mul_ps(_mm512_load_ps(Pt + j * BQ + 16 * v), vscale);
+                    __m512 p = _mm512_maskz_mov_ps(mk, fg_exp512(_mm512_sub_ps(s, L)));
+                    __m512 ds = _mm512_mul_ps(p, _mm512_sub_ps(_mm512_load_ps(dSt + j * BQ + 16 * v), D));
+                    _mm512_store_ps(Pt + j * BQ + 16 * v, p);
+                    _mm512_store_ps(dSt + j * BQ + 16 * v, _mm512_mul_ps(ds, vscale));
+                }
+            }
+            pack_query_pairs(Pq, Pt, nk);
+            pack_query_pairs(dSq, dSt, nk);
+            pack_key_pairs(dSp, dSt, nk);
+            load_key_pairs(Kp, K, C3, nk, HS);
+            int nip = (nq + 1) / 2;
+            rows_acc(dbase + (size_t)j0 * C3 + 2 * C, C3, Pq, nk, Gq, nip, HS); /* dV */
+            rows_acc(dbase + (size_t)j0 * C3 + C, C3, dSq, nk, Qq, nip, HS);    /* dK */
+            tile_acc(dQt, Kp, (nk + 1) / 2, dSp, HS);                           /* dQ^T */
+        }
+        store_t(dbase + (size_t)t0 * C3, C3, dQt, NULL, nq, HS, 1);
+    }
+}
+
+void fg_attention_bf16_backward_avx512bf16(float *dqkv, const float *dout, const uint16_t *qkv, const float *out,
+                                           const float *lse, int B, int T, int C, int NH)
+{
+    if (!supported(C, NH)) {
+        fg_attention_bf16_backward_ref(dqkv, dout, qkv, out, lse, B, T, C, NH);
+        return;
+    }
+    /* dK and dV of a head collect from every query block: one thread per (b, h) */
+#pragma omp parallel for collapse(2) schedule(dynamic, 1)
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < NH; h++)
+            bwd_head(dqkv, dout, qkv, out, lse, b, h, T, C, NH);
+}
