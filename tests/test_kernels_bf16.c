@@ -3,7 +3,10 @@
  * NaN, overflow, every bf16 value widened), and the bf16 GEMM against an fp64 sum of the
  * same bf16 inputs within the bound of docs/KERNELS.md, for NN/NT/TN/TT, several K,
  * ragged M/N, padded leading dimensions, alpha/beta, K = 0, and thread-count invariance;
- * the packed-B GEMM against the unpacked one; bf16_affine against PyTorch and ref. */
+ * the packed-B GEMM against the unpacked one; bf16_affine against PyTorch and ref; the
+ * fused bf16 ops (softmax_xent_bf16, layernorm_forward_bf16, gelu_backward_bf16) and
+ * colsum_add against their fp32 op then the
+ * conversion. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -377,6 +380,193 @@ static void test_affine(void)
     fg_free(f1);
 }
 
+/* softmax_xent_bf16 in every variant: the bf16 gradient is bit for bit cvt_f32_bf16 of
+ * the fp32 gradient that softmax_xent's variant of the same name writes in place (the
+ * model's route before), and the losses and the sum are softmax_xent's: ignored rows,
+ * padding columns, V not a multiple of 16, GPT-2's V, large logits and a dloss small
+ * enough for subnormal gradients (rounded, not flushed). */
+static void test_xent_bf16(void)
+{
+    const char *vs[8];
+    int nv = variants("softmax_xent_bf16", vs);
+    static const int shapes[][3] = {{5, 37, 64}, {7, 1000, 1024}, {3, 50257, 50304}}; /* N, V, Vp */
+    static const float dlosses[] = {1.0f, 1.0f / 1024.0f, 1e-39f};
+    for (size_t sh = 0; sh < sizeof shapes / sizeof shapes[0]; sh++) {
+        int N = shapes[sh][0], V = shapes[sh][1], Vp = shapes[sh][2];
+        size_t n = (size_t)N * Vp;
+        float *x = fg_malloc(n * 4), *x1 = fg_malloc(n * 4), *l0 = fg_malloc((size_t)N * 4),
+              *l1 = fg_malloc((size_t)N * 4);
+        uint16_t *want = fg_malloc(n * 2), *got = fg_malloc(n * 2);
+        int32_t *tg = fg_malloc((size_t)N * 4);
+        FG_ASSERT(x && x1 && l0 && l1 && want && got && tg);
+        for (size_t i = 0; i < n; i++)
+            x[i] = (i % (size_t)Vp) < (size_t)V ? 3.0f * fg_rng_normal(&rng) : 1e30f; /* padding: garbage */
+        for (int r = 0; r < N; r++)
+            tg[r] = r == 1 ? -1 : (int32_t)fg_rng_below(&rng, (uint32_t)V);
+        x[(size_t)Vp + 2] = 80.0f; /* an ignored row's values do not matter */
+        x[2] = 88.0f;              /* a dominant logit: the others' gradients are tiny */
+        for (int v = 0; v < nv; v++) {
+            use("softmax_xent_bf16", vs[v]);
+            use("softmax_xent", vs[v]);
+            for (size_t di = 0; di < sizeof dlosses / sizeof dlosses[0]; di++) {
+                float dl = dlosses[di];
+                memcpy(x1, x, n * 4);
+                double s0 = fg_softmax_xent(x1, l0, x1, tg, N, V, Vp, dl);
+                fg_cvt_f32_bf16_ref(want, x1, n);
+                memcpy(x1, x, n * 4);
+                memset(got, 0xa5, n * 2);
+                double s1 = fg_softmax_xent_bf16(got, l1, x1, tg, N, V, Vp, dl);
+                size_t bad = 0, first = 0;
+                for (size_t i = 0; i < n; i++)
+                    if (got[i] != want[i] && !bad++)
+                        first = i;
+                FG_CHECK(!bad, "softmax_xent_bf16[%s] N%d V%d dloss %g: %zu differ, first %zu: %04x want %04x", vs[v],
+                         N, V, (double)dl, bad, first, got[first], want[first]);
+                FG_CHECK(s0 == s1 && !memcmp(l0, l1, (size_t)N * 4), "softmax_xent_bf16[%s] V%d: losses differ", vs[v],
+                         V);
+            }
+        }
+        fg_free(x);
+        fg_free(x1);
+        fg_free(l0);
+        fg_free(l1);
+        fg_free(want);
+        fg_free(got);
+        fg_free(tg);
+    }
+    FG_CHECK(fg_kernels_init(NULL) == FG_OK, "init: %s", fg_last_error());
+}
+
+/* layernorm_forward_bf16 in every variant: x-hat, output, mean and rstd bit for bit as the
+ * two-pass route makes them with layernorm_forward's variant of the same name
+ * (layernorm_forward with weight 1 and bias 0, cvt_f32_bf16, bf16_affine): a row of -0
+ * (x-hat +0), a constant row, a row with an inf (NaN), large and tiny rows, C not a
+ * multiple of 16, b NULL, subnormal outputs. */
+static void test_layernorm_bf16(void)
+{
+    const char *vs[8];
+    int nv = variants("layernorm_forward_bf16", vs);
+    enum { N = 9, C = 200 };
+    size_t n = (size_t)N * C;
+    float *x = fg_malloc(n * 4), *f = fg_malloc(n * 4), *w = fg_malloc(C * 4), *b = fg_malloc(C * 4),
+          *ones = fg_malloc(C * 4), *zeros = fg_malloc(C * 4);
+    float m0[N], r0[N], m1[N], r1[N];
+    uint16_t *xh0 = fg_malloc(n * 2), *o0 = fg_malloc(n * 2), *xh1 = fg_malloc(n * 2), *o1 = fg_malloc(n * 2);
+    FG_ASSERT(x && f && w && b && ones && zeros && xh0 && o0 && xh1 && o1);
+    for (size_t i = 0; i < n; i++)
+        x[i] = fg_rng_normal(&rng) * (i / C == 4 ? 1e30f : i / C == 5 ? 1e-30f : 1.0f) + (i / C == 6 ? 100.0f : 0.0f);
+    for (int c = 0; c < C; c++) {
+        x[c] = -0.0f;    /* row 0: all -0 */
+        x[C + c] = 2.5f; /* row 1: constant */
+        w[c] = fg_rng_normal(&rng), b[c] = c % 5 ? fg_rng_normal(&rng) : -0.0f;
+        ones[c] = 1.0f, zeros[c] = 0.0f;
+    }
+    x[2 * C + 7] = INFINITY;                     /* row 2: NaN x-hat */
+    w[3] = 1e-39f, b[3] = 0.0f, w[40] = -3e-40f; /* subnormal outputs: rounded, not flushed */
+    for (int v = 0; v < nv; v++) {
+        use("layernorm_forward_bf16", vs[v]);
+        use("layernorm_forward", vs[v]);
+        for (int nob = 0; nob < 2; nob++) {
+            const float *bb = nob ? NULL : b;
+            fg_layernorm_forward(f, m0, r0, x, ones, zeros, N, C, 1e-5f);
+            fg_cvt_f32_bf16_ref(xh0, f, n);
+            fg_bf16_affine_ref(o0, NULL, xh0, w, bb, N, C);
+            memset(xh1, 0xa5, n * 2);
+            memset(o1, 0xa5, n * 2);
+            fg_layernorm_forward_bf16(xh1, o1, m1, r1, x, w, bb, N, C, 1e-5f);
+            size_t bad = 0, first = 0;
+            for (size_t i = 0; i < n; i++)
+                if ((xh0[i] != xh1[i] || o0[i] != o1[i]) && !bad++)
+                    first = i;
+            FG_CHECK(!bad,
+                     "layernorm_forward_bf16[%s] b%s: %zu differ, first %zu: x-hat %04x want %04x, out %04x want %04x",
+                     vs[v], nob ? " NULL" : "", bad, first, xh1[first], xh0[first], o1[first], o0[first]);
+            FG_CHECK(!memcmp(m0, m1, sizeof m0) && !memcmp(r0, r1, sizeof r0),
+                     "layernorm_forward_bf16[%s]: mean/rstd differ", vs[v]);
+            FG_CHECK(xh1[0] == 0x0000, "layernorm_forward_bf16[%s]: x-hat of -0 is %04x, want +0", vs[v], xh1[0]);
+        }
+    }
+    fg_free(x), fg_free(f), fg_free(w), fg_free(b), fg_free(ones), fg_free(zeros);
+    fg_free(xh0), fg_free(o0), fg_free(xh1), fg_free(o1);
+    FG_CHECK(fg_kernels_init(NULL) == FG_OK, "init: %s", fg_last_error());
+}
+
+/* gelu_backward_bf16 in every variant: fp32 and bf16 outputs bit for bit as gelu_backward's
+ * variant of the same name into a zeroed array, then cvt_f32_bf16 (-0 products give +0),
+ * each output alone too, n not a multiple of 16; inputs: every bf16 exponent range, inf,
+ * NaN, -0; subnormal gradients (the bf16 unit's rounding flushes them: the rule's path). */
+static void test_gelu_bf16(void)
+{
+    const char *vs[8];
+    int nv = variants("gelu_backward_bf16", vs);
+    enum { NG = 70001 };
+    uint16_t *xb = rand_bf16(NG), *g0 = fg_malloc(NG * 2), *g1 = fg_malloc(NG * 2);
+    float *xf = fg_malloc(NG * 4), *dout = fg_malloc(NG * 4), *d0 = fg_malloc(NG * 4), *d1 = fg_malloc(NG * 4);
+    FG_ASSERT(xb && g0 && g1 && xf && dout && d0 && d1);
+    for (size_t i = 0; i < NG; i++) {
+        if (i % 11 == 0)
+            xb[i] = (uint16_t)fg_rng_below(&rng, 65536); /* any bits: huge, tiny, inf, NaN */
+        dout[i] = i % 13 == 0 ? -0.0f : i % 17 == 0 ? 1e-39f * fg_rng_normal(&rng) : fg_rng_normal(&rng);
+    }
+    xb[1] = 0x8000, xb[2] = 0x7f80, xb[3] = 0xff80, xb[4] = 0x7fc0;
+    fg_cvt_bf16_f32_ref(xf, xb, NG);
+    for (int v = 0; v < nv; v++) {
+        use("gelu_backward_bf16", vs[v]);
+        use("gelu_backward", vs[v]);
+        memset(d0, 0, NG * 4);
+        fg_gelu_backward(d0, dout, xf, NG);
+        fg_cvt_f32_bf16_ref(g0, d0, NG);
+        for (int mode = 0; mode < 3; mode++) { /* both, bf16 only, fp32 only */
+            memset(g1, 0xa5, NG * 2);
+            memset(d1, 0xa5, NG * 4);
+            fg_gelu_backward_bf16(mode == 2 ? NULL : g1, mode == 1 ? NULL : d1, dout, xb, NG);
+            FG_CHECK(mode == 2 || !memcmp(g0, g1, NG * 2), "gelu_backward_bf16[%s] mode %d: bf16 differs", vs[v], mode);
+            FG_CHECK(mode == 1 || !memcmp(d0, d1, NG * 4), "gelu_backward_bf16[%s] mode %d: fp32 differs", vs[v], mode);
+            FG_CHECK(mode != 2 || g1[NG - 1] == 0xa5a5, "gelu_backward_bf16[%s]: dinpb NULL written", vs[v]);
+            FG_CHECK(mode != 1 || fg_test_bits(d1[NG - 1]) == 0xa5a5a5a5u, "gelu_backward_bf16[%s]: dinp NULL written",
+                     vs[v]);
+        }
+    }
+    fg_free(xb), fg_free(g0), fg_free(g1), fg_free(xf), fg_free(dout), fg_free(d0), fg_free(d1);
+    FG_CHECK(fg_kernels_init(NULL) == FG_OK, "init: %s", fg_last_error());
+}
+
+/* colsum_add (the bf16 model's bias gradients) in every variant: bit for bit the row-order
+ * fp32 sums from +0 (the loop of fg_add calls it replaced), added into db: C across and
+ * below the 128-column blocks and not a multiple of 16, -0 columns (+0 sum), a NaN, N 0. */
+static void test_colsum(void)
+{
+    const char *vs[8];
+    int nv = variants("colsum_add", vs);
+    static const int shapes[][2] = {{1024, 384}, {77, 1153}, {5, 7}, {0, 40}};
+    for (size_t sh = 0; sh < sizeof shapes / sizeof shapes[0]; sh++) {
+        int N = shapes[sh][0], C = shapes[sh][1];
+        size_t n = (size_t)N * C;
+        float *x = fg_malloc((n + 1) * 4), *d0 = fg_malloc((size_t)C * 4), *d1 = fg_malloc((size_t)C * 4),
+              *db = fg_malloc((size_t)C * 4);
+        FG_ASSERT(x && d0 && d1 && db);
+        for (size_t i = 0; i < n; i++)
+            x[i] = i % (size_t)C == 1 ? -0.0f : fg_rng_normal(&rng) * (i % 3 ? 1.0f : 1e4f);
+        if (n > 5)
+            x[n / 2 + (n / 2 % (size_t)C == 1)] = NAN;
+        for (int c = 0; c < C; c++) {
+            db[c] = c % 4 ? fg_rng_normal(&rng) : -0.0f;
+            float s = 0.0f;
+            for (int r = 0; r < N; r++)
+                s = s + x[(size_t)r * C + c];
+            d0[c] = db[c] + s;
+        }
+        for (int v = 0; v < nv; v++) {
+            use("colsum_add", vs[v]);
+            memcpy(d1, db, (size_t)C * 4);
+            fg_colsum_add(d1, x, N, C);
+            FG_CHECK(!memcmp(d0, d1, (size_t)C * 4), "colsum_add[%s] N%d C%d differs", vs[v], N, C);
+        }
+        fg_free(x), fg_free(d0), fg_free(d1), fg_free(db);
+    }
+    FG_CHECK(fg_kernels_init(NULL) == FG_OK, "init: %s", fg_last_error());
+}
+
 /* auto picks the bf16 unit when the CPU (less FG_HW_DISABLE) has it, else the
  * conversion + sgemm route; FG_KERNELS=ref picks ref. */
 static void test_dispatch(void)
@@ -411,5 +601,9 @@ int main(void)
     test_bgemm();
     test_bgemm_blocks();
     test_affine();
+    test_xent_bf16();
+    test_layernorm_bf16();
+    test_gelu_bf16();
+    test_colsum();
     return fg_test_end();
 }

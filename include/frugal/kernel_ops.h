@@ -64,6 +64,20 @@ FG_KERNEL_OP(void, bgemm_packed,
 FG_KERNEL_OP(void, bf16_affine,
              (uint16_t *out, float *outf, const uint16_t *x, const float *w, const float *b, int N, int C),
              (out, outf, x, w, b, N, C), N >= 0 && C >= 0)
+/* The bf16 model's LayerNorm forward in one pass per row: mean, rstd as layernorm_forward
+ * writes them; xhat[n,c] = bf16(layernorm_forward's output with weight 1, bias 0) (the
+ * saved x-hat) and out = bf16_affine(xhat, w, b) (the next GEMM's operand), the bits the
+ * variant of layernorm_forward of the same name, cvt_f32_bf16 and bf16_affine give. */
+FG_KERNEL_OP(void, layernorm_forward_bf16,
+             (uint16_t *xhat, uint16_t *out, float *mean, float *rstd, const float *inp, const float *w, const float *b,
+              int N, int C, float eps),
+             (xhat, out, mean, rstd, inp, w, b, N, C, eps), N >= 0 && C > 0)
+/* The bf16 model's GELU backward from the saved bf16 input: v = what gelu_backward's
+ * variant of the same name adds into a zeroed dinp for the input (float)inp[i] and dout[i]
+ * (so +0 for a -0 product); dinp[i] = v when dinp, dinpb[i] = bf16(v) when dinpb. */
+FG_KERNEL_OP(void, gelu_backward_bf16,
+             (uint16_t *dinpb, float *dinp, const float *dout, const uint16_t *inp, size_t n),
+             (dinpb, dinp, dout, inp, n), 1)
 
 /* ---- int8 (docs/KERNELS.md "int8 GEMM"; issue 14) ----
  * C[M,N] (int32) = A[M,K] (uint8) @ B[N,K]^T (int8), exact, C overwritten: a linear
@@ -227,10 +241,22 @@ FG_KERNEL_OP(double, softmax_xent,
               float dloss),
              (dlogits, losses, logits, targets, N, V, Vp, dloss),
              N >= 0 && V > 0 && V <= Vp)
+/* softmax_xent for the bf16 model's head: dlogits[N,Vp] (bf16) = bf16(the fp32 dlogits
+ * that softmax_xent's variant of the same level writes), cvt_f32_bf16's rounding, in one
+ * pass per row (the row stays in cache; no fp32 gradient array is written and read back).
+ * logits is scratch: the variant may overwrite it. Returns softmax_xent's sum. */
+FG_KERNEL_OP(double, softmax_xent_bf16,
+             (uint16_t *dlogits, float *losses, float *logits, const int32_t *targets, int N, int V, int Vp,
+              float dloss),
+             (dlogits, losses, logits, targets, N, V, Vp, dloss),
+             N >= 0 && V > 0 && V <= Vp)
 
 /* ---- elementwise / reductions used by the model and the optimiser ---- */
 /* out = a + b (out may alias a or b) */
 FG_KERNEL_OP(void, add, (float *out, const float *a, const float *b, size_t n), (out, a, b, n), 1)
+/* A bias gradient: db[c] += s_c, s_c = the fp32 sum of x[0,c], x[1,c], ... x[N-1,c] in
+ * row order from +0 (each add rounded: the bits of acc = acc + row, row by row). */
+FG_KERNEL_OP(void, colsum_add, (float *db, const float *x, int N, int C), (db, x, N, C), N >= 0 && C >= 0)
 /* y += a x */
 FG_KERNEL_OP(void, axpy, (float *y, float a, const float *x, size_t n), (y, a, x, n), 1)
 /* x *= s */

@@ -340,12 +340,25 @@ static void norm_inp(const fg_model *m, float *out, const model_saved *xn, const
     }
 }
 
+/* A fused bf16 op gives its two-pass route's bits only in the variant of that route's op
+ * (the same name: FG_HW_DISABLE=avx512 picks avx2 for the fp32 op, where the fused one
+ * has only ref): otherwise the two passes run. */
+static int fused_ok(const char *fused, const char *op)
+{
+    return !strcmp(fg_kernels_variant(fused), fg_kernels_variant(op));
+}
+
 /* Norm forward: saves x-hat, mean, rstd and leaves the output (from the saved x-hat) in
  * xb as bf16 when xb is given, else in lp->lnb (fp32, for the MoE FFN). */
 static void norm_fwd(fg_model *m, model_saved *xn, float *mean, float *rstd, const float *inp, const float *w,
                      const float *b, int N, uint16_t *xb)
 {
     model_lp *lp = m->lp;
+    if (xb && xn->bf && m->cfg.layout == FG_LAYOUT_GPT2 && fused_ok("layernorm_forward_bf16", "layernorm_forward")) {
+        /* one pass: the fp32 x-hat is not written to lnb, read, rounded and read again */
+        fg_layernorm_forward_bf16(xn->bf, xb, mean, rstd, inp, w, b, N, m->cfg.d_model, m->cfg.norm_eps);
+        return;
+    }
     /* weight 1, bias 0: the kernel's output is x-hat itself */
     model_norm_forward(m, lp->lnb, mean, rstd, inp, lp->ones, lp->zeros, N);
     store(xn, 0, lp->lnb, (size_t)N);
@@ -369,21 +382,6 @@ static void lin_fwd(const fg_model *m, float *out, const uint16_t *xb, size_t wo
     fg_bgemm(0, 1, N, OC, C, 1.0f, xb, C, m->wbf + woff, C, beta, out, OC);
 }
 
-/* db[OC] += column sums of dout[N,OC] (fp32), each column summed in row order. The rows
- * go through fg_add (vectorised; this file is built without AVX flags, and the scalar
- * loop it replaces was 1.7% of a bf16 step), 128 columns per task. */
-static void colsum_add(float *db, const float *dout, int N, int OC)
-{
-#pragma omp parallel for schedule(static)
-    for (int o0 = 0; o0 < OC; o0 += 128) {
-        size_t w = (size_t)(o0 + 128 < OC ? 128 : OC - o0);
-        float acc[128] = {0};
-        for (int n = 0; n < N; n++)
-            fg_add(acc, acc, dout + (size_t)n * OC + o0, w);
-        fg_add(db + o0, db + o0, acc, w);
-    }
-}
-
 /* Backward of lin_fwd from the bf16 output gradient dob (dout its fp32 original, for the
  * bias): dinp = dob @ W (set, not accumulated), dW += dob^T @ xb, dbias += colsum(dout). */
 static void lin_bwd(fg_model *m, float *dinp, const uint16_t *dob, const float *dout, const uint16_t *xb, size_t woff,
@@ -392,7 +390,7 @@ static void lin_bwd(fg_model *m, float *dinp, const uint16_t *dob, const float *
     fg_bgemm(0, 0, N, C, OC, 1.0f, dob, OC, m->wbf + woff, C, 0.0f, dinp, C);
     fg_bgemm(1, 0, OC, C, N, 1.0f, dob, OC, xb, C, 1.0f, m->grads + woff, C);
     if (boff != FG_NO_TENSOR)
-        colsum_add(m->grads + boff, dout, N, OC);
+        fg_colsum_add(m->grads + boff, dout, N, OC); /* each column in row order, as before */
 }
 
 static void act_fwd(const fg_model *m, float *out, const float *inp, int N)
@@ -408,8 +406,10 @@ static void act_fwd(const fg_model *m, float *out, const float *inp, int N)
  * them; backward: widened from it) go through the activation into a per-thread block
  * of actf that stays in L2 and are rounded from there. The separate passes wrote and
  * read back N Fin and N F fp32 values (18 bytes per value of traffic, 8 now); the
- * results are the same bits. fchf holds the widened fch afterwards (backward needs it). */
-static void act_bf16(fg_model *m, model_lp_layer *a, uint16_t *xb, int N, int save)
+ * results are the same bits. fchf holds the widened fch afterwards when keep (the
+ * two-pass GELU / SwiGLU backward reads it; the fused one reads the bf16 fch), else only
+ * per-thread blocks of it are used, like actf's. */
+static void act_bf16(fg_model *m, model_lp_layer *a, uint16_t *xb, int N, int save, int keep)
 {
     model_lp *lp = m->lp;
     size_t F = (size_t)m->F, Fin = (size_t)m->Fin;
@@ -417,7 +417,8 @@ static void act_bf16(fg_model *m, model_lp_layer *a, uint16_t *xb, int N, int sa
 #pragma omp parallel for schedule(static)
     for (int blk = 0; blk < nb; blk++) {
         size_t r0 = (size_t)blk * ACT_ROWS, nr = (size_t)N - r0 < ACT_ROWS ? (size_t)N - r0 : ACT_ROWS;
-        float *f = lp->fchf + r0 * Fin, *t = lp->actf + (own ? r0 : (size_t)omp_get_thread_num() * ACT_ROWS) * F;
+        size_t blk0 = own ? r0 : (size_t)omp_get_thread_num() * ACT_ROWS;
+        float *f = lp->fchf + (save || keep ? r0 : blk0) * Fin, *t = lp->actf + blk0 * F;
         if (save)
             fg_cvt_f32_bf16(a->fch.bf + r0 * Fin, f, nr * Fin);
         fg_cvt_bf16_f32(f, a->fch.bf + r0 * Fin, nr * Fin);
@@ -477,7 +478,7 @@ fg_status model_lp_forward(fg_model *m, const int32_t *targets, int B, int T, fl
             MODEL_PROF(m, OP_FC, lin_fwd(m, lp->fchf, xb, o->fcw, o->fcb, N, C, m->Fin));
             /* the activation runs on the saved fch, as backward recomputes it */
             if (a->fch.bf) {
-                MODEL_PROF(m, OP_ACT, act_bf16(m, a, xb, N, 1));
+                MODEL_PROF(m, OP_ACT, act_bf16(m, a, xb, N, 1, 1));
             } else {
                 MODEL_PROF(m, OP_ACT, store(&a->fch, 0, lp->fchf, (size_t)N); load_f32(&a->fch, lp->fchf, (size_t)N);
                            act_fwd(m, lp->actf, lp->fchf, N);
@@ -509,9 +510,17 @@ fg_status model_lp_forward(fg_model *m, const int32_t *targets, int B, int T, fl
             MODEL_PROF(m, OP_HEAD, fg_bgemm_packed(0, nr, Vp, C, 1.0f, xr, C, hp, 0.0f, lp->hlog, Vp));
         else
             MODEL_PROF(m, OP_HEAD, fg_bgemm(0, 1, nr, Vp, C, 1.0f, xr, C, m->wbf + m->head, C, 0.0f, lp->hlog, Vp));
-        MODEL_PROF(m, OP_XENT,
-                   sum += fg_softmax_xent(lp->hlog, lp->losses + r0, lp->hlog, m->targets + r0, nr, V, Vp, 1.0f);
-                   store(&lp->dlog, (size_t)r0, lp->hlog, (size_t)nr));
+        /* bf16: the gradient rounded row by row as xent makes it (the same bits as the
+         * fp32 pass then the conversion, without the chunk's fp32 gradient written to
+         * memory and read back); fp8: the fp32 chunk, then its tiles */
+        if (lp->dlog.bf)
+            MODEL_PROF(m, OP_XENT,
+                       sum += fg_softmax_xent_bf16(lp->dlog.bf + (size_t)r0 * Vp, lp->losses + r0, lp->hlog,
+                                                   m->targets + r0, nr, V, Vp, 1.0f));
+        else
+            MODEL_PROF(m, OP_XENT,
+                       sum += fg_softmax_xent(lp->hlog, lp->losses + r0, lp->hlog, m->targets + r0, nr, V, Vp, 1.0f);
+                       store(&lp->dlog, (size_t)r0, lp->hlog, (size_t)nr));
     }
     float lv = m->n_counted > 0 ? (float)(sum / m->n_counted) : 0.0f;
     lv += model_moe_aux_loss(m);
@@ -556,22 +565,30 @@ fg_status model_lp_backward(fg_model *m, float loss_scale)
             model_moe_ffn_backward(m, l, lp->dln, lp->dres, lp->lnb, N);
         } else {
             /* out = act @ fcprojw^T + b, act recomputed from the saved fch */
+            int fused = c->layout == FG_LAYOUT_GPT2 && a->fch.bf && fused_ok("gelu_backward_bf16", "gelu_backward");
             if (a->fch.bf) {
-                MODEL_PROF(m, OP_ACT, act_bf16(m, a, xb, N, 0));
+                MODEL_PROF(m, OP_ACT, act_bf16(m, a, xb, N, 0, !fused));
             } else {
                 MODEL_PROF(m, OP_ACT, load_f32(&a->fch, lp->fchf, (size_t)N); act_fwd(m, lp->actf, lp->fchf, N);
                            operand_bf16(m, xb, lp->actf, (size_t)N, (size_t)F, lp->act_fmt));
             }
             MODEL_PROF(m, OP_FCPROJ, operand_bf16(m, db, lp->dres, (size_t)N, (size_t)C, gf);
                        lin_bwd(m, lp->dfch_act, db, lp->dres, xb, o->fcprojw, o->fcprojb, N, F, C));
-            MODEL_PROF(m, OP_ACT, memset(lp->dfch, 0, (size_t)N * Fin * sizeof(float)));
-            if (c->layout == FG_LAYOUT_GPT2)
-                MODEL_PROF(m, OP_ACT, fg_gelu_backward(lp->dfch, lp->dfch_act, lp->fchf, (size_t)N * F));
-            else
-                MODEL_PROF(m, OP_ACT, fg_swiglu_backward(lp->dfch, lp->dfch_act, lp->fchf, N, F));
+            /* bf16 GELU: dfch (fp32, for the bias) and its bf16 GEMM operand in one pass
+             * from the saved fch, no zeroing and no conversion pass after */
+            if (fused) {
+                MODEL_PROF(m, OP_ACT,
+                           fg_gelu_backward_bf16(db, lp->dfch, lp->dfch_act, a->fch.bf, (size_t)N * (size_t)F));
+            } else {
+                MODEL_PROF(m, OP_ACT, memset(lp->dfch, 0, (size_t)N * Fin * sizeof(float)));
+                if (c->layout == FG_LAYOUT_GPT2)
+                    MODEL_PROF(m, OP_ACT, fg_gelu_backward(lp->dfch, lp->dfch_act, lp->fchf, (size_t)N * F));
+                else
+                    MODEL_PROF(m, OP_ACT, fg_swiglu_backward(lp->dfch, lp->dfch_act, lp->fchf, N, F));
+            }
             /* fch = ln2 @ fcw^T + b */
             MODEL_PROF(m, OP_FC, norm_out_bf16(m, xb, &a->xn2, model_p(m, o->ln2w), model_p(m, o->ln2b), N);
-                       operand_bf16(m, db, lp->dfch, (size_t)N, (size_t)Fin, gf);
+                       if (!fused) operand_bf16(m, db, lp->dfch, (size_t)N, (size_t)Fin, gf);
                        lin_bwd(m, lp->dln, db, lp->dfch, xb, o->fcw, o->fcb, N, C, Fin));
         }
         MODEL_PROF(m, OP_NORM, norm_inp(m, lp->tmp, &a->xn2, a->mean2, a->rstd2, N);

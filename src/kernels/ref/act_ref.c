@@ -56,3 +56,22 @@ void fg_swiglu_backward_ref(float *dinp, const float *dout, const float *inp, in
         }
     }
 }
+
+/* gelu_backward_ref's value added to 0 (its += on a zeroed dinp), from the widened input. */
+void fg_gelu_backward_bf16_ref(uint16_t *dinpb, float *dinp, const float *dout, const uint16_t *inp, size_t n)
+{
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        float xf;
+        fg_cvt_bf16_f32_ref(&xf, inp + i, 1);
+        double x = xf;
+        double u = GELU_K * (x + 0.044715 * x * x * x);
+        double th = tanh(u);
+        double d = 0.5 * (1.0 + th) + 0.5 * x * (1.0 - th * th) * GELU_K * (1.0 + 3.0 * 0.044715 * x * x);
+        float v = 0.0f + (float)(d * dout[i]);
+        if (dinp)
+            dinp[i] = v;
+        if (dinpb)
+            fg_cvt_f32_bf16_ref(dinpb + i, &v, 1);
+    }
+}

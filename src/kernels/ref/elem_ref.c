@@ -1,5 +1,5 @@
-/* elem_ref.c: scalar reference AdamW update (add, axpy, scale and sumsq are in
- * loops.h, one source for the reference and the AVX2 variant). */
+/* elem_ref.c: scalar reference AdamW update and bias-gradient column sums (add, axpy,
+ * scale and sumsq are in loops.h, one source for the reference and the AVX2 variant). */
 #include <math.h>
 
 #include "frugal/kernels.h"
@@ -19,5 +19,16 @@ void fg_adamw_update_ref(float *params, const float *grads, float *m, float *v, 
         v[i] = vi;
         double mhat = mi / bc1, vhat = vi / bc2;
         params[i] = (float)(params[i] - lr * (mhat / (sqrt(vhat) + eps) + weight_decay * (double)params[i]));
+    }
+}
+
+void fg_colsum_add_ref(float *db, const float *x, int N, int C)
+{
+#pragma omp parallel for schedule(static)
+    for (int c = 0; c < C; c++) {
+        float s = 0.0f;
+        for (int n = 0; n < N; n++)
+            s = s + x[(size_t)n * C + c];
+        db[c] = db[c] + s;
     }
 }

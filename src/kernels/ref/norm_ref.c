@@ -112,3 +112,29 @@ void fg_layernorm_backward_ref(float *dinp, float *dweight, float *dbias, const 
         }
     }
 }
+
+/* layernorm_forward_ref's rows with weight 1, bias 0, rounded to bf16 (the saved x-hat),
+ * then bf16_affine_ref of them: the two-pass route's arithmetic, term for term. */
+void fg_layernorm_forward_bf16_ref(uint16_t *xhat, uint16_t *out, float *mean, float *rstd, const float *inp,
+                                   const float *w, const float *b, int N, int C, float eps)
+{
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        const float *x = inp + (size_t)n * C;
+        double m = 0.0, v = 0.0;
+        for (int c = 0; c < C; c++)
+            m += x[c];
+        m /= C;
+        for (int c = 0; c < C; c++)
+            v += (x[c] - m) * (x[c] - m);
+        v /= C;
+        double r = 1.0 / sqrt(v + eps);
+        for (int c = 0; c < C; c++) {
+            float xh = (float)((x[c] - m) * r * 1.0f + 0.0f);
+            fg_cvt_f32_bf16_ref(xhat + (size_t)n * C + c, &xh, 1);
+        }
+        mean[n] = (float)m;
+        rstd[n] = (float)r;
+    }
+    fg_bf16_affine_ref(out, NULL, xhat, w, b, N, C);
+}

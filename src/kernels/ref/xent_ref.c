@@ -29,3 +29,10 @@ double fg_softmax_xent_ref(float *dlogits, float *losses, const float *logits, c
 {
     return fg_xent_rows(xent_row, dlogits, losses, logits, targets, N, V, Vp, dloss);
 }
+
+/* The fp32 rows rounded by the reference conversion, row by row. */
+double fg_softmax_xent_bf16_ref(uint16_t *dlogits, float *losses, float *logits, const int32_t *targets, int N, int V,
+                                int Vp, float dloss)
+{
+    return fg_xent_rows_bf16(xent_row, fg_cvt_f32_bf16_ref, NULL, dlogits, losses, logits, targets, N, V, Vp, dloss);
+}

@@ -3,6 +3,7 @@
  * forward and backward, AVX-512 with the vector exp of vmath_avx512.h. */
 #include <immintrin.h>
 
+#include "bf16_avx512.h"
 #include "vmath_avx512.h"
 #include "x86_impl.h"
 
@@ -29,20 +30,54 @@ void fg_gelu_forward_avx512(float *out, const float *inp, size_t n)
 
 /* d/dx [x s(2u)] = s + 2 x s (1 - s) u', u' = k (1 + 3 c x^2); matches the reference's
  * 0.5 (1 + tanh u) + 0.5 x sech^2(u) u' since 1 + tanh u = 2s, sech^2 u = 4 s (1 - s). */
+static inline __m512 gelu_grad(__m512 x)
+{
+    __m512 x2 = _mm512_mul_ps(x, x);
+    __m512 u = gelu_u(x, x2);
+    __m512 du =
+        _mm512_mul_ps(_mm512_set1_ps(GELU_K), _mm512_fmadd_ps(x2, _mm512_set1_ps(3.0f * GELU_C), _mm512_set1_ps(1.0f)));
+    __m512 s = fg_sigmoid512(_mm512_add_ps(u, u));
+    __m512 sq = _mm512_mul_ps(s, _mm512_sub_ps(_mm512_set1_ps(1.0f), s));
+    return _mm512_fmadd_ps(_mm512_mul_ps(_mm512_add_ps(x, x), sq), du, s);
+}
+
 void fg_gelu_backward_avx512(float *dinp, const float *dout, const float *inp, size_t n)
 {
     FG_FOR_CHUNKS512(n, CHUNK, 4, {
-        __m512 x = _mm512_maskz_loadu_ps(k, inp + i);
-        __m512 x2 = _mm512_mul_ps(x, x);
-        __m512 u = gelu_u(x, x2);
-        __m512 du = _mm512_mul_ps(_mm512_set1_ps(GELU_K),
-                                  _mm512_fmadd_ps(x2, _mm512_set1_ps(3.0f * GELU_C), _mm512_set1_ps(1.0f)));
-        __m512 s = fg_sigmoid512(_mm512_add_ps(u, u));
-        __m512 sq = _mm512_mul_ps(s, _mm512_sub_ps(_mm512_set1_ps(1.0f), s));
-        __m512 g = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_add_ps(x, x), sq), du, s);
+        __m512 g = gelu_grad(_mm512_maskz_loadu_ps(k, inp + i));
         __m512 d = _mm512_maskz_loadu_ps(k, dinp + i);
         _mm512_mask_storeu_ps(dinp + i, k, _mm512_fmadd_ps(g, _mm512_maskz_loadu_ps(k, dout + i), d));
     });
+}
+
+/* gelu_backward on a zeroed dinp (the fma's addend +0), the input widened from bf16; the
+ * bf16 model's FC input gradient written once in fp32 (bias gradient) and in bf16 (the
+ * GEMMs' operand): no memset, no conversion pass. */
+static inline __m512 gelu_grad_set(const uint16_t *inp, const float *dout, __mmask16 k)
+{
+    __m512 x = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(k, inp)), 16));
+    return _mm512_fmadd_ps(gelu_grad(x), _mm512_maskz_loadu_ps(k, dout), _mm512_setzero_ps());
+}
+
+void fg_gelu_backward_bf16_avx512(uint16_t *dinpb, float *dinp, const float *dout, const uint16_t *inp, size_t n)
+{
+    size_t nchunk = (n + CHUNK - 1) / CHUNK;
+    int unit = fg_bf16_unit_on();
+#pragma omp parallel for schedule(static) if (nchunk > 4)
+    for (size_t ch = 0; ch < nchunk; ch++) {
+        size_t end = (ch + 1) * CHUNK < n ? (ch + 1) * CHUNK : n;
+        for (size_t i = ch * CHUNK; i < end; i += 32) { /* CHUNK is a multiple of 32 */
+            __mmask32 k = fg_tail32(end - i);
+            __m512 lo = gelu_grad_set(inp + i, dout + i, (__mmask16)k);
+            __m512 hi = gelu_grad_set(inp + i + 16, dout + i + 16, (__mmask16)(k >> 16));
+            if (dinp) {
+                _mm512_mask_storeu_ps(dinp + i, (__mmask16)k, lo);
+                _mm512_mask_storeu_ps(dinp + i + 16, (__mmask16)(k >> 16), hi);
+            }
+            if (dinpb)
+                fg_store_bf16x32(dinpb + i, lo, hi, k, unit);
+        }
+    }
 }
 
 void fg_swiglu_forward_avx512(float *out, const float *inp, int N, int H)

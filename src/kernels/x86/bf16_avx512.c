@@ -5,6 +5,7 @@
 #include <omp.h>
 #include <string.h>
 
+#include "bf16_avx512.h"
 #include "kernels_impl.h"
 #include "vmath_avx512.h"
 
@@ -15,25 +16,13 @@ static inline __mmask16 tail16(size_t left)
     return left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1u);
 }
 
-/* The reference rule (ref/bf16_ref.c) on 16 lanes: + 0x7fff + lsb, NaN -> x >> 16 | 0x40. */
-static inline __m256i rne16(__m512i x)
-{
-    __m512i hi = _mm512_srli_epi32(x, 16);
-    __m512i bias = _mm512_add_epi32(_mm512_and_si512(hi, _mm512_set1_epi32(1)), _mm512_set1_epi32(0x7fff));
-    __m512i r = _mm512_srli_epi32(_mm512_add_epi32(x, bias), 16);
-    __mmask16 nan =
-        _mm512_cmpgt_epu32_mask(_mm512_and_si512(x, _mm512_set1_epi32(0x7fffffff)), _mm512_set1_epi32(0x7f800000));
-    r = _mm512_mask_mov_epi32(r, nan, _mm512_or_si512(hi, _mm512_set1_epi32(0x40)));
-    return _mm512_cvtepi32_epi16(r);
-}
-
 /* Conversions are memory-bound: threads only for large arrays, in 64k chunks. */
 enum { CVT_CHUNK = 1 << 16 };
 
 void fg_cvt_f32_bf16_avx512(uint16_t *out, const float *in, size_t n)
 {
     FG_FOR_CHUNKS512(n, CVT_CHUNK, 1,
-                     _mm256_mask_storeu_epi16(out + i, k, rne16(_mm512_maskz_loadu_epi32(k, in + i))););
+                     _mm256_mask_storeu_epi16(out + i, k, fg_rne16_512(_mm512_maskz_loadu_epi32(k, in + i))););
 }
 
 void fg_cvt_bf16_f32_avx512(float *out, const uint16_t *in, size_t n)
@@ -60,7 +49,7 @@ void fg_bf16_affine_avx512(uint16_t *out, float *outf, const uint16_t *x, const 
             if (outf)
                 _mm512_mask_storeu_ps(outf + r + c, k, v);
             if (out)
-                _mm256_mask_storeu_epi16(out + r + c, k, rne16(_mm512_castps_si512(v)));
+                _mm256_mask_storeu_epi16(out + r + c, k, fg_rne16_512(_mm512_castps_si512(v)));
         }
     }
 }
@@ -83,8 +72,8 @@ void fg_cvt_f32_bf16_avx512bf16(uint16_t *out, const float *in, size_t n)
             __mmask16 m0 = tail16(end - i), m1 = end - i > 16 ? tail16(end - i - 16) : 0;
             __m512i lo = _mm512_maskz_loadu_epi32(m0, in + i), hi = _mm512_maskz_loadu_epi32(m1, in + i + 16);
             if (subnormal16(lo) | subnormal16(hi)) {
-                _mm256_mask_storeu_epi16(out + i, m0, rne16(lo));
-                _mm256_mask_storeu_epi16(out + i + 16, m1, rne16(hi));
+                _mm256_mask_storeu_epi16(out + i, m0, fg_rne16_512(lo));
+                _mm256_mask_storeu_epi16(out + i + 16, m1, fg_rne16_512(hi));
             } else {
                 __m512i r = (__m512i)_mm512_cvtne2ps_pbh(_mm512_castsi512_ps(hi), _mm512_castsi512_ps(lo));
                 _mm512_mask_storeu_epi16(out + i, ((__mmask32)m1 << 16) | m0, r);

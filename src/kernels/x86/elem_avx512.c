@@ -19,6 +19,33 @@ void fg_add_avx512(float *out, const float *a, const float *b, size_t n)
     });
 }
 
+/* Column blocks of 128 (8 accumulators in registers) over the threads, each summing its
+ * columns down all rows: one pass over x, where a loop of fg_add calls per row paid the
+ * call and dispatch for each 128 values (1.2% of a bf16 step at (b)). */
+void fg_colsum_add_avx512(float *db, const float *x, int N, int C)
+{
+    int nb = (C + 127) / 128;
+#pragma omp parallel for schedule(static) if ((size_t)N * C >= 65536 && nb > 1)
+    for (int blk = 0; blk < nb; blk++) {
+        int c0 = blk * 128;
+        __mmask16 k[8];
+        __m512 acc[8];
+        for (int v = 0; v < 8; v++) {
+            int left = C - c0 - 16 * v;
+            k[v] = fg_tail_mask(left > 0 ? left : 0);
+            acc[v] = _mm512_setzero_ps();
+        }
+        for (int n = 0; n < N; n++) {
+            const float *r = x + (size_t)n * C + c0;
+            for (int v = 0; v < 8; v++)
+                acc[v] = _mm512_add_ps(acc[v], _mm512_maskz_loadu_ps(k[v], r + 16 * v));
+        }
+        for (int v = 0; v < 8; v++)
+            _mm512_mask_storeu_ps(db + c0 + 16 * v, k[v],
+                                  _mm512_add_ps(_mm512_maskz_loadu_ps(k[v], db + c0 + 16 * v), acc[v]));
+    }
+}
+
 void fg_axpy_avx512(float *y, float a, const float *x, size_t n)
 {
     const __m512 va = _mm512_set1_ps(a);

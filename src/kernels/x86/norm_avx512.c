@@ -5,6 +5,7 @@
 #include <immintrin.h>
 #include <math.h>
 
+#include "bf16_avx512.h"
 #include "vmath_avx512.h"
 #include "x86_impl.h"
 
@@ -111,6 +112,53 @@ void fg_layernorm_forward_avx512(float *out, float *mean, float *rstd, const flo
             __m512 xh = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, x + c), vm), vr);
             __m512 b = bias ? _mm512_maskz_loadu_ps(k, bias + c) : _mm512_setzero_ps();
             _mm512_mask_storeu_ps(o + c, k, _mm512_fmadd_ps(xh, _mm512_maskz_loadu_ps(k, weight + c), b));
+        }
+        mean[n] = m;
+        rstd[n] = r;
+    }
+}
+
+/* layernorm_forward with weight 1 and bias 0 (x-hat, as fma(xh, 1, 0) makes it: -0 -> +0)
+ * rounded to bf16, then bf16_affine of that rounded row, per row in registers and L1:
+ * the saved x-hat and the next GEMM's operand without the fp32 output written and read
+ * back twice. */
+void fg_layernorm_forward_bf16_avx512(uint16_t *xhat, uint16_t *out, float *mean, float *rstd, const float *inp,
+                                      const float *w, const float *b, int N, int C, float eps)
+{
+    int unit = fg_bf16_unit_on();
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        const float *x = inp + (size_t)n * C;
+        uint16_t *xo = xhat + (size_t)n * C, *o = out + (size_t)n * C;
+        __m512 s = _mm512_setzero_ps();
+        for (int c = 0; c < C; c += 16)
+            s = _mm512_add_ps(s, _mm512_maskz_loadu_ps(fg_tail_mask(C - c), x + c));
+        float m = _mm512_reduce_add_ps(s) / (float)C;
+        __m512 vm = _mm512_set1_ps(m), v2 = _mm512_setzero_ps();
+        for (int c = 0; c < C; c += 16) {
+            __mmask16 k = fg_tail_mask(C - c);
+            __m512 xc = _mm512_maskz_sub_ps(k, _mm512_maskz_loadu_ps(k, x + c), vm);
+            v2 = _mm512_fmadd_ps(xc, xc, v2);
+        }
+        float r = 1.0f / sqrtf(_mm512_reduce_add_ps(v2) / (float)C + eps);
+        __m512 vr = _mm512_set1_ps(r), one = _mm512_set1_ps(1.0f), zero = _mm512_setzero_ps();
+        for (int c = 0; c < C; c += 32) {
+            __mmask32 k = fg_tail32((size_t)(C - c));
+            __m512 y[2];
+            for (int h = 0; h < 2; h++) {
+                __mmask16 kh = (__mmask16)(k >> (16 * h));
+                __m512 xh = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(kh, x + c + 16 * h), vm), vr);
+                y[h] = _mm512_fmadd_ps(xh, one, zero);
+            }
+            __m512i hb = fg_store_bf16x32(xo + c, y[0], y[1], k, unit);
+            for (int h = 0; h < 2; h++) {
+                __mmask16 kh = (__mmask16)(k >> (16 * h));
+                __m256i q = h ? _mm512_extracti64x4_epi64(hb, 1) : _mm512_castsi512_si256(hb);
+                __m512 v = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(q), 16));
+                v = _mm512_mul_ps(v, _mm512_maskz_loadu_ps(kh, w + c + 16 * h));
+                y[h] = _mm512_add_ps(v, b ? _mm512_maskz_loadu_ps(kh, b + c + 16 * h) : zero);
+            }
+            fg_store_bf16x32(o + c, y[0], y[1], k, unit);
         }
         mean[n] = m;
         rstd[n] = r;

@@ -71,6 +71,14 @@ double fg_softmax_xent_avx2(float *dlogits, float *losses, const float *logits, 
     return fg_xent_rows(xent_row, dlogits, losses, logits, targets, N, V, Vp, dloss);
 }
 
+/* issue 11's bf16 head: this row pass, each row then rounded (any conversion variant
+ * gives the same bits; AVX2 has none of its own) */
+double fg_softmax_xent_bf16_avx2(uint16_t *dlogits, float *losses, float *logits, const int32_t *targets, int N, int V,
+                                 int Vp, float dloss)
+{
+    return fg_xent_rows_bf16(xent_row, fg_cvt_f32_bf16_ref, NULL, dlogits, losses, logits, targets, N, V, Vp, dloss);
+}
+
 /* GELU as x sigmoid(2u), u = k (x + c x^3); scalar tails use the same formula. */
 static inline __m256 gelu_u(__m256 x)
 {

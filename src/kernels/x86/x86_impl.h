@@ -25,6 +25,7 @@
     V(scale, FG_LVL_AVX2, fg_scale_avx2)                                                                               \
     V(sumsq, FG_LVL_AVX2, fg_sumsq_avx2)                                                                               \
     V(softmax_xent, FG_LVL_AVX2, fg_softmax_xent_avx2)                                                                 \
+    V(softmax_xent_bf16, FG_LVL_AVX2, fg_softmax_xent_bf16_avx2)                                                       \
     V(gelu_forward, FG_LVL_AVX2, fg_gelu_forward_avx2)                                                                 \
     V(gelu_backward, FG_LVL_AVX2, fg_gelu_backward_avx2)                                                               \
     V(swiglu_forward, FG_LVL_AVX2, fg_swiglu_forward_avx2)                                                             \
@@ -33,6 +34,7 @@
     V(attention_forward, FG_LVL_AVX512, fg_attention_forward_avx512)                                                   \
     V(attention_backward, FG_LVL_AVX512, fg_attention_backward_avx512)                                                 \
     V(softmax_xent, FG_LVL_AVX512, fg_softmax_xent_avx512)                                                             \
+    V(softmax_xent_bf16, FG_LVL_AVX512, fg_softmax_xent_bf16_avx512)                                                   \
     V(gelu_forward, FG_LVL_AVX512, fg_gelu_forward_avx512)                                                             \
     V(gelu_backward, FG_LVL_AVX512, fg_gelu_backward_avx512)                                                           \
     V(swiglu_forward, FG_LVL_AVX512, fg_swiglu_forward_avx512)                                                         \
@@ -42,6 +44,7 @@
     V(layernorm_forward, FG_LVL_AVX512, fg_layernorm_forward_avx512)                                                   \
     V(layernorm_backward, FG_LVL_AVX512, fg_layernorm_backward_avx512)                                                 \
     V(add, FG_LVL_AVX512, fg_add_avx512)                                                                               \
+    V(colsum_add, FG_LVL_AVX512, fg_colsum_add_avx512)                                                                 \
     V(axpy, FG_LVL_AVX512, fg_axpy_avx512)                                                                             \
     V(scale, FG_LVL_AVX512, fg_scale_avx512)                                                                           \
     V(sumsq, FG_LVL_AVX512, fg_sumsq_avx512)                                                                           \
@@ -54,6 +57,8 @@
     V(cvt_bf16_f32, FG_LVL_AVX512, fg_cvt_bf16_f32_avx512)                                                             \
     V(cvt_f32_bf16, FG_LVL_AVX512BF16, fg_cvt_f32_bf16_avx512bf16)                                                     \
     V(bf16_affine, FG_LVL_AVX512, fg_bf16_affine_avx512)                                                               \
+    V(layernorm_forward_bf16, FG_LVL_AVX512, fg_layernorm_forward_bf16_avx512)                                         \
+    V(gelu_backward_bf16, FG_LVL_AVX512, fg_gelu_backward_bf16_avx512)                                                 \
     V(bgemm, FG_LVL_AVX512BF16, fg_bgemm_avx512bf16)                                                                   \
     V(attention_bf16_forward, FG_LVL_AVX512BF16, fg_attention_bf16_forward_avx512bf16)                                 \
     V(attention_bf16_backward, FG_LVL_AVX512BF16, fg_attention_bf16_backward_avx512bf16)                               \

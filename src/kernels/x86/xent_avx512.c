@@ -1,15 +1,18 @@
 /* xent_avx512.c: fused softmax + cross-entropy over padded logit rows (V up to
  * ~50k), AVX-512: a max pass, an exp-sum pass (keeping the exps in the gradient row
- * when asked) and a scaling pass per row, each streaming the row from L2; rows in
- * parallel. */
+ * when asked) and a scaling pass per row (fp32, or rounded to bf16 for the bf16 head),
+ * each streaming the row from L2; rows in parallel. */
 #include <immintrin.h>
 #include <math.h>
 
+#include "bf16_avx512.h"
 #include "vmath_avx512.h"
 #include "x86_impl.h"
 #include "xent_rows.h"
 
-static double xent_row(float *d, const float *x, int tgt, int V, float dloss)
+/* The max and exp-sum passes: returns log(sum exp x) and the sum; with d, each
+ * exp(x - max) is stored in d. */
+static double exp_pass(float *d, const float *x, int V, double *sum_out)
 {
     /* max subtraction keeps exp() in range; four accumulators hide latency */
     __m512 m0 = _mm512_set1_ps(-INFINITY), m1 = m0, m2 = m0, m3 = m0;
@@ -56,18 +59,52 @@ static double xent_row(float *d, const float *x, int tgt, int V, float dloss)
             _mm512_mask_storeu_ps(d + i, k, e);
         sum += _mm512_reduce_add_ps(_mm512_maskz_mov_ps(k, e));
     }
-    double lse = mx + log(sum); /* sum >= 1: the maximum's own term */
+    *sum_out = sum;
+    return mx + log(sum); /* sum >= 1: the maximum's own term */
+}
+
+static double xent_row(float *d, const float *x, int tgt, int V, float dloss)
+{
+    double sum, lse = exp_pass(d, x, V, &sum);
     if (d) {
         /* d = dloss * (softmax - onehot) = exp(x - max) * (dloss / sum) - dloss onehot:
          * x - max is exact for the large terms (no float lse rounding in the exponent) */
         __m512 vs = _mm512_set1_ps((float)(dloss / sum));
-        for (i = 0; i < V; i += 16) {
+        for (int i = 0; i < V; i += 16) {
             __mmask16 k = fg_tail_mask(V - i);
             _mm512_mask_storeu_ps(d + i, k, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, d + i), vs));
         }
         d[tgt] -= dloss;
     }
     return lse;
+}
+
+/* xent_row's result rounded to bf16 as the scaling pass makes it: the exps stay in x
+ * (fp32, in L2), each 16 products are rounded and stored, the target's value (product
+ * minus dloss, two fp32 roundings as xent_row makes them) is rounded last. */
+static double xent_row_bf16(uint16_t *d, float *x, int tgt, int V, float dloss)
+{
+    double sum, lse = exp_pass(x, x, V, &sum);
+    float vsf = (float)(dloss / sum);
+    __m512 vs = _mm512_set1_ps(vsf);
+    int unit = fg_bf16_unit_on();
+    for (int i = 0; i < V; i += 32) {
+        __mmask32 k = fg_tail32((size_t)(V - i));
+        __m512 lo = _mm512_mul_ps(_mm512_maskz_loadu_ps((__mmask16)k, x + i), vs);
+        __m512 hi = _mm512_mul_ps(_mm512_maskz_loadu_ps((__mmask16)(k >> 16), x + i + 16), vs);
+        fg_store_bf16x32(d + i, lo, hi, k, unit);
+    }
+    /* volatile: the product is rounded to fp32 before the subtraction (no contraction
+     * into an fma, which xent_row's store between them also rules out) */
+    volatile float p = x[tgt] * vsf;
+    d[tgt] = fg_rne1(p - dloss);
+    return lse;
+}
+
+double fg_softmax_xent_bf16_avx512(uint16_t *dlogits, float *losses, float *logits, const int32_t *targets, int N,
+                                   int V, int Vp, float dloss)
+{
+    return fg_xent_rows_bf16(NULL, NULL, xent_row_bf16, dlogits, losses, logits, targets, N, V, Vp, dloss);
 }
 
 double fg_softmax_xent_avx512(float *dlogits, float *losses, const float *logits, const int32_t *targets, int N, int V,
