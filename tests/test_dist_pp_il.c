@@ -32,9 +32,11 @@ static int train(int np, const char *args)
 }
 
 /* One model against one process over the given grids; theory: the summary's theoretical
- * bubble (p-1)/(V m + p-1) of each grid, layers: the metrics' pp_layers (per virtual stage). */
+ * bubble (p-1)/(V m + p-1) of each grid, sets: rank 0's activation sets (dense: min(m,
+ * warm-up + 1) and no recomputation; MoE: none, NULL), layers: the metrics' pp_layers (per
+ * virtual stage). */
 static void run_grids(const char *name, const char *model, int accum, int n, const char *const *grids, const int *nps,
-                      const char *const *theory, const char *layers)
+                      const char *const *theory, const int *sets, const char *layers)
 {
     char ref[1024], dir[1024], args[8192], what[256];
     snprintf(ref, sizeof ref, "%s/%s_ref", fg_test_tmpdir(), name);
@@ -53,6 +55,11 @@ static void run_grids(const char *name, const char *model, int accum, int n, con
                  what, out);
         char want[128];
         snprintf(want, sizeof want, "%s theoretical (p-1)/(v*m+p-1)", theory[i]);
+        FG_CHECK(strstr(out, want) != NULL, "%s: \"%s\" in: %s", what, want, out);
+        if (sets)
+            snprintf(want, sizeof want, "rank 0 keeps %d activation sets, 0.000 s of forward recomputation", sets[i]);
+        else
+            snprintf(want, sizeof want, "rank 0 keeps 1 activation sets");
         FG_CHECK(strstr(out, want) != NULL, "%s: \"%s\" in: %s", what, want, out);
         static dist_curve c;
         FG_CHECK(dist_read_curve(dir, &c), "%s: metrics", what);
@@ -123,16 +130,19 @@ int main(void)
     static const char *const grids4[] = {"--pp 2 --pp-chunks 2", "--dp 2 --pp 2 --pp-chunks 2"};
     static const int nps4[] = {2, 4};
     static const char *const th4[] = {"11.1%", "20.0%"}; /* 1/(2*4+1), 1/(2*2+1) */
-    run_grids("gpt2_dense", "--layout gpt2 --n-layer 4 --n-head 2 --d-model 16", 4, 2, grids4, nps4, th4, "1, 1, 1, 1");
+    static const int sets4[] = {4, 2};                   /* rank 0: warm-up 2 + 2 of 4, all 2 of 2 */
+    run_grids("gpt2_dense", "--layout gpt2 --n-layer 4 --n-head 2 --d-model 16", 4, 2, grids4, nps4, th4, sets4,
+              "1, 1, 1, 1");
     run_grids("llama_moe",
               "--layout llama --n-layer 4 --n-head 2 --d-model 16 --n-expert 4 --n-expert-active 2 "
               "--n-shared-expert 1 --d-expert 16",
-              4, 2, grids4, nps4, th4, "1, 1, 1, 1");
+              4, 2, grids4, nps4, th4, NULL, "1, 1, 1, 1");
     /* more chunks than two, more stages than two */
     static const char *const grids8[] = {"--pp 2 --pp-chunks 4", "--pp 4 --pp-chunks 2"};
     static const int nps8[] = {2, 4};
     static const char *const th8[] = {"3.0%", "15.8%"}; /* 1/(4*8+1), 3/(2*8+3) */
-    run_grids("llama8", "--layout llama --n-layer 8 --n-head 2 --d-model 16", 8, 2, grids8, nps8, th8,
+    static const int sets8[] = {8, 8};                  /* min(8, warm-up 8 or 10 + 1) */
+    run_grids("llama8", "--layout llama --n-layer 8 --n-head 2 --d-model 16", 8, 2, grids8, nps8, th8, sets8,
               "1, 1, 1, 1, 1, 1, 1, 1");
     test_resume();
     test_refused();

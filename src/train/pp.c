@@ -34,10 +34,11 @@ struct pp {
      * layers [vb[c * size + rank], vb[c * size + rank + 1]); one buffer set per chunk and
      * micro-batch of the step (grown with the step's micro-batch count) */
     int V;
-    int *vb;        /* [V * size + 1] */
-    int il_cap;     /* micro-batches the buffers hold */
-    float *il_mem;  /* 4 x V x il_cap slots + the recompute scratch */
-    fg_req *il_req; /* 4 x V x il_cap: rx, ys, rdy, dxs */
+    int *vb;          /* [V * size + 1] */
+    int il_cap;       /* micro-batches the buffers hold */
+    int il_slots_for; /* the micro-batch count the activation sets were sized for (0: none yet) */
+    float *il_mem;    /* 4 x V x il_cap slots + the recompute scratch */
+    fg_req *il_req;   /* 4 x V x il_cap: rx, ys, rdy, dxs */
     pp_stats st;
 };
 
@@ -46,9 +47,11 @@ struct pp {
  * in flight at a time recomputes / needs none. Called again when the balancer moves. */
 static void setup_slots(pp *p)
 {
-    if (p->V > 1) { /* activation sets are per contiguous range: the chunks recompute instead */
+    if (p->V > 1) { /* sized per step (il_setup_slots): they depend on the micro-batch count */
+        fg_model_stage_slots(p->m, 0, 1, 1);
         p->slots = 0;
         p->st.slots = 0;
+        p->il_slots_for = 0;
         return;
     }
     int k = p->size - p->rank, l0 = p->bounds[p->rank], l1 = p->bounds[p->rank + 1];
@@ -412,6 +415,23 @@ static fg_status il_progress(pp *p, int Al)
     return st;
 }
 
+/* Activation sets at V > 1: one range from this rank's first chunk to its last (the other
+ * ranks' layers in between come along unused: the model's sets are per contiguous range),
+ * k = min(m, warm-up + 1) sets: a chunk runs its forwards and its backwards in micro-batch
+ * order and has at most warm-up + 1 in flight, so micro-batch j's set j mod k is not
+ * reused before its backward. A MoE layer in the range (caches not duplicated) or k = 1:
+ * none, the chunks recompute. */
+static void il_setup_slots(pp *p, int Al, int warm)
+{
+    if (p->il_slots_for == Al)
+        return;
+    int k = warm + 1 < Al ? warm + 1 : Al;
+    int lo = p->vb[p->rank], hi = p->vb[(p->V - 1) * p->size + p->rank + 1];
+    p->slots = k > 1 && fg_model_stage_slots(p->m, lo, hi, k) == FG_OK ? k : 0;
+    p->st.slots = p->slots;
+    p->il_slots_for = Al;
+}
+
 static fg_status il_fwd(pp *p, step_ctx *x, int *held, int c, int j)
 {
     int v = il_chunk(p, x, c), next = (p->rank + 1) % p->size;
@@ -420,6 +440,8 @@ static fg_status il_fwd(pp *p, step_ctx *x, int *held, int c, int j)
         st = fg_comm_wait(p->comm, il_req(p, 0, c, j));
     if (st != FG_OK)
         return st;
+    if (p->slots)
+        fg_model_stage_slot(x->m, j % p->slots);
     double t0 = fg_time_sec();
     float l = 0;
     st = fg_model_forward_range(x->m, x->l0, x->l1, x->first ? x->inp + (size_t)j * x->BT : NULL,
@@ -448,7 +470,11 @@ static fg_status il_bwd(pp *p, step_ctx *x, int *held, int c, int i)
     if (st != FG_OK)
         return st;
     double t0 = fg_time_sec();
-    if (held[c] != i) {
+    if (p->slots)
+        fg_model_stage_slot(x->m, i % p->slots);
+    /* the head's caches have no sets: the last chunk (which runs each backward right after
+     * its forward except when m = P) recomputes like the others without sets */
+    if (held[c] != i && (!p->slots || x->last)) {
         /* the chunk's layers hold a later micro-batch's activations: run this one's forward
          * again from the kept input (deterministic, so the same activations); the other
          * chunks' forwards touch none of this chunk's state */
@@ -514,6 +540,7 @@ static fg_status run_interleaved(pp *p, step_ctx *x, double *t_start)
     int warm = Al == P ? total : 2 * (P - p->rank - 1) + (V - 1) * P;
     if (warm > total)
         warm = total;
+    il_setup_slots(p, Al, warm);
     int nf = 0, nb = 0;
 #define IL_MB(k) (((k) / VP) * P + (k) % P)
 #define IL_FC(k) (((k) % VP) / P)
