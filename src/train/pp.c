@@ -3,7 +3,8 @@
  * stream and its gradient moved by non-blocking sends, one activation set per micro-batch
  * in flight (MoE stages: the stage inputs kept for a forward recomputation instead), the
  * gradient sum over stages, tp shards and replicas, the bubble measured per step and the
- * balancer that moves layers off slow stages. */
+ * balancer that moves layers off slow stages; with V > 1 chunks per rank, the interleaved
+ * 1F1B schedule over V x size virtual stages. */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -77,9 +78,10 @@ pp *pp_new(fg_comm *comm, fg_comm *dp_comm, fg_comm *tp_comm, fg_model *m, int B
         fg_error(FG_ERR_INVALID, "pipeline parallel: fp32 models only (precision is not fp32)");
         return NULL;
     }
-    if (chunks < 1 || P * chunks > c->n_layer || P > 64) {
-        if (chunks > 1)
-            fg_error(FG_ERR_INVALID, "pipeline parallel: %d stages x %d chunks for %d layers (a chunk holds a layer)",
+    if (chunks < 1 || chunks > 16 || P * chunks > c->n_layer || P > 64) {
+        if (chunks != 1)
+            fg_error(FG_ERR_INVALID,
+                     "pipeline parallel: %d stages x %d chunks for %d layers (a chunk holds a layer; 1 to 16 chunks)",
                      P, chunks, c->n_layer);
         else
             fg_error(FG_ERR_INVALID,
@@ -143,7 +145,6 @@ pp *pp_new(fg_comm *comm, fg_comm *dp_comm, fg_comm *tp_comm, fg_model *m, int B
         }
         for (int s = 0; s <= VP; s++) /* even split over the virtual stages */
             p->vb[s] = (int)fg_dist_part_offset((size_t)p->L, VP, s);
-        fg_model_stage_slots(m, 0, 1, 1); /* no activation sets: the model's own buffers */
     }
     setup_slots(p);
     return p;
