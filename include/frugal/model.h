@@ -215,7 +215,8 @@ void fg_model_set_grad_hook(fg_model *m, fg_model_grad_hook fn, void *ctx);
  * layers; fp32 models only (FG_ERR_INVALID for bf16 / fp8). */
 fg_status fg_model_forward_range(fg_model *m, int l0, int l1, const int32_t *inputs, const int32_t *targets,
                                  const float *x, int B, int T, float *y, float *loss);
-/* Backpropagates the last fg_model_forward_range (same l0, l1 and x): l1 == n_layer
+/* Backpropagates the last fg_model_forward_range over these layers (same l0, l1 and x;
+ * forwards of disjoint ranges may run in between, as in an interleaved pipeline): l1 == n_layer
  * starts from the loss (d = loss_scale x d(loss)), l1 < n_layer from dy = d/dy (already
  * scaled); l0 > 0 writes dx = d/dx, l0 == 0 ends in the embedding. Grads accumulate;
  * loss_scale also scales the MoE balance losses of these layers. */

@@ -125,6 +125,7 @@ typedef struct fg_train_config {
     int aug_mask_token;                     /* -1: the tokenizer's end-of-text id, else 0 */
     /* ---- pipeline parallelism (docs/DIST.md "Pipeline parallelism"): mpirun -np dp x pp ---- */
     int pp;           /* pipeline stages; grad_accum / dp micro-batches flow through them (1F1B) */
+    int pp_chunks;    /* model chunks per stage rank (interleaved 1F1B, docs/DIST.md); 1: contiguous stages */
     int pp_balance;   /* 1: at each checkpoint boundary move layers from slow stages to fast ones */
     int pp_slow_rank; /* test hook: this stage spins pp_slow_ms per layer per pass; -1 off */
     float pp_slow_ms;

@@ -55,10 +55,12 @@ fg_status fg_model_forward_range(fg_model *m, int l0, int l1, const int32_t *inp
     m->cur_B = B;
     m->cur_T = T;
     m->has_targets = 1; /* a stage always trains: the backward's check is the caller's order */
-    m->n_counted = 0;
     if (first)
         memcpy(m->inputs, inputs, (size_t)N * sizeof(int32_t));
     if (last) {
+        /* the head's state changes only with the last range's forward: an interleaved
+         * pipeline runs other chunks' forwards between it and its backward */
+        m->n_counted = 0;
         memcpy(m->targets, targets, (size_t)N * sizeof(int32_t));
         for (int i = 0; i < N; i++)
             m->n_counted += targets[i] >= 0;

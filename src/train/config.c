@@ -263,6 +263,8 @@ static const fg_opt opts[] = {
     /* pipeline parallelism: any stage count gives the same training, so all resumable */
     {"pp", FG_OPT_INT, F(pp), 1, 64, .flags = RESUMABLE,
      .help = "pipeline stages (run under mpirun -np DP*PP); at most n_layer, fp32 only"},
+    {"pp_chunks", FG_OPT_INT, F(pp_chunks), 1, 16, .flags = RESUMABLE,
+     .help = "model chunks per pipeline rank (interleaved 1F1B); 1 = contiguous stages"},
     {"pp_balance", FG_OPT_BOOL, F(pp_balance), .flags = RESUMABLE,
      .help = "move layers from slow pipeline stages to fast ones at each checkpoint boundary"},
     {"pp_slow_rank", FG_OPT_INT, F(pp_slow_rank), -1, 63, .flags = RESUMABLE,
@@ -306,6 +308,7 @@ void fg_train_config_default(fg_train_config *c)
     c->pp = 1;
     c->tp = 1;
     c->pp_slow_rank = -1;
+    c->pp_chunks = 1;
     c->bucket_mb = 25.0f; /* PyTorch DDP's bucket_cap_mb */
     c->compress_delta = 1;
     c->compress_clip = 1;
@@ -425,6 +428,30 @@ fg_status fg_train_config_validate(const fg_train_config *c)
     if (c->pp > c->model.n_layer)
         return fg_error(FG_ERR_INVALID, "'pp' %d exceeds 'n_layer' %d (a stage holds at least one layer)", c->pp,
                         c->model.n_layer);
+    if (c->pp_chunks > 1) {
+        /* the interleaved schedule (docs/DIST.md "Interleaved schedule"): micro-batches run
+         * through the chunks in groups of pp, as Megatron-LM requires */
+        int per = c->grad_accum / (c->dp * c->ep);
+        if (c->pp < 2)
+            return fg_error(FG_ERR_INVALID, "'pp_chunks' %d needs 'pp' >= 2 (it interleaves pipeline stages)",
+                            c->pp_chunks);
+        if (c->pp * c->pp_chunks > c->model.n_layer)
+            return fg_error(FG_ERR_INVALID,
+                            "'pp' %d x 'pp_chunks' %d exceeds 'n_layer' %d (a chunk holds at least one layer)", c->pp,
+                            c->pp_chunks, c->model.n_layer);
+        if (per < 1 || per % c->pp != 0 || c->grad_accum % (c->dp * c->ep) != 0)
+            return fg_error(FG_ERR_INVALID,
+                            "'pp_chunks' %d: the interleaved schedule needs the micro-batches per replica "
+                            "('grad_accum' %d / ('dp' %d x 'ep' %d)) to be a multiple of 'pp' %d",
+                            c->pp_chunks, c->grad_accum, c->dp, c->ep, c->pp);
+        if (c->pp_balance)
+            return fg_error(FG_ERR_INVALID,
+                            "'pp_chunks' %d with 'pp_balance': not built (the balancer moves the "
+                            "bounds of contiguous stages)",
+                            c->pp_chunks);
+        if (c->tp > 1)
+            return fg_error(FG_ERR_INVALID, "'pp_chunks' %d with 'tp' %d: not built", c->pp_chunks, c->tp);
+    }
     if (c->grad_accum % c->dp != 0)
         return fg_error(FG_ERR_INVALID,
                         "'grad_accum' %d is not a multiple of 'dp' %d (each rank takes grad_accum / dp "

@@ -3,7 +3,8 @@
  * stream and its gradient moved by non-blocking sends, one activation set per micro-batch
  * in flight (MoE stages: the stage inputs kept for a forward recomputation instead), the
  * gradient sum over stages, tp shards and replicas, the bubble measured per step and the
- * balancer that moves layers off slow stages. */
+ * balancer that moves layers off slow stages; with V > 1 chunks per rank, the interleaved
+ * 1F1B schedule over V x size virtual stages. */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -30,6 +31,15 @@ struct pp {
     float slow_ms;
     double acc_compute; /* this rank's compute seconds since the last balance */
     dp *zero;           /* ZeRO-1 over the grid: the grads reduce-scattered by it (NULL: all-reduced here) */
+    /* interleaved 1F1B (V > 1 chunks): chunk c of this rank is virtual stage c * size + rank,
+     * layers [vb[c * size + rank], vb[c * size + rank + 1]); one buffer set per chunk and
+     * micro-batch of the step (grown with the step's micro-batch count) */
+    int V;
+    int *vb;          /* [V * size + 1] */
+    int il_cap;       /* micro-batches the buffers hold */
+    int il_slots_for; /* the micro-batch count the activation sets were sized for (0: none yet) */
+    float *il_mem;    /* 4 x V x il_cap slots + the recompute scratch */
+    fg_req *il_req;   /* 4 x V x il_cap: rx, ys, rdy, dxs */
     pp_stats st;
 };
 
@@ -38,6 +48,13 @@ struct pp {
  * in flight at a time recomputes / needs none. Called again when the balancer moves. */
 static void setup_slots(pp *p)
 {
+    if (p->V > 1) { /* sized per step (il_setup_slots): they depend on the micro-batch count */
+        fg_model_stage_slots(p->m, 0, 1, 1);
+        p->slots = 0;
+        p->st.slots = 0;
+        p->il_slots_for = 0;
+        return;
+    }
     int k = p->size - p->rank, l0 = p->bounds[p->rank], l1 = p->bounds[p->rank + 1];
     p->slots = k > 1 && fg_model_stage_slots(p->m, l0, l1, k) == FG_OK ? k : 0;
     p->st.slots = p->slots;
@@ -52,7 +69,8 @@ static void sleep_ms(double ms)
     }
 }
 
-pp *pp_new(fg_comm *comm, fg_comm *dp_comm, fg_comm *tp_comm, fg_model *m, int B, int T, int slow_rank, float slow_ms)
+pp *pp_new(fg_comm *comm, fg_comm *dp_comm, fg_comm *tp_comm, fg_model *m, int B, int T, int slow_rank, float slow_ms,
+           int chunks)
 {
     const fg_model_config *c = fg_model_get_config(m);
     int P = fg_comm_size(comm);
@@ -60,9 +78,15 @@ pp *pp_new(fg_comm *comm, fg_comm *dp_comm, fg_comm *tp_comm, fg_model *m, int B
         fg_error(FG_ERR_INVALID, "pipeline parallel: fp32 models only (precision is not fp32)");
         return NULL;
     }
-    if (P > c->n_layer || P > 64) {
-        fg_error(FG_ERR_INVALID, "pipeline parallel: %d stages for %d layers (at most one stage per layer, 64 stages)",
-                 P, c->n_layer);
+    if (chunks < 1 || chunks > 16 || P * chunks > c->n_layer || P > 64) {
+        if (chunks != 1)
+            fg_error(FG_ERR_INVALID,
+                     "pipeline parallel: %d stages x %d chunks for %d layers (a chunk holds a layer; 1 to 16 chunks)",
+                     P, chunks, c->n_layer);
+        else
+            fg_error(FG_ERR_INVALID,
+                     "pipeline parallel: %d stages for %d layers (at most one stage per layer, 64 stages)", P,
+                     c->n_layer);
         return NULL;
     }
     pp *p = fg_calloc(1, sizeof *p);
@@ -76,6 +100,7 @@ pp *pp_new(fg_comm *comm, fg_comm *dp_comm, fg_comm *tp_comm, fg_model *m, int B
     p->rank = fg_comm_rank(comm);
     p->size = P;
     p->L = c->n_layer;
+    p->V = chunks;
     p->m = m;
     p->slow = slow_rank;
     p->slow_ms = slow_ms;
@@ -110,6 +135,17 @@ pp *pp_new(fg_comm *comm, fg_comm *dp_comm, fg_comm *tp_comm, fg_model *m, int B
         p->displs[s] = 2 * s;
     }
     p->st.stages = P;
+    p->st.chunks = chunks;
+    if (chunks > 1) {
+        int VP = chunks * P;
+        if (!(p->vb = fg_calloc((size_t)VP + 1, sizeof(int)))) {
+            pp_delete(p);
+            fg_error(FG_ERR_NOMEM, "pipeline parallel: out of memory");
+            return NULL;
+        }
+        for (int s = 0; s <= VP; s++) /* even split over the virtual stages */
+            p->vb[s] = (int)fg_dist_part_offset((size_t)p->L, VP, s);
+    }
     setup_slots(p);
     return p;
 }
@@ -127,6 +163,9 @@ void pp_delete(pp *p)
     fg_free(p->counts);
     fg_free(p->displs);
     fg_free(p->gath);
+    fg_free(p->vb);
+    fg_free(p->il_mem);
+    fg_free(p->il_req);
     fg_free(p);
 }
 
@@ -142,11 +181,16 @@ int pp_size(const pp *p)
 
 const int *pp_bounds(const pp *p)
 {
-    return p->bounds;
+    return p->V > 1 ? p->vb : p->bounds;
 }
 
 fg_status pp_set_bounds(pp *p, const int *bounds, int n)
 {
+    if (p->V > 1)
+        return fg_error(FG_ERR_INVALID,
+                        "pipeline split: not taken with %d chunks per stage (the split of "
+                        "interleaved virtual stages stays even)",
+                        p->V);
     if (n != p->size + 1 || bounds[0] != 0 || bounds[p->size] != p->L)
         return fg_error(FG_ERR_INVALID,
                         "pipeline split: %d bounds from %d to %d, this pipeline needs %d from 0 to its %d layers", n,
@@ -280,6 +324,252 @@ static fg_status bwd(pp *p, step_ctx *x, int i)
     return st;
 }
 
+/* The contiguous schedule (V = 1): each stage's warm-up forwards, then one forward and
+ * one backward, then the backwards left; slot q = j % size per micro-batch in flight. */
+static fg_status run_1f1b(pp *p, step_ctx *x, double *t_start)
+{
+    const int P = p->size, s = p->rank, Al = x->Al;
+    memset(p->rx, 0, 4 * (size_t)P * sizeof(fg_req));
+    fg_status st = FG_OK;
+    for (int j = 0; j < Al && j < P && st == FG_OK; j++)
+        st = post_recvs(p, x, j);
+    int warm = P - s - 1 < Al ? P - s - 1 : Al, nf = 0, nb = 0;
+    *t_start = fg_time_sec();
+    while (st == FG_OK && nf < warm) /* warm-up: forwards fill the pipeline */
+        st = fwd(p, x, nf++);
+    while (st == FG_OK && nf < Al) { /* steady state: one forward, one backward */
+        st = fwd(p, x, nf++);
+        if (st == FG_OK)
+            st = bwd(p, x, nb++);
+    }
+    while (st == FG_OK && nb < Al) /* cool-down: the backwards left */
+        st = bwd(p, x, nb++);
+    if (st == FG_OK)
+        st = fg_comm_waitall(p->comm, p->ys, P);
+    if (st == FG_OK)
+        st = fg_comm_waitall(p->comm, p->dxs, P);
+    return st;
+}
+
+/* ---- interleaved 1F1B (Narayanan et al. 2021, section 2.2.2; Megatron-LM's
+ * forward_backward_pipelining_with_interleaving): chunk c of rank r is virtual stage
+ * v = c * P + r, so the residual stream goes round the ring of ranks V times. Every
+ * (chunk, micro-batch) has its own buffers and its receives are posted when the step
+ * starts, so the order below is a pure data flow: each rank runs its list and waits only
+ * for the inputs of the next item. ---- */
+
+static int owns(const pp *p, int l)
+{
+    if (p->V == 1)
+        return l >= p->bounds[p->rank] && l < p->bounds[p->rank + 1];
+    for (int c = 0; c < p->V; c++) {
+        int v = c * p->size + p->rank;
+        if (l >= p->vb[v] && l < p->vb[v + 1])
+            return 1;
+    }
+    return 0;
+}
+
+/* the step context's layers and ends for chunk c */
+static int il_chunk(pp *p, step_ctx *x, int c)
+{
+    int v = c * p->size + p->rank;
+    x->l0 = p->vb[v];
+    x->l1 = p->vb[v + 1];
+    x->first = v == 0;
+    x->last = v == p->V * p->size - 1;
+    return v;
+}
+
+/* buffer k (0 received input, 1 sent output, 2 received gradient, 3 sent gradient) of
+ * chunk c, micro-batch j; and its request */
+static float *il_buf(pp *p, int k, int c, int j)
+{
+    return p->il_mem +
+           ((size_t)k * (size_t)p->V * (size_t)p->il_cap + (size_t)c * (size_t)p->il_cap + (size_t)j) * p->cap;
+}
+
+static fg_req *il_req(pp *p, int k, int c, int j)
+{
+    return p->il_req + (size_t)k * (size_t)p->V * (size_t)p->il_cap + (size_t)c * (size_t)p->il_cap + (size_t)j;
+}
+
+/* tags name the receiving virtual stage and the micro-batch: with 2 ranks the previous
+ * and the next rank are the same one */
+static int il_tag(const pp *p, int v, int j, int grad)
+{
+    return 2 * (j * p->V * p->size + v) + grad;
+}
+
+static fg_status il_progress(pp *p, int Al)
+{
+    fg_status st = FG_OK;
+    for (int c = 0; c < p->V; c++)
+        for (int j = 0; j < Al && st == FG_OK; j++) {
+            int done = 0;
+            fg_req *r = il_req(p, 1, c, j), *d = il_req(p, 3, c, j);
+            if (r->active)
+                st = fg_comm_test(p->comm, r, &done);
+            if (st == FG_OK && d->active)
+                st = fg_comm_test(p->comm, d, &done);
+        }
+    return st;
+}
+
+/* Activation sets at V > 1: one range from this rank's first chunk to its last (the other
+ * ranks' layers in between come along unused: the model's sets are per contiguous range),
+ * k = min(m, warm-up + 1) sets: a chunk runs its forwards and its backwards in micro-batch
+ * order and has at most warm-up + 1 in flight, so micro-batch j's set j mod k is not
+ * reused before its backward. A MoE layer in the range (caches not duplicated) or k = 1:
+ * none, the chunks recompute. */
+static void il_setup_slots(pp *p, int Al, int warm)
+{
+    if (p->il_slots_for == Al)
+        return;
+    int k = warm + 1 < Al ? warm + 1 : Al;
+    int lo = p->vb[p->rank], hi = p->vb[(p->V - 1) * p->size + p->rank + 1];
+    p->slots = k > 1 && fg_model_stage_slots(p->m, lo, hi, k) == FG_OK ? k : 0;
+    p->st.slots = p->slots;
+    p->il_slots_for = Al;
+}
+
+static fg_status il_fwd(pp *p, step_ctx *x, int *held, int c, int j)
+{
+    int v = il_chunk(p, x, c), next = (p->rank + 1) % p->size;
+    fg_status st = il_progress(p, x->Al);
+    if (st == FG_OK && !x->first)
+        st = fg_comm_wait(p->comm, il_req(p, 0, c, j));
+    if (st != FG_OK)
+        return st;
+    if (p->slots)
+        fg_model_stage_slot(x->m, j % p->slots);
+    double t0 = fg_time_sec();
+    float l = 0;
+    st = fg_model_forward_range(x->m, x->l0, x->l1, x->first ? x->inp + (size_t)j * x->BT : NULL,
+                                x->last ? x->tgt + (size_t)j * x->BT : NULL, x->first ? NULL : il_buf(p, 0, c, j), x->B,
+                                x->T, x->last ? NULL : il_buf(p, 1, c, j), &l);
+    sleep_ms(delay_ms(p, x));
+    x->compute += fg_time_sec() - t0;
+    if (st != FG_OK)
+        return st;
+    x->sum += l;
+    held[c] = j;
+    if (!x->last) {
+        st = fg_comm_isend(p->comm, il_buf(p, 1, c, j), x->NC, FG_DT_F32, next, il_tag(p, v + 1, j, 0),
+                           il_req(p, 1, c, j));
+        p->st.bytes_step += (double)x->NC * sizeof(float);
+    }
+    return st;
+}
+
+static fg_status il_bwd(pp *p, step_ctx *x, int *held, int c, int i)
+{
+    int v = il_chunk(p, x, c), prev = (p->rank + p->size - 1) % p->size;
+    fg_status st = il_progress(p, x->Al);
+    if (st == FG_OK && !x->last)
+        st = fg_comm_wait(p->comm, il_req(p, 2, c, i));
+    if (st != FG_OK)
+        return st;
+    double t0 = fg_time_sec();
+    if (p->slots)
+        fg_model_stage_slot(x->m, i % p->slots);
+    /* the head's caches have no sets: the last chunk (which runs each backward right after
+     * its forward except when m = P) recomputes like the others without sets */
+    if (held[c] != i && (!p->slots || x->last)) {
+        /* the chunk's layers hold a later micro-batch's activations: run this one's forward
+         * again from the kept input (deterministic, so the same activations); the other
+         * chunks' forwards touch none of this chunk's state */
+        float *scratch = p->il_mem + 4 * (size_t)p->V * (size_t)p->il_cap * p->cap;
+        st = fg_model_forward_range(x->m, x->l0, x->l1, x->first ? x->inp + (size_t)i * x->BT : NULL,
+                                    x->last ? x->tgt + (size_t)i * x->BT : NULL, x->first ? NULL : il_buf(p, 0, c, i),
+                                    x->B, x->T, x->last ? NULL : scratch, NULL);
+        sleep_ms(delay_ms(p, x));
+        p->st.recompute_s += fg_time_sec() - t0;
+        held[c] = i;
+    }
+    if (st == FG_OK)
+        st = fg_model_backward_range(x->m, x->l0, x->l1, x->first ? NULL : il_buf(p, 0, c, i),
+                                     x->last ? NULL : il_buf(p, 2, c, i), x->first ? NULL : il_buf(p, 3, c, i),
+                                     x->scale);
+    sleep_ms(delay_ms(p, x));
+    x->compute += fg_time_sec() - t0;
+    if (st != FG_OK || x->first)
+        return st;
+    st = fg_comm_isend(p->comm, il_buf(p, 3, c, i), x->NC, FG_DT_F32, prev, il_tag(p, v - 1, i, 1), il_req(p, 3, c, i));
+    p->st.bytes_step += (double)x->NC * sizeof(float);
+    return st;
+}
+
+/* Megatron's order: forward k runs micro-batch (k / (P V)) P + k % P on chunk
+ * (k % (P V)) / P, backward k the same micro-batch on chunk V - 1 - (k % (P V)) / P; rank r
+ * warms up with 2 (P - r - 1) + (V - 1) P forwards (all of them when m = P), then
+ * alternates one forward and one backward, then cools down. Needs m a multiple of P. */
+static fg_status run_interleaved(pp *p, step_ctx *x, double *t_start)
+{
+    const int P = p->size, V = p->V, Al = x->Al, VP = V * P, total = V * Al;
+    if (Al % P != 0)
+        return fg_error(FG_ERR_INVALID,
+                        "pipeline parallel: the interleaved schedule runs micro-batches in groups of the %d stages; "
+                        "%d micro-batches per replica is not a multiple",
+                        P, Al);
+    if (Al > p->il_cap) {
+        fg_free(p->il_mem);
+        fg_free(p->il_req);
+        size_t sets = 4 * (size_t)V * (size_t)Al;
+        p->il_mem = fg_calloc((sets + 1) * p->cap, sizeof(float));
+        p->il_req = fg_calloc(sets, sizeof(fg_req));
+        p->il_cap = p->il_mem && p->il_req ? Al : 0;
+        if (!p->il_cap)
+            return fg_error(FG_ERR_NOMEM, "pipeline parallel: out of memory for %zu buffers of %zu floats", sets + 1,
+                            p->cap);
+    }
+    memset(p->il_req, 0, 4 * (size_t)V * (size_t)p->il_cap * sizeof(fg_req));
+    fg_status st = FG_OK;
+    int prev = (p->rank + P - 1) % P, next = (p->rank + 1) % P, held[16];
+    for (int c = 0; c < V; c++) {
+        held[c] = -1;
+        int v = c * P + p->rank;
+        for (int j = 0; j < Al && st == FG_OK; j++) {
+            if (v > 0)
+                st = fg_comm_irecv(p->comm, il_buf(p, 0, c, j), x->NC, FG_DT_F32, prev, il_tag(p, v, j, 0),
+                                   il_req(p, 0, c, j));
+            if (st == FG_OK && v < VP - 1)
+                st = fg_comm_irecv(p->comm, il_buf(p, 2, c, j), x->NC, FG_DT_F32, next, il_tag(p, v, j, 1),
+                                   il_req(p, 2, c, j));
+        }
+    }
+    int warm = Al == P ? total : 2 * (P - p->rank - 1) + (V - 1) * P;
+    if (warm > total)
+        warm = total;
+    il_setup_slots(p, Al, warm);
+    int nf = 0, nb = 0;
+#define IL_MB(k) (((k) / VP) * P + (k) % P)
+#define IL_FC(k) (((k) % VP) / P)
+    *t_start = fg_time_sec();
+    while (st == FG_OK && nf < warm) {
+        st = il_fwd(p, x, held, IL_FC(nf), IL_MB(nf));
+        nf++;
+    }
+    while (st == FG_OK && nf < total) {
+        st = il_fwd(p, x, held, IL_FC(nf), IL_MB(nf));
+        nf++;
+        if (st == FG_OK)
+            st = il_bwd(p, x, held, V - 1 - IL_FC(nb), IL_MB(nb));
+        nb++;
+    }
+    while (st == FG_OK && nb < total) {
+        st = il_bwd(p, x, held, V - 1 - IL_FC(nb), IL_MB(nb));
+        nb++;
+    }
+#undef IL_MB
+#undef IL_FC
+    if (st == FG_OK)
+        st = fg_comm_waitall(p->comm, il_req(p, 1, 0, 0), V * p->il_cap);
+    if (st == FG_OK)
+        st = fg_comm_waitall(p->comm, il_req(p, 3, 0, 0), V * p->il_cap);
+    return st;
+}
+
 /* The sum over the stages (each holds its own layers' grads, zeros elsewhere; a tied
  * embedding gets both ends' parts), then over the replicas. g NULL: the loss only (ZeRO-1
  * reduce-scatters the grads over the whole grid instead). */
@@ -315,28 +605,11 @@ fg_status pp_grads(pp *p, fg_model *m, const int32_t *inp, const int32_t *tgt, i
                   .held = -1};
     if (x.NC > p->cap)
         return fg_error(FG_ERR_INVALID, "pipeline parallel: B = %d, T = %d exceed the stage buffers", B, T);
-    memset(p->rx, 0, 4 * (size_t)P * sizeof(fg_req));
     p->st.bytes_step = 0;
     p->st.micro = Al;
     fg_model_zero_grad(m);
-    fg_status st = FG_OK;
-    for (int j = 0; j < Al && j < P && st == FG_OK; j++)
-        st = post_recvs(p, &x, j);
-    int warm = P - s - 1 < Al ? P - s - 1 : Al, nf = 0, nb = 0;
-    double t_start = fg_time_sec();
-    while (st == FG_OK && nf < warm) /* warm-up: forwards fill the pipeline */
-        st = fwd(p, &x, nf++);
-    while (st == FG_OK && nf < Al) { /* steady state: one forward, one backward */
-        st = fwd(p, &x, nf++);
-        if (st == FG_OK)
-            st = bwd(p, &x, nb++);
-    }
-    while (st == FG_OK && nb < Al) /* cool-down: the backwards left */
-        st = bwd(p, &x, nb++);
-    if (st == FG_OK)
-        st = fg_comm_waitall(p->comm, p->ys, P);
-    if (st == FG_OK)
-        st = fg_comm_waitall(p->comm, p->dxs, P);
+    double t_start = 0;
+    fg_status st = p->V > 1 ? run_interleaved(p, &x, &t_start) : run_1f1b(p, &x, &t_start);
     if (st != FG_OK)
         return st; /* the CLI aborts the job: the other stages are left waiting */
     double wall = fg_time_sec() - t_start;
@@ -355,7 +628,7 @@ fg_status pp_grads(pp *p, fg_model *m, const int32_t *inp, const int32_t *tgt, i
         idle += p->gath[2 * k + 1] > 0 ? 1.0 - p->gath[2 * k] / p->gath[2 * k + 1] : 0.0;
     }
     p->st.bubble = idle / P;
-    p->st.bubble_theory = (double)(P - 1) / (double)(Al + P - 1);
+    p->st.bubble_theory = (double)(P - 1) / (double)(p->V * Al + P - 1); /* V = 1: (p-1)/(m+p-1) */
     p->st.bubble_sum += p->st.bubble;
     p->st.steps++;
 
@@ -367,7 +640,7 @@ fg_status pp_grads(pp *p, fg_model *m, const int32_t *inp, const int32_t *tgt, i
         float *ld = fg_model_moe_step_load(m, l, &n);
         if (!ld)
             continue;
-        if (l < x.l0 || l >= x.l1)
+        if (!owns(p, l))
             memset(ld, 0, (size_t)n * sizeof(float));
         st = fg_comm_allreduce(p->comm, ld, (size_t)n, FG_DT_F32, FG_OP_SUM);
     }

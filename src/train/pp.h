@@ -13,7 +13,8 @@
 
 typedef struct pp_stats {
     int stages, micro;            /* p, and m micro-batches per step (this dp replica's) */
-    double bubble, bubble_theory; /* last step: measured (mean idle / wall over stages), (p-1)/(m+p-1) */
+    int chunks;                   /* V model chunks per stage (interleaved 1F1B; 1: contiguous stages) */
+    double bubble, bubble_theory; /* last step: measured (mean idle / wall over stages), (p-1)/(V m+p-1) */
     double bubble_sum;            /* measured bubble summed over steps (mean = / steps) */
     long steps;
     double bytes, bytes_step; /* activations + gradients sent by this rank, + the grad all-reduce model */
@@ -29,12 +30,17 @@ typedef struct pp pp;
  * tp_comm: the data-parallel and tensor-parallel groups (NULL or size 1: none), summed
  * over after the stages (tp: grads only, every tp rank computes the same loss). The model must be fp32 and have at
  * least as many layers as stages. slow_rank / slow_ms: test hook, that pp rank spins slow_ms per layer of each forward
- * and backward (a slower machine); slow_rank < 0: off. */
-pp *pp_new(fg_comm *comm, fg_comm *dp_comm, fg_comm *tp_comm, fg_model *m, int B, int T, int slow_rank, float slow_ms);
+ * and backward (a slower machine); slow_rank < 0: off. chunks: V model chunks per rank, the
+ * interleaved 1F1B schedule when > 1 (micro-batches a multiple of the stages; no balancer,
+ * pp_set_bounds refuses; the chunks recompute their forward instead of keeping activation
+ * sets); 1: contiguous stages. */
+pp *pp_new(fg_comm *comm, fg_comm *dp_comm, fg_comm *tp_comm, fg_model *m, int B, int T, int slow_rank, float slow_ms,
+           int chunks);
 void pp_delete(pp *p);
 int pp_rank(const pp *p);
 int pp_size(const pp *p);
-/* Layers [bounds[s], bounds[s+1]) run on stage s; bounds has pp_size + 1 entries. */
+/* Layers [bounds[s], bounds[s+1]) run on stage s; bounds has pp_size + 1 entries. With V > 1
+ * chunks: on virtual stage s (chunk s / pp_size of rank s % pp_size), V pp_size + 1 entries. */
 const int *pp_bounds(const pp *p);
 /* A split saved with a checkpoint (a hint: the balancer's last decision): taken when it
  * has pp_size + 1 entries that cut this model's layers into non-empty contiguous stages;

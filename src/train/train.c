@@ -377,7 +377,7 @@ out_text:
  * ep) and its balancer is on; otherwise the run starts even / contiguous as before. */
 static void layout_save(const run *r, json_t *o)
 {
-    if (r->pp && pp_size(r->pp) > 1) {
+    if (r->pp && pp_size(r->pp) > 1 && r->c.pp_chunks == 1) { /* interleaved: always the even split */
         json_t *a = json_array();
         for (int s = 0; s <= pp_size(r->pp); s++)
             json_array_append_new(a, json_integer(pp_bounds(r->pp)[s]));
@@ -965,8 +965,8 @@ static fg_status setup(run *r, FILE *out)
     if (st == FG_OK && r->tp_comm && fg_comm_size(r->tp_comm) > 1 && !(r->tp = tp_new(r->tp_comm, r->m)))
         st = fg_last_status();
     if (st == FG_OK && (c->pp > 1 || c->tp > 1) &&
-        !(r->pp =
-              pp_new(r->pp_comm, r->comm, r->tp_comm, r->m, c->batch_size, c->seq_len, c->pp_slow_rank, c->pp_slow_ms)))
+        !(r->pp = pp_new(r->pp_comm, r->comm, r->tp_comm, r->m, c->batch_size, c->seq_len, c->pp_slow_rank,
+                         c->pp_slow_ms, c->pp_chunks)))
         st = fg_last_status();
     if (st == FG_OK && r->pp && zc && r->dp)
         pp_set_zero(r->pp, r->dp);
@@ -1123,15 +1123,19 @@ static void print_cost(FILE *out, const run *r, const fg_train_result *res, doub
     if (r->pp && r->c.pp > 1) {
         const pp_stats *ps = pp_get_stats(r->pp);
         const int *bd = pp_bounds(r->pp);
-        fprintf(out, "pipeline        : %d stages, layers", ps->stages);
-        for (int s = 0; s < ps->stages; s++)
+        fprintf(out, "pipeline        : %d stages", ps->stages);
+        if (ps->chunks > 1)
+            fprintf(out, " x %d chunks (interleaved)", ps->chunks);
+        fprintf(out, ", layers");
+        for (int s = 0; s < ps->stages * ps->chunks; s++)
             fprintf(out, "%s%d-%d", s ? " | " : " ", bd[s], bd[s + 1] - 1);
         fprintf(out, ", %d micro-batches per step (1F1B), balancer moved layers %d of %d times\n", ps->micro,
                 ps->n_moved, ps->n_balance);
         fprintf(out,
                 "pipeline bubble : %.1f%% measured (mean idle share of the stages' step time), %.1f%% theoretical "
-                "(p-1)/(m+p-1)\n",
-                ps->steps > 0 ? 100.0 * ps->bubble_sum / (double)ps->steps : 0.0, 100.0 * ps->bubble_theory);
+                "%s\n",
+                ps->steps > 0 ? 100.0 * ps->bubble_sum / (double)ps->steps : 0.0, 100.0 * ps->bubble_theory,
+                ps->chunks > 1 ? "(p-1)/(v*m+p-1)" : "(p-1)/(m+p-1)");
         fprintf(out,
                 "pipeline comm   : %s sent by rank 0 (%s per step); rank 0 keeps %d activation sets, %.3f s of "
                 "forward recomputation\n",
@@ -1577,8 +1581,8 @@ static fg_status run_impl(const fg_train_config *cfg, fg_comm *comm, fg_comm *ep
             for (int s = 0; s < ps->stages; s++)
                 metrics_printf(r, "%s%.6f", s ? ", " : "", ps->step_compute[s]);
             const int *bd = pp_bounds(r->pp);
-            metrics_printf(r, "], \"pp_layers\": [");
-            for (int s = 0; s < ps->stages; s++)
+            metrics_printf(r, "], \"pp_layers\": ["); /* interleaved: per virtual stage */
+            for (int s = 0; s < ps->stages * ps->chunks; s++)
                 metrics_printf(r, "%s%d", s ? ", " : "", bd[s + 1] - bd[s]);
             metrics_printf(r, "]");
         }
