@@ -15,8 +15,9 @@
 #             validation loss x (1 + --slack), the slack (1%) so that a run drawing other
 #             random windows (PyTorch) can reach what the baseline reached
 #   --levers  which lever rows to run (default: every one that has landed; see below)
-#   --recipe  the levers the "recipe" row combines (default: "moe bf16 async lr", the set
-#             measured best at full size, docs/perf/cost.md; with --levers and no --recipe:
+#   --recipe  the levers the "recipe" row combines (default: "moe bf16 async lr,llama moe
+#             bf16 async lr", the sets measured best at full size in the baseline's layout
+#             and in the llama layout, docs/perf/cost.md; with --levers and no --recipe:
 #             every lever row run); more
 #             recipes separated by commas give rows recipe2, recipe3...: e.g.
 #             --recipe "moe bf16 async adaptive augment,moe bf16 async" (all, then the
@@ -57,6 +58,9 @@
 #   augment   --aug 1 (loss-driven augmentation of hard windows)
 #   lr        --lr RECIPE_LR: the recipe's own best LR from the same sweep as the baseline's
 #             (full size: 4e-3 for both; --quick: 2e-3 against the baseline's 3e-3)
+#   llama     --layout llama (RMSNorm, RoPE, SwiGLU FFN of d_ff 3C): the architecture, not a
+#             training trick; its row alone is the dense fp32 llama model, so the layout's
+#             share of a recipe's saving is on its own line (not swept: the baseline's LR)
 #   Each is used when `frugal train --help` offers its option; the flags can be replaced
 #   with COST_FLAGS_MOE, COST_FLAGS_SHARING, COST_FLAGS_MLA, COST_FLAGS_ADAPTIVE, COST_FLAGS_AUGMENT.
 #   sharing and mla run at fp32 only, so the recipe leaves them out when bf16 is in it
@@ -92,9 +96,10 @@ fixed_batches=""
 lr=""
 recipe_lr=""
 lever_rows=1
-# the default recipe: the levers that cut the CPU-seconds to the target at full size
-# (docs/perf/cost.md); adaptive batch and augmentation are rows but not in it (see there)
-default_recipe="moe bf16 async lr"
+# the default recipes: the levers that cut the CPU-seconds to the target at full size
+# (docs/perf/cost.md); adaptive batch and augmentation are rows but not in them (see
+# there). recipe keeps the baseline's GPT-2 layout; recipe2 adds the llama layout
+default_recipe="moe bf16 async lr,llama moe bf16 async lr"
 while [ $# -gt 0 ]; do
   case $1 in
     --quick) quick=1 ;;
@@ -152,6 +157,7 @@ has --mla-kv-rank && add mla "${COST_FLAGS_MLA:---mla-kv-rank $((C / 4))}"
 has --batch-rule && add adaptive "${COST_FLAGS_ADAPTIVE:---batch-rule loss_var --batch-accum-max 4}"
 has --aug && add augment "${COST_FLAGS_AUGMENT:---aug 1}"
 add lr "--lr $recipe_lr"
+add llama "${COST_FLAGS_LLAMA:---layout llama}"
 if [ -n "$levers" ]; then
   for l in $levers; do [ -n "${flags[$l]+x}" ] || { echo "cost.sh: lever '$l' is not offered (have: ${order[*]})" >&2; exit 2; }; done
   read -r -a order <<< "$levers"
@@ -163,10 +169,13 @@ declare -A recipe_flags
 recipe_list=()
 if [ -n "$recipe_levers" ]; then
   IFS=',' read -r -a recipe_list <<< "$recipe_levers"
-elif [ -z "$levers" ]; then # the measured best set (docs/perf/cost.md), of the levers offered
-  rl=()
-  for l in $default_recipe; do [ -n "${flags[$l]+x}" ] && rl+=("$l"); done
-  [ ${#rl[@]} -gt 0 ] && recipe_list=("${rl[*]}")
+elif [ -z "$levers" ]; then # the measured best sets (docs/perf/cost.md), of the levers offered
+  IFS=',' read -r -a dl <<< "$default_recipe"
+  for d in "${dl[@]}"; do
+    rl=()
+    for l in $d; do [ -n "${flags[$l]+x}" ] && rl+=("$l"); done
+    [ ${#rl[@]} -gt 0 ] && recipe_list+=("${rl[*]}")
+  done
 elif [ ${#order[@]} -gt 1 ]; then # one lever alone is its own row already
   recipe_list=("${order[*]}")
 fi
