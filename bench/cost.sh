@@ -57,7 +57,8 @@
 #   adaptive  --batch-rule loss_var --batch-accum-max 4 (the batch grows by accumulation)
 #   augment   --aug 1 (loss-driven augmentation of hard windows)
 #   lr        --lr RECIPE_LR: the recipe's own best LR from the same sweep as the baseline's
-#             (full size: 4e-3 for both; --quick: 2e-3 against the baseline's 3e-3)
+#             (full size: 4e-3 for both, so no row of its own; --quick: 2e-3 against the
+#             baseline's 3e-3)
 #   llama     --layout llama (RMSNorm, RoPE, SwiGLU FFN of d_ff 3C): the architecture, not a
 #             training trick; its row alone is the dense fp32 llama model, so the layout's
 #             share of a recipe's saving is on its own line (not swept: the baseline's LR)
@@ -239,7 +240,12 @@ echo "cost: target validation loss $target ($how)"
 results=("baseline|dense fp32|$b_reached|$b_step|$b_cpu|$b_flops|$b_final")
 runs=("$out/baseline")
 names=()
-[ $lever_rows = 1 ] && names=("${order[@]}")
+if [ $lever_rows = 1 ]; then
+  for l in "${order[@]}"; do # the lr row is the baseline itself when both LRs agree
+    [ "$l" = lr ] && [ "$recipe_lr" = "$lr" ] && continue
+    names+=("$l")
+  done
+fi
 names+=("${recipe_names[@]}")
 for b in $fixed_batches; do
   flags[batch$b]="--batch-size $b"
