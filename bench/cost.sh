@@ -9,21 +9,35 @@
 # Usage: bench/cost.sh [--quick] [--frugal build/frugal] [--data FILE] [--out DIR]
 #                      [--threads N] [--seed S] [--python PY] [--no-torch] [--levers "moe bf16 ..."]
 #                      [--recipe "moe bf16 ..."] [--fixed-batches "4 16 ..."] [--target LOSS | --slack 0.01]
+#                      [--lr LR] [--recipe-lr LR] [--no-lever-rows]
 #   --quick   a 2-layer d=64 model, 200 steps on 1 MB of text: a few minutes on 2 cores
 #   --target  the validation loss every row must reach; default: the baseline's final
 #             validation loss x (1 + --slack), the slack (1%) so that a run drawing other
 #             random windows (PyTorch) can reach what the baseline reached
 #   --levers  which lever rows to run (default: every one that has landed; see below)
-#   --recipe  the levers the "recipe" row combines (default: every lever row run); more
+#   --recipe  the levers the "recipe" row combines (default: "moe bf16 async lr,llama moe
+#             bf16 async lr", the sets measured best at full size in the baseline's layout
+#             and in the llama layout, docs/perf/cost.md; with --levers and no --recipe:
+#             every lever row run); more
 #             recipes separated by commas give rows recipe2, recipe3...: e.g.
 #             --recipe "moe bf16 async adaptive augment,moe bf16 async" (all, then the
 #             ones whose own rows beat the baseline at the quick size)
+#   --lr      the baseline's (and every lever row's) peak LR: default 4e-3 at full size, the
+#             best final loss of 2e-3, 3e-3, 4e-3 and 6e-3 for the dense fp32 baseline; 3e-3
+#             with --quick, the best of 1e-3 to 4e-3 there (docs/perf/cost.md)
+#   --recipe-lr  the peak LR of the lever "lr": default 4e-3 at full size (the best of 2e-3,
+#             4e-3 and 6e-3 for the MoE + bf16 model), 2e-3 with --quick (4e-3 misses the
+#             target there, 3e-3 needs 140 steps against 2e-3's 130; docs/perf/cost.md).
+#             Alone, that row is the dense baseline at this LR: a check that the
+#             baseline's LR is its best
+#   --no-lever-rows  run the baseline and the recipe rows only (the levers still must be
+#             offered; they are not trained alone)
 #   --fixed-batches  extra rows "batchN" of the baseline at batch size N (same steps and
 #             schedule): the fixed batches the adaptive row is judged against (issue 17)
 # Data: --data, else ../shared/data/tinyshakespeare.txt, tokenised as bytes (so PyTorch
 # reads the same tokens without a tokenizer).
 #
-# Levers (each a row alone, then all together as "recipe"):
+# Levers (each a row alone, then the recipe's together as "recipe"):
 #   moe       --n-expert 8 --n-expert-active 1 --n-shared-expert 1 --d-expert ~4C/3:
 #             experts are SwiGLU (3 matrices), so 2 active experts of 4C/3 cost about the
 #             dense GELU FFN's 8C^2 per token, with 4.5x its FFN parameters; 1 of 8 routed
@@ -42,6 +56,12 @@
 #   mla       --mla-kv-rank C/4 (multi-head latent attention; KV cache, not compute)
 #   adaptive  --batch-rule loss_var --batch-accum-max 4 (the batch grows by accumulation)
 #   augment   --aug 1 (loss-driven augmentation of hard windows)
+#   lr        --lr RECIPE_LR: the recipe's own best LR from the same sweep as the baseline's
+#             (full size: 4e-3 for both, so no row of its own; --quick: 2e-3 against the
+#             baseline's 3e-3)
+#   llama     --layout llama (RMSNorm, RoPE, SwiGLU FFN of d_ff 3C): the architecture, not a
+#             training trick; its row alone is the dense fp32 llama model, so the layout's
+#             share of a recipe's saving is on its own line (not swept: the baseline's LR)
 #   Each is used when `frugal train --help` offers its option; the flags can be replaced
 #   with COST_FLAGS_MOE, COST_FLAGS_SHARING, COST_FLAGS_MLA, COST_FLAGS_ADAPTIVE, COST_FLAGS_AUGMENT.
 #   sharing and mla run at fp32 only, so the recipe leaves them out when bf16 is in it
@@ -74,6 +94,13 @@ slack=0.01
 levers=""
 recipe_levers=""
 fixed_batches=""
+lr=""
+recipe_lr=""
+lever_rows=1
+# the default recipes: the levers that cut the CPU-seconds to the target at full size
+# (docs/perf/cost.md); adaptive batch and augmentation are rows but not in them (see
+# there). recipe keeps the baseline's GPT-2 layout; recipe2 adds the llama layout
+default_recipe="moe bf16 async lr,llama moe bf16 async lr"
 while [ $# -gt 0 ]; do
   case $1 in
     --quick) quick=1 ;;
@@ -89,6 +116,9 @@ while [ $# -gt 0 ]; do
     --fixed-batches) fixed_batches=$2; shift ;;
     --target) target=$2; shift ;;
     --slack) slack=$2; shift ;;
+    --lr) lr=$2; shift ;;
+    --recipe-lr) recipe_lr=$2; shift ;;
+    --no-lever-rows) lever_rows=0 ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d'; exit 0 ;;
     *) echo "cost.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
@@ -101,12 +131,14 @@ mkdir -p "$out"
 if [ $quick = 1 ]; then
   # validations every 10 steps: a crossing step is then known to 5% of the run, not 10%
   L=2 C=64 NH=2 B=8 T=64 steps=200 warmup=20 val_every=10 val_batches=4 ckpt_every=50
+  lr=${lr:-3e-3} recipe_lr=${recipe_lr:-2e-3}
   head -c 1000000 "$data" > "$out/data.txt"
 else
   L=4 C=128 NH=4 B=16 T=128 steps=1000 warmup=30 val_every=50 val_batches=8 ckpt_every=100
+  lr=${lr:-4e-3} recipe_lr=${recipe_lr:-4e-3}
   cp "$data" "$out/data.txt"
 fi
-lr=2e-3 min_lr=2e-4  # 3e-3 spiked the GPT-2-layout loss to 8 at the end of warmup
+min_lr=2e-4 # lr: each size's sweep above; min_lr and warmup are the same for every row
 common="--data $out/data.txt --tokenizer byte --layout gpt2 --n-layer $L --d-model $C --n-head $NH
         --batch-size $B --seq-len $T --max-steps $steps --warmup-steps $warmup --lr $lr --min-lr $min_lr
         --weight-decay 0.1 --grad-clip 1.0 --val-every $val_every --val-batches $val_batches --log-every 1000
@@ -125,11 +157,12 @@ has --ffn-share && add sharing "${COST_FLAGS_SHARING:---ffn-share seed --ffn-sha
 has --mla-kv-rank && add mla "${COST_FLAGS_MLA:---mla-kv-rank $((C / 4))}"
 has --batch-rule && add adaptive "${COST_FLAGS_ADAPTIVE:---batch-rule loss_var --batch-accum-max 4}"
 has --aug && add augment "${COST_FLAGS_AUGMENT:---aug 1}"
+add lr "--lr $recipe_lr"
+add llama "${COST_FLAGS_LLAMA:---layout llama}"
 if [ -n "$levers" ]; then
   for l in $levers; do [ -n "${flags[$l]+x}" ] || { echo "cost.sh: lever '$l' is not offered (have: ${order[*]})" >&2; exit 2; }; done
   read -r -a order <<< "$levers"
 fi
-in_order() { local l; for l in "${order[@]}"; do [ "$l" = "$1" ] && return 0; done; return 1; }
 in_list() { local x=$1 l; shift; for l in "$@"; do [ "$l" = "$x" ] && return 0; done; return 1; }
 # each recipe: its row name and flags (sharing and mla dropped when it runs bf16)
 recipe_names=()
@@ -137,6 +170,13 @@ declare -A recipe_flags
 recipe_list=()
 if [ -n "$recipe_levers" ]; then
   IFS=',' read -r -a recipe_list <<< "$recipe_levers"
+elif [ -z "$levers" ]; then # the measured best sets (docs/perf/cost.md), of the levers offered
+  IFS=',' read -r -a dl <<< "$default_recipe"
+  for d in "${dl[@]}"; do
+    rl=()
+    for l in $d; do [ -n "${flags[$l]+x}" ] && rl+=("$l"); done
+    [ ${#rl[@]} -gt 0 ] && recipe_list+=("${rl[*]}")
+  done
 elif [ ${#order[@]} -gt 1 ]; then # one lever alone is its own row already
   recipe_list=("${order[*]}")
 fi
@@ -147,7 +187,7 @@ for i in "${!recipe_list[@]}"; do
   [ "$i" -gt 0 ] && rn=recipe$((i + 1))
   fl=""
   for l in "${rl[@]}"; do
-    in_order "$l" || { echo "cost.sh: recipe lever '$l' is not a row (have: ${order[*]})" >&2; exit 2; }
+    [ -n "${flags[$l]+x}" ] || { echo "cost.sh: recipe lever '$l' is not offered (have: ${!flags[*]})" >&2; exit 2; }
     if in_list bf16 "${rl[@]}" && { [ "$l" = sharing ] || [ "$l" = mla ]; }; then
       echo "cost.sh: $rn without '$l' (fp32 only; the recipe runs bf16)" >&2
       continue
@@ -199,7 +239,13 @@ echo "cost: target validation loss $target ($how)"
 
 results=("baseline|dense fp32|$b_reached|$b_step|$b_cpu|$b_flops|$b_final")
 runs=("$out/baseline")
-names=("${order[@]}")
+names=()
+if [ $lever_rows = 1 ]; then
+  for l in "${order[@]}"; do # the lr row is the baseline itself when both LRs agree
+    [ "$l" = lr ] && [ "$recipe_lr" = "$lr" ] && continue
+    names+=("$l")
+  done
+fi
 names+=("${recipe_names[@]}")
 for b in $fixed_batches; do
   flags[batch$b]="--batch-size $b"
@@ -219,7 +265,7 @@ torch_line=""
 if [ $torch = 1 ] && "$py" -c 'import torch' 2>/dev/null; then
   echo "cost: PyTorch (tools/cost_torch.py, the baseline model in eager fp32)..."
   torch_line=$("$py" "$root/tools/cost_torch.py" --data "$out/data.txt" --target "$target" --layers $L --d-model $C \
-               --heads $NH --B $B --T $T --lr $lr --min-lr $min_lr --warmup $warmup --max-steps $steps \
+               --heads $NH --B $B --T $T --lr "$lr" --min-lr $min_lr --warmup $warmup --max-steps $steps \
                --val-every $val_every --val-batches $val_batches --threads "$threads" --seed "$seed" | grep '^torch.cost')
 else
   echo "cost: PyTorch row skipped (--no-torch, or no torch in $py)"
