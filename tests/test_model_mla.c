@@ -239,6 +239,44 @@ static void test_kv_bytes(void)
     fg_model_delete(mla);
 }
 
+/* fg_model_init_weights gives the latent norms the gains sqrt(C/r) and sqrt(C/rq)
+ * (DeepSeek's scaling factors at the width bottlenecks; before, they started at 1, so an
+ * r-wide latent reached the up-projections at sqrt(r/C) of a normed input's length),
+ * biases 0; the other norms keep 1. */
+static void test_init_gain(fg_layout layout)
+{
+    fg_model_config cfg;
+    fg_model_config_default(&cfg, layout);
+    cfg.n_layer = 2, cfg.d_model = 64, cfg.n_head = 4, cfg.vocab_size = 64, cfg.max_seq_len = 8;
+    cfg.mla_kv_rank = 16, cfg.mla_q_rank = 32;
+    fg_model *m = fg_model_new(&cfg, 1, 8);
+    FG_CHECK(m != NULL, "init gain model: %s", fg_last_error());
+    if (!m)
+        return;
+    fg_model_init_weights(m, 7);
+    const float *p = fg_model_params(m);
+    int seen_kv = 0, seen_q = 0;
+    for (int i = 0; i < fg_model_num_tensors(m); i++) {
+        const fg_tensor_info *t = fg_model_tensor(m, i);
+        float want = -1.0f;
+        if (fg_test_ends_with(t->name, "attn.ln_kv.weight"))
+            want = 2.0f, seen_kv++; /* sqrt(64 / 16) */
+        else if (fg_test_ends_with(t->name, "attn.ln_q.weight"))
+            want = sqrtf(2.0f), seen_q++; /* sqrt(64 / 32) */
+        else if (fg_test_ends_with(t->name, "ln_1.weight") || fg_test_ends_with(t->name, "attn.ln_kv.bias"))
+            want = fg_test_ends_with(t->name, "bias") ? 0.0f : 1.0f;
+        if (want < 0.0f)
+            continue;
+        for (size_t j = 0; j < t->numel; j++)
+            if (p[t->offset + j] != want) {
+                FG_CHECK(0, "%s[%zu] = %g after init, want %g", t->name, j, (double)p[t->offset + j], (double)want);
+                break;
+            }
+    }
+    FG_CHECK(seen_kv == 2 && seen_q == 2, "init gain: %d ln_kv, %d ln_q tensors", seen_kv, seen_q);
+    fg_model_delete(m);
+}
+
 static void expect_invalid(fg_model_config *c, const char *needle)
 {
     fg_status st = fg_model_config_validate(c);
@@ -292,6 +330,8 @@ int main(void)
     test_decode(FG_LAYOUT_LLAMA, 12, 4, 0);
     test_decode(FG_LAYOUT_LLAMA, 12, 4, 1);
     test_kv_bytes();
+    test_init_gain(FG_LAYOUT_LLAMA);
+    test_init_gain(FG_LAYOUT_GPT2);
     test_config();
     return fg_test_end();
 }

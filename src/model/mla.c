@@ -166,6 +166,34 @@ size_t fg_model_kv_bytes_per_token(const fg_model *m)
     return per_layer * (size_t)c->n_layer * sizeof(float);
 }
 
+/* DeepSeek-V2 (arXiv 2405.04434, section 3.1.2): the low-rank compression changes "the
+ * output scale of a layer", so besides the norms after the latents they "multiply
+ * additional scaling factors at the width bottlenecks" (values not given). Here the factor
+ * is the latent norm's initial gain, sqrt(C / r) (sqrt(C / rq) for the query latent): a
+ * normed latent of r values then has the length of a normed C-wide input, so the
+ * up-projections' outputs, and the effect of their Adam steps, start at plain attention's
+ * scale instead of sqrt(r / C) of it. The gain is learned from there. Runs after the
+ * generic init (which sets norm weights to 1); docs/perf/mla.md has the measurements. */
+void model_mla_init_weights(fg_model *m)
+{
+    const fg_model_config *c = &m->cfg;
+    if (!m->mla)
+        return;
+    float gkv = sqrtf((float)c->d_model / (float)m->mla->r);
+    float gq = m->mla->rq > 0 ? sqrtf((float)c->d_model / (float)m->mla->rq) : 0.0f;
+    for (int l = 0; l < c->n_layer; l++) {
+        const model_layer_off *o = &m->layer[l];
+        float *wkv = m->params + o->mla_lnkvw;
+        for (int i = 0; i < m->mla->r; i++)
+            wkv[i] = gkv;
+        if (m->mla->rq > 0) {
+            float *wq = m->params + o->mla_lnqw;
+            for (int i = 0; i < m->mla->rq; i++)
+                wq[i] = gq;
+        }
+    }
+}
+
 /* ---- pieces ---- */
 
 /* out[N,OC] (row stride ldo) = inp[N,K] (row stride ldi) @ W[OC,K]^T */

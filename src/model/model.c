@@ -539,6 +539,7 @@ void fg_model_init_weights(fg_model *m, uint64_t seed)
         }
     }
     model_moe_init_weights(m);
+    model_mla_init_weights(m);
     model_share_init_weights(m);
     model_qat_init_weights(m);
 }

@@ -401,6 +401,9 @@ fg_status model_mla_config_validate(const fg_model_config *cfg);
 /* Allocates m->mla (saved activations for capacity B*T, scratch) when MLA is on. */
 fg_status model_mla_init(fg_model *m);
 void model_mla_free(fg_model *m);
+/* After the generic init: the latent norms' gains sqrt(C/r), sqrt(C/rq) (DeepSeek's
+ * scaling factors at the width bottlenecks; mla.c). */
+void model_mla_init_weights(fg_model *m);
 /* Layer l's attention from the normed input x[N,C] to atty[N,C] (before the output
  * projection), saving what backward needs. */
 void model_mla_forward(fg_model *m, int l, float *atty, const float *x, int B, int T);
