@@ -181,4 +181,38 @@ static inline void dist_check_opt_shard(const char *what, const char *out, int w
              mz, 4 * n, 4 * n, opt, 4 * want);
 }
 
+/* `frugal train ARGS` on np ranks under mpirun (np 0: one process, no launcher); its
+ * stdout and stderr in out[cap]. */
+static inline int dist_train(const char *bin, int np, const char *args, char *out, size_t cap)
+{
+    char cmd[20480];
+    if (np == 0)
+        snprintf(cmd, sizeof cmd, "'%s' train %s", bin, args);
+    else
+        snprintf(cmd, sizeof cmd, DIST_MPIRUN " -np %d '%s' train %s", np, bin, args);
+    return fg_test_run(cmd, out, cap);
+}
+
+/* The run SRC, stopped at step 10 with a checkpoint (written at the layout named `from`),
+ * resumed in a copy <SRC>_<i> at each of grids[0..n) on nps[i] ranks (0: one process):
+ * each says "resumed from" and has REF's losses of steps 11..20 and REF's final params.
+ * `args` is what every resume passes besides the grid (data, model, accumulation). */
+static inline void dist_check_resumes(const char *bin, const char *from, const char *src, const char *ref,
+                                      const char *args, int n, const char *const *grids, const int *nps)
+{
+    static char out[65536];
+    char dir[1024], cmd[4096], line[16384], what[512];
+    for (int i = 0; i < n; i++) {
+        snprintf(dir, sizeof dir, "%.1000s_%d", src, i);
+        snprintf(cmd, sizeof cmd, "cp -r '%s' '%s'", src, dir);
+        FG_CHECK(fg_test_run(cmd, NULL, 0) == 0, "copy %s", src);
+        snprintf(line, sizeof line, "%s %s --resume --out '%s'", grids[i], args, dir);
+        snprintf(what, sizeof what, "%s checkpoint resumed at %s", from, nps[i] ? grids[i] : "one process");
+        int rc = dist_train(bin, nps[i], line, out, sizeof out);
+        FG_CHECK(rc == 0 && strstr(out, "resumed from"), "%s: exit %d: %s", what, rc, out);
+        dist_check_losses(what, ref, dir, 11, 20);
+        dist_check_params(what, ref, dir);
+    }
+}
+
 #endif

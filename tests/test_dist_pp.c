@@ -17,20 +17,13 @@
 #include "frugal/dist.h"
 #include "harness.h"
 
-#define MPIRUN DIST_MPIRUN
-
 static char bin[1024], data[4096];
 static char out[65536];
 
 /* np 0: one process, no launcher */
 static int train(int np, const char *args)
 {
-    char cmd[16384];
-    if (np == 0)
-        snprintf(cmd, sizeof cmd, "'%s' train %s", bin, args);
-    else
-        snprintf(cmd, sizeof cmd, MPIRUN " -np %d '%s' train %s", np, bin, args);
-    return fg_test_run(cmd, out, sizeof out);
+    return dist_train(bin, np, args, out, sizeof out);
 }
 
 /* One layout against one process: pp 2 and dp 2 x pp 2 at 4 micro-batches. */
@@ -95,7 +88,7 @@ static void test_micro(void)
 /* A checkpoint written by pp 2 resumes at pp 1 (one process) and at dp 2 x pp 2. */
 static void test_resume(void)
 {
-    char ref[1024], src[1024], dir[1024], args[8192], what[256], cmd[4096];
+    char ref[1024], src[1024], args[8192];
     const char *model = "--n-layer 4 --n-head 2 --d-model 16 --layout gpt2 --grad-accum 4";
     snprintf(ref, sizeof ref, "%s/resume_ref", fg_test_tmpdir());
     snprintf(args, sizeof args, "%s %s --out '%s'", data, model, ref);
@@ -106,17 +99,8 @@ static void test_resume(void)
     dist_check_losses("pp 2 first half", ref, src, 1, 10);
     static const char *grids[] = {"", "--dp 2 --pp 2"};
     static const int nps[] = {0, 4};
-    for (int i = 0; i < 2; i++) {
-        snprintf(dir, sizeof dir, "%s/resume_%d", fg_test_tmpdir(), i);
-        snprintf(cmd, sizeof cmd, "cp -r '%s' '%s'", src, dir);
-        FG_CHECK(fg_test_run(cmd, NULL, 0) == 0, "copy %s", src);
-        snprintf(args, sizeof args, "%s %s %s --resume --out '%s'", grids[i], data, model, dir);
-        snprintf(what, sizeof what, "pp 2 checkpoint resumed at %s", nps[i] ? grids[i] : "one process");
-        int rc = train(nps[i], args);
-        FG_CHECK(rc == 0 && strstr(out, "resumed from"), "%s: exit %d: %s", what, rc, out);
-        dist_check_losses(what, ref, dir, 11, 20);
-        dist_check_params(what, ref, dir);
-    }
+    snprintf(args, sizeof args, "%s %s", data, model);
+    dist_check_resumes(bin, "pp 2", src, ref, args, 2, grids, nps);
 }
 
 /* One stage slowed on purpose (--pp-slow-rank: 20 ms per layer per pass, a hundred
@@ -219,18 +203,9 @@ static void test_zero(const char *name, const char *model)
     FG_CHECK(fg_test_run(cmd, NULL, 0) == 0, "%s: the sharded pp 2 run wrote rank 1's shard of m, v", name);
     static const char *rgrids[] = {"", "--dp 2 --pp 2 --zero 1", "--dp 2 --zero 1"};
     static const int rnps[] = {0, 4, 2};
-    for (int i = 0; i < 3; i++) {
-        snprintf(dir, sizeof dir, "%s/%s_zero_resume%d", fg_test_tmpdir(), name, i);
-        snprintf(cmd, sizeof cmd, "cp -r '%s' '%s'", src, dir);
-        FG_CHECK(fg_test_run(cmd, NULL, 0) == 0, "copy %s", src);
-        snprintf(args, sizeof args, "%s %s %s --grad-accum 4 --resume --out '%s'", rgrids[i], data, model, dir);
-        snprintf(what, sizeof what, "%s sharded pp 2 checkpoint resumed at %s", name,
-                 rnps[i] ? rgrids[i] : "one process");
-        int rc = train(rnps[i], args);
-        FG_CHECK(rc == 0 && strstr(out, "resumed from"), "%s: exit %d: %s", what, rc, out);
-        dist_check_losses(what, ref, dir, 11, 20);
-        dist_check_params(what, ref, dir);
-    }
+    snprintf(what, sizeof what, "%s sharded pp 2", name);
+    snprintf(args, sizeof args, "%s %s --grad-accum 4", data, model);
+    dist_check_resumes(bin, what, src, ref, args, 3, rgrids, rnps);
 }
 
 /* What the pipeline does not run is refused with the reason. */

@@ -15,20 +15,13 @@
 #include "frugal/dist.h"
 #include "harness.h"
 
-#define MPIRUN DIST_MPIRUN
-
 static char bin[1024], data[4096];
 static char out[65536];
 
 /* np 0: one process, no launcher */
 static int train(int np, const char *args)
 {
-    char cmd[16384];
-    if (np == 0)
-        snprintf(cmd, sizeof cmd, "'%s' train %s", bin, args);
-    else
-        snprintf(cmd, sizeof cmd, MPIRUN " -np %d '%s' train %s", np, bin, args);
-    return fg_test_run(cmd, out, sizeof out);
+    return dist_train(bin, np, args, out, sizeof out);
 }
 
 /* One model against one process over the given grids; theory: the summary's theoretical
@@ -72,7 +65,7 @@ static void run_grids(const char *name, const char *model, int accum, int n, con
 /* A checkpoint written by pp 2 x 2 chunks resumes at contiguous pp 2 and at one process. */
 static void test_resume(void)
 {
-    char ref[1024], src[1024], dir[1024], args[8192], what[256], cmd[4096];
+    char ref[1024], src[1024], args[8192];
     const char *model = "--n-layer 4 --n-head 2 --d-model 16 --layout gpt2 --grad-accum 4";
     snprintf(ref, sizeof ref, "%s/resume_ref", fg_test_tmpdir());
     snprintf(args, sizeof args, "%s %s --out '%s'", data, model, ref);
@@ -84,17 +77,8 @@ static void test_resume(void)
     dist_check_losses("pp 2 x 2 chunks first half", ref, src, 1, 10);
     static const char *grids[] = {"--pp 2", ""};
     static const int nps[] = {2, 0};
-    for (int i = 0; i < 2; i++) {
-        snprintf(dir, sizeof dir, "%s/resume_il_%d", fg_test_tmpdir(), i);
-        snprintf(cmd, sizeof cmd, "cp -r '%s' '%s'", src, dir);
-        FG_CHECK(fg_test_run(cmd, NULL, 0) == 0, "copy %s", src);
-        snprintf(args, sizeof args, "%s %s %s --resume --out '%s'", grids[i], data, model, dir);
-        snprintf(what, sizeof what, "pp 2 x 2 chunks checkpoint resumed at %s", nps[i] ? grids[i] : "one process");
-        int rc = train(nps[i], args);
-        FG_CHECK(rc == 0 && strstr(out, "resumed from"), "%s: exit %d: %s", what, rc, out);
-        dist_check_losses(what, ref, dir, 11, 20);
-        dist_check_params(what, ref, dir);
-    }
+    snprintf(args, sizeof args, "%s %s", data, model);
+    dist_check_resumes(bin, "pp 2 x 2 chunks", src, ref, args, 2, grids, nps);
 }
 
 static void test_refused(void)

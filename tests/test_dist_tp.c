@@ -18,20 +18,13 @@
 #include "frugal/dist.h"
 #include "harness.h"
 
-#define MPIRUN DIST_MPIRUN
-
 static char bin[1024], data[4096];
 static char out[65536];
 
 /* np 0: one process, no launcher */
 static int train(int np, const char *args)
 {
-    char cmd[16384];
-    if (np == 0)
-        snprintf(cmd, sizeof cmd, "'%s' train %s", bin, args);
-    else
-        snprintf(cmd, sizeof cmd, MPIRUN " -np %d '%s' train %s", np, bin, args);
-    return fg_test_run(cmd, out, sizeof out);
+    return dist_train(bin, np, args, out, sizeof out);
 }
 
 static void test_layout(const char *name, const char *model)
@@ -61,7 +54,7 @@ static void test_layout(const char *name, const char *model)
  * of grids[0..n) (np 0: one process) with that run's losses of steps 11..20. */
 static void test_resume(const char *name, const char *model, const char *const *grids, const int *nps, int n)
 {
-    char ref[1024], src[1024], dir[1024], args[8192], what[256], cmd[4096];
+    char ref[1024], src[1024], args[8192], what[256];
     snprintf(ref, sizeof ref, "%s/%s_ref", fg_test_tmpdir(), name);
     snprintf(src, sizeof src, "%s/resume_%s_tp2pp2", fg_test_tmpdir(), name);
     snprintf(args, sizeof args, "--tp 2 --pp 2 %s %s --grad-accum 4 --stop-after 10 --ckpt-every 10 --out '%s'", data,
@@ -69,17 +62,9 @@ static void test_resume(const char *name, const char *model, const char *const *
     snprintf(what, sizeof what, "%s tp 2 x pp 2 first half", name);
     FG_CHECK(train(4, args) == 0, "%s: %s", what, out);
     dist_check_losses(what, ref, src, 1, 10);
-    for (int i = 0; i < n; i++) {
-        snprintf(dir, sizeof dir, "%s/resume_%s_%d", fg_test_tmpdir(), name, i);
-        snprintf(cmd, sizeof cmd, "cp -r '%s' '%s'", src, dir);
-        FG_CHECK(fg_test_run(cmd, NULL, 0) == 0, "copy %s", src);
-        snprintf(args, sizeof args, "%s %s %s --grad-accum 4 --resume --out '%s'", grids[i], data, model, dir);
-        snprintf(what, sizeof what, "%s tp 2 x pp 2 checkpoint resumed at %s", name, nps[i] ? grids[i] : "one process");
-        int rc = train(nps[i], args);
-        FG_CHECK(rc == 0 && strstr(out, "resumed from"), "%s: exit %d: %s", what, rc, out);
-        dist_check_losses(what, ref, dir, 11, 20);
-        dist_check_params(what, ref, dir);
-    }
+    snprintf(what, sizeof what, "%s tp 2 x pp 2", name);
+    snprintf(args, sizeof args, "%s %s --grad-accum 4", data, model);
+    dist_check_resumes(bin, what, src, ref, args, n, grids, nps);
 }
 
 /* ZeRO-1 over the whole grid (--zero 1 with tp): tp 2 and dp 2 x tp 2 x pp 2 (8 ranks)
@@ -115,18 +100,9 @@ static void test_zero(const char *name, const char *model, int resume)
     FG_CHECK(fg_test_run(cmd, NULL, 0) == 0, "%s: the sharded tp 2 x pp 2 run wrote rank 3's shard of m, v", name);
     static const char *rgrids[] = {"", "--tp 2 --zero 1", "--dp 2 --tp 2"};
     static const int rnps[] = {0, 2, 4};
-    for (int i = 0; i < 3; i++) {
-        snprintf(dir, sizeof dir, "%s/%s_zero_resume%d", fg_test_tmpdir(), name, i);
-        snprintf(cmd, sizeof cmd, "cp -r '%s' '%s'", src, dir);
-        FG_CHECK(fg_test_run(cmd, NULL, 0) == 0, "copy %s", src);
-        snprintf(args, sizeof args, "%s %s %s --grad-accum 4 --resume --out '%s'", rgrids[i], data, model, dir);
-        snprintf(what, sizeof what, "%s sharded tp 2 x pp 2 checkpoint resumed at %s", name,
-                 rnps[i] ? rgrids[i] : "one process");
-        int rc = train(rnps[i], args);
-        FG_CHECK(rc == 0 && strstr(out, "resumed from"), "%s: exit %d: %s", what, rc, out);
-        dist_check_losses(what, ref, dir, 11, 20);
-        dist_check_params(what, ref, dir);
-    }
+    snprintf(what, sizeof what, "%s sharded tp 2 x pp 2", name);
+    snprintf(args, sizeof args, "%s %s --grad-accum 4", data, model);
+    dist_check_resumes(bin, what, src, ref, args, 3, rgrids, rnps);
 }
 
 static void test_refused(void)
