@@ -12,11 +12,9 @@
 #include <math.h>
 #include <string.h>
 
+#include "attention_avx512.h"
 #include "vmath_avx512.h"
 #include "x86_impl.h"
-
-enum { BQ = 32, BK = 64, MAXHS = 256 };
-#define NEG_BIG (-1e30f) /* masked score: exp() of it minus any real max is exactly 0 */
 
 /* word i of the result = (bf16 i, bf16 16 + i) of the input: two rows of 16 interleaved */
 static const uint16_t pair_idx[32] = {0, 16, 1, 17, 2,  18, 3,  19, 4,  20, 5,  21, 6,  22, 7,  23,
@@ -220,24 +218,6 @@ static void pack_query_pairs(uint32_t *Pq, const float *Pt, int nk)
     }
 }
 
-/* Y[i][d] (+)= Xt[d][i] * w[i] for i < nq: the transposed tile back into rows ldy
- * apart; accumulate != 0 adds to Y instead of overwriting it. */
-static void store_t(float *Y, size_t ldy, const float *Xt, const float *w, int nq, int HS, int accumulate)
-{
-    for (int i0 = 0; i0 < nq; i0 += 16)
-        for (int d0 = 0; d0 < HS; d0 += 16) {
-            __m512 r[16];
-            for (int k = 0; k < 16; k++)
-                r[k] = _mm512_load_ps(Xt + (d0 + k) * BQ + i0);
-            fg_transpose16_512(r);
-            for (int k = 0; k < 16 && i0 + k < nq; k++) {
-                float *y = Y + (size_t)(i0 + k) * ldy + d0;
-                __m512 v = w ? _mm512_mul_ps(r[k], _mm512_set1_ps(w[i0 + k])) : r[k];
-                _mm512_storeu_ps(y, accumulate ? _mm512_add_ps(_mm512_loadu_ps(y), v) : v);
-            }
-        }
-}
-
 /* Ap[jp][d] = (A[j0+2jp][d], A[j0+2jp+1][d]) for the nk rows of a key block (rows lda
  * apart; a missing odd row: zeros, never read past the block). */
 static void load_key_pairs(uint32_t *Ap, const uint16_t *A, size_t lda, int nk, int HS)
@@ -251,23 +231,6 @@ static void load_key_pairs(uint32_t *Ap, const uint16_t *A, size_t lda, int nk, 
             _mm512_store_si512(Ap + (size_t)(j / 2) * HS + d, pair16(lo, hi, idx));
         }
     }
-}
-
-/* Lanes i of a 32-query block whose query t0+i may see key j: t0 + i >= j. */
-static inline __mmask16 causal_mask(int t0, int half, int j)
-{
-    int first = j - t0 - 16 * half; /* first visible lane */
-    if (first <= 0)
-        return (__mmask16)0xFFFF;
-    if (first >= 16)
-        return 0;
-    return (__mmask16)(0xFFFFu << first);
-}
-
-static int supported(int C, int NH)
-{
-    int HS = C / NH;
-    return HS * NH == C && HS % 16 == 0 && HS <= MAXHS;
 }
 
 /* One block of 32 queries of head h, batch b: online softmax over key blocks. */
