@@ -30,6 +30,8 @@ static inline float clamp127(float q)
     return q < -127.0f ? -127.0f : q > 127.0f ? 127.0f : q;
 }
 
+/* + 0.0f: PyTorch's fake quantization holds the code as an int64, so a small negative
+ * value's -0 code becomes +0 and its output +0 (not folded away without -ffast-math). */
 void fg_fake_quant_ref(float *out, const float *x, const float *scale, int stride, int N, int C)
 {
 #pragma omp parallel for schedule(static) if ((size_t)N * C > 65536)
