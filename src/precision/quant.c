@@ -73,6 +73,15 @@ float fg_lsq_grad_scale(size_t n_per_step)
     return (float)(1.0 / sqrt((double)n_per_step * FG_INT8_QMAX));
 }
 
+/* nearbyintf(v) for |v| <= 127 (or NaN) without the libm call (not inlined under the
+ * generic x86-64 flags): adding and taking away 1.5 * 2^23 leaves no fraction bits, so the
+ * sum rounds to nearest even as nearbyintf does. Only the sign of a zero result can
+ * differ, and (double)r - (double)v does not see it. */
+static inline float round_small(float v)
+{
+    return (v + 12582912.0f) - 12582912.0f; /* not folded without -ffast-math */
+}
+
 /* Per-row sums in double; a per-tensor step (stride 0) adds every row's sum once, after
  * the loop (rows run in parallel). */
 void fg_lsq_backward(float *dx, float *dstep, const float *dout, const float *x, const float *step, int stride,
@@ -93,7 +102,7 @@ void fg_lsq_backward(float *dx, float *dstep, const float *dout, const float *x,
                 acc += (double)g * FG_INT8_QMAX;
                 dx[o + c] = 0.0f;
             } else {
-                acc += (double)g * ((double)nearbyintf(v) - (double)v);
+                acc += (double)g * ((double)round_small(v) - (double)v);
                 dx[o + c] = g;
             }
         }
