@@ -155,6 +155,35 @@ static void check_observer_and_init(void)
     FG_CHECK_CLOSE(fg_lsq_grad_scale(127), 1.0 / 127.0, 1e-7);
 }
 
+/* fg_lsq_backward rounds without libm (quant.c round_small): the same step gradient, bit
+ * for bit, as nearbyintf over ties (k + 0.5 and -(k + 0.5): to even), small values of
+ * both signs (-0 codes), clipped values and the bounds. */
+static void check_lsq_rounding(void)
+{
+    enum { R = 3, C = 1021 };
+    static float x[R * C], g[R * C], dx[R * C];
+    float step[R] = {1.0f, 0.5f, 0.0371f}, ds[R] = {0}, scale = fg_lsq_grad_scale(C);
+    for (int i = 0; i < R * C; i++) {
+        int k = i % C;
+        x[i] = (float)((k % 300) - 150) + (k % 3 == 0 ? 0.5f : k % 3 == 1 ? 0.25f : 1e-3f);
+        x[i] *= step[i / C] * (i % 2 ? -1.0f : 1.0f);
+        g[i] = 0.01f * (float)((i * 37) % 101) - 0.5f;
+    }
+    fg_lsq_backward(dx, ds, g, x, step, 1, R, C, scale);
+    for (int r = 0; r < R; r++) {
+        double acc = 0.0;
+        for (int c = 0; c < C; c++) {
+            float v = x[r * C + c] / step[r], gi = g[r * C + c];
+            acc += v < -127.0f  ? (double)gi * -127.0
+                   : v > 127.0f ? (double)gi * 127.0
+                                : (double)gi * ((double)nearbyintf(v) - (double)v);
+        }
+        float want = (float)(acc * scale);
+        FG_CHECK(!memcmp(&want, &ds[r], sizeof want), "lsq step grad row %d: %.9g, want %.9g", r, (double)ds[r],
+                 (double)want);
+    }
+}
+
 int main(void)
 {
     FG_TEST_BEGIN("precision_quant");
@@ -169,6 +198,7 @@ int main(void)
     check_lsq(&fx, "lsq_c", 1);
     check_lsq(&fx, "lsq_t", 0);
     check_observer_and_init();
+    check_lsq_rounding();
     fg_fixture_free(&fx);
     return fg_test_end();
 }

@@ -123,6 +123,21 @@ FG_KERNEL_OP(void, rmsnorm_quant_u8,
 FG_KERNEL_OP(void, swiglu_quant_u8, (uint8_t *u, float *scale, const float *inp, int N, int H), (u, scale, inp, N, H),
              N >= 0 && H >= 0)
 
+/* ---- int8 fake quantization (QAT, docs/PRECISION.md; issue 14) ----
+ * The rules of src/precision/quant.c bit for bit in every variant (the PyTorch-exact
+ * ones its fixture tests hold): scale[r] = max_c |x[r,c]| / 127 (1 for an all-zero row;
+ * NaN ignored as fmaxf does), fg_int8_scales_rows. */
+FG_KERNEL_OP(void, fq_scales, (float *scale, const float *x, int N, int C), (scale, x, N, C), N >= 0 && C >= 0)
+/* out[r,c] = (clamp(nearbyint(x[r,c] * (1 / s)), -127, 127) + 0) * s, s = scale[r * stride]
+ * (stride 0: one scale), ties to even, -0 codes to +0: fg_fake_quant_rows. out may be x. */
+FG_KERNEL_OP(void, fake_quant, (float *out, const float *x, const float *scale, int stride, int N, int C),
+             (out, x, scale, stride, N, C), N >= 0 && C >= 0 && stride >= 0)
+/* The straight-through backward: dx = dout where nearbyint(x * (1 / s)) is within +-127,
+ * else 0 (NaN: 0): fg_fake_quant_rows_backward. dx may be dout. */
+FG_KERNEL_OP(void, fake_quant_mask,
+             (float *dx, const float *dout, const float *x, const float *scale, int stride, int N, int C),
+             (dx, dout, x, scale, stride, N, C), N >= 0 && C >= 0 && stride >= 0)
+
 /* Linear layer, PyTorch layout: out[N,OC] = inp[N,C] @ weight[OC,C]^T + bias[OC].
  * bias may be NULL. */
 FG_KERNEL_OP(void, matmul_forward,

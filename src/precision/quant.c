@@ -1,8 +1,10 @@
 /* quant.c: symmetric int8 quantization: scales from ranges, PyTorch-exact fake
  * quantization with its straight-through backward, LSQ with its step gradient, the
  * running range observer, and the integer codes the int8 GEMM reads. */
+#include <limits.h>
 #include <math.h>
 
+#include "frugal/kernels.h"
 #include "frugal/precision.h"
 
 static inline float row_scale(const float *scale, int stride, int r)
@@ -21,28 +23,23 @@ static inline float clampq(float q)
     return q < -FG_INT8_QMAX ? (float)-FG_INT8_QMAX : q > FG_INT8_QMAX ? (float)FG_INT8_QMAX : q;
 }
 
-/* The code as PyTorch's fake quantization holds it: an int64, so a small negative
- * value's -0 code becomes +0 and its output +0 (+ 0.0f does that; not folded away
- * without -ffast-math). */
-static inline float fq_code(float x, float inv)
-{
-    return clampq(code_of(x, inv)) + 0.0f;
-}
-
+/* The three QAT hot loops are kernel ops (kernel_ops.h fq_scales, fake_quant,
+ * fake_quant_mask; their ref variant is this file's former scalar code, every variant bit
+ * for bit): the PyTorch fixture tests of these functions thus hold for the vector ones. */
 void fg_int8_scales_rows(float *scale, const float *x, int rows, int cols)
 {
-#pragma omp parallel for schedule(static) if ((size_t)rows * cols > 65536)
-    for (int r = 0; r < rows; r++) {
-        float m = 0.0f;
-        const float *xr = x + (size_t)r * cols;
-        for (int c = 0; c < cols; c++)
-            m = fmaxf(m, fabsf(xr[c]));
-        scale[r] = m > 0.0f ? m / (float)FG_INT8_QMAX : 1.0f;
-    }
+    fg_fq_scales(scale, x, rows, cols);
 }
 
+/* One row of n values is fq_scales' rule; longer tensors fold their rows' maxima (a max is
+ * exact, so the grouping does not change it). */
 float fg_int8_scale_tensor(const float *x, size_t n)
 {
+    if (n <= INT_MAX) {
+        float s;
+        fg_fq_scales(&s, x, n ? 1 : 0, (int)n);
+        return n ? s : 1.0f;
+    }
     float m = 0.0f;
     for (size_t i = 0; i < n; i++)
         m = fmaxf(m, fabsf(x[i]));
@@ -51,28 +48,13 @@ float fg_int8_scale_tensor(const float *x, size_t n)
 
 void fg_fake_quant_rows(float *out, const float *x, const float *scale, int stride, int rows, int cols)
 {
-#pragma omp parallel for schedule(static) if ((size_t)rows * cols > 65536)
-    for (int r = 0; r < rows; r++) {
-        float s = row_scale(scale, stride, r), inv = 1.0f / s;
-        const float *xr = x + (size_t)r * cols;
-        float *o = out + (size_t)r * cols;
-        for (int c = 0; c < cols; c++)
-            o[c] = fq_code(xr[c], inv) * s;
-    }
+    fg_fake_quant(out, x, scale, stride, rows, cols);
 }
 
 void fg_fake_quant_rows_backward(float *dx, const float *dout, const float *x, const float *scale, int stride, int rows,
                                  int cols)
 {
-#pragma omp parallel for schedule(static) if ((size_t)rows * cols > 65536)
-    for (int r = 0; r < rows; r++) {
-        float inv = 1.0f / row_scale(scale, stride, r);
-        size_t o = (size_t)r * cols;
-        for (int c = 0; c < cols; c++) {
-            float q = code_of(x[o + c], inv);
-            dx[o + c] = q >= -FG_INT8_QMAX && q <= FG_INT8_QMAX ? dout[o + c] : 0.0f;
-        }
-    }
+    fg_fake_quant_mask(dx, dout, x, scale, stride, rows, cols);
 }
 
 void fg_lsq_forward(float *out, const float *x, const float *step, int stride, int rows, int cols)
@@ -89,6 +71,15 @@ void fg_lsq_forward(float *out, const float *x, const float *step, int stride, i
 float fg_lsq_grad_scale(size_t n_per_step)
 {
     return (float)(1.0 / sqrt((double)n_per_step * FG_INT8_QMAX));
+}
+
+/* nearbyintf(v) for |v| <= 127 (or NaN) without the libm call (not inlined under the
+ * generic x86-64 flags): adding and taking away 1.5 * 2^23 leaves no fraction bits, so the
+ * sum rounds to nearest even as nearbyintf does. Only the sign of a zero result can
+ * differ, and (double)r - (double)v does not see it. */
+static inline float round_small(float v)
+{
+    return (v + 12582912.0f) - 12582912.0f; /* not folded without -ffast-math */
 }
 
 /* Per-row sums in double; a per-tensor step (stride 0) adds every row's sum once, after
@@ -111,7 +102,7 @@ void fg_lsq_backward(float *dx, float *dstep, const float *dout, const float *x,
                 acc += (double)g * FG_INT8_QMAX;
                 dx[o + c] = 0.0f;
             } else {
-                acc += (double)g * ((double)nearbyintf(v) - (double)v);
+                acc += (double)g * ((double)round_small(v) - (double)v);
                 dx[o + c] = g;
             }
         }

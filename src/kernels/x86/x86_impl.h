@@ -69,6 +69,9 @@
     V(gemm_u8s8_packed, FG_LVL_AVX512VNNI, fg_gemm_u8s8_packed_avx512vnni)                                             \
     V(quantize_u8, FG_LVL_AVX512, fg_quantize_u8_avx512)                                                               \
     V(rmsnorm_quant_u8, FG_LVL_AVX512, fg_rmsnorm_quant_u8_avx512)                                                     \
-    V(swiglu_quant_u8, FG_LVL_AVX512, fg_swiglu_quant_u8_avx512)
+    V(swiglu_quant_u8, FG_LVL_AVX512, fg_swiglu_quant_u8_avx512)                                                       \
+    V(fq_scales, FG_LVL_AVX512, fg_fq_scales_avx512)                                                                   \
+    V(fake_quant, FG_LVL_AVX512, fg_fake_quant_avx512)                                                                 \
+    V(fake_quant_mask, FG_LVL_AVX512, fg_fake_quant_mask_avx512)
 
 #endif
