@@ -42,7 +42,7 @@ model=${MODEL:---layout llama --n-layer 12 --n-head 4 --d-model 128 --batch-size
 command -v mpirun > /dev/null || { echo "bench_pp_balance.sh: mpirun missing (scripts/deps.sh)" >&2; exit 2; }
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_WAIT_POLICY=passive OMP_NUM_THREADS=$threads
 mkdir -p "$out"
-echo "== machine: $(nproc) cores, $(date -u +%FT%TZ); pp=$pp, stage $slow_rank ${slow}x slower, $steps steps"
+echo "== machine: $(nproc --all) cores, $(date -u +%FT%TZ); pp=$pp, stage $slow_rank ${slow}x slower, $steps steps"
 "$build/frugal" train --data "$data" --tokenizer byte --out "$out/prep" --max-steps 1 --n-layer 1 --n-head 1 \
   --d-model 8 --overwrite 1 > /dev/null
 common="--train-shards $out/prep/data/train.bin --tokenizer byte $model --grad-accum $accum --max-steps $steps

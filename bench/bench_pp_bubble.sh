@@ -25,7 +25,7 @@ model=${MODEL:---layout llama --n-layer 8 --n-head 4 --d-model 128 --batch-size 
 command -v mpirun > /dev/null || { echo "bench_pp_bubble.sh: mpirun missing (scripts/deps.sh)" >&2; exit 2; }
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_WAIT_POLICY=passive OMP_NUM_THREADS=$threads
 mkdir -p "$out"
-echo "== machine: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%FT%TZ); pp=$pp, m=$accum, $steps steps"
+echo "== machine: $(nproc --all) cores, load $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%FT%TZ); pp=$pp, m=$accum, $steps steps"
 "$build/frugal" train --data "$data" --tokenizer byte --out "$out/prep" --max-steps 1 --n-layer 1 --n-head 1 \
   --d-model 8 --overwrite 1 > /dev/null 2>&1
 common="--train-shards $out/prep/data/train.bin --tokenizer byte $model --grad-accum $accum --max-steps $steps
