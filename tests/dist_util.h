@@ -215,4 +215,37 @@ static inline void dist_check_resumes(const char *bin, const char *from, const c
     }
 }
 
+/* The tiny-run flags every pipeline / tensor test trains with (prep: dist_test_start's):
+ * 2 x 16 tokens, no validation, one thread per rank (CI's two cores run four ranks), 20
+ * steps. */
+static inline void dist_tiny_data(char *data, size_t cap, const char *prep)
+{
+    snprintf(data, cap,
+             "--train-shards '%s/data/train.bin' --val-shards '%s/data/val.bin' --batch-size 2 --seq-len 16 "
+             "--val-every 0 --val-batches 1 --log-every 100000 --threads 1 --max-steps 20",
+             prep, prep);
+}
+
+/* ZeRO over the grid: `args` (data, model, accumulation) at each of grids[0..n) on nps[i]
+ * ranks, in <tmp>/<name>_zero<i>, against the one-process run REF: rank 0 keeps 1/world of
+ * m and v, losses of steps 1..20 and the final params are REF's. */
+static inline void dist_check_sharded(const char *bin, const char *name, const char *ref, const char *args, int n,
+                                      const char *const *grids, const int *nps)
+{
+    static char out[65536];
+    char dir[1024], line[16384], what[512];
+    for (int i = 0; i < n; i++) {
+        snprintf(dir, sizeof dir, "%s/%.200s_zero%d", fg_test_tmpdir(), name, i);
+        snprintf(line, sizeof line, "%s %s --out '%s'", grids[i], args, dir);
+        snprintf(what, sizeof what, "%.200s %s", name, grids[i]);
+        int rc = dist_train(bin, nps[i], line, out, sizeof out);
+        FG_CHECK(rc == 0, "%s: exit %d: %s", what, rc, out);
+        if (rc != 0)
+            continue;
+        dist_check_opt_shard(what, out, nps[i]);
+        dist_check_losses(what, ref, dir, 1, 20);
+        dist_check_params(what, ref, dir);
+    }
+}
+
 #endif

@@ -179,22 +179,12 @@ static void test_balance_resume(void)
  * (ZeRO over dp) with the same next losses. */
 static void test_zero(const char *name, const char *model)
 {
-    char ref[1024], dir[1024], src[1024], args[8192], what[256], cmd[4096];
+    char ref[1024], src[1024], args[8192], what[256], cmd[4096];
     snprintf(ref, sizeof ref, "%s/%s_ref", fg_test_tmpdir(), name);
     static const char *grids[] = {"--pp 2 --zero 1", "--dp 2 --pp 2 --zero 1"};
     static const int nps[] = {2, 4};
-    for (int i = 0; i < 2; i++) {
-        snprintf(dir, sizeof dir, "%s/%s_zero%d", fg_test_tmpdir(), name, i);
-        snprintf(args, sizeof args, "%s %s %s --grad-accum 4 --out '%s'", grids[i], data, model, dir);
-        snprintf(what, sizeof what, "%s %s", name, grids[i]);
-        int rc = train(nps[i], args);
-        FG_CHECK(rc == 0, "%s: exit %d: %s", what, rc, out);
-        if (rc != 0)
-            continue;
-        dist_check_opt_shard(what, out, nps[i]);
-        dist_check_losses(what, ref, dir, 1, 20);
-        dist_check_params(what, ref, dir);
-    }
+    snprintf(args, sizeof args, "%s %s --grad-accum 4", data, model);
+    dist_check_sharded(bin, name, ref, args, 2, grids, nps);
     snprintf(src, sizeof src, "%s/%s_zero_src", fg_test_tmpdir(), name);
     snprintf(args, sizeof args, "--pp 2 --zero 1 %s %s --grad-accum 4 --stop-after 10 --ckpt-every 10 --out '%s'", data,
              model, src);
@@ -239,11 +229,7 @@ int main(void)
     char prep[1024];
     if (!dist_test_start("pipeline-parallel training", bin, prep, sizeof prep))
         return fg_test_end();
-    /* tiny models, one thread per rank: the two cores of CI run four ranks */
-    snprintf(data, sizeof data,
-             "--train-shards '%s/data/train.bin' --val-shards '%s/data/val.bin' --batch-size 2 --seq-len 16 "
-             "--val-every 0 --val-batches 1 --log-every 100000 --threads 1 --max-steps 20",
-             prep, prep);
+    dist_tiny_data(data, sizeof data, prep);
     const char *moe = "--n-expert 4 --n-expert-active 2 --n-shared-expert 1 --d-expert 16";
     char model[512];
     static const char *layouts[] = {"gpt2", "llama"};

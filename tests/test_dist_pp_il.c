@@ -106,11 +106,7 @@ int main(void)
     char prep[1024];
     if (!dist_test_start("interleaved pipeline-parallel training", bin, prep, sizeof prep))
         return fg_test_end();
-    /* tiny models, one thread per rank: the two cores of CI run four ranks */
-    snprintf(data, sizeof data,
-             "--train-shards '%s/data/train.bin' --val-shards '%s/data/val.bin' --batch-size 2 --seq-len 16 "
-             "--val-every 0 --val-batches 1 --log-every 100000 --threads 1 --max-steps 20",
-             prep, prep);
+    dist_tiny_data(data, sizeof data, prep);
     static const char *const grids4[] = {"--pp 2 --pp-chunks 2", "--dp 2 --pp 2 --pp-chunks 2"};
     static const int nps4[] = {2, 4};
     static const char *const th4[] = {"11.1%", "20.0%"}; /* 1/(2*4+1), 1/(2*2+1) */

@@ -73,22 +73,12 @@ static void test_resume(const char *name, const char *model, const char *const *
  * tp 2 unsharded with the same next losses. */
 static void test_zero(const char *name, const char *model, int resume)
 {
-    char ref[1024], dir[1024], src[1024], args[8192], what[256], cmd[4096];
+    char ref[1024], src[1024], args[8192], what[256], cmd[4096];
     snprintf(ref, sizeof ref, "%s/%s_ref", fg_test_tmpdir(), name);
     static const char *grids[] = {"--tp 2 --zero 1", "--dp 2 --tp 2 --pp 2 --zero 1"};
     static const int nps[] = {2, 8};
-    for (int i = 0; i < 2; i++) {
-        snprintf(dir, sizeof dir, "%s/%s_zero%d", fg_test_tmpdir(), name, i);
-        snprintf(args, sizeof args, "%s %s %s --grad-accum 4 --out '%s'", grids[i], data, model, dir);
-        snprintf(what, sizeof what, "%s %s", name, grids[i]);
-        int rc = train(nps[i], args);
-        FG_CHECK(rc == 0, "%s: exit %d: %s", what, rc, out);
-        if (rc != 0)
-            continue;
-        dist_check_opt_shard(what, out, nps[i]);
-        dist_check_losses(what, ref, dir, 1, 20);
-        dist_check_params(what, ref, dir);
-    }
+    snprintf(args, sizeof args, "%s %s --grad-accum 4", data, model);
+    dist_check_sharded(bin, name, ref, args, 2, grids, nps);
     if (!resume)
         return;
     snprintf(src, sizeof src, "%s/%s_zero_src", fg_test_tmpdir(), name);
@@ -131,11 +121,7 @@ int main(void)
     char prep[1024];
     if (!dist_test_start("tensor-parallel training", bin, prep, sizeof prep))
         return fg_test_end();
-    /* tiny models, one thread per rank: the two cores of CI run four ranks */
-    snprintf(data, sizeof data,
-             "--train-shards '%s/data/train.bin' --val-shards '%s/data/val.bin' --batch-size 2 --seq-len 16 "
-             "--val-every 0 --val-batches 1 --log-every 100000 --threads 1 --max-steps 20",
-             prep, prep);
+    dist_tiny_data(data, sizeof data, prep);
     const char *gpt2 = "--layout gpt2 --n-layer 4 --n-head 2 --d-model 16";
     const char *llama = "--layout llama --n-layer 4 --n-head 2 --d-model 16";
     /* MoE: a dense first layer, 4 experts top-2 and a shared one; gpt2 with the
