@@ -9,15 +9,16 @@
 # Usage: bench/cost.sh [--quick] [--frugal build/frugal] [--data FILE] [--out DIR]
 #                      [--threads N] [--seed S] [--python PY] [--no-torch] [--levers "moe bf16 ..."]
 #                      [--recipe "moe bf16 ..."] [--fixed-batches "4 16 ..."] [--target LOSS | --slack 0.01]
-#                      [--lr LR] [--recipe-lr LR] [--no-lever-rows]
+#                      [--lr LR] [--recipe-lr LR] [--sched-steps S] [--no-lever-rows]
 #   --quick   a 2-layer d=64 model, 200 steps on 1 MB of text: a few minutes on 2 cores
 #   --target  the validation loss every row must reach; default: the baseline's final
 #             validation loss x (1 + --slack), the slack (1%) so that a run drawing other
 #             random windows (PyTorch) can reach what the baseline reached
 #   --levers  which lever rows to run (default: every one that has landed; see below)
 #   --recipe  the levers the "recipe" row combines (default: "moe bf16 async lr,llama moe
-#             bf16 async lr", the sets measured best at full size in the baseline's layout
-#             and in the llama layout, docs/perf/cost.md; with --levers and no --recipe:
+#             bf16 async lr,llama moe bf16 async lr sched", the sets measured best at full
+#             size in the baseline's layout, in the llama layout, and the latter at its own
+#             schedule horizon, docs/perf/cost.md; with --levers and no --recipe:
 #             every lever row run); more
 #             recipes separated by commas give rows recipe2, recipe3...: e.g.
 #             --recipe "moe bf16 async adaptive augment,moe bf16 async" (all, then the
@@ -30,6 +31,8 @@
 #             target there, 3e-3 needs 140 steps against 2e-3's 130; docs/perf/cost.md).
 #             Alone, that row is the dense baseline at this LR: a check that the
 #             baseline's LR is its best
+#   --sched-steps  the horizon S of the lever "sched" (below): default 600 at full size,
+#             150 with --quick (docs/perf/cost.md "The recipe's own schedule horizon")
 #   --no-lever-rows  run the baseline and the recipe rows only (the levers still must be
 #             offered; they are not trained alone)
 #   --fixed-batches  extra rows "batchN" of the baseline at batch size N (same steps and
@@ -62,6 +65,14 @@
 #   llama     --layout llama (RMSNorm, RoPE, SwiGLU FFN of d_ff 3C): the architecture, not a
 #             training trick; its row alone is the dense fp32 llama model, so the layout's
 #             share of a recipe's saving is on its own line (not swept: the baseline's LR)
+#   sched     --max-steps S (--sched-steps): the row's own, shorter schedule horizon: its
+#             warmup + cosine to min_lr spans S steps instead of the baseline's budget, and the
+#             row stops at S (one that has not reached the target by then says "no (budget)").
+#             A recipe that reaches the target mid-schedule does so at a high LR, before any
+#             annealing; a horizon near its crossing anneals first. The baseline keeps its
+#             full budget: its final loss defines the target, and a shorter baseline horizon
+#             would only move the target (docs/perf/cost.md). Alone, the row is the
+#             baseline model at horizon S
 #   Each is used when `frugal train --help` offers its option; the flags can be replaced
 #   with COST_FLAGS_MOE, COST_FLAGS_SHARING, COST_FLAGS_MLA, COST_FLAGS_ADAPTIVE, COST_FLAGS_AUGMENT.
 #   sharing and mla run at fp32 only, so the recipe leaves them out when bf16 is in it
@@ -96,11 +107,13 @@ recipe_levers=""
 fixed_batches=""
 lr=""
 recipe_lr=""
+sched_steps=""
 lever_rows=1
 # the default recipes: the levers that cut the CPU-seconds to the target at full size
 # (docs/perf/cost.md); adaptive batch and augmentation are rows but not in them (see
-# there). recipe keeps the baseline's GPT-2 layout; recipe2 adds the llama layout
-default_recipe="moe bf16 async lr,llama moe bf16 async lr"
+# there). recipe keeps the baseline's GPT-2 layout; recipe2 adds the llama layout;
+# recipe3 gives recipe2 its own schedule horizon (sched)
+default_recipe="moe bf16 async lr,llama moe bf16 async lr,llama moe bf16 async lr sched"
 while [ $# -gt 0 ]; do
   case $1 in
     --quick) quick=1 ;;
@@ -118,6 +131,7 @@ while [ $# -gt 0 ]; do
     --slack) slack=$2; shift ;;
     --lr) lr=$2; shift ;;
     --recipe-lr) recipe_lr=$2; shift ;;
+    --sched-steps) sched_steps=$2; shift ;;
     --no-lever-rows) lever_rows=0 ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d'; exit 0 ;;
     *) echo "cost.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
@@ -131,11 +145,11 @@ mkdir -p "$out"
 if [ $quick = 1 ]; then
   # validations every 10 steps: a crossing step is then known to 5% of the run, not 10%
   L=2 C=64 NH=2 B=8 T=64 steps=200 warmup=20 val_every=10 val_batches=4 ckpt_every=50
-  lr=${lr:-3e-3} recipe_lr=${recipe_lr:-2e-3}
+  lr=${lr:-3e-3} recipe_lr=${recipe_lr:-2e-3} sched_steps=${sched_steps:-150}
   head -c 1000000 "$data" > "$out/data.txt"
 else
   L=4 C=128 NH=4 B=16 T=128 steps=1000 warmup=30 val_every=50 val_batches=8 ckpt_every=100
-  lr=${lr:-4e-3} recipe_lr=${recipe_lr:-4e-3}
+  lr=${lr:-4e-3} recipe_lr=${recipe_lr:-4e-3} sched_steps=${sched_steps:-600}
   cp "$data" "$out/data.txt"
 fi
 min_lr=2e-4 # lr: each size's sweep above; min_lr and warmup are the same for every row
@@ -159,6 +173,7 @@ has --batch-rule && add adaptive "${COST_FLAGS_ADAPTIVE:---batch-rule loss_var -
 has --aug && add augment "${COST_FLAGS_AUGMENT:---aug 1}"
 add lr "--lr $recipe_lr"
 add llama "${COST_FLAGS_LLAMA:---layout llama}"
+add sched "--max-steps $sched_steps" # after $common's --max-steps: the last one given wins
 if [ -n "$levers" ]; then
   for l in $levers; do [ -n "${flags[$l]+x}" ] || { echo "cost.sh: lever '$l' is not offered (have: ${order[*]})" >&2; exit 2; }; done
   read -r -a order <<< "$levers"
