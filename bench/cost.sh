@@ -32,7 +32,7 @@
 #             Alone, that row is the dense baseline at this LR: a check that the
 #             baseline's LR is its best
 #   --sched-steps  the horizon S of the lever "sched" (below): default 600 at full size,
-#             150 with --quick (docs/perf/cost.md "The recipe's own schedule horizon")
+#             180 with --quick (docs/perf/cost.md "The recipe's own schedule horizon")
 #   --no-lever-rows  run the baseline and the recipe rows only (the levers still must be
 #             offered; they are not trained alone)
 #   --fixed-batches  extra rows "batchN" of the baseline at batch size N (same steps and
@@ -145,7 +145,7 @@ mkdir -p "$out"
 if [ $quick = 1 ]; then
   # validations every 10 steps: a crossing step is then known to 5% of the run, not 10%
   L=2 C=64 NH=2 B=8 T=64 steps=200 warmup=20 val_every=10 val_batches=4 ckpt_every=50
-  lr=${lr:-3e-3} recipe_lr=${recipe_lr:-2e-3} sched_steps=${sched_steps:-150}
+  lr=${lr:-3e-3} recipe_lr=${recipe_lr:-2e-3} sched_steps=${sched_steps:-180}
   head -c 1000000 "$data" > "$out/data.txt"
 else
   L=4 C=128 NH=4 B=16 T=128 steps=1000 warmup=30 val_every=50 val_batches=8 ckpt_every=100
