@@ -31,8 +31,11 @@
 #             target there, 3e-3 needs 140 steps against 2e-3's 130; docs/perf/cost.md).
 #             Alone, that row is the dense baseline at this LR: a check that the
 #             baseline's LR is its best
-#   --sched-steps  the horizon S of the lever "sched" (below): default 600 at full size,
-#             180 with --quick (docs/perf/cost.md "The recipe's own schedule horizon")
+#   --sched-steps  the horizon S of the lever "sched" (below): default 600 at full size, the
+#             smallest S of 400-700 at which recipe2 + sched reaches the target at its
+#             earliest crossing (450 steps) in seeds 1337 and 2 with a margin of 1% or more
+#             (500: 0.8%; 1,000, i.e. no sched: 500 steps in seed 2); 180 with --quick, where
+#             no horizon crosses before the full one's 80 steps (docs/perf/cost.md section 6)
 #   --no-lever-rows  run the baseline and the recipe rows only (the levers still must be
 #             offered; they are not trained alone)
 #   --fixed-batches  extra rows "batchN" of the baseline at batch size N (same steps and
