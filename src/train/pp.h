@@ -10,6 +10,7 @@
 
 #include "frugal/dist.h"
 #include "frugal/model.h"
+#include "frugal/optim.h"
 
 typedef struct pp_stats {
     int stages, micro;            /* p, and m micro-batches per step (this dp replica's) */
@@ -69,5 +70,35 @@ const pp_stats *pp_get_stats(const pp *p);
  * (dp_scatter), so each rank receives only its shard's sums; the loss is summed as before. */
 struct dp;
 void pp_set_zero(pp *p, struct dp *d);
+
+/* Stage-owned memory (docs/DIST.md "Memory per rank"): from now on this rank keeps only
+ * its stage's tensors (its layers; the embedding on stage 0, the final norm and head on
+ * the last, a tied wte on both) in the params, grads and o's m, v: the other pages of
+ * these lazy buffers are released now and never touched again; the grads are summed per
+ * owned span (no sum over the stages); the optimiser steps through pp_norm / pp_step.
+ * A no-op (every stage keeps everything, as before) with one stage, with ZeRO-1
+ * (pp_set_zero first), FFN sharing or multi-token prediction (weights tied across layers).
+ * Call after the params are initialised or loaded. */
+fg_status pp_own_enable(pp *p, struct fg_optim *o);
+/* fg_model_init_weights for a rank of pp_comm that will keep only its stage's tensors
+ * (owned: pp_own_enable will be called, i.e. no ZeRO-1): the same values, written only
+ * into the tensors of its stage under pp_new's even split; everything else as
+ * fg_model_init_weights. */
+void pp_init_weights(fg_comm *pp_comm, int chunks, int owned, fg_model *m, uint64_t seed);
+int pp_own(const pp *p);
+/* Releases the pages this stage does not own (after a resume's whole load). */
+void pp_release(pp *p);
+/* Rank 0 (stage 0 of replica 0, tp rank 0) receives every other stage's tensors' params
+ * (and with moments m, v) for a checkpoint, validation or final/; the other ranks of its
+ * pipeline send them; everyone calls it. Released again at the next pp_grads. */
+fg_status pp_gather(pp *p, int moments);
+/* With pp_own: loss scaling's check, the clipping norm (the stages' owned squared norms
+ * summed, the tied wte once) and the AdamW step over the stage's spans. */
+fg_status pp_unscale(pp *p, float inv_scale, bool *found_inf);
+fg_status pp_norm(pp *p, double *norm);
+void pp_step(pp *p, float lr, float grad_coef);
+/* Bytes of params + grads + m + v: this stage's share (owned), the pages resident now
+ * (resident; 0 when pp_own is off) and the whole model's (whole). */
+void pp_memory(const pp *p, size_t *owned, size_t *resident, size_t *whole);
 
 #endif

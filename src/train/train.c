@@ -61,6 +61,9 @@ typedef struct run {
     tp *tp;
     /* every rank of the grid: ZeRO-1's group when tp or pp > 1 (then dp exists even at dp 1) */
     fg_comm *world;
+    /* pipelines: params + grads + m + v bytes, rank 0's and the largest of any rank: the
+     * stage's share (own), resident pages (res), peak RSS; whole: the whole model's */
+    double mem[3], mem_max[3], mem_whole;
     dp *dp;
     bool rank0;
     fg_adapt ad;           /* adaptive batch size (adaptive.c): ad.accum micro-batches this step */
@@ -737,6 +740,9 @@ static fg_status place_experts(run *r, FILE *out)
 /* ---- evaluation ---- */
 static float evaluate(run *r)
 {
+    /* stage-owned memory: rank 0 runs the whole model on the other stages' params */
+    if (r->has_val && r->pp && pp_gather(r->pp, 0) != FG_OK)
+        return NAN;
     if (!r->has_val || !r->rank0)
         return NAN; /* data parallel: rank 0 validates, the others wait at the next collective */
     int B = r->c.batch_size, T = r->c.seq_len;
@@ -908,7 +914,8 @@ static fg_status setup(run *r, FILE *out)
         goto out_ids;
     }
     c->model = *fg_model_get_config(r->m); /* resolved: padded_vocab, d_ff, ... */
-    fg_model_init_weights(r->m, c->seed);
+    /* a pipeline stage writes only its own tensors (docs/DIST.md "Memory per rank") */
+    pp_init_weights(r->pp_comm, c->pp_chunks, c->pp > 1 && !c->zero, r->m, c->seed);
     if (r->ep_comm && fg_comm_size(r->ep_comm) > 1) {
         if ((st = fg_model_moe_set_ep(r->m, r->ep_comm)) != FG_OK)
             goto out_ids;
@@ -970,6 +977,8 @@ static fg_status setup(run *r, FILE *out)
         st = fg_last_status();
     if (st == FG_OK && r->pp && zc && r->dp)
         pp_set_zero(r->pp, r->dp);
+    if (st == FG_OK && r->pp) /* each stage keeps its own tensors only (docs/DIST.md "Memory per rank") */
+        st = pp_own_enable(r->pp, &r->opt);
     if (st != FG_OK)
         goto out_ids;
     fg_adapt_init(&r->ad, c);
@@ -1169,10 +1178,30 @@ static void print_cost(FILE *out, const run *r, const fg_train_result *res, doub
         size_t zoff = 0, zlen = 0;
         if (r->dp && dp_zero(r->dp) && !dp_compressed(r->dp))
             dp_shard(r->dp, &zoff, &zlen);
+        size_t keep = np; /* stage-owned memory: the floats of this stage's tensors */
+        if (r->pp && pp_own(r->pp))
+            keep = (size_t)(r->mem[0] / (double)(2 * sizeof(float) + fg_adam_moment_bytes(r->c.adam_moments)));
+        else
+            keep = np;
         fprintf(out,
                 "memory / rank   : params %zu bytes, grads %zu bytes, optimizer %zu bytes, ZeRO grad shard %zu bytes\n",
-                np * sizeof(float), np * sizeof(float), nopt * fg_adam_moment_bytes(r->c.adam_moments),
-                zlen * sizeof(float));
+                keep * sizeof(float), keep * sizeof(float),
+                (r->pp && pp_own(r->pp) ? keep : nopt) * fg_adam_moment_bytes(r->c.adam_moments), zlen * sizeof(float));
+    }
+    if (r->pp && pp_size(r->pp) > 1) {
+        /* rank 0 (checkpoints, validation, final/: the whole model for a moment) and the
+         * largest of the other ranks; resident: the pages of the four buffers, measured */
+        char b[7][32];
+        fprintf(out,
+                "stage memory    : params+grads+m+v of %s (whole model%s): rank 0 keeps %s (%s resident), the "
+                "other ranks at most %s (%s resident); peak RSS rank 0 %s, the others at most %s\n",
+                fg_fmt_bytes(b[0], sizeof b[0], r->mem_whole),
+                pp_own(r->pp) ? ", each stage keeps its own tensors" : ", every rank keeps it",
+                fg_fmt_bytes(b[1], sizeof b[1], r->mem[0]), fg_fmt_bytes(b[2], sizeof b[2], r->mem[1]),
+                fg_fmt_bytes(b[3], sizeof b[3], r->mem_max[0]), fg_fmt_bytes(b[4], sizeof b[4], r->mem_max[1]),
+                fg_fmt_bytes(b[5], sizeof b[5], r->mem[2]), fg_fmt_bytes(b[6], sizeof b[6], r->mem_max[2]));
+        fprintf(out, "stage mem bytes : whole %.0f rank0 %.0f resident %.0f others %.0f resident %.0f\n", r->mem_whole,
+                r->mem[0], r->mem[1], r->mem_max[0], r->mem_max[1]);
     }
     if (r->c.loss_scale)
         fprintf(out, "loss scaling    : dynamic, %ld step%s skipped (inf/nan gradients), scale now %g\n",
@@ -1193,6 +1222,11 @@ static fg_ckpt_opts ckpt_opts(const fg_train_config *c)
 
 static fg_status save_ckpt(run *r, double tokens)
 {
+    if (r->pp) { /* stage-owned memory: rank 0 writes the other stages' tensors too */
+        fg_status st = pp_gather(r->pp, 1);
+        if (st != FG_OK)
+            return st;
+    }
     if (r->dp) {
         fg_ckpt_opts o = ckpt_opts(&r->c);
         fg_status st = FG_OK;
@@ -1376,6 +1410,8 @@ static fg_status run_impl(const fg_train_config *cfg, fg_comm *comm, fg_comm *ep
         st = load_resume(r);
         if (st != FG_OK)
             goto out_teardown;
+        if (r->pp) /* loaded whole: the pages of the other stages' tensors go */
+            pp_release(r->pp);
         if (out)
             fprintf(out, "resumed from %s at step %ld%s%s\n", c->ckpt_dir, r->step, r->layout_note[0] ? ": " : "",
                     r->layout_note);
@@ -1483,7 +1519,9 @@ static fg_status run_impl(const fg_train_config *cfg, fg_comm *comm, fg_comm *ep
              * clean gradients only; the skipped step leaves params, the Adam moments and
              * Adam's t as they were, while the step counter, schedule and data move on */
             bool found_inf = false;
-            if (r->dp)
+            if (r->pp && pp_own(r->pp))
+                st = pp_unscale(r->pp, fg_loss_scaler_inv_scale(&r->scaler), &found_inf);
+            else if (r->dp)
                 st = dp_unscale(r->dp, grads, n_grads, fg_loss_scaler_inv_scale(&r->scaler), &found_inf);
             else
                 fg_grad_unscale(grads, n_grads, fg_loss_scaler_inv_scale(&r->scaler), &found_inf);
@@ -1492,8 +1530,11 @@ static fg_status run_impl(const fg_train_config *cfg, fg_comm *comm, fg_comm *ep
             skipped = fg_loss_scaler_update(&r->scaler, found_inf);
         }
         double norm = NAN;
+        const bool own = r->pp && pp_own(r->pp);
         if (!skipped && zero)
             st = dp_zero_norm(r->dp, &r->opt, &norm); /* over all shards */
+        else if (!skipped && own)
+            st = pp_norm(r->pp, &norm); /* over the stages' own tensors */
         else if (!skipped)
             norm = fg_optim_grad_norm(&r->opt, grads);
         if (st != FG_OK)
@@ -1514,6 +1555,8 @@ static fg_status run_impl(const fg_train_config *cfg, fg_comm *comm, fg_comm *ep
             fg_model_post_step(r->m);
             if (zero) /* AdamW on the shard, then the params all-gathered (the bf16 copy refreshes at forward) */
                 st = dp_zero_step(r->dp, &r->opt, lr, fg_optim_clip_coef(norm, c->grad_clip));
+            else if (own) /* AdamW on the stage's own tensors (fp32 pipelines: no bf16 copy) */
+                pp_step(r->pp, lr, fg_optim_clip_coef(norm, c->grad_clip));
             else
                 fg_optim_step_fused(&r->opt, fg_model_params(r->m), grads, lr, fg_optim_clip_coef(norm, c->grad_clip),
                                     fg_model_bf16_weights(r->m));
@@ -1685,11 +1728,26 @@ static fg_status run_impl(const fg_train_config *cfg, fg_comm *comm, fg_comm *ep
         res.ckpt_bytes += s.file_full + s.file_delta;
     }
     uint64_t fb = 0;
+    if (r->pp && (st = pp_gather(r->pp, 0)) != FG_OK)
+        goto out_teardown;
     st = r->rank0 ? save_final(c->out, r->step, c, r->m, &fb) : FG_OK;
     if (st != FG_OK)
         goto out_teardown;
     res.ckpt_bytes += fb;
     res.wall_sec = fg_time_sec() - t_wall;
+    if (r->pp && pp_size(r->pp) > 1) { /* every rank: the stage memory, the largest of the grid */
+        size_t own = 0, resid = 0, whole = 0;
+        pp_release(r->pp); /* rank 0's copies of the other stages' tensors (final/) go */
+        pp_memory(r->pp, &own, &resid, &whole);
+        double v[3] = {(double)own, (double)resid, (double)fg_peak_rss_bytes()};
+        memcpy(r->mem, v, sizeof v);
+        r->mem_whole = (double)whole;
+        if (fg_comm_rank(r->world) == 0)
+            v[0] = v[1] = v[2] = 0; /* the others' largest */
+        if ((st = fg_comm_allreduce(r->world, v, 3, FG_DT_F64, FG_OP_MAX)) != FG_OK)
+            goto out_teardown;
+        memcpy(r->mem_max, v, sizeof v);
+    }
     if (out && c->model.moe.n_expert > 0) {
         fputc('\n', out);
         fg_model_moe_print_loads(r->m, out);
