@@ -374,7 +374,9 @@ fg_model *fg_model_new(const fg_model_config *cfg, int B, int T)
     if (!m->inputs || !m->targets)
         goto fail;
     if (m->cfg.precision == FG_PRECISION_FP32) { /* bf16 / fp8 keep their own (lowp.c) */
-        m->acts = fg_calloc(layout_acts(m, NULL), sizeof(float));
+        /* lazy as well: a pipeline stage touches only its layers' activations (and the
+         * logits only on the last stage) */
+        m->acts = fg_calloc_lazy(layout_acts(m, NULL), sizeof(float));
         if (!m->acts)
             goto fail;
         layout_acts(m, m->acts);
@@ -429,7 +431,7 @@ void fg_model_delete(fg_model *m)
     fg_free(m->dbf);
     fg_free(m->inputs);
     fg_free(m->targets);
-    fg_free(m->acts);
+    fg_free_lazy(m->acts);
     fg_free_lazy(m->grads);
     fg_free_lazy(m->params);
     fg_free(m->tensors);
