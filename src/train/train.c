@@ -1686,8 +1686,8 @@ static fg_status run_impl(const fg_train_config *cfg, fg_comm *comm, fg_comm *ep
         if (st != FG_OK)
             goto out_teardown;
         if (r->pp && c->pp > 1 && c->pp_balance && c->ckpt_every > 0 && r->step % c->ckpt_every == 0 && !last) {
-            /* the balancer at a checkpoint boundary: every rank holds every layer's params
-             * and optimiser state, so moving layers moves no bytes */
+            /* the balancer at a checkpoint boundary: a moved layer's params and m, v go to
+             * its new stage (stage-owned memory; none move under --zero 1) */
             char msg[512];
             int moved = 0;
             st = pp_balance(r->pp, &moved, msg, sizeof msg);
