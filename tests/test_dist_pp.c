@@ -263,6 +263,26 @@ static void test_memory(void)
     }
 }
 
+/* Loss scaling with stage-owned memory: each stage unscales its own spans and the stages
+ * agree on the overflow (a MAX), so the step with the injected inf is skipped everywhere
+ * and the run stays one process's. */
+static void test_loss_scale(void)
+{
+    const char *model = "--layout llama --n-layer 4 --n-head 2 --d-model 16 --grad-accum 4 --max-steps 8 "
+                        "--loss-scale dynamic --inject-overflow-step 3";
+    char ref[1024], dir[1024], args[8192], path[1200];
+    snprintf(ref, sizeof ref, "%s/ls_ref", fg_test_tmpdir());
+    snprintf(dir, sizeof dir, "%s/ls_pp2", fg_test_tmpdir());
+    snprintf(args, sizeof args, "%s %s --out '%s'", data, model, ref);
+    FG_CHECK(train(0, args) == 0, "loss scaling, one process: %s", out);
+    snprintf(args, sizeof args, "--pp 2 %s %s --out '%s'", data, model, dir);
+    FG_CHECK(train(2, args) == 0, "loss scaling, pp 2: %s", out);
+    snprintf(path, sizeof path, "grep -c '\"skipped\": 1' '%s/metrics.jsonl' | grep -qx 1", dir);
+    FG_CHECK(fg_test_run(path, NULL, 0) == 0, "loss scaling, pp 2: one step skipped (the injected overflow)");
+    dist_check_losses("loss scaling pp 2", ref, dir, 1, 8);
+    dist_check_params("loss scaling pp 2", ref, dir);
+}
+
 /* What the pipeline does not run is refused with the reason. */
 static void test_refused(void)
 {
@@ -316,6 +336,7 @@ int main(void)
     test_balance();
     test_balance_resume();
     test_memory();
+    test_loss_scale();
     test_refused();
     return fg_test_end();
 }
