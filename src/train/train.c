@@ -1171,22 +1171,24 @@ static void print_cost(FILE *out, const run *r, const fg_train_result *res, doub
             bf ? "bf16" : "fp32", fg_fmt_bytes(s2, sizeof s2, (double)nopt * (double)fg_adam_moment_bytes(!bf)),
             bf ? "fp32" : "bf16", fg_fmt_bytes(s3, sizeof s3, (double)np * sizeof(float)));
     if (r->dp || r->pp) {
-        fprintf(out, "optimizer / rank: %zu bytes of m+v (%s)\n", nopt * fg_adam_moment_bytes(r->c.adam_moments),
-                r->dp && dp_zero(r->dp) ? "ZeRO-1: this rank's shard" : "whole, on every rank");
-        /* what this rank keeps for training (activations above): fp32 params and grads are
-         * whole on every rank whatever the layout; ZeRO-1 adds its shard's reduced grads */
+        /* what this rank keeps for training (activations above): with pipeline stages the
+         * floats of its stage's tensors (docs/DIST.md "Memory per rank"), else the whole
+         * params and grads; ZeRO-1 adds its shard's reduced grads */
+        const bool own = r->pp && pp_own(r->pp);
+        size_t keep =
+            own ? (size_t)(r->mem[0] / (double)(2 * sizeof(float) + fg_adam_moment_bytes(r->c.adam_moments))) : np;
+        fprintf(out, "optimizer / rank: %zu bytes of m+v (%s)\n",
+                (own ? keep : nopt) * fg_adam_moment_bytes(r->c.adam_moments),
+                r->dp && dp_zero(r->dp) ? "ZeRO-1: this rank's shard"
+                : own                   ? "this stage's tensors"
+                                        : "whole, on every rank");
         size_t zoff = 0, zlen = 0;
         if (r->dp && dp_zero(r->dp) && !dp_compressed(r->dp))
             dp_shard(r->dp, &zoff, &zlen);
-        size_t keep = np; /* stage-owned memory: the floats of this stage's tensors */
-        if (r->pp && pp_own(r->pp))
-            keep = (size_t)(r->mem[0] / (double)(2 * sizeof(float) + fg_adam_moment_bytes(r->c.adam_moments)));
-        else
-            keep = np;
         fprintf(out,
                 "memory / rank   : params %zu bytes, grads %zu bytes, optimizer %zu bytes, ZeRO grad shard %zu bytes\n",
                 keep * sizeof(float), keep * sizeof(float),
-                (r->pp && pp_own(r->pp) ? keep : nopt) * fg_adam_moment_bytes(r->c.adam_moments), zlen * sizeof(float));
+                (own ? keep : nopt) * fg_adam_moment_bytes(r->c.adam_moments), zlen * sizeof(float));
     }
     if (r->pp && pp_size(r->pp) > 1) {
         /* rank 0 (checkpoints, validation, final/: the whole model for a moment) and the
