@@ -228,8 +228,9 @@ static void test_memory(void)
                                   "--dp 2 --pp 2 --adam-moments bf16",
                                   "--tp 2 --pp 2",
                                   "--pp 2 --pp-chunks 2",
+                                  "--dp 2 --pp 2 --zero 1",
                                   "--pp 2 --pp-balance --pp-slow-rank 1 --pp-slow-ms 30 --ckpt-every 2"};
-    static const int nps[] = {2, 4, 4, 4, 2, 2};
+    static const int nps[] = {2, 4, 4, 4, 2, 4, 2};
     const int n = (int)(sizeof nps / sizeof nps[0]);
     for (int i = 0; i < n; i++) {
         snprintf(dir, sizeof dir, "%s/mem_%d", fg_test_tmpdir(), i);

@@ -17,10 +17,7 @@
 /* floats of the tied embedding's gradient exchanged at a time (a bounded buffer) */
 #define PP_XCHUNK ((size_t)1 << 18)
 
-/* a stretch [off, off + len) of the flat buffers */
-typedef struct pp_span {
-    size_t off, len;
-} pp_span;
+typedef dp_span pp_span;
 
 struct pp {
     fg_comm *comm, *dp, *tp;
@@ -51,7 +48,8 @@ struct pp {
     fg_req *il_req;   /* 4 x V x il_cap: rx, ys, rdy, dxs */
     /* stage-owned memory (pp_own_enable): this rank touches only its own tensors' spans of
      * params, grads, m, v; the rest are untouched pages of the model's lazy buffers */
-    fg_optim *opt;      /* the optimiser whose m, v follow the ownership (NULL: off) */
+    int own_on;         /* stage-owned memory on */
+    fg_optim *opt;      /* the optimiser whose m, v follow the ownership (NULL: off, or ZeRO-1's shard) */
     pp_span *own;       /* [n_own] merged spans of the tensors this stage owns */
     int n_own;          /* ... (tied wte on both end stages) */
     fg_optim_range *vr; /* the optimiser's ranges clipped to own (the step's view) */
@@ -675,7 +673,7 @@ static int clip_range(const fg_optim_range *r, const pp_span *sp, int n, fg_opti
 /* this rank's spans and the optimiser's view of them, after the bounds changed */
 static fg_status own_build(pp *p)
 {
-    if (!p->opt)
+    if (!p->own_on)
         return FG_OK;
     fg_free(p->own);
     fg_free(p->vr);
@@ -686,6 +684,8 @@ static fg_status own_build(pp *p)
     if (!p->own)
         return fg_error(FG_ERR_NOMEM, "pipeline parallel: out of memory for the stage's spans");
     spans_of(p, p->bounds, p->rank, 0, p->own);
+    if (!p->opt)
+        return FG_OK; /* ZeRO-1 over the stage: dp.c steps the shard */
     /* the norm counts the tied embedding once: stage 0's copy */
     pp_span *ns = fg_calloc((size_t)p->n_own + 1, sizeof *ns);
     int nn = 0;
@@ -735,12 +735,15 @@ static void release_outside(void *buf, size_t es, size_t n, const pp_span *sp, i
 
 void pp_release(pp *p)
 {
-    if (!p->opt)
+    if (!p->own_on)
         return;
     size_t n = fg_model_num_params(p->m);
     release_outside(fg_model_params(p->m), sizeof(float), n, p->own, p->n_own);
     release_outside(fg_model_grads(p->m), sizeof(float), n, p->own, p->n_own);
+    p->gathered = 0;
     const fg_optim *o = p->opt;
+    if (!o)
+        return; /* ZeRO-1's m, v are the shard's */
     release_outside(o->m ? (void *)o->m : (void *)o->m16, o->m ? sizeof(float) : sizeof(uint16_t), o->n_params, p->own,
                     p->n_own);
     release_outside(o->v ? (void *)o->v : (void *)o->v16, o->v ? sizeof(float) : sizeof(uint16_t), o->n_params, p->own,
@@ -748,30 +751,64 @@ void pp_release(pp *p)
     p->gathered = 0;
 }
 
+static int own_possible(const pp *p)
+{
+    const fg_model_config *c = fg_model_get_config(p->m);
+    /* weights tied across layers (stages): every stage keeps every tensor */
+    return p->size > 1 && !c->ffn_share && c->mtp_depth <= 0;
+}
+
+fg_status pp_own_begin(pp *p)
+{
+    if (!own_possible(p))
+        return FG_OK;
+    p->own_on = 1;
+    fg_status st = own_build(p);
+    if (st == FG_OK && !(p->xbuf = fg_malloc(PP_XCHUNK * sizeof(float))))
+        st = fg_error(FG_ERR_NOMEM, "pipeline parallel: out of memory");
+    if (st != FG_OK)
+        p->own_on = 0;
+    return st;
+}
+
 fg_status pp_own_enable(pp *p, fg_optim *o)
 {
-    if (p->size < 2 || p->zero)
+    if (!p->own_on)
         return FG_OK;
-    const fg_model_config *c = fg_model_get_config(p->m);
-    if (c->ffn_share || c->mtp_depth > 0)
-        return FG_OK; /* weights tied across layers (stages): every stage keeps every tensor */
-    p->opt = o;
+    p->opt = p->zero ? NULL : o;
     fg_status st = own_build(p);
-    if (st != FG_OK) {
-        p->opt = NULL;
-        return st;
+    if (st == FG_OK)
+        pp_release(p);
+    return st;
+}
+
+const dp_span *pp_own_spans(const pp *p, int *n)
+{
+    *n = p->own_on ? p->n_own : 0;
+    return p->own_on ? p->own : NULL;
+}
+
+void pp_norm_skip(const pp *p, size_t *off, size_t *len)
+{
+    const fg_tensor_info *wte = fg_model_find_tensor(p->m, "wte");
+    *off = *len = 0;
+    if (p->own_on && p->rank > 0 && wte && tensor_owned(p, p->bounds, wte, p->rank)) {
+        *off = wte->offset;
+        *len = wte->numel;
     }
-    if (!(p->xbuf = fg_malloc(PP_XCHUNK * sizeof(float)))) {
-        p->opt = NULL;
-        return fg_error(FG_ERR_NOMEM, "pipeline parallel: out of memory");
-    }
-    pp_release(p);
-    return FG_OK;
 }
 
 int pp_own(const pp *p)
 {
-    return p->opt != NULL;
+    return p->own_on;
+}
+
+size_t pp_kept(const pp *p)
+{
+    size_t k = 0;
+    for (int i = 0; i < p->n_own; i++)
+        k += p->own[i].len;
+    return p->own_on ? k : fg_model_num_params(p->m);
 }
 
 /* n elements of type t at buf, sent to / received from peer in pieces MPI's int counts hold */
@@ -811,8 +848,9 @@ static fg_status move_spans(pp *p, const pp_span *sp, int ns, int from, int to, 
 
 fg_status pp_gather(pp *p, int moments)
 {
-    if (!p->opt)
+    if (!p->own_on)
         return FG_OK;
+    moments = moments && p->opt; /* ZeRO-1's m, v are in the shard files */
     /* world rank 0 writes and validates: its pipeline is that of replica 0, tp rank 0 */
     if ((p->dp && fg_comm_rank(p->dp) != 0) || (p->tp && fg_comm_rank(p->tp) != 0))
         return FG_OK;
@@ -882,24 +920,26 @@ void pp_memory(const pp *p, size_t *owned, size_t *resident, size_t *whole)
     const fg_optim *o = p->opt;
     for (int i = 0; i < p->n_own; i++)
         k += p->own[i].len;
-    if (!o)
+    if (!p->own_on)
         k = n;
     size_t es = o && o->m16 ? sizeof(uint16_t) : sizeof(float);
-    *owned = k * (2 * sizeof(float) + 2 * es);
-    *whole = n * (2 * sizeof(float) + 2 * es);
+    /* params and grads; m, v when this rank's follow the stage (not ZeRO-1's shard: the caller's) */
+    *owned = k * 2 * sizeof(float) + (o ? k * 2 * es : 0);
+    *whole = n * 2 * sizeof(float) + (o ? n * 2 * es : 0);
     *resident = 0;
-    if (!o)
+    if (!p->own_on)
         return;
     *resident = fg_mem_resident(fg_model_params(p->m), n * sizeof(float)) +
-                fg_mem_resident(fg_model_grads(p->m), n * sizeof(float)) +
-                fg_mem_resident(o->m ? (void *)o->m : (void *)o->m16, n * es) +
-                fg_mem_resident(o->v ? (void *)o->v : (void *)o->v16, n * es);
+                fg_mem_resident(fg_model_grads(p->m), n * sizeof(float));
+    if (o)
+        *resident += fg_mem_resident(o->m ? (void *)o->m : (void *)o->m16, n * es) +
+                     fg_mem_resident(o->v ? (void *)o->v : (void *)o->v16, n * es);
 }
 
 /* The stage-owned gradient sum: the tied embedding's two halves exchanged between the end
  * stages (a + b on both: the same bits), then each owned span summed over the tp group
  * and the replicas; no stage sends another's layers (nor their zeros). */
-static fg_status own_reduce(pp *p)
+static fg_status own_tied(pp *p)
 {
     float *g = fg_model_grads(p->m);
     fg_status st = FG_OK;
@@ -922,6 +962,13 @@ static fg_status own_reduce(pp *p)
             p->st.bytes_step += (double)k * sizeof(float);
         }
     }
+    return st;
+}
+
+static fg_status own_reduce(pp *p)
+{
+    float *g = fg_model_grads(p->m);
+    fg_status st = own_tied(p);
     fg_comm *groups[2] = {p->tp, p->dp};
     for (int gi = 0; gi < 2 && st == FG_OK; gi++) {
         fg_comm *c = groups[gi];
@@ -1039,7 +1086,7 @@ fg_status pp_grads(pp *p, fg_model *m, const int32_t *inp, const int32_t *tgt, i
     p->st.micro = Al;
     if (p->gathered) /* rank 0 after a checkpoint or validation: the other stages' copies go */
         pp_release(p);
-    if (p->opt) { /* only the stage's spans: the other pages are never touched */
+    if (p->own_on) { /* only the stage's spans: the other pages are never touched */
         float *g = fg_model_grads(m);
         for (int i = 0; i < p->n_own; i++)
             memset(g + p->own[i].off, 0, p->own[i].len * sizeof(float));
@@ -1083,7 +1130,7 @@ fg_status pp_grads(pp *p, fg_model *m, const int32_t *inp, const int32_t *tgt, i
         st = fg_comm_allreduce(p->comm, ld, (size_t)n, FG_DT_F32, FG_OP_SUM);
     }
     double sum = x.sum;
-    float *g = p->zero || p->opt ? NULL : fg_model_grads(m);
+    float *g = p->zero || p->own_on ? NULL : fg_model_grads(m);
     size_t n = fg_model_num_params(m);
     if (st == FG_OK)
         st = reduce(p, p->comm, g, n, &sum);
@@ -1091,8 +1138,10 @@ fg_status pp_grads(pp *p, fg_model *m, const int32_t *inp, const int32_t *tgt, i
         st = reduce(p, p->tp, g, n, NULL);
     if (st == FG_OK)
         st = reduce(p, p->dp, g, n, &sum);
-    if (st == FG_OK && p->opt)
+    if (st == FG_OK && p->own_on && !p->zero)
         st = own_reduce(p);
+    if (st == FG_OK && p->own_on && p->zero) /* then the stage's reduce-scatter sums the rest */
+        st = own_tied(p);
     /* ZeRO-1: one reduce-scatter over every rank of the grid forms the same sum (stages,
      * tp shards and replicas alike hold zeros where they computed nothing), each rank
      * receiving only the span of the optimiser state it keeps */

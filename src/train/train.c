@@ -61,6 +61,7 @@ typedef struct run {
     tp *tp;
     /* every rank of the grid: ZeRO-1's group when tp or pp > 1 (then dp exists even at dp 1) */
     fg_comm *world;
+    fg_comm *stage_comm; /* ZeRO-1 over a pipeline stage's ranks (stage-owned memory) */
     /* pipelines: params + grads + m + v bytes, rank 0's and the largest of any rank: the
      * stage's share (own), resident pages (res), peak RSS; whole: the whole model's */
     double mem[3], mem_max[3], mem_whole;
@@ -618,11 +619,12 @@ static int ckpt_tensors(run *r, fg_ckpt_tensor t[3], float **scratch, fg_status 
     return *st == FG_OK ? 3 : 0;
 }
 
-/* One checkpoint file into the model and the moments this rank keeps, sm/sv = the span
- * [off, off + len) of the whole m, v: params and meta from the file; m, v from it too
- * (written whole) or from the ZeRO-1 shard files of its step (meta "zero_shards": P). */
-static fg_status load_one(run *r, const char *path, long *step, char **meta, float *sm, float *sv, size_t off,
-                          size_t len)
+/* One checkpoint file into the model and the moments this rank keeps, sm/sv = the flat
+ * pieces `want` of the whole m, v (each at its dst): params and meta from the file; m, v
+ * from it too (written whole) or from the ZeRO-1 shard files of its step (meta
+ * "zero_shards": P). */
+static fg_status load_one(run *r, const char *path, long *step, char **meta, float *sm, float *sv, const dp_piece *want,
+                          int nwant)
 {
     size_t n = fg_model_num_params(r->m), bytes = n * sizeof(float);
     fg_ckpt_tensor t[3] = {{"params", fg_model_params(r->m), bytes}, {"adam.m", sm, bytes}, {"adam.v", sv, bytes}};
@@ -633,8 +635,8 @@ static fg_status load_one(run *r, const char *path, long *step, char **meta, flo
     long P = json_is_integer(z) ? (long)json_integer_value(z) : 0;
     json_decref(o);
     if (P > 0)
-        return dp_load_shards(r->c.ckpt_dir, *step, (int)P, n, off, len, sm, sv);
-    if (off == 0 && len == n)
+        return dp_load_shards(r->c.ckpt_dir, *step, (int)P, n, want, nwant, sm, sv);
+    if (nwant == 1 && want[0].off == 0 && want[0].len == n)
         return fg_ckpt_load_file(path, step, NULL, t + 1, 2);
     /* written whole, a shard kept: through whole buffers */
     float *zm = fg_malloc(bytes ? bytes : 1), *zv = fg_malloc(bytes ? bytes : 1);
@@ -643,9 +645,9 @@ static fg_status load_one(run *r, const char *path, long *step, char **meta, flo
     t[2].data = zv;
     if (st == FG_OK)
         st = fg_ckpt_load_file(path, step, NULL, t + 1, 2);
-    if (st == FG_OK) {
-        memcpy(sm, zm + off, len * sizeof(float));
-        memcpy(sv, zv + off, len * sizeof(float));
+    for (int j = 0; j < nwant && st == FG_OK; j++) {
+        memcpy(sm + want[j].dst, zm + want[j].off, want[j].len * sizeof(float));
+        memcpy(sv + want[j].dst, zv + want[j].off, want[j].len * sizeof(float));
     }
     fg_free(zm);
     fg_free(zv);
@@ -658,9 +660,12 @@ static fg_status load_one(run *r, const char *path, long *step, char **meta, flo
  * form the checkpoint has, so any dp size, sharded or not, reads any other's. */
 static fg_status load_resume(run *r)
 {
-    size_t n = fg_model_num_params(r->m), off = 0, len = n;
+    size_t n = fg_model_num_params(r->m);
+    dp_piece whole = {0, n, 0};
+    const dp_piece *want = &whole; /* the flat pieces of m, v this rank keeps */
+    int nwant = 1;
     if (r->dp && dp_zero(r->dp))
-        dp_shard(r->dp, &off, &len);
+        want = dp_shard_pieces(r->dp, &nwant);
     float *sm, *sv, *sscr = NULL; /* fp32 views of the kept moments (storage, or a scratch to narrow from) */
     fg_status st = fg_optim_moments_f32(&r->opt, &sm, &sv, &sscr);
     char **paths = NULL;
@@ -676,7 +681,7 @@ static fg_status load_resume(run *r)
     for (int i = np - 1; i >= 0 && st == FG_OK; i--) {
         fg_free(meta);
         meta = NULL;
-        st = load_one(r, paths[i], &step, &meta, sm, sv, off, len);
+        st = load_one(r, paths[i], &step, &meta, sm, sv, want, nwant);
         if (st == FG_OK) {
             if (i != np - 1 && r->rank0)
                 FG_WARN("resumed from %s, an older checkpoint, because newer ones are not usable", paths[i]);
@@ -818,6 +823,15 @@ static fg_status aug_setup(run *r)
 }
 
 /* ---- setup: everything that can fail on bad input happens before any write ---- */
+/* Does a pipeline stage keep only its own tensors (docs/DIST.md "Memory per rank")? Not
+ * with ZeRO-1 and the balancer together (the stage's shards would move with the layers:
+ * ZeRO-1 then shards over the whole grid and every stage keeps every tensor); pp.c also
+ * leaves it off for FFN sharing and multi-token prediction. */
+static bool stage_owned(const fg_train_config *c)
+{
+    return !(c->zero && c->pp_balance);
+}
+
 static fg_status setup(run *r, FILE *out)
 {
     fg_train_config *c = &r->c;
@@ -915,7 +929,7 @@ static fg_status setup(run *r, FILE *out)
     }
     c->model = *fg_model_get_config(r->m); /* resolved: padded_vocab, d_ff, ... */
     /* a pipeline stage writes only its own tensors (docs/DIST.md "Memory per rank") */
-    pp_init_weights(r->pp_comm, c->pp_chunks, c->pp > 1 && !c->zero, r->m, c->seed);
+    pp_init_weights(r->pp_comm, c->pp_chunks, c->pp > 1 && stage_owned(c), r->m, c->seed);
     if (r->ep_comm && fg_comm_size(r->ep_comm) > 1) {
         if ((st = fg_model_moe_set_ep(r->m, r->ep_comm)) != FG_OK)
             goto out_ids;
@@ -959,22 +973,39 @@ static fg_status setup(run *r, FILE *out)
                       c->compress_momentum,
                       c->compress_clip && c->grad_clip > 0 && c->dp > 1 ? c->grad_clip / sqrtf((float)c->dp) : 0.0f,
                       c->compress_warmup};
-    /* with tp / pp, ZeRO-1 shards over the whole grid (docs/DIST.md "Optimiser state over the grid") */
-    fg_comm *zc = c->zero && (c->pp > 1 || c->tp > 1) ? r->world : NULL;
-    if (((r->comm && fg_comm_size(r->comm) > 1) || (zc && fg_comm_size(zc) > 1)) &&
-        !(r->dp = dp_new(r->comm, zc, r->m, c->zero, c->bucket_mb, &cz)))
-        st = fg_last_status();
-    else if (r->dp && c->zero)
-        st = dp_optim_init(r->dp, &r->opt, ranges, nt, &ac); /* m, v of this rank's shard only */
-    else
-        st = fg_optim_init(&r->opt, fg_model_num_params(r->m), ranges, nt, &ac);
-    fg_free(ranges);
+    /* tp / pp first: a pipeline stage keeps its own tensors only, the spans ZeRO-1 then
+     * shards over the stage's ranks (docs/DIST.md "Memory per rank") */
     if (st == FG_OK && r->tp_comm && fg_comm_size(r->tp_comm) > 1 && !(r->tp = tp_new(r->tp_comm, r->m)))
         st = fg_last_status();
     if (st == FG_OK && (c->pp > 1 || c->tp > 1) &&
         !(r->pp = pp_new(r->pp_comm, r->comm, r->tp_comm, r->m, c->batch_size, c->seq_len, c->pp_slow_rank,
                          c->pp_slow_ms, c->pp_chunks)))
         st = fg_last_status();
+    if (st == FG_OK && r->pp && c->pp > 1 && stage_owned(c))
+        st = pp_own_begin(r->pp);
+    const bool stage_zero = st == FG_OK && c->zero && r->pp && pp_own(r->pp);
+    /* ZeRO-1 over the stage's ranks (stage-owned memory), or with tp / pp over the whole
+     * grid (the balancer, FFN sharing: every stage keeps every tensor) */
+    if (st == FG_OK && stage_zero)
+        st = fg_comm_split(r->world, fg_comm_rank(r->pp_comm), fg_comm_rank(r->world), &r->stage_comm);
+    fg_comm *zc = stage_zero ? r->stage_comm : c->zero && (c->pp > 1 || c->tp > 1) ? r->world : NULL;
+    int nsp = 0;
+    const dp_span *sp = stage_zero ? pp_own_spans(r->pp, &nsp) : NULL;
+    if (st == FG_OK) {
+        if (((r->comm && fg_comm_size(r->comm) > 1) || (zc && (fg_comm_size(zc) > 1 || stage_zero))) &&
+            !(r->dp = dp_new(r->comm, zc, r->m, c->zero, c->bucket_mb, &cz, sp, nsp)))
+            st = fg_last_status();
+        else if (r->dp && c->zero)
+            st = dp_optim_init(r->dp, &r->opt, ranges, nt, &ac); /* m, v of this rank's shard only */
+        else
+            st = fg_optim_init(&r->opt, fg_model_num_params(r->m), ranges, nt, &ac);
+    }
+    fg_free(ranges);
+    if (st == FG_OK && stage_zero) { /* the norm and the inf check also over the stages */
+        size_t xo = 0, xl = 0;
+        pp_norm_skip(r->pp, &xo, &xl);
+        dp_set_outer(r->dp, r->pp_comm, xo, xl, fg_comm_rank(r->world), fg_comm_size(r->world));
+    }
     if (st == FG_OK && r->pp && zc && r->dp)
         pp_set_zero(r->pp, r->dp);
     if (st == FG_OK && r->pp) /* each stage keeps its own tensors only (docs/DIST.md "Memory per rank") */
@@ -1057,6 +1088,8 @@ static void teardown(run *r)
     fg_loader_close(&r->val);
     fg_optim_free(&r->opt);
     dp_delete(r->dp);
+    if (r->stage_comm)
+        fg_comm_free(r->stage_comm);
     pp_delete(r->pp);
     tp_delete(r->tp, r->m);
     fg_model_delete(r->m);
@@ -1174,14 +1207,13 @@ static void print_cost(FILE *out, const run *r, const fg_train_result *res, doub
         /* what this rank keeps for training (activations above): with pipeline stages the
          * floats of its stage's tensors (docs/DIST.md "Memory per rank"), else the whole
          * params and grads; ZeRO-1 adds its shard's reduced grads */
-        const bool own = r->pp && pp_own(r->pp);
-        size_t keep =
-            own ? (size_t)(r->mem[0] / (double)(2 * sizeof(float) + fg_adam_moment_bytes(r->c.adam_moments))) : np;
+        const bool zero = r->dp && dp_zero(r->dp), own = r->pp && pp_own(r->pp) && !zero;
+        size_t keep = r->pp ? pp_kept(r->pp) : np; /* a pipeline stage: its own tensors' floats */
         fprintf(out, "optimizer / rank: %zu bytes of m+v (%s)\n",
                 (own ? keep : nopt) * fg_adam_moment_bytes(r->c.adam_moments),
-                r->dp && dp_zero(r->dp) ? "ZeRO-1: this rank's shard"
-                : own                   ? "this stage's tensors"
-                                        : "whole, on every rank");
+                zero  ? "ZeRO-1: this rank's shard"
+                : own ? "this stage's tensors"
+                      : "whole, on every rank");
         size_t zoff = 0, zlen = 0;
         if (r->dp && dp_zero(r->dp) && !dp_compressed(r->dp))
             dp_shard(r->dp, &zoff, &zlen);
@@ -1521,7 +1553,7 @@ static fg_status run_impl(const fg_train_config *cfg, fg_comm *comm, fg_comm *ep
              * clean gradients only; the skipped step leaves params, the Adam moments and
              * Adam's t as they were, while the step counter, schedule and data move on */
             bool found_inf = false;
-            if (r->pp && pp_own(r->pp))
+            if (r->pp && pp_own(r->pp) && !zero)
                 st = pp_unscale(r->pp, fg_loss_scaler_inv_scale(&r->scaler), &found_inf);
             else if (r->dp)
                 st = dp_unscale(r->dp, grads, n_grads, fg_loss_scaler_inv_scale(&r->scaler), &found_inf);
@@ -1532,7 +1564,7 @@ static fg_status run_impl(const fg_train_config *cfg, fg_comm *comm, fg_comm *ep
             skipped = fg_loss_scaler_update(&r->scaler, found_inf);
         }
         double norm = NAN;
-        const bool own = r->pp && pp_own(r->pp);
+        const bool own = r->pp && pp_own(r->pp) && !zero;
         if (!skipped && zero)
             st = dp_zero_norm(r->dp, &r->opt, &norm); /* over all shards */
         else if (!skipped && own)
@@ -1741,6 +1773,12 @@ static fg_status run_impl(const fg_train_config *cfg, fg_comm *comm, fg_comm *ep
         size_t own = 0, resid = 0, whole = 0;
         pp_release(r->pp); /* rank 0's copies of the other stages' tensors (final/) go */
         pp_memory(r->pp, &own, &resid, &whole);
+        if (r->dp && dp_zero(r->dp)) { /* m, v: ZeRO-1's shard (fg_optim's, touched whole) */
+            size_t mb = fg_adam_moment_bytes(c->adam_moments);
+            own += r->opt.n_params * mb;
+            resid += r->opt.n_params * mb;
+            whole += fg_model_num_params(r->m) * mb;
+        }
         double v[3] = {(double)own, (double)resid, (double)fg_peak_rss_bytes()};
         memcpy(r->mem, v, sizeof v);
         r->mem_whole = (double)whole;
