@@ -6,6 +6,7 @@
 #include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <unistd.h>
@@ -159,8 +160,10 @@ static inline void dist_check_params(const char *what, const char *ref_dir, cons
 /* ZeRO-1 over `world` ranks: rank 0's cost summary (out) says it keeps ceil(n / world) of
  * the n params' fp32 m and v ("optimizer / rank"), i.e. 1/world of the unsharded 8 n
  * bytes, and the "memory / rank" line reports the same optimiser bytes beside whole
- * params and grads. */
-static inline void dist_check_opt_shard(const char *what, const char *out, int world)
+ * params and grads. With pp > 1 stages (stage-owned memory, docs/DIST.md "Memory per
+ * rank") rank 0 keeps its stage's k < n params and grads and ceil(k / (world / pp)) of their
+ * m and v: ZeRO-1 shards the stage's own tensors over the stage's ranks. */
+static inline void dist_check_opt_shard_pp(const char *what, const char *out, int world, int pp)
 {
     const char *pn = strstr(out, "params          : "), *po = strstr(out, "optimizer / rank: ");
     const char *pm = strstr(out, "memory / rank   : ");
@@ -173,12 +176,25 @@ static inline void dist_check_opt_shard(const char *what, const char *out, int w
     FG_CHECK(ok, "%s: params, optimizer / rank and memory / rank lines in: %s", what, out);
     if (!ok)
         return;
+    if (pp > 1) {
+        size_t k = mp / 4, q = (size_t)(world / pp), want = (k + q - 1) / q;
+        FG_CHECK(k < n && mg == mp && opt == 8 * want && mo == opt && mz == 4 * want,
+                 "%s: rank 0 keeps params %zu grads %zu bytes of the %zu params' %zu, m+v %zu, shard %zu (want params "
+                 "under the whole, m+v 8 x ceil(%zu / %zu) = %zu, shard %zu)",
+                 what, mp, mg, n, 4 * n, opt, mz, k, q, 8 * want, 4 * want);
+        return;
+    }
     size_t want = (n + (size_t)world - 1) / (size_t)world; /* rank 0 keeps the rounded-up share */
     FG_CHECK(opt == 8 * want, "%s: rank 0 keeps %zu bytes of m+v, want 8 x ceil(%zu / %d) = %zu (1/%d of %zu)", what,
              opt, n, world, 8 * want, world, 8 * n);
     FG_CHECK(mo == opt && mp == 4 * n && mg == 4 * n && mz == 4 * want,
              "%s: memory / rank: params %zu grads %zu optimizer %zu shard %zu (want %zu %zu %zu %zu)", what, mp, mg, mo,
              mz, 4 * n, 4 * n, opt, 4 * want);
+}
+
+static inline void dist_check_opt_shard(const char *what, const char *out, int world)
+{
+    dist_check_opt_shard_pp(what, out, world, 1);
 }
 
 /* `frugal train ARGS` on np ranks under mpirun (np 0: one process, no launcher); its
@@ -242,7 +258,8 @@ static inline void dist_check_sharded(const char *bin, const char *name, const c
         FG_CHECK(rc == 0, "%s: exit %d: %s", what, rc, out);
         if (rc != 0)
             continue;
-        dist_check_opt_shard(what, out, nps[i]);
+        const char *pp = strstr(grids[i], "--pp ");
+        dist_check_opt_shard_pp(what, out, nps[i], pp ? atoi(pp + 5) : 1);
         dist_check_losses(what, ref, dir, 1, 20);
         dist_check_params(what, ref, dir);
     }

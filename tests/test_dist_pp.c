@@ -198,6 +198,92 @@ static void test_zero(const char *name, const char *model)
     dist_check_resumes(bin, what, src, ref, args, 3, rgrids, rnps);
 }
 
+/* Stage-owned memory (docs/DIST.md "Memory per rank"): rank 0's summary line
+ * "stage mem bytes : whole W rank0 O0 resident R0 others O1 resident R1" (params + grads +
+ * m + v: the whole model's, rank 0's share and resident pages, the largest other rank's).
+ * Each rank's resident pages are its share (plus a partial page at the ends of its spans)
+ * and the share is the stage's layers, about 1/P of them. */
+static bool stage_mem(const char *what, double v[5])
+{
+    const char *p = strstr(out, "stage mem bytes : ");
+    bool ok = p && sscanf(p, "stage mem bytes : whole %lf rank0 %lf resident %lf others %lf resident %lf", &v[0], &v[1],
+                          &v[2], &v[3], &v[4]) == 5;
+    FG_CHECK(ok, "%s: the stage memory line in: %s", what, out);
+    return ok;
+}
+
+static void test_memory(void)
+{
+    /* 8 layers of C 128: 1.63M params, 24.9 MiB of params + grads + m + v, tensors of many
+     * pages (the spans' partial end pages are a small part) */
+    const char *model = "--layout gpt2 --n-layer 8 --n-head 4 --d-model 128 --max-steps 4";
+    const double slack = 1 << 20; /* partial pages: ~20 spans x 2 ends x 4 buffers x 4 KiB, doubled */
+    char ref[1024], dir[1024], args[8192], what[256];
+    snprintf(ref, sizeof ref, "%s/mem_ref", fg_test_tmpdir());
+    snprintf(args, sizeof args, "%s %s --grad-accum 4 --out '%s'", data, model, ref);
+    FG_CHECK(train(0, args) == 0, "memory: one process: %s", out);
+    /* the balanced run last: the checks below know it by its index */
+    static const char *grids[] = {"--pp 2",
+                                  "--pp 4",
+                                  "--dp 2 --pp 2 --adam-moments bf16",
+                                  "--tp 2 --pp 2",
+                                  "--pp 2 --pp-chunks 2",
+                                  "--dp 2 --pp 2 --zero 1",
+                                  "--pp 2 --pp-balance --pp-slow-rank 1 --pp-slow-ms 30 --ckpt-every 2"};
+    static const int nps[] = {2, 4, 4, 4, 2, 4, 2};
+    const int n = (int)(sizeof nps / sizeof nps[0]);
+    for (int i = 0; i < n; i++) {
+        snprintf(dir, sizeof dir, "%s/mem_%d", fg_test_tmpdir(), i);
+        snprintf(args, sizeof args, "%s %s %s --grad-accum 4 --out '%s'", grids[i], data, model, dir);
+        snprintf(what, sizeof what, "memory %s", grids[i]);
+        int rc = train(nps[i], args);
+        double v[5];
+        FG_CHECK(rc == 0, "%s: exit %d: %s", what, rc, out);
+        if (rc != 0 || !stage_mem(what, v))
+            continue;
+        int P = strstr(grids[i], "--pp 4") ? 4 : 2;
+        double W = v[0]; /* with bf16 moments 12 bytes a param, the shares too */
+        FG_CHECK(v[2] >= v[1] && v[4] >= v[3] && v[4] <= v[3] + slack,
+                 "%s: resident pages %.0f / %.0f are the shares %.0f / %.0f (rank 0 / the others)", what, v[2], v[4],
+                 v[1], v[3]);
+        FG_CHECK(v[2] <= v[1] + slack, "%s: rank 0 resident %.0f beyond its share %.0f", what, v[2], v[1]);
+        if (i < n - 1) /* even split: each rank about W / P (the embedding rides on the end stages) */
+            FG_CHECK(v[1] < W * (1.0 / P + 0.1) && v[3] < W * (1.0 / P + 0.1),
+                     "%s: rank 0 keeps %.0f, the others at most %.0f of the %.0f bytes (want about 1/%d)", what, v[1],
+                     v[3], W, P);
+        else /* the balancer moved layers onto stage 0, their params and m, v with them */
+            FG_CHECK(strstr(out, "-> ") && v[1] > W * 0.6 && v[3] < W * 0.4,
+                     "%s: after the move rank 0 keeps %.0f, rank 1 %.0f of %.0f: %s", what, v[1], v[3], W, out);
+        if (i != 2) /* bf16 moments are another optimiser */
+            dist_check_losses(what, ref, dir, 1, 4);
+        /* tp's partial sums, added in another order, move this model's params by up to
+         * 4e-6 from one process's after 4 steps (the same bits with and without stage-owned
+         * memory: the tp equivalence at 1e-6 is test_dist_tp's, on its models) */
+        if (i != 2 && i != 3)
+            dist_check_params(what, ref, dir);
+    }
+}
+
+/* Loss scaling with stage-owned memory: each stage unscales its own spans and the stages
+ * agree on the overflow (a MAX), so the step with the injected inf is skipped everywhere
+ * and the run stays one process's. */
+static void test_loss_scale(void)
+{
+    const char *model = "--layout llama --n-layer 4 --n-head 2 --d-model 16 --grad-accum 4 --max-steps 8 "
+                        "--loss-scale dynamic --inject-overflow-step 3";
+    char ref[1024], dir[1024], args[8192], path[1200];
+    snprintf(ref, sizeof ref, "%s/ls_ref", fg_test_tmpdir());
+    snprintf(dir, sizeof dir, "%s/ls_pp2", fg_test_tmpdir());
+    snprintf(args, sizeof args, "%s %s --out '%s'", data, model, ref);
+    FG_CHECK(train(0, args) == 0, "loss scaling, one process: %s", out);
+    snprintf(args, sizeof args, "--pp 2 %s %s --out '%s'", data, model, dir);
+    FG_CHECK(train(2, args) == 0, "loss scaling, pp 2: %s", out);
+    snprintf(path, sizeof path, "grep -c '\"skipped\": 1' '%s/metrics.jsonl' | grep -qx 1", dir);
+    FG_CHECK(fg_test_run(path, NULL, 0) == 0, "loss scaling, pp 2: one step skipped (the injected overflow)");
+    dist_check_losses("loss scaling pp 2", ref, dir, 1, 8);
+    dist_check_params("loss scaling pp 2", ref, dir);
+}
+
 /* What the pipeline does not run is refused with the reason. */
 static void test_refused(void)
 {
@@ -250,6 +336,8 @@ int main(void)
     test_resume();
     test_balance();
     test_balance_resume();
+    test_memory();
+    test_loss_scale();
     test_refused();
     return fg_test_end();
 }

@@ -81,6 +81,17 @@ size_t fg_mem_current(void); /* bytes live through fg_malloc now */
 size_t fg_mem_peak(void);    /* high-water mark of fg_mem_current */
 /* Test hook: the n-th fg_malloc/calloc/realloc from now (1 = next) fails; n <= 0 disables. */
 void fg_mem_fail_after(long n);
+/* Zeroed memory whose pages exist only once touched (an anonymous mapping, page-aligned;
+ * counted in fg_mem_current like fg_calloc, whole): the model's flat buffers, of which a
+ * pipeline stage touches only its own tensors' spans (docs/DIST.md "Memory per rank").
+ * Freed with fg_free_lazy only. */
+void *fg_calloc_lazy(size_t n, size_t size);
+void fg_free_lazy(void *p);
+/* Gives the whole pages inside [p, p + bytes) of fg_calloc_lazy memory back to the system
+ * (they read as zeros afterwards); the partial pages at either end stay. */
+void fg_mem_release(void *p, size_t bytes);
+/* Bytes of the pages covering [p, p + bytes) that are resident now (0 when unknown). */
+size_t fg_mem_resident(const void *p, size_t bytes);
 
 /* ---- RNG: xoshiro256** seeded through splitmix64; reproducible across machines ---- */
 typedef struct fg_rng {

@@ -192,6 +192,12 @@ const fg_tensor_info *fg_model_find_tensor(const fg_model *m, const char *name);
 /* GPT-2 style init: N(0, 0.02), residual output projections scaled by 1/sqrt(2L),
  * norms 1, biases 0. Deterministic for a seed. */
 void fg_model_init_weights(fg_model *m, uint64_t seed);
+/* The same values, written only into the tensors keep(ctx, t) holds for (every tensor's
+ * random numbers are still drawn, so a kept tensor gets one process's values): a pipeline
+ * stage initialises its own tensors and never touches the other pages of the lazy params
+ * buffer (docs/DIST.md "Memory per rank"). The MoE / MLA rescaling passes after it touch
+ * their tensors in every layer (the caller releases them). keep NULL: every tensor. */
+void fg_model_init_weights_keep(fg_model *m, uint64_t seed, int (*keep)(void *ctx, const fg_tensor_info *t), void *ctx);
 
 /* inputs, targets: [B,T] token ids (targets may be NULL: logits only; target < 0
  * ignored). *loss = mean over counted targets (plus aux losses, if enabled). */

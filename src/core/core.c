@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -135,6 +136,72 @@ void *fg_calloc(size_t n, size_t size)
     if (p)
         memset(p, 0, n * size);
     return p;
+}
+
+/* one page of header (the size) in front of a page-aligned payload */
+static size_t page_size(void)
+{
+    long ps = sysconf(_SC_PAGESIZE);
+    return ps > 0 ? (size_t)ps : 4096;
+}
+
+void *fg_calloc_lazy(size_t n, size_t size)
+{
+    size_t ps = page_size();
+    if ((size && n > SIZE_MAX / size) || n * size > SIZE_MAX - 2 * ps) {
+        fg_error(FG_ERR_NOMEM, "lazy calloc(%zu, %zu) overflows", n, size);
+        return NULL;
+    }
+    if (should_fail()) {
+        fg_error(FG_ERR_NOMEM, "allocation of %zu bytes failed (injected)", n * size);
+        return NULL;
+    }
+    size_t bytes = n * size;
+    uint8_t *raw = mmap(NULL, bytes + ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (raw == MAP_FAILED) {
+        fg_error(FG_ERR_NOMEM, "mapping of %zu bytes failed: %s", bytes, strerror(errno));
+        return NULL;
+    }
+    *(size_t *)raw = bytes;
+    count_add(bytes);
+    return raw + ps;
+}
+
+void fg_free_lazy(void *p)
+{
+    if (!p)
+        return;
+    size_t ps = page_size();
+    uint8_t *raw = (uint8_t *)p - ps;
+    size_t bytes = *(size_t *)raw;
+    atomic_fetch_sub(&mem_current, bytes);
+    munmap(raw, bytes + ps);
+}
+
+void fg_mem_release(void *p, size_t bytes)
+{
+    size_t ps = page_size();
+    uintptr_t a = ((uintptr_t)p + ps - 1) / ps * ps, e = ((uintptr_t)p + bytes) / ps * ps;
+    if (p && e > a)
+        madvise((void *)a, e - a, MADV_DONTNEED);
+}
+
+size_t fg_mem_resident(const void *p, size_t bytes)
+{
+    if (!p || !bytes)
+        return 0;
+    size_t ps = page_size();
+    uintptr_t a = (uintptr_t)p / ps * ps, e = ((uintptr_t)p + bytes + ps - 1) / ps * ps;
+    size_t np = (e - a) / ps, res = 0;
+    unsigned char vec[4096];
+    for (size_t i = 0; i < np; i += sizeof vec) {
+        size_t k = np - i < sizeof vec ? np - i : sizeof vec;
+        if (mincore((void *)(a + i * ps), k * ps, vec) != 0)
+            return 0;
+        for (size_t j = 0; j < k; j++)
+            res += vec[j] & 1;
+    }
+    return res * ps;
 }
 
 void fg_free(void *p)

@@ -363,8 +363,10 @@ fg_model *fg_model_new(const fg_model_config *cfg, int B, int T)
         goto fail;
     if (model_mtp_new(m) != FG_OK || build_tensor_table(m) != FG_OK)
         goto fail;
-    m->params = fg_calloc(m->n_alloc, sizeof(float));
-    m->grads = fg_calloc(m->n_alloc, sizeof(float));
+    /* pages exist once touched: a pipeline stage touches only its own tensors' spans
+     * (docs/DIST.md "Memory per rank") */
+    m->params = fg_calloc_lazy(m->n_alloc, sizeof(float));
+    m->grads = fg_calloc_lazy(m->n_alloc, sizeof(float));
     if (!m->params || !m->grads)
         goto fail;
     m->inputs = fg_calloc(N, sizeof(int32_t));
@@ -372,7 +374,9 @@ fg_model *fg_model_new(const fg_model_config *cfg, int B, int T)
     if (!m->inputs || !m->targets)
         goto fail;
     if (m->cfg.precision == FG_PRECISION_FP32) { /* bf16 / fp8 keep their own (lowp.c) */
-        m->acts = fg_calloc(layout_acts(m, NULL), sizeof(float));
+        /* lazy as well: a pipeline stage touches only its layers' activations (and the
+         * logits only on the last stage) */
+        m->acts = fg_calloc_lazy(layout_acts(m, NULL), sizeof(float));
         if (!m->acts)
             goto fail;
         layout_acts(m, m->acts);
@@ -427,9 +431,9 @@ void fg_model_delete(fg_model *m)
     fg_free(m->dbf);
     fg_free(m->inputs);
     fg_free(m->targets);
-    fg_free(m->acts);
-    fg_free(m->grads);
-    fg_free(m->params);
+    fg_free_lazy(m->acts);
+    fg_free_lazy(m->grads);
+    fg_free_lazy(m->params);
     fg_free(m->tensors);
     fg_free(m->la);
     fg_free(m->layer);
@@ -513,6 +517,11 @@ size_t fg_model_activation_bytes(const fg_model *m, fg_model_act_bytes *parts)
 
 void fg_model_init_weights(fg_model *m, uint64_t seed)
 {
+    fg_model_init_weights_keep(m, seed, NULL, NULL);
+}
+
+void fg_model_init_weights_keep(fg_model *m, uint64_t seed, int (*keep)(void *ctx, const fg_tensor_info *t), void *ctx)
+{
     fg_rng rng;
     fg_rng_seed(&rng, seed);
     float resid_std = 0.02f / sqrtf(2.0f * (float)m->cfg.n_layer);
@@ -525,6 +534,12 @@ void fg_model_init_weights(fg_model *m, uint64_t seed)
         int is_bias = strcmp(nm, "bias") == 0;
         int is_resid = strstr(t->name, "proj.weight") != NULL;
         int is_vocab = strcmp(t->name, "wte") == 0 || strcmp(t->name, "lm_head.weight") == 0;
+        if (keep && !keep(ctx, t)) { /* the draws only, so the next tensors get their values */
+            for (size_t j = 0; j < t->numel; j++)
+                if (!t->frozen && !is_norm && !is_bias && !(is_vocab && j >= (size_t)V * (size_t)t->shape[1]))
+                    (void)fg_rng_normal(&rng);
+            continue;
+        }
         for (size_t j = 0; j < t->numel; j++) {
             if (t->frozen)
                 p[j] = 0.0f; /* MoE router bias and load history start neutral */

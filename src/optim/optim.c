@@ -44,11 +44,11 @@ fg_status fg_optim_init(fg_optim *o, size_t n_params, const fg_optim_range *rang
         return fg_error(FG_ERR_INVALID, "optim: adam moments %d: expected 0 (fp32) or 1 (bf16)", cfg->moments);
     size_t np = n_params ? n_params : 1;
     if (cfg->moments == FG_ADAM_MOMENTS_BF16) { /* bf16 0x0000 is +0.0f */
-        o->m16 = fg_calloc(np, sizeof(uint16_t));
-        o->v16 = fg_calloc(np, sizeof(uint16_t));
-    } else {
-        o->m = fg_calloc(np, sizeof(float));
-        o->v = fg_calloc(np, sizeof(float));
+        o->m16 = fg_calloc_lazy(np, sizeof(uint16_t));
+        o->v16 = fg_calloc_lazy(np, sizeof(uint16_t));
+    } else { /* lazy: a pipeline stage touches only its own spans (docs/DIST.md "Memory per rank") */
+        o->m = fg_calloc_lazy(np, sizeof(float));
+        o->v = fg_calloc_lazy(np, sizeof(float));
     }
     o->ranges = fg_malloc((n_ranges ? (size_t)n_ranges : 1) * sizeof *ranges);
     o->spans = fg_malloc((n_ranges ? (size_t)n_ranges : 1) * sizeof *ranges);
@@ -94,10 +94,10 @@ fg_status fg_optim_init(fg_optim *o, size_t n_params, const fg_optim_range *rang
 
 void fg_optim_free(fg_optim *o)
 {
-    fg_free(o->m);
-    fg_free(o->v);
-    fg_free(o->m16);
-    fg_free(o->v16);
+    fg_free_lazy(o->m);
+    fg_free_lazy(o->v);
+    fg_free_lazy(o->m16);
+    fg_free_lazy(o->v16);
     fg_free(o->ranges);
     fg_free(o->spans);
     memset(o, 0, sizeof *o);

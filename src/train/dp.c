@@ -15,6 +15,7 @@
 
 typedef struct bucket {
     size_t off, len; /* floats of the flat buffer */
+    size_t coff;     /* its start in the compact index of the kept spans (= off without spans) */
     int level;       /* ready after the hook of this layer (n_layer: ln_f / head; -1: end of backward) */
     int launched, done;
     fg_req req;
@@ -31,6 +32,19 @@ struct dp {
     int zr, zs;
     fg_model *m;
     size_t n;
+    /* the flat spans whose grads this rank reduces and whose m, v the ZeRO group shards
+     * (a pipeline stage's own tensors; else one span [0, n)), their starts in the compact
+     * index (the spans laid end to end, nc floats), and this rank's shard as flat pieces */
+    dp_span *sp;
+    size_t *sp_c, nc;
+    int nsp;
+    dp_piece *pc;
+    int npc;
+    float *pstage;       /* spans: the shard's params, compact (AdamW runs on it) */
+    fg_comm *oc;         /* spans: the stages, over which the norm and the inf check are summed */
+    size_t ex_lo, ex_hi; /* compact interval the norm leaves out (the tied wte's second copy) */
+    int *agc, *agd;      /* [zs] one bucket's all-gather counts / displacements */
+    int fr, fs;          /* this rank's shard file zero.rank<fr> of fs (the ZeRO group's; the world's with spans) */
     bucket *b;
     int nb;
     int *counts_all; /* [nb * size] */
@@ -84,7 +98,7 @@ static void launch(dp *d, bucket *k)
         d->t_first = fg_time_sec();
     double p = d->size, bytes = (double)k->len * sizeof(float);
     if (d->zero) {
-        size_t lo = k->off > d->s_off ? k->off : d->s_off;
+        size_t lo = k->coff > d->s_off ? k->coff : d->s_off;
         float *recv = d->gshard + (k->counts[d->zr] ? lo - d->s_off : 0);
         d->err = fg_comm_ireduce_scatter(d->zc, g + k->off, recv, k->counts, FG_DT_F32, FG_OP_SUM, &k->req);
         d->st.bytes_step += ((double)d->zs - 1) / (double)d->zs * bytes;
@@ -252,7 +266,17 @@ int dp_compressed(const dp *d)
     return d->cz.density > 0;
 }
 
-dp *dp_new(fg_comm *comm, fg_comm *zcomm, fg_model *m, int zero, float bucket_mb, const dp_compress *cz)
+/* the compact index of flat offset f, which lies in a kept span */
+static size_t compact_of(const dp *d, size_t f)
+{
+    for (int i = 0; i < d->nsp; i++)
+        if (f >= d->sp[i].off && f < d->sp[i].off + d->sp[i].len)
+            return d->sp_c[i] + (f - d->sp[i].off);
+    return (size_t)-1;
+}
+
+dp *dp_new(fg_comm *comm, fg_comm *zcomm, fg_model *m, int zero, float bucket_mb, const dp_compress *cz,
+           const dp_span *spans, int n_spans)
 {
     dp *d = fg_calloc(1, sizeof *d);
     if (!d) {
@@ -265,9 +289,26 @@ dp *dp_new(fg_comm *comm, fg_comm *zcomm, fg_model *m, int zero, float bucket_mb
     d->zc = zero && zcomm ? zcomm : comm;
     d->zr = fg_comm_rank(d->zc);
     d->zs = fg_comm_size(d->zc);
+    d->fr = d->zr;
+    d->fs = d->zs;
     d->zero = zero;
     d->m = m;
     d->n = fg_model_num_params(m);
+    dp_span whole = {0, d->n};
+    if (!spans) {
+        spans = &whole;
+        n_spans = 1;
+    }
+    d->nsp = n_spans;
+    d->sp = fg_calloc((size_t)n_spans + 1, sizeof *d->sp);
+    d->sp_c = fg_calloc((size_t)n_spans + 1, sizeof *d->sp_c);
+    if (!d->sp || !d->sp_c)
+        goto nomem;
+    for (int i = 0; i < n_spans; i++) {
+        d->sp[i] = spans[i];
+        d->sp_c[i] = d->nc;
+        d->nc += spans[i].len;
+    }
     int nt = fg_model_num_tensors(m), L = fg_model_get_config(m)->n_layer;
     size_t cap = (size_t)((double)bucket_mb * 1048576.0 / sizeof(float));
     if (cap < 1)
@@ -279,19 +320,22 @@ dp *dp_new(fg_comm *comm, fg_comm *zcomm, fg_model *m, int zero, float bucket_mb
         goto nomem;
     for (int i = 0; i < nt; i++) {
         const fg_tensor_info *t = fg_model_tensor(m, i);
+        size_t c = t->numel ? compact_of(d, t->offset) : (size_t)-1;
+        if (c == (size_t)-1) /* not kept (another stage's), or empty */
+            continue;
         int lv = tensor_level(t, L);
         bucket *k = d->nb ? &d->b[d->nb - 1] : NULL;
-        if (k && k->off + k->len == t->offset && k->len < cap) {
+        if (k && k->off + k->len == t->offset && k->coff + k->len == c && k->len < cap) {
             k->len += t->numel;
             if (lv < k->level)
                 k->level = lv;
         } else {
-            d->b[d->nb++] = (bucket){.off = t->offset, .len = t->numel, .level = lv};
+            d->b[d->nb++] = (bucket){.off = t->offset, .len = t->numel, .coff = c, .level = lv};
         }
     }
     d->st.n_buckets = d->nb;
     for (int q = 0; q < d->zs; q++) {
-        size_t a = fg_dist_part_offset(d->n, d->zs, q), e = fg_dist_part_offset(d->n, d->zs, q + 1);
+        size_t a = fg_dist_part_offset(d->nc, d->zs, q), e = fg_dist_part_offset(d->nc, d->zs, q + 1);
         if (e - a > (size_t)0x7fffffff) {
             fg_error(FG_ERR_INVALID, "data parallel: shard of %zu floats exceeds MPI's int count", e - a);
             dp_delete(d);
@@ -313,6 +357,21 @@ dp *dp_new(fg_comm *comm, fg_comm *zcomm, fg_model *m, int zero, float bucket_mb
     }
     d->s_off = (size_t)d->displ[d->zr];
     d->s_len = (size_t)d->part[d->zr];
+    /* the shard [s_off, s_off + s_len) of the compact index as flat pieces */
+    d->pc = fg_calloc((size_t)d->nsp + 1, sizeof *d->pc);
+    d->agc = fg_calloc((size_t)d->zs, sizeof(int));
+    d->agd = fg_calloc((size_t)d->zs, sizeof(int));
+    if (!d->pc || !d->agc || !d->agd)
+        goto nomem;
+    for (int i = 0; i < d->nsp; i++) {
+        size_t a = d->sp_c[i], e = a + d->sp[i].len;
+        size_t lo = a > d->s_off ? a : d->s_off, hi = e < d->s_off + d->s_len ? e : d->s_off + d->s_len;
+        if (hi > lo)
+            d->pc[d->npc++] = (dp_piece){d->sp[i].off + (lo - a), hi - lo, lo - d->s_off};
+    }
+    if (zero && (d->sp[0].off != 0 || d->sp[0].len != d->n || d->nsp > 1) &&
+        !(d->pstage = fg_malloc((d->s_len ? d->s_len : 1) * sizeof(float))))
+        goto nomem;
     if (zero) {
         /* compressed: no reduce-scatter, the shard is read in place from the decoded sum */
         d->gshard = d->cz.density > 0 ? NULL : fg_comm_alloc(d->zc, (d->s_len ? d->s_len : 1) * sizeof(float));
@@ -324,7 +383,7 @@ dp *dp_new(fg_comm *comm, fg_comm *zcomm, fg_model *m, int zero, float bucket_mb
             k->counts = d->counts_all + (size_t)i * (size_t)d->zs;
             for (int q = 0; q < d->zs; q++) {
                 size_t a = (size_t)d->displ[q], e = a + (size_t)d->part[q];
-                size_t lo = k->off > a ? k->off : a, hi = k->off + k->len < e ? k->off + k->len : e;
+                size_t lo = k->coff > a ? k->coff : a, hi = k->coff + k->len < e ? k->coff + k->len : e;
                 k->counts[q] = hi > lo ? (int)(hi - lo) : 0;
             }
         }
@@ -346,6 +405,12 @@ void dp_delete(dp *d)
     if (fg_ckpt_writer_delete(d->sw) != FG_OK)
         FG_WARN("also: %s", fg_last_error());
     fg_comm_free_mem(d->zc, d->gshard);
+    fg_free(d->sp);
+    fg_free(d->sp_c);
+    fg_free(d->pc);
+    fg_free(d->pstage);
+    fg_free(d->agc);
+    fg_free(d->agd);
     fg_free(d->counts_all);
     fg_free(d->b);
     fg_free(d->part);
@@ -379,13 +444,32 @@ int dp_zero(const dp *d)
 
 int dp_shards(const dp *d)
 {
-    return d->zero ? d->zs : 0;
+    return d->zero ? d->fs : 0;
 }
 
 void dp_shard(const dp *d, size_t *off, size_t *len)
 {
     *off = d->s_off;
     *len = d->s_len;
+}
+
+const dp_piece *dp_shard_pieces(const dp *d, int *n)
+{
+    *n = d->npc;
+    return d->pc;
+}
+
+void dp_set_outer(dp *d, fg_comm *oc, size_t ex_off, size_t ex_len, int file_rank, int file_ranks)
+{
+    d->oc = oc;
+    d->fr = file_rank;
+    d->fs = file_ranks;
+    d->ex_lo = d->ex_hi = 0;
+    size_t c = ex_len ? compact_of(d, ex_off) : (size_t)-1;
+    if (c != (size_t)-1) {
+        d->ex_lo = c;
+        d->ex_hi = c + ex_len;
+    }
 }
 
 /* ZeRO-1's shard of the reduced gradient: the reduce-scatter's buffer, or with compression
@@ -407,21 +491,34 @@ const dp_stats *dp_get_stats(const dp *d)
 
 fg_status dp_optim_init(const dp *d, fg_optim *o, const fg_optim_range *ranges, int n, const fg_adamw_config *ac)
 {
-    fg_optim_range *sr = fg_malloc((n ? (size_t)n : 1) * sizeof *sr);
+    int cap = n + d->npc + 1;
+    fg_optim_range *sr = fg_malloc((size_t)cap * sizeof *sr);
     if (!sr)
         return FG_ERR_NOMEM;
     int k = 0;
-    size_t a = d->s_off, e = d->s_off + d->s_len;
-    for (int i = 0; i < n; i++) {
-        size_t lo = ranges[i].offset > a ? ranges[i].offset : a;
-        size_t hi = ranges[i].offset + ranges[i].numel < e ? ranges[i].offset + ranges[i].numel : e;
-        if (hi <= lo)
-            continue;
-        sr[k] = ranges[i];
-        sr[k].offset = lo - a; /* rebased: the shard's m, v, grads start at the shard */
-        sr[k].numel = hi - lo;
-        k++;
-    }
+    /* each range's part in each flat piece of the shard, at its place in the shard */
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < d->npc; j++) {
+            const dp_piece *pc = &d->pc[j];
+            size_t lo = ranges[i].offset > pc->off ? ranges[i].offset : pc->off;
+            size_t e = pc->off + pc->len;
+            size_t hi = ranges[i].offset + ranges[i].numel < e ? ranges[i].offset + ranges[i].numel : e;
+            if (hi <= lo)
+                continue;
+            if (k == cap) {
+                fg_optim_range *q = fg_realloc(sr, 2 * (size_t)cap * sizeof *sr);
+                if (!q) {
+                    fg_free(sr);
+                    return FG_ERR_NOMEM;
+                }
+                sr = q;
+                cap *= 2;
+            }
+            sr[k] = ranges[i];
+            sr[k].offset = pc->dst + (lo - pc->off); /* rebased: the shard's m, v, grads start at the shard */
+            sr[k].numel = hi - lo;
+            k++;
+        }
     fg_status st = fg_optim_init(o, d->s_len, sr, k, ac);
     fg_free(sr);
     return st;
@@ -544,15 +641,32 @@ fg_status dp_unscale(dp *d, float *grads, size_t n, float inv_scale, bool *found
         return FG_OK; /* the same reduced grads on every rank: the same verdict */
     int32_t any = *found_inf;
     fg_status st = fg_comm_allreduce(d->zc, &any, 1, FG_DT_I32, FG_OP_MAX);
+    if (st == FG_OK && d->oc) /* and over the stages */
+        st = fg_comm_allreduce(d->oc, &any, 1, FG_DT_I32, FG_OP_MAX);
     *found_inf = any != 0;
     return st;
 }
 
 fg_status dp_zero_norm(dp *d, const fg_optim *o, double *norm)
 {
-    double n = fg_optim_grad_norm(o, shard_grads(d));
-    double ss = n * n;
+    double ss = 0;
+    if (d->ex_hi > d->ex_lo) { /* the spans less the excluded interval (rebased to the shard) */
+        const float *g = shard_grads(d);
+        size_t xl = d->ex_lo > d->s_off ? d->ex_lo - d->s_off : 0, xh = d->ex_hi > d->s_off ? d->ex_hi - d->s_off : 0;
+        for (int i = 0; i < o->n_spans; i++) {
+            size_t a = o->spans[i].offset, e = a + o->spans[i].numel;
+            if (xl > a)
+                ss += fg_sumsq(g + a, (xl < e ? xl : e) - a);
+            if (xh < e)
+                ss += fg_sumsq(g + (xh > a ? xh : a), e - (xh > a ? xh : a));
+        }
+    } else {
+        double n = fg_optim_grad_norm(o, shard_grads(d));
+        ss = n * n;
+    }
     fg_status st = fg_comm_allreduce(d->zc, &ss, 1, FG_DT_F64, FG_OP_SUM);
+    if (st == FG_OK && d->oc) /* each stage's own tensors: summed over the stages */
+        st = fg_comm_allreduce(d->oc, &ss, 1, FG_DT_F64, FG_OP_SUM);
     *norm = sqrt(ss);
     return st;
 }
@@ -560,6 +674,29 @@ fg_status dp_zero_norm(dp *d, const fg_optim *o, double *norm)
 fg_status dp_zero_step(dp *d, fg_optim *o, float lr, float grad_coef)
 {
     float *params = fg_model_params(d->m);
+    if (d->pstage) { /* kept spans: the shard's params are flat pieces, stepped compact */
+        for (int j = 0; j < d->npc; j++)
+            memcpy(d->pstage + d->pc[j].dst, params + d->pc[j].off, d->pc[j].len * sizeof(float));
+        fg_optim_step_fused(o, d->pstage, shard_grads(d), lr, grad_coef, NULL);
+        for (int j = 0; j < d->npc; j++)
+            memcpy(params + d->pc[j].off, d->pstage + d->pc[j].dst, d->pc[j].len * sizeof(float));
+        /* each bucket's params gathered in place over the group: rank q's part of it sits at
+         * its place in the bucket */
+        fg_status st = FG_OK;
+        for (int i = 0; i < d->nb && st == FG_OK; i++) {
+            bucket *k = &d->b[i];
+            for (int q = 0; q < d->zs; q++) {
+                size_t a = (size_t)d->displ[q];
+                d->agc[q] = k->counts[q];
+                d->agd[q] = k->counts[q] ? (int)((a > k->coff ? a : k->coff) - k->coff) : 0;
+            }
+            st = fg_comm_allgather(d->zc, params + k->off, d->agc, d->agd, FG_DT_F32);
+        }
+        double p = d->zs;
+        d->st.bytes += (p - 1) / p * (double)d->nc * sizeof(float);
+        d->st.bytes_step += (p - 1) / p * (double)d->nc * sizeof(float);
+        return st;
+    }
     /* no bf16 copy from the shard's sweep: the other shards arrive by the all-gather, so
      * the model refreshes its copy at the next forward */
     fg_optim_step_fused(o, params + d->s_off, shard_grads(d), lr, grad_coef, NULL);
@@ -748,24 +885,82 @@ fg_status dp_remove_rank_ckpts(const char *ckpt_dir)
 /* ---- ZeRO-1 shards of m, v in checkpoints ---- */
 fg_status dp_save_shards(dp *d, fg_optim *o, const char *ckpt_dir, long step, const fg_ckpt_opts *co)
 {
-    if (!rank_writer(&d->sw, ckpt_dir, "zero", d->zr, co))
+    if (!rank_writer(&d->sw, ckpt_dir, "zero", d->fr, co))
         return fg_last_status();
     /* fp32 whatever the storage: bf16 moments are widened exactly */
     float *sm, *sv, *scratch = NULL;
     fg_status st = fg_optim_moments_f32(o, &sm, &sv, &scratch);
     if (st != FG_OK)
         return st;
-    char meta[192];
-    snprintf(meta, sizeof meta, "{\"rank\": %d, \"ranks\": %d, \"n\": %zu, \"off\": %zu, \"len\": %zu}", d->zr, d->zs,
-             d->n, d->s_off, d->s_len);
+    /* the flat pieces the shard holds, in its order: any layout's resume finds them */
+    size_t mcap = 192 + 48 * (size_t)d->npc;
+    char *meta = fg_malloc(mcap);
+    if (!meta) {
+        fg_free(scratch);
+        return FG_ERR_NOMEM;
+    }
+    size_t at = (size_t)snprintf(meta, mcap,
+                                 "{\"rank\": %d, \"ranks\": %d, \"n\": %zu, \"off\": %zu, \"len\": %zu, \"spans\": [",
+                                 d->fr, d->fs, d->n, d->s_off, d->s_len);
+    for (int j = 0; j < d->npc && at < mcap; j++)
+        at += (size_t)snprintf(meta + at, mcap - at, "%s%zu, %zu", j ? ", " : "", d->pc[j].off, d->pc[j].len);
+    if (at < mcap)
+        snprintf(meta + at, mcap - at, "]}");
     size_t bytes = d->s_len * sizeof(float);
     fg_ckpt_tensor t[2] = {{"adam.m", sm, bytes}, {"adam.v", sv, bytes}};
     st = fg_ckpt_writer_save(d->sw, step, meta, t, 2); /* copies before it returns */
     fg_free(scratch);
+    fg_free(meta);
     return st;
 }
 
-fg_status dp_load_shards(const char *ckpt_dir, long step, int P, size_t n, size_t off, size_t len, float *m, float *v)
+/* The flat pieces a shard file holds, from its meta "spans" (flat offset, length pairs in
+ * the file's order); a file written before them holds [off(q), off(q+1)) of P. */
+static int file_pieces(const char *meta, size_t n, int P, int q, dp_piece **out)
+{
+    const char *p = meta ? strstr(meta, "\"spans\": [") : NULL;
+    int cap = 8, k = 0;
+    dp_piece *pc = fg_malloc((size_t)cap * sizeof *pc);
+    if (!pc)
+        return -1;
+    if (!p) {
+        size_t a = fg_dist_part_offset(n, P, q), e = fg_dist_part_offset(n, P, q + 1);
+        pc[k++] = (dp_piece){a, e - a, 0};
+    } else {
+        p += strlen("\"spans\": [");
+        size_t dst = 0;
+        for (;;) {
+            char *e1, *e2;
+            unsigned long long off = strtoull(p, &e1, 10);
+            if (e1 == p)
+                break;
+            while (*e1 == ',' || *e1 == ' ')
+                e1++;
+            unsigned long long len = strtoull(e1, &e2, 10);
+            if (e2 == e1)
+                break;
+            if (k == cap) {
+                dp_piece *q2 = fg_realloc(pc, 2 * (size_t)cap * sizeof *pc);
+                if (!q2) {
+                    fg_free(pc);
+                    return -1;
+                }
+                pc = q2;
+                cap *= 2;
+            }
+            pc[k++] = (dp_piece){(size_t)off, (size_t)len, dst};
+            dst += (size_t)len;
+            p = e2;
+            while (*p == ',' || *p == ' ')
+                p++;
+        }
+    }
+    *out = pc;
+    return k;
+}
+
+fg_status dp_load_shards(const char *ckpt_dir, long step, int P, size_t n, const dp_piece *want, int nwant, float *m,
+                         float *v)
 {
     char path[4400];
     /* all P present, whatever this rank reads: every rank then picks the same step */
@@ -773,24 +968,50 @@ fg_status dp_load_shards(const char *ckpt_dir, long step, int P, size_t n, size_
         if (!rank_file(ckpt_dir, "zero", q, step, path, sizeof path))
             return fg_error(FG_ERR_IO, "%s/zero.rank%d: no ZeRO-1 shard of step %ld (%d ranks wrote m, v)", ckpt_dir, q,
                             step, P);
-    size_t most = n / (size_t)P + 1;
-    float *bm = fg_malloc(most * sizeof(float)), *bv = fg_malloc(most * sizeof(float));
-    fg_status st = bm && bv ? FG_OK : FG_ERR_NOMEM;
+    fg_status st = FG_OK;
     for (int q = 0; q < P && st == FG_OK; q++) {
-        size_t a = fg_dist_part_offset(n, P, q), e = fg_dist_part_offset(n, P, q + 1);
-        size_t lo = a > off ? a : off, hi = e < off + len ? e : off + len;
-        if (hi <= lo)
-            continue;
         rank_file(ckpt_dir, "zero", q, step, path, sizeof path);
+        char *meta = NULL;
         long s = 0;
-        fg_ckpt_tensor t[2] = {{"adam.m", bm, (e - a) * sizeof(float)}, {"adam.v", bv, (e - a) * sizeof(float)}};
-        st = fg_ckpt_load_file(path, &s, NULL, t, 2);
-        if (st == FG_OK) {
-            memcpy(m + (lo - off), bm + (lo - a), (hi - lo) * sizeof(float));
-            memcpy(v + (lo - off), bv + (lo - a), (hi - lo) * sizeof(float));
+        st = fg_ckpt_load_file(path, &s, &meta, NULL, 0);
+        dp_piece *fp = NULL;
+        int nf = st == FG_OK ? file_pieces(meta, n, P, q, &fp) : 0;
+        fg_free(meta);
+        if (st != FG_OK)
+            break;
+        if (nf < 0) {
+            st = FG_ERR_NOMEM;
+            break;
         }
+        size_t flen = 0;
+        int any = 0;
+        for (int i = 0; i < nf; i++) {
+            flen += fp[i].len;
+            for (int j = 0; j < nwant; j++)
+                any |= fp[i].off < want[j].off + want[j].len && want[j].off < fp[i].off + fp[i].len;
+        }
+        float *bm = any ? fg_malloc((flen ? flen : 1) * sizeof(float)) : NULL;
+        float *bv = any ? fg_malloc((flen ? flen : 1) * sizeof(float)) : NULL;
+        if (any && (!bm || !bv))
+            st = FG_ERR_NOMEM;
+        if (any && st == FG_OK) {
+            fg_ckpt_tensor t[2] = {{"adam.m", bm, flen * sizeof(float)}, {"adam.v", bv, flen * sizeof(float)}};
+            st = fg_ckpt_load_file(path, &s, NULL, t, 2);
+        }
+        for (int i = 0; any && st == FG_OK && i < nf; i++)
+            for (int j = 0; j < nwant; j++) {
+                size_t lo = fp[i].off > want[j].off ? fp[i].off : want[j].off;
+                size_t e1 = fp[i].off + fp[i].len, e2 = want[j].off + want[j].len, hi = e1 < e2 ? e1 : e2;
+                if (hi <= lo)
+                    continue;
+                memcpy(m + want[j].dst + (lo - want[j].off), bm + fp[i].dst + (lo - fp[i].off),
+                       (hi - lo) * sizeof(float));
+                memcpy(v + want[j].dst + (lo - want[j].off), bv + fp[i].dst + (lo - fp[i].off),
+                       (hi - lo) * sizeof(float));
+            }
+        fg_free(bm);
+        fg_free(bv);
+        fg_free(fp);
     }
-    fg_free(bm);
-    fg_free(bv);
     return st;
 }

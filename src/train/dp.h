@@ -26,6 +26,15 @@ typedef struct dp_stats {
 
 typedef struct dp dp;
 
+/* a stretch [off, off + len) of the flat buffers */
+typedef struct dp_span {
+    size_t off, len;
+} dp_span;
+/* a flat stretch [off, off + len) stored at dst of a compact buffer (a shard) */
+typedef struct dp_piece {
+    size_t off, len, dst;
+} dp_piece;
+
 /* Top-k compression (off when density is 0): see dist.h's codec and docs/DIST.md. */
 typedef struct dp_compress {
     float density;
@@ -35,12 +44,14 @@ typedef struct dp_compress {
     long warmup;      /* DGC density warm-up: steps over which 25%, 6.25%, ... fall to density; 0 off */
 } dp_compress;
 
-/* comm: the batch group (the ranks that split the global batch's micro-batches). zcomm:
- * ZeRO-1's group, over which m, v are sharded and the grads reduce-scattered (NULL: comm;
- * with tp / pp: the whole grid, whose every rank holds part of each gradient sum). With
- * zero, dp_optim_init initialises the optimiser over this rank's shard; without, the
- * caller initialises it over the whole buffer. */
-dp *dp_new(fg_comm *comm, fg_comm *zcomm, fg_model *m, int zero, float bucket_mb, const dp_compress *cz);
+/* spans (NULL: the whole buffer): the flat spans this rank keeps (a pipeline stage's own
+ * tensors, docs/DIST.md "Memory per rank"): only they are reduced, and ZeRO-1 shards them,
+ * laid end to end, over zcomm (the stage's ranks). comm: the batch group (the ranks that split the global batch's
+ * micro-batches). zcomm: ZeRO-1's group, over which m, v are sharded and the grads reduce-scattered (NULL: comm; with
+ * tp / pp: the whole grid, whose every rank holds part of each gradient sum). With zero, dp_optim_init initialises the
+ * optimiser over this rank's shard; without, the caller initialises it over the whole buffer. */
+dp *dp_new(fg_comm *comm, fg_comm *zcomm, fg_model *m, int zero, float bucket_mb, const dp_compress *cz,
+           const dp_span *spans, int n_spans);
 int dp_compressed(const dp *d);
 /* The step about to be computed (0-based): the compression's warm-up reads it. */
 void dp_set_step(dp *d, long step);
@@ -53,8 +64,17 @@ int dp_size(const dp *d);
 int dp_zero(const dp *d);
 /* ZeRO-1: the number of shards (ranks of the ZeRO group); 0 without zero. */
 int dp_shards(const dp *d);
-/* ZeRO-1: this rank's shard [*off, *off + *len) of the flat buffer. */
+/* ZeRO-1: this rank's shard [*off, *off + *len) of the compact index of the kept spans
+ * (the flat buffer without spans). */
 void dp_shard(const dp *d, size_t *off, size_t *len);
+/* ... as flat pieces, each with its place in the shard (one piece without spans). */
+const dp_piece *dp_shard_pieces(const dp *d, int *n);
+/* Kept spans (a pipeline stage's own tensors): the clipping norm and the inf/nan check are
+ * also summed over oc (the stages), the norm leaving out the flat [ex_off, ex_off + ex_len)
+ * (the tied wte's copy on the last stage; ex_len 0: none), and the shard files are named
+ * by this rank's place file_rank among file_ranks (the world's: the stages' groups would
+ * name theirs alike). */
+void dp_set_outer(dp *d, fg_comm *oc, size_t ex_off, size_t ex_len, int file_rank, int file_ranks);
 fg_status dp_optim_init(const dp *d, fg_optim *o, const fg_optim_range *ranges, int n, const fg_adamw_config *ac);
 
 /* The rank's A/p micro-batches of the global batch (A x B windows, as one process reads
@@ -104,9 +124,11 @@ fg_status dp_remove_rank_ckpts(const char *ckpt_dir);
  * <ckpt_dir>/zero.rank<R>/ at the main checkpoint's step; rank 0's main file then holds the
  * params and meta only ("zero_shards": p). No rank ever holds the whole m, v. */
 fg_status dp_save_shards(dp *d, fg_optim *o, const char *ckpt_dir, long step, const fg_ckpt_opts *co);
-/* m[len], v[len] = the span [off, off + len) of the whole m, v that P ranks wrote as
- * shards at `step` (any P: resharding on load; only the overlapping files are read).
+/* m, v: for each piece of want, its flat stretch of the whole m, v (at its dst) from the
+ * shards P ranks wrote at `step` (any P, any spans: resharding on load, from each file's
+ * "spans" meta; only the overlapping files are read).
  * FG_ERR_IO when one of the P files of that step is missing (a rank killed mid-write). */
-fg_status dp_load_shards(const char *ckpt_dir, long step, int P, size_t n, size_t off, size_t len, float *m, float *v);
+fg_status dp_load_shards(const char *ckpt_dir, long step, int P, size_t n, const dp_piece *want, int nwant, float *m,
+                         float *v);
 
 #endif

@@ -11,7 +11,13 @@
 
 #include "dp.h"
 #include "frugal/core.h"
+#include "frugal/precision.h"
 #include "pp.h"
+
+/* floats of the tied embedding's gradient exchanged at a time (a bounded buffer) */
+#define PP_XCHUNK ((size_t)1 << 18)
+
+typedef dp_span pp_span;
 
 struct pp {
     fg_comm *comm, *dp, *tp;
@@ -40,8 +46,22 @@ struct pp {
     int il_slots_for; /* the micro-batch count the activation sets were sized for (0: none yet) */
     float *il_mem;    /* 4 x V x il_cap slots + the recompute scratch */
     fg_req *il_req;   /* 4 x V x il_cap: rx, ys, rdy, dxs */
+    /* stage-owned memory (pp_own_enable): this rank touches only its own tensors' spans of
+     * params, grads, m, v; the rest are untouched pages of the model's lazy buffers */
+    int own_on;         /* stage-owned memory on */
+    fg_optim *opt;      /* the optimiser whose m, v follow the ownership (NULL: off, or ZeRO-1's shard) */
+    pp_span *own;       /* [n_own] merged spans of the tensors this stage owns */
+    int n_own;          /* ... (tied wte on both end stages) */
+    fg_optim_range *vr; /* the optimiser's ranges clipped to own (the step's view) */
+    fg_optim_range *vs; /* its non-frozen spans clipped to own, less the last stage's tied wte */
+    int n_vr, n_vs;
+    float *xbuf;  /* the tied embedding's exchange chunk */
+    int gathered; /* rank 0 holds other stages' spans (pp_gather): released at the next step */
     pp_stats st;
 };
+
+static fg_status own_build(pp *p);
+static fg_status own_move(pp *p, const int *ob);
 
 /* One activation set per micro-batch in flight (size - rank), so backward needs no
  * recomputation; a stage holding a MoE layer (whose caches are not duplicated) or one
@@ -166,6 +186,10 @@ void pp_delete(pp *p)
     fg_free(p->vb);
     fg_free(p->il_mem);
     fg_free(p->il_req);
+    fg_free(p->own);
+    fg_free(p->vr);
+    fg_free(p->vs);
+    fg_free(p->xbuf);
     fg_free(p);
 }
 
@@ -201,7 +225,7 @@ fg_status pp_set_bounds(pp *p, const int *bounds, int n)
                             bounds[s + 1]);
     memcpy(p->bounds, bounds, (size_t)n * sizeof *bounds);
     setup_slots(p);
-    return FG_OK;
+    return own_build(p); /* a resume: the caller releases what the new split does not own */
 }
 
 const pp_stats *pp_get_stats(const pp *p)
@@ -358,16 +382,21 @@ static fg_status run_1f1b(pp *p, step_ctx *x, double *t_start)
  * starts, so the order below is a pure data flow: each rank runs its list and waits only
  * for the inputs of the next item. ---- */
 
-static int owns(const pp *p, int l)
+static int owns_at(const pp *p, const int *bounds, int r, int l)
 {
     if (p->V == 1)
-        return l >= p->bounds[p->rank] && l < p->bounds[p->rank + 1];
+        return l >= bounds[r] && l < bounds[r + 1];
     for (int c = 0; c < p->V; c++) {
-        int v = c * p->size + p->rank;
+        int v = c * p->size + r;
         if (l >= p->vb[v] && l < p->vb[v + 1])
             return 1;
     }
     return 0;
+}
+
+static int owns(const pp *p, int l)
+{
+    return owns_at(p, p->bounds, p->rank, l);
 }
 
 /* the step context's layers and ends for chunk c */
@@ -570,6 +599,454 @@ static fg_status run_interleaved(pp *p, step_ctx *x, double *t_start)
     return st;
 }
 
+/* ---- stage-owned memory (docs/DIST.md "Memory per rank") ----
+ * Stage r owns its layers' tensors ("h.<l>.*"), stage 0 the embedding (wte, wpe), the last
+ * stage the final norm and the head (and wte when tied: both end stages keep it, its two
+ * gradient halves exchanged). The model's flat buffers keep their global addressing; a
+ * rank touches only its spans, so the other pages of the lazy buffers never exist. */
+
+/* Does stage r (under bounds) own tensor t? */
+static int tensor_owned(const pp *p, const int *bounds, const fg_tensor_info *t, int r)
+{
+    int l = 0, P = p->size;
+    if (sscanf(t->name, "h.%d.", &l) == 1)
+        return owns_at(p, bounds, r, l);
+    if (!strcmp(t->name, "wte"))
+        return r == 0 || (r == P - 1 && fg_model_get_config(p->m)->tie_embeddings);
+    if (!strcmp(t->name, "wpe"))
+        return r == 0;
+    if (!strncmp(t->name, "ln_f", 4) || !strncmp(t->name, "lm_head", 7))
+        return r == P - 1;
+    return 1; /* anything else (none with pipelines today): every stage keeps it */
+}
+
+/* The first stage owning t: the one whose copy rank 0 gathers */
+static int tensor_primary(const pp *p, const int *bounds, const fg_tensor_info *t)
+{
+    for (int r = 0; r < p->size; r++)
+        if (tensor_owned(p, bounds, t, r))
+            return r;
+    return 0;
+}
+
+/* Merged spans of the tensors for which keep(p, bounds, t, r) holds, into out (NULL:
+ * count only). Tensors come in offset order (the table's). */
+static int spans_of(const pp *p, const int *bounds, int r, int primary, pp_span *out)
+{
+    int n = 0, nt = fg_model_num_tensors(p->m);
+    size_t end = 0;
+    for (int i = 0; i < nt; i++) {
+        const fg_tensor_info *t = fg_model_tensor(p->m, i);
+        int keep = primary ? tensor_primary(p, bounds, t) == r : tensor_owned(p, bounds, t, r);
+        if (!keep || !t->numel)
+            continue;
+        if (n && end == t->offset) {
+            if (out)
+                out[n - 1].len += t->numel;
+        } else {
+            if (out)
+                out[n] = (pp_span){t->offset, t->numel};
+            n++;
+        }
+        end = t->offset + t->numel;
+    }
+    return n;
+}
+
+/* [a, b) clipped to the spans, appended to out as ranges like r */
+static int clip_range(const fg_optim_range *r, const pp_span *sp, int n, fg_optim_range *out)
+{
+    int k = 0;
+    for (int i = 0; i < n; i++) {
+        size_t lo = r->offset > sp[i].off ? r->offset : sp[i].off;
+        size_t hi = r->offset + r->numel < sp[i].off + sp[i].len ? r->offset + r->numel : sp[i].off + sp[i].len;
+        if (hi > lo) {
+            out[k] = *r;
+            out[k].offset = lo;
+            out[k].numel = hi - lo;
+            k++;
+        }
+    }
+    return k;
+}
+
+/* this rank's spans and the optimiser's view of them, after the bounds changed */
+static fg_status own_build(pp *p)
+{
+    if (!p->own_on)
+        return FG_OK;
+    fg_free(p->own);
+    fg_free(p->vr);
+    fg_free(p->vs);
+    p->vr = p->vs = NULL;
+    p->n_own = spans_of(p, p->bounds, p->rank, 0, NULL);
+    p->own = fg_calloc((size_t)p->n_own + 1, sizeof *p->own);
+    if (!p->own)
+        return fg_error(FG_ERR_NOMEM, "pipeline parallel: out of memory for the stage's spans");
+    spans_of(p, p->bounds, p->rank, 0, p->own);
+    if (!p->opt)
+        return FG_OK; /* ZeRO-1 over the stage: dp.c steps the shard */
+    /* the norm counts the tied embedding once: stage 0's copy */
+    pp_span *ns = fg_calloc((size_t)p->n_own + 1, sizeof *ns);
+    int nn = 0;
+    const fg_tensor_info *wte = fg_model_find_tensor(p->m, "wte");
+    int drop = p->rank > 0 && wte && tensor_owned(p, p->bounds, wte, p->rank);
+    for (int i = 0; ns && i < p->n_own; i++) {
+        pp_span a = p->own[i];
+        if (drop && a.off == wte->offset) { /* wte is a tensor of its own span's start */
+            a.off += wte->numel;
+            a.len -= wte->numel;
+        }
+        if (a.len)
+            ns[nn++] = a;
+    }
+    const fg_optim *o = p->opt;
+    size_t cap = ((size_t)o->n_ranges + (size_t)o->n_spans + 1) * ((size_t)p->n_own + 1);
+    p->vr = fg_calloc(cap, sizeof *p->vr);
+    p->vs = fg_calloc(cap, sizeof *p->vs);
+    if (!ns || !p->vr || !p->vs) {
+        fg_free(ns);
+        return fg_error(FG_ERR_NOMEM, "pipeline parallel: out of memory for the stage's spans");
+    }
+    p->n_vr = p->n_vs = 0;
+    for (int i = 0; i < o->n_ranges; i++)
+        p->n_vr += clip_range(&o->ranges[i], p->own, p->n_own, p->vr + p->n_vr);
+    for (int i = 0; i < o->n_spans; i++)
+        p->n_vs += clip_range(&o->spans[i], ns, nn, p->vs + p->n_vs);
+    fg_free(ns);
+    return FG_OK;
+}
+
+/* The pages of a buffer of n elements of `es` bytes outside the spans go back to the system */
+static void release_outside(void *buf, size_t es, size_t n, const pp_span *sp, int ns)
+{
+    if (!buf)
+        return;
+    char *b = buf;
+    size_t at = 0;
+    for (int i = 0; i <= ns; i++) {
+        size_t end = i < ns ? sp[i].off : n;
+        if (end > at)
+            fg_mem_release(b + at * es, (end - at) * es);
+        if (i < ns)
+            at = sp[i].off + sp[i].len;
+    }
+}
+
+void pp_release(pp *p)
+{
+    if (!p->own_on)
+        return;
+    size_t n = fg_model_num_params(p->m);
+    release_outside(fg_model_params(p->m), sizeof(float), n, p->own, p->n_own);
+    release_outside(fg_model_grads(p->m), sizeof(float), n, p->own, p->n_own);
+    p->gathered = 0;
+    const fg_optim *o = p->opt;
+    if (!o)
+        return; /* ZeRO-1's m, v are the shard's */
+    release_outside(o->m ? (void *)o->m : (void *)o->m16, o->m ? sizeof(float) : sizeof(uint16_t), o->n_params, p->own,
+                    p->n_own);
+    release_outside(o->v ? (void *)o->v : (void *)o->v16, o->v ? sizeof(float) : sizeof(uint16_t), o->n_params, p->own,
+                    p->n_own);
+    p->gathered = 0;
+}
+
+static int own_possible(const pp *p)
+{
+    const fg_model_config *c = fg_model_get_config(p->m);
+    /* weights tied across layers (stages): every stage keeps every tensor */
+    return p->size > 1 && !c->ffn_share && c->mtp_depth <= 0;
+}
+
+fg_status pp_own_begin(pp *p)
+{
+    if (!own_possible(p))
+        return FG_OK;
+    p->own_on = 1;
+    fg_status st = own_build(p);
+    if (st == FG_OK && !(p->xbuf = fg_malloc(PP_XCHUNK * sizeof(float))))
+        st = fg_error(FG_ERR_NOMEM, "pipeline parallel: out of memory");
+    if (st != FG_OK)
+        p->own_on = 0;
+    return st;
+}
+
+fg_status pp_own_enable(pp *p, fg_optim *o)
+{
+    if (!p->own_on)
+        return FG_OK;
+    p->opt = p->zero ? NULL : o;
+    fg_status st = own_build(p);
+    if (st == FG_OK)
+        pp_release(p);
+    return st;
+}
+
+const dp_span *pp_own_spans(const pp *p, int *n)
+{
+    *n = p->own_on ? p->n_own : 0;
+    return p->own_on ? p->own : NULL;
+}
+
+void pp_norm_skip(const pp *p, size_t *off, size_t *len)
+{
+    const fg_tensor_info *wte = fg_model_find_tensor(p->m, "wte");
+    *off = *len = 0;
+    if (p->own_on && p->rank > 0 && wte && tensor_owned(p, p->bounds, wte, p->rank)) {
+        *off = wte->offset;
+        *len = wte->numel;
+    }
+}
+
+int pp_own(const pp *p)
+{
+    return p->own_on;
+}
+
+size_t pp_kept(const pp *p)
+{
+    size_t k = 0;
+    for (int i = 0; i < p->n_own; i++)
+        k += p->own[i].len;
+    return p->own_on ? k : fg_model_num_params(p->m);
+}
+
+/* n elements of type t at buf, sent to / received from peer in pieces MPI's int counts hold */
+static fg_status xfer(pp *p, void *buf, size_t es, fg_dtype t, size_t n, int peer, int send)
+{
+    fg_status st = FG_OK;
+    for (size_t at = 0; at < n && st == FG_OK; at += (size_t)1 << 28) {
+        size_t k = n - at < (size_t)1 << 28 ? n - at : (size_t)1 << 28;
+        char *b = (char *)buf + at * es;
+        st = send ? fg_comm_send(p->comm, b, k, t, peer, 7) : fg_comm_recv(p->comm, b, k, t, peer, 7);
+    }
+    return st;
+}
+
+/* the spans' params (and m, v when moments) of stage `from` go to stage `to` */
+static fg_status move_spans(pp *p, const pp_span *sp, int ns, int from, int to, int moments)
+{
+    if (p->rank != from && p->rank != to)
+        return FG_OK;
+    int send = p->rank == from, peer = send ? to : from;
+    const fg_optim *o = p->opt;
+    float *par = fg_model_params(p->m);
+    fg_status st = FG_OK;
+    for (int i = 0; i < ns && st == FG_OK; i++) {
+        st = xfer(p, par + sp[i].off, sizeof(float), FG_DT_F32, sp[i].len, peer, send);
+        if (st == FG_OK && moments && o->m)
+            st = xfer(p, o->m + sp[i].off, sizeof(float), FG_DT_F32, sp[i].len, peer, send);
+        if (st == FG_OK && moments && o->m)
+            st = xfer(p, o->v + sp[i].off, sizeof(float), FG_DT_F32, sp[i].len, peer, send);
+        if (st == FG_OK && moments && o->m16)
+            st = xfer(p, o->m16 + sp[i].off, sizeof(uint16_t), FG_DT_U16, sp[i].len, peer, send);
+        if (st == FG_OK && moments && o->m16)
+            st = xfer(p, o->v16 + sp[i].off, sizeof(uint16_t), FG_DT_U16, sp[i].len, peer, send);
+    }
+    return st;
+}
+
+fg_status pp_gather(pp *p, int moments)
+{
+    if (!p->own_on)
+        return FG_OK;
+    moments = moments && p->opt; /* ZeRO-1's m, v are in the shard files */
+    /* world rank 0 writes and validates: its pipeline is that of replica 0, tp rank 0 */
+    if ((p->dp && fg_comm_rank(p->dp) != 0) || (p->tp && fg_comm_rank(p->tp) != 0))
+        return FG_OK;
+    fg_status st = FG_OK;
+    for (int s = 1; s < p->size && st == FG_OK; s++) {
+        if (p->rank != 0 && p->rank != s)
+            continue;
+        int ns = spans_of(p, p->bounds, s, 1, NULL);
+        pp_span *sp = fg_calloc((size_t)ns + 1, sizeof *sp);
+        if (!sp)
+            return fg_error(FG_ERR_NOMEM, "pipeline parallel: out of memory");
+        spans_of(p, p->bounds, s, 1, sp);
+        st = move_spans(p, sp, ns, s, 0, moments);
+        fg_free(sp);
+    }
+    if (p->rank == 0)
+        p->gathered = 1;
+    return st;
+}
+
+/* Loss scaling's inf/nan check over the stage's spans, agreed by the stages (the tp ranks
+ * and replicas hold the same sums). */
+fg_status pp_unscale(pp *p, float inv_scale, bool *found_inf)
+{
+    float *g = fg_model_grads(p->m);
+    int32_t any = 0;
+    for (int i = 0; i < p->n_own; i++) {
+        bool f = false;
+        fg_grad_unscale(g + p->own[i].off, p->own[i].len, inv_scale, &f);
+        any |= f;
+    }
+    fg_status st = fg_comm_allreduce(p->comm, &any, 1, FG_DT_I32, FG_OP_MAX);
+    *found_inf = any != 0;
+    return st;
+}
+
+/* the optimiser restricted to this stage's spans (same storage, same step count) */
+static fg_optim view_of(const pp *p)
+{
+    fg_optim v = *p->opt;
+    v.ranges = p->vr;
+    v.n_ranges = p->n_vr;
+    v.spans = p->vs;
+    v.n_spans = p->n_vs;
+    return v;
+}
+
+fg_status pp_norm(pp *p, double *norm)
+{
+    fg_optim v = view_of(p);
+    double n = fg_optim_grad_norm(&v, fg_model_grads(p->m)), ss = n * n;
+    fg_status st = fg_comm_allreduce(p->comm, &ss, 1, FG_DT_F64, FG_OP_SUM);
+    *norm = sqrt(ss);
+    return st;
+}
+
+void pp_step(pp *p, float lr, float grad_coef)
+{
+    fg_optim v = view_of(p);
+    fg_optim_step_fused(&v, fg_model_params(p->m), fg_model_grads(p->m), lr, grad_coef, NULL);
+    p->opt->t = v.t;
+}
+
+void pp_memory(const pp *p, size_t *owned, size_t *resident, size_t *whole)
+{
+    size_t n = fg_model_num_params(p->m), k = 0;
+    const fg_optim *o = p->opt;
+    for (int i = 0; i < p->n_own; i++)
+        k += p->own[i].len;
+    if (!p->own_on)
+        k = n;
+    size_t es = o && o->m16 ? sizeof(uint16_t) : sizeof(float);
+    /* params and grads; m, v when this rank's follow the stage (not ZeRO-1's shard: the caller's) */
+    *owned = k * 2 * sizeof(float) + (o ? k * 2 * es : 0);
+    *whole = n * 2 * sizeof(float) + (o ? n * 2 * es : 0);
+    *resident = 0;
+    if (!p->own_on)
+        return;
+    *resident = fg_mem_resident(fg_model_params(p->m), n * sizeof(float)) +
+                fg_mem_resident(fg_model_grads(p->m), n * sizeof(float));
+    if (o)
+        *resident += fg_mem_resident(o->m ? (void *)o->m : (void *)o->m16, n * es) +
+                     fg_mem_resident(o->v ? (void *)o->v : (void *)o->v16, n * es);
+}
+
+/* The stage-owned gradient sum: the tied embedding's two halves exchanged between the end
+ * stages (a + b on both: the same bits), then each owned span summed over the tp group
+ * and the replicas; no stage sends another's layers (nor their zeros). */
+static fg_status own_tied(pp *p)
+{
+    float *g = fg_model_grads(p->m);
+    fg_status st = FG_OK;
+    const fg_tensor_info *wte = fg_model_find_tensor(p->m, "wte");
+    int P = p->size;
+    if (wte && fg_model_get_config(p->m)->tie_embeddings && (p->rank == 0 || p->rank == P - 1)) {
+        int peer = p->rank == 0 ? P - 1 : 0;
+        for (size_t at = 0; at < wte->numel && st == FG_OK; at += PP_XCHUNK) {
+            size_t k = wte->numel - at < PP_XCHUNK ? wte->numel - at : PP_XCHUNK;
+            float *a = g + wte->offset + at;
+            fg_req rq[2];
+            memset(rq, 0, sizeof rq);
+            st = fg_comm_irecv(p->comm, p->xbuf, k, FG_DT_F32, peer, 5, &rq[0]);
+            if (st == FG_OK)
+                st = fg_comm_isend(p->comm, a, k, FG_DT_F32, peer, 5, &rq[1]);
+            if (st == FG_OK)
+                st = fg_comm_waitall(p->comm, rq, 2);
+            for (size_t i = 0; i < k && st == FG_OK; i++)
+                a[i] += p->xbuf[i];
+            p->st.bytes_step += (double)k * sizeof(float);
+        }
+    }
+    return st;
+}
+
+static fg_status own_reduce(pp *p)
+{
+    float *g = fg_model_grads(p->m);
+    fg_status st = own_tied(p);
+    fg_comm *groups[2] = {p->tp, p->dp};
+    for (int gi = 0; gi < 2 && st == FG_OK; gi++) {
+        fg_comm *c = groups[gi];
+        if (!c || fg_comm_size(c) < 2)
+            continue;
+        double q = fg_comm_size(c);
+        for (int i = 0; i < p->n_own && st == FG_OK; i++) {
+            st = fg_comm_allreduce(c, g + p->own[i].off, p->own[i].len, FG_DT_F32, FG_OP_SUM);
+            p->st.bytes_step += 2 * (q - 1) / q * (double)p->own[i].len * sizeof(float);
+        }
+    }
+    return st;
+}
+
+/* The layers whose owner changed between the bounds ob and the current ones: params and
+ * m, v sent from the old owner to the new (in layer order on every rank: pairwise
+ * exchanges that cannot wait on each other in a cycle), then the spans rebuilt and the
+ * pages this stage no longer owns released. */
+static fg_status own_move(pp *p, const int *ob)
+{
+    if (!p->opt)
+        return FG_OK;
+    int nt = fg_model_num_tensors(p->m);
+    pp_span *sp = fg_calloc((size_t)nt + 1, sizeof *sp);
+    if (!sp)
+        return fg_error(FG_ERR_NOMEM, "pipeline parallel: out of memory");
+    fg_status st = FG_OK;
+    for (int l = 0; l < p->L && st == FG_OK; l++) {
+        int from = -1, to = -1;
+        for (int r = 0; r < p->size; r++) {
+            if (owns_at(p, ob, r, l))
+                from = r;
+            if (owns_at(p, p->bounds, r, l))
+                to = r;
+        }
+        if (from == to || from < 0 || to < 0)
+            continue;
+        char pre[32];
+        int k = snprintf(pre, sizeof pre, "h.%d.", l), ns = 0;
+        for (int i = 0; i < nt; i++) {
+            const fg_tensor_info *t = fg_model_tensor(p->m, i);
+            if (!strncmp(t->name, pre, (size_t)k) && t->numel)
+                sp[ns++] = (pp_span){t->offset, t->numel};
+        }
+        st = move_spans(p, sp, ns, from, to, 1);
+    }
+    fg_free(sp);
+    if (st == FG_OK)
+        st = own_build(p);
+    if (st == FG_OK)
+        pp_release(p);
+    return st;
+}
+
+static int init_keep(void *ctx, const fg_tensor_info *t)
+{
+    const pp *p = ctx;
+    return tensor_owned(p, p->bounds, t, p->rank);
+}
+
+void pp_init_weights(fg_comm *pp_comm, int chunks, int owned, fg_model *m, uint64_t seed)
+{
+    int P = pp_comm ? fg_comm_size(pp_comm) : 1, L = fg_model_get_config(m)->n_layer;
+    const fg_model_config *c = fg_model_get_config(m);
+    if (!owned || P < 2 || P > 64 || chunks < 1 || chunks > 16 || P * chunks > L || c->ffn_share || c->mtp_depth > 0) {
+        fg_model_init_weights(m, seed); /* pp_new refuses the bad shapes; no stage-owned memory */
+        return;
+    }
+    /* pp_new's split: even over the stages (or the virtual stages) */
+    int bounds[65], vb[64 * 16 + 1];
+    pp tmp = {.rank = fg_comm_rank(pp_comm), .size = P, .L = L, .V = chunks, .m = m, .bounds = bounds, .vb = vb};
+    for (int s = 0; s <= P; s++)
+        bounds[s] = (int)fg_dist_part_offset((size_t)L, P, s);
+    for (int s = 0; s <= P * chunks; s++)
+        vb[s] = (int)fg_dist_part_offset((size_t)L, P * chunks, s);
+    fg_model_init_weights_keep(m, seed, init_keep, &tmp);
+}
+
 /* The sum over the stages (each holds its own layers' grads, zeros elsewhere; a tied
  * embedding gets both ends' parts), then over the replicas. g NULL: the loss only (ZeRO-1
  * reduce-scatters the grads over the whole grid instead). */
@@ -607,7 +1084,15 @@ fg_status pp_grads(pp *p, fg_model *m, const int32_t *inp, const int32_t *tgt, i
         return fg_error(FG_ERR_INVALID, "pipeline parallel: B = %d, T = %d exceed the stage buffers", B, T);
     p->st.bytes_step = 0;
     p->st.micro = Al;
-    fg_model_zero_grad(m);
+    if (p->gathered) /* rank 0 after a checkpoint or validation: the other stages' copies go */
+        pp_release(p);
+    if (p->own_on) { /* only the stage's spans: the other pages are never touched */
+        float *g = fg_model_grads(m);
+        for (int i = 0; i < p->n_own; i++)
+            memset(g + p->own[i].off, 0, p->own[i].len * sizeof(float));
+    } else {
+        fg_model_zero_grad(m);
+    }
     double t_start = 0;
     fg_status st = p->V > 1 ? run_interleaved(p, &x, &t_start) : run_1f1b(p, &x, &t_start);
     if (st != FG_OK)
@@ -645,7 +1130,7 @@ fg_status pp_grads(pp *p, fg_model *m, const int32_t *inp, const int32_t *tgt, i
         st = fg_comm_allreduce(p->comm, ld, (size_t)n, FG_DT_F32, FG_OP_SUM);
     }
     double sum = x.sum;
-    float *g = p->zero ? NULL : fg_model_grads(m);
+    float *g = p->zero || p->own_on ? NULL : fg_model_grads(m);
     size_t n = fg_model_num_params(m);
     if (st == FG_OK)
         st = reduce(p, p->comm, g, n, &sum);
@@ -653,6 +1138,10 @@ fg_status pp_grads(pp *p, fg_model *m, const int32_t *inp, const int32_t *tgt, i
         st = reduce(p, p->tp, g, n, NULL);
     if (st == FG_OK)
         st = reduce(p, p->dp, g, n, &sum);
+    if (st == FG_OK && p->own_on && !p->zero)
+        st = own_reduce(p);
+    if (st == FG_OK && p->own_on && p->zero) /* then the stage's reduce-scatter sums the rest */
+        st = own_tied(p);
     /* ZeRO-1: one reduce-scatter over every rank of the grid forms the same sum (stages,
      * tp shards and replicas alike hold zeros where they computed nothing), each rank
      * receiving only the span of the optimiser state it keeps */
@@ -741,9 +1230,13 @@ fg_status pp_balance(pp *p, int *moved, char *msg, size_t msg_len)
     }
     if (!change)
         return FG_OK;
+    int ob[65];
+    memcpy(ob, p->bounds, ((size_t)P + 1) * sizeof *ob);
     for (int s = 0; s < P; s++)
         p->bounds[s + 1] = p->bounds[s] + nn[s];
     setup_slots(p);
+    if ((st = own_move(p, ob)) != FG_OK) /* stage-owned memory: the moved layers' params and m, v */
+        return st;
     *moved = 1;
     p->st.n_moved++;
     return FG_OK;

@@ -8,8 +8,10 @@
 
 #include <stdbool.h>
 
+#include "dp.h"
 #include "frugal/dist.h"
 #include "frugal/model.h"
+#include "frugal/optim.h"
 
 typedef struct pp_stats {
     int stages, micro;            /* p, and m micro-batches per step (this dp replica's) */
@@ -69,5 +71,44 @@ const pp_stats *pp_get_stats(const pp *p);
  * (dp_scatter), so each rank receives only its shard's sums; the loss is summed as before. */
 struct dp;
 void pp_set_zero(pp *p, struct dp *d);
+
+/* Stage-owned memory (docs/DIST.md "Memory per rank"): this rank keeps only its stage's
+ * tensors (its layers; the embedding on stage 0, the final norm and head on the last, a
+ * tied wte on both) in the params, grads and m, v: the other pages of these lazy buffers
+ * are released and never touched again; the grads are summed per owned span (no sum over
+ * the stages). pp_own_begin first (before dp_new: pp_own_spans are the spans ZeRO-1 over the
+ * stage shards), then pp_own_enable with the optimiser once the params are initialised or
+ * loaded: without ZeRO-1 o's m, v follow the stage and the step goes through pp_norm /
+ * pp_step; with it (pp_set_zero first) dp.c keeps the stage's shard. A no-op (every stage
+ * keeps everything, as before) with one stage, FFN sharing or multi-token prediction
+ * (weights tied across layers). */
+fg_status pp_own_begin(pp *p);
+fg_status pp_own_enable(pp *p, struct fg_optim *o);
+const dp_span *pp_own_spans(const pp *p, int *n);
+/* fg_model_init_weights for a rank of pp_comm that will keep only its stage's tensors
+ * (owned: pp_own_begin will be called): the same values, written only into the tensors of
+ * its stage under pp_new's even split; everything else as fg_model_init_weights. */
+void pp_init_weights(fg_comm *pp_comm, int chunks, int owned, fg_model *m, uint64_t seed);
+/* the flat stretch the clipping norm leaves out on this stage: the tied wte's second copy
+ * (the last stage's); *len 0: none */
+void pp_norm_skip(const pp *p, size_t *off, size_t *len);
+int pp_own(const pp *p);
+/* the floats of the tensors this rank keeps (the whole model's without stage-owned memory) */
+size_t pp_kept(const pp *p);
+/* Releases the pages this stage does not own (after a resume's whole load). */
+void pp_release(pp *p);
+/* Rank 0 (stage 0 of replica 0, tp rank 0) receives every other stage's tensors' params
+ * (and with moments m, v) for a checkpoint, validation or final/; the other ranks of its
+ * pipeline send them; everyone calls it. Released again at the next pp_grads. */
+fg_status pp_gather(pp *p, int moments);
+/* With pp_own: loss scaling's check, the clipping norm (the stages' owned squared norms
+ * summed, the tied wte once) and the AdamW step over the stage's spans. */
+fg_status pp_unscale(pp *p, float inv_scale, bool *found_inf);
+fg_status pp_norm(pp *p, double *norm);
+void pp_step(pp *p, float lr, float grad_coef);
+/* Bytes of params + grads (+ m, v when they follow the stage, not under ZeRO-1): this
+ * stage's share (owned), the pages resident now (resident; 0 when pp_own is off) and the
+ * whole model's (whole). */
+void pp_memory(const pp *p, size_t *owned, size_t *resident, size_t *whole);
 
 #endif

@@ -61,6 +61,10 @@ typedef struct run {
     tp *tp;
     /* every rank of the grid: ZeRO-1's group when tp or pp > 1 (then dp exists even at dp 1) */
     fg_comm *world;
+    fg_comm *stage_comm; /* ZeRO-1 over a pipeline stage's ranks (stage-owned memory) */
+    /* pipelines: params + grads + m + v bytes, rank 0's and the largest of any rank: the
+     * stage's share (own), resident pages (res), peak RSS; whole: the whole model's */
+    double mem[3], mem_max[3], mem_whole;
     dp *dp;
     bool rank0;
     fg_adapt ad;           /* adaptive batch size (adaptive.c): ad.accum micro-batches this step */
@@ -615,11 +619,12 @@ static int ckpt_tensors(run *r, fg_ckpt_tensor t[3], float **scratch, fg_status 
     return *st == FG_OK ? 3 : 0;
 }
 
-/* One checkpoint file into the model and the moments this rank keeps, sm/sv = the span
- * [off, off + len) of the whole m, v: params and meta from the file; m, v from it too
- * (written whole) or from the ZeRO-1 shard files of its step (meta "zero_shards": P). */
-static fg_status load_one(run *r, const char *path, long *step, char **meta, float *sm, float *sv, size_t off,
-                          size_t len)
+/* One checkpoint file into the model and the moments this rank keeps, sm/sv = the flat
+ * pieces `want` of the whole m, v (each at its dst): params and meta from the file; m, v
+ * from it too (written whole) or from the ZeRO-1 shard files of its step (meta
+ * "zero_shards": P). */
+static fg_status load_one(run *r, const char *path, long *step, char **meta, float *sm, float *sv, const dp_piece *want,
+                          int nwant)
 {
     size_t n = fg_model_num_params(r->m), bytes = n * sizeof(float);
     fg_ckpt_tensor t[3] = {{"params", fg_model_params(r->m), bytes}, {"adam.m", sm, bytes}, {"adam.v", sv, bytes}};
@@ -630,8 +635,8 @@ static fg_status load_one(run *r, const char *path, long *step, char **meta, flo
     long P = json_is_integer(z) ? (long)json_integer_value(z) : 0;
     json_decref(o);
     if (P > 0)
-        return dp_load_shards(r->c.ckpt_dir, *step, (int)P, n, off, len, sm, sv);
-    if (off == 0 && len == n)
+        return dp_load_shards(r->c.ckpt_dir, *step, (int)P, n, want, nwant, sm, sv);
+    if (nwant == 1 && want[0].off == 0 && want[0].len == n)
         return fg_ckpt_load_file(path, step, NULL, t + 1, 2);
     /* written whole, a shard kept: through whole buffers */
     float *zm = fg_malloc(bytes ? bytes : 1), *zv = fg_malloc(bytes ? bytes : 1);
@@ -640,9 +645,9 @@ static fg_status load_one(run *r, const char *path, long *step, char **meta, flo
     t[2].data = zv;
     if (st == FG_OK)
         st = fg_ckpt_load_file(path, step, NULL, t + 1, 2);
-    if (st == FG_OK) {
-        memcpy(sm, zm + off, len * sizeof(float));
-        memcpy(sv, zv + off, len * sizeof(float));
+    for (int j = 0; j < nwant && st == FG_OK; j++) {
+        memcpy(sm + want[j].dst, zm + want[j].off, want[j].len * sizeof(float));
+        memcpy(sv + want[j].dst, zv + want[j].off, want[j].len * sizeof(float));
     }
     fg_free(zm);
     fg_free(zv);
@@ -655,9 +660,12 @@ static fg_status load_one(run *r, const char *path, long *step, char **meta, flo
  * form the checkpoint has, so any dp size, sharded or not, reads any other's. */
 static fg_status load_resume(run *r)
 {
-    size_t n = fg_model_num_params(r->m), off = 0, len = n;
+    size_t n = fg_model_num_params(r->m);
+    dp_piece whole = {0, n, 0};
+    const dp_piece *want = &whole; /* the flat pieces of m, v this rank keeps */
+    int nwant = 1;
     if (r->dp && dp_zero(r->dp))
-        dp_shard(r->dp, &off, &len);
+        want = dp_shard_pieces(r->dp, &nwant);
     float *sm, *sv, *sscr = NULL; /* fp32 views of the kept moments (storage, or a scratch to narrow from) */
     fg_status st = fg_optim_moments_f32(&r->opt, &sm, &sv, &sscr);
     char **paths = NULL;
@@ -673,7 +681,7 @@ static fg_status load_resume(run *r)
     for (int i = np - 1; i >= 0 && st == FG_OK; i--) {
         fg_free(meta);
         meta = NULL;
-        st = load_one(r, paths[i], &step, &meta, sm, sv, off, len);
+        st = load_one(r, paths[i], &step, &meta, sm, sv, want, nwant);
         if (st == FG_OK) {
             if (i != np - 1 && r->rank0)
                 FG_WARN("resumed from %s, an older checkpoint, because newer ones are not usable", paths[i]);
@@ -737,6 +745,9 @@ static fg_status place_experts(run *r, FILE *out)
 /* ---- evaluation ---- */
 static float evaluate(run *r)
 {
+    /* stage-owned memory: rank 0 runs the whole model on the other stages' params */
+    if (r->has_val && r->pp && pp_gather(r->pp, 0) != FG_OK)
+        return NAN;
     if (!r->has_val || !r->rank0)
         return NAN; /* data parallel: rank 0 validates, the others wait at the next collective */
     int B = r->c.batch_size, T = r->c.seq_len;
@@ -812,6 +823,15 @@ static fg_status aug_setup(run *r)
 }
 
 /* ---- setup: everything that can fail on bad input happens before any write ---- */
+/* Does a pipeline stage keep only its own tensors (docs/DIST.md "Memory per rank")? Not
+ * with ZeRO-1 and the balancer together (the stage's shards would move with the layers:
+ * ZeRO-1 then shards over the whole grid and every stage keeps every tensor); pp.c also
+ * leaves it off for FFN sharing and multi-token prediction. */
+static bool stage_owned(const fg_train_config *c)
+{
+    return !(c->zero && c->pp_balance);
+}
+
 static fg_status setup(run *r, FILE *out)
 {
     fg_train_config *c = &r->c;
@@ -908,7 +928,8 @@ static fg_status setup(run *r, FILE *out)
         goto out_ids;
     }
     c->model = *fg_model_get_config(r->m); /* resolved: padded_vocab, d_ff, ... */
-    fg_model_init_weights(r->m, c->seed);
+    /* a pipeline stage writes only its own tensors (docs/DIST.md "Memory per rank") */
+    pp_init_weights(r->pp_comm, c->pp_chunks, c->pp > 1 && stage_owned(c), r->m, c->seed);
     if (r->ep_comm && fg_comm_size(r->ep_comm) > 1) {
         if ((st = fg_model_moe_set_ep(r->m, r->ep_comm)) != FG_OK)
             goto out_ids;
@@ -952,24 +973,43 @@ static fg_status setup(run *r, FILE *out)
                       c->compress_momentum,
                       c->compress_clip && c->grad_clip > 0 && c->dp > 1 ? c->grad_clip / sqrtf((float)c->dp) : 0.0f,
                       c->compress_warmup};
-    /* with tp / pp, ZeRO-1 shards over the whole grid (docs/DIST.md "Optimiser state over the grid") */
-    fg_comm *zc = c->zero && (c->pp > 1 || c->tp > 1) ? r->world : NULL;
-    if (((r->comm && fg_comm_size(r->comm) > 1) || (zc && fg_comm_size(zc) > 1)) &&
-        !(r->dp = dp_new(r->comm, zc, r->m, c->zero, c->bucket_mb, &cz)))
-        st = fg_last_status();
-    else if (r->dp && c->zero)
-        st = dp_optim_init(r->dp, &r->opt, ranges, nt, &ac); /* m, v of this rank's shard only */
-    else
-        st = fg_optim_init(&r->opt, fg_model_num_params(r->m), ranges, nt, &ac);
-    fg_free(ranges);
+    /* tp / pp first: a pipeline stage keeps its own tensors only, the spans ZeRO-1 then
+     * shards over the stage's ranks (docs/DIST.md "Memory per rank") */
     if (st == FG_OK && r->tp_comm && fg_comm_size(r->tp_comm) > 1 && !(r->tp = tp_new(r->tp_comm, r->m)))
         st = fg_last_status();
     if (st == FG_OK && (c->pp > 1 || c->tp > 1) &&
         !(r->pp = pp_new(r->pp_comm, r->comm, r->tp_comm, r->m, c->batch_size, c->seq_len, c->pp_slow_rank,
                          c->pp_slow_ms, c->pp_chunks)))
         st = fg_last_status();
+    if (st == FG_OK && r->pp && c->pp > 1 && stage_owned(c))
+        st = pp_own_begin(r->pp);
+    const bool stage_zero = st == FG_OK && c->zero && r->pp && pp_own(r->pp);
+    /* ZeRO-1 over the stage's ranks (stage-owned memory), or with tp / pp over the whole
+     * grid (the balancer, FFN sharing: every stage keeps every tensor) */
+    if (st == FG_OK && stage_zero)
+        st = fg_comm_split(r->world, fg_comm_rank(r->pp_comm), fg_comm_rank(r->world), &r->stage_comm);
+    fg_comm *zc = stage_zero ? r->stage_comm : c->zero && (c->pp > 1 || c->tp > 1) ? r->world : NULL;
+    int nsp = 0;
+    const dp_span *sp = stage_zero ? pp_own_spans(r->pp, &nsp) : NULL;
+    if (st == FG_OK) {
+        if (((r->comm && fg_comm_size(r->comm) > 1) || (zc && (fg_comm_size(zc) > 1 || stage_zero))) &&
+            !(r->dp = dp_new(r->comm, zc, r->m, c->zero, c->bucket_mb, &cz, sp, nsp)))
+            st = fg_last_status();
+        else if (r->dp && c->zero)
+            st = dp_optim_init(r->dp, &r->opt, ranges, nt, &ac); /* m, v of this rank's shard only */
+        else
+            st = fg_optim_init(&r->opt, fg_model_num_params(r->m), ranges, nt, &ac);
+    }
+    fg_free(ranges);
+    if (st == FG_OK && stage_zero) { /* the norm and the inf check also over the stages */
+        size_t xo = 0, xl = 0;
+        pp_norm_skip(r->pp, &xo, &xl);
+        dp_set_outer(r->dp, r->pp_comm, xo, xl, fg_comm_rank(r->world), fg_comm_size(r->world));
+    }
     if (st == FG_OK && r->pp && zc && r->dp)
         pp_set_zero(r->pp, r->dp);
+    if (st == FG_OK && r->pp) /* each stage keeps its own tensors only (docs/DIST.md "Memory per rank") */
+        st = pp_own_enable(r->pp, &r->opt);
     if (st != FG_OK)
         goto out_ids;
     fg_adapt_init(&r->ad, c);
@@ -1048,6 +1088,8 @@ static void teardown(run *r)
     fg_loader_close(&r->val);
     fg_optim_free(&r->opt);
     dp_delete(r->dp);
+    if (r->stage_comm)
+        fg_comm_free(r->stage_comm);
     pp_delete(r->pp);
     tp_delete(r->tp, r->m);
     fg_model_delete(r->m);
@@ -1162,17 +1204,38 @@ static void print_cost(FILE *out, const run *r, const fg_train_result *res, doub
             bf ? "bf16" : "fp32", fg_fmt_bytes(s2, sizeof s2, (double)nopt * (double)fg_adam_moment_bytes(!bf)),
             bf ? "fp32" : "bf16", fg_fmt_bytes(s3, sizeof s3, (double)np * sizeof(float)));
     if (r->dp || r->pp) {
-        fprintf(out, "optimizer / rank: %zu bytes of m+v (%s)\n", nopt * fg_adam_moment_bytes(r->c.adam_moments),
-                r->dp && dp_zero(r->dp) ? "ZeRO-1: this rank's shard" : "whole, on every rank");
-        /* what this rank keeps for training (activations above): fp32 params and grads are
-         * whole on every rank whatever the layout; ZeRO-1 adds its shard's reduced grads */
+        /* what this rank keeps for training (activations above): with pipeline stages the
+         * floats of its stage's tensors (docs/DIST.md "Memory per rank"), else the whole
+         * params and grads; ZeRO-1 adds its shard's reduced grads */
+        const bool zero = r->dp && dp_zero(r->dp), own = r->pp && pp_own(r->pp) && !zero;
+        size_t keep = r->pp ? pp_kept(r->pp) : np; /* a pipeline stage: its own tensors' floats */
+        fprintf(out, "optimizer / rank: %zu bytes of m+v (%s)\n",
+                (own ? keep : nopt) * fg_adam_moment_bytes(r->c.adam_moments),
+                zero  ? "ZeRO-1: this rank's shard"
+                : own ? "this stage's tensors"
+                      : "whole, on every rank");
         size_t zoff = 0, zlen = 0;
         if (r->dp && dp_zero(r->dp) && !dp_compressed(r->dp))
             dp_shard(r->dp, &zoff, &zlen);
         fprintf(out,
                 "memory / rank   : params %zu bytes, grads %zu bytes, optimizer %zu bytes, ZeRO grad shard %zu bytes\n",
-                np * sizeof(float), np * sizeof(float), nopt * fg_adam_moment_bytes(r->c.adam_moments),
-                zlen * sizeof(float));
+                keep * sizeof(float), keep * sizeof(float),
+                (own ? keep : nopt) * fg_adam_moment_bytes(r->c.adam_moments), zlen * sizeof(float));
+    }
+    if (r->pp && pp_size(r->pp) > 1) {
+        /* rank 0 (checkpoints, validation, final/: the whole model for a moment) and the
+         * largest of the other ranks; resident: the pages of the four buffers, measured */
+        char b[7][32];
+        fprintf(out,
+                "stage memory    : params+grads+m+v of %s (whole model%s): rank 0 keeps %s (%s resident), the "
+                "other ranks at most %s (%s resident); peak RSS rank 0 %s, the others at most %s\n",
+                fg_fmt_bytes(b[0], sizeof b[0], r->mem_whole),
+                pp_own(r->pp) ? ", each stage keeps its own tensors" : ", every rank keeps it",
+                fg_fmt_bytes(b[1], sizeof b[1], r->mem[0]), fg_fmt_bytes(b[2], sizeof b[2], r->mem[1]),
+                fg_fmt_bytes(b[3], sizeof b[3], r->mem_max[0]), fg_fmt_bytes(b[4], sizeof b[4], r->mem_max[1]),
+                fg_fmt_bytes(b[5], sizeof b[5], r->mem[2]), fg_fmt_bytes(b[6], sizeof b[6], r->mem_max[2]));
+        fprintf(out, "stage mem bytes : whole %.0f rank0 %.0f resident %.0f others %.0f resident %.0f\n", r->mem_whole,
+                r->mem[0], r->mem[1], r->mem_max[0], r->mem_max[1]);
     }
     if (r->c.loss_scale)
         fprintf(out, "loss scaling    : dynamic, %ld step%s skipped (inf/nan gradients), scale now %g\n",
@@ -1193,6 +1256,11 @@ static fg_ckpt_opts ckpt_opts(const fg_train_config *c)
 
 static fg_status save_ckpt(run *r, double tokens)
 {
+    if (r->pp) { /* stage-owned memory: rank 0 writes the other stages' tensors too */
+        fg_status st = pp_gather(r->pp, 1);
+        if (st != FG_OK)
+            return st;
+    }
     if (r->dp) {
         fg_ckpt_opts o = ckpt_opts(&r->c);
         fg_status st = FG_OK;
@@ -1376,6 +1444,8 @@ static fg_status run_impl(const fg_train_config *cfg, fg_comm *comm, fg_comm *ep
         st = load_resume(r);
         if (st != FG_OK)
             goto out_teardown;
+        if (r->pp) /* loaded whole: the pages of the other stages' tensors go */
+            pp_release(r->pp);
         if (out)
             fprintf(out, "resumed from %s at step %ld%s%s\n", c->ckpt_dir, r->step, r->layout_note[0] ? ": " : "",
                     r->layout_note);
@@ -1483,7 +1553,9 @@ static fg_status run_impl(const fg_train_config *cfg, fg_comm *comm, fg_comm *ep
              * clean gradients only; the skipped step leaves params, the Adam moments and
              * Adam's t as they were, while the step counter, schedule and data move on */
             bool found_inf = false;
-            if (r->dp)
+            if (r->pp && pp_own(r->pp) && !zero)
+                st = pp_unscale(r->pp, fg_loss_scaler_inv_scale(&r->scaler), &found_inf);
+            else if (r->dp)
                 st = dp_unscale(r->dp, grads, n_grads, fg_loss_scaler_inv_scale(&r->scaler), &found_inf);
             else
                 fg_grad_unscale(grads, n_grads, fg_loss_scaler_inv_scale(&r->scaler), &found_inf);
@@ -1492,8 +1564,11 @@ static fg_status run_impl(const fg_train_config *cfg, fg_comm *comm, fg_comm *ep
             skipped = fg_loss_scaler_update(&r->scaler, found_inf);
         }
         double norm = NAN;
+        const bool own = r->pp && pp_own(r->pp) && !zero;
         if (!skipped && zero)
             st = dp_zero_norm(r->dp, &r->opt, &norm); /* over all shards */
+        else if (!skipped && own)
+            st = pp_norm(r->pp, &norm); /* over the stages' own tensors */
         else if (!skipped)
             norm = fg_optim_grad_norm(&r->opt, grads);
         if (st != FG_OK)
@@ -1514,6 +1589,8 @@ static fg_status run_impl(const fg_train_config *cfg, fg_comm *comm, fg_comm *ep
             fg_model_post_step(r->m);
             if (zero) /* AdamW on the shard, then the params all-gathered (the bf16 copy refreshes at forward) */
                 st = dp_zero_step(r->dp, &r->opt, lr, fg_optim_clip_coef(norm, c->grad_clip));
+            else if (own) /* AdamW on the stage's own tensors (fp32 pipelines: no bf16 copy) */
+                pp_step(r->pp, lr, fg_optim_clip_coef(norm, c->grad_clip));
             else
                 fg_optim_step_fused(&r->opt, fg_model_params(r->m), grads, lr, fg_optim_clip_coef(norm, c->grad_clip),
                                     fg_model_bf16_weights(r->m));
@@ -1643,8 +1720,8 @@ static fg_status run_impl(const fg_train_config *cfg, fg_comm *comm, fg_comm *ep
         if (st != FG_OK)
             goto out_teardown;
         if (r->pp && c->pp > 1 && c->pp_balance && c->ckpt_every > 0 && r->step % c->ckpt_every == 0 && !last) {
-            /* the balancer at a checkpoint boundary: every rank holds every layer's params
-             * and optimiser state, so moving layers moves no bytes */
+            /* the balancer at a checkpoint boundary: a moved layer's params and m, v go to
+             * its new stage (stage-owned memory; none move under --zero 1) */
             char msg[512];
             int moved = 0;
             st = pp_balance(r->pp, &moved, msg, sizeof msg);
@@ -1685,11 +1762,32 @@ static fg_status run_impl(const fg_train_config *cfg, fg_comm *comm, fg_comm *ep
         res.ckpt_bytes += s.file_full + s.file_delta;
     }
     uint64_t fb = 0;
+    if (r->pp && (st = pp_gather(r->pp, 0)) != FG_OK)
+        goto out_teardown;
     st = r->rank0 ? save_final(c->out, r->step, c, r->m, &fb) : FG_OK;
     if (st != FG_OK)
         goto out_teardown;
     res.ckpt_bytes += fb;
     res.wall_sec = fg_time_sec() - t_wall;
+    if (r->pp && pp_size(r->pp) > 1) { /* every rank: the stage memory, the largest of the grid */
+        size_t own = 0, resid = 0, whole = 0;
+        pp_release(r->pp); /* rank 0's copies of the other stages' tensors (final/) go */
+        pp_memory(r->pp, &own, &resid, &whole);
+        if (r->dp && dp_zero(r->dp)) { /* m, v: ZeRO-1's shard (fg_optim's, touched whole) */
+            size_t mb = fg_adam_moment_bytes(c->adam_moments);
+            own += r->opt.n_params * mb;
+            resid += r->opt.n_params * mb;
+            whole += fg_model_num_params(r->m) * mb;
+        }
+        double v[3] = {(double)own, (double)resid, (double)fg_peak_rss_bytes()};
+        memcpy(r->mem, v, sizeof v);
+        r->mem_whole = (double)whole;
+        if (fg_comm_rank(r->world) == 0)
+            v[0] = v[1] = v[2] = 0; /* the others' largest */
+        if ((st = fg_comm_allreduce(r->world, v, 3, FG_DT_F64, FG_OP_MAX)) != FG_OK)
+            goto out_teardown;
+        memcpy(r->mem_max, v, sizeof v);
+    }
     if (out && c->model.moe.n_expert > 0) {
         fputc('\n', out);
         fg_model_moe_print_loads(r->m, out);
