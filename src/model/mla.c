@@ -176,50 +176,46 @@ static void rescale(float *w, size_t n, float std)
         w[i] *= f;
 }
 
-/* Runs after the generic init (matrices N(0, 0.02), norm weights 1).
- * Without latent norms (the default): the down-projections W_DKV, W_DQ at N(0, 1/C), so a
- * latent entry has about the size of an entry of the normed input (unit), and the
- * up-projections at N(0, 0.02^2 C/r), so keys, values and queries start at plain
- * attention's scale (0.02 sqrt(C) per entry). With the 0.02 init of both factors the
- * product starts sqrt(r/C) * 0.02 sqrt(C) small and the pair trains like one matrix at a
- * fraction of the learning rate (docs/perf/mla.md: the plain factorisation at 2C lost
- * 2.75% with it, 0.18% with this init).
+/* Runs after the generic init (matrices N(0, 0.02), norm weights 1); docs/perf/mla.md
+ * section 2 has the measurements.
+ * Both forms: the down-projections W_DKV, W_DQ at N(0, 1/C), so a latent entry has about
+ * the size of an entry of the normed input (unit). Under a latent norm the down-projection
+ * is scale-invariant and Adam moves each entry by about lr per step whatever its size, so
+ * at 0.02 it turned by ~lr/0.02 (10% at lr 2e-3) per step; at 1/sqrt(C) 4.4x slower.
+ * Without latent norms (the default): the up-projections W_UKV, W_UQ at N(0, 0.02^2 C/r)
+ * (C/rq), so keys, values and queries start at plain attention's scale, 0.02 sqrt(C) per
+ * entry; with 0.02 for both factors the product starts sqrt(r/C) * 0.02 sqrt(C) small and
+ * the pair trained like one matrix at a fraction of the learning rate.
  * With latent norms (DeepSeek-V2, arXiv 2405.04434, section 3.1.2: besides the norms after
  * the latents, "additional scaling factors at the width bottlenecks", values not given):
- * the factor is the norm's initial gain, sqrt(C / r) (sqrt(C / rq) for the query latent),
- * so a normed latent of r values has the length of a normed C-wide input; learned from
- * there. */
+ * the up-projections keep 0.02 and the factor is the norm's initial gain, sqrt(C / r)
+ * (sqrt(C / rq) for the query latent), so a normed latent of r values has the length of a
+ * normed C-wide input; learned from there. */
 void model_mla_init_weights(fg_model *m)
 {
     const fg_model_config *c = &m->cfg;
     if (!m->mla)
         return;
-    if (!c->mla_latent_norm) {
-        int C = c->d_model, r = m->mla->r, rq = m->mla->rq;
-        float down = 1.0f / sqrtf((float)C);
-        for (int l = 0; l < c->n_layer; l++) {
-            const model_layer_off *o = &m->layer[l];
-            rescale(m->params + o->mla_kva, (size_t)r * C, down);
-            rescale(m->params + o->mla_kvb, (size_t)2 * C * r, 0.02f * sqrtf((float)C / (float)r));
-            if (rq > 0) {
-                rescale(m->params + o->mla_qa, (size_t)rq * C, down);
-                rescale(m->params + o->mla_qb, (size_t)m->mla->Cp * rq, 0.02f * sqrtf((float)C / (float)rq));
-            }
-        }
-        return;
-    }
-    float gkv = sqrtf((float)c->d_model / (float)m->mla->r);
-    float gq = m->mla->rq > 0 ? sqrtf((float)c->d_model / (float)m->mla->rq) : 0.0f;
+    int C = c->d_model, r = m->mla->r, rq = m->mla->rq, norm = c->mla_latent_norm;
+    float down = 1.0f / sqrtf((float)C);
+    float gkv = sqrtf((float)C / (float)r), gq = rq > 0 ? sqrtf((float)C / (float)rq) : 0.0f;
     for (int l = 0; l < c->n_layer; l++) {
         const model_layer_off *o = &m->layer[l];
-        float *wkv = m->params + o->mla_lnkvw;
-        for (int i = 0; i < m->mla->r; i++)
-            wkv[i] = gkv;
-        if (m->mla->rq > 0) {
-            float *wq = m->params + o->mla_lnqw;
-            for (int i = 0; i < m->mla->rq; i++)
-                wq[i] = gq;
+        rescale(m->params + o->mla_kva, (size_t)r * C, down);
+        if (rq > 0)
+            rescale(m->params + o->mla_qa, (size_t)rq * C, down);
+        if (!norm) {
+            rescale(m->params + o->mla_kvb, (size_t)2 * C * r, 0.02f * gkv);
+            if (rq > 0)
+                rescale(m->params + o->mla_qb, (size_t)m->mla->Cp * rq, 0.02f * gq);
+            continue;
         }
+        float *wkv = m->params + o->mla_lnkvw;
+        for (int i = 0; i < r; i++)
+            wkv[i] = gkv;
+        float *wq = rq > 0 ? m->params + o->mla_lnqw : NULL;
+        for (int i = 0; wq && i < rq; i++)
+            wq[i] = gq;
     }
 }
 
