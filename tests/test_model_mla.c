@@ -253,10 +253,10 @@ static double sample_std(const float *x, size_t n)
     return sqrt(s2 / (double)n - mean * mean);
 }
 
-/* fg_model_init_weights gives the latent norms the gains sqrt(C/r) and sqrt(C/rq)
- * (DeepSeek's scaling factors at the width bottlenecks; before, they started at 1, so an
- * r-wide latent reached the up-projections at sqrt(r/C) of a normed input's length),
- * biases 0; the other norms keep 1. */
+/* With mla_latent_norm, fg_model_init_weights gives the latent norms the gains sqrt(C/r)
+ * and sqrt(C/rq) (DeepSeek's scaling factors at the width bottlenecks; before, they started
+ * at 1, so an r-wide latent reached the up-projections at sqrt(r/C) of a normed input's
+ * length), biases 0; the other norms keep 1; the down-projections start at 1/sqrt(C). */
 static void test_init_gain(fg_layout layout)
 {
     fg_model_config cfg;
