@@ -24,8 +24,10 @@
 # Env: MODE (loss), STEPS (600), SPEED_STEPS (50), SEEDS ("1 2"), THREADS (all cores),
 #   LAYERS (8), DMODEL (256), HEADS (4), SEQ (64), BATCH (8), LR (0.002),
 #   SHARE_GROUP (LAYERS), SHARE_RANK (DMODEL/32), SHARE_ALPHA (0.5), SHARE_LEARN (true),
-#   MLA_KV_RANK (DMODEL/4), MLA_Q_RANK (DMODEL/2), MLA_ROPE_DIM (0: gpt2 has learned
-#   positions), MTP_LAMBDA (0.3), EVAL_BYTES (60000), EVAL_TOKENS (0 = all of them),
+#   MLA_KV_RANK (DMODEL/2: 1/4 of the baseline's KV cache, the issue's bound), MLA_Q_RANK
+#   (0: full-rank queries; a query latent of C/2 cost 0.7 points more and is not cached),
+#   MLA_ROPE_DIM (0: gpt2 has learned positions), MLA_NORM (false: no latent norms, the
+#   model's default; true = DeepSeek's normed latents; docs/perf/mla.md section 2), MTP_LAMBDA (0.3), EVAL_BYTES (60000), EVAL_TOKENS (0 = all of them),
 #   ROWS (default "baseline share_seed share_plain mla mtp all"), EXTRA (flags added to
 #   every row, e.g. EXTRA="--n-expert 8 --n-expert-active 2 --d-expert 64" for MoE),
 #   DATA (../shared/data/tinyshakespeare.txt), TOKENIZER (../shared/data/gpt2, or byte),
@@ -49,9 +51,10 @@ G=${SHARE_GROUP:-$L}
 R=${SHARE_RANK:-$((C / 32 > 0 ? C / 32 : 1))}
 A=${SHARE_ALPHA:-0.5}
 learn=${SHARE_LEARN:-true}
-kvr=${MLA_KV_RANK:-$((C / 4))}
-qr=${MLA_Q_RANK:-$((C / 2))}
+kvr=${MLA_KV_RANK:-$((C / 2))}
+qr=${MLA_Q_RANK:-0}
 rd=${MLA_ROPE_DIM:-0}
+mnorm=${MLA_NORM:-false}
 lam=${MTP_LAMBDA:-0.3}
 eval_bytes=${EVAL_BYTES:-60000}
 eval_tokens=${EVAL_TOKENS:-0}
@@ -75,7 +78,7 @@ tail -c "$eval_bytes" "$data" > "$out/eval.txt"
 share_seed=(--ffn-share seed --ffn-share-group "$G" --ffn-share-rank "$R" --ffn-share-alpha "$A"
   --ffn-share-learn-alpha "$learn")
 share_plain=(--ffn-share plain --ffn-share-group "$G")
-mla=(--mla-kv-rank "$kvr" --mla-q-rank "$qr" --mla-rope-dim "$rd")
+mla=(--mla-kv-rank "$kvr" --mla-q-rank "$qr" --mla-rope-dim "$rd" --mla-latent-norm "$mnorm")
 mtp=(--mtp-depth 1 --mtp-lambda "$lam")
 row_flags() { # row -> flags on stdout, one per line
   case $1 in
@@ -90,7 +93,7 @@ row_flags() { # row -> flags on stdout, one per line
 }
 
 echo "== ablation ($mode): gpt2 L=$L C=$C NH=$NH T=$T B=$B, tokenizer $(basename "$tok"), $steps steps" \
-  "($((steps * B * T)) tokens) per run, seeds: $seeds, $threads threads, share G=$G r=$R, MLA $kvr/$qr/$rd," \
+  "($((steps * B * T)) tokens) per run, seeds: $seeds, $threads threads, share G=$G r=$R, MLA $kvr/$qr/$rd norm $mnorm," \
   "MTP lambda $lam, $(date -u +%FT%TZ), load $(cut -d' ' -f1-3 /proc/loadavg)"
 res="$out/results-$mode.tsv"
 [ "${APPEND:-0}" = 1 ] || : > "$res"

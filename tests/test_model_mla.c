@@ -1,8 +1,8 @@
 /* test_model_mla.c: multi-head latent attention (src/model/mla.c) in whole tiny models
  * against the PyTorch twin (tools/gen_mla_fixtures.py: logits, loss, every gradient; llama
- * and gpt2, dense and MoE), central finite differences (also with FFN sharing and MTP on), decoding
- * from the compressed cache (absorbed form) against the full forward, KV-cache bytes and
- * config errors. */
+ * and gpt2, dense and MoE, with and without the latent norms), central finite differences
+ * (also with FFN sharing and MTP on), decoding from the compressed cache (absorbed form)
+ * against the full forward, the init of both forms, KV-cache bytes and config errors. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,14 +40,17 @@ static void check_fixture(const char *name)
         FG_CHECK(0, "load fixture %s: %s", rel, fg_last_error());
         return;
     }
-    /* config: layout V Vp maxT L NH C F tie B T seed r rq R D E K S H */
-    const int32_t *ci = fg_fixture_get(&fx, "config")->data;
+    /* config: layout V Vp maxT L NH C F tie B T seed r rq R D E K S H [latent_norm]: the
+     * fixtures written before mla_latent_norm have 20 values, all with the norms */
+    const fg_fixture_tensor *cfx = fg_fixture_get(&fx, "config");
+    const int32_t *ci = cfx->data;
     fg_model_config cfg;
     fg_model_config_default(&cfg, (fg_layout)ci[0]);
     cfg.vocab_size = ci[1], cfg.padded_vocab = ci[2], cfg.max_seq_len = ci[3], cfg.n_layer = ci[4];
     cfg.n_head = ci[5], cfg.d_model = ci[6], cfg.d_ff = ci[7], cfg.tie_embeddings = ci[8];
     int B = ci[9], T = ci[10];
     cfg.mla_kv_rank = ci[12], cfg.mla_q_rank = ci[13], cfg.mla_rope_dim = ci[14];
+    cfg.mla_latent_norm = cfx->numel > 20 ? ci[20] : 1;
     cfg.moe.n_dense_layers = ci[15], cfg.moe.n_expert = ci[16], cfg.moe.n_expert_active = ci[17];
     cfg.moe.n_shared_expert = ci[18], cfg.moe.d_expert = ci[19];
     cfg.moe.route_scale = FG_FIX_F32(&fx, "config_f")[0];
@@ -116,12 +119,12 @@ static void all_levers(fg_model_config *cfg)
 }
 
 static fg_model *mla_model(fg_layout layout, int V, int maxT, int L, int NH, int C, int r, int rq, int R, int B, int T,
-                           int levers)
+                           int levers, int norm)
 {
     fg_model_config cfg;
     fg_model_config_default(&cfg, layout);
     cfg.vocab_size = V, cfg.max_seq_len = maxT, cfg.n_layer = L, cfg.n_head = NH, cfg.d_model = C;
-    cfg.mla_kv_rank = r, cfg.mla_q_rank = rq, cfg.mla_rope_dim = R;
+    cfg.mla_kv_rank = r, cfg.mla_q_rank = rq, cfg.mla_rope_dim = R, cfg.mla_latent_norm = norm;
     if (levers)
         all_levers(&cfg);
     fg_model *m = fg_model_new(&cfg, B, T);
@@ -132,11 +135,11 @@ static fg_model *mla_model(fg_layout layout, int V, int maxT, int L, int NH, int
 /* Central differences of the fp32 loss at three entries of every MLA tensor (the
  * largest gradient and two random ones): h = 1e-2 on weights ~0.1 and the tolerance
  * 2e-2 |g| + 1e-4 of test_model.c (truncation and rounding both far below it). */
-static void test_finite_diff(fg_layout layout, int rq, int levers)
+static void test_finite_diff(fg_layout layout, int rq, int levers, int norm)
 {
     const char *nm = layout == FG_LAYOUT_GPT2 ? (levers ? "gpt2+levers" : "gpt2") : (levers ? "llama+levers" : "llama");
     int B = 2, T = 5, V = 23;
-    fg_model *m = mla_model(layout, V, 8, 2, 2, 16, 6, rq, layout == FG_LAYOUT_LLAMA ? 4 : 0, B, T, levers);
+    fg_model *m = mla_model(layout, V, 8, 2, 2, 16, 6, rq, layout == FG_LAYOUT_LLAMA ? 4 : 0, B, T, levers, norm);
     if (!m)
         return;
     fg_test_hash_weights(m, 7);
@@ -147,7 +150,7 @@ static void test_finite_diff(fg_layout layout, int rq, int levers)
     random_tokens(tg, B * T, V, &r);
     tg[2] = -1;
     char what[64];
-    snprintf(what, sizeof what, "%s rq=%d", nm, rq);
+    snprintf(what, sizeof what, "%s rq=%d norm=%d", nm, rq, norm);
     int bad = 0, checked = fg_test_fd_tensors(m, in, tg, B, T, ".attn.", &r, what, &bad);
     FG_CHECK(bad == 0 && checked >= 12, "%s: %d of %d finite differences off", what, bad, checked);
     fg_model_delete(m);
@@ -164,7 +167,7 @@ static int argmax(const float *x, int n)
     return b;
 }
 
-static void test_decode(fg_layout layout, int rq, int n_expert, int levers)
+static void test_decode(fg_layout layout, int rq, int n_expert, int levers, int norm)
 {
     const char *nm = layout == FG_LAYOUT_GPT2 ? "gpt2" : "llama";
     int T = 12, V = 70;
@@ -172,6 +175,7 @@ static void test_decode(fg_layout layout, int rq, int n_expert, int levers)
     fg_model_config_default(&cfg, layout);
     cfg.vocab_size = V, cfg.max_seq_len = T, cfg.n_layer = 2, cfg.n_head = 4, cfg.d_model = 32;
     cfg.mla_kv_rank = 10, cfg.mla_q_rank = rq; /* rope dim: the default HS/2 (llama) */
+    cfg.mla_latent_norm = norm;
     if (n_expert) {
         cfg.moe.n_expert = n_expert, cfg.moe.n_expert_active = 2, cfg.moe.d_expert = 16;
         cfg.moe.n_shared_expert = 1, cfg.moe.n_dense_layers = 1;
@@ -199,7 +203,7 @@ static void test_decode(fg_layout layout, int rq, int n_expert, int levers)
         const float *lg = NULL;
         FG_CHECK(fg_model_decode_step(m, seq[t], t, &lg) == FG_OK, "%s: decode step %d: %s", nm, t, fg_last_error());
         char what[96];
-        snprintf(what, sizeof what, "%s rq=%d E=%d latent-cache logits at t=%d", nm, rq, n_expert, t);
+        snprintf(what, sizeof what, "%s rq=%d E=%d norm=%d latent-cache logits at t=%d", nm, rq, n_expert, norm, t);
         if (lg)
             fg_test_check_tensor(what, lg, full + (size_t)t * Vp, (size_t)Vp, 1e-4);
     }
@@ -239,16 +243,26 @@ static void test_kv_bytes(void)
     fg_model_delete(mla);
 }
 
-/* fg_model_init_weights gives the latent norms the gains sqrt(C/r) and sqrt(C/rq)
- * (DeepSeek's scaling factors at the width bottlenecks; before, they started at 1, so an
- * r-wide latent reached the up-projections at sqrt(r/C) of a normed input's length),
- * biases 0; the other norms keep 1. */
+/* Sample standard deviation of n values (mean taken out). */
+static double sample_std(const float *x, size_t n)
+{
+    double s = 0.0, s2 = 0.0;
+    for (size_t i = 0; i < n; i++)
+        s += x[i], s2 += (double)x[i] * x[i];
+    double mean = s / (double)n;
+    return sqrt(s2 / (double)n - mean * mean);
+}
+
+/* With mla_latent_norm, fg_model_init_weights gives the latent norms the gains sqrt(C/r)
+ * and sqrt(C/rq) (DeepSeek's scaling factors at the width bottlenecks; before, they started
+ * at 1, so an r-wide latent reached the up-projections at sqrt(r/C) of a normed input's
+ * length), biases 0; the other norms keep 1; the down-projections start at 1/sqrt(C). */
 static void test_init_gain(fg_layout layout)
 {
     fg_model_config cfg;
     fg_model_config_default(&cfg, layout);
     cfg.n_layer = 2, cfg.d_model = 64, cfg.n_head = 4, cfg.vocab_size = 64, cfg.max_seq_len = 8;
-    cfg.mla_kv_rank = 16, cfg.mla_q_rank = 32;
+    cfg.mla_kv_rank = 16, cfg.mla_q_rank = 32, cfg.mla_latent_norm = 1;
     fg_model *m = fg_model_new(&cfg, 1, 8);
     FG_CHECK(m != NULL, "init gain model: %s", fg_last_error());
     if (!m)
@@ -265,6 +279,15 @@ static void test_init_gain(fg_layout layout)
             want = sqrtf(2.0f), seen_q++; /* sqrt(64 / 32) */
         else if (fg_test_ends_with(t->name, "ln_1.weight") || fg_test_ends_with(t->name, "attn.ln_kv.bias"))
             want = fg_test_ends_with(t->name, "bias") ? 0.0f : 1.0f;
+        else if (fg_test_ends_with(t->name, "attn.kv_a.weight") || fg_test_ends_with(t->name, "attn.q_a.weight") ||
+                 fg_test_ends_with(t->name, "attn.kv_b.weight")) {
+            /* down-projections at 1/sqrt(C) in this form too (a 0.02 one under the norm
+             * turned 4.4x faster); the up-projections keep 0.02: 1,024-4,096 draws, 10% */
+            double sd = sample_std(p + t->offset, t->numel);
+            double wsd = fg_test_ends_with(t->name, "kv_b.weight") ? 0.02 : 1.0 / sqrt(64.0);
+            FG_CHECK(fabs(sd - wsd) <= 0.1 * wsd, "%s: init std %g, want %g", t->name, sd, wsd);
+            continue;
+        }
         if (want < 0.0f)
             continue;
         for (size_t j = 0; j < t->numel; j++)
@@ -274,6 +297,45 @@ static void test_init_gain(fg_layout layout)
             }
     }
     FG_CHECK(seen_kv == 2 && seen_q == 2, "init gain: %d ln_kv, %d ln_q tensors", seen_kv, seen_q);
+    fg_model_delete(m);
+}
+
+/* Without latent norms (the default) there are no ln_kv / ln_q tensors, and the init puts
+ * W_DKV, W_DQ at N(0, 1/C) and W_UKV, W_UQ at N(0, 0.02^2 C/r) (C/rq): the 0.02 init of
+ * both factors, which this replaced, trained 2-5% worse (docs/perf/mla.md, section 2). */
+static void test_init_no_norm(fg_layout layout)
+{
+    fg_model_config cfg;
+    fg_model_config_default(&cfg, layout);
+    cfg.n_layer = 2, cfg.d_model = 128, cfg.n_head = 4, cfg.vocab_size = 64, cfg.max_seq_len = 8;
+    cfg.mla_kv_rank = 32, cfg.mla_q_rank = 64;
+    fg_model *m = fg_model_new(&cfg, 1, 8);
+    FG_CHECK(m != NULL, "init no-norm model: %s", fg_last_error());
+    if (!m)
+        return;
+    fg_model_init_weights(m, 7);
+    const float *p = fg_model_params(m);
+    int seen = 0;
+    for (int i = 0; i < fg_model_num_tensors(m); i++) {
+        const fg_tensor_info *t = fg_model_tensor(m, i);
+        FG_CHECK(strstr(t->name, "attn.ln_") == NULL, "no latent norms, yet %s exists", t->name);
+        double want = -1.0;
+        if (fg_test_ends_with(t->name, "attn.kv_a.weight") || fg_test_ends_with(t->name, "attn.q_a.weight"))
+            want = 1.0 / sqrt(128.0);
+        else if (fg_test_ends_with(t->name, "attn.kv_b.weight"))
+            want = 0.02 * sqrt(128.0 / 32.0);
+        else if (fg_test_ends_with(t->name, "attn.q_b.weight"))
+            want = 0.02 * sqrt(128.0 / 64.0);
+        else if (fg_test_ends_with(t->name, "attn.proj.weight") || fg_test_ends_with(t->name, "ln_1.weight"))
+            continue;
+        if (want < 0.0)
+            continue;
+        seen++;
+        /* 4,096-65,536 draws: the sample std within 5% of the target (about 3-10 sigma) */
+        double sd = sample_std(p + t->offset, t->numel);
+        FG_CHECK(fabs(sd - want) <= 0.05 * want, "%s: init std %g, want %g", t->name, sd, want);
+    }
+    FG_CHECK(seen == 8, "init no-norm: %d MLA projections checked", seen);
     fg_model_delete(m);
 }
 
@@ -291,6 +353,9 @@ static void test_config(void)
     fg_model_config_default(&c, FG_LAYOUT_GPT2);
     c.mla_kv_rank = 16, c.mla_rope_dim = 8;
     expect_invalid(&c, "mla_rope_dim = 8 with layout gpt2");
+    fg_model_config_default(&c, FG_LAYOUT_GPT2);
+    c.mla_latent_norm = 1;
+    expect_invalid(&c, "mla_latent_norm = 1 need mla_kv_rank > 0");
     fg_model_config_default(&c, FG_LAYOUT_LLAMA);
     c.mla_q_rank = 16;
     expect_invalid(&c, "need mla_kv_rank > 0");
@@ -317,21 +382,27 @@ int main(void)
     check_fixture("gpt2");
     check_fixture("llama_moe");
     check_fixture("gpt2_moe");
-    test_finite_diff(FG_LAYOUT_LLAMA, 8, 0);
-    test_finite_diff(FG_LAYOUT_LLAMA, 0, 0);
-    test_finite_diff(FG_LAYOUT_GPT2, 8, 0);
-    test_finite_diff(FG_LAYOUT_GPT2, 0, 0);
-    test_finite_diff(FG_LAYOUT_LLAMA, 8, 1);
-    test_finite_diff(FG_LAYOUT_GPT2, 0, 1);
-    test_decode(FG_LAYOUT_LLAMA, 12, 0, 0);
-    test_decode(FG_LAYOUT_LLAMA, 0, 0, 0);
-    test_decode(FG_LAYOUT_GPT2, 0, 0, 0);
-    test_decode(FG_LAYOUT_GPT2, 12, 0, 0);
-    test_decode(FG_LAYOUT_LLAMA, 12, 4, 0);
-    test_decode(FG_LAYOUT_LLAMA, 12, 4, 1);
+    check_fixture("llama_nonorm");
+    check_fixture("gpt2_nonorm");
+    for (int norm = 0; norm <= 1; norm++) {
+        test_finite_diff(FG_LAYOUT_LLAMA, 8, 0, norm);
+        test_finite_diff(FG_LAYOUT_LLAMA, 0, 0, norm);
+        test_finite_diff(FG_LAYOUT_GPT2, 8, 0, norm);
+        test_finite_diff(FG_LAYOUT_GPT2, 0, 0, norm);
+        test_finite_diff(FG_LAYOUT_LLAMA, 8, 1, norm);
+        test_finite_diff(FG_LAYOUT_GPT2, 0, 1, norm);
+        test_decode(FG_LAYOUT_LLAMA, 12, 0, 0, norm);
+        test_decode(FG_LAYOUT_LLAMA, 0, 0, 0, norm);
+        test_decode(FG_LAYOUT_GPT2, 0, 0, 0, norm);
+        test_decode(FG_LAYOUT_GPT2, 12, 0, 0, norm);
+        test_decode(FG_LAYOUT_LLAMA, 12, 4, 0, norm);
+        test_decode(FG_LAYOUT_LLAMA, 12, 4, 1, norm);
+    }
     test_kv_bytes();
     test_init_gain(FG_LAYOUT_LLAMA);
     test_init_gain(FG_LAYOUT_GPT2);
+    test_init_no_norm(FG_LAYOUT_LLAMA);
+    test_init_no_norm(FG_LAYOUT_GPT2);
     test_config();
     return fg_test_end();
 }

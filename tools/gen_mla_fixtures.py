@@ -8,7 +8,9 @@ MLA as DeepSeek-V2/V3 (per layer, h the normed layer input):
   k_rope = RoPE(W_KR h), one per token, shared by the heads; k_h = [k_nope_h | k_rope]
   softmax(q_h . k_h / sqrt(HS + R)) causal, times v_h; heads concatenated, then the output
   projection. gpt2 layout: no RoPE part (R = 0; learned positions stay), the latents' norms
-  are LayerNorms (weight and bias), the MLA projections carry no bias.
+  are LayerNorms (weight and bias), the MLA projections carry no bias. With mla_latent_norm
+  off (norm = 0, Frugal's default) there are no latent norms: norm_q, norm_kv are the identity
+  and the ln_q / ln_kv tensors do not exist.
 Weights are not stored: both sides hash the flat parameter index (tools/gen_model_fixtures.py
 weights_from_hash; tests/model_util.h); MoE router state (frozen) is zero on both sides.
 The twin runs in float64; fixtures hold fp32 logits, the loss and every gradient.
@@ -33,11 +35,13 @@ def mla_types(c):
     C, NH, r, rq, R = c["C"], c["NH"], c["r"], c["rq"], c["R"]
     gpt2 = c["layout"] == gm.GPT2
     D = C // NH + R
+    nrm = c["norm"]
     t = []
     if rq > 0:
         t.append(("attn.q_a.weight", (rq, C), "w"))
-        t.append(("attn.ln_q.weight", (rq,), "n"))
-        if gpt2:
+        if nrm:
+            t.append(("attn.ln_q.weight", (rq,), "n"))
+        if nrm and gpt2:
             t.append(("attn.ln_q.bias", (rq,), "b"))
         t.append(("attn.q_b.weight", (NH * D, rq), "w"))
     else:
@@ -45,8 +49,9 @@ def mla_types(c):
     t.append(("attn.kv_a.weight", (r, C), "w"))
     if R > 0:
         t.append(("attn.k_rope.weight", (R, C), "w"))
-    t.append(("attn.ln_kv.weight", (r,), "n"))
-    if gpt2:
+    if nrm:
+        t.append(("attn.ln_kv.weight", (r,), "n"))
+    if nrm and gpt2:
         t.append(("attn.ln_kv.bias", (r,), "b"))
     t.append(("attn.kv_b.weight", (2 * C, r), "w"))
     return t
@@ -89,6 +94,8 @@ def weights(c):
 
 
 def norm(x, p, prefix, c):
+    if prefix.endswith(("ln_q", "ln_kv")) and not c["norm"]:
+        return x
     if c["layout"] == gm.GPT2:
         return F.layer_norm(x, (x.shape[-1],), p[prefix + ".weight"], p[prefix + ".bias"], c["eps"])
     return gm.rmsnorm(x, p[prefix + ".weight"], c["eps"])
@@ -169,7 +176,7 @@ def make(name, c):
     logits, loss = forward(c, p, idx, tgt)
     loss.backward()
     fx = {"config": np.array([c["layout"], V, c["Vp"], c["maxT"], c["L"], c["NH"], c["C"], c["F"], c["tie"], B, T,
-                              c["seed"], c["r"], c["rq"], c["R"], c["D"], c["E"], c["K"], c["S"], c["H"]],
+                              c["seed"], c["r"], c["rq"], c["R"], c["D"], c["E"], c["K"], c["S"], c["H"], c["norm"]],
                              dtype=np.int32),
           "config_f": np.array([c["route_scale"]], dtype=np.float32),
           "names": np.array([len(table)], dtype=np.int32),
@@ -185,7 +192,7 @@ def make(name, c):
 def main():
     torch.manual_seed(0)
     base = dict(V=50, Vp=64, maxT=16, L=2, NH=4, C=24, F=32, eps=1e-5, theta=10000.0, B=2, T=12, D=0, E=0, K=0,
-                S=0, H=0, W=1, route_scale=1.0)
+                S=0, H=0, W=1, route_scale=1.0, norm=1)
     moe = dict(D=1, E=4, K=2, S=1, H=8, route_scale=2.0)
     # llama: q latent and a rope key; gpt2: full-rank query, no rope part (R = 0)
     make("llama", dict(base, layout=gm.LLAMA, tie=0, r=12, rq=16, R=4, seed=21))
@@ -193,6 +200,9 @@ def main():
     # MoE: the other query form in each layout
     make("llama_moe", dict(base, layout=gm.LLAMA, tie=0, r=8, rq=0, R=2, seed=23, **moe))
     make("gpt2_moe", dict(base, layout=gm.GPT2, tie=1, r=8, rq=12, R=0, seed=24, **moe))
+    # without the latent norms (mla_latent_norm = 0): both query forms across the layouts
+    make("llama_nonorm", dict(base, layout=gm.LLAMA, tie=0, r=12, rq=16, R=4, seed=25, norm=0))
+    make("gpt2_nonorm", dict(base, layout=gm.GPT2, tie=1, r=12, rq=12, R=0, seed=26, norm=0))
 
 
 if __name__ == "__main__":

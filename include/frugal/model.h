@@ -149,6 +149,11 @@ typedef struct fg_model_config {
     int mla_kv_rank;
     int mla_q_rank;
     int mla_rope_dim;
+    /* 1: the layout's norm after each latent (DeepSeek-V2/V3's form, gains from sqrt(C/r));
+     * 0 (default): no latent norms, the down-projections initialised at 1/sqrt(C) and the
+     * up-projections at 0.02 sqrt(C/r) (docs/perf/mla.md: within 0.25% of plain attention
+     * at 1/4 of the cache, where the normed form lost 2-4%) */
+    int mla_latent_norm;
 } fg_model_config;
 
 /* Defaults for a layout (a tiny model: L=4, C=128, NH=4, V=256, maxT=256). */

@@ -1,8 +1,9 @@
 /* mla.c: multi-head latent attention (DeepSeek-V2/V3) for the fp32 model: keys and values
- * up-projected from one normed latent per token, queries through a latent of their own,
- * and a decoupled RoPE key shared by the heads; forward, backward, and decoding from a
- * cache of only the latent and the RoPE key (W_UK absorbed into the query, W_UV into
- * the output). Shapes and FLOPs: docs/MODEL.md "Multi-head latent attention".
+ * up-projected from one latent per token (normed in DeepSeek's form, mla_latent_norm), queries
+ * through a latent of their own, and a decoupled RoPE key shared by the heads; forward,
+ * backward, and decoding from a cache of only the latent and the RoPE key (W_UK absorbed
+ * into the query, W_UV into the output). Shapes and FLOPs: docs/MODEL.md "Multi-head
+ * latent attention".
  *
  * Per head the query and key have D = HS + R values ([nope | rope]) and the value HS.
  * The training path packs q, k, v into one [N, 3 NH D] buffer, the value padded with R
@@ -47,10 +48,11 @@ struct model_mla {
 fg_status model_mla_config_validate(const fg_model_config *c)
 {
     if (c->mla_kv_rank == 0) {
-        if (c->mla_q_rank != 0 || c->mla_rope_dim != 0)
+        if (c->mla_q_rank != 0 || c->mla_rope_dim != 0 || c->mla_latent_norm != 0)
             return fg_error(FG_ERR_INVALID,
-                            "model config: mla_q_rank = %d, mla_rope_dim = %d need mla_kv_rank > 0 (MLA is off)",
-                            c->mla_q_rank, c->mla_rope_dim);
+                            "model config: mla_q_rank = %d, mla_rope_dim = %d, mla_latent_norm = %d need mla_kv_rank > "
+                            "0 (MLA is off)",
+                            c->mla_q_rank, c->mla_rope_dim, c->mla_latent_norm);
         return FG_OK;
     }
     if (c->mla_kv_rank < 0 || c->mla_kv_rank > (1 << 20))
@@ -166,31 +168,54 @@ size_t fg_model_kv_bytes_per_token(const fg_model *m)
     return per_layer * (size_t)c->n_layer * sizeof(float);
 }
 
-/* DeepSeek-V2 (arXiv 2405.04434, section 3.1.2): the low-rank compression changes "the
- * output scale of a layer", so besides the norms after the latents they "multiply
- * additional scaling factors at the width bottlenecks" (values not given). Here the factor
- * is the latent norm's initial gain, sqrt(C / r) (sqrt(C / rq) for the query latent): a
- * normed latent of r values then has the length of a normed C-wide input, so the
- * up-projections' outputs, and the effect of their Adam steps, start at plain attention's
- * scale instead of sqrt(r / C) of it. The gain is learned from there. Runs after the
- * generic init (which sets norm weights to 1); docs/perf/mla.md has the measurements. */
+/* Scales a tensor the generic init drew at N(0, 0.02) to N(0, std). */
+static void rescale(float *w, size_t n, float std)
+{
+    float f = std / 0.02f;
+    for (size_t i = 0; i < n; i++)
+        w[i] *= f;
+}
+
+/* Runs after the generic init (matrices N(0, 0.02), norm weights 1); docs/perf/mla.md
+ * section 2 has the measurements.
+ * Both forms: the down-projections W_DKV, W_DQ at N(0, 1/C), so a latent entry has about
+ * the size of an entry of the normed input (unit). Under a latent norm the down-projection
+ * is scale-invariant and Adam moves each entry by about lr per step whatever its size, so
+ * at 0.02 it turned by ~lr/0.02 (10% at lr 2e-3) per step; at 1/sqrt(C) 4.4x slower.
+ * Without latent norms (the default): the up-projections W_UKV, W_UQ at N(0, 0.02^2 C/r)
+ * (C/rq), so keys, values and queries start at plain attention's scale, 0.02 sqrt(C) per
+ * entry; with 0.02 for both factors the product starts sqrt(r/C) * 0.02 sqrt(C) small and
+ * the pair trained like one matrix at a fraction of the learning rate.
+ * With latent norms (DeepSeek-V2, arXiv 2405.04434, section 3.1.2: besides the norms after
+ * the latents, "additional scaling factors at the width bottlenecks", values not given):
+ * the up-projections keep 0.02 and the factor is the norm's initial gain, sqrt(C / r)
+ * (sqrt(C / rq) for the query latent), so a normed latent of r values has the length of a
+ * normed C-wide input; learned from there. */
 void model_mla_init_weights(fg_model *m)
 {
     const fg_model_config *c = &m->cfg;
     if (!m->mla)
         return;
-    float gkv = sqrtf((float)c->d_model / (float)m->mla->r);
-    float gq = m->mla->rq > 0 ? sqrtf((float)c->d_model / (float)m->mla->rq) : 0.0f;
+    int C = c->d_model, r = m->mla->r, rq = m->mla->rq, norm = c->mla_latent_norm;
+    float down = 1.0f / sqrtf((float)C);
+    float gkv = sqrtf((float)C / (float)r), gq = rq > 0 ? sqrtf((float)C / (float)rq) : 0.0f;
     for (int l = 0; l < c->n_layer; l++) {
         const model_layer_off *o = &m->layer[l];
-        float *wkv = m->params + o->mla_lnkvw;
-        for (int i = 0; i < m->mla->r; i++)
-            wkv[i] = gkv;
-        if (m->mla->rq > 0) {
-            float *wq = m->params + o->mla_lnqw;
-            for (int i = 0; i < m->mla->rq; i++)
-                wq[i] = gq;
+        rescale(m->params + o->mla_kva, (size_t)r * C, down);
+        if (rq > 0)
+            rescale(m->params + o->mla_qa, (size_t)rq * C, down);
+        if (!norm) {
+            rescale(m->params + o->mla_kvb, (size_t)2 * C * r, 0.02f * gkv);
+            if (rq > 0)
+                rescale(m->params + o->mla_qb, (size_t)m->mla->Cp * rq, 0.02f * gq);
+            continue;
         }
+        float *wkv = m->params + o->mla_lnkvw;
+        for (int i = 0; i < r; i++)
+            wkv[i] = gkv;
+        float *wq = rq > 0 ? m->params + o->mla_lnqw : NULL;
+        for (int i = 0; wq && i < rq; i++)
+            wq[i] = gq;
     }
 }
 
@@ -215,6 +240,10 @@ static void lin_bwd(float *dinp, int ldd, float *dw, const float *dout, int ldo,
 static void norm_fwd(const fg_model *m, float *out, float *mean, float *rstd, const float *inp, const float *w,
                      const float *b, int N, int d)
 {
+    if (!m->cfg.mla_latent_norm) { /* no latent norms: the latent as it is */
+        memcpy(out, inp, (size_t)N * (size_t)d * sizeof(float));
+        return;
+    }
     if (m->cfg.layout == FG_LAYOUT_GPT2)
         fg_layernorm_forward(out, mean, rstd, inp, w, b, N, d, m->cfg.norm_eps);
     else
@@ -224,6 +253,10 @@ static void norm_fwd(const fg_model *m, float *out, float *mean, float *rstd, co
 static void norm_bwd(const fg_model *m, float *dinp, float *dw, float *db, const float *dout, const float *inp,
                      const float *w, const float *mean, const float *rstd, int N, int d)
 {
+    if (!m->cfg.mla_latent_norm) {
+        fg_add(dinp, dinp, dout, (size_t)N * (size_t)d);
+        return;
+    }
     if (m->cfg.layout == FG_LAYOUT_GPT2)
         fg_layernorm_backward(dinp, dw, db, dout, inp, w, mean, rstd, N, d);
     else

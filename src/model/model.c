@@ -170,8 +170,9 @@ static int param_types(const fg_model *m, param_type *t, int cap)
         int r = c->mla_kv_rank, rq = c->mla_q_rank, R = c->mla_rope_dim, D = C / c->n_head + R;
         if (rq > 0) {
             ADD("attn.q_a.weight", 1, rq, C, KIND_MATRIX, LAYER_FIELD(mla_qa));
-            ADD("attn.ln_q.weight", 1, rq, 0, KIND_NORM, LAYER_FIELD(mla_lnqw));
-            if (gpt2)
+            if (c->mla_latent_norm)
+                ADD("attn.ln_q.weight", 1, rq, 0, KIND_NORM, LAYER_FIELD(mla_lnqw));
+            if (c->mla_latent_norm && gpt2)
                 ADD("attn.ln_q.bias", 1, rq, 0, KIND_BIAS, LAYER_FIELD(mla_lnqb));
             ADD("attn.q_b.weight", 1, c->n_head * D, rq, KIND_MATRIX, LAYER_FIELD(mla_qb));
         } else {
@@ -180,8 +181,9 @@ static int param_types(const fg_model *m, param_type *t, int cap)
         ADD("attn.kv_a.weight", 1, r, C, KIND_MATRIX, LAYER_FIELD(mla_kva));
         if (R > 0)
             ADD("attn.k_rope.weight", 1, R, C, KIND_MATRIX, LAYER_FIELD(mla_kr));
-        ADD("attn.ln_kv.weight", 1, r, 0, KIND_NORM, LAYER_FIELD(mla_lnkvw));
-        if (gpt2)
+        if (c->mla_latent_norm)
+            ADD("attn.ln_kv.weight", 1, r, 0, KIND_NORM, LAYER_FIELD(mla_lnkvw));
+        if (c->mla_latent_norm && gpt2)
             ADD("attn.ln_kv.bias", 1, r, 0, KIND_BIAS, LAYER_FIELD(mla_lnkvb));
         ADD("attn.kv_b.weight", 1, 2 * C, r, KIND_MATRIX, LAYER_FIELD(mla_kvb));
     } else {

@@ -93,6 +93,8 @@ static const fg_opt opts[] = {
      .help = "MLA: latent width d_c' of the queries; 0 = full-rank queries"},
     {"mla_rope_dim", FG_OPT_INT, F(model.mla_rope_dim), 0, 4096,
      .help = "MLA: decoupled RoPE key size d_h^R, shared by the heads (llama; even); 0 = head size / 2 (gpt2: 0)"},
+    {"mla_latent_norm", FG_OPT_BOOL, F(model.mla_latent_norm),
+     .help = "MLA: norm the latents (DeepSeek's form); false = no norms, scaled init (trains better here)"},
     /* MoE: the flat keys are the fields of fg_moe_config, embedded as model.moe */
     {"n_expert", FG_OPT_INT, F(model.moe.n_expert), 0, 4096, .help = "routed experts per MoE layer; 0 = dense"},
     {"n_expert_active", FG_OPT_INT, F(model.moe.n_expert_active), 0, FG_MOE_MAX_K,
