@@ -42,15 +42,16 @@ static void gemm(int trans_a, int trans_b, int M, int N, int K, float alpha, con
 
 /* With blas_split, each OpenMP thread runs a single-threaded sgemm on a slice of the
  * larger of M and N (slices a multiple of 16 wide), so only OpenMP's threads ever
- * run: no BLAS thread pool spinning against ours. Small GEMMs (< 4 MFLOP) and calls
- * from inside a parallel region run on the calling thread. */
+ * run: no BLAS thread pool spinning against ours. Small GEMMs (< 8 MFLOP: a passive
+ * fork/join costs ~0.1 ms of CPU, about 4 MFLOP here; docs/perf/kernels.md, section 7;
+ * the MoE router's three) and calls from inside a parallel region run on the calling thread. */
 void fg_sgemm_blas(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
                    int ldb, float beta, float *C, int ldc)
 {
     if (M <= 0 || N <= 0)
         return;
     int nt = omp_get_max_threads();
-    if (!fg_kt.blas_split || nt == 1 || omp_in_parallel() || 2.0 * M * N * K < 4e6) {
+    if (!fg_kt.blas_split || nt == 1 || omp_in_parallel() || 2.0 * M * N * K < 8e6) {
         gemm(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }

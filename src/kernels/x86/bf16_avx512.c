@@ -16,19 +16,19 @@ static inline __mmask16 tail16(size_t left)
     return left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1u);
 }
 
-/* Conversions are memory-bound: threads only for large arrays, in 64k chunks. */
+/* Conversions are memory-bound: threads only for large arrays (FG_PAR_MIN_ELEMS), in 64k chunks. */
 enum { CVT_CHUNK = 1 << 16 };
 
 void fg_cvt_f32_bf16_avx512(uint16_t *out, const float *in, size_t n)
 {
-    FG_FOR_CHUNKS512(n, CVT_CHUNK, 1,
+    FG_FOR_CHUNKS512(n, CVT_CHUNK, FG_PAR_MIN_ELEMS / CVT_CHUNK,
                      _mm256_mask_storeu_epi16(out + i, k, fg_rne16_512(_mm512_maskz_loadu_epi32(k, in + i))););
 }
 
 void fg_cvt_bf16_f32_avx512(float *out, const uint16_t *in, size_t n)
 {
     FG_FOR_CHUNKS512(
-        n, CVT_CHUNK, 1,
+        n, CVT_CHUNK, FG_PAR_MIN_ELEMS / CVT_CHUNK,
         _mm512_mask_storeu_epi32(out + i, k,
                                  _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(k, in + i)), 16)););
 }
@@ -37,7 +37,7 @@ void fg_cvt_bf16_f32_avx512(float *out, const uint16_t *in, size_t n)
  * and/or the reference's rounding (the integer rule: any AVX-512 CPU). */
 void fg_bf16_affine_avx512(uint16_t *out, float *outf, const uint16_t *x, const float *w, const float *b, int N, int C)
 {
-#pragma omp parallel for schedule(static) if ((size_t)N * C >= CVT_CHUNK)
+#pragma omp parallel for schedule(static) if ((size_t)N * C >= FG_PAR_MIN_ELEMS)
     for (int n = 0; n < N; n++) {
         size_t r = (size_t)n * C;
         for (int c = 0; c < C; c += 16) {
@@ -65,7 +65,7 @@ static inline __mmask16 subnormal16(__m512i x)
 void fg_cvt_f32_bf16_avx512bf16(uint16_t *out, const float *in, size_t n)
 {
     size_t nchunk = (n + CVT_CHUNK - 1) / CVT_CHUNK;
-#pragma omp parallel for schedule(static) if (nchunk > 1)
+#pragma omp parallel for schedule(static) if (n > FG_PAR_MIN_ELEMS)
     for (size_t c = 0; c < nchunk; c++) {
         size_t end = (c + 1) * CVT_CHUNK < n ? (c + 1) * CVT_CHUNK : n;
         for (size_t i = c * CVT_CHUNK; i < end; i += 32) {
