@@ -75,7 +75,7 @@ void fg_bias_reduce(float *acc, const float *rows, int N, int OC)
 {
     enum { CB = 256 };
     int nblk = (OC + CB - 1) / CB;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (nblk > 1 && (size_t)N * OC >= FG_PAR_MIN_ELEMS)
     for (int blk = 0; blk < nblk; blk++) {
         int o0 = blk * CB, o1 = o0 + CB < OC ? o0 + CB : OC;
         float s[CB];
@@ -95,7 +95,7 @@ void fg_matmul_forward_blas(float *out, const float *inp, const float *weight, c
     float beta = 0.0f;
     if (bias) {
         /* start from the bias rows and let the GEMM accumulate onto them */
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)N * OC >= FG_PAR_MIN_ELEMS)
         for (int n = 0; n < N; n++)
             memcpy(out + (size_t)n * OC, bias, (size_t)OC * sizeof(float));
         beta = 1.0f;
