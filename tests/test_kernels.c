@@ -441,7 +441,7 @@ static void test_determinism(void)
 
 /* The memory-bound ops thread only from FG_PAR_MIN_ELEMS (2^19) elements on (issue 17):
  * the small shapes above all run on one thread, so this runs each op at 1024 x 768
- * (786k elements) on 2 threads and on 1, bitwise equal (the split changes who computes a
+ * (786k elements; the embedding too) on 2 threads and on 1, bitwise equal (the split changes who computes a
  * row, never a sum). Two threads are forced: the threaded branch runs on any machine. */
 static void test_threaded_passes(void)
 {
@@ -451,10 +451,13 @@ static void test_threaded_passes(void)
     float *out[R], *st[R], *st2[R], *dx[R], *dw[R], *db[R], *big[R];
     uint16_t *xb = fg_malloc(n * sizeof(uint16_t)), *hb[R];
     fg_cvt_f32_bf16(xb, x, n);
+    int32_t tok[N];
+    for (int i = 0; i < N; i++)
+        tok[i] = (int32_t)fg_rng_below(&rng, 50);
     int threads = fg_threads_get();
     for (int r = 0; r < R; r++) {
         fg_threads_set(r == 0 ? 2 : 1);
-        out[r] = fg_calloc(10 * n, sizeof(float)), st[r] = fg_calloc(N, sizeof(float));
+        out[r] = fg_calloc(11 * n, sizeof(float)), st[r] = fg_calloc(N, sizeof(float));
         st2[r] = fg_calloc(N, sizeof(float)), dx[r] = fg_calloc(2 * n, sizeof(float));
         dw[r] = fg_calloc(2 * C, sizeof(float)), db[r] = fg_calloc(C, sizeof(float));
         big[r] = copy(x2, 2 * n), hb[r] = fg_calloc(2 * n, sizeof(uint16_t));
@@ -473,9 +476,12 @@ static void test_threaded_passes(void)
         fg_cvt_bf16_f32(o + 7 * n, xb, n);
         fg_bf16_affine(hb[r], o + 8 * n, xb, w, b, N, C);
         fg_cvt_f32_bf16(hb[r] + n, g, n);
+        /* embedding: 50 tokens, 256 positions (wte, wpe: x's first rows); dwte, dwpe at 10n */
+        fg_embedding_forward(o + 9 * n, tok, x, x + 50 * C, N, 256, C);
+        fg_embedding_backward(o + 10 * n, o + 10 * n + 50 * C, g, tok, N, 256, C);
     }
     fg_threads_set(threads);
-    FG_CHECK(!memcmp(out[0], out[1], 9 * n * sizeof(float)), "threaded pass outputs differ from 1 thread's");
+    FG_CHECK(!memcmp(out[0], out[1], 11 * n * sizeof(float)), "threaded pass outputs differ from 1 thread's");
     FG_CHECK(!memcmp(st[0], st[1], N * sizeof(float)) && !memcmp(st2[0], st2[1], N * sizeof(float)),
              "threaded norm statistics differ from 1 thread's");
     FG_CHECK(!memcmp(dx[0], dx[1], 2 * n * sizeof(float)) && !memcmp(dw[0], dw[1], 2 * C * sizeof(float)) &&
