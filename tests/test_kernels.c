@@ -439,6 +439,62 @@ static void test_determinism(void)
     fg_free(qkv), fg_free(dout), fg_free(x), fg_free(w), fg_free(y0), fg_free(y1);
 }
 
+/* The memory-bound ops thread only from FG_PAR_MIN_ELEMS (2^19) elements on (issue 17):
+ * the small shapes above all run on one thread, so this runs each op at 1024 x 768
+ * (786k elements; the embedding too) on 2 threads and on 1, bitwise equal (the split changes who computes a
+ * row, never a sum). Two threads are forced: the threaded branch runs on any machine. */
+static void test_threaded_passes(void)
+{
+    enum { N = 1024, C = 768, R = 2 };
+    size_t n = (size_t)N * C;
+    float *x = randn(n, 1), *g = randn(n, 1), *w = randn(C, 1), *b = randn(C, 1), *x2 = randn(2 * n, 1);
+    float *out[R], *st[R], *st2[R], *dx[R], *dw[R], *db[R], *big[R];
+    uint16_t *xb = fg_malloc(n * sizeof(uint16_t)), *hb[R];
+    fg_cvt_f32_bf16(xb, x, n);
+    int32_t tok[N];
+    for (int i = 0; i < N; i++)
+        tok[i] = (int32_t)fg_rng_below(&rng, 50);
+    int threads = fg_threads_get();
+    for (int r = 0; r < R; r++) {
+        fg_threads_set(r == 0 ? 2 : 1);
+        out[r] = fg_calloc(11 * n, sizeof(float)), st[r] = fg_calloc(N, sizeof(float));
+        st2[r] = fg_calloc(N, sizeof(float)), dx[r] = fg_calloc(2 * n, sizeof(float));
+        dw[r] = fg_calloc(2 * C, sizeof(float)), db[r] = fg_calloc(C, sizeof(float));
+        big[r] = copy(x2, 2 * n), hb[r] = fg_calloc(2 * n, sizeof(uint16_t));
+        float *o = out[r];
+        fg_rmsnorm_forward(o, st[r], x, w, N, C, 1e-5f);
+        fg_rmsnorm_backward(dx[r], dw[r], g, x, w, st[r], N, C);
+        fg_layernorm_forward(o + n, st2[r], st[r], x, w, b, N, C, 1e-5f);
+        fg_layernorm_backward(dx[r] + n, dw[r] + C, db[r], g, x, w, st2[r], st[r], N, C);
+        fg_gelu_forward(o + 2 * n, x, n);
+        fg_gelu_backward(o + 3 * n, g, x, n);
+        fg_swiglu_forward(o + 4 * n, x2, N, C);
+        fg_swiglu_backward(big[r], g, x2, N, C);
+        fg_add(o + 5 * n, x, g, n);
+        memcpy(o + 6 * n, x, n * sizeof(float));
+        fg_rope_forward(o + 6 * n, 4, 256, 12, 64, 768, 0, 10000.0f);
+        fg_cvt_bf16_f32(o + 7 * n, xb, n);
+        fg_bf16_affine(hb[r], o + 8 * n, xb, w, b, N, C);
+        fg_cvt_f32_bf16(hb[r] + n, g, n);
+        /* embedding: 50 tokens, 256 positions (wte, wpe: x's first rows); dwte, dwpe at 10n */
+        fg_embedding_forward(o + 9 * n, tok, x, x + 50 * C, N, 256, C);
+        fg_embedding_backward(o + 10 * n, o + 10 * n + 50 * C, g, tok, N, 256, C);
+    }
+    fg_threads_set(threads);
+    FG_CHECK(!memcmp(out[0], out[1], 11 * n * sizeof(float)), "threaded pass outputs differ from 1 thread's");
+    FG_CHECK(!memcmp(st[0], st[1], N * sizeof(float)) && !memcmp(st2[0], st2[1], N * sizeof(float)),
+             "threaded norm statistics differ from 1 thread's");
+    FG_CHECK(!memcmp(dx[0], dx[1], 2 * n * sizeof(float)) && !memcmp(dw[0], dw[1], 2 * C * sizeof(float)) &&
+                 !memcmp(db[0], db[1], C * sizeof(float)),
+             "threaded norm backward differs from 1 thread's");
+    FG_CHECK(!memcmp(big[0], big[1], 2 * n * sizeof(float)), "threaded swiglu backward differs from 1 thread's");
+    FG_CHECK(!memcmp(hb[0], hb[1], 2 * n * sizeof(uint16_t)), "threaded bf16 passes differ from 1 thread's");
+    for (int r = 0; r < R; r++)
+        fg_free(out[r]), fg_free(st[r]), fg_free(st2[r]), fg_free(dx[r]), fg_free(dw[r]), fg_free(db[r]),
+            fg_free(big[r]), fg_free(hb[r]);
+    fg_free(x), fg_free(g), fg_free(w), fg_free(b), fg_free(x2), fg_free(xb);
+}
+
 static void test_dispatch(void)
 {
     FG_CHECK(fg_kernels_init("nope") == FG_ERR_INVALID, "unknown mode accepted");
@@ -591,5 +647,6 @@ int main(void)
     test_elementwise();
     fg_kernels_init(NULL);
     test_determinism();
+    test_threaded_passes();
     return fg_test_end();
 }

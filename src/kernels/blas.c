@@ -42,15 +42,16 @@ static void gemm(int trans_a, int trans_b, int M, int N, int K, float alpha, con
 
 /* With blas_split, each OpenMP thread runs a single-threaded sgemm on a slice of the
  * larger of M and N (slices a multiple of 16 wide), so only OpenMP's threads ever
- * run: no BLAS thread pool spinning against ours. Small GEMMs (< 4 MFLOP) and calls
- * from inside a parallel region run on the calling thread. */
+ * run: no BLAS thread pool spinning against ours. Small GEMMs (< 8 MFLOP: a passive
+ * fork/join costs ~0.1 ms of CPU, about 4 MFLOP here; docs/perf/kernels.md, section 7;
+ * the MoE router's three) and calls from inside a parallel region run on the calling thread. */
 void fg_sgemm_blas(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
                    int ldb, float beta, float *C, int ldc)
 {
     if (M <= 0 || N <= 0)
         return;
     int nt = omp_get_max_threads();
-    if (!fg_kt.blas_split || nt == 1 || omp_in_parallel() || 2.0 * M * N * K < 4e6) {
+    if (!fg_kt.blas_split || nt == 1 || omp_in_parallel() || 2.0 * M * N * K < 8e6) {
         gemm(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }
@@ -74,7 +75,7 @@ void fg_bias_reduce(float *acc, const float *rows, int N, int OC)
 {
     enum { CB = 256 };
     int nblk = (OC + CB - 1) / CB;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (nblk > 1 && (size_t)N * OC >= FG_PAR_MIN_ELEMS)
     for (int blk = 0; blk < nblk; blk++) {
         int o0 = blk * CB, o1 = o0 + CB < OC ? o0 + CB : OC;
         float s[CB];
@@ -94,7 +95,7 @@ void fg_matmul_forward_blas(float *out, const float *inp, const float *weight, c
     float beta = 0.0f;
     if (bias) {
         /* start from the bias rows and let the GEMM accumulate onto them */
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)N * OC >= FG_PAR_MIN_ELEMS)
         for (int n = 0; n < N; n++)
             memcpy(out + (size_t)n * OC, bias, (size_t)OC * sizeof(float));
         beta = 1.0f;

@@ -3,6 +3,13 @@
 #ifndef FRUGAL_KERNELS_IMPL_H
 #define FRUGAL_KERNELS_IMPL_H
 
+/* Memory-bound ops (elementwise, conversions, norms, rope, SwiGLU) thread only from this
+ * many elements on (2 MB of fp32): a fork/join with OMP_WAIT_POLICY=passive costs the
+ * worker a futex sleep and wake, about 0.1 ms of CPU measured on the recipe model
+ * (docs/perf/kernels.md, section 7), more than threads save below ~1 ms of work. The
+ * split never changes a sum, only who computes which rows. */
+#define FG_PAR_MIN_ELEMS ((size_t)1 << 19)
+
 #include "frugal/kernels.h"
 
 /* Per op: its function type fg_<op>_kernel, and a prototype for every variant suffix, so

@@ -16,14 +16,15 @@
 #define FG_LOOPS_CAT(op, sfx) FG_LOOPS_CAT2(op, sfx)
 #define FG_LOOPS_FN(op) FG_LOOPS_CAT(op, FG_LOOPS_SUFFIX)
 
-/* Elementwise ops are memory-bound: no threads below 4 chunks of 16k elements. Column
- * blocks of the embedding scatter: 64 floats. */
+/* Elementwise ops are memory-bound: no threads below 4 chunks of 16k elements (the
+ * embedding: below FG_PAR_MIN_ELEMS, issue 17). Column blocks of the embedding scatter:
+ * 64 floats. */
 enum { FG_LOOPS_PAR_MIN = 4 * 16384, FG_LOOPS_CB = 64 };
 
 void FG_LOOPS_FN(embedding_forward)(float *out, const int32_t *tokens, const float *wte, const float *wpe, int N, int T,
                                     int C)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)N * C >= FG_PAR_MIN_ELEMS)
     for (int n = 0; n < N; n++) {
         const float *e = wte + (size_t)tokens[n] * C;
         float *o = out + (size_t)n * C;
@@ -44,7 +45,7 @@ void FG_LOOPS_FN(embedding_backward)(float *dwte, float *dwpe, const float *dout
                                      int C)
 {
     int nblk = (C + FG_LOOPS_CB - 1) / FG_LOOPS_CB;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)N * C >= FG_PAR_MIN_ELEMS)
     for (int blk = 0; blk < nblk; blk++) {
         int c0 = blk * FG_LOOPS_CB, c1 = c0 + FG_LOOPS_CB < C ? c0 + FG_LOOPS_CB : C;
         for (int n = 0; n < N; n++) {

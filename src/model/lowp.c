@@ -12,6 +12,9 @@
 #include "model_impl.h"
 
 enum { HEAD_ROWS_MIN = 64, PAR_MIN = 1 << 15, ACT_ROWS = 32 };
+/* Row passes over [N, C] thread from this many elements on: src/kernels' FG_PAR_MIN_ELEMS
+ * (a passive fork/join costs ~0.1 ms of CPU; docs/perf/kernels.md, section 7). */
+enum { PAR_ELEMS = 1 << 19 };
 
 /* ---- layout ---- */
 
@@ -304,7 +307,7 @@ static void norm_out(const fg_model *m, float *out, const model_saved *xn, const
 {
     size_t C = (size_t)m->cfg.d_model;
     load_f32(xn, out, (size_t)N);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)N * C >= PAR_ELEMS)
     for (int n = 0; n < N; n++) {
         float *o = out + (size_t)n * C;
         for (size_t c = 0; c < C; c++)
@@ -332,7 +335,7 @@ static void norm_inp(const fg_model *m, float *out, const model_saved *xn, const
     size_t C = (size_t)m->cfg.d_model;
     int ln = m->cfg.layout == FG_LAYOUT_GPT2;
     load_f32(xn, out, (size_t)N);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)N * C >= PAR_ELEMS)
     for (int n = 0; n < N; n++) {
         float *o = out + (size_t)n * C, r = 1.0f / rstd[n], mu = ln ? mean[n] : 0.0f;
         for (size_t c = 0; c < C; c++)
@@ -374,7 +377,7 @@ static void lin_fwd(const fg_model *m, float *out, const uint16_t *xb, size_t wo
     const float *bias = model_p(m, boff);
     float beta = 0.0f;
     if (bias) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)N * OC >= PAR_ELEMS)
         for (int n = 0; n < N; n++)
             memcpy(out + (size_t)n * OC, bias, (size_t)OC * sizeof(float));
         beta = 1.0f;

@@ -15,6 +15,10 @@
 
 /* Node-limited routing marks the allowed experts on the stack: the option table's bound. */
 #define ROUTE_MAX_E 4096
+/* Per-token passes (routing, gather, combine, their backward) thread from this many
+ * elements on: src/kernels' FG_PAR_MIN_ELEMS (a passive fork/join costs ~0.1 ms of
+ * CPU; docs/perf/kernels.md, section 7). Routing costs several ops per logit: 1/8. */
+#define MOE_PAR_ELEMS ((size_t)1 << 19)
 
 fg_status fg_moe_config_validate(const fg_moe_config *mc)
 {
@@ -554,7 +558,7 @@ fg_status fg_moe_forward(fg_moe_layer *L, float *out, const float *x, const fg_m
     if (mc->router_logit_scale != 1.0f)
         for (size_t i = 0; i < (size_t)n * E; i++)
             L->aff[i] *= mc->router_logit_scale;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)n * E >= MOE_PAR_ELEMS / 8)
     for (int t = 0; t < n; t++)
         route_token(L->aff + (size_t)t * E, L->prob ? L->prob + (size_t)t * E : NULL, L->topk + (size_t)t * K,
                     L->gate + (size_t)t * K, bias, E, K, mc->route_scale, mc->route_groups, mc->route_max_groups);
@@ -583,7 +587,7 @@ fg_status fg_moe_forward(fg_moe_layer *L, float *out, const float *x, const fg_m
     }
     L->n_rows = L->offs[E];
 
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)L->n_rows * C >= MOE_PAR_ELEMS)
     for (int r = 0; r < L->n_rows; r++)
         memcpy(L->xg + (size_t)r * C, x + (size_t)L->row_tok[r] * C, (size_t)C * sizeof(float));
 
@@ -610,7 +614,7 @@ fg_status fg_moe_forward(fg_moe_layer *L, float *out, const float *x, const fg_m
     }
     /* combine: out[t] += sum_k gate_tk * eo[pos_tk], slots in a fixed order per token,
      * so the result does not depend on the thread count */
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)n * K * C >= MOE_PAR_ELEMS)
     for (int t = 0; t < n; t++) {
         float *o = out + (size_t)t * C;
         for (int k = 0; k < K; k++) {
@@ -754,7 +758,7 @@ fg_status fg_moe_backward(fg_moe_layer *L, fg_moe_scratch *S, float *dx, const f
         return fg_error(FG_ERR_INVALID, "moe: backward scratch sized for %d tokens, forward had %d", S->max_tokens, n);
 
         /* gates: out[t] += g_tk eo[p]  =>  d_eo[p] = g_tk dout_t (dg_tk = <dout_t, eo_p> below) */
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)n * K * C >= MOE_PAR_ELEMS)
     for (int t = 0; t < n; t++) {
         const float *d = dout + (size_t)t * C;
         for (int k = 0; k < K; k++) {
@@ -782,7 +786,7 @@ fg_status fg_moe_backward(fg_moe_layer *L, fg_moe_scratch *S, float *dx, const f
             expert_backward(L, S, dw, w, e);
     }
     /* scatter: dx[t] += sum_k d_xg[pos_tk] (the gather's backward), fixed slot order */
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)n * K * C >= MOE_PAR_ELEMS)
     for (int t = 0; t < n; t++) {
         float *d = dx + (size_t)t * C;
         for (int k = 0; k < K; k++) {
@@ -811,7 +815,11 @@ fg_status fg_moe_backward(fg_moe_layer *L, fg_moe_scratch *S, float *dx, const f
      * on p_te is aux_scale alpha E count_e / (n K n) */
     double sw_scale = sw ? (double)aux_scale * mc->balance_alpha * E / ((double)n * K * n) : 0;
     double *f = S->seq_f;
-    for (int b = 0; b < B; b++) {
+    /* SEQAUX needs each sequence's f_e before its tokens: one region per sequence. Without
+     * it no token depends on its sequence, so one region takes all n tokens (B regions
+     * per layer would each cost a fork/join; docs/perf/kernels.md, section 7). */
+    int nseq = seqaux ? B : 1, tseq = seqaux ? T : n;
+    for (int b = 0; b < nseq; b++) {
         double c = 0;
         if (seqaux) {
             /* loss_b = alpha sum_e f_e P_e, f_e = E/(K T) cnt_e, P_e = mean_t a_te/As_t;
@@ -822,8 +830,8 @@ fg_status fg_moe_backward(fg_moe_layer *L, fg_moe_scratch *S, float *dx, const f
                     f[L->topk[(size_t)t * K + k]] += (double)E / ((double)K * T);
             c = (double)aux_scale * mc->balance_alpha / ((double)B * T);
         }
-#pragma omp parallel for schedule(static)
-        for (int t = b * T; t < (b + 1) * T; t++) {
+#pragma omp parallel for schedule(static) if ((size_t)tseq * K * C >= MOE_PAR_ELEMS)
+        for (int t = b * tseq; t < (b + 1) * tseq; t++) {
             float dg[FG_MOE_MAX_K];
             for (int k = 0; k < K; k++) {
                 int p = L->pos[(size_t)t * K + k];

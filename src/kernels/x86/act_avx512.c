@@ -20,7 +20,7 @@ static inline __m512 gelu_u(__m512 x, __m512 x2)
 
 void fg_gelu_forward_avx512(float *out, const float *inp, size_t n)
 {
-    FG_FOR_CHUNKS512(n, CHUNK, 4, {
+    FG_FOR_CHUNKS512(n, CHUNK, FG_PAR_MIN_ELEMS / CHUNK, {
         __m512 x = _mm512_maskz_loadu_ps(k, inp + i);
         __m512 u = gelu_u(x, _mm512_mul_ps(x, x));
         __m512 s = fg_sigmoid512(_mm512_add_ps(u, u));
@@ -43,7 +43,7 @@ static inline __m512 gelu_grad(__m512 x)
 
 void fg_gelu_backward_avx512(float *dinp, const float *dout, const float *inp, size_t n)
 {
-    FG_FOR_CHUNKS512(n, CHUNK, 4, {
+    FG_FOR_CHUNKS512(n, CHUNK, FG_PAR_MIN_ELEMS / CHUNK, {
         __m512 g = gelu_grad(_mm512_maskz_loadu_ps(k, inp + i));
         __m512 d = _mm512_maskz_loadu_ps(k, dinp + i);
         _mm512_mask_storeu_ps(dinp + i, k, _mm512_fmadd_ps(g, _mm512_maskz_loadu_ps(k, dout + i), d));
@@ -63,7 +63,7 @@ void fg_gelu_backward_bf16_avx512(uint16_t *dinpb, float *dinp, const float *dou
 {
     size_t nchunk = (n + CHUNK - 1) / CHUNK;
     int unit = fg_bf16_unit_on();
-#pragma omp parallel for schedule(static) if (nchunk > 4)
+#pragma omp parallel for schedule(static) if (n > FG_PAR_MIN_ELEMS)
     for (size_t ch = 0; ch < nchunk; ch++) {
         size_t end = (ch + 1) * CHUNK < n ? (ch + 1) * CHUNK : n;
         for (size_t i = ch * CHUNK; i < end; i += 32) { /* CHUNK is a multiple of 32 */
@@ -80,38 +80,58 @@ void fg_gelu_backward_bf16_avx512(uint16_t *dinpb, float *dinp, const float *dou
     }
 }
 
-void fg_swiglu_forward_avx512(float *out, const float *inp, int N, int H)
+/* One row of out = a s(a) b. The row loops run inline below FG_PAR_MIN_ELEMS, outside
+ * any OpenMP construct: a region with a false `if` still calls GOMP_parallel (and a
+ * futex wake), and the MoE experts call these from inside their own region. */
+static inline void swiglu_fwd_row(float *o, const float *a, int H)
 {
-#pragma omp parallel for schedule(static)
-    for (int n = 0; n < N; n++) {
-        const float *a = inp + (size_t)n * 2 * H, *b = a + H;
-        float *o = out + (size_t)n * H;
-        for (int i = 0; i < H; i += 16) {
-            __mmask16 k = fg_tail_mask(H - i);
-            __m512 x = _mm512_maskz_loadu_ps(k, a + i);
-            __m512 y = _mm512_mul_ps(_mm512_mul_ps(x, fg_sigmoid512(x)), _mm512_maskz_loadu_ps(k, b + i));
-            _mm512_mask_storeu_ps(o + i, k, y);
-        }
+    const float *b = a + H;
+    for (int i = 0; i < H; i += 16) {
+        __mmask16 k = fg_tail_mask(H - i);
+        __m512 x = _mm512_maskz_loadu_ps(k, a + i);
+        __m512 y = _mm512_mul_ps(_mm512_mul_ps(x, fg_sigmoid512(x)), _mm512_maskz_loadu_ps(k, b + i));
+        _mm512_mask_storeu_ps(o + i, k, y);
     }
 }
 
+void fg_swiglu_forward_avx512(float *out, const float *inp, int N, int H)
+{
+    if ((size_t)N * H < FG_PAR_MIN_ELEMS) {
+        for (int n = 0; n < N; n++)
+            swiglu_fwd_row(out + (size_t)n * H, inp + (size_t)n * 2 * H, H);
+        return;
+    }
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++)
+        swiglu_fwd_row(out + (size_t)n * H, inp + (size_t)n * 2 * H, H);
+}
+
 /* out = a s(a) b: da += g b s (1 + a (1 - s)), db += g a s. */
-void fg_swiglu_backward_avx512(float *dinp, const float *dout, const float *inp, int N, int H)
+static inline void swiglu_bwd_row(float *da, const float *g, const float *a, int H)
 {
     const __m512 one = _mm512_set1_ps(1.0f);
-#pragma omp parallel for schedule(static)
-    for (int n = 0; n < N; n++) {
-        const float *a = inp + (size_t)n * 2 * H, *b = a + H, *g = dout + (size_t)n * H;
-        float *da = dinp + (size_t)n * 2 * H, *db = da + H;
-        for (int i = 0; i < H; i += 16) {
-            __mmask16 k = fg_tail_mask(H - i);
-            __m512 x = _mm512_maskz_loadu_ps(k, a + i), y = _mm512_maskz_loadu_ps(k, b + i);
-            __m512 gg = _mm512_maskz_loadu_ps(k, g + i), s = fg_sigmoid512(x);
-            __m512 ga =
-                _mm512_mul_ps(_mm512_mul_ps(gg, y), _mm512_mul_ps(s, _mm512_fmadd_ps(x, _mm512_sub_ps(one, s), one)));
-            _mm512_mask_storeu_ps(da + i, k, _mm512_add_ps(_mm512_maskz_loadu_ps(k, da + i), ga));
-            __m512 gb = _mm512_mul_ps(gg, _mm512_mul_ps(x, s));
-            _mm512_mask_storeu_ps(db + i, k, _mm512_add_ps(_mm512_maskz_loadu_ps(k, db + i), gb));
-        }
+    const float *b = a + H;
+    float *db = da + H;
+    for (int i = 0; i < H; i += 16) {
+        __mmask16 k = fg_tail_mask(H - i);
+        __m512 x = _mm512_maskz_loadu_ps(k, a + i), y = _mm512_maskz_loadu_ps(k, b + i);
+        __m512 gg = _mm512_maskz_loadu_ps(k, g + i), s = fg_sigmoid512(x);
+        __m512 ga =
+            _mm512_mul_ps(_mm512_mul_ps(gg, y), _mm512_mul_ps(s, _mm512_fmadd_ps(x, _mm512_sub_ps(one, s), one)));
+        _mm512_mask_storeu_ps(da + i, k, _mm512_add_ps(_mm512_maskz_loadu_ps(k, da + i), ga));
+        __m512 gb = _mm512_mul_ps(gg, _mm512_mul_ps(x, s));
+        _mm512_mask_storeu_ps(db + i, k, _mm512_add_ps(_mm512_maskz_loadu_ps(k, db + i), gb));
     }
+}
+
+void fg_swiglu_backward_avx512(float *dinp, const float *dout, const float *inp, int N, int H)
+{
+    if ((size_t)N * H < FG_PAR_MIN_ELEMS) {
+        for (int n = 0; n < N; n++)
+            swiglu_bwd_row(dinp + (size_t)n * 2 * H, dout + (size_t)n * H, inp + (size_t)n * 2 * H, H);
+        return;
+    }
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++)
+        swiglu_bwd_row(dinp + (size_t)n * 2 * H, dout + (size_t)n * H, inp + (size_t)n * 2 * H, H);
 }

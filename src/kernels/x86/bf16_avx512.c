@@ -16,19 +16,19 @@ static inline __mmask16 tail16(size_t left)
     return left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1u);
 }
 
-/* Conversions are memory-bound: threads only for large arrays, in 64k chunks. */
+/* Conversions are memory-bound: threads only for large arrays (FG_PAR_MIN_ELEMS), in 64k chunks. */
 enum { CVT_CHUNK = 1 << 16 };
 
 void fg_cvt_f32_bf16_avx512(uint16_t *out, const float *in, size_t n)
 {
-    FG_FOR_CHUNKS512(n, CVT_CHUNK, 1,
+    FG_FOR_CHUNKS512(n, CVT_CHUNK, FG_PAR_MIN_ELEMS / CVT_CHUNK,
                      _mm256_mask_storeu_epi16(out + i, k, fg_rne16_512(_mm512_maskz_loadu_epi32(k, in + i))););
 }
 
 void fg_cvt_bf16_f32_avx512(float *out, const uint16_t *in, size_t n)
 {
     FG_FOR_CHUNKS512(
-        n, CVT_CHUNK, 1,
+        n, CVT_CHUNK, FG_PAR_MIN_ELEMS / CVT_CHUNK,
         _mm512_mask_storeu_epi32(out + i, k,
                                  _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(k, in + i)), 16)););
 }
@@ -37,7 +37,7 @@ void fg_cvt_bf16_f32_avx512(float *out, const uint16_t *in, size_t n)
  * and/or the reference's rounding (the integer rule: any AVX-512 CPU). */
 void fg_bf16_affine_avx512(uint16_t *out, float *outf, const uint16_t *x, const float *w, const float *b, int N, int C)
 {
-#pragma omp parallel for schedule(static) if ((size_t)N * C >= CVT_CHUNK)
+#pragma omp parallel for schedule(static) if ((size_t)N * C >= FG_PAR_MIN_ELEMS)
     for (int n = 0; n < N; n++) {
         size_t r = (size_t)n * C;
         for (int c = 0; c < C; c += 16) {
@@ -62,24 +62,33 @@ static inline __mmask16 subnormal16(__m512i x)
            _mm512_test_epi32_mask(x, _mm512_set1_epi32(0x007fffff));
 }
 
-void fg_cvt_f32_bf16_avx512bf16(uint16_t *out, const float *in, size_t n)
+static inline void cvt_chunk_bf16(uint16_t *out, const float *in, size_t lo, size_t end)
 {
-    size_t nchunk = (n + CVT_CHUNK - 1) / CVT_CHUNK;
-#pragma omp parallel for schedule(static) if (nchunk > 1)
-    for (size_t c = 0; c < nchunk; c++) {
-        size_t end = (c + 1) * CVT_CHUNK < n ? (c + 1) * CVT_CHUNK : n;
-        for (size_t i = c * CVT_CHUNK; i < end; i += 32) {
-            __mmask16 m0 = tail16(end - i), m1 = end - i > 16 ? tail16(end - i - 16) : 0;
-            __m512i lo = _mm512_maskz_loadu_epi32(m0, in + i), hi = _mm512_maskz_loadu_epi32(m1, in + i + 16);
-            if (subnormal16(lo) | subnormal16(hi)) {
-                _mm256_mask_storeu_epi16(out + i, m0, fg_rne16_512(lo));
-                _mm256_mask_storeu_epi16(out + i + 16, m1, fg_rne16_512(hi));
-            } else {
-                __m512i r = (__m512i)_mm512_cvtne2ps_pbh(_mm512_castsi512_ps(hi), _mm512_castsi512_ps(lo));
-                _mm512_mask_storeu_epi16(out + i, ((__mmask32)m1 << 16) | m0, r);
-            }
+    for (size_t i = lo; i < end; i += 32) {
+        __mmask16 m0 = tail16(end - i), m1 = end - i > 16 ? tail16(end - i - 16) : 0;
+        __m512i l = _mm512_maskz_loadu_epi32(m0, in + i), hi = _mm512_maskz_loadu_epi32(m1, in + i + 16);
+        if (subnormal16(l) | subnormal16(hi)) {
+            _mm256_mask_storeu_epi16(out + i, m0, fg_rne16_512(l));
+            _mm256_mask_storeu_epi16(out + i + 16, m1, fg_rne16_512(hi));
+        } else {
+            __m512i r = (__m512i)_mm512_cvtne2ps_pbh(_mm512_castsi512_ps(hi), _mm512_castsi512_ps(l));
+            _mm512_mask_storeu_epi16(out + i, ((__mmask32)m1 << 16) | m0, r);
         }
     }
+}
+
+/* Small arrays run inline, outside any OpenMP construct (a false `if` still calls
+ * GOMP_parallel and a futex wake; the MoE experts convert from inside their region). */
+void fg_cvt_f32_bf16_avx512bf16(uint16_t *out, const float *in, size_t n)
+{
+    if (n <= FG_PAR_MIN_ELEMS) {
+        cvt_chunk_bf16(out, in, 0, n);
+        return;
+    }
+    size_t nchunk = (n + CVT_CHUNK - 1) / CVT_CHUNK;
+#pragma omp parallel for schedule(static)
+    for (size_t c = 0; c < nchunk; c++)
+        cvt_chunk_bf16(out, in, c * CVT_CHUNK, (c + 1) * CVT_CHUNK < n ? (c + 1) * CVT_CHUNK : n);
 }
 
 /* ---- bf16 GEMM on vdpbf16ps ----
@@ -357,7 +366,15 @@ static void bgemm_run(int trans_a, int trans_b, int M, int N, int K, float alpha
             fg_bgemm_ref(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }
-#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+    /* one thread: no OpenMP construct (a false `if` still calls GOMP_parallel and a futex
+     * wake; the MoE experts' GEMMs run from inside their region) */
+    if (nt == 1) {
+        bgemm_serial(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, P, 0, beta, C, ldc, buf, buf + AP_WORDS,
+                     full ? buf + AP_WORDS : NULL);
+        fg_free(buf);
+        return;
+    }
+#pragma omp parallel for num_threads(nt) schedule(static)
     for (int t = 0; t < nt; t++) {
         uint32_t *ap = buf + (size_t)t * per, *bp = ap + AP_WORDS, *bf = full ? bp : NULL;
         int i0 = t * step, n = len - i0 < step ? len - i0 : step;

@@ -9,7 +9,7 @@
 
 enum { CHUNK = 16384 };
 
-#define FOR_CHUNKS(n, ...) FG_FOR_CHUNKS512(n, CHUNK, 2, __VA_ARGS__)
+#define FOR_CHUNKS(n, ...) FG_FOR_CHUNKS512(n, CHUNK, FG_PAR_MIN_ELEMS / CHUNK, __VA_ARGS__)
 
 void fg_add_avx512(float *out, const float *a, const float *b, size_t n)
 {
@@ -25,7 +25,7 @@ void fg_add_avx512(float *out, const float *a, const float *b, size_t n)
 void fg_colsum_add_avx512(float *db, const float *x, int N, int C)
 {
     int nb = (C + 127) / 128;
-#pragma omp parallel for schedule(static) if ((size_t)N * C >= 65536 && nb > 1)
+#pragma omp parallel for schedule(static) if ((size_t)N * C >= FG_PAR_MIN_ELEMS && nb > 1)
     for (int blk = 0; blk < nb; blk++) {
         int c0 = blk * 128;
         __mmask16 k[8];

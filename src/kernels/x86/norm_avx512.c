@@ -23,7 +23,7 @@ static inline float dot_row(const float *a, const float *b, int C)
 
 void fg_rmsnorm_forward_avx512(float *out, float *rstd, const float *inp, const float *weight, int N, int C, float eps)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)N * C >= FG_PAR_MIN_ELEMS)
     for (int n = 0; n < N; n++) {
         const float *x = inp + (size_t)n * C;
         float *o = out + (size_t)n * C;
@@ -44,7 +44,7 @@ void fg_rmsnorm_backward_avx512(float *dinp, float *dweight, const float *dout, 
                                 const float *rstd, int N, int C)
 {
     if (dinp) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)N * C >= FG_PAR_MIN_ELEMS)
         for (int n = 0; n < N; n++) {
             const float *x = inp + (size_t)n * C, *g = dout + (size_t)n * C;
             float *d = dinp + (size_t)n * C;
@@ -66,7 +66,7 @@ void fg_rmsnorm_backward_avx512(float *dinp, float *dweight, const float *dout, 
     }
     if (dweight) {
         int nblk = (C + CB - 1) / CB;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)N * C >= FG_PAR_MIN_ELEMS)
         for (int blk = 0; blk < nblk; blk++) {
             int c0 = blk * CB;
             __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
@@ -91,7 +91,7 @@ void fg_rmsnorm_backward_avx512(float *dinp, float *dweight, const float *dout, 
 void fg_layernorm_forward_avx512(float *out, float *mean, float *rstd, const float *inp, const float *weight,
                                  const float *bias, int N, int C, float eps)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)N * C >= FG_PAR_MIN_ELEMS)
     for (int n = 0; n < N; n++) {
         const float *x = inp + (size_t)n * C;
         float *o = out + (size_t)n * C;
@@ -126,7 +126,7 @@ void fg_layernorm_forward_bf16_avx512(uint16_t *xhat, uint16_t *out, float *mean
                                       const float *w, const float *b, int N, int C, float eps)
 {
     int unit = fg_bf16_unit_on();
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)N * C >= FG_PAR_MIN_ELEMS)
     for (int n = 0; n < N; n++) {
         const float *x = inp + (size_t)n * C;
         uint16_t *xo = xhat + (size_t)n * C, *o = out + (size_t)n * C;
@@ -170,7 +170,7 @@ void fg_layernorm_backward_avx512(float *dinp, float *dweight, float *dbias, con
                                   const float *weight, const float *mean, const float *rstd, int N, int C)
 {
     if (dinp) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)N * C >= FG_PAR_MIN_ELEMS)
         for (int n = 0; n < N; n++) {
             const float *x = inp + (size_t)n * C, *g = dout + (size_t)n * C;
             float *d = dinp + (size_t)n * C;
@@ -196,7 +196,7 @@ void fg_layernorm_backward_avx512(float *dinp, float *dweight, float *dbias, con
     }
     if (dweight || dbias) {
         int nblk = (C + CB - 1) / CB;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)N * C >= FG_PAR_MIN_ELEMS)
         for (int blk = 0; blk < nblk; blk++) {
             int c0 = blk * CB;
             __m512 aw[4], ab[4];

@@ -53,7 +53,7 @@ static inline void fg_rope_rows(fg_rope_rotate_fn rotate, float *x, int B, int T
     int half = HS / 2;
     double inv_freq[FG_ROPE_MAXHALF];
     fg_rope_inv_freq(inv_freq, HS, theta);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)B * T * NH * HS >= FG_PAR_MIN_ELEMS)
     for (int t = 0; t < T; t++) {
         float cs[FG_ROPE_MAXHALF] __attribute__((aligned(64))), sn[FG_ROPE_MAXHALF] __attribute__((aligned(64)));
         fg_rope_angles(cs, sn, inv_freq, half, sign * (double)(pos0 + t));
