@@ -89,6 +89,17 @@ static void sleep_ms(double ms)
     }
 }
 
+/* pp_new's split: layers even over the P stages, the first L % P one more; with chunks > 1
+ * also over the P x chunks virtual stages into vb (pp_init_weights draws the same split). */
+static void even_split(int L, int P, int chunks, int *bounds, int *vb)
+{
+    for (int s = 0; s <= P; s++)
+        bounds[s] = (int)fg_dist_part_offset((size_t)L, P, s);
+    if (vb && chunks > 1)
+        for (int s = 0; s <= P * chunks; s++)
+            vb[s] = (int)fg_dist_part_offset((size_t)L, P * chunks, s);
+}
+
 pp *pp_new(fg_comm *comm, fg_comm *dp_comm, fg_comm *tp_comm, fg_model *m, int B, int T, int slow_rank, float slow_ms,
            int chunks)
 {
@@ -148,8 +159,7 @@ pp *pp_new(fg_comm *comm, fg_comm *dp_comm, fg_comm *tp_comm, fg_model *m, int B
     for (size_t i = 0; i < 4 * P2; i++)
         p->xin[i] = p->mem + i * p->cap;
     p->yscratch = p->mem + 4 * P2 * p->cap;
-    for (int s = 0; s <= P; s++) /* even split; the first L % P stages one layer more */
-        p->bounds[s] = (int)fg_dist_part_offset((size_t)p->L, P, s);
+    even_split(p->L, P, 1, p->bounds, NULL);
     for (int s = 0; s < P; s++) {
         p->counts[s] = 2;
         p->displs[s] = 2 * s;
@@ -163,8 +173,7 @@ pp *pp_new(fg_comm *comm, fg_comm *dp_comm, fg_comm *tp_comm, fg_model *m, int B
             fg_error(FG_ERR_NOMEM, "pipeline parallel: out of memory");
             return NULL;
         }
-        for (int s = 0; s <= VP; s++) /* even split over the virtual stages */
-            p->vb[s] = (int)fg_dist_part_offset((size_t)p->L, VP, s);
+        even_split(p->L, P, chunks, p->bounds, p->vb);
     }
     setup_slots(p);
     return p;
@@ -748,7 +757,6 @@ void pp_release(pp *p)
                     p->n_own);
     release_outside(o->v ? (void *)o->v : (void *)o->v16, o->v ? sizeof(float) : sizeof(uint16_t), o->n_params, p->own,
                     p->n_own);
-    p->gathered = 0;
 }
 
 static int own_possible(const pp *p)
@@ -833,15 +841,19 @@ static fg_status move_spans(pp *p, const pp_span *sp, int ns, int from, int to, 
     float *par = fg_model_params(p->m);
     fg_status st = FG_OK;
     for (int i = 0; i < ns && st == FG_OK; i++) {
-        st = xfer(p, par + sp[i].off, sizeof(float), FG_DT_F32, sp[i].len, peer, send);
-        if (st == FG_OK && moments && o->m)
-            st = xfer(p, o->m + sp[i].off, sizeof(float), FG_DT_F32, sp[i].len, peer, send);
-        if (st == FG_OK && moments && o->m)
-            st = xfer(p, o->v + sp[i].off, sizeof(float), FG_DT_F32, sp[i].len, peer, send);
-        if (st == FG_OK && moments && o->m16)
-            st = xfer(p, o->m16 + sp[i].off, sizeof(uint16_t), FG_DT_U16, sp[i].len, peer, send);
-        if (st == FG_OK && moments && o->m16)
-            st = xfer(p, o->v16 + sp[i].off, sizeof(uint16_t), FG_DT_U16, sp[i].len, peer, send);
+        size_t off = sp[i].off, len = sp[i].len;
+        st = xfer(p, par + off, sizeof(float), FG_DT_F32, len, peer, send);
+        if (!moments || st != FG_OK)
+            continue;
+        if (o->m) { /* fp32 moments, else bf16 (--adam-moments bf16) */
+            st = xfer(p, o->m + off, sizeof(float), FG_DT_F32, len, peer, send);
+            if (st == FG_OK)
+                st = xfer(p, o->v + off, sizeof(float), FG_DT_F32, len, peer, send);
+        } else if (o->m16) {
+            st = xfer(p, o->m16 + off, sizeof(uint16_t), FG_DT_U16, len, peer, send);
+            if (st == FG_OK)
+                st = xfer(p, o->v16 + off, sizeof(uint16_t), FG_DT_U16, len, peer, send);
+        }
     }
     return st;
 }
@@ -916,12 +928,8 @@ void pp_step(pp *p, float lr, float grad_coef)
 
 void pp_memory(const pp *p, size_t *owned, size_t *resident, size_t *whole)
 {
-    size_t n = fg_model_num_params(p->m), k = 0;
+    size_t n = fg_model_num_params(p->m), k = pp_kept(p);
     const fg_optim *o = p->opt;
-    for (int i = 0; i < p->n_own; i++)
-        k += p->own[i].len;
-    if (!p->own_on)
-        k = n;
     size_t es = o && o->m16 ? sizeof(uint16_t) : sizeof(float);
     /* params and grads; m, v when this rank's follow the stage (not ZeRO-1's shard: the caller's) */
     *owned = k * 2 * sizeof(float) + (o ? k * 2 * es : 0);
@@ -1040,10 +1048,7 @@ void pp_init_weights(fg_comm *pp_comm, int chunks, int owned, fg_model *m, uint6
     /* pp_new's split: even over the stages (or the virtual stages) */
     int bounds[65], vb[64 * 16 + 1];
     pp tmp = {.rank = fg_comm_rank(pp_comm), .size = P, .L = L, .V = chunks, .m = m, .bounds = bounds, .vb = vb};
-    for (int s = 0; s <= P; s++)
-        bounds[s] = (int)fg_dist_part_offset((size_t)L, P, s);
-    for (int s = 0; s <= P * chunks; s++)
-        vb[s] = (int)fg_dist_part_offset((size_t)L, P * chunks, s);
+    even_split(L, P, chunks, bounds, vb);
     fg_model_init_weights_keep(m, seed, init_keep, &tmp);
 }
 
