@@ -1529,7 +1529,8 @@ static fg_status run_impl(const fg_train_config *cfg, fg_comm *comm, fg_comm *ep
         const size_t n_grads = fg_model_num_params(r->m);
         const float scale = c->loss_scale ? r->scaler.scale : 1.0f;
         const bool zero = r->dp && dp_zero(r->dp);
-        double small_sq = NAN; /* gns: |grad|^2 of the first micro-batch (as scaled) */
+        const bool own = r->pp && pp_own(r->pp) && !zero; /* a stage steps its own tensors */
+        double small_sq = NAN;                            /* gns: |grad|^2 of the first micro-batch (as scaled) */
         if (r->dp)
             dp_set_step(r->dp, r->step); /* the compression's density warm-up */
         if (r->pp)                       /* the stages, then the sum over stages and replicas (dp's grads too) */
@@ -1553,7 +1554,7 @@ static fg_status run_impl(const fg_train_config *cfg, fg_comm *comm, fg_comm *ep
              * clean gradients only; the skipped step leaves params, the Adam moments and
              * Adam's t as they were, while the step counter, schedule and data move on */
             bool found_inf = false;
-            if (r->pp && pp_own(r->pp) && !zero)
+            if (own)
                 st = pp_unscale(r->pp, fg_loss_scaler_inv_scale(&r->scaler), &found_inf);
             else if (r->dp)
                 st = dp_unscale(r->dp, grads, n_grads, fg_loss_scaler_inv_scale(&r->scaler), &found_inf);
@@ -1564,7 +1565,6 @@ static fg_status run_impl(const fg_train_config *cfg, fg_comm *comm, fg_comm *ep
             skipped = fg_loss_scaler_update(&r->scaler, found_inf);
         }
         double norm = NAN;
-        const bool own = r->pp && pp_own(r->pp) && !zero;
         if (!skipped && zero)
             st = dp_zero_norm(r->dp, &r->opt, &norm); /* over all shards */
         else if (!skipped && own)
