@@ -256,6 +256,24 @@ void fg_model_stage_slot(fg_model *m, int k);
  * padded_vocab (and d_expert) divide by size; size 1 or fn NULL: off. */
 typedef fg_status (*fg_model_tp_reduce)(void *ctx, float *buf, size_t n, int max);
 fg_status fg_model_set_tp(fg_model *m, int rank, int size, fg_model_tp_reduce fn, void *ctx);
+/* Sequence parallelism (Korthikanti et al. 2022) on top of the tp shard set above: the
+ * regions outside the split GEMMs (norms, residual adds, biases, the embedding's output)
+ * keep and compute only this rank's rows [r N/size, (r+1) N/size) of the B*T tokens.
+ * The residual stream x / y / dy / dx of fg_model_forward_range / _backward_range is
+ * then that [N/size, C] slice. fn(ctx, buf, n, gather): gather 0, reduce-scatter: buf
+ * [size n] summed over the group, this rank's block of n written to out; gather 1,
+ * all-gather in place: rank r's n floats at buf + r n go to every rank (out unused).
+ * Grads: the norms' are each rank's partial sums (the sum over the group is the whole
+ * gradient, as for the split tensors). fn NULL: off. FG_ERR_INVALID without tp. */
+typedef fg_status (*fg_model_tp_seq_fn)(void *ctx, float *buf, float *out, size_t n, int gather);
+fg_status fg_model_set_tp_seq(fg_model *m, fg_model_tp_seq_fn fn);
+/* The number of parts of the residual stream per rank: the tp size with sequence
+ * parallelism on, else 1 (pipeline stages send B*T*C / this floats). */
+int fg_model_tp_seq_split(const fg_model *m);
+/* Bytes of one activation set's replicated-region tensors (per layer the two residuals
+ * and the norms' statistics, the embedding output, the final norm's statistics) that
+ * sequence parallelism does not keep on this rank: (1 - 1/size) of them; 0 when off. */
+double fg_model_tp_seq_saved(const fg_model *m);
 /* After each optimizer step (MoE: router bias update from load history). */
 void fg_model_post_step(fg_model *m);
 /* Layer l's expert loads counted since the last fg_model_post_step ([n_expert] floats,

@@ -42,7 +42,10 @@ fg_status fg_model_forward_range(fg_model *m, int l0, int l1, const int32_t *inp
                         : !first && !x     ? "x (the previous stage's output)"
                         : last && !targets ? "targets (the last stage computes the loss)"
                                            : "y (where the stage's output goes)");
-    int N = B * T, C = c->d_model, V = c->vocab_size;
+    int N = B * T, C = c->d_model, V = c->vocab_size, S = fg_model_tp_seq_split(m);
+    if (N % S != 0)
+        return fg_error(FG_ERR_INVALID, "%s: sequence parallel over %d ranks: B*T = %d tokens do not split evenly", fn,
+                        S, N);
     for (int i = 0; i < N; i++) {
         if (first && (inputs[i] < 0 || inputs[i] >= V))
             return fg_error(FG_ERR_INVALID, "%s: inputs[%d] = %d is outside the vocabulary [0, %d)", fn, i, inputs[i],
@@ -90,7 +93,7 @@ fg_status fg_model_forward_range(fg_model *m, int l0, int l1, const int32_t *inp
         if (st != FG_OK)
             return st;
     } else {
-        memcpy(y, res, (size_t)N * (size_t)C * sizeof(float));
+        memcpy(y, res, (size_t)(N / S) * (size_t)C * sizeof(float)); /* sequence parallel: this rank's rows */
     }
     if (loss) {
         /* MoE balance losses of this stage's layers only (the head's forward added all the
@@ -126,7 +129,7 @@ fg_status fg_model_backward_range(fg_model *m, int l0, int l1, const float *x, c
                         : !first     ? "dx (where the input's gradient goes)"
                                      : "dy (the next stage's gradient)");
     int B = m->cur_B, T = m->cur_T, N = B * T, C = c->d_model;
-    size_t NC = (size_t)N * C;
+    size_t NC = (size_t)N * C, NsC = NC / (size_t)fg_model_tp_seq_split(m); /* the stream's rows here */
     m->moe_loss_scale = loss_scale;
     m->prof_dir = 1;
     m->prof_calls[1] += m->prof_on;
@@ -139,7 +142,7 @@ fg_status fg_model_backward_range(fg_model *m, int l0, int l1, const float *x, c
         else /* every target ignored: the mean loss is the constant 0 */
             memset(m->dres, 0, NC * sizeof(float));
     } else {
-        memcpy(m->dres, dy, NC * sizeof(float));
+        memcpy(m->dres, dy, NsC * sizeof(float));
     }
     for (int l = l1 - 1; l >= l0; l--) {
         const float *res = l > l0 ? m->la[l - 1].res3 : first ? m->encoded : x;
@@ -157,7 +160,7 @@ fg_status fg_model_backward_range(fg_model *m, int l0, int l1, const float *x, c
         MODEL_PROF(m, OP_EMBED,
                    fg_embedding_backward(m->grads + m->wte, model_g(m, m->wpe), m->dres, m->inputs, N, T, C));
     else
-        memcpy(dx, m->dres, NC * sizeof(float));
+        memcpy(dx, m->dres, NsC * sizeof(float));
     st = m->tp ? model_tp_status(m) : FG_OK;
     return st == FG_OK ? model_moe_ep_status(m) : st;
 }

@@ -5,6 +5,9 @@
  * rows [r Vp/tp, ...) of the embedding and the head, and the cross-entropy over the
  * split vocabulary. The sums go through the caller's reduce callback (dist is not a
  * dependency of the model). fg_model_forward_range / _backward_range call it when set.
+ * Sequence parallelism (fg_model_set_tp_seq): the norms, residuals and biases run on this
+ * rank's rows of the tokens only; each sum becomes a reduce-scatter to those rows and each
+ * split GEMM's input an all-gather of them (the mirror in backward).
  */
 #include <math.h>
 #include <string.h>
@@ -30,12 +33,17 @@ struct model_tp {
     float *efc, *eproj, *sfc, *sproj;     /* [E, 2Hl, C], [E, C, Hl], [2SHl, C], [C, SHl] */
     float *defc, *deproj, *dsfc, *dsproj; /* their gradients */
     fg_status err;                        /* the first failed reduce */
+    /* sequence parallelism: NULL off; full [N, C] (a split GEMM's partial output before
+     * its reduce-scatter, a gathered gradient), sl [N/size, C] (a reduce-scatter's rows) */
+    fg_model_tp_seq_fn seq;
+    float *seqmem, *full, *sl;
 };
 
 void model_tp_free(fg_model *m)
 {
     if (!m->tp)
         return;
+    fg_free(m->tp->seqmem);
     fg_free(m->tp->mem);
     fg_free(m->tp);
     m->tp = NULL;
@@ -127,6 +135,70 @@ static void tp_reduce(model_tp *tp, float *buf, size_t n, int max)
         tp->err = tp->fn(tp->ctx, buf, n, max);
 }
 
+fg_status fg_model_set_tp_seq(fg_model *m, fg_model_tp_seq_fn fn)
+{
+    model_tp *tp = m->tp;
+    if (!tp)
+        return fn ? fg_error(FG_ERR_INVALID, "sequence parallelism: tensor parallelism is not set") : FG_OK;
+    fg_free(tp->seqmem);
+    tp->seqmem = tp->full = tp->sl = NULL;
+    tp->seq = NULL;
+    if (!fn)
+        return FG_OK;
+    size_t NC = (size_t)m->B * (size_t)m->T * (size_t)m->cfg.d_model, S = (size_t)tp->size;
+    tp->seqmem = fg_calloc(NC + (NC + S - 1) / S, sizeof(float));
+    if (!tp->seqmem)
+        return fg_error(FG_ERR_NOMEM, "sequence parallelism: out of memory for %zu floats", NC + NC / S);
+    tp->full = tp->seqmem;
+    tp->sl = tp->seqmem + NC;
+    tp->seq = fn;
+    return FG_OK;
+}
+
+int fg_model_tp_seq_split(const fg_model *m)
+{
+    return m->tp && m->tp->seq ? m->tp->size : 1;
+}
+
+double fg_model_tp_seq_saved(const fg_model *m)
+{
+    if (!m->tp || !m->tp->seq)
+        return 0.0;
+    const fg_model_config *c = &m->cfg;
+    double N = (double)m->B * (double)m->T, C = c->d_model, stats = c->layout == FG_LAYOUT_GPT2 ? 2.0 : 1.0;
+    /* per layer res2, res3 and the two norms' statistics; the embedding output; the
+     * final norm's statistics (the norm outputs are kept gathered: the GEMMs' inputs) */
+    double floats = c->n_layer * (2.0 * N * C + 2.0 * stats * N) + N * C + stats * N;
+    return floats * (1.0 - 1.0 / m->tp->size) * sizeof(float);
+}
+
+/* The sum over the group of the [N, C] partial output part: without sequence
+ * parallelism in place (returns part), with it reduce-scattered to this rank's rows in
+ * out (returns out). */
+static float *tp_sum_rows(model_tp *tp, float *part, float *out, size_t NC)
+{
+    if (!tp->seq) {
+        tp_reduce(tp, part, NC, 0);
+        return part;
+    }
+    if (tp->err == FG_OK)
+        tp->err = tp->seq(tp->ctx, part, out, NC / (size_t)tp->size, 0);
+    return out;
+}
+
+/* Sequence parallelism: this rank's rows rows[NsC] into their place in full [N, C], then
+ * every rank's (all-gather); returns full. Without it, rows (already whole). */
+static const float *tp_gather_rows(model_tp *tp, float *full, const float *rows, size_t NsC)
+{
+    if (!tp->seq)
+        return rows;
+    if (rows != full + (size_t)tp->rank * NsC)
+        memcpy(full + (size_t)tp->rank * NsC, rows, NsC * sizeof(float));
+    if (tp->err == FG_OK)
+        tp->err = tp->seq(tp->ctx, full, NULL, NsC, 1);
+    return full;
+}
+
 fg_status model_tp_status(fg_model *m)
 {
     fg_status st = m->tp->err;
@@ -193,7 +265,8 @@ static float *rep_grad(fg_model *m, model_tp *tp, size_t off, int which)
 {
     if (off == FG_NO_TENSOR)
         return NULL;
-    return tp->rank == 0 ? m->grads + off : tp->trash + (size_t)which * m->cfg.d_model;
+    /* sequence parallel: each rank's rows give a partial sum, kept on every rank */
+    return tp->rank == 0 || tp->seq ? m->grads + off : tp->trash + (size_t)which * m->cfg.d_model;
 }
 
 /* ---- MoE layers: expert tensor parallelism (Megatron-Core's ETP = TP) ----
@@ -306,10 +379,14 @@ void model_tp_layer_forward(fg_model *m, int l, const float *res, int B, int T)
     model_tp *tp = m->tp;
     const fg_model_config *c = &m->cfg;
     int N = B * T, C = c->d_model, Cl = tp->Cl, NHl = tp->NHl, Fl = tp->Fl;
-    size_t NC = (size_t)N * C;
+    /* sequence parallel: res, res2, res3 and the norms' statistics are this rank's Ns rows
+     * (at their start); the norm outputs, the split GEMMs' inputs, are gathered whole */
+    int Ns = tp->seq ? N / tp->size : N;
+    size_t NC = (size_t)N * C, NsC = (size_t)Ns * C, off = tp->seq ? (size_t)tp->rank * NsC : 0;
     const model_layer_off *o = &m->layer[l];
     model_layer_acts *a = &m->la[l];
-    model_norm_forward(m, a->ln1, a->ln1_mean, a->ln1_rstd, res, model_p(m, o->ln1w), model_p(m, o->ln1b), N);
+    model_norm_forward(m, a->ln1 + off, a->ln1_mean, a->ln1_rstd, res, model_p(m, o->ln1w), model_p(m, o->ln1b), Ns);
+    tp_gather_rows(tp, a->ln1, a->ln1 + off, NsC);
     gather_qkv(m, tp, o);
     model_linear_forward(m, a->qkv, a->ln1, tp->wq, o->qkvb != FG_NO_TENSOR ? tp->bq : NULL, N, C, 3 * Cl);
     if (c->layout == FG_LAYOUT_LLAMA) {
@@ -319,13 +396,17 @@ void model_tp_layer_forward(fg_model *m, int l, const float *res, int B, int T)
     fg_attention_forward(a->atty, a->lse, a->qkv, B, T, Cl, NHl);
     /* row-parallel projection: this rank's heads' share of every output, summed */
     copy_cols(tp->wa, m->params + o->attprojw, C, C, tp->c0, Cl);
-    model_linear_forward(m, a->res2, a->atty, tp->wa, NULL, N, Cl, C);
-    tp_reduce(tp, a->res2, NC, 0);
-    add_bias(a->res2, model_p(m, o->attprojb), N, C);
-    fg_add(a->res2, a->res2, res, NC);
-    model_norm_forward(m, a->ln2, a->ln2_mean, a->ln2_rstd, a->res2, model_p(m, o->ln2w), model_p(m, o->ln2b), N);
+    float *part = tp->seq ? tp->full : a->res2;
+    model_linear_forward(m, part, a->atty, tp->wa, NULL, N, Cl, C);
+    tp_sum_rows(tp, part, a->res2, NC);
+    add_bias(a->res2, model_p(m, o->attprojb), Ns, C);
+    fg_add(a->res2, a->res2, res, NsC);
+    model_norm_forward(m, a->ln2 + off, a->ln2_mean, a->ln2_rstd, a->res2, model_p(m, o->ln2w), model_p(m, o->ln2b),
+                       Ns);
+    tp_gather_rows(tp, a->ln2, a->ln2 + off, NsC);
+    part = tp->seq ? tp->full : a->res3;
     if (model_is_moe_layer(m, l)) {
-        tp_moe_forward(m, tp, l, a->res3, a->ln2, B, T);
+        tp_moe_forward(m, tp, l, part, a->ln2, B, T);
     } else {
         gather_fc(m, tp, o);
         model_linear_forward(m, a->ffn.fch, a->ln2, tp->wf, o->fcb != FG_NO_TENSOR ? m->params + o->fcb + tp->f0 : NULL,
@@ -335,11 +416,11 @@ void model_tp_layer_forward(fg_model *m, int l, const float *res, int B, int T)
         else
             fg_swiglu_forward(a->ffn.fch_act, a->ffn.fch, N, Fl);
         copy_cols(tp->wp, m->params + o->fcprojw, C, m->F, tp->f0, Fl);
-        model_linear_forward(m, a->res3, a->ffn.fch_act, tp->wp, NULL, N, Fl, C);
+        model_linear_forward(m, part, a->ffn.fch_act, tp->wp, NULL, N, Fl, C);
     }
-    tp_reduce(tp, a->res3, NC, 0);
-    add_bias(a->res3, model_p(m, o->fcprojb), N, C);
-    fg_add(a->res3, a->res3, a->res2, NC);
+    tp_sum_rows(tp, part, a->res3, NC);
+    add_bias(a->res3, model_p(m, o->fcprojb), Ns, C);
+    fg_add(a->res3, a->res3, a->res2, NsC);
 }
 
 void model_tp_layer_backward(fg_model *m, int l, const float *res, int B, int T)
@@ -347,21 +428,26 @@ void model_tp_layer_backward(fg_model *m, int l, const float *res, int B, int T)
     model_tp *tp = m->tp;
     const fg_model_config *c = &m->cfg;
     int N = B * T, C = c->d_model, Cl = tp->Cl, NHl = tp->NHl, Fl = tp->Fl, Finl = tp->Finl;
-    size_t NC = (size_t)N * C;
+    /* sequence parallel: m->dres holds this rank's Ns rows; each block's output gradient
+     * is gathered whole (the mirror of the forward's reduce-scatter) and its input
+     * gradient reduce-scattered back to the rows (the mirror of the all-gather) */
+    int Ns = tp->seq ? N / tp->size : N;
+    size_t NC = (size_t)N * C, NsC = (size_t)Ns * C;
     const model_layer_off *o = &m->layer[l];
     model_layer_acts *a = &m->la[l];
+    const float *dout = tp_gather_rows(tp, tp->full, m->dres, NsC);
     /* res3 = res2 + fcproj(act(fc(ln2))): the projection's input gradient is this rank's
      * columns; the fc's input gradient is a partial sum over the ranks (MoE: the same
      * per expert, and the router's input gradient a partial sum too) */
     if (model_is_moe_layer(m, l)) {
         memset(m->dln, 0, NC * sizeof(float));
-        tp_moe_backward(m, tp, l, m->dln, m->dres, a->ln2);
+        tp_moe_backward(m, tp, l, m->dln, dout, a->ln2);
     } else {
         gather_fc(m, tp, o);
         copy_cols(tp->wp, m->params + o->fcprojw, C, m->F, tp->f0, Fl);
         memset(m->dfch_act, 0, (size_t)N * Fl * sizeof(float));
         memset(tp->dwp, 0, (size_t)C * Fl * sizeof(float));
-        model_linear_backward(m, m->dfch_act, tp->dwp, tp->rank == 0 ? model_g(m, o->fcprojb) : NULL, m->dres,
+        model_linear_backward(m, m->dfch_act, tp->dwp, tp->rank == 0 ? model_g(m, o->fcprojb) : NULL, dout,
                               a->ffn.fch_act, tp->wp, N, Fl, C);
         add_cols(m->grads + o->fcprojw, tp->dwp, C, m->F, tp->f0, Fl);
         memset(m->dfch, 0, (size_t)N * Finl * sizeof(float));
@@ -377,15 +463,16 @@ void model_tp_layer_backward(fg_model *m, int l, const float *res, int B, int T)
         if (c->layout == FG_LAYOUT_LLAMA)
             add_rows(m->grads + o->fcw, tp->dwf + (size_t)Fl * C, m->F + tp->f0, Fl, C);
     }
-    tp_reduce(tp, m->dln, NC, 0);
-    model_norm_backward(m, m->dres, rep_grad(m, tp, o->ln2w, 0), rep_grad(m, tp, o->ln2b, 1), m->dln, a->res2,
-                        model_p(m, o->ln2w), a->ln2_mean, a->ln2_rstd, N);
+    const float *dln = tp_sum_rows(tp, m->dln, tp->sl, NC);
+    model_norm_backward(m, m->dres, rep_grad(m, tp, o->ln2w, 0), rep_grad(m, tp, o->ln2b, 1), dln, a->res2,
+                        model_p(m, o->ln2w), a->ln2_mean, a->ln2_rstd, Ns);
+    dout = tp_gather_rows(tp, tp->full, m->dres, NsC);
     /* res2 = res + attproj(attention(qkv(ln1))) */
     copy_cols(tp->wa, m->params + o->attprojw, C, C, tp->c0, Cl);
     memset(m->datty, 0, (size_t)N * Cl * sizeof(float));
     memset(tp->dwa, 0, (size_t)C * Cl * sizeof(float));
-    model_linear_backward(m, m->datty, tp->dwa, tp->rank == 0 ? model_g(m, o->attprojb) : NULL, m->dres, a->atty,
-                          tp->wa, N, Cl, C);
+    model_linear_backward(m, m->datty, tp->dwa, tp->rank == 0 ? model_g(m, o->attprojb) : NULL, dout, a->atty, tp->wa,
+                          N, Cl, C);
     add_cols(m->grads + o->attprojw, tp->dwa, C, C, tp->c0, Cl);
     memset(m->dqkv, 0, (size_t)N * 3 * Cl * sizeof(float));
     fg_attention_backward(m->dqkv, m->datty, a->qkv, a->atty, a->lse, B, T, Cl, NHl);
@@ -404,29 +491,32 @@ void model_tp_layer_backward(fg_model *m, int l, const float *res, int B, int T)
         if (o->qkvb != FG_NO_TENSOR)
             add_rows(m->grads + o->qkvb, tp->dbq + (size_t)k * Cl, k * C + tp->c0, Cl, 1);
     }
-    tp_reduce(tp, m->dln, NC, 0);
-    model_norm_backward(m, m->dres, rep_grad(m, tp, o->ln1w, 0), rep_grad(m, tp, o->ln1b, 1), m->dln, res,
-                        model_p(m, o->ln1w), a->ln1_mean, a->ln1_rstd, N);
+    dln = tp_sum_rows(tp, m->dln, tp->sl, NC);
+    model_norm_backward(m, m->dres, rep_grad(m, tp, o->ln1w, 0), rep_grad(m, tp, o->ln1b, 1), dln, res,
+                        model_p(m, o->ln1w), a->ln1_mean, a->ln1_rstd, Ns);
 }
 
 /* Vocabulary-parallel embedding: each rank adds the rows it owns, the sum is wte[token];
- * positions are added after the sum (so once). */
+ * positions are added after the sum (so once). Sequence parallel: the sum is a
+ * reduce-scatter, each rank keeping its rows of the stream (the layers start from them),
+ * and the backward gathers the rows' gradients (each rank's vocabulary needs all tokens'). */
 void model_tp_embed_forward(fg_model *m, int N, int T)
 {
     model_tp *tp = m->tp;
-    int C = m->cfg.d_model;
+    int C = m->cfg.d_model, Ns = tp->seq ? N / tp->size : N, n0 = tp->seq ? tp->rank * Ns : 0;
+    float *part = tp->seq ? tp->full : m->encoded;
     for (int n = 0; n < N; n++) {
         int t = m->inputs[n] - tp->v0;
-        float *d = m->encoded + (size_t)n * C;
+        float *d = part + (size_t)n * C;
         if (t >= 0 && t < tp->Vl)
             memcpy(d, m->params + m->wte + (size_t)m->inputs[n] * C, (size_t)C * sizeof(float));
         else
             memset(d, 0, (size_t)C * sizeof(float));
     }
-    tp_reduce(tp, m->encoded, (size_t)N * C, 0);
+    tp_sum_rows(tp, part, m->encoded, (size_t)N * C);
     if (m->wpe != FG_NO_TENSOR)
-        for (int n = 0; n < N; n++) {
-            const float *p = m->params + m->wpe + (size_t)(n % T) * C;
+        for (int n = 0; n < Ns; n++) {
+            const float *p = m->params + m->wpe + (size_t)((n0 + n) % T) * C;
             float *d = m->encoded + (size_t)n * C;
             for (int j = 0; j < C; j++)
                 d[j] += p[j];
@@ -437,8 +527,9 @@ void model_tp_embed_backward(fg_model *m, int N, int T)
 {
     model_tp *tp = m->tp;
     int C = m->cfg.d_model;
+    const float *dres = tp_gather_rows(tp, tp->full, m->dres, (size_t)(tp->seq ? N / tp->size : N) * C);
     for (int n = 0; n < N; n++) {
-        const float *g = m->dres + (size_t)n * C;
+        const float *g = dres + (size_t)n * C;
         int t = m->inputs[n] - tp->v0;
         if (t >= 0 && t < tp->Vl) {
             float *d = m->grads + m->wte + (size_t)m->inputs[n] * C;
@@ -461,7 +552,11 @@ fg_status model_tp_head_forward(fg_model *m, const float *res, const int32_t *ta
     const fg_model_config *c = &m->cfg;
     int C = c->d_model, V = c->vocab_size, Vl = tp->Vl;
     int real = V - tp->v0 < 0 ? 0 : V - tp->v0 < Vl ? V - tp->v0 : Vl; /* real columns of this rank */
-    model_norm_forward(m, m->lnf, m->lnf_mean, m->lnf_rstd, res, model_p(m, m->lnfw), model_p(m, m->lnfb), N);
+    /* sequence parallel: the norm on this rank's rows, its output gathered for the head */
+    int Ns = tp->seq ? N / tp->size : N;
+    size_t NsC = (size_t)Ns * C, off = tp->seq ? (size_t)tp->rank * NsC : 0;
+    model_norm_forward(m, m->lnf + off, m->lnf_mean, m->lnf_rstd, res, model_p(m, m->lnfw), model_p(m, m->lnfb), Ns);
+    tp_gather_rows(tp, m->lnf, m->lnf + off, NsC);
     const float *hw = m->params + m->head + (size_t)tp->v0 * C;
     model_linear_forward(m, m->logits, m->lnf, hw, NULL, N, C, Vl);
     if (!targets) {
@@ -527,8 +622,8 @@ void model_tp_head_backward(fg_model *m, const float *res_last, float loss_scale
     memset(m->dln, 0, NC * sizeof(float));
     model_linear_backward(m, m->dln, m->grads + m->head + (size_t)tp->v0 * C, NULL, m->dlogits, m->lnf,
                           m->params + m->head + (size_t)tp->v0 * C, N, C, Vl);
-    tp_reduce(tp, m->dln, NC, 0);
+    const float *dln = tp_sum_rows(tp, m->dln, tp->sl, NC);
     memset(m->dres, 0, NC * sizeof(float));
-    model_norm_backward(m, m->dres, rep_grad(m, tp, m->lnfw, 0), rep_grad(m, tp, m->lnfb, 1), m->dln, res_last,
-                        model_p(m, m->lnfw), m->lnf_mean, m->lnf_rstd, N);
+    model_norm_backward(m, m->dres, rep_grad(m, tp, m->lnfw, 0), rep_grad(m, tp, m->lnfb, 1), dln, res_last,
+                        model_p(m, m->lnfw), m->lnf_mean, m->lnf_rstd, tp->seq ? N / tp->size : N);
 }

@@ -275,6 +275,8 @@ static const fg_opt opts[] = {
      .help = "the slowed stage's delay per layer per forward or backward, ms"},
     {"tp", FG_OPT_INT, F(tp), 1, 64, .flags = RESUMABLE,
      .help = "tensor-parallel ranks (run under mpirun -np DP*TP*PP); dense fp32 models"},
+    {"tp_sp", FG_OPT_BOOL, F(tp_sp), .flags = RESUMABLE,
+     .help = "sequence parallelism with tp: norms and residuals on each tp rank's 1/tp of the tokens"},
 };
 #define N_OPTS FG_OPT_COUNT(opts)
 
@@ -454,6 +456,17 @@ fg_status fg_train_config_validate(const fg_train_config *c)
         if (c->tp > 1)
             return fg_error(FG_ERR_INVALID, "'pp_chunks' %d with 'tp' %d: not built", c->pp_chunks, c->tp);
     }
+    if (c->tp_sp && c->tp < 2)
+        return fg_error(FG_ERR_INVALID, "'tp_sp' (sequence parallelism) needs 'tp' >= 2 (it splits over the tp ranks)");
+    if (c->tp_sp && c->ep > 1)
+        return fg_error(FG_ERR_INVALID,
+                        "'tp_sp' with 'ep' %d: not built (the expert exchange sends every tp rank's whole tokens)",
+                        c->ep);
+    if (c->tp_sp && ((long)c->batch_size * c->seq_len) % c->tp != 0)
+        return fg_error(
+            FG_ERR_INVALID,
+            "'tp_sp': a micro-batch's 'batch_size' %d x 'seq_len' %d tokens do not split evenly over 'tp' %d",
+            c->batch_size, c->seq_len, c->tp);
     if (c->grad_accum % c->dp != 0)
         return fg_error(FG_ERR_INVALID,
                         "'grad_accum' %d is not a multiple of 'dp' %d (each rank takes grad_accum / dp "

@@ -1081,7 +1081,9 @@ fg_status pp_grads(pp *p, fg_model *m, const int32_t *inp, const int32_t *tgt, i
                   .l1 = p->bounds[s + 1],
                   .first = s == 0,
                   .last = s == P - 1,
-                  .NC = (size_t)B * (size_t)T * (size_t)fg_model_get_config(m)->d_model,
+                  /* sequence parallel (tp): a stage's stream is this tp rank's rows only */
+                  .NC = (size_t)B * (size_t)T * (size_t)fg_model_get_config(m)->d_model /
+                        (size_t)fg_model_tp_seq_split(m),
                   .BT = (size_t)B * (size_t)T,
                   .scale = grad_scale * (1.0f / (float)A), /* one process's scale for A micro-batches */
                   .held = -1};

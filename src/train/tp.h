@@ -10,12 +10,14 @@
 
 typedef struct tp tp;
 
-/* Sets m's tensor-parallel shard to this rank of comm (size > 1). NULL + fg_error when
- * the model cannot be split (fg_model_set_tp's message). */
-tp *tp_new(fg_comm *comm, fg_model *m);
+/* Sets m's tensor-parallel shard to this rank of comm (size > 1), with sequence
+ * parallelism when seq_parallel (reduce-scatters and all-gathers of the token rows over
+ * comm). NULL + fg_error when the model cannot be split (fg_model_set_tp's message). */
+tp *tp_new(fg_comm *comm, fg_model *m, int seq_parallel);
 /* Unsets the shard of m (when m is not NULL) and frees. */
 void tp_delete(tp *t, fg_model *m);
-/* Bytes this rank sent for the activation sums so far (ring all-reduce count). */
+/* Bytes this rank sent for the activation sums so far (ring all-reduce, reduce-scatter
+ * and all-gather counts). */
 double tp_bytes(const tp *t);
 int tp_size(const tp *t);
 

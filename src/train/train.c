@@ -975,7 +975,7 @@ static fg_status setup(run *r, FILE *out)
                       c->compress_warmup};
     /* tp / pp first: a pipeline stage keeps its own tensors only, the spans ZeRO-1 then
      * shards over the stage's ranks (docs/DIST.md "Memory per rank") */
-    if (st == FG_OK && r->tp_comm && fg_comm_size(r->tp_comm) > 1 && !(r->tp = tp_new(r->tp_comm, r->m)))
+    if (st == FG_OK && r->tp_comm && fg_comm_size(r->tp_comm) > 1 && !(r->tp = tp_new(r->tp_comm, r->m, c->tp_sp)))
         st = fg_last_status();
     if (st == FG_OK && (c->pp > 1 || c->tp > 1) &&
         !(r->pp = pp_new(r->pp_comm, r->comm, r->tp_comm, r->m, c->batch_size, c->seq_len, c->pp_slow_rank,
@@ -1162,6 +1162,9 @@ static void print_cost(FILE *out, const run *r, const fg_train_result *res, doub
         fprintf(out, "tensor parallel : %d ranks, %s sent per rank by the activation sums (%s per step)\n",
                 tp_size(r->tp), fg_fmt_bytes(b1, sizeof b1, tp_bytes(r->tp)),
                 fg_fmt_bytes(b2, sizeof b2, steps > 0 ? tp_bytes(r->tp) / (double)steps : 0.0));
+    if (r->tp && r->c.tp_sp)
+        fprintf(out, "sequence parallel: %s of activations per micro-batch set not kept per rank\n",
+                fg_fmt_bytes(b1, sizeof b1, fg_model_tp_seq_saved(r->m)));
     if (r->pp && r->c.pp > 1) {
         const pp_stats *ps = pp_get_stats(r->pp);
         const int *bd = pp_bounds(r->pp);
