@@ -274,6 +274,10 @@ int fg_model_tp_seq_split(const fg_model *m);
  * and the norms' statistics, the embedding output, the final norm's statistics) that
  * sequence parallelism does not keep on this rank: (1 - 1/size) of them; 0 when off. */
 double fg_model_tp_seq_saved(const fg_model *m);
+/* With tp set: the largest resident size (bytes of touched pages) of the fp32 activation
+ * buffer seen after a range backward, a measure of what this rank's shard keeps (the
+ * whole-model forward of validation touches the rest: a run without it shows the shard's). */
+size_t fg_model_tp_act_resident(const fg_model *m);
 /* After each optimizer step (MoE: router bias update from load history). */
 void fg_model_post_step(fg_model *m);
 /* Layer l's expert loads counted since the last fg_model_post_step ([n_expert] floats,

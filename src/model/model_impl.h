@@ -353,8 +353,9 @@ void model_layer_backward(fg_model *m, int l, const float *res, int B, int T);
 /* ---- tensor parallelism (stage_tp.c): the same pieces on this rank's shard ---- */
 typedef struct model_tp model_tp;
 void model_tp_free(fg_model *m);
-void model_stage_free(fg_model *m);     /* slots and the tp shard (fg_model_delete) */
-fg_status model_tp_status(fg_model *m); /* the first failed reduce since the last call */
+void model_stage_free(fg_model *m);       /* slots and the tp shard (fg_model_delete) */
+fg_status model_tp_status(fg_model *m);   /* the first failed reduce since the last call */
+void model_tp_note_resident(fg_model *m); /* after a backward: the activations' resident pages */
 void model_tp_layer_forward(fg_model *m, int l, const float *res, int B, int T);
 void model_tp_layer_backward(fg_model *m, int l, const float *res, int B, int T);
 void model_tp_embed_forward(fg_model *m, int N, int T);

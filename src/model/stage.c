@@ -161,6 +161,8 @@ fg_status fg_model_backward_range(fg_model *m, int l0, int l1, const float *x, c
                    fg_embedding_backward(m->grads + m->wte, model_g(m, m->wpe), m->dres, m->inputs, N, T, C));
     else
         memcpy(dx, m->dres, NsC * sizeof(float));
+    if (m->tp)
+        model_tp_note_resident(m);
     st = m->tp ? model_tp_status(m) : FG_OK;
     return st == FG_OK ? model_moe_ep_status(m) : st;
 }

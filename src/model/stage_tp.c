@@ -37,6 +37,7 @@ struct model_tp {
      * its reduce-scatter, a gathered gradient), sl [N/size, C] (a reduce-scatter's rows) */
     fg_model_tp_seq_fn seq;
     float *seqmem, *full, *sl;
+    size_t act_resident; /* the largest resident size of m->acts seen after a backward */
 };
 
 void model_tp_free(fg_model *m)
@@ -170,6 +171,22 @@ double fg_model_tp_seq_saved(const fg_model *m)
      * final norm's statistics (the norm outputs are kept gathered: the GEMMs' inputs) */
     double floats = c->n_layer * (2.0 * N * C + 2.0 * stats * N) + N * C + stats * N;
     return floats * (1.0 - 1.0 / m->tp->size) * sizeof(float);
+}
+
+void model_tp_note_resident(fg_model *m)
+{
+    if (!m->acts)
+        return;
+    fg_model_act_bytes b;
+    fg_model_activation_bytes(m, &b);
+    size_t r = fg_mem_resident(m->acts, b.saved + b.scratch);
+    if (r > m->tp->act_resident)
+        m->tp->act_resident = r;
+}
+
+size_t fg_model_tp_act_resident(const fg_model *m)
+{
+    return m->tp ? m->tp->act_resident : 0;
 }
 
 /* The sum over the group of the [N, C] partial output part: without sequence

@@ -1162,9 +1162,12 @@ static void print_cost(FILE *out, const run *r, const fg_train_result *res, doub
         fprintf(out, "tensor parallel : %d ranks, %s sent per rank by the activation sums (%s per step)\n",
                 tp_size(r->tp), fg_fmt_bytes(b1, sizeof b1, tp_bytes(r->tp)),
                 fg_fmt_bytes(b2, sizeof b2, steps > 0 ? tp_bytes(r->tp) / (double)steps : 0.0));
-    if (r->tp && r->c.tp_sp)
-        fprintf(out, "sequence parallel: %s of activations per micro-batch set not kept per rank\n",
-                fg_fmt_bytes(b1, sizeof b1, fg_model_tp_seq_saved(r->m)));
+    if (r->tp) /* rank 0's, before its first whole-model validation */
+        fprintf(out, "tp activations  : %s resident%s%s%s\n",
+                fg_fmt_bytes(b1, sizeof b1, (double)fg_model_tp_act_resident(r->m)),
+                r->c.tp_sp ? "; sequence parallel: " : "",
+                r->c.tp_sp ? fg_fmt_bytes(b2, sizeof b2, fg_model_tp_seq_saved(r->m)) : "",
+                r->c.tp_sp ? " per micro-batch set not kept (counted)" : "");
     if (r->pp && r->c.pp > 1) {
         const pp_stats *ps = pp_get_stats(r->pp);
         const int *bd = pp_bounds(r->pp);
