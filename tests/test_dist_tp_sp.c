@@ -1,6 +1,7 @@
 /* test_dist_tp_sp.c: sequence parallelism (`frugal train --tp 2 --tp-sp true`) under
  * mpirun against one process at the same global batch: tp 2, dp 2 x tp 2 and tp 2 x pp 2,
- * gpt2 and llama, dense and MoE, 20 steps, losses to 1e-5 relative and final params to
+ * gpt2 and llama, dense and MoE, 20 steps (and tp 2 with ZeRO-1, dp 2 x tp 2 x pp 2 for llama
+ * and gpt2 MoE), losses to 1e-5 relative and final params to
  * 1e-6 (test_dist_tp's tolerances); the activation sums' bytes equal tp 2's without it; a
  * sequence-parallel checkpoint resumes at one process with the same next losses; what is
  * not built is refused. Skips when this build has no MPI or mpirun is absent. */
@@ -132,11 +133,13 @@ int main(void)
         "--n-expert-active 2 --n-shared-expert 1 --d-expert 16 --balance seqaux --balance-alpha 0.01";
     const char *llama_moe = "--layout llama --n-layer 4 --n-head 2 --d-model 16 --n-dense-layers 1 --n-expert 4 "
                             "--n-expert-active 2 --n-shared-expert 1 --d-expert 16 --capacity-factor 1.5";
-    static const char *grids[] = {"--tp 2", "--dp 2 --tp 2", "--tp 2 --pp 2"};
-    static const int nps[] = {2, 4, 4};
+    /* the last two (ZeRO-1 over the grid; 8 ranks on 2 cores) for one dense and one MoE model */
+    static const char *grids[] = {"--tp 2", "--dp 2 --tp 2", "--tp 2 --pp 2", "--tp 2 --zero 1",
+                                  "--dp 2 --tp 2 --pp 2"};
+    static const int nps[] = {2, 4, 4, 2, 8};
     test_layout("gpt2", gpt2, grids, nps, 3, 1);
-    test_layout("llama", llama, grids, nps, 3, 0);
-    test_layout("gpt2_moe", gpt2_moe, grids, nps, 3, 0);
+    test_layout("llama", llama, grids, nps, 5, 0);
+    test_layout("gpt2_moe", gpt2_moe, grids, nps, 5, 0);
     test_layout("llama_moe", llama_moe, grids, nps, 3, 1);
     test_resume("gpt2", gpt2, "--tp 2 --pp 2", 4);
     test_resume("llama_moe", llama_moe, "--dp 2 --tp 2", 4);
