@@ -271,8 +271,9 @@ fg_status fg_model_set_tp_seq(fg_model *m, fg_model_tp_seq_fn fn);
  * parallelism on, else 1 (pipeline stages send B*T*C / this floats). */
 int fg_model_tp_seq_split(const fg_model *m);
 /* Bytes of one activation set's replicated-region tensors (per layer the two residuals
- * and the norms' statistics, the embedding output, the final norm's statistics) that
- * sequence parallelism does not keep on this rank: (1 - 1/size) of them; 0 when off. */
+ * and the norms' statistics, the embedding output, the final norm's statistics; all the
+ * model's layers, of which a pipeline stage has its own) that sequence parallelism does
+ * not keep on this rank: (1 - 1/size) of them; 0 when off. */
 double fg_model_tp_seq_saved(const fg_model *m);
 /* With tp set: the largest resident size (bytes of touched pages) of the fp32 activation
  * buffer seen after a range backward, a measure of what this rank's shard keeps (the
