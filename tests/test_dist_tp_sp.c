@@ -92,6 +92,27 @@ static void test_resume(const char *name, const char *model, const char *grid, i
     dist_check_resumes(bin, what, src, ref, args, 1, grids, nps);
 }
 
+/* --tp-sp-regather (the norm outputs kept as rows only, all-gathered again in backward)
+ * at `grid` against the one-process run of `name`: same losses and params; the activation
+ * sums send more than without it (2 all-gathers more per layer backward, 1 for the head) */
+static void test_regather(const char *name, const char *model, const char *grid, int np)
+{
+    char ref[1024], dir[1024], args[8192], what[256], line[512];
+    snprintf(ref, sizeof ref, "%s/%s_ref", fg_test_tmpdir(), name);
+    snprintf(dir, sizeof dir, "%s/%s_regather_%d", fg_test_tmpdir(), name, np);
+    snprintf(args, sizeof args, "%s --tp-sp true --tp-sp-regather true %s %s --grad-accum 4 --out '%s'", grid, data,
+             model, dir);
+    snprintf(what, sizeof what, "%s %s --tp-sp-regather true", name, grid);
+    int rc = train(np, args);
+    FG_CHECK(rc == 0, "%s: exit %d: %s", what, rc, out);
+    if (rc != 0)
+        return;
+    tp_line(line, sizeof line);
+    FG_CHECK(strstr(out, "sequence parallel:") && line[0], "%s: the cost summary reports tp and sp: %s", what, out);
+    dist_check_losses(what, ref, dir, 1, 20);
+    dist_check_params(what, ref, dir);
+}
+
 static void test_refused(void)
 {
     char dir[1024], args[8192];
@@ -101,6 +122,7 @@ static void test_refused(void)
         const char *flags, *msg;
     } cases[] = {
         {0, "--tp-sp true --n-layer 2 --n-head 2 --d-model 16", "needs 'tp' >= 2"},
+        {2, "--tp 2 --tp-sp-regather true --n-layer 2 --n-head 2 --d-model 16", "goes with 'tp_sp'"},
         {4,
          "--tp 2 --ep 2 --tp-sp true --n-layer 2 --n-head 2 --d-model 16 --n-expert 4 --n-expert-active 2 "
          "--d-expert 16",
@@ -108,7 +130,7 @@ static void test_refused(void)
         {2, "--tp 2 --tp-sp true --n-layer 2 --n-head 2 --d-model 16 --batch-size 1 --seq-len 15",
          "do not split evenly over 'tp' 2"},
     };
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < 4; i++) {
         snprintf(args, sizeof args, "%s %s --overwrite 1 --out '%s'", data, cases[i].flags, dir);
         int rc = train(cases[i].np, args);
         FG_CHECK(rc != 0 && strstr(out, cases[i].msg), "'%s' refused with \"%s\": exit %d: %s", cases[i].flags,
@@ -141,6 +163,10 @@ int main(void)
     test_layout("llama", llama, grids, nps, 5, 0);
     test_layout("gpt2_moe", gpt2_moe, grids, nps, 5, 0);
     test_layout("llama_moe", llama_moe, grids, nps, 3, 1);
+    test_regather("gpt2", gpt2, "--tp 2", 2);
+    test_regather("llama", llama, "--tp 2 --pp 2", 4);
+    test_regather("llama_moe", llama_moe, "--dp 2 --tp 2", 4);
+    test_regather("gpt2_moe", gpt2_moe, "--tp 2", 2);
     test_resume("gpt2", gpt2, "--tp 2 --pp 2", 4);
     test_resume("llama_moe", llama_moe, "--dp 2 --tp 2", 4);
     test_refused();

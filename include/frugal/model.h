@@ -264,9 +264,13 @@ fg_status fg_model_set_tp(fg_model *m, int rank, int size, fg_model_tp_reduce fn
  * [size n] summed over the group, this rank's block of n written to out; gather 1,
  * all-gather in place: rank r's n floats at buf + r n go to every rank (out unused).
  * Grads: the norms' are each rank's partial sums (the sum over the group is the whole
- * gradient, as for the split tensors). fn NULL: off. FG_ERR_INVALID without tp. */
+ * gradient, as for the split tensors). fn NULL: off. FG_ERR_INVALID without tp. The norm
+ * outputs (the column-parallel GEMMs' inputs) are kept gathered, so the bytes moved are
+ * the all-reduces'; regather: kept as rows only and all-gathered again in backward for
+ * the weight gradients (Megatron-LM's choice: 2 [N, C] less kept per layer, 2 more
+ * all-gathers per layer backward). */
 typedef fg_status (*fg_model_tp_seq_fn)(void *ctx, float *buf, float *out, size_t n, int gather);
-fg_status fg_model_set_tp_seq(fg_model *m, fg_model_tp_seq_fn fn);
+fg_status fg_model_set_tp_seq(fg_model *m, fg_model_tp_seq_fn fn, int regather);
 /* The number of parts of the residual stream per rank: the tp size with sequence
  * parallelism on, else 1 (pipeline stages send B*T*C / this floats). */
 int fg_model_tp_seq_split(const fg_model *m);

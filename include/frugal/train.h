@@ -129,8 +129,9 @@ typedef struct fg_train_config {
     int pp_balance;   /* 1: at each checkpoint boundary move layers from slow stages to fast ones */
     int pp_slow_rank; /* test hook: this stage spins pp_slow_ms per layer per pass; -1 off */
     float pp_slow_ms;
-    int tp;    /* tensor-parallel ranks (Megatron-style shards of heads, FFN and vocabulary) */
-    int tp_sp; /* 1: sequence parallelism over the tp ranks (norms, residuals on 1/tp of the tokens) */
+    int tp;             /* tensor-parallel ranks (Megatron-style shards of heads, FFN and vocabulary) */
+    int tp_sp;          /* 1: sequence parallelism over the tp ranks (norms, residuals on 1/tp of the tokens) */
+    int tp_sp_regather; /* with tp_sp: norm outputs kept as rows, all-gathered again in backward */
 } fg_train_config;
 
 void fg_train_config_default(fg_train_config *c);

@@ -37,6 +37,8 @@ struct model_tp {
      * its reduce-scatter, a gathered gradient), sl [N/size, C] (a reduce-scatter's rows) */
     fg_model_tp_seq_fn seq;
     float *seqmem, *full, *sl;
+    int regather; /* the norm outputs kept as rows, gathered into gath ([N, C]) twice */
+    float *gath;
     size_t act_resident; /* the largest resident size of m->acts seen after a backward */
 };
 
@@ -136,22 +138,26 @@ static void tp_reduce(model_tp *tp, float *buf, size_t n, int max)
         tp->err = tp->fn(tp->ctx, buf, n, max);
 }
 
-fg_status fg_model_set_tp_seq(fg_model *m, fg_model_tp_seq_fn fn)
+fg_status fg_model_set_tp_seq(fg_model *m, fg_model_tp_seq_fn fn, int regather)
 {
     model_tp *tp = m->tp;
     if (!tp)
         return fn ? fg_error(FG_ERR_INVALID, "sequence parallelism: tensor parallelism is not set") : FG_OK;
     fg_free(tp->seqmem);
-    tp->seqmem = tp->full = tp->sl = NULL;
+    tp->seqmem = tp->full = tp->sl = tp->gath = NULL;
     tp->seq = NULL;
+    tp->regather = 0;
     if (!fn)
         return FG_OK;
     size_t NC = (size_t)m->B * (size_t)m->T * (size_t)m->cfg.d_model, S = (size_t)tp->size;
-    tp->seqmem = fg_calloc(NC + (NC + S - 1) / S, sizeof(float));
+    size_t n = NC + (NC + S - 1) / S + (regather ? NC : 0);
+    tp->seqmem = fg_calloc(n, sizeof(float));
     if (!tp->seqmem)
-        return fg_error(FG_ERR_NOMEM, "sequence parallelism: out of memory for %zu floats", NC + NC / S);
+        return fg_error(FG_ERR_NOMEM, "sequence parallelism: out of memory for %zu floats", n);
     tp->full = tp->seqmem;
     tp->sl = tp->seqmem + NC;
+    tp->gath = regather ? tp->sl + (NC + S - 1) / S : NULL;
+    tp->regather = regather != 0;
     tp->seq = fn;
     return FG_OK;
 }
@@ -168,8 +174,11 @@ double fg_model_tp_seq_saved(const fg_model *m)
     const fg_model_config *c = &m->cfg;
     double N = (double)m->B * (double)m->T, C = c->d_model, stats = c->layout == FG_LAYOUT_GPT2 ? 2.0 : 1.0;
     /* per layer res2, res3 and the two norms' statistics; the embedding output; the
-     * final norm's statistics (the norm outputs are kept gathered: the GEMMs' inputs) */
+     * final norm's statistics; with regather the three norm outputs as well (else they
+     * are kept gathered: the GEMMs' inputs) */
     double floats = c->n_layer * (2.0 * N * C + 2.0 * stats * N) + N * C + stats * N;
+    if (m->tp->regather)
+        floats += (2.0 * c->n_layer + 1.0) * N * C;
     return floats * (1.0 - 1.0 / m->tp->size) * sizeof(float);
 }
 
@@ -214,6 +223,26 @@ static const float *tp_gather_rows(model_tp *tp, float *full, const float *rows,
     if (tp->err == FG_OK)
         tp->err = tp->seq(tp->ctx, full, NULL, NsC, 1);
     return full;
+}
+
+/* A norm output kept in the [N, C] buffer `kept`: where the norm writes this rank's rows
+ * (sequence parallel: at their place, to be gathered there and kept whole; with regather
+ * at the start, kept as rows only) */
+static float *sp_rows_at(const model_tp *tp, float *kept, size_t NsC)
+{
+    return tp->seq && !tp->regather ? kept + (size_t)tp->rank * NsC : kept;
+}
+/* ... the whole output the column-parallel GEMM reads in forward ... */
+static const float *sp_gathered(model_tp *tp, float *kept, size_t NsC)
+{
+    if (!tp->seq)
+        return kept;
+    return tp_gather_rows(tp, tp->regather ? tp->gath : kept, sp_rows_at(tp, kept, NsC), NsC);
+}
+/* ... and in backward (its weight gradient): with regather all-gathered again */
+static const float *sp_regathered(model_tp *tp, float *kept, size_t NsC)
+{
+    return tp->seq && tp->regather ? tp_gather_rows(tp, tp->gath, kept, NsC) : kept;
 }
 
 fg_status model_tp_status(fg_model *m)
@@ -399,13 +428,14 @@ void model_tp_layer_forward(fg_model *m, int l, const float *res, int B, int T)
     /* sequence parallel: res, res2, res3 and the norms' statistics are this rank's Ns rows
      * (at their start); the norm outputs, the split GEMMs' inputs, are gathered whole */
     int Ns = tp->seq ? N / tp->size : N;
-    size_t NC = (size_t)N * C, NsC = (size_t)Ns * C, off = tp->seq ? (size_t)tp->rank * NsC : 0;
+    size_t NC = (size_t)N * C, NsC = (size_t)Ns * C;
     const model_layer_off *o = &m->layer[l];
     model_layer_acts *a = &m->la[l];
-    model_norm_forward(m, a->ln1 + off, a->ln1_mean, a->ln1_rstd, res, model_p(m, o->ln1w), model_p(m, o->ln1b), Ns);
-    tp_gather_rows(tp, a->ln1, a->ln1 + off, NsC);
+    model_norm_forward(m, sp_rows_at(tp, a->ln1, NsC), a->ln1_mean, a->ln1_rstd, res, model_p(m, o->ln1w),
+                       model_p(m, o->ln1b), Ns);
+    const float *ln1 = sp_gathered(tp, a->ln1, NsC);
     gather_qkv(m, tp, o);
-    model_linear_forward(m, a->qkv, a->ln1, tp->wq, o->qkvb != FG_NO_TENSOR ? tp->bq : NULL, N, C, 3 * Cl);
+    model_linear_forward(m, a->qkv, ln1, tp->wq, o->qkvb != FG_NO_TENSOR ? tp->bq : NULL, N, C, 3 * Cl);
     if (c->layout == FG_LAYOUT_LLAMA) {
         fg_rope_forward(a->qkv, B, T, NHl, m->HS, 3 * Cl, 0, c->rope_theta);
         fg_rope_forward(a->qkv + Cl, B, T, NHl, m->HS, 3 * Cl, 0, c->rope_theta);
@@ -418,16 +448,16 @@ void model_tp_layer_forward(fg_model *m, int l, const float *res, int B, int T)
     tp_sum_rows(tp, part, a->res2, NC);
     add_bias(a->res2, model_p(m, o->attprojb), Ns, C);
     fg_add(a->res2, a->res2, res, NsC);
-    model_norm_forward(m, a->ln2 + off, a->ln2_mean, a->ln2_rstd, a->res2, model_p(m, o->ln2w), model_p(m, o->ln2b),
-                       Ns);
-    tp_gather_rows(tp, a->ln2, a->ln2 + off, NsC);
+    model_norm_forward(m, sp_rows_at(tp, a->ln2, NsC), a->ln2_mean, a->ln2_rstd, a->res2, model_p(m, o->ln2w),
+                       model_p(m, o->ln2b), Ns);
+    const float *ln2 = sp_gathered(tp, a->ln2, NsC);
     part = tp->seq ? tp->full : a->res3;
     if (model_is_moe_layer(m, l)) {
-        tp_moe_forward(m, tp, l, part, a->ln2, B, T);
+        tp_moe_forward(m, tp, l, part, ln2, B, T);
     } else {
         gather_fc(m, tp, o);
-        model_linear_forward(m, a->ffn.fch, a->ln2, tp->wf, o->fcb != FG_NO_TENSOR ? m->params + o->fcb + tp->f0 : NULL,
-                             N, C, tp->Finl);
+        model_linear_forward(m, a->ffn.fch, ln2, tp->wf, o->fcb != FG_NO_TENSOR ? m->params + o->fcb + tp->f0 : NULL, N,
+                             C, tp->Finl);
         if (c->layout == FG_LAYOUT_GPT2)
             fg_gelu_forward(a->ffn.fch_act, a->ffn.fch, (size_t)N * (size_t)Fl);
         else
@@ -453,12 +483,13 @@ void model_tp_layer_backward(fg_model *m, int l, const float *res, int B, int T)
     const model_layer_off *o = &m->layer[l];
     model_layer_acts *a = &m->la[l];
     const float *dout = tp_gather_rows(tp, tp->full, m->dres, NsC);
+    const float *ln2 = sp_regathered(tp, a->ln2, NsC);
     /* res3 = res2 + fcproj(act(fc(ln2))): the projection's input gradient is this rank's
      * columns; the fc's input gradient is a partial sum over the ranks (MoE: the same
      * per expert, and the router's input gradient a partial sum too) */
     if (model_is_moe_layer(m, l)) {
         memset(m->dln, 0, NC * sizeof(float));
-        tp_moe_backward(m, tp, l, m->dln, dout, a->ln2);
+        tp_moe_backward(m, tp, l, m->dln, dout, ln2);
     } else {
         gather_fc(m, tp, o);
         copy_cols(tp->wp, m->params + o->fcprojw, C, m->F, tp->f0, Fl);
@@ -475,7 +506,7 @@ void model_tp_layer_backward(fg_model *m, int l, const float *res, int B, int T)
         memset(m->dln, 0, NC * sizeof(float));
         memset(tp->dwf, 0, (size_t)Finl * C * sizeof(float));
         model_linear_backward(m, m->dln, tp->dwf, o->fcb != FG_NO_TENSOR ? m->grads + o->fcb + tp->f0 : NULL, m->dfch,
-                              a->ln2, tp->wf, N, C, Finl);
+                              ln2, tp->wf, N, C, Finl);
         add_rows(m->grads + o->fcw, tp->dwf, tp->f0, Fl, C);
         if (c->layout == FG_LAYOUT_LLAMA)
             add_rows(m->grads + o->fcw, tp->dwf + (size_t)Fl * C, m->F + tp->f0, Fl, C);
@@ -498,10 +529,11 @@ void model_tp_layer_backward(fg_model *m, int l, const float *res, int B, int T)
         fg_rope_backward(m->dqkv + Cl, B, T, NHl, m->HS, 3 * Cl, 0, c->rope_theta);
     }
     gather_qkv(m, tp, o);
+    const float *ln1 = sp_regathered(tp, a->ln1, NsC);
     memset(m->dln, 0, NC * sizeof(float));
     memset(tp->dwq, 0, (size_t)3 * Cl * C * sizeof(float));
     memset(tp->dbq, 0, (size_t)3 * Cl * sizeof(float));
-    model_linear_backward(m, m->dln, tp->dwq, o->qkvb != FG_NO_TENSOR ? tp->dbq : NULL, m->dqkv, a->ln1, tp->wq, N, C,
+    model_linear_backward(m, m->dln, tp->dwq, o->qkvb != FG_NO_TENSOR ? tp->dbq : NULL, m->dqkv, ln1, tp->wq, N, C,
                           3 * Cl);
     for (int k = 0; k < 3; k++) {
         add_rows(m->grads + o->qkvw, tp->dwq + (size_t)k * Cl * C, k * C + tp->c0, Cl, C);
@@ -571,11 +603,12 @@ fg_status model_tp_head_forward(fg_model *m, const float *res, const int32_t *ta
     int real = V - tp->v0 < 0 ? 0 : V - tp->v0 < Vl ? V - tp->v0 : Vl; /* real columns of this rank */
     /* sequence parallel: the norm on this rank's rows, its output gathered for the head */
     int Ns = tp->seq ? N / tp->size : N;
-    size_t NsC = (size_t)Ns * C, off = tp->seq ? (size_t)tp->rank * NsC : 0;
-    model_norm_forward(m, m->lnf + off, m->lnf_mean, m->lnf_rstd, res, model_p(m, m->lnfw), model_p(m, m->lnfb), Ns);
-    tp_gather_rows(tp, m->lnf, m->lnf + off, NsC);
+    size_t NsC = (size_t)Ns * C;
+    model_norm_forward(m, sp_rows_at(tp, m->lnf, NsC), m->lnf_mean, m->lnf_rstd, res, model_p(m, m->lnfw),
+                       model_p(m, m->lnfb), Ns);
+    const float *lnf = sp_gathered(tp, m->lnf, NsC);
     const float *hw = m->params + m->head + (size_t)tp->v0 * C;
-    model_linear_forward(m, m->logits, m->lnf, hw, NULL, N, C, Vl);
+    model_linear_forward(m, m->logits, lnf, hw, NULL, N, C, Vl);
     if (!targets) {
         if (loss)
             *loss = 0.0f;
@@ -636,8 +669,9 @@ void model_tp_head_backward(fg_model *m, const float *res_last, float loss_scale
         fg_scale(m->dlogits, want / m->dlogits_scale, (size_t)N * Vl);
         m->dlogits_scale = want;
     }
+    const float *lnf = sp_regathered(tp, m->lnf, NC / (size_t)(tp->seq ? tp->size : 1));
     memset(m->dln, 0, NC * sizeof(float));
-    model_linear_backward(m, m->dln, m->grads + m->head + (size_t)tp->v0 * C, NULL, m->dlogits, m->lnf,
+    model_linear_backward(m, m->dln, m->grads + m->head + (size_t)tp->v0 * C, NULL, m->dlogits, lnf,
                           m->params + m->head + (size_t)tp->v0 * C, N, C, Vl);
     const float *dln = tp_sum_rows(tp, m->dln, tp->sl, NC);
     memset(m->dres, 0, NC * sizeof(float));

@@ -277,6 +277,9 @@ static const fg_opt opts[] = {
      .help = "tensor-parallel ranks (run under mpirun -np DP*TP*PP); dense fp32 models"},
     {"tp_sp", FG_OPT_BOOL, F(tp_sp), .flags = RESUMABLE,
      .help = "sequence parallelism with tp: norms and residuals on each tp rank's 1/tp of the tokens"},
+    {"tp_sp_regather", FG_OPT_BOOL, F(tp_sp_regather), .flags = RESUMABLE,
+     .help = "with tp_sp: keep the norm outputs as rows too, all-gathered again in backward (less memory, more "
+             "bytes)"},
 };
 #define N_OPTS FG_OPT_COUNT(opts)
 
@@ -456,6 +459,8 @@ fg_status fg_train_config_validate(const fg_train_config *c)
         if (c->tp > 1)
             return fg_error(FG_ERR_INVALID, "'pp_chunks' %d with 'tp' %d: not built", c->pp_chunks, c->tp);
     }
+    if (c->tp_sp_regather && !c->tp_sp)
+        return fg_error(FG_ERR_INVALID, "'tp_sp_regather' goes with 'tp_sp' (sequence parallelism)");
     if (c->tp_sp && c->tp < 2)
         return fg_error(FG_ERR_INVALID, "'tp_sp' (sequence parallelism) needs 'tp' >= 2 (it splits over the tp ranks)");
     if (c->tp_sp && c->ep > 1)

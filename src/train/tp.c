@@ -54,7 +54,7 @@ tp *tp_new(fg_comm *comm, fg_model *m, int seq_parallel)
     }
     t->displs = t->counts + t->size;
     if (fg_model_set_tp(m, fg_comm_rank(comm), t->size, reduce, t) != FG_OK ||
-        (seq_parallel && fg_model_set_tp_seq(m, seq) != FG_OK)) {
+        (seq_parallel && fg_model_set_tp_seq(m, seq, seq_parallel == 2) != FG_OK)) {
         fg_model_set_tp(m, 0, 1, NULL, NULL);
         fg_free(t->counts);
         fg_free(t);

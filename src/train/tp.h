@@ -11,8 +11,9 @@
 typedef struct tp tp;
 
 /* Sets m's tensor-parallel shard to this rank of comm (size > 1), with sequence
- * parallelism when seq_parallel (reduce-scatters and all-gathers of the token rows over
- * comm). NULL + fg_error when the model cannot be split (fg_model_set_tp's message). */
+ * parallelism when seq_parallel is 1 (reduce-scatters and all-gathers of the token rows
+ * over comm) or 2 (the norm outputs re-gathered in backward: fg_model_set_tp_seq). NULL + fg_error when the model
+ * cannot be split (fg_model_set_tp's message). */
 tp *tp_new(fg_comm *comm, fg_model *m, int seq_parallel);
 /* Unsets the shard of m (when m is not NULL) and frees. */
 void tp_delete(tp *t, fg_model *m);

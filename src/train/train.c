@@ -975,7 +975,8 @@ static fg_status setup(run *r, FILE *out)
                       c->compress_warmup};
     /* tp / pp first: a pipeline stage keeps its own tensors only, the spans ZeRO-1 then
      * shards over the stage's ranks (docs/DIST.md "Memory per rank") */
-    if (st == FG_OK && r->tp_comm && fg_comm_size(r->tp_comm) > 1 && !(r->tp = tp_new(r->tp_comm, r->m, c->tp_sp)))
+    if (st == FG_OK && r->tp_comm && fg_comm_size(r->tp_comm) > 1 &&
+        !(r->tp = tp_new(r->tp_comm, r->m, c->tp_sp ? 1 + c->tp_sp_regather : 0)))
         st = fg_last_status();
     if (st == FG_OK && (c->pp > 1 || c->tp > 1) &&
         !(r->pp = pp_new(r->pp_comm, r->comm, r->tp_comm, r->m, c->batch_size, c->seq_len, c->pp_slow_rank,
