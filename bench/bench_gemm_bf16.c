@@ -5,7 +5,7 @@
  * kernel, when the CPU has it), oneDNN's dnnl_gemm_bf16bf16f32 (dlopen'ed from Debian's
  * libdnnl.so.2 when installed: a comparison row, not a dependency), ref on a small shape.
  *
- *   build/bench_gemm_bf16 [--quick] [--cputime] [--threads 1,2] [--dnnl PATH] [--recipe]
+ *   build/bench_gemm_bf16 [--quick] [--cputime] [--threads 1,2] [--dnnl PATH] [--recipe [--only NAME]]
  * Medians of repeated calls, wall clock (--cputime: the process CPU clock, steadier on
  * a busy machine with --threads 1). Figures are taken on a quiet machine
  * (docs/PERFORMANCE.md). --recipe: instead, the GEMMs of one step of bench/cost.sh's
@@ -24,6 +24,7 @@
 #include "frugal/kernels.h"
 
 static int quick, cputime, recipe;
+static const char *only; /* --recipe --only NAME: the rows whose name holds NAME (for perf record) */
 
 typedef struct gemm_args {
     int ta, tb, M, N, K;
@@ -178,6 +179,8 @@ static int run_recipe(const uint16_t *Ah, const uint16_t *Bh, float *C)
             printf("  %-18s %-3s %-15s %5s %10s %8s %10s %8s\n", "gemm", "op", "M x N x K", "calls", "avx512 us",
                    "GF/s", "oneDNN us", "GF/s");
         }
+        if (only && !strstr(g->name, only))
+            continue;
         double f = 2.0 * g->M * g->N * g->K, t = min_time(R_AVX, g, Ah, Bh, C, budget(g));
         char dims[32];
         snprintf(dims, sizeof dims, "%dx%dx%d", g->M, g->N, g->K);
@@ -212,10 +215,13 @@ int main(int argc, char **argv)
             threads_list = argv[++i];
         else if (!strcmp(argv[i], "--recipe"))
             recipe = 1;
+        else if (!strcmp(argv[i], "--only") && i + 1 < argc)
+            only = argv[++i];
         else if (!strcmp(argv[i], "--dnnl") && i + 1 < argc)
             dnnl_path = argv[++i];
         else {
-            fprintf(stderr, "usage: %s [--quick] [--cputime] [--threads 1,2] [--dnnl PATH] [--recipe]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--quick] [--cputime] [--threads 1,2] [--dnnl PATH] [--recipe [--only NAME]]\n",
+                    argv[0]);
             return 2;
         }
     }
