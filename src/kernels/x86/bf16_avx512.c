@@ -273,66 +273,74 @@ static inline __m512bh bcast_word(const char *a)
     if (i < mr)                                                                                                        \
         store_row(C + (size_t)(i)*ldc, c##i##0, c##i##1, c##i##2, nv, nr, alpha, beta, first);
 
-/* A strip's words: row i's word of pair p at a + i * rs + p * ps bytes (packed: rs 4,
- * ps 4 MR; read in place from a row-major A: rs 2 lda, ps 4). Rows past mr read row 0
- * (valid memory; their sums are not stored). */
-static inline __attribute__((always_inline)) void micro_nv(const int nv, const char *a, size_t rs, size_t ps,
-                                                           const uint32_t *bp, int kp, float *C, int ldc, int mr,
+/* One B strip against the mc rows of an A block, 8 rows (one C tile) at a time. The
+ * tiles run in this loop, not one call each: a call's pushes wait behind the previous
+ * tile's 24 C stores in the store queue (their lines still on the way), which perf put at
+ * ~1% of the recipe's step. A strip's words: row i's word of pair p at a + i * rs + p *
+ * ps bytes, strips ss bytes apart (packed: rs 4, ps 4 MR, ss 4 MR kp; read in place from
+ * a row-major A: rs 2 lda, ps 4, ss MR rs). Rows past the block's end read its strip's
+ * row 0 (valid memory; their sums are not stored). */
+static inline __attribute__((always_inline)) void strip_nv(const int nv, const char *a, size_t rs, size_t ps, size_t ss,
+                                                           int mc, const uint32_t *bp0, int kp, float *C, int ldc,
                                                            int nr, float alpha, float beta, int first)
 {
-    /* The C tile's 24 lines are usually in no cache (the weight gradients' C is MBs), and
-     * the hardware prefetcher cannot guess 8 rows ldc apart: fetched now, they arrive
-     * while the K loop runs (TN at K = 256: 160 -> 195 GF/s, 1 thread, CPU time). */
-    for (int i = 0; i < mr; i++)
-        for (int v = 0; v < nv; v++)
-            _mm_prefetch((const char *)(C + (size_t)i * ldc + v * 16), _MM_HINT_T0);
-    const char *a0 = a, *a1 = a + (1 < mr) * rs, *a2 = a + (2 < mr) * 2 * rs, *a3 = a + (3 < mr) * 3 * rs,
-               *a4 = a + (4 < mr) * 4 * rs, *a5 = a + (5 < mr) * 5 * rs, *a6 = a + (6 < mr) * 6 * rs,
-               *a7 = a + (7 < mr) * 7 * rs;
-    ACC_DECL(0)
-    ACC_DECL(1)
-    ACC_DECL(2)
-    ACC_DECL(3) ACC_DECL(4) ACC_DECL(5) ACC_DECL(6) ACC_DECL(7) size_t off = 0;
-    for (int p = 0; p < kp; p++, off += ps, bp += NR) {
-        /* the B strip (72 KB at KC) streams from L2: its lines PFB pairs ahead */
-        for (int v = 0; v < nv; v++)
-            _mm_prefetch((const char *)(bp + PFB * NR + 16 * v), _MM_HINT_T0);
-        __m512bh b0 = (__m512bh)_mm512_load_si512(bp), b1 = b0, b2 = b0;
-        if (nv > 1)
-            b1 = (__m512bh)_mm512_load_si512(bp + 16);
-        if (nv > 2)
-            b2 = (__m512bh)_mm512_load_si512(bp + 32);
-        ACC_STEP(0) ACC_STEP(1) ACC_STEP(2) ACC_STEP(3) ACC_STEP(4) ACC_STEP(5) ACC_STEP(6) ACC_STEP(7)
+    for (int s = 0; s < mc; s += MR, a += ss, C += (size_t)MR * ldc) {
+        int mr = mc - s < MR ? mc - s : MR;
+        const uint32_t *bp = bp0;
+        /* The C tile's 24 lines are usually in no cache (the weight gradients' C is MBs),
+         * and the hardware prefetcher cannot guess 8 rows ldc apart: fetched now, they
+         * arrive while the K loop runs (TN at K = 256: 160 -> 195 GF/s, 1 thread, CPU time). */
+        for (int i = 0; i < mr; i++)
+            for (int v = 0; v < nv; v++)
+                _mm_prefetch((const char *)(C + (size_t)i * ldc + v * 16), _MM_HINT_T0);
+        const char *a0 = a, *a1 = a + (1 < mr) * rs, *a2 = a + (2 < mr) * 2 * rs, *a3 = a + (3 < mr) * 3 * rs,
+                   *a4 = a + (4 < mr) * 4 * rs, *a5 = a + (5 < mr) * 5 * rs, *a6 = a + (6 < mr) * 6 * rs,
+                   *a7 = a + (7 < mr) * 7 * rs;
+        ACC_DECL(0)
+        ACC_DECL(1)
+        ACC_DECL(2)
+        ACC_DECL(3) ACC_DECL(4) ACC_DECL(5) ACC_DECL(6) ACC_DECL(7) size_t off = 0;
+        for (int p = 0; p < kp; p++, off += ps, bp += NR) {
+            /* the B strip (72 KB at KC) streams from L2: its lines PFB pairs ahead */
+            for (int v = 0; v < nv; v++)
+                _mm_prefetch((const char *)(bp + PFB * NR + 16 * v), _MM_HINT_T0);
+            __m512bh b0 = (__m512bh)_mm512_load_si512(bp), b1 = b0, b2 = b0;
+            if (nv > 1)
+                b1 = (__m512bh)_mm512_load_si512(bp + 16);
+            if (nv > 2)
+                b2 = (__m512bh)_mm512_load_si512(bp + 32);
+            ACC_STEP(0) ACC_STEP(1) ACC_STEP(2) ACC_STEP(3) ACC_STEP(4) ACC_STEP(5) ACC_STEP(6) ACC_STEP(7)
+        }
+        ACC_STORE(0) ACC_STORE(1) ACC_STORE(2) ACC_STORE(3) ACC_STORE(4) ACC_STORE(5) ACC_STORE(6) ACC_STORE(7)
     }
-    ACC_STORE(0) ACC_STORE(1) ACC_STORE(2) ACC_STORE(3) ACC_STORE(4) ACC_STORE(5) ACC_STORE(6) ACC_STORE(7)
 }
 
-static void micro1(const char *a, size_t rs, size_t ps, const uint32_t *bp, int kp, float *C, int ldc, int mr, int nr,
-                   float alpha, float beta, int first)
+static void strip1(const char *a, size_t rs, size_t ps, size_t ss, int mc, const uint32_t *bp, int kp, float *C,
+                   int ldc, int nr, float alpha, float beta, int first)
 {
-    micro_nv(1, a, rs, ps, bp, kp, C, ldc, mr, nr, alpha, beta, first);
+    strip_nv(1, a, rs, ps, ss, mc, bp, kp, C, ldc, nr, alpha, beta, first);
 }
-static void micro2(const char *a, size_t rs, size_t ps, const uint32_t *bp, int kp, float *C, int ldc, int mr, int nr,
-                   float alpha, float beta, int first)
+static void strip2(const char *a, size_t rs, size_t ps, size_t ss, int mc, const uint32_t *bp, int kp, float *C,
+                   int ldc, int nr, float alpha, float beta, int first)
 {
-    micro_nv(2, a, rs, ps, bp, kp, C, ldc, mr, nr, alpha, beta, first);
+    strip_nv(2, a, rs, ps, ss, mc, bp, kp, C, ldc, nr, alpha, beta, first);
 }
-static void micro3(const char *a, size_t rs, size_t ps, const uint32_t *bp, int kp, float *C, int ldc, int mr, int nr,
-                   float alpha, float beta, int first)
+static void strip3(const char *a, size_t rs, size_t ps, size_t ss, int mc, const uint32_t *bp, int kp, float *C,
+                   int ldc, int nr, float alpha, float beta, int first)
 {
-    micro_nv(3, a, rs, ps, bp, kp, C, ldc, mr, nr, alpha, beta, first);
+    strip_nv(3, a, rs, ps, ss, mc, bp, kp, C, ldc, nr, alpha, beta, first);
 }
 
 /* The same sums (each lane's products in pair order) whichever instance runs a tile. */
-static void micro(const char *a, size_t rs, size_t ps, const uint32_t *bp, int kp, float *C, int ldc, int mr, int nr,
-                  float alpha, float beta, int first)
+static void strip(const char *a, size_t rs, size_t ps, size_t ss, int mc, const uint32_t *bp, int kp, float *C, int ldc,
+                  int nr, float alpha, float beta, int first)
 {
     if (nr > 32)
-        micro3(a, rs, ps, bp, kp, C, ldc, mr, nr, alpha, beta, first);
+        strip3(a, rs, ps, ss, mc, bp, kp, C, ldc, nr, alpha, beta, first);
     else if (nr > 16)
-        micro2(a, rs, ps, bp, kp, C, ldc, mr, nr, alpha, beta, first);
+        strip2(a, rs, ps, ss, mc, bp, kp, C, ldc, nr, alpha, beta, first);
     else
-        micro1(a, rs, ps, bp, kp, C, ldc, mr, nr, alpha, beta, first);
+        strip1(a, rs, ps, ss, mc, bp, kp, C, ldc, nr, alpha, beta, first);
 }
 
 /* Words of scratch one thread needs: the A block and one B strip. */
@@ -385,16 +393,12 @@ static void bgemm_serial(int trans_a, int trans_b, int M, int N, int K, float al
                     b = bfull + (size_t)(j0 / NR) * kp * NR;
                 else
                     pack_b(bp, trans_b, B, ldb, j0, nr, k0, kc, 0);
-                for (int s = 0; s < mc; s += MR) {
-                    int mr = mc - s < MR ? mc - s : MR;
-                    float *c = C + (size_t)(i0 + s) * ldc + j0;
-                    if (direct)
-                        micro((const char *)(A + (size_t)(i0 + s) * lda + k0), 2 * (size_t)lda, 4, b, kp, c, ldc, mr,
-                              nr, alpha, beta, k0 == 0);
-                    else
-                        micro((const char *)(ap + (size_t)(s / MR) * kp * MR), 4, 4 * MR, b, kp, c, ldc, mr, nr, alpha,
-                              beta, k0 == 0);
-                }
+                if (direct)
+                    strip((const char *)(A + (size_t)i0 * lda + k0), 2 * (size_t)lda, 4, 2 * (size_t)lda * MR, mc, b,
+                          kp, C + (size_t)i0 * ldc + j0, ldc, nr, alpha, beta, k0 == 0);
+                else
+                    strip((const char *)ap, 4, 4 * MR, (size_t)4 * MR * kp, mc, b, kp, C + (size_t)i0 * ldc + j0, ldc,
+                          nr, alpha, beta, k0 == 0);
             }
         }
     }
