@@ -5,10 +5,14 @@
  * kernel, when the CPU has it), oneDNN's dnnl_gemm_bf16bf16f32 (dlopen'ed from Debian's
  * libdnnl.so.2 when installed: a comparison row, not a dependency), ref on a small shape.
  *
- *   build/bench_gemm_bf16 [--quick] [--cputime] [--threads 1,2] [--dnnl PATH]
+ *   build/bench_gemm_bf16 [--quick] [--cputime] [--threads 1,2] [--dnnl PATH] [--recipe [--only NAME]]
  * Medians of repeated calls, wall clock (--cputime: the process CPU clock, steadier on
  * a busy machine with --threads 1). Figures are taken on a quiet machine
- * (docs/PERFORMANCE.md). */
+ * (docs/PERFORMANCE.md). --recipe: instead, the GEMMs of one step of bench/cost.sh's
+ * recipe3 row (d_model 128, N = 2048 tokens, MoE 8 x top-1 + shared, d_expert 176, byte
+ * vocabulary 257 padded to 320), then the table's training shapes, at 1 thread: the
+ * fastest of repeated calls on the thread's CPU clock (load only ever adds time), and
+ * the sums, the recipe's weighted by calls per step. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <stdlib.h>
@@ -19,7 +23,8 @@
 #include "frugal/hw.h"
 #include "frugal/kernels.h"
 
-static int quick, cputime;
+static int quick, cputime, recipe;
+static const char *only; /* --recipe --only NAME: the rows whose name holds NAME (for perf record) */
 
 typedef struct gemm_args {
     int ta, tb, M, N, K;
@@ -88,6 +93,116 @@ static const shape shapes[] = {
     {"L6 fc", 1024, 384, 1536},        {"L6 fc2", 1024, 1536, 384}, {"124M head", 256, 768, 50304},
 };
 
+/* One step of the recipe: each GEMM (M x N x K, op, beta) and how many run per step
+ * (4 layers; the routed experts' ~256 rows each, 8 of them per layer). */
+typedef struct recipe_gemm {
+    const char *name;
+    int ta, tb, M, N, K;
+    float alpha, beta;
+    int calls;
+} recipe_gemm;
+static const recipe_gemm recipe_gemms[] = {
+    {"qkv fwd", 0, 1, 2048, 384, 128, 1, 0, 4},          {"qkv dinp", 0, 0, 2048, 128, 384, 1, 0, 4},
+    {"qkv dwt", 1, 0, 384, 128, 2048, 1, 1, 4},          {"attn proj fwd", 0, 1, 2048, 128, 128, 1, 0, 4},
+    {"attn proj dinp", 0, 0, 2048, 128, 128, 1, 0, 4},   {"attn proj dwt", 1, 0, 128, 128, 2048, 1, 1, 4},
+    {"shared fc fwd", 0, 1, 2048, 352, 128, 1, 0, 4},    {"shared fc dinp", 0, 0, 2048, 128, 352, 1, 1, 4},
+    {"shared fc dwt", 1, 0, 352, 128, 2048, 1, 1, 4},    {"shared proj fwd", 0, 1, 2048, 128, 176, 1, 0, 4},
+    {"shared proj dinp", 0, 0, 2048, 176, 128, 1, 1, 4}, {"shared proj dwt", 1, 0, 128, 176, 2048, 1, 1, 4},
+    {"expert fc fwd", 0, 1, 256, 352, 128, 1, 0, 32},    {"expert fc dinp", 0, 0, 256, 128, 352, 1, 0, 32},
+    {"expert fc dwt", 1, 0, 352, 128, 256, 1, 1, 32},    {"expert proj fwd", 0, 1, 256, 128, 176, 1, 0, 32},
+    {"expert proj dinp", 0, 0, 256, 176, 128, 1, 0, 32}, {"expert proj dwt", 1, 0, 128, 176, 256, 1, 1, 32},
+    {"head fwd", 0, 1, 2048, 320, 128, 1, 0, 1},         {"head dinp", 0, 0, 2048, 128, 320, 1e-3f, 0, 1},
+    {"head dwt", 1, 0, 320, 128, 2048, 1e-3f, 1, 1},
+};
+
+static double thread_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Fastest of repeated calls (thread CPU clock) within ~budget s, at least 5. */
+static double min_time(int route, const recipe_gemm *g, const uint16_t *A, const uint16_t *B, float *C, double budget)
+{
+    int lda = g->ta ? g->M : g->K, ldb = g->tb ? g->K : g->N;
+    double best = 1e30, t0 = fg_time_sec();
+    for (int n = 0; n < 5 || (fg_time_sec() - t0 < budget && n < 2000); n++) {
+        double a = thread_now();
+        if (route == R_DNNL)
+            dnnl_gemm(g->ta ? 'T' : 'N', g->tb ? 'T' : 'N', g->M, g->N, g->K, g->alpha, A, lda, B, ldb, g->beta, C,
+                      g->N);
+        else
+            fg_bgemm(g->ta, g->tb, g->M, g->N, g->K, g->alpha, A, lda, B, ldb, g->beta, C, g->N);
+        double t = thread_now() - a;
+        best = t < best ? t : best;
+    }
+    return best;
+}
+
+/* seconds of calls per shape: more for the small ones (more noise per call) */
+static double budget(const recipe_gemm *g)
+{
+    return (quick ? 0.25 : 1.0) * (g->calls > 1 ? 0.4 : 0.25);
+}
+
+static int run_recipe(const uint16_t *Ah, const uint16_t *Bh, float *C)
+{
+    if (fg_kernels_configure("auto", NULL, 1) != FG_OK || fg_kernels_set("bgemm", "avx512bf16") != FG_OK) {
+        fprintf(stderr, "bench_gemm_bf16 --recipe: no avx512bf16 bgemm: %s\n", fg_last_error());
+        return 1;
+    }
+    /* the training shapes of the default table, once each, after the recipe's */
+    enum { NREC = sizeof recipe_gemms / sizeof recipe_gemms[0], NSH = sizeof shapes / sizeof shapes[0] };
+    recipe_gemm all[NREC + 3 * NSH];
+    memcpy(all, recipe_gemms, sizeof recipe_gemms);
+    for (int s = 0; s < NSH; s++) {
+        const shape *sh = &shapes[s];
+        all[NREC + 3 * s] = (recipe_gemm){sh->name, 0, 1, sh->tok, sh->out, sh->in, 1, 0, 1};
+        all[NREC + 3 * s + 1] = (recipe_gemm){sh->name, 0, 0, sh->tok, sh->in, sh->out, 1, 0, 1};
+        all[NREC + 3 * s + 2] = (recipe_gemm){sh->name, 1, 0, sh->out, sh->in, sh->tok, 1, 1, 1};
+    }
+    double tot[2] = {0, 0}, flops = 0;
+    for (int i = 0; i < NREC + 3 * NSH; i++) {
+        const recipe_gemm *g = &all[i];
+        if (i == 0 || i == NREC) {
+            if (i == NREC) {
+                printf("  per step (calls x time): avx512bf16 %.2f ms (%.1f GF/s)", tot[0] * 1e3,
+                       flops / tot[0] * 1e-9);
+                if (dnnl_gemm)
+                    printf(", oneDNN %.2f ms (%.1f GF/s)", tot[1] * 1e3, flops / tot[1] * 1e-9);
+                printf("\n");
+                tot[0] = tot[1] = flops = 0;
+            }
+            printf("\n== %s, 1 thread, fastest call (thread CPU time) ==\n",
+                   i ? "the training shapes (bench_train's L6 C384, GPT-2 124M)" : "recipe3 step GEMMs");
+            printf("  %-18s %-3s %-15s %5s %10s %8s %10s %8s\n", "gemm", "op", "M x N x K", "calls", "avx512 us",
+                   "GF/s", "oneDNN us", "GF/s");
+        }
+        if (only && !strstr(g->name, only))
+            continue;
+        double f = 2.0 * g->M * g->N * g->K, t = min_time(R_AVX, g, Ah, Bh, C, budget(g));
+        char dims[32];
+        snprintf(dims, sizeof dims, "%dx%dx%d", g->M, g->N, g->K);
+        printf("  %-18s %c%c  %-15s %5d %10.1f %8.1f", g->name, g->ta ? 'T' : 'N', g->tb ? 'T' : 'N', dims, g->calls,
+               t * 1e6, f / t * 1e-9);
+        tot[0] += g->calls * t;
+        flops += g->calls * f;
+        if (dnnl_gemm) {
+            double td = min_time(R_DNNL, g, Ah, Bh, C, budget(g));
+            tot[1] += g->calls * td;
+            printf(" %10.1f %8.1f", td * 1e6, f / td * 1e-9);
+        }
+        printf("\n");
+        fflush(stdout);
+    }
+    printf("  all training shapes: avx512bf16 %.2f ms (%.1f GF/s)", tot[0] * 1e3, flops / tot[0] * 1e-9);
+    if (dnnl_gemm)
+        printf(", oneDNN %.2f ms (%.1f GF/s)", tot[1] * 1e3, flops / tot[1] * 1e-9);
+    printf("\n");
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     const char *threads_list = "1,2", *dnnl_path = "libdnnl.so.2";
@@ -98,10 +213,15 @@ int main(int argc, char **argv)
             cputime = 1;
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc)
             threads_list = argv[++i];
+        else if (!strcmp(argv[i], "--recipe"))
+            recipe = 1;
+        else if (!strcmp(argv[i], "--only") && i + 1 < argc)
+            only = argv[++i];
         else if (!strcmp(argv[i], "--dnnl") && i + 1 < argc)
             dnnl_path = argv[++i];
         else {
-            fprintf(stderr, "usage: %s [--quick] [--cputime] [--threads 1,2] [--dnnl PATH]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--quick] [--cputime] [--threads 1,2] [--dnnl PATH] [--recipe [--only NAME]]\n",
+                    argv[0]);
             return 2;
         }
     }
@@ -130,6 +250,15 @@ int main(int argc, char **argv)
         Bf[i] = 0.02f * fg_rng_normal(&r);
     fg_cvt_f32_bf16(Ah, Af, maxa);
     fg_cvt_f32_bf16(Bh, Bf, maxb);
+    if (recipe) {
+        int rc = run_recipe(Ah, Bh, C);
+        fg_free(Af);
+        fg_free(Bf);
+        fg_free(C);
+        fg_free(Ah);
+        fg_free(Bh);
+        return rc;
+    }
 
     for (const char *p = threads_list; *p;) {
         int nt = atoi(p);

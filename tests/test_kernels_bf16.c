@@ -307,6 +307,50 @@ static void test_bgemm_blocks(void)
     }
 }
 
+/* avx512bf16 reads a row-major A's pairs in place (no pack) unless the K block ends on a
+ * half pair or the rows lie a multiple of 4 KB apart; and runs an edge strip of <= 32 or
+ * <= 16 columns with fewer B vectors. Both must leave the sums and their order as the
+ * packed path's: the same A stored with lda = 2048 (4 KB rows: packed) and with an odd
+ * lda (in place, words 2-byte aligned) must give the same bits, within the bound, for
+ * the recipe's shapes (N = 128, 176, 352: edge strips of 32, 32, 16 columns; M = 37:
+ * an edge of 5 rows) and an odd K over several K blocks (the last one packed). */
+static void test_bgemm_inplace_a(void)
+{
+    static const int shp[][3] = {{37, 176, 128}, {37, 352, 128}, {70, 128, 176}, {9, 130, 1537}, {16, 48, 2}};
+    if (fg_kernels_set("bgemm", "avx512bf16") != FG_OK) {
+        printf("  (bgemm avx512bf16 not on this CPU: in-place A test skipped)\n");
+        return;
+    }
+    for (size_t s = 0; s < sizeof shp / sizeof shp[0]; s++) {
+        for (int tb = 0; tb < 2; tb++) {
+            int M = shp[s][0], N = shp[s][1], K = shp[s][2], ldo = K + 1, ldb = tb ? K : N;
+            gemm_case g = {0, tb, M, N, K, 2048, ldb, N, 1.0f, 1.0f};
+            uint16_t *A = rand_bf16((size_t)M * 2048), *B = rand_bf16((size_t)(tb ? N : K) * ldb),
+                     *Ao = fg_malloc((size_t)M * ldo * sizeof(uint16_t) + 64);
+            float *C0 = fg_malloc(sizeof(float) * (size_t)M * N), *C = fg_malloc(sizeof(float) * (size_t)M * N),
+                  *Co = fg_malloc(sizeof(float) * (size_t)M * N);
+            FG_ASSERT(Ao && C0 && C && Co);
+            for (int i = 0; i < M; i++)
+                memcpy(Ao + (size_t)i * ldo, A + (size_t)i * 2048, (size_t)K * sizeof(uint16_t));
+            for (size_t i = 0; i < (size_t)M * N; i++)
+                C0[i] = fg_rng_normal(&rng);
+            run_case("avx512bf16", &g, A, B, C0, C);
+            memcpy(Co, C0, sizeof(float) * (size_t)M * N);
+            fg_bgemm(0, tb, M, N, K, 1.0f, Ao, ldo, B, ldb, 1.0f, Co, N);
+            FG_CHECK(!memcmp(C, Co, sizeof(float) * (size_t)M * N),
+                     "bgemm[avx512bf16] N%c M%d N%d K%d: A in place (lda %d) differs from A packed (lda 2048)",
+                     tb ? 'T' : 'N', M, N, K, ldo);
+            fg_free(A);
+            fg_free(B);
+            fg_free(Ao);
+            fg_free(C0);
+            fg_free(C);
+            fg_free(Co);
+        }
+    }
+    FG_CHECK(fg_kernels_init(NULL) == FG_OK, "init: %s", fg_last_error());
+}
+
 /* bf16_affine in every variant: against PyTorch bit for bit (fixture: infs, overflow to
  * inf, -0, ties; b given and NULL), then against ref bit for bit on rows large enough to
  * be split over threads, with NaN in x and every out / outf combination. */
@@ -600,6 +644,7 @@ int main(void)
     test_convert();
     test_bgemm();
     test_bgemm_blocks();
+    test_bgemm_inplace_a();
     test_affine();
     test_xent_bf16();
     test_layernorm_bf16();

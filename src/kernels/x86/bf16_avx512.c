@@ -230,17 +230,16 @@ static void pack_b(uint32_t *bp, int trans_b, const uint16_t *B, int ldb, int j0
     }
 }
 
-/* C row: first K block C = alpha acc + beta C (C not read when beta == 0), later
- * blocks C += alpha acc. */
-static inline void store_row(float *c, __m512 a0, __m512 a1, __m512 a2, int nr, float alpha, float beta, int first)
+/* C row of nv vectors: first K block C = alpha acc + beta C (C not read when beta ==
+ * 0), later blocks C += alpha acc; alpha == 1 skips the multiply (x 1 is exact). */
+static inline __attribute__((always_inline)) void store_row(float *c, __m512 a0, __m512 a1, __m512 a2, int nv, int nr,
+                                                            float alpha, float beta, int first)
 {
     __m512 acc[NRV] = {a0, a1, a2};
     __m512 va = _mm512_set1_ps(alpha);
-    for (int v = 0; v < NRV; v++) {
+    for (int v = 0; v < nv; v++) {
         __mmask16 m = cols_mask(nr - v * 16);
-        if (!m)
-            break;
-        __m512 r = _mm512_mul_ps(va, acc[v]);
+        __m512 r = alpha == 1.0f ? acc[v] : _mm512_mul_ps(va, acc[v]);
         if (!first)
             r = _mm512_add_ps(r, _mm512_maskz_loadu_ps(m, c + v * 16));
         else if (beta != 0.0f)
@@ -249,43 +248,99 @@ static inline void store_row(float *c, __m512 a0, __m512 a1, __m512 a2, int nr, 
     }
 }
 
+/* One A word (a k pair of one row) on every lane; a may be 2-byte aligned only. */
+static inline __m512bh bcast_word(const char *a)
+{
+    int w;
+    memcpy(&w, a, sizeof w);
+    return (__m512bh)_mm512_set1_epi32(w);
+}
+
 /* The accumulators are 24 named variables (not an array indexed at run time), so they
- * stay in registers. */
+ * stay in registers; nv (1..3 B vectors) is a constant in each instance, so a strip of
+ * <= 32 or <= 16 columns (N = 128, 176, 352 leave one) runs only the products it keeps. */
 #define ACC_DECL(i) __m512 c##i##0 = _mm512_setzero_ps(), c##i##1 = c##i##0, c##i##2 = c##i##0;
 #define ACC_STEP(i)                                                                                                    \
     {                                                                                                                  \
-        __m512bh a = (__m512bh)_mm512_set1_epi32((int)ap[i]);                                                          \
-        c##i##0 = _mm512_dpbf16_ps(c##i##0, a, b0);                                                                    \
-        c##i##1 = _mm512_dpbf16_ps(c##i##1, a, b1);                                                                    \
-        c##i##2 = _mm512_dpbf16_ps(c##i##2, a, b2);                                                                    \
+        __m512bh w = bcast_word(a##i + off);                                                                           \
+        c##i##0 = _mm512_dpbf16_ps(c##i##0, w, b0);                                                                    \
+        if (nv > 1)                                                                                                    \
+            c##i##1 = _mm512_dpbf16_ps(c##i##1, w, b1);                                                                \
+        if (nv > 2)                                                                                                    \
+            c##i##2 = _mm512_dpbf16_ps(c##i##2, w, b2);                                                                \
     }
 #define ACC_STORE(i)                                                                                                   \
     if (i < mr)                                                                                                        \
-        store_row(C + (size_t)(i)*ldc, c##i##0, c##i##1, c##i##2, nr, alpha, beta, first);
+        store_row(C + (size_t)(i)*ldc, c##i##0, c##i##1, c##i##2, nv, nr, alpha, beta, first);
 
-static void micro(const uint32_t *ap, const uint32_t *bp, int kp, float *C, int ldc, int mr, int nr, float alpha,
-                  float beta, int first)
+/* One B strip against the mc rows of an A block, 8 rows (one C tile) at a time. The
+ * tiles run in this loop, not one call each: a call's pushes wait behind the previous
+ * tile's 24 C stores in the store queue (their lines still on the way), which perf put at
+ * ~1% of the recipe's step. A strip's words: row i's word of pair p at a + i * rs + p *
+ * ps bytes, strips ss bytes apart (packed: rs 4, ps 4 MR, ss 4 MR kp; read in place from
+ * a row-major A: rs 2 lda, ps 4, ss MR rs). Rows past the block's end read its strip's
+ * row 0 (valid memory; their sums are not stored). */
+static inline __attribute__((always_inline)) void strip_nv(const int nv, const char *a, size_t rs, size_t ps, size_t ss,
+                                                           int mc, const uint32_t *bp0, int kp, float *C, int ldc,
+                                                           int nr, float alpha, float beta, int first)
 {
-    /* The C tile's 24 lines are usually in no cache (the weight gradients' C is MBs), and
-     * the hardware prefetcher cannot guess 8 rows ldc apart: fetched now, they arrive
-     * while the K loop runs (TN at K = 256: 160 -> 195 GF/s, 1 thread, CPU time). */
-    for (int i = 0; i < mr; i++)
-        for (int v = 0; v < NRV; v++)
-            _mm_prefetch((const char *)(C + (size_t)i * ldc + v * 16), _MM_HINT_T0);
-    ACC_DECL(0)
-    ACC_DECL(1)
-    ACC_DECL(2)
-    ACC_DECL(3) ACC_DECL(4) ACC_DECL(5) ACC_DECL(6) ACC_DECL(7) for (int p = 0; p < kp; p++, ap += MR, bp += NR)
-    {
-        /* the B strip (72 KB at KC) streams from L2: its lines PFB pairs ahead */
-        _mm_prefetch((const char *)(bp + PFB * NR), _MM_HINT_T0);
-        _mm_prefetch((const char *)(bp + PFB * NR + 16), _MM_HINT_T0);
-        _mm_prefetch((const char *)(bp + PFB * NR + 32), _MM_HINT_T0);
-        __m512bh b0 = (__m512bh)_mm512_load_si512(bp), b1 = (__m512bh)_mm512_load_si512(bp + 16),
-                 b2 = (__m512bh)_mm512_load_si512(bp + 32);
-        ACC_STEP(0) ACC_STEP(1) ACC_STEP(2) ACC_STEP(3) ACC_STEP(4) ACC_STEP(5) ACC_STEP(6) ACC_STEP(7)
+    for (int s = 0; s < mc; s += MR, a += ss, C += (size_t)MR * ldc) {
+        int mr = mc - s < MR ? mc - s : MR;
+        const uint32_t *bp = bp0;
+        /* The C tile's 24 lines are usually in no cache (the weight gradients' C is MBs),
+         * and the hardware prefetcher cannot guess 8 rows ldc apart: fetched now, they
+         * arrive while the K loop runs (TN at K = 256: 160 -> 195 GF/s, 1 thread, CPU time). */
+        for (int i = 0; i < mr; i++)
+            for (int v = 0; v < nv; v++)
+                _mm_prefetch((const char *)(C + (size_t)i * ldc + v * 16), _MM_HINT_T0);
+        const char *a0 = a, *a1 = a + (1 < mr) * rs, *a2 = a + (2 < mr) * 2 * rs, *a3 = a + (3 < mr) * 3 * rs,
+                   *a4 = a + (4 < mr) * 4 * rs, *a5 = a + (5 < mr) * 5 * rs, *a6 = a + (6 < mr) * 6 * rs,
+                   *a7 = a + (7 < mr) * 7 * rs;
+        ACC_DECL(0)
+        ACC_DECL(1)
+        ACC_DECL(2)
+        ACC_DECL(3) ACC_DECL(4) ACC_DECL(5) ACC_DECL(6) ACC_DECL(7) size_t off = 0;
+        for (int p = 0; p < kp; p++, off += ps, bp += NR) {
+            /* the B strip (72 KB at KC) streams from L2: its lines PFB pairs ahead */
+            for (int v = 0; v < nv; v++)
+                _mm_prefetch((const char *)(bp + PFB * NR + 16 * v), _MM_HINT_T0);
+            __m512bh b0 = (__m512bh)_mm512_load_si512(bp), b1 = b0, b2 = b0;
+            if (nv > 1)
+                b1 = (__m512bh)_mm512_load_si512(bp + 16);
+            if (nv > 2)
+                b2 = (__m512bh)_mm512_load_si512(bp + 32);
+            ACC_STEP(0) ACC_STEP(1) ACC_STEP(2) ACC_STEP(3) ACC_STEP(4) ACC_STEP(5) ACC_STEP(6) ACC_STEP(7)
+        }
+        ACC_STORE(0) ACC_STORE(1) ACC_STORE(2) ACC_STORE(3) ACC_STORE(4) ACC_STORE(5) ACC_STORE(6) ACC_STORE(7)
     }
-    ACC_STORE(0) ACC_STORE(1) ACC_STORE(2) ACC_STORE(3) ACC_STORE(4) ACC_STORE(5) ACC_STORE(6) ACC_STORE(7)
+}
+
+static void strip1(const char *a, size_t rs, size_t ps, size_t ss, int mc, const uint32_t *bp, int kp, float *C,
+                   int ldc, int nr, float alpha, float beta, int first)
+{
+    strip_nv(1, a, rs, ps, ss, mc, bp, kp, C, ldc, nr, alpha, beta, first);
+}
+static void strip2(const char *a, size_t rs, size_t ps, size_t ss, int mc, const uint32_t *bp, int kp, float *C,
+                   int ldc, int nr, float alpha, float beta, int first)
+{
+    strip_nv(2, a, rs, ps, ss, mc, bp, kp, C, ldc, nr, alpha, beta, first);
+}
+static void strip3(const char *a, size_t rs, size_t ps, size_t ss, int mc, const uint32_t *bp, int kp, float *C,
+                   int ldc, int nr, float alpha, float beta, int first)
+{
+    strip_nv(3, a, rs, ps, ss, mc, bp, kp, C, ldc, nr, alpha, beta, first);
+}
+
+/* The same sums (each lane's products in pair order) whichever instance runs a tile. */
+static void strip(const char *a, size_t rs, size_t ps, size_t ss, int mc, const uint32_t *bp, int kp, float *C, int ldc,
+                  int nr, float alpha, float beta, int first)
+{
+    if (nr > 32)
+        strip3(a, rs, ps, ss, mc, bp, kp, C, ldc, nr, alpha, beta, first);
+    else if (nr > 16)
+        strip2(a, rs, ps, ss, mc, bp, kp, C, ldc, nr, alpha, beta, first);
+    else
+        strip1(a, rs, ps, ss, mc, bp, kp, C, ldc, nr, alpha, beta, first);
 }
 
 /* Words of scratch one thread needs: the A block and one B strip. */
@@ -318,12 +373,17 @@ static void bgemm_serial(int trans_a, int trans_b, int M, int N, int K, float al
     size_t kpp = (size_t)(K + 1) / 2;
     for (int k0 = 0; k0 < K; k0 += kcb) {
         int kc = K - k0 < kcb ? K - k0 : kcb, kp = (kc + 1) / 2;
+        /* A row-major: its pairs are already words, read in place (no pack of the A block:
+         * at K = 128 it cost ~5% of the GEMM) unless the block has an odd end (a half
+         * pair past the row) or rows a multiple of 4 KB apart (all 8 on one L1 set) */
+        int direct = !trans_a && !(kc & 1) && (size_t)lda * 2 % 4096 != 0;
         if (!P && bfull)
             for (int j0 = 0; j0 < N; j0 += NR)
                 pack_b(bfull + (size_t)(j0 / NR) * kp * NR, trans_b, B, ldb, j0, N - j0 < NR ? N - j0 : NR, k0, kc, 0);
         for (int i0 = 0; i0 < M; i0 += MC) {
             int mc = M - i0 < MC ? M - i0 : MC;
-            pack_a(ap, trans_a, A, lda, i0, mc, k0, kc);
+            if (!direct)
+                pack_a(ap, trans_a, A, lda, i0, mc, k0, kc);
             for (int j0 = 0; j0 < N; j0 += NR) {
                 int nr = N - j0 < NR ? N - j0 : NR;
                 const uint32_t *b = bp;
@@ -333,9 +393,12 @@ static void bgemm_serial(int trans_a, int trans_b, int M, int N, int K, float al
                     b = bfull + (size_t)(j0 / NR) * kp * NR;
                 else
                     pack_b(bp, trans_b, B, ldb, j0, nr, k0, kc, 0);
-                for (int s = 0; s < mc; s += MR)
-                    micro(ap + (size_t)(s / MR) * kp * MR, b, kp, C + (size_t)(i0 + s) * ldc + j0, ldc,
-                          mc - s < MR ? mc - s : MR, nr, alpha, beta, k0 == 0);
+                if (direct)
+                    strip((const char *)(A + (size_t)i0 * lda + k0), 2 * (size_t)lda, 4, 2 * (size_t)lda * MR, mc, b,
+                          kp, C + (size_t)i0 * ldc + j0, ldc, nr, alpha, beta, k0 == 0);
+                else
+                    strip((const char *)ap, 4, 4 * MR, (size_t)4 * MR * kp, mc, b, kp, C + (size_t)i0 * ldc + j0, ldc,
+                          nr, alpha, beta, k0 == 0);
             }
         }
     }
