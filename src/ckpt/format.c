@@ -192,6 +192,41 @@ static uint64_t new_uid(void)
     return u;
 }
 
+/* Tensor i of a streamed job: the caller's pieces written raw as they come, the CRC
+ * summed over them (so the writer holds one chunk, never the tensor). Every piece is
+ * asked for even after a write failed (fg_file_tx keeps the first failure for commit):
+ * the ranks feeding fill must be drained. Only fill's own failure stops. */
+static fg_status stream_tensor(fg_file_tx *tx, const ckpt_job *job, int i, ckpt_scratch *s, fg_ckpt_entry *e,
+                               uint64_t off)
+{
+    size_t chunk = job->chunk ? job->chunk : (size_t)1 << 20;
+    if (s->shuf_cap < chunk) {
+        fg_free(s->shuf);
+        s->shuf_cap = 0;
+        if (!(s->shuf = fg_malloc(chunk)))
+            return FG_ERR_NOMEM;
+        s->shuf_cap = chunk;
+    }
+    uLong c = crc32_z(0L, Z_NULL, 0);
+    for (size_t at = 0; at < job->bytes[i]; at += chunk) {
+        size_t k = job->bytes[i] - at < chunk ? job->bytes[i] - at : chunk;
+        fg_status st = job->fill(job->fill_ctx, i, at, s->shuf, k);
+        if (st != FG_OK)
+            return st;
+        c = crc32_z(c, s->shuf, k);
+        fg_file_tx_write(tx, s->shuf, k);
+    }
+    snprintf(e->name, sizeof e->name, "%s", job->names[i]);
+    e->bytes = job->bytes[i];
+    e->offset = off;
+    e->stored_bytes = job->bytes[i];
+    e->crc32 = e->stored_crc32 = (uint32_t)c;
+    e->encoding = FG_CKPT_ENC_RAW;
+    if (job->delay_ms > 0)
+        usleep((useconds_t)job->delay_ms * 1000);
+    return FG_OK;
+}
+
 fg_status ckpt_write_file(const char *dir, const ckpt_job *job, ckpt_scratch *s, char *fname, uint64_t *uid,
                           uint64_t *file_bytes)
 {
@@ -214,7 +249,11 @@ fg_status ckpt_write_file(const char *dir, const ckpt_job *job, ckpt_scratch *s,
     put_u32(hdr + 8, CKPT_VERSION);
     st = fg_file_tx_write(&tx, hdr, sizeof hdr);
     uint64_t off = CKPT_HEADER_BYTES;
-    for (int i = 0; i < job->n && st == FG_OK; i++) {
+    for (int i = 0; i < job->n && st == FG_OK && job->fill; i++) {
+        st = stream_tensor(&tx, job, i, s, &e[i], off);
+        off += e[i].stored_bytes;
+    }
+    for (int i = 0; i < job->n && st == FG_OK && !job->fill; i++) {
         int enc = job->delta ? FG_CKPT_ENC_XOR_SHUF_ZSTD : job->compress_full ? FG_CKPT_ENC_SHUF_ZSTD : FG_CKPT_ENC_RAW;
         int level = job->delta ? job->delta_level : CKPT_FULL_ZSTD_LEVEL;
         const uint8_t *stored;
@@ -740,6 +779,50 @@ fg_status fg_ckpt_load_file(const char *path, long *step, char **meta_json, cons
     }
     if (st == FG_OK && step)
         *step = c.info.step;
+    chain_close(&c);
+    return st;
+}
+
+fg_status fg_ckpt_read_pieces(const char *path, const char *name, size_t bytes, const fg_ckpt_piece *pc, int n)
+{
+    chain c;
+    const fg_ckpt_entry *e = NULL, *be = NULL;
+    fg_status st = chain_open(&c, path);
+    if (st == FG_OK)
+        st = lookup(&c, name, bytes, &e, &be);
+    for (int i = 0; i < n && st == FG_OK; i++)
+        if (pc[i].off > bytes || pc[i].bytes > bytes - pc[i].off)
+            st = fg_error(FG_ERR_INVALID, "%s: tensor '%s': piece %d (bytes %" PRIu64 "..%" PRIu64 ") out of its %zu",
+                          path, name, i, pc[i].off, pc[i].off + pc[i].bytes, bytes);
+    if (st == FG_OK && !be && e->encoding == FG_CKPT_ENC_RAW) {
+        /* the stored bytes' CRC over the whole tensor through a bounded buffer, then the
+         * pieces read where they are */
+        size_t cap = (size_t)1 << 20;
+        uint8_t *b = fg_malloc(cap);
+        uLong got = crc32_z(0L, Z_NULL, 0);
+        st = b ? FG_OK : FG_ERR_NOMEM;
+        for (uint64_t at = 0; at < e->stored_bytes && st == FG_OK; at += cap) {
+            size_t k = e->stored_bytes - at < cap ? (size_t)(e->stored_bytes - at) : cap;
+            st = read_at(c.fd, b, k, e->offset + at, path);
+            got = st == FG_OK ? crc32_z(got, b, k) : got;
+        }
+        fg_free(b);
+        if (st == FG_OK && (uint32_t)got != e->stored_crc32)
+            st = fg_error(FG_ERR_CORRUPT,
+                          "%s: tensor '%s' (bytes %" PRIu64 "..%" PRIu64 "): CRC mismatch (stored %08" PRIx32
+                          ", computed %08" PRIx32 ")",
+                          path, e->name, e->offset, e->offset + e->stored_bytes, e->stored_crc32, (uint32_t)got);
+        for (int i = 0; i < n && st == FG_OK; i++)
+            st = read_at(c.fd, pc[i].dst, pc[i].bytes, e->offset + pc[i].off, path);
+    } else if (st == FG_OK) {
+        /* encoded (zstd, delta): the byte-plane shuffle spreads each value over the whole
+         * tensor, so it is decoded whole into a temporary, one tensor at a time */
+        uint8_t *t = fg_malloc(bytes ? bytes : 1);
+        st = t ? decode_tensor(&c, e, be, t) : FG_ERR_NOMEM;
+        for (int i = 0; i < n && st == FG_OK; i++)
+            memcpy(pc[i].dst, t + pc[i].off, pc[i].bytes);
+        fg_free(t);
+    }
     chain_close(&c);
     return st;
 }
