@@ -744,6 +744,28 @@ static void test_stream_and_pieces(void)
                      strstr(fg_last_error(), "out of its"),
                  "a piece past the tensor is refused: %s", fg_last_error());
     }
+    /* shuffled + zstd full and a delta over it: streamed through the planes */
+    const char *zdir = mkdir_in_tmp("stream_z");
+    fg_ckpt_opts oz = o;
+    oz.compress_full = true;
+    oz.async = false;
+    fg_ckpt_writer *wz = fg_ckpt_writer_new(zdir, &oz);
+    for (int k = 0; k < 2 && wz; k++) {
+        state_step(s, 40 + k);
+        FG_CHECK(fg_ckpt_writer_save(wz, 10 * (k + 1), "{}", t, tensors(s, t)) == FG_OK, "zstd save %d", k);
+        const char *path = file_of(zdir, 10 * (k + 1), k == 1);
+        float a[700] = {0};
+        fg_ckpt_piece pc[3] = {{0, 4 * 100, a}, {4 * 1000, 4 * 599, a + 100}, {4 * 2999, 4, a + 699}};
+        FG_CHECK(fg_ckpt_read_pieces(path, "params", sizeof s->p, pc, 3) == FG_OK, "pieces of %s: %s", path,
+                 fg_last_error());
+        FG_CHECK(!memcmp(a, s->p, 400) && !memcmp(a + 100, s->p + 1000, 4 * 599) && a[699] == s->p[2999],
+                 "pieces of the %s are the saved bytes", k ? "zstd delta" : "zstd full");
+        unsigned char b3[3];
+        fg_ckpt_piece pb = {2, 3, b3}; /* not whole words: decoded whole */
+        FG_CHECK(fg_ckpt_read_pieces(path, "blob", sizeof s->blob, &pb, 1) == FG_OK && !memcmp(b3, s->blob + 2, 3),
+                 "a 7-byte tensor's piece: %s", fg_last_error());
+    }
+    FG_CHECK(wz && fg_ckpt_writer_delete(wz) == FG_OK, "zstd writer");
     FG_CHECK(fg_ckpt_writer_save_stream(w, 40, "{}", names, bytes, 3, 1000, fill_fails, s) == FG_ERR_IO &&
                  access(file_of(dir, 40, false), F_OK) != 0,
              "a failing fill writes nothing: %s", fg_last_error());

@@ -312,20 +312,30 @@ static void test_memory(void)
             dist_check_params(what, ref, dir);
     }
     /* resume: a pp 2 run stopped at step 2, resumed at pp 2 and at pp 4 (each rank reads its
-     * own pieces of the one-process file rank 0 streamed) */
+     * own pieces of the one-process file rank 0 streamed, raw) */
     char src[1024];
     snprintf(src, sizeof src, "%s/mem_stop", fg_test_tmpdir());
     snprintf(args, sizeof args, "--pp 2 %s %s --grad-accum 4 --stop-after 2 --out '%s'", data, model, src);
     FG_CHECK(train(2, args) == 0, "memory: pp 2 stopped at step 2: %s", out);
-    static const char *rgrids[] = {"--pp 2", "--pp 4"};
-    for (int i = 0; i < 2; i++) {
+    /* and a one-process run's zstd delta (every step checkpointed, shuffled + zstd: step 2
+     * is a delta over a compressed full), resumed at pp 2: the pieces are decoded as the
+     * file streams through a bounded buffer, never a whole tensor */
+    char src1[1024];
+    snprintf(src1, sizeof src1, "%s/mem_stop1", fg_test_tmpdir());
+    snprintf(args, sizeof args, "%s %s --grad-accum 4 --stop-after 2 --ckpt-every 1 --ckpt-compress-full 1 --out '%s'",
+             data, model, src1);
+    FG_CHECK(train(0, args) == 0, "memory: one process stopped at step 2: %s", out);
+    snprintf(args, sizeof args, "ls '%s/ckpt' | grep -q 0000000002-delta", src1);
+    FG_CHECK(fg_test_run(args, NULL, 0) == 0, "memory: step 2 of the one-process run is a delta");
+    static const char *rgrids[] = {"--pp 2", "--pp 4", "--pp 2"};
+    for (int i = 0; i < 3; i++) {
         snprintf(dir, sizeof dir, "%.1000s_%d", src, i);
-        snprintf(args, sizeof args, "rm -rf '%s' && cp -r '%s' '%s'", dir, src, dir);
+        snprintf(args, sizeof args, "rm -rf '%s' && cp -r '%s' '%s'", dir, i == 2 ? src1 : src, dir);
         FG_CHECK(fg_test_run(args, NULL, 0) == 0, "copy %s", src);
         snprintf(args, sizeof args, "%s %s %s --grad-accum 4 --resume --out '%s'", rgrids[i], data, model, dir);
-        snprintf(what, sizeof what, "memory resume at %s", rgrids[i]);
+        snprintf(what, sizeof what, "memory resume %s at %s", i == 2 ? "of a one-process zstd delta" : "", rgrids[i]);
         double v[7];
-        int rc = train(i ? 4 : 2, args);
+        int rc = train(i == 1 ? 4 : 2, args);
         FG_CHECK(rc == 0 && strstr(out, "resumed from"), "%s: exit %d: %s", what, rc, out);
         if (rc != 0 || !stage_mem(what, v))
             continue;
