@@ -159,10 +159,12 @@ typedef struct fg_ckpt_piece {
     uint64_t off, bytes;
     void *dst;
 } fg_ckpt_piece;
-/* Reads the pieces of tensor `name` (of `bytes` bytes) of one file, never the whole
- * tensor in memory when it is stored raw (its stored CRC checked through a bounded
- * buffer, then each piece read in place); an encoded one (zstd, delta) is decoded whole
- * into a temporary first. A pipeline stage resuming only its own tensors. */
+/* Reads the pieces of tensor `name` (of `bytes` bytes) of one file through bounded
+ * buffers, never the whole tensor: raw, its stored CRC checked, then each piece read in
+ * place; zstd / delta, decompressed as it streams, the pieces picked out of the byte
+ * planes (word-aligned pieces of a tensor of whole words; else decoded whole). Stored CRCs
+ * are checked, decoded ones (whole-tensor sums) are not; on failure the pieces may hold a
+ * partial read. A pipeline stage resuming only its own tensors. */
 fg_status fg_ckpt_read_pieces(const char *path, const char *name, size_t bytes, const fg_ckpt_piece *pc, int n);
 
 /* Decodes one tensor (applying a delta to its base). *data is fg_malloc'd. */
