@@ -5,9 +5,11 @@
 # model's; pp 1 keeps the whole) and every rank's peak RSS (GNU time's %M around each
 # rank). Memory, not speed: the figures do not depend on the machine's load.
 # BASE=path/to/an/older/frugal runs the same layouts with that binary too (its summary has
-# no stage line: only the peak RSS), for a before / after table.
+# no stage line: only the peak RSS), for a before / after table. CKPT=1 adds a checkpoint
+# and a validation at the last step (besides final/, which every run writes): the moments
+# where rank 0 used to gather the whole model.
 # Usage: bench/bench_pp_memory.sh [BUILD_DIR=build] [OUT_DIR=runs/pp_memory]
-# Env: PPS ("1 2 4"), STEPS (5), ACCUM (4), MODEL, DATA, BASE.
+# Env: PPS ("1 2 4"), STEPS (5), ACCUM (4), MODEL, DATA, BASE, CKPT (0).
 set -euo pipefail
 build=${1:-build}
 out=${2:-runs/pp_memory}
@@ -26,8 +28,13 @@ mkdir -p "$out"
 "$build/frugal" train --data "$data" --tokenizer byte --out "$out/prep" --max-steps 1 --n-layer 1 --n-head 1 \
   --d-model 8 --overwrite 1 > /dev/null 2>&1
 common="--train-shards $out/prep/data/train.bin --tokenizer byte $model --grad-accum $accum --max-steps $steps
-  --max-seconds 0 --val-every 0 --log-every 100000 --threads 1 --ckpt-every 0 --overwrite 1"
-echo "== $model, $steps steps, m = $accum"
+  --max-seconds 0 --val-every 0 --log-every 100000 --threads 1 --overwrite 1"
+if [ "${CKPT:-0}" = 1 ]; then
+  common="$common --ckpt-every $steps --val-shards $out/prep/data/val.bin --val-batches 2"
+else
+  common="$common --ckpt-every 0"
+fi
+echo "== $model, $steps steps, m = $accum, checkpoint + validation ${CKPT:-0}"
 printf '%-8s %-4s %-16s %-16s %-16s %-14s %-14s\n' binary pp "whole p+g+m+v" "rank 0 keeps" "others at most" \
   "RSS rank 0" "RSS others max"
 run() { # binary label pp

@@ -679,6 +679,101 @@ static void test_opts_no_env(void)
     }
 }
 
+/* Streamed saves: the tensors handed over in pieces (chunk 1000 bytes: the 7-byte blob in
+ * one short piece, params in 12 pieces) give a file that loads to the same bytes as an
+ * ordinary save; a save after it is full (no base kept); pieces read back (raw: in place;
+ * a delta: decoded) equal the state; a failing fill leaves no file. */
+static fg_status fill_state(void *ctx, int i, size_t off, void *buf, size_t n)
+{
+    state *s = ctx;
+    const uint8_t *src = i == 0 ? (const uint8_t *)s->p : i == 1 ? (const uint8_t *)s->m : s->blob;
+    if (n > 1000)
+        return fg_error(FG_ERR_INTERNAL, "piece of %zu bytes above the chunk", n);
+    memcpy(buf, src + off, n);
+    return FG_OK;
+}
+
+static fg_status fill_fails(void *ctx, int i, size_t off, void *buf, size_t n)
+{
+    (void)ctx;
+    (void)buf;
+    (void)n;
+    return i == 1 && off >= 2000 ? fg_error(FG_ERR_IO, "peer gone") : FG_OK;
+}
+
+static void test_stream_and_pieces(void)
+{
+    const char *dir = mkdir_in_tmp("stream");
+    fg_ckpt_opts o = fg_ckpt_opts_default();
+    o.full_every = 5;
+    o.keep_full = 0;
+    fg_ckpt_writer *w = fg_ckpt_writer_new(dir, &o);
+    FG_CHECK(w != NULL, "writer: %s", fg_last_error());
+    state *s = calloc(1, sizeof *s), *got = calloc(1, sizeof *got);
+    state_init(s, 3);
+    const char *names[3] = {"params", "adam.m", "blob"};
+    size_t bytes[3] = {sizeof s->p, sizeof s->m, sizeof s->blob};
+    FG_CHECK(fg_ckpt_writer_save_stream(w, 10, "{}", names, bytes, 3, 1000, fill_state, s) == FG_OK, "stream: %s",
+             fg_last_error());
+    long step = 0;
+    FG_CHECK(load_path(file_of(dir, 10, false), got, &step) == FG_OK && step == 10 && state_eq(got, s),
+             "a streamed checkpoint loads to the same bytes: %s", fg_last_error());
+    FG_CHECK(fg_ckpt_verify(file_of(dir, 10, false)) == FG_OK, "verifies: %s", fg_last_error());
+    fg_ckpt_tensor t[3];
+    state_step(s, 11);
+    FG_CHECK(fg_ckpt_writer_save(w, 20, "{}", t, tensors(s, t)) == FG_OK && fg_ckpt_writer_wait(w) == FG_OK,
+             "save after the stream: %s", fg_last_error());
+    FG_CHECK(access(file_of(dir, 20, false), F_OK) == 0, "the save after a stream is full (no base kept)");
+    state_step(s, 21);
+    FG_CHECK(fg_ckpt_writer_save(w, 30, "{}", t, tensors(s, t)) == FG_OK && fg_ckpt_writer_wait(w) == FG_OK,
+             "a delta: %s", fg_last_error());
+    FG_CHECK(access(file_of(dir, 30, true), F_OK) == 0, "then deltas again");
+    /* pieces: from the raw file and from the delta */
+    for (int k = 0; k < 2; k++) {
+        const char *path = k ? file_of(dir, 30, true) : file_of(dir, 20, false);
+        float a[10] = {0}, b[300] = {0};
+        fg_ckpt_piece pc[2] = {{4 * 17, sizeof a, a}, {4 * 2500, sizeof b, b}};
+        FG_CHECK(fg_ckpt_read_pieces(path, "params", sizeof s->p, pc, 2) == FG_OK, "pieces of %s: %s", path,
+                 fg_last_error());
+        state ref;
+        FG_CHECK(load_path(path, &ref, &step) == FG_OK, "load %s", path);
+        FG_CHECK(!memcmp(a, ref.p + 17, sizeof a) && !memcmp(b, ref.p + 2500, sizeof b), "pieces of %s are its bytes",
+                 path);
+        fg_ckpt_piece bad = {sizeof s->p - 4, 8, a};
+        FG_CHECK(fg_ckpt_read_pieces(path, "params", sizeof s->p, &bad, 1) == FG_ERR_INVALID &&
+                     strstr(fg_last_error(), "out of its"),
+                 "a piece past the tensor is refused: %s", fg_last_error());
+    }
+    /* shuffled + zstd full and a delta over it: streamed through the planes */
+    const char *zdir = mkdir_in_tmp("stream_z");
+    fg_ckpt_opts oz = o;
+    oz.compress_full = true;
+    oz.async = false;
+    fg_ckpt_writer *wz = fg_ckpt_writer_new(zdir, &oz);
+    for (int k = 0; k < 2 && wz; k++) {
+        state_step(s, 40 + k);
+        FG_CHECK(fg_ckpt_writer_save(wz, 10 * (k + 1), "{}", t, tensors(s, t)) == FG_OK, "zstd save %d", k);
+        const char *path = file_of(zdir, 10 * (k + 1), k == 1);
+        float a[700] = {0};
+        fg_ckpt_piece pc[3] = {{0, 4 * 100, a}, {4 * 1000, 4 * 599, a + 100}, {4 * 2999, 4, a + 699}};
+        FG_CHECK(fg_ckpt_read_pieces(path, "params", sizeof s->p, pc, 3) == FG_OK, "pieces of %s: %s", path,
+                 fg_last_error());
+        FG_CHECK(!memcmp(a, s->p, 400) && !memcmp(a + 100, s->p + 1000, 4 * 599) && a[699] == s->p[2999],
+                 "pieces of the %s are the saved bytes", k ? "zstd delta" : "zstd full");
+        unsigned char b3[3];
+        fg_ckpt_piece pb = {2, 3, b3}; /* not whole words: decoded whole */
+        FG_CHECK(fg_ckpt_read_pieces(path, "blob", sizeof s->blob, &pb, 1) == FG_OK && !memcmp(b3, s->blob + 2, 3),
+                 "a 7-byte tensor's piece: %s", fg_last_error());
+    }
+    FG_CHECK(wz && fg_ckpt_writer_delete(wz) == FG_OK, "zstd writer");
+    FG_CHECK(fg_ckpt_writer_save_stream(w, 40, "{}", names, bytes, 3, 1000, fill_fails, s) == FG_ERR_IO &&
+                 access(file_of(dir, 40, false), F_OK) != 0,
+             "a failing fill writes nothing: %s", fg_last_error());
+    FG_CHECK(fg_ckpt_writer_delete(w) == FG_OK, "delete");
+    free(s);
+    free(got);
+}
+
 int main(void)
 {
     FG_TEST_BEGIN("ckpt");
@@ -692,5 +787,6 @@ int main(void)
     test_alloc_failures();
     test_random_damage();
     test_opts_no_env();
+    test_stream_and_pieces();
     return fg_test_end();
 }

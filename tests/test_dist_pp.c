@@ -8,6 +8,8 @@
  * moves layers off it at a checkpoint boundary and the losses stay one process's. Layouts
  * the pipeline refuses say why. Skips when this build has no MPI or mpirun is absent. */
 #define _GNU_SOURCE
+#include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -199,24 +201,67 @@ static void test_zero(const char *name, const char *model)
 }
 
 /* Stage-owned memory (docs/DIST.md "Memory per rank"): rank 0's summary line
- * "stage mem bytes : whole W rank0 O0 resident R0 others O1 resident R1" (params + grads +
- * m + v: the whole model's, rank 0's share and resident pages, the largest other rank's).
- * Each rank's resident pages are its share (plus a partial page at the ends of its spans)
- * and the share is the stage's layers, about 1/P of them. */
-static bool stage_mem(const char *what, double v[5])
+ * "stage mem bytes : whole W rank0 O0 resident R0 others O1 resident R1 peak P0 P1" (params +
+ * grads + m + v: the whole model's, rank 0's share and resident pages, the largest other
+ * rank's; peak: the most resident pages after any checkpoint, validation, best/, final/ or
+ * resume). Each rank's resident pages are its share (plus a partial page at the ends of its
+ * spans) and the share is the stage's layers, about 1/P of them. */
+static bool stage_mem(const char *what, double v[7])
 {
     const char *p = strstr(out, "stage mem bytes : ");
-    bool ok = p && sscanf(p, "stage mem bytes : whole %lf rank0 %lf resident %lf others %lf resident %lf", &v[0], &v[1],
-                          &v[2], &v[3], &v[4]) == 5;
+    bool ok = p && sscanf(p, "stage mem bytes : whole %lf rank0 %lf resident %lf others %lf resident %lf peak %lf %lf",
+                          &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6]) == 7;
     FG_CHECK(ok, "%s: the stage memory line in: %s", what, out);
     return ok;
+}
+
+/* The validation losses of metrics.jsonl (steps 2 and 4 here) against the reference's to
+ * 1e-5 relative: validation through the pipeline computes one process's loss. */
+static void check_val(const char *what, const char *ref, const char *dir)
+{
+    double va[2][8] = {{0}};
+    int seen[2] = {0, 0};
+    for (int k = 0; k < 2; k++) {
+        char path[1200], line[4096];
+        snprintf(path, sizeof path, "%s/metrics.jsonl", k ? dir : ref);
+        FILE *f = fopen(path, "r");
+        FG_CHECK(f != NULL, "%s: %s", what, path);
+        while (f && fgets(line, sizeof line, f)) {
+            long step = -1;
+            double v = 0;
+            if (sscanf(line, "{\"step\": %ld, \"val_loss\": %lf", &step, &v) == 2 && step >= 0 && step < 8) {
+                va[k][step] = v;
+                seen[k] |= 1 << step;
+            }
+        }
+        if (f)
+            fclose(f);
+    }
+    FG_CHECK(seen[0] && seen[0] == seen[1], "%s: validations at the same steps (%x, %x)", what, seen[0], seen[1]);
+    for (int s = 0; s < 8; s++)
+        if (seen[0] & seen[1] & (1 << s))
+            FG_CHECK(fabs(va[0][s] - va[1][s]) <= 1e-5 * fabs(va[0][s]),
+                     "%s: val loss at step %d: %.9g, one process %.9g", what, s, va[1][s], va[0][s]);
+}
+
+/* The peak check: no rank ever held more than its share, not rank 0 for a checkpoint (the
+ * other stages stream their tensors to its writer), a validation (through the pipeline),
+ * best/, final/, nor any rank at resume (each reads its own pieces of the file). Before,
+ * rank 0 gathered the whole model for each and every rank loaded the whole file. */
+static void check_peak(const char *what, const double v[7], double slack, double others_share)
+{
+    FG_CHECK(v[5] <= v[1] + slack && v[6] <= others_share + slack,
+             "%s: peak resident %.0f / %.0f beyond the shares %.0f / %.0f of %.0f (rank 0 / the others)", what, v[5],
+             v[6], v[1], v[3], v[0]);
 }
 
 static void test_memory(void)
 {
     /* 8 layers of C 128: 1.63M params, 24.9 MiB of params + grads + m + v, tensors of many
-     * pages (the spans' partial end pages are a small part) */
-    const char *model = "--layout gpt2 --n-layer 8 --n-head 4 --d-model 128 --max-steps 4";
+     * pages (the spans' partial end pages are a small part); a checkpoint, a validation
+     * and best/ every 2 steps, final/ at the end */
+    const char *model = "--layout gpt2 --n-layer 8 --n-head 4 --d-model 128 --max-steps 4 --ckpt-every 2 "
+                        "--val-every 2 --keep-best 1";
     const double slack = 1 << 20; /* partial pages: ~20 spans x 2 ends x 4 buffers x 4 KiB, doubled */
     char ref[1024], dir[1024], args[8192], what[256];
     snprintf(ref, sizeof ref, "%s/mem_ref", fg_test_tmpdir());
@@ -237,7 +282,7 @@ static void test_memory(void)
         snprintf(args, sizeof args, "%s %s %s --grad-accum 4 --out '%s'", grids[i], data, model, dir);
         snprintf(what, sizeof what, "memory %s", grids[i]);
         int rc = train(nps[i], args);
-        double v[5];
+        double v[7];
         FG_CHECK(rc == 0, "%s: exit %d: %s", what, rc, out);
         if (rc != 0 || !stage_mem(what, v))
             continue;
@@ -247,6 +292,10 @@ static void test_memory(void)
                  "%s: resident pages %.0f / %.0f are the shares %.0f / %.0f (rank 0 / the others)", what, v[2], v[4],
                  v[1], v[3]);
         FG_CHECK(v[2] <= v[1] + slack, "%s: rank 0 resident %.0f beyond its share %.0f", what, v[2], v[1]);
+        /* the balanced run's rank 1 kept half the layers until the move */
+        check_peak(what, v, slack, i < n - 1 ? v[3] : W * (1.0 / P + 0.1));
+        if (i != 2)
+            check_val(what, ref, dir);
         if (i < n - 1) /* even split: each rank about W / P (the embedding rides on the end stages) */
             FG_CHECK(v[1] < W * (1.0 / P + 0.1) && v[3] < W * (1.0 / P + 0.1),
                      "%s: rank 0 keeps %.0f, the others at most %.0f of the %.0f bytes (want about 1/%d)", what, v[1],
@@ -261,6 +310,38 @@ static void test_memory(void)
          * memory: the tp equivalence at 1e-6 is test_dist_tp's, on its models) */
         if (i != 2 && i != 3)
             dist_check_params(what, ref, dir);
+    }
+    /* resume: a pp 2 run stopped at step 2, resumed at pp 2 and at pp 4 (each rank reads its
+     * own pieces of the one-process file rank 0 streamed, raw) */
+    char src[1024];
+    snprintf(src, sizeof src, "%s/mem_stop", fg_test_tmpdir());
+    snprintf(args, sizeof args, "--pp 2 %s %s --grad-accum 4 --stop-after 2 --out '%s'", data, model, src);
+    FG_CHECK(train(2, args) == 0, "memory: pp 2 stopped at step 2: %s", out);
+    /* and a one-process run's zstd delta (every step checkpointed, shuffled + zstd: step 2
+     * is a delta over a compressed full), resumed at pp 2: the pieces are decoded as the
+     * file streams through a bounded buffer, never a whole tensor */
+    char src1[1024];
+    snprintf(src1, sizeof src1, "%s/mem_stop1", fg_test_tmpdir());
+    snprintf(args, sizeof args, "%s %s --grad-accum 4 --stop-after 2 --ckpt-every 1 --ckpt-compress-full 1 --out '%s'",
+             data, model, src1);
+    FG_CHECK(train(0, args) == 0, "memory: one process stopped at step 2: %s", out);
+    snprintf(args, sizeof args, "ls '%s/ckpt' | grep -q 0000000002-delta", src1);
+    FG_CHECK(fg_test_run(args, NULL, 0) == 0, "memory: step 2 of the one-process run is a delta");
+    static const char *rgrids[] = {"--pp 2", "--pp 4", "--pp 2"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(dir, sizeof dir, "%.1000s_%d", src, i);
+        snprintf(args, sizeof args, "rm -rf '%s' && cp -r '%s' '%s'", dir, i == 2 ? src1 : src, dir);
+        FG_CHECK(fg_test_run(args, NULL, 0) == 0, "copy %s", src);
+        snprintf(args, sizeof args, "%s %s %s --grad-accum 4 --resume --out '%s'", rgrids[i], data, model, dir);
+        snprintf(what, sizeof what, "memory resume %s at %s", i == 2 ? "of a one-process zstd delta" : "", rgrids[i]);
+        double v[7];
+        int rc = train(i == 1 ? 4 : 2, args);
+        FG_CHECK(rc == 0 && strstr(out, "resumed from"), "%s: exit %d: %s", what, rc, out);
+        if (rc != 0 || !stage_mem(what, v))
+            continue;
+        check_peak(what, v, slack, v[3]);
+        dist_check_losses(what, ref, dir, 3, 4);
+        dist_check_params(what, ref, dir);
     }
 }
 

@@ -65,6 +65,18 @@ fg_ckpt_writer *fg_ckpt_writer_new(const char *dir, const fg_ckpt_opts *opts);
  * when this save's own write fails too), else the status of the copy (and of the
  * write, when synchronous). */
 fg_status fg_ckpt_writer_save(fg_ckpt_writer *w, long step, const char *meta_json, const fg_ckpt_tensor *t, int n);
+/* Streamed save: fills buf with bytes [off, off + n) of tensor i; called for every piece
+ * of every tensor in order. A failure ends the save (nothing written). */
+typedef fg_status (*fg_ckpt_fill_fn)(void *ctx, int i, size_t off, void *buf, size_t n);
+/* A full checkpoint whose tensors (names[i], bytes[i] each) the caller produces piece by
+ * piece (pieces of chunk bytes from offset 0, the last shorter), so that no copy of the
+ * whole state exists anywhere (pipeline stages streaming their tensors to the writing
+ * rank, docs/DIST.md). Written in the calling thread, after the write in flight, raw (no
+ * compression, no delta: a delta needs the base whole), crash-safe as save (temp file,
+ * fsync, rename), with the same retention. fill is called for every piece even after a
+ * write failed (the peers feeding it are drained); the next save is a full one. */
+fg_status fg_ckpt_writer_save_stream(fg_ckpt_writer *w, long step, const char *meta_json, const char *const *names,
+                                     const size_t *bytes, int n, size_t chunk, fg_ckpt_fill_fn fill, void *ctx);
 /* Waits for the write in flight; returns its status. */
 fg_status fg_ckpt_writer_wait(fg_ckpt_writer *w);
 /* Waits, then frees. Returns the status of the last write. NULL is a no-op. */
@@ -141,6 +153,19 @@ void fg_ckpt_info_free(fg_ckpt_info *info); /* zeroed or NULL: no-op */
 /* Verifies everything: header, manifest, every stored and decoded CRC, and for a delta
  * its base. FG_OK when the file would load. */
 fg_status fg_ckpt_verify(const char *path);
+
+/* Pieces of one tensor: bytes [off, off + bytes) into dst. */
+typedef struct fg_ckpt_piece {
+    uint64_t off, bytes;
+    void *dst;
+} fg_ckpt_piece;
+/* Reads the pieces of tensor `name` (of `bytes` bytes) of one file through bounded
+ * buffers, never the whole tensor: raw, its stored CRC checked, then each piece read in
+ * place; zstd / delta, decompressed as it streams, the pieces picked out of the byte
+ * planes (word-aligned pieces of a tensor of whole words; else decoded whole). Stored CRCs
+ * are checked, decoded ones (whole-tensor sums) are not; on failure the pieces may hold a
+ * partial read. A pipeline stage resuming only its own tensors. */
+fg_status fg_ckpt_read_pieces(const char *path, const char *name, size_t bytes, const fg_ckpt_piece *pc, int n);
 
 /* Decodes one tensor (applying a delta to its base). *data is fg_malloc'd. */
 fg_status fg_ckpt_read_tensor(const char *path, const char *name, void **data, size_t *bytes);

@@ -58,6 +58,11 @@ typedef struct ckpt_job {
     int delta_level;            /* zstd level of deltas */
     bool compress_full;
     int delay_ms; /* test hook: sleep after each tensor, so a kill lands inside a write */
+    /* streamed (fg_ckpt_writer_save_stream): data is NULL, fill produces each tensor in
+     * pieces of chunk bytes, written raw as they come (delta and compress_full off) */
+    fg_ckpt_fill_fn fill;
+    void *fill_ctx;
+    size_t chunk;
 } ckpt_job;
 
 /* Writes dir/<name>.tmp, fsyncs, renames it to dir/<name> and fsyncs dir; then the

@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <zlib.h>
+#include <zstd.h>
 
 #include "ckpt_impl.h"
 
@@ -192,6 +193,41 @@ static uint64_t new_uid(void)
     return u;
 }
 
+/* Tensor i of a streamed job: the caller's pieces written raw as they come, the CRC
+ * summed over them (so the writer holds one chunk, never the tensor). Every piece is
+ * asked for even after a write failed (fg_file_tx keeps the first failure for commit):
+ * the ranks feeding fill must be drained. Only fill's own failure stops. */
+static fg_status stream_tensor(fg_file_tx *tx, const ckpt_job *job, int i, ckpt_scratch *s, fg_ckpt_entry *e,
+                               uint64_t off)
+{
+    size_t chunk = job->chunk ? job->chunk : (size_t)1 << 20;
+    if (s->shuf_cap < chunk) {
+        fg_free(s->shuf);
+        s->shuf_cap = 0;
+        if (!(s->shuf = fg_malloc(chunk)))
+            return FG_ERR_NOMEM;
+        s->shuf_cap = chunk;
+    }
+    uLong c = crc32_z(0L, Z_NULL, 0);
+    for (size_t at = 0; at < job->bytes[i]; at += chunk) {
+        size_t k = job->bytes[i] - at < chunk ? job->bytes[i] - at : chunk;
+        fg_status st = job->fill(job->fill_ctx, i, at, s->shuf, k);
+        if (st != FG_OK)
+            return st;
+        c = crc32_z(c, s->shuf, k);
+        fg_file_tx_write(tx, s->shuf, k);
+    }
+    snprintf(e->name, sizeof e->name, "%s", job->names[i]);
+    e->bytes = job->bytes[i];
+    e->offset = off;
+    e->stored_bytes = job->bytes[i];
+    e->crc32 = e->stored_crc32 = (uint32_t)c;
+    e->encoding = FG_CKPT_ENC_RAW;
+    if (job->delay_ms > 0)
+        usleep((useconds_t)job->delay_ms * 1000);
+    return FG_OK;
+}
+
 fg_status ckpt_write_file(const char *dir, const ckpt_job *job, ckpt_scratch *s, char *fname, uint64_t *uid,
                           uint64_t *file_bytes)
 {
@@ -214,7 +250,11 @@ fg_status ckpt_write_file(const char *dir, const ckpt_job *job, ckpt_scratch *s,
     put_u32(hdr + 8, CKPT_VERSION);
     st = fg_file_tx_write(&tx, hdr, sizeof hdr);
     uint64_t off = CKPT_HEADER_BYTES;
-    for (int i = 0; i < job->n && st == FG_OK; i++) {
+    for (int i = 0; i < job->n && st == FG_OK && job->fill; i++) {
+        st = stream_tensor(&tx, job, i, s, &e[i], off);
+        off += e[i].stored_bytes;
+    }
+    for (int i = 0; i < job->n && st == FG_OK && !job->fill; i++) {
         int enc = job->delta ? FG_CKPT_ENC_XOR_SHUF_ZSTD : job->compress_full ? FG_CKPT_ENC_SHUF_ZSTD : FG_CKPT_ENC_RAW;
         int level = job->delta ? job->delta_level : CKPT_FULL_ZSTD_LEVEL;
         const uint8_t *stored;
@@ -740,6 +780,114 @@ fg_status fg_ckpt_load_file(const char *path, long *step, char **meta_json, cons
     }
     if (st == FG_OK && step)
         *step = c.info.step;
+    chain_close(&c);
+    return st;
+}
+
+/* The stored bytes of e through a bounded buffer: their CRC checked; with a zstd encoding
+ * the frame decompressed as it streams, and each piece's bytes picked out of the byte planes
+ * (byte k of word i sits at k * W + i of the shuffled W-word tensor) into its dst, or XORed
+ * into it (a delta over its base). Word-aligned pieces of a tensor of whole words only. */
+static fg_status stream_pieces(chain *c, int fd, const char *path, const fg_ckpt_entry *e, const fg_ckpt_piece *pc,
+                               int n, bool xor_into)
+{
+    const size_t cap = (size_t)1 << 20, W = e->bytes / 4;
+    bool raw = e->encoding == FG_CKPT_ENC_RAW;
+    uint8_t *in = fg_malloc(cap), *out = raw ? NULL : fg_malloc(cap);
+    ZSTD_DCtx *dz = raw ? NULL : ZSTD_createDCtx();
+    fg_status st = in && (raw || (out && dz)) ? FG_OK : FG_ERR_NOMEM;
+    if (st == FG_OK && !raw && e->encoding != FG_CKPT_ENC_SHUF_ZSTD && e->encoding != FG_CKPT_ENC_XOR_SHUF_ZSTD)
+        st = fg_error(FG_ERR_UNSUPPORTED, "%s: tensor '%s': unknown encoding %d", path, e->name, e->encoding);
+    if (st == FG_OK && raw && e->stored_bytes != e->bytes)
+        st = fg_error(FG_ERR_FORMAT, "%s: tensor '%s': raw size %" PRIu64 " != %" PRIu64, path, e->name,
+                      e->stored_bytes, e->bytes);
+    uLong got = crc32_z(0L, Z_NULL, 0);
+    uint64_t pos = 0; /* decoded (shuffled) bytes seen */
+    size_t zr = 1;
+    for (uint64_t at = 0; at < e->stored_bytes && st == FG_OK; at += cap) {
+        size_t k = e->stored_bytes - at < cap ? (size_t)(e->stored_bytes - at) : cap;
+        st = read_at(fd, in, k, e->offset + at, path);
+        if (st != FG_OK)
+            break;
+        got = crc32_z(got, in, k);
+        if (raw)
+            continue; /* raw pieces are read in place below, once the CRC holds */
+        ZSTD_inBuffer ib = {in, k, 0};
+        for (;;) {
+            ZSTD_outBuffer ob = {out, cap, 0};
+            zr = ZSTD_decompressStream(dz, &ob, &ib);
+            if (ZSTD_isError(zr) || pos + ob.pos > e->bytes) {
+                st = fg_error(FG_ERR_CORRUPT, "%s: tensor '%s': zstd: %s", path, e->name,
+                              ZSTD_isError(zr) ? ZSTD_getErrorName(zr) : "frame longer than the tensor");
+                break;
+            }
+            /* the window [pos, pos + ob.pos) of the planes, into each piece */
+            for (int i = 0; i < n; i++) {
+                uint64_t a = pc[i].off / 4, b = a + pc[i].bytes / 4;
+                uint8_t *d = pc[i].dst;
+                for (int pl = 0; pl < 4; pl++) {
+                    uint64_t lo = pl * W + a > pos ? pl * W + a : pos;
+                    uint64_t hi = pl * W + b < pos + ob.pos ? pl * W + b : pos + ob.pos;
+                    for (uint64_t q = lo; q < hi; q++) {
+                        uint8_t v = out[q - pos];
+                        d[(q - pl * W - a) * 4 + (uint64_t)pl] =
+                            xor_into ? d[(q - pl * W - a) * 4 + (uint64_t)pl] ^ v : v;
+                    }
+                }
+            }
+            pos += ob.pos;
+            /* done: the frame ended, or this input is used up and nothing is held back
+             * (a full output buffer may leave bytes inside the decoder) */
+            if (zr == 0 || (ib.pos == ib.size && ob.pos < cap))
+                break;
+        }
+    }
+    if (st == FG_OK && (uint32_t)got != e->stored_crc32)
+        st = fg_error(FG_ERR_CORRUPT,
+                      "%s: tensor '%s' (bytes %" PRIu64 "..%" PRIu64 "): CRC mismatch (stored %08" PRIx32
+                      ", computed %08" PRIx32 ")",
+                      path, e->name, e->offset, e->offset + e->stored_bytes, e->stored_crc32, (uint32_t)got);
+    if (st == FG_OK && !raw && (zr != 0 || pos != e->bytes))
+        st = fg_error(FG_ERR_CORRUPT, "%s: tensor '%s': zstd frame holds %" PRIu64 " bytes, expected %" PRIu64, path,
+                      e->name, pos, e->bytes);
+    for (int i = 0; i < n && st == FG_OK && raw; i++)
+        st = read_at(fd, pc[i].dst, pc[i].bytes, e->offset + pc[i].off, path);
+    ZSTD_freeDCtx(dz);
+    fg_free(in);
+    fg_free(out);
+    return st;
+}
+
+fg_status fg_ckpt_read_pieces(const char *path, const char *name, size_t bytes, const fg_ckpt_piece *pc, int n)
+{
+    chain c;
+    const fg_ckpt_entry *e = NULL, *be = NULL;
+    fg_status st = chain_open(&c, path);
+    if (st == FG_OK)
+        st = lookup(&c, name, bytes, &e, &be);
+    bool words = bytes % 4 == 0;
+    for (int i = 0; i < n && st == FG_OK; i++) {
+        if (pc[i].off > bytes || pc[i].bytes > bytes - pc[i].off)
+            st = fg_error(FG_ERR_INVALID, "%s: tensor '%s': piece %d (bytes %" PRIu64 "..%" PRIu64 ") out of its %zu",
+                          path, name, i, pc[i].off, pc[i].off + pc[i].bytes, bytes);
+        words = words && pc[i].off % 4 == 0 && pc[i].bytes % 4 == 0;
+    }
+    bool plain = !be && e && e->encoding == FG_CKPT_ENC_RAW;
+    if (st == FG_OK && (plain || words)) {
+        /* bounded: a delta's base first (its pieces), then the delta XORed into them; the
+         * decoded CRCs (over whole tensors) are not checked, the stored ones are */
+        if (be)
+            st = stream_pieces(&c, c.bfd, c.bpath, be, pc, n, false);
+        if (st == FG_OK)
+            st = stream_pieces(&c, c.fd, path, e, pc, n, be != NULL);
+    } else if (st == FG_OK) {
+        /* bytes not whole words (no tensor of a training run): decoded whole */
+        uint8_t *t = fg_malloc(bytes ? bytes : 1);
+        st = t ? decode_tensor(&c, e, be, t) : FG_ERR_NOMEM;
+        for (int i = 0; i < n && st == FG_OK; i++)
+            memcpy(pc[i].dst, t + pc[i].off, pc[i].bytes);
+        fg_free(t);
+    }
     chain_close(&c);
     return st;
 }

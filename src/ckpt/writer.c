@@ -521,6 +521,45 @@ fg_status fg_ckpt_writer_save(fg_ckpt_writer *w, long step, const char *meta_jso
     return st;
 }
 
+fg_status fg_ckpt_writer_save_stream(fg_ckpt_writer *w, long step, const char *meta_json, const char *const *names,
+                                     const size_t *bytes, int n, size_t chunk, fg_ckpt_fill_fn fill, void *ctx)
+{
+    fg_status prev = fg_ckpt_writer_wait(w);
+    char prevmsg[1024] = "";
+    if (prev != FG_OK)
+        snprintf(prevmsg, sizeof prevmsg, "%s", fg_last_error());
+    if (n < 1 || !names || !bytes || !fill || step < 0)
+        return fg_error(FG_ERR_INVALID, "checkpoint save: %d streamed tensors at step %ld", n, step);
+    double t0 = fg_time_sec(), c0 = thread_cpu_sec();
+    ckpt_job job = {.step = step,
+                    .meta = meta_json ? meta_json : "",
+                    .n = n,
+                    .names = names,
+                    .bytes = bytes,
+                    .delay_ms = w->o.write_delay_ms,
+                    .fill = fill,
+                    .fill_ctx = ctx,
+                    .chunk = chunk};
+    char fname[64];
+    uint64_t uid = 0, fbytes = 0;
+    fg_status st = ckpt_write_file(w->dir, &job, &w->s, fname, &uid, &fbytes);
+    /* the base of deltas is not kept (it would be the whole state): the next save is full */
+    w->have_base = false;
+    if (st == FG_OK) {
+        bool first = w->stats.n_full + w->stats.n_delta == 0;
+        w->stats.n_full++;
+        for (int i = 0; i < n; i++)
+            w->stats.raw_full += bytes[i];
+        w->stats.file_full += fbytes;
+        retention(w, step, fname, first);
+    }
+    w->stats.write_sec += fg_time_sec() - t0;
+    w->stats.write_cpu_sec += thread_cpu_sec() - c0;
+    if (prev != FG_OK)
+        return fg_error(prev, "%s", prevmsg);
+    return st;
+}
+
 void fg_ckpt_writer_stats(const fg_ckpt_writer *w, fg_ckpt_stats *s)
 {
     /* write_sec and the counters are updated by the writer thread: read them only

@@ -11,6 +11,7 @@
 
 #include "dp.h"
 #include "frugal/core.h"
+#include "frugal/kernels.h"
 #include "frugal/precision.h"
 #include "pp.h"
 
@@ -55,13 +56,20 @@ struct pp {
     fg_optim_range *vr; /* the optimiser's ranges clipped to own (the step's view) */
     fg_optim_range *vs; /* its non-frozen spans clipped to own, less the last stage's tied wte */
     int n_vr, n_vs;
-    float *xbuf;  /* the tied embedding's exchange chunk */
-    int gathered; /* rank 0 holds other stages' spans (pp_gather): released at the next step */
+    float *xbuf; /* the tied embedding's exchange chunk */
+    /* the checkpoint stream (pp_stream_*): every stage's first-owner spans, one piece's
+     * buffer, and where rank 0's writer is (tensor s_k of s_nt, float s_at) */
+    pp_span **sspans;
+    int *nsspans;
+    float *sbuf;
+    int s_nt, s_k;
+    size_t s_at;
     pp_stats st;
 };
 
 static fg_status own_build(pp *p);
 static fg_status own_move(pp *p, const int *ob);
+static void stream_spans_free(pp *p);
 
 /* One activation set per micro-batch in flight (size - rank), so backward needs no
  * recomputation; a stage holding a MoE layer (whose caches are not duplicated) or one
@@ -193,6 +201,7 @@ void pp_delete(pp *p)
     fg_free(p->displs);
     fg_free(p->gath);
     fg_free(p->vb);
+    stream_spans_free(p);
     fg_free(p->il_mem);
     fg_free(p->il_req);
     fg_free(p->own);
@@ -682,6 +691,7 @@ static int clip_range(const fg_optim_range *r, const pp_span *sp, int n, fg_opti
 /* this rank's spans and the optimiser's view of them, after the bounds changed */
 static fg_status own_build(pp *p)
 {
+    stream_spans_free(p); /* the stream's spans follow the bounds */
     if (!p->own_on)
         return FG_OK;
     fg_free(p->own);
@@ -749,7 +759,6 @@ void pp_release(pp *p)
     size_t n = fg_model_num_params(p->m);
     release_outside(fg_model_params(p->m), sizeof(float), n, p->own, p->n_own);
     release_outside(fg_model_grads(p->m), sizeof(float), n, p->own, p->n_own);
-    p->gathered = 0;
     const fg_optim *o = p->opt;
     if (!o)
         return; /* ZeRO-1's m, v are the shard's */
@@ -855,31 +864,6 @@ static fg_status move_spans(pp *p, const pp_span *sp, int ns, int from, int to, 
                 st = xfer(p, o->v16 + off, sizeof(uint16_t), FG_DT_U16, len, peer, send);
         }
     }
-    return st;
-}
-
-fg_status pp_gather(pp *p, int moments)
-{
-    if (!p->own_on)
-        return FG_OK;
-    moments = moments && p->opt; /* ZeRO-1's m, v are in the shard files */
-    /* world rank 0 writes and validates: its pipeline is that of replica 0, tp rank 0 */
-    if ((p->dp && fg_comm_rank(p->dp) != 0) || (p->tp && fg_comm_rank(p->tp) != 0))
-        return FG_OK;
-    fg_status st = FG_OK;
-    for (int s = 1; s < p->size && st == FG_OK; s++) {
-        if (p->rank != 0 && p->rank != s)
-            continue;
-        int ns = spans_of(p, p->bounds, s, 1, NULL);
-        pp_span *sp = fg_calloc((size_t)ns + 1, sizeof *sp);
-        if (!sp)
-            return fg_error(FG_ERR_NOMEM, "pipeline parallel: out of memory");
-        spans_of(p, p->bounds, s, 1, sp);
-        st = move_spans(p, sp, ns, s, 0, moments);
-        fg_free(sp);
-    }
-    if (p->rank == 0)
-        p->gathered = 1;
     return st;
 }
 
@@ -1091,8 +1075,6 @@ fg_status pp_grads(pp *p, fg_model *m, const int32_t *inp, const int32_t *tgt, i
         return fg_error(FG_ERR_INVALID, "pipeline parallel: B = %d, T = %d exceed the stage buffers", B, T);
     p->st.bytes_step = 0;
     p->st.micro = Al;
-    if (p->gathered) /* rank 0 after a checkpoint or validation: the other stages' copies go */
-        pp_release(p);
     if (p->own_on) { /* only the stage's spans: the other pages are never touched */
         float *g = fg_model_grads(m);
         for (int i = 0; i < p->n_own; i++)
@@ -1247,4 +1229,181 @@ fg_status pp_balance(pp *p, int *moved, char *msg, size_t msg_len)
     *moved = 1;
     p->st.n_moved++;
     return FG_OK;
+}
+
+/* ---- checkpoints and validation without the whole model on rank 0 (docs/DIST.md
+ * "Memory per rank") ---- */
+
+int pp_lead_pipe(const pp *p)
+{
+    return p->own_on && (!p->dp || fg_comm_rank(p->dp) == 0) && (!p->tp || fg_comm_rank(p->tp) == 0);
+}
+
+int pp_val_member(const pp *p)
+{
+    return p->own_on && (!p->dp || fg_comm_rank(p->dp) == 0);
+}
+
+int pp_stream_tensors(const pp *p)
+{
+    return p->opt ? 3 : 1; /* ZeRO-1's m, v are in the shard files */
+}
+
+/* Stage s's floats of [a, a + k) under its first-owner spans: packed into buf (fp32; the
+ * tensor k of the checkpoint: 0 params, 1 m, 2 v) when buf, else counted, or (unpack)
+ * scattered from buf into the chunk out at their place. */
+static size_t stream_pieces(const pp *p, const pp_span *sp, int ns, int k, size_t a, size_t n, float *buf,
+                            float *unpack_to)
+{
+    const fg_optim *o = p->opt;
+    size_t c = 0;
+    for (int i = 0; i < ns; i++) {
+        size_t lo = sp[i].off > a ? sp[i].off : a, hi = sp[i].off + sp[i].len < a + n ? sp[i].off + sp[i].len : a + n;
+        if (hi <= lo)
+            continue;
+        if (unpack_to) {
+            memcpy(unpack_to + (lo - a), buf + c, (hi - lo) * sizeof(float));
+        } else if (buf) {
+            if (k == 0)
+                memcpy(buf + c, fg_model_params(p->m) + lo, (hi - lo) * sizeof(float));
+            else if (o->m)
+                memcpy(buf + c, (k == 1 ? o->m : o->v) + lo, (hi - lo) * sizeof(float));
+            else
+                fg_cvt_bf16_f32(buf + c, (k == 1 ? o->m16 : o->v16) + lo, hi - lo);
+        }
+        c += hi - lo;
+    }
+    return c;
+}
+
+static fg_status stream_spans(pp *p)
+{
+    if (p->sspans)
+        return FG_OK;
+    p->sspans = fg_calloc((size_t)p->size, sizeof *p->sspans);
+    p->nsspans = fg_calloc((size_t)p->size, sizeof *p->nsspans);
+    p->sbuf = fg_malloc(PP_SCHUNK);
+    if (!p->sspans || !p->nsspans || !p->sbuf)
+        return fg_error(FG_ERR_NOMEM, "pipeline parallel: out of memory for the checkpoint stream");
+    for (int s = 0; s < p->size; s++) {
+        int ns = spans_of(p, p->bounds, s, 1, NULL);
+        if (!(p->sspans[s] = fg_calloc((size_t)ns + 1, sizeof(pp_span))))
+            return fg_error(FG_ERR_NOMEM, "pipeline parallel: out of memory for the checkpoint stream");
+        p->nsspans[s] = spans_of(p, p->bounds, s, 1, p->sspans[s]);
+    }
+    return FG_OK;
+}
+
+static void stream_spans_free(pp *p)
+{
+    for (int s = 0; p->sspans && s < p->size; s++)
+        fg_free(p->sspans[s]);
+    fg_free(p->sspans);
+    fg_free(p->nsspans);
+    fg_free(p->sbuf);
+    p->sspans = NULL;
+    p->nsspans = NULL;
+    p->sbuf = NULL;
+}
+
+/* The sender's side of one piece: stage s packs its floats of the piece and sends them */
+static fg_status stream_send_piece(pp *p, int k, size_t a, size_t n)
+{
+    size_t c = stream_pieces(p, p->sspans[p->rank], p->nsspans[p->rank], k, a, n, NULL, NULL);
+    if (!c)
+        return FG_OK;
+    stream_pieces(p, p->sspans[p->rank], p->nsspans[p->rank], k, a, n, p->sbuf, NULL);
+    return fg_comm_send(p->comm, p->sbuf, c, FG_DT_F32, 0, 9);
+}
+
+fg_status pp_stream_begin(pp *p, int nt)
+{
+    p->s_nt = nt;
+    p->s_k = 0;
+    p->s_at = 0;
+    return stream_spans(p);
+}
+
+fg_status pp_stream_fill(void *ctx, int k, size_t off, void *buf, size_t bytes)
+{
+    pp *p = ctx;
+    size_t a = off / sizeof(float), n = bytes / sizeof(float);
+    if (k != p->s_k || a != p->s_at || off % sizeof(float) || bytes % sizeof(float) || bytes > PP_SCHUNK)
+        return fg_error(FG_ERR_INTERNAL, "pipeline checkpoint stream: piece %d at %zu out of order", k, off);
+    float *out = buf;
+    memset(out, 0, bytes); /* no tensor's floats (none today): zeros, as one process */
+    stream_pieces(p, p->sspans[0], p->nsspans[0], k, a, n, p->sbuf, NULL); /* rank 0's own */
+    stream_pieces(p, p->sspans[0], p->nsspans[0], k, a, n, p->sbuf, out);
+    fg_status st = FG_OK;
+    for (int s = 1; s < p->size && st == FG_OK; s++) {
+        size_t c = stream_pieces(p, p->sspans[s], p->nsspans[s], k, a, n, NULL, NULL);
+        if (!c)
+            continue;
+        st = fg_comm_recv(p->comm, p->sbuf, c, FG_DT_F32, s, 9);
+        if (st == FG_OK)
+            stream_pieces(p, p->sspans[s], p->nsspans[s], k, a, n, p->sbuf, out);
+    }
+    p->s_at += n;
+    if (p->s_at >= fg_model_num_params(p->m)) {
+        p->s_k++;
+        p->s_at = 0;
+    }
+    return st;
+}
+
+fg_status pp_stream_end(pp *p)
+{
+    fg_status st = FG_OK;
+    size_t N = fg_model_num_params(p->m), ch = PP_SCHUNK / sizeof(float);
+    if (p->rank == 0) { /* the writer stopped early (a failed open): drain the senders */
+        float *tmp = fg_malloc(PP_SCHUNK);
+        if (!tmp)
+            st = fg_error(FG_ERR_NOMEM, "pipeline parallel: out of memory");
+        while (st == FG_OK && p->s_k < p->s_nt) {
+            size_t n = N - p->s_at < ch ? N - p->s_at : ch;
+            st = pp_stream_fill(p, p->s_k, p->s_at * sizeof(float), tmp, n * sizeof(float));
+        }
+        fg_free(tmp);
+        return st;
+    }
+    for (int k = 0; k < p->s_nt && st == FG_OK; k++)
+        for (size_t a = 0; a < N && st == FG_OK; a += ch)
+            st = stream_send_piece(p, k, a, N - a < ch ? N - a : ch);
+    return st;
+}
+
+fg_status pp_eval(pp *p, fg_model *m, const int32_t *inp, const int32_t *tgt, int B, int T, float *loss)
+{
+    int VS = p->V * p->size;
+    const int *vb = p->V > 1 ? p->vb : p->bounds;
+    size_t NC = (size_t)B * (size_t)T * (size_t)fg_model_get_config(m)->d_model;
+    float *x = p->xin[0], *y = p->yout[0], l = 0;
+    fg_status st = NC <= p->cap ? FG_OK : fg_error(FG_ERR_INVALID, "pipeline validation: batch above the slots");
+    for (int v = 0; v < VS && st == FG_OK; v++) {
+        int first = v == 0, last = v == VS - 1;
+        if (v % p->size != p->rank)
+            continue;
+        if (!first)
+            st = fg_comm_recv(p->comm, x, NC, FG_DT_F32, (v - 1) % p->size, 11);
+        if (st == FG_OK)
+            st = fg_model_forward_range(m, vb[v], vb[v + 1], first ? inp : NULL, last ? tgt : NULL, first ? NULL : x, B,
+                                        T, last ? NULL : y, &l);
+        if (st == FG_OK && !last)
+            st = fg_comm_send(p->comm, y, NC, FG_DT_F32, (v + 1) % p->size, 11);
+    }
+    /* the loss is the last virtual stage's (rank size - 1): to stage 0 */
+    if (st == FG_OK && p->rank == p->size - 1)
+        st = fg_comm_send(p->comm, &l, 1, FG_DT_F32, 0, 12);
+    else if (st == FG_OK && p->rank == 0)
+        st = fg_comm_recv(p->comm, &l, 1, FG_DT_F32, p->size - 1, 12);
+    *loss = l;
+    return st;
+}
+
+fg_status pp_bcast_flag(pp *p, int *flag)
+{
+    int32_t v = *flag;
+    fg_status st = fg_comm_bcast(p->comm, &v, 1, FG_DT_I32, 0);
+    *flag = v;
+    return st;
 }

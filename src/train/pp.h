@@ -95,12 +95,30 @@ void pp_norm_skip(const pp *p, size_t *off, size_t *len);
 int pp_own(const pp *p);
 /* the floats of the tensors this rank keeps (the whole model's without stage-owned memory) */
 size_t pp_kept(const pp *p);
-/* Releases the pages this stage does not own (after a resume's whole load). */
+/* Releases the pages this stage does not own (after the initial split's init, or a split changed at resume). */
 void pp_release(pp *p);
-/* Rank 0 (stage 0 of replica 0, tp rank 0) receives every other stage's tensors' params
- * (and with moments m, v) for a checkpoint, validation or final/; the other ranks of its
- * pipeline send them; everyone calls it. Released again at the next pp_grads. */
-fg_status pp_gather(pp *p, int moments);
+/* Checkpoints, final/ and best/ without the whole model on rank 0 (docs/DIST.md "Memory per
+ * rank"): rank 0 writes one process's file (fg_ckpt_writer_save_stream) while the other
+ * stages of its pipeline stream their tensors to it in pieces of PP_SCHUNK bytes, which it
+ * writes and drops. pp_lead_pipe: this rank is in rank 0's pipeline (replica 0, tp rank 0)
+ * with stage-owned memory on; pp_stream_tensors: the file's tensors (3: params, adam.m,
+ * adam.v as fp32; 1: params, ZeRO-1's m, v being in the shard files). Every member calls
+ * pp_stream_begin(nt), rank 0 hands pp_stream_fill (ctx p) to the writer, then every
+ * member calls pp_stream_end: the others send there; rank 0 drains what its writer did
+ * not ask for (a failed open). */
+#define PP_SCHUNK ((size_t)1 << 20)
+int pp_lead_pipe(const pp *p);
+int pp_stream_tensors(const pp *p);
+fg_status pp_stream_begin(pp *p, int nt);
+fg_status pp_stream_fill(void *ctx, int k, size_t off, void *buf, size_t bytes);
+fg_status pp_stream_end(pp *p);
+/* Validation through the pipeline (members of a pipeline, every stage): one batch's
+ * forward, each stage its layers, the residual stream sent on as in training; *loss is the
+ * last stage's, sent to stage 0 (valid there). */
+int pp_val_member(const pp *p); /* replica 0's pipeline, every tp rank */
+fg_status pp_eval(pp *p, fg_model *m, const int32_t *inp, const int32_t *tgt, int B, int T, float *loss);
+/* stage 0's *flag to every stage */
+fg_status pp_bcast_flag(pp *p, int *flag);
 /* With pp_own: loss scaling's check, the clipping norm (the stages' owned squared norms
  * summed, the tied wte once) and the AdamW step over the stage's spans. */
 fg_status pp_unscale(pp *p, float inv_scale, bool *found_inf);

@@ -64,7 +64,9 @@ typedef struct run {
     fg_comm *stage_comm; /* ZeRO-1 over a pipeline stage's ranks (stage-owned memory) */
     /* pipelines: params + grads + m + v bytes, rank 0's and the largest of any rank: the
      * stage's share (own), resident pages (res), peak RSS; whole: the whole model's */
-    double mem[3], mem_max[3], mem_whole;
+    double mem[4], mem_max[4], mem_whole;
+    double peak_resident; /* the most resident pages of the four buffers seen after a resume, checkpoint, validation,
+                             final/ */
     dp *dp;
     bool rank0;
     fg_adapt ad;           /* adaptive batch size (adaptive.c): ad.accum micro-batches this step */
@@ -654,6 +656,59 @@ static fg_status load_one(run *r, const char *path, long *step, char **meta, flo
     return st;
 }
 
+static void note_resident(run *r);
+
+/* load_one under stage-owned memory: only this stage's pieces of the file's params (and of
+ * m, v when the file holds them whole) are read, in place (fg_ckpt_read_pieces), never the
+ * whole model; the balancer's split of the meta first, so the pieces are those of the
+ * split the run goes on with. want: the flat pieces of m, v this rank keeps (ZeRO-1's
+ * shard), or own_moments: its stage's spans (after the split is taken). */
+static fg_status load_one_owned(run *r, const char *path, long *step, char **meta, float *sm, float *sv,
+                                const dp_piece *want, int nwant, bool own_moments)
+{
+    size_t n = fg_model_num_params(r->m), bytes = n * sizeof(float);
+    fg_ckpt_info info;
+    fg_status st = fg_ckpt_info_read(path, &info);
+    if (st != FG_OK)
+        return st;
+    *step = info.step;
+    *meta = fg_strdup(info.meta_json);
+    fg_ckpt_info_free(&info);
+    if (!*meta)
+        return FG_ERR_NOMEM;
+    json_t *o = json_loads(*meta, 0, NULL), *z = o ? json_object_get(o, "zero_shards") : NULL;
+    long P = json_is_integer(z) ? (long)json_integer_value(z) : 0;
+    st = o ? layout_restore(r, o, r->c.ckpt_dir) : FG_OK; /* a bad meta fails in meta_restore */
+    json_decref(o);
+    pp_release(r->pp); /* a split taken from the meta: what the initial split's stage held goes */
+    int ns = 0;
+    const dp_span *sp = pp_own_spans(r->pp, &ns);
+    int np = ns > nwant ? ns : nwant;
+    fg_ckpt_piece *pc = st == FG_OK ? fg_calloc((size_t)np + 1, sizeof *pc) : NULL;
+    if (st == FG_OK && !pc)
+        st = FG_ERR_NOMEM;
+    float *par = fg_model_params(r->m);
+    for (int i = 0; i < ns && st == FG_OK; i++)
+        pc[i] = (fg_ckpt_piece){sp[i].off * sizeof(float), sp[i].len * sizeof(float), par + sp[i].off};
+    if (st == FG_OK)
+        st = fg_ckpt_read_pieces(path, "params", bytes, pc, ns);
+    if (st == FG_OK && P > 0)
+        st = dp_load_shards(r->c.ckpt_dir, *step, (int)P, n, want, nwant, sm, sv);
+    if (own_moments) { /* the stage's spans of m, v: those of the split just taken */
+        want = (const dp_piece *)NULL;
+        nwant = ns;
+    }
+    for (int k = 0; k < 2 && st == FG_OK && P <= 0; k++) {
+        float *dst = k ? sv : sm;
+        for (int i = 0; i < nwant; i++)
+            pc[i] = want ? (fg_ckpt_piece){want[i].off * sizeof(float), want[i].len * sizeof(float), dst + want[i].dst}
+                         : (fg_ckpt_piece){sp[i].off * sizeof(float), sp[i].len * sizeof(float), dst + sp[i].off};
+        st = fg_ckpt_read_pieces(path, k ? "adam.v" : "adam.m", bytes, pc, nwant);
+    }
+    fg_free(pc);
+    return st;
+}
+
 /* --resume: the newest checkpoint whose whole state loads (a ZeRO-1 main file whose shard
  * files are incomplete, a rank killed mid-write, is passed over as one that fails
  * verification is). Under ZeRO-1 each rank keeps its own span of m, v, read from whichever
@@ -664,10 +719,19 @@ static fg_status load_resume(run *r)
     dp_piece whole = {0, n, 0};
     const dp_piece *want = &whole; /* the flat pieces of m, v this rank keeps */
     int nwant = 1;
-    if (r->dp && dp_zero(r->dp))
+    const bool zero = r->dp && dp_zero(r->dp), owned = r->pp && pp_own(r->pp);
+    if (zero)
         want = dp_shard_pieces(r->dp, &nwant);
     float *sm, *sv, *sscr = NULL; /* fp32 views of the kept moments (storage, or a scratch to narrow from) */
-    fg_status st = fg_optim_moments_f32(&r->opt, &sm, &sv, &sscr);
+    fg_status st = FG_OK;
+    float *lazy = NULL; /* bf16 moments of a stage: an fp32 scratch whose untouched pages never exist */
+    if (st == FG_OK && owned && !zero && r->opt.m16) {
+        st = (lazy = fg_calloc_lazy(2 * n + 1, sizeof(float))) ? FG_OK : FG_ERR_NOMEM;
+        sm = lazy;
+        sv = lazy + n;
+    } else if (st == FG_OK) {
+        st = fg_optim_moments_f32(&r->opt, &sm, &sv, &sscr);
+    }
     char **paths = NULL;
     int np = 0;
     if (st == FG_OK)
@@ -681,7 +745,8 @@ static fg_status load_resume(run *r)
     for (int i = np - 1; i >= 0 && st == FG_OK; i--) {
         fg_free(meta);
         meta = NULL;
-        st = load_one(r, paths[i], &step, &meta, sm, sv, want, nwant);
+        st = owned ? load_one_owned(r, paths[i], &step, &meta, sm, sv, want, nwant, !zero)
+                   : load_one(r, paths[i], &step, &meta, sm, sv, want, nwant);
         if (st == FG_OK) {
             if (i != np - 1 && r->rank0)
                 FG_WARN("resumed from %s, an older checkpoint, because newer ones are not usable", paths[i]);
@@ -700,9 +765,19 @@ static fg_status load_resume(run *r)
                : fg_error(first, "%s: no checkpoint loads; the newest failed with: %s", r->c.ckpt_dir, first_msg);
     }
     fg_ckpt_list_free(paths, np);
-    if (st == FG_OK)
+    if (st == FG_OK && lazy) { /* narrowed span by span: the other pages stay untouched */
+        int ns = 0;
+        const dp_span *sp = pp_own_spans(r->pp, &ns);
+        for (int i = 0; i < ns; i++) {
+            fg_cvt_f32_bf16(r->opt.m16 + sp[i].off, sm + sp[i].off, sp[i].len);
+            fg_cvt_f32_bf16(r->opt.v16 + sp[i].off, sv + sp[i].off, sp[i].len);
+        }
+    } else if (st == FG_OK) {
         fg_optim_moments_commit(&r->opt, sm, sv);
+    }
     fg_free(sscr);
+    if (lazy)
+        fg_free_lazy(lazy);
     if (st == FG_OK)
         st = meta_restore(r, meta, r->c.ckpt_dir);
     if (st == FG_OK && r->dp) { /* compression's residuals (docs/DIST.md) */
@@ -742,29 +817,46 @@ static fg_status place_experts(run *r, FILE *out)
     return FG_OK;
 }
 
+/* Stage-owned memory: the resident pages of this rank's params, grads, m, v now, kept as
+ * the run's high-water mark (the test of docs/DIST.md "Memory per rank" checks it: a
+ * checkpoint, a validation, final/ or a resume that brought the whole model onto a rank
+ * would show here) */
+static void note_resident(run *r)
+{
+    if (!r->pp || !pp_own(r->pp))
+        return;
+    size_t own = 0, resid = 0, whole = 0;
+    pp_memory(r->pp, &own, &resid, &whole);
+    if ((double)resid > r->peak_resident)
+        r->peak_resident = (double)resid;
+}
+
 /* ---- evaluation ---- */
 static float evaluate(run *r)
 {
-    /* stage-owned memory: rank 0 runs the whole model on the other stages' params */
-    if (r->has_val && r->pp && pp_gather(r->pp, 0) != FG_OK)
-        return NAN;
-    if (!r->has_val || !r->rank0)
-        return NAN; /* data parallel: rank 0 validates, the others wait at the next collective */
+    /* stage-owned memory: through the pipeline of replica 0 (every stage its layers, all
+     * its tp ranks), never the whole model on one rank; else rank 0 alone */
+    const bool pipe = r->pp && pp_own(r->pp);
+    if (!r->has_val || (pipe ? !pp_val_member(r->pp) : !r->rank0))
+        return NAN; /* the others wait at the next collective */
     int B = r->c.batch_size, T = r->c.seq_len;
     fg_loader_rewind(&r->val);
     double sum = 0;
-    fg_model_moe_ep_enable(r->m, 0); /* rank 0 alone: every expert here */
+    fg_model_moe_ep_enable(r->m, 0); /* every expert here */
     for (int i = 0; i < r->c.val_batches; i++) {
         fg_loader_next(&r->val, r->inp, r->tgt);
         float l = 0;
-        if (fg_model_forward(r->m, r->inp, r->tgt, B, T, &l) != FG_OK) {
+        fg_status st =
+            pipe ? pp_eval(r->pp, r->m, r->inp, r->tgt, B, T, &l) : fg_model_forward(r->m, r->inp, r->tgt, B, T, &l);
+        if (st != FG_OK) {
             sum = NAN;
             break;
         }
         sum += l;
     }
     fg_model_moe_ep_enable(r->m, 1);
-    return (float)(sum / r->c.val_batches);
+    note_resident(r);
+    return r->rank0 ? (float)(sum / r->c.val_batches) : NAN;
 }
 
 /* ---- resume: the run's config.json against the config asked for now (both resolved) ---- */
@@ -1230,7 +1322,7 @@ static void print_cost(FILE *out, const run *r, const fg_train_result *res, doub
                 (own ? keep : nopt) * fg_adam_moment_bytes(r->c.adam_moments), zlen * sizeof(float));
     }
     if (r->pp && pp_size(r->pp) > 1) {
-        /* rank 0 (checkpoints, validation, final/: the whole model for a moment) and the
+        /* rank 0 (its stage, also while it writes a checkpoint or final/) and the
          * largest of the other ranks; resident: the pages of the four buffers, measured */
         char b[7][32];
         fprintf(out,
@@ -1241,8 +1333,9 @@ static void print_cost(FILE *out, const run *r, const fg_train_result *res, doub
                 fg_fmt_bytes(b[1], sizeof b[1], r->mem[0]), fg_fmt_bytes(b[2], sizeof b[2], r->mem[1]),
                 fg_fmt_bytes(b[3], sizeof b[3], r->mem_max[0]), fg_fmt_bytes(b[4], sizeof b[4], r->mem_max[1]),
                 fg_fmt_bytes(b[5], sizeof b[5], r->mem[2]), fg_fmt_bytes(b[6], sizeof b[6], r->mem_max[2]));
-        fprintf(out, "stage mem bytes : whole %.0f rank0 %.0f resident %.0f others %.0f resident %.0f\n", r->mem_whole,
-                r->mem[0], r->mem[1], r->mem_max[0], r->mem_max[1]);
+        /* peak: the most resident at any checkpoint, validation, final/ or resume */
+        fprintf(out, "stage mem bytes : whole %.0f rank0 %.0f resident %.0f others %.0f resident %.0f peak %.0f %.0f\n",
+                r->mem_whole, r->mem[0], r->mem[1], r->mem_max[0], r->mem_max[1], r->mem[3], r->mem_max[3]);
     }
     if (r->c.loss_scale)
         fprintf(out, "loss scaling    : dynamic, %ld step%s skipped (inf/nan gradients), scale now %g\n",
@@ -1261,13 +1354,30 @@ static fg_ckpt_opts ckpt_opts(const fg_train_config *c)
     return o;
 }
 
+/* Stage-owned memory: rank 0 writes one process's file while the other stages of its
+ * pipeline stream their tensors to it piece by piece (docs/DIST.md "Memory per rank"); w
+ * (rank 0's writer, NULL when it could not be made) and meta matter on rank 0 only. */
+static fg_status stream_write(run *r, fg_ckpt_writer *w, const char *meta, int nt)
+{
+    if (!pp_lead_pipe(r->pp))
+        return FG_OK;
+    static const char *const names[3] = {"params", "adam.m", "adam.v"};
+    size_t b = fg_model_num_params(r->m) * sizeof(float), bytes[3] = {b, b, b};
+    fg_status st = pp_stream_begin(r->pp, nt);
+    if (st == FG_OK && r->rank0 && w)
+        st = fg_ckpt_writer_save_stream(w, r->step, meta, names, bytes, nt, PP_SCHUNK, pp_stream_fill, r->pp);
+    char msg[1024] = "";
+    if (st != FG_OK)
+        snprintf(msg, sizeof msg, "%s", fg_last_error());
+    fg_status st2 = pp_stream_end(r->pp); /* the others send; rank 0 drains what was not asked for */
+    note_resident(r);
+    if (st != FG_OK)
+        return fg_error(st, "%s", msg);
+    return st2;
+}
+
 static fg_status save_ckpt(run *r, double tokens)
 {
-    if (r->pp) { /* stage-owned memory: rank 0 writes the other stages' tensors too */
-        fg_status st = pp_gather(r->pp, 1);
-        if (st != FG_OK)
-            return st;
-    }
     if (r->dp) {
         fg_ckpt_opts o = ckpt_opts(&r->c);
         fg_status st = FG_OK;
@@ -1278,19 +1388,30 @@ static fg_status save_ckpt(run *r, double tokens)
         if (st != FG_OK)
             return st;
     }
+    const bool stream = r->pp && pp_own(r->pp);
     if (!r->rank0)
-        return FG_OK;
+        return stream ? stream_write(r, NULL, NULL, pp_stream_tensors(r->pp)) : FG_OK;
+    fg_status sw = FG_OK;
     if (!r->ckw) {
         fg_ckpt_opts o = ckpt_opts(&r->c);
         r->ckw = fg_ckpt_writer_new(r->c.ckpt_dir, &o);
         if (!r->ckw) {
             r->ckpt_failed = true;
-            return fg_last_status();
+            sw = fg_last_status();
         }
     }
-    char *meta = meta_json(r, tokens);
-    if (!meta)
-        return FG_ERR_NOMEM;
+    char *meta = sw == FG_OK ? meta_json(r, tokens) : NULL;
+    if (sw == FG_OK && !meta)
+        sw = FG_ERR_NOMEM;
+    if (stream) {
+        fg_status st = stream_write(r, sw == FG_OK ? r->ckw : NULL, meta, pp_stream_tensors(r->pp));
+        fg_free(meta);
+        st = sw != FG_OK ? sw : st;
+        r->ckpt_failed |= st != FG_OK;
+        return st;
+    }
+    if (sw != FG_OK)
+        return sw;
     fg_ckpt_tensor t[3];
     float *scratch;
     fg_status st = FG_OK;
@@ -1342,6 +1463,27 @@ static fg_status save_final(const char *run_dir, long step, const fg_train_confi
     return st == FG_OK ? st2 : st;
 }
 
+/* final/ under stage-owned memory: streamed by rank 0's pipeline (stream_write) */
+static fg_status stream_final(run *r, uint64_t *bytes)
+{
+    fg_ckpt_writer *w = NULL;
+    char *cfg = NULL;
+    fg_status st = FG_OK;
+    if (r->rank0 && !(w = model_writer(r->c.out, "final", &r->c)))
+        st = fg_last_status();
+    if (r->rank0 && st == FG_OK && !(cfg = fg_train_config_to_json(&r->c)))
+        st = FG_ERR_NOMEM;
+    fg_status st2 = stream_write(r, st == FG_OK ? w : NULL, cfg, 1);
+    fg_free(cfg);
+    if (w) {
+        fg_ckpt_stats s;
+        fg_ckpt_writer_stats(w, &s);
+        *bytes = s.file_full + s.file_delta;
+    }
+    fg_status st3 = fg_ckpt_writer_delete(w);
+    return st != FG_OK ? st : st2 != FG_OK ? st2 : st3;
+}
+
 /* ---- corpus-sized runs: an epoch cap on max_steps, and the best validation kept ---- */
 
 /* max_epochs: a small corpus seen a hundred times is recited, not learnt; the cap
@@ -1365,6 +1507,25 @@ static void epoch_cap(run *r, FILE *out)
  * first validation replaces best/. */
 static fg_status keep_best(run *r, float val, float *best)
 {
+    if (r->pp && pp_own(r->pp)) { /* streamed by rank 0's pipeline, rank 0's decision */
+        if (!r->c.keep_best || !pp_lead_pipe(r->pp))
+            return FG_OK;
+        int save = r->rank0 && !isnan(val) && val < *best;
+        fg_status st = pp_bcast_flag(r->pp, &save);
+        if (st != FG_OK || !save)
+            return st;
+        char *cfg = NULL;
+        if (r->rank0 && !r->best_w && !(r->best_w = model_writer(r->c.out, "best", &r->c)))
+            st = fg_last_status();
+        if (r->rank0 && st == FG_OK && !(cfg = fg_train_config_to_json(&r->c)))
+            st = FG_ERR_NOMEM;
+        fg_status st2 = stream_write(r, st == FG_OK ? r->best_w : NULL, cfg, 1);
+        fg_free(cfg);
+        st = st != FG_OK ? st : st2;
+        if (st == FG_OK)
+            *best = val;
+        return st;
+    }
     if (!r->rank0 || !r->c.keep_best || isnan(val) || val >= *best)
         return FG_OK;
     if (!r->best_w && !(r->best_w = model_writer(r->c.out, "best", &r->c)))
@@ -1451,8 +1612,7 @@ static fg_status run_impl(const fg_train_config *cfg, fg_comm *comm, fg_comm *ep
         st = load_resume(r);
         if (st != FG_OK)
             goto out_teardown;
-        if (r->pp) /* loaded whole: the pages of the other stages' tensors go */
-            pp_release(r->pp);
+        note_resident(r); /* a stage read its own pieces only: nothing to release */
         if (out)
             fprintf(out, "resumed from %s at step %ld%s%s\n", c->ckpt_dir, r->step, r->layout_note[0] ? ": " : "",
                     r->layout_note);
@@ -1769,16 +1929,16 @@ static fg_status run_impl(const fg_train_config *cfg, fg_comm *comm, fg_comm *ep
         res.ckpt_bytes += s.file_full + s.file_delta;
     }
     uint64_t fb = 0;
-    if (r->pp && (st = pp_gather(r->pp, 0)) != FG_OK)
-        goto out_teardown;
-    st = r->rank0 ? save_final(c->out, r->step, c, r->m, &fb) : FG_OK;
+    if (r->pp && pp_own(r->pp))
+        st = stream_final(r, &fb);
+    else
+        st = r->rank0 ? save_final(c->out, r->step, c, r->m, &fb) : FG_OK;
     if (st != FG_OK)
         goto out_teardown;
     res.ckpt_bytes += fb;
     res.wall_sec = fg_time_sec() - t_wall;
     if (r->pp && pp_size(r->pp) > 1) { /* every rank: the stage memory, the largest of the grid */
         size_t own = 0, resid = 0, whole = 0;
-        pp_release(r->pp); /* rank 0's copies of the other stages' tensors (final/) go */
         pp_memory(r->pp, &own, &resid, &whole);
         if (r->dp && dp_zero(r->dp)) { /* m, v: ZeRO-1's shard (fg_optim's, touched whole) */
             size_t mb = fg_adam_moment_bytes(c->adam_moments);
@@ -1786,12 +1946,13 @@ static fg_status run_impl(const fg_train_config *cfg, fg_comm *comm, fg_comm *ep
             resid += r->opt.n_params * mb;
             whole += fg_model_num_params(r->m) * mb;
         }
-        double v[3] = {(double)own, (double)resid, (double)fg_peak_rss_bytes()};
+        double v[4] = {(double)own, (double)resid, (double)fg_peak_rss_bytes(),
+                       r->peak_resident > (double)resid ? r->peak_resident : (double)resid};
         memcpy(r->mem, v, sizeof v);
         r->mem_whole = (double)whole;
         if (fg_comm_rank(r->world) == 0)
-            v[0] = v[1] = v[2] = 0; /* the others' largest */
-        if ((st = fg_comm_allreduce(r->world, v, 3, FG_DT_F64, FG_OP_MAX)) != FG_OK)
+            v[0] = v[1] = v[2] = v[3] = 0; /* the others' largest */
+        if ((st = fg_comm_allreduce(r->world, v, 4, FG_DT_F64, FG_OP_MAX)) != FG_OK)
             goto out_teardown;
         memcpy(r->mem_max, v, sizeof v);
     }
