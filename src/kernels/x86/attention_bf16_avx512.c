@@ -103,61 +103,74 @@ static void tile_acc(float *Ct, const uint32_t *Ap, int njp, const uint32_t *Pp,
     }
 }
 
+/* First query pair of a 32-query block whose weights for keys >= kq (key index relative
+ * to the block's first query) can be non-zero: causally, pair ip (queries 2ip, 2ip+1)
+ * sees key kq only if 2ip + 1 >= kq; the pairs before it are exact zeros in P and dS. */
+static inline int first_pair(int kq, int nip)
+{
+    int ip = kq > 0 ? kq / 2 : 0;
+    return ip < nip ? ip : nip;
+}
+
+/* D rows J.. (+)= NR keys x NV vectors of 16 dims from c, over query pairs ip0..nip. */
+#define ROWS_ACC_BLOCK(J, NR, NV)                                                                                      \
+    do {                                                                                                               \
+        __m512 acc[NR][NV];                                                                                            \
+        _Pragma("GCC unroll 8") for (int r = 0; r < NR; r++) for (int v = 0; v < NV; v++) acc[r][v] =                  \
+            _mm512_setzero_ps();                                                                                       \
+        for (int ip = ip0; ip < nip; ip++) {                                                                           \
+            const uint32_t *x = Rq + (size_t)ip * HS + c;                                                              \
+            __m512i xv[NV];                                                                                            \
+            _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) xv[v] = _mm512_load_si512(x + 16 * v);                \
+            _Pragma("GCC unroll 8") for (int r = 0; r < NR; r++)                                                       \
+            {                                                                                                          \
+                __m512i p = _mm512_set1_epi32((int)Pq[((J) + r) * (BQ / 2) + ip]);                                     \
+                _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) acc[r][v] = DP(acc[r][v], p, xv[v]);              \
+            }                                                                                                          \
+        }                                                                                                              \
+        _Pragma("GCC unroll 8") for (int r = 0; r < NR; r++)                                                           \
+        {                                                                                                              \
+            float *y = D + (size_t)((J) + r) * ldd + c;                                                                \
+            _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++)                                                       \
+                _mm512_storeu_ps(y + 16 * v, _mm512_add_ps(_mm512_loadu_ps(y + 16 * v), acc[r][v]));                   \
+        }                                                                                                              \
+    } while (0)
+
 /* D[j][0:HS] += sum_i P[j][i] * R[i][0:HS] over query pairs ip < nip, from Pq[j][ip] =
  * (P[j][2ip], P[j][2ip+1]) (BQ / 2 words a row) and Rq[ip][d] = (R[2ip][d], R[2ip+1][d]):
- * dV += P^T dO, dK += dS^T Q. D fp32 rows ldd apart. */
-static void rows_acc(float *D, size_t ldd, const uint32_t *Pq, int nk, const uint32_t *Rq, int nip, int HS)
+ * dV += P^T dO, dK += dS^T Q. D fp32 rows ldd apart; key j is kq + j from the block's
+ * first query, so each group of keys starts at its first causally visible pair.
+ * Register blocks of 16 accumulators: 4 keys x 64 dims, 8 keys x 32 dims (HS = 32 would
+ * otherwise run 4 keys x 16 dims, 4 dependent chains on a 6-cycle vdpbf16ps). */
+static void rows_acc(float *D, size_t ldd, const uint32_t *Pq, int nk, int kq, const uint32_t *Rq, int nip, int HS)
 {
     int j = 0;
-    for (; j + 4 <= nk; j += 4) {
+    for (; j + 8 <= nk; j += 8) {
         int c = 0;
         for (; c + 64 <= HS; c += 64) {
-            __m512 acc[4][4];
-#pragma GCC unroll 4
-            for (int r = 0; r < 4; r++)
-                acc[r][0] = acc[r][1] = acc[r][2] = acc[r][3] = _mm512_setzero_ps();
-            for (int ip = 0; ip < nip; ip++) {
-                const uint32_t *x = Rq + (size_t)ip * HS + c;
-                __m512i x0 = _mm512_load_si512(x), x1 = _mm512_load_si512(x + 16), x2 = _mm512_load_si512(x + 32),
-                        x3 = _mm512_load_si512(x + 48);
-#pragma GCC unroll 4
-                for (int r = 0; r < 4; r++) {
-                    __m512i p = _mm512_set1_epi32((int)Pq[(j + r) * (BQ / 2) + ip]);
-                    acc[r][0] = DP(acc[r][0], p, x0);
-                    acc[r][1] = DP(acc[r][1], p, x1);
-                    acc[r][2] = DP(acc[r][2], p, x2);
-                    acc[r][3] = DP(acc[r][3], p, x3);
-                }
-            }
-#pragma GCC unroll 4
-            for (int r = 0; r < 4; r++) {
-                float *y = D + (size_t)(j + r) * ldd + c;
-                for (int v = 0; v < 4; v++)
-                    _mm512_storeu_ps(y + 16 * v, _mm512_add_ps(_mm512_loadu_ps(y + 16 * v), acc[r][v]));
-            }
+            int ip0 = first_pair(kq + j, nip);
+            ROWS_ACC_BLOCK(j, 4, 4);
+            ip0 = first_pair(kq + j + 4, nip);
+            ROWS_ACC_BLOCK(j + 4, 4, 4);
         }
-        for (; c < HS; c += 16) {
-            __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
-            for (int ip = 0; ip < nip; ip++) {
-                __m512i x = _mm512_load_si512(Rq + (size_t)ip * HS + c);
-                for (int r = 0; r < 4; r++)
-                    acc[r] = DP(acc[r], _mm512_set1_epi32((int)Pq[(j + r) * (BQ / 2) + ip]), x);
-            }
-            for (int r = 0; r < 4; r++) {
-                float *y = D + (size_t)(j + r) * ldd + c;
-                _mm512_storeu_ps(y, _mm512_add_ps(_mm512_loadu_ps(y), acc[r]));
-            }
-        }
+        int ip0 = first_pair(kq + j, nip);
+        for (; c + 32 <= HS; c += 32)
+            ROWS_ACC_BLOCK(j, 8, 2);
+        for (; c < HS; c += 16)
+            ROWS_ACC_BLOCK(j, 8, 1);
     }
-    for (; j < nk; j++)
-        for (int c = 0; c < HS; c += 16) {
-            __m512 acc = _mm512_setzero_ps();
-            for (int ip = 0; ip < nip; ip++)
-                acc =
-                    DP(acc, _mm512_set1_epi32((int)Pq[j * (BQ / 2) + ip]), _mm512_load_si512(Rq + (size_t)ip * HS + c));
-            float *y = D + (size_t)j * ldd + c;
-            _mm512_storeu_ps(y, _mm512_add_ps(_mm512_loadu_ps(y), acc));
-        }
+    for (; j + 4 <= nk; j += 4) {
+        int ip0 = first_pair(kq + j, nip), c = 0;
+        for (; c + 32 <= HS; c += 32)
+            ROWS_ACC_BLOCK(j, 4, 2);
+        for (; c < HS; c += 16)
+            ROWS_ACC_BLOCK(j, 4, 1);
+    }
+    for (; j < nk; j++) {
+        int ip0 = first_pair(kq + j, nip);
+        for (int c = 0; c < HS; c += 16)
+            ROWS_ACC_BLOCK(j, 1, 1);
+    }
 }
 
 /* Xt[w][i] = word w of bf16 row i of X (rows ldx apart) for i < nq, 0 for the padding
@@ -379,9 +392,9 @@ static void bwd_head(float *dqkv, const float *dout, const uint16_t *qkv, const 
             pack_key_pairs(dSp, dSt, nk);
             load_key_pairs(Kp, K, C3, nk, HS);
             int nip = (nq + 1) / 2;
-            rows_acc(dbase + (size_t)j0 * C3 + 2 * C, C3, Pq, nk, Gq, nip, HS); /* dV */
-            rows_acc(dbase + (size_t)j0 * C3 + C, C3, dSq, nk, Qq, nip, HS);    /* dK */
-            tile_acc(dQt, Kp, (nk + 1) / 2, dSp, HS);                           /* dQ^T */
+            rows_acc(dbase + (size_t)j0 * C3 + 2 * C, C3, Pq, nk, j0 - t0, Gq, nip, HS); /* dV */
+            rows_acc(dbase + (size_t)j0 * C3 + C, C3, dSq, nk, j0 - t0, Qq, nip, HS);    /* dK */
+            tile_acc(dQt, Kp, (nk + 1) / 2, dSp, HS);                                    /* dQ^T */
         }
         store_t(dbase + (size_t)t0 * C3, C3, dQt, NULL, nq, HS, 1);
     }
