@@ -321,6 +321,27 @@ void fg_attention_bf16_forward_avx512bf16(float *out, float *lse, const uint16_t
                 fwd_block(out, lse, qkv, b, h, qb * BQ, T, C, NH);
 }
 
+/* Prefetch n rows (ld bytes apart) of len bytes each into L2: the backward reads a
+ * head's rows of dO, O, qkv and dqkv once each, strided, and otherwise waits on them. */
+static inline void prefetch_rows(const void *p, size_t ld, int n, size_t len)
+{
+    const char *c = p;
+    for (int i = 0; i < n; i++)
+        for (size_t o = 0; o < len; o += 64)
+            _mm_prefetch(c + (size_t)i * ld + o, _MM_HINT_T1);
+}
+
+/* Prefetch rows r0..r0+n-1 of one head's qkv (bf16), dO and O. */
+static inline void prefetch_inputs(const uint16_t *base, const float *gbase, const float *obase, int r0, int n, int C,
+                                   int HS)
+{
+    size_t r = (size_t)r0, C3 = (size_t)3 * C;
+    prefetch_rows(gbase + r * C, sizeof(float) * (size_t)C, n, sizeof(float) * (size_t)HS);
+    prefetch_rows(obase + r * C, sizeof(float) * (size_t)C, n, sizeof(float) * (size_t)HS);
+    for (int part = 0; part < 3; part++)
+        prefetch_rows(base + r * C3 + (size_t)part * C, sizeof(uint16_t) * C3, n, sizeof(uint16_t) * (size_t)HS);
+}
+
 /* Backward of one head: query blocks outer (their operands packed once per block), key
  * blocks inner. With P = exp(S - lse), dP = dO V^T, D_i = dO_i.O_i, dS = scale P (dP - D):
  * dV += P^T dO, dK += dS^T Q, dQ += dS K. */
@@ -351,6 +372,12 @@ static void bwd_head(float *dqkv, const float *dout, const uint16_t *qkv, const 
     const __m512 vscale = _mm512_set1_ps(scale);
     for (int t0 = 0; t0 < T; t0 += BQ) {
         int nq = T - t0 < BQ ? T - t0 : BQ, kend = t0 + nq;
+        /* the next block's rows, fetched while this block's products run */
+        int nn = T - kend < BQ ? T - kend : BQ;
+        prefetch_inputs(base, gbase, obase, kend, nn, C, HS);
+        for (int part = 0; part < 3; part++)
+            prefetch_rows(dbase + (size_t)kend * C3 + (size_t)part * C, sizeof(float) * C3, nn,
+                          sizeof(float) * (size_t)HS);
         memset(Gb, 0, sizeof Gb);
         for (int i = 0; i < nq; i++)
             for (int d = 0; d < HS; d += 16)
