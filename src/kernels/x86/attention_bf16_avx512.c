@@ -34,50 +34,58 @@ static inline __m512i bcast_word(const uint16_t *p)
 
 #define DP(acc, a, b) _mm512_dpbf16_ps(acc, (__m512bh)(a), (__m512bh)(b))
 
+/* St rows J..J+NR-1 from their lane vectors V0..1 (lanes 16 V0.. on); the lanes below
+ * are stored as zeros. */
+#define RBT_GROUP(J, NR, V0)                                                                                           \
+    do {                                                                                                               \
+        __m512 acc[NR][2];                                                                                             \
+        _Pragma("GCC unroll 8") for (int r = 0; r < NR; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();              \
+        const uint16_t *a = A + (size_t)(J)*lda;                                                                       \
+        for (int w = 0; w < HW; w++) {                                                                                 \
+            __m512i bv[2];                                                                                             \
+            _Pragma("GCC unroll 2") for (int v = V0; v < 2; v++) bv[v] = _mm512_load_si512(Xt + w * BQ + 16 * v);      \
+            _Pragma("GCC unroll 8") for (int r = 0; r < NR; r++)                                                       \
+            {                                                                                                          \
+                __m512i x = bcast_word(a + r * lda + 2 * w);                                                           \
+                _Pragma("GCC unroll 2") for (int v = V0; v < 2; v++) acc[r][v] = DP(acc[r][v], x, bv[v]);              \
+            }                                                                                                          \
+        }                                                                                                              \
+        _Pragma("GCC unroll 8") for (int r = 0; r < NR; r++)                                                           \
+        {                                                                                                              \
+            _mm512_store_ps(St + ((J) + r) * BQ, acc[r][0]);                                                           \
+            _mm512_store_ps(St + ((J) + r) * BQ + 16, acc[r][1]);                                                      \
+        }                                                                                                              \
+    } while (0)
+
 /* St[j][0:32] = sum_d A[j][d] * X[i][d] for j < nk, from Xt = X word-transposed
- * (Xt[w][i] = X[i][2w], X[i][2w+1]); A bf16 rows lda apart. 8 keys x 2 vectors. */
-static void rows_by_tile(float *St, const uint16_t *A, size_t lda, int nk, const uint32_t *Xt, int HW)
+ * (Xt[w][i] = X[i][2w], X[i][2w+1]); A bf16 rows lda apart. 8 keys x 2 vectors. Key j
+ * is kq + j from the block's first query: from kq + j >= 16 on, queries 0..15 cannot
+ * see it (causal), so their lanes are zeros and their products are skipped. */
+static void rows_by_tile(float *St, const uint16_t *A, size_t lda, int nk, int kq, const uint32_t *Xt, int HW)
 {
     int j = 0;
     for (; j + 8 <= nk; j += 8) {
-        __m512 acc[8][2];
-#pragma GCC unroll 8
-        for (int r = 0; r < 8; r++)
-            acc[r][0] = acc[r][1] = _mm512_setzero_ps();
-        const uint16_t *a = A + (size_t)j * lda;
-        for (int w = 0; w < HW; w++) {
-            __m512i b0 = _mm512_load_si512(Xt + w * BQ), b1 = _mm512_load_si512(Xt + w * BQ + 16);
-#pragma GCC unroll 8
-            for (int r = 0; r < 8; r++) {
-                __m512i x = bcast_word(a + r * lda + 2 * w);
-                acc[r][0] = DP(acc[r][0], x, b0);
-                acc[r][1] = DP(acc[r][1], x, b1);
-            }
-        }
-#pragma GCC unroll 8
-        for (int r = 0; r < 8; r++) {
-            _mm512_store_ps(St + (j + r) * BQ, acc[r][0]);
-            _mm512_store_ps(St + (j + r) * BQ + 16, acc[r][1]);
-        }
+        if (kq + j >= 16)
+            RBT_GROUP(j, 8, 1);
+        else
+            RBT_GROUP(j, 8, 0);
     }
     for (; j < nk; j++) {
-        __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
-        const uint16_t *a = A + (size_t)j * lda;
-        for (int w = 0; w < HW; w++) {
-            __m512i x = bcast_word(a + 2 * w);
-            a0 = DP(a0, x, _mm512_load_si512(Xt + w * BQ));
-            a1 = DP(a1, x, _mm512_load_si512(Xt + w * BQ + 16));
-        }
-        _mm512_store_ps(St + j * BQ, a0);
-        _mm512_store_ps(St + j * BQ + 16, a1);
+        if (kq + j >= 16)
+            RBT_GROUP(j, 1, 1);
+        else
+            RBT_GROUP(j, 1, 0);
     }
 }
 
 /* Ct[d][0:32] += sum_j A[j][d] * P[j][0:32] over key pairs jp < njp, from Ap[jp][d] =
  * (A[2jp][d], A[2jp+1][d]) and Pp[jp][i] = (P[2jp][i], P[2jp+1][i]): O^T += V^T P^T,
- * dQ^T += K^T dS^T. HS a multiple of 8. */
-static void tile_acc(float *Ct, const uint32_t *Ap, int njp, const uint32_t *Pp, int HS)
+ * dQ^T += K^T dS^T. HS a multiple of 8. Key 2jp is kq + 2jp from the block's first query:
+ * from kq + 2jp >= 16 on, lanes 0..15 of P are causal zeros and their products skipped. */
+static void tile_acc(float *Ct, const uint32_t *Ap, int njp, int kq, const uint32_t *Pp, int HS)
 {
+    int jh = (17 - kq) / 2; /* the first pair with kq + 2jp >= 16 */
+    jh = jh < 0 ? 0 : jh > njp ? njp : jh;
     for (int d = 0; d < HS; d += 8) {
         __m512 acc[8][2];
 #pragma GCC unroll 8
@@ -85,7 +93,8 @@ static void tile_acc(float *Ct, const uint32_t *Ap, int njp, const uint32_t *Pp,
             acc[r][0] = _mm512_load_ps(Ct + (d + r) * BQ);
             acc[r][1] = _mm512_load_ps(Ct + (d + r) * BQ + 16);
         }
-        for (int jp = 0; jp < njp; jp++) {
+        int jp = 0;
+        for (; jp < jh; jp++) {
             __m512i p0 = _mm512_load_si512(Pp + jp * BQ), p1 = _mm512_load_si512(Pp + jp * BQ + 16);
             const uint32_t *a = Ap + (size_t)jp * HS + d;
 #pragma GCC unroll 8
@@ -94,6 +103,13 @@ static void tile_acc(float *Ct, const uint32_t *Ap, int njp, const uint32_t *Pp,
                 acc[r][0] = DP(acc[r][0], x, p0);
                 acc[r][1] = DP(acc[r][1], x, p1);
             }
+        }
+        for (; jp < njp; jp++) {
+            __m512i p1 = _mm512_load_si512(Pp + jp * BQ + 16);
+            const uint32_t *a = Ap + (size_t)jp * HS + d;
+#pragma GCC unroll 8
+            for (int r = 0; r < 8; r++)
+                acc[r][1] = DP(acc[r][1], _mm512_set1_epi32((int)a[r]), p1);
         }
 #pragma GCC unroll 8
         for (int r = 0; r < 8; r++) {
@@ -265,7 +281,7 @@ static void fwd_block(float *out, float *lse, const uint16_t *qkv, int b, int h,
     const __m512 vscale = _mm512_set1_ps(scale);
     for (int j0 = 0; j0 < kend; j0 += BK) {
         int nk = kend - j0 < BK ? kend - j0 : BK;
-        rows_by_tile(St, base + (size_t)j0 * C3 + C, C3, nk, Qt, HW);
+        rows_by_tile(St, base + (size_t)j0 * C3 + C, C3, nk, j0 - t0, Qt, HW);
         int diag = j0 + nk - 1 > t0;
         for (int v = 0; v < 2; v++) {
             __m512 mb = _mm512_set1_ps(NEG_BIG);
@@ -291,7 +307,7 @@ static void fwd_block(float *out, float *lse, const uint16_t *qkv, int b, int h,
         }
         pack_key_pairs(Pp, St, nk);
         load_key_pairs(Vp, base + (size_t)j0 * C3 + 2 * C, C3, nk, HS);
-        tile_acc(Ot, Vp, (nk + 1) / 2, Pp, HS);
+        tile_acc(Ot, Vp, (nk + 1) / 2, j0 - t0, Pp, HS);
     }
     float mv[BQ] __attribute__((aligned(64))), lv[BQ] __attribute__((aligned(64)));
     for (int v = 0; v < 2; v++) {
@@ -399,8 +415,8 @@ static void bwd_head(float *dqkv, const float *dout, const uint16_t *qkv, const 
         for (int j0 = 0; j0 < kend; j0 += BK) {
             int nk = kend - j0 < BK ? kend - j0 : BK;
             const uint16_t *K = base + (size_t)j0 * C3 + C, *V = base + (size_t)j0 * C3 + 2 * C;
-            rows_by_tile(Pt, K, C3, nk, Qt, HW);  /* unscaled scores S^T */
-            rows_by_tile(dSt, V, C3, nk, Gt, HW); /* dP^T */
+            rows_by_tile(Pt, K, C3, nk, j0 - t0, Qt, HW);  /* unscaled scores S^T */
+            rows_by_tile(dSt, V, C3, nk, j0 - t0, Gt, HW); /* dP^T */
             int diag = j0 + nk - 1 > t0;
             for (int v = 0; v < 2; v++) {
                 __m512 L = _mm512_load_ps(Lv + 16 * v), D = _mm512_load_ps(Dv + 16 * v);
@@ -421,7 +437,7 @@ static void bwd_head(float *dqkv, const float *dout, const uint16_t *qkv, const 
             int nip = (nq + 1) / 2;
             rows_acc(dbase + (size_t)j0 * C3 + 2 * C, C3, Pq, nk, j0 - t0, Gq, nip, HS); /* dV */
             rows_acc(dbase + (size_t)j0 * C3 + C, C3, dSq, nk, j0 - t0, Qq, nip, HS);    /* dK */
-            tile_acc(dQt, Kp, (nk + 1) / 2, dSp, HS);                                    /* dQ^T */
+            tile_acc(dQt, Kp, (nk + 1) / 2, j0 - t0, dSp, HS);                           /* dQ^T */
         }
         store_t(dbase + (size_t)t0 * C3, C3, dQt, NULL, nq, HS, 1);
     }
