@@ -262,8 +262,33 @@ static void load_key_pairs(uint32_t *Ap, const uint16_t *A, size_t lda, int nk, 
     }
 }
 
+/* Prefetch n rows (ld bytes apart) of len bytes each into L2: a head's rows of qkv, O,
+ * dO and dqkv are read (or written) once or twice each per call, strided, and the
+ * kernels otherwise wait on them; what the next block or head will touch is fetched
+ * while this one's products run. */
+static inline void prefetch_rows(const void *p, size_t ld, int n, size_t len)
+{
+    const char *c = p;
+    for (int i = 0; i < n; i++)
+        for (size_t o = 0; o < len; o += 64)
+            _mm_prefetch(c + (size_t)i * ld + o, _MM_HINT_T1);
+}
+
+/* Prefetch rows r0..r0+n-1 of one head's qkv (bf16), and of its dO and O unless NULL. */
+static inline void prefetch_inputs(const uint16_t *base, const float *gbase, const float *obase, int r0, int n, int C,
+                                   int HS)
+{
+    size_t r = (size_t)r0, C3 = (size_t)3 * C;
+    if (gbase)
+        prefetch_rows(gbase + r * C, sizeof(float) * (size_t)C, n, sizeof(float) * (size_t)HS);
+    if (obase)
+        prefetch_rows(obase + r * C, sizeof(float) * (size_t)C, n, sizeof(float) * (size_t)HS);
+    for (int part = 0; part < 3; part++)
+        prefetch_rows(base + r * C3 + (size_t)part * C, sizeof(uint16_t) * C3, n, sizeof(uint16_t) * (size_t)HS);
+}
+
 /* One block of 32 queries of head h, batch b: online softmax over key blocks. */
-static void fwd_block(float *out, float *lse, const uint16_t *qkv, int b, int h, int t0, int T, int C, int NH)
+static void fwd_block(float *out, float *lse, const uint16_t *qkv, int b, int h, int t0, int B, int T, int C, int NH)
 {
     int HS = C / NH, HW = HS / 2, nq = T - t0 < BQ ? T - t0 : BQ, kend = t0 + nq;
     size_t C3 = (size_t)3 * C;
@@ -274,6 +299,15 @@ static void fwd_block(float *out, float *lse, const uint16_t *qkv, int b, int h,
     uint32_t Vp[BK / 2 * HS] __attribute__((aligned(64)));
     float Ot[HS * BQ] __attribute__((aligned(64)));
     float St[BK * BQ] __attribute__((aligned(64)));
+    /* this block's output rows, and the query rows (Q, K, V) of the block that the
+     * schedule hands out next (the next query block, or the next head's first) */
+    prefetch_rows(out + ((size_t)b * T + t0) * C + (size_t)h * HS, sizeof(float) * (size_t)C, nq,
+                  sizeof(float) * (size_t)HS);
+    int nb = b, nh = h, nt = kend;
+    if (nt >= T && (nt = 0, ++nh == NH))
+        nh = 0, nb++;
+    if (nb < B)
+        prefetch_inputs(qkv + (size_t)nb * T * C3 + (size_t)nh * HS, NULL, NULL, nt, T - nt < BQ ? T - nt : BQ, C, HS);
     load_wt(Qt, base + (size_t)t0 * C3, C3, nq, HW);
     memset(Ot, 0, sizeof(float) * (size_t)HS * BQ);
     __m512 m[2] = {_mm512_set1_ps(NEG_BIG), _mm512_set1_ps(NEG_BIG)};
@@ -334,35 +368,14 @@ void fg_attention_bf16_forward_avx512bf16(float *out, float *lse, const uint16_t
     for (int b = 0; b < B; b++)
         for (int h = 0; h < NH; h++)
             for (int qb = 0; qb < nqb; qb++)
-                fwd_block(out, lse, qkv, b, h, qb * BQ, T, C, NH);
-}
-
-/* Prefetch n rows (ld bytes apart) of len bytes each into L2: the backward reads a
- * head's rows of dO, O, qkv and dqkv once each, strided, and otherwise waits on them. */
-static inline void prefetch_rows(const void *p, size_t ld, int n, size_t len)
-{
-    const char *c = p;
-    for (int i = 0; i < n; i++)
-        for (size_t o = 0; o < len; o += 64)
-            _mm_prefetch(c + (size_t)i * ld + o, _MM_HINT_T1);
-}
-
-/* Prefetch rows r0..r0+n-1 of one head's qkv (bf16), dO and O. */
-static inline void prefetch_inputs(const uint16_t *base, const float *gbase, const float *obase, int r0, int n, int C,
-                                   int HS)
-{
-    size_t r = (size_t)r0, C3 = (size_t)3 * C;
-    prefetch_rows(gbase + r * C, sizeof(float) * (size_t)C, n, sizeof(float) * (size_t)HS);
-    prefetch_rows(obase + r * C, sizeof(float) * (size_t)C, n, sizeof(float) * (size_t)HS);
-    for (int part = 0; part < 3; part++)
-        prefetch_rows(base + r * C3 + (size_t)part * C, sizeof(uint16_t) * C3, n, sizeof(uint16_t) * (size_t)HS);
+                fwd_block(out, lse, qkv, b, h, qb * BQ, B, T, C, NH);
 }
 
 /* Backward of one head: query blocks outer (their operands packed once per block), key
  * blocks inner. With P = exp(S - lse), dP = dO V^T, D_i = dO_i.O_i, dS = scale P (dP - D):
  * dV += P^T dO, dK += dS^T Q, dQ += dS K. */
 static void bwd_head(float *dqkv, const float *dout, const uint16_t *qkv, const float *out, const float *lse, int b,
-                     int h, int T, int C, int NH)
+                     int h, int B, int T, int C, int NH)
 {
     int HS = C / NH, HW = HS / 2;
     size_t C3 = (size_t)3 * C;
@@ -388,12 +401,20 @@ static void bwd_head(float *dqkv, const float *dout, const uint16_t *qkv, const 
     const __m512 vscale = _mm512_set1_ps(scale);
     for (int t0 = 0; t0 < T; t0 += BQ) {
         int nq = T - t0 < BQ ? T - t0 : BQ, kend = t0 + nq;
-        /* the next block's rows, fetched while this block's products run */
-        int nn = T - kend < BQ ? T - kend : BQ;
-        prefetch_inputs(base, gbase, obase, kend, nn, C, HS);
-        for (int part = 0; part < 3; part++)
-            prefetch_rows(dbase + (size_t)kend * C3 + (size_t)part * C, sizeof(float) * C3, nn,
-                          sizeof(float) * (size_t)HS);
+        /* the next block's rows (after the last: the first block of the head the schedule
+         * hands out next), fetched while this block's products run */
+        int nb = b, nh = h, nt = kend;
+        if (nt >= T && (nt = 0, ++nh == NH))
+            nh = 0, nb++;
+        if (nb < B) {
+            int nn = T - nt < BQ ? T - nt : BQ;
+            size_t ho = (size_t)nh * HS, r = (size_t)nb * T + (size_t)nt;
+            prefetch_inputs(qkv + (size_t)nb * T * C3 + ho, dout + (size_t)nb * T * C + ho,
+                            out + (size_t)nb * T * C + ho, nt, nn, C, HS);
+            for (int part = 0; part < 3; part++)
+                prefetch_rows(dqkv + r * C3 + (size_t)part * C + ho, sizeof(float) * C3, nn,
+                              sizeof(float) * (size_t)HS);
+        }
         memset(Gb, 0, sizeof Gb);
         for (int i = 0; i < nq; i++)
             for (int d = 0; d < HS; d += 16)
@@ -454,5 +475,5 @@ void fg_attention_bf16_backward_avx512bf16(float *dqkv, const float *dout, const
 #pragma omp parallel for collapse(2) schedule(dynamic, 1)
     for (int b = 0; b < B; b++)
         for (int h = 0; h < NH; h++)
-            bwd_head(dqkv, dout, qkv, out, lse, b, h, T, C, NH);
+            bwd_head(dqkv, dout, qkv, out, lse, b, h, B, T, C, NH);
 }
