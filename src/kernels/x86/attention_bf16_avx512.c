@@ -189,6 +189,58 @@ static void rows_acc(float *D, size_t ldd, const uint32_t *Pq, int nk, int kq, c
     }
 }
 
+/* fg_transpose16_512 fully unrolled and inlined: as a loop nest called out of line its
+ * 48 intermediate registers went through stack arrays (a profiled 1.6% of the recipe's
+ * step, more than the fwd_block around it). Same shuffles, same bits. */
+static inline __attribute__((always_inline)) void transpose16(__m512 r[16])
+{
+    __m512 t[16], u[16];
+#pragma GCC unroll 16
+    for (int k = 0; k < 16; k += 2) {
+        t[k] = _mm512_unpacklo_ps(r[k], r[k + 1]);
+        t[k + 1] = _mm512_unpackhi_ps(r[k], r[k + 1]);
+    }
+#pragma GCC unroll 16
+    for (int k = 0; k < 16; k += 4) {
+        u[k] = _mm512_shuffle_ps(t[k], t[k + 2], _MM_SHUFFLE(1, 0, 1, 0));
+        u[k + 1] = _mm512_shuffle_ps(t[k], t[k + 2], _MM_SHUFFLE(3, 2, 3, 2));
+        u[k + 2] = _mm512_shuffle_ps(t[k + 1], t[k + 3], _MM_SHUFFLE(1, 0, 1, 0));
+        u[k + 3] = _mm512_shuffle_ps(t[k + 1], t[k + 3], _MM_SHUFFLE(3, 2, 3, 2));
+    }
+#pragma GCC unroll 16
+    for (int k = 0; k < 4; k++) {
+        t[k] = _mm512_shuffle_f32x4(u[k], u[k + 4], 0x88);
+        t[k + 4] = _mm512_shuffle_f32x4(u[k], u[k + 4], 0xdd);
+        t[k + 8] = _mm512_shuffle_f32x4(u[k + 8], u[k + 12], 0x88);
+        t[k + 12] = _mm512_shuffle_f32x4(u[k + 8], u[k + 12], 0xdd);
+    }
+#pragma GCC unroll 16
+    for (int k = 0; k < 8; k++) {
+        r[k] = _mm512_shuffle_f32x4(t[k], t[k + 8], 0x88);
+        r[k + 8] = _mm512_shuffle_f32x4(t[k], t[k + 8], 0xdd);
+    }
+}
+
+/* Y[i][d] (+)= Xt[d][i] * w[i] (w NULL: 1) for i < nq: attention_avx512.h's store_t on
+ * transpose16. */
+static void store_tile(float *Y, size_t ldy, const float *Xt, const float *w, int nq, int HS, int accumulate)
+{
+    for (int i0 = 0; i0 < nq; i0 += 16)
+        for (int d0 = 0; d0 < HS; d0 += 16) {
+            __m512 r[16];
+#pragma GCC unroll 16
+            for (int k = 0; k < 16; k++)
+                r[k] = _mm512_load_ps(Xt + (d0 + k) * BQ + i0);
+            transpose16(r);
+            int n = nq - i0 < 16 ? nq - i0 : 16;
+            for (int k = 0; k < n; k++) {
+                float *y = Y + (size_t)(i0 + k) * ldy + d0;
+                __m512 v = w ? _mm512_mul_ps(r[k], _mm512_set1_ps(w[i0 + k])) : r[k];
+                _mm512_storeu_ps(y, accumulate ? _mm512_add_ps(_mm512_loadu_ps(y), v) : v);
+            }
+        }
+}
+
 /* Xt[w][i] = word w of bf16 row i of X (rows ldx apart) for i < nq, 0 for the padding
  * lanes nq..31; HW = HS / 2 words a row (a multiple of 8). */
 static void load_wt(uint32_t *Xt, const uint16_t *X, size_t ldx, int nq, int HW)
@@ -202,7 +254,7 @@ static void load_wt(uint32_t *Xt, const uint16_t *X, size_t ldx, int nq, int HW)
                 r[q] = i0 + q < nq
                            ? _mm512_castsi512_ps(_mm512_maskz_loadu_epi32(k, X + (size_t)(i0 + q) * ldx + 2 * w0))
                            : _mm512_setzero_ps();
-            fg_transpose16_512(r);
+            transpose16(r);
             for (int q = 0; q < nw; q++)
                 _mm512_store_si512(Xt + (w0 + q) * BQ + i0, _mm512_castps_si512(r[q]));
         }
@@ -353,7 +405,7 @@ static void fwd_block(float *out, float *lse, const uint16_t *qkv, int b, int h,
         inv[i] = 1.0f / lv[i];
         lse[((size_t)b * NH + h) * T + t0 + i] = mv[i] + logf(lv[i]);
     }
-    store_t(out + ((size_t)b * T + t0) * C + (size_t)h * HS, (size_t)C, Ot, inv, nq, HS, 0);
+    store_tile(out + ((size_t)b * T + t0) * C + (size_t)h * HS, (size_t)C, Ot, inv, nq, HS, 0);
 }
 
 void fg_attention_bf16_forward_avx512bf16(float *out, float *lse, const uint16_t *qkv, int B, int T, int C, int NH)
@@ -460,7 +512,7 @@ static void bwd_head(float *dqkv, const float *dout, const uint16_t *qkv, const 
             rows_acc(dbase + (size_t)j0 * C3 + C, C3, dSq, nk, j0 - t0, Qq, nip, HS);    /* dK */
             tile_acc(dQt, Kp, (nk + 1) / 2, j0 - t0, dSp, HS);                           /* dQ^T */
         }
-        store_t(dbase + (size_t)t0 * C3, C3, dQt, NULL, nq, HS, 1);
+        store_tile(dbase + (size_t)t0 * C3, C3, dQt, NULL, nq, HS, 1);
     }
 }
 
