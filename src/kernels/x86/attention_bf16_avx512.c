@@ -467,24 +467,23 @@ static void bwd_head(float *dqkv, const float *dout, const uint16_t *qkv, const 
                 prefetch_rows(dqkv + r * C3 + (size_t)part * C + ho, sizeof(float) * C3, nn,
                               sizeof(float) * (size_t)HS);
         }
-        memset(Gb, 0, sizeof Gb);
-        for (int i = 0; i < nq; i++)
-            for (int d = 0; d < HS; d += 16)
-                _mm256_store_si256((__m256i *)(Gb + (size_t)i * HS + d),
-                                   (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(gbase + (size_t)(t0 + i) * C + d)));
+        /* bf16(dO) rows (zeros past nq) and D_i = dO_i.O_i in one pass over dO */
+        for (int i = 0; i < BQ; i++) {
+            __m512 D = _mm512_setzero_ps();
+            for (int d = 0; d < HS; d += 16) {
+                __m512 g = i < nq ? _mm512_loadu_ps(gbase + (size_t)(t0 + i) * C + d) : _mm512_setzero_ps();
+                _mm256_store_si256((__m256i *)(Gb + (size_t)i * HS + d), (__m256i)_mm512_cvtneps_pbh(g));
+                if (i < nq)
+                    D = _mm512_fmadd_ps(g, _mm512_loadu_ps(obase + (size_t)(t0 + i) * C + d), D);
+            }
+            Dv[i] = _mm512_reduce_add_ps(D);
+            Lv[i] = i < nq ? lrow[t0 + i] : 0.0f;
+        }
         load_wt(Qt, base + (size_t)t0 * C3, C3, nq, HW);
         load_wt(Gt, Gb, (size_t)HS, nq, HW);
         load_pairs(Qq, base + (size_t)t0 * C3, C3, nq, HS);
         load_pairs(Gq, Gb, (size_t)HS, BQ, HS);
         memset(dQt, 0, sizeof(float) * (size_t)HS * BQ);
-        for (int i = 0; i < BQ; i++) {
-            __m512 D = _mm512_setzero_ps();
-            for (int d = 0; i < nq && d < HS; d += 16)
-                D = _mm512_fmadd_ps(_mm512_loadu_ps(gbase + (size_t)(t0 + i) * C + d),
-                                    _mm512_loadu_ps(obase + (size_t)(t0 + i) * C + d), D);
-            Dv[i] = _mm512_reduce_add_ps(D);
-            Lv[i] = i < nq ? lrow[t0 + i] : 0.0f;
-        }
         for (int j0 = 0; j0 < kend; j0 += BK) {
             int nk = kend - j0 < BK ? kend - j0 : BK;
             const uint16_t *K = base + (size_t)j0 * C3 + C, *V = base + (size_t)j0 * C3 + 2 * C;
