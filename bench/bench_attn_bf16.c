@@ -3,10 +3,12 @@
  * shared machine); defaults: the recipe's shape (B 16, T 128, C 128, NH 4: HS 32).
  *
  *   build/bench_attn_bf16 [B T C NH [ITERS [THREADS [fwd|bwd|both]]]]
- * Prints the GF/s by wall clock for orientation (4*T*T/2*HS fwd, 10*T*T/2*HS bwd a head). */
+ * Prints the wall and process-CPU time a call (the loop only, no setup) and the GF/s by
+ * wall clock for orientation (4*T*T/2*HS fwd, 10*T*T/2*HS bwd a head). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "frugal/kernels.h"
 
@@ -43,6 +45,8 @@ int main(int argc, char **argv)
     fg_cvt_f32_bf16(qkv, x, N * C3);
     memset(dqkv, 0, sizeof(float) * N * C3);
     fg_attention_bf16_forward(out, lse, qkv, B, T, C, NH);
+    struct timespec c0, c1;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c0);
     double t0 = fg_time_sec();
     for (int it = 0; it < iters; it++) {
         if (fwd)
@@ -51,10 +55,13 @@ int main(int argc, char **argv)
             fg_attention_bf16_backward(dqkv, dout, qkv, out, lse, B, T, C, NH);
     }
     double t = (fg_time_sec() - t0) / iters;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c1);
+    double cpu = ((double)(c1.tv_sec - c0.tv_sec) + 1e-9 * (double)(c1.tv_nsec - c0.tv_nsec)) / iters;
     double fl = (double)B * NH * T * T / 2 * (C / NH) * (4 * fwd + 10 * bwd);
-    printf("attention_bf16 (%s) B%d T%d C%d NH%d %s, %d thread%s: %.3f ms a call, %.1f GF/s (wall)\n",
+    printf("attention_bf16 (%s) B%d T%d C%d NH%d %s, %d thread%s: %.3f ms a call (wall), %.3f ms CPU, %.1f GF/s "
+           "(wall)\n",
            fg_kernels_variant("attention_bf16_forward"), B, T, C, NH, what, threads, threads > 1 ? "s" : "", t * 1e3,
-           fl / t * 1e-9);
+           cpu * 1e3, fl / t * 1e-9);
     double cs = 0;
     for (size_t i = 0; i < N * C; i++)
         cs += out[i];
