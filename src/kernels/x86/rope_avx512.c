@@ -23,10 +23,12 @@ static void rotate(float *row, int NH, int HS, const float *cs, const float *sn)
     }
 }
 
+enum { ROPE_AHEAD = 8 }; /* rows: 2 left 34% of the loads' wait, 8 about none */
+
 /* rope_angles.h's fg_rope_rows with a software prefetch: at a position the loop visits
  * the B rows T * row_stride floats apart (far past what the hardware prefetchers
  * follow), so each row's first touch waited on memory (the rotation's loads were 58% of
- * its samples in the recipe's profile); the rows two steps ahead are fetched instead. */
+ * its samples in the recipe's profile); the row ROPE_AHEAD steps ahead is fetched instead. */
 static void rope_rows(float *x, int B, int T, int NH, int HS, int row_stride, int pos0, float theta, double sign)
 {
     if (fg_rope_wide_ref(x, B, T, NH, HS, row_stride, pos0, theta, sign))
@@ -40,10 +42,9 @@ static void rope_rows(float *x, int B, int T, int NH, int HS, int row_stride, in
         float cs[FG_ROPE_MAXHALF] __attribute__((aligned(64))), sn[FG_ROPE_MAXHALF] __attribute__((aligned(64)));
         fg_rope_angles(cs, sn, inv_freq, half, sign * (double)(pos0 + t));
         for (int b = 0; b < B; b++) {
-            int pb = b + 2, pt = t;
-            if (pb >= B)
-                pb -= B, pt++;
-            if (pt < T && pb < B) {
+            int pb = b + ROPE_AHEAD, pt = t + pb / B;
+            pb %= B;
+            if (pt < T) {
                 const char *r = (const char *)(x + ((size_t)pb * T + pt) * row_stride);
                 for (size_t o = 0; o < len; o += 64)
                     _mm_prefetch(r + o, _MM_HINT_T0);
