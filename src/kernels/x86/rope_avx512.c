@@ -23,7 +23,7 @@ static void rotate(float *row, int NH, int HS, const float *cs, const float *sn)
     }
 }
 
-enum { ROPE_AHEAD = 8 }; /* rows: 2 left 34% of the loads' wait, 8 about none */
+enum { ROPE_AHEAD = 8 }; /* rows; recipe rope samples: 2 ahead 1.46%, 8 and 16 0.93-1.03% */
 
 /* rope_angles.h's fg_rope_rows with a software prefetch: at a position the loop visits
  * the B rows T * row_stride floats apart (far past what the hardware prefetchers
