@@ -34,50 +34,58 @@ static inline __m512i bcast_word(const uint16_t *p)
 
 #define DP(acc, a, b) _mm512_dpbf16_ps(acc, (__m512bh)(a), (__m512bh)(b))
 
+/* St rows J..J+NR-1 from their lane vectors V0..1 (lanes 16 V0.. on); the lanes below
+ * are stored as zeros. */
+#define RBT_GROUP(J, NR, V0)                                                                                           \
+    do {                                                                                                               \
+        __m512 acc[NR][2];                                                                                             \
+        _Pragma("GCC unroll 8") for (int r = 0; r < NR; r++) acc[r][0] = acc[r][1] = _mm512_setzero_ps();              \
+        const uint16_t *a = A + (size_t)(J)*lda;                                                                       \
+        for (int w = 0; w < HW; w++) {                                                                                 \
+            __m512i bv[2];                                                                                             \
+            _Pragma("GCC unroll 2") for (int v = V0; v < 2; v++) bv[v] = _mm512_load_si512(Xt + w * BQ + 16 * v);      \
+            _Pragma("GCC unroll 8") for (int r = 0; r < NR; r++)                                                       \
+            {                                                                                                          \
+                __m512i x = bcast_word(a + r * lda + 2 * w);                                                           \
+                _Pragma("GCC unroll 2") for (int v = V0; v < 2; v++) acc[r][v] = DP(acc[r][v], x, bv[v]);              \
+            }                                                                                                          \
+        }                                                                                                              \
+        _Pragma("GCC unroll 8") for (int r = 0; r < NR; r++)                                                           \
+        {                                                                                                              \
+            _mm512_store_ps(St + ((J) + r) * BQ, acc[r][0]);                                                           \
+            _mm512_store_ps(St + ((J) + r) * BQ + 16, acc[r][1]);                                                      \
+        }                                                                                                              \
+    } while (0)
+
 /* St[j][0:32] = sum_d A[j][d] * X[i][d] for j < nk, from Xt = X word-transposed
- * (Xt[w][i] = X[i][2w], X[i][2w+1]); A bf16 rows lda apart. 8 keys x 2 vectors. */
-static void rows_by_tile(float *St, const uint16_t *A, size_t lda, int nk, const uint32_t *Xt, int HW)
+ * (Xt[w][i] = X[i][2w], X[i][2w+1]); A bf16 rows lda apart. 8 keys x 2 vectors. Key j
+ * is kq + j from the block's first query: from kq + j >= 16 on, queries 0..15 cannot
+ * see it (causal), so their lanes are zeros and their products are skipped. */
+static void rows_by_tile(float *St, const uint16_t *A, size_t lda, int nk, int kq, const uint32_t *Xt, int HW)
 {
     int j = 0;
     for (; j + 8 <= nk; j += 8) {
-        __m512 acc[8][2];
-#pragma GCC unroll 8
-        for (int r = 0; r < 8; r++)
-            acc[r][0] = acc[r][1] = _mm512_setzero_ps();
-        const uint16_t *a = A + (size_t)j * lda;
-        for (int w = 0; w < HW; w++) {
-            __m512i b0 = _mm512_load_si512(Xt + w * BQ), b1 = _mm512_load_si512(Xt + w * BQ + 16);
-#pragma GCC unroll 8
-            for (int r = 0; r < 8; r++) {
-                __m512i x = bcast_word(a + r * lda + 2 * w);
-                acc[r][0] = DP(acc[r][0], x, b0);
-                acc[r][1] = DP(acc[r][1], x, b1);
-            }
-        }
-#pragma GCC unroll 8
-        for (int r = 0; r < 8; r++) {
-            _mm512_store_ps(St + (j + r) * BQ, acc[r][0]);
-            _mm512_store_ps(St + (j + r) * BQ + 16, acc[r][1]);
-        }
+        if (kq + j >= 16)
+            RBT_GROUP(j, 8, 1);
+        else
+            RBT_GROUP(j, 8, 0);
     }
     for (; j < nk; j++) {
-        __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
-        const uint16_t *a = A + (size_t)j * lda;
-        for (int w = 0; w < HW; w++) {
-            __m512i x = bcast_word(a + 2 * w);
-            a0 = DP(a0, x, _mm512_load_si512(Xt + w * BQ));
-            a1 = DP(a1, x, _mm512_load_si512(Xt + w * BQ + 16));
-        }
-        _mm512_store_ps(St + j * BQ, a0);
-        _mm512_store_ps(St + j * BQ + 16, a1);
+        if (kq + j >= 16)
+            RBT_GROUP(j, 1, 1);
+        else
+            RBT_GROUP(j, 1, 0);
     }
 }
 
 /* Ct[d][0:32] += sum_j A[j][d] * P[j][0:32] over key pairs jp < njp, from Ap[jp][d] =
  * (A[2jp][d], A[2jp+1][d]) and Pp[jp][i] = (P[2jp][i], P[2jp+1][i]): O^T += V^T P^T,
- * dQ^T += K^T dS^T. HS a multiple of 8. */
-static void tile_acc(float *Ct, const uint32_t *Ap, int njp, const uint32_t *Pp, int HS)
+ * dQ^T += K^T dS^T. HS a multiple of 8. Key 2jp is kq + 2jp from the block's first query:
+ * from kq + 2jp >= 16 on, lanes 0..15 of P are causal zeros and their products skipped. */
+static void tile_acc(float *Ct, const uint32_t *Ap, int njp, int kq, const uint32_t *Pp, int HS)
 {
+    int jh = (17 - kq) / 2; /* the first pair with kq + 2jp >= 16 */
+    jh = jh < 0 ? 0 : jh > njp ? njp : jh;
     for (int d = 0; d < HS; d += 8) {
         __m512 acc[8][2];
 #pragma GCC unroll 8
@@ -85,7 +93,8 @@ static void tile_acc(float *Ct, const uint32_t *Ap, int njp, const uint32_t *Pp,
             acc[r][0] = _mm512_load_ps(Ct + (d + r) * BQ);
             acc[r][1] = _mm512_load_ps(Ct + (d + r) * BQ + 16);
         }
-        for (int jp = 0; jp < njp; jp++) {
+        int jp = 0;
+        for (; jp < jh; jp++) {
             __m512i p0 = _mm512_load_si512(Pp + jp * BQ), p1 = _mm512_load_si512(Pp + jp * BQ + 16);
             const uint32_t *a = Ap + (size_t)jp * HS + d;
 #pragma GCC unroll 8
@@ -95,6 +104,13 @@ static void tile_acc(float *Ct, const uint32_t *Ap, int njp, const uint32_t *Pp,
                 acc[r][1] = DP(acc[r][1], x, p1);
             }
         }
+        for (; jp < njp; jp++) {
+            __m512i p1 = _mm512_load_si512(Pp + jp * BQ + 16);
+            const uint32_t *a = Ap + (size_t)jp * HS + d;
+#pragma GCC unroll 8
+            for (int r = 0; r < 8; r++)
+                acc[r][1] = DP(acc[r][1], _mm512_set1_epi32((int)a[r]), p1);
+        }
 #pragma GCC unroll 8
         for (int r = 0; r < 8; r++) {
             _mm512_store_ps(Ct + (d + r) * BQ, acc[r][0]);
@@ -103,60 +119,125 @@ static void tile_acc(float *Ct, const uint32_t *Ap, int njp, const uint32_t *Pp,
     }
 }
 
+/* First query pair of a 32-query block whose weights for keys >= kq (key index relative
+ * to the block's first query) can be non-zero: causally, pair ip (queries 2ip, 2ip+1)
+ * sees key kq only if 2ip + 1 >= kq; the pairs before it are exact zeros in P and dS. */
+static inline int first_pair(int kq, int nip)
+{
+    int ip = kq > 0 ? kq / 2 : 0;
+    return ip < nip ? ip : nip;
+}
+
+/* D rows J.. (+)= NR keys x NV vectors of 16 dims from c, over query pairs ip0..nip. */
+#define ROWS_ACC_BLOCK(J, NR, NV)                                                                                      \
+    do {                                                                                                               \
+        __m512 acc[NR][NV];                                                                                            \
+        _Pragma("GCC unroll 8") for (int r = 0; r < NR; r++) for (int v = 0; v < NV; v++) acc[r][v] =                  \
+            _mm512_setzero_ps();                                                                                       \
+        for (int ip = ip0; ip < nip; ip++) {                                                                           \
+            const uint32_t *x = Rq + (size_t)ip * HS + c;                                                              \
+            __m512i xv[NV];                                                                                            \
+            _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) xv[v] = _mm512_load_si512(x + 16 * v);                \
+            _Pragma("GCC unroll 8") for (int r = 0; r < NR; r++)                                                       \
+            {                                                                                                          \
+                __m512i p = _mm512_set1_epi32((int)Pq[((J) + r) * (BQ / 2) + ip]);                                     \
+                _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) acc[r][v] = DP(acc[r][v], p, xv[v]);              \
+            }                                                                                                          \
+        }                                                                                                              \
+        _Pragma("GCC unroll 8") for (int r = 0; r < NR; r++)                                                           \
+        {                                                                                                              \
+            float *y = D + (size_t)((J) + r) * ldd + c;                                                                \
+            _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++)                                                       \
+                _mm512_storeu_ps(y + 16 * v, _mm512_add_ps(_mm512_loadu_ps(y + 16 * v), acc[r][v]));                   \
+        }                                                                                                              \
+    } while (0)
+
 /* D[j][0:HS] += sum_i P[j][i] * R[i][0:HS] over query pairs ip < nip, from Pq[j][ip] =
  * (P[j][2ip], P[j][2ip+1]) (BQ / 2 words a row) and Rq[ip][d] = (R[2ip][d], R[2ip+1][d]):
- * dV += P^T dO, dK += dS^T Q. D fp32 rows ldd apart. */
-static void rows_acc(float *D, size_t ldd, const uint32_t *Pq, int nk, const uint32_t *Rq, int nip, int HS)
+ * dV += P^T dO, dK += dS^T Q. D fp32 rows ldd apart; key j is kq + j from the block's
+ * first query, so each group of keys starts at its first causally visible pair.
+ * Register blocks of 16 accumulators: 4 keys x 64 dims, 8 keys x 32 dims (HS = 32 would
+ * otherwise run 4 keys x 16 dims, 4 dependent chains on a 6-cycle vdpbf16ps). */
+static void rows_acc(float *D, size_t ldd, const uint32_t *Pq, int nk, int kq, const uint32_t *Rq, int nip, int HS)
 {
     int j = 0;
-    for (; j + 4 <= nk; j += 4) {
+    for (; j + 8 <= nk; j += 8) {
         int c = 0;
         for (; c + 64 <= HS; c += 64) {
-            __m512 acc[4][4];
-#pragma GCC unroll 4
-            for (int r = 0; r < 4; r++)
-                acc[r][0] = acc[r][1] = acc[r][2] = acc[r][3] = _mm512_setzero_ps();
-            for (int ip = 0; ip < nip; ip++) {
-                const uint32_t *x = Rq + (size_t)ip * HS + c;
-                __m512i x0 = _mm512_load_si512(x), x1 = _mm512_load_si512(x + 16), x2 = _mm512_load_si512(x + 32),
-                        x3 = _mm512_load_si512(x + 48);
-#pragma GCC unroll 4
-                for (int r = 0; r < 4; r++) {
-                    __m512i p = _mm512_set1_epi32((int)Pq[(j + r) * (BQ / 2) + ip]);
-                    acc[r][0] = DP(acc[r][0], p, x0);
-                    acc[r][1] = DP(acc[r][1], p, x1);
-                    acc[r][2] = DP(acc[r][2], p, x2);
-                    acc[r][3] = DP(acc[r][3], p, x3);
-                }
-            }
-#pragma GCC unroll 4
-            for (int r = 0; r < 4; r++) {
-                float *y = D + (size_t)(j + r) * ldd + c;
-                for (int v = 0; v < 4; v++)
-                    _mm512_storeu_ps(y + 16 * v, _mm512_add_ps(_mm512_loadu_ps(y + 16 * v), acc[r][v]));
-            }
+            int ip0 = first_pair(kq + j, nip);
+            ROWS_ACC_BLOCK(j, 4, 4);
+            ip0 = first_pair(kq + j + 4, nip);
+            ROWS_ACC_BLOCK(j + 4, 4, 4);
         }
-        for (; c < HS; c += 16) {
-            __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
-            for (int ip = 0; ip < nip; ip++) {
-                __m512i x = _mm512_load_si512(Rq + (size_t)ip * HS + c);
-                for (int r = 0; r < 4; r++)
-                    acc[r] = DP(acc[r], _mm512_set1_epi32((int)Pq[(j + r) * (BQ / 2) + ip]), x);
-            }
-            for (int r = 0; r < 4; r++) {
-                float *y = D + (size_t)(j + r) * ldd + c;
-                _mm512_storeu_ps(y, _mm512_add_ps(_mm512_loadu_ps(y), acc[r]));
-            }
-        }
+        int ip0 = first_pair(kq + j, nip);
+        for (; c + 32 <= HS; c += 32)
+            ROWS_ACC_BLOCK(j, 8, 2);
+        for (; c < HS; c += 16)
+            ROWS_ACC_BLOCK(j, 8, 1);
     }
-    for (; j < nk; j++)
-        for (int c = 0; c < HS; c += 16) {
-            __m512 acc = _mm512_setzero_ps();
-            for (int ip = 0; ip < nip; ip++)
-                acc =
-                    DP(acc, _mm512_set1_epi32((int)Pq[j * (BQ / 2) + ip]), _mm512_load_si512(Rq + (size_t)ip * HS + c));
-            float *y = D + (size_t)j * ldd + c;
-            _mm512_storeu_ps(y, _mm512_add_ps(_mm512_loadu_ps(y), acc));
+    for (; j + 4 <= nk; j += 4) {
+        int ip0 = first_pair(kq + j, nip), c = 0;
+        for (; c + 32 <= HS; c += 32)
+            ROWS_ACC_BLOCK(j, 4, 2);
+        for (; c < HS; c += 16)
+            ROWS_ACC_BLOCK(j, 4, 1);
+    }
+    for (; j < nk; j++) {
+        int ip0 = first_pair(kq + j, nip);
+        for (int c = 0; c < HS; c += 16)
+            ROWS_ACC_BLOCK(j, 1, 1);
+    }
+}
+
+/* fg_transpose16_512 fully unrolled and inlined: as a loop nest called out of line its
+ * 48 intermediate registers went through stack arrays (a profiled 1.6% of the recipe's
+ * step, more than the fwd_block around it). Same shuffles, same bits. */
+static inline __attribute__((always_inline)) void transpose16(__m512 r[16])
+{
+    __m512 t[16], u[16];
+#pragma GCC unroll 16
+    for (int k = 0; k < 16; k += 2) {
+        t[k] = _mm512_unpacklo_ps(r[k], r[k + 1]);
+        t[k + 1] = _mm512_unpackhi_ps(r[k], r[k + 1]);
+    }
+#pragma GCC unroll 16
+    for (int k = 0; k < 16; k += 4) {
+        u[k] = _mm512_shuffle_ps(t[k], t[k + 2], _MM_SHUFFLE(1, 0, 1, 0));
+        u[k + 1] = _mm512_shuffle_ps(t[k], t[k + 2], _MM_SHUFFLE(3, 2, 3, 2));
+        u[k + 2] = _mm512_shuffle_ps(t[k + 1], t[k + 3], _MM_SHUFFLE(1, 0, 1, 0));
+        u[k + 3] = _mm512_shuffle_ps(t[k + 1], t[k + 3], _MM_SHUFFLE(3, 2, 3, 2));
+    }
+#pragma GCC unroll 16
+    for (int k = 0; k < 4; k++) {
+        t[k] = _mm512_shuffle_f32x4(u[k], u[k + 4], 0x88);
+        t[k + 4] = _mm512_shuffle_f32x4(u[k], u[k + 4], 0xdd);
+        t[k + 8] = _mm512_shuffle_f32x4(u[k + 8], u[k + 12], 0x88);
+        t[k + 12] = _mm512_shuffle_f32x4(u[k + 8], u[k + 12], 0xdd);
+    }
+#pragma GCC unroll 16
+    for (int k = 0; k < 8; k++) {
+        r[k] = _mm512_shuffle_f32x4(t[k], t[k + 8], 0x88);
+        r[k + 8] = _mm512_shuffle_f32x4(t[k], t[k + 8], 0xdd);
+    }
+}
+
+/* Y[i][d] (+)= Xt[d][i] * w[i] (w NULL: 1) for i < nq: attention_avx512.h's store_t on
+ * transpose16. */
+static void store_tile(float *Y, size_t ldy, const float *Xt, const float *w, int nq, int HS, int accumulate)
+{
+    for (int i0 = 0; i0 < nq; i0 += 16)
+        for (int d0 = 0; d0 < HS; d0 += 16) {
+            __m512 r[16];
+#pragma GCC unroll 16
+            for (int k = 0; k < 16; k++)
+                r[k] = _mm512_load_ps(Xt + (d0 + k) * BQ + i0);
+            transpose16(r);
+            int n = nq - i0 < 16 ? nq - i0 : 16;
+            for (int k = 0; k < n; k++) {
+                float *y = Y + (size_t)(i0 + k) * ldy + d0;
+                __m512 v = w ? _mm512_mul_ps(r[k], _mm512_set1_ps(w[i0 + k])) : r[k];
+                _mm512_storeu_ps(y, accumulate ? _mm512_add_ps(_mm512_loadu_ps(y), v) : v);
+            }
         }
 }
 
@@ -173,7 +254,7 @@ static void load_wt(uint32_t *Xt, const uint16_t *X, size_t ldx, int nq, int HW)
                 r[q] = i0 + q < nq
                            ? _mm512_castsi512_ps(_mm512_maskz_loadu_epi32(k, X + (size_t)(i0 + q) * ldx + 2 * w0))
                            : _mm512_setzero_ps();
-            fg_transpose16_512(r);
+            transpose16(r);
             for (int q = 0; q < nw; q++)
                 _mm512_store_si512(Xt + (w0 + q) * BQ + i0, _mm512_castps_si512(r[q]));
         }
@@ -233,8 +314,33 @@ static void load_key_pairs(uint32_t *Ap, const uint16_t *A, size_t lda, int nk, 
     }
 }
 
+/* Prefetch n rows (ld bytes apart) of len bytes each into L2: a head's rows of qkv, O,
+ * dO and dqkv are read (or written) once or twice each per call, strided, and the
+ * kernels otherwise wait on them; what the next block or head will touch is fetched
+ * while this one's products run. */
+static inline void prefetch_rows(const void *p, size_t ld, int n, size_t len)
+{
+    const char *c = p;
+    for (int i = 0; i < n; i++)
+        for (size_t o = 0; o < len; o += 64)
+            _mm_prefetch(c + (size_t)i * ld + o, _MM_HINT_T1);
+}
+
+/* Prefetch rows r0..r0+n-1 of one head's qkv (bf16), and of its dO and O unless NULL. */
+static inline void prefetch_inputs(const uint16_t *base, const float *gbase, const float *obase, int r0, int n, int C,
+                                   int HS)
+{
+    size_t r = (size_t)r0, C3 = (size_t)3 * C;
+    if (gbase)
+        prefetch_rows(gbase + r * C, sizeof(float) * (size_t)C, n, sizeof(float) * (size_t)HS);
+    if (obase)
+        prefetch_rows(obase + r * C, sizeof(float) * (size_t)C, n, sizeof(float) * (size_t)HS);
+    for (int part = 0; part < 3; part++)
+        prefetch_rows(base + r * C3 + (size_t)part * C, sizeof(uint16_t) * C3, n, sizeof(uint16_t) * (size_t)HS);
+}
+
 /* One block of 32 queries of head h, batch b: online softmax over key blocks. */
-static void fwd_block(float *out, float *lse, const uint16_t *qkv, int b, int h, int t0, int T, int C, int NH)
+static void fwd_block(float *out, float *lse, const uint16_t *qkv, int b, int h, int t0, int B, int T, int C, int NH)
 {
     int HS = C / NH, HW = HS / 2, nq = T - t0 < BQ ? T - t0 : BQ, kend = t0 + nq;
     size_t C3 = (size_t)3 * C;
@@ -245,6 +351,15 @@ static void fwd_block(float *out, float *lse, const uint16_t *qkv, int b, int h,
     uint32_t Vp[BK / 2 * HS] __attribute__((aligned(64)));
     float Ot[HS * BQ] __attribute__((aligned(64)));
     float St[BK * BQ] __attribute__((aligned(64)));
+    /* this block's output rows, and the query rows (Q, K, V) of the block that the
+     * schedule hands out next (the next query block, or the next head's first) */
+    prefetch_rows(out + ((size_t)b * T + t0) * C + (size_t)h * HS, sizeof(float) * (size_t)C, nq,
+                  sizeof(float) * (size_t)HS);
+    int nb = b, nh = h, nt = kend;
+    if (nt >= T && (nt = 0, ++nh == NH))
+        nh = 0, nb++;
+    if (nb < B)
+        prefetch_inputs(qkv + (size_t)nb * T * C3 + (size_t)nh * HS, NULL, NULL, nt, T - nt < BQ ? T - nt : BQ, C, HS);
     load_wt(Qt, base + (size_t)t0 * C3, C3, nq, HW);
     memset(Ot, 0, sizeof(float) * (size_t)HS * BQ);
     __m512 m[2] = {_mm512_set1_ps(NEG_BIG), _mm512_set1_ps(NEG_BIG)};
@@ -252,7 +367,7 @@ static void fwd_block(float *out, float *lse, const uint16_t *qkv, int b, int h,
     const __m512 vscale = _mm512_set1_ps(scale);
     for (int j0 = 0; j0 < kend; j0 += BK) {
         int nk = kend - j0 < BK ? kend - j0 : BK;
-        rows_by_tile(St, base + (size_t)j0 * C3 + C, C3, nk, Qt, HW);
+        rows_by_tile(St, base + (size_t)j0 * C3 + C, C3, nk, j0 - t0, Qt, HW);
         int diag = j0 + nk - 1 > t0;
         for (int v = 0; v < 2; v++) {
             __m512 mb = _mm512_set1_ps(NEG_BIG);
@@ -278,7 +393,7 @@ static void fwd_block(float *out, float *lse, const uint16_t *qkv, int b, int h,
         }
         pack_key_pairs(Pp, St, nk);
         load_key_pairs(Vp, base + (size_t)j0 * C3 + 2 * C, C3, nk, HS);
-        tile_acc(Ot, Vp, (nk + 1) / 2, Pp, HS);
+        tile_acc(Ot, Vp, (nk + 1) / 2, j0 - t0, Pp, HS);
     }
     float mv[BQ] __attribute__((aligned(64))), lv[BQ] __attribute__((aligned(64)));
     for (int v = 0; v < 2; v++) {
@@ -290,7 +405,7 @@ static void fwd_block(float *out, float *lse, const uint16_t *qkv, int b, int h,
         inv[i] = 1.0f / lv[i];
         lse[((size_t)b * NH + h) * T + t0 + i] = mv[i] + logf(lv[i]);
     }
-    store_t(out + ((size_t)b * T + t0) * C + (size_t)h * HS, (size_t)C, Ot, inv, nq, HS, 0);
+    store_tile(out + ((size_t)b * T + t0) * C + (size_t)h * HS, (size_t)C, Ot, inv, nq, HS, 0);
 }
 
 void fg_attention_bf16_forward_avx512bf16(float *out, float *lse, const uint16_t *qkv, int B, int T, int C, int NH)
@@ -305,14 +420,14 @@ void fg_attention_bf16_forward_avx512bf16(float *out, float *lse, const uint16_t
     for (int b = 0; b < B; b++)
         for (int h = 0; h < NH; h++)
             for (int qb = 0; qb < nqb; qb++)
-                fwd_block(out, lse, qkv, b, h, qb * BQ, T, C, NH);
+                fwd_block(out, lse, qkv, b, h, qb * BQ, B, T, C, NH);
 }
 
 /* Backward of one head: query blocks outer (their operands packed once per block), key
  * blocks inner. With P = exp(S - lse), dP = dO V^T, D_i = dO_i.O_i, dS = scale P (dP - D):
  * dV += P^T dO, dK += dS^T Q, dQ += dS K. */
 static void bwd_head(float *dqkv, const float *dout, const uint16_t *qkv, const float *out, const float *lse, int b,
-                     int h, int T, int C, int NH)
+                     int h, int B, int T, int C, int NH)
 {
     int HS = C / NH, HW = HS / 2;
     size_t C3 = (size_t)3 * C;
@@ -338,29 +453,42 @@ static void bwd_head(float *dqkv, const float *dout, const uint16_t *qkv, const 
     const __m512 vscale = _mm512_set1_ps(scale);
     for (int t0 = 0; t0 < T; t0 += BQ) {
         int nq = T - t0 < BQ ? T - t0 : BQ, kend = t0 + nq;
-        memset(Gb, 0, sizeof Gb);
-        for (int i = 0; i < nq; i++)
-            for (int d = 0; d < HS; d += 16)
-                _mm256_store_si256((__m256i *)(Gb + (size_t)i * HS + d),
-                                   (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(gbase + (size_t)(t0 + i) * C + d)));
+        /* the next block's rows (after the last: the first block of the head the schedule
+         * hands out next), fetched while this block's products run */
+        int nb = b, nh = h, nt = kend;
+        if (nt >= T && (nt = 0, ++nh == NH))
+            nh = 0, nb++;
+        if (nb < B) {
+            int nn = T - nt < BQ ? T - nt : BQ;
+            size_t ho = (size_t)nh * HS, r = (size_t)nb * T + (size_t)nt;
+            prefetch_inputs(qkv + (size_t)nb * T * C3 + ho, dout + (size_t)nb * T * C + ho,
+                            out + (size_t)nb * T * C + ho, nt, nn, C, HS);
+            for (int part = 0; part < 3; part++)
+                prefetch_rows(dqkv + r * C3 + (size_t)part * C + ho, sizeof(float) * C3, nn,
+                              sizeof(float) * (size_t)HS);
+        }
+        /* bf16(dO) rows (zeros past nq) and D_i = dO_i.O_i in one pass over dO */
+        for (int i = 0; i < BQ; i++) {
+            __m512 D = _mm512_setzero_ps();
+            for (int d = 0; d < HS; d += 16) {
+                __m512 g = i < nq ? _mm512_loadu_ps(gbase + (size_t)(t0 + i) * C + d) : _mm512_setzero_ps();
+                _mm256_store_si256((__m256i *)(Gb + (size_t)i * HS + d), (__m256i)_mm512_cvtneps_pbh(g));
+                if (i < nq)
+                    D = _mm512_fmadd_ps(g, _mm512_loadu_ps(obase + (size_t)(t0 + i) * C + d), D);
+            }
+            Dv[i] = _mm512_reduce_add_ps(D);
+            Lv[i] = i < nq ? lrow[t0 + i] : 0.0f;
+        }
         load_wt(Qt, base + (size_t)t0 * C3, C3, nq, HW);
         load_wt(Gt, Gb, (size_t)HS, nq, HW);
         load_pairs(Qq, base + (size_t)t0 * C3, C3, nq, HS);
         load_pairs(Gq, Gb, (size_t)HS, BQ, HS);
         memset(dQt, 0, sizeof(float) * (size_t)HS * BQ);
-        for (int i = 0; i < BQ; i++) {
-            __m512 D = _mm512_setzero_ps();
-            for (int d = 0; i < nq && d < HS; d += 16)
-                D = _mm512_fmadd_ps(_mm512_loadu_ps(gbase + (size_t)(t0 + i) * C + d),
-                                    _mm512_loadu_ps(obase + (size_t)(t0 + i) * C + d), D);
-            Dv[i] = _mm512_reduce_add_ps(D);
-            Lv[i] = i < nq ? lrow[t0 + i] : 0.0f;
-        }
         for (int j0 = 0; j0 < kend; j0 += BK) {
             int nk = kend - j0 < BK ? kend - j0 : BK;
             const uint16_t *K = base + (size_t)j0 * C3 + C, *V = base + (size_t)j0 * C3 + 2 * C;
-            rows_by_tile(Pt, K, C3, nk, Qt, HW);  /* unscaled scores S^T */
-            rows_by_tile(dSt, V, C3, nk, Gt, HW); /* dP^T */
+            rows_by_tile(Pt, K, C3, nk, j0 - t0, Qt, HW);  /* unscaled scores S^T */
+            rows_by_tile(dSt, V, C3, nk, j0 - t0, Gt, HW); /* dP^T */
             int diag = j0 + nk - 1 > t0;
             for (int v = 0; v < 2; v++) {
                 __m512 L = _mm512_load_ps(Lv + 16 * v), D = _mm512_load_ps(Dv + 16 * v);
@@ -379,11 +507,11 @@ static void bwd_head(float *dqkv, const float *dout, const uint16_t *qkv, const 
             pack_key_pairs(dSp, dSt, nk);
             load_key_pairs(Kp, K, C3, nk, HS);
             int nip = (nq + 1) / 2;
-            rows_acc(dbase + (size_t)j0 * C3 + 2 * C, C3, Pq, nk, Gq, nip, HS); /* dV */
-            rows_acc(dbase + (size_t)j0 * C3 + C, C3, dSq, nk, Qq, nip, HS);    /* dK */
-            tile_acc(dQt, Kp, (nk + 1) / 2, dSp, HS);                           /* dQ^T */
+            rows_acc(dbase + (size_t)j0 * C3 + 2 * C, C3, Pq, nk, j0 - t0, Gq, nip, HS); /* dV */
+            rows_acc(dbase + (size_t)j0 * C3 + C, C3, dSq, nk, j0 - t0, Qq, nip, HS);    /* dK */
+            tile_acc(dQt, Kp, (nk + 1) / 2, j0 - t0, dSp, HS);                           /* dQ^T */
         }
-        store_t(dbase + (size_t)t0 * C3, C3, dQt, NULL, nq, HS, 1);
+        store_tile(dbase + (size_t)t0 * C3, C3, dQt, NULL, nq, HS, 1);
     }
 }
 
@@ -398,5 +526,5 @@ void fg_attention_bf16_backward_avx512bf16(float *dqkv, const float *dout, const
 #pragma omp parallel for collapse(2) schedule(dynamic, 1)
     for (int b = 0; b < B; b++)
         for (int h = 0; h < NH; h++)
-            bwd_head(dqkv, dout, qkv, out, lse, b, h, T, C, NH);
+            bwd_head(dqkv, dout, qkv, out, lse, b, h, B, T, C, NH);
 }
