@@ -19,6 +19,18 @@
  * elements on: src/kernels' FG_PAR_MIN_ELEMS (a passive fork/join costs ~0.1 ms of
  * CPU; docs/perf/kernels.md, section 7). Routing costs several ops per logit: 1/8. */
 #define MOE_PAR_ELEMS ((size_t)1 << 19)
+/* for (T i = lo; i < hi; i++) body, over the threads when par, else as a plain loop
+ * outside any OpenMP construct: a region with a false `if` clause still calls
+ * GOMP_parallel and wakes a futex (docs/perf/kernels.md, section 8). */
+#define ROWS_FOR(par, T, i, lo, hi, ...)                                                                               \
+    do {                                                                                                               \
+        if (par) {                                                                                                     \
+            _Pragma("omp parallel for schedule(static)") for (T i = (lo); i < (hi); i++) __VA_ARGS__                   \
+        } else {                                                                                                       \
+            for (T i = (lo); i < (hi); i++)                                                                            \
+                __VA_ARGS__                                                                                            \
+        }                                                                                                              \
+    } while (0)
 
 fg_status fg_moe_config_validate(const fg_moe_config *mc)
 {
@@ -558,10 +570,10 @@ fg_status fg_moe_forward(fg_moe_layer *L, float *out, const float *x, const fg_m
     if (mc->router_logit_scale != 1.0f)
         for (size_t i = 0; i < (size_t)n * E; i++)
             L->aff[i] *= mc->router_logit_scale;
-#pragma omp parallel for schedule(static) if ((size_t)n * E >= MOE_PAR_ELEMS / 8)
-    for (int t = 0; t < n; t++)
+    ROWS_FOR((size_t)n * E >= MOE_PAR_ELEMS / 8, int, t, 0, n, {
         route_token(L->aff + (size_t)t * E, L->prob ? L->prob + (size_t)t * E : NULL, L->topk + (size_t)t * K,
                     L->gate + (size_t)t * K, bias, E, K, mc->route_scale, mc->route_groups, mc->route_max_groups);
+    });
 
     /* counting sort of the pairs by expert, stable in token order, so the capacity
      * limit keeps each expert's first `cap` tokens */
@@ -587,9 +599,8 @@ fg_status fg_moe_forward(fg_moe_layer *L, float *out, const float *x, const fg_m
     }
     L->n_rows = L->offs[E];
 
-#pragma omp parallel for schedule(static) if ((size_t)L->n_rows * C >= MOE_PAR_ELEMS)
-    for (int r = 0; r < L->n_rows; r++)
-        memcpy(L->xg + (size_t)r * C, x + (size_t)L->row_tok[r] * C, (size_t)C * sizeof(float));
+    ROWS_FOR((size_t)L->n_rows * C >= MOE_PAR_ELEMS, int, r, 0, L->n_rows,
+             { memcpy(L->xg + (size_t)r * C, x + (size_t)L->row_tok[r] * C, (size_t)C * sizeof(float)); });
 
     if (L->ep) { /* expert parallel: the rows go to the experts' ranks and come back */
         fg_status st = moe_ep_forward(L, w);
@@ -614,8 +625,7 @@ fg_status fg_moe_forward(fg_moe_layer *L, float *out, const float *x, const fg_m
     }
     /* combine: out[t] += sum_k gate_tk * eo[pos_tk], slots in a fixed order per token,
      * so the result does not depend on the thread count */
-#pragma omp parallel for schedule(static) if ((size_t)n * K * C >= MOE_PAR_ELEMS)
-    for (int t = 0; t < n; t++) {
+    ROWS_FOR((size_t)n * K * C >= MOE_PAR_ELEMS, int, t, 0, n, {
         float *o = out + (size_t)t * C;
         for (int k = 0; k < K; k++) {
             int p = L->pos[(size_t)t * K + k];
@@ -626,7 +636,7 @@ fg_status fg_moe_forward(fg_moe_layer *L, float *out, const float *x, const fg_m
             for (int c = 0; c < C; c++)
                 o[c] += g * eo[c];
         }
-    }
+    });
 
     /* statistics */
     double mean = (double)n * K / E, var = 0;
@@ -757,9 +767,8 @@ fg_status fg_moe_backward(fg_moe_layer *L, fg_moe_scratch *S, float *dx, const f
     if (S->max_tokens < n)
         return fg_error(FG_ERR_INVALID, "moe: backward scratch sized for %d tokens, forward had %d", S->max_tokens, n);
 
-        /* gates: out[t] += g_tk eo[p]  =>  d_eo[p] = g_tk dout_t (dg_tk = <dout_t, eo_p> below) */
-#pragma omp parallel for schedule(static) if ((size_t)n * K * C >= MOE_PAR_ELEMS)
-    for (int t = 0; t < n; t++) {
+    /* gates: out[t] += g_tk eo[p]  =>  d_eo[p] = g_tk dout_t (dg_tk = <dout_t, eo_p> below) */
+    ROWS_FOR((size_t)n * K * C >= MOE_PAR_ELEMS, int, t, 0, n, {
         const float *d = dout + (size_t)t * C;
         for (int k = 0; k < K; k++) {
             int p = L->pos[(size_t)t * K + k];
@@ -770,7 +779,7 @@ fg_status fg_moe_backward(fg_moe_layer *L, fg_moe_scratch *S, float *dx, const f
             for (int c = 0; c < C; c++)
                 de[c] = g * d[c];
         }
-    }
+    });
 
     /* experts: each writes its own rows of d_act, d_h, d_xg and its own weight grads */
     if (L->ep) {
@@ -786,8 +795,7 @@ fg_status fg_moe_backward(fg_moe_layer *L, fg_moe_scratch *S, float *dx, const f
             expert_backward(L, S, dw, w, e);
     }
     /* scatter: dx[t] += sum_k d_xg[pos_tk] (the gather's backward), fixed slot order */
-#pragma omp parallel for schedule(static) if ((size_t)n * K * C >= MOE_PAR_ELEMS)
-    for (int t = 0; t < n; t++) {
+    ROWS_FOR((size_t)n * K * C >= MOE_PAR_ELEMS, int, t, 0, n, {
         float *d = dx + (size_t)t * C;
         for (int k = 0; k < K; k++) {
             int p = L->pos[(size_t)t * K + k];
@@ -797,7 +805,7 @@ fg_status fg_moe_backward(fg_moe_layer *L, fg_moe_scratch *S, float *dx, const f
             for (int c = 0; c < C; c++)
                 d[c] += s[c];
         }
-    }
+    });
 
     /* shared experts: out = as @ proj^T, as = swiglu(hs), hs = x @ fc^T */
     if (SH > 0) {
@@ -830,8 +838,8 @@ fg_status fg_moe_backward(fg_moe_layer *L, fg_moe_scratch *S, float *dx, const f
                     f[L->topk[(size_t)t * K + k]] += (double)E / ((double)K * T);
             c = (double)aux_scale * mc->balance_alpha / ((double)B * T);
         }
-#pragma omp parallel for schedule(static) if ((size_t)tseq * K * C >= MOE_PAR_ELEMS)
-        for (int t = b * tseq; t < (b + 1) * tseq; t++) {
+        int t0 = b * tseq, t1 = t0 + tseq;
+        ROWS_FOR((size_t)tseq * K * C >= MOE_PAR_ELEMS, int, t, t0, t1, {
             float dg[FG_MOE_MAX_K];
             for (int k = 0; k < K; k++) {
                 int p = L->pos[(size_t)t * K + k];
@@ -846,7 +854,7 @@ fg_status fg_moe_backward(fg_moe_layer *L, fg_moe_scratch *S, float *dx, const f
             router_token_backward(S->d_s + (size_t)t * E, L->aff + (size_t)t * E, L->topk + (size_t)t * K, dg, E, K,
                                   mc->route_scale, seqaux ? f : NULL, c, sw ? L->prob + (size_t)t * E : NULL, L->count,
                                   sw_scale);
-        }
+        });
     }
     if (mc->router_logit_scale != 1.0f) /* s = scale * x W_r^T */
         for (size_t i = 0; i < (size_t)n * E; i++)
