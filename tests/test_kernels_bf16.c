@@ -531,6 +531,59 @@ static void test_gelu_bf16(void)
     FG_CHECK(fg_kernels_init(NULL) == FG_OK, "init: %s", fg_last_error());
 }
 
+/* swiglu_forward_bf16 and swiglu_backward_bf16 in every variant: bit for bit swiglu_forward
+ * then cvt_f32_bf16, and swiglu_backward into a zeroed array then cvt (-0 products give
+ * +0; SET: the output's previous bytes never matter), for the variant of the same name;
+ * H not a multiple of 16 or 32 (tails), one shape over FG_PAR_MIN_ELEMS (the threaded
+ * branch) also at 1 thread; inputs with inf, NaN, -0, huge values and subnormal
+ * gradients (the bf16 unit's rounding flushes them: the rule's path). */
+static void test_swiglu_bf16(void)
+{
+    const char *vs[8];
+    int nv = variants("swiglu_forward_bf16", vs), nthreads = fg_threads_get();
+    static const int shapes[][2] = {{3000, 176}, {37, 45}, {5, 16}, {2, 33}};
+    for (size_t sh = 0; sh < sizeof shapes / sizeof shapes[0]; sh++) {
+        int N = shapes[sh][0], H = shapes[sh][1];
+        size_t nh = (size_t)N * H, n2 = 2 * nh;
+        float *inp = fg_malloc(n2 * 4), *dout = fg_malloc(nh * 4), *f = fg_malloc(n2 * 4);
+        uint16_t *b0 = fg_malloc(n2 * 2), *b1 = fg_malloc(n2 * 2);
+        FG_ASSERT(inp && dout && f && b0 && b1);
+        for (size_t i = 0; i < n2; i++)
+            inp[i] = i % 97 == 0 ? 60.0f * fg_rng_normal(&rng) : 3.0f * fg_rng_normal(&rng);
+        for (size_t i = 0; i < nh; i++)
+            dout[i] = i % 13 == 0 ? -0.0f : i % 17 == 0 ? 1e-39f * fg_rng_normal(&rng) : fg_rng_normal(&rng);
+        inp[1] = -0.0f, inp[3] = INFINITY, inp[5] = -INFINITY, inp[7] = NAN, inp[n2 - 1] = 1e-40f;
+        for (int v = 0; v < nv; v++) {
+            use("swiglu_forward_bf16", vs[v]);
+            use("swiglu_forward", vs[v]);
+            use("swiglu_backward_bf16", vs[v]);
+            use("swiglu_backward", vs[v]);
+            fg_swiglu_forward(f, inp, N, H);
+            fg_cvt_f32_bf16_ref(b0, f, nh);
+            for (int th = 0; th < 2; th++) {
+                fg_threads_set(th ? 1 : nthreads);
+                memset(b1, 0xa5, n2 * 2);
+                fg_swiglu_forward_bf16(b1, inp, N, H);
+                FG_CHECK(!memcmp(b0, b1, nh * 2), "swiglu_forward_bf16[%s] %dx%d th %d: differs", vs[v], N, H, th);
+                FG_CHECK(b1[nh] == 0xa5a5, "swiglu_forward_bf16[%s] %dx%d: wrote past the end", vs[v], N, H);
+            }
+            fg_threads_set(nthreads);
+            memset(f, 0, n2 * 4);
+            fg_swiglu_backward(f, dout, inp, N, H);
+            fg_cvt_f32_bf16_ref(b0, f, n2);
+            for (int th = 0; th < 2; th++) {
+                fg_threads_set(th ? 1 : nthreads);
+                memset(b1, th ? 0xff : 0xa5, n2 * 2);
+                fg_swiglu_backward_bf16(b1, dout, inp, N, H);
+                FG_CHECK(!memcmp(b0, b1, n2 * 2), "swiglu_backward_bf16[%s] %dx%d th %d: differs", vs[v], N, H, th);
+            }
+            fg_threads_set(nthreads);
+        }
+        fg_free(inp), fg_free(dout), fg_free(f), fg_free(b0), fg_free(b1);
+    }
+    FG_CHECK(fg_kernels_init(NULL) == FG_OK, "init: %s", fg_last_error());
+}
+
 /* colsum_add (the bf16 model's bias gradients) in every variant: bit for bit the row-order
  * fp32 sums from +0 (the loop of fg_add calls it replaced), added into db: C across and
  * below the 128-column blocks and not a multiple of 16, -0 columns (+0 sum), a NaN, N 0. */
@@ -604,6 +657,7 @@ int main(void)
     test_xent_bf16();
     test_layernorm_bf16();
     test_gelu_bf16();
+    test_swiglu_bf16();
     test_colsum();
     return fg_test_end();
 }

@@ -78,6 +78,14 @@ FG_KERNEL_OP(void, layernorm_forward_bf16,
 FG_KERNEL_OP(void, gelu_backward_bf16,
              (uint16_t *dinpb, float *dinp, const float *dout, const uint16_t *inp, size_t n),
              (dinpb, dinp, dout, inp, n), 1)
+/* The bf16 model's SwiGLU forward written only as the next GEMM's operand: out[N,H] =
+ * bf16(what swiglu_forward's variant of the same name writes) (cvt_f32_bf16's rule). */
+FG_KERNEL_OP(void, swiglu_forward_bf16, (uint16_t *out, const float *inp, int N, int H), (out, inp, N, H), 1)
+/* The bf16 model's SwiGLU backward written only as the next GEMMs' operand: dinpb[N,2H] =
+ * bf16(v), v = what swiglu_backward's variant of the same name adds into a zeroed dinp
+ * (so +0 for a -0 product). SET: no zeroing, no fp32 output. */
+FG_KERNEL_OP(void, swiglu_backward_bf16, (uint16_t *dinpb, const float *dout, const float *inp, int N, int H),
+             (dinpb, dout, inp, N, H), 1)
 
 /* ---- int8 (docs/KERNELS.md "int8 GEMM"; issue 14) ----
  * C[M,N] (int32) = A[M,K] (uint8) @ B[N,K]^T (int8), exact, C overwritten: a linear
