@@ -584,6 +584,68 @@ static void test_swiglu_bf16(void)
     FG_CHECK(fg_kernels_init(NULL) == FG_OK, "init: %s", fg_last_error());
 }
 
+/* rmsnorm_backward_bf16 in every variant: bit for bit rmsnorm_backward of the variant of
+ * the same name on the input rebuilt as x-hat * (1 / rstd) + 0, both gradients added into
+ * pre-filled arrays, each alone (NULL), C not a multiple of 16 or of the 64-column blocks,
+ * one shape over FG_PAR_MIN_ELEMS (the threaded branches) also at 1 thread, -0 x-hats. */
+static void test_rmsnorm_bwd_bf16(void)
+{
+    const char *vs[8];
+    int nv = variants("rmsnorm_backward_bf16", vs), nthreads = fg_threads_get();
+    static const int shapes[][2] = {{1024, 768}, {37, 45}, {5, 16}, {3, 130}};
+    for (size_t sh = 0; sh < sizeof shapes / sizeof shapes[0]; sh++) {
+        int N = shapes[sh][0], C = shapes[sh][1];
+        size_t n = (size_t)N * C;
+        uint16_t *xh = rand_bf16(n);
+        float *inp = fg_malloc(n * 4), *g = fg_malloc(n * 4), *w = fg_malloc((size_t)C * 4),
+              *rstd = fg_malloc((size_t)N * 4), *d0 = fg_malloc(n * 4), *d1 = fg_malloc(n * 4),
+              *dw0 = fg_malloc((size_t)C * 4), *dw1 = fg_malloc((size_t)C * 4);
+        FG_ASSERT(xh && inp && g && w && rstd && d0 && d1 && dw0 && dw1);
+        for (size_t i = 0; i < n; i++) {
+            g[i] = fg_rng_normal(&rng);
+            if (i % 29 == 0)
+                xh[i] = 0x8000; /* -0: the rebuild's + 0 makes it +0 */
+        }
+        for (int c = 0; c < C; c++)
+            w[c] = fg_rng_normal(&rng);
+        for (int r = 0; r < N; r++)
+            rstd[r] = 0.3f + 3.0f * fg_rng_uniform(&rng);
+        fg_cvt_bf16_f32_ref(inp, xh, n);
+        for (int r = 0; r < N; r++)
+            for (int c = 0; c < C; c++)
+                inp[(size_t)r * C + c] = inp[(size_t)r * C + c] * (1.0f / rstd[r]) + 0.0f;
+        for (int v = 0; v < nv; v++) {
+            use("rmsnorm_backward_bf16", vs[v]);
+            use("rmsnorm_backward", vs[v]);
+            for (size_t i = 0; i < n; i++)
+                d0[i] = 0.25f * (float)(i % 7);
+            for (int c = 0; c < C; c++)
+                dw0[c] = 0.5f * (float)(c % 5);
+            fg_rmsnorm_backward(d0, dw0, g, inp, w, rstd, N, C);
+            for (int mode = 0; mode < 4; mode++) { /* both, dinp only, dweight only, both on 1 thread */
+                fg_threads_set(mode == 3 ? 1 : nthreads);
+                for (size_t i = 0; i < n; i++)
+                    d1[i] = 0.25f * (float)(i % 7);
+                for (int c = 0; c < C; c++)
+                    dw1[c] = 0.5f * (float)(c % 5);
+                fg_rmsnorm_backward_bf16(mode == 2 ? NULL : d1, mode == 1 ? NULL : dw1, g, xh, w, rstd, N, C);
+                FG_CHECK(mode == 2 || !memcmp(d0, d1, n * 4), "rmsnorm_backward_bf16[%s] %dx%d mode %d: dinp differs",
+                         vs[v], N, C, mode);
+                FG_CHECK(mode == 1 || !memcmp(dw0, dw1, (size_t)C * 4),
+                         "rmsnorm_backward_bf16[%s] %dx%d mode %d: dweight differs", vs[v], N, C, mode);
+                FG_CHECK(mode != 2 || d1[n - 1] == 0.25f * (float)((n - 1) % 7),
+                         "rmsnorm_backward_bf16[%s]: dinp NULL written", vs[v]);
+                FG_CHECK(mode != 1 || dw1[C - 1] == 0.5f * (float)((C - 1) % 5),
+                         "rmsnorm_backward_bf16[%s]: dweight NULL written", vs[v]);
+            }
+            fg_threads_set(nthreads);
+        }
+        fg_free(xh), fg_free(inp), fg_free(g), fg_free(w), fg_free(rstd);
+        fg_free(d0), fg_free(d1), fg_free(dw0), fg_free(dw1);
+    }
+    FG_CHECK(fg_kernels_init(NULL) == FG_OK, "init: %s", fg_last_error());
+}
+
 /* colsum_add (the bf16 model's bias gradients) in every variant: bit for bit the row-order
  * fp32 sums from +0 (the loop of fg_add calls it replaced), added into db: C across and
  * below the 128-column blocks and not a multiple of 16, -0 columns (+0 sum), a NaN, N 0. */
@@ -658,6 +720,7 @@ int main(void)
     test_layernorm_bf16();
     test_gelu_bf16();
     test_swiglu_bf16();
+    test_rmsnorm_bwd_bf16();
     test_colsum();
     return fg_test_end();
 }

@@ -182,6 +182,14 @@ FG_KERNEL_OP(void, rmsnorm_backward,
               const float *rstd, int N, int C),
              (dinp, dweight, dout, inp, weight, rstd, N, C),
              1)
+/* The bf16 model's RMSNorm backward from its saved bf16 x-hat: rmsnorm_backward's variant
+ * of the same name on inp[n,c] = (float)xhat[n,c] * (1.0f / rstd[n]) + 0.0f (the input
+ * rebuilt as the model did, one multiply then one add), bit for bit, without inp in memory. */
+FG_KERNEL_OP(void, rmsnorm_backward_bf16,
+             (float *dinp, float *dweight, const float *dout, const uint16_t *xhat, const float *weight,
+              const float *rstd, int N, int C),
+             (dinp, dweight, dout, xhat, weight, rstd, N, C),
+             N >= 0 && C >= 0)
 /* out = (inp - mean) * rstd * weight + bias; mean[N], rstd[N] saved. */
 FG_KERNEL_OP(void, layernorm_forward,
              (float *out, float *mean, float *rstd, const float *inp, const float *weight, const float *bias, int N,

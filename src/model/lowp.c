@@ -384,6 +384,21 @@ static int fused_ok(const char *fused, const char *op)
     return !strcmp(fg_kernels_variant(fused), fg_kernels_variant(op));
 }
 
+/* Norm backward into dres from the saved x-hat: RMSNorm on a bf16 x-hat in one kernel
+ * that rebuilds the input in registers (rmsnorm_backward_bf16: the same bits), else the
+ * input rebuilt into lp->tmp (norm_inp) and the fp32 backward. */
+static void norm_bwd(fg_model *m, const model_saved *xn, const float *mean, const float *rstd, size_t wo, size_t bo,
+                     int N)
+{
+    model_lp *lp = m->lp;
+    if (xn->bf && m->cfg.layout == FG_LAYOUT_LLAMA && fused_ok("rmsnorm_backward_bf16", "rmsnorm_backward")) {
+        fg_rmsnorm_backward_bf16(lp->dres, model_g(m, wo), lp->dln, xn->bf, model_p(m, wo), rstd, N, m->cfg.d_model);
+        return;
+    }
+    norm_inp(m, lp->tmp, xn, mean, rstd, N);
+    model_norm_backward(m, lp->dres, model_g(m, wo), model_g(m, bo), lp->dln, lp->tmp, model_p(m, wo), mean, rstd, N);
+}
+
 /* Norm forward: saves x-hat, mean, rstd and leaves the output (from the saved x-hat) in
  * xb as bf16 when xb is given, else in lp->lnb (fp32, for the MoE FFN). */
 static void norm_fwd(fg_model *m, model_saved *xn, float *mean, float *rstd, const float *inp, const float *w,
@@ -586,9 +601,7 @@ fg_status model_lp_backward(fg_model *m, float loss_scale)
                    fg_bgemm(1, 0, Vp, C, nr, alpha, dl, Vp, xb + (size_t)r0 * C, C, 1.0f, m->grads + m->head, C));
     }
     MODEL_PROF(m, OP_ZERO, memset(lp->dres, 0, NC * sizeof(float)));
-    MODEL_PROF(m, OP_NORM, norm_inp(m, lp->tmp, &lp->xnf, lp->meanf, lp->rstdf, N);
-               model_norm_backward(m, lp->dres, model_g(m, m->lnfw), model_g(m, m->lnfb), lp->dln, lp->tmp,
-                                   model_p(m, m->lnfw), lp->meanf, lp->rstdf, N));
+    MODEL_PROF(m, OP_NORM, norm_bwd(m, &lp->xnf, lp->meanf, lp->rstdf, m->lnfw, m->lnfb, N));
 
     /* lp->dres: d(loss)/d(the residual after layer l), turned into that of its input */
     for (int l = c->n_layer - 1; l >= 0; l--) {
@@ -626,9 +639,7 @@ fg_status model_lp_backward(fg_model *m, float loss_scale)
                        if (!fused) operand_bf16(m, db, lp->dfch, (size_t)N, (size_t)Fin, gf);
                        lin_bwd(m, lp->dln, db, lp->dfch, xb, o->fcw, o->fcb, N, C, Fin));
         }
-        MODEL_PROF(m, OP_NORM, norm_inp(m, lp->tmp, &a->xn2, a->mean2, a->rstd2, N);
-                   model_norm_backward(m, lp->dres, model_g(m, o->ln2w), model_g(m, o->ln2b), lp->dln, lp->tmp,
-                                       model_p(m, o->ln2w), a->mean2, a->rstd2, N));
+        MODEL_PROF(m, OP_NORM, norm_bwd(m, &a->xn2, a->mean2, a->rstd2, o->ln2w, o->ln2b, N));
         /* res2 = res + atty @ attprojw^T + b */
         MODEL_PROF(m, OP_ATTPROJ, operand_bf16(m, db, lp->dres, (size_t)N, (size_t)C, gf);
                    lin_bwd(m, lp->datty, db, lp->dres, view_bf16(lp, &a->atty, 0, (size_t)N, xb), o->attprojw,
@@ -650,9 +661,7 @@ fg_status model_lp_backward(fg_model *m, float loss_scale)
         MODEL_PROF(m, OP_QKV, norm_out_bf16(m, xb, &a->xn1, model_p(m, o->ln1w), model_p(m, o->ln1b), N);
                    operand_bf16(m, db, lp->dqkv, (size_t)N, 3 * (size_t)C, gf);
                    lin_bwd(m, lp->dln, db, lp->dqkv, xb, o->qkvw, o->qkvb, N, C, 3 * C));
-        MODEL_PROF(m, OP_NORM, norm_inp(m, lp->tmp, &a->xn1, a->mean1, a->rstd1, N);
-                   model_norm_backward(m, lp->dres, model_g(m, o->ln1w), model_g(m, o->ln1b), lp->dln, lp->tmp,
-                                       model_p(m, o->ln1w), a->mean1, a->rstd1, N));
+        MODEL_PROF(m, OP_NORM, norm_bwd(m, &a->xn1, a->mean1, a->rstd1, o->ln1w, o->ln1b, N));
     }
     MODEL_PROF(m, OP_EMBED, fg_embedding_backward(m->grads + m->wte, model_g(m, m->wpe), lp->dres, m->inputs, N, T, C));
     return FG_OK;

@@ -99,6 +99,63 @@ void fg_rmsnorm_backward_avx512(float *dinp, float *dweight, const float *dout, 
     }
 }
 
+/* The rebuilt input x-hat / rstd + 0 of 16 lanes (one multiply, one add: as the model's
+ * rebuild pass, whose output rmsnorm_backward read). */
+static inline __m512 rebuilt16(const uint16_t *xh, __m512 inv, __mmask16 k)
+{
+    __m512 v = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(k, xh)), 16));
+    return _mm512_add_ps(_mm512_mul_ps(v, inv), _mm512_setzero_ps());
+}
+
+/* fg_rmsnorm_backward_avx512 with each load of inp replaced by rebuilt16. */
+void fg_rmsnorm_backward_bf16_avx512(float *dinp, float *dweight, const float *dout, const uint16_t *xhat,
+                                     const float *weight, const float *rstd, int N, int C)
+{
+    if (dinp) {
+        ROWS_FOR((size_t)N * C >= FG_PAR_MIN_ELEMS, int, n, N, {
+            const uint16_t *x = xhat + (size_t)n * C;
+            const float *g = dout + (size_t)n * C;
+            float *d = dinp + (size_t)n * C;
+            float r = rstd[n];
+            __m512 inv = _mm512_set1_ps(1.0f / r), s = _mm512_setzero_ps();
+            for (int c = 0; c < C; c += 16) {
+                __mmask16 k = fg_tail_mask(C - c);
+                __m512 wg = _mm512_mul_ps(_mm512_maskz_loadu_ps(k, weight + c), _mm512_maskz_loadu_ps(k, g + c));
+                s = _mm512_fmadd_ps(wg, rebuilt16(x + c, inv, k), s);
+            }
+            __m512 vk = _mm512_set1_ps(-r * r * r * _mm512_reduce_add_ps(s) / (float)C), vr = _mm512_set1_ps(r);
+            for (int c = 0; c < C; c += 16) {
+                __mmask16 k = fg_tail_mask(C - c);
+                __m512 wg = _mm512_mul_ps(_mm512_maskz_loadu_ps(k, weight + c), _mm512_maskz_loadu_ps(k, g + c));
+                __m512 v = _mm512_fmadd_ps(vk, rebuilt16(x + c, inv, k), _mm512_mul_ps(vr, wg));
+                _mm512_mask_storeu_ps(d + c, k, _mm512_add_ps(_mm512_maskz_loadu_ps(k, d + c), v));
+            }
+        });
+    }
+    if (dweight) {
+        int nblk = (C + CB - 1) / CB;
+        ROWS_FOR((size_t)N * C >= FG_PAR_MIN_ELEMS, int, blk, nblk, {
+            int c0 = blk * CB;
+            __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+            for (int n = 0; n < N; n++) {
+                const uint16_t *x = xhat + (size_t)n * C + c0;
+                const float *g = dout + (size_t)n * C + c0;
+                __m512 vr = _mm512_set1_ps(rstd[n]), inv = _mm512_set1_ps(1.0f / rstd[n]);
+                for (int v = 0; v < 4; v++) {
+                    __mmask16 k = fg_tail_mask(C - c0 - 16 * v > 0 ? C - c0 - 16 * v : 0);
+                    __m512 xr = _mm512_mul_ps(rebuilt16(x + 16 * v, inv, k), vr);
+                    acc[v] = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(k, g + 16 * v), xr, acc[v]);
+                }
+            }
+            for (int v = 0; v < 4; v++) {
+                __mmask16 k = fg_tail_mask(C - c0 - 16 * v > 0 ? C - c0 - 16 * v : 0);
+                float *w = dweight + c0 + 16 * v;
+                _mm512_mask_storeu_ps(w, k, _mm512_add_ps(_mm512_maskz_loadu_ps(k, w), acc[v]));
+            }
+        });
+    }
+}
+
 void fg_layernorm_forward_avx512(float *out, float *mean, float *rstd, const float *inp, const float *weight,
                                  const float *bias, int N, int C, float eps)
 {
