@@ -584,6 +584,58 @@ static void test_swiglu_bf16(void)
     FG_CHECK(fg_kernels_init(NULL) == FG_OK, "init: %s", fg_last_error());
 }
 
+/* rmsnorm_forward_bf16 in every variant: rstd, the x-hat and both outputs bit for bit
+ * rmsnorm_forward (weight 1) of the variant of the same name, cvt_f32_bf16 and
+ * bf16_affine; each output alone; C not a multiple of 16 or 32; one shape over
+ * FG_PAR_MIN_ELEMS also at 1 thread; inputs with -0, huge and tiny rows. */
+static void test_rmsnorm_fwd_bf16(void)
+{
+    const char *vs[8];
+    int nv = variants("rmsnorm_forward_bf16", vs), nthreads = fg_threads_get();
+    static const int shapes[][2] = {{1024, 768}, {37, 45}, {5, 16}, {3, 130}};
+    for (size_t sh = 0; sh < sizeof shapes / sizeof shapes[0]; sh++) {
+        int N = shapes[sh][0], C = shapes[sh][1];
+        size_t n = (size_t)N * C;
+        float *x = fg_malloc(n * 4), *y = fg_malloc(n * 4), *w = fg_malloc((size_t)C * 4),
+              *ones = fg_malloc((size_t)C * 4), *r0 = fg_malloc((size_t)N * 4), *r1 = fg_malloc((size_t)N * 4),
+              *f0 = fg_malloc(n * 4), *f1 = fg_malloc(n * 4);
+        uint16_t *xh0 = fg_malloc(n * 2), *xh1 = fg_malloc(n * 2), *o0 = fg_malloc(n * 2), *o1 = fg_malloc(n * 2);
+        FG_ASSERT(x && y && w && ones && r0 && r1 && f0 && f1 && xh0 && xh1 && o0 && o1);
+        for (size_t i = 0; i < n; i++)
+            x[i] = i % 31 == 0 ? -0.0f
+                               : fg_rng_normal(&rng) * (i / C % 3 == 1   ? 1e18f
+                                                        : i / C % 3 == 2 ? 1e-18f
+                                                                         : 1.0f);
+        for (int c = 0; c < C; c++)
+            w[c] = fg_rng_normal(&rng), ones[c] = 1.0f;
+        for (int v = 0; v < nv; v++) {
+            use("rmsnorm_forward_bf16", vs[v]);
+            use("rmsnorm_forward", vs[v]);
+            fg_rmsnorm_forward(y, r0, x, ones, N, C, 1e-5f);
+            fg_cvt_f32_bf16_ref(xh0, y, n);
+            fg_bf16_affine_ref(o0, f0, xh0, w, NULL, N, C);
+            for (int mode = 0; mode < 4; mode++) { /* both, bf16 only, fp32 only, both on 1 thread */
+                fg_threads_set(mode == 3 ? 1 : nthreads);
+                memset(xh1, 0xa5, n * 2), memset(o1, 0xa5, n * 2), memset(f1, 0xa5, n * 4);
+                fg_rmsnorm_forward_bf16(xh1, mode == 2 ? NULL : o1, mode == 1 ? NULL : f1, r1, x, w, N, C, 1e-5f);
+                FG_CHECK(!memcmp(r0, r1, (size_t)N * 4) && !memcmp(xh0, xh1, n * 2),
+                         "rmsnorm_forward_bf16[%s] %dx%d mode %d: rstd or x-hat differs", vs[v], N, C, mode);
+                FG_CHECK(mode == 2 || !memcmp(o0, o1, n * 2), "rmsnorm_forward_bf16[%s] %dx%d mode %d: out differs",
+                         vs[v], N, C, mode);
+                FG_CHECK(mode == 1 || !memcmp(f0, f1, n * 4), "rmsnorm_forward_bf16[%s] %dx%d mode %d: outf differs",
+                         vs[v], N, C, mode);
+                FG_CHECK(mode != 2 || o1[n - 1] == 0xa5a5, "rmsnorm_forward_bf16[%s]: out NULL written", vs[v]);
+                FG_CHECK(mode != 1 || fg_test_bits(f1[n - 1]) == 0xa5a5a5a5u,
+                         "rmsnorm_forward_bf16[%s]: outf NULL written", vs[v]);
+            }
+            fg_threads_set(nthreads);
+        }
+        fg_free(x), fg_free(y), fg_free(w), fg_free(ones), fg_free(r0), fg_free(r1), fg_free(f0), fg_free(f1);
+        fg_free(xh0), fg_free(xh1), fg_free(o0), fg_free(o1);
+    }
+    FG_CHECK(fg_kernels_init(NULL) == FG_OK, "init: %s", fg_last_error());
+}
+
 /* rmsnorm_backward_bf16 in every variant: bit for bit rmsnorm_backward of the variant of
  * the same name on the input rebuilt as x-hat * (1 / rstd) + 0, both gradients added into
  * pre-filled arrays, each alone (NULL), C not a multiple of 16 or of the 64-column blocks,
@@ -721,6 +773,7 @@ int main(void)
     test_gelu_bf16();
     test_swiglu_bf16();
     test_rmsnorm_bwd_bf16();
+    test_rmsnorm_fwd_bf16();
     test_colsum();
     return fg_test_end();
 }

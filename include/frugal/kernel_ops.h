@@ -182,6 +182,15 @@ FG_KERNEL_OP(void, rmsnorm_backward,
               const float *rstd, int N, int C),
              (dinp, dweight, dout, inp, weight, rstd, N, C),
              1)
+/* The bf16 model's RMSNorm forward in one pass per row: rstd as rmsnorm_forward writes it;
+ * xhat[n,c] = bf16(rmsnorm_forward's output with weight 1) (the saved x-hat), then
+ * bf16_affine(xhat, w, NULL) into out (bf16, the next GEMM's operand) when out and outf
+ * (fp32) when outf: the bits the variant of rmsnorm_forward of the same name,
+ * cvt_f32_bf16 and bf16_affine give. */
+FG_KERNEL_OP(void, rmsnorm_forward_bf16,
+             (uint16_t *xhat, uint16_t *out, float *outf, float *rstd, const float *inp, const float *w, int N, int C,
+              float eps),
+             (xhat, out, outf, rstd, inp, w, N, C, eps), N >= 0 && C > 0)
 /* The bf16 model's RMSNorm backward from its saved bf16 x-hat: rmsnorm_backward's variant
  * of the same name on inp[n,c] = (float)xhat[n,c] * (1.0f / rstd[n]) + 0.0f (the input
  * rebuilt as the model did, one multiply then one add), bit for bit, without inp in memory. */

@@ -410,6 +410,11 @@ static void norm_fwd(fg_model *m, model_saved *xn, float *mean, float *rstd, con
         fg_layernorm_forward_bf16(xn->bf, xb, mean, rstd, inp, w, b, N, m->cfg.d_model, m->cfg.norm_eps);
         return;
     }
+    if (xn->bf && !b && m->cfg.layout == FG_LAYOUT_LLAMA && fused_ok("rmsnorm_forward_bf16", "rmsnorm_forward")) {
+        /* one pass: x-hat rounded and the output (bf16 operand, or fp32 for the MoE FFN) */
+        fg_rmsnorm_forward_bf16(xn->bf, xb, xb ? NULL : lp->lnb, rstd, inp, w, N, m->cfg.d_model, m->cfg.norm_eps);
+        return;
+    }
     /* weight 1, bias 0: the kernel's output is x-hat itself */
     model_norm_forward(m, lp->lnb, mean, rstd, inp, lp->ones, lp->zeros, N);
     store(xn, 0, lp->lnb, (size_t)N);

@@ -99,6 +99,42 @@ void fg_rmsnorm_backward_avx512(float *dinp, float *dweight, const float *dout, 
     }
 }
 
+/* fg_rmsnorm_forward_avx512 with weight 1 (the same operations: x r 1), rounded to bf16 by
+ * the rule cvt_f32_bf16's variant uses, then bf16_affine of the rounded lanes (one
+ * multiply, + 0: bf16_affine with b NULL), per row in registers and L1: the saved x-hat
+ * and the next GEMM's operand without an fp32 x-hat written and read back twice. */
+void fg_rmsnorm_forward_bf16_avx512(uint16_t *xhat, uint16_t *out, float *outf, float *rstd, const float *inp,
+                                    const float *w, int N, int C, float eps)
+{
+    int unit = fg_bf16_unit_on();
+    ROWS_FOR((size_t)N * C >= FG_PAR_MIN_ELEMS, int, n, N, {
+        const float *x = inp + (size_t)n * C;
+        uint16_t *xo = xhat + (size_t)n * C;
+        float r = 1.0f / sqrtf(dot_row(x, x, C) / (float)C + eps);
+        __m512 vr = _mm512_set1_ps(r), one = _mm512_set1_ps(1.0f), zero = _mm512_setzero_ps();
+        for (int c = 0; c < C; c += 32) {
+            __mmask32 k = fg_tail32((size_t)(C - c));
+            __m512 y[2];
+            for (int h = 0; h < 2; h++) {
+                __mmask16 kh = (__mmask16)(k >> (16 * h));
+                y[h] = _mm512_mul_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(kh, x + c + 16 * h), vr), one);
+            }
+            __m512i hb = fg_store_bf16x32(xo + c, y[0], y[1], k, unit);
+            for (int h = 0; h < 2; h++) {
+                __mmask16 kh = (__mmask16)(k >> (16 * h));
+                __m256i q = h ? _mm512_extracti64x4_epi64(hb, 1) : _mm512_castsi512_si256(hb);
+                __m512 v = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(q), 16));
+                y[h] = _mm512_add_ps(_mm512_mul_ps(v, _mm512_maskz_loadu_ps(kh, w + c + 16 * h)), zero);
+                if (outf)
+                    _mm512_mask_storeu_ps(outf + (size_t)n * C + c + 16 * h, kh, y[h]);
+            }
+            if (out)
+                fg_store_bf16x32(out + (size_t)n * C + c, y[0], y[1], k, unit);
+        }
+        rstd[n] = r;
+    });
+}
+
 /* The rebuilt input x-hat / rstd + 0 of 16 lanes (one multiply, one add: as the model's
  * rebuild pass, whose output rmsnorm_backward read). */
 static inline __m512 rebuilt16(const uint16_t *xh, __m512 inv, __mmask16 k)

@@ -42,6 +42,7 @@
     V(rmsnorm_forward, FG_LVL_AVX512, fg_rmsnorm_forward_avx512)                                                       \
     V(rmsnorm_backward, FG_LVL_AVX512, fg_rmsnorm_backward_avx512)                                                     \
     V(rmsnorm_backward_bf16, FG_LVL_AVX512, fg_rmsnorm_backward_bf16_avx512)                                           \
+    V(rmsnorm_forward_bf16, FG_LVL_AVX512, fg_rmsnorm_forward_bf16_avx512)                                             \
     V(layernorm_forward, FG_LVL_AVX512, fg_layernorm_forward_avx512)                                                   \
     V(layernorm_backward, FG_LVL_AVX512, fg_layernorm_backward_avx512)                                                 \
     V(add, FG_LVL_AVX512, fg_add_avx512)                                                                               \
