@@ -443,7 +443,10 @@ int moe_parallel_over_experts(const fg_moe_config *mc, const fg_moe_weights *w)
  * the backward zeroes no SwiGLU gradient. The same bits as the unfused route (each fused
  * op is its fp32 op then the conversion), taken only where the fused op's variant has
  * the fp32 op's name (FG_HW_DISABLE=avx512 runs avx2 SwiGLUs, which have no fused twin)
- * and neither expert parallelism (fp32 only) nor the int8 hooks are on. */
+ * and neither expert parallelism (fp32 only) nor the int8 hooks are on. The backward
+ * asks again: the kernel table must not change between a forward and its backward (it
+ * changes only in tests and benchmarks, between steps; fg_moe_layer, a public struct,
+ * has no field to keep the forward's answer in). */
 static int bf16_fused(const fg_moe_layer *L, const fg_moe_weights *w)
 {
     if (!w->expert_fc_bf16 || L->ep || w->lin_fwd || w->lin_bwd ||
