@@ -575,6 +575,173 @@ static void test_gelu_bf16(void)
     FG_CHECK(fg_kernels_init(NULL) == FG_OK, "init: %s", fg_last_error());
 }
 
+/* swiglu_forward_bf16 and swiglu_backward_bf16 in every variant: bit for bit swiglu_forward
+ * then cvt_f32_bf16, and swiglu_backward into a zeroed array then cvt (-0 products give
+ * +0; SET: the output's previous bytes never matter), for the variant of the same name;
+ * H not a multiple of 16 or 32 (tails), one shape over FG_PAR_MIN_ELEMS (the threaded
+ * branch) also at 1 thread; inputs with inf, NaN, -0, huge values and subnormal
+ * gradients (the bf16 unit's rounding flushes them: the rule's path). */
+static void test_swiglu_bf16(void)
+{
+    const char *vs[8];
+    int nv = variants("swiglu_forward_bf16", vs), nthreads = fg_threads_get();
+    static const int shapes[][2] = {{3000, 176}, {37, 45}, {5, 16}, {2, 33}};
+    for (size_t sh = 0; sh < sizeof shapes / sizeof shapes[0]; sh++) {
+        int N = shapes[sh][0], H = shapes[sh][1];
+        size_t nh = (size_t)N * H, n2 = 2 * nh;
+        float *inp = fg_malloc(n2 * 4), *dout = fg_malloc(nh * 4), *f = fg_malloc(n2 * 4);
+        uint16_t *b0 = fg_malloc(n2 * 2), *b1 = fg_malloc(n2 * 2);
+        FG_ASSERT(inp && dout && f && b0 && b1);
+        for (size_t i = 0; i < n2; i++)
+            inp[i] = i % 97 == 0 ? 60.0f * fg_rng_normal(&rng) : 3.0f * fg_rng_normal(&rng);
+        for (size_t i = 0; i < nh; i++)
+            dout[i] = i % 13 == 0 ? -0.0f : i % 17 == 0 ? 1e-39f * fg_rng_normal(&rng) : fg_rng_normal(&rng);
+        inp[1] = -0.0f, inp[3] = INFINITY, inp[5] = -INFINITY, inp[7] = NAN, inp[n2 - 1] = 1e-40f;
+        for (int v = 0; v < nv; v++) {
+            use("swiglu_forward_bf16", vs[v]);
+            use("swiglu_forward", vs[v]);
+            use("swiglu_backward_bf16", vs[v]);
+            use("swiglu_backward", vs[v]);
+            fg_swiglu_forward(f, inp, N, H);
+            fg_cvt_f32_bf16_ref(b0, f, nh);
+            for (int th = 0; th < 2; th++) {
+                fg_threads_set(th ? 1 : nthreads);
+                memset(b1, 0xa5, n2 * 2);
+                fg_swiglu_forward_bf16(b1, inp, N, H);
+                FG_CHECK(!memcmp(b0, b1, nh * 2), "swiglu_forward_bf16[%s] %dx%d th %d: differs", vs[v], N, H, th);
+                FG_CHECK(b1[nh] == 0xa5a5, "swiglu_forward_bf16[%s] %dx%d: wrote past the end", vs[v], N, H);
+            }
+            fg_threads_set(nthreads);
+            memset(f, 0, n2 * 4);
+            fg_swiglu_backward(f, dout, inp, N, H);
+            fg_cvt_f32_bf16_ref(b0, f, n2);
+            for (int th = 0; th < 2; th++) {
+                fg_threads_set(th ? 1 : nthreads);
+                memset(b1, th ? 0xff : 0xa5, n2 * 2);
+                fg_swiglu_backward_bf16(b1, dout, inp, N, H);
+                FG_CHECK(!memcmp(b0, b1, n2 * 2), "swiglu_backward_bf16[%s] %dx%d th %d: differs", vs[v], N, H, th);
+            }
+            fg_threads_set(nthreads);
+        }
+        fg_free(inp), fg_free(dout), fg_free(f), fg_free(b0), fg_free(b1);
+    }
+    FG_CHECK(fg_kernels_init(NULL) == FG_OK, "init: %s", fg_last_error());
+}
+
+/* rmsnorm_forward_bf16 in every variant: rstd, the x-hat and both outputs bit for bit
+ * rmsnorm_forward (weight 1) of the variant of the same name, cvt_f32_bf16 and
+ * bf16_affine; each output alone; C not a multiple of 16 or 32; one shape over
+ * FG_PAR_MIN_ELEMS also at 1 thread; inputs with -0, huge and tiny rows. */
+static void test_rmsnorm_fwd_bf16(void)
+{
+    const char *vs[8];
+    int nv = variants("rmsnorm_forward_bf16", vs), nthreads = fg_threads_get();
+    static const int shapes[][2] = {{1024, 768}, {37, 45}, {5, 16}, {3, 130}};
+    for (size_t sh = 0; sh < sizeof shapes / sizeof shapes[0]; sh++) {
+        int N = shapes[sh][0], C = shapes[sh][1];
+        size_t n = (size_t)N * C;
+        float *x = fg_malloc(n * 4), *y = fg_malloc(n * 4), *w = fg_malloc((size_t)C * 4),
+              *ones = fg_malloc((size_t)C * 4), *r0 = fg_malloc((size_t)N * 4), *r1 = fg_malloc((size_t)N * 4),
+              *f0 = fg_malloc(n * 4), *f1 = fg_malloc(n * 4);
+        uint16_t *xh0 = fg_malloc(n * 2), *xh1 = fg_malloc(n * 2), *o0 = fg_malloc(n * 2), *o1 = fg_malloc(n * 2);
+        FG_ASSERT(x && y && w && ones && r0 && r1 && f0 && f1 && xh0 && xh1 && o0 && o1);
+        for (size_t i = 0; i < n; i++)
+            x[i] = i % 31 == 0 ? -0.0f
+                               : fg_rng_normal(&rng) * (i / C % 3 == 1   ? 1e18f
+                                                        : i / C % 3 == 2 ? 1e-18f
+                                                                         : 1.0f);
+        for (int c = 0; c < C; c++)
+            w[c] = fg_rng_normal(&rng), ones[c] = 1.0f;
+        for (int v = 0; v < nv; v++) {
+            use("rmsnorm_forward_bf16", vs[v]);
+            use("rmsnorm_forward", vs[v]);
+            fg_rmsnorm_forward(y, r0, x, ones, N, C, 1e-5f);
+            fg_cvt_f32_bf16_ref(xh0, y, n);
+            fg_bf16_affine_ref(o0, f0, xh0, w, NULL, N, C);
+            for (int mode = 0; mode < 4; mode++) { /* both, bf16 only, fp32 only, both on 1 thread */
+                fg_threads_set(mode == 3 ? 1 : nthreads);
+                memset(xh1, 0xa5, n * 2), memset(o1, 0xa5, n * 2), memset(f1, 0xa5, n * 4);
+                fg_rmsnorm_forward_bf16(xh1, mode == 2 ? NULL : o1, mode == 1 ? NULL : f1, r1, x, w, N, C, 1e-5f);
+                FG_CHECK(!memcmp(r0, r1, (size_t)N * 4) && !memcmp(xh0, xh1, n * 2),
+                         "rmsnorm_forward_bf16[%s] %dx%d mode %d: rstd or x-hat differs", vs[v], N, C, mode);
+                FG_CHECK(mode == 2 || !memcmp(o0, o1, n * 2), "rmsnorm_forward_bf16[%s] %dx%d mode %d: out differs",
+                         vs[v], N, C, mode);
+                FG_CHECK(mode == 1 || !memcmp(f0, f1, n * 4), "rmsnorm_forward_bf16[%s] %dx%d mode %d: outf differs",
+                         vs[v], N, C, mode);
+                FG_CHECK(mode != 2 || o1[n - 1] == 0xa5a5, "rmsnorm_forward_bf16[%s]: out NULL written", vs[v]);
+                FG_CHECK(mode != 1 || fg_test_bits(f1[n - 1]) == 0xa5a5a5a5u,
+                         "rmsnorm_forward_bf16[%s]: outf NULL written", vs[v]);
+            }
+            fg_threads_set(nthreads);
+        }
+        fg_free(x), fg_free(y), fg_free(w), fg_free(ones), fg_free(r0), fg_free(r1), fg_free(f0), fg_free(f1);
+        fg_free(xh0), fg_free(xh1), fg_free(o0), fg_free(o1);
+    }
+    FG_CHECK(fg_kernels_init(NULL) == FG_OK, "init: %s", fg_last_error());
+}
+
+/* rmsnorm_backward_bf16 in every variant: bit for bit rmsnorm_backward of the variant of
+ * the same name on the input rebuilt as x-hat * (1 / rstd) + 0, both gradients added into
+ * pre-filled arrays, each alone (NULL), C not a multiple of 16 or of the 64-column blocks,
+ * one shape over FG_PAR_MIN_ELEMS (the threaded branches) also at 1 thread, -0 x-hats. */
+static void test_rmsnorm_bwd_bf16(void)
+{
+    const char *vs[8];
+    int nv = variants("rmsnorm_backward_bf16", vs), nthreads = fg_threads_get();
+    static const int shapes[][2] = {{1024, 768}, {37, 45}, {5, 16}, {3, 130}};
+    for (size_t sh = 0; sh < sizeof shapes / sizeof shapes[0]; sh++) {
+        int N = shapes[sh][0], C = shapes[sh][1];
+        size_t n = (size_t)N * C;
+        uint16_t *xh = rand_bf16(n);
+        float *inp = fg_malloc(n * 4), *g = fg_malloc(n * 4), *w = fg_malloc((size_t)C * 4),
+              *rstd = fg_malloc((size_t)N * 4), *d0 = fg_malloc(n * 4), *d1 = fg_malloc(n * 4),
+              *dw0 = fg_malloc((size_t)C * 4), *dw1 = fg_malloc((size_t)C * 4);
+        FG_ASSERT(xh && inp && g && w && rstd && d0 && d1 && dw0 && dw1);
+        for (size_t i = 0; i < n; i++) {
+            g[i] = fg_rng_normal(&rng);
+            if (i % 29 == 0)
+                xh[i] = 0x8000; /* -0: the rebuild's + 0 makes it +0 */
+        }
+        for (int c = 0; c < C; c++)
+            w[c] = fg_rng_normal(&rng);
+        for (int r = 0; r < N; r++)
+            rstd[r] = 0.3f + 3.0f * fg_rng_uniform(&rng);
+        fg_cvt_bf16_f32_ref(inp, xh, n);
+        for (int r = 0; r < N; r++)
+            for (int c = 0; c < C; c++)
+                inp[(size_t)r * C + c] = inp[(size_t)r * C + c] * (1.0f / rstd[r]) + 0.0f;
+        for (int v = 0; v < nv; v++) {
+            use("rmsnorm_backward_bf16", vs[v]);
+            use("rmsnorm_backward", vs[v]);
+            for (size_t i = 0; i < n; i++)
+                d0[i] = 0.25f * (float)(i % 7);
+            for (int c = 0; c < C; c++)
+                dw0[c] = 0.5f * (float)(c % 5);
+            fg_rmsnorm_backward(d0, dw0, g, inp, w, rstd, N, C);
+            for (int mode = 0; mode < 4; mode++) { /* both, dinp only, dweight only, both on 1 thread */
+                fg_threads_set(mode == 3 ? 1 : nthreads);
+                for (size_t i = 0; i < n; i++)
+                    d1[i] = 0.25f * (float)(i % 7);
+                for (int c = 0; c < C; c++)
+                    dw1[c] = 0.5f * (float)(c % 5);
+                fg_rmsnorm_backward_bf16(mode == 2 ? NULL : d1, mode == 1 ? NULL : dw1, g, xh, w, rstd, N, C);
+                FG_CHECK(mode == 2 || !memcmp(d0, d1, n * 4), "rmsnorm_backward_bf16[%s] %dx%d mode %d: dinp differs",
+                         vs[v], N, C, mode);
+                FG_CHECK(mode == 1 || !memcmp(dw0, dw1, (size_t)C * 4),
+                         "rmsnorm_backward_bf16[%s] %dx%d mode %d: dweight differs", vs[v], N, C, mode);
+                FG_CHECK(mode != 2 || d1[n - 1] == 0.25f * (float)((n - 1) % 7),
+                         "rmsnorm_backward_bf16[%s]: dinp NULL written", vs[v]);
+                FG_CHECK(mode != 1 || dw1[C - 1] == 0.5f * (float)((C - 1) % 5),
+                         "rmsnorm_backward_bf16[%s]: dweight NULL written", vs[v]);
+            }
+            fg_threads_set(nthreads);
+        }
+        fg_free(xh), fg_free(inp), fg_free(g), fg_free(w), fg_free(rstd);
+        fg_free(d0), fg_free(d1), fg_free(dw0), fg_free(dw1);
+    }
+    FG_CHECK(fg_kernels_init(NULL) == FG_OK, "init: %s", fg_last_error());
+}
+
 /* colsum_add (the bf16 model's bias gradients) in every variant: bit for bit the row-order
  * fp32 sums from +0 (the loop of fg_add calls it replaced), added into db: C across and
  * below the 128-column blocks and not a multiple of 16, -0 columns (+0 sum), a NaN, N 0. */
@@ -649,6 +816,9 @@ int main(void)
     test_xent_bf16();
     test_layernorm_bf16();
     test_gelu_bf16();
+    test_swiglu_bf16();
+    test_rmsnorm_bwd_bf16();
+    test_rmsnorm_fwd_bf16();
     test_colsum();
     return fg_test_end();
 }

@@ -1,7 +1,8 @@
 /* test_model_bf16.c: bf16 precision (GEMMs on bf16 operands, fp32 accumulation and
  * master weights, activations saved in bf16) against the fp32 model: loss and gradients
  * of one batch, and a short SGD run, for llama, gpt2 and a MoE model; a batch below the
- * capacity (bf16 and fp8); the activation-memory reduction; config validation.
+ * capacity (bf16 and fp8); the activation-memory reduction; config validation; the bf16
+ * MoE layer's fused route bit for bit against its two-pass route.
  *
  * Tolerances (docs/PRECISION.md "bf16 and fp8 training"): rounding an operand to bf16 (8 bits of
  * significand, round to nearest even) has relative error <= 2^-9; each product of a
@@ -191,6 +192,48 @@ done:
 /* The MoE block alone: its routed and shared experts with bf16 views against the same block in
  * fp32 (same weights, same input), so the experts' bf16 path is seen apart from the
  * rest of the model. Same tolerances as the model (header); the outputs must differ. */
+/* The bf16 MoE layer's fused route (swiglu_*_bf16, bf16 operands kept across the step;
+ * moe.c bf16_fused) against its two-pass route, which runs when swiglu_forward_bf16's
+ * variant is not swiglu_forward's: out, dx and the weight gradients bit for bit, and the
+ * fused route on 1 thread as on all. Given the default route's results (out0, dx0 and
+ * dw0's gradients, from one forward and backward on zeroed gradients, by the route the
+ * dispatch picks). */
+static void moe_fused_same(fg_moe_layer *ML, fg_moe_scratch *S, const fg_moe_weights *wb, fg_moe_weights dw0,
+                           const float *x, const float *dout, const float *out0, const float *dx0, size_t nfc,
+                           size_t npr, int nx)
+{
+    const char *fwd = fg_kernels_variant("swiglu_forward");
+    if (strcmp(fwd, fg_kernels_variant("swiglu_forward_bf16")) || strcmp(fwd, "avx512")) {
+        printf("  moe fused route: swiglu_forward is %s here, no fused twin: skipped\n", fwd);
+        return;
+    }
+    size_t nr = (size_t)dw0.router_bias - (size_t)dw0.router_w; /* bytes */
+    float *buf = fg_calloc(2 * (size_t)nx + nfc + npr + nr / sizeof(float), sizeof(float));
+    FG_ASSERT(buf);
+    float *out = buf, *dx = buf + nx, *dfc = dx + nx, *dpr = dfc + nfc, *drw = dpr + npr;
+    fg_moe_weights dw = {0};
+    dw.router_w = drw, dw.expert_fc = dfc, dw.shared_fc = dfc + (dw0.shared_fc - dw0.expert_fc);
+    dw.expert_proj = dpr, dw.shared_proj = dpr + (dw0.shared_proj - dw0.expert_proj);
+    int nth = fg_threads_get();
+    for (int run = 0; run < 3; run++) { /* two-pass (forced), fused, fused on 1 thread */
+        if (run == 0)
+            FG_CHECK(fg_kernels_set("swiglu_forward_bf16", "ref") == FG_OK, "set: %s", fg_last_error());
+        fg_threads_set(run == 2 ? 1 : nth);
+        memset(buf, 0, (2 * (size_t)nx + nfc + npr) * sizeof(float) + nr);
+        FG_CHECK(fg_moe_forward(ML, out, x, wb, 1, ML->max_tokens) == FG_OK, "moe fused forward %d", run);
+        FG_CHECK(fg_moe_backward(ML, S, dx, &dw, dout, x, wb, 1.0f) == FG_OK, "moe fused backward %d", run);
+        FG_CHECK(!memcmp(out, out0, (size_t)nx * sizeof(float)) && !memcmp(dx, dx0, (size_t)nx * sizeof(float)),
+                 "moe fused route run %d: out or dx differs from the two-pass route", run);
+        FG_CHECK(!memcmp(dfc, dw0.expert_fc, nfc * sizeof(float)) &&
+                     !memcmp(dpr, dw0.expert_proj, npr * sizeof(float)) && !memcmp(drw, dw0.router_w, nr),
+                 "moe fused route run %d: weight gradients differ from the two-pass route", run);
+        if (run == 0)
+            FG_CHECK(fg_kernels_init(NULL) == FG_OK, "init: %s", fg_last_error());
+    }
+    fg_threads_set(nth);
+    fg_free(buf);
+}
+
 static void test_moe_block(void)
 {
     enum { E = 4, K = 2, H = 32, MC = 64, NT = 24 };
@@ -250,6 +293,7 @@ static void test_moe_block(void)
         FG_CHECK(fg_moe_forward(&ML, out[k], x, ws[k], 1, NT) == FG_OK, "moe forward %d", k);
         FG_CHECK(fg_moe_backward(&ML, &S, dx[k], &dw[k], dout, x, ws[k], 1.0f) == FG_OK, "moe backward %d", k);
     }
+    moe_fused_same(&ML, &S, &wb, dw[1], x, dout, out[1], dx[1], nfc, npr, NT * MC);
     double n, co = fg_test_cosine(out[1], out[0], NT * MC, &n), cx = fg_test_cosine(dx[1], dx[0], NT * MC, &n);
     double cf = fg_test_cosine(dw[1].expert_fc, dw[0].expert_fc, nfc, &n),
            cp = fg_test_cosine(dw[1].expert_proj, dw[0].expert_proj, npr, &n);

@@ -78,6 +78,14 @@ FG_KERNEL_OP(void, layernorm_forward_bf16,
 FG_KERNEL_OP(void, gelu_backward_bf16,
              (uint16_t *dinpb, float *dinp, const float *dout, const uint16_t *inp, size_t n),
              (dinpb, dinp, dout, inp, n), 1)
+/* The bf16 model's SwiGLU forward written only as the next GEMM's operand: out[N,H] =
+ * bf16(what swiglu_forward's variant of the same name writes) (cvt_f32_bf16's rule). */
+FG_KERNEL_OP(void, swiglu_forward_bf16, (uint16_t *out, const float *inp, int N, int H), (out, inp, N, H), 1)
+/* The bf16 model's SwiGLU backward written only as the next GEMMs' operand: dinpb[N,2H] =
+ * bf16(v), v = what swiglu_backward's variant of the same name adds into a zeroed dinp
+ * (so +0 for a -0 product). SET: no zeroing, no fp32 output. */
+FG_KERNEL_OP(void, swiglu_backward_bf16, (uint16_t *dinpb, const float *dout, const float *inp, int N, int H),
+             (dinpb, dout, inp, N, H), 1)
 
 /* ---- int8 (docs/KERNELS.md "int8 GEMM"; issue 14) ----
  * C[M,N] (int32) = A[M,K] (uint8) @ B[N,K]^T (int8), exact, C overwritten: a linear
@@ -174,6 +182,23 @@ FG_KERNEL_OP(void, rmsnorm_backward,
               const float *rstd, int N, int C),
              (dinp, dweight, dout, inp, weight, rstd, N, C),
              1)
+/* The bf16 model's RMSNorm forward in one pass per row: rstd as rmsnorm_forward writes it;
+ * xhat[n,c] = bf16(rmsnorm_forward's output with weight 1) (the saved x-hat), then
+ * bf16_affine(xhat, w, NULL) into out (bf16, the next GEMM's operand) when out and outf
+ * (fp32) when outf: the bits the variant of rmsnorm_forward of the same name,
+ * cvt_f32_bf16 and bf16_affine give. */
+FG_KERNEL_OP(void, rmsnorm_forward_bf16,
+             (uint16_t *xhat, uint16_t *out, float *outf, float *rstd, const float *inp, const float *w, int N, int C,
+              float eps),
+             (xhat, out, outf, rstd, inp, w, N, C, eps), N >= 0 && C > 0)
+/* The bf16 model's RMSNorm backward from its saved bf16 x-hat: rmsnorm_backward's variant
+ * of the same name on inp[n,c] = (float)xhat[n,c] * (1.0f / rstd[n]) + 0.0f (the input
+ * rebuilt as the model did, one multiply then one add), bit for bit, without inp in memory. */
+FG_KERNEL_OP(void, rmsnorm_backward_bf16,
+             (float *dinp, float *dweight, const float *dout, const uint16_t *xhat, const float *weight,
+              const float *rstd, int N, int C),
+             (dinp, dweight, dout, xhat, weight, rstd, N, C),
+             N >= 0 && C >= 0)
 /* out = (inp - mean) * rstd * weight + bias; mean[N], rstd[N] saved. */
 FG_KERNEL_OP(void, layernorm_forward,
              (float *out, float *mean, float *rstd, const float *inp, const float *weight, const float *bias, int N,

@@ -16,6 +16,19 @@ enum { HEAD_ROWS_MIN = 64, PAR_MIN = 1 << 15, ACT_ROWS = 32 };
  * (a passive fork/join costs ~0.1 ms of CPU; docs/perf/kernels.md, section 7). */
 enum { PAR_ELEMS = 1 << 19 };
 
+/* for (T i = 0; i < n; i++) body, over the threads when par, else as a plain loop outside
+ * any OpenMP construct: a region with a false `if` clause still calls GOMP_parallel and
+ * wakes a futex (docs/perf/kernels.md, section 10). */
+#define ROWS_FOR(par, T, i, n, ...)                                                                                    \
+    do {                                                                                                               \
+        if (par) {                                                                                                     \
+            _Pragma("omp parallel for schedule(static)") for (T i = 0; i < (n); i++) __VA_ARGS__                       \
+        } else {                                                                                                       \
+            for (T i = 0; i < (n); i++)                                                                                \
+                __VA_ARGS__                                                                                            \
+        }                                                                                                              \
+    } while (0)
+
 /* ---- layout ---- */
 
 typedef struct carver {
@@ -203,6 +216,15 @@ static inline uint16_t bf16_rne(float x)
     return (uint16_t)(u >> 16);
 }
 
+/* The fp32 value of a bf16 (exact). */
+static inline float bf16_widen(uint16_t h)
+{
+    uint32_t u = (uint32_t)h << 16;
+    float x;
+    memcpy(&x, &u, sizeof x);
+    return x;
+}
+
 /* out = bf16(decode(q) * scale of its block), blocks of block_rows x 128: the fp8 value
  * handed to a bf16 GEMM (one more rounding: an e4m3 / e5m2 code times an fp32 scale). */
 static void deq_bf16(const model_lp *lp, uint16_t *out, const uint8_t *q, const float *sc, size_t rows, size_t cols,
@@ -210,14 +232,13 @@ static void deq_bf16(const model_lp *lp, uint16_t *out, const uint8_t *q, const 
 {
     const float *lut = lp->lut[fmt];
     size_t nbc = ntiles(cols);
-#pragma omp parallel for schedule(static) if (rows * cols >= PAR_MIN)
-    for (size_t r = 0; r < rows; r++) {
+    ROWS_FOR(rows * cols >= PAR_MIN, size_t, r, rows, {
         const float *s = sc + (r / block_rows) * nbc;
         const uint8_t *qr = q + r * cols;
         uint16_t *o = out + r * cols;
         for (size_t c = 0; c < cols; c++)
             o[c] = bf16_rne(lut[qr[c]] * s[c / FG_FP8_TILE]);
-    }
+    });
 }
 
 /* Saves rows [r0, r0+rows) of s from x[rows, s->cols]. */
@@ -306,13 +327,16 @@ void model_lp_refresh_weights(fg_model *m)
 static void norm_out(const fg_model *m, float *out, const model_saved *xn, const float *w, const float *b, int N)
 {
     size_t C = (size_t)m->cfg.d_model;
+    if (xn->bf) { /* one pass: widened, multiplied and added in registers (the same bits) */
+        fg_bf16_affine(NULL, out, xn->bf, w, b, N, (int)C);
+        return;
+    }
     load_f32(xn, out, (size_t)N);
-#pragma omp parallel for schedule(static) if ((size_t)N * C >= PAR_ELEMS)
-    for (int n = 0; n < N; n++) {
+    ROWS_FOR((size_t)N * C >= PAR_ELEMS, int, n, N, {
         float *o = out + (size_t)n * C;
         for (size_t c = 0; c < C; c++)
             o[c] = o[c] * w[c] + (b ? b[c] : 0.0f);
-    }
+    });
 }
 
 /* norm_out rounded to bf16 into xb, the next GEMM's operand: from a bf16 x-hat in one
@@ -334,13 +358,22 @@ static void norm_inp(const fg_model *m, float *out, const model_saved *xn, const
 {
     size_t C = (size_t)m->cfg.d_model;
     int ln = m->cfg.layout == FG_LAYOUT_GPT2;
+    if (xn->bf) { /* one pass from the bf16 x-hat: no fp32 copy written and read back */
+        const uint16_t *x = xn->bf;
+        ROWS_FOR((size_t)N * C >= PAR_ELEMS, int, n, N, {
+            float *o = out + (size_t)n * C, r = 1.0f / rstd[n], mu = ln ? mean[n] : 0.0f;
+            const uint16_t *xr = x + (size_t)n * C;
+            for (size_t c = 0; c < C; c++)
+                o[c] = bf16_widen(xr[c]) * r + mu;
+        });
+        return;
+    }
     load_f32(xn, out, (size_t)N);
-#pragma omp parallel for schedule(static) if ((size_t)N * C >= PAR_ELEMS)
-    for (int n = 0; n < N; n++) {
+    ROWS_FOR((size_t)N * C >= PAR_ELEMS, int, n, N, {
         float *o = out + (size_t)n * C, r = 1.0f / rstd[n], mu = ln ? mean[n] : 0.0f;
         for (size_t c = 0; c < C; c++)
             o[c] = o[c] * r + mu;
-    }
+    });
 }
 
 /* A fused bf16 op gives its two-pass route's bits only in the variant of that route's op
@@ -349,6 +382,21 @@ static void norm_inp(const fg_model *m, float *out, const model_saved *xn, const
 static int fused_ok(const char *fused, const char *op)
 {
     return !strcmp(fg_kernels_variant(fused), fg_kernels_variant(op));
+}
+
+/* Norm backward into dres from the saved x-hat: RMSNorm on a bf16 x-hat in one kernel
+ * that rebuilds the input in registers (rmsnorm_backward_bf16: the same bits), else the
+ * input rebuilt into lp->tmp (norm_inp) and the fp32 backward. */
+static void norm_bwd(fg_model *m, const model_saved *xn, const float *mean, const float *rstd, size_t wo, size_t bo,
+                     int N)
+{
+    model_lp *lp = m->lp;
+    if (xn->bf && m->cfg.layout == FG_LAYOUT_LLAMA && fused_ok("rmsnorm_backward_bf16", "rmsnorm_backward")) {
+        fg_rmsnorm_backward_bf16(lp->dres, model_g(m, wo), lp->dln, xn->bf, model_p(m, wo), rstd, N, m->cfg.d_model);
+        return;
+    }
+    norm_inp(m, lp->tmp, xn, mean, rstd, N);
+    model_norm_backward(m, lp->dres, model_g(m, wo), model_g(m, bo), lp->dln, lp->tmp, model_p(m, wo), mean, rstd, N);
 }
 
 /* Norm forward: saves x-hat, mean, rstd and leaves the output (from the saved x-hat) in
@@ -360,6 +408,11 @@ static void norm_fwd(fg_model *m, model_saved *xn, float *mean, float *rstd, con
     if (xb && xn->bf && m->cfg.layout == FG_LAYOUT_GPT2 && fused_ok("layernorm_forward_bf16", "layernorm_forward")) {
         /* one pass: the fp32 x-hat is not written to lnb, read, rounded and read again */
         fg_layernorm_forward_bf16(xn->bf, xb, mean, rstd, inp, w, b, N, m->cfg.d_model, m->cfg.norm_eps);
+        return;
+    }
+    if (xn->bf && !b && m->cfg.layout == FG_LAYOUT_LLAMA && fused_ok("rmsnorm_forward_bf16", "rmsnorm_forward")) {
+        /* one pass: x-hat rounded and the output (bf16 operand, or fp32 for the MoE FFN) */
+        fg_rmsnorm_forward_bf16(xn->bf, xb, xb ? NULL : lp->lnb, rstd, inp, w, N, m->cfg.d_model, m->cfg.norm_eps);
         return;
     }
     /* weight 1, bias 0: the kernel's output is x-hat itself */
@@ -377,9 +430,8 @@ static void lin_fwd(const fg_model *m, float *out, const uint16_t *xb, size_t wo
     const float *bias = model_p(m, boff);
     float beta = 0.0f;
     if (bias) {
-#pragma omp parallel for schedule(static) if ((size_t)N * OC >= PAR_ELEMS)
-        for (int n = 0; n < N; n++)
-            memcpy(out + (size_t)n * OC, bias, (size_t)OC * sizeof(float));
+        ROWS_FOR((size_t)N * OC >= PAR_ELEMS, int, n, N,
+                 { memcpy(out + (size_t)n * OC, bias, (size_t)OC * sizeof(float)); });
         beta = 1.0f;
     }
     fg_bgemm(0, 1, N, OC, C, 1.0f, xb, C, m->wbf + woff, C, beta, out, OC);
@@ -554,9 +606,7 @@ fg_status model_lp_backward(fg_model *m, float loss_scale)
                    fg_bgemm(1, 0, Vp, C, nr, alpha, dl, Vp, xb + (size_t)r0 * C, C, 1.0f, m->grads + m->head, C));
     }
     MODEL_PROF(m, OP_ZERO, memset(lp->dres, 0, NC * sizeof(float)));
-    MODEL_PROF(m, OP_NORM, norm_inp(m, lp->tmp, &lp->xnf, lp->meanf, lp->rstdf, N);
-               model_norm_backward(m, lp->dres, model_g(m, m->lnfw), model_g(m, m->lnfb), lp->dln, lp->tmp,
-                                   model_p(m, m->lnfw), lp->meanf, lp->rstdf, N));
+    MODEL_PROF(m, OP_NORM, norm_bwd(m, &lp->xnf, lp->meanf, lp->rstdf, m->lnfw, m->lnfb, N));
 
     /* lp->dres: d(loss)/d(the residual after layer l), turned into that of its input */
     for (int l = c->n_layer - 1; l >= 0; l--) {
@@ -594,9 +644,7 @@ fg_status model_lp_backward(fg_model *m, float loss_scale)
                        if (!fused) operand_bf16(m, db, lp->dfch, (size_t)N, (size_t)Fin, gf);
                        lin_bwd(m, lp->dln, db, lp->dfch, xb, o->fcw, o->fcb, N, C, Fin));
         }
-        MODEL_PROF(m, OP_NORM, norm_inp(m, lp->tmp, &a->xn2, a->mean2, a->rstd2, N);
-                   model_norm_backward(m, lp->dres, model_g(m, o->ln2w), model_g(m, o->ln2b), lp->dln, lp->tmp,
-                                       model_p(m, o->ln2w), a->mean2, a->rstd2, N));
+        MODEL_PROF(m, OP_NORM, norm_bwd(m, &a->xn2, a->mean2, a->rstd2, o->ln2w, o->ln2b, N));
         /* res2 = res + atty @ attprojw^T + b */
         MODEL_PROF(m, OP_ATTPROJ, operand_bf16(m, db, lp->dres, (size_t)N, (size_t)C, gf);
                    lin_bwd(m, lp->datty, db, lp->dres, view_bf16(lp, &a->atty, 0, (size_t)N, xb), o->attprojw,
@@ -618,9 +666,7 @@ fg_status model_lp_backward(fg_model *m, float loss_scale)
         MODEL_PROF(m, OP_QKV, norm_out_bf16(m, xb, &a->xn1, model_p(m, o->ln1w), model_p(m, o->ln1b), N);
                    operand_bf16(m, db, lp->dqkv, (size_t)N, 3 * (size_t)C, gf);
                    lin_bwd(m, lp->dln, db, lp->dqkv, xb, o->qkvw, o->qkvb, N, C, 3 * C));
-        MODEL_PROF(m, OP_NORM, norm_inp(m, lp->tmp, &a->xn1, a->mean1, a->rstd1, N);
-                   model_norm_backward(m, lp->dres, model_g(m, o->ln1w), model_g(m, o->ln1b), lp->dln, lp->tmp,
-                                       model_p(m, o->ln1w), a->mean1, a->rstd1, N));
+        MODEL_PROF(m, OP_NORM, norm_bwd(m, &a->xn1, a->mean1, a->rstd1, o->ln1w, o->ln1b, N));
     }
     MODEL_PROF(m, OP_EMBED, fg_embedding_backward(m->grads + m->wte, model_g(m, m->wpe), lp->dres, m->inputs, N, T, C));
     return FG_OK;

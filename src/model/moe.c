@@ -19,6 +19,18 @@
  * elements on: src/kernels' FG_PAR_MIN_ELEMS (a passive fork/join costs ~0.1 ms of
  * CPU; docs/perf/kernels.md, section 7). Routing costs several ops per logit: 1/8. */
 #define MOE_PAR_ELEMS ((size_t)1 << 19)
+/* for (T i = lo; i < hi; i++) body, over the threads when par, else as a plain loop
+ * outside any OpenMP construct: a region with a false `if` clause still calls
+ * GOMP_parallel and wakes a futex (docs/perf/kernels.md, section 10). */
+#define ROWS_FOR(par, T, i, lo, hi, ...)                                                                               \
+    do {                                                                                                               \
+        if (par) {                                                                                                     \
+            _Pragma("omp parallel for schedule(static)") for (T i = (lo); i < (hi); i++) __VA_ARGS__                   \
+        } else {                                                                                                       \
+            for (T i = (lo); i < (hi); i++)                                                                            \
+                __VA_ARGS__                                                                                            \
+        }                                                                                                              \
+    } while (0)
 
 fg_status fg_moe_config_validate(const fg_moe_config *mc)
 {
@@ -424,6 +436,33 @@ int moe_parallel_over_experts(const fg_moe_config *mc, const fg_moe_weights *w)
     return mc->n_expert > 1 && fg_threads_get() > 1 && strcmp(fg_kernels_blas_threading(), "blas") != 0;
 }
 
+/* The bf16 layer's fused route: the SwiGLUs write only their bf16 GEMM operands
+ * (swiglu_*_bf16), and what the backward's GEMMs read again is kept in bf16 in the
+ * layer's own fp32 buffers (bf16_view): xg (gathered from one conversion of x), act and
+ * as. The forward and backward each convert once instead of 4 and 8 times per layer, and
+ * the backward zeroes no SwiGLU gradient. The same bits as the unfused route (each fused
+ * op is its fp32 op then the conversion), taken only where the fused op's variant has
+ * the fp32 op's name (FG_HW_DISABLE=avx512 runs avx2 SwiGLUs, which have no fused twin)
+ * and neither expert parallelism (fp32 only) nor the int8 hooks are on. The backward
+ * asks again: the kernel table must not change between a forward and its backward (it
+ * changes only in tests and benchmarks, between steps; fg_moe_layer, a public struct,
+ * has no field to keep the forward's answer in). */
+static int bf16_fused(const fg_moe_layer *L, const fg_moe_weights *w)
+{
+    if (!w->expert_fc_bf16 || L->ep || w->lin_fwd || w->lin_bwd ||
+        (L->cfg.n_shared_expert > 0 && (!w->shared_fc_bf16 || !w->shared_proj_bf16)))
+        return 0;
+    return !strcmp(fg_kernels_variant("swiglu_forward_bf16"), fg_kernels_variant("swiglu_forward")) &&
+           !strcmp(fg_kernels_variant("swiglu_backward_bf16"), fg_kernels_variant("swiglu_backward"));
+}
+
+/* A layer buffer of fp32 values reused, in the fused route, for bf16 rows of the same
+ * count and width (the first half of its bytes). */
+static uint16_t *bf16_view(float *buf)
+{
+    return (uint16_t *)(void *)buf;
+}
+
 /* out[N,OC] = inp[N,C] @ weight^T in fp32, or on bf16 operands when wbf is given (the
  * shared expert's linear layers; work: the weights' bf16 work areas). */
 static void shared_linear_forward(const fg_moe_weights *w, float *out, const float *inp, const float *weight,
@@ -481,6 +520,16 @@ static void expert_forward(fg_moe_layer *L, const fg_moe_weights *w, int e)
     int r0 = L->offs[e], ne = L->offs[e + 1] - r0;
     if (ne == 0)
         return;
+    if (bf16_fused(L, w)) { /* xg already in bf16; act written only in bf16 */
+        const uint16_t *xgb = bf16_view(L->xg) + (size_t)r0 * C;
+        uint16_t *actb = bf16_view(L->act) + (size_t)r0 * H;
+        fg_bgemm(0, 1, ne, (int)(2 * H), (int)C, 1.0f, xgb, (int)C, w->expert_fc_bf16 + (size_t)e * 2 * H * C, (int)C,
+                 0.0f, L->h + (size_t)r0 * 2 * H, (int)(2 * H));
+        fg_swiglu_forward_bf16(actb, L->h + (size_t)r0 * 2 * H, ne, (int)H);
+        fg_bgemm(0, 1, ne, (int)C, (int)H, 1.0f, actb, (int)H, w->expert_proj_bf16 + (size_t)e * C * H, (int)H, 0.0f,
+                 L->eo + (size_t)r0 * C, (int)C);
+        return;
+    }
     if (w->expert_fc_bf16) { /* bf16 operands, fp32 accumulation (docs/PRECISION.md) */
         size_t W = C > 2 * H ? C : 2 * H;
         uint16_t *xb = w->bf16_x + (size_t)r0 * W;
@@ -558,10 +607,10 @@ fg_status fg_moe_forward(fg_moe_layer *L, float *out, const float *x, const fg_m
     if (mc->router_logit_scale != 1.0f)
         for (size_t i = 0; i < (size_t)n * E; i++)
             L->aff[i] *= mc->router_logit_scale;
-#pragma omp parallel for schedule(static) if ((size_t)n * E >= MOE_PAR_ELEMS / 8)
-    for (int t = 0; t < n; t++)
+    ROWS_FOR((size_t)n * E >= MOE_PAR_ELEMS / 8, int, t, 0, n, {
         route_token(L->aff + (size_t)t * E, L->prob ? L->prob + (size_t)t * E : NULL, L->topk + (size_t)t * K,
                     L->gate + (size_t)t * K, bias, E, K, mc->route_scale, mc->route_groups, mc->route_max_groups);
+    });
 
     /* counting sort of the pairs by expert, stable in token order, so the capacity
      * limit keeps each expert's first `cap` tokens */
@@ -587,9 +636,16 @@ fg_status fg_moe_forward(fg_moe_layer *L, float *out, const float *x, const fg_m
     }
     L->n_rows = L->offs[E];
 
-#pragma omp parallel for schedule(static) if ((size_t)L->n_rows * C >= MOE_PAR_ELEMS)
-    for (int r = 0; r < L->n_rows; r++)
-        memcpy(L->xg + (size_t)r * C, x + (size_t)L->row_tok[r] * C, (size_t)C * sizeof(float));
+    int fused = bf16_fused(L, w);
+    if (fused) { /* x converted once (the shared expert's operand too), its rows gathered */
+        uint16_t *xgb = bf16_view(L->xg);
+        fg_cvt_f32_bf16(w->bf16_x, x, (size_t)n * C);
+        ROWS_FOR((size_t)L->n_rows * C >= MOE_PAR_ELEMS, int, r, 0, L->n_rows,
+                 { memcpy(xgb + (size_t)r * C, w->bf16_x + (size_t)L->row_tok[r] * C, (size_t)C * sizeof(uint16_t)); });
+    } else {
+        ROWS_FOR((size_t)L->n_rows * C >= MOE_PAR_ELEMS, int, r, 0, L->n_rows,
+                 { memcpy(L->xg + (size_t)r * C, x + (size_t)L->row_tok[r] * C, (size_t)C * sizeof(float)); });
+    }
 
     if (L->ep) { /* expert parallel: the rows go to the experts' ranks and come back */
         fg_status st = moe_ep_forward(L, w);
@@ -605,7 +661,12 @@ fg_status fg_moe_forward(fg_moe_layer *L, float *out, const float *x, const fg_m
     }
 
     /* shared experts: one dense SwiGLU of S*H writes out; routed outputs added after */
-    if (SH > 0) {
+    if (SH > 0 && fused) {
+        uint16_t *asb = bf16_view(L->as);
+        fg_bgemm(0, 1, n, 2 * SH, C, 1.0f, w->bf16_x, C, w->shared_fc_bf16, C, 0.0f, L->hs, 2 * SH);
+        fg_swiglu_forward_bf16(asb, L->hs, n, SH);
+        fg_bgemm(0, 1, n, C, SH, 1.0f, asb, SH, w->shared_proj_bf16, SH, 0.0f, out, C);
+    } else if (SH > 0) {
         shared_linear_forward(w, L->hs, x, w->shared_fc, w->shared_fc_bf16, n, C, 2 * SH);
         fg_swiglu_forward(L->as, L->hs, n, SH);
         shared_linear_forward(w, out, L->as, w->shared_proj, w->shared_proj_bf16, n, SH, C);
@@ -614,8 +675,7 @@ fg_status fg_moe_forward(fg_moe_layer *L, float *out, const float *x, const fg_m
     }
     /* combine: out[t] += sum_k gate_tk * eo[pos_tk], slots in a fixed order per token,
      * so the result does not depend on the thread count */
-#pragma omp parallel for schedule(static) if ((size_t)n * K * C >= MOE_PAR_ELEMS)
-    for (int t = 0; t < n; t++) {
+    ROWS_FOR((size_t)n * K * C >= MOE_PAR_ELEMS, int, t, 0, n, {
         float *o = out + (size_t)t * C;
         for (int k = 0; k < K; k++) {
             int p = L->pos[(size_t)t * K + k];
@@ -623,10 +683,10 @@ fg_status fg_moe_forward(fg_moe_layer *L, float *out, const float *x, const fg_m
                 continue;
             float g = L->gate[(size_t)t * K + k];
             const float *eo = L->eo + (size_t)p * C;
-            for (int c = 0; c < C; c++)
-                o[c] += g * eo[c];
+            /* omp simd: these row loops are elementwise (same bits), and gcc -O2 left them scalar */
+            _Pragma("omp simd") for (int c = 0; c < C; c++) o[c] += g * eo[c];
         }
-    }
+    });
 
     /* statistics */
     double mean = (double)n * K / E, var = 0;
@@ -683,6 +743,21 @@ static void expert_backward(fg_moe_layer *L, fg_moe_scratch *S, const fg_moe_wei
         return;
     size_t r = (size_t)r0;
     float *d_eo = S->d_eo + r * C, *d_act = S->d_act + r * H, *d_h = S->d_h + r * 2 * H, *d_xg = S->d_xg + r * C;
+    if (bf16_fused(L, w)) { /* act and xg kept in bf16 by the forward; d_h made in bf16 */
+        size_t W = C > 2 * H ? C : 2 * H;
+        uint16_t *db = w->bf16_d + r * W;
+        fg_cvt_f32_bf16(db, d_eo, (size_t)ne * C);
+        fg_bgemm(0, 0, ne, (int)H, (int)C, 1.0f, db, (int)C, w->expert_proj_bf16 + (size_t)e * C * H, (int)H, 0.0f,
+                 d_act, (int)H);
+        fg_bgemm(1, 0, (int)C, (int)H, ne, 1.0f, db, (int)C, bf16_view(L->act) + r * H, (int)H, 1.0f,
+                 dw->expert_proj + (size_t)e * C * H, (int)H);
+        fg_swiglu_backward_bf16(db, d_act, L->h + r * 2 * H, ne, (int)H); /* d_eo's bf16 is read: reuse */
+        fg_bgemm(0, 0, ne, (int)C, (int)(2 * H), 1.0f, db, (int)(2 * H), w->expert_fc_bf16 + (size_t)e * 2 * H * C,
+                 (int)C, 0.0f, d_xg, (int)C);
+        fg_bgemm(1, 0, (int)(2 * H), (int)C, ne, 1.0f, db, (int)(2 * H), bf16_view(L->xg) + r * C, (int)C, 1.0f,
+                 dw->expert_fc + (size_t)e * 2 * H * C, (int)C);
+        return;
+    }
     if (w->expert_fc_bf16) { /* the same four products on bf16 operands */
         size_t W = C > 2 * H ? C : 2 * H;
         uint16_t *xb = w->bf16_x + r * W, *db = w->bf16_d + r * W;
@@ -757,9 +832,8 @@ fg_status fg_moe_backward(fg_moe_layer *L, fg_moe_scratch *S, float *dx, const f
     if (S->max_tokens < n)
         return fg_error(FG_ERR_INVALID, "moe: backward scratch sized for %d tokens, forward had %d", S->max_tokens, n);
 
-        /* gates: out[t] += g_tk eo[p]  =>  d_eo[p] = g_tk dout_t (dg_tk = <dout_t, eo_p> below) */
-#pragma omp parallel for schedule(static) if ((size_t)n * K * C >= MOE_PAR_ELEMS)
-    for (int t = 0; t < n; t++) {
+    /* gates: out[t] += g_tk eo[p]  =>  d_eo[p] = g_tk dout_t (dg_tk = <dout_t, eo_p> below) */
+    ROWS_FOR((size_t)n * K * C >= MOE_PAR_ELEMS, int, t, 0, n, {
         const float *d = dout + (size_t)t * C;
         for (int k = 0; k < K; k++) {
             int p = L->pos[(size_t)t * K + k];
@@ -767,10 +841,9 @@ fg_status fg_moe_backward(fg_moe_layer *L, fg_moe_scratch *S, float *dx, const f
                 continue;
             float g = L->gate[(size_t)t * K + k];
             float *de = S->d_eo + (size_t)p * C;
-            for (int c = 0; c < C; c++)
-                de[c] = g * d[c];
+            _Pragma("omp simd") for (int c = 0; c < C; c++) de[c] = g * d[c];
         }
-    }
+    });
 
     /* experts: each writes its own rows of d_act, d_h, d_xg and its own weight grads */
     if (L->ep) {
@@ -786,21 +859,31 @@ fg_status fg_moe_backward(fg_moe_layer *L, fg_moe_scratch *S, float *dx, const f
             expert_backward(L, S, dw, w, e);
     }
     /* scatter: dx[t] += sum_k d_xg[pos_tk] (the gather's backward), fixed slot order */
-#pragma omp parallel for schedule(static) if ((size_t)n * K * C >= MOE_PAR_ELEMS)
-    for (int t = 0; t < n; t++) {
+    ROWS_FOR((size_t)n * K * C >= MOE_PAR_ELEMS, int, t, 0, n, {
         float *d = dx + (size_t)t * C;
         for (int k = 0; k < K; k++) {
             int p = L->pos[(size_t)t * K + k];
             if (p < 0)
                 continue;
             const float *s = S->d_xg + (size_t)p * C;
-            for (int c = 0; c < C; c++)
-                d[c] += s[c];
+            _Pragma("omp simd") for (int c = 0; c < C; c++) d[c] += s[c];
         }
-    }
+    });
 
     /* shared experts: out = as @ proj^T, as = swiglu(hs), hs = x @ fc^T */
-    if (SH > 0) {
+    if (SH > 0 && bf16_fused(L, w)) {
+        /* d_as set (beta 0; where the zeroed route had +0 this may hold -0, which the
+         * SwiGLU backward's products turn into the same +0 sums), as kept in bf16, d_hs
+         * written only in bf16 over dout's (read by then) */
+        uint16_t *asb = bf16_view(L->as);
+        fg_cvt_f32_bf16(w->bf16_d, dout, (size_t)n * C);
+        fg_bgemm(0, 0, n, SH, C, 1.0f, w->bf16_d, C, w->shared_proj_bf16, SH, 0.0f, S->d_as, SH);
+        fg_bgemm(1, 0, C, SH, n, 1.0f, w->bf16_d, C, asb, SH, 1.0f, dw->shared_proj, SH);
+        fg_swiglu_backward_bf16(w->bf16_d, S->d_as, L->hs, n, SH);
+        fg_bgemm(0, 0, n, C, 2 * SH, 1.0f, w->bf16_d, 2 * SH, w->shared_fc_bf16, C, 1.0f, dx, C);
+        fg_cvt_f32_bf16(w->bf16_x, x, (size_t)n * C);
+        fg_bgemm(1, 0, 2 * SH, C, n, 1.0f, w->bf16_d, 2 * SH, w->bf16_x, C, 1.0f, dw->shared_fc, C);
+    } else if (SH > 0) {
         memset(S->d_as, 0, (size_t)n * SH * sizeof(float));
         memset(S->d_hs, 0, (size_t)n * 2 * SH * sizeof(float));
         shared_linear_backward(w, S->d_as, dw->shared_proj, dout, L->as, w->shared_proj, w->shared_proj_bf16, n, SH, C);
@@ -830,8 +913,8 @@ fg_status fg_moe_backward(fg_moe_layer *L, fg_moe_scratch *S, float *dx, const f
                     f[L->topk[(size_t)t * K + k]] += (double)E / ((double)K * T);
             c = (double)aux_scale * mc->balance_alpha / ((double)B * T);
         }
-#pragma omp parallel for schedule(static) if ((size_t)tseq * K * C >= MOE_PAR_ELEMS)
-        for (int t = b * tseq; t < (b + 1) * tseq; t++) {
+        int t0 = b * tseq, t1 = t0 + tseq;
+        ROWS_FOR((size_t)tseq * K * C >= MOE_PAR_ELEMS, int, t, t0, t1, {
             float dg[FG_MOE_MAX_K];
             for (int k = 0; k < K; k++) {
                 int p = L->pos[(size_t)t * K + k];
@@ -846,7 +929,7 @@ fg_status fg_moe_backward(fg_moe_layer *L, fg_moe_scratch *S, float *dx, const f
             router_token_backward(S->d_s + (size_t)t * E, L->aff + (size_t)t * E, L->topk + (size_t)t * K, dg, E, K,
                                   mc->route_scale, seqaux ? f : NULL, c, sw ? L->prob + (size_t)t * E : NULL, L->count,
                                   sw_scale);
-        }
+        });
     }
     if (mc->router_logit_scale != 1.0f) /* s = scale * x W_r^T */
         for (size_t i = 0; i < (size_t)n * E; i++)

@@ -75,3 +75,35 @@ void fg_gelu_backward_bf16_ref(uint16_t *dinpb, float *dinp, const float *dout, 
             fg_cvt_f32_bf16_ref(dinpb + i, &v, 1);
     }
 }
+
+/* swiglu_forward_ref's value, rounded. */
+void fg_swiglu_forward_bf16_ref(uint16_t *out, const float *inp, int N, int H)
+{
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        const float *a = inp + (size_t)n * 2 * H, *b = a + H;
+        for (int i = 0; i < H; i++) {
+            double s = 1.0 / (1.0 + exp(-(double)a[i]));
+            float v = (float)(a[i] * s * b[i]);
+            fg_cvt_f32_bf16_ref(out + (size_t)n * H + i, &v, 1);
+        }
+    }
+}
+
+/* swiglu_backward_ref's values added to 0 (its += on a zeroed dinp), rounded. */
+void fg_swiglu_backward_bf16_ref(uint16_t *dinpb, const float *dout, const float *inp, int N, int H)
+{
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++) {
+        const float *a = inp + (size_t)n * 2 * H, *b = a + H;
+        const float *g = dout + (size_t)n * H;
+        uint16_t *da = dinpb + (size_t)n * 2 * H, *db = da + H;
+        for (int i = 0; i < H; i++) {
+            double s = 1.0 / (1.0 + exp(-(double)a[i]));
+            float va = 0.0f + (float)(g[i] * b[i] * s * (1.0 + a[i] * (1.0 - s)));
+            float vb = 0.0f + (float)(g[i] * a[i] * s);
+            fg_cvt_f32_bf16_ref(da + i, &va, 1);
+            fg_cvt_f32_bf16_ref(db + i, &vb, 1);
+        }
+    }
+}

@@ -50,6 +50,40 @@ void fg_rmsnorm_backward_ref(float *dinp, float *dweight, const float *dout, con
     }
 }
 
+/* rmsnorm_forward_ref with weight 1, its rounding, bf16_affine_ref of that (a reference:
+ * the two-pass route through scratch arrays). */
+void fg_rmsnorm_forward_bf16_ref(uint16_t *xhat, uint16_t *out, float *outf, float *rstd, const float *inp,
+                                 const float *w, int N, int C, float eps)
+{
+    size_t n = (size_t)N * C;
+    float *y = fg_malloc((n ? n : 1) * sizeof(float)), *ones = fg_malloc((size_t)C * sizeof(float));
+    FG_ASSERT(y && ones);
+    for (int c = 0; c < C; c++)
+        ones[c] = 1.0f;
+    fg_rmsnorm_forward_ref(y, rstd, inp, ones, N, C, eps);
+    fg_cvt_f32_bf16_ref(xhat, y, n);
+    fg_bf16_affine_ref(out, outf, xhat, w, NULL, N, C);
+    fg_free(y);
+    fg_free(ones);
+}
+
+/* rmsnorm_backward_ref on the rebuilt input, held in a scratch array (a reference). */
+void fg_rmsnorm_backward_bf16_ref(float *dinp, float *dweight, const float *dout, const uint16_t *xhat,
+                                  const float *weight, const float *rstd, int N, int C)
+{
+    size_t n = (size_t)N * C;
+    float *inp = fg_malloc((n ? n : 1) * sizeof(float));
+    FG_ASSERT(inp);
+    fg_cvt_bf16_f32_ref(inp, xhat, n);
+    for (int r = 0; r < N; r++) {
+        float inv = 1.0f / rstd[r], *x = inp + (size_t)r * C;
+        for (int c = 0; c < C; c++)
+            x[c] = x[c] * inv + 0.0f;
+    }
+    fg_rmsnorm_backward_ref(dinp, dweight, dout, inp, weight, rstd, N, C);
+    fg_free(inp);
+}
+
 void fg_layernorm_forward_ref(float *out, float *mean, float *rstd, const float *inp, const float *weight,
                               const float *bias, int N, int C, float eps)
 {

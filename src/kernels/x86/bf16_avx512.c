@@ -33,25 +33,36 @@ void fg_cvt_bf16_f32_avx512(float *out, const uint16_t *in, size_t n)
                                  _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(k, in + i)), 16)););
 }
 
-/* Rows over the threads when large; per 16 lanes: widen, multiply, add, store fp32
+/* One row of bf16_affine from offset r: per 16 lanes widen, multiply, add, store fp32
  * and/or the reference's rounding (the integer rule: any AVX-512 CPU). */
+static inline void affine_row(uint16_t *out, float *outf, const uint16_t *x, const float *w, const float *b, size_t r,
+                              int C)
+{
+    for (int c = 0; c < C; c += 16) {
+        __mmask16 k = tail16((size_t)(C - c));
+        __m512 v =
+            _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(k, x + r + c)), 16));
+        v = _mm512_mul_ps(v, _mm512_maskz_loadu_ps(k, w + c));
+        v = _mm512_add_ps(v, b ? _mm512_maskz_loadu_ps(k, b + c) : _mm512_setzero_ps());
+        if (outf)
+            _mm512_mask_storeu_ps(outf + r + c, k, v);
+        if (out)
+            _mm256_mask_storeu_epi16(out + r + c, k, fg_rne16_512(_mm512_castps_si512(v)));
+    }
+}
+
+/* Rows over the threads when large, else inline, outside any OpenMP construct (a false
+ * `if` clause still calls GOMP_parallel and wakes a futex). */
 void fg_bf16_affine_avx512(uint16_t *out, float *outf, const uint16_t *x, const float *w, const float *b, int N, int C)
 {
-#pragma omp parallel for schedule(static) if ((size_t)N * C >= FG_PAR_MIN_ELEMS)
-    for (int n = 0; n < N; n++) {
-        size_t r = (size_t)n * C;
-        for (int c = 0; c < C; c += 16) {
-            __mmask16 k = tail16((size_t)(C - c));
-            __m512 v = _mm512_castsi512_ps(
-                _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(k, x + r + c)), 16));
-            v = _mm512_mul_ps(v, _mm512_maskz_loadu_ps(k, w + c));
-            v = _mm512_add_ps(v, b ? _mm512_maskz_loadu_ps(k, b + c) : _mm512_setzero_ps());
-            if (outf)
-                _mm512_mask_storeu_ps(outf + r + c, k, v);
-            if (out)
-                _mm256_mask_storeu_epi16(out + r + c, k, fg_rne16_512(_mm512_castps_si512(v)));
-        }
+    if ((size_t)N * C < FG_PAR_MIN_ELEMS) {
+        for (int n = 0; n < N; n++)
+            affine_row(out, outf, x, w, b, (size_t)n * C, C);
+        return;
     }
+#pragma omp parallel for schedule(static)
+    for (int n = 0; n < N; n++)
+        affine_row(out, outf, x, w, b, (size_t)n * C, C);
 }
 
 /* vcvtne2ps2bf16 rounds like the reference except that it flushes fp32 subnormals to

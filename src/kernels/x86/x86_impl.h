@@ -41,6 +41,8 @@
     V(swiglu_backward, FG_LVL_AVX512, fg_swiglu_backward_avx512)                                                       \
     V(rmsnorm_forward, FG_LVL_AVX512, fg_rmsnorm_forward_avx512)                                                       \
     V(rmsnorm_backward, FG_LVL_AVX512, fg_rmsnorm_backward_avx512)                                                     \
+    V(rmsnorm_backward_bf16, FG_LVL_AVX512, fg_rmsnorm_backward_bf16_avx512)                                           \
+    V(rmsnorm_forward_bf16, FG_LVL_AVX512, fg_rmsnorm_forward_bf16_avx512)                                             \
     V(layernorm_forward, FG_LVL_AVX512, fg_layernorm_forward_avx512)                                                   \
     V(layernorm_backward, FG_LVL_AVX512, fg_layernorm_backward_avx512)                                                 \
     V(add, FG_LVL_AVX512, fg_add_avx512)                                                                               \
@@ -59,6 +61,8 @@
     V(bf16_affine, FG_LVL_AVX512, fg_bf16_affine_avx512)                                                               \
     V(layernorm_forward_bf16, FG_LVL_AVX512, fg_layernorm_forward_bf16_avx512)                                         \
     V(gelu_backward_bf16, FG_LVL_AVX512, fg_gelu_backward_bf16_avx512)                                                 \
+    V(swiglu_forward_bf16, FG_LVL_AVX512, fg_swiglu_forward_bf16_avx512)                                               \
+    V(swiglu_backward_bf16, FG_LVL_AVX512, fg_swiglu_backward_bf16_avx512)                                             \
     V(bgemm, FG_LVL_AVX512BF16, fg_bgemm_avx512bf16)                                                                   \
     V(attention_bf16_forward, FG_LVL_AVX512BF16, fg_attention_bf16_forward_avx512bf16)                                 \
     V(attention_bf16_backward, FG_LVL_AVX512BF16, fg_attention_bf16_backward_avx512bf16)                               \
