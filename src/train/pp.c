@@ -1376,7 +1376,8 @@ fg_status pp_eval(pp *p, fg_model *m, const int32_t *inp, const int32_t *tgt, in
 {
     int VS = p->V * p->size;
     const int *vb = p->V > 1 ? p->vb : p->bounds;
-    size_t NC = (size_t)B * (size_t)T * (size_t)fg_model_get_config(m)->d_model;
+    /* sequence parallel (tp): as in training, a stage's stream is this tp rank's rows */
+    size_t NC = (size_t)B * (size_t)T * (size_t)fg_model_get_config(m)->d_model / (size_t)fg_model_tp_seq_split(m);
     float *x = p->xin[0], *y = p->yout[0], l = 0;
     fg_status st = NC <= p->cap ? FG_OK : fg_error(FG_ERR_INVALID, "pipeline validation: batch above the slots");
     for (int v = 0; v < VS && st == FG_OK; v++) {

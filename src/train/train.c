@@ -1076,6 +1076,10 @@ static fg_status setup(run *r, FILE *out)
         st = fg_last_status();
     if (st == FG_OK && r->pp && c->pp > 1 && stage_owned(c))
         st = pp_own_begin(r->pp);
+    if (st == FG_OK && r->rank0 && r->pp && pp_own(r->pp) && (c->ckpt_async || c->ckpt_full_every > 1))
+        FG_INFO("pipeline stages stream their tensors to rank 0 for checkpoints, which are written raw, full and "
+                "synchronously: ckpt_async and delta checkpoints apply to one-process and data-parallel runs "
+                "(docs/DIST.md \"Memory per rank\")");
     const bool stage_zero = st == FG_OK && c->zero && r->pp && pp_own(r->pp);
     /* ZeRO-1 over the stage's ranks (stage-owned memory), or with tp / pp over the whole
      * grid (the balancer, FFN sharing: every stage keeps every tensor) */
