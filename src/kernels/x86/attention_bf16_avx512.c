@@ -189,40 +189,8 @@ static void rows_acc(float *D, size_t ldd, const uint32_t *Pq, int nk, int kq, c
     }
 }
 
-/* fg_transpose16_512 fully unrolled and inlined: as a loop nest called out of line its
- * 48 intermediate registers went through stack arrays (a profiled 1.6% of the recipe's
- * step, more than the fwd_block around it). Same shuffles, same bits. */
-static inline __attribute__((always_inline)) void transpose16(__m512 r[16])
-{
-    __m512 t[16], u[16];
-#pragma GCC unroll 16
-    for (int k = 0; k < 16; k += 2) {
-        t[k] = _mm512_unpacklo_ps(r[k], r[k + 1]);
-        t[k + 1] = _mm512_unpackhi_ps(r[k], r[k + 1]);
-    }
-#pragma GCC unroll 16
-    for (int k = 0; k < 16; k += 4) {
-        u[k] = _mm512_shuffle_ps(t[k], t[k + 2], _MM_SHUFFLE(1, 0, 1, 0));
-        u[k + 1] = _mm512_shuffle_ps(t[k], t[k + 2], _MM_SHUFFLE(3, 2, 3, 2));
-        u[k + 2] = _mm512_shuffle_ps(t[k + 1], t[k + 3], _MM_SHUFFLE(1, 0, 1, 0));
-        u[k + 3] = _mm512_shuffle_ps(t[k + 1], t[k + 3], _MM_SHUFFLE(3, 2, 3, 2));
-    }
-#pragma GCC unroll 16
-    for (int k = 0; k < 4; k++) {
-        t[k] = _mm512_shuffle_f32x4(u[k], u[k + 4], 0x88);
-        t[k + 4] = _mm512_shuffle_f32x4(u[k], u[k + 4], 0xdd);
-        t[k + 8] = _mm512_shuffle_f32x4(u[k + 8], u[k + 12], 0x88);
-        t[k + 12] = _mm512_shuffle_f32x4(u[k + 8], u[k + 12], 0xdd);
-    }
-#pragma GCC unroll 16
-    for (int k = 0; k < 8; k++) {
-        r[k] = _mm512_shuffle_f32x4(t[k], t[k + 8], 0x88);
-        r[k + 8] = _mm512_shuffle_f32x4(t[k], t[k + 8], 0xdd);
-    }
-}
-
 /* Y[i][d] (+)= Xt[d][i] * w[i] (w NULL: 1) for i < nq: attention_avx512.h's store_t on
- * transpose16. */
+ * fg_transpose16_512. */
 static void store_tile(float *Y, size_t ldy, const float *Xt, const float *w, int nq, int HS, int accumulate)
 {
     for (int i0 = 0; i0 < nq; i0 += 16)
@@ -231,7 +199,7 @@ static void store_tile(float *Y, size_t ldy, const float *Xt, const float *w, in
 #pragma GCC unroll 16
             for (int k = 0; k < 16; k++)
                 r[k] = _mm512_load_ps(Xt + (d0 + k) * BQ + i0);
-            transpose16(r);
+            fg_transpose16_512(r);
             int n = nq - i0 < 16 ? nq - i0 : 16;
             for (int k = 0; k < n; k++) {
                 float *y = Y + (size_t)(i0 + k) * ldy + d0;
@@ -254,7 +222,7 @@ static void load_wt(uint32_t *Xt, const uint16_t *X, size_t ldx, int nq, int HW)
                 r[q] = i0 + q < nq
                            ? _mm512_castsi512_ps(_mm512_maskz_loadu_epi32(k, X + (size_t)(i0 + q) * ldx + 2 * w0))
                            : _mm512_setzero_ps();
-            transpose16(r);
+            fg_transpose16_512(r);
             for (int q = 0; q < nw; q++)
                 _mm512_store_si512(Xt + (w0 + q) * BQ + i0, _mm512_castps_si512(r[q]));
         }
