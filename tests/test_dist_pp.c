@@ -5,7 +5,8 @@
  * dp 2 x pp 2 with the same next losses. --zero 1 shards m, v over every rank (pp 2,
  * dp 2 x pp 2; rank 0 keeps 1/world of them) and its checkpoints resume unsharded, at
  * another sharded layout and at dp 2. With one stage slowed on purpose the balancer
- * moves layers off it at a checkpoint boundary and the losses stay one process's. Layouts
+ * moves layers off it at a checkpoint boundary and the losses stay one process's, with
+ * --zero 1 too (the stage's shards re-cut, stage-owned memory kept). Layouts
  * the pipeline refuses say why. Skips when this build has no MPI or mpirun is absent. */
 #define _GNU_SOURCE
 #include <math.h>
@@ -345,6 +346,74 @@ static void test_memory(void)
     }
 }
 
+/* ZeRO-1 with the balancer keeps stage-owned memory (docs/DIST.md "Stage balancer"):
+ * dp 2 x pp 2 --zero 1 with stage 1 slowed moves layers onto stage 0 at step 2, the moved
+ * layers' params and m, v go with them and the shards of m, v are re-cut over each
+ * stage's new spans; the run stays one process's (losses, params), each rank's resident
+ * pages stay its share (with ZeRO-1 over the whole grid instead, every rank keeps every
+ * tensor: the resident checks fail), and a checkpoint after the move resumes at one
+ * process with the same next losses. */
+static void test_zero_balance(void)
+{
+    /* 5 steps: at 6 the Debug (sanitizer) build's balanced dp 2 x pp 2 params drift 1.01e-6
+     * from one process's, with or without ZeRO-1 (summation order, not the re-cut) */
+    const char *model = "--layout gpt2 --n-layer 8 --n-head 4 --d-model 128 --max-steps 5 --ckpt-every 2 "
+                        "--grad-accum 4";
+    const char *grid = "--dp 2 --pp 2 --zero 1 --pp-balance 1 --pp-slow-rank 1 --pp-slow-ms 30";
+    const double slack = 1 << 20; /* test_memory's: partial pages at the spans' ends */
+    char ref[1024], dir[1024], args[8192], what[256];
+    snprintf(ref, sizeof ref, "%s/zb_ref", fg_test_tmpdir());
+    snprintf(args, sizeof args, "%s %s --out '%s'", data, model, ref);
+    FG_CHECK(train(0, args) == 0, "zero balance: one process: %s", out);
+    snprintf(dir, sizeof dir, "%s/zb_run", fg_test_tmpdir());
+    snprintf(args, sizeof args, "%s %s %s --out '%s'", grid, data, model, dir);
+    snprintf(what, sizeof what, "zero balance %s", grid);
+    int rc = train(4, args);
+    FG_CHECK(rc == 0, "%s: exit %d: %s", what, rc, out);
+    double v[7];
+    if (rc == 0 && stage_mem(what, v)) {
+        double W = v[0];
+        FG_CHECK(strstr(out, "4|4 -> "), "%s: the balancer moved layers: %s", what, out);
+        /* rank 0 (stage 0, now most layers): params + grads of its stage and half its m, v */
+        FG_CHECK(v[2] >= v[1] && v[2] <= v[1] + slack && v[4] >= v[3] && v[4] <= v[3] + slack,
+                 "%s: resident pages %.0f / %.0f are the shares %.0f / %.0f (rank 0 / the others)", what, v[2], v[4],
+                 v[1], v[3]);
+        /* an even split's share is under W / 2 (params + grads of half the layers, a
+         * quarter of m, v); the largest other rank is rank 1, rank 0's partner on stage 0 */
+        FG_CHECK(v[1] > W * 0.5 && v[1] < W * 0.8 && v[3] <= v[1] + slack,
+                 "%s: after the move rank 0 keeps %.0f, the others at most %.0f of %.0f", what, v[1], v[3], W);
+        check_peak(what, v, slack, v[3]);
+    }
+    static dist_curve c;
+    if (rc == 0 && dist_read_curve(dir, &c)) {
+        FG_CHECK(!strcmp(c.layers[2], "4, 4") && strcmp(c.layers[3], "4, 4") && !strcmp(c.layers[3], c.layers[5]),
+                 "%s: layers %s at step 2, %s at 3, %s at 5 (a move at step 2)", what, c.layers[2], c.layers[3],
+                 c.layers[5]);
+    }
+    dist_check_losses(what, ref, dir, 1, 5);
+    dist_check_params(what, ref, dir);
+    /* stopped at step 3 (its checkpoints at 2 and 3 after the move: the shards cut on the new
+     * spans), resumed at one process and at the same grid (the even split again) */
+    char src[1024];
+    snprintf(src, sizeof src, "%s/zb_stop", fg_test_tmpdir());
+    snprintf(args, sizeof args, "%s %s %s --stop-after 3 --out '%s'", grid, data, model, src);
+    rc = train(4, args);
+    FG_CHECK(rc == 0 && strstr(out, "4|4 -> "), "zero balance stopped at step 3: exit %d: %s", rc, out);
+    static const char *rgrids[] = {"", "--dp 2 --pp 2 --zero 1 --pp-balance 1"};
+    static const int rnps[] = {0, 4};
+    for (int i = 0; i < 2; i++) {
+        snprintf(dir, sizeof dir, "%.1000s_%d", src, i);
+        snprintf(args, sizeof args, "rm -rf '%s' && cp -r '%s' '%s'", dir, src, dir);
+        FG_CHECK(fg_test_run(args, NULL, 0) == 0, "copy %s", src);
+        snprintf(args, sizeof args, "%s %s %s --resume --out '%s'", rgrids[i], data, model, dir);
+        snprintf(what, sizeof what, "zero balance checkpoint resumed at '%s'", rgrids[i]);
+        rc = train(rnps[i], args);
+        FG_CHECK(rc == 0 && strstr(out, "resumed from"), "%s: exit %d: %s", what, rc, out);
+        dist_check_losses(what, ref, dir, 4, 5);
+        dist_check_params(what, ref, dir);
+    }
+}
+
 /* Loss scaling with stage-owned memory: each stage unscales its own spans and the stages
  * agree on the overflow (a MAX), so the step with the injected inf is skipped everywhere
  * and the run stays one process's. */
@@ -418,6 +487,7 @@ int main(void)
     test_balance();
     test_balance_resume();
     test_memory();
+    test_zero_balance();
     test_loss_scale();
     test_refused();
     return fg_test_end();

@@ -882,6 +882,43 @@ fg_status dp_remove_rank_ckpts(const char *ckpt_dir)
     return FG_OK;
 }
 
+/* ---- ZeRO-1 re-cut when the kept spans change (docs/DIST.md "Stage balancer") ---- */
+fg_status dp_gather_moments(const dp *d, fg_optim *o, float *m, float *v)
+{
+    float *sm, *sv, *scratch = NULL;
+    fg_status st = fg_optim_moments_f32(o, &sm, &sv, &scratch);
+    for (int j = 0; j < d->npc && st == FG_OK; j++) {
+        memcpy(m + d->pc[j].off, sm + d->pc[j].dst, d->pc[j].len * sizeof(float));
+        memcpy(v + d->pc[j].off, sv + d->pc[j].dst, d->pc[j].len * sizeof(float));
+    }
+    fg_free(scratch);
+    /* the shards are disjoint and the rest of each span zero: a sum is the gather */
+    for (int i = 0; i < d->nsp && st == FG_OK && d->zs > 1; i++) {
+        st = fg_comm_allreduce(d->zc, m + d->sp[i].off, d->sp[i].len, FG_DT_F32, FG_OP_SUM);
+        if (st == FG_OK)
+            st = fg_comm_allreduce(d->zc, v + d->sp[i].off, d->sp[i].len, FG_DT_F32, FG_OP_SUM);
+    }
+    return st;
+}
+
+dp *dp_respan(dp *d, float bucket_mb, const dp_span *spans, int n_spans, size_t ex_off, size_t ex_len)
+{
+    dp *nd = dp_new(d->comm, d->zc, d->m, d->zero, bucket_mb, d->cz.density > 0 ? &d->cz : NULL, spans, n_spans);
+    if (!nd)
+        return NULL;
+    int nb = nd->st.n_buckets;
+    nd->st = d->st; /* the run's counters go on */
+    nd->st.n_buckets = nb;
+    nd->step = d->step;
+    nd->gns = d->gns;
+    dp_set_outer(nd, d->oc, ex_off, ex_len, d->fr, d->fs);
+    nd->sw = d->sw; /* the writers know the files they wrote (pruning) */
+    nd->rw = d->rw;
+    d->sw = d->rw = NULL;
+    dp_delete(d);
+    return nd;
+}
+
 /* ---- ZeRO-1 shards of m, v in checkpoints ---- */
 fg_status dp_save_shards(dp *d, fg_optim *o, const char *ckpt_dir, long step, const fg_ckpt_opts *co)
 {

@@ -102,6 +102,15 @@ fg_status dp_unscale(dp *d, float *grads, size_t n, float inv_scale, bool *found
  * with the clipping factor grad_coef, params all-gathered in place). */
 fg_status dp_zero_norm(dp *d, const fg_optim *o, double *norm);
 fg_status dp_zero_step(dp *d, fg_optim *o, float lr, float grad_coef);
+/* The pipeline balancer moved layers (docs/DIST.md "Stage balancer"), ZeRO-1 over a
+ * stage's kept spans: dp_gather_moments writes the whole kept spans of m, v (fp32, flat
+ * addressing; m, v zero there before) on every rank of the ZeRO group from its shards (a
+ * transient of the stage's m, v, the caller's lazy buffers); dp_respan returns a dp over
+ * the new spans with d's groups, counters, outer settings (ex_*: dp_set_outer's, for the
+ * new spans) and shard writers, d deleted (NULL on failure: d kept). The caller then
+ * re-inits the optimiser over the new shard (dp_optim_init) and fills it from m, v. */
+fg_status dp_gather_moments(const dp *d, fg_optim *o, float *m, float *v);
+dp *dp_respan(dp *d, float bucket_mb, const dp_span *spans, int n_spans, size_t ex_off, size_t ex_len);
 /* Sums the MoE expert loads over ranks (before fg_model_post_step). */
 fg_status dp_moe_loads(dp *d, fg_model *m);
 /* Rank 0's stopping decision and schedule length, for everyone. */

@@ -38,6 +38,8 @@ struct pp {
     float slow_ms;
     double acc_compute; /* this rank's compute seconds since the last balance */
     dp *zero;           /* ZeRO-1 over the grid: the grads reduce-scattered by it (NULL: all-reduced here) */
+    fg_optim *zopt;     /* ZeRO-1 over a stage's spans: the optimiser of the shard (the balancer re-cuts it) */
+    float *tm, *tv;     /* the balancer's transient of the stage's m, v under ZeRO-1 (pp_take_moments) */
     /* interleaved 1F1B (V > 1 chunks): chunk c of this rank is virtual stage c * size + rank,
      * layers [vb[c * size + rank], vb[c * size + rank + 1]); one buffer set per chunk and
      * micro-batch of the step (grown with the step's micro-batch count) */
@@ -194,6 +196,10 @@ void pp_delete(pp *p)
     if (p->m)
         fg_model_stage_slots(p->m, 0, 1, 1); /* frees the sets */
     fg_comm_free_mem(p->comm, p->mem);
+    if (p->tm)
+        fg_free_lazy(p->tm);
+    if (p->tv)
+        fg_free_lazy(p->tv);
     fg_free(p->bounds);
     fg_free(p->xin);
     fg_free(p->rx);
@@ -793,6 +799,7 @@ fg_status pp_own_enable(pp *p, fg_optim *o)
     if (!p->own_on)
         return FG_OK;
     p->opt = p->zero ? NULL : o;
+    p->zopt = p->zero ? o : NULL;
     fg_status st = own_build(p);
     if (st == FG_OK)
         pp_release(p);
@@ -840,7 +847,8 @@ static fg_status xfer(pp *p, void *buf, size_t es, fg_dtype t, size_t n, int pee
     return st;
 }
 
-/* the spans' params (and m, v when moments) of stage `from` go to stage `to` */
+/* the spans' params (and m, v when moments: the optimiser's, or under ZeRO-1 the
+ * transient p->tm, p->tv) of stage `from` go to stage `to` */
 static fg_status move_spans(pp *p, const pp_span *sp, int ns, int from, int to, int moments)
 {
     if (p->rank != from && p->rank != to)
@@ -854,7 +862,13 @@ static fg_status move_spans(pp *p, const pp_span *sp, int ns, int from, int to, 
         st = xfer(p, par + off, sizeof(float), FG_DT_F32, len, peer, send);
         if (!moments || st != FG_OK)
             continue;
-        if (o->m) { /* fp32 moments, else bf16 (--adam-moments bf16) */
+        if (!o && p->tm) { /* ZeRO-1: the stage's gathered m, v */
+            st = xfer(p, p->tm + off, sizeof(float), FG_DT_F32, len, peer, send);
+            if (st == FG_OK)
+                st = xfer(p, p->tv + off, sizeof(float), FG_DT_F32, len, peer, send);
+        } else if (!o) {
+            continue;
+        } else if (o->m) { /* fp32 moments, else bf16 (--adam-moments bf16) */
             st = xfer(p, o->m + off, sizeof(float), FG_DT_F32, len, peer, send);
             if (st == FG_OK)
                 st = xfer(p, o->v + off, sizeof(float), FG_DT_F32, len, peer, send);
@@ -981,13 +995,23 @@ static fg_status own_reduce(pp *p)
  * pages this stage no longer owns released. */
 static fg_status own_move(pp *p, const int *ob)
 {
-    if (!p->opt)
+    if (!p->own_on)
         return FG_OK;
     int nt = fg_model_num_tensors(p->m);
     pp_span *sp = fg_calloc((size_t)nt + 1, sizeof *sp);
     if (!sp)
         return fg_error(FG_ERR_NOMEM, "pipeline parallel: out of memory");
     fg_status st = FG_OK;
+    if (p->zero && p->zopt) {
+        /* ZeRO-1 over the stage: its m, v gathered whole on each of its ranks from the
+         * shards (a transient of the stage's m, v; lazy, only its spans' pages exist),
+         * sent with the moved layers, then re-cut by the caller (pp_take_moments) */
+        size_t n = fg_model_num_params(p->m);
+        p->tm = fg_calloc_lazy(n + 1, sizeof(float));
+        p->tv = fg_calloc_lazy(n + 1, sizeof(float));
+        st = p->tm && p->tv ? dp_gather_moments(p->zero, p->zopt, p->tm, p->tv)
+                            : fg_error(FG_ERR_NOMEM, "pipeline parallel: out of memory for the stage's m, v");
+    }
     for (int l = 0; l < p->L && st == FG_OK; l++) {
         int from = -1, to = -1;
         for (int r = 0; r < p->size; r++) {
@@ -1229,6 +1253,13 @@ fg_status pp_balance(pp *p, int *moved, char *msg, size_t msg_len)
     *moved = 1;
     p->st.n_moved++;
     return FG_OK;
+}
+
+void pp_take_moments(pp *p, float **m, float **v)
+{
+    *m = p->tm;
+    *v = p->tv;
+    p->tm = p->tv = NULL;
 }
 
 /* ---- checkpoints and validation without the whole model on rank 0 (docs/DIST.md

@@ -65,6 +65,13 @@ fg_status pp_barrier(pp *p);
  * same gathered times). *moved: 1 when
  * the bounds changed. msg (may be NULL): one line saying what it saw and did. */
 fg_status pp_balance(pp *p, int *moved, char *msg, size_t msg_len);
+/* Stage-owned memory under ZeRO-1 (docs/DIST.md "Stage balancer"): a move gathers each
+ * stage's m, v whole on its ranks from the old shards (dp_gather_moments) and sends the
+ * moved layers' with their params; after pp_balance moved, the caller takes that transient
+ * (fp32, flat addressing, fg_calloc_lazy: fg_free_lazy it; NULL when nothing moved), re-cuts
+ * the shards over pp_own_spans (dp_respan, dp_optim_init into the same fg_optim) and hands
+ * the new dp over with pp_set_zero. */
+void pp_take_moments(pp *p, float **m, float **v);
 const pp_stats *pp_get_stats(const pp *p);
 /* ZeRO-1 over the whole grid (d made with the grid's communicator as its ZeRO group):
  * pp_grads then leaves the grads unsummed and has d reduce-scatter them over every rank

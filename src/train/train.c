@@ -419,9 +419,14 @@ static fg_status layout_restore(run *r, json_t *o, const char *dir)
     json_t *split = json_object_get(o, "pp_split");
     if (r->pp && pp_size(r->pp) > 1 && json_is_array(split)) {
         int P = pp_size(r->pp), n = (int)json_array_size(split), b[65];
-        if (n != P + 1 || !r->c.pp_balance) {
+        /* ZeRO-1 over a stage: the dp object and the shards being read are cut on the
+         * even split already (the balancer moves the layers again) */
+        bool zs = r->dp && dp_zero(r->dp) && pp_own(r->pp);
+        if (n != P + 1 || !r->c.pp_balance || zs) {
             len += (size_t)snprintf(note + len, cap - len, "pipeline split of %d stages not taken (%s); ", n - 1,
-                                    n != P + 1 ? "another pp" : "no --pp-balance");
+                                    n != P + 1 ? "another pp"
+                                    : zs       ? "ZeRO-1 shards are cut on the even split at start"
+                                               : "no --pp-balance");
         } else {
             for (int s = 0; s < n; s++)
                 b[s] = (int)json_integer_value(json_array_get(split, (size_t)s));
@@ -915,13 +920,63 @@ static fg_status aug_setup(run *r)
 }
 
 /* ---- setup: everything that can fail on bad input happens before any write ---- */
-/* Does a pipeline stage keep only its own tensors (docs/DIST.md "Memory per rank")? Not
- * with ZeRO-1 and the balancer together (the stage's shards would move with the layers:
- * ZeRO-1 then shards over the whole grid and every stage keeps every tensor); pp.c also
- * leaves it off for FFN sharing and multi-token prediction. */
-static bool stage_owned(const fg_train_config *c)
+/* The optimiser's ranges: one per tensor (fg_free them) */
+static fg_optim_range *optim_ranges(const run *r, int *n)
 {
-    return !(c->zero && c->pp_balance);
+    int nt = fg_model_num_tensors(r->m);
+    fg_optim_range *ranges = fg_malloc((size_t)nt * sizeof *ranges + 1);
+    for (int i = 0; ranges && i < nt; i++) {
+        const fg_tensor_info *ti = fg_model_tensor(r->m, i);
+        ranges[i] =
+            (fg_optim_range){ti->offset, ti->numel, (r->c.decay_all || !ti->no_decay), ti->frozen, ti->lr_scale};
+    }
+    *n = nt;
+    return ranges;
+}
+
+/* ZeRO-1 over a stage's spans after the balancer moved layers (docs/DIST.md "Stage
+ * balancer"): pp_balance left each stage's m, v gathered whole on its ranks (the moved
+ * layers' received from their old stage); the dp object and the optimiser are rebuilt on
+ * the new spans and each rank keeps its new shard of them; the transient goes. */
+static fg_status zero_recut(run *r)
+{
+    float *m = NULL, *v = NULL;
+    pp_take_moments(r->pp, &m, &v);
+    fg_status st = m && v ? FG_OK : fg_error(FG_ERR_INTERNAL, "ZeRO-1 re-cut: the stage's m, v were not gathered");
+    int nsp = 0, nt = 0, npc = 0;
+    const dp_span *sp = pp_own_spans(r->pp, &nsp);
+    size_t xo = 0, xl = 0;
+    pp_norm_skip(r->pp, &xo, &xl);
+    dp *nd = st == FG_OK ? dp_respan(r->dp, r->c.bucket_mb, sp, nsp, xo, xl) : NULL;
+    if (st == FG_OK && !nd)
+        st = fg_last_status();
+    fg_optim_range *ranges = st == FG_OK ? optim_ranges(r, &nt) : NULL;
+    if (st == FG_OK && !ranges)
+        st = FG_ERR_NOMEM;
+    if (st == FG_OK) {
+        r->dp = nd;
+        pp_set_zero(r->pp, nd);
+        fg_adamw_config ac = r->opt.cfg;
+        long t = r->opt.t;
+        fg_optim_free(&r->opt);
+        st = dp_optim_init(r->dp, &r->opt, ranges, nt, &ac);
+        r->opt.t = t;
+    }
+    const dp_piece *pc = st == FG_OK ? dp_shard_pieces(r->dp, &npc) : NULL;
+    for (int j = 0; j < npc; j++)
+        if (r->opt.m) {
+            memcpy(r->opt.m + pc[j].dst, m + pc[j].off, pc[j].len * sizeof(float));
+            memcpy(r->opt.v + pc[j].dst, v + pc[j].off, pc[j].len * sizeof(float));
+        } else { /* bf16 moments: exact, they were widened from bf16 */
+            fg_cvt_f32_bf16(r->opt.m16 + pc[j].dst, m + pc[j].off, pc[j].len);
+            fg_cvt_f32_bf16(r->opt.v16 + pc[j].dst, v + pc[j].off, pc[j].len);
+        }
+    fg_free(ranges);
+    if (m)
+        fg_free_lazy(m);
+    if (v)
+        fg_free_lazy(v);
+    return st;
 }
 
 static fg_status setup(run *r, FILE *out)
@@ -1021,7 +1076,7 @@ static fg_status setup(run *r, FILE *out)
     }
     c->model = *fg_model_get_config(r->m); /* resolved: padded_vocab, d_ff, ... */
     /* a pipeline stage writes only its own tensors (docs/DIST.md "Memory per rank") */
-    pp_init_weights(r->pp_comm, c->pp_chunks, c->pp > 1 && stage_owned(c), r->m, c->seed);
+    pp_init_weights(r->pp_comm, c->pp_chunks, c->pp > 1, r->m, c->seed);
     if (r->ep_comm && fg_comm_size(r->ep_comm) > 1) {
         if ((st = fg_model_moe_set_ep(r->m, r->ep_comm)) != FG_OK)
             goto out_ids;
@@ -1074,7 +1129,7 @@ static fg_status setup(run *r, FILE *out)
         !(r->pp = pp_new(r->pp_comm, r->comm, r->tp_comm, r->m, c->batch_size, c->seq_len, c->pp_slow_rank,
                          c->pp_slow_ms, c->pp_chunks)))
         st = fg_last_status();
-    if (st == FG_OK && r->pp && c->pp > 1 && stage_owned(c))
+    if (st == FG_OK && r->pp && c->pp > 1)
         st = pp_own_begin(r->pp);
     if (st == FG_OK && r->rank0 && r->pp && pp_own(r->pp) && (c->ckpt_async || c->ckpt_full_every > 1))
         FG_INFO("pipeline stages stream their tensors to rank 0 for checkpoints, which are written raw, full and "
@@ -1892,10 +1947,12 @@ static fg_status run_impl(const fg_train_config *cfg, fg_comm *comm, fg_comm *ep
             goto out_teardown;
         if (r->pp && c->pp > 1 && c->pp_balance && c->ckpt_every > 0 && r->step % c->ckpt_every == 0 && !last) {
             /* the balancer at a checkpoint boundary: a moved layer's params and m, v go to
-             * its new stage (stage-owned memory; none move under --zero 1) */
+             * its new stage (stage-owned memory; under --zero 1 the shards re-cut) */
             char msg[512];
             int moved = 0;
             st = pp_balance(r->pp, &moved, msg, sizeof msg);
+            if (st == FG_OK && moved && r->dp && dp_zero(r->dp) && pp_own(r->pp))
+                st = zero_recut(r);
             if (st != FG_OK)
                 goto out_teardown;
             if (out) {
