@@ -1095,15 +1095,11 @@ static fg_status setup(run *r, FILE *out)
         if (out)
             fprintf(out, "init_from       : %s (step %ld)\n", c->init_from, it_step);
     }
-    int nt = fg_model_num_tensors(r->m);
-    fg_optim_range *ranges = fg_malloc((size_t)nt * sizeof *ranges);
+    int nt = 0;
+    fg_optim_range *ranges = optim_ranges(r, &nt);
     if (!ranges) {
         st = FG_ERR_NOMEM;
         goto out_ids;
-    }
-    for (int i = 0; i < nt; i++) {
-        const fg_tensor_info *ti = fg_model_tensor(r->m, i);
-        ranges[i] = (fg_optim_range){ti->offset, ti->numel, (c->decay_all || !ti->no_decay), ti->frozen, ti->lr_scale};
     }
     if (c->loss_scale) {
         fg_loss_scaler_config lc = fg_loss_scaler_config_default();
