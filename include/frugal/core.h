@@ -104,9 +104,22 @@ float fg_rng_uniform(fg_rng *r);              /* uniform in [0, 1) with 24 rando
 float fg_rng_normal(fg_rng *r);               /* standard normal (Box-Muller) */
 
 /* ---- time, threads, memory of the process ---- */
-double fg_time_sec(void);                                   /* monotonic seconds */
-int fg_threads_get(void);                                   /* OpenMP threads used by kernels */
-void fg_threads_set(int n);                                 /* n <= 0: all cores */
+double fg_time_sec(void);   /* monotonic seconds */
+int fg_threads_get(void);   /* OpenMP threads used by kernels */
+void fg_threads_set(int n); /* n <= 0: all cores */
+/* for (T i = lo; i < hi; i++) body, over the OpenMP threads when par, else as a plain
+ * loop outside any OpenMP construct: a region with a false `if` clause still calls
+ * GOMP_parallel and wakes a futex, which row passes run several times per layer and step
+ * cannot afford (docs/perf/kernels.md, section 10). */
+#define FG_ROWS_FOR(par, T, i, lo, hi, ...)                                                                            \
+    do {                                                                                                               \
+        if (par) {                                                                                                     \
+            _Pragma("omp parallel for schedule(static)") for (T i = (lo); i < (hi); i++) __VA_ARGS__                   \
+        } else {                                                                                                       \
+            for (T i = (lo); i < (hi); i++)                                                                            \
+                __VA_ARGS__                                                                                            \
+        }                                                                                                              \
+    } while (0)
 size_t fg_peak_rss_bytes(void);                             /* VmHWM of this process, 0 when unknown */
 const char *fg_env(const char *name, const char *fallback); /* getenv with default */
 

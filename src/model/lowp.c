@@ -16,19 +16,6 @@ enum { HEAD_ROWS_MIN = 64, PAR_MIN = 1 << 15, ACT_ROWS = 32 };
  * (a passive fork/join costs ~0.1 ms of CPU; docs/perf/kernels.md, section 7). */
 enum { PAR_ELEMS = 1 << 19 };
 
-/* for (T i = 0; i < n; i++) body, over the threads when par, else as a plain loop outside
- * any OpenMP construct: a region with a false `if` clause still calls GOMP_parallel and
- * wakes a futex (docs/perf/kernels.md, section 10). */
-#define ROWS_FOR(par, T, i, n, ...)                                                                                    \
-    do {                                                                                                               \
-        if (par) {                                                                                                     \
-            _Pragma("omp parallel for schedule(static)") for (T i = 0; i < (n); i++) __VA_ARGS__                       \
-        } else {                                                                                                       \
-            for (T i = 0; i < (n); i++)                                                                                \
-                __VA_ARGS__                                                                                            \
-        }                                                                                                              \
-    } while (0)
-
 /* ---- layout ---- */
 
 typedef struct carver {
@@ -232,7 +219,7 @@ static void deq_bf16(const model_lp *lp, uint16_t *out, const uint8_t *q, const 
 {
     const float *lut = lp->lut[fmt];
     size_t nbc = ntiles(cols);
-    ROWS_FOR(rows * cols >= PAR_MIN, size_t, r, rows, {
+    FG_ROWS_FOR(rows * cols >= PAR_MIN, size_t, r, 0, rows, {
         const float *s = sc + (r / block_rows) * nbc;
         const uint8_t *qr = q + r * cols;
         uint16_t *o = out + r * cols;
@@ -332,7 +319,7 @@ static void norm_out(const fg_model *m, float *out, const model_saved *xn, const
         return;
     }
     load_f32(xn, out, (size_t)N);
-    ROWS_FOR((size_t)N * C >= PAR_ELEMS, int, n, N, {
+    FG_ROWS_FOR((size_t)N * C >= PAR_ELEMS, int, n, 0, N, {
         float *o = out + (size_t)n * C;
         for (size_t c = 0; c < C; c++)
             o[c] = o[c] * w[c] + (b ? b[c] : 0.0f);
@@ -360,7 +347,7 @@ static void norm_inp(const fg_model *m, float *out, const model_saved *xn, const
     int ln = m->cfg.layout == FG_LAYOUT_GPT2;
     if (xn->bf) { /* one pass from the bf16 x-hat: no fp32 copy written and read back */
         const uint16_t *x = xn->bf;
-        ROWS_FOR((size_t)N * C >= PAR_ELEMS, int, n, N, {
+        FG_ROWS_FOR((size_t)N * C >= PAR_ELEMS, int, n, 0, N, {
             float *o = out + (size_t)n * C, r = 1.0f / rstd[n], mu = ln ? mean[n] : 0.0f;
             const uint16_t *xr = x + (size_t)n * C;
             for (size_t c = 0; c < C; c++)
@@ -369,7 +356,7 @@ static void norm_inp(const fg_model *m, float *out, const model_saved *xn, const
         return;
     }
     load_f32(xn, out, (size_t)N);
-    ROWS_FOR((size_t)N * C >= PAR_ELEMS, int, n, N, {
+    FG_ROWS_FOR((size_t)N * C >= PAR_ELEMS, int, n, 0, N, {
         float *o = out + (size_t)n * C, r = 1.0f / rstd[n], mu = ln ? mean[n] : 0.0f;
         for (size_t c = 0; c < C; c++)
             o[c] = o[c] * r + mu;
@@ -430,8 +417,8 @@ static void lin_fwd(const fg_model *m, float *out, const uint16_t *xb, size_t wo
     const float *bias = model_p(m, boff);
     float beta = 0.0f;
     if (bias) {
-        ROWS_FOR((size_t)N * OC >= PAR_ELEMS, int, n, N,
-                 { memcpy(out + (size_t)n * OC, bias, (size_t)OC * sizeof(float)); });
+        FG_ROWS_FOR((size_t)N * OC >= PAR_ELEMS, int, n, 0, N,
+                    { memcpy(out + (size_t)n * OC, bias, (size_t)OC * sizeof(float)); });
         beta = 1.0f;
     }
     fg_bgemm(0, 1, N, OC, C, 1.0f, xb, C, m->wbf + woff, C, beta, out, OC);

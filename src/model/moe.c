@@ -19,18 +19,6 @@
  * elements on: src/kernels' FG_PAR_MIN_ELEMS (a passive fork/join costs ~0.1 ms of
  * CPU; docs/perf/kernels.md, section 7). Routing costs several ops per logit: 1/8. */
 #define MOE_PAR_ELEMS ((size_t)1 << 19)
-/* for (T i = lo; i < hi; i++) body, over the threads when par, else as a plain loop
- * outside any OpenMP construct: a region with a false `if` clause still calls
- * GOMP_parallel and wakes a futex (docs/perf/kernels.md, section 10). */
-#define ROWS_FOR(par, T, i, lo, hi, ...)                                                                               \
-    do {                                                                                                               \
-        if (par) {                                                                                                     \
-            _Pragma("omp parallel for schedule(static)") for (T i = (lo); i < (hi); i++) __VA_ARGS__                   \
-        } else {                                                                                                       \
-            for (T i = (lo); i < (hi); i++)                                                                            \
-                __VA_ARGS__                                                                                            \
-        }                                                                                                              \
-    } while (0)
 
 fg_status fg_moe_config_validate(const fg_moe_config *mc)
 {
@@ -607,7 +595,7 @@ fg_status fg_moe_forward(fg_moe_layer *L, float *out, const float *x, const fg_m
     if (mc->router_logit_scale != 1.0f)
         for (size_t i = 0; i < (size_t)n * E; i++)
             L->aff[i] *= mc->router_logit_scale;
-    ROWS_FOR((size_t)n * E >= MOE_PAR_ELEMS / 8, int, t, 0, n, {
+    FG_ROWS_FOR((size_t)n * E >= MOE_PAR_ELEMS / 8, int, t, 0, n, {
         route_token(L->aff + (size_t)t * E, L->prob ? L->prob + (size_t)t * E : NULL, L->topk + (size_t)t * K,
                     L->gate + (size_t)t * K, bias, E, K, mc->route_scale, mc->route_groups, mc->route_max_groups);
     });
@@ -640,11 +628,12 @@ fg_status fg_moe_forward(fg_moe_layer *L, float *out, const float *x, const fg_m
     if (fused) { /* x converted once (the shared expert's operand too), its rows gathered */
         uint16_t *xgb = bf16_view(L->xg);
         fg_cvt_f32_bf16(w->bf16_x, x, (size_t)n * C);
-        ROWS_FOR((size_t)L->n_rows * C >= MOE_PAR_ELEMS, int, r, 0, L->n_rows,
-                 { memcpy(xgb + (size_t)r * C, w->bf16_x + (size_t)L->row_tok[r] * C, (size_t)C * sizeof(uint16_t)); });
+        FG_ROWS_FOR((size_t)L->n_rows * C >= MOE_PAR_ELEMS, int, r, 0, L->n_rows, {
+            memcpy(xgb + (size_t)r * C, w->bf16_x + (size_t)L->row_tok[r] * C, (size_t)C * sizeof(uint16_t));
+        });
     } else {
-        ROWS_FOR((size_t)L->n_rows * C >= MOE_PAR_ELEMS, int, r, 0, L->n_rows,
-                 { memcpy(L->xg + (size_t)r * C, x + (size_t)L->row_tok[r] * C, (size_t)C * sizeof(float)); });
+        FG_ROWS_FOR((size_t)L->n_rows * C >= MOE_PAR_ELEMS, int, r, 0, L->n_rows,
+                    { memcpy(L->xg + (size_t)r * C, x + (size_t)L->row_tok[r] * C, (size_t)C * sizeof(float)); });
     }
 
     if (L->ep) { /* expert parallel: the rows go to the experts' ranks and come back */
@@ -675,7 +664,7 @@ fg_status fg_moe_forward(fg_moe_layer *L, float *out, const float *x, const fg_m
     }
     /* combine: out[t] += sum_k gate_tk * eo[pos_tk], slots in a fixed order per token,
      * so the result does not depend on the thread count */
-    ROWS_FOR((size_t)n * K * C >= MOE_PAR_ELEMS, int, t, 0, n, {
+    FG_ROWS_FOR((size_t)n * K * C >= MOE_PAR_ELEMS, int, t, 0, n, {
         float *o = out + (size_t)t * C;
         for (int k = 0; k < K; k++) {
             int p = L->pos[(size_t)t * K + k];
@@ -833,7 +822,7 @@ fg_status fg_moe_backward(fg_moe_layer *L, fg_moe_scratch *S, float *dx, const f
         return fg_error(FG_ERR_INVALID, "moe: backward scratch sized for %d tokens, forward had %d", S->max_tokens, n);
 
     /* gates: out[t] += g_tk eo[p]  =>  d_eo[p] = g_tk dout_t (dg_tk = <dout_t, eo_p> below) */
-    ROWS_FOR((size_t)n * K * C >= MOE_PAR_ELEMS, int, t, 0, n, {
+    FG_ROWS_FOR((size_t)n * K * C >= MOE_PAR_ELEMS, int, t, 0, n, {
         const float *d = dout + (size_t)t * C;
         for (int k = 0; k < K; k++) {
             int p = L->pos[(size_t)t * K + k];
@@ -859,7 +848,7 @@ fg_status fg_moe_backward(fg_moe_layer *L, fg_moe_scratch *S, float *dx, const f
             expert_backward(L, S, dw, w, e);
     }
     /* scatter: dx[t] += sum_k d_xg[pos_tk] (the gather's backward), fixed slot order */
-    ROWS_FOR((size_t)n * K * C >= MOE_PAR_ELEMS, int, t, 0, n, {
+    FG_ROWS_FOR((size_t)n * K * C >= MOE_PAR_ELEMS, int, t, 0, n, {
         float *d = dx + (size_t)t * C;
         for (int k = 0; k < K; k++) {
             int p = L->pos[(size_t)t * K + k];
@@ -914,7 +903,7 @@ fg_status fg_moe_backward(fg_moe_layer *L, fg_moe_scratch *S, float *dx, const f
             c = (double)aux_scale * mc->balance_alpha / ((double)B * T);
         }
         int t0 = b * tseq, t1 = t0 + tseq;
-        ROWS_FOR((size_t)tseq * K * C >= MOE_PAR_ELEMS, int, t, t0, t1, {
+        FG_ROWS_FOR((size_t)tseq * K * C >= MOE_PAR_ELEMS, int, t, t0, t1, {
             float dg[FG_MOE_MAX_K];
             for (int k = 0; k < K; k++) {
                 int p = L->pos[(size_t)t * K + k];

@@ -11,20 +11,6 @@
 
 enum { CB = 64 };
 
-/* for (T i = 0; i < n; i++) body, over the threads when par, else as a plain loop outside
- * any OpenMP construct: a region with a false `if` clause still calls GOMP_parallel and
- * wakes a futex, and these row passes run under FG_PAR_MIN_ELEMS several times per layer
- * and step at the bf16 recipe's shapes (docs/perf/kernels.md, section 10). */
-#define ROWS_FOR(par, T, i, n, ...)                                                                                    \
-    do {                                                                                                               \
-        if (par) {                                                                                                     \
-            _Pragma("omp parallel for schedule(static)") for (T i = 0; i < (n); i++) __VA_ARGS__                       \
-        } else {                                                                                                       \
-            for (T i = 0; i < (n); i++)                                                                                \
-                __VA_ARGS__                                                                                            \
-        }                                                                                                              \
-    } while (0)
-
 static inline float dot_row(const float *a, const float *b, int C)
 {
     __m512 s = _mm512_setzero_ps();
@@ -37,7 +23,7 @@ static inline float dot_row(const float *a, const float *b, int C)
 
 void fg_rmsnorm_forward_avx512(float *out, float *rstd, const float *inp, const float *weight, int N, int C, float eps)
 {
-    ROWS_FOR((size_t)N * C >= FG_PAR_MIN_ELEMS, int, n, N, {
+    FG_ROWS_FOR((size_t)N * C >= FG_PAR_MIN_ELEMS, int, n, 0, N, {
         const float *x = inp + (size_t)n * C;
         float *o = out + (size_t)n * C;
         float r = 1.0f / sqrtf(dot_row(x, x, C) / (float)C + eps);
@@ -57,7 +43,7 @@ void fg_rmsnorm_backward_avx512(float *dinp, float *dweight, const float *dout, 
                                 const float *rstd, int N, int C)
 {
     if (dinp) {
-        ROWS_FOR((size_t)N * C >= FG_PAR_MIN_ELEMS, int, n, N, {
+        FG_ROWS_FOR((size_t)N * C >= FG_PAR_MIN_ELEMS, int, n, 0, N, {
             const float *x = inp + (size_t)n * C, *g = dout + (size_t)n * C;
             float *d = dinp + (size_t)n * C;
             float r = rstd[n];
@@ -78,7 +64,7 @@ void fg_rmsnorm_backward_avx512(float *dinp, float *dweight, const float *dout, 
     }
     if (dweight) {
         int nblk = (C + CB - 1) / CB;
-        ROWS_FOR((size_t)N * C >= FG_PAR_MIN_ELEMS, int, blk, nblk, {
+        FG_ROWS_FOR((size_t)N * C >= FG_PAR_MIN_ELEMS, int, blk, 0, nblk, {
             int c0 = blk * CB;
             __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
             for (int n = 0; n < N; n++) {
@@ -107,7 +93,7 @@ void fg_rmsnorm_forward_bf16_avx512(uint16_t *xhat, uint16_t *out, float *outf, 
                                     const float *w, int N, int C, float eps)
 {
     int unit = fg_bf16_unit_on();
-    ROWS_FOR((size_t)N * C >= FG_PAR_MIN_ELEMS, int, n, N, {
+    FG_ROWS_FOR((size_t)N * C >= FG_PAR_MIN_ELEMS, int, n, 0, N, {
         const float *x = inp + (size_t)n * C;
         uint16_t *xo = xhat + (size_t)n * C;
         float r = 1.0f / sqrtf(dot_row(x, x, C) / (float)C + eps);
@@ -148,7 +134,7 @@ void fg_rmsnorm_backward_bf16_avx512(float *dinp, float *dweight, const float *d
                                      const float *weight, const float *rstd, int N, int C)
 {
     if (dinp) {
-        ROWS_FOR((size_t)N * C >= FG_PAR_MIN_ELEMS, int, n, N, {
+        FG_ROWS_FOR((size_t)N * C >= FG_PAR_MIN_ELEMS, int, n, 0, N, {
             const uint16_t *x = xhat + (size_t)n * C;
             const float *g = dout + (size_t)n * C;
             float *d = dinp + (size_t)n * C;
@@ -170,7 +156,7 @@ void fg_rmsnorm_backward_bf16_avx512(float *dinp, float *dweight, const float *d
     }
     if (dweight) {
         int nblk = (C + CB - 1) / CB;
-        ROWS_FOR((size_t)N * C >= FG_PAR_MIN_ELEMS, int, blk, nblk, {
+        FG_ROWS_FOR((size_t)N * C >= FG_PAR_MIN_ELEMS, int, blk, 0, nblk, {
             int c0 = blk * CB;
             __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
             for (int n = 0; n < N; n++) {
@@ -195,7 +181,7 @@ void fg_rmsnorm_backward_bf16_avx512(float *dinp, float *dweight, const float *d
 void fg_layernorm_forward_avx512(float *out, float *mean, float *rstd, const float *inp, const float *weight,
                                  const float *bias, int N, int C, float eps)
 {
-    ROWS_FOR((size_t)N * C >= FG_PAR_MIN_ELEMS, int, n, N, {
+    FG_ROWS_FOR((size_t)N * C >= FG_PAR_MIN_ELEMS, int, n, 0, N, {
         const float *x = inp + (size_t)n * C;
         float *o = out + (size_t)n * C;
         __m512 s = _mm512_setzero_ps();
@@ -229,7 +215,7 @@ void fg_layernorm_forward_bf16_avx512(uint16_t *xhat, uint16_t *out, float *mean
                                       const float *w, const float *b, int N, int C, float eps)
 {
     int unit = fg_bf16_unit_on();
-    ROWS_FOR((size_t)N * C >= FG_PAR_MIN_ELEMS, int, n, N, {
+    FG_ROWS_FOR((size_t)N * C >= FG_PAR_MIN_ELEMS, int, n, 0, N, {
         const float *x = inp + (size_t)n * C;
         uint16_t *xo = xhat + (size_t)n * C, *o = out + (size_t)n * C;
         __m512 s = _mm512_setzero_ps();
@@ -272,7 +258,7 @@ void fg_layernorm_backward_avx512(float *dinp, float *dweight, float *dbias, con
                                   const float *weight, const float *mean, const float *rstd, int N, int C)
 {
     if (dinp) {
-        ROWS_FOR((size_t)N * C >= FG_PAR_MIN_ELEMS, int, n, N, {
+        FG_ROWS_FOR((size_t)N * C >= FG_PAR_MIN_ELEMS, int, n, 0, N, {
             const float *x = inp + (size_t)n * C, *g = dout + (size_t)n * C;
             float *d = dinp + (size_t)n * C;
             __m512 vm = _mm512_set1_ps(mean[n]), vr = _mm512_set1_ps(rstd[n]);
@@ -297,7 +283,7 @@ void fg_layernorm_backward_avx512(float *dinp, float *dweight, float *dbias, con
     }
     if (dweight || dbias) {
         int nblk = (C + CB - 1) / CB;
-        ROWS_FOR((size_t)N * C >= FG_PAR_MIN_ELEMS, int, blk, nblk, {
+        FG_ROWS_FOR((size_t)N * C >= FG_PAR_MIN_ELEMS, int, blk, 0, nblk, {
             int c0 = blk * CB;
             __m512 aw[4], ab[4];
             for (int v = 0; v < 4; v++)
