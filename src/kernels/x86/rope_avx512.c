@@ -1,6 +1,6 @@
 /* rope_avx512.c: rotary position embedding (rotate_half pairing), AVX-512: the
  * rotation of one row's heads, 16 pairs per vector op; the angles (once per position,
- * in double as the reference) are rope_angles.h's, its loop with a row prefetch. */
+ * in double as the reference) and the prefetching row loop are rope_angles.h's. */
 #include <immintrin.h>
 
 #include "rope_angles.h"
@@ -23,44 +23,13 @@ static void rotate(float *row, int NH, int HS, const float *cs, const float *sn)
     }
 }
 
-enum { ROPE_AHEAD = 8 }; /* rows; recipe rope samples: 2 ahead 1.46%, 8 and 16 0.93-1.03% */
-
-/* rope_angles.h's fg_rope_rows with a software prefetch: at a position the loop visits
- * the B rows T * row_stride floats apart (far past what the hardware prefetchers
- * follow), so each row's first touch waited on memory (the rotation's loads were 58% of
- * its samples in the recipe's profile); the row ROPE_AHEAD steps ahead is fetched instead. */
-static void rope_rows(float *x, int B, int T, int NH, int HS, int row_stride, int pos0, float theta, double sign)
-{
-    if (fg_rope_wide_ref(x, B, T, NH, HS, row_stride, pos0, theta, sign))
-        return;
-    int half = HS / 2;
-    size_t len = sizeof(float) * (size_t)NH * HS;
-    double inv_freq[FG_ROPE_MAXHALF];
-    fg_rope_inv_freq(inv_freq, HS, theta);
-#pragma omp parallel for schedule(static) if ((size_t)B * T * NH * HS >= FG_PAR_MIN_ELEMS)
-    for (int t = 0; t < T; t++) {
-        float cs[FG_ROPE_MAXHALF] __attribute__((aligned(64))), sn[FG_ROPE_MAXHALF] __attribute__((aligned(64)));
-        fg_rope_angles(cs, sn, inv_freq, half, sign * (double)(pos0 + t));
-        for (int b = 0; b < B; b++) {
-            int pb = b + ROPE_AHEAD, pt = t + pb / B;
-            pb %= B;
-            if (pt < T) {
-                const char *r = (const char *)(x + ((size_t)pb * T + pt) * row_stride);
-                for (size_t o = 0; o < len; o += 64)
-                    _mm_prefetch(r + o, _MM_HINT_T0);
-            }
-            rotate(x + ((size_t)b * T + t) * row_stride, NH, HS, cs, sn);
-        }
-    }
-}
-
 void fg_rope_forward_avx512(float *x, int B, int T, int NH, int HS, int row_stride, int pos0, float theta)
 {
-    rope_rows(x, B, T, NH, HS, row_stride, pos0, theta, 1.0);
+    fg_rope_rows(rotate, x, B, T, NH, HS, row_stride, pos0, theta, 1.0);
 }
 
 /* The forward is an orthogonal rotation; its backward rotates by -angle. */
 void fg_rope_backward_avx512(float *dx, int B, int T, int NH, int HS, int row_stride, int pos0, float theta)
 {
-    rope_rows(dx, B, T, NH, HS, row_stride, pos0, theta, -1.0);
+    fg_rope_rows(rotate, dx, B, T, NH, HS, row_stride, pos0, theta, -1.0);
 }
