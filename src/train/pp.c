@@ -1340,11 +1340,8 @@ static void stream_spans_free(pp *p)
 /* The sender's side of one piece: stage s packs its floats of the piece and sends them */
 static fg_status stream_send_piece(pp *p, int k, size_t a, size_t n)
 {
-    size_t c = stream_pieces(p, p->sspans[p->rank], p->nsspans[p->rank], k, a, n, NULL, NULL);
-    if (!c)
-        return FG_OK;
-    stream_pieces(p, p->sspans[p->rank], p->nsspans[p->rank], k, a, n, p->sbuf, NULL);
-    return fg_comm_send(p->comm, p->sbuf, c, FG_DT_F32, 0, 9);
+    size_t c = stream_pieces(p, p->sspans[p->rank], p->nsspans[p->rank], k, a, n, p->sbuf, NULL);
+    return c ? fg_comm_send(p->comm, p->sbuf, c, FG_DT_F32, 0, 9) : FG_OK;
 }
 
 fg_status pp_stream_begin(pp *p, int nt)
