@@ -6,6 +6,7 @@
 #include <math.h>
 
 #include "bf16_avx512.h"
+#include "frugal/core.h"
 #include "vmath_avx512.h"
 #include "x86_impl.h"
 

@@ -7,6 +7,7 @@
 #include <math.h>
 #include <stdbool.h>
 
+#include "frugal/core.h"
 #include "kernels_impl.h"
 
 enum { FG_ROPE_MAXHALF = 512 }; /* the variants keep one position's angles on the stack */
